@@ -1,0 +1,139 @@
+"""Decoding image files into RGB pictures the network can take.
+
+JPEG/PNG/WebP/GIF (first frame)/BMP/TIFF; EXIF orientation applied; transparency composited on
+white; palette, CMYK, 16-bit and grayscale converted to 8-bit RGB. JPEGs are decoded at reduced
+size (`Image.draft`) when the network needs far fewer pixels than the file holds, which is most
+of the cost of ingesting camera photos. Every failure is a `DecodeError` naming file and reason.
+"""
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from simsearch.errors import DecodeError
+
+__all__ = ["MAX_PIXELS", "Picture", "load_image", "to_rgb", "resize_square"]
+
+# Larger than any camera or ordinary scan (a 150 MP medium-format frame fits), small enough that
+# a decompression bomb is refused before a byte of it is decoded.
+MAX_PIXELS = 250_000_000
+
+# Pillow's own bomb check would raise at 2x its limit; ours runs first and names the file.
+Image.MAX_IMAGE_PIXELS = None
+
+_ORIENTATION_TAG = 0x0112
+
+
+@dataclass
+class Picture:
+    """A decoded picture and the full size of the file it came from (after EXIF rotation)."""
+
+    image: Image.Image
+    width: int
+    height: int
+
+
+def load_image(path: str | os.PathLike, target: int | None = None,
+               max_pixels: int = MAX_PIXELS) -> Picture:
+    """Decode `path` to an RGB picture.
+
+    With `target`, a JPEG may be decoded at 1/2, 1/4 or 1/8 scale as long as both sides stay at
+    least `target` pixels: the result is then smaller than the file, never smaller than needed.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                width, height = img.size
+                if width < 1 or height < 1:
+                    raise DecodeError(path, f"invalid size {width}x{height}")
+                if width * height > max_pixels:
+                    raise DecodeError(path, f"{width}x{height} pixels is over the limit of "
+                                            f"{max_pixels:,} (possible decompression bomb)")
+                orientation = _orientation(img)
+                if target and img.format == "JPEG":
+                    img.draft("RGB", (target, target))
+                if getattr(img, "n_frames", 1) > 1:
+                    img.seek(0)
+                img.load()
+                rgb = to_rgb(img)
+        if orientation in (5, 6, 7, 8):
+            width, height = height, width
+        if orientation and orientation != 1:
+            rgb = _apply_orientation(rgb, orientation)
+        return Picture(rgb, width, height)
+    except DecodeError:
+        raise
+    except FileNotFoundError:
+        raise DecodeError(path, "file not found") from None
+    except PermissionError:
+        raise DecodeError(path, "permission denied") from None
+    except IsADirectoryError:
+        raise DecodeError(path, "is a folder") from None
+    except Image.UnidentifiedImageError:
+        raise DecodeError(path, "not an image Pillow can read (unknown or damaged format)") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise DecodeError(path, f"possible decompression bomb ({e})") from None
+    except MemoryError:
+        raise DecodeError(path, "out of memory while decoding") from None
+    except Exception as e:  # Pillow's plugins raise OSError, SyntaxError, ValueError, struct.error...
+        reason = str(e) or type(e).__name__
+        raise DecodeError(path, f"cannot decode: {reason}") from None
+
+
+def _orientation(img: Image.Image) -> int:
+    try:
+        value = img.getexif().get(_ORIENTATION_TAG, 1)
+        return int(value) if value in range(1, 9) else 1
+    except Exception:  # a damaged EXIF block should not lose the picture
+        return 1
+
+
+_TRANSPOSES = {
+    2: (Image.Transpose.FLIP_LEFT_RIGHT,),
+    3: (Image.Transpose.ROTATE_180,),
+    4: (Image.Transpose.FLIP_TOP_BOTTOM,),
+    5: (Image.Transpose.TRANSPOSE,),
+    6: (Image.Transpose.ROTATE_270,),
+    7: (Image.Transpose.TRANSVERSE,),
+    8: (Image.Transpose.ROTATE_90,),
+}
+
+
+def _apply_orientation(img: Image.Image, orientation: int) -> Image.Image:
+    for op in _TRANSPOSES.get(orientation, ()):
+        img = img.transpose(op)
+    return img
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """Any Pillow mode to 8-bit RGB; transparent pixels become white."""
+    mode = img.mode
+    if mode == "RGB":
+        return img
+    if mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+        mode = img.mode
+    if mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+        arr = np.asarray(img, dtype=np.float64)
+        if mode != "F" and arr.max(initial=0) > 255:
+            arr = arr / 257.0
+        img = Image.fromarray(np.clip(arr + 0.5, 0, 255).astype(np.uint8), "L")
+        mode = "L"
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return img.convert("RGB")
+
+
+def resize_square(img: Image.Image, size: int) -> Image.Image:
+    """Squash to `size` x `size` (no crop: nothing at the edges is lost). Training and
+    inference both go through here so the network sees the same pixels in both."""
+    if img.size == (size, size):
+        return img
+    return img.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=3.0)

@@ -1,0 +1,123 @@
+"""FAISS: the only module that imports faiss. Inner product on unit vectors = cosine score.
+
+Collections up to `EXACT_LIMIT` vectors use an exact flat index; beyond that, dedupe switches to
+an inverted-file index so that all-pairs range search stays sub-quadratic.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import faiss
+import numpy as np
+
+from simsearch.errors import IndexStoreError
+
+__all__ = ["VectorStore", "Pairs", "range_pairs", "EXACT_LIMIT"]
+
+EXACT_LIMIT = 200_000
+
+
+class VectorStore:
+    """Vectors with stable int64 ids (`IndexIDMap2` over `IndexFlatIP`)."""
+
+    def __init__(self, dim: int, index: faiss.Index | None = None):
+        self.dim = dim
+        self.index = index if index is not None else faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
+
+    @property
+    def count(self) -> int:
+        return int(self.index.ntotal)
+
+    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        if len(ids) == 0:
+            return
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(len(ids), self.dim)
+        self.index.add_with_ids(vectors, np.ascontiguousarray(ids, dtype=np.int64))
+
+    def remove(self, ids: np.ndarray) -> int:
+        if len(ids) == 0:
+            return 0
+        return int(self.index.remove_ids(np.ascontiguousarray(ids, dtype=np.int64)))
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, ids), each [n, k'] with k' = min(k, count), best first."""
+        k = min(k, self.count)
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        if k == 0:
+            n = len(queries)
+            return np.zeros((n, 0), np.float32), np.zeros((n, 0), np.int64)
+        return self.index.search(queries, k)
+
+    def ids(self) -> np.ndarray:
+        return faiss.vector_to_array(self.index.id_map).astype(np.int64)
+
+    def vectors(self) -> np.ndarray:
+        return self.index.index.reconstruct_n(0, self.count)
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Atomic: a temp file, flushed, then `os.replace`."""
+        path = os.fspath(path)
+        tmp = path + ".tmp"
+        faiss.write_index(self.index, tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, dim: int) -> "VectorStore":
+        try:
+            index = faiss.read_index(os.fspath(path))
+        except RuntimeError as e:
+            raise IndexStoreError(f"{path}: cannot read the vector file ({_first_line(e)})") from e
+        if index.d != dim:
+            raise IndexStoreError(f"{path}: vectors have {index.d} dimensions, expected {dim}")
+        return cls(dim, index)
+
+
+@dataclass
+class Pairs:
+    """A batch of scored pairs (ids of the left and right image, cosine score)."""
+
+    left: np.ndarray
+    right: np.ndarray
+    scores: np.ndarray
+
+
+def range_pairs(ids: np.ndarray, vectors: np.ndarray, threshold: float,
+                batch: int = 4096, exact_limit: int = EXACT_LIMIT,
+                nprobe: int = 16) -> Iterator[Pairs]:
+    """Every pair (i < j) with cosine score >= threshold, in batches of query rows.
+
+    Memory is linear in n plus the number of pairs found: no n x n matrix is ever built. Up to
+    `exact_limit` vectors the search is exact; above, an IVF index with `nprobe` lists is used
+    (approximate: a near-duplicate pair is missed only if its vectors fall in lists that are far
+    apart, which is rare at the high scores that dedupe asks for).
+    """
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    ids = np.ascontiguousarray(ids, dtype=np.int64)
+    n, dim = vectors.shape
+    if n < 2:
+        return
+    if n <= exact_limit:
+        index = faiss.IndexFlatIP(dim)
+    else:
+        nlist = int(4 * np.sqrt(n))
+        quantizer = faiss.IndexFlatIP(dim)
+        index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
+        rng = np.random.default_rng(0)
+        sample = vectors[rng.choice(n, size=min(n, 64 * nlist), replace=False)]
+        index.train(sample)
+        index.nprobe = nprobe
+    index.add(vectors)
+    for start in range(0, n, batch):
+        lims, dist, labels = index.range_search(vectors[start:start + batch], float(threshold))
+        rows = np.repeat(np.arange(start, start + len(lims) - 1), np.diff(lims).astype(np.int64))
+        keep = labels > rows  # each unordered pair once, no self pairs
+        yield Pairs(ids[rows[keep]], ids[labels[keep]], dist[keep].astype(np.float32))
+
+
+def _first_line(e: Exception) -> str:
+    text = str(e).strip().splitlines()
+    return text[-1] if text else type(e).__name__
