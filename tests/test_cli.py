@@ -1,0 +1,90 @@
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+from click.testing import CliRunner
+from PIL import Image
+
+from simsearch.cli import main
+
+COMMANDS = ["index", "query", "dedupe", "export"]
+
+
+def _run(args, env=None):
+    return CliRunner().invoke(main, args, env=env, catch_exceptions=False)
+
+
+def test_index_query_dedupe_export_json(tmp_path, tiny_model, photos):
+    shutil.copy(photos / "img000.jpg", photos / "copy.jpg")
+    Image.open(photos / "img001.jpg").resize((100, 75)).save(photos / "small.png")
+    env = {"SIMSEARCH_INDEX": str(tmp_path / "idx")}
+    model = str(tiny_model / "model.onnx")
+    result = _run(["index", str(photos), "--model", model, "--quiet", "--json"], env)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["added"] == 10
+
+    result = _run(["query", str(photos / "img001.jpg"), str(photos / "img002.jpg"), "-k", "3",
+                   "--json"], env)
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [line["query"] for line in lines] == [str(photos / "img001.jpg"), str(photos / "img002.jpg")]
+    first = lines[0]["results"]
+    assert len(first) == 3 and first[0]["path"] == str(photos / "img001.jpg")
+    assert {r["path"] for r in first[:2]} == {str(photos / "img001.jpg"), str(photos / "small.png")}
+
+    result = _run(["dedupe", "--json"], env)
+    data = json.loads(result.stdout)
+    assert data["threshold"] == 0.95
+    kinds = {(g["kind"], tuple(sorted(os.path.basename(f) for f in g["files"]))) for g in data["groups"]}
+    assert ("exact", ("copy.jpg", "img000.jpg")) in kinds
+    assert ("near", ("img001.jpg", "small.png")) in kinds
+
+    result = _run(["export", "--out", str(tmp_path / "v.npz")], env)
+    assert result.exit_code == 0 and (tmp_path / "v.npz").is_file()
+
+
+def test_readable_output_and_errors(tmp_path, tiny_model, photos):
+    idx = str(tmp_path / "idx")
+    (photos / "bad.jpg").write_bytes(b"not an image")
+    result = _run(["index", str(photos), "--index", idx, "--model", str(tiny_model / "model.onnx")])
+    assert result.exit_code == 0
+    assert "added 8" in result.stdout and "skipped 1" in result.stdout
+    assert "bad.jpg" in result.stderr
+    result = _run(["query", str(photos / "img003.jpg"), "--index", idx, "-k", "2"])
+    assert result.exit_code == 0 and "1.0000" in result.stdout
+    result = _run(["query", str(photos / "bad.jpg"), "--index", idx])
+    assert result.exit_code == 1 and "bad.jpg" in result.stderr
+    result = _run(["dedupe", "--index", str(tmp_path / "missing")])
+    assert result.exit_code == 1 and "no index at" in result.stderr
+    result = _run(["query", "--index", idx, "-k", "0", str(photos / "img003.jpg")])
+    assert result.exit_code == 2
+
+
+def test_every_command_has_help_and_is_in_the_readme():
+    readme = open(os.path.join(os.path.dirname(__file__), "..", "README.md")).read()
+    for command in main.commands:
+        result = _run([command, "--help"])
+        assert result.exit_code == 0 and "Usage" in result.stdout
+        assert f"simsearch {command}" in readme, command
+
+
+def test_real_subprocess_and_light_help(tmp_path, tiny_model, photos):
+    env = {**os.environ, "SIMSEARCH_INDEX": str(tmp_path / "idx")}
+    cmd = [sys.executable, "-m", "simsearch.cli"]
+    done = subprocess.run(cmd + ["index", str(photos), "--model", str(tiny_model / "model.onnx"), "-q"],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    done = subprocess.run(cmd + ["query", str(photos / "img004.jpg"), "-k", "1", "--json"],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["results"][0]["path"] == str(photos / "img004.jpg")
+    probe = ("import sys; sys.argv = ['simsearch', '--help']\n"
+             "from simsearch.cli import main\n"
+             "try:\n    main()\nexcept SystemExit:\n    pass\n"
+             "heavy = [m for m in ('torch', 'torchvision', 'faiss', 'onnxruntime', 'numpy', 'PIL') "
+             "if m in sys.modules]\n"
+             "print('HEAVY', heavy)")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert "HEAVY []" in done.stdout, done.stdout + done.stderr

@@ -1,0 +1,220 @@
+"""Copy-style edits: geometry, validity on extreme sizes, determinism, and training views."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from simsearch.edits import EDIT_NAMES, EDITS, apply_edit, random_box, random_view
+
+REQUIRED = ("jpeg20", "resize25", "crop70", "crop50", "rotate90", "rotate15", "hflip", "grayscale",
+            "brightness", "contrast", "blur", "text", "letterbox", "stretch", "pip", "combo")
+EXTREME = [(448, 14), (14, 448), (1, 1), (1, 300), (2, 3), (20000, 50)]
+
+
+def picture(w: int, h: int, seed: int = 0) -> Image.Image:
+    """A smooth random colour gradient with a few random shapes on it."""
+    rs = np.random.default_rng(seed)
+    corners = rs.uniform(0, 255, size=(2, 2, 3))
+    y = np.linspace(0, 1, h)[:, None, None]
+    x = np.linspace(0, 1, w)[None, :, None]
+    arr = (corners[0, 0] * (1 - y) * (1 - x) + corners[0, 1] * (1 - y) * x
+           + corners[1, 0] * y * (1 - x) + corners[1, 1] * y * x)
+    img = Image.fromarray(arr.astype(np.uint8), "RGB")
+    draw = ImageDraw.Draw(img)
+    for _ in range(4):
+        x0, x1 = sorted(rs.integers(0, w, 2))
+        y0, y1 = sorted(rs.integers(0, h, 2))
+        fill = tuple(int(v) for v in rs.integers(0, 256, 3))
+        (draw.ellipse if rs.random() < 0.5 else draw.rectangle)((x0, y0, x1, y1), fill=fill)
+    return img
+
+
+def px(img: Image.Image) -> np.ndarray:
+    return np.asarray(img, dtype=np.int16)
+
+
+@pytest.fixture(scope="module")
+def photo() -> Image.Image:
+    return picture(256, 192, seed=1)
+
+
+def test_registry_has_every_required_edit():
+    assert set(REQUIRED) <= set(EDITS)
+    assert EDIT_NAMES == tuple(EDITS)
+
+
+@pytest.mark.parametrize("size", [(256, 192), *EXTREME])
+def test_every_edit_returns_a_nonempty_rgb_image(size):
+    img = picture(*size, seed=2)
+    for name in EDIT_NAMES:
+        out = apply_edit(name, img, random.Random(3))
+        assert out.mode == "RGB", name
+        assert out.width >= 1 and out.height >= 1, name
+        out.load()
+
+
+def test_edits_accept_other_modes(photo):
+    for mode in ("L", "RGBA", "P"):
+        assert apply_edit("crop50", photo.convert(mode), random.Random(0)).mode == "RGB"
+
+
+def test_unknown_edit_is_refused(photo):
+    with pytest.raises(ValueError, match="unknown edit"):
+        apply_edit("sepia", photo, random.Random(0))
+
+
+@pytest.mark.parametrize("name", EDIT_NAMES)
+def test_edits_are_deterministic_for_a_seed(photo, name):
+    a = apply_edit(name, photo, random.Random(42))
+    b = apply_edit(name, photo, random.Random(42))
+    assert a.size == b.size and a.tobytes() == b.tobytes()
+
+
+@pytest.mark.parametrize("name", ["crop50", "rotate15", "text", "letterbox", "pip", "combo", "brightness"])
+def test_random_edits_vary_with_the_seed(photo, name):
+    outs = {apply_edit(name, photo, random.Random(s)).tobytes() for s in range(6)}
+    assert len(outs) > 1
+
+
+def test_rotate90_swaps_sides_pixel_exactly(photo):
+    out = apply_edit("rotate90", photo, random.Random(0))
+    assert out.size == (192, 256)
+    np.testing.assert_array_equal(px(out), np.rot90(px(photo)))
+
+
+def test_hflip_is_a_mirror(photo):
+    out = apply_edit("hflip", photo, random.Random(0))
+    np.testing.assert_array_equal(px(out), px(photo)[:, ::-1])
+
+
+def test_crop70_keeps_the_centre(photo):
+    out = apply_edit("crop70", photo, random.Random(0))
+    assert out.size == (179, 134)  # round(0.7 * 256), round(0.7 * 192)
+    np.testing.assert_array_equal(px(out), px(photo)[29:29 + 134, 38:38 + 179])
+
+
+def test_resize25_is_a_quarter_with_a_floor(photo):
+    assert apply_edit("resize25", photo, random.Random(0)).size == (64, 48)
+    assert apply_edit("resize25", picture(448, 14), random.Random(0)).size == (112, 14)
+    assert apply_edit("resize25", picture(40, 100), random.Random(0)).size == (16, 25)
+    assert apply_edit("resize25", picture(1, 1), random.Random(0)).size == (1, 1)
+
+
+def test_crop50_is_a_subimage_of_half_the_area():
+    img = picture(64, 48, seed=5)
+    src = px(img)
+    for seed in range(5):
+        out = px(apply_edit("crop50", img, random.Random(seed)))
+        h, w = out.shape[:2]
+        assert abs(w * h / (64 * 48) - 0.5) < 0.05
+        found = any(np.array_equal(src[y:y + h, x:x + w], out)
+                    for y in range(48 - h + 1) for x in range(64 - w + 1))
+        assert found, f"seed {seed}: crop not found in the original"
+
+
+def test_random_box_stays_inside_any_image():
+    rng = random.Random(0)
+    for w, h in [(1, 1), (448, 14), (20000, 50), (3, 1000)]:
+        for _ in range(50):
+            left, top, right, bottom = random_box(w, h, rng.uniform(0.05, 1), 1.0, rng)
+            assert 0 <= left < right <= w and 0 <= top < bottom <= h
+
+
+def test_rotate15_expands_the_canvas(photo):
+    out = apply_edit("rotate15", photo, random.Random(0))
+    assert out.width > 256 and out.height > 192
+    corner = px(out)[0, 0]
+    assert (px(out)[:3, :3] == corner).all()  # padding, not picture
+
+
+def test_grayscale_has_equal_channels(photo):
+    out = px(apply_edit("grayscale", photo, random.Random(0)))
+    assert (out[..., 0] == out[..., 1]).all() and (out[..., 1] == out[..., 2]).all()
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_brightness_and_contrast_shift_noticeably(photo, seed):
+    src = px(photo).astype(float)
+    bright = px(apply_edit("brightness", photo, random.Random(seed))).astype(float)
+    contrast = px(apply_edit("contrast", photo, random.Random(seed))).astype(float)
+    assert abs(bright.mean() - src.mean()) > 0.2 * src.mean()
+    assert abs(contrast.std() / src.std() - 1) > 0.2
+
+
+def test_blur_removes_detail(photo):
+    def detail(a: np.ndarray) -> float:  # gradient energy: blur spreads edges, so it drops
+        return float((np.diff(a.astype(float), axis=1) ** 2).mean())
+    for seed in range(3):
+        assert detail(px(apply_edit("blur", photo, random.Random(seed)))) < 0.5 * detail(px(photo))
+
+
+def test_text_draws_on_a_same_size_copy(photo):
+    out = apply_edit("text", photo, random.Random(0))
+    assert out.size == photo.size
+    assert (px(out) != px(photo)).any(axis=2).mean() > 0.002
+
+
+def test_letterbox_pads_one_axis_with_the_picture_inside(photo):
+    for seed in range(4):
+        out = px(apply_edit("letterbox", photo, random.Random(seed)))
+        # A landscape picture gets bars above and below.
+        assert out.shape[1] == 256 and out.shape[0] > 192 * 1.2
+        top = (out.shape[0] - 192) // 2
+        np.testing.assert_array_equal(out[top:top + 192], px(photo))
+        assert (out[0] == out[0, 0]).all()
+
+
+def test_stretch_changes_the_aspect_ratio(photo):
+    for seed in range(4):
+        w, h = apply_edit("stretch", photo, random.Random(seed)).size
+        ratios = sorted((w / 256, h / 192))
+        assert ratios[0] == 1.0 and 1.39 < ratios[1] < 1.61
+
+
+def test_pip_keeps_the_size_and_shrinks_the_picture(photo):
+    out = apply_edit("pip", photo, random.Random(0))
+    assert out.size == photo.size
+    assert np.abs(px(out) - px(photo)).mean() > 5
+
+
+def test_jpeg20_and_combo_stay_close_to_the_picture(photo):
+    out = px(apply_edit("jpeg20", photo, random.Random(0)))
+    assert out.shape == px(photo).shape
+    assert 0 < np.abs(out - px(photo)).mean() < 12
+    combo = apply_edit("combo", photo, random.Random(0))
+    assert combo.width < 256 and combo.height < 192
+
+
+@pytest.mark.parametrize("size", [(256, 192), (2000, 1500), *EXTREME])
+def test_random_view_is_square_rgb(size):
+    img = picture(*size, seed=3)
+    rng = random.Random(0)
+    for _ in range(10):
+        out = random_view(img, rng, 64)
+        assert out.mode == "RGB" and out.size == (64, 64)
+
+
+def test_random_view_is_deterministic_and_varied(photo):
+    a = [random_view(photo, random.Random(s), 96).tobytes() for s in range(20)]
+    b = [random_view(photo, random.Random(s), 96).tobytes() for s in range(20)]
+    assert a == b
+    assert len(set(a)) >= 16  # a few views (e.g. just a flip) can coincide
+
+
+def test_random_view_draws_grayscale_about_a_quarter_of_the_time(photo):
+    rng = random.Random(0)
+    grey = 0
+    n = 300
+    for _ in range(n):
+        a = px(random_view(photo, rng, 48))
+        grey += (a.max(axis=2) - a.min(axis=2)).mean() < 3  # text may add a little colour
+    assert 0.15 < grey / n < 0.35
+
+
+def test_random_view_rejects_a_zero_size(photo):
+    with pytest.raises(ValueError):
+        random_view(photo, random.Random(0), 0)

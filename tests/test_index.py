@@ -1,0 +1,171 @@
+import json
+import os
+import shutil
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import make_picture, write_pictures
+from simsearch import open_index
+from simsearch.errors import IndexLockedError, IndexStoreError, ModelMismatchError
+
+
+def _index(tmp_path, tiny_model, name="idx"):
+    return open_index(tmp_path / name, model=tiny_model / "model.onnx", create=True)
+
+
+def test_round_trip_each_image_is_its_own_top_hit(tmp_path, tiny_model, photos):
+    index = _index(tmp_path, tiny_model)
+    report = index.add_paths([photos])
+    assert report.added == 8 and not report.skipped
+    files = sorted(str(p) for p in photos.iterdir())
+    for result in index.search(files, k=3):
+        assert result.error is None
+        assert result.matches[0].path == result.query
+        assert result.matches[0].score > 0.99
+        scores = [m.score for m in result.matches]
+        assert scores == sorted(scores, reverse=True)
+
+
+def test_query_from_outside_the_index_and_bad_query(tmp_path, tiny_model, photos):
+    index = _index(tmp_path, tiny_model)
+    index.add_paths([photos])
+    outside = tmp_path / "q.png"
+    Image.open(photos / "img003.jpg").resize((120, 90)).save(outside)
+    (tmp_path / "bad.jpg").write_bytes(b"nope")
+    good, bad = index.search([outside, tmp_path / "bad.jpg"], k=2)
+    assert good.matches[0].path == str(photos / "img003.jpg")
+    assert bad.error and not bad.matches
+
+
+def test_incremental_add_modify_delete_rename(tmp_path, tiny_model, photos):
+    index = _index(tmp_path, tiny_model)
+    index.add_paths([photos])
+    again = index.add_paths([photos])
+    assert (again.added, again.updated, again.unchanged, again.removed) == (0, 0, 8, 0)
+
+    vector_before = _vectors(index)[str(photos / "img002.jpg")]
+    os.rename(photos / "img002.jpg", photos / "renamed.jpg")
+    (photos / "img005.jpg").unlink()
+    make_picture(99).save(photos / "img001.jpg", quality=92)  # new content, same name
+    st = os.stat(photos / "img001.jpg")
+    os.utime(photos / "img001.jpg", ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    write_pictures(photos / "sub", 1, seed=7)
+    report = index.add_paths([photos])
+    assert (report.added, report.updated, report.moved, report.removed) == (1, 1, 1, 1)
+    assert report.unchanged == 5
+    vectors = _vectors(index)
+    assert str(photos / "img002.jpg") not in vectors and str(photos / "img005.jpg") not in vectors
+    np.testing.assert_array_equal(vectors[str(photos / "renamed.jpg")], vector_before)
+    assert index.count() == 8
+    # the FAISS file agrees with the catalog after the incremental run
+    result = index.search([photos / "img001.jpg"], k=1)[0]
+    assert result.matches[0].path == str(photos / "img001.jpg")
+
+
+def test_touch_without_content_change_is_unchanged(tmp_path, tiny_model, photos):
+    index = _index(tmp_path, tiny_model)
+    index.add_paths([photos])
+    os.utime(photos / "img000.jpg", ns=(time.time_ns(), time.time_ns()))
+    report = index.add_paths([photos])
+    assert (report.added, report.updated, report.unchanged) == (0, 0, 8)
+
+
+def test_other_roots_are_not_pruned(tmp_path, tiny_model, photos):
+    other = tmp_path / "other"
+    write_pictures(other, 2, seed=3)
+    index = _index(tmp_path, tiny_model)
+    index.add_paths([photos, other])
+    report = index.add_paths([other])
+    assert report.removed == 0 and index.count() == 10
+
+
+def test_skipped_files_are_listed_with_reasons(tmp_path, tiny_model, photos):
+    (photos / "broken.jpg").write_bytes(b"\xff\xd8\xff garbage")
+    write_pictures(photos / "dir.jpg", 1, seed=5)  # a folder with an image's name is walked
+    report = _index(tmp_path, tiny_model).add_paths([photos, tmp_path / "nowhere"])
+    reasons = {os.path.basename(s.path): s.reason for s in report.skipped}
+    assert set(reasons) == {"broken.jpg", "nowhere"}
+    assert "cannot" in reasons["nowhere"] or "not" in reasons["nowhere"]
+    assert report.added == 9
+
+
+def test_dedupe_finds_planted_copies_and_not_unrelated(tmp_path, tiny_model, photos):
+    shutil.copy(photos / "img000.jpg", photos / "exact_copy.jpg")
+    Image.open(photos / "img004.jpg").resize((120, 90)).save(photos / "small.png")
+    Image.open(photos / "img006.jpg").save(photos / "reencoded.jpg", quality=60)
+    index = _index(tmp_path, tiny_model)
+    index.add_paths([photos])
+    report = index.duplicates()
+    assert report.threshold == pytest.approx(0.95)  # the model's calibrated threshold
+    groups = {(g.kind, tuple(os.path.basename(f) for f in g.files)) for g in report.groups}
+    assert ("exact", ("exact_copy.jpg", "img000.jpg")) in groups
+    assert ("near", ("img004.jpg", "small.png")) in groups
+    assert ("near", ("img006.jpg", "reencoded.jpg")) in groups
+    assert len(groups) == 3, groups
+    for g in report.groups:
+        assert g.min_score >= report.threshold
+
+
+def test_model_mismatch_is_refused(tmp_path, tiny_model, photos):
+    index = _index(tmp_path, tiny_model)
+    index.add_paths([photos])
+    other = tmp_path / "other.onnx"
+    import onnx
+    proto = onnx.load(str(tiny_model / "model.onnx"))
+    for p in proto.metadata_props:
+        if p.key == "simsearch_model_id":
+            p.value = "another-model"
+    onnx.save(proto, str(other))
+    with pytest.raises(ModelMismatchError, match="--rebuild"):
+        open_index(tmp_path / "idx", model=other).search([photos / "img000.jpg"])
+    # the index remembers its model: no --model needed afterwards
+    assert open_index(tmp_path / "idx").search([photos / "img000.jpg"], k=1)[0].matches
+    rebuilt = open_index(tmp_path / "idx", model=other).add_paths([photos], rebuild=True)
+    assert rebuilt.added == 8
+
+
+def test_missing_index_message(tmp_path):
+    with pytest.raises(IndexStoreError, match="simsearch index PHOTOS"):
+        open_index(tmp_path / "none")
+
+
+def test_stale_faiss_file_is_rebuilt_from_catalog(tmp_path, tiny_model, photos):
+    index = _index(tmp_path, tiny_model)
+    index.add_paths([photos])
+    (tmp_path / "idx" / "vectors.faiss").unlink()
+    result = open_index(tmp_path / "idx").search([photos / "img001.jpg"], k=1)[0]
+    assert result.matches[0].path == str(photos / "img001.jpg")
+
+
+def test_second_writer_is_refused(tmp_path, tiny_model, photos):
+    from simsearch.index import LOCK, _WriterLock
+    index = _index(tmp_path, tiny_model)
+    index.add_paths([photos])
+    with _WriterLock(tmp_path / "idx" / LOCK):
+        with pytest.raises(IndexLockedError, match="another simsearch process"):
+            open_index(tmp_path / "idx").add_paths([photos])
+
+
+def test_export_npz(tmp_path, tiny_model, photos):
+    index = _index(tmp_path, tiny_model)
+    index.add_paths([photos])
+    n = index.export(tmp_path / "v.npz")
+    data = np.load(tmp_path / "v.npz")
+    assert n == 8 and data["vectors"].shape == (8, 32) and data["vectors"].dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(data["vectors"], axis=1), 1.0, rtol=1e-5)
+    assert sorted(data["paths"]) == sorted(str(p) for p in photos.iterdir())
+
+
+def _vectors(index):
+    catalog = index.catalog()
+    try:
+        out = {}
+        for ids, vectors in catalog.vectors():
+            paths = catalog.paths(ids)
+            out.update({paths[int(i)]: v for i, v in zip(ids, vectors)})
+        return out
+    finally:
+        catalog.close()

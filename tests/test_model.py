@@ -1,0 +1,85 @@
+import numpy as np
+import pytest
+import torch
+
+from simsearch.config import ModelConfig
+from simsearch.embedder import Embedder, resolve_model
+from simsearch.errors import ModelError
+from simsearch.export import export_onnx
+from simsearch.model import create_model, load_imagenet_trunk, load_model, save_model
+
+TINY = ModelConfig(dim=16, input_size=48)
+
+
+def test_output_is_unit_norm_and_seeded():
+    a, b = create_model(TINY, seed=3), create_model(TINY, seed=3)
+    x = torch.randn(4, 3, 48, 48)
+    with torch.no_grad():
+        ya, yb = a(x), b(x)
+    torch.testing.assert_close(ya, yb)
+    torch.testing.assert_close(ya.norm(dim=1), torch.ones(4))
+
+
+@pytest.mark.parametrize("backbone", ["resnet18", "resnet34", "resnet50"])
+def test_backbones(backbone):
+    model = create_model(ModelConfig(backbone=backbone, dim=8, input_size=32, pooling="avg"))
+    with torch.no_grad():
+        assert model(torch.randn(1, 3, 32, 32)).shape == (1, 8)
+
+
+def test_save_load_identical_vectors(tmp_path):
+    model = create_model(TINY, seed=1)
+    save_model(model, tmp_path / "m.safetensors", half=False)
+    loaded = load_model(tmp_path / "m.safetensors")
+    x = torch.randn(2, 3, 48, 48)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), loaded(x))
+    assert loaded.config == TINY
+    assert (tmp_path / "m.json").is_file()
+
+
+def test_malformed_model_files_rejected(tmp_path):
+    (tmp_path / "bad.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json}xxxxxx")
+    with pytest.raises(ModelError, match="bad.safetensors"):
+        load_model(tmp_path / "bad.safetensors")
+    (tmp_path / "bad.onnx").write_bytes(b"garbage")
+    with pytest.raises(ModelError, match="bad.onnx"):
+        resolve_model(tmp_path / "bad.onnx")
+    with pytest.raises(ModelError, match="not found"):
+        resolve_model(tmp_path / "missing.onnx")
+
+
+def test_onnx_matches_torch_and_resolves_from_safetensors(tmp_path):
+    model = create_model(TINY, seed=2)
+    model_id = save_model(model, tmp_path / "m.safetensors")
+    ref = resolve_model(tmp_path / "m.safetensors")  # exported once into the cache
+    assert ref.model_id == model_id and ref.config == TINY
+    embedder = Embedder(ref)
+    rng = np.random.default_rng(0)
+    batch = rng.integers(0, 256, (3, 48, 48, 3), dtype=np.uint8)
+    got = embedder.embed_arrays(batch)
+    mean = torch.tensor(TINY.mean).view(1, 3, 1, 1)
+    std = torch.tensor(TINY.std).view(1, 3, 1, 1)
+    x = (torch.from_numpy(batch).permute(0, 3, 1, 2).float() / 255 - mean) / std
+    with torch.no_grad():
+        want = load_model(tmp_path / "m.safetensors")(x).numpy()
+    assert (got * want).sum(1).min() > 0.999
+    assert resolve_model(tmp_path / "m.safetensors").onnx_path == ref.onnx_path  # cached
+
+
+def test_imagenet_weights_from_file(tmp_path):
+    import torchvision
+    reference = torchvision.models.resnet18(weights=None)
+    torch.save(reference.state_dict(), tmp_path / "resnet18-f37072fd.pth")
+    model = load_imagenet_trunk(create_model(TINY), tmp_path / "resnet18-f37072fd.pth")
+    torch.testing.assert_close(model.trunk[0].weight, reference.conv1.weight)
+    torch.testing.assert_close(model.trunk[7][1].conv2.weight, reference.layer4[1].conv2.weight)
+
+
+def test_imagenet_weights_missing_or_wrong(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    with pytest.raises(ModelError, match="never downloads"):
+        load_imagenet_trunk(create_model(TINY))
+    torch.save({"fc.weight": torch.zeros(2, 2)}, tmp_path / "wrong.pth")
+    with pytest.raises(ModelError, match="not resnet18 ImageNet weights"):
+        load_imagenet_trunk(create_model(TINY), tmp_path / "wrong.pth")

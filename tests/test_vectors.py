@@ -1,0 +1,80 @@
+import numpy as np
+import pytest
+
+from simsearch.dedupe import complete_linkage
+from simsearch.vectors import VectorStore, range_pairs
+
+
+def _unit(n, d, seed):
+    x = np.random.default_rng(seed).standard_normal((n, d)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def test_search_equals_numpy_brute_force():
+    base, queries = _unit(500, 24, 0), _unit(20, 24, 1)
+    ids = np.arange(1000, 1500, dtype=np.int64)
+    store = VectorStore(24)
+    store.add(ids, base)
+    scores, found = store.search(queries, 7)
+    sims = queries @ base.T
+    want = np.argsort(-sims, axis=1)[:, :7]
+    np.testing.assert_array_equal(found, ids[want])
+    np.testing.assert_allclose(scores, np.take_along_axis(sims, want, 1), rtol=1e-5, atol=1e-6)
+
+
+def test_remove_and_ids_round_trip(tmp_path):
+    store = VectorStore(8)
+    store.add(np.array([5, 9, 11]), _unit(3, 8, 2))
+    assert store.remove(np.array([9])) == 1
+    store.save(tmp_path / "v.faiss")
+    loaded = VectorStore.load(tmp_path / "v.faiss", 8)
+    assert sorted(loaded.ids().tolist()) == [5, 11]
+    assert loaded.search(_unit(1, 8, 3), 10)[1].shape == (1, 2)
+
+
+def _brute_pairs(vectors, threshold):
+    sims = vectors @ vectors.T
+    i, j = np.nonzero(np.triu(sims >= threshold, k=1))
+    return {(int(a), int(b)) for a, b in zip(i, j)}
+
+
+def _planted(n_groups=40, per=3, noise=0.05, distractors=300, d=32, seed=0):
+    rng = np.random.default_rng(seed)
+    centres = _unit(n_groups, d, seed)
+    members = [c + noise * rng.standard_normal((per, d)).astype(np.float32) / np.sqrt(d)
+               for c in centres]
+    x = np.concatenate(members + [_unit(distractors, d, seed + 1)])
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def test_exact_range_pairs_equal_brute_force():
+    x = _planted()
+    got = set()
+    for p in range_pairs(np.arange(len(x)), x, 0.9, batch=64):
+        got.update(zip(p.left.tolist(), p.right.tolist()))
+        assert np.all(p.scores >= 0.9)
+    assert got == _brute_pairs(x, 0.9)
+
+
+def test_ivf_range_pairs_find_planted_pairs():
+    x = _planted(n_groups=200, distractors=3000)
+    got = set()
+    for p in range_pairs(np.arange(len(x)), x, 0.9, exact_limit=100, nprobe=8):
+        got.update(zip(p.left.tolist(), p.right.tolist()))
+    want = _brute_pairs(x, 0.9)
+    assert got <= want and len(got) >= 0.95 * len(want)
+
+
+def test_complete_linkage_never_chains():
+    # a-b and b-c are near, a-c is not: b joins one side, never both
+    left, right = np.array([1, 2]), np.array([2, 3])
+    groups = complete_linkage(left, right, np.array([0.97, 0.96], np.float32))
+    assert groups == [([1, 2], pytest.approx(0.97))]
+
+
+def test_complete_linkage_reports_lowest_pairwise_score():
+    pairs = [(1, 2, 0.99), (1, 3, 0.95), (2, 3, 0.96), (4, 5, 0.93)]
+    left, right, scores = (np.array(v) for v in zip(*pairs))
+    groups = sorted(complete_linkage(left, right, scores.astype(np.float32)))
+    assert groups[0][0] == [1, 2, 3] and groups[0][1] == pytest.approx(0.95)
+    assert groups[1][0] == [4, 5] and groups[1][1] == pytest.approx(0.93)
