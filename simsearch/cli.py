@@ -146,7 +146,7 @@ def dedupe_cmd(threshold, index_dir, as_json):
 
 @main.command("export")
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="Output .npz file: vectors float32 [n, d], paths, ids.")
+              help="Output .npz file: vectors float32 [n, d] and paths.")
 @_index_option
 def export_cmd(out, index_dir):
     """Write the stored vectors and their paths to an .npz file."""
@@ -154,6 +154,52 @@ def export_cmd(out, index_dir):
 
     n = open_index(index_dir).export(out)
     click.echo(f"wrote {n} vectors to {out}")
+
+
+@main.command("eval")
+@click.argument("originals", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--distractors", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="A folder of unrelated images added to the references as negatives.")
+@_model_option
+@click.option("--threshold", type=click.FloatRange(-1.0, 1.0), default=None,
+              help="Dedupe threshold to score.  [default: the model's calibrated threshold]")
+@click.option("--per-image", type=click.IntRange(1, 64), default=None,
+              help="Edited copies per original (a seeded sample of the edits).  [default: all]")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--no-baselines", is_flag=True, help="Skip the pHash/dHash baselines.")
+@_quiet_option
+@_json_option
+def eval_cmd(originals, distractors, model, threshold, per_image, seed, no_baselines, quiet,
+             as_json):
+    """Measure accuracy on your own pictures: edited copies of ORIGINALS are made in a
+    temporary folder, the real pipeline runs on them, and uAP, Recall@1 (overall and per
+    edit), dedupe precision/recall/F1 and a calibrated threshold are reported, beside the
+    pHash and dHash baselines on the same files. Your files are only read.
+    """
+    from simsearch.scorecard import run_eval
+
+    with _Progress("evaluating", quiet) as progress:
+        stage = None if progress is None else (lambda name, done, total: progress(done, total))
+        report = run_eval(originals, distractors, model=model, threshold=threshold, seed=seed,
+                          per_image=per_image, baselines=() if no_baselines else ("phash", "dhash"),
+                          progress=stage)
+    if as_json:
+        click.echo(json.dumps(report.to_dict()))
+        return
+    rows = [("simsearch", report.metrics)] + list(report.baselines.items())
+    click.echo(f"{report.n_queries} edited copies of {report.n_references} references "
+               f"(model: {report.model})")
+    click.echo(f"{'':<10} {'uAP':>6} {'R@1':>6} {'dedupe P':>9} {'R':>6} {'F1':>6} {'at':>7}  "
+               f"{'P>=0.99 at':>10} {'R':>6}")
+    for name, m in rows:
+        cal = m.calibrated
+        click.echo(f"{name:<10} {m.uap:>6.3f} {m.recall_at_1:>6.3f} {m.dedupe.precision:>9.3f} "
+                   f"{m.dedupe.recall:>6.3f} {m.dedupe.f1:>6.3f} {m.dedupe.threshold:>7.4f}  "
+                   + (f"{cal.threshold:>10.4f} {cal.recall:>6.3f}" if cal else f"{'-':>10} {'-':>6}"))
+    click.echo("\nRecall@1 per edit")
+    click.echo(f"{'edit':<12}" + "".join(f"{name:>10}" for name, _ in rows))
+    for edit in report.metrics.per_edit:
+        click.echo(f"{edit:<12}" + "".join(f"{m.per_edit.get(edit, 0):>10.3f}" for _, m in rows))
 
 
 class _Progress:
@@ -167,6 +213,9 @@ class _Progress:
         return None if self.quiet or not sys.stderr.isatty() else self
 
     def __call__(self, done: int, total: int) -> None:
+        if self.bar is not None and total != self.bar.length:  # a new stage
+            self.bar.__exit__(None, None, None)
+            self.bar = None
         if self.bar is None:
             if total == 0:
                 return

@@ -268,9 +268,8 @@ class Index:
             return DEFAULT_THRESHOLD
         return ref.dedupe_threshold if ref.dedupe_threshold is not None else DEFAULT_THRESHOLD
 
-    def export(self, out: str | os.PathLike) -> int:
-        """Write the stored vectors and their paths to an .npz (`vectors` [n, d] float32,
-        `paths`, `ids`). Returns the number of vectors written."""
+    def vectors(self) -> tuple[list[str], np.ndarray]:
+        """Every stored (path, vector), in id order: a list of paths and a float32 [n, d]."""
         catalog = self.catalog()
         try:
             ids, vectors = [], []
@@ -278,16 +277,21 @@ class Index:
                 ids.append(batch_ids)
                 vectors.append(batch_vectors)
             ids_arr = np.concatenate(ids) if ids else np.zeros(0, np.int64)
-            vec_arr = np.concatenate(vectors) if vectors else np.zeros((0, self.dim), np.float32)
             paths = catalog.paths(ids_arr)
         finally:
             catalog.close()
+        matrix = np.concatenate(vectors) if vectors else np.zeros((0, self.dim), np.float32)
+        return [paths[int(i)] for i in ids_arr], matrix
+
+    def export(self, out: str | os.PathLike) -> int:
+        """Write the stored vectors and their paths to an .npz (`vectors` [n, d] float32,
+        `paths`). Returns the number of vectors written."""
+        paths, vectors = self.vectors()
         out = Path(out)
         tmp = out.with_name(out.name + ".tmp.npz")
-        np.savez(tmp, vectors=vec_arr.astype(np.float32), ids=ids_arr,
-                 paths=np.array([paths[int(i)] for i in ids_arr], dtype=str))
+        np.savez(tmp, vectors=vectors.astype(np.float32), paths=np.array(paths, dtype=str))
         os.replace(tmp, out)
-        return len(ids_arr)
+        return len(paths)
 
 
 class _WriterLock:

@@ -160,12 +160,5 @@ def test_export_npz(tmp_path, tiny_model, photos):
 
 
 def _vectors(index):
-    catalog = index.catalog()
-    try:
-        out = {}
-        for ids, vectors in catalog.vectors():
-            paths = catalog.paths(ids)
-            out.update({paths[int(i)]: v for i, v in zip(ids, vectors)})
-        return out
-    finally:
-        catalog.close()
+    paths, vectors = index.vectors()
+    return dict(zip(paths, vectors))
