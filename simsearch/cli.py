@@ -156,6 +156,34 @@ def export_cmd(out, index_dir):
     click.echo(f"wrote {n} vectors to {out}")
 
 
+@main.command("check")
+@_index_option
+@click.option("--repair", is_flag=True,
+              help="Rebuild the derived files (vectors.faiss, manifest.json) from the catalog.")
+@_json_option
+def check_cmd(index_dir, repair, as_json):
+    """Verify that the catalog, the FAISS vectors and the manifest agree.
+
+    The catalog is the source of truth; --repair rebuilds what is derived from it. Exit status
+    1 when problems remain.
+    """
+    from simsearch.index import check_index, default_index_dir
+
+    report = check_index(index_dir or default_index_dir(), repair=repair)
+    if as_json:
+        click.echo(json.dumps({"index": report.folder, "images": report.count, "ok": report.ok,
+                               "problems": report.problems, "repaired": report.repaired}))
+    else:
+        for problem in report.problems:
+            click.echo(f"problem: {problem}")
+        for fix in report.repaired:
+            click.echo(f"repaired: {fix}")
+        state = "ok" if report.ok else "NOT ok (run: simsearch check --repair)"
+        click.echo(f"{report.folder}: {report.count} images, {state}")
+    if not report.ok:
+        sys.exit(1)
+
+
 @main.command("eval")
 @click.argument("originals", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--distractors", type=click.Path(exists=True, file_okay=False, path_type=Path),
@@ -200,6 +228,113 @@ def eval_cmd(originals, distractors, model, threshold, per_image, seed, no_basel
     click.echo(f"{'edit':<12}" + "".join(f"{name:>10}" for name, _ in rows))
     for edit in report.metrics.per_edit:
         click.echo(f"{edit:<12}" + "".join(f"{m.per_edit.get(edit, 0):>10.3f}" for _, m in rows))
+
+
+@main.command("train")
+@click.option("--unlabeled", "unlabeled", type=click.Path(exists=True, file_okay=False),
+              help="Self-supervised: two random copy-style edits of each image are anchor and "
+                   "positive, the rest of the batch negatives.")
+@click.option("--classes", "classes", type=click.Path(exists=True, file_okay=False),
+              help="One subfolder per identity; batches of P classes x K images.")
+@click.option("--pairs", "pairs", nargs=2, type=click.Path(exists=True, file_okay=False),
+              metavar="LEFT RIGHT", help="Matched images with the same file name in LEFT and RIGHT.")
+@click.option("--val-dir", type=click.Path(exists=True, file_okay=False),
+              help="Validation images (scored each epoch: uAP and Recall@1 of edited copies). "
+                   "Default: a held-out share of the training data.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="runs/train",
+              show_default=True, help="Checkpoints, log, and the final model.safetensors/.onnx.")
+@click.option("--epochs", type=click.IntRange(1), default=10, show_default=True)
+@click.option("--steps-per-epoch", type=click.IntRange(0), default=0,
+              help="Cap the steps of an epoch (0: one pass over the data).")
+@click.option("--batch-size", type=click.IntRange(2), default=64, show_default=True,
+              help="Images (unlabeled), pairs, or P x K images per batch.")
+@click.option("--samples-per-class", "k", type=click.IntRange(2), default=2, show_default=True,
+              help="K images per class in a batch (--classes).")
+@click.option("--lr", type=float, default=1e-3, show_default=True)
+@click.option("--weight-decay", type=float, default=1e-4, show_default=True)
+@click.option("--loss", type=click.Choice(["triplet", "infonce"]), default="triplet",
+              show_default=True)
+@click.option("--miner", type=click.Choice(["semihard", "hard", "all"]), default="semihard",
+              show_default=True, help="Online triplet mining in the batch.")
+@click.option("--margin", type=float, default=0.25, show_default=True,
+              help="Triplet margin in cosine distance (1 - score).")
+@click.option("--koleo", "koleo_weight", type=float, default=0.5, show_default=True,
+              help="Weight of the KoLeo term that spreads embeddings (0: off).")
+@click.option("--backbone", type=click.Choice(["resnet18", "resnet34", "resnet50"]),
+              default="resnet18", show_default=True)
+@click.option("--dim", type=click.IntRange(8, 4096), default=256, show_default=True)
+@click.option("--input-size", type=click.IntRange(32, 1024), default=160, show_default=True)
+@click.option("--freeze", type=click.IntRange(0, 4), default=0, show_default=True,
+              help="Freeze the first N trunk stages (stem, layer1, layer2, layer3).")
+@click.option("--init", default="random", show_default=True,
+              help="random | imagenet | imagenet:PATH | default | a model file to fine-tune.")
+@click.option("--resume", is_flag=True, help="Continue from the checkpoint in --out.")
+@click.option("--checkpoint-every", type=click.IntRange(0), default=0,
+              help="Also checkpoint every N steps (0: at epoch ends only).")
+@click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda | cuda:N")
+@click.option("--bf16", type=click.Choice(["auto", "on", "off"]), default="auto",
+              show_default=True, help="bf16 autocast (auto: where the CPU/GPU supports it).")
+@click.option("--workers", type=click.IntRange(1, 64), default=2, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--stop-on-collapse", is_flag=True,
+              help="Stop when the embedding space collapses instead of only reporting it.")
+@_quiet_option
+def train_cmd(unlabeled, classes, pairs, val_dir, out_dir, epochs, steps_per_epoch, batch_size, k,
+              lr, weight_decay, loss, miner, margin, koleo_weight, backbone, dim, input_size,
+              freeze, init, resume, checkpoint_every, device, bf16, workers, seed,
+              stop_on_collapse, quiet):
+    """Triplet-train the embedding network on your own images.
+
+    Give exactly one of --unlabeled DIR, --classes DIR or --pairs LEFT RIGHT. The result,
+    OUT/model.safetensors and OUT/model.onnx, is accepted by --model everywhere.
+    """
+    from simsearch.train import TrainConfig, train
+
+    given = [x for x in (unlabeled, classes, pairs) if x]
+    if len(given) != 1:
+        raise click.UsageError("give exactly one of --unlabeled, --classes or --pairs")
+    if init == "default":
+        from simsearch.embedder import DEFAULT_MODEL_DIR
+        init = str(DEFAULT_MODEL_DIR / "default.safetensors")
+    kind = "unlabeled" if unlabeled else "classes" if classes else "pairs"
+    config = TrainConfig(
+        data=kind, data_dir=str(unlabeled or classes or pairs[0]),
+        right_dir=str(pairs[1]) if pairs else "", val_dir=str(val_dir or ""), out_dir=out_dir,
+        epochs=epochs, steps_per_epoch=steps_per_epoch, batch_size=batch_size,
+        samples_per_class=k, lr=lr, weight_decay=weight_decay, loss=loss, miner=miner,
+        margin=margin, koleo_weight=koleo_weight, backbone=backbone, dim=dim,
+        input_size=input_size, freeze=freeze, init=init, resume=resume,
+        checkpoint_every=checkpoint_every, device=device, bf16=bf16, workers=workers, seed=seed,
+        stop_on_collapse=stop_on_collapse)
+    result = train(config, progress=None if quiet else _train_progress)
+    from simsearch.export import export_onnx
+    from simsearch.model import load_model
+
+    onnx_path = Path(out_dir) / "model.onnx"
+    export_onnx(load_model(result.model_path), onnx_path, result.model_sha256)
+    for warning in result.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    last = result.epochs[-1] if result.epochs else None
+    summary = f"trained {result.steps} steps on {result.device}"
+    if last is not None and last.uap is not None:
+        summary += f"; validation uAP {last.uap:.3f}, Recall@1 {last.recall_at_1:.3f}"
+    click.echo(f"{summary}\nmodel: {result.model_path} and {onnx_path} (use --model {out_dir})")
+
+
+def _train_progress(event) -> None:
+    if event.kind == "step" and event.step % 20 == 0:
+        active = "" if event.active_fraction is None else f" active {event.active_fraction:.2f}"
+        click.echo(f"epoch {event.epoch} step {event.step}/{event.total_steps} loss "
+                   f"{event.loss:.4f}{active} lr {event.lr:.2e} {event.views_per_s:.0f} views/s",
+                   err=True)
+    elif event.kind == "epoch" and event.metrics is not None:
+        m = event.metrics
+        val = "" if m.uap is None else f" val uAP {m.uap:.3f} R@1 {m.recall_at_1:.3f}"
+        click.echo(f"epoch {m.epoch} done: loss {m.loss:.4f}{val} ({m.seconds:.0f} s)", err=True)
+    elif event.kind in ("warning", "collapse", "skip") and event.message:
+        click.echo(f"{event.kind}: {event.message}", err=True)
+    elif event.kind == "load" and event.total and event.done == event.total:
+        click.echo(f"loaded {event.total} training images", err=True)
 
 
 class _Progress:

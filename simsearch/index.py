@@ -24,7 +24,7 @@ from simsearch.catalog import Catalog
 from simsearch.config import ModelConfig
 from simsearch.embedder import Embedder, ModelRef, resolve_model
 from simsearch.errors import (DecodeError, IndexLockedError, IndexStoreError, ModelError,
-                              ModelMismatchError)
+                              ModelMismatchError, SimsearchError)
 from simsearch.images import load_image
 from simsearch.ingest import IngestReport, Progress, ingest
 from simsearch.vectors import VectorStore
@@ -32,7 +32,7 @@ from simsearch.vectors import VectorStore
 if TYPE_CHECKING:
     from simsearch.dedupe import DuplicateReport
 
-__all__ = ["Index", "Match", "QueryResult", "open_index", "default_index_dir", "FORMAT_VERSION"]
+__all__ = ["Index", "Match", "QueryResult", "CheckReport", "check_index", "open_index", "default_index_dir", "FORMAT_VERSION"]
 
 FORMAT_VERSION = 1
 MANIFEST, CATALOG, VECTORS, LOCK = "manifest.json", "catalog.sqlite", "vectors.faiss", "lock"
@@ -130,15 +130,12 @@ class Index:
         ModelConfig.from_dict(data["model"]["config"])
         return data
 
-    def _write_manifest(self, catalog: Catalog, store: VectorStore) -> None:
+    def _model_record(self) -> dict:
         model = self.model
-        data = {"format_version": FORMAT_VERSION,
-                "model": {"name": model.name, "id": model.model_id,
-                          "config": model.config.to_dict()},
-                "dim": model.config.dim, "count": store.count, "generation": catalog.generation,
-                "metric": "cosine"}
-        _write_atomic(self.folder / MANIFEST, json.dumps(data, indent=2) + "\n")
-        self.manifest = data
+        return {"name": model.name, "id": model.model_id, "config": model.config.to_dict()}
+
+    def _write_manifest(self, catalog: Catalog, store: VectorStore) -> None:
+        self.manifest = _write_manifest(self.folder, catalog, store, self._model_record())
 
     def catalog(self, readonly: bool = True) -> Catalog:
         path = self.folder / CATALOG
@@ -186,9 +183,12 @@ class Index:
             self.model  # resolve and check before touching anything
             catalog = self.catalog(readonly=False)
             try:
-                if rebuild:
+                if rebuild or catalog.get_meta("model") is None:
                     with catalog.transaction():
-                        catalog.clear()
+                        if rebuild:
+                            catalog.clear()
+                        catalog.set_meta("model", json.dumps(self._model_record()))
+                if rebuild:
                     store = VectorStore(self.dim)
                 else:
                     self._store = None
@@ -294,6 +294,92 @@ class Index:
         return len(paths)
 
 
+@dataclass
+class CheckReport:
+    """What `Index.check` found; `problems` is empty for a consistent index."""
+
+    folder: str
+    count: int = 0
+    problems: list[str] = field(default_factory=list)
+    repaired: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems or bool(self.repaired)
+
+
+def check_index(folder: str | os.PathLike, repair: bool = False) -> CheckReport:
+    """Verify manifest <-> catalog <-> FAISS consistency; with `repair`, rebuild the derived
+    files (FAISS vectors, manifest) from the catalog, which is the source of truth."""
+    folder = Path(folder)
+    report = CheckReport(str(folder))
+    if not (folder / CATALOG).is_file():
+        raise IndexStoreError(f"no index at {folder} (catalog.sqlite missing)")
+    catalog = Catalog(folder / CATALOG, readonly=True)
+    try:
+        report.problems += [f"catalog: {p}" for p in catalog.integrity_problems()]
+        report.count = catalog.count()
+        record = json.loads(catalog.get_meta("model") or "null")
+        manifest = None
+        try:
+            manifest = Index(folder).manifest
+            if manifest is None:
+                report.problems.append("manifest.json is missing")
+        except SimsearchError as e:
+            report.problems.append(str(e))
+        dim = int((manifest or {}).get("dim") or (record or {}).get("config", {}).get("dim") or 0)
+        if manifest and record and manifest["model"]["id"] != record["id"]:
+            report.problems.append("manifest and catalog name different models")
+        if manifest and manifest["generation"] != catalog.generation:
+            report.problems.append(f"vectors.faiss is stale (generation {manifest['generation']}, "
+                                   f"catalog {catalog.generation})")
+        store = None
+        try:
+            store = VectorStore.load(folder / VECTORS, dim) if (folder / VECTORS).is_file() else None
+            if store is None:
+                report.problems.append("vectors.faiss is missing")
+        except IndexStoreError as e:
+            report.problems.append(str(e))
+        catalog_ids, norms = [], []
+        for ids, vectors in catalog.vectors():
+            catalog_ids.append(ids)
+            norms.append(np.linalg.norm(vectors, axis=1))
+            if vectors.shape[1] != dim:
+                report.problems.append(f"catalog vectors have {vectors.shape[1]} dimensions, "
+                                       f"expected {dim}")
+                break
+        ids = np.concatenate(catalog_ids) if catalog_ids else np.zeros(0, np.int64)
+        if norms and np.abs(np.concatenate(norms) - 1).max() > 1e-3:
+            report.problems.append("catalog holds vectors that are not unit length")
+        if store is not None and set(store.ids().tolist()) != set(ids.tolist()):
+            report.problems.append(f"vectors.faiss holds {store.count} vectors, the catalog "
+                                   f"{len(ids)}, and their ids differ")
+    finally:
+        catalog.close()
+    if repair and report.problems:
+        report.repaired = _repair(folder, record, manifest)
+    return report
+
+
+def _repair(folder: Path, record: dict | None, manifest: dict | None) -> list[str]:
+    record = record or (manifest or {}).get("model")
+    if record is None:
+        raise IndexStoreError(f"{folder}: neither the catalog nor the manifest says which model "
+                              f"built this index; rebuild with: simsearch index PHOTOS --rebuild "
+                              f"--index {folder}")
+    with _WriterLock(folder / LOCK):
+        catalog = Catalog(folder / CATALOG)
+        try:
+            store = VectorStore(int(record["config"]["dim"]))
+            for ids, vectors in catalog.vectors():
+                store.add(ids, vectors)
+            store.save(folder / VECTORS)
+            _write_manifest(folder, catalog, store, record)
+        finally:
+            catalog.close()
+    return ["rebuilt vectors.faiss from the catalog", "rewrote manifest.json"]
+
+
 class _WriterLock:
     """An exclusive `flock` on the index's lock file; refuses at once if another writer has it."""
 
@@ -317,6 +403,14 @@ class _WriterLock:
     def __exit__(self, *exc):
         os.close(self.fd)  # closing releases the lock
         return False
+
+
+def _write_manifest(folder: Path, catalog: Catalog, store: VectorStore, record: dict) -> dict:
+    data = {"format_version": FORMAT_VERSION, "model": record,
+            "dim": int(record["config"]["dim"]), "count": store.count,
+            "generation": catalog.generation, "metric": "cosine"}
+    _write_atomic(folder / MANIFEST, json.dumps(data, indent=2) + "\n")
+    return data
 
 
 def _write_atomic(path: Path, text: str) -> None:

@@ -162,3 +162,19 @@ def test_export_npz(tmp_path, tiny_model, photos):
 def _vectors(index):
     paths, vectors = index.vectors()
     return dict(zip(paths, vectors))
+
+
+def test_check_finds_and_repairs_derived_files(tmp_path, tiny_model, photos):
+    from simsearch.index import check_index
+    index = _index(tmp_path, tiny_model)
+    index.add_paths([photos])
+    assert check_index(tmp_path / "idx").problems == []
+    (tmp_path / "idx" / "vectors.faiss").write_bytes(b"junk")
+    (tmp_path / "idx" / "manifest.json").unlink()
+    report = check_index(tmp_path / "idx")
+    assert not report.ok and len(report.problems) >= 2
+    repaired = check_index(tmp_path / "idx", repair=True)
+    assert repaired.repaired
+    assert check_index(tmp_path / "idx").problems == []
+    result = open_index(tmp_path / "idx").search([photos / "img002.jpg"], k=1)[0]
+    assert result.matches[0].path == str(photos / "img002.jpg")

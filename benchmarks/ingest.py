@@ -1,0 +1,112 @@
+"""Ingest throughput on real camera-size JPEGs, split into decode and network time, beside
+pHash hashing (imagehash) of the same files in the same run.
+
+    python benchmarks/ingest.py [--folder DIR] [--model PATH] --json benchmarks/results/ingest.json
+
+Default folder: the >= 6-megapixel JPEG wallpapers (real photographs, 6-24 MP) in the
+evaluation packages fetched by recipes/default_model/fetch_data.sh.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from common import ROOT, report, table
+
+# multiply-accumulates of ResNet-18 per 224x224 image; scales with the pixel count
+RESNET18_MACS_224 = 1.814e9
+
+
+def camera_jpegs(folder: Path, min_pixels: float, limit: int) -> list[Path]:
+    from PIL import Image
+    found = []
+    for p in sorted(folder.rglob("*")):
+        if p.suffix.lower() not in (".jpg", ".jpeg") or not p.is_file():
+            continue
+        try:
+            with Image.open(p) as im:
+                if im.size[0] * im.size[1] >= min_pixels:
+                    found.append(p)
+        except OSError:
+            continue
+    return found[:limit]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--folder", type=Path, default=ROOT / "data" / "eval-extract")
+    parser.add_argument("--min-megapixels", type=float, default=6.0)
+    parser.add_argument("--limit", type=int, default=200)
+    parser.add_argument("--model", default=None)
+    parser.add_argument("--workers", type=int, default=None)
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args()
+    files = camera_jpegs(args.folder, args.min_megapixels * 1e6, args.limit)
+    if not files:
+        sys.exit(f"no JPEGs of >= {args.min_megapixels} MP under {args.folder}; fetch them with: "
+                 "bash recipes/default_model/fetch_data.sh")
+    import imagehash
+    from PIL import Image
+
+    from simsearch.embedder import Embedder, resolve_model
+    from simsearch.images import load_image
+    from simsearch.index import open_index
+
+    ref = resolve_model(args.model)
+    embedder = Embedder(ref)
+    size = ref.config.input_size
+    megapixels = float(np.mean([Image.open(p).size[0] * Image.open(p).size[1] for p in files])) / 1e6
+    rows = []
+
+    start = time.perf_counter()
+    for p in files:
+        with Image.open(p) as im:
+            imagehash.phash(im)
+    phash_s = time.perf_counter() - start
+    rows.append({"stage": "pHash (imagehash, full decode, 1 thread)", "img_per_s": len(files) / phash_s})
+
+    workers = args.workers or 2
+    def decode(p):
+        return embedder.prepare(load_image(p, target=size).image)
+    start = time.perf_counter()
+    with ThreadPoolExecutor(workers) as pool:
+        arrays = list(pool.map(decode, files))
+    decode_s = time.perf_counter() - start
+    rows.append({"stage": f"decode (draft + resize, {workers} threads)", "img_per_s": len(files) / decode_s})
+
+    batch = np.stack(arrays)
+    embedder.embed_arrays(batch[:8])  # warm-up
+    reps = max(1, 256 // len(batch))
+    start = time.perf_counter()
+    for _ in range(reps):
+        for s in range(0, len(batch), 32):
+            embedder.embed_arrays(batch[s:s + 32])
+    net_s = (time.perf_counter() - start) / reps
+    macs = RESNET18_MACS_224 * (size / 224) ** 2 if ref.config.backbone == "resnet18" else float("nan")
+    gflops = 2 * macs * len(files) / net_s / 1e9
+    rows.append({"stage": f"network (ONNX Runtime, {size} px, batch 32)", "img_per_s": len(files) / net_s,
+                 "gflop_per_s": gflops})
+
+    with tempfile.TemporaryDirectory() as tmp:
+        index = open_index(Path(tmp) / "idx", model=args.model, create=True)
+        start = time.perf_counter()
+        index.add_paths(files, workers=args.workers)
+        e2e_s = time.perf_counter() - start
+    rows.append({"stage": "simsearch index (end to end)", "img_per_s": len(files) / e2e_s})
+    for row in rows:
+        row["vs_pHash"] = row["img_per_s"] / rows[0]["img_per_s"]
+    print(f"{len(files)} JPEGs, mean {megapixels:.1f} MP, model {ref.name} ({ref.config.backbone} "
+          f"{size} px); network {2 * macs / 1e9:.2f} GFLOP per image")
+    print(table(rows, ["stage", "img_per_s", "vs_pHash", "gflop_per_s"]))
+    report("ingest", {"files": len(files), "mean_megapixels": megapixels, "rows": rows,
+                      "gflop_per_image": 2 * macs / 1e9, "model": ref.name}, args.json)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,70 @@
+"""Copy-detection quality on real pictures never used in training: `simsearch eval` on the
+evaluation set of the default model's recipe (Debian wallpapers and tuxpaint stamps), a third of
+them held out as distractors, beside pHash and dHash on the same files.
+
+    bash recipes/default_model/fetch_data.sh && python recipes/default_model/build_data.py
+    python benchmarks/quality.py --json benchmarks/results/quality.json [--model PATH]
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from common import ROOT, report, table
+
+
+def split(folder: Path, tmp: Path) -> tuple[Path, Path]:
+    """Two thirds originals, one third distractors, by a stable hash of the file name."""
+    originals, distractors = tmp / "originals", tmp / "distractors"
+    originals.mkdir()
+    distractors.mkdir()
+    for path in sorted(folder.iterdir()):
+        bucket = int(hashlib.sha256(path.name.encode()).hexdigest(), 16) % 3
+        os.symlink(path.resolve(), (distractors if bucket == 0 else originals) / path.name)
+    return originals, distractors
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--eval-dir", type=Path, default=ROOT / "data" / "eval" / "originals")
+    parser.add_argument("--model", default=None)
+    parser.add_argument("--threshold", type=float, default=None)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args()
+    if not args.eval_dir.is_dir():
+        sys.exit(f"{args.eval_dir} not found; build it with: bash recipes/default_model/fetch_data.sh"
+                 " && python recipes/default_model/build_data.py")
+    from simsearch.scorecard import run_eval
+
+    with tempfile.TemporaryDirectory() as tmp:
+        originals, distractors = split(args.eval_dir, Path(tmp))
+        start = time.perf_counter()
+        result = run_eval(originals, distractors, model=args.model, threshold=args.threshold,
+                          seed=args.seed)
+        seconds = time.perf_counter() - start
+    data = result.to_dict()
+    rows = [{"system": name, "uAP": m["uap"], "R@1": m["recall_at_1"],
+             "dedupe P": m["dedupe"]["precision"], "dedupe R": m["dedupe"]["recall"],
+             "dedupe F1": m["dedupe"]["f1"], "threshold": m["dedupe"]["threshold"],
+             "P>=0.99 at": (m["calibrated"] or {}).get("threshold"),
+             "R there": (m["calibrated"] or {}).get("recall")}
+            for name, m in [("simsearch", data)] + list(data["baselines"].items())]
+    print(f"{data['n_queries']} edited copies, {data['n_references']} references, model "
+          f"{data['model']}, {seconds:.0f} s")
+    print(table(rows, list(rows[0])))
+    edits = [{"edit": e, "simsearch": r, **{k: data["baselines"][k]["per_edit"].get(e)
+                                             for k in data["baselines"]}}
+             for e, r in data["per_edit"].items()]
+    print()
+    print(table(edits, list(edits[0])))
+    report("quality", {**data, "seconds": seconds}, args.json)
+
+
+if __name__ == "__main__":
+    main()
