@@ -7,6 +7,7 @@ import sys
 from click.testing import CliRunner
 from PIL import Image
 
+from conftest import write_pictures
 from simsearch.cli import main
 
 COMMANDS = ["index", "query", "dedupe", "export"]
@@ -88,3 +89,22 @@ def test_real_subprocess_and_light_help(tmp_path, tiny_model, photos):
              "print('HEAVY', heavy)")
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
     assert "HEAVY []" in done.stdout, done.stdout + done.stderr
+
+
+def test_train_end_to_end_then_index_with_the_result(tmp_path, photos):
+    write_pictures(photos / "more", 8, seed=21)
+    out = tmp_path / "run"
+    result = _run(["train", "--unlabeled", str(photos), "--out", str(out), "--epochs", "1",
+                   "--steps-per-epoch", "2", "--batch-size", "4", "--input-size", "48",
+                   "--dim", "16", "--workers", "1", "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert (out / "model.safetensors").is_file() and (out / "model.onnx").is_file()
+    result = _run(["index", str(photos), "--index", str(tmp_path / "idx"), "--model", str(out),
+                   "-q", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["added"] == 16
+
+
+def test_train_needs_exactly_one_kind_of_data(tmp_path, photos):
+    result = _run(["train", "--out", str(tmp_path / "run")])
+    assert result.exit_code == 2 and "exactly one of" in result.output

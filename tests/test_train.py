@@ -1,0 +1,414 @@
+"""Training pieces: losses against brute-force loops, miners against hand-worked batches,
+samplers, datasets, and a few tiny seeded training runs (ResNet-18 at 48-64 px, dim 16, CPU)."""
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from simsearch.model import create_model, load_model, save_model
+from simsearch.train import (
+    CHECKPOINT, BatchStats, ClassFolderDataset, InfoNCELoss, ItemSampler, KoLeoLoss,
+    NoTripletsError, PairsDataset, PKSampler, TrainConfig, TrainingError, TrainingMonitor,
+    TripletMarginLoss, UnlabeledDataset, batch_stats, lr_at, mine_triplets, train)
+from simsearch.train.datasets import build_batch
+from simsearch.train.miners import Triplets
+
+# --- helpers ---------------------------------------------------------------------------
+
+
+def _picture(rng: np.random.Generator, size=(72, 60)) -> Image.Image:
+    """A distinctive test picture: a random 4x4 colour grid blown up, with a random bar."""
+    grid = (rng.random((4, 4, 3)) * 255).astype(np.uint8)
+    img = np.asarray(Image.fromarray(grid).resize(size, Image.Resampling.NEAREST)).copy()
+    y = int(rng.integers(0, size[1] - 8))
+    img[y:y + 8, :, :] = (rng.random(3) * 255).astype(np.uint8)
+    return Image.fromarray(img)
+
+
+def _write_images(folder, n: int, seed: int = 0, prefix: str = "img") -> list:
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    paths = []
+    for i in range(n):
+        path = folder / f"{prefix}{i:03d}.png"
+        _picture(rng).save(path)
+        paths.append(path)
+    return paths
+
+
+def _unit(n: int, dim: int, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.nn.functional.normalize(torch.randn(n, dim, generator=g), dim=1)
+
+
+def _brute_triplets(labels):
+    n = len(labels)
+    return {(a, p, q) for a in range(n) for p in range(n) for q in range(n)
+            if a != p and labels[a] == labels[p] and labels[q] != labels[a]}
+
+
+def _tiny(tmp_path, data_dir, **kw) -> TrainConfig:
+    base = dict(data_dir=str(data_dir), out_dir=str(tmp_path / "run"), dim=16, input_size=48,
+                batch_size=8, epochs=2, val_fraction=0.0, warmup_steps=4, workers=1, cache_px=96,
+                patience=1000, seed=3)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+# --- losses against brute force ---------------------------------------------------------
+
+LABELS = [0, 0, 0, 1, 1, 1, 2, 2, 3, 3, 3, 3]
+
+
+def test_all_miner_returns_every_valid_triplet():
+    x = _unit(len(LABELS), 8)
+    got = mine_triplets(x, torch.tensor(LABELS), "all").as_set()
+    assert got == _brute_triplets(LABELS)
+
+
+def test_triplet_loss_equals_brute_force_loop():
+    x = _unit(len(LABELS), 8, seed=1)
+    margin = 0.3
+    result = TripletMarginLoss(margin).compute(x, mine_triplets(x, torch.tensor(LABELS), "all"))
+    v = x.double().tolist()
+    losses = []
+    for a, p, n in _brute_triplets(LABELS):
+        d_ap = 1 - sum(i * j for i, j in zip(v[a], v[p]))
+        d_an = 1 - sum(i * j for i, j in zip(v[a], v[n]))
+        losses.append(max(0.0, d_ap - d_an + margin))
+    active = [v for v in losses if v > 0]
+    assert result.terms == len(losses)
+    assert result.active_fraction == pytest.approx(len(active) / len(losses))
+    assert float(result.loss) == pytest.approx(sum(active) / len(active), abs=1e-5)
+
+
+def test_triplet_loss_is_zero_with_gradient_when_nothing_is_active():
+    x = torch.tensor([[1.0, 0.0], [1.0, 0.0], [-1.0, 0.0], [-1.0, 0.0]], requires_grad=True)
+    result = TripletMarginLoss(0.2).compute(x, mine_triplets(x, torch.tensor([0, 0, 1, 1]), "all"))
+    assert float(result.loss.detach()) == 0.0 and result.active_fraction == 0.0
+    result.loss.backward()  # an all-easy batch must not break the step
+
+
+def test_infonce_equals_brute_force_loop():
+    x = _unit(len(LABELS), 8, seed=2)
+    t = 0.1
+    got = float(InfoNCELoss(t).compute(x, torch.tensor(LABELS)).loss)
+    v = x.double().tolist()
+    dot = lambda i, j: sum(a * b for a, b in zip(v[i], v[j]))  # noqa: E731
+    terms = []
+    for i, li in enumerate(LABELS):
+        negatives = sum(math.exp(dot(i, k) / t) for k, lk in enumerate(LABELS) if lk != li)
+        for j, lj in enumerate(LABELS):
+            if j != i and lj == li:
+                e = math.exp(dot(i, j) / t)
+                terms.append(-math.log(e / (e + negatives)))
+    assert got == pytest.approx(sum(terms) / len(terms), abs=1e-4)
+
+
+def test_koleo_equals_brute_force_loop():
+    x = _unit(len(LABELS), 8, seed=3)
+    got = float(KoLeoLoss().compute(x, torch.tensor(LABELS)).loss)
+    v = x.double().tolist()
+    logs = []
+    for i, li in enumerate(LABELS):
+        nearest = min(math.dist(v[i], v[k]) for k, lk in enumerate(LABELS) if lk != li)
+        logs.append(-math.log(nearest))
+    assert got == pytest.approx(sum(logs) / len(logs), abs=1e-4)
+
+
+def test_losses_check_shapes():
+    with pytest.raises(TrainingError):
+        one = torch.zeros(1, dtype=torch.long)
+        TripletMarginLoss(0.2).compute(torch.zeros(4), Triplets(one, one, one))
+    with pytest.raises(TrainingError):
+        InfoNCELoss().compute(_unit(4, 3), torch.tensor([0, 0, 1]))
+    with pytest.raises(TrainingError):
+        TripletMarginLoss(2.5)
+
+
+# --- miners on a hand-worked batch -------------------------------------------------------
+
+# Unit vectors on a circle, so every cosine distance 1 - cos(angle difference) can be read off:
+# 10 deg 0.015, 15 deg 0.034, 30 deg 0.134, 40 deg 0.234, 45 deg 0.293, 55 deg 0.426,
+# 60 deg 0.5, 70 deg 0.658, 100 deg 1.174, 125+ deg > 1.5, 180 deg 2.
+ANGLES = [0, 30, 40, 100, 45, 225]
+CIRCLE_LABELS = [0, 0, 1, 1, 2, 2]
+
+
+def _circle():
+    rad = torch.tensor(ANGLES, dtype=torch.float64) * math.pi / 180
+    return torch.stack([rad.cos(), rad.sin()], dim=1).float(), torch.tensor(CIRCLE_LABELS)
+
+
+def test_semihard_miner_picks_the_band_between_positive_and_margin():
+    x, labels = _circle()
+    # (0,1): d_ap .134, band (.134, .384) holds 2 (.234) and 4 (.293); 3 and 5 are easy.
+    # (3,2): d_ap .5, band (.5, .75) holds 1 (.658); 4 (.426) is hard, 0 and 5 are easy.
+    # (1,0), (2,3), (4,5), (5,4): no negative in the band.
+    strict = mine_triplets(x, labels, "semihard", margin=0.25, fallback=False)
+    assert strict.as_set() == {(0, 1, 2), (0, 1, 4), (3, 2, 1)}
+    # The fallback gives those pairs their least-hard violating negative (largest d <= d_ap):
+    # (1,0): 2 .015 / 4 .034 -> 4; (2,3): 0 .234 / 1 .015 / 4 .004 -> 0;
+    # (4,5): d_ap 2, largest is 3 (.426); (5,4): largest is 2 (1.996).
+    loose = mine_triplets(x, labels, "semihard", margin=0.25, fallback=True)
+    assert loose.as_set() == {(0, 1, 2), (0, 1, 4), (3, 2, 1),
+                              (1, 0, 4), (2, 3, 0), (4, 5, 3), (5, 4, 2)}
+    assert loose.fallbacks == 4 and loose.pairs == 6
+
+
+def test_hard_miner_picks_the_closest_negative_per_pair():
+    x, labels = _circle()
+    got = mine_triplets(x, labels, "hard").as_set()
+    assert got == {(0, 1, 2), (1, 0, 2), (2, 3, 4), (3, 2, 4), (4, 5, 2), (5, 4, 3)}
+
+
+def test_miner_raises_on_a_batch_without_triplets():
+    with pytest.raises(NoTripletsError, match="no valid triplet"):
+        mine_triplets(_unit(4, 3), torch.tensor([7, 7, 7, 7]))
+    with pytest.raises(NoTripletsError):
+        mine_triplets(_unit(4, 3), torch.tensor([0, 1, 2, 3]))
+
+
+# --- collapse detection -------------------------------------------------------------------
+
+
+def test_collapse_detection_fires_on_constant_embeddings():
+    constant = torch.ones(8, 16)
+    labels = torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])
+    stats = batch_stats(constant, labels)
+    assert stats.mean_cos == pytest.approx(1.0) and stats.nearest_negative_cos == pytest.approx(1.0)
+    assert stats.collapsed()
+    assert not batch_stats(_unit(8, 16), labels).collapsed()
+    monitor = TrainingMonitor(patience=3, after_step=2)
+    kinds = [[k for k, _ in monitor.update(step, 0.1, stats)] for step in range(1, 7)]
+    assert kinds == [[], [], [], [], ["collapse"], []]  # steps 3, 4, 5 after warm-up
+    assert monitor.collapsed_at == 5 and monitor.collapse_steps == 4
+
+
+def test_monitor_warns_when_the_loss_is_stuck_at_zero():
+    monitor = TrainingMonitor(patience=2)
+    healthy = BatchStats(0.1, 0.9, 0.3)
+    events = [monitor.update(s, 0.0, healthy) for s in range(1, 4)]
+    assert [k for e in events for k, _ in e] == ["warning"] and monitor.zero_steps == 3
+
+
+# --- samplers -----------------------------------------------------------------------------
+
+
+def test_pk_sampler_always_gives_k_items_of_p_distinct_labels():
+    labels = [0] * 5 + [1] * 2 + [2] * 7 + [3] * 1 + [4] * 3 + [5] * 4
+    sampler = PKSampler(labels, p=3, k=3, seed=1)
+    assert sampler.summary.skipped_labels == 1 and sampler.summary.short_labels == 1
+    seen = set()
+    for epoch in range(3):
+        sampler.set_epoch(epoch)
+        batches = list(sampler)
+        assert len(batches) == len(sampler)
+        for batch in batches:
+            got = [labels[i] for i in batch]
+            counts = {label: got.count(label) for label in got}
+            assert len(counts) == 3 and set(counts.values()) == {3}
+            assert 3 not in counts  # the single-image label is never used
+            seen |= set(counts)
+    assert seen == {0, 1, 2, 4, 5}
+    sampler.set_epoch(1)
+    assert list(sampler) == list(sampler)  # seeded per epoch
+
+
+def test_pk_sampler_skip_policy_and_errors():
+    sampler = PKSampler([0, 0, 0, 1, 1, 2, 2, 2], p=2, k=3, short="skip")
+    assert sampler.summary.usable_labels == 2 and sampler.summary.skipped_labels == 1
+    with pytest.raises(TrainingError, match="at least 2 labels"):
+        PKSampler([0, 1, 2, 3], p=2, k=2)  # every label has one image
+    with pytest.raises(TrainingError, match="at least 2 labels"):
+        PKSampler([0, 0, 0, 0], p=2, k=2)  # a single label
+    with pytest.raises(TrainingError, match="K"):
+        PKSampler([0, 0, 1, 1], p=2, k=1)
+
+
+def test_item_sampler_covers_distinct_items():
+    sampler = ItemSampler(10, 4, seed=0)
+    batches = list(sampler)
+    flat = [i for b in batches for i in b]
+    assert len(batches) == 2 and len(set(flat)) == len(flat) == 8
+
+
+# --- datasets -----------------------------------------------------------------------------
+
+
+def test_datasets_list_match_and_skip(tmp_path):
+    _write_images(tmp_path / "classes" / "a", 3, seed=1)
+    _write_images(tmp_path / "classes" / "b", 2, seed=2)
+    (tmp_path / "classes" / "b" / "broken.jpg").write_bytes(b"not a jpeg")
+    _write_images(tmp_path / "classes", 1, seed=3, prefix="loose")
+    data = ClassFolderDataset(tmp_path / "classes", size=32, cache_px=64)
+    assert data.class_names == ["a", "b"] and len(data) == 6
+    data.load()
+    assert len(data) == 5 and data.labels.tolist() == [0, 0, 0, 1, 1]
+    reasons = {p.rsplit("/", 1)[-1]: r for p, r in ((s.path, s.reason) for s in data.skipped)}
+    assert "broken.jpg" in reasons and "loose000.png" in reasons
+
+    left, right = _write_images(tmp_path / "L", 3, 4), _write_images(tmp_path / "R", 2, 5)
+    Image.open(right[0]).save(tmp_path / "R" / "img000.jpg")  # img000 now ambiguous on the right
+    pairs = PairsDataset(tmp_path / "L", tmp_path / "R", size=32)
+    assert [p.rsplit("/", 1)[-1] for p in pairs.paths] == ["img001.png", "img001.png"]
+    assert pairs.labels.tolist() == [0, 0] and len(pairs.skipped) == 4
+
+    batch = build_batch(pairs, [0, 1], seed=0, step=0, mean=(0.5,) * 3, std=(0.25,) * 3)
+    assert tuple(batch.x.shape) == (2, 3, 32, 32) and batch.labels.tolist() == [0, 0]
+    unlabeled = UnlabeledDataset(tmp_path / "L", size=32)
+    batch = build_batch(unlabeled, [2, 0], seed=0, step=0, mean=(0.5,) * 3, std=(0.25,) * 3)
+    assert batch.labels.tolist() == [2, 2, 0, 0]
+    assert batch.x.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_reserved_evaluation_folders_are_refused(tmp_path):
+    _write_images(tmp_path / "gnome-backgrounds", 2)
+    with pytest.raises(TrainingError, match="reserved for evaluation"):
+        UnlabeledDataset(tmp_path / "gnome-backgrounds")
+    _write_images(tmp_path / "mix" / "ok", 2)
+    _write_images(tmp_path / "mix" / "mate-wallpapers", 2, prefix="w")
+    data = UnlabeledDataset(tmp_path / "mix")
+    assert len(data) == 2 and all("reserved" in s.reason for s in data.skipped)
+
+
+def test_config_refuses_bad_settings(tmp_path):
+    with pytest.raises(TrainingError, match="data_dir"):
+        TrainConfig()
+    with pytest.raises(TrainingError, match="miner"):
+        TrainConfig(data_dir=str(tmp_path), miner="batch-all")
+    with pytest.raises(TrainingError, match="right_dir"):
+        TrainConfig(data_dir=str(tmp_path), data="pairs")
+    with pytest.raises(TrainingError, match="backbone"):
+        TrainConfig(data_dir=str(tmp_path), backbone="vgg16")
+
+
+def test_lr_schedule_warms_up_then_decays():
+    lrs = [lr_at(s, 100, 10, 1.0) for s in range(100)]
+    assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(lrs[9:], lrs[10:])) and lrs[-1] < 0.01
+
+
+# --- training runs --------------------------------------------------------------------------
+
+
+def _write_classes(root, n_classes: int = 8, per_class: int = 10, seed: int = 7) -> None:
+    """Class folders of noisy, shifted variants of one random picture per class."""
+    rng = np.random.default_rng(seed)
+    for c in range(n_classes):
+        base = np.asarray(_picture(rng, (80, 80)), dtype=np.float32)
+        (root / f"class{c}").mkdir(parents=True)
+        for i in range(per_class):
+            shifted = np.roll(base, tuple(int(v) for v in rng.integers(-6, 7, 2)), axis=(0, 1))
+            noisy = np.clip(shifted + rng.normal(0, 20, base.shape), 0, 255).astype(np.uint8)
+            Image.fromarray(noisy).save(root / f"class{c}" / f"{i}.png")
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One 30-step run on generated class folders, shared by the tests below."""
+    tmp = tmp_path_factory.mktemp("trained")
+    _write_classes(tmp / "data")
+    for c in range(8):  # whichever classes are held out for validation, some train with it
+        (tmp / "data" / f"class{c}" / "unreadable.png").write_bytes(b"\x89PNG broken")
+    events = []
+    config = _tiny(tmp, tmp / "data", data="classes", samples_per_class=3, batch_size=4,
+                   input_size=64, epochs=6, val_fraction=0.25, lr=1e-3, miner="all")
+    result = train(config, progress=events.append)
+    return config, result, events
+
+
+def _all_triplet_loss(model, config) -> float:
+    """Hinge loss averaged over *all* triplets of the training images (no augmentation)."""
+    data = ClassFolderDataset(config.data_dir, size=config.input_size, augment=False)
+    data.load()
+    batch = build_batch(data, list(range(len(data))), 0, 0, config.model_config().mean,
+                        config.model_config().std)
+    with torch.no_grad():
+        emb = model.eval()(batch.x)
+    t = mine_triplets(emb, batch.labels, "all")
+    d_ap = 1 - (emb[t.anchors] * emb[t.positives]).sum(1)
+    d_an = 1 - (emb[t.anchors] * emb[t.negatives]).sum(1)
+    return float((d_ap - d_an + config.margin).clamp(min=0).mean())
+
+
+def test_training_lowers_the_loss(trained):
+    config, result, events = trained
+    steps = [e for e in events if e.kind == "step"]
+    assert len(steps) == result.steps == 30
+    assert all(0 <= e.active_fraction <= 1 and e.views_per_s > 0 and e.lr > 0 for e in steps)
+    before = _all_triplet_loss(create_model(config.model_config(), seed=config.seed), config)
+    after = _all_triplet_loss(load_model(result.model_path), config)
+    print(f"all-triplet loss {before:.4f} -> {after:.4f}")
+    assert after < 0.5 * before, (before, after)
+    assert [e.kind for e in events].count("epoch") == 6
+    assert any(e.kind == "skip" and "unreadable.png" in e.message for e in events)
+    assert any("unreadable.png" in s.path for s in result.skipped)
+    log = [json.loads(line) for line in (result.model_path.parent / "train_log.jsonl").open()]
+    assert [m["epoch"] for m in log] == [1, 2, 3, 4, 5, 6]
+    assert all(0 <= m["uap"] <= 1 and 0 <= m["recall_at_1"] <= 1 for m in log)
+
+
+def test_save_load_gives_identical_vectors(trained, tmp_path):
+    config, result, _ = trained
+    x = torch.randn(3, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    model = load_model(result.model_path)
+    again = load_model(result.model_path)
+    with torch.no_grad():
+        assert torch.equal(model(x), again(x))
+    save_model(model, tmp_path / "full.safetensors", half=False)
+    with torch.no_grad():
+        assert torch.equal(model(x), load_model(tmp_path / "full.safetensors")(x))
+    # the fp32 training checkpoint holds the same network as the (fp16-stored) final model
+    blob = torch.load(result.model_path.parent / CHECKPOINT, weights_only=True)
+    full = create_model(config.model_config())
+    full.load_state_dict(blob["model"])
+    with torch.no_grad():
+        cos = (full.eval()(x) * model(x)).sum(1)
+    assert bool((cos > 0.999).all())
+
+
+def test_resume_continues_from_the_checkpoint(tmp_path):
+    _write_images(tmp_path / "data", 32, seed=5)
+    straight = train(_tiny(tmp_path, tmp_path / "data", out_dir=str(tmp_path / "a")))
+    assert straight.steps == 8
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_epoch_1(event):
+        if event.kind == "epoch" and event.epoch == 1:
+            raise Stop
+
+    cut = _tiny(tmp_path, tmp_path / "data", out_dir=str(tmp_path / "b"))
+    with pytest.raises(Stop):
+        train(cut, progress=stop_after_epoch_1)
+    with pytest.raises(TrainingError, match="--resume"):
+        train(cut)
+    seen = []
+    resumed = train(_tiny(tmp_path, tmp_path / "data", out_dir=str(tmp_path / "b"), resume=True),
+                    progress=seen.append)
+    assert resumed.resumed_from_step == 4 and resumed.steps == 8
+    assert [e.step for e in seen if e.kind == "step"] == [5, 6, 7, 8]
+    assert [m.epoch for m in resumed.epochs] == [1, 2]
+    x = torch.randn(2, 3, 48, 48, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        a, b = load_model(straight.model_path)(x), load_model(resumed.model_path)(x)
+    assert torch.allclose(a, b, atol=1e-5)  # the resumed run is the same run
+
+
+@pytest.mark.parametrize("layout", ["singletons", "one_class"])
+def test_a_run_that_cannot_form_triplets_fails_clearly(tmp_path, layout):
+    if layout == "singletons":
+        for c in range(4):
+            _write_images(tmp_path / "classes" / f"c{c}", 1, seed=c)
+    else:
+        _write_images(tmp_path / "classes" / "only", 6)
+    config = _tiny(tmp_path, tmp_path / "classes", data="classes")
+    with pytest.raises(TrainingError, match="cannot form triplets"):
+        train(config)
