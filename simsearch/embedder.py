@@ -6,6 +6,7 @@ is exported once (that step needs torch) into the user cache and reused from the
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from dataclasses import dataclass
@@ -36,6 +37,7 @@ class ModelRef:
     model_id: str
     name: str
     dedupe_threshold: float | None = None
+    precision: str = "fp32"
 
 
 def cache_dir() -> Path:
@@ -44,61 +46,127 @@ def cache_dir() -> Path:
     return Path(root)
 
 
-def resolve_model(spec: str | os.PathLike | None = None) -> ModelRef:
-    """Find the ONNX file for a model spec, exporting it from safetensors when needed."""
+def resolve_model(spec: str | os.PathLike | None = None, precision: str | None = None) -> ModelRef:
+    """Find the ONNX file for a model spec, exporting it from safetensors when needed.
+
+    `precision` ("auto", "fp32" or "int8"; default `$SIMSEARCH_PRECISION` or auto): an int8
+    variant (`NAME.int8.onnx` beside `NAME.onnx`) is used where asked for, or with auto where the
+    CPU has VNNI int8 instructions (elsewhere int8 is no faster). Both variants have the same
+    model identity: their vectors agree to within the quantisation error that the benchmarks
+    report, so an index can be shared between machines that pick differently.
+    """
+    precision = (precision or os.environ.get("SIMSEARCH_PRECISION") or "auto").lower()
+    if precision not in ("auto", "fp32", "int8"):
+        raise ModelError(f"precision must be auto, fp32 or int8, not {precision!r}")
+    onnx_path, name = _locate(spec)
+    int8 = onnx_path.with_name(onnx_path.name[: -len(".onnx")] + ".int8.onnx")
+    if precision == "int8" and not int8.is_file():
+        raise ModelError(f"{name} has no int8 variant ({int8} not found)")
+    if int8.is_file() and (precision == "int8" or (precision == "auto" and cpu_has_vnni())):
+        return dataclasses.replace(_read_onnx(int8, name), precision="int8")
+    return _read_onnx(onnx_path, name)
+
+
+def cpu_has_vnni() -> bool:
+    """Whether this CPU has int8 dot-product instructions (AVX512-VNNI or AVX-VNNI)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = line.split()
+                    return "avx512_vnni" in flags or "avx_vnni" in flags
+    except OSError:
+        pass
+    return False
+
+
+def _locate(spec: str | os.PathLike | None) -> tuple[Path, str]:
+    """The fp32 ONNX file of a model spec and the model's display name."""
     if spec is None or str(spec) == "default":
         onnx_path = DEFAULT_MODEL_DIR / "default.onnx"
         if onnx_path.is_file():
-            return _read_onnx(onnx_path, "default")
-        return _random_default()
+            return onnx_path, "default"
+        return _random_default(), "default (random init)"
     path = Path(spec).expanduser()
     if path.is_dir():
         for candidate in ("model.onnx", "model.safetensors"):
             if (path / candidate).is_file():
-                return resolve_model(path / candidate)
+                return _locate(path / candidate)
         raise ModelError(f"{path}: folder has no model.onnx or model.safetensors")
     if not path.is_file():
         raise ModelError(f"{path}: model file not found")
+    if path.name.endswith(".int8.onnx"):
+        raise ModelError(f"{path}: name the fp32 model (.onnx); its int8 variant is chosen by "
+                         f"precision")
     if path.suffix == ".onnx":
-        return _read_onnx(path, str(path))
+        return path, str(path)
     if path.suffix == ".safetensors":
-        return _from_safetensors(path)
+        return _from_safetensors(path), str(path)
     raise ModelError(f"{path}: a model is a .onnx or .safetensors file (or a folder of them)")
 
 
 def _read_onnx(path: Path, name: str) -> ModelRef:
-    import onnx
-
-    try:
-        proto = onnx.load(str(path), load_external_data=False)
-    except Exception as e:
-        raise ModelError(f"{path}: not a readable ONNX model ({e})") from e
-    meta = {p.key: p.value for p in proto.metadata_props}
+    """Config and identity from the ONNX metadata, read through the (cached) runtime session:
+    no `import onnx`, and the file is parsed once for both metadata and inference."""
+    meta = _session(path).get_modelmeta().custom_metadata_map
     if _META_CONFIG not in meta or _META_MODEL_ID not in meta:
         raise ModelError(f"{path}: ONNX file was not exported by simsearch (no model metadata)")
-    threshold = float(meta[_META_THRESHOLD]) if _META_THRESHOLD in meta else None
+    try:
+        threshold = float(meta[_META_THRESHOLD]) if _META_THRESHOLD in meta else None
+    except ValueError:
+        raise ModelError(f"{path}: malformed dedupe threshold in the model metadata") from None
     return ModelRef(path, ModelConfig.from_json(meta[_META_CONFIG]), meta[_META_MODEL_ID], name,
                     threshold)
 
 
-def _from_safetensors(path: Path) -> ModelRef:
+_SESSIONS: dict[tuple[str, int, int], object] = {}
+
+
+def _session(path: Path, threads: int | None = None):
+    """One ONNX Runtime session per (file, version, thread count) in this process."""
+    import onnxruntime as ort
+
+    threads = threads or os.cpu_count() or 1
+    try:
+        key = (str(path.resolve()), path.stat().st_mtime_ns, threads)
+    except OSError as e:
+        raise ModelError(f"{path}: cannot read model ({e.strerror or e})") from None
+    if key not in _SESSIONS:
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        try:
+            _SESSIONS[key] = ort.InferenceSession(str(path), options,
+                                                  providers=["CPUExecutionProvider"])
+        except Exception as e:
+            raise ModelError(f"{path}: not a model ONNX Runtime can load ({_first_line(e)})") from None
+    return _SESSIONS[key]
+
+
+def _first_line(e: Exception) -> str:
+    lines = str(e).strip().splitlines()
+    return lines[0][:200] if lines else type(e).__name__
+
+
+def _from_safetensors(path: Path) -> Path:
+    """The ONNX export of a safetensors model: beside it, or made once into the user cache."""
     from simsearch.files import sha256
 
     model_id = sha256(path)
     for candidate in (path.with_suffix(".onnx"), cache_dir() / "onnx" / f"{model_id}.onnx"):
-        if candidate.is_file():
-            ref = _read_onnx(candidate, str(path))
-            if ref.model_id == model_id:
-                return ref
+        if candidate.is_file() and _read_onnx(candidate, str(path)).model_id == model_id:
+            return candidate
     from simsearch.export import export_onnx  # torch: only on the first use of this model
     from simsearch.model import load_model
 
     target = cache_dir() / "onnx" / f"{model_id}.onnx"
     export_onnx(load_model(path), target, model_id)
-    return _read_onnx(target, str(path))
+    return target
 
 
-def _random_default() -> ModelRef:
+def _random_default() -> Path:
     """Until a trained default model ships, the default is a seeded random-init ResNet-18."""
     import hashlib
 
@@ -111,26 +179,16 @@ def _random_default() -> ModelRef:
         from simsearch.model import create_model
 
         export_onnx(create_model(config, seed=0), target, model_id)
-    return _read_onnx(target, "default (random init)")
+    return target
 
 
 class Embedder:
     """Pictures in, unit vectors out, through one ONNX Runtime session."""
 
     def __init__(self, model: ModelRef, threads: int | None = None):
-        import onnxruntime as ort
-
         self.model = model
         self.config = model.config
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.intra_op_num_threads = threads or os.cpu_count() or 1
-        options.inter_op_num_threads = 1
-        try:
-            self.session = ort.InferenceSession(str(model.onnx_path), options,
-                                                providers=["CPUExecutionProvider"])
-        except Exception as e:
-            raise ModelError(f"{model.onnx_path}: ONNX Runtime cannot load it ({e})") from e
+        self.session = _session(model.onnx_path, threads)
 
     @property
     def dim(self) -> int:

@@ -121,3 +121,46 @@ def _check_equal(wrapper: nn.Module, onnx_path: Path) -> None:
     cos = (got * want).sum(1)
     if cos.min() < 0.999:
         raise ModelError(f"ONNX export differs from torch (cosine {cos.min():.5f} < 0.999)")
+
+
+def quantize_int8(onnx_path: str | os.PathLike, out_path: str | os.PathLike,
+                  calibration: np.ndarray) -> Path:
+    """Static int8 quantisation (QDQ, per-channel weights) of an exported model.
+
+    `calibration` is a uint8 batch [n, H, W, 3] of typical pictures (a few hundred). Only the
+    convolutions and the projection are quantised; pooling and normalisation stay fp32. On CPUs
+    with VNNI this is ~2-3x faster than fp32; `benchmarks/ingest.py` reports the quality cost.
+    The metadata (config, model id, threshold) is carried over.
+    """
+    import onnx
+    from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType,
+                                          quantize_static)
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class _Reader(CalibrationDataReader):
+        def __init__(self):
+            self.batches = iter([{"images": calibration[i:i + 16]}
+                                 for i in range(0, len(calibration), 16)])
+
+        def get_next(self):
+            return next(self.batches, None)
+
+    out_path = Path(out_path)
+    pre = out_path.with_name(out_path.name + ".pre.onnx")
+    tmp = out_path.with_name(out_path.name + ".tmp")
+    try:
+        quant_pre_process(str(onnx_path), str(pre), skip_symbolic_shape=True)
+        quantize_static(str(pre), str(tmp), _Reader(), quant_format=QuantFormat.QDQ,
+                        per_channel=True, weight_type=QuantType.QInt8,
+                        activation_type=QuantType.QUInt8, op_types_to_quantize=["Conv", "Gemm", "MatMul"])
+        proto = onnx.load(str(tmp))
+        source = onnx.load(str(onnx_path), load_external_data=False)
+        del proto.metadata_props[:]
+        for entry in source.metadata_props:
+            proto.metadata_props.add().CopyFrom(entry)
+        onnx.save(proto, str(tmp))
+        os.replace(tmp, out_path)
+    finally:
+        for leftover in (pre, tmp):
+            leftover.unlink(missing_ok=True)
+    return out_path

@@ -51,7 +51,7 @@ class EvalReport:
 def run_eval(originals: str | os.PathLike, distractors: str | os.PathLike | None = None,
              model: str | None = None, threshold: float | None = None, seed: int = 0,
              per_image: int | None = None, k: int = 10, baselines: Sequence[str] = ("phash", "dhash"),
-             work_dir: str | os.PathLike | None = None,
+             work_dir: str | os.PathLike | None = None, min_precision: float = 0.99,
              progress: Callable[[str, int, int], None] | None = None) -> EvalReport:
     """Score `model` (default: the shipped one) on edited copies of the images in `originals`."""
     with tempfile.TemporaryDirectory(prefix="simsearch-eval-", dir=work_dir) as tmp:
@@ -85,7 +85,8 @@ def run_eval(originals: str | os.PathLike, distractors: str | os.PathLike | None
         neighbours = Neighbors(ids, scores)
         threshold = index.default_threshold() if threshold is None else threshold
         groups = [g.files for g in index.duplicates(threshold).groups]
-        metrics = _score(neighbours, true_ref, edits, groups, threshold, family, bench)
+        metrics = _score(neighbours, true_ref, edits, groups, threshold, family, bench,
+                         min_precision)
 
         scored = {}
         for kind in baselines:
@@ -93,17 +94,19 @@ def run_eval(originals: str | os.PathLike, distractors: str | os.PathLike | None
             everything = refs + queries
             pairs = hash_baseline(kind, everything, everything, k=min(k + 1, len(everything)))
             hash_groups = _hash_groups(pairs, everything, HASH_THRESHOLD)
-            scored[kind] = _score(hashed, true_ref, edits, hash_groups, HASH_THRESHOLD, family, bench)
+            scored[kind] = _score(hashed, true_ref, edits, hash_groups, HASH_THRESHOLD, family,
+                                  bench, min_precision)
         return EvalReport(metrics, scored, len(queries), len(refs), index.model.name)
 
 
 def _score(neighbours: Neighbors, true_ref: np.ndarray, edits: list[str], groups: list[list[str]],
-           threshold: float, family: dict[str, int], bench) -> Metrics:
+           threshold: float, family: dict[str, int], bench, min_precision: float) -> Metrics:
     labelled = label_neighbors(neighbours, true_ref)
     top1 = [int(row[0]) if len(row) and row[0] >= 0 else None for row in neighbours.indices]
     truth = true_ref.tolist()
     try:
-        calibrated = calibrate_threshold(labelled.scores, labelled.is_positive, labelled.n_positives)
+        calibrated = calibrate_threshold(labelled.scores, labelled.is_positive, labelled.n_positives,
+                                         min_precision)
     except CalibrationError:
         calibrated = None
     return Metrics(
