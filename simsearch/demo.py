@@ -28,8 +28,9 @@ def picture(seed: int, size: tuple[int, int] = (640, 480)) -> Image.Image:
     img = Image.fromarray(((np.stack(channels, -1) * 0.5 + 0.5) * 255).astype(np.uint8), "RGB")
     draw = ImageDraw.Draw(img)
     for _ in range(int(rng.integers(5, 12))):
-        x0, y0 = int(rng.integers(0, w - 40)), int(rng.integers(0, h - 40))
-        box = (x0, y0, x0 + int(rng.integers(30, w // 2)), y0 + int(rng.integers(30, h // 2)))
+        x0, y0 = int(rng.integers(0, w - w // 8)), int(rng.integers(0, h - h // 8))
+        box = (x0, y0, x0 + int(rng.integers(w // 8, w // 2 + 1)),
+               y0 + int(rng.integers(h // 8, h // 2 + 1)))
         fill = tuple(int(c) for c in rng.integers(0, 256, 3))
         (draw.ellipse if rng.random() < 0.5 else draw.rectangle)(box, fill=fill)
     return img

@@ -6,7 +6,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw
+from PIL import Image
+
+from simsearch.demo import picture
 
 TINY_SIZE = 64
 
@@ -20,20 +22,7 @@ def _isolated(tmp_path_factory, monkeypatch):
 
 def make_picture(seed: int, size: tuple[int, int] = (160, 120)) -> Image.Image:
     """A distinct synthetic 'photo': a smooth colour field with random shapes on it."""
-    rng = np.random.default_rng(seed)
-    w, h = size
-    y, x = np.mgrid[0:h, 0:w] / max(w, h)
-    channels = [np.sin(x * rng.uniform(2, 12) + rng.uniform(0, 6)) *
-                np.cos(y * rng.uniform(2, 12) + rng.uniform(0, 6)) for _ in range(3)]
-    base = ((np.stack(channels, -1) * 0.5 + 0.5) * 255).astype(np.uint8)
-    img = Image.fromarray(base, "RGB")
-    draw = ImageDraw.Draw(img)
-    for _ in range(int(rng.integers(4, 9))):
-        x0, y0 = int(rng.integers(0, w - 10)), int(rng.integers(0, h - 10))
-        x1, y1 = x0 + int(rng.integers(8, w // 2)), y0 + int(rng.integers(8, h // 2))
-        colour = tuple(int(c) for c in rng.integers(0, 256, 3))
-        (draw.ellipse if rng.random() < 0.5 else draw.rectangle)((x0, y0, x1, y1), fill=colour)
-    return img
+    return picture(seed, size)
 
 
 def write_pictures(folder: Path, n: int, seed: int = 0, suffix: str = ".jpg") -> list[Path]:
