@@ -38,6 +38,15 @@ def camera_jpegs(folder: Path, min_pixels: float, limit: int) -> list[Path]:
     return found[:limit]
 
 
+def _has_int8(model) -> bool:
+    from simsearch.embedder import resolve_model
+    try:
+        resolve_model(model, precision="int8")
+        return True
+    except Exception:
+        return False
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--folder", type=Path, default=ROOT / "data" / "eval-extract")
@@ -81,24 +90,28 @@ def main() -> None:
     rows.append({"stage": f"decode (draft + resize, {workers} threads)", "img_per_s": len(files) / decode_s})
 
     batch = np.stack(arrays)
-    embedder.embed_arrays(batch[:8])  # warm-up
-    reps = max(1, 256 // len(batch))
-    start = time.perf_counter()
-    for _ in range(reps):
-        for s in range(0, len(batch), 32):
-            embedder.embed_arrays(batch[s:s + 32])
-    net_s = (time.perf_counter() - start) / reps
     macs = RESNET18_MACS_224 * (size / 224) ** 2 if ref.config.backbone == "resnet18" else float("nan")
-    gflops = 2 * macs * len(files) / net_s / 1e9
-    rows.append({"stage": f"network (ONNX Runtime, {size} px, batch 32)", "img_per_s": len(files) / net_s,
-                 "gflop_per_s": gflops})
+    precisions = ["fp32"] + (["int8"] if ref.precision == "int8" or _has_int8(args.model) else [])
+    for precision in precisions:
+        net = Embedder(resolve_model(args.model, precision=precision))
+        net.embed_arrays(batch[:8])  # warm-up
+        reps = max(1, 256 // len(batch))
+        start = time.perf_counter()
+        for _ in range(reps):
+            for s in range(0, len(batch), 32):
+                net.embed_arrays(batch[s:s + 32])
+        net_s = (time.perf_counter() - start) / reps
+        rows.append({"stage": f"network {precision} (ONNX Runtime, {size} px, batch 32)",
+                     "img_per_s": len(files) / net_s,
+                     "gflop_per_s": 2 * macs * len(files) / net_s / 1e9})
 
     with tempfile.TemporaryDirectory() as tmp:
         index = open_index(Path(tmp) / "idx", model=args.model, create=True)
         start = time.perf_counter()
         index.add_paths(files, workers=args.workers)
         e2e_s = time.perf_counter() - start
-    rows.append({"stage": "simsearch index (end to end)", "img_per_s": len(files) / e2e_s})
+    rows.append({"stage": f"simsearch index (end to end, {ref.precision})",
+                 "img_per_s": len(files) / e2e_s})
     for row in rows:
         row["vs_pHash"] = row["img_per_s"] / rows[0]["img_per_s"]
     print(f"{len(files)} JPEGs, mean {megapixels:.1f} MP, model {ref.name} ({ref.config.backbone} "

@@ -121,17 +121,22 @@ def query_cmd(images, k, index_dir, model, as_json):
 @click.option("--threshold", type=click.FloatRange(-1.0, 1.0), default=None,
               help="Cosine score at or above which two images are near-duplicates.  "
                    "[default: the model's calibrated threshold]")
+@click.option("--linkage", type=click.Choice(["centre", "complete"]), default="centre",
+              show_default=True,
+              help="centre: each group is an image and its near-duplicates; complete: every "
+                   "pair in a group is a near-duplicate (stricter, smaller groups).")
 @_index_option
 @_json_option
-def dedupe_cmd(threshold, index_dir, as_json):
+def dedupe_cmd(threshold, linkage, index_dir, as_json):
     """Groups of exact duplicates (same bytes) and near-duplicates (score >= threshold).
 
-    Works from stored vectors only. In a near group every pair scores at least the threshold,
-    so a chain of similar images never joins two that are far apart. Nothing is deleted.
+    Works from stored vectors only. Groups never chain: with the default centre linkage every
+    member scores at least the threshold against the group's centre image; with complete
+    linkage every pair does. Each group shows its lowest pairwise score. Nothing is deleted.
     """
     from simsearch.index import open_index
 
-    report = open_index(index_dir).duplicates(threshold)
+    report = open_index(index_dir).duplicates(threshold, linkage)
     if as_json:
         click.echo(json.dumps(report.to_dict()))
         return
@@ -194,11 +199,13 @@ def check_cmd(index_dir, repair, as_json):
 @click.option("--per-image", type=click.IntRange(1, 64), default=None,
               help="Edited copies per original (a seeded sample of the edits).  [default: all]")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--linkage", type=click.Choice(["centre", "complete"]), default="centre",
+              show_default=True, help="Dedupe grouping to score (see simsearch dedupe).")
 @click.option("--no-baselines", is_flag=True, help="Skip the pHash/dHash baselines.")
 @_quiet_option
 @_json_option
-def eval_cmd(originals, distractors, model, threshold, per_image, seed, no_baselines, quiet,
-             as_json):
+def eval_cmd(originals, distractors, model, threshold, per_image, seed, linkage, no_baselines,
+             quiet, as_json):
     """Measure accuracy on your own pictures: edited copies of ORIGINALS are made in a
     temporary folder, the real pipeline runs on them, and uAP, Recall@1 (overall and per
     edit), dedupe precision/recall/F1 and a calibrated threshold are reported, beside the
@@ -209,7 +216,8 @@ def eval_cmd(originals, distractors, model, threshold, per_image, seed, no_basel
     with _Progress("evaluating", quiet) as progress:
         stage = None if progress is None else (lambda name, done, total: progress(done, total))
         report = run_eval(originals, distractors, model=model, threshold=threshold, seed=seed,
-                          per_image=per_image, baselines=() if no_baselines else ("phash", "dhash"),
+                          per_image=per_image, linkage=linkage,
+                          baselines=() if no_baselines else ("phash", "dhash"),
                           progress=stage)
     if as_json:
         click.echo(json.dumps(report.to_dict()))

@@ -1,10 +1,18 @@
 """Exact and near-duplicate groups from stored vectors (the network is never loaded).
 
 Exact duplicates share a content hash. Near duplicates are found by a range search at a cosine
-threshold over one representative per content hash, then grouped by complete linkage: two
-groups merge only if *every* pair across them scores at or above the threshold, so a chain
-A~B~C never puts A and C together when they are far apart. Memory is linear in the number of
-images plus the number of pairs above the threshold: no n x n matrix.
+threshold over one representative per content hash, then grouped without chaining (a chain
+A~B~C~D of small steps never puts A and D together). Two ways, `linkage`:
+
+- "centre" (default): the image with the most near-duplicates becomes the centre of a group,
+  with every not yet grouped image that scores >= threshold against it; then the next centre.
+  Every member is a near-duplicate of the centre, so two members are never further apart than
+  twice the threshold angle. Bursts and edit families stay one group.
+- "complete": two groups merge only if every pair across them scores >= threshold. Stricter:
+  each group is a clique, and a family of very different edits splits into several groups.
+
+Each group reports its lowest pairwise score. Memory is linear in the number of images plus
+the number of pairs above the threshold: no n x n matrix.
 """
 from __future__ import annotations
 
@@ -16,7 +24,8 @@ import numpy as np
 from simsearch.catalog import Catalog
 from simsearch.vectors import VectorStore, range_pairs
 
-__all__ = ["DEFAULT_THRESHOLD", "Group", "DuplicateReport", "find_duplicates", "complete_linkage"]
+__all__ = ["DEFAULT_THRESHOLD", "LINKAGES", "Group", "DuplicateReport", "find_duplicates",
+           "centre_linkage", "complete_linkage"]
 
 # Used only when the model carries no calibrated threshold of its own (see README: Dedupe).
 DEFAULT_THRESHOLD = 0.90
@@ -41,7 +50,13 @@ class DuplicateReport:
         return {"threshold": self.threshold, "groups": [g.to_dict() for g in self.groups]}
 
 
-def find_duplicates(catalog: Catalog, store: VectorStore, threshold: float) -> DuplicateReport:
+LINKAGES = ("centre", "complete")
+
+
+def find_duplicates(catalog: Catalog, store: VectorStore, threshold: float,
+                    linkage: str = "centre") -> DuplicateReport:
+    if linkage not in LINKAGES:
+        raise ValueError(f"linkage must be one of {', '.join(LINKAGES)}, not {linkage!r}")
     report = DuplicateReport(threshold)
     copies: dict[int, list[str]] = {}  # representative id -> every path with that content
     duplicate_ids: set[int] = set()  # every copy but the representative
@@ -62,8 +77,16 @@ def find_duplicates(catalog: Catalog, store: VectorStore, threshold: float) -> D
         scores.append(pairs.scores)
     if not left:
         return report
-    clusters = complete_linkage(np.concatenate(left), np.concatenate(right),
-                                np.concatenate(scores))
+    left, right, scores = np.concatenate(left), np.concatenate(right), np.concatenate(scores)
+    if linkage == "complete":
+        clusters = complete_linkage(left, right, scores)
+    else:
+        row_of = {int(i): r for r, i in enumerate(ids.tolist())}
+        clusters = []
+        for group in centre_linkage(left, right, scores):
+            rows = vectors[[row_of[i] for i in group]]
+            gram = rows @ rows.T
+            clusters.append((group, float(gram[np.triu_indices(len(group), 1)].min())))
     members = [m for m, _ in clusters]
     paths = catalog.paths({i for m in members for i in m})
     for member_ids, min_score in clusters:
@@ -71,6 +94,28 @@ def find_duplicates(catalog: Catalog, store: VectorStore, threshold: float) -> D
         report.groups.append(Group("near", min_score, files))
     report.groups.sort(key=lambda g: (g.kind != "exact", -len(g.files), g.files[0]))
     return report
+
+
+def centre_linkage(left: np.ndarray, right: np.ndarray, scores: np.ndarray) -> list[list[int]]:
+    """Groups around centres: the id with the most edges (then the highest total score, then
+    the lowest id) takes every ungrouped neighbour; repeat. Returns groups of two or more ids,
+    centre first, the rest in id order."""
+    adjacency: dict[int, dict[int, float]] = defaultdict(dict)
+    for a, b, s in zip(left.tolist(), right.tolist(), scores.tolist()):
+        adjacency[a][b] = s
+        adjacency[b][a] = s
+    order = sorted(adjacency, key=lambda i: (-len(adjacency[i]), -sum(adjacency[i].values()), i))
+    grouped: set[int] = set()
+    groups = []
+    for centre in order:
+        if centre in grouped:
+            continue
+        members = sorted(m for m in adjacency[centre] if m not in grouped)
+        if members:
+            grouped.add(centre)
+            grouped.update(members)
+            groups.append([centre] + members)
+    return groups
 
 
 def complete_linkage(left: np.ndarray, right: np.ndarray,

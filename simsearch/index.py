@@ -36,6 +36,8 @@ __all__ = ["Index", "Match", "QueryResult", "CheckReport", "check_index", "open_
 
 FORMAT_VERSION = 1
 MANIFEST, CATALOG, VECTORS, LOCK = "manifest.json", "catalog.sqlite", "vectors.faiss", "lock"
+# A manifest is a few hundred bytes; a huge one is not ours, and is refused before it is read.
+_MAX_MANIFEST_BYTES = 1 << 20
 
 
 def default_index_dir() -> Path:
@@ -90,7 +92,13 @@ class Index:
         if spec is None and built and built.get("name") not in (None, "default", "default (random init)"):
             if Path(built["name"]).exists():
                 spec = built["name"]
-        ref = resolve_model(spec)
+        try:
+            ref = resolve_model(spec)
+        except ModelError as e:
+            if spec is None or spec == self._model_spec:
+                raise
+            raise ModelError(f"{self.folder / MANIFEST} names the model that built it, and that "
+                             f"model cannot be used: {e}. Name one with --model") from e
         if built and built.get("id") != ref.model_id:
             raise ModelMismatchError(
                 f"{self.folder} was built with model {built.get('name')} ({built.get('id', '?')[:12]}), "
@@ -113,21 +121,24 @@ class Index:
 
     # -- manifest and vectors -----------------------------------------------------------------
     def _read_manifest(self) -> dict | None:
+        """The manifest, checked field by field: it may come from someone else's folder."""
         path = self.folder / MANIFEST
         if not path.is_file():
             return None
+        repair = f"repair with: simsearch check --repair --index {self.folder}"
         try:
-            data = json.loads(path.read_text())
-        except (OSError, ValueError) as e:
-            raise IndexStoreError(f"{path}: unreadable manifest ({e}); "
-                                  f"repair with: simsearch check --repair --index {self.folder}") from e
+            size = path.stat().st_size
+            if size > _MAX_MANIFEST_BYTES:
+                raise ValueError(f"{size} bytes, far more than a manifest holds")
+            data = json.loads(path.read_bytes())
+        except (OSError, ValueError, RecursionError) as e:
+            raise IndexStoreError(f"{path}: unreadable manifest ({e}); {repair}") from e
         if not isinstance(data, dict) or data.get("format_version") != FORMAT_VERSION:
             raise IndexStoreError(f"{path}: index format {data.get('format_version') if isinstance(data, dict) else '?'}"
                                   f", this simsearch reads {FORMAT_VERSION}")
-        for key in ("model", "dim", "count", "generation"):
-            if key not in data:
-                raise IndexStoreError(f"{path}: manifest lacks {key!r}")
-        ModelConfig.from_dict(data["model"]["config"])
+        problem = _manifest_problem(data)
+        if problem:
+            raise IndexStoreError(f"{path}: {problem}; {repair}")
         return data
 
     def _model_record(self) -> dict:
@@ -150,21 +161,46 @@ class Index:
         own = catalog is None
         catalog = catalog or self.catalog()
         try:
-            path = self.folder / VECTORS
-            fresh = (self.manifest and path.is_file()
-                     and int(self.manifest["generation"]) == catalog.generation)
-            store = VectorStore.load(path, self.dim) if fresh else None
-            if store is None or store.count != catalog.count():
-                store = self._rebuild(catalog)
+            loaded = self._read_vectors_file(catalog)
+            with catalog.snapshot():
+                store = self._agreeing(catalog, loaded)
         finally:
             if own:
                 catalog.close()
         self._store = store
         return store
 
+    def _read_vectors_file(self, catalog: Catalog) -> VectorStore | None:
+        """vectors.faiss if the manifest says it is current, else None. Must run before the
+        snapshot that `_agreeing` checks it in: a writer commits the catalog, then saves
+        vectors.faiss, then the manifest, so a file read after the manifest and before a
+        snapshot of the same generation is that generation's file."""
+        path = self.folder / VECTORS
+        if not self.manifest or not path.is_file():
+            return None
+        if int(self.manifest["generation"]) != catalog.generation:
+            return None
+        try:
+            store = VectorStore.load(path, self.dim)
+            store.ids()  # an id map, as simsearch writes; any other faiss index is not ours
+            return store
+        except (IndexStoreError, AttributeError, RuntimeError):
+            return None  # derived data: a damaged or foreign file is rebuilt from the catalog
+
+    def _agreeing(self, catalog: Catalog, store: VectorStore | None) -> VectorStore:
+        """`store` if it matches the catalog's current generation and count, else a rebuild."""
+        if (store is None or int(self.manifest["generation"]) != catalog.generation
+                or store.count != catalog.count()):
+            store = self._rebuild(catalog)
+        return store
+
     def _rebuild(self, catalog: Catalog) -> VectorStore:
         store = VectorStore(self.dim)
         for ids, vectors in catalog.vectors():
+            if vectors.shape[1] != self.dim:
+                raise IndexStoreError(
+                    f"{catalog.path}: catalog vectors have {vectors.shape[1]} dimensions, the index "
+                    f"{self.dim}; repair with: simsearch check --repair --index {self.folder}")
             store.add(ids, vectors)
         return store
 
@@ -173,8 +209,14 @@ class Index:
                   workers: int | None = None, batch_size: int = 32,
                   rebuild: bool = False) -> IngestReport:
         """Ingest image files and folders (recursively, incrementally). With `rebuild`, every
-        stored vector is dropped first and all files are embedded again (e.g. with a new model)."""
-        self.folder.mkdir(parents=True, exist_ok=True)
+        stored vector is dropped first and all files are embedded again (e.g. with a new model).
+
+        A failure to write (full disk, read-only folder) raises `IndexStoreError`; what was
+        committed before it stays, and the next run carries on from there."""
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise _write_error(self.folder, e) from e
         with _WriterLock(self.folder / LOCK):
             if rebuild:
                 self.manifest = None
@@ -196,7 +238,7 @@ class Index:
                 self._store = store
                 report = ingest(catalog, store, lambda: self.embedder, [os.fspath(p) for p in paths],
                                 progress=progress, workers=workers, batch_size=batch_size)
-                store.save(self.folder / VECTORS)
+                _save_vectors(store, self.folder / VECTORS)
                 self._write_manifest(catalog, store)
             finally:
                 catalog.close()
@@ -243,15 +285,20 @@ class Index:
         return [[Match(paths[int(i)], float(s)) for s, i in zip(srow, irow) if int(i) in paths]
                 for srow, irow in zip(scores, ids)]
 
-    def duplicates(self, threshold: float | None = None) -> "DuplicateReport":
-        """Exact (same content) and near-duplicate groups, from the stored vectors alone."""
+    def duplicates(self, threshold: float | None = None,
+                   linkage: str = "centre") -> "DuplicateReport":
+        """Exact (same content) and near-duplicate groups, from the stored vectors alone.
+        `linkage`: "centre" or "complete" (see `simsearch.dedupe`)."""
         from simsearch.dedupe import find_duplicates
 
         if threshold is None:
             threshold = self.default_threshold()
         catalog = self.catalog()
         try:
-            return find_duplicates(catalog, self.store(catalog), threshold)
+            loaded = self._read_vectors_file(catalog)
+            with catalog.snapshot():  # vectors and paths from one committed state
+                return find_duplicates(catalog, self._agreeing(catalog, loaded), threshold,
+                                       linkage)
         finally:
             catalog.close()
 
@@ -289,8 +336,12 @@ class Index:
         paths, vectors = self.vectors()
         out = Path(out)
         tmp = out.with_name(out.name + ".tmp.npz")
-        np.savez(tmp, vectors=vectors.astype(np.float32), paths=np.array(paths, dtype=str))
-        os.replace(tmp, out)
+        try:
+            np.savez(tmp, vectors=vectors.astype(np.float32), paths=np.array(paths, dtype=str))
+            os.replace(tmp, out)
+        except OSError as e:
+            _remove_quietly(tmp)
+            raise IndexStoreError(f"{out}: cannot write ({e.strerror or e})") from e
         return len(paths)
 
 
@@ -317,9 +368,12 @@ def check_index(folder: str | os.PathLike, repair: bool = False) -> CheckReport:
         raise IndexStoreError(f"no index at {folder} (catalog.sqlite missing)")
     catalog = Catalog(folder / CATALOG, readonly=True)
     try:
-        report.problems += [f"catalog: {p}" for p in catalog.integrity_problems()]
+        damage = [f"catalog: {p}" for p in catalog.integrity_problems()]
+        report.problems += damage
         report.count = catalog.count()
-        record = json.loads(catalog.get_meta("model") or "null")
+        record, problem = _catalog_record(catalog)
+        if problem:
+            report.problems.append(f"catalog: {problem}")
         manifest = None
         try:
             manifest = Index(folder).manifest
@@ -333,13 +387,17 @@ def check_index(folder: str | os.PathLike, repair: bool = False) -> CheckReport:
         if manifest and manifest["generation"] != catalog.generation:
             report.problems.append(f"vectors.faiss is stale (generation {manifest['generation']}, "
                                    f"catalog {catalog.generation})")
-        store = None
+        store_ids = None
         try:
             store = VectorStore.load(folder / VECTORS, dim) if (folder / VECTORS).is_file() else None
             if store is None:
                 report.problems.append("vectors.faiss is missing")
+            else:
+                store_ids = set(store.ids().tolist())
         except IndexStoreError as e:
             report.problems.append(str(e))
+        except (AttributeError, RuntimeError):
+            report.problems.append("vectors.faiss is not a vector file simsearch wrote")
         catalog_ids, norms = [], []
         for ids, vectors in catalog.vectors():
             catalog_ids.append(ids)
@@ -349,35 +407,94 @@ def check_index(folder: str | os.PathLike, repair: bool = False) -> CheckReport:
                                        f"expected {dim}")
                 break
         ids = np.concatenate(catalog_ids) if catalog_ids else np.zeros(0, np.int64)
-        if norms and np.abs(np.concatenate(norms) - 1).max() > 1e-3:
+        if norms and not np.all(np.abs(np.concatenate(norms) - 1) <= 1e-3):  # NaN fails too
             report.problems.append("catalog holds vectors that are not unit length")
-        if store is not None and set(store.ids().tolist()) != set(ids.tolist()):
-            report.problems.append(f"vectors.faiss holds {store.count} vectors, the catalog "
+        if store_ids is not None and store_ids != set(ids.tolist()):
+            report.problems.append(f"vectors.faiss holds {len(store_ids)} vectors, the catalog "
                                    f"{len(ids)}, and their ids differ")
     finally:
         catalog.close()
+    if repair and damage:
+        raise IndexStoreError(f"{folder / CATALOG} is damaged ({damage[0]}); it is the source of "
+                              f"truth and cannot be rebuilt from the derived files. Move the index "
+                              f"folder aside and index your photos again")
     if repair and report.problems:
         report.repaired = _repair(folder, record, manifest)
     return report
 
 
+def _catalog_record(catalog: Catalog) -> tuple[dict | None, str | None]:
+    """The model record the catalog keeps, and what is wrong with it if it is unusable."""
+    raw = catalog.get_meta("model")
+    if raw is None:
+        return None, None
+    try:
+        record = json.loads(raw)
+    except (TypeError, ValueError, RecursionError):
+        return None, "its model record is not valid JSON"
+    problem = _record_problem(record)
+    return (None, problem) if problem else (record, None)
+
+
 def _repair(folder: Path, record: dict | None, manifest: dict | None) -> list[str]:
-    record = record or (manifest or {}).get("model")
+    repaired = []
+    if record is None and manifest is not None:  # the catalog's record is missing or unreadable
+        record = manifest["model"]
+        repaired.append("restored the catalog's model record from manifest.json")
     if record is None:
         raise IndexStoreError(f"{folder}: neither the catalog nor the manifest says which model "
                               f"built this index; rebuild with: simsearch index PHOTOS --rebuild "
                               f"--index {folder}")
+    dim = int(record["config"]["dim"])
     with _WriterLock(folder / LOCK):
         catalog = Catalog(folder / CATALOG)
         try:
-            store = VectorStore(int(record["config"]["dim"]))
+            if repaired:
+                with catalog.transaction():
+                    catalog.set_meta("model", json.dumps(record))
+            store = VectorStore(dim)
             for ids, vectors in catalog.vectors():
+                if vectors.shape[1] != dim:
+                    raise IndexStoreError(
+                        f"{folder}: catalog vectors have {vectors.shape[1]} dimensions, its model "
+                        f"{dim}; rebuild with: simsearch index PHOTOS --rebuild --index {folder}")
                 store.add(ids, vectors)
-            store.save(folder / VECTORS)
+            _save_vectors(store, folder / VECTORS)
             _write_manifest(folder, catalog, store, record)
         finally:
             catalog.close()
-    return ["rebuilt vectors.faiss from the catalog", "rewrote manifest.json"]
+    return repaired + ["rebuilt vectors.faiss from the catalog", "rewrote manifest.json"]
+
+
+def _manifest_problem(data: dict) -> str | None:
+    """What is wrong with a parsed manifest, or None: every field the code relies on is typed."""
+    for key in ("model", "dim", "count", "generation"):
+        if key not in data:
+            return f"manifest lacks {key!r}"
+    for key in ("dim", "count", "generation"):
+        value = data[key]
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            return f"manifest {key} is {str(value)[:40]!r}, not a count"
+    problem = _record_problem(data["model"])
+    if problem:
+        return f"manifest: {problem}"
+    if data["model"]["config"]["dim"] != data["dim"]:
+        return "manifest dim differs from its model's"
+    return None
+
+
+def _record_problem(record) -> str | None:
+    """What is wrong with a model record ({name, id, config}), or None."""
+    if (not isinstance(record, dict) or not isinstance(record.get("name"), str)
+            or not isinstance(record.get("id"), str) or not isinstance(record.get("config"), dict)):
+        return "model record is malformed"
+    try:
+        ModelConfig.from_dict(record["config"])
+    except (ModelError, TypeError, ValueError, OverflowError) as e:
+        return f"model record is malformed ({e})"
+    if type(record["config"]["dim"]) is not int:
+        return "model record is malformed (dim)"
+    return None
 
 
 class _WriterLock:
@@ -388,7 +505,10 @@ class _WriterLock:
         self.fd: int | None = None
 
     def __enter__(self):
-        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise _write_error(self.path.parent, e) from e
         try:
             fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -396,8 +516,14 @@ class _WriterLock:
             os.close(self.fd)
             raise IndexLockedError(f"{self.path.parent} is being written by another simsearch "
                                    f"process (pid {holder}); wait for it to finish and run again")
-        os.ftruncate(self.fd, 0)
-        os.pwrite(self.fd, str(os.getpid()).encode(), 0)
+        except OSError as e:
+            os.close(self.fd)
+            raise _write_error(self.path.parent, e) from e
+        try:  # the pid is only for the message above; not being able to write it is harmless
+            os.ftruncate(self.fd, 0)
+            os.pwrite(self.fd, str(os.getpid()).encode(), 0)
+        except OSError:
+            pass
         return self
 
     def __exit__(self, *exc):
@@ -415,8 +541,40 @@ def _write_manifest(folder: Path, catalog: Catalog, store: VectorStore, record: 
 
 def _write_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as e:
+        _remove_quietly(tmp)
+        raise _write_error(path.parent, e) from e
+
+
+def _save_vectors(store: VectorStore, path: Path) -> None:
+    """`store.save`, with a failed write (faiss reports one as RuntimeError) as IndexStoreError;
+    the previous vectors.faiss stays as it was."""
+    try:
+        store.save(path)
+    except (OSError, RuntimeError) as e:
+        _remove_quietly(path.with_name(path.name + ".tmp"))
+        raise _write_error(path.parent, e) from e
+
+
+def _write_error(folder: Path, e: Exception) -> IndexStoreError:
+    if isinstance(e, OSError):
+        reason = e.strerror or str(e)
+    else:
+        lines = str(e).strip().splitlines()
+        reason = lines[-1] if lines else type(e).__name__
+    return IndexStoreError(f"{folder}: cannot write the index ({reason}); the last committed "
+                           f"state is kept. Free disk space or make the folder writable, then "
+                           f"run again")
+
+
+def _remove_quietly(path: Path) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass

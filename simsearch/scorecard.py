@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -40,18 +40,20 @@ class EvalReport:
     n_queries: int
     n_references: int
     model: str
+    sweep: list[DedupeScore] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return {**self.metrics.to_dict(),
                 "baselines": {k: m.to_dict() for k, m in self.baselines.items()},
                 "n_queries": self.n_queries, "n_references": self.n_references,
-                "model": self.model}
+                "model": self.model, "sweep": [s.to_dict() for s in self.sweep]}
 
 
 def run_eval(originals: str | os.PathLike, distractors: str | os.PathLike | None = None,
              model: str | None = None, threshold: float | None = None, seed: int = 0,
              per_image: int | None = None, k: int = 10, baselines: Sequence[str] = ("phash", "dhash"),
              work_dir: str | os.PathLike | None = None, min_precision: float = 0.99,
+             linkage: str = "centre", sweep: Sequence[float] = (),
              progress: Callable[[str, int, int], None] | None = None) -> EvalReport:
     """Score `model` (default: the shipped one) on edited copies of the images in `originals`."""
     with tempfile.TemporaryDirectory(prefix="simsearch-eval-", dir=work_dir) as tmp:
@@ -84,9 +86,11 @@ def run_eval(originals: str | os.PathLike, distractors: str | os.PathLike | None
         scores, ids = store.search(q_vectors, k)
         neighbours = Neighbors(ids, scores)
         threshold = index.default_threshold() if threshold is None else threshold
-        groups = [g.files for g in index.duplicates(threshold).groups]
+        groups = [g.files for g in index.duplicates(threshold, linkage).groups]
         metrics = _score(neighbours, true_ref, edits, groups, threshold, family, bench,
                          min_precision)
+        swept = [family_dedupe_score([g.files for g in index.duplicates(t, linkage).groups],
+                                     family, bench, t) for t in sweep]
 
         scored = {}
         for kind in baselines:
@@ -96,7 +100,7 @@ def run_eval(originals: str | os.PathLike, distractors: str | os.PathLike | None
             hash_groups = _hash_groups(pairs, everything, HASH_THRESHOLD)
             scored[kind] = _score(hashed, true_ref, edits, hash_groups, HASH_THRESHOLD, family,
                                   bench, min_precision)
-        return EvalReport(metrics, scored, len(queries), len(refs), index.model.name)
+        return EvalReport(metrics, scored, len(queries), len(refs), index.model.name, swept)
 
 
 def _score(neighbours: Neighbors, true_ref: np.ndarray, edits: list[str], groups: list[list[str]],

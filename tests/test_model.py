@@ -83,3 +83,28 @@ def test_imagenet_weights_missing_or_wrong(tmp_path, monkeypatch):
     torch.save({"fc.weight": torch.zeros(2, 2)}, tmp_path / "wrong.pth")
     with pytest.raises(ModelError, match="not resnet18 ImageNet weights"):
         load_imagenet_trunk(create_model(TINY), tmp_path / "wrong.pth")
+
+
+def test_int8_variant_is_chosen_by_precision_and_agrees(tmp_path, monkeypatch):
+    import shutil
+
+    from conftest import make_picture
+    from simsearch.export import quantize_int8
+    model = create_model(TINY, seed=4)
+    model_id = save_model(model, tmp_path / "m.safetensors", half=False)
+    export_onnx(model, tmp_path / "m.onnx", model_id, half_weights=False)
+    pictures = np.stack([np.asarray(make_picture(i).resize((48, 48))) for i in range(32)])
+    quantize_int8(tmp_path / "m.onnx", tmp_path / "m.int8.onnx", pictures)
+    assert resolve_model(tmp_path / "m.onnx", precision="fp32").precision == "fp32"
+    int8 = resolve_model(tmp_path / "m.onnx", precision="int8")
+    assert int8.precision == "int8" and int8.model_id == model_id and int8.config == TINY
+    monkeypatch.setenv("SIMSEARCH_PRECISION", "int8")
+    assert resolve_model(tmp_path / "m.onnx").precision == "int8"
+    fp32 = Embedder(resolve_model(tmp_path / "m.onnx", precision="fp32")).embed_arrays(pictures)
+    q8 = Embedder(int8).embed_arrays(pictures)
+    assert (fp32 * q8).sum(1).min() > 0.95
+    shutil.copy(tmp_path / "m.onnx", tmp_path / "solo.onnx")
+    with pytest.raises(ModelError, match="no int8 variant"):
+        resolve_model(tmp_path / "solo.onnx", precision="int8")
+    with pytest.raises(ModelError, match="precision must be"):
+        resolve_model(tmp_path / "m.onnx", precision="fp16")

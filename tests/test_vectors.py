@@ -78,3 +78,12 @@ def test_complete_linkage_reports_lowest_pairwise_score():
     groups = sorted(complete_linkage(left, right, scores.astype(np.float32)))
     assert groups[0][0] == [1, 2, 3] and groups[0][1] == pytest.approx(0.95)
     assert groups[1][0] == [4, 5] and groups[1][1] == pytest.approx(0.93)
+
+
+def test_centre_linkage_takes_the_best_connected_centre():
+    from simsearch.dedupe import centre_linkage
+    # 1 is near 2, 3 and 4 (an original and its copies); 2-3 near; 4-5 near; 6-7 near
+    pairs = [(1, 2, 0.95), (1, 3, 0.93), (1, 4, 0.92), (2, 3, 0.91), (4, 5, 0.97), (6, 7, 0.99)]
+    left, right, scores = (np.array(v) for v in zip(*pairs))
+    groups = centre_linkage(left, right, scores.astype(np.float32))
+    assert groups == [[1, 2, 3, 4], [6, 7]]  # 5 is near 4 only, not near the centre: left out
