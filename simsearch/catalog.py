@@ -2,13 +2,20 @@
 hash, size in pixels, and their vectors. The FAISS file is derived from it and can be rebuilt.
 
 Paths are stored as bytes (`os.fsencode`), so names that are not valid UTF-8 survive.
+
+Every SQLite failure leaves this module as an `IndexStoreError` naming the file: a full disk or a
+read-only folder ("cannot write"), or a damaged file ("damaged"); a failed write transaction is
+rolled back, so the last committed state is what stays on disk.
 """
 from __future__ import annotations
 
+import functools
+import inspect
 import os
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -51,7 +58,48 @@ def _path_key(path: str) -> bytes:
 
 
 def _path_str(key: bytes) -> str:
+    if not isinstance(key, (bytes, str)):
+        raise IndexStoreError(f"catalog holds a path of type {type(key).__name__}; the catalog is "
+                              f"damaged")
     return os.fsdecode(key)
+
+
+def _store_error(path: str, e: sqlite3.Error) -> IndexStoreError:
+    """An SQLite error as a message that says what happened to which file and what to do."""
+    name = getattr(e, "sqlite_errorname", "") or ""
+    if name.startswith(("SQLITE_FULL", "SQLITE_READONLY", "SQLITE_IOERR", "SQLITE_PERM")):
+        return IndexStoreError(f"{path}: cannot write the catalog ({e}); the last committed state "
+                               f"is kept. Free disk space or make the index folder writable, then "
+                               f"run again")
+    if name.startswith("SQLITE_CANTOPEN"):
+        return IndexStoreError(f"{path}: cannot open the catalog ({e}); check that the index "
+                               f"folder exists and is readable and writable")
+    if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
+        return IndexStoreError(f"{path}: the catalog is busy ({e}); another process holds it, "
+                               f"try again")
+    return IndexStoreError(f"{path}: catalog is damaged or unreadable ({e}). It is the source of "
+                           f"truth: move the index folder aside and index your photos again")
+
+
+def _guarded(method):
+    """Turn `sqlite3.Error` raised by a Catalog method (or while iterating it) into an
+    `IndexStoreError`: sqlite3 stays inside this module, tracebacks stay out of the CLI."""
+    if inspect.isgeneratorfunction(method):
+        @functools.wraps(method)
+        def generator(self, *args, **kwargs):
+            try:
+                yield from method(self, *args, **kwargs)
+            except sqlite3.Error as e:
+                raise _store_error(self.path, e) from e
+        return generator
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.Error as e:
+            raise _store_error(self.path, e) from e
+    return wrapper
 
 
 class Catalog:
@@ -62,12 +110,13 @@ class Catalog:
         self.path = os.fspath(path)
         self.readonly = readonly
         self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []  # the worker threads' connections
+        self._readers_lock = threading.Lock()
         try:
             if readonly:
                 if not os.path.exists(self.path):
                     raise IndexStoreError(f"{self.path}: catalog not found")
-                uri = "file:" + _quote(self.path) + "?mode=ro"
-                self.db = sqlite3.connect(uri, uri=True, isolation_level=None)
+                self.db = self._open_readonly()
             else:
                 self.db = sqlite3.connect(self.path, isolation_level=None)
                 self.db.execute("PRAGMA journal_mode=WAL")
@@ -78,54 +127,107 @@ class Catalog:
                         self.set_meta("schema_version", str(SCHEMA_VERSION))
             self.db.execute("PRAGMA busy_timeout=30000")
             version = self.get_meta("schema_version")
-        except sqlite3.DatabaseError as e:
-            raise IndexStoreError(f"{self.path}: not a usable catalog ({e})") from e
+        except sqlite3.Error as e:
+            raise _store_error(self.path, e) from e
         if version != str(SCHEMA_VERSION):
             raise IndexStoreError(f"{self.path}: catalog schema {version}, this simsearch reads "
                                   f"{SCHEMA_VERSION}")
 
+    def _open_readonly(self) -> sqlite3.Connection:
+        uri = "file:" + _quote(self.path) + "?mode=ro"
+        db = sqlite3.connect(uri, uri=True, isolation_level=None)
+        try:
+            db.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+            return db
+        except sqlite3.OperationalError:
+            db.close()
+            if os.access(os.path.dirname(os.path.abspath(self.path)), os.W_OK) or \
+                    os.path.exists(self.path + "-wal"):
+                raise
+        # A read-only folder without a write-ahead log: SQLite cannot create the shared-memory
+        # file that WAL readers go through, but then every commit is in the file itself.
+        return sqlite3.connect(uri + "&immutable=1", uri=True, isolation_level=None)
+
     def close(self) -> None:
+        """Close every connection, the worker threads' too: only when the last one closes does
+        SQLite fold the write-ahead log back into catalog.sqlite, which is then the whole catalog."""
+        with self._readers_lock:
+            readers, self._readers = self._readers, []
+        for conn in readers:
+            conn.close()
         self.db.close()
 
     # -- transactions and metadata -------------------------------------------------------
     def transaction(self):
         return _Transaction(self)
 
+    @_guarded
     def get_meta(self, key: str) -> str | None:
         row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return row[0] if row else None
 
+    @_guarded
     def set_meta(self, key: str, value: str) -> None:
         self.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
 
     @property
     def generation(self) -> int:
-        return int(self.get_meta("generation") or 0)
+        value = self.get_meta("generation") or 0
+        try:
+            return int(value)
+        except ValueError:
+            raise IndexStoreError(f"{self.path}: catalog generation {value!r} is not a number; "
+                                  f"the catalog is damaged") from None
+
+    @contextmanager
+    def snapshot(self):
+        """Read inside one transaction: every query sees the same committed state, however many
+        commits a writer makes meanwhile (WAL readers never block it). Re-entrant."""
+        if self.db.in_transaction:
+            yield self
+            return
+        try:
+            self.db.execute("BEGIN")
+        except sqlite3.Error as e:
+            raise _store_error(self.path, e) from e
+        try:
+            yield self
+        finally:
+            try:
+                self.db.execute("COMMIT")
+            except sqlite3.Error:
+                pass  # nothing was written; the read transaction ends with the connection anyway
 
     # -- reads -----------------------------------------------------------------------------
+    @_guarded
     def count(self) -> int:
         return self.db.execute("SELECT COUNT(*) FROM images").fetchone()[0]
 
+    @_guarded
     def get(self, path: str) -> Row | None:
         row = self.db.execute("SELECT id, path, size, mtime_ns, sha256, width, height FROM images "
                               "WHERE path = ?", (_path_key(path),)).fetchone()
         return _row(row) if row else None
 
+    @_guarded
     def by_sha256(self, sha: str) -> list[Row]:
         rows = self._reader().execute(
             "SELECT id, path, size, mtime_ns, sha256, width, height FROM images WHERE sha256 = ? "
             "ORDER BY id", (sha,)).fetchall()
         return [_row(r) for r in rows]
 
+    @_guarded
     def has_sha256(self, sha: str) -> bool:
         """Thread-safe: worker threads ask this through their own read connection."""
         return self._reader().execute("SELECT 1 FROM images WHERE sha256 = ? LIMIT 1",
                                       (sha,)).fetchone() is not None
 
+    @_guarded
     def vector(self, row_id: int) -> np.ndarray:
         blob = self.db.execute("SELECT vector FROM images WHERE id = ?", (row_id,)).fetchone()[0]
-        return np.frombuffer(blob, dtype=np.float32)
+        return np.frombuffer(self._vector_bytes(blob, row_id), dtype=np.float32)
 
+    @_guarded
     def paths(self, ids: Iterable[int]) -> dict[int, str]:
         ids = [int(i) for i in ids]
         out: dict[int, str] = {}
@@ -137,11 +239,13 @@ class Catalog:
                 out[row_id] = _path_str(key)
         return out
 
+    @_guarded
     def rows(self) -> Iterator[Row]:
         for row in self.db.execute("SELECT id, path, size, mtime_ns, sha256, width, height "
                                    "FROM images ORDER BY id"):
             yield _row(row)
 
+    @_guarded
     def vectors(self, batch: int = 65536) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """All (ids, vectors) in id order, `batch` rows at a time: memory stays bounded."""
         last = -1
@@ -151,10 +255,15 @@ class Catalog:
             if not rows:
                 return
             ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-            vecs = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32)
+            blobs = [self._vector_bytes(r[1], r[0]) for r in rows]
+            if len({len(b) for b in blobs}) != 1:
+                raise IndexStoreError(f"{self.path}: catalog vectors differ in length; the catalog "
+                                      f"is damaged")
+            vecs = np.frombuffer(b"".join(blobs), dtype=np.float32)
             yield ids, vecs.reshape(len(rows), -1)
             last = int(ids[-1])
 
+    @_guarded
     def sha256_groups(self) -> Iterator[list[Row]]:
         """Sets of rows sharing a content hash (exact duplicates), largest hash order."""
         shas = [r[0] for r in self.db.execute(
@@ -162,6 +271,7 @@ class Catalog:
         for sha in shas:
             yield self.by_sha256(sha)
 
+    @_guarded
     def paths_under(self, root: str) -> Iterator[tuple[int, str]]:
         prefix = _path_key(root.rstrip(os.sep) + os.sep)
         for row_id, key in self.db.execute(
@@ -169,6 +279,7 @@ class Catalog:
             yield row_id, _path_str(key)
 
     # -- writes (inside a transaction) ---------------------------------------------------------
+    @_guarded
     def insert(self, path: str, size: int, mtime_ns: int, sha: str, width: int, height: int,
                vector: np.ndarray) -> int:
         cur = self.db.execute(
@@ -177,29 +288,41 @@ class Catalog:
             (_path_key(path), size, mtime_ns, sha, width, height, _blob(vector)))
         return cur.lastrowid
 
+    @_guarded
     def update(self, row_id: int, size: int, mtime_ns: int, sha: str, width: int, height: int,
                vector: np.ndarray) -> None:
         self.db.execute("UPDATE images SET size = ?, mtime_ns = ?, sha256 = ?, width = ?, "
                         "height = ?, vector = ? WHERE id = ?",
                         (size, mtime_ns, sha, width, height, _blob(vector), row_id))
 
+    @_guarded
     def touch(self, row_id: int, size: int, mtime_ns: int) -> None:
         self.db.execute("UPDATE images SET size = ?, mtime_ns = ? WHERE id = ?",
                         (size, mtime_ns, row_id))
 
+    @_guarded
     def move(self, row_id: int, new_path: str, size: int, mtime_ns: int) -> None:
         self.db.execute("UPDATE images SET path = ?, size = ?, mtime_ns = ? WHERE id = ?",
                         (_path_key(new_path), size, mtime_ns, row_id))
 
+    @_guarded
     def delete(self, row_ids: Iterable[int]) -> None:
         self.db.executemany("DELETE FROM images WHERE id = ?", ((int(i),) for i in row_ids))
 
+    @_guarded
     def clear(self) -> None:
         self.db.execute("DELETE FROM images")
 
+    @_guarded
     def integrity_problems(self) -> list[str]:
         rows = self.db.execute("PRAGMA integrity_check").fetchall()
         return [r[0] for r in rows if r[0] != "ok"]
+
+    def _vector_bytes(self, blob, row_id: int) -> bytes:
+        if not isinstance(blob, bytes) or not blob or len(blob) % 4:
+            raise IndexStoreError(f"{self.path}: the vector of row {row_id} is not a float32 array; "
+                                  f"the catalog is damaged")
+        return blob
 
     def _reader(self) -> sqlite3.Connection:
         """The main connection in the main thread; a private read-only one in any other."""
@@ -213,6 +336,8 @@ class Catalog:
             conn = sqlite3.connect("file:" + _quote(self.path) + "?mode=ro", uri=True,
                                    check_same_thread=False)
             self._local.conn = conn
+            with self._readers_lock:
+                self._readers.append(conn)
         return conn
 
 
@@ -221,16 +346,37 @@ class _Transaction:
         self.catalog = catalog
 
     def __enter__(self):
-        self.catalog.db.execute("BEGIN IMMEDIATE")
+        try:
+            self.catalog.db.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as e:
+            raise _store_error(self.catalog.path, e) from e
         return self.catalog
 
     def __exit__(self, exc_type, exc, tb):
+        db = self.catalog.db
         if exc_type is None:
-            self.catalog.set_meta("generation", str(self.catalog.generation + 1))
-            self.catalog.db.execute("COMMIT")
-        else:
-            self.catalog.db.execute("ROLLBACK")
+            try:
+                self.catalog.set_meta("generation", str(self.catalog.generation + 1))
+                db.execute("COMMIT")
+                return False
+            except sqlite3.Error as e:
+                self._rollback()
+                raise _store_error(self.catalog.path, e) from e
+            except BaseException:
+                self._rollback()
+                raise
+        self._rollback()
+        if isinstance(exc, sqlite3.Error):
+            raise _store_error(self.catalog.path, exc) from exc
         return False
+
+    def _rollback(self) -> None:
+        """Best effort: SQLite may already have rolled back (a full disk does that)."""
+        if self.catalog.db.in_transaction:
+            try:
+                self.catalog.db.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
 
 
 def _row(r) -> Row:

@@ -1,6 +1,7 @@
 """Files on disk: walking folders for images, file identity (size, mtime), content hashes."""
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import stat
@@ -65,26 +66,29 @@ def walk_images(roots: Iterable[str | os.PathLike],
 
 
 def _walk_dir(top: str, seen: set[str], report: Callable[[WalkProblem], None]) -> Iterator[FileInfo]:
-    try:
-        with os.scandir(top) as it:
-            entries = sorted(it, key=lambda e: e.name)
-    except OSError as e:
-        report(WalkProblem(top, f"cannot list folder: {e.strerror or e}"))
-        return
-    for entry in entries:
+    """Depth first in name order, with a stack of folders rather than recursion: a tree deeper
+    than Python's recursion limit is walked like any other."""
+    stack = [iter(_entries(top, report))]
+    while stack:
+        entry = next(stack[-1], None)
+        if entry is None:
+            stack.pop()
+            continue
         path = entry.path
         try:
             if entry.is_dir(follow_symlinks=False):
-                yield from _walk_dir(path, seen, report)
+                stack.append(iter(_entries(path, report)))
                 continue
             if Path(entry.name).suffix.lower() not in IMAGE_SUFFIXES:
                 continue
-            if entry.is_symlink() and not os.path.exists(path):
-                report(WalkProblem(path, "broken symbolic link"))
-                continue
             st = entry.stat(follow_symlinks=True)
         except OSError as e:
-            report(WalkProblem(path, f"cannot read: {e.strerror or e}"))
+            if e.errno == errno.ELOOP:
+                report(WalkProblem(path, "symbolic link loop"))
+            elif e.errno == errno.ENOENT and entry.is_symlink():
+                report(WalkProblem(path, "broken symbolic link"))
+            else:
+                report(WalkProblem(path, f"cannot read: {e.strerror or e}"))
             continue
         if stat.S_ISDIR(st.st_mode):
             if not entry.is_symlink():
@@ -99,10 +103,24 @@ def _walk_dir(top: str, seen: set[str], report: Callable[[WalkProblem], None]) -
         yield FileInfo(path, st.st_size, st.st_mtime_ns)
 
 
+def _entries(folder: str, report: Callable[[WalkProblem], None]) -> list[os.DirEntry]:
+    try:
+        with os.scandir(folder) as it:
+            return sorted(it, key=lambda e: e.name)
+    except OSError as e:
+        report(WalkProblem(folder, f"cannot list folder: {e.strerror or e}"))
+        return []
+
+
 def sha256(path: str | os.PathLike) -> str:
-    """Hex SHA-256 of a file's content, read in 1 MiB blocks."""
+    """Hex SHA-256 of a file's content, read in 1 MiB blocks.
+
+    Opened without blocking and refused unless it is a regular file: a path the walk saw as a
+    file may be a named pipe by now, and reading one would wait forever."""
     h = hashlib.sha256()
-    with open(path, "rb") as f:
+    with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", os.fspath(path))
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()

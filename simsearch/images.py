@@ -8,6 +8,7 @@ of the cost of ingesting camera photos. Every failure is a `DecodeError` naming 
 from __future__ import annotations
 
 import os
+import re
 import warnings
 from dataclasses import dataclass
 
@@ -16,14 +17,21 @@ from PIL import Image, ImageOps
 
 from simsearch.errors import DecodeError
 
-__all__ = ["MAX_PIXELS", "Picture", "load_image", "to_rgb", "resize_square"]
+__all__ = ["MAX_PIXELS", "FORMATS", "Picture", "load_image", "to_rgb", "resize_square"]
 
 # Larger than any camera or ordinary scan (a 150 MP medium-format frame fits), small enough that
 # a decompression bomb is refused before a byte of it is decoded.
 MAX_PIXELS = 250_000_000
 
-# Pillow's own bomb check would raise at 2x its limit; ours runs first and names the file.
-Image.MAX_IMAGE_PIXELS = None
+# Pillow checks sizes inside its plugins too, before we see the image: a GIF whose first frame
+# claims 65535 x 65535 pixels allocates them while it is being opened. Its check warns above this
+# limit (an error inside `load_image`) and raises above twice it; it must stay on.
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+
+# What the file's content may be, whatever its name says. Pillow can open many more formats,
+# some through external programs (EPS runs Ghostscript); a photo library needs these. (Pillow
+# opens multi-picture camera JPEGs, MPO, through its JPEG opener.)
+FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "BMP", "DIB", "TIFF")
 
 _ORIENTATION_TAG = 0x0112
 
@@ -47,7 +55,7 @@ def load_image(path: str | os.PathLike, target: int | None = None,
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
+            with Image.open(path, formats=FORMATS) as img:
                 width, height = img.size
                 if width < 1 or height < 1:
                     raise DecodeError(path, f"invalid size {width}x{height}")
@@ -57,9 +65,7 @@ def load_image(path: str | os.PathLike, target: int | None = None,
                 orientation = _orientation(img)
                 if target and img.format == "JPEG":
                     img.draft("RGB", (target, target))
-                if getattr(img, "n_frames", 1) > 1:
-                    img.seek(0)
-                img.load()
+                img.load()  # the first frame: Pillow opens every format at frame 0
                 rgb = to_rgb(img)
         if orientation in (5, 6, 7, 8):
             width, height = height, width
@@ -77,12 +83,23 @@ def load_image(path: str | os.PathLike, target: int | None = None,
     except Image.UnidentifiedImageError:
         raise DecodeError(path, "not an image Pillow can read (unknown or damaged format)") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise DecodeError(path, f"possible decompression bomb ({e})") from None
+        claimed = re.search(r"\((\d+) pixels\)", str(e))  # Pillow's check, inside its plugins
+        size = f"{int(claimed.group(1)):,} pixels" if claimed else "a size"
+        raise DecodeError(path, f"{size} is over the limit of {max_pixels:,} (possible "
+                                f"decompression bomb)") from None
     except MemoryError:
         raise DecodeError(path, "out of memory while decoding") from None
-    except Exception as e:  # Pillow's plugins raise OSError, SyntaxError, ValueError, struct.error...
-        reason = str(e) or type(e).__name__
-        raise DecodeError(path, f"cannot decode: {reason}") from None
+    except OSError as e:
+        if e.errno is not None:  # the system's (a link loop, an I/O error); Pillow's carry none
+            raise DecodeError(path, f"cannot read: {e.strerror or e.errno}") from None
+        raise DecodeError(path, f"cannot decode: {_one_line(e)}") from None
+    except Exception as e:  # Pillow's plugins raise SyntaxError, ValueError, struct.error...
+        raise DecodeError(path, f"cannot decode: {_one_line(e)}") from None
+
+
+def _one_line(e: Exception) -> str:
+    """An exception as a short line of text, whatever its message looks like."""
+    return " ".join(str(e).split())[:300] or type(e).__name__
 
 
 def _orientation(img: Image.Image) -> int:

@@ -129,6 +129,8 @@ class _Batcher:
                 return Skipped(info.path, "changed while being indexed (run again to pick it up)")
             return _Prepared(info, row, sha, array, picture.width, picture.height)
         except DecodeError as e:
+            if not os.path.lexists(info.path):
+                return Skipped(info.path, "disappeared while being indexed")
             return Skipped(info.path, e.reason)
         except FileNotFoundError:
             return Skipped(info.path, "disappeared while being indexed")
