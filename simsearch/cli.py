@@ -374,8 +374,11 @@ class _Progress:
 
 
 def _show(path: str) -> str:
-    """A path as text a terminal can show (undecodable bytes escaped)."""
-    return path.encode("utf-8", "backslashreplace").decode("utf-8")
+    """A path as one line of text a terminal can show: undecodable bytes and control
+    characters (a newline in a file name, say) escaped."""
+    text = path.encode("utf-8", "backslashreplace").decode("utf-8")
+    return "".join(c if c.isprintable() or c == " " else c.encode("unicode_escape").decode("ascii")
+                   for c in text)
 
 
 if __name__ == "__main__":
