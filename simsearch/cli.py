@@ -79,6 +79,10 @@ def index_cmd(paths, index_dir, model, rebuild, workers, batch_size, quiet, as_j
                                  rebuild=rebuild)
     for s in report.skipped:
         click.echo(f"skipped {_show(s.path)}: {s.reason}", err=True)
+    seen = report.added + report.updated + report.unchanged + report.moved + len(report.skipped)
+    if seen == 0:
+        click.echo("no image files (.jpg .png .webp .gif .bmp .tif) found under "
+                   + ", ".join(_show(str(p)) for p in paths), err=True)
     if as_json:
         click.echo(json.dumps({"index": str(index.folder.resolve()), **report.to_dict()}))
     else:
