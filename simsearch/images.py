@@ -54,6 +54,8 @@ def load_image(path: str | os.PathLike, target: int | None = None,
     """
     try:
         with warnings.catch_warnings():
+            # Pillow's "Corrupt EXIF data" and the like: the picture itself decodes, or fails below
+            warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path, formats=FORMATS) as img:
                 width, height = img.size

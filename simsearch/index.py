@@ -492,7 +492,7 @@ def _record_problem(record) -> str | None:
         ModelConfig.from_dict(record["config"])
     except (ModelError, TypeError, ValueError, OverflowError) as e:
         return f"model record is malformed ({e})"
-    if type(record["config"]["dim"]) is not int:
+    if type(record["config"].get("dim")) is not int:
         return "model record is malformed (dim)"
     return None
 
