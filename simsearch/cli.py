@@ -176,7 +176,8 @@ def check_cmd(index_dir, repair, as_json):
     The catalog is the source of truth; --repair rebuilds what is derived from it. Exit status
     1 when problems remain.
     """
-    from simsearch.index import check_index, default_index_dir
+    from simsearch.index import default_index_dir
+    from simsearch.integrity import check_index
 
     report = check_index(index_dir or default_index_dir(), repair=repair)
     if as_json:

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from simsearch.dedupe import complete_linkage
-from simsearch.evaluate import (Calibration, CalibrationError, DedupeScore, Metrics, Neighbors,
+from simsearch.evaluate import (CalibrationError, DedupeScore, Metrics, Neighbors,
                                 calibrate_threshold, hash_baseline, label_neighbors,
                                 make_benchmark, micro_average_precision, recall_at_1,
                                 recall_at_1_per_edit)

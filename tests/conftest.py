@@ -1,7 +1,6 @@
 """Shared fixtures: a tiny seeded model exported to ONNX, generated images, an isolated cache."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np

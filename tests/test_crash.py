@@ -27,7 +27,7 @@ from click.testing import CliRunner
 from conftest import make_picture, write_pictures
 from simsearch import open_index
 from simsearch.cli import main
-from simsearch.index import check_index
+from simsearch.integrity import check_index
 from test_hostile import PERMISSIONS_IGNORED, child_env, cli
 
 BATCH = "4"

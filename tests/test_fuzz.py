@@ -22,7 +22,8 @@ from simsearch.catalog import Catalog
 from simsearch.config import ModelConfig
 from simsearch.errors import DecodeError, SimsearchError
 from simsearch.images import load_image
-from simsearch.index import CATALOG, MANIFEST, VECTORS, _write_manifest, check_index
+from simsearch.index import CATALOG, MANIFEST, VECTORS, _write_manifest
+from simsearch.integrity import check_index
 from simsearch.vectors import VectorStore
 
 FUZZ = settings(max_examples=200, deadline=None, database=None, derandomize=True,

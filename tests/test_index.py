@@ -1,4 +1,3 @@
-import json
 import os
 import shutil
 import time
@@ -165,7 +164,7 @@ def _vectors(index):
 
 
 def test_check_finds_and_repairs_derived_files(tmp_path, tiny_model, photos):
-    from simsearch.index import check_index
+    from simsearch.integrity import check_index
     index = _index(tmp_path, tiny_model)
     index.add_paths([photos])
     assert check_index(tmp_path / "idx").problems == []

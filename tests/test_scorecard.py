@@ -1,12 +1,10 @@
 import json
 
-import numpy as np
 import pytest
 from click.testing import CliRunner
 
 from conftest import write_pictures
 from simsearch.cli import main
-from simsearch.evaluate import load_benchmark
 from simsearch.scorecard import family_dedupe_score, run_eval
 
 
