@@ -303,15 +303,13 @@ class Index:
             catalog.close()
 
     def default_threshold(self) -> float:
-        """The dedupe threshold calibrated for the index's model, without loading the model."""
+        """The dedupe threshold calibrated for the index's model (read from the model's
+        metadata, no torch), or `DEFAULT_THRESHOLD` when that model cannot be used here."""
         from simsearch.dedupe import DEFAULT_THRESHOLD
 
-        name = (self.manifest or {}).get("model", {}).get("name")
         try:
-            ref = resolve_model(None if name in (None, "default", "default (random init)") else name)
-        except ModelError:
-            return DEFAULT_THRESHOLD
-        if self.manifest and ref.model_id != self.manifest["model"]["id"]:
+            ref = self.model
+        except (ModelError, ModelMismatchError):
             return DEFAULT_THRESHOLD
         return ref.dedupe_threshold if ref.dedupe_threshold is not None else DEFAULT_THRESHOLD
 
