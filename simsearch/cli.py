@@ -24,6 +24,13 @@ def _model_option(f):
                              "index was built with, else the shipped default model.")(f)
 
 
+def _device_option(f):
+    return click.option("--device", default=None, envvar="SIMSEARCH_DEVICE", show_envvar=True,
+                        metavar="auto|cpu|cuda[:N]",
+                        help="Where the network runs: auto takes a GPU when ONNX Runtime can use "
+                             "one (onnxruntime-gpu).  [default: auto]")(f)
+
+
 def _quiet_option(f):
     return click.option("--quiet", "-q", is_flag=True, help="No progress bar.")(f)
 
@@ -63,9 +70,10 @@ def main():
 @click.option("--workers", type=click.IntRange(1, 64), default=None,
               help="Decoding threads.  [default: CPU count]")
 @click.option("--batch-size", type=click.IntRange(1, 1024), default=32, show_default=True)
+@_device_option
 @_quiet_option
 @_json_option
-def index_cmd(paths, index_dir, model, rebuild, workers, batch_size, quiet, as_json):
+def index_cmd(paths, index_dir, model, rebuild, workers, batch_size, device, quiet, as_json):
     """Ingest image files and folders into the index (recursive, incremental).
 
     Unchanged files (same size and mtime) are skipped, changed files re-embedded, files gone
@@ -73,7 +81,7 @@ def index_cmd(paths, index_dir, model, rebuild, workers, batch_size, quiet, as_j
     """
     from simsearch.index import open_index
 
-    index = open_index(index_dir, model=model, create=True)
+    index = open_index(index_dir, model=model, create=True, device=device)
     with _Progress("indexing", quiet) as progress:
         report = index.add_paths(paths, progress=progress, workers=workers, batch_size=batch_size,
                                  rebuild=rebuild)
@@ -95,15 +103,19 @@ def index_cmd(paths, index_dir, model, rebuild, workers, batch_size, quiet, as_j
               help="Results per query image.")
 @_index_option
 @_model_option
+@_device_option
 @_json_option
-def query_cmd(images, k, index_dir, model, as_json):
-    """The K indexed images most similar to each IMAGE, best first, with cosine scores.
+def query_cmd(images, k, index_dir, model, device, as_json):
+    """The K indexed images most similar to each IMAGE, best first, with scores.
 
+    A score is the cosine similarity of the two vectors, adjusted against the model's
+    background set where it has one (pictures that resemble everything score a little lower,
+    distinctive ones a little higher; never more than 0.1 either way for the default model).
     A query image need not be in the index. Exit status 1 if any query image was unreadable.
     """
     from simsearch.index import open_index
 
-    results = open_index(index_dir, model=model).search([os.fspath(p) for p in images], k=k)
+    results = open_index(index_dir, model=model, device=device).search([os.fspath(p) for p in images], k=k)
     failed = 0
     for result in results:
         if result.error:
@@ -123,7 +135,7 @@ def query_cmd(images, k, index_dir, model, as_json):
 
 @main.command("dedupe")
 @click.option("--threshold", type=click.FloatRange(-1.0, 1.0), default=None,
-              help="Cosine score at or above which two images are near-duplicates.  "
+              help="Score (as in query) at or above which two images are near-duplicates.  "
                    "[default: the model's calibrated threshold]")
 @click.option("--linkage", type=click.Choice(["centre", "complete"]), default="centre",
               show_default=True,
@@ -361,9 +373,12 @@ class _Progress:
         return None if self.quiet or not sys.stderr.isatty() else self
 
     def __call__(self, done: int, total: int) -> None:
-        if self.bar is not None and total != self.bar.length:  # a new stage
-            self.bar.__exit__(None, None, None)
-            self.bar = None
+        if self.bar is not None and total != self.bar.length:
+            if done >= self.bar.pos > 0:  # more work found while it runs
+                self.bar.length = total
+            else:  # a new stage
+                self.bar.__exit__(None, None, None)
+                self.bar = None
         if self.bar is None:
             if total == 0:
                 return

@@ -1,7 +1,8 @@
 """Exact and near-duplicate groups from stored vectors (the network is never loaded).
 
-Exact duplicates share a content hash. Near duplicates are found by a range search at a cosine
-threshold over one representative per content hash, then grouped without chaining (a chain
+Exact duplicates share a content hash. Near duplicates are found by a range search at a score
+threshold (cosine, adjusted against the model's background set where it has one: see
+`simsearch.scoring`) over one representative per content hash, then grouped without chaining (a chain
 A~B~C~D of small steps never puts A and D together). Two ways, `linkage`:
 
 - "centre" (default): the image with the most near-duplicates becomes the centre of a group,
@@ -22,7 +23,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from simsearch.catalog import Catalog
-from simsearch.vectors import VectorStore, range_pairs
+from simsearch.scoring import Background
+from simsearch.vectors import Pairs, VectorStore, range_pairs
 
 __all__ = ["DEFAULT_THRESHOLD", "LINKAGES", "Group", "DuplicateReport", "find_duplicates",
            "centre_linkage", "complete_linkage"]
@@ -54,7 +56,9 @@ LINKAGES = ("centre", "complete")
 
 
 def find_duplicates(catalog: Catalog, store: VectorStore, threshold: float,
-                    linkage: str = "centre") -> DuplicateReport:
+                    linkage: str = "centre", background: Background | None = None) -> DuplicateReport:
+    """Exact groups by content hash, near groups at `threshold`; with a `background`, near
+    groups are judged on adjusted scores (see `simsearch.scoring`)."""
     if linkage not in LINKAGES:
         raise ValueError(f"linkage must be one of {', '.join(LINKAGES)}, not {linkage!r}")
     report = DuplicateReport(threshold)
@@ -70,22 +74,33 @@ def find_duplicates(catalog: Catalog, store: VectorStore, threshold: float,
     keep = np.array([i not in duplicate_ids for i in ids.tolist()], dtype=bool)
     ids = ids[keep]
     vectors = store.vectors()[keep] if len(ids) else np.zeros((0, store.dim), np.float32)
+    shift = background.max_shift if background is not None else 0.0
+    offsets = background.offsets(vectors) if shift else np.zeros(len(ids), np.float32)
+    row_of = {int(i): r for r, i in enumerate(ids.tolist())}
+    by_id = np.argsort(ids, kind="stable")
     left, right, scores = [], [], []
-    for pairs in range_pairs(ids, vectors, threshold):
+    for pairs in range_pairs(ids, vectors, threshold - shift):
+        if shift:  # adjusted score of each candidate pair, then the real threshold
+            rows_l = by_id[np.searchsorted(ids[by_id], pairs.left)]
+            rows_r = by_id[np.searchsorted(ids[by_id], pairs.right)]
+            adjusted = pairs.scores - offsets[rows_l] - offsets[rows_r]
+            keep = adjusted >= threshold
+            pairs = Pairs(pairs.left[keep], pairs.right[keep], adjusted[keep])
         left.append(pairs.left)
         right.append(pairs.right)
         scores.append(pairs.scores)
     if not left:
         return report
     left, right, scores = np.concatenate(left), np.concatenate(right), np.concatenate(scores)
+    if len(left) == 0:
+        return report
     if linkage == "complete":
         clusters = complete_linkage(left, right, scores)
     else:
-        row_of = {int(i): r for r, i in enumerate(ids.tolist())}
         clusters = []
         for group in centre_linkage(left, right, scores):
-            rows = vectors[[row_of[i] for i in group]]
-            gram = rows @ rows.T
+            rows = [row_of[i] for i in group]
+            gram = vectors[rows] @ vectors[rows].T - offsets[rows][:, None] - offsets[rows][None, :]
             clusters.append((group, float(gram[np.triu_indices(len(group), 1)].min())))
     members = [m for m, _ in clusters]
     paths = catalog.paths({i for m in members for i in m})

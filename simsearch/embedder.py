@@ -19,7 +19,8 @@ from simsearch.config import ModelConfig
 from simsearch.errors import ModelError
 from simsearch.images import resize_square
 
-__all__ = ["ModelRef", "Embedder", "resolve_model", "DEFAULT_MODEL_DIR", "cache_dir"]
+__all__ = ["ModelRef", "Embedder", "resolve_model", "resolve_device", "DEFAULT_MODEL_DIR",
+           "cache_dir"]
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "models"
 # The metadata keys are defined in export.py, which imports torch; repeat them here as data.
@@ -38,6 +39,7 @@ class ModelRef:
     name: str
     dedupe_threshold: float | None = None
     precision: str = "fp32"
+    background_file: Path | None = None  # NAME.background.npz, see simsearch.scoring
 
 
 def cache_dir() -> Path:
@@ -46,25 +48,34 @@ def cache_dir() -> Path:
     return Path(root)
 
 
-def resolve_model(spec: str | os.PathLike | None = None, precision: str | None = None) -> ModelRef:
+def resolve_model(spec: str | os.PathLike | None = None, precision: str | None = None,
+                  device: str = "cpu") -> ModelRef:
     """Find the ONNX file for a model spec, exporting it from safetensors when needed.
 
     `precision` ("auto", "fp32" or "int8"; default `$SIMSEARCH_PRECISION` or auto): an int8
     variant (`NAME.int8.onnx` beside `NAME.onnx`) is used where asked for, or with auto where the
-    CPU has VNNI int8 instructions (elsewhere int8 is no faster). Both variants have the same
+    CPU has VNNI int8 instructions (elsewhere int8 is no faster; on a GPU `device` auto means
+    fp32). Both variants have the same
     model identity: their vectors agree to within the quantisation error that the benchmarks
     report, so an index can be shared between machines that pick differently.
     """
     precision = (precision or os.environ.get("SIMSEARCH_PRECISION") or "auto").lower()
     if precision not in ("auto", "fp32", "int8"):
         raise ModelError(f"precision must be auto, fp32 or int8, not {precision!r}")
+    from simsearch.scoring import background_path
+
     onnx_path, name = _locate(spec)
+    source = onnx_path if name.startswith("default") else Path(name)
+    background = background_path(source)
+    background = background if background.is_file() else None
     int8 = onnx_path.with_name(onnx_path.name[: -len(".onnx")] + ".int8.onnx")
     if precision == "int8" and not int8.is_file():
         raise ModelError(f"{name} has no int8 variant ({int8} not found)")
-    if int8.is_file() and (precision == "int8" or (precision == "auto" and cpu_has_vnni())):
-        return dataclasses.replace(_read_onnx(int8, name), precision="int8")
-    return _read_onnx(onnx_path, name)
+    if int8.is_file() and (precision == "int8" or (precision == "auto" and device == "cpu" and cpu_has_vnni())):
+        ref = dataclasses.replace(_read_onnx(int8, name), precision="int8")
+    else:
+        ref = _read_onnx(onnx_path, name)
+    return dataclasses.replace(ref, background_file=background)
 
 
 def cpu_has_vnni() -> bool:
@@ -119,18 +130,43 @@ def _read_onnx(path: Path, name: str) -> ModelRef:
                     threshold)
 
 
-_SESSIONS: dict[tuple[str, int, int], object] = {}
+def resolve_device(device: str | None = None) -> str:
+    """"cpu" or "cuda:N" for a device spec: auto (default: `$SIMSEARCH_DEVICE` or auto) takes the
+    first GPU where this ONNX Runtime build can use one (the onnxruntime-gpu package), else the
+    CPU; cpu; cuda; cuda:N. Asking for a GPU that cannot be used is an error, not a fallback."""
+    device = (device or os.environ.get("SIMSEARCH_DEVICE") or "auto").lower()
+    if device == "cpu":
+        return "cpu"
+    import onnxruntime as ort
+
+    has_cuda = "CUDAExecutionProvider" in ort.get_available_providers()
+    if device == "auto":
+        return "cuda:0" if has_cuda else "cpu"
+    number = device[len("cuda:"):] if device.startswith("cuda:") else "0" if device == "cuda" else None
+    if number is None or not number.isdigit():
+        raise ModelError(f"device must be auto, cpu, cuda or cuda:N, not {device!r}")
+    if not has_cuda:
+        raise ModelError(f"device {device}: this ONNX Runtime has no CUDA support (providers: "
+                         f"{', '.join(ort.get_available_providers())}); install onnxruntime-gpu "
+                         f"or use --device cpu")
+    return f"cuda:{int(number)}"
 
 
-def _session(path: Path, threads: int | None = None):
-    """One ONNX Runtime session per (file, version, thread count) in this process."""
+_SESSIONS: dict[tuple[str, int, int, str], object] = {}
+
+
+def _session(path: Path, threads: int | None = None, device: str = "cpu"):
+    """One ONNX Runtime session per (file, version, thread count, device) in this process."""
     import onnxruntime as ort
 
     threads = threads or os.cpu_count() or 1
     try:
-        key = (str(path.resolve()), path.stat().st_mtime_ns, threads)
+        key = (str(path.resolve()), path.stat().st_mtime_ns, threads, device)
     except OSError as e:
         raise ModelError(f"{path}: cannot read model ({e.strerror or e})") from None
+    providers: list = ["CPUExecutionProvider"]
+    if device.startswith("cuda:"):
+        providers.insert(0, ("CUDAExecutionProvider", {"device_id": int(device[5:])}))
     if key not in _SESSIONS:
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -138,8 +174,7 @@ def _session(path: Path, threads: int | None = None):
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
         try:
-            _SESSIONS[key] = ort.InferenceSession(str(path), options,
-                                                  providers=["CPUExecutionProvider"])
+            _SESSIONS[key] = ort.InferenceSession(str(path), options, providers=providers)
         except Exception as e:
             raise ModelError(f"{path}: not a model ONNX Runtime can load ({_first_line(e)})") from None
     return _SESSIONS[key]
@@ -183,12 +218,14 @@ def _random_default() -> Path:
 
 
 class Embedder:
-    """Pictures in, unit vectors out, through one ONNX Runtime session."""
+    """Pictures in, unit vectors out, through one ONNX Runtime session on `device` ("cpu" or
+    "cuda:N", as `resolve_device` returns)."""
 
-    def __init__(self, model: ModelRef, threads: int | None = None):
+    def __init__(self, model: ModelRef, threads: int | None = None, device: str = "cpu"):
         self.model = model
         self.config = model.config
-        self.session = _session(model.onnx_path, threads)
+        self.device = device
+        self.session = _session(model.onnx_path, threads, device)
 
     @property
     def dim(self) -> int:

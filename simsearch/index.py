@@ -22,7 +22,8 @@ import numpy as np
 
 from simsearch.catalog import Catalog
 from simsearch.config import ModelConfig
-from simsearch.embedder import Embedder, ModelRef, resolve_model
+from simsearch.embedder import Embedder, ModelRef, resolve_device, resolve_model
+from simsearch.scoring import Background, adjusted_search, load_background
 from simsearch.errors import (DecodeError, IndexLockedError, IndexStoreError, ModelError,
                               ModelMismatchError)
 from simsearch.images import load_image
@@ -58,23 +59,28 @@ class QueryResult:
 
 
 def open_index(folder: str | os.PathLike | None = None, model: str | os.PathLike | None = None,
-               create: bool = False) -> "Index":
+               create: bool = False, device: str | None = None) -> "Index":
     """Open (or with `create`, start) the index in `folder` (default: `$SIMSEARCH_INDEX` or
-    `indexes/default`). `model` is a model path or `default`; without it, the index's own model."""
+    `indexes/default`). `model` is a model path or `default`; without it, the index's own model.
+    `device`: where the network runs (auto, cpu, cuda, cuda:N; see `resolve_device`)."""
     folder = Path(folder) if folder is not None else default_index_dir()
     if not (folder / MANIFEST).is_file() and not create:
         raise IndexStoreError(f"no index at {folder}; create one with: simsearch index PHOTOS"
                               + ("" if folder == default_index_dir() else f" --index {folder}"))
-    return Index(folder, model)
+    return Index(folder, model, device)
 
 
 class Index:
     """A handle on one index folder. Cheap to open: the model and vectors load when used."""
 
-    def __init__(self, folder: str | os.PathLike, model: str | os.PathLike | None = None):
+    def __init__(self, folder: str | os.PathLike, model: str | os.PathLike | None = None,
+                 device: str | None = None):
         self.folder = Path(folder)
         self._model_spec = model
+        self._device_spec = device
+        self._device: str | None = None
         self._model: ModelRef | None = None
+        self._background: Background | None | bool = False  # False: not loaded yet
         self._embedder: Embedder | None = None
         self._store: VectorStore | None = None
         self.manifest = self._read_manifest()
@@ -93,7 +99,7 @@ class Index:
             if Path(built["name"]).exists():
                 spec = built["name"]
         try:
-            ref = resolve_model(spec)
+            ref = resolve_model(spec, device=self.device)
         except ModelError as e:
             if spec is None or spec == self._model_spec:
                 raise
@@ -108,9 +114,25 @@ class Index:
         return ref
 
     @property
+    def device(self) -> str:
+        """"cpu" or "cuda:N": where this index runs its network."""
+        if self._device is None:
+            self._device = resolve_device(self._device_spec)
+        return self._device
+
+    @property
+    def background(self) -> "Background | None":
+        """The model's background set for score adjustment (`simsearch.scoring`), if it has one."""
+        if self._background is False:
+            ref = self.model
+            self._background = None if ref.background_file is None else load_background(
+                ref.background_file, ref.model_id, ref.config.dim)
+        return self._background
+
+    @property
     def embedder(self) -> Embedder:
         if self._embedder is None:
-            self._embedder = Embedder(self.model)
+            self._embedder = Embedder(self.model, device=self.device)
         return self._embedder
 
     @property
@@ -276,7 +298,7 @@ class Index:
 
     def search_vectors(self, vectors: np.ndarray, k: int = 10) -> list[list[Match]]:
         store = self.store()
-        scores, ids = store.search(vectors, k)
+        scores, ids = adjusted_search(store, vectors, k, self.background)
         catalog = self.catalog()
         try:
             paths = catalog.paths(np.unique(ids[ids >= 0]))
@@ -285,10 +307,11 @@ class Index:
         return [[Match(paths[int(i)], float(s)) for s, i in zip(srow, irow) if int(i) in paths]
                 for srow, irow in zip(scores, ids)]
 
-    def duplicates(self, threshold: float | None = None,
-                   linkage: str = "centre") -> "DuplicateReport":
+    def duplicates(self, threshold: float | None = None, linkage: str = "centre",
+                   background: "Background | None | str" = "model") -> "DuplicateReport":
         """Exact (same content) and near-duplicate groups, from the stored vectors alone.
-        `linkage`: "centre" or "complete" (see `simsearch.dedupe`)."""
+        `linkage`: "centre" or "complete" (see `simsearch.dedupe`); `background`: the score
+        adjustment ("model": the model's own, None: plain cosine; see `simsearch.scoring`)."""
         from simsearch.dedupe import find_duplicates
 
         if threshold is None:
@@ -298,9 +321,17 @@ class Index:
             loaded = self._read_vectors_file(catalog)
             with catalog.snapshot():  # vectors and paths from one committed state
                 return find_duplicates(catalog, self._agreeing(catalog, loaded), threshold,
-                                       linkage)
+                                       linkage, self._background_if_usable()
+                                       if background == "model" else background)
         finally:
             catalog.close()
+
+    def _background_if_usable(self) -> "Background | None":
+        """Dedupe needs no model; without a usable one it scores plain cosine."""
+        try:
+            return self.background
+        except (ModelError, ModelMismatchError):
+            return None
 
     def default_threshold(self) -> float:
         """The dedupe threshold calibrated for the index's model (read from the model's

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -65,51 +65,89 @@ class _Prepared:
     height: int = 0
 
 
+# Files found by the walk but not yet handed to the decoders: enough to give the progress bar
+# an exact total for most folders, small enough that memory does not grow with the folder.
+LOOKAHEAD = 100_000
+
+
 def ingest(catalog: Catalog, store: VectorStore, embedder_factory: Callable[[], Embedder],
            roots: Iterable[str], progress: Progress | None = None, workers: int | None = None,
            batch_size: int = 32) -> IngestReport:
-    """Bring the catalog and `store` in line with the image files under `roots`."""
+    """Bring the catalog and `store` in line with the image files under `roots`.
+
+    The folder walk streams into the decoders through a bounded look-ahead, so memory stays
+    flat however many files there are. `progress(done, total)`: total is the number of new or
+    changed files found so far (exact once the walk has finished)."""
     report = IngestReport()
     roots = [os.path.abspath(os.fspath(r)) for r in roots]
-    seen: set[str] = set()
-    work: list[tuple[FileInfo, Row | None]] = []
 
     def problem(p: WalkProblem) -> None:
         report.skipped.append(Skipped(p.path, p.reason))
 
-    for info in walk_images(roots, on_problem=problem):
-        seen.add(info.path)
-        row = catalog.get(info.path)
-        if row is not None and row.size == info.size and row.mtime_ns == info.mtime_ns:
-            report.unchanged += 1
-        else:
-            work.append((info, row))
+    def changed() -> Iterator[tuple[FileInfo, Row | None]]:
+        for info in walk_images(roots, on_problem=problem):
+            row = catalog.get(info.path)
+            if row is not None and row.size == info.size and row.mtime_ns == info.mtime_ns:
+                report.unchanged += 1
+            else:
+                yield info, row
 
-    total = len(work)
-    if progress:
-        progress(0, total)
-    if work:
-        embedder = embedder_factory()
-        _Batcher(catalog, store, embedder, report, progress, total, batch_size).run(work, workers)
-    _remove_missing(catalog, store, roots, seen, report)
+    batcher = _Batcher(catalog, store, embedder_factory, report, progress, batch_size)
+    batcher.run(_LookAhead(changed(), LOOKAHEAD), workers)
+    _remove_missing(catalog, store, roots, report)
     return report
 
 
+class _LookAhead:
+    """Iterate `items` while keeping up to `limit` of them read ahead; `found` counts every
+    item read so far."""
+
+    def __init__(self, items: Iterator, limit: int):
+        self.items, self.limit = items, limit
+        self.buffer: deque = deque()
+        self.found = 0
+        self.exhausted = False
+
+    def fill(self) -> None:
+        while not self.exhausted and len(self.buffer) < self.limit:
+            try:
+                self.buffer.append(next(self.items))
+            except StopIteration:
+                self.exhausted = True
+            else:
+                self.found += 1
+
+    def __iter__(self):
+        while True:
+            self.fill()
+            if not self.buffer:
+                return
+            yield self.buffer.popleft()
+
+
 class _Batcher:
-    def __init__(self, catalog, store, embedder, report, progress, total, batch_size):
-        self.catalog, self.store, self.embedder = catalog, store, embedder
-        self.report, self.progress, self.total = report, progress, total
+    def __init__(self, catalog, store, embedder_factory, report, progress, batch_size):
+        self.catalog, self.store, self.embedder_factory = catalog, store, embedder_factory
+        self.embedder: Embedder | None = None
+        self.report, self.progress = report, progress
         self.batch_size = batch_size
         self.pending: list[_Prepared] = []
         self.done = 0
+        self.work: _LookAhead | None = None
 
-    def run(self, work: list[tuple[FileInfo, Row | None]], workers: int | None) -> None:
+    def run(self, work: _LookAhead, workers: int | None) -> None:
+        self.work = work
+        work.fill()
+        if self.progress:
+            self.progress(0, work.found)
+        if not work.buffer:
+            return
+        self.embedder = self.embedder_factory()
         workers = workers or min(8, os.cpu_count() or 1)
         window = max(2 * self.batch_size, 4 * workers)
         with ThreadPoolExecutor(workers, thread_name_prefix="simsearch-decode") as pool:
             queue: deque[Future] = deque()
-            items = iter(work)
-            for item in items:
+            for item in work:
                 queue.append(pool.submit(self._prepare, *item))
                 if len(queue) >= window:
                     self._take(queue.popleft().result())
@@ -211,10 +249,10 @@ class _Batcher:
     def _tick(self, n: int) -> None:
         self.done += n
         if self.progress:
-            self.progress(self.done, self.total)
+            self.progress(self.done, self.work.found)
 
 
-def _remove_missing(catalog: Catalog, store: VectorStore, roots: list[str], seen: set[str],
+def _remove_missing(catalog: Catalog, store: VectorStore, roots: list[str],
                     report: IngestReport) -> None:
     """Forget files that no longer exist under the folders indexed in this run (and only those:
     a file that is merely unreadable today, or a folder not named in this run, is kept)."""
@@ -223,7 +261,7 @@ def _remove_missing(catalog: Catalog, store: VectorStore, roots: list[str], seen
         if not os.path.isdir(root):
             continue
         gone.extend(row_id for row_id, path in catalog.paths_under(root)
-                    if path not in seen and not os.path.lexists(path))
+                    if not os.path.lexists(path))
     if gone:
         with catalog.transaction():
             catalog.delete(gone)

@@ -25,6 +25,7 @@ from simsearch.evaluate import (CalibrationError, DedupeScore, Metrics, Neighbor
 from simsearch.errors import SimsearchError
 from simsearch.files import walk_images
 from simsearch.index import open_index
+from simsearch.scoring import Background, adjusted_search
 from simsearch.vectors import VectorStore
 
 __all__ = ["EvalReport", "run_eval", "HASH_THRESHOLD"]
@@ -41,12 +42,15 @@ class EvalReport:
     n_references: int
     model: str
     sweep: list[DedupeScore] = field(default_factory=list)
+    background: dict | None = None  # the score adjustment used (simsearch.scoring), if any
+    variants: list[dict] = field(default_factory=list)  # uAP under other adjustments
 
     def to_dict(self) -> dict:
         return {**self.metrics.to_dict(),
                 "baselines": {k: m.to_dict() for k, m in self.baselines.items()},
                 "n_queries": self.n_queries, "n_references": self.n_references,
-                "model": self.model, "sweep": [s.to_dict() for s in self.sweep]}
+                "model": self.model, "background": self.background,
+                "variants": self.variants, "sweep": [s.to_dict() for s in self.sweep]}
 
 
 def run_eval(originals: str | os.PathLike, distractors: str | os.PathLike | None = None,
@@ -54,8 +58,13 @@ def run_eval(originals: str | os.PathLike, distractors: str | os.PathLike | None
              per_image: int | None = None, k: int = 10, baselines: Sequence[str] = ("phash", "dhash"),
              work_dir: str | os.PathLike | None = None, min_precision: float = 0.99,
              linkage: str = "centre", sweep: Sequence[float] = (),
+             background: Background | None | str = "model", variants: Sequence[Background] = (),
              progress: Callable[[str, int, int], None] | None = None) -> EvalReport:
-    """Score `model` (default: the shipped one) on edited copies of the images in `originals`."""
+    """Score `model` (default: the shipped one) on edited copies of the images in `originals`.
+
+    Scores are adjusted against `background` ("model": the model's own background set, if it
+    has one; None: plain cosine; see `simsearch.scoring`). Each of `variants` (backgrounds with
+    other parameters) is also scored for uAP and Recall@1 on the same vectors."""
     with tempfile.TemporaryDirectory(prefix="simsearch-eval-", dir=work_dir) as tmp:
         tmp = Path(tmp)
         sources = [Path(f.path) for f in walk_images([originals])]
@@ -72,6 +81,8 @@ def run_eval(originals: str | os.PathLike, distractors: str | os.PathLike | None
         family.update({str(item.query): ref_index[str(item.original)] for item in bench.items})
 
         index = open_index(tmp / "index", model=model, create=True)
+        if background == "model":
+            background = index.background
         roots = [originals, tmp / "bench" / "queries"] + ([distractors] if distractors else [])
         index.add_paths(roots, progress=_stage(progress, "indexing"))
         paths, matrix = index.vectors()
@@ -83,13 +94,13 @@ def run_eval(originals: str | os.PathLike, distractors: str | os.PathLike | None
         ref_ids = np.array([i for i, p in enumerate(refs) if p in vectors], dtype=np.int64)
         store.add(ref_ids, np.stack([vectors[refs[i]] for i in ref_ids]))
         q_vectors = np.stack([vectors.get(q, np.zeros(dim, np.float32)) for q in queries])
-        scores, ids = store.search(q_vectors, k)
+        scores, ids = adjusted_search(store, q_vectors, k, background)
         neighbours = Neighbors(ids, scores)
         threshold = index.default_threshold() if threshold is None else threshold
-        groups = [g.files for g in index.duplicates(threshold, linkage).groups]
+        groups = [g.files for g in index.duplicates(threshold, linkage, background).groups]
         metrics = _score(neighbours, true_ref, edits, groups, threshold, family, bench,
                          min_precision)
-        swept = [family_dedupe_score([g.files for g in index.duplicates(t, linkage).groups],
+        swept = [family_dedupe_score([g.files for g in index.duplicates(t, linkage, background).groups],
                                      family, bench, t) for t in sweep]
 
         scored = {}
@@ -100,7 +111,17 @@ def run_eval(originals: str | os.PathLike, distractors: str | os.PathLike | None
             hash_groups = _hash_groups(pairs, everything, HASH_THRESHOLD)
             scored[kind] = _score(hashed, true_ref, edits, hash_groups, HASH_THRESHOLD, family,
                                   bench, min_precision)
-        return EvalReport(metrics, scored, len(queries), len(refs), index.model.name, swept)
+        tried = []
+        for variant in variants:
+            scores, ids = adjusted_search(store, q_vectors, k, variant)
+            labelled = label_neighbors(Neighbors(ids, scores), true_ref)
+            tried.append({"beta": variant.beta, "delta": variant.delta, "uap": micro_average_precision(
+                labelled.scores, labelled.is_positive, labelled.n_positives)})
+        used = None if background is None else {
+            "beta": background.beta, "delta": background.delta, "centre": background.centre,
+            "size": len(background.vectors)}
+        return EvalReport(metrics, scored, len(queries), len(refs), index.model.name, swept,
+                          used, tried)
 
 
 def _score(neighbours: Neighbors, true_ref: np.ndarray, edits: list[str], groups: list[list[str]],

@@ -56,6 +56,13 @@ class VectorStore:
     def vectors(self) -> np.ndarray:
         return self.index.index.reconstruct_n(0, self.count)
 
+    def get(self, ids: np.ndarray) -> np.ndarray:
+        """The stored vectors of `ids` (each must be present), float32 [len(ids), dim]."""
+        out = np.empty((len(ids), self.dim), np.float32)
+        for row, i in enumerate(np.asarray(ids, dtype=np.int64).tolist()):
+            out[row] = self.index.reconstruct(i)
+        return out
+
     def save(self, path: str | os.PathLike) -> None:
         """Atomic: a temp file, flushed, then `os.replace`."""
         path = os.fspath(path)

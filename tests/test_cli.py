@@ -108,3 +108,31 @@ def test_train_end_to_end_then_index_with_the_result(tmp_path, photos):
 def test_train_needs_exactly_one_kind_of_data(tmp_path, photos):
     result = _run(["train", "--out", str(tmp_path / "run")])
     assert result.exit_code == 2 and "exactly one of" in result.output
+
+
+def test_device_option(tmp_path, tiny_model, photos):
+    import onnxruntime as ort
+
+    from simsearch.embedder import resolve_device
+    from simsearch.errors import ModelError
+
+    env = {"SIMSEARCH_INDEX": str(tmp_path / "idx")}
+    model = str(tiny_model / "model.onnx")
+    result = _run(["index", str(photos), "--model", model, "-q", "--device", "cpu"], env)
+    assert result.exit_code == 0, result.output
+    assert resolve_device("cpu") == "cpu"
+    result = _run(["query", str(photos / "img000.jpg"), "--device", "tpu"], env)
+    assert result.exit_code == 1 and "device must be auto, cpu, cuda or cuda:N" in result.output
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        assert resolve_device("auto") == "cuda:0"
+        return
+    assert resolve_device("auto") == "cpu"
+    result = _run(["index", str(photos), "-q", "--device", "cuda:1"], env)
+    assert result.exit_code == 1
+    assert "no CUDA support" in result.output and "--device cpu" in result.output
+    try:
+        resolve_device("cuda")
+    except ModelError as e:
+        assert "onnxruntime-gpu" in str(e)
+    else:
+        raise AssertionError("cuda without CUDA support must be refused")

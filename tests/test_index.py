@@ -177,3 +177,20 @@ def test_check_finds_and_repairs_derived_files(tmp_path, tiny_model, photos):
     assert check_index(tmp_path / "idx").problems == []
     result = open_index(tmp_path / "idx").search([photos / "img002.jpg"], k=1)[0]
     assert result.matches[0].path == str(photos / "img002.jpg")
+
+
+def test_walk_streams_through_a_bounded_look_ahead(tmp_path, tiny_model, photos, monkeypatch):
+    import simsearch.ingest
+
+    monkeypatch.setattr(simsearch.ingest, "LOOKAHEAD", 3)
+    calls = []
+    index = open_index(tmp_path / "idx", model=tiny_model, create=True)
+    report = index.add_paths([photos], progress=lambda done, total: calls.append((done, total)),
+                             batch_size=2, workers=1)
+    assert report.added == 8 and index.count() == 8
+    totals = [total for _, total in calls]
+    assert totals[0] == 3 and totals == sorted(totals) and calls[-1] == (8, 8)
+    assert all(done <= total for done, total in calls)
+    (photos / "img003.jpg").unlink()  # removal still works without a list of every file seen
+    report = index.add_paths([photos])
+    assert (report.removed, report.unchanged, index.count()) == (1, 7, 7)

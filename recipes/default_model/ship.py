@@ -1,10 +1,12 @@
-"""Ship a trained run as the default model: calibrate its dedupe threshold on the validation
-images (never on the evaluation set), export ONNX with the threshold in its metadata, make the
-int8 variant (kept only if it loses <= 0.01 uAP on validation), and copy the files into
-simsearch/models/.
+"""Ship a trained run as the default model: build its background set, calibrate the score
+adjustment and the dedupe threshold on the validation images (never on the evaluation set),
+export ONNX with the threshold in its metadata, make the int8 variant (kept only if it loses
+<= 0.01 uAP on validation), and copy the files into simsearch/models/.
 
-The threshold is the lowest score (in steps of 0.01 from 0.80) at which `dedupe` reaches
-pairwise precision >= 0.90 on edited copies of the validation images.
+The background set (simsearch/scoring.py) is the vectors of a seeded sample of 3,000 training
+images; its strength (beta, delta) is the grid point with the best validation uAP (beta 0 =
+plain cosine is on the grid). The threshold is the lowest score (in steps of 0.01 from 0.70) at
+which `dedupe` reaches pairwise precision >= 0.90 on edited copies of the validation images.
 
     python recipes/default_model/ship.py runs/default [--min-precision 0.90]
 """
@@ -24,6 +26,7 @@ from simsearch.export import export_onnx, quantize_int8  # noqa: E402
 from simsearch.model import load_model  # noqa: E402
 from simsearch.files import sha256  # noqa: E402
 from simsearch.scorecard import run_eval  # noqa: E402
+from simsearch.scoring import background_path, build_background  # noqa: E402
 
 MODELS = ROOT / "simsearch" / "models"
 
@@ -46,6 +49,26 @@ def calibration_batch(folder: Path, size: int, n: int = 256):
                      for p in files[:n]])
 
 
+def background_vectors(folder: Path, model: Path, n: int = 3000):
+    """Vectors of a seeded sample of training images (never evaluation or validation images)."""
+    import random
+
+    import numpy as np
+
+    from simsearch.embedder import Embedder, resolve_model
+    from simsearch.images import load_image
+    embedder = Embedder(resolve_model(model, precision="fp32"))
+    files = sorted(folder.iterdir())
+    random.Random(1).shuffle(files)
+    size = embedder.config.input_size
+    arrays = [embedder.prepare(load_image(p, size).image) for p in files[:n]]
+    return np.concatenate([embedder.embed_arrays(np.stack(arrays[s:s + 64]))
+                           for s in range(0, len(arrays), 64)])
+
+
+GRID = [(beta, delta) for beta in (0.5, 0.75, 1.0) for delta in (0.05, 0.1, 0.2)]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", type=Path)
@@ -62,9 +85,18 @@ def main() -> None:
     model_id = sha256(weights)
     staged = args.run / "model.onnx"
     export_onnx(load_model(weights), staged, model_id)
-    sweep = [round(0.80 + 0.01 * i, 2) for i in range(19)]
+    background = build_background(background_vectors(ROOT / "data" / "train", staged), model_id)
+    plain = run_eval(args.val_dir, model=str(staged), baselines=(), per_image=args.per_image,
+                     background=None, variants=[background.with_params(*p) for p in GRID])
+    print(f"validation uAP, plain cosine: {plain.metrics.uap:.4f}")
+    best = max(plain.variants, key=lambda v: v["uap"])
+    for v in plain.variants:
+        print(f"  background beta {v['beta']} delta {v['delta']}: uAP {v['uap']:.4f}")
+    background = background.with_params(best["beta"], best["delta"]) \
+        if best["uap"] > plain.metrics.uap else None
+    sweep = [round(0.70 + 0.01 * i, 2) for i in range(29)]
     report = run_eval(args.val_dir, model=str(staged), baselines=(), per_image=args.per_image,
-                      sweep=sweep)
+                      sweep=sweep, background=background)
     for s in report.sweep:
         print(f"  dedupe at {s.threshold:.2f}: P {s.precision:.3f} R {s.recall:.3f} F1 {s.f1:.3f}")
     good = [s for s in report.sweep if s.precision >= args.min_precision]
@@ -80,7 +112,13 @@ def main() -> None:
     shutil.copyfile(weights.with_suffix(".json"), MODELS / "default.json")
     export_onnx(load_model(MODELS / "default.safetensors"), MODELS / "default.onnx", model_id,
                 dedupe_threshold=threshold)
+    stale = background_path(MODELS / "default.onnx")
+    if background is not None:
+        background.save(stale)
+    elif stale.exists():
+        stale.unlink()
     summary = {"model_id": model_id, "dedupe_threshold": threshold,
+               "validation_plain_cosine": {"uap": plain.metrics.uap, "variants": plain.variants},
                "validation": report.to_dict()}
     int8 = MODELS / "default.int8.onnx"
     quantize_int8(MODELS / "default.onnx", int8, calibration_batch(ROOT / "data" / "train",

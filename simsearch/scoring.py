@@ -1,0 +1,149 @@
+"""Scores between images: cosine similarity, adjusted against a background set of pictures.
+
+Some pictures look a little like everything: plain skies, clip art on white, pages of text.
+Their cosine scores against unrelated images run high, so one fixed threshold (and one ranking
+across many queries) treats them unfairly. Copy-detection work corrects this by comparing each
+vector with a background set of ordinary pictures (the "score normalisation" of the DISC 2021
+winners and SSCD). simsearch does it symmetrically, so that a pair's score does not depend on
+which image is the query:
+
+    score(a, b) = cos(a, b) - o(a) - o(b)
+    o(x) = beta / 2 * clip(h(x) - centre, -delta, delta)
+
+where h(x) is the cosine of x to its nearest background vector and `centre` the median of h over
+the background itself. A pair's score moves by at most `beta * delta` (the `max_shift`), so a
+pair of near-identical images stays a near-identical pair. The background set belongs to a
+model (vectors of a seeded sample of its training images, chosen and tuned on validation
+images by the model's recipe) and lives beside it as `NAME.background.npz`. A model without
+one scores plain cosine.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from simsearch.errors import ModelError
+
+__all__ = ["Background", "build_background", "background_path", "load_background",
+           "adjusted_search"]
+
+_CHUNK = 4096
+
+
+@dataclass(frozen=True)
+class Background:
+    vectors: np.ndarray  # float32 [m, dim], unit rows
+    centre: float
+    beta: float
+    delta: float
+    model_id: str
+
+    @property
+    def dim(self) -> int:
+        return int(self.vectors.shape[1])
+
+    @property
+    def max_shift(self) -> float:
+        """The most that adjustment can raise (or lower) one pair's score."""
+        return self.beta * self.delta
+
+    def nearest(self, vectors: np.ndarray) -> np.ndarray:
+        """h(x): cosine of each vector to its nearest background vector."""
+        vectors = np.asarray(vectors, dtype=np.float32).reshape(-1, self.dim)
+        out = np.empty(len(vectors), np.float32)
+        for start in range(0, len(vectors), _CHUNK):
+            out[start:start + _CHUNK] = (vectors[start:start + _CHUNK] @ self.vectors.T).max(axis=1)
+        return out
+
+    def offsets(self, vectors: np.ndarray) -> np.ndarray:
+        """o(x) for each vector: subtract o(a) + o(b) from cos(a, b)."""
+        h = self.nearest(vectors)
+        return (self.beta / 2 * np.clip(h - self.centre, -self.delta, self.delta)).astype(np.float32)
+
+    def with_params(self, beta: float, delta: float) -> "Background":
+        return Background(self.vectors, self.centre, beta, delta, self.model_id)
+
+    def save(self, path: str | os.PathLike) -> None:
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp.npz")
+        np.savez(tmp, vectors=self.vectors.astype(np.float16),
+                 params=np.array([self.centre, self.beta, self.delta], np.float64),
+                 model_id=np.array(self.model_id))
+        os.replace(tmp, path)
+
+
+def build_background(vectors: np.ndarray, model_id: str, beta: float = 1.0,
+                     delta: float = 0.1) -> Background:
+    """A background from the vectors of ordinary pictures (not the ones to be searched).
+    `centre` is the median over the background of each vector's nearest other member."""
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    if vectors.ndim != 2 or len(vectors) < 2:
+        raise ValueError("a background needs at least two vectors")
+    nearest = np.empty(len(vectors), np.float32)
+    for start in range(0, len(vectors), _CHUNK):
+        sims = vectors[start:start + _CHUNK] @ vectors.T
+        rows = np.arange(len(sims))
+        sims[rows, rows + start] = -np.inf
+        nearest[start:start + _CHUNK] = sims.max(axis=1)
+    return Background(vectors, float(np.median(nearest)), beta, delta, model_id)
+
+
+def background_path(model_file: str | os.PathLike) -> Path:
+    """Where a model's background lives: `NAME.background.npz` beside `NAME.onnx` (or
+    `NAME.safetensors`)."""
+    path = Path(model_file)
+    stem = path.name.split(".")[0] if path.name.endswith(".int8.onnx") else path.stem
+    return path.with_name(stem + ".background.npz")
+
+
+def load_background(path: str | os.PathLike, model_id: str, dim: int) -> Background:
+    """Read and check a background file (no pickles are ever loaded)."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            vectors = np.asarray(data["vectors"], dtype=np.float32)
+            centre, beta, delta = (float(x) for x in data["params"])
+            owner = str(data["model_id"])
+    except (OSError, KeyError, ValueError, TypeError) as e:
+        raise ModelError(f"{path}: not a readable background file ({e})") from None
+    if owner != model_id:
+        raise ModelError(f"{path}: background belongs to model {owner[:12]}, not {model_id[:12]}")
+    if vectors.ndim != 2 or vectors.shape[1] != dim or len(vectors) == 0:
+        raise ModelError(f"{path}: background vectors have shape {vectors.shape}, expected [m, {dim}]")
+    if not all(np.isfinite([centre, beta, delta])) or beta < 0 or delta < 0:
+        raise ModelError(f"{path}: malformed background parameters")
+    if not np.isfinite(vectors).all():
+        raise ModelError(f"{path}: background vectors are not finite")
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return Background(vectors / np.maximum(norms, 1e-12), centre, beta, delta, owner)
+
+
+def adjusted_search(store, queries: np.ndarray, k: int,
+                    background: Background | None) -> tuple[np.ndarray, np.ndarray]:
+    """(scores, ids) of the `k` best adjusted scores per query, exactly: FAISS is asked for more
+    candidates until no unseen vector could still enter the top `k`."""
+    if background is None or background.max_shift == 0:
+        return store.search(queries, k)
+    queries = np.ascontiguousarray(queries, dtype=np.float32)
+    k = min(k, store.count)
+    if k == 0:
+        return store.search(queries, k)
+    query_offsets = background.offsets(queries)
+    fetch = min(store.count, max(2 * k, k + 16))
+    while True:
+        raw, ids = store.search(queries, fetch)
+        unique = np.unique(ids[ids >= 0])
+        offset_of = dict(zip(unique.tolist(), background.offsets(store.get(unique)).tolist()))
+        ref_offsets = np.vectorize(lambda i: offset_of.get(int(i), np.inf), otypes=[np.float32])(ids)
+        adjusted = raw - query_offsets[:, None] - ref_offsets
+        order = np.argsort(-adjusted, axis=1, kind="stable")[:, :k]
+        scores = np.take_along_axis(adjusted, order, axis=1)
+        if fetch >= store.count:
+            break
+        best_unseen = raw[:, -1] - query_offsets + background.max_shift / 2
+        if np.all(best_unseen < scores[:, -1]):
+            break
+        fetch = min(store.count, fetch * 2)
+    return scores.astype(np.float32), np.take_along_axis(ids, order, axis=1)

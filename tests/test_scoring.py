@@ -1,0 +1,130 @@
+"""Background score adjustment: formulas by hand, exact top-k against brute force, files, dedupe."""
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+from conftest import write_pictures
+from simsearch.errors import ModelError
+from simsearch.index import open_index
+from simsearch.scoring import (Background, adjusted_search, background_path, build_background,
+                               load_background)
+from simsearch.vectors import VectorStore
+
+
+def unit(rows: np.ndarray) -> np.ndarray:
+    rows = np.asarray(rows, np.float32)
+    return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+
+def random_unit(n: int, dim: int, seed: int) -> np.ndarray:
+    return unit(np.random.default_rng(seed).standard_normal((n, dim)))
+
+
+def test_centre_is_the_median_nearest_other_background_vector():
+    vectors = unit([[1, 0], [0.8, 0.6], [0, 1], [-1, 0]])
+    bg = build_background(vectors, "m")
+    # nearest other member: 0.8, 0.8, 0.6, 0.0 -> median 0.7
+    assert bg.centre == pytest.approx(0.7)
+
+
+def test_offsets_are_clipped_half_beta_times_distance_from_centre():
+    bg = Background(unit([[1, 0], [0, 1]]), centre=0.5, beta=1.0, delta=0.1, model_id="m")
+    x = unit([[1, 0], [np.cos(1.0), np.sin(1.0)], [-1, -1]])
+    h = np.array([1.0, max(np.cos(1.0), np.sin(1.0)), -np.sqrt(0.5)])
+    expected = 0.5 * np.clip(h - 0.5, -0.1, 0.1)
+    np.testing.assert_allclose(bg.offsets(x), expected, atol=1e-6)
+    assert bg.max_shift == pytest.approx(0.1)
+
+
+def brute_force(queries, refs, bg, k):
+    adjusted = queries @ refs.T - bg.offsets(queries)[:, None] - bg.offsets(refs)[None, :]
+    order = np.argsort(-adjusted, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(adjusted, order, 1), order
+
+
+@pytest.mark.parametrize("k", [1, 5, 40])
+def test_adjusted_search_is_exact_top_k(k):
+    dim = 16
+    refs, queries = random_unit(300, dim, 1), random_unit(25, dim, 2)
+    # a strong adjustment so that the raw and the adjusted rankings really differ
+    bg = build_background(random_unit(50, dim, 3), "m", beta=2.0, delta=0.5)
+    store = VectorStore(dim)
+    store.add(np.arange(300) + 1000, refs)
+    scores, ids = adjusted_search(store, queries, k, bg)
+    want_scores, want_rows = brute_force(queries, refs, bg, k)
+    np.testing.assert_allclose(scores, want_scores, atol=1e-5)
+    raw_scores, _ = store.search(queries, k)
+    assert not np.allclose(raw_scores, want_scores)  # the adjustment did something
+    # ids agree wherever scores are not tied
+    assert (ids - 1000 == want_rows).mean() > 0.99
+
+
+def test_no_background_is_plain_cosine():
+    store = VectorStore(8)
+    store.add(np.arange(20), random_unit(20, 8, 0))
+    q = random_unit(3, 8, 1)
+    for a, b in zip(adjusted_search(store, q, 5, None), store.search(q, 5)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_background_file_round_trip_and_refusals(tmp_path):
+    bg = build_background(random_unit(10, 4, 0), "model-a", beta=0.75, delta=0.2)
+    path = tmp_path / "m.background.npz"
+    bg.save(path)
+    back = load_background(path, "model-a", 4)
+    np.testing.assert_allclose(back.vectors, bg.vectors, atol=1e-3)  # stored as fp16
+    assert (back.centre, back.beta, back.delta) == pytest.approx((bg.centre, 0.75, 0.2))
+    with pytest.raises(ModelError, match="belongs to model"):
+        load_background(path, "model-b", 4)
+    with pytest.raises(ModelError, match="expected"):
+        load_background(path, "model-a", 8)
+    (tmp_path / "bad.npz").write_bytes(b"not a zip")
+    with pytest.raises(ModelError, match="bad.npz"):
+        load_background(tmp_path / "bad.npz", "model-a", 4)
+    pickled = tmp_path / "pickled.npz"
+    np.savez(pickled, vectors=np.array([object()], dtype=object), params=np.zeros(3),
+             model_id=np.array("model-a"))
+    with pytest.raises(ModelError, match="pickled.npz"):
+        load_background(pickled, "model-a", 4)
+
+
+def test_background_path_beside_the_model(tmp_path):
+    assert background_path(tmp_path / "default.onnx") == tmp_path / "default.background.npz"
+    assert background_path(tmp_path / "default.int8.onnx") == tmp_path / "default.background.npz"
+    assert background_path(tmp_path / "model.safetensors") == tmp_path / "model.background.npz"
+
+
+def test_index_uses_the_models_background_for_query_and_dedupe(tmp_path, tiny_model):
+    model_dir = tmp_path / "model"
+    shutil.copytree(tiny_model, model_dir)
+    photos = tmp_path / "photos"
+    write_pictures(photos, 12, seed=3)
+    plain = open_index(tmp_path / "plain", model=model_dir, create=True)
+    plain.add_paths([photos])
+    paths, vectors = plain.vectors()
+    bg = build_background(vectors[:6], plain.model.model_id, beta=2.0, delta=0.3)
+    bg.save(model_dir / "model.background.npz")
+
+    index = open_index(tmp_path / "adjusted", model=model_dir, create=True)
+    index.add_paths([photos])
+    assert index.background is not None
+    offsets = bg.offsets(vectors)
+    gram = vectors @ vectors.T - offsets[:, None] - offsets[None, :]
+    result = index.search([paths[0]], k=3)[0]
+    order = np.argsort(-gram[0], kind="stable")[:3]
+    np.testing.assert_allclose([m.score for m in result.matches], gram[0][order], atol=1e-4)
+
+    threshold = float(np.sort(gram[np.triu_indices(12, 1)])[-4])  # a few pairs pass
+    report = index.duplicates(threshold, linkage="complete")
+    found = {tuple(sorted(g.files)) for g in report.groups if g.kind == "near"}
+    assert found, "the threshold was chosen so that pairs pass"
+    for files in found:
+        rows = [paths.index(f) for f in files]
+        sub = gram[np.ix_(rows, rows)]
+        assert sub[np.triu_indices(len(rows), 1)].min() >= threshold - 1e-5
+    plain_found = {tuple(sorted(g.files)) for g in index.duplicates(
+        threshold, linkage="complete", background=None).groups if g.kind == "near"}
+    assert plain_found != found  # cosine alone groups differently at this threshold
