@@ -110,7 +110,7 @@ def query_cmd(images, k, index_dir, model, device, as_json):
 
     A score is the cosine similarity of the two vectors, adjusted against the model's
     background set where it has one (pictures that resemble everything score a little lower,
-    distinctive ones a little higher; never more than 0.1 either way for the default model).
+    distinctive ones a little higher, by a bounded amount: see README, Scores).
     A query image need not be in the index. Exit status 1 if any query image was unreadable.
     """
     from simsearch.index import open_index
@@ -374,7 +374,7 @@ class _Progress:
 
     def __call__(self, done: int, total: int) -> None:
         if self.bar is not None and total != self.bar.length:
-            if done >= self.bar.pos > 0:  # more work found while it runs
+            if total > self.bar.length and done >= self.bar.pos:  # more work found while it runs
                 self.bar.length = total
             else:  # a new stage
                 self.bar.__exit__(None, None, None)

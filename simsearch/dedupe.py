@@ -24,10 +24,10 @@ import numpy as np
 
 from simsearch.catalog import Catalog
 from simsearch.scoring import Background
-from simsearch.vectors import Pairs, VectorStore, range_pairs
+from simsearch.vectors import VectorStore, range_pairs
 
 __all__ = ["DEFAULT_THRESHOLD", "LINKAGES", "Group", "DuplicateReport", "find_duplicates",
-           "centre_linkage", "complete_linkage"]
+           "near_pairs", "centre_linkage", "complete_linkage"]
 
 # Used only when the model carries no calibrated threshold of its own (see README: Dedupe).
 DEFAULT_THRESHOLD = 0.90
@@ -74,29 +74,13 @@ def find_duplicates(catalog: Catalog, store: VectorStore, threshold: float,
     keep = np.array([i not in duplicate_ids for i in ids.tolist()], dtype=bool)
     ids = ids[keep]
     vectors = store.vectors()[keep] if len(ids) else np.zeros((0, store.dim), np.float32)
-    shift = background.max_shift if background is not None else 0.0
-    offsets = background.offsets(vectors) if shift else np.zeros(len(ids), np.float32)
-    row_of = {int(i): r for r, i in enumerate(ids.tolist())}
-    by_id = np.argsort(ids, kind="stable")
-    left, right, scores = [], [], []
-    for pairs in range_pairs(ids, vectors, threshold - shift):
-        if shift:  # adjusted score of each candidate pair, then the real threshold
-            rows_l = by_id[np.searchsorted(ids[by_id], pairs.left)]
-            rows_r = by_id[np.searchsorted(ids[by_id], pairs.right)]
-            adjusted = pairs.scores - offsets[rows_l] - offsets[rows_r]
-            keep = adjusted >= threshold
-            pairs = Pairs(pairs.left[keep], pairs.right[keep], adjusted[keep])
-        left.append(pairs.left)
-        right.append(pairs.right)
-        scores.append(pairs.scores)
-    if not left:
-        return report
-    left, right, scores = np.concatenate(left), np.concatenate(right), np.concatenate(scores)
+    left, right, scores, offsets = near_pairs(ids, vectors, threshold, background)
     if len(left) == 0:
         return report
     if linkage == "complete":
         clusters = complete_linkage(left, right, scores)
     else:
+        row_of = {int(i): r for r, i in enumerate(ids.tolist())}
         clusters = []
         for group in centre_linkage(left, right, scores):
             rows = [row_of[i] for i in group]
@@ -109,6 +93,35 @@ def find_duplicates(catalog: Catalog, store: VectorStore, threshold: float,
         report.groups.append(Group("near", min_score, files))
     report.groups.sort(key=lambda g: (g.kind != "exact", -len(g.files), g.files[0]))
     return report
+
+
+def near_pairs(ids: np.ndarray, vectors: np.ndarray, threshold: float,
+               background: Background | None = None):
+    """Every unordered pair of rows whose score is >= threshold, as (left ids, right ids,
+    scores, offsets), where offsets[row] is o(vector) (zeros without a background).
+
+    With a background the range search runs at the lowest raw cosine that can still reach the
+    threshold after adjustment, `threshold + 2 * min(offsets)`, and the pairs it finds are then
+    judged on their adjusted scores."""
+    if background is not None and background.max_shift:
+        offsets = background.offsets(vectors)
+    else:
+        offsets = np.zeros(len(ids), np.float32)
+    radius = threshold + 2 * float(offsets.min()) if len(offsets) else threshold
+    by_id = np.argsort(ids, kind="stable")
+    left, right, scores = [], [], []
+    for pairs in range_pairs(ids, vectors, radius):
+        rows_l = by_id[np.searchsorted(ids[by_id], pairs.left)]
+        rows_r = by_id[np.searchsorted(ids[by_id], pairs.right)]
+        adjusted = pairs.scores - offsets[rows_l] - offsets[rows_r]
+        keep = adjusted >= threshold
+        left.append(pairs.left[keep])
+        right.append(pairs.right[keep])
+        scores.append(adjusted[keep].astype(np.float32))
+    if not left:
+        empty = np.zeros(0, np.int64)
+        return empty, empty, np.zeros(0, np.float32), offsets
+    return np.concatenate(left), np.concatenate(right), np.concatenate(scores), offsets
 
 
 def centre_linkage(left: np.ndarray, right: np.ndarray, scores: np.ndarray) -> list[list[int]]:

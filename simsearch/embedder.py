@@ -65,7 +65,7 @@ def resolve_model(spec: str | os.PathLike | None = None, precision: str | None =
     from simsearch.scoring import background_path
 
     onnx_path, name = _locate(spec)
-    source = onnx_path if name.startswith("default") else Path(name)
+    source = onnx_path if name in ("default", "default (random init)") else Path(name)
     background = background_path(source)
     background = background if background.is_file() else None
     int8 = onnx_path.with_name(onnx_path.name[: -len(".onnx")] + ".int8.onnx")
@@ -132,8 +132,8 @@ def _read_onnx(path: Path, name: str) -> ModelRef:
 
 def resolve_device(device: str | None = None) -> str:
     """"cpu" or "cuda:N" for a device spec: auto (default: `$SIMSEARCH_DEVICE` or auto) takes the
-    first GPU where this ONNX Runtime build can use one (the onnxruntime-gpu package), else the
-    CPU; cpu; cuda; cuda:N. Asking for a GPU that cannot be used is an error, not a fallback."""
+    first GPU where this ONNX Runtime build can use one (the onnxruntime-gpu package) and an
+    NVIDIA device is present, else the CPU; cpu; cuda; cuda:N. Asking for a GPU that cannot be used is an error, not a fallback."""
     device = (device or os.environ.get("SIMSEARCH_DEVICE") or "auto").lower()
     if device == "cpu":
         return "cpu"
@@ -141,9 +141,10 @@ def resolve_device(device: str | None = None) -> str:
 
     has_cuda = "CUDAExecutionProvider" in ort.get_available_providers()
     if device == "auto":
-        return "cuda:0" if has_cuda else "cpu"
+        gpu_present = any(os.path.exists(p) for p in ("/dev/nvidia0", "/dev/dxg"))
+        return "cuda:0" if has_cuda and gpu_present else "cpu"
     number = device[len("cuda:"):] if device.startswith("cuda:") else "0" if device == "cuda" else None
-    if number is None or not number.isdigit():
+    if number is None or not (number.isascii() and number.isdecimal()):
         raise ModelError(f"device must be auto, cpu, cuda or cuda:N, not {device!r}")
     if not has_cuda:
         raise ModelError(f"device {device}: this ONNX Runtime has no CUDA support (providers: "
@@ -174,9 +175,14 @@ def _session(path: Path, threads: int | None = None, device: str = "cpu"):
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
         try:
-            _SESSIONS[key] = ort.InferenceSession(str(path), options, providers=providers)
+            session = ort.InferenceSession(str(path), options, providers=providers)
         except Exception as e:
             raise ModelError(f"{path}: not a model ONNX Runtime can load ({_first_line(e)})") from None
+        if device != "cpu" and session.get_providers()[0] != "CUDAExecutionProvider":
+            raise ModelError(f"device {device}: ONNX Runtime could not start CUDA there (it fell "
+                             f"back to {', '.join(session.get_providers())}); check the GPU and "
+                             f"driver, or use --device cpu")
+        _SESSIONS[key] = session
     return _SESSIONS[key]
 
 

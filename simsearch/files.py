@@ -47,25 +47,37 @@ def walk_images(roots: Iterable[str | os.PathLike],
     Unreadable folders and broken entries are reported through `on_problem` and skipped.
     """
     report = on_problem or (lambda problem: None)
-    seen: set[str] = set()
+    roots = [os.path.abspath(os.fspath(r)) for r in roots]
+    folders = [r for r in roots if os.path.isdir(r)]
+
+    def covered(path: str, by: list[str]) -> bool:
+        return any(path.startswith(f.rstrip(os.sep) + os.sep) for f in by)
+
+    # Memory must not grow with the tree, so no set of every path seen: a folder inside another
+    # root folder, or a file inside one, is left to that folder's walk (which never repeats a
+    # path: links to folders are not followed). Only explicitly named files are remembered.
+    walked: set[str] = set()
+    named_files: set[str] = set()
     for root in roots:
-        root = os.path.abspath(os.fspath(root))
         try:
             st = os.stat(root)
         except OSError as e:
             report(WalkProblem(root, f"cannot read: {e.strerror or e}"))
             continue
         if stat.S_ISDIR(st.st_mode):
-            yield from _walk_dir(root, seen, report)
+            if root in walked or covered(root, [f for f in folders if f != root]):
+                continue
+            walked.add(root)
+            yield from _walk_dir(root, report)
         elif stat.S_ISREG(st.st_mode):
-            if root not in seen:
-                seen.add(root)
+            if root not in named_files and not covered(root, folders):
+                named_files.add(root)
                 yield FileInfo(root, st.st_size, st.st_mtime_ns)
         else:
             report(WalkProblem(root, "not a regular file or folder"))
 
 
-def _walk_dir(top: str, seen: set[str], report: Callable[[WalkProblem], None]) -> Iterator[FileInfo]:
+def _walk_dir(top: str, report: Callable[[WalkProblem], None]) -> Iterator[FileInfo]:
     """Depth first in name order, with a stack of folders rather than recursion: a tree deeper
     than Python's recursion limit is walked like any other."""
     stack = [iter(_entries(top, report))]
@@ -97,9 +109,6 @@ def _walk_dir(top: str, seen: set[str], report: Callable[[WalkProblem], None]) -
         if not stat.S_ISREG(st.st_mode):
             report(WalkProblem(path, "not a regular file"))
             continue
-        if path in seen:
-            continue
-        seen.add(path)
         yield FileInfo(path, st.st_size, st.st_mtime_ns)
 
 

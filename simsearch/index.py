@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import dataclasses
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -99,7 +100,7 @@ class Index:
             if Path(built["name"]).exists():
                 spec = built["name"]
         try:
-            ref = resolve_model(spec, device=self.device)
+            ref = resolve_model(spec)
         except ModelError as e:
             if spec is None or spec == self._model_spec:
                 raise
@@ -132,7 +133,11 @@ class Index:
     @property
     def embedder(self) -> Embedder:
         if self._embedder is None:
-            self._embedder = Embedder(self.model, device=self.device)
+            ref = self.model
+            if self.device != "cpu" and ref.precision == "int8":  # int8 pays off on CPUs only
+                fp32 = ref.onnx_path.with_name(ref.onnx_path.name[:-len(".int8.onnx")] + ".onnx")
+                ref = dataclasses.replace(ref, onnx_path=fp32, precision="fp32")
+            self._embedder = Embedder(ref, device=self.device)
         return self._embedder
 
     @property
@@ -243,8 +248,10 @@ class Index:
             if rebuild:
                 self.manifest = None
                 self._model = None
+                self._background = False
                 self._embedder = None
             self.model  # resolve and check before touching anything
+            self.device
             catalog = self.catalog(readonly=False)
             try:
                 if rebuild or catalog.get_meta("model") is None:
@@ -327,11 +334,13 @@ class Index:
             catalog.close()
 
     def _background_if_usable(self) -> "Background | None":
-        """Dedupe needs no model; without a usable one it scores plain cosine."""
+        """Dedupe needs no network; where the model itself cannot be found it scores plain
+        cosine. A background file that exists but cannot be used is an error."""
         try:
-            return self.background
+            self.model
         except (ModelError, ModelMismatchError):
             return None
+        return self.background
 
     def default_threshold(self) -> float:
         """The dedupe threshold calibrated for the index's model (read from the model's

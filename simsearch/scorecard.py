@@ -64,7 +64,7 @@ def run_eval(originals: str | os.PathLike, distractors: str | os.PathLike | None
 
     Scores are adjusted against `background` ("model": the model's own background set, if it
     has one; None: plain cosine; see `simsearch.scoring`). Each of `variants` (backgrounds with
-    other parameters) is also scored for uAP and Recall@1 on the same vectors."""
+    other parameters) is also scored for uAP on the same vectors."""
     with tempfile.TemporaryDirectory(prefix="simsearch-eval-", dir=work_dir) as tmp:
         tmp = Path(tmp)
         sources = [Path(f.path) for f in walk_images([originals])]
@@ -83,6 +83,10 @@ def run_eval(originals: str | os.PathLike, distractors: str | os.PathLike | None
         index = open_index(tmp / "index", model=model, create=True)
         if background == "model":
             background = index.background
+        for bg in [background, *variants]:
+            if bg is not None and bg.model_id != index.model.model_id:
+                raise SimsearchError(f"the background set belongs to model {bg.model_id[:12]}, "
+                                     f"not to {index.model.name} ({index.model.model_id[:12]})")
         roots = [originals, tmp / "bench" / "queries"] + ([distractors] if distractors else [])
         index.add_paths(roots, progress=_stage(progress, "indexing"))
         paths, matrix = index.vectors()

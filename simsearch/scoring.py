@@ -20,6 +20,7 @@ one scores plain cosine.
 from __future__ import annotations
 
 import os
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,9 +70,12 @@ class Background:
     def save(self, path: str | os.PathLike) -> None:
         path = Path(path)
         tmp = path.with_name(path.name + ".tmp.npz")
-        np.savez(tmp, vectors=self.vectors.astype(np.float16),
-                 params=np.array([self.centre, self.beta, self.delta], np.float64),
-                 model_id=np.array(self.model_id))
+        with open(tmp, "wb") as f:
+            np.savez(f, vectors=self.vectors.astype(np.float16),
+                     params=np.array([self.centre, self.beta, self.delta], np.float64),
+                     model_id=np.array(self.model_id))
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, path)
 
 
@@ -95,7 +99,7 @@ def background_path(model_file: str | os.PathLike) -> Path:
     """Where a model's background lives: `NAME.background.npz` beside `NAME.onnx` (or
     `NAME.safetensors`)."""
     path = Path(model_file)
-    stem = path.name.split(".")[0] if path.name.endswith(".int8.onnx") else path.stem
+    stem = path.name[:-len(".int8.onnx")] if path.name.endswith(".int8.onnx") else path.stem
     return path.with_name(stem + ".background.npz")
 
 
@@ -106,7 +110,7 @@ def load_background(path: str | os.PathLike, model_id: str, dim: int) -> Backgro
             vectors = np.asarray(data["vectors"], dtype=np.float32)
             centre, beta, delta = (float(x) for x in data["params"])
             owner = str(data["model_id"])
-    except (OSError, KeyError, ValueError, TypeError) as e:
+    except (OSError, KeyError, ValueError, TypeError, EOFError, zipfile.BadZipFile) as e:
         raise ModelError(f"{path}: not a readable background file ({e})") from None
     if owner != model_id:
         raise ModelError(f"{path}: background belongs to model {owner[:12]}, not {model_id[:12]}")
@@ -123,27 +127,40 @@ def load_background(path: str | os.PathLike, model_id: str, dim: int) -> Backgro
 def adjusted_search(store, queries: np.ndarray, k: int,
                     background: Background | None) -> tuple[np.ndarray, np.ndarray]:
     """(scores, ids) of the `k` best adjusted scores per query, exactly: FAISS is asked for more
-    candidates until no unseen vector could still enter the top `k`."""
+    candidates, for the queries that need them, until no unseen vector could still enter the
+    top `k` (an unseen vector scores at most its raw score plus `max_shift / 2`)."""
     if background is None or background.max_shift == 0:
         return store.search(queries, k)
     queries = np.ascontiguousarray(queries, dtype=np.float32)
     k = min(k, store.count)
-    if k == 0:
+    if k == 0 or len(queries) == 0:
         return store.search(queries, k)
     query_offsets = background.offsets(queries)
+    norms = np.linalg.norm(queries, axis=1)
+    scores = np.empty((len(queries), k), np.float32)
+    ids = np.empty((len(queries), k), np.int64)
+    known_ids = np.zeros(0, np.int64)  # sorted; their offsets below
+    known_offsets = np.zeros(0, np.float32)
+    todo = np.arange(len(queries))
     fetch = min(store.count, max(2 * k, k + 16))
-    while True:
-        raw, ids = store.search(queries, fetch)
-        unique = np.unique(ids[ids >= 0])
-        offset_of = dict(zip(unique.tolist(), background.offsets(store.get(unique)).tolist()))
-        ref_offsets = np.vectorize(lambda i: offset_of.get(int(i), np.inf), otypes=[np.float32])(ids)
-        adjusted = raw - query_offsets[:, None] - ref_offsets
-        order = np.argsort(-adjusted, axis=1, kind="stable")[:, :k]
-        scores = np.take_along_axis(adjusted, order, axis=1)
+    while len(todo):
+        raw, found = store.search(queries[todo], fetch)
+        new = np.setdiff1d(found[found >= 0], known_ids)
+        if len(new):
+            known_ids = np.concatenate([known_ids, new])
+            known_offsets = np.concatenate([known_offsets, background.offsets(store.get(new))])
+            order = np.argsort(known_ids)
+            known_ids, known_offsets = known_ids[order], known_offsets[order]
+        where = np.clip(np.searchsorted(known_ids, found), 0, len(known_ids) - 1)
+        ref_offsets = np.where(found >= 0, known_offsets[where], np.inf)
+        adjusted = raw - query_offsets[todo, None] - ref_offsets
+        top = np.argsort(-adjusted, axis=1, kind="stable")[:, :k]
+        scores[todo] = np.take_along_axis(adjusted, top, axis=1)
+        ids[todo] = np.take_along_axis(found, top, axis=1)
         if fetch >= store.count:
             break
-        best_unseen = raw[:, -1] - query_offsets + background.max_shift / 2
-        if np.all(best_unseen < scores[:, -1]):
-            break
-        fetch = min(store.count, fetch * 2)
-    return scores.astype(np.float32), np.take_along_axis(ids, order, axis=1)
+        best_unseen = raw[:, -1] - query_offsets[todo] + background.max_shift / 2
+        # a zero vector (an unreadable query) scores 0 against everything: nothing to refine
+        todo = todo[(best_unseen >= scores[todo, -1]) & (norms[todo] > 1e-6)]
+        fetch = min(store.count, fetch * 4)
+    return scores, ids

@@ -121,6 +121,9 @@ def test_device_option(tmp_path, tiny_model, photos):
     result = _run(["index", str(photos), "--model", model, "-q", "--device", "cpu"], env)
     assert result.exit_code == 0, result.output
     assert resolve_device("cpu") == "cpu"
+    from simsearch.index import open_index
+    index = open_index(tmp_path / "idx", device="cpu")
+    assert index.embedder.session.get_providers() == ["CPUExecutionProvider"]
     result = _run(["query", str(photos / "img000.jpg"), "--device", "tpu"], env)
     assert result.exit_code == 1 and "device must be auto, cpu, cuda or cuda:N" in result.output
     if "CUDAExecutionProvider" in ort.get_available_providers():

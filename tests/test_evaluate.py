@@ -12,7 +12,7 @@ from PIL import Image, ImageDraw
 
 from simsearch.errors import SimsearchError
 from simsearch.evaluate import (
-    GROUND_TRUTH, Benchmark, Calibration, CalibrationError, DedupeScore, Metrics, Neighbors,
+    GROUND_TRUTH, Calibration, CalibrationError, DedupeScore, Metrics, Neighbors,
     calibrate_threshold, hash_baseline, label_neighbors, load_benchmark, make_benchmark,
     micro_average_precision, pair_precision_recall_f1, recall_at_1, recall_at_1_per_edit,
 )

@@ -194,3 +194,11 @@ def test_walk_streams_through_a_bounded_look_ahead(tmp_path, tiny_model, photos,
     (photos / "img003.jpg").unlink()  # removal still works without a list of every file seen
     report = index.add_paths([photos])
     assert (report.removed, report.unchanged, index.count()) == (1, 7, 7)
+
+
+def test_overlapping_roots_index_each_file_once(tmp_path, tiny_model, photos):
+    sub = photos / "sub"
+    write_pictures(sub, 2, seed=7)
+    index = _index(tmp_path, tiny_model)
+    report = index.add_paths([sub, photos, photos / "img001.jpg", photos, sub / "img000.jpg"])
+    assert report.added == 10 and not report.skipped and index.count() == 10

@@ -45,21 +45,50 @@ def brute_force(queries, refs, bg, k):
     return np.take_along_axis(adjusted, order, 1), order
 
 
+class CountingStore(VectorStore):
+    """Records how many candidates each FAISS search was asked for."""
+
+    def __init__(self, dim):
+        super().__init__(dim)
+        self.fetches = []
+
+    def search(self, queries, k):
+        self.fetches.append((len(queries), k))
+        return super().search(queries, k)
+
+
 @pytest.mark.parametrize("k", [1, 5, 40])
 def test_adjusted_search_is_exact_top_k(k):
-    dim = 16
-    refs, queries = random_unit(300, dim, 1), random_unit(25, dim, 2)
-    # a strong adjustment so that the raw and the adjusted rankings really differ
-    bg = build_background(random_unit(50, dim, 3), "m", beta=2.0, delta=0.5)
-    store = VectorStore(dim)
-    store.add(np.arange(300) + 1000, refs)
+    dim = 6  # few dimensions: many close raw scores, so the adjustment reorders a lot
+    refs, queries = random_unit(2000, dim, 1), random_unit(300, dim, 2)
+    bg = build_background(random_unit(40, dim, 3), "m", beta=2.0, delta=0.3)
+    store = CountingStore(dim)
+    store.add(np.arange(2000) + 1000, refs)
     scores, ids = adjusted_search(store, queries, k, bg)
     want_scores, want_rows = brute_force(queries, refs, bg, k)
     np.testing.assert_allclose(scores, want_scores, atol=1e-5)
+    np.testing.assert_array_equal(ids - 1000, want_rows)
     raw_scores, _ = store.search(queries, k)
     assert not np.allclose(raw_scores, want_scores)  # the adjustment did something
-    # ids agree wherever scores are not tied
-    assert (ids - 1000 == want_rows).mean() > 0.99
+    first, *more = store.fetches[:-1]
+    assert first == (300, max(2 * k, k + 16))
+    assert any(n < 300 for n, _ in more)  # only the queries that needed more candidates ask again
+    assert max(f for _, f in store.fetches[:-1]) < 2000  # and the search stopped early
+
+
+def test_adjusted_search_edge_cases():
+    bg = build_background(random_unit(10, 4, 0), "m", beta=1.0, delta=0.1)
+    empty = VectorStore(4)
+    scores, ids = adjusted_search(empty, random_unit(2, 4, 1), 5, bg)
+    assert scores.shape == (2, 0) and ids.shape == (2, 0)
+    store = VectorStore(4)
+    refs = random_unit(3, 4, 2)
+    store.add(np.arange(3), refs)
+    queries = np.vstack([random_unit(1, 4, 3), np.zeros((1, 4), np.float32)])  # a zero vector too
+    scores, ids = adjusted_search(store, queries, 10, bg)  # k > count
+    want_scores, want_rows = brute_force(queries, refs, bg, 3)
+    np.testing.assert_allclose(scores, want_scores, atol=1e-6)
+    np.testing.assert_array_equal(ids[0], want_rows[0])
 
 
 def test_no_background_is_plain_cosine():
@@ -118,13 +147,35 @@ def test_index_uses_the_models_background_for_query_and_dedupe(tmp_path, tiny_mo
     np.testing.assert_allclose([m.score for m in result.matches], gram[0][order], atol=1e-4)
 
     threshold = float(np.sort(gram[np.triu_indices(12, 1)])[-4])  # a few pairs pass
-    report = index.duplicates(threshold, linkage="complete")
-    found = {tuple(sorted(g.files)) for g in report.groups if g.kind == "near"}
-    assert found, "the threshold was chosen so that pairs pass"
-    for files in found:
-        rows = [paths.index(f) for f in files]
-        sub = gram[np.ix_(rows, rows)]
-        assert sub[np.triu_indices(len(rows), 1)].min() >= threshold - 1e-5
-    plain_found = {tuple(sorted(g.files)) for g in index.duplicates(
-        threshold, linkage="complete", background=None).groups if g.kind == "near"}
-    assert plain_found != found  # cosine alone groups differently at this threshold
+    for linkage in ("complete", "centre"):
+        report = index.duplicates(threshold, linkage=linkage)
+        near = [g for g in report.groups if g.kind == "near"]
+        assert near, "the threshold was chosen so that pairs pass"
+        for group in near:
+            rows = [paths.index(f) for f in group.files]
+            lowest = gram[np.ix_(rows, rows)][np.triu_indices(len(rows), 1)].min()
+            assert group.min_score == pytest.approx(lowest, abs=1e-4)
+            if linkage == "complete":
+                assert lowest >= threshold - 1e-5
+
+
+def test_near_pairs_match_brute_force():
+    from simsearch.dedupe import near_pairs
+
+    vectors = random_unit(300, 6, 5)
+    ids = np.arange(300, dtype=np.int64)[::-1].copy() + 7  # ids not in row order
+    bg = build_background(random_unit(30, 6, 6), "m", beta=1.0, delta=0.2)
+    offsets = bg.offsets(vectors)
+    gram = vectors @ vectors.T - offsets[:, None] - offsets[None, :]
+    threshold = 0.9
+    rows_a, rows_b = np.triu_indices(300, 1)
+    want = {frozenset((int(ids[a]), int(ids[b]))) for a, b in zip(rows_a, rows_b)
+            if gram[a, b] >= threshold}
+    left, right, scores, got_offsets = near_pairs(ids, vectors, threshold, bg)
+    assert {frozenset((int(a), int(b))) for a, b in zip(left, right)} == want
+    np.testing.assert_allclose(got_offsets, offsets)
+    row = {int(i): r for r, i in enumerate(ids)}
+    raw = np.array([vectors[row[a]] @ vectors[row[b]] for a, b in zip(left.tolist(), right.tolist())])
+    assert (raw < threshold).any()  # pairs that only the adjustment lifts over the threshold
+    np.testing.assert_allclose(scores, [gram[row[a], row[b]] for a, b in zip(left.tolist(), right.tolist())],
+                               atol=1e-5)

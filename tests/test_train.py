@@ -253,7 +253,8 @@ def test_datasets_list_match_and_skip(tmp_path):
     reasons = {p.rsplit("/", 1)[-1]: r for p, r in ((s.path, s.reason) for s in data.skipped)}
     assert "broken.jpg" in reasons and "loose000.png" in reasons
 
-    left, right = _write_images(tmp_path / "L", 3, 4), _write_images(tmp_path / "R", 2, 5)
+    _write_images(tmp_path / "L", 3, 4)
+    right = _write_images(tmp_path / "R", 2, 5)
     Image.open(right[0]).save(tmp_path / "R" / "img000.jpg")  # img000 now ambiguous on the right
     pairs = PairsDataset(tmp_path / "L", tmp_path / "R", size=32)
     assert [p.rsplit("/", 1)[-1] for p in pairs.paths] == ["img001.png", "img001.png"]

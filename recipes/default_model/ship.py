@@ -4,8 +4,8 @@ export ONNX with the threshold in its metadata, make the int8 variant (kept only
 <= 0.01 uAP on validation), and copy the files into simsearch/models/.
 
 The background set (simsearch/scoring.py) is the vectors of a seeded sample of 3,000 training
-images; its strength (beta, delta) is the grid point with the best validation uAP (beta 0 =
-plain cosine is on the grid). The threshold is the lowest score (in steps of 0.01 from 0.70) at
+images; its strength (beta, delta) is the grid point with the best validation uAP, and no
+background ships unless it beats plain cosine there. The threshold is the lowest score (in steps of 0.01 from 0.70) at
 which `dedupe` reaches pairwise precision >= 0.90 on edited copies of the validation images.
 
     python recipes/default_model/ship.py runs/default [--min-precision 0.90]
@@ -61,9 +61,11 @@ def background_vectors(folder: Path, model: Path, n: int = 3000):
     files = sorted(folder.iterdir())
     random.Random(1).shuffle(files)
     size = embedder.config.input_size
-    arrays = [embedder.prepare(load_image(p, size).image) for p in files[:n]]
-    return np.concatenate([embedder.embed_arrays(np.stack(arrays[s:s + 64]))
-                           for s in range(0, len(arrays), 64)])
+    files = files[:n]
+    return np.concatenate([
+        embedder.embed_arrays(np.stack([embedder.prepare(load_image(p, size).image)
+                                        for p in files[s:s + 64]]))
+        for s in range(0, len(files), 64)])
 
 
 GRID = [(beta, delta) for beta in (0.5, 0.75, 1.0) for delta in (0.05, 0.1, 0.2)]
