@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Rebuild the default model from nothing: fetch the Debian images, build the training cache,
 # train (resumable: rerun this script after a stop and it continues from the last checkpoint),
-# then ship it (calibrate the dedupe threshold on the validation images, export, copy into
+# then ship it (background set, score adjustment and dedupe threshold calibrated on the validation
+# images, export, int8 variant, copy into
 # simsearch/models/). CPU is fine (2 cores: ~60 views/s with bf16); a GPU is used if present.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -11,12 +12,21 @@ OUT=${OUT:-runs/default}
 bash recipes/default_model/fetch_data.sh
 "$PY" recipes/default_model/build_data.py
 
-resume=()
-if [ -f "$OUT/checkpoint.pt" ]; then resume=(--resume); fi
-if [ ! -f "$OUT/model.safetensors" ] || [ ${#resume[@]} -gt 0 ]; then
-  "$PY" -m simsearch.cli train --unlabeled data/train --val-dir data/val --out "$OUT" \
-    --epochs "${EPOCHS:-7}" --batch-size 64 --lr 1e-3 --loss triplet --miner semihard \
+# Stage 1: 7 epochs from random initialisation. Stage 2: 8 more epochs from stage 1's weights
+# with a fresh warm-up + cosine schedule at half the peak learning rate (validation uAP was
+# still rising when stage 1's schedule ran out). Each stage resumes from its own checkpoint.
+train_stage() {  # OUT EPOCHS LR SEED INIT
+  local out=$1 resume=()
+  if "$PY" -c "import json, sys; lines = open('$out/train_log.jsonl').read().splitlines()
+sys.exit(0 if lines and json.loads(lines[-1])['epoch'] >= $2 else 1)" 2>/dev/null; then
+    return  # this stage has finished
+  fi
+  if [ -f "$out/checkpoint.pt" ]; then resume=(--resume); fi
+  "$PY" -m simsearch.cli train --unlabeled data/train --val-dir data/val --out "$out" \
+    --epochs "$2" --batch-size 64 --lr "$3" --loss triplet --miner semihard \
     --margin 0.25 --koleo 0.5 --backbone resnet18 --dim 256 --input-size 160 \
-    --checkpoint-every 100 --workers 1 --seed 0 "${resume[@]}"
-fi
-"$PY" recipes/default_model/ship.py "$OUT"
+    --init "$5" --checkpoint-every 100 --workers 1 --seed "$4" "${resume[@]}"
+}
+train_stage "$OUT" "${EPOCHS:-7}" 1e-3 0 random
+train_stage "$OUT-stage2" "${EPOCHS2:-8}" 5e-4 1 "$OUT/model.safetensors"
+"$PY" recipes/default_model/ship.py "$OUT-stage2"
