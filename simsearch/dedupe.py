@@ -84,7 +84,8 @@ def find_duplicates(catalog: Catalog, store: VectorStore, threshold: float,
         clusters = []
         for group in centre_linkage(left, right, scores):
             rows = [row_of[i] for i in group]
-            gram = vectors[rows] @ vectors[rows].T - offsets[rows][:, None] - offsets[rows][None, :]
+            gram = np.minimum(vectors[rows] @ vectors[rows].T - offsets[rows][:, None]
+                              - offsets[rows][None, :], 1.0)
             clusters.append((group, float(gram[np.triu_indices(len(group), 1)].min())))
     members = [m for m, _ in clusters]
     paths = catalog.paths({i for m in members for i in m})
@@ -113,7 +114,7 @@ def near_pairs(ids: np.ndarray, vectors: np.ndarray, threshold: float,
     for pairs in range_pairs(ids, vectors, radius):
         rows_l = by_id[np.searchsorted(ids[by_id], pairs.left)]
         rows_r = by_id[np.searchsorted(ids[by_id], pairs.right)]
-        adjusted = pairs.scores - offsets[rows_l] - offsets[rows_r]
+        adjusted = np.minimum(pairs.scores - offsets[rows_l] - offsets[rows_r], 1.0)
         keep = adjusted >= threshold
         left.append(pairs.left[keep])
         right.append(pairs.right[keep])

@@ -11,8 +11,9 @@ which image is the query:
     o(x) = beta / 2 * clip(h(x) - centre, -delta, delta)
 
 where h(x) is the cosine of x to its nearest background vector and `centre` the median of h over
-the background itself. A pair's score moves by at most `beta * delta` (the `max_shift`), so a
-pair of near-identical images stays a near-identical pair. The background set belongs to a
+the background itself; the result is capped at 1, the score of an identical picture. A pair's
+score moves by at most `beta * delta` (the `max_shift`), so a pair of near-identical images stays
+a near-identical pair. The background set belongs to a
 model (vectors of a seeded sample of its training images, chosen and tuned on validation
 images by the model's recipe) and lives beside it as `NAME.background.npz`. A model without
 one scores plain cosine.
@@ -153,7 +154,7 @@ def adjusted_search(store, queries: np.ndarray, k: int,
             known_ids, known_offsets = known_ids[order], known_offsets[order]
         where = np.clip(np.searchsorted(known_ids, found), 0, len(known_ids) - 1)
         ref_offsets = np.where(found >= 0, known_offsets[where], np.inf)
-        adjusted = raw - query_offsets[todo, None] - ref_offsets
+        adjusted = np.minimum(raw - query_offsets[todo, None] - ref_offsets, 1.0)
         top = np.argsort(-adjusted, axis=1, kind="stable")[:, :k]
         scores[todo] = np.take_along_axis(adjusted, top, axis=1)
         ids[todo] = np.take_along_axis(found, top, axis=1)
