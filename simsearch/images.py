@@ -7,6 +7,7 @@ of the cost of ingesting camera photos. Every failure is a `DecodeError` naming 
 """
 from __future__ import annotations
 
+import io
 import os
 import re
 import warnings
@@ -65,10 +66,14 @@ def load_image(path: str | os.PathLike, target: int | None = None,
                     raise DecodeError(path, f"{width}x{height} pixels is over the limit of "
                                             f"{max_pixels:,} (possible decompression bomb)")
                 orientation = _orientation(img)
+                small = None
                 if target and img.format == "JPEG":
                     img.draft("RGB", (target, target))
-                img.load()  # the first frame: Pillow opens every format at frame 0
-                rgb = to_rgb(img)
+                    if img.info.get("progressive") and width >= 8 * img.size[0]:
+                        small = _dc_only(path, img.size)
+                if small is None:
+                    img.load()  # the first frame: Pillow opens every format at frame 0
+                rgb = to_rgb(small if small is not None else img)
         if orientation in (5, 6, 7, 8):
             width, height = height, width
         if orientation and orientation != 1:
@@ -97,6 +102,76 @@ def load_image(path: str | os.PathLike, target: int | None = None,
         raise DecodeError(path, f"cannot decode: {_one_line(e)}") from None
     except Exception as e:  # Pillow's plugins raise SyntaxError, ValueError, struct.error...
         raise DecodeError(path, f"cannot decode: {_one_line(e)}") from None
+
+
+def _dc_only(path: str | os.PathLike, size: tuple[int, int]) -> Image.Image | None:
+    """A progressive JPEG decoded at 1/8 scale from its DC scans alone, or None.
+
+    At 1/8 scale each output pixel is one 8x8 block's DC coefficient: the AC scans, most of a
+    progressive file and most of its decoding time, change nothing but the lowest bit or so
+    that a DC refinement scan adds. So the file is cut after its first DC scans (which must
+    cover every component) and decoded from there. Anything unexpected: None, and the caller
+    decodes the whole file as usual."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+        cut = _dc_scans_end(data)
+        if cut is None:
+            return None
+        img = Image.open(io.BytesIO(data[:cut] + b"\xff\xd9"), formats=["JPEG"])
+        img.draft("RGB", size)
+        if img.size != size:
+            return None
+        img.load()
+        return img
+    except Exception:
+        return None
+
+
+_SOF_PROGRESSIVE = 0xC2
+_SOF_OTHER = {0xC0, 0xC1, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+
+
+def _dc_scans_end(data: bytes) -> int | None:
+    """Offset of the first scan that is not a first DC scan, in a progressive Huffman JPEG
+    whose earlier scans cover all components; None otherwise."""
+    if data[:2] != b"\xff\xd8":
+        return None
+    pos, n, components, covered = 2, len(data), 0, set()
+    while pos + 4 <= n:
+        if data[pos] != 0xFF:
+            return None
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        length = int.from_bytes(data[pos + 2:pos + 4], "big")
+        if marker in _SOF_OTHER:
+            return None
+        if marker == _SOF_PROGRESSIVE and pos + 9 < n:
+            components = data[pos + 9]
+        if marker == 0xDA:  # start of scan
+            count = data[pos + 4]
+            header = pos + 5 + 2 * count
+            if header + 3 > n:
+                return None
+            spectral_start, successive_high = data[header], data[header + 2] >> 4
+            if spectral_start != 0 or successive_high != 0:
+                return pos if components and len(covered) == components else None
+            covered.update(data[pos + 5 + 2 * i] for i in range(count))
+            pos += 2 + length
+            while True:  # entropy-coded data runs to the next marker that is not a restart
+                pos = data.find(b"\xff", pos)
+                if pos < 0 or pos + 1 >= n:
+                    return None
+                following = data[pos + 1]
+                if following == 0 or 0xD0 <= following <= 0xD7 or following == 0xFF:
+                    pos += 1 if following == 0xFF else 2
+                    continue
+                break
+            continue
+        pos += 2 + length
+    return None
 
 
 def _one_line(e: Exception) -> str:

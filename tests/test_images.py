@@ -112,3 +112,39 @@ def test_decompression_bomb_refused_before_decoding(tmp_path):
 
 def test_resize_square():
     assert resize_square(make_picture(4, (300, 100)), 64).size == (64, 64)
+
+
+def test_progressive_jpeg_at_one_eighth_decodes_from_its_dc_scans(tmp_path, monkeypatch):
+    import simsearch.images as images
+
+    big = make_picture(11, (2400, 1800))
+    prog, base = tmp_path / "prog.jpg", tmp_path / "base.jpg"
+    big.save(prog, quality=90, progressive=True)
+    big.save(base, quality=90)
+    data = prog.read_bytes()
+    cut = images._dc_scans_end(data)
+    assert cut is not None and cut < len(data) // 2  # the DC scans are a small part of the file
+    assert images._dc_scans_end(base.read_bytes()) is None
+    assert images._dc_scans_end(data[:cut // 2]) is None  # cut short inside the DC scan
+
+    with Image.open(prog) as img:  # what a full decode at the same scale gives
+        img.draft("RGB", (160, 160))
+        full = np.asarray(img.convert("RGB"), np.float32)
+    picture = load_image(prog, target=160)
+    assert (picture.width, picture.height) == (2400, 1800)
+    fast = np.asarray(picture.image, np.float32)
+    assert fast.shape == full.shape == (225, 300, 3)
+    assert np.abs(fast - full).mean() < 3  # only the DC refinement bit is missing
+    direct = images._dc_only(prog, (300, 225))
+    assert direct is not None
+    np.testing.assert_array_equal(np.asarray(direct.convert("RGB")), fast)
+
+    calls = []
+    monkeypatch.setattr(images, "_dc_only", lambda *a: calls.append(a))
+    small = tmp_path / "small.jpg"
+    make_picture(12, (640, 480)).save(small, quality=90, progressive=True)
+    load_image(small, target=160)  # 1/2 scale: AC coefficients matter, full decode
+    load_image(prog)  # no target: full size
+    assert calls == []
+    load_image(prog, target=160)
+    assert len(calls) == 1
