@@ -37,7 +37,7 @@ def build_index(folder: Path, n: int, model: str | None) -> None:
         for i in range(n):
             catalog.insert(f"/photos/{i // 1000:04d}/img{i:07d}.jpg", 1000 + i, i, f"{i:064x}",
                            4000, 3000, vectors[i])
-    store = VectorStore(dim)
+    store = VectorStore(dim, background=index.background)  # as ingest writes it
     store.add(np.arange(1, n + 1, dtype=np.int64), vectors)
     store.save(folder / VECTORS)
     index._write_manifest(catalog, store)

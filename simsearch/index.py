@@ -207,8 +207,12 @@ class Index:
             return None
         if int(self.manifest["generation"]) != catalog.generation:
             return None
+        background = self._background_if_usable()
+        wanted = "cosine" if background is None else background.fingerprint
+        if self.manifest.get("scoring") != wanted:
+            return None  # offsets made for another background (or none): rebuild
         try:
-            store = VectorStore.load(path, self.dim)
+            store = VectorStore.load(path, self.dim, background)
             store.ids()  # an id map, as simsearch writes; any other faiss index is not ours
             return store
         except (IndexStoreError, AttributeError, RuntimeError):
@@ -222,7 +226,7 @@ class Index:
         return store
 
     def _rebuild(self, catalog: Catalog) -> VectorStore:
-        store = VectorStore(self.dim)
+        store = VectorStore(self.dim, background=self._background_if_usable())
         for ids, vectors in catalog.vectors():
             if vectors.shape[1] != self.dim:
                 raise IndexStoreError(
@@ -260,7 +264,7 @@ class Index:
                             catalog.clear()
                         catalog.set_meta("model", json.dumps(self._model_record()))
                 if rebuild:
-                    store = VectorStore(self.dim)
+                    store = VectorStore(self.dim, background=self.background)
                 else:
                     self._store = None
                     store = self.store(catalog)
@@ -451,7 +455,7 @@ class _WriterLock:
 def _write_manifest(folder: Path, catalog: Catalog, store: VectorStore, record: dict) -> dict:
     data = {"format_version": FORMAT_VERSION, "model": record,
             "dim": int(record["config"]["dim"]), "count": store.count,
-            "generation": catalog.generation, "metric": "cosine"}
+            "generation": catalog.generation, "metric": "cosine", "scoring": store.scoring}
     _write_atomic(folder / MANIFEST, json.dumps(data, indent=2) + "\n")
     return data
 

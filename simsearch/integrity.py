@@ -110,6 +110,22 @@ def _catalog_record(catalog: Catalog) -> tuple[dict | None, str | None]:
     return (None, problem) if problem else (record, None)
 
 
+def _background_for(record: dict):
+    """The background set of the model that built the index, where that model is at hand (the
+    vectors file stores offsets against it); None otherwise, and the offsets are made later."""
+    from simsearch.embedder import resolve_model
+    from simsearch.scoring import load_background
+
+    name = record.get("name")
+    try:
+        ref = resolve_model(None if name in (None, "default", "default (random init)") else name)
+        if ref.model_id != record.get("id") or ref.background_file is None:
+            return None
+        return load_background(ref.background_file, ref.model_id, ref.config.dim)
+    except SimsearchError:
+        return None
+
+
 def _repair(folder: Path, record: dict | None, manifest: dict | None) -> list[str]:
     repaired = []
     if record is None and manifest is not None:  # the catalog's record is missing or unreadable
@@ -126,7 +142,7 @@ def _repair(folder: Path, record: dict | None, manifest: dict | None) -> list[st
             if repaired:
                 with catalog.transaction():
                     catalog.set_meta("model", json.dumps(record))
-            store = VectorStore(dim)
+            store = VectorStore(dim, background=_background_for(record))
             for ids, vectors in catalog.vectors():
                 if vectors.shape[1] != dim:
                     raise IndexStoreError(

@@ -94,7 +94,7 @@ def run_eval(originals: str | os.PathLike, distractors: str | os.PathLike | None
         if sum(p in vectors for p in refs) < 2:
             raise SimsearchError(f"{originals}: fewer than two readable images to evaluate on")
         dim = index.dim
-        store = VectorStore(dim)
+        store = VectorStore(dim, background=background)
         ref_ids = np.array([i for i, p in enumerate(refs) if p in vectors], dtype=np.int64)
         store.add(ref_ids, np.stack([vectors[refs[i]] for i in ref_ids]))
         q_vectors = np.stack([vectors.get(q, np.zeros(dim, np.float32)) for q in queries])

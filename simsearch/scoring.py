@@ -20,6 +20,7 @@ one scores plain cosine.
 """
 from __future__ import annotations
 
+import functools
 import os
 import zipfile
 from dataclasses import dataclass
@@ -46,6 +47,16 @@ class Background:
     @property
     def dim(self) -> int:
         return int(self.vectors.shape[1])
+
+    @functools.cached_property
+    def fingerprint(self) -> str:
+        """Identifies model, parameters and vectors: offsets stored with one are valid for it."""
+        import hashlib
+
+        h = hashlib.sha256(self.model_id.encode())
+        h.update(np.array([self.centre, self.beta, self.delta], np.float64).tobytes())
+        h.update(np.ascontiguousarray(self.vectors, np.float32).tobytes())
+        return h.hexdigest()[:16]
 
     @property
     def max_shift(self) -> float:
@@ -137,6 +148,9 @@ def adjusted_search(store, queries: np.ndarray, k: int,
     if k == 0 or len(queries) == 0:
         return store.search(queries, k)
     query_offsets = background.offsets(queries)
+    if store.background is not None and store.scoring == background.fingerprint:
+        raw, ids = store.search(queries, k, adjusted=True)  # offsets stored: one exact scan
+        return np.minimum(raw - query_offsets[:, None], 1.0).astype(np.float32), ids
     norms = np.linalg.norm(queries, axis=1)
     scores = np.empty((len(queries), k), np.float32)
     ids = np.empty((len(queries), k), np.int64)

@@ -52,9 +52,9 @@ class CountingStore(VectorStore):
         super().__init__(dim)
         self.fetches = []
 
-    def search(self, queries, k):
+    def search(self, queries, k, adjusted=False):
         self.fetches.append((len(queries), k))
-        return super().search(queries, k)
+        return super().search(queries, k, adjusted)
 
 
 @pytest.mark.parametrize("k", [1, 5, 40])
@@ -181,3 +181,26 @@ def test_near_pairs_match_brute_force():
     assert (raw < threshold).any()  # pairs that only the adjustment lifts over the threshold
     np.testing.assert_allclose(scores, [gram[row[a], row[b]] for a, b in zip(left.tolist(), right.tolist())],
                                atol=1e-5)
+
+
+def test_stored_offsets_give_the_same_exact_top_k_in_one_scan():
+    dim = 6
+    refs, queries = random_unit(1500, dim, 8), random_unit(100, dim, 9)
+    bg = build_background(random_unit(40, dim, 10), "m", beta=1.5, delta=0.3)
+    plain, stored = CountingStore(dim), CountingStore(dim)
+    plain.add(np.arange(1500), refs)
+    stored.background = bg
+    stored.add(np.arange(1500), refs)
+    assert stored.scoring == bg.fingerprint and plain.scoring == "cosine"
+    np.testing.assert_allclose(stored.vectors(), refs, atol=1e-6)  # offsets stay out of sight
+    np.testing.assert_allclose(stored.search(queries, 5)[0], plain.search(queries, 5)[0], atol=1e-6)
+    for k in (1, 10):
+        slow_scores, slow_ids = adjusted_search(plain, queries, k, bg)
+        fast_scores, fast_ids = adjusted_search(stored, queries, k, bg)
+        np.testing.assert_allclose(fast_scores, slow_scores, atol=1e-5)
+        uncapped = slow_scores < 1 - 1e-6
+        np.testing.assert_array_equal(fast_ids[uncapped], slow_ids[uncapped])
+    assert len([f for f in stored.fetches if f[1] > 0]) == 3  # one scan per call
+    other = bg.with_params(0.5, 0.1)  # offsets stored for another background are not used
+    np.testing.assert_allclose(adjusted_search(stored, queries, 5, other)[0],
+                               adjusted_search(plain, queries, 5, other)[0], atol=1e-5)
