@@ -67,9 +67,9 @@ def load_image(path: str | os.PathLike, target: int | None = None,
                                             f"{max_pixels:,} (possible decompression bomb)")
                 orientation = _orientation(img)
                 small = None
-                if target and img.format == "JPEG":
+                if target and img.format in ("JPEG", "MPO"):
                     img.draft("RGB", (target, target))
-                    if img.info.get("progressive") and width >= 8 * img.size[0]:
+                    if img.info.get("progressive") and img.size == (-(-width // 8), -(-height // 8)):
                         small = _dc_only(path, img.size)
                 if small is None:
                     img.load()  # the first frame: Pillow opens every format at frame 0
@@ -107,11 +107,15 @@ def load_image(path: str | os.PathLike, target: int | None = None,
 def _dc_only(path: str | os.PathLike, size: tuple[int, int]) -> Image.Image | None:
     """A progressive JPEG decoded at 1/8 scale from its DC scans alone, or None.
 
-    At 1/8 scale each output pixel is one 8x8 block's DC coefficient: the AC scans, most of a
-    progressive file and most of its decoding time, change nothing but the lowest bit or so
-    that a DC refinement scan adds. So the file is cut after its first DC scans (which must
-    cover every component) and decoded from there. Anything unexpected: None, and the caller
-    decodes the whole file as usual."""
+    At 1/8 scale each output pixel is essentially one 8x8 block's DC coefficient, so the AC
+    scans, most of a progressive file and most of its decoding time, are skipped: the file is
+    cut after its first DC scans (which must cover every component) and decoded from there.
+    The picture is close to, not equal to, a full 1/8 decode: the DC refinement bit is
+    missing, subsampled chroma is scaled without its AC detail, and libjpeg smooths blocks of
+    a file without AC data (errors of a few levels on average, more at sharp colour edges;
+    vectors agree with a full decode to cosine >= 0.997 in our checks). A file damaged after
+    its DC scans decodes this way too. Anything unexpected: None, and the caller decodes the
+    whole file as usual."""
     try:
         with open(path, "rb") as f:
             data = f.read()

@@ -58,6 +58,12 @@ def check_index(folder: str | os.PathLike, repair: bool = False) -> CheckReport:
         dim = int((manifest or {}).get("dim") or (record or {}).get("config", {}).get("dim") or 0)
         if manifest and record and manifest["model"]["id"] != record["id"]:
             report.problems.append("manifest and catalog name different models")
+        if manifest and record:
+            bg = _background_for(record)
+            wanted = None if bg is False else "cosine" if bg is None else bg.fingerprint
+            if wanted is not None and manifest.get("scoring") != wanted:
+                report.problems.append("vectors.faiss holds score offsets made for another "
+                                       "background set (or none); it is rebuilt on every open")
         if manifest and manifest["generation"] != catalog.generation:
             report.problems.append(f"vectors.faiss is stale (generation {manifest['generation']}, "
                                    f"catalog {catalog.generation})")
@@ -111,19 +117,22 @@ def _catalog_record(catalog: Catalog) -> tuple[dict | None, str | None]:
 
 
 def _background_for(record: dict):
-    """The background set of the model that built the index, where that model is at hand (the
-    vectors file stores offsets against it); None otherwise, and the offsets are made later."""
+    """The background set of the model that built the index (the vectors file stores offsets
+    against it): a Background, None when the model has none, False when the model is not at
+    hand (then nothing can be said about the offsets; a repair writes none)."""
     from simsearch.embedder import resolve_model
     from simsearch.scoring import load_background
 
     name = record.get("name")
     try:
         ref = resolve_model(None if name in (None, "default", "default (random init)") else name)
-        if ref.model_id != record.get("id") or ref.background_file is None:
+        if ref.model_id != record.get("id"):
+            return False
+        if ref.background_file is None:
             return None
         return load_background(ref.background_file, ref.model_id, ref.config.dim)
     except SimsearchError:
-        return None
+        return False
 
 
 def _repair(folder: Path, record: dict | None, manifest: dict | None) -> list[str]:
@@ -142,7 +151,7 @@ def _repair(folder: Path, record: dict | None, manifest: dict | None) -> list[st
             if repaired:
                 with catalog.transaction():
                     catalog.set_meta("model", json.dumps(record))
-            store = VectorStore(dim, background=_background_for(record))
+            store = VectorStore(dim, background=_background_for(record) or None)
             for ids, vectors in catalog.vectors():
                 if vectors.shape[1] != dim:
                     raise IndexStoreError(

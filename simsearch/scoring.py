@@ -23,7 +23,7 @@ from __future__ import annotations
 import functools
 import os
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +43,7 @@ class Background:
     beta: float
     delta: float
     model_id: str
+    stored: np.ndarray | None = field(default=None, repr=False, compare=False)  # float16, as read
 
     @property
     def dim(self) -> int:
@@ -50,12 +51,14 @@ class Background:
 
     @functools.cached_property
     def fingerprint(self) -> str:
-        """Identifies model, parameters and vectors: offsets stored with one are valid for it."""
+        """Identifies model, parameters and vectors: offsets stored with one are valid for it.
+        Hashes the vectors as stored (float16), so every machine computes the same value."""
         import hashlib
 
         h = hashlib.sha256(self.model_id.encode())
         h.update(np.array([self.centre, self.beta, self.delta], np.float64).tobytes())
-        h.update(np.ascontiguousarray(self.vectors, np.float32).tobytes())
+        half = self.stored if self.stored is not None else self.vectors.astype(np.float16)
+        h.update(np.ascontiguousarray(half).tobytes())
         return h.hexdigest()[:16]
 
     @property
@@ -77,7 +80,7 @@ class Background:
         return (self.beta / 2 * np.clip(h - self.centre, -self.delta, self.delta)).astype(np.float32)
 
     def with_params(self, beta: float, delta: float) -> "Background":
-        return Background(self.vectors, self.centre, beta, delta, self.model_id)
+        return Background(self.vectors, self.centre, beta, delta, self.model_id, self.stored)
 
     def save(self, path: str | os.PathLike) -> None:
         path = Path(path)
@@ -119,7 +122,8 @@ def load_background(path: str | os.PathLike, model_id: str, dim: int) -> Backgro
     """Read and check a background file (no pickles are ever loaded)."""
     try:
         with np.load(path, allow_pickle=False) as data:
-            vectors = np.asarray(data["vectors"], dtype=np.float32)
+            stored = np.ascontiguousarray(data["vectors"])
+            vectors = np.asarray(stored, dtype=np.float32)
             centre, beta, delta = (float(x) for x in data["params"])
             owner = str(data["model_id"])
     except (OSError, KeyError, ValueError, TypeError, EOFError, zipfile.BadZipFile) as e:
@@ -133,7 +137,8 @@ def load_background(path: str | os.PathLike, model_id: str, dim: int) -> Backgro
     if not np.isfinite(vectors).all():
         raise ModelError(f"{path}: background vectors are not finite")
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return Background(vectors / np.maximum(norms, 1e-12), centre, beta, delta, owner)
+    return Background(vectors / np.maximum(norms, 1e-12), centre, beta, delta, owner,
+                      stored.astype(np.float16))
 
 
 def adjusted_search(store, queries: np.ndarray, k: int,

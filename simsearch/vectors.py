@@ -60,7 +60,9 @@ class VectorStore:
         """(scores, ids), each [n, k'] with k' = min(k, count), best first: cosine scores, or
         with `adjusted` cos(q, b) - o(b) (the query's own offset is the caller's to subtract)."""
         k = min(k, self.count)
-        queries = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, self.dim)
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        if queries.ndim != 2 or queries.shape[1] != self.dim:
+            raise ValueError(f"queries must be [n, {self.dim}], not {list(queries.shape)}")
         if k == 0:
             n = len(queries)
             return np.zeros((n, 0), np.float32), np.zeros((n, 0), np.int64)
@@ -107,6 +109,9 @@ class VectorStore:
             index = faiss.read_index(os.fspath(path))
         except RuntimeError as e:
             raise IndexStoreError(f"{path}: cannot read the vector file ({_first_line(e)})") from e
+        if index.d == dim:
+            raise IndexStoreError(f"{path}: written by an older simsearch (no score offsets); "
+                                  f"it is rebuilt from the catalog when the index is opened")
         if index.d != dim + 1:
             raise IndexStoreError(f"{path}: vectors have {index.d - 1} dimensions, expected {dim}")
         return cls(dim, index, background)

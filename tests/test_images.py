@@ -148,3 +148,7 @@ def test_progressive_jpeg_at_one_eighth_decodes_from_its_dc_scans(tmp_path, monk
     assert calls == []
     load_image(prog, target=160)
     assert len(calls) == 1
+    odd = tmp_path / "odd.jpg"  # a width that is not a multiple of 8 takes the fast path too
+    make_picture(13, (2401, 1799)).save(odd, quality=90, progressive=True)
+    load_image(odd, target=160)
+    assert len(calls) == 2

@@ -204,3 +204,30 @@ def test_stored_offsets_give_the_same_exact_top_k_in_one_scan():
     other = bg.with_params(0.5, 0.1)  # offsets stored for another background are not used
     np.testing.assert_allclose(adjusted_search(stored, queries, 5, other)[0],
                                adjusted_search(plain, queries, 5, other)[0], atol=1e-5)
+
+
+def test_offsets_made_without_a_background_are_not_trusted_once_it_exists(tmp_path, tiny_model):
+    from simsearch.integrity import check_index
+
+    model_dir = tmp_path / "model"
+    shutil.copytree(tiny_model, model_dir)
+    photos = tmp_path / "photos"
+    write_pictures(photos, 10, seed=4)
+    index = open_index(tmp_path / "idx", model=model_dir, create=True)
+    index.add_paths([photos])
+    assert index.manifest["scoring"] == "cosine"
+    assert check_index(tmp_path / "idx").problems == []
+    paths, vectors = index.vectors()
+    bg = build_background(vectors[:5], index.model.model_id, beta=2.0, delta=0.3)
+    bg.save(model_dir / "model.background.npz")
+
+    reopened = open_index(tmp_path / "idx")  # same model, which now has a background
+    offsets = bg.offsets(vectors)
+    gram = np.minimum(vectors @ vectors.T - offsets[:, None] - offsets[None, :], 1)
+    result = reopened.search([paths[3]], k=4)[0]
+    np.testing.assert_allclose([m.score for m in result.matches], np.sort(gram[3])[::-1][:4], atol=1e-4)
+    report = check_index(tmp_path / "idx")
+    assert any("another background" in p for p in report.problems)
+    check_index(tmp_path / "idx", repair=True)
+    assert check_index(tmp_path / "idx").problems == []
+    assert open_index(tmp_path / "idx").manifest["scoring"] == bg.fingerprint
