@@ -73,8 +73,11 @@ def find_duplicates(catalog: Catalog, store: VectorStore, threshold: float,
     ids = store.ids()
     keep = np.array([i not in duplicate_ids for i in ids.tolist()], dtype=bool)
     ids = ids[keep]
-    vectors = store.vectors()[keep] if len(ids) else np.zeros((0, store.dim), np.float32)
-    left, right, scores, offsets = near_pairs(ids, vectors, threshold, background)
+    vectors, stored = store.vectors_and_offsets()
+    vectors, stored = vectors[keep], stored[keep]
+    # offsets made at ingest for this background: no need to compare every vector with it again
+    offsets = stored if background is not None and store.scoring == background.fingerprint else None
+    left, right, scores, offsets = near_pairs(ids, vectors, threshold, background, offsets)
     if len(left) == 0:
         return report
     if linkage == "complete":
@@ -97,17 +100,17 @@ def find_duplicates(catalog: Catalog, store: VectorStore, threshold: float,
 
 
 def near_pairs(ids: np.ndarray, vectors: np.ndarray, threshold: float,
-               background: Background | None = None):
+               background: Background | None = None, offsets: np.ndarray | None = None):
     """Every unordered pair of rows whose score is >= threshold, as (left ids, right ids,
-    scores, offsets), where offsets[row] is o(vector) (zeros without a background).
+    scores, offsets), where offsets[row] is o(vector) (zeros without a background; pass
+    `offsets` when they are already known).
 
     With a background the range search runs at the lowest raw cosine that can still reach the
     threshold after adjustment, `threshold + 2 * min(offsets)`, and the pairs it finds are then
     judged on their adjusted scores."""
-    if background is not None and background.max_shift:
-        offsets = background.offsets(vectors)
-    else:
-        offsets = np.zeros(len(ids), np.float32)
+    if offsets is None:
+        offsets = (background.offsets(vectors) if background is not None and background.max_shift
+                   else np.zeros(len(ids), np.float32))
     radius = threshold + 2 * float(offsets.min()) if len(offsets) else threshold
     by_id = np.argsort(ids, kind="stable")
     left, right, scores = [], [], []

@@ -83,7 +83,12 @@ class VectorStore:
         return faiss.vector_to_array(self.index.id_map).astype(np.int64)
 
     def vectors(self) -> np.ndarray:
-        return np.ascontiguousarray(self.index.index.reconstruct_n(0, self.count)[:, :self.dim])
+        return self.vectors_and_offsets()[0]
+
+    def vectors_and_offsets(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every stored vector, float32 [n, dim], and its stored score offset o(b), [n]."""
+        rows = self.index.index.reconstruct_n(0, self.count)
+        return np.ascontiguousarray(rows[:, :self.dim]), np.ascontiguousarray(-rows[:, self.dim])
 
     def get(self, ids: np.ndarray) -> np.ndarray:
         """The stored vectors of `ids` (each must be present), float32 [len(ids), dim]."""

@@ -128,13 +128,19 @@ def test_background_path_beside_the_model(tmp_path):
     assert background_path(tmp_path / "model.safetensors") == tmp_path / "model.background.npz"
 
 
-def test_index_uses_the_models_background_for_query_and_dedupe(tmp_path, tiny_model):
+def indexed_copy_of_model(tmp_path, tiny_model, name, n, seed):
+    """A copy of the tiny model (free to gain a background file) and an index of n pictures."""
     model_dir = tmp_path / "model"
     shutil.copytree(tiny_model, model_dir)
     photos = tmp_path / "photos"
-    write_pictures(photos, 12, seed=3)
-    plain = open_index(tmp_path / "plain", model=model_dir, create=True)
-    plain.add_paths([photos])
+    write_pictures(photos, n, seed=seed)
+    index = open_index(tmp_path / name, model=model_dir, create=True)
+    index.add_paths([photos])
+    return model_dir, photos, index
+
+
+def test_index_uses_the_models_background_for_query_and_dedupe(tmp_path, tiny_model):
+    model_dir, photos, plain = indexed_copy_of_model(tmp_path, tiny_model, "plain", 12, 3)
     paths, vectors = plain.vectors()
     bg = build_background(vectors[:6], plain.model.model_id, beta=2.0, delta=0.3)
     bg.save(model_dir / "model.background.npz")
@@ -209,12 +215,7 @@ def test_stored_offsets_give_the_same_exact_top_k_in_one_scan():
 def test_offsets_made_without_a_background_are_not_trusted_once_it_exists(tmp_path, tiny_model):
     from simsearch.integrity import check_index
 
-    model_dir = tmp_path / "model"
-    shutil.copytree(tiny_model, model_dir)
-    photos = tmp_path / "photos"
-    write_pictures(photos, 10, seed=4)
-    index = open_index(tmp_path / "idx", model=model_dir, create=True)
-    index.add_paths([photos])
+    model_dir, _, index = indexed_copy_of_model(tmp_path, tiny_model, "idx", 10, 4)
     assert index.manifest["scoring"] == "cosine"
     assert check_index(tmp_path / "idx").problems == []
     paths, vectors = index.vectors()
