@@ -1,0 +1,1 @@
+"""The default model's files (package data: ONNX, safetensors, background set, calibration)."""
