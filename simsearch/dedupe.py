@@ -7,8 +7,10 @@ A~B~C~D of small steps never puts A and D together). Two ways, `linkage`:
 
 - "centre" (default): the image with the most near-duplicates becomes the centre of a group,
   with every not yet grouped image that scores >= threshold against it; then the next centre.
-  Every member is a near-duplicate of the centre, so two members are never further apart than
-  twice the threshold angle. Bursts and edit families stay one group.
+  Then each member moves to the centre it scores highest against, so an image that happens to
+  pass the threshold against a busy centre still joins the picture it is a copy of. Every
+  member is a near-duplicate of its centre, so two members are never further apart than twice
+  the threshold angle. Bursts and edit families stay one group.
 - "complete": two groups merge only if every pair across them scores >= threshold. Stricter:
   each group is a clique, and a family of very different edits splits into several groups.
 
@@ -130,24 +132,34 @@ def near_pairs(ids: np.ndarray, vectors: np.ndarray, threshold: float,
 
 def centre_linkage(left: np.ndarray, right: np.ndarray, scores: np.ndarray) -> list[list[int]]:
     """Groups around centres: the id with the most edges (then the highest total score, then
-    the lowest id) takes every ungrouped neighbour; repeat. Returns groups of two or more ids,
-    centre first, the rest in id order."""
+    the lowest id) becomes a centre and takes every ungrouped neighbour; repeat. Then every
+    member moves to the centre it scores highest against (centres are never neighbours of one
+    another, so each member keeps a score >= threshold against its own centre). Returns groups
+    of two or more ids, centre first, the rest in id order."""
     adjacency: dict[int, dict[int, float]] = defaultdict(dict)
     for a, b, s in zip(left.tolist(), right.tolist(), scores.tolist()):
         adjacency[a][b] = s
         adjacency[b][a] = s
     order = sorted(adjacency, key=lambda i: (-len(adjacency[i]), -sum(adjacency[i].values()), i))
-    grouped: set[int] = set()
-    groups = []
+    centre_of: dict[int, int] = {}
+    centres: list[int] = []
     for centre in order:
-        if centre in grouped:
+        if centre in centre_of:
             continue
-        members = sorted(m for m in adjacency[centre] if m not in grouped)
+        members = [m for m in adjacency[centre] if m not in centre_of]
         if members:
-            grouped.add(centre)
-            grouped.update(members)
-            groups.append([centre] + members)
-    return groups
+            centres.append(centre)
+            centre_of[centre] = centre
+            centre_of.update((m, centre) for m in members)
+    is_centre = set(centres)
+    members_of: dict[int, list[int]] = {c: [] for c in centres}
+    for member, first in centre_of.items():
+        if member in is_centre:
+            continue
+        near = adjacency[member]
+        best = max((c for c in near if c in is_centre), key=lambda c: (near[c], c == first, -c))
+        members_of[best].append(member)
+    return [[c] + sorted(members_of[c]) for c in centres if members_of[c]]
 
 
 def complete_linkage(left: np.ndarray, right: np.ndarray,

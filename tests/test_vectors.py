@@ -87,3 +87,32 @@ def test_centre_linkage_takes_the_best_connected_centre():
     left, right, scores = (np.array(v) for v in zip(*pairs))
     groups = centre_linkage(left, right, scores.astype(np.float32))
     assert groups == [[1, 2, 3, 4], [6, 7]]  # 5 is near 4 only, not near the centre: left out
+
+
+def test_centre_linkage_moves_a_member_to_the_centre_it_is_closest_to():
+    from simsearch.dedupe import centre_linkage
+    # 1 is the busiest centre (near 2, 3, 4); 4 also passes against 1 but is a copy of 5, the
+    # centre of the next group (5 near 4, 6): it belongs with 5.
+    pairs = [(1, 2, 0.95), (1, 3, 0.94), (1, 4, 0.81), (5, 4, 0.97), (5, 6, 0.96), (2, 3, 0.9)]
+    left, right, scores = (np.array(v) for v in zip(*pairs))
+    groups = centre_linkage(left, right, scores.astype(np.float32))
+    assert groups == [[1, 2, 3], [5, 4, 6]]
+
+
+def test_centre_linkage_members_always_pass_against_their_centre():
+    from simsearch.dedupe import centre_linkage
+    rng = np.random.default_rng(3)
+    vectors = rng.normal(size=(300, 8)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    gram = vectors @ vectors.T
+    left, right = np.nonzero(np.triu(gram >= 0.7, 1))
+    scores = gram[left, right]
+    groups = centre_linkage(left, right, scores)
+    seen = [i for g in groups for i in g]
+    assert len(seen) == len(set(seen))  # no image in two groups
+    for centre, *members in groups:
+        assert members and all(gram[centre, m] >= 0.7 for m in members)
+        # no member scores higher against another group's centre
+        others = [g[0] for g in groups if g[0] != centre]
+        for m in members:
+            assert all(gram[m, c] <= gram[m, centre] for c in others if gram[m, c] >= 0.7)
