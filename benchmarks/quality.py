@@ -4,6 +4,7 @@ them held out as distractors, beside pHash and dHash on the same files.
 
     bash recipes/default_model/fetch_data.sh && python recipes/default_model/build_data.py
     python benchmarks/quality.py --json benchmarks/results/quality.json [--model PATH]
+    python benchmarks/quality.py --kind wallpapers    # the photographs and artwork alone
 """
 from __future__ import annotations
 
@@ -18,12 +19,20 @@ from pathlib import Path
 from common import ROOT, report, table
 
 
-def split(folder: Path, tmp: Path) -> tuple[Path, Path]:
-    """Two thirds originals, one third distractors, by a stable hash of the file name."""
+KINDS = {"all": lambda name: True,
+         "wallpapers": lambda name: not name.startswith("tuxpaint-stamps"),
+         "stamps": lambda name: name.startswith("tuxpaint-stamps")}
+
+
+def split(folder: Path, tmp: Path, kind: str = "all") -> tuple[Path, Path]:
+    """Two thirds originals, one third distractors, by a stable hash of the file name; `kind`
+    keeps the wallpapers (photographs and artwork) or the tuxpaint stamps (clip art) alone."""
     originals, distractors = tmp / "originals", tmp / "distractors"
     originals.mkdir()
     distractors.mkdir()
     for path in sorted(folder.iterdir()):
+        if not KINDS[kind](path.name):
+            continue
         bucket = int(hashlib.sha256(path.name.encode()).hexdigest(), 16) % 3
         os.symlink(path.resolve(), (distractors if bucket == 0 else originals) / path.name)
     return originals, distractors
@@ -35,6 +44,8 @@ def main() -> None:
     parser.add_argument("--model", default=None)
     parser.add_argument("--threshold", type=float, default=None)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--kind", choices=sorted(KINDS), default="all",
+                        help="evaluate on all images, the wallpapers alone or the stamps alone")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     if not args.eval_dir.is_dir():
@@ -43,7 +54,7 @@ def main() -> None:
     from simsearch.scorecard import run_eval
 
     with tempfile.TemporaryDirectory() as tmp:
-        originals, distractors = split(args.eval_dir, Path(tmp))
+        originals, distractors = split(args.eval_dir, Path(tmp), args.kind)
         start = time.perf_counter()
         result = run_eval(originals, distractors, model=args.model, threshold=args.threshold,
                           seed=args.seed)
@@ -55,7 +66,8 @@ def main() -> None:
              "P>=0.99 at": (m["calibrated"] or {}).get("threshold"),
              "R there": (m["calibrated"] or {}).get("recall")}
             for name, m in [("simsearch", data)] + list(data["baselines"].items())]
-    print(f"{data['n_queries']} edited copies, {data['n_references']} references, model "
+    data["kind"] = args.kind
+    print(f"{args.kind}: {data['n_queries']} edited copies, {data['n_references']} references, model "
           f"{data['model']}, {seconds:.0f} s")
     print(table(rows, list(rows[0])))
     edits = [{"edit": e, "simsearch": r, **{k: data["baselines"][k]["per_edit"].get(e)

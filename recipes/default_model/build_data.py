@@ -45,6 +45,9 @@ MAX_PIXELS = 40_000_000  # larger images are skipped as possible decompression b
 FLAT_STD = 12.0
 TRAIN_SHORT, EVAL_SHORT = 256, 512
 DEDUPE_HAMMING = 6
+# Evaluation originals must be distinct pictures: none within the Hamming distance at which the usual
+# hash-based duplicate finders (and our pHash baseline) call two images duplicates.
+EVAL_DEDUPE_HAMMING = 10
 DECONTAMINATE_HAMMING = 8
 PACKAGE_SHARE = 0.15
 PACKAGE_SHARE_OVERRIDES = {"oxygen-icon-theme": 0.03, "sweethome3d-furniture": 0.03}
@@ -395,7 +398,7 @@ def build_eval() -> tuple[list[Candidate], dict[str, dict]]:
     probe_sizes(candidates, "eval")
     records = decode_all(candidates, "eval", EVAL_SHORT)
     apply_decode_results(candidates, records)
-    dedupe(candidates, DEDUPE_HAMMING)
+    dedupe(candidates, EVAL_DEDUPE_HAMMING)
     return candidates, records
 
 
@@ -415,11 +418,15 @@ def choose_eval(candidates: list[Candidate]) -> list[Candidate]:
 
 def eval_group(c: Candidate) -> str:
     """One original per artwork: KDE wallpapers ship each picture cropped to several aspect ratios
-    (pHash sees different pictures), desktop-base ships each theme as wallpaper, login and grub art."""
+    (pHash sees different pictures), desktop-base ships each theme as wallpaper, login and grub art,
+    and other packages name one picture at several sizes (Sway_Wallpaper_Blue_2048x1536_Portrait)."""
     if "/contents/" in c.path:
         return c.path.split("/contents/")[0]
     theme = re.search(r"^.*/[^/]+-theme/", c.path)
-    return theme.group(0) if theme else c.path
+    if theme:
+        return theme.group(0)
+    stem, _ = os.path.splitext(c.path)
+    return re.sub(r"[_-]?\d{3,5}x\d{3,5}([_-]?(portrait|landscape))?$", "", stem, flags=re.I)
 
 
 def main() -> None:
@@ -485,7 +492,7 @@ def build_manifest(candidates: list[Candidate], train: list[Candidate], val: lis
         "built_seconds": round(seconds),
         "settings": {"min_short_side": MIN_SHORT_SIDE, "flat_std": FLAT_STD,
                      "train_short_side": TRAIN_SHORT, "eval_short_side": EVAL_SHORT,
-                     "dedupe_hamming": DEDUPE_HAMMING, "decontaminate_hamming": DECONTAMINATE_HAMMING,
+                     "dedupe_hamming": DEDUPE_HAMMING, "eval_dedupe_hamming": EVAL_DEDUPE_HAMMING, "decontaminate_hamming": DECONTAMINATE_HAMMING,
                      "package_share": PACKAGE_SHARE, "package_share_overrides": PACKAGE_SHARE_OVERRIDES},
         "totals": {"train": len(train), "val": len(val), "eval": len(eval_chosen),
                    "files": len(candidates),
