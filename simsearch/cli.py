@@ -24,6 +24,15 @@ def _model_option(f):
                              "index was built with, else the shipped default model.")(f)
 
 
+def _threshold_option(help: str):
+    def reject_nan(ctx, param, value):
+        if value is not None and value != value:
+            raise click.BadParameter("must be a number between -1 and 1, not nan")
+        return value
+    return click.option("--threshold", type=click.FloatRange(-1.0, 1.0), default=None,
+                        callback=reject_nan, help=help)
+
+
 def _device_option(f):
     return click.option("--device", default=None, envvar="SIMSEARCH_DEVICE", show_envvar=True,
                         metavar="auto|cpu|cuda[:N]",
@@ -81,6 +90,10 @@ def index_cmd(paths, index_dir, model, rebuild, workers, batch_size, device, qui
     """
     from simsearch.index import open_index
 
+    missing = [p for p in paths if not os.path.lexists(p)]
+    if missing:  # a typo or an unmounted drive: say so rather than report an empty success
+        raise click.BadParameter(", ".join(f"{_show(str(p))}: no such file or folder" for p in missing)
+                                 + "; nothing was indexed", param_hint="PATHS")
     index = open_index(index_dir, model=model, create=True, device=device)
     with _Progress("indexing", quiet) as progress:
         report = index.add_paths(paths, progress=progress, workers=workers, batch_size=batch_size,
@@ -115,12 +128,18 @@ def query_cmd(images, k, index_dir, model, device, as_json):
     """
     from simsearch.index import open_index
 
-    results = open_index(index_dir, model=model, device=device).search([os.fspath(p) for p in images], k=k)
+    index = open_index(index_dir, model=model, device=device)
+    if index.count() == 0:
+        click.echo(f"{index.folder} holds no images yet; add some with: simsearch index PHOTOS",
+                   err=True)
+    results = index.search([os.fspath(p) for p in images], k=k)
     failed = 0
     for result in results:
         if result.error:
             failed += 1
             click.echo(f"error: {_show(result.query)}: {result.error}", err=True)
+            if as_json:
+                click.echo(json.dumps({"query": result.query, "error": result.error}))
             continue
         if as_json:
             click.echo(json.dumps({"query": result.query, "results": [
@@ -134,8 +153,7 @@ def query_cmd(images, k, index_dir, model, device, as_json):
 
 
 @main.command("dedupe")
-@click.option("--threshold", type=click.FloatRange(-1.0, 1.0), default=None,
-              help="Score (as in query) at or above which two images are near-duplicates.  "
+@_threshold_option("Score (as in query) at or above which two images are near-duplicates.  "
                    "[default: the model's calibrated threshold]")
 @click.option("--linkage", type=click.Choice(["centre", "complete"]), default="centre",
               show_default=True,
@@ -210,9 +228,10 @@ def check_cmd(index_dir, repair, as_json):
 @click.argument("originals", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--distractors", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="A folder of unrelated images added to the references as negatives.")
-@_model_option
-@click.option("--threshold", type=click.FloatRange(-1.0, 1.0), default=None,
-              help="Dedupe threshold to score.  [default: the model's calibrated threshold]")
+@click.option("--model", "model", default=None, metavar="PATH",
+              help="Model file (.onnx/.safetensors) or folder to evaluate.  "
+                   "[default: the shipped default model]")
+@_threshold_option("Dedupe threshold to score.  [default: the model's calibrated threshold]")
 @click.option("--per-image", type=click.IntRange(1, 64), default=None,
               help="Edited copies per original (a seeded sample of the edits).  [default: all]")
 @click.option("--seed", type=int, default=0, show_default=True)

@@ -160,9 +160,11 @@ class Index:
             data = json.loads(path.read_bytes())
         except (OSError, ValueError, RecursionError) as e:
             raise IndexStoreError(f"{path}: unreadable manifest ({e}); {repair}") from e
-        if not isinstance(data, dict) or data.get("format_version") != FORMAT_VERSION:
-            raise IndexStoreError(f"{path}: index format {data.get('format_version') if isinstance(data, dict) else '?'}"
-                                  f", this simsearch reads {FORMAT_VERSION}")
+        if not isinstance(data, dict) or "format_version" not in data:
+            raise IndexStoreError(f"{path}: damaged manifest (not a simsearch manifest); {repair}")
+        if data["format_version"] != FORMAT_VERSION:
+            raise IndexStoreError(f"{path}: index format {data['format_version']!r}, this "
+                                  f"simsearch reads {FORMAT_VERSION}")
         problem = _manifest_problem(data)
         if problem:
             raise IndexStoreError(f"{path}: {problem}; {repair}")

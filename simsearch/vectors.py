@@ -113,7 +113,8 @@ class VectorStore:
         try:
             index = faiss.read_index(os.fspath(path))
         except RuntimeError as e:
-            raise IndexStoreError(f"{path}: cannot read the vector file ({_first_line(e)})") from e
+            # faiss's message names its C++ internals; the user needs only the verdict
+            raise IndexStoreError(f"{path}: cannot read the vector file (truncated or damaged)") from e
         if index.d == dim:
             raise IndexStoreError(f"{path}: written by an older simsearch (no score offsets); "
                                   f"it is rebuilt from the catalog when the index is opened")
@@ -162,8 +163,3 @@ def range_pairs(ids: np.ndarray, vectors: np.ndarray, threshold: float,
         rows = np.repeat(np.arange(start, start + len(lims) - 1), np.diff(lims).astype(np.int64))
         keep = labels > rows  # each unordered pair once, no self pairs
         yield Pairs(ids[rows[keep]], ids[labels[keep]], dist[keep].astype(np.float32))
-
-
-def _first_line(e: Exception) -> str:
-    text = str(e).strip().splitlines()
-    return text[-1] if text else type(e).__name__

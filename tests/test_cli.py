@@ -63,6 +63,41 @@ def test_readable_output_and_errors(tmp_path, tiny_model, photos):
     assert result.exit_code == 2
 
 
+
+def test_bad_arguments_are_refused_with_the_reason(tmp_path, tiny_model, photos):
+    idx = tmp_path / "idx"
+    model = str(tiny_model / "model.onnx")
+    result = _run(["index", str(photos), str(tmp_path / "nosuchdir"), "--index", str(idx),
+                   "--model", model])
+    assert result.exit_code == 2
+    assert "nosuchdir: no such file or folder; nothing was indexed" in result.stderr
+    assert not idx.exists()  # refused before anything was created
+    assert _run(["index", str(photos), "--index", str(idx), "--model", model, "-q"]).exit_code == 0
+    for value in ("nan", "2", "abc"):
+        result = _run(["dedupe", "--index", str(idx), "--threshold", value])
+        assert result.exit_code == 2 and "--threshold" in result.stderr, value
+
+
+def test_query_json_has_a_line_for_each_query_failed_or_not(tmp_path, tiny_model, photos):
+    idx = str(tmp_path / "idx")
+    _run(["index", str(photos), "--index", idx, "--model", str(tiny_model / "model.onnx"), "-q"])
+    missing = str(photos / "nosuch.jpg")
+    result = _run(["query", missing, str(photos / "img001.jpg"), "--index", idx, "--json"])
+    assert result.exit_code == 1
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [line["query"] for line in lines] == [missing, str(photos / "img001.jpg")]
+    assert "not found" in lines[0]["error"] and "results" not in lines[0]
+    assert lines[1]["results"][0]["path"] == str(photos / "img001.jpg")
+
+
+def test_query_on_an_empty_index_says_so(tmp_path, tiny_model, photos):
+    idx = str(tmp_path / "idx")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    _run(["index", str(empty), "--index", idx, "--model", str(tiny_model / "model.onnx"), "-q"])
+    result = _run(["query", str(photos / "img001.jpg"), "--index", idx])
+    assert result.exit_code == 0 and "holds no images yet" in result.stderr
+
 def test_every_command_has_help_and_is_in_the_readme():
     readme = open(os.path.join(os.path.dirname(__file__), "..", "README.md")).read()
     for command in main.commands:

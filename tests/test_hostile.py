@@ -672,6 +672,7 @@ def test_damaged_or_foreign_index_folders_give_messages(tmp_path, tiny_model, ph
         ("manifest.json", "noise"): noise,
         ("manifest.json", "pickle"): payload,
         ("manifest.json", "nested"): b"[" * 100000 + b"]" * 100000,
+        ("manifest.json", "a list"): b"[]",
         ("manifest.json", "model is a string"): json.dumps(dict(manifest, model="x")).encode(),
         ("manifest.json", "config mean is text"): json.dumps(dict(manifest, model=dict(
             manifest["model"], config=dict(manifest["model"]["config"], mean="abc")))).encode(),
@@ -705,6 +706,8 @@ def test_damaged_or_foreign_index_folders_give_messages(tmp_path, tiny_model, ph
             if command != "check" or name == "catalog.sqlite":
                 assert result.stderr.startswith("Error: "), (name, what, command, result.stderr)
             assert str(damaged) in result.output, (name, what, command, result.output)
+            if name == "manifest.json" and what in ("noise", "a list"):
+                assert "check --repair" in result.output, (what, command, result.output)
         shutil.rmtree(damaged)
     assert not marker.exists()
 
