@@ -109,13 +109,14 @@ def main() -> None:
                      "img_per_s": len(files) / net_s,
                      "gflop_per_s": 2 * macs * len(files) / net_s / 1e9})
 
-    # The rest of the per-file work: the content hash (which identifies moved and copied files)
+    # The rest of the per-file work: the content hash (which identifies moved and copied files;
+    # the files are in the page cache by now, as they are when ingest hashes what it decodes)
     # and the catalog rows (one SQLite transaction per batch, as ingest commits them).
     start = time.perf_counter()
     hashes = [sha256(p) for p in files]
     rows.append({"stage": "content hash (SHA-256, 1 thread)",
                  "img_per_s": len(files) / (time.perf_counter() - start)})
-    vectors = Embedder(ref).embed_arrays(batch)
+    vectors = embedder.embed_arrays(batch)
     with tempfile.TemporaryDirectory() as tmp:
         catalog = Catalog(Path(tmp) / "catalog.sqlite")
         start = time.perf_counter()

@@ -18,19 +18,29 @@ def _index_option(f):
                         help="Index folder.  [default: indexes/default]")(f)
 
 
-def _model_option(f):
-    return click.option("--model", "model", default=None, metavar="PATH",
-                        help="Model file (.onnx/.safetensors) or folder; default: the model the "
-                             "index was built with, else the shipped default model.")(f)
+def _model_option(f, text="Model file (.onnx/.safetensors) or folder; default: the model the "
+                         "index was built with, else the shipped default model."):
+    return click.option("--model", "model", default=None, metavar="PATH", help=text)(f)
 
 
-def _threshold_option(help: str):
+def _eval_model_option(f):
+    return _model_option(f, "Model file (.onnx/.safetensors) or folder to evaluate.  "
+                            "[default: the shipped default model]")
+
+
+def _linkage_option(text: str):
+    # the names of simsearch.dedupe.LINKAGES, repeated so that --help need not import numpy
+    return click.option("--linkage", type=click.Choice(["centre", "complete"]), default="centre",
+                        show_default=True, help=text)
+
+
+def _threshold_option(text: str):
     def reject_nan(ctx, param, value):
-        if value is not None and value != value:
+        if value is not None and value != value:  # FloatRange lets nan through
             raise click.BadParameter("must be a number between -1 and 1, not nan")
         return value
     return click.option("--threshold", type=click.FloatRange(-1.0, 1.0), default=None,
-                        callback=reject_nan, help=help)
+                        callback=reject_nan, help=text)
 
 
 def _device_option(f):
@@ -90,16 +100,20 @@ def index_cmd(paths, index_dir, model, rebuild, workers, batch_size, device, qui
     """
     from simsearch.index import open_index
 
-    missing = [p for p in paths if not os.path.lexists(p)]
-    if missing:  # a typo or an unmounted drive: say so rather than report an empty success
-        raise click.BadParameter(", ".join(f"{_show(str(p))}: no such file or folder" for p in missing)
-                                 + "; nothing was indexed", param_hint="PATHS")
+    missing = [_missing(p) for p in paths]
+    if any(missing):  # a typo, or a link to a drive that is not there: say so, change nothing
+        raise click.BadParameter("; ".join(m for m in missing if m) + "; nothing was indexed",
+                                 param_hint="PATHS")
     index = open_index(index_dir, model=model, create=True, device=device)
     with _Progress("indexing", quiet) as progress:
         report = index.add_paths(paths, progress=progress, workers=workers, batch_size=batch_size,
                                  rebuild=rebuild)
     for s in report.skipped:
         click.echo(f"skipped {_show(s.path)}: {s.reason}", err=True)
+    for folder, n in report.kept.items():
+        click.echo(f"kept {n} indexed images under {_show(folder)}: the folder is empty or "
+                   f"unreadable now (a drive not mounted?); to forget them, index its parent "
+                   f"folder", err=True)
     seen = report.added + report.updated + report.unchanged + report.moved + len(report.skipped)
     if seen == 0:
         click.echo("no image files (.jpg .png .webp .gif .bmp .tif) found under "
@@ -130,8 +144,8 @@ def query_cmd(images, k, index_dir, model, device, as_json):
 
     index = open_index(index_dir, model=model, device=device)
     if index.count() == 0:
-        click.echo(f"{index.folder} holds no images yet; add some with: simsearch index PHOTOS",
-                   err=True)
+        click.echo(f"{index.folder} holds no images yet; add some with: simsearch index PHOTOS"
+                   + ("" if index_dir is None else f" --index {index_dir}"), err=True)
     results = index.search([os.fspath(p) for p in images], k=k)
     failed = 0
     for result in results:
@@ -155,10 +169,8 @@ def query_cmd(images, k, index_dir, model, device, as_json):
 @main.command("dedupe")
 @_threshold_option("Score (as in query) at or above which two images are near-duplicates.  "
                    "[default: the model's calibrated threshold]")
-@click.option("--linkage", type=click.Choice(["centre", "complete"]), default="centre",
-              show_default=True,
-              help="centre: each group is an image and its near-duplicates; complete: every "
-                   "pair in a group is a near-duplicate (stricter, smaller groups).")
+@_linkage_option("centre: each group is an image and its near-duplicates; complete: every "
+                 "pair in a group is a near-duplicate (stricter, smaller groups).")
 @_index_option
 @_json_option
 def dedupe_cmd(threshold, linkage, index_dir, as_json):
@@ -228,15 +240,12 @@ def check_cmd(index_dir, repair, as_json):
 @click.argument("originals", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--distractors", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="A folder of unrelated images added to the references as negatives.")
-@click.option("--model", "model", default=None, metavar="PATH",
-              help="Model file (.onnx/.safetensors) or folder to evaluate.  "
-                   "[default: the shipped default model]")
+@_eval_model_option
 @_threshold_option("Dedupe threshold to score.  [default: the model's calibrated threshold]")
 @click.option("--per-image", type=click.IntRange(1, 64), default=None,
               help="Edited copies per original (a seeded sample of the edits).  [default: all]")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--linkage", type=click.Choice(["centre", "complete"]), default="centre",
-              show_default=True, help="Dedupe grouping to score (see simsearch dedupe).")
+@_linkage_option("Dedupe grouping to score (see simsearch dedupe).")
 @click.option("--no-baselines", is_flag=True, help="Skip the pHash/dHash baselines.")
 @_quiet_option
 @_json_option
@@ -410,6 +419,20 @@ class _Progress:
         if self.bar is not None:
             self.bar.__exit__(*exc)
         return False
+
+
+def _missing(path: Path) -> str | None:
+    """Why a PATH named to `index` is not there, or None when it is (a PATH that is there but
+    unreadable is reported by the walk, like any unreadable file)."""
+    try:
+        os.stat(path)
+    except FileNotFoundError:
+        if os.path.islink(path):
+            return f"{_show(str(path))}: broken symbolic link (to {_show(os.readlink(path))})"
+        return f"{_show(str(path))}: no such file or folder"
+    except OSError:
+        pass
+    return None
 
 
 def _show(path: str) -> str:

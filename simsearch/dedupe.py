@@ -7,8 +7,9 @@ A~B~C~D of small steps never puts A and D together). Two ways, `linkage`:
 
 - "centre" (default): the image with the most near-duplicates becomes the centre of a group,
   with every not yet grouped image that scores >= threshold against it; then the next centre.
-  Then each member moves to the centre it scores highest against, so an image that happens to
-  pass the threshold against a busy centre still joins the picture it is a copy of. Every
+  Then each member moves to the centre it scores highest against (but for each centre's
+  closest member, which stays), so an image that happens to pass the threshold against a busy
+  centre still joins the picture it is a copy of. Every
   member is a near-duplicate of its centre, so two members are never further apart than twice
   the threshold angle. Bursts and edit families stay one group.
 - "complete": two groups merge only if every pair across them scores >= threshold. Stricter:
@@ -29,7 +30,7 @@ from simsearch.scoring import Background
 from simsearch.vectors import VectorStore, range_pairs
 
 __all__ = ["DEFAULT_THRESHOLD", "LINKAGES", "Group", "DuplicateReport", "find_duplicates",
-           "near_pairs", "centre_linkage", "complete_linkage"]
+           "near_pairs", "centre_linkage", "complete_linkage", "lowest_pair_score"]
 
 # Used only when the model carries no calibrated threshold of its own (see README: Dedupe).
 DEFAULT_THRESHOLD = 0.90
@@ -63,6 +64,8 @@ def find_duplicates(catalog: Catalog, store: VectorStore, threshold: float,
     groups are judged on adjusted scores (see `simsearch.scoring`)."""
     if linkage not in LINKAGES:
         raise ValueError(f"linkage must be one of {', '.join(LINKAGES)}, not {linkage!r}")
+    if not -1.0 <= threshold <= 1.0:  # also refuses nan
+        raise ValueError(f"threshold must be a score between -1 and 1, not {threshold!r}")
     report = DuplicateReport(threshold)
     copies: dict[int, list[str]] = {}  # representative id -> every path with that content
     duplicate_ids: set[int] = set()  # every copy but the representative
@@ -88,10 +91,8 @@ def find_duplicates(catalog: Catalog, store: VectorStore, threshold: float,
         row_of = {int(i): r for r, i in enumerate(ids.tolist())}
         clusters = []
         for group in centre_linkage(left, right, scores):
-            rows = [row_of[i] for i in group]
-            gram = np.minimum(vectors[rows] @ vectors[rows].T - offsets[rows][:, None]
-                              - offsets[rows][None, :], 1.0)
-            clusters.append((group, float(gram[np.triu_indices(len(group), 1)].min())))
+            rows = np.array([row_of[i] for i in group])
+            clusters.append((group, lowest_pair_score(vectors[rows], offsets[rows])))
     members = [m for m, _ in clusters]
     paths = catalog.paths({i for m in members for i in m})
     for member_ids, min_score in clusters:
@@ -130,12 +131,27 @@ def near_pairs(ids: np.ndarray, vectors: np.ndarray, threshold: float,
     return np.concatenate(left), np.concatenate(right), np.concatenate(scores), offsets
 
 
+def lowest_pair_score(vectors: np.ndarray, offsets: np.ndarray, block: int = 2048) -> float:
+    """The lowest adjusted score over all pairs of a group's vectors, computed in blocks of rows
+    so that a group of 20k near-identical frames needs no 20k x 20k matrix."""
+    low = 1.0
+    for start in range(0, len(vectors) - 1, block):
+        stop = min(start + block, len(vectors))
+        scores = (vectors[start:stop] @ vectors[start + 1:].T - offsets[start:stop, None]
+                  - offsets[None, start + 1:])
+        # keep only pairs (i, j) with j > i: column c stands for row start + 1 + c
+        upper = np.arange(start, stop)[:, None] < np.arange(start + 1, len(vectors))[None, :]
+        low = min(low, float(scores[upper].min()))
+    return min(low, 1.0)
+
+
 def centre_linkage(left: np.ndarray, right: np.ndarray, scores: np.ndarray) -> list[list[int]]:
     """Groups around centres: the id with the most edges (then the highest total score, then
     the lowest id) becomes a centre and takes every ungrouped neighbour; repeat. Then every
     member moves to the centre it scores highest against (centres are never neighbours of one
-    another, so each member keeps a score >= threshold against its own centre). Returns groups
-    of two or more ids, centre first, the rest in id order."""
+    another, so each member keeps a score >= threshold against its own centre), except each
+    centre's closest member, which stays so that no centre is left alone. Returns groups of two
+    or more ids, centre first, the rest in id order."""
     adjacency: dict[int, dict[int, float]] = defaultdict(dict)
     for a, b, s in zip(left.tolist(), right.tolist(), scores.tolist()):
         adjacency[a][b] = s
@@ -152,14 +168,23 @@ def centre_linkage(left: np.ndarray, right: np.ndarray, scores: np.ndarray) -> l
             centre_of[centre] = centre
             centre_of.update((m, centre) for m in members)
     is_centre = set(centres)
+    # each centre keeps its closest first-pass member, so that no centre is left on its own
+    pinned = {}
+    for member, first in centre_of.items():
+        if member != first:
+            key = (adjacency[first][member], -member)
+            if first not in pinned or key > pinned[first][0]:
+                pinned[first] = (key, member)
+    stays = {member for _, member in pinned.values()}
     members_of: dict[int, list[int]] = {c: [] for c in centres}
     for member, first in centre_of.items():
         if member in is_centre:
             continue
         near = adjacency[member]
-        best = max((c for c in near if c in is_centre), key=lambda c: (near[c], c == first, -c))
+        best = first if member in stays else max(
+            (c for c in near if c in is_centre), key=lambda c: (near[c], c == first, -c))
         members_of[best].append(member)
-    return [[c] + sorted(members_of[c]) for c in centres if members_of[c]]
+    return [[c] + sorted(members_of[c]) for c in centres]
 
 
 def complete_linkage(left: np.ndarray, right: np.ndarray,

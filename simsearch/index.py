@@ -161,10 +161,16 @@ class Index:
         except (OSError, ValueError, RecursionError) as e:
             raise IndexStoreError(f"{path}: unreadable manifest ({e}); {repair}") from e
         if not isinstance(data, dict) or "format_version" not in data:
+            if not (self.folder / CATALOG).is_file():
+                raise IndexStoreError(f"{self.folder} is not a simsearch index (its {MANIFEST} "
+                                      f"is someone else's); choose another folder with --index")
             raise IndexStoreError(f"{path}: damaged manifest (not a simsearch manifest); {repair}")
-        if data["format_version"] != FORMAT_VERSION:
-            raise IndexStoreError(f"{path}: index format {data['format_version']!r}, this "
-                                  f"simsearch reads {FORMAT_VERSION}")
+        version = data["format_version"]
+        if version != FORMAT_VERSION:
+            newer = isinstance(version, int) and version > FORMAT_VERSION
+            raise IndexStoreError(f"{path}: index format {version!r:.40}, this simsearch reads "
+                                  f"{FORMAT_VERSION}; " + ("upgrade simsearch to read it" if newer
+                                                           else repair))
         problem = _manifest_problem(data)
         if problem:
             raise IndexStoreError(f"{path}: {problem}; {repair}")

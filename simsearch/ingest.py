@@ -42,6 +42,9 @@ class IngestReport:
     removed: int = 0
     moved: int = 0
     skipped: list[Skipped] = field(default_factory=list)
+    # folders named in the run that were empty, with how many indexed images under each were
+    # kept anyway (an unmounted drive leaves an empty mount point: see _remove_missing)
+    kept: dict[str, int] = field(default_factory=dict)
 
     def summary(self) -> str:
         return (f"added {self.added}, updated {self.updated}, unchanged {self.unchanged}, "
@@ -50,7 +53,8 @@ class IngestReport:
     def to_dict(self) -> dict:
         return {"added": self.added, "updated": self.updated, "unchanged": self.unchanged,
                 "removed": self.removed, "moved": self.moved,
-                "skipped": [{"path": s.path, "reason": s.reason} for s in self.skipped]}
+                "skipped": [{"path": s.path, "reason": s.reason} for s in self.skipped],
+                "kept_under_empty_folders": self.kept}
 
 
 @dataclass
@@ -255,16 +259,29 @@ class _Batcher:
 def _remove_missing(catalog: Catalog, store: VectorStore, roots: list[str],
                     report: IngestReport) -> None:
     """Forget files that no longer exist under the folders indexed in this run (and only those:
-    a file that is merely unreadable today, or a folder not named in this run, is kept)."""
+    a file that is merely unreadable today, or a folder not named in this run, is kept). A folder
+    named in the run that is empty (or unreadable) keeps its images: it is more likely an
+    unmounted drive than a deliberate purge (indexing its parent folder forgets them)."""
     gone: list[int] = []
     for root in roots:
         if not os.path.isdir(root):
             continue
-        gone.extend(row_id for row_id, path in catalog.paths_under(root)
-                    if not os.path.lexists(path))
+        missing = [row_id for row_id, path in catalog.paths_under(root)
+                   if not os.path.lexists(path)]
+        if missing and _empty_or_unreadable(root):
+            report.kept[root] = len(missing)
+            continue
+        gone.extend(missing)
     if gone:
         with catalog.transaction():
             catalog.delete(gone)
         store.remove(np.array(gone, dtype=np.int64))
         report.removed += len(gone)
 
+
+def _empty_or_unreadable(folder: str) -> bool:
+    try:
+        with os.scandir(folder) as entries:
+            return next(entries, None) is None
+    except OSError:
+        return True  # cannot tell what is gone: keep everything

@@ -114,7 +114,13 @@ class VectorStore:
             index = faiss.read_index(os.fspath(path))
         except RuntimeError as e:
             # faiss's message names its C++ internals; the user needs only the verdict
-            raise IndexStoreError(f"{path}: cannot read the vector file (truncated or damaged)") from e
+            reason = "truncated or damaged"
+            if "could not open" in str(e):
+                try:
+                    open(path, "rb").close()
+                except OSError as why:
+                    reason = why.strerror or "cannot be opened"
+            raise IndexStoreError(f"{path}: cannot read the vector file ({reason})") from e
         if index.d == dim:
             raise IndexStoreError(f"{path}: written by an older simsearch (no score offsets); "
                                   f"it is rebuilt from the catalog when the index is opened")

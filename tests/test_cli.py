@@ -63,7 +63,6 @@ def test_readable_output_and_errors(tmp_path, tiny_model, photos):
     assert result.exit_code == 2
 
 
-
 def test_bad_arguments_are_refused_with_the_reason(tmp_path, tiny_model, photos):
     idx = tmp_path / "idx"
     model = str(tiny_model / "model.onnx")
@@ -72,6 +71,10 @@ def test_bad_arguments_are_refused_with_the_reason(tmp_path, tiny_model, photos)
     assert result.exit_code == 2
     assert "nosuchdir: no such file or folder; nothing was indexed" in result.stderr
     assert not idx.exists()  # refused before anything was created
+    (tmp_path / "drive").symlink_to(tmp_path / "unmounted")
+    result = _run(["index", str(tmp_path / "drive"), "--index", str(idx), "--model", model])
+    assert result.exit_code == 2 and "drive: broken symbolic link (to " in result.stderr
+    assert not idx.exists()
     assert _run(["index", str(photos), "--index", str(idx), "--model", model, "-q"]).exit_code == 0
     for value in ("nan", "2", "abc"):
         result = _run(["dedupe", "--index", str(idx), "--threshold", value])
@@ -90,13 +93,32 @@ def test_query_json_has_a_line_for_each_query_failed_or_not(tmp_path, tiny_model
     assert lines[1]["results"][0]["path"] == str(photos / "img001.jpg")
 
 
+def test_an_emptied_folder_keeps_its_images_until_its_parent_is_indexed(tmp_path, tiny_model, photos):
+    idx = str(tmp_path / "idx")
+    mount = tmp_path / "mnt" / "drive"
+    shutil.copytree(photos, mount)
+    model = str(tiny_model / "model.onnx")
+    assert _run(["index", str(mount), "--index", idx, "--model", model, "-q"]).exit_code == 0
+    moved_away = tmp_path / "elsewhere"
+    mount.rename(moved_away)
+    mount.mkdir()  # an empty mount point, as an unmounted drive leaves
+    result = _run(["index", str(mount), "--index", idx, "-q", "--json"])
+    assert result.exit_code == 0 and json.loads(result.stdout)["removed"] == 0
+    n = len(list(photos.iterdir()))
+    assert f"kept {n} indexed images under" in result.stderr and "index its parent" in result.stderr
+    result = _run(["index", str(tmp_path / "mnt"), "--index", idx, "-q", "--json"])
+    assert json.loads(result.stdout)["removed"] == n
+
+
 def test_query_on_an_empty_index_says_so(tmp_path, tiny_model, photos):
     idx = str(tmp_path / "idx")
     empty = tmp_path / "empty"
     empty.mkdir()
     _run(["index", str(empty), "--index", idx, "--model", str(tiny_model / "model.onnx"), "-q"])
     result = _run(["query", str(photos / "img001.jpg"), "--index", idx])
-    assert result.exit_code == 0 and "holds no images yet" in result.stderr
+    assert result.exit_code == 0 and f"holds no images yet; add some with: simsearch index " \
+        f"PHOTOS --index {idx}" in result.stderr
+
 
 def test_every_command_has_help_and_is_in_the_readme():
     readme = open(os.path.join(os.path.dirname(__file__), "..", "README.md")).read()

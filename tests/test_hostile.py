@@ -447,8 +447,9 @@ def test_queries_with_bad_images_fail_clearly(corpus, tiny_model, tmp_path, phot
     result = runner.invoke(main, ["query", str(photos / "img001.jpg"), str(folder / "text.jpg"),
                                   "--index", index_dir, "--json"])
     assert result.exit_code == 1
-    answer = json.loads(result.stdout)
+    answer, failed = (json.loads(line) for line in result.stdout.splitlines())
     assert answer["results"][0]["path"] == str(photos / "img001.jpg")
+    assert failed["query"] == str(folder / "text.jpg") and "not an image" in failed["error"]
 
 
 def test_decoding_a_bomb_allocates_nothing_big(corpus):

@@ -101,7 +101,7 @@ def test_centre_linkage_moves_a_member_to_the_centre_it_is_closest_to():
 
 def test_centre_linkage_members_always_pass_against_their_centre():
     from simsearch.dedupe import centre_linkage
-    rng = np.random.default_rng(3)
+    rng = np.random.default_rng(13)  # a seed where a first centre would lose every member
     vectors = rng.normal(size=(300, 8)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     gram = vectors @ vectors.T
@@ -110,9 +110,45 @@ def test_centre_linkage_members_always_pass_against_their_centre():
     groups = centre_linkage(left, right, scores)
     seen = [i for g in groups for i in g]
     assert len(seen) == len(set(seen))  # no image in two groups
+    # the same images as the greedy first pass groups (moving members loses no one)
+    neighbours = {i: set(np.nonzero(gram[i] >= 0.7)[0].tolist()) - {i} for i in range(300)}
+    grouped: set[int] = set()
+    for c in sorted((i for i in neighbours if neighbours[i]),
+                    key=lambda i: (-len(neighbours[i]), -float(sum(gram[i, j] for j in
+                                                                   sorted(neighbours[i]))), i)):
+        if c not in grouped and neighbours[c] - grouped:
+            grouped |= {c} | (neighbours[c] - grouped)
+    assert set(seen) == grouped
     for centre, *members in groups:
         assert members and all(gram[centre, m] >= 0.7 for m in members)
-        # no member scores higher against another group's centre
+        # no member scores higher against another group's centre, but for the one that each
+        # centre keeps so as not to be left alone
         others = [g[0] for g in groups if g[0] != centre]
-        for m in members:
-            assert all(gram[m, c] <= gram[m, centre] for c in others if gram[m, c] >= 0.7)
+        elsewhere = [m for m in members
+                     if any(gram[m, c] > gram[m, centre] for c in others if gram[m, c] >= 0.7)]
+        assert len(elsewhere) <= 1
+
+
+
+def test_centre_linkage_never_leaves_a_centre_alone():
+    from simsearch.dedupe import centre_linkage
+    # 1 is the busiest centre (near 20, 21, 22); each of those is closer to a later centre
+    # (2, 3, 4, each with two members of its own). 1 keeps its closest member rather than vanish.
+    pairs = [(1, 20, 0.85), (1, 21, 0.86), (1, 22, 0.84),
+             (2, 20, 0.9), (2, 5, 0.8), (2, 8, 0.8), (3, 21, 0.9), (3, 6, 0.8), (3, 10, 0.8),
+             (4, 22, 0.9), (4, 7, 0.8), (4, 12, 0.8)]
+    left, right, scores = (np.array(v) for v in zip(*pairs))
+    groups = centre_linkage(left, right, scores.astype(np.float32))
+    assert groups == [[1, 21], [2, 5, 8, 20], [3, 6, 10], [4, 7, 12, 22]]
+
+
+def test_lowest_pair_score_in_blocks_equals_the_full_matrix():
+    from simsearch.dedupe import lowest_pair_score
+    rng = np.random.default_rng(5)
+    vectors = _unit(37, 16, 5)
+    offsets = rng.uniform(-0.05, 0.05, 37).astype(np.float32)
+    full = vectors @ vectors.T - offsets[:, None] - offsets[None, :]
+    expected = min(1.0, float(full[np.triu_indices(37, 1)].min()))
+    for block in (1, 5, 36, 37, 2048):
+        assert lowest_pair_score(vectors, offsets, block) == pytest.approx(expected, abs=1e-6)
+    assert lowest_pair_score(vectors[:2], offsets[:2]) == pytest.approx(min(1.0, full[0, 1]), abs=1e-6)

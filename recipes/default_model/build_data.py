@@ -418,15 +418,18 @@ def choose_eval(candidates: list[Candidate]) -> list[Candidate]:
 
 def eval_group(c: Candidate) -> str:
     """One original per artwork: KDE wallpapers ship each picture cropped to several aspect ratios
-    (pHash sees different pictures), desktop-base ships each theme as wallpaper, login and grub art,
-    and other packages name one picture at several sizes (Sway_Wallpaper_Blue_2048x1536_Portrait)."""
+    (pHash sees different pictures), desktop-base ships each theme as wallpaper, login, grub and
+    boot-splash art, GNOME ships light and dark versions of one picture (adwaita-l, adwaita-d), and
+    other packages name one picture at several sizes (Sway_Wallpaper_Blue_2048x1536_Portrait)."""
     if "/contents/" in c.path:
         return c.path.split("/contents/")[0]
-    theme = re.search(r"^.*/[^/]+-theme/", c.path)
+    theme = (re.search(r"/([^/]+)-theme/", c.path)
+             or re.search(r"/plymouth/themes/([^/]+)/", c.path))
     if theme:
-        return theme.group(0)
+        return f"{c.package}: theme {theme.group(1)}"
     stem, _ = os.path.splitext(c.path)
-    return re.sub(r"[_-]?\d{3,5}x\d{3,5}([_-]?(portrait|landscape))?$", "", stem, flags=re.I)
+    stem = re.sub(r"[\s._-]*\d{3,5}[x×]\d{3,5}([\s._-]*(portrait|landscape))?$", "", stem, flags=re.I)
+    return re.sub(r"[\s._-]+(d|l|dark|light|day|night)$", "", stem, flags=re.I)
 
 
 def main() -> None:
