@@ -6,9 +6,10 @@ export ONNX with the threshold in its metadata, make the int8 variant (kept only
 The background set (simsearch/scoring.py) is the vectors of a seeded sample of 3,000 training
 images; its strength (beta, delta) is the grid point with the best validation uAP, and no
 background ships unless it beats plain cosine there. The threshold is the lowest score (in steps of 0.01 from 0.70) at
-which `dedupe` reaches pairwise precision >= 0.90 on edited copies of the validation images.
+which `dedupe` reaches pairwise precision >= 0.95 on edited copies of the validation images: a
+false group puts two different pictures side by side for deletion, so precision comes first.
 
-    python recipes/default_model/ship.py runs/default [--min-precision 0.90]
+    python recipes/default_model/ship.py runs/default [--min-precision 0.95]
 """
 from __future__ import annotations
 
@@ -75,7 +76,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", type=Path)
     parser.add_argument("--val-dir", type=Path, default=ROOT / "data" / "val")
-    parser.add_argument("--min-precision", type=float, default=0.90,
+    parser.add_argument("--min-precision", type=float, default=0.95,
                         help="dedupe pairwise precision the default threshold must reach on the "
                              "validation images (centre linkage)")
     parser.add_argument("--per-image", type=int, default=4,

@@ -14,7 +14,8 @@ bash recipes/default_model/fetch_data.sh
 
 # Stage 1: 7 epochs from random initialisation. Stage 2: 8 more epochs from stage 1's weights
 # with a fresh warm-up + cosine schedule at half the peak learning rate (validation uAP was
-# still rising when stage 1's schedule ran out). Each stage resumes from its own checkpoint.
+# still rising when stage 1's schedule ran out). Stage 3: 6 more at a quarter of it (still
+# rising after stage 2). Each stage resumes from its own checkpoint.
 train_stage() {  # OUT EPOCHS LR SEED INIT
   local out=$1 resume=()
   if "$PY" -c "import json, sys; lines = open('$out/train_log.jsonl').read().splitlines()
@@ -29,4 +30,5 @@ sys.exit(0 if lines and json.loads(lines[-1])['epoch'] >= $2 else 1)" 2>/dev/nul
 }
 train_stage "$OUT" "${EPOCHS:-7}" 1e-3 0 random
 train_stage "$OUT-stage2" "${EPOCHS2:-8}" 5e-4 1 "$OUT/model.safetensors"
-"$PY" recipes/default_model/ship.py "$OUT-stage2"
+train_stage "$OUT-stage3" "${EPOCHS3:-6}" 2.5e-4 2 "$OUT-stage2/model.safetensors"
+"$PY" recipes/default_model/ship.py "$OUT-stage3"
