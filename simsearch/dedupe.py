@@ -9,9 +9,9 @@ A~B~C~D of small steps never puts A and D together). Two ways, `linkage`:
   with every not yet grouped image that scores >= threshold against it; then the next centre.
   Then each member moves to the centre it scores highest against (but for each centre's
   closest member, which stays), so an image that happens to pass the threshold against a busy
-  centre still joins the picture it is a copy of. Every
-  member is a near-duplicate of its centre, so two members are never further apart than twice
-  the threshold angle. Bursts and edit families stay one group.
+  centre still joins the picture it is a copy of. Every member is a near-duplicate of its
+  centre, so two members are never further apart than twice the threshold angle. Bursts and
+  edit families stay one group.
 - "complete": two groups merge only if every pair across them scores >= threshold. Stricter:
   each group is a clique, and a family of very different edits splits into several groups.
 

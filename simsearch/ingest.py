@@ -42,8 +42,9 @@ class IngestReport:
     removed: int = 0
     moved: int = 0
     skipped: list[Skipped] = field(default_factory=list)
-    # folders named in the run that were empty, with how many indexed images under each were
-    # kept anyway (an unmounted drive leaves an empty mount point: see _remove_missing)
+    # folders named in the run that were empty or unreadable, with how many indexed images
+    # under each were kept anyway (an unmounted drive leaves an empty mount point: see
+    # _remove_missing)
     kept: dict[str, int] = field(default_factory=dict)
 
     def summary(self) -> str:
