@@ -22,26 +22,34 @@ from common import ROOT, report, table
 
 
 def build_index(folder: Path, n: int, model: str | None) -> None:
-    from simsearch.catalog import Catalog
-    from simsearch.index import CATALOG, VECTORS, open_index
-    from simsearch.vectors import VectorStore
+    """n random unit vectors committed as ingest commits them: catalog rows with their score
+    offsets, then the store's one commit path (vectors.faiss, manifest)."""
+    import json
+
+    from simsearch.index import open_index
+    from simsearch.vectors import VectorIndex
 
     index = open_index(folder, model=model, create=True)
-    folder.mkdir(parents=True, exist_ok=True)
-    dim = index.model.config.dim
+    ref = index.model
+    record = {"name": ref.name, "id": ref.model_id, "config": ref.config.to_dict()}
+    background = index.background
     rng = np.random.default_rng(0)
-    vectors = rng.standard_normal((n, dim), dtype=np.float32)
+    vectors = rng.standard_normal((n, ref.config.dim), dtype=np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    catalog = Catalog(folder / CATALOG)
-    with catalog.transaction():
-        for i in range(n):
-            catalog.insert(f"/photos/{i // 1000:04d}/img{i:07d}.jpg", 1000 + i, i, f"{i:064x}",
-                           4000, 3000, vectors[i])
-    store = VectorStore(dim, background=index.background)  # as ingest writes it
-    store.add(np.arange(1, n + 1, dtype=np.int64), vectors)
-    store.save(folder / VECTORS)
-    index._write_manifest(catalog, store)
-    catalog.close()
+    offsets = (background.offsets(vectors) if background is not None
+               else np.zeros(n, np.float32))
+    with index.store.writer() as store:
+        catalog = store.catalog(readonly=False)
+        with catalog.transaction():
+            catalog.set_model(json.dumps(record))
+            catalog.set_meta("scoring", "cosine" if background is None else background.fingerprint)
+            for i in range(n):
+                catalog.insert(f"/photos/{i // 1000:04d}/img{i:07d}.jpg", 1000 + i, i,
+                               f"{i:064x}", 4000, 3000, vectors[i], float(offsets[i]))
+        store_vectors = VectorIndex(ref.config.dim)
+        store_vectors.add(np.arange(1, n + 1, dtype=np.int64), vectors)
+        store.commit(catalog, store_vectors, record, catalog.get_meta("scoring"))
+        catalog.close()
 
 
 def wall(cmd: list[str], runs: int, env: dict) -> float:

@@ -24,11 +24,14 @@ from simsearch.errors import IndexStoreError
 
 __all__ = ["Catalog", "Row"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
+# Version 2 adds each image's score offset (see simsearch.scoring), which model made its
+# vector (so that vectors of two models are never mixed unnoticed), and the pairs of contents
+# a user said are not duplicates.
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS images (
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE images (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     path BLOB NOT NULL UNIQUE,
     size INTEGER NOT NULL,
@@ -36,10 +39,25 @@ CREATE TABLE IF NOT EXISTS images (
     sha256 TEXT NOT NULL,
     width INTEGER NOT NULL,
     height INTEGER NOT NULL,
-    vector BLOB NOT NULL
+    vector BLOB NOT NULL,
+    score_offset REAL,
+    model INTEGER NOT NULL DEFAULT 1
 );
-CREATE INDEX IF NOT EXISTS images_sha256 ON images (sha256);
+CREATE INDEX images_sha256 ON images (sha256);
+CREATE TABLE models (key INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, record TEXT NOT NULL);
+CREATE TABLE not_duplicates (a TEXT NOT NULL, b TEXT NOT NULL, PRIMARY KEY (a, b)) WITHOUT ROWID;
 """
+_UPGRADE_1_TO_2 = """
+ALTER TABLE images ADD COLUMN score_offset REAL;
+ALTER TABLE images ADD COLUMN model INTEGER NOT NULL DEFAULT 1;
+CREATE TABLE models (key INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, record TEXT NOT NULL);
+CREATE TABLE not_duplicates (a TEXT NOT NULL, b TEXT NOT NULL, PRIMARY KEY (a, b)) WITHOUT ROWID;
+"""
+# Every object simsearch creates; anything else (a trigger that fires on each write, a view,
+# another program's tables) means the file is not one simsearch wrote, and it is refused.
+_OWN_OBJECTS = {("table", "meta"), ("table", "images"), ("table", "models"),
+                ("table", "not_duplicates"), ("table", "sqlite_sequence"),
+                ("index", "images_sha256")}
 
 
 @dataclass(frozen=True)
@@ -119,19 +137,110 @@ class Catalog:
                 self.db = self._open_readonly()
             else:
                 self.db = sqlite3.connect(self.path, isolation_level=None)
+            self.db.execute("PRAGMA busy_timeout=30000")
+            self._check_objects()
+            if not readonly:
                 self.db.execute("PRAGMA journal_mode=WAL")
                 self.db.execute("PRAGMA synchronous=NORMAL")
-                self.db.executescript(_SCHEMA)
-                if self.get_meta("schema_version") is None:
-                    with self.transaction():
-                        self.set_meta("schema_version", str(SCHEMA_VERSION))
-            self.db.execute("PRAGMA busy_timeout=30000")
+                self._create_or_upgrade()
             version = self.get_meta("schema_version")
         except sqlite3.Error as e:
+            self._close_quietly()
             raise _store_error(self.path, e) from e
-        if version != str(SCHEMA_VERSION):
+        except IndexStoreError:
+            self._close_quietly()
+            raise
+        if version not in ("1", str(SCHEMA_VERSION)):
+            self._close_quietly()
+            newer = version is not None and version.isdecimal() and int(version) > SCHEMA_VERSION
             raise IndexStoreError(f"{self.path}: catalog schema {version}, this simsearch reads "
-                                  f"{SCHEMA_VERSION}")
+                                  f"{SCHEMA_VERSION}" + ("; upgrade simsearch to read it" if newer
+                                                         else ""))
+        self.schema = int(version)  # 1: read-only open of an index not yet upgraded
+
+    def _objects(self) -> set[tuple[str, str]]:
+        return {(kind, name) for kind, name in self.db.execute(
+            "SELECT type, name FROM sqlite_master") if not name.startswith("sqlite_autoindex_")}
+
+    def _check_objects(self) -> None:
+        """Refuse a file holding objects simsearch never creates: a trigger planted there would
+        run on every write, and another program's database must not be taken over."""
+        objects = self._objects()
+        foreign = sorted(objects - _OWN_OBJECTS)
+        if not foreign:
+            return
+        if ("table", "images") not in objects:
+            raise IndexStoreError(f"{self.path} is an SQLite file but not a simsearch catalog "
+                                  f"(it holds {foreign[0][0]} {foreign[0][1]!r}); choose another "
+                                  f"index folder with --index")
+        kind, name = foreign[0]
+        raise IndexStoreError(f"{self.path} holds a {kind} {name!r} that simsearch never creates; "
+                              f"the file was changed by something else. Move the index folder "
+                              f"aside and index your photos again")
+
+    def _create_or_upgrade(self) -> None:
+        """A new catalog is created, and an old one upgraded, in one transaction: a process
+        killed half-way leaves the file as it was (empty, or at the old version)."""
+        objects = self._objects()
+        version = self.get_meta("schema_version") if ("table", "meta") in objects else None
+        if version == str(SCHEMA_VERSION):
+            return
+        if objects and version is None:
+            empty = ("table", "images") in objects and not self.db.execute(
+                "SELECT 1 FROM images LIMIT 1").fetchone()
+            if not empty:
+                raise IndexStoreError(f"{self.path}: catalog without a schema version; move the "
+                                      f"index folder aside and index your photos again")
+            # left by an older simsearch killed while creating it: nothing in it to keep
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                for kind, name in objects:
+                    if kind == "table" and name != "sqlite_sequence":
+                        self.db.execute(f'DROP TABLE IF EXISTS "{name}"')
+                self.db.execute("COMMIT")
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+            objects = set()
+        if version not in (None, "1"):
+            return  # a newer schema: refused by the caller with its message
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            if version is None:
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        self.db.execute(statement)
+            else:
+                for statement in _UPGRADE_1_TO_2.split(";"):
+                    if statement.strip():
+                        self.db.execute(statement)
+                record = self.db.execute("SELECT value FROM meta WHERE key = 'model'").fetchone()
+                if record is not None:
+                    self._add_model_row(1, record[0])
+            self.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)",
+                            (str(SCHEMA_VERSION),))
+            self.db.execute("COMMIT")
+        except BaseException:
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
+            raise
+
+    def _add_model_row(self, key: int, record_json: str) -> None:
+        import json
+        try:
+            model_id = json.loads(record_json)["id"]
+        except (ValueError, TypeError, KeyError):
+            model_id = f"unknown-{key}"
+        self.db.execute("INSERT OR REPLACE INTO models (key, id, record) VALUES (?, ?, ?)",
+                        (key, str(model_id), record_json))
+
+    def _close_quietly(self) -> None:
+        db = getattr(self, "db", None)
+        if db is not None:
+            try:
+                db.close()
+            except sqlite3.Error:
+                pass
 
     def _open_readonly(self) -> sqlite3.Connection:
         uri = "file:" + _quote(self.path) + "?mode=ro"
@@ -169,6 +278,10 @@ class Catalog:
     @_guarded
     def set_meta(self, key: str, value: str) -> None:
         self.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+    @_guarded
+    def delete_meta(self, key: str) -> None:
+        self.db.execute("DELETE FROM meta WHERE key = ?", (key,))
 
     @property
     def generation(self) -> int:
@@ -228,6 +341,57 @@ class Catalog:
         return np.frombuffer(self._vector_bytes(blob, row_id), dtype=np.float32)
 
     @_guarded
+    def offset(self, row_id: int) -> float | None:
+        if self.schema < 2:
+            return None
+        return self.db.execute("SELECT score_offset FROM images WHERE id = ?",
+                               (row_id,)).fetchone()[0]
+
+    @_guarded
+    def offsets(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every row's (id, score offset), NaN where none is stored: what a query needs besides
+        the vector index, without reading the vectors."""
+        if self.schema < 2:
+            ids = np.array([r[0] for r in self.db.execute("SELECT id FROM images")], np.int64)
+            return ids, np.full(len(ids), np.nan, np.float32)
+        rows = self.db.execute("SELECT id, score_offset FROM images").fetchall()
+        ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        values = np.fromiter((np.nan if r[1] is None else r[1] for r in rows), dtype=np.float32,
+                             count=len(rows))
+        return ids, values
+
+    @_guarded
+    def contents(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every row's (id, content hash), in id order."""
+        rows = self.db.execute("SELECT id, sha256 FROM images ORDER BY id").fetchall()
+        return (np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)),
+                np.array([r[1] for r in rows], dtype=object))
+
+    @_guarded
+    def vectors_by_id(self, ids: Iterable[int]) -> dict[int, np.ndarray]:
+        ids = [int(i) for i in ids]
+        out: dict[int, np.ndarray] = {}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            for row_id, blob in self.db.execute(
+                    f"SELECT id, vector FROM images WHERE id IN ({marks})", chunk):
+                out[row_id] = np.frombuffer(self._vector_bytes(blob, row_id), dtype=np.float32)
+        return out
+
+    @_guarded
+    def rows_by_id(self, ids: Iterable[int]) -> dict[int, Row]:
+        ids = [int(i) for i in ids]
+        out: dict[int, Row] = {}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            for r in self.db.execute("SELECT id, path, size, mtime_ns, sha256, width, height "
+                                     f"FROM images WHERE id IN ({marks})", chunk):
+                out[r[0]] = _row(r)
+        return out
+
+    @_guarded
     def paths(self, ids: Iterable[int]) -> dict[int, str]:
         ids = [int(i) for i in ids]
         out: dict[int, str] = {}
@@ -245,13 +409,21 @@ class Catalog:
                                    "FROM images ORDER BY id"):
             yield _row(row)
 
-    @_guarded
     def vectors(self, batch: int = 65536) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """All (ids, vectors) in id order, `batch` rows at a time: memory stays bounded."""
+        for ids, vectors, _ in self.vectors_and_offsets(batch):
+            yield ids, vectors
+
+    @_guarded
+    def vectors_and_offsets(self, batch: int = 65536
+                            ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """All (ids, vectors, score offsets) in id order, `batch` rows at a time; an offset not
+        computed yet is NaN."""
         last = -1
+        column = "score_offset" if self.schema >= 2 else "NULL"
         while True:
-            rows = self.db.execute("SELECT id, vector FROM images WHERE id > ? ORDER BY id LIMIT ?",
-                                   (last, batch)).fetchall()
+            rows = self.db.execute(f"SELECT id, vector, {column} FROM images WHERE id > ? "
+                                   f"ORDER BY id LIMIT ?", (last, batch)).fetchall()
             if not rows:
                 return
             ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
@@ -260,7 +432,8 @@ class Catalog:
                 raise IndexStoreError(f"{self.path}: catalog vectors differ in length; the catalog "
                                       f"is damaged")
             vecs = np.frombuffer(b"".join(blobs), dtype=np.float32)
-            yield ids, vecs.reshape(len(rows), -1)
+            offsets = np.array([np.nan if r[2] is None else r[2] for r in rows], np.float32)
+            yield ids, vecs.reshape(len(rows), -1), offsets
             last = int(ids[-1])
 
     @_guarded
@@ -281,19 +454,92 @@ class Catalog:
     # -- writes (inside a transaction) ---------------------------------------------------------
     @_guarded
     def insert(self, path: str, size: int, mtime_ns: int, sha: str, width: int, height: int,
-               vector: np.ndarray) -> int:
+               vector: np.ndarray, offset: float | None = None) -> int:
+        """A new row; its vector is the current model's (`set_model`)."""
         cur = self.db.execute(
-            "INSERT INTO images (path, size, mtime_ns, sha256, width, height, vector) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (_path_key(path), size, mtime_ns, sha, width, height, _blob(vector)))
+            "INSERT INTO images (path, size, mtime_ns, sha256, width, height, vector, "
+            "score_offset, model) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (_path_key(path), size, mtime_ns, sha, width, height, _blob(vector),
+             _real(offset), self.model_key()))
         return cur.lastrowid
 
     @_guarded
     def update(self, row_id: int, size: int, mtime_ns: int, sha: str, width: int, height: int,
-               vector: np.ndarray) -> None:
+               vector: np.ndarray, offset: float | None = None) -> None:
         self.db.execute("UPDATE images SET size = ?, mtime_ns = ?, sha256 = ?, width = ?, "
-                        "height = ?, vector = ? WHERE id = ?",
-                        (size, mtime_ns, sha, width, height, _blob(vector), row_id))
+                        "height = ?, vector = ?, score_offset = ?, model = ? WHERE id = ?",
+                        (size, mtime_ns, sha, width, height, _blob(vector), _real(offset),
+                         self.model_key(), row_id))
+
+    @_guarded
+    def set_offsets(self, ids: np.ndarray, offsets: np.ndarray) -> None:
+        self.db.executemany("UPDATE images SET score_offset = ? WHERE id = ?",
+                            zip(np.asarray(offsets, np.float64).tolist(),
+                                np.asarray(ids, np.int64).tolist()))
+
+    # -- the model that made the vectors -------------------------------------------------------
+    @_guarded
+    def set_model(self, record_json: str) -> None:
+        """Name the model whose vectors new rows hold (inside a transaction)."""
+        import json
+        model_id = json.loads(record_json)["id"]
+        row = self.db.execute("SELECT key FROM models WHERE id = ?", (model_id,)).fetchone()
+        if row is None:
+            key = (self.db.execute("SELECT MAX(key) FROM models").fetchone()[0] or 0) + 1
+            self._add_model_row(key, record_json)
+        else:
+            self.db.execute("UPDATE models SET record = ? WHERE key = ?", (record_json, row[0]))
+        self.set_meta("model", record_json)
+        self._model_key = None
+
+    @_guarded
+    def model_key(self) -> int:
+        key = getattr(self, "_model_key", None)
+        if key is None:
+            raw = self.get_meta("model")
+            if raw is None:
+                raise IndexStoreError(f"{self.path}: no model recorded; the catalog is incomplete")
+            import json
+            try:
+                model_id = json.loads(raw)["id"]
+            except (ValueError, TypeError, KeyError):
+                raise IndexStoreError(f"{self.path}: malformed model record") from None
+            row = self.db.execute("SELECT key FROM models WHERE id = ?", (model_id,)).fetchone()
+            if row is None:
+                raise IndexStoreError(f"{self.path}: the model record names a model the catalog "
+                                      f"does not list; the catalog is damaged")
+            key = self._model_key = int(row[0])
+        return key
+
+    @_guarded
+    def models_in_use(self) -> dict[str, int]:
+        """How many rows hold vectors of each model (model id -> rows). One entry when the
+        index is whole; more after a model change that did not finish."""
+        if self.schema < 2:
+            raw = self.get_meta("model")
+            import json
+            try:
+                model_id = json.loads(raw)["id"] if raw else "?"
+            except (ValueError, TypeError, KeyError):
+                model_id = "?"
+            n = self.count()
+            return {model_id: n} if n else {}
+        return {model_id or f"unknown model {key}": n for key, model_id, n in self.db.execute(
+            "SELECT images.model, models.id, COUNT(*) FROM images LEFT JOIN models "
+            "ON images.model = models.key GROUP BY images.model")}
+
+    # -- pairs a user said are not duplicates ----------------------------------------------------
+    @_guarded
+    def add_not_duplicates(self, pairs: Iterable[tuple[str, str]]) -> None:
+        self.db.executemany("INSERT OR IGNORE INTO not_duplicates (a, b) VALUES (?, ?)",
+                            (tuple(sorted(p)) for p in pairs if p[0] != p[1]))
+
+    @_guarded
+    def not_duplicates(self) -> set[tuple[str, str]]:
+        """Pairs of content hashes (a < b) that are never to be grouped."""
+        if self.schema < 2:
+            return set()
+        return {(a, b) for a, b in self.db.execute("SELECT a, b FROM not_duplicates")}
 
     @_guarded
     def touch(self, row_id: int, size: int, mtime_ns: int) -> None:
@@ -381,6 +627,10 @@ class _Transaction:
 
 def _row(r) -> Row:
     return Row(r[0], _path_str(r[1]), r[2], r[3], r[4], r[5], r[6])
+
+
+def _real(value: float | None) -> float | None:
+    return None if value is None or value != value else float(value)
 
 
 def _blob(vector: np.ndarray) -> bytes:

@@ -143,6 +143,9 @@ def query_cmd(images, k, index_dir, model, device, as_json):
     from simsearch.index import open_index
 
     index = open_index(index_dir, model=model, device=device)
+    rebuilding = index.unfinished_rebuild()
+    if rebuilding:
+        _warn_rebuild(rebuilding, index_dir)
     if index.count() == 0:
         click.echo(f"{index.folder} holds no images yet; add some with: simsearch index PHOTOS"
                    + ("" if index_dir is None else f" --index {index_dir}"), err=True)
@@ -178,21 +181,41 @@ def dedupe_cmd(threshold, linkage, index_dir, as_json):
 
     Works from stored vectors only. Groups never chain: with the default centre linkage every
     member scores at least the threshold against the group's centre image; with complete
-    linkage every pair does. Each group shows its lowest pairwise score. Nothing is deleted.
+    linkage every pair does. Each file shows its score to the group's centre; files with
+    identical content are marked inside their group. Nothing is deleted.
     """
     from simsearch.index import open_index
 
-    report = open_index(index_dir).duplicates(threshold, linkage)
+    index = open_index(index_dir)
+    rebuilding = index.unfinished_rebuild()
+    if rebuilding:
+        _warn_rebuild(rebuilding, index_dir)
+    report = index.duplicates(threshold, linkage)
     if as_json:
         click.echo(json.dumps(report.to_dict()))
         return
-    for g in report.groups:
-        click.echo(f"{g.kind} ({len(g.files)} files, lowest score {g.min_score:.4f})")
-        for path in g.files:
-            click.echo(f"  {_show(path)}")
+    for number, g in enumerate(report.groups, 1):
+        labels = {path: chr(ord("A") + i % 26) for i, paths in enumerate(g.exact) for path in paths}
+        click.echo(f"group {number}: {g.kind}, {len(g.members)} files, centre {_show(g.centre)}")
+        for m in g.members:
+            tag = f"[{labels[m.path]}]" if m.path in labels else "   "
+            click.echo(f"  {m.score:.4f} {tag} {_show(m.path)}")
     near = sum(g.kind == "near" for g in report.groups)
-    click.echo(f"{len(report.groups) - near} exact and {near} near-duplicate groups "
-               f"at threshold {report.threshold:.4f}", err=True)
+    source = {"model": "the model's calibrated threshold", "calibrated": "calibrated on your "
+              "photos (simsearch eval)", "command line": "from --threshold"}.get(
+        report.threshold_source, report.threshold_source)
+    click.echo(f"{len(report.groups)} groups ({len(report.groups) - near} of identical files, "
+               f"{near} with near-duplicates), {sum(len(g.members) for g in report.groups)} files, "
+               f"at threshold {report.threshold:.4f} ({source}). Scores are to each group's "
+               f"centre (its first file); [A], [B]... mark files with identical content.",
+               err=True)
+
+
+def _warn_rebuild(folders: list[str], index_dir) -> None:
+    click.echo("warning: a --rebuild of this index was stopped before it finished, so it holds "
+               "only part of your images; finish it with: simsearch index "
+               + " ".join(_show(f) for f in folders)
+               + ("" if index_dir is None else f" --index {index_dir}"), err=True)
 
 
 @main.command("export")

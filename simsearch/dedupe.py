@@ -15,8 +15,10 @@ A~B~C~D of small steps never puts A and D together). Two ways, `linkage`:
 - "complete": two groups merge only if every pair across them scores >= threshold. Stricter:
   each group is a clique, and a family of very different edits splits into several groups.
 
-Each group reports its lowest pairwise score. Memory is linear in the number of images plus
-the number of pairs above the threshold: no n x n matrix.
+Each member carries its score to the group's centre, always >= threshold. Files with identical
+content are one member set inside their group (scored 1.0 against each other), never a second
+group. Memory is linear in the number of images plus the number of pairs above the threshold:
+no n x n matrix.
 """
 from __future__ import annotations
 
@@ -25,81 +27,188 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from simsearch.catalog import Catalog
-from simsearch.scoring import Background
-from simsearch.vectors import VectorStore, range_pairs
+from simsearch.errors import SimsearchError
+from simsearch.vectors import range_pairs
 
-__all__ = ["DEFAULT_THRESHOLD", "LINKAGES", "Group", "DuplicateReport", "find_duplicates",
-           "near_pairs", "centre_linkage", "complete_linkage", "lowest_pair_score"]
+__all__ = ["LINKAGES", "IdGroup", "Member", "Group", "DuplicateReport", "find_groups",
+           "near_pairs", "centre_linkage", "complete_linkage", "check_threshold"]
 
-# Used only when the model carries no calibrated threshold of its own (see README: Dedupe).
-DEFAULT_THRESHOLD = 0.90
+LINKAGES = ("centre", "complete")
 
 
 @dataclass(frozen=True)
-class Group:
-    kind: str  # "exact" or "near"
-    min_score: float
-    files: list[str]
+class IdGroup:
+    """A group as dedupe finds it: row ids, the centre first, and each member's score to the
+    centre (1.0 for the centre itself and for files with the centre's exact content)."""
+
+    ids: list[int]
+    scores: list[float]
+
+    @property
+    def centre(self) -> int:
+        return self.ids[0]
+
+
+@dataclass(frozen=True)
+class Member:
+    id: int
+    path: str
+    score: float  # to the group's centre; 1.0 for the centre and its exact copies
+    sha256: str
+    size: int
+    width: int
+    height: int
+    mtime_ns: int
 
     def to_dict(self) -> dict:
-        return {"kind": self.kind, "min_score": round(self.min_score, 6), "files": self.files}
+        return {"path": self.path, "score": round(self.score, 6), "sha256": self.sha256,
+                "size": self.size, "width": self.width, "height": self.height,
+                "mtime_ns": self.mtime_ns}
+
+
+@dataclass
+class Group:
+    """One set of files that are copies of one picture. `kind` is "exact" when every member
+    has the same content, else "near"; `exact` lists the sets of members (two or more) that
+    share one content, a marked subset of the group, never a group of their own."""
+
+    kind: str
+    members: list[Member]
+
+    @property
+    def centre(self) -> str:
+        return self.members[0].path
+
+    @property
+    def min_score(self) -> float:
+        return min(m.score for m in self.members)
+
+    @property
+    def files(self) -> list[str]:
+        return sorted(m.path for m in self.members)
+
+    @property
+    def exact(self) -> list[list[str]]:
+        by_sha: dict[str, list[str]] = defaultdict(list)
+        for m in self.members:
+            by_sha[m.sha256].append(m.path)
+        return sorted(sorted(paths) for paths in by_sha.values() if len(paths) > 1)
+
+    def to_dict(self) -> dict:
+        return {"kind": self.kind, "centre": self.centre, "min_score": round(self.min_score, 6),
+                "files": self.files, "exact": self.exact,
+                "members": [m.to_dict() for m in self.members]}
 
 
 @dataclass
 class DuplicateReport:
     threshold: float
+    threshold_source: str = "command line"  # or "model", "calibrated"
     groups: list[Group] = field(default_factory=list)
 
     def to_dict(self) -> dict:
-        return {"threshold": self.threshold, "groups": [g.to_dict() for g in self.groups]}
+        return {"threshold": self.threshold, "threshold_source": self.threshold_source,
+                "groups": [g.to_dict() for g in self.groups]}
 
 
-LINKAGES = ("centre", "complete")
+def check_threshold(threshold: float) -> float:
+    if not isinstance(threshold, (int, float)) or not -1.0 <= threshold <= 1.0:  # refuses nan
+        raise SimsearchError(f"threshold must be a score between -1 and 1, not {threshold!r}")
+    return float(threshold)
 
 
-def find_duplicates(catalog: Catalog, store: VectorStore, threshold: float,
-                    linkage: str = "centre", background: Background | None = None) -> DuplicateReport:
-    """Exact groups by content hash, near groups at `threshold`; with a `background`, near
-    groups are judged on adjusted scores (see `simsearch.scoring`)."""
+def find_groups(ids: np.ndarray, vectors: np.ndarray, offsets: np.ndarray, content: np.ndarray,
+                threshold: float, linkage: str = "centre",
+                apart: set[tuple[int, int]] | None = None) -> list[IdGroup]:
+    """Groups of duplicates among the rows (`ids` [n], unit `vectors` [n, d], score `offsets`
+    [n] (zeros for plain cosine), `content` [n]: rows with one value have identical bytes).
+
+    Near duplicates are searched among one representative per content; the other rows with
+    that content then join their representative's group at score 1.0, and content with no near
+    duplicate makes a group of its own. `apart`: pairs of ids (a < b) never to be grouped
+    together (a user said they are different pictures)."""
     if linkage not in LINKAGES:
-        raise ValueError(f"linkage must be one of {', '.join(LINKAGES)}, not {linkage!r}")
-    if not -1.0 <= threshold <= 1.0:  # also refuses nan
-        raise ValueError(f"threshold must be a score between -1 and 1, not {threshold!r}")
-    report = DuplicateReport(threshold)
-    copies: dict[int, list[str]] = {}  # representative id -> every path with that content
-    duplicate_ids: set[int] = set()  # every copy but the representative
-    for rows in catalog.sha256_groups():
-        paths = sorted(r.path for r in rows)
-        copies[rows[0].id] = paths
-        duplicate_ids.update(r.id for r in rows[1:])
-        report.groups.append(Group("exact", 1.0, paths))
+        raise SimsearchError(f"linkage must be one of {', '.join(LINKAGES)}, not {linkage!r}")
+    threshold = check_threshold(threshold)
+    ids = np.asarray(ids, dtype=np.int64)
+    content = np.asarray(content)
+    order = np.lexsort((ids, content))
+    first = np.ones(len(order), bool)
+    first[1:] = content[order][1:] != content[order][:-1]
+    rep_of_row = np.empty(len(ids), np.int64)  # each row's representative id
+    rep_of_row[order] = ids[order][np.maximum.accumulate(np.where(first, np.arange(len(order)), 0))]
+    reps = order[first]
+    copies: dict[int, list[int]] = defaultdict(list)
+    for row in np.flatnonzero(rep_of_row != ids).tolist():
+        copies[int(rep_of_row[row])].append(int(ids[row]))
+    rep_ids = ids[reps]
+    left, right, scores, _ = near_pairs(rep_ids, vectors[reps], threshold, offsets=offsets[reps])
+    rep_apart = set()
+    if apart:
+        by_id = np.argsort(ids, kind="stable")
 
-    ids = store.ids()
-    keep = np.array([i not in duplicate_ids for i in ids.tolist()], dtype=bool)
-    ids = ids[keep]
-    vectors, stored = store.vectors_and_offsets()
-    vectors, stored = vectors[keep], stored[keep]
-    # offsets made at ingest for this background: no need to compare every vector with it again
-    offsets = stored if background is not None and store.scoring == background.fingerprint else None
-    left, right, scores, offsets = near_pairs(ids, vectors, threshold, background, offsets)
-    if len(left) == 0:
-        return report
+        def rep(i: int) -> int:
+            where = by_id[np.searchsorted(ids[by_id], i)] if len(ids) else 0
+            return int(rep_of_row[where]) if len(ids) and ids[where] == i else int(i)
+
+        rep_apart = {(min(a, b), max(a, b)) for a, b in ((rep(x), rep(y)) for x, y in apart)}
+        keep = np.array([(min(a, b), max(a, b)) not in rep_apart
+                         for a, b in zip(left.tolist(), right.tolist())], bool)
+        left, right, scores = left[keep], right[keep], scores[keep]
+    edges: dict[int, dict[int, float]] = defaultdict(dict)
+    for a, b, s in zip(left.tolist(), right.tolist(), scores.tolist()):
+        edges[a][b] = s
+        edges[b][a] = s
     if linkage == "complete":
-        clusters = complete_linkage(left, right, scores)
+        clusters = [_with_scores(m, edges) for m, _ in complete_linkage(left, right, scores)]
     else:
-        row_of = {int(i): r for r, i in enumerate(ids.tolist())}
-        clusters = []
-        for group in centre_linkage(left, right, scores):
-            rows = np.array([row_of[i] for i in group])
-            clusters.append((group, lowest_pair_score(vectors[rows], offsets[rows])))
-    members = [m for m, _ in clusters]
-    paths = catalog.paths({i for m in members for i in m})
-    for member_ids, min_score in clusters:
-        files = sorted(p for i in member_ids for p in copies.get(i, [paths[i]]))
-        report.groups.append(Group("near", min_score, files))
-    report.groups.sort(key=lambda g: (g.kind != "exact", -len(g.files), g.files[0]))
-    return report
+        clusters = [_with_scores(m, edges) for m in centre_linkage(left, right, scores)]
+    groups, grouped = [], set()
+    for member_ids, member_scores in clusters:
+        member_ids, member_scores = _drop_apart(member_ids, member_scores, rep_apart)
+        if len(member_ids) < 2:
+            continue
+        grouped.update(member_ids)
+        out_ids, out_scores = [], []
+        for i, s in zip(member_ids, member_scores):
+            out_ids.append(i)
+            out_scores.append(s)
+            out_ids.extend(copies.get(i, []))
+            out_scores.extend([s] * len(copies.get(i, [])))
+        groups.append(IdGroup(out_ids, out_scores))
+    for rep, rows in copies.items():
+        if rep not in grouped:
+            groups.append(IdGroup([rep] + rows, [1.0] * (len(rows) + 1)))
+    return groups
+
+
+def _with_scores(member_ids: list[int], edges: dict[int, dict[int, float]]
+                 ) -> tuple[list[int], list[float]]:
+    """The members in group order (centre first, then best score first), each with its score
+    to the centre. Centre linkage lists its centre first; the centre of a complete-linkage
+    group (where every pair is an edge) is the member with the highest total score."""
+    members = set(member_ids)
+    if not all(m in edges[member_ids[0]] for m in member_ids[1:]):
+        raise AssertionError("a group member is not a near-duplicate of its centre")
+    centre = member_ids[0]
+    if len(member_ids) > 2 and all(len(members & edges[m].keys()) == len(members) - 1
+                                   for m in member_ids):  # a clique: the best-connected centre
+        centre = max(member_ids, key=lambda m: (sum(edges[m][o] for o in members if o != m), -m))
+    rest = sorted((m for m in member_ids if m != centre), key=lambda m: (-edges[centre][m], m))
+    return [centre] + rest, [1.0] + [min(1.0, edges[centre][m]) for m in rest]
+
+
+def _drop_apart(member_ids: list[int], member_scores: list[float],
+                apart: set[tuple[int, int]]) -> tuple[list[int], list[float]]:
+    """Members best first, leaving out any that a user set apart from one already kept."""
+    if not apart:
+        return member_ids, member_scores
+    kept_ids, kept_scores = [], []
+    for i, s in zip(member_ids, member_scores):
+        if all((min(i, k), max(i, k)) not in apart for k in kept_ids):
+            kept_ids.append(i)
+            kept_scores.append(s)
+    return kept_ids, kept_scores
 
 
 def near_pairs(ids: np.ndarray, vectors: np.ndarray, threshold: float,
@@ -129,20 +238,6 @@ def near_pairs(ids: np.ndarray, vectors: np.ndarray, threshold: float,
         empty = np.zeros(0, np.int64)
         return empty, empty, np.zeros(0, np.float32), offsets
     return np.concatenate(left), np.concatenate(right), np.concatenate(scores), offsets
-
-
-def lowest_pair_score(vectors: np.ndarray, offsets: np.ndarray, block: int = 2048) -> float:
-    """The lowest adjusted score over all pairs of a group's vectors, computed in blocks of rows
-    so that a group of 20k near-identical frames needs no 20k x 20k matrix."""
-    low = 1.0
-    for start in range(0, len(vectors) - 1, block):
-        stop = min(start + block, len(vectors))
-        scores = (vectors[start:stop] @ vectors[start + 1:].T - offsets[start:stop, None]
-                  - offsets[None, start + 1:])
-        # keep only pairs (i, j) with j > i: column c stands for row start + 1 + c
-        upper = np.arange(start, stop)[:, None] < np.arange(start + 1, len(vectors))[None, :]
-        low = min(low, float(scores[upper].min()))
-    return min(low, 1.0)
 
 
 def centre_linkage(left: np.ndarray, right: np.ndarray, scores: np.ndarray) -> list[list[int]]:

@@ -1,45 +1,37 @@
-"""An index folder: manifest + SQLite catalog + FAISS vectors, a writer lock, atomic commits.
+"""The public face of an index folder: open it, add files, search, find duplicates, act.
 
-    indexes/default/
-      manifest.json    format version, model (config, id, name), vector count, generation
-      catalog.sqlite   source of truth: paths, sizes, mtimes, hashes, image sizes, vectors
-      vectors.faiss    derived: rebuilt from the catalog whenever its generation is stale
-      lock             held (flock) by the one process allowed to write
-
-Readers never take the lock: they see the last committed catalog state.
+`Index` is a thin facade: the folder and its one commit path are `simsearch.store`, the source
+of truth `simsearch.catalog`, the vector search `simsearch.vectors`, scores
+`simsearch.scoring`, ingest `simsearch.ingest`, grouping `simsearch.dedupe`.
 """
 from __future__ import annotations
 
-import fcntl
-import json
 import dataclasses
+import json
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from simsearch.catalog import Catalog
-from simsearch.config import ModelConfig
+from simsearch.dedupe import DuplicateReport, Group, Member, check_threshold, find_groups
 from simsearch.embedder import Embedder, ModelRef, resolve_device, resolve_model
-from simsearch.scoring import Background, adjusted_search, load_background
-from simsearch.errors import (DecodeError, IndexLockedError, IndexStoreError, ModelError,
-                              ModelMismatchError)
+from simsearch.errors import (DecodeError, IndexStoreError, ModelError, ModelMismatchError,
+                              SimsearchError)
 from simsearch.images import load_image
 from simsearch.ingest import IngestReport, Progress, ingest
-from simsearch.vectors import VectorStore
+from simsearch.scoring import Background, Offsets, adjusted_search, load_background
+from simsearch.store import (CATALOG, FORMAT_VERSION, LOCK, MANIFEST, VECTORS, Store,
+                             write_atomic, write_error)
+from simsearch.vectors import DEFAULT_FACTORY, VectorIndex
 
-if TYPE_CHECKING:
-    from simsearch.dedupe import DuplicateReport
+__all__ = ["Index", "Match", "QueryResult", "open_index", "default_index_dir", "FORMAT_VERSION",
+           "MANIFEST", "CATALOG", "VECTORS", "LOCK"]
 
-__all__ = ["Index", "Match", "QueryResult", "open_index", "default_index_dir", "FORMAT_VERSION"]
-
-FORMAT_VERSION = 1
-MANIFEST, CATALOG, VECTORS, LOCK = "manifest.json", "catalog.sqlite", "vectors.faiss", "lock"
-# A manifest is a few hundred bytes; a huge one is not ours, and is refused before it is read.
-_MAX_MANIFEST_BYTES = 1 << 20
+_DEFAULT_NAMES = (None, "default", "default (random init)")
+_VERIFY_SAMPLE = 16  # stored vectors compared with the catalog whenever vectors.faiss is read
 
 
 def default_index_dir() -> Path:
@@ -65,7 +57,7 @@ def open_index(folder: str | os.PathLike | None = None, model: str | os.PathLike
     `indexes/default`). `model` is a model path or `default`; without it, the index's own model.
     `device`: where the network runs (auto, cpu, cuda, cuda:N; see `resolve_device`)."""
     folder = Path(folder) if folder is not None else default_index_dir()
-    if not (folder / MANIFEST).is_file() and not create:
+    if not Store(folder).exists and not create:
         raise IndexStoreError(f"no index at {folder}; create one with: simsearch index PHOTOS"
                               + ("" if folder == default_index_dir() else f" --index {folder}"))
     return Index(folder, model, device)
@@ -75,18 +67,46 @@ class Index:
     """A handle on one index folder. Cheap to open: the model and vectors load when used."""
 
     def __init__(self, folder: str | os.PathLike, model: str | os.PathLike | None = None,
-                 device: str | None = None):
+                 device: str | None = None, *, trust_manifest: bool = True):
+        """`trust_manifest=False` (for a repair) ignores manifest.json, damaged or not."""
         self.folder = Path(folder)
+        self.store = Store(self.folder)
         self._model_spec = model
         self._device_spec = device
         self._device: str | None = None
         self._model: ModelRef | None = None
-        self._background: Background | None | bool = False  # False: not loaded yet
+        self._background_loaded = False
+        self._background: Background | None = None
         self._embedder: Embedder | None = None
-        self._store: VectorStore | None = None
-        self.manifest = self._read_manifest()
+        self._vectors: VectorIndex | None = None
+        self._offsets: Offsets | None = None
+        self.manifest = self.store.read_manifest() if trust_manifest else None
+        self._record = self._catalog_record()
 
-    # -- model --------------------------------------------------------------------------
+    # -- model --------------------------------------------------------------------------------
+    def _catalog_record(self) -> dict | None:
+        """The model that made the stored vectors, as the catalog (the source of truth) says;
+        the manifest's copy where the catalog has none yet."""
+        path = self.folder / CATALOG
+        if not path.is_file() or path.stat().st_size == 0:  # none yet, or an empty database
+            return self.manifest["model"] if self.manifest else None
+        catalog = self.catalog()
+        try:
+            raw = catalog.get_meta("model")
+        finally:
+            catalog.close()
+        if raw is None:
+            return self.manifest["model"] if self.manifest else None
+        try:
+            record = json.loads(raw)
+        except ValueError:
+            record = None
+        from simsearch.store import model_record_problem
+        if model_record_problem(record):
+            raise IndexStoreError(f"{self.folder / CATALOG}: its model record is malformed; "
+                                  f"repair with: simsearch check --repair --index {self.folder}")
+        return record
+
     @property
     def model(self) -> ModelRef:
         if self._model is None:
@@ -94,24 +114,23 @@ class Index:
         return self._model
 
     def _resolve_model(self) -> ModelRef:
-        built = self.manifest.get("model") if self.manifest else None
+        built = self._record
         spec = self._model_spec
-        if spec is None and built and built.get("name") not in (None, "default", "default (random init)"):
-            if Path(built["name"]).exists():
-                spec = built["name"]
+        if spec is None and built and built.get("name") not in _DEFAULT_NAMES:
+            spec = built["name"]
         try:
             ref = resolve_model(spec)
         except ModelError as e:
             if spec is None or spec == self._model_spec:
                 raise
-            raise ModelError(f"{self.folder / MANIFEST} names the model that built it, and that "
-                             f"model cannot be used: {e}. Name one with --model") from e
+            raise ModelError(f"{self.folder} was built with the model {spec}, which cannot be "
+                             f"used: {e}. Name it with --model PATH") from e
         if built and built.get("id") != ref.model_id:
             raise ModelMismatchError(
                 f"{self.folder} was built with model {built.get('name')} ({built.get('id', '?')[:12]}), "
                 f"this run uses {ref.name} ({ref.model_id[:12]}); vectors of different models cannot "
                 f"be compared. Use --model {built.get('name')}, or rebuild with: "
-                f"simsearch index PHOTOS --rebuild --index {self.folder}")
+                f"simsearch index PHOTOS --rebuild --model {ref.name} --index {self.folder}")
         return ref
 
     @property
@@ -122,12 +141,13 @@ class Index:
         return self._device
 
     @property
-    def background(self) -> "Background | None":
+    def background(self) -> Background | None:
         """The model's background set for score adjustment (`simsearch.scoring`), if it has one."""
-        if self._background is False:
+        if not self._background_loaded:
             ref = self.model
             self._background = None if ref.background_file is None else load_background(
                 ref.background_file, ref.model_id, ref.config.dim)
+            self._background_loaded = True
         return self._background
 
     @property
@@ -142,108 +162,96 @@ class Index:
 
     @property
     def dim(self) -> int:
-        if self.manifest:
-            return int(self.manifest["dim"])
+        if self._record:
+            return int(self._record["config"]["dim"])
         return self.model.config.dim
-
-    # -- manifest and vectors -----------------------------------------------------------------
-    def _read_manifest(self) -> dict | None:
-        """The manifest, checked field by field: it may come from someone else's folder."""
-        path = self.folder / MANIFEST
-        if not path.is_file():
-            return None
-        repair = f"repair with: simsearch check --repair --index {self.folder}"
-        try:
-            size = path.stat().st_size
-            if size > _MAX_MANIFEST_BYTES:
-                raise ValueError(f"{size} bytes, far more than a manifest holds")
-            data = json.loads(path.read_bytes())
-        except (OSError, ValueError, RecursionError) as e:
-            raise IndexStoreError(f"{path}: unreadable manifest ({e}); {repair}") from e
-        if not isinstance(data, dict) or "format_version" not in data:
-            if not (self.folder / CATALOG).is_file():
-                raise IndexStoreError(f"{self.folder} is not a simsearch index (its {MANIFEST} "
-                                      f"is someone else's); choose another folder with --index")
-            raise IndexStoreError(f"{path}: damaged manifest (not a simsearch manifest); {repair}")
-        version = data["format_version"]
-        if version != FORMAT_VERSION:
-            newer = isinstance(version, int) and version > FORMAT_VERSION
-            raise IndexStoreError(f"{path}: index format {version!r:.40}, this simsearch reads "
-                                  f"{FORMAT_VERSION}; " + ("upgrade simsearch to read it" if newer
-                                                           else repair))
-        problem = _manifest_problem(data)
-        if problem:
-            raise IndexStoreError(f"{path}: {problem}; {repair}")
-        return data
 
     def _model_record(self) -> dict:
         model = self.model
         return {"name": model.name, "id": model.model_id, "config": model.config.to_dict()}
 
-    def _write_manifest(self, catalog: Catalog, store: VectorStore) -> None:
-        self.manifest = _write_manifest(self.folder, catalog, store, self._model_record())
-
     def catalog(self, readonly: bool = True) -> Catalog:
-        path = self.folder / CATALOG
-        if readonly and not path.exists():
-            raise IndexStoreError(f"{self.folder}: catalog.sqlite is missing")
-        return Catalog(path, readonly=readonly)
+        return self.store.catalog(readonly)
 
-    def store(self, catalog: Catalog | None = None) -> VectorStore:
-        """The vectors, from vectors.faiss when it matches the catalog, else rebuilt from it."""
-        if self._store is not None:
-            return self._store
-        own = catalog is None
-        catalog = catalog or self.catalog()
-        try:
-            loaded = self._read_vectors_file(catalog)
-            with catalog.snapshot():
-                store = self._agreeing(catalog, loaded)
-        finally:
-            if own:
+    # -- vectors and offsets --------------------------------------------------------------------
+    @property
+    def factory(self) -> str:
+        return (self.manifest or {}).get("vectors", {}).get("factory", DEFAULT_FACTORY)
+
+    def _load(self) -> tuple[VectorIndex, Offsets]:
+        """The vector index (vectors.faiss when it agrees with the catalog, else rebuilt from
+        it) and every image's score offset, from one committed catalog state."""
+        if self._vectors is None:
+            catalog = self.catalog()
+            try:
+                loaded = self._read_vectors_file()  # before the snapshot: see _agreeing
+                with catalog.snapshot():
+                    self._vectors = self._agreeing(catalog, loaded)
+                    self._offsets = self._stored_offsets(catalog)
+            finally:
                 catalog.close()
-        self._store = store
-        return store
+        return self._vectors, self._offsets
 
-    def _read_vectors_file(self, catalog: Catalog) -> VectorStore | None:
-        """vectors.faiss if the manifest says it is current, else None. Must run before the
+    def _read_vectors_file(self) -> VectorIndex | None:
+        """vectors.faiss if the manifest describes it, else None. Read before the catalog
         snapshot that `_agreeing` checks it in: a writer commits the catalog, then saves
         vectors.faiss, then the manifest, so a file read after the manifest and before a
-        snapshot of the same generation is that generation's file."""
+        snapshot of the manifest's generation is that generation's file."""
         path = self.folder / VECTORS
-        if not self.manifest or not path.is_file():
+        if not self.manifest or self.manifest.get("format_version") != FORMAT_VERSION:
             return None
-        if int(self.manifest["generation"]) != catalog.generation:
-            return None
-        background = self._background_if_usable()
-        wanted = "cosine" if background is None else background.fingerprint
-        if self.manifest.get("scoring") != wanted:
-            return None  # offsets made for another background (or none): rebuild
         try:
-            store = VectorStore.load(path, self.dim, background)
-            store.ids()  # an id map, as simsearch writes; any other faiss index is not ours
-            return store
-        except (IndexStoreError, AttributeError, RuntimeError):
-            return None  # derived data: a damaged or foreign file is rebuilt from the catalog
+            return VectorIndex.load(path, self.dim, self.factory)
+        except IndexStoreError:
+            return None  # derived data: a missing, damaged or foreign file is rebuilt
 
-    def _agreeing(self, catalog: Catalog, store: VectorStore | None) -> VectorStore:
-        """`store` if it matches the catalog's current generation and count, else a rebuild."""
-        if (store is None or int(self.manifest["generation"]) != catalog.generation
-                or store.count != catalog.count()):
-            store = self._rebuild(catalog)
-        return store
+    def _agreeing(self, catalog: Catalog, loaded: VectorIndex | None) -> VectorIndex:
+        """`loaded` if it matches the catalog's current generation, count and a sample of its
+        vectors, else a rebuild from the catalog."""
+        if (loaded is None or int(self.manifest["generation"]) != catalog.generation
+                or loaded.count != catalog.count() or not vectors_agree(catalog, loaded)):
+            return self._rebuild(catalog)
+        return loaded
 
-    def _rebuild(self, catalog: Catalog) -> VectorStore:
-        store = VectorStore(self.dim, background=self._background_if_usable())
-        for ids, vectors in catalog.vectors():
-            if vectors.shape[1] != self.dim:
+    def _rebuild(self, catalog: Catalog) -> VectorIndex:
+        vectors = VectorIndex(self.dim, self.factory)
+        for ids, batch in catalog.vectors():
+            if batch.shape[1] != self.dim:
                 raise IndexStoreError(
-                    f"{catalog.path}: catalog vectors have {vectors.shape[1]} dimensions, the index "
+                    f"{catalog.path}: catalog vectors have {batch.shape[1]} dimensions, the index "
                     f"{self.dim}; repair with: simsearch check --repair --index {self.folder}")
-            store.add(ids, vectors)
-        return store
+            vectors.add(ids, batch)
+        return vectors
 
-    # -- writing -----------------------------------------------------------------------
+    def _stored_offsets(self, catalog: Catalog) -> Offsets:
+        """Offsets as stored at ingest when they were made for the model's background (the
+        catalog records which), recomputed in memory otherwise."""
+        wanted = self._scoring()
+        ids, values = catalog.offsets()
+        stored = catalog.get_meta("scoring")
+        whole = stored is not None and not np.isnan(values).any()
+        if wanted is None:  # the model is not here: offsets made for it at ingest still hold
+            if whole:
+                return Offsets(ids, values)
+            raise ModelError(f"{self.folder}: the score offsets of some images were never "
+                             f"computed and the model that built the index is not here to "
+                             f"compute them; name it with --model PATH")
+        if wanted == "cosine":
+            return Offsets.zeros(ids)
+        if stored == wanted and whole:
+            return Offsets(ids, values)
+        return _computed_offsets(catalog, self.background)
+
+    def _scoring(self) -> str | None:
+        """What the offsets must be made for: the background's fingerprint, "cosine" for a
+        model without one, None when the model is not at hand (then the catalog's word holds)."""
+        try:
+            background = self.background
+        except (ModelError, ModelMismatchError):
+            return None
+        return "cosine" if background is None else background.fingerprint
+
+    # -- writing ------------------------------------------------------------------------------
     def add_paths(self, paths: Iterable[str | os.PathLike], progress: Progress | None = None,
                   workers: int | None = None, batch_size: int = 32,
                   rebuild: bool = False) -> IngestReport:
@@ -252,40 +260,164 @@ class Index:
 
         A failure to write (full disk, read-only folder) raises `IndexStoreError`; what was
         committed before it stays, and the next run carries on from there."""
-        try:
-            self.folder.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise _write_error(self.folder, e) from e
-        with _WriterLock(self.folder / LOCK):
+        roots = [os.path.abspath(os.fspath(p)) for p in paths]
+        missing = [r for r in roots if not os.path.lexists(r)]
+        if missing:
+            raise SimsearchError(f"{missing[0]}: no such file or folder; nothing was indexed")
+        with self.store.writer():
             if rebuild:
-                self.manifest = None
-                self._model = None
-                self._background = False
-                self._embedder = None
+                self._record = None  # the new model's vectors replace every row
+                self._forget_loaded()
             self.model  # resolve and check before touching anything
             self.device
             catalog = self.catalog(readonly=False)
             try:
+                record = self._model_record()
                 if rebuild or catalog.get_meta("model") is None:
                     with catalog.transaction():
                         if rebuild:
                             catalog.clear()
-                        catalog.set_meta("model", json.dumps(self._model_record()))
-                if rebuild:
-                    store = VectorStore(self.dim, background=self.background)
-                else:
-                    self._store = None
-                    store = self.store(catalog)
-                self._store = store
-                report = ingest(catalog, store, lambda: self.embedder, [os.fspath(p) for p in paths],
-                                progress=progress, workers=workers, batch_size=batch_size)
-                _save_vectors(store, self.folder / VECTORS)
-                self._write_manifest(catalog, store)
+                            catalog.set_meta("rebuild", json.dumps(roots))
+                        catalog.set_model(json.dumps(record))
+                self._record = record
+                self._check_one_model(catalog)
+                scoring = self._make_offsets_current(catalog)
+                self._vectors = None
+                vectors, _ = self._load_with(catalog)
+                report = ingest(catalog, vectors, lambda: self.embedder, roots,
+                                progress=progress, workers=workers, batch_size=batch_size,
+                                background=self.background)
+                self._finish_rebuild(catalog, roots)
+                self.manifest = self.store.commit(catalog, vectors, record, scoring)
             finally:
                 catalog.close()
+                self._forget_loaded()
         return report
 
-    # -- reading ---------------------------------------------------------------------------
+    def _load_with(self, catalog: Catalog) -> tuple[VectorIndex, Offsets]:
+        loaded = self._read_vectors_file()
+        with catalog.snapshot():
+            self._vectors = self._agreeing(catalog, loaded)
+            self._offsets = self._stored_offsets(catalog)
+        return self._vectors, self._offsets
+
+    def _forget_loaded(self) -> None:
+        self._vectors = self._offsets = None
+        self._model = self._embedder = None
+        self._background_loaded = False
+
+    def _check_one_model(self, catalog: Catalog) -> None:
+        models = catalog.models_in_use()
+        if set(models) - {self.model.model_id}:
+            raise ModelMismatchError(
+                f"{self.folder}: the catalog holds vectors of {len(models)} models "
+                f"({', '.join(f'{m[:12]}: {n}' for m, n in models.items())}); they cannot be "
+                f"compared. Rebuild with: simsearch index PHOTOS --rebuild --index {self.folder}")
+
+    def _make_offsets_current(self, catalog: Catalog) -> str:
+        """Store every image's offset against the model's background (all of them again when
+        the background changed); returns what they were made for."""
+        wanted = self._scoring()
+        if catalog.get_meta("scoring") != wanted or np.isnan(catalog.offsets()[1]).any():
+            with catalog.transaction():
+                if self.background is None:
+                    ids, _ = catalog.offsets()
+                    catalog.set_offsets(ids, np.zeros(len(ids), np.float32))
+                else:
+                    for ids, batch in catalog.vectors():
+                        catalog.set_offsets(ids, self.background.offsets(batch))
+                catalog.set_meta("scoring", wanted)
+        return wanted
+
+    def _finish_rebuild(self, catalog: Catalog, roots: list[str]) -> None:
+        """A rebuild is finished once a run has covered every folder it was started on."""
+        raw = catalog.get_meta("rebuild")
+        if raw is None:
+            return
+        started = set(json.loads(raw))
+        covered = all(any(r == root or r.startswith(root.rstrip(os.sep) + os.sep) for root in roots)
+                      for r in started)
+        if covered:
+            with catalog.transaction():
+                catalog.delete_meta("rebuild")
+
+    def unfinished_rebuild(self) -> list[str] | None:
+        """The folders of a `--rebuild` that was stopped before it finished (the index then
+        holds only part of them), or None."""
+        if not (self.folder / CATALOG).is_file():
+            return None
+        catalog = self.catalog()
+        try:
+            raw = catalog.get_meta("rebuild")
+        finally:
+            catalog.close()
+        return None if raw is None else list(json.loads(raw))
+
+    def _write(self, change) -> int:
+        """Run `change(catalog)` in one catalog transaction under the writer lock, then commit
+        the derived files: the one way file actions change an index."""
+        with self.store.writer():
+            catalog = self.catalog(readonly=False)
+            try:
+                with catalog.transaction():
+                    result = change(catalog)
+                self._vectors = None
+                vectors, _ = self._load_with(catalog)
+                scoring = catalog.get_meta("scoring") or "cosine"
+                record = self._record or self._model_record()
+                self.manifest = self.store.commit(catalog, vectors, record, scoring)
+            finally:
+                catalog.close()
+                self._vectors = self._offsets = None
+        return result
+
+    def forget(self, paths: Iterable[str | os.PathLike]) -> int:
+        """Remove these files' rows (the files themselves are not touched). Returns how many."""
+        keys = [os.path.abspath(os.fspath(p)) for p in paths]
+
+        def change(catalog: Catalog) -> int:
+            ids = [row.id for row in (catalog.get(p) for p in keys) if row is not None]
+            catalog.delete(ids)
+            return len(ids)
+        return self._write(change)
+
+    def relocate(self, moves: dict) -> int:
+        """Files simsearch moved keep their rows under their new paths. Returns how many."""
+        def change(catalog: Catalog) -> int:
+            n = 0
+            for old, new in moves.items():
+                row = catalog.get(os.path.abspath(os.fspath(old)))
+                if row is None:
+                    continue
+                new = os.path.abspath(os.fspath(new))
+                st = os.stat(new)
+                catalog.move(row.id, new, st.st_size, st.st_mtime_ns)
+                n += 1
+            return n
+        return self._write(change)
+
+    def mark_not_duplicates(self, paths: Iterable[str | os.PathLike]) -> int:
+        """Remember that these pictures are all different from one another: later dedupe runs
+        never put two of them in one group. Stored by content, so it survives moves. Returns
+        the number of pairs recorded."""
+        keys = [os.path.abspath(os.fspath(p)) for p in paths]
+
+        def change(catalog: Catalog) -> int:
+            shas = sorted({row.sha256 for row in (catalog.get(p) for p in keys) if row})
+            pairs = [(a, b) for i, a in enumerate(shas) for b in shas[i + 1:]]
+            catalog.add_not_duplicates(pairs)
+            return len(pairs)
+        return self._write(change)
+
+    def not_duplicate_pairs(self) -> set[tuple[str, str]]:
+        """Content-hash pairs (a < b) a user said are different pictures."""
+        catalog = self.catalog()
+        try:
+            return catalog.not_duplicates()
+        finally:
+            catalog.close()
+
+    # -- reading ------------------------------------------------------------------------------
     def count(self) -> int:
         catalog = self.catalog()
         try:
@@ -297,6 +429,8 @@ class Index:
                batch_size: int = 32) -> list[QueryResult]:
         """The `k` most similar indexed images for each query image, best first. A query image
         that cannot be decoded gets a result with `error` set; the others are still answered."""
+        if not isinstance(k, int) or k < 1:
+            raise SimsearchError(f"k must be a whole number of at least 1, not {k!r}")
         results = [QueryResult(os.path.abspath(os.fspath(p))) for p in images]
         arrays, wanted = [], []
         for i, result in enumerate(results):
@@ -316,8 +450,10 @@ class Index:
         return results
 
     def search_vectors(self, vectors: np.ndarray, k: int = 10) -> list[list[Match]]:
-        store = self.store()
-        scores, ids = adjusted_search(store, vectors, k, self.background)
+        if not isinstance(k, int) or k < 1:
+            raise SimsearchError(f"k must be a whole number of at least 1, not {k!r}")
+        index, offsets = self._load()
+        scores, ids = adjusted_search(index, vectors, k, self.background, offsets)
         catalog = self.catalog()
         try:
             paths = catalog.paths(np.unique(ids[ids >= 0]))
@@ -326,44 +462,89 @@ class Index:
         return [[Match(paths[int(i)], float(s)) for s, i in zip(srow, irow) if int(i) in paths]
                 for srow, irow in zip(scores, ids)]
 
-    def duplicates(self, threshold: float | None = None, linkage: str = "centre",
-                   background: "Background | None | str" = "model") -> "DuplicateReport":
-        """Exact (same content) and near-duplicate groups, from the stored vectors alone.
-        `linkage`: "centre" or "complete" (see `simsearch.dedupe`); `background`: the score
-        adjustment ("model": the model's own, None: plain cosine; see `simsearch.scoring`)."""
-        from simsearch.dedupe import find_duplicates
-
-        if threshold is None:
-            threshold = self.default_threshold()
-        catalog = self.catalog()
-        try:
-            loaded = self._read_vectors_file(catalog)
-            with catalog.snapshot():  # vectors and paths from one committed state
-                return find_duplicates(catalog, self._agreeing(catalog, loaded), threshold,
-                                       linkage, self._background_if_usable()
-                                       if background == "model" else background)
-        finally:
-            catalog.close()
-
-    def _background_if_usable(self) -> "Background | None":
-        """Dedupe needs no network; where the model itself cannot be found it scores plain
-        cosine. A background file that exists but cannot be used is an error."""
-        try:
-            self.model
-        except (ModelError, ModelMismatchError):
-            return None
-        return self.background
-
-    def default_threshold(self) -> float:
-        """The dedupe threshold calibrated for the index's model (read from the model's
-        metadata, no torch), or `DEFAULT_THRESHOLD` when that model cannot be used here."""
-        from simsearch.dedupe import DEFAULT_THRESHOLD
-
+    def default_threshold(self) -> tuple[float, str]:
+        """The dedupe threshold when none is given, and where it comes from: one calibrated on
+        the user's photos and saved in the index (`save_threshold`), else the model's own. A
+        model that cannot be found is an error, never a silent default."""
+        saved = self.threshold()
+        if saved is not None:
+            return saved
         try:
             ref = self.model
-        except (ModelError, ModelMismatchError):
-            return DEFAULT_THRESHOLD
-        return ref.dedupe_threshold if ref.dedupe_threshold is not None else DEFAULT_THRESHOLD
+        except (ModelError, ModelMismatchError) as e:
+            raise ModelError(f"{e}. Without the model its calibrated dedupe threshold is not "
+                             f"known: give one with --threshold") from e
+        if ref.dedupe_threshold is None:
+            raise ModelError(f"{ref.name} carries no calibrated dedupe threshold; give one with "
+                             f"--threshold, or calibrate one on your photos with simsearch eval")
+        return float(ref.dedupe_threshold), "model"
+
+    def threshold(self) -> tuple[float, str] | None:
+        """A threshold saved in the index for its model, and its source, or None."""
+        if not (self.folder / CATALOG).is_file():
+            return None
+        catalog = self.catalog()
+        try:
+            raw = catalog.get_meta("dedupe_threshold")
+        finally:
+            catalog.close()
+        if raw is None:
+            return None
+        try:
+            saved = json.loads(raw)
+            value = check_threshold(saved["value"])
+        except (ValueError, TypeError, KeyError, SimsearchError):
+            return None
+        if self._record and saved.get("model_id") not in (None, self._record.get("id")):
+            return None  # calibrated for another model
+        return value, str(saved.get("source", "calibrated"))
+
+    def save_threshold(self, value: float, source: str = "calibrated",
+                       details: dict | None = None) -> None:
+        """Keep a dedupe threshold in the index (for its model): dedupe uses it by default."""
+        value = check_threshold(value)
+        record = {"value": value, "source": source,
+                  "model_id": (self._record or {}).get("id"), **(details or {})}
+        self._write(lambda catalog: catalog.set_meta("dedupe_threshold", json.dumps(record)))
+
+    def duplicates(self, threshold: float | None = None, linkage: str = "centre",
+                   background: "str | Background | None" = "model") -> DuplicateReport:
+        """Groups of duplicate files, from the stored vectors alone (no network is run).
+        `threshold`: default `default_threshold()`. `linkage`: "centre" or "complete" (see
+        `simsearch.dedupe`). `background`: "model" scores with the offsets stored at ingest,
+        None plain cosine, or another `Background` (see `simsearch.scoring`)."""
+        if threshold is None:
+            threshold, source = self.default_threshold()
+        else:
+            threshold, source = check_threshold(threshold), "command line"
+        catalog = self.catalog()
+        try:
+            with catalog.snapshot():  # vectors, offsets and paths from one committed state
+                ids, contents = catalog.contents()
+                chunks = [batch for _, batch in catalog.vectors()]
+                vectors = np.concatenate(chunks) if chunks else np.zeros((0, self.dim), np.float32)
+                if isinstance(background, Background):
+                    offsets = background.offsets(vectors)
+                elif background == "model":
+                    offsets = self._stored_offsets(catalog).of(ids)
+                else:
+                    offsets = np.zeros(len(ids), np.float32)
+                codes = np.unique(contents, return_inverse=True)[1] if len(ids) else np.zeros(0, np.int64)
+                apart = _apart_ids(catalog.not_duplicates(), ids, contents)
+                found = find_groups(ids, vectors, offsets, codes, threshold, linkage, apart)
+                rows = catalog.rows_by_id({i for g in found for i in g.ids})
+        finally:
+            catalog.close()
+        report = DuplicateReport(threshold, source)
+        for g in found:
+            members = _distinct_files([Member(i, rows[i].path, s, rows[i].sha256, rows[i].size,
+                                              rows[i].width, rows[i].height, rows[i].mtime_ns)
+                                       for i, s in zip(g.ids, g.scores)])
+            if len(members) > 1:
+                kind = "exact" if len({m.sha256 for m in members}) == 1 else "near"
+                report.groups.append(Group(kind, members))
+        report.groups.sort(key=lambda g: (-len(g.members), g.centre))
+        return report
 
     def vectors(self) -> tuple[list[str], np.ndarray]:
         """Every stored (path, vector), in id order: a list of paths and a float32 [n, d]."""
@@ -385,125 +566,65 @@ class Index:
         `paths`). Returns the number of vectors written."""
         paths, vectors = self.vectors()
         out = Path(out)
-        tmp = out.with_name(out.name + ".tmp.npz")
         try:
-            np.savez(tmp, vectors=vectors.astype(np.float32), paths=np.array(paths, dtype=str))
-            os.replace(tmp, out)
+            write_atomic(out, lambda f: np.savez(f, vectors=vectors.astype(np.float32),
+                                                 paths=np.array(paths, dtype=str)))
         except OSError as e:
-            _remove_quietly(tmp)
             raise IndexStoreError(f"{out}: cannot write ({e.strerror or e})") from e
         return len(paths)
 
 
-def _manifest_problem(data: dict) -> str | None:
-    """What is wrong with a parsed manifest, or None: every field the code relies on is typed."""
-    for key in ("model", "dim", "count", "generation"):
-        if key not in data:
-            return f"manifest lacks {key!r}"
-    for key in ("dim", "count", "generation"):
-        value = data[key]
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            return f"manifest {key} is {str(value)[:40]!r}, not a count"
-    problem = _record_problem(data["model"])
-    if problem:
-        return f"manifest: {problem}"
-    if data["model"]["config"]["dim"] != data["dim"]:
-        return "manifest dim differs from its model's"
-    return None
-
-
-def _record_problem(record) -> str | None:
-    """What is wrong with a model record ({name, id, config}), or None."""
-    if (not isinstance(record, dict) or not isinstance(record.get("name"), str)
-            or not isinstance(record.get("id"), str) or not isinstance(record.get("config"), dict)):
-        return "model record is malformed"
-    try:
-        ModelConfig.from_dict(record["config"])
-    except (ModelError, TypeError, ValueError, OverflowError) as e:
-        return f"model record is malformed ({e})"
-    if type(record["config"].get("dim")) is not int:
-        return "model record is malformed (dim)"
-    return None
-
-
-class _WriterLock:
-    """An exclusive `flock` on the index's lock file; refuses at once if another writer has it."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        self.fd: int | None = None
-
-    def __enter__(self):
-        try:
-            self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as e:
-            raise _write_error(self.path.parent, e) from e
-        try:
-            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.read(self.fd, 64).decode(errors="replace").strip() or "?"
-            os.close(self.fd)
-            raise IndexLockedError(f"{self.path.parent} is being written by another simsearch "
-                                   f"process (pid {holder}); wait for it to finish and run again")
-        except OSError as e:
-            os.close(self.fd)
-            raise _write_error(self.path.parent, e) from e
-        try:  # the pid is only for the message above; not being able to write it is harmless
-            os.ftruncate(self.fd, 0)
-            os.pwrite(self.fd, str(os.getpid()).encode(), 0)
-        except OSError:
-            pass
-        return self
-
-    def __exit__(self, *exc):
-        os.close(self.fd)  # closing releases the lock
+def vectors_agree(catalog: Catalog, vectors: VectorIndex, sample: int = _VERIFY_SAMPLE) -> bool:
+    """Whether a spread sample of the vector index's rows holds, under the same ids, the
+    vectors the catalog keeps (a foreign or shuffled file with the right count does not)."""
+    ids = vectors.ids()
+    if len(ids) == 0:
+        return True
+    picks = ids[np.unique(np.linspace(0, len(ids) - 1, min(sample, len(ids))).astype(np.int64))]
+    stored = catalog.vectors_by_id(picks)
+    if len(stored) != len(picks):
         return False
+    got = vectors.get(picks)
+    want = np.stack([stored[int(i)] for i in picks])
+    return got.shape == want.shape and bool(np.allclose(got, want, atol=1e-4))
 
 
-def _write_manifest(folder: Path, catalog: Catalog, store: VectorStore, record: dict) -> dict:
-    data = {"format_version": FORMAT_VERSION, "model": record,
-            "dim": int(record["config"]["dim"]), "count": store.count,
-            "generation": catalog.generation, "metric": "cosine", "scoring": store.scoring}
-    _write_atomic(folder / MANIFEST, json.dumps(data, indent=2) + "\n")
-    return data
+def _computed_offsets(catalog: Catalog, background: Background) -> Offsets:
+    all_ids, all_offsets = [], []
+    for ids, batch in catalog.vectors():
+        all_ids.append(ids)
+        all_offsets.append(background.offsets(batch))
+    if not all_ids:
+        return Offsets.zeros(np.zeros(0, np.int64))
+    return Offsets(np.concatenate(all_ids), np.concatenate(all_offsets))
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with open(tmp, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as e:
-        _remove_quietly(tmp)
-        raise _write_error(path.parent, e) from e
+def _apart_ids(pairs: set[tuple[str, str]], ids: np.ndarray, contents: np.ndarray
+               ) -> set[tuple[int, int]]:
+    """Content pairs a user set apart, as pairs of row ids (one row per content suffices:
+    dedupe groups whole contents)."""
+    if not pairs:
+        return set()
+    first: dict[str, int] = {}
+    for i, sha in zip(ids.tolist(), contents.tolist()):
+        first.setdefault(sha, i)
+    return {(min(first[a], first[b]), max(first[a], first[b]))
+            for a, b in pairs if a in first and b in first}
 
 
-def _save_vectors(store: VectorStore, path: Path) -> None:
-    """`store.save`, with a failed write (faiss reports one as RuntimeError) as IndexStoreError;
-    the previous vectors.faiss stays as it was."""
-    try:
-        store.save(path)
-    except (OSError, RuntimeError) as e:
-        _remove_quietly(path.with_name(path.name + ".tmp"))
-        raise _write_error(path.parent, e) from e
-
-
-def _write_error(folder: Path, e: Exception) -> IndexStoreError:
-    if isinstance(e, OSError):
-        reason = e.strerror or str(e)
-    else:
-        lines = str(e).strip().splitlines()
-        reason = lines[-1] if lines else type(e).__name__
-    return IndexStoreError(f"{folder}: cannot write the index ({reason}); the last committed "
-                           f"state is kept. Free disk space or make the folder writable, then "
-                           f"run again")
-
-
-def _remove_quietly(path: Path) -> None:
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
+def _distinct_files(members: list[Member]) -> list[Member]:
+    """One member per file: two paths of one file (a link and its target, one folder indexed
+    under two names) are the same file, never duplicates of each other."""
+    seen: set[tuple[int, int]] = set()
+    out = []
+    for m in members:
+        try:
+            st = os.stat(m.path)
+            key = (st.st_dev, st.st_ino)
+        except OSError:
+            out.append(m)
+            continue
+        if key not in seen:
+            seen.add(key)
+            out.append(m)
+    return out

@@ -1,4 +1,11 @@
-"""The ingest pipeline: files -> decode pool -> embedder -> catalog (+ vector store).
+"""The ingest pipeline, in three steps: plan -> compute -> commit.
+
+- plan: walk the folders and compare each file with its catalog row (size and mtime): only new
+  or changed files go on;
+- compute (`compute_file`, `compute_files`): a pure function of one file: its content hash and,
+  unless that content is indexed already, its decoded pixels, then its vector; or a reason to
+  skip it. Threads run it here; processes or remote workers (`simsearch.cluster`) can too;
+- commit (`Committer`): one catalog transaction per batch, then the in-memory vector index.
 
 Incremental: a file whose size and mtime match the catalog is not read at all; a changed file is
 hashed, and re-embedded only when its content changed; a new file whose content hash is already
@@ -21,9 +28,11 @@ from simsearch.embedder import Embedder
 from simsearch.errors import DecodeError
 from simsearch.files import FileInfo, WalkProblem, sha256, stat_file, walk_images
 from simsearch.images import load_image
-from simsearch.vectors import VectorStore
+from simsearch.scoring import Background
+from simsearch.vectors import VectorIndex
 
-__all__ = ["Skipped", "IngestReport", "ingest"]
+__all__ = ["Skipped", "IngestReport", "Computed", "compute_file", "compute_files", "Committer",
+           "ingest"]
 
 Progress = Callable[[int, int], None]
 
@@ -59,15 +68,56 @@ class IngestReport:
 
 
 @dataclass
-class _Prepared:
-    """What a worker made of one file: its hash and, when it must be embedded, its pixels."""
+class Computed:
+    """What compute made of one file: its hash and, when its content is new, its pixels (for
+    the network) and then its vector."""
 
     info: FileInfo
-    row: Row | None
     sha: str
     array: np.ndarray | None = None
     width: int = 0
     height: int = 0
+    vector: np.ndarray | None = None
+
+    @property
+    def new_content(self) -> bool:
+        return self.array is not None or self.vector is not None
+
+
+def compute_file(info: FileInfo, input_size: int, prepare: Callable,
+                 known: Callable[[str], bool] | None = None) -> Computed | Skipped:
+    """Hash one file and, unless `known(sha)` says its content is indexed already, decode it to
+    the network's input (`prepare(picture) -> uint8 array`). Never raises for a bad file: the
+    reason comes back as `Skipped`."""
+    try:
+        sha = sha256(info.path)
+        if known is not None and known(sha):
+            return Computed(info, sha)
+        picture = load_image(info.path, target=input_size)
+        array = prepare(picture.image)
+        if stat_file(info.path) != info:
+            return Skipped(info.path, "changed while being indexed (run again to pick it up)")
+        return Computed(info, sha, array, picture.width, picture.height)
+    except DecodeError as e:
+        if not os.path.lexists(info.path):
+            return Skipped(info.path, "disappeared while being indexed")
+        return Skipped(info.path, e.reason)
+    except FileNotFoundError:
+        return Skipped(info.path, "disappeared while being indexed")
+    except OSError as e:
+        return Skipped(info.path, f"cannot read: {e.strerror or e}")
+
+
+def compute_files(infos: list[FileInfo], embedder: Embedder) -> list[Computed | Skipped]:
+    """Hash, decode and embed a batch of files: what a remote worker runs (no catalog, no
+    index: its results are committed by the one writer)."""
+    done = [compute_file(info, embedder.config.input_size, embedder.prepare) for info in infos]
+    fresh = [c for c in done if isinstance(c, Computed) and c.array is not None]
+    if fresh:
+        vectors = embedder.embed_arrays(np.stack([c.array for c in fresh]))
+        for c, v in zip(fresh, vectors):
+            c.vector, c.array = v, None
+    return done
 
 
 # Files found by the walk but not yet handed to the decoders: enough to give the progress bar
@@ -75,9 +125,23 @@ class _Prepared:
 LOOKAHEAD = 100_000
 
 
-def ingest(catalog: Catalog, store: VectorStore, embedder_factory: Callable[[], Embedder],
+def plan(catalog: Catalog, roots: list[str], report: IngestReport) -> Iterator[tuple[FileInfo, Row | None]]:
+    """Every image file under `roots` that is new or changed since its catalog row (an
+    unchanged one is only counted), with that row."""
+    def problem(p: WalkProblem) -> None:
+        report.skipped.append(Skipped(p.path, p.reason))
+
+    for info in walk_images(roots, on_problem=problem):
+        row = catalog.get(info.path)
+        if row is not None and row.size == info.size and row.mtime_ns == info.mtime_ns:
+            report.unchanged += 1
+        else:
+            yield info, row
+
+
+def ingest(catalog: Catalog, vectors: VectorIndex, embedder_factory: Callable[[], Embedder],
            roots: Iterable[str], progress: Progress | None = None, workers: int | None = None,
-           batch_size: int = 32) -> IngestReport:
+           batch_size: int = 32, background: Background | None = None) -> IngestReport:
     """Bring the catalog and `store` in line with the image files under `roots`.
 
     The folder walk streams into the decoders through a bounded look-ahead, so memory stays
@@ -85,21 +149,10 @@ def ingest(catalog: Catalog, store: VectorStore, embedder_factory: Callable[[], 
     changed files found so far (exact once the walk has finished)."""
     report = IngestReport()
     roots = [os.path.abspath(os.fspath(r)) for r in roots]
-
-    def problem(p: WalkProblem) -> None:
-        report.skipped.append(Skipped(p.path, p.reason))
-
-    def changed() -> Iterator[tuple[FileInfo, Row | None]]:
-        for info in walk_images(roots, on_problem=problem):
-            row = catalog.get(info.path)
-            if row is not None and row.size == info.size and row.mtime_ns == info.mtime_ns:
-                report.unchanged += 1
-            else:
-                yield info, row
-
-    batcher = _Batcher(catalog, store, embedder_factory, report, progress, batch_size)
-    batcher.run(_LookAhead(changed(), LOOKAHEAD), workers)
-    _remove_missing(catalog, store, roots, report)
+    committer = Committer(catalog, vectors, report, background)
+    batcher = _Batcher(catalog, committer, embedder_factory, report, progress, batch_size)
+    batcher.run(_LookAhead(plan(catalog, roots, report), LOOKAHEAD), workers)
+    _remove_missing(catalog, vectors, roots, report)
     return report
 
 
@@ -131,12 +184,14 @@ class _LookAhead:
 
 
 class _Batcher:
-    def __init__(self, catalog, store, embedder_factory, report, progress, batch_size):
-        self.catalog, self.store, self.embedder_factory = catalog, store, embedder_factory
+    """Runs compute in a thread pool ahead of the network and hands batches to the committer."""
+
+    def __init__(self, catalog, committer, embedder_factory, report, progress, batch_size):
+        self.catalog, self.committer, self.embedder_factory = catalog, committer, embedder_factory
         self.embedder: Embedder | None = None
         self.report, self.progress = report, progress
         self.batch_size = batch_size
-        self.pending: list[_Prepared] = []
+        self.pending: list[tuple[Computed, Row | None]] = []
         self.done = 0
         self.work: _LookAhead | None = None
 
@@ -151,92 +206,125 @@ class _Batcher:
         workers = workers or min(8, os.cpu_count() or 1)
         window = max(2 * self.batch_size, 4 * workers)
         with ThreadPoolExecutor(workers, thread_name_prefix="simsearch-decode") as pool:
-            queue: deque[Future] = deque()
-            for item in work:
-                queue.append(pool.submit(self._prepare, *item))
+            queue: deque[tuple[Future, Row | None]] = deque()
+            for info, row in work:
+                queue.append((pool.submit(self._compute, info, row), row))
                 if len(queue) >= window:
-                    self._take(queue.popleft().result())
+                    self._take(*self._result(queue.popleft()))
             while queue:
-                self._take(queue.popleft().result())
+                self._take(*self._result(queue.popleft()))
         self._flush()
 
-    def _prepare(self, info: FileInfo, row: Row | None) -> _Prepared | Skipped:
-        """Runs in a worker thread: hash, and decode only when the content is new."""
-        try:
-            sha = sha256(info.path)
-            if (row is not None and row.sha256 == sha) or self.catalog.has_sha256(sha):
-                return _Prepared(info, row, sha)
-            picture = load_image(info.path, target=self.embedder.config.input_size)
-            array = self.embedder.prepare(picture.image)
-            if stat_file(info.path) != info:
-                return Skipped(info.path, "changed while being indexed (run again to pick it up)")
-            return _Prepared(info, row, sha, array, picture.width, picture.height)
-        except DecodeError as e:
-            if not os.path.lexists(info.path):
-                return Skipped(info.path, "disappeared while being indexed")
-            return Skipped(info.path, e.reason)
-        except FileNotFoundError:
-            return Skipped(info.path, "disappeared while being indexed")
-        except OSError as e:
-            return Skipped(info.path, f"cannot read: {e.strerror or e}")
+    @staticmethod
+    def _result(item: tuple[Future, Row | None]):
+        future, row = item
+        return future.result(), row
 
-    def _take(self, item: _Prepared | Skipped) -> None:
+    def _compute(self, info: FileInfo, row: Row | None) -> Computed | Skipped:
+        """Runs in a worker thread; content already indexed is not decoded again."""
+        known = lambda sha: (row is not None and row.sha256 == sha) or self.catalog.has_sha256(sha)
+        return compute_file(info, self.embedder.config.input_size, self.embedder.prepare, known)
+
+    def _take(self, item: Computed | Skipped, row: Row | None) -> None:
         if isinstance(item, Skipped):
-            self.report.skipped.append(item)
+            self.committer.skip(item, row)
             self._tick(1)
             return
-        self.pending.append(item)
-        if sum(p.array is not None for p in self.pending) >= self.batch_size:
+        self.pending.append((item, row))
+        if sum(c.array is not None for c, _ in self.pending) >= self.batch_size:
             self._flush()
 
     def _flush(self) -> None:
         if not self.pending:
             return
-        fresh = [p for p in self.pending if p.array is not None]
-        vectors = self.embedder.embed_arrays(np.stack([p.array for p in fresh])) if fresh else None
+        fresh = [c for c, _ in self.pending if c.array is not None]
+        if fresh:
+            vectors = self.embedder.embed_arrays(np.stack([c.array for c in fresh]))
+            for c, v in zip(fresh, vectors):
+                c.vector, c.array = v, None
+        self.committer.commit(self.pending)
+        self._tick(len(self.pending))
+        self.pending = []
+
+    def _tick(self, n: int) -> None:
+        self.done += n
+        if self.progress:
+            self.progress(self.done, self.work.found)
+
+
+class Committer:
+    """The one place ingest writes: a batch of computed files becomes one catalog transaction,
+    then the same change in the in-memory vector index. Score offsets against the model's
+    background are computed here, once per new vector, and stored with it."""
+
+    def __init__(self, catalog: Catalog, vectors: VectorIndex, report: IngestReport,
+                 background: Background | None = None):
+        self.catalog, self.vectors, self.report = catalog, vectors, report
+        self.background = background
+
+    def skip(self, item: Skipped, row: Row | None) -> None:
+        """A file that cannot be used now. If it was indexed before (and has changed since,
+        or it would not have been read), its old row no longer describes it: that row is
+        removed, so that it can never stand in a group for a file that is not there."""
+        self.report.skipped.append(item)
+        if row is not None and self.catalog.get(row.path) is not None:
+            with self.catalog.transaction():
+                self.catalog.delete([row.id])
+            self.vectors.remove(np.array([row.id], dtype=np.int64))
+            self.report.removed += 1
+
+    def commit(self, batch: list[tuple[Computed, Row | None]]) -> None:
+        fresh = [(c, row) for c, row in batch if c.vector is not None]
+        vectors = np.stack([c.vector for c, _ in fresh]) if fresh else None
+        if vectors is not None and not np.isfinite(vectors).all():
+            from simsearch.errors import ModelError
+            raise ModelError("the model produced vectors that are not finite numbers (NaN or "
+                             "infinity); nothing of this batch was stored. The model file is "
+                             "broken: use another with --model")
+        offsets = (self.background.offsets(vectors) if self.background is not None and fresh
+                   else np.zeros(len(fresh), np.float32))
         new_ids, new_vectors, stale_ids = [], [], []
         with self.catalog.transaction():
-            for i, p in enumerate(fresh):
-                vector = vectors[i]
-                if p.row is None:
-                    row_id = self.catalog.insert(p.info.path, p.info.size, p.info.mtime_ns, p.sha,
-                                                 p.width, p.height, vector)
+            for (c, row), vector, offset in zip(fresh, vectors if fresh else [], offsets):
+                if row is None:
+                    row_id = self.catalog.insert(c.info.path, c.info.size, c.info.mtime_ns, c.sha,
+                                                 c.width, c.height, vector, float(offset))
                     self.report.added += 1
                 else:
-                    row_id = p.row.id
-                    self.catalog.update(row_id, p.info.size, p.info.mtime_ns, p.sha, p.width,
-                                        p.height, vector)
+                    row_id = row.id
+                    self.catalog.update(row_id, c.info.size, c.info.mtime_ns, c.sha, c.width,
+                                        c.height, vector, float(offset))
                     stale_ids.append(row_id)
                     self.report.updated += 1
                 new_ids.append(row_id)
                 new_vectors.append(vector)
-            for p in self.pending:
-                if p.array is None:
-                    self._reuse(p, new_ids, new_vectors, stale_ids)
-        self.store.remove(np.array(stale_ids, dtype=np.int64))
+            for c, row in batch:
+                if c.vector is None:
+                    self._reuse(c, row, new_ids, new_vectors, stale_ids)
+        self.vectors.remove(np.array(stale_ids, dtype=np.int64))
         if new_ids:
-            self.store.add(np.array(new_ids, dtype=np.int64), np.stack(new_vectors))
-        self._tick(len(self.pending))
-        self.pending = []
+            self.vectors.add(np.array(new_ids, dtype=np.int64), np.stack(new_vectors))
 
-    def _reuse(self, p: _Prepared, new_ids: list, new_vectors: list, stale_ids: list) -> None:
+    def _reuse(self, c: Computed, row: Row | None, new_ids: list, new_vectors: list,
+               stale_ids: list) -> None:
         """Content already known: same file touched, a move, or a copy of an indexed file."""
-        info = p.info
-        if p.row is not None and p.row.sha256 == p.sha:
-            self.catalog.touch(p.row.id, info.size, info.mtime_ns)
+        info = c.info
+        if row is not None and row.sha256 == c.sha:
+            self.catalog.touch(row.id, info.size, info.mtime_ns)
             self.report.unchanged += 1
             return
-        sources = [r for r in self.catalog.by_sha256(p.sha) if r.path != info.path]
+        sources = [r for r in self.catalog.by_sha256(c.sha) if r.path != info.path]
         if not sources:  # the only holder of this content was this very path: re-read it later
             self.report.skipped.append(Skipped(info.path, "content changed during the run"))
             return
         source = sources[0]
         vector = self.catalog.vector(source.id)
-        if p.row is not None:
-            self.catalog.update(p.row.id, info.size, info.mtime_ns, p.sha, source.width,
-                                source.height, vector)
-            stale_ids.append(p.row.id)
-            new_ids.append(p.row.id)
+        offset = self.catalog.offset(source.id)
+        if row is not None:
+            self.catalog.update(row.id, info.size, info.mtime_ns, c.sha, source.width,
+                                source.height, vector, offset)
+            stale_ids.append(row.id)
+            new_ids.append(row.id)
             new_vectors.append(vector)
             self.report.updated += 1
             return
@@ -245,19 +333,14 @@ class _Batcher:
             self.catalog.move(gone.id, info.path, info.size, info.mtime_ns)
             self.report.moved += 1
             return
-        row_id = self.catalog.insert(info.path, info.size, info.mtime_ns, p.sha, source.width,
-                                     source.height, vector)
+        row_id = self.catalog.insert(info.path, info.size, info.mtime_ns, c.sha, source.width,
+                                     source.height, vector, offset)
         new_ids.append(row_id)
         new_vectors.append(vector)
         self.report.added += 1
 
-    def _tick(self, n: int) -> None:
-        self.done += n
-        if self.progress:
-            self.progress(self.done, self.work.found)
 
-
-def _remove_missing(catalog: Catalog, store: VectorStore, roots: list[str],
+def _remove_missing(catalog: Catalog, vectors: VectorIndex, roots: list[str],
                     report: IngestReport) -> None:
     """Forget files that no longer exist under the folders indexed in this run (and only those:
     a file that is merely unreadable today, or a folder not named in this run, is kept). A folder
@@ -276,7 +359,7 @@ def _remove_missing(catalog: Catalog, store: VectorStore, roots: list[str],
     if gone:
         with catalog.transaction():
             catalog.delete(gone)
-        store.remove(np.array(gone, dtype=np.int64))
+        vectors.remove(np.array(gone, dtype=np.int64))
         report.removed += len(gone)
 
 

@@ -1,6 +1,7 @@
 """Integrity of an index folder: `simsearch check` verifies that the catalog, the FAISS
-vectors and the manifest agree, and `--repair` rebuilds the derived files (vectors.faiss,
-manifest.json) from the catalog, which is the source of truth."""
+vectors and the manifest agree (ids, a sample of the vectors themselves, the model of every
+vector, the score offsets), and `--repair` rebuilds the derived files (vectors.faiss,
+manifest.json, offsets) from the catalog, which is the source of truth."""
 from __future__ import annotations
 
 import json
@@ -12,25 +13,26 @@ import numpy as np
 
 from simsearch.catalog import Catalog
 from simsearch.errors import IndexStoreError, SimsearchError
-from simsearch.index import (CATALOG, LOCK, VECTORS, Index, _WriterLock,
-                             _record_problem, _save_vectors, _write_manifest)
-from simsearch.vectors import VectorStore
+from simsearch.index import Index, vectors_agree
+from simsearch.store import CATALOG, VECTORS, Store, model_record_problem
+from simsearch.vectors import DEFAULT_FACTORY, VectorIndex
 
 __all__ = ["CheckReport", "check_index"]
 
 
 @dataclass
 class CheckReport:
-    """What `Index.check` found; `problems` is empty for a consistent index."""
+    """What `check_index` found; `problems` is empty for a consistent index."""
 
     folder: str
     count: int = 0
     problems: list[str] = field(default_factory=list)
     repaired: list[str] = field(default_factory=list)
+    fatal: bool = False  # a problem a repair cannot fix (the catalog itself)
 
     @property
     def ok(self) -> bool:
-        return not self.problems or bool(self.repaired)
+        return not self.problems or (bool(self.repaired) and not self.fatal)
 
 
 def check_index(folder: str | os.PathLike, repair: bool = False) -> CheckReport:
@@ -38,6 +40,7 @@ def check_index(folder: str | os.PathLike, repair: bool = False) -> CheckReport:
     files (FAISS vectors, manifest) from the catalog, which is the source of truth."""
     folder = Path(folder)
     report = CheckReport(str(folder))
+    store = Store(folder)
     if not (folder / CATALOG).is_file():
         raise IndexStoreError(f"no index at {folder} (catalog.sqlite missing)")
     catalog = Catalog(folder / CATALOG, readonly=True)
@@ -48,50 +51,62 @@ def check_index(folder: str | os.PathLike, repair: bool = False) -> CheckReport:
         record, problem = _catalog_record(catalog)
         if problem:
             report.problems.append(f"catalog: {problem}")
+        models = catalog.models_in_use()
+        if record and set(models) - {record["id"]}:
+            report.fatal = True
+            report.problems.append(
+                f"catalog holds vectors of {len(models)} models ("
+                + ", ".join(f"{m[:12]}: {n}" for m, n in models.items())
+                + f"); rebuild with: simsearch index PHOTOS --rebuild --index {folder}")
+        rebuild = catalog.get_meta("rebuild")
+        if rebuild is not None:
+            report.problems.append(
+                "a --rebuild was stopped before it finished; finish it with: simsearch index "
+                + " ".join(json.loads(rebuild)) + f" --index {folder}")
         manifest = None
         try:
-            manifest = Index(folder).manifest
+            manifest = store.read_manifest()
             if manifest is None:
                 report.problems.append("manifest.json is missing")
         except SimsearchError as e:
             report.problems.append(str(e))
-        dim = int((manifest or {}).get("dim") or (record or {}).get("config", {}).get("dim") or 0)
+        dim = int((record or (manifest or {}).get("model") or {}).get("config", {}).get("dim") or 0)
         if manifest and record and manifest["model"]["id"] != record["id"]:
             report.problems.append("manifest and catalog name different models")
-        if manifest and record:
-            bg = _background_for(record)
-            wanted = None if bg is False else "cosine" if bg is None else bg.fingerprint
-            if wanted is not None and manifest.get("scoring") != wanted:
-                report.problems.append("vectors.faiss holds score offsets made for another "
-                                       "background set (or none); it is rebuilt on every open")
         if manifest and manifest["generation"] != catalog.generation:
             report.problems.append(f"vectors.faiss is stale (generation {manifest['generation']}, "
                                    f"catalog {catalog.generation})")
-        store_ids = None
+        wanted = _scoring_for(folder, record)
+        offsets = catalog.offsets()[1]
+        if wanted is not None and (catalog.get_meta("scoring") != wanted or np.isnan(offsets).any()):
+            report.problems.append("the stored score offsets were not made for the model's "
+                                   "background set (or some are missing)")
+        factory = (manifest or {}).get("vectors", {}).get("factory", DEFAULT_FACTORY)
         try:
-            store = VectorStore.load(folder / VECTORS, dim) if (folder / VECTORS).is_file() else None
-            if store is None:
+            if not (folder / VECTORS).is_file() and not (folder / VECTORS).is_symlink():
                 report.problems.append("vectors.faiss is missing")
             else:
-                store_ids = set(store.ids().tolist())
+                vectors = VectorIndex.load(folder / VECTORS, dim, factory)
+                if vectors.count != report.count:
+                    report.problems.append(f"vectors.faiss holds {vectors.count} vectors, the "
+                                           f"catalog {report.count}")
+                elif not _ids_agree(catalog, vectors) or not vectors_agree(catalog, vectors, 256):
+                    report.problems.append("vectors.faiss holds other vectors than the catalog "
+                                           "under the same ids")
         except IndexStoreError as e:
             report.problems.append(str(e))
-        except (AttributeError, RuntimeError):
-            report.problems.append("vectors.faiss is not a vector file simsearch wrote")
-        catalog_ids, norms = [], []
-        for ids, vectors in catalog.vectors():
-            catalog_ids.append(ids)
-            norms.append(np.linalg.norm(vectors, axis=1))
-            if vectors.shape[1] != dim:
-                report.problems.append(f"catalog vectors have {vectors.shape[1]} dimensions, "
+        for _, batch in catalog.vectors():
+            if batch.shape[1] != dim:
+                report.fatal = True
+                report.problems.append(f"catalog vectors have {batch.shape[1]} dimensions, "
                                        f"expected {dim}")
                 break
-        ids = np.concatenate(catalog_ids) if catalog_ids else np.zeros(0, np.int64)
-        if norms and not np.all(np.abs(np.concatenate(norms) - 1) <= 1e-3):  # NaN fails too
-            report.problems.append("catalog holds vectors that are not unit length")
-        if store_ids is not None and store_ids != set(ids.tolist()):
-            report.problems.append(f"vectors.faiss holds {len(store_ids)} vectors, the catalog "
-                                   f"{len(ids)}, and their ids differ")
+            if not np.all(np.abs(np.linalg.norm(batch, axis=1) - 1) <= 1e-3):  # NaN fails too
+                report.fatal = True
+                report.problems.append("catalog holds vectors that are not unit length (a broken "
+                                       f"model?); rebuild with: simsearch index PHOTOS --rebuild "
+                                       f"--index {folder}")
+                break
     finally:
         catalog.close()
     if repair and damage:
@@ -103,6 +118,11 @@ def check_index(folder: str | os.PathLike, repair: bool = False) -> CheckReport:
     return report
 
 
+def _ids_agree(catalog: Catalog, vectors: VectorIndex) -> bool:
+    ids, _ = catalog.offsets()
+    return np.array_equal(np.sort(ids), np.sort(vectors.ids()))
+
+
 def _catalog_record(catalog: Catalog) -> tuple[dict | None, str | None]:
     """The model record the catalog keeps, and what is wrong with it if it is unusable."""
     raw = catalog.get_meta("model")
@@ -112,27 +132,19 @@ def _catalog_record(catalog: Catalog) -> tuple[dict | None, str | None]:
         record = json.loads(raw)
     except (TypeError, ValueError, RecursionError):
         return None, "its model record is not valid JSON"
-    problem = _record_problem(record)
+    problem = model_record_problem(record)
     return (None, problem) if problem else (record, None)
 
 
-def _background_for(record: dict):
-    """The background set of the model that built the index (the vectors file stores offsets
-    against it): a Background, None when the model has none, False when the model is not at
-    hand (then nothing can be said about the offsets; a repair writes none)."""
-    from simsearch.embedder import resolve_model
-    from simsearch.scoring import load_background
-
-    name = record.get("name")
+def _scoring_for(folder: Path, record: dict | None) -> str | None:
+    """What the stored offsets must be made for (see `Index._scoring`), or None when the model
+    that built the index is not at hand (then nothing can be said about them)."""
+    if record is None:
+        return None
     try:
-        ref = resolve_model(None if name in (None, "default", "default (random init)") else name)
-        if ref.model_id != record.get("id"):
-            return False
-        if ref.background_file is None:
-            return None
-        return load_background(ref.background_file, ref.model_id, ref.config.dim)
+        return Index(folder, trust_manifest=False)._scoring()
     except SimsearchError:
-        return False
+        return None
 
 
 def _repair(folder: Path, record: dict | None, manifest: dict | None) -> list[str]:
@@ -144,22 +156,27 @@ def _repair(folder: Path, record: dict | None, manifest: dict | None) -> list[st
         raise IndexStoreError(f"{folder}: neither the catalog nor the manifest says which model "
                               f"built this index; rebuild with: simsearch index PHOTOS --rebuild "
                               f"--index {folder}")
-    dim = int(record["config"]["dim"])
-    with _WriterLock(folder / LOCK):
-        catalog = Catalog(folder / CATALOG)
+    store = Store(folder)
+    with store.writer():
+        catalog = store.catalog(readonly=False)
         try:
+            models = catalog.models_in_use() if not repaired else {}
+            if set(models) - {record["id"]}:
+                raise IndexStoreError(f"{folder}: the catalog holds vectors of several models, "
+                                      f"which no repair can make comparable; rebuild with: "
+                                      f"simsearch index PHOTOS --rebuild --index {folder}")
             if repaired:
                 with catalog.transaction():
-                    catalog.set_meta("model", json.dumps(record))
-            store = VectorStore(dim, background=_background_for(record) or None)
-            for ids, vectors in catalog.vectors():
-                if vectors.shape[1] != dim:
-                    raise IndexStoreError(
-                        f"{folder}: catalog vectors have {vectors.shape[1]} dimensions, its model "
-                        f"{dim}; rebuild with: simsearch index PHOTOS --rebuild --index {folder}")
-                store.add(ids, vectors)
-            _save_vectors(store, folder / VECTORS)
-            _write_manifest(folder, catalog, store, record)
+                    catalog.set_model(json.dumps(record))
+            index = Index(folder, trust_manifest=False)
+            scoring = index._scoring()
+            if scoring is not None:
+                index._make_offsets_current(catalog)
+                repaired.append("made the stored score offsets current")
+            else:
+                scoring = catalog.get_meta("scoring") or "cosine"
+            vectors = index._rebuild(catalog)
+            store.commit(catalog, vectors, record, scoring)
         finally:
             catalog.close()
     return repaired + ["rebuilt vectors.faiss from the catalog", "rewrote manifest.json"]

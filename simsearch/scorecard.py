@@ -25,8 +25,8 @@ from simsearch.evaluate import (CalibrationError, DedupeScore, Metrics, Neighbor
 from simsearch.errors import SimsearchError
 from simsearch.files import walk_images
 from simsearch.index import open_index
-from simsearch.scoring import Background, adjusted_search
-from simsearch.vectors import VectorStore
+from simsearch.scoring import Background, Offsets, adjusted_search
+from simsearch.vectors import VectorIndex
 
 __all__ = ["EvalReport", "run_eval", "HASH_THRESHOLD"]
 
@@ -94,13 +94,15 @@ def run_eval(originals: str | os.PathLike, distractors: str | os.PathLike | None
         if sum(p in vectors for p in refs) < 2:
             raise SimsearchError(f"{originals}: fewer than two readable images to evaluate on")
         dim = index.dim
-        store = VectorStore(dim, background=background)
+        store = VectorIndex(dim)
         ref_ids = np.array([i for i, p in enumerate(refs) if p in vectors], dtype=np.int64)
-        store.add(ref_ids, np.stack([vectors[refs[i]] for i in ref_ids]))
+        ref_vectors = np.stack([vectors[refs[i]] for i in ref_ids])
+        store.add(ref_ids, ref_vectors)
         q_vectors = np.stack([vectors.get(q, np.zeros(dim, np.float32)) for q in queries])
-        scores, ids = adjusted_search(store, q_vectors, k, background)
+        offsets = None if background is None else Offsets(ref_ids, background.offsets(ref_vectors))
+        scores, ids = adjusted_search(store, q_vectors, k, background, offsets)
         neighbours = Neighbors(ids, scores)
-        threshold = index.default_threshold() if threshold is None else threshold
+        threshold = index.default_threshold()[0] if threshold is None else threshold
         groups = [g.files for g in index.duplicates(threshold, linkage, background).groups]
         metrics = _score(neighbours, true_ref, edits, groups, threshold, family, bench,
                          min_precision)
@@ -117,7 +119,8 @@ def run_eval(originals: str | os.PathLike, distractors: str | os.PathLike | None
                                   bench, min_precision)
         tried = []
         for variant in variants:
-            scores, ids = adjusted_search(store, q_vectors, k, variant)
+            scores, ids = adjusted_search(store, q_vectors, k, variant,
+                                          Offsets(ref_ids, variant.offsets(ref_vectors)))
             labelled = label_neighbors(Neighbors(ids, scores), true_ref)
             tried.append({"beta": variant.beta, "delta": variant.delta, "uap": micro_average_precision(
                 labelled.scores, labelled.is_positive, labelled.n_positives)})

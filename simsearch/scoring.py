@@ -30,7 +30,7 @@ import numpy as np
 
 from simsearch.errors import ModelError
 
-__all__ = ["Background", "build_background", "background_path", "load_background",
+__all__ = ["Background", "Offsets", "build_background", "background_path", "load_background",
            "adjusted_search"]
 
 _CHUNK = 4096
@@ -141,46 +141,62 @@ def load_background(path: str | os.PathLike, model_id: str, dim: int) -> Backgro
                       stored.astype(np.float16))
 
 
-def adjusted_search(store, queries: np.ndarray, k: int,
-                    background: Background | None) -> tuple[np.ndarray, np.ndarray]:
-    """(scores, ids) of the `k` best adjusted scores per query, exactly: FAISS is asked for more
-    candidates, for the queries that need them, until no unseen vector could still enter the
-    top `k` (an unseen vector scores at most its raw score plus `max_shift / 2`)."""
+class Offsets:
+    """The stored score offset o(b) of each indexed image, looked up by id."""
+
+    def __init__(self, ids: np.ndarray, values: np.ndarray):
+        ids = np.asarray(ids, dtype=np.int64)
+        order = np.argsort(ids, kind="stable")
+        self.ids = ids[order]
+        self.values = np.asarray(values, dtype=np.float32)[order]
+
+    @classmethod
+    def zeros(cls, ids: np.ndarray) -> "Offsets":
+        return cls(ids, np.zeros(len(ids), np.float32))
+
+    def of(self, ids: np.ndarray) -> np.ndarray:
+        """o(b) for each id; +inf for an id that is not stored (FAISS's -1 for "no result")."""
+        ids = np.asarray(ids, dtype=np.int64)
+        if len(self.ids) == 0:
+            return np.full(ids.shape, np.inf, np.float32)
+        where = np.clip(np.searchsorted(self.ids, ids), 0, len(self.ids) - 1)
+        return np.where(self.ids[where] == ids, self.values[where], np.inf).astype(np.float32)
+
+
+def adjusted_search(index, queries: np.ndarray, k: int, background: Background | None,
+                    offsets: Offsets | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(scores, ids) of the `k` best adjusted scores per query, exactly, over any vector index
+    with `search(queries, k)` and `count`: it is asked for more candidates, for the queries
+    that need them, until no unseen vector could still enter the top `k` (an unseen vector
+    scores at most its raw score plus `max_shift / 2`). `offsets`: the stored o(b) of every
+    indexed vector (computed from `index.get` when not given)."""
+    if k < 1:
+        raise ValueError(f"k must be at least 1, not {k}")
     if background is None or background.max_shift == 0:
-        return store.search(queries, k)
+        return index.search(queries, k)
     queries = np.ascontiguousarray(queries, dtype=np.float32)
-    k = min(k, store.count)
+    k = min(k, index.count)
     if k == 0 or len(queries) == 0:
-        return store.search(queries, k)
+        return index.search(queries, max(k, 1))
+    if offsets is None:
+        ids = index.ids()
+        offsets = Offsets(ids, background.offsets(index.get(ids)))
     query_offsets = background.offsets(queries)
-    if store.background is not None and store.scoring == background.fingerprint:
-        raw, ids = store.search(queries, k, adjusted=True)  # offsets stored: one exact scan
-        return np.minimum(raw - query_offsets[:, None], 1.0).astype(np.float32), ids
     norms = np.linalg.norm(queries, axis=1)
     scores = np.empty((len(queries), k), np.float32)
     ids = np.empty((len(queries), k), np.int64)
-    known_ids = np.zeros(0, np.int64)  # sorted; their offsets below
-    known_offsets = np.zeros(0, np.float32)
     todo = np.arange(len(queries))
-    fetch = min(store.count, max(2 * k, k + 16))
+    fetch = min(index.count, max(2 * k, k + 16))
     while len(todo):
-        raw, found = store.search(queries[todo], fetch)
-        new = np.setdiff1d(found[found >= 0], known_ids)
-        if len(new):
-            known_ids = np.concatenate([known_ids, new])
-            known_offsets = np.concatenate([known_offsets, background.offsets(store.get(new))])
-            order = np.argsort(known_ids)
-            known_ids, known_offsets = known_ids[order], known_offsets[order]
-        where = np.clip(np.searchsorted(known_ids, found), 0, len(known_ids) - 1)
-        ref_offsets = np.where(found >= 0, known_offsets[where], np.inf)
-        adjusted = np.minimum(raw - query_offsets[todo, None] - ref_offsets, 1.0)
+        raw, found = index.search(queries[todo], fetch)
+        adjusted = np.minimum(raw - query_offsets[todo, None] - offsets.of(found), 1.0)
         top = np.argsort(-adjusted, axis=1, kind="stable")[:, :k]
         scores[todo] = np.take_along_axis(adjusted, top, axis=1)
         ids[todo] = np.take_along_axis(found, top, axis=1)
-        if fetch >= store.count:
+        if fetch >= index.count:
             break
         best_unseen = raw[:, -1] - query_offsets[todo] + background.max_shift / 2
         # a zero vector (an unreadable query) scores 0 against everything: nothing to refine
         todo = todo[(best_unseen >= scores[todo, -1]) & (norms[todo] > 1e-6)]
-        fetch = min(store.count, fetch * 4)
+        fetch = min(index.count, fetch * 4)
     return scores, ids

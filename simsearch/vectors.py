@@ -1,7 +1,11 @@
 """FAISS: the only module that imports faiss. Inner product on unit vectors = cosine score.
 
-Collections up to `EXACT_LIMIT` vectors use an exact flat index; beyond that, dedupe switches to
-an inverted-file index so that all-pairs range search stays sub-quadratic.
+`VectorIndex` is the one search interface the rest of simsearch sees: add, remove, k nearest,
+pairs above a score, save, load. It is built from a factory description (FAISS's
+`index_factory` language) that the manifest records, so an index folder says how its vectors
+are searched. Today every index is exact (`Flat`); an approximate description returns
+candidates whose scores the caller re-computes exactly from the stored vectors
+(`simsearch.scoring`), so approximation can cost recall, never a wrong score.
 """
 from __future__ import annotations
 
@@ -14,29 +18,31 @@ import numpy as np
 
 from simsearch.errors import IndexStoreError
 
-__all__ = ["VectorStore", "Pairs", "range_pairs", "EXACT_LIMIT"]
+__all__ = ["VectorIndex", "Pairs", "range_pairs", "EXACT_LIMIT", "DEFAULT_FACTORY"]
 
 EXACT_LIMIT = 200_000
+DEFAULT_FACTORY = "Flat"
 _THREADED_QUERIES = 8  # from this many queries on, a search uses every core
 
 
-class VectorStore:
-    """Vectors with stable int64 ids (`IndexIDMap2` over `IndexFlatIP`).
+class VectorIndex:
+    """Unit vectors with stable int64 ids, searched by inner product (= cosine)."""
 
-    Each row holds the unit vector plus one more column, -o(vector), its score offset against
-    a background set (`simsearch.scoring`; 0 without one). A plain query [q, 0] scores cosine;
-    an adjusted query [q, 1] scores cos(q, b) - o(b) in the same single scan, so the exact
-    top-k of adjusted scores needs no second pass. `scoring` names the background the offsets
-    came from ("cosine" for none)."""
-
-    def __init__(self, dim: int, index: faiss.Index | None = None, background=None):
+    def __init__(self, dim: int, factory: str = DEFAULT_FACTORY, index: faiss.Index | None = None):
         self.dim = dim
-        self.background = background
-        self.index = index if index is not None else faiss.IndexIDMap2(faiss.IndexFlatIP(dim + 1))
+        self.factory = factory
+        if index is None:
+            try:
+                inner = faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
+            except RuntimeError as e:
+                raise IndexStoreError(f"unknown vector index description {factory!r}") from e
+            index = faiss.IndexIDMap2(inner)
+        self.index = index
 
     @property
-    def scoring(self) -> str:
-        return "cosine" if self.background is None else self.background.fingerprint
+    def exact(self) -> bool:
+        """Whether search scores are exact cosines (a flat index) or candidates to re-score."""
+        return isinstance(faiss.downcast_index(self.index.index), faiss.IndexFlat)
 
     @property
     def count(self) -> int:
@@ -46,19 +52,17 @@ class VectorStore:
         if len(ids) == 0:
             return
         vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(len(ids), self.dim)
-        extra = (-self.background.offsets(vectors) if self.background is not None
-                 else np.zeros(len(ids), np.float32))
-        rows = np.ascontiguousarray(np.hstack([vectors, extra[:, None]]), dtype=np.float32)
-        self.index.add_with_ids(rows, np.ascontiguousarray(ids, dtype=np.int64))
+        self.index.add_with_ids(vectors, np.ascontiguousarray(ids, dtype=np.int64))
 
     def remove(self, ids: np.ndarray) -> int:
         if len(ids) == 0:
             return 0
         return int(self.index.remove_ids(np.ascontiguousarray(ids, dtype=np.int64)))
 
-    def search(self, queries: np.ndarray, k: int, adjusted: bool = False) -> tuple[np.ndarray, np.ndarray]:
-        """(scores, ids), each [n, k'] with k' = min(k, count), best first: cosine scores, or
-        with `adjusted` cos(q, b) - o(b) (the query's own offset is the caller's to subtract)."""
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, ids), each [n, k'] with k' = min(k, count), best first (cosine scores)."""
+        if k < 1:
+            raise ValueError(f"k must be at least 1, not {k}")
         k = min(k, self.count)
         queries = np.ascontiguousarray(queries, dtype=np.float32)
         if queries.ndim != 2 or queries.shape[1] != self.dim:
@@ -66,67 +70,78 @@ class VectorStore:
         if k == 0:
             n = len(queries)
             return np.zeros((n, 0), np.float32), np.zeros((n, 0), np.int64)
-        column = np.full((len(queries), 1), 1.0 if adjusted else 0.0, np.float32)
-        rows = np.ascontiguousarray(np.hstack([queries, column]))
         if len(queries) >= _THREADED_QUERIES:
-            return self.index.search(rows, k)
+            return self.index.search(queries, k)
         # A few queries scan memory once: one thread does it faster than waking a team that
         # competes with the BLAS threads numpy just used (4 ms vs 10-30 ms at 100k vectors).
         threads = faiss.omp_get_max_threads()
         faiss.omp_set_num_threads(1)
         try:
-            return self.index.search(rows, k)
+            return self.index.search(queries, k)
         finally:
             faiss.omp_set_num_threads(threads)
 
     def ids(self) -> np.ndarray:
         return faiss.vector_to_array(self.index.id_map).astype(np.int64)
 
-    def vectors(self) -> np.ndarray:
-        return self.vectors_and_offsets()[0]
-
-    def vectors_and_offsets(self) -> tuple[np.ndarray, np.ndarray]:
-        """Every stored vector, float32 [n, dim], and its stored score offset o(b), [n]."""
-        rows = self.index.index.reconstruct_n(0, self.count)
-        return np.ascontiguousarray(rows[:, :self.dim]), np.ascontiguousarray(-rows[:, self.dim])
-
     def get(self, ids: np.ndarray) -> np.ndarray:
-        """The stored vectors of `ids` (each must be present), float32 [len(ids), dim]."""
+        """The stored vectors of `ids` (each must be present), float32 [len(ids), dim]; exact
+        for a flat index, a reconstruction otherwise."""
         out = np.empty((len(ids), self.dim), np.float32)
         for row, i in enumerate(np.asarray(ids, dtype=np.int64).tolist()):
-            out[row] = self.index.reconstruct(i)[:self.dim]
+            out[row] = self.index.reconstruct(i)
         return out
 
-    def save(self, path: str | os.PathLike) -> None:
-        """Atomic: a temp file, flushed, then `os.replace`."""
-        path = os.fspath(path)
-        tmp = path + ".tmp"
-        faiss.write_index(self.index, tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+    def vectors(self) -> np.ndarray:
+        """Every stored vector in storage order (that of `ids()`), float32 [n, dim]."""
+        return self.index.index.reconstruct_n(0, self.count)
+
+    def pairs(self, threshold: float, batch: int = 4096) -> Iterator["Pairs"]:
+        """Every stored pair (i < j by row) scoring >= threshold; see `range_pairs`."""
+        return range_pairs(self.ids(), self.vectors(), threshold, batch)
+
+    def save_to(self, f) -> None:
+        """Write the index into `f`, a binary file open for writing (the caller owns where and
+        how it lands: see `simsearch.store.write_atomic`)."""
+        faiss.write_index(self.index, faiss.PyCallbackIOWriter(f.write))
 
     @classmethod
-    def load(cls, path: str | os.PathLike, dim: int, background=None) -> "VectorStore":
-        """Read a vector file; `background` must be the one its offsets were made with (the
-        manifest records which: see `scoring`)."""
+    def load(cls, path: str | os.PathLike, dim: int, factory: str = DEFAULT_FACTORY) -> "VectorIndex":
+        """Read a vector file and check that it is what the manifest says: an id map over an
+        index of `factory` on `dim`-dimensional vectors. A file that is anything else raises
+        `IndexStoreError` (it is derived data: the caller rebuilds it from the catalog)."""
         try:
-            index = faiss.read_index(os.fspath(path))
-        except RuntimeError as e:
-            # faiss's message names its C++ internals; the user needs only the verdict
-            reason = "truncated or damaged"
-            if "could not open" in str(e):
-                try:
-                    open(path, "rb").close()
-                except OSError as why:
-                    reason = why.strerror or "cannot be opened"
-            raise IndexStoreError(f"{path}: cannot read the vector file ({reason})") from e
-        if index.d == dim:
-            raise IndexStoreError(f"{path}: written by an older simsearch (no score offsets); "
-                                  f"it is rebuilt from the catalog when the index is opened")
-        if index.d != dim + 1:
-            raise IndexStoreError(f"{path}: vectors have {index.d - 1} dimensions, expected {dim}")
-        return cls(dim, index, background)
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except OSError as e:
+            raise IndexStoreError(f"{path}: cannot read the vector file ({e.strerror or e})") from e
+        with open(fd, "rb") as f:
+            import stat
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                raise IndexStoreError(f"{path}: not a regular file")
+            try:
+                index = faiss.read_index(faiss.PyCallbackIOReader(f.read))
+            except RuntimeError as e:
+                # faiss's message names its C++ internals; the user needs only the verdict
+                raise IndexStoreError(f"{path}: cannot read the vector file (truncated or "
+                                      f"damaged)") from e
+        if index.d == dim + 1:
+            raise IndexStoreError(f"{path}: written by an older simsearch (score offsets in the "
+                                  f"vectors); it is rebuilt from the catalog")
+        if index.d != dim:
+            raise IndexStoreError(f"{path}: vectors have {index.d} dimensions, expected {dim}")
+        read = index  # owns the C++ object: kept alive beside its downcast view
+        index = faiss.downcast_index(read)
+        if not isinstance(index, faiss.IndexIDMap2):
+            raise IndexStoreError(f"{path}: not a vector file simsearch wrote (no id map)")
+        expected = type(faiss.downcast_index(
+            faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)))
+        inner = faiss.downcast_index(index.index)
+        if not isinstance(inner, expected) or inner.metric_type != faiss.METRIC_INNER_PRODUCT:
+            raise IndexStoreError(f"{path}: holds a {type(inner).__name__} index, the manifest "
+                                  f"says {factory!r}")
+        loaded = cls(dim, factory, index)
+        loaded._owner = read
+        return loaded
 
 
 @dataclass

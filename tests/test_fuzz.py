@@ -22,9 +22,9 @@ from simsearch.catalog import Catalog
 from simsearch.config import ModelConfig
 from simsearch.errors import DecodeError, SimsearchError
 from simsearch.images import load_image
-from simsearch.index import CATALOG, MANIFEST, VECTORS, _write_manifest
+from simsearch.store import CATALOG, MANIFEST, VECTORS, Store
 from simsearch.integrity import check_index
-from simsearch.vectors import VectorStore
+from simsearch.vectors import VectorIndex
 
 FUZZ = settings(max_examples=200, deadline=None, database=None, derandomize=True,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -146,15 +146,15 @@ def _build_index(folder: Path) -> None:
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     catalog = Catalog(folder / CATALOG)
     with catalog.transaction():
-        catalog.set_meta("model", json.dumps(record))
+        catalog.set_model(json.dumps(record))
+        catalog.set_meta("scoring", "cosine")
         for i, vector in enumerate(vectors):
             sha = f"{min(i, 4):064x}"
-            catalog.insert(f"/photos/p{i}.jpg", 1000 + i, 10**18 + i, sha, 32, 24, vector)
-    store = VectorStore(DIM)
+            catalog.insert(f"/photos/p{i}.jpg", 1000 + i, 10**18 + i, sha, 32, 24, vector, 0.0)
+    store = VectorIndex(DIM)
     for ids, batch in catalog.vectors():
         store.add(ids, batch)
-    store.save(folder / VECTORS)
-    _write_manifest(folder, catalog, store, record)
+    Store(folder).commit(catalog, store, record, "cosine")
     catalog.close()
 
 

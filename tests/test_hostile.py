@@ -687,8 +687,10 @@ def test_damaged_or_foreign_index_folders_give_messages(tmp_path, tiny_model, ph
         ("catalog.sqlite", "empty"): b"",
         ("catalog.sqlite", "half"): (index_dir / "catalog.sqlite").read_bytes()[:6000],
     }
-    # what still works: dedupe and export need no model, and an empty file is an empty catalog
-    works = {("manifest.json", "model elsewhere"): {"dedupe", "export"},
+    # what still works: the catalog, not the manifest, says which model built the index (the
+    # manifest's pointer to another model is never followed: only check reports it), and an
+    # empty file is an empty catalog
+    works = {("manifest.json", "model elsewhere"): {"dedupe", "export", "query", "index"},
              ("catalog.sqlite", "empty"): {"index"}}
     commands = {"query": ["query", str(photos / "img001.jpg")], "dedupe": ["dedupe"],
                 "export": ["export", "--out", str(tmp_path / "v.npz")], "check": ["check"],

@@ -9,9 +9,9 @@ import pytest
 from conftest import write_pictures
 from simsearch.errors import ModelError
 from simsearch.index import open_index
-from simsearch.scoring import (Background, adjusted_search, background_path, build_background,
-                               load_background)
-from simsearch.vectors import VectorStore
+from simsearch.scoring import (Background, Offsets, adjusted_search, background_path,
+                               build_background, load_background)
+from simsearch.vectors import VectorIndex
 
 
 def unit(rows: np.ndarray) -> np.ndarray:
@@ -45,16 +45,16 @@ def brute_force(queries, refs, bg, k):
     return np.take_along_axis(adjusted, order, 1), order
 
 
-class CountingStore(VectorStore):
+class CountingStore(VectorIndex):
     """Records how many candidates each FAISS search was asked for."""
 
     def __init__(self, dim):
         super().__init__(dim)
         self.fetches = []
 
-    def search(self, queries, k, adjusted=False):
+    def search(self, queries, k):
         self.fetches.append((len(queries), k))
-        return super().search(queries, k, adjusted)
+        return super().search(queries, k)
 
 
 @pytest.mark.parametrize("k", [1, 5, 40])
@@ -80,10 +80,10 @@ def test_adjusted_search_is_exact_top_k(k):
 
 def test_adjusted_search_edge_cases():
     bg = build_background(random_unit(10, 4, 0), "m", beta=1.0, delta=0.1)
-    empty = VectorStore(4)
+    empty = VectorIndex(4)
     scores, ids = adjusted_search(empty, random_unit(2, 4, 1), 5, bg)
     assert scores.shape == (2, 0) and ids.shape == (2, 0)
-    store = VectorStore(4)
+    store = VectorIndex(4)
     refs = random_unit(3, 4, 2)
     store.add(np.arange(3), refs)
     queries = np.vstack([random_unit(1, 4, 3), np.zeros((1, 4), np.float32)])  # a zero vector too
@@ -94,7 +94,7 @@ def test_adjusted_search_edge_cases():
 
 
 def test_no_background_is_plain_cosine():
-    store = VectorStore(8)
+    store = VectorIndex(8)
     store.add(np.arange(20), random_unit(20, 8, 0))
     q = random_unit(3, 8, 1)
     for a, b in zip(adjusted_search(store, q, 5, None), store.search(q, 5)):
@@ -160,11 +160,14 @@ def test_index_uses_the_models_background_for_query_and_dedupe(tmp_path, tiny_mo
         near = [g for g in report.groups if g.kind == "near"]
         assert near, "the threshold was chosen so that pairs pass"
         for group in near:
-            rows = [paths.index(f) for f in group.files]
-            lowest = gram[np.ix_(rows, rows)][np.triu_indices(len(rows), 1)].min()
-            assert group.min_score == pytest.approx(lowest, abs=1e-4)
+            centre = paths.index(group.centre)
+            for member in group.members[1:]:  # each member's score to the centre, exactly
+                assert member.score == pytest.approx(gram[centre, paths.index(member.path)], abs=1e-4)
+                assert member.score >= threshold - 1e-5
+            assert group.min_score == min(m.score for m in group.members)
             if linkage == "complete":
-                assert lowest >= threshold - 1e-5
+                rows = [paths.index(f) for f in group.files]
+                assert gram[np.ix_(rows, rows)][np.triu_indices(len(rows), 1)].min() >= threshold - 1e-5
 
 
 def test_near_pairs_match_brute_force():
@@ -189,27 +192,21 @@ def test_near_pairs_match_brute_force():
                                atol=1e-5)
 
 
-def test_stored_offsets_give_the_same_exact_top_k_in_one_scan():
+def test_stored_offsets_give_the_same_exact_top_k_as_computed_ones():
     dim = 6
     refs, queries = random_unit(1500, dim, 8), random_unit(100, dim, 9)
     bg = build_background(random_unit(40, dim, 10), "m", beta=1.5, delta=0.3)
-    plain, stored = CountingStore(dim), CountingStore(dim)
-    plain.add(np.arange(1500), refs)
-    stored.background = bg
-    stored.add(np.arange(1500), refs)
-    assert stored.scoring == bg.fingerprint and plain.scoring == "cosine"
-    np.testing.assert_allclose(stored.vectors(), refs, atol=1e-6)  # offsets stay out of sight
-    np.testing.assert_allclose(stored.search(queries, 5)[0], plain.search(queries, 5)[0], atol=1e-6)
+    store = CountingStore(dim)
+    store.add(np.arange(1500) + 7, refs)
+    stored = Offsets(np.arange(1500) + 7, bg.offsets(refs))
     for k in (1, 10):
-        slow_scores, slow_ids = adjusted_search(plain, queries, k, bg)
-        fast_scores, fast_ids = adjusted_search(stored, queries, k, bg)
-        np.testing.assert_allclose(fast_scores, slow_scores, atol=1e-5)
-        uncapped = slow_scores < 1 - 1e-6
-        np.testing.assert_array_equal(fast_ids[uncapped], slow_ids[uncapped])
-    assert len([f for f in stored.fetches if f[1] > 0]) == 3  # one scan per call
-    other = bg.with_params(0.5, 0.1)  # offsets stored for another background are not used
-    np.testing.assert_allclose(adjusted_search(stored, queries, 5, other)[0],
-                               adjusted_search(plain, queries, 5, other)[0], atol=1e-5)
+        want_scores, want_rows = brute_force(queries, refs, bg, k)
+        scores, ids = adjusted_search(store, queries, k, bg, stored)
+        np.testing.assert_allclose(scores, want_scores, atol=1e-5)
+        uncapped = want_scores < 1 - 1e-6
+        np.testing.assert_array_equal(ids[uncapped], want_rows[uncapped] + 7)
+        np.testing.assert_allclose(adjusted_search(store, queries, k, bg)[0], scores, atol=1e-6)
+    assert np.isinf(stored.of(np.array([-1, 0, 99999]))).all()  # not stored: never ranks
 
 
 def test_offsets_made_without_a_background_are_not_trusted_once_it_exists(tmp_path, tiny_model):
@@ -228,7 +225,7 @@ def test_offsets_made_without_a_background_are_not_trusted_once_it_exists(tmp_pa
     result = reopened.search([paths[3]], k=4)[0]
     np.testing.assert_allclose([m.score for m in result.matches], np.sort(gram[3])[::-1][:4], atol=1e-4)
     report = check_index(tmp_path / "idx")
-    assert any("another background" in p for p in report.problems)
+    assert any("background" in p for p in report.problems)
     check_index(tmp_path / "idx", repair=True)
     assert check_index(tmp_path / "idx").problems == []
     assert open_index(tmp_path / "idx").manifest["scoring"] == bg.fingerprint

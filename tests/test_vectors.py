@@ -2,7 +2,9 @@ import numpy as np
 import pytest
 
 from simsearch.dedupe import complete_linkage
-from simsearch.vectors import VectorStore, range_pairs
+from simsearch.errors import IndexStoreError
+from simsearch.store import write_atomic
+from simsearch.vectors import VectorIndex, range_pairs
 
 
 def _unit(n, d, seed):
@@ -13,7 +15,7 @@ def _unit(n, d, seed):
 def test_search_equals_numpy_brute_force():
     base, queries = _unit(500, 24, 0), _unit(20, 24, 1)
     ids = np.arange(1000, 1500, dtype=np.int64)
-    store = VectorStore(24)
+    store = VectorIndex(24)
     store.add(ids, base)
     scores, found = store.search(queries, 7)
     sims = queries @ base.T
@@ -23,13 +25,35 @@ def test_search_equals_numpy_brute_force():
 
 
 def test_remove_and_ids_round_trip(tmp_path):
-    store = VectorStore(8)
-    store.add(np.array([5, 9, 11]), _unit(3, 8, 2))
+    store = VectorIndex(8)
+    vectors = _unit(3, 8, 2)
+    store.add(np.array([5, 9, 11]), vectors)
     assert store.remove(np.array([9])) == 1
-    store.save(tmp_path / "v.faiss")
-    loaded = VectorStore.load(tmp_path / "v.faiss", 8)
+    write_atomic(tmp_path / "v.faiss", store.save_to)
+    loaded = VectorIndex.load(tmp_path / "v.faiss", 8)
     assert sorted(loaded.ids().tolist()) == [5, 11]
+    np.testing.assert_array_equal(loaded.get(np.array([11, 5])), vectors[[2, 0]])
     assert loaded.search(_unit(1, 8, 3), 10)[1].shape == (1, 2)
+    with pytest.raises(ValueError, match="k must be at least 1"):
+        loaded.search(_unit(1, 8, 3), 0)
+
+
+def test_a_vector_file_is_what_the_manifest_says_or_refused(tmp_path):
+    import faiss
+
+    other = faiss.IndexIDMap2(faiss.IndexHNSWFlat(8, 8, faiss.METRIC_INNER_PRODUCT))
+    other.add_with_ids(_unit(3, 8, 2), np.arange(3))
+    faiss.write_index(other, str(tmp_path / "hnsw.faiss"))
+    with pytest.raises(IndexStoreError, match="manifest says 'Flat'"):
+        VectorIndex.load(tmp_path / "hnsw.faiss", 8)
+    faiss.write_index(faiss.IndexFlatIP(8), str(tmp_path / "bare.faiss"))
+    with pytest.raises(IndexStoreError, match="no id map"):
+        VectorIndex.load(tmp_path / "bare.faiss", 8)
+    with pytest.raises(IndexStoreError, match="expected 4"):
+        VectorIndex.load(tmp_path / "hnsw.faiss", 4)
+    (tmp_path / "link.faiss").symlink_to(tmp_path / "hnsw.faiss")
+    with pytest.raises(IndexStoreError, match="cannot read"):
+        VectorIndex.load(tmp_path / "link.faiss", 8)  # never read through a link
 
 
 def _brute_pairs(vectors, threshold):
@@ -140,15 +164,3 @@ def test_centre_linkage_never_leaves_a_centre_alone():
     left, right, scores = (np.array(v) for v in zip(*pairs))
     groups = centre_linkage(left, right, scores.astype(np.float32))
     assert groups == [[1, 21], [2, 5, 8, 20], [3, 6, 10], [4, 7, 12, 22]]
-
-
-def test_lowest_pair_score_in_blocks_equals_the_full_matrix():
-    from simsearch.dedupe import lowest_pair_score
-    rng = np.random.default_rng(5)
-    vectors = _unit(37, 16, 5)
-    offsets = rng.uniform(-0.05, 0.05, 37).astype(np.float32)
-    full = vectors @ vectors.T - offsets[:, None] - offsets[None, :]
-    expected = min(1.0, float(full[np.triu_indices(37, 1)].min()))
-    for block in (1, 5, 36, 37, 2048):
-        assert lowest_pair_score(vectors, offsets, block) == pytest.approx(expected, abs=1e-6)
-    assert lowest_pair_score(vectors[:2], offsets[:2]) == pytest.approx(min(1.0, full[0, 1]), abs=1e-6)
