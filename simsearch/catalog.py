@@ -143,7 +143,7 @@ class Catalog:
                 self.db.execute("PRAGMA journal_mode=WAL")
                 self.db.execute("PRAGMA synchronous=NORMAL")
                 self._create_or_upgrade()
-            version = self.get_meta("schema_version")
+            version = self._version()
         except sqlite3.Error as e:
             self._close_quietly()
             raise _store_error(self.path, e) from e
@@ -157,6 +157,17 @@ class Catalog:
                                   f"{SCHEMA_VERSION}" + ("; upgrade simsearch to read it" if newer
                                                          else ""))
         self.schema = int(version)  # 1: read-only open of an index not yet upgraded
+
+    def _version(self) -> str | None:
+        """The schema version; "1" for a catalog an older simsearch began and never finished
+        (killed inside its first transaction: tables, no version, no rows), which a writer
+        completes."""
+        objects = self._objects()
+        version = self.get_meta("schema_version") if ("table", "meta") in objects else None
+        if version is None and ("table", "images") in objects and not self.db.execute(
+                "SELECT 1 FROM images LIMIT 1").fetchone():
+            return "1"
+        return version
 
     def _objects(self) -> set[tuple[str, str]]:
         return {(kind, name) for kind, name in self.db.execute(

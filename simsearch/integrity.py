@@ -43,6 +43,7 @@ def check_index(folder: str | os.PathLike, repair: bool = False) -> CheckReport:
     store = Store(folder)
     if not (folder / CATALOG).is_file():
         raise IndexStoreError(f"no index at {folder} (catalog.sqlite missing)")
+    store.refuse_links()  # nothing is read or repaired through a planted link
     catalog = Catalog(folder / CATALOG, readonly=True)
     try:
         damage = [f"catalog: {p}" for p in catalog.integrity_problems()]

@@ -115,6 +115,7 @@ class Store:
     # -- reading --------------------------------------------------------------------------------
     def read_manifest(self) -> dict | None:
         """The manifest, checked field by field: it may come from someone else's folder."""
+        self.refuse_links()
         path = self.folder / MANIFEST
         if not path.is_file():
             return None
@@ -153,15 +154,15 @@ class Store:
     def refuse_links(self) -> None:
         """Refuse a folder where a name simsearch writes is a link (or not a regular file): an
         index folder from someone else could point `lock` at a photo, and writing the pid would
-        overwrite it."""
+        overwrite it. Checked on every open, reading too (SQLite readers write side files)."""
         for name in _WRITTEN:
             path = self.folder / name
             try:
                 st = os.lstat(path)
-            except FileNotFoundError:
+            except (FileNotFoundError, NotADirectoryError):
                 continue
             except OSError as e:
-                raise write_error(self.folder, e) from e
+                raise IndexStoreError(f"{path}: cannot read ({e.strerror or e})") from e
             if stat.S_ISLNK(st.st_mode):
                 if name.endswith(".tmp"):
                     continue  # removed, never followed, by write_atomic
