@@ -30,7 +30,7 @@ from simsearch.edits import random_box, random_view
 from simsearch.errors import DecodeError
 from simsearch.files import WalkProblem, walk_images
 from simsearch.images import load_image, resize_square
-from simsearch.train import TrainingError
+from simsearch.errors import TrainingError
 
 __all__ = ["RESERVED_NAMES", "Skipped", "check_root", "reserved_part", "ClassFolderDataset",
            "PairsDataset", "UnlabeledDataset",

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from simsearch.model import EmbeddingNet, create_model, load_imagenet_trunk, load_model, save_model
-from simsearch.train import TrainingError
+from simsearch.errors import CollapseError, TrainingError
 from simsearch.train.config import TrainConfig, bf16_supported, choose_device
 from simsearch.train.datasets import (Batch, BatchPrefetcher, ClassFolderDataset, PairsDataset,
                                       Skipped, UnlabeledDataset)
@@ -42,10 +42,6 @@ __all__ = ["TrainConfig", "TrainEvent", "EpochMetrics", "TrainResult", "Collapse
 CHECKPOINT = "checkpoint.pt"
 _FORMAT = "simsearch-train-checkpoint-1"
 _MAX_EMPTY_BATCHES = 20  # consecutive batches without a triplet before the run gives up
-
-
-class CollapseError(TrainingError):
-    """The embedding space collapsed and `stop_on_collapse` was set."""
 
 
 @dataclass(frozen=True)
