@@ -17,6 +17,7 @@ from simsearch.train import (
     TripletMarginLoss, UnlabeledDataset, batch_stats, lr_at, mine_triplets, train)
 from simsearch.train.datasets import build_batch
 from simsearch.train.miners import Triplets
+from simsearch.train.validation import load_validation
 
 # --- helpers ---------------------------------------------------------------------------
 
@@ -268,14 +269,18 @@ def test_datasets_list_match_and_skip(tmp_path):
     assert batch.x.is_contiguous(memory_format=torch.channels_last)
 
 
-def test_reserved_evaluation_folders_are_refused(tmp_path):
-    _write_images(tmp_path / "gnome-backgrounds", 2)
-    with pytest.raises(TrainingError, match="reserved for evaluation"):
-        UnlabeledDataset(tmp_path / "gnome-backgrounds")
-    _write_images(tmp_path / "mix" / "ok", 2)
-    _write_images(tmp_path / "mix" / "mate-wallpapers", 2, prefix="w")
-    data = UnlabeledDataset(tmp_path / "mix")
-    assert len(data) == 2 and all("reserved" in s.reason for s in data.skipped)
+def test_a_users_folder_is_trained_on_whatever_it_is_called(tmp_path):
+    # The default model's evaluation rule lives in its recipe, not here: a user's own wallpapers
+    # and backgrounds are training data like any other picture.
+    root = tmp_path / "My_Wallpapers_2024"
+    _write_images(root / "gnome-backgrounds", 2)
+    _write_images(root / "desktop-base", 2, prefix="d")
+    _write_images(root / "tuxpaint-stamps", 2, prefix="t")
+    data = UnlabeledDataset(root)
+    assert len(data) == 6 and data.skipped == []
+    validation = load_validation(TrainConfig(data_dir=str(root), val_dir=str(root / "gnome-backgrounds"),
+                                             input_size=32), None, [])
+    assert validation is not None and len(validation.paths) == 2
 
 
 def test_config_refuses_bad_settings(tmp_path):
