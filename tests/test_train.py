@@ -418,3 +418,25 @@ def test_a_run_that_cannot_form_triplets_fails_clearly(tmp_path, layout):
     config = _tiny(tmp_path, tmp_path / "classes", data="classes")
     with pytest.raises(TrainingError, match="cannot form triplets"):
         train(config)
+
+
+def test_train_writes_the_onnx_model_that_embeds_like_the_weights(trained):
+    # train() from Python gives a usable ONNX model, not only the CLI
+    config, result, events = trained
+    assert result.onnx_path == result.model_path.with_name("model.onnx")
+    assert result.onnx_path.is_file() and str(result.onnx_path) in events[-1].message
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(result.onnx_path), providers=["CPUExecutionProvider"])
+    meta = session.get_modelmeta().custom_metadata_map
+    assert meta["simsearch_model_id"] == result.model_sha256
+    pictures = np.stack([np.asarray(_picture(np.random.default_rng(i)).resize((64, 64)))
+                         for i in range(3)])
+    model = load_model(result.model_path)
+    mean = torch.tensor(model.config.mean).view(1, 3, 1, 1)
+    std = torch.tensor(model.config.std).view(1, 3, 1, 1)
+    x = (torch.from_numpy(pictures).permute(0, 3, 1, 2).float() / 255.0 - mean) / std
+    with torch.no_grad():
+        expected = model.eval()(x).numpy()
+    got = session.run(None, {"images": pictures.astype(np.uint8)})[0]
+    assert np.all((got * expected).sum(1) > 0.999)
