@@ -258,13 +258,19 @@ def eval_cmd(originals, distractors, model, threshold, per_image, seed, linkage,
     edit), dedupe precision/recall/F1 and a calibrated threshold are reported, beside the
     pHash and dHash baselines on the same files. Your files are only read.
     """
+    import importlib.util
+
     from simsearch.scorecard import run_eval
 
+    baselines = () if no_baselines else ("phash", "dhash")
+    if baselines and importlib.util.find_spec("imagehash") is None:  # not in the light install
+        click.echo("note: no pHash/dHash baselines: they need the imagehash package (pip install "
+                   "imagehash); --no-baselines leaves them out without this note", err=True)
+        baselines = ()
     with _Progress("evaluating", quiet) as progress:
         stage = None if progress is None else (lambda name, done, total: progress(done, total))
         report = run_eval(originals, distractors, model=model, threshold=threshold, seed=seed,
-                          per_image=per_image, linkage=linkage,
-                          baselines=() if no_baselines else ("phash", "dhash"),
+                          per_image=per_image, linkage=linkage, baselines=baselines,
                           progress=stage)
     if as_json:
         click.echo(json.dumps(report.to_dict()))

@@ -7,17 +7,18 @@ import math
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
-from simsearch.model import create_model, load_model, save_model
-from simsearch.train import (
+torch = pytest.importorskip("torch")  # the train extra; CI installs it with .[test]
+
+from simsearch.model import create_model, load_model, save_model  # noqa: E402
+from simsearch.train import (  # noqa: E402
     CHECKPOINT, BatchStats, ClassFolderDataset, InfoNCELoss, ItemSampler, KoLeoLoss,
     NoTripletsError, PairsDataset, PKSampler, TrainConfig, TrainingError, TrainingMonitor,
     TripletMarginLoss, UnlabeledDataset, batch_stats, lr_at, mine_triplets, train)
-from simsearch.train.datasets import build_batch
-from simsearch.train.miners import Triplets
-from simsearch.train.validation import load_validation
+from simsearch.train.datasets import build_batch  # noqa: E402
+from simsearch.train.miners import Triplets  # noqa: E402
+from simsearch.train.validation import load_validation  # noqa: E402
 
 # --- helpers ---------------------------------------------------------------------------
 
