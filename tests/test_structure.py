@@ -187,6 +187,20 @@ def test_every_module_keeps_the_import_rules():
                     + "\n".join(broken), pytrace=False)
 
 
+def test_every_error_type_is_defined_in_errors_py():
+    # a caller catches simsearch's errors without importing the module that raises them
+    elsewhere = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if path == PACKAGE / "errors.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            bases = [ast.unparse(b) for b in getattr(node, "bases", [])]
+            if isinstance(node, ast.ClassDef) and any(b.endswith(("Error", "Exception"))
+                                                      for b in bases):
+                elsewhere.append(f"{path.relative_to(ROOT)}:{node.lineno} class {node.name}")
+    assert not elsewhere, "define these in simsearch/errors.py:\n" + "\n".join(elsewhere)
+
+
 # --- the light install -----------------------------------------------------------------------
 
 
