@@ -9,13 +9,14 @@
 Importing this package is cheap: the public names load on first use, and torch is imported
 only by training and model export.
 """
-from simsearch.errors import (DecodeError, IndexLockedError, IndexStoreError, ModelError,
-                              ModelMismatchError, SimsearchError)
+from simsearch.errors import (CalibrationError, DecodeError, IndexLockedError, IndexStoreError,
+                              MissingDependencyError, ModelError, ModelMismatchError,
+                              SimsearchError, TrainingError)
 
 __version__ = "0.1.0"
 __all__ = ["open_index", "Index", "Match", "QueryResult", "Group", "DuplicateReport",
            "SimsearchError", "DecodeError", "ModelError", "IndexStoreError", "ModelMismatchError",
-           "IndexLockedError"]
+           "IndexLockedError", "CalibrationError", "TrainingError", "MissingDependencyError"]
 
 _LAZY = {"open_index": "simsearch.index", "Index": "simsearch.index", "Match": "simsearch.index",
          "QueryResult": "simsearch.index", "Group": "simsearch.dedupe",

@@ -2,6 +2,7 @@
 level, so `simsearch --help` starts fast; each command imports what it needs."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from simsearch.config import BACKBONES, BF16_MODES, LOSSES, MINER_STRATEGIES, TrainConfig
 from simsearch.errors import SimsearchError
 
 
@@ -279,13 +281,19 @@ def eval_cmd(originals, distractors, model, threshold, per_image, seed, linkage,
     edit), dedupe precision/recall/F1 and a calibrated threshold are reported, beside the
     pHash and dHash baselines on the same files. Your files are only read.
     """
+    import importlib.util
+
     from simsearch.scorecard import run_eval
 
+    baselines = () if no_baselines else ("phash", "dhash")
+    if baselines and importlib.util.find_spec("imagehash") is None:  # not in the light install
+        click.echo("note: no pHash/dHash baselines: they need the imagehash package (pip install "
+                   "imagehash); --no-baselines leaves them out without this note", err=True)
+        baselines = ()
     with _Progress("evaluating", quiet) as progress:
         stage = None if progress is None else (lambda name, done, total: progress(done, total))
         report = run_eval(originals, distractors, model=model, threshold=threshold, seed=seed,
-                          per_image=per_image, linkage=linkage,
-                          baselines=() if no_baselines else ("phash", "dhash"),
+                          per_image=per_image, linkage=linkage, baselines=baselines,
                           progress=stage)
     if as_json:
         click.echo(json.dumps(report.to_dict()))
@@ -306,6 +314,15 @@ def eval_cmd(originals, distractors, model, threshold, per_image, seed, linkage,
         click.echo(f"{edit:<12}" + "".join(f"{m.per_edit.get(edit, 0):>10.3f}" for _, m in rows))
 
 
+# Training settings: defaults and choices come from TrainConfig (simsearch.config needs no
+# torch, so `simsearch train --help` works in the light install).
+_TRAIN = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+
+
+def _train_option(*decls, field: str, **kwargs):
+    return click.option(*decls, default=_TRAIN[field], show_default=True, **kwargs)
+
+
 @main.command("train")
 @click.option("--unlabeled", "unlabeled", type=click.Path(exists=True, file_okay=False),
               help="Self-supervised: two random copy-style edits of each image are anchor and "
@@ -317,41 +334,40 @@ def eval_cmd(originals, distractors, model, threshold, per_image, seed, linkage,
 @click.option("--val-dir", type=click.Path(exists=True, file_okay=False),
               help="Validation images (scored each epoch: uAP and Recall@1 of edited copies). "
                    "Default: a held-out share of the training data.")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="runs/train",
-              show_default=True, help="Checkpoints, log, and the final model.safetensors/.onnx.")
-@click.option("--epochs", type=click.IntRange(1), default=10, show_default=True)
-@click.option("--steps-per-epoch", type=click.IntRange(0), default=0,
-              help="Cap the steps of an epoch (0: one pass over the data).")
-@click.option("--batch-size", type=click.IntRange(2), default=64, show_default=True,
-              help="Images (unlabeled), pairs, or P x K images per batch.")
-@click.option("--samples-per-class", "k", type=click.IntRange(2), default=2, show_default=True,
-              help="K images per class in a batch (--classes).")
-@click.option("--lr", type=float, default=1e-3, show_default=True)
-@click.option("--weight-decay", type=float, default=1e-4, show_default=True)
-@click.option("--loss", type=click.Choice(["triplet", "infonce"]), default="triplet",
-              show_default=True)
-@click.option("--miner", type=click.Choice(["semihard", "hard", "all"]), default="semihard",
-              show_default=True, help="Online triplet mining in the batch.")
-@click.option("--margin", type=float, default=0.25, show_default=True,
-              help="Triplet margin in cosine distance (1 - score).")
-@click.option("--koleo", "koleo_weight", type=float, default=0.5, show_default=True,
-              help="Weight of the KoLeo term that spreads embeddings (0: off).")
-@click.option("--backbone", type=click.Choice(["resnet18", "resnet34", "resnet50"]),
-              default="resnet18", show_default=True)
-@click.option("--dim", type=click.IntRange(8, 4096), default=256, show_default=True)
-@click.option("--input-size", type=click.IntRange(32, 1024), default=160, show_default=True)
-@click.option("--freeze", type=click.IntRange(0, 4), default=0, show_default=True,
-              help="Freeze the first N trunk stages (stem, layer1, layer2, layer3).")
-@click.option("--init", default="random", show_default=True,
-              help="random | imagenet | imagenet:PATH | default | a model file to fine-tune.")
+@_train_option("--out", "out_dir", field="out_dir", type=click.Path(file_okay=False),
+               help="Checkpoints, log, and the final model.safetensors/.onnx.")
+@_train_option("--epochs", field="epochs", type=click.IntRange(1))
+@_train_option("--steps-per-epoch", field="steps_per_epoch", type=click.IntRange(0),
+               help="Cap the steps of an epoch (0: one pass over the data).")
+@_train_option("--batch-size", field="batch_size", type=click.IntRange(2),
+               help="Images (unlabeled), pairs, or P x K images per batch.")
+@_train_option("--samples-per-class", "k", field="samples_per_class", type=click.IntRange(2),
+               help="K images per class in a batch (--classes).")
+@_train_option("--lr", field="lr", type=float)
+@_train_option("--weight-decay", field="weight_decay", type=float)
+@_train_option("--loss", field="loss", type=click.Choice(LOSSES))
+@_train_option("--miner", field="miner", type=click.Choice(MINER_STRATEGIES),
+               help="Online triplet mining in the batch.")
+@_train_option("--margin", field="margin", type=float,
+               help="Triplet margin in cosine distance (1 - score).")
+@_train_option("--koleo", "koleo_weight", field="koleo_weight", type=float,
+               help="Weight of the KoLeo term that spreads embeddings (0: off).")
+@_train_option("--backbone", field="backbone", type=click.Choice(BACKBONES))
+@_train_option("--dim", field="dim", type=click.IntRange(8, 4096))
+@_train_option("--input-size", field="input_size", type=click.IntRange(32, 1024))
+@_train_option("--freeze", field="freeze", type=click.IntRange(0, 4),
+               help="Freeze the first N trunk stages (stem, layer1, layer2, layer3).")
+@_train_option("--init", field="init",
+               help="random | imagenet | imagenet:PATH | default | a model file to fine-tune.")
 @click.option("--resume", is_flag=True, help="Continue from the checkpoint in --out.")
-@click.option("--checkpoint-every", type=click.IntRange(0), default=0,
-              help="Also checkpoint every N steps (0: at epoch ends only).")
-@click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda | cuda:N")
-@click.option("--bf16", type=click.Choice(["auto", "on", "off"]), default="auto",
-              show_default=True, help="bf16 autocast (auto: where the CPU/GPU supports it).")
-@click.option("--workers", type=click.IntRange(1, 64), default=2, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@_train_option("--checkpoint-every", field="checkpoint_every", type=click.IntRange(0),
+               help="Also checkpoint every N steps (0: at epoch ends only).")
+@_train_option("--device", field="device", help="auto | cpu | cuda | cuda:N")
+@_train_option("--bf16", field="bf16", type=click.Choice(BF16_MODES),
+               help="bf16 autocast (auto: where the CPU/GPU supports it).")
+@_train_option("--workers", field="workers", type=click.IntRange(0, 64),
+               help="Threads building the next batches (0: in the training loop).")
+@_train_option("--seed", field="seed", type=int)
 @click.option("--stop-on-collapse", is_flag=True,
               help="Stop when the embedding space collapses instead of only reporting it.")
 @_quiet_option
@@ -359,16 +375,17 @@ def train_cmd(unlabeled, classes, pairs, val_dir, out_dir, epochs, steps_per_epo
               lr, weight_decay, loss, miner, margin, koleo_weight, backbone, dim, input_size,
               freeze, init, resume, checkpoint_every, device, bf16, workers, seed,
               stop_on_collapse, quiet):
-    """Triplet-train the embedding network on your own images.
+    """Triplet-train the embedding network on your own images (needs the train extra:
+    pip install 'simsearch[train]').
 
     Give exactly one of --unlabeled DIR, --classes DIR or --pairs LEFT RIGHT. The result,
     OUT/model.safetensors and OUT/model.onnx, is accepted by --model everywhere.
     """
-    from simsearch.train import TrainConfig, train
-
     given = [x for x in (unlabeled, classes, pairs) if x]
     if len(given) != 1:
         raise click.UsageError("give exactly one of --unlabeled, --classes or --pairs")
+    from simsearch.train import train  # MissingDependencyError (a message) without torch
+
     if init == "default":
         from simsearch.embedder import DEFAULT_MODEL_DIR
         init = str(DEFAULT_MODEL_DIR / "default.safetensors")
@@ -383,18 +400,14 @@ def train_cmd(unlabeled, classes, pairs, val_dir, out_dir, epochs, steps_per_epo
         checkpoint_every=checkpoint_every, device=device, bf16=bf16, workers=workers, seed=seed,
         stop_on_collapse=stop_on_collapse)
     result = train(config, progress=None if quiet else _train_progress)
-    from simsearch.export import export_onnx
-    from simsearch.model import load_model
-
-    onnx_path = Path(out_dir) / "model.onnx"
-    export_onnx(load_model(result.model_path), onnx_path, result.model_sha256)
     for warning in result.warnings:
         click.echo(f"warning: {warning}", err=True)
     last = result.epochs[-1] if result.epochs else None
     summary = f"trained {result.steps} steps on {result.device}"
     if last is not None and last.uap is not None:
         summary += f"; validation uAP {last.uap:.3f}, Recall@1 {last.recall_at_1:.3f}"
-    click.echo(f"{summary}\nmodel: {result.model_path} and {onnx_path} (use --model {out_dir})")
+    click.echo(f"{summary}\nmodel: {result.model_path} and {result.onnx_path} "
+               f"(use --model {out_dir})")
 
 
 def _train_progress(event) -> None:

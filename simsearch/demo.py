@@ -4,10 +4,12 @@
 
 Nothing is downloaded: the pictures are drawn here (landscapes, stripes, textures and
 colour fields, with insets and shapes), and the copies come from the same
-copy-style edits the benchmark uses.
+copy-style edits the benchmark uses. Existing files are never overwritten unless asked.
 """
 from __future__ import annotations
 
+import argparse
+import io
 import random
 import sys
 from pathlib import Path
@@ -16,6 +18,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from simsearch.edits import apply_edit
+from simsearch.errors import SimsearchError
 
 COPY_EDITS = ("resize25", "jpeg20", "crop70", "hflip", "text", "grayscale")
 # Generated graphics look more alike to the default model than photographs do, so the tour uses
@@ -106,30 +109,70 @@ def scene(seed: int, size: tuple[int, int] = (640, 480)) -> Image.Image:
     return img
 
 
-def write_demo(folder: Path, seeds: tuple[int, ...] = TOUR_SEEDS) -> list[Path]:
-    folder.mkdir(parents=True, exist_ok=True)
+def demo_files(folder: Path, seeds: tuple[int, ...] = TOUR_SEEDS) -> list[Path]:
+    """The paths `write_demo` writes, in order: each original, then its edited copy if it has one."""
+    paths = []
+    for i in range(len(seeds)):
+        paths.append(folder / f"photo{i:02d}.jpg")
+        if i < len(COPY_EDITS):
+            paths.append(folder / "copies" / f"photo{i:02d}_{COPY_EDITS[i]}.jpg")
+    return paths
+
+
+def write_demo(folder: Path, seeds: tuple[int, ...] = TOUR_SEEDS,
+               overwrite: bool = False) -> list[Path]:
+    """Draw the tour's pictures and their edited copies into `folder`. Raises `SimsearchError`,
+    before writing anything, when one of the files is already there (unless `overwrite`)."""
+    folder = Path(folder)
+    targets = demo_files(folder, seeds)
+    existing = [p for p in targets if p.exists() or p.is_symlink()]
+    if existing and not overwrite:
+        what = (f"{existing[0]} already exists" if len(existing) == 1 else
+                f"{existing[0]} and {len(existing) - 1} more of its files already exist")
+        raise SimsearchError(f"{what}; nothing was written. Choose a new folder (python -m "
+                             f"simsearch.demo NEW_FOLDER) or replace them with --overwrite")
     written = []
     for i, seed in enumerate(seeds):
         img = scene(seed)
-        path = folder / f"photo{i:02d}.jpg"
-        img.save(path, quality=92)
-        written.append(path)
+        _save(img, folder / f"photo{i:02d}.jpg", 92, overwrite)
+        written.append(folder / f"photo{i:02d}.jpg")
         if i < len(COPY_EDITS):  # a few planted near-duplicates, one per kind of edit
-            edit = COPY_EDITS[i]
-            copy = folder / "copies" / f"photo{i:02d}_{edit}.jpg"
-            copy.parent.mkdir(exist_ok=True)
-            apply_edit(edit, img, random.Random(i)).save(copy, quality=90)
+            copy = folder / "copies" / f"photo{i:02d}_{COPY_EDITS[i]}.jpg"
+            _save(apply_edit(COPY_EDITS[i], img, random.Random(i)), copy, 90, overwrite)
             written.append(copy)
     return written
 
 
+def _save(img: Image.Image, path: Path, quality: int, overwrite: bool) -> None:
+    """Write a JPEG; without `overwrite`, open the file exclusively so that a file that appeared
+    since the check is not replaced either."""
+    buffer = io.BytesIO()
+    img.save(buffer, format="JPEG", quality=quality)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with open(path, "wb" if overwrite else "xb") as f:
+            f.write(buffer.getvalue())
+    except FileExistsError:
+        raise SimsearchError(f"{path} appeared while the demo was writing; nothing there was "
+                             f"overwritten") from None
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1:
-        print("usage: python -m simsearch.demo FOLDER", file=sys.stderr)
-        return 2
-    written = write_demo(Path(args[0]))
-    print(f"wrote {len(written)} pictures to {args[0]}")
+    parser = argparse.ArgumentParser(
+        prog="python -m simsearch.demo",
+        description="Write the README tour's pictures: 20 generated originals and 6 edited "
+                    "copies (in FOLDER/copies) to index, query and dedupe.")
+    parser.add_argument("folder", metavar="FOLDER", type=Path,
+                        help="where to write them (made if missing)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace files of the same names that are already there")
+    args = parser.parse_args(argv)
+    try:
+        written = write_demo(args.folder, overwrite=args.overwrite)
+    except (SimsearchError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(f"wrote {len(written)} pictures to {args.folder}")
     return 0
 
 

@@ -1,8 +1,13 @@
-"""Typed errors. The library raises these; the CLI turns them into messages and exit codes."""
+"""Typed errors. The library raises these; the CLI turns them into messages and exit codes.
+
+Every error simsearch raises on purpose is defined here, so that a caller can catch one family
+(`SimsearchError`) or one kind without importing the module that raises it (which may need
+torch)."""
 from __future__ import annotations
 
 __all__ = ["SimsearchError", "DecodeError", "ModelError", "IndexStoreError", "ModelMismatchError",
-           "IndexLockedError"]
+           "IndexLockedError", "CalibrationError", "TrainingError", "NoTripletsError",
+           "CollapseError", "MissingDependencyError"]
 
 
 class SimsearchError(Exception):
@@ -32,3 +37,30 @@ class ModelMismatchError(IndexStoreError):
 
 class IndexLockedError(IndexStoreError):
     """Another process is writing to the index."""
+
+
+class CalibrationError(SimsearchError):
+    """No score threshold reaches the requested precision."""
+
+
+class TrainingError(SimsearchError):
+    """A training run cannot start or cannot go on: bad data, no triplets, collapse, bad resume."""
+
+
+class NoTripletsError(TrainingError):
+    """The batch holds no valid triplet at all: no label with two items, or only one label."""
+
+
+class CollapseError(TrainingError):
+    """The embedding space collapsed and `stop_on_collapse` was set."""
+
+
+class MissingDependencyError(SimsearchError, ImportError):
+    """An optional dependency is not installed: torch and torchvision for training and model
+    export (the `train` extra). Also an ImportError, so `except ImportError` still catches it."""
+
+    def __init__(self, needs: str, missing: str, extra: str = "train"):
+        self.missing = missing
+        self.extra = extra
+        super().__init__(f"{needs} needs {missing}, which is not installed (the light install "
+                         f"leaves it out); install it with: pip install 'simsearch[{extra}]'")

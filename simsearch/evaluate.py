@@ -21,7 +21,7 @@ import numpy as np
 from PIL import Image
 
 from simsearch.edits import EDIT_NAMES, JPEG_MAX_SIDE, apply_edit
-from simsearch.errors import DecodeError, SimsearchError
+from simsearch.errors import CalibrationError, DecodeError, SimsearchError
 from simsearch.images import load_image
 
 __all__ = [
@@ -166,10 +166,6 @@ def load_benchmark(out_dir: Path) -> Benchmark:
 
 
 # --- result types ------------------------------------------------------------------------
-
-
-class CalibrationError(SimsearchError):
-    """No score threshold reaches the requested precision."""
 
 
 @dataclass(frozen=True)

@@ -13,10 +13,15 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-import torch
-from torch import nn
 
-from simsearch.errors import ModelError
+from simsearch.errors import MissingDependencyError, ModelError
+
+try:
+    import torch
+    from torch import nn
+except ImportError as e:  # the light install has no torch
+    raise MissingDependencyError("model export", e.name or "torch") from None
+
 from simsearch.model import EmbeddingNet
 
 __all__ = ["export_onnx", "META_CONFIG", "META_MODEL_ID", "META_THRESHOLD"]

@@ -11,13 +11,16 @@ import json
 import os
 from pathlib import Path
 
-import torch
-import torch.nn.functional as F
-from torch import nn
-
 from simsearch.config import BACKBONES, ModelConfig
-from simsearch.errors import ModelError
+from simsearch.errors import MissingDependencyError, ModelError
 from simsearch.files import sha256
+
+try:
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+except ImportError as e:  # the light install has no torch
+    raise MissingDependencyError("training and model export", e.name or "torch") from None
 
 __all__ = ["EmbeddingNet", "GeM", "create_model", "save_model", "load_model", "load_imagenet_trunk"]
 

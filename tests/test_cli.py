@@ -4,6 +4,7 @@ import shutil
 import subprocess
 import sys
 
+import pytest
 from click.testing import CliRunner
 from PIL import Image
 
@@ -149,6 +150,7 @@ def test_real_subprocess_and_light_help(tmp_path, tiny_model, photos):
 
 
 def test_train_end_to_end_then_index_with_the_result(tmp_path, photos):
+    pytest.importorskip("torch")
     write_pictures(photos / "more", 8, seed=21)
     out = tmp_path / "run"
     result = _run(["train", "--unlabeled", str(photos), "--out", str(out), "--epochs", "1",

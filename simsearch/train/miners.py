@@ -18,15 +18,10 @@ from dataclasses import dataclass
 
 import torch
 
-from simsearch.train import TrainingError
+from simsearch.config import MINER_STRATEGIES
+from simsearch.errors import NoTripletsError, TrainingError
 
 __all__ = ["MINER_STRATEGIES", "NoTripletsError", "Triplets", "cosine_distances", "mine_triplets"]
-
-MINER_STRATEGIES = ("semihard", "hard", "all")
-
-
-class NoTripletsError(TrainingError):
-    """The batch holds no valid triplet at all: no label with two items, or only one label."""
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from simsearch.train import TrainingError
+from simsearch.errors import TrainingError
 
 __all__ = ["PKSampler", "ItemSampler", "SamplerSummary"]
 

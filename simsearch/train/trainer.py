@@ -6,7 +6,8 @@ step, epoch, skipped file, warning and checkpoint is a `TrainEvent` passed to `p
 Files in `out_dir`: `checkpoint.pt` (model + optimizer + JSON state, written atomically at each
 epoch end and every `checkpoint_every` steps, loaded with `weights_only=True`), `train_log.jsonl`
 (one line of metrics per epoch), `train_config.json`, and at the end `model.safetensors`
-(`simsearch.model.save_model`).
+(`simsearch.model.save_model`) and its ONNX export `model.onnx` (`simsearch.export.export_onnx`,
+checked against torch), which `--model` and `open_index(model=...)` take.
 
 Guards: batches without any valid triplet are counted (a run that keeps producing them fails);
 a loss stuck at exactly zero and a collapsing embedding space (`BatchStats.collapsed`) held for
@@ -26,8 +27,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from simsearch.export import export_onnx
 from simsearch.model import EmbeddingNet, create_model, load_imagenet_trunk, load_model, save_model
-from simsearch.train import TrainingError
+from simsearch.errors import CollapseError, TrainingError
 from simsearch.train.config import TrainConfig, bf16_supported, choose_device
 from simsearch.train.datasets import (Batch, BatchPrefetcher, ClassFolderDataset, PairsDataset,
                                       Skipped, UnlabeledDataset)
@@ -42,10 +44,6 @@ __all__ = ["TrainConfig", "TrainEvent", "EpochMetrics", "TrainResult", "Collapse
 CHECKPOINT = "checkpoint.pt"
 _FORMAT = "simsearch-train-checkpoint-1"
 _MAX_EMPTY_BATCHES = 20  # consecutive batches without a triplet before the run gives up
-
-
-class CollapseError(TrainingError):
-    """The embedding space collapsed and `stop_on_collapse` was set."""
 
 
 @dataclass(frozen=True)
@@ -95,6 +93,7 @@ class TrainEvent:
 class TrainResult:
     model_path: Path | None
     model_sha256: str
+    onnx_path: Path | None = None    # the ONNX export of model_path, same model identity
     epochs: list[EpochMetrics] = field(default_factory=list)
     steps: int = 0
     skipped: list[Skipped] = field(default_factory=list)
@@ -295,8 +294,11 @@ class _Run:
         self.result.model_path = self.out / "model.safetensors"
         model = self.model.to(memory_format=torch.contiguous_format).cpu()
         self.result.model_sha256 = save_model(model, self.result.model_path)
+        # exported from the saved (fp16) weights, so that both files give the same vectors
+        self.result.onnx_path = export_onnx(load_model(self.result.model_path),
+                                            self.out / "model.onnx", self.result.model_sha256)
         self.emit(TrainEvent("done", step=self.step, total_steps=self.total,
-                             message=str(self.result.model_path)))
+                             message=f"{self.result.model_path} and {self.result.onnx_path}"))
         return self.result
 
     def _epoch(self, epoch: int, skip: int) -> None:

@@ -7,7 +7,6 @@ n x n score matrix stays small) and the run reports micro-average precision over
 """
 from __future__ import annotations
 
-import os
 import random
 from dataclasses import dataclass
 
@@ -19,7 +18,7 @@ from simsearch.errors import DecodeError
 from simsearch.evaluate import micro_average_precision
 from simsearch.files import walk_images
 from simsearch.images import resize_square
-from simsearch.train.datasets import Skipped, check_root, decode_shrunk, reserved_part, to_batch_tensor
+from simsearch.train.datasets import Skipped, check_root, decode_shrunk, to_batch_tensor
 
 __all__ = ["ValidationSet", "load_validation", "validate"]
 
@@ -38,7 +37,6 @@ def load_validation(config, paths: list[str] | None, skipped: list[Skipped]) -> 
         root = check_root(config.val_dir, "validation folder")
         found = [f.path for f in walk_images(
             [root], on_problem=lambda p: skipped.append(Skipped(p.path, p.reason)))]
-        found = [p for p in found if not reserved_part(os.path.relpath(p, root))]
         if len(found) > config.val_max:
             rng = np.random.default_rng(config.seed)
             found = sorted(rng.choice(found, config.val_max, replace=False).tolist())
