@@ -23,7 +23,8 @@ import numpy as np
 
 from simsearch.catalog import Catalog
 from simsearch.config import ModelConfig
-from simsearch.embedder import Embedder, ModelRef, resolve_device, resolve_model
+from simsearch.embedder import Embedder
+from simsearch.models import ModelRef, resolve_device, resolve_model
 from simsearch.scoring import Background, adjusted_search, load_background
 from simsearch.errors import (DecodeError, IndexLockedError, IndexStoreError, ModelError,
                               ModelMismatchError)
@@ -264,6 +265,8 @@ class Index:
                 self._embedder = None
             self.model  # resolve and check before touching anything
             self.device
+            if rebuild or self.manifest is None:
+                self.embedder  # a network that fails its check is refused before the catalog names it
             catalog = self.catalog(readonly=False)
             try:
                 if rebuild or catalog.get_meta("model") is None:
@@ -346,23 +349,36 @@ class Index:
             catalog.close()
 
     def _background_if_usable(self) -> "Background | None":
-        """Dedupe needs no network; where the model itself cannot be found it scores plain
-        cosine. A background file that exists but cannot be used is an error."""
-        try:
-            self.model
-        except (ModelError, ModelMismatchError):
+        """The model's background set, or None where the model cannot be used here (then
+        vectors.faiss is rebuilt with plain cosine rows). Reads metadata only, never a session.
+        A background file that exists but cannot be used is an error."""
+        if self._model_problem() is not None:
             return None
         return self.background
 
+    def _model_problem(self) -> "ModelError | ModelMismatchError | None":
+        """Why the index's model cannot be used here, or None when it can."""
+        try:
+            self.model
+        except (ModelError, ModelMismatchError) as e:
+            return e
+        return None
+
     def default_threshold(self) -> float:
         """The dedupe threshold calibrated for the index's model (read from the model's
-        metadata, no torch), or `DEFAULT_THRESHOLD` when that model cannot be used here."""
+        metadata: no torch, no session), or `DEFAULT_THRESHOLD` for a model without one. A model
+        that cannot be used here is an error that says how to go on."""
         from simsearch.dedupe import DEFAULT_THRESHOLD
 
-        try:
-            ref = self.model
-        except (ModelError, ModelMismatchError):
-            return DEFAULT_THRESHOLD
+        problem = self._model_problem()
+        if problem is not None:
+            built = (self.manifest or {}).get("model") or {}
+            raise ModelError(
+                f"{self.folder}: dedupe takes its threshold and score adjustment from the model "
+                f"that built the index ({built.get('name', '?')}, {str(built.get('id', '?'))[:12]}), "
+                f"and it cannot be used here: {problem}. Point at it with --model PATH, or give "
+                f"a threshold with --threshold T (scores are then plain cosine)")
+        ref = self.model
         return ref.dedupe_threshold if ref.dedupe_threshold is not None else DEFAULT_THRESHOLD
 
     def vectors(self) -> tuple[list[str], np.ndarray]:

@@ -120,7 +120,7 @@ def _background_for(record: dict):
     """The background set of the model that built the index (the vectors file stores offsets
     against it): a Background, None when the model has none, False when the model is not at
     hand (then nothing can be said about the offsets; a repair writes none)."""
-    from simsearch.embedder import resolve_model
+    from simsearch.models import resolve_model
     from simsearch.scoring import load_background
 
     name = record.get("name")
