@@ -98,8 +98,14 @@ class Index:
         built = self.manifest.get("model") if self.manifest else None
         spec = self._model_spec
         if spec is None and built and built.get("name") not in (None, "default", "default (random init)"):
-            if Path(built["name"]).exists():
-                spec = built["name"]
+            spec = built["name"]
+            if not Path(spec).exists() and not self._is_default(built.get("id")):
+                raise ModelError(
+                    f"{self.folder} was built with model {spec} ({built.get('id', '?')[:12]}), "
+                    f"which is not there any more; point at it with --model PATH, or rebuild "
+                    f"with: simsearch index PHOTOS --rebuild --model MODEL --index {self.folder}")
+            if not Path(spec).exists():
+                spec = None  # a copy of the default model, named by a path that has moved
         try:
             ref = resolve_model(spec)
         except ModelError as e:
@@ -114,6 +120,13 @@ class Index:
                 f"be compared. Use --model {built.get('name')}, or rebuild with: "
                 f"simsearch index PHOTOS --rebuild --index {self.folder}")
         return ref
+
+    @staticmethod
+    def _is_default(model_id) -> bool:
+        try:
+            return resolve_model(None, precision="fp32").model_id == model_id
+        except ModelError:
+            return False
 
     @property
     def device(self) -> str:
@@ -371,13 +384,10 @@ class Index:
         from simsearch.dedupe import DEFAULT_THRESHOLD
 
         problem = self._model_problem()
-        if problem is not None:
-            built = (self.manifest or {}).get("model") or {}
-            raise ModelError(
-                f"{self.folder}: dedupe takes its threshold and score adjustment from the model "
-                f"that built the index ({built.get('name', '?')}, {str(built.get('id', '?'))[:12]}), "
-                f"and it cannot be used here: {problem}. Point at it with --model PATH, or give "
-                f"a threshold with --threshold T (scores are then plain cosine)")
+        if problem is not None:  # the message names the model and how to point at it
+            raise ModelError(f"{str(problem).rstrip('.')}. Dedupe takes its threshold and score "
+                             f"adjustment from that model; without it, give a threshold with "
+                             f"--threshold T (scores are then plain cosine)")
         ref = self.model
         return ref.dedupe_threshold if ref.dedupe_threshold is not None else DEFAULT_THRESHOLD
 

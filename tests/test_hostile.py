@@ -687,8 +687,9 @@ def test_damaged_or_foreign_index_folders_give_messages(tmp_path, tiny_model, ph
         ("catalog.sqlite", "empty"): b"",
         ("catalog.sqlite", "half"): (index_dir / "catalog.sqlite").read_bytes()[:6000],
     }
-    # what still works: dedupe and export need no model, and an empty file is an empty catalog
-    works = {("manifest.json", "model elsewhere"): {"dedupe", "export"},
+    # what still works: export needs no model, and an empty file is an empty catalog (dedupe
+    # needs the model's threshold: without it, a message that asks for --model or --threshold)
+    works = {("manifest.json", "model elsewhere"): {"export"},
              ("catalog.sqlite", "empty"): {"index"}}
     commands = {"query": ["query", str(photos / "img001.jpg")], "dedupe": ["dedupe"],
                 "export": ["export", "--out", str(tmp_path / "v.npz")], "check": ["check"],
@@ -709,6 +710,10 @@ def test_damaged_or_foreign_index_folders_give_messages(tmp_path, tiny_model, ph
             assert str(damaged) in result.output, (name, what, command, result.output)
             if name == "manifest.json" and what in ("noise", "a list"):
                 assert "check --repair" in result.output, (what, command, result.output)
+            if (name, what, command) == ("manifest.json", "model elsewhere", "dedupe"):
+                assert str(evil_model) in result.output and "--threshold" in result.output
+                again = runner.invoke(main, [*args, "--threshold", "0.9", "--index", str(damaged)])
+                assert again.exit_code == 0, again.output
         shutil.rmtree(damaged)
     assert not marker.exists()
 

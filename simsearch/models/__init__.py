@@ -148,10 +148,11 @@ def _locate(spec: str | os.PathLike | None) -> tuple[Path, str]:
     if path.name.endswith(".int8.onnx"):
         raise ModelError(f"{path}: name the fp32 model (.onnx); its int8 variant is chosen by "
                          f"precision")
+    name = str(path.absolute())  # recorded in index manifests: found again from any folder
     if path.suffix == ".onnx":
-        return path, str(path)
+        return path, name
     if path.suffix == ".safetensors":
-        return _converted(path), str(path)
+        return _converted(path), name
     raise ModelError(f"{path}: a model is a .onnx or .safetensors file (or a folder of them)")
 
 
