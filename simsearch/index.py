@@ -279,7 +279,7 @@ class Index:
             self.model  # resolve and check before touching anything
             self.device
             if rebuild or self.manifest is None:
-                self.embedder  # a network that fails its check is refused before the catalog names it
+                self.embedder.verify()  # a broken network is refused before the catalog names it
             catalog = self.catalog(readonly=False)
             try:
                 if rebuild or catalog.get_meta("model") is None:
