@@ -22,8 +22,8 @@ from pathlib import Path
 from simsearch.config import ModelConfig
 from simsearch.errors import ModelError
 
-__all__ = ["ModelRef", "resolve_model", "resolve_device", "read_metadata", "cache_dir",
-           "cpu_has_vnni", "DEFAULT_MODEL_DIR", "META_CONFIG", "META_MODEL_ID", "META_THRESHOLD"]
+__all__ = ["ModelRef", "resolve_model", "resolve_device", "read_metadata", "background_path",
+           "cache_dir", "cpu_has_vnni", "DEFAULT_MODEL_DIR", "META_CONFIG", "META_MODEL_ID", "META_THRESHOLD"]
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent
 # ONNX metadata keys (export.py writes them).
@@ -71,8 +71,6 @@ def resolve_model(spec: str | os.PathLike | None = None, precision: str | None =
     precision = (precision or os.environ.get("SIMSEARCH_PRECISION") or "auto").lower()
     if precision not in ("auto", "fp32", "int8"):
         raise ModelError(f"precision must be auto, fp32 or int8, not {precision!r}")
-    from simsearch.scoring import background_path
-
     onnx_path, name = _locate(spec)
     ref = _read_onnx(onnx_path, name)
     background = background_path(onnx_path if name == "default" else Path(name))
@@ -89,6 +87,14 @@ def resolve_model(spec: str | os.PathLike | None = None, precision: str | None =
                              f"(SIMSEARCH_PRECISION=fp32)")
         ref = dataclasses.replace(ref, onnx_path=int8, precision="int8")
     return ref
+
+
+def background_path(model_file: str | os.PathLike) -> Path:
+    """Where a model's background set (`simsearch.scoring`) lives: `NAME.background.npz` beside
+    `NAME.onnx` (or `NAME.safetensors`)."""
+    path = Path(model_file)
+    stem = path.name[:-len(".int8.onnx")] if path.name.endswith(".int8.onnx") else path.stem
+    return path.with_name(stem + ".background.npz")
 
 
 def cpu_has_vnni() -> bool:
