@@ -83,8 +83,7 @@ def resolve_model(spec: str | os.PathLike | None = None, precision: str | None =
         variant = _read_onnx(int8, name)
         if variant.model_id != ref.model_id or variant.config != ref.config:
             raise ModelError(f"{int8} is not a variant of {onnx_path} (another model's metadata); "
-                             f"remove it, or use --model with precision fp32 "
-                             f"(SIMSEARCH_PRECISION=fp32)")
+                             f"remove it, or run with SIMSEARCH_PRECISION=fp32")
         ref = dataclasses.replace(ref, onnx_path=int8, precision="int8")
     return ref
 
