@@ -39,7 +39,7 @@ def camera_jpegs(folder: Path, min_pixels: float, limit: int) -> list[Path]:
 
 
 def _has_int8(model) -> bool:
-    from simsearch.embedder import resolve_model
+    from simsearch.models import resolve_model
     try:
         resolve_model(model, precision="int8")
         return True
@@ -64,10 +64,11 @@ def main() -> None:
     from PIL import Image
 
     from simsearch.catalog import Catalog
-    from simsearch.embedder import Embedder, resolve_model
+    from simsearch.embedder import Embedder
     from simsearch.files import sha256
     from simsearch.images import load_image
     from simsearch.index import open_index
+    from simsearch.models import resolve_model
 
     ref = resolve_model(args.model)
     embedder = Embedder(ref)

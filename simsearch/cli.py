@@ -177,8 +177,9 @@ def query_cmd(images, k, index_dir, model, device, as_json):
 @_linkage_option("centre: each group is an image and its near-duplicates; complete: every "
                  "pair in a group is a near-duplicate (stricter, smaller groups).")
 @_index_option
+@_model_option
 @_json_option
-def dedupe_cmd(threshold, linkage, index_dir, as_json):
+def dedupe_cmd(threshold, linkage, index_dir, model, as_json):
     """Groups of exact duplicates (same bytes) and near-duplicates (score >= threshold).
 
     Works from stored vectors only. Groups never chain: with the default centre linkage every
@@ -188,7 +189,7 @@ def dedupe_cmd(threshold, linkage, index_dir, as_json):
     """
     from simsearch.index import open_index
 
-    index = open_index(index_dir)
+    index = open_index(index_dir, model=model)
     rebuilding = index.unfinished_rebuild()
     if rebuilding:
         _warn_rebuild(rebuilding, index_dir)
@@ -259,6 +260,25 @@ def check_cmd(index_dir, repair, as_json):
         click.echo(f"{report.folder}: {report.count} images, {state}")
     if not report.ok:
         sys.exit(1)
+
+
+@main.command("convert")
+@click.argument("weights", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="The ONNX file to write.  [default: WEIGHTS with .onnx, beside it]")
+def convert_cmd(weights, out):
+    """Export a .safetensors model to the ONNX file that index, query and dedupe run.
+
+    Needs torch (pip install 'simsearch[train]'); the ONNX file then runs without it. The export
+    is checked against torch (cosine >= 0.999). An existing file is never overwritten.
+    """
+    try:
+        from simsearch.export import convert
+    except ImportError as e:
+        raise click.ClickException(f"simsearch convert needs torch ({e}); install it with: "
+                                   f"pip install 'simsearch[train]'") from None
+    written = convert(weights, out)
+    click.echo(f"{written} (use --model {written})")
 
 
 @main.command("eval")
@@ -387,7 +407,7 @@ def train_cmd(unlabeled, classes, pairs, val_dir, out_dir, epochs, steps_per_epo
     from simsearch.train import train  # MissingDependencyError (a message) without torch
 
     if init == "default":
-        from simsearch.embedder import DEFAULT_MODEL_DIR
+        from simsearch.models import DEFAULT_MODEL_DIR
         init = str(DEFAULT_MODEL_DIR / "default.safetensors")
     kind = "unlabeled" if unlabeled else "classes" if classes else "pairs"
     config = TrainConfig(

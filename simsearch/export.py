@@ -23,12 +23,10 @@ except ImportError as e:  # the light install has no torch
     raise MissingDependencyError("model export", e.name or "torch") from None
 
 from simsearch.model import EmbeddingNet
+from simsearch.models import META_CONFIG, META_MODEL_ID, META_THRESHOLD
 
-__all__ = ["export_onnx", "META_CONFIG", "META_MODEL_ID", "META_THRESHOLD"]
-
-META_CONFIG = "simsearch_config"
-META_MODEL_ID = "simsearch_model_id"
-META_THRESHOLD = "simsearch_dedupe_threshold"
+__all__ = ["export_onnx", "convert", "quantize_int8", "META_CONFIG", "META_MODEL_ID",
+           "META_THRESHOLD"]
 
 
 class _Preprocessed(nn.Module):
@@ -77,10 +75,14 @@ def export_onnx(net: EmbeddingNet, path: str | os.PathLike, model_id: str,
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(proto.SerializeToString())
-    if check:
-        _check_equal(wrapper, tmp)
-    os.replace(tmp, path)
+    try:
+        tmp.write_bytes(proto.SerializeToString())
+        if check:
+            _check_equal(wrapper, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return path
 
 
@@ -123,9 +125,39 @@ def _check_equal(wrapper: nn.Module, onnx_path: Path) -> None:
     got = session.run(None, {"images": batch})[0]
     with torch.inference_mode():
         want = wrapper(torch.from_numpy(batch)).numpy()
+    if not (np.isfinite(got).all() and np.isfinite(want).all()):
+        raise ModelError("the network gives NaN or infinite values (damaged weights?); not exported")
     cos = (got * want).sum(1)
     if cos.min() < 0.999:
         raise ModelError(f"ONNX export differs from torch (cosine {cos.min():.5f} < 0.999)")
+
+
+def convert(weights: str | os.PathLike, out: str | os.PathLike | None = None) -> Path:
+    """Export a safetensors model to ONNX: `out`, default `NAME.onnx` beside the weights, where
+    `simsearch.models` looks for it. An existing `out` is kept when it is already this model's
+    export and refused when it is anything else (nothing is overwritten)."""
+    from simsearch.files import sha256
+    from simsearch.model import load_model
+    from simsearch.models import read_metadata
+
+    weights = Path(weights)
+    net = load_model(weights)  # checks the file: ModelError naming it
+    model_id = sha256(weights)
+    out = Path(out) if out is not None else weights.with_suffix(".onnx")
+    if os.path.lexists(out):
+        try:
+            same = read_metadata(out).get(META_MODEL_ID) == model_id
+        except ModelError:
+            same = False
+        if same:
+            return out
+        raise ModelError(f"{out} exists and is not the export of {weights}; nothing was "
+                         f"overwritten: remove it, or choose another file with --out")
+    try:
+        return export_onnx(net, out, model_id)
+    except OSError as e:
+        raise ModelError(f"{out}: cannot write ({e.strerror or e}); choose another file with "
+                         f"--out") from None
 
 
 def quantize_int8(onnx_path: str | os.PathLike, out_path: str | os.PathLike,

@@ -17,9 +17,10 @@ import numpy as np
 
 from simsearch.catalog import Catalog
 from simsearch.dedupe import DuplicateReport, Group, Member, check_threshold, find_groups
-from simsearch.embedder import Embedder, ModelRef, resolve_device, resolve_model
+from simsearch.embedder import Embedder
 from simsearch.errors import (DecodeError, IndexStoreError, ModelError, ModelMismatchError,
                               SimsearchError)
+from simsearch.models import ModelRef, resolve_device, resolve_model
 from simsearch.images import load_image
 from simsearch.ingest import IngestReport, Progress, ingest
 from simsearch.scoring import Background, Offsets, adjusted_search, load_background
@@ -118,6 +119,13 @@ class Index:
         spec = self._model_spec
         if spec is None and built and built.get("name") not in _DEFAULT_NAMES:
             spec = built["name"]
+            if not Path(spec).exists() and not self._is_default(built.get("id")):
+                raise ModelError(
+                    f"{self.folder} was built with model {spec} ({built.get('id', '?')[:12]}), "
+                    f"which is not there any more; point at it with --model PATH, or rebuild "
+                    f"with: simsearch index PHOTOS --rebuild --model MODEL --index {self.folder}")
+            if not Path(spec).exists():
+                spec = None  # a copy of the default model, named by a path that has moved
         try:
             ref = resolve_model(spec)
         except ModelError as e:
@@ -132,6 +140,13 @@ class Index:
                 f"be compared. Use --model {built.get('name')}, or rebuild with: "
                 f"simsearch index PHOTOS --rebuild --model {ref.name} --index {self.folder}")
         return ref
+
+    @staticmethod
+    def _is_default(model_id) -> bool:
+        try:
+            return resolve_model(None, precision="fp32").model_id == model_id
+        except ModelError:
+            return False
 
     @property
     def device(self) -> str:
@@ -270,6 +285,8 @@ class Index:
                 self._forget_loaded()
             self.model  # resolve and check before touching anything
             self.device
+            if rebuild or self.manifest is None:
+                self.embedder.verify()  # a broken network is refused before the catalog names it
             catalog = self.catalog(readonly=False)
             try:
                 record = self._model_record()

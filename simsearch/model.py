@@ -131,10 +131,18 @@ def load_model(path: str | os.PathLike) -> EmbeddingNet:
     except Exception as e:
         raise ModelError(f"{path}: cannot read weights ({e})") from e
     state = {k: v.float() for k, v in state.items()}
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    wanted = model.state_dict()
+    missing = [k for k in wanted if k not in state]
+    unexpected = [k for k in state if k not in wanted]
     if missing or unexpected:
         raise ModelError(f"{path}: weights do not fit a {config.backbone} network "
                          f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+    for name, tensor in state.items():
+        if tensor.shape != wanted[name].shape:
+            raise ModelError(f"{path}: tensor {name} has shape {list(tensor.shape)}, the config "
+                             f"in the file ({config.backbone}, dim {config.dim}) needs "
+                             f"{list(wanted[name].shape)}; the file is damaged or mislabelled")
+    model.load_state_dict(state)
     return model.eval()
 
 

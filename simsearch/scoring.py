@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from simsearch.errors import ModelError
+from simsearch.models import background_path  # a model's files are named in simsearch.models
 
 __all__ = ["Background", "Offsets", "build_background", "background_path", "load_background",
            "adjusted_search"]
@@ -108,14 +109,6 @@ def build_background(vectors: np.ndarray, model_id: str, beta: float = 1.0,
         sims[rows, rows + start] = -np.inf
         nearest[start:start + _CHUNK] = sims.max(axis=1)
     return Background(vectors, float(np.median(nearest)), beta, delta, model_id)
-
-
-def background_path(model_file: str | os.PathLike) -> Path:
-    """Where a model's background lives: `NAME.background.npz` beside `NAME.onnx` (or
-    `NAME.safetensors`)."""
-    path = Path(model_file)
-    stem = path.name[:-len(".int8.onnx")] if path.name.endswith(".int8.onnx") else path.stem
-    return path.with_name(stem + ".background.npz")
 
 
 def load_background(path: str | os.PathLike, model_id: str, dim: int) -> Background:

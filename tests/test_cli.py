@@ -172,7 +172,7 @@ def test_train_needs_exactly_one_kind_of_data(tmp_path, photos):
 def test_device_option(tmp_path, tiny_model, photos):
     import onnxruntime as ort
 
-    from simsearch.embedder import resolve_device
+    from simsearch.models import resolve_device
     from simsearch.errors import ModelError
 
     env = {"SIMSEARCH_INDEX": str(tmp_path / "idx")}

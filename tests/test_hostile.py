@@ -641,6 +641,11 @@ def test_pickle_bearing_model_files_are_refused_and_never_run(tmp_path, photos, 
         assert "Traceback" not in result.output
         with pytest.raises(SimsearchError):
             open_index(tmp_path / name, model=path, create=True).model
+        if name.endswith(".safetensors"):  # the index only looks for its export; convert reads it
+            result = runner.invoke(main, ["convert", str(path)])
+            assert result.exit_code == 1 and "Traceback" not in result.output, (name, result.output)
+            assert result.stderr.startswith("Error: ") and str(path) in result.stderr
+            assert not path.with_suffix(".onnx").exists()
         assert not marker.exists(), name
     assert not marker.exists()
 

@@ -4,7 +4,8 @@ import pytest
 torch = pytest.importorskip("torch")  # the train extra; CI installs it with .[test]
 
 from simsearch.config import ModelConfig  # noqa: E402
-from simsearch.embedder import Embedder, resolve_model  # noqa: E402
+from simsearch.embedder import Embedder  # noqa: E402
+from simsearch.models import resolve_model  # noqa: E402
 from simsearch.errors import ModelError  # noqa: E402
 from simsearch.export import export_onnx  # noqa: E402
 from simsearch.model import create_model, load_imagenet_trunk, load_model, save_model  # noqa: E402
@@ -51,10 +52,14 @@ def test_malformed_model_files_rejected(tmp_path):
 
 
 def test_onnx_matches_torch_and_resolves_from_safetensors(tmp_path):
+    from simsearch.export import convert
     model = create_model(TINY, seed=2)
     model_id = save_model(model, tmp_path / "m.safetensors")
-    ref = resolve_model(tmp_path / "m.safetensors")  # exported once into the cache
-    assert ref.model_id == model_id and ref.config == TINY
+    with pytest.raises(ModelError, match="simsearch convert .*m.safetensors"):
+        resolve_model(tmp_path / "m.safetensors")  # no export yet: never one made behind our back
+    assert convert(tmp_path / "m.safetensors") == tmp_path / "m.onnx"
+    ref = resolve_model(tmp_path / "m.safetensors")
+    assert ref.model_id == model_id and ref.config == TINY and ref.onnx_path == tmp_path / "m.onnx"
     embedder = Embedder(ref)
     rng = np.random.default_rng(0)
     batch = rng.integers(0, 256, (3, 48, 48, 3), dtype=np.uint8)
@@ -65,7 +70,6 @@ def test_onnx_matches_torch_and_resolves_from_safetensors(tmp_path):
     with torch.no_grad():
         want = load_model(tmp_path / "m.safetensors")(x).numpy()
     assert (got * want).sum(1).min() > 0.999
-    assert resolve_model(tmp_path / "m.safetensors").onnx_path == ref.onnx_path  # cached
 
 
 def test_imagenet_weights_from_file(tmp_path):
@@ -114,7 +118,7 @@ def test_int8_variant_is_chosen_by_precision_and_agrees(tmp_path, monkeypatch):
 def _shipped_model_agreement(images):
     """Cosines between the shipped default model run by ONNX Runtime (fp32 and, where shipped,
     int8) and the same weights run by torch, on the same uint8 pixels."""
-    from simsearch.embedder import DEFAULT_MODEL_DIR
+    from simsearch.models import DEFAULT_MODEL_DIR
     from simsearch.images import resize_square
     weights = DEFAULT_MODEL_DIR / "default.safetensors"
     if not weights.is_file():

@@ -33,7 +33,7 @@ RULES = {
     "safetensors":      TORCH_SIDE,                   # the torch weights file
     "onnx":             TORCH_SIDE,                   # writing ONNX; the run time reads it via ONNX Runtime
     "simsearch.model":  TORCH_SIDE,
-    "simsearch.export": TORCH_SIDE,
+    "simsearch.export": TORCH_SIDE + ("simsearch.cli:convert_cmd",),  # the train extra's command
     "simsearch.train":  TORCH_SIDE + ("simsearch.cli:train_cmd",),
     "onnxruntime":      ("simsearch.embedder", "simsearch.models",
                          "simsearch.export"),          # export checks its file against torch

@@ -56,8 +56,9 @@ def background_vectors(folder: Path, model: Path, n: int = 3000):
 
     import numpy as np
 
-    from simsearch.embedder import Embedder, resolve_model
+    from simsearch.embedder import Embedder
     from simsearch.images import load_image
+    from simsearch.models import resolve_model
     embedder = Embedder(resolve_model(model, precision="fp32"))
     files = sorted(folder.iterdir())
     random.Random(1).shuffle(files)
