@@ -1,7 +1,7 @@
 """Typed errors. The library raises these; the CLI turns them into messages and exit codes."""
 from __future__ import annotations
 
-__all__ = ["SimsearchError", "DecodeError", "ModelError", "IndexStoreError", "ModelMismatchError",
+__all__ = ["SimsearchError", "DecodeError", "MissingLibraryError", "ModelError", "IndexStoreError", "ModelMismatchError",
            "IndexLockedError"]
 
 
@@ -16,6 +16,16 @@ class DecodeError(SimsearchError):
         self.path = path
         self.reason = reason
         super().__init__(f"{path}: {reason}")
+
+
+class MissingLibraryError(DecodeError):
+    """A file in a format whose optional decoding library is not installed. Carries the format
+    and the command that installs the library, so that a run can name it once."""
+
+    def __init__(self, path, format: str, install: str):
+        self.format = format
+        self.install = install
+        super().__init__(path, f"{format} needs a library that is not installed ({install})")
 
 
 class ModelError(SimsearchError):

@@ -18,9 +18,9 @@ import numpy as np
 
 from simsearch.catalog import Catalog, Row
 from simsearch.embedder import Embedder
-from simsearch.errors import DecodeError
+from simsearch.errors import DecodeError, MissingLibraryError
 from simsearch.files import FileInfo, WalkProblem, sha256, stat_file, walk_images
-from simsearch.images import load_image
+from simsearch.images import load_image, probe
 from simsearch.vectors import VectorStore
 
 __all__ = ["Skipped", "IngestReport", "ingest"]
@@ -46,16 +46,23 @@ class IngestReport:
     # under each were kept anyway (an unmounted drive leaves an empty mount point: see
     # _remove_missing)
     kept: dict[str, int] = field(default_factory=dict)
+    # files decoded in this run, by format ("JPEG", "HEIF", "DNG"...)
+    formats: dict[str, int] = field(default_factory=dict)
+    # formats whose optional library is not installed, each with the command that installs it
+    missing_libraries: dict[str, str] = field(default_factory=dict)
 
     def summary(self) -> str:
+        decoded = ", ".join(f"{n} {name}" for name, n in sorted(self.formats.items()))
         return (f"added {self.added}, updated {self.updated}, unchanged {self.unchanged}, "
-                f"removed {self.removed}, moved {self.moved}, skipped {len(self.skipped)}")
+                f"removed {self.removed}, moved {self.moved}, skipped {len(self.skipped)}"
+                + (f" (decoded: {decoded})" if decoded else ""))
 
     def to_dict(self) -> dict:
         return {"added": self.added, "updated": self.updated, "unchanged": self.unchanged,
                 "removed": self.removed, "moved": self.moved,
                 "skipped": [{"path": s.path, "reason": s.reason} for s in self.skipped],
-                "kept_under_empty_folders": self.kept}
+                "kept_under_empty_folders": self.kept, "formats": self.formats,
+                "missing_libraries": self.missing_libraries}
 
 
 @dataclass
@@ -68,6 +75,15 @@ class _Prepared:
     array: np.ndarray | None = None
     width: int = 0
     height: int = 0
+    format: str = ""
+
+
+@dataclass(frozen=True)
+class _Missing(Skipped):
+    """A file skipped because its format's optional library is not installed."""
+
+    format: str = ""
+    install: str = ""
 
 
 # Files found by the walk but not yet handed to the decoders: enough to give the progress bar
@@ -161,8 +177,11 @@ class _Batcher:
         self._flush()
 
     def _prepare(self, info: FileInfo, row: Row | None) -> _Prepared | Skipped:
-        """Runs in a worker thread: hash, and decode only when the content is new."""
+        """Runs in a worker thread: check the header, hash, and decode only when the content
+        is new. The header check comes first so that a file the decoder would refuse (a pipe,
+        a bomb, a sparse file of gigabytes with a broken header) is never read in full."""
         try:
+            probe(info.path, target=self.embedder.config.input_size)
             sha = sha256(info.path)
             if (row is not None and row.sha256 == sha) or self.catalog.has_sha256(sha):
                 return _Prepared(info, row, sha)
@@ -170,7 +189,9 @@ class _Batcher:
             array = self.embedder.prepare(picture.image)
             if stat_file(info.path) != info:
                 return Skipped(info.path, "changed while being indexed (run again to pick it up)")
-            return _Prepared(info, row, sha, array, picture.width, picture.height)
+            return _Prepared(info, row, sha, array, picture.width, picture.height, picture.format)
+        except MissingLibraryError as e:
+            return _Missing(info.path, e.reason, e.format, e.install)
         except DecodeError as e:
             if not os.path.lexists(info.path):
                 return Skipped(info.path, "disappeared while being indexed")
@@ -181,6 +202,9 @@ class _Batcher:
             return Skipped(info.path, f"cannot read: {e.strerror or e}")
 
     def _take(self, item: _Prepared | Skipped) -> None:
+        if isinstance(item, _Missing):
+            self.report.missing_libraries.setdefault(item.format, item.install)
+            item = Skipped(item.path, item.reason)
         if isinstance(item, Skipped):
             self.report.skipped.append(item)
             self._tick(1)
@@ -198,6 +222,7 @@ class _Batcher:
         with self.catalog.transaction():
             for i, p in enumerate(fresh):
                 vector = vectors[i]
+                self.report.formats[p.format] = self.report.formats.get(p.format, 0) + 1
                 if p.row is None:
                     row_id = self.catalog.insert(p.info.path, p.info.size, p.info.mtime_ns, p.sha,
                                                  p.width, p.height, vector)
