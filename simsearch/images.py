@@ -21,7 +21,6 @@ import io
 import os
 import re
 import stat
-import threading
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -31,6 +30,8 @@ import numpy as np
 from PIL import Image, ImageChops
 
 from simsearch import formats, jpeg
+from simsearch.budget import (ALPHA_MODES, BLOCK_BYTES, BLOCK_PIXELS, DECODE_MEMORY, DEEP_MODES,
+                              MAX_DECODE_BYTES, SLACK, Pool, bytes_per_pixel, tiff_strip_bytes)
 from simsearch.errors import DecodeError
 
 __all__ = ["MAX_PIXELS", "MAX_DECODE_BYTES", "DECODE_MEMORY", "Picture", "Probe", "probe",
@@ -39,12 +40,6 @@ __all__ = ["MAX_PIXELS", "MAX_DECODE_BYTES", "DECODE_MEMORY", "Picture", "Probe"
 # Larger than any camera or ordinary scan (a 150 MP medium-format frame fits), small enough that
 # a decompression bomb is refused before a byte of it is decoded.
 MAX_PIXELS = 250_000_000
-# The memory one decode may hold: a 170 MP RGB TIFF or PNG, an 85 MP 16-bit grey PNG, any JPEG
-# at the reduced size ingest asks for. DECODE_MEMORY is what all decodes in this process may
-# hold at once: a decode waits until its share is free, so the decoding threads together stay
-# within it however many there are.
-MAX_DECODE_BYTES = 512 << 20
-DECODE_MEMORY = 1 << 30
 # Pillow decodes run-length-coded BMPs pixel by pixel in Python (seconds per 100 MP); no real
 # RLE bitmap comes near this.
 RLE_BMP_MAX_PIXELS = 16_000_000
@@ -79,28 +74,7 @@ class Probe:
     cost: int
 
 
-class _Memory:
-    """Bytes held by decodes in flight, shared by every thread of the process."""
-
-    def __init__(self, total: int):
-        self.total, self.held = total, 0
-        self.changed = threading.Condition()
-
-    @contextlib.contextmanager
-    def hold(self, n: int) -> Iterator[None]:
-        n = min(n, self.total)
-        with self.changed:
-            self.changed.wait_for(lambda: self.held + n <= self.total)
-            self.held += n
-        try:
-            yield
-        finally:
-            with self.changed:
-                self.held -= n
-                self.changed.notify_all()
-
-
-_DECODING = _Memory(DECODE_MEMORY)
+_DECODING = Pool(DECODE_MEMORY)
 
 
 def probe(path: str | os.PathLike, target: int | None = None, max_pixels: int = MAX_PIXELS,
@@ -175,12 +149,12 @@ def _plan(img: Image.Image, f: BinaryIO, size: int, path, target: int | None, ma
     elif img.format == "HEIF" and target:
         img.draft("RGB", (target, target))  # the smallest embedded thumbnail that is big enough
     elif img.format == "TIFF" and img.info.get("compression") != "raw":
-        extra = _tiff_strip_bytes(img)  # libtiff decodes it (Pillow streams uncompressed ones)
-    if img.mode in _DEEP_MODES:
-        extra += _BLOCK_BYTES
+        extra = tiff_strip_bytes(img)  # libtiff decodes it (Pillow streams uncompressed ones)
+    if img.mode in DEEP_MODES:
+        extra += BLOCK_BYTES
     if img.format in ("HEIF", "AVIF"):
         extra += size  # their libraries hold the whole file
-    cost = img.width * img.height * _bytes_per_pixel(img) + extra
+    cost = img.width * img.height * bytes_per_pixel(img) + extra + SLACK
     if cost > max_bytes:
         raise DecodeError(path, f"decoding {width}x{height} pixels ({img.mode}) would take about "
                                 f"{_mib(cost)} MiB, over the limit of {_mib(max_bytes)} MiB per "
@@ -195,50 +169,6 @@ def _decode(img: Image.Image, f: BinaryIO, plan: _Plan) -> Image.Image:
         if small is None:
             img.load()  # the first frame: Pillow opens every format at frame 0
         return to_rgb(small if small is not None else img)
-
-
-# Bytes per pixel of each Pillow mode as decoded, and the most `to_rgb` adds on top
-_MODE_BYTES = {"1": 1, "L": 1, "P": 1, "LA": 2, "La": 2, "PA": 2, "RGB": 3, "YCbCr": 3, "LAB": 3,
-               "HSV": 3, "RGBA": 4, "RGBa": 4, "RGBX": 4, "CMYK": 4, "I": 4, "F": 4, "I;16": 2,
-               "I;16L": 2, "I;16B": 2, "I;16N": 2}
-_ALPHA_MODES = {"RGBA", "LA", "PA", "RGBa", "La"}
-_DEEP_MODES = {"I", "F", "I;16", "I;16L", "I;16B", "I;16N"}
-_BLOCK_PIXELS = 1 << 20  # pixels converted at a time from 16-bit, 32-bit and float modes
-_BLOCK_BYTES = 24 * _BLOCK_PIXELS  # a block's crop, float64 copy and 8-bit result
-
-
-def _bytes_per_pixel(img: Image.Image) -> int:
-    mode = img.mode
-    own = _MODE_BYTES.get(mode, 8)
-    if mode == "RGB":
-        convert = 0
-    elif mode == "P":
-        convert = 9 if "transparency" in img.info else 3  # P -> RGBA, then as RGBA
-    elif mode in _ALPHA_MODES:
-        convert = 5 if mode == "RGBA" else 9  # mask (1 + 1 while inverted), RGB (3)
-    elif mode in _DEEP_MODES:
-        convert = 4  # 8-bit grey, then RGB (and one block of rows: `_BLOCK_BYTES`)
-    else:
-        convert = 3 if mode in _MODE_BYTES else 8
-    if img.format in ("WEBP", "AVIF", "HEIF"):
-        own += own + 3  # the library's decoded buffer, copied into Pillow's, and its planes
-    elif img.format == "BMP" and img.info.get("compression") in (1, 2):
-        own += 1  # the RLE decoder's bytearray
-    return own + convert
-
-
-def _tiff_strip_bytes(img: Image.Image) -> int:
-    """libtiff's buffers for one strip or tile (the whole image, for a file made of one strip),
-    read as stored and unpacked as RGBA where libtiff converts (YCbCr, JPEG)."""
-    tags = getattr(img, "tag_v2", {})
-    width, height = img.size
-    if 322 in tags and 323 in tags:
-        area = int(tags[322]) * int(tags[323])
-    else:
-        area = width * min(height, int(tags.get(278, height) or height))
-    counts = tags.get(279) or tags.get(325) or (0,)
-    stored = max(counts) if isinstance(counts, tuple) else int(counts)
-    return area * max(4, _MODE_BYTES.get(img.mode, 8)) + int(stored)
 
 
 # -- opening -------------------------------------------------------------------------------
@@ -445,7 +375,7 @@ def _upright(rgb: Image.Image, width: int, height: int, orientation: int,
 
 def to_rgb(img: Image.Image) -> Image.Image:
     """Any Pillow mode to 8-bit RGB; transparent pixels become white. Holds at most about one
-    more RGB copy and an alpha mask beside the input (see `_bytes_per_pixel`)."""
+    more RGB copy and an alpha mask beside the input (see `budget.bytes_per_pixel`)."""
     mode = img.mode
     if mode == "RGB":
         return img
@@ -453,9 +383,9 @@ def to_rgb(img: Image.Image) -> Image.Image:
         if "transparency" not in img.info:
             return img.convert("RGB")
         img, mode = img.convert("RGBA"), "RGBA"
-    if mode in _DEEP_MODES:
+    if mode in DEEP_MODES:
         return _to_grey(img).convert("RGB")
-    if mode in _ALPHA_MODES:
+    if mode in ALPHA_MODES:
         rgba = img if mode == "RGBA" else img.convert("RGBA")
         white_where = ImageChops.invert(rgba.getchannel("A"))
         rgb = rgba.convert("RGB")
@@ -475,7 +405,7 @@ def _to_grey(img: Image.Image) -> Image.Image:
             scale = 257.0
     out = Image.new("L", img.size)
     width, height = img.size
-    step = max(1, _BLOCK_PIXELS // max(1, width))
+    step = max(1, BLOCK_PIXELS // max(1, width))
     for top in range(0, height, step):
         box = (0, top, width, min(height, top + step))
         arr = np.asarray(img.crop(box), dtype=np.float64)

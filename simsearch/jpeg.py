@@ -21,6 +21,7 @@ DC_READ_LIMIT = 64 << 20
 HEADER_READ_LIMIT = 1 << 20
 
 _SOF_PROGRESSIVE = 0xC2
+_PROGRESSIVE = {0xC2, 0xC6, 0xCA, 0xCE}  # Huffman or arithmetic, plain or differential
 _SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
 _SOF_OTHER = _SOF - {_SOF_PROGRESSIVE}
 _MORE = object()  # the walk ran out of data: read on
@@ -48,9 +49,19 @@ def _ceil(a: int, b: int) -> int:
 def multi_scan(f: BinaryIO) -> bool:
     """True when libjpeg must buffer the whole file's coefficients: a progressive file, or a
     first scan that does not cover every component. Reads the header only."""
-    f.seek(0)
-    data = f.read(HEADER_READ_LIMIT)
-    f.seek(0)
+    for limit in (64 << 10, HEADER_READ_LIMIT):  # 64 KiB holds almost every header
+        f.seek(0)
+        data = f.read(limit)
+        f.seek(0)
+        answer = _first_scan_partial(data)
+        if answer is not None or len(data) < limit:
+            return True if answer is None else answer
+    return True
+
+
+def _first_scan_partial(data: bytes) -> bool | None:
+    """Whether the first scan leaves out components (or the file is progressive); None when
+    `data` ends before the first scan."""
     pos, n, components = 2, len(data), 0
     while pos + 4 <= n:
         if data[pos] != 0xFF:
@@ -60,13 +71,13 @@ def multi_scan(f: BinaryIO) -> bool:
             pos += 1
             continue
         if marker in _SOF and pos + 9 < n:
-            if marker == _SOF_PROGRESSIVE:
+            if marker in _PROGRESSIVE:
                 return True
             components = data[pos + 9]
         if marker == 0xDA:
-            return pos + 4 >= n or data[pos + 4] < components
+            return None if pos + 4 >= n else data[pos + 4] < components
         pos += 2 + int.from_bytes(data[pos + 2:pos + 4], "big")
-    return True
+    return None
 
 
 def dc_only(f: BinaryIO, size: tuple[int, int], limit: int = DC_READ_LIMIT) -> Image.Image | None:

@@ -18,7 +18,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from conftest import make_picture, write_pictures
-from simsearch import images, ingest, open_index
+from simsearch import budget, images, ingest, open_index
 from simsearch.cli import main
 from simsearch.errors import DecodeError
 from simsearch.images import MAX_DECODE_BYTES, load_image, probe
@@ -234,7 +234,7 @@ def test_17_5_decoding_threads_together_stay_within_the_process_budget(monkeypat
     """Each decode holds its estimate from a shared pool: two (or eight) threads never hold more
     than DECODE_MEMORY between them, and one image alone always fits."""
     assert 2 * MAX_DECODE_BYTES <= images.DECODE_MEMORY <= 1 << 30
-    pool = images._Memory(100)
+    pool = budget.Pool(100)
     held, peak, lock = [0], [0], threading.Lock()
     gate = threading.Barrier(4)
 
