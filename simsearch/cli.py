@@ -112,13 +112,18 @@ def index_cmd(paths, index_dir, model, rebuild, workers, batch_size, device, qui
                                  rebuild=rebuild)
     for s in report.skipped:
         click.echo(f"skipped {_show(s.path)}: {s.reason}", err=True)
+    for fmt, install in report.missing_libraries.items():
+        n = sum(s.reason.startswith(f"{fmt} needs a library") for s in report.skipped)
+        click.echo(f"{n} {fmt} files skipped: the library that decodes them is not installed; "
+                   f"install it with: {install}", err=True)
     for folder, n in report.kept.items():
         click.echo(f"kept {n} indexed images under {_show(folder)}: the folder is empty or "
                    f"unreadable now (a drive not mounted?); to forget them, index its parent "
                    f"folder", err=True)
     seen = report.added + report.updated + report.unchanged + report.moved + len(report.skipped)
     if seen == 0:
-        click.echo("no image files (.jpg .png .webp .gif .bmp .tif) found under "
+        click.echo("no image files (.jpg .png .webp .gif .bmp .tif .heic .avif .dng .cr2 .cr3 "
+                   ".nef .arw .raf .orf .rw2) found under "
                    + ", ".join(_show(str(p)) for p in paths), err=True)
     if as_json:
         click.echo(json.dumps({"index": str(index.folder.resolve()), **report.to_dict()}))

@@ -5,9 +5,9 @@ Every error simsearch raises on purpose is defined here, so that a caller can ca
 torch)."""
 from __future__ import annotations
 
-__all__ = ["SimsearchError", "DecodeError", "ModelError", "IndexStoreError", "ModelMismatchError",
-           "IndexLockedError", "CalibrationError", "TrainingError", "NoTripletsError",
-           "CollapseError", "MissingDependencyError"]
+__all__ = ["SimsearchError", "DecodeError", "MissingLibraryError", "ModelError", "IndexStoreError",
+           "ModelMismatchError", "IndexLockedError", "CalibrationError", "TrainingError",
+           "NoTripletsError", "CollapseError", "MissingDependencyError"]
 
 
 class SimsearchError(Exception):
@@ -21,6 +21,16 @@ class DecodeError(SimsearchError):
         self.path = path
         self.reason = reason
         super().__init__(f"{path}: {reason}")
+
+
+class MissingLibraryError(DecodeError):
+    """A file in a format whose optional decoding library is not installed. Carries the format
+    and the command that installs the library, so that a run can name it once."""
+
+    def __init__(self, path, format: str, install: str):
+        self.format = format
+        self.install = install
+        super().__init__(path, f"{format} needs a library that is not installed ({install})")
 
 
 class ModelError(SimsearchError):

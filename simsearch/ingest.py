@@ -25,9 +25,9 @@ import numpy as np
 
 from simsearch.catalog import Catalog, Row
 from simsearch.embedder import Embedder
-from simsearch.errors import DecodeError
+from simsearch.errors import DecodeError, MissingLibraryError
 from simsearch.files import FileInfo, WalkProblem, sha256, stat_file, walk_images
-from simsearch.images import load_image
+from simsearch.images import load_image, probe
 from simsearch.scoring import Background
 from simsearch.vectors import VectorIndex
 
@@ -55,16 +55,31 @@ class IngestReport:
     # under each were kept anyway (an unmounted drive leaves an empty mount point: see
     # _remove_missing)
     kept: dict[str, int] = field(default_factory=dict)
+    # files decoded in this run, by format ("JPEG", "HEIF", "DNG"...)
+    formats: dict[str, int] = field(default_factory=dict)
+    # formats whose optional library is not installed, each with the command that installs it
+    missing_libraries: dict[str, str] = field(default_factory=dict)
 
     def summary(self) -> str:
+        decoded = ", ".join(f"{n} {name}" for name, n in sorted(self.formats.items()))
         return (f"added {self.added}, updated {self.updated}, unchanged {self.unchanged}, "
-                f"removed {self.removed}, moved {self.moved}, skipped {len(self.skipped)}")
+                f"removed {self.removed}, moved {self.moved}, skipped {len(self.skipped)}"
+                + (f" (decoded: {decoded})" if decoded else ""))
 
     def to_dict(self) -> dict:
         return {"added": self.added, "updated": self.updated, "unchanged": self.unchanged,
                 "removed": self.removed, "moved": self.moved,
                 "skipped": [{"path": s.path, "reason": s.reason} for s in self.skipped],
-                "kept_under_empty_folders": self.kept}
+                "kept_under_empty_folders": self.kept, "formats": self.formats,
+                "missing_libraries": self.missing_libraries}
+
+
+@dataclass(frozen=True)
+class _Missing(Skipped):
+    """A file skipped because its format's optional library is not installed."""
+
+    format: str = ""
+    install: str = ""
 
 
 @dataclass
@@ -78,6 +93,7 @@ class Computed:
     width: int = 0
     height: int = 0
     vector: np.ndarray | None = None
+    format: str = ""
 
     @property
     def new_content(self) -> bool:
@@ -88,8 +104,10 @@ def compute_file(info: FileInfo, input_size: int, prepare: Callable,
                  known: Callable[[str], bool] | None = None) -> Computed | Skipped:
     """Hash one file and, unless `known(sha)` says its content is indexed already, decode it to
     the network's input (`prepare(picture) -> uint8 array`). Never raises for a bad file: the
-    reason comes back as `Skipped`."""
+    reason comes back as `Skipped`. The header is checked first, so that a file the decoder
+    would refuse (a pipe, a bomb, a sparse file of gigabytes) is never read in full."""
     try:
+        probe(info.path, target=input_size)
         sha = sha256(info.path)
         if known is not None and known(sha):
             return Computed(info, sha)
@@ -97,7 +115,9 @@ def compute_file(info: FileInfo, input_size: int, prepare: Callable,
         array = prepare(picture.image)
         if stat_file(info.path) != info:
             return Skipped(info.path, "changed while being indexed (run again to pick it up)")
-        return Computed(info, sha, array, picture.width, picture.height)
+        return Computed(info, sha, array, picture.width, picture.height, format=picture.format)
+    except MissingLibraryError as e:
+        return _Missing(info.path, e.reason, e.format, e.install)
     except DecodeError as e:
         if not os.path.lexists(info.path):
             return Skipped(info.path, "disappeared while being indexed")
@@ -266,6 +286,9 @@ class Committer:
         """A file that cannot be used now. If it was indexed before (and has changed since,
         or it would not have been read), its old row no longer describes it: that row is
         removed, so that it can never stand in a group for a file that is not there."""
+        if isinstance(item, _Missing):
+            self.report.missing_libraries.setdefault(item.format, item.install)
+            item = Skipped(item.path, item.reason)
         self.report.skipped.append(item)
         if row is not None and self.catalog.get(row.path) is not None:
             with self.catalog.transaction():
@@ -286,6 +309,7 @@ class Committer:
         new_ids, new_vectors, stale_ids = [], [], []
         with self.catalog.transaction():
             for (c, row), vector, offset in zip(fresh, vectors if fresh else [], offsets):
+                self.report.formats[c.format] = self.report.formats.get(c.format, 0) + 1
                 if row is None:
                     row_id = self.catalog.insert(c.info.path, c.info.size, c.info.mtime_ns, c.sha,
                                                  c.width, c.height, vector, float(offset))

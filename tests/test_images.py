@@ -115,17 +115,17 @@ def test_resize_square():
 
 
 def test_progressive_jpeg_at_one_eighth_decodes_from_its_dc_scans(tmp_path, monkeypatch):
-    import simsearch.images as images
+    from simsearch import jpeg
 
     big = make_picture(11, (2400, 1800))
     prog, base = tmp_path / "prog.jpg", tmp_path / "base.jpg"
     big.save(prog, quality=90, progressive=True)
     big.save(base, quality=90)
     data = prog.read_bytes()
-    cut = images._dc_scans_end(data)
-    assert cut is not None and cut < len(data) // 2  # the DC scans are a small part of the file
-    assert images._dc_scans_end(base.read_bytes()) is None
-    assert images._dc_scans_end(data[:cut // 2]) is None  # cut short inside the DC scan
+    cut = jpeg.dc_scans_end(data)
+    assert isinstance(cut, int) and cut < len(data) // 2  # the DC scans are a small part
+    assert jpeg.dc_scans_end(base.read_bytes()) is None
+    assert not isinstance(jpeg.dc_scans_end(data[:cut // 2]), int)  # cut short: read on
 
     with Image.open(prog) as img:  # what a full decode at the same scale gives
         img.draft("RGB", (160, 160))
@@ -135,12 +135,13 @@ def test_progressive_jpeg_at_one_eighth_decodes_from_its_dc_scans(tmp_path, monk
     fast = np.asarray(picture.image, np.float32)
     assert fast.shape == full.shape == (225, 300, 3)
     assert np.abs(fast - full).mean() < 3  # only the DC refinement bit is missing
-    direct = images._dc_only(prog, (300, 225))
+    with open(prog, "rb") as f:
+        direct = jpeg.dc_only(f, (300, 225))
     assert direct is not None
     np.testing.assert_array_equal(np.asarray(direct.convert("RGB")), fast)
 
     calls = []
-    monkeypatch.setattr(images, "_dc_only", lambda *a: calls.append(a))
+    monkeypatch.setattr(jpeg, "dc_only", lambda *a: calls.append(a))
     small = tmp_path / "small.jpg"
     make_picture(12, (640, 480)).save(small, quality=90, progressive=True)
     load_image(small, target=160)  # 1/2 scale: AC coefficients matter, full decode
