@@ -6,9 +6,16 @@ References are the originals plus any distractors; queries are the edited copies
 on an index of everything. Its pairs are scored by family (an original and its copies):
 precision counts a predicted pair as right when both files come from the same original;
 recall is the share of (copy, original) pairs that ended up in one group.
+
+Originals that already look alike (`simsearch.families`: same content, the model's score at its
+dedupe threshold, pHash) form sets; by default a pair across two originals of one set counts
+neither right nor wrong, in dedupe and in search (a copy whose top hit is another version of
+its original is not a miss). `originals_distinct=True` counts them as different pictures.
+Figures come with bootstrap intervals over originals (`simsearch.evidence`).
 """
 from __future__ import annotations
 
+import functools
 import os
 import tempfile
 from collections.abc import Callable, Sequence
@@ -17,21 +24,32 @@ from pathlib import Path
 
 import numpy as np
 
-from simsearch.dedupe import complete_linkage
-from simsearch.evaluate import (CalibrationError, DedupeScore, Metrics, Neighbors,
-                                calibrate_threshold, hash_baseline, label_neighbors,
-                                make_benchmark, micro_average_precision, recall_at_1,
-                                recall_at_1_per_edit)
-from simsearch.errors import SimsearchError
+from simsearch.dedupe import complete_linkage, near_pairs
+from simsearch.edits import EDIT_NAMES
+from simsearch.evaluate import (Calibration, DedupeScore, Metrics, Neighbors, hamming_to_score,
+                                hash_neighbors, image_hashes, make_benchmark)
+from simsearch.errors import DecodeError, SimsearchError
+from simsearch import evidence
+from simsearch.evidence import Grouping, Interval, Retrieval
+from simsearch.families import Families, Link, join, link_hamming, link_hashes
 from simsearch.files import walk_images
 from simsearch.index import open_index
+from simsearch.mistakes import FileRef, Mistakes, MissedCopy, false_pairs, missed_by_dedupe
 from simsearch.scoring import Background, adjusted_search
 from simsearch.vectors import VectorStore
 
-__all__ = ["EvalReport", "run_eval", "HASH_THRESHOLD"]
+__all__ = ["EvalReport", "run_eval", "Truth", "score_search", "score_groups", "HASH_DISTANCE",
+           "FEW_ORIGINALS", "TARGET_PRECISION"]
 
 # Hamming distance 10 of 64 bits, the usual default of hash-based duplicate finders.
-HASH_THRESHOLD = 1.0 - 10 / 64
+HASH_DISTANCE = 10
+# Below this many originals an interval is wide enough to change a decision; say so.
+FEW_ORIGINALS = 50
+# The dedupe precision a calibrated threshold must reach: the criterion the shipped model's
+# default threshold was chosen by (on validation images), so that a threshold calibrated on
+# your photos replaces like with like.
+TARGET_PRECISION = 0.95
+_SCORE_STEP = 0.005  # calibration grid for model scores
 
 
 @dataclass
@@ -44,42 +62,95 @@ class EvalReport:
     sweep: list[DedupeScore] = field(default_factory=list)
     background: dict | None = None  # the score adjustment used (simsearch.scoring), if any
     variants: list[dict] = field(default_factory=list)  # uAP under other adjustments
+    model_id: str = ""
+    n_originals: int = 0
+    families: Families | None = None
+    originals_distinct: bool = False
+    intervals: dict[str, Interval] = field(default_factory=dict)
+    bootstrap: dict = field(default_factory=dict)  # rounds, seed, level
+    target_precision: float = TARGET_PRECISION
+    linkage: str = "centre"
+    mistakes: Mistakes = field(default_factory=Mistakes)
+    skipped: list[dict] = field(default_factory=list)  # unreadable originals: path, reason
+    warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return {**self.metrics.to_dict(),
+                "intervals": {k: v.to_dict() for k, v in self.intervals.items()},
+                "bootstrap": self.bootstrap,
                 "baselines": {k: m.to_dict() for k, m in self.baselines.items()},
                 "n_queries": self.n_queries, "n_references": self.n_references,
-                "model": self.model, "background": self.background,
+                "n_originals": self.n_originals,
+                "n_distractors": self.n_references - self.n_originals,
+                "model": self.model, "model_id": self.model_id, "linkage": self.linkage,
+                "target_precision": self.target_precision,
+                "originals_distinct": self.originals_distinct,
+                "families": None if self.families is None else self.families.to_dict(),
+                "mistakes": self.mistakes.to_dict(), "skipped": self.skipped,
+                "warnings": self.warnings, "background": self.background,
                 "variants": self.variants, "sweep": [s.to_dict() for s in self.sweep]}
+
+    def threshold_details(self) -> dict:
+        """What `Index.save_threshold` keeps beside a calibrated threshold."""
+        cal = self.metrics.calibrated
+        return {"model_id": self.model_id, "model": self.model,
+                "precision_target": self.target_precision,
+                "precision": None if cal is None else cal.precision,
+                "recall": None if cal is None else cal.recall,
+                "n_originals": self.n_originals, "linkage": self.linkage,
+                "originals_distinct": self.originals_distinct}
+
+
+@dataclass(frozen=True)
+class Truth:
+    """Who is who: units are the references (originals, then distractors); every file
+    (reference or copy) belongs to one; `set_of[unit]` joins originals that look alike."""
+
+    refs: list[str]
+    queries: list[str]
+    true_ref: np.ndarray
+    edits: list[str]
+    set_of: np.ndarray
+    n_originals: int
+
+    @functools.cached_property
+    def unit_of(self) -> dict[str, int]:
+        out = {p: i for i, p in enumerate(self.refs)}
+        out.update(zip(self.queries, self.true_ref.tolist()))
+        return out
+
+    def true_pairs(self) -> list[tuple[str, str]]:
+        return [(q, self.refs[r]) for q, r in zip(self.queries, self.true_ref.tolist())]
+
+    def describe(self, path: str) -> FileRef:
+        unit = self.unit_of[path]
+        if path in self._query_row:
+            i = self._query_row[path]
+            return FileRef("copy", None, self.refs[unit], self.edits[i], Path(path).name)
+        return FileRef("original" if unit < self.n_originals else "distractor", path)
+
+    @functools.cached_property
+    def _query_row(self) -> dict[str, int]:
+        return {q: i for i, q in enumerate(self.queries)}
 
 
 def run_eval(originals: str | os.PathLike, distractors: str | os.PathLike | None = None,
              model: str | None = None, threshold: float | None = None, seed: int = 0,
              per_image: int | None = None, k: int = 10, baselines: Sequence[str] = ("phash", "dhash"),
-             work_dir: str | os.PathLike | None = None, min_precision: float = 0.99,
-             linkage: str = "centre", sweep: Sequence[float] = (),
-             background: Background | None | str = "model", variants: Sequence[Background] = (),
+             work_dir: str | os.PathLike | None = None,
+             target_precision: float = TARGET_PRECISION, linkage: str = "centre",
+             sweep: Sequence[float] = (), background: Background | None | str = "model",
+             variants: Sequence[Background] = (), originals_distinct: bool = False,
+             rounds: int = 1000, edits: Sequence[str] = EDIT_NAMES,
              progress: Callable[[str, int, int], None] | None = None) -> EvalReport:
     """Score `model` (default: the shipped one) on edited copies of the images in `originals`.
 
     Scores are adjusted against `background` ("model": the model's own background set, if it
     has one; None: plain cosine; see `simsearch.scoring`). Each of `variants` (backgrounds with
-    other parameters) is also scored for uAP on the same vectors."""
+    other parameters) is also scored for uAP on the same vectors. `progress(stage, done, total)`
+    names each stage."""
     with tempfile.TemporaryDirectory(prefix="simsearch-eval-", dir=work_dir) as tmp:
         tmp = Path(tmp)
-        sources = [Path(f.path) for f in walk_images([originals])]
-        bench = make_benchmark(sources, tmp / "bench", seed=seed, per_image=per_image,
-                               progress=_stage(progress, "editing"))
-        refs = [str(p) for p in bench.originals]
-        if distractors is not None:
-            refs += [f.path for f in walk_images([distractors])]
-        queries = [str(item.query) for item in bench.items]
-        ref_index = {p: i for i, p in enumerate(refs)}
-        true_ref = np.array([ref_index[str(item.original)] for item in bench.items])
-        edits = [item.edit for item in bench.items]
-        family = {p: i for i, p in enumerate(refs)}
-        family.update({str(item.query): ref_index[str(item.original)] for item in bench.items})
-
         index = open_index(tmp / "index", model=model, create=True)
         if background == "model":
             background = index.background
@@ -87,12 +158,36 @@ def run_eval(originals: str | os.PathLike, distractors: str | os.PathLike | None
             if bg is not None and bg.model_id != index.model.model_id:
                 raise SimsearchError(f"the background set belongs to model {bg.model_id[:12]}, "
                                      f"not to {index.model.name} ({index.model.model_id[:12]})")
-        roots = [originals, tmp / "bench" / "queries"] + ([distractors] if distractors else [])
-        index.add_paths(roots, progress=_stage(progress, "indexing"))
+        ingested = index.add_paths([originals], progress=_stage(progress, "indexing originals"))
         paths, matrix = index.vectors()
         vectors = dict(zip(paths, matrix))
-        if sum(p in vectors for p in refs) < 2:
+        readable = [f.path for f in walk_images([originals]) if f.path in vectors]
+        if len(readable) < 2:
             raise SimsearchError(f"{originals}: fewer than two readable images to evaluate on")
+        families = _look_alikes(index, readable, vectors, background, progress)
+        bench = make_benchmark([Path(p) for p in readable], tmp / "bench", seed=seed,
+                               per_image=per_image, edits=edits,
+                               progress=_stage(progress, "making copies"))
+        n_originals = len(bench.originals)
+        refs = [str(p) for p in bench.originals]
+        if distractors is not None:
+            refs += [f.path for f in walk_images([distractors])]
+        queries = [str(item.query) for item in bench.items]
+        ref_index = {p: i for i, p in enumerate(refs)}
+        true_ref = np.array([ref_index[str(item.original)] for item in bench.items], np.int64)
+        set_of = np.arange(len(refs))
+        if not originals_distinct:
+            fam_set = families.set_of()
+            fam_index = {p: i for i, p in enumerate(families.paths)}
+            for i, p in enumerate(refs[:n_originals]):
+                set_of[i] = ref_index[families.paths[fam_set[fam_index[p]]]]
+        truth = Truth(refs, queries, true_ref, [item.edit for item in bench.items], set_of,
+                       n_originals)
+
+        roots = [originals, tmp / "bench" / "queries"] + ([distractors] if distractors else [])
+        index.add_paths(roots, progress=_stage(progress, "indexing copies"))
+        paths, matrix = index.vectors()
+        vectors = dict(zip(paths, matrix))
         dim = index.dim
         store = VectorStore(dim, background=background)
         ref_ids = np.array([i for i, p in enumerate(refs) if p in vectors], dtype=np.int64)
@@ -101,79 +196,242 @@ def run_eval(originals: str | os.PathLike, distractors: str | os.PathLike | None
         scores, ids = adjusted_search(store, q_vectors, k, background)
         neighbours = Neighbors(ids, scores)
         threshold = index.default_threshold() if threshold is None else threshold
-        groups = [g.files for g in index.duplicates(threshold, linkage, background).groups]
-        metrics = _score(neighbours, true_ref, edits, groups, threshold, family, bench,
-                         min_precision)
-        swept = [family_dedupe_score([g.files for g in index.duplicates(t, linkage, background).groups],
-                                     family, bench, t) for t in sweep]
 
-        scored = {}
-        for kind in baselines:
-            hashed = hash_baseline(kind, queries, refs, k=k)
-            everything = refs + queries
-            pairs = hash_baseline(kind, everything, everything, k=min(k + 1, len(everything)))
-            hash_groups = _hash_groups(pairs, everything, HASH_THRESHOLD)
-            scored[kind] = _score(hashed, true_ref, edits, hash_groups, HASH_THRESHOLD, family,
-                                  bench, min_precision)
+        def model_groups(t: float) -> list[list[str]]:
+            return _disjoint([g.files for g in index.duplicates(t, linkage, background).groups])
+
+        groups = model_groups(threshold)
+        retrieval, grouping = score_search(neighbours, truth), score_groups(groups, truth)
+        calibrated, why = _calibrate(lambda t: score_groups(model_groups(t), truth),
+                                     _score_grid(), target_precision, "score",
+                                     _stage(progress, "calibrating"))
+        metrics = _metrics(retrieval, grouping, truth, threshold, "score", calibrated, why)
+        swept = [_dedupe_score(score_groups(model_groups(t), truth), t, "score") for t in sweep]
+        pair_score = _pair_scorer(vectors, background)
+        mistakes = _mistakes(neighbours, groups, truth, pair_score)
+
+        scored = {kind: _hash_metrics(kind, truth, k, target_precision, progress)
+                  for kind in baselines}
         tried = []
         for variant in variants:
-            scores, ids = adjusted_search(store, q_vectors, k, variant)
-            labelled = label_neighbors(Neighbors(ids, scores), true_ref)
-            tried.append({"beta": variant.beta, "delta": variant.delta, "uap": micro_average_precision(
-                labelled.scores, labelled.is_positive, labelled.n_positives)})
+            v_scores, v_ids = adjusted_search(store, q_vectors, k, variant)
+            tried.append({"beta": variant.beta, "delta": variant.delta, "uap": evidence.uap(
+                score_search(Neighbors(v_ids, v_scores), truth), np.ones(len(refs), np.int64))})
         used = None if background is None else {
             "beta": background.beta, "delta": background.delta, "centre": background.centre,
             "size": len(background.vectors)}
-        return EvalReport(metrics, scored, len(queries), len(refs), index.model.name, swept,
-                          used, tried)
+        spread = evidence.intervals(retrieval, grouping, n_originals, len(refs), rounds, seed,
+                                    progress=_stage(progress, "bootstrap"))
+        report = EvalReport(metrics, scored, len(queries), len(refs), index.model.name, swept,
+                            used, tried, index.model.model_id, n_originals, families,
+                            originals_distinct, spread,
+                            {"rounds": rounds, "seed": seed, "level": 0.95}, target_precision,
+                            linkage, mistakes,
+                            [{"path": s.path, "reason": s.reason} for s in ingested.skipped])
+        report.warnings = _warnings(report)
+        return report
 
 
-def _score(neighbours: Neighbors, true_ref: np.ndarray, edits: list[str], groups: list[list[str]],
-           threshold: float, family: dict[str, int], bench, min_precision: float) -> Metrics:
-    labelled = label_neighbors(neighbours, true_ref)
-    top1 = [int(row[0]) if len(row) and row[0] >= 0 else None for row in neighbours.indices]
-    truth = true_ref.tolist()
+def _look_alikes(index, paths: list[str], vectors: dict, background: Background | None,
+                 progress) -> Families:
+    """Sets of originals alike by content hash, by the model's score at its dedupe threshold
+    (the scoring dedupe uses) and by pHash, when imagehash is installed."""
+    catalog = index.catalog()
     try:
-        calibrated = calibrate_threshold(labelled.scores, labelled.is_positive, labelled.n_positives,
-                                         min_precision)
-    except CalibrationError:
-        calibrated = None
-    return Metrics(
-        uap=micro_average_precision(labelled.scores, labelled.is_positive, labelled.n_positives),
-        recall_at_1=recall_at_1(top1, truth),
-        per_edit=recall_at_1_per_edit(top1, truth, edits),
-        dedupe=family_dedupe_score(groups, family, bench, threshold),
-        calibrated=calibrated)
+        sha = {r.path: r.sha256 for r in catalog.rows()}
+    finally:
+        catalog.close()
+    links = link_hashes([sha[p] for p in paths])
+    matrix = np.stack([vectors[p] for p in paths])
+    left, right, scores, _ = near_pairs(np.arange(len(paths)), matrix, index.default_threshold(),
+                                        background)
+    links += [Link(int(a), int(b), "model score", round(float(s), 4))
+              for a, b, s in zip(left, right, scores)]
+    views, skipped = ["same content", "model score"], {}
+    try:
+        hashes = image_hashes("phash", paths, progress=_stage(progress, "comparing originals"))
+        links += link_hamming(hashes, HASH_DISTANCE)
+        views.append("phash")
+    except DecodeError as e:
+        skipped["phash"] = f"{e.path}: {e.reason}"
+    except SimsearchError as e:  # imagehash not installed
+        skipped["phash"] = str(e)
+    return join(paths, links, views, skipped)
 
 
-def family_dedupe_score(groups: list[list[str]], family: dict[str, int], bench,
-                        threshold: float) -> DedupeScore:
-    """Pairwise scores of dedupe groups, by family (see the module docstring)."""
-    n_predicted = n_right = 0
+def _disjoint(groups: list[list[str]]) -> list[list[str]]:
+    """Groups with every exact-duplicate group dropped that lies inside a near group (it would
+    count its pairs twice)."""
+    near_of: dict[str, int] = {}
+    for gi, files in enumerate(groups):
+        if len(set(files)) == len(files):
+            for f in files:
+                near_of.setdefault(f, gi)
+    out = []
+    for gi, files in enumerate(groups):
+        homes = {near_of.get(f) for f in files}
+        if len(homes) == 1 and None not in homes and homes != {gi}:
+            continue
+        out.append(files)
+    return out
+
+
+def score_search(neighbours: Neighbors, truth: Truth) -> Retrieval:
+    idx = np.asarray(neighbours.indices, np.int64)
+    found = idx >= 0
+    want = truth.true_ref[:, None]
+    same_set = found & (truth.set_of[np.where(found, idx, 0)] == truth.set_of[want])
+    positive = found & (idx == want)
+    kept = found & (positive | ~same_set)  # another version of the original: neither
+    top = idx[:, 0] if idx.shape[1] else np.full(len(idx), -1)
+    hit = (top >= 0) & (truth.set_of[np.where(top >= 0, top, 0)] == truth.set_of[truth.true_ref])
+    rows = np.repeat(np.arange(len(idx)), idx.shape[1]).reshape(idx.shape)
+    return Retrieval(truth.true_ref, hit, rows[kept], np.asarray(neighbours.scores)[kept],
+                     positive[kept])
+
+
+def score_groups(groups: list[list[str]], truth: Truth) -> Grouping:
+    unit_of = truth.unit_of
+    a, b, count = [], [], []
     group_of: dict[str, int] = {}
     for gi, files in enumerate(groups):
-        fams = [family.get(f, -1 - gi) for f in files]
-        n_predicted += len(files) * (len(files) - 1) // 2
-        counts: dict[int, int] = {}
-        for fam in fams:
-            counts[fam] = counts.get(fam, 0) + 1
-        n_right += sum(c * (c - 1) // 2 for c in counts.values())
+        tally: dict[int, int] = {}
         for f in files:
+            unit = unit_of.get(f)
+            if unit is None:
+                raise SimsearchError(f"dedupe grouped {f}, which is not part of the benchmark")
+            tally[unit] = tally.get(unit, 0) + 1
             group_of.setdefault(f, gi)
-    true_pairs = [(str(item.query), str(item.original)) for item in bench.items]
-    found = sum(1 for q, o in true_pairs if q in group_of and group_of.get(o) == group_of[q])
-    precision = n_right / n_predicted if n_predicted else 1.0
-    recall = found / len(true_pairs) if true_pairs else 1.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return DedupeScore(precision, recall, f1, threshold, n_predicted, len(true_pairs), n_right)
+        units = sorted(tally)
+        for i, u in enumerate(units):
+            if tally[u] > 1:
+                a.append(u), b.append(u), count.append(tally[u] * (tally[u] - 1) // 2)
+            for v in units[i + 1:]:
+                if truth.set_of[u] != truth.set_of[v]:
+                    a.append(u), b.append(v), count.append(tally[u] * tally[v])
+    pairs = truth.true_pairs()
+    found = [c in group_of and group_of.get(o) == group_of[c] for c, o in pairs]
+    return Grouping(np.array(a, np.int64), np.array(b, np.int64), np.array(count, np.int64),
+                    truth.true_ref.copy(), np.array(found, bool))
+
+
+def _dedupe_score(g: Grouping, threshold: float, unit: str) -> DedupeScore:
+    ones = np.ones(int(max(g.unit_a.max(initial=0), g.unit_b.max(initial=0),
+                           g.true_unit.max(initial=0))) + 1, np.int64)
+    p, r = evidence.precision(g, ones), evidence.recall(g, ones)
+    f1 = 2 * p * r / (p + r) if p + r else 0.0
+    right = int(g.count[g.unit_a == g.unit_b].sum())
+    return DedupeScore(p, r, f1, threshold, int(g.count.sum()), len(g.true_found), right, unit)
+
+
+def _metrics(retrieval: Retrieval, grouping: Grouping, truth: Truth, threshold: float,
+             unit: str, calibrated: Calibration | None, why: str | None) -> Metrics:
+    ones = np.ones(len(truth.refs), np.int64)
+    per_edit: dict[str, float] = {}
+    for edit in dict.fromkeys(truth.edits):
+        rows = np.array([e == edit for e in truth.edits])
+        per_edit[edit] = float(retrieval.hit[rows].mean())
+    return Metrics(evidence.uap(retrieval, ones), evidence.recall_at_1(retrieval, ones), per_edit,
+                   _dedupe_score(grouping, threshold, unit), calibrated, why)
+
+
+def _score_grid() -> list[float]:
+    """Model-score thresholds from strict to lenient."""
+    n = int(round(1 / _SCORE_STEP))
+    return [round(1 - i * _SCORE_STEP, 4) for i in range(n + 1)]
+
+
+def _calibrate(grouping_at: Callable[[float], Grouping], grid: Sequence[float], target: float,
+               unit: str, progress) -> tuple[Calibration | None, str | None]:
+    """The most lenient threshold on `grid` (strict to lenient) at which dedupe precision, and
+    at every stricter grid point, is at least `target`; or None and why not. Stops early once
+    recall is 1 (a more lenient threshold can only add false pairs)."""
+    best = None
+    first = None
+    for i, t in enumerate(grid):
+        score = _dedupe_score(grouping_at(t), t, unit)
+        if progress is not None:
+            progress(i + 1, len(grid))
+        if first is None:
+            first = score
+        if score.precision < target:
+            break
+        best = score
+        if score.recall >= 1.0:
+            break
+    if progress is not None:
+        progress(len(grid), len(grid))
+    if best is None:
+        at = f"score >= {first.threshold:.4f}" if unit == "score" else \
+            f"Hamming <= {int(first.threshold)}"
+        return None, (f"no threshold reaches dedupe precision {target:g}: at the strictest, "
+                      f"{at}, it is {first.precision:.3f}")
+    return Calibration(best.threshold, best.precision, best.recall, unit), None
+
+
+def _hash_metrics(kind: str, truth: Truth, k: int, target: float, progress) -> Metrics:
+    everything = truth.refs + truth.queries
+    hashes = image_hashes(kind, everything, progress=_stage(progress, f"scoring {kind}"))
+    refs, queries = hashes[:len(truth.refs)], hashes[len(truth.refs):]
+    retrieval = score_search(hash_neighbors(queries, refs, k), truth)
+    pairs = hash_neighbors(hashes, hashes, min(k + 1, len(everything)))
+
+    def grouping_at(distance: int) -> Grouping:
+        return score_groups(_hash_groups(pairs, everything, hamming_to_score(distance)), truth)
+
+    calibrated, why = _calibrate(grouping_at, list(range(33)), target, "hamming", None)
+    return _metrics(retrieval, grouping_at(HASH_DISTANCE), truth, HASH_DISTANCE, "hamming",
+                    calibrated, why)
 
 
 def _hash_groups(pairs: Neighbors, paths: list[str], threshold: float) -> list[list[str]]:
     rows = np.repeat(np.arange(len(paths)), pairs.indices.shape[1])
     cols, sims = pairs.indices.ravel(), pairs.scores.ravel()
-    keep = (cols > rows) & (sims >= threshold)
+    keep = (cols > rows) & (sims >= threshold - 1e-6)
     clusters = complete_linkage(rows[keep], cols[keep], sims[keep])
     return [[paths[i] for i in members] for members, _ in clusters]
+
+
+def _pair_scorer(vectors: dict, background: Background | None) -> Callable[[str, str], float]:
+    """The adjusted score of two indexed files, as dedupe computes it."""
+    def score(a: str, b: str) -> float:
+        if a not in vectors or b not in vectors:  # an unreadable file: no score
+            return 0.0
+        va, vb = vectors[a], vectors[b]
+        s = float(va @ vb)
+        if background is not None:
+            s -= float(background.offsets(np.stack([va, vb])).sum())
+        return round(min(s, 1.0), 6)
+    return score
+
+
+def _mistakes(neighbours: Neighbors, groups: list[list[str]], truth: Truth,
+              score: Callable[[str, str], float]) -> Mistakes:
+    describe = truth.describe
+    wrong = false_pairs(groups, truth.unit_of, truth.set_of, score, describe)
+    missed = []
+    for i, q in enumerate(truth.queries):
+        top = int(neighbours.indices[i, 0]) if neighbours.indices.shape[1] else -1
+        if top >= 0 and truth.set_of[top] == truth.set_of[truth.true_ref[i]]:
+            continue
+        own = truth.refs[truth.true_ref[i]]
+        found = None if top < 0 else describe(truth.refs[top])
+        missed.append(MissedCopy(describe(q), "search", score(q, own), found,
+                                 None if top < 0 else round(float(neighbours.scores[i, 0]), 6)))
+    missed.sort(key=lambda m: m.score)
+    missed += missed_by_dedupe(groups, truth.true_pairs(), score, describe)
+    return Mistakes(wrong, missed)
+
+
+def _warnings(report: EvalReport) -> list[str]:
+    out = []
+    if report.n_originals < FEW_ORIGINALS:
+        out.append(f"only {report.n_originals} originals: figures from so few pictures can move "
+                   f"a lot (see the 95% intervals); {FEW_ORIGINALS} or more give steadier ones")
+    if report.families is not None:
+        for view, why in report.families.skipped_views.items():
+            out.append(f"look-alike originals: the {view} view was skipped ({why})")
+    return out
 
 
 def _stage(progress, name):
