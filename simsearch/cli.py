@@ -182,9 +182,11 @@ def dedupe_cmd(threshold, linkage, index_dir, as_json):
     """
     from simsearch.index import open_index
 
-    report = open_index(index_dir).duplicates(threshold, linkage)
+    index = open_index(index_dir)
+    report = index.duplicates(threshold, linkage)
+    kept = index.threshold() if report.threshold_source == "calibrated" else None
     if as_json:
-        click.echo(json.dumps(report.to_dict()))
+        click.echo(json.dumps({**report.to_dict(), "threshold_calibration": kept}))
         return
     for g in report.groups:
         click.echo(f"{g.kind} ({len(g.files)} files, lowest score {g.min_score:.4f})")
@@ -192,7 +194,22 @@ def dedupe_cmd(threshold, linkage, index_dir, as_json):
             click.echo(f"  {_show(path)}")
     near = sum(g.kind == "near" for g in report.groups)
     click.echo(f"{len(report.groups) - near} exact and {near} near-duplicate groups "
-               f"at threshold {report.threshold:.4f}", err=True)
+               f"at threshold {report.threshold:.4f} ({_threshold_origin(report, kept)})", err=True)
+
+
+def _threshold_origin(report, kept: dict | None) -> str:
+    """Where a dedupe threshold came from, in words."""
+    if report.threshold_source == "command line":
+        return "--threshold on the command line"
+    if report.threshold_source == "calibrated" and kept:
+        measured = ""
+        if kept.get("precision") is not None:
+            measured = (f": precision {kept['precision']:.3f}, recall {kept['recall']:.3f} "
+                        f"on {kept.get('n_originals', '?')} originals")
+        return (f"calibrated on your photos on {kept.get('date', '?')} by simsearch eval for "
+                f"precision >= {kept.get('precision_target', '?')}{measured}; --threshold "
+                f"overrides it")
+    return "the model's default"
 
 
 @main.command("export")
@@ -244,43 +261,179 @@ def check_cmd(index_dir, repair, as_json):
 @_threshold_option("Dedupe threshold to score.  [default: the model's calibrated threshold]")
 @click.option("--per-image", type=click.IntRange(1, 64), default=None,
               help="Edited copies per original (a seeded sample of the edits).  [default: all]")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seeds the edits and the bootstrap.")
 @_linkage_option("Dedupe grouping to score (see simsearch dedupe).")
 @click.option("--no-baselines", is_flag=True, help="Skip the pHash/dHash baselines.")
+@click.option("--originals-distinct", is_flag=True,
+              help="Count originals that look alike (same content, the model's score, pHash) "
+                   "as different pictures.  [default: pairs across them count neither way]")
+@click.option("--target-precision", type=click.FloatRange(0.0, 1.0), default=0.95,
+              show_default=True,
+              help="Dedupe precision the calibrated threshold must reach (the shipped "
+                   "threshold was chosen at 0.95 on validation images).")
+@click.option("--save-threshold", is_flag=True,
+              help="Keep the calibrated threshold in the index (--index) for simsearch dedupe; "
+                   "evaluates with the index's model.")
+@_index_option
+@click.option("--show-mistakes", type=click.IntRange(0), default=10, show_default=True,
+              metavar="N", help="False pairs and missed copies listed (all of them in --json).")
 @_quiet_option
 @_json_option
 def eval_cmd(originals, distractors, model, threshold, per_image, seed, linkage, no_baselines,
+             originals_distinct, target_precision, save_threshold, index_dir, show_mistakes,
              quiet, as_json):
     """Measure accuracy on your own pictures: edited copies of ORIGINALS are made in a
     temporary folder, the real pipeline runs on them, and uAP, Recall@1 (overall and per
-    edit), dedupe precision/recall/F1 and a calibrated threshold are reported, beside the
-    pHash and dHash baselines on the same files. Your files are only read.
+    edit), dedupe precision/recall/F1 with 95% bootstrap intervals and a calibrated threshold
+    are reported, beside the pHash and dHash baselines on the same files. Originals that
+    already look alike are listed first. Your files are only read; with --save-threshold the
+    calibrated threshold is written into the index.
     """
+    from simsearch.index import open_index
     from simsearch.scorecard import run_eval
 
-    with _Progress("evaluating", quiet) as progress:
-        stage = None if progress is None else (lambda name, done, total: progress(done, total))
+    target = None
+    if save_threshold or index_dir is not None:
+        target = open_index(index_dir, model=model)
+        name = target.model.name  # also refuses a --model the index was not built with
+        model = model or (None if name.startswith("default (") else name)
+    with _Stages(quiet) as progress:
         report = run_eval(originals, distractors, model=model, threshold=threshold, seed=seed,
                           per_image=per_image, linkage=linkage,
                           baselines=() if no_baselines else ("phash", "dhash"),
-                          progress=stage)
+                          target_precision=target_precision,
+                          originals_distinct=originals_distinct, progress=progress)
+    saved = None
+    if save_threshold:
+        cal = report.metrics.calibrated
+        if cal is None:
+            raise click.ClickException(
+                f"no threshold saved: {report.metrics.calibration_error} on these photos; "
+                f"lower --target-precision, or keep the model's default")
+        target.save_threshold(cal.threshold, "calibrated", report.threshold_details())
+        saved = {"index": str(target.folder), "threshold": cal.threshold}
     if as_json:
-        click.echo(json.dumps(report.to_dict()))
+        click.echo(json.dumps({**report.to_dict(), "saved_threshold": saved}))
         return
+    _print_eval(report, Path(originals), show_mistakes)
+    if saved:
+        click.echo(f"\nsaved threshold {saved['threshold']:.4f} in {target.folder}: simsearch "
+                   f"dedupe uses it from now on (--threshold overrides it)")
+
+
+def _print_eval(report, root: Path, show: int) -> None:
+    """The eval report as text: setup, look-alike originals, the table with its footnotes,
+    intervals, Recall@1 per edit, and the mistakes."""
+    fam = report.families
+    click.echo(f"{report.n_queries} edited copies of {report.n_originals} originals"
+               + (f" and {report.n_references - report.n_originals} distractors"
+                  if report.n_references > report.n_originals else "")
+               + f" (model: {report.model}, dedupe linkage {report.linkage})")
+    for s in report.skipped:
+        click.echo(f"skipped {_show(s['path'])}: {s['reason']}", err=True)
+    how = ("counted as different pictures (--originals-distinct)" if report.originals_distinct
+           else "pairs across them count neither right nor wrong (--originals-distinct counts "
+                "them as different pictures)")
+    if fam.sets:
+        click.echo(f"\nOriginals that already look alike: {len(fam.sets)} sets, {fam.n_files} "
+                   f"files; {how}")
+        for i, f in enumerate(fam.sets, 1):
+            links = "; ".join(_links_text(f.links))
+            click.echo(f"  {i}. " + ", ".join(_short(fam.paths[m], root) for m in f.members)
+                       + f"  ({links})")
+    else:
+        click.echo(f"\nOriginals that already look alike: none (by {', '.join(fam.views)})")
+
     rows = [("simsearch", report.metrics)] + list(report.baselines.items())
-    click.echo(f"{report.n_queries} edited copies of {report.n_references} references "
-               f"(model: {report.model})")
-    click.echo(f"{'':<10} {'uAP':>6} {'R@1':>6} {'dedupe P':>9} {'R':>6} {'F1':>6} {'at':>7}  "
-               f"{'P>=0.99 at':>10} {'R':>6}")
+    target = f"P>={report.target_precision:g} at"
+    click.echo(f"\n{'':<10} {'uAP':>6} {'R@1':>6} {'dedupe P':>9} {'R':>6} {'F1':>6} "
+               f"{'threshold':>11}  {target:>12} {'R':>6}")
+    notes = []
     for name, m in rows:
         cal = m.calibrated
+        there = (f"{_threshold_text(cal.threshold, cal.unit):>12} {cal.recall:>6.3f}" if cal
+                 else f"{'-':>12} {'-':>6}")
+        if cal is None:
+            notes.append(f"  {name}: {m.calibration_error}")
         click.echo(f"{name:<10} {m.uap:>6.3f} {m.recall_at_1:>6.3f} {m.dedupe.precision:>9.3f} "
-                   f"{m.dedupe.recall:>6.3f} {m.dedupe.f1:>6.3f} {m.dedupe.threshold:>7.4f}  "
-                   + (f"{cal.threshold:>10.4f} {cal.recall:>6.3f}" if cal else f"{'-':>10} {'-':>6}"))
+                   f"{m.dedupe.recall:>6.3f} {m.dedupe.f1:>6.3f} "
+                   f"{_threshold_text(m.dedupe.threshold, m.dedupe.unit):>11}  {there}")
+    click.echo(f"{target} is the most lenient threshold at which dedupe precision (and at "
+               f"every stricter one) is at least {report.target_precision:g}; R is the recall "
+               f"there; a score threshold means score >= it")
+    if notes:
+        click.echo("- : no such threshold\n" + "\n".join(notes))
+    iv, boot = report.intervals, report.bootstrap
+    if iv:
+        click.echo(f"95% intervals for simsearch (bootstrap over the {report.n_originals} "
+                   f"originals, {boot['rounds']} draws, seed {boot['seed']}): "
+                   + ", ".join(f"{label} {iv[key].low:.3f}-{iv[key].high:.3f}" for key, label in
+                               (("uap", "uAP"), ("recall_at_1", "R@1"),
+                                ("precision", "dedupe P"), ("recall", "R"))))
+    for warning in report.warnings:
+        click.echo(f"warning: {warning}")
+
     click.echo("\nRecall@1 per edit")
     click.echo(f"{'edit':<12}" + "".join(f"{name:>10}" for name, _ in rows))
     for edit in report.metrics.per_edit:
         click.echo(f"{edit:<12}" + "".join(f"{m.per_edit.get(edit, 0):>10.3f}" for _, m in rows))
+    _print_mistakes(report.mistakes, root, show)
+
+
+def _print_mistakes(mistakes, root: Path, show: int) -> None:
+    wrong = mistakes.false_pairs
+    more = "; --show-mistakes N for more, --json for all" if show else ""
+    click.echo(f"\nFalse pairs (simsearch dedupe): {len(wrong)}"
+               + (f", the {min(show, len(wrong))} highest scores{more}" if wrong and show else ""))
+    for p in wrong[:show]:
+        click.echo(f"  {p.score:.4f}  {_ref_text(p.a, root)}  +  {_ref_text(p.b, root)}")
+    for stage, what in (("search", "top hit"), ("dedupe", "grouped with")):
+        missed = [m for m in mistakes.missed if m.stage == stage]
+        click.echo(f"Copies missed by {stage}: {len(missed)}"
+                   + (f", the {min(show, len(missed))} lowest scores to their original{more}"
+                      if missed and show else ""))
+        for m in missed[:show]:
+            found = ("in no group" if m.found is None
+                     else f"{what} {_ref_text(m.found, root)} {m.found_score:.4f}")
+            click.echo(f"  {m.score:.4f}  {_ref_text(m.copy, root)}; {found}")
+
+
+def _threshold_text(value, unit: str) -> str:
+    return f"Hamming<={int(value)}" if unit == "hamming" else f"{value:.4f}"
+
+
+def _links_text(links) -> list[str]:
+    """What joined a set of originals, one phrase per view: "model score 0.8612-0.9310"."""
+    out = []
+    for view, label, fmt in (("same content", "same content", None),
+                             ("model score", "model score", "{:.4f}"),
+                             ("phash", "pHash distance", "{:.0f}")):
+        values = sorted(ln.value for ln in links if ln.view == view)
+        if not values:
+            continue
+        if fmt is None:
+            out.append(label)
+        else:
+            span = fmt.format(values[0]) + ("" if values[0] == values[-1]
+                                            else "-" + fmt.format(values[-1]))
+            out.append(f"{label} {span}")
+    return out
+
+
+def _short(path: str, root: Path) -> str:
+    """A path relative to the originals folder when it is inside it."""
+    try:
+        rel = os.path.relpath(path, root)
+    except ValueError:
+        rel = path
+    return _show(path if rel.startswith("..") else rel)
+
+
+def _ref_text(ref, root: Path) -> str:
+    if ref.kind == "copy":
+        return f"copy of {_short(ref.original, root)} ({ref.edit})"
+    return _short(ref.path, root) + (" (distractor)" if ref.kind == "distractor" else "")
 
 
 @main.command("train")
@@ -418,6 +571,34 @@ class _Progress:
     def __exit__(self, *exc):
         if self.bar is not None:
             self.bar.__exit__(*exc)
+        return False
+
+
+class _Stages:
+    """One progress bar per named stage (the library calls it as f(stage, done, total)); nothing
+    with --quiet or when stderr is not a terminal."""
+
+    def __init__(self, quiet: bool):
+        self.quiet = quiet
+        self.name: str | None = None
+        self.bar: _Progress | None = None
+
+    def __enter__(self):
+        return None if self.quiet or not sys.stderr.isatty() else self
+
+    def __call__(self, name: str, done: int, total: int) -> None:
+        if name != self.name:
+            self._close()
+            self.name, self.bar = name, _Progress(name, False)
+        self.bar(done, total)
+
+    def _close(self) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
+        self.bar = None
+
+    def __exit__(self, *exc):
+        self._close()
         return False
 
 

@@ -50,9 +50,11 @@ class Group:
 class DuplicateReport:
     threshold: float
     groups: list[Group] = field(default_factory=list)
+    threshold_source: str = "model"  # "model" | "calibrated" | "command line"
 
     def to_dict(self) -> dict:
-        return {"threshold": self.threshold, "groups": [g.to_dict() for g in self.groups]}
+        return {"threshold": self.threshold, "threshold_source": self.threshold_source,
+                "groups": [g.to_dict() for g in self.groups]}
 
 
 LINKAGES = ("centre", "complete")

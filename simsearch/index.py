@@ -10,9 +10,10 @@ Readers never take the lock: they see the last committed catalog state.
 """
 from __future__ import annotations
 
+import dataclasses
+import datetime
 import fcntl
 import json
-import dataclasses
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -38,6 +39,7 @@ __all__ = ["Index", "Match", "QueryResult", "open_index", "default_index_dir", "
 
 FORMAT_VERSION = 1
 MANIFEST, CATALOG, VECTORS, LOCK = "manifest.json", "catalog.sqlite", "vectors.faiss", "lock"
+THRESHOLD_KEY = "dedupe_threshold"  # catalog meta: a calibrated threshold, JSON (save_threshold)
 # A manifest is a few hundred bytes; a huge one is not ours, and is refused before it is read.
 _MAX_MANIFEST_BYTES = 1 << 20
 
@@ -333,17 +335,20 @@ class Index:
         adjustment ("model": the model's own, None: plain cosine; see `simsearch.scoring`)."""
         from simsearch.dedupe import find_duplicates
 
+        source = "command line"
         if threshold is None:
-            threshold = self.default_threshold()
+            threshold, source = self._threshold_to_use()
         catalog = self.catalog()
         try:
             loaded = self._read_vectors_file(catalog)
             with catalog.snapshot():  # vectors and paths from one committed state
-                return find_duplicates(catalog, self._agreeing(catalog, loaded), threshold,
-                                       linkage, self._background_if_usable()
-                                       if background == "model" else background)
+                report = find_duplicates(catalog, self._agreeing(catalog, loaded), threshold,
+                                         linkage, self._background_if_usable()
+                                         if background == "model" else background)
         finally:
             catalog.close()
+        report.threshold_source = source
+        return report
 
     def _background_if_usable(self) -> "Background | None":
         """Dedupe needs no network; where the model itself cannot be found it scores plain
@@ -394,6 +399,66 @@ class Index:
             raise IndexStoreError(f"{out}: cannot write ({e.strerror or e})") from e
         return len(paths)
 
+
+    # -- a dedupe threshold kept in the catalog (issue 18) -------------------------------------
+    def save_threshold(self, value: float, source: str, details: dict) -> None:
+        """Keep a dedupe threshold in the catalog (meta key `dedupe_threshold`, JSON: value,
+        source, then `details`: model_id, precision target, measured precision and recall,
+        number of originals...) for `duplicates` to use when none is given. A threshold is a
+        score of one model: `details["model_id"]` must be the index's model."""
+        if not isinstance(value, (int, float)) or not -1.0 <= value <= 1.0:  # also refuses nan
+            raise ValueError(f"threshold must be a score between -1 and 1, not {value!r}")
+        with _WriterLock(self.folder / LOCK):
+            self.manifest = self._read_manifest()
+            if not self.manifest:
+                raise IndexStoreError(f"no index at {self.folder}; create one with: simsearch "
+                                      f"index PHOTOS --index {self.folder}")
+            built = self.manifest["model"]
+            if details.get("model_id") != built["id"]:
+                raise ModelMismatchError(
+                    f"{self.folder} was built with model {built['name']} ({built['id'][:12]}), "
+                    f"the threshold was measured with {details.get('model', '?')} "
+                    f"({str(details.get('model_id'))[:12]}); a score of one model means nothing "
+                    f"to another. Evaluate with: simsearch eval PHOTOS --index {self.folder}")
+            record = {"value": float(value), "source": source,
+                      "date": datetime.date.today().isoformat(), **details}
+            catalog = self.catalog(readonly=False)
+            try:
+                current = int(self.manifest["generation"]) == catalog.generation
+                with catalog.transaction():
+                    catalog.set_meta(THRESHOLD_KEY, json.dumps(record))
+                if current:  # no vector changed: vectors.faiss stays valid for the new generation
+                    self.manifest = {**self.manifest, "generation": catalog.generation}
+                    _write_atomic(self.folder / MANIFEST, json.dumps(self.manifest, indent=2) + "\n")
+            finally:
+                catalog.close()
+
+    def threshold(self) -> dict | None:
+        """The kept dedupe threshold record (see `save_threshold`), or None when none is kept
+        (or it is unreadable: dedupe then falls back to the model's threshold)."""
+        if not (self.folder / CATALOG).is_file():
+            return None
+        catalog = self.catalog()
+        try:
+            text = catalog.get_meta(THRESHOLD_KEY)
+        finally:
+            catalog.close()
+        try:
+            record = json.loads(text) if text is not None else None
+        except ValueError:
+            return None
+        if not isinstance(record, dict) or type(record.get("value")) not in (int, float) \
+                or not -1.0 <= record["value"] <= 1.0:
+            return None
+        return record
+
+    def _threshold_to_use(self) -> tuple[float, str]:
+        """(threshold, "calibrated") when one is kept for this index's model, else (the model's
+        default, "model")."""
+        kept = self.threshold()
+        if kept is not None and self.manifest and kept.get("model_id") == self.manifest["model"]["id"]:
+            return float(kept["value"]), "calibrated"
+        return self.default_threshold(), "model"
 
 def _manifest_problem(data: dict) -> str | None:
     """What is wrong with a parsed manifest, or None: every field the code relies on is typed."""

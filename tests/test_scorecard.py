@@ -177,3 +177,61 @@ def test_known_answer_against_an_independent_scoring(tmp_path, tiny_model):
         assert report.metrics.per_edit[edit] == pytest.approx(np.mean(rows))
     missed = [m for m in report.mistakes.missed if m.stage == "search"]
     assert len(missed) == len(hits) - sum(hits)
+
+
+def _cli(args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def test_saved_threshold_is_used_by_dedupe_and_reported(tmp_path, tiny_model):
+    from simsearch.integrity import check_index
+
+    write_pictures(tmp_path / "photos", 5, seed=41)
+    idx = tmp_path / "idx"
+    model = tiny_model / "model.onnx"
+    assert _cli(["index", tmp_path / "photos", "--index", idx, "--model", model, "-q"]).exit_code == 0
+    before = json.loads(_cli(["dedupe", "--index", idx, "--json"]).stdout)
+    assert before["threshold"] == pytest.approx(0.95) and before["threshold_source"] == "model"
+    assert before["threshold_calibration"] is None
+
+    # --model not given: eval takes the index's model
+    result = _cli(["eval", tmp_path / "photos", "--per-image", "2", "--no-baselines",
+                   "--target-precision", "0.5", "--save-threshold", "--index", idx, "--json", "-q"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    saved = data["saved_threshold"]["threshold"]
+    assert saved == data["calibrated"]["threshold"]
+    index = open_index(idx)
+    kept = index.threshold()
+    assert kept["value"] == saved and kept["source"] == "calibrated"
+    assert kept["model_id"] == index.manifest["model"]["id"] and kept["precision_target"] == 0.5
+    assert kept["n_originals"] == 5 and len(kept["date"]) == 10
+    assert check_index(idx).ok  # the kept threshold leaves vectors.faiss current
+
+    after = json.loads(_cli(["dedupe", "--index", idx, "--json"]).stdout)
+    assert after["threshold"] == saved and after["threshold_source"] == "calibrated"
+    assert after["threshold_calibration"]["value"] == saved
+    text = _cli(["dedupe", "--index", idx])
+    assert f"at threshold {saved:.4f} (calibrated on your photos on {kept['date']}" in text.stderr
+    given = json.loads(_cli(["dedupe", "--index", idx, "--threshold", "0.9", "--json"]).stdout)
+    assert given["threshold"] == 0.9 and given["threshold_source"] == "command line"
+    assert "--threshold on the command line" in _cli(["dedupe", "--index", idx,
+                                                      "--threshold", "0.9"]).stderr
+
+
+def test_a_threshold_of_another_model_is_refused_and_ignored(tmp_path, tiny_model):
+    from simsearch.errors import ModelMismatchError
+
+    write_pictures(tmp_path / "photos", 3, seed=42)
+    index = open_index(tmp_path / "idx", model=str(tiny_model / "model.onnx"), create=True)
+    index.add_paths([tmp_path / "photos"])
+    with pytest.raises(ModelMismatchError, match="simsearch eval PHOTOS --index"):
+        index.save_threshold(0.9, "calibrated", {"model_id": "0" * 64, "model": "other"})
+    assert index.threshold() is None
+    # a record left by another model (say the index was rebuilt since) is not used
+    catalog = index.catalog(readonly=False)
+    with catalog.transaction():
+        catalog.set_meta("dedupe_threshold", json.dumps({"value": 0.5, "model_id": "0" * 64}))
+    catalog.close()
+    report = open_index(tmp_path / "idx").duplicates()
+    assert report.threshold == pytest.approx(0.95) and report.threshold_source == "model"
