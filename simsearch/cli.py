@@ -316,124 +316,15 @@ def eval_cmd(originals, distractors, model, threshold, per_image, seed, linkage,
     if as_json:
         click.echo(json.dumps({**report.to_dict(), "saved_threshold": saved}))
         return
-    _print_eval(report, Path(originals), show_mistakes)
+    from simsearch.scoresheet import eval_lines
+
+    for s in report.skipped:
+        click.echo(f"skipped {_show(s['path'])}: {s['reason']}", err=True)
+    for line in eval_lines(report, Path(originals), show_mistakes, _show):
+        click.echo(line)
     if saved:
         click.echo(f"\nsaved threshold {saved['threshold']:.4f} in {target.folder}: simsearch "
                    f"dedupe uses it from now on (--threshold overrides it)")
-
-
-def _print_eval(report, root: Path, show: int) -> None:
-    """The eval report as text: setup, look-alike originals, the table with its footnotes,
-    intervals, Recall@1 per edit, and the mistakes."""
-    fam = report.families
-    click.echo(f"{report.n_queries} edited copies of {report.n_originals} originals"
-               + (f" and {report.n_references - report.n_originals} distractors"
-                  if report.n_references > report.n_originals else "")
-               + f" (model: {report.model}, dedupe linkage {report.linkage})")
-    for s in report.skipped:
-        click.echo(f"skipped {_show(s['path'])}: {s['reason']}", err=True)
-    how = ("counted as different pictures (--originals-distinct)" if report.originals_distinct
-           else "pairs across them count neither right nor wrong (--originals-distinct counts "
-                "them as different pictures)")
-    if fam.sets:
-        click.echo(f"\nOriginals that already look alike: {len(fam.sets)} sets, {fam.n_files} "
-                   f"files; {how}")
-        for i, f in enumerate(fam.sets, 1):
-            links = "; ".join(_links_text(f.links))
-            click.echo(f"  {i}. " + ", ".join(_short(fam.paths[m], root) for m in f.members)
-                       + f"  ({links})")
-    else:
-        click.echo(f"\nOriginals that already look alike: none (by {', '.join(fam.views)})")
-
-    rows = [("simsearch", report.metrics)] + list(report.baselines.items())
-    target = f"P>={report.target_precision:g} at"
-    click.echo(f"\n{'':<10} {'uAP':>6} {'R@1':>6} {'dedupe P':>9} {'R':>6} {'F1':>6} "
-               f"{'threshold':>11}  {target:>12} {'R':>6}")
-    notes = []
-    for name, m in rows:
-        cal = m.calibrated
-        there = (f"{_threshold_text(cal.threshold, cal.unit):>12} {cal.recall:>6.3f}" if cal
-                 else f"{'-':>12} {'-':>6}")
-        if cal is None:
-            notes.append(f"  {name}: {m.calibration_error}")
-        click.echo(f"{name:<10} {m.uap:>6.3f} {m.recall_at_1:>6.3f} {m.dedupe.precision:>9.3f} "
-                   f"{m.dedupe.recall:>6.3f} {m.dedupe.f1:>6.3f} "
-                   f"{_threshold_text(m.dedupe.threshold, m.dedupe.unit):>11}  {there}")
-    click.echo(f"{target} is the most lenient threshold at which dedupe precision (and at "
-               f"every stricter one) is at least {report.target_precision:g}; R is the recall "
-               f"there; a score threshold means score >= it")
-    if notes:
-        click.echo("- : no such threshold\n" + "\n".join(notes))
-    iv, boot = report.intervals, report.bootstrap
-    if iv:
-        click.echo(f"95% intervals for simsearch (bootstrap over the {report.n_originals} "
-                   f"originals, {boot['rounds']} draws, seed {boot['seed']}): "
-                   + ", ".join(f"{label} {iv[key].low:.3f}-{iv[key].high:.3f}" for key, label in
-                               (("uap", "uAP"), ("recall_at_1", "R@1"),
-                                ("precision", "dedupe P"), ("recall", "R"))))
-    for warning in report.warnings:
-        click.echo(f"warning: {warning}")
-
-    click.echo("\nRecall@1 per edit")
-    click.echo(f"{'edit':<12}" + "".join(f"{name:>10}" for name, _ in rows))
-    for edit in report.metrics.per_edit:
-        click.echo(f"{edit:<12}" + "".join(f"{m.per_edit.get(edit, 0):>10.3f}" for _, m in rows))
-    _print_mistakes(report.mistakes, root, show)
-
-
-def _print_mistakes(mistakes, root: Path, show: int) -> None:
-    wrong = mistakes.false_pairs
-    more = "; --show-mistakes N for more, --json for all" if show else ""
-    click.echo(f"\nFalse pairs (simsearch dedupe): {len(wrong)}"
-               + (f", the {min(show, len(wrong))} highest scores{more}" if wrong and show else ""))
-    for p in wrong[:show]:
-        click.echo(f"  {p.score:.4f}  {_ref_text(p.a, root)}  +  {_ref_text(p.b, root)}")
-    for stage, what in (("search", "top hit"), ("dedupe", "grouped with")):
-        missed = [m for m in mistakes.missed if m.stage == stage]
-        click.echo(f"Copies missed by {stage}: {len(missed)}"
-                   + (f", the {min(show, len(missed))} lowest scores to their original{more}"
-                      if missed and show else ""))
-        for m in missed[:show]:
-            found = ("in no group" if m.found is None
-                     else f"{what} {_ref_text(m.found, root)} {m.found_score:.4f}")
-            click.echo(f"  {m.score:.4f}  {_ref_text(m.copy, root)}; {found}")
-
-
-def _threshold_text(value, unit: str) -> str:
-    return f"Hamming<={int(value)}" if unit == "hamming" else f"{value:.4f}"
-
-
-def _links_text(links) -> list[str]:
-    """What joined a set of originals, one phrase per view: "model score 0.8612-0.9310"."""
-    out = []
-    for view, label, fmt in (("same content", "same content", None),
-                             ("model score", "model score", "{:.4f}"),
-                             ("phash", "pHash distance", "{:.0f}")):
-        values = sorted(ln.value for ln in links if ln.view == view)
-        if not values:
-            continue
-        if fmt is None:
-            out.append(label)
-        else:
-            span = fmt.format(values[0]) + ("" if values[0] == values[-1]
-                                            else "-" + fmt.format(values[-1]))
-            out.append(f"{label} {span}")
-    return out
-
-
-def _short(path: str, root: Path) -> str:
-    """A path relative to the originals folder when it is inside it."""
-    try:
-        rel = os.path.relpath(path, root)
-    except ValueError:
-        rel = path
-    return _show(path if rel.startswith("..") else rel)
-
-
-def _ref_text(ref, root: Path) -> str:
-    if ref.kind == "copy":
-        return f"copy of {_short(ref.original, root)} ({ref.edit})"
-    return _short(ref.path, root) + (" (distractor)" if ref.kind == "distractor" else "")
 
 
 @main.command("train")

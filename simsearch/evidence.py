@@ -47,6 +47,7 @@ class Grouping:
     count: np.ndarray       # (t,) int: how many predicted pairs
     true_unit: np.ndarray   # (c,) int: the unit of each (copy, original) pair
     true_found: np.ndarray  # (c,) bool: that pair ended up in one group
+    set_aside: int = 0      # pairs across look-alike originals, counted neither way
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ Figures come with bootstrap intervals over originals (`simsearch.evidence`).
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import tempfile
@@ -50,6 +51,7 @@ FEW_ORIGINALS = 50
 # your photos replaces like with like.
 TARGET_PRECISION = 0.95
 _SCORE_STEP = 0.005  # calibration grid for model scores
+_GIVE_UP = 0.1  # calibration stops where precision is this far below the target
 
 
 @dataclass
@@ -73,6 +75,10 @@ class EvalReport:
     mistakes: Mistakes = field(default_factory=Mistakes)
     skipped: list[dict] = field(default_factory=list)  # unreadable originals: path, reason
     warnings: list[str] = field(default_factory=list)
+    # what the look-alike sets changed: dedupe pairs and search top hits counted neither way /
+    # as found, and simsearch's figures had the originals been counted as distinct
+    set_aside: dict = field(default_factory=dict)
+    as_distinct: dict | None = None
 
     def to_dict(self) -> dict:
         return {**self.metrics.to_dict(),
@@ -87,7 +93,8 @@ class EvalReport:
                 "originals_distinct": self.originals_distinct,
                 "families": None if self.families is None else self.families.to_dict(),
                 "mistakes": self.mistakes.to_dict(), "skipped": self.skipped,
-                "warnings": self.warnings, "background": self.background,
+                "warnings": self.warnings, "set_aside": self.set_aside,
+                "as_distinct": self.as_distinct, "background": self.background,
                 "variants": self.variants, "sweep": [s.to_dict() for s in self.sweep]}
 
     def threshold_details(self) -> dict:
@@ -229,6 +236,14 @@ def run_eval(originals: str | os.PathLike, distractors: str | os.PathLike | None
                             linkage, mistakes,
                             [{"path": s.path, "reason": s.reason} for s in ingested.skipped])
         report.warnings = _warnings(report)
+        top = neighbours.indices[:, 0]
+        report.set_aside = {"dedupe_pairs": grouping.set_aside,
+                            "search_top_hits": int((retrieval.hit & (top != true_ref)).sum())}
+        if families.sets and not originals_distinct:
+            plain = dataclasses.replace(truth, set_of=np.arange(len(refs)))
+            ones = np.ones(len(refs), np.int64)
+            r, g = score_search(neighbours, plain), score_groups(groups, plain)
+            report.as_distinct = {name: f(r, g, ones) for name, f in evidence.FIGURES.items()}
         return report
 
 
@@ -293,6 +308,7 @@ def score_search(neighbours: Neighbors, truth: Truth) -> Retrieval:
 def score_groups(groups: list[list[str]], truth: Truth) -> Grouping:
     unit_of = truth.unit_of
     a, b, count = [], [], []
+    set_aside = 0
     group_of: dict[str, int] = {}
     for gi, files in enumerate(groups):
         tally: dict[int, int] = {}
@@ -309,10 +325,12 @@ def score_groups(groups: list[list[str]], truth: Truth) -> Grouping:
             for v in units[i + 1:]:
                 if truth.set_of[u] != truth.set_of[v]:
                     a.append(u), b.append(v), count.append(tally[u] * tally[v])
+                else:
+                    set_aside += tally[u] * tally[v]
     pairs = truth.true_pairs()
     found = [c in group_of and group_of.get(o) == group_of[c] for c, o in pairs]
     return Grouping(np.array(a, np.int64), np.array(b, np.int64), np.array(count, np.int64),
-                    truth.true_ref.copy(), np.array(found, bool))
+                    truth.true_ref.copy(), np.array(found, bool), set_aside)
 
 
 def _dedupe_score(g: Grouping, threshold: float, unit: str) -> DedupeScore:
@@ -343,30 +361,33 @@ def _score_grid() -> list[float]:
 
 def _calibrate(grouping_at: Callable[[float], Grouping], grid: Sequence[float], target: float,
                unit: str, progress) -> tuple[Calibration | None, str | None]:
-    """The most lenient threshold on `grid` (strict to lenient) at which dedupe precision, and
-    at every stricter grid point, is at least `target`; or None and why not. Stops early once
-    recall is 1 (a more lenient threshold can only add false pairs)."""
-    best = None
-    first = None
+    """The most lenient threshold on `grid` (strict to lenient) at which dedupe precision is at
+    least `target` (as the shipped threshold was chosen), or None and why not. The scan stops
+    once recall is 1 (more lenient thresholds only add false pairs) or precision has fallen
+    more than `_GIVE_UP` below the target (it does not come back as the threshold drops)."""
+    best = top = None
     for i, t in enumerate(grid):
         score = _dedupe_score(grouping_at(t), t, unit)
         if progress is not None:
             progress(i + 1, len(grid))
-        if first is None:
-            first = score
-        if score.precision < target:
-            break
-        best = score
-        if score.recall >= 1.0:
+        if top is None or score.precision > top.precision:
+            top = score
+        if score.precision >= target:
+            best = score
+            if score.recall >= 1.0:
+                break
+        elif score.precision < target - _GIVE_UP:
             break
     if progress is not None:
         progress(len(grid), len(grid))
     if best is None:
-        at = f"score >= {first.threshold:.4f}" if unit == "score" else \
-            f"Hamming <= {int(first.threshold)}"
-        return None, (f"no threshold reaches dedupe precision {target:g}: at the strictest, "
-                      f"{at}, it is {first.precision:.3f}")
+        return None, (f"no threshold reaches dedupe precision {target:g}; the best is "
+                      f"{top.precision:.3f} at {_threshold_words(top.threshold, unit)}")
     return Calibration(best.threshold, best.precision, best.recall, unit), None
+
+
+def _threshold_words(value: float, unit: str) -> str:
+    return f"Hamming <= {int(value)}" if unit == "hamming" else f"score >= {value:.4f}"
 
 
 def _hash_metrics(kind: str, truth: Truth, k: int, target: float, progress) -> Metrics:
