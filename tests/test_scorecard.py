@@ -235,3 +235,19 @@ def test_a_threshold_of_another_model_is_refused_and_ignored(tmp_path, tiny_mode
     catalog.close()
     report = open_index(tmp_path / "idx").duplicates()
     assert report.threshold == pytest.approx(0.95) and report.threshold_source == "model"
+
+
+def test_without_imagehash_the_phash_view_is_skipped_and_said(tmp_path, tiny_model, monkeypatch):
+    import simsearch.scorecard as scorecard
+    from simsearch.errors import SimsearchError
+
+    def no_imagehash(*args, **kwargs):
+        raise SimsearchError("the phash/dhash baselines need the imagehash package")
+
+    monkeypatch.setattr(scorecard, "image_hashes", no_imagehash)
+    write_pictures(tmp_path / "originals", 3, seed=43)
+    report = run_eval(tmp_path / "originals", model=str(tiny_model / "model.onnx"), per_image=1,
+                      baselines=(), rounds=5)
+    assert report.families.views == ("same content", "model score")
+    assert "imagehash" in report.families.skipped_views["phash"]
+    assert any("phash view was skipped" in w for w in report.warnings)
