@@ -2,12 +2,18 @@
 one another before eval makes any copies (a light and a dark version, a resized export, the
 same file twice).
 
-Three views, each a list of linked pairs: the same content hash; the model's own score at its
-dedupe threshold; and pHash (an independent view: a Hamming distance of at most 10 of 64 bits,
-the usual default of hash-based finders). Linked pairs are joined into sets (a union: A~B and
-B~C put A, B and C in one set). Eval counts the pairs inside one set neither right nor wrong by
-default: whether a light and a dark version are "duplicates" is the user's call, not a fact the
-benchmark can score.
+Three views, each a list of linked pairs: the same content hash; pHash (a Hamming distance of
+at most 10 of 64 bits, the usual default of hash-based finders); and the model's own score at
+its dedupe threshold. Pairs linked by content or pHash, views independent of the model being
+scored, are joined into sets (a union: A~B and B~C put A, B and C in one set). Eval counts the
+pairs inside one set neither right nor wrong by default: whether a light and a dark version are
+"duplicates" is the user's call, not a fact the benchmark can score.
+
+The model's links join nothing: they are listed. Letting them join sets would excuse the
+model's own false pairs (on the MATE wallpapers two different green close-ups, Blinds and
+GreenMeadow, score 0.858 at threshold 0.84, and nothing else links them). A model link
+between two sets is shown as unconfirmed, for the user to look at; one inside a set is shown as
+agreeing.
 """
 from __future__ import annotations
 
@@ -47,6 +53,7 @@ class Families:
     sets: tuple[Family, ...]
     views: tuple[str, ...]
     skipped_views: dict[str, str] = field(default_factory=dict)  # view -> why it did not run
+    unconfirmed: tuple[Link, ...] = ()  # listed links across sets (the model's), joining nothing
 
     def set_of(self) -> np.ndarray:
         """For each original, the index of its set's first member (itself when in no set)."""
@@ -65,7 +72,9 @@ class Families:
                 "sets": [{"files": [self.paths[i] for i in f.members],
                           "links": [{"a": self.paths[ln.a], "b": self.paths[ln.b],
                                      "view": ln.view, "value": ln.value} for ln in f.links]}
-                         for f in self.sets]}
+                         for f in self.sets],
+                "unconfirmed": [{"a": self.paths[ln.a], "b": self.paths[ln.b], "view": ln.view,
+                                 "value": ln.value} for ln in self.unconfirmed]}
 
 
 def link_hashes(sha256: Sequence[str]) -> list[Link]:
@@ -98,8 +107,10 @@ def link_hamming(hashes: np.ndarray, max_distance: int = PHASH_DISTANCE,
 
 
 def join(paths: Sequence[str], links: Sequence[Link], views: Sequence[str],
-         skipped_views: dict[str, str] | None = None) -> Families:
-    """Union the linked originals into sets, each set in order of first index."""
+         skipped_views: dict[str, str] | None = None, listed: Sequence[Link] = ()) -> Families:
+    """Union the originals that `links` link into sets, each set in order of first index.
+    `listed` links join nothing: each is shown with its set when both ends are in one, else
+    as unconfirmed."""
     parent = list(range(len(paths)))
 
     def root(i: int) -> int:
@@ -116,8 +127,13 @@ def join(paths: Sequence[str], links: Sequence[Link], views: Sequence[str],
     for i in range(len(paths)):
         members.setdefault(root(i), []).append(i)
     by_root: dict[int, list[Link]] = {}
-    for link in links:
-        by_root.setdefault(root(link.a), []).append(link)
+    unconfirmed = []
+    for link in list(links) + list(listed):
+        if root(link.a) == root(link.b):
+            by_root.setdefault(root(link.a), []).append(link)
+        else:
+            unconfirmed.append(link)
     sets = tuple(Family(tuple(m), tuple(by_root.get(r, ()))) for r, m in sorted(members.items())
                  if len(m) > 1)
-    return Families(tuple(str(p) for p in paths), sets, tuple(views), dict(skipped_views or {}))
+    return Families(tuple(str(p) for p in paths), sets, tuple(views), dict(skipped_views or {}),
+                    tuple(unconfirmed))

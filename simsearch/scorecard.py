@@ -257,11 +257,6 @@ def _look_alikes(index, paths: list[str], vectors: dict, background: Background 
     finally:
         catalog.close()
     links = link_hashes([sha[p] for p in paths])
-    matrix = np.stack([vectors[p] for p in paths])
-    left, right, scores, _ = near_pairs(np.arange(len(paths)), matrix, index.default_threshold(),
-                                        background)
-    links += [Link(int(a), int(b), "model score", round(float(s), 4))
-              for a, b, s in zip(left, right, scores)]
     views, skipped = ["same content", "model score"], {}
     try:
         hashes = image_hashes("phash", paths, progress=_stage(progress, "comparing originals"))
@@ -271,7 +266,12 @@ def _look_alikes(index, paths: list[str], vectors: dict, background: Background 
         skipped["phash"] = f"{e.path}: {e.reason}"
     except SimsearchError as e:  # imagehash not installed
         skipped["phash"] = str(e)
-    return join(paths, links, views, skipped)
+    matrix = np.stack([vectors[p] for p in paths])
+    left, right, scores, _ = near_pairs(np.arange(len(paths)), matrix, index.default_threshold(),
+                                        background)
+    model = [Link(int(a), int(b), "model score", round(float(s), 4))
+             for a, b, s in zip(left, right, scores)]
+    return join(paths, links, views, skipped, listed=model)
 
 
 def _disjoint(groups: list[list[str]]) -> list[list[str]]:

@@ -30,15 +30,12 @@ def eval_lines(report: EvalReport, root: Path, show: int,
            else "pairs across them count neither right nor wrong (--originals-distinct counts "
                 "them as different pictures)")
     if fam.sets:
-        out.append(f"\nOriginals that already look alike: {len(fam.sets)} sets, {fam.n_files} "
-                   f"files; {how}")
+        out.append(f"\nOriginals that already look alike (same content or pHash): "
+                   f"{len(fam.sets)} sets, {fam.n_files} files; {how}")
         for i, f in enumerate(fam.sets, 1):
             links = "; ".join(_links_text(f.links))
             out.append(f"  {i}. " + ", ".join(name_of(fam.paths[m]) for m in f.members)
                        + f"  ({links})")
-        if any({ln.view for ln in f.links} == {"model score"} for f in fam.sets):
-            out.append("  a set joined by the model's score alone may be the model's own false "
-                       "pair: look at it; --originals-distinct scores it as one")
         aside, plain = report.set_aside, report.as_distinct
         if aside and not report.originals_distinct:
             out.append(f"  set aside: {aside['dedupe_pairs']} dedupe pairs across versions; "
@@ -49,7 +46,15 @@ def eval_lines(report: EvalReport, root: Path, show: int,
                        f"{plain['recall_at_1']:.3f}, dedupe P {plain['precision']:.3f}, "
                        f"R {plain['recall']:.3f}")
     else:
-        out.append(f"\nOriginals that already look alike: none (by {', '.join(fam.views)})")
+        views = " or ".join(v for v in fam.views if v != "model score")
+        out.append(f"\nOriginals that already look alike: none (by {views})")
+    if fam.unconfirmed:
+        out.append(f"The model also scores {len(fam.unconfirmed)} pairs of originals at or above "
+                   f"its dedupe threshold that neither content nor pHash links; they count as "
+                   f"different pictures (versions of one, or the model's own false pairs: look "
+                   f"at them):")
+        for ln in sorted(fam.unconfirmed, key=lambda ln: -ln.value)[:max(show, 1)]:
+            out.append(f"  {ln.value:.4f}  {name_of(fam.paths[ln.a])}  +  {name_of(fam.paths[ln.b])}")
 
     rows = [("simsearch", report.metrics)] + list(report.baselines.items())
     target = f"P>={report.target_precision:g} at"

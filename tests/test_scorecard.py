@@ -251,3 +251,17 @@ def test_without_imagehash_the_phash_view_is_skipped_and_said(tmp_path, tiny_mod
     assert report.families.views == ("same content", "model score")
     assert "imagehash" in report.families.skipped_views["phash"]
     assert any("phash view was skipped" in w for w in report.warnings)
+
+
+def test_model_links_are_listed_but_join_nothing():
+    from simsearch.families import Link, join, link_hamming, link_hashes
+
+    links = link_hashes(["s1", "s2", "s1", "s3", "s4"]) + link_hamming(
+        np.array([0, 0b1111, 1 << 40, (1 << 64) - 1, 0b111], np.uint64), max_distance=4)
+    model = [Link(0, 2, "model score", 1.0), Link(3, 4, "model score", 0.86)]
+    fam = join(list("abcde"), links, ["same content", "model score", "phash"], listed=model)
+    # 0=2 by content, 0~1 (4 bits), 0~4 and 1~4 (3 bits, 1 bit) by pHash; 3 alone
+    assert [f.members for f in fam.sets] == [(0, 1, 2, 4)]
+    assert Link(0, 2, "model score", 1.0) in fam.sets[0].links
+    assert fam.unconfirmed == (Link(3, 4, "model score", 0.86),)
+    assert fam.set_of().tolist() == [0, 0, 0, 3, 0]
