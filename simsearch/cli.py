@@ -266,8 +266,8 @@ def check_cmd(index_dir, repair, as_json):
 @_linkage_option("Dedupe grouping to score (see simsearch dedupe).")
 @click.option("--no-baselines", is_flag=True, help="Skip the pHash/dHash baselines.")
 @click.option("--originals-distinct", is_flag=True,
-              help="Count originals that look alike (same content, or pHash Hamming <= 10) as "
-                   "different pictures.  [default: pairs across them count neither way]")
+              help="Count originals that look alike (same content, pHash, the model's score) "
+                   "as different pictures.  [default: pairs across them count neither way]")
 @click.option("--target-precision", type=click.FloatRange(0.0, 1.0), default=0.95,
               show_default=True,
               help="Dedupe precision the calibrated threshold must reach (the shipped "

@@ -267,11 +267,14 @@ def _look_alikes(index, paths: list[str], vectors: dict, background: Background 
     except SimsearchError as e:  # imagehash not installed
         skipped["phash"] = str(e)
     matrix = np.stack([vectors[p] for p in paths])
-    left, right, scores, _ = near_pairs(np.arange(len(paths)), matrix, index.default_threshold(),
-                                        background)
+    threshold = index.default_threshold()
+    bar = round((threshold + 1) / 2, 4)  # see simsearch.families: alone, a model link needs this
+    left, right, scores, _ = near_pairs(np.arange(len(paths)), matrix, threshold, background)
     model = [Link(int(a), int(b), "model score", round(float(s), 4))
              for a, b, s in zip(left, right, scores)]
-    return join(paths, links, views, skipped, listed=model)
+    links += [ln for ln in model if ln.value >= bar]
+    families = join(paths, links, views, skipped, listed=[ln for ln in model if ln.value < bar])
+    return dataclasses.replace(families, model_bar=bar)
 
 
 def _disjoint(groups: list[list[str]]) -> list[list[str]]:

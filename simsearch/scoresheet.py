@@ -30,8 +30,9 @@ def eval_lines(report: EvalReport, root: Path, show: int,
            else "pairs across them count neither right nor wrong (--originals-distinct counts "
                 "them as different pictures)")
     if fam.sets:
-        out.append(f"\nOriginals that already look alike (same content or pHash): "
-                   f"{len(fam.sets)} sets, {fam.n_files} files; {how}")
+        out.append(f"\nOriginals that already look alike (same content, pHash, or a model "
+                   f"score >= {fam.model_bar:.2f}): {len(fam.sets)} sets, {fam.n_files} files; "
+                   f"{how}")
         for i, f in enumerate(fam.sets, 1):
             links = "; ".join(_links_text(f.links))
             out.append(f"  {i}. " + ", ".join(name_of(fam.paths[m]) for m in f.members)
@@ -46,13 +47,14 @@ def eval_lines(report: EvalReport, root: Path, show: int,
                        f"{plain['recall_at_1']:.3f}, dedupe P {plain['precision']:.3f}, "
                        f"R {plain['recall']:.3f}")
     else:
-        views = " or ".join(v for v in fam.views if v != "model score")
-        out.append(f"\nOriginals that already look alike: none (by {views})")
+        views = ", ".join(v for v in fam.views if v != "model score")
+        out.append(f"\nOriginals that already look alike: none (by {views}, or a model score "
+                   f">= {fam.model_bar:.2f})")
     if fam.unconfirmed:
         out.append(f"The model also scores {len(fam.unconfirmed)} pairs of originals at or above "
-                   f"its dedupe threshold that neither content nor pHash links; they count as "
-                   f"different pictures (versions of one, or the model's own false pairs: look "
-                   f"at them):")
+                   f"its dedupe threshold but below {fam.model_bar:.2f} that neither content nor "
+                   f"pHash links; they count as different pictures (versions of one, or the "
+                   f"model's own false pairs: look at them):")
         for ln in sorted(fam.unconfirmed, key=lambda ln: -ln.value)[:max(show, 1)]:
             out.append(f"  {ln.value:.4f}  {name_of(fam.paths[ln.a])}  +  {name_of(fam.paths[ln.b])}")
 

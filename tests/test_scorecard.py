@@ -178,6 +178,20 @@ def test_known_answer_against_an_independent_scoring(tmp_path, tiny_model):
     missed = [m for m in report.mistakes.missed if m.stage == "search"]
     assert len(missed) == len(hits) - sum(hits)
 
+    # dedupe: every pair of every group of the same index, judged one by one
+    origin = {str(p): str(p) for p in originals}
+    origin.update({str(item.query): str(item.original) for item in bench.items})
+    pairs = [(a, b) for g in index.duplicates(0.95).groups for i, a in enumerate(g.files)
+             for b in g.files[i + 1:]]
+    right = sum(origin[a] == origin[b] for a, b in pairs)
+    together = {frozenset(p) for p in pairs}
+    found = sum(frozenset((str(item.query), str(item.original))) in together for item in bench.items)
+    d = report.metrics.dedupe
+    assert (d.n_predicted, d.n_correct) == (len(pairs), right)
+    assert d.recall == pytest.approx(found / len(bench.items))
+    assert len(report.mistakes.false_pairs) == len(pairs) - right
+    assert sum(m.stage == "dedupe" for m in report.mistakes.missed) == len(bench.items) - found
+
 
 def _cli(args):
     return CliRunner().invoke(main, [str(a) for a in args])
