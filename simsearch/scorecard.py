@@ -79,6 +79,9 @@ class EvalReport:
     # as found, and simsearch's figures had the originals been counted as distinct
     set_aside: dict = field(default_factory=dict)
     as_distinct: dict | None = None
+    # simsearch's raw answers, for an independent scoring of the same run: each copy's results
+    # and the dedupe groups at the threshold scored
+    predictions: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return {**self.metrics.to_dict(),
@@ -94,7 +97,8 @@ class EvalReport:
                 "families": None if self.families is None else self.families.to_dict(),
                 "mistakes": self.mistakes.to_dict(), "skipped": self.skipped,
                 "warnings": self.warnings, "set_aside": self.set_aside,
-                "as_distinct": self.as_distinct, "background": self.background,
+                "as_distinct": self.as_distinct, "predictions": self.predictions,
+                "background": self.background,
                 "variants": self.variants, "sweep": [s.to_dict() for s in self.sweep]}
 
     def threshold_details(self) -> dict:
@@ -236,6 +240,7 @@ def run_eval(originals: str | os.PathLike, distractors: str | os.PathLike | None
                             linkage, mistakes,
                             [{"path": s.path, "reason": s.reason} for s in ingested.skipped])
         report.warnings = _warnings(report)
+        report.predictions = _predictions(neighbours, groups, truth)
         top = neighbours.indices[:, 0]
         report.set_aside = {"dedupe_pairs": grouping.set_aside,
                             "search_top_hits": int((retrieval.hit & (top != true_ref)).sum())}
@@ -445,6 +450,15 @@ def _mistakes(neighbours: Neighbors, groups: list[list[str]], truth: Truth,
     missed.sort(key=lambda m: m.score)
     missed += missed_by_dedupe(groups, truth.true_pairs(), score, describe)
     return Mistakes(wrong, missed)
+
+
+def _predictions(neighbours: Neighbors, groups: list[list[str]], truth: Truth) -> dict:
+    search = [{"copy": truth.describe(q).to_dict(),
+               "results": [{"path": truth.refs[int(r)], "score": round(float(sc), 6)}
+                           for r, sc in zip(row, scores) if r >= 0]}
+              for q, row, scores in zip(truth.queries, neighbours.indices, neighbours.scores)]
+    return {"search": search,
+            "groups": [[truth.describe(f).to_dict() for f in files] for files in groups]}
 
 
 def _warnings(report: EvalReport) -> list[str]:

@@ -279,3 +279,21 @@ def test_model_links_are_listed_but_join_nothing():
     assert Link(0, 2, "model score", 1.0) in fam.sets[0].links
     assert fam.unconfirmed == (Link(3, 4, "model score", 0.86),)
     assert fam.set_of().tolist() == [0, 0, 0, 3, 0]
+
+
+def test_eval_text_explains_its_table(tmp_path, tiny_model):
+    write_pictures(tmp_path / "originals", 4, seed=44)
+    shutil.copyfile(tmp_path / "originals" / "img000.jpg", tmp_path / "originals" / "again.jpg")
+    result = _cli(["eval", tmp_path / "originals", "--model", tiny_model / "model.onnx",
+                   "--per-image", "2", "-q", "--show-mistakes", "2"])
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert "1 sets, 2 files" in out and "again.jpg, img000.jpg" in out.replace(
+        "img000.jpg, again.jpg", "again.jpg, img000.jpg")
+    assert "Hamming<=10" in out and "0.8438" not in out  # the hashes' threshold in bits
+    assert "threshold: where dedupe was scored" in out
+    table = out[out.index("uAP"):out.index("threshold: where")]
+    if " - " in table:  # every - has its footnote
+        assert "- : no such threshold" in out and "no threshold reaches dedupe precision" in out
+    assert "95% intervals for simsearch" in out and "warning: only 5 originals" in out
+    assert "False pairs (simsearch dedupe):" in out and "Copies missed by search:" in out
