@@ -1,6 +1,7 @@
 """What the figures of one eval run are computed from, kept per original, so that one piece of
 code gives both the figures (every original counted once) and their bootstrap intervals
-(originals drawn with replacement, each draw carrying all of its copies).
+(originals drawn with replacement, each draw carrying all of its copies). `Truth` says which
+file is whose; `score_search` and `score_groups` turn a run's answers into evidence.
 
 Units are the references: originals first (resampled), then distractors (weight 1 in every
 draw: they are the background the originals are tested against, not a sample of it). A weight
@@ -16,15 +17,54 @@ vector has one count per unit: all ones for the figures themselves.
 """
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
-from simsearch.evaluate import micro_average_precision
+from simsearch.errors import SimsearchError
+from simsearch.evaluate import (Calibration, DedupeScore, Metrics, Neighbors,
+                                micro_average_precision)
+from simsearch.mistakes import FileRef
 
-__all__ = ["Retrieval", "Grouping", "Interval", "uap", "recall_at_1", "precision", "recall",
-           "draws", "intervals", "FIGURES"]
+__all__ = ["Truth", "Retrieval", "Grouping", "Interval", "score_search", "score_groups", "uap",
+           "recall_at_1", "precision", "recall", "dedupe_score", "metrics_of", "draws",
+           "intervals", "FIGURES"]
+
+
+@dataclass(frozen=True)
+class Truth:
+    """Who is who: units are the references (originals, then distractors); every file
+    (reference or copy) belongs to one; `set_of[unit]` joins originals that look alike."""
+
+    refs: list[str]
+    queries: list[str]
+    true_ref: np.ndarray
+    edits: list[str]
+    set_of: np.ndarray
+    n_originals: int
+
+    @functools.cached_property
+    def unit_of(self) -> dict[str, int]:
+        out = {p: i for i, p in enumerate(self.refs)}
+        out.update(zip(self.queries, self.true_ref.tolist()))
+        return out
+
+    def true_pairs(self) -> list[tuple[str, str]]:
+        return [(q, self.refs[r]) for q, r in zip(self.queries, self.true_ref.tolist())]
+
+    def describe(self, path: str) -> FileRef:
+        unit = self.unit_of[path]
+        if path in self._query_row:
+            i = self._query_row[path]
+            return FileRef("copy", None, self.refs[unit], self.edits[i], Path(path).name)
+        return FileRef("original" if unit < self.n_originals else "distractor", path)
+
+    @functools.cached_property
+    def _query_row(self) -> dict[str, int]:
+        return {q: i for i, q in enumerate(self.queries)}
 
 
 @dataclass(frozen=True)
@@ -129,3 +169,68 @@ def intervals(retrieval: Retrieval, grouping: Grouping, n_originals: int, n_unit
     tail = (1 - level) / 2 * 100
     return {name: Interval(float(np.percentile(v, tail)), float(np.percentile(v, 100 - tail)))
             for name, v in values.items()}
+
+
+# --- from a run's answers to evidence, and evidence to figures --------------------------
+
+
+def score_search(neighbours: Neighbors, truth: Truth) -> Retrieval:
+    idx = np.asarray(neighbours.indices, np.int64)
+    found = idx >= 0
+    want = truth.true_ref[:, None]
+    same_set = found & (truth.set_of[np.where(found, idx, 0)] == truth.set_of[want])
+    positive = found & (idx == want)
+    kept = found & (positive | ~same_set)  # another version of the original: neither
+    top = idx[:, 0] if idx.shape[1] else np.full(len(idx), -1)
+    hit = (top >= 0) & (truth.set_of[np.where(top >= 0, top, 0)] == truth.set_of[truth.true_ref])
+    rows = np.repeat(np.arange(len(idx)), idx.shape[1]).reshape(idx.shape)
+    return Retrieval(truth.true_ref, hit, rows[kept], np.asarray(neighbours.scores)[kept],
+                     positive[kept])
+
+
+def score_groups(groups: list[list[str]], truth: Truth) -> Grouping:
+    unit_of = truth.unit_of
+    a, b, count = [], [], []
+    set_aside = 0
+    group_of: dict[str, int] = {}
+    for gi, files in enumerate(groups):
+        tally: dict[int, int] = {}
+        for f in files:
+            unit = unit_of.get(f)
+            if unit is None:
+                raise SimsearchError(f"dedupe grouped {f}, which is not part of the benchmark")
+            tally[unit] = tally.get(unit, 0) + 1
+            group_of.setdefault(f, gi)
+        units = sorted(tally)
+        for i, u in enumerate(units):
+            if tally[u] > 1:
+                a.append(u), b.append(u), count.append(tally[u] * (tally[u] - 1) // 2)
+            for v in units[i + 1:]:
+                if truth.set_of[u] != truth.set_of[v]:
+                    a.append(u), b.append(v), count.append(tally[u] * tally[v])
+                else:
+                    set_aside += tally[u] * tally[v]
+    pairs = truth.true_pairs()
+    found = [c in group_of and group_of.get(o) == group_of[c] for c, o in pairs]
+    return Grouping(np.array(a, np.int64), np.array(b, np.int64), np.array(count, np.int64),
+                    truth.true_ref.copy(), np.array(found, bool), set_aside)
+
+
+def dedupe_score(g: Grouping, threshold: float, unit: str) -> DedupeScore:
+    ones = np.ones(int(max(g.unit_a.max(initial=0), g.unit_b.max(initial=0),
+                           g.true_unit.max(initial=0))) + 1, np.int64)
+    p, r = precision(g, ones), recall(g, ones)
+    f1 = 2 * p * r / (p + r) if p + r else 0.0
+    right = int(g.count[g.unit_a == g.unit_b].sum())
+    return DedupeScore(p, r, f1, threshold, int(g.count.sum()), len(g.true_found), right, unit)
+
+
+def metrics_of(retrieval: Retrieval, grouping: Grouping, truth: Truth, threshold: float,
+             unit: str, calibrated: Calibration | None, why: str | None) -> Metrics:
+    ones = np.ones(len(truth.refs), np.int64)
+    per_edit: dict[str, float] = {}
+    for edit in dict.fromkeys(truth.edits):
+        rows = np.array([e == edit for e in truth.edits])
+        per_edit[edit] = float(retrieval.hit[rows].mean())
+    return Metrics(uap(retrieval, ones), recall_at_1(retrieval, ones), per_edit,
+                   dedupe_score(grouping, threshold, unit), calibrated, why)

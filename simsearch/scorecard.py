@@ -16,7 +16,6 @@ Figures come with bootstrap intervals over originals (`simsearch.evidence`).
 from __future__ import annotations
 
 import dataclasses
-import functools
 import os
 import tempfile
 from collections.abc import Callable, Sequence
@@ -31,16 +30,16 @@ from simsearch.evaluate import (Calibration, DedupeScore, Metrics, Neighbors, ha
                                 hash_neighbors, image_hashes, make_benchmark)
 from simsearch.errors import DecodeError, SimsearchError
 from simsearch import evidence
-from simsearch.evidence import Grouping, Interval, Retrieval
+from simsearch.evidence import (Grouping, Interval, Truth, dedupe_score, metrics_of,
+                                score_groups, score_search)
 from simsearch.families import Families, Link, join, link_hamming, link_hashes
 from simsearch.files import walk_images
 from simsearch.index import open_index
-from simsearch.mistakes import FileRef, Mistakes, MissedCopy, false_pairs, missed_by_dedupe
+from simsearch.mistakes import Mistakes, MissedCopy, false_pairs, missed_by_dedupe
 from simsearch.scoring import Background, adjusted_search
 from simsearch.vectors import VectorStore
 
-__all__ = ["EvalReport", "run_eval", "Truth", "score_search", "score_groups", "HASH_DISTANCE",
-           "FEW_ORIGINALS", "TARGET_PRECISION"]
+__all__ = ["EvalReport", "run_eval", "HASH_DISTANCE", "FEW_ORIGINALS", "TARGET_PRECISION"]
 
 # Hamming distance 10 of 64 bits, the usual default of hash-based duplicate finders.
 HASH_DISTANCE = 10
@@ -110,39 +109,6 @@ class EvalReport:
                 "recall": None if cal is None else cal.recall,
                 "n_originals": self.n_originals, "linkage": self.linkage,
                 "originals_distinct": self.originals_distinct}
-
-
-@dataclass(frozen=True)
-class Truth:
-    """Who is who: units are the references (originals, then distractors); every file
-    (reference or copy) belongs to one; `set_of[unit]` joins originals that look alike."""
-
-    refs: list[str]
-    queries: list[str]
-    true_ref: np.ndarray
-    edits: list[str]
-    set_of: np.ndarray
-    n_originals: int
-
-    @functools.cached_property
-    def unit_of(self) -> dict[str, int]:
-        out = {p: i for i, p in enumerate(self.refs)}
-        out.update(zip(self.queries, self.true_ref.tolist()))
-        return out
-
-    def true_pairs(self) -> list[tuple[str, str]]:
-        return [(q, self.refs[r]) for q, r in zip(self.queries, self.true_ref.tolist())]
-
-    def describe(self, path: str) -> FileRef:
-        unit = self.unit_of[path]
-        if path in self._query_row:
-            i = self._query_row[path]
-            return FileRef("copy", None, self.refs[unit], self.edits[i], Path(path).name)
-        return FileRef("original" if unit < self.n_originals else "distractor", path)
-
-    @functools.cached_property
-    def _query_row(self) -> dict[str, int]:
-        return {q: i for i, q in enumerate(self.queries)}
 
 
 def run_eval(originals: str | os.PathLike, distractors: str | os.PathLike | None = None,
@@ -216,8 +182,8 @@ def run_eval(originals: str | os.PathLike, distractors: str | os.PathLike | None
         calibrated, why = _calibrate(lambda t: score_groups(model_groups(t), truth),
                                      _score_grid(), target_precision, "score",
                                      _stage(progress, "calibrating"))
-        metrics = _metrics(retrieval, grouping, truth, threshold, "score", calibrated, why)
-        swept = [_dedupe_score(score_groups(model_groups(t), truth), t, "score") for t in sweep]
+        metrics = metrics_of(retrieval, grouping, truth, threshold, "score", calibrated, why)
+        swept = [dedupe_score(score_groups(model_groups(t), truth), t, "score") for t in sweep]
         pair_score = _pair_scorer(vectors, background)
         mistakes = _mistakes(neighbours, groups, truth, pair_score)
 
@@ -299,68 +265,6 @@ def _disjoint(groups: list[list[str]]) -> list[list[str]]:
     return out
 
 
-def score_search(neighbours: Neighbors, truth: Truth) -> Retrieval:
-    idx = np.asarray(neighbours.indices, np.int64)
-    found = idx >= 0
-    want = truth.true_ref[:, None]
-    same_set = found & (truth.set_of[np.where(found, idx, 0)] == truth.set_of[want])
-    positive = found & (idx == want)
-    kept = found & (positive | ~same_set)  # another version of the original: neither
-    top = idx[:, 0] if idx.shape[1] else np.full(len(idx), -1)
-    hit = (top >= 0) & (truth.set_of[np.where(top >= 0, top, 0)] == truth.set_of[truth.true_ref])
-    rows = np.repeat(np.arange(len(idx)), idx.shape[1]).reshape(idx.shape)
-    return Retrieval(truth.true_ref, hit, rows[kept], np.asarray(neighbours.scores)[kept],
-                     positive[kept])
-
-
-def score_groups(groups: list[list[str]], truth: Truth) -> Grouping:
-    unit_of = truth.unit_of
-    a, b, count = [], [], []
-    set_aside = 0
-    group_of: dict[str, int] = {}
-    for gi, files in enumerate(groups):
-        tally: dict[int, int] = {}
-        for f in files:
-            unit = unit_of.get(f)
-            if unit is None:
-                raise SimsearchError(f"dedupe grouped {f}, which is not part of the benchmark")
-            tally[unit] = tally.get(unit, 0) + 1
-            group_of.setdefault(f, gi)
-        units = sorted(tally)
-        for i, u in enumerate(units):
-            if tally[u] > 1:
-                a.append(u), b.append(u), count.append(tally[u] * (tally[u] - 1) // 2)
-            for v in units[i + 1:]:
-                if truth.set_of[u] != truth.set_of[v]:
-                    a.append(u), b.append(v), count.append(tally[u] * tally[v])
-                else:
-                    set_aside += tally[u] * tally[v]
-    pairs = truth.true_pairs()
-    found = [c in group_of and group_of.get(o) == group_of[c] for c, o in pairs]
-    return Grouping(np.array(a, np.int64), np.array(b, np.int64), np.array(count, np.int64),
-                    truth.true_ref.copy(), np.array(found, bool), set_aside)
-
-
-def _dedupe_score(g: Grouping, threshold: float, unit: str) -> DedupeScore:
-    ones = np.ones(int(max(g.unit_a.max(initial=0), g.unit_b.max(initial=0),
-                           g.true_unit.max(initial=0))) + 1, np.int64)
-    p, r = evidence.precision(g, ones), evidence.recall(g, ones)
-    f1 = 2 * p * r / (p + r) if p + r else 0.0
-    right = int(g.count[g.unit_a == g.unit_b].sum())
-    return DedupeScore(p, r, f1, threshold, int(g.count.sum()), len(g.true_found), right, unit)
-
-
-def _metrics(retrieval: Retrieval, grouping: Grouping, truth: Truth, threshold: float,
-             unit: str, calibrated: Calibration | None, why: str | None) -> Metrics:
-    ones = np.ones(len(truth.refs), np.int64)
-    per_edit: dict[str, float] = {}
-    for edit in dict.fromkeys(truth.edits):
-        rows = np.array([e == edit for e in truth.edits])
-        per_edit[edit] = float(retrieval.hit[rows].mean())
-    return Metrics(evidence.uap(retrieval, ones), evidence.recall_at_1(retrieval, ones), per_edit,
-                   _dedupe_score(grouping, threshold, unit), calibrated, why)
-
-
 def _score_grid() -> list[float]:
     """Model-score thresholds from strict to lenient."""
     n = int(round(1 / _SCORE_STEP))
@@ -375,7 +279,7 @@ def _calibrate(grouping_at: Callable[[float], Grouping], grid: Sequence[float], 
     more than `_GIVE_UP` below the target (it does not come back as the threshold drops)."""
     best = top = None
     for i, t in enumerate(grid):
-        score = _dedupe_score(grouping_at(t), t, unit)
+        score = dedupe_score(grouping_at(t), t, unit)
         if progress is not None:
             progress(i + 1, len(grid))
         if top is None or score.precision > top.precision:
@@ -409,7 +313,7 @@ def _hash_metrics(kind: str, truth: Truth, k: int, target: float, progress) -> M
         return score_groups(_hash_groups(pairs, everything, hamming_to_score(distance)), truth)
 
     calibrated, why = _calibrate(grouping_at, list(range(33)), target, "hamming", None)
-    return _metrics(retrieval, grouping_at(HASH_DISTANCE), truth, HASH_DISTANCE, "hamming",
+    return metrics_of(retrieval, grouping_at(HASH_DISTANCE), truth, HASH_DISTANCE, "hamming",
                     calibrated, why)
 
 

@@ -10,7 +10,8 @@ from conftest import make_picture, write_pictures
 from simsearch.cli import main
 from simsearch.evaluate import Neighbors, make_benchmark, micro_average_precision
 from simsearch.index import open_index
-from simsearch.scorecard import Truth, run_eval, score_groups, score_search
+from simsearch.evidence import Truth, score_groups, score_search
+from simsearch.scorecard import run_eval
 from simsearch import evidence
 
 EASY = ("jpeg20", "resize25")  # edits a random tiny network still sees through
