@@ -294,7 +294,7 @@ def eval_cmd(originals, distractors, model, threshold, per_image, seed, linkage,
     from simsearch.scorecard import run_eval
 
     target = None
-    if save_threshold or index_dir is not None:
+    if save_threshold:  # --index alone changes nothing (it may come from $SIMSEARCH_INDEX)
         target = open_index(index_dir, model=model)
         name = target.model.name  # also refuses a --model the index was not built with
         model = model or (None if name.startswith("default (") else name)

@@ -298,3 +298,21 @@ def test_eval_text_explains_its_table(tmp_path, tiny_model):
         assert "- : no such threshold" in out and "no threshold reaches dedupe precision" in out
     assert "95% intervals for simsearch" in out and "warning: only 5 originals" in out
     assert "False pairs (simsearch dedupe):" in out and "Copies missed by search:" in out
+
+
+def test_save_threshold_refuses_when_no_threshold_reaches_the_target(tmp_path, tiny_model,
+                                                                      monkeypatch):
+    import simsearch.scorecard as scorecard
+    from simsearch.evaluate import DedupeScore, Metrics
+
+    write_pictures(tmp_path / "photos", 3, seed=45)
+    idx = tmp_path / "idx"
+    assert _cli(["index", tmp_path / "photos", "--index", idx, "--model",
+                 tiny_model / "model.onnx", "-q"]).exit_code == 0
+    why = "no threshold reaches dedupe precision 0.95; the best is 0.900 at score >= 0.9900"
+    failed = scorecard.EvalReport(Metrics(0.5, 0.5, {}, DedupeScore(0.8, 0.5, 0.6, 0.95), None, why),
+                                  {}, 3, 3, "m")
+    monkeypatch.setattr(scorecard, "run_eval", lambda *a, **kw: failed)
+    result = _cli(["eval", tmp_path / "photos", "--save-threshold", "--index", idx, "-q"])
+    assert result.exit_code == 1 and f"no threshold saved: {why}" in result.output
+    assert open_index(idx).threshold() is None
