@@ -10,10 +10,10 @@ Readers never take the lock: they see the last committed catalog state.
 """
 from __future__ import annotations
 
-import dataclasses
 import datetime
 import fcntl
 import json
+import dataclasses
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -399,7 +399,6 @@ class Index:
             raise IndexStoreError(f"{out}: cannot write ({e.strerror or e})") from e
         return len(paths)
 
-
     # -- a dedupe threshold kept in the catalog (issue 18) -------------------------------------
     def save_threshold(self, value: float, source: str, details: dict) -> None:
         """Keep a dedupe threshold in the catalog (meta key `dedupe_threshold`, JSON: value,
@@ -456,9 +455,11 @@ class Index:
         """(threshold, "calibrated") when one is kept for this index's model, else (the model's
         default, "model")."""
         kept = self.threshold()
-        if kept is not None and self.manifest and kept.get("model_id") == self.manifest["model"]["id"]:
+        built = self.manifest["model"]["id"] if self.manifest else None
+        if kept is not None and kept.get("model_id") == built:
             return float(kept["value"]), "calibrated"
         return self.default_threshold(), "model"
+
 
 def _manifest_problem(data: dict) -> str | None:
     """What is wrong with a parsed manifest, or None: every field the code relies on is typed."""
