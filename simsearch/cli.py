@@ -199,8 +199,9 @@ def dedupe_cmd(threshold, linkage, index_dir, model, as_json):
     if rebuilding:
         _warn_rebuild(rebuilding, index_dir)
     report = index.duplicates(threshold, linkage)
+    kept = index.threshold() if report.threshold_source == "calibrated" else None
     if as_json:
-        click.echo(json.dumps(report.to_dict()))
+        click.echo(json.dumps({**report.to_dict(), "threshold_calibration": kept}))
         return
     for number, g in enumerate(report.groups, 1):
         labels = {path: chr(ord("A") + i % 26) for i, paths in enumerate(g.exact) for path in paths}
@@ -209,14 +210,11 @@ def dedupe_cmd(threshold, linkage, index_dir, model, as_json):
             tag = f"[{labels[m.path]}]" if m.path in labels else "   "
             click.echo(f"  {m.score:.4f} {tag} {_show(m.path)}")
     near = sum(g.kind == "near" for g in report.groups)
-    source = {"model": "the model's calibrated threshold", "calibrated": "calibrated on your "
-              "photos (simsearch eval)", "command line": "from --threshold"}.get(
-        report.threshold_source, report.threshold_source)
     click.echo(f"{len(report.groups)} groups ({len(report.groups) - near} of identical files, "
                f"{near} with near-duplicates), {sum(len(g.members) for g in report.groups)} files, "
-               f"at threshold {report.threshold:.4f} ({source}). Scores are to each group's "
-               f"centre (its first file); [A], [B]... mark files with identical content.",
-               err=True)
+               f"at threshold {report.threshold:.4f} ({_threshold_origin(report, kept)}). Scores "
+               f"are to each group's centre (its first file); [A], [B]... mark files with "
+               f"identical content.", err=True)
 
 
 def _warn_rebuild(folders: list[str], index_dir) -> None:
@@ -224,6 +222,21 @@ def _warn_rebuild(folders: list[str], index_dir) -> None:
                "only part of your images; finish it with: simsearch index "
                + " ".join(_show(f) for f in folders)
                + ("" if index_dir is None else f" --index {index_dir}"), err=True)
+
+
+def _threshold_origin(report, kept: dict | None) -> str:
+    """Where a dedupe threshold came from, in words."""
+    if report.threshold_source == "command line":
+        return "--threshold on the command line"
+    if report.threshold_source == "calibrated" and kept:
+        measured = ""
+        if kept.get("precision") is not None:
+            measured = (f": precision {kept['precision']:.3f}, recall {kept['recall']:.3f} "
+                        f"on {kept.get('n_originals', '?')} originals")
+        return (f"calibrated on your photos on {kept.get('date', '?')} by simsearch eval for "
+                f"precision >= {kept.get('precision_target', '?')}{measured}; --threshold "
+                f"overrides it")
+    return "the model's default"
 
 
 @main.command("export")
@@ -294,20 +307,38 @@ def convert_cmd(weights, out):
 @_threshold_option("Dedupe threshold to score.  [default: the model's calibrated threshold]")
 @click.option("--per-image", type=click.IntRange(1, 64), default=None,
               help="Edited copies per original (a seeded sample of the edits).  [default: all]")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seeds the edits and the bootstrap.")
 @_linkage_option("Dedupe grouping to score (see simsearch dedupe).")
 @click.option("--no-baselines", is_flag=True, help="Skip the pHash/dHash baselines.")
+@click.option("--originals-distinct", is_flag=True,
+              help="Count originals that look alike (same content, pHash, the model's score) "
+                   "as different pictures.  [default: pairs across them count neither way]")
+@click.option("--target-precision", type=click.FloatRange(0.0, 1.0), default=0.95,
+              show_default=True,
+              help="Dedupe precision the calibrated threshold must reach (the shipped "
+                   "threshold was chosen at 0.95 on validation images).")
+@click.option("--save-threshold", is_flag=True,
+              help="Keep the calibrated threshold in the index (--index) for simsearch dedupe; "
+                   "evaluates with the index's model.")
+@_index_option
+@click.option("--show-mistakes", type=click.IntRange(0), default=10, show_default=True,
+              metavar="N", help="False pairs and missed copies listed (all of them in --json).")
 @_quiet_option
 @_json_option
 def eval_cmd(originals, distractors, model, threshold, per_image, seed, linkage, no_baselines,
+             originals_distinct, target_precision, save_threshold, index_dir, show_mistakes,
              quiet, as_json):
     """Measure accuracy on your own pictures: edited copies of ORIGINALS are made in a
     temporary folder, the real pipeline runs on them, and uAP, Recall@1 (overall and per
-    edit), dedupe precision/recall/F1 and a calibrated threshold are reported, beside the
-    pHash and dHash baselines on the same files. Your files are only read.
+    edit), dedupe precision/recall/F1 with 95% bootstrap intervals and a calibrated threshold
+    are reported, beside the pHash and dHash baselines on the same files. Originals that
+    already look alike are listed first. Your files are only read; with --save-threshold the
+    calibrated threshold is written into the index.
     """
     import importlib.util
 
+    from simsearch.index import open_index
     from simsearch.scorecard import run_eval
 
     baselines = () if no_baselines else ("phash", "dhash")
@@ -315,28 +346,37 @@ def eval_cmd(originals, distractors, model, threshold, per_image, seed, linkage,
         click.echo("note: no pHash/dHash baselines: they need the imagehash package (pip install "
                    "imagehash); --no-baselines leaves them out without this note", err=True)
         baselines = ()
-    with _Progress("evaluating", quiet) as progress:
-        stage = None if progress is None else (lambda name, done, total: progress(done, total))
+    target = None
+    if save_threshold:  # --index alone changes nothing (it may come from $SIMSEARCH_INDEX)
+        target = open_index(index_dir, model=model)
+        name = target.model.name  # also refuses a --model the index was not built with
+        model = model or (None if name.startswith("default (") else name)
+    with _Stages(quiet) as progress:
         report = run_eval(originals, distractors, model=model, threshold=threshold, seed=seed,
                           per_image=per_image, linkage=linkage, baselines=baselines,
-                          progress=stage)
+                          target_precision=target_precision,
+                          originals_distinct=originals_distinct, progress=progress)
+    saved = None
+    if save_threshold:
+        cal = report.metrics.calibrated
+        if cal is None:
+            raise click.ClickException(
+                f"no threshold saved: {report.metrics.calibration_error} on these photos; "
+                f"lower --target-precision, or keep the model's default")
+        target.save_threshold(cal.threshold, "calibrated", report.threshold_details())
+        saved = {"index": str(target.folder), "threshold": cal.threshold}
     if as_json:
-        click.echo(json.dumps(report.to_dict()))
+        click.echo(json.dumps({**report.to_dict(), "saved_threshold": saved}))
         return
-    rows = [("simsearch", report.metrics)] + list(report.baselines.items())
-    click.echo(f"{report.n_queries} edited copies of {report.n_references} references "
-               f"(model: {report.model})")
-    click.echo(f"{'':<10} {'uAP':>6} {'R@1':>6} {'dedupe P':>9} {'R':>6} {'F1':>6} {'at':>7}  "
-               f"{'P>=0.99 at':>10} {'R':>6}")
-    for name, m in rows:
-        cal = m.calibrated
-        click.echo(f"{name:<10} {m.uap:>6.3f} {m.recall_at_1:>6.3f} {m.dedupe.precision:>9.3f} "
-                   f"{m.dedupe.recall:>6.3f} {m.dedupe.f1:>6.3f} {m.dedupe.threshold:>7.4f}  "
-                   + (f"{cal.threshold:>10.4f} {cal.recall:>6.3f}" if cal else f"{'-':>10} {'-':>6}"))
-    click.echo("\nRecall@1 per edit")
-    click.echo(f"{'edit':<12}" + "".join(f"{name:>10}" for name, _ in rows))
-    for edit in report.metrics.per_edit:
-        click.echo(f"{edit:<12}" + "".join(f"{m.per_edit.get(edit, 0):>10.3f}" for _, m in rows))
+    from simsearch.scoresheet import eval_lines
+
+    for s in report.skipped:
+        click.echo(f"skipped {_show(s['path'])}: {s['reason']}", err=True)
+    for line in eval_lines(report, Path(originals), show_mistakes, _show):
+        click.echo(line)
+    if saved:
+        click.echo(f"\nsaved threshold {saved['threshold']:.4f} in {target.folder}: simsearch "
+                   f"dedupe uses it from now on (--threshold overrides it)")
 
 
 # Training settings: defaults and choices come from TrainConfig (simsearch.config needs no
@@ -479,6 +519,34 @@ class _Progress:
     def __exit__(self, *exc):
         if self.bar is not None:
             self.bar.__exit__(*exc)
+        return False
+
+
+class _Stages:
+    """One progress bar per named stage (the library calls it as f(stage, done, total)); nothing
+    with --quiet or when stderr is not a terminal."""
+
+    def __init__(self, quiet: bool):
+        self.quiet = quiet
+        self.name: str | None = None
+        self.bar: _Progress | None = None
+
+    def __enter__(self):
+        return None if self.quiet or not sys.stderr.isatty() else self
+
+    def __call__(self, name: str, done: int, total: int) -> None:
+        if name != self.name:
+            self._close()
+            self.name, self.bar = name, _Progress(name, False)
+        self.bar(done, total)
+
+    def _close(self) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
+        self.bar = None
+
+    def __exit__(self, *exc):
+        self._close()
         return False
 
 
