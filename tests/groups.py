@@ -1,0 +1,52 @@
+"""Dedupe groups made by hand from real files, for the keep-rule, action and page tests."""
+from __future__ import annotations
+
+import os
+
+from PIL import Image
+
+from simsearch.files import sha256
+
+try:
+    from simsearch.dedupe import Group, Member
+except ImportError:  # before the structure change lands: the same fields (see CONTRACT)
+    from dataclasses import dataclass
+
+    @dataclass(frozen=True)
+    class Member:
+        id: int
+        path: str
+        score: float
+        sha256: str
+        size: int
+        width: int
+        height: int
+        mtime_ns: int
+
+    @dataclass
+    class Group:
+        kind: str
+        centre: str
+        members: list
+        min_score: float
+        exact: list
+
+        @property
+        def files(self) -> list[str]:
+            return sorted(m.path for m in self.members)
+
+
+def member(path, id: int, score: float = 1.0) -> Member:
+    """A Member as the catalog would hold it for `path` now."""
+    path = str(path)
+    st = os.stat(path)
+    with Image.open(path) as im:
+        width, height = im.size
+    return Member(id=id, path=path, score=score, sha256=sha256(path), size=st.st_size,
+                  width=width, height=height, mtime_ns=st.st_mtime_ns)
+
+
+def group(paths, kind: str = "near") -> Group:
+    members = [member(p, i, score=1.0 - 0.01 * i) for i, p in enumerate(paths)]
+    return Group(kind=kind, centre=members[0].path, members=members,
+                 min_score=members[-1].score, exact=[])
