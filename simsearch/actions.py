@@ -252,7 +252,11 @@ def _act(plan: Plan, action: str, to: str | None, j: Journal, done: dict[str, di
                 report.skipped.append(Outcome(path, why))
                 j.append({"op": "skip", "path": path, "reason": why})
                 continue
-            op = _intent(next_n, action, path, kept, files[path], to, j)
+            try:
+                op = _intent(next_n, action, path, kept, files[path], to, j)
+            except OSError as e:  # no trash on that drive, an unwritable --to folder
+                report.skipped.append(Outcome(path, f"cannot {action}: {e.strerror or e}"))
+                continue
             next_n += 1
             try:
                 _do_step(op)

@@ -58,6 +58,8 @@ def reserve(path: str) -> TrashEntry:
     """A free name in the right trash for `path` (nothing is written yet; `write_info` claims
     it). Creates the trash folders when missing; refuses a trash folder that is a link."""
     trash, top = trash_for(path)
+    if top is None:
+        os.makedirs(trash.parent, exist_ok=True)  # $XDG_DATA_HOME itself may not exist yet
     for folder in (trash, trash / "files", trash / "info"):
         _make_private_dir(folder)
     name = os.path.basename(path)
