@@ -267,7 +267,7 @@ class Plan:
                             "act_on": sum(len(g.act_on) for g in self.groups
                                           if g.decision == "act"),
                             "reclaimable_bytes": self.reclaimable()},
-                "groups": [{**asdict(g), "files": [asdict(f) for f in g.files]}
+                "groups": [{**asdict(g), "files": [_file_dict(f) for f in g.files]}
                            for g in self.groups]}
 
     def save(self, path: str | os.PathLike) -> None:
@@ -309,7 +309,8 @@ class Plan:
         try:
             groups = [PlanGroup(kind=str(g["kind"]), centre=str(g["centre"]),
                                 min_score=float(g["min_score"]),
-                                files=[PlanFile(**f) for f in g["files"]],
+                                files=[PlanFile(**{**f, "mtime_ns": int(f["mtime_ns"])})
+                                       for f in g["files"]],
                                 keep=[str(p) for p in g["keep"]],
                                 act_on=[str(p) for p in g["act_on"]],
                                 decision=str(g.get("decision", "act")),
@@ -385,6 +386,11 @@ def make_plan(groups, rules: Sequence[KeepRule], protect: Sequence[str] = (),
                 created=dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat())
     plan.validate()
     return plan
+
+
+def _file_dict(f: PlanFile) -> dict:
+    # nanosecond mtimes pass 2**53: as a string, so that the page's JavaScript keeps every digit
+    return {**asdict(f), "mtime_ns": str(f.mtime_ns)}
 
 
 def _seconds(iso: str) -> float:

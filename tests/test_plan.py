@@ -125,8 +125,8 @@ def test_plan_file_round_trip_and_refusals(tmp_path):
     assert data["summary"] == {"groups": 1, "files": 2, "act_on": 1,
                                "reclaimable_bytes": os.path.getsize(b)}
     f = data["groups"][0]["files"][1]
-    assert (f["size"], f["mtime_ns"], f["sha256"]) == (os.path.getsize(b), os.stat(b).st_mtime_ns,
-                                                       sha256(b))
+    assert (f["size"], f["mtime_ns"], f["sha256"]) == (os.path.getsize(b),
+                                                       str(os.stat(b).st_mtime_ns), sha256(b))
     assert Plan.load(tmp_path / "plan.json").to_dict() == data
 
     def refused(edit, words):
