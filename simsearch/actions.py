@@ -75,6 +75,7 @@ class ApplyReport:
 @dataclass
 class UndoReport:
     journal: str
+    index: str | None = None  # the index folder the plan came from
     restored: list[Outcome] = field(default_factory=list)
     not_restored: list[Outcome] = field(default_factory=list)
     moved_back: dict[str, str] = field(default_factory=dict)  # place -> original path
@@ -515,6 +516,7 @@ def undo(journal: str | os.PathLike, progress: Progress | None = None) -> UndoRe
         folder = folder.parent
     report = UndoReport(str(folder))
     with Journal(folder) as j:
+        report.index = (j.begin() or {}).get("index")
         steps = [(op, st) for op, st in j.intents() if st in ("done", "open")]
         for count, (op, _) in enumerate(reversed(steps), 1):
             if progress is not None:

@@ -4,6 +4,7 @@ apply, loses nothing."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import random
 import signal
@@ -239,7 +240,7 @@ def test_a_crash_at_every_step_then_undo_or_resume_loses_nothing(library, monkey
 
 
 def test_sigkill_at_random_moments_then_undo_or_resume(library):
-    """apply in a real process killed at a random moment (seeded), several times."""
+    """`simsearch apply` in a real process killed at a random moment (seeded), several times."""
     tmp_path, photos, plan = library
     big = []  # more groups, so that a kill lands inside the run
     for g in range(12):
@@ -249,15 +250,14 @@ def test_sigkill_at_random_moments_then_undo_or_resume(library):
     plan = Plan(plan.groups + many.groups, protect=plan.protect)
     plan.save(tmp_path / "plan.json")
     before = snapshot(photos)
-    script = ("import sys; from simsearch.plan import Plan; from simsearch.actions import apply; "
-              "apply(Plan.load(sys.argv[1]), sys.argv[2], sys.argv[3])")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
 
     def run(journal, action, kill_after=None):
         """Run apply; with kill_after, SIGKILL it that many seconds after its journal appears.
         Returns (exit status, seconds from the journal's first record to the end)."""
-        proc = subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "plan.json"),
-                                 action, str(journal)], env=env)
+        proc = subprocess.Popen([sys.executable, "-m", "simsearch.cli", "apply",
+                                 str(tmp_path / "plan.json"), "--action", action, "--journal",
+                                 str(journal), "-q"], env=env, stdout=subprocess.DEVNULL)
         while proc.poll() is None and not (journal / "journal.jsonl").exists():
             time.sleep(0.002)
         start = time.monotonic()
@@ -286,3 +286,30 @@ def test_sigkill_at_random_moments_then_undo_or_resume(library):
         undo(journal)
         assert _without_inodes(snapshot(photos)) == _without_inodes(before), i
     assert interrupted >= 3  # the kills landed inside the runs
+
+
+def test_cli_apply_and_undo(library):
+    from click.testing import CliRunner
+
+    from simsearch.cli import main
+
+    tmp_path, photos, plan = library
+    before = snapshot(photos)
+    runner = CliRunner()
+    plan_file = str(tmp_path / "plan.json")
+    result = runner.invoke(main, ["apply", plan_file, "--action", "delete"])
+    assert result.exit_code == 2 and "--yes-delete" in result.output
+    result = runner.invoke(main, ["apply", plan_file, "--action", "move"])
+    assert result.exit_code == 2 and "--to DIR" in result.output
+    result = runner.invoke(main, ["apply", plan_file, "--action", "move", "--to",
+                                  str(tmp_path / "moved"), "-q"])
+    assert result.exit_code == 0, result.output
+    journal = plan_file + ".journal"
+    assert f"undo with: simsearch undo {journal}" in result.stderr
+    assert "6 files moved" in result.stderr and result.stdout.count("moved ") == 6
+    result = runner.invoke(main, ["apply", plan_file, "--action", "move", "--to",
+                                  str(tmp_path / "moved"), "--json", "-q"])
+    assert result.exit_code == 0 and json.loads(result.stdout)["earlier"] == 6
+    result = runner.invoke(main, ["undo", journal])
+    assert result.exit_code == 0 and "6 restored, 0 not restored" in result.stderr
+    assert _without_inodes(snapshot(photos)) == _without_inodes(before)
