@@ -100,6 +100,8 @@ class Journal:
     def __init__(self, folder: str | os.PathLike, create: bool = False):
         self.folder = Path(folder)
         self.held = self.folder / "held"
+        # names this journal's temporary files carry in the photo folders
+        self.token = hashlib.sha256(os.fsencode(os.path.abspath(folder))).hexdigest()[:8]
         if create:
             for d in (self.folder, self.held):
                 try:
@@ -113,6 +115,12 @@ class Journal:
                     raise JournalError(f"{d}: not a folder (a link?); refusing to use it as a journal")
             flags = os.O_RDWR | os.O_APPEND | os.O_NOFOLLOW | (os.O_CREAT if create else 0)
             self.fd = os.open(path, flags, 0o600)
+            if create:  # the new name itself durable, not only what is written to it
+                dir_fd = os.open(self.folder, os.O_RDONLY | os.O_DIRECTORY)
+                try:
+                    os.fsync(dir_fd)
+                finally:
+                    os.close(dir_fd)
         except FileNotFoundError as e:
             raise JournalError(f"{self.folder}: no apply journal there") from e
         except OSError as e:
@@ -197,13 +205,21 @@ def apply(plan: Plan, action: str, journal: str | os.PathLike, to: str | os.Path
                                f"another plan or folder); give a new --journal")
         report = ApplyReport(str(journal), action)
         for op, st in j.intents():  # a step an earlier run left half done: put it back first
-            if st == "open":
-                if action == "delete" and not os.path.lexists(op["path"]):
-                    j.append({"op": "done", "n": op["n"]})
-                else:
-                    _undo_step(op)
-                    j.append({"op": "rolled-back", "n": op["n"]})
-                    report.rolled_back += 1
+            if st != "open":
+                continue
+            if action == "delete" and not os.path.lexists(op["path"]):
+                j.append({"op": "done", "n": op["n"]})
+                continue
+            try:
+                restored, what = _undo_step(op)
+            except OSError as e:
+                restored, what = False, f"{e.strerror or e}"
+            if not restored:
+                raise JournalError(f"{journal}: cannot put back {op['path']}, left half done by "
+                                   f"an earlier run ({what}); see what is left with: simsearch "
+                                   f"undo {journal}")
+            j.append({"op": "rolled-back", "n": op["n"], "detail": what})
+            report.rolled_back += 1
         done = {op["path"]: op for op, st in j.intents() if st == "done"}
         report.earlier = len(done)
         _act(plan, action, to, j, done, report, progress)
@@ -326,8 +342,8 @@ def _intent(n: int, action: str, path: str, kept: str, f, to: str | None, j: Jou
     elif action == "move":
         op["place"] = _free_name(os.path.join(to, os.path.relpath(os.path.abspath(path), os.sep)))
     elif action in ("hardlink", "symlink"):
-        op["held"] = str(j.held / f"{n}-{os.path.basename(path)}")
-        op["tmp"] = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.simsearch-{n}.tmp")
+        op["held"] = str(j.held / f"{n:06d}{os.path.splitext(path)[1][:16]}")
+        op["tmp"] = os.path.join(os.path.dirname(path), f".simsearch-{j.token}-{n}.tmp")
     j.append(op)
     return op
 
@@ -471,7 +487,7 @@ def _undo_step(op: dict) -> tuple[bool, str]:
     if _same_device(held, path):
         os.rename(held, path)  # atomic: the link is replaced by the original itself
     else:
-        tmp_back = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.simsearch-undo.tmp")
+        tmp_back = op["tmp"] + ".undo"
         _copy_exact(held, tmp_back, op)
         os.replace(tmp_back, path)
         os.unlink(held)

@@ -335,6 +335,8 @@ class Plan:
             if g.decision not in DECISIONS:
                 raise PlanError(f"{where}: decision {g.decision!r} is not one of {', '.join(DECISIONS)}")
             by_path = {f.path: f for f in g.files}
+            if not all(os.path.isabs(p) for p in by_path):
+                raise PlanError(f"{where}: file paths must be absolute")
             if len(by_path) != len(g.files) or seen & by_path.keys():
                 raise PlanError(f"{where}: a file is listed twice")
             seen |= by_path.keys()

@@ -64,6 +64,9 @@ def reserve(path: str) -> TrashEntry:
         _make_private_dir(folder)
     name = os.path.basename(path)
     stem, suffix = os.path.splitext(name)
+    while len(os.fsencode(stem + suffix)) > 230:  # room for ".N" and ".trashinfo" in 255 bytes
+        stem = stem[:-1]
+    name = stem + suffix
     for k in range(1, 100000):
         candidate = name if k == 1 else f"{stem}.{k}{suffix}"
         file, info = trash / "files" / candidate, trash / "info" / (candidate + ".trashinfo")

@@ -313,3 +313,57 @@ def test_cli_apply_and_undo(library):
     result = runner.invoke(main, ["undo", journal])
     assert result.exit_code == 0 and "6 restored, 0 not restored" in result.stderr
     assert _without_inodes(snapshot(photos)) == _without_inodes(before)
+
+
+def test_links_and_pipes_in_place_of_a_planned_file_are_skipped_without_blocking(library):
+    tmp_path, photos, plan = library
+    pipe, link = plan.groups[0].act_on[0], plan.groups[1].act_on[0]
+    os.unlink(pipe)
+    os.mkfifo(pipe)  # reading it would wait for ever
+    os.unlink(link)
+    os.symlink(plan.groups[1].keep[0], link)
+    report = apply(plan, "trash", tmp_path / "j")
+    skipped = {o.path: o.detail for o in report.skipped}
+    assert skipped[pipe] == "not a regular file" and skipped[link] == "now a symbolic link"
+    assert os.path.islink(link) and os.path.exists(pipe)
+
+
+def test_undo_never_overwrites_a_file_changed_after_apply_and_says_where_the_original_is(library):
+    tmp_path, photos, plan = library
+    apply(plan, "hardlink", tmp_path / "j")
+    changed = plan.groups[0].act_on[0]
+    os.unlink(changed)
+    Path(changed).write_bytes(b"the user's new file")
+    emptied = plan.groups[1].act_on[0]
+    back = undo(tmp_path / "j")
+    not_restored = {o.path: o.detail for o in back.not_restored}
+    assert list(not_restored) == [changed] and "the original is kept at" in not_restored[changed]
+    assert Path(changed).read_bytes() == b"the user's new file"
+    assert os.path.isfile(emptied) and not os.path.samefile(emptied, plan.groups[1].keep[0])
+
+
+def test_a_file_emptied_from_the_trash_is_reported_not_restored(library):
+    tmp_path, photos, plan = library
+    apply(plan, "trash", tmp_path / "j")
+    gone = plan.groups[2].act_on[0]
+    from simsearch.trash import original_path
+
+    trash = tmp_path / "data" / "Trash"
+    for info in os.listdir(trash / "info"):
+        if original_path(str(trash / "info" / info)) == gone:  # Path= percent-decoded back
+            os.unlink(trash / "files" / info[:-len(".trashinfo")])
+    back = undo(tmp_path / "j")
+    assert [o.path for o in back.not_restored] == [gone]
+    assert "emptied from the trash" in back.not_restored[0].detail
+    assert len(back.restored) == len(_acted(plan)) - 1
+
+
+def test_a_very_long_file_name_goes_to_the_trash_and_back(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    long = [_image(tmp_path / "p" / ("é" * 120 + ".jpg"), (64, 48), seed=1),
+            _image(tmp_path / "p" / ("e" * 200 + ".jpg"), (32, 24), seed=2)]
+    plan = make_plan([group(long)], parse_rules(["largest"]))
+    before = snapshot(tmp_path / "p")
+    assert len(apply(plan, "trash", tmp_path / "j").done) == 1
+    undo(tmp_path / "j")
+    assert snapshot(tmp_path / "p") == before
