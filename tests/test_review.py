@@ -99,7 +99,7 @@ def test_in_a_browser_flip_choices_save_and_apply(reviewed, browser):
     # group 1: keep the small one instead; group 2: not duplicates; group 3 as planned
     small = str(tmp_path / "photos" / "a" / "small.jpg")
     first = page.locator("section.card").nth(0)
-    first.locator("figure", has_text=small).locator("button.keep-this").click()
+    first.locator(f'figure:has(div.path[title="{small}"])').locator("button.keep-this").click()
     page.locator("section.card").nth(1).locator("button.not-duplicates").click()
     assert page.locator("#n-act").inner_text() == "2"
     assert page.locator("#n-changed").inner_text() == "2"
