@@ -61,6 +61,17 @@ def _json_option(f):
                         help="Machine-readable JSON on stdout.")(f)
 
 
+def _keep_options(f):
+    f = click.option("--protect", "protect", multiple=True, metavar="DIR",
+                     type=click.Path(file_okay=False, path_type=Path),
+                     help="Files under DIR are always kept and never touched (repeatable).")(f)
+    return click.option("--keep", "keep", multiple=True, metavar="RULE",
+                        help="Which copy of a group to keep, as ordered rules: largest (pixels), "
+                             "biggest (bytes), oldest, newest (EXIF capture date, else mtime), "
+                             "format=png,tiff,heic,jpeg, path=DIR. Repeatable; ties go to path "
+                             "order.  [default: largest,biggest,oldest]")(f)
+
+
 class _Group(click.Group):
     def invoke(self, ctx):
         try:
@@ -181,16 +192,22 @@ def query_cmd(images, k, index_dir, model, device, as_json):
                    "[default: the model's calibrated threshold]")
 @_linkage_option("centre: each group is an image and its near-duplicates; complete: every "
                  "pair in a group is a near-duplicate (stricter, smaller groups).")
+@_keep_options
+@click.option("--plan", "plan_path", type=click.Path(dir_okay=False, path_type=Path),
+              default=None, help="Write the keep rules' plan to this file, for simsearch review "
+                                 "--plan and simsearch apply.")
 @_index_option
 @_model_option
 @_json_option
-def dedupe_cmd(threshold, linkage, index_dir, model, as_json):
+def dedupe_cmd(threshold, linkage, keep, protect, plan_path, index_dir, model, as_json):
     """Groups of exact duplicates (same bytes) and near-duplicates (score >= threshold).
 
     Works from stored vectors only. Groups never chain: with the default centre linkage every
     member scores at least the threshold against the group's centre image; with complete
     linkage every pair does. Each file shows its score to the group's centre; files with
-    identical content are marked inside their group. Nothing is deleted.
+    identical content are marked inside their group. Nothing is deleted: with --keep, --protect
+    or --plan each group also shows which file the keep rules keep and why, and --plan writes
+    that plan for simsearch review and simsearch apply.
     """
     from simsearch.index import open_index
 
@@ -199,15 +216,29 @@ def dedupe_cmd(threshold, linkage, index_dir, model, as_json):
     if rebuilding:
         _warn_rebuild(rebuilding, index_dir)
     report = index.duplicates(threshold, linkage)
+    plan = _make_plan(index, report, keep, protect) if plan_path or keep or protect else None
+    if plan_path is not None:
+        plan.save(plan_path)
     if as_json:
-        click.echo(json.dumps(report.to_dict()))
+        data = report.to_dict()
+        if plan is not None:
+            data["plan"] = None if plan_path is None else str(plan_path)
+            for g, p in zip(data["groups"], plan.groups):
+                g.update(decision=p.decision, keep=p.keep, act_on=p.act_on,
+                         reasons={f.path: f.reason for f in p.files})
+        click.echo(json.dumps(data))
         return
     for number, g in enumerate(report.groups, 1):
         labels = {path: chr(ord("A") + i % 26) for i, paths in enumerate(g.exact) for path in paths}
         click.echo(f"group {number}: {g.kind}, {len(g.members)} files, centre {_show(g.centre)}")
+        chosen = plan.groups[number - 1] if plan is not None else None
+        reasons = {f.path: f.reason for f in chosen.files} if chosen else {}
         for m in g.members:
             tag = f"[{labels[m.path]}]" if m.path in labels else "   "
-            click.echo(f"  {m.score:.4f} {tag} {_show(m.path)}")
+            mark = "" if chosen is None else "act on " if m.path in chosen.act_on else \
+                "keep   " if m.path in chosen.keep else "leave  "
+            why = f"  ({reasons[m.path]})" if reasons.get(m.path) else ""
+            click.echo(f"  {m.score:.4f} {tag} {mark}{_show(m.path)}{why}")
     near = sum(g.kind == "near" for g in report.groups)
     source = {"model": "the model's calibrated threshold", "calibrated": "calibrated on your "
               "photos (simsearch eval)", "command line": "from --threshold"}.get(
@@ -217,6 +248,12 @@ def dedupe_cmd(threshold, linkage, index_dir, model, as_json):
                f"at threshold {report.threshold:.4f} ({source}). Scores are to each group's "
                f"centre (its first file); [A], [B]... mark files with identical content.",
                err=True)
+    if plan is not None:
+        acts = sum(len(g.act_on) for g in plan.groups)
+        click.echo(f"plan: act on {acts} files, {_size(plan.reclaimable())} reclaimable"
+                   + (f"; written to {plan_path}; look at it with: simsearch review --plan "
+                      f"{plan_path}; carry it out with: simsearch apply {plan_path} --action trash"
+                      if plan_path else "; write it with --plan FILE"), err=True)
 
 
 def _warn_rebuild(folders: list[str], index_dir) -> None:
@@ -284,17 +321,6 @@ def convert_cmd(weights, out):
                                    f"pip install 'simsearch[train]'") from None
     written = convert(weights, out)
     click.echo(f"{written} (use --model {written})")
-
-
-def _keep_options(f):
-    f = click.option("--protect", "protect", multiple=True, metavar="DIR",
-                     type=click.Path(file_okay=False, path_type=Path),
-                     help="Files under DIR are always kept and never touched (repeatable).")(f)
-    return click.option("--keep", "keep", multiple=True, metavar="RULE",
-                        help="Which copy of a group to keep, as ordered rules: largest (pixels), "
-                             "biggest (bytes), oldest, newest (EXIF capture date, else mtime), "
-                             "format=png,tiff,heic,jpeg, path=DIR. Repeatable; ties go to path "
-                             "order.  [default: largest,biggest,oldest]")(f)
 
 
 def _make_plan(index, report, keep, protect):

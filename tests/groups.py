@@ -7,33 +7,7 @@ from PIL import Image
 
 from simsearch.files import sha256
 
-try:
-    from simsearch.dedupe import Group, Member
-except ImportError:  # before the structure change lands: the same fields (see CONTRACT)
-    from dataclasses import dataclass
-
-    @dataclass(frozen=True)
-    class Member:
-        id: int
-        path: str
-        score: float
-        sha256: str
-        size: int
-        width: int
-        height: int
-        mtime_ns: int
-
-    @dataclass
-    class Group:
-        kind: str
-        centre: str
-        members: list
-        min_score: float
-        exact: list
-
-        @property
-        def files(self) -> list[str]:
-            return sorted(m.path for m in self.members)
+from simsearch.dedupe import Group, Member
 
 
 def member(path, id: int, score: float = 1.0) -> Member:
@@ -48,5 +22,4 @@ def member(path, id: int, score: float = 1.0) -> Member:
 
 def group(paths, kind: str = "near") -> Group:
     members = [member(p, i, score=1.0 - 0.01 * i) for i, p in enumerate(paths)]
-    return Group(kind=kind, centre=members[0].path, members=members,
-                 min_score=members[-1].score, exact=[])
+    return Group(kind=kind, members=members)
