@@ -87,12 +87,22 @@ def _open(browser, page_path: Path, viewport=(1280, 900)):
     return page, errors
 
 
+def _wait_for_thumbnails(page, seconds: float = 30):
+    """Until every image drawn has loaded. (Polled from here: Playwright's wait_for_function
+    evaluates strings in the page, which the page's Content-Security-Policy forbids.)"""
+    for _ in range(int(seconds * 10)):
+        if page.evaluate("[...document.images].every(i => i.complete && i.naturalWidth > 0)"):
+            return
+        page.wait_for_timeout(100)
+    raise AssertionError("thumbnails did not load")
+
+
 def test_in_a_browser_flip_choices_save_and_apply(reviewed, browser):
     tmp_path, plan, page_path = reviewed
     page, errors = _open(browser, page_path)
     assert page.locator("section.card").count() == 3
     assert page.locator("figure").count() == 7
-    page.wait_for_function("[...document.images].every(i => i.complete && i.naturalWidth > 0)")
+    _wait_for_thumbnails(page)
     assert page.locator("#n-groups").inner_text() == "3"
     assert page.locator("#n-act").inner_text() == "4"
     assert "kept: 120x90, largest" in page.locator("section.card").first.inner_text()
