@@ -177,7 +177,9 @@ class Journal:
         return [(r, state[r["n"]]) for r in self.records if r["op"] == "intent"]
 
     def begin(self) -> dict | None:
-        return next((r for r in self.records if r["op"] == "begin"), None)
+        """The latest run's first record (a journal whose steps were all undone can hold a
+        later run)."""
+        return next((r for r in reversed(self.records) if r["op"] == "begin"), None)
 
 
 def apply(plan: Plan, action: str, journal: str | os.PathLike, to: str | os.PathLike | None = None,
@@ -197,12 +199,16 @@ def apply(plan: Plan, action: str, journal: str | os.PathLike, to: str | os.Path
     to = os.path.abspath(to) if to else None
     with Journal(journal, create=True) as j:
         head = j.begin()
-        if head is None:
+        outstanding = any(st in ("done", "open") for _, st in j.intents())
+        if head is None or ((head.get("action"), head.get("to"), head.get("plan")) !=
+                            (action, to, plan_id) and not outstanding):
+            # a new journal, or one whose every step was undone: a new run starts in it
             j.append({"op": "begin", "version": JOURNAL_VERSION, "action": action, "to": to,
                       "plan": plan_id, "index": plan.index, "restorable": action != "delete"})
         elif (head.get("action"), head.get("to"), head.get("plan")) != (action, to, plan_id):
-            raise JournalError(f"{journal} belongs to another apply ({head.get('action')} of "
-                               f"another plan or folder); give a new --journal")
+            raise JournalError(f"{journal} holds an apply of another plan or action "
+                               f"({head.get('action')}) that was not undone; undo it first with: "
+                               f"simsearch undo {journal}, or give another --journal")
         report = ApplyReport(str(journal), action)
         for op, st in j.intents():  # a step an earlier run left half done: put it back first
             if st != "open":

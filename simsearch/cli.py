@@ -465,6 +465,8 @@ def undo_cmd(journal, index_dir, as_json):
             click.echo(index_note, err=True)
         if report.reappeared:
             folders = sorted({os.path.dirname(p) for p in report.reappeared})
+            folders = [f for f in folders  # a folder inside another listed one is covered
+                       if not any(f.startswith(o.rstrip(os.sep) + os.sep) for o in folders)]
             click.echo(f"{len(report.reappeared)} restored files were forgotten by the index; add "
                        f"them back with: simsearch index " + " ".join(_show(f) for f in folders[:3])
                        + (" ..." if len(folders) > 3 else ""), err=True)

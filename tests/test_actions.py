@@ -180,8 +180,11 @@ def test_protected_files_are_never_acted_on_even_in_an_edited_plan(library):
 def test_a_journal_is_for_one_plan_and_action(library):
     tmp_path, photos, plan = library
     apply(plan, "trash", tmp_path / "j", plan_id="a")
-    with pytest.raises(JournalError, match="another apply"):
+    with pytest.raises(JournalError, match="undo it first with: simsearch undo"):
         apply(plan, "symlink", tmp_path / "j", plan_id="a")
+    undo(tmp_path / "j")
+    assert len(apply(plan, "symlink", tmp_path / "j", plan_id="a").done) == len(_acted(plan))
+    assert len(undo(tmp_path / "j").restored) == len(_acted(plan))
     with pytest.raises(JournalError, match="no apply journal"):
         undo(tmp_path / "nothing")
 
@@ -243,7 +246,7 @@ def test_sigkill_at_random_moments_then_undo_or_resume(library):
     """`simsearch apply` in a real process killed at a random moment (seeded), several times."""
     tmp_path, photos, plan = library
     big = []  # more groups, so that a kill lands inside the run
-    for g in range(12):
+    for g in range(24):
         big.append([_image(photos / "many" / f"{g}-a.jpg", (64, 48), seed=200 + 2 * g),
                     _image(photos / "many" / f"{g}-b.jpg", (32, 24), seed=201 + 2 * g)])
     many = make_plan([group(p) for p in big], parse_rules(["largest"]))
@@ -252,40 +255,54 @@ def test_sigkill_at_random_moments_then_undo_or_resume(library):
     before = snapshot(photos)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
 
+    total = len(_acted(plan))
+
+    def done_count(journal) -> int:
+        try:
+            return (journal / "journal.jsonl").read_text().count('"op": "done"')
+        except FileNotFoundError:
+            return 0
+
     def run(journal, action, kill_after=None):
         """Run apply; with kill_after, SIGKILL it that many seconds after its journal appears.
-        Returns (exit status, seconds from the journal's first record to the end)."""
+        Returns (exit status, seconds from the journal's appearance to the last file done)."""
         proc = subprocess.Popen([sys.executable, "-m", "simsearch.cli", "apply",
                                  str(tmp_path / "plan.json"), "--action", action, "--journal",
                                  str(journal), "-q"], env=env, stdout=subprocess.DEVNULL)
         while proc.poll() is None and not (journal / "journal.jsonl").exists():
-            time.sleep(0.002)
+            time.sleep(0.001)
         start = time.monotonic()
         if kill_after is not None:
             time.sleep(kill_after)
             proc.send_signal(signal.SIGKILL)
-        return proc.wait(timeout=300), time.monotonic() - start
+            return proc.wait(timeout=300), 0.0
+        while proc.poll() is None and done_count(journal) < total:
+            time.sleep(0.001)
+        work = time.monotonic() - start
+        return proc.wait(timeout=300), work
 
-    status, whole = run(tmp_path / "calibrate", "hardlink")  # how long the file work takes here
-    assert status == 0
+    status, work = run(tmp_path / "calibrate", "hardlink")  # how long the file work takes here
+    assert status == 0 and done_count(tmp_path / "calibrate") == total
     undo(tmp_path / "calibrate")
     assert _without_inodes(snapshot(photos)) == _without_inodes(before)
     rng = random.Random(13)
-    interrupted = 0
-    for i in range(6):
-        action = ["trash", "hardlink", "symlink"][i % 3]
-        journal = tmp_path / f"kill{i}"
-        run(journal, action, kill_after=rng.uniform(0.0, whole))
-        records = (journal / "journal.jsonl").read_text().count('"op": "done"')
-        interrupted += records < len(_acted(plan))
-        if i % 2:
+    interrupted = tries = 0
+    while interrupted < 6 and tries < 30:  # six kills inside a run; one that lands after is checked too
+        action = ["trash", "hardlink", "symlink"][tries % 3]
+        journal = tmp_path / f"kill{tries}"
+        tries += 1
+        run(journal, action, kill_after=rng.uniform(0.0, work))
+        interrupted += done_count(journal) < total
+        if tries % 2:
             assert run(journal, action)[0] == 0  # resumed to the end
+            assert done_count(journal) >= total
             for p in _acted(plan):
                 assert os.path.islink(p) if action == "symlink" else (
                     action == "hardlink" or not os.path.exists(p))
-        undo(journal)
-        assert _without_inodes(snapshot(photos)) == _without_inodes(before), i
-    assert interrupted >= 3  # the kills landed inside the runs
+        if (journal / "journal.jsonl").exists():
+            undo(journal)
+        assert _without_inodes(snapshot(photos)) == _without_inodes(before), tries
+    assert interrupted == 6
 
 
 def test_cli_apply_and_undo(library):
