@@ -93,3 +93,27 @@ def test_moves_are_followed_by_the_index_and_back(tmp_path, tiny_model, monkeypa
     assert any(str(moved) + gone[0] in g for g in _groups(idx))  # the row followed the file
     assert _run(["undo", f"{plan_file}.journal"]).exit_code == 0
     assert any(gone[0] in g for g in _groups(idx)) and os.path.exists(gone[0])
+
+
+def test_not_duplicates_from_a_saved_page_plan_are_remembered(tmp_path, tiny_model, monkeypatch):
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    photos = tmp_path / "photos"
+    originals = write_pictures(photos, 4)
+    big2 = photos / "big2.jpg"
+    make_picture(2, (320, 240)).save(big2, quality=92)
+    shutil.copy2(originals[0], photos / "dup0.jpg")
+    idx = tmp_path / "idx"
+    _run(["index", photos, "--index", idx, "--model", tiny_model / "model.onnx", "-q"])
+    plan_file = tmp_path / "plan.json"
+    assert _run(["dedupe", "--index", idx, "--plan", plan_file]).exit_code == 0
+    data = json.loads(plan_file.read_text())
+    near = next(g for g in data["groups"] if str(big2) in [f["path"] for f in g["files"]])
+    # what the page's "Not duplicates" button does to a group
+    near.update(decision="not-duplicates", keep=[f["path"] for f in near["files"]], act_on=[])
+    plan_file.write_text(json.dumps(data))
+    result = _run(["apply", plan_file, "--action", "trash", "-q", "--json"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert out["not_duplicates"] == [[f["path"] for f in near["files"]]] and len(out["done"]) == 1
+    groups = _groups(idx)
+    assert not any(str(big2) in g for g in groups) and big2.exists() and originals[2].exists()
