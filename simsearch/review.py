@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
@@ -37,6 +38,8 @@ def write_review(plan: Plan, folder: str | os.PathLike, progress: Progress | Non
     folder = Path(folder)
     try:
         (folder / "thumbs").mkdir(parents=True, exist_ok=True)
+        if not stat.S_ISDIR(os.lstat(folder / "thumbs").st_mode):  # never written through a link
+            raise OSError(f"{folder / 'thumbs'} is not a folder (a link?)")
     except OSError as e:
         raise SimsearchError(f"{folder}: cannot write the review page ({e.strerror or e})") from e
     paths = [f.path for g in plan.groups for f in g.files]
@@ -72,8 +75,13 @@ def make_thumbnails(paths: list[str], folder: Path, progress: Progress | None = 
         image = picture.image
         image.thumbnail((THUMB_SIZE, THUMB_SIZE))
         tmp = folder / f".{name}.{os.getpid()}.tmp"
-        image.save(tmp, "JPEG", quality=82)
-        os.replace(tmp, out)
+        try:
+            with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644),
+                      "wb") as fh:
+                image.save(fh, "JPEG", quality=82)
+            os.replace(tmp, out)
+        except OSError as e:
+            raise SimsearchError(f"{out}: cannot write the thumbnail ({e.strerror or e})") from e
         return name
 
     unique = list(dict.fromkeys(paths))

@@ -14,6 +14,7 @@ from PIL import Image
 
 from groups import group
 from simsearch.actions import apply, undo
+from simsearch.errors import SimsearchError
 from simsearch.plan import Plan, PlanFile, PlanGroup, make_plan, parse_rules
 from simsearch.review import render_page, write_review
 
@@ -157,3 +158,23 @@ def test_five_thousand_groups_page_through(tmp_path, browser):
     assert page.locator("#nav-top .pageinfo").inner_text() == "page 4 of 100 (groups 151-200)"
     assert page.locator("section.card").first.get_attribute("data-group") == "150"
     assert errors == [], thumb
+
+
+def test_a_link_planted_in_the_report_folder_is_never_written_through(tmp_path):
+    victim = _image(tmp_path / "victim.jpg", (40, 30), 1)
+    before = victim.read_bytes()
+    photo = _image(tmp_path / "photos" / "p.jpg", (60, 45), 2)
+    plan = make_plan([group([photo, _image(tmp_path / "photos" / "q.jpg", (30, 20), 3)])],
+                     parse_rules([]))
+    report = tmp_path / "report"
+    report.mkdir()
+    os.symlink(tmp_path, report / "thumbs")
+    with pytest.raises(SimsearchError, match="not a folder"):
+        write_review(plan, report)
+    os.unlink(report / "thumbs")
+    (report / "thumbs").mkdir()
+    from simsearch.review import thumb_name
+    os.symlink(victim, report / "thumbs" / f".{thumb_name(str(photo))}.{os.getpid()}.tmp")
+    with pytest.raises(SimsearchError, match="cannot write the thumbnail"):
+        write_review(plan, report)
+    assert victim.read_bytes() == before
