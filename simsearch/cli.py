@@ -431,7 +431,11 @@ def apply_cmd(plan_path, action, to, yes_delete, journal, index_dir, quiet, as_j
     for o in report.done:
         click.echo(f"{verb} {_show(o.path)}" + (f" -> {_show(o.detail)}" if action != "delete" else ""))
     earlier = f" (and {report.earlier} in an earlier run)" if report.earlier else ""
-    click.echo(f"{len(report.done)} files {verb}{earlier}, {_size(report.freed)}; "
+    where = {"trash": " (in the trash until you empty it)", "move": f" (now under {to})",
+             "hardlink": " (the originals are held in the journal until you delete it)",
+             "symlink": " (the originals are held in the journal until you delete it)",
+             "delete": ""}[action]
+    click.echo(f"{len(report.done)} files {verb}{earlier}, {_size(report.freed)}{where}; "
                f"{len(report.skipped)} skipped; {len(report.not_duplicates)} groups remembered "
                f"as not duplicates", err=True)
     if index_note:
