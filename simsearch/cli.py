@@ -61,6 +61,17 @@ def _json_option(f):
                         help="Machine-readable JSON on stdout.")(f)
 
 
+def _keep_options(f):
+    f = click.option("--protect", "protect", multiple=True, metavar="DIR",
+                     type=click.Path(file_okay=False, path_type=Path),
+                     help="Files under DIR are always kept and never touched (repeatable).")(f)
+    return click.option("--keep", "keep", multiple=True, metavar="RULE",
+                        help="Which copy of a group to keep, as ordered rules: largest (pixels), "
+                             "biggest (bytes), oldest, newest (EXIF capture date, else mtime), "
+                             "format=png,tiff,heic,jpeg, path=DIR. Repeatable; ties go to path "
+                             "order.  [default: largest,biggest,oldest]")(f)
+
+
 class _Group(click.Group):
     def invoke(self, ctx):
         try:
@@ -181,16 +192,22 @@ def query_cmd(images, k, index_dir, model, device, as_json):
                    "[default: the model's calibrated threshold]")
 @_linkage_option("centre: each group is an image and its near-duplicates; complete: every "
                  "pair in a group is a near-duplicate (stricter, smaller groups).")
+@_keep_options
+@click.option("--plan", "plan_path", type=click.Path(dir_okay=False, path_type=Path),
+              default=None, help="Write the keep rules' plan to this file, for simsearch review "
+                                 "--plan and simsearch apply.")
 @_index_option
 @_model_option
 @_json_option
-def dedupe_cmd(threshold, linkage, index_dir, model, as_json):
+def dedupe_cmd(threshold, linkage, keep, protect, plan_path, index_dir, model, as_json):
     """Groups of exact duplicates (same bytes) and near-duplicates (score >= threshold).
 
     Works from stored vectors only. Groups never chain: with the default centre linkage every
     member scores at least the threshold against the group's centre image; with complete
     linkage every pair does. Each file shows its score to the group's centre; files with
-    identical content are marked inside their group. Nothing is deleted.
+    identical content are marked inside their group. Nothing is deleted: with --keep, --protect
+    or --plan each group also shows which file the keep rules keep and why, and --plan writes
+    that plan for simsearch review and simsearch apply.
     """
     from simsearch.index import open_index
 
@@ -200,21 +217,41 @@ def dedupe_cmd(threshold, linkage, index_dir, model, as_json):
         _warn_rebuild(rebuilding, index_dir)
     report = index.duplicates(threshold, linkage)
     kept = index.threshold() if report.threshold_source == "calibrated" else None
+    plan = _make_plan(index, report, keep, protect) if plan_path or keep or protect else None
+    if plan_path is not None:
+        plan.save(plan_path)
     if as_json:
-        click.echo(json.dumps({**report.to_dict(), "threshold_calibration": kept}))
+        data = {**report.to_dict(), "threshold_calibration": kept}
+        if plan is not None:
+            data["plan"] = None if plan_path is None else str(plan_path)
+            for g, p in zip(data["groups"], plan.groups):
+                g.update(decision=p.decision, keep=p.keep, act_on=p.act_on,
+                         reasons={f.path: f.reason for f in p.files})
+        click.echo(json.dumps(data))
         return
     for number, g in enumerate(report.groups, 1):
         labels = {path: chr(ord("A") + i % 26) for i, paths in enumerate(g.exact) for path in paths}
         click.echo(f"group {number}: {g.kind}, {len(g.members)} files, centre {_show(g.centre)}")
+        chosen = plan.groups[number - 1] if plan is not None else None
+        reasons = {f.path: f.reason for f in chosen.files} if chosen else {}
         for m in g.members:
             tag = f"[{labels[m.path]}]" if m.path in labels else "   "
-            click.echo(f"  {m.score:.4f} {tag} {_show(m.path)}")
+            mark = "" if chosen is None else "act on " if m.path in chosen.act_on else \
+                "keep   " if m.path in chosen.keep else "leave  "
+            why = f"  ({reasons[m.path]})" if reasons.get(m.path) else ""
+            click.echo(f"  {m.score:.4f} {tag} {mark}{_show(m.path)}{why}")
     near = sum(g.kind == "near" for g in report.groups)
     click.echo(f"{len(report.groups)} groups ({len(report.groups) - near} of identical files, "
                f"{near} with near-duplicates), {sum(len(g.members) for g in report.groups)} files, "
                f"at threshold {report.threshold:.4f} ({_threshold_origin(report, kept)}). Scores "
                f"are to each group's centre (its first file); [A], [B]... mark files with "
                f"identical content.", err=True)
+    if plan is not None:
+        acts = sum(len(g.act_on) for g in plan.groups)
+        click.echo(f"plan: act on {acts} files, {_size(plan.reclaimable())} reclaimable"
+                   + (f"; written to {plan_path}; look at it with: simsearch review --plan "
+                      f"{plan_path}; carry it out with: simsearch apply {plan_path} --action trash"
+                      if plan_path else "; write it with --plan FILE"), err=True)
 
 
 def _warn_rebuild(folders: list[str], index_dir) -> None:
@@ -297,6 +334,206 @@ def convert_cmd(weights, out):
                                    f"pip install 'simsearch[train]'") from None
     written = convert(weights, out)
     click.echo(f"{written} (use --model {written})")
+
+
+def _make_plan(index, report, keep, protect):
+    from simsearch.plan import make_plan, parse_rules
+
+    return make_plan(report.groups, parse_rules(keep), protect=[str(p) for p in protect],
+                     index=str(index.folder.resolve()), threshold=report.threshold)
+
+
+@main.command("review")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              default="simsearch-review", show_default=True,
+              help="Folder for index.html, its thumbnails and plan.json.")
+@click.option("--plan", "plan_path", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              default=None, help="Show this plan instead of making one from the index.")
+@_keep_options
+@_threshold_option("Score at or above which two images are near-duplicates.  "
+                   "[default: the index's threshold]")
+@_linkage_option("Grouping (see simsearch dedupe).")
+@_index_option
+@click.option("--workers", type=click.IntRange(1, 64), default=None,
+              help="Thumbnail threads.  [default: CPU count, at most 8]")
+@_quiet_option
+def review_cmd(out_dir, plan_path, keep, protect, threshold, linkage, index_dir, workers, quiet):
+    """Write a review page: OUT/index.html, one card per duplicate group with every image side
+    by side (thumbnails in OUT/thumbs), the keep rules' choice and why.
+
+    Open it in any browser (no server, nothing loaded from the network). Flip a choice there
+    (keep another copy, keep all, not duplicates) and press "Save plan"; then carry the plan
+    out with: simsearch apply plan.json --action trash. Your image files are only read.
+    """
+    from simsearch.plan import Plan
+    from simsearch.review import write_review
+
+    if plan_path is not None:
+        plan = Plan.load(plan_path)
+    else:
+        from simsearch.index import open_index
+
+        index = open_index(index_dir)
+        plan = _make_plan(index, index.duplicates(threshold, linkage), keep, protect)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        plan.save(out_dir / "plan.json")
+    with _Progress("thumbnails", quiet) as progress:
+        page = write_review(plan, out_dir, progress=progress, workers=workers)
+    files = sum(len(g.files) for g in plan.groups)
+    click.echo(f"{len(plan.groups)} groups, {files} files, {_size(plan.reclaimable())} "
+               f"reclaimable: open {page.resolve().as_uri()}")
+    if plan_path is None:
+        click.echo(f"the rules' plan is in {out_dir / 'plan.json'}; apply it as it is with: "
+                   f"simsearch apply {out_dir / 'plan.json'} --action trash", err=True)
+
+
+@main.command("apply")
+@click.argument("plan_path", metavar="PLAN", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.option("--action", type=click.Choice(["trash", "move", "hardlink", "symlink", "delete"]),
+              required=True,
+              help="trash: to the desktop trash; move: under --to DIR (by absolute path); "
+                   "hardlink/symlink: the duplicate becomes a link to the kept file; delete: "
+                   "removed for good (needs --yes-delete; cannot be undone).")
+@click.option("--to", "to", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder for --action move.")
+@click.option("--yes-delete", is_flag=True, help="Confirm --action delete: files are removed "
+                                                 "for good, and undo cannot bring them back.")
+@click.option("--journal", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Journal folder (what undo reads; running apply again with it resumes an "
+                   "interrupted run).  [default: PLAN.journal beside the plan]")
+@_index_option
+@_quiet_option
+@_json_option
+def apply_cmd(plan_path, action, to, yes_delete, journal, index_dir, quiet, as_json):
+    """Carry out a plan (from simsearch dedupe --plan or the review page's "Save plan").
+
+    Every file is checked first: one that changed since the plan was made (size, mtime or
+    content), is protected, is a link, or whose group has no intact kept copy left is skipped
+    and reported, never acted on. Every step is written to the journal before it is taken;
+    simsearch undo JOURNAL puts every file back. The index forgets trashed and deleted files
+    and follows moved ones; groups marked "not duplicates" are remembered.
+    """
+    from simsearch.actions import apply, default_journal
+    from simsearch.files import sha256
+    from simsearch.plan import Plan
+
+    if action == "move" and to is None:
+        raise click.UsageError("--action move needs --to DIR")
+    if to is not None and action != "move":
+        raise click.UsageError("--to is for --action move")
+    if action == "delete" and not yes_delete:
+        raise click.UsageError("--action delete removes files for good, and undo cannot bring "
+                               "them back; add --yes-delete to confirm, or use --action trash")
+    plan = Plan.load(plan_path)
+    journal = journal or default_journal(plan_path)
+    if action == "delete":
+        click.echo("delete: files are removed for good; undo will list them as not restorable",
+                   err=True)
+    with _Progress(f"{action}", quiet) as progress:
+        report = apply(plan, action, journal, to=to, confirm_delete=yes_delete,
+                       plan_id=sha256(plan_path), progress=progress)
+    index_note = _update_index(index_dir or plan.index, forget=report.removed,
+                               relocate=report.moved, not_duplicates=report.not_duplicates)
+    for o in report.skipped:
+        click.echo(f"skipped {_show(o.path)}: {o.detail}", err=True)
+    if as_json:
+        click.echo(json.dumps({**report.to_dict(), "index": index_note}))
+        return
+    verb = {"trash": "trashed", "move": "moved", "hardlink": "linked", "symlink": "linked",
+            "delete": "deleted"}[action]
+    for o in report.done:
+        click.echo(f"{verb} {_show(o.path)}" + (f" -> {_show(o.detail)}" if action != "delete" else ""))
+    earlier = f" (and {report.earlier} in an earlier run)" if report.earlier else ""
+    where = {"trash": " (in the trash until you empty it)", "move": f" (now under {to})",
+             "hardlink": " (the originals are held in the journal until you delete it)",
+             "symlink": " (the originals are held in the journal until you delete it)",
+             "delete": ""}[action]
+    click.echo(f"{len(report.done)} files {verb}{earlier}, {_size(report.freed)}{where}; "
+               f"{len(report.skipped)} skipped; {len(report.not_duplicates)} groups remembered "
+               f"as not duplicates", err=True)
+    if index_note:
+        click.echo(index_note, err=True)
+    if action != "delete":
+        click.echo(f"journal: {journal}; undo with: simsearch undo {journal}", err=True)
+
+
+@main.command("undo")
+@click.argument("journal", type=click.Path(exists=True, path_type=Path))
+@_index_option
+@_json_option
+def undo_cmd(journal, index_dir, as_json):
+    """Put back every file an apply changed, from its JOURNAL folder: byte-identical, with its
+    name, mtime and mode, whatever state an interrupted apply left. Deleted files cannot come
+    back and are listed. Exit status 1 when a file could not be restored."""
+    from simsearch.actions import undo
+
+    report = undo(journal)
+    index_note = _update_index(index_dir or report.index, relocate=report.moved_back)
+    if as_json:
+        click.echo(json.dumps({**report.to_dict(), "index": index_note}))
+    else:
+        for o in report.restored:
+            click.echo(f"restored {_show(o.path)}: {o.detail}")
+        for o in report.not_restored:
+            click.echo(f"NOT restored {_show(o.path)}: {o.detail}", err=True)
+        click.echo(f"{len(report.restored)} restored, {len(report.not_restored)} not restored",
+                   err=True)
+        if index_note:
+            click.echo(index_note, err=True)
+        if report.reappeared:
+            folders = sorted({os.path.dirname(p) for p in report.reappeared})
+            folders = [f for f in folders  # a folder inside another listed one is covered
+                       if not any(f.startswith(o.rstrip(os.sep) + os.sep) for o in folders)]
+            click.echo(f"{len(report.reappeared)} restored files were forgotten by the index; add "
+                       f"them back with: simsearch index " + " ".join(_show(f) for f in folders[:3])
+                       + (" ..." if len(folders) > 3 else ""), err=True)
+    if report.not_restored:
+        sys.exit(1)
+
+
+@main.command("not-duplicates")
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+@_index_option
+def not_duplicates_cmd(files, index_dir):
+    """Remember that FILES (two or more indexed images) are not duplicates of one another:
+    later dedupe runs never group them together."""
+    from simsearch.index import open_index
+
+    if len(files) < 2:
+        raise click.UsageError("name two or more files")
+    paths = [os.path.abspath(p) for p in files]
+    open_index(index_dir).mark_not_duplicates(paths)
+    click.echo(f"remembered: {len(paths)} files are not duplicates of one another")
+
+
+def _update_index(folder, forget=(), relocate=None, not_duplicates=()) -> str:
+    """The file actions' changes, through the index's commit path. Returns a note for the user
+    when the index could not be updated (the file actions themselves stand)."""
+    relocate = relocate or {}
+    if not folder or not (forget or relocate or not_duplicates):
+        return ""
+    from simsearch.index import open_index
+
+    try:
+        index = open_index(folder)
+        if forget:
+            index.forget(list(forget))
+        if relocate:
+            index.relocate(dict(relocate))
+        for paths in not_duplicates:
+            index.mark_not_duplicates(paths)
+    except SimsearchError as e:
+        return (f"the index was not updated ({e}); the files are as reported. Bring it up to "
+                f"date with: simsearch index PHOTOS --index {folder}")
+    return ""
+
+
+def _size(n: int) -> str:
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1000
+    return str(n)
 
 
 @main.command("eval")
