@@ -91,7 +91,7 @@ class Index:
         """The model that made the stored vectors, as the catalog (the source of truth) says;
         the manifest's copy where the catalog has none yet."""
         path = self.folder / CATALOG
-        if not path.is_file() or path.stat().st_size == 0:  # none yet, or an empty database
+        if not path.is_file() or Catalog.is_blank(path):  # none yet, or nothing in it yet
             return self.manifest["model"] if self.manifest else None
         catalog = self.catalog()
         try:
@@ -227,10 +227,10 @@ class Index:
         vectors, else a rebuild from the catalog."""
         if (loaded is None or int(self.manifest["generation"]) != catalog.generation
                 or loaded.count != catalog.count() or not vectors_agree(catalog, loaded)):
-            return self._rebuild(catalog)
+            return self.rebuild_vectors(catalog)
         return loaded
 
-    def _rebuild(self, catalog: Catalog) -> VectorIndex:
+    def rebuild_vectors(self, catalog: Catalog) -> VectorIndex:
         vectors = VectorIndex(self.dim, self.factory)
         for ids, batch in catalog.vectors():
             if batch.shape[1] != self.dim:
@@ -243,7 +243,7 @@ class Index:
     def _stored_offsets(self, catalog: Catalog) -> Offsets:
         """Offsets as stored at ingest when they were made for the model's background (the
         catalog records which), recomputed in memory otherwise."""
-        wanted = self._scoring()
+        wanted = self.scoring_target()
         ids, values = catalog.offsets()
         stored = catalog.get_meta("scoring")
         whole = stored is not None and not np.isnan(values).any()
@@ -259,7 +259,7 @@ class Index:
             return Offsets(ids, values)
         return _computed_offsets(catalog, self.background)
 
-    def _scoring(self) -> str | None:
+    def scoring_target(self) -> str | None:
         """What the offsets must be made for: the background's fingerprint, "cosine" for a
         model without one, None when the model is not at hand (then the catalog's word holds)."""
         try:
@@ -282,9 +282,11 @@ class Index:
         if missing:
             raise SimsearchError(f"{missing[0]}: no such file or folder; nothing was indexed")
         with self.store.writer():
-            if rebuild:
-                self._record = None  # the new model's vectors replace every row
-                self._forget_loaded()
+            self._forget_loaded()
+            # what this handle read when it was opened may be stale: another writer (a rebuild
+            # with another model, say) may have committed since. Under the lock, read it again.
+            self.manifest = self.store.read_manifest()
+            self._record = None if rebuild else self._catalog_record()
             self.model  # resolve and check before touching anything
             self.device
             if rebuild or self.manifest is None:
@@ -300,7 +302,7 @@ class Index:
                         catalog.set_model(json.dumps(record))
                 self._record = record
                 self._check_one_model(catalog)
-                scoring = self._make_offsets_current(catalog)
+                scoring = self.make_offsets_current(catalog)
                 self._vectors = None
                 vectors, _ = self._load_with(catalog)
                 report = ingest(catalog, vectors, lambda: self.embedder, roots,
@@ -333,10 +335,10 @@ class Index:
                 f"({', '.join(f'{m[:12]}: {n}' for m, n in models.items())}); they cannot be "
                 f"compared. Rebuild with: simsearch index PHOTOS --rebuild --index {self.folder}")
 
-    def _make_offsets_current(self, catalog: Catalog) -> str:
+    def make_offsets_current(self, catalog: Catalog) -> str:
         """Store every image's offset against the model's background (all of them again when
         the background changed); returns what they were made for."""
-        wanted = self._scoring()
+        wanted = self.scoring_target()
         if catalog.get_meta("scoring") != wanted or np.isnan(catalog.offsets()[1]).any():
             with catalog.transaction():
                 if self.background is None:
@@ -353,7 +355,10 @@ class Index:
         raw = catalog.get_meta("rebuild")
         if raw is None:
             return
-        started = set(json.loads(raw))
+        try:
+            started = {str(f) for f in json.loads(raw)}
+        except (ValueError, TypeError):
+            started = set()  # damaged: this run, over whatever it covered, finishes it
         covered = all(any(r == root or r.startswith(root.rstrip(os.sep) + os.sep) for root in roots)
                       for r in started)
         if covered:
@@ -370,12 +375,17 @@ class Index:
             raw = catalog.get_meta("rebuild")
         finally:
             catalog.close()
-        return None if raw is None else list(json.loads(raw))
+        try:
+            return None if raw is None else [str(f) for f in json.loads(raw)]
+        except (ValueError, TypeError):
+            return ["PHOTOS"]  # the record is damaged; the rebuild is still unfinished
 
     def _write(self, change) -> int:
         """Run `change(catalog)` in one catalog transaction under the writer lock, then commit
         the derived files: the one way file actions change an index."""
         with self.store.writer():
+            self.manifest = self.store.read_manifest()
+            self._record = self._catalog_record()  # as committed now, under the lock
             catalog = self.catalog(readonly=False)
             try:
                 with catalog.transaction():
@@ -401,15 +411,30 @@ class Index:
         return self._write(change)
 
     def relocate(self, moves: dict) -> int:
-        """Files simsearch moved keep their rows under their new paths. Returns how many."""
+        """Files simsearch moved keep their rows under their new paths. A move keeps a file's
+        size and mtime; a new path that is missing, or holds a file of another size or mtime,
+        is refused (that file is not the one indexed). A row already at the new path (its file
+        was replaced by the move) is dropped. Returns how many rows moved."""
         def change(catalog: Catalog) -> int:
             n = 0
             for old, new in moves.items():
-                row = catalog.get(os.path.abspath(os.fspath(old)))
-                if row is None:
-                    continue
+                old = os.path.abspath(os.fspath(old))
                 new = os.path.abspath(os.fspath(new))
-                st = os.stat(new)
+                row = catalog.get(old)
+                if row is None or old == new:
+                    continue
+                try:
+                    st = os.stat(new)
+                except OSError as e:
+                    raise SimsearchError(f"{new}: cannot follow {old} there ({e.strerror or e}); "
+                                         f"nothing was changed in the index") from None
+                if (st.st_size, st.st_mtime_ns) != (row.size, row.mtime_ns):
+                    raise SimsearchError(f"{new} is not the file indexed as {old} (size or mtime "
+                                         f"differ); nothing was changed in the index. Run: "
+                                         f"simsearch index FOLDER --index {self.folder}")
+                there = catalog.get(new)
+                if there is not None:
+                    catalog.delete([there.id])
                 catalog.move(row.id, new, st.st_size, st.st_mtime_ns)
                 n += 1
             return n
@@ -575,9 +600,9 @@ class Index:
             catalog.close()
         report = DuplicateReport(threshold, source)
         for g in found:
-            members = _distinct_files([Member(i, rows[i].path, s, rows[i].sha256, rows[i].size,
-                                              rows[i].width, rows[i].height, rows[i].mtime_ns)
-                                       for i, s in zip(g.ids, g.scores)])
+            members = _current_files([Member(i, rows[i].path, s, rows[i].sha256, rows[i].size,
+                                             rows[i].width, rows[i].height, rows[i].mtime_ns)
+                                      for i, s in zip(g.ids, g.scores)], report.stale)
             if len(members) > 1:
                 kind = "exact" if len({m.sha256 for m in members}) == 1 else "near"
                 report.groups.append(Group(kind, members))
@@ -606,7 +631,8 @@ class Index:
         out = Path(out)
         try:
             write_atomic(out, lambda f: np.savez(f, vectors=vectors.astype(np.float32),
-                                                 paths=np.array(paths, dtype=str)))
+                                                 paths=np.array(paths, dtype=str)),
+                         own_folder=False)
         except OSError as e:
             raise IndexStoreError(f"{out}: cannot write ({e.strerror or e})") from e
         return len(paths)
@@ -650,18 +676,22 @@ def _apart_ids(pairs: set[tuple[str, str]], ids: np.ndarray, contents: np.ndarra
             for a, b in pairs if a in first and b in first}
 
 
-def _distinct_files(members: list[Member]) -> list[Member]:
-    """One member per file: two paths of one file (a link and its target, one folder indexed
-    under two names) are the same file, never duplicates of each other."""
+def _current_files(members: list[Member], stale: list[str]) -> list[Member]:
+    """The members that are still what was indexed (same size and mtime as their row; a file
+    changed or gone since goes to `stale`), one per file: two paths of one file (a link and its
+    target, one folder indexed under two names) are the same file, never duplicates."""
     seen: set[tuple[int, int]] = set()
     out = []
     for m in members:
         try:
             st = os.stat(m.path)
-            key = (st.st_dev, st.st_ino)
         except OSError:
-            out.append(m)
+            stale.append(m.path)
             continue
+        if st.st_size != m.size or st.st_mtime_ns != m.mtime_ns:
+            stale.append(m.path)
+            continue
+        key = (st.st_dev, st.st_ino)
         if key not in seen:
             seen.add(key)
             out.append(m)

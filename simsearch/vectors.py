@@ -18,10 +18,21 @@ import numpy as np
 
 from simsearch.errors import IndexStoreError
 
-__all__ = ["VectorIndex", "Pairs", "range_pairs", "EXACT_LIMIT", "DEFAULT_FACTORY"]
+__all__ = ["VectorIndex", "Pairs", "range_pairs", "EXACT_LIMIT", "DEFAULT_FACTORY", "FACTORIES",
+           "factory_problem"]
 
 EXACT_LIMIT = 200_000
 DEFAULT_FACTORY = "Flat"
+# The vector index descriptions simsearch builds (and so accepts in a manifest).
+FACTORIES = ("Flat",)
+
+
+def factory_problem(factory) -> str | None:
+    """What is wrong with a vector index description from a manifest, or None."""
+    if factory not in FACTORIES:
+        return (f"vector index {str(factory)[:40]!r} is not one this simsearch builds "
+                f"({', '.join(FACTORIES)})")
+    return None
 _THREADED_QUERIES = 8  # from this many queries on, a search uses every core
 
 
@@ -52,12 +63,20 @@ class VectorIndex:
         if len(ids) == 0:
             return
         vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(len(ids), self.dim)
-        self.index.add_with_ids(vectors, np.ascontiguousarray(ids, dtype=np.int64))
+        try:
+            self.index.add_with_ids(vectors, np.ascontiguousarray(ids, dtype=np.int64))
+        except RuntimeError as e:
+            raise IndexStoreError(f"cannot add to the {self.factory} vector index "
+                                  f"({str(e).strip().splitlines()[-1][:120]})") from e
 
     def remove(self, ids: np.ndarray) -> int:
         if len(ids) == 0:
             return 0
-        return int(self.index.remove_ids(np.ascontiguousarray(ids, dtype=np.int64)))
+        try:
+            return int(self.index.remove_ids(np.ascontiguousarray(ids, dtype=np.int64)))
+        except RuntimeError as e:
+            raise IndexStoreError(f"cannot remove from the {self.factory} vector index "
+                                  f"({str(e).strip().splitlines()[-1][:120]})") from e
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """(scores, ids), each [n, k'] with k' = min(k, count), best first (cosine scores)."""
