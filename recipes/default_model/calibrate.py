@@ -11,9 +11,10 @@ re-saves (JPEG q85): uAP and Recall@1 of the copies among the originals, the sha
 scoring >= 0.95 against their original, and dedupe precision / recall over a threshold sweep.
 
 Rules (fixed before any evaluation figure was looked at):
-- knee: among the knees where every validation re-save scores >= 0.95, the highest one (the
-  least departure from the full adjustment that ship.py chose for its uAP) whose validation
-  uAP is within 0.002 of the best knee's;
+- knee: among the knees where every validation image scores >= 0.9999 against itself and
+  every re-save >= 0.95 against its original, the highest one (the least departure from the
+  full adjustment that ship.py chose for its uAP) whose validation uAP is within 0.002 of the
+  best of them;
 - threshold: ship.py's rule under that knee, the lowest score (steps of 0.01 from 0.70) at
   which centre-linkage dedupe reaches pairwise precision >= 0.95 on the edited copies.
 With --write, the threshold and the measurements go into simsearch/models/default.calibration.json,
@@ -46,6 +47,7 @@ from simsearch.scoring import KNEE, adjust  # noqa: E402
 KNEES = (1.0, 0.99, 0.98, 0.97, 0.96, 0.95, 0.94, 0.93, 0.92, 0.90)
 SWEEP = tuple(round(0.70 + 0.01 * i, 2) for i in range(29))
 RESAVE_FLOOR = 0.95
+SELF_FLOOR = 0.9999
 UAP_SLACK = 0.002
 
 
@@ -131,9 +133,10 @@ def main() -> None:
         print(f"{r['knee']:.2f}  {r['uap']:.4f}  {r['recall_at_1']:.4f}  {r['resave_share_ok']:.4f}"
               f"        {r['resave_min']:.4f}      {r['self_min']:.5f}  {r['threshold']} "
               f"({r['threshold_precision']:.3f}, {r['threshold_recall']:.3f})")
-    eligible = [r for r in rows if r["resave_share_ok"] == 1.0]
+    eligible = [r for r in rows if r["resave_share_ok"] == 1.0 and r["self_min"] >= SELF_FLOOR]
     if not eligible:
-        sys.exit(f"no knee keeps every validation re-save at >= {RESAVE_FLOOR}")
+        sys.exit(f"no knee keeps every validation image at >= {SELF_FLOOR} against itself and "
+                 f"every re-save at >= {RESAVE_FLOOR}")
     best = max(r["uap"] for r in eligible)
     chosen = max((r for r in eligible if r["uap"] >= best - UAP_SLACK), key=lambda r: r["knee"])
     print(f"chosen knee {chosen['knee']} (uAP {chosen['uap']:.4f}); threshold {chosen['threshold']}"
