@@ -60,7 +60,8 @@ EVAL_COUNT = 300
 # Distinct pictures among the stamps: every stamp (clip art that often differs in small ways:
 # the sign-language letters and digits, animals of one kind, houses, flags), but one style per
 # letter (the filled letters, not also their outlines) and never a file whose name marks it as a
-# variant of another. The digit, operator and coin stamps are below MIN_SHORT_SIDE (32-99 px).
+# variant of another (a mirrored copy, a second version). The digit, operator and coin stamps
+# are below MIN_SHORT_SIDE (32-99 px), so they are not in it.
 DISTINCT_STAMP_SKIP = re.compile(r"/outlined/")
 
 # Non-picture texture channels: normal, specular, gloss, AO, height, masks, glow, team colours.
@@ -459,8 +460,9 @@ def choose_distinct(candidates: list[Candidate]) -> list[Candidate]:
     """The distinct-pictures set: every evaluation picture that is a different picture from all
     the others. Wallpapers and other artwork: every one left after the evaluation pHash dedupe,
     one per artwork (eval_group: no second crop, size, light/dark or theme variant). Stamps: those
-    (but DISTINCT_STAMP_SKIP), one per name, a trailing number counting as a variant only where
-    the name without it is a stamp too (rabbit-2 beside rabbit; not flower1 ... flower10). All
+    (but DISTINCT_STAMP_SKIP), one per name, a trailing number or "mirror" marking a variant
+    where the name without it is a stamp too (rabbit-2 beside rabbit, dumper_mirror, a flipped
+    copy, beside dumper; not flower1 ... flower10). All
     members are more than EVAL_DEDUPE_HAMMING bits apart in pHash (the dedupe before this), so
     no two are copies of one another by the usual hash rule, and their names say they are
     different pictures. Every pair that dedupe groups among them is
@@ -476,7 +478,7 @@ def choose_distinct(candidates: list[Candidate]) -> list[Candidate]:
             stem = stamp_stem(c)
             if DISTINCT_STAMP_SKIP.search(stem):
                 continue
-            base = re.sub(r"(?<=[a-z])[\s_-]*\d$", "", stem)  # rabbit-2 beside rabbit: a variant
+            base = re.sub(r"(?<=[a-z])[\s_-]*(\d|mirror)$", "", stem)  # rabbit-2, dumper_mirror
             group = base if base in stems else stem
         else:
             group = eval_group(c)
