@@ -2,6 +2,10 @@
 evaluation set of the default model's recipe (Debian wallpapers and tuxpaint stamps), a third of
 them held out as distractors, beside pHash and dHash on the same files.
 
+Then the distinct-pictures set (data/eval/distinct/, see build_data.py): different pictures
+only, so every pair that dedupe groups at the threshold is a false pair. It is indexed on its
+own and reported as false groups and false pairs.
+
     bash recipes/default_model/fetch_data.sh && python recipes/default_model/build_data.py
     python benchmarks/quality.py --json benchmarks/results/quality.json [--model PATH]
     python benchmarks/quality.py --kind wallpapers    # the photographs and artwork alone
@@ -38,9 +42,31 @@ def split(folder: Path, tmp: Path, kind: str = "all") -> tuple[Path, Path]:
     return originals, distractors
 
 
+def distinct_groups(folder: Path, tmp: Path, kind: str, model: str | None,
+                    threshold: float | None) -> dict:
+    """Dedupe over the distinct-pictures set: every group is false, and so is every pair in it."""
+    from simsearch.index import open_index
+
+    pictures = tmp / "distinct"
+    pictures.mkdir()
+    for path in sorted(folder.iterdir()):
+        if KINDS[kind](path.name):
+            os.symlink(path.resolve(), pictures / path.name)
+    index = open_index(tmp / "distinct-index", model=model, create=True)
+    index.add_paths([pictures])
+    report = index.duplicates(threshold)
+    groups = [{"files": [Path(f).name for f in g.files], "min_score": round(g.min_score, 4)}
+              for g in report.groups]
+    return {"pictures": index.count(), "threshold": report.threshold,
+            "false_groups": len(groups),
+            "false_pairs": sum(len(g["files"]) * (len(g["files"]) - 1) // 2 for g in groups),
+            "grouped_pictures": sum(len(g["files"]) for g in groups), "groups": groups}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--eval-dir", type=Path, default=ROOT / "data" / "eval" / "originals")
+    parser.add_argument("--distinct-dir", type=Path, default=ROOT / "data" / "eval" / "distinct")
     parser.add_argument("--model", default=None)
     parser.add_argument("--threshold", type=float, default=None)
     parser.add_argument("--seed", type=int, default=0)
@@ -59,7 +85,10 @@ def main() -> None:
         result = run_eval(originals, distractors, model=args.model, threshold=args.threshold,
                           seed=args.seed)
         seconds = time.perf_counter() - start
+        distinct = (distinct_groups(args.distinct_dir, Path(tmp), args.kind, args.model,
+                                    args.threshold) if args.distinct_dir.is_dir() else None)
     data = result.to_dict()
+    data["distinct"] = distinct
     rows = [{"system": name, "uAP": m["uap"], "R@1": m["recall_at_1"],
              "dedupe P": m["dedupe"]["precision"], "dedupe R": m["dedupe"]["recall"],
              "dedupe F1": m["dedupe"]["f1"], "threshold": m["dedupe"]["threshold"],
@@ -75,6 +104,15 @@ def main() -> None:
              for e, r in data["per_edit"].items()]
     print()
     print(table(edits, list(edits[0])))
+    print()
+    if distinct is None:
+        print(f"no distinct-pictures set ({args.distinct_dir}); build it with: python "
+              "recipes/default_model/build_data.py")
+    else:
+        print(f"distinct pictures: {distinct['pictures']}, dedupe at {distinct['threshold']}: "
+              f"{distinct['false_groups']} false groups, {distinct['false_pairs']} false pairs")
+        for g in distinct["groups"]:
+            print(f"  {g['min_score']:.4f}  {' '.join(g['files'])}")
     report("quality", {**data, "seconds": seconds}, args.json)
 
 

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from simsearch.errors import SimsearchError
+from simsearch.scoring import KNEE, adjust, lowest_cosine
 from simsearch.vectors import range_pairs
 
 if TYPE_CHECKING:
@@ -127,14 +128,15 @@ def check_threshold(threshold: float) -> float:
 
 def find_groups(ids: np.ndarray, vectors: np.ndarray, offsets: np.ndarray, content: np.ndarray,
                 threshold: float, linkage: str = "centre",
-                apart: set[tuple[int, int]] | None = None) -> list[IdGroup]:
+                apart: set[tuple[int, int]] | None = None, knee: float = KNEE) -> list[IdGroup]:
     """Groups of duplicates among the rows (`ids` [n], unit `vectors` [n, d], score `offsets`
     [n] (zeros for plain cosine), `content` [n]: rows with one value have identical bytes).
 
     Near duplicates are searched among one representative per content; the other rows with
     that content then join their representative's group at score 1.0, and content with no near
     duplicate makes a group of its own. `apart`: pairs of ids (a < b) never to be grouped
-    together (a user said they are different pictures)."""
+    together (a user said they are different pictures). `knee`: where the score adjustment
+    starts to fade (see `simsearch.scoring`)."""
     if linkage not in LINKAGES:
         raise SimsearchError(f"linkage must be one of {', '.join(LINKAGES)}, not {linkage!r}")
     threshold = check_threshold(threshold)
@@ -150,7 +152,8 @@ def find_groups(ids: np.ndarray, vectors: np.ndarray, offsets: np.ndarray, conte
     for row in np.flatnonzero(rep_of_row != ids).tolist():
         copies[int(rep_of_row[row])].append(int(ids[row]))
     rep_ids = ids[reps]
-    left, right, scores, _ = near_pairs(rep_ids, vectors[reps], threshold, offsets=offsets[reps])
+    left, right, scores, _ = near_pairs(rep_ids, vectors[reps], threshold, offsets=offsets[reps],
+                                     knee=knee)
     rep_apart = set()
     if apart:
         by_id = np.argsort(ids, kind="stable")
@@ -220,27 +223,29 @@ def _drop_apart(member_ids: list[int], member_scores: list[float],
 
 
 def near_pairs(ids: np.ndarray, vectors: np.ndarray, threshold: float,
-               background: Background | None = None, offsets: np.ndarray | None = None):
+               background: Background | None = None, offsets: np.ndarray | None = None,
+               knee: float = KNEE):
     """Every unordered pair of rows whose score is >= threshold, as (left ids, right ids,
     scores, offsets), where offsets[row] is o(vector) (zeros without a background; pass
     `offsets` when they are already known).
 
     With a background the range search runs at the lowest raw cosine that can still reach the
-    threshold after adjustment, `threshold + 2 * min(offsets)`, and the pairs it finds are then
-    judged on their adjusted scores."""
+    threshold after adjustment (`simsearch.scoring.lowest_cosine`), and the pairs it finds are
+    then judged on their adjusted scores."""
     if offsets is None:
         offsets = (background.offsets(vectors) if background is not None and background.max_shift
                    else np.zeros(len(ids), np.float32))
     # float32 scores carry ~1e-7 of rounding: a pair exactly at the threshold (identical pixels
     # at threshold 1.0, say) must not fall out by it; FAISS's range search also wants scores
     # strictly above its radius
-    radius = (threshold + 2 * float(offsets.min()) if len(offsets) else threshold) - SCORE_TOLERANCE
+    radius = (lowest_cosine(threshold, float(offsets.min()), knee) if len(offsets)
+              else threshold) - SCORE_TOLERANCE
     by_id = np.argsort(ids, kind="stable")
     left, right, scores = [], [], []
     for pairs in range_pairs(ids, vectors, radius):
         rows_l = by_id[np.searchsorted(ids[by_id], pairs.left)]
         rows_r = by_id[np.searchsorted(ids[by_id], pairs.right)]
-        adjusted = np.minimum(pairs.scores - offsets[rows_l] - offsets[rows_r], 1.0)
+        adjusted = adjust(pairs.scores, offsets[rows_l] + offsets[rows_r], knee)
         keep = adjusted >= threshold - SCORE_TOLERANCE
         left.append(pairs.left[keep])
         right.append(pairs.right[keep])

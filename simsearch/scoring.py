@@ -7,13 +7,16 @@ vector with a background set of ordinary pictures (the "score normalisation" of 
 winners and SSCD). simsearch does it symmetrically, so that a pair's score does not depend on
 which image is the query:
 
-    score(a, b) = cos(a, b) - o(a) - o(b)
+    score(a, b) = min(1, cos(a, b) - (o(a) + o(b)) * w(cos(a, b)))
     o(x) = beta / 2 * clip(h(x) - centre, -delta, delta)
+    w(c) = clip((1 - c) / (1 - KNEE), 0, 1)
 
 where h(x) is the cosine of x to its nearest background vector and `centre` the median of h over
-the background itself; the result is capped at 1, the score of an identical picture. A pair's
-score moves by at most `beta * delta` (the `max_shift`), so a pair of near-identical images stays
-a near-identical pair. The background set belongs to a
+the background itself. The taper w is 1 up to the knee and falls linearly to 0 at cosine 1, so
+the adjustment moves a pair less the closer it is to identical: an image scores 1.0 against
+itself and a light re-save stays near its cosine, while pairs below the knee (everything that a
+dedupe threshold decides) are adjusted in full. A pair's score moves by at most `beta * delta`
+(the `max_shift`), never above 1, and the same both ways round. The background set belongs to a
 model (vectors of a seeded sample of its training images, chosen and tuned on validation
 images by the model's recipe) and lives beside it as `NAME.background.npz`. A model without
 one scores plain cosine.
@@ -32,9 +35,33 @@ from simsearch.errors import ModelError
 from simsearch.models import background_path  # a model's files are named in simsearch.models
 
 __all__ = ["Background", "Offsets", "build_background", "background_path", "load_background",
-           "adjusted_search"]
+           "adjusted_search", "adjust", "lowest_cosine", "KNEE"]
 
 _CHUNK = 4096
+# Where the taper starts: the knee with the best uAP on the default model's validation images
+# (never the evaluation set), by recipes/default_model/calibrate.py; the model card has the grid.
+KNEE = 0.97
+
+
+def adjust(cosines: np.ndarray, offset_sums: np.ndarray, knee: float = KNEE) -> np.ndarray:
+    """Adjusted scores from raw cosines and the pairs' summed offsets o(a) + o(b) (broadcast):
+    min(1, cos - sum * w(cos)), with the taper w of the module docstring (knee >= 1: no taper)."""
+    cosines = np.asarray(cosines, np.float32)
+    if knee >= 1.0:
+        weight = np.float32(1.0)
+    else:
+        weight = np.clip((1.0 - cosines) / np.float32(1.0 - knee), 0.0, 1.0)
+    return np.minimum(cosines - np.asarray(offset_sums, np.float32) * weight, 1.0).astype(np.float32)
+
+
+def lowest_cosine(threshold: float, min_offset: float, knee: float = KNEE) -> float:
+    """The lowest raw cosine at which a pair of vectors whose offsets are all >= `min_offset`
+    can still score >= `threshold`. Below the knee a pair moves by its full offset sum (>= 2 *
+    min_offset); above it, a pair lowered by its offsets (min_offset > 0) scores at most its
+    cosine, so the search must reach the threshold itself there."""
+    if min_offset <= 0:
+        return threshold + 2 * min_offset
+    return min(threshold + 2 * min_offset, max(threshold, knee))
 
 
 @dataclass(frozen=True)
@@ -154,12 +181,14 @@ class Offsets:
 
 
 def adjusted_search(index, queries: np.ndarray, k: int, background: Background | None,
-                    offsets: Offsets | None = None) -> tuple[np.ndarray, np.ndarray]:
+                    offsets: Offsets | None = None, knee: float = KNEE
+                    ) -> tuple[np.ndarray, np.ndarray]:
     """(scores, ids) of the `k` best adjusted scores per query, exactly, over any vector index
     with `search(queries, k)` and `count`: it is asked for more candidates, for the queries
-    that need them, until no unseen vector could still enter the top `k` (an unseen vector
-    scores at most its raw score plus `max_shift / 2`). `offsets`: the stored o(b) of every
-    indexed vector (computed from `index.get` when not given)."""
+    that need them, until no unseen vector could still enter the top `k`: an unseen vector b
+    scores at most raw - o(q) + max_shift / 2, since o(b) >= -max_shift / 2 and the taper
+    weight is at most 1. `offsets`: the stored o(b) of every indexed vector (computed from
+    `index.get` when not given)."""
     if k < 1:
         raise ValueError(f"k must be at least 1, not {k}")
     if background is None or background.max_shift == 0:
@@ -179,7 +208,7 @@ def adjusted_search(index, queries: np.ndarray, k: int, background: Background |
     fetch = min(index.count, max(2 * k, k + 16))
     while len(todo):
         raw, found = index.search(queries[todo], fetch)
-        adjusted = np.minimum(raw - query_offsets[todo, None] - offsets.of(found), 1.0)
+        adjusted = adjust(raw, query_offsets[todo, None] + offsets.of(found), knee)
         top = np.argsort(-adjusted, axis=1, kind="stable")[:, :k]
         scores[todo] = np.take_along_axis(adjusted, top, axis=1)
         ids[todo] = np.take_along_axis(found, top, axis=1)

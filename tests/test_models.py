@@ -246,7 +246,10 @@ def test_the_shipped_default_model_resolves(monkeypatch):
     ref = resolve_model(None, precision="fp32")
     assert ref.name == "default" and ref.onnx_path == SHIPPED[0] and ref.config.dim == 256
     assert ref.model_id == read_metadata(SHIPPED[0])[models.META_MODEL_ID]
-    assert ref.dedupe_threshold == pytest.approx(0.84)
+    calibration = json.loads(models.calibration_path(SHIPPED[0]).read_text())
+    assert calibration["model_id"] == ref.model_id  # the recalibrated threshold is this model's
+    assert ref.dedupe_threshold == pytest.approx(calibration["dedupe_threshold"])
+    assert float(read_metadata(SHIPPED[0])[models.META_THRESHOLD]) == pytest.approx(0.84)  # export's
     assert ref.background_file == models.DEFAULT_MODEL_DIR / "default.background.npz"
     if SHIPPED[1].is_file():
         int8 = resolve_model("default", precision="int8")
@@ -480,3 +483,27 @@ def test_17_6_nan_for_some_pictures_only_is_refused_before_their_batch_is_stored
     assert index.count() == 6
     paths, vectors = index.vectors()
     assert not any("zz_" in p for p in paths) and np.isfinite(vectors).all()
+
+
+def test_a_calibration_sidecar_of_the_same_model_overrides_the_metadata_threshold(tmp_path, tiny_model):
+    """A recalibrated threshold ships as NAME.calibration.json (no rewrite of the ONNX files);
+    a record left by another model is ignored, a malformed one is an error naming the file."""
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model, model)
+    ref = resolve_model(model / "model.onnx")
+    assert ref.dedupe_threshold == pytest.approx(0.95)  # the fixture's metadata
+    sidecar = model / "model.calibration.json"
+    assert models.calibration_path(model / "model.onnx") == sidecar
+    assert models.calibration_path(model / "model.int8.onnx") == sidecar
+    sidecar.write_text(json.dumps({"model_id": ref.model_id, "dedupe_threshold": 0.81}))
+    assert resolve_model(model / "model.onnx").dedupe_threshold == pytest.approx(0.81)
+    assert resolve_model(model).dedupe_threshold == pytest.approx(0.81)  # the folder, too
+    index = open_index(tmp_path / "idx", model=model, create=True)
+    assert index.default_threshold() == pytest.approx(0.81)
+    sidecar.write_text(json.dumps({"model_id": "another" + ref.model_id[7:], "dedupe_threshold": 0.5}))
+    assert resolve_model(model / "model.onnx").dedupe_threshold == pytest.approx(0.95)
+    for bad in ('{"model_id": "%s", "dedupe_threshold": "high"}' % ref.model_id,
+                '{"model_id": "%s", "dedupe_threshold": 1.5}' % ref.model_id, "{not json"):
+        sidecar.write_text(bad)
+        with pytest.raises(ModelError, match="model.calibration.json"):
+            resolve_model(model / "model.onnx")

@@ -9,8 +9,8 @@ import pytest
 from conftest import write_pictures
 from simsearch.errors import ModelError
 from simsearch.index import open_index
-from simsearch.scoring import (Background, Offsets, adjusted_search, background_path,
-                               build_background, load_background)
+from simsearch.scoring import (KNEE, Background, Offsets, adjust, adjusted_search,
+                               background_path, build_background, load_background, lowest_cosine)
 from simsearch.vectors import VectorIndex
 
 
@@ -39,8 +39,52 @@ def test_offsets_are_clipped_half_beta_times_distance_from_centre():
     assert bg.max_shift == pytest.approx(0.1)
 
 
+def tapered(cosines, offset_sums, knee=KNEE):
+    """The score by hand: the full adjustment up to the knee, fading linearly to none at 1."""
+    weight = np.clip((1 - cosines) / (1 - knee), 0, 1)
+    return np.minimum(cosines - offset_sums * weight, 1)
+
+
+def gram_of(vectors, offsets):
+    return tapered(vectors @ vectors.T, offsets[:, None] + offsets[None, :])
+
+
+def test_adjusted_score_is_one_for_identical_pairs_symmetric_capped_and_bounded():
+    rng = np.random.default_rng(0)
+    cosines = np.concatenate([rng.uniform(-1, 1, 500), 1 - rng.uniform(0, 0.1, 500), [1.0, KNEE]])
+    o_a, o_b = rng.uniform(-0.1, 0.1, (2, len(cosines)))
+    scores = adjust(cosines, o_a + o_b)
+    np.testing.assert_allclose(scores, tapered(cosines, o_a + o_b), atol=1e-6)
+    np.testing.assert_array_equal(scores, adjust(cosines, o_b + o_a))  # either way round
+    assert scores.max() <= 1.0
+    assert adjust(np.array([1.0]), np.array([0.2]))[0] == 1.0  # identical: no adjustment at all
+    assert np.all(np.abs(scores - np.minimum(cosines, 1)) <= np.abs(o_a + o_b) + 1e-6)  # max_shift
+    below = cosines <= KNEE  # below the knee the full adjustment, as before the taper
+    np.testing.assert_allclose(scores[below], np.minimum(cosines - o_a - o_b, 1)[below], atol=1e-6)
+    # closer to identical moves less: |score - cos| shrinks as cos -> 1 for one pair of offsets
+    near = np.linspace(KNEE, 1, 50)
+    moved = np.abs(adjust(near, np.full(50, 0.15)) - near)
+    assert np.all(np.diff(moved) <= 1e-7) and moved[-1] == 0
+    np.testing.assert_allclose(adjust(cosines, o_a + o_b, knee=1.0),  # knee 1: no taper
+                               np.minimum(cosines - o_a - o_b, 1), atol=1e-6)
+
+
+@pytest.mark.parametrize("min_offset", [-0.07, 0.0, 0.02, 0.07])
+def test_lowest_cosine_is_a_true_bound(min_offset):
+    """No pair below the search radius can reach the threshold, whatever its offsets."""
+    rng = np.random.default_rng(1)
+    for threshold in (0.5, 0.84, 0.93, 0.97, 0.999):
+        radius = lowest_cosine(threshold, min_offset)
+        cosines = rng.uniform(radius - 0.3, radius, 20000)
+        cosines = cosines[cosines < radius]
+        sums = rng.uniform(2 * min_offset, 2 * min_offset + 0.3, len(cosines))
+        sums[:100] = 2 * min_offset  # the pairs that move most
+        assert adjust(cosines, sums).max() < threshold
+        assert radius <= threshold + 2 * max(min_offset, 0) + 1e-9
+
+
 def brute_force(queries, refs, bg, k):
-    adjusted = np.minimum(queries @ refs.T - bg.offsets(queries)[:, None] - bg.offsets(refs)[None, :], 1)
+    adjusted = tapered(queries @ refs.T, bg.offsets(queries)[:, None] + bg.offsets(refs)[None, :])
     order = np.argsort(-adjusted, axis=1, kind="stable")[:, :k]
     return np.take_along_axis(adjusted, order, 1), order
 
@@ -149,7 +193,7 @@ def test_index_uses_the_models_background_for_query_and_dedupe(tmp_path, tiny_mo
     index.add_paths([photos])
     assert index.background is not None
     offsets = bg.offsets(vectors)
-    gram = np.minimum(vectors @ vectors.T - offsets[:, None] - offsets[None, :], 1)
+    gram = gram_of(vectors, offsets)
     result = index.search([paths[0]], k=3)[0]
     order = np.argsort(-gram[0], kind="stable")[:3]
     np.testing.assert_allclose([m.score for m in result.matches], gram[0][order], atol=1e-4)
@@ -177,7 +221,7 @@ def test_near_pairs_match_brute_force():
     ids = np.arange(300, dtype=np.int64)[::-1].copy() + 7  # ids not in row order
     bg = build_background(random_unit(30, 6, 6), "m", beta=1.0, delta=0.2)
     offsets = bg.offsets(vectors)
-    gram = np.minimum(vectors @ vectors.T - offsets[:, None] - offsets[None, :], 1)
+    gram = gram_of(vectors, offsets)
     threshold = 0.9
     rows_a, rows_b = np.triu_indices(300, 1)
     want = {frozenset((int(ids[a]), int(ids[b]))) for a, b in zip(rows_a, rows_b)
@@ -221,7 +265,7 @@ def test_offsets_made_without_a_background_are_not_trusted_once_it_exists(tmp_pa
 
     reopened = open_index(tmp_path / "idx")  # same model, which now has a background
     offsets = bg.offsets(vectors)
-    gram = np.minimum(vectors @ vectors.T - offsets[:, None] - offsets[None, :], 1)
+    gram = gram_of(vectors, offsets)
     result = reopened.search([paths[3]], k=4)[0]
     np.testing.assert_allclose([m.score for m in result.matches], np.sort(gram[3])[::-1][:4], atol=1e-4)
     report = check_index(tmp_path / "idx")
@@ -229,3 +273,28 @@ def test_offsets_made_without_a_background_are_not_trusted_once_it_exists(tmp_pa
     check_index(tmp_path / "idx", repair=True)
     assert check_index(tmp_path / "idx").problems == []
     assert open_index(tmp_path / "idx").manifest["scoring"] == bg.fingerprint
+
+
+@pytest.mark.parametrize("beta, centre_shift", [(1.0, 0.0), (2.0, -0.6)])
+def test_near_pairs_match_brute_force_near_identical(beta, centre_shift):
+    """Clusters of near-identical vectors (cosines above the knee), also with every offset
+    positive (a centre far below h): the search radius still finds every tapered pair."""
+    from simsearch.dedupe import near_pairs
+
+    rng = np.random.default_rng(7)
+    centres = random_unit(40, 8, 11)
+    vectors = unit(np.repeat(centres, 5, axis=0) + rng.normal(0, 0.05, (200, 8)))
+    ids = np.arange(200, dtype=np.int64) * 3 + 1
+    bg = build_background(random_unit(30, 8, 12), "m", beta=beta, delta=0.2)
+    bg = Background(bg.vectors, bg.centre + centre_shift, beta, 0.2, "m")
+    offsets = bg.offsets(vectors)
+    if centre_shift:
+        assert offsets.min() > 0
+    gram = gram_of(vectors, offsets)
+    rows_a, rows_b = np.triu_indices(200, 1)
+    assert (vectors @ vectors.T)[rows_a, rows_b].max() > KNEE  # pairs in the taper
+    for threshold in (0.8, 0.9, 0.96):
+        want = {(int(ids[a]), int(ids[b])) for a, b in zip(rows_a, rows_b) if gram[a, b] >= threshold}
+        left, right, scores, _ = near_pairs(ids, vectors, threshold, bg)
+        assert {(min(a, b), max(a, b)) for a, b in zip(left.tolist(), right.tolist())} == want
+        assert want

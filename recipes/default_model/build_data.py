@@ -8,6 +8,8 @@ Writes, under data/ (git-ignored):
   val/              ~800 images held out from the same pool by a seeded hash (training-time validation)
   eval/originals/   up to ~300 evaluation images from wallpaper packages and tuxpaint-stamps, short
                     side <= 512; used only by benchmarks, never mixed into train/val
+  eval/distinct/    the distinct-pictures set (see choose_distinct): different pictures only, from
+                    the same evaluation packages, to count the false groups of dedupe
   manifest.json     per-package version, licence, kept/dropped counts, decontamination drops
   cache/            per-image decode results (resumable: a rerun only decodes new files)
 
@@ -55,6 +57,12 @@ PACKAGE_SHARE_OVERRIDES = {"oxygen-icon-theme": 0.03, "sweethome3d-furniture": 0
 DEFAULT_FOLDER_CAP = 400
 VAL_COUNT = 800
 EVAL_COUNT = 300
+# Distinct pictures among the stamps: every stamp (clip art that often differs in small ways:
+# the sign-language letters and digits, animals of one kind, houses, flags), but one style per
+# letter (the filled letters, not also their outlines) and never a file whose name marks it as a
+# variant of another (a mirrored copy, a second version). The digit, operator and coin stamps
+# are below MIN_SHORT_SIDE (32-99 px), so they are not in it.
+DISTINCT_STAMP_SKIP = re.compile(r"/outlined/")
 
 # Non-picture texture channels: normal, specular, gloss, AO, height, masks, glow, team colours.
 CHANNEL_STEM = re.compile(
@@ -448,6 +456,45 @@ def eval_group(c: Candidate) -> str:
     return re.sub(r"[\s._-]+(d|l|dark|light|day|night)$", "", stem, flags=re.I)
 
 
+def choose_distinct(candidates: list[Candidate]) -> list[Candidate]:
+    """The distinct-pictures set: every evaluation picture that is a different picture from all
+    the others. Wallpapers and other artwork: every one left after the evaluation pHash dedupe,
+    one per artwork (eval_group: no second crop, size, light/dark or theme variant). Stamps: those
+    (but DISTINCT_STAMP_SKIP), one per name, a trailing number or "mirror" marking a variant
+    where the name without it is a stamp too (rabbit-2 beside rabbit, dumper_mirror, a flipped
+    copy, beside dumper; not flower1 ... flower10). All
+    members are more than EVAL_DEDUPE_HAMMING bits apart in pHash (the dedupe before this), so
+    no two are copies of one another by the usual hash rule, and their names say they are
+    different pictures. Every pair that dedupe groups among them is
+    therefore a false pair."""
+    def stamp_stem(c: Candidate) -> str:
+        return os.path.splitext(c.path.split("/stamps/", 1)[-1])[0].lower()
+
+    alive = sorted((c for c in candidates if not c.dropped), key=lambda c: c.key)
+    stems = {stamp_stem(c) for c in alive if c.package.startswith("tuxpaint-stamps")}
+    chosen, groups = [], set()
+    for c in alive:
+        if c.package.startswith("tuxpaint-stamps"):
+            stem = stamp_stem(c)
+            if DISTINCT_STAMP_SKIP.search(stem):
+                continue
+            base = re.sub(r"(?<=[a-z])[\s_-]*(\d|mirror)$", "", stem)  # rabbit-2, dumper_mirror
+            group = base if base in stems else stem
+        else:
+            group = eval_group(c)
+        if group not in groups:
+            groups.add(group)
+            chosen.append(c)
+    return chosen
+
+
+def distinct_name(c: Candidate) -> str:
+    """PACKAGE__FOLDER_NAME__HASH.jpg: the package first (benchmarks/quality.py splits by it),
+    the picture's own name readable in reports."""
+    parts = [re.sub(r"[^A-Za-z0-9-]+", "-", p) for p in Path(c.path).with_suffix("").parts[-2:]]
+    return f"{c.package}__{'_'.join(parts)}__{hashlib.sha256(c.path.encode()).hexdigest()[:6]}.jpg"
+
+
 def main() -> None:
     start = time.time()
     eval_candidates, eval_records = build_eval()
@@ -459,6 +506,10 @@ def main() -> None:
     eval_chosen = choose_eval(eval_candidates)
     publish([(DATA / "cache/eval" / c.out_name, c.out_name) for c in eval_chosen], DATA / "eval/originals")
     log(f"eval: {len(eval_chosen)} originals, {len(eval_hashes) // 2} images used for decontamination")
+    distinct = choose_distinct(eval_candidates)
+    publish([(DATA / "cache/eval" / c.out_name, distinct_name(c)) for c in distinct], DATA / "eval/distinct")
+    log(f"eval: {len(distinct)} distinct pictures "
+        f"({sum(c.package.startswith('tuxpaint-stamps') for c in distinct)} stamps)")
 
     tree = DATA / "extract"
     packages = packages_in(tree)
@@ -484,6 +535,7 @@ def main() -> None:
     check_training_folders()
 
     manifest = build_manifest(candidates, train, val, eval_chosen, contamination, time.time() - start)
+    manifest["eval"]["distinct"] = {distinct_name(c): c.path for c in distinct}
     tmp = DATA / "manifest.json.tmp"
     tmp.write_text(json.dumps(manifest, indent=1) + "\n")
     os.replace(tmp, DATA / "manifest.json")

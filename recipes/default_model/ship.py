@@ -8,6 +8,9 @@ images; its strength (beta, delta) is the grid point with the best validation uA
 background ships unless it beats plain cosine there. The threshold is the lowest score (in steps of 0.01 from 0.70) at
 which `dedupe` reaches pairwise precision >= 0.95 on edited copies of the validation images: a
 false group puts two different pictures side by side for deletion, so precision comes first.
+The score's taper (simsearch.scoring.KNEE) is used as it stands; calibrate.py beside this file
+re-derives the knee and the threshold for a shipped model and writes default.calibration.json,
+which the model resolver prefers over the threshold in the ONNX metadata.
 
     python recipes/default_model/ship.py runs/default [--min-precision 0.95]
 """

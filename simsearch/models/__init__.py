@@ -4,7 +4,8 @@ A model is named by a path (`.onnx`, `.safetensors`, or a folder holding `model.
 `model.safetensors`) or by `default`, the model shipped in this folder (package data:
 `default.onnx`, its int8 variant, weights, background set, calibration). Its config, identity and
 dedupe threshold are read from the ONNX metadata by a small protobuf reader that skips the
-graph unparsed, so finding a model costs neither torch nor an ONNX Runtime session: `dedupe`
+graph unparsed (a calibration sidecar `NAME.calibration.json` of the same model identity, when
+there is one, overrides the threshold: a recalibration need not rewrite the ONNX files), so finding a model costs neither torch nor an ONNX Runtime session: `dedupe`
 and `check` need only this; `simsearch.embedder` runs the network.
 
 A `.safetensors` model runs through its ONNX export: `NAME.onnx` beside it, or one in the user
@@ -23,7 +24,7 @@ from simsearch.config import ModelConfig
 from simsearch.errors import ModelError
 
 __all__ = ["ModelRef", "resolve_model", "resolve_device", "read_metadata", "background_path",
-           "cache_dir", "cpu_has_vnni", "DEFAULT_MODEL_DIR", "META_CONFIG", "META_MODEL_ID", "META_THRESHOLD"]
+           "calibration_path", "cache_dir", "cpu_has_vnni", "DEFAULT_MODEL_DIR", "META_CONFIG", "META_MODEL_ID", "META_THRESHOLD"]
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent
 # ONNX metadata keys (export.py writes them).
@@ -73,8 +74,12 @@ def resolve_model(spec: str | os.PathLike | None = None, precision: str | None =
         raise ModelError(f"precision must be auto, fp32 or int8, not {precision!r}")
     onnx_path, name = _locate(spec)
     ref = _read_onnx(onnx_path, name)
-    background = background_path(onnx_path if name == "default" else Path(name))
+    beside = onnx_path if name == "default" else Path(name)
+    background = background_path(beside)
     ref = dataclasses.replace(ref, background_file=background if background.is_file() else None)
+    threshold = _calibrated_threshold(calibration_path(beside), ref.model_id)
+    if threshold is not None:
+        ref = dataclasses.replace(ref, dedupe_threshold=threshold)
     int8 = onnx_path.with_name(onnx_path.name[: -len(".onnx")] + ".int8.onnx")
     if precision == "int8" and not int8.is_file():
         raise ModelError(f"{name} has no int8 variant ({int8} not found)")
@@ -94,6 +99,34 @@ def background_path(model_file: str | os.PathLike) -> Path:
     path = Path(model_file)
     stem = path.name[:-len(".int8.onnx")] if path.name.endswith(".int8.onnx") else path.stem
     return path.with_name(stem + ".background.npz")
+
+
+def calibration_path(model_file: str | os.PathLike) -> Path:
+    """Where a model's calibration record lives: `NAME.calibration.json` beside `NAME.onnx`."""
+    background = background_path(model_file)
+    return background.with_name(background.name[:-len(".background.npz")] + ".calibration.json")
+
+
+def _calibrated_threshold(path: Path, model_id: str) -> float | None:
+    """The dedupe threshold of a calibration record written for this model (its `model_id`),
+    else None: a record of another model (left behind by a retrained one) is not this one's."""
+    import json
+
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise ModelError(f"{path}: not a readable calibration record ({e}); remove it to use "
+                         f"the threshold in the model's metadata") from None
+    if not isinstance(record, dict) or record.get("model_id") != model_id:
+        return None
+    threshold = record.get("dedupe_threshold")
+    if (isinstance(threshold, bool) or not isinstance(threshold, (int, float))
+            or not -1.0 <= threshold <= 1.0):  # refuses nan and missing values
+        raise ModelError(f"{path}: malformed dedupe threshold {threshold!r}; remove the file to "
+                         f"use the threshold in the model's metadata")
+    return float(threshold)
 
 
 def cpu_has_vnni() -> bool:

@@ -1,0 +1,163 @@
+"""Re-derive the shipped model's score taper and dedupe threshold on the validation images (never
+the evaluation set), without retraining or re-exporting the network.
+
+    python recipes/default_model/calibrate.py             # measure and print
+    python recipes/default_model/calibrate.py --write     # also update default.calibration.json
+
+The score (simsearch/scoring.py) subtracts the pair's background offsets in full below a knee
+and fades them out linearly to none at cosine 1. For each knee of a grid this measures, on the
+800 validation images, their edited copies (4 per image, seeded, as ship.py) and their half-size
+re-saves (JPEG q85): uAP and Recall@1 of the copies among the originals, the share of re-saves
+scoring >= 0.95 against their original, and dedupe precision / recall over a threshold sweep.
+
+Rules (set on validation figures alone; no evaluation figure under the taper had been seen):
+- knee: the one with the best validation uAP among those that keep every validation image at
+  >= 0.9999 against itself (the criterion ship.py uses for the adjustment's strength). The
+  share of half-size re-saves at >= 0.95 is reported, not required: validation images are at
+  most 256 px on the short side, so their half-size re-saves (<= 128 px, below the model's
+  160 px input) lose detail that no score can restore (the lowest raw cosine is ~0.75);
+- threshold: ship.py's rule under that knee, the lowest score (steps of 0.01 from 0.70) at
+  which centre-linkage dedupe reaches pairwise precision >= 0.95 on the edited copies.
+With --write, the threshold and the measurements go into simsearch/models/default.calibration.json,
+which simsearch.models prefers over the ONNX metadata when it names the same model id. The knee
+is a constant of simsearch/scoring.py (KNEE): set it there by hand when this changes it.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from simsearch.dedupe import find_groups  # noqa: E402
+from simsearch.evaluate import (label_neighbors, make_benchmark, micro_average_precision,  # noqa: E402
+                                recall_at_1, Neighbors)
+from simsearch.index import open_index  # noqa: E402
+from simsearch.models import DEFAULT_MODEL_DIR, calibration_path  # noqa: E402
+from simsearch.scorecard import family_dedupe_score  # noqa: E402
+from simsearch.scoring import KNEE, adjust  # noqa: E402
+
+KNEES = (1.0, 0.99, 0.98, 0.97, 0.96, 0.95, 0.94, 0.93, 0.92, 0.90)
+SWEEP = tuple(round(0.70 + 0.01 * i, 2) for i in range(29))
+RESAVE_FLOOR = 0.95
+SELF_FLOOR = 0.9999
+
+
+def half_size_resaves(originals: list[Path], out: Path) -> list[Path]:
+    out.mkdir(parents=True)
+    paths = []
+    for p in originals:
+        with Image.open(p) as im:
+            im = im.convert("RGB")
+            half = im.resize((max(1, im.width // 2), max(1, im.height // 2)), Image.Resampling.BICUBIC)
+        target = out / (p.stem + "_half.jpg")
+        half.save(target, quality=85)
+        paths.append(target)
+    return paths
+
+
+def measure(vectors: dict[str, np.ndarray], offsets: dict[str, float], bench, halves: dict[str, str],
+            knee: float, ids_all: list[str]) -> dict:
+    refs = [str(p) for p in bench.originals]
+    queries = [str(i.query) for i in bench.items]
+    R = np.stack([vectors[p] for p in refs])
+    Q = np.stack([vectors[q] for q in queries])
+    o_r = np.array([offsets[p] for p in refs], np.float32)
+    o_q = np.array([offsets[q] for q in queries], np.float32)
+    scores = adjust(Q @ R.T, o_q[:, None] + o_r[None, :], knee)
+    top = np.argsort(-scores, axis=1, kind="stable")[:, :10]
+    ref_of = {p: i for i, p in enumerate(refs)}
+    truth = np.array([ref_of[str(i.original)] for i in bench.items])
+    labelled = label_neighbors(Neighbors(top, np.take_along_axis(scores, top, 1)), truth)
+    uap = micro_average_precision(labelled.scores, labelled.is_positive, labelled.n_positives)
+    r1 = recall_at_1(top[:, 0].tolist(), truth.tolist())
+    pairs = [(p, h) for p, h in halves.items() if p in vectors and h in vectors]
+    resave = np.array([adjust(np.float32(vectors[p] @ vectors[h]), offsets[p] + offsets[h], knee)
+                       for p, h in pairs])
+    selfs = np.array([adjust(np.float32(vectors[p] @ vectors[p]), 2 * offsets[p], knee) for p in refs])
+    V = np.stack([vectors[p] for p in ids_all])
+    O = np.array([offsets[p] for p in ids_all], np.float32)
+    ids = np.arange(len(ids_all), dtype=np.int64)
+    family = {p: i for i, p in enumerate(refs)}
+    family.update({str(i.query): ref_of[str(i.original)] for i in bench.items})
+    sweep = []
+    for t in SWEEP:
+        groups = find_groups(ids, V, O, ids, t, "centre", knee=knee)
+        files = [[ids_all[i] for i in g.ids] for g in groups]
+        s = family_dedupe_score(files, family, bench, t)
+        sweep.append({"threshold": t, "precision": s.precision, "recall": s.recall})
+    good = [s for s in sweep if s["precision"] >= 0.95]
+    return {"knee": knee, "uap": uap, "recall_at_1": r1,
+            "resave_min": float(resave.min()), "resave_share_ok": float((resave >= RESAVE_FLOOR).mean()),
+            "self_min": float(selfs.min()), "threshold": good[0]["threshold"] if good else None,
+            "threshold_precision": good[0]["precision"] if good else None,
+            "threshold_recall": good[0]["recall"] if good else None, "sweep": sweep}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--val-dir", type=Path, default=ROOT / "data" / "val")
+    parser.add_argument("--model", default="default")
+    parser.add_argument("--per-image", type=int, default=4)
+    parser.add_argument("--write", action="store_true")
+    args = parser.parse_args()
+    val = sorted(p for p in args.val_dir.iterdir() if p.suffix.lower() in (".jpg", ".png"))
+    if not val:
+        sys.exit(f"{args.val_dir} is empty; run: python recipes/default_model/build_data.py")
+    os.environ.setdefault("SIMSEARCH_PRECISION", "fp32")
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        bench = make_benchmark(val, tmp / "bench", seed=0, per_image=args.per_image)
+        halves = {str(p): str(h) for p, h in zip(val, half_size_resaves(val, tmp / "half"))}
+        index = open_index(tmp / "index", model=args.model, create=True)
+        if index.background is None:
+            sys.exit(f"{args.model} has no background set: there is no adjustment to taper")
+        index.add_paths([args.val_dir, tmp / "bench" / "queries", tmp / "half"])
+        paths, matrix = index.vectors()
+        vectors = dict(zip(paths, matrix))
+        offsets = dict(zip(paths, index.background.offsets(matrix).tolist()))
+        ids_all = [str(p) for p in bench.originals] + [str(i.query) for i in bench.items]
+        ids_all = [p for p in ids_all if p in vectors]
+        rows = [measure(vectors, offsets, bench, halves, k, ids_all) for k in KNEES]
+        model_id, name = index.model.model_id, index.model.name
+    print("knee   uAP     R@1     resave>=0.95  resave min  self min  threshold (P, R)")
+    for r in rows:
+        print(f"{r['knee']:.2f}  {r['uap']:.4f}  {r['recall_at_1']:.4f}  {r['resave_share_ok']:.4f}"
+              f"        {r['resave_min']:.4f}      {r['self_min']:.5f}  {r['threshold']} "
+              f"({r['threshold_precision']:.3f}, {r['threshold_recall']:.3f})")
+    eligible = [r for r in rows if r["self_min"] >= SELF_FLOOR]
+    if not eligible:
+        sys.exit(f"no knee keeps every validation image at >= {SELF_FLOOR} against itself")
+    chosen = max(eligible, key=lambda r: (r["uap"], r["knee"]))
+    print(f"chosen knee {chosen['knee']} (uAP {chosen['uap']:.4f}); threshold {chosen['threshold']}"
+          f" (precision {chosen['threshold_precision']:.4f}, recall {chosen['threshold_recall']:.4f})"
+          f"; simsearch.scoring.KNEE is {KNEE}")
+    if args.write:
+        path = calibration_path(DEFAULT_MODEL_DIR / "default.onnx") if args.model == "default" \
+            else calibration_path(args.model)
+        record = json.loads(path.read_text()) if path.is_file() else {}
+        if record.get("model_id") not in (None, model_id):
+            sys.exit(f"{path} belongs to another model; not overwritten")
+        record.update({"model_id": model_id, "dedupe_threshold": chosen["threshold"],
+                       "score_knee": chosen["knee"],
+                       "score_calibration": {
+                           "rule": __doc__.split("Rules")[1].split("With --write")[0].strip(),
+                           "model": name,  # the threshold sweep is kept for the chosen knee only
+                           "validation": [r if r is chosen else {k: v for k, v in r.items()
+                                                                 if k != "sweep"} for r in rows]}})
+        tmp_path = path.with_name(path.name + ".tmp")
+        tmp_path.write_text(json.dumps(record, indent=2) + "\n")
+        os.replace(tmp_path, path)
+        print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
