@@ -171,25 +171,20 @@ def test_index_uses_the_models_background_for_query_and_dedupe(tmp_path, tiny_mo
 
 
 def test_near_pairs_match_brute_force():
-    from simsearch.dedupe import near_pairs
+    from simsearch.pairs import JoinSettings, near_pairs
 
     vectors = random_unit(300, 6, 5)
-    ids = np.arange(300, dtype=np.int64)[::-1].copy() + 7  # ids not in row order
     bg = build_background(random_unit(30, 6, 6), "m", beta=1.0, delta=0.2)
     offsets = bg.offsets(vectors)
     gram = np.minimum(vectors @ vectors.T - offsets[:, None] - offsets[None, :], 1)
     threshold = 0.9
     rows_a, rows_b = np.triu_indices(300, 1)
-    want = {frozenset((int(ids[a]), int(ids[b]))) for a, b in zip(rows_a, rows_b)
-            if gram[a, b] >= threshold}
-    left, right, scores, got_offsets = near_pairs(ids, vectors, threshold, bg)
-    assert {frozenset((int(a), int(b))) for a, b in zip(left, right)} == want
-    np.testing.assert_allclose(got_offsets, offsets)
-    row = {int(i): r for r, i in enumerate(ids)}
-    raw = np.array([vectors[row[a]] @ vectors[row[b]] for a, b in zip(left.tolist(), right.tolist())])
+    want = {(int(a), int(b)) for a, b in zip(rows_a, rows_b) if gram[a, b] >= threshold}
+    found = near_pairs(vectors, offsets, threshold, JoinSettings(k=4, grow=300))
+    assert set(zip(found.left.tolist(), found.right.tolist())) == want
+    raw = np.array([vectors[a] @ vectors[b] for a, b in zip(found.left, found.right)])
     assert (raw < threshold).any()  # pairs that only the adjustment lifts over the threshold
-    np.testing.assert_allclose(scores, [gram[row[a], row[b]] for a, b in zip(left.tolist(), right.tolist())],
-                               atol=1e-5)
+    np.testing.assert_allclose(found.scores, gram[found.left, found.right], atol=1e-5)
 
 
 def test_stored_offsets_give_the_same_exact_top_k_as_computed_ones():
