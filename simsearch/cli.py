@@ -183,8 +183,9 @@ def query_cmd(images, k, index_dir, model, device, as_json):
                  "pair in a group is a near-duplicate (stricter, smaller groups).")
 @_index_option
 @_model_option
+@_quiet_option
 @_json_option
-def dedupe_cmd(threshold, linkage, index_dir, model, as_json):
+def dedupe_cmd(threshold, linkage, index_dir, model, quiet, as_json):
     """Groups of exact duplicates (same bytes) and near-duplicates (score >= threshold).
 
     Works from stored vectors only. Groups never chain: with the default centre linkage every
@@ -198,7 +199,8 @@ def dedupe_cmd(threshold, linkage, index_dir, model, as_json):
     rebuilding = index.unfinished_rebuild()
     if rebuilding:
         _warn_rebuild(rebuilding, index_dir)
-    report = index.duplicates(threshold, linkage)
+    with _Progress("searching", quiet) as progress:
+        report = index.duplicates(threshold, linkage, progress=progress)
     if as_json:
         click.echo(json.dumps(report.to_dict()))
         return

@@ -525,11 +525,13 @@ class Index:
         self._write(lambda catalog: catalog.set_meta("dedupe_threshold", json.dumps(record)))
 
     def duplicates(self, threshold: float | None = None, linkage: str = "centre",
-                   background: "str | Background | None" = "model") -> DuplicateReport:
+                   background: "str | Background | None" = "model",
+                   progress: Progress | None = None) -> DuplicateReport:
         """Groups of duplicate files, from the stored vectors alone (no network is run).
         `threshold`: default `default_threshold()`. `linkage`: "centre" or "complete" (see
         `simsearch.dedupe`). `background`: "model" scores with the offsets stored at ingest,
-        None plain cosine, or another `Background` (see `simsearch.scoring`)."""
+        None plain cosine, or another `Background` (see `simsearch.scoring`).
+        `progress(done, total)`: images searched for near duplicates so far."""
         if threshold is None:
             threshold, source = self.default_threshold()
         else:
@@ -548,7 +550,8 @@ class Index:
                     offsets = np.zeros(len(ids), np.float32)
                 codes = np.unique(contents, return_inverse=True)[1] if len(ids) else np.zeros(0, np.int64)
                 apart = _apart_ids(catalog.not_duplicates(), ids, contents)
-                found = find_groups(ids, vectors, offsets, codes, threshold, linkage, apart)
+                found = find_groups(ids, vectors, offsets, codes, threshold, linkage, apart,
+                                    progress=progress)
                 rows = catalog.rows_by_id({i for g in found for i in g.ids})
         finally:
             catalog.close()
