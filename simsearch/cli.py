@@ -88,13 +88,19 @@ def main():
 @click.option("--rebuild", is_flag=True,
               help="Drop every stored vector and embed all files again (e.g. after a model change). "
                    "Your image files are never touched.")
-@click.option("--workers", type=click.IntRange(1, 64), default=None,
-              help="Decoding threads.  [default: CPU count]")
+@click.option("--workers", type=click.IntRange(1, 1024), default=None,
+              help="Decoding threads; with --ray, Ray workers.  [default: CPU count]")
 @click.option("--batch-size", type=click.IntRange(1, 1024), default=32, show_default=True)
+@click.option("--ray", "ray_address", default=None, metavar="auto|ADDRESS",
+              help="Hash, decode and embed on a Ray cluster (auto: the one `ray start` began "
+                   "here; or host:port); this process plans and commits. Needs "
+                   "pip install 'simsearch[ray]' and the photos and model at the same paths on "
+                   "every node.")
 @_device_option
 @_quiet_option
 @_json_option
-def index_cmd(paths, index_dir, model, rebuild, workers, batch_size, device, quiet, as_json):
+def index_cmd(paths, index_dir, model, rebuild, workers, batch_size, ray_address, device, quiet,
+              as_json):
     """Ingest image files and folders into the index (recursive, incremental).
 
     Unchanged files (same size and mtime) are skipped, changed files re-embedded, files gone
@@ -109,7 +115,7 @@ def index_cmd(paths, index_dir, model, rebuild, workers, batch_size, device, qui
     index = open_index(index_dir, model=model, create=True, device=device)
     with _Progress("indexing", quiet) as progress:
         report = index.add_paths(paths, progress=progress, workers=workers, batch_size=batch_size,
-                                 rebuild=rebuild)
+                                 rebuild=rebuild, ray=ray_address)
     for s in report.skipped:
         click.echo(f"skipped {_show(s.path)}: {s.reason}", err=True)
     for fmt, install in report.missing_libraries.items():

@@ -269,9 +269,12 @@ class Index:
     # -- writing ------------------------------------------------------------------------------
     def add_paths(self, paths: Iterable[str | os.PathLike], progress: Progress | None = None,
                   workers: int | None = None, batch_size: int = 32,
-                  rebuild: bool = False) -> IngestReport:
+                  rebuild: bool = False, ray: str | None = None) -> IngestReport:
         """Ingest image files and folders (recursively, incrementally). With `rebuild`, every
         stored vector is dropped first and all files are embedded again (e.g. with a new model).
+        `ray`: the address of a Ray cluster ("auto", "local", host:port) whose workers hash,
+        decode and embed (`simsearch.cluster`; `workers` actors, default one per CPU); this
+        process plans and commits.
 
         A failure to write (full disk, read-only folder) raises `IndexStoreError`; what was
         committed before it stays, and the next run carries on from there."""
@@ -301,9 +304,22 @@ class Index:
                 scoring = self._make_offsets_current(catalog)
                 self._vectors = None
                 vectors, _ = self._load_with(catalog)
-                report = ingest(catalog, vectors, lambda: self.embedder, roots,
-                                progress=progress, workers=workers, batch_size=batch_size,
-                                background=self.background)
+                if ray is None:
+                    report = ingest(catalog, vectors, lambda: self.embedder, roots,
+                                    progress=progress, workers=workers, batch_size=batch_size,
+                                    background=self.background)
+                else:
+                    try:
+                        from simsearch.cluster import ray_ingest
+                    except ImportError as e:
+                        if e.name != "ray":
+                            raise
+                        raise SimsearchError("indexing on a Ray cluster needs Ray; install it "
+                                             "with: pip install 'simsearch[ray]'") from None
+                    report = ray_ingest(catalog, vectors, self.embedder.model, roots, ray,
+                                        progress=progress, workers=workers,
+                                        batch_size=batch_size, background=self.background,
+                                        device=self.embedder.device)
                 self._finish_rebuild(catalog, roots)
                 self.manifest = self.store.commit(catalog, vectors, record, scoring)
             finally:

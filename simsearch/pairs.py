@@ -7,9 +7,12 @@ the threshold returns every pair above that radius, and on real pictures there a
 5e-4 of all pairs for the default model: 2.6e8 at a million images). Instead:
 
 1. a k-nearest-neighbour self-join (`simsearch.vectors.SelfJoin`, in blocks of rows) proposes
-   each row's `k` nearest by raw cosine; those whose raw score could reach the threshold are
-   re-scored exactly from the vectors and kept when they pass;
-2. a row is *complete* when its k-th neighbour's raw score cannot reach the threshold: every
+   each row a's `k` nearest by `cos(a, b) - o(b)`, which orders them as the adjusted score
+   does (an inner product with one more coordinate: a raw-cosine join would have to reach
+   down to the loosest radius, threshold + 2 * min(o), and would fill k with pairs that the
+   adjustment then drops); those that could reach the threshold are re-scored exactly from
+   the vectors and kept when they pass;
+2. a row is *complete* when its k-th neighbour cannot reach the threshold: every
    near pair of the row is then among its k. A row that is not (more than k near-duplicates: a
    burst of frames) is searched again with `grow` neighbours; a row still not complete is
    *dense*: it keeps the near pairs among its `grow` nearest, and its whole list is fetched
@@ -32,7 +35,7 @@ from simsearch.vectors import JOIN_EXACT_LIMIT, SelfJoin
 __all__ = ["JoinSettings", "NearPairs", "near_pairs", "exact_scores"]
 
 Progress = Callable[[int, int], None]
-_VERIFY_CHUNK = 16384  # pairs re-scored at a time (16384 x dim float64 rows)
+_VERIFY_CHUNK = 16384  # pairs re-scored at a time
 
 
 @dataclass(frozen=True)
@@ -57,12 +60,12 @@ class NearPairs:
 
 
 def exact_scores(vectors: np.ndarray, offsets: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Adjusted scores of the pairs (a[i], b[i]), in float64 and symmetric, so that a pair
+    """Adjusted scores of the pairs (a[i], b[i]), symmetric and row by row, so that a pair
     scores the same whichever way round and whichever search proposed it."""
     out = np.empty(len(a), np.float32)
     for s in range(0, len(a), _VERIFY_CHUNK):
         x, y = a[s:s + _VERIFY_CHUNK], b[s:s + _VERIFY_CHUNK]
-        raw = (vectors[x].astype(np.float64) * vectors[y]).sum(axis=1)
+        raw = np.einsum("ij,ij->i", vectors[x], vectors[y]).astype(np.float64)
         both = offsets[x].astype(np.float64) + offsets[y]
         out[s:s + _VERIFY_CHUNK] = np.minimum(raw - both, 1.0)
     return out
@@ -79,9 +82,9 @@ def near_pairs(vectors: np.ndarray, offsets: np.ndarray, threshold: float,
         empty = np.zeros(0, np.int64)
         return NearPairs(empty, empty, np.zeros(0, np.float32), np.zeros(n, bool),
                          lambda row: (empty, np.zeros(0, np.float32)))
-    join = SelfJoin(vectors, settings.exact_limit, settings.nprobe)
-    # the index score a partner of each row must reach for the pair to possibly pass
-    need = (threshold + offsets.astype(np.float64) + float(offsets.min()) - join.error)
+    join = SelfJoin(vectors, offsets, settings.exact_limit, settings.nprobe)
+    # the join's score, cos(a, b) - o(b), that a partner of row a must reach to pass
+    need = threshold + offsets.astype(np.float64) - join.error
     found_left, found_right, found_scores = [], [], []
     total, done = n, 0
 

@@ -190,32 +190,52 @@ def range_pairs(ids: np.ndarray, vectors: np.ndarray, threshold: float,
 
 
 class SelfJoin:
-    """The nearest neighbours of each of n vectors among the same vectors, over one FAISS index:
-    exact (flat) up to `exact_limit` vectors; above, an inverted file with 8-bit scalar codes
-    (a quarter of the vectors' memory) probed in `nprobe` lists. The scores it returns are the
-    index's: exact cosines from a flat index, estimates (within about `error`) from an
-    inverted file, and a neighbour in a list not probed is missed. Callers re-score the
-    candidates they keep exactly from the vectors."""
+    """The nearest neighbours of each of n vectors among the same vectors, ranked by
+    `cos(a, b) - offset(b)` (for one query row a, the order of the adjusted score
+    `cos(a, b) - o(a) - o(b)`; zeros give plain cosine), over one FAISS index: an inner product
+    with one extra coordinate, -o(b) stored, 1 in the query. Exact (flat) up to `exact_limit`
+    vectors; above, an inverted file with 8-bit scalar codes (a quarter of the vectors'
+    memory) probed in `nprobe` lists. The scores it returns are the index's: exact from a flat
+    index, estimates (within about `error`) from an inverted file, where a neighbour in a list
+    not probed is missed. Callers re-score the candidates they keep exactly."""
 
-    def __init__(self, vectors: np.ndarray, exact_limit: int = JOIN_EXACT_LIMIT, nprobe: int = 12):
+    def __init__(self, vectors: np.ndarray, offsets: np.ndarray,
+                 exact_limit: int = JOIN_EXACT_LIMIT, nprobe: int = 12):
         self.vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-        n, dim = self.vectors.shape
+        self.offsets = np.asarray(offsets, dtype=np.float32)
+        n, d = self.vectors.shape
+        # -o(b) in column d, then zeros to a multiple of 16: FAISS's SIMD scalar-quantizer
+        # code runs on whole 8/16-lane blocks only (257 columns fall back to scalar code, ~20x
+        # slower)
+        dim = self.width = -(-(d + 1) // 16) * 16 - 1
         self.exact = n <= exact_limit
         if self.exact:
-            self.index = faiss.IndexFlatIP(dim)
+            self.index = faiss.IndexFlatIP(dim + 1)
             self.error = 1e-4  # float rounding of a BLAS dot product, with room to spare
         else:
             # the cost per query is nlist centroids + nprobe * n / nlist vectors: least when
             # nlist = sqrt(nprobe * n)
             nlist = max(1, int(np.sqrt(nprobe * n)))
-            self.index = faiss.index_factory(dim, f"IVF{nlist},SQ8", faiss.METRIC_INNER_PRODUCT)
+            self.index = faiss.index_factory(dim + 1, f"IVF{nlist},SQ8", faiss.METRIC_INNER_PRODUCT)
             rng = np.random.default_rng(0)
-            sample = self.vectors[np.sort(rng.choice(n, size=min(n, 32 * nlist), replace=False))]
-            self.index.train(sample)
+            sample = np.sort(rng.choice(n, size=min(n, 32 * nlist), replace=False))
+            self.index.train(self._stored(sample))
             self.index.nprobe = min(nprobe, nlist)
             self.error = 0.02  # 8-bit codes: measured below 0.01 on unit vectors of 256 dims
         for start in range(0, n, 65536):
-            self.index.add(self.vectors[start:start + 65536])
+            self.index.add(self._stored(np.arange(start, min(n, start + 65536))))
+
+    def _stored(self, rows: np.ndarray) -> np.ndarray:
+        out = np.zeros((len(rows), self.width + 1), np.float32)
+        out[:, :self.vectors.shape[1]] = self.vectors[rows]
+        out[:, self.vectors.shape[1]] = -self.offsets[rows]
+        return out
+
+    def _queries(self, rows: np.ndarray) -> np.ndarray:
+        out = np.zeros((len(rows), self.width + 1), np.float32)
+        out[:, :self.vectors.shape[1]] = self.vectors[rows]
+        out[:, self.vectors.shape[1]] = 1.0
+        return out
 
     @property
     def count(self) -> int:
@@ -224,10 +244,18 @@ class SelfJoin:
     def nearest(self, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """(scores, rows) of the `k` nearest vectors to each of `rows` (itself included when
         found), best first; -1 where fewer were found."""
-        return self.index.search(self.vectors[rows], min(k, self.count))
+        return self.index.search(self._queries(rows), min(k, self.count))
 
     def within(self, rows: np.ndarray, radius: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Every (row, other row, score) with score >= radius for each of `rows`."""
-        lims, scores, found = self.index.range_search(self.vectors[rows], float(radius))
+        """Every (row, other row, score) with score >= radius for each of `rows`. An inverted
+        file probes 8 times the lists here: a burst of thousands of near-identical vectors
+        draws many centroids of its own when the file is trained, and one row's whole list
+        of near duplicates spreads over all of them."""
+        if not self.exact:
+            params = faiss.SearchParametersIVF(nprobe=min(self.index.nlist, 8 * self.index.nprobe))
+            lims, scores, found = self.index.range_search(self._queries(rows), float(radius),
+                                                          params=params)
+        else:
+            lims, scores, found = self.index.range_search(self._queries(rows), float(radius))
         left = np.repeat(np.asarray(rows, np.int64), np.diff(lims).astype(np.int64))
         return left, found.astype(np.int64), scores
