@@ -15,6 +15,9 @@ from simsearch.index import open_index
 
 ray = pytest.importorskip("ray", reason="Ray is not installed: pip install 'simsearch[ray]'")
 
+# a local cluster and an ONNX session per actor: about 30 s on a quiet 2-core machine
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def cluster():
