@@ -80,12 +80,11 @@ def ray_ingest(catalog: Catalog, vectors: VectorIndex, model: ModelRef, roots: I
     roots = [os.path.abspath(os.fspath(r)) for r in roots]
     connected = connect(address)
     try:
-        todo = list(plan(catalog, roots, report))
-        if todo:
+        todo = _Batches(plan(catalog, roots, report), batch_size)
+        if todo.peek():
             pool = _Pool(model, device, workers or max(1, int(ray.cluster_resources().get("CPU", 1))))
             try:
-                _run(pool, todo, catalog, Committer(catalog, vectors, report, background),
-                     progress, batch_size)
+                _run(pool, todo, catalog, Committer(catalog, vectors, report, background), progress)
             finally:
                 pool.close()
         elif progress:
@@ -120,21 +119,48 @@ class _Pool:
             ray.kill(actor)
 
 
-def _run(pool: _Pool, todo: list[tuple[FileInfo, Row | None]], catalog: Catalog,
-         committer: Committer, progress: Progress | None, batch_size: int) -> None:
-    batches = deque(todo[s:s + batch_size] for s in range(0, len(todo), batch_size))
+class _Batches:
+    """The planned files in batches, read from the walk only as they are sent (memory stays
+    flat however many files there are); `found` counts the files planned so far, `retry`
+    puts a batch back at the front."""
+
+    def __init__(self, planned: Iterable, size: int):
+        self.planned, self.size = iter(planned), size
+        self.again: deque = deque()
+        self.found = 0
+        self.exhausted = False
+
+    def peek(self) -> bool:
+        if not self.again and not self.exhausted:
+            batch = [item for _, item in zip(range(self.size), self.planned)]
+            self.found += len(batch)
+            self.exhausted = len(batch) < self.size
+            if batch:
+                self.again.append(batch)
+        return bool(self.again)
+
+    def next(self) -> list:
+        self.peek()
+        return self.again.popleft()
+
+    def retry(self, batch: list) -> None:
+        self.again.appendleft(batch)
+
+
+def _run(pool: _Pool, batches: _Batches, catalog: Catalog, committer: Committer,
+         progress: Progress | None) -> None:
     tries: dict[int, int] = {}
     in_flight: dict = {}  # object ref -> (batch, actor)
     load = {id(a): 0 for a in pool.actors}
     done = 0
     if progress:
-        progress(0, len(todo))
-    while batches or in_flight:
-        while batches:
+        progress(0, batches.found)
+    while batches.peek() or in_flight:
+        while batches.peek():
             actor = min(pool.actors, key=lambda a: load.get(id(a), 0))
             if load.get(id(actor), 0) >= _IN_FLIGHT_PER_ACTOR:
                 break
-            batch = batches.popleft()
+            batch = batches.next()
             in_flight[actor.compute.remote([info for info, _ in batch])] = (batch, actor)
             load[id(actor)] = load.get(id(actor), 0) + 1
         ready, _ = ray.wait(list(in_flight), num_returns=1)
@@ -150,12 +176,12 @@ def _run(pool: _Pool, todo: list[tuple[FileInfo, Row | None]], catalog: Catalog,
                                      f"with {batch[0][0].path}; what was committed before stays; "
                                      f"run the same command again to carry on") from e
             pool.replace(actor)
-            batches.appendleft(batch)
+            batches.retry(batch)
             continue
         _commit(results, batch, catalog, committer)
         done += len(batch)
         if progress:
-            progress(done, len(todo))
+            progress(done, batches.found)
 
 
 def _commit(results: list[Computed | Skipped], batch: list[tuple[FileInfo, Row | None]],
