@@ -149,7 +149,7 @@ def find_groups(ids: np.ndarray, vectors: np.ndarray, offsets: np.ndarray, conte
     for row in np.flatnonzero(rep_of_row != ids).tolist():
         copies[int(rep_of_row[row])].append(int(ids[row]))
     rep_ids = ids[reps]
-    found = near_pairs(vectors[reps], np.asarray(offsets)[reps], threshold, settings, progress)
+    found = near_pairs(vectors, offsets, threshold, settings, progress, rows=reps)
     rep_apart = set()
     if apart:
         by_id = np.argsort(ids, kind="stable")

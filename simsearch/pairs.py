@@ -41,7 +41,7 @@ _VERIFY_CHUNK = 16384  # pairs re-scored at a time
 @dataclass(frozen=True)
 class JoinSettings:
     k: int = 16             # neighbours per row in the first pass
-    grow: int = 512         # neighbours for rows with more than k near-duplicates
+    grow: int = 256         # neighbours for rows with more than k near-duplicates
     block: int = 4096       # query rows per search in the first pass
     exact_limit: int = JOIN_EXACT_LIMIT
     nprobe: int = 12
@@ -59,12 +59,16 @@ class NearPairs:
     fetch: Callable[[int], tuple[np.ndarray, np.ndarray]]
 
 
-def exact_scores(vectors: np.ndarray, offsets: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def exact_scores(vectors: np.ndarray, offsets: np.ndarray, a: np.ndarray, b: np.ndarray,
+                 rows: np.ndarray | None = None) -> np.ndarray:
     """Adjusted scores of the pairs (a[i], b[i]), symmetric and row by row, so that a pair
-    scores the same whichever way round and whichever search proposed it."""
+    scores the same whichever way round and whichever search proposed it. `rows`: a and b
+    number these rows of `vectors` and `offsets`."""
     out = np.empty(len(a), np.float32)
     for s in range(0, len(a), _VERIFY_CHUNK):
         x, y = a[s:s + _VERIFY_CHUNK], b[s:s + _VERIFY_CHUNK]
+        if rows is not None:
+            x, y = rows[x], rows[y]
         raw = np.einsum("ij,ij->i", vectors[x], vectors[y]).astype(np.float64)
         both = offsets[x].astype(np.float64) + offsets[y]
         out[s:s + _VERIFY_CHUNK] = np.minimum(raw - both, 1.0)
@@ -73,18 +77,20 @@ def exact_scores(vectors: np.ndarray, offsets: np.ndarray, a: np.ndarray, b: np.
 
 def near_pairs(vectors: np.ndarray, offsets: np.ndarray, threshold: float,
                settings: JoinSettings = JoinSettings(),
-               progress: Progress | None = None) -> NearPairs:
-    """The near pairs among the rows of unit `vectors` [n, d] with score `offsets` [n]."""
-    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+               progress: Progress | None = None, rows: np.ndarray | None = None) -> NearPairs:
+    """The near pairs among the rows of unit `vectors` [N, d] with score `offsets` [N]; with
+    `rows`, among those rows only (the pairs then number positions in `rows`), without a copy
+    of the vectors."""
     offsets = np.asarray(offsets, dtype=np.float32)
-    n = len(vectors)
+    subset = np.arange(len(vectors)) if rows is None else np.asarray(rows, np.int64)
+    n = len(subset)
     if n < 2:
         empty = np.zeros(0, np.int64)
         return NearPairs(empty, empty, np.zeros(0, np.float32), np.zeros(n, bool),
                          lambda row: (empty, np.zeros(0, np.float32)))
-    join = SelfJoin(vectors, offsets, settings.exact_limit, settings.nprobe)
+    join = SelfJoin(vectors, offsets, subset, settings.exact_limit, settings.nprobe)
     # the join's score, cos(a, b) - o(b), that a partner of row a must reach to pass
-    need = threshold + offsets.astype(np.float64) - join.error
+    need = threshold + offsets[subset].astype(np.float64) - join.error
     found_left, found_right, found_scores = [], [], []
     total, done = n, 0
 
@@ -93,7 +99,7 @@ def near_pairs(vectors: np.ndarray, offsets: np.ndarray, threshold: float,
         scores, others = join.nearest(rows, k + 1)
         ok = (others >= 0) & (others != rows[:, None]) & (scores >= need[rows, None])
         left, right = np.broadcast_to(rows[:, None], ok.shape)[ok], others[ok]
-        exact = exact_scores(vectors, offsets, left, right)
+        exact = exact_scores(vectors, offsets, left, right, subset)
         keep = exact >= threshold
         found_left.append(np.minimum(left, right)[keep])
         found_right.append(np.maximum(left, right)[keep])
@@ -124,7 +130,7 @@ def near_pairs(vectors: np.ndarray, offsets: np.ndarray, threshold: float,
     def fetch(row: int) -> tuple[np.ndarray, np.ndarray]:
         _, others, _ = join.within(np.array([row]), need[row])
         others = others[others != row]
-        exact = exact_scores(vectors, offsets, np.full(len(others), row), others)
+        exact = exact_scores(vectors, offsets, np.full(len(others), row), others, subset)
         keep = exact >= threshold
         return others[keep], exact[keep]
 

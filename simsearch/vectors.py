@@ -199,11 +199,14 @@ class SelfJoin:
     index, estimates (within about `error`) from an inverted file, where a neighbour in a list
     not probed is missed. Callers re-score the candidates they keep exactly."""
 
-    def __init__(self, vectors: np.ndarray, offsets: np.ndarray,
+    def __init__(self, vectors: np.ndarray, offsets: np.ndarray, rows: np.ndarray | None = None,
                  exact_limit: int = JOIN_EXACT_LIMIT, nprobe: int = 12):
-        self.vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        """`rows`: the rows of `vectors` (and `offsets`) to join, numbered 0.. in that order
+        (default all), read in chunks: the vectors are never copied whole."""
+        self.vectors = vectors
         self.offsets = np.asarray(offsets, dtype=np.float32)
-        n, d = self.vectors.shape
+        self.rows = np.arange(len(vectors)) if rows is None else np.asarray(rows, np.int64)
+        n, d = len(self.rows), vectors.shape[1]
         # -o(b) in column d, then zeros to a multiple of 16: FAISS's SIMD scalar-quantizer
         # code runs on whole 8/16-lane blocks only (257 columns fall back to scalar code, ~20x
         # slower)
@@ -227,13 +230,13 @@ class SelfJoin:
 
     def _stored(self, rows: np.ndarray) -> np.ndarray:
         out = np.zeros((len(rows), self.width + 1), np.float32)
-        out[:, :self.vectors.shape[1]] = self.vectors[rows]
-        out[:, self.vectors.shape[1]] = -self.offsets[rows]
+        out[:, :self.vectors.shape[1]] = self.vectors[self.rows[rows]]
+        out[:, self.vectors.shape[1]] = -self.offsets[self.rows[rows]]
         return out
 
     def _queries(self, rows: np.ndarray) -> np.ndarray:
         out = np.zeros((len(rows), self.width + 1), np.float32)
-        out[:, :self.vectors.shape[1]] = self.vectors[rows]
+        out[:, :self.vectors.shape[1]] = self.vectors[self.rows[rows]]
         out[:, self.vectors.shape[1]] = 1.0
         return out
 
