@@ -78,21 +78,21 @@ def ray_ingest(catalog: Catalog, vectors: VectorIndex, model: ModelRef, roots: I
     of the cluster)."""
     report = IngestReport()
     roots = [os.path.abspath(os.fspath(r)) for r in roots]
-    connected = connect(address)
-    try:
-        todo = _Batches(plan(catalog, roots, report), batch_size)
-        if todo.peek():
+    todo = _Batches(plan(catalog, roots, report), batch_size)
+    if todo.peek():  # the cluster is reached only when there is something to compute
+        connected = connect(address)
+        try:
             pool = _Pool(model, device, workers or max(1, int(ray.cluster_resources().get("CPU", 1))))
             try:
                 _run(pool, todo, catalog, Committer(catalog, vectors, report, background), progress)
             finally:
                 pool.close()
-        elif progress:
-            progress(0, 0)
-        remove_missing(catalog, vectors, roots, report)
-    finally:
-        if connected:
-            ray.shutdown()
+        finally:
+            if connected:
+                ray.shutdown()
+    elif progress:
+        progress(0, 0)
+    remove_missing(catalog, vectors, roots, report)
     return report
 
 
