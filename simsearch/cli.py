@@ -99,13 +99,19 @@ def main():
 @click.option("--rebuild", is_flag=True,
               help="Drop every stored vector and embed all files again (e.g. after a model change). "
                    "Your image files are never touched.")
-@click.option("--workers", type=click.IntRange(1, 64), default=None,
-              help="Decoding threads.  [default: CPU count]")
+@click.option("--workers", type=click.IntRange(1, 1024), default=None,
+              help="Decoding threads; with --ray, Ray workers.  [default: CPU count]")
 @click.option("--batch-size", type=click.IntRange(1, 1024), default=32, show_default=True)
+@click.option("--ray", "ray_address", default=None, metavar="auto|ADDRESS",
+              help="Hash, decode and embed on a Ray cluster (auto: the one `ray start` began "
+                   "here; or host:port); this process plans and commits. Needs "
+                   "pip install 'simsearch[ray]' and the photos and model at the same paths on "
+                   "every node.")
 @_device_option
 @_quiet_option
 @_json_option
-def index_cmd(paths, index_dir, model, rebuild, workers, batch_size, device, quiet, as_json):
+def index_cmd(paths, index_dir, model, rebuild, workers, batch_size, ray_address, device, quiet,
+              as_json):
     """Ingest image files and folders into the index (recursive, incremental).
 
     Unchanged files (same size and mtime) are skipped, changed files re-embedded, files gone
@@ -120,7 +126,7 @@ def index_cmd(paths, index_dir, model, rebuild, workers, batch_size, device, qui
     index = open_index(index_dir, model=model, create=True, device=device)
     with _Progress("indexing", quiet) as progress:
         report = index.add_paths(paths, progress=progress, workers=workers, batch_size=batch_size,
-                                 rebuild=rebuild)
+                                 rebuild=rebuild, ray=ray_address)
     for s in report.skipped:
         click.echo(f"skipped {_show(s.path)}: {s.reason}", err=True)
     for fmt, install in report.missing_libraries.items():
@@ -198,8 +204,9 @@ def query_cmd(images, k, index_dir, model, device, as_json):
                                  "--plan and simsearch apply.")
 @_index_option
 @_model_option
+@_quiet_option
 @_json_option
-def dedupe_cmd(threshold, linkage, keep, protect, plan_path, index_dir, model, as_json):
+def dedupe_cmd(threshold, linkage, keep, protect, plan_path, index_dir, model, quiet, as_json):
     """Groups of exact duplicates (same bytes) and near-duplicates (score >= threshold).
 
     Works from stored vectors only. Groups never chain: with the default centre linkage every
@@ -215,7 +222,8 @@ def dedupe_cmd(threshold, linkage, keep, protect, plan_path, index_dir, model, a
     rebuilding = index.unfinished_rebuild()
     if rebuilding:
         _warn_rebuild(rebuilding, index_dir)
-    report = index.duplicates(threshold, linkage)
+    with _Progress("searching", quiet) as progress:
+        report = index.duplicates(threshold, linkage, progress=progress)
     kept = index.threshold() if report.threshold_source == "calibrated" else None
     plan = _make_plan(index, report, keep, protect) if plan_path or keep or protect else None
     if plan_path is not None:

@@ -1,8 +1,9 @@
 """Exact and near-duplicate groups from stored vectors (the network is never loaded).
 
-Exact duplicates share a content hash. Near duplicates are found by a range search at a score
+Exact duplicates share a content hash. Near duplicates are the pairs at or above a score
 threshold (cosine, adjusted against the model's background set where it has one: see
-`simsearch.scoring`) over one representative per content hash, then grouped without chaining (a chain
+`simsearch.scoring`) among one representative per content hash, found by a k-nearest-neighbour
+self-join verified exactly (`simsearch.pairs`), then grouped without chaining (a chain
 A~B~C~D of small steps never puts A and D together). Two ways, `linkage`:
 
 - "centre" (default): the image with the most near-duplicates becomes the centre of a group,
@@ -17,29 +18,27 @@ A~B~C~D of small steps never puts A and D together). Two ways, `linkage`:
 
 Each member carries its score to the group's centre, always >= threshold. Files with identical
 content are one member set inside their group (scored 1.0 against each other), never a second
-group. Memory is linear in the number of images plus the number of pairs above the threshold:
-no n x n matrix.
+group. Memory is linear in the number of images whatever the pair density (`simsearch.pairs`
+keeps at most k pairs per image, `grow` for an image with more than k near duplicates); centre
+linkage fetches a dense image's whole list, one image at a time, when it becomes a centre.
+Complete linkage sees the pairs kept: a burst of more than `grow` frames may split into
+several cliques.
 """
 from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from simsearch.errors import SimsearchError
-from simsearch.scoring import KNEE, adjust, lowest_cosine
-from simsearch.vectors import range_pairs
-
-if TYPE_CHECKING:
-    from simsearch.scoring import Background
+from simsearch.pairs import JoinSettings, NearPairs, Progress, near_pairs
+from simsearch.scoring import KNEE
 
 __all__ = ["LINKAGES", "IdGroup", "Member", "Group", "DuplicateReport", "find_groups",
-           "near_pairs", "centre_linkage", "complete_linkage", "check_threshold"]
+           "centre_linkage", "complete_linkage", "check_threshold"]
 
 LINKAGES = ("centre", "complete")
-SCORE_TOLERANCE = 1e-6  # a score this close below the threshold counts as at it
 
 
 @dataclass(frozen=True)
@@ -128,15 +127,18 @@ def check_threshold(threshold: float) -> float:
 
 def find_groups(ids: np.ndarray, vectors: np.ndarray, offsets: np.ndarray, content: np.ndarray,
                 threshold: float, linkage: str = "centre",
-                apart: set[tuple[int, int]] | None = None, knee: float = KNEE) -> list[IdGroup]:
+                apart: set[tuple[int, int]] | None = None,
+                settings: JoinSettings = JoinSettings(),
+                progress: Progress | None = None, knee: float = KNEE) -> list[IdGroup]:
     """Groups of duplicates among the rows (`ids` [n], unit `vectors` [n, d], score `offsets`
     [n] (zeros for plain cosine), `content` [n]: rows with one value have identical bytes).
 
-    Near duplicates are searched among one representative per content; the other rows with
-    that content then join their representative's group at score 1.0, and content with no near
-    duplicate makes a group of its own. `apart`: pairs of ids (a < b) never to be grouped
-    together (a user said they are different pictures). `knee`: where the score adjustment
-    starts to fade (see `simsearch.scoring`)."""
+    Near duplicates are searched among one representative per content (`simsearch.pairs`:
+    memory linear in the number of images); the other rows with that content then join their
+    representative's group at score 1.0, and content with no near duplicate makes a group of
+    its own. `apart`: pairs of ids (a < b) never to be grouped together (a user said they are
+    different pictures). `progress(done, total)`: rows searched so far. `knee`: where the
+    score adjustment starts to fade (see `simsearch.scoring`)."""
     if linkage not in LINKAGES:
         raise SimsearchError(f"linkage must be one of {', '.join(LINKAGES)}, not {linkage!r}")
     threshold = check_threshold(threshold)
@@ -152,8 +154,7 @@ def find_groups(ids: np.ndarray, vectors: np.ndarray, offsets: np.ndarray, conte
     for row in np.flatnonzero(rep_of_row != ids).tolist():
         copies[int(rep_of_row[row])].append(int(ids[row]))
     rep_ids = ids[reps]
-    left, right, scores, _ = near_pairs(rep_ids, vectors[reps], threshold, offsets=offsets[reps],
-                                     knee=knee)
+    found = near_pairs(vectors, offsets, threshold, settings, progress, rows=reps, knee=knee)
     rep_apart = set()
     if apart:
         by_id = np.argsort(ids, kind="stable")
@@ -163,17 +164,20 @@ def find_groups(ids: np.ndarray, vectors: np.ndarray, offsets: np.ndarray, conte
             return int(rep_of_row[where]) if len(ids) and ids[where] == i else int(i)
 
         rep_apart = {(min(a, b), max(a, b)) for a, b in ((rep(x), rep(y)) for x, y in apart)}
-        keep = np.array([(min(a, b), max(a, b)) not in rep_apart
-                         for a, b in zip(left.tolist(), right.tolist())], bool)
-        left, right, scores = left[keep], right[keep], scores[keep]
-    edges: dict[int, dict[int, float]] = defaultdict(dict)
-    for a, b, s in zip(left.tolist(), right.tolist(), scores.tolist()):
-        edges[a][b] = s
-        edges[b][a] = s
+        found = _without_apart(found, rep_ids, rep_apart)
     if linkage == "complete":
+        left, right, scores = rep_ids[found.left], rep_ids[found.right], found.scores
+        edges: dict[int, dict[int, float]] = defaultdict(dict)
+        for a, b, s in zip(left.tolist(), right.tolist(), scores.tolist()):
+            edges[a][b] = s
+            edges[b][a] = s
         clusters = [_with_scores(m, edges) for m, _ in complete_linkage(left, right, scores)]
     else:
-        clusters = [_with_scores(m, edges) for m in centre_linkage(left, right, scores)]
+        clusters = []
+        for centre, members, scores in _centres(len(rep_ids), found, rep_ids):
+            rest = sorted(zip(rep_ids[members].tolist(), scores.tolist()), key=lambda m: (-m[1], m[0]))
+            clusters.append(([int(rep_ids[centre])] + [m for m, _ in rest],
+                             [1.0] + [min(1.0, s) for _, s in rest]))
     groups, grouped = [], set()
     for member_ids, member_scores in clusters:
         member_ids, member_scores = _drop_apart(member_ids, member_scores, rep_apart)
@@ -193,14 +197,28 @@ def find_groups(ids: np.ndarray, vectors: np.ndarray, offsets: np.ndarray, conte
     return groups
 
 
+def _without_apart(found: NearPairs, ids: np.ndarray, apart: set[tuple[int, int]]) -> NearPairs:
+    """The pairs (and dense rows' fetched lists) less those a user set apart."""
+    def kept(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return np.array([(min(x, y), max(x, y)) not in apart
+                         for x, y in zip(ids[a].tolist(), ids[b].tolist())], bool)
+
+    keep = kept(found.left, found.right)
+
+    def fetch(row: int) -> tuple[np.ndarray, np.ndarray]:
+        others, scores = found.fetch(row)
+        ok = kept(np.full(len(others), row), others)
+        return others[ok], scores[ok]
+
+    return NearPairs(found.left[keep], found.right[keep], found.scores[keep], found.dense, fetch)
+
+
 def _with_scores(member_ids: list[int], edges: dict[int, dict[int, float]]
                  ) -> tuple[list[int], list[float]]:
-    """The members in group order (centre first, then best score first), each with its score
-    to the centre. Centre linkage lists its centre first; the centre of a complete-linkage
-    group (where every pair is an edge) is the member with the highest total score."""
+    """The members of a complete-linkage group in group order (centre first, then best score
+    first), each with its score to the centre: the member with the highest total score (every
+    pair of a clique is an edge)."""
     members = set(member_ids)
-    if not all(m in edges[member_ids[0]] for m in member_ids[1:]):
-        raise AssertionError("a group member is not a near-duplicate of its centre")
     centre = member_ids[0]
     if len(member_ids) > 2 and all(len(members & edges[m].keys()) == len(members) - 1
                                    for m in member_ids):  # a clique: the best-connected centre
@@ -222,80 +240,86 @@ def _drop_apart(member_ids: list[int], member_scores: list[float],
     return kept_ids, kept_scores
 
 
-def near_pairs(ids: np.ndarray, vectors: np.ndarray, threshold: float,
-               background: Background | None = None, offsets: np.ndarray | None = None,
-               knee: float = KNEE):
-    """Every unordered pair of rows whose score is >= threshold, as (left ids, right ids,
-    scores, offsets), where offsets[row] is o(vector) (zeros without a background; pass
-    `offsets` when they are already known).
-
-    With a background the range search runs at the lowest raw cosine that can still reach the
-    threshold after adjustment (`simsearch.scoring.lowest_cosine`), and the pairs it finds are
-    then judged on their adjusted scores."""
-    if offsets is None:
-        offsets = (background.offsets(vectors) if background is not None and background.max_shift
-                   else np.zeros(len(ids), np.float32))
-    # float32 scores carry ~1e-7 of rounding: a pair exactly at the threshold (identical pixels
-    # at threshold 1.0, say) must not fall out by it; FAISS's range search also wants scores
-    # strictly above its radius
-    radius = (lowest_cosine(threshold, float(offsets.min()), knee) if len(offsets)
-              else threshold) - SCORE_TOLERANCE
-    by_id = np.argsort(ids, kind="stable")
-    left, right, scores = [], [], []
-    for pairs in range_pairs(ids, vectors, radius):
-        rows_l = by_id[np.searchsorted(ids[by_id], pairs.left)]
-        rows_r = by_id[np.searchsorted(ids[by_id], pairs.right)]
-        adjusted = adjust(pairs.scores, offsets[rows_l] + offsets[rows_r], knee)
-        keep = adjusted >= threshold - SCORE_TOLERANCE
-        left.append(pairs.left[keep])
-        right.append(pairs.right[keep])
-        scores.append(adjusted[keep].astype(np.float32))
-    if not left:
-        empty = np.zeros(0, np.int64)
-        return empty, empty, np.zeros(0, np.float32), offsets
-    return np.concatenate(left), np.concatenate(right), np.concatenate(scores), offsets
-
-
 def centre_linkage(left: np.ndarray, right: np.ndarray, scores: np.ndarray) -> list[list[int]]:
-    """Groups around centres: the id with the most edges (then the highest total score, then
-    the lowest id) becomes a centre and takes every ungrouped neighbour; repeat. Then every
-    member moves to the centre it scores highest against (centres are never neighbours of one
-    another, so each member keeps a score >= threshold against its own centre), except each
-    centre's closest member, which stays so that no centre is left alone. Returns groups of two
+    """Groups around centres from scored pairs of ids (see `_centres`). Returns groups of two
     or more ids, centre first, the rest in id order."""
-    adjacency: dict[int, dict[int, float]] = defaultdict(dict)
-    for a, b, s in zip(left.tolist(), right.tolist(), scores.tolist()):
-        adjacency[a][b] = s
-        adjacency[b][a] = s
-    order = sorted(adjacency, key=lambda i: (-len(adjacency[i]), -sum(adjacency[i].values()), i))
-    centre_of: dict[int, int] = {}
-    centres: list[int] = []
-    for centre in order:
-        if centre in centre_of:
+    left, right = np.asarray(left, np.int64), np.asarray(right, np.int64)
+    ids, rows = np.unique(np.concatenate([left, right]), return_inverse=True)
+    found = NearPairs(rows[:len(left)], rows[len(left):], np.asarray(scores, np.float32),
+                      np.zeros(len(ids), bool), None)
+    return [[int(ids[c])] + ids[m].tolist() for c, m, _ in _centres(len(ids), found, ids)]
+
+
+def _fixed(scores: np.ndarray) -> np.ndarray:
+    """Scores as whole multiples of 2^-24 (float64), so that a row's total is exact and does
+    not depend on the order its pairs were found in."""
+    return np.rint(np.asarray(scores, np.float64) * 2.0 ** 24)
+
+
+def _centres(n: int, found: NearPairs, ids: np.ndarray):
+    """Centre linkage over rows 0..n-1: the row with the most near pairs (then the highest
+    total score, then the lowest id) becomes a centre and takes every ungrouped neighbour;
+    repeat. Then every member moves to the centre it scores highest against (centres are never
+    neighbours of one another, so each member keeps a score >= threshold against its own
+    centre), except each centre's closest member, which stays so that no centre is left
+    alone. A dense row's whole list is fetched when it becomes a centre. Yields (centre,
+    members in id order, their scores to the centre), centres in the order they were taken."""
+    src = np.concatenate([found.left, found.right])
+    dst = np.concatenate([found.right, found.left])
+    sc = np.concatenate([found.scores, found.scores])
+    order = np.argsort(src, kind="stable")
+    src, dst, sc = src[order], dst[order], sc[order]
+    indptr = np.zeros(n + 1, np.int64)
+    np.cumsum(np.bincount(src, minlength=n), out=indptr[1:])
+    degree = np.diff(indptr)
+    weight = np.bincount(src, weights=_fixed(sc), minlength=n)
+    candidates = np.flatnonzero(degree > 0)
+    candidates = candidates[np.lexsort((ids[candidates], -weight[candidates], -degree[candidates]))]
+    centre_of = np.full(n, -1, np.int64)
+    centres, pinned, fetched = [], [], []
+    for c in candidates.tolist():
+        if centre_of[c] >= 0:
             continue
-        members = [m for m in adjacency[centre] if m not in centre_of]
-        if members:
-            centres.append(centre)
-            centre_of[centre] = centre
-            centre_of.update((m, centre) for m in members)
-    is_centre = set(centres)
-    # each centre keeps its closest first-pass member, so that no centre is left on its own
-    pinned = {}
-    for member, first in centre_of.items():
-        if member != first:
-            key = (adjacency[first][member], -member)
-            if first not in pinned or key > pinned[first][0]:
-                pinned[first] = (key, member)
-    stays = {member for _, member in pinned.values()}
-    members_of: dict[int, list[int]] = {c: [] for c in centres}
-    for member, first in centre_of.items():
-        if member in is_centre:
+        near, near_scores = dst[indptr[c]:indptr[c + 1]], sc[indptr[c]:indptr[c + 1]]
+        if found.dense[c]:
+            more, more_scores = found.fetch(c)
+            near, where = np.unique(np.concatenate([near, more]), return_index=True)
+            near_scores = np.concatenate([near_scores, more_scores])[where]
+            fetched.append((near, np.full(len(near), c), near_scores))
+        free = centre_of[near] < 0
+        if not free.any():
             continue
-        near = adjacency[member]
-        best = first if member in stays else max(
-            (c for c in near if c in is_centre), key=lambda c: (near[c], c == first, -c))
-        members_of[best].append(member)
-    return [[c] + sorted(members_of[c]) for c in centres]
+        members, member_scores = near[free], near_scores[free]
+        centre_of[c] = c
+        centre_of[members] = c
+        centres.append(c)
+        pinned.append(members[np.lexsort((-ids[members], member_scores))[-1]])
+    is_centre = np.zeros(n, bool)
+    is_centre[centres] = True
+    # every (member, centre, score) pair: each centre's list is whole (complete or fetched)
+    mask = is_centre[dst] & ~is_centre[src] & (centre_of[src] >= 0)
+    m = np.concatenate([src[mask]] + [f[0] for f in fetched])
+    c = np.concatenate([dst[mask]] + [f[1] for f in fetched])
+    s = np.concatenate([sc[mask]] + [f[2] for f in fetched])
+    ok = (centre_of[m] >= 0) & ~is_centre[m]
+    m, c, s = m[ok], c[ok], s[ok]
+    first = centre_of[m]
+    # pinned members stay with their first centre
+    stays = np.zeros(n, bool)
+    stays[np.asarray(pinned, np.int64)] = True
+    allowed = ~stays[m] | (c == first)
+    m, c, s, first = m[allowed], c[allowed], s[allowed], first[allowed]
+    best = np.lexsort((-ids[c], c == first, s, m))
+    last = np.ones(len(best), bool)
+    last[:-1] = m[best][1:] != m[best][:-1]
+    chosen = best[last]
+    final_m, final_c, final_s = m[chosen], c[chosen], s[chosen]
+    by_centre = np.lexsort((ids[final_m], final_c))
+    final_m, final_c, final_s = final_m[by_centre], final_c[by_centre], final_s[by_centre]
+    starts = np.searchsorted(final_c, centres, side="left")
+    ends = np.searchsorted(final_c, centres, side="right")
+    for centre, a, b in zip(centres, starts.tolist(), ends.tolist()):
+        yield centre, final_m[a:b], final_s[a:b]
 
 
 def complete_linkage(left: np.ndarray, right: np.ndarray,

@@ -271,9 +271,12 @@ class Index:
     # -- writing ------------------------------------------------------------------------------
     def add_paths(self, paths: Iterable[str | os.PathLike], progress: Progress | None = None,
                   workers: int | None = None, batch_size: int = 32,
-                  rebuild: bool = False) -> IngestReport:
+                  rebuild: bool = False, ray: str | None = None) -> IngestReport:
         """Ingest image files and folders (recursively, incrementally). With `rebuild`, every
         stored vector is dropped first and all files are embedded again (e.g. with a new model).
+        `ray`: the address of a Ray cluster ("auto", "local", host:port) whose workers hash,
+        decode and embed (`simsearch.cluster`; `workers` actors, default one per CPU); this
+        process plans and commits.
 
         A failure to write (full disk, read-only folder) raises `IndexStoreError`; what was
         committed before it stays, and the next run carries on from there."""
@@ -305,9 +308,22 @@ class Index:
                 scoring = self.make_offsets_current(catalog)
                 self._vectors = None
                 vectors, _ = self._load_with(catalog)
-                report = ingest(catalog, vectors, lambda: self.embedder, roots,
-                                progress=progress, workers=workers, batch_size=batch_size,
-                                background=self.background)
+                if ray is None:
+                    report = ingest(catalog, vectors, lambda: self.embedder, roots,
+                                    progress=progress, workers=workers, batch_size=batch_size,
+                                    background=self.background)
+                else:
+                    try:
+                        from simsearch.cluster import ray_ingest
+                    except ImportError as e:
+                        if e.name != "ray":
+                            raise
+                        raise SimsearchError("indexing on a Ray cluster needs Ray; install it "
+                                             "with: pip install 'simsearch[ray]'") from None
+                    report = ray_ingest(catalog, vectors, self.embedder.model, roots, ray,
+                                        progress=progress, workers=workers,
+                                        batch_size=batch_size, background=self.background,
+                                        device=self.embedder.device)
                 self._finish_rebuild(catalog, roots)
                 self.manifest = self.store.commit(catalog, vectors, record, scoring)
             finally:
@@ -571,11 +587,13 @@ class Index:
         return self.default_threshold(), "model"
 
     def duplicates(self, threshold: float | None = None, linkage: str = "centre",
-                   background: "str | Background | None" = "model") -> DuplicateReport:
+                   background: "str | Background | None" = "model",
+                   progress: Progress | None = None) -> DuplicateReport:
         """Groups of duplicate files, from the stored vectors alone (no network is run).
         `threshold`: default `default_threshold()`. `linkage`: "centre" or "complete" (see
         `simsearch.dedupe`). `background`: "model" scores with the offsets stored at ingest,
-        None plain cosine, or another `Background` (see `simsearch.scoring`)."""
+        None plain cosine, or another `Background` (see `simsearch.scoring`).
+        `progress(done, total)`: images searched for near duplicates so far."""
         if threshold is None:
             threshold, source = self._threshold_to_use()
         else:
@@ -594,7 +612,8 @@ class Index:
                     offsets = np.zeros(len(ids), np.float32)
                 codes = np.unique(contents, return_inverse=True)[1] if len(ids) else np.zeros(0, np.int64)
                 apart = _apart_ids(catalog.not_duplicates(), ids, contents)
-                found = find_groups(ids, vectors, offsets, codes, threshold, linkage, apart)
+                found = find_groups(ids, vectors, offsets, codes, threshold, linkage, apart,
+                                    progress=progress)
                 rows = catalog.rows_by_id({i for g in found for i in g.ids})
         finally:
             catalog.close()

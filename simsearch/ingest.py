@@ -32,7 +32,7 @@ from simsearch.scoring import Background
 from simsearch.vectors import VectorIndex
 
 __all__ = ["Skipped", "IngestReport", "Computed", "compute_file", "compute_files", "Committer",
-           "ingest"]
+           "ingest", "plan", "remove_missing"]
 
 Progress = Callable[[int, int], None]
 
@@ -172,7 +172,7 @@ def ingest(catalog: Catalog, vectors: VectorIndex, embedder_factory: Callable[[]
     committer = Committer(catalog, vectors, report, background)
     batcher = _Batcher(catalog, committer, embedder_factory, report, progress, batch_size)
     batcher.run(_LookAhead(plan(catalog, roots, report), LOOKAHEAD), workers)
-    _remove_missing(catalog, vectors, roots, report)
+    remove_missing(catalog, vectors, roots, report)
     return report
 
 
@@ -364,7 +364,7 @@ class Committer:
         self.report.added += 1
 
 
-def _remove_missing(catalog: Catalog, vectors: VectorIndex, roots: list[str],
+def remove_missing(catalog: Catalog, vectors: VectorIndex, roots: list[str],
                     report: IngestReport) -> None:
     """Forget files that no longer exist under the folders indexed in this run (and only those:
     a file that is merely unreadable today, or a folder not named in this run, is kept). A folder

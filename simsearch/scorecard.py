@@ -24,7 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from simsearch.dedupe import complete_linkage, near_pairs
+from simsearch.dedupe import complete_linkage
+from simsearch.pairs import JoinSettings, near_pairs
 from simsearch.edits import EDIT_NAMES
 from simsearch.evaluate import (Calibration, DedupeScore, Metrics, Neighbors, hamming_to_score,
                                 hash_neighbors, image_hashes, make_benchmark)
@@ -243,9 +244,11 @@ def _look_alikes(index, paths: list[str], vectors: dict, background: Background 
     matrix = np.stack([vectors[p] for p in paths])
     threshold = index.default_threshold()
     bar = round((threshold + 1) / 2, 4)  # see simsearch.families: alone, a model link needs this
-    left, right, scores, _ = near_pairs(np.arange(len(paths)), matrix, threshold, background)
+    offsets = (background.offsets(matrix) if background is not None
+               else np.zeros(len(paths), np.float32))
+    found = near_pairs(matrix, offsets, threshold, JoinSettings(k=max(1, len(paths) - 1)))
     model = [Link(int(a), int(b), "model score", round(float(s), 4))
-             for a, b, s in zip(left, right, scores)]
+             for a, b, s in zip(found.left, found.right, found.scores)]
     links += [ln for ln in model if ln.value >= bar]
     families = join(paths, links, views, skipped, listed=[ln for ln in model if ln.value < bar])
     return dataclasses.replace(families, model_bar=bar)

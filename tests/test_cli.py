@@ -36,7 +36,7 @@ def test_index_query_dedupe_export_json(tmp_path, tiny_model, photos):
     assert len(first) == 3 and first[0]["path"] == str(photos / "img001.jpg")
     assert {r["path"] for r in first[:2]} == {str(photos / "img001.jpg"), str(photos / "small.png")}
 
-    result = _run(["dedupe", "--json"], env)
+    result = _run(["dedupe", "--json", "--quiet"], env)
     data = json.loads(result.stdout)
     assert data["threshold"] == 0.95
     kinds = {(g["kind"], tuple(sorted(os.path.basename(f) for f in g["files"]))) for g in data["groups"]}

@@ -100,7 +100,9 @@ def test_dedupe_finds_planted_copies_and_not_unrelated(tmp_path, tiny_model, pho
     Image.open(photos / "img006.jpg").save(photos / "reencoded.jpg", quality=60)
     index = _index(tmp_path, tiny_model)
     index.add_paths([photos])
-    report = index.duplicates()
+    seen = []
+    report = index.duplicates(progress=lambda done, total: seen.append((done, total)))
+    assert seen and seen[-1][0] == seen[-1][1] >= 10  # every distinct content searched
     assert report.threshold == pytest.approx(0.95)  # the model's calibrated threshold
     groups = {(g.kind, tuple(os.path.basename(f) for f in g.files)) for g in report.groups}
     assert ("exact", ("exact_copy.jpg", "img000.jpg")) in groups

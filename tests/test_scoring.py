@@ -215,25 +215,20 @@ def test_index_uses_the_models_background_for_query_and_dedupe(tmp_path, tiny_mo
 
 
 def test_near_pairs_match_brute_force():
-    from simsearch.dedupe import near_pairs
+    from simsearch.pairs import JoinSettings, near_pairs
 
     vectors = random_unit(300, 6, 5)
-    ids = np.arange(300, dtype=np.int64)[::-1].copy() + 7  # ids not in row order
     bg = build_background(random_unit(30, 6, 6), "m", beta=1.0, delta=0.2)
     offsets = bg.offsets(vectors)
     gram = gram_of(vectors, offsets)
     threshold = 0.9
     rows_a, rows_b = np.triu_indices(300, 1)
-    want = {frozenset((int(ids[a]), int(ids[b]))) for a, b in zip(rows_a, rows_b)
-            if gram[a, b] >= threshold}
-    left, right, scores, got_offsets = near_pairs(ids, vectors, threshold, bg)
-    assert {frozenset((int(a), int(b))) for a, b in zip(left, right)} == want
-    np.testing.assert_allclose(got_offsets, offsets)
-    row = {int(i): r for r, i in enumerate(ids)}
-    raw = np.array([vectors[row[a]] @ vectors[row[b]] for a, b in zip(left.tolist(), right.tolist())])
+    want = {(int(a), int(b)) for a, b in zip(rows_a, rows_b) if gram[a, b] >= threshold}
+    found = near_pairs(vectors, offsets, threshold, JoinSettings(k=4, grow=300))
+    assert set(zip(found.left.tolist(), found.right.tolist())) == want
+    raw = np.array([vectors[a] @ vectors[b] for a, b in zip(found.left, found.right)])
     assert (raw < threshold).any()  # pairs that only the adjustment lifts over the threshold
-    np.testing.assert_allclose(scores, [gram[row[a], row[b]] for a, b in zip(left.tolist(), right.tolist())],
-                               atol=1e-5)
+    np.testing.assert_allclose(found.scores, gram[found.left, found.right], atol=1e-5)
 
 
 def test_stored_offsets_give_the_same_exact_top_k_as_computed_ones():
@@ -279,12 +274,11 @@ def test_offsets_made_without_a_background_are_not_trusted_once_it_exists(tmp_pa
 def test_near_pairs_match_brute_force_near_identical(beta, centre_shift):
     """Clusters of near-identical vectors (cosines above the knee), also with every offset
     positive (a centre far below h): the search radius still finds every tapered pair."""
-    from simsearch.dedupe import near_pairs
+    from simsearch.pairs import JoinSettings, near_pairs
 
     rng = np.random.default_rng(7)
     centres = random_unit(40, 8, 11)
     vectors = unit(np.repeat(centres, 5, axis=0) + rng.normal(0, 0.05, (200, 8)))
-    ids = np.arange(200, dtype=np.int64) * 3 + 1
     bg = build_background(random_unit(30, 8, 12), "m", beta=beta, delta=0.2)
     bg = Background(bg.vectors, bg.centre + centre_shift, beta, 0.2, "m")
     offsets = bg.offsets(vectors)
@@ -294,7 +288,10 @@ def test_near_pairs_match_brute_force_near_identical(beta, centre_shift):
     rows_a, rows_b = np.triu_indices(200, 1)
     assert (vectors @ vectors.T)[rows_a, rows_b].max() > KNEE  # pairs in the taper
     for threshold in (0.8, 0.9, 0.96):
-        want = {(int(ids[a]), int(ids[b])) for a, b in zip(rows_a, rows_b) if gram[a, b] >= threshold}
-        left, right, scores, _ = near_pairs(ids, vectors, threshold, bg)
-        assert {(min(a, b), max(a, b)) for a, b in zip(left.tolist(), right.tolist())} == want
+        want = {(int(a), int(b)) for a, b in zip(rows_a, rows_b) if gram[a, b] >= threshold}
+        for settings in (JoinSettings(), JoinSettings(k=2, grow=300)):  # the join, and its growth
+            found = near_pairs(vectors, offsets, threshold, settings)
+            assert set(zip(found.left.tolist(), found.right.tolist())) == want
+            np.testing.assert_allclose(found.scores, [gram[a, b] for a, b in zip(
+                found.left.tolist(), found.right.tolist())], atol=1e-5)
         assert want

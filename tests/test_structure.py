@@ -40,6 +40,7 @@ RULES = {
     "faiss":            ("simsearch.vectors",),
     "sqlite3":          ("simsearch.catalog",),
     "click":            ("simsearch.cli",),
+    "ray":              ("simsearch.cluster",),
     "simsearch.cli":    (),                           # the CLI imports the library, never the reverse
 }
 

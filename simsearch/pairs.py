@@ -1,0 +1,146 @@
+"""Near-duplicate pairs among n images in memory linear in n, whatever the pair density.
+
+A pair (a, b) is near when its adjusted score (`simsearch.scoring.adjust`: `cos(a, b) - o(a) -
+o(b)` below the knee, the adjustment fading to nothing as cos -> 1; capped at 1; the
+offsets o are the stored ones, zeros for plain cosine: see `simsearch.scoring`) is at least
+the threshold. A range search over every pair at the lowest raw cosine that can still reach
+the threshold returns every pair above that radius, and on real pictures there are many (about
+5e-4 of all pairs for the default model: 2.6e8 at a million images). Instead:
+
+1. a k-nearest-neighbour self-join (`simsearch.vectors.SelfJoin`, in blocks of rows) proposes
+   each row a's `k` nearest by `cos(a, b) - o(b)`, which orders them as the adjusted score
+   does (an inner product with one more coordinate: a raw-cosine join would have to reach
+   down to the loosest radius, threshold + 2 * min(o), and would fill k with pairs that the
+   adjustment then drops); those that could reach the threshold are re-scored exactly from
+   the vectors and kept when they pass;
+2. a row is *complete* when its k-th neighbour cannot reach the threshold: every
+   near pair of the row is then among its k. A row that is not (more than k near-duplicates: a
+   burst of frames) is searched again with `grow` neighbours; a row still not complete is
+   *dense*: it keeps the near pairs among its `grow` nearest, and its whole list is fetched
+   (`NearPairs.fetch`, a range search for that one row) only when grouping needs it.
+
+Every near pair with one end complete is found; so is every pair of a burst of up to `grow`
+images. With a flat index (up to `exact_limit` vectors) nothing else is lost; above, the
+inverted file can miss a neighbour that falls in a list it does not probe (benchmarks/dedupe.py
+measures the pair recall). Memory: at most n * k + (rows not complete) * grow pairs.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from simsearch.scoring import KNEE, adjust
+from simsearch.vectors import JOIN_EXACT_LIMIT, SelfJoin
+
+SCORE_TOLERANCE = 1e-6  # float32 rounding: a score this close below the threshold counts as at it
+
+__all__ = ["JoinSettings", "NearPairs", "near_pairs", "exact_scores"]
+
+Progress = Callable[[int, int], None]
+_VERIFY_CHUNK = 16384  # pairs re-scored at a time
+
+
+@dataclass(frozen=True)
+class JoinSettings:
+    k: int = 16             # neighbours per row in the first pass
+    grow: int = 256         # neighbours for rows with more than k near-duplicates
+    block: int = 4096       # query rows per search in the first pass
+    exact_limit: int = JOIN_EXACT_LIMIT
+    nprobe: int = 12
+
+
+@dataclass
+class NearPairs:
+    """Near pairs by row (left < right), adjusted scores, which rows are dense, and `fetch`:
+    every near neighbour of one row, (rows, scores), by a range search."""
+
+    left: np.ndarray
+    right: np.ndarray
+    scores: np.ndarray
+    dense: np.ndarray
+    fetch: Callable[[int], tuple[np.ndarray, np.ndarray]]
+
+
+def exact_scores(vectors: np.ndarray, offsets: np.ndarray, a: np.ndarray, b: np.ndarray,
+                 rows: np.ndarray | None = None, knee: float = KNEE) -> np.ndarray:
+    """Adjusted scores of the pairs (a[i], b[i]), symmetric and row by row, so that a pair
+    scores the same whichever way round and whichever search proposed it. `rows`: a and b
+    number these rows of `vectors` and `offsets`."""
+    out = np.empty(len(a), np.float32)
+    for s in range(0, len(a), _VERIFY_CHUNK):
+        x, y = a[s:s + _VERIFY_CHUNK], b[s:s + _VERIFY_CHUNK]
+        if rows is not None:
+            x, y = rows[x], rows[y]
+        raw = np.einsum("ij,ij->i", vectors[x], vectors[y]).astype(np.float64)
+        both = offsets[x].astype(np.float64) + offsets[y]
+        out[s:s + _VERIFY_CHUNK] = adjust(raw, both, knee)
+    return out
+
+
+def near_pairs(vectors: np.ndarray, offsets: np.ndarray, threshold: float,
+               settings: JoinSettings = JoinSettings(),
+               progress: Progress | None = None, rows: np.ndarray | None = None,
+               knee: float = KNEE) -> NearPairs:
+    """The near pairs among the rows of unit `vectors` [N, d] with score `offsets` [N]; with
+    `rows`, among those rows only (the pairs then number positions in `rows`), without a copy
+    of the vectors."""
+    offsets = np.asarray(offsets, dtype=np.float32)
+    subset = np.arange(len(vectors)) if rows is None else np.asarray(rows, np.int64)
+    n = len(subset)
+    if n < 2:
+        empty = np.zeros(0, np.int64)
+        return NearPairs(empty, empty, np.zeros(0, np.float32), np.zeros(n, bool),
+                         lambda row: (empty, np.zeros(0, np.float32)))
+    join = SelfJoin(vectors, offsets, subset, settings.exact_limit, settings.nprobe)
+    # the join's score, cos(a, b) - o(b), that a partner of row a must reach to pass: with the
+    # full adjustment threshold + o(a); a pair above the knee, where the adjustment fades
+    # (simsearch.scoring.adjust), may pass from cos >= knee, so from knee - max(o) on
+    tolerance = join.error + SCORE_TOLERANCE
+    need = np.minimum(threshold + offsets[subset].astype(np.float64),
+                      knee - float(offsets[subset].max())) - tolerance
+    found_left, found_right, found_scores = [], [], []
+    total, done = n, 0
+
+    def scan(rows: np.ndarray, k: int) -> np.ndarray:
+        """Search `rows` for k neighbours, keep the near pairs; return the rows not complete."""
+        scores, others = join.nearest(rows, k + 1)
+        ok = (others >= 0) & (others != rows[:, None]) & (scores >= need[rows, None])
+        left, right = np.broadcast_to(rows[:, None], ok.shape)[ok], others[ok]
+        exact = exact_scores(vectors, offsets, left, right, subset, knee)
+        keep = exact >= threshold - SCORE_TOLERANCE
+        found_left.append(np.minimum(left, right)[keep])
+        found_right.append(np.maximum(left, right)[keep])
+        found_scores.append(exact[keep])
+        if join.count <= k + 1:
+            return rows[:0]
+        return rows[(others[:, -1] >= 0) & (scores[:, -1] >= need[rows])]
+
+    saturated = []
+    for start in range(0, n, settings.block):
+        saturated.append(scan(np.arange(start, min(n, start + settings.block)), settings.k))
+        done = min(n, start + settings.block)
+        if progress:
+            progress(done, total)
+    saturated = np.concatenate(saturated)
+    dense = np.zeros(n, bool)
+    if len(saturated):
+        total += len(saturated)
+        step = max(1, settings.block * settings.k // settings.grow)
+        for start in range(0, len(saturated), step):
+            dense[scan(saturated[start:start + step], settings.grow)] = True
+            done += len(saturated[start:start + step])
+            if progress:
+                progress(done, total)
+    left, right, scores = (np.concatenate(v) for v in (found_left, found_right, found_scores))
+    _, first = np.unique(left * n + right, return_index=True)  # each pair once
+
+    def fetch(row: int) -> tuple[np.ndarray, np.ndarray]:
+        _, others, _ = join.within(np.array([row]), need[row])
+        others = others[others != row]
+        exact = exact_scores(vectors, offsets, np.full(len(others), row), others, subset, knee)
+        keep = exact >= threshold - SCORE_TOLERANCE
+        return others[keep], exact[keep]
+
+    return NearPairs(left[first], right[first], scores[first], dense, fetch)

@@ -1,0 +1,110 @@
+"""Dedupe in bounded memory (simsearch.pairs): a k-nearest-neighbour self-join verified exactly
+gives the same pairs and the same groups as an exhaustive search, at several densities and with
+bursts larger than k, while keeping at most n * k + (rows not complete) * grow pairs."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from simsearch.dedupe import find_groups
+from simsearch.pairs import JoinSettings, exact_scores, near_pairs
+from simsearch.scoring import build_background
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def _data(n: int, d: int, spread: float, bursts: tuple[int, ...], seed: int):
+    """Clustered vectors (`spread`: how far members stray from their cluster), plus bursts of
+    near-identical frames, plus offsets from a background."""
+    rng = np.random.default_rng(seed)
+    centres = _unit(rng.standard_normal((max(1, n // 8), d)))
+    x = centres[rng.integers(0, len(centres), n)] + spread * rng.standard_normal((n, d)) / np.sqrt(d)
+    parts = [x]
+    for size in bursts:
+        base = rng.standard_normal(d)
+        parts.append(base + 0.05 * rng.standard_normal((size, d)) * np.linalg.norm(base) / np.sqrt(d))
+    vectors = _unit(np.concatenate(parts))
+    bg = build_background(_unit(rng.standard_normal((40, d))), "m", beta=1.0, delta=0.1)
+    return vectors, bg.offsets(vectors)
+
+
+def _brute_pairs(vectors, offsets, threshold):
+    a, b = np.triu_indices(len(vectors), 1)
+    s = exact_scores(vectors, offsets, a, b)
+    keep = s >= threshold
+    return set(zip(a[keep].tolist(), b[keep].tolist()))
+
+
+def _groups(vectors, offsets, threshold, settings, linkage="centre", seed=0):
+    n = len(vectors)
+    ids = np.random.default_rng(seed).permutation(n).astype(np.int64) + 100  # ids not rows
+    content = np.arange(n)
+    content[5] = content[6]  # one exact copy
+    groups = find_groups(ids, vectors, offsets, content, threshold, linkage, settings=settings)
+    return sorted((g.ids, [round(s, 6) for s in g.scores]) for g in groups)
+
+
+CASES = [  # (spread, threshold, bursts): sparse to dense
+    (1.2, 0.80, ()),
+    (0.9, 0.70, (12,)),
+    (0.6, 0.75, (40, 25)),
+    (0.5, 0.60, (60,)),
+]
+
+
+@pytest.mark.parametrize("spread,threshold,bursts", CASES)
+def test_near_pairs_equal_exhaustive_search(spread, threshold, bursts):
+    vectors, offsets = _data(400, 16, spread, bursts, seed=1)
+    found = near_pairs(vectors, offsets, threshold, JoinSettings(k=4, grow=128, block=64))
+    got = set(zip(found.left.tolist(), found.right.tolist()))
+    assert got == _brute_pairs(vectors, offsets, threshold)
+    assert not found.dense.any()
+
+
+@pytest.mark.parametrize("linkage", ["centre", "complete"])
+@pytest.mark.parametrize("spread,threshold,bursts", CASES)
+def test_bounded_groups_equal_exhaustive_grouping(spread, threshold, bursts, linkage):
+    vectors, offsets = _data(400, 16, spread, bursts, seed=2)
+    everything = JoinSettings(k=len(vectors), grow=len(vectors))  # every pair scored
+    want = _groups(vectors, offsets, threshold, everything, linkage)
+    got = _groups(vectors, offsets, threshold, JoinSettings(k=4, grow=128, block=50), linkage)
+    assert got == want
+    assert len(want) >= 3
+    assert not bursts or any(len(ids) > 4 for ids, _ in want)  # a group bigger than k
+
+
+def test_a_burst_bigger_than_grow_keeps_memory_bounded_and_groups_whole():
+    """300 frames of one burst, k=4, grow=16: rows with more near-duplicates than grow keep
+    only 16 pairs each (not 300 x 299 / 2); the burst is still one group, every member passes
+    against its centre, and the other groups are unchanged."""
+    vectors, offsets = _data(300, 16, 1.2, (300,), seed=3)
+    threshold = 0.8
+    settings = JoinSettings(k=4, grow=16, block=64)
+    found = near_pairs(vectors, offsets, threshold, settings)
+    assert found.dense[300:].all()
+    assert len(found.left) <= 600 * 4 + found.dense.sum() * 16
+    want = _groups(vectors, offsets, threshold, JoinSettings(k=600, grow=600))
+    got = _groups(vectors, offsets, threshold, settings)
+    assert sorted(sorted(ids) for ids, _ in got) == sorted(sorted(ids) for ids, _ in want)
+    assert all(min(scores) >= threshold for _, scores in got)
+    burst = [ids for ids, _ in got if len(ids) >= 290]
+    assert len(burst) == 1
+
+
+def test_progress_reports_every_row():
+    vectors, offsets = _data(300, 16, 0.6, (40,), seed=4)
+    seen = []
+    near_pairs(vectors, offsets, 0.7, JoinSettings(k=4, grow=64, block=64),
+               progress=lambda done, total: seen.append((done, total)))
+    assert seen[-1][0] == seen[-1][1] and seen[-1][1] > 340  # rows, then the rows searched again
+    assert [d for d, _ in seen] == sorted(d for d, _ in seen)
+
+
+def test_inverted_file_join_finds_nearly_every_pair():
+    vectors, offsets = _data(3000, 32, 0.6, (30,), seed=5)
+    want = _brute_pairs(vectors, offsets, 0.75)
+    found = near_pairs(vectors, offsets, 0.75, JoinSettings(k=8, grow=64, exact_limit=500, nprobe=8))
+    got = set(zip(found.left.tolist(), found.right.tolist()))
+    assert got <= want and len(got) >= 0.95 * len(want)
