@@ -372,6 +372,12 @@ class Catalog:
         return ids, values
 
     @_guarded
+    def id_range(self) -> tuple[int, int] | None:
+        """(smallest, largest) row id, or None for an empty catalog (from the primary key)."""
+        low, high = self.db.execute("SELECT MIN(id), MAX(id) FROM images").fetchone()
+        return None if low is None else (int(low), int(high))
+
+    @_guarded
     def contents(self) -> tuple[np.ndarray, np.ndarray]:
         """Every row's (id, content hash), in id order."""
         rows = self.db.execute("SELECT id, sha256 FROM images ORDER BY id").fetchall()
@@ -458,8 +464,11 @@ class Catalog:
     @_guarded
     def paths_under(self, root: str) -> Iterator[tuple[int, str]]:
         prefix = _path_key(root.rstrip(os.sep) + os.sep)
+        # a range on the UNIQUE path's index (every key that starts with prefix sorts between
+        # prefix and prefix with its last byte raised), not a scan of every row
+        end = prefix[:-1] + bytes([prefix[-1] + 1])
         for row_id, key in self.db.execute(
-                "SELECT id, path FROM images WHERE substr(path, 1, ?) = ?", (len(prefix), prefix)):
+                "SELECT id, path FROM images WHERE path >= ? AND path < ?", (prefix, end)):
             yield row_id, _path_str(key)
 
     # -- writes (inside a transaction) ---------------------------------------------------------

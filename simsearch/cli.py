@@ -91,10 +91,14 @@ def main():
 @click.option("--workers", type=click.IntRange(1, 64), default=None,
               help="Decoding threads.  [default: CPU count]")
 @click.option("--batch-size", type=click.IntRange(1, 1024), default=32, show_default=True)
+@click.option("--ann", default=None, metavar="auto|flat|hnsw|ivf|ivfsq|ivfpq|FACTORY",
+              help="How vectors are searched: auto (exact up to 500k images, then HNSW or IVF "
+                   "by count and memory), a kind, or a FAISS factory string.  [default: what "
+                   "the index recorded, auto]")
 @_device_option
 @_quiet_option
 @_json_option
-def index_cmd(paths, index_dir, model, rebuild, workers, batch_size, device, quiet, as_json):
+def index_cmd(paths, index_dir, model, rebuild, workers, batch_size, ann, device, quiet, as_json):
     """Ingest image files and folders into the index (recursive, incremental).
 
     Unchanged files (same size and mtime) are skipped, changed files re-embedded, files gone
@@ -109,7 +113,7 @@ def index_cmd(paths, index_dir, model, rebuild, workers, batch_size, device, qui
     index = open_index(index_dir, model=model, create=True, device=device)
     with _Progress("indexing", quiet) as progress:
         report = index.add_paths(paths, progress=progress, workers=workers, batch_size=batch_size,
-                                 rebuild=rebuild)
+                                 rebuild=rebuild, ann=ann)
     for s in report.skipped:
         click.echo(f"skipped {_show(s.path)}: {s.reason}", err=True)
     for fmt, install in report.missing_libraries.items():
@@ -265,6 +269,33 @@ def check_cmd(index_dir, repair, as_json):
         click.echo(f"{report.folder}: {report.count} images, {state}")
     if not report.ok:
         sys.exit(1)
+
+
+@main.command("serve")
+@_index_option
+@_model_option
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on (127.0.0.1: this machine only).")
+@click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True)
+@_device_option
+def serve_cmd(index_dir, model, host, port, device):
+    """Keep the index loaded and answer queries over HTTP (JSON) until interrupted.
+
+    GET /health; POST /query with {"path": FILE, "k": 10} (JSON) or the image's bytes
+    (POST /query?k=10). Answers like query --json.
+    """
+    from simsearch.index import open_index
+    from simsearch.server import serve
+
+    index = open_index(index_dir, model=model, device=device)
+    try:
+        serve(index, host, port, on_ready=lambda h, p: click.echo(
+            f"serving {index.folder} on http://{h}:{p} (Ctrl-C stops)", err=True))
+    except KeyboardInterrupt:
+        pass
+    except OSError as e:
+        raise click.ClickException(f"cannot listen on {host}:{port} ({e.strerror or e}); "
+                                   f"choose another with --port")
 
 
 @main.command("convert")
