@@ -259,12 +259,20 @@ def check_cmd(index_dir, repair, as_json):
     report = check_index(index_dir or default_index_dir(), repair=repair)
     if as_json:
         click.echo(json.dumps({"index": report.folder, "images": report.count, "ok": report.ok,
-                               "problems": report.problems, "repaired": report.repaired}))
+                               "problems": report.problems, "repaired": report.repaired,
+                               "vectors": {"factory": report.factory,
+                                           "recall_at_10": report.recall},
+                               "warnings": report.warnings}))
     else:
         for problem in report.problems:
             click.echo(f"problem: {problem}")
         for fix in report.repaired:
             click.echo(f"repaired: {fix}")
+        for warning in report.warnings:
+            click.echo(f"warning: {warning}")
+        if report.recall is not None:
+            click.echo(f"vectors: {report.factory}, recall@10 {report.recall:.3f} against exact "
+                       f"search (measured when built)")
         state = "ok" if report.ok else "NOT ok (run: simsearch check --repair)"
         click.echo(f"{report.folder}: {report.count} images, {state}")
     if not report.ok:
