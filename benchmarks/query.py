@@ -97,14 +97,9 @@ def build(folder: Path, n: int, ann: str | None) -> dict:
     start = time.perf_counter()
     with index.store.writer() as store:
         catalog = store.catalog(readonly=False)
-        with catalog.transaction():
-            catalog.set_model(json.dumps(record))
-            catalog.set_meta("scoring", background.fingerprint)
-            for s in range(0, n, 65536):
-                offsets = background.offsets(vectors[s:s + 65536])
-                for i in range(s, min(n, s + 65536)):
-                    catalog.insert(f"/photos/{i // 1000:05d}/img{i:08d}.jpg", 1000 + i, i,
-                                   f"{i:064x}", 4000, 3000, vectors[i], float(offsets[i - s]))
+        reused = catalog.count() == n  # the catalog of an earlier run (--folder), same seed
+        if not reused:
+            insert(catalog, vectors, record, background)
         catalog_s = time.perf_counter() - start
         del vectors
         start = time.perf_counter()
@@ -115,11 +110,23 @@ def build(folder: Path, n: int, ann: str | None) -> dict:
         store.commit(catalog, built, record, background.fingerprint, ann or "auto")
         commit_s = time.perf_counter() - start
         catalog.close()
-    return {"n": n, "pair_fraction_target": target, "pair_fraction_achieved": achieved,
+    return {"n": n, "catalog_reused": reused, "pair_fraction_target": target, "pair_fraction_achieved": achieved,
             "planted_groups": len(planted), "generate_s": generated, "catalog_s": catalog_s,
             "index_build_s": build_s, "commit_s": commit_s, "factory": built.factory,
             "params": built.params, "recall_at_10": built.recall,
             "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20}
+
+
+def insert(catalog, vectors: np.ndarray, record: dict, background) -> None:
+    """Catalog rows with their score offsets, as ingest commits them."""
+    with catalog.transaction():
+        catalog.set_model(json.dumps(record))
+        catalog.set_meta("scoring", background.fingerprint)
+        for s in range(0, len(vectors), 65536):
+            offsets = background.offsets(vectors[s:s + 65536])
+            for i in range(s, min(len(vectors), s + 65536)):
+                catalog.insert(f"/photos/{i // 1000:05d}/img{i:08d}.jpg", 1000 + i, i,
+                               f"{i:064x}", 4000, 3000, vectors[i], float(offsets[i - s]))
 
 
 class _Empty:
@@ -165,7 +172,8 @@ def main() -> None:
     parser.add_argument("--n", type=int, nargs="+", default=[1_000_000])
     parser.add_argument("--ann", default=None)
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--folder", default=None, help="keep the index here (default: temp)")
+    parser.add_argument("--folder", default=None,
+                        help="keep the indexes here and reuse their catalogs (default: temp)")
     parser.add_argument("--json", default=None)
     parser.add_argument("--stage", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -177,8 +185,8 @@ def main() -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     cli = [sys.executable, "-m", "simsearch.cli"]
     rows = []
-    with tempfile.TemporaryDirectory(dir=args.folder) as tmp:
-        tmp = Path(tmp)
+    with tempfile.TemporaryDirectory() as scratch:
+        tmp = Path(args.folder or scratch)
         query = tmp / "query.jpg"
         picture(1, (4000, 3000)).save(query, quality=90)
         for n in args.n:

@@ -367,7 +367,7 @@ class VectorIndex:
             if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
                 raise IndexStoreError(f"{path}: not a regular file")
             try:
-                if mapped and factory.startswith("IVF"):
+                if mapped and factory.startswith("IVF") and os.path.isdir("/proc/self/fd"):
                     # the file opened without following links, read by faiss through its fd
                     index = faiss.read_index(f"/proc/self/fd/{f.fileno()}",
                                              faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)
