@@ -328,6 +328,11 @@ class Catalog:
         return self.db.execute("SELECT COUNT(*) FROM images").fetchone()[0]
 
     @_guarded
+    def empty(self) -> bool:
+        """Whether no image is stored (one row read, where COUNT(*) reads them all)."""
+        return self.db.execute("SELECT 1 FROM images LIMIT 1").fetchone() is None
+
+    @_guarded
     def get(self, path: str) -> Row | None:
         row = self.db.execute("SELECT id, path, size, mtime_ns, sha256, width, height FROM images "
                               "WHERE path = ?", (_path_key(path),)).fetchone()

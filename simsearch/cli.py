@@ -157,7 +157,7 @@ def query_cmd(images, k, index_dir, model, device, as_json):
     rebuilding = index.unfinished_rebuild()
     if rebuilding:
         _warn_rebuild(rebuilding, index_dir)
-    if index.count() == 0:
+    if index.empty():
         click.echo(f"{index.folder} holds no images yet; add some with: simsearch index PHOTOS"
                    + ("" if index_dir is None else f" --index {index_dir}"), err=True)
     results = index.search([os.fspath(p) for p in images], k=k)

@@ -357,6 +357,7 @@ class Index:
         missing = [r for r in roots if not os.path.lexists(r)]
         if missing:
             raise SimsearchError(f"{missing[0]}: no such file or folder; nothing was indexed")
+        ann = parse_ann(ann) if ann is not None else None  # a typo is refused before any work
         with self.store.writer():
             if rebuild:
                 self._record = None  # the new model's vectors replace every row
@@ -379,7 +380,7 @@ class Index:
                 scoring = self._make_offsets_current(catalog)
                 self._vectors = None
                 vectors, _ = self._load_with(catalog)
-                ann = parse_ann(ann) if ann is not None else self.ann
+                ann = ann or self.ann
                 growing = _Growing(vectors, lambda n: self._choice(n, ann, memory))
                 report = ingest(catalog, growing, lambda: self.embedder, roots,
                                 progress=progress, workers=workers, batch_size=batch_size,
@@ -521,6 +522,14 @@ class Index:
         catalog = self.catalog()
         try:
             return catalog.count()
+        finally:
+            catalog.close()
+
+    def empty(self) -> bool:
+        """Whether the index holds no image (cheap at any size, unlike `count`)."""
+        catalog = self.catalog()
+        try:
+            return catalog.empty()
         finally:
             catalog.close()
 

@@ -29,7 +29,7 @@ def make_server(index, host: str = "127.0.0.1", port: int = 8765) -> ThreadingHT
     """An HTTP server answering for `index` (a `simsearch.index.Index`); port 0 picks a free
     one (see `server.server_address`). Its vectors and model are loaded before it returns."""
     index.embedder  # load the network and the vectors now, not on the first request
-    if index.count():
+    if not index.empty():
         index.search_vectors(_blank_query(index), 1)
 
     class Handler(_Handler):
@@ -83,7 +83,7 @@ class _Handler(BaseHTTPRequestHandler):
         if urlparse(self.path).path != "/health":
             return self._reply(404, {"error": "not found; use GET /health or POST /query"})
         self._reply(200, {"ok": True, "index": str(self.index.folder),
-                          "images": self.index.count()})
+                          "images": int((self.index.manifest or {}).get("count", 0))})
 
     def do_POST(self):
         url = urlparse(self.path)

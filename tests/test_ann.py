@@ -247,3 +247,35 @@ def test_serve_answers_on_localhost(tmp_path, tiny_model, photos):
         thread.join(timeout=60)
         server.server_close()
     assert not thread.is_alive()
+
+
+def test_cli_ann_check_and_serve(tmp_path, tiny_model, photos):
+    import subprocess
+    import sys
+
+    env = {**os.environ, "SIMSEARCH_INDEX": str(tmp_path / "idx")}
+    cli = [sys.executable, "-m", "simsearch.cli"]
+    model = ["--model", str(tiny_model / "model.onnx")]
+    bad = subprocess.run(cli + ["index", str(photos), "--ann", "HNWS"] + model, env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert bad.returncode != 0 and "--ann 'HNWS'" in bad.stderr
+    assert not (tmp_path / "idx" / "catalog.sqlite").exists() or \
+        check_index(tmp_path / "idx").count == 0
+    done = subprocess.run(cli + ["index", str(photos), "--ann", "hnsw", "-q"] + model, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    checked = subprocess.run(cli + ["check", "--json"], env=env, capture_output=True, text=True,
+                             timeout=300)
+    report = json.loads(checked.stdout)
+    assert report["ok"] and report["vectors"]["recall_at_10"] == 1.0
+    server = subprocess.Popen(cli + ["serve", "--port", "0"], env=env, stderr=subprocess.PIPE,
+                              text=True)
+    try:
+        line = server.stderr.readline()
+        assert "http://127.0.0.1:" in line
+        url = line.split()[-3]  # "serving FOLDER on URL (Ctrl-C stops)"
+        health = json.loads(urllib.request.urlopen(url + "/health", timeout=60).read())
+        assert health == {"ok": True, "index": str(tmp_path / "idx"), "images": 8}
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
