@@ -175,6 +175,9 @@ def main() -> None:
     parser.add_argument("--folder", default=None,
                         help="keep the indexes here and reuse their catalogs (default: temp)")
     parser.add_argument("--json", default=None)
+    parser.add_argument("--reuse-index", action="store_true",
+                        help="measure queries again on the indexes kept in --folder (their build "
+                             "figures are taken from --json)")
     parser.add_argument("--stage", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.stage == "build":
@@ -191,65 +194,80 @@ def main() -> None:
         picture(1, (4000, 3000)).save(query, quality=90)
         for n in args.n:
             folder = tmp / f"idx{n}"
+            if args.reuse_index:  # measure the queries again on a kept index (--folder)
+                row = next(r for r in json.loads(Path(args.json).read_text())["results"]["rows"]
+                           if r["n"] == n)
+                row.update(queries(folder, query, cli, env, args.runs))
+                rows.append(row)
+                continue
             out = subprocess.run([sys.executable, __file__, "--stage", "build", "--folder",
                                   str(folder), "--n", str(n)] + (["--ann", args.ann] if args.ann
                                                                   else []),
                                  env=env, check=True, capture_output=True, text=True)
             row = json.loads(out.stdout.strip().splitlines()[-1])
             row.update(f16_quality(folder))
-            cmd = cli + ["query", str(query), "-k", "10", "--index", str(folder)]
-            times = []
-            for _ in range(args.runs):
-                start = time.perf_counter()
-                subprocess.run(cmd, env=env, check=True, capture_output=True)
-                times.append(time.perf_counter() - start)
-            row["cold_query_s"] = statistics.median(times)
-            row["cold_query_runs_s"] = times
-            probe = ("import resource,sys,time;from simsearch.index import open_index;"
-                     "from pathlib import Path;i=open_index(sys.argv[1]);t=time.perf_counter();"
-                     "i.search([sys.argv[2]],k=10);print(time.perf_counter()-t,"
-                     "resource.getrusage(resource.RUSAGE_SELF).ru_maxrss/2**20)")
-            got = subprocess.run([sys.executable, "-c", probe, str(folder), str(query)], env=env,
-                                 check=True, capture_output=True, text=True).stdout.split()
-            row["cold_query_in_process_s"], row["query_process_peak_rss_gb"] = map(float, got)
-            from simsearch.index import open_index
-            index = open_index(folder)
-            index.search([query], k=10)
-            times = []
-            for _ in range(20):
-                start = time.perf_counter()
-                index.search([query], k=10)
-                times.append(time.perf_counter() - start)
-            row["warm_query_ms"] = 1000 * statistics.median(times)
-            vec = index.embedder.embed_images([picture(2)])
-            times = []
-            for _ in range(50):
-                start = time.perf_counter()
-                index.search_vectors(vec, k=10)
-                times.append(time.perf_counter() - start)
-            row["warm_search_only_ms"] = 1000 * statistics.median(times)
-            del index
-            port = free_port()
-            server = subprocess.Popen(cli + ["serve", "--index", str(folder), "--port", str(port)],
-                                      env=env, stderr=subprocess.PIPE, text=True)
-            try:
-                server.stderr.readline()  # "serving ... on http://127.0.0.1:PORT"
-                times = []
-                body = json.dumps({"path": str(query), "k": 10}).encode()
-                for _ in range(21):
-                    start = time.perf_counter()
-                    req = urllib.request.Request(f"http://127.0.0.1:{port}/query", body,
-                                                 {"Content-Type": "application/json"})
-                    urllib.request.urlopen(req, timeout=60).read()
-                    times.append(time.perf_counter() - start)
-                row["serve_query_ms"] = 1000 * statistics.median(times[1:])
-            finally:
-                server.terminate()
-                server.wait(timeout=30)
+            row.update(queries(folder, query, cli, env, args.runs))
             rows.append(row)
             print(json.dumps(row, indent=1), flush=True)
-            report("query_scale", {"rows": rows, "note": "machine shared with other agents"},
-                   args.json)
+        report("query_scale", {"rows": rows, "note": "machine shared with other agents"},
+               args.json)
+
+
+def queries(folder: Path, query: Path, cli: list[str], env: dict, runs: int) -> dict:
+    """Cold query processes, warm queries in process and through `simsearch serve`."""
+    from simsearch.demo import picture
+
+    row = {}
+    cmd = cli + ["query", str(query), "-k", "10", "--index", str(folder)]
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        subprocess.run(cmd, env=env, check=True, capture_output=True)
+        times.append(time.perf_counter() - start)
+    row["cold_query_s"] = statistics.median(times)
+    row["cold_query_runs_s"] = times
+    probe = ("import resource,sys,time;from simsearch.index import open_index;"
+             "from pathlib import Path;i=open_index(sys.argv[1]);t=time.perf_counter();"
+             "i.search([sys.argv[2]],k=10);print(time.perf_counter()-t,"
+             "resource.getrusage(resource.RUSAGE_SELF).ru_maxrss/2**20)")
+    got = subprocess.run([sys.executable, "-c", probe, str(folder), str(query)], env=env,
+                         check=True, capture_output=True, text=True).stdout.split()
+    row["cold_query_in_process_s"], row["query_process_peak_rss_gb"] = map(float, got)
+    from simsearch.index import open_index
+    index = open_index(folder)
+    index.search([query], k=10)
+    times = []
+    for _ in range(20):
+        start = time.perf_counter()
+        index.search([query], k=10)
+        times.append(time.perf_counter() - start)
+    row["warm_query_ms"] = 1000 * statistics.median(times)
+    vec = index.embedder.embed_images([picture(2)])
+    times = []
+    for _ in range(50):
+        start = time.perf_counter()
+        index.search_vectors(vec, k=10)
+        times.append(time.perf_counter() - start)
+    row["warm_search_only_ms"] = 1000 * statistics.median(times)
+    del index
+    port = free_port()
+    server = subprocess.Popen(cli + ["serve", "--index", str(folder), "--port", str(port)],
+                              env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        server.stderr.readline()  # "serving ... on http://127.0.0.1:PORT"
+        times = []
+        body = json.dumps({"path": str(query), "k": 10}).encode()
+        for _ in range(21):
+            start = time.perf_counter()
+            req = urllib.request.Request(f"http://127.0.0.1:{port}/query", body,
+                                         {"Content-Type": "application/json"})
+            urllib.request.urlopen(req, timeout=60).read()
+            times.append(time.perf_counter() - start)
+        row["serve_query_ms"] = 1000 * statistics.median(times[1:])
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    return row
 
 
 if __name__ == "__main__":

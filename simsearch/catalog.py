@@ -379,7 +379,10 @@ class Catalog:
     @_guarded
     def id_range(self) -> tuple[int, int] | None:
         """(smallest, largest) row id, or None for an empty catalog (from the primary key)."""
-        low, high = self.db.execute("SELECT MIN(id), MAX(id) FROM images").fetchone()
+        # two statements: SQLite reads each bound from the primary key's ends, but scans every
+        # row for MIN and MAX asked together
+        low = self.db.execute("SELECT MIN(id) FROM images").fetchone()[0]
+        high = self.db.execute("SELECT MAX(id) FROM images").fetchone()[0]
         return None if low is None else (int(low), int(high))
 
     @_guarded
