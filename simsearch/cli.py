@@ -61,6 +61,17 @@ def _json_option(f):
                         help="Machine-readable JSON on stdout.")(f)
 
 
+def _keep_options(f):
+    f = click.option("--protect", "protect", multiple=True, metavar="DIR",
+                     type=click.Path(file_okay=False, path_type=Path),
+                     help="Files under DIR are always kept and never touched (repeatable).")(f)
+    return click.option("--keep", "keep", multiple=True, metavar="RULE",
+                        help="Which copy of a group to keep, as ordered rules: largest (pixels), "
+                             "biggest (bytes), oldest, newest (EXIF capture date, else mtime), "
+                             "format=png,tiff,heic,jpeg, path=DIR. Repeatable; ties go to path "
+                             "order.  [default: largest,biggest,oldest]")(f)
+
+
 class _Group(click.Group):
     def invoke(self, ctx):
         try:
@@ -185,16 +196,22 @@ def query_cmd(images, k, index_dir, model, device, as_json):
                    "[default: the model's calibrated threshold]")
 @_linkage_option("centre: each group is an image and its near-duplicates; complete: every "
                  "pair in a group is a near-duplicate (stricter, smaller groups).")
+@_keep_options
+@click.option("--plan", "plan_path", type=click.Path(dir_okay=False, path_type=Path),
+              default=None, help="Write the keep rules' plan to this file, for simsearch review "
+                                 "--plan and simsearch apply.")
 @_index_option
 @_model_option
 @_json_option
-def dedupe_cmd(threshold, linkage, index_dir, model, as_json):
+def dedupe_cmd(threshold, linkage, keep, protect, plan_path, index_dir, model, as_json):
     """Groups of exact duplicates (same bytes) and near-duplicates (score >= threshold).
 
     Works from stored vectors only. Groups never chain: with the default centre linkage every
     member scores at least the threshold against the group's centre image; with complete
     linkage every pair does. Each file shows its score to the group's centre; files with
-    identical content are marked inside their group. Nothing is deleted.
+    identical content are marked inside their group. Nothing is deleted: with --keep, --protect
+    or --plan each group also shows which file the keep rules keep and why, and --plan writes
+    that plan for simsearch review and simsearch apply.
     """
     from simsearch.index import open_index
 
@@ -203,24 +220,42 @@ def dedupe_cmd(threshold, linkage, index_dir, model, as_json):
     if rebuilding:
         _warn_rebuild(rebuilding, index_dir)
     report = index.duplicates(threshold, linkage)
+    kept = index.threshold() if report.threshold_source == "calibrated" else None
+    plan = _make_plan(index, report, keep, protect) if plan_path or keep or protect else None
+    if plan_path is not None:
+        plan.save(plan_path)
     if as_json:
-        click.echo(json.dumps(report.to_dict()))
+        data = {**report.to_dict(), "threshold_calibration": kept}
+        if plan is not None:
+            data["plan"] = None if plan_path is None else str(plan_path)
+            for g, p in zip(data["groups"], plan.groups):
+                g.update(decision=p.decision, keep=p.keep, act_on=p.act_on,
+                         reasons={f.path: f.reason for f in p.files})
+        click.echo(json.dumps(data))
         return
     for number, g in enumerate(report.groups, 1):
         labels = {path: chr(ord("A") + i % 26) for i, paths in enumerate(g.exact) for path in paths}
         click.echo(f"group {number}: {g.kind}, {len(g.members)} files, centre {_show(g.centre)}")
+        chosen = plan.groups[number - 1] if plan is not None else None
+        reasons = {f.path: f.reason for f in chosen.files} if chosen else {}
         for m in g.members:
             tag = f"[{labels[m.path]}]" if m.path in labels else "   "
-            click.echo(f"  {m.score:.4f} {tag} {_show(m.path)}")
+            mark = "" if chosen is None else "act on " if m.path in chosen.act_on else \
+                "keep   " if m.path in chosen.keep else "leave  "
+            why = f"  ({reasons[m.path]})" if reasons.get(m.path) else ""
+            click.echo(f"  {m.score:.4f} {tag} {mark}{_show(m.path)}{why}")
     near = sum(g.kind == "near" for g in report.groups)
-    source = {"model": "the model's calibrated threshold", "calibrated": "calibrated on your "
-              "photos (simsearch eval)", "command line": "from --threshold"}.get(
-        report.threshold_source, report.threshold_source)
     click.echo(f"{len(report.groups)} groups ({len(report.groups) - near} of identical files, "
                f"{near} with near-duplicates), {sum(len(g.members) for g in report.groups)} files, "
-               f"at threshold {report.threshold:.4f} ({source}). Scores are to each group's "
-               f"centre (its first file); [A], [B]... mark files with identical content.",
-               err=True)
+               f"at threshold {report.threshold:.4f} ({_threshold_origin(report, kept)}). Scores "
+               f"are to each group's centre (its first file); [A], [B]... mark files with "
+               f"identical content.", err=True)
+    if plan is not None:
+        acts = sum(len(g.act_on) for g in plan.groups)
+        click.echo(f"plan: act on {acts} files, {_size(plan.reclaimable())} reclaimable"
+                   + (f"; written to {plan_path}; look at it with: simsearch review --plan "
+                      f"{plan_path}; carry it out with: simsearch apply {plan_path} --action trash"
+                      if plan_path else "; write it with --plan FILE"), err=True)
 
 
 def _warn_rebuild(folders: list[str], index_dir) -> None:
@@ -228,6 +263,21 @@ def _warn_rebuild(folders: list[str], index_dir) -> None:
                "only part of your images; finish it with: simsearch index "
                + " ".join(_show(f) for f in folders)
                + ("" if index_dir is None else f" --index {index_dir}"), err=True)
+
+
+def _threshold_origin(report, kept: dict | None) -> str:
+    """Where a dedupe threshold came from, in words."""
+    if report.threshold_source == "command line":
+        return "--threshold on the command line"
+    if report.threshold_source == "calibrated" and kept:
+        measured = ""
+        if kept.get("precision") is not None:
+            measured = (f": precision {kept['precision']:.3f}, recall {kept['recall']:.3f} "
+                        f"on {kept.get('n_originals', '?')} originals")
+        return (f"calibrated on your photos on {kept.get('date', '?')} by simsearch eval for "
+                f"precision >= {kept.get('precision_target', '?')}{measured}; --threshold "
+                f"overrides it")
+    return "the model's default"
 
 
 @main.command("export")
@@ -325,6 +375,206 @@ def convert_cmd(weights, out):
     click.echo(f"{written} (use --model {written})")
 
 
+def _make_plan(index, report, keep, protect):
+    from simsearch.plan import make_plan, parse_rules
+
+    return make_plan(report.groups, parse_rules(keep), protect=[str(p) for p in protect],
+                     index=str(index.folder.resolve()), threshold=report.threshold)
+
+
+@main.command("review")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              default="simsearch-review", show_default=True,
+              help="Folder for index.html, its thumbnails and plan.json.")
+@click.option("--plan", "plan_path", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              default=None, help="Show this plan instead of making one from the index.")
+@_keep_options
+@_threshold_option("Score at or above which two images are near-duplicates.  "
+                   "[default: the index's threshold]")
+@_linkage_option("Grouping (see simsearch dedupe).")
+@_index_option
+@click.option("--workers", type=click.IntRange(1, 64), default=None,
+              help="Thumbnail threads.  [default: CPU count, at most 8]")
+@_quiet_option
+def review_cmd(out_dir, plan_path, keep, protect, threshold, linkage, index_dir, workers, quiet):
+    """Write a review page: OUT/index.html, one card per duplicate group with every image side
+    by side (thumbnails in OUT/thumbs), the keep rules' choice and why.
+
+    Open it in any browser (no server, nothing loaded from the network). Flip a choice there
+    (keep another copy, keep all, not duplicates) and press "Save plan"; then carry the plan
+    out with: simsearch apply plan.json --action trash. Your image files are only read.
+    """
+    from simsearch.plan import Plan
+    from simsearch.review import write_review
+
+    if plan_path is not None:
+        plan = Plan.load(plan_path)
+    else:
+        from simsearch.index import open_index
+
+        index = open_index(index_dir)
+        plan = _make_plan(index, index.duplicates(threshold, linkage), keep, protect)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        plan.save(out_dir / "plan.json")
+    with _Progress("thumbnails", quiet) as progress:
+        page = write_review(plan, out_dir, progress=progress, workers=workers)
+    files = sum(len(g.files) for g in plan.groups)
+    click.echo(f"{len(plan.groups)} groups, {files} files, {_size(plan.reclaimable())} "
+               f"reclaimable: open {page.resolve().as_uri()}")
+    if plan_path is None:
+        click.echo(f"the rules' plan is in {out_dir / 'plan.json'}; apply it as it is with: "
+                   f"simsearch apply {out_dir / 'plan.json'} --action trash", err=True)
+
+
+@main.command("apply")
+@click.argument("plan_path", metavar="PLAN", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.option("--action", type=click.Choice(["trash", "move", "hardlink", "symlink", "delete"]),
+              required=True,
+              help="trash: to the desktop trash; move: under --to DIR (by absolute path); "
+                   "hardlink/symlink: the duplicate becomes a link to the kept file; delete: "
+                   "removed for good (needs --yes-delete; cannot be undone).")
+@click.option("--to", "to", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder for --action move.")
+@click.option("--yes-delete", is_flag=True, help="Confirm --action delete: files are removed "
+                                                 "for good, and undo cannot bring them back.")
+@click.option("--journal", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Journal folder (what undo reads; running apply again with it resumes an "
+                   "interrupted run).  [default: PLAN.journal beside the plan]")
+@_index_option
+@_quiet_option
+@_json_option
+def apply_cmd(plan_path, action, to, yes_delete, journal, index_dir, quiet, as_json):
+    """Carry out a plan (from simsearch dedupe --plan or the review page's "Save plan").
+
+    Every file is checked first: one that changed since the plan was made (size, mtime or
+    content), is protected, is a link, or whose group has no intact kept copy left is skipped
+    and reported, never acted on. Every step is written to the journal before it is taken;
+    simsearch undo JOURNAL puts every file back. The index forgets trashed and deleted files
+    and follows moved ones; groups marked "not duplicates" are remembered.
+    """
+    from simsearch.actions import apply, default_journal
+    from simsearch.files import sha256
+    from simsearch.plan import Plan
+
+    if action == "move" and to is None:
+        raise click.UsageError("--action move needs --to DIR")
+    if to is not None and action != "move":
+        raise click.UsageError("--to is for --action move")
+    if action == "delete" and not yes_delete:
+        raise click.UsageError("--action delete removes files for good, and undo cannot bring "
+                               "them back; add --yes-delete to confirm, or use --action trash")
+    plan = Plan.load(plan_path)
+    journal = journal or default_journal(plan_path)
+    if action == "delete":
+        click.echo("delete: files are removed for good; undo will list them as not restorable",
+                   err=True)
+    with _Progress(f"{action}", quiet) as progress:
+        report = apply(plan, action, journal, to=to, confirm_delete=yes_delete,
+                       plan_id=sha256(plan_path), progress=progress)
+    index_note = _update_index(index_dir or plan.index, forget=report.removed,
+                               relocate=report.moved, not_duplicates=report.not_duplicates)
+    for o in report.skipped:
+        click.echo(f"skipped {_show(o.path)}: {o.detail}", err=True)
+    if as_json:
+        click.echo(json.dumps({**report.to_dict(), "index": index_note}))
+        return
+    verb = {"trash": "trashed", "move": "moved", "hardlink": "linked", "symlink": "linked",
+            "delete": "deleted"}[action]
+    for o in report.done:
+        click.echo(f"{verb} {_show(o.path)}" + (f" -> {_show(o.detail)}" if action != "delete" else ""))
+    earlier = f" (and {report.earlier} in an earlier run)" if report.earlier else ""
+    where = {"trash": " (in the trash until you empty it)", "move": f" (now under {to})",
+             "hardlink": " (the originals are held in the journal until you delete it)",
+             "symlink": " (the originals are held in the journal until you delete it)",
+             "delete": ""}[action]
+    click.echo(f"{len(report.done)} files {verb}{earlier}, {_size(report.freed)}{where}; "
+               f"{len(report.skipped)} skipped; {len(report.not_duplicates)} groups remembered "
+               f"as not duplicates", err=True)
+    if index_note:
+        click.echo(index_note, err=True)
+    if action != "delete":
+        click.echo(f"journal: {journal}; undo with: simsearch undo {journal}", err=True)
+
+
+@main.command("undo")
+@click.argument("journal", type=click.Path(exists=True, path_type=Path))
+@_index_option
+@_json_option
+def undo_cmd(journal, index_dir, as_json):
+    """Put back every file an apply changed, from its JOURNAL folder: byte-identical, with its
+    name, mtime and mode, whatever state an interrupted apply left. Deleted files cannot come
+    back and are listed. Exit status 1 when a file could not be restored."""
+    from simsearch.actions import undo
+
+    report = undo(journal)
+    index_note = _update_index(index_dir or report.index, relocate=report.moved_back)
+    if as_json:
+        click.echo(json.dumps({**report.to_dict(), "index": index_note}))
+    else:
+        for o in report.restored:
+            click.echo(f"restored {_show(o.path)}: {o.detail}")
+        for o in report.not_restored:
+            click.echo(f"NOT restored {_show(o.path)}: {o.detail}", err=True)
+        click.echo(f"{len(report.restored)} restored, {len(report.not_restored)} not restored",
+                   err=True)
+        if index_note:
+            click.echo(index_note, err=True)
+        if report.reappeared:
+            folders = sorted({os.path.dirname(p) for p in report.reappeared})
+            folders = [f for f in folders  # a folder inside another listed one is covered
+                       if not any(f.startswith(o.rstrip(os.sep) + os.sep) for o in folders)]
+            click.echo(f"{len(report.reappeared)} restored files were forgotten by the index; add "
+                       f"them back with: simsearch index " + " ".join(_show(f) for f in folders[:3])
+                       + (" ..." if len(folders) > 3 else ""), err=True)
+    if report.not_restored:
+        sys.exit(1)
+
+
+@main.command("not-duplicates")
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+@_index_option
+def not_duplicates_cmd(files, index_dir):
+    """Remember that FILES (two or more indexed images) are not duplicates of one another:
+    later dedupe runs never group them together."""
+    from simsearch.index import open_index
+
+    if len(files) < 2:
+        raise click.UsageError("name two or more files")
+    paths = [os.path.abspath(p) for p in files]
+    open_index(index_dir).mark_not_duplicates(paths)
+    click.echo(f"remembered: {len(paths)} files are not duplicates of one another")
+
+
+def _update_index(folder, forget=(), relocate=None, not_duplicates=()) -> str:
+    """The file actions' changes, through the index's commit path. Returns a note for the user
+    when the index could not be updated (the file actions themselves stand)."""
+    relocate = relocate or {}
+    if not folder or not (forget or relocate or not_duplicates):
+        return ""
+    from simsearch.index import open_index
+
+    try:
+        index = open_index(folder)
+        if forget:
+            index.forget(list(forget))
+        if relocate:
+            index.relocate(dict(relocate))
+        for paths in not_duplicates:
+            index.mark_not_duplicates(paths)
+    except SimsearchError as e:
+        return (f"the index was not updated ({e}); the files are as reported. Bring it up to "
+                f"date with: simsearch index PHOTOS --index {folder}")
+    return ""
+
+
+def _size(n: int) -> str:
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1000
+    return str(n)
+
+
 @main.command("eval")
 @click.argument("originals", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--distractors", type=click.Path(exists=True, file_okay=False, path_type=Path),
@@ -333,20 +583,38 @@ def convert_cmd(weights, out):
 @_threshold_option("Dedupe threshold to score.  [default: the model's calibrated threshold]")
 @click.option("--per-image", type=click.IntRange(1, 64), default=None,
               help="Edited copies per original (a seeded sample of the edits).  [default: all]")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seeds the edits and the bootstrap.")
 @_linkage_option("Dedupe grouping to score (see simsearch dedupe).")
 @click.option("--no-baselines", is_flag=True, help="Skip the pHash/dHash baselines.")
+@click.option("--originals-distinct", is_flag=True,
+              help="Count originals that look alike (same content, pHash, the model's score) "
+                   "as different pictures.  [default: pairs across them count neither way]")
+@click.option("--target-precision", type=click.FloatRange(0.0, 1.0), default=0.95,
+              show_default=True,
+              help="Dedupe precision the calibrated threshold must reach (the shipped "
+                   "threshold was chosen at 0.95 on validation images).")
+@click.option("--save-threshold", is_flag=True,
+              help="Keep the calibrated threshold in the index (--index) for simsearch dedupe; "
+                   "evaluates with the index's model.")
+@_index_option
+@click.option("--show-mistakes", type=click.IntRange(0), default=10, show_default=True,
+              metavar="N", help="False pairs and missed copies listed (all of them in --json).")
 @_quiet_option
 @_json_option
 def eval_cmd(originals, distractors, model, threshold, per_image, seed, linkage, no_baselines,
+             originals_distinct, target_precision, save_threshold, index_dir, show_mistakes,
              quiet, as_json):
     """Measure accuracy on your own pictures: edited copies of ORIGINALS are made in a
     temporary folder, the real pipeline runs on them, and uAP, Recall@1 (overall and per
-    edit), dedupe precision/recall/F1 and a calibrated threshold are reported, beside the
-    pHash and dHash baselines on the same files. Your files are only read.
+    edit), dedupe precision/recall/F1 with 95% bootstrap intervals and a calibrated threshold
+    are reported, beside the pHash and dHash baselines on the same files. Originals that
+    already look alike are listed first. Your files are only read; with --save-threshold the
+    calibrated threshold is written into the index.
     """
     import importlib.util
 
+    from simsearch.index import open_index
     from simsearch.scorecard import run_eval
 
     baselines = () if no_baselines else ("phash", "dhash")
@@ -354,28 +622,37 @@ def eval_cmd(originals, distractors, model, threshold, per_image, seed, linkage,
         click.echo("note: no pHash/dHash baselines: they need the imagehash package (pip install "
                    "imagehash); --no-baselines leaves them out without this note", err=True)
         baselines = ()
-    with _Progress("evaluating", quiet) as progress:
-        stage = None if progress is None else (lambda name, done, total: progress(done, total))
+    target = None
+    if save_threshold:  # --index alone changes nothing (it may come from $SIMSEARCH_INDEX)
+        target = open_index(index_dir, model=model)
+        name = target.model.name  # also refuses a --model the index was not built with
+        model = model or (None if name.startswith("default (") else name)
+    with _Stages(quiet) as progress:
         report = run_eval(originals, distractors, model=model, threshold=threshold, seed=seed,
                           per_image=per_image, linkage=linkage, baselines=baselines,
-                          progress=stage)
+                          target_precision=target_precision,
+                          originals_distinct=originals_distinct, progress=progress)
+    saved = None
+    if save_threshold:
+        cal = report.metrics.calibrated
+        if cal is None:
+            raise click.ClickException(
+                f"no threshold saved: {report.metrics.calibration_error} on these photos; "
+                f"lower --target-precision, or keep the model's default")
+        target.save_threshold(cal.threshold, "calibrated", report.threshold_details())
+        saved = {"index": str(target.folder), "threshold": cal.threshold}
     if as_json:
-        click.echo(json.dumps(report.to_dict()))
+        click.echo(json.dumps({**report.to_dict(), "saved_threshold": saved}))
         return
-    rows = [("simsearch", report.metrics)] + list(report.baselines.items())
-    click.echo(f"{report.n_queries} edited copies of {report.n_references} references "
-               f"(model: {report.model})")
-    click.echo(f"{'':<10} {'uAP':>6} {'R@1':>6} {'dedupe P':>9} {'R':>6} {'F1':>6} {'at':>7}  "
-               f"{'P>=0.99 at':>10} {'R':>6}")
-    for name, m in rows:
-        cal = m.calibrated
-        click.echo(f"{name:<10} {m.uap:>6.3f} {m.recall_at_1:>6.3f} {m.dedupe.precision:>9.3f} "
-                   f"{m.dedupe.recall:>6.3f} {m.dedupe.f1:>6.3f} {m.dedupe.threshold:>7.4f}  "
-                   + (f"{cal.threshold:>10.4f} {cal.recall:>6.3f}" if cal else f"{'-':>10} {'-':>6}"))
-    click.echo("\nRecall@1 per edit")
-    click.echo(f"{'edit':<12}" + "".join(f"{name:>10}" for name, _ in rows))
-    for edit in report.metrics.per_edit:
-        click.echo(f"{edit:<12}" + "".join(f"{m.per_edit.get(edit, 0):>10.3f}" for _, m in rows))
+    from simsearch.scoresheet import eval_lines
+
+    for s in report.skipped:
+        click.echo(f"skipped {_show(s['path'])}: {s['reason']}", err=True)
+    for line in eval_lines(report, Path(originals), show_mistakes, _show):
+        click.echo(line)
+    if saved:
+        click.echo(f"\nsaved threshold {saved['threshold']:.4f} in {target.folder}: simsearch "
+                   f"dedupe uses it from now on (--threshold overrides it)")
 
 
 # Training settings: defaults and choices come from TrainConfig (simsearch.config needs no
@@ -518,6 +795,34 @@ class _Progress:
     def __exit__(self, *exc):
         if self.bar is not None:
             self.bar.__exit__(*exc)
+        return False
+
+
+class _Stages:
+    """One progress bar per named stage (the library calls it as f(stage, done, total)); nothing
+    with --quiet or when stderr is not a terminal."""
+
+    def __init__(self, quiet: bool):
+        self.quiet = quiet
+        self.name: str | None = None
+        self.bar: _Progress | None = None
+
+    def __enter__(self):
+        return None if self.quiet or not sys.stderr.isatty() else self
+
+    def __call__(self, name: str, done: int, total: int) -> None:
+        if name != self.name:
+            self._close()
+            self.name, self.bar = name, _Progress(name, False)
+        self.bar(done, total)
+
+    def _close(self) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
+        self.bar = None
+
+    def __exit__(self, *exc):
+        self._close()
         return False
 
 

@@ -105,6 +105,7 @@ class DuplicateReport:
     threshold: float
     threshold_source: str = "command line"  # or "model", "calibrated"
     groups: list[Group] = field(default_factory=list)
+    threshold_source: str = "model"  # "model" | "calibrated" | "command line"
 
     def to_dict(self) -> dict:
         return {"threshold": self.threshold, "threshold_source": self.threshold_source,

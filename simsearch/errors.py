@@ -7,7 +7,7 @@ from __future__ import annotations
 
 __all__ = ["SimsearchError", "DecodeError", "MissingLibraryError", "ModelError", "IndexStoreError",
            "ModelMismatchError", "IndexLockedError", "CalibrationError", "TrainingError",
-           "NoTripletsError", "CollapseError", "MissingDependencyError"]
+           "NoTripletsError", "CollapseError", "MissingDependencyError", "PlanError", "JournalError"]
 
 
 class SimsearchError(Exception):
@@ -74,3 +74,11 @@ class MissingDependencyError(SimsearchError, ImportError):
         self.extra = extra
         super().__init__(f"{needs} needs {missing}, which is not installed (the light install "
                          f"leaves it out); install it with: pip install 'simsearch[{extra}]'")
+
+
+class PlanError(SimsearchError):
+    """A plan file (what `apply` would do) is missing, malformed, or asks for something unsafe."""
+
+
+class JournalError(SimsearchError):
+    """An apply journal (what `undo` restores from) is missing, malformed or in use."""

@@ -28,7 +28,8 @@ __all__ = [
     "GROUND_TRUTH", "BenchmarkItem", "SkippedFile", "Benchmark", "make_benchmark", "load_benchmark",
     "micro_average_precision", "recall_at_1", "recall_at_1_per_edit", "pair_precision_recall_f1",
     "calibrate_threshold", "CalibrationError", "DedupeScore", "Calibration", "Metrics", "Neighbors",
-    "LabelledPairs", "label_neighbors", "hash_baseline"]
+    "LabelledPairs", "label_neighbors", "hash_baseline", "image_hashes", "hash_neighbors",
+    "hamming_to_score", "score_to_hamming", "popcount"]
 
 GROUND_TRUTH = "ground_truth.json"
 _FORMAT_VERSION = 1
@@ -170,7 +171,10 @@ def load_benchmark(out_dir: Path) -> Benchmark:
 
 @dataclass(frozen=True)
 class DedupeScore:
-    """Pairwise precision/recall/F1 of near-duplicate groups (at ``threshold``, if known)."""
+    """Pairwise precision/recall/F1 of near-duplicate groups (at ``threshold``, if known).
+
+    ``unit`` says what the threshold is: "score" (a similarity, higher is closer) or
+    "hamming" (a perceptual hash's bit distance, at most this many bits apart)."""
 
     precision: float
     recall: float
@@ -179,18 +183,23 @@ class DedupeScore:
     n_predicted: int = 0
     n_true: int = 0
     n_correct: int = 0
+    unit: str = "score"
 
     def to_dict(self) -> dict:
-        return {"threshold": self.threshold, "precision": self.precision, "recall": self.recall, "f1": self.f1}
+        return {"threshold": self.threshold, "unit": self.unit, "precision": self.precision,
+                "recall": self.recall, "f1": self.f1, "n_predicted": self.n_predicted,
+                "n_correct": self.n_correct, "n_true": self.n_true}
 
 
 @dataclass(frozen=True)
 class Calibration:
-    """The lowest score threshold meeting a precision target, and what it achieves."""
+    """The threshold that meets a precision target, and what it achieves (``unit`` as in
+    ``DedupeScore``)."""
 
     threshold: float
     precision: float
     recall: float
+    unit: str = "score"
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -205,6 +214,7 @@ class Metrics:
     per_edit: dict[str, float] = field(default_factory=dict)
     dedupe: DedupeScore | None = None
     calibrated: Calibration | None = None
+    calibration_error: str | None = None  # why ``calibrated`` is None, when it was tried
 
     def to_dict(self) -> dict:
         return {
@@ -213,6 +223,7 @@ class Metrics:
             "per_edit": dict(self.per_edit),
             "dedupe": None if self.dedupe is None else self.dedupe.to_dict(),
             "calibrated": None if self.calibrated is None else self.calibrated.to_dict(),
+            "calibration_error": self.calibration_error,
         }
 
 
@@ -383,7 +394,7 @@ _HASH_BITS = 64
 _BLOCK = 1 << 22  # query x reference distances held at once
 
 
-def _popcount(x: np.ndarray) -> np.ndarray:
+def popcount(x: np.ndarray) -> np.ndarray:
     """Set bits per uint64 element, as int64."""
     if hasattr(np, "bitwise_count"):  # numpy >= 2.0
         return np.bitwise_count(x).astype(np.int64)
@@ -391,10 +402,59 @@ def _popcount(x: np.ndarray) -> np.ndarray:
     return bits.reshape(*x.shape, 64).sum(-1, dtype=np.int64)
 
 
-def _image_hash(kind: str, path: Path, imagehash) -> int:
-    img = load_image(path, target=256).image  # the hashes work on 32x32 or smaller
-    h = imagehash.phash(img) if kind == "phash" else imagehash.dhash(img)
-    return int.from_bytes(np.packbits(np.asarray(h.hash, dtype=bool).ravel()).tobytes(), "big")
+def hamming_to_score(distance: int) -> float:
+    """The similarity the hash baselines rank by: ``1 - distance / 64``."""
+    return 1.0 - distance / _HASH_BITS
+
+
+def score_to_hamming(score: float) -> int:
+    """The Hamming distance a hash similarity stands for (the inverse of ``hamming_to_score``)."""
+    return int(round((1.0 - score) * _HASH_BITS))
+
+
+def image_hashes(kind: str, paths: Sequence[Path],
+                 progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+    """64-bit perceptual hashes ("phash" or "dhash", from the optional ``imagehash`` package)
+    of each image, as uint64.  Raises ``DecodeError`` for an unreadable image and
+    ``SimsearchError`` when imagehash is not installed.  ``progress(done, total)`` per image."""
+    if kind not in ("phash", "dhash"):
+        raise ValueError(f"unknown hash kind {kind!r}; choose phash or dhash")
+    try:
+        import imagehash
+    except ImportError:
+        raise SimsearchError("the phash/dhash baselines need the imagehash package; "
+                             "install it with: pip install imagehash") from None
+    out = np.empty(len(paths), dtype=np.uint64)
+    for i, path in enumerate(paths):
+        img = load_image(Path(path), target=256).image  # the hashes work on 32x32 or smaller
+        h = imagehash.phash(img) if kind == "phash" else imagehash.dhash(img)
+        out[i] = int.from_bytes(np.packbits(np.asarray(h.hash, dtype=bool).ravel()).tobytes(), "big")
+        if progress is not None:
+            progress(i + 1, len(paths))
+    return out
+
+
+def hash_neighbors(queries: np.ndarray, references: np.ndarray, k: int | None = 10) -> Neighbors:
+    """The k references nearest each query hash by Hamming distance, as similarities
+    ``1 - hamming / 64`` in [0, 1].  Ties go to the lower reference index.  ``k=None`` ranks
+    every reference."""
+    q = np.asarray(queries, dtype=np.uint64)
+    r = np.asarray(references, dtype=np.uint64)
+    if r.size == 0:
+        raise ValueError("no reference images")
+    k = r.size if k is None else min(k, r.size)
+    indices = np.empty((q.size, k), dtype=np.int64)
+    dist = np.empty((q.size, k), dtype=np.int64)
+    step = max(1, _BLOCK // r.size)
+    for start in range(0, q.size, step):
+        d = popcount(q[start:start + step, None] ^ r[None, :])
+        # Unique keys make the order total (distance, then reference index) and deterministic.
+        key = d * r.size + np.arange(r.size)
+        top = np.argpartition(key, k - 1, axis=1)[:, :k] if k < r.size else np.argsort(key, axis=1)
+        top = np.take_along_axis(top, np.argsort(np.take_along_axis(key, top, 1), axis=1), 1)
+        indices[start:start + step] = top
+        dist[start:start + step] = np.take_along_axis(d, top, 1)
+    return Neighbors(indices, (1.0 - dist / _HASH_BITS).astype(np.float32))
 
 
 def hash_baseline(kind: str, queries: Sequence[Path], references: Sequence[Path],
@@ -408,25 +468,7 @@ def hash_baseline(kind: str, queries: Sequence[Path], references: Sequence[Path]
     """
     if kind not in ("phash", "dhash"):
         raise ValueError(f"unknown hash kind {kind!r}; choose phash or dhash")
-    try:
-        import imagehash
-    except ImportError:
-        raise SimsearchError("the phash/dhash baselines need the imagehash package; "
-                             "install it with: pip install imagehash") from None
-    q, r = (np.array([_image_hash(kind, Path(p), imagehash) for p in paths], dtype=np.uint64)
-            for paths in (queries, references))
+    q, r = image_hashes(kind, queries), image_hashes(kind, references)
     if r.size == 0:
         raise ValueError("no reference images")
-    k = r.size if k is None else min(k, r.size)
-    indices = np.empty((q.size, k), dtype=np.int64)
-    dist = np.empty((q.size, k), dtype=np.int64)
-    step = max(1, _BLOCK // r.size)
-    for start in range(0, q.size, step):
-        d = _popcount(q[start:start + step, None] ^ r[None, :])
-        # Unique keys make the order total (distance, then reference index) and deterministic.
-        key = d * r.size + np.arange(r.size)
-        top = np.argpartition(key, k - 1, axis=1)[:, :k] if k < r.size else np.argsort(key, axis=1)
-        top = np.take_along_axis(top, np.argsort(np.take_along_axis(key, top, 1), axis=1), 1)
-        indices[start:start + step] = top
-        dist[start:start + step] = np.take_along_axis(d, top, 1)
-    return Neighbors(indices, (1.0 - dist / _HASH_BITS).astype(np.float32))
+    return hash_neighbors(q, r, k)

@@ -6,6 +6,7 @@ of truth `simsearch.catalog`, the vector search `simsearch.vectors`, scores
 """
 from __future__ import annotations
 
+import datetime
 import dataclasses
 import json
 import os
@@ -36,6 +37,7 @@ __all__ = ["Index", "Match", "QueryResult", "open_index", "default_index_dir", "
 _DEFAULT_NAMES = (None, "default", "default (random init)")
 _VERIFY_SAMPLE = 16  # stored vectors compared with the catalog whenever vectors.faiss is read
 _RECALL_QUERIES = 500  # stored vectors (seeded) whose exact top 10 an approximate index is held to
+THRESHOLD_KEY = "dedupe_threshold"  # catalog meta: a calibrated threshold, JSON (save_threshold)
 
 
 def default_index_dir() -> Path:
@@ -570,13 +572,10 @@ class Index:
         return [[Match(paths[int(i)], float(s)) for s, i in zip(srow, irow) if int(i) in paths]
                 for srow, irow in zip(scores, ids)]
 
-    def default_threshold(self) -> tuple[float, str]:
-        """The dedupe threshold when none is given, and where it comes from: one calibrated on
-        the user's photos and saved in the index (`save_threshold`), else the model's own. A
-        model that cannot be found is an error, never a silent default."""
-        saved = self.threshold()
-        if saved is not None:
-            return saved
+    def default_threshold(self) -> float:
+        """The dedupe threshold calibrated for the index's model (read from the model's
+        metadata: no torch, no session). A model that cannot be found, or carries none, is an
+        error that says how to go on, never a silent default."""
         try:
             ref = self.model
         except (ModelError, ModelMismatchError) as e:
@@ -584,36 +583,58 @@ class Index:
                              f"known: give one with --threshold") from e
         if ref.dedupe_threshold is None:
             raise ModelError(f"{ref.name} carries no calibrated dedupe threshold; give one with "
-                             f"--threshold, or calibrate one on your photos with simsearch eval")
-        return float(ref.dedupe_threshold), "model"
+                             f"--threshold, or calibrate one on your photos with: simsearch eval "
+                             f"PHOTOS --save-threshold --index {self.folder}")
+        return float(ref.dedupe_threshold)
 
-    def threshold(self) -> tuple[float, str] | None:
-        """A threshold saved in the index for its model, and its source, or None."""
+    # -- a dedupe threshold kept in the catalog (issue 18) -------------------------------------
+    def save_threshold(self, value: float, source: str, details: dict) -> None:
+        """Keep a dedupe threshold in the catalog (meta key `dedupe_threshold`, JSON: value,
+        source, date, then `details`: model_id, precision target, measured precision and
+        recall, number of originals...) for `duplicates` to use when none is given. A threshold
+        is a score of one model: `details["model_id"]` must be the index's model."""
+        value = check_threshold(value)
+        built = self._record
+        if not built:
+            raise IndexStoreError(f"no index at {self.folder}; create one with: simsearch "
+                                  f"index PHOTOS --index {self.folder}")
+        if details.get("model_id") != built["id"]:
+            raise ModelMismatchError(
+                f"{self.folder} was built with model {built['name']} ({built['id'][:12]}), "
+                f"the threshold was measured with {details.get('model', '?')} "
+                f"({str(details.get('model_id'))[:12]}); a score of one model means nothing "
+                f"to another. Evaluate with: simsearch eval PHOTOS --index {self.folder}")
+        record = {"value": value, "source": source,
+                  "date": datetime.date.today().isoformat(), **details}
+        self._write(lambda catalog: catalog.set_meta(THRESHOLD_KEY, json.dumps(record)))
+
+    def threshold(self) -> dict | None:
+        """The kept dedupe threshold record (see `save_threshold`), or None when none is kept
+        (or it is unreadable: dedupe then falls back to the model's threshold)."""
         if not (self.folder / CATALOG).is_file():
             return None
         catalog = self.catalog()
         try:
-            raw = catalog.get_meta("dedupe_threshold")
+            text = catalog.get_meta(THRESHOLD_KEY)
         finally:
             catalog.close()
-        if raw is None:
-            return None
         try:
-            saved = json.loads(raw)
-            value = check_threshold(saved["value"])
-        except (ValueError, TypeError, KeyError, SimsearchError):
+            record = json.loads(text) if text is not None else None
+        except ValueError:
             return None
-        if self._record and saved.get("model_id") not in (None, self._record.get("id")):
-            return None  # calibrated for another model
-        return value, str(saved.get("source", "calibrated"))
+        if not isinstance(record, dict) or type(record.get("value")) not in (int, float) \
+                or not -1.0 <= record["value"] <= 1.0:
+            return None
+        return record
 
-    def save_threshold(self, value: float, source: str = "calibrated",
-                       details: dict | None = None) -> None:
-        """Keep a dedupe threshold in the index (for its model): dedupe uses it by default."""
-        value = check_threshold(value)
-        record = {"value": value, "source": source,
-                  "model_id": (self._record or {}).get("id"), **(details or {})}
-        self._write(lambda catalog: catalog.set_meta("dedupe_threshold", json.dumps(record)))
+    def _threshold_to_use(self) -> tuple[float, str]:
+        """(threshold, "calibrated") when one is kept for this index's model, else (the model's
+        threshold, "model")."""
+        kept = self.threshold()
+        built = (self._record or {}).get("id")
+        if kept is not None and kept.get("model_id") == built:
+            return float(kept["value"]), "calibrated"
+        return self.default_threshold(), "model"
 
     def duplicates(self, threshold: float | None = None, linkage: str = "centre",
                    background: "str | Background | None" = "model") -> DuplicateReport:
@@ -622,7 +643,7 @@ class Index:
         `simsearch.dedupe`). `background`: "model" scores with the offsets stored at ingest,
         None plain cosine, or another `Background` (see `simsearch.scoring`)."""
         if threshold is None:
-            threshold, source = self.default_threshold()
+            threshold, source = self._threshold_to_use()
         else:
             threshold, source = check_threshold(threshold), "command line"
         catalog = self.catalog()

@@ -6,9 +6,16 @@ References are the originals plus any distractors; queries are the edited copies
 on an index of everything. Its pairs are scored by family (an original and its copies):
 precision counts a predicted pair as right when both files come from the same original;
 recall is the share of (copy, original) pairs that ended up in one group.
+
+Originals that already look alike (`simsearch.families`: same content, the model's score at its
+dedupe threshold, pHash) form sets; by default a pair across two originals of one set counts
+neither right nor wrong, in dedupe and in search (a copy whose top hit is another version of
+its original is not a miss). `originals_distinct=True` counts them as different pictures.
+Figures come with bootstrap intervals over originals (`simsearch.evidence`).
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import tempfile
 from collections.abc import Callable, Sequence
@@ -17,21 +24,33 @@ from pathlib import Path
 
 import numpy as np
 
-from simsearch.dedupe import complete_linkage
-from simsearch.evaluate import (CalibrationError, DedupeScore, Metrics, Neighbors,
-                                calibrate_threshold, hash_baseline, label_neighbors,
-                                make_benchmark, micro_average_precision, recall_at_1,
-                                recall_at_1_per_edit)
-from simsearch.errors import SimsearchError
+from simsearch.dedupe import complete_linkage, near_pairs
+from simsearch.edits import EDIT_NAMES
+from simsearch.evaluate import (Calibration, DedupeScore, Metrics, Neighbors, hamming_to_score,
+                                hash_neighbors, image_hashes, make_benchmark)
+from simsearch.errors import DecodeError, SimsearchError
+from simsearch import evidence
+from simsearch.evidence import (Grouping, Interval, Truth, dedupe_score, metrics_of,
+                                score_groups, score_search)
+from simsearch.families import Families, Link, join, link_hamming, link_hashes
 from simsearch.files import walk_images
 from simsearch.index import open_index
+from simsearch.mistakes import Mistakes, MissedCopy, false_pairs, missed_by_dedupe
 from simsearch.scoring import Background, Offsets, adjusted_search
 from simsearch.vectors import VectorIndex
 
-__all__ = ["EvalReport", "run_eval", "HASH_THRESHOLD"]
+__all__ = ["EvalReport", "run_eval", "HASH_DISTANCE", "FEW_ORIGINALS", "TARGET_PRECISION"]
 
 # Hamming distance 10 of 64 bits, the usual default of hash-based duplicate finders.
-HASH_THRESHOLD = 1.0 - 10 / 64
+HASH_DISTANCE = 10
+# Below this many originals an interval is wide enough to change a decision; say so.
+FEW_ORIGINALS = 50
+# The dedupe precision a calibrated threshold must reach: the criterion the shipped model's
+# default threshold was chosen by (on validation images), so that a threshold calibrated on
+# your photos replaces like with like.
+TARGET_PRECISION = 0.95
+_SCORE_STEP = 0.005  # calibration grid for model scores
+_GIVE_UP = 0.1  # calibration stops where precision is this far below the target
 
 
 @dataclass
@@ -44,42 +63,71 @@ class EvalReport:
     sweep: list[DedupeScore] = field(default_factory=list)
     background: dict | None = None  # the score adjustment used (simsearch.scoring), if any
     variants: list[dict] = field(default_factory=list)  # uAP under other adjustments
+    model_id: str = ""
+    n_originals: int = 0
+    families: Families | None = None
+    originals_distinct: bool = False
+    intervals: dict[str, Interval] = field(default_factory=dict)
+    bootstrap: dict = field(default_factory=dict)  # rounds, seed, level
+    target_precision: float = TARGET_PRECISION
+    linkage: str = "centre"
+    mistakes: Mistakes = field(default_factory=Mistakes)
+    skipped: list[dict] = field(default_factory=list)  # unreadable originals: path, reason
+    warnings: list[str] = field(default_factory=list)
+    # what the look-alike sets changed: dedupe pairs and search top hits counted neither way /
+    # as found, and simsearch's figures had the originals been counted as distinct
+    set_aside: dict = field(default_factory=dict)
+    as_distinct: dict | None = None
+    # simsearch's raw answers, for an independent scoring of the same run: each copy's results
+    # and the dedupe groups at the threshold scored
+    predictions: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return {**self.metrics.to_dict(),
+                "intervals": {k: v.to_dict() for k, v in self.intervals.items()},
+                "bootstrap": self.bootstrap,
                 "baselines": {k: m.to_dict() for k, m in self.baselines.items()},
                 "n_queries": self.n_queries, "n_references": self.n_references,
-                "model": self.model, "background": self.background,
+                "n_originals": self.n_originals,
+                "n_distractors": self.n_references - self.n_originals,
+                "model": self.model, "model_id": self.model_id, "linkage": self.linkage,
+                "target_precision": self.target_precision,
+                "originals_distinct": self.originals_distinct,
+                "families": None if self.families is None else self.families.to_dict(),
+                "mistakes": self.mistakes.to_dict(), "skipped": self.skipped,
+                "warnings": self.warnings, "set_aside": self.set_aside,
+                "as_distinct": self.as_distinct, "predictions": self.predictions,
+                "background": self.background,
                 "variants": self.variants, "sweep": [s.to_dict() for s in self.sweep]}
+
+    def threshold_details(self) -> dict:
+        """What `Index.save_threshold` keeps beside a calibrated threshold."""
+        cal = self.metrics.calibrated
+        return {"model_id": self.model_id, "model": self.model,
+                "precision_target": self.target_precision,
+                "precision": None if cal is None else cal.precision,
+                "recall": None if cal is None else cal.recall,
+                "n_originals": self.n_originals, "linkage": self.linkage,
+                "originals_distinct": self.originals_distinct}
 
 
 def run_eval(originals: str | os.PathLike, distractors: str | os.PathLike | None = None,
              model: str | None = None, threshold: float | None = None, seed: int = 0,
              per_image: int | None = None, k: int = 10, baselines: Sequence[str] = ("phash", "dhash"),
-             work_dir: str | os.PathLike | None = None, min_precision: float = 0.99,
-             linkage: str = "centre", sweep: Sequence[float] = (),
-             background: Background | None | str = "model", variants: Sequence[Background] = (),
+             work_dir: str | os.PathLike | None = None,
+             target_precision: float = TARGET_PRECISION, linkage: str = "centre",
+             sweep: Sequence[float] = (), background: Background | None | str = "model",
+             variants: Sequence[Background] = (), originals_distinct: bool = False,
+             rounds: int = 1000, edits: Sequence[str] = EDIT_NAMES,
              progress: Callable[[str, int, int], None] | None = None) -> EvalReport:
     """Score `model` (default: the shipped one) on edited copies of the images in `originals`.
 
     Scores are adjusted against `background` ("model": the model's own background set, if it
     has one; None: plain cosine; see `simsearch.scoring`). Each of `variants` (backgrounds with
-    other parameters) is also scored for uAP on the same vectors."""
+    other parameters) is also scored for uAP on the same vectors. `progress(stage, done, total)`
+    names each stage."""
     with tempfile.TemporaryDirectory(prefix="simsearch-eval-", dir=work_dir) as tmp:
         tmp = Path(tmp)
-        sources = [Path(f.path) for f in walk_images([originals])]
-        bench = make_benchmark(sources, tmp / "bench", seed=seed, per_image=per_image,
-                               progress=_stage(progress, "editing"))
-        refs = [str(p) for p in bench.originals]
-        if distractors is not None:
-            refs += [f.path for f in walk_images([distractors])]
-        queries = [str(item.query) for item in bench.items]
-        ref_index = {p: i for i, p in enumerate(refs)}
-        true_ref = np.array([ref_index[str(item.original)] for item in bench.items])
-        edits = [item.edit for item in bench.items]
-        family = {p: i for i, p in enumerate(refs)}
-        family.update({str(item.query): ref_index[str(item.original)] for item in bench.items})
-
         index = open_index(tmp / "index", model=model, create=True)
         if background == "model":
             background = index.background
@@ -87,12 +135,36 @@ def run_eval(originals: str | os.PathLike, distractors: str | os.PathLike | None
             if bg is not None and bg.model_id != index.model.model_id:
                 raise SimsearchError(f"the background set belongs to model {bg.model_id[:12]}, "
                                      f"not to {index.model.name} ({index.model.model_id[:12]})")
-        roots = [originals, tmp / "bench" / "queries"] + ([distractors] if distractors else [])
-        index.add_paths(roots, progress=_stage(progress, "indexing"))
+        ingested = index.add_paths([originals], progress=_stage(progress, "indexing originals"))
         paths, matrix = index.vectors()
         vectors = dict(zip(paths, matrix))
-        if sum(p in vectors for p in refs) < 2:
+        readable = [f.path for f in walk_images([originals]) if f.path in vectors]
+        if len(readable) < 2:
             raise SimsearchError(f"{originals}: fewer than two readable images to evaluate on")
+        families = _look_alikes(index, readable, vectors, background, progress)
+        bench = make_benchmark([Path(p) for p in readable], tmp / "bench", seed=seed,
+                               per_image=per_image, edits=edits,
+                               progress=_stage(progress, "making copies"))
+        n_originals = len(bench.originals)
+        refs = [str(p) for p in bench.originals]
+        if distractors is not None:
+            refs += [f.path for f in walk_images([distractors])]
+        queries = [str(item.query) for item in bench.items]
+        ref_index = {p: i for i, p in enumerate(refs)}
+        true_ref = np.array([ref_index[str(item.original)] for item in bench.items], np.int64)
+        set_of = np.arange(len(refs))
+        if not originals_distinct:
+            fam_set = families.set_of()
+            fam_index = {p: i for i, p in enumerate(families.paths)}
+            for i, p in enumerate(refs[:n_originals]):
+                set_of[i] = ref_index[families.paths[fam_set[fam_index[p]]]]
+        truth = Truth(refs, queries, true_ref, [item.edit for item in bench.items], set_of,
+                       n_originals)
+
+        roots = [originals, tmp / "bench" / "queries"] + ([distractors] if distractors else [])
+        index.add_paths(roots, progress=_stage(progress, "indexing copies"))
+        paths, matrix = index.vectors()
+        vectors = dict(zip(paths, matrix))
         dim = index.dim
         store = VectorIndex(dim)
         ref_ids = np.array([i for i, p in enumerate(refs) if p in vectors], dtype=np.int64)
@@ -102,81 +174,209 @@ def run_eval(originals: str | os.PathLike, distractors: str | os.PathLike | None
         offsets = None if background is None else Offsets(ref_ids, background.offsets(ref_vectors))
         scores, ids = adjusted_search(store, q_vectors, k, background, offsets)
         neighbours = Neighbors(ids, scores)
-        threshold = index.default_threshold()[0] if threshold is None else threshold
-        groups = [g.files for g in index.duplicates(threshold, linkage, background).groups]
-        metrics = _score(neighbours, true_ref, edits, groups, threshold, family, bench,
-                         min_precision)
-        swept = [family_dedupe_score([g.files for g in index.duplicates(t, linkage, background).groups],
-                                     family, bench, t) for t in sweep]
+        threshold = index.default_threshold() if threshold is None else threshold
 
-        scored = {}
-        for kind in baselines:
-            hashed = hash_baseline(kind, queries, refs, k=k)
-            everything = refs + queries
-            pairs = hash_baseline(kind, everything, everything, k=min(k + 1, len(everything)))
-            hash_groups = _hash_groups(pairs, everything, HASH_THRESHOLD)
-            scored[kind] = _score(hashed, true_ref, edits, hash_groups, HASH_THRESHOLD, family,
-                                  bench, min_precision)
+        def model_groups(t: float) -> list[list[str]]:
+            return _disjoint([g.files for g in index.duplicates(t, linkage, background).groups])
+
+        groups = model_groups(threshold)
+        retrieval, grouping = score_search(neighbours, truth), score_groups(groups, truth)
+        calibrated, why = _calibrate(lambda t: score_groups(model_groups(t), truth),
+                                     _score_grid(), target_precision, "score",
+                                     _stage(progress, "calibrating"))
+        metrics = metrics_of(retrieval, grouping, truth, threshold, "score", calibrated, why)
+        swept = [dedupe_score(score_groups(model_groups(t), truth), t, "score") for t in sweep]
+        pair_score = _pair_scorer(vectors, background)
+        mistakes = _mistakes(neighbours, groups, truth, pair_score)
+
+        scored = {kind: _hash_metrics(kind, truth, k, target_precision, progress)
+                  for kind in baselines}
         tried = []
         for variant in variants:
-            scores, ids = adjusted_search(store, q_vectors, k, variant,
-                                          Offsets(ref_ids, variant.offsets(ref_vectors)))
-            labelled = label_neighbors(Neighbors(ids, scores), true_ref)
-            tried.append({"beta": variant.beta, "delta": variant.delta, "uap": micro_average_precision(
-                labelled.scores, labelled.is_positive, labelled.n_positives)})
+            v_scores, v_ids = adjusted_search(store, q_vectors, k, variant,
+                                              Offsets(ref_ids, variant.offsets(ref_vectors)))
+            tried.append({"beta": variant.beta, "delta": variant.delta, "uap": evidence.uap(
+                score_search(Neighbors(v_ids, v_scores), truth), np.ones(len(refs), np.int64))})
         used = None if background is None else {
             "beta": background.beta, "delta": background.delta, "centre": background.centre,
             "size": len(background.vectors)}
-        return EvalReport(metrics, scored, len(queries), len(refs), index.model.name, swept,
-                          used, tried)
+        spread = evidence.intervals(retrieval, grouping, n_originals, len(refs), rounds, seed,
+                                    progress=_stage(progress, "bootstrap"))
+        report = EvalReport(metrics, scored, len(queries), len(refs), index.model.name, swept,
+                            used, tried, index.model.model_id, n_originals, families,
+                            originals_distinct, spread,
+                            {"rounds": rounds, "seed": seed, "level": 0.95}, target_precision,
+                            linkage, mistakes,
+                            [{"path": s.path, "reason": s.reason} for s in ingested.skipped])
+        report.warnings = _warnings(report)
+        report.predictions = _predictions(neighbours, groups, truth)
+        top = neighbours.indices[:, 0]
+        report.set_aside = {"dedupe_pairs": grouping.set_aside,
+                            "search_top_hits": int((retrieval.hit & (top != true_ref)).sum())}
+        if families.sets and not originals_distinct:
+            plain = dataclasses.replace(truth, set_of=np.arange(len(refs)))
+            ones = np.ones(len(refs), np.int64)
+            r, g = score_search(neighbours, plain), score_groups(groups, plain)
+            report.as_distinct = {name: f(r, g, ones) for name, f in evidence.FIGURES.items()}
+        return report
 
 
-def _score(neighbours: Neighbors, true_ref: np.ndarray, edits: list[str], groups: list[list[str]],
-           threshold: float, family: dict[str, int], bench, min_precision: float) -> Metrics:
-    labelled = label_neighbors(neighbours, true_ref)
-    top1 = [int(row[0]) if len(row) and row[0] >= 0 else None for row in neighbours.indices]
-    truth = true_ref.tolist()
+def _look_alikes(index, paths: list[str], vectors: dict, background: Background | None,
+                 progress) -> Families:
+    """Sets of originals alike by content hash, by the model's score at its dedupe threshold
+    (the scoring dedupe uses) and by pHash, when imagehash is installed."""
+    catalog = index.catalog()
     try:
-        calibrated = calibrate_threshold(labelled.scores, labelled.is_positive, labelled.n_positives,
-                                         min_precision)
-    except CalibrationError:
-        calibrated = None
-    return Metrics(
-        uap=micro_average_precision(labelled.scores, labelled.is_positive, labelled.n_positives),
-        recall_at_1=recall_at_1(top1, truth),
-        per_edit=recall_at_1_per_edit(top1, truth, edits),
-        dedupe=family_dedupe_score(groups, family, bench, threshold),
-        calibrated=calibrated)
+        sha = {r.path: r.sha256 for r in catalog.rows()}
+    finally:
+        catalog.close()
+    links = link_hashes([sha[p] for p in paths])
+    views, skipped = ["same content", "model score"], {}
+    try:
+        hashes = image_hashes("phash", paths, progress=_stage(progress, "comparing originals"))
+        links += link_hamming(hashes, HASH_DISTANCE)
+        views.append("phash")
+    except DecodeError as e:
+        skipped["phash"] = f"{e.path}: {e.reason}"
+    except SimsearchError as e:  # imagehash not installed
+        skipped["phash"] = str(e)
+    matrix = np.stack([vectors[p] for p in paths])
+    threshold = index.default_threshold()
+    bar = round((threshold + 1) / 2, 4)  # see simsearch.families: alone, a model link needs this
+    left, right, scores, _ = near_pairs(np.arange(len(paths)), matrix, threshold, background)
+    model = [Link(int(a), int(b), "model score", round(float(s), 4))
+             for a, b, s in zip(left, right, scores)]
+    links += [ln for ln in model if ln.value >= bar]
+    families = join(paths, links, views, skipped, listed=[ln for ln in model if ln.value < bar])
+    return dataclasses.replace(families, model_bar=bar)
 
 
-def family_dedupe_score(groups: list[list[str]], family: dict[str, int], bench,
-                        threshold: float) -> DedupeScore:
-    """Pairwise scores of dedupe groups, by family (see the module docstring)."""
-    n_predicted = n_right = 0
-    group_of: dict[str, int] = {}
+def _disjoint(groups: list[list[str]]) -> list[list[str]]:
+    """Groups with every exact-duplicate group dropped that lies inside a near group (it would
+    count its pairs twice)."""
+    near_of: dict[str, int] = {}
     for gi, files in enumerate(groups):
-        fams = [family.get(f, -1 - gi) for f in files]
-        n_predicted += len(files) * (len(files) - 1) // 2
-        counts: dict[int, int] = {}
-        for fam in fams:
-            counts[fam] = counts.get(fam, 0) + 1
-        n_right += sum(c * (c - 1) // 2 for c in counts.values())
-        for f in files:
-            group_of.setdefault(f, gi)
-    true_pairs = [(str(item.query), str(item.original)) for item in bench.items]
-    found = sum(1 for q, o in true_pairs if q in group_of and group_of.get(o) == group_of[q])
-    precision = n_right / n_predicted if n_predicted else 1.0
-    recall = found / len(true_pairs) if true_pairs else 1.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return DedupeScore(precision, recall, f1, threshold, n_predicted, len(true_pairs), n_right)
+        if len(set(files)) == len(files):
+            for f in files:
+                near_of.setdefault(f, gi)
+    out = []
+    for gi, files in enumerate(groups):
+        homes = {near_of.get(f) for f in files}
+        if len(homes) == 1 and None not in homes and homes != {gi}:
+            continue
+        out.append(files)
+    return out
+
+
+def _score_grid() -> list[float]:
+    """Model-score thresholds from strict to lenient."""
+    n = int(round(1 / _SCORE_STEP))
+    return [round(1 - i * _SCORE_STEP, 4) for i in range(n + 1)]
+
+
+def _calibrate(grouping_at: Callable[[float], Grouping], grid: Sequence[float], target: float,
+               unit: str, progress) -> tuple[Calibration | None, str | None]:
+    """The most lenient threshold on `grid` (strict to lenient) at which dedupe precision is at
+    least `target` (as the shipped threshold was chosen), or None and why not. The scan stops
+    once recall is 1 (more lenient thresholds only add false pairs) or precision has fallen
+    more than `_GIVE_UP` below the target (it does not come back as the threshold drops)."""
+    best = top = None
+    for i, t in enumerate(grid):
+        score = dedupe_score(grouping_at(t), t, unit)
+        if progress is not None:
+            progress(i + 1, len(grid))
+        if top is None or score.precision > top.precision:
+            top = score
+        if score.precision >= target:
+            best = score
+            if score.recall >= 1.0:
+                break
+        elif score.precision < target - _GIVE_UP:
+            break
+    if progress is not None:
+        progress(len(grid), len(grid))
+    if best is None:
+        return None, (f"no threshold reaches dedupe precision {target:g}; the best is "
+                      f"{top.precision:.3f} at {_threshold_words(top.threshold, unit)}")
+    return Calibration(best.threshold, best.precision, best.recall, unit), None
+
+
+def _threshold_words(value: float, unit: str) -> str:
+    return f"Hamming <= {int(value)}" if unit == "hamming" else f"score >= {value:.4f}"
+
+
+def _hash_metrics(kind: str, truth: Truth, k: int, target: float, progress) -> Metrics:
+    everything = truth.refs + truth.queries
+    hashes = image_hashes(kind, everything, progress=_stage(progress, f"scoring {kind}"))
+    refs, queries = hashes[:len(truth.refs)], hashes[len(truth.refs):]
+    retrieval = score_search(hash_neighbors(queries, refs, k), truth)
+    pairs = hash_neighbors(hashes, hashes, min(k + 1, len(everything)))
+
+    def grouping_at(distance: int) -> Grouping:
+        return score_groups(_hash_groups(pairs, everything, hamming_to_score(distance)), truth)
+
+    calibrated, why = _calibrate(grouping_at, list(range(33)), target, "hamming", None)
+    return metrics_of(retrieval, grouping_at(HASH_DISTANCE), truth, HASH_DISTANCE, "hamming",
+                    calibrated, why)
 
 
 def _hash_groups(pairs: Neighbors, paths: list[str], threshold: float) -> list[list[str]]:
     rows = np.repeat(np.arange(len(paths)), pairs.indices.shape[1])
     cols, sims = pairs.indices.ravel(), pairs.scores.ravel()
-    keep = (cols > rows) & (sims >= threshold)
+    keep = (cols > rows) & (sims >= threshold - 1e-6)
     clusters = complete_linkage(rows[keep], cols[keep], sims[keep])
     return [[paths[i] for i in members] for members, _ in clusters]
+
+
+def _pair_scorer(vectors: dict, background: Background | None) -> Callable[[str, str], float]:
+    """The adjusted score of two indexed files, as dedupe computes it."""
+    def score(a: str, b: str) -> float:
+        if a not in vectors or b not in vectors:  # an unreadable file: no score
+            return 0.0
+        va, vb = vectors[a], vectors[b]
+        s = float(va @ vb)
+        if background is not None:
+            s -= float(background.offsets(np.stack([va, vb])).sum())
+        return round(min(s, 1.0), 6)
+    return score
+
+
+def _mistakes(neighbours: Neighbors, groups: list[list[str]], truth: Truth,
+              score: Callable[[str, str], float]) -> Mistakes:
+    describe = truth.describe
+    wrong = false_pairs(groups, truth.unit_of, truth.set_of, score, describe)
+    missed = []
+    for i, q in enumerate(truth.queries):
+        top = int(neighbours.indices[i, 0]) if neighbours.indices.shape[1] else -1
+        if top >= 0 and truth.set_of[top] == truth.set_of[truth.true_ref[i]]:
+            continue
+        own = truth.refs[truth.true_ref[i]]
+        found = None if top < 0 else describe(truth.refs[top])
+        missed.append(MissedCopy(describe(q), "search", score(q, own), found,
+                                 None if top < 0 else round(float(neighbours.scores[i, 0]), 6)))
+    missed.sort(key=lambda m: m.score)
+    missed += missed_by_dedupe(groups, truth.true_pairs(), score, describe)
+    return Mistakes(wrong, missed)
+
+
+def _predictions(neighbours: Neighbors, groups: list[list[str]], truth: Truth) -> dict:
+    search = [{"copy": truth.describe(q).to_dict(),
+               "results": [{"path": truth.refs[int(r)], "score": round(float(sc), 6)}
+                           for r, sc in zip(row, scores) if r >= 0]}
+              for q, row, scores in zip(truth.queries, neighbours.indices, neighbours.scores)]
+    return {"search": search,
+            "groups": [[truth.describe(f).to_dict() for f in files] for files in groups]}
+
+
+def _warnings(report: EvalReport) -> list[str]:
+    out = []
+    if report.n_originals < FEW_ORIGINALS:
+        out.append(f"only {report.n_originals} originals: figures from so few pictures can move "
+                   f"a lot (see the 95% intervals); {FEW_ORIGINALS} or more give steadier ones")
+    if report.families is not None:
+        for view, why in report.families.skipped_views.items():
+            out.append(f"look-alike originals: the {view} view was skipped ({why})")
+    return out
 
 
 def _stage(progress, name):

@@ -183,8 +183,11 @@ def test_metrics_to_dict_is_the_json_report():
                       calibrated=Calibration(0.93, 0.99, 0.7))
     d = json.loads(json.dumps(metrics.to_dict()))
     assert d == {"uap": 0.5, "recall_at_1": 0.75, "per_edit": {"crop50": 0.5},
-                 "dedupe": {"threshold": 0.95, "precision": 0.9, "recall": 0.8, "f1": 0.847},
-                 "calibrated": {"threshold": 0.93, "precision": 0.99, "recall": 0.7}}
+                 "dedupe": {"threshold": 0.95, "unit": "score", "precision": 0.9, "recall": 0.8,
+                            "f1": 0.847, "n_predicted": 0, "n_correct": 0, "n_true": 0},
+                 "calibrated": {"threshold": 0.93, "precision": 0.99, "recall": 0.7,
+                                "unit": "score"},
+                 "calibration_error": None}
     assert Metrics(0.1, 0.2).to_dict()["dedupe"] is None
 
 

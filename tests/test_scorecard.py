@@ -1,26 +1,44 @@
 import json
+import shutil
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
+from PIL import ImageEnhance, ImageOps
 
-from conftest import write_pictures
+from conftest import make_picture, write_pictures
 from simsearch.cli import main
-from simsearch.scorecard import family_dedupe_score, run_eval
+from simsearch.evaluate import Neighbors, make_benchmark, micro_average_precision
+from simsearch.index import open_index
+from simsearch.evidence import Truth, score_groups, score_search
+from simsearch.scorecard import run_eval
+from simsearch import evidence
+
+EASY = ("jpeg20", "resize25")  # edits a random tiny network still sees through
 
 
 def test_eval_end_to_end(tmp_path, tiny_model):
     write_pictures(tmp_path / "originals", 6, seed=11)
     write_pictures(tmp_path / "distractors", 4, seed=12)
     report = run_eval(tmp_path / "originals", tmp_path / "distractors",
-                      model=str(tiny_model / "model.onnx"), per_image=4, seed=1)
-    data = report.to_dict()
-    assert report.n_queries == 24 and report.n_references == 10
-    for key in ("uap", "recall_at_1", "per_edit", "dedupe", "calibrated", "baselines"):
+                      model=str(tiny_model / "model.onnx"), per_image=4, seed=1, rounds=50)
+    data = json.loads(json.dumps(report.to_dict()))
+    assert report.n_queries == 24 and report.n_references == 10 and report.n_originals == 6
+    for key in ("uap", "recall_at_1", "per_edit", "dedupe", "calibrated", "baselines",
+                "intervals", "families", "mistakes", "warnings", "calibration_error"):
         assert key in data
     assert 0 <= data["uap"] <= 1 and 0 <= data["recall_at_1"] <= 1
     assert set(data["baselines"]) == {"phash", "dhash"}
-    assert set(data["dedupe"]) == {"threshold", "precision", "recall", "f1"}
-    assert data["dedupe"]["threshold"] == pytest.approx(0.95)
+    assert data["dedupe"]["threshold"] == pytest.approx(0.95) and data["dedupe"]["unit"] == "score"
+    # each baseline's threshold in its own unit: Hamming distance, not 0.84375
+    assert data["baselines"]["phash"]["dedupe"] == {**data["baselines"]["phash"]["dedupe"],
+                                                    "threshold": 10, "unit": "hamming"}
+    for name in ("uap", "recall_at_1", "precision", "recall"):
+        assert data["intervals"][name]["low"] <= data["intervals"][name]["high"]
+    assert any("only 6 originals" in w for w in data["warnings"])
+    # a calibration that failed says why; one that worked says where
+    for m in [data] + list(data["baselines"].values()):
+        assert (m["calibrated"] is None) == (m["calibration_error"] is not None)
 
 
 def test_eval_cli_json(tmp_path, tiny_model):
@@ -33,19 +51,268 @@ def test_eval_cli_json(tmp_path, tiny_model):
     assert data["baselines"] == {} and len(data["per_edit"]) >= 1
 
 
-class _Item:
-    def __init__(self, query, original):
-        self.query, self.original = query, original
+def _truth(set_of=None) -> Truth:
+    # references a, b (originals) and x (a distractor); copies q1, q2 of a and q3 of b
+    return Truth(["a", "b", "x"], ["q1", "q2", "q3"], np.array([0, 0, 1]),
+                 ["jpeg20", "crop50", "jpeg20"],
+                 np.arange(3) if set_of is None else np.array(set_of), 2)
 
 
-class _Bench:
-    items = [_Item("q1", "a"), _Item("q2", "a"), _Item("q3", "b")]
+def test_dedupe_pairs_by_hand():
+    g = score_groups([["a", "q1", "q2"], ["b", "x"]], _truth())
+    ones = np.ones(3, np.int64)
+    assert evidence.precision(g, ones) == pytest.approx(3 / 4)  # (b, x) is wrong
+    assert evidence.recall(g, ones) == pytest.approx(2 / 3)  # (q3, b) missed
+    # a and b versions of one picture: the (q3, a) and (b, a) pairs count neither way
+    g = score_groups([["a", "q1", "q2", "b"], ["q3", "x"]], _truth([0, 0, 2]))
+    assert evidence.precision(g, ones) == pytest.approx(3 / 4)  # 3 right, (q3, x) wrong
+    assert evidence.recall(g, ones) == pytest.approx(2 / 3)
 
 
-def test_family_dedupe_score_by_hand():
-    family = {"a": 0, "q1": 0, "q2": 0, "b": 1, "q3": 1, "x": 2}
-    # group 1: a, q1, q2 -> 3 pairs, all one family; group 2: b, x -> 1 wrong pair
-    score = family_dedupe_score([["a", "q1", "q2"], ["b", "x"]], family, _Bench, 0.9)
-    assert score.precision == pytest.approx(3 / 4)
-    assert score.recall == pytest.approx(2 / 3)  # (q1,a) and (q2,a) found, (q3,b) missed
-    assert score.f1 == pytest.approx(2 * 0.75 * (2 / 3) / (0.75 + 2 / 3))
+def test_search_by_hand_with_versions():
+    nb = Neighbors(np.array([[0, 1], [1, 0], [2, 1]]),
+                   np.array([[0.9, 0.5], [0.8, 0.7], [0.6, 0.4]], np.float32))
+    ones = np.ones(3, np.int64)
+    distinct = score_search(nb, _truth())
+    assert distinct.hit.tolist() == [True, False, False]
+    assert evidence.uap(distinct, ones) == pytest.approx(
+        micro_average_precision([0.9, 0.5, 0.8, 0.7, 0.6, 0.4],
+                                [True, False, False, True, False, True], 3))
+    # with a and b one picture, q2's top hit b is not a miss, and (q2, b) is dropped from uAP
+    versions = score_search(nb, _truth([0, 0, 2]))
+    assert versions.hit.tolist() == [True, True, False]
+    assert evidence.uap(versions, ones) == pytest.approx(
+        micro_average_precision([0.9, 0.7, 0.6, 0.4], [True, True, False, True], 3))
+
+
+def test_bootstrap_intervals_cover_the_known_value():
+    """Synthetic scores: each of 200 originals has a copy found first with probability 0.8
+    and a true pair with probability 0.7; the 95% interval covers 0.8 / 0.7 in nearly every
+    one of 40 seeded experiments."""
+    covered = {"recall_at_1": 0, "recall": 0}
+    for trial in range(40):
+        rng = np.random.default_rng(trial)
+        n = 200
+        hit = rng.random(n) < 0.8
+        units = np.arange(n)
+        r = evidence.Retrieval(units, hit, units, rng.random(n), hit)
+        g = evidence.Grouping(units, units, np.ones(n, np.int64), units, rng.random(n) < 0.7)
+        spread = evidence.intervals(r, g, n, n, rounds=200, seed=trial)
+        covered["recall_at_1"] += spread["recall_at_1"].low <= 0.8 <= spread["recall_at_1"].high
+        covered["recall"] += spread["recall"].low <= 0.7 <= spread["recall"].high
+    assert covered["recall_at_1"] >= 34 and covered["recall"] >= 34
+    # seeded: the same draw twice
+    assert evidence.intervals(r, g, n, n, rounds=20, seed=3) == \
+        evidence.intervals(r, g, n, n, rounds=20, seed=3)
+
+
+def test_bootstrap_weights_count_a_twice_drawn_original_twice():
+    r = evidence.Retrieval(np.array([0, 1]), np.array([True, False]), np.array([0, 1]),
+                           np.array([0.9, 0.8]), np.array([True, False]))
+    assert evidence.recall_at_1(r, np.array([2, 1])) == pytest.approx(2 / 3)
+    w = evidence.draws(5, 2, rounds=7, seed=0)
+    assert w.shape == (7, 7) and (w[:, :5].sum(1) == 5).all() and (w[:, 5:] == 1).all()
+
+
+def _planted(folder, n=6):
+    """n distinct originals plus three planted versions: a colour variant of picture 0, a dark
+    version of picture 1, an exact copy of picture 2."""
+    paths = write_pictures(folder, n, seed=21)
+    ImageOps.colorize(ImageOps.grayscale(make_picture(21000)), "#002040", "#ffe0a0").save(
+        folder / "v0_colour.jpg", quality=92)
+    ImageEnhance.Brightness(make_picture(21001)).enhance(0.6).save(folder / "v1_dark.jpg",
+                                                                    quality=92)
+    shutil.copyfile(paths[2], folder / "v2_copy.jpg")
+    return paths
+
+
+def test_planted_versions_are_found_and_do_not_count_as_wrong(tmp_path, tiny_model):
+    paths = _planted(tmp_path / "originals")
+    kw = dict(model=str(tiny_model / "model.onnx"), seed=2, baselines=(), rounds=20, edits=EASY)
+    report = run_eval(tmp_path / "originals", **kw)
+    sets = {frozenset(report.families.paths[i] for i in f.members) for f in report.families.sets}
+    folder = tmp_path / "originals"
+    for planted in ({str(paths[0]), str(folder / "v0_colour.jpg")},
+                    {str(paths[1]), str(folder / "v1_dark.jpg")},
+                    {str(paths[2]), str(folder / "v2_copy.jpg")}):
+        assert any(planted <= s for s in sets), (planted, sets)
+    views = {ln.view for f in report.families.sets for ln in f.links}
+    assert "same content" in views
+    # on these easy edits the model makes no mistake but the versions: counted neither way,
+    # precision is that of distinct pictures (1.0) and no false pair is listed
+    assert report.metrics.dedupe.precision == 1.0 and report.mistakes.false_pairs == []
+    assert report.metrics.recall_at_1 == 1.0
+    distinct = run_eval(tmp_path / "originals", originals_distinct=True, **kw)
+    assert distinct.metrics.dedupe.precision < 1.0
+    assert all({p.a.original or p.a.path, p.b.original or p.b.path} <= set().union(*sets)
+               for p in distinct.mistakes.false_pairs)
+
+
+def test_known_answer_against_an_independent_scoring(tmp_path, tiny_model):
+    """The report's figures equal a brute-force scoring of the same copies with the same model:
+    fails when copies are matched to the wrong originals."""
+    originals = write_pictures(tmp_path / "originals", 7, seed=31)
+    model = str(tiny_model / "model.onnx")
+    report = run_eval(tmp_path / "originals", model=model, seed=5, per_image=3, baselines=(),
+                      rounds=10, k=7)
+    bench = make_benchmark(originals, tmp_path / "bench", seed=5, per_image=3)
+    index = open_index(tmp_path / "index", model=model, create=True)
+    index.add_paths([tmp_path / "originals", tmp_path / "bench" / "queries"])
+    paths, matrix = index.vectors()
+    vec = dict(zip(paths, matrix))
+    refs = np.stack([vec[str(p)] for p in originals])
+    hits, scores, positive = [], [], []
+    for item in bench.items:
+        sims = refs @ vec[str(item.query)]
+        want = originals.index(item.original)
+        hits.append(int(np.argmax(sims)) == want)
+        scores += sims.tolist()
+        positive += [j == want for j in range(len(originals))]
+    assert report.families.sets == ()  # distinct pictures: nothing to set aside
+    assert report.metrics.recall_at_1 == pytest.approx(np.mean(hits))
+    assert report.metrics.uap == pytest.approx(
+        micro_average_precision(scores, positive, len(bench.items)), abs=1e-6)
+    edits = {item.edit for item in bench.items}
+    for edit in edits:
+        rows = [h for h, item in zip(hits, bench.items) if item.edit == edit]
+        assert report.metrics.per_edit[edit] == pytest.approx(np.mean(rows))
+    missed = [m for m in report.mistakes.missed if m.stage == "search"]
+    assert len(missed) == len(hits) - sum(hits)
+
+    # dedupe: every pair of every group of the same index, judged one by one
+    origin = {str(p): str(p) for p in originals}
+    origin.update({str(item.query): str(item.original) for item in bench.items})
+    pairs = [(a, b) for g in index.duplicates(0.95).groups for i, a in enumerate(g.files)
+             for b in g.files[i + 1:]]
+    right = sum(origin[a] == origin[b] for a, b in pairs)
+    together = {frozenset(p) for p in pairs}
+    found = sum(frozenset((str(item.query), str(item.original))) in together for item in bench.items)
+    d = report.metrics.dedupe
+    assert (d.n_predicted, d.n_correct) == (len(pairs), right)
+    assert d.recall == pytest.approx(found / len(bench.items))
+    assert len(report.mistakes.false_pairs) == len(pairs) - right
+    assert sum(m.stage == "dedupe" for m in report.mistakes.missed) == len(bench.items) - found
+
+
+def _cli(args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def test_saved_threshold_is_used_by_dedupe_and_reported(tmp_path, tiny_model):
+    from simsearch.integrity import check_index
+
+    write_pictures(tmp_path / "photos", 5, seed=41)
+    idx = tmp_path / "idx"
+    model = tiny_model / "model.onnx"
+    assert _cli(["index", tmp_path / "photos", "--index", idx, "--model", model, "-q"]).exit_code == 0
+    before = json.loads(_cli(["dedupe", "--index", idx, "--json"]).stdout)
+    assert before["threshold"] == pytest.approx(0.95) and before["threshold_source"] == "model"
+    assert before["threshold_calibration"] is None
+
+    # --model not given: eval takes the index's model
+    result = _cli(["eval", tmp_path / "photos", "--per-image", "2", "--no-baselines",
+                   "--target-precision", "0.5", "--save-threshold", "--index", idx, "--json", "-q"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    saved = data["saved_threshold"]["threshold"]
+    assert saved == data["calibrated"]["threshold"]
+    index = open_index(idx)
+    kept = index.threshold()
+    assert kept["value"] == saved and kept["source"] == "calibrated"
+    assert kept["model_id"] == index.manifest["model"]["id"] and kept["precision_target"] == 0.5
+    assert kept["n_originals"] == 5 and len(kept["date"]) == 10
+    assert check_index(idx).ok  # the kept threshold leaves vectors.faiss current
+
+    after = json.loads(_cli(["dedupe", "--index", idx, "--json"]).stdout)
+    assert after["threshold"] == saved and after["threshold_source"] == "calibrated"
+    assert after["threshold_calibration"]["value"] == saved
+    text = _cli(["dedupe", "--index", idx])
+    assert f"at threshold {saved:.4f} (calibrated on your photos on {kept['date']}" in text.stderr
+    given = json.loads(_cli(["dedupe", "--index", idx, "--threshold", "0.9", "--json"]).stdout)
+    assert given["threshold"] == 0.9 and given["threshold_source"] == "command line"
+    assert "--threshold on the command line" in _cli(["dedupe", "--index", idx,
+                                                      "--threshold", "0.9"]).stderr
+
+
+def test_a_threshold_of_another_model_is_refused_and_ignored(tmp_path, tiny_model):
+    from simsearch.errors import ModelMismatchError
+
+    write_pictures(tmp_path / "photos", 3, seed=42)
+    index = open_index(tmp_path / "idx", model=str(tiny_model / "model.onnx"), create=True)
+    index.add_paths([tmp_path / "photos"])
+    with pytest.raises(ModelMismatchError, match="simsearch eval PHOTOS --index"):
+        index.save_threshold(0.9, "calibrated", {"model_id": "0" * 64, "model": "other"})
+    assert index.threshold() is None
+    # a record left by another model (say the index was rebuilt since) is not used
+    catalog = index.catalog(readonly=False)
+    with catalog.transaction():
+        catalog.set_meta("dedupe_threshold", json.dumps({"value": 0.5, "model_id": "0" * 64}))
+    catalog.close()
+    report = open_index(tmp_path / "idx").duplicates()
+    assert report.threshold == pytest.approx(0.95) and report.threshold_source == "model"
+
+
+def test_without_imagehash_the_phash_view_is_skipped_and_said(tmp_path, tiny_model, monkeypatch):
+    import simsearch.scorecard as scorecard
+    from simsearch.errors import SimsearchError
+
+    def no_imagehash(*args, **kwargs):
+        raise SimsearchError("the phash/dhash baselines need the imagehash package")
+
+    monkeypatch.setattr(scorecard, "image_hashes", no_imagehash)
+    write_pictures(tmp_path / "originals", 3, seed=43)
+    report = run_eval(tmp_path / "originals", model=str(tiny_model / "model.onnx"), per_image=1,
+                      baselines=(), rounds=5)
+    assert report.families.views == ("same content", "model score")
+    assert "imagehash" in report.families.skipped_views["phash"]
+    assert any("phash view was skipped" in w for w in report.warnings)
+
+
+def test_model_links_are_listed_but_join_nothing():
+    from simsearch.families import Link, join, link_hamming, link_hashes
+
+    links = link_hashes(["s1", "s2", "s1", "s3", "s4"]) + link_hamming(
+        np.array([0, 0b1111, 1 << 40, (1 << 64) - 1, 0b111], np.uint64), max_distance=4)
+    model = [Link(0, 2, "model score", 1.0), Link(3, 4, "model score", 0.86)]
+    fam = join(list("abcde"), links, ["same content", "model score", "phash"], listed=model)
+    # 0=2 by content, 0~1 (4 bits), 0~4 and 1~4 (3 bits, 1 bit) by pHash; 3 alone
+    assert [f.members for f in fam.sets] == [(0, 1, 2, 4)]
+    assert Link(0, 2, "model score", 1.0) in fam.sets[0].links
+    assert fam.unconfirmed == (Link(3, 4, "model score", 0.86),)
+    assert fam.set_of().tolist() == [0, 0, 0, 3, 0]
+
+
+def test_eval_text_explains_its_table(tmp_path, tiny_model):
+    write_pictures(tmp_path / "originals", 4, seed=44)
+    shutil.copyfile(tmp_path / "originals" / "img000.jpg", tmp_path / "originals" / "again.jpg")
+    result = _cli(["eval", tmp_path / "originals", "--model", tiny_model / "model.onnx",
+                   "--per-image", "2", "-q", "--show-mistakes", "2"])
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert "1 sets, 2 files" in out and "again.jpg, img000.jpg" in out.replace(
+        "img000.jpg, again.jpg", "again.jpg, img000.jpg")
+    assert "Hamming<=10" in out and "0.8438" not in out  # the hashes' threshold in bits
+    assert "threshold: where dedupe was scored" in out
+    table = out[out.index("uAP"):out.index("threshold: where")]
+    if " - " in table:  # every - has its footnote
+        assert "- : no such threshold" in out and "no threshold reaches dedupe precision" in out
+    assert "95% intervals for simsearch" in out and "warning: only 5 originals" in out
+    assert "False pairs (simsearch dedupe):" in out and "Copies missed by search:" in out
+
+
+def test_save_threshold_refuses_when_no_threshold_reaches_the_target(tmp_path, tiny_model,
+                                                                      monkeypatch):
+    import simsearch.scorecard as scorecard
+    from simsearch.evaluate import DedupeScore, Metrics
+
+    write_pictures(tmp_path / "photos", 3, seed=45)
+    idx = tmp_path / "idx"
+    assert _cli(["index", tmp_path / "photos", "--index", idx, "--model",
+                 tiny_model / "model.onnx", "-q"]).exit_code == 0
+    why = "no threshold reaches dedupe precision 0.95; the best is 0.900 at score >= 0.9900"
+    failed = scorecard.EvalReport(Metrics(0.5, 0.5, {}, DedupeScore(0.8, 0.5, 0.6, 0.95), None, why),
+                                  {}, 3, 3, "m")
+    monkeypatch.setattr(scorecard, "run_eval", lambda *a, **kw: failed)
+    result = _cli(["eval", tmp_path / "photos", "--save-threshold", "--index", idx, "-q"])
+    assert result.exit_code == 1 and f"no threshold saved: {why}" in result.output
+    assert open_index(idx).threshold() is None

@@ -1,0 +1,469 @@
+"""Carrying out a plan (simsearch.plan) on the user's files, and undoing it.
+
+These two functions are the only code in simsearch that writes, moves or removes a user's
+file, and they do only what the plan says, to files that are still what the plan saw:
+
+- every file acted on is checked just before: a regular file (not a link, not a pipe) with
+  the plan's size, mtime_ns and SHA-256, not protected, and not the kept file under another
+  name (a hard link, or a link the kept path points through); otherwise it is skipped with
+  the reason;
+- each group's kept file is checked the same way first: a group whose kept copies are all
+  gone or changed is skipped whole, so the last copy of a picture is never removed;
+- every step is written ahead to a journal (a folder: journal.jsonl, fsynced, and held/ for
+  the originals a link replaces): the intent before the file is touched, "done" after.
+  `undo(journal)` puts every file back, byte-identical with its mtime and mode, from whatever
+  state it finds (a run killed half-way included); `apply` run again with the same journal
+  first rolls back an interrupted step, then carries on.
+
+Actions: trash (the freedesktop trash: see simsearch.trash), move (to a folder, under the
+file's absolute path), hardlink / symlink (the duplicate becomes a link to the kept file,
+swapped in atomically; the original stays in the journal's held/ until undo), delete (needs
+`confirm_delete`; cannot be undone, and the journal says so).
+"""
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import stat
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from simsearch import trash
+from simsearch.errors import JournalError, PlanError
+from simsearch.files import sha256
+from simsearch.journal import JOURNAL_VERSION, Journal
+from simsearch.plan import Plan, under
+
+__all__ = ["ACTIONS", "Outcome", "ApplyReport", "UndoReport", "apply", "undo",
+           "default_journal"]
+
+ACTIONS = ("trash", "move", "hardlink", "symlink", "delete")
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    path: str
+    detail: str  # where it went, or why it was skipped / not restored
+
+
+@dataclass
+class ApplyReport:
+    journal: str
+    action: str
+    done: list[Outcome] = field(default_factory=list)        # acted on in this run
+    skipped: list[Outcome] = field(default_factory=list)
+    earlier: int = 0              # acted on by an earlier, interrupted run of this journal
+    rolled_back: int = 0          # steps an earlier run left half done, put back first
+    removed: list[str] = field(default_factory=list)          # gone from their place: forget
+    moved: dict[str, str] = field(default_factory=dict)       # old -> new path: relocate
+    not_duplicates: list[list[str]] = field(default_factory=list)
+    freed: int = 0  # bytes acted on (the trash and held/ keep them until emptied or purged)
+
+    def to_dict(self) -> dict:
+        return {"journal": self.journal, "action": self.action,
+                "done": [o.__dict__ for o in self.done],
+                "skipped": [o.__dict__ for o in self.skipped], "earlier": self.earlier,
+                "rolled_back": self.rolled_back, "freed_bytes": self.freed,
+                "not_duplicates": self.not_duplicates}
+
+
+@dataclass
+class UndoReport:
+    journal: str
+    index: str | None = None  # the index folder the plan came from
+    restored: list[Outcome] = field(default_factory=list)
+    not_restored: list[Outcome] = field(default_factory=list)
+    moved_back: dict[str, str] = field(default_factory=dict)  # place -> original path
+    reappeared: list[str] = field(default_factory=list)       # back on disk, not in the index
+
+    def to_dict(self) -> dict:
+        return {"journal": self.journal, "restored": [o.__dict__ for o in self.restored],
+                "not_restored": [o.__dict__ for o in self.not_restored]}
+
+
+def default_journal(plan_path: str | os.PathLike) -> Path:
+    """Beside the plan, so that running the same `apply` again finds it and resumes."""
+    plan_path = Path(plan_path)
+    return plan_path.with_name(plan_path.name + ".journal")
+
+
+def apply(plan: Plan, action: str, journal: str | os.PathLike, to: str | os.PathLike | None = None,
+          confirm_delete: bool = False, plan_id: str = "", progress: Progress | None = None
+          ) -> ApplyReport:
+    """Carry out `plan` with `action`, journalled in the folder `journal` (created, or resumed
+    when it holds an earlier run of this plan and action). `plan_id` (the plan file's SHA-256)
+    ties the journal to its plan."""
+    if action not in ACTIONS:
+        raise PlanError(f"action must be one of {', '.join(ACTIONS)}, not {action!r}")
+    if action == "move" and not to:
+        raise PlanError("--action move needs --to FOLDER")
+    if action == "delete" and not confirm_delete:
+        raise PlanError("delete removes files for good (undo cannot bring them back); give "
+                        "--yes-delete to confirm, or use --action trash")
+    plan.validate()
+    to = os.path.abspath(to) if to else None
+    with Journal(journal, create=True) as j:
+        head = j.begin()
+        outstanding = any(st in ("done", "open") for _, st in j.intents())
+        if head is None or ((head.get("action"), head.get("to"), head.get("plan")) !=
+                            (action, to, plan_id) and not outstanding):
+            # a new journal, or one whose every step was undone: a new run starts in it
+            j.append({"op": "begin", "version": JOURNAL_VERSION, "action": action, "to": to,
+                      "plan": plan_id, "index": plan.index, "restorable": action != "delete"})
+        elif (head.get("action"), head.get("to"), head.get("plan")) != (action, to, plan_id):
+            raise JournalError(f"{journal} holds an apply of another plan or action "
+                               f"({head.get('action')}) that was not undone; undo it first with: "
+                               f"simsearch undo {journal}, or give another --journal")
+        report = ApplyReport(str(journal), action)
+        for op, st in j.intents():  # a step an earlier run left half done: put it back first
+            if st != "open":
+                continue
+            if action == "delete" and not os.path.lexists(op["path"]):
+                j.append({"op": "done", "n": op["n"]})
+                continue
+            try:
+                restored, what = _undo_step(op)
+            except OSError as e:
+                restored, what = False, f"{e.strerror or e}"
+            if not restored:
+                raise JournalError(f"{journal}: cannot put back {op['path']}, left half done by "
+                                   f"an earlier run ({what}); see what is left with: simsearch "
+                                   f"undo {journal}")
+            j.append({"op": "rolled-back", "n": op["n"], "detail": what})
+            report.rolled_back += 1
+        done = {op["path"]: op for op, st in j.intents() if st == "done"}
+        report.earlier = len(done)
+        _act(plan, action, to, j, done, report, progress)
+        for op in done.values():
+            if op["action"] in ("trash", "delete"):
+                report.removed.append(op["path"])
+            elif op["action"] == "move":
+                report.moved[op["path"]] = op["place"]
+        report.not_duplicates = [[f.path for f in g.files] for g in plan.groups
+                                 if g.decision == "not-duplicates"]
+    return report
+
+
+def _act(plan: Plan, action: str, to: str | None, j: Journal, done: dict[str, dict],
+         report: ApplyReport, progress: Progress | None) -> None:
+    groups = [g for g in plan.groups if g.decision == "act" and g.act_on]
+    total = sum(len(g.act_on) for g in groups)
+    hashes: dict[str, str] = {}
+    kept_ok: dict[int, list[str]] = {}
+    kept_inodes: set[tuple[int, int]] = set()
+    for n, g in enumerate(groups):  # every kept file first: the last copy is never acted on
+        files = {f.path: f for f in g.files}
+        kept_ok[n] = [p for p in g.keep if _unchanged(p, files[p], hashes, follow=True) is None]
+        for p in g.keep:
+            try:
+                st = os.stat(p)
+                kept_inodes.add((st.st_dev, st.st_ino))
+            except OSError:
+                pass
+    count = 0
+    next_n = 1 + max((op["n"] for op, _ in j.intents()), default=0)
+    for n, g in enumerate(groups):
+        files = {f.path: f for f in g.files}
+        for path in g.act_on:
+            count += 1
+            if progress is not None:
+                progress(count, total)
+            if path in done:
+                continue
+            if not kept_ok[n]:
+                why = "; ".join(f"{p}: {_unchanged(p, files[p], hashes, follow=True)}" for p in g.keep)
+                report.skipped.append(Outcome(path, f"no kept copy of its group is intact ({why})"))
+                continue
+            kept = kept_ok[n][0]
+            why = _refusal(path, files[path], kept, kept_inodes, plan, action, hashes)
+            if why:
+                report.skipped.append(Outcome(path, why))
+                j.append({"op": "skip", "path": path, "reason": why})
+                continue
+            try:
+                op = _intent(next_n, action, path, kept, files[path], to, j)
+            except OSError as e:  # no trash on that drive, an unwritable --to folder
+                report.skipped.append(Outcome(path, f"cannot {action}: {e.strerror or e}"))
+                continue
+            next_n += 1
+            try:
+                _do_step(op)
+            except OSError as e:
+                restored, what = _undo_step(op)
+                j.append({"op": "rolled-back", "n": op["n"], "detail": what})
+                report.skipped.append(Outcome(path, f"failed ({e.strerror or e}); " + (
+                    "left as it was" if restored else what)))
+                continue
+            j.append({"op": "done", "n": op["n"]})
+            done[path] = op
+            report.done.append(Outcome(path, op.get("place") or kept))
+            report.freed += files[path].size
+
+
+def _unchanged(path: str, f, hashes: dict[str, str], follow: bool = False) -> str | None:
+    """None when `path` is a regular file with the plan's size, mtime and content, else why not."""
+    try:
+        st = os.stat(path) if follow else os.lstat(path)
+    except FileNotFoundError:
+        return "gone"
+    except OSError as e:
+        return f"cannot read: {e.strerror or e}"
+    if stat.S_ISLNK(st.st_mode):
+        return "now a symbolic link"
+    if not stat.S_ISREG(st.st_mode):
+        return "not a regular file"
+    if (st.st_size, st.st_mtime_ns) != (f.size, f.mtime_ns):
+        return "changed since the plan was made (size or mtime)"
+    if path not in hashes:
+        try:
+            hashes[path] = sha256(path)
+        except OSError as e:
+            return f"cannot read: {e.strerror or e}"
+    if hashes[path] != f.sha256:
+        return "changed since the plan was made (content)"
+    return None
+
+
+def _refusal(path: str, f, kept: str, kept_inodes: set, plan: Plan, action: str,
+             hashes: dict[str, str]) -> str | None:
+    if f.protected or any(under(path, d) for d in plan.protect):
+        return "protected"
+    try:
+        st = os.lstat(path)
+    except OSError:
+        st = None
+    if st is not None and (st.st_dev, st.st_ino) in kept_inodes:
+        return "the kept file under another name (a hard link or a link to it); nothing to free"
+    why = _unchanged(path, f, hashes)
+    if why:
+        return why
+    if action == "hardlink" and st.st_dev != os.stat(kept).st_dev:
+        return "on another drive than the kept file; a hard link cannot cross drives"
+    return None
+
+
+def _intent(n: int, action: str, path: str, kept: str, f, to: str | None, j: Journal) -> dict:
+    st = os.lstat(path)
+    op = {"op": "intent", "n": n, "action": action, "path": path, "kept": kept, "size": f.size,
+          "mtime_ns": f.mtime_ns, "sha256": f.sha256, "mode": stat.S_IMODE(st.st_mode),
+          "atime_ns": st.st_atime_ns}
+    if action == "trash":
+        entry = trash.reserve(path)
+        op.update(place=entry.file, info=entry.info, recorded=entry.recorded_path)
+    elif action == "move":
+        op["place"] = _free_name(os.path.join(to, os.path.relpath(os.path.abspath(path), os.sep)))
+    elif action in ("hardlink", "symlink"):
+        op["held"] = str(j.held / f"{n:06d}{os.path.splitext(path)[1][:16]}")
+        op["tmp"] = os.path.join(os.path.dirname(path), f".simsearch-{j.token}-{n}.tmp")
+    j.append(op)
+    return op
+
+
+def _free_name(path: str) -> str:
+    stem, suffix = os.path.splitext(path)
+    k = 1
+    while os.path.lexists(path):
+        k += 1
+        path = f"{stem}.{k}{suffix}"
+    return path
+
+
+def _do_step(op: dict) -> None:
+    path, action = op["path"], op["action"]
+    if action == "trash":
+        trash.write_info(trash.TrashEntry(op["place"], op["info"], op["recorded"]))
+        _stash(path, op["place"], op)
+    elif action == "move":
+        os.makedirs(os.path.dirname(op["place"]), exist_ok=True)
+        _stash(path, op["place"], op)
+    elif action == "delete":
+        os.unlink(path)
+    else:
+        _hold(path, op["held"], op)
+        if action == "hardlink":
+            os.link(op["kept"], op["tmp"])
+        else:
+            os.symlink(os.path.abspath(op["kept"]), op["tmp"])
+        os.replace(op["tmp"], path)
+
+
+def _stash(path: str, place: str, op: dict) -> None:
+    """Move `path` to `place` without ever overwriting anything there: a second name and then
+    the first removed on one drive, a verified copy across drives."""
+    try:
+        os.link(path, place, follow_symlinks=False)
+    except OSError as e:
+        if e.errno != errno.EXDEV:
+            raise
+        _copy_exact(path, place, op)
+    os.unlink(path)
+
+
+def _hold(path: str, held: str, op: dict) -> None:
+    """Keep the original under held/: a second name (no bytes copied) on the same drive,
+    otherwise a verified copy."""
+    try:
+        os.link(path, held, follow_symlinks=False)
+    except OSError as e:
+        if e.errno != errno.EXDEV:
+            raise
+        _copy_exact(path, held, op)
+
+
+def _copy_exact(src: str, dst: str, op: dict) -> None:
+    """Bytes, mode and mtime of `src` into a new `dst` (never an existing one), through a
+    temporary name, fsynced, and checked against the plan's SHA-256."""
+    tmp = dst + ".part"
+    if os.path.lexists(tmp):
+        os.unlink(tmp)
+    h = hashlib.sha256()
+    fin = os.open(src, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    try:
+        fout = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        try:
+            while block := os.read(fin, 1 << 20):
+                h.update(block)
+                os.write(fout, block)
+            os.fchmod(fout, op["mode"])
+            os.utime(fout, ns=(op["atime_ns"], op["mtime_ns"]))
+            os.fsync(fout)
+        finally:
+            os.close(fout)
+    finally:
+        os.close(fin)
+    if h.hexdigest() != op["sha256"]:
+        os.unlink(tmp)
+        raise OSError(errno.EIO, f"{src} changed while being copied")
+    if os.path.lexists(dst):
+        os.unlink(tmp)
+        raise OSError(errno.EEXIST, f"{dst} appeared meanwhile")
+    os.rename(tmp, dst)
+
+
+def _same_file(a: str, b: str) -> bool:
+    try:
+        x, y = os.lstat(a), os.lstat(b)
+    except OSError:
+        return False
+    return (x.st_dev, x.st_ino) == (y.st_dev, y.st_ino)
+
+
+def _is_original(path: str, op: dict) -> bool:
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return False
+    return (stat.S_ISREG(st.st_mode) and (st.st_size, st.st_mtime_ns) == (op["size"], op["mtime_ns"])
+            and sha256(path) == op["sha256"])
+
+
+def _undo_step(op: dict) -> tuple[bool, str]:
+    """Put one step back from whatever state it reached. Returns (restored, what happened)."""
+    path, action = op["path"], op["action"]
+    if action == "delete":
+        if os.path.lexists(path):
+            return True, "never deleted"
+        return False, "deleted: cannot be restored"
+    if action in ("trash", "move"):
+        place = op["place"]
+        if os.path.lexists(place + ".part"):
+            os.unlink(place + ".part")
+        if os.path.lexists(path):
+            # not yet moved (or moved and both names left): the copy at place is ours to drop
+            if os.path.lexists(place) and (_same_file(path, place) or _is_original(path, op)):
+                os.unlink(place)
+            restored, what = True, "was not moved"
+        elif os.path.lexists(place):
+            _restore(place, path, op)
+            restored, what = True, f"restored from {place}"
+        else:
+            restored, what = False, f"{place} is gone (emptied from the trash, or moved on)"
+        if action == "trash" and os.path.lexists(op["info"]) and restored:
+            os.unlink(op["info"])
+        return restored, what
+    # hardlink / symlink
+    held, tmp = op["held"], op["tmp"]
+    if os.path.lexists(tmp):
+        os.unlink(tmp)
+    if os.path.lexists(held + ".part"):
+        os.unlink(held + ".part")
+    if not os.path.lexists(held):
+        return True, "was not replaced"
+    if _same_file(path, held) or (not os.path.islink(path) and not _is_link_to_kept(path, op)
+                                  and _is_original(path, op)):
+        os.unlink(held)  # the original never left its place
+        return True, "was not replaced"
+    if os.path.lexists(path) and not _is_link_to_kept(path, op):
+        return False, f"changed after apply; the original is kept at {held}"
+    if _same_device(held, path):
+        os.rename(held, path)  # atomic: the link is replaced by the original itself
+    else:
+        tmp_back = op["tmp"] + ".undo"
+        _copy_exact(held, tmp_back, op)
+        os.replace(tmp_back, path)
+        os.unlink(held)
+    return True, "original put back"
+
+
+def _is_link_to_kept(path: str, op: dict) -> bool:
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return False
+    if stat.S_ISLNK(st.st_mode):
+        return os.readlink(path) == os.path.abspath(op["kept"])
+    try:
+        k = os.stat(op["kept"])
+    except OSError:
+        return False
+    return (st.st_dev, st.st_ino) == (k.st_dev, k.st_ino)
+
+
+def _same_device(a: str, b: str) -> bool:
+    return os.lstat(a).st_dev == os.lstat(os.path.dirname(os.path.abspath(b))).st_dev
+
+
+def _restore(place: str, path: str, op: dict) -> None:
+    """`place` back to `path`, never over a file that is there."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    try:
+        os.link(place, path, follow_symlinks=False)
+    except OSError as e:
+        if e.errno != errno.EXDEV:
+            raise
+        _copy_exact(place, path, op)
+    os.unlink(place)
+
+
+def undo(journal: str | os.PathLike, progress: Progress | None = None) -> UndoReport:
+    """Put back every step of an apply journal, newest first, from whatever state each reached.
+    Steps already undone are left alone, so running it twice is harmless."""
+    folder = Path(journal)
+    if folder.name == "journal.jsonl":
+        folder = folder.parent
+    report = UndoReport(str(folder))
+    with Journal(folder) as j:
+        report.index = (j.begin() or {}).get("index")
+        steps = [(op, st) for op, st in j.intents() if st in ("done", "open")]
+        for count, (op, _) in enumerate(reversed(steps), 1):
+            if progress is not None:
+                progress(count, len(steps))
+            try:
+                restored, what = _undo_step(op)
+            except OSError as e:
+                restored, what = False, f"cannot restore: {e.strerror or e}"
+            if restored:
+                j.append({"op": "undone", "n": op["n"], "detail": what})
+                report.restored.append(Outcome(op["path"], what))
+                if op["action"] == "move" and what.startswith("restored"):
+                    report.moved_back[op["place"]] = op["path"]
+                elif op["action"] == "trash" and what.startswith("restored"):
+                    report.reappeared.append(op["path"])
+            else:
+                if op["action"] == "delete":
+                    j.append({"op": "undone", "n": op["n"], "detail": what})
+                report.not_restored.append(Outcome(op["path"], what))
+    return report

@@ -1,0 +1,112 @@
+"""The apply journal: a folder holding journal.jsonl, one JSON record a line, each written and
+fsynced before the step it announces, and held/, the originals kept while a link stands in
+their place. It is what `undo` reads and what a resumed `apply` continues from.
+
+Records: `begin` (a run: action, folder, plan hash, index), `intent` (a step: the file, its
+identity, where it goes), `done`, `rolled-back` and `undone` (a step's fate), `skip`. A last line
+cut short by a kill is dropped: its step was never started.
+"""
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import stat
+from pathlib import Path
+
+from simsearch.errors import JournalError
+
+__all__ = ["JOURNAL_VERSION", "Journal"]
+
+JOURNAL_VERSION = 1
+
+
+class Journal:
+    """A folder: journal.jsonl (one JSON record a line, each fsynced before the step it
+    announces) and held/ (originals kept while a link stands in their place). Locked while
+    open, so that two runs never interleave."""
+
+    def __init__(self, folder: str | os.PathLike, create: bool = False):
+        self.folder = Path(folder)
+        self.held = self.folder / "held"
+        # names this journal's temporary files carry in the photo folders
+        self.token = hashlib.sha256(os.fsencode(os.path.abspath(folder))).hexdigest()[:8]
+        if create:
+            for d in (self.folder, self.held):
+                try:
+                    os.mkdir(d, 0o700)
+                except FileExistsError:
+                    pass
+        path = self.folder / "journal.jsonl"
+        try:
+            for d in (self.folder, self.held):
+                if not stat.S_ISDIR(os.lstat(d).st_mode):
+                    raise JournalError(f"{d}: not a folder (a link?); refusing to use it as a journal")
+            flags = os.O_RDWR | os.O_APPEND | os.O_NOFOLLOW | (os.O_CREAT if create else 0)
+            self.fd = os.open(path, flags, 0o600)
+            if create:  # the new name itself durable, not only what is written to it
+                dir_fd = os.open(self.folder, os.O_RDONLY | os.O_DIRECTORY)
+                try:
+                    os.fsync(dir_fd)
+                finally:
+                    os.close(dir_fd)
+        except FileNotFoundError as e:
+            raise JournalError(f"{self.folder}: no apply journal there") from e
+        except OSError as e:
+            raise JournalError(f"{path}: cannot open the journal ({e.strerror or e})") from e
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            os.close(self.fd)
+            raise JournalError(f"{self.folder}: another apply or undo is using this journal") from e
+        self.records = self._read()
+
+    def _read(self) -> list[dict]:
+        os.lseek(self.fd, 0, os.SEEK_SET)
+        chunks = []
+        while block := os.read(self.fd, 1 << 20):
+            chunks.append(block)
+        lines = b"".join(chunks).split(b"\n")
+        records = []
+        for i, line in enumerate(lines):
+            if not line.strip():
+                continue
+            try:
+                records.append(json.loads(line))
+            except ValueError:
+                if i == len(lines) - 1:  # the last line, cut short by a kill: never acted on
+                    os.ftruncate(self.fd, sum(len(x) + 1 for x in lines[:i]))
+                    break
+                raise JournalError(f"{self.folder}: journal line {i + 1} is damaged") from None
+        return records
+
+    def append(self, record: dict) -> None:
+        os.write(self.fd, (json.dumps(record, ensure_ascii=False) + "\n").encode())
+        os.fsync(self.fd)
+        self.records.append(record)
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def intents(self) -> list[tuple[dict, str]]:
+        """Every step in order with its state: done, open (intent only), undone or
+        rolled-back."""
+        state: dict[int, str] = {}
+        for r in self.records:
+            if r["op"] == "intent":
+                state[r["n"]] = "open"
+            elif r["op"] in ("done", "undone", "rolled-back"):
+                state[r["n"]] = r["op"]
+        return [(r, state[r["n"]]) for r in self.records if r["op"] == "intent"]
+
+    def begin(self) -> dict | None:
+        """The latest run's first record (a journal whose steps were all undone can hold a
+        later run)."""
+        return next((r for r in reversed(self.records) if r["op"] == "begin"), None)

@@ -1,0 +1,410 @@
+"""Keep rules and plan files: which copy of each duplicate group stays, which are acted on, and why.
+
+A plan is data, written before anything is touched: each group with every file's identity at
+planning time (size, mtime_ns, sha256), what the keep rules chose and the reason in words.
+`simsearch.actions.apply` carries a plan out and re-checks every file against it; the review
+page (`simsearch.review`) lets a person change the choices and save the plan again.
+
+Keep rules are ordered: the first rule that tells two files apart decides, and the path (in
+byte order) breaks any tie that is left, so the same groups and rules always give the same plan.
+Files under a protected folder are always kept and never acted on; the rules still choose the
+best copy among all files, so protecting a folder of small copies never costs the large one.
+
+This module only reads: file headers (format, EXIF capture date), never pixels.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import stat
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+from simsearch.errors import PlanError
+
+__all__ = ["KEEP_RULES", "DEFAULT_KEEP", "PLAN_VERSION", "DECISIONS", "KeepRule", "PlanFile",
+           "PlanGroup", "Plan", "parse_rules", "file_facts", "choose", "make_plan", "under"]
+
+KEEP_RULES = ("largest", "biggest", "oldest", "newest", "format", "path")
+DEFAULT_KEEP = ("largest", "biggest", "oldest")
+DEFAULT_FORMAT_ORDER = ("png", "tiff", "heic", "webp", "jpeg", "gif", "bmp")
+PLAN_VERSION = 1
+PLAN_FORMAT = "simsearch-plan"
+# act: keep `keep`, act on `act_on`; keep-all: touch nothing; not-duplicates: touch nothing and
+# remember (in the index) that these files are not duplicates of one another
+DECISIONS = ("act", "keep-all", "not-duplicates")
+
+_SUFFIX_FORMATS = {".jpg": "jpeg", ".jpeg": "jpeg", ".jpe": "jpeg", ".png": "png", ".webp": "webp",
+                   ".gif": "gif", ".bmp": "bmp", ".dib": "bmp", ".tif": "tiff", ".tiff": "tiff",
+                   ".heic": "heic", ".heif": "heic", ".avif": "avif"}
+_EXIF_IFD, _DATE_TIME_ORIGINAL = 0x8769, 0x9003
+
+
+@dataclass(frozen=True)
+class PlanFile:
+    """One file of a group as it was when the plan was made."""
+
+    path: str
+    size: int
+    mtime_ns: int
+    sha256: str
+    width: int
+    height: int
+    format: str = ""       # lower case: jpeg, png, tiff, heic, ...; "" when unknown
+    date: str = ""         # capture date, ISO local time, from EXIF or else the mtime
+    date_source: str = ""  # "exif" | "mtime"
+    score: float = 1.0     # score to the group's centre
+    protected: bool = False
+    problem: str = ""      # why this file is neither kept nor acted on (changed since indexed)
+    reason: str = ""       # the keep rules' word on it
+
+    @property
+    def pixels(self) -> int:
+        return self.width * self.height
+
+
+@dataclass(frozen=True)
+class KeepRule:
+    """One keep rule: `key(file)` sorts the preferred file first; `show(file)` says its value."""
+
+    name: str
+    args: tuple[str, ...] = ()
+
+    def key(self, f: PlanFile):
+        if self.name == "largest":
+            return -f.pixels
+        if self.name == "biggest":
+            return -f.size
+        if self.name in ("oldest", "newest"):
+            seconds = _seconds(f.date)
+            return seconds if self.name == "oldest" else -seconds
+        if self.name == "format":
+            return self.args.index(f.format) if f.format in self.args else len(self.args)
+        return 0 if any(under(f.path, folder) for folder in self.args) else 1  # path
+
+    def show(self, f: PlanFile) -> str:
+        if self.name == "largest":
+            return f"{f.width}x{f.height}"
+        if self.name == "biggest":
+            return _bytes(f.size)
+        if self.name in ("oldest", "newest"):
+            return f"{f.date.replace('T', ' ')} ({'EXIF' if f.date_source == 'exif' else 'mtime'})"
+        if self.name == "format":
+            return f.format or "unknown format"
+        return ("under " if self.key(f) == 0 else "not under ") + ", ".join(self.args)
+
+    @property
+    def label(self) -> str:
+        if self.name == "biggest":
+            return "biggest file"
+        if self.name == "format":
+            return "preferred format (" + " > ".join(self.args) + ")"
+        if self.name == "path":
+            return "preferred folder"
+        return self.name
+
+    def __str__(self) -> str:
+        return self.name + ("=" + ",".join(self.args) if self.args else "")
+
+
+def parse_rules(values: Iterable[str]) -> list[KeepRule]:
+    """`--keep` values, in order: `largest,oldest` (several plain rules), `format=png,jpeg`,
+    `path=FOLDER` (one folder; give `path=` again for a second, less preferred one)."""
+    rules: list[KeepRule] = []
+    for value in values:
+        name, sep, arg = value.partition("=")
+        name = name.strip().lower()
+        if not sep:
+            for part in (p.strip().lower() for p in value.split(",")):
+                if part in ("format", "path"):
+                    rules.append(_rule(part, DEFAULT_FORMAT_ORDER if part == "format" else ()))
+                elif part:
+                    rules.append(_rule(part, ()))
+        elif name == "format":
+            order = tuple(_normal_format(x) for x in arg.split(",") if x.strip())
+            rules.append(_rule(name, order or DEFAULT_FORMAT_ORDER))
+        elif name == "path":
+            if not arg:
+                raise PlanError("keep rule path=FOLDER needs a folder, e.g. --keep path=~/Pictures")
+            rules.append(_rule(name, (os.path.abspath(os.path.expanduser(arg)),)))
+        else:
+            raise PlanError(f"keep rule {value!r}: only format= and path= take a value")
+    return rules or [KeepRule(n) for n in DEFAULT_KEEP]
+
+
+def _rule(name: str, args: tuple[str, ...]) -> KeepRule:
+    if name not in KEEP_RULES:
+        raise PlanError(f"unknown keep rule {name!r}; the rules are {', '.join(KEEP_RULES)}")
+    if name == "path" and not args:
+        raise PlanError("keep rule path needs a folder: --keep path=FOLDER")
+    return KeepRule(name, args)
+
+
+def under(path: str, folder: str) -> bool:
+    """Whether `path` lies inside `folder`, by name or once links in either are resolved."""
+    for p, d in ((os.path.abspath(path), os.path.abspath(folder)),
+                 (os.path.realpath(path), os.path.realpath(folder))):
+        if p == d or p.startswith(d.rstrip(os.sep) + os.sep):
+            return True
+    return False
+
+
+def file_facts(member, protect: Sequence[str] = ()) -> PlanFile:
+    """A group member (simsearch.dedupe.Member) as a plan file: its catalog identity, plus its
+    format and capture date read from the header. A file whose size or mtime no longer match
+    the catalog is marked with a problem: the catalog's hash says nothing about it now."""
+    path = member.path
+    f = PlanFile(path=path, size=member.size, mtime_ns=member.mtime_ns, sha256=member.sha256,
+                 width=member.width, height=member.height, score=float(member.score),
+                 protected=any(under(path, d) for d in protect))
+    try:
+        st = os.lstat(path)
+    except OSError as e:
+        return replace(f, problem=f"cannot read: {e.strerror or e}")
+    if not stat.S_ISREG(st.st_mode):
+        return replace(f, problem="not a regular file (a link or a special file)")
+    fmt, date = _header(path)
+    local = dt.datetime.fromtimestamp(st.st_mtime_ns / 1e9).replace(microsecond=0)
+    f = replace(f, format=fmt or _SUFFIX_FORMATS.get(Path(path).suffix.lower(), ""),
+                date=(date or local).isoformat(), date_source="exif" if date else "mtime")
+    if (st.st_size, st.st_mtime_ns) != (member.size, member.mtime_ns):
+        return replace(f, size=st.st_size, mtime_ns=st.st_mtime_ns,
+                       problem="changed since it was indexed (run simsearch index first)")
+    return f
+
+
+def _header(path: str) -> tuple[str, dt.datetime | None]:
+    """Format and EXIF DateTimeOriginal, from the header alone (no pixels decoded); opened
+    without blocking, since a path can turn into a named pipe."""
+    from PIL import Image
+
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
+    except OSError:
+        return "", None
+    with open(fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+            return "", None
+        try:
+            with Image.open(fh) as im:
+                fmt = _normal_format(im.format or "")
+                raw = im.getexif().get_ifd(_EXIF_IFD).get(_DATE_TIME_ORIGINAL)
+        except Exception:  # any header Pillow cannot read: format from the suffix, date from mtime
+            return "", None
+    try:
+        return fmt, dt.datetime.strptime(str(raw).strip("\x00 ")[:19], "%Y:%m:%d %H:%M:%S")
+    except ValueError:  # absent, or "0000:00:00 00:00:00" as some cameras write
+        return fmt, None
+
+
+def _normal_format(name: str) -> str:
+    name = name.strip().lower().lstrip(".")
+    return {"jpg": "jpeg", "mpo": "jpeg", "tif": "tiff", "heif": "heic"}.get(name, name)
+
+
+def choose(files: Sequence[PlanFile], rules: Sequence[KeepRule]) -> tuple[PlanFile, list[PlanFile]]:
+    """The best file by the rules (ties: path order) and the rest, best first, each with its
+    reason. Files with a problem take no part."""
+    usable = [f for f in files if not f.problem]
+    if not usable:
+        raise PlanError("no file of the group can be used")
+    ranked = sorted(usable, key=lambda f: (tuple(r.key(f) for r in rules), os.fsencode(f.path)))
+    best, rest = ranked[0], ranked[1:]
+    if not rest:
+        return replace(best, reason="kept: the only usable file"), []
+    decisive = next((r for r in rules if r.key(best) != r.key(rest[0])), None)
+    if decisive is None:
+        why = "kept: ties on " + ", ".join(r.name for r in rules) + "; first by path"
+    else:
+        why = f"kept: {decisive.show(best)}, {decisive.label}"
+    others = []
+    for f in rest:
+        rule = next((r for r in rules if r.key(best) != r.key(f)), None)
+        others.append(replace(f, reason=f"{rule.show(f)} against the kept {rule.show(best)}"
+                              if rule else "ties with the kept file on every rule; after it by path"))
+    return replace(best, reason=why), others
+
+
+@dataclass
+class PlanGroup:
+    kind: str                 # "exact" | "near"
+    centre: str
+    min_score: float
+    files: list[PlanFile]     # centre first, then by score
+    keep: list[str]
+    act_on: list[str]
+    decision: str = "act"
+    exact: list[list[str]] = field(default_factory=list)
+
+    def reclaimable(self) -> int:
+        if self.decision != "act":
+            return 0
+        sizes = {f.path: f.size for f in self.files}
+        return sum(sizes[p] for p in self.act_on)
+
+
+@dataclass
+class Plan:
+    groups: list[PlanGroup]
+    keep_rules: list[str] = field(default_factory=list)
+    protect: list[str] = field(default_factory=list)
+    index: str | None = None
+    threshold: float | None = None
+    created: str = ""
+    source: str = "simsearch dedupe"
+
+    def reclaimable(self) -> int:
+        return sum(g.reclaimable() for g in self.groups)
+
+    def to_dict(self) -> dict:
+        return {"format": PLAN_FORMAT, "version": PLAN_VERSION, "created": self.created,
+                "source": self.source, "index": self.index, "threshold": self.threshold,
+                "keep_rules": self.keep_rules, "protect": self.protect,
+                "summary": {"groups": len(self.groups),
+                            "files": sum(len(g.files) for g in self.groups),
+                            "act_on": sum(len(g.act_on) for g in self.groups
+                                          if g.decision == "act"),
+                            "reclaimable_bytes": self.reclaimable()},
+                "groups": [{**asdict(g), "files": [_file_dict(f) for f in g.files]}
+                           for g in self.groups]}
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Written to a temporary name beside it, then renamed: a plan is whole or absent."""
+        path = Path(path)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        data = (json.dumps(self.to_dict(), indent=1, ensure_ascii=False) + "\n").encode()
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+            with open(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except OSError as e:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise PlanError(f"{path}: cannot write the plan ({e.strerror or e})") from e
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "Plan":
+        try:
+            with open(path, "rb") as fh:
+                data = json.loads(fh.read().decode("utf-8"))
+        except (OSError, ValueError) as e:
+            raise PlanError(f"{path}: cannot read the plan ({getattr(e, 'strerror', None) or e}); "
+                            f"make one with: simsearch dedupe --plan {path}") from e
+        return cls.from_dict(data, str(path))
+
+    @classmethod
+    def from_dict(cls, data: dict, name: str = "plan") -> "Plan":
+        if not isinstance(data, dict) or data.get("format") != PLAN_FORMAT:
+            raise PlanError(f"{name}: not a simsearch plan (make one with: simsearch dedupe --plan)")
+        if data.get("version") != PLAN_VERSION:
+            raise PlanError(f"{name}: plan version {data.get('version')!r}; this simsearch reads "
+                            f"version {PLAN_VERSION} (make the plan again with simsearch dedupe --plan)")
+        try:
+            groups = [PlanGroup(kind=str(g["kind"]), centre=str(g["centre"]),
+                                min_score=float(g["min_score"]),
+                                files=[PlanFile(**{**f, "mtime_ns": int(f["mtime_ns"])})
+                                       for f in g["files"]],
+                                keep=[str(p) for p in g["keep"]],
+                                act_on=[str(p) for p in g["act_on"]],
+                                decision=str(g.get("decision", "act")),
+                                exact=[[str(p) for p in s] for s in g.get("exact", [])])
+                      for g in data["groups"]]
+            plan = cls(groups=groups, keep_rules=list(data.get("keep_rules", [])),
+                       protect=[str(p) for p in data.get("protect", [])],
+                       index=data.get("index"), threshold=data.get("threshold"),
+                       created=str(data.get("created", "")), source=str(data.get("source", "")))
+        except (KeyError, TypeError, ValueError) as e:
+            raise PlanError(f"{name}: malformed plan ({type(e).__name__}: {e})") from e
+        plan.validate(name)
+        return plan
+
+    def validate(self, name: str = "plan") -> None:
+        """Refuse a plan (edited by hand, or by a page) that could lose a picture: every group
+        that acts on a file keeps another one, nothing protected is acted on, no file is in two
+        groups or kept and acted on at once."""
+        seen: set[str] = set()
+        for n, g in enumerate(self.groups):
+            where = f"{name}: group {n + 1} ({g.centre})"
+            if g.decision not in DECISIONS:
+                raise PlanError(f"{where}: decision {g.decision!r} is not one of {', '.join(DECISIONS)}")
+            by_path = {f.path: f for f in g.files}
+            if not all(os.path.isabs(p) for p in by_path):
+                raise PlanError(f"{where}: file paths must be absolute")
+            if len(by_path) != len(g.files) or seen & by_path.keys():
+                raise PlanError(f"{where}: a file is listed twice")
+            seen |= by_path.keys()
+            if not set(g.keep) <= by_path.keys() or not set(g.act_on) <= by_path.keys():
+                raise PlanError(f"{where}: keep and act_on must name files of the group")
+            if set(g.keep) & set(g.act_on):
+                raise PlanError(f"{where}: a file is both kept and acted on")
+            if g.decision == "act" and g.act_on and not g.keep:
+                raise PlanError(f"{where}: acts on files but keeps none")
+            for p in g.act_on:
+                f = by_path[p]
+                if f.protected or any(under(p, d) for d in self.protect):
+                    raise PlanError(f"{where}: {p} is protected and cannot be acted on")
+
+
+def make_plan(groups, rules: Sequence[KeepRule], protect: Sequence[str] = (),
+              index: str | None = None, threshold: float | None = None) -> Plan:
+    """A plan for dedupe groups (simsearch.dedupe.Group): in each, the rules' best file and
+    every protected file are kept, the others acted on."""
+    protect = [os.path.abspath(os.path.expanduser(d)) for d in protect]
+    out = []
+    for g in groups:
+        files = [file_facts(m, protect) for m in g.members]
+        usable = [f for f in files if not f.problem]
+        if len(usable) < 2:
+            reasons = {f.path: f.problem for f in files}
+            files = [replace(f, reason=reasons[f.path] or "kept: the group has no other usable file")
+                     for f in files]
+            out.append(PlanGroup(g.kind, g.centre, float(g.min_score), files,
+                                 keep=[f.path for f in usable], act_on=[], decision="keep-all",
+                                 exact=[list(s) for s in g.exact]))
+            continue
+        best, rest = choose(usable, rules)
+        chosen = {best.path: best, **{f.path: f for f in rest}}
+        for path, f in chosen.items():
+            if f.protected:
+                chosen[path] = replace(f, reason="kept: protected (" + ", ".join(
+                    d for d in protect if under(path, d)) + ")" + (
+                    "; also " + best.reason if path == best.path else ""))
+        files = [chosen.get(f.path, replace(f, reason=f.problem)) for f in files]
+        # the rules' choice first: the file that links point to
+        keep = [best.path] + [f.path for f in files
+                              if f.protected and not f.problem and f.path != best.path]
+        act_on = [f.path for f in files if f.path in chosen and f.path not in keep]
+        out.append(PlanGroup(g.kind, g.centre, float(g.min_score), files, keep, act_on,
+                             exact=[list(s) for s in g.exact]))
+    plan = Plan(out, keep_rules=[str(r) for r in rules], protect=protect, index=index,
+                threshold=threshold,
+                created=dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat())
+    plan.validate()
+    return plan
+
+
+def _file_dict(f: PlanFile) -> dict:
+    # nanosecond mtimes pass 2**53: as a string, so that the page's JavaScript keeps every digit
+    return {**asdict(f), "mtime_ns": str(f.mtime_ns)}
+
+
+def _seconds(iso: str) -> float:
+    try:
+        return (dt.datetime.fromisoformat(iso) - dt.datetime(1970, 1, 1)).total_seconds()
+    except ValueError:
+        return float("inf")  # no date: never the oldest, always the newest of last resort
+
+
+def _bytes(n: int) -> str:
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1000
+    return str(n)

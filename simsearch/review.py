@@ -1,0 +1,115 @@
+"""The review page: one self-contained HTML file and a folder of JPEG thumbnails beside it.
+
+No server and no network: the plan is embedded in the page as JSON, the page's script and
+style are inline, and the Content-Security-Policy forbids loading anything but the thumbnails
+beside it. Cards are drawn from the JSON one page of groups at a time, so 5,000 groups cost
+what 50 do; thumbnails load lazily. The person reviewing can keep another file, keep a whole
+group, or mark it "not duplicates", and save the result as a plan file (a download made in
+the page) that `simsearch apply` takes like any other, re-checking every file.
+
+Thumbnails are made from the real files through simsearch's decoder (EXIF orientation
+applied, JPEGs decoded at reduced size) and named by a hash of the path, so a second run
+reuses them.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import stat
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from importlib import resources
+from pathlib import Path
+
+from simsearch.errors import SimsearchError
+from simsearch.plan import Plan
+
+__all__ = ["THUMB_SIZE", "PAGE_SIZE", "write_review", "make_thumbnails", "render_page"]
+
+THUMB_SIZE = 320   # pixels, longer side: sharp on a 2x screen at the page's 160 px width
+PAGE_SIZE = 50     # groups drawn at a time
+Progress = Callable[[int, int], None]
+
+
+def write_review(plan: Plan, folder: str | os.PathLike, progress: Progress | None = None,
+                 workers: int | None = None) -> Path:
+    """Write FOLDER/index.html and FOLDER/thumbs/; return the page's path."""
+    folder = Path(folder)
+    try:
+        (folder / "thumbs").mkdir(parents=True, exist_ok=True)
+        if not stat.S_ISDIR(os.lstat(folder / "thumbs").st_mode):  # never written through a link
+            raise OSError(f"{folder / 'thumbs'} is not a folder (a link?)")
+    except OSError as e:
+        raise SimsearchError(f"{folder}: cannot write the review page ({e.strerror or e})") from e
+    paths = [f.path for g in plan.groups for f in g.files]
+    thumbs = make_thumbnails(paths, folder / "thumbs", progress=progress, workers=workers)
+    page = folder / "index.html"
+    _write(page, render_page(plan, {p: f"thumbs/{name}" for p, name in thumbs.items()}))
+    return page
+
+
+def thumb_name(path: str) -> str:
+    return hashlib.sha256(os.fsencode(path)).hexdigest()[:24] + ".jpg"
+
+
+def make_thumbnails(paths: list[str], folder: Path, progress: Progress | None = None,
+                    workers: int | None = None) -> dict[str, str]:
+    """A JPEG thumbnail per path that decodes (others get none: the page says so). Returns
+    {path: file name in folder}. An existing thumbnail newer than its file is kept."""
+    from simsearch.images import load_image
+    from simsearch.errors import DecodeError
+
+    def one(path: str) -> str | None:
+        name = thumb_name(path)
+        out = folder / name
+        try:
+            if out.stat().st_mtime_ns >= os.stat(path).st_mtime_ns:
+                return name
+        except OSError:
+            pass
+        try:
+            picture = load_image(path, target=THUMB_SIZE)
+        except DecodeError:
+            return None
+        image = picture.image
+        image.thumbnail((THUMB_SIZE, THUMB_SIZE))
+        tmp = folder / f".{name}.{os.getpid()}.tmp"
+        try:
+            with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644),
+                      "wb") as fh:
+                image.save(fh, "JPEG", quality=82)
+            os.replace(tmp, out)
+        except OSError as e:
+            raise SimsearchError(f"{out}: cannot write the thumbnail ({e.strerror or e})") from e
+        return name
+
+    unique = list(dict.fromkeys(paths))
+    out: dict[str, str] = {}
+    with ThreadPoolExecutor(workers or min(8, os.cpu_count() or 2)) as pool:
+        for done, (path, name) in enumerate(zip(unique, pool.map(one, unique)), 1):
+            if name:
+                out[path] = name
+            if progress is not None:
+                progress(done, len(unique))
+    return out
+
+
+def render_page(plan: Plan, thumbs: dict[str, str], page_size: int = PAGE_SIZE) -> str:
+    """The page's HTML with the plan and the thumbnail names embedded."""
+    data = {"plan": plan.to_dict(), "thumbs": thumbs, "pageSize": page_size}
+    # inside <script>, "<" must never start a tag: every one escaped, JSON stays the same
+    payload = json.dumps(data, ensure_ascii=False).replace("<", "\\u003c")
+    template = resources.files("simsearch").joinpath("review.html").read_text(encoding="utf-8")
+    return template.replace("/*DATA*/null", payload, 1)
+
+
+def _write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644),
+                  "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except OSError as e:
+        raise SimsearchError(f"{path}: cannot write the review page ({e.strerror or e})") from e

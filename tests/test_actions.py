@@ -1,0 +1,386 @@
+"""Plan -> apply (each action) -> undo gives back every byte, path, mtime and mode; changed,
+protected and linked files are never acted on; a crash at any step, then undo or a resumed
+apply, loses nothing."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from groups import group
+from simsearch import actions
+from simsearch.actions import apply, undo
+from simsearch.errors import JournalError, PlanError
+from simsearch.plan import Plan, make_plan, parse_rules
+
+
+def _image(path: Path, size, seed: int, mode: int = 0o644) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.effect_noise(size, 30 + seed).convert("RGB").save(path, quality=80 + seed % 10)
+    os.chmod(path, mode)
+    os.utime(path, ns=(1_500_000_000_123_456_789 + seed, 1_400_000_000_987_654_321 + seed * 1000))
+    return path
+
+
+@pytest.fixture
+def library(tmp_path, monkeypatch):
+    """Three groups under photos/: the largest copy of each is kept; one protected copy."""
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    photos = tmp_path / "photos"
+    groups = []
+    for g in range(3):
+        paths = [_image(photos / f"g{g}" / "best.jpg", (96, 72), seed=10 * g),
+                 _image(photos / f"g{g}" / "copy one.jpg", (48, 36), seed=10 * g + 1, mode=0o600),
+                 _image(photos / "inbox" / f"g{g}.jpg", (64, 48), seed=10 * g + 2)]
+        groups.append(paths)
+    protected = _image(photos / "archive" / "g0.jpg", (32, 24), seed=99)
+    groups[0].append(protected)
+    plan = make_plan([group(p) for p in groups], parse_rules(["largest"]),
+                     protect=[str(photos / "archive")])
+    plan.save(tmp_path / "plan.json")
+    return tmp_path, photos, plan
+
+
+def snapshot(root: Path) -> dict:
+    """Every entry under root: kind, content hash, mtime and mode (links are not followed)."""
+    out = {}
+    for folder, _, names in os.walk(root):
+        for name in names:
+            p = os.path.join(folder, name)
+            st = os.lstat(p)
+            if os.path.islink(p):
+                out[p] = ("link", os.readlink(p))
+            else:
+                digest = hashlib.sha256(Path(p).read_bytes()).hexdigest()
+                out[p] = ("file", digest, st.st_mtime_ns, oct(st.st_mode), st.st_ino)
+    return out
+
+
+def _without_inodes(snap: dict) -> dict:
+    return {p: v[:4] for p, v in snap.items()}
+
+
+def _acted(plan: Plan) -> list[str]:
+    return [p for g in plan.groups for p in g.act_on]
+
+
+@pytest.mark.parametrize("action", ["trash", "move", "hardlink", "symlink"])
+def test_apply_then_undo_restores_every_byte_mtime_and_mode(library, action):
+    tmp_path, photos, plan = library
+    before = snapshot(photos)
+    kept = {p for g in plan.groups for p in g.keep}
+    journal = tmp_path / "journal"
+    report = apply(plan, action, journal, to=tmp_path / "moved" if action == "move" else None)
+    assert sorted(o.path for o in report.done) == sorted(_acted(plan)) and not report.skipped
+    after = snapshot(photos)
+    for p in kept:  # kept files untouched, the protected one included
+        assert after[p] == before[p]
+    for p in _acted(plan):
+        if action in ("trash", "move"):
+            assert p not in after
+        elif action == "symlink":
+            assert after[p][0] == "link" and os.readlink(p) in kept
+        else:
+            assert after[p][4] in {before[k][4] for k in kept}  # an inode of a kept file
+    if action == "trash":
+        trash = tmp_path / "data" / "Trash"
+        assert len(os.listdir(trash / "files")) == len(_acted(plan))
+        info = (trash / "info" / "copy one.jpg.trashinfo").read_text()
+        assert info.startswith("[Trash Info]\nPath=") and "copy%20one.jpg" in info
+    if action == "move":
+        for p in _acted(plan):
+            assert os.path.exists(str(tmp_path / "moved") + p)
+        assert report.moved == {p: str(tmp_path / "moved") + p for p in _acted(plan)}
+    restored = undo(journal)
+    assert len(restored.restored) == len(_acted(plan)) and not restored.not_restored
+    now = snapshot(photos)
+    assert _without_inodes(now) == _without_inodes(before)
+    if action in ("trash", "move", "hardlink", "symlink"):
+        assert now == before  # the very same files (inodes) are back, not copies
+    assert not os.listdir(journal / "held")
+    if action == "trash":
+        assert not os.listdir(tmp_path / "data" / "Trash" / "files")
+        assert not os.listdir(tmp_path / "data" / "Trash" / "info")
+    assert not undo(journal).restored  # a second undo has nothing left to do
+
+
+def test_delete_needs_confirmation_and_undo_says_it_cannot(library):
+    tmp_path, photos, plan = library
+    with pytest.raises(PlanError, match="--yes-delete"):
+        apply(plan, "delete", tmp_path / "j")
+    report = apply(plan, "delete", tmp_path / "j", confirm_delete=True)
+    assert sorted(report.removed) == sorted(_acted(plan))
+    assert not any(os.path.exists(p) for p in _acted(plan))
+    back = undo(tmp_path / "j")
+    assert not back.restored and {o.detail for o in back.not_restored} == \
+        {"deleted: cannot be restored"}
+
+
+def test_changed_files_and_changed_kept_copies_are_skipped(library):
+    tmp_path, photos, plan = library
+    g0, g1 = plan.groups[0], plan.groups[1]
+    touched = g0.act_on[0]
+    os.utime(touched, ns=(0, 1))  # same bytes, another mtime
+    with open(g1.keep[0], "r+b") as fh:  # the kept copy of group 2 edited in place
+        fh.seek(100)
+        fh.write(b"\x00")
+    before = snapshot(photos)
+    report = apply(plan, "trash", tmp_path / "j")
+    skipped = {o.path: o.detail for o in report.skipped}
+    assert "changed since the plan was made" in skipped[touched]
+    for p in g1.act_on:
+        assert skipped[p].startswith("no kept copy of its group is intact")
+    after = snapshot(photos)
+    for p in [touched] + g1.act_on + g1.keep:
+        assert after[p] == before[p]
+    assert len(report.done) == len(_acted(plan)) - 1 - len(g1.act_on)
+
+
+def test_never_the_kept_file_under_another_name(library):
+    tmp_path, photos, plan = library
+    g = plan.groups[2]
+    victim = g.act_on[0]
+    os.unlink(victim)
+    os.link(g.keep[0], victim)  # now a second name of the kept file
+    data = plan.to_dict()
+    f = next(f for f in data["groups"][2]["files"] if f["path"] == victim)
+    st = os.stat(victim)
+    kept = next(f for f in data["groups"][2]["files"] if f["path"] == g.keep[0])
+    f.update(size=st.st_size, mtime_ns=st.st_mtime_ns, sha256=kept["sha256"])
+    report = apply(Plan.from_dict(data), "trash", tmp_path / "j")
+    assert any(o.path == victim and "the kept file under another name" in o.detail
+               for o in report.skipped)
+    assert os.path.exists(victim) and os.path.exists(g.keep[0])
+
+
+def test_protected_files_are_never_acted_on_even_in_an_edited_plan(library):
+    tmp_path, photos, plan = library
+    data = plan.to_dict()
+    g = data["groups"][0]
+    protected = next(f["path"] for f in g["files"] if f["protected"])
+    g["act_on"].append(protected)
+    with pytest.raises(PlanError, match="protected"):
+        Plan.from_dict(data)
+    g["act_on"].remove(protected)
+    next(f for f in g["files"] if f["path"] == protected)["protected"] = False
+    g["act_on"].append(protected)  # the flag dropped too: the plan's protect list still holds
+    with pytest.raises(PlanError, match="protected"):
+        Plan.from_dict(data)
+
+
+def test_a_journal_is_for_one_plan_and_action(library):
+    tmp_path, photos, plan = library
+    apply(plan, "trash", tmp_path / "j", plan_id="a")
+    with pytest.raises(JournalError, match="undo it first with: simsearch undo"):
+        apply(plan, "symlink", tmp_path / "j", plan_id="a")
+    undo(tmp_path / "j")
+    assert len(apply(plan, "symlink", tmp_path / "j", plan_id="a").done) == len(_acted(plan))
+    assert len(undo(tmp_path / "j").restored) == len(_acted(plan))
+    with pytest.raises(JournalError, match="no apply journal"):
+        undo(tmp_path / "nothing")
+
+
+class _Crash(BaseException):
+    """Stands for SIGKILL: nothing after it runs, no cleanup."""
+
+
+class _CrashingOs:
+    """The os module, but the k-th call that changes something on disk never returns."""
+
+    CALLS = {"link", "unlink", "replace", "rename", "symlink", "write", "makedirs", "fsync"}
+
+    def __init__(self, k: int):
+        self.k, self.count = k, 0
+
+    def __getattr__(self, name):
+        real = getattr(os, name)
+        if name not in self.CALLS:
+            return real
+
+        def call(*args, **kwargs):
+            self.count += 1
+            if self.count == self.k:
+                raise _Crash(name)
+            return real(*args, **kwargs)
+        return call
+
+
+@pytest.mark.parametrize("action", ["trash", "move", "hardlink", "symlink"])
+def test_a_crash_at_every_step_then_undo_or_resume_loses_nothing(library, monkeypatch, action):
+    tmp_path, photos, plan = library
+    before = snapshot(photos)
+    to = tmp_path / "moved" if action == "move" else None
+    k = 0
+    while True:
+        k += 1
+        journal = tmp_path / f"j{k}"
+        fake = _CrashingOs(k)
+        monkeypatch.setattr(actions, "os", fake)
+        try:
+            apply(plan, action, journal, to=to)
+            crashed = False
+        except _Crash:
+            crashed = True
+        finally:
+            monkeypatch.setattr(actions, "os", os)
+        if k % 2 and crashed:  # resume, then undo all
+            report = apply(plan, action, journal, to=to)
+            assert report.earlier + len(report.done) == len(_acted(plan)), k
+        undo(journal)
+        assert _without_inodes(snapshot(photos)) == _without_inodes(before), (action, k)
+        if not crashed:
+            break
+    assert k > 10
+
+
+def test_sigkill_at_random_moments_then_undo_or_resume(library):
+    """`simsearch apply` in a real process killed at a random moment (seeded), several times."""
+    tmp_path, photos, plan = library
+    big = []  # more groups, so that a kill lands inside the run
+    for g in range(24):
+        big.append([_image(photos / "many" / f"{g}-a.jpg", (64, 48), seed=200 + 2 * g),
+                    _image(photos / "many" / f"{g}-b.jpg", (32, 24), seed=201 + 2 * g)])
+    many = make_plan([group(p) for p in big], parse_rules(["largest"]))
+    plan = Plan(plan.groups + many.groups, protect=plan.protect)
+    plan.save(tmp_path / "plan.json")
+    before = snapshot(photos)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+
+    total = len(_acted(plan))
+
+    def done_count(journal) -> int:
+        try:
+            return (journal / "journal.jsonl").read_text().count('"op": "done"')
+        except FileNotFoundError:
+            return 0
+
+    def run(journal, action, kill_after=None):
+        """Run apply; with kill_after, SIGKILL it that many seconds after its journal appears.
+        Returns (exit status, seconds from the journal's appearance to the last file done)."""
+        proc = subprocess.Popen([sys.executable, "-m", "simsearch.cli", "apply",
+                                 str(tmp_path / "plan.json"), "--action", action, "--journal",
+                                 str(journal), "-q"], env=env, stdout=subprocess.DEVNULL)
+        while proc.poll() is None and not (journal / "journal.jsonl").exists():
+            time.sleep(0.001)
+        start = time.monotonic()
+        if kill_after is not None:
+            time.sleep(kill_after)
+            proc.send_signal(signal.SIGKILL)
+            return proc.wait(timeout=300), 0.0
+        while proc.poll() is None and done_count(journal) < total:
+            time.sleep(0.001)
+        work = time.monotonic() - start
+        return proc.wait(timeout=300), work
+
+    status, work = run(tmp_path / "calibrate", "hardlink")  # how long the file work takes here
+    assert status == 0 and done_count(tmp_path / "calibrate") == total
+    undo(tmp_path / "calibrate")
+    assert _without_inodes(snapshot(photos)) == _without_inodes(before)
+    rng = random.Random(13)
+    interrupted = tries = 0
+    while interrupted < 6 and tries < 30:  # six kills inside a run; one that lands after is checked too
+        action = ["trash", "hardlink", "symlink"][tries % 3]
+        journal = tmp_path / f"kill{tries}"
+        tries += 1
+        run(journal, action, kill_after=rng.uniform(0.0, work))
+        interrupted += done_count(journal) < total
+        if tries % 2:
+            assert run(journal, action)[0] == 0  # resumed to the end
+            assert done_count(journal) >= total
+            for p in _acted(plan):
+                assert os.path.islink(p) if action == "symlink" else (
+                    action == "hardlink" or not os.path.exists(p))
+        if (journal / "journal.jsonl").exists():
+            undo(journal)
+        assert _without_inodes(snapshot(photos)) == _without_inodes(before), tries
+    assert interrupted == 6
+
+
+def test_cli_apply_and_undo(library):
+    from click.testing import CliRunner
+
+    from simsearch.cli import main
+
+    tmp_path, photos, plan = library
+    before = snapshot(photos)
+    runner = CliRunner()
+    plan_file = str(tmp_path / "plan.json")
+    result = runner.invoke(main, ["apply", plan_file, "--action", "delete"])
+    assert result.exit_code == 2 and "--yes-delete" in result.output
+    result = runner.invoke(main, ["apply", plan_file, "--action", "move"])
+    assert result.exit_code == 2 and "--to DIR" in result.output
+    result = runner.invoke(main, ["apply", plan_file, "--action", "move", "--to",
+                                  str(tmp_path / "moved"), "-q"])
+    assert result.exit_code == 0, result.output
+    journal = plan_file + ".journal"
+    assert f"undo with: simsearch undo {journal}" in result.stderr
+    assert "6 files moved" in result.stderr and result.stdout.count("moved ") == 6
+    result = runner.invoke(main, ["apply", plan_file, "--action", "move", "--to",
+                                  str(tmp_path / "moved"), "--json", "-q"])
+    assert result.exit_code == 0 and json.loads(result.stdout)["earlier"] == 6
+    result = runner.invoke(main, ["undo", journal])
+    assert result.exit_code == 0 and "6 restored, 0 not restored" in result.stderr
+    assert _without_inodes(snapshot(photos)) == _without_inodes(before)
+
+
+def test_links_and_pipes_in_place_of_a_planned_file_are_skipped_without_blocking(library):
+    tmp_path, photos, plan = library
+    pipe, link = plan.groups[0].act_on[0], plan.groups[1].act_on[0]
+    os.unlink(pipe)
+    os.mkfifo(pipe)  # reading it would wait for ever
+    os.unlink(link)
+    os.symlink(plan.groups[1].keep[0], link)
+    report = apply(plan, "trash", tmp_path / "j")
+    skipped = {o.path: o.detail for o in report.skipped}
+    assert skipped[pipe] == "not a regular file" and skipped[link] == "now a symbolic link"
+    assert os.path.islink(link) and os.path.exists(pipe)
+
+
+def test_undo_never_overwrites_a_file_changed_after_apply_and_says_where_the_original_is(library):
+    tmp_path, photos, plan = library
+    apply(plan, "hardlink", tmp_path / "j")
+    changed = plan.groups[0].act_on[0]
+    os.unlink(changed)
+    Path(changed).write_bytes(b"the user's new file")
+    emptied = plan.groups[1].act_on[0]
+    back = undo(tmp_path / "j")
+    not_restored = {o.path: o.detail for o in back.not_restored}
+    assert list(not_restored) == [changed] and "the original is kept at" in not_restored[changed]
+    assert Path(changed).read_bytes() == b"the user's new file"
+    assert os.path.isfile(emptied) and not os.path.samefile(emptied, plan.groups[1].keep[0])
+
+
+def test_a_file_emptied_from_the_trash_is_reported_not_restored(library):
+    tmp_path, photos, plan = library
+    apply(plan, "trash", tmp_path / "j")
+    gone = plan.groups[2].act_on[0]
+    from simsearch.trash import original_path
+
+    trash = tmp_path / "data" / "Trash"
+    for info in os.listdir(trash / "info"):
+        if original_path(str(trash / "info" / info)) == gone:  # Path= percent-decoded back
+            os.unlink(trash / "files" / info[:-len(".trashinfo")])
+    back = undo(tmp_path / "j")
+    assert [o.path for o in back.not_restored] == [gone]
+    assert "emptied from the trash" in back.not_restored[0].detail
+    assert len(back.restored) == len(_acted(plan)) - 1
+
+
+def test_a_very_long_file_name_goes_to_the_trash_and_back(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    long = [_image(tmp_path / "p" / ("é" * 120 + ".jpg"), (64, 48), seed=1),
+            _image(tmp_path / "p" / ("e" * 200 + ".jpg"), (32, 24), seed=2)]
+    plan = make_plan([group(long)], parse_rules(["largest"]))
+    before = snapshot(tmp_path / "p")
+    assert len(apply(plan, "trash", tmp_path / "j").done) == 1
+    undo(tmp_path / "j")
+    assert snapshot(tmp_path / "p") == before

@@ -1,0 +1,119 @@
+"""The whole clean-up through the CLI on an indexed folder with planted copies: dedupe --plan,
+review, apply (the index follows), undo, and "not duplicates" remembered by later runs."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+from click.testing import CliRunner
+
+from conftest import make_picture, write_pictures
+from simsearch.cli import main
+from simsearch.plan import Plan
+from test_actions import snapshot
+
+
+def _run(args):
+    result = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+    return result
+
+
+def _groups(idx):
+    result = _run(["dedupe", "--index", idx, "--json"])
+    assert result.exit_code == 0, result.output
+    return [sorted(g["files"]) if "files" in g else sorted(m["path"] for m in g["members"])
+            for g in json.loads(result.stdout)["groups"]]
+
+
+def test_plan_review_apply_undo_and_not_duplicates(tmp_path, tiny_model, monkeypatch):
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    photos = tmp_path / "photos"
+    originals = write_pictures(photos / "a", 6)
+    (photos / "b").mkdir()
+    copy0, copy1 = photos / "b" / "copy0.jpg", photos / "b" / "copy1.jpg"
+    shutil.copy2(originals[0], copy0)
+    shutil.copy2(originals[1], copy1)
+    big2 = photos / "b" / "big2.jpg"  # a larger version of a/img002.jpg
+    make_picture(2, (320, 240)).save(big2, quality=92)
+    idx = tmp_path / "idx"
+    assert _run(["index", photos, "--index", idx, "--model", tiny_model / "model.onnx",
+                 "-q"]).exit_code == 0
+    groups = _groups(idx)
+    assert [str(originals[2]), str(big2)] in groups
+    before = snapshot(photos)
+
+    plan_file = tmp_path / "plan.json"
+    result = _run(["dedupe", "--index", idx, "--keep", "largest", "--protect", photos / "a",
+                   "--plan", plan_file])
+    assert result.exit_code == 0, result.output
+    assert "kept: 320x240, largest" in result.stdout
+    plan = Plan.load(plan_file)
+    assert sorted(p for g in plan.groups for p in g.act_on) == [str(copy0), str(copy1)]
+    near = next(g for g in plan.groups if str(big2) in g.keep)
+    assert near.keep == [str(big2), str(originals[2])] and near.act_on == []  # a/ is protected
+
+    result = _run(["review", "--index", idx, "--out", tmp_path / "review", "-q"])
+    assert result.exit_code == 0 and "open file://" in result.stdout
+    assert (tmp_path / "review" / "index.html").exists()
+    assert Plan.load(tmp_path / "review" / "plan.json").groups
+    assert snapshot(photos) == before  # dedupe --plan and review only read
+
+    result = _run(["apply", plan_file, "--action", "trash", "-q"])
+    assert result.exit_code == 0, result.output
+    assert not copy0.exists() and not copy1.exists()
+    assert not any(str(copy0) in g or str(copy1) in g for g in _groups(idx))  # forgotten
+    n_after = json.loads(_run(["index", photos, "--index", idx, "-q", "--json"]).stdout)
+    assert n_after["removed"] == 0 and n_after["added"] == 0
+
+    result = _run(["undo", f"{plan_file}.journal"])
+    assert result.exit_code == 0, result.output
+    assert "add them back with: simsearch index" in result.stderr
+    assert snapshot(photos) == before
+    assert json.loads(_run(["index", photos, "--index", idx, "-q", "--json"]).stdout)["added"] == 2
+
+    result = _run(["not-duplicates", originals[2], big2, "--index", idx])
+    assert result.exit_code == 0, result.output
+    assert not any(str(big2) in g and str(originals[2]) in g for g in _groups(idx))
+
+
+def test_moves_are_followed_by_the_index_and_back(tmp_path, tiny_model, monkeypatch):
+    photos = tmp_path / "photos"
+    originals = write_pictures(photos, 3)
+    shutil.copy2(originals[0], photos / "dup.jpg")
+    idx = tmp_path / "idx"
+    _run(["index", photos, "--index", idx, "--model", tiny_model / "model.onnx", "-q"])
+    plan_file = tmp_path / "plan.json"
+    assert _run(["dedupe", "--index", idx, "--plan", plan_file]).exit_code == 0
+    moved = tmp_path / "moved"
+    result = _run(["apply", plan_file, "--action", "move", "--to", moved, "-q", "--json"])
+    assert result.exit_code == 0, result.output
+    gone = [p for g in Plan.load(plan_file).groups for p in g.act_on]
+    assert len(gone) == 1
+    assert any(str(moved) + gone[0] in g for g in _groups(idx))  # the row followed the file
+    assert _run(["undo", f"{plan_file}.journal"]).exit_code == 0
+    assert any(gone[0] in g for g in _groups(idx)) and os.path.exists(gone[0])
+
+
+def test_not_duplicates_from_a_saved_page_plan_are_remembered(tmp_path, tiny_model, monkeypatch):
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    photos = tmp_path / "photos"
+    originals = write_pictures(photos, 4)
+    big2 = photos / "big2.jpg"
+    make_picture(2, (320, 240)).save(big2, quality=92)
+    shutil.copy2(originals[0], photos / "dup0.jpg")
+    idx = tmp_path / "idx"
+    _run(["index", photos, "--index", idx, "--model", tiny_model / "model.onnx", "-q"])
+    plan_file = tmp_path / "plan.json"
+    assert _run(["dedupe", "--index", idx, "--plan", plan_file]).exit_code == 0
+    data = json.loads(plan_file.read_text())
+    near = next(g for g in data["groups"] if str(big2) in [f["path"] for f in g["files"]])
+    # what the page's "Not duplicates" button does to a group
+    near.update(decision="not-duplicates", keep=[f["path"] for f in near["files"]], act_on=[])
+    plan_file.write_text(json.dumps(data))
+    result = _run(["apply", plan_file, "--action", "trash", "-q", "--json"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert out["not_duplicates"] == [[f["path"] for f in near["files"]]] and len(out["done"]) == 1
+    groups = _groups(idx)
+    assert not any(str(big2) in g for g in groups) and big2.exists() and originals[2].exists()

@@ -1,0 +1,147 @@
+"""Keep rules on hand-made groups: every rule, ties, protected folders, the plan file."""
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+from PIL import Image
+
+from simsearch.errors import PlanError
+from simsearch.files import sha256
+from simsearch.plan import Plan, make_plan, parse_rules
+from groups import group as _hand_group
+
+# the plan's dates are local time: fix the zone so that mtimes read the same everywhere
+os.environ["TZ"] = "UTC"
+
+
+def _image(path, size, fmt="JPEG", date=None, mtime=None, seed=0):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    im = Image.new("RGB", size, (seed * 40 % 256, 90, 160))
+    exif = Image.Exif()
+    if date:
+        exif.get_ifd(0x8769)[0x9003] = date
+    im.save(path, fmt, exif=exif) if fmt in ("JPEG", "TIFF") else im.save(path, fmt)
+    if mtime is not None:
+        os.utime(path, (mtime, mtime))
+    return path
+
+
+def _group(*paths):
+    return _hand_group(paths)
+
+
+def _plan(tmp_path, paths, keep=(), protect=()):
+    plan = make_plan([_group(*paths)], parse_rules(keep), protect=[str(d) for d in protect])
+    return plan.groups[0]
+
+
+def test_largest_biggest_and_the_reason(tmp_path):
+    small = _image(tmp_path / "a" / "small.jpg", (64, 48))
+    big = _image(tmp_path / "b" / "big.jpg", (160, 120))
+    g = _plan(tmp_path, [small, big], ["largest"])
+    assert g.keep == [str(big)] and g.act_on == [str(small)]
+    reasons = {f.path: f.reason for f in g.files}
+    assert reasons[str(big)] == "kept: 160x120, largest"
+    assert reasons[str(small)] == "64x48 against the kept 160x120"
+    # same pixels, more bytes: biggest decides where largest ties
+    noisy = tmp_path / "c" / "noisy.png"
+    noisy.parent.mkdir()
+    Image.effect_noise((160, 120), 60).convert("RGB").save(noisy)
+    g = _plan(tmp_path, [big, noisy], ["largest", "biggest"])
+    assert g.keep == [str(noisy)] and "biggest file" in g.files[1].reason
+
+
+def test_oldest_newest_from_exif_else_mtime(tmp_path):
+    with_exif = _image(tmp_path / "exif.jpg", (80, 60), date="2015:03:04 10:11:12", mtime=2e9)
+    plain = _image(tmp_path / "plain.jpg", (80, 60), mtime=1.6e9)  # 2020-09-13, UTC
+    g = _plan(tmp_path, [plain, with_exif], ["oldest"])
+    assert g.keep == [str(with_exif)]
+    assert g.files[1].reason == "kept: 2015-03-04 10:11:12 (EXIF), oldest"
+    g = _plan(tmp_path, [plain, with_exif], ["newest"])
+    assert g.keep == [str(plain)] and "(mtime), newest" in g.files[0].reason
+    assert {f.date_source for f in g.files} == {"exif", "mtime"}
+
+
+def test_format_order_and_path_preference(tmp_path):
+    jpg = _image(tmp_path / "x" / "p.jpg", (80, 60))
+    png = _image(tmp_path / "y" / "p.png", (80, 60), fmt="PNG")
+    tif = _image(tmp_path / "z" / "p.tif", (80, 60), fmt="TIFF")
+    g = _plan(tmp_path, [jpg, png, tif], ["format=tiff,png,jpeg"])
+    assert g.keep == [str(tif)] and "preferred format (tiff > png > jpeg)" in g.files[2].reason
+    g = _plan(tmp_path, [jpg, png, tif], ["format=jpg,png"])
+    assert g.keep == [str(jpg)]
+    g = _plan(tmp_path, [jpg, png, tif], [f"path={tmp_path / 'y'}", "format=tiff"])
+    assert g.keep == [str(png)] and g.files[1].reason.startswith("kept: under ")
+    # the second path rule only decides among files the first one ties
+    g = _plan(tmp_path, [jpg, png, tif], [f"path={tmp_path / 'q'}", f"path={tmp_path / 'z'}"])
+    assert g.keep == [str(tif)]
+
+
+def test_ties_fall_to_path_order_whatever_the_input_order(tmp_path):
+    files = [_image(tmp_path / f"{c}.jpg", (80, 60), mtime=1.5e9) for c in "cab"]
+    for order in (files, files[::-1], files[1:] + files[:1]):
+        g = _plan(tmp_path, order, ["largest", "oldest"])
+        assert g.keep == [str(tmp_path / "a.jpg")]
+        kept = next(f for f in g.files if f.path == g.keep[0])
+        assert kept.reason == "kept: ties on largest, oldest; first by path"
+        assert sorted(g.act_on) == [str(tmp_path / "b.jpg"), str(tmp_path / "c.jpg")]
+
+
+def test_protected_files_are_always_kept_and_the_best_copy_too(tmp_path):
+    ref = _image(tmp_path / "reference" / "r.jpg", (64, 48))
+    best = _image(tmp_path / "inbox" / "best.jpg", (160, 120))
+    other = _image(tmp_path / "inbox" / "other.jpg", (80, 60))
+    g = _plan(tmp_path, [ref, best, other], ["largest"], protect=[tmp_path / "reference"])
+    assert g.keep == [str(best), str(ref)] and g.act_on == [str(other)]
+    assert next(f for f in g.files if f.path == str(ref)).reason.startswith("kept: protected (")
+    # a protected folder holding the best copy: nothing else is kept
+    g = _plan(tmp_path, [ref, best, other], ["largest"], protect=[tmp_path / "inbox"])
+    assert set(g.keep) == {str(best), str(other)} and g.act_on == [str(ref)]
+
+
+def test_a_file_changed_since_indexing_is_neither_kept_nor_acted_on(tmp_path):
+    a = _image(tmp_path / "a.jpg", (80, 60))
+    b = _image(tmp_path / "b.jpg", (80, 60), seed=3)
+    c = _image(tmp_path / "c.jpg", (40, 30))
+    group = _group(a, b, c)
+    with open(b, "ab") as fh:
+        fh.write(b"more")
+    g = make_plan([group], parse_rules(["largest"])).groups[0]
+    assert str(b) not in g.keep + g.act_on and "changed since it was indexed" in g.files[1].problem
+    os.unlink(c)
+    g = make_plan([group], parse_rules(["largest"])).groups[0]
+    assert g.decision == "keep-all" and g.act_on == []
+
+
+def test_plan_file_round_trip_and_refusals(tmp_path):
+    a = _image(tmp_path / "a.jpg", (80, 60))
+    b = _image(tmp_path / "b.jpg", (40, 30))
+    plan = make_plan([_group(a, b)], parse_rules([]), protect=[str(tmp_path / "keepme")])
+    plan.save(tmp_path / "plan.json")
+    data = json.loads((tmp_path / "plan.json").read_text())
+    assert data["format"] == "simsearch-plan" and data["version"] == 1
+    assert data["summary"] == {"groups": 1, "files": 2, "act_on": 1,
+                               "reclaimable_bytes": os.path.getsize(b)}
+    f = data["groups"][0]["files"][1]
+    assert (f["size"], f["mtime_ns"], f["sha256"]) == (os.path.getsize(b),
+                                                       str(os.stat(b).st_mtime_ns), sha256(b))
+    assert Plan.load(tmp_path / "plan.json").to_dict() == data
+
+    def refused(edit, words):
+        bad = json.loads(json.dumps(data))
+        edit(bad["groups"][0])
+        (tmp_path / "bad.json").write_text(json.dumps(bad))
+        with pytest.raises(PlanError, match=words):
+            Plan.load(tmp_path / "bad.json")
+
+    refused(lambda g: g.update(keep=[]), "keeps none")
+    refused(lambda g: g.update(keep=g["act_on"]), "both kept and acted on")
+    refused(lambda g: g.update(act_on=["/etc/passwd"]), "must name files of the group")
+    refused(lambda g: g["files"][1].update(protected=True), "protected")
+    refused(lambda g: g.update(decision="burn"), "not one of")
+    with pytest.raises(PlanError, match="unknown keep rule 'prettiest'"):
+        parse_rules(["largest,prettiest"])
+    assert [str(r) for r in parse_rules(["largest,oldest", "format=PNG,jpg"])] == \
+        ["largest", "oldest", "format=png,jpeg"]

@@ -1,0 +1,180 @@
+"""The review page: self-contained, and in a real browser (Debian's chromium driven by
+Playwright) it loads without console errors, shows every group and image, and a choice flipped
+in it saves as a plan that `apply` accepts."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from groups import group
+from simsearch.actions import apply, undo
+from simsearch.errors import SimsearchError
+from simsearch.plan import Plan, PlanFile, PlanGroup, make_plan, parse_rules
+from simsearch.review import render_page, write_review
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def _image(path: Path, size, seed: int) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.effect_noise(size, 20 + seed).convert("RGB").save(path, quality=85)
+    return path
+
+
+@pytest.fixture
+def reviewed(tmp_path, monkeypatch):
+    """Three groups, one with a hostile file name, and their review page."""
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    photos = tmp_path / "photos"
+    groups = [[_image(photos / "a" / "big.jpg", (120, 90), 1),
+               _image(photos / "a" / "small.jpg", (60, 45), 2)],
+              [_image(photos / "b" / "x<img src=x onerror=alert(1)>.jpg", (100, 75), 3),
+               _image(photos / "b" / "y.jpg", (50, 40), 4),
+               _image(photos / "b" / "z.jpg", (40, 30), 5)],
+              [_image(photos / "c" / "one.jpg", (90, 60), 6),
+               _image(photos / "c" / "two.jpg", (45, 30), 7)]]
+    plan = make_plan([group(g) for g in groups], parse_rules(["largest"]))
+    page = write_review(plan, tmp_path / "report")
+    return tmp_path, plan, page
+
+
+def test_page_is_one_file_with_its_thumbnails_and_the_plan_inside(reviewed):
+    tmp_path, plan, page = reviewed
+    html = page.read_text()
+    assert not re.search(r"(src|href)\s*=\s*[\"']?(https?:)?//", html)  # nothing from a network
+    assert "<img src=x" not in html  # a file name never becomes markup
+    data = json.loads(re.search(r'<script id="data" type="application/json">(.*?)</script>',
+                                html, re.S).group(1))
+    assert data["plan"] == plan.to_dict()
+    thumbs = data["thumbs"]
+    assert len(thumbs) == 7
+    for path, rel in thumbs.items():
+        with Image.open(page.parent / rel) as im:
+            assert im.format == "JPEG" and max(im.size) <= 320
+    before = {p: os.stat(page.parent / r).st_mtime_ns for p, r in thumbs.items()}
+    write_review(plan, tmp_path / "report")  # a second run reuses the thumbnails
+    assert before == {p: os.stat(page.parent / r).st_mtime_ns for p, r in thumbs.items()}
+
+
+@pytest.fixture
+def browser():
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.skip("playwright is not installed (pip install playwright)")
+    if CHROMIUM is None:
+        pytest.skip("chromium is not installed (apt-get install -y chromium)")
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield b
+        b.close()
+
+
+def _open(browser, page_path: Path, viewport=(1280, 900)):
+    page = browser.new_page(viewport={"width": viewport[0], "height": viewport[1]},
+                            accept_downloads=True)
+    errors = []
+    page.on("console", lambda m: errors.append(m.text) if m.type in ("error", "warning") else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("dialog", lambda d: errors.append("dialog: " + d.message))
+    page.goto(page_path.as_uri())
+    page.wait_for_selector("section.card")
+    return page, errors
+
+
+def _wait_for_thumbnails(page, seconds: float = 30):
+    """Until every image drawn has loaded. (Polled from here: Playwright's wait_for_function
+    evaluates strings in the page, which the page's Content-Security-Policy forbids.)"""
+    for _ in range(int(seconds * 10)):
+        if page.evaluate("[...document.images].every(i => i.complete && i.naturalWidth > 0)"):
+            return
+        page.wait_for_timeout(100)
+    raise AssertionError("thumbnails did not load")
+
+
+def test_in_a_browser_flip_choices_save_and_apply(reviewed, browser):
+    tmp_path, plan, page_path = reviewed
+    page, errors = _open(browser, page_path)
+    assert page.locator("section.card").count() == 3
+    assert page.locator("figure").count() == 7
+    _wait_for_thumbnails(page)
+    assert page.locator("#n-groups").inner_text() == "3"
+    assert page.locator("#n-act").inner_text() == "4"
+    assert "kept: 120x90, largest" in page.locator("section.card").first.inner_text()
+    # group 1: keep the small one instead; group 2: not duplicates; group 3 as planned
+    small = str(tmp_path / "photos" / "a" / "small.jpg")
+    first = page.locator("section.card").nth(0)
+    first.locator(f'figure:has(div.path[title="{small}"])').locator("button.keep-this").click()
+    page.locator("section.card").nth(1).locator("button.not-duplicates").click()
+    assert page.locator("#n-act").inner_text() == "2"
+    assert page.locator("#n-changed").inner_text() == "2"
+    shot = tmp_path / "review.png"
+    page.screenshot(path=str(shot), full_page=True)
+    print(f"\nreview page screenshot: {shot}")
+    with page.expect_download() as download:
+        page.locator("#save").click()
+    saved = tmp_path / "plan-from-page.json"
+    download.value.save_as(saved)
+    assert errors == []
+
+    edited = Plan.load(saved)
+    assert edited.source == "review page"
+    assert edited.groups[0].keep == [small] and edited.groups[1].decision == "not-duplicates"
+    report = apply(edited, "trash", tmp_path / "journal")
+    assert not report.skipped, report.skipped
+    assert sorted(o.path for o in report.done) == sorted(
+        [str(tmp_path / "photos" / "a" / "big.jpg"), str(tmp_path / "photos" / "c" / "two.jpg")])
+    assert report.not_duplicates == [[f.path for f in plan.groups[1].files]]
+    assert os.path.exists(small)
+    assert len(undo(tmp_path / "journal").restored) == 2
+
+
+def test_five_thousand_groups_page_through(tmp_path, browser):
+    thumb = _image(tmp_path / "report" / "thumbs" / "t.jpg", (160, 120), 9)
+    groups = []
+    for i in range(5000):
+        files = [PlanFile(path=f"/photos/{i}/{k}.jpg", size=1000 * (3 - k), mtime_ns=0,
+                          sha256="0" * 64, width=40 * (3 - k), height=30 * (3 - k),
+                          format="jpeg", date="2020-01-01T00:00:00", date_source="mtime",
+                          score=1.0 - 0.01 * k) for k in range(3)]
+        groups.append(PlanGroup("near", files[0].path, 0.98, files, keep=[files[0].path],
+                                act_on=[f.path for f in files[1:]]))
+    plan = Plan(groups, keep_rules=["largest"])
+    thumbs = {f.path: "thumbs/t.jpg" for g in groups for f in g.files}
+    page_path = tmp_path / "report" / "index.html"
+    page_path.write_text(render_page(plan, thumbs))
+    page, errors = _open(browser, page_path)
+    assert page.locator("section.card").count() == 50
+    assert page.locator("#n-groups").inner_text() == "5000"
+    assert page.locator("#n-files").inner_text() == "15000"
+    for _ in range(3):
+        page.locator("#nav-top button.next").click()
+    assert page.locator("#nav-top .pageinfo").inner_text() == "page 4 of 100 (groups 151-200)"
+    assert page.locator("section.card").first.get_attribute("data-group") == "150"
+    assert errors == [], thumb
+
+
+def test_a_link_planted_in_the_report_folder_is_never_written_through(tmp_path):
+    victim = _image(tmp_path / "victim.jpg", (40, 30), 1)
+    before = victim.read_bytes()
+    photo = _image(tmp_path / "photos" / "p.jpg", (60, 45), 2)
+    plan = make_plan([group([photo, _image(tmp_path / "photos" / "q.jpg", (30, 20), 3)])],
+                     parse_rules([]))
+    report = tmp_path / "report"
+    report.mkdir()
+    os.symlink(tmp_path, report / "thumbs")
+    with pytest.raises(SimsearchError, match="not a folder"):
+        write_review(plan, report)
+    os.unlink(report / "thumbs")
+    (report / "thumbs").mkdir()
+    from simsearch.review import thumb_name
+    os.symlink(victim, report / "thumbs" / f".{thumb_name(str(photo))}.{os.getpid()}.tmp")
+    with pytest.raises(SimsearchError, match="cannot write the thumbnail"):
+        write_review(plan, report)
+    assert victim.read_bytes() == before
