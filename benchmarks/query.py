@@ -161,6 +161,29 @@ def f16_quality(folder: Path, queries: int = 200) -> dict:
     return {"f16_max_score_error": err, "f16_recall_at_10_vs_f32": float(np.mean(hits))}
 
 
+def flat_scan_ms(sizes=(100_000, 300_000, 1_000_000), dim: int = 256) -> dict:
+    """One query's exact scan (FAISS Flat, one thread, k=40) at each size: where exact search
+    stops being a few tens of ms (`simsearch.vectors.FLAT_LIMIT`)."""
+    import faiss
+
+    rng = np.random.default_rng(0)
+    faiss.omp_set_num_threads(1)
+    out = {}
+    for n in sizes:
+        x = rng.standard_normal((n, dim), dtype=np.float32)
+        x /= np.linalg.norm(x, axis=1, keepdims=True)
+        index = faiss.IndexFlatIP(dim)
+        index.add(x)
+        times = []
+        for i in range(20):
+            start = time.perf_counter()
+            index.search(x[i:i + 1], 40)
+            times.append(time.perf_counter() - start)
+        out[str(n)] = 1000 * statistics.median(times)
+        del index, x
+    return out
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -178,8 +201,13 @@ def main() -> None:
     parser.add_argument("--reuse-index", action="store_true",
                         help="measure queries again on the indexes kept in --folder (their build "
                              "figures are taken from --json)")
+    parser.add_argument("--flat-scan", action="store_true",
+                        help="only time one exact (Flat) query at 100k, 300k and 1M vectors")
     parser.add_argument("--stage", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.flat_scan:
+        print(json.dumps(flat_scan_ms()))
+        return
     if args.stage == "build":
         print(json.dumps(build(Path(args.folder), args.n[0], args.ann)))
         return
