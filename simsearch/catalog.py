@@ -89,6 +89,9 @@ def _store_error(path: str, e: sqlite3.Error) -> IndexStoreError:
         return IndexStoreError(f"{path}: cannot write the catalog ({e}); the last committed state "
                                f"is kept. Free disk space or make the index folder writable, then "
                                f"run again")
+    if name.startswith("SQLITE_CONSTRAINT"):
+        return IndexStoreError(f"{path}: a change was refused by the catalog ({e}); nothing of it "
+                               f"was written, the catalog is intact")
     if name.startswith("SQLITE_CANTOPEN"):
         return IndexStoreError(f"{path}: cannot open the catalog ({e}); check that the index "
                                f"folder exists and is readable and writable")
@@ -150,6 +153,12 @@ class Catalog:
         except IndexStoreError:
             self._close_quietly()
             raise
+        if version is None and not self._objects():
+            self._close_quietly()
+            folder = os.path.dirname(os.path.abspath(self.path))
+            raise IndexStoreError(f"{self.path}: the index was never finished being created (its "
+                                  f"first run stopped early); run: simsearch index PHOTOS "
+                                  f"--index {folder}")
         if version not in ("1", str(SCHEMA_VERSION)):
             self._close_quietly()
             newer = version is not None and version.isdecimal() and int(version) > SCHEMA_VERSION
@@ -157,6 +166,22 @@ class Catalog:
                                   f"{SCHEMA_VERSION}" + ("; upgrade simsearch to read it" if newer
                                                          else ""))
         self.schema = int(version)  # 1: read-only open of an index not yet upgraded
+
+    @staticmethod
+    def is_blank(path: str | os.PathLike) -> bool:
+        """Whether the file is an SQLite database with nothing in it yet (empty, or a first run
+        killed before its first transaction): a writer creates the catalog there."""
+        path = os.fspath(path)
+        if os.path.getsize(path) == 0:
+            return True
+        try:
+            db = sqlite3.connect("file:" + _quote(path) + "?mode=ro", uri=True)
+            try:
+                return db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0] == 0
+            finally:
+                db.close()
+        except sqlite3.Error:
+            return False  # not a database: the open that follows says so
 
     def _version(self) -> str | None:
         """The schema version; "1" for a catalog an older simsearch began and never finished

@@ -250,6 +250,11 @@ def dedupe_cmd(threshold, linkage, keep, protect, plan_path, index_dir, model, a
                f"at threshold {report.threshold:.4f} ({_threshold_origin(report, kept)}). Scores "
                f"are to each group's centre (its first file); [A], [B]... mark files with "
                f"identical content.", err=True)
+    if report.stale:
+        click.echo(f"left out {len(report.stale)} files that changed or are gone since they were "
+                   f"indexed (e.g. {_show(report.stale[0])}); bring the index up to date with: "
+                   f"simsearch index FOLDER" + ("" if index_dir is None else f" --index {index_dir}"),
+                   err=True)
     if plan is not None:
         acts = sum(len(g.act_on) for g in plan.groups)
         click.echo(f"plan: act on {acts} files, {_size(plan.reclaimable())} reclaimable"
@@ -323,7 +328,10 @@ def check_cmd(index_dir, repair, as_json):
         if report.recall is not None:
             click.echo(f"vectors: {report.factory}, recall@10 {report.recall:.3f} against exact "
                        f"search (measured when built)")
-        state = "ok" if report.ok else "NOT ok (run: simsearch check --repair)"
+        where = "" if index_dir is None else f" --index {index_dir}"
+        state = ("ok" if report.ok else "NOT ok (each problem above says what to run)"
+                 if report.fatal or report.repaired else
+                 f"NOT ok (run: simsearch check --repair{where})")
         click.echo(f"{report.folder}: {report.count} images, {state}")
     if not report.ok:
         sys.exit(1)

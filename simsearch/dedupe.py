@@ -24,16 +24,21 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from simsearch.errors import SimsearchError
 from simsearch.vectors import range_pairs
 
+if TYPE_CHECKING:
+    from simsearch.scoring import Background
+
 __all__ = ["LINKAGES", "IdGroup", "Member", "Group", "DuplicateReport", "find_groups",
            "near_pairs", "centre_linkage", "complete_linkage", "check_threshold"]
 
 LINKAGES = ("centre", "complete")
+SCORE_TOLERANCE = 1e-6  # a score this close below the threshold counts as at it
 
 
 @dataclass(frozen=True)
@@ -105,11 +110,13 @@ class DuplicateReport:
     threshold: float
     threshold_source: str = "command line"  # or "model", "calibrated"
     groups: list[Group] = field(default_factory=list)
-    threshold_source: str = "model"  # "model" | "calibrated" | "command line"
+    # files left out of every group: changed or gone since they were indexed (their rows no
+    # longer describe them); `simsearch index` brings the index up to date
+    stale: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return {"threshold": self.threshold, "threshold_source": self.threshold_source,
-                "groups": [g.to_dict() for g in self.groups]}
+                "groups": [g.to_dict() for g in self.groups], "stale": self.stale}
 
 
 def check_threshold(threshold: float) -> float:
@@ -224,14 +231,17 @@ def near_pairs(ids: np.ndarray, vectors: np.ndarray, threshold: float,
     if offsets is None:
         offsets = (background.offsets(vectors) if background is not None and background.max_shift
                    else np.zeros(len(ids), np.float32))
-    radius = threshold + 2 * float(offsets.min()) if len(offsets) else threshold
+    # float32 scores carry ~1e-7 of rounding: a pair exactly at the threshold (identical pixels
+    # at threshold 1.0, say) must not fall out by it; FAISS's range search also wants scores
+    # strictly above its radius
+    radius = (threshold + 2 * float(offsets.min()) if len(offsets) else threshold) - SCORE_TOLERANCE
     by_id = np.argsort(ids, kind="stable")
     left, right, scores = [], [], []
     for pairs in range_pairs(ids, vectors, radius):
         rows_l = by_id[np.searchsorted(ids[by_id], pairs.left)]
         rows_r = by_id[np.searchsorted(ids[by_id], pairs.right)]
         adjusted = np.minimum(pairs.scores - offsets[rows_l] - offsets[rows_r], 1.0)
-        keep = adjusted >= threshold
+        keep = adjusted >= threshold - SCORE_TOLERANCE
         left.append(pairs.left[keep])
         right.append(pairs.right[keep])
         scores.append(adjusted[keep].astype(np.float32))

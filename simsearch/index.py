@@ -94,7 +94,7 @@ class Index:
         """The model that made the stored vectors, as the catalog (the source of truth) says;
         the manifest's copy where the catalog has none yet."""
         path = self.folder / CATALOG
-        if not path.is_file() or path.stat().st_size == 0:  # none yet, or an empty database
+        if not path.is_file() or Catalog.is_blank(path):  # none yet, or nothing in it yet
             return self.manifest["model"] if self.manifest else None
         catalog = self.catalog()
         try:
@@ -267,10 +267,10 @@ class Index:
         if (loaded is None or int(self.manifest["generation"]) != catalog.generation
                 or loaded.count != int(self.manifest["count"])
                 or not vectors_agree(catalog, loaded)):
-            return self._rebuild(catalog, Choice(self.factory, self._described().get("params", {})))
+            return self.rebuild_vectors(catalog, Choice(self.factory, self._described().get("params", {})))
         return loaded
 
-    def _choice(self, count: int, ann: str | None = None, memory: int | None = None) -> Choice:
+    def vector_choice(self, count: int, ann: str | None = None, memory: int | None = None) -> Choice:
         """The vector index for `count` vectors: `ann` (else the recorded one) as a kind or a
         factory string."""
         ann = ann or self.ann
@@ -278,14 +278,21 @@ class Index:
             return choose(count, self.dim, memory, ann)
         return Choice(ann)
 
-    def _rebuild(self, catalog: Catalog, choice: Choice | None = None) -> VectorIndex:
+    def rebuild_vectors(self, catalog: Catalog, choice: Choice | None = None) -> VectorIndex:
         """The vector index built from the catalog: `choice` (default: the recorded one),
         trained on a sample of the stored vectors when it needs it, and its recall@10 measured
         against exact search when it is approximate."""
         choice = choice or Choice(self.factory, self._described().get("params", {}))
         vectors = VectorIndex(self.dim, choice.factory, params=choice.params)
         if vectors.needs_training:
-            vectors.train(_sample(catalog, vectors.training_size))
+            sample = _sample(catalog, vectors.training_size)
+            try:
+                vectors.train(sample)
+            except RuntimeError as e:  # faiss: fewer vectors than the description needs
+                raise IndexStoreError(
+                    f"{self.folder}: the vector index {choice.factory} cannot be trained on "
+                    f"{len(sample)} vectors; repair with: simsearch check --repair --index "
+                    f"{self.folder}") from e
         for ids, batch in catalog.vectors():
             if batch.shape[1] != self.dim:
                 raise IndexStoreError(
@@ -304,17 +311,17 @@ class Index:
         """The vector index to commit: `vectors` as it is, or rebuilt from the catalog when the
         count crossed a size boundary (another choice), when `ann` asks for another kind, when
         ingest deferred it, or when removed HNSW nodes pass `TOMBSTONE_LIMIT`."""
-        choice = self._choice(catalog.count(), ann, memory)
+        choice = self.vector_choice(catalog.count(), ann, memory)
         if (isinstance(vectors, _Deferred) or choice.factory != vectors.factory
                 or vectors.tombstones > TOMBSTONE_LIMIT * max(vectors.count, 1)):
-            return self._rebuild(catalog, choice)
+            return self.rebuild_vectors(catalog, choice)
         return vectors
 
     def _stored_offsets(self, catalog: Catalog, shelf: VectorFile | None = None) -> Offsets:
         """Offsets as stored at ingest when they were made for the model's background (the
         catalog records which), recomputed in memory otherwise. `shelf`: vectors.f16 of the
         catalog's generation, whose copy of the offsets is read instead of the catalog's."""
-        wanted = self._scoring()
+        wanted = self.scoring_target()
         if shelf is not None:
             ids, values, stored = shelf.ids, shelf.offsets, shelf.scoring
         else:
@@ -333,7 +340,7 @@ class Index:
             return Offsets(ids, values)
         return _computed_offsets(catalog, self.background)
 
-    def _scoring(self) -> str | None:
+    def scoring_target(self) -> str | None:
         """What the offsets must be made for: the background's fingerprint, "cosine" for a
         model without one, None when the model is not at hand (then the catalog's word holds)."""
         try:
@@ -361,9 +368,11 @@ class Index:
             raise SimsearchError(f"{missing[0]}: no such file or folder; nothing was indexed")
         ann = parse_ann(ann) if ann is not None else None  # a typo is refused before any work
         with self.store.writer():
-            if rebuild:
-                self._record = None  # the new model's vectors replace every row
-                self._forget_loaded()
+            self._forget_loaded()
+            # what this handle read when it was opened may be stale: another writer (a rebuild
+            # with another model, say) may have committed since. Under the lock, read it again.
+            self.manifest = self.store.read_manifest()
+            self._record = None if rebuild else self._catalog_record()
             self.model  # resolve and check before touching anything
             self.device
             if rebuild or self.manifest is None:
@@ -379,11 +388,11 @@ class Index:
                         catalog.set_model(json.dumps(record))
                 self._record = record
                 self._check_one_model(catalog)
-                scoring = self._make_offsets_current(catalog)
+                scoring = self.make_offsets_current(catalog)
                 self._vectors = None
                 vectors, _ = self._load_with(catalog)
                 ann = ann or self.ann
-                growing = _Growing(vectors, lambda n: self._choice(n, ann, memory))
+                growing = _Growing(vectors, lambda n: self.vector_choice(n, ann, memory))
                 report = ingest(catalog, growing, lambda: self.embedder, roots,
                                 progress=progress, workers=workers, batch_size=batch_size,
                                 background=self.background)
@@ -415,10 +424,10 @@ class Index:
                 f"({', '.join(f'{m[:12]}: {n}' for m, n in models.items())}); they cannot be "
                 f"compared. Rebuild with: simsearch index PHOTOS --rebuild --index {self.folder}")
 
-    def _make_offsets_current(self, catalog: Catalog) -> str:
+    def make_offsets_current(self, catalog: Catalog) -> str:
         """Store every image's offset against the model's background (all of them again when
         the background changed); returns what they were made for."""
-        wanted = self._scoring()
+        wanted = self.scoring_target()
         if catalog.get_meta("scoring") != wanted or np.isnan(catalog.offsets()[1]).any():
             with catalog.transaction():
                 if self.background is None:
@@ -435,7 +444,10 @@ class Index:
         raw = catalog.get_meta("rebuild")
         if raw is None:
             return
-        started = set(json.loads(raw))
+        try:
+            started = {str(f) for f in json.loads(raw)}
+        except (ValueError, TypeError):
+            started = set()  # damaged: this run, over whatever it covered, finishes it
         covered = all(any(r == root or r.startswith(root.rstrip(os.sep) + os.sep) for root in roots)
                       for r in started)
         if covered:
@@ -452,12 +464,17 @@ class Index:
             raw = catalog.get_meta("rebuild")
         finally:
             catalog.close()
-        return None if raw is None else list(json.loads(raw))
+        try:
+            return None if raw is None else [str(f) for f in json.loads(raw)]
+        except (ValueError, TypeError):
+            return ["PHOTOS"]  # the record is damaged; the rebuild is still unfinished
 
     def _write(self, change) -> int:
         """Run `change(catalog)` in one catalog transaction under the writer lock, then commit
         the derived files: the one way file actions change an index."""
         with self.store.writer():
+            self.manifest = self.store.read_manifest()
+            self._record = self._catalog_record()  # as committed now, under the lock
             catalog = self.catalog(readonly=False)
             try:
                 with catalog.transaction():
@@ -484,15 +501,30 @@ class Index:
         return self._write(change)
 
     def relocate(self, moves: dict) -> int:
-        """Files simsearch moved keep their rows under their new paths. Returns how many."""
+        """Files simsearch moved keep their rows under their new paths. A move keeps a file's
+        size and mtime; a new path that is missing, or holds a file of another size or mtime,
+        is refused (that file is not the one indexed). A row already at the new path (its file
+        was replaced by the move) is dropped. Returns how many rows moved."""
         def change(catalog: Catalog) -> int:
             n = 0
             for old, new in moves.items():
-                row = catalog.get(os.path.abspath(os.fspath(old)))
-                if row is None:
-                    continue
+                old = os.path.abspath(os.fspath(old))
                 new = os.path.abspath(os.fspath(new))
-                st = os.stat(new)
+                row = catalog.get(old)
+                if row is None or old == new:
+                    continue
+                try:
+                    st = os.stat(new)
+                except OSError as e:
+                    raise SimsearchError(f"{new}: cannot follow {old} there ({e.strerror or e}); "
+                                         f"nothing was changed in the index") from None
+                if (st.st_size, st.st_mtime_ns) != (row.size, row.mtime_ns):
+                    raise SimsearchError(f"{new} is not the file indexed as {old} (size or mtime "
+                                         f"differ); nothing was changed in the index. Run: "
+                                         f"simsearch index FOLDER --index {self.folder}")
+                there = catalog.get(new)
+                if there is not None:
+                    catalog.delete([there.id])
                 catalog.move(row.id, new, st.st_size, st.st_mtime_ns)
                 n += 1
             return n
@@ -666,9 +698,9 @@ class Index:
             catalog.close()
         report = DuplicateReport(threshold, source)
         for g in found:
-            members = _distinct_files([Member(i, rows[i].path, s, rows[i].sha256, rows[i].size,
-                                              rows[i].width, rows[i].height, rows[i].mtime_ns)
-                                       for i, s in zip(g.ids, g.scores)])
+            members = _current_files([Member(i, rows[i].path, s, rows[i].sha256, rows[i].size,
+                                             rows[i].width, rows[i].height, rows[i].mtime_ns)
+                                      for i, s in zip(g.ids, g.scores)], report.stale)
             if len(members) > 1:
                 kind = "exact" if len({m.sha256 for m in members}) == 1 else "near"
                 report.groups.append(Group(kind, members))
@@ -697,7 +729,8 @@ class Index:
         out = Path(out)
         try:
             write_atomic(out, lambda f: np.savez(f, vectors=vectors.astype(np.float32),
-                                                 paths=np.array(paths, dtype=str)))
+                                                 paths=np.array(paths, dtype=str)),
+                         own_folder=False)
         except OSError as e:
             raise IndexStoreError(f"{out}: cannot write ({e.strerror or e})") from e
         return len(paths)
@@ -812,18 +845,22 @@ def _apart_ids(pairs: set[tuple[str, str]], ids: np.ndarray, contents: np.ndarra
             for a, b in pairs if a in first and b in first}
 
 
-def _distinct_files(members: list[Member]) -> list[Member]:
-    """One member per file: two paths of one file (a link and its target, one folder indexed
-    under two names) are the same file, never duplicates of each other."""
+def _current_files(members: list[Member], stale: list[str]) -> list[Member]:
+    """The members that are still what was indexed (same size and mtime as their row; a file
+    changed or gone since goes to `stale`), one per file: two paths of one file (a link and its
+    target, one folder indexed under two names) are the same file, never duplicates."""
     seen: set[tuple[int, int]] = set()
     out = []
     for m in members:
         try:
             st = os.stat(m.path)
-            key = (st.st_dev, st.st_ino)
         except OSError:
-            out.append(m)
+            stale.append(m.path)
             continue
+        if st.st_size != m.size or st.st_mtime_ns != m.mtime_ns:
+            stale.append(m.path)
+            continue
+        key = (st.st_dev, st.st_ino)
         if key not in seen:
             seen.add(key)
             out.append(m)

@@ -67,9 +67,14 @@ def check_index(folder: str | os.PathLike, repair: bool = False) -> CheckReport:
                 + f"); rebuild with: simsearch index PHOTOS --rebuild --index {folder}")
         rebuild = catalog.get_meta("rebuild")
         if rebuild is not None:
+            report.fatal = True  # only the ingest can finish it
+            try:
+                folders = " ".join(json.loads(rebuild))
+            except (ValueError, TypeError):
+                folders = "PHOTOS"
             report.problems.append(
                 "a --rebuild was stopped before it finished; finish it with: simsearch index "
-                + " ".join(json.loads(rebuild)) + f" --index {folder}")
+                + folders + f" --index {folder}")
         manifest = None
         try:
             manifest = store.read_manifest()
@@ -178,7 +183,7 @@ def _scoring_for(folder: Path, record: dict | None) -> str | None:
     if record is None:
         return None
     try:
-        return Index(folder, trust_manifest=False)._scoring()
+        return Index(folder, trust_manifest=False).scoring_target()
     except SimsearchError:
         return None
 
@@ -205,14 +210,14 @@ def _repair(folder: Path, record: dict | None, manifest: dict | None) -> list[st
                 with catalog.transaction():
                     catalog.set_model(json.dumps(record))
             index = Index(folder, trust_manifest=False)
-            scoring = index._scoring()
+            scoring = index.scoring_target()
             if scoring is not None:
-                index._make_offsets_current(catalog)
+                index.make_offsets_current(catalog)
                 repaired.append("made the stored score offsets current")
             else:
                 scoring = catalog.get_meta("scoring") or "cosine"
             ann = (manifest or {}).get("vectors", {}).get("ann", "auto")
-            vectors = index._rebuild(catalog, index._choice(catalog.count(), ann))
+            vectors = index.rebuild_vectors(catalog, index.vector_choice(catalog.count(), ann))
             store.commit(catalog, vectors, record, scoring, ann)
         finally:
             catalog.close()

@@ -84,15 +84,12 @@ class Background:
         return Background(self.vectors, self.centre, beta, delta, self.model_id, self.stored)
 
     def save(self, path: str | os.PathLike) -> None:
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp.npz")
-        with open(tmp, "wb") as f:
-            np.savez(f, vectors=self.vectors.astype(np.float16),
-                     params=np.array([self.centre, self.beta, self.delta], np.float64),
-                     model_id=np.array(self.model_id))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        from simsearch.store import write_atomic
+
+        write_atomic(path, lambda f: np.savez(
+            f, vectors=self.vectors.astype(np.float16),
+            params=np.array([self.centre, self.beta, self.delta], np.float64),
+            model_id=np.array(self.model_id)), own_folder=False)
 
 
 def build_background(vectors: np.ndarray, model_id: str, beta: float = 1.0,

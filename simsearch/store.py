@@ -30,6 +30,7 @@ from simsearch.catalog import Catalog
 from simsearch.config import ModelConfig
 from simsearch.errors import IndexLockedError, IndexStoreError, ModelError
 from simsearch.vectorfile import write_vector_file
+from simsearch.vectors import factory_problem
 
 __all__ = ["Store", "write_atomic", "write_error", "FORMAT_VERSION", "MANIFEST", "CATALOG",
            "VECTORS", "VECTOR_FILE", "LOCK", "model_record_problem"]
@@ -46,17 +47,24 @@ _WRITTEN = (MANIFEST, MANIFEST + ".tmp", CATALOG, CATALOG + "-wal", CATALOG + "-
 _MAX_MANIFEST_BYTES = 1 << 20
 
 
-def write_atomic(path: str | os.PathLike, write: Callable[[object], None] | bytes) -> None:
+def write_atomic(path: str | os.PathLike, write: Callable[[object], None] | bytes,
+                 own_folder: bool = True) -> None:
     """Replace `path` with new content, or leave it as it was: a temp file beside it, created
     anew (never through a link or over another file: O_EXCL | O_NOFOLLOW), written by
     `write(file)` (or with the bytes given), fsynced, then renamed over `path` (a rename
-    replaces a link at `path`, never its target). Raises OSError as the system reports it."""
+    replaces a link at `path`, never its target). In simsearch's own folder the temp name is
+    fixed (`NAME.tmp`, one left by a killed run is removed; a link there is removed, never
+    followed); elsewhere (`own_folder=False`, e.g. `export --out`) it is a fresh name, so that
+    no file of the user's is touched. Raises OSError as the system reports it."""
     path = os.fspath(path)
-    tmp = path + ".tmp"
-    try:
-        os.unlink(tmp)  # left by a killed run, or planted: a link is removed, not followed
-    except FileNotFoundError:
-        pass
+    if own_folder:
+        tmp = path + ".tmp"
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+    else:
+        tmp = f"{path}.{os.getpid()}.{os.urandom(4).hex()}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
     try:
         with open(fd, "wb") as f:
@@ -179,6 +187,11 @@ class Store:
             if not stat.S_ISREG(st.st_mode):
                 raise IndexStoreError(f"{path} is not a regular file; remove it, or choose "
                                       f"another folder with --index")
+            if st.st_nlink > 1 and not name.endswith(".tmp"):
+                raise IndexStoreError(
+                    f"{path} is a hard link ({st.st_nlink} names for one file): writing it would "
+                    f"change the file's other names too. Remove it, or choose another folder "
+                    f"with --index")
 
     # -- writing --------------------------------------------------------------------------------
     @contextmanager
@@ -195,6 +208,9 @@ class Store:
         except OSError as e:
             raise write_error(self.folder, e) from e
         try:
+            if os.fstat(fd).st_nlink > 1:  # made a hard link since refuse_links looked
+                raise IndexStoreError(f"{path} is a hard link; remove it, or choose another "
+                                      f"folder with --index")
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -257,4 +273,7 @@ def _manifest_problem(data: dict) -> str | None:
             or not isinstance(vectors.get("ann", "auto"), str)
             or not isinstance(vectors.get("recall_at_10", 0.0), (int, float))):
         return "manifest vectors description is malformed"
+    problem = factory_problem(vectors["factory"])
+    if problem:
+        return f"manifest: {problem}"
     return None

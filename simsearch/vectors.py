@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import stat
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -29,7 +30,7 @@ from simsearch.errors import IndexStoreError
 
 __all__ = ["VectorIndex", "Choice", "choose", "parse_ann", "measure_recall", "Pairs",
            "range_pairs", "EXACT_LIMIT", "FLAT_LIMIT", "HNSW_LIMIT", "DEFAULT_FACTORY",
-           "ANN_KINDS", "TOMBSTONE_LIMIT"]
+           "ANN_KINDS", "TOMBSTONE_LIMIT", "factory_problem"]
 
 EXACT_LIMIT = 200_000
 DEFAULT_FACTORY = "Flat"
@@ -43,6 +44,24 @@ HNSW_LIMIT = 2_000_000
 HNSW_M = 32
 TOMBSTONE_LIMIT = 0.1  # removed HNSW nodes, as a share of the graph, before it is rebuilt
 ANN_KINDS = ("auto", "flat", "hnsw", "ivf", "ivfsq", "ivfpq")
+# The vector index descriptions simsearch builds, and so accepts in a manifest or from --ann:
+# exact, HNSW over float32, IVF over float32 / SQ8 / PQ codes, with bounded parameters (a
+# manifest from someone else cannot make faiss build something huge or exotic).
+_FACTORY = re.compile(r"Flat|HNSW(?P<m>\d{1,3}),Flat|IVF(?P<nlist>\d{1,6}),"
+                      r"(?:Flat|SQ8|PQ(?P<pq>\d{1,4})(?:x4)?)")
+
+
+def factory_problem(factory) -> str | None:
+    """What is wrong with a vector index description from a manifest or `--ann`, or None."""
+    match = _FACTORY.fullmatch(factory) if isinstance(factory, str) else None
+    bounded = match is not None and (
+        (match["m"] is None or 4 <= int(match["m"]) <= 128)
+        and (match["nlist"] is None or 1 <= int(match["nlist"]) <= 262144)
+        and (match["pq"] is None or 1 <= int(match["pq"]) <= 1024))
+    if not bounded:
+        return (f"vector index {str(factory)[:40]!r} is not one this simsearch builds (Flat, "
+                f"HNSW<M>,Flat, IVF<lists>,Flat|SQ8|PQ<bytes>)")
+    return None
 _THREADED_QUERIES = 8  # from this many queries on, a search uses every core
 _MIN_TRAIN = 1000  # fewer vectors than this are searched exactly whatever the kind asked
 _RESCORE_FACTOR = 4  # a lossy index is asked for this many candidates per result
@@ -123,15 +142,15 @@ def choose(count: int, dim: int, memory: int | None = None, kind: str = "auto") 
 
 
 def parse_ann(text: str) -> str:
-    """`--ann`: a kind (auto, flat, hnsw, ivf, ivfsq, ivfpq) or a FAISS factory string; checked
-    here so that a typo is refused before any work."""
+    """`--ann`: a kind (auto, flat, hnsw, ivf, ivfsq, ivfpq) or a FAISS factory string of a
+    family simsearch builds (see `factory_problem`); checked here so that a typo is refused
+    before any work."""
     if text.lower() in ANN_KINDS:
         return text.lower()
-    try:
-        faiss.index_factory(8 if "PQ" not in text else 64, text, faiss.METRIC_INNER_PRODUCT)
-    except RuntimeError as e:
+    problem = factory_problem(text)
+    if problem:
         raise IndexStoreError(f"--ann {text!r}: neither one of {', '.join(ANN_KINDS)} nor a "
-                              f"FAISS index description (e.g. HNSW32,Flat or IVF1024,PQ32)") from e
+                              f"FAISS index description simsearch builds: {problem}")
     return text
 
 
@@ -243,7 +262,11 @@ class VectorIndex:
             raise IndexStoreError(f"the {self.factory} index must be trained before vectors "
                                   f"are added")
         vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(len(ids), self.dim)
-        self.index.add_with_ids(vectors, np.ascontiguousarray(ids, dtype=np.int64))
+        try:
+            self.index.add_with_ids(vectors, np.ascontiguousarray(ids, dtype=np.int64))
+        except RuntimeError as e:
+            raise IndexStoreError(f"cannot add to the {self.factory} vector index "
+                                  f"({str(e).strip().splitlines()[-1][:120]})") from e
 
     def remove(self, ids: np.ndarray) -> int:
         if len(ids) == 0:
@@ -251,7 +274,11 @@ class VectorIndex:
         ids = np.ascontiguousarray(ids, dtype=np.int64)
         if self.tombstones or (isinstance(self.index, faiss.IndexIDMap2) and _is_hnsw(self._inner)):
             return self._bury(ids)
-        return int(self.index.remove_ids(ids))
+        try:
+            return int(self.index.remove_ids(ids))
+        except RuntimeError as e:
+            raise IndexStoreError(f"cannot remove from the {self.factory} vector index "
+                                  f"({str(e).strip().splitlines()[-1][:120]})") from e
 
     def _bury(self, ids: np.ndarray) -> int:
         """HNSW: mark the nodes of `ids` dead (-1 in the id map); search skips them."""

@@ -251,3 +251,103 @@ def test_17_7_a_foreign_vector_file_with_the_right_ids_is_never_used(tmp_path, t
         assert match.path == str(photos / name)
     check_index(index_dir, repair=True)
     assert check_index(index_dir).problems == []
+
+
+# -- found in review: hard links, stale handles and files, a first run cut short -----------------
+@pytest.mark.parametrize("name", ["lock", "catalog.sqlite-shm"])
+def test_17_1_a_hard_link_where_simsearch_writes_is_refused(tmp_path, tiny_model, photos, holiday,
+                                                             name):
+    index_dir = _indexed(tmp_path, tiny_model, photos)
+    before = _digest(holiday)
+    (index_dir / name).unlink(missing_ok=True)
+    os.link(holiday, index_dir / name)
+    for args in (["index", photos, "--index", index_dir, "-q"],
+                 ["query", photos / "img001.jpg", "--index", index_dir]):
+        result = _run(*args)
+        assert result.exit_code == 1 and "hard link" in result.output, result.output
+    assert _digest(holiday) == before
+
+
+def test_17_2_a_handle_opened_before_another_writer_changed_the_model(tmp_path, tiny_model, photos):
+    index_dir = _indexed(tmp_path, tiny_model, photos)
+    stale = open_index(index_dir, model=tiny_model / "model.onnx")
+    open_index(index_dir, model=_other_model(tmp_path, tiny_model)).add_paths([photos], rebuild=True)
+    with pytest.raises(ModelMismatchError):
+        stale.add_paths([photos])  # the model is read again under the writer lock
+    catalog = open_index(index_dir).catalog()
+    assert catalog.models_in_use() == {"b" * 64: 8}
+    catalog.close()
+
+
+def test_17_3_files_changed_or_gone_since_indexing_leave_every_group(tmp_path, tiny_model, photos):
+    shutil.copy(photos / "img001.jpg", photos / "copy1.jpg")
+    shutil.copy(photos / "img002.jpg", photos / "copy2.jpg")
+    index_dir = _indexed(tmp_path, tiny_model, photos)
+    shutil.copy(photos / "img003.jpg", photos / "img001.jpg")  # overwritten, not re-indexed
+    (photos / "img002.jpg").unlink()
+    report = open_index(index_dir).duplicates(0.99)
+    assert sorted(report.stale) == [str(photos / "img001.jpg"), str(photos / "img002.jpg")]
+    assert not {str(photos / "img001.jpg"), str(photos / "img002.jpg")} & {
+        f for g in report.groups for f in g.files}
+    result = _run("dedupe", "--index", index_dir)
+    assert "left out 2 files that changed or are gone" in result.output
+
+
+def test_17_7_a_first_run_killed_before_its_first_transaction(tmp_path, tiny_model, photos):
+    index_dir = tmp_path / "idx"
+    index_dir.mkdir()
+    db = sqlite3.connect(index_dir / "catalog.sqlite")
+    db.execute("PRAGMA journal_mode=WAL")  # the header is written, nothing else
+    db.close()
+    for args in (["query", photos / "img001.jpg"], ["check"], ["dedupe"]):
+        result = _run(*args, "--index", index_dir)
+        assert result.exit_code == 1 and "never finished being created" in result.output
+    result = _run("index", photos, "--index", index_dir, "--model", tiny_model / "model.onnx", "-q")
+    assert result.exit_code == 0, result.output
+    assert check_index(index_dir).problems == []
+
+
+def test_17_7_a_manifest_naming_a_vector_index_simsearch_does_not_build(tmp_path, tiny_model, photos):
+    index_dir = _indexed(tmp_path, tiny_model, photos)
+    manifest = json.loads((index_dir / "manifest.json").read_text())
+    for factory in ("bogus", "IVF16,Flat", "HNSW32"):
+        (index_dir / "manifest.json").write_text(json.dumps(dict(manifest, vectors={"factory": factory})))
+        result = _run("query", photos / "img001.jpg", "--index", index_dir)
+        assert result.exit_code == 1 and "check --repair" in result.output
+        assert "Traceback" not in result.output
+        assert _run("check", "--repair", "--index", index_dir).exit_code == 0
+        assert check_index(index_dir).problems == []
+
+
+def test_a_pair_exactly_at_the_threshold_is_grouped():
+    from simsearch.dedupe import find_groups
+
+    vectors = np.array([[1, 0], [0.5, np.sqrt(0.75)]], np.float32)
+    groups = find_groups(np.array([1, 2]), vectors, np.zeros(2, np.float32),
+                         np.array(["a", "b"]), 0.5)
+    assert [sorted(g.ids) for g in groups] == [[1, 2]]
+
+
+def test_relocate_refuses_a_file_that_is_not_the_one_indexed(tmp_path, tiny_model, photos):
+    from simsearch.errors import SimsearchError
+
+    index_dir = _indexed(tmp_path, tiny_model, photos)
+    index = open_index(index_dir)
+    with pytest.raises(SimsearchError, match="cannot follow"):
+        index.relocate({photos / "img001.jpg": tmp_path / "nowhere.jpg"})
+    with pytest.raises(SimsearchError, match="is not the file indexed"):
+        index.relocate({photos / "img001.jpg": photos / "img002.jpg"})
+    os.rename(photos / "img001.jpg", tmp_path / "moved.jpg")
+    assert index.relocate({photos / "img001.jpg": tmp_path / "moved.jpg"}) == 1
+    assert open_index(index_dir).search([tmp_path / "moved.jpg"], k=1)[0].matches[0].path == \
+        str(tmp_path / "moved.jpg")
+
+
+def test_check_repair_does_not_call_an_unfinished_rebuild_ok(tmp_path, tiny_model, photos):
+    index_dir = _indexed(tmp_path, tiny_model, photos)
+    catalog = open_index(index_dir).catalog(readonly=False)
+    with catalog.transaction():
+        catalog.set_meta("rebuild", json.dumps([str(photos)]))
+    catalog.close()
+    result = _run("check", "--repair", "--index", index_dir)
+    assert result.exit_code == 1 and f"simsearch index {photos} --index {index_dir}" in result.output
