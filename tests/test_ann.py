@@ -54,6 +54,9 @@ def test_the_choice_follows_count_and_memory():
     assert parse_ann("HNSW16,Flat") == "HNSW16,Flat" and parse_ann("Auto") == "auto"
     with pytest.raises(IndexStoreError, match="--ann 'HNWS'"):
         parse_ann("HNWS")
+    for foreign in ("IVF1000000000,Flat", "PQ8", "HNSW32", "OPQ16,IVF64,PQ16"):
+        with pytest.raises(IndexStoreError, match="not one this simsearch builds"):
+            parse_ann(foreign)  # only the families simsearch builds, with bounded parameters
 
 
 @pytest.mark.parametrize("kind,bound", [("hnsw", 0.95), ("ivf", 0.9), ("ivfsq", 0.9),
