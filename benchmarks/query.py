@@ -1,113 +1,301 @@
-"""Query latency: a cold `simsearch query` process and a warm in-process query, on indexes of
-10k and 100k vectors (synthetic vectors with catalog rows, real model for the query image).
-Also `simsearch --help` wall time.
+"""Queries at scale on real-like vectors: build time and peak memory of the index the automatic
+choice makes, its recall@10 against exact search, a cold `simsearch query` process on a 12 MP
+JPEG, and warm queries in process and through `simsearch serve`.
 
-    python benchmarks/query.py --sizes 10000 100000 --json benchmarks/results/query.json
+Vectors: a mixture of cluster centres and noise whose share of pairs scoring >= 0.69 (the
+default search radius: threshold 0.84 minus the largest score adjustment 0.15) matches that of
+the default model's background set (3,000 real pictures), plus planted near-duplicate groups.
+
+    python benchmarks/query.py --n 1000000 --json benchmarks/results/query_scale.json
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
-import shutil
+import resource
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 import numpy as np
 
-from common import ROOT, report, table
+from common import ROOT, report
+
+RADIUS = 0.69
 
 
-def build_index(folder: Path, n: int, model: str | None) -> None:
-    """n random unit vectors committed as ingest commits them: catalog rows with their score
-    offsets, then the store's one commit path (vectors.faiss, manifest)."""
-    import json
+def pair_fraction(vectors: np.ndarray, threshold: float = RADIUS, sample: int = 3000,
+                  seed: int = 0) -> float:
+    """Share of distinct pairs (of a seeded sample) scoring >= threshold."""
+    rng = np.random.default_rng(seed)
+    x = vectors[rng.choice(len(vectors), size=min(sample, len(vectors)), replace=False)]
+    sims = x @ x.T
+    upper = np.triu_indices(len(x), 1)
+    return float((sims[upper] >= threshold).mean())
 
+
+def real_like(n: int, dim: int, target: float, seed: int = 0, groups: int = 1000
+              ) -> tuple[np.ndarray, list[list[int]]]:
+    """n unit vectors: members of clusters (pair cosine ~ a_i a_j, a_i in [0.55, 0.95]) whose
+    count is set so that the share of pairs >= RADIUS is `target`; then `groups` planted
+    near-duplicate groups (2-5 copies of a vector, cosine ~0.97) overwrite random rows."""
+    rng = np.random.default_rng(seed)
+    probe = 20000  # share of same-cluster pairs >= RADIUS, measured on one big cluster
+    centre = rng.standard_normal(dim).astype(np.float32)
+    centre /= np.linalg.norm(centre)
+    a = rng.uniform(0.55, 0.95, probe).astype(np.float32)
+    noise = rng.standard_normal((probe, dim)).astype(np.float32)
+    noise -= np.outer(noise @ centre, centre)
+    noise /= np.linalg.norm(noise, axis=1, keepdims=True)
+    same = pair_fraction(a[:, None] * centre + np.sqrt(1 - a[:, None] ** 2) * noise)
+    clusters = max(1, round(same / target))
+    centres = rng.standard_normal((clusters, dim)).astype(np.float32)
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    out = np.empty((n, dim), np.float32)
+    for start in range(0, n, 100_000):
+        m = min(100_000, n - start)
+        z = rng.integers(0, clusters, m)
+        a = rng.uniform(0.55, 0.95, (m, 1)).astype(np.float32)
+        x = rng.standard_normal((m, dim)).astype(np.float32) / np.sqrt(dim)
+        x = a * centres[z] + np.sqrt(1 - a ** 2) * x
+        out[start:start + m] = x / np.linalg.norm(x, axis=1, keepdims=True)
+    planted = []
+    rows = rng.permutation(n)
+    used = 0
+    for _ in range(groups):
+        size = int(rng.integers(2, 6))
+        members = rows[used:used + size].tolist()
+        used += size
+        base = out[members[0]]
+        for m in members[1:]:
+            x = base + rng.standard_normal(dim).astype(np.float32) * 0.015
+            out[m] = x / np.linalg.norm(x)
+        planted.append(members)
+    return out, planted
+
+
+def build(folder: Path, n: int, ann: str | None) -> dict:
+    """Catalog rows (as ingest commits them) then the index's own build and commit."""
     from simsearch.index import open_index
-    from simsearch.vectors import VectorIndex
+    from simsearch.scoring import load_background
 
-    index = open_index(folder, model=model, create=True)
+    index = open_index(folder, create=True)
     ref = index.model
+    background = load_background(ref.background_file, ref.model_id, ref.config.dim)
+    target = pair_fraction(background.vectors)
+    start = time.perf_counter()
+    vectors, planted = real_like(n, ref.config.dim, target)
+    generated = time.perf_counter() - start
+    achieved = pair_fraction(vectors, sample=6000)
     record = {"name": ref.name, "id": ref.model_id, "config": ref.config.to_dict()}
-    background = index.background
-    rng = np.random.default_rng(0)
-    vectors = rng.standard_normal((n, ref.config.dim), dtype=np.float32)
-    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    offsets = (background.offsets(vectors) if background is not None
-               else np.zeros(n, np.float32))
+    start = time.perf_counter()
     with index.store.writer() as store:
         catalog = store.catalog(readonly=False)
-        with catalog.transaction():
-            catalog.set_model(json.dumps(record))
-            catalog.set_meta("scoring", "cosine" if background is None else background.fingerprint)
-            for i in range(n):
-                catalog.insert(f"/photos/{i // 1000:04d}/img{i:07d}.jpg", 1000 + i, i,
-                               f"{i:064x}", 4000, 3000, vectors[i], float(offsets[i]))
-        store_vectors = VectorIndex(ref.config.dim)
-        store_vectors.add(np.arange(1, n + 1, dtype=np.int64), vectors)
-        store.commit(catalog, store_vectors, record, catalog.get_meta("scoring"))
+        reused = catalog.count() == n  # the catalog of an earlier run (--folder), same seed
+        if not reused:
+            insert(catalog, vectors, record, background)
+        catalog_s = time.perf_counter() - start
+        del vectors
+        start = time.perf_counter()
+        index._record = record
+        built = index._settled(catalog, _Empty(), ann)
+        build_s = time.perf_counter() - start
+        start = time.perf_counter()
+        store.commit(catalog, built, record, background.fingerprint, ann or "auto")
+        commit_s = time.perf_counter() - start
         catalog.close()
+    return {"n": n, "catalog_reused": reused, "pair_fraction_target": target, "pair_fraction_achieved": achieved,
+            "planted_groups": len(planted), "generate_s": generated, "catalog_s": catalog_s,
+            "index_build_s": build_s, "commit_s": commit_s, "factory": built.factory,
+            "params": built.params, "recall_at_10": built.recall,
+            "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20}
 
 
-def wall(cmd: list[str], runs: int, env: dict) -> float:
+def insert(catalog, vectors: np.ndarray, record: dict, background) -> None:
+    """Catalog rows with their score offsets, as ingest commits them."""
+    with catalog.transaction():
+        catalog.set_model(json.dumps(record))
+        catalog.set_meta("scoring", background.fingerprint)
+        for s in range(0, len(vectors), 65536):
+            offsets = background.offsets(vectors[s:s + 65536])
+            for i in range(s, min(len(vectors), s + 65536)):
+                catalog.insert(f"/photos/{i // 1000:05d}/img{i:08d}.jpg", 1000 + i, i,
+                               f"{i:064x}", 4000, 3000, vectors[i], float(offsets[i - s]))
+
+
+class _Empty:
+    factory, tombstones, count = "deferred", 0, 0
+
+
+def f16_quality(folder: Path, queries: int = 200) -> dict:
+    """Score error and recall@10 of float16 stored vectors against float32 (the catalog)."""
+    from simsearch.index import open_index
+    from simsearch.vectorfile import VectorFile
+
+    index = open_index(folder)
+    shelf = VectorFile(folder / "vectors.f16")
+    catalog = index.catalog()
+    rng = np.random.default_rng(3)
+    q = np.asarray(shelf.vectors[rng.choice(shelf.count, queries, replace=False)], np.float32)
+    err, hits = 0.0, []
+    best32 = [np.full((queries, 10), -np.inf), np.zeros((queries, 10), np.int64)]
+    best16 = [np.full((queries, 10), -np.inf), np.zeros((queries, 10), np.int64)]
+    for ids, vecs in catalog.vectors():
+        rows = shelf.rows(ids)
+        s32 = q @ vecs.T
+        s16 = q @ np.asarray(shelf.vectors[rows], np.float32).T
+        err = max(err, float(np.abs(s32 - s16).max()))
+        for best, s in ((best32, s32), (best16, s16)):
+            scores = np.concatenate([best[0], s], 1)
+            every = np.concatenate([best[1], np.broadcast_to(ids, s.shape)], 1)
+            top = np.argpartition(-scores, 9, 1)[:, :10]
+            best[0], best[1] = np.take_along_axis(scores, top, 1), np.take_along_axis(every, top, 1)
+    catalog.close()
+    hits = [len(set(a) & set(b)) / 10 for a, b in zip(best32[1].tolist(), best16[1].tolist())]
+    return {"f16_max_score_error": err, "f16_recall_at_10_vs_f32": float(np.mean(hits))}
+
+
+def flat_scan_ms(sizes=(100_000, 300_000, 1_000_000), dim: int = 256) -> dict:
+    """One query's exact scan (FAISS Flat, one thread, k=40) at each size: where exact search
+    stops being a few tens of ms (`simsearch.vectors.FLAT_LIMIT`)."""
+    import faiss
+
+    rng = np.random.default_rng(0)
+    faiss.omp_set_num_threads(1)
+    out = {}
+    for n in sizes:
+        x = rng.standard_normal((n, dim), dtype=np.float32)
+        x /= np.linalg.norm(x, axis=1, keepdims=True)
+        index = faiss.IndexFlatIP(dim)
+        index.add(x)
+        times = []
+        for i in range(20):
+            start = time.perf_counter()
+            index.search(x[i:i + 1], 40)
+            times.append(time.perf_counter() - start)
+        out[str(n)] = 1000 * statistics.median(times)
+        del index, x
+    return out
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, nargs="+", default=[1_000_000])
+    parser.add_argument("--ann", default=None)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--folder", default=None,
+                        help="keep the indexes here and reuse their catalogs (default: temp)")
+    parser.add_argument("--json", default=None)
+    parser.add_argument("--reuse-index", action="store_true",
+                        help="measure queries again on the indexes kept in --folder (their build "
+                             "figures are taken from --json)")
+    parser.add_argument("--flat-scan", action="store_true",
+                        help="only time one exact (Flat) query at 100k, 300k and 1M vectors")
+    parser.add_argument("--stage", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.flat_scan:
+        print(json.dumps(flat_scan_ms()))
+        return
+    if args.stage == "build":
+        print(json.dumps(build(Path(args.folder), args.n[0], args.ann)))
+        return
+    from simsearch.demo import picture
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    cli = [sys.executable, "-m", "simsearch.cli"]
+    rows = []
+    with tempfile.TemporaryDirectory() as scratch:
+        tmp = Path(args.folder or scratch)
+        query = tmp / "query.jpg"
+        picture(1, (4000, 3000)).save(query, quality=90)
+        for n in args.n:
+            folder = tmp / f"idx{n}"
+            if args.reuse_index:  # measure the queries again on a kept index (--folder)
+                row = next(r for r in json.loads(Path(args.json).read_text())["results"]["rows"]
+                           if r["n"] == n)
+                row.update(queries(folder, query, cli, env, args.runs))
+                rows.append(row)
+                continue
+            out = subprocess.run([sys.executable, __file__, "--stage", "build", "--folder",
+                                  str(folder), "--n", str(n)] + (["--ann", args.ann] if args.ann
+                                                                  else []),
+                                 env=env, check=True, capture_output=True, text=True)
+            row = json.loads(out.stdout.strip().splitlines()[-1])
+            row.update(f16_quality(folder))
+            row.update(queries(folder, query, cli, env, args.runs))
+            rows.append(row)
+            print(json.dumps(row, indent=1), flush=True)
+        report("query_scale", {"rows": rows, "note": "machine shared with other agents"},
+               args.json)
+
+
+def queries(folder: Path, query: Path, cli: list[str], env: dict, runs: int) -> dict:
+    """Cold query processes, warm queries in process and through `simsearch serve`."""
+    from simsearch.demo import picture
+
+    row = {}
+    cmd = cli + ["query", str(query), "-k", "10", "--index", str(folder)]
     times = []
     for _ in range(runs):
         start = time.perf_counter()
         subprocess.run(cmd, env=env, check=True, capture_output=True)
         times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
-    parser.add_argument("--model", default=None)
-    parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--json", default=None)
-    args = parser.parse_args()
-    from simsearch.demo import picture
+    row["cold_query_s"] = statistics.median(times)
+    row["cold_query_runs_s"] = times
+    probe = ("import resource,sys,time;from simsearch.index import open_index;"
+             "from pathlib import Path;i=open_index(sys.argv[1]);t=time.perf_counter();"
+             "i.search([sys.argv[2]],k=10);print(time.perf_counter()-t,"
+             "resource.getrusage(resource.RUSAGE_SELF).ru_maxrss/2**20)")
+    got = subprocess.run([sys.executable, "-c", probe, str(folder), str(query)], env=env,
+                         check=True, capture_output=True, text=True).stdout.split()
+    row["cold_query_in_process_s"], row["query_process_peak_rss_gb"] = map(float, got)
     from simsearch.index import open_index
-
-    exe = shutil.which("simsearch")
-    base = [exe] if exe else [sys.executable, "-m", "simsearch.cli"]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    rows = [{"what": "simsearch --help", "n": None,
-             "seconds": wall(base + ["--help"], args.runs, env)}]
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        query = tmp / "query.jpg"
-        picture(1, (4000, 3000)).save(query, quality=90)
-        for n in args.sizes:
-            folder = tmp / f"idx{n}"
-            build_index(folder, n, args.model)
-            cmd = base + ["query", str(query), "-k", "10", "--index", str(folder)]
-            wall(cmd, 1, env)  # first run may export/cache the model; not counted
-            rows.append({"what": "cold query process (12 MP JPEG, k=10)", "n": n,
-                         "seconds": wall(cmd, args.runs, env)})
-            index = open_index(folder, model=args.model)
-            index.search([query], k=10)
-            times = []
-            for _ in range(20):
-                start = time.perf_counter()
-                index.search([query], k=10)
-                times.append(time.perf_counter() - start)
-            rows.append({"what": "warm in-process query (12 MP JPEG, k=10)", "n": n,
-                         "seconds": statistics.median(times)})
-            vec = index.embedder.embed_images([picture(2)])
-            times = []
-            for _ in range(50):
-                start = time.perf_counter()
-                index.search_vectors(vec, k=10)
-                times.append(time.perf_counter() - start)
-            rows.append({"what": "warm search only (vector in, k=10)", "n": n,
-                         "seconds": statistics.median(times)})
-    for row in rows:
-        row["ms"] = row["seconds"] * 1000
-    print(table(rows, ["what", "n", "ms"]))
-    report("query", {"rows": rows}, args.json)
+    index = open_index(folder)
+    index.search([query], k=10)
+    times = []
+    for _ in range(20):
+        start = time.perf_counter()
+        index.search([query], k=10)
+        times.append(time.perf_counter() - start)
+    row["warm_query_ms"] = 1000 * statistics.median(times)
+    vec = index.embedder.embed_images([picture(2)])
+    times = []
+    for _ in range(50):
+        start = time.perf_counter()
+        index.search_vectors(vec, k=10)
+        times.append(time.perf_counter() - start)
+    row["warm_search_only_ms"] = 1000 * statistics.median(times)
+    del index
+    port = free_port()
+    server = subprocess.Popen(cli + ["serve", "--index", str(folder), "--port", str(port)],
+                              env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        server.stderr.readline()  # "serving ... on http://127.0.0.1:PORT"
+        times = []
+        body = json.dumps({"path": str(query), "k": 10}).encode()
+        for _ in range(21):
+            start = time.perf_counter()
+            req = urllib.request.Request(f"http://127.0.0.1:{port}/query", body,
+                                         {"Content-Type": "application/json"})
+            urllib.request.urlopen(req, timeout=60).read()
+            times.append(time.perf_counter() - start)
+        row["serve_query_ms"] = 1000 * statistics.median(times[1:])
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    return row
 
 
 if __name__ == "__main__":

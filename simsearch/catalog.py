@@ -353,6 +353,11 @@ class Catalog:
         return self.db.execute("SELECT COUNT(*) FROM images").fetchone()[0]
 
     @_guarded
+    def empty(self) -> bool:
+        """Whether no image is stored (one row read, where COUNT(*) reads them all)."""
+        return self.db.execute("SELECT 1 FROM images LIMIT 1").fetchone() is None
+
+    @_guarded
     def get(self, path: str) -> Row | None:
         row = self.db.execute("SELECT id, path, size, mtime_ns, sha256, width, height FROM images "
                               "WHERE path = ?", (_path_key(path),)).fetchone()
@@ -395,6 +400,15 @@ class Catalog:
         values = np.fromiter((np.nan if r[1] is None else r[1] for r in rows), dtype=np.float32,
                              count=len(rows))
         return ids, values
+
+    @_guarded
+    def id_range(self) -> tuple[int, int] | None:
+        """(smallest, largest) row id, or None for an empty catalog (from the primary key)."""
+        # two statements: SQLite reads each bound from the primary key's ends, but scans every
+        # row for MIN and MAX asked together
+        low = self.db.execute("SELECT MIN(id) FROM images").fetchone()[0]
+        high = self.db.execute("SELECT MAX(id) FROM images").fetchone()[0]
+        return None if low is None else (int(low), int(high))
 
     @_guarded
     def contents(self) -> tuple[np.ndarray, np.ndarray]:
@@ -483,8 +497,11 @@ class Catalog:
     @_guarded
     def paths_under(self, root: str) -> Iterator[tuple[int, str]]:
         prefix = _path_key(root.rstrip(os.sep) + os.sep)
+        # a range on the UNIQUE path's index (every key that starts with prefix sorts between
+        # prefix and prefix with its last byte raised), not a scan of every row
+        end = prefix[:-1] + bytes([prefix[-1] + 1])
         for row_id, key in self.db.execute(
-                "SELECT id, path FROM images WHERE substr(path, 1, ?) = ?", (len(prefix), prefix)):
+                "SELECT id, path FROM images WHERE path >= ? AND path < ?", (prefix, end)):
             yield row_id, _path_str(key)
 
     # -- writes (inside a transaction) ---------------------------------------------------------

@@ -107,11 +107,15 @@ def main():
                    "here; or host:port); this process plans and commits. Needs "
                    "pip install 'simsearch[ray]' and the photos and model at the same paths on "
                    "every node.")
+@click.option("--ann", default=None, metavar="auto|flat|hnsw|ivf|ivfsq|ivfpq|FACTORY",
+              help="How vectors are searched: auto (exact up to 500k images, then HNSW or IVF "
+                   "by count and memory), a kind, or a FAISS factory string.  [default: what "
+                   "the index recorded, auto]")
 @_device_option
 @_quiet_option
 @_json_option
-def index_cmd(paths, index_dir, model, rebuild, workers, batch_size, ray_address, device, quiet,
-              as_json):
+def index_cmd(paths, index_dir, model, rebuild, workers, batch_size, ray_address, ann, device,
+              quiet, as_json):
     """Ingest image files and folders into the index (recursive, incremental).
 
     Unchanged files (same size and mtime) are skipped, changed files re-embedded, files gone
@@ -126,7 +130,7 @@ def index_cmd(paths, index_dir, model, rebuild, workers, batch_size, ray_address
     index = open_index(index_dir, model=model, create=True, device=device)
     with _Progress("indexing", quiet) as progress:
         report = index.add_paths(paths, progress=progress, workers=workers, batch_size=batch_size,
-                                 rebuild=rebuild, ray=ray_address)
+                                 rebuild=rebuild, ray=ray_address, ann=ann)
     for s in report.skipped:
         click.echo(f"skipped {_show(s.path)}: {s.reason}", err=True)
     for fmt, install in report.missing_libraries.items():
@@ -170,7 +174,7 @@ def query_cmd(images, k, index_dir, model, device, as_json):
     rebuilding = index.unfinished_rebuild()
     if rebuilding:
         _warn_rebuild(rebuilding, index_dir)
-    if index.count() == 0:
+    if index.empty():
         click.echo(f"{index.folder} holds no images yet; add some with: simsearch index PHOTOS"
                    + ("" if index_dir is None else f" --index {index_dir}"), err=True)
     results = index.search([os.fspath(p) for p in images], k=k)
@@ -318,12 +322,20 @@ def check_cmd(index_dir, repair, as_json):
     report = check_index(index_dir or default_index_dir(), repair=repair)
     if as_json:
         click.echo(json.dumps({"index": report.folder, "images": report.count, "ok": report.ok,
-                               "problems": report.problems, "repaired": report.repaired}))
+                               "problems": report.problems, "repaired": report.repaired,
+                               "vectors": {"factory": report.factory,
+                                           "recall_at_10": report.recall},
+                               "warnings": report.warnings}))
     else:
         for problem in report.problems:
             click.echo(f"problem: {problem}")
         for fix in report.repaired:
             click.echo(f"repaired: {fix}")
+        for warning in report.warnings:
+            click.echo(f"warning: {warning}")
+        if report.recall is not None:
+            click.echo(f"vectors: {report.factory}, recall@10 {report.recall:.3f} against exact "
+                       f"search (measured when built)")
         where = "" if index_dir is None else f" --index {index_dir}"
         state = ("ok" if report.ok else "NOT ok (each problem above says what to run)"
                  if report.fatal or report.repaired else
@@ -331,6 +343,33 @@ def check_cmd(index_dir, repair, as_json):
         click.echo(f"{report.folder}: {report.count} images, {state}")
     if not report.ok:
         sys.exit(1)
+
+
+@main.command("serve")
+@_index_option
+@_model_option
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on (127.0.0.1: this machine only).")
+@click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True)
+@_device_option
+def serve_cmd(index_dir, model, host, port, device):
+    """Keep the index loaded and answer queries over HTTP (JSON) until interrupted.
+
+    GET /health; POST /query with {"path": FILE, "k": 10} (JSON) or the image's bytes
+    (POST /query?k=10). Answers like query --json.
+    """
+    from simsearch.index import open_index
+    from simsearch.server import serve
+
+    index = open_index(index_dir, model=model, device=device)
+    try:
+        serve(index, host, port, on_ready=lambda h, p: click.echo(
+            f"serving {index.folder} on http://{h}:{p} (Ctrl-C stops)", err=True))
+    except KeyboardInterrupt:
+        pass
+    except OSError as e:
+        raise click.ClickException(f"cannot listen on {host}:{port} ({e.strerror or e}); "
+                                   f"choose another with --port")
 
 
 @main.command("convert")

@@ -25,15 +25,18 @@ from simsearch.models import ModelRef, resolve_device, resolve_model
 from simsearch.images import load_image
 from simsearch.ingest import IngestReport, Progress, ingest
 from simsearch.scoring import Background, Offsets, adjusted_search, load_background
-from simsearch.store import (CATALOG, FORMAT_VERSION, LOCK, MANIFEST, VECTORS, Store,
-                             write_atomic, write_error)
-from simsearch.vectors import DEFAULT_FACTORY, VectorIndex
+from simsearch.store import (CATALOG, FORMAT_VERSION, LOCK, MANIFEST, VECTOR_FILE, VECTORS,
+                             Store, write_atomic, write_error)
+from simsearch.vectorfile import VectorFile
+from simsearch.vectors import (ANN_KINDS, DEFAULT_FACTORY, TOMBSTONE_LIMIT, Choice, VectorIndex,
+                               choose, measure_recall, parse_ann)
 
 __all__ = ["Index", "Match", "QueryResult", "open_index", "default_index_dir", "FORMAT_VERSION",
            "MANIFEST", "CATALOG", "VECTORS", "LOCK"]
 
 _DEFAULT_NAMES = (None, "default", "default (random init)")
 _VERIFY_SAMPLE = 16  # stored vectors compared with the catalog whenever vectors.faiss is read
+_RECALL_QUERIES = 500  # stored vectors (seeded) whose exact top 10 an approximate index is held to
 THRESHOLD_KEY = "dedupe_threshold"  # catalog meta: a calibrated threshold, JSON (save_threshold)
 
 
@@ -193,7 +196,15 @@ class Index:
     # -- vectors and offsets --------------------------------------------------------------------
     @property
     def factory(self) -> str:
-        return (self.manifest or {}).get("vectors", {}).get("factory", DEFAULT_FACTORY)
+        return self._described().get("factory", DEFAULT_FACTORY)
+
+    @property
+    def ann(self) -> str:
+        """How the vector index is chosen: "auto" (by count and memory), a kind, or a factory."""
+        return self._described().get("ann", "auto")
+
+    def _described(self) -> dict:
+        return (self.manifest or {}).get("vectors", {})
 
     def _load(self) -> tuple[VectorIndex, Offsets]:
         """The vector index (vectors.faiss when it agrees with the catalog, else rebuilt from
@@ -201,15 +212,39 @@ class Index:
         if self._vectors is None:
             catalog = self.catalog()
             try:
-                loaded = self._read_vectors_file()  # before the snapshot: see _agreeing
+                loaded = self._read_vectors_file(mapped=True)  # before the snapshot: see _agreeing
+                shelf = self._read_vector_file()
                 with catalog.snapshot():
                     self._vectors = self._agreeing(catalog, loaded)
-                    self._offsets = self._stored_offsets(catalog)
+                    fresh = (shelf is not None and shelf.generation == catalog.generation
+                             and shelf.count == self._vectors.count)
+                    self._offsets = self._stored_offsets(catalog, shelf if fresh else None)
+                    self._vectors.rescore_with(shelf.get if fresh else self._catalog_vectors)
             finally:
                 catalog.close()
         return self._vectors, self._offsets
 
-    def _read_vectors_file(self) -> VectorIndex | None:
+    def _catalog_vectors(self, ids: np.ndarray) -> np.ndarray:
+        """Stored float32 vectors of `ids` from the catalog (when vectors.f16 is stale)."""
+        catalog = self.catalog()
+        try:
+            return _by_id(catalog, ids)
+        finally:
+            catalog.close()
+
+    def _read_vector_file(self) -> VectorFile | None:
+        path = self.folder / VECTOR_FILE
+        if not self.manifest or not path.exists():
+            return None
+        try:
+            shelf = VectorFile(path)
+        except IndexStoreError:
+            return None  # derived data: rewritten at the next commit
+        if shelf.dim != self.dim or shelf.generation != int(self.manifest["generation"]):
+            return None
+        return shelf
+
+    def _read_vectors_file(self, mapped: bool = False) -> VectorIndex | None:
         """vectors.faiss if the manifest describes it, else None. Read before the catalog
         snapshot that `_agreeing` checks it in: a writer commits the catalog, then saves
         vectors.faiss, then the manifest, so a file read after the manifest and before a
@@ -218,34 +253,80 @@ class Index:
         if not self.manifest or self.manifest.get("format_version") != FORMAT_VERSION:
             return None
         try:
-            return VectorIndex.load(path, self.dim, self.factory)
+            loaded = VectorIndex.load(path, self.dim, self.factory,
+                                      self._described().get("params"), mapped=mapped)
         except IndexStoreError:
             return None  # derived data: a missing, damaged or foreign file is rebuilt
+        loaded.recall = self._described().get("recall_at_10")
+        return loaded
 
     def _agreeing(self, catalog: Catalog, loaded: VectorIndex | None) -> VectorIndex:
         """`loaded` if it matches the catalog's current generation, count and a sample of its
-        vectors, else a rebuild from the catalog."""
+        vectors, else a rebuild from the catalog. (The count is the manifest's: at the same
+        generation it is the catalog's, and counting ten million rows takes seconds.)"""
         if (loaded is None or int(self.manifest["generation"]) != catalog.generation
-                or loaded.count != catalog.count() or not vectors_agree(catalog, loaded)):
-            return self.rebuild_vectors(catalog)
+                or loaded.count != int(self.manifest["count"])
+                or not vectors_agree(catalog, loaded)):
+            return self.rebuild_vectors(catalog, Choice(self.factory, self._described().get("params", {})))
         return loaded
 
-    def rebuild_vectors(self, catalog: Catalog) -> VectorIndex:
-        vectors = VectorIndex(self.dim, self.factory)
+    def vector_choice(self, count: int, ann: str | None = None, memory: int | None = None) -> Choice:
+        """The vector index for `count` vectors: `ann` (else the recorded one) as a kind or a
+        factory string."""
+        ann = ann or self.ann
+        if ann in ANN_KINDS:
+            return choose(count, self.dim, memory, ann)
+        return Choice(ann)
+
+    def rebuild_vectors(self, catalog: Catalog, choice: Choice | None = None) -> VectorIndex:
+        """The vector index built from the catalog: `choice` (default: the recorded one),
+        trained on a sample of the stored vectors when it needs it, and its recall@10 measured
+        against exact search when it is approximate."""
+        choice = choice or Choice(self.factory, self._described().get("params", {}))
+        vectors = VectorIndex(self.dim, choice.factory, params=choice.params)
+        if vectors.needs_training:
+            sample = _sample(catalog, vectors.training_size)
+            try:
+                vectors.train(sample)
+            except RuntimeError as e:  # faiss: fewer vectors than the description needs
+                raise IndexStoreError(
+                    f"{self.folder}: the vector index {choice.factory} cannot be trained on "
+                    f"{len(sample)} vectors; repair with: simsearch check --repair --index "
+                    f"{self.folder}") from e
         for ids, batch in catalog.vectors():
             if batch.shape[1] != self.dim:
                 raise IndexStoreError(
                     f"{catalog.path}: catalog vectors have {batch.shape[1]} dimensions, the index "
                     f"{self.dim}; repair with: simsearch check --repair --index {self.folder}")
             vectors.add(ids, batch)
+        if not vectors.exact:
+            vectors.rescore_with(lambda ids: _by_id(catalog, ids))
+            queries = _sample(catalog, _RECALL_QUERIES, seed=1)
+            vectors.recall = measure_recall(vectors, queries, catalog.vectors)
+            vectors.rescore_with(None)
         return vectors
 
-    def _stored_offsets(self, catalog: Catalog) -> Offsets:
+    def _settled(self, catalog: Catalog, vectors: "VectorIndex | _Deferred",
+                 ann: str | None = None, memory: int | None = None) -> VectorIndex:
+        """The vector index to commit: `vectors` as it is, or rebuilt from the catalog when the
+        count crossed a size boundary (another choice), when `ann` asks for another kind, when
+        ingest deferred it, or when removed HNSW nodes pass `TOMBSTONE_LIMIT`."""
+        choice = self.vector_choice(catalog.count(), ann, memory)
+        if (isinstance(vectors, _Deferred) or choice.factory != vectors.factory
+                or vectors.tombstones > TOMBSTONE_LIMIT * max(vectors.count, 1)):
+            return self.rebuild_vectors(catalog, choice)
+        return vectors
+
+    def _stored_offsets(self, catalog: Catalog, shelf: VectorFile | None = None) -> Offsets:
         """Offsets as stored at ingest when they were made for the model's background (the
-        catalog records which), recomputed in memory otherwise."""
+        catalog records which), recomputed in memory otherwise. `shelf`: vectors.f16 of the
+        catalog's generation, whose copy of the offsets is read instead of the catalog's."""
         wanted = self.scoring_target()
-        ids, values = catalog.offsets()
-        stored = catalog.get_meta("scoring")
+        if shelf is not None:
+            ids, values, stored = shelf.ids, shelf.offsets, shelf.scoring
+        else:
+            ids, values = catalog.offsets()
+            stored = catalog.get_meta("scoring")
         whole = stored is not None and not np.isnan(values).any()
         if wanted is None:  # the model is not here: offsets made for it at ingest still hold
             if whole:
@@ -271,12 +352,16 @@ class Index:
     # -- writing ------------------------------------------------------------------------------
     def add_paths(self, paths: Iterable[str | os.PathLike], progress: Progress | None = None,
                   workers: int | None = None, batch_size: int = 32,
-                  rebuild: bool = False, ray: str | None = None) -> IngestReport:
+                  rebuild: bool = False, ray: str | None = None, ann: str | None = None,
+                  memory: int | None = None) -> IngestReport:
         """Ingest image files and folders (recursively, incrementally). With `rebuild`, every
         stored vector is dropped first and all files are embedded again (e.g. with a new model).
         `ray`: the address of a Ray cluster ("auto", "local", host:port) whose workers hash,
         decode and embed (`simsearch.cluster`; `workers` actors, default one per CPU); this
         process plans and commits.
+        `ann`: how vectors are searched: "auto" (exact Flat while small, then HNSW or IVF by
+        count and `memory` bytes; see `simsearch.vectors.choose`), a kind (flat, hnsw, ivf,
+        ivfsq, ivfpq) or a FAISS factory string; default: what the index recorded ("auto").
 
         A failure to write (full disk, read-only folder) raises `IndexStoreError`; what was
         committed before it stays, and the next run carries on from there."""
@@ -284,6 +369,7 @@ class Index:
         missing = [r for r in roots if not os.path.lexists(r)]
         if missing:
             raise SimsearchError(f"{missing[0]}: no such file or folder; nothing was indexed")
+        ann = parse_ann(ann) if ann is not None else None  # a typo is refused before any work
         with self.store.writer():
             self._forget_loaded()
             # what this handle read when it was opened may be stale: another writer (a rebuild
@@ -308,8 +394,10 @@ class Index:
                 scoring = self.make_offsets_current(catalog)
                 self._vectors = None
                 vectors, _ = self._load_with(catalog)
+                ann = ann or self.ann
+                growing = _Growing(vectors, lambda n: self.vector_choice(n, ann, memory))
                 if ray is None:
-                    report = ingest(catalog, vectors, lambda: self.embedder, roots,
+                    report = ingest(catalog, growing, lambda: self.embedder, roots,
                                     progress=progress, workers=workers, batch_size=batch_size,
                                     background=self.background)
                 else:
@@ -320,12 +408,13 @@ class Index:
                             raise
                         raise SimsearchError("indexing on a Ray cluster needs Ray; install it "
                                              "with: pip install 'simsearch[ray]'") from None
-                    report = ray_ingest(catalog, vectors, self.embedder.model, roots, ray,
+                    report = ray_ingest(catalog, growing, self.embedder.model, roots, ray,
                                         progress=progress, workers=workers,
                                         batch_size=batch_size, background=self.background,
                                         device=self.embedder.device)
                 self._finish_rebuild(catalog, roots)
-                self.manifest = self.store.commit(catalog, vectors, record, scoring)
+                vectors = self._settled(catalog, growing.vectors, ann, memory)
+                self.manifest = self.store.commit(catalog, vectors, record, scoring, ann)
             finally:
                 catalog.close()
                 self._forget_loaded()
@@ -408,9 +497,10 @@ class Index:
                     result = change(catalog)
                 self._vectors = None
                 vectors, _ = self._load_with(catalog)
+                vectors = self._settled(catalog, vectors)
                 scoring = catalog.get_meta("scoring") or "cosine"
                 record = self._record or self._model_record()
-                self.manifest = self.store.commit(catalog, vectors, record, scoring)
+                self.manifest = self.store.commit(catalog, vectors, record, scoring, self.ann)
             finally:
                 catalog.close()
                 self._vectors = self._offsets = None
@@ -482,6 +572,14 @@ class Index:
         catalog = self.catalog()
         try:
             return catalog.count()
+        finally:
+            catalog.close()
+
+    def empty(self) -> bool:
+        """Whether the index holds no image (cheap at any size, unlike `count`)."""
+        catalog = self.catalog()
+        try:
+            return catalog.empty()
         finally:
             catalog.close()
 
@@ -659,17 +757,88 @@ class Index:
 
 def vectors_agree(catalog: Catalog, vectors: VectorIndex, sample: int = _VERIFY_SAMPLE) -> bool:
     """Whether a spread sample of the vector index's rows holds, under the same ids, the
-    vectors the catalog keeps (a foreign or shuffled file with the right count does not)."""
-    ids = vectors.ids()
-    if len(ids) == 0:
+    vectors the catalog keeps (a foreign or shuffled file with the right count does not). An
+    index that does not look vectors up by id (IVF) must find each sampled catalog vector's
+    own id among its 10 best matches."""
+    if vectors.count == 0:
         return True
+    if vectors.factory.startswith("IVF"):
+        ids, stored = _sample_with_ids(catalog, sample)
+        _, found = vectors.search(stored, 10)
+        return bool(np.mean([i in row for i, row in zip(ids.tolist(), found.tolist())]) >= 0.9)
+    ids = vectors.ids()
     picks = ids[np.unique(np.linspace(0, len(ids) - 1, min(sample, len(ids))).astype(np.int64))]
     stored = catalog.vectors_by_id(picks)
     if len(stored) != len(picks):
         return False
     got = vectors.get(picks)
     want = np.stack([stored[int(i)] for i in picks])
-    return got.shape == want.shape and bool(np.allclose(got, want, atol=1e-4))
+    return got.shape == want.shape and bool(np.allclose(got, want, atol=1e-4 if not vectors.lossy
+                                                        else 0.05))
+
+
+def _by_id(catalog: Catalog, ids: np.ndarray) -> np.ndarray:
+    found = catalog.vectors_by_id(ids)
+    return np.stack([found[int(i)] for i in ids])
+
+
+def _sample_with_ids(catalog: Catalog, size: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A seeded sample of stored (ids, vectors), read by id (the catalog's ids are dense
+    enough that picks in its id range mostly hit; misses are skipped)."""
+    bounds = catalog.id_range()
+    if bounds is None:
+        return np.zeros(0, np.int64), np.zeros((0, 0), np.float32)
+    low, high = bounds
+    rng = np.random.default_rng(seed)
+    picks = np.unique(rng.integers(low, high + 1, size=min(size, high - low + 1)))
+    if len(picks) < size:  # small catalogs: every id
+        picks = np.arange(low, high + 1)
+    found = catalog.vectors_by_id(picks)
+    ids = np.array(sorted(found), np.int64)
+    return ids, np.stack([found[int(i)] for i in ids]) if len(ids) else np.zeros((0, 0), np.float32)
+
+
+def _sample(catalog: Catalog, size: int, seed: int = 0) -> np.ndarray:
+    return _sample_with_ids(catalog, size, seed)[1]
+
+
+class _Deferred:
+    """Stands in for the vector index while an ingest grows it past its kind's size: nothing
+    is held in memory, and the commit builds the index from the catalog (`Index._settled`).
+    Ingest memory stays bounded by the largest index kept whole (`FLAT_LIMIT` vectors, or
+    the HNSW one below `HNSW_LIMIT`) whatever the number of files."""
+
+    factory = "deferred"
+    tombstones = 0
+
+    def __init__(self, count: int):
+        self.count = count
+
+    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        self.count += len(ids)
+
+    def remove(self, ids: np.ndarray) -> int:
+        self.count -= len(ids)
+        return len(ids)
+
+
+class _Growing:
+    """The vector index an ingest adds to: drops it for a `_Deferred` as soon as the count
+    leaves the size range of its kind (the commit rebuilds it anyway)."""
+
+    def __init__(self, vectors: VectorIndex, choice_for):
+        self.vectors = vectors
+        self._choice_for = choice_for
+
+    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        current = self.vectors
+        if (not isinstance(current, _Deferred)
+                and self._choice_for(current.count + len(ids)).factory != current.factory):
+            self.vectors = _Deferred(current.count)
+        self.vectors.add(ids, vectors)
+
+    def remove(self, ids: np.ndarray) -> int:
+        return self.vectors.remove(ids)
 
 
 def _computed_offsets(catalog: Catalog, background: Background) -> Offsets:

@@ -14,8 +14,11 @@ import numpy as np
 from simsearch.catalog import Catalog
 from simsearch.errors import IndexStoreError, SimsearchError
 from simsearch.index import Index, vectors_agree
-from simsearch.store import CATALOG, VECTORS, Store, model_record_problem
+from simsearch.store import CATALOG, VECTOR_FILE, VECTORS, Store, model_record_problem
+from simsearch.vectorfile import VectorFile
 from simsearch.vectors import DEFAULT_FACTORY, VectorIndex
+
+RECALL_FLOOR = 0.95  # an approximate index below this recall@10 is flagged by check
 
 __all__ = ["CheckReport", "check_index"]
 
@@ -29,6 +32,9 @@ class CheckReport:
     problems: list[str] = field(default_factory=list)
     repaired: list[str] = field(default_factory=list)
     fatal: bool = False  # a problem a repair cannot fix (the catalog itself)
+    factory: str = "Flat"  # how the vectors are searched (the manifest's description)
+    recall: float | None = None  # recall@10 measured when an approximate index was built
+    warnings: list[str] = field(default_factory=list)  # worth knowing, not inconsistencies
 
     @property
     def ok(self) -> bool:
@@ -87,12 +93,24 @@ def check_index(folder: str | os.PathLike, repair: bool = False) -> CheckReport:
         if wanted is not None and (catalog.get_meta("scoring") != wanted or np.isnan(offsets).any()):
             report.problems.append("the stored score offsets were not made for the model's "
                                    "background set (or some are missing)")
-        factory = (manifest or {}).get("vectors", {}).get("factory", DEFAULT_FACTORY)
+        described = (manifest or {}).get("vectors", {})
+        factory = described.get("factory", DEFAULT_FACTORY)
+        report.factory = factory
+        report.recall = described.get("recall_at_10")
+        if report.recall is not None and report.recall < RECALL_FLOOR:
+            report.warnings.append(
+                f"the {factory} index finds {report.recall:.3f} of the exact 10 nearest "
+                f"(recall@10 below {RECALL_FLOOR}); rebuild with more lists probed or another "
+                f"kind: simsearch index PHOTOS --ann flat|hnsw|ivf --index {folder}")
+        if manifest:
+            problem = _vector_file_problem(folder, manifest, dim)
+            if problem:
+                report.problems.append(problem)
         try:
             if not (folder / VECTORS).is_file() and not (folder / VECTORS).is_symlink():
                 report.problems.append("vectors.faiss is missing")
             else:
-                vectors = VectorIndex.load(folder / VECTORS, dim, factory)
+                vectors = VectorIndex.load(folder / VECTORS, dim, factory, described.get("params"))
                 if vectors.count != report.count:
                     report.problems.append(f"vectors.faiss holds {vectors.count} vectors, the "
                                            f"catalog {report.count}")
@@ -122,6 +140,23 @@ def check_index(folder: str | os.PathLike, repair: bool = False) -> CheckReport:
     if repair and report.problems:
         report.repaired = _repair(folder, record, manifest)
     return report
+
+
+def _vector_file_problem(folder: Path, manifest: dict, dim: int) -> str | None:
+    """What is wrong with vectors.f16 (queries then read the catalog instead), or None."""
+    path = folder / VECTOR_FILE
+    if not path.exists():
+        return "vectors.f16 is missing"
+    try:
+        shelf = VectorFile(path)
+    except IndexStoreError as e:
+        return str(e)
+    if shelf.generation != manifest["generation"] or shelf.count != manifest["count"]:
+        return (f"vectors.f16 is stale (generation {shelf.generation}, manifest "
+                f"{manifest['generation']})")
+    if shelf.dim != dim:
+        return f"vectors.f16 holds {shelf.dim}-dimensional vectors, expected {dim}"
+    return None
 
 
 def _ids_agree(catalog: Catalog, vectors: VectorIndex) -> bool:
@@ -181,8 +216,10 @@ def _repair(folder: Path, record: dict | None, manifest: dict | None) -> list[st
                 repaired.append("made the stored score offsets current")
             else:
                 scoring = catalog.get_meta("scoring") or "cosine"
-            vectors = index.rebuild_vectors(catalog)
-            store.commit(catalog, vectors, record, scoring)
+            ann = (manifest or {}).get("vectors", {}).get("ann", "auto")
+            vectors = index.rebuild_vectors(catalog, index.vector_choice(catalog.count(), ann))
+            store.commit(catalog, vectors, record, scoring, ann)
         finally:
             catalog.close()
-    return repaired + ["rebuilt vectors.faiss from the catalog", "rewrote manifest.json"]
+    return repaired + ["rebuilt vectors.faiss and vectors.f16 from the catalog",
+                       "rewrote manifest.json"]

@@ -6,10 +6,13 @@
       catalog.sqlite   source of truth: paths, sizes, mtimes, hashes, image sizes, vectors,
                        score offsets, which model made each vector, pairs kept apart
       vectors.faiss    derived: rebuilt from the catalog whenever its generation is stale
+      vectors.f16      derived: the vectors (float16), ids and score offsets, memory-mapped by
+                       queries (see simsearch.vectorfile)
       lock             held (flock) by the one process allowed to write
 
 A writer holds the lock (`Store.writer()`), commits catalog transactions, then calls
-`Store.commit()`, which writes vectors.faiss and then manifest.json, each atomically. Readers
+`Store.commit()`, which writes vectors.faiss, vectors.f16 and then manifest.json, each
+atomically. Readers
 never take the lock: they see the last committed catalog state. Nothing is ever written through
 a symbolic link: an index folder holding a link where simsearch writes is refused.
 """
@@ -26,17 +29,20 @@ from pathlib import Path
 from simsearch.catalog import Catalog
 from simsearch.config import ModelConfig
 from simsearch.errors import IndexLockedError, IndexStoreError, ModelError
+from simsearch.vectorfile import write_vector_file
 from simsearch.vectors import factory_problem
 
 __all__ = ["Store", "write_atomic", "write_error", "FORMAT_VERSION", "MANIFEST", "CATALOG",
-           "VECTORS", "LOCK", "model_record_problem"]
+           "VECTORS", "VECTOR_FILE", "LOCK", "model_record_problem"]
 
 FORMAT_VERSION = 2  # 2: score offsets live in the catalog, the vector index is described
 READABLE_FORMATS = (1, 2)
 MANIFEST, CATALOG, VECTORS, LOCK = "manifest.json", "catalog.sqlite", "vectors.faiss", "lock"
+VECTOR_FILE = "vectors.f16"
 # Every name simsearch opens for writing inside an index folder (SQLite's side files too).
 _WRITTEN = (MANIFEST, MANIFEST + ".tmp", CATALOG, CATALOG + "-wal", CATALOG + "-shm",
-            CATALOG + "-journal", VECTORS, VECTORS + ".tmp", LOCK)
+            CATALOG + "-journal", VECTORS, VECTORS + ".tmp", VECTOR_FILE, VECTOR_FILE + ".tmp",
+            LOCK)
 # A manifest is a few hundred bytes; a huge one is not ours, and is refused before it is read.
 _MAX_MANIFEST_BYTES = 1 << 20
 
@@ -223,15 +229,22 @@ class Store:
         finally:
             os.close(fd)  # closing releases the lock
 
-    def commit(self, catalog: Catalog, vectors, record: dict, scoring: str) -> dict:
-        """The derived files after catalog transactions: vectors.faiss, then manifest.json (its
-        generation says which catalog state both describe). Call with the writer lock held."""
+    def commit(self, catalog: Catalog, vectors, record: dict, scoring: str,
+               ann: str = "auto") -> dict:
+        """The derived files after catalog transactions: vectors.faiss, vectors.f16, then
+        manifest.json (its generation says which catalog state all describe; it records the
+        vector index's factory, parameters, measured recall and the `ann` choice that made
+        it). Call with the writer lock held."""
+        dim = int(record["config"]["dim"])
         try:
             write_atomic(self.folder / VECTORS, vectors.save_to)
+            write_atomic(self.folder / VECTOR_FILE, lambda f: write_vector_file(
+                f, catalog.count(), dim, catalog.generation, catalog.get_meta("scoring"),
+                catalog.vectors_and_offsets()))
             data = {"format_version": FORMAT_VERSION, "model": record,
-                    "dim": int(record["config"]["dim"]), "count": vectors.count,
+                    "dim": dim, "count": vectors.count,
                     "generation": catalog.generation, "metric": "cosine",
-                    "vectors": {"factory": vectors.factory}, "scoring": scoring}
+                    "vectors": {**vectors.describe(), "ann": ann}, "scoring": scoring}
             write_atomic(self.folder / MANIFEST, (json.dumps(data, indent=2) + "\n").encode())
         except (OSError, RuntimeError) as e:  # faiss reports a failed write as RuntimeError
             raise write_error(self.folder, e) from e
@@ -253,7 +266,12 @@ def _manifest_problem(data: dict) -> str | None:
     if data["model"]["config"]["dim"] != data["dim"]:
         return "manifest dim differs from its model's"
     vectors = data.get("vectors", {"factory": "Flat"})
-    if not isinstance(vectors, dict) or not isinstance(vectors.get("factory"), str):
+    if (not isinstance(vectors, dict) or not isinstance(vectors.get("factory"), str)
+            or not isinstance(vectors.get("params", {}), dict)
+            or not all(isinstance(v, int) and not isinstance(v, bool)
+                       for v in vectors.get("params", {}).values())
+            or not isinstance(vectors.get("ann", "auto"), str)
+            or not isinstance(vectors.get("recall_at_10", 0.0), (int, float))):
         return "manifest vectors description is malformed"
     problem = factory_problem(vectors["factory"])
     if problem:

@@ -1,69 +1,268 @@
 """FAISS: the only module that imports faiss. Inner product on unit vectors = cosine score.
 
 `VectorIndex` is the one search interface the rest of simsearch sees: add, remove, k nearest,
-pairs above a score, save, load. It is built from a factory description (FAISS's
-`index_factory` language) that the manifest records, so an index folder says how its vectors
-are searched. Today every index is exact (`Flat`); an approximate description returns
-candidates whose scores the caller re-computes exactly from the stored vectors
-(`simsearch.scoring`), so approximation can cost recall, never a wrong score.
+save, load. It is built from a factory description (FAISS's `index_factory` language) and
+search parameters that the manifest records, so an index folder says how its vectors are
+searched. `choose` picks the description from the vector count and a memory budget: exact
+`Flat` up to `FLAT_LIMIT` vectors, then HNSW (graph, full vectors), then IVF with flat, SQ8 or
+PQ codes when memory asks for less. Approximate indexes return candidates: a lossy one (SQ, PQ)
+has their scores recomputed exactly from stored vectors (`rescore_with`), so approximation can
+cost recall, never a wrong score; `measure_recall` records what it costs.
+
+Removal: Flat and IVF remove ids in place. An HNSW graph cannot drop a node, so a removed
+id becomes a tombstone (its slot in the id map is set to -1, which search never returns and
+the saved file keeps); `tombstones` counts them, and the index folder rebuilds the graph from
+the catalog when they pass `TOMBSTONE_LIMIT` of the index (see `Index`).
 """
 from __future__ import annotations
 
+import math
 import os
-from collections.abc import Iterator
-from dataclasses import dataclass
+import re
+import stat
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 
 import faiss
 import numpy as np
 
 from simsearch.errors import IndexStoreError
 
-__all__ = ["VectorIndex", "Pairs", "SelfJoin", "range_pairs", "EXACT_LIMIT", "JOIN_EXACT_LIMIT",
-           "DEFAULT_FACTORY", "FACTORIES", "factory_problem"]
+__all__ = ["VectorIndex", "Choice", "choose", "parse_ann", "measure_recall", "Pairs", "SelfJoin",
+           "range_pairs", "EXACT_LIMIT", "FLAT_LIMIT", "HNSW_LIMIT", "JOIN_EXACT_LIMIT",
+           "DEFAULT_FACTORY", "ANN_KINDS", "TOMBSTONE_LIMIT", "factory_problem"]
 
 EXACT_LIMIT = 200_000
 # A self-join scans n x n scores when exact: above this many vectors an inverted file is used.
 JOIN_EXACT_LIMIT = 50_000
 DEFAULT_FACTORY = "Flat"
-# The vector index descriptions simsearch builds (and so accepts in a manifest).
-FACTORIES = ("Flat",)
+# Exact search scans every vector: one query over 256-d float32 rows took 5 ms at 100k, 18 ms
+# at 300k and 56 ms at 1M on this 2-core machine (one thread, machine shared). Flat stays the
+# choice while a warm query is a few tens of ms.
+FLAT_LIMIT = 500_000
+# An HNSW graph is built one vector at a time (minutes per million on two cores): above this
+# many vectors IVF, whose build is one k-means and an assignment, is chosen instead.
+HNSW_LIMIT = 2_000_000
+HNSW_M = 32
+TOMBSTONE_LIMIT = 0.1  # removed HNSW nodes, as a share of the graph, before it is rebuilt
+ANN_KINDS = ("auto", "flat", "hnsw", "ivf", "ivfsq", "ivfpq")
+# The vector index descriptions simsearch builds, and so accepts in a manifest or from --ann:
+# exact, HNSW over float32, IVF over float32 / SQ8 / PQ codes, with bounded parameters (a
+# manifest from someone else cannot make faiss build something huge or exotic).
+_FACTORY = re.compile(r"Flat|HNSW(?P<m>\d{1,3}),Flat|IVF(?P<nlist>\d{1,6}),"
+                      r"(?:Flat|SQ8|PQ(?P<pq>\d{1,4})(?:x4)?)")
 
 
 def factory_problem(factory) -> str | None:
-    """What is wrong with a vector index description from a manifest, or None."""
-    if factory not in FACTORIES:
-        return (f"vector index {str(factory)[:40]!r} is not one this simsearch builds "
-                f"({', '.join(FACTORIES)})")
+    """What is wrong with a vector index description from a manifest or `--ann`, or None."""
+    match = _FACTORY.fullmatch(factory) if isinstance(factory, str) else None
+    bounded = match is not None and (
+        (match["m"] is None or 4 <= int(match["m"]) <= 128)
+        and (match["nlist"] is None or 1 <= int(match["nlist"]) <= 262144)
+        and (match["pq"] is None or 1 <= int(match["pq"]) <= 1024))
+    if not bounded:
+        return (f"vector index {str(factory)[:40]!r} is not one this simsearch builds (Flat, "
+                f"HNSW<M>,Flat, IVF<lists>,Flat|SQ8|PQ<bytes>)")
     return None
 _THREADED_QUERIES = 8  # from this many queries on, a search uses every core
+_MIN_TRAIN = 1000  # fewer vectors than this are searched exactly whatever the kind asked
+_RESCORE_FACTOR = 4  # a lossy index is asked for this many candidates per result
+
+
+@dataclass(frozen=True)
+class Choice:
+    """A vector index description: FAISS factory string and search parameters."""
+
+    factory: str
+    params: dict = field(default_factory=dict)  # nprobe (IVF), efSearch / efConstruction (HNSW)
+
+    def to_dict(self) -> dict:
+        return {"factory": self.factory, "params": dict(self.params)}
+
+
+def default_memory() -> int:
+    """Bytes an index may hold in memory when nobody says: a quarter of physical memory."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 4
+    except (ValueError, OSError):
+        return 4 << 30
+
+
+def _nlist(count: int) -> int:
+    """IVF lists: a power of two near 2 sqrt(n), between 64 and 65536, and at most n / 39
+    (k-means wants about 39 training vectors a list)."""
+    target = max(64, 2 * math.sqrt(max(count, 1)))
+    trainable = 2 ** int(math.log2(max(count // 39, 1)))
+    return int(max(1, min(65536, 2 ** round(math.log2(target)), trainable)))
+
+
+def _pq_m(dim: int, budget_per_vector: float) -> int:
+    """PQ sub-quantisers (bytes per vector): the most that fit, dividing dim, at most dim / 2."""
+    for m in (dim // 2, dim // 4, dim // 8, dim // 16):
+        if m >= 1 and dim % m == 0 and m + 8 <= budget_per_vector:
+            return m
+    return max(1, dim // 16)
+
+
+def choose(count: int, dim: int, memory: int | None = None, kind: str = "auto") -> Choice:
+    """The vector index for `count` vectors of `dim` under `memory` bytes (default: a quarter
+    of physical memory). `kind`: auto, or force flat / hnsw / ivf / ivfsq / ivfpq (the
+    parameters still follow the count)."""
+    memory = default_memory() if memory is None else int(memory)
+    flat_bytes = count * (4 * dim + 8)
+    hnsw_bytes = count * (4 * dim + 8 * HNSW_M + 16)
+    per_vector = memory / max(count, 1)
+    if kind == "auto":
+        if count <= FLAT_LIMIT and flat_bytes <= memory:
+            kind = "flat"
+        elif count <= HNSW_LIMIT and hnsw_bytes <= memory:
+            kind = "hnsw"
+        elif flat_bytes <= memory:
+            kind = "ivf"
+        elif count * (dim + 8) <= memory:
+            kind = "ivfsq"
+        else:
+            kind = "ivfpq"
+    if kind.startswith("ivf") and count < _MIN_TRAIN:
+        kind = "flat"  # too few vectors to train lists on: exact, until there are enough
+    nlist = _nlist(count)
+    # nprobe: a share of the lists large enough for recall@10 >= 0.95 on real-like vectors
+    # (measured at build time and recorded: see measure_recall)
+    nprobe = min(nlist, max(16, nlist // 32))
+    if kind == "flat":
+        return Choice("Flat")
+    if kind == "hnsw":
+        return Choice(f"HNSW{HNSW_M},Flat", {"efSearch": 128, "efConstruction": 80})
+    if kind == "ivf":
+        return Choice(f"IVF{nlist},Flat", {"nprobe": nprobe})
+    if kind == "ivfsq":
+        return Choice(f"IVF{nlist},SQ8", {"nprobe": nprobe})
+    if kind == "ivfpq":
+        bits = "" if count >= 100 * 256 else "x4"  # 256 centroids a sub-quantiser want data
+        return Choice(f"IVF{nlist},PQ{_pq_m(dim, per_vector)}{bits}", {"nprobe": nprobe})
+    raise ValueError(f"unknown index kind {kind!r}; one of {', '.join(ANN_KINDS)}")
+
+
+def parse_ann(text: str) -> str:
+    """`--ann`: a kind (auto, flat, hnsw, ivf, ivfsq, ivfpq) or a FAISS factory string of a
+    family simsearch builds (see `factory_problem`); checked here so that a typo is refused
+    before any work."""
+    if text.lower() in ANN_KINDS:
+        return text.lower()
+    problem = factory_problem(text)
+    if problem:
+        raise IndexStoreError(f"--ann {text!r}: neither one of {', '.join(ANN_KINDS)} nor a "
+                              f"FAISS index description simsearch builds: {problem}")
+    return text
+
+
+def _is_ivf(index) -> bool:
+    return isinstance(index, faiss.IndexIVF)
+
+
+def _is_hnsw(index) -> bool:
+    return isinstance(index, faiss.IndexHNSW)
 
 
 class VectorIndex:
-    """Unit vectors with stable int64 ids, searched by inner product (= cosine)."""
+    """Unit vectors with stable int64 ids, searched by inner product (= cosine).
 
-    def __init__(self, dim: int, factory: str = DEFAULT_FACTORY, index: faiss.Index | None = None):
+    Flat and HNSW live inside an id map; IVF keeps the ids itself in its lists (removal scans
+    them; its vectors are not looked up by id: `get` is for Flat and HNSW)."""
+
+    def __init__(self, dim: int, factory: str = DEFAULT_FACTORY, index: faiss.Index | None = None,
+                 params: dict | None = None):
         self.dim = dim
         self.factory = factory
+        self.params = dict(params or {})
+        self.recall: float | None = None  # recall@10 against exact search, measured at build
+        self._rescore: Callable[[np.ndarray], np.ndarray] | None = None
         if index is None:
             try:
-                inner = faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
+                made = faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
             except RuntimeError as e:
                 raise IndexStoreError(f"unknown vector index description {factory!r}") from e
-            index = faiss.IndexIDMap2(inner)
+            inner = faiss.downcast_index(made)
+            self._owner = made
+            if _is_ivf(inner):
+                index = inner
+            else:
+                index = faiss.IndexIDMap2(made)
+                made.this.disown()  # the id map owns it now
+                index.own_fields = True
         self.index = index
+        self._apply(self.params)
+        self.tombstones = self._count_tombstones()
+
+    # -- what kind ------------------------------------------------------------------------------
+    @property
+    def _inner(self):
+        if isinstance(self.index, faiss.IndexIDMap2):
+            return faiss.downcast_index(self.index.index)
+        return self.index
 
     @property
     def exact(self) -> bool:
-        """Whether search scores are exact cosines (a flat index) or candidates to re-score."""
-        return isinstance(faiss.downcast_index(self.index.index), faiss.IndexFlat)
+        """Whether search is exhaustive with exact cosines (a flat index)."""
+        return isinstance(self._inner, faiss.IndexFlat)
+
+    @property
+    def lossy(self) -> bool:
+        """Whether the index keeps compressed codes (SQ, PQ): its scores are approximations,
+        recomputed from stored vectors before anyone sees them."""
+        inner = self._inner
+        if _is_hnsw(inner):
+            return not isinstance(faiss.downcast_index(inner.storage), faiss.IndexFlat)
+        return not isinstance(inner, (faiss.IndexFlat, faiss.IndexIVFFlat))
+
+    @property
+    def needs_training(self) -> bool:
+        return not self.index.is_trained
+
+    @property
+    def training_size(self) -> int:
+        """How many vectors to train on: about 40 for each IVF list, at least 100k."""
+        inner = self._inner
+        return max(100_000, 40 * int(inner.nlist)) if _is_ivf(inner) else 100_000
+
+    def _apply(self, params: dict) -> None:
+        inner = self._inner
+        if _is_ivf(inner) and "nprobe" in params:
+            inner.nprobe = int(params["nprobe"])
+        if _is_hnsw(inner):
+            if "efSearch" in params:
+                inner.hnsw.efSearch = int(params["efSearch"])
+            if "efConstruction" in params:
+                inner.hnsw.efConstruction = int(params["efConstruction"])
+
+    def describe(self) -> dict:
+        """What the manifest records: factory, parameters, measured recall."""
+        out = {"factory": self.factory, "params": dict(self.params)}
+        if self.recall is not None:
+            out["recall_at_10"] = round(float(self.recall), 4)
+        return out
 
     @property
     def count(self) -> int:
-        return int(self.index.ntotal)
+        return int(self.index.ntotal) - self.tombstones
+
+    def _count_tombstones(self) -> int:
+        if isinstance(self.index, faiss.IndexIDMap2) and _is_hnsw(self._inner):
+            return int((faiss.vector_to_array(self.index.id_map) == -1).sum())
+        return 0
+
+    # -- changing -------------------------------------------------------------------------------
+    def train(self, sample: np.ndarray) -> None:
+        """Train an IVF / PQ / SQ index on a sample of the vectors it will hold."""
+        sample = np.ascontiguousarray(sample, dtype=np.float32).reshape(-1, self.dim)
+        self.index.train(sample)
 
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         if len(ids) == 0:
             return
+        if self.needs_training:
+            raise IndexStoreError(f"the {self.factory} index must be trained before vectors "
+                                  f"are added")
         vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(len(ids), self.dim)
         try:
             self.index.add_with_ids(vectors, np.ascontiguousarray(ids, dtype=np.int64))
@@ -74,11 +273,32 @@ class VectorIndex:
     def remove(self, ids: np.ndarray) -> int:
         if len(ids) == 0:
             return 0
+        ids = np.ascontiguousarray(ids, dtype=np.int64)
+        if self.tombstones or (isinstance(self.index, faiss.IndexIDMap2) and _is_hnsw(self._inner)):
+            return self._bury(ids)
         try:
-            return int(self.index.remove_ids(np.ascontiguousarray(ids, dtype=np.int64)))
+            return int(self.index.remove_ids(ids))
         except RuntimeError as e:
             raise IndexStoreError(f"cannot remove from the {self.factory} vector index "
                                   f"({str(e).strip().splitlines()[-1][:120]})") from e
+
+    def _bury(self, ids: np.ndarray) -> int:
+        """HNSW: mark the nodes of `ids` dead (-1 in the id map); search skips them."""
+        id_map = faiss.vector_to_array(self.index.id_map)
+        dead = np.isin(id_map, ids) & (id_map >= 0)
+        n = int(dead.sum())
+        if n:
+            id_map[dead] = -1
+            faiss.copy_array_to_vector(id_map, self.index.id_map)
+            self.index.construct_rev_map()
+            self.tombstones += n
+        return n
+
+    # -- searching ------------------------------------------------------------------------------
+    def rescore_with(self, vectors_of: Callable[[np.ndarray], np.ndarray] | None) -> None:
+        """Where a lossy index gets the stored vectors of candidate ids (float32 [n, dim]) to
+        compute their exact scores."""
+        self._rescore = vectors_of
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """(scores, ids), each [n, k'] with k' = min(k, count), best first (cosine scores)."""
@@ -91,6 +311,29 @@ class VectorIndex:
         if k == 0:
             n = len(queries)
             return np.zeros((n, 0), np.float32), np.zeros((n, 0), np.int64)
+        fetch = k
+        if self.lossy and self._rescore is not None:
+            fetch = min(self.count, max(_RESCORE_FACTOR * k, k + 32))
+        fetch = min(int(self.index.ntotal), fetch + self.tombstones)
+        scores, ids = self._search(queries, fetch)
+        if self.lossy and self._rescore is not None:
+            scores = self._exact_scores(queries, ids)
+        if fetch == k and not self.tombstones:
+            return scores, ids
+        scores = np.where(ids >= 0, scores, -np.inf).astype(np.float32)
+        order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+        return np.take_along_axis(scores, order, 1), np.take_along_axis(ids, order, 1)
+
+    def _exact_scores(self, queries: np.ndarray, ids: np.ndarray) -> np.ndarray:
+        flat = ids.ravel()
+        found = flat >= 0
+        stored = np.zeros((len(flat), self.dim), np.float32)
+        if found.any():
+            stored[found] = self._rescore(flat[found])
+        scores = np.einsum("qkd,qd->qk", stored.reshape(*ids.shape, self.dim), queries)
+        return np.where(ids >= 0, scores, -np.inf).astype(np.float32)
+
+    def _search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         if len(queries) >= _THREADED_QUERIES:
             return self.index.search(queries, k)
         # A few queries scan memory once: one thread does it faster than waking a team that
@@ -103,44 +346,62 @@ class VectorIndex:
             faiss.omp_set_num_threads(threads)
 
     def ids(self) -> np.ndarray:
-        return faiss.vector_to_array(self.index.id_map).astype(np.int64)
+        if isinstance(self.index, faiss.IndexIDMap2):
+            ids = faiss.vector_to_array(self.index.id_map).astype(np.int64)
+            return ids[ids >= 0] if self.tombstones else ids
+        lists = self.index.invlists
+        out = [faiss.rev_swig_ptr(lists.get_ids(i), lists.list_size(i)).copy()
+               for i in range(lists.nlist) if lists.list_size(i)]
+        return np.concatenate(out).astype(np.int64) if out else np.zeros(0, np.int64)
 
     def get(self, ids: np.ndarray) -> np.ndarray:
         """The stored vectors of `ids` (each must be present), float32 [len(ids), dim]; exact
         for a flat index, a reconstruction otherwise."""
+        if not isinstance(self.index, faiss.IndexIDMap2):
+            raise IndexStoreError(f"a {self.factory} index does not look vectors up by id")
         out = np.empty((len(ids), self.dim), np.float32)
         for row, i in enumerate(np.asarray(ids, dtype=np.int64).tolist()):
             out[row] = self.index.reconstruct(i)
         return out
 
     def vectors(self) -> np.ndarray:
-        """Every stored vector in storage order (that of `ids()`), float32 [n, dim]."""
-        return self.index.index.reconstruct_n(0, self.count)
+        """Every stored vector in the order of `ids()`, float32 [n, dim]."""
+        if self.exact:
+            return self._inner.reconstruct_n(0, int(self.index.ntotal))
+        return self.get(self.ids())
 
     def pairs(self, threshold: float, batch: int = 4096) -> Iterator["Pairs"]:
         """Every stored pair (i < j by row) scoring >= threshold; see `range_pairs`."""
         return range_pairs(self.ids(), self.vectors(), threshold, batch)
 
+    # -- files ----------------------------------------------------------------------------------
     def save_to(self, f) -> None:
         """Write the index into `f`, a binary file open for writing (the caller owns where and
         how it lands: see `simsearch.store.write_atomic`)."""
         faiss.write_index(self.index, faiss.PyCallbackIOWriter(f.write))
 
     @classmethod
-    def load(cls, path: str | os.PathLike, dim: int, factory: str = DEFAULT_FACTORY) -> "VectorIndex":
-        """Read a vector file and check that it is what the manifest says: an id map over an
-        index of `factory` on `dim`-dimensional vectors. A file that is anything else raises
-        `IndexStoreError` (it is derived data: the caller rebuilds it from the catalog)."""
+    def load(cls, path: str | os.PathLike, dim: int, factory: str = DEFAULT_FACTORY,
+             params: dict | None = None, mapped: bool = False) -> "VectorIndex":
+        """Read a vector file and check that it is what the manifest says: an index of
+        `factory` on `dim`-dimensional vectors with ids. A file that is anything else raises
+        `IndexStoreError` (it is derived data: the caller rebuilds it from the catalog).
+        `mapped`: an IVF index's lists are memory-mapped, not read (for searching only: a
+        query touches the lists it probes)."""
         try:
             fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
         except OSError as e:
             raise IndexStoreError(f"{path}: cannot read the vector file ({e.strerror or e})") from e
         with open(fd, "rb") as f:
-            import stat
             if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
                 raise IndexStoreError(f"{path}: not a regular file")
             try:
-                index = faiss.read_index(faiss.PyCallbackIOReader(f.read))
+                if mapped and factory.startswith("IVF") and os.path.isdir("/proc/self/fd"):
+                    # the file opened without following links, read by faiss through its fd
+                    index = faiss.read_index(f"/proc/self/fd/{f.fileno()}",
+                                             faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)
+                else:
+                    index = faiss.read_index(faiss.PyCallbackIOReader(f.read))
             except RuntimeError as e:
                 # faiss's message names its C++ internals; the user needs only the verdict
                 raise IndexStoreError(f"{path}: cannot read the vector file (truncated or "
@@ -152,17 +413,48 @@ class VectorIndex:
             raise IndexStoreError(f"{path}: vectors have {index.d} dimensions, expected {dim}")
         read = index  # owns the C++ object: kept alive beside its downcast view
         index = faiss.downcast_index(read)
-        if not isinstance(index, faiss.IndexIDMap2):
+        try:
+            made = faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
+        except RuntimeError as e:
+            raise IndexStoreError(f"unknown vector index description {factory!r}") from e
+        expected = type(faiss.downcast_index(made))
+        if issubclass(expected, faiss.IndexIVF):
+            inner = index
+        elif isinstance(index, faiss.IndexIDMap2):
+            inner = faiss.downcast_index(index.index)
+        else:
             raise IndexStoreError(f"{path}: not a vector file simsearch wrote (no id map)")
-        expected = type(faiss.downcast_index(
-            faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)))
-        inner = faiss.downcast_index(index.index)
         if not isinstance(inner, expected) or inner.metric_type != faiss.METRIC_INNER_PRODUCT:
             raise IndexStoreError(f"{path}: holds a {type(inner).__name__} index, the manifest "
                                   f"says {factory!r}")
-        loaded = cls(dim, factory, index)
+        if not inner.is_trained:
+            raise IndexStoreError(f"{path}: holds an untrained {factory} index")
+        loaded = cls(dim, factory, index, params)
         loaded._owner = read
         return loaded
+
+
+def measure_recall(index: VectorIndex, queries: np.ndarray,
+                   batches: Callable[[], Iterator[tuple[np.ndarray, np.ndarray]]],
+                   k: int = 10) -> float:
+    """Recall@k of `index` against exact search: the share of each query's true `k` nearest
+    stored vectors (by brute force over `batches()`, the stored (ids, vectors)) that the index
+    returns in its top `k`, averaged over `queries`."""
+    queries = np.ascontiguousarray(queries, dtype=np.float32)
+    best_scores = np.full((len(queries), k), -np.inf, np.float32)
+    best_ids = np.full((len(queries), k), -1, np.int64)
+    for ids, vectors in batches():
+        sims = queries @ np.ascontiguousarray(vectors, dtype=np.float32).T
+        scores = np.concatenate([best_scores, sims], axis=1)
+        every = np.concatenate([best_ids, np.broadcast_to(ids, sims.shape)], axis=1)
+        top = np.argpartition(-scores, k - 1, axis=1)[:, :k] if scores.shape[1] > k else \
+            np.argsort(-scores, axis=1)[:, :k]
+        best_scores = np.take_along_axis(scores, top, 1)
+        best_ids = np.take_along_axis(every, top, 1)
+    _, found = index.search(queries, k)
+    hits = [len(set(f.tolist()) & set(b[b >= 0].tolist())) / max(1, int((b >= 0).sum()))
+            for f, b in zip(found, best_ids)]
+    return float(np.mean(hits)) if hits else 1.0
 
 
 @dataclass

@@ -1,0 +1,122 @@
+"""`simsearch serve`: a small local HTTP server that keeps one index loaded and answers warm
+queries. Standard library only; JSON in and out; binds 127.0.0.1 unless told otherwise.
+
+    GET  /health                  {"ok": true, "index": FOLDER, "images": N}
+    POST /query                   {"path": "/photos/a.jpg", "k": 10}  (a file the server reads)
+    POST /query?k=10              the image's bytes (Content-Type: application/octet-stream)
+         -> {"query": ..., "results": [{"path": ..., "score": ...}, ...]} or {"error": ...}
+
+A request body over `MAX_BODY` bytes is refused (413). Nothing here prints: the CLI says where
+it listens (`on_ready`).
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlparse
+
+from simsearch.errors import SimsearchError
+
+__all__ = ["serve", "make_server", "MAX_BODY"]
+
+MAX_BODY = 64 << 20  # an uploaded picture (a 12 MP JPEG is a few MB)
+
+
+def make_server(index, host: str = "127.0.0.1", port: int = 8765) -> ThreadingHTTPServer:
+    """An HTTP server answering for `index` (a `simsearch.index.Index`); port 0 picks a free
+    one (see `server.server_address`). Its vectors and model are loaded before it returns."""
+    index.embedder  # load the network and the vectors now, not on the first request
+    if not index.empty():
+        index.search_vectors(_blank_query(index), 1)
+
+    class Handler(_Handler):
+        pass
+    Handler.index = index
+    server = ThreadingHTTPServer((host, port), Handler)
+    server.daemon_threads = True
+    return server
+
+
+def serve(index, host: str = "127.0.0.1", port: int = 8765,
+          on_ready: Callable[[str, int], None] | None = None,
+          max_requests: int | None = None) -> None:
+    """Serve until interrupted (or after `max_requests` requests, for tests)."""
+    server = make_server(index, host, port)
+    if on_ready is not None:
+        on_ready(*server.server_address[:2])
+    try:
+        if max_requests is None:
+            server.serve_forever()
+        else:
+            for _ in range(max_requests):
+                server.handle_request()
+    finally:
+        server.server_close()
+
+
+def _blank_query(index):
+    import numpy as np
+    vector = np.zeros((1, index.dim), np.float32)
+    vector[0, 0] = 1.0
+    return vector
+
+
+class _Handler(BaseHTTPRequestHandler):
+    index = None
+    server_version = "simsearch"
+
+    def log_message(self, format, *args):  # the library does not print
+        pass
+
+    def _reply(self, status: int, body: dict) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self):
+        if urlparse(self.path).path != "/health":
+            return self._reply(404, {"error": "not found; use GET /health or POST /query"})
+        self._reply(200, {"ok": True, "index": str(self.index.folder),
+                          "images": int((self.index.manifest or {}).get("count", 0))})
+
+    def do_POST(self):
+        url = urlparse(self.path)
+        if url.path != "/query":
+            return self._reply(404, {"error": "not found; use POST /query"})
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            return self._reply(400, {"error": "bad Content-Length"})
+        if length > MAX_BODY or length < 0:
+            return self._reply(413, {"error": f"body over {MAX_BODY} bytes"})
+        body = self.rfile.read(length)
+        try:
+            k = int(parse_qs(url.query).get("k", ["10"])[0])
+            if self.headers.get("Content-Type", "").startswith("application/json"):
+                request = json.loads(body or b"{}")
+                k = int(request.get("k", k))
+                return self._answer(str(request["path"]), k)
+            with tempfile.NamedTemporaryFile(suffix=".img") as f:
+                f.write(body)
+                f.flush()
+                return self._answer(f.name, k, shown="upload")
+        except (ValueError, KeyError, TypeError) as e:
+            return self._reply(400, {"error": f"bad request ({e}); send JSON {{\"path\": ..., "
+                                              f"\"k\": 10}} or the image bytes"})
+
+    def _answer(self, path: str, k: int, shown: str | None = None) -> None:
+        try:
+            result = self.index.search([path], k=k)[0]
+        except SimsearchError as e:
+            return self._reply(400, {"error": str(e)})
+        query = shown or result.query
+        if result.error:
+            return self._reply(422, {"query": query, "error": result.error})
+        self._reply(200, {"query": query, "results": [
+            {"path": m.path, "score": round(m.score, 6)} for m in result.matches]})
