@@ -103,7 +103,7 @@ def main():
               help="Decoding threads.  [default: CPU count]")
 @click.option("--batch-size", type=click.IntRange(1, 1024), default=32, show_default=True)
 @click.option("--ann", default=None, metavar="auto|flat|hnsw|ivf|ivfsq|ivfpq|FACTORY",
-              help="How vectors are searched: auto (exact up to 500k images, then HNSW or IVF "
+              help="How vectors are searched: auto (exact up to 500k images, then IVF "
                    "by count and memory), a kind, or a FAISS factory string.  [default: what "
                    "the index recorded, auto]")
 @_device_option
