@@ -108,7 +108,7 @@ def main():
                    "pip install 'simsearch[ray]' and the photos and model at the same paths on "
                    "every node.")
 @click.option("--ann", default=None, metavar="auto|flat|hnsw|ivf|ivfsq|ivfpq|FACTORY",
-              help="How vectors are searched: auto (exact up to 500k images, then HNSW or IVF "
+              help="How vectors are searched: auto (exact up to 500k images, then IVF "
                    "by count and memory), a kind, or a FAISS factory string.  [default: what "
                    "the index recorded, auto]")
 @_device_option

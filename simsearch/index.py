@@ -359,7 +359,7 @@ class Index:
         `ray`: the address of a Ray cluster ("auto", "local", host:port) whose workers hash,
         decode and embed (`simsearch.cluster`; `workers` actors, default one per CPU); this
         process plans and commits.
-        `ann`: how vectors are searched: "auto" (exact Flat while small, then HNSW or IVF by
+        `ann`: how vectors are searched: "auto" (exact Flat while small, then IVF by
         count and `memory` bytes; see `simsearch.vectors.choose`), a kind (flat, hnsw, ivf,
         ivfsq, ivfpq) or a FAISS factory string; default: what the index recorded ("auto").
 
@@ -805,8 +805,8 @@ def _sample(catalog: Catalog, size: int, seed: int = 0) -> np.ndarray:
 class _Deferred:
     """Stands in for the vector index while an ingest grows it past its kind's size: nothing
     is held in memory, and the commit builds the index from the catalog (`Index._settled`).
-    Ingest memory stays bounded by the largest index kept whole (`FLAT_LIMIT` vectors, or
-    the HNSW one below `HNSW_LIMIT`) whatever the number of files."""
+    Ingest memory stays bounded by the largest index kept whole (`FLAT_LIMIT` vectors flat,
+    0.5 GB at 256-d, in the automatic choice) whatever the number of files."""
 
     factory = "deferred"
     tombstones = 0

@@ -18,7 +18,7 @@ from simsearch.integrity import check_index
 from simsearch.scoring import Offsets, adjusted_search, build_background
 from simsearch.store import write_atomic
 from simsearch.vectorfile import VectorFile
-from simsearch.vectors import (FLAT_LIMIT, HNSW_LIMIT, VectorIndex, choose, measure_recall,
+from simsearch.vectors import (FLAT_LIMIT, VectorIndex, choose, measure_recall,
                                parse_ann)
 
 GB = 1 << 30
@@ -36,9 +36,8 @@ def _clustered(n, d, seed, clusters=40):
 def test_the_choice_follows_count_and_memory():
     assert choose(1000, 256, 8 * GB).factory == "Flat"
     assert choose(FLAT_LIMIT, 256, 8 * GB).factory == "Flat"
-    assert choose(FLAT_LIMIT + 1, 256, 8 * GB).factory.startswith("HNSW")
-    assert choose(HNSW_LIMIT, 256, 8 * GB).factory.startswith("HNSW")
-    big = choose(HNSW_LIMIT + 1, 256, 16 * GB)
+    assert choose(FLAT_LIMIT + 1, 256, 8 * GB).factory.startswith("IVF")
+    big = choose(3_000_000, 256, 16 * GB)
     assert big.factory.endswith(",Flat") and big.factory.startswith("IVF") and big.params["nprobe"] >= 16
     # memory decides the codes: float32 (1 KB), SQ8 (256 B), PQ (a few dozen bytes) a vector
     assert choose(10_000_000, 256, 12 * GB).factory.endswith(",Flat")
@@ -161,12 +160,13 @@ def test_removal_and_size_boundaries_through_the_index(tmp_path, tiny_model, mon
                for r in open_index(index.folder).search(files, k=10))
     auto = _index(tmp_path, tiny_model, "auto")
     monkeypatch.setattr(vectors_module, "FLAT_LIMIT", 7)
+    monkeypatch.setattr(vectors_module, "_MIN_TRAIN", 4)  # IVF lists on a handful of vectors
     auto.add_paths([photos])
     assert auto.factory == "Flat"
     more = tmp_path / "more"
     write_pictures(more, 4, seed=7)
     auto.add_paths([photos, more])
-    assert auto.count() == 9 and auto.factory.startswith("HNSW")  # crossed: rebuilt
+    assert auto.count() == 9 and auto.factory.startswith("IVF")  # crossed: rebuilt
     assert check_index(auto.folder).ok
     auto.forget([str(more / "img000.jpg"), str(more / "img001.jpg")])  # back under: Flat again
     assert auto.count() == 7 and auto.factory == "Flat" and check_index(auto.folder).ok
