@@ -26,7 +26,8 @@ from simsearch.images import load_image
 from simsearch.ingest import IngestReport, Progress, ingest
 from simsearch.scoring import Background, Offsets, adjusted_search, load_background
 from simsearch.store import (CATALOG, FORMAT_VERSION, LOCK, MANIFEST, VECTOR_FILE, VECTORS,
-                             Store, write_atomic, write_error)
+                             Store, write_atomic)
+from simsearch.derived import Deferred, Growing, by_id, computed_offsets, sample, vectors_agree
 from simsearch.vectorfile import VectorFile
 from simsearch.vectors import (ANN_KINDS, DEFAULT_FACTORY, TOMBSTONE_LIMIT, Choice, VectorIndex,
                                choose, measure_recall, parse_ann)
@@ -35,7 +36,6 @@ __all__ = ["Index", "Match", "QueryResult", "open_index", "default_index_dir", "
            "MANIFEST", "CATALOG", "VECTORS", "LOCK"]
 
 _DEFAULT_NAMES = (None, "default", "default (random init)")
-_VERIFY_SAMPLE = 16  # stored vectors compared with the catalog whenever vectors.faiss is read
 _RECALL_QUERIES = 500  # stored vectors (seeded) whose exact top 10 an approximate index is held to
 THRESHOLD_KEY = "dedupe_threshold"  # catalog meta: a calibrated threshold, JSON (save_threshold)
 
@@ -228,7 +228,7 @@ class Index:
         """Stored float32 vectors of `ids` from the catalog (when vectors.f16 is stale)."""
         catalog = self.catalog()
         try:
-            return _by_id(catalog, ids)
+            return by_id(catalog, ids)
         finally:
             catalog.close()
 
@@ -285,13 +285,13 @@ class Index:
         choice = choice or Choice(self.factory, self._described().get("params", {}))
         vectors = VectorIndex(self.dim, choice.factory, params=choice.params)
         if vectors.needs_training:
-            sample = _sample(catalog, vectors.training_size)
+            training = sample(catalog, vectors.training_size)
             try:
-                vectors.train(sample)
+                vectors.train(training)
             except RuntimeError as e:  # faiss: fewer vectors than the description needs
                 raise IndexStoreError(
                     f"{self.folder}: the vector index {choice.factory} cannot be trained on "
-                    f"{len(sample)} vectors; repair with: simsearch check --repair --index "
+                    f"{len(training)} vectors; repair with: simsearch check --repair --index "
                     f"{self.folder}") from e
         for ids, batch in catalog.vectors():
             if batch.shape[1] != self.dim:
@@ -300,19 +300,19 @@ class Index:
                     f"{self.dim}; repair with: simsearch check --repair --index {self.folder}")
             vectors.add(ids, batch)
         if not vectors.exact:
-            vectors.rescore_with(lambda ids: _by_id(catalog, ids))
-            queries = _sample(catalog, _RECALL_QUERIES, seed=1)
+            vectors.rescore_with(lambda ids: by_id(catalog, ids))
+            queries = sample(catalog, _RECALL_QUERIES, seed=1)
             vectors.recall = measure_recall(vectors, queries, catalog.vectors)
             vectors.rescore_with(None)
         return vectors
 
-    def _settled(self, catalog: Catalog, vectors: "VectorIndex | _Deferred",
+    def _settled(self, catalog: Catalog, vectors: "VectorIndex | Deferred",
                  ann: str | None = None, memory: int | None = None) -> VectorIndex:
         """The vector index to commit: `vectors` as it is, or rebuilt from the catalog when the
         count crossed a size boundary (another choice), when `ann` asks for another kind, when
         ingest deferred it, or when removed HNSW nodes pass `TOMBSTONE_LIMIT`."""
         choice = self.vector_choice(catalog.count(), ann, memory)
-        if (isinstance(vectors, _Deferred) or choice.factory != vectors.factory
+        if (isinstance(vectors, Deferred) or choice.factory != vectors.factory
                 or vectors.tombstones > TOMBSTONE_LIMIT * max(vectors.count, 1)):
             return self.rebuild_vectors(catalog, choice)
         return vectors
@@ -338,7 +338,7 @@ class Index:
             return Offsets.zeros(ids)
         if stored == wanted and whole:
             return Offsets(ids, values)
-        return _computed_offsets(catalog, self.background)
+        return computed_offsets(catalog, self.background)
 
     def scoring_target(self) -> str | None:
         """What the offsets must be made for: the background's fingerprint, "cosine" for a
@@ -395,7 +395,7 @@ class Index:
                 self._vectors = None
                 vectors, _ = self._load_with(catalog)
                 ann = ann or self.ann
-                growing = _Growing(vectors, lambda n: self.vector_choice(n, ann, memory))
+                growing = Growing(vectors, lambda n: self.vector_choice(n, ann, memory))
                 if ray is None:
                     report = ingest(catalog, growing, lambda: self.embedder, roots,
                                     progress=progress, workers=workers, batch_size=batch_size,
@@ -753,102 +753,6 @@ class Index:
         except OSError as e:
             raise IndexStoreError(f"{out}: cannot write ({e.strerror or e})") from e
         return len(paths)
-
-
-def vectors_agree(catalog: Catalog, vectors: VectorIndex, sample: int = _VERIFY_SAMPLE) -> bool:
-    """Whether a spread sample of the vector index's rows holds, under the same ids, the
-    vectors the catalog keeps (a foreign or shuffled file with the right count does not). An
-    index that does not look vectors up by id (IVF) must find each sampled catalog vector's
-    own id among its 10 best matches."""
-    if vectors.count == 0:
-        return True
-    if vectors.factory.startswith("IVF"):
-        ids, stored = _sample_with_ids(catalog, sample)
-        _, found = vectors.search(stored, 10)
-        return bool(np.mean([i in row for i, row in zip(ids.tolist(), found.tolist())]) >= 0.9)
-    ids = vectors.ids()
-    picks = ids[np.unique(np.linspace(0, len(ids) - 1, min(sample, len(ids))).astype(np.int64))]
-    stored = catalog.vectors_by_id(picks)
-    if len(stored) != len(picks):
-        return False
-    got = vectors.get(picks)
-    want = np.stack([stored[int(i)] for i in picks])
-    return got.shape == want.shape and bool(np.allclose(got, want, atol=1e-4 if not vectors.lossy
-                                                        else 0.05))
-
-
-def _by_id(catalog: Catalog, ids: np.ndarray) -> np.ndarray:
-    found = catalog.vectors_by_id(ids)
-    return np.stack([found[int(i)] for i in ids])
-
-
-def _sample_with_ids(catalog: Catalog, size: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """A seeded sample of stored (ids, vectors), read by id (the catalog's ids are dense
-    enough that picks in its id range mostly hit; misses are skipped)."""
-    bounds = catalog.id_range()
-    if bounds is None:
-        return np.zeros(0, np.int64), np.zeros((0, 0), np.float32)
-    low, high = bounds
-    rng = np.random.default_rng(seed)
-    picks = np.unique(rng.integers(low, high + 1, size=min(size, high - low + 1)))
-    if len(picks) < size:  # small catalogs: every id
-        picks = np.arange(low, high + 1)
-    found = catalog.vectors_by_id(picks)
-    ids = np.array(sorted(found), np.int64)
-    return ids, np.stack([found[int(i)] for i in ids]) if len(ids) else np.zeros((0, 0), np.float32)
-
-
-def _sample(catalog: Catalog, size: int, seed: int = 0) -> np.ndarray:
-    return _sample_with_ids(catalog, size, seed)[1]
-
-
-class _Deferred:
-    """Stands in for the vector index while an ingest grows it past its kind's size: nothing
-    is held in memory, and the commit builds the index from the catalog (`Index._settled`).
-    Ingest memory stays bounded by the largest index kept whole (`FLAT_LIMIT` vectors flat,
-    0.5 GB at 256-d, in the automatic choice) whatever the number of files."""
-
-    factory = "deferred"
-    tombstones = 0
-
-    def __init__(self, count: int):
-        self.count = count
-
-    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
-        self.count += len(ids)
-
-    def remove(self, ids: np.ndarray) -> int:
-        self.count -= len(ids)
-        return len(ids)
-
-
-class _Growing:
-    """The vector index an ingest adds to: drops it for a `_Deferred` as soon as the count
-    leaves the size range of its kind (the commit rebuilds it anyway)."""
-
-    def __init__(self, vectors: VectorIndex, choice_for):
-        self.vectors = vectors
-        self._choice_for = choice_for
-
-    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
-        current = self.vectors
-        if (not isinstance(current, _Deferred)
-                and self._choice_for(current.count + len(ids)).factory != current.factory):
-            self.vectors = _Deferred(current.count)
-        self.vectors.add(ids, vectors)
-
-    def remove(self, ids: np.ndarray) -> int:
-        return self.vectors.remove(ids)
-
-
-def _computed_offsets(catalog: Catalog, background: Background) -> Offsets:
-    all_ids, all_offsets = [], []
-    for ids, batch in catalog.vectors():
-        all_ids.append(ids)
-        all_offsets.append(background.offsets(batch))
-    if not all_ids:
-        return Offsets.zeros(np.zeros(0, np.int64))
-    return Offsets(np.concatenate(all_ids), np.concatenate(all_offsets))
 
 
 def _apart_ids(pairs: set[tuple[str, str]], ids: np.ndarray, contents: np.ndarray

@@ -13,7 +13,8 @@ import numpy as np
 
 from simsearch.catalog import Catalog
 from simsearch.errors import IndexStoreError, SimsearchError
-from simsearch.index import Index, vectors_agree
+from simsearch.derived import vectors_agree
+from simsearch.index import Index
 from simsearch.store import CATALOG, VECTOR_FILE, VECTORS, Store, model_record_problem
 from simsearch.vectorfile import VectorFile
 from simsearch.vectors import DEFAULT_FACTORY, VectorIndex

@@ -27,7 +27,6 @@ import functools
 import os
 import zipfile
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 

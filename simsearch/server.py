@@ -12,7 +12,6 @@ it listens (`on_ready`).
 from __future__ import annotations
 
 import json
-import os
 import tempfile
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
