@@ -15,7 +15,7 @@ from simsearch.catalog import Catalog
 from simsearch.errors import IndexStoreError, SimsearchError
 from simsearch.derived import vectors_agree
 from simsearch.index import Index
-from simsearch.store import CATALOG, VECTOR_FILE, VECTORS, Store, model_record_problem
+from simsearch.store import CATALOG, FORMAT_VERSION, VECTOR_FILE, VECTORS, Store, model_record_problem
 from simsearch.vectorfile import VectorFile
 from simsearch.vectors import DEFAULT_FACTORY, VectorIndex
 
@@ -81,6 +81,12 @@ def check_index(folder: str | os.PathLike, repair: bool = False) -> CheckReport:
             manifest = store.read_manifest()
             if manifest is None:
                 report.problems.append("manifest.json is missing")
+            elif manifest["format_version"] < FORMAT_VERSION:
+                report.problems.append(
+                    f"written by an older simsearch (index format {manifest['format_version']}, "
+                    f"this one writes {FORMAT_VERSION}); queries work as it is, and the next "
+                    f"simsearch index or: simsearch check --repair --index {folder} upgrades it "
+                    f"(the problems below go with it)")
         except SimsearchError as e:
             report.problems.append(str(e))
         dim = int((record or (manifest or {}).get("model") or {}).get("config", {}).get("dim") or 0)

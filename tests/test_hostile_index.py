@@ -351,3 +351,13 @@ def test_check_repair_does_not_call_an_unfinished_rebuild_ok(tmp_path, tiny_mode
     catalog.close()
     result = _run("check", "--repair", "--index", index_dir)
     assert result.exit_code == 1 and f"simsearch index {photos} --index {index_dir}" in result.output
+
+
+def test_an_index_of_the_previous_format_is_named_as_such_and_upgraded(tmp_path, tiny_model, photos):
+    index_dir = _indexed(tmp_path, tiny_model, photos)
+    manifest = json.loads((index_dir / "manifest.json").read_text())
+    (index_dir / "manifest.json").write_text(json.dumps(dict(manifest, format_version=1)))
+    report = check_index(index_dir)
+    assert "written by an older simsearch (index format 1" in report.problems[0]
+    assert open_index(index_dir).search([photos / "img001.jpg"], k=1)[0].matches  # still answers
+    assert check_index(index_dir, repair=True).ok and check_index(index_dir).problems == []
