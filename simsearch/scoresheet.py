@@ -31,7 +31,7 @@ def eval_lines(report: EvalReport, root: Path, show: int,
                 "them as different pictures)")
     if fam.sets:
         out.append(f"\nOriginals that already look alike (same content, pHash, or a model "
-                   f"score >= {fam.model_bar:.2f}): {len(fam.sets)} sets, {fam.n_files} files; "
+                   f"score >= {fam.model_bar:.3f}): {len(fam.sets)} sets, {fam.n_files} files; "
                    f"{how}")
         for i, f in enumerate(fam.sets, 1):
             links = "; ".join(_links_text(f.links))
@@ -49,10 +49,10 @@ def eval_lines(report: EvalReport, root: Path, show: int,
     else:
         views = ", ".join(v for v in fam.views if v != "model score")
         out.append(f"\nOriginals that already look alike: none (by {views}, or a model score "
-                   f">= {fam.model_bar:.2f})")
+                   f">= {fam.model_bar:.3f})")
     if fam.unconfirmed:
         out.append(f"The model also scores {len(fam.unconfirmed)} pairs of originals at or above "
-                   f"its dedupe threshold but below {fam.model_bar:.2f} that neither content nor "
+                   f"its dedupe threshold but below {fam.model_bar:.3f} that neither content nor "
                    f"pHash links; they count as different pictures (versions of one, or the "
                    f"model's own false pairs: look at them):")
         for ln in sorted(fam.unconfirmed, key=lambda ln: -ln.value)[:max(show, 1)]:

@@ -97,7 +97,10 @@ class _Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(length)
         try:
             k = int(parse_qs(url.query).get("k", ["10"])[0])
-            if self.headers.get("Content-Type", "").startswith("application/json"):
+            kind = self.headers.get("Content-Type", "")
+            # JSON by its header, or by its first byte when a client sends it as a form (curl -d
+            # does): no picture format starts with "{"
+            if kind.startswith("application/json") or body.lstrip()[:1] == b"{":
                 request = json.loads(body or b"{}")
                 k = int(request.get("k", k))
                 return self._answer(str(request["path"]), k)

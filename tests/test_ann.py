@@ -225,7 +225,7 @@ def test_serve_answers_on_localhost(tmp_path, tiny_model, photos):
     server = make_server(open_index(index.folder), "127.0.0.1", 0)
     host, port = server.server_address[:2]
     assert host == "127.0.0.1"
-    thread = threading.Thread(target=lambda: [server.handle_request() for _ in range(4)])
+    thread = threading.Thread(target=lambda: [server.handle_request() for _ in range(5)])
     thread.start()
     try:
         url = f"http://127.0.0.1:{port}"
@@ -237,6 +237,9 @@ def test_serve_answers_on_localhost(tmp_path, tiny_model, photos):
         answer = json.loads(urllib.request.urlopen(req, timeout=30).read())
         want = index.search([first], k=3)[0]
         assert [r["path"] for r in answer["results"]] == [m.path for m in want.matches]
+        form = urllib.request.Request(url + "/query", json.dumps({"path": str(first), "k": 3}).encode(),
+                                      {"Content-Type": "application/x-www-form-urlencoded"})
+        assert json.loads(urllib.request.urlopen(form, timeout=30).read()) == answer  # curl -d
         req = urllib.request.Request(url + "/query?k=2", first.read_bytes(),
                                      {"Content-Type": "application/octet-stream"})
         answer = json.loads(urllib.request.urlopen(req, timeout=30).read())
