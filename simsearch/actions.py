@@ -429,13 +429,7 @@ def _same_device(a: str, b: str) -> bool:
 def _restore(place: str, path: str, op: dict) -> None:
     """`place` back to `path`, never over a file that is there."""
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    try:
-        os.link(place, path, follow_symlinks=False)
-    except OSError as e:
-        if e.errno != errno.EXDEV:
-            raise
-        _copy_exact(place, path, op)
-    os.unlink(place)
+    _stash(place, path, op)
 
 
 def undo(journal: str | os.PathLike, progress: Progress | None = None) -> UndoReport:

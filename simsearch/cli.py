@@ -584,11 +584,9 @@ def _update_index(folder, forget=(), relocate=None, not_duplicates=()) -> str:
 
 
 def _size(n: int) -> str:
-    for unit in ("bytes", "KB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
-        n /= 1000
-    return str(n)
+    from simsearch.plan import size_text
+
+    return size_text(n)
 
 
 @main.command("eval")

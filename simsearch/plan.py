@@ -25,7 +25,7 @@ from pathlib import Path
 from simsearch.errors import PlanError
 
 __all__ = ["KEEP_RULES", "DEFAULT_KEEP", "PLAN_VERSION", "DECISIONS", "KeepRule", "PlanFile",
-           "PlanGroup", "Plan", "parse_rules", "file_facts", "choose", "make_plan", "under"]
+           "PlanGroup", "Plan", "parse_rules", "file_facts", "choose", "make_plan", "under", "size_text"]
 
 KEEP_RULES = ("largest", "biggest", "oldest", "newest", "format", "path")
 DEFAULT_KEEP = ("largest", "biggest", "oldest")
@@ -88,7 +88,7 @@ class KeepRule:
         if self.name == "largest":
             return f"{f.width}x{f.height}"
         if self.name == "biggest":
-            return _bytes(f.size)
+            return size_text(f.size)
         if self.name in ("oldest", "newest"):
             return f"{f.date.replace('T', ' ')} ({'EXIF' if f.date_source == 'exif' else 'mtime'})"
         if self.name == "format":
@@ -402,7 +402,8 @@ def _seconds(iso: str) -> float:
         return float("inf")  # no date: never the oldest, always the newest of last resort
 
 
-def _bytes(n: int) -> str:
+def size_text(n: int) -> str:
+    """A byte count as people read it: 812 bytes, 20.8 KB, 4.1 MB."""
     for unit in ("bytes", "KB", "MB", "GB"):
         if n < 1000 or unit == "GB":
             return f"{n} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
