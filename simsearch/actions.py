@@ -293,12 +293,7 @@ def _do_step(op: dict) -> None:
 def _stash(path: str, place: str, op: dict) -> None:
     """Move `path` to `place` without ever overwriting anything there: a second name and then
     the first removed on one drive, a verified copy across drives."""
-    try:
-        os.link(path, place, follow_symlinks=False)
-    except OSError as e:
-        if e.errno != errno.EXDEV:
-            raise
-        _copy_exact(path, place, op)
+    _hold(path, place, op)
     os.unlink(path)
 
 
