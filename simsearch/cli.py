@@ -10,7 +10,8 @@ from pathlib import Path
 
 import click
 
-from simsearch.config import BACKBONES, BF16_MODES, LOSSES, MINER_STRATEGIES, TrainConfig
+from simsearch.config import (BACKBONES, BF16_MODES, LOSSES, MINER_STRATEGIES, VIEW_RECIPE_NAMES,
+                              TrainConfig)
 from simsearch.errors import SimsearchError
 
 
@@ -707,6 +708,14 @@ def _train_option(*decls, field: str, **kwargs):
                help="Triplet margin in cosine distance (1 - score).")
 @_train_option("--koleo", "koleo_weight", field="koleo_weight", type=float,
                help="Weight of the KoLeo term that spreads embeddings (0: off).")
+@_train_option("--views", field="views", type=click.Choice(VIEW_RECIPE_NAMES),
+               help="Edit recipe of the two views of each image (--unlabeled); copy-heavy "
+                    "draws heavier crops, more picture-in-picture and more quarter turns.")
+@_train_option("--memory", field="memory", type=click.IntRange(0),
+               help="Remember the last N embeddings and mine look-alike negatives among them "
+                    "(0: off; triplet loss only).")
+@_train_option("--memory-weight", field="memory_weight", type=float,
+               help="Weight of the memory triplet term.")
 @_train_option("--backbone", field="backbone", type=click.Choice(BACKBONES))
 @_train_option("--dim", field="dim", type=click.IntRange(8, 4096))
 @_train_option("--input-size", field="input_size", type=click.IntRange(32, 1024))
@@ -727,7 +736,8 @@ def _train_option(*decls, field: str, **kwargs):
               help="Stop when the embedding space collapses instead of only reporting it.")
 @_quiet_option
 def train_cmd(unlabeled, classes, pairs, val_dir, out_dir, epochs, steps_per_epoch, batch_size, k,
-              lr, weight_decay, loss, miner, margin, koleo_weight, backbone, dim, input_size,
+              lr, weight_decay, loss, miner, margin, koleo_weight, views, memory, memory_weight,
+              backbone, dim, input_size,
               freeze, init, resume, checkpoint_every, device, bf16, workers, seed,
               stop_on_collapse, quiet):
     """Triplet-train the embedding network on your own images (needs the train extra:
@@ -750,7 +760,8 @@ def train_cmd(unlabeled, classes, pairs, val_dir, out_dir, epochs, steps_per_epo
         right_dir=str(pairs[1]) if pairs else "", val_dir=str(val_dir or ""), out_dir=out_dir,
         epochs=epochs, steps_per_epoch=steps_per_epoch, batch_size=batch_size,
         samples_per_class=k, lr=lr, weight_decay=weight_decay, loss=loss, miner=miner,
-        margin=margin, koleo_weight=koleo_weight, backbone=backbone, dim=dim,
+        margin=margin, koleo_weight=koleo_weight, views=views, memory=memory,
+        memory_weight=memory_weight, backbone=backbone, dim=dim,
         input_size=input_size, freeze=freeze, init=init, resume=resume,
         checkpoint_every=checkpoint_every, device=device, bf16=bf16, workers=workers, seed=seed,
         stop_on_collapse=stop_on_collapse)

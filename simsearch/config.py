@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from simsearch.errors import ModelError, TrainingError
 
 __all__ = ["BACKBONES", "POOLINGS", "DATA_KINDS", "LOSSES", "MINER_STRATEGIES", "BF16_MODES",
+           "VIEW_RECIPE_NAMES",
            "ModelConfig", "TrainConfig"]
 
 BACKBONES = ("resnet18", "resnet34", "resnet50")
@@ -21,6 +22,7 @@ DATA_KINDS = ("unlabeled", "classes", "pairs")
 LOSSES = ("triplet", "infonce")
 MINER_STRATEGIES = ("semihard", "hard", "all")
 BF16_MODES = ("auto", "on", "off")
+VIEW_RECIPE_NAMES = ("copy", "copy-heavy")   # simsearch.edits.VIEW_RECIPES (PIL stays out of here)
 
 
 @dataclass(frozen=True)
@@ -109,6 +111,10 @@ class TrainConfig:
     margin: float = 0.25             # in cosine distance (1 - cos)
     temperature: float = 0.07        # infonce only
     koleo_weight: float = 0.5        # 0 turns the spreading term off
+    views: str = "copy"              # unlabeled data: the edit recipe of the two views
+    memory: int = 0                  # cross-batch memory of recent embeddings mined for
+                                     # negatives (0: off; triplet loss only)
+    memory_weight: float = 1.0       # weight of the memory triplet term
     backbone: str = "resnet18"
     dim: int = 256
     input_size: int = 160
@@ -147,6 +153,10 @@ class TrainConfig:
             (self.workers >= 0 and self.threads >= 0 and self.patience >= 1,
              "workers and threads must be >= 0, patience >= 1"),
             (self.cache_px >= 32, f"cache_px {self.cache_px} is below 32"),
+            (self.views in VIEW_RECIPE_NAMES,
+             f"views must be one of {', '.join(VIEW_RECIPE_NAMES)}, got {self.views!r}"),
+            (self.memory >= 0 and self.memory_weight >= 0, "memory and memory_weight must be >= 0"),
+            (self.memory == 0 or self.loss == "triplet", "the memory mines triplets: use loss triplet"),
         ]
         for ok, message in checks:
             if not ok:

@@ -18,6 +18,7 @@ import io
 import math
 import random
 import string
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Callable
 
@@ -266,29 +267,39 @@ def apply_edit(name: str, img: Image.Image, rng: random.Random) -> Image.Image:
 
 # --- training views ----------------------------------------------------------------------
 
-# The random resized crop is drawn on its own (p = 0.75, area 0.25-1: the backbone of
-# copy-detection training), then a chain of k ~ U{1,2,3} further steps is drawn without
-# replacement with these weights.  The chance that a view includes each step is about:
-# jitter 0.42, flip 0.34, grayscale 0.27, rotate 0.21, jpeg 0.21, blur/text/pad/pip 0.14.
-_VIEW_CROP_P = 0.75
-_VIEW_WEIGHTS: dict[str, float] = {
-    "jitter": 2.5,
-    "flip": 2.0,
-    "grayscale": 1.4,
-    "rotate": 1.1,
-    "jpeg": 1.1,
-    "blur": 0.7,
-    "text": 0.7,
-    "pad": 0.7,
-    "pip": 0.7,
+# The random resized crop is drawn on its own, then a chain of k ~ U{1,2,3} further steps is
+# drawn without replacement with the recipe's weights.  Two recipes:
+# - "copy" (p = 0.75, area 0.25-1: the backbone of copy-detection training; the validation views
+#   of every training run, so runs stay comparable): each step's chance of being in a view is
+#   about jitter 0.42, flip 0.34, grayscale 0.27, rotate 0.21, jpeg 0.21, blur/text/pad/pip 0.14;
+# - "copy-heavy" (p = 0.85, area 0.1-1, pip 0.25-0.7 of the side, and rotations and
+#   picture-in-picture drawn about twice as often): for the edits the default model misses most,
+#   heavy crops, picture-in-picture and quarter turns.
+
+
+@dataclass(frozen=True)
+class ViewRecipe:
+    crop_p: float
+    crop_area: tuple[float, float]
+    pip_fraction: tuple[float, float]
+    weights: dict
+
+
+VIEW_RECIPES: dict[str, ViewRecipe] = {
+    "copy": ViewRecipe(0.75, (0.25, 1.0), (0.4, 0.7), {
+        "jitter": 2.5, "flip": 2.0, "grayscale": 1.4, "rotate": 1.1, "jpeg": 1.1,
+        "blur": 0.7, "text": 0.7, "pad": 0.7, "pip": 0.7}),
+    "copy-heavy": ViewRecipe(0.85, (0.1, 1.0), (0.25, 0.7), {
+        "jitter": 2.5, "flip": 2.0, "grayscale": 1.4, "rotate": 2.2, "jpeg": 1.1,
+        "blur": 0.7, "text": 0.7, "pad": 0.7, "pip": 1.5}),
 }
 # Steps run in this order whatever order they were drawn in: geometry, then framing,
 # then colour, then overlays, and JPEG last so its artefacts survive.
 _VIEW_ORDER = ("flip", "rotate", "pad", "pip", "grayscale", "jitter", "blur", "text", "jpeg")
 
 
-def _draw_chain(rng: random.Random) -> set[str]:
-    names, weights = list(_VIEW_WEIGHTS), list(_VIEW_WEIGHTS.values())
+def _draw_chain(rng: random.Random, table: dict) -> set[str]:
+    names, weights = list(table), list(table.values())
     chosen: set[str] = set()
     for _ in range(rng.randint(1, 3)):
         i = rng.choices(range(len(names)), weights=weights)[0]
@@ -297,7 +308,8 @@ def _draw_chain(rng: random.Random) -> set[str]:
     return chosen
 
 
-def _view_step(name: str, img: Image.Image, rng: random.Random, size: int) -> Image.Image:
+def _view_step(name: str, img: Image.Image, rng: random.Random, size: int,
+               recipe: ViewRecipe) -> Image.Image:
     if name == "flip":
         flip = Image.Transpose.FLIP_LEFT_RIGHT if rng.random() < 0.8 else Image.Transpose.FLIP_TOP_BOTTOM
         return img.transpose(flip)
@@ -309,7 +321,7 @@ def _view_step(name: str, img: Image.Image, rng: random.Random, size: int) -> Im
     if name == "pad":
         return pad(img, rng.randrange(2), rng.uniform(0.15, 0.6), _fill(rng))
     if name == "pip":
-        return picture_in_picture(img, rng.uniform(0.4, 0.7), rng)
+        return picture_in_picture(img, rng.uniform(*recipe.pip_fraction), rng)
     if name == "grayscale":
         return img.convert("L").convert("RGB")
     if name == "jitter":
@@ -325,8 +337,11 @@ def _view_step(name: str, img: Image.Image, rng: random.Random, size: int) -> Im
     raise ValueError(f"unknown view step {name!r}")  # pragma: no cover - internal table
 
 
-def random_view(img: Image.Image, rng: random.Random, size: int) -> Image.Image:
+def random_view(img: Image.Image, rng: random.Random, size: int,
+                recipe: str = "copy") -> Image.Image:
     """One random copy-style view of ``img`` as an RGB ``size x size`` image.
+
+    ``recipe`` names an entry of `VIEW_RECIPES`; the text below describes "copy".
 
     With probability 0.75 a random resized crop (area 0.25-1 of the image, relative aspect
     3/4-4/3, anywhere in the frame), then one to three further steps drawn from flips,
@@ -338,15 +353,18 @@ def random_view(img: Image.Image, rng: random.Random, size: int) -> Image.Image:
     """
     if size < 1:
         raise ValueError(f"view size must be at least 1 pixel, got {size}")
+    if recipe not in VIEW_RECIPES:
+        raise ValueError(f"unknown view recipe {recipe!r}; choose one of {', '.join(VIEW_RECIPES)}")
+    table = VIEW_RECIPES[recipe]
     img = _rgb(img)
     box = None
-    if rng.random() < _VIEW_CROP_P:
-        box = random_box(*img.size, rng.uniform(0.25, 1.0), math.log(4 / 3), rng)
+    if rng.random() < table.crop_p:
+        box = random_box(*img.size, rng.uniform(*table.crop_area), math.log(4 / 3), rng)
     img = img.resize((size, size), _BILINEAR, box=box, reducing_gap=3.0)
-    chain = _draw_chain(rng)
+    chain = _draw_chain(rng, table.weights)
     for name in _VIEW_ORDER:
         if name in chain:
-            img = _view_step(name, img, rng, size)
+            img = _view_step(name, img, rng, size, table)
     if img.size != (size, size):
         img = img.resize((size, size), _BILINEAR)
     return img

@@ -441,3 +441,66 @@ def test_train_writes_the_onnx_model_that_embeds_like_the_weights(trained):
         expected = model.eval()(x).numpy()
     got = session.run(None, {"images": pictures.astype(np.uint8)})[0]
     assert np.all((got * expected).sum(1) > 0.999)
+
+
+# --- cross-batch memory and view recipes ------------------------------------------------------
+
+def test_memory_mines_the_closest_negative_farther_than_the_positive():
+    from simsearch.train.memory import EmbeddingMemory
+
+    def unit(*angles):
+        a = torch.tensor(angles, dtype=torch.float32)
+        return torch.stack([torch.cos(a), torch.sin(a)], dim=1)
+
+    memory = EmbeddingMemory(4)
+    # remembered: label 7 at 0.05 rad (the anchor's own label: never a negative), label 8 at
+    # 0.1 rad (closer than the positive: not semi-hard), label 9 at 0.3 and label 10 at 0.6 rad
+    memory.push(unit(0.05, 0.1, 0.3, 0.6), torch.tensor([7, 8, 9, 10]))
+    batch, labels = unit(0.0, 0.2, 3.0, 3.1), torch.tensor([7, 7, 5, 5])
+    anchors, positives, slots = memory.mine(batch, labels)
+    assert anchors.tolist() == [0, 1, 2, 3] and positives.tolist() == [1, 0, 3, 2]
+    # anchor 0 (positive 0.2 rad away): label 9 at 0.3 rad; anchor 1 at 0.2 rad sees label 9
+    # only 0.1 rad away, closer than its positive, so it gets label 10
+    assert slots.tolist()[:2] == [2, 3]
+    loss = memory.triplet_loss(batch.clone().requires_grad_(True), labels, margin=0.25)
+    assert loss is not None and float(loss) > 0
+    # a ring: the oldest make room, and labels go with their vectors
+    memory.push(unit(1.0, 1.1, 1.2), torch.tensor([1, 2, 3]))
+    assert memory.filled == 4 and memory.labels.tolist() == [1, 2, 3, 10]
+
+
+def test_empty_memory_adds_nothing():
+    from simsearch.train.memory import EmbeddingMemory
+    memory = EmbeddingMemory(8)
+    assert memory.triplet_loss(torch.randn(4, 3), torch.tensor([0, 0, 1, 1]), 0.25) is None
+    with pytest.raises(TrainingError):
+        EmbeddingMemory(0)
+
+
+def test_view_recipes_keep_copy_unchanged_and_refuse_unknown_names():
+    import random as _random
+    from simsearch.config import VIEW_RECIPE_NAMES
+    from simsearch.edits import VIEW_RECIPES, random_view
+    assert set(VIEW_RECIPES) == set(VIEW_RECIPE_NAMES)
+    img = _picture(np.random.default_rng(0), (120, 90))
+    default = random_view(img, _random.Random(4), 48)
+    named = random_view(img, _random.Random(4), 48, "copy")
+    assert np.array_equal(np.asarray(default), np.asarray(named))
+    heavy = random_view(img, _random.Random(4), 48, "copy-heavy")
+    assert heavy.size == (48, 48) and heavy.mode == "RGB"
+    with pytest.raises(ValueError, match="unknown view recipe"):
+        random_view(img, _random.Random(4), 48, "nope")
+    with pytest.raises(TrainingError, match="views"):
+        TrainConfig(data_dir="x", views="nope")
+    with pytest.raises(TrainingError, match="memory"):
+        TrainConfig(data_dir="x", memory=64, loss="infonce")
+
+
+def test_a_run_with_memory_and_heavy_views_trains_and_resumes(tmp_path):
+    _write_images(tmp_path / "data", 32, seed=6)
+    config = _tiny(tmp_path, tmp_path / "data", out_dir=str(tmp_path / "m"), memory=24,
+                   views="copy-heavy")
+    result = train(config)
+    assert result.steps == 8 and all(np.isfinite(m.loss) for m in result.epochs)
+    saved = json.loads((tmp_path / "m" / "train_config.json").read_text())
+    assert saved["memory"] == 24 and saved["views"] == "copy-heavy"

@@ -226,14 +226,17 @@ class UnlabeledDataset(_TrainingData):
 
     views_per_item = 2
 
-    def __init__(self, root: str | os.PathLike, size: int = 160, cache_px: int = 256):
+    def __init__(self, root: str | os.PathLike, size: int = 160, cache_px: int = 256,
+                 recipe: str = "copy"):
         super().__init__(size, cache_px, augment=True)
+        self.recipe = recipe
         self.paths = _list_images(check_root(root, "training image folder"), self.skipped)
         self.labels = np.arange(len(self.paths), dtype=np.int64)
 
     def views(self, index: int, rng: random.Random) -> list[np.ndarray]:
         img = self.picture(index)
-        return [np.asarray(random_view(img, rng, self.size), dtype=np.uint8) for _ in range(2)]
+        return [np.asarray(random_view(img, rng, self.size, self.recipe), dtype=np.uint8)
+                for _ in range(2)]
 
 
 @dataclass

@@ -33,6 +33,7 @@ from simsearch.errors import CollapseError, TrainingError
 from simsearch.train.config import TrainConfig, bf16_supported, choose_device
 from simsearch.train.datasets import (Batch, BatchPrefetcher, ClassFolderDataset, PairsDataset,
                                       Skipped, UnlabeledDataset)
+from simsearch.train.memory import EmbeddingMemory
 from simsearch.train.losses import (BatchStats, InfoNCELoss, KoLeoLoss, TrainingMonitor,
                                     TripletMarginLoss, batch_stats)
 from simsearch.train.miners import NoTripletsError, mine_triplets
@@ -118,7 +119,7 @@ def lr_at(step: int, total: int, warmup: int, base: float) -> float:
 def _datasets(config: TrainConfig):
     size, cache = config.input_size, config.cache_px
     if config.data == "unlabeled":
-        data = UnlabeledDataset(config.data_dir, size, cache)
+        data = UnlabeledDataset(config.data_dir, size, cache, config.views)
     elif config.data == "classes":
         data = ClassFolderDataset(config.data_dir, size, cache, config.augment)
     else:
@@ -238,6 +239,7 @@ class _Run:
         self.criterion = (TripletMarginLoss(config.margin) if config.loss == "triplet"
                           else InfoNCELoss(config.temperature))
         self.koleo = KoLeoLoss()
+        self.memory = EmbeddingMemory(config.memory) if config.memory else None
         self.state = {"epoch": 0, "step_in_epoch": 0, "step": 0, "epochs": []}
         if resuming:
             self._resume()
@@ -381,6 +383,11 @@ class _Run:
             return None
         spread = self.koleo.compute(embeddings, labels).loss if config.koleo_weight else None
         loss = main.loss if spread is None else main.loss + config.koleo_weight * spread
+        if self.memory is not None:
+            remembered = self.memory.triplet_loss(embeddings, labels, config.margin)
+            if remembered is not None:
+                loss = loss + config.memory_weight * remembered
+            self.memory.push(embeddings, labels)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
