@@ -16,6 +16,7 @@ shared file system), and so must the model file.
 from __future__ import annotations
 
 import os
+import socket
 import uuid
 from collections import deque
 from collections.abc import Iterable
@@ -55,12 +56,28 @@ class _Computer:
         return os.getpid()
 
 
+def _check_reachable(address: str, timeout: float = 5.0) -> None:
+    """An explicit HOST:PORT (or ray://HOST:PORT) that nothing answers on is refused at once:
+    ray.init would otherwise retry it for minutes."""
+    if address in ("auto", "local"):
+        return
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        raise SimsearchError(f"Ray address {address!r} is not HOST:PORT, auto or local")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as e:
+        raise SimsearchError(f"cannot reach a Ray cluster at {address!r} ({e.strerror or e}); "
+                             "check the address, or start one with: ray start --head") from None
+
+
 def connect(address: str) -> bool:
     """Join the Ray cluster at `address` ("auto": the one `ray start` began on this machine;
     "local": start one in this process); returns whether this call connected (and so should
     disconnect). An already connected process keeps its connection."""
     if ray.is_initialized():
         return False
+    _check_reachable(address)
     try:
         ray.init(address=address, include_dashboard=False, log_to_driver=False,
                  configure_logging=False)

@@ -700,8 +700,18 @@ class Index:
         try:
             with catalog.snapshot():  # vectors, offsets and paths from one committed state
                 ids, contents = catalog.contents()
-                chunks = [batch for _, batch in catalog.vectors()]
-                vectors = np.concatenate(chunks) if chunks else np.zeros((0, self.dim), np.float32)
+                vectors = np.empty((len(ids), self.dim), np.float32)  # filled in place: one copy
+                filled = 0
+                for _, batch in catalog.vectors():
+                    end = filled + len(batch)
+                    if end > len(ids):
+                        filled = -1
+                        break
+                    vectors[filled:end] = batch
+                    filled = end
+                if filled != len(ids):
+                    raise IndexStoreError(f"{self.path}: the catalog's rows and vectors do not "
+                                          "match; run: simsearch check --repair")
                 if isinstance(background, Background):
                     offsets = background.offsets(vectors)
                 elif background == "model":

@@ -20,9 +20,11 @@ the threshold returns every pair above that radius, and on real pictures there a
    (`NearPairs.fetch`, a range search for that one row) only when grouping needs it.
 
 Every near pair with one end complete is found; so is every pair of a burst of up to `grow`
-images. With a flat index (up to `exact_limit` vectors) nothing else is lost; above, the
-inverted file can miss a neighbour that falls in a list it does not probe (benchmarks/dedupe.py
-measures the pair recall). Memory: at most n * k + (rows not complete) * grow pairs.
+images. With the exact join (up to `exact_limit` rows) nothing else is lost. Above, the join
+is `simsearch.vectors.ClusterJoin`: k-means lists, each compared with its `probe` nearest lists
+by BLAS matrix products, scores exact; a near pair is missed only when neither end's list
+probes the other's (benchmarks/dedupe.py measures the pair recall). Memory: the vectors are
+read in place, never copied; at most n * k + (rows not complete) * grow pairs are kept.
 """
 from __future__ import annotations
 
@@ -32,7 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from simsearch.scoring import KNEE, adjust
-from simsearch.vectors import JOIN_EXACT_LIMIT, SelfJoin
+from simsearch.vectors import JOIN_EXACT_LIMIT, ClusterJoin, SelfJoin
 
 SCORE_TOLERANCE = 1e-6  # float32 rounding: a score this close below the threshold counts as at it
 
@@ -48,7 +50,8 @@ class JoinSettings:
     grow: int = 256         # neighbours for rows with more than k near-duplicates
     block: int = 4096       # query rows per search in the first pass
     exact_limit: int = JOIN_EXACT_LIMIT
-    nprobe: int = 12
+    probe: int = 8          # above exact_limit: lists each list is compared with (ClusterJoin)
+    list_size: int = 1024   # above exact_limit: rows per k-means list
 
 
 @dataclass
@@ -93,7 +96,10 @@ def near_pairs(vectors: np.ndarray, offsets: np.ndarray, threshold: float,
         empty = np.zeros(0, np.int64)
         return NearPairs(empty, empty, np.zeros(0, np.float32), np.zeros(n, bool),
                          lambda row: (empty, np.zeros(0, np.float32)))
-    join = SelfJoin(vectors, offsets, subset, settings.exact_limit, settings.nprobe)
+    if n <= settings.exact_limit:
+        join = SelfJoin(vectors, offsets, subset)
+    else:
+        join = ClusterJoin(vectors, offsets, subset, settings.probe, settings.list_size)
     # the join's score, cos(a, b) - o(b), that a partner of row a must reach to pass: with the
     # full adjustment threshold + o(a); a pair above the knee, where the adjustment fades
     # (simsearch.scoring.adjust), may pass from cos >= knee, so from knee - max(o) on
@@ -103,9 +109,10 @@ def near_pairs(vectors: np.ndarray, offsets: np.ndarray, threshold: float,
     found_left, found_right, found_scores = [], [], []
     total, done = n, 0
 
-    def scan(rows: np.ndarray, k: int) -> np.ndarray:
+    def scan(rows: np.ndarray, k: int, wide: bool = False) -> np.ndarray:
         """Search `rows` for k neighbours, keep the near pairs; return the rows not complete."""
-        scores, others = join.nearest(rows, k + 1)
+        scores, others = (join.nearest(rows, k + 1, need, wide=True) if wide
+                          else join.nearest(rows, k + 1, need))
         ok = (others >= 0) & (others != rows[:, None]) & (scores >= need[rows, None])
         left, right = np.broadcast_to(rows[:, None], ok.shape)[ok], others[ok]
         exact = exact_scores(vectors, offsets, left, right, subset, knee)
@@ -118,18 +125,21 @@ def near_pairs(vectors: np.ndarray, offsets: np.ndarray, threshold: float,
         return rows[(others[:, -1] >= 0) & (scores[:, -1] >= need[rows])]
 
     saturated = []
+    order = join.order  # rows in the order the join scans them best
     for start in range(0, n, settings.block):
-        saturated.append(scan(np.arange(start, min(n, start + settings.block)), settings.k))
+        saturated.append(scan(order[start:start + settings.block], settings.k))
         done = min(n, start + settings.block)
         if progress:
             progress(done, total)
     saturated = np.concatenate(saturated)
+    if not join.exact:
+        saturated = saturated[np.argsort(join.list_of[saturated], kind="stable")]
     dense = np.zeros(n, bool)
     if len(saturated):
         total += len(saturated)
         step = max(1, settings.block * settings.k // settings.grow)
         for start in range(0, len(saturated), step):
-            dense[scan(saturated[start:start + step], settings.grow)] = True
+            dense[scan(saturated[start:start + step], settings.grow, wide=not join.exact)] = True
             done += len(saturated[start:start + step])
             if progress:
                 progress(done, total)

@@ -29,6 +29,7 @@ import numpy as np
 from simsearch.errors import IndexStoreError
 
 __all__ = ["VectorIndex", "Choice", "choose", "parse_ann", "measure_recall", "Pairs", "SelfJoin",
+           "ClusterJoin",
            "range_pairs", "EXACT_LIMIT", "FLAT_LIMIT", "JOIN_EXACT_LIMIT", "DEFAULT_FACTORY",
            "ANN_KINDS", "TOMBSTONE_LIMIT", "factory_problem"]
 
@@ -497,77 +498,180 @@ def range_pairs(ids: np.ndarray, vectors: np.ndarray, threshold: float,
 
 
 class SelfJoin:
-    """The nearest neighbours of each of n vectors among the same vectors, ranked by
+    """The exact self-join (up to `JOIN_EXACT_LIMIT` vectors; `ClusterJoin` above): the
+    nearest neighbours of each of n vectors among the same vectors, ranked by
     `cos(a, b) - offset(b)` (for one query row a, the order of the adjusted score
-    `cos(a, b) - o(a) - o(b)`; zeros give plain cosine), over one FAISS index: an inner product
-    with one extra coordinate, -o(b) stored, 1 in the query. Exact (flat) up to `exact_limit`
-    vectors; above, an inverted file with 8-bit scalar codes (a quarter of the vectors'
-    memory) probed in `nprobe` lists. The scores it returns are the index's: exact from a flat
-    index, estimates (within about `error`) from an inverted file, where a neighbour in a list
-    not probed is missed. Callers re-score the candidates they keep exactly."""
+    `cos(a, b) - o(a) - o(b)`; zeros give plain cosine), over a flat FAISS index: an inner
+    product with one extra coordinate, -o(b) stored, 1 in the query."""
 
-    def __init__(self, vectors: np.ndarray, offsets: np.ndarray, rows: np.ndarray | None = None,
-                 exact_limit: int = JOIN_EXACT_LIMIT, nprobe: int = 12):
+    exact = True
+    error = 1e-4  # float rounding of a BLAS dot product, with room to spare
+
+    def __init__(self, vectors: np.ndarray, offsets: np.ndarray, rows: np.ndarray | None = None):
         """`rows`: the rows of `vectors` (and `offsets`) to join, numbered 0.. in that order
         (default all), read in chunks: the vectors are never copied whole."""
         self.vectors = vectors
         self.offsets = np.asarray(offsets, dtype=np.float32)
         self.rows = np.arange(len(vectors)) if rows is None else np.asarray(rows, np.int64)
         n, d = len(self.rows), vectors.shape[1]
-        # -o(b) in column d, then zeros to a multiple of 16: FAISS's SIMD scalar-quantizer
-        # code runs on whole 8/16-lane blocks only (257 columns fall back to scalar code, ~20x
-        # slower)
-        dim = self.width = -(-(d + 1) // 16) * 16 - 1
-        self.exact = n <= exact_limit
-        if self.exact:
-            self.index = faiss.IndexFlatIP(dim + 1)
-            self.error = 1e-4  # float rounding of a BLAS dot product, with room to spare
-        else:
-            # the cost per query is nlist centroids + nprobe * n / nlist vectors: least when
-            # nlist = sqrt(nprobe * n)
-            nlist = max(1, int(np.sqrt(nprobe * n)))
-            self.index = faiss.index_factory(dim + 1, f"IVF{nlist},SQ8", faiss.METRIC_INNER_PRODUCT)
-            rng = np.random.default_rng(0)
-            sample = np.sort(rng.choice(n, size=min(n, 32 * nlist), replace=False))
-            self.index.train(self._stored(sample))
-            self.index.nprobe = min(nprobe, nlist)
-            # 8-bit codes: at most 0.0072 off on 40,000 neighbour pairs of the real-like
-            # vectors of benchmarks/dedupe.py (256 dims, 60k)
-            self.error = 0.02
+        self.order = np.arange(n)
+        self.index = faiss.IndexFlatIP(d + 1)
         for start in range(0, n, 65536):
             self.index.add(self._stored(np.arange(start, min(n, start + 65536))))
 
     def _stored(self, rows: np.ndarray) -> np.ndarray:
-        out = np.zeros((len(rows), self.width + 1), np.float32)
-        out[:, :self.vectors.shape[1]] = self.vectors[self.rows[rows]]
-        out[:, self.vectors.shape[1]] = -self.offsets[self.rows[rows]]
+        out = np.empty((len(rows), self.vectors.shape[1] + 1), np.float32)
+        out[:, :-1] = self.vectors[self.rows[rows]]
+        out[:, -1] = -self.offsets[self.rows[rows]]
         return out
 
     def _queries(self, rows: np.ndarray) -> np.ndarray:
-        out = np.zeros((len(rows), self.width + 1), np.float32)
-        out[:, :self.vectors.shape[1]] = self.vectors[self.rows[rows]]
-        out[:, self.vectors.shape[1]] = 1.0
+        out = np.empty((len(rows), self.vectors.shape[1] + 1), np.float32)
+        out[:, :-1] = self.vectors[self.rows[rows]]
+        out[:, -1] = 1.0
         return out
 
     @property
     def count(self) -> int:
         return int(self.index.ntotal)
 
-    def nearest(self, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def nearest(self, rows: np.ndarray, k: int, floor: np.ndarray | None = None
+                ) -> tuple[np.ndarray, np.ndarray]:
         """(scores, rows) of the `k` nearest vectors to each of `rows` (itself included when
-        found), best first; -1 where fewer were found."""
+        found), best first; -1 where fewer were found. `floor` is accepted for the interface
+        of `ClusterJoin` and not used."""
         return self.index.search(self._queries(rows), min(k, self.count))
 
     def within(self, rows: np.ndarray, radius: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Every (row, other row, score) with score >= radius for each of `rows`. An inverted
-        file probes 8 times the lists here: a burst of thousands of near-identical vectors
-        draws many centroids of its own when the file is trained, and one row's whole list
-        of near duplicates spreads over all of them."""
-        if not self.exact:
-            params = faiss.SearchParametersIVF(nprobe=min(self.index.nlist, 8 * self.index.nprobe))
-            lims, scores, found = self.index.range_search(self._queries(rows), float(radius),
-                                                          params=params)
-        else:
-            lims, scores, found = self.index.range_search(self._queries(rows), float(radius))
+        """Every (row, other row, score) with score >= radius for each of `rows`."""
+        lims, scores, found = self.index.range_search(self._queries(rows), float(radius))
         left = np.repeat(np.asarray(rows, np.int64), np.diff(lims).astype(np.int64))
         return left, found.astype(np.int64), scores
+
+
+class ClusterJoin:
+    """The self-join for many vectors: k-means lists, then every list against its nearest
+    lists by matrix products (BLAS), scored exactly.
+
+    The n rows are split into about n / `list_size` lists by spherical k-means (trained on a
+    sample). Rows of list l are compared with every row of the `probe` lists whose centroids
+    are nearest to l's (l included): one dense product per block of rows, so the cost is
+    n * probe * list_size * d multiply-adds at BLAS speed, with exact float32 scores
+    (`cos(a, b) - o(b)`, as `SelfJoin`). A near pair is missed only when neither end's list
+    probes the other's; benchmarks/dedupe.py measures the pair recall. Nothing is copied: the
+    rows are gathered from `vectors` (any array, a memory map included) list by list.
+    """
+
+    def __init__(self, vectors: np.ndarray, offsets: np.ndarray, rows: np.ndarray | None = None,
+                 probe: int = 8, list_size: int = 1024, seed: int = 0):
+        self.vectors = vectors
+        self.offsets = np.asarray(offsets, dtype=np.float32)
+        self.rows = np.arange(len(vectors)) if rows is None else np.asarray(rows, np.int64)
+        n, d = len(self.rows), vectors.shape[1]
+        self.exact, self.error = False, 1e-4
+        nlist = max(1, n // max(1, list_size))
+        rng = np.random.default_rng(seed)
+        sample = np.sort(rng.choice(n, size=min(n, 48 * nlist), replace=False))
+        kmeans = faiss.Kmeans(d, nlist, niter=12, spherical=True, seed=seed,
+                              max_points_per_centroid=48)
+        kmeans.train(self.gather(sample, plain=True))
+        quantizer = faiss.IndexFlatIP(d)
+        quantizer.add(kmeans.centroids)
+        assign = np.empty(n, np.int64)
+        for start in range(0, n, 65536):
+            chunk = np.arange(start, min(n, start + 65536))
+            assign[chunk] = quantizer.search(self.gather(chunk, plain=True), 1)[1][:, 0]
+        self.list_of = assign
+        self.order = np.argsort(assign, kind="stable")   # rows list by list, ascending within
+        self.starts = np.searchsorted(assign[self.order], np.arange(nlist + 1))
+        # a list always probes itself, first; `wide`: 8 times the lists, for the rows with
+        # more near neighbours than k (a burst of thousands of near-identical pictures draws
+        # many centroids of its own, and one row's near duplicates spread over all of them)
+        nearest = quantizer.search(kmeans.centroids, min(8 * probe, nlist))[1]
+        self.wide = [np.concatenate([[l], [p for p in nearest[l] if p not in (l, -1)]])
+                     for l in range(nlist)]
+        self.probes = [lists[:probe] for lists in self.wide]
+
+    @property
+    def count(self) -> int:
+        return len(self.rows)
+
+    def members(self, lst: int) -> np.ndarray:
+        return self.order[self.starts[lst]:self.starts[lst + 1]]
+
+    def gather(self, rows: np.ndarray, plain: bool = False, query: bool = False) -> np.ndarray:
+        """float32 rows: the vectors (`plain`), or with one more coordinate, 1 for a query and
+        -offset for a candidate, so that a product gives cos(a, b) - o(b)."""
+        x = np.asarray(self.vectors[self.rows[rows]], dtype=np.float32)
+        if plain:
+            return np.ascontiguousarray(x)
+        out = np.empty((len(rows), x.shape[1] + 1), np.float32)
+        out[:, :-1] = x
+        out[:, -1] = 1.0 if query else -self.offsets[self.rows[rows]]
+        return out
+
+    def _candidates(self, lst: int, wide: bool) -> np.ndarray:
+        return np.concatenate([self.members(p) for p in (self.wide if wide else self.probes)[lst]])
+
+    def _blocks(self, rows: np.ndarray, wide: bool, chunk: int = 512):
+        """(positions in `rows`, candidate rows, scores [len, candidates], each row's own
+        column) block by block. A list probes itself first, so its members lead the
+        candidates, in row order."""
+        lists = self.list_of[rows]
+        by_list = np.argsort(lists, kind="stable")
+        bounds = np.flatnonzero(np.diff(lists[by_list])) + 1
+        for positions in np.split(by_list, bounds):
+            if not len(positions):
+                continue
+            lst = int(lists[positions[0]])
+            candidates = self._candidates(lst, wide)
+            stored = self.gather(candidates)
+            own = self.members(lst)
+            for s in range(0, len(positions), chunk):
+                part = positions[s:s + chunk]
+                yield (part, candidates, self.gather(rows[part], query=True) @ stored.T,
+                       np.searchsorted(own, rows[part]))
+
+    def nearest(self, rows: np.ndarray, k: int, floor: np.ndarray | None = None,
+                wide: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, rows) of the `k` best candidates of each of `rows` (itself left out),
+        best first, -1 / -inf where fewer; with `floor` (one value per row of the join),
+        candidates below their row's floor are left out too. `wide`: probe 8 times the lists."""
+        rows = np.asarray(rows, np.int64)
+        k = max(1, min(k, self.count - 1))
+        best = np.full((len(rows), k), -np.inf, np.float32)
+        found = np.full((len(rows), k), -1, np.int64)
+        for part, candidates, scores, own in self._blocks(rows, wide):
+            scores[np.arange(len(part)), own] = -np.inf
+            low = (np.full(len(part), -np.inf, np.float32) if floor is None
+                   else np.asarray(floor, np.float32)[rows[part]])
+            passing = scores >= low[:, None]
+            counts = np.count_nonzero(passing, axis=1)
+            many = np.flatnonzero(counts > k)
+            if len(many):  # the k best of a row with more than k
+                top = np.argpartition(-scores[many], k - 1, axis=1)[:, :k]
+                best[part[many]] = np.take_along_axis(scores[many], top, 1)
+                found[part[many]] = candidates[top]
+            few = np.flatnonzero((counts > 0) & (counts <= k))
+            if len(few):
+                r, c = np.nonzero(passing[few])
+                rank = np.arange(len(r)) - np.repeat(np.cumsum(counts[few]) - counts[few], counts[few])
+                best[part[few][r], rank] = scores[few[r], c]
+                found[part[few][r], rank] = candidates[c]
+        order = np.argsort(-best, axis=1, kind="stable")
+        return np.take_along_axis(best, order, 1), np.take_along_axis(found, order, 1)
+
+    def within(self, rows: np.ndarray, radius: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every (row, candidate, score) with score >= radius for each of `rows` (itself
+        left out), from 8 times the lists `nearest` probes (see `wide`)."""
+        rows = np.asarray(rows, np.int64)
+        left, right, values = [], [], []
+        for part, candidates, scores, own in self._blocks(rows, wide=True):
+            scores[np.arange(len(part)), own] = -np.inf
+            r, c = np.nonzero(scores >= radius)
+            left.append(rows[part][r])
+            right.append(candidates[c])
+            values.append(scores[r, c])
+        if not left:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
+        return np.concatenate(left), np.concatenate(right), np.concatenate(values)

@@ -102,9 +102,23 @@ def test_progress_reports_every_row():
     assert [d for d, _ in seen] == sorted(d for d, _ in seen)
 
 
-def test_inverted_file_join_finds_nearly_every_pair():
+def test_cluster_join_finds_nearly_every_pair():
     vectors, offsets = _data(3000, 32, 0.6, (30,), seed=5)
     want = _brute_pairs(vectors, offsets, 0.75)
-    found = near_pairs(vectors, offsets, 0.75, JoinSettings(k=8, grow=64, exact_limit=500, nprobe=8))
+    settings = JoinSettings(k=8, grow=64, exact_limit=500, probe=8, list_size=300)
+    found = near_pairs(vectors, offsets, 0.75, settings)
     got = set(zip(found.left.tolist(), found.right.tolist()))
     assert got <= want and len(got) >= 0.95 * len(want)
+    # probing every list is exhaustive: the same pairs and groups as the exact join
+    every = JoinSettings(k=8, grow=64, exact_limit=500, probe=10_000, list_size=100)
+    full = near_pairs(vectors, offsets, 0.75, every)
+    assert set(zip(full.left.tolist(), full.right.tolist())) == want
+
+
+@pytest.mark.parametrize("spread, threshold, bursts", CASES[1:3])
+def test_cluster_join_probing_every_list_groups_as_the_exact_join(spread, threshold, bursts):
+    vectors, offsets = _data(400, 24, spread, bursts, seed=11)
+    exact = _groups(vectors, offsets, threshold, JoinSettings(k=4, grow=128, block=50))
+    clustered = _groups(vectors, offsets, threshold, JoinSettings(
+        k=4, grow=128, block=50, exact_limit=10, probe=1000, list_size=40))
+    assert clustered == exact
