@@ -198,7 +198,8 @@ def run(folder: str, threshold: float, sample: int, seed: int, probe: int, list_
             "pair_recall_excluding_dense_rows": round((got - dense_got) / (want - dense_want), 5)
             if want > dense_want else None,
             "join": "exact (flat)" if n <= settings.exact_limit else
-            f"ClusterJoin: k-means lists of ~{list_size}, each against its {probe} nearest lists"}
+            f"ClusterJoin: k-means lists of ~{list_size or max(1024, int(np.sqrt(n / probe)))}, "
+            f"each against its {probe} nearest lists"}
 
 
 def _cpu_s() -> float:
@@ -219,7 +220,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--probe", type=int, default=JoinSettings.probe,
                         help="lists each list is compared with (default: dedupe's)")
-    parser.add_argument("--list-size", type=int, default=JoinSettings.list_size)
+    parser.add_argument("--list-size", type=int, default=JoinSettings.list_size,
+                        help="rows per k-means list (default: dedupe's, 0 = automatic)")
     parser.add_argument("--data", default=None, metavar="FOLDER",
                         help="keep the generated vectors here and reuse them on the next run")
     parser.add_argument("--json", default=None)

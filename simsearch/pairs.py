@@ -22,8 +22,10 @@ the threshold returns every pair above that radius, and on real pictures there a
 Every near pair with one end complete is found; so is every pair of a burst of up to `grow`
 images. With the exact join (up to `exact_limit` rows) nothing else is lost. Above, the join
 is `simsearch.vectors.ClusterJoin`: k-means lists, each compared with its `probe` nearest lists
-by BLAS matrix products, scores exact; a near pair is missed only when neither end's list
-probes the other's (benchmarks/dedupe.py measures the pair recall). Memory: the vectors are
+by BLAS matrix products, scores exact; rows searched again with `grow`, and dense rows' whole
+lists, probe 8 times the lists (a burst spreads over many lists of its own). A near pair is
+missed only when neither end's list probes the other's (benchmarks/dedupe.py measures the pair
+recall). Memory: the vectors are
 read in place, never copied; at most n * k + (rows not complete) * grow pairs are kept.
 """
 from __future__ import annotations
@@ -50,8 +52,10 @@ class JoinSettings:
     grow: int = 256         # neighbours for rows with more than k near-duplicates
     block: int = 4096       # query rows per search in the first pass
     exact_limit: int = JOIN_EXACT_LIMIT
-    probe: int = 8          # above exact_limit: lists each list is compared with (ClusterJoin)
-    list_size: int = 1024   # above exact_limit: rows per k-means list
+    probe: int = 2          # above exact_limit: lists each list is compared with (ClusterJoin)
+    list_size: int = 0      # above exact_limit: rows per k-means list; 0: sqrt(n / probe), at
+                            # least 1024 (the cost of assigning rows to lists, n * n / list_size,
+                            # balances that of the join, n * probe * list_size)
 
 
 @dataclass
@@ -99,7 +103,8 @@ def near_pairs(vectors: np.ndarray, offsets: np.ndarray, threshold: float,
     if n <= settings.exact_limit:
         join = SelfJoin(vectors, offsets, subset)
     else:
-        join = ClusterJoin(vectors, offsets, subset, settings.probe, settings.list_size)
+        size = settings.list_size or max(1024, int(np.sqrt(n / settings.probe)))
+        join = ClusterJoin(vectors, offsets, subset, settings.probe, size)
     # the join's score, cos(a, b) - o(b), that a partner of row a must reach to pass: with the
     # full adjustment threshold + o(a); a pair above the knee, where the adjustment fades
     # (simsearch.scoring.adjust), may pass from cos >= knee, so from knee - max(o) on

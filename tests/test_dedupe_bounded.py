@@ -122,3 +122,25 @@ def test_cluster_join_probing_every_list_groups_as_the_exact_join(spread, thresh
     clustered = _groups(vectors, offsets, threshold, JoinSettings(
         k=4, grow=128, block=50, exact_limit=10, probe=1000, list_size=40))
     assert clustered == exact
+
+
+def test_cluster_join_nearest_is_the_brute_force_top_k_above_the_floor():
+    from simsearch.vectors import ClusterJoin
+    vectors, offsets = _data(900, 16, 0.8, (20,), seed=2)
+    join = ClusterJoin(vectors, offsets, probe=100, list_size=60)  # every list probed: exact
+    rows = np.arange(0, 900, 7)
+    floor = np.full(len(vectors), 0.55, np.float32)
+    scores, found = join.nearest(rows, 5, floor)
+    raw = vectors[rows] @ vectors.T - offsets[None, :]
+    raw[np.arange(len(rows)), rows] = -np.inf  # itself left out
+    for i, row in enumerate(rows):
+        passing = np.flatnonzero(raw[i] >= 0.55)
+        want = passing[np.argsort(-raw[i, passing], kind="stable")][:5]
+        got = found[i][found[i] >= 0]
+        assert np.allclose(np.sort(raw[i, want]), np.sort(scores[i][:len(got)]), atol=1e-5)
+        assert len(got) == len(want) and (found[i][len(got):] == -1).all()
+    # within: every candidate at or above the radius, itself left out
+    left, right, values = join.within(rows[:10], 0.6)
+    for row in rows[:10]:
+        want = set(np.flatnonzero(vectors[row] @ vectors.T - offsets >= 0.6).tolist()) - {row}
+        assert set(right[left == row].tolist()) == want
