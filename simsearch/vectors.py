@@ -588,8 +588,8 @@ class ClusterJoin:
         # more near neighbours than k (a burst of thousands of near-identical pictures draws
         # many centroids of its own, and one row's near duplicates spread over all of them)
         nearest = quantizer.search(kmeans.centroids, min(8 * probe, nlist))[1]
-        self.wide = [np.concatenate([[l], [p for p in nearest[l] if p not in (l, -1)]])
-                     for l in range(nlist)]
+        self.wide = [np.array([l] + [int(p) for p in nearest[l] if p not in (l, -1)], np.int64)
+                     for l in range(nlist)]  # int64 even for one list (no other to probe)
         self.probes = [lists[:probe] for lists in self.wide]
 
     @property
@@ -641,11 +641,13 @@ class ClusterJoin:
         k = max(1, min(k, self.count - 1))
         best = np.full((len(rows), k), -np.inf, np.float32)
         found = np.full((len(rows), k), -1, np.int64)
+        floor = None if floor is None else np.asarray(floor)
         for part, candidates, scores, own in self._blocks(rows, wide):
             scores[np.arange(len(part)), own] = -np.inf
             low = (np.full(len(part), -np.inf, np.float32) if floor is None
-                   else np.asarray(floor, np.float32)[rows[part]])
+                   else floor[rows[part]].astype(np.float32))  # this block's rows only
             passing = scores >= low[:, None]
+            passing[np.arange(len(part)), own] = False  # itself, even without a floor
             counts = np.count_nonzero(passing, axis=1)
             many = np.flatnonzero(counts > k)
             if len(many):  # the k best of a row with more than k
