@@ -80,7 +80,8 @@ def exact_scores(vectors: np.ndarray, offsets: np.ndarray, a: np.ndarray, b: np.
         x, y = a[s:s + _VERIFY_CHUNK], b[s:s + _VERIFY_CHUNK]
         if rows is not None:
             x, y = rows[x], rows[y]
-        raw = np.einsum("ij,ij->i", vectors[x], vectors[y]).astype(np.float64)
+        raw = np.einsum("ij,ij->i", vectors[x], vectors[y],
+                        dtype=np.promote_types(vectors.dtype, np.float32)).astype(np.float64)
         both = offsets[x].astype(np.float64) + offsets[y]
         out[s:s + _VERIFY_CHUNK] = adjust(raw, both, knee)
     return out
