@@ -224,6 +224,8 @@ def main() -> None:
                         help="rows per k-means list (default: dedupe's, 0 = automatic)")
     parser.add_argument("--data", default=None, metavar="FOLDER",
                         help="keep the generated vectors here and reuse them on the next run")
+    parser.add_argument("--generate-only", action="store_true",
+                        help="with --data: write the vectors and stop")
     parser.add_argument("--json", default=None)
     parser.add_argument("--run", nargs=2, metavar=("FOLDER", "THRESHOLD"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -246,6 +248,8 @@ def main() -> None:
             made["n"] = args.n
             with open(made_file, "w") as f:
                 json.dump(made, f)
+        if args.generate_only:
+            return
         print(f"background pairs >= radius {made['radius']:.2f}: "
               f"{made['background_fraction_above_radius']:.2e}; generated: "
               f"{made['achieved_fraction_above_radius']:.2e}; pairs passing the threshold "

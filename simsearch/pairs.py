@@ -35,6 +35,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from simsearch.errors import SimsearchError
 from simsearch.scoring import KNEE, adjust
 from simsearch.vectors import JOIN_EXACT_LIMIT, ClusterJoin, SelfJoin
 
@@ -56,6 +57,12 @@ class JoinSettings:
     list_size: int = 0      # above exact_limit: rows per k-means list; 0: sqrt(n / probe), at
                             # least 1024 (the cost of assigning rows to lists, n * n / list_size,
                             # balances that of the join, n * probe * list_size)
+
+    def __post_init__(self):
+        if not (1 <= self.k <= self.grow and self.block >= 1 and self.exact_limit >= 0
+                and self.probe >= 1 and self.list_size >= 0):
+            raise SimsearchError(f"join settings out of range: {self} (need 1 <= k <= grow, "
+                                 "block >= 1, probe >= 1, list_size >= 0)")
 
 
 @dataclass

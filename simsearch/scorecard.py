@@ -246,7 +246,8 @@ def _look_alikes(index, paths: list[str], vectors: dict, background: Background 
     bar = round((threshold + 1) / 2, 4)  # see simsearch.families: alone, a model link needs this
     offsets = (background.offsets(matrix) if background is not None
                else np.zeros(len(paths), np.float32))
-    found = near_pairs(matrix, offsets, threshold, JoinSettings(k=max(1, len(paths) - 1)))
+    every = max(1, len(paths) - 1)
+    found = near_pairs(matrix, offsets, threshold, JoinSettings(k=every, grow=max(256, every)))
     model = [Link(int(a), int(b), "model score", round(float(s), 4))
              for a, b, s in zip(found.left, found.right, found.scores)]
     links += [ln for ln in model if ln.value >= bar]

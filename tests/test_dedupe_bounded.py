@@ -144,3 +144,10 @@ def test_cluster_join_nearest_is_the_brute_force_top_k_above_the_floor():
     for row in rows[:10]:
         want = set(np.flatnonzero(vectors[row] @ vectors.T - offsets >= 0.6).tolist()) - {row}
         assert set(right[left == row].tolist()) == want
+
+
+@pytest.mark.parametrize("bad", [dict(probe=0), dict(k=0), dict(k=300, grow=256), dict(list_size=-1)])
+def test_join_settings_out_of_range_are_named(bad):
+    from simsearch.errors import SimsearchError
+    with pytest.raises(SimsearchError, match="join settings out of range"):
+        JoinSettings(**bad)
