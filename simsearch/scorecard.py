@@ -142,7 +142,7 @@ def run_eval(originals: str | os.PathLike, distractors: str | os.PathLike | None
         readable = [f.path for f in walk_images([originals]) if f.path in vectors]
         if len(readable) < 2:
             raise SimsearchError(f"{originals}: fewer than two readable images to evaluate on")
-        families = _look_alikes(index, readable, vectors, background, progress)
+        families = _look_alikes(index, readable, vectors, background, progress, threshold)
         bench = make_benchmark([Path(p) for p in readable], tmp / "bench", seed=seed,
                                per_image=per_image, edits=edits,
                                progress=_stage(progress, "making copies"))
@@ -223,7 +223,7 @@ def run_eval(originals: str | os.PathLike, distractors: str | os.PathLike | None
 
 
 def _look_alikes(index, paths: list[str], vectors: dict, background: Background | None,
-                 progress) -> Families:
+                 progress, threshold: float | None = None) -> Families:
     """Sets of originals alike by content hash, by the model's score at its dedupe threshold
     (the scoring dedupe uses) and by pHash, when imagehash is installed."""
     catalog = index.catalog()
@@ -242,7 +242,8 @@ def _look_alikes(index, paths: list[str], vectors: dict, background: Background 
     except SimsearchError as e:  # imagehash not installed
         skipped["phash"] = str(e)
     matrix = np.stack([vectors[p] for p in paths])
-    threshold = index.default_threshold()
+    if threshold is None:
+        threshold = index.default_threshold()
     bar = round((threshold + 1) / 2, 4)  # see simsearch.families: alone, a model link needs this
     offsets = (background.offsets(matrix) if background is not None
                else np.zeros(len(paths), np.float32))

@@ -316,3 +316,18 @@ def test_save_threshold_refuses_when_no_threshold_reaches_the_target(tmp_path, t
     result = _cli(["eval", tmp_path / "photos", "--save-threshold", "--index", idx, "-q"])
     assert result.exit_code == 1 and f"no threshold saved: {why}" in result.output
     assert open_index(idx).threshold() is None
+
+
+def test_a_model_without_a_threshold_is_scored_at_the_one_given(tmp_path, tiny_model):
+    """A freshly trained model carries no dedupe threshold; eval with --threshold must not ask
+    for one (the look-alike finder took the model's own, and failed)."""
+    from simsearch.export import export_onnx
+    from simsearch.model import load_model
+    from simsearch.files import sha256
+    weights = tiny_model / "model.safetensors"
+    bare = tmp_path / "bare.onnx"
+    export_onnx(load_model(weights), bare, sha256(weights), half_weights=False)
+    _planted(tmp_path / "originals")
+    report = run_eval(tmp_path / "originals", model=str(bare), seed=2, baselines=(), rounds=5,
+                      edits=EASY, threshold=0.9)
+    assert report.metrics.dedupe.threshold == 0.9

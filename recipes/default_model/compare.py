@@ -39,7 +39,7 @@ def score(model: Path, val_dir: Path, per_image: int) -> dict:
     background = build_background(background_vectors(ROOT / "data" / "train", onnx),
                                   ref.model_id).with_params(0.75, 0.2)
     report = run_eval(val_dir, model=str(onnx), baselines=(), per_image=per_image,
-                      sweep=SWEEP, background=background)
+                      sweep=SWEEP, background=background, threshold=0.85)
 
     def recall_at(precision: float) -> dict | None:
         good = [s for s in report.sweep if s.precision >= precision]
