@@ -463,7 +463,7 @@ def test_memory_mines_the_closest_negative_farther_than_the_positive():
     # only 0.1 rad away, closer than its positive, so it gets label 10
     assert slots.tolist()[:2] == [2, 3]
     loss = memory.triplet_loss(batch.clone().requires_grad_(True), labels, margin=0.25)
-    assert loss is not None and float(loss) > 0
+    assert loss is not None and float(loss.detach()) > 0
     # a ring: the oldest make room, and labels go with their vectors
     memory.push(unit(1.0, 1.1, 1.2), torch.tensor([1, 2, 3]))
     assert memory.filled == 4 and memory.labels.tolist() == [1, 2, 3, 10]

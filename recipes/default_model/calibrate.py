@@ -38,17 +38,39 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from simsearch.dedupe import find_groups  # noqa: E402
-from simsearch.evaluate import (label_neighbors, make_benchmark, micro_average_precision,  # noqa: E402
+from simsearch.evaluate import (DedupeScore, label_neighbors, make_benchmark, micro_average_precision,  # noqa: E402
                                 recall_at_1, Neighbors)
 from simsearch.index import open_index  # noqa: E402
 from simsearch.models import DEFAULT_MODEL_DIR, calibration_path  # noqa: E402
-from simsearch.scorecard import family_dedupe_score  # noqa: E402
 from simsearch.scoring import KNEE, adjust  # noqa: E402
 
 KNEES = (1.0, 0.99, 0.98, 0.97, 0.96, 0.95, 0.94, 0.93, 0.92, 0.90)
 SWEEP = tuple(round(0.70 + 0.01 * i, 2) for i in range(29))
 RESAVE_FLOOR = 0.95
 SELF_FLOOR = 0.9999
+
+
+def family_dedupe_score(groups: list[list[str]], family: dict[str, int], bench,
+                        threshold: float) -> DedupeScore:
+    """Pairwise precision and recall of dedupe groups: a pair is right when both files are the
+    same original or copies of it (`family`); recall counts each edited copy grouped with its
+    original."""
+    n_predicted = n_right = 0
+    group_of: dict[str, int] = {}
+    for gi, files in enumerate(groups):
+        counts: dict[int, int] = {}
+        for fam in (family.get(f, -1 - gi) for f in files):
+            counts[fam] = counts.get(fam, 0) + 1
+        n_predicted += len(files) * (len(files) - 1) // 2
+        n_right += sum(c * (c - 1) // 2 for c in counts.values())
+        for f in files:
+            group_of.setdefault(f, gi)
+    true_pairs = [(str(item.query), str(item.original)) for item in bench.items]
+    found = sum(1 for q, o in true_pairs if q in group_of and group_of.get(o) == group_of[q])
+    precision = n_right / n_predicted if n_predicted else 1.0
+    recall = found / len(true_pairs) if true_pairs else 1.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return DedupeScore(precision, recall, f1, threshold, n_predicted, len(true_pairs), n_right)
 
 
 def half_size_resaves(originals: list[Path], out: Path) -> list[Path]:
