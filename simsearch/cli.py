@@ -128,6 +128,14 @@ def index_cmd(paths, index_dir, model, rebuild, workers, batch_size, ray_address
     if any(missing):  # a typo, or a link to a drive that is not there: say so, change nothing
         raise click.BadParameter("; ".join(m for m in missing if m) + "; nothing was indexed",
                                  param_hint="PATHS")
+    if ray_address:  # an address nothing answers on: refused before an index folder is made
+        try:
+            from simsearch.cluster import check_address
+        except ModuleNotFoundError as e:
+            if e.name != "ray":
+                raise
+        else:
+            check_address(ray_address)
     index = open_index(index_dir, model=model, create=True, device=device)
     with _Progress("indexing", quiet) as progress:
         report = index.add_paths(paths, progress=progress, workers=workers, batch_size=batch_size,

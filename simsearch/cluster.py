@@ -35,7 +35,7 @@ from simsearch.models import ModelRef
 from simsearch.scoring import Background
 from simsearch.vectors import VectorIndex
 
-__all__ = ["ray_ingest", "ACTOR_PREFIX"]
+__all__ = ["ray_ingest", "check_address", "ACTOR_PREFIX"]
 
 ACTOR_PREFIX = "simsearch-compute"
 _IN_FLIGHT_PER_ACTOR = 2
@@ -56,7 +56,7 @@ class _Computer:
         return os.getpid()
 
 
-def _check_reachable(address: str, timeout: float = 5.0) -> None:
+def check_address(address: str, timeout: float = 5.0) -> None:
     """An explicit HOST:PORT (or ray://HOST:PORT) that nothing answers on is refused at once:
     ray.init would otherwise retry it for minutes."""
     if address in ("auto", "local"):
@@ -77,7 +77,7 @@ def connect(address: str) -> bool:
     disconnect). An already connected process keeps its connection."""
     if ray.is_initialized():
         return False
-    _check_reachable(address)
+    check_address(address)
     try:
         ray.init(address=address, include_dashboard=False, log_to_driver=False,
                  configure_logging=False)

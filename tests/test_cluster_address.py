@@ -32,3 +32,15 @@ def test_an_unreachable_address_is_refused_at_once(prefix):
 def test_a_malformed_address_is_named(address):
     with pytest.raises(SimsearchError, match="not HOST:PORT"):
         connect(address)
+
+
+def test_the_cli_refuses_it_before_making_an_index_folder(tmp_path):
+    from click.testing import CliRunner
+
+    from conftest import write_pictures
+    from simsearch.cli import main
+    write_pictures(tmp_path / "photos", 2)
+    out = CliRunner().invoke(main, ["index", str(tmp_path / "photos"), "--index",
+                                    str(tmp_path / "idx"), "--ray", f"127.0.0.1:{_closed_port()}"])
+    assert out.exit_code == 1 and "cannot reach a Ray cluster" in out.output
+    assert not (tmp_path / "idx").exists()
