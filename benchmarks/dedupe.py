@@ -31,52 +31,10 @@ import time
 
 import numpy as np
 
-from common import ROOT, peak_rss_mb, report
+from common import ROOT, RealLike, model_background, peak_rss_mb, report
 from simsearch.pairs import JoinSettings
 
 RADIUS_NOTE = "fraction of pairs with raw cosine >= threshold - max_shift (the default search radius)"
-
-
-def model_background():
-    from simsearch.models import resolve_model
-    from simsearch.scoring import load_background
-
-    ref = resolve_model(None)
-    bg = load_background(ref.background_file, ref.model_id, ref.config.dim)
-    return ref, bg
-
-
-class RealLike:
-    """Vectors whose pair scores follow the background set's: each is a background picture's
-    vector plus Gaussian noise with the background's covariance, of norm sigma (log-normal per
-    vector), normalised. So they sit where real pictures sit (their score offsets, which come
-    from the nearest background picture, are spread like real ones), the raw-score quantiles
-    follow the background's, and about as many pairs as among real pictures reach the search
-    radius while almost none pass the adjusted threshold: unrelated real pictures are rarely
-    duplicates. Parameters from a small grid on 4000 vectors (sigma 0.5-1.1, spread 0.2-0.4;
-    fraction above the radius 4.1e-4 at sigma 0.5 against the background's 4.8e-4, quantiles
-    0.5/0.9/0.99/0.999 of -0.005/0.185/0.378/0.569 against -0.010/0.183/0.422/0.635). An
-    earlier generator (random topic directions) matched the radius fraction but put 3.5e-4 of
-    all pairs above the adjusted threshold against the background's 6e-6: its random topics
-    lay far from every real picture, where the adjustment raises scores."""
-
-    def __init__(self, background, sigma: float = 0.45, spread: float = 0.3, seed: int = 0):
-        self.b_vectors = background.vectors
-        cov = np.cov(self.b_vectors.T)
-        w, v = np.linalg.eigh(cov)
-        self.root = (v * np.sqrt(np.clip(w, 0, None))).astype(np.float32)
-        self.rng = np.random.default_rng(seed)
-        self.sigma, self.spread = sigma, spread
-
-    def gauss(self, n: int) -> np.ndarray:
-        z = self.rng.standard_normal((n, self.root.shape[0]), dtype=np.float32) @ self.root.T
-        return z / np.linalg.norm(z, axis=1, keepdims=True)
-
-    def draw(self, n: int) -> np.ndarray:
-        rng = self.rng
-        sigma = self.sigma * np.exp(self.spread * rng.standard_normal(n, dtype=np.float32))[:, None]
-        x = self.b_vectors[rng.integers(0, len(self.b_vectors), n)] + sigma * self.gauss(n)
-        return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
 
 
 def above(vectors: np.ndarray, radius: float) -> float:

@@ -13,7 +13,6 @@ size, one thread) and `simsearch index` end to end (the default model, 2 decodin
 from __future__ import annotations
 
 import argparse
-import io
 import os
 import shutil
 import tempfile

@@ -2,9 +2,10 @@
 choice makes, its recall@10 against exact search, a cold `simsearch query` process on a 12 MP
 JPEG, and warm queries in process and through `simsearch serve`.
 
-Vectors: a mixture of cluster centres and noise whose share of pairs scoring >= 0.69 (the
-default search radius: threshold 0.84 minus the largest score adjustment 0.15) matches that of
-the default model's background set (3,000 real pictures), plus planted near-duplicate groups.
+Vectors: drawn as benchmarks/dedupe.py draws them (`common.RealLike`: each a real background
+picture's vector plus noise), so that their share of pairs at or above the default search
+radius (threshold minus the largest score adjustment: 0.85 - 0.15 = 0.70) is that of the
+default model's background set (printed beside it), plus planted near-duplicate groups.
 
     python benchmarks/query.py --n 1000000 --json benchmarks/results/query_scale.json
 """
@@ -25,12 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
-from common import ROOT, report
+from common import ROOT, RealLike, report
 
-RADIUS = 0.69
-
-
-def pair_fraction(vectors: np.ndarray, threshold: float = RADIUS, sample: int = 3000,
+def pair_fraction(vectors: np.ndarray, threshold: float, sample: int = 3000,
                   seed: int = 0) -> float:
     """Share of distinct pairs (of a seeded sample) scoring >= threshold."""
     rng = np.random.default_rng(seed)
@@ -40,31 +38,16 @@ def pair_fraction(vectors: np.ndarray, threshold: float = RADIUS, sample: int = 
     return float((sims[upper] >= threshold).mean())
 
 
-def real_like(n: int, dim: int, target: float, seed: int = 0, groups: int = 1000
+def real_like(n: int, background, seed: int = 0, groups: int = 1000
               ) -> tuple[np.ndarray, list[list[int]]]:
-    """n unit vectors: members of clusters (pair cosine ~ a_i a_j, a_i in [0.55, 0.95]) whose
-    count is set so that the share of pairs >= RADIUS is `target`; then `groups` planted
-    near-duplicate groups (2-5 copies of a vector, cosine ~0.97) overwrite random rows."""
-    rng = np.random.default_rng(seed)
-    probe = 20000  # share of same-cluster pairs >= RADIUS, measured on one big cluster
-    centre = rng.standard_normal(dim).astype(np.float32)
-    centre /= np.linalg.norm(centre)
-    a = rng.uniform(0.55, 0.95, probe).astype(np.float32)
-    noise = rng.standard_normal((probe, dim)).astype(np.float32)
-    noise -= np.outer(noise @ centre, centre)
-    noise /= np.linalg.norm(noise, axis=1, keepdims=True)
-    same = pair_fraction(a[:, None] * centre + np.sqrt(1 - a[:, None] ** 2) * noise)
-    clusters = max(1, round(same / target))
-    centres = rng.standard_normal((clusters, dim)).astype(np.float32)
-    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
-    out = np.empty((n, dim), np.float32)
+    """n unit vectors drawn as benchmarks/dedupe.py draws them (`common.RealLike`: a real
+    background picture's vector plus noise, so they sit where real pictures sit); then `groups`
+    planted near-duplicate groups (2-5 copies of a vector, cosine ~0.97) overwrite random rows."""
+    gen = RealLike(background, seed=seed)
+    rng = np.random.default_rng(seed + 1)
+    out = np.empty((n, background.dim), np.float32)
     for start in range(0, n, 100_000):
-        m = min(100_000, n - start)
-        z = rng.integers(0, clusters, m)
-        a = rng.uniform(0.55, 0.95, (m, 1)).astype(np.float32)
-        x = rng.standard_normal((m, dim)).astype(np.float32) / np.sqrt(dim)
-        x = a * centres[z] + np.sqrt(1 - a ** 2) * x
-        out[start:start + m] = x / np.linalg.norm(x, axis=1, keepdims=True)
+        out[start:start + 100_000] = gen.draw(min(100_000, n - start))
     planted = []
     rows = rng.permutation(n)
     used = 0
@@ -74,7 +57,7 @@ def real_like(n: int, dim: int, target: float, seed: int = 0, groups: int = 1000
         used += size
         base = out[members[0]]
         for m in members[1:]:
-            x = base + rng.standard_normal(dim).astype(np.float32) * 0.015
+            x = base + rng.standard_normal(background.dim).astype(np.float32) * 0.015
             out[m] = x / np.linalg.norm(x)
         planted.append(members)
     return out, planted
@@ -88,11 +71,12 @@ def build(folder: Path, n: int, ann: str | None) -> dict:
     index = open_index(folder, create=True)
     ref = index.model
     background = load_background(ref.background_file, ref.model_id, ref.config.dim)
-    target = pair_fraction(background.vectors)
+    radius = float(ref.dedupe_threshold) - background.max_shift
+    target = pair_fraction(background.vectors, radius)
     start = time.perf_counter()
-    vectors, planted = real_like(n, ref.config.dim, target)
+    vectors, planted = real_like(n, background)
     generated = time.perf_counter() - start
-    achieved = pair_fraction(vectors, sample=6000)
+    achieved = pair_fraction(vectors, radius, sample=6000)
     record = {"name": ref.name, "id": ref.model_id, "config": ref.config.to_dict()}
     start = time.perf_counter()
     with index.store.writer() as store:
@@ -110,7 +94,8 @@ def build(folder: Path, n: int, ann: str | None) -> dict:
         store.commit(catalog, built, record, background.fingerprint, ann or "auto")
         commit_s = time.perf_counter() - start
         catalog.close()
-    return {"n": n, "catalog_reused": reused, "pair_fraction_target": target, "pair_fraction_achieved": achieved,
+    return {"n": n, "catalog_reused": reused, "radius": radius,
+            "pair_fraction_target": target, "pair_fraction_achieved": achieved,
             "planted_groups": len(planted), "generate_s": generated, "catalog_s": catalog_s,
             "index_build_s": build_s, "commit_s": commit_s, "factory": built.factory,
             "params": built.params, "recall_at_10": built.recall,
