@@ -203,6 +203,7 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as scratch:
         tmp = Path(args.folder or scratch)
+        tmp.mkdir(parents=True, exist_ok=True)
         query = tmp / "query.jpg"
         picture(1, (4000, 3000)).save(query, quality=90)
         for n in args.n:
