@@ -25,8 +25,8 @@ is `simsearch.vectors.ClusterJoin`: k-means lists, each compared with its `probe
 by BLAS matrix products, scores exact; rows searched again with `grow`, and dense rows' whole
 lists, probe 8 times the lists (a burst spreads over many lists of its own). A near pair is
 missed only when neither end's list probes the other's (benchmarks/dedupe.py measures the pair
-recall). Memory: the vectors are
-read in place, never copied; at most n * k + (rows not complete) * grow pairs are kept.
+recall). Memory: the vectors are read in place, never copied; at most n * k + (rows not
+complete) * grow pairs are kept.
 """
 from __future__ import annotations
 
@@ -124,8 +124,7 @@ def near_pairs(vectors: np.ndarray, offsets: np.ndarray, threshold: float,
 
     def scan(rows: np.ndarray, k: int, wide: bool = False) -> np.ndarray:
         """Search `rows` for k neighbours, keep the near pairs; return the rows not complete."""
-        scores, others = (join.nearest(rows, k + 1, need, wide=True) if wide
-                          else join.nearest(rows, k + 1, need))
+        scores, others = join.nearest(rows, k + 1, need, wide=wide)
         ok = (others >= 0) & (others != rows[:, None]) & (scores >= need[rows, None])
         left, right = np.broadcast_to(rows[:, None], ok.shape)[ok], others[ok]
         exact = exact_scores(vectors, offsets, left, right, subset, knee)
@@ -152,7 +151,7 @@ def near_pairs(vectors: np.ndarray, offsets: np.ndarray, threshold: float,
         total += len(saturated)
         step = max(1, settings.block * settings.k // settings.grow)
         for start in range(0, len(saturated), step):
-            dense[scan(saturated[start:start + step], settings.grow, wide=not join.exact)] = True
+            dense[scan(saturated[start:start + step], settings.grow, wide=True)] = True
             done += len(saturated[start:start + step])
             if progress:
                 progress(done, total)

@@ -497,6 +497,15 @@ def range_pairs(ids: np.ndarray, vectors: np.ndarray, threshold: float,
         yield Pairs(ids[rows[keep]], ids[labels[keep]], dist[keep].astype(np.float32))
 
 
+def _joined(vectors: np.ndarray, offsets: np.ndarray, rows: np.ndarray, query: bool) -> np.ndarray:
+    """float32 `vectors[rows]` with one more coordinate, 1 for a query and -offset for a
+    candidate, so that their inner product is cos(a, b) - o(b)."""
+    out = np.empty((len(rows), vectors.shape[1] + 1), np.float32)
+    out[:, :-1] = vectors[rows]
+    out[:, -1] = 1.0 if query else -offsets[rows]
+    return out
+
+
 class SelfJoin:
     """The exact self-join (up to `JOIN_EXACT_LIMIT` vectors; `ClusterJoin` above): the
     nearest neighbours of each of n vectors among the same vectors, ranked by
@@ -520,26 +529,20 @@ class SelfJoin:
             self.index.add(self._stored(np.arange(start, min(n, start + 65536))))
 
     def _stored(self, rows: np.ndarray) -> np.ndarray:
-        out = np.empty((len(rows), self.vectors.shape[1] + 1), np.float32)
-        out[:, :-1] = self.vectors[self.rows[rows]]
-        out[:, -1] = -self.offsets[self.rows[rows]]
-        return out
+        return _joined(self.vectors, self.offsets, self.rows[rows], query=False)
 
     def _queries(self, rows: np.ndarray) -> np.ndarray:
-        out = np.empty((len(rows), self.vectors.shape[1] + 1), np.float32)
-        out[:, :-1] = self.vectors[self.rows[rows]]
-        out[:, -1] = 1.0
-        return out
+        return _joined(self.vectors, self.offsets, self.rows[rows], query=True)
 
     @property
     def count(self) -> int:
         return int(self.index.ntotal)
 
-    def nearest(self, rows: np.ndarray, k: int, floor: np.ndarray | None = None
-                ) -> tuple[np.ndarray, np.ndarray]:
+    def nearest(self, rows: np.ndarray, k: int, floor: np.ndarray | None = None,
+                wide: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """(scores, rows) of the `k` nearest vectors to each of `rows` (itself included when
-        found), best first; -1 where fewer were found. `floor` is accepted for the interface
-        of `ClusterJoin` and not used."""
+        found), best first; -1 where fewer were found. `floor` and `wide` are the interface
+        of `ClusterJoin`; an exact search needs neither."""
         return self.index.search(self._queries(rows), min(k, self.count))
 
     def within(self, rows: np.ndarray, radius: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -600,15 +603,10 @@ class ClusterJoin:
         return self.order[self.starts[lst]:self.starts[lst + 1]]
 
     def gather(self, rows: np.ndarray, plain: bool = False, query: bool = False) -> np.ndarray:
-        """float32 rows: the vectors (`plain`), or with one more coordinate, 1 for a query and
-        -offset for a candidate, so that a product gives cos(a, b) - o(b)."""
-        x = np.asarray(self.vectors[self.rows[rows]], dtype=np.float32)
+        """float32 rows: the vectors (`plain`), or as `_joined` gives them."""
         if plain:
-            return np.ascontiguousarray(x)
-        out = np.empty((len(rows), x.shape[1] + 1), np.float32)
-        out[:, :-1] = x
-        out[:, -1] = 1.0 if query else -self.offsets[self.rows[rows]]
-        return out
+            return np.ascontiguousarray(self.vectors[self.rows[rows]], dtype=np.float32)
+        return _joined(self.vectors, self.offsets, self.rows[rows], query)
 
     def _candidates(self, lst: int, wide: bool) -> np.ndarray:
         return np.concatenate([self.members(p) for p in (self.wide if wide else self.probes)[lst]])
