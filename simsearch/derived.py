@@ -49,10 +49,11 @@ def sample_with_ids(catalog: Catalog, size: int, seed: int = 0) -> tuple[np.ndar
     if bounds is None:
         return np.zeros(0, np.int64), np.zeros((0, 0), np.float32)
     low, high = bounds
-    rng = np.random.default_rng(seed)
-    picks = np.unique(rng.integers(low, high + 1, size=min(size, high - low + 1)))
-    if len(picks) < size:  # small catalogs: every id
+    span = high - low + 1
+    if size >= span:  # small catalogs: every id
         picks = np.arange(low, high + 1)
+    else:  # distinct picks (drawn with replacement, a repeat once made this every id)
+        picks = low + np.sort(np.random.default_rng(seed).choice(span, size, replace=False))
     found = catalog.vectors_by_id(picks)
     ids = np.array(sorted(found), np.int64)
     return ids, np.stack([found[int(i)] for i in ids]) if len(ids) else np.zeros((0, 0), np.float32)
@@ -74,7 +75,7 @@ class Deferred:
     def __init__(self, count: int):
         self.count = count
 
-    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+    def add(self, ids: np.ndarray, vectors: np.ndarray, offsets: np.ndarray | None = None) -> None:
         self.count += len(ids)
 
     def remove(self, ids: np.ndarray) -> int:
@@ -90,12 +91,12 @@ class Growing:
         self.vectors = vectors
         self._choice_for = choice_for
 
-    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+    def add(self, ids: np.ndarray, vectors: np.ndarray, offsets: np.ndarray | None = None) -> None:
         current = self.vectors
         if (not isinstance(current, Deferred)
                 and self._choice_for(current.count + len(ids)).factory != current.factory):
             self.vectors = Deferred(current.count)
-        self.vectors.add(ids, vectors)
+        self.vectors.add(ids, vectors, offsets)
 
     def remove(self, ids: np.ndarray) -> int:
         return self.vectors.remove(ids)

@@ -27,7 +27,8 @@ from simsearch.ingest import IngestReport, Progress, ingest
 from simsearch.scoring import Background, Offsets, adjusted_search, load_background
 from simsearch.store import (CATALOG, FORMAT_VERSION, LOCK, MANIFEST, VECTOR_FILE, VECTORS,
                              Store, write_atomic)
-from simsearch.derived import Deferred, Growing, by_id, computed_offsets, sample, vectors_agree
+from simsearch.derived import (Deferred, Growing, by_id, computed_offsets, sample, sample_with_ids,
+                               vectors_agree)
 from simsearch.vectorfile import VectorFile
 from simsearch.vectors import (ANN_KINDS, DEFAULT_FACTORY, TOMBSTONE_LIMIT, Choice, VectorIndex,
                                choose, measure_recall, parse_ann)
@@ -254,7 +255,8 @@ class Index:
             return None
         try:
             loaded = VectorIndex.load(path, self.dim, self.factory,
-                                      self._described().get("params"), mapped=mapped)
+                                      self._described().get("params"), mapped=mapped,
+                                      column=self._described().get("column"))
         except IndexStoreError:
             return None  # derived data: a missing, damaged or foreign file is rebuilt
         loaded.recall = self._described().get("recall_at_10")
@@ -280,14 +282,19 @@ class Index:
 
     def rebuild_vectors(self, catalog: Catalog, choice: Choice | None = None) -> VectorIndex:
         """The vector index built from the catalog: `choice` (default: the recorded one),
-        trained on a sample of the stored vectors when it needs it, and its recall@10 measured
-        against exact search when it is approximate."""
+        trained on a sample of the stored vectors when it needs it, its score column holding
+        the catalog's offsets (and recording what they were made for), and its recall@10
+        measured against exact search when it is approximate."""
         choice = choice or Choice(self.factory, self._described().get("params", {}))
-        vectors = VectorIndex(self.dim, choice.factory, params=choice.params)
+        ids, values = catalog.offsets()
+        whole = not np.isnan(values).any()
+        stored = Offsets(ids, np.nan_to_num(values, nan=0.0))
+        vectors = VectorIndex(self.dim, choice.factory, params=choice.params,
+                              column=catalog.get_meta("scoring") if whole else None)
         if vectors.needs_training:
-            training = sample(catalog, vectors.training_size)
+            picked, training = sample_with_ids(catalog, vectors.training_size)
             try:
-                vectors.train(training)
+                vectors.train(training, stored.of(picked))
             except RuntimeError as e:  # faiss: fewer vectors than the description needs
                 raise IndexStoreError(
                     f"{self.folder}: the vector index {choice.factory} cannot be trained on "
@@ -298,7 +305,7 @@ class Index:
                 raise IndexStoreError(
                     f"{catalog.path}: catalog vectors have {batch.shape[1]} dimensions, the index "
                     f"{self.dim}; repair with: simsearch check --repair --index {self.folder}")
-            vectors.add(ids, batch)
+            vectors.add(ids, batch, stored.of(ids))
         if not vectors.exact:
             vectors.rescore_with(lambda ids: by_id(catalog, ids))
             queries = sample(catalog, _RECALL_QUERIES, seed=1)
@@ -313,7 +320,8 @@ class Index:
         ingest deferred it, or when removed HNSW nodes pass `TOMBSTONE_LIMIT`."""
         choice = self.vector_choice(catalog.count(), ann, memory)
         if (isinstance(vectors, Deferred) or choice.factory != vectors.factory
-                or vectors.tombstones > TOMBSTONE_LIMIT * max(vectors.count, 1)):
+                or vectors.tombstones > TOMBSTONE_LIMIT * max(vectors.count, 1)
+                or not vectors.has_column or vectors.column != catalog.get_meta("scoring")):
             return self.rebuild_vectors(catalog, choice)
         return vectors
 
@@ -339,6 +347,11 @@ class Index:
         if stored == wanted and whole:
             return Offsets(ids, values)
         return computed_offsets(catalog, self.background)
+
+    def _offsets_made_for(self) -> str | None:
+        """What the offsets `_load` gives were made for: the model's background (they are
+        recomputed when the stored ones are not), or the catalog's word without the model."""
+        return self.scoring_target() or (self.manifest or {}).get("scoring")
 
     def scoring_target(self) -> str | None:
         """What the offsets must be made for: the background's fingerprint, "cosine" for a
@@ -610,8 +623,7 @@ class Index:
     def search_vectors(self, vectors: np.ndarray, k: int = 10) -> list[list[Match]]:
         if not isinstance(k, int) or k < 1:
             raise SimsearchError(f"k must be a whole number of at least 1, not {k!r}")
-        index, offsets = self._load()
-        scores, ids = adjusted_search(index, vectors, k, self.background, offsets)
+        scores, ids = self.search_ids(vectors, k)
         catalog = self.catalog()
         try:
             paths = catalog.paths(np.unique(ids[ids >= 0]))
@@ -619,6 +631,14 @@ class Index:
             catalog.close()
         return [[Match(paths[int(i)], float(s)) for s, i in zip(srow, irow) if int(i) in paths]
                 for srow, irow in zip(scores, ids)]
+
+    def search_ids(self, vectors: np.ndarray, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, catalog ids) of the `k` best adjusted matches of each query vector: ranked
+        by the vector index's score column when it holds the offsets in use, else by cosine."""
+        index, offsets = self._load()
+        shifted = index.has_column and index.column is not None and \
+            index.column == self._offsets_made_for()
+        return adjusted_search(index, vectors, k, self.background, offsets, shifted=shifted)
 
     def default_threshold(self) -> float:
         """The dedupe threshold calibrated for the index's model (read from the model's

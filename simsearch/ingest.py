@@ -306,7 +306,7 @@ class Committer:
                              "broken: use another with --model")
         offsets = (self.background.offsets(vectors) if self.background is not None and fresh
                    else np.zeros(len(fresh), np.float32))
-        new_ids, new_vectors, stale_ids = [], [], []
+        new_ids, new_vectors, new_offsets, stale_ids = [], [], [], []
         with self.catalog.transaction():
             for (c, row), vector, offset in zip(fresh, vectors if fresh else [], offsets):
                 self.report.formats[c.format] = self.report.formats.get(c.format, 0) + 1
@@ -322,15 +322,17 @@ class Committer:
                     self.report.updated += 1
                 new_ids.append(row_id)
                 new_vectors.append(vector)
+                new_offsets.append(float(offset))
             for c, row in batch:
                 if c.vector is None:
-                    self._reuse(c, row, new_ids, new_vectors, stale_ids)
+                    self._reuse(c, row, new_ids, new_vectors, new_offsets, stale_ids)
         self.vectors.remove(np.array(stale_ids, dtype=np.int64))
         if new_ids:
-            self.vectors.add(np.array(new_ids, dtype=np.int64), np.stack(new_vectors))
+            self.vectors.add(np.array(new_ids, dtype=np.int64), np.stack(new_vectors),
+                             np.array(new_offsets, np.float32))
 
     def _reuse(self, c: Computed, row: Row | None, new_ids: list, new_vectors: list,
-               stale_ids: list) -> None:
+               new_offsets: list, stale_ids: list) -> None:
         """Content already known: same file touched, a move, or a copy of an indexed file."""
         info = c.info
         if row is not None and row.sha256 == c.sha:
@@ -350,6 +352,7 @@ class Committer:
             stale_ids.append(row.id)
             new_ids.append(row.id)
             new_vectors.append(vector)
+            new_offsets.append(0.0 if offset is None else offset)
             self.report.updated += 1
             return
         gone = next((r for r in sources if not os.path.lexists(r.path)), None)
@@ -361,6 +364,7 @@ class Committer:
                                      source.height, vector, offset)
         new_ids.append(row_id)
         new_vectors.append(vector)
+        new_offsets.append(0.0 if offset is None else offset)
         self.report.added += 1
 
 

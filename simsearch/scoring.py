@@ -180,14 +180,19 @@ class Offsets:
 
 
 def adjusted_search(index, queries: np.ndarray, k: int, background: Background | None,
-                    offsets: Offsets | None = None, knee: float = KNEE
+                    offsets: Offsets | None = None, knee: float = KNEE, shifted: bool = False
                     ) -> tuple[np.ndarray, np.ndarray]:
     """(scores, ids) of the `k` best adjusted scores per query, exactly, over any vector index
     with `search(queries, k)` and `count`: it is asked for more candidates, for the queries
-    that need them, until no unseen vector could still enter the top `k`: an unseen vector b
-    scores at most raw - o(q) + max_shift / 2, since o(b) >= -max_shift / 2 and the taper
-    weight is at most 1. `offsets`: the stored o(b) of every indexed vector (computed from
-    `index.get` when not given)."""
+    that need them, until no unseen vector could still enter the top `k`. `offsets`: the stored
+    o(b) of every indexed vector (computed from `index.get` when not given).
+
+    By cosine, an unseen vector b scores at most raw - o(q) + max_shift / 2 (o(b) >= -max_shift
+    / 2, the taper weight <= 1): where many pictures crowd together that takes rounds of ever
+    more candidates. `shifted`: the index ranks by cos(q, b) - o(b) through its score column
+    (`VectorIndex.search(..., offsets=)`, whose column holds these `offsets`), the order of
+    adjusted scores below the knee; an unseen b then scores at most its rank score - o(q), plus
+    what the taper can give back near cosine 1, and one round is nearly always enough."""
     if k < 1:
         raise ValueError(f"k must be at least 1, not {k}")
     if background is None or background.max_shift == 0:
@@ -204,16 +209,30 @@ def adjusted_search(index, queries: np.ndarray, k: int, background: Background |
     scores = np.empty((len(queries), k), np.float32)
     ids = np.empty((len(queries), k), np.int64)
     todo = np.arange(len(queries))
+    half = background.max_shift / 2
     fetch = min(index.count, max(2 * k, k + 16))
     while len(todo):
-        raw, found = index.search(queries[todo], fetch)
-        adjusted = adjust(raw, query_offsets[todo, None] + offsets.of(found), knee)
+        if shifted:
+            ranked, found = index.search(queries[todo], fetch, offsets=offsets.of)
+            stored = offsets.of(found)
+            raw = np.where(found >= 0, ranked + np.where(found >= 0, stored, 0), -np.inf)
+        else:
+            raw, found = index.search(queries[todo], fetch)
+            stored = offsets.of(found)
+        adjusted = adjust(raw, query_offsets[todo, None] + stored, knee)
         top = np.argsort(-adjusted, axis=1, kind="stable")[:, :k]
         scores[todo] = np.take_along_axis(adjusted, top, axis=1)
         ids[todo] = np.take_along_axis(found, top, axis=1)
         if fetch >= index.count:
             break
-        best_unseen = raw[:, -1] - query_offsets[todo] + background.max_shift / 2
+        oq = query_offsets[todo]
+        if shifted:  # b unseen: cos - o(b) <= last; the taper gives back (1 - w)(o(q) + o(b))
+            last = ranked[:, -1]
+            near = np.minimum(1.0, last + half)
+            weight = 1.0 if knee >= 1 else np.clip((1.0 - near) / (1.0 - knee), 0.0, 1.0)
+            best_unseen = last - oq + (1.0 - weight) * np.maximum(0.0, oq + half)
+        else:
+            best_unseen = raw[:, -1] - oq + half
         # a zero vector (an unreadable query) scores 0 against everything: nothing to refine
         todo = todo[(best_unseen >= scores[todo, -1]) & (norms[todo] > 1e-6)]
         fetch = min(index.count, fetch * 4)

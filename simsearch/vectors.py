@@ -9,6 +9,15 @@ only when asked for). Approximate indexes return candidates: a lossy one (SQ, PQ
 has their scores recomputed exactly from stored vectors (`rescore_with`), so approximation can
 cost recall, never a wrong score; `measure_recall` records what it costs.
 
+The score column: every vector is stored with one more coordinate, -o(b), its score offset
+(see `simsearch.scoring`), padded with zeros to a width FAISS scans quickly. A query with a 0
+there ranks by cosine; with a 1 it ranks by cos(q, b) - o(b), the order of adjusted scores
+below the taper's knee, so an adjusted top k comes out of one search instead of rounds of
+ever more candidates (`search(..., offsets=...)`). `column` records what the offsets were
+made for (the background's fingerprint, as the catalog's "scoring"); an index whose column
+is stale is searched by cosine until the next commit rebuilds it. PQ codes take the column as
+one more sub-quantiser of the same width (`IVF..,PQ128` on 256-d vectors is `PQ129` on 258).
+
 Removal: Flat and IVF remove ids in place. An HNSW graph cannot drop a node, so a removed
 id becomes a tombstone (its slot in the id map is set to -1, which search never returns and
 the saved file keeps); `tombstones` counts them, and the index folder rebuilds the graph from
@@ -154,6 +163,23 @@ def parse_ann(text: str) -> str:
     return text
 
 
+def physical(factory: str, dim: int) -> tuple[str, int]:
+    """The FAISS description and width that hold `dim`-d vectors described by `factory` plus
+    the score column: PQ gets one more sub-quantiser of the same width (the column and zeros),
+    SQ8 a width rounded up to 16 (FAISS's SIMD scalar-quantiser code wants it), the rest one
+    more coordinate."""
+    pq = re.search(r"PQ(\d+)", factory)
+    if pq:
+        m = int(pq[1])
+        if m < 1 or dim % m:
+            raise IndexStoreError(f"vector index {factory!r}: {m} PQ sub-quantisers do not divide "
+                                  f"{dim} dimensions")
+        return factory[:pq.start(1)] + str(m + 1) + factory[pq.end(1):], dim + dim // m
+    if "SQ" in factory:
+        return factory, dim + 16 - dim % 16
+    return factory, dim + 1
+
+
 def _is_ivf(index) -> bool:
     return isinstance(index, faiss.IndexIVF)
 
@@ -169,15 +195,18 @@ class VectorIndex:
     them; its vectors are not looked up by id: `get` is for Flat and HNSW)."""
 
     def __init__(self, dim: int, factory: str = DEFAULT_FACTORY, index: faiss.Index | None = None,
-                 params: dict | None = None):
+                 params: dict | None = None, column: str | None = None):
         self.dim = dim
         self.factory = factory
         self.params = dict(params or {})
         self.recall: float | None = None  # recall@10 against exact search, measured at build
+        # what the score column's offsets were made for (None: no column, or not usable)
+        self.column = column
         self._rescore: Callable[[np.ndarray], np.ndarray] | None = None
         if index is None:
+            described, width = physical(factory, dim)
             try:
-                made = faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
+                made = faiss.index_factory(width, described, faiss.METRIC_INNER_PRODUCT)
             except RuntimeError as e:
                 raise IndexStoreError(f"unknown vector index description {factory!r}") from e
             inner = faiss.downcast_index(made)
@@ -189,8 +218,22 @@ class VectorIndex:
                 made.this.disown()  # the id map owns it now
                 index.own_fields = True
         self.index = index
+        self.width = int(index.d)  # dim, or dim plus the score column and its padding
         self._apply(self.params)
         self.tombstones = self._count_tombstones()
+
+    @property
+    def has_column(self) -> bool:
+        return self.width > self.dim
+
+    def _widen(self, vectors: np.ndarray, column: np.ndarray | float) -> np.ndarray:
+        """`vectors` [n, dim] as stored or searched: with the column (and zero padding)."""
+        if not self.has_column:
+            return np.ascontiguousarray(vectors, dtype=np.float32)
+        out = np.zeros((len(vectors), self.width), np.float32)
+        out[:, :self.dim] = vectors
+        out[:, self.dim] = column
+        return out
 
     # -- what kind ------------------------------------------------------------------------------
     @property
@@ -236,6 +279,8 @@ class VectorIndex:
     def describe(self) -> dict:
         """What the manifest records: factory, parameters, measured recall."""
         out = {"factory": self.factory, "params": dict(self.params)}
+        if self.has_column:
+            out["column"] = self.column
         if self.recall is not None:
             out["recall_at_10"] = round(float(self.recall), 4)
         return out
@@ -250,20 +295,31 @@ class VectorIndex:
         return 0
 
     # -- changing -------------------------------------------------------------------------------
-    def train(self, sample: np.ndarray) -> None:
-        """Train an IVF / PQ / SQ index on a sample of the vectors it will hold."""
-        sample = np.ascontiguousarray(sample, dtype=np.float32).reshape(-1, self.dim)
-        self.index.train(sample)
+    def train(self, sample: np.ndarray, offsets: np.ndarray | None = None) -> None:
+        """Train an IVF / PQ / SQ index on a sample of the vectors it will hold, with their
+        score offsets (quantisers trained on a column of zeros would code every offset as 0)."""
+        sample = np.asarray(sample, dtype=np.float32).reshape(-1, self.dim)
+        column = 0.0 if offsets is None else -np.asarray(offsets, np.float32).reshape(len(sample))
+        inner = self._inner
+        if isinstance(inner, faiss.IndexIVFPQ):
+            # FAISS's default also anneals the codes for polysemous Hamming filtering, which
+            # simsearch never uses: it took 27 of the 27.5 s of training IVF64,PQ16 on 10k vectors
+            inner.do_polysemous_training = False
+        self.index.train(self._widen(sample, column))
 
-    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+    def add(self, ids: np.ndarray, vectors: np.ndarray, offsets: np.ndarray | None = None) -> None:
+        """Store `vectors` under `ids`, with their score `offsets` in the column (zeros when
+        not given: then the column is for cosine only, and whoever adds records so)."""
         if len(ids) == 0:
             return
         if self.needs_training:
             raise IndexStoreError(f"the {self.factory} index must be trained before vectors "
                                   f"are added")
-        vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(len(ids), self.dim)
+        vectors = np.asarray(vectors, dtype=np.float32).reshape(len(ids), self.dim)
+        column = 0.0 if offsets is None else -np.asarray(offsets, np.float32).reshape(len(ids))
         try:
-            self.index.add_with_ids(vectors, np.ascontiguousarray(ids, dtype=np.int64))
+            self.index.add_with_ids(self._widen(vectors, column),
+                                    np.ascontiguousarray(ids, dtype=np.int64))
         except RuntimeError as e:
             raise IndexStoreError(f"cannot add to the {self.factory} vector index "
                                   f"({str(e).strip().splitlines()[-1][:120]})") from e
@@ -298,14 +354,20 @@ class VectorIndex:
         compute their exact scores."""
         self._rescore = vectors_of
 
-    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """(scores, ids), each [n, k'] with k' = min(k, count), best first (cosine scores)."""
+    def search(self, queries: np.ndarray, k: int,
+               offsets: Callable[[np.ndarray], np.ndarray] | None = None
+               ) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, ids), each [n, k'] with k' = min(k, count), best first: cosine scores, or
+        with `offsets` (the stored o(b) of ids, as in the column) cos(q, b) - o(b), ranked in
+        the index through the score column (which must hold those offsets: see `column`)."""
         if k < 1:
             raise ValueError(f"k must be at least 1, not {k}")
         k = min(k, self.count)
         queries = np.ascontiguousarray(queries, dtype=np.float32)
         if queries.ndim != 2 or queries.shape[1] != self.dim:
             raise ValueError(f"queries must be [n, {self.dim}], not {list(queries.shape)}")
+        if offsets is not None and not self.has_column:
+            raise ValueError("this vector index has no score column")
         if k == 0:
             n = len(queries)
             return np.zeros((n, 0), np.float32), np.zeros((n, 0), np.int64)
@@ -313,9 +375,12 @@ class VectorIndex:
         if self.lossy and self._rescore is not None:
             fetch = min(self.count, max(_RESCORE_FACTOR * k, k + 32))
         fetch = min(int(self.index.ntotal), fetch + self.tombstones)
-        scores, ids = self._search(queries, fetch)
+        scores, ids = self._search(self._widen(queries, 0.0 if offsets is None else 1.0), fetch)
         if self.lossy and self._rescore is not None:
             scores = self._exact_scores(queries, ids)
+            if offsets is not None:
+                found = ids >= 0
+                scores[found] -= offsets(ids[found])
         if fetch == k and not self.tombstones:
             return scores, ids
         scores = np.where(ids >= 0, scores, -np.inf).astype(np.float32)
@@ -359,13 +424,14 @@ class VectorIndex:
             raise IndexStoreError(f"a {self.factory} index does not look vectors up by id")
         out = np.empty((len(ids), self.dim), np.float32)
         for row, i in enumerate(np.asarray(ids, dtype=np.int64).tolist()):
-            out[row] = self.index.reconstruct(i)
+            out[row] = self.index.reconstruct(i)[:self.dim]
         return out
 
     def vectors(self) -> np.ndarray:
         """Every stored vector in the order of `ids()`, float32 [n, dim]."""
         if self.exact:
-            return self._inner.reconstruct_n(0, int(self.index.ntotal))
+            stored = self._inner.reconstruct_n(0, int(self.index.ntotal))
+            return np.ascontiguousarray(stored[:, :self.dim]) if self.has_column else stored
         return self.get(self.ids())
 
     def pairs(self, threshold: float, batch: int = 4096) -> Iterator["Pairs"]:
@@ -380,12 +446,14 @@ class VectorIndex:
 
     @classmethod
     def load(cls, path: str | os.PathLike, dim: int, factory: str = DEFAULT_FACTORY,
-             params: dict | None = None, mapped: bool = False) -> "VectorIndex":
+             params: dict | None = None, mapped: bool = False,
+             column: str | None = None) -> "VectorIndex":
         """Read a vector file and check that it is what the manifest says: an index of
         `factory` on `dim`-dimensional vectors with ids. A file that is anything else raises
         `IndexStoreError` (it is derived data: the caller rebuilds it from the catalog).
         `mapped`: an IVF index's lists are memory-mapped, not read (for searching only: a
-        query touches the lists it probes)."""
+        query touches the lists it probes). `column`: what the manifest says the score column
+        was made for (a file without a column, from before it, is read as one by cosine)."""
         try:
             fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
         except OSError as e:
@@ -404,15 +472,16 @@ class VectorIndex:
                 # faiss's message names its C++ internals; the user needs only the verdict
                 raise IndexStoreError(f"{path}: cannot read the vector file (truncated or "
                                       f"damaged)") from e
-        if index.d == dim + 1:
-            raise IndexStoreError(f"{path}: written by an older simsearch (score offsets in the "
-                                  f"vectors); it is rebuilt from the catalog")
-        if index.d != dim:
-            raise IndexStoreError(f"{path}: vectors have {index.d} dimensions, expected {dim}")
+        described, width = physical(factory, dim)
+        if index.d == dim:  # written before the score column
+            described, width, column = factory, dim, None
+        if index.d != width:
+            raise IndexStoreError(f"{path}: vectors have {index.d} dimensions, expected {dim} "
+                                  f"(or {width} with the score column)")
         read = index  # owns the C++ object: kept alive beside its downcast view
         index = faiss.downcast_index(read)
         try:
-            made = faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
+            made = faiss.index_factory(width, described, faiss.METRIC_INNER_PRODUCT)
         except RuntimeError as e:
             raise IndexStoreError(f"unknown vector index description {factory!r}") from e
         expected = type(faiss.downcast_index(made))
@@ -427,7 +496,7 @@ class VectorIndex:
                                   f"says {factory!r}")
         if not inner.is_trained:
             raise IndexStoreError(f"{path}: holds an untrained {factory} index")
-        loaded = cls(dim, factory, index, params)
+        loaded = cls(dim, factory, index, params, column)
         loaded._owner = read
         return loaded
 

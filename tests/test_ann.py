@@ -124,7 +124,7 @@ def test_manifest_records_factory_parameters_and_recall_and_check_reports_it(
     exact = _index(tmp_path, tiny_model, "flat")
     exact.add_paths([photos])
     assert json.loads((exact.folder / "manifest.json").read_text())["vectors"] == {
-        "factory": "Flat", "params": {}, "ann": "auto"}
+        "factory": "Flat", "params": {}, "ann": "auto", "column": "cosine"}
     files = sorted(str(p) for p in photos.iterdir())
     for a, b in zip(index.search(files, k=5), exact.search(files, k=5)):
         assert [m.path for m in a.matches] == [m.path for m in b.matches]
@@ -285,3 +285,19 @@ def test_cli_ann_check_and_serve(tmp_path, tiny_model, photos):
     finally:
         server.terminate()
         server.wait(timeout=60)
+
+
+def test_a_sample_of_a_catalog_is_distinct_rows_not_all_of_them(tmp_path):
+    from simsearch.derived import sample_with_ids
+
+    catalog = Catalog(tmp_path / "c.sqlite")
+    with catalog.transaction():
+        catalog.set_model(json.dumps({"name": "m", "id": "m", "config": {}}))
+        for i in range(3000):
+            catalog.insert(f"/p/{i}.jpg", 1, 1, f"{i:064x}", 1, 1, np.full(4, i, np.float32))
+    for seed in range(5):  # 500 draws of 3000 with replacement would repeat one: not all rows
+        ids, vectors = sample_with_ids(catalog, 500, seed=seed)
+        assert len(ids) == len(set(ids.tolist())) == 500
+        np.testing.assert_array_equal(vectors[:, 0], ids - 1)
+    assert len(sample_with_ids(catalog, 5000)[0]) == 3000  # more than there are: every row
+    catalog.close()
