@@ -43,18 +43,31 @@ def by_id(catalog: Catalog, ids: np.ndarray) -> np.ndarray:
 
 
 def sample_with_ids(catalog: Catalog, size: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """A seeded sample of stored (ids, vectors), read by id (the catalog's ids are dense
-    enough that picks in its id range mostly hit; misses are skipped)."""
+    """A seeded sample of `size` distinct stored (ids, vectors) (every row when there are no
+    more), in id order, read by id: picks in the catalog's id range, more of them while some
+    fall in the holes that removed rows leave."""
     bounds = catalog.id_range()
     if bounds is None:
         return np.zeros(0, np.int64), np.zeros((0, 0), np.float32)
     low, high = bounds
     span = high - low + 1
-    if size >= span:  # small catalogs: every id
-        picks = np.arange(low, high + 1)
-    else:  # distinct picks (drawn with replacement, a repeat once made this every id)
-        picks = low + np.sort(np.random.default_rng(seed).choice(span, size, replace=False))
-    found = catalog.vectors_by_id(picks)
+    rng = np.random.default_rng(seed)
+    found: dict[int, np.ndarray] = {}
+    tried = np.zeros(0, np.int64)
+    while len(found) < size and len(tried) < span:
+        missing = size - len(found)
+        # as many as should hit at the rate seen so far, and a margin
+        rate = len(found) / len(tried) if len(tried) else 1.0
+        want = min(span - len(tried), int(missing / max(rate, 0.01) * 1.1) + 16)
+        if want >= span - len(tried):
+            picks = np.setdiff1d(np.arange(low, high + 1), tried)
+        else:
+            picks = low + rng.choice(span, want, replace=False)
+            picks = np.setdiff1d(picks, tried)
+        tried = np.union1d(tried, picks)
+        got = catalog.vectors_by_id(picks)
+        for i in rng.permutation(list(got))[:missing].tolist():
+            found[int(i)] = got[int(i)]
     ids = np.array(sorted(found), np.int64)
     return ids, np.stack([found[int(i)] for i in ids]) if len(ids) else np.zeros((0, 0), np.float32)
 

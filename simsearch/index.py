@@ -309,7 +309,9 @@ class Index:
         if not vectors.exact:
             vectors.rescore_with(lambda ids: by_id(catalog, ids))
             queries = sample(catalog, _RECALL_QUERIES, seed=1)
-            vectors.recall = measure_recall(vectors, queries, catalog.vectors)
+            # measured in the ranking queries use: through the column when it is usable
+            vectors.recall = measure_recall(vectors, queries, catalog.vectors,
+                                            offsets=stored.of if vectors.column else None)
             vectors.rescore_with(None)
         return vectors
 

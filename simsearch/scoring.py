@@ -233,7 +233,9 @@ def adjusted_search(index, queries: np.ndarray, k: int, background: Background |
             best_unseen = last - oq + (1.0 - weight) * np.maximum(0.0, oq + half)
         else:
             best_unseen = raw[:, -1] - oq + half
-        # a zero vector (an unreadable query) scores 0 against everything: nothing to refine
-        todo = todo[(best_unseen >= scores[todo, -1]) & (norms[todo] > 1e-6)]
+        # a zero vector (an unreadable query) scores 0 against everything: nothing to refine;
+        # a k-th score at the cap of 1 cannot be beaten (a burst of identical frames)
+        todo = todo[(best_unseen >= scores[todo, -1]) & (scores[todo, -1] < 1.0)
+                    & (norms[todo] > 1e-6)]
         fetch = min(index.count, fetch * 4)
     return scores, ids

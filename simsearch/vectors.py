@@ -106,7 +106,7 @@ def _nlist(count: int) -> int:
 def _pq_m(dim: int, budget_per_vector: float) -> int:
     """PQ sub-quantisers (bytes per vector): the most that fit, dividing dim, at most dim / 2."""
     for m in (dim // 2, dim // 4, dim // 8, dim // 16):
-        if m >= 1 and dim % m == 0 and m + 8 <= budget_per_vector:
+        if m >= 1 and dim % m == 0 and m + 9 <= budget_per_vector:  # + the column's byte
             return m
     return max(1, dim // 16)
 
@@ -116,7 +116,7 @@ def choose(count: int, dim: int, memory: int | None = None, kind: str = "auto") 
     of physical memory). `kind`: auto, or force flat / hnsw / ivf / ivfsq / ivfpq (the
     parameters still follow the count)."""
     memory = default_memory() if memory is None else int(memory)
-    flat_bytes = count * (4 * dim + 8)
+    flat_bytes = count * (4 * (dim + 1) + 8)  # with the score column
     per_vector = memory / max(count, 1)
     if kind == "auto":
         # HNSW is not chosen automatically: at 1M real-like vectors (benchmarks/query.py) it
@@ -126,7 +126,7 @@ def choose(count: int, dim: int, memory: int | None = None, kind: str = "auto") 
             kind = "flat"
         elif flat_bytes <= memory:
             kind = "ivf"
-        elif count * (dim + 8) <= memory:
+        elif count * (physical("SQ8", dim)[1] + 8) <= memory:
             kind = "ivfsq"
         else:
             kind = "ivfpq"
@@ -503,22 +503,26 @@ class VectorIndex:
 
 def measure_recall(index: VectorIndex, queries: np.ndarray,
                    batches: Callable[[], Iterator[tuple[np.ndarray, np.ndarray]]],
-                   k: int = 10) -> float:
+                   k: int = 10, offsets: Callable[[np.ndarray], np.ndarray] | None = None
+                   ) -> float:
     """Recall@k of `index` against exact search: the share of each query's true `k` nearest
     stored vectors (by brute force over `batches()`, the stored (ids, vectors)) that the index
-    returns in its top `k`, averaged over `queries`."""
+    returns in its top `k`, averaged over `queries`. `offsets`: rank by cos(q, b) - o(b) through
+    the score column, as queries do (else by cosine)."""
     queries = np.ascontiguousarray(queries, dtype=np.float32)
     best_scores = np.full((len(queries), k), -np.inf, np.float32)
     best_ids = np.full((len(queries), k), -1, np.int64)
     for ids, vectors in batches():
         sims = queries @ np.ascontiguousarray(vectors, dtype=np.float32).T
+        if offsets is not None:
+            sims -= offsets(ids)[None, :]
         scores = np.concatenate([best_scores, sims], axis=1)
         every = np.concatenate([best_ids, np.broadcast_to(ids, sims.shape)], axis=1)
         top = np.argpartition(-scores, k - 1, axis=1)[:, :k] if scores.shape[1] > k else \
             np.argsort(-scores, axis=1)[:, :k]
         best_scores = np.take_along_axis(scores, top, 1)
         best_ids = np.take_along_axis(every, top, 1)
-    _, found = index.search(queries, k)
+    _, found = index.search(queries, k, offsets=offsets)
     hits = [len(set(f.tolist()) & set(b[b >= 0].tolist())) / max(1, int((b >= 0).sum()))
             for f, b in zip(found, best_ids)]
     return float(np.mean(hits)) if hits else 1.0

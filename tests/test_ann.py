@@ -301,3 +301,21 @@ def test_a_sample_of_a_catalog_is_distinct_rows_not_all_of_them(tmp_path):
         np.testing.assert_array_equal(vectors[:, 0], ids - 1)
     assert len(sample_with_ids(catalog, 5000)[0]) == 3000  # more than there are: every row
     catalog.close()
+
+
+def test_a_sample_makes_up_for_the_holes_removed_rows_leave(tmp_path):
+    from simsearch.derived import sample_with_ids
+
+    catalog = Catalog(tmp_path / "c.sqlite")
+    with catalog.transaction():
+        catalog.set_model(json.dumps({"name": "m", "id": "m", "config": {}}))
+        for i in range(4000):
+            catalog.insert(f"/p/{i}.jpg", 1, 1, f"{i:064x}", 1, 1, np.full(4, i, np.float32))
+    with catalog.transaction():
+        catalog.delete(list(range(1, 4001, 4)) + list(range(2, 4001, 4)))  # half the ids: holes
+    ids, vectors = sample_with_ids(catalog, 1000, seed=2)
+    assert len(ids) == len(set(ids.tolist())) == 1000
+    assert set(ids.tolist()) <= set(range(3, 4001, 4)) | set(range(4, 4001, 4))
+    np.testing.assert_array_equal(vectors[:, 0], ids - 1)
+    assert len(sample_with_ids(catalog, 5000)[0]) == 2000
+    catalog.close()

@@ -179,3 +179,25 @@ def test_index_column_follows_the_background_and_old_files_still_load(tmp_path, 
     check(open_index(folder, model=model_dir), other)
     old.add_paths([photos])  # the next commit adds the column
     assert loaded(open_index(folder, model=model_dir)).column == other.fingerprint
+
+
+def test_an_identical_copy_ranked_last_by_the_column_is_still_found():
+    """The copy (cosine 1, offset +half) ranks behind every look-alike (cosine 0.85-0.9, offset
+    -half) by cos - o(b), yet scores 1: only the taper's share of the bound fetches it."""
+    dim, half = 8, 0.1
+    q = np.eye(dim, dtype=np.float32)[:1]
+    rng = np.random.default_rng(0)
+    cos = rng.uniform(0.85, 0.9, 200).astype(np.float32)
+    side = unit(rng.standard_normal((200, dim - 1)))
+    others = np.concatenate([cos[:, None], np.sqrt(1 - cos ** 2)[:, None] * side], 1)
+    refs = np.concatenate([q, others]).astype(np.float32)
+    offsets = np.concatenate([[half], np.full(200, -half)]).astype(np.float32)
+    bg = build_background(np.concatenate([q, random_unit(20, dim, 5)]), "m", beta=1.0,
+                          delta=2 * half)
+    assert bg.offsets(q)[0] == pytest.approx(half)  # the query sits on a background picture
+    ids = np.arange(201)
+    store = Counting(dim, column="bg")
+    store.add(ids, refs, offsets)
+    scores, found = adjusted_search(store, q, 1, bg, Offsets(ids, offsets), shifted=True)
+    assert found[0, 0] == 0 and scores[0, 0] == pytest.approx(1.0)
+    assert len(store.fetches) > 1  # the first round did not reach it
