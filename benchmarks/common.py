@@ -78,8 +78,14 @@ def report(name: str, results: dict, json_path: str | None) -> None:
 
 
 def peak_rss_mb() -> float:
-    import resource
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """This process's peak resident memory: VmHWM where Linux gives it (ru_maxrss survives
+    exec, so a benchmark's child would report its parent's memory when that was larger)."""
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmHWM")) / 1024
+    except (OSError, StopIteration, ValueError):
+        import resource
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 # --- real-like vectors (benchmarks/dedupe.py, benchmarks/query.py) ---------------------------

@@ -16,7 +16,7 @@ model's threshold (`simsearch.dedupe.find_groups`).
 Pair recall is measured against an exact search for a seeded sample of rows: every pair of a
 sampled row scoring >= threshold (each sampled row against all n, exactly) that dedupe's
 bounded search also knows (a pair it kept, or in a dense row's full list). The dedupe runs in a
-fresh subprocess so that its peak memory (getrusage ru_maxrss) is its own: it includes the
+fresh subprocess so that its peak memory (VmHWM) is its own: it includes the
 vectors (n x 4 x dim bytes), as `simsearch dedupe` holds them too.
 """
 from __future__ import annotations

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import socket
 import statistics
 import subprocess
@@ -27,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common import ROOT, RealLike, report
+from common import ROOT, RealLike, peak_rss_mb, report
 
 def pair_fraction(vectors: np.ndarray, threshold: float, sample: int = 3000,
                   seed: int = 0) -> float:
@@ -100,7 +99,7 @@ def build(folder: Path, n: int, ann: str | None) -> dict:
             "planted_groups": len(planted), "generate_s": generated, "catalog_s": catalog_s,
             "index_build_s": build_s, "commit_s": commit_s, "factory": built.factory,
             "params": built.params, "recall_at_10": built.recall,
-            "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20}
+            "peak_rss_gb": peak_rss_mb() / 1024}
 
 
 def insert(catalog, vectors: np.ndarray, record: dict, background) -> None:
@@ -257,7 +256,7 @@ def main() -> None:
             row.update(queries(folder, query, cli, env, args.runs))
             rows.append(row)
             print(json.dumps(row, indent=1), flush=True)
-        report("query_scale", {"rows": rows, "note": "machine shared with other agents"},
+        report("query_scale", {"rows": rows, "loadavg_1_5_15_min_at_end": os.getloadavg()},
                args.json)
 
 
@@ -274,10 +273,13 @@ def queries(folder: Path, query: Path, cli: list[str], env: dict, runs: int) -> 
         times.append(time.perf_counter() - start)
     row["cold_query_s"] = statistics.median(times)
     row["cold_query_runs_s"] = times
-    probe = ("import resource,sys,time;from simsearch.index import open_index;"
-             "from pathlib import Path;i=open_index(sys.argv[1]);t=time.perf_counter();"
-             "i.search([sys.argv[2]],k=10);print(time.perf_counter()-t,"
-             "resource.getrusage(resource.RUSAGE_SELF).ru_maxrss/2**20)")
+    # peak RSS from VmHWM: ru_maxrss survives exec on Linux, so a child would report the
+    # benchmark's own (many GB at 10M) as its peak
+    probe = ("import sys,time;from simsearch.index import open_index;"
+             "i=open_index(sys.argv[1]);t=time.perf_counter();"
+             "i.search([sys.argv[2]],k=10);e=time.perf_counter()-t;"
+             "h=[l for l in open('/proc/self/status') if l.startswith('VmHWM')][0];"
+             "print(e,int(h.split()[1])/2**20)")
     got = subprocess.run([sys.executable, "-c", probe, str(folder), str(query)], env=env,
                          check=True, capture_output=True, text=True).stdout.split()
     row["cold_query_in_process_s"], row["query_process_peak_rss_gb"] = map(float, got)
