@@ -117,7 +117,17 @@ def check_index(folder: str | os.PathLike, repair: bool = False) -> CheckReport:
             if not (folder / VECTORS).is_file() and not (folder / VECTORS).is_symlink():
                 report.problems.append("vectors.faiss is missing")
             else:
-                vectors = VectorIndex.load(folder / VECTORS, dim, factory, described.get("params"))
+                vectors = VectorIndex.load(folder / VECTORS, dim, factory, described.get("params"),
+                                           column=described.get("column"))
+                scoring = catalog.get_meta("scoring")
+                if not vectors.has_column or vectors.column != scoring:
+                    report.warnings.append(
+                        "vectors.faiss has no score column (written by an older simsearch)"
+                        if not vectors.has_column else
+                        "the score column of vectors.faiss was made for another background than "
+                        "the stored offsets")
+                    report.warnings[-1] += ("; queries rank by cosine and fetch more candidates "
+                                            "until the next `simsearch index` run rebuilds it")
                 if vectors.count != report.count:
                     report.problems.append(f"vectors.faiss holds {vectors.count} vectors, the "
                                            f"catalog {report.count}")

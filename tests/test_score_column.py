@@ -12,6 +12,7 @@ import pytest
 from conftest import write_pictures
 from simsearch.errors import IndexStoreError
 from simsearch.index import open_index
+from simsearch.integrity import check_index
 from simsearch.scoring import Offsets, adjusted_search, build_background
 from simsearch.vectors import VectorIndex, physical
 from test_scoring import brute_force, gram_of, random_unit, unit
@@ -143,6 +144,7 @@ def test_index_column_follows_the_background_and_old_files_still_load(tmp_path, 
     assert manifest["vectors"]["column"] == bg.fingerprint == manifest["scoring"]
     store = loaded(open_index(folder, model=model_dir))
     assert store.has_column and store.column == bg.fingerprint
+    assert not any("score column" in w for w in check_index(folder).warnings)
 
     def check(index, bg):
         gram = gram_of(vectors, bg.offsets(vectors))
@@ -176,6 +178,7 @@ def test_index_column_follows_the_background_and_old_files_still_load(tmp_path, 
     (folder / "manifest.json").write_text(json.dumps(manifest))
     old = open_index(folder, model=model_dir)
     assert not loaded(old).has_column
+    assert any("no score column" in w for w in check_index(folder).warnings)
     check(open_index(folder, model=model_dir), other)
     old.add_paths([photos])  # the next commit adds the column
     assert loaded(open_index(folder, model=model_dir)).column == other.fingerprint
