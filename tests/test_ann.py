@@ -287,14 +287,20 @@ def test_cli_ann_check_and_serve(tmp_path, tiny_model, photos):
         server.wait(timeout=60)
 
 
+def numbered_catalog(path, n: int) -> Catalog:
+    """A catalog of n rows whose vectors hold their row number (id - 1)."""
+    catalog = Catalog(path)
+    with catalog.transaction():
+        catalog.set_model(json.dumps({"name": "m", "id": "m", "config": {}}))
+        for i in range(n):
+            catalog.insert(f"/p/{i}.jpg", 1, 1, f"{i:064x}", 1, 1, np.full(4, i, np.float32))
+    return catalog
+
+
 def test_a_sample_of_a_catalog_is_distinct_rows_not_all_of_them(tmp_path):
     from simsearch.derived import sample_with_ids
 
-    catalog = Catalog(tmp_path / "c.sqlite")
-    with catalog.transaction():
-        catalog.set_model(json.dumps({"name": "m", "id": "m", "config": {}}))
-        for i in range(3000):
-            catalog.insert(f"/p/{i}.jpg", 1, 1, f"{i:064x}", 1, 1, np.full(4, i, np.float32))
+    catalog = numbered_catalog(tmp_path / "c.sqlite", 3000)
     for seed in range(5):  # 500 draws of 3000 with replacement would repeat one: not all rows
         ids, vectors = sample_with_ids(catalog, 500, seed=seed)
         assert len(ids) == len(set(ids.tolist())) == 500
@@ -306,11 +312,7 @@ def test_a_sample_of_a_catalog_is_distinct_rows_not_all_of_them(tmp_path):
 def test_a_sample_makes_up_for_the_holes_removed_rows_leave(tmp_path):
     from simsearch.derived import sample_with_ids
 
-    catalog = Catalog(tmp_path / "c.sqlite")
-    with catalog.transaction():
-        catalog.set_model(json.dumps({"name": "m", "id": "m", "config": {}}))
-        for i in range(4000):
-            catalog.insert(f"/p/{i}.jpg", 1, 1, f"{i:064x}", 1, 1, np.full(4, i, np.float32))
+    catalog = numbered_catalog(tmp_path / "c.sqlite", 4000)
     with catalog.transaction():
         catalog.delete(list(range(1, 4001, 4)) + list(range(2, 4001, 4)))  # half the ids: holes
     ids, vectors = sample_with_ids(catalog, 1000, seed=2)

@@ -75,29 +75,30 @@ def test_shifted_search_gives_the_exact_adjusted_top_k_in_fewer_candidates(k):
     assert fetched[True] < fetched[False] / 2
 
 
-def test_shifted_search_on_an_inverted_file_probing_every_list_is_exact():
+def inverted(factory: str, n: int, seed: int):
+    """An inverted-file index probing all its 16 lists over `crowded` vectors with their
+    offsets in the column: (store, refs, queries, background, offsets, ids)."""
     dim = 16
-    refs, queries = crowded(4000, dim, 1)
-    bg = build_background(random_unit(60, dim, 8), "m", beta=1.5, delta=0.25)
+    refs, queries = crowded(n, dim, seed)
+    bg = build_background(random_unit(60, dim, seed + 7), "m", beta=1.5, delta=0.25)
     offsets = bg.offsets(refs)
     ids = np.arange(len(refs))
-    store = VectorIndex(dim, "IVF16,Flat", params={"nprobe": 16}, column="bg")
+    store = VectorIndex(dim, factory, params={"nprobe": 16}, column="bg")
     store.train(refs, offsets)
     store.add(ids, refs, offsets)
+    return store, refs, queries, bg, offsets, ids
+
+
+def test_shifted_search_on_an_inverted_file_probing_every_list_is_exact():
+    store, refs, queries, bg, offsets, ids = inverted("IVF16,Flat", 4000, 1)
     scores, found = adjusted_search(store, queries, 10, bg, Offsets(ids, offsets), shifted=True)
     want_scores, want_rows = brute_force(queries, refs, bg, 10)
     np.testing.assert_allclose(scores, want_scores, atol=1e-5)
 
 
 def test_pq_codes_keep_the_column_and_rescored_results_are_exact_scores():
-    dim = 16
-    refs, queries = crowded(6000, dim, 2)
-    bg = build_background(random_unit(60, dim, 7), "m", beta=1.5, delta=0.25)
-    offsets = bg.offsets(refs)
-    ids = np.arange(len(refs))
-    store = VectorIndex(dim, "IVF16,PQ8", params={"nprobe": 16}, column="bg")
-    store.train(refs, offsets)
-    store.add(ids, refs, offsets)
+    store, refs, queries, bg, offsets, ids = inverted("IVF16,PQ8", 6000, 2)
+    dim = store.dim
     inner = faiss.downcast_index(store.index)
     wide = store._widen(refs[:500], -offsets[:500])
     decoded = inner.sa_decode(inner.sa_encode(wide))[:, dim]
