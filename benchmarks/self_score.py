@@ -7,6 +7,7 @@ against itself and against its re-save, under the tapered score and without the 
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 from pathlib import Path
 
@@ -36,7 +37,7 @@ def main() -> None:
                 small = im.resize((max(1, im.width // 2), max(1, im.height // 2)), Image.Resampling.BICUBIC)
             target = half / f"{i:04d}_{p.stem}.jpg"
             small.save(target, quality=85)
-            pairs.append((str(p.resolve()), str(target)))
+            pairs.append((os.path.abspath(p), str(target)))  # as the index names it (no link resolved)
         index = open_index(Path(tmp) / "index", model=args.model, create=True)
         index.add_paths([args.eval_dir / "originals", args.eval_dir / "distinct", half])
         paths, vectors = index.vectors()
