@@ -139,6 +139,14 @@ class Index:
                 raise
             raise ModelError(f"{self.folder} was built with the model {spec}, which cannot be "
                              f"used: {e}. Name it with --model PATH") from e
+        if built and built.get("id") != ref.model_id and built.get("name") == ref.name:
+            # the same name, another network: a newer simsearch ships another default model
+            raise ModelMismatchError(
+                f"{self.folder} was built with an earlier {ref.name} model "
+                f"({built.get('id', '?')[:12]}); this simsearch's is {ref.model_id[:12]}, and "
+                f"vectors of different models cannot be compared. Re-embed your photos with it: "
+                f"simsearch index PHOTOS --rebuild --index {self.folder} (or point --model at "
+                f"the file of the model the index was built with)")
         if built and built.get("id") != ref.model_id:
             raise ModelMismatchError(
                 f"{self.folder} was built with model {built.get('name')} ({built.get('id', '?')[:12]}), "

@@ -131,6 +131,24 @@ def test_model_mismatch_is_refused(tmp_path, tiny_model, photos):
     assert rebuilt.added == 8
 
 
+def test_a_changed_model_under_the_same_name_says_to_re_embed(tmp_path, tiny_model, photos):
+    """As when a newer simsearch ships another default model: same name, another network."""
+    import shutil
+
+    import onnx
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model, model)
+    open_index(tmp_path / "idx", model=model, create=True).add_paths([photos])
+    proto = onnx.load(str(model / "model.onnx"))
+    for p in proto.metadata_props:
+        if p.key == "simsearch_model_id":
+            p.value = "a-newer-model"
+    onnx.save(proto, str(model / "model.onnx"))
+    with pytest.raises(ModelMismatchError, match="earlier .* --rebuild --index") as e:
+        open_index(tmp_path / "idx").search([photos / "img000.jpg"])
+    assert "Use --model" not in str(e.value)  # naming the same model again would not help
+
+
 def test_missing_index_message(tmp_path):
     with pytest.raises(IndexStoreError, match="simsearch index PHOTOS"):
         open_index(tmp_path / "none")
