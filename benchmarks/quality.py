@@ -87,7 +87,7 @@ def main() -> None:
         seconds = time.perf_counter() - start
         distinct = (distinct_groups(args.distinct_dir, Path(tmp), args.kind, args.model,
                                     args.threshold) if args.distinct_dir.is_dir() else None)
-    data = result.to_dict()
+    data = result.figures()  # the figures, not the per-pair predictions
     data["distinct"] = distinct
     rows = [{"system": name, "uAP": m["uap"], "R@1": m["recall_at_1"],
              "dedupe P": m["dedupe"]["precision"], "dedupe R": m["dedupe"]["recall"],

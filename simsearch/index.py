@@ -646,9 +646,16 @@ class Index:
         """(scores, catalog ids) of the `k` best adjusted matches of each query vector: ranked
         by the vector index's score column when it holds the offsets in use, else by cosine."""
         index, offsets = self._load()
-        shifted = index.has_column and index.column is not None and \
-            index.column == self._offsets_made_for()
-        return adjusted_search(index, vectors, k, self.background, offsets, shifted=shifted)
+        return adjusted_search(index, vectors, k, self.background, offsets,
+                               shifted=self.ranks_by_column)
+
+    @property
+    def ranks_by_column(self) -> bool:
+        """Whether queries rank through the vector index's score column: it has one, made for
+        the offsets in use."""
+        index, _ = self._load()
+        return (index.has_column and index.column is not None
+                and index.column == self._offsets_made_for())
 
     def default_threshold(self) -> float:
         """The dedupe threshold calibrated for the index's model (read from the model's

@@ -101,6 +101,11 @@ class EvalReport:
                 "background": self.background,
                 "variants": self.variants, "sweep": [s.to_dict() for s in self.sweep]}
 
+    def figures(self) -> dict:
+        """`to_dict` without the per-pair predictions and mistakes: what a benchmark or a
+        model's calibration file keeps (megabytes less on a few thousand copies)."""
+        return {k: v for k, v in self.to_dict().items() if k not in ("predictions", "mistakes")}
+
     def threshold_details(self) -> dict:
         """What `Index.save_threshold` keeps beside a calibrated threshold."""
         cal = self.metrics.calibrated

@@ -46,11 +46,15 @@ def adjust(cosines: np.ndarray, offset_sums: np.ndarray, knee: float = KNEE) -> 
     """Adjusted scores from raw cosines and the pairs' summed offsets o(a) + o(b) (broadcast):
     min(1, cos - sum * w(cos)), with the taper w of the module docstring (knee >= 1: no taper)."""
     cosines = np.asarray(cosines, np.float32)
-    if knee >= 1.0:
-        weight = np.float32(1.0)
-    else:
-        weight = np.clip((1.0 - cosines) / np.float32(1.0 - knee), 0.0, 1.0)
+    weight = _taper(cosines, knee)
     return np.minimum(cosines - np.asarray(offset_sums, np.float32) * weight, 1.0).astype(np.float32)
+
+
+def _taper(cosines: np.ndarray, knee: float):
+    """w(c): 1 up to the knee, falling linearly to 0 at cosine 1 (knee >= 1: always 1)."""
+    if knee >= 1.0:
+        return np.float32(1.0)
+    return np.clip((1.0 - cosines) / np.float32(1.0 - knee), 0.0, 1.0)
 
 
 def lowest_cosine(threshold: float, min_offset: float, knee: float = KNEE) -> float:
@@ -214,11 +218,11 @@ def adjusted_search(index, queries: np.ndarray, k: int, background: Background |
     while len(todo):
         if shifted:
             ranked, found = index.search(queries[todo], fetch, offsets=offsets.of)
-            stored = offsets.of(found)
-            raw = np.where(found >= 0, ranked + np.where(found >= 0, stored, 0), -np.inf)
         else:
             raw, found = index.search(queries[todo], fetch)
-            stored = offsets.of(found)
+        stored = offsets.of(found)  # +inf where FAISS found nothing (-1)
+        if shifted:
+            raw = np.where(found >= 0, ranked + np.where(found >= 0, stored, 0), -np.inf)
         adjusted = adjust(raw, query_offsets[todo, None] + stored, knee)
         top = np.argsort(-adjusted, axis=1, kind="stable")[:, :k]
         scores[todo] = np.take_along_axis(adjusted, top, axis=1)
@@ -228,8 +232,7 @@ def adjusted_search(index, queries: np.ndarray, k: int, background: Background |
         oq = query_offsets[todo]
         if shifted:  # b unseen: cos - o(b) <= last; the taper gives back (1 - w)(o(q) + o(b))
             last = ranked[:, -1]
-            near = np.minimum(1.0, last + half)
-            weight = 1.0 if knee >= 1 else np.clip((1.0 - near) / (1.0 - knee), 0.0, 1.0)
+            weight = _taper(np.minimum(1.0, last + half), knee)
             best_unseen = last - oq + (1.0 - weight) * np.maximum(0.0, oq + half)
         else:
             best_unseen = raw[:, -1] - oq + half

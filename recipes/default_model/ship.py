@@ -35,16 +35,6 @@ from simsearch.scoring import background_path, build_background  # noqa: E402
 MODELS = ROOT / "simsearch" / "models"
 
 
-# what the calibration file keeps of an evaluation report: the figures, not its per-pair
-# predictions and mistakes (12 MB of them; `simsearch eval` writes those where asked)
-KEPT = ("uap", "recall_at_1", "per_edit", "dedupe", "calibrated", "intervals", "baselines",
-        "n_queries", "n_references", "model", "model_id", "background", "variants", "sweep")
-
-
-def summary_of(report) -> dict:
-    return {k: v for k, v in report.to_dict().items() if k in KEPT}
-
-
 def report_size(weights: Path) -> int:
     from simsearch.model import read_config
     return read_config(weights).input_size
@@ -140,7 +130,7 @@ def main() -> None:
         stale.unlink()
     summary = {"model_id": model_id, "dedupe_threshold": threshold,
                "validation_plain_cosine": {"uap": plain.metrics.uap, "variants": plain.variants},
-               "validation": summary_of(report)}
+               "validation": report.figures()}
     int8 = MODELS / "default.int8.onnx"
     quantize_int8(MODELS / "default.onnx", int8, calibration_batch(ROOT / "data" / "train",
                                                                     report_size(weights)))
@@ -154,7 +144,7 @@ def main() -> None:
         int8.unlink()
         print(f"int8 variant not shipped: it loses {drop:.4f} uAP (> 0.01)")
     else:
-        summary["int8_validation"] = summary_of(quantised)
+        summary["int8_validation"] = quantised.figures()
     (MODELS / "default.calibration.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(f"shipped {model_id[:12]} to {MODELS}")
 
