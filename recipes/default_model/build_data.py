@@ -56,6 +56,10 @@ PACKAGE_SHARE = 0.15
 PACKAGE_SHARE_OVERRIDES = {"oxygen-icon-theme": 0.03, "sweethome3d-furniture": 0.03}
 DEFAULT_FOLDER_CAP = 400
 VAL_COUNT = 800
+# Packages added after the first default model: training only, so that val/ stays the set every
+# earlier stage was measured and calibrated on (a new package's images would otherwise take val
+# places by their hash and push measured images into train/).
+TRAIN_ONLY_PACKAGES = {"0ad-data"}
 EVAL_COUNT = 300
 # Distinct pictures among the stamps: every stamp (clip art that often differs in small ways:
 # the sign-language letters and digits, animals of one kind, houses, flags), but one style per
@@ -69,6 +73,7 @@ CHANNEL_STEM = re.compile(
     r"(normal|normals|[_\-.](n|nm|norm|s|spec|specular|gloss|ao|h|height|bump|mask|glow|g|local"
     r"|luma|pants|shirt|reflect|rough|roughness|metal|metallic|disp|occ|emissive|ddn))$")
 CHANNEL_FOLDERS = {"normal", "normals", "spec", "specular", "ao"}
+FONT_ATLAS = re.compile(r"/fonts/[^/]+\.png\.cached\.dds$")  # 0ad's glyph sheets
 OTHER_LANGUAGE = re.compile(r"/doc/HTML/(?!en/)[^/]+/")
 
 PROSE_LICENCES = (
@@ -162,6 +167,8 @@ def name_drop_reason(rel: str) -> str:
         return "channel_map_name"
     if OTHER_LANGUAGE.search(rel):
         return "other_language"
+    if FONT_ATLAS.search(lower):
+        return "font_atlas"
     return ""
 
 
@@ -186,6 +193,8 @@ def folder_group(c: Candidate) -> tuple[str, int]:
         return folder, 6 if c.package == "widelands-data" else 40
     if c.package == "freedroidrpg-data":
         return folder, 4
+    if c.package == "0ad-data" and "/animated/" in c.path:
+        return folder, 4  # water animation frames
     if c.package.startswith("wesnoth") and "/portraits/" not in c.path:
         return folder, 6
     return folder, DEFAULT_FOLDER_CAP
@@ -381,6 +390,15 @@ def apply_package_caps(candidates: list[Candidate]) -> None:
 
 # ---- output -----------------------------------------------------------------------------------
 
+def split_val(kept: list[Candidate], count: int = VAL_COUNT) -> tuple[list[Candidate], list[Candidate]]:
+    """(val, train): the first `count` kept images by their seeded hash, never one of a
+    TRAIN_ONLY_PACKAGES package, so adding such a package leaves val/ as it was."""
+    kept = sorted(kept, key=lambda c: c.key)
+    val = [c for c in kept if c.package not in TRAIN_ONLY_PACKAGES][:count]
+    in_val = {c.path for c in val}
+    return val, [c for c in kept if c.path not in in_val]
+
+
 def publish(items: list[tuple[Path, str]], folder: Path) -> None:
     """Replace folder with hard links (or copies) of the cached files, atomically by rename."""
     tmp = folder.with_name(folder.name + ".tmp")
@@ -525,7 +543,7 @@ def main() -> None:
     apply_package_caps(candidates)
 
     kept = sorted((c for c in candidates if not c.dropped), key=lambda c: c.key)
-    val, train = kept[:VAL_COUNT], kept[VAL_COUNT:]
+    val, train = split_val(kept)
     names = [c.out_name for c in kept]
     assert len(set(names)) == len(names), "output file name collision; widen the hash in out_name"
     for c in kept:

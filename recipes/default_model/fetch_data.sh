@@ -13,8 +13,8 @@ cd "$(dirname "$0")/../.."
 DATA=data
 PYTHON=${PYTHON:-python3}
 
-# Training sources (docs: /work/shared/TRAINING-DATA.md). 0ad-data is left out: 1.4 GB of DDS
-# textures inside zips, a third of them normal/spec/AO maps.
+# Training sources (docs: /work/shared/TRAINING-DATA.md). 0ad-data is 1.4 GB of DDS textures in
+# one 3.3 GB zip, a third of them normal/spec/AO maps (build_data.py drops those by folder and name).
 TRAIN_PACKAGES=(
   redeclipse-data openclipart-png supertuxkart-data stellarium-data nexuiz-textures
   widelands-data freedroidrpg-data gimp-help-en ufoai-textures ufoai-data trigger-rally-data
@@ -22,7 +22,7 @@ TRAIN_PACKAGES=(
   kgeography-data openarena-081-textures openarena-data openarena-088-data torcs-data
   freeorion-data hedgewars-data megaglest-data scorched3d-data fillets-ng-data flare-game
   extremetuxracer-data neverball-data colobot-common-textures marble-data lugaru-data
-  tuxpaint-data python3-skimage oxygen-icon-theme
+  tuxpaint-data python3-skimage oxygen-icon-theme 0ad-data
 )
 
 # Evaluation only: never train, tune or validate on these (the exclusion rule).
@@ -69,6 +69,9 @@ extract() {  # extract DEB_DIR OUT_DIR PKG...: image files of each .deb into OUT
     compgen -G "$out/$p/usr/share/doc/*/copyright" >/dev/null || copyright_from_depends "$deb" "$out/$p"
     dpkg-deb -f "$deb" Version > "$out/$p/.version"
     unzip_images "$out/$p"
+    # the archives' images are unpacked; the archives themselves can be re-extracted from the .deb
+    find "$out/$p" -path "$out/$p/unzipped" -prune -o -type f \( -iname '*.pk3' -o -iname '*.wz' \
+      -o -iname '*.zip' -o -iname '*.sh3f' \) -print0 | xargs -0 rm -f
     touch "$out/$p/.extracted"
   done
 }
