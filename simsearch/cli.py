@@ -798,6 +798,8 @@ def _train_progress(event) -> None:
         click.echo(f"{event.kind}: {event.message}", err=True)
     elif event.kind == "load" and event.total and event.done == event.total:
         click.echo(f"loaded {event.total} training images", err=True)
+    elif event.kind == "start" and event.message:
+        click.echo(event.message, err=True)  # says "resuming at step N" on a resumed run
 
 
 class _Progress:

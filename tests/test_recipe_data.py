@@ -8,9 +8,16 @@ import pytest
 
 pytest.importorskip("imagehash")
 ROOT = Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location("build_data", ROOT / "recipes/default_model/build_data.py")
-build_data = sys.modules["build_data"] = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(build_data)
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "recipes/default_model" / f"{name}.py")
+    module = sys.modules[name] = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+build_data = _load("build_data")
 
 ZIP = "extract/0ad-data/unzipped/usr__share__games__0ad__mods__public__public.zip"
 
@@ -56,3 +63,63 @@ def test_a_training_only_package_leaves_val_as_it_was():
     finally:
         build_data.TRAIN_ONLY_PACKAGES = saved
     assert any(c.package == "0ad-data" for c in val3)
+
+
+# ---- the stages (recipes/default_model/stages.py) -------------------------------------------
+
+def _stages_command(out, data, *extra):
+    return [sys.executable, str(ROOT / "recipes/default_model/stages.py"), "--out", str(out),
+            "--train-dir", str(data / "train"), "--val-dir", str(data / "val"), "--until", "2",
+            # the recipe on a tiny network: 3 steps an epoch, a checkpoint after every step
+            "--set", "epochs=2", "--set", "dim=16", "--set", "input-size=48", "--set", "batch-size=8",
+            "--set", "checkpoint-every=1", *extra]
+
+
+def test_the_recipes_stages_resume_after_a_kill(tmp_path):
+    """Stage 2 is killed after its first checkpoint; a rerun skips the finished stage 1 and
+    continues stage 2 from that checkpoint instead of starting it over; a third run has nothing
+    left to do."""
+    import json
+    import os
+    import re
+    import signal
+    import subprocess
+    import time
+
+    pytest.importorskip("torch")
+    from conftest import write_pictures
+
+    stages = sys.modules.setdefault("stages", _load("stages"))
+    data = tmp_path / "data"
+    write_pictures(data / "train", 24, seed=1)
+    write_pictures(data / "val", 6, seed=2)
+    out = tmp_path / "runs" / "default"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(_stages_command(out, data), cwd=ROOT, env=env, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    checkpoint = stages.stage_dir(out, 2) / "checkpoint.pt"
+    deadline = time.monotonic() + 240
+    while not checkpoint.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert checkpoint.exists(), proc.stderr.read().decode()
+    assert stages.state(stages.stage_dir(out, 1), 2) == "finished"
+    assert stages.state(stages.stage_dir(out, 2), 2) == "cut short"
+    stage1 = (stages.stage_dir(out, 1) / "model.safetensors").read_bytes()
+
+    again = subprocess.run(_stages_command(out, data), cwd=ROOT, env=env, capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr
+    assert "stage 1" in again.stderr and ": finished" in again.stderr
+    assert "stage 2" in again.stderr and ": cut short" in again.stderr
+    resumed_at = re.search(r"resuming at step (\d+)", again.stderr)
+    assert resumed_at and int(resumed_at.group(1)) >= 1, again.stderr  # not started over
+    assert (stages.stage_dir(out, 1) / "model.safetensors").read_bytes() == stage1  # not retrained
+    log = [json.loads(line) for line in (stages.stage_dir(out, 2) / "train_log.jsonl").read_text().splitlines()]
+    assert [e["epoch"] for e in log] == [1, 2]
+    config = json.loads((stages.stage_dir(out, 2) / "train_config.json").read_text())
+    assert config["init"] == str(stages.stage_dir(out, 1) / "model.safetensors")
+    assert config["lr"] == stages.STAGES[1].lr and config["seed"] == stages.STAGES[1].seed
+
+    third = subprocess.run(_stages_command(out, data), cwd=ROOT, env=env, capture_output=True, text=True)
+    assert third.returncode == 0 and third.stderr.count(": finished") == 2, third.stderr

@@ -397,12 +397,17 @@ def test_resume_continues_from_the_checkpoint(tmp_path):
         train(cut, progress=stop_after_epoch_1)
     with pytest.raises(TrainingError, match="--resume"):
         train(cut)
+    # as a kill between epoch 2's log line and its checkpoint would leave it
+    log_path = tmp_path / "b" / "train_log.jsonl"
+    log_path.write_text(log_path.read_text() + log_path.read_text().splitlines()[-1].replace(
+        '"epoch": 1', '"epoch": 2') + "\n")
     seen = []
     resumed = train(_tiny(tmp_path, tmp_path / "data", out_dir=str(tmp_path / "b"), resume=True),
                     progress=seen.append)
     assert resumed.resumed_from_step == 4 and resumed.steps == 8
     assert [e.step for e in seen if e.kind == "step"] == [5, 6, 7, 8]
     assert [m.epoch for m in resumed.epochs] == [1, 2]
+    assert [json.loads(line)["epoch"] for line in log_path.open()] == [1, 2]  # once each
     x = torch.randn(2, 3, 48, 48, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         a, b = load_model(straight.model_path)(x), load_model(resumed.model_path)(x)

@@ -268,6 +268,11 @@ class _Run:
         self.result.epochs = [
             EpochMetrics(**{**m, "stats": BatchStats(**m["stats"]) if m["stats"] else None})
             for m in self.state["epochs"]]
+        # the log says what the checkpoint knows: a stop between an epoch's log line and its
+        # checkpoint would otherwise leave that epoch logged twice once it is run again
+        self.out.mkdir(parents=True, exist_ok=True)
+        (self.out / "train_log.jsonl").write_text("".join(
+            json.dumps(m.to_dict()) + "\n" for m in self.result.epochs))
 
     def _snapshot(self, epoch: int, step_in_epoch: int) -> None:
         _save_checkpoint(self.ckpt_path, self.model, self.optimizer, {

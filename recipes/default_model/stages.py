@@ -1,0 +1,131 @@
+"""Train the default model's stages in order, each from the one before, resumable after a stop.
+
+    python recipes/default_model/stages.py --out runs/default            # what train.sh runs
+    python recipes/default_model/stages.py --out runs/default --until 2  # only stages 1 and 2
+
+Stage N writes OUT (stage 1) or OUT-stageN. Rerun after a stop or a kill and each stage is
+found in one of three states: finished (its train_log.jsonl reached its epochs: skipped), cut
+short (a checkpoint.pt: continued with --resume from the last checkpoint), or not begun. A
+stage's weights come from the stage before it, so a later stage never starts before the
+earlier one has finished.
+
+`--set name=value` overrides one `simsearch train` option for every stage (`--set epochs=2`
+replaces each stage's own epoch count): the tests run the same recipe on a tiny network.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclasses.dataclass(frozen=True)
+class Stage:
+    epochs: int
+    lr: float
+    seed: int
+    options: tuple[tuple[str, str], ...] = ()  # `simsearch train` options of this stage alone
+    why: str = ""
+
+
+# Each stage starts from the one before at a lower peak learning rate (a fresh warm-up + cosine
+# schedule); see simsearch/models/README.md for what each one bought on validation.
+STAGES = (
+    Stage(7, 1e-3, 0, why="from random initialisation"),
+    Stage(8, 5e-4, 1, why="validation uAP was still rising when stage 1's schedule ran out"),
+    Stage(6, 2.5e-4, 2, why="still rising after stage 2"),
+    Stage(3, 1.25e-4, 4, (("memory", "4096"),),
+          why="look-alike negatives mined from the last 4,096 embeddings: beat stage 3 on validation"),
+)
+
+# Options every stage shares (the triplet recipe of simsearch/models/README.md).
+COMMON = {
+    "batch-size": "64", "loss": "triplet", "miner": "semihard", "margin": "0.25", "koleo": "0.5",
+    "backbone": "resnet18", "dim": "256", "input-size": "160", "checkpoint-every": "100",
+    "workers": "1",
+}
+
+
+def stage_dir(out: Path, number: int) -> Path:
+    return out if number == 1 else out.with_name(f"{out.name}-stage{number}")
+
+
+def finished_epochs(folder: Path) -> int:
+    """The last epoch train_log.jsonl records (0 when there is none)."""
+    try:
+        lines = (folder / "train_log.jsonl").read_text().splitlines()
+    except FileNotFoundError:
+        return 0
+    return int(json.loads(lines[-1])["epoch"]) if lines else 0
+
+
+def state(folder: Path, epochs: int) -> str:
+    if finished_epochs(folder) >= epochs and (folder / "model.safetensors").exists():
+        return "finished"
+    return "cut short" if (folder / "checkpoint.pt").exists() else "not begun"
+
+
+def command(number: int, stage: Stage, out: Path, train_dir: Path, val_dir: Path,
+            overrides: dict[str, str], resume: bool) -> list[str]:
+    options = {**COMMON, "epochs": str(stage.epochs), "lr": repr(stage.lr), "seed": str(stage.seed),
+               "init": "random" if number == 1 else str(stage_dir(out, number - 1) / "model.safetensors"),
+               **dict(stage.options), **overrides}
+    args = [sys.executable, "-m", "simsearch.cli", "train", "--unlabeled", str(train_dir),
+            "--val-dir", str(val_dir), "--out", str(stage_dir(out, number))]
+    for name, value in options.items():
+        args += [f"--{name}", value]
+    return args + (["--resume"] if resume else [])
+
+
+def run_stages(out: Path, train_dir: Path, val_dir: Path, overrides: dict[str, str],
+               until: int = len(STAGES)) -> list[str]:
+    """Run stages 1..until; returns what was done with each ('finished', 'resumed', 'trained')."""
+    done = []
+    for number, stage in enumerate(STAGES[:until], start=1):
+        folder = stage_dir(out, number)
+        now = state(folder, int(overrides.get("epochs", stage.epochs)))
+        print(f"stage {number} ({folder}): {now}", file=sys.stderr, flush=True)
+        if now == "finished":
+            done.append("finished")
+            continue
+        subprocess.run(command(number, stage, out, train_dir, val_dir, overrides,
+                               resume=now == "cut short"), check=True, cwd=ROOT)
+        done.append("resumed" if now == "cut short" else "trained")
+    return done
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=ROOT / "runs" / "default")
+    parser.add_argument("--train-dir", type=Path, default=ROOT / "data" / "train")
+    parser.add_argument("--val-dir", type=Path, default=ROOT / "data" / "val")
+    parser.add_argument("--until", type=int, default=len(STAGES), choices=range(1, len(STAGES) + 1),
+                        help="the last stage to run")
+    parser.add_argument("--last-dir", action="store_true",
+                        help="print the folder the last stage writes, and exit (train.sh ships it)")
+    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                        help="override a `simsearch train` option for every stage")
+    args = parser.parse_args()
+    if args.last_dir:
+        print(stage_dir(args.out, args.until))
+        return
+    overrides = {}
+    for item in args.set:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            parser.error(f"--set takes NAME=VALUE, not {item!r}")
+        overrides[name.lstrip("-")] = value
+    try:
+        run_stages(args.out, args.train_dir, args.val_dir, overrides, args.until)
+    except subprocess.CalledProcessError as e:
+        sys.exit(f"a stage failed (exit {e.returncode}); rerun this command to continue from its "
+                 "last checkpoint")
+
+
+if __name__ == "__main__":
+    main()
