@@ -2,6 +2,8 @@
 
     python recipes/default_model/build_data.py
     python recipes/default_model/build_data.py --check   # only verify train/ and val/ (train.sh)
+    python recipes/default_model/build_data.py --skip 0ad-data   # the 20,425-image build that the
+                                                                 # shipped stages 1-4 trained on
 
 Writes, under data/ (git-ignored):
   train/            training images, JPEG q90, short side <= 256, long side <= 512
@@ -513,7 +515,7 @@ def distinct_name(c: Candidate) -> str:
     return f"{c.package}__{'_'.join(parts)}__{hashlib.sha256(c.path.encode()).hexdigest()[:6]}.jpg"
 
 
-def main() -> None:
+def main(skip: frozenset[str] = frozenset()) -> None:
     start = time.time()
     eval_candidates, eval_records = build_eval()
     eval_hashes, eval_paths = [], []
@@ -530,7 +532,7 @@ def main() -> None:
         f"({sum(c.package.startswith('tuxpaint-stamps') for c in distinct)} stamps)")
 
     tree = DATA / "extract"
-    packages = packages_in(tree)
+    packages = [p for p in packages_in(tree) if p not in skip]
     for p in packages:
         refuse_evaluation_package(p)
     candidates = [c for p in packages for c in scan(tree, p)]
@@ -594,9 +596,10 @@ def build_manifest(candidates: list[Candidate], train: list[Candidate], val: lis
 
 
 if __name__ == "__main__":
-    if sys.argv[1:] == ["--check"]:
+    args = sys.argv[1:]
+    if args == ["--check"]:
         log(f"train/ and val/: {check_training_folders()} files, none from an evaluation package")
-    elif sys.argv[1:]:
-        raise SystemExit(f"usage: {sys.argv[0]} [--check]")
+    elif len(args) % 2 or any(a != "--skip" for a in args[::2]):
+        raise SystemExit(f"usage: {sys.argv[0]} [--check | --skip PACKAGE ...]")
     else:
-        main()
+        main(frozenset(args[1::2]))
