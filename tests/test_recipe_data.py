@@ -107,7 +107,10 @@ def test_the_recipes_stages_resume_after_a_kill(tmp_path):
     deadline = time.monotonic() + 240
     while not checkpoint.exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGKILL)
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass  # it ended first: the asserts below say how
     proc.wait()
     assert checkpoint.exists(), proc.stderr.read().decode()
     assert stages.state(stages.stage_dir(out, 1), 2) == "finished"
@@ -116,8 +119,8 @@ def test_the_recipes_stages_resume_after_a_kill(tmp_path):
 
     again = subprocess.run(_stages_command(out, data), cwd=ROOT, env=env, capture_output=True, text=True)
     assert again.returncode == 0, again.stderr
-    assert "stage 1" in again.stderr and ": finished" in again.stderr
-    assert "stage 2" in again.stderr and ": cut short" in again.stderr
+    assert f"stage 1 ({stages.stage_dir(out, 1)}): finished" in again.stderr
+    assert f"stage 2 ({stages.stage_dir(out, 2)}): cut short" in again.stderr
     resumed_at = re.search(r"resuming at step (\d+)", again.stderr)
     assert resumed_at and int(resumed_at.group(1)) >= 1, again.stderr  # not started over
     assert (stages.stage_dir(out, 1) / "model.safetensors").read_bytes() == stage1  # not retrained
@@ -129,3 +132,26 @@ def test_the_recipes_stages_resume_after_a_kill(tmp_path):
 
     third = subprocess.run(_stages_command(out, data), cwd=ROOT, env=env, capture_output=True, text=True)
     assert third.returncode == 0 and third.stderr.count(": finished") == 2, third.stderr
+
+
+def test_the_stages_pass_what_train_sh_passed_and_refuse_another_run(tmp_path):
+    stages = sys.modules.setdefault("stages", _load("stages"))
+    out = tmp_path / "runs" / "default"
+    args = stages.command(4, stages.STAGES[3], out, tmp_path / "train", tmp_path / "val", {}, resume=True)
+    pairs = dict(zip(args[4::2], args[5::2]))
+    assert pairs["--unlabeled"] == str(tmp_path / "train") and pairs["--out"] == str(out) + "-stage4"
+    assert pairs["--init"] == str(out) + "-stage3/model.safetensors"
+    assert (pairs["--epochs"], pairs["--lr"], pairs["--seed"], pairs["--memory"]) == ("3", "0.000125", "4", "4096")
+    assert (pairs["--backbone"], pairs["--input-size"], pairs["--dim"], pairs["--margin"]) == ("resnet18", "160", "256", "0.25")
+    assert args[-1] == "--resume"
+    assert stages.options(1, stages.STAGES[0], out, {"epochs": "2"})["init"] == "random"
+    # a folder holding a run made with other options is refused, not skipped or resumed
+    folder = stages.stage_dir(out, 1)
+    folder.mkdir(parents=True)
+    (folder / "train_config.json").write_text('{"epochs": 1, "lr": 0.001, "seed": 0, "init": "random"}')
+    (folder / "checkpoint.pt").write_bytes(b"")
+    with pytest.raises(stages.StageError, match="epochs=1, not '7'"):
+        stages.run_stages(out, tmp_path / "train", tmp_path / "val", {}, until=1)
+    assert stages.mismatch(folder, stages.options(1, stages.STAGES[0], out, {"epochs": "1"})) == ""
+    (folder / "train_log.jsonl").write_text('{"epoch": 1')  # a half-written line reads as 0
+    assert stages.finished_epochs(folder) == 0

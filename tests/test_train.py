@@ -412,6 +412,10 @@ def test_resume_continues_from_the_checkpoint(tmp_path):
     with torch.no_grad():
         a, b = load_model(straight.model_path)(x), load_model(resumed.model_path)(x)
     assert torch.allclose(a, b, atol=1e-5)  # the resumed run is the same run
+    # a fresh run in an old run's folder (its checkpoint gone) starts a fresh log
+    (tmp_path / "a" / "checkpoint.pt").unlink()
+    train(_tiny(tmp_path, tmp_path / "data", out_dir=str(tmp_path / "a"), epochs=1))
+    assert [json.loads(line)["epoch"] for line in (tmp_path / "a" / "train_log.jsonl").open()] == [1]
 
 
 @pytest.mark.parametrize("layout", ["singletons", "one_class"])

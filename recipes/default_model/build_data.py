@@ -339,7 +339,9 @@ def probe_sizes(candidates: list[Candidate], label: str) -> None:
 
 def dedupe(candidates: list[Candidate], radius: int) -> None:
     """Greedy pHash dedupe: larger images first, then by seeded hash; later near-copies dropped."""
-    alive = sorted((c for c in candidates if not c.dropped), key=lambda c: (-c.short_side, c.key))
+    # a training-only package's image never displaces another package's (which may be in val/)
+    alive = sorted((c for c in candidates if not c.dropped),
+                   key=lambda c: (c.package in TRAIN_ONLY_PACKAGES, -c.short_side, c.key))
     kept = np.zeros(len(alive), dtype=np.uint64)
     n = 0
     for c in alive:
@@ -532,6 +534,9 @@ def main(skip: frozenset[str] = frozenset()) -> None:
         f"({sum(c.package.startswith('tuxpaint-stamps') for c in distinct)} stamps)")
 
     tree = DATA / "extract"
+    unknown = skip - set(packages_in(tree))
+    if unknown:
+        raise SystemExit(f"--skip {', '.join(sorted(unknown))}: no such extracted package in {tree}")
     packages = [p for p in packages_in(tree) if p not in skip]
     for p in packages:
         refuse_evaluation_package(p)

@@ -105,7 +105,8 @@ for archive in sorted(archives):
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_bytes(z.read(info))
     except (zipfile.BadZipFile, OSError) as e:
-        print(f"skipping archive {archive}: {e}", file=sys.stderr)
+        # the archive is kept and the package left unmarked, so the next run extracts it again
+        sys.exit(f"could not unpack {archive}: {e}")
 EOF
 }
 

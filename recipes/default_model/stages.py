@@ -55,13 +55,23 @@ def stage_dir(out: Path, number: int) -> Path:
     return out if number == 1 else out.with_name(f"{out.name}-stage{number}")
 
 
+# options a stage sets itself: --set cannot change them
+RESERVED = {"unlabeled", "val-dir", "out", "resume"}
+# what a stage's train_config.json must agree with before the stage is skipped or resumed
+def _weights(value: str) -> str:
+    return value if value in ("random", "default") else str((ROOT / value).resolve())
+
+
+CHECKED = {"epochs": int, "lr": float, "seed": int, "init": _weights}
+
+
 def finished_epochs(folder: Path) -> int:
-    """The last epoch train_log.jsonl records (0 when there is none)."""
+    """The last epoch train_log.jsonl records (0 when there is none or it is unreadable)."""
     try:
         lines = (folder / "train_log.jsonl").read_text().splitlines()
-    except FileNotFoundError:
+        return int(json.loads(lines[-1])["epoch"]) if lines else 0
+    except (OSError, ValueError, KeyError, TypeError):
         return 0
-    return int(json.loads(lines[-1])["epoch"]) if lines else 0
 
 
 def state(folder: Path, epochs: int) -> str:
@@ -70,16 +80,37 @@ def state(folder: Path, epochs: int) -> str:
     return "cut short" if (folder / "checkpoint.pt").exists() else "not begun"
 
 
+def mismatch(folder: Path, options: dict[str, str]) -> str:
+    """How the run already in `folder` differs from the stage about to run ('' if it does not):
+    a stage is skipped or resumed only when it is the same stage."""
+    try:
+        made = json.loads((folder / "train_config.json").read_text())
+    except (OSError, ValueError):
+        return ""
+    if not isinstance(made, dict):
+        return ""
+    return ", ".join(f"{name}={made.get(name)!r}, not {options[name]!r}" for name, kind in CHECKED.items()
+                     if name in made and kind(made[name]) != kind(options[name]))
+
+
+def options(number: int, stage: Stage, out: Path, overrides: dict[str, str]) -> dict[str, str]:
+    """The `simsearch train` options of stage `number` (without the folders)."""
+    return {**COMMON, "epochs": str(stage.epochs), "lr": repr(stage.lr), "seed": str(stage.seed),
+            "init": "random" if number == 1 else str(stage_dir(out, number - 1) / "model.safetensors"),
+            **dict(stage.options), **overrides}
+
+
 def command(number: int, stage: Stage, out: Path, train_dir: Path, val_dir: Path,
             overrides: dict[str, str], resume: bool) -> list[str]:
-    options = {**COMMON, "epochs": str(stage.epochs), "lr": repr(stage.lr), "seed": str(stage.seed),
-               "init": "random" if number == 1 else str(stage_dir(out, number - 1) / "model.safetensors"),
-               **dict(stage.options), **overrides}
     args = [sys.executable, "-m", "simsearch.cli", "train", "--unlabeled", str(train_dir),
             "--val-dir", str(val_dir), "--out", str(stage_dir(out, number))]
-    for name, value in options.items():
+    for name, value in options(number, stage, out, overrides).items():
         args += [f"--{name}", value]
     return args + (["--resume"] if resume else [])
+
+
+class StageError(Exception):
+    """A stage's folder holds a run made with other options."""
 
 
 def run_stages(out: Path, train_dir: Path, val_dir: Path, overrides: dict[str, str],
@@ -88,8 +119,13 @@ def run_stages(out: Path, train_dir: Path, val_dir: Path, overrides: dict[str, s
     done = []
     for number, stage in enumerate(STAGES[:until], start=1):
         folder = stage_dir(out, number)
-        now = state(folder, int(overrides.get("epochs", stage.epochs)))
+        wanted = options(number, stage, out, overrides)
+        now = state(folder, int(wanted["epochs"]))
         print(f"stage {number} ({folder}): {now}", file=sys.stderr, flush=True)
+        differs = mismatch(folder, wanted) if now != "not begun" else ""
+        if differs:
+            raise StageError(f"{folder} holds a different run ({differs}); move it away, or rerun "
+                             "with the options it was made with")
         if now == "finished":
             done.append("finished")
             continue
@@ -117,11 +153,22 @@ def main() -> None:
     overrides = {}
     for item in args.set:
         name, sep, value = item.partition("=")
-        if not sep or not name:
+        name = name.lstrip("-").replace("_", "-")
+        if not sep or not name or not value:
             parser.error(f"--set takes NAME=VALUE, not {item!r}")
-        overrides[name.lstrip("-")] = value
+        if name in RESERVED:
+            parser.error(f"--set {name}: the stages set it themselves (use --out, --train-dir, --val-dir)")
+        if name in CHECKED:
+            try:
+                CHECKED[name](value)
+            except ValueError:
+                parser.error(f"--set {name}={value!r}: not a number")
+        overrides[name] = value
     try:
-        run_stages(args.out, args.train_dir, args.val_dir, overrides, args.until)
+        run_stages(args.out.resolve(), args.train_dir.resolve(), args.val_dir.resolve(), overrides,
+                   args.until)
+    except StageError as e:
+        sys.exit(str(e))
     except subprocess.CalledProcessError as e:
         sys.exit(f"a stage failed (exit {e.returncode}); rerun this command to continue from its "
                  "last checkpoint")

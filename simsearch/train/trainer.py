@@ -243,6 +243,7 @@ class _Run:
         self.state = {"epoch": 0, "step_in_epoch": 0, "step": 0, "epochs": []}
         if resuming:
             self._resume()
+        self._restart_log()
         self.step = self.state["step"]
         self.views_per_s = 0.0
         self.empty_run = 0
@@ -268,11 +269,16 @@ class _Run:
         self.result.epochs = [
             EpochMetrics(**{**m, "stats": BatchStats(**m["stats"]) if m["stats"] else None})
             for m in self.state["epochs"]]
-        # the log says what the checkpoint knows: a stop between an epoch's log line and its
-        # checkpoint would otherwise leave that epoch logged twice once it is run again
+
+    def _restart_log(self) -> None:
+        """train_log.jsonl says what the checkpoint knows (nothing on a fresh run): a stop between
+        an epoch's log line and its checkpoint would otherwise log that epoch twice once it is run
+        again, and a fresh run in an old run's folder would append to the old run's log."""
         self.out.mkdir(parents=True, exist_ok=True)
-        (self.out / "train_log.jsonl").write_text("".join(
-            json.dumps(m.to_dict()) + "\n" for m in self.result.epochs))
+        path = self.out / "train_log.jsonl"
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text("".join(json.dumps(m.to_dict()) + "\n" for m in self.result.epochs))
+        os.replace(tmp, path)
 
     def _snapshot(self, epoch: int, step_in_epoch: int) -> None:
         _save_checkpoint(self.ckpt_path, self.model, self.optimizer, {
