@@ -24,6 +24,7 @@ def _load(name: str):
 
 
 build_data = _load("build_data")
+stages = _load("stages")
 
 ZIP = "extract/0ad-data/unzipped/usr__share__games__0ad__mods__public__public.zip"
 
@@ -95,7 +96,6 @@ def test_the_recipes_stages_resume_after_a_kill(tmp_path):
     pytest.importorskip("torch")
     from conftest import write_pictures
 
-    stages = sys.modules.setdefault("stages", _load("stages"))
     data = tmp_path / "data"
     write_pictures(data / "train", 24, seed=1)
     write_pictures(data / "val", 6, seed=2)
@@ -135,7 +135,6 @@ def test_the_recipes_stages_resume_after_a_kill(tmp_path):
 
 
 def test_the_stages_pass_what_train_sh_passed_and_refuse_another_run(tmp_path):
-    stages = sys.modules.setdefault("stages", _load("stages"))
     out = tmp_path / "runs" / "default"
     args = stages.command(4, stages.STAGES[3], out, tmp_path / "train", tmp_path / "val", {}, resume=True)
     pairs = dict(zip(args[4::2], args[5::2]))

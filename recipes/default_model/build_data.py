@@ -534,10 +534,11 @@ def main(skip: frozenset[str] = frozenset()) -> None:
         f"({sum(c.package.startswith('tuxpaint-stamps') for c in distinct)} stamps)")
 
     tree = DATA / "extract"
-    unknown = skip - set(packages_in(tree))
+    extracted = packages_in(tree)
+    unknown = skip - set(extracted)
     if unknown:
         raise SystemExit(f"--skip {', '.join(sorted(unknown))}: no such extracted package in {tree}")
-    packages = [p for p in packages_in(tree) if p not in skip]
+    packages = [p for p in extracted if p not in skip]
     for p in packages:
         refuse_evaluation_package(p)
     candidates = [c for p in packages for c in scan(tree, p)]
@@ -549,8 +550,8 @@ def main(skip: frozenset[str] = frozenset()) -> None:
     contamination = decontaminate(candidates, np.array(eval_hashes, dtype=np.uint64), eval_paths)
     apply_package_caps(candidates)
 
-    kept = sorted((c for c in candidates if not c.dropped), key=lambda c: c.key)
-    val, train = split_val(kept)
+    kept = [c for c in candidates if not c.dropped]
+    val, train = split_val(kept)  # both in seeded-hash order
     names = [c.out_name for c in kept]
     assert len(set(names)) == len(names), "output file name collision; widen the hash in out_name"
     for c in kept:

@@ -50,19 +50,20 @@ COMMON = {
     "workers": "1",
 }
 
-
-def stage_dir(out: Path, number: int) -> Path:
-    return out if number == 1 else out.with_name(f"{out.name}-stage{number}")
-
-
 # options a stage sets itself: --set cannot change them
 RESERVED = {"unlabeled", "val-dir", "out", "resume"}
-# what a stage's train_config.json must agree with before the stage is skipped or resumed
+
+
 def _weights(value: str) -> str:
     return value if value in ("random", "default") else str((ROOT / value).resolve())
 
 
+# what a stage's train_config.json must agree with before the stage is skipped or resumed
 CHECKED = {"epochs": int, "lr": float, "seed": int, "init": _weights}
+
+
+def stage_dir(out: Path, number: int) -> Path:
+    return out if number == 1 else out.with_name(f"{out.name}-stage{number}")
 
 
 def finished_epochs(folder: Path) -> int:
