@@ -724,6 +724,12 @@ def _train_option(*decls, field: str, **kwargs):
                     "(0: off; triplet loss only).")
 @_train_option("--memory-weight", field="memory_weight", type=float,
                help="Weight of the memory triplet term.")
+@_train_option("--negative-ceiling", field="negative_ceiling",
+               type=click.FloatRange(0, 1, max_open=True),
+               help="Hold pictures of other labels (batch and memory) under this cosine, "
+                    "whatever their positives score (0: off).")
+@_train_option("--ceiling-weight", field="ceiling_weight", type=click.FloatRange(0),
+               help="Weight of the --negative-ceiling term.")
 @_train_option("--backbone", field="backbone", type=click.Choice(BACKBONES))
 @_train_option("--dim", field="dim", type=click.IntRange(8, 4096))
 @_train_option("--input-size", field="input_size", type=click.IntRange(32, 1024))
@@ -745,7 +751,7 @@ def _train_option(*decls, field: str, **kwargs):
 @_quiet_option
 def train_cmd(unlabeled, classes, pairs, val_dir, out_dir, epochs, steps_per_epoch, batch_size, k,
               lr, weight_decay, loss, miner, margin, koleo_weight, views, memory, memory_weight,
-              backbone, dim, input_size,
+              negative_ceiling, ceiling_weight, backbone, dim, input_size,
               freeze, init, resume, checkpoint_every, device, bf16, workers, seed,
               stop_on_collapse, quiet):
     """Triplet-train the embedding network on your own images (needs the train extra:
@@ -769,7 +775,8 @@ def train_cmd(unlabeled, classes, pairs, val_dir, out_dir, epochs, steps_per_epo
         epochs=epochs, steps_per_epoch=steps_per_epoch, batch_size=batch_size,
         samples_per_class=k, lr=lr, weight_decay=weight_decay, loss=loss, miner=miner,
         margin=margin, koleo_weight=koleo_weight, views=views, memory=memory,
-        memory_weight=memory_weight, backbone=backbone, dim=dim,
+        memory_weight=memory_weight, negative_ceiling=negative_ceiling,
+        ceiling_weight=ceiling_weight, backbone=backbone, dim=dim,
         input_size=input_size, freeze=freeze, init=init, resume=resume,
         checkpoint_every=checkpoint_every, device=device, bf16=bf16, workers=workers, seed=seed,
         stop_on_collapse=stop_on_collapse)

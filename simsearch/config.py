@@ -115,6 +115,9 @@ class TrainConfig:
     memory: int = 0                  # cross-batch memory of recent embeddings mined for
                                      # negatives (0: off; triplet loss only)
     memory_weight: float = 1.0       # weight of the memory triplet term
+    negative_ceiling: float = 0.0    # cosine that pictures of other labels (batch and memory)
+                                     # are held under, whatever their positives (0: off)
+    ceiling_weight: float = 1.0      # weight of that term
     backbone: str = "resnet18"
     dim: int = 256
     input_size: int = 160
@@ -157,6 +160,9 @@ class TrainConfig:
              f"views must be one of {', '.join(VIEW_RECIPE_NAMES)}, got {self.views!r}"),
             (self.memory >= 0 and self.memory_weight >= 0, "memory and memory_weight must be >= 0"),
             (self.memory == 0 or self.loss == "triplet", "the memory mines triplets: use loss triplet"),
+            (0.0 <= self.negative_ceiling < 1.0 and self.ceiling_weight >= 0,
+             f"negative_ceiling must be in [0, 1) (0: off) and ceiling_weight >= 0, got "
+             f"{self.negative_ceiling} and {self.ceiling_weight}"),
         ]
         for ok, message in checks:
             if not ok:

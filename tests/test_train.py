@@ -11,6 +11,7 @@ from PIL import Image
 
 torch = pytest.importorskip("torch")  # the train extra; CI installs it with .[test]
 
+import torch.nn.functional as F  # noqa: E402
 from simsearch.model import create_model, load_model, save_model  # noqa: E402
 from simsearch.train import (  # noqa: E402
     CHECKPOINT, BatchStats, ClassFolderDataset, InfoNCELoss, ItemSampler, KoLeoLoss,
@@ -486,6 +487,54 @@ def test_empty_memory_adds_nothing():
         EmbeddingMemory(0)
 
 
+def test_ceiling_loss_bounds_other_labels_in_the_batch_and_the_memory():
+    from simsearch.train.losses import CeilingLoss
+    x = F.normalize(torch.randn(6, 8, generator=torch.Generator().manual_seed(3)), dim=1)
+    x[1] = F.normalize(x[0] + 0.1 * x[1], dim=0)   # label 0's look-alike of label 1
+    labels = torch.tensor([0, 1, 2, 2, 3, 3])
+    bank = F.normalize(torch.stack([x[4] + 0.05 * x[5], x[2] + 0.02 * x[0], x[3]]), dim=1)
+    bank_labels = torch.tensor([9, 2, 8])            # the second is label 2's own: never a negative
+    ceiling = 0.6
+    expected = []
+    for i in range(6):
+        for j in range(i + 1, 6):
+            if labels[i] != labels[j]:
+                expected.append(float(x[i] @ x[j]))
+        for j in range(3):
+            if labels[i] != bank_labels[j]:
+                expected.append(float(x[i] @ bank[j]))
+    over = [c - ceiling for c in expected if c > ceiling]
+    assert over  # the look-alikes are above the ceiling
+    result = CeilingLoss(ceiling).compute(x, labels, bank, bank_labels)
+    assert result.terms == len(over)
+    assert float(result.loss) == pytest.approx(sum(over) / len(over), abs=1e-5)
+    # the batch alone leaves the memory's pairs out; nothing above the ceiling gives 0 with a graph
+    alone = CeilingLoss(ceiling).compute(x, labels)
+    assert alone.terms == sum(1 for i in range(6) for j in range(i + 1, 6)
+                              if labels[i] != labels[j] and float(x[i] @ x[j]) > ceiling)
+    y = torch.eye(4, requires_grad=True)
+    zero = CeilingLoss(ceiling).compute(y, torch.arange(4))
+    assert zero.terms == 0 and float(zero.loss) == 0.0 and zero.loss.requires_grad
+    with pytest.raises(TrainingError, match="ceiling"):
+        CeilingLoss(1.0)
+    with pytest.raises(TrainingError, match="negative_ceiling"):
+        TrainConfig(data_dir="x", negative_ceiling=1.0)
+
+
+def test_ceiling_loss_pushes_look_alikes_under_the_ceiling():
+    from simsearch.train.losses import CeilingLoss
+    pair = torch.tensor([[1.0, 0.1, 0.0], [1.0, -0.1, 0.05]], requires_grad=True)
+    labels, loss_fn = torch.tensor([0, 1]), CeilingLoss(0.8)
+    first = float(F.cosine_similarity(pair[0], pair[1], dim=0))
+    optimizer = torch.optim.SGD([pair], lr=0.5)
+    for _ in range(60):
+        optimizer.zero_grad()
+        loss_fn(pair, labels).backward()
+        optimizer.step()
+    last = float(F.cosine_similarity(pair[0], pair[1], dim=0))
+    assert first > 0.95 and last <= 0.81
+
+
 def test_view_recipes_keep_copy_unchanged_and_refuse_unknown_names():
     import random as _random
     from simsearch.config import VIEW_RECIPE_NAMES
@@ -508,8 +557,9 @@ def test_view_recipes_keep_copy_unchanged_and_refuse_unknown_names():
 def test_a_run_with_memory_and_heavy_views_trains_and_resumes(tmp_path):
     _write_images(tmp_path / "data", 32, seed=6)
     config = _tiny(tmp_path, tmp_path / "data", out_dir=str(tmp_path / "m"), memory=24,
-                   views="copy-heavy")
+                   views="copy-heavy", negative_ceiling=0.5)
     result = train(config)
     assert result.steps == 8 and all(np.isfinite(m.loss) for m in result.epochs)
     saved = json.loads((tmp_path / "m" / "train_config.json").read_text())
     assert saved["memory"] == 24 and saved["views"] == "copy-heavy"
+    assert saved["negative_ceiling"] == 0.5

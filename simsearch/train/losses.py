@@ -11,6 +11,8 @@ cosines near 1.0 are unreadable in bf16).
                      (NT-Xent for two views per label; SSCD's form for more).
   KoLeoLoss          -mean log(distance to the nearest negative): SSCD's differential-entropy
                      regulariser, which spreads the embeddings over the sphere.
+  CeilingLoss        mean(cos - ceiling) over the pairs of different labels scoring above a
+                     fixed cosine: an absolute bound, where the triplet's is relative.
 """
 from __future__ import annotations
 
@@ -23,8 +25,8 @@ from torch import nn
 from simsearch.errors import TrainingError
 from simsearch.train.miners import Triplets
 
-__all__ = ["LossResult", "TripletMarginLoss", "InfoNCELoss", "KoLeoLoss", "BatchStats", "batch_stats",
-           "TrainingMonitor"]
+__all__ = ["LossResult", "TripletMarginLoss", "InfoNCELoss", "KoLeoLoss", "CeilingLoss", "BatchStats",
+           "batch_stats", "TrainingMonitor"]
 
 
 @dataclass(frozen=True)
@@ -138,6 +140,43 @@ class KoLeoLoss(_EmbeddingLoss):
         nearest = cos.masked_fill(excluded, float("-inf")).max(dim=1).values[has_neighbour]
         distance = (2.0 - 2.0 * nearest).clamp(min=self.eps).sqrt()
         return LossResult(-distance.log().mean(), int(has_neighbour.sum()), None)
+
+
+class CeilingLoss(_EmbeddingLoss):
+    """Holds pictures of different labels under a fixed cosine `ceiling`.
+
+    Dedupe groups every pair above one threshold, so two distinct look-alikes (two coins, two
+    digits) at 0.88 make a false group whether or not some heavy crop of one of them scores
+    lower. A triplet loss only orders a negative after its anchor's positive; this term bounds
+    the negatives themselves. Pairs are the batch's pairs of different labels and, when a bank
+    (the cross-batch memory: unit vectors and their labels) is given, each batch item against
+    every remembered item of another label. The loss is the mean of (cos - ceiling) over the
+    pairs above the ceiling, 0 when there are none.
+    """
+
+    def __init__(self, ceiling: float):
+        super().__init__()
+        if not 0.0 < ceiling < 1.0:
+            raise TrainingError(f"negative ceiling {ceiling} is outside (0, 1)")
+        self.ceiling = float(ceiling)
+
+    def compute(self, embeddings: torch.Tensor, labels: torch.Tensor,
+                bank: torch.Tensor | None = None,
+                bank_labels: torch.Tensor | None = None) -> LossResult:
+        x = self._unit(embeddings, labels)
+        upper = torch.triu(torch.ones(len(labels), len(labels), dtype=torch.bool,
+                                      device=x.device), diagonal=1)
+        pairs = [(x @ x.T)[upper & (labels[:, None] != labels[None, :])]]
+        if bank is not None and bank.shape[0]:
+            if bank_labels is None or bank_labels.shape[0] != bank.shape[0]:
+                raise TrainingError("the bank needs one label per remembered vector")
+            cos = x @ bank.to(x.dtype).T
+            pairs.append(cos[labels[:, None] != bank_labels[None, :]])
+        cos = torch.cat(pairs)
+        over = cos[cos > self.ceiling] - self.ceiling
+        if over.numel() == 0:
+            return LossResult(x.sum() * 0.0, 0, 0.0)
+        return LossResult(over.mean(), int(over.numel()), over.numel() / max(1, cos.numel()))
 
 
 @dataclass(frozen=True)

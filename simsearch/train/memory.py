@@ -52,6 +52,13 @@ class EmbeddingMemory:
         self._next = int((self._next + x.shape[0]) % self.size)
         self.filled = min(self.size, self.filled + x.shape[0])
 
+    def remembered(self) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """A copy of the filled part: (unit vectors, labels), or (None, None) while empty. A copy,
+        because the next push writes the memory in place before the loss's backward pass."""
+        if self.filled == 0:
+            return None, None
+        return self.vectors[:self.filled].clone(), self.labels[:self.filled].clone()
+
     def mine(self, embeddings: torch.Tensor, labels: torch.Tensor
              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """For each anchor that has a positive in the batch: (anchor, positive, memory slot).

@@ -34,7 +34,7 @@ from simsearch.train.config import TrainConfig, bf16_supported, choose_device
 from simsearch.train.datasets import (Batch, BatchPrefetcher, ClassFolderDataset, PairsDataset,
                                       Skipped, UnlabeledDataset)
 from simsearch.train.memory import EmbeddingMemory
-from simsearch.train.losses import (BatchStats, InfoNCELoss, KoLeoLoss, TrainingMonitor,
+from simsearch.train.losses import (BatchStats, CeilingLoss, InfoNCELoss, KoLeoLoss, TrainingMonitor,
                                     TripletMarginLoss, batch_stats)
 from simsearch.train.miners import NoTripletsError, mine_triplets
 from simsearch.train.samplers import ItemSampler, PKSampler
@@ -240,6 +240,7 @@ class _Run:
                           else InfoNCELoss(config.temperature))
         self.koleo = KoLeoLoss()
         self.memory = EmbeddingMemory(config.memory) if config.memory else None
+        self.ceiling = CeilingLoss(config.negative_ceiling) if config.negative_ceiling else None
         self.state = {"epoch": 0, "step_in_epoch": 0, "step": 0, "epochs": []}
         if resuming:
             self._resume()
@@ -394,6 +395,10 @@ class _Run:
             return None
         spread = self.koleo.compute(embeddings, labels).loss if config.koleo_weight else None
         loss = main.loss if spread is None else main.loss + config.koleo_weight * spread
+        if self.ceiling is not None:
+            bank, bank_labels = self.memory.remembered() if self.memory is not None else (None, None)
+            loss = loss + config.ceiling_weight * self.ceiling.compute(
+                embeddings, labels, bank, bank_labels).loss
         if self.memory is not None:
             remembered = self.memory.triplet_loss(embeddings, labels, config.margin)
             if remembered is not None:
