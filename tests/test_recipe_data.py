@@ -25,6 +25,7 @@ def _load(name: str):
 
 build_data = _load("build_data")
 stages = _load("stages")
+calibrate = _load("calibrate")
 
 ZIP = "extract/0ad-data/unzipped/usr__share__games__0ad__mods__public__public.zip"
 
@@ -154,3 +155,14 @@ def test_the_stages_pass_what_train_sh_passed_and_refuse_another_run(tmp_path):
     assert stages.mismatch(folder, stages.options(1, stages.STAGES[0], out, {"epochs": "1"})) == ""
     (folder / "train_log.jsonl").write_text('{"epoch": 1')  # a half-written line reads as 0
     assert stages.finished_epochs(folder) == 0
+
+
+def test_recall_at_a_fixed_precision_is_read_between_the_sweeps_steps():
+    sweep = [{"threshold": 0.84, "precision": 0.90, "recall": 0.80},
+             {"threshold": 0.85, "precision": 0.94, "recall": 0.76},
+             {"threshold": 0.86, "precision": 0.98, "recall": 0.70}]
+    # a quarter of the way from 0.94 to 0.98 in precision: a quarter of the way from 0.76 to 0.70
+    assert calibrate.recall_at_precision(sweep, 0.95) == pytest.approx(0.745)
+    assert calibrate.recall_at_precision(sweep, 0.98) == pytest.approx(0.70)
+    assert calibrate.recall_at_precision(sweep, 0.85) == pytest.approx(0.80)  # the first step passes
+    assert calibrate.recall_at_precision(sweep, 0.99) is None

@@ -86,6 +86,21 @@ def half_size_resaves(originals: list[Path], out: Path) -> list[Path]:
     return paths
 
 
+def recall_at_precision(sweep: list[dict], target: float = 0.95) -> float | None:
+    """Recall where precision first reaches `target`, read off the sweep (thresholds ascending)
+    by linear interpolation between the two steps that straddle it. Two models whose precision
+    crosses the target at different points between 0.01-steps are then compared at the same
+    precision, not at whichever step each one happens to pass it on."""
+    for i, step in enumerate(sweep):
+        if step["precision"] >= target:
+            if i == 0:
+                return step["recall"]
+            below = sweep[i - 1]
+            share = (target - below["precision"]) / (step["precision"] - below["precision"])
+            return below["recall"] + share * (step["recall"] - below["recall"])
+    return None
+
+
 def measure(vectors: dict[str, np.ndarray], offsets: dict[str, float], bench, halves: dict[str, str],
             knee: float, ids_all: list[str]) -> dict:
     refs = [str(p) for p in bench.originals]
@@ -121,7 +136,8 @@ def measure(vectors: dict[str, np.ndarray], offsets: dict[str, float], bench, ha
             "resave_min": float(resave.min()), "resave_share_ok": float((resave >= RESAVE_FLOOR).mean()),
             "self_min": float(selfs.min()), "threshold": good[0]["threshold"] if good else None,
             "threshold_precision": good[0]["precision"] if good else None,
-            "threshold_recall": good[0]["recall"] if good else None, "sweep": sweep}
+            "threshold_recall": good[0]["recall"] if good else None,
+            "recall_at_p95": recall_at_precision(sweep), "sweep": sweep}
 
 
 def main() -> None:
@@ -150,11 +166,12 @@ def main() -> None:
         ids_all = [p for p in ids_all if p in vectors]
         rows = [measure(vectors, offsets, bench, halves, k, ids_all) for k in KNEES]
         model_id, name = index.model.model_id, index.model.name
-    print("knee   uAP     R@1     resave>=0.95  resave min  self min  threshold (P, R)")
+    print("knee   uAP     R@1     resave>=0.95  resave min  self min  threshold (P, R)  R at P 0.95")
     for r in rows:
+        at95 = "-" if r["recall_at_p95"] is None else f"{r['recall_at_p95']:.3f}"
         print(f"{r['knee']:.2f}  {r['uap']:.4f}  {r['recall_at_1']:.4f}  {r['resave_share_ok']:.4f}"
               f"        {r['resave_min']:.4f}      {r['self_min']:.5f}  {r['threshold']} "
-              f"({r['threshold_precision']:.3f}, {r['threshold_recall']:.3f})")
+              f"({r['threshold_precision']:.3f}, {r['threshold_recall']:.3f})  {at95}")
     eligible = [r for r in rows if r["self_min"] >= SELF_FLOOR]
     if not eligible:
         sys.exit(f"no knee keeps every validation image at >= {SELF_FLOOR} against itself")
