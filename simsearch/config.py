@@ -163,6 +163,8 @@ class TrainConfig:
             (0.0 <= self.negative_ceiling < 1.0 and self.ceiling_weight >= 0,
              f"negative_ceiling must be in [0, 1) (0: off) and ceiling_weight >= 0, got "
              f"{self.negative_ceiling} and {self.ceiling_weight}"),
+            (self.negative_ceiling > 0 or self.ceiling_weight == 1.0,
+             "ceiling_weight weighs the negative_ceiling term, which is off: set negative_ceiling"),
         ]
         for ok, message in checks:
             if not ok:

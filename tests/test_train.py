@@ -406,6 +406,7 @@ def test_resume_continues_from_the_checkpoint(tmp_path):
     resumed = train(_tiny(tmp_path, tmp_path / "data", out_dir=str(tmp_path / "b"), resume=True),
                     progress=seen.append)
     assert resumed.resumed_from_step == 4 and resumed.steps == 8
+    assert not any("not made with" in w for w in resumed.warnings)  # the same settings
     assert [e.step for e in seen if e.kind == "step"] == [5, 6, 7, 8]
     assert [m.epoch for m in resumed.epochs] == [1, 2]
     assert [json.loads(line)["epoch"] for line in log_path.open()] == [1, 2]  # once each
@@ -489,8 +490,10 @@ def test_empty_memory_adds_nothing():
 
 def test_ceiling_loss_bounds_other_labels_in_the_batch_and_the_memory():
     from simsearch.train.losses import CeilingLoss
+    from simsearch.train.memory import Remembered
     x = F.normalize(torch.randn(6, 8, generator=torch.Generator().manual_seed(3)), dim=1)
     x[1] = F.normalize(x[0] + 0.1 * x[1], dim=0)   # label 0's look-alike of label 1
+    x[3] = F.normalize(x[2] + 0.1 * x[3], dim=0)   # two views of label 2: never a negative pair
     labels = torch.tensor([0, 1, 2, 2, 3, 3])
     bank = F.normalize(torch.stack([x[4] + 0.05 * x[5], x[2] + 0.02 * x[0], x[3]]), dim=1)
     bank_labels = torch.tensor([9, 2, 8])            # the second is label 2's own: never a negative
@@ -504,21 +507,24 @@ def test_ceiling_loss_bounds_other_labels_in_the_batch_and_the_memory():
             if labels[i] != bank_labels[j]:
                 expected.append(float(x[i] @ bank[j]))
     over = [c - ceiling for c in expected if c > ceiling]
-    assert over  # the look-alikes are above the ceiling
-    result = CeilingLoss(ceiling).compute(x, labels, bank, bank_labels)
-    assert result.terms == len(over)
+    assert over and float(x[2] @ x[3]) > ceiling and float(x[2] @ bank[1]) > ceiling
+    result = CeilingLoss(ceiling).compute(x, labels, Remembered(bank, bank_labels))
+    assert result.terms == len(expected) and result.active_fraction == len(over) / len(expected)
     assert float(result.loss) == pytest.approx(sum(over) / len(over), abs=1e-5)
     # the batch alone leaves the memory's pairs out; nothing above the ceiling gives 0 with a graph
     alone = CeilingLoss(ceiling).compute(x, labels)
-    assert alone.terms == sum(1 for i in range(6) for j in range(i + 1, 6)
-                              if labels[i] != labels[j] and float(x[i] @ x[j]) > ceiling)
+    assert alone.terms == 13  # the 15 pairs of 6 less the two of one label
     y = torch.eye(4, requires_grad=True)
     zero = CeilingLoss(ceiling).compute(y, torch.arange(4))
-    assert zero.terms == 0 and float(zero.loss) == 0.0 and zero.loss.requires_grad
+    assert zero.active_fraction == 0.0 and float(zero.loss) == 0.0 and zero.loss.requires_grad
+    with pytest.raises(TrainingError, match="bank"):
+        CeilingLoss(ceiling).compute(x, labels, Remembered(bank[:, :4], bank_labels))
     with pytest.raises(TrainingError, match="ceiling"):
         CeilingLoss(1.0)
     with pytest.raises(TrainingError, match="negative_ceiling"):
         TrainConfig(data_dir="x", negative_ceiling=1.0)
+    with pytest.raises(TrainingError, match="ceiling_weight"):
+        TrainConfig(data_dir="x", ceiling_weight=2.0)  # weighs a term that is off
 
 
 def test_ceiling_loss_pushes_look_alikes_under_the_ceiling():
@@ -533,6 +539,17 @@ def test_ceiling_loss_pushes_look_alikes_under_the_ceiling():
         optimizer.step()
     last = float(F.cosine_similarity(pair[0], pair[1], dim=0))
     assert first > 0.95 and last <= 0.81
+
+
+def test_the_ceiling_term_is_in_each_steps_loss(tmp_path):
+    _write_images(tmp_path / "data", 32, seed=6)
+    seen = []
+    train(_tiny(tmp_path, tmp_path / "data", epochs=1, negative_ceiling=0.5, ceiling_weight=2.0),
+          progress=seen.append)
+    steps = [e for e in seen if e.kind == "step"]
+    assert len(steps) == 4 and all(e.ceiling > 0 for e in steps)
+    for e in steps:  # no memory: the loss is the triplet, KoLeo and ceiling terms, weighted
+        assert e.loss == pytest.approx(e.main_loss + 0.5 * e.koleo + 2.0 * e.ceiling, rel=1e-5)
 
 
 def test_view_recipes_keep_copy_unchanged_and_refuse_unknown_names():
@@ -558,8 +575,18 @@ def test_a_run_with_memory_and_heavy_views_trains_and_resumes(tmp_path):
     _write_images(tmp_path / "data", 32, seed=6)
     config = _tiny(tmp_path, tmp_path / "data", out_dir=str(tmp_path / "m"), memory=24,
                    views="copy-heavy", negative_ceiling=0.5)
-    result = train(config)
+    seen = []
+    result = train(config, progress=seen.append)
     assert result.steps == 8 and all(np.isfinite(m.loss) for m in result.epochs)
     saved = json.loads((tmp_path / "m" / "train_config.json").read_text())
     assert saved["memory"] == 24 and saved["views"] == "copy-heavy"
     assert saved["negative_ceiling"] == 0.5
+    # the term is in every step's loss, and a random-init network (one tight cone) is above 0.5
+    held = [e.ceiling for e in seen if e.kind == "step"]
+    assert len(held) == 8 and all(h is not None and h > 0 for h in held)
+    # a resumed run refills the memory, and one resumed with other settings says which
+    (tmp_path / "m" / "model.safetensors").unlink()
+    resumed = train(_tiny(tmp_path, tmp_path / "data", out_dir=str(tmp_path / "m"), memory=24,
+                          views="copy-heavy", resume=True, epochs=3))
+    assert resumed.resumed_from_step == 8 and resumed.steps == 12
+    assert any("negative_ceiling 0.5 -> 0.0" in w and "epochs 2 -> 3" in w for w in resumed.warnings)

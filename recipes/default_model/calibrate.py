@@ -90,7 +90,9 @@ def recall_at_precision(sweep: list[dict], target: float = 0.95) -> float | None
     """Recall where precision first reaches `target`, read off the sweep (thresholds ascending)
     by linear interpolation between the two steps that straddle it. Two models whose precision
     crosses the target at different points between 0.01-steps are then compared at the same
-    precision, not at whichever step each one happens to pass it on."""
+    precision, not at whichever step each one happens to pass it on. When the sweep's first step
+    already passes the target, its recall is returned (measured at a higher precision); None
+    when no step reaches it."""
     for i, step in enumerate(sweep):
         if step["precision"] >= target:
             if i == 0:
@@ -168,14 +170,20 @@ def main() -> None:
         model_id, name = index.model.model_id, index.model.name
     print("knee   uAP     R@1     resave>=0.95  resave min  self min  threshold (P, R)  R at P 0.95")
     for r in rows:
-        at95 = "-" if r["recall_at_p95"] is None else f"{r['recall_at_p95']:.3f}"
+        if r["threshold"] is None:  # precision never reaches 0.95 on the sweep
+            at = "none reaches precision 0.95"
+        else:
+            at = (f"{r['threshold']} ({r['threshold_precision']:.3f}, {r['threshold_recall']:.3f})"
+                  f"  {r['recall_at_p95']:.3f}")
         print(f"{r['knee']:.2f}  {r['uap']:.4f}  {r['recall_at_1']:.4f}  {r['resave_share_ok']:.4f}"
-              f"        {r['resave_min']:.4f}      {r['self_min']:.5f}  {r['threshold']} "
-              f"({r['threshold_precision']:.3f}, {r['threshold_recall']:.3f})  {at95}")
+              f"        {r['resave_min']:.4f}      {r['self_min']:.5f}  {at}")
     eligible = [r for r in rows if r["self_min"] >= SELF_FLOOR]
     if not eligible:
         sys.exit(f"no knee keeps every validation image at >= {SELF_FLOOR} against itself")
     chosen = max(eligible, key=lambda r: (r["uap"], r["knee"]))
+    if chosen["threshold"] is None:
+        sys.exit(f"no threshold from {SWEEP[0]} to {SWEEP[-1]} reaches precision 0.95 under knee "
+                 f"{chosen['knee']}: this model cannot be calibrated by this rule")
     print(f"chosen knee {chosen['knee']} (uAP {chosen['uap']:.4f}); threshold {chosen['threshold']}"
           f" (precision {chosen['threshold_precision']:.4f}, recall {chosen['threshold_recall']:.4f})"
           f"; simsearch.scoring.KNEE is {KNEE}")

@@ -23,10 +23,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from simsearch.errors import TrainingError
+from simsearch.train.memory import Remembered
 from simsearch.train.miners import Triplets
 
-__all__ = ["LossResult", "TripletMarginLoss", "InfoNCELoss", "KoLeoLoss", "CeilingLoss", "BatchStats",
-           "batch_stats", "TrainingMonitor"]
+__all__ = ["LossResult", "TripletMarginLoss", "InfoNCELoss", "KoLeoLoss", "CeilingLoss",
+           "BatchStats", "batch_stats", "TrainingMonitor"]
 
 
 @dataclass(frozen=True)
@@ -34,8 +35,8 @@ class LossResult:
     """A loss value and what it was computed over."""
 
     loss: torch.Tensor
-    terms: int                        # triplets, positive pairs or anchors that were scored
-    active_fraction: float | None     # triplet loss: share of triplets with loss > 0
+    terms: int                        # triplets, pairs or anchors that were scored
+    active_fraction: float | None     # triplet / ceiling: share of triplets / pairs with loss > 0
 
 
 class _EmbeddingLoss(nn.Module):
@@ -151,7 +152,8 @@ class CeilingLoss(_EmbeddingLoss):
     the negatives themselves. Pairs are the batch's pairs of different labels and, when a bank
     (the cross-batch memory: unit vectors and their labels) is given, each batch item against
     every remembered item of another label. The loss is the mean of (cos - ceiling) over the
-    pairs above the ceiling, 0 when there are none.
+    pairs above the ceiling, 0 when there are none; `terms` counts the pairs scored and
+    `active_fraction` the share above the ceiling.
     """
 
     def __init__(self, ceiling: float):
@@ -161,22 +163,24 @@ class CeilingLoss(_EmbeddingLoss):
         self.ceiling = float(ceiling)
 
     def compute(self, embeddings: torch.Tensor, labels: torch.Tensor,
-                bank: torch.Tensor | None = None,
-                bank_labels: torch.Tensor | None = None) -> LossResult:
+                bank: Remembered | None = None) -> LossResult:
         x = self._unit(embeddings, labels)
         upper = torch.triu(torch.ones(len(labels), len(labels), dtype=torch.bool,
                                       device=x.device), diagonal=1)
         pairs = [(x @ x.T)[upper & (labels[:, None] != labels[None, :])]]
-        if bank is not None and bank.shape[0]:
-            if bank_labels is None or bank_labels.shape[0] != bank.shape[0]:
-                raise TrainingError("the bank needs one label per remembered vector")
-            cos = x @ bank.to(x.dtype).T
-            pairs.append(cos[labels[:, None] != bank_labels[None, :]])
+        if bank is not None:
+            if bank.vectors.dim() != 2 or bank.vectors.shape[1] != x.shape[1] \
+                    or bank.labels.shape != bank.vectors.shape[:1]:
+                raise TrainingError(f"the bank holds {tuple(bank.vectors.shape)} vectors with "
+                                    f"{tuple(bank.labels.shape)} labels; need N x {x.shape[1]} "
+                                    "and one label each")
+            cos = x @ bank.vectors.to(x.dtype).T
+            pairs.append(cos[labels[:, None] != bank.labels[None, :]])
         cos = torch.cat(pairs)
         over = cos[cos > self.ceiling] - self.ceiling
-        if over.numel() == 0:
-            return LossResult(x.sum() * 0.0, 0, 0.0)
-        return LossResult(over.mean(), int(over.numel()), over.numel() / max(1, cos.numel()))
+        share = over.numel() / max(1, cos.numel())
+        loss = over.mean() if over.numel() else x.sum() * 0.0
+        return LossResult(loss, int(cos.numel()), share)
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,8 @@ The memory keeps the last `size` embeddings (detached, unit length) with their l
 anchor of the next batch is paired with its semi-hard memory negative: the closest remembered
 embedding of another label that is still farther from the anchor than its positive. That adds
 one triplet per anchor whose negative comes from thousands of pictures instead of 63 (the idea
-of cross-batch memory, Wang et al. 2020).
+of cross-batch memory, Wang et al. 2020). With `--negative-ceiling`, the remembered pictures are
+also the bank that `CeilingLoss` holds each batch item's look-alikes under a fixed cosine against.
 
 Remembered embeddings come from slightly older weights; that drift is small once a model is
 trained (the memory is meant for fine-tuning stages). The memory is not checkpointed: after a
@@ -14,12 +15,21 @@ resume it refills within `size / batch` steps, and until it holds anything the t
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 import torch.nn.functional as F
 
 from simsearch.errors import TrainingError
 
-__all__ = ["EmbeddingMemory"]
+__all__ = ["EmbeddingMemory", "Remembered"]
+
+
+class Remembered(NamedTuple):
+    """What the memory holds: unit vectors and the label of each."""
+
+    vectors: torch.Tensor
+    labels: torch.Tensor
 
 
 class EmbeddingMemory:
@@ -52,12 +62,12 @@ class EmbeddingMemory:
         self._next = int((self._next + x.shape[0]) % self.size)
         self.filled = min(self.size, self.filled + x.shape[0])
 
-    def remembered(self) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        """A copy of the filled part: (unit vectors, labels), or (None, None) while empty. A copy,
-        because the next push writes the memory in place before the loss's backward pass."""
+    def remembered(self) -> Remembered | None:
+        """The filled part (None while empty). Views of the ring: a loss computed on them must be
+        backpropagated before the next push writes the ring in place."""
         if self.filled == 0:
-            return None, None
-        return self.vectors[:self.filled].clone(), self.labels[:self.filled].clone()
+            return None
+        return Remembered(self.vectors[:self.filled], self.labels[:self.filled])
 
     def mine(self, embeddings: torch.Tensor, labels: torch.Tensor
              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

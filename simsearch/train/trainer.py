@@ -34,8 +34,8 @@ from simsearch.train.config import TrainConfig, bf16_supported, choose_device
 from simsearch.train.datasets import (Batch, BatchPrefetcher, ClassFolderDataset, PairsDataset,
                                       Skipped, UnlabeledDataset)
 from simsearch.train.memory import EmbeddingMemory
-from simsearch.train.losses import (BatchStats, CeilingLoss, InfoNCELoss, KoLeoLoss, TrainingMonitor,
-                                    TripletMarginLoss, batch_stats)
+from simsearch.train.losses import (BatchStats, CeilingLoss, InfoNCELoss, KoLeoLoss,
+                                    TrainingMonitor, TripletMarginLoss, batch_stats)
 from simsearch.train.miners import NoTripletsError, mine_triplets
 from simsearch.train.samplers import ItemSampler, PKSampler
 from simsearch.train.validation import ValidationSet, load_validation, validate
@@ -78,9 +78,10 @@ class TrainEvent:
     total_steps: int = 0
     done: int = 0                    # load: images decoded so far, of `total`
     total: int = 0
-    loss: float | None = None        # total loss (main + koleo_weight * koleo)
+    loss: float | None = None        # total loss (main + the weighted koleo, ceiling, memory terms)
     main_loss: float | None = None
     koleo: float | None = None
+    ceiling: float | None = None           # the negative-ceiling term, when it is on
     active_fraction: float | None = None   # triplet loss: share of mined triplets with loss > 0
     triplets: int | None = None            # triplets mined from the batch
     lr: float | None = None
@@ -186,6 +187,13 @@ def _save_checkpoint(path: Path, model, optimizer, state: dict) -> None:
     os.replace(tmp, path)
 
 
+# settings a resumed run may change, but then the rest of the run trains differently from its
+# first part: said in a warning (train_config.json records the resumed run's settings)
+_RECIPE = ("epochs", "steps_per_epoch", "batch_size", "lr", "weight_decay", "loss", "miner",
+           "margin", "temperature", "koleo_weight", "views", "memory", "memory_weight",
+           "negative_ceiling", "ceiling_weight", "seed")
+
+
 def _load_checkpoint(path: Path, model, optimizer, config: TrainConfig) -> dict:
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
@@ -201,6 +209,8 @@ def _load_checkpoint(path: Path, model, optimizer, config: TrainConfig) -> dict:
         if getattr(saved, name) != getattr(config, name):
             raise TrainingError(f"{path} was written with {name}={getattr(saved, name)!r}, this run "
                                 f"has {getattr(config, name)!r}; use the same setting or a new out_dir")
+    state["changed"] = {name: (getattr(saved, name), getattr(config, name)) for name in _RECIPE
+                        if getattr(saved, name) != getattr(config, name)}
     try:
         model.load_state_dict(blob["model"])
         optimizer.load_state_dict(blob["optimizer"])
@@ -264,6 +274,13 @@ class _Run:
 
     def _resume(self) -> None:
         self.state = _load_checkpoint(self.ckpt_path, self.model, self.optimizer, self.config)
+        changed = self.state.pop("changed")
+        if changed:
+            self.result.warnings.append(
+                "resuming with settings the checkpoint was not made with: "
+                + ", ".join(f"{name} {was!r} -> {now!r}" for name, (was, now) in changed.items())
+                + "; the rest of the run trains with the new ones (train_config.json records them)")
+            self.emit(TrainEvent("warning", message=self.result.warnings[-1]))
         self.result.resumed_from_step = self.state["step"]
         self.result.batches_without_triplets = self.state.get("batches_without_triplets", 0)
         self.monitor.restore(self.state.get("monitor", {}))
@@ -395,18 +412,20 @@ class _Run:
             return None
         spread = self.koleo.compute(embeddings, labels).loss if config.koleo_weight else None
         loss = main.loss if spread is None else main.loss + config.koleo_weight * spread
+        held = None
         if self.ceiling is not None:
-            bank, bank_labels = self.memory.remembered() if self.memory is not None else (None, None)
-            loss = loss + config.ceiling_weight * self.ceiling.compute(
-                embeddings, labels, bank, bank_labels).loss
+            bank = self.memory.remembered() if self.memory is not None else None
+            held = self.ceiling.compute(embeddings, labels, bank).loss
+            loss = loss + config.ceiling_weight * held
         if self.memory is not None:
             remembered = self.memory.triplet_loss(embeddings, labels, config.margin)
             if remembered is not None:
                 loss = loss + config.memory_weight * remembered
-            self.memory.push(embeddings, labels)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
+        if self.memory is not None:  # after backward: the losses above read the ring in place
+            self.memory.push(embeddings, labels)
         self.step += 1
         rate = labels.numel() / max(1e-9, time.perf_counter() - t0)  # data wait included
         self.views_per_s = _ema(self.views_per_s, rate)
@@ -423,6 +442,7 @@ class _Run:
         self.emit(TrainEvent("step", epoch=epoch + 1, step=self.step, total_steps=self.total,
                              loss=value, main_loss=main_value,
                              koleo=None if spread is None else float(spread.detach()),
+                             ceiling=None if held is None else float(held.detach()),
                              active_fraction=active, triplets=mined, lr=lr, views_per_s=self.views_per_s,
                              stats=stats))
         return value, active, stats
