@@ -3,12 +3,15 @@ the evaluation set), without retraining or re-exporting the network.
 
     python recipes/default_model/calibrate.py             # measure and print
     python recipes/default_model/calibrate.py --write     # also update default.calibration.json
+    python recipes/default_model/calibrate.py --model runs/x/model.onnx --json x.json
+                                                          # a candidate; every knee's sweep kept
 
 The score (simsearch/scoring.py) subtracts the pair's background offsets in full below a knee
 and fades them out linearly to none at cosine 1. For each knee of a grid this measures, on the
 800 validation images, their edited copies (4 per image, seeded, as ship.py) and their half-size
 re-saves (JPEG q85): uAP and Recall@1 of the copies among the originals, the share of re-saves
-scoring >= 0.95 against their original, and dedupe precision / recall over a threshold sweep.
+scoring >= 0.95 against their original, and dedupe precision / recall over a threshold sweep
+(with the number of groups, and of groups that join two or more originals' families).
 
 Rules (set on validation figures alone; no evaluation figure under the taper had been seen):
 - knee: the one with the best validation uAP among those that keep every validation image at
@@ -132,7 +135,9 @@ def measure(vectors: dict[str, np.ndarray], offsets: dict[str, float], bench, ha
         groups = find_groups(ids, V, O, ids, t, "centre", knee=knee)
         files = [[ids_all[i] for i in g.ids] for g in groups]
         s = family_dedupe_score(files, family, bench, t)
-        sweep.append({"threshold": t, "precision": s.precision, "recall": s.recall})
+        mixed = sum(len({family.get(f, -1 - i) for f in g}) > 1 for i, g in enumerate(files))
+        sweep.append({"threshold": t, "precision": s.precision, "recall": s.recall,
+                      "groups": len(files), "mixed_groups": mixed})
     good = [s for s in sweep if s["precision"] >= 0.95]
     return {"knee": knee, "uap": uap, "recall_at_1": r1,
             "resave_min": float(resave.min()), "resave_share_ok": float((resave >= RESAVE_FLOOR).mean()),
@@ -148,6 +153,8 @@ def main() -> None:
     parser.add_argument("--model", default="default")
     parser.add_argument("--per-image", type=int, default=4)
     parser.add_argument("--write", action="store_true")
+    parser.add_argument("--json", type=Path, default=None,
+                        help="also write every knee's row, threshold sweep included, to this file")
     args = parser.parse_args()
     val = sorted(p for p in args.val_dir.iterdir() if p.suffix.lower() in (".jpg", ".png"))
     if not val:
@@ -177,6 +184,9 @@ def main() -> None:
                   f"  {r['recall_at_p95']:.3f}")
         print(f"{r['knee']:.2f}  {r['uap']:.4f}  {r['recall_at_1']:.4f}  {r['resave_share_ok']:.4f}"
               f"        {r['resave_min']:.4f}      {r['self_min']:.5f}  {at}")
+    if args.json:
+        args.json.write_text(json.dumps({"model": name, "model_id": model_id, "rows": rows},
+                                        indent=1) + "\n")
     eligible = [r for r in rows if r["self_min"] >= SELF_FLOOR]
     if not eligible:
         sys.exit(f"no knee keeps every validation image at >= {SELF_FLOOR} against itself")
