@@ -516,7 +516,7 @@ def test_ceiling_loss_bounds_other_labels_in_the_batch_and_the_memory():
     assert alone.terms == 13  # the 15 pairs of 6 less the two of one label
     y = torch.eye(4, requires_grad=True)
     zero = CeilingLoss(ceiling).compute(y, torch.arange(4))
-    assert zero.active_fraction == 0.0 and float(zero.loss) == 0.0 and zero.loss.requires_grad
+    assert zero.active_fraction == 0.0 and float(zero.loss.detach()) == 0.0 and zero.loss.requires_grad
     with pytest.raises(TrainingError, match="bank"):
         CeilingLoss(ceiling).compute(x, labels, Remembered(bank[:, :4], bank_labels))
     with pytest.raises(TrainingError, match="ceiling"):
@@ -531,13 +531,13 @@ def test_ceiling_loss_pushes_look_alikes_under_the_ceiling():
     from simsearch.train.losses import CeilingLoss
     pair = torch.tensor([[1.0, 0.1, 0.0], [1.0, -0.1, 0.05]], requires_grad=True)
     labels, loss_fn = torch.tensor([0, 1]), CeilingLoss(0.8)
-    first = float(F.cosine_similarity(pair[0], pair[1], dim=0))
+    first = float(F.cosine_similarity(pair[0], pair[1], dim=0).detach())
     optimizer = torch.optim.SGD([pair], lr=0.5)
     for _ in range(60):
         optimizer.zero_grad()
         loss_fn(pair, labels).backward()
         optimizer.step()
-    last = float(F.cosine_similarity(pair[0], pair[1], dim=0))
+    last = float(F.cosine_similarity(pair[0], pair[1], dim=0).detach())
     assert first > 0.95 and last <= 0.81
 
 
