@@ -32,6 +32,7 @@ import json
 import os
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -147,6 +148,38 @@ def measure(vectors: dict[str, np.ndarray], offsets: dict[str, float], bench, ha
             "recall_at_p95": recall_at_precision(sweep), "sweep": sweep}
 
 
+@dataclass
+class Embedded:
+    bench: object                  # simsearch.evaluate's benchmark: originals and edited copies
+    halves: dict[str, str]         # original -> its half-size re-save ({} unless asked for)
+    vectors: dict[str, np.ndarray]
+    offsets: dict[str, float]      # each file's background offset under the model
+    ids: list[str]                 # the originals, then the copies (those that embedded)
+    model: object                  # the index's resolved model
+
+
+def embed_validation(val_dir: Path, model: str, per_image: int, tmp: Path,
+                     halves: bool = False) -> Embedded:
+    """The validation originals and their seeded edited copies (and, with `halves`, half-size
+    re-saves), embedded by `model` in an index under `tmp`, with their background offsets."""
+    val = sorted(p for p in val_dir.iterdir() if p.suffix.lower() in (".jpg", ".png"))
+    if not val:
+        sys.exit(f"{val_dir} is empty; run: python recipes/default_model/build_data.py")
+    os.environ.setdefault("SIMSEARCH_PRECISION", "fp32")
+    bench = make_benchmark(val, tmp / "bench", seed=0, per_image=per_image)
+    pairs = dict(zip(map(str, val), map(str, half_size_resaves(val, tmp / "half")))) if halves else {}
+    index = open_index(tmp / "index", model=model, create=True)
+    if index.background is None:
+        sys.exit(f"{model} has no background set: there is no adjustment to taper")
+    index.add_paths([val_dir, tmp / "bench" / "queries"] + ([tmp / "half"] if halves else []))
+    paths, matrix = index.vectors()
+    vectors = dict(zip(paths, matrix))
+    offsets = dict(zip(paths, index.background.offsets(matrix).tolist()))
+    ids = [p for p in [str(p) for p in bench.originals] + [str(i.query) for i in bench.items]
+           if p in vectors]
+    return Embedded(bench, pairs, vectors, offsets, ids, index.model)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--val-dir", type=Path, default=ROOT / "data" / "val")
@@ -156,25 +189,10 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None,
                         help="also write every knee's row, threshold sweep included, to this file")
     args = parser.parse_args()
-    val = sorted(p for p in args.val_dir.iterdir() if p.suffix.lower() in (".jpg", ".png"))
-    if not val:
-        sys.exit(f"{args.val_dir} is empty; run: python recipes/default_model/build_data.py")
-    os.environ.setdefault("SIMSEARCH_PRECISION", "fp32")
     with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        bench = make_benchmark(val, tmp / "bench", seed=0, per_image=args.per_image)
-        halves = {str(p): str(h) for p, h in zip(val, half_size_resaves(val, tmp / "half"))}
-        index = open_index(tmp / "index", model=args.model, create=True)
-        if index.background is None:
-            sys.exit(f"{args.model} has no background set: there is no adjustment to taper")
-        index.add_paths([args.val_dir, tmp / "bench" / "queries", tmp / "half"])
-        paths, matrix = index.vectors()
-        vectors = dict(zip(paths, matrix))
-        offsets = dict(zip(paths, index.background.offsets(matrix).tolist()))
-        ids_all = [str(p) for p in bench.originals] + [str(i.query) for i in bench.items]
-        ids_all = [p for p in ids_all if p in vectors]
-        rows = [measure(vectors, offsets, bench, halves, k, ids_all) for k in KNEES]
-        model_id, name = index.model.model_id, index.model.name
+        v = embed_validation(args.val_dir, args.model, args.per_image, Path(tmp), halves=True)
+        rows = [measure(v.vectors, v.offsets, v.bench, v.halves, k, v.ids) for k in KNEES]
+        model_id, name = v.model.model_id, v.model.name
     print("knee   uAP     R@1     resave>=0.95  resave min  self min  threshold (P, R)  R at P 0.95")
     for r in rows:
         if r["threshold"] is None:  # precision never reaches 0.95 on the sweep
