@@ -44,6 +44,7 @@ sys.path.insert(0, str(ROOT))
 from simsearch.dedupe import find_groups  # noqa: E402
 from simsearch.evaluate import (DedupeScore, label_neighbors, make_benchmark, micro_average_precision,  # noqa: E402
                                 recall_at_1, Neighbors)
+from simsearch.errors import ModelError  # noqa: E402
 from simsearch.index import open_index  # noqa: E402
 from simsearch.models import DEFAULT_MODEL_DIR, calibration_path  # noqa: E402
 from simsearch.scoring import KNEE, adjust  # noqa: E402
@@ -166,11 +167,15 @@ def embed_validation(val_dir: Path, model: str, per_image: int, tmp: Path,
     if not val:
         sys.exit(f"{val_dir} is empty; run: python recipes/default_model/build_data.py")
     os.environ.setdefault("SIMSEARCH_PRECISION", "fp32")
+    try:  # the index resolves its model when first asked for it: a bad one stops us before any work
+        index = open_index(tmp / "index", model=model, create=True)
+        background = index.background
+    except ModelError as e:
+        sys.exit(str(e))
+    if background is None:
+        sys.exit(f"{model} has no background set: there is no adjustment to taper")
     bench = make_benchmark(val, tmp / "bench", seed=0, per_image=per_image)
     pairs = dict(zip(map(str, val), map(str, half_size_resaves(val, tmp / "half")))) if halves else {}
-    index = open_index(tmp / "index", model=model, create=True)
-    if index.background is None:
-        sys.exit(f"{model} has no background set: there is no adjustment to taper")
     index.add_paths([val_dir, tmp / "bench" / "queries"] + ([tmp / "half"] if halves else []))
     paths, matrix = index.vectors()
     vectors = dict(zip(paths, matrix))
