@@ -160,6 +160,8 @@ class TrainConfig:
              f"views must be one of {', '.join(VIEW_RECIPE_NAMES)}, got {self.views!r}"),
             (self.memory >= 0 and self.memory_weight >= 0, "memory and memory_weight must be >= 0"),
             (self.memory == 0 or self.loss == "triplet", "the memory mines triplets: use loss triplet"),
+            (self.memory > 0 or self.memory_weight == 1.0,
+             "memory_weight weighs the memory's triplet term, which is off: set memory"),
             (0.0 <= self.negative_ceiling < 1.0 and self.ceiling_weight >= 0,
              f"negative_ceiling must be in [0, 1) (0: off) and ceiling_weight >= 0, got "
              f"{self.negative_ceiling} and {self.ceiling_weight}"),

@@ -525,6 +525,8 @@ def test_ceiling_loss_bounds_other_labels_in_the_batch_and_the_memory():
         TrainConfig(data_dir="x", negative_ceiling=1.0)
     with pytest.raises(TrainingError, match="ceiling_weight"):
         TrainConfig(data_dir="x", ceiling_weight=2.0)  # weighs a term that is off
+    with pytest.raises(TrainingError, match="memory_weight"):
+        TrainConfig(data_dir="x", memory_weight=2.0)
 
 
 def test_ceiling_loss_pushes_look_alikes_under_the_ceiling():
