@@ -793,10 +793,10 @@ def train_cmd(unlabeled, classes, pairs, val_dir, out_dir, epochs, steps_per_epo
 
 def _train_progress(event) -> None:
     if event.kind == "step" and event.step % 20 == 0:
-        active = "" if event.active_fraction is None else f" active {event.active_fraction:.2f}"
-        active += "" if event.ceiling is None else f" ceiling {event.ceiling:.4f}"
+        terms = "" if event.active_fraction is None else f" active {event.active_fraction:.2f}"
+        terms += "" if event.ceiling is None else f" ceiling {event.ceiling:.4f}"
         click.echo(f"epoch {event.epoch} step {event.step}/{event.total_steps} loss "
-                   f"{event.loss:.4f}{active} lr {event.lr:.2e} {event.views_per_s:.0f} views/s",
+                   f"{event.loss:.4f}{terms} lr {event.lr:.2e} {event.views_per_s:.0f} views/s",
                    err=True)
     elif event.kind == "epoch" and event.metrics is not None:
         m = event.metrics

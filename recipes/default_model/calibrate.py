@@ -109,7 +109,7 @@ def recall_at_precision(sweep: list[dict], target: float = 0.95) -> float | None
 
 
 def measure(vectors: dict[str, np.ndarray], offsets: dict[str, float], bench, halves: dict[str, str],
-            knee: float, ids_all: list[str]) -> dict:
+            knee: float, ids_all: list[str], family: dict[str, int]) -> dict:
     refs = [str(p) for p in bench.originals]
     queries = [str(i.query) for i in bench.items]
     R = np.stack([vectors[p] for p in refs])
@@ -118,8 +118,7 @@ def measure(vectors: dict[str, np.ndarray], offsets: dict[str, float], bench, ha
     o_q = np.array([offsets[q] for q in queries], np.float32)
     scores = adjust(Q @ R.T, o_q[:, None] + o_r[None, :], knee)
     top = np.argsort(-scores, axis=1, kind="stable")[:, :10]
-    ref_of = {p: i for i, p in enumerate(refs)}
-    truth = np.array([ref_of[str(i.original)] for i in bench.items])
+    truth = np.array([family[q] for q in queries])
     labelled = label_neighbors(Neighbors(top, np.take_along_axis(scores, top, 1)), truth)
     uap = micro_average_precision(labelled.scores, labelled.is_positive, labelled.n_positives)
     r1 = recall_at_1(top[:, 0].tolist(), truth.tolist())
@@ -130,8 +129,6 @@ def measure(vectors: dict[str, np.ndarray], offsets: dict[str, float], bench, ha
     V = np.stack([vectors[p] for p in ids_all])
     O = np.array([offsets[p] for p in ids_all], np.float32)
     ids = np.arange(len(ids_all), dtype=np.int64)
-    family = {p: i for i, p in enumerate(refs)}
-    family.update({str(i.query): ref_of[str(i.original)] for i in bench.items})
     sweep = []
     for t in SWEEP:
         groups = find_groups(ids, V, O, ids, t, "centre", knee=knee)
@@ -157,6 +154,12 @@ class Embedded:
     offsets: dict[str, float]      # each file's background offset under the model
     ids: list[str]                 # the originals, then the copies (those that embedded)
     model: object                  # the index's resolved model
+
+    @property
+    def family(self) -> dict[str, int]:
+        """Each original and copy -> the index of its original in bench.originals."""
+        of = {str(p): i for i, p in enumerate(self.bench.originals)}
+        return {**of, **{str(item.query): of[str(item.original)] for item in self.bench.items}}
 
 
 def embed_validation(val_dir: Path, model: str, per_image: int, tmp: Path,
@@ -196,7 +199,8 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         v = embed_validation(args.val_dir, args.model, args.per_image, Path(tmp), halves=True)
-        rows = [measure(v.vectors, v.offsets, v.bench, v.halves, k, v.ids) for k in KNEES]
+        family = v.family
+        rows = [measure(v.vectors, v.offsets, v.bench, v.halves, k, v.ids, family) for k in KNEES]
         model_id, name = v.model.model_id, v.model.name
     print("knee   uAP     R@1     resave>=0.95  resave min  self min  threshold (P, R)  R at P 0.95")
     for r in rows:

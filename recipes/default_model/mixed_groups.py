@@ -35,8 +35,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         v = embed_validation(args.val_dir, args.model, 4, Path(tmp))
     originals = [str(p) for p in v.bench.originals]
-    family = {p: i for i, p in enumerate(originals)}
-    family.update({str(item.query): family[str(item.original)] for item in v.bench.items})
+    family = v.family
     matrix = np.stack([v.vectors[p] for p in v.ids])
     item_offsets = np.array([v.offsets[p] for p in v.ids], np.float32)
     ids = np.arange(len(v.ids), dtype=np.int64)

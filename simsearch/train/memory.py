@@ -78,7 +78,8 @@ class EmbeddingMemory:
         Anchors without such a negative are left out.
         """
         empty = torch.zeros(0, dtype=torch.long, device=embeddings.device)
-        if self.filled == 0:
+        held = self.remembered()
+        if held is None:
             return empty, empty, empty
         labels = torch.as_tensor(labels, device=embeddings.device).reshape(-1)
         with torch.no_grad():
@@ -88,9 +89,8 @@ class EmbeddingMemory:
             same.fill_diagonal_(False)
             has_positive = same.any(dim=1)
             d_ap, positive = d.masked_fill(~same, float("-inf")).max(dim=1)
-            memory, memory_labels = self.vectors[:self.filled], self.labels[:self.filled]
-            d_an = 1.0 - x @ memory.T
-            allowed = (memory_labels[None, :] != labels[:, None]) & (d_an > d_ap[:, None])
+            d_an = 1.0 - x @ held.vectors.T
+            allowed = (held.labels[None, :] != labels[:, None]) & (d_an > d_ap[:, None])
             d_an = d_an.masked_fill(~allowed, float("inf"))
             best, slot = d_an.min(dim=1)
             keep = has_positive & torch.isfinite(best)

@@ -209,8 +209,6 @@ def _load_checkpoint(path: Path, model, optimizer, config: TrainConfig) -> dict:
         if getattr(saved, name) != getattr(config, name):
             raise TrainingError(f"{path} was written with {name}={getattr(saved, name)!r}, this run "
                                 f"has {getattr(config, name)!r}; use the same setting or a new out_dir")
-    state["changed"] = {name: (getattr(saved, name), getattr(config, name)) for name in _RECIPE
-                        if getattr(saved, name) != getattr(config, name)}
     try:
         model.load_state_dict(blob["model"])
         optimizer.load_state_dict(blob["optimizer"])
@@ -274,7 +272,9 @@ class _Run:
 
     def _resume(self) -> None:
         self.state = _load_checkpoint(self.ckpt_path, self.model, self.optimizer, self.config)
-        changed = self.state.pop("changed")
+        saved = TrainConfig(**self.state["config"])
+        changed = {name: (getattr(saved, name), getattr(self.config, name)) for name in _RECIPE
+                   if getattr(saved, name) != getattr(self.config, name)}
         if changed:
             self.result.warnings.append(
                 "resuming with settings the checkpoint was not made with: "
