@@ -166,3 +166,58 @@ def test_recall_at_a_fixed_precision_is_read_between_the_sweeps_steps():
     assert calibrate.recall_at_precision(sweep, 0.98) == pytest.approx(0.70)
     assert calibrate.recall_at_precision(sweep, 0.85) == pytest.approx(0.80)  # the first step passes
     assert calibrate.recall_at_precision(sweep, 0.99) is None
+
+
+def test_variant_originals_merge_into_one_family_transitively():
+    originals = [Path(f"/val/{n}.jpg") for n in "abcde"]
+    family = {str(p): i for i, p in enumerate(originals)}
+    family.update({"/q/0.jpg": 2, "/q/1.jpg": 4})  # copies of c and e
+    merged = calibrate.merge_variants(family, originals, [("e.jpg", "c.jpg"), ("b.jpg", "e.jpg"),
+                                                          ("zz.jpg", "a.jpg")])  # zz: not in this set
+    assert merged == {"/val/a.jpg": 0, "/val/b.jpg": 1, "/val/c.jpg": 1, "/val/d.jpg": 3,
+                      "/val/e.jpg": 1, "/q/0.jpg": 1, "/q/1.jpg": 1}
+    assert calibrate.merge_variants(family, originals, []) == family
+
+
+def test_the_variants_file_keeps_only_pairs_judged_variants(tmp_path):
+    labels = tmp_path / "v.json"
+    labels.write_text('{"pairs": [{"a": "x.jpg", "b": "y.jpg", "variant": true},'
+                      ' {"a": "x.jpg", "b": "z.jpg", "variant": false}]}')
+    assert calibrate.load_variants(labels) == [("x.jpg", "y.jpg")]
+    labels.write_text('{"pairs": [{"a": "x.jpg"}]}')
+    with pytest.raises(SystemExit, match="v.json: not a readable variants file"):
+        calibrate.load_variants(labels)
+
+
+def test_merged_variants_count_as_right_in_dedupe_but_search_stays_exact():
+    import numpy as np
+
+    class Item:
+        def __init__(self, query, original):
+            self.query, self.original = Path(query), Path(original)
+
+    class Bench:
+        originals = (Path("/v/a.jpg"), Path("/v/b.jpg"), Path("/v/c.jpg"))
+        items = (Item("/q/a1.jpg", "/v/a.jpg"), Item("/q/b1.jpg", "/v/b.jpg"),
+                 Item("/q/c1.jpg", "/v/c.jpg"))
+
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=(2, 64)).astype(np.float32)
+    unit = lambda v: (v / np.linalg.norm(v)).astype(np.float32)  # noqa: E731
+    ab = unit(base[0])  # a and b are one picture to the model: a variant pair
+    vectors = {"/v/a.jpg": ab, "/v/b.jpg": unit(ab + 0.01 * rng.normal(size=64)),
+               "/v/c.jpg": unit(base[1]), "/q/a1.jpg": unit(ab + 0.02 * rng.normal(size=64)),
+               "/q/b1.jpg": unit(ab + 0.02 * rng.normal(size=64)),
+               "/q/c1.jpg": unit(base[1] + 0.02 * rng.normal(size=64))}
+    offsets = dict.fromkeys(vectors, 0.0)
+    ids = list(vectors)
+    family = {"/v/a.jpg": 0, "/v/b.jpg": 1, "/v/c.jpg": 2, "/q/a1.jpg": 0, "/q/b1.jpg": 1, "/q/c1.jpg": 2}
+    merged = calibrate.merge_variants(family, Bench.originals, [("a.jpg", "b.jpg")])
+    strict = calibrate.measure(vectors, offsets, Bench, {}, 1.0, ids, family)
+    fair = calibrate.measure(vectors, offsets, Bench, {}, 1.0, ids, family, merged)
+    at = lambda row: next(s for s in row["sweep"] if s["threshold"] == 0.9)  # noqa: E731
+    # a, b and their copies form one group: strict counts the a-b pairs false, fair counts them right
+    assert at(strict)["precision"] < 1.0 and at(strict)["mixed_groups"] == 1
+    assert at(fair)["precision"] == 1.0 and at(fair)["mixed_groups"] == 0
+    assert at(fair)["recall"] == at(strict)["recall"] == 1.0
+    assert fair["uap"] == strict["uap"] and fair["recall_at_1"] == strict["recall_at_1"]

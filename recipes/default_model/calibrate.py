@@ -5,6 +5,7 @@ the evaluation set), without retraining or re-exporting the network.
     python recipes/default_model/calibrate.py --write     # also update default.calibration.json
     python recipes/default_model/calibrate.py --model runs/x/model.onnx --json x.json
                                                           # a candidate; every knee's sweep kept
+    python recipes/default_model/calibrate.py --variants recipes/default_model/trials/val-variants.json
 
 The score (simsearch/scoring.py) subtracts the pair's background offsets in full below a knee
 and fades them out linearly to none at cosine 1. For each knee of a grid this measures, on the
@@ -20,7 +21,11 @@ Rules (set on validation figures alone; no evaluation figure under the taper had
   most 256 px on the short side, so their half-size re-saves (<= 128 px, below the model's
   160 px input) lose detail that no score can restore (the lowest raw cosine is ~0.75);
 - threshold: ship.py's rule under that knee, the lowest score (steps of 0.01 from 0.70) at
-  which centre-linkage dedupe reaches pairwise precision >= 0.95 on the edited copies.
+  which centre-linkage dedupe reaches pairwise precision >= 0.95 on the edited copies; with
+  --variants, a pair of originals judged by eye to be variants of one picture (a texture in two
+  colours, a sign and its mirror image; the labels file trials/val-variants.json, made with
+  val_variants.py) counts as right in that precision, as a user would count it. Search figures
+  still need each copy's own original. The strict rows are printed beside them.
 With --write, the threshold and the measurements go into simsearch/models/default.calibration.json,
 which simsearch.models prefers over the ONNX metadata when it names the same model id. The knee
 is a constant of simsearch/scoring.py (KNEE): set it there by hand when this changes it.
@@ -109,7 +114,11 @@ def recall_at_precision(sweep: list[dict], target: float = 0.95) -> float | None
 
 
 def measure(vectors: dict[str, np.ndarray], offsets: dict[str, float], bench, halves: dict[str, str],
-            knee: float, ids_all: list[str], family: dict[str, int]) -> dict:
+            knee: float, ids_all: list[str], family: dict[str, int],
+            dedupe_family: dict[str, int] | None = None) -> dict:
+    """Every figure of one knee. Search (uAP, Recall@1) is scored against each copy's own
+    original (`family`); dedupe precision against `dedupe_family` when given (`family` with
+    the originals judged variants of one picture merged, see merge_variants), else `family`."""
     refs = [str(p) for p in bench.originals]
     queries = [str(i.query) for i in bench.items]
     R = np.stack([vectors[p] for p in refs])
@@ -130,20 +139,52 @@ def measure(vectors: dict[str, np.ndarray], offsets: dict[str, float], bench, ha
     O = np.array([offsets[p] for p in ids_all], np.float32)
     ids = np.arange(len(ids_all), dtype=np.int64)
     sweep = []
+    grouped_as = family if dedupe_family is None else dedupe_family
     for t in SWEEP:
         groups = find_groups(ids, V, O, ids, t, "centre", knee=knee)
         files = [[ids_all[i] for i in g.ids] for g in groups]
-        s = family_dedupe_score(files, family, bench, t)
-        mixed = sum(len({family.get(f, -1 - i) for f in g}) > 1 for i, g in enumerate(files))
+        s = family_dedupe_score(files, grouped_as, bench, t)
+        mixed = sum(len({grouped_as.get(f, -1 - i) for f in g}) > 1 for i, g in enumerate(files))
         sweep.append({"threshold": t, "precision": s.precision, "recall": s.recall,
                       "groups": len(files), "mixed_groups": mixed})
     good = [s for s in sweep if s["precision"] >= 0.95]
     return {"knee": knee, "uap": uap, "recall_at_1": r1,
-            "resave_min": float(resave.min()), "resave_share_ok": float((resave >= RESAVE_FLOOR).mean()),
+            "resave_min": float(resave.min()) if len(resave) else None,
+            "resave_share_ok": float((resave >= RESAVE_FLOOR).mean()) if len(resave) else None,
             "self_min": float(selfs.min()), "threshold": good[0]["threshold"] if good else None,
             "threshold_precision": good[0]["precision"] if good else None,
             "threshold_recall": good[0]["recall"] if good else None,
             "recall_at_p95": recall_at_precision(sweep), "sweep": sweep}
+
+
+def load_variants(path: Path) -> list[tuple[str, str]]:
+    """The pairs of validation originals judged variants of one picture, by file name, from a
+    labels file written by hand after val_variants.py (trials/val-variants.json)."""
+    try:
+        judged = json.loads(path.read_text())["pairs"]
+        return [(p["a"], p["b"]) for p in judged if p["variant"]]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        sys.exit(f"{path}: not a readable variants file ({e!r}); see val_variants.py")
+
+
+def merge_variants(family: dict[str, int], originals, pairs: list[tuple[str, str]]) -> dict[str, int]:
+    """`family` with the families of each pair of variant originals (file names) joined: every
+    file maps to the lowest original index of its merged family. Names not among `originals`
+    are ignored, so one labels file serves any subset of the validation images."""
+    index = {Path(p).name: i for i, p in enumerate(originals)}
+    parent = list(range(len(index)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for a, b in pairs:
+        if a in index and b in index:
+            ra, rb = root(index[a]), root(index[b])
+            parent[max(ra, rb)] = min(ra, rb)
+    return {f: root(fam) for f, fam in family.items()}
 
 
 @dataclass
@@ -188,20 +229,9 @@ def embed_validation(val_dir: Path, model: str, per_image: int, tmp: Path,
     return Embedded(bench, pairs, vectors, offsets, ids, index.model)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--val-dir", type=Path, default=ROOT / "data" / "val")
-    parser.add_argument("--model", default="default")
-    parser.add_argument("--per-image", type=int, default=4)
-    parser.add_argument("--write", action="store_true")
-    parser.add_argument("--json", type=Path, default=None,
-                        help="also write every knee's row, threshold sweep included, to this file")
-    args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        v = embed_validation(args.val_dir, args.model, args.per_image, Path(tmp), halves=True)
-        family = v.family
-        rows = [measure(v.vectors, v.offsets, v.bench, v.halves, k, v.ids, family) for k in KNEES]
-        model_id, name = v.model.model_id, v.model.name
+def print_rows(rows: list[dict], title: str = "") -> None:
+    if title:
+        print(title)
     print("knee   uAP     R@1     resave>=0.95  resave min  self min  threshold (P, R)  R at P 0.95")
     for r in rows:
         if r["threshold"] is None:  # precision never reaches 0.95 on the sweep
@@ -211,8 +241,39 @@ def main() -> None:
                   f"  {r['recall_at_p95']:.3f}")
         print(f"{r['knee']:.2f}  {r['uap']:.4f}  {r['recall_at_1']:.4f}  {r['resave_share_ok']:.4f}"
               f"        {r['resave_min']:.4f}      {r['self_min']:.5f}  {at}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--val-dir", type=Path, default=ROOT / "data" / "val")
+    parser.add_argument("--model", default="default")
+    parser.add_argument("--per-image", type=int, default=4)
+    parser.add_argument("--write", action="store_true")
+    parser.add_argument("--variants", type=Path, default=None,
+                        help="labels file of validation originals that are variants of one "
+                             "picture (trials/val-variants.json): dedupe counts their pairs right")
+    parser.add_argument("--json", type=Path, default=None,
+                        help="also write every knee's row, threshold sweep included, to this file")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        v = embed_validation(args.val_dir, args.model, args.per_image, Path(tmp), halves=True)
+        family = v.family
+        merged = merge_variants(family, v.bench.originals, load_variants(args.variants)) \
+            if args.variants else None
+        rows = [measure(v.vectors, v.offsets, v.bench, v.halves, k, v.ids, family, merged)
+                for k in KNEES]
+        strict = [measure(v.vectors, v.offsets, v.bench, v.halves, k, v.ids, family)
+                  for k in KNEES] if merged else []
+        model_id, name = v.model.model_id, v.model.name
+    if strict:
+        print_rows(strict, "strict (every other original a negative):")
+        print_rows(rows, f"variants merged ({args.variants.name}; these rows decide):")
+    else:
+        print_rows(rows)
     if args.json:
-        args.json.write_text(json.dumps({"model": name, "model_id": model_id, "rows": rows},
+        args.json.write_text(json.dumps({"model": name, "model_id": model_id, "rows": rows,
+                                         "strict_rows": strict or None,
+                                         "variants": str(args.variants) if merged else None},
                                         indent=1) + "\n")
     eligible = [r for r in rows if r["self_min"] >= SELF_FLOOR]
     if not eligible:
@@ -231,6 +292,7 @@ def main() -> None:
         if record.get("model_id") not in (None, model_id):
             sys.exit(f"{path} belongs to another model; not overwritten")
         record.update({"model_id": model_id, "dedupe_threshold": chosen["threshold"],
+                       "variants": args.variants.name if merged else None,
                        "score_knee": chosen["knee"],
                        "score_calibration": {
                            "rule": __doc__.split("Rules")[1].split("With --write")[0].strip(),

@@ -27,17 +27,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ship import background_vectors  # noqa: E402
 from simsearch.models import resolve_model  # noqa: E402
 from simsearch.scorecard import run_eval  # noqa: E402
-from simsearch.scoring import build_background  # noqa: E402
+from simsearch.scoring import background_path, build_background  # noqa: E402
 
 SWEEP = [round(0.70 + 0.01 * i, 2) for i in range(29)]
 WEAK_EDITS = ("crop50", "crop70", "pip", "rotate90", "blur", "resize25", "brightness")
 
 
-def score(model: Path, val_dir: Path, per_image: int) -> dict:
+def score(model: Path, val_dir: Path, per_image: int, save_background: bool = False) -> dict:
     onnx = model / "model.onnx" if model.is_dir() else model
     ref = resolve_model(onnx, precision="fp32")
     background = build_background(background_vectors(ROOT / "data" / "train", onnx),
                                   ref.model_id).with_params(0.75, 0.2)
+    if save_background:  # beside the model, where calibrate.py --model and the index look for it
+        target = background_path(onnx)
+        if target.exists():
+            sys.exit(f"{target} exists; not overwritten (a shipped model's is ship.py's to write)")
+        background.save(target)
     report = run_eval(val_dir, model=str(onnx), baselines=(), per_image=per_image,
                       sweep=SWEEP, background=background, threshold=0.85)
 
@@ -59,11 +64,14 @@ def main() -> None:
     parser.add_argument("--val-dir", type=Path, default=ROOT / "data" / "val")
     parser.add_argument("--per-image", type=int, default=4)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--save-backgrounds", action="store_true",
+                        help="keep each candidate's background as model.background.npz beside it, "
+                             "for calibrate.py --model")
     args = parser.parse_args()
     os.environ["SIMSEARCH_PRECISION"] = "fp32"
     rows = []
     for model in args.models:
-        row = score(model, args.val_dir, args.per_image)
+        row = score(model, args.val_dir, args.per_image, args.save_backgrounds)
         rows.append(row)
         weak = " ".join(f"{e} {row['per_edit'].get(e, float('nan')):.3f}" for e in WEAK_EDITS)
         print(f"{model}: uAP {row['uap']:.4f} R@1 {row['recall_at_1']:.4f} | {weak} | "

@@ -53,24 +53,28 @@ def calibration_batch(folder: Path, size: int, n: int = 256):
                      for p in files[:n]])
 
 
-def background_vectors(folder: Path, model: Path, n: int = 3000):
-    """Vectors of a seeded sample of training images (never evaluation or validation images)."""
-    import random
-
+def embed_files(files: list[Path], model: Path):
+    """The files' vectors under `model` (ONNX, fp32), as simsearch embeds them."""
     import numpy as np
 
     from simsearch.embedder import Embedder
     from simsearch.images import load_image
     from simsearch.models import resolve_model
     embedder = Embedder(resolve_model(model, precision="fp32"))
-    files = sorted(folder.iterdir())
-    random.Random(1).shuffle(files)
     size = embedder.config.input_size
-    files = files[:n]
     return np.concatenate([
         embedder.embed_arrays(np.stack([embedder.prepare(load_image(p, size).image)
                                         for p in files[s:s + 64]]))
         for s in range(0, len(files), 64)])
+
+
+def background_vectors(folder: Path, model: Path, n: int = 3000):
+    """Vectors of a seeded sample of training images (never evaluation or validation images)."""
+    import random
+
+    files = sorted(folder.iterdir())
+    random.Random(1).shuffle(files)
+    return embed_files(files[:n], model)
 
 
 GRID = [(beta, delta) for beta in (0.5, 0.75, 1.0) for delta in (0.05, 0.1, 0.2)]
