@@ -41,7 +41,12 @@ STAGES = (
     Stage(6, 2.5e-4, 2, why="still rising after stage 2"),
     Stage(3, 1.25e-4, 4, (("memory", "4096"),),
           why="look-alike negatives mined from the last 4,096 embeddings: beat stage 3 on validation"),
+    Stage(3, 6.25e-5, 5, (("memory", "4096"), ("negative-ceiling", "0.75")),
+          why="every pair of different pictures held under cosine 0.75, on the full build (0ad-data "
+              "added): beat stage 4 on validation, variant originals merged (trials/val-variants.json)"),
 )
+# The build each stage trains on: stages 1-4 on the one without 0ad-data (build_data.py --skip
+# 0ad-data), stage 5 on the full one; train.sh rebuilds data/train between them (val/ is the same).
 
 # Options every stage shares (the triplet recipe of simsearch/models/README.md).
 COMMON = {
