@@ -9,6 +9,7 @@ evaluation packages fetched by recipes/default_model/fetch_data.sh.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 import time
@@ -120,6 +121,8 @@ def main() -> None:
     vectors = embedder.embed_arrays(batch)
     with tempfile.TemporaryDirectory() as tmp:
         catalog = Catalog(Path(tmp) / "catalog.sqlite")
+        with catalog.transaction():  # rows name the model that made their vectors, as ingest's do
+            catalog.set_model(json.dumps({"name": "default", "id": "benchmark", "config": {}}))
         start = time.perf_counter()
         for s in range(0, len(files), 32):
             with catalog.transaction():

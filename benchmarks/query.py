@@ -5,7 +5,7 @@ JPEG, and warm queries in process and through `simsearch serve`.
 
 Vectors: drawn as benchmarks/dedupe.py draws them (`common.RealLike`: each a real background
 picture's vector plus noise), so that their share of pairs at or above the default search
-radius (threshold minus the largest score adjustment; 0.86 - 0.10 = 0.76 for the default model)
+radius (threshold minus the largest score adjustment; 0.86 - 0.10 = 0.76 under stage 4, 0.83 - 0.10 = 0.73 under stage 5)
 is that of the default model's background set (printed beside it), plus planted
 near-duplicate groups.
 

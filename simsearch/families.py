@@ -20,12 +20,12 @@ versions score 0.92-1.0.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["Link", "Family", "Families", "link_hashes", "link_hamming", "join"]
+__all__ = ["Link", "Family", "Families", "link_hashes", "link_hamming", "join", "set_roots"]
 
 PHASH_DISTANCE = 10  # bits of 64
 
@@ -111,12 +111,10 @@ def link_hamming(hashes: np.ndarray, max_distance: int = PHASH_DISTANCE,
     return links
 
 
-def join(paths: Sequence[str], links: Sequence[Link], views: Sequence[str],
-         skipped_views: dict[str, str] | None = None, listed: Sequence[Link] = ()) -> Families:
-    """Union the originals that `links` link into sets, each set in order of first index.
-    `listed` links join nothing: each is shown with its set when both ends are in one, else
-    as unconfirmed."""
-    parent = list(range(len(paths)))
+def set_roots(n: int, pairs: Iterable[tuple[int, int]]) -> list[int]:
+    """Union-find over items 0..n-1: for each item, the lowest index of the set that `pairs`
+    (item indices) put it in."""
+    parent = list(range(n))
 
     def root(i: int) -> int:
         while parent[i] != i:
@@ -124,18 +122,27 @@ def join(paths: Sequence[str], links: Sequence[Link], views: Sequence[str],
             i = parent[i]
         return i
 
-    for link in links:
-        a, b = root(link.a), root(link.b)
-        if a != b:
-            parent[max(a, b)] = min(a, b)
+    for a, b in pairs:
+        ra, rb = root(a), root(b)
+        if ra != rb:
+            parent[max(ra, rb)] = min(ra, rb)
+    return [root(i) for i in range(n)]
+
+
+def join(paths: Sequence[str], links: Sequence[Link], views: Sequence[str],
+         skipped_views: dict[str, str] | None = None, listed: Sequence[Link] = ()) -> Families:
+    """Union the originals that `links` link into sets, each set in order of first index.
+    `listed` links join nothing: each is shown with its set when both ends are in one, else
+    as unconfirmed."""
+    root = set_roots(len(paths), [(link.a, link.b) for link in links])
     members: dict[int, list[int]] = {}
     for i in range(len(paths)):
-        members.setdefault(root(i), []).append(i)
+        members.setdefault(root[i], []).append(i)
     by_root: dict[int, list[Link]] = {}
     unconfirmed = []
     for link in list(links) + list(listed):
-        if root(link.a) == root(link.b):
-            by_root.setdefault(root(link.a), []).append(link)
+        if root[link.a] == root[link.b]:
+            by_root.setdefault(root[link.a], []).append(link)
         else:
             unconfirmed.append(link)
     sets = tuple(Family(tuple(m), tuple(by_root.get(r, ()))) for r, m in sorted(members.items())

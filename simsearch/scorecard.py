@@ -49,7 +49,7 @@ FEW_ORIGINALS = 50
 # The dedupe precision a calibrated threshold must reach: the criterion the shipped model's
 # default threshold was chosen by (on validation images), so that a threshold calibrated on
 # your photos replaces like with like.
-TARGET_PRECISION = 0.95
+TARGET_PRECISION = 0.97
 _SCORE_STEP = 0.005  # calibration grid for model scores
 _GIVE_UP = 0.1  # calibration stops where precision is this far below the target
 

@@ -198,6 +198,11 @@ def test_the_variants_file_keeps_only_pairs_judged_variants(tmp_path):
     labels.write_text('{"pairs": [{"a": "x.jpg"}]}')
     with pytest.raises(SystemExit, match="v.json: not a readable variants file"):
         calibrate.load_variants(labels)
+    # val_variants.py writes every pair with "variant": null, to be judged; none may stay so
+    labels.write_text('{"pairs": [{"a": "x.jpg", "b": "y.jpg", "variant": true},'
+                      ' {"a": "x.jpg", "b": "z.jpg", "variant": null}]}')
+    with pytest.raises(SystemExit, match="1 pairs not judged.*first x.jpg / z.jpg"):
+        calibrate.load_variants(labels)
 
 
 def test_merged_variants_count_as_right_in_dedupe_but_search_stays_exact():
@@ -232,3 +237,4 @@ def test_merged_variants_count_as_right_in_dedupe_but_search_stays_exact():
     assert at(fair)["precision"] == 1.0 and at(fair)["mixed_groups"] == 0
     assert at(fair)["recall"] == at(strict)["recall"] == 1.0
     assert fair["uap"] == strict["uap"] and fair["recall_at_1"] == strict["recall_at_1"]
+    calibrate.print_rows([fair])  # no half-size re-saves were made: their columns print as "-"

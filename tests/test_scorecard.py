@@ -331,3 +331,10 @@ def test_a_model_without_a_threshold_is_scored_at_the_one_given(tmp_path, tiny_m
     report = run_eval(tmp_path / "originals", model=str(bare), seed=2, baselines=(), rounds=5,
                       edits=EASY, threshold=0.9)
     assert report.metrics.dedupe.threshold == 0.9
+
+
+def test_eval_cli_aims_at_the_precision_the_shipped_threshold_was_chosen_by():
+    from simsearch.scorecard import TARGET_PRECISION
+
+    option = next(p for p in main.commands["eval"].params if p.name == "target_precision")
+    assert option.default == TARGET_PRECISION == 0.97

@@ -52,6 +52,7 @@ from simsearch.dedupe import find_groups  # noqa: E402
 from simsearch.evaluate import (DedupeScore, label_neighbors, make_benchmark, micro_average_precision,  # noqa: E402
                                 recall_at_1, Neighbors)
 from simsearch.errors import ModelError  # noqa: E402
+from simsearch.families import set_roots  # noqa: E402
 from simsearch.index import open_index  # noqa: E402
 from simsearch.models import DEFAULT_MODEL_DIR, calibration_path  # noqa: E402
 from simsearch.scoring import KNEE, adjust  # noqa: E402
@@ -166,9 +167,14 @@ def load_variants(path: Path) -> list[tuple[str, str]]:
     labels file written by hand after val_variants.py (trials/val-variants.json)."""
     try:
         judged = json.loads(path.read_text())["pairs"]
-        return [(p["a"], p["b"]) for p in judged if p["variant"]]
+        unjudged = [f"{p['a']} / {p['b']}" for p in judged if not isinstance(p["variant"], bool)]
+        pairs = [(p["a"], p["b"]) for p in judged if p["variant"] is True]
     except (OSError, ValueError, KeyError, TypeError) as e:
         sys.exit(f"{path}: not a readable variants file ({e!r}); see val_variants.py")
+    if unjudged:
+        sys.exit(f"{path}: {len(unjudged)} pairs not judged (\"variant\" must be true or false), "
+                 f"first {unjudged[0]}")
+    return pairs
 
 
 def merge_variants(family: dict[str, int], originals, pairs: list[tuple[str, str]]) -> dict[str, int]:
@@ -176,19 +182,8 @@ def merge_variants(family: dict[str, int], originals, pairs: list[tuple[str, str
     file maps to the lowest original index of its merged family. Names not among `originals`
     are ignored, so one labels file serves any subset of the validation images."""
     index = {Path(p).name: i for i, p in enumerate(originals)}
-    parent = list(range(len(index)))
-
-    def root(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    for a, b in pairs:
-        if a in index and b in index:
-            ra, rb = root(index[a]), root(index[b])
-            parent[max(ra, rb)] = min(ra, rb)
-    return {f: root(fam) for f, fam in family.items()}
+    root = set_roots(len(index), [(index[a], index[b]) for a, b in pairs if a in index and b in index])
+    return {f: root[fam] for f, fam in family.items()}
 
 
 @dataclass
@@ -233,10 +228,14 @@ def embed_validation(val_dir: Path, model: str, per_image: int, tmp: Path,
     return Embedded(bench, pairs, vectors, offsets, ids, index.model)
 
 
+def _figure(value: float | None, digits: int = 4) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
 def print_rows(rows: list[dict], title: str = "") -> None:
     if title:
         print(title)
-    print(f"knee   uAP     R@1     resave>=0.95  resave min  self min  threshold (P, R)  "
+    print(f"knee   uAP     R@1     resave>={RESAVE_FLOOR}  resave min  self min  threshold (P, R)  "
           f"R at P {TARGET_PRECISION} / 0.95")
     for r in rows:
         if r["threshold"] is None:  # precision never reaches the target on the sweep
@@ -244,8 +243,36 @@ def print_rows(rows: list[dict], title: str = "") -> None:
         else:
             at = (f"{r['threshold']} ({r['threshold_precision']:.3f}, {r['threshold_recall']:.3f})"
                   f"  {r['recall_at_target']:.3f} / {r['recall_at_p95']:.3f}")
-        print(f"{r['knee']:.2f}  {r['uap']:.4f}  {r['recall_at_1']:.4f}  {r['resave_share_ok']:.4f}"
-              f"        {r['resave_min']:.4f}      {r['self_min']:.5f}  {at}")
+        print(f"{r['knee']:.2f}  {r['uap']:.4f}  {r['recall_at_1']:.4f}  {_figure(r['resave_share_ok'])}"
+              f"        {_figure(r['resave_min'])}      {r['self_min']:.5f}  {at}")
+
+
+def write_calibration(model: str, model_id: str, name: str, chosen: dict, rows: list[dict],
+                      strict: list[dict], variants: str | None) -> None:
+    """Record the threshold and the rows behind it in the model's calibration file (the chosen
+    knee's sweep kept, the others' left out)."""
+    path = calibration_path(DEFAULT_MODEL_DIR / "default.onnx") if model == "default" \
+        else calibration_path(model)
+    record = json.loads(path.read_text()) if path.is_file() else {}
+    if record.get("model_id") not in (None, model_id):
+        sys.exit(f"{path} belongs to another model; not overwritten")
+
+    def kept(table: list[dict]) -> list[dict]:
+        return [r if r["knee"] == chosen["knee"] else {k: v for k, v in r.items() if k != "sweep"}
+                for r in table]
+
+    record.update({"model_id": model_id, "dedupe_threshold": chosen["threshold"],
+                   "variants": variants,
+                   "knee_in_use": KNEE,  # score_knee is the rule's pick; KNEE is set by hand
+                   "score_knee": chosen["knee"],
+                   "score_calibration": {
+                       "rule": __doc__.split("Rules")[1].split("With --write")[0].strip(),
+                       "model": name, "validation": kept(rows),
+                       "validation_strict": kept(strict) if strict else None}})
+    tmp_path = path.with_name(path.name + ".tmp")
+    tmp_path.write_text(json.dumps(record, indent=2) + "\n")
+    os.replace(tmp_path, path)
+    print(f"wrote {path}")
 
 
 def main() -> None:
@@ -263,8 +290,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         v = embed_validation(args.val_dir, args.model, args.per_image, Path(tmp), halves=True)
         family = v.family
-        merged = merge_variants(family, v.bench.originals, load_variants(args.variants)) \
-            if args.variants else None
+        merged = None
+        if args.variants:
+            pairs = load_variants(args.variants)
+            names = {Path(p).name for p in v.bench.originals}
+            found = sum(a in names and b in names for a, b in pairs)
+            print(f"{args.variants}: {found} of {len(pairs)} variant pairs are among these "
+                  f"{len(names)} originals", file=sys.stderr)
+            merged = merge_variants(family, v.bench.originals, pairs)
         rows = [measure(v.vectors, v.offsets, v.bench, v.halves, k, v.ids, family, merged)
                 for k in KNEES]
         strict = [measure(v.vectors, v.offsets, v.bench, v.halves, k, v.ids, family)
@@ -291,23 +324,8 @@ def main() -> None:
           f" (precision {chosen['threshold_precision']:.4f}, recall {chosen['threshold_recall']:.4f})"
           f"; simsearch.scoring.KNEE is {KNEE}")
     if args.write:
-        path = calibration_path(DEFAULT_MODEL_DIR / "default.onnx") if args.model == "default" \
-            else calibration_path(args.model)
-        record = json.loads(path.read_text()) if path.is_file() else {}
-        if record.get("model_id") not in (None, model_id):
-            sys.exit(f"{path} belongs to another model; not overwritten")
-        record.update({"model_id": model_id, "dedupe_threshold": chosen["threshold"],
-                       "variants": args.variants.name if merged else None,
-                       "score_knee": chosen["knee"],
-                       "score_calibration": {
-                           "rule": __doc__.split("Rules")[1].split("With --write")[0].strip(),
-                           "model": name,  # the threshold sweep is kept for the chosen knee only
-                           "validation": [r if r is chosen else {k: v for k, v in r.items()
-                                                                 if k != "sweep"} for r in rows]}})
-        tmp_path = path.with_name(path.name + ".tmp")
-        tmp_path.write_text(json.dumps(record, indent=2) + "\n")
-        os.replace(tmp_path, path)
-        print(f"wrote {path}")
+        write_calibration(args.model, model_id, name, chosen, rows, strict,
+                          args.variants.name if merged else None)
 
 
 if __name__ == "__main__":

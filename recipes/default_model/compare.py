@@ -39,10 +39,7 @@ def score(model: Path, val_dir: Path, per_image: int, save_background: bool = Fa
     background = build_background(background_vectors(ROOT / "data" / "train", onnx),
                                   ref.model_id).with_params(0.75, 0.2)
     if save_background:  # beside the model, where calibrate.py --model and the index look for it
-        target = background_path(onnx)
-        if target.exists():
-            sys.exit(f"{target} exists; not overwritten (a shipped model's is ship.py's to write)")
-        background.save(target)
+        background.save(background_path(onnx))
     report = run_eval(val_dir, model=str(onnx), baselines=(), per_image=per_image,
                       sweep=SWEEP, background=background, threshold=0.85)
 
@@ -69,6 +66,12 @@ def main() -> None:
                              "for calibrate.py --model")
     args = parser.parse_args()
     os.environ["SIMSEARCH_PRECISION"] = "fp32"
+    if args.save_backgrounds:  # refused before any work, not after the first models' rows
+        taken = [background_path(m / "model.onnx" if m.is_dir() else m) for m in args.models]
+        taken = [str(t) for t in taken if t.exists()]
+        if taken:
+            sys.exit(f"{', '.join(taken)} exist; not overwritten (a shipped model's background is "
+                     "ship.py's to write): move them away or leave out --save-backgrounds")
     rows = []
     for model in args.models:
         row = score(model, args.val_dir, args.per_image, args.save_backgrounds)

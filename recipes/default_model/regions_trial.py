@@ -131,7 +131,9 @@ def main() -> None:
             rows.append(row)
             print(json.dumps(row), flush=True)
     if args.json:
-        args.json.write_text(json.dumps({"model": args.model, "val_dir": str(args.val_dir),
+        from simsearch.files import sha256  # a model's id is its weights file's hash
+        args.json.write_text(json.dumps({"model": args.model, "model_id": sha256(args.model),
+                                         "val_dir": str(args.val_dir),
                                          "queries": len(bench.items), "originals": len(refs),
                                          "side": SIDE, "rows": rows}, indent=1) + "\n")
 

@@ -29,6 +29,6 @@ bash recipes/default_model/fetch_data.sh
 "$PY" recipes/default_model/stages.py --out "$OUT"
 LAST=$("$PY" recipes/default_model/stages.py --out "$OUT" --last-dir)
 "$PY" recipes/default_model/ship.py "$LAST"
-# the dedupe threshold: precision 0.95 on validation, originals judged variants of one picture
+# the dedupe threshold: precision 0.97 on validation, originals judged variants of one picture
 # counted as one (recipes/default_model/trials/val-variants.json)
 "$PY" recipes/default_model/calibrate.py --write --variants recipes/default_model/trials/val-variants.json

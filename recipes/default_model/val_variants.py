@@ -86,15 +86,15 @@ def main() -> None:
         scores[model] = vectors @ vectors.T
     pairs = candidate_pairs(scores, args.above)
     rows = [{"n": n, "a": files[i].name, "b": files[j].name,
-             "cosine": {m: round(float(s[i, j]), 4) for m, s in scores.items()}}
+             "cosine": {m: round(float(s[i, j]), 4) for m, s in scores.items()}, "variant": None}
             for n, (i, j) in enumerate(pairs)]
     for row in rows:
         print(row["n"], row["a"], row["b"], " ".join(f"{c:.3f}" for c in row["cosine"].values()))
     if args.montage_dir:
         for sheet in draw_sheets(files, pairs, args.montage_dir):
             print(f"wrote {sheet}", file=sys.stderr)
-    if args.json:
-        args.json.write_text(json.dumps(rows, indent=1) + "\n")
+    if args.json:  # a labels file to fill in: set each "variant" to true or false by eye
+        args.json.write_text(json.dumps({"pairs": rows}, indent=1) + "\n")
 
 
 if __name__ == "__main__":
