@@ -287,12 +287,12 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None,
                         help="also write every knee's row, threshold sweep included, to this file")
     args = parser.parse_args()
+    pairs = load_variants(args.variants) if args.variants else None  # a bad file stops us first
     with tempfile.TemporaryDirectory() as tmp:
         v = embed_validation(args.val_dir, args.model, args.per_image, Path(tmp), halves=True)
         family = v.family
         merged = None
-        if args.variants:
-            pairs = load_variants(args.variants)
+        if pairs is not None:
             names = {Path(p).name for p in v.bench.originals}
             found = sum(a in names and b in names for a, b in pairs)
             print(f"{args.variants}: {found} of {len(pairs)} variant pairs are among these "
