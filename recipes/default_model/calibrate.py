@@ -117,12 +117,25 @@ def recall_at_precision(sweep: list[dict], target: float = TARGET_PRECISION) -> 
     return None
 
 
+def group_sweep(vectors: dict[str, np.ndarray], offsets: dict[str, float], ids_all: list[str],
+                knee: float) -> list[list[list[str]]]:
+    """Centre-linkage dedupe groups of `ids_all` (file names) at each threshold of SWEEP."""
+    V = np.stack([vectors[p] for p in ids_all])
+    O = np.array([offsets[p] for p in ids_all], np.float32)
+    ids = np.arange(len(ids_all), dtype=np.int64)
+    return [[[ids_all[i] for i in g.ids]
+             for g in find_groups(ids, V, O, ids, t, "centre", knee=knee)] for t in SWEEP]
+
+
 def measure(vectors: dict[str, np.ndarray], offsets: dict[str, float], bench, halves: dict[str, str],
             knee: float, ids_all: list[str], family: dict[str, int],
-            dedupe_family: dict[str, int] | None = None) -> dict:
+            dedupe_family: dict[str, int] | None = None,
+            groupings: list[list[list[str]]] | None = None) -> dict:
     """Every figure of one knee. Search (uAP, Recall@1) is scored against each copy's own
     original (`family`); dedupe precision against `dedupe_family` when given (`family` with
-    the originals judged variants of one picture merged, see merge_variants), else `family`."""
+    the originals judged variants of one picture merged, see merge_variants), else `family`.
+    `groupings` (group_sweep's, for this knee) saves grouping again when one knee is scored
+    against two families."""
     refs = [str(p) for p in bench.originals]
     queries = [str(i.query) for i in bench.items]
     R = np.stack([vectors[p] for p in refs])
@@ -139,14 +152,11 @@ def measure(vectors: dict[str, np.ndarray], offsets: dict[str, float], bench, ha
     resave = np.array([adjust(np.float32(vectors[p] @ vectors[h]), offsets[p] + offsets[h], knee)
                        for p, h in pairs])
     selfs = np.array([adjust(np.float32(vectors[p] @ vectors[p]), 2 * offsets[p], knee) for p in refs])
-    V = np.stack([vectors[p] for p in ids_all])
-    O = np.array([offsets[p] for p in ids_all], np.float32)
-    ids = np.arange(len(ids_all), dtype=np.int64)
     sweep = []
     grouped_as = family if dedupe_family is None else dedupe_family
-    for t in SWEEP:
-        groups = find_groups(ids, V, O, ids, t, "centre", knee=knee)
-        files = [[ids_all[i] for i in g.ids] for g in groups]
+    if groupings is None:
+        groupings = group_sweep(vectors, offsets, ids_all, knee)
+    for t, files in zip(SWEEP, groupings):
         s = family_dedupe_score(files, grouped_as, bench, t)
         mixed = sum(len({grouped_as.get(f, -1 - i) for f in g}) > 1 for i, g in enumerate(files))
         sweep.append({"threshold": t, "precision": s.precision, "recall": s.recall,
@@ -298,10 +308,14 @@ def main() -> None:
             print(f"{args.variants}: {found} of {len(pairs)} variant pairs are among these "
                   f"{len(names)} originals", file=sys.stderr)
             merged = merge_variants(family, v.bench.originals, pairs)
-        rows = [measure(v.vectors, v.offsets, v.bench, v.halves, k, v.ids, family, merged)
-                for k in KNEES]
-        strict = [measure(v.vectors, v.offsets, v.bench, v.halves, k, v.ids, family)
-                  for k in KNEES] if merged else []
+        rows, strict = [], []
+        for k in KNEES:  # each knee grouped once, scored against both families
+            groupings = group_sweep(v.vectors, v.offsets, v.ids, k)
+            rows.append(measure(v.vectors, v.offsets, v.bench, v.halves, k, v.ids, family, merged,
+                                groupings))
+            if merged:
+                strict.append(measure(v.vectors, v.offsets, v.bench, v.halves, k, v.ids, family,
+                                      groupings=groupings))
         model_id, name = v.model.model_id, v.model.name
     if strict:
         print_rows(strict, "strict (every other original a negative):")

@@ -33,8 +33,13 @@ SWEEP = [round(0.70 + 0.01 * i, 2) for i in range(29)]
 WEAK_EDITS = ("crop50", "crop70", "pip", "rotate90", "blur", "resize25", "brightness")
 
 
+def onnx_of(model: Path) -> Path:
+    """A model given as an .onnx file or as a run folder holding model.onnx."""
+    return model / "model.onnx" if model.is_dir() else model
+
+
 def score(model: Path, val_dir: Path, per_image: int, save_background: bool = False) -> dict:
-    onnx = model / "model.onnx" if model.is_dir() else model
+    onnx = onnx_of(model)
     ref = resolve_model(onnx, precision="fp32")
     background = build_background(background_vectors(ROOT / "data" / "train", onnx),
                                   ref.model_id).with_params(0.75, 0.2)
@@ -67,7 +72,7 @@ def main() -> None:
     args = parser.parse_args()
     os.environ["SIMSEARCH_PRECISION"] = "fp32"
     if args.save_backgrounds:  # refused before any work, not after the first models' rows
-        taken = [background_path(m / "model.onnx" if m.is_dir() else m) for m in args.models]
+        taken = [background_path(onnx_of(m)) for m in args.models]
         taken = [str(t) for t in taken if t.exists()]
         if taken:
             sys.exit(f"{', '.join(taken)} exist; not overwritten (a shipped model's background is "
