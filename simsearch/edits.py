@@ -275,6 +275,9 @@ def apply_edit(name: str, img: Image.Image, rng: random.Random) -> Image.Image:
 # - "copy-heavy" (p = 0.85, area 0.1-1, pip 0.25-0.7 of the side, and rotations and
 #   picture-in-picture drawn about twice as often): for the edits the default model misses most,
 #   heavy crops, picture-in-picture and quarter turns.
+# - "copy-heavy-lowres" (copy-heavy plus a "lowres" step, chance about 0.2): the view is shrunk
+#   to a quarter to two thirds of its side, sometimes saved as JPEG at that size, and scaled back
+#   up the way the product scales a small picture: for small pictures re-saved at half size.
 
 
 @dataclass(frozen=True)
@@ -292,10 +295,13 @@ VIEW_RECIPES: dict[str, ViewRecipe] = {
     "copy-heavy": ViewRecipe(0.85, (0.1, 1.0), (0.25, 0.7), {
         "jitter": 2.5, "flip": 2.0, "grayscale": 1.4, "rotate": 2.2, "jpeg": 1.1,
         "blur": 0.7, "text": 0.7, "pad": 0.7, "pip": 1.5}),
+    "copy-heavy-lowres": ViewRecipe(0.85, (0.1, 1.0), (0.25, 0.7), {
+        "jitter": 2.5, "flip": 2.0, "grayscale": 1.4, "rotate": 2.2, "jpeg": 1.1,
+        "blur": 0.7, "text": 0.7, "pad": 0.7, "pip": 1.5, "lowres": 1.3}),
 }
 # Steps run in this order whatever order they were drawn in: geometry, then framing,
 # then colour, then overlays, and JPEG last so its artefacts survive.
-_VIEW_ORDER = ("flip", "rotate", "pad", "pip", "grayscale", "jitter", "blur", "text", "jpeg")
+_VIEW_ORDER = ("flip", "rotate", "pad", "pip", "grayscale", "jitter", "blur", "text", "lowres", "jpeg")
 
 
 def _draw_chain(rng: random.Random, table: dict) -> set[str]:
@@ -334,6 +340,11 @@ def _view_step(name: str, img: Image.Image, rng: random.Random, size: int,
         return overlay_text(img, rng.uniform(0.08, 0.3), rng)
     if name == "jpeg":
         return jpeg(img, rng.randint(15, 80))
+    if name == "lowres":
+        small = scale(img, *(rng.uniform(0.25, 0.67),) * 2)
+        if rng.random() < 0.5:
+            small = jpeg(small, rng.randint(60, 95))
+        return small.resize(img.size, _BILINEAR)
     raise ValueError(f"unknown view step {name!r}")  # pragma: no cover - internal table
 
 

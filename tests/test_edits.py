@@ -218,3 +218,35 @@ def test_random_view_draws_grayscale_about_a_quarter_of_the_time(photo):
 def test_random_view_rejects_a_zero_size(photo):
     with pytest.raises(ValueError):
         random_view(photo, random.Random(0), 0)
+
+
+def test_lowres_step_keeps_the_picture_and_loses_its_fine_detail():
+    from simsearch.edits import VIEW_RECIPES, _view_step
+    rs = np.random.default_rng(5)
+    noise = Image.fromarray(rs.integers(0, 256, (160, 160, 3), dtype=np.uint8), "RGB")
+    base = picture(160, 160, seed=5)
+    detailed = Image.blend(base, noise, 0.3)
+    recipe = VIEW_RECIPES["copy-heavy-lowres"]
+
+    def fine(a):  # mean difference between horizontal neighbours: the finest detail there is
+        return np.abs(np.diff(a, axis=1)).mean()
+
+    def coarse(a):  # 16 x 16 block means: the picture itself
+        return a.reshape(10, 16, 10, 16, 3).mean(axis=(1, 3))
+
+    for seed in range(10):
+        out = _view_step("lowres", detailed, random.Random(seed), 160, recipe)
+        assert out.size == (160, 160) and out.mode == "RGB"
+        a, b = px(detailed), px(out)
+        assert fine(b) < 0.6 * fine(a)
+        assert np.abs(coarse(b) - coarse(a)).mean() < 6
+
+
+def test_the_lowres_recipe_shrinks_about_a_fifth_of_its_views():
+    from simsearch.edits import VIEW_RECIPES, _draw_chain
+    rng = random.Random(0)
+    table = VIEW_RECIPES["copy-heavy-lowres"].weights
+    n = 2000
+    share = sum("lowres" in _draw_chain(rng, table) for _ in range(n)) / n
+    assert 0.15 < share < 0.28
+    assert all("lowres" not in VIEW_RECIPES[name].weights for name in ("copy", "copy-heavy"))

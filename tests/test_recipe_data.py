@@ -1,6 +1,7 @@
 """The default model's data recipe (recipes/default_model/build_data.py): what it drops by name,
 how it caps frame folders, and that adding a training-only package leaves val/ as it was."""
 import importlib.util
+import subprocess
 import sys
 from pathlib import Path
 
@@ -166,6 +167,16 @@ def test_the_stages_pass_what_train_sh_passed_and_refuse_another_run(tmp_path):
     assert stages.mismatch(folder, stages.options(1, stages.STAGES[0], out, {"epochs": "1"})) == ""
     (folder / "train_log.jsonl").write_text('{"epoch": 1')  # a half-written line reads as 0
     assert stages.finished_epochs(folder) == 0
+
+
+def test_each_stage_names_its_data_build_and_train_sh_builds_each_once(tmp_path):
+    assert all(stage.build in stages.BUILDS for stage in stages.STAGES)
+    assert stages.build_plan() == [(4, ("--skip", "0ad-data")), (len(stages.STAGES), ())]
+    assert stages.build_plan(3) == [(3, ("--skip", "0ad-data"))]
+    printed = subprocess.run([sys.executable, str(ROOT / "recipes/default_model/stages.py"), "--builds"],
+                             capture_output=True, text=True, check=True).stdout
+    assert printed.splitlines() == ["4 --skip 0ad-data", str(len(stages.STAGES))]
+    assert "--until 4" not in (ROOT / "recipes/default_model/train.sh").read_text()
 
 
 def test_recall_at_a_fixed_precision_is_read_between_the_sweeps_steps():

@@ -31,6 +31,12 @@ class Stage:
     seed: int
     options: tuple[tuple[str, str], ...] = ()  # `simsearch train` options of this stage alone
     why: str = ""
+    build: str = "without 0ad-data"  # the data build it trains on: a key of BUILDS
+
+
+# The data builds the stages train on, as build_data.py arguments. 0ad-data's images go to
+# train/ only, so val/ is the same 800 images in both.
+BUILDS = {"without 0ad-data": ("--skip", "0ad-data"), "full": ()}
 
 
 # Each stage starts from the one before at a lower peak learning rate (a fresh warm-up + cosine
@@ -43,10 +49,9 @@ STAGES = (
           why="look-alike negatives mined from the last 4,096 embeddings: beat stage 3 on validation"),
     Stage(3, 6.25e-5, 5, (("memory", "4096"), ("negative-ceiling", "0.75")),
           why="every pair of different pictures held under cosine 0.75, on the full build (0ad-data "
-              "added): beat stage 4 on validation, variant originals merged (trials/val-variants.json)"),
+              "added): beat stage 4 on validation, variant originals merged (trials/val-variants.json)",
+          build="full"),
 )
-# The build each stage trains on: stages 1-4 on the one without 0ad-data (build_data.py --skip
-# 0ad-data), stage 5 on the full one; train.sh rebuilds data/train between them (val/ is the same).
 
 # Options every stage shares (the triplet recipe of simsearch/models/README.md).
 COMMON = {
@@ -65,6 +70,19 @@ def _weights(value: str) -> str:
 
 # what a stage's train_config.json must agree with before the stage is skipped or resumed
 CHECKED = {"epochs": int, "lr": float, "seed": int, "init": _weights}
+
+
+def build_plan(until: int = len(STAGES)) -> list[tuple[int, tuple[str, ...]]]:
+    """Runs of consecutive stages that share a data build, as (last stage of the run,
+    build_data.py arguments): what train.sh builds before running the stages up to it."""
+    plan: list[tuple[int, tuple[str, ...]]] = []
+    for number, stage in enumerate(STAGES[:until], start=1):
+        args = BUILDS[stage.build]
+        if plan and plan[-1][1] == args:
+            plan[-1] = (number, args)
+        else:
+            plan.append((number, args))
+    return plan
 
 
 def stage_dir(out: Path, number: int) -> Path:
@@ -150,11 +168,18 @@ def main() -> None:
                         help="the last stage to run")
     parser.add_argument("--last-dir", action="store_true",
                         help="print the folder the last stage writes, and exit (train.sh ships it)")
+    parser.add_argument("--builds", action="store_true",
+                        help="print, a line each, the last stage trained on a data build and that "
+                             "build's build_data.py arguments, and exit (train.sh reads it)")
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                         help="override a `simsearch train` option for every stage")
     args = parser.parse_args()
     if args.last_dir:
         print(stage_dir(args.out, args.until))
+        return
+    if args.builds:
+        for until, build in build_plan(args.until):
+            print(until, *build)
         return
     overrides = {}
     for item in args.set:

@@ -11,22 +11,23 @@ PY=${PYTHON:-python}
 OUT=${OUT:-runs/default}
 
 bash recipes/default_model/fetch_data.sh
-# Stages 1-4 trained on the build without 0ad-data, stage 5 on the full build (0ad-data's images
-# go to train/ only: val/ stays the same 800 images). BUILD_ARGS= (empty) trains every stage on
-# all packages. The evaluation packages never reach training: checked after each build, because
-# `simsearch train` itself trains on whatever folder it is given.
-"$PY" recipes/default_model/build_data.py ${BUILD_ARGS---skip 0ad-data}
-"$PY" recipes/default_model/build_data.py --check
 
 # The stages (recipes/default_model/stages.py): stage 1 from random initialisation, each later
 # one from the weights of the one before at a lower learning rate; the fourth adds look-alike
 # negatives mined from a memory of the last 4,096 embeddings, the fifth holds every pair of
 # different pictures under cosine 0.75. Rerun after a stop or a kill: a finished stage is skipped
 # and one cut short continues from its last checkpoint.
-"$PY" recipes/default_model/stages.py --out "$OUT" --until 4
-"$PY" recipes/default_model/build_data.py
-"$PY" recipes/default_model/build_data.py --check
-"$PY" recipes/default_model/stages.py --out "$OUT"
+# Each stage names its data build (`stages.py --builds`: stages 1-4 on the build without
+# 0ad-data, the later ones on the full build; 0ad-data's images go to train/ only, so val/ stays
+# the same 800 images). BUILD_ARGS= (empty) trains every stage on all packages. The evaluation
+# packages never reach training: checked after each build, because `simsearch train` itself
+# trains on whatever folder it is given.
+PLAN=$("$PY" recipes/default_model/stages.py --builds)
+while read -r -u 3 UNTIL ARGS; do
+  "$PY" recipes/default_model/build_data.py ${BUILD_ARGS-$ARGS}
+  "$PY" recipes/default_model/build_data.py --check
+  "$PY" recipes/default_model/stages.py --out "$OUT" --until "$UNTIL"
+done 3<<<"$PLAN"
 LAST=$("$PY" recipes/default_model/stages.py --out "$OUT" --last-dir)
 "$PY" recipes/default_model/ship.py "$LAST"
 # the dedupe threshold: precision 0.97 on validation, originals judged variants of one picture
