@@ -148,15 +148,18 @@ def test_the_stages_pass_what_train_sh_passed_and_refuse_another_run(tmp_path):
     assert stages.options(1, stages.STAGES[0], out, {"epochs": "2"})["init"] == "random"
     # the last stage passes what the shipped model's last stage was trained with
     import json
-    shipped = json.loads((ROOT / "simsearch/models/default.stage5.train_config.json").read_text())
-    five = dict(zip(*[iter(stages.command(5, stages.STAGES[4], out, tmp_path / "train",
+    last = len(stages.STAGES)
+    shipped = json.loads((ROOT / f"simsearch/models/default.stage{last}.train_config.json").read_text())
+    mine = dict(zip(*[iter(stages.command(last, stages.STAGES[-1], out, tmp_path / "train",
                                           tmp_path / "val", {}, False)[4:])] * 2))
-    assert five["--init"] == str(out) + "-stage4/model.safetensors"
-    assert (int(five["--epochs"]), float(five["--lr"]), int(five["--seed"]), int(five["--memory"]),
-            float(five["--negative-ceiling"]), float(five["--koleo"]), float(five["--margin"])) == (
+    assert mine["--init"] == str(out) + f"-stage{last - 1}/model.safetensors"
+    assert (int(mine["--epochs"]), float(mine["--lr"]), int(mine["--seed"]), int(mine["--memory"]),
+            float(mine["--negative-ceiling"]), float(mine["--koleo"]), float(mine["--margin"]),
+            mine.get("--views", "copy"), int(mine["--batch-size"]), int(mine["--input-size"])) == (
         shipped["epochs"], shipped["lr"], shipped["seed"], shipped["memory"],
-        shipped["negative_ceiling"], shipped["koleo_weight"], shipped["margin"])
-    assert len(stages.STAGES) == 5
+        shipped["negative_ceiling"], shipped["koleo_weight"], shipped["margin"], shipped["views"],
+        shipped["batch_size"], shipped["input_size"])
+    assert last == 6
     # a folder holding a run made with other options is refused, not skipped or resumed
     folder = stages.stage_dir(out, 1)
     folder.mkdir(parents=True)

@@ -51,6 +51,10 @@ STAGES = (
           why="every pair of different pictures held under cosine 0.75, on the full build (0ad-data "
               "added): beat stage 4 on validation, variant originals merged (trials/val-variants.json)",
           build="full"),
+    Stage(3, 3.125e-5, 6, (("memory", "4096"), ("negative-ceiling", "0.75"), ("views", "copy-heavy-lowres")),
+          why="heavier crops, picture-in-picture and turns, and views shrunk and scaled back up: beat "
+              "stage 5 on validation, above all small pictures re-saved small (trials/stage6-lowres.json)",
+          build="full"),
 )
 
 # Options every stage shares (the triplet recipe of simsearch/models/README.md).
