@@ -60,6 +60,7 @@ def main() -> None:
         data["raw_resave_below_0.95"] = int((raw < 0.95).sum())  # beyond any score's reach
         data["pictures"] = len(pairs)
         data["model"] = index.model.name
+        data["model_id"] = index.model.model_id
     print(f"{len(pairs)} evaluation pictures (originals and distinct set), each with its "
           f"half-size re-save; raw cosine to the re-save: lowest {data['raw_resave_cosine_min']:.4f}, "
           f"{data['raw_resave_below_0.95']} below 0.95")

@@ -189,13 +189,22 @@ def test_jpeg20_and_combo_stay_close_to_the_picture(photo):
     assert combo.width < 256 and combo.height < 192
 
 
+@pytest.mark.parametrize("recipe", ["copy", "copy-heavy-lowres"])
 @pytest.mark.parametrize("size", [(256, 192), (2000, 1500), *EXTREME])
-def test_random_view_is_square_rgb(size):
+def test_random_view_is_square_rgb(size, recipe):
     img = picture(*size, seed=3)
     rng = random.Random(0)
     for _ in range(10):
-        out = random_view(img, rng, 64)
+        out = random_view(img, rng, 64, recipe)
         assert out.mode == "RGB" and out.size == (64, 64)
+    for view in (1, 17):  # views smaller than the lowres step's floor
+        assert random_view(img, rng, view, recipe).size == (view, view)
+
+
+def test_every_step_of_every_view_recipe_runs():
+    from simsearch.edits import _VIEW_ORDER, VIEW_RECIPES
+    for name, recipe in VIEW_RECIPES.items():
+        assert set(recipe.weights) <= set(_VIEW_ORDER), name  # a step not in the order never runs
 
 
 def test_random_view_is_deterministic_and_varied(photo):

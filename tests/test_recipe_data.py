@@ -1,6 +1,8 @@
 """The default model's data recipe (recipes/default_model/build_data.py): what it drops by name,
 how it caps frame folders, and that adding a training-only package leaves val/ as it was."""
 import importlib.util
+import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -180,6 +182,43 @@ def test_each_stage_names_its_data_build_and_train_sh_builds_each_once(tmp_path)
                              capture_output=True, text=True, check=True).stdout
     assert printed.splitlines() == ["4 --skip 0ad-data", str(len(stages.STAGES))]
     assert "--until 4" not in (ROOT / "recipes/default_model/train.sh").read_text()
+
+
+def test_train_sh_builds_each_stages_data_before_training_them_then_ships(tmp_path):
+    # train.sh run for real with a stand-in python that records each command and answers only
+    # stages.py's --builds and --last-dir (the real stages.py): no data, no training
+    log = tmp_path / "calls.jsonl"
+    stub = tmp_path / "python"
+    stub.write_text(f"""#!{sys.executable}
+import json, subprocess, sys
+with open({str(log)!r}, "a") as f:
+    f.write(json.dumps(sys.argv[1:]) + "\\n")
+if sys.argv[1].endswith("stages.py") and ("--builds" in sys.argv or "--last-dir" in sys.argv):
+    sys.exit(subprocess.run([{sys.executable!r}, *sys.argv[1:]]).returncode)
+""")
+    stub.chmod(0o755)
+    out = tmp_path / "runs" / "default"
+
+    def run(**env):
+        log.write_text("")
+        subprocess.run(["bash", str(ROOT / "recipes/default_model/train.sh")], check=True, cwd=tmp_path,
+                       env={**os.environ, "PYTHON": str(stub), "OUT": str(out), "FETCH": "0", **env})
+        return [[Path(a).name if a.endswith(".py") else a for a in json.loads(line)]
+                for line in log.read_text().splitlines()]
+
+    last = str(len(stages.STAGES))
+    assert run() == [
+        ["stages.py", "--builds"],
+        ["build_data.py", "--skip", "0ad-data"], ["build_data.py", "--check"],
+        ["stages.py", "--out", str(out), "--until", "4"],
+        ["build_data.py"], ["build_data.py", "--check"],
+        ["stages.py", "--out", str(out), "--until", last],
+        ["stages.py", "--out", str(out), "--last-dir"],
+        ["ship.py", f"{out}-stage{last}"],
+        ["calibrate.py", "--write", "--variants", "recipes/default_model/trials/val-variants.json"]]
+    # BUILD_ARGS replaces every build's arguments
+    assert [c for c in run(BUILD_ARGS="") if c[0] == "build_data.py"] == [
+        ["build_data.py"], ["build_data.py", "--check"]] * 2
 
 
 def test_recall_at_a_fixed_precision_is_read_between_the_sweeps_steps():

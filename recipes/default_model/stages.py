@@ -31,7 +31,7 @@ class Stage:
     seed: int
     options: tuple[tuple[str, str], ...] = ()  # `simsearch train` options of this stage alone
     why: str = ""
-    build: str = "without 0ad-data"  # the data build it trains on: a key of BUILDS
+    build: str = ""  # the data build it trains on: a key of BUILDS (every stage names one)
 
 
 # The data builds the stages train on, as build_data.py arguments. 0ad-data's images go to
@@ -42,11 +42,13 @@ BUILDS = {"without 0ad-data": ("--skip", "0ad-data"), "full": ()}
 # Each stage starts from the one before at a lower peak learning rate (a fresh warm-up + cosine
 # schedule); see simsearch/models/README.md for what each one bought on validation.
 STAGES = (
-    Stage(7, 1e-3, 0, why="from random initialisation"),
-    Stage(8, 5e-4, 1, why="validation uAP was still rising when stage 1's schedule ran out"),
-    Stage(6, 2.5e-4, 2, why="still rising after stage 2"),
+    Stage(7, 1e-3, 0, why="from random initialisation", build="without 0ad-data"),
+    Stage(8, 5e-4, 1, why="validation uAP was still rising when stage 1's schedule ran out",
+          build="without 0ad-data"),
+    Stage(6, 2.5e-4, 2, why="still rising after stage 2", build="without 0ad-data"),
     Stage(3, 1.25e-4, 4, (("memory", "4096"),),
-          why="look-alike negatives mined from the last 4,096 embeddings: beat stage 3 on validation"),
+          why="look-alike negatives mined from the last 4,096 embeddings: beat stage 3 on validation",
+          build="without 0ad-data"),
     Stage(3, 6.25e-5, 5, (("memory", "4096"), ("negative-ceiling", "0.75")),
           why="every pair of different pictures held under cosine 0.75, on the full build (0ad-data "
               "added): beat stage 4 on validation, variant originals merged (trials/val-variants.json)",
@@ -81,6 +83,8 @@ def build_plan(until: int = len(STAGES)) -> list[tuple[int, tuple[str, ...]]]:
     build_data.py arguments): what train.sh builds before running the stages up to it."""
     plan: list[tuple[int, tuple[str, ...]]] = []
     for number, stage in enumerate(STAGES[:until], start=1):
+        if stage.build not in BUILDS:
+            raise KeyError(f"stage {number} names no data build ({stage.build!r}); one of {', '.join(BUILDS)}")
         args = BUILDS[stage.build]
         if plan and plan[-1][1] == args:
             plan[-1] = (number, args)
