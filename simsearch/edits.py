@@ -14,6 +14,7 @@ Pillow only (no torch, no numpy on the hot path).
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import math
 import random
@@ -295,10 +296,9 @@ VIEW_RECIPES: dict[str, ViewRecipe] = {
     "copy-heavy": ViewRecipe(0.85, (0.1, 1.0), (0.25, 0.7), {
         "jitter": 2.5, "flip": 2.0, "grayscale": 1.4, "rotate": 2.2, "jpeg": 1.1,
         "blur": 0.7, "text": 0.7, "pad": 0.7, "pip": 1.5}),
-    "copy-heavy-lowres": ViewRecipe(0.85, (0.1, 1.0), (0.25, 0.7), {
-        "jitter": 2.5, "flip": 2.0, "grayscale": 1.4, "rotate": 2.2, "jpeg": 1.1,
-        "blur": 0.7, "text": 0.7, "pad": 0.7, "pip": 1.5, "lowres": 1.3}),
 }
+VIEW_RECIPES["copy-heavy-lowres"] = dataclasses.replace(
+    VIEW_RECIPES["copy-heavy"], weights={**VIEW_RECIPES["copy-heavy"].weights, "lowres": 1.3})
 # Steps run in this order whatever order they were drawn in: geometry, then framing,
 # then colour, then overlays, and JPEG last so its artefacts survive.
 _VIEW_ORDER = ("flip", "rotate", "pad", "pip", "grayscale", "jitter", "blur", "text", "lowres", "jpeg")
