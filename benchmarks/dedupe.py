@@ -17,7 +17,8 @@ Pair recall is measured against an exact search for a seeded sample of rows: eve
 sampled row scoring >= threshold (each sampled row against all n, exactly) that dedupe's
 bounded search also knows (a pair it kept, or in a dense row's full list). The dedupe runs in a
 fresh subprocess so that its peak memory (VmHWM) is its own: it includes the
-vectors (n x 4 x dim bytes), as `simsearch dedupe` holds them too.
+vectors in float16 (n x 2 x dim bytes), as `simsearch dedupe` holds them; the float32 file
+they are read from is read in chunks (page cache, not the process's own memory).
 """
 from __future__ import annotations
 
@@ -94,9 +95,16 @@ def run(folder: str, threshold: float, sample: int, seed: int, probe: int, list_
     import simsearch.dedupe as dedupe
     from simsearch.pairs import exact_scores, near_pairs
 
-    vectors = np.load(os.path.join(folder, "vectors.npy"))
+    path = os.path.join(folder, "vectors.npy")
+    stored = np.load(path, mmap_mode="r")  # float32 on disk; read below, mapped only for recall
     offsets = np.load(os.path.join(folder, "offsets.npy"))
-    n = len(vectors)
+    n, d = stored.shape
+    vectors = np.empty((n, d), np.float16)  # as `simsearch dedupe` holds them
+    with open(path, "rb") as f:  # read(), not the map: mapped pages would count as this process's
+        f.seek(stored.offset)
+        for start in range(0, n, 1 << 18):
+            rows = min(1 << 18, n - start)
+            vectors[start:start + rows] = np.fromfile(f, np.float32, rows * d).reshape(rows, d)
     kept = {}
 
     def recording(*args, **kwargs):
@@ -126,7 +134,7 @@ def run(folder: str, threshold: float, sample: int, seed: int, probe: int, list_
         return others[np.searchsorted(ends, row):np.searchsorted(ends, row, side="right")]
 
     for chunk in np.array_split(rows, max(1, len(rows) // 32)):
-        raw = vectors[chunk] @ vectors.T
+        raw = stored[chunk] @ stored.T  # candidates from float32 (BLAS), scored as dedupe scores
         a, b = np.nonzero(raw >= threshold + offsets[chunk, None] + float(offsets.min()) - 1e-3)
         a, b = chunk[a], b
         keep = (a != b)

@@ -737,7 +737,10 @@ class Index:
         try:
             with catalog.snapshot():  # vectors, offsets and paths from one committed state
                 ids, contents = catalog.contents()
-                vectors = np.empty((len(ids), self.dim), np.float32)  # filled in place: one copy
+                # filled in place, one copy, in float16: half the memory of float32 (5 GB at
+                # ten million 256-d vectors), scores within ~1e-4 of float32 ones (vectors.f16,
+                # which re-scores a lossy index's candidates, keeps the same precision)
+                vectors = np.empty((len(ids), self.dim), np.float16)
                 filled = 0
                 for _, batch in catalog.vectors():
                     end = filled + len(batch)

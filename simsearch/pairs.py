@@ -40,6 +40,10 @@ from simsearch.scoring import KNEE, adjust
 from simsearch.vectors import JOIN_EXACT_LIMIT, ClusterJoin, SelfJoin
 
 SCORE_TOLERANCE = 1e-6  # float32 rounding: a score this close below the threshold counts as at it
+# float16 rows (what `simsearch dedupe` holds: half the memory) are unit vectors to within
+# 2 * 2**-11 of their squared norm; exact scores divide by the norms, the join's do not, so a
+# join score may sit this far below the exact one (a bound, not the typical 1e-5)
+HALF_NORM_ERROR = 2e-3
 
 __all__ = ["JoinSettings", "NearPairs", "near_pairs", "exact_scores"]
 
@@ -81,14 +85,19 @@ def exact_scores(vectors: np.ndarray, offsets: np.ndarray, a: np.ndarray, b: np.
                  rows: np.ndarray | None = None, knee: float = KNEE) -> np.ndarray:
     """Adjusted scores of the pairs (a[i], b[i]), symmetric and row by row, so that a pair
     scores the same whichever way round and whichever search proposed it. `rows`: a and b
-    number these rows of `vectors` and `offsets`."""
+    number these rows of `vectors` and `offsets`. float16 `vectors` are scored as the cosine
+    of the stored rows (each divided by its norm)."""
     out = np.empty(len(a), np.float32)
     for s in range(0, len(a), _VERIFY_CHUNK):
         x, y = a[s:s + _VERIFY_CHUNK], b[s:s + _VERIFY_CHUNK]
         if rows is not None:
             x, y = rows[x], rows[y]
-        raw = np.einsum("ij,ij->i", vectors[x], vectors[y],
-                        dtype=np.promote_types(vectors.dtype, np.float32)).astype(np.float64)
+        u, v = vectors[x], vectors[y]
+        dtype = np.promote_types(vectors.dtype, np.float32)
+        raw = np.einsum("ij,ij->i", u, v, dtype=dtype).astype(np.float64)
+        if vectors.dtype == np.float16:  # rounded rows: a row scores 1.0 against itself again
+            raw /= np.sqrt(np.einsum("ij,ij->i", u, u, dtype=dtype).astype(np.float64)
+                           * np.einsum("ij,ij->i", v, v, dtype=dtype))
         both = offsets[x].astype(np.float64) + offsets[y]
         out[s:s + _VERIFY_CHUNK] = adjust(raw, both, knee)
     return out
@@ -116,7 +125,7 @@ def near_pairs(vectors: np.ndarray, offsets: np.ndarray, threshold: float,
     # the join's score, cos(a, b) - o(b), that a partner of row a must reach to pass: with the
     # full adjustment threshold + o(a); a pair above the knee, where the adjustment fades
     # (simsearch.scoring.adjust), may pass from cos >= knee, so from knee - max(o) on
-    tolerance = join.error + SCORE_TOLERANCE
+    tolerance = join.error + SCORE_TOLERANCE + (HALF_NORM_ERROR if vectors.dtype == np.float16 else 0)
     need = np.minimum(threshold + offsets[subset].astype(np.float64),
                       knee - float(offsets[subset].max())) - tolerance
     found_left, found_right, found_scores = [], [], []

@@ -99,10 +99,11 @@ class Background:
 
     def nearest(self, vectors: np.ndarray) -> np.ndarray:
         """h(x): cosine of each vector to its nearest background vector."""
-        vectors = np.asarray(vectors, dtype=np.float32).reshape(-1, self.dim)
+        vectors = np.asarray(vectors).reshape(-1, self.dim)  # float32 chunk by chunk: no copy
         out = np.empty(len(vectors), np.float32)
         for start in range(0, len(vectors), _CHUNK):
-            out[start:start + _CHUNK] = (vectors[start:start + _CHUNK] @ self.vectors.T).max(axis=1)
+            chunk = np.asarray(vectors[start:start + _CHUNK], dtype=np.float32)
+            out[start:start + _CHUNK] = (chunk @ self.vectors.T).max(axis=1)
         return out
 
     def offsets(self, vectors: np.ndarray) -> np.ndarray:

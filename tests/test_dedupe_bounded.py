@@ -151,3 +151,26 @@ def test_join_settings_out_of_range_are_named(bad):
     from simsearch.errors import SimsearchError
     with pytest.raises(SimsearchError, match="join settings out of range"):
         JoinSettings(**bad)
+
+
+@pytest.mark.parametrize("exact_limit", [JoinSettings.exact_limit, 10])
+def test_float16_rows_find_every_pair_of_their_own_scores_and_score_a_copy_one(exact_limit):
+    """`simsearch dedupe` holds the vectors in float16 (half the memory): both joins still find
+    every pair an exhaustive search over the same float16 rows finds, the scores stay within
+    float16 rounding of the float32 ones, and two identical rows score 1.0, not a rounded norm."""
+    vectors, offsets = _data(400, 16, 0.6, (40, 25), seed=7)
+    vectors[7] = vectors[8]  # the same picture under two contents (a metadata edit)
+    half = vectors.astype(np.float16)
+    settings = JoinSettings(k=4, grow=128, block=64, exact_limit=exact_limit, probe=1000,
+                            list_size=40)
+    found = near_pairs(half, offsets, 0.75, settings)
+    got = dict(zip(zip(found.left.tolist(), found.right.tolist()), found.scores.tolist()))
+    assert set(got) == _brute_pairs(half, offsets, 0.75)
+    assert got[(7, 8)] == pytest.approx(1.0, abs=1e-6)
+    a, b = np.array(list(got)).T
+    assert np.abs(exact_scores(vectors, offsets, a, b) - found.scores).max() < 1e-3
+    # pairs of the float32 rows that float16 loses or gains sit at the threshold
+    full = _brute_pairs(vectors, offsets, 0.75)
+    for pair in full ^ set(got):
+        x, y = np.array([pair[0]]), np.array([pair[1]])
+        assert abs(exact_scores(vectors, offsets, x, y)[0] - 0.75) < 1e-3
