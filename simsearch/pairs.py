@@ -92,12 +92,12 @@ def exact_scores(vectors: np.ndarray, offsets: np.ndarray, a: np.ndarray, b: np.
         x, y = a[s:s + _VERIFY_CHUNK], b[s:s + _VERIFY_CHUNK]
         if rows is not None:
             x, y = rows[x], rows[y]
-        u, v = vectors[x], vectors[y]
         dtype = np.promote_types(vectors.dtype, np.float32)
-        raw = np.einsum("ij,ij->i", u, v, dtype=dtype).astype(np.float64)
+        u, v = vectors[x].astype(dtype, copy=False), vectors[y].astype(dtype, copy=False)
+        raw = np.einsum("ij,ij->i", u, v).astype(np.float64)
         if vectors.dtype == np.float16:  # rounded rows: a row scores 1.0 against itself again
-            raw /= np.sqrt(np.einsum("ij,ij->i", u, u, dtype=dtype).astype(np.float64)
-                           * np.einsum("ij,ij->i", v, v, dtype=dtype))
+            raw /= np.sqrt(np.einsum("ij,ij->i", u, u).astype(np.float64)
+                           * np.einsum("ij,ij->i", v, v))
         both = offsets[x].astype(np.float64) + offsets[y]
         out[s:s + _VERIFY_CHUNK] = adjust(raw, both, knee)
     return out
