@@ -45,10 +45,13 @@ def test_nearest_without_floor_leaves_itself_out():
 
 def test_exact_scores_of_float16_vectors_are_float32_accurate():
     """(Pre-existing, simsearch/pairs.py exact_scores) einsum of float16 rows returns float16:
-    scores rounded to ~2.4e-4, which decides pairs at the threshold (SCORE_TOLERANCE 1e-6)."""
+    scores rounded to ~2.4e-4, which decides pairs at the threshold (SCORE_TOLERANCE 1e-6).
+    Float16 rows are scored as the cosine of the stored rows (each divided by its norm, so
+    that a row scores 1.0 against itself), to float32 accuracy."""
     from simsearch.pairs import exact_scores
     half = _clustered(300).astype(np.float16)
     offsets = np.zeros(len(half), np.float32)
     a, b = np.arange(0, 150), np.arange(150, 300)
-    want = np.einsum("ij,ij->i", half[a].astype(np.float64), half[b].astype(np.float64))
+    x, y = half[a].astype(np.float64), half[b].astype(np.float64)
+    want = np.einsum("ij,ij->i", x, y) / np.linalg.norm(x, axis=1) / np.linalg.norm(y, axis=1)
     assert np.abs(exact_scores(half, offsets, a, b) - want).max() < 1e-6
