@@ -160,7 +160,7 @@ def find_groups(ids: np.ndarray, vectors: np.ndarray, offsets: np.ndarray, conte
         by_id = np.argsort(ids, kind="stable")
 
         def rep(i: int) -> int:
-            where = by_id[np.searchsorted(ids[by_id], i)] if len(ids) else 0
+            where = by_id[min(int(np.searchsorted(ids[by_id], i)), len(ids) - 1)] if len(ids) else 0
             return int(rep_of_row[where]) if len(ids) and ids[where] == i else int(i)
 
         rep_apart = {(min(a, b), max(a, b)) for a, b in ((rep(x), rep(y)) for x, y in apart)}
@@ -198,10 +198,19 @@ def find_groups(ids: np.ndarray, vectors: np.ndarray, offsets: np.ndarray, conte
 
 
 def _without_apart(found: NearPairs, ids: np.ndarray, apart: set[tuple[int, int]]) -> NearPairs:
-    """The pairs (and dense rows' fetched lists) less those a user set apart."""
+    """The pairs (and dense rows' fetched lists) less those a user set apart: one vectorised
+    lookup, however many pairs (a Python loop over 10^8 pairs would take minutes and gigabytes)."""
+    n = len(ids)
+    by_id = np.argsort(ids, kind="stable")
+    marked = np.array(sorted(apart), np.int64).reshape(-1, 2)
+    where = np.minimum(np.searchsorted(ids[by_id], marked), max(n - 1, 0))
+    known = (ids[by_id][where] == marked).all(axis=1) if n else np.zeros(len(marked), bool)
+    rows = by_id[where[known]]
+    banned = np.unique(rows.min(axis=1) * n + rows.max(axis=1))  # row keys, a < b: a * n + b
+
     def kept(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        return np.array([(min(x, y), max(x, y)) not in apart
-                         for x, y in zip(ids[a].tolist(), ids[b].tolist())], bool)
+        a, b = np.asarray(a, np.int64), np.asarray(b, np.int64)
+        return ~np.isin(np.minimum(a, b) * n + np.maximum(a, b), banned)
 
     keep = kept(found.left, found.right)
 
@@ -229,14 +238,20 @@ def _with_scores(member_ids: list[int], edges: dict[int, dict[int, float]]
 
 def _drop_apart(member_ids: list[int], member_scores: list[float],
                 apart: set[tuple[int, int]]) -> tuple[list[int], list[float]]:
-    """Members best first, leaving out any that a user set apart from one already kept."""
+    """Members best first, leaving out any that a user set apart from one already kept (in
+    time linear in the group: a burst of 20,000 frames is one group)."""
     if not apart:
         return member_ids, member_scores
-    kept_ids, kept_scores = [], []
+    partners: dict[int, set[int]] = defaultdict(set)
+    for a, b in apart:
+        partners[a].add(b)
+        partners[b].add(a)
+    kept_ids, kept_scores, kept = [], [], set()
     for i, s in zip(member_ids, member_scores):
-        if all((min(i, k), max(i, k)) not in apart for k in kept_ids):
+        if i not in partners or partners[i].isdisjoint(kept):
             kept_ids.append(i)
             kept_scores.append(s)
+            kept.add(i)
     return kept_ids, kept_scores
 
 

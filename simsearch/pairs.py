@@ -40,10 +40,7 @@ from simsearch.scoring import KNEE, adjust
 from simsearch.vectors import JOIN_EXACT_LIMIT, ClusterJoin, SelfJoin
 
 SCORE_TOLERANCE = 1e-6  # float32 rounding: a score this close below the threshold counts as at it
-# float16 rows (what `simsearch dedupe` holds: half the memory) are unit vectors to within
-# 2 * 2**-11 of their squared norm; exact scores divide by the norms, the join's do not, so a
-# join score may sit this far below the exact one (a bound, not the typical 1e-5)
-HALF_NORM_ERROR = 2e-3
+_NORM_CHUNK = 1 << 16  # rows whose norms are measured at a time
 
 __all__ = ["JoinSettings", "NearPairs", "near_pairs", "exact_scores"]
 
@@ -125,10 +122,13 @@ def near_pairs(vectors: np.ndarray, offsets: np.ndarray, threshold: float,
     # the join's score, cos(a, b) - o(b), that a partner of row a must reach to pass: with the
     # full adjustment threshold + o(a); a pair above the knee, where the adjustment fades
     # (simsearch.scoring.adjust), may pass from cos >= knee, so from knee - max(o) on
-    tolerance = join.error + SCORE_TOLERANCE + (HALF_NORM_ERROR if vectors.dtype == np.float16 else 0)
+    tolerance = join.error + SCORE_TOLERANCE + _norm_error(vectors, subset)
     need = np.minimum(threshold + offsets[subset].astype(np.float64),
                       knee - float(offsets[subset].max())) - tolerance
     found_left, found_right, found_scores = [], [], []
+    # rows as int32 below 2^31 of them: a pair costs 12 bytes kept, not 20, and the sorting
+    # below and in grouping moves half the bytes (the pairs dominate dedupe's own memory)
+    position = np.int32 if n < 2 ** 31 else np.int64
     total, done = n, 0
 
     def scan(rows: np.ndarray, k: int, wide: bool = False) -> np.ndarray:
@@ -138,8 +138,8 @@ def near_pairs(vectors: np.ndarray, offsets: np.ndarray, threshold: float,
         left, right = np.broadcast_to(rows[:, None], ok.shape)[ok], others[ok]
         exact = exact_scores(vectors, offsets, left, right, subset, knee)
         keep = exact >= threshold - SCORE_TOLERANCE
-        found_left.append(np.minimum(left, right)[keep])
-        found_right.append(np.maximum(left, right)[keep])
+        found_left.append(np.minimum(left, right)[keep].astype(position))
+        found_right.append(np.maximum(left, right)[keep].astype(position))
         found_scores.append(exact[keep])
         if join.count <= k + 1:
             return rows[:0]
@@ -164,8 +164,8 @@ def near_pairs(vectors: np.ndarray, offsets: np.ndarray, threshold: float,
             done += len(saturated[start:start + step])
             if progress:
                 progress(done, total)
-    left, right, scores = (np.concatenate(v) for v in (found_left, found_right, found_scores))
-    _, first = np.unique(left * n + right, return_index=True)  # each pair once
+    left, right, scores = (_joined_parts(v) for v in (found_left, found_right, found_scores))
+    _, first = np.unique(left.astype(np.int64) * n + right, return_index=True)  # each pair once
 
     def fetch(row: int) -> tuple[np.ndarray, np.ndarray]:
         _, others, _ = join.within(np.array([row]), need[row])
@@ -175,3 +175,25 @@ def near_pairs(vectors: np.ndarray, offsets: np.ndarray, threshold: float,
         return others[keep], exact[keep]
 
     return NearPairs(left[first], right[first], scores[first], dense, fetch)
+
+
+def _norm_error(vectors: np.ndarray, rows: np.ndarray) -> float:
+    """How far below its exact score a pair's join score may sit: exact scores of float16 rows
+    (what `simsearch dedupe` holds: half the memory) divide by the rows' norms, the join's do
+    not, and a rounded unit row's norm is 1 to within about 1e-4 (at most 2**-11); so twice
+    the largest deviation measured, with room. 0 for float32 rows (scored as they are)."""
+    if vectors.dtype != np.float16:
+        return 0.0
+    worst = 0.0
+    for start in range(0, len(rows), _NORM_CHUNK):
+        chunk = vectors[rows[start:start + _NORM_CHUNK]].astype(np.float32)
+        norms = np.sqrt(np.einsum("ij,ij->i", chunk, chunk))
+        worst = max(worst, float(np.abs(norms - 1.0).max()))
+    return 2.5 * worst + 1e-5
+
+
+def _joined_parts(parts: list[np.ndarray]) -> np.ndarray:
+    """One array from the parts, emptying the list as it goes (the parts are not held twice)."""
+    out = np.concatenate(parts)
+    parts.clear()
+    return out

@@ -174,3 +174,34 @@ def test_float16_rows_find_every_pair_of_their_own_scores_and_score_a_copy_one(e
     for pair in full ^ set(got):
         x, y = np.array([pair[0]]), np.array([pair[1]])
         assert abs(exact_scores(vectors, offsets, x, y)[0] - 0.75) < 1e-3
+
+
+def test_pairs_set_apart_are_dropped_as_a_python_filter_drops_them():
+    """`find_groups(apart=...)` drops the pairs a user set apart by one vectorised lookup: the
+    same pairs as filtering each pair in Python, in the kept pairs and in a dense row's fetched
+    list; ids not in the index are ignored; no group holds a pair set apart."""
+    from simsearch.dedupe import _without_apart
+    vectors, offsets = _data(300, 16, 0.6, (40,), seed=8)
+    ids = np.random.default_rng(0).permutation(len(vectors)).astype(np.int64) * 3 + 7
+    found = near_pairs(vectors, offsets, 0.75, JoinSettings(k=4, grow=16, block=64))
+    assert found.dense.any()
+    chosen = np.random.default_rng(1).choice(len(found.left), 25, replace=False)
+    apart = {tuple(sorted((int(ids[found.left[i]]), int(ids[found.right[i]])))) for i in chosen}
+    dense = int(np.flatnonzero(found.dense)[0])
+    others, _ = found.fetch(dense)
+    apart |= {tuple(sorted((int(ids[dense]), int(ids[o])))) for o in others[:3]}
+    apart |= {(1, 2), (int(ids[0]), 10 ** 9)}  # ids the index does not hold
+    kept = _without_apart(found, ids, apart)
+    want = [(a, b) for a, b in zip(found.left.tolist(), found.right.tolist())
+            if tuple(sorted((int(ids[a]), int(ids[b])))) not in apart]
+    assert list(zip(kept.left.tolist(), kept.right.tolist())) == want
+    assert len(want) <= len(found.left) - len(chosen)
+    fetched, _ = kept.fetch(dense)
+    assert fetched.tolist() == [o for o in others.tolist()
+                                if tuple(sorted((int(ids[dense]), int(ids[o])))) not in apart]
+    assert not set(fetched.tolist()) & set(others[:3].tolist())
+    for linkage in ("centre", "complete"):
+        groups = find_groups(ids, vectors, offsets, np.arange(len(ids)), 0.75, linkage, apart,
+                             settings=JoinSettings(k=4, grow=16, block=64))
+        assert groups and all((min(a, b), max(a, b)) not in apart
+                              for g in groups for a in g.ids for b in g.ids if a != b)

@@ -291,3 +291,36 @@ def test_merged_variants_count_as_right_in_dedupe_but_search_stays_exact():
     assert at(fair)["recall"] == at(strict)["recall"] == 1.0
     assert fair["uap"] == strict["uap"] and fair["recall_at_1"] == strict["recall_at_1"]
     calibrate.print_rows([fair])  # no half-size re-saves were made: their columns print as "-"
+
+
+def test_soup_averages_every_weight_and_refuses_bad_runs(tmp_path):
+    """recipes/default_model/soup.py: the mean of two tiny runs' weights, exported like a trained
+    model; a missing run, a different network or an existing folder is refused by name."""
+    torch = pytest.importorskip("torch")
+    from simsearch.config import ModelConfig
+    from simsearch.model import create_model, load_model, save_model
+
+    runs = []
+    for seed, dim in ((1, 16), (2, 16), (3, 8)):
+        run = tmp_path / f"run{seed}"
+        run.mkdir()
+        save_model(create_model(ModelConfig(dim=dim, input_size=32, pooling="avg"), seed=seed),
+                   run / "model.safetensors", half=False)
+        runs.append(run)
+    script = [sys.executable, str(ROOT / "recipes/default_model/soup.py")]
+    done = subprocess.run(script + [str(runs[0]), str(runs[1]), "--out", str(tmp_path / "soup")],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "soup" / "model.onnx").is_file()
+    a, b, mean = (load_model(p / "model.safetensors").state_dict()
+                  for p in (runs[0], runs[1], tmp_path / "soup"))
+    for name, tensor in mean.items():
+        if tensor.is_floating_point():  # saved as float16 by default
+            assert torch.allclose(tensor.float(), (a[name].float() + b[name].float()) / 2, atol=2e-3), name
+    for args, out, says in (([runs[0], tmp_path / "nothing"], "new", "missing: " + str(tmp_path / "nothing")),
+                            ([runs[0], runs[2]], "new", "a different network"),
+                            ([runs[0], runs[1]], "soup", "exists")):
+        refused = subprocess.run(script + [str(p) for p in args] + ["--out", str(tmp_path / out)],
+                                 capture_output=True, text=True, cwd=ROOT)
+        assert refused.returncode != 0 and says in refused.stderr
+    assert not (tmp_path / "new").exists()
