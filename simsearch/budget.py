@@ -1,15 +1,18 @@
 """The memory budget of decoding: what one image may hold, what all decodes in flight may hold
 together, and how much a picture of a given size and Pillow mode holds while it is decoded and
-converted to RGB (measured against peak memory with benchmarks/decode_memory.py)."""
+converted to RGB (measured against peak memory with benchmarks/decode_memory.py); and the
+memory the machine has free (`available_memory`), which bounds what dedupe may keep."""
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 from collections.abc import Iterator
 
 from PIL import Image
 
-__all__ = ["MAX_DECODE_BYTES", "DECODE_MEMORY", "Pool", "bytes_per_pixel", "tiff_strip_bytes"]
+__all__ = ["MAX_DECODE_BYTES", "DECODE_MEMORY", "Pool", "bytes_per_pixel", "tiff_strip_bytes",
+           "available_memory"]
 
 # The memory one decode may hold: a 130 MP RGB TIFF or PNG, a 70 MP 16-bit grey PNG, a 50 MP
 # RGBA PNG, any JPEG at the reduced size ingest asks for. DECODE_MEMORY is what all decodes in
@@ -17,6 +20,22 @@ __all__ = ["MAX_DECODE_BYTES", "DECODE_MEMORY", "Pool", "bytes_per_pixel", "tiff
 # threads together stay within it however many there are.
 MAX_DECODE_BYTES = 512 << 20
 DECODE_MEMORY = 1 << 30
+
+
+def available_memory() -> int:
+    """Bytes the machine can give this process now without swapping: MemAvailable on Linux,
+    else half of physical memory; 0 when neither can be read (no limit is then applied)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
+    except (ValueError, OSError, AttributeError):
+        return 0
 
 
 class Pool:

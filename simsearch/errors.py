@@ -6,6 +6,7 @@ torch)."""
 from __future__ import annotations
 
 __all__ = ["SimsearchError", "DecodeError", "MissingLibraryError", "ModelError", "IndexStoreError",
+           "TooManyPairsError",
            "ModelMismatchError", "IndexLockedError", "CalibrationError", "TrainingError",
            "NoTripletsError", "CollapseError", "MissingDependencyError", "PlanError", "JournalError"]
 
@@ -47,6 +48,11 @@ class ModelMismatchError(IndexStoreError):
 
 class IndexLockedError(IndexStoreError):
     """Another process is writing to the index."""
+
+
+class TooManyPairsError(SimsearchError):
+    """Dedupe found more near pairs than memory can group: raised while searching, before
+    memory runs out (`simsearch.pairs`)."""
 
 
 class CalibrationError(SimsearchError):

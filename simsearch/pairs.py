@@ -35,7 +35,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from simsearch.errors import SimsearchError
+from simsearch.budget import available_memory
+from simsearch.errors import SimsearchError, TooManyPairsError
 from simsearch.scoring import KNEE, adjust
 from simsearch.vectors import JOIN_EXACT_LIMIT, ClusterJoin, SelfJoin
 
@@ -58,12 +59,20 @@ class JoinSettings:
     list_size: int = 0      # above exact_limit: rows per k-means list; 0: sqrt(n / probe), at
                             # least 1024 (the cost of assigning rows to lists, n * n / list_size,
                             # balances that of the join, n * probe * list_size)
+    max_pairs: int = 0      # near pairs the search may keep before it stops with an error;
+                            # 0: what the memory free when it starts can group (PAIR_BYTES each)
 
     def __post_init__(self):
         if not (1 <= self.k <= self.grow and self.block >= 1 and self.exact_limit >= 0
-                and self.probe >= 1 and self.list_size >= 0):
+                and self.probe >= 1 and self.list_size >= 0 and self.max_pairs >= 0):
             raise SimsearchError(f"join settings out of range: {self} (need 1 <= k <= grow, "
-                                 "block >= 1, probe >= 1, list_size >= 0)")
+                                 "block >= 1, probe >= 1, list_size >= 0, max_pairs >= 0)")
+
+
+# Peak bytes a kept pair costs from the search to the end of grouping (two int32 rows and a
+# score, their joins, sorts and both-way copies): 1M real-like vectors under the default model
+# kept 8.7M pairs at a peak of 1.54 GB, 0.51 GB of it the vectors (benchmarks/dedupe.py)
+PAIR_BYTES = 128
 
 
 @dataclass
@@ -126,6 +135,9 @@ def near_pairs(vectors: np.ndarray, offsets: np.ndarray, threshold: float,
     need = np.minimum(threshold + offsets[subset].astype(np.float64),
                       knee - float(offsets[subset].max())) - tolerance
     found_left, found_right, found_scores = [], [], []
+    free = available_memory()
+    limit = settings.max_pairs or (int(0.8 * free) // PAIR_BYTES if free else np.iinfo(np.int64).max)
+    kept = 0
     # rows as int32 below 2^31 of them: a pair costs 12 bytes kept, not 20, and the sorting
     # below and in grouping moves half the bytes (the pairs dominate dedupe's own memory)
     position = np.int32 if n < 2 ** 31 else np.int64
@@ -133,6 +145,7 @@ def near_pairs(vectors: np.ndarray, offsets: np.ndarray, threshold: float,
 
     def scan(rows: np.ndarray, k: int, wide: bool = False) -> np.ndarray:
         """Search `rows` for k neighbours, keep the near pairs; return the rows not complete."""
+        nonlocal kept
         scores, others = join.nearest(rows, k + 1, need, wide=wide)
         ok = (others >= 0) & (others != rows[:, None]) & (scores >= need[rows, None])
         left, right = np.broadcast_to(rows[:, None], ok.shape)[ok], others[ok]
@@ -141,6 +154,14 @@ def near_pairs(vectors: np.ndarray, offsets: np.ndarray, threshold: float,
         found_left.append(np.minimum(left, right)[keep].astype(position))
         found_right.append(np.maximum(left, right)[keep].astype(position))
         found_scores.append(exact[keep])
+        kept += len(found_scores[-1])
+        if kept > limit:
+            raise TooManyPairsError(
+                f"dedupe of {n:,} images at threshold {threshold:.2f} has found more than "
+                f"{limit:,} near pairs, more than memory can group (about {PAIR_BYTES} bytes "
+                f"each; {available_memory() / 2**30:.1f} GiB free now); raise the threshold "
+                "(--threshold: each 0.01 keeps far fewer pairs), or index the collection in "
+                "parts (one --index per folder) and dedupe each")
         if join.count <= k + 1:
             return rows[:0]
         return rows[(others[:, -1] >= 0) & (scores[:, -1] >= need[rows])]

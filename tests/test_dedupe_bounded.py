@@ -205,3 +205,22 @@ def test_pairs_set_apart_are_dropped_as_a_python_filter_drops_them():
                              settings=JoinSettings(k=4, grow=16, block=64))
         assert groups and all((min(a, b), max(a, b)) not in apart
                               for g in groups for a in g.ids for b in g.ids if a != b)
+
+
+def test_more_pairs_than_memory_can_group_stop_the_search_with_a_clear_error():
+    """A search that would keep more near pairs than `max_pairs` (by default what the free
+    memory can group) stops while searching, saying how many and what to do, rather than
+    running the machine out of memory at the end."""
+    from simsearch.errors import TooManyPairsError
+    vectors, offsets = _data(400, 16, 0.6, (40, 25), seed=1)
+    everything = near_pairs(vectors, offsets, 0.75, JoinSettings(k=4, grow=128, block=64))
+    limit = len(everything.left) // 2
+    with pytest.raises(TooManyPairsError, match=rf"more than {limit:,} near pairs.*raise the threshold"):
+        near_pairs(vectors, offsets, 0.75, JoinSettings(k=4, grow=128, block=64, max_pairs=limit))
+    with pytest.raises(TooManyPairsError):
+        find_groups(np.arange(len(vectors)), vectors, offsets, np.arange(len(vectors)), 0.75,
+                    settings=JoinSettings(k=4, grow=128, block=64, max_pairs=limit))
+    # at the limit (twice each pair, both ends search) it passes, and the default has room
+    roomy = near_pairs(vectors, offsets, 0.75, JoinSettings(k=4, grow=128, block=64,
+                                                            max_pairs=4 * len(everything.left)))
+    assert len(roomy.left) == len(everything.left)
