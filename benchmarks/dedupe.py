@@ -33,6 +33,7 @@ import time
 import numpy as np
 
 from common import ROOT, RealLike, model_background, peak_rss_mb, report
+from simsearch.errors import TooManyPairsError
 from simsearch.pairs import JoinSettings
 
 RADIUS_NOTE = "fraction of pairs with raw cosine >= threshold - max_shift (the default search radius)"
@@ -90,7 +91,8 @@ def make(n: int, bursts: list[int], group_share: float, folder: str, seed: int) 
             "bursts": bursts, "images_in_groups": grouped}
 
 
-def run(folder: str, threshold: float, sample: int, seed: int, probe: int, list_size: int) -> dict:
+def run(folder: str, threshold: float, sample: int, seed: int, probe: int, list_size: int,
+        max_pairs: int = 0) -> dict:
     """Dedupe the vectors in `folder` (timed, peak memory), then measure pair recall."""
     import simsearch.dedupe as dedupe
     from simsearch.pairs import exact_scores, near_pairs
@@ -115,9 +117,15 @@ def run(folder: str, threshold: float, sample: int, seed: int, probe: int, list_
     loaded_mb = peak_rss_mb()
     cpu = _cpu_s()
     start = time.perf_counter()
-    settings = JoinSettings(probe=probe, list_size=list_size)
-    groups = dedupe.find_groups(np.arange(n), vectors, offsets, np.arange(n), threshold, "centre",
-                                settings=settings)
+    settings = JoinSettings(probe=probe, list_size=list_size, max_pairs=max_pairs)
+    try:
+        groups = dedupe.find_groups(np.arange(n), vectors, offsets, np.arange(n), threshold,
+                                    "centre", settings=settings)
+    except TooManyPairsError as e:  # the product's answer when the pairs outgrow memory
+        return {"n": n, "dim": int(d), "linkage": "centre", "threshold": threshold,
+                "stopped": str(e), "stopped_after_s": round(time.perf_counter() - start, 2),
+                "dedupe_cpu_s": round(_cpu_s() - cpu, 2), "peak_rss_mb": round(peak_rss_mb(), 1),
+                "rss_after_loading_vectors_mb": round(loaded_mb, 1)}
     seconds = time.perf_counter() - start
     cpu = _cpu_s() - cpu
     peak = peak_rss_mb()
@@ -188,6 +196,9 @@ def main() -> None:
                         help="lists each list is compared with (default: dedupe's)")
     parser.add_argument("--list-size", type=int, default=JoinSettings.list_size,
                         help="rows per k-means list (default: dedupe's, 0 = automatic)")
+    parser.add_argument("--max-pairs", type=int, default=JoinSettings.max_pairs,
+                        help="pairs dedupe may keep before it stops (default: dedupe's, 0 = what "
+                             "free memory can group)")
     parser.add_argument("--data", default=None, metavar="FOLDER",
                         help="keep the generated vectors here and reuse them on the next run")
     parser.add_argument("--generate-only", action="store_true",
@@ -197,7 +208,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.run:
         print(json.dumps(run(args.run[0], float(args.run[1]), args.sample, args.seed,
-                             args.probe, args.list_size)))
+                             args.probe, args.list_size, args.max_pairs)))
         return
     with tempfile.TemporaryDirectory(prefix="simsearch-dedupe-bench-") as scratch:
         folder = args.data or scratch
@@ -224,15 +235,17 @@ def main() -> None:
               f"{made['achieved_fraction_passing_threshold']:.2e}", flush=True)
         done = subprocess.run([sys.executable, __file__, "--run", folder, str(made["threshold"]),
                                "--sample", str(args.sample), "--seed", str(args.seed),
-                               "--probe", str(args.probe), "--list-size", str(args.list_size)],
+                               "--probe", str(args.probe), "--list-size", str(args.list_size),
+                               "--max-pairs", str(args.max_pairs)],
                               capture_output=True, text=True, cwd=ROOT)
     if done.returncode:
         print(done.stderr, file=sys.stderr)
         sys.exit(done.returncode)
     row = {**json.loads(done.stdout.strip().splitlines()[-1]), **made}
-    for key in ("n", "dedupe_s", "dedupe_cpu_s", "peak_rss_mb", "pair_recall", "pair_recall_excluding_dense_rows",
-                "pairs_kept", "dense_rows", "groups", "largest_group"):
-        print(f"{key:>34}: {row[key]}")
+    for key in ("n", "stopped", "stopped_after_s", "dedupe_s", "dedupe_cpu_s", "peak_rss_mb", "pair_recall",
+                "pair_recall_excluding_dense_rows", "pairs_kept", "dense_rows", "groups", "largest_group"):
+        if key in row:
+            print(f"{key:>34}: {row[key]}")
     report("dedupe", {"rows": [row], "loadavg_1_5_15_min_at_end": os.getloadavg(),
                       "note": "measured while other agents shared the 2 cores"}, args.json)
 
