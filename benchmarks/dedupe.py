@@ -246,8 +246,7 @@ def main() -> None:
                 "pair_recall_excluding_dense_rows", "pairs_kept", "dense_rows", "groups", "largest_group"):
         if key in row:
             print(f"{key:>34}: {row[key]}")
-    report("dedupe", {"rows": [row], "loadavg_1_5_15_min_at_end": os.getloadavg(),
-                      "note": "measured while other agents shared the 2 cores"}, args.json)
+    report("dedupe", {"rows": [row], "loadavg_1_5_15_min_at_end": os.getloadavg()}, args.json)
 
 
 if __name__ == "__main__":

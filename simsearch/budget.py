@@ -23,8 +23,20 @@ DECODE_MEMORY = 1 << 30
 
 
 def available_memory() -> int:
-    """Bytes the machine can give this process now without swapping: MemAvailable on Linux,
-    else half of physical memory; 0 when neither can be read (no limit is then applied)."""
+    """Bytes the machine can give this process now without swapping: MemAvailable on Linux
+    (within a container's cgroup limit, where it sets one), else half of physical memory; 0
+    when neither can be read (no limit is then applied)."""
+    free = _meminfo_available()
+    if free is None:
+        try:
+            free = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
+        except (ValueError, OSError, AttributeError):
+            return 0
+    room = _cgroup_room()
+    return free if room is None else min(free, room)
+
+
+def _meminfo_available() -> int | None:
     try:
         with open("/proc/meminfo") as f:
             for line in f:
@@ -32,10 +44,20 @@ def available_memory() -> int:
                     return int(line.split()[1]) * 1024
     except (OSError, ValueError, IndexError):
         pass
+    return None
+
+
+def _cgroup_room() -> int | None:
+    """What a cgroup v2 memory limit still allows (memory.max - memory.current), or None."""
     try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
-    except (ValueError, OSError, AttributeError):
-        return 0
+        with open("/sys/fs/cgroup/memory.max") as f:
+            cap = f.read().strip()
+        if cap == "max":
+            return None
+        with open("/sys/fs/cgroup/memory.current") as f:
+            return max(0, int(cap) - int(f.read().strip()))
+    except (OSError, ValueError):
+        return None
 
 
 class Pool:

@@ -39,6 +39,7 @@ __all__ = ["LINKAGES", "IdGroup", "Member", "Group", "DuplicateReport", "find_gr
            "centre_linkage", "complete_linkage", "check_threshold"]
 
 LINKAGES = ("centre", "complete")
+_APART_CHUNK = 1 << 20  # pairs looked up at a time against the pairs set apart
 
 
 @dataclass(frozen=True)
@@ -178,9 +179,9 @@ def find_groups(ids: np.ndarray, vectors: np.ndarray, offsets: np.ndarray, conte
             rest = sorted(zip(rep_ids[members].tolist(), scores.tolist()), key=lambda m: (-m[1], m[0]))
             clusters.append(([int(rep_ids[centre])] + [m for m, _ in rest],
                              [1.0] + [min(1.0, s) for _, s in rest]))
-    groups, grouped = [], set()
+    groups, grouped, partners = [], set(), _partners(rep_apart)
     for member_ids, member_scores in clusters:
-        member_ids, member_scores = _drop_apart(member_ids, member_scores, rep_apart)
+        member_ids, member_scores = _drop_apart(member_ids, member_scores, partners)
         if len(member_ids) < 2:
             continue
         grouped.update(member_ids)
@@ -209,8 +210,15 @@ def _without_apart(found: NearPairs, ids: np.ndarray, apart: set[tuple[int, int]
     banned = np.unique(rows.min(axis=1) * n + rows.max(axis=1))  # row keys, a < b: a * n + b
 
     def kept(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        a, b = np.asarray(a, np.int64), np.asarray(b, np.int64)
-        return ~np.isin(np.minimum(a, b) * n + np.maximum(a, b), banned)
+        out = np.ones(len(a), bool)
+        if not len(banned):
+            return out
+        for s in range(0, len(a), _APART_CHUNK):  # int64 keys a chunk at a time
+            x, y = np.asarray(a[s:s + _APART_CHUNK], np.int64), np.asarray(b[s:s + _APART_CHUNK], np.int64)
+            keys = np.minimum(x, y) * n + np.maximum(x, y)
+            at = np.minimum(np.searchsorted(banned, keys), len(banned) - 1)
+            out[s:s + _APART_CHUNK] = banned[at] != keys
+        return out
 
     keep = kept(found.left, found.right)
 
@@ -236,16 +244,22 @@ def _with_scores(member_ids: list[int], edges: dict[int, dict[int, float]]
     return [centre] + rest, [1.0] + [min(1.0, edges[centre][m]) for m in rest]
 
 
-def _drop_apart(member_ids: list[int], member_scores: list[float],
-                apart: set[tuple[int, int]]) -> tuple[list[int], list[float]]:
-    """Members best first, leaving out any that a user set apart from one already kept (in
-    time linear in the group: a burst of 20,000 frames is one group)."""
-    if not apart:
-        return member_ids, member_scores
+def _partners(apart: set[tuple[int, int]]) -> dict[int, set[int]]:
+    """Each id a user set apart from others, with those others."""
     partners: dict[int, set[int]] = defaultdict(set)
     for a, b in apart:
         partners[a].add(b)
         partners[b].add(a)
+    return partners
+
+
+def _drop_apart(member_ids: list[int], member_scores: list[float],
+                partners: dict[int, set[int]]) -> tuple[list[int], list[float]]:
+    """Members best first, leaving out any that a user set apart from one already kept (in
+    time linear in the group: a burst of 20,000 frames is one group). `partners`: `_partners`
+    of the pairs set apart, built once for all groups."""
+    if not partners:
+        return member_ids, member_scores
     kept_ids, kept_scores, kept = [], [], set()
     for i, s in zip(member_ids, member_scores):
         if i not in partners or partners[i].isdisjoint(kept):

@@ -73,6 +73,7 @@ class JoinSettings:
 # score, their joins, sorts and both-way copies): 1M real-like vectors under the default model
 # kept 8.7M pairs at a peak of 1.54 GB, 0.51 GB of it the vectors (benchmarks/dedupe.py)
 PAIR_BYTES = 128
+MIN_PAIR_LIMIT = 1_000_000  # pairs always allowed: 128 MB, whatever the free memory says
 
 
 @dataclass
@@ -135,9 +136,9 @@ def near_pairs(vectors: np.ndarray, offsets: np.ndarray, threshold: float,
     need = np.minimum(threshold + offsets[subset].astype(np.float64),
                       knee - float(offsets[subset].max())) - tolerance
     found_left, found_right, found_scores = [], [], []
-    free = available_memory()
-    limit = settings.max_pairs or (int(0.8 * free) // PAIR_BYTES if free else np.iinfo(np.int64).max)
-    kept = 0
+    limit = settings.max_pairs or _pair_limit()
+    kept, check_at = 0, limit  # pairs held (a pair found from both ends counts twice until
+                               # the parts are compacted) and when to compact them next
     # rows as int32 below 2^31 of them: a pair costs 12 bytes kept, not 20, and the sorting
     # below and in grouping moves half the bytes (the pairs dominate dedupe's own memory)
     position = np.int32 if n < 2 ** 31 else np.int64
@@ -145,7 +146,7 @@ def near_pairs(vectors: np.ndarray, offsets: np.ndarray, threshold: float,
 
     def scan(rows: np.ndarray, k: int, wide: bool = False) -> np.ndarray:
         """Search `rows` for k neighbours, keep the near pairs; return the rows not complete."""
-        nonlocal kept
+        nonlocal kept, check_at
         scores, others = join.nearest(rows, k + 1, need, wide=wide)
         ok = (others >= 0) & (others != rows[:, None]) & (scores >= need[rows, None])
         left, right = np.broadcast_to(rows[:, None], ok.shape)[ok], others[ok]
@@ -155,13 +156,16 @@ def near_pairs(vectors: np.ndarray, offsets: np.ndarray, threshold: float,
         found_right.append(np.maximum(left, right)[keep].astype(position))
         found_scores.append(exact[keep])
         kept += len(found_scores[-1])
-        if kept > limit:
-            raise TooManyPairsError(
-                f"dedupe of {n:,} images at threshold {threshold:.2f} has found more than "
-                f"{limit:,} near pairs, more than memory can group (about {PAIR_BYTES} bytes "
-                f"each; {available_memory() / 2**30:.1f} GiB free now); raise the threshold "
-                "(--threshold: each 0.01 keeps far fewer pairs), or index the collection in "
-                "parts (one --index per folder) and dedupe each")
+        if kept > check_at:  # each pair once, then count again
+            kept = _compact(found_left, found_right, found_scores, n)
+            check_at = max(limit, kept + limit // 8)
+            if kept > limit:
+                raise TooManyPairsError(
+                    f"dedupe of {n:,} distinct images at threshold {threshold:.2f} has found "
+                    f"more than {limit:,} near pairs, more than memory can group (about "
+                    f"{PAIR_BYTES} bytes each; {available_memory() / 2**30:.1f} GiB free now); "
+                    "raise the threshold (--threshold: each 0.01 keeps far fewer pairs), or "
+                    "index the collection in parts (one --index per folder) and dedupe each")
         if join.count <= k + 1:
             return rows[:0]
         return rows[(others[:, -1] >= 0) & (scores[:, -1] >= need[rows])]
@@ -196,6 +200,24 @@ def near_pairs(vectors: np.ndarray, offsets: np.ndarray, threshold: float,
         return others[keep], exact[keep]
 
     return NearPairs(left[first], right[first], scores[first], dense, fetch)
+
+
+def _pair_limit() -> int:
+    """Near pairs that 80% of the free memory can group, never under MIN_PAIR_LIMIT (a small
+    collection is never refused); no limit where the free memory cannot be read."""
+    free = available_memory()
+    return max(MIN_PAIR_LIMIT, int(0.8 * free) // PAIR_BYTES) if free else np.iinfo(np.int64).max
+
+
+def _compact(left: list[np.ndarray], right: list[np.ndarray], scores: list[np.ndarray],
+             n: int) -> int:
+    """Replace the parts by one part holding each pair once; return how many pairs that is."""
+    a, b, s = _joined_parts(left), _joined_parts(right), _joined_parts(scores)
+    _, first = np.unique(a.astype(np.int64) * n + b, return_index=True)
+    left.append(a[first])
+    right.append(b[first])
+    scores.append(s[first])
+    return len(first)
 
 
 def _norm_error(vectors: np.ndarray, rows: np.ndarray) -> float:

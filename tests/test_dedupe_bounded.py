@@ -220,7 +220,39 @@ def test_more_pairs_than_memory_can_group_stop_the_search_with_a_clear_error():
     with pytest.raises(TooManyPairsError):
         find_groups(np.arange(len(vectors)), vectors, offsets, np.arange(len(vectors)), 0.75,
                     settings=JoinSettings(k=4, grow=128, block=64, max_pairs=limit))
-    # at the limit (twice each pair, both ends search) it passes, and the default has room
-    roomy = near_pairs(vectors, offsets, 0.75, JoinSettings(k=4, grow=128, block=64,
-                                                            max_pairs=4 * len(everything.left)))
-    assert len(roomy.left) == len(everything.left)
+    # exactly at the limit it passes: a pair found from both ends counts once
+    exact = near_pairs(vectors, offsets, 0.75, JoinSettings(k=4, grow=128, block=64,
+                                                            max_pairs=len(everything.left)))
+    assert len(exact.left) == len(everything.left)
+
+
+def test_the_default_pair_limit_follows_free_memory_but_never_refuses_a_small_collection(monkeypatch):
+    import simsearch.pairs as pairs
+    from simsearch.errors import TooManyPairsError
+    vectors, offsets = _data(400, 16, 0.6, (40, 25), seed=1)
+    settings = JoinSettings(k=4, grow=128, block=64)
+    monkeypatch.setattr(pairs, "available_memory", lambda: 1000)  # almost nothing free
+    assert len(near_pairs(vectors, offsets, 0.75, settings).left) > 100  # the floor: 1M pairs
+    monkeypatch.setattr(pairs, "MIN_PAIR_LIMIT", 10)
+    with pytest.raises(TooManyPairsError, match="GiB free now"):
+        near_pairs(vectors, offsets, 0.75, settings)
+    monkeypatch.setattr(pairs, "available_memory", lambda: 0)  # unreadable: no limit
+    assert len(near_pairs(vectors, offsets, 0.75, settings).left) > 100
+
+
+@pytest.mark.parametrize("exact_limit", [JoinSettings.exact_limit, 10])
+def test_float16_rows_off_unit_length_lose_no_pair_at_the_threshold(exact_limit):
+    """Exact scores divide by the float16 rows' norms and the join's do not: the join's
+    tolerance must grow with the norms' error, or a pair whose cosine passes is dropped."""
+    rng = np.random.default_rng(3)
+    a = _unit(rng.standard_normal((1, 16)))[0]
+    r = rng.standard_normal(16)
+    other = _unit((r - (r @ a) * a)[None])[0]
+    b = 0.7905 * a + np.sqrt(1 - 0.7905 ** 2) * other  # cosine 0.7905 with a
+    rest = _unit(rng.standard_normal((60, 16)))
+    vectors = (0.995 * np.vstack([a, b, rest])).astype(np.float16)  # norms 0.995: raw dot 0.783
+    offsets = np.zeros(len(vectors), np.float32)
+    settings = JoinSettings(k=4, grow=16, exact_limit=exact_limit, probe=100, list_size=8)
+    assert exact_scores(vectors, offsets, np.array([0]), np.array([1]))[0] >= 0.79
+    found = near_pairs(vectors, offsets, 0.79, settings)
+    assert (0, 1) in set(zip(found.left.tolist(), found.right.tolist()))
