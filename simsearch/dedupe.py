@@ -158,13 +158,10 @@ def find_groups(ids: np.ndarray, vectors: np.ndarray, offsets: np.ndarray, conte
     found = near_pairs(vectors, offsets, threshold, settings, progress, rows=reps, knee=knee)
     rep_apart = set()
     if apart:
-        by_id = np.argsort(ids, kind="stable")
-
-        def rep(i: int) -> int:
-            where = by_id[min(int(np.searchsorted(ids[by_id], i)), len(ids) - 1)] if len(ids) else 0
-            return int(rep_of_row[where]) if len(ids) and ids[where] == i else int(i)
-
-        rep_apart = {(min(a, b), max(a, b)) for a, b in ((rep(x), rep(y)) for x, y in apart)}
+        marked = np.array(sorted(apart), np.int64).reshape(-1, 2)
+        rows, known = _rows_of(ids, marked)  # an id not indexed stands for itself
+        rep_apart = {(min(a, b), max(a, b))
+                     for a, b in np.where(known, rep_of_row[rows], marked).tolist()}
         found = _without_apart(found, rep_ids, rep_apart)
     if linkage == "complete":
         left, right, scores = rep_ids[found.left], rep_ids[found.right], found.scores
@@ -198,15 +195,23 @@ def find_groups(ids: np.ndarray, vectors: np.ndarray, offsets: np.ndarray, conte
     return groups
 
 
+def _rows_of(ids: np.ndarray, wanted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The row of `ids` holding each of `wanted` (any shape), and which of them `ids` holds."""
+    wanted = np.asarray(wanted, np.int64)
+    if not len(ids):
+        return np.zeros(wanted.shape, np.int64), np.zeros(wanted.shape, bool)
+    by_id = np.argsort(ids, kind="stable")
+    ordered = ids[by_id]
+    at = np.minimum(np.searchsorted(ordered, wanted), len(ids) - 1)
+    return by_id[at], ordered[at] == wanted
+
+
 def _without_apart(found: NearPairs, ids: np.ndarray, apart: set[tuple[int, int]]) -> NearPairs:
     """The pairs (and dense rows' fetched lists) less those a user set apart: one vectorised
     lookup, however many pairs (a Python loop over 10^8 pairs would take minutes and gigabytes)."""
     n = len(ids)
-    by_id = np.argsort(ids, kind="stable")
-    marked = np.array(sorted(apart), np.int64).reshape(-1, 2)
-    where = np.minimum(np.searchsorted(ids[by_id], marked), max(n - 1, 0))
-    known = (ids[by_id][where] == marked).all(axis=1) if n else np.zeros(len(marked), bool)
-    rows = by_id[where[known]]
+    rows, known = _rows_of(ids, np.array(sorted(apart), np.int64).reshape(-1, 2))
+    rows = rows[known.all(axis=1)]
     banned = np.unique(rows.min(axis=1) * n + rows.max(axis=1))  # row keys, a < b: a * n + b
 
     def kept(a: np.ndarray, b: np.ndarray) -> np.ndarray:

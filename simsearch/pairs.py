@@ -189,8 +189,7 @@ def near_pairs(vectors: np.ndarray, offsets: np.ndarray, threshold: float,
             done += len(saturated[start:start + step])
             if progress:
                 progress(done, total)
-    left, right, scores = (_joined_parts(v) for v in (found_left, found_right, found_scores))
-    _, first = np.unique(left.astype(np.int64) * n + right, return_index=True)  # each pair once
+    left, right, scores = _each_once(found_left, found_right, found_scores, n)
 
     def fetch(row: int) -> tuple[np.ndarray, np.ndarray]:
         _, others, _ = join.within(np.array([row]), need[row])
@@ -199,7 +198,7 @@ def near_pairs(vectors: np.ndarray, offsets: np.ndarray, threshold: float,
         keep = exact >= threshold - SCORE_TOLERANCE
         return others[keep], exact[keep]
 
-    return NearPairs(left[first], right[first], scores[first], dense, fetch)
+    return NearPairs(left, right, scores, dense, fetch)
 
 
 def _pair_limit() -> int:
@@ -209,15 +208,20 @@ def _pair_limit() -> int:
     return max(MIN_PAIR_LIMIT, int(0.8 * free) // PAIR_BYTES) if free else np.iinfo(np.int64).max
 
 
+def _each_once(left: list[np.ndarray], right: list[np.ndarray], scores: list[np.ndarray],
+               n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The parts joined (the lists emptied), each pair once, ordered by (left, right)."""
+    a, b, s = _joined_parts(left), _joined_parts(right), _joined_parts(scores)
+    _, first = np.unique(a.astype(np.int64) * n + b, return_index=True)
+    return a[first], b[first], s[first]
+
+
 def _compact(left: list[np.ndarray], right: list[np.ndarray], scores: list[np.ndarray],
              n: int) -> int:
     """Replace the parts by one part holding each pair once; return how many pairs that is."""
-    a, b, s = _joined_parts(left), _joined_parts(right), _joined_parts(scores)
-    _, first = np.unique(a.astype(np.int64) * n + b, return_index=True)
-    left.append(a[first])
-    right.append(b[first])
-    scores.append(s[first])
-    return len(first)
+    for parts, joined in zip((left, right, scores), _each_once(left, right, scores, n)):
+        parts.append(joined)
+    return len(left[0])
 
 
 def _norm_error(vectors: np.ndarray, rows: np.ndarray) -> float:
