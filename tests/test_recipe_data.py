@@ -176,11 +176,12 @@ def test_the_stages_pass_what_train_sh_passed_and_refuse_another_run(tmp_path):
 
 def test_each_stage_names_its_data_build_and_train_sh_builds_each_once(tmp_path):
     assert all(stage.build in stages.BUILDS for stage in stages.STAGES)
-    assert stages.build_plan() == [(4, ("--skip", "0ad-data")), (len(stages.STAGES), ())]
-    assert stages.build_plan(3) == [(3, ("--skip", "0ad-data"))]
+    assert stages.build_plan() == [(4, ("--first-survey", "--skip", "0ad-data")), (6, ("--first-survey",)),
+                                   *([(len(stages.STAGES), ())] if len(stages.STAGES) > 6 else [])]
+    assert stages.build_plan(3) == [(3, ("--first-survey", "--skip", "0ad-data"))]
     printed = subprocess.run([sys.executable, str(ROOT / "recipes/default_model/stages.py"), "--builds"],
                              capture_output=True, text=True, check=True).stdout
-    assert printed.splitlines() == ["4 --skip 0ad-data", str(len(stages.STAGES))]
+    assert printed.splitlines()[:2] == ["4 --first-survey --skip 0ad-data", "6 --first-survey"]
     assert "--until 4" not in (ROOT / "recipes/default_model/train.sh").read_text()
 
 
@@ -209,16 +210,37 @@ if sys.argv[1].endswith("stages.py") and ("--builds" in sys.argv or "--last-dir"
     last = str(len(stages.STAGES))
     assert run() == [
         ["stages.py", "--builds"],
-        ["build_data.py", "--skip", "0ad-data"], ["build_data.py", "--check"],
+        ["build_data.py", "--first-survey", "--skip", "0ad-data"], ["build_data.py", "--check"],
         ["stages.py", "--out", str(out), "--until", "4"],
-        ["build_data.py"], ["build_data.py", "--check"],
-        ["stages.py", "--out", str(out), "--until", last],
+        ["build_data.py", "--first-survey"], ["build_data.py", "--check"],
+        ["stages.py", "--out", str(out), "--until", "6"],
+        *([["build_data.py"], ["build_data.py", "--check"], ["stages.py", "--out", str(out), "--until", last]]
+          if last != "6" else []),
         ["stages.py", "--out", str(out), "--last-dir"],
         ["ship.py", f"{out}-stage{last}"],
         ["calibrate.py", "--write", "--variants", "recipes/default_model/trials/val-variants.json"]]
     # BUILD_ARGS replaces every build's arguments
     assert [c for c in run(BUILD_ARGS="") if c[0] == "build_data.py"] == [
-        ["build_data.py"], ["build_data.py", "--check"]] * 2
+        ["build_data.py"], ["build_data.py", "--check"]] * len(stages.build_plan())
+
+
+def test_a_first_survey_build_leaves_out_the_second_surveys_packages_and_fetch_data_fetches_them():
+    extracted = ["0ad-data", "redeclipse-data", "flightgear-data-base", "wesnoth-1.16-httt"]
+    assert build_data.skipped([], extracted) == frozenset()
+    assert build_data.skipped(["--first-survey"], extracted) == {"flightgear-data-base", "wesnoth-1.16-httt"}
+    assert build_data.skipped(["--first-survey", "--skip", "0ad-data"], extracted) == {
+        "0ad-data", "flightgear-data-base", "wesnoth-1.16-httt"}
+    assert build_data.skipped(["--skip", "0ad-data", "--first-survey"], ["0ad-data"]) == {"0ad-data"}
+    for bad in (["--skip"], ["--first"], ["0ad-data"]):
+        with pytest.raises(SystemExit, match="usage"):
+            build_data.skipped(bad, extracted)
+    # the second survey is training-only (val/ stays as it was) and fetch_data.sh downloads it
+    assert build_data.SECOND_SURVEY <= build_data.TRAIN_ONLY_PACKAGES
+    script = (ROOT / "recipes/default_model/fetch_data.sh").read_text()
+    block = script.split("TRAIN_PACKAGES=(", 1)[1]
+    listed = " ".join(line.split("#")[0] for line in block.splitlines()).split(")")[0].split()
+    assert build_data.SECOND_SURVEY <= set(listed)
+    assert not any(marker in p for p in listed for marker in build_data.EVAL_NAME_MARKERS)
 
 
 def test_recall_at_a_fixed_precision_is_read_between_the_sweeps_steps():

@@ -23,6 +23,14 @@ TRAIN_PACKAGES=(
   freeorion-data hedgewars-data megaglest-data scorched3d-data fillets-ng-data flare-game
   extremetuxracer-data neverball-data colobot-common-textures marble-data lugaru-data
   tuxpaint-data python3-skimage oxygen-icon-theme 0ad-data
+  # the second survey (build_data.py's SECOND_SURVEY; training only, so val/ stays as it was)
+  berusky2-data blobwars-data boswars-data castle-game-engine-doc cataclysm-dda-data cube2-data
+  flightgear-data-base flightgear-data-models freeciv-data freecol games-thumbnails krank
+  libjxl-testdata lincity-ng-data mandelbulber2-data marsshooter-data mypaint-data-extras
+  nexuiz-data pingus-data supertux-data unknown-horizons visp-images-data warmux-data
+  warzone2100-data wesnoth-1.16-did wesnoth-1.16-dm wesnoth-1.16-dw wesnoth-1.16-ei
+  wesnoth-1.16-httt wesnoth-1.16-l wesnoth-1.16-low wesnoth-1.16-nr wesnoth-1.16-sof
+  wesnoth-1.16-sotbe wesnoth-1.16-thot wesnoth-1.16-trow wesnoth-1.16-tsg wesnoth-1.16-utbs
 )
 
 # Evaluation only: never train, tune or validate on these (the exclusion rule).

@@ -34,9 +34,11 @@ class Stage:
     build: str = ""  # the data build it trains on: a key of BUILDS (every stage names one)
 
 
-# The data builds the stages train on, as build_data.py arguments. 0ad-data's images go to
-# train/ only, so val/ is the same 800 images in both.
-BUILDS = {"without 0ad-data": ("--skip", "0ad-data"), "full": ()}
+# The data builds the stages train on, as build_data.py arguments: the first survey's packages
+# without 0ad-data, with it, and with the second survey's packages too. 0ad-data's and the second
+# survey's images go to train/ only, so val/ is the same 800 images in all three.
+BUILDS = {"without 0ad-data": ("--first-survey", "--skip", "0ad-data"), "first survey": ("--first-survey",),
+          "second survey": ()}
 
 
 # Each stage starts from the one before at a lower peak learning rate (a fresh warm-up + cosine
@@ -52,11 +54,11 @@ STAGES = (
     Stage(3, 6.25e-5, 5, (("memory", "4096"), ("negative-ceiling", "0.75")),
           why="every pair of different pictures held under cosine 0.75, on the full build (0ad-data "
               "added): beat stage 4 on validation, variant originals merged (trials/val-variants.json)",
-          build="full"),
+          build="first survey"),
     Stage(3, 3.125e-5, 6, (("memory", "4096"), ("negative-ceiling", "0.75"), ("views", "copy-heavy-lowres")),
           why="heavier crops, picture-in-picture and turns, and views shrunk and scaled back up: beat "
               "stage 5 on validation, above all small pictures re-saved small (trials/stage6-lowres.json)",
-          build="full"),
+          build="first survey"),
 )
 
 # Options every stage shares (the triplet recipe of simsearch/models/README.md).
