@@ -5,7 +5,7 @@ the figures a stage of the recipe is kept or dropped on.
         [--json out.json]
 
 Each model (an .onnx file, or a run folder holding model.onnx) gets a background set built as
-ship.py builds one (3,000 seeded training images) and used at the strength the shipped model
+ship.py builds one (`ship.BACKGROUND_IMAGES` seeded training images) and used at the strength the shipped model
 uses (beta 0.75, delta 0.2), so that every candidate is scored the same way; then the
 validation scorecard of ship.py (800 images, 4 seeded edited copies each): uAP, Recall@1 and
 each edit's Recall@1 of the copies among the originals, and the dedupe threshold sweep,

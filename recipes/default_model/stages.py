@@ -59,6 +59,10 @@ STAGES = (
           why="heavier crops, picture-in-picture and turns, and views shrunk and scaled back up: beat "
               "stage 5 on validation, above all small pictures re-saved small (trials/stage6-lowres.json)",
           build="first survey"),
+    Stage(3, 3.125e-5, 9, (("memory", "4096"), ("negative-ceiling", "0.75"), ("views", "copy-heavy-lowres")),
+          why="stage 6's options on the second survey's build (7,198 more images of 38 more packages): "
+              "beat stage 6 on validation, backgrounds from the same images (trials/stage7-second-survey.json)",
+          build="second survey"),
 )
 
 # Options every stage shares (the triplet recipe of simsearch/models/README.md).
