@@ -7,7 +7,7 @@ vector with a background set of ordinary pictures (the "score normalisation" of 
 winners and SSCD). simsearch does it symmetrically, so that a pair's score does not depend on
 which image is the query:
 
-    score(a, b) = min(1, cos(a, b) - (o(a) + o(b)) * w(cos(a, b)))
+    score(a, b) = min(cos(a, b) - (o(a) + o(b)) * w(cos(a, b)), (1 + cos(a, b)) / 2, 1)
     o(x) = beta / 2 * clip(h(x) - centre, -delta, delta)
     w(c) = clip((1 - c) / (1 - KNEE), 0, 1)
 
@@ -15,8 +15,13 @@ where h(x) is the cosine of x to its nearest background vector and `centre` the 
 the background itself. The taper w is 1 up to the knee and falls linearly to 0 at cosine 1, so
 the adjustment moves a pair less the closer it is to identical: an image scores 1.0 against
 itself and a light re-save stays near its cosine, while pairs below the knee (everything that a
-dedupe threshold decides) are adjusted in full. A pair's score moves by at most `beta * delta`
-(the `max_shift`), never above 1, and the same both ways round. The background set belongs to a
+dedupe threshold decides) are adjusted in full. A pair is never raised by more than half its
+distance to 1, (1 + cos) / 2: so only identical content scores 1.0 (two near-identical but
+different pictures in a sparse corner, such as two clip-art shirts at cosine 0.985, scored 1.0
+without it) and the score rises with the cosine everywhere (without it a large raise, tapered,
+would fall as the cosine rises towards 1). That bound only binds above cosine 1 - 2 * max_shift
+(0.8 for the default model), where every score is above 0.9 either way. A pair's score moves by
+at most `beta * delta` (the `max_shift`), never above 1, and the same both ways round. The background set belongs to a
 model (vectors of a seeded sample of its training images, chosen and tuned on validation
 images by the model's recipe) and lives beside it as `NAME.background.npz`. A model without
 one scores plain cosine.
@@ -45,10 +50,12 @@ KNEE = 0.96
 
 def adjust(cosines: np.ndarray, offset_sums: np.ndarray, knee: float = KNEE) -> np.ndarray:
     """Adjusted scores from raw cosines and the pairs' summed offsets o(a) + o(b) (broadcast):
-    min(1, cos - sum * w(cos)), with the taper w of the module docstring (knee >= 1: no taper)."""
+    min(cos - sum * w(cos), (1 + cos) / 2, 1), with the taper w of the module docstring (knee >= 1:
+    no taper)."""
     cosines = np.asarray(cosines, np.float32)
     weight = _taper(cosines, knee)
-    return np.minimum(cosines - np.asarray(offset_sums, np.float32) * weight, 1.0).astype(np.float32)
+    moved = cosines - np.asarray(offset_sums, np.float32) * weight
+    return np.minimum(np.minimum(moved, (1.0 + cosines) / 2), 1.0).astype(np.float32)
 
 
 def _taper(cosines: np.ndarray, knee: float):

@@ -40,9 +40,10 @@ def test_offsets_are_clipped_half_beta_times_distance_from_centre():
 
 
 def tapered(cosines, offset_sums, knee=KNEE):
-    """The score by hand: the full adjustment up to the knee, fading linearly to none at 1."""
+    """The score by hand: the full adjustment up to the knee, fading linearly to none at 1, and
+    never raised past half the distance to 1."""
     weight = np.clip((1 - cosines) / (1 - knee), 0, 1)
-    return np.minimum(cosines - offset_sums * weight, 1)
+    return np.minimum(np.minimum(cosines - offset_sums * weight, (1 + cosines) / 2), 1)
 
 
 def gram_of(vectors, offsets):
@@ -59,14 +60,29 @@ def test_adjusted_score_is_one_for_identical_pairs_symmetric_capped_and_bounded(
     assert scores.max() <= 1.0
     assert adjust(np.array([1.0]), np.array([0.2]))[0] == 1.0  # identical: no adjustment at all
     assert np.all(np.abs(scores - np.minimum(cosines, 1)) <= np.abs(o_a + o_b) + 1e-6)  # max_shift
-    below = cosines <= KNEE  # below the knee the full adjustment, as before the taper
+    # below the knee the full adjustment, as before the taper, but for a raise past (1 + cos) / 2
+    below = (cosines <= KNEE) & (cosines - o_a - o_b <= (1 + cosines) / 2)
     np.testing.assert_allclose(scores[below], np.minimum(cosines - o_a - o_b, 1)[below], atol=1e-6)
     # closer to identical moves less: |score - cos| shrinks as cos -> 1 for one pair of offsets
     near = np.linspace(KNEE, 1, 50)
     moved = np.abs(adjust(near, np.full(50, 0.15)) - near)
     assert np.all(np.diff(moved) <= 1e-7) and moved[-1] == 0
     np.testing.assert_allclose(adjust(cosines, o_a + o_b, knee=1.0),  # knee 1: no taper
-                               np.minimum(cosines - o_a - o_b, 1), atol=1e-6)
+                               np.minimum(np.minimum(cosines - o_a - o_b, (1 + cosines) / 2), 1), atol=1e-6)
+
+
+@pytest.mark.parametrize("knee", [0.9, 0.96, 0.97, 1.0])
+def test_only_identical_content_scores_one_and_the_score_rises_with_the_cosine(knee):
+    # the largest raise the default model's background can give (o(a) + o(b) = -max_shift = -0.1)
+    # is more than 1 - knee: tapered alone, it would lift a near-identical pair to 1 and then fall
+    cosines = np.linspace(0.5, 1, 20001, dtype=np.float32)
+    for sums in (-0.1, -0.05, -0.02, 0.0, 0.05, 0.1):
+        scores = adjust(cosines, np.full(len(cosines), sums, np.float32), knee)
+        assert np.all(np.diff(scores) >= -1e-6), sums  # never lower for a higher cosine
+        assert np.all(scores[:-1] < 1.0), sums
+        assert scores[-1] == 1.0 or knee == 1.0, sums  # knee 1: no taper, so identical pairs move too
+    # two different shirts at cosine 0.985 in a sparse corner: high, but not "the image itself"
+    assert adjust(np.array([0.985]), np.array([-0.1]), 0.96)[0] == pytest.approx(0.9925)
 
 
 @pytest.mark.parametrize("min_offset", [-0.07, 0.0, 0.02, 0.07])
