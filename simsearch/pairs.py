@@ -1,7 +1,8 @@
 """Near-duplicate pairs among n images in memory linear in n, whatever the pair density.
 
 A pair (a, b) is near when its adjusted score (`simsearch.scoring.adjust`: `cos(a, b) - o(a) -
-o(b)` below the knee, the adjustment fading to nothing as cos -> 1; capped at 1; the
+o(b)` below the knee, the adjustment fading to nothing as cos -> 1; a raise never past
+(1 + cos) / 2, so only cos 1 scores 1; the
 offsets o are the stored ones, zeros for plain cosine: see `simsearch.scoring`) is at least
 the threshold. A range search over every pair at the lowest raw cosine that can still reach
 the threshold returns every pair above that radius, and on real pictures there are many (about
@@ -9,7 +10,8 @@ the threshold returns every pair above that radius, and on real pictures there a
 
 1. a k-nearest-neighbour self-join (`simsearch.vectors.SelfJoin`, in blocks of rows) proposes
    each row a's `k` nearest by `cos(a, b) - o(b)`, which orders them as the adjusted score
-   does (an inner product with one more coordinate: a raw-cosine join would have to reach
+   does wherever no raise is capped, and is re-scored exactly in any case (an inner product
+   with one more coordinate: a raw-cosine join would have to reach
    down to the loosest radius, threshold + 2 * min(o), and would fill k with pairs that the
    adjustment then drops); those that could reach the threshold are re-scored exactly from
    the vectors and kept when they pass;

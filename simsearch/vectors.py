@@ -12,7 +12,7 @@ cost recall, never a wrong score; `measure_recall` records what it costs.
 The score column: every vector is stored with one more coordinate, -o(b), its score offset
 (see `simsearch.scoring`), padded with zeros to a width FAISS scans quickly. A query with a 0
 there ranks by cosine; with a 1 it ranks by cos(q, b) - o(b), the order of adjusted scores
-below the taper's knee, so an adjusted top k comes out of one search instead of rounds of
+below the taper's knee (where no raise is capped at (1 + cos) / 2; results are re-scored), so an adjusted top k comes out of one search instead of rounds of
 ever more candidates (`search(..., offsets=...)`). `column` records what the offsets were
 made for (the background's fingerprint, as the catalog's "scoring"); an index whose column
 is stale is searched by cosine until the next commit rebuilds it. PQ codes take the column as
@@ -583,7 +583,7 @@ class SelfJoin:
     """The exact self-join (up to `JOIN_EXACT_LIMIT` vectors; `ClusterJoin` above): the
     nearest neighbours of each of n vectors among the same vectors, ranked by
     `cos(a, b) - offset(b)` (for one query row a, the order of the adjusted score
-    `cos(a, b) - o(a) - o(b)`; zeros give plain cosine), over a flat FAISS index: an inner
+    `cos(a, b) - o(a) - o(b)` below the knee and the raise cap; zeros give plain cosine), over a flat FAISS index: an inner
     product with one extra coordinate, -o(b) stored, 1 in the query."""
 
     exact = True

@@ -15,7 +15,7 @@ from simsearch import vectors as vectors_module
 from simsearch.catalog import Catalog
 from simsearch.errors import IndexStoreError
 from simsearch.integrity import check_index
-from simsearch.scoring import Offsets, adjusted_search, build_background
+from simsearch.scoring import Offsets, adjust, adjusted_search, build_background
 from simsearch.store import write_atomic
 from simsearch.vectorfile import VectorFile
 from simsearch.vectors import (FLAT_LIMIT, VectorIndex, choose, measure_recall,
@@ -79,9 +79,9 @@ def test_each_kind_against_the_exact_oracle(kind, bound):
     scores, found = adjusted_search(store, queries, 10, background, offsets)
     assert (found >= 0).all()
     rows = (found - 7) // 3
-    want = (np.einsum("qd,qkd->qk", queries, base[rows]) - background.offsets(queries)[:, None]
-            - offsets.of(found))
-    np.testing.assert_allclose(scores, np.minimum(want, 1.0), atol=1e-5)
+    cosines = np.einsum("qd,qkd->qk", queries, base[rows])
+    want = adjust(cosines, background.offsets(queries)[:, None] + offsets.of(found))
+    np.testing.assert_allclose(scores, want, atol=1e-5)
     assert (np.diff(scores, axis=1) <= 1e-6).all()
 
 

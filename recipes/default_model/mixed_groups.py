@@ -1,7 +1,7 @@
 """Which validation originals a model's dedupe joins: the groups behind calibrate.py's precision.
 
     python recipes/default_model/mixed_groups.py --model runs/x/model.onnx --threshold 0.86 \
-        [--knee 0.97] [--montage mixed.jpg]
+        [--knee K] [--montage mixed.jpg]
 
 calibrate.py counts a pair as right only when both files are one original or its edited copies,
 so each group that joins two originals' families costs (copies + 1)^2 pairs of precision. This
@@ -22,13 +22,14 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from calibrate import ROOT, embed_validation, find_groups  # noqa: E402
+from simsearch.scoring import KNEE  # noqa: E402
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True)
     parser.add_argument("--threshold", type=float, required=True)
-    parser.add_argument("--knee", type=float, default=0.97)
+    parser.add_argument("--knee", type=float, default=KNEE, help=f"the score's knee (default {KNEE})")
     parser.add_argument("--val-dir", type=Path, default=ROOT / "data" / "val")
     parser.add_argument("--montage", type=Path, default=None)
     args = parser.parse_args()

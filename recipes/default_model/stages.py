@@ -52,7 +52,7 @@ STAGES = (
           why="look-alike negatives mined from the last 4,096 embeddings: beat stage 3 on validation",
           build="without 0ad-data"),
     Stage(3, 6.25e-5, 5, (("memory", "4096"), ("negative-ceiling", "0.75")),
-          why="every pair of different pictures held under cosine 0.75, on the full build (0ad-data "
+          why="every pair of different pictures held under cosine 0.75, on the first survey's build (0ad-data "
               "added): beat stage 4 on validation, variant originals merged (trials/val-variants.json)",
           build="first survey"),
     Stage(3, 3.125e-5, 6, (("memory", "4096"), ("negative-ceiling", "0.75"), ("views", "copy-heavy-lowres")),
