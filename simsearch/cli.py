@@ -731,6 +731,11 @@ def _train_option(*decls, field: str, **kwargs):
                     "whatever their positives score (0: off).")
 @_train_option("--ceiling-weight", field="ceiling_weight", type=click.FloatRange(0),
                help="Weight of the --negative-ceiling term.")
+@_train_option("--positive-floor", field="positive_floor",
+               type=click.FloatRange(0, 1, max_open=True),
+               help="Lift edited views of one picture over this cosine (0: off).")
+@_train_option("--floor-weight", field="floor_weight", type=click.FloatRange(0),
+               help="Weight of the --positive-floor term.")
 @_train_option("--backbone", field="backbone", type=click.Choice(BACKBONES))
 @_train_option("--dim", field="dim", type=click.IntRange(8, 4096))
 @_train_option("--input-size", field="input_size", type=click.IntRange(32, 1024))
@@ -752,7 +757,7 @@ def _train_option(*decls, field: str, **kwargs):
 @_quiet_option
 def train_cmd(unlabeled, classes, pairs, val_dir, out_dir, epochs, steps_per_epoch, batch_size, k,
               lr, weight_decay, loss, miner, margin, koleo_weight, views, memory, memory_weight,
-              negative_ceiling, ceiling_weight, backbone, dim, input_size,
+              negative_ceiling, ceiling_weight, positive_floor, floor_weight, backbone, dim, input_size,
               freeze, init, resume, checkpoint_every, device, bf16, workers, seed,
               stop_on_collapse, quiet):
     """Triplet-train the embedding network on your own images (needs the train extra:
@@ -777,7 +782,8 @@ def train_cmd(unlabeled, classes, pairs, val_dir, out_dir, epochs, steps_per_epo
         samples_per_class=k, lr=lr, weight_decay=weight_decay, loss=loss, miner=miner,
         margin=margin, koleo_weight=koleo_weight, views=views, memory=memory,
         memory_weight=memory_weight, negative_ceiling=negative_ceiling,
-        ceiling_weight=ceiling_weight, backbone=backbone, dim=dim,
+        ceiling_weight=ceiling_weight, positive_floor=positive_floor, floor_weight=floor_weight,
+        backbone=backbone, dim=dim,
         input_size=input_size, freeze=freeze, init=init, resume=resume,
         checkpoint_every=checkpoint_every, device=device, bf16=bf16, workers=workers, seed=seed,
         stop_on_collapse=stop_on_collapse)
@@ -796,6 +802,7 @@ def _train_progress(event) -> None:
     if event.kind == "step" and event.step % 20 == 0:
         terms = "" if event.active_fraction is None else f" active {event.active_fraction:.2f}"
         terms += "" if event.ceiling is None else f" ceiling {event.ceiling:.4f}"
+        terms += "" if event.floor is None else f" floor {event.floor:.4f}"
         click.echo(f"epoch {event.epoch} step {event.step}/{event.total_steps} loss "
                    f"{event.loss:.4f}{terms} lr {event.lr:.2e} {event.views_per_s:.0f} views/s",
                    err=True)

@@ -118,6 +118,9 @@ class TrainConfig:
     negative_ceiling: float = 0.0    # cosine that pictures of other labels (batch and memory)
                                      # are held under, whatever their positives (0: off)
     ceiling_weight: float = 1.0      # weight of that term
+    positive_floor: float = 0.0      # cosine that pictures of one label (views of an image)
+                                     # are lifted over (0: off)
+    floor_weight: float = 1.0        # weight of that term
     backbone: str = "resnet18"
     dim: int = 256
     input_size: int = 160
@@ -167,6 +170,11 @@ class TrainConfig:
              f"{self.negative_ceiling} and {self.ceiling_weight}"),
             (self.negative_ceiling > 0 or self.ceiling_weight == 1.0,
              "ceiling_weight weighs the negative_ceiling term, which is off: set negative_ceiling"),
+            (0.0 <= self.positive_floor < 1.0 and self.floor_weight >= 0,
+             f"positive_floor must be in [0, 1) (0: off) and floor_weight >= 0, got "
+             f"{self.positive_floor} and {self.floor_weight}"),
+            (self.positive_floor > 0 or self.floor_weight == 1.0,
+             "floor_weight weighs the positive_floor term, which is off: set positive_floor"),
         ]
         for ok, message in checks:
             if not ok:

@@ -156,10 +156,11 @@ def test_train_end_to_end_then_index_with_the_result(tmp_path, photos):
     result = _run(["train", "--unlabeled", str(photos), "--out", str(out), "--epochs", "1",
                    "--steps-per-epoch", "2", "--batch-size", "4", "--input-size", "48",
                    "--dim", "16", "--workers", "1", "--memory", "16", "--negative-ceiling", "0.8",
-                   "--quiet"])
+                   "--positive-floor", "0.9", "--quiet"])
     assert result.exit_code == 0, result.output
     assert (out / "model.safetensors").is_file() and (out / "model.onnx").is_file()
-    assert json.loads((out / "train_config.json").read_text())["negative_ceiling"] == 0.8
+    made = json.loads((out / "train_config.json").read_text())
+    assert made["negative_ceiling"] == 0.8 and made["positive_floor"] == 0.9
     result = _run(["index", str(photos), "--index", str(tmp_path / "idx"), "--model", str(out),
                    "-q", "--json"])
     assert result.exit_code == 0, result.output
@@ -175,6 +176,9 @@ def test_train_needs_exactly_one_kind_of_data(tmp_path, photos):
     result = _run(["train", "--unlabeled", str(photos), "--out", str(tmp_path / "run"),
                    "--ceiling-weight", "2"])
     assert result.exit_code != 0 and "negative_ceiling" in result.output
+    result = _run(["train", "--unlabeled", str(photos), "--out", str(tmp_path / "run"),
+                   "--floor-weight", "2"])
+    assert result.exit_code != 0 and "positive_floor" in result.output
     assert not (tmp_path / "run").exists()
 
 

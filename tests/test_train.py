@@ -523,6 +523,35 @@ def test_ceiling_loss_bounds_other_labels_in_the_batch_and_the_memory():
         CeilingLoss(1.0)
     with pytest.raises(TrainingError, match="negative_ceiling"):
         TrainConfig(data_dir="x", negative_ceiling=1.0)
+
+
+def test_floor_loss_lifts_views_of_one_label_only():
+    from simsearch.train.losses import FloorLoss
+    x = F.normalize(torch.randn(6, 8, generator=torch.Generator().manual_seed(4)), dim=1)
+    x[1] = F.normalize(x[0] + 0.2 * x[1], dim=0)    # label 0's two views: close
+    x[5] = F.normalize(x[4] + 3.0 * x[5], dim=0)    # label 2's two views: far apart
+    labels = torch.tensor([0, 0, 1, 1, 2, 2])
+    floor = 0.9
+    same = [float(x[i] @ x[j]) for i, j in ((0, 1), (2, 3), (4, 5))]
+    under = [floor - c for c in same if c < floor]
+    assert same[0] > floor and len(under) == 2       # only the far pairs count
+    x.requires_grad_(True)
+    result = FloorLoss(floor).compute(x, labels)
+    assert result.terms == 3 and result.active_fraction == pytest.approx(2 / 3)
+    assert float(result.loss.detach()) == pytest.approx(sum(under) / len(under), abs=1e-5)
+    result.loss.backward()
+    # a gradient step pulls label 2's views together and leaves label 0's (over the floor) alone
+    assert float(x.grad[0].abs().sum()) == 0.0 and float(x.grad[4].abs().sum()) > 0
+    step = F.normalize(x.detach() - 0.1 * x.grad, dim=1)
+    assert float(step[4] @ step[5]) > same[2]
+    # nothing under the floor gives 0 with a graph; the floor lies in (0, 1)
+    y = torch.eye(4, requires_grad=True)
+    zero = FloorLoss(0.5).compute(torch.cat([y[:2], y[:2]]), torch.tensor([0, 1, 0, 1]))
+    assert zero.active_fraction == 0.0 and float(zero.loss.detach()) == 0.0 and zero.loss.requires_grad
+    with pytest.raises(TrainingError, match="floor"):
+        FloorLoss(1.0)
+    with pytest.raises(TrainingError, match="positive_floor"):
+        TrainConfig(data_dir="x", positive_floor=1.0)
     with pytest.raises(TrainingError, match="ceiling_weight"):
         TrainConfig(data_dir="x", ceiling_weight=2.0)  # weighs a term that is off
     with pytest.raises(TrainingError, match="memory_weight"):

@@ -26,7 +26,7 @@ from simsearch.errors import TrainingError
 from simsearch.train.memory import Remembered
 from simsearch.train.miners import Triplets
 
-__all__ = ["LossResult", "TripletMarginLoss", "InfoNCELoss", "KoLeoLoss", "CeilingLoss",
+__all__ = ["LossResult", "TripletMarginLoss", "InfoNCELoss", "KoLeoLoss", "CeilingLoss", "FloorLoss",
            "BatchStats", "batch_stats", "TrainingMonitor"]
 
 
@@ -180,6 +180,33 @@ class CeilingLoss(_EmbeddingLoss):
         over = cos[cos > self.ceiling] - self.ceiling
         share = over.numel() / max(1, cos.numel())
         loss = over.mean() if over.numel() else x.sum() * 0.0
+        return LossResult(loss, int(cos.numel()), share)
+
+
+class FloorLoss(_EmbeddingLoss):
+    """Lifts pictures of one label (an image's edited views) over a fixed cosine `floor`.
+
+    The counterpart of `CeilingLoss` for recall: dedupe keeps a copy only when it scores above
+    the threshold, so a heavy crop at 0.80 is missed whether or not every other picture scores
+    lower. The pairs are the batch's pairs of one label; the loss is the mean of (floor - cos)
+    over the pairs under the floor, 0 when there are none; `terms` counts the pairs scored and
+    `active_fraction` the share under the floor.
+    """
+
+    def __init__(self, floor: float):
+        super().__init__()
+        if not 0.0 < floor < 1.0:
+            raise TrainingError(f"positive floor {floor} is outside (0, 1)")
+        self.floor = float(floor)
+
+    def compute(self, embeddings: torch.Tensor, labels: torch.Tensor) -> LossResult:
+        x = self._unit(embeddings, labels)
+        upper = torch.triu(torch.ones(len(labels), len(labels), dtype=torch.bool,
+                                      device=x.device), diagonal=1)
+        cos = (x @ x.T)[upper & (labels[:, None] == labels[None, :])]
+        under = self.floor - cos[cos < self.floor]
+        share = under.numel() / max(1, cos.numel())
+        loss = under.mean() if under.numel() else x.sum() * 0.0
         return LossResult(loss, int(cos.numel()), share)
 
 

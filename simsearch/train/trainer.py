@@ -34,7 +34,7 @@ from simsearch.train.config import TrainConfig, bf16_supported, choose_device
 from simsearch.train.datasets import (Batch, BatchPrefetcher, ClassFolderDataset, PairsDataset,
                                       Skipped, UnlabeledDataset)
 from simsearch.train.memory import EmbeddingMemory
-from simsearch.train.losses import (BatchStats, CeilingLoss, InfoNCELoss, KoLeoLoss,
+from simsearch.train.losses import (BatchStats, CeilingLoss, FloorLoss, InfoNCELoss, KoLeoLoss,
                                     TrainingMonitor, TripletMarginLoss, batch_stats)
 from simsearch.train.miners import NoTripletsError, mine_triplets
 from simsearch.train.samplers import ItemSampler, PKSampler
@@ -82,6 +82,7 @@ class TrainEvent:
     main_loss: float | None = None
     koleo: float | None = None
     ceiling: float | None = None           # the negative-ceiling term, when it is on
+    floor: float | None = None             # the positive-floor term, when it is on
     active_fraction: float | None = None   # triplet loss: share of mined triplets with loss > 0
     triplets: int | None = None            # triplets mined from the batch
     lr: float | None = None
@@ -191,7 +192,7 @@ def _save_checkpoint(path: Path, model, optimizer, state: dict) -> None:
 # first part: said in a warning (train_config.json records the resumed run's settings)
 _RECIPE = ("epochs", "steps_per_epoch", "batch_size", "lr", "weight_decay", "loss", "miner",
            "margin", "temperature", "koleo_weight", "views", "memory", "memory_weight",
-           "negative_ceiling", "ceiling_weight", "seed")
+           "negative_ceiling", "ceiling_weight", "positive_floor", "floor_weight", "seed")
 
 
 def _load_checkpoint(path: Path, model, optimizer, config: TrainConfig) -> dict:
@@ -249,6 +250,7 @@ class _Run:
         self.koleo = KoLeoLoss()
         self.memory = EmbeddingMemory(config.memory) if config.memory else None
         self.ceiling = CeilingLoss(config.negative_ceiling) if config.negative_ceiling else None
+        self.floor = FloorLoss(config.positive_floor) if config.positive_floor else None
         self.state = {"epoch": 0, "step_in_epoch": 0, "step": 0, "epochs": []}
         if resuming:
             self._resume()
@@ -417,6 +419,10 @@ class _Run:
             bank = self.memory.remembered() if self.memory is not None else None
             held = self.ceiling.compute(embeddings, labels, bank).loss
             loss = loss + config.ceiling_weight * held
+        lifted = None
+        if self.floor is not None:
+            lifted = self.floor.compute(embeddings, labels).loss
+            loss = loss + config.floor_weight * lifted
         if self.memory is not None:
             remembered = self.memory.triplet_loss(embeddings, labels, config.margin)
             if remembered is not None:
@@ -443,6 +449,7 @@ class _Run:
                              loss=value, main_loss=main_value,
                              koleo=None if spread is None else float(spread.detach()),
                              ceiling=None if held is None else float(held.detach()),
+                             floor=None if lifted is None else float(lifted.detach()),
                              active_fraction=active, triplets=mined, lr=lr, views_per_s=self.views_per_s,
                              stats=stats))
         return value, active, stats
