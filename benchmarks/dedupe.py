@@ -92,7 +92,7 @@ def make(n: int, bursts: list[int], group_share: float, folder: str, seed: int) 
 
 
 def run(folder: str, threshold: float, sample: int, seed: int, probe: int, list_size: int,
-        max_pairs: int = 0) -> dict:
+        max_pairs: int = 0, spill: int = JoinSettings.spill) -> dict:
     """Dedupe the vectors in `folder` (timed, peak memory), then measure pair recall."""
     import simsearch.dedupe as dedupe
     from simsearch.pairs import exact_scores, near_pairs
@@ -117,7 +117,7 @@ def run(folder: str, threshold: float, sample: int, seed: int, probe: int, list_
     loaded_mb = peak_rss_mb()
     cpu = _cpu_s()
     start = time.perf_counter()
-    settings = JoinSettings(probe=probe, list_size=list_size, max_pairs=max_pairs)
+    settings = JoinSettings(probe=probe, list_size=list_size, max_pairs=max_pairs, spill=spill)
     try:
         groups = dedupe.find_groups(np.arange(n), vectors, offsets, np.arange(n), threshold,
                                     "centre", settings=settings)
@@ -173,7 +173,7 @@ def run(folder: str, threshold: float, sample: int, seed: int, probe: int, list_
             if want > dense_want else None,
             "join": "exact (flat)" if n <= settings.exact_limit else
             f"ClusterJoin: k-means lists of ~{list_size or max(1024, int(np.sqrt(n / probe)))}, "
-            f"each against its {probe} nearest lists"}
+            f"each against its {probe} nearest lists, each row also in its {spill} next nearest"}
 
 
 def _cpu_s() -> float:
@@ -194,6 +194,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--probe", type=int, default=JoinSettings.probe,
                         help="lists each list is compared with (default: dedupe's)")
+    parser.add_argument("--spill", type=int, default=JoinSettings.spill,
+                        help="next nearest lists each row also stands in (default: dedupe's)")
     parser.add_argument("--list-size", type=int, default=JoinSettings.list_size,
                         help="rows per k-means list (default: dedupe's, 0 = automatic)")
     parser.add_argument("--max-pairs", type=int, default=JoinSettings.max_pairs,
@@ -208,7 +210,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.run:
         print(json.dumps(run(args.run[0], float(args.run[1]), args.sample, args.seed,
-                             args.probe, args.list_size, args.max_pairs)))
+                             args.probe, args.list_size, args.max_pairs, args.spill)))
         return
     with tempfile.TemporaryDirectory(prefix="simsearch-dedupe-bench-") as scratch:
         folder = args.data or scratch
@@ -236,6 +238,7 @@ def main() -> None:
         done = subprocess.run([sys.executable, __file__, "--run", folder, str(made["threshold"]),
                                "--sample", str(args.sample), "--seed", str(args.seed),
                                "--probe", str(args.probe), "--list-size", str(args.list_size),
+                               "--spill", str(args.spill),
                                "--max-pairs", str(args.max_pairs)],
                               capture_output=True, text=True, cwd=ROOT)
     if done.returncode:

@@ -24,10 +24,11 @@ the threshold returns every pair above that radius, and on real pictures there a
 Every near pair with one end complete is found; so is every pair of a burst of up to `grow`
 images. With the exact join (up to `exact_limit` rows) nothing else is lost. Above, the join
 is `simsearch.vectors.ClusterJoin`: k-means lists, each compared with its `probe` nearest lists
-by BLAS matrix products, scores exact; rows searched again with `grow`, and dense rows' whole
-lists, probe 8 times the lists (a burst spreads over many lists of its own). A near pair is
-missed only when neither end's list probes the other's (benchmarks/dedupe.py measures the pair
-recall). Memory: the vectors are read in place, never copied; at most n * k + (rows not
+by BLAS matrix products, scores exact, each row standing in its own list and its `spill` next
+nearest (rows near a border are then found from either side of it); rows searched again with
+`grow`, and dense rows' whole lists, probe 8 times the lists (a burst spreads over many lists
+of its own). A near pair is missed only when neither end's probed lists hold the other
+(benchmarks/dedupe.py measures the pair recall). Memory: the vectors are read in place, never copied; at most n * k + (rows not
 complete) * grow pairs are kept.
 """
 from __future__ import annotations
@@ -58,6 +59,8 @@ class JoinSettings:
     block: int = 4096       # query rows per search in the first pass
     exact_limit: int = JOIN_EXACT_LIMIT
     probe: int = 2          # above exact_limit: lists each list is compared with (ClusterJoin)
+    spill: int = 1          # above exact_limit: a row's next nearest lists it is compared with
+                            # too, where its list does not probe them (ClusterJoin)
     list_size: int = 0      # above exact_limit: rows per k-means list; 0: sqrt(n / probe), at
                             # least 1024 (the cost of assigning rows to lists, n * n / list_size,
                             # balances that of the join, n * probe * list_size)
@@ -66,9 +69,11 @@ class JoinSettings:
 
     def __post_init__(self):
         if not (1 <= self.k <= self.grow and self.block >= 1 and self.exact_limit >= 0
-                and self.probe >= 1 and self.list_size >= 0 and self.max_pairs >= 0):
+                and self.probe >= 1 and self.spill >= 0 and self.list_size >= 0
+                and self.max_pairs >= 0):
             raise SimsearchError(f"join settings out of range: {self} (need 1 <= k <= grow, "
-                                 "block >= 1, probe >= 1, list_size >= 0, max_pairs >= 0)")
+                                 "block >= 1, probe >= 1, spill >= 0, list_size >= 0, "
+                                 "max_pairs >= 0)")
 
 
 # Peak bytes a kept pair costs from the search to the end of grouping (two int32 rows and a
@@ -130,7 +135,7 @@ def near_pairs(vectors: np.ndarray, offsets: np.ndarray, threshold: float,
         join = SelfJoin(vectors, offsets, subset)
     else:
         size = settings.list_size or max(1024, int(np.sqrt(n / settings.probe)))
-        join = ClusterJoin(vectors, offsets, subset, settings.probe, size)
+        join = ClusterJoin(vectors, offsets, subset, settings.probe, size, spill=settings.spill)
     # the join's score, cos(a, b) - o(b), that a partner of row a must reach to pass: with the
     # full adjustment threshold + o(a); a pair above the knee, where the adjustment fades
     # (simsearch.scoring.adjust), may pass from cos >= knee, so from knee - max(o) on

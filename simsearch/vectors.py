@@ -633,13 +633,17 @@ class ClusterJoin:
     sample). Rows of list l are compared with every row of the `probe` lists whose centroids
     are nearest to l's (l included): one dense product per block of rows, so the cost is
     n * probe * list_size * d multiply-adds at BLAS speed, with exact float32 scores
-    (`cos(a, b) - o(b)`, as `SelfJoin`). A near pair is missed only when neither end's list
-    probes the other's; benchmarks/dedupe.py measures the pair recall. Nothing is copied: the
-    rows are gathered from `vectors` (any array, a memory map included) list by list.
+    (`cos(a, b) - o(b)`, as `SelfJoin`). With `spill`, each row also stands in the `spill`
+    lists next nearest to it (the lists of rows near a border overlap, as in an IVF index
+    with spilling), so the candidates of a list are its probed lists' members and spilled rows,
+    each once: about (1 + spill) times the candidates. A near pair is missed only when
+    neither end's probed lists hold the other, as a member or spilled; benchmarks/dedupe.py
+    measures the pair recall. Nothing is copied: the rows are gathered from `vectors` (any
+    array, a memory map included) list by list.
     """
 
     def __init__(self, vectors: np.ndarray, offsets: np.ndarray, rows: np.ndarray | None = None,
-                 probe: int = 8, list_size: int = 1024, seed: int = 0):
+                 probe: int = 8, list_size: int = 1024, seed: int = 0, spill: int = 0):
         self.vectors = vectors
         self.offsets = np.asarray(offsets, dtype=np.float32)
         self.rows = np.arange(len(vectors)) if rows is None else np.asarray(rows, np.int64)
@@ -654,10 +658,20 @@ class ClusterJoin:
         quantizer = faiss.IndexFlatIP(d)
         quantizer.add(kmeans.centroids)
         assign = np.empty(n, np.int64)
+        self.spill = min(max(0, int(spill)), nlist - 1)
+        following = np.empty((n, self.spill), np.int32)  # each row's next nearest lists
         for start in range(0, n, 65536):
             chunk = np.arange(start, min(n, start + 65536))
-            assign[chunk] = quantizer.search(self.gather(chunk, plain=True), 1)[1][:, 0]
+            nearest_lists = quantizer.search(self.gather(chunk, plain=True), 1 + self.spill)[1]
+            assign[chunk] = nearest_lists[:, 0]
+            following[chunk] = nearest_lists[:, 1:]
         self.list_of = assign
+        # the rows spilled into each list, list by list (a row under each of its next lists)
+        spill_lists = following.reshape(-1)
+        by_spill = np.argsort(spill_lists, kind="stable")
+        self.spill_rows = np.repeat(np.arange(n), self.spill)[by_spill]
+        self.spill_starts = np.searchsorted(spill_lists[by_spill], np.arange(nlist + 1))
+        del following, spill_lists, by_spill
         self.order = np.argsort(assign, kind="stable")   # rows list by list, ascending within
         self.starts = np.searchsorted(assign[self.order], np.arange(nlist + 1))
         # a list always probes itself, first; `wide`: 8 times the lists, for the rows with
@@ -681,8 +695,20 @@ class ClusterJoin:
             return np.ascontiguousarray(self.vectors[self.rows[rows]], dtype=np.float32)
         return _joined(self.vectors, self.offsets, self.rows[rows], query)
 
+    def spilled(self, lst: int) -> np.ndarray:
+        """Rows of other lists that have `lst` among their `spill` next nearest."""
+        return self.spill_rows[self.spill_starts[lst]:self.spill_starts[lst + 1]]
+
     def _candidates(self, lst: int, wide: bool) -> np.ndarray:
-        return np.concatenate([self.members(p) for p in (self.wide if wide else self.probes)[lst]])
+        """The probed lists' members and spilled rows, each once, the list's own members
+        first (in row order)."""
+        probed = (self.wide if wide else self.probes)[lst]
+        own = self.members(lst)
+        if not self.spill:
+            return np.concatenate([own, *(self.members(p) for p in probed[1:])])
+        others = np.unique(np.concatenate([self.spilled(lst), *(
+            part for p in probed[1:] for part in (self.members(p), self.spilled(p)))]))
+        return np.concatenate([own, others[self.list_of[others] != lst]])
 
     def _blocks(self, rows: np.ndarray, wide: bool, chunk: int = 512):
         """(positions in `rows`, candidate rows, scores [len, candidates], each row's own

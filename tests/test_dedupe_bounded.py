@@ -146,7 +146,35 @@ def test_cluster_join_nearest_is_the_brute_force_top_k_above_the_floor():
         assert set(right[left == row].tolist()) == want
 
 
-@pytest.mark.parametrize("bad", [dict(probe=0), dict(k=0), dict(k=300, grow=256), dict(list_size=-1)])
+def test_spilled_rows_join_more_candidates_each_once_and_find_border_pairs():
+    """With `spill`, a row also stands in its next nearest list: a list's candidates are its own
+    members first (in row order), then every other probed member or spilled row once, and the
+    join finds every pair it found without spilling, and more, never a pair that is not near."""
+    from simsearch.vectors import ClusterJoin
+    vectors, offsets = _data(3000, 16, 1.0, (), seed=5)
+    plain = ClusterJoin(vectors, offsets, probe=1, list_size=100)
+    spilled = ClusterJoin(vectors, offsets, probe=1, list_size=100, spill=2)
+    assert len(spilled.spill_rows) == 2 * len(vectors)
+    for lst in range(0, len(spilled.starts) - 1, 5):
+        own = spilled.members(lst)
+        got = spilled._candidates(lst, wide=False)
+        assert (got[:len(own)] == own).all() and (np.diff(own) > 0).all()
+        assert len(np.unique(got)) == len(got)
+        assert set(plain._candidates(lst, wide=False).tolist()) <= set(got.tolist())
+        # every row whose next nearest lists include this one is a candidate
+        assert set(spilled.spilled(lst).tolist()) <= set(got.tolist())
+    want = _brute_pairs(vectors, offsets, 0.8)
+    found = {}
+    for spill in (0, 1, 2):
+        pairs = near_pairs(vectors, offsets, 0.8, JoinSettings(k=8, grow=64, exact_limit=10, probe=1,
+                                                               list_size=100, spill=spill))
+        found[spill] = set(zip(pairs.left.tolist(), pairs.right.tolist()))
+        assert found[spill] <= want
+    assert found[0] < found[1] < found[2] and len(want) > len(found[0])
+
+
+@pytest.mark.parametrize("bad", [dict(probe=0), dict(k=0), dict(k=300, grow=256), dict(list_size=-1),
+                                 dict(spill=-1)])
 def test_join_settings_out_of_range_are_named(bad):
     from simsearch.errors import SimsearchError
     with pytest.raises(SimsearchError, match="join settings out of range"):
