@@ -733,7 +733,8 @@ def _train_option(*decls, field: str, **kwargs):
                help="Weight of the --negative-ceiling term.")
 @_train_option("--positive-floor", field="positive_floor",
                type=click.FloatRange(0, 1, max_open=True),
-               help="Lift edited views of one picture over this cosine (0: off).")
+               help="Lift pictures of one label (an image's views, a class, a pair) over "
+                    "this cosine (0: off).")
 @_train_option("--floor-weight", field="floor_weight", type=click.FloatRange(0),
                help="Weight of the --positive-floor term.")
 @_train_option("--backbone", field="backbone", type=click.Choice(BACKBONES))

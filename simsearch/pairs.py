@@ -23,12 +23,12 @@ the threshold returns every pair above that radius, and on real pictures there a
 
 Every near pair with one end complete is found; so is every pair of a burst of up to `grow`
 images. With the exact join (up to `exact_limit` rows) nothing else is lost. Above, the join
-is `simsearch.vectors.ClusterJoin`: k-means lists, each compared with its `probe` nearest lists
-by BLAS matrix products, scores exact, each row standing in its own list and its `spill` next
-nearest (rows near a border are then found from either side of it); rows searched again with
-`grow`, and dense rows' whole lists, probe 8 times the lists (a burst spreads over many lists
-of its own). A near pair is missed only when neither end's probed lists hold the other
-(benchmarks/dedupe.py measures the pair recall). Memory: the vectors are read in place, never copied; at most n * k + (rows not
+is `simsearch.vectors.ClusterJoin`: k-means lists, each compared with its `probe` nearest
+lists by BLAS matrix products, scores exact, each row standing in its own list and in its
+`spill` next nearest (a row near a border is then a candidate on both sides of it); rows
+searched again with `grow`, and dense rows' whole lists, probe 8 times the lists (a burst
+spreads over many lists of its own). A near pair is missed only when neither end's probed
+lists hold the other (benchmarks/dedupe.py measures the pair recall). Memory: the vectors are read in place, never copied; at most n * k + (rows not
 complete) * grow pairs are kept.
 """
 from __future__ import annotations
@@ -59,8 +59,8 @@ class JoinSettings:
     block: int = 4096       # query rows per search in the first pass
     exact_limit: int = JOIN_EXACT_LIMIT
     probe: int = 2          # above exact_limit: lists each list is compared with (ClusterJoin)
-    spill: int = 1          # above exact_limit: a row's next nearest lists it is compared with
-                            # too, where its list does not probe them (ClusterJoin)
+    spill: int = 1          # above exact_limit: next nearest lists each row also stands in
+                            # (ClusterJoin): a candidate there for every list probing them
     list_size: int = 0      # above exact_limit: rows per k-means list; 0: sqrt(n / probe), at
                             # least 1024 (the cost of assigning rows to lists, n * n / list_size,
                             # balances that of the join, n * probe * list_size)

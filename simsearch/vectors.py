@@ -666,10 +666,11 @@ class ClusterJoin:
             assign[chunk] = nearest_lists[:, 0]
             following[chunk] = nearest_lists[:, 1:]
         self.list_of = assign
+        self.centroids = kmeans.centroids
         # the rows spilled into each list, list by list (a row under each of its next lists)
         spill_lists = following.reshape(-1)
         by_spill = np.argsort(spill_lists, kind="stable")
-        self.spill_rows = np.repeat(np.arange(n), self.spill)[by_spill]
+        self.spill_rows = (by_spill // max(1, self.spill)).astype(np.int32 if n < 2**31 else np.int64)
         self.spill_starts = np.searchsorted(spill_lists[by_spill], np.arange(nlist + 1))
         del following, spill_lists, by_spill
         self.order = np.argsort(assign, kind="stable")   # rows list by list, ascending within
@@ -762,7 +763,8 @@ class ClusterJoin:
 
     def within(self, rows: np.ndarray, radius: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Every (row, candidate, score) with score >= radius for each of `rows` (itself
-        left out), from 8 times the lists `nearest` probes (see `wide`)."""
+        left out), from 8 times the lists `nearest` probes (see `wide`), members and spilled
+        rows."""
         rows = np.asarray(rows, np.int64)
         left, right, values = [], [], []
         for part, candidates, scores, own in self._blocks(rows, wide=True):

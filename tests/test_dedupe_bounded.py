@@ -155,6 +155,12 @@ def test_spilled_rows_join_more_candidates_each_once_and_find_border_pairs():
     plain = ClusterJoin(vectors, offsets, probe=1, list_size=100)
     spilled = ClusterJoin(vectors, offsets, probe=1, list_size=100, spill=2)
     assert len(spilled.spill_rows) == 2 * len(vectors)
+    # each row stands in its 2nd and 3rd nearest lists by centroid, and in no other
+    ranked = np.argsort(-(vectors @ spilled.centroids.T), axis=1, kind="stable")
+    assert (ranked[:, 0] == spilled.list_of).mean() > 0.99  # faiss and numpy may tie differently
+    for lst in range(len(spilled.starts) - 1):
+        rows = spilled.spilled(lst)
+        assert set(rows.tolist()) == set(np.flatnonzero((ranked[:, 1:3] == lst).any(1)).tolist())
     for lst in range(0, len(spilled.starts) - 1, 5):
         own = spilled.members(lst)
         got = spilled._candidates(lst, wide=False)

@@ -523,6 +523,10 @@ def test_ceiling_loss_bounds_other_labels_in_the_batch_and_the_memory():
         CeilingLoss(1.0)
     with pytest.raises(TrainingError, match="negative_ceiling"):
         TrainConfig(data_dir="x", negative_ceiling=1.0)
+    with pytest.raises(TrainingError, match="ceiling_weight"):
+        TrainConfig(data_dir="x", ceiling_weight=2.0)  # weighs a term that is off
+    with pytest.raises(TrainingError, match="memory_weight"):
+        TrainConfig(data_dir="x", memory_weight=2.0)
 
 
 def test_floor_loss_lifts_views_of_one_label_only():
@@ -552,10 +556,8 @@ def test_floor_loss_lifts_views_of_one_label_only():
         FloorLoss(1.0)
     with pytest.raises(TrainingError, match="positive_floor"):
         TrainConfig(data_dir="x", positive_floor=1.0)
-    with pytest.raises(TrainingError, match="ceiling_weight"):
-        TrainConfig(data_dir="x", ceiling_weight=2.0)  # weighs a term that is off
-    with pytest.raises(TrainingError, match="memory_weight"):
-        TrainConfig(data_dir="x", memory_weight=2.0)
+    with pytest.raises(TrainingError, match="floor_weight"):
+        TrainConfig(data_dir="x", floor_weight=2.0)  # weighs a term that is off
 
 
 def test_ceiling_loss_pushes_look_alikes_under_the_ceiling():
@@ -581,6 +583,17 @@ def test_the_ceiling_term_is_in_each_steps_loss(tmp_path):
     assert len(steps) == 4 and all(e.ceiling > 0 for e in steps)
     for e in steps:  # no memory: the loss is the triplet, KoLeo and ceiling terms, weighted
         assert e.loss == pytest.approx(e.main_loss + 0.5 * e.koleo + 2.0 * e.ceiling, rel=1e-5)
+
+
+def test_the_floor_term_is_in_each_steps_loss(tmp_path):
+    _write_images(tmp_path / "data", 32, seed=7)
+    seen = []
+    train(_tiny(tmp_path, tmp_path / "data", epochs=1, positive_floor=0.99, floor_weight=3.0),
+          progress=seen.append)
+    steps = [e for e in seen if e.kind == "step"]
+    assert len(steps) == 4 and all(e.floor > 0 for e in steps) and all(e.ceiling is None for e in steps)
+    for e in steps:  # no memory, no ceiling: the triplet, KoLeo and floor terms, weighted
+        assert e.loss == pytest.approx(e.main_loss + 0.5 * e.koleo + 3.0 * e.floor, rel=1e-5)
 
 
 def test_view_recipes_keep_copy_unchanged_and_refuse_unknown_names():

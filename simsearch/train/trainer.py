@@ -78,7 +78,7 @@ class TrainEvent:
     total_steps: int = 0
     done: int = 0                    # load: images decoded so far, of `total`
     total: int = 0
-    loss: float | None = None        # total loss (main + the weighted koleo, ceiling, memory terms)
+    loss: float | None = None        # total loss (main + the weighted koleo, ceiling, floor, memory terms)
     main_loss: float | None = None
     koleo: float | None = None
     ceiling: float | None = None           # the negative-ceiling term, when it is on
