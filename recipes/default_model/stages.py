@@ -63,6 +63,11 @@ STAGES = (
           why="stage 6's options on the second survey's build (7,198 more images of 38 more packages): "
               "beat stage 6 on validation, backgrounds from the same images (trials/stage7-second-survey.json)",
           build="second survey"),
+    Stage(3, 3.125e-5, 10, (("memory", "4096"), ("negative-ceiling", "0.75"), ("views", "copy-heavy-lowres"),
+                            ("positive-floor", "0.85")),
+          why="each image's two views lifted over cosine 0.85 (--positive-floor): beat stage 7 on "
+              "validation, above all dedupe recall at precision 0.97 and re-saves (trials/stage8-floor.json)",
+          build="second survey"),
 )
 
 # Options every stage shares (the triplet recipe of simsearch/models/README.md).
