@@ -165,9 +165,7 @@ class CeilingLoss(_EmbeddingLoss):
     def compute(self, embeddings: torch.Tensor, labels: torch.Tensor,
                 bank: Remembered | None = None) -> LossResult:
         x = self._unit(embeddings, labels)
-        upper = torch.triu(torch.ones(len(labels), len(labels), dtype=torch.bool,
-                                      device=x.device), diagonal=1)
-        pairs = [(x @ x.T)[upper & (labels[:, None] != labels[None, :])]]
+        pairs = [_pair_cosines(x, labels, same=False)]
         if bank is not None:
             if bank.vectors.dim() != 2 or bank.vectors.shape[1] != x.shape[1] \
                     or bank.labels.shape != bank.vectors.shape[:1]:
@@ -181,6 +179,15 @@ class CeilingLoss(_EmbeddingLoss):
         share = over.numel() / max(1, cos.numel())
         loss = over.mean() if over.numel() else x.sum() * 0.0
         return LossResult(loss, int(cos.numel()), share)
+
+
+def _pair_cosines(x: torch.Tensor, labels: torch.Tensor, same: bool) -> torch.Tensor:
+    """Cosines of the batch's unit rows, each unordered pair once: pairs of one label (`same`)
+    or of different labels."""
+    upper = torch.triu(torch.ones(len(labels), len(labels), dtype=torch.bool, device=x.device),
+                       diagonal=1)
+    alike = labels[:, None] == labels[None, :]
+    return (x @ x.T)[upper & (alike if same else ~alike)]
 
 
 class FloorLoss(_EmbeddingLoss):
@@ -201,9 +208,7 @@ class FloorLoss(_EmbeddingLoss):
 
     def compute(self, embeddings: torch.Tensor, labels: torch.Tensor) -> LossResult:
         x = self._unit(embeddings, labels)
-        upper = torch.triu(torch.ones(len(labels), len(labels), dtype=torch.bool,
-                                      device=x.device), diagonal=1)
-        cos = (x @ x.T)[upper & (labels[:, None] == labels[None, :])]
+        cos = _pair_cosines(x, labels, same=True)
         under = self.floor - cos[cos < self.floor]
         share = under.numel() / max(1, cos.numel())
         loss = under.mean() if under.numel() else x.sum() * 0.0
