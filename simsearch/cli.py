@@ -719,7 +719,10 @@ def _train_option(*decls, field: str, **kwargs):
                help="Weight of the KoLeo term that spreads embeddings (0: off).")
 @_train_option("--views", field="views", type=click.Choice(VIEW_RECIPE_NAMES),
                help="Edit recipe of the two views of each image (--unlabeled); copy-heavy "
-                    "draws heavier crops, more picture-in-picture and more quarter turns.")
+                    "draws heavier crops, more picture-in-picture and more quarter turns; "
+                    "-lowres adds views shrunk and scaled back up; -lineart redraws one "
+                    "picture in six as line art before both its views (different line "
+                    "drawings held apart).")
 @_train_option("--memory", field="memory", type=click.IntRange(0),
                help="Remember the last N embeddings and mine look-alike negatives among them "
                     "(0: off; triplet loss only).")

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Callable
 
-from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont
+from PIL import Image, ImageChops, ImageDraw, ImageEnhance, ImageFilter, ImageFont, ImageOps
 
 Edit = Callable[[Image.Image, random.Random], Image.Image]
 Colour = tuple[int, int, int]
@@ -279,6 +279,11 @@ def apply_edit(name: str, img: Image.Image, rng: random.Random) -> Image.Image:
 # - "copy-heavy-lowres" (copy-heavy plus a "lowres" step, chance about 0.2): the view is shrunk
 #   to a quarter to two thirds of its side, sometimes saved as JPEG at that size, and scaled back
 #   up the way the product scales a small picture: for small pictures re-saved at half size.
+# - "copy-heavy-lowres-lineart" (copy-heavy-lowres, and one picture in six redrawn as black line
+#   art *before* both of its views are cut, `line_drawing`): batches then hold several different
+#   line drawings, which the loss must hold apart, as it must different clip-art hands, digits
+#   or coins drawn in one style. A picture and its line drawing are never made a pair: a sketch
+#   of a photograph is not a copy of it.
 
 
 @dataclass(frozen=True)
@@ -287,6 +292,7 @@ class ViewRecipe:
     crop_area: tuple[float, float]
     pip_fraction: tuple[float, float]
     weights: dict
+    lineart_p: float = 0.0  # chance a picture is redrawn as line art before its views (per picture)
 
 
 VIEW_RECIPES: dict[str, ViewRecipe] = {
@@ -299,6 +305,7 @@ VIEW_RECIPES: dict[str, ViewRecipe] = {
 }
 VIEW_RECIPES["copy-heavy-lowres"] = dataclasses.replace(
     VIEW_RECIPES["copy-heavy"], weights={**VIEW_RECIPES["copy-heavy"].weights, "lowres": 1.3})
+VIEW_RECIPES["copy-heavy-lowres-lineart"] = dataclasses.replace(VIEW_RECIPES["copy-heavy-lowres"], lineart_p=1 / 6)
 # Steps run in this order whatever order they were drawn in: geometry, then framing,
 # then colour, then overlays, and JPEG last so its artefacts survive.
 _VIEW_ORDER = ("flip", "rotate", "pad", "pip", "grayscale", "jitter", "blur", "text", "lowres", "jpeg")
@@ -346,6 +353,37 @@ def _view_step(name: str, img: Image.Image, rng: random.Random, size: int,
             small = jpeg(small, rng.randint(60, 95))
         return small.resize(img.size, _BILINEAR)
     raise ValueError(f"unknown view step {name!r}")  # pragma: no cover - internal table
+
+
+def line_drawing(img: Image.Image, rng: random.Random) -> Image.Image:
+    """``img`` redrawn as black lines on white (RGB, same size): its outlines, found as edges of
+    the softened grey picture, kept where they are among the strongest 10-22% and drawn 1-5
+    pixels wide, and half the time its darkest areas inked in as well, as stencil clip art is."""
+    grey = ImageOps.autocontrast(_rgb(img).convert("L"), cutoff=1)
+    soft = grey.filter(ImageFilter.GaussianBlur(rng.uniform(0.6, 1.4)))
+    # FIND_EDGES marks the frame of the picture itself: blank a one-pixel border
+    edges = ImageOps.expand(ImageOps.crop(soft.filter(ImageFilter.FIND_EDGES), 1), 1, 0) \
+        if min(img.size) > 2 else Image.new("L", img.size, 0)
+    counts, keep = edges.histogram(), rng.uniform(0.10, 0.22) * img.width * img.height
+    cut, total = 255, 0
+    while cut > 8 and total + counts[cut] < keep:
+        total += counts[cut]
+        cut -= 1
+    lines = edges.point(lambda v: 0 if v >= max(cut, 8) else 255)
+    width = rng.choice((1, 3, 3, 5))
+    if width > 1:
+        lines = lines.filter(ImageFilter.MinFilter(width))
+    if rng.random() < 0.5:
+        threshold = rng.uniform(40, 90)
+        lines = ImageChops.darker(lines, soft.point(lambda v: 0 if v < threshold else 255))
+    return lines.convert("RGB")
+
+
+def picture_style(img: Image.Image, rng: random.Random, recipe: str = "copy") -> Image.Image:
+    """The picture a training item's views are cut from: ``img`` itself, or with the recipe's
+    ``lineart_p`` chance its `line_drawing`. Draws from ``rng`` only when the recipe can redraw."""
+    chance = VIEW_RECIPES[recipe].lineart_p
+    return line_drawing(img, rng) if chance and rng.random() < chance else img
 
 
 def random_view(img: Image.Image, rng: random.Random, size: int,

@@ -259,3 +259,34 @@ def test_the_lowres_recipe_shrinks_about_a_fifth_of_its_views():
     share = sum("lowres" in _draw_chain(rng, table) for _ in range(n)) / n
     assert 0.15 < share < 0.28
     assert all("lowres" not in VIEW_RECIPES[name].weights for name in ("copy", "copy-heavy"))
+
+
+def test_line_drawing_is_black_lines_on_white_of_the_pictures_own_shapes():
+    from simsearch.edits import line_drawing
+    img = Image.new("RGB", (160, 120), (200, 180, 40))
+    ImageDraw.Draw(img).ellipse((40, 30, 120, 90), fill=(30, 60, 200))
+    for seed in range(8):
+        out = line_drawing(img, random.Random(seed))
+        a = px(out)
+        assert out.mode == "RGB" and out.size == img.size
+        assert set(np.unique(a)) <= {0, 255} and (a.max(axis=2) == a.min(axis=2)).all()
+        ink = a[..., 0] == 0
+        assert 0.01 < ink.mean() < 0.45
+        # the ink is the ellipse's outline (or, inked in, its dark inside), never the frame
+        assert not ink[0].any() and not ink[-1].any() and not ink[:, 0].any() and not ink[:, -1].any()
+        assert not ink[:20, :].any() and not ink[:, :30].any()
+    assert px(line_drawing(img, random.Random(3))).tobytes() == px(line_drawing(img, random.Random(3))).tobytes()
+    for size in EXTREME:
+        assert line_drawing(picture(*size), random.Random(0)).size == size
+
+
+def test_the_lineart_recipe_redraws_about_one_picture_in_six_and_the_others_none():
+    from simsearch.edits import VIEW_RECIPES, picture_style
+    img = picture(64, 48)
+    redrawn = sum(picture_style(img, random.Random(s), "copy-heavy-lowres-lineart") is not img
+                  for s in range(1200)) / 1200
+    assert 0.13 < redrawn < 0.21
+    for name in VIEW_RECIPES:
+        if name != "copy-heavy-lowres-lineart":
+            rng = random.Random(0)
+            assert picture_style(img, rng, name) is img and rng.random() == random.Random(0).random()

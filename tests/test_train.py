@@ -634,3 +634,23 @@ def test_a_run_with_memory_and_heavy_views_trains_and_resumes(tmp_path):
                           views="copy-heavy", resume=True, epochs=3))
     assert resumed.resumed_from_step == 8 and resumed.steps == 12
     assert any("negative_ceiling 0.5 -> 0.0" in w and "epochs 2 -> 3" in w for w in resumed.warnings)
+
+
+def test_a_redrawn_picture_gives_both_of_its_views_as_line_art(tmp_path, monkeypatch):
+    import dataclasses as _dc
+    import random as _random
+    from simsearch.edits import VIEW_RECIPES
+    # every picture redrawn, and only steps that keep it grey after it: each view is black and white
+    monkeypatch.setitem(VIEW_RECIPES, "all-lineart", _dc.replace(
+        VIEW_RECIPES["copy"], crop_p=0.0, weights={"flip": 1.0, "grayscale": 1.0, "blur": 1.0}, lineart_p=1.0))
+    _write_images(tmp_path / "L", 3)
+    data = UnlabeledDataset(tmp_path / "L", size=32, recipe="all-lineart")
+    plain = UnlabeledDataset(tmp_path / "L", size=32, recipe="copy")
+    for index in range(3):
+        views = data.views(index, _random.Random(index))
+        assert len(views) == 2
+        for v in views:  # grey, mostly pure black or white (the squash to 32 px and the blur blend edges)
+            assert (v.max(axis=2) - v.min(axis=2)).max() == 0
+            assert ((v < 40) | (v > 215)).mean() > 0.6
+        colour = plain.views(index, _random.Random(index))
+        assert any((v.max(axis=2) - v.min(axis=2)).max() > 0 for v in colour)

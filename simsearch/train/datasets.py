@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageEnhance
 
-from simsearch.edits import random_box, random_view
+from simsearch.edits import picture_style, random_box, random_view
 from simsearch.errors import DecodeError
 from simsearch.files import WalkProblem, walk_images
 from simsearch.images import load_image, resize_square
@@ -234,7 +234,7 @@ class UnlabeledDataset(_TrainingData):
         self.labels = np.arange(len(self.paths), dtype=np.int64)
 
     def views(self, index: int, rng: random.Random) -> list[np.ndarray]:
-        img = self.picture(index)
+        img = picture_style(self.picture(index), rng, self.recipe)
         return [np.asarray(random_view(img, rng, self.size, self.recipe), dtype=np.uint8)
                 for _ in range(2)]
 
