@@ -698,7 +698,8 @@ def _train_option(*decls, field: str, **kwargs):
               metavar="LEFT RIGHT", help="Matched images with the same file name in LEFT and RIGHT.")
 @click.option("--val-dir", type=click.Path(exists=True, file_okay=False),
               help="Validation images (scored each epoch: uAP and Recall@1 of edited copies). "
-                   "Default: a held-out share of the training data.")
+                   "Default: a held-out share of the training data. The same images and copies "
+                   "whatever --seed, so two runs' figures compare.")
 @_train_option("--out", "out_dir", field="out_dir", type=click.Path(file_okay=False),
                help="Checkpoints, log, and the final model.safetensors/.onnx.")
 @_train_option("--epochs", field="epochs", type=click.IntRange(1))

@@ -654,3 +654,16 @@ def test_a_redrawn_picture_gives_both_of_its_views_as_line_art(tmp_path, monkeyp
             assert ((v < 40) | (v > 215)).mean() > 0.6
         colour = plain.views(index, _random.Random(index))
         assert any((v.max(axis=2) - v.min(axis=2)).max() > 0 for v in colour)
+
+
+def test_validation_is_the_same_whatever_the_runs_seed(tmp_path):
+    # two runs differing only in --seed are validated on the same images and the same copies
+    _write_images(tmp_path / "data", 12, seed=8)
+    sets = [load_validation(TrainConfig(data_dir=str(tmp_path / "data"), val_dir=str(tmp_path / "data"),
+                                        input_size=32, seed=seed, val_max=8), None, []) for seed in (0, 11)]
+    assert sets[0].paths == sets[1].paths and len(sets[0].paths) == 8
+    assert np.array_equal(sets[0].queries, sets[1].queries)
+    from simsearch.train.trainer import _datasets
+    held = [_datasets(TrainConfig(data_dir=str(tmp_path / "data"), input_size=32, seed=seed,
+                                  val_fraction=0.25))[1] for seed in (0, 11)]
+    assert held[0] == held[1] and len(held[0]) == 3

@@ -38,7 +38,7 @@ from simsearch.train.losses import (BatchStats, CeilingLoss, FloorLoss, InfoNCEL
                                     TrainingMonitor, TripletMarginLoss, batch_stats)
 from simsearch.train.miners import NoTripletsError, mine_triplets
 from simsearch.train.samplers import ItemSampler, PKSampler
-from simsearch.train.validation import ValidationSet, load_validation, validate
+from simsearch.train.validation import VALIDATION_SEED, ValidationSet, load_validation, validate
 
 __all__ = ["TrainConfig", "TrainEvent", "EpochMetrics", "TrainResult", "CollapseError", "train"]
 
@@ -128,7 +128,7 @@ def _datasets(config: TrainConfig):
         data = PairsDataset(config.data_dir, config.right_dir, size, cache, config.augment)
     if config.val_dir:
         return data, None
-    return data, data.holdout(config.val_fraction, config.seed, config.val_max)
+    return data, data.holdout(config.val_fraction, VALIDATION_SEED, config.val_max)
 
 
 def _sampler(config: TrainConfig, data):

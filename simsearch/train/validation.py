@@ -1,7 +1,8 @@
 """Validation during training: a small copy-detection benchmark built from held-out images.
 
 Each validation image is a reference (squashed to the input size); one seeded `random_view` of
-it is its query. Every query is scored against every reference (the set is capped, so the
+it is its query. The seed is `VALIDATION_SEED`, never the run's own `seed`: two runs on the same
+folders are validated on the same images and the same edited copies, so their figures compare. Every query is scored against every reference (the set is capped, so the
 n x n score matrix stays small) and the run reports micro-average precision over all
 (query, reference) pairs and Recall@1, the two numbers of `simsearch evaluate`.
 """
@@ -20,7 +21,9 @@ from simsearch.files import walk_images
 from simsearch.images import resize_square
 from simsearch.train.datasets import Skipped, check_root, decode_shrunk, to_batch_tensor
 
-__all__ = ["ValidationSet", "load_validation", "validate"]
+__all__ = ["VALIDATION_SEED", "ValidationSet", "load_validation", "validate"]
+
+VALIDATION_SEED = 0  # the held-out images, their subsample and their edited copies, in every run
 
 
 @dataclass(frozen=True)
@@ -38,7 +41,7 @@ def load_validation(config, paths: list[str] | None, skipped: list[Skipped]) -> 
         found = [f.path for f in walk_images(
             [root], on_problem=lambda p: skipped.append(Skipped(p.path, p.reason)))]
         if len(found) > config.val_max:
-            rng = np.random.default_rng(config.seed)
+            rng = np.random.default_rng(VALIDATION_SEED)
             found = sorted(rng.choice(found, config.val_max, replace=False).tolist())
         paths = found
     size = config.input_size
@@ -51,7 +54,7 @@ def load_validation(config, paths: list[str] | None, skipped: list[Skipped]) -> 
             continue
         kept.append(path)
         refs.append(np.asarray(resize_square(img, size), dtype=np.uint8))
-        rng = random.Random(f"validation:{config.seed}:{i}")
+        rng = random.Random(f"validation:{VALIDATION_SEED}:{i}")
         queries.append(np.asarray(random_view(img, rng, size), dtype=np.uint8))
     if len(kept) < 2:
         return None
