@@ -283,7 +283,7 @@ def apply_edit(name: str, img: Image.Image, rng: random.Random) -> Image.Image:
 #   art *before* both of its views are cut, `line_drawing`): batches then hold several different
 #   line drawings, which the loss must hold apart, as it must different clip-art hands, digits
 #   or coins drawn in one style. A picture and its line drawing are never made a pair: a sketch
-#   of a photograph is not a copy of it.
+#   of a photograph is not a copy of it. A picture with no drawing (`INK_SHARE`) stays itself.
 
 
 @dataclass(frozen=True)
@@ -305,7 +305,8 @@ VIEW_RECIPES: dict[str, ViewRecipe] = {
 }
 VIEW_RECIPES["copy-heavy-lowres"] = dataclasses.replace(
     VIEW_RECIPES["copy-heavy"], weights={**VIEW_RECIPES["copy-heavy"].weights, "lowres": 1.3})
-VIEW_RECIPES["copy-heavy-lowres-lineart"] = dataclasses.replace(VIEW_RECIPES["copy-heavy-lowres"], lineart_p=1 / 6)
+VIEW_RECIPES["copy-heavy-lowres-lineart"] = dataclasses.replace(
+    VIEW_RECIPES["copy-heavy-lowres"], lineart_p=1 / 6)
 # Steps run in this order whatever order they were drawn in: geometry, then framing,
 # then colour, then overlays, and JPEG last so its artefacts survive.
 _VIEW_ORDER = ("flip", "rotate", "pad", "pip", "grayscale", "jitter", "blur", "text", "lowres", "jpeg")
@@ -355,35 +356,55 @@ def _view_step(name: str, img: Image.Image, rng: random.Random, size: int,
     raise ValueError(f"unknown view step {name!r}")  # pragma: no cover - internal table
 
 
-def line_drawing(img: Image.Image, rng: random.Random) -> Image.Image:
-    """``img`` redrawn as black lines on white (RGB, same size): its outlines, found as edges of
-    the softened grey picture, kept where they are among the strongest 10-22% and drawn 1-5
-    pixels wide, and half the time its darkest areas inked in as well, as stencil clip art is."""
+# A line drawing's share of black pixels: a picture whose drawing falls outside it (too few
+# edges, or mostly ink, as dark skies and busy textures give) is not redrawn.
+INK_SHARE = (0.02, 0.45)
+_MIN_EDGE = 24  # weaker edges are JPEG noise and grain, not outlines
+
+
+def line_drawing(img: Image.Image, rng: random.Random) -> Image.Image | None:
+    """``img`` redrawn as black lines on white (RGB, same size), or None when it gives no line
+    drawing (`INK_SHARE`). Its outlines are the strongest edges of the softened grey picture,
+    drawn 1-5 pixels wide and aimed, once drawn, at 8-22% of the picture; half the time its
+    darkest areas are inked in as well, as stencil clip art is, unless they are over a third of it."""
+    if min(img.size) <= 2:
+        return None
     grey = ImageOps.autocontrast(_rgb(img).convert("L"), cutoff=1)
     soft = grey.filter(ImageFilter.GaussianBlur(rng.uniform(0.6, 1.4)))
     # FIND_EDGES marks the frame of the picture itself: blank a one-pixel border
-    edges = ImageOps.expand(ImageOps.crop(soft.filter(ImageFilter.FIND_EDGES), 1), 1, 0) \
-        if min(img.size) > 2 else Image.new("L", img.size, 0)
-    counts, keep = edges.histogram(), rng.uniform(0.10, 0.22) * img.width * img.height
-    cut, total = 255, 0
-    while cut > 8 and total + counts[cut] < keep:
-        total += counts[cut]
-        cut -= 1
-    lines = edges.point(lambda v: 0 if v >= max(cut, 8) else 255)
-    width = rng.choice((1, 3, 3, 5))
-    if width > 1:
-        lines = lines.filter(ImageFilter.MinFilter(width))
+    edges = ImageOps.expand(ImageOps.crop(soft.filter(ImageFilter.FIND_EDGES), 1), 1, 0)
+    width, target = rng.choice((1, 3, 3, 5)), rng.uniform(0.08, 0.22)
+    counts, pixels = edges.histogram(), img.width * img.height
+    share = target / width  # of edge pixels, before they are drawn `width` wide
+    for _ in range(4):
+        cut, total = 255, 0
+        while cut > _MIN_EDGE and total + counts[cut] < share * pixels:
+            total += counts[cut]
+            cut -= 1
+        lines = edges.point(lambda v, c=cut: 0 if v >= c else 255)
+        if width > 1:
+            lines = lines.filter(ImageFilter.MinFilter(width))
+        ink = lines.histogram()[0] / pixels
+        if ink <= 1.5 * target:
+            break
+        share /= 2
     if rng.random() < 0.5:
-        threshold = rng.uniform(40, 90)
-        lines = ImageChops.darker(lines, soft.point(lambda v: 0 if v < threshold else 255))
+        threshold = int(rng.uniform(40, 90))
+        if sum(soft.histogram()[:threshold]) <= pixels / 3:
+            lines = ImageChops.darker(lines, soft.point(lambda v: 0 if v < threshold else 255))
+    ink = lines.histogram()[0] / pixels
+    if not INK_SHARE[0] <= ink <= INK_SHARE[1]:
+        return None
     return lines.convert("RGB")
 
 
 def picture_style(img: Image.Image, rng: random.Random, recipe: str = "copy") -> Image.Image:
     """The picture a training item's views are cut from: ``img`` itself, or with the recipe's
-    ``lineart_p`` chance its `line_drawing`. Draws from ``rng`` only when the recipe can redraw."""
+    ``lineart_p`` chance its `line_drawing` (``img`` still where it gives none). Draws from
+    ``rng`` only when the recipe can redraw."""
     chance = VIEW_RECIPES[recipe].lineart_p
-    return line_drawing(img, rng) if chance and rng.random() < chance else img
+    drawing = line_drawing(img, rng) if chance and rng.random() < chance else None
+    return img if drawing is None else drawing
 
 
 def random_view(img: Image.Image, rng: random.Random, size: int,

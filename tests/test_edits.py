@@ -262,7 +262,7 @@ def test_the_lowres_recipe_shrinks_about_a_fifth_of_its_views():
 
 
 def test_line_drawing_is_black_lines_on_white_of_the_pictures_own_shapes():
-    from simsearch.edits import line_drawing
+    from simsearch.edits import INK_SHARE, line_drawing
     img = Image.new("RGB", (160, 120), (200, 180, 40))
     ImageDraw.Draw(img).ellipse((40, 30, 120, 90), fill=(30, 60, 200))
     for seed in range(8):
@@ -271,13 +271,31 @@ def test_line_drawing_is_black_lines_on_white_of_the_pictures_own_shapes():
         assert out.mode == "RGB" and out.size == img.size
         assert set(np.unique(a)) <= {0, 255} and (a.max(axis=2) == a.min(axis=2)).all()
         ink = a[..., 0] == 0
-        assert 0.01 < ink.mean() < 0.45
+        assert INK_SHARE[0] <= ink.mean() <= INK_SHARE[1]
         # the ink is the ellipse's outline (or, inked in, its dark inside), never the frame
         assert not ink[0].any() and not ink[-1].any() and not ink[:, 0].any() and not ink[:, -1].any()
         assert not ink[:20, :].any() and not ink[:, :30].any()
     assert px(line_drawing(img, random.Random(3))).tobytes() == px(line_drawing(img, random.Random(3))).tobytes()
     for size in EXTREME:
-        assert line_drawing(picture(*size), random.Random(0)).size == size
+        out = line_drawing(picture(*size), random.Random(0))
+        assert out is None or out.size == size
+
+
+def test_line_drawing_of_a_dark_or_busy_picture_stays_line_art_or_is_none():
+    # light lines on black (a night sky, a blueprint) and grain: never a near-black rectangle
+    from simsearch.edits import INK_SHARE, line_drawing
+    dark = Image.new("RGB", (200, 150), (5, 5, 20))
+    draw = ImageDraw.Draw(dark)
+    for i in range(12):
+        draw.line((0, 12 * i, 200, 150 - 9 * i), fill=(230, 230, 255), width=2)
+    grain = Image.fromarray(np.random.default_rng(2).integers(0, 256, (150, 200, 3), dtype=np.uint8), "RGB")
+    flat = Image.new("RGB", (200, 150), (90, 120, 30))
+    for picture_ in (dark, grain):
+        for seed in range(12):
+            out = line_drawing(picture_, random.Random(seed))
+            if out is not None:
+                assert INK_SHARE[0] <= (px(out)[..., 0] == 0).mean() <= INK_SHARE[1]
+    assert all(line_drawing(flat, random.Random(seed)) is None for seed in range(4))  # nothing to draw
 
 
 def test_the_lineart_recipe_redraws_about_one_picture_in_six_and_the_others_none():

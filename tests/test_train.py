@@ -643,17 +643,27 @@ def test_a_redrawn_picture_gives_both_of_its_views_as_line_art(tmp_path, monkeyp
     # every picture redrawn, and only steps that keep it grey after it: each view is black and white
     monkeypatch.setitem(VIEW_RECIPES, "all-lineart", _dc.replace(
         VIEW_RECIPES["copy"], crop_p=0.0, weights={"flip": 1.0, "grayscale": 1.0, "blur": 1.0}, lineart_p=1.0))
+    import simsearch.train.datasets as datasets
+    drawn = []  # each item's picture is redrawn once, before both of its views are cut
+
+    def style(img, rng, recipe):
+        drawn.append(recipe)
+        return picture_style(img, rng, recipe)
+
+    picture_style = datasets.picture_style
+    monkeypatch.setattr(datasets, "picture_style", style)
     _write_images(tmp_path / "L", 3)
     data = UnlabeledDataset(tmp_path / "L", size=32, recipe="all-lineart")
     plain = UnlabeledDataset(tmp_path / "L", size=32, recipe="copy")
     for index in range(3):
         views = data.views(index, _random.Random(index))
-        assert len(views) == 2
+        assert len(views) == 2 and drawn == ["all-lineart"] * (index + 1)
         for v in views:  # grey, mostly pure black or white (the squash to 32 px and the blur blend edges)
             assert (v.max(axis=2) - v.min(axis=2)).max() == 0
             assert ((v < 40) | (v > 215)).mean() > 0.6
         colour = plain.views(index, _random.Random(index))
         assert any((v.max(axis=2) - v.min(axis=2)).max() > 0 for v in colour)
+        drawn.pop()
 
 
 def test_validation_is_the_same_whatever_the_runs_seed(tmp_path):
@@ -667,3 +677,20 @@ def test_validation_is_the_same_whatever_the_runs_seed(tmp_path):
     held = [_datasets(TrainConfig(data_dir=str(tmp_path / "data"), input_size=32, seed=seed,
                                   val_fraction=0.25))[1] for seed in (0, 11)]
     assert held[0] == held[1] and len(held[0]) == 3
+
+
+def test_resuming_a_run_validated_on_other_copies_says_so(tmp_path):
+    # a checkpoint from before VALIDATION_SEED (validation seeded by --seed) resumes with a warning
+    _write_images(tmp_path / "data", 24, seed=9)
+    out = tmp_path / "m"
+    config = dict(out_dir=str(out), seed=3, val_fraction=0.25)
+    train(_tiny(tmp_path, tmp_path / "data", **config, epochs=1))
+    resumed = train(_tiny(tmp_path, tmp_path / "data", **config, epochs=2, resume=True))
+    assert not any("validation seeded" in w for w in resumed.warnings)
+    blob = torch.load(out / "checkpoint.pt", weights_only=True)
+    state = json.loads(blob["state"])
+    del state["validation_seed"]
+    blob["state"] = json.dumps(state)
+    torch.save(blob, out / "checkpoint.pt")
+    again = train(_tiny(tmp_path, tmp_path / "data", **config, epochs=3, resume=True))
+    assert any("validation seeded 3, now 0" in w and "held-out share changed" in w for w in again.warnings)

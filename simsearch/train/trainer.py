@@ -283,6 +283,15 @@ class _Run:
                 + ", ".join(f"{name} {was!r} -> {now!r}" for name, (was, now) in changed.items())
                 + "; the rest of the run trains with the new ones (train_config.json records them)")
             self.emit(TrainEvent("warning", message=self.result.warnings[-1]))
+        # checkpoints written before VALIDATION_SEED seeded validation with the run's --seed
+        was = self.state.get("validation_seed", saved.seed)
+        if was != VALIDATION_SEED:
+            self.result.warnings.append(
+                f"this run began with validation seeded {was}, now {VALIDATION_SEED}: validation "
+                "figures before and after the resume do not compare"
+                + ("" if self.config.val_dir else "; the held-out share changed too, so some images "
+                   "trained on are now validated on and some held out are now trained on"))
+            self.emit(TrainEvent("warning", message=self.result.warnings[-1]))
         self.result.resumed_from_step = self.state["step"]
         self.result.batches_without_triplets = self.state.get("batches_without_triplets", 0)
         self.monitor.restore(self.state.get("monitor", {}))
@@ -305,6 +314,7 @@ class _Run:
             "epoch": epoch, "step_in_epoch": step_in_epoch, "step": self.step,
             "batches_without_triplets": self.result.batches_without_triplets,
             "monitor": self.monitor.state(), "config": self.config.to_dict(),
+            "validation_seed": VALIDATION_SEED,
             "epochs": [m.to_dict() for m in self.result.epochs]})
         self.emit(TrainEvent("checkpoint", epoch=epoch, step=self.step, message=str(self.ckpt_path)))
 

@@ -2,9 +2,10 @@
 
 Each validation image is a reference (squashed to the input size); one seeded `random_view` of
 it is its query. The seed is `VALIDATION_SEED`, never the run's own `seed`: two runs on the same
-folders are validated on the same images and the same edited copies, so their figures compare. Every query is scored against every reference (the set is capped, so the
-n x n score matrix stays small) and the run reports micro-average precision over all
-(query, reference) pairs and Recall@1, the two numbers of `simsearch evaluate`.
+folders are validated on the same images and the same edited copies, so their figures compare.
+Every query is scored against every reference (the set is capped, so the n x n score matrix
+stays small) and the run reports micro-average precision over all (query, reference) pairs and
+Recall@1, the two numbers of `simsearch evaluate`.
 """
 from __future__ import annotations
 
