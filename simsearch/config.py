@@ -22,7 +22,8 @@ DATA_KINDS = ("unlabeled", "classes", "pairs")
 LOSSES = ("triplet", "infonce")
 MINER_STRATEGIES = ("semihard", "hard", "all")
 BF16_MODES = ("auto", "on", "off")
-VIEW_RECIPE_NAMES = ("copy", "copy-heavy", "copy-heavy-lowres", "copy-heavy-lowres-lineart")   # simsearch.edits.VIEW_RECIPES (PIL stays out of here)
+# simsearch.edits.VIEW_RECIPES (PIL stays out of here)
+VIEW_RECIPE_NAMES = ("copy", "copy-heavy", "copy-heavy-lowres", "copy-heavy-lowres-lineart")
 
 
 @dataclass(frozen=True)
