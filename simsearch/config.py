@@ -23,7 +23,8 @@ LOSSES = ("triplet", "infonce")
 MINER_STRATEGIES = ("semihard", "hard", "all")
 BF16_MODES = ("auto", "on", "off")
 # simsearch.edits.VIEW_RECIPES (PIL stays out of here)
-VIEW_RECIPE_NAMES = ("copy", "copy-heavy", "copy-heavy-lowres", "copy-heavy-lowres-lineart")
+VIEW_RECIPE_NAMES = ("copy", "copy-heavy", "copy-heavy-lowres", "copy-heavy-lowres-lineart",
+                     "copy-heavy-lowres-frames")
 
 
 @dataclass(frozen=True)

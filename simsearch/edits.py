@@ -284,6 +284,13 @@ def apply_edit(name: str, img: Image.Image, rng: random.Random) -> Image.Image:
 #   line drawings, which the loss must hold apart, as it must different clip-art hands, digits
 #   or coins drawn in one style. A picture and its line drawing are never made a pair: a sketch
 #   of a photograph is not a copy of it. A picture with no drawing (`INK_SHARE`) stays itself.
+# - "copy-heavy-lowres-frames" (copy-heavy-lowres, and one item in six brings a look-alike:
+#   `shared_frame` sets its picture and another training picture into one frame, a smooth colour
+#   field or a badge, in the same place, half the time as line art inked onto it): the two are
+#   different pictures that share most of their pixels, as digit stamps on one template do, and
+#   each is a copy of its own picture (picture-in-picture), so the loss must judge a framed
+#   picture by what is in the frame. Their views are cut with `FRAME_VIEWS`, whose crops keep
+#   most of the frame, since a crop of the frame alone would be the same pixels in both.
 
 
 @dataclass(frozen=True)
@@ -293,6 +300,7 @@ class ViewRecipe:
     pip_fraction: tuple[float, float]
     weights: dict
     lineart_p: float = 0.0  # chance a picture is redrawn as line art before its views (per picture)
+    frame_p: float = 0.0  # chance an item brings a look-alike in a `shared_frame` (per item)
 
 
 VIEW_RECIPES: dict[str, ViewRecipe] = {
@@ -307,6 +315,13 @@ VIEW_RECIPES["copy-heavy-lowres"] = dataclasses.replace(
     VIEW_RECIPES["copy-heavy"], weights={**VIEW_RECIPES["copy-heavy"].weights, "lowres": 1.3})
 VIEW_RECIPES["copy-heavy-lowres-lineart"] = dataclasses.replace(
     VIEW_RECIPES["copy-heavy-lowres"], lineart_p=1 / 6)
+VIEW_RECIPES["copy-heavy-lowres-frames"] = dataclasses.replace(
+    VIEW_RECIPES["copy-heavy-lowres"], frame_p=1 / 6)
+# The views of a framed pair: no picture-in-picture or padding (the frame is one already), and
+# crops of at least 60% of it, so that both pictures' views still show what tells them apart.
+FRAME_VIEWS = dataclasses.replace(
+    VIEW_RECIPES["copy-heavy-lowres"], crop_p=0.5, crop_area=(0.6, 1.0),
+    weights={k: v for k, v in VIEW_RECIPES["copy-heavy-lowres"].weights.items() if k not in ("pip", "pad")})
 # Steps run in this order whatever order they were drawn in: geometry, then framing,
 # then colour, then overlays, and JPEG last so its artefacts survive.
 _VIEW_ORDER = ("flip", "rotate", "pad", "pip", "grayscale", "jitter", "blur", "text", "lowres", "jpeg")
@@ -398,6 +413,46 @@ def line_drawing(img: Image.Image, rng: random.Random) -> Image.Image | None:
     return lines.convert("RGB")
 
 
+def _badge(size: int, rng: random.Random) -> Image.Image:
+    """A flat badge: a rounded plate of one colour with a dark rim, on a plain ground."""
+    canvas = Image.new("RGB", (size, size), _fill(rng))
+    edge, rim = rng.randint(0, size // 10), max(1, int(size * rng.uniform(0.01, 0.04)))
+    ImageDraw.Draw(canvas).rounded_rectangle(
+        (edge, edge, size - 1 - edge, size - 1 - edge), radius=rng.randint(0, size // 4),
+        fill=_colour(rng), outline=tuple(rng.randrange(80) for _ in range(3)), width=rim)
+    return canvas
+
+
+def shared_frame(first: Image.Image, second: Image.Image, rng: random.Random,
+                 size: int = 256) -> tuple[Image.Image, Image.Image]:
+    """Two different pictures set into one frame (``size`` square): the same smooth colour field
+    or badge, each picture scaled to the same box, 50-85% of the side, in the same place. Half
+    the time, where both give one, each picture's `line_drawing` is inked onto the frame instead
+    (white left see-through), as symbols on a stamp template are. Each result is a
+    picture-in-picture copy of its own picture; the two are not copies of each other."""
+    frame = background((size, size), rng) if rng.random() < 0.5 else _badge(size, rng)
+    box_w, box_h = (_side(size * rng.uniform(0.5, 0.85)) for _ in range(2))
+    at = (rng.randint(0, size - box_w), rng.randint(0, size - box_h))
+    insets = [_rgb(p).resize((box_w, box_h), _BILINEAR, reducing_gap=3.0) for p in (first, second)]
+    if rng.random() < 0.5:
+        drawings = [line_drawing(p, rng) for p in insets]
+        if all(d is not None for d in drawings):
+            frame = Image.blend(frame, Image.new("RGB", frame.size, "white"), 0.5)  # ink must show
+            out = []
+            for drawing in drawings:
+                canvas = frame.copy()
+                region = canvas.crop((at[0], at[1], at[0] + box_w, at[1] + box_h))
+                canvas.paste(ImageChops.darker(region, drawing), at)
+                out.append(canvas)
+            return out[0], out[1]
+    out = []
+    for inset in insets:
+        canvas = frame.copy()
+        canvas.paste(inset, at)
+        out.append(canvas)
+    return out[0], out[1]
+
+
 def picture_style(img: Image.Image, rng: random.Random, recipe: str = "copy") -> Image.Image:
     """The picture a training item's views are cut from: ``img`` itself, or with the recipe's
     ``lineart_p`` chance its `line_drawing` (``img`` still where it gives none). Draws from
@@ -408,10 +463,11 @@ def picture_style(img: Image.Image, rng: random.Random, recipe: str = "copy") ->
 
 
 def random_view(img: Image.Image, rng: random.Random, size: int,
-                recipe: str = "copy") -> Image.Image:
+                recipe: str | ViewRecipe = "copy") -> Image.Image:
     """One random copy-style view of ``img`` as an RGB ``size x size`` image.
 
-    ``recipe`` names an entry of `VIEW_RECIPES`; the text below describes "copy".
+    ``recipe`` names an entry of `VIEW_RECIPES` (or is a `ViewRecipe`); the text below
+    describes "copy".
 
     With probability 0.75 a random resized crop (area 0.25-1 of the image, relative aspect
     3/4-4/3, anywhere in the frame), then one to three further steps drawn from flips,
@@ -423,9 +479,12 @@ def random_view(img: Image.Image, rng: random.Random, size: int,
     """
     if size < 1:
         raise ValueError(f"view size must be at least 1 pixel, got {size}")
-    if recipe not in VIEW_RECIPES:
+    if isinstance(recipe, ViewRecipe):
+        table = recipe
+    elif recipe in VIEW_RECIPES:
+        table = VIEW_RECIPES[recipe]
+    else:
         raise ValueError(f"unknown view recipe {recipe!r}; choose one of {', '.join(VIEW_RECIPES)}")
-    table = VIEW_RECIPES[recipe]
     img = _rgb(img)
     box = None
     if rng.random() < table.crop_p:

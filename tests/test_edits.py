@@ -308,3 +308,29 @@ def test_the_lineart_recipe_redraws_about_one_picture_in_six_and_the_others_none
         if name != "copy-heavy-lowres-lineart":
             rng = random.Random(0)
             assert picture_style(img, rng, name) is img and rng.random() == random.Random(0).random()
+
+
+def test_a_shared_frame_holds_two_different_pictures_in_one_place():
+    # the same frame around both, different pictures in the same box; pasted or inked as line art
+    from simsearch.edits import shared_frame
+    first, second = picture(90, 70, seed=3), picture(60, 80, seed=4)
+    modes = set()
+    for seed in range(40):
+        a, b = shared_frame(first, second, random.Random(seed), 64)
+        assert a.size == b.size == (64, 64) and a.mode == b.mode == "RGB"
+        differ = (px(a) != px(b)).any(axis=2)
+        ys, xs = np.nonzero(differ)
+        assert differ.mean() > 0.02  # they are two pictures, not one
+        box = differ[ys.min():ys.max() + 1, xs.min():xs.max() + 1]
+        assert box.size <= 0.85 ** 2 * 64 * 64 + 2 * 64  # ...that differ only inside the box
+        inked = (px(a)[differ] < 5).all(axis=1).mean() > 0.5 and (px(b)[differ] < 5).any()
+        modes.add("inked" if inked else "pasted")
+        again = shared_frame(first, second, random.Random(seed), 64)
+        assert np.array_equal(px(again[0]), px(a)) and np.array_equal(px(again[1]), px(b))
+    assert modes == {"inked", "pasted"}
+
+
+def test_only_the_frames_recipe_brings_a_second_picture():
+    from simsearch.edits import VIEW_RECIPES
+    assert VIEW_RECIPES["copy-heavy-lowres-frames"].frame_p == pytest.approx(1 / 6)
+    assert all(r.frame_p == 0 for n, r in VIEW_RECIPES.items() if n != "copy-heavy-lowres-frames")

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 pytest.importorskip("imagehash")
@@ -347,3 +348,29 @@ def test_soup_averages_every_weight_and_refuses_bad_runs(tmp_path):
                                  capture_output=True, text=True, cwd=ROOT)
         assert refused.returncode != 0 and says in refused.stderr
     assert not (tmp_path / "new").exists()
+
+
+def test_lookalikes_renders_distinct_symbols_and_counts_every_grouped_pair(tmp_path, tiny_model):
+    # the recipe's look-alike check: each (font, style) set deduped on its own by the product;
+    # every group is false and its pairs are counted; sets are never merged
+    lookalikes = _load("lookalikes")
+    try:
+        fonts = lookalikes.find_fonts()
+    except SystemExit as e:
+        pytest.skip(str(e))
+    font = dict([next(iter(fonts.items()))])
+    sets = lookalikes.write_sets(tmp_path / "g", font, glyphs="0168E")
+    assert len(sets) == len(lookalikes.STYLES) and all(len(list(d.iterdir())) == 5 for d in sets)
+    from PIL import Image
+    for d in sets:  # five different pictures in each set
+        pixels = [np.asarray(Image.open(p)) for p in sorted(d.iterdir())]
+        assert all((a != b).any() for i, a in enumerate(pixels) for b in pixels[i + 1:])
+    model = str(tiny_model / "model.onnx")
+    loose = lookalikes.score(model, sets, tmp_path / "a", threshold=-1.0)
+    assert loose["pictures"] == 15 and loose["threshold"] == -1.0
+    assert loose["false_groups"] == 3 and loose["false_pairs"] == 3 * 10  # one group of 5 per set
+    assert sum(s["false_pairs"] for s in loose["by_style"].values()) == 30
+    strict = lookalikes.score(model, sets, tmp_path / "b", threshold=0.99999)
+    assert strict["false_groups"] == strict["false_pairs"] == 0
+    with pytest.raises(SystemExit, match="fonts-dejavu-core"):
+        lookalikes.find_fonts((tmp_path / "none",))

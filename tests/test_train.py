@@ -694,3 +694,37 @@ def test_resuming_a_run_validated_on_other_copies_says_so(tmp_path):
     torch.save(blob, out / "checkpoint.pt")
     again = train(_tiny(tmp_path, tmp_path / "data", **config, epochs=3, resume=True))
     assert any("validation seeded 3, now 0" in w and "held-out share changed" in w for w in again.warnings)
+
+
+def test_the_frames_recipe_adds_a_look_alike_with_its_own_label(tmp_path):
+    # about one item in six gives four views: two of its picture and two of another picture
+    # (never itself) set into the same frame, each pair with its own picture's label
+    import random as _random
+    from simsearch.train.datasets import build_batch
+    _write_images(tmp_path / "F", 12, seed=5)
+    data = UnlabeledDataset(tmp_path / "F", size=32, recipe="copy-heavy-lowres-frames")
+    plain = UnlabeledDataset(tmp_path / "F", size=32, recipe="copy-heavy-lowres")
+    framed = 0
+    for seed in range(300):
+        index = seed % 12
+        views, labels = data.labelled_views(index, _random.Random(seed))
+        assert all(v.shape == (32, 32, 3) and v.dtype == np.uint8 for v in views)
+        if len(views) == 2:
+            assert labels == [index] * 2
+            continue
+        framed += 1
+        assert len(views) == 4 and labels[:2] == [index] * 2
+        assert labels[2] == labels[3] != index and 0 <= labels[2] < 12
+    assert 0.11 < framed / 300 < 0.23
+    # other recipes: the item's own views, unchanged, with its label
+    views, labels = plain.labelled_views(3, _random.Random(7))
+    assert labels == [3, 3] and all(np.array_equal(a, b) for a, b in
+                                    zip(views, plain.views(3, _random.Random(7))))
+    batch = build_batch(data, list(range(12)), seed=0, step=0, mean=(0.5,) * 3, std=(0.5,) * 3)
+    assert batch.x.shape[0] == batch.labels.shape[0] >= 24
+    counts = np.bincount(batch.labels.numpy())
+    assert set(counts[counts > 0]) <= {2, 4}  # every label has its pair of views (or two pairs)
+    # and a run trains on it: batches of uneven size, look-alikes in the memory too
+    result = train(_tiny(tmp_path, tmp_path / "F", out_dir=str(tmp_path / "fr"), memory=24,
+                         views="copy-heavy-lowres-frames", negative_ceiling=0.5, epochs=2))
+    assert result.steps == 2 and all(np.isfinite(m.loss) for m in result.epochs)

@@ -28,7 +28,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageEnhance
 
-from simsearch.edits import picture_style, random_box, random_view
+from simsearch.edits import (FRAME_VIEWS, VIEW_RECIPES, picture_style, random_box, random_view,
+                             shared_frame)
 from simsearch.errors import DecodeError
 from simsearch.files import WalkProblem, walk_images
 from simsearch.images import load_image, resize_square
@@ -163,6 +164,12 @@ class _TrainingData:
             return self._images[index]
         return decode_shrunk(self.paths[index], self.cache_px)
 
+    def labelled_views(self, index: int, rng: random.Random) -> tuple[list[np.ndarray], list[int]]:
+        """The item's training views and the label of each (the item's own, unless a recipe
+        brings another picture along)."""
+        views = self.views(index, rng)
+        return views, [int(self.labels[index])] * len(views)
+
     def views(self, index: int, rng: random.Random) -> list[np.ndarray]:
         """The item's training view(s) as HxWx3 uint8 arrays, all with the item's label."""
         img = self.picture(index)
@@ -238,6 +245,23 @@ class UnlabeledDataset(_TrainingData):
         return [np.asarray(random_view(img, rng, self.size, self.recipe), dtype=np.uint8)
                 for _ in range(2)]
 
+    def labelled_views(self, index: int, rng: random.Random) -> tuple[list[np.ndarray], list[int]]:
+        """`views`, or with the recipe's `frame_p` chance two views each of this picture and of
+        another one (the next item but a random stride, never itself) set into one
+        `shared_frame`: four views, each pair with its own picture's label."""
+        chance = VIEW_RECIPES[self.recipe].frame_p
+        if not chance or len(self) < 2 or rng.random() >= chance:
+            views = self.views(index, rng)
+            return views, [int(self.labels[index])] * len(views)
+        other = (index + rng.randrange(1, len(self))) % len(self)
+        framed = shared_frame(self.picture(index), self.picture(other), rng, self.cache_px)
+        views, labels = [], []
+        for picture, label in zip(framed, (self.labels[index], self.labels[other])):
+            views += [np.asarray(random_view(picture, rng, self.size, FRAME_VIEWS), dtype=np.uint8)
+                      for _ in range(2)]
+            labels += [int(label)] * 2
+        return views, labels
+
 
 @dataclass
 class Batch:
@@ -255,12 +279,12 @@ def build_batch(data: _TrainingData, indices: list[int], seed: int, step: int, m
     views, labels, skipped = [], [], []
     for slot, index in enumerate(indices):
         try:
-            item = data.views(index, random.Random(f"{seed}:{step}:{slot}"))
+            item, item_labels = data.labelled_views(index, random.Random(f"{seed}:{step}:{slot}"))
         except DecodeError as e:
             skipped.append(Skipped(str(e.path), e.reason))
             continue
         views += item
-        labels += [int(data.labels[index])] * len(item)
+        labels += item_labels
     x = to_batch_tensor(views, mean, std, channels_last) if views else None
     return Batch(x, torch.tensor(labels, dtype=torch.long), skipped)
 
