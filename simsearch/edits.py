@@ -284,7 +284,7 @@ def apply_edit(name: str, img: Image.Image, rng: random.Random) -> Image.Image:
 #   line drawings, which the loss must hold apart, as it must different clip-art hands, digits
 #   or coins drawn in one style. A picture and its line drawing are never made a pair: a sketch
 #   of a photograph is not a copy of it. A picture with no drawing (`INK_SHARE`) stays itself.
-# - "copy-heavy-lowres-frames" (copy-heavy-lowres, and one item in six brings a look-alike:
+# - "copy-heavy-lowres-frames" (copy-heavy-lowres, and one item in four brings a look-alike:
 #   `shared_frame` sets its picture and another training picture into one frame, a smooth colour
 #   field or a badge, in the same place, half the time as line art inked onto it): the two are
 #   different pictures that share most of their pixels, as digit stamps on one template do, and
@@ -316,7 +316,7 @@ VIEW_RECIPES["copy-heavy-lowres"] = dataclasses.replace(
 VIEW_RECIPES["copy-heavy-lowres-lineart"] = dataclasses.replace(
     VIEW_RECIPES["copy-heavy-lowres"], lineart_p=1 / 6)
 VIEW_RECIPES["copy-heavy-lowres-frames"] = dataclasses.replace(
-    VIEW_RECIPES["copy-heavy-lowres"], frame_p=1 / 6)
+    VIEW_RECIPES["copy-heavy-lowres"], frame_p=1 / 4)
 # The views of a framed pair: no picture-in-picture or padding (the frame is one already), and
 # crops of at least 60% of it, so that both pictures' views still show what tells them apart.
 FRAME_VIEWS = dataclasses.replace(

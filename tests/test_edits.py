@@ -332,5 +332,5 @@ def test_a_shared_frame_holds_two_different_pictures_in_one_place():
 
 def test_only_the_frames_recipe_brings_a_second_picture():
     from simsearch.edits import VIEW_RECIPES
-    assert VIEW_RECIPES["copy-heavy-lowres-frames"].frame_p == pytest.approx(1 / 6)
+    assert VIEW_RECIPES["copy-heavy-lowres-frames"].frame_p == pytest.approx(1 / 4)
     assert all(r.frame_p == 0 for n, r in VIEW_RECIPES.items() if n != "copy-heavy-lowres-frames")
