@@ -10,7 +10,7 @@ light and a dark version are "duplicates" is the user's call, not a fact the ben
 score.
 
 A model link joins two originals on its own only when it scores at least half-way from the
-dedupe threshold to 1 (0.935 for the default model's 0.87); below that it joins nothing unless
+dedupe threshold to 1 (0.93 for the default model's 0.86); below that it joins nothing unless
 content or pHash agree, and is listed as unconfirmed for the user to look at. Near the
 threshold is where the model's own false pairs are, and a set excuses every pair in it: on 56
 Debian wallpapers (GNOME, MATE, Sway, Xfce) the model-only links below 0.92 were two different

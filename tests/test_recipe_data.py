@@ -163,7 +163,7 @@ def test_the_stages_pass_what_train_sh_passed_and_refuse_another_run(tmp_path):
         shipped["epochs"], shipped["lr"], shipped["seed"], shipped["memory"],
         shipped["negative_ceiling"], shipped["koleo_weight"], shipped["margin"], shipped["views"],
         shipped["batch_size"], shipped["input_size"], shipped.get("positive_floor", 0.0))
-    assert last == 9
+    assert last == 10
     # a folder holding a run made with other options is refused, not skipped or resumed
     folder = stages.stage_dir(out, 1)
     folder.mkdir(parents=True)
@@ -179,11 +179,11 @@ def test_the_stages_pass_what_train_sh_passed_and_refuse_another_run(tmp_path):
 def test_each_stage_names_its_data_build_and_train_sh_builds_each_once(tmp_path):
     assert all(stage.build in stages.BUILDS for stage in stages.STAGES)
     assert stages.build_plan() == [(4, ("--first-survey", "--skip", "0ad-data")), (6, ("--first-survey",)),
-                                   (9, ())]
+                                   (10, ())]
     assert stages.build_plan(3) == [(3, ("--first-survey", "--skip", "0ad-data"))]
     printed = subprocess.run([sys.executable, str(ROOT / "recipes/default_model/stages.py"), "--builds"],
                              capture_output=True, text=True, check=True).stdout
-    assert printed.splitlines() == ["4 --first-survey --skip 0ad-data", "6 --first-survey", "9"]
+    assert printed.splitlines() == ["4 --first-survey --skip 0ad-data", "6 --first-survey", "10"]
     assert "--until 4" not in (ROOT / "recipes/default_model/train.sh").read_text()
 
 

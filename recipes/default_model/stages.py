@@ -73,6 +73,12 @@ STAGES = (
           why="the floor raised to 0.90: beat stage 8 on validation with variants merged (uAP, Recall@1, "
               "dedupe recall at precision 0.97 and 0.95; trials/stage9-floor090.json)",
           build="second survey"),
+    Stage(3, 3.125e-5, 12, (("memory", "4096"), ("negative-ceiling", "0.75"),
+                            ("views", "copy-heavy-lowres-frames"), ("positive-floor", "0.90")),
+          why="one item in four brings a look-alike in a shared frame (--views copy-heavy-lowres-frames): "
+              "beat stage 9 on validation with variants merged (uAP, Recall@1, dedupe recall at "
+              "precision 0.97 and 0.95, re-saves; trials/stage10-frames.json)",
+          build="second survey"),
 )
 
 # Options every stage shares (the triplet recipe of simsearch/models/README.md).

@@ -18,11 +18,11 @@ OUT=${OUT:-runs/default}
 # negatives mined from a memory of the last 4,096 embeddings, the fifth holds every pair of
 # different pictures under cosine 0.75, the sixth adds heavier and shrunk views, the seventh trains
 # on the second survey's packages too, the eighth lifts each image's two views over cosine 0.85,
-# the ninth over 0.90.
+# the ninth over 0.90, and the tenth adds look-alikes set into one shared frame.
 # Rerun after a stop or a kill: a finished stage is skipped and
 # one cut short continues from its last checkpoint.
 # Each stage names its data build (`stages.py --builds`: stages 1-4 on the first survey's packages
-# without 0ad-data, 5-6 with it, 7-9 with the second survey's too; 0ad-data's and the second survey's
+# without 0ad-data, 5-6 with it, 7-10 with the second survey's too; 0ad-data's and the second survey's
 # images go to train/ only, so val/ stays the same 800 images). BUILD_ARGS, when set, replaces
 # every build's arguments: BUILD_ARGS= (empty) trains every stage on all packages. The evaluation
 # packages never reach training: checked after each build, because `simsearch train` itself
