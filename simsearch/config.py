@@ -24,7 +24,7 @@ MINER_STRATEGIES = ("semihard", "hard", "all")
 BF16_MODES = ("auto", "on", "off")
 # simsearch.edits.VIEW_RECIPES (PIL stays out of here)
 VIEW_RECIPE_NAMES = ("copy", "copy-heavy", "copy-heavy-lowres", "copy-heavy-lowres-lineart",
-                     "copy-heavy-lowres-frames")
+                     "copy-heavy-lowres-frames", "copy-heavy-lowres-frames-half")
 
 
 @dataclass(frozen=True)

@@ -291,6 +291,7 @@ def apply_edit(name: str, img: Image.Image, rng: random.Random) -> Image.Image:
 #   each is a copy of its own picture (picture-in-picture), so the loss must judge a framed
 #   picture by what is in the frame. Their views are cut with `FRAME_VIEWS`, whose crops keep
 #   most of the frame, since a crop of the frame alone would be the same pixels in both.
+# - "copy-heavy-lowres-frames-half": the same with one item in two framed (a double dose).
 
 
 @dataclass(frozen=True)
@@ -317,6 +318,8 @@ VIEW_RECIPES["copy-heavy-lowres-lineart"] = dataclasses.replace(
     VIEW_RECIPES["copy-heavy-lowres"], lineart_p=1 / 6)
 VIEW_RECIPES["copy-heavy-lowres-frames"] = dataclasses.replace(
     VIEW_RECIPES["copy-heavy-lowres"], frame_p=1 / 4)
+VIEW_RECIPES["copy-heavy-lowres-frames-half"] = dataclasses.replace(
+    VIEW_RECIPES["copy-heavy-lowres"], frame_p=1 / 2)
 # The views of a framed pair: no picture-in-picture or padding (the frame is one already), and
 # crops of at least 60% of it, so that both pictures' views still show what tells them apart.
 FRAME_VIEWS = dataclasses.replace(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 
 import numpy as np
@@ -333,4 +334,8 @@ def test_a_shared_frame_holds_two_different_pictures_in_one_place():
 def test_only_the_frames_recipe_brings_a_second_picture():
     from simsearch.edits import VIEW_RECIPES
     assert VIEW_RECIPES["copy-heavy-lowres-frames"].frame_p == pytest.approx(1 / 4)
-    assert all(r.frame_p == 0 for n, r in VIEW_RECIPES.items() if n != "copy-heavy-lowres-frames")
+    assert VIEW_RECIPES["copy-heavy-lowres-frames-half"].frame_p == pytest.approx(1 / 2)
+    assert all(r.frame_p == 0 for n, r in VIEW_RECIPES.items() if "frames" not in n)
+    # the frames recipes differ from copy-heavy-lowres in nothing else
+    for name in ("copy-heavy-lowres-frames", "copy-heavy-lowres-frames-half"):
+        assert dataclasses.replace(VIEW_RECIPES[name], frame_p=0) == VIEW_RECIPES["copy-heavy-lowres"]

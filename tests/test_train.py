@@ -716,6 +716,10 @@ def test_the_frames_recipe_adds_a_look_alike_with_its_own_label(tmp_path):
         assert len(views) == 4 and labels[:2] == [index] * 2
         assert labels[2] == labels[3] != index and 0 <= labels[2] < 12
     assert 0.18 < framed / 300 < 0.32
+    half = UnlabeledDataset(tmp_path / "F", size=32, recipe="copy-heavy-lowres-frames-half")
+    framed_half = sum(len(half.labelled_views(seed % 12, _random.Random(seed))[0]) == 4
+                      for seed in range(300))
+    assert 0.42 < framed_half / 300 < 0.58
     # other recipes: the item's own views, unchanged, with its label
     views, labels = plain.labelled_views(3, _random.Random(7))
     assert labels == [3, 3] and all(np.array_equal(a, b) for a, b in
