@@ -164,9 +164,10 @@ class _TrainingData:
             return self._images[index]
         return decode_shrunk(self.paths[index], self.cache_px)
 
-    def labelled_views(self, index: int, rng: random.Random) -> tuple[list[np.ndarray], list[int]]:
+    def labelled_views(self, index: int, rng: random.Random, busy: set[int] | None = None
+                       ) -> tuple[list[np.ndarray], list[int]]:
         """The item's training views and the label of each (the item's own, unless a recipe
-        brings another picture along)."""
+        brings another picture along: `busy`, the items it must not bring)."""
         views = self.views(index, rng)
         return views, [int(self.labels[index])] * len(views)
 
@@ -245,16 +246,35 @@ class UnlabeledDataset(_TrainingData):
         return [np.asarray(random_view(img, rng, self.size, self.recipe), dtype=np.uint8)
                 for _ in range(2)]
 
-    def labelled_views(self, index: int, rng: random.Random) -> tuple[list[np.ndarray], list[int]]:
+    def labelled_views(self, index: int, rng: random.Random, busy: set[int] | None = None
+                       ) -> tuple[list[np.ndarray], list[int]]:
         """`views`, or with the recipe's `frame_p` chance two views each of this picture and of
-        another one (the next item but a random stride, never itself) set into one
-        `shared_frame`: four views, each pair with its own picture's label."""
+        another one set into one `shared_frame`: four views, each pair with its own picture's
+        label. The other picture is the next item but a random stride, never the item itself
+        nor one in `busy` (the batch's items and the pictures already brought into it, which
+        this adds to), so that a framed picture, perhaps inked as line art, never meets its
+        own photograph in a batch as a pair: a sketch of a picture is not a copy of it. Where
+        no such picture is found, or it cannot be decoded, the item gives its plain views."""
         chance = VIEW_RECIPES[self.recipe].frame_p
         if not chance or len(self) < 2 or rng.random() >= chance:
             views = self.views(index, rng)
             return views, [int(self.labels[index])] * len(views)
-        other = (index + rng.randrange(1, len(self))) % len(self)
-        framed = shared_frame(self.picture(index), self.picture(other), rng, self.cache_px)
+        busy = set() if busy is None else busy
+        for _ in range(8):
+            other = (index + rng.randrange(1, len(self))) % len(self)
+            if other not in busy:
+                break
+        else:
+            other = None
+        try:
+            second = None if other is None else self.picture(other)
+        except DecodeError:
+            second = None
+        if second is None:
+            views = self.views(index, rng)
+            return views, [int(self.labels[index])] * len(views)
+        busy.add(other)
+        framed = shared_frame(self.picture(index), second, rng, self.cache_px)
         views, labels = [], []
         for picture, label in zip(framed, (self.labels[index], self.labels[other])):
             views += [np.asarray(random_view(picture, rng, self.size, FRAME_VIEWS), dtype=np.uint8)
@@ -277,9 +297,10 @@ def build_batch(data: _TrainingData, indices: list[int], seed: int, step: int, m
     """The views of the items `indices`. Each item's randomness is seeded by (seed, step, slot),
     so batches are the same whichever thread builds them and after a resume."""
     views, labels, skipped = [], [], []
+    busy = set(indices)  # a look-alike brought into the batch is none of its items, nor twice
     for slot, index in enumerate(indices):
         try:
-            item, item_labels = data.labelled_views(index, random.Random(f"{seed}:{step}:{slot}"))
+            item, item_labels = data.labelled_views(index, random.Random(f"{seed}:{step}:{slot}"), busy)
         except DecodeError as e:
             skipped.append(Skipped(str(e.path), e.reason))
             continue
