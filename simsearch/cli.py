@@ -719,10 +719,11 @@ def _train_option(*decls, field: str, **kwargs):
 @_train_option("--koleo", "koleo_weight", field="koleo_weight", type=float,
                help="Weight of the KoLeo term that spreads embeddings (0: off).")
 @_train_option("--views", field="views", type=click.Choice(VIEW_RECIPE_NAMES),
-               help="Edit recipe of the two views of each image (--unlabeled); copy-heavy "
-                    "draws heavier crops, more picture-in-picture and more quarter turns; "
-                    "-lowres adds views shrunk and scaled back up; -lineart redraws one "
-                    "picture in six as line art before both its views (different line "
+               help="Edit recipe of the two views of each image (--unlabeled; four for a "
+                    "framed item); copy-heavy draws heavier crops, more picture-in-picture "
+                    "and more quarter turns; -lowres adds views shrunk and scaled back up; "
+                    "-lineart redraws one picture in six as line art before both its views "
+                    "(different line "
                     "drawings held apart); -frames sets one item in four and another picture "
                     "into one shared frame (look-alikes held apart), -frames-half one in two.")
 @_train_option("--memory", field="memory", type=click.IntRange(0),

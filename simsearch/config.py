@@ -90,8 +90,9 @@ class TrainConfig:
     The defaults are the built-in recipe: self-supervised training on unlabeled images (each
     seen as two random copy-style edits), ResNet-18 at 160 px, 256-d GeM embeddings, triplet
     loss with semi-hard mining (margin 0.25 in cosine distance) plus SSCD's KoLeo spreading
-    term, batches of 64 images (128 views), AdamW at lr 1e-3 with warm-up and cosine decay, bf16
-    autocast where the hardware runs it fast. `simsearch train` takes its defaults from here.
+    term, batches of 64 images (128 views; more where a view recipe frames look-alikes), AdamW
+    at lr 1e-3 with warm-up and cosine decay, bf16 autocast where the hardware runs it fast.
+    `simsearch train` takes its defaults from here.
     """
 
     data: str = "unlabeled"          # "unlabeled" | "classes" | "pairs"
@@ -103,7 +104,7 @@ class TrainConfig:
     out_dir: str = "runs/train"
     epochs: int = 10
     steps_per_epoch: int = 0         # 0: one full pass over the data
-    batch_size: int = 64             # labels per batch: images (unlabeled) or pairs -> 128 views
+    batch_size: int = 64             # images (unlabeled) or pairs -> 128 views (more with -frames)
     samples_per_class: int = 2       # K, class folders only (unlabeled and pairs give 2 views)
     lr: float = 1e-3
     weight_decay: float = 1e-4

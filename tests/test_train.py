@@ -742,3 +742,6 @@ def test_the_frames_recipe_adds_a_look_alike_with_its_own_label(tmp_path):
     result = train(_tiny(tmp_path, tmp_path / "F", out_dir=str(tmp_path / "fr"), memory=24,
                          views="copy-heavy-lowres-frames", negative_ceiling=0.5, epochs=2))
     assert result.steps == 2 and all(np.isfinite(m.loss) for m in result.epochs)
+    # the log's views per second counts the views built: a framed item gives four, not two
+    built = sum(round(m.views_per_s * m.seconds) for m in result.epochs)
+    assert built > result.steps * 8 * 2 and built % 2 == 0

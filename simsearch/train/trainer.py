@@ -352,13 +352,15 @@ class _Run:
             next(batches, None)
         mean, std = config.model_config().mean, config.model_config().std
         _train_mode(self.model, config.freeze)
-        started, losses, actives, empty = time.perf_counter(), [], [], 0
+        started, losses, actives, empty, seen = time.perf_counter(), [], [], 0, 0
         stats = None
         with BatchPrefetcher(self.data, batches, self.step, config.seed, mean, std,
                              config.channels_last, config.workers) as prefetch:
             for step_in_epoch in range(skip, self.steps_per_epoch):
                 t0 = time.perf_counter()
-                out = self._step(prefetch.next(), epoch, t0)
+                batch = prefetch.next()
+                seen += int(batch.labels.numel())  # views built: more than p x k with -frames
+                out = self._step(batch, epoch, t0)
                 if out is None:
                     empty += 1
                 else:
@@ -372,12 +374,11 @@ class _Run:
         uap = r1 = None
         if self.val is not None:
             uap, r1 = validate(self.model, self.val, self.device, self.bf16, config)
-        views = (len(losses) + empty) * self.sampler.summary.p * self.sampler.summary.k
         metrics = EpochMetrics(
             epoch + 1, self.step, float(np.mean(losses)) if losses else float("nan"),
             float(np.mean(actives)) if actives else None,
             lr_at(max(0, self.step - 1), self.total, self.warmup, config.lr),
-            views / max(1e-9, seconds), uap, r1, stats, empty, seconds)
+            seen / max(1e-9, seconds), uap, r1, stats, empty, seconds)
         self.result.epochs.append(metrics)
         with open(self.out / "train_log.jsonl", "a") as log:
             log.write(json.dumps(metrics.to_dict()) + "\n")
