@@ -315,7 +315,7 @@ def test_a_shared_frame_holds_two_different_pictures_in_one_place():
     # the same frame around both, different pictures in the same box; pasted or inked as line art
     from simsearch.edits import shared_frame
     first, second = picture(90, 70, seed=3), picture(60, 80, seed=4)
-    modes = set()
+    modes = []
     for seed in range(40):
         a, b = shared_frame(first, second, random.Random(seed), 64)
         assert a.size == b.size == (64, 64) and a.mode == b.mode == "RGB"
@@ -324,11 +324,13 @@ def test_a_shared_frame_holds_two_different_pictures_in_one_place():
         assert differ.mean() > 0.02  # they are two pictures, not one
         box = differ[ys.min():ys.max() + 1, xs.min():xs.max() + 1]
         assert box.size <= 0.85 ** 2 * 64 * 64 + 2 * 64  # ...that differ only inside the box
-        inked = (px(a)[differ] < 5).all(axis=1).mean() > 0.5 and (px(b)[differ] < 5).any()
-        modes.add("inked" if inked else "pasted")
+        # inked: wherever the two differ, one of them is black ink on the shared frame
+        one_inked = (px(a)[differ] < 5).all(axis=1) | (px(b)[differ] < 5).all(axis=1)
+        assert one_inked.all() or one_inked.mean() < 0.5
+        modes.append("inked" if one_inked.all() else "pasted")
         again = shared_frame(first, second, random.Random(seed), 64)
         assert np.array_equal(px(again[0]), px(a)) and np.array_equal(px(again[1]), px(b))
-    assert modes == {"inked", "pasted"}
+    assert 8 <= modes.count("inked") <= 28  # about half the frames, where both pictures draw
 
 
 def test_only_the_frames_recipe_brings_a_second_picture():
