@@ -257,8 +257,7 @@ class UnlabeledDataset(_TrainingData):
         no such picture is found, or it cannot be decoded, the item gives its plain views."""
         chance = VIEW_RECIPES[self.recipe].frame_p
         if not chance or len(self) < 2 or rng.random() >= chance:
-            views = self.views(index, rng)
-            return views, [int(self.labels[index])] * len(views)
+            return super().labelled_views(index, rng)
         busy = set() if busy is None else busy
         for _ in range(8):
             other = (index + rng.randrange(1, len(self))) % len(self)
@@ -271,8 +270,7 @@ class UnlabeledDataset(_TrainingData):
         except DecodeError:
             second = None
         if second is None:
-            views = self.views(index, rng)
-            return views, [int(self.labels[index])] * len(views)
+            return super().labelled_views(index, rng)
         busy.add(other)
         framed = shared_frame(self.picture(index), second, rng, self.cache_px)
         views, labels = [], []
