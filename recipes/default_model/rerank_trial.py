@@ -6,7 +6,7 @@ validation images (never the evaluation set) with the shipped network, no retrai
 
 The index keeps one vector an image (ingest unchanged). Each of the 3,200 edited copies (4 seeded
 edits per validation image, as regions_trial.py) is searched among the 800 originals by the
-product's adjusted score; then, within its K best candidates only, a candidate scores the best
+adjusted score (as simsearch.scoring.adjust, on the torch network's vectors); then, within its K best candidates only, a candidate scores the best
 of that and its best query region's adjusted score less a penalty. Regions cut from the query:
 "c70x5" the four corners and the centre at 0.7 of the side, "s55x9" a 3 x 3 grid at 0.55 of the
 side (the picture-in-picture edit pastes the picture at 0.4-0.7 of the side), and both. Rows:
@@ -29,6 +29,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "recipes" / "default_model"))
 
 from regions_trial import Net  # noqa: E402
+from simsearch.errors import ModelError  # noqa: E402
 from simsearch.evaluate import make_benchmark  # noqa: E402
 from simsearch.files import sha256  # noqa: E402
 from simsearch.images import load_image  # noqa: E402
@@ -58,6 +59,7 @@ def main() -> None:
     parser.add_argument("--model", default=str(ROOT / "simsearch/models/default.safetensors"))
     parser.add_argument("--background", default=str(ROOT / "simsearch/models/default.background.npz"))
     parser.add_argument("--val-dir", type=Path, default=ROOT / "data" / "val")
+    parser.add_argument("--per-image", type=int, default=4)
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     import torch
@@ -67,9 +69,12 @@ def main() -> None:
         sys.exit(f"{args.val_dir}: no validation images; build them with "
                  "python recipes/default_model/build_data.py")
     net, model_id = Net(args.model), sha256(args.model)
-    background = load_background(args.background, model_id, 256)
+    try:
+        background = load_background(args.background, model_id, net.net.config.dim)
+    except ModelError as e:
+        sys.exit(f"{e} (give --background the model's own background file)")
     with tempfile.TemporaryDirectory() as tmp:
-        bench = make_benchmark(originals, Path(tmp), seed=0, per_image=4)
+        bench = make_benchmark(originals, Path(tmp), seed=0, per_image=args.per_image)
         queries = [load_image(it.query).image.convert("RGB") for it in bench.items]
     refs = list(bench.originals)
     r_vec = net.pooled(net.features([load_image(p).image.convert("RGB") for p in refs]))
@@ -104,6 +109,7 @@ def main() -> None:
                         f"{name} top{k} pen{penalty}"))
     if args.json:
         args.json.write_text(json.dumps({"model": args.model, "model_id": model_id,
+                                         "val_dir": str(args.val_dir),
                                          "queries": len(queries), "originals": len(refs),
                                          "rows": rows}, indent=1) + "\n")
 
