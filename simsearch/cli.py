@@ -723,9 +723,9 @@ def _train_option(*decls, field: str, **kwargs):
                     "framed item); copy-heavy draws heavier crops, more picture-in-picture "
                     "and more quarter turns; -lowres adds views shrunk and scaled back up; "
                     "-lineart redraws one picture in six as line art before both its views "
-                    "(different line "
-                    "drawings held apart); -frames sets one item in four and another picture "
-                    "into one shared frame (look-alikes held apart), -frames-half one in two.")
+                    "(different line drawings held apart); -frames sets one item in four and "
+                    "another picture into one shared frame (look-alikes held apart), "
+                    "-frames-half one in two.")
 @_train_option("--memory", field="memory", type=click.IntRange(0),
                help="Remember the last N embeddings and mine look-alike negatives among them "
                     "(0: off; triplet loss only).")

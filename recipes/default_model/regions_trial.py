@@ -40,10 +40,11 @@ PENALTIES = (0.0, 0.03)
 QUERY_PENALTIES = (0.0, 0.02, 0.05)
 
 
-def regions(img):
+def regions(img, layout=tuple((x, y, SIDE) for x, y in CORNERS)):
+    """The windows (x, y, side), fractions of the picture's sides, cut from `img`."""
     w, h = img.size
-    return [img.crop((int(x * w), int(y * h), int((x + SIDE) * w), int((y + SIDE) * h)))
-            for x, y in CORNERS]
+    return [img.crop((int(x * w), int(y * h), int((x + s) * w), int((y + s) * h)))
+            for x, y, s in layout]
 
 
 class Net:

@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "recipes" / "default_model"))
 
-from regions_trial import Net  # noqa: E402
+from regions_trial import CORNERS, SIDE, Net, regions  # noqa: E402
 from simsearch.errors import ModelError  # noqa: E402
 from simsearch.evaluate import make_benchmark  # noqa: E402
 from simsearch.files import sha256  # noqa: E402
@@ -45,13 +45,8 @@ def grid(side: float, n: int) -> list[tuple[float, float, float]]:
     return [(x, y, side) for y in steps for x in steps]
 
 
-LAYOUTS = {"c70x5": grid(0.7, 2) + [(0.15, 0.15, 0.7)], "s55x9": grid(0.55, 3)}
-
-
-def cut(img, layout) -> list:
-    w, h = img.size
-    return [img.crop((int(x * w), int(y * h), int((x + s) * w), int((y + s) * h)))
-            for x, y, s in layout]
+# c70x5: regions_trial.py's windows (the four corners and the centre at 0.7 of the side)
+LAYOUTS = {"c70x5": [(x, y, SIDE) for x, y in CORNERS], "s55x9": grid(0.55, 3)}
 
 
 def main() -> None:
@@ -85,7 +80,7 @@ def main() -> None:
     scores = adjust(q_vec @ r_vec.T, background.offsets(q_vec)[:, None] + r_off[None, :])
     regional = {}
     for name, layout in LAYOUTS.items():
-        v = net.pooled(net.features([c for im in queries for c in cut(im, layout)]))
+        v = net.pooled(net.features([c for im in queries for c in regions(im, layout)]))
         off = background.offsets(v).reshape(len(queries), len(layout))
         v = v.reshape(len(queries), len(layout), -1)
         cos = np.einsum("qrd,bd->qbr", v, r_vec)
