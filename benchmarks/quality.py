@@ -43,7 +43,7 @@ def split(folder: Path, tmp: Path, kind: str = "all") -> tuple[Path, Path]:
 
 
 def distinct_groups(folder: Path, tmp: Path, kind: str, model: str | None,
-                    threshold: float | None) -> dict:
+                    threshold: float | None, check: bool = True) -> dict:
     """Dedupe over the distinct-pictures set: every group is false, and so is every pair in it."""
     from simsearch.index import open_index
 
@@ -54,13 +54,21 @@ def distinct_groups(folder: Path, tmp: Path, kind: str, model: str | None,
             os.symlink(path.resolve(), pictures / path.name)
     index = open_index(tmp / "distinct-index", model=model, create=True)
     index.add_paths([pictures])
-    report = index.duplicates(threshold)
-    groups = [{"files": [Path(f).name for f in g.files], "min_score": round(g.min_score, 4)}
-              for g in report.groups]
-    return {"pictures": index.count(), "threshold": report.threshold,
+    out = {}
+    for checked in ([True, False] if check else [False]):  # the check beside scores alone
+        start = time.perf_counter()
+        report = index.duplicates(threshold, check=checked)
+        seconds = time.perf_counter() - start
+        groups = [{"files": [Path(f).name for f in g.files], "min_score": round(g.min_score, 4)}
+                  for g in report.groups]
+        out["checked" if checked else "unchecked"] = {
+            "pictures": index.count(), "threshold": report.threshold,
             "false_groups": len(groups),
             "false_pairs": sum(len(g["files"]) * (len(g["files"]) - 1) // 2 for g in groups),
-            "grouped_pictures": sum(len(g["files"]) for g in groups), "groups": groups}
+            "grouped_pictures": sum(len(g["files"]) for g in groups), "groups": groups,
+            "check": report.check, "dedupe_seconds": seconds}
+    first = out["checked" if check else "unchecked"]
+    return {**first, "without_check": out["unchecked"] if check else None}
 
 
 def main() -> None:
@@ -72,6 +80,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--kind", choices=sorted(KINDS), default="all",
                         help="evaluate on all images, the wallpapers alone or the stamps alone")
+    parser.add_argument("--no-check", dest="check", action="store_false",
+                        help="dedupe on scores alone (simsearch dedupe --no-check)")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     if not args.eval_dir.is_dir():
@@ -83,10 +93,11 @@ def main() -> None:
         originals, distractors = split(args.eval_dir, Path(tmp), args.kind)
         start = time.perf_counter()
         result = run_eval(originals, distractors, model=args.model, threshold=args.threshold,
-                          seed=args.seed)
+                          seed=args.seed, check=args.check)
         seconds = time.perf_counter() - start
         distinct = (distinct_groups(args.distinct_dir, Path(tmp), args.kind, args.model,
-                                    args.threshold) if args.distinct_dir.is_dir() else None)
+                                    args.threshold, args.check)
+                    if args.distinct_dir.is_dir() else None)
     data = result.figures()  # the figures, not the per-pair predictions
     data["distinct"] = distinct
     rows = [{"system": name, "uAP": m["uap"], "R@1": m["recall_at_1"],
@@ -97,7 +108,7 @@ def main() -> None:
             for name, m in [("simsearch", data)] + list(data["baselines"].items())]
     data["kind"] = args.kind
     print(f"{args.kind}: {data['n_queries']} edited copies, {data['n_references']} references, model "
-          f"{data['model']}, {seconds:.0f} s")
+          f"{data['model']}, {seconds:.0f} s, picture check: {data['check'] or 'off'}")
     print(table(rows, list(rows[0])))
     edits = [{"edit": e, "simsearch": r, **{k: data["baselines"][k]["per_edit"].get(e)
                                              for k in data["baselines"]}}
@@ -110,9 +121,14 @@ def main() -> None:
               "recipes/default_model/build_data.py")
     else:
         print(f"distinct pictures: {distinct['pictures']}, dedupe at {distinct['threshold']}: "
-              f"{distinct['false_groups']} false groups, {distinct['false_pairs']} false pairs")
+              f"{distinct['false_groups']} false groups, {distinct['false_pairs']} false pairs "
+              f"({distinct['dedupe_seconds']:.1f} s; picture check: {distinct['check'] or 'off'})")
         for g in distinct["groups"]:
             print(f"  {g['min_score']:.4f}  {' '.join(g['files'])}")
+        plain = distinct["without_check"]
+        if plain:
+            print(f"without the check (--no-check), at {plain['threshold']}: {plain['false_groups']} "
+                  f"false groups, {plain['false_pairs']} false pairs ({plain['dedupe_seconds']:.1f} s)")
     report("quality", {**data, "seconds": seconds}, args.json)
 
 

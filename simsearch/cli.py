@@ -37,6 +37,15 @@ def _linkage_option(text: str):
                         show_default=True, help=text)
 
 
+def _check_option(f):
+    return click.option("--check/--no-check", "check", default=True, show_default=True,
+                        help="Look at the pictures of the pairs the score alone leaves in doubt "
+                             "(below 0.95): two pictures that share no local features in one "
+                             "layout are different pictures and are not grouped. Reads those "
+                             "files; --no-check groups on scores alone (faster, less precise, "
+                             "its own calibrated threshold).")(f)
+
+
 def _threshold_option(text: str):
     def reject_nan(ctx, param, value):
         if value is not None and value != value:  # FloatRange lets nan through
@@ -211,6 +220,7 @@ def query_cmd(images, k, index_dir, model, device, as_json):
                    "[default: the model's calibrated threshold]")
 @_linkage_option("centre: each group is an image and its near-duplicates; complete: every "
                  "pair in a group is a near-duplicate (stricter, smaller groups).")
+@_check_option
 @_keep_options
 @click.option("--plan", "plan_path", type=click.Path(dir_okay=False, path_type=Path),
               default=None, help="Write the keep rules' plan to this file, for simsearch review "
@@ -219,7 +229,8 @@ def query_cmd(images, k, index_dir, model, device, as_json):
 @_model_option
 @_quiet_option
 @_json_option
-def dedupe_cmd(threshold, linkage, keep, protect, plan_path, index_dir, model, quiet, as_json):
+def dedupe_cmd(threshold, linkage, check, keep, protect, plan_path, index_dir, model, quiet,
+               as_json):
     """Groups of exact duplicates (same bytes) and near-duplicates (score >= threshold).
 
     Works from stored vectors only. Groups never chain: with the default centre linkage every
@@ -235,8 +246,11 @@ def dedupe_cmd(threshold, linkage, keep, protect, plan_path, index_dir, model, q
     rebuilding = index.unfinished_rebuild()
     if rebuilding:
         _warn_rebuild(rebuilding, index_dir)
-    with _Progress("searching", quiet) as progress:
-        report = index.duplicates(threshold, linkage, progress=progress)
+    with _Progress("searching", quiet) as progress, \
+            _Progress("checking pairs", quiet) as check_progress:
+        report = index.duplicates(threshold, linkage, progress=progress, check=check,
+                                  check_progress=check_progress)
+    _tell_check(report, quiet or as_json)
     kept = index.threshold() if report.threshold_source == "calibrated" else None
     plan = _make_plan(index, report, keep, protect) if plan_path or keep or protect else None
     if plan_path is not None:
@@ -278,6 +292,22 @@ def dedupe_cmd(threshold, linkage, keep, protect, plan_path, index_dir, model, q
                    + (f"; written to {plan_path}; look at it with: simsearch review --plan "
                       f"{plan_path}; carry it out with: simsearch apply {plan_path} --action trash"
                       if plan_path else "; write it with --plan FILE"), err=True)
+
+
+def _tell_check(report, quiet: bool) -> None:
+    """What the picture check did, on stderr: files it could not read, each with its reason,
+    always; the counts unless `quiet`."""
+    done = report.check
+    if done is None:
+        return
+    for path, why in done["unreadable"].items():
+        click.echo(f"could not check {_show(path)}: {why}; its pairs are grouped on their score "
+                   "alone", err=True)
+    if not quiet and done["checked"]:
+        click.echo(f"checked {done['checked']} pairs scoring below {done['below']} against their pictures: "
+                   f"{done['apart']} are different pictures (not grouped), {done['unjudged']} "
+                   f"could not be told (too small, plain or unreadable; grouped on score)",
+                   err=True)
 
 
 def _warn_rebuild(folders: list[str], index_dir) -> None:
@@ -417,11 +447,13 @@ def _make_plan(index, report, keep, protect):
 @_threshold_option("Score at or above which two images are near-duplicates.  "
                    "[default: the index's threshold]")
 @_linkage_option("Grouping (see simsearch dedupe).")
+@_check_option
 @_index_option
 @click.option("--workers", type=click.IntRange(1, 64), default=None,
               help="Thumbnail threads.  [default: CPU count, at most 8]")
 @_quiet_option
-def review_cmd(out_dir, plan_path, keep, protect, threshold, linkage, index_dir, workers, quiet):
+def review_cmd(out_dir, plan_path, keep, protect, threshold, linkage, check, index_dir, workers,
+               quiet):
     """Write a review page: OUT/index.html, one card per duplicate group with every image side
     by side (thumbnails in OUT/thumbs), the keep rules' choice and why.
 
@@ -438,7 +470,11 @@ def review_cmd(out_dir, plan_path, keep, protect, threshold, linkage, index_dir,
         from simsearch.index import open_index
 
         index = open_index(index_dir)
-        plan = _make_plan(index, index.duplicates(threshold, linkage), keep, protect)
+        with _Progress("checking pairs", quiet) as check_progress:
+            report = index.duplicates(threshold, linkage, check=check,
+                                      check_progress=check_progress)
+        _tell_check(report, quiet)
+        plan = _make_plan(index, report, keep, protect)
         out_dir.mkdir(parents=True, exist_ok=True)
         plan.save(out_dir / "plan.json")
     with _Progress("thumbnails", quiet) as progress:
@@ -609,6 +645,7 @@ def _size(n: int) -> str:
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seeds the edits and the bootstrap.")
 @_linkage_option("Dedupe grouping to score (see simsearch dedupe).")
+@_check_option
 @click.option("--no-baselines", is_flag=True, help="Skip the pHash/dHash baselines.")
 @click.option("--originals-distinct", is_flag=True,
               help="Count originals that look alike (same content, pHash, the model's score) "
@@ -626,7 +663,7 @@ def _size(n: int) -> str:
               metavar="N", help="False pairs and missed copies listed (all of them in --json).")
 @_quiet_option
 @_json_option
-def eval_cmd(originals, distractors, model, threshold, per_image, seed, linkage, no_baselines,
+def eval_cmd(originals, distractors, model, threshold, per_image, seed, linkage, check, no_baselines,
              originals_distinct, target_precision, save_threshold, index_dir, show_mistakes,
              quiet, as_json):
     """Measure accuracy on your own pictures: edited copies of ORIGINALS are made in a
@@ -655,7 +692,8 @@ def eval_cmd(originals, distractors, model, threshold, per_image, seed, linkage,
         report = run_eval(originals, distractors, model=model, threshold=threshold, seed=seed,
                           per_image=per_image, linkage=linkage, baselines=baselines,
                           target_precision=target_precision,
-                          originals_distinct=originals_distinct, progress=progress)
+                          originals_distinct=originals_distinct, check=check,
+                          progress=progress)
     saved = None
     if save_threshold:
         cal = report.metrics.calibrated

@@ -27,6 +27,7 @@ several cliques.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -40,6 +41,8 @@ __all__ = ["LINKAGES", "IdGroup", "Member", "Group", "DuplicateReport", "find_gr
 
 LINKAGES = ("centre", "complete")
 _APART_CHUNK = 1 << 20  # pairs looked up at a time against the pairs set apart
+# a second opinion on pairs of ids and their scores: True for each pair to keep
+PairCheck = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -114,10 +117,13 @@ class DuplicateReport:
     # files left out of every group: changed or gone since they were indexed (their rows no
     # longer describe them); `simsearch index` brings the index up to date
     stale: list[str] = field(default_factory=list)
+    # what the picture check did (`simsearch.verify.VerifyStats.to_dict()`), None when off
+    check: dict | None = None
 
     def to_dict(self) -> dict:
         return {"threshold": self.threshold, "threshold_source": self.threshold_source,
-                "groups": [g.to_dict() for g in self.groups], "stale": self.stale}
+                "groups": [g.to_dict() for g in self.groups], "stale": self.stale,
+                "check": self.check}
 
 
 def check_threshold(threshold: float) -> float:
@@ -130,7 +136,8 @@ def find_groups(ids: np.ndarray, vectors: np.ndarray, offsets: np.ndarray, conte
                 threshold: float, linkage: str = "centre",
                 apart: set[tuple[int, int]] | None = None,
                 settings: JoinSettings = JoinSettings(),
-                progress: Progress | None = None, knee: float = KNEE) -> list[IdGroup]:
+                progress: Progress | None = None, knee: float = KNEE,
+                check: PairCheck | None = None) -> list[IdGroup]:
     """Groups of duplicates among the rows (`ids` [n], unit `vectors` [n, d], score `offsets`
     [n] (zeros for plain cosine), `content` [n]: rows with one value have identical bytes).
 
@@ -139,7 +146,9 @@ def find_groups(ids: np.ndarray, vectors: np.ndarray, offsets: np.ndarray, conte
     representative's group at score 1.0, and content with no near duplicate makes a group of
     its own. `apart`: pairs of ids (a < b) never to be grouped together (a user said they are
     different pictures). `progress(done, total)`: rows searched so far. `knee`: where the
-    score adjustment starts to fade (see `simsearch.scoring`)."""
+    score adjustment starts to fade (see `simsearch.scoring`). `check(a, b, scores)`: a second
+    opinion on the near pairs of ids (`simsearch.verify.PictureCheck`), a bool mask of the
+    pairs to keep; the others are never grouped, like pairs set apart."""
     if linkage not in LINKAGES:
         raise SimsearchError(f"linkage must be one of {', '.join(LINKAGES)}, not {linkage!r}")
     threshold = check_threshold(threshold)
@@ -163,6 +172,8 @@ def find_groups(ids: np.ndarray, vectors: np.ndarray, offsets: np.ndarray, conte
         rep_apart = {(min(a, b), max(a, b))
                      for a, b in np.where(known, rep_of_row[rows], marked).tolist()}
         found = _without_apart(found, rep_ids, rep_apart)
+    if check is not None:
+        found = _checked(found, rep_ids, check)
     if linkage == "complete":
         left, right, scores = rep_ids[found.left], rep_ids[found.right], found.scores
         edges: dict[int, dict[int, float]] = defaultdict(dict)
@@ -230,6 +241,18 @@ def _without_apart(found: NearPairs, ids: np.ndarray, apart: set[tuple[int, int]
     def fetch(row: int) -> tuple[np.ndarray, np.ndarray]:
         others, scores = found.fetch(row)
         ok = kept(np.full(len(others), row), others)
+        return others[ok], scores[ok]
+
+    return NearPairs(found.left[keep], found.right[keep], found.scores[keep], found.dense, fetch)
+
+
+def _checked(found: NearPairs, ids: np.ndarray, check: PairCheck) -> NearPairs:
+    """The pairs (and dense rows' fetched lists, when fetched) that `check` keeps."""
+    keep = check(ids[found.left], ids[found.right], found.scores)
+
+    def fetch(row: int) -> tuple[np.ndarray, np.ndarray]:
+        others, scores = found.fetch(row)
+        ok = check(np.full(len(others), ids[row]), ids[others], scores)
         return others[ok], scores[ok]
 
     return NearPairs(found.left[keep], found.right[keep], found.scores[keep], found.dense, fetch)

@@ -30,6 +30,7 @@ from simsearch.store import (CATALOG, FORMAT_VERSION, LOCK, MANIFEST, VECTOR_FIL
 from simsearch.derived import (Deferred, Growing, by_id, computed_offsets, sample, sample_with_ids,
                                vectors_agree)
 from simsearch.vectorfile import VectorFile
+from simsearch.verify import PictureCheck, VerifySettings
 from simsearch.vectors import (ANN_KINDS, DEFAULT_FACTORY, TOMBSTONE_LIMIT, Choice, VectorIndex,
                                choose, measure_recall, parse_ann)
 
@@ -657,10 +658,11 @@ class Index:
         return (index.has_column and index.column is not None
                 and index.column == self._offsets_made_for())
 
-    def default_threshold(self) -> float:
+    def default_threshold(self, checked: bool = True) -> float:
         """The dedupe threshold calibrated for the index's model (read from the model's
-        metadata: no torch, no session). A model that cannot be found, or carries none, is an
-        error that says how to go on, never a silent default."""
+        metadata: no torch, no session), for dedupe with the picture check or (`checked` False)
+        on scores alone. A model that cannot be found, or carries none, is an error that says
+        how to go on, never a silent default."""
         try:
             ref = self.model
         except (ModelError, ModelMismatchError) as e:
@@ -670,6 +672,8 @@ class Index:
             raise ModelError(f"{ref.name} carries no calibrated dedupe threshold; give one with "
                              f"--threshold, or calibrate one on your photos with: simsearch eval "
                              f"PHOTOS --save-threshold --index {self.folder}")
+        if not checked and ref.unchecked_threshold is not None:
+            return float(ref.unchecked_threshold)
         return float(ref.dedupe_threshold)
 
     # -- a dedupe threshold kept in the catalog (issue 18) -------------------------------------
@@ -712,25 +716,33 @@ class Index:
             return None
         return record
 
-    def _threshold_to_use(self) -> tuple[float, str]:
-        """(threshold, "calibrated") when one is kept for this index's model, else (the model's
-        threshold, "model")."""
+    def _threshold_to_use(self, checked: bool = True) -> tuple[float, str]:
+        """(threshold, "calibrated") when one is kept for this index's model and made the same
+        way (with or without the picture check; a record from before the check was made without
+        it), else (the model's threshold, "model")."""
         kept = self.threshold()
         built = (self._record or {}).get("id")
-        if kept is not None and kept.get("model_id") == built:
+        if kept is not None and kept.get("model_id") == built \
+                and bool(kept.get("checked", False)) == checked:
             return float(kept["value"]), "calibrated"
-        return self.default_threshold(), "model"
+        return self.default_threshold(checked), "model"
 
     def duplicates(self, threshold: float | None = None, linkage: str = "centre",
                    background: "str | Background | None" = "model",
-                   progress: Progress | None = None) -> DuplicateReport:
-        """Groups of duplicate files, from the stored vectors alone (no network is run).
-        `threshold`: default `default_threshold()`. `linkage`: "centre" or "complete" (see
+                   progress: Progress | None = None,
+                   check: "bool | PictureCheck" = True,
+                   check_progress: Progress | None = None) -> DuplicateReport:
+        """Groups of duplicate files, from the stored vectors (no network is run) and, with
+        `check`, a look at the files of the pairs the score alone leaves in doubt
+        (`simsearch.verify`: pairs judged two different pictures are not grouped).
+        `threshold`: default `default_threshold(check)`. `linkage`: "centre" or "complete" (see
         `simsearch.dedupe`). `background`: "model" scores with the offsets stored at ingest,
         None plain cosine, or another `Background` (see `simsearch.scoring`).
-        `progress(done, total)`: images searched for near duplicates so far."""
+        `progress(done, total)`: images searched for near duplicates so far;
+        `check_progress(done, total)`: pairs checked. `check` may be a `picture_check()` to
+        reuse (a sweep over thresholds then looks at each pair once)."""
         if threshold is None:
-            threshold, source = self._threshold_to_use()
+            threshold, source = self._threshold_to_use(bool(check))
         else:
             threshold, source = check_threshold(threshold), "command line"
         catalog = self.catalog()
@@ -760,12 +772,18 @@ class Index:
                     offsets = np.zeros(len(ids), np.float32)
                 codes = np.unique(contents, return_inverse=True)[1] if len(ids) else np.zeros(0, np.int64)
                 apart = _apart_ids(catalog.not_duplicates(), ids, contents)
+                if check is True:
+                    check = self.picture_check()
+                if check:
+                    check.paths_of = catalog.paths  # this snapshot's rows
+                    check.progress = check_progress
                 found = find_groups(ids, vectors, offsets, codes, threshold, linkage, apart,
-                                    progress=progress)
+                                    progress=progress, check=check or None)
                 rows = catalog.rows_by_id({i for g in found for i in g.ids})
         finally:
             catalog.close()
-        report = DuplicateReport(threshold, source)
+        report = DuplicateReport(threshold, source, check=None if not check else
+                                 {**check.stats.to_dict(), "below": check.settings.below})
         for g in found:
             members = _current_files([Member(i, rows[i].path, s, rows[i].sha256, rows[i].size,
                                              rows[i].width, rows[i].height, rows[i].mtime_ns)
@@ -775,6 +793,18 @@ class Index:
                 report.groups.append(Group(kind, members))
         report.groups.sort(key=lambda g: (-len(g.members), g.centre))
         return report
+
+    def picture_check(self, settings: VerifySettings = VerifySettings()) -> PictureCheck:
+        """A picture check for `duplicates` (see `simsearch.verify`), to reuse across calls."""
+        return PictureCheck(lambda ids: self.catalog_paths(ids), settings)
+
+    def catalog_paths(self, ids: Iterable[int]) -> dict[int, str]:
+        """The indexed path of each id (ids not indexed are left out)."""
+        catalog = self.catalog()
+        try:
+            return catalog.paths(ids)
+        finally:
+            catalog.close()
 
     def vectors(self) -> tuple[list[str], np.ndarray]:
         """Every stored (path, vector), in id order: a list of paths and a float32 [n, d]."""

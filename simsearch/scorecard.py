@@ -82,9 +82,11 @@ class EvalReport:
     # simsearch's raw answers, for an independent scoring of the same run: each copy's results
     # and the dedupe groups at the threshold scored
     predictions: dict = field(default_factory=dict)
+    # the picture check's work over the whole run (`simsearch.verify`), None when run without it
+    check: dict | None = None
 
     def to_dict(self) -> dict:
-        return {**self.metrics.to_dict(),
+        return {**self.metrics.to_dict(), "check": self.check,
                 "intervals": {k: v.to_dict() for k, v in self.intervals.items()},
                 "bootstrap": self.bootstrap,
                 "baselines": {k: m.to_dict() for k, m in self.baselines.items()},
@@ -114,7 +116,7 @@ class EvalReport:
                 "precision": None if cal is None else cal.precision,
                 "recall": None if cal is None else cal.recall,
                 "n_originals": self.n_originals, "linkage": self.linkage,
-                "originals_distinct": self.originals_distinct}
+                "originals_distinct": self.originals_distinct, "checked": self.check is not None}
 
 
 def run_eval(originals: str | os.PathLike, distractors: str | os.PathLike | None = None,
@@ -124,14 +126,16 @@ def run_eval(originals: str | os.PathLike, distractors: str | os.PathLike | None
              target_precision: float = TARGET_PRECISION, linkage: str = "centre",
              sweep: Sequence[float] = (), background: Background | None | str = "model",
              variants: Sequence[Background] = (), originals_distinct: bool = False,
-             rounds: int = 1000, edits: Sequence[str] = EDIT_NAMES,
+             rounds: int = 1000, edits: Sequence[str] = EDIT_NAMES, check: bool = True,
              progress: Callable[[str, int, int], None] | None = None) -> EvalReport:
     """Score `model` (default: the shipped one) on edited copies of the images in `originals`.
 
     Scores are adjusted against `background` ("model": the model's own background set, if it
     has one; None: plain cosine; see `simsearch.scoring`). Each of `variants` (backgrounds with
-    other parameters) is also scored for uAP on the same vectors. `progress(stage, done, total)`
-    names each stage."""
+    other parameters) is also scored for uAP on the same vectors. `check`: dedupe with the
+    picture check, as `simsearch dedupe` does by default (one check for the run: each pair's
+    pictures are looked at once, whatever the threshold). `progress(stage, done, total)` names
+    each stage."""
     with tempfile.TemporaryDirectory(prefix="simsearch-eval-", dir=work_dir) as tmp:
         tmp = Path(tmp)
         index = open_index(tmp / "index", model=model, create=True)
@@ -180,10 +184,12 @@ def run_eval(originals: str | os.PathLike, distractors: str | os.PathLike | None
         offsets = None if background is None else Offsets(ref_ids, background.offsets(ref_vectors))
         scores, ids = adjusted_search(store, q_vectors, k, background, offsets)
         neighbours = Neighbors(ids, scores)
-        threshold = index.default_threshold() if threshold is None else threshold
+        threshold = index.default_threshold(check) if threshold is None else threshold
+        shared = index.picture_check() if check else False
 
         def model_groups(t: float) -> list[list[str]]:
-            return _disjoint([g.files for g in index.duplicates(t, linkage, background).groups])
+            return _disjoint([g.files for g in index.duplicates(t, linkage, background,
+                                                                check=shared).groups])
 
         groups = model_groups(threshold)
         retrieval, grouping = score_search(neighbours, truth), score_groups(groups, truth)
@@ -214,6 +220,7 @@ def run_eval(originals: str | os.PathLike, distractors: str | os.PathLike | None
                             {"rounds": rounds, "seed": seed, "level": 0.95}, target_precision,
                             linkage, mistakes,
                             [{"path": s.path, "reason": s.reason} for s in ingested.skipped])
+        report.check = shared.stats.to_dict() if shared else None
         report.warnings = _warnings(report)
         report.predictions = _predictions(neighbours, groups, truth)
         top = neighbours.indices[:, 0]
@@ -247,8 +254,8 @@ def _look_alikes(index, paths: list[str], vectors: dict, background: Background 
     except SimsearchError as e:  # imagehash not installed
         skipped["phash"] = str(e)
     matrix = np.stack([vectors[p] for p in paths])
-    if threshold is None:
-        threshold = index.default_threshold()
+    if threshold is None:  # a judgement on scores alone: the threshold without the check
+        threshold = index.default_threshold(checked=False)
     bar = round((threshold + 1) / 2, 4)  # see simsearch.families: alone, a model link needs this
     offsets = (background.offsets(matrix) if background is not None
                else np.zeros(len(paths), np.float32))

@@ -41,6 +41,7 @@ RULES = {
     "sqlite3":          ("simsearch.catalog",),
     "click":            ("simsearch.cli",),
     "ray":              ("simsearch.cluster",),
+    "cv2":              ("simsearch.verify",),        # OpenCV: the picture check's SIFT and RANSAC
     "simsearch.cli":    (),                           # the CLI imports the library, never the reverse
 }
 

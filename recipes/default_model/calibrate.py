@@ -35,6 +35,7 @@ is a constant of simsearch/scoring.py (KNEE): set it there by hand when this cha
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -56,6 +57,7 @@ from simsearch.families import set_roots  # noqa: E402
 from simsearch.index import open_index  # noqa: E402
 from simsearch.models import DEFAULT_MODEL_DIR, calibration_path  # noqa: E402
 from simsearch.scoring import KNEE, adjust  # noqa: E402
+from simsearch.verify import PictureCheck  # noqa: E402
 
 KNEES = (1.0, 0.99, 0.98, 0.97, 0.96, 0.95, 0.94, 0.93, 0.92, 0.90)
 SWEEP = tuple(round(0.70 + 0.01 * i, 2) for i in range(29))
@@ -118,13 +120,21 @@ def recall_at_precision(sweep: list[dict], target: float = TARGET_PRECISION) -> 
 
 
 def group_sweep(vectors: dict[str, np.ndarray], offsets: dict[str, float], ids_all: list[str],
-                knee: float) -> list[list[list[str]]]:
-    """Centre-linkage dedupe groups of `ids_all` (file names) at each threshold of SWEEP."""
+                knee: float, check: PictureCheck | None = None) -> list[list[list[str]]]:
+    """Centre-linkage dedupe groups of `ids_all` (file names) at each threshold of SWEEP, with
+    the product's picture check when given (`picture_check(ids_all)`)."""
     V = np.stack([vectors[p] for p in ids_all])
     O = np.array([offsets[p] for p in ids_all], np.float32)
     ids = np.arange(len(ids_all), dtype=np.int64)
     return [[[ids_all[i] for i in g.ids]
-             for g in find_groups(ids, V, O, ids, t, "centre", knee=knee)] for t in SWEEP]
+             for g in find_groups(ids, V, O, ids, t, "centre", knee=knee, check=check)]
+            for t in SWEEP]
+
+
+def picture_check(ids_all: list[str]) -> PictureCheck:
+    """The product's picture check (default settings) over the files `ids_all`, by position:
+    one for a whole run, so each pair's pictures are looked at once whatever the knee."""
+    return PictureCheck(lambda ids: {i: ids_all[i] for i in ids})
 
 
 def measure(vectors: dict[str, np.ndarray], offsets: dict[str, float], bench, halves: dict[str, str],
@@ -258,9 +268,12 @@ def print_rows(rows: list[dict], title: str = "") -> None:
 
 
 def write_calibration(model: str, model_id: str, name: str, chosen: dict, rows: list[dict],
-                      strict: list[dict], variants: str | None) -> None:
+                      strict: list[dict], variants: str | None,
+                      checked: dict | None = None) -> None:
     """Record the threshold and the rows behind it in the model's calibration file (the chosen
-    knee's sweep kept, the others' left out)."""
+    knee's sweep kept, the others' left out). With `checked` ({"chosen", "rows", "strict",
+    "settings"}: the same under the picture check), its threshold becomes dedupe's default and
+    the one without the check is kept as `dedupe_threshold_unchecked`."""
     path = calibration_path(DEFAULT_MODEL_DIR / "default.onnx") if model == "default" \
         else calibration_path(model)
     record = json.loads(path.read_text()) if path.is_file() else {}
@@ -279,6 +292,16 @@ def write_calibration(model: str, model_id: str, name: str, chosen: dict, rows: 
                        "rule": __doc__.split("Rules")[1].split("With --write")[0].strip(),
                        "model": name, "validation": kept(rows),
                        "validation_strict": kept(strict) if strict else None}})
+    if checked is not None:
+        record.update({"dedupe_threshold": checked["chosen"]["threshold"],
+                       "dedupe_threshold_unchecked": chosen["threshold"],
+                       "picture_check": {"settings": checked["settings"],
+                                         "validation": kept(checked["rows"]),
+                                         "validation_strict": kept(checked["strict"])
+                                         if checked["strict"] else None}})
+    else:
+        record.pop("dedupe_threshold_unchecked", None)
+        record.pop("picture_check", None)
     tmp_path = path.with_name(path.name + ".tmp")
     tmp_path.write_text(json.dumps(record, indent=2) + "\n")
     os.replace(tmp_path, path)
@@ -296,6 +319,10 @@ def main() -> None:
                              "picture (trials/val-variants.json): dedupe counts their pairs right")
     parser.add_argument("--json", type=Path, default=None,
                         help="also write every knee's row, threshold sweep included, to this file")
+    parser.add_argument("--check", action="store_true",
+                        help="also group with the product's picture check (simsearch.verify) "
+                             "and calibrate its threshold: dedupe's default; the rows without "
+                             "it then set --no-check's threshold")
     args = parser.parse_args()
     pairs = load_variants(args.variants) if args.variants else None  # a bad file stops us first
     with tempfile.TemporaryDirectory() as tmp:
@@ -308,7 +335,8 @@ def main() -> None:
             print(f"{args.variants}: {found} of {len(pairs)} variant pairs are among these "
                   f"{len(names)} originals", file=sys.stderr)
             merged = merge_variants(family, v.bench.originals, pairs)
-        rows, strict = [], []
+        rows, strict, checked, checked_strict = [], [], [], []
+        check = picture_check(v.ids) if args.check else None
         for k in KNEES:  # each knee grouped once, scored against both families
             groupings = group_sweep(v.vectors, v.offsets, v.ids, k)
             rows.append(measure(v.vectors, v.offsets, v.bench, v.halves, k, v.ids, family, merged,
@@ -316,15 +344,32 @@ def main() -> None:
             if merged:
                 strict.append(measure(v.vectors, v.offsets, v.bench, v.halves, k, v.ids, family,
                                       groupings=groupings))
+            if check is not None:
+                groupings = group_sweep(v.vectors, v.offsets, v.ids, k, check)
+                checked.append(measure(v.vectors, v.offsets, v.bench, v.halves, k, v.ids, family,
+                                       merged, groupings))
+                if merged:
+                    checked_strict.append(measure(v.vectors, v.offsets, v.bench, v.halves, k,
+                                                  v.ids, family, groupings=groupings))
         model_id, name = v.model.model_id, v.model.name
     if strict:
         print_rows(strict, "strict (every other original a negative):")
         print_rows(rows, f"variants merged ({args.variants.name}; these rows decide):")
     else:
         print_rows(rows)
+    if checked_strict:
+        print_rows(checked_strict, "with the picture check, strict:")
+    if checked:
+        print_rows(checked, "with the picture check" + (", variants merged (these rows decide "
+                                                        "dedupe's threshold):" if merged else ":"))
+        print(f"picture check: {check.stats.to_dict() | {'unreadable': len(check.stats.unreadable)}}")
     if args.json:
         args.json.write_text(json.dumps({"model": name, "model_id": model_id, "rows": rows,
                                          "strict_rows": strict or None,
+                                         "checked_rows": checked or None,
+                                         "checked_strict_rows": checked_strict or None,
+                                         "check_settings": dataclasses.asdict(check.settings)
+                                         if check else None,
                                          "variants": str(args.variants) if merged else None},
                                         indent=1) + "\n")
     eligible = [r for r in rows if r["self_min"] >= SELF_FLOOR]
@@ -337,9 +382,20 @@ def main() -> None:
     print(f"chosen knee {chosen['knee']} (uAP {chosen['uap']:.4f}); threshold {chosen['threshold']}"
           f" (precision {chosen['threshold_precision']:.4f}, recall {chosen['threshold_recall']:.4f})"
           f"; simsearch.scoring.KNEE is {KNEE}")
+    with_check = None
+    if checked:
+        pick = next(r for r in checked if r["knee"] == chosen["knee"])
+        if pick["threshold"] is None:
+            sys.exit(f"with the picture check no threshold from {SWEEP[0]} to {SWEEP[-1]} reaches "
+                     f"precision {TARGET_PRECISION} under knee {chosen['knee']}")
+        print(f"with the picture check: threshold {pick['threshold']} (precision "
+              f"{pick['threshold_precision']:.4f}, recall {pick['threshold_recall']:.4f}): "
+              f"dedupe's default; {chosen['threshold']} without it (--no-check)")
+        with_check = {"chosen": pick, "rows": checked, "strict": checked_strict,
+                      "settings": dataclasses.asdict(check.settings)}
     if args.write:
         write_calibration(args.model, model_id, name, chosen, rows, strict,
-                          args.variants.name if merged else None)
+                          args.variants.name if merged else None, with_check)
 
 
 if __name__ == "__main__":

@@ -92,16 +92,19 @@ def write_sets(folder: Path, fonts: dict[str, Path], glyphs: str = GLYPHS,
     return sets
 
 
-def score(model: str | None, sets: list[Path], work: Path, threshold: float | None) -> dict:
-    """Dedupe each set in its own index; every group is false, and so is every pair in it."""
+def score(model: str | None, sets: list[Path], work: Path, threshold: float | None,
+          check: bool = True) -> dict:
+    """Dedupe each set in its own index (with the picture check unless `check` is False, as
+    `simsearch dedupe`); every group is false, and so is every pair in it."""
     from simsearch.index import open_index
 
-    per_set, used = {}, None
+    per_set, used, apart = {}, None, 0
     for d in sets:
         index = open_index(work / f"index-{d.name}", model=model, create=True)
         index.add_paths([d])
-        report = index.duplicates(threshold)
+        report = index.duplicates(threshold, check=check)
         used = report.threshold
+        apart += report.check["apart"] if report.check else 0
         groups = [{"glyphs": "".join(sorted(Path(f).stem for f in g.files)),
                    "min_score": round(g.min_score, 4)} for g in report.groups]
         per_set[d.name] = {"pictures": index.count(), "false_groups": len(groups),
@@ -111,7 +114,8 @@ def score(model: str | None, sets: list[Path], work: Path, threshold: float | No
     by_style = {style: {k: sum(v[k] for name, v in per_set.items() if name.endswith("-" + style))
                         for k in ("false_groups", "false_pairs")}
                 for style in STYLES if any(name.endswith("-" + style) for name in per_set)}
-    return {"model": str(model), "threshold": used, "sets": len(per_set),
+    return {"model": str(model), "threshold": used, "sets": len(per_set), "check": check,
+            "pairs_set_apart_by_check": apart,
             "pictures": sum(v["pictures"] for v in per_set.values()),
             "false_groups": sum(v["false_groups"] for v in per_set.values()),
             "false_pairs": sum(v["false_pairs"] for v in per_set.values()),
@@ -125,6 +129,8 @@ def main() -> None:
                              "beside it, as compare.py --save-backgrounds leaves it)")
     parser.add_argument("--threshold", type=float, default=None,
                         help="the dedupe threshold (default: each model's own)")
+    parser.add_argument("--no-check", dest="check", action="store_false",
+                        help="dedupe on scores alone (simsearch dedupe --no-check)")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     os.environ.setdefault("SIMSEARCH_PRECISION", "fp32")
@@ -134,14 +140,16 @@ def main() -> None:
         sets = write_sets(Path(tmp) / "glyphs", fonts)
         for i, model in enumerate(args.models):
             onnx = Path(model) / "model.onnx" if Path(model).is_dir() else Path(model)
-            row = score(str(onnx), sets, Path(tmp) / f"model{i}", args.threshold)
+            row = score(str(onnx), sets, Path(tmp) / f"model{i}", args.threshold, args.check)
             row["model"] = model
             rows.append(row)
             styles = ", ".join(f"{s} {v['false_groups']} / {v['false_pairs']}"
                                for s, v in row["by_style"].items())
             print(f"{model}: {row['pictures']} pictures in {row['sets']} sets, dedupe at "
                   f"{row['threshold']}: {row['false_groups']} false groups, {row['false_pairs']} "
-                  f"false pairs ({styles})", flush=True)
+                  f"false pairs ({styles}); picture check "
+                  f"{'on: ' + str(row['pairs_set_apart_by_check']) + ' pairs set apart' if args.check else 'off'}",
+                  flush=True)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1) + "\n")
 

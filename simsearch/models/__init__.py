@@ -47,9 +47,10 @@ class ModelRef:
     config: ModelConfig
     model_id: str
     name: str
-    dedupe_threshold: float | None = None
+    dedupe_threshold: float | None = None  # for dedupe with the picture check (simsearch.verify)
     precision: str = "fp32"
     background_file: Path | None = None  # NAME.background.npz, see simsearch.scoring
+    unchecked_threshold: float | None = None  # for dedupe on scores alone (--no-check)
 
 
 def cache_dir() -> Path:
@@ -77,9 +78,9 @@ def resolve_model(spec: str | os.PathLike | None = None, precision: str | None =
     beside = onnx_path if name == "default" else Path(name)
     background = background_path(beside)
     ref = dataclasses.replace(ref, background_file=background if background.is_file() else None)
-    threshold = _calibrated_threshold(calibration_path(beside), ref.model_id)
-    if threshold is not None:
-        ref = dataclasses.replace(ref, dedupe_threshold=threshold)
+    checked, unchecked = _calibrated_threshold(calibration_path(beside), ref.model_id)
+    if checked is not None:
+        ref = dataclasses.replace(ref, dedupe_threshold=checked, unchecked_threshold=unchecked)
     int8 = onnx_path.with_name(onnx_path.name[: -len(".onnx")] + ".int8.onnx")
     if precision == "int8" and not int8.is_file():
         raise ModelError(f"{name} has no int8 variant ({int8} not found)")
@@ -107,26 +108,30 @@ def calibration_path(model_file: str | os.PathLike) -> Path:
     return background.with_name(background.name[:-len(".background.npz")] + ".calibration.json")
 
 
-def _calibrated_threshold(path: Path, model_id: str) -> float | None:
-    """The dedupe threshold of a calibration record written for this model (its `model_id`),
-    else None: a record of another model (left behind by a retrained one) is not this one's."""
+def _calibrated_threshold(path: Path, model_id: str) -> tuple[float | None, float | None]:
+    """The dedupe thresholds of a calibration record written for this model (its `model_id`):
+    with the picture check (`dedupe_threshold`) and on scores alone (`dedupe_threshold_unchecked`,
+    the same when the record has none); (None, None) for a record of another model (left behind
+    by a retrained one) or none at all."""
     import json
 
     if not path.is_file():
-        return None
+        return None, None
     try:
         record = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, ValueError) as e:
         raise ModelError(f"{path}: not a readable calibration record ({e}); remove it to use "
                          f"the threshold in the model's metadata") from None
     if not isinstance(record, dict) or record.get("model_id") != model_id:
-        return None
-    threshold = record.get("dedupe_threshold")
-    if (isinstance(threshold, bool) or not isinstance(threshold, (int, float))
-            or not -1.0 <= threshold <= 1.0):  # refuses nan and missing values
-        raise ModelError(f"{path}: malformed dedupe threshold {threshold!r}; remove the file to "
-                         f"use the threshold in the model's metadata")
-    return float(threshold)
+        return None, None
+    checked = record.get("dedupe_threshold")
+    unchecked = record.get("dedupe_threshold_unchecked", checked)
+    for threshold in (checked, unchecked):
+        if (isinstance(threshold, bool) or not isinstance(threshold, (int, float))
+                or not -1.0 <= threshold <= 1.0):  # refuses nan and missing values
+            raise ModelError(f"{path}: malformed dedupe threshold {threshold!r}; remove the file "
+                             f"to use the threshold in the model's metadata")
+    return float(checked), float(unchecked)
 
 
 def cpu_has_vnni() -> bool:

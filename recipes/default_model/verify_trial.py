@@ -1,0 +1,127 @@
+"""Trial: the picture check's settings (simsearch.verify), chosen on the validation images (never
+the evaluation set) with the shipped network.
+
+    python recipes/default_model/verify_trial.py [--model default] \
+        [--json recipes/default_model/trials/picture-check.json]
+
+The validation originals and their seeded edited copies (4 per image, as calibrate.py) are
+embedded; every pair scoring >= 0.76 (the lowest threshold swept) is measured once with the
+product's own functions: each picture's SIFT keypoints and the pair's RANSAC inliers, straight
+and mirrored. Each setting of the grid (`below`: pairs scored at or above it are not checked;
+`min_inliers`; `min_keypoints`) then decides every pair from those measurements, and dedupe runs
+as the product runs it (centre linkage, the shipped background, the knee in use) with the pairs
+it rejects never grouped. Reported per setting: recall at precision 0.97 and 0.95 and the
+calibration rule's threshold (the lowest step reaching precision 0.97), variants merged as in
+calibrate.py (trials/val-variants.json), beside the same without the check.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from calibrate import (ROOT, SWEEP, embed_validation, family_dedupe_score, load_variants,
+                       merge_variants, recall_at_precision)
+from simsearch.dedupe import find_groups
+from simsearch.errors import DecodeError
+from simsearch.scoring import KNEE, adjust
+from simsearch.verify import VerifySettings, features, grey_picture, inliers, mirrored
+
+GRID = ((0.95, 8, 50), (0.95, 6, 30), (0.95, 6, 50), (0.95, 8, 30), (0.95, 10, 50),
+        (0.95, 12, 50), (0.97, 8, 50))
+
+
+def measure_pairs(paths: list[str], a: np.ndarray, b: np.ndarray) -> dict:
+    """Keypoints of each picture and the best inliers (straight or mirrored) of each pair."""
+    s = VerifySettings()
+    held, counts = {}, {}
+    for i in sorted(set(a.tolist()) | set(b.tolist())):
+        try:
+            held[i] = features(grey_picture(paths[i], s.side), s)
+            counts[i] = held[i].count
+        except DecodeError as e:
+            sys.exit(str(e))
+    best = [max(inliers(held[x], held[y], s), inliers(mirrored(held[x], s), held[y], s))
+            for x, y in zip(a.tolist(), b.tolist())]
+    return {"keypoints": counts, "inliers": np.array(best)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--val-dir", type=Path, default=ROOT / "data" / "val")
+    parser.add_argument("--model", default="default")
+    parser.add_argument("--per-image", type=int, default=4)
+    parser.add_argument("--variants", type=Path,
+                        default=ROOT / "recipes" / "default_model" / "trials" / "val-variants.json")
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+    pairs_judged = load_variants(args.variants)
+    with tempfile.TemporaryDirectory() as tmp:
+        v = embed_validation(args.val_dir, args.model, args.per_image, Path(tmp))
+        family = merge_variants(v.family, v.bench.originals, pairs_judged)
+        V = np.stack([v.vectors[p] for p in v.ids])
+        O = np.array([v.offsets[p] for p in v.ids], np.float32)
+        S = adjust(V @ V.T, O[:, None] + O[None, :], KNEE)
+        a, b = np.triu_indices(len(v.ids), 1)
+        near = S[a, b] >= 0.76
+        a, b, scores = a[near], b[near], S[a, b][near]
+        print(f"{len(a)} pairs >= 0.76 among {len(v.ids)} pictures", file=sys.stderr, flush=True)
+        m = measure_pairs(v.ids, a, b)
+        kp = np.array([min(m["keypoints"][x], m["keypoints"][y]) for x, y in zip(a, b)])
+        key = {(int(x), int(y)): i for i, (x, y) in enumerate(zip(a, b))}
+        ids = np.arange(len(v.ids), dtype=np.int64)
+        sweep_thresholds = [t for t in SWEEP if t >= 0.76]
+
+        def run(rule: np.ndarray | None, below: float = 1.0) -> dict:
+            """The dedupe sweep with the pairs `rule` marks (below `below`) never grouped."""
+            def check(x, y, s):
+                rows = [key[(min(p, q), max(p, q))] for p, q in zip(x.tolist(), y.tolist())]
+                return ~rule[rows] | (np.asarray(s) >= below)
+            sweep = []
+            for t in sweep_thresholds:
+                groups = find_groups(ids, V, O, ids, t, "centre", knee=KNEE,
+                                     check=None if rule is None else check)
+                score = family_dedupe_score([[v.ids[i] for i in g.ids] for g in groups], family,
+                                            v.bench, t)
+                sweep.append({"threshold": t, "precision": score.precision, "recall": score.recall})
+            good = [s for s in sweep if s["precision"] >= 0.97]
+            return {"recall_at_p97": recall_at_precision(sweep),
+                    "recall_at_p95": recall_at_precision(sweep, 0.95),
+                    "threshold": good[0]["threshold"] if good else None,
+                    "threshold_precision": good[0]["precision"] if good else None,
+                    "threshold_recall": good[0]["recall"] if good else None, "sweep": sweep}
+
+        rows = [{"setting": "no check", **run(None)}]
+        for below, min_inliers, min_keypoints in GRID:
+            rule = (scores < below) & (m["inliers"] < min_inliers) & (kp >= min_keypoints)
+            row = {"setting": {"below": below, "min_inliers": min_inliers,
+                               "min_keypoints": min_keypoints},
+                   "pairs_rejected": int(rule.sum()), **run(rule, below)}
+            rows.append(row)
+        true_pair = np.array([family[v.ids[x]] == family[v.ids[y]] for x, y in zip(a, b)])
+    for r in rows:
+        print(f"{json.dumps(r['setting'])}: recall at precision 0.97 {r['recall_at_p97']:.4f}, at "
+              f"0.95 {r['recall_at_p95']:.4f}; threshold {r['threshold']} (precision "
+              f"{r['threshold_precision']:.3f}, recall {r['threshold_recall']:.3f})"
+              + (f"; {r['pairs_rejected']} pairs rejected" if "pairs_rejected" in r else ""))
+    bands = []
+    for lo, hi in ((0.76, 0.82), (0.82, 0.86), (0.86, 0.90), (0.90, 0.95), (0.95, 1.01)):
+        sel = (scores >= lo) & (scores < hi)
+        bands.append({"band": [lo, hi], **{
+            name: {"pairs": int(w.sum()), "inliers_p10_p50_p90":
+                   np.percentile(m["inliers"][w], [10, 50, 90]).tolist() if w.any() else None}
+            for name, w in (("same picture", sel & true_pair), ("different", sel & ~true_pair))}})
+    if args.json:
+        args.json.write_text(json.dumps({
+            "model": args.model, "model_id": v.model.model_id, "knee": KNEE,
+            "pairs": int(len(a)), "defaults": dataclasses.asdict(VerifySettings()),
+            "inliers_by_band": bands, "rows": rows}, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()

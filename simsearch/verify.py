@@ -1,0 +1,205 @@
+"""A second look at near-duplicate pairs: do the two pictures share local features in one layout?
+
+The network's score says two pictures hold the same things; it cannot tell a copy from a
+different picture of the same kind (two hand signs drawn in one style, two gnus, a 6 and an 8).
+Below `VerifySettings.below`, dedupe asks the files themselves: SIFT keypoints of both pictures
+(grey, at most `side` pixels on the long side; the first one also mirrored when the straight
+match fails, for flipped copies) are matched with Lowe's ratio test and an affine transform is
+fitted by RANSAC. A copy, however cropped, turned, stretched, inset or recoloured, keeps many
+matches that agree on one transform (its inliers); two different pictures keep only a few
+chance ones. A pair whose pictures both have at least `min_keypoints` keypoints and fewer than
+`min_inliers` inliers is judged two different pictures and kept apart. A pair that cannot be
+judged (a picture too small or too plain to hold keypoints, a file that cannot be read) keeps
+the network's verdict. The settings were chosen on the default model's validation images
+(`recipes/default_model/verify_trial.py`), never on the evaluation set.
+
+OpenCV lives here alone. Features are computed once per file and kept while a pair still needs
+them; decoding goes through `simsearch.images` like everything else.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from simsearch.errors import DecodeError
+from simsearch.images import load_image
+
+__all__ = ["VerifySettings", "VerifyStats", "Features", "PictureCheck", "features", "inliers"]
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class VerifySettings:
+    """Which pairs are checked and when a check keeps them apart (see the module docstring)."""
+
+    below: float = 0.95        # pairs scoring at or above this are copies on the score alone
+    min_inliers: int = 8       # fewer matches agreeing on one transform: different pictures
+    min_keypoints: int = 50    # both pictures need this many keypoints for a check to count
+    side: int = 512            # long side of the grey picture the keypoints are found on
+    keypoints: int = 1000      # at most this many keypoints a picture (the strongest)
+    ratio: float = 0.8         # Lowe's ratio test: best match closer than this share of the next
+    tolerance: float = 8.0     # RANSAC's reprojection error, pixels at `side`
+    cache: int = 4096          # pictures' features held at once (~0.1-0.3 MB each)
+
+
+@dataclass
+class VerifyStats:
+    """What a check did: pairs looked at, pairs kept apart, and files it could not read."""
+
+    checked: int = 0
+    apart: int = 0
+    unjudged: int = 0                                   # pairs left to the score
+    unreadable: dict[str, str] = field(default_factory=dict)  # path -> reason
+
+    def to_dict(self) -> dict:
+        return {"checked": self.checked, "apart": self.apart, "unjudged": self.unjudged,
+                "unreadable": dict(self.unreadable)}
+
+
+@dataclass
+class Features:
+    """One picture's keypoints: positions [n, 2] float32 and SIFT descriptors [n, 128] float32,
+    and (made when first needed) the same of its mirror image."""
+
+    grey: np.ndarray
+    points: np.ndarray
+    descriptors: np.ndarray
+    mirrored: "Features | None" = None
+
+    @property
+    def count(self) -> int:
+        return len(self.points)
+
+
+def _cv2():
+    import cv2  # imported on first use: dedupe without a check never pays for it
+    cv2.setNumThreads(1)  # our own pool runs pictures side by side
+    return cv2
+
+
+def features(grey: np.ndarray, settings: VerifySettings = VerifySettings()) -> Features:
+    """SIFT keypoints of a grey uint8 picture [h, w] (already at most `side` on its long side)."""
+    cv2 = _cv2()
+    sift = cv2.SIFT_create(nfeatures=settings.keypoints)
+    found, descriptors = sift.detectAndCompute(np.ascontiguousarray(grey), None)
+    points = np.float32([k.pt for k in found]).reshape(-1, 2)
+    if descriptors is None:
+        descriptors = np.zeros((0, 128), np.float32)
+    return Features(grey, points, descriptors)
+
+
+def mirrored(f: Features, settings: VerifySettings = VerifySettings()) -> Features:
+    """The features of `f`'s picture flipped left to right (computed once, then kept)."""
+    if f.mirrored is None:
+        f.mirrored = features(np.ascontiguousarray(f.grey[:, ::-1]), settings)
+    return f.mirrored
+
+
+def inliers(a: Features, b: Features, settings: VerifySettings = VerifySettings()) -> int:
+    """How many ratio-test matches between `a` and `b` agree on one affine transform."""
+    if a.count < 2 or b.count < 2:
+        return 0
+    cv2 = _cv2()
+    pairs = cv2.BFMatcher(cv2.NORM_L2).knnMatch(a.descriptors, b.descriptors, k=2)
+    good = [m[0] for m in pairs if len(m) == 2 and m[0].distance < settings.ratio * m[1].distance]
+    if len(good) < 3:
+        return 0
+    src = a.points[[m.queryIdx for m in good]]
+    dst = b.points[[m.trainIdx for m in good]]
+    _, mask = cv2.estimateAffine2D(src, dst, method=cv2.RANSAC,
+                                   ransacReprojThreshold=settings.tolerance)
+    return 0 if mask is None else int(mask.sum())
+
+
+def grey_picture(path: str, side: int) -> np.ndarray:
+    """The file's picture in grey, at most `side` pixels on its long side (DecodeError if not)."""
+    from PIL import Image
+    picture = load_image(path, target=side).image.convert("L")
+    picture.thumbnail((side, side), Image.Resampling.BILINEAR)
+    return np.asarray(picture, np.uint8)
+
+
+class PictureCheck:
+    """The check dedupe calls: `check(a, b, scores)` -> a bool mask, True for the pairs of ids
+    to keep. Pairs at or above `settings.below` are kept unlooked-at; the rest are judged from
+    their files (`paths_of(ids)` -> {id: path}, called on the caller's thread, so it may read a
+    database). `stats` adds up over calls."""
+
+    def __init__(self, paths_of: Callable[[list[int]], dict[int, str]],
+                 settings: VerifySettings = VerifySettings(), progress: Progress | None = None,
+                 workers: int | None = None):
+        self.paths_of, self.settings, self.progress = paths_of, settings, progress
+        self.workers = workers or min(4, os.cpu_count() or 1)
+        self.stats = VerifyStats()
+        self._held: dict[int, Features | None] = {}
+        self._verdicts: dict[tuple[int, int], bool | None] = {}  # asked again by a sweep
+
+    def __call__(self, a: np.ndarray, b: np.ndarray, scores: np.ndarray) -> np.ndarray:
+        a, b = np.asarray(a, np.int64), np.asarray(b, np.int64)
+        keep = np.ones(len(a), bool)
+        todo = np.flatnonzero(np.asarray(scores) < self.settings.below)
+        known = [r for r in todo.tolist() if self._key(a[r], b[r]) in self._verdicts]
+        for r in known:
+            keep[r] = self._verdicts[self._key(a[r], b[r])] is not False
+        todo = np.setdiff1d(todo, np.array(known, np.int64))
+        if not len(todo):
+            return keep
+        todo = todo[np.lexsort((b[todo], a[todo]))]  # each first picture's pairs together
+        uses: dict[int, int] = {}
+        for i in np.concatenate([a[todo], b[todo]]).tolist():
+            uses[i] = uses.get(i, 0) + 1
+        done = 0
+        with ThreadPoolExecutor(self.workers) as pool:
+            for start in range(0, len(todo), 256):
+                part = todo[start:start + 256]
+                wanted = [i for i in dict.fromkeys(np.concatenate([a[part], b[part]]).tolist())
+                          if i not in self._held]
+                paths = self.paths_of(wanted)
+                for i, f in zip(wanted, pool.map(self._load, [paths.get(i) for i in wanted])):
+                    self._held[i] = f
+                verdicts = list(pool.map(self._judge, a[part].tolist(), b[part].tolist()))
+                for row, x, y, verdict in zip(part.tolist(), a[part].tolist(), b[part].tolist(),
+                                              verdicts):
+                    keep[row] = verdict is not False
+                    self._verdicts[self._key(x, y)] = verdict
+                    self.stats.checked += 1
+                    self.stats.apart += verdict is False
+                    self.stats.unjudged += verdict is None
+                    for i in (x, y):
+                        uses[i] -= 1
+                        if uses[i] == 0 and len(self._held) > self.settings.cache:
+                            self._held.pop(i, None)
+                done += len(part)
+                if self.progress:
+                    self.progress(done, len(todo))
+        return keep
+
+    @staticmethod
+    def _key(x, y) -> tuple[int, int]:
+        return (int(x), int(y)) if x <= y else (int(y), int(x))
+
+    def _load(self, path: str | None) -> Features | None:
+        if path is None:  # not in the index any more
+            return None
+        try:
+            return features(grey_picture(path, self.settings.side), self.settings)
+        except DecodeError as e:  # names the file and the reason
+            self.stats.unreadable[path] = str(e)
+        except OSError as e:  # gone or unreadable since it was indexed
+            self.stats.unreadable[path] = f"{path}: {e.strerror or e}"
+        return None
+
+    def _judge(self, x: int, y: int) -> bool | None:
+        """False: two different pictures; True: the same picture; None: cannot tell."""
+        fx, fy = self._held.get(x), self._held.get(y)
+        s = self.settings
+        if fx is None or fy is None or min(fx.count, fy.count) < s.min_keypoints:
+            return None
+        if inliers(fx, fy, s) >= s.min_inliers or inliers(mirrored(fx, s), fy, s) >= s.min_inliers:
+            return True
+        return False

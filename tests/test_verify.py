@@ -1,0 +1,184 @@
+"""The picture check (simsearch.verify): copies under every edit kept, different pictures kept
+apart, pairs it cannot judge left to the score; wired into dedupe, the index and the CLI."""
+from __future__ import annotations
+
+import json
+import random
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from simsearch.cli import main
+from simsearch.dedupe import find_groups
+from simsearch.edits import EDIT_NAMES, apply_edit
+from simsearch.verify import PictureCheck, VerifySettings, features, grey_picture, inliers, mirrored
+
+
+def busy(seed: int, size: tuple[int, int] = (320, 240)) -> Image.Image:
+    """A generated picture full of distinct blobs for keypoints: random colours on a grid an
+    eighth of the size, scaled up smoothly (different seeds share no local pattern)."""
+    rng = np.random.default_rng(seed)
+    small = rng.integers(0, 256, (size[1] // 8, size[0] // 8, 3), dtype=np.uint8)
+    return Image.fromarray(small).resize(size, Image.Resampling.BICUBIC)
+
+
+def feats(img: Image.Image):
+    grey = img.convert("L")
+    grey.thumbnail((512, 512))
+    return features(np.asarray(grey))
+
+
+def best(a, b) -> int:
+    return max(inliers(a, b), inliers(mirrored(a), b))
+
+
+@pytest.mark.parametrize("edit", EDIT_NAMES)
+def test_every_edited_copy_keeps_far_more_inliers_than_different_pictures(edit):
+    original = feats(busy(1))
+    copy = feats(apply_edit(edit, busy(1), random.Random(3)))
+    others = [best(original, feats(busy(seed))) for seed in range(2, 6)]
+    s = VerifySettings()
+    assert best(original, copy) >= 2 * s.min_inliers
+    assert max(others) < s.min_inliers
+    assert copy.count >= s.min_keypoints
+
+
+def test_mirrored_copy_is_matched_only_through_the_mirror():
+    a, b = feats(busy(7)), feats(busy(7).transpose(Image.Transpose.FLIP_LEFT_RIGHT))
+    assert inliers(mirrored(a), b) >= 50
+    assert mirrored(a) is mirrored(a)  # computed once
+
+
+def write(folder, pictures: dict[str, Image.Image]):
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, img in pictures.items():
+        img.save(folder / name, quality=92)
+    return {name: str(folder / name) for name in pictures}
+
+
+def test_check_keeps_copies_parts_different_pictures_and_leaves_unjudged_pairs_to_the_score(tmp_path):
+    paths = write(tmp_path, {"a.jpg": busy(1), "a_crop.jpg": apply_edit("crop50", busy(1), random.Random(0)),
+                             "b.jpg": busy(2), "plain.jpg": Image.new("RGB", (200, 150), "grey")})
+    (tmp_path / "broken.jpg").write_bytes(b"not a picture")
+    names = list(paths) + ["broken.jpg"]
+    by_id = {i: str(tmp_path / n) for i, n in enumerate(names)}
+    asked = []
+
+    def paths_of(ids):
+        asked.append(list(ids))
+        return {i: by_id[i] for i in ids}
+
+    check = PictureCheck(paths_of)
+    a = np.array([0, 0, 0, 0, 1])
+    b = np.array([1, 2, 3, 4, 2])
+    keep = check(a, b, np.full(5, 0.9, np.float32))
+    assert keep.tolist() == [True, False, True, True, False]
+    assert check.stats.checked == 5 and check.stats.apart == 2 and check.stats.unjudged == 2
+    assert list(check.stats.unreadable) == [by_id[4]]
+    assert "broken.jpg" in check.stats.unreadable[by_id[4]]
+    # at or above `below` a pair is a copy on its score alone; a pair asked again is not re-read
+    assert check(a, b, np.full(5, 0.95, np.float32)).all()
+    n = len(asked)
+    assert check(a[::-1], b[::-1], np.full(5, 0.9, np.float32)).tolist() == keep[::-1].tolist()
+    assert len(asked) == n and check.stats.checked == 5
+
+
+def test_find_groups_never_joins_pairs_the_check_rejects():
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=(3, 16))
+    vectors = np.concatenate([base + 0.01 * rng.normal(size=(3, 16)) for _ in range(3)])
+    vectors = (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
+    ids = np.arange(10, 19, dtype=np.int64)
+    content = np.arange(9)
+    content[8] = content[7]  # rows 7 and 8: identical bytes, grouped whatever the check says
+    seen = []
+
+    def check(a, b, scores):
+        seen.extend(zip(a.tolist(), b.tolist()))
+        return (a % 3) != 0  # ids 12, 15 and 18 (rows 2, 5, 8) are "different pictures"
+
+    groups = find_groups(ids, vectors, np.zeros(9, np.float32), content, 0.9, check=check)
+    joined = {frozenset(g.ids) for g in groups}
+    assert seen and all(min(a, b) >= 10 for a, b in seen)  # ids, not rows
+    for g in groups:
+        rejected = [(x, y) for x in g.ids for y in g.ids if x < y and x % 3 == 0
+                    and {x, y} != {17, 18}]
+        assert not any(frozenset(p) <= frozenset(g.ids) and (p[0], p[1]) in seen for p in rejected)
+    assert any({17, 18} <= g for g in joined)
+    plain = find_groups(ids, vectors, np.zeros(9, np.float32), content, 0.9)
+    assert sum(len(g.ids) for g in plain) > sum(len(g.ids) for g in groups)
+
+
+@pytest.fixture
+def busy_index(tmp_path, tiny_model):
+    photos = tmp_path / "photos"
+    write(photos, {"a.jpg": busy(1), "a_flip.jpg": busy(1).transpose(Image.Transpose.FLIP_LEFT_RIGHT),
+                   "b.jpg": busy(2), "c.jpg": busy(3), "d.jpg": busy(4)})
+    index = tmp_path / "index"
+    result = CliRunner().invoke(main, ["index", str(photos), "--index", str(index), "--model",
+                                       str(tiny_model / "model.onnx"), "-q"])
+    assert result.exit_code == 0, result.output
+    return photos, index
+
+
+def test_dedupe_checks_pairs_by_default_and_no_check_groups_on_scores(busy_index):
+    photos, index = busy_index
+    runner = CliRunner()
+    # threshold -1: every pair is near on its score; only the check tells the pictures apart
+    out = runner.invoke(main, ["dedupe", "--index", str(index), "--threshold", "-1", "--json"])
+    assert out.exit_code == 0, out.output
+    report = json.loads(out.stdout)
+    groups = [sorted(m["path"].rsplit("/", 1)[1] for m in g["members"]) for g in report["groups"]]
+    assert groups == [["a.jpg", "a_flip.jpg"]]
+    assert report["check"]["apart"] >= 4 and report["check"]["below"] == 0.95
+    plain = json.loads(runner.invoke(main, ["dedupe", "--index", str(index), "--threshold", "-1",
+                                            "--json", "--no-check"]).stdout)
+    assert plain["check"] is None and sum(len(g["members"]) for g in plain["groups"]) == 5
+    text = runner.invoke(main, ["dedupe", "--index", str(index), "--threshold", "-1"])
+    assert "are different pictures (not grouped)" in text.stderr
+
+
+def test_a_file_that_cannot_be_read_is_named_and_its_pairs_go_by_score(busy_index):
+    photos, index = busy_index
+    target = photos / "d.jpg"
+    st = target.stat()
+    with open(target, "r+b") as f:  # same size and time: the index still takes it as indexed
+        f.write(b"\0" * 64)
+    import os
+    os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))
+    out = CliRunner().invoke(main, ["dedupe", "--index", str(index), "--threshold", "-1"])
+    assert out.exit_code == 0, out.output
+    assert f"could not check {target}" in out.stderr
+    assert "grouped on their score alone" in out.stderr
+
+
+def test_no_check_uses_its_own_calibrated_threshold(tmp_path, tiny_model):
+    import shutil
+    from simsearch.index import open_index
+
+    model = tmp_path / "m.onnx"
+    shutil.copy(tiny_model / "model.onnx", model)
+    index = open_index(tmp_path / "index", model=str(model), create=True)
+    model_id = index.model.model_id
+    (tmp_path / "m.calibration.json").write_text(json.dumps(
+        {"model_id": model_id, "dedupe_threshold": 0.82, "dedupe_threshold_unchecked": 0.86}))
+    write(tmp_path / "photos", {"a.jpg": busy(1), "b.jpg": busy(2)})
+    index = open_index(tmp_path / "index", model=str(model), create=True)
+    index.add_paths([tmp_path / "photos"])
+    assert index.default_threshold() == 0.82
+    assert index.default_threshold(checked=False) == 0.86
+    assert index.duplicates().threshold == 0.82
+    assert index.duplicates(check=False).threshold == 0.86
+    (tmp_path / "m.calibration.json").write_text(json.dumps(
+        {"model_id": model_id, "dedupe_threshold": 0.84}))  # a record from before the check
+    index = open_index(tmp_path / "index", model=str(model), create=True)
+    assert index.default_threshold() == index.default_threshold(checked=False) == 0.84
+
+
+def test_grey_picture_is_capped_and_upright(tmp_path):
+    path = tmp_path / "big.png"
+    busy(5, (1200, 300)).save(path)
+    grey = grey_picture(str(path), 512)
+    assert grey.shape == (128, 512) and grey.dtype == np.uint8
