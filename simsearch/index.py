@@ -772,8 +772,8 @@ class Index:
                     offsets = np.zeros(len(ids), np.float32)
                 codes = np.unique(contents, return_inverse=True)[1] if len(ids) else np.zeros(0, np.int64)
                 apart = _apart_ids(catalog.not_duplicates(), ids, contents)
-                if check is True:
-                    check = self.picture_check()
+                if check is True:  # one call: no verdicts kept for a next one
+                    check = self.picture_check(remember=False)
                 if check:
                     check.paths_of = catalog.paths  # this snapshot's rows
                     check.progress = check_progress
@@ -794,9 +794,11 @@ class Index:
         report.groups.sort(key=lambda g: (-len(g.members), g.centre))
         return report
 
-    def picture_check(self, settings: VerifySettings = VerifySettings()) -> PictureCheck:
-        """A picture check for `duplicates` (see `simsearch.verify`), to reuse across calls."""
-        return PictureCheck(lambda ids: self.catalog_paths(ids), settings)
+    def picture_check(self, settings: VerifySettings = VerifySettings(),
+                      remember: bool = True) -> PictureCheck:
+        """A picture check for `duplicates` (see `simsearch.verify`), to reuse across calls
+        (with `remember`, each pair is judged once however often it is asked about)."""
+        return PictureCheck(lambda ids: self.catalog_paths(ids), settings, remember=remember)
 
     def catalog_paths(self, ids: Iterable[int]) -> dict[int, str]:
         """The indexed path of each id (ids not indexed are left out)."""

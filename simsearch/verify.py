@@ -19,6 +19,7 @@ them; decoding goes through `simsearch.images` like everything else.
 from __future__ import annotations
 
 import os
+from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -44,7 +45,7 @@ class VerifySettings:
     keypoints: int = 1000      # at most this many keypoints a picture (the strongest)
     ratio: float = 0.8         # Lowe's ratio test: best match closer than this share of the next
     tolerance: float = 8.0     # RANSAC's reprojection error, pixels at `side`
-    cache: int = 4096          # pictures' features held at once (~0.1-0.3 MB each)
+    cache: int = 2048          # pictures' features held at once (at most ~0.5 MB each)
 
 
 @dataclass
@@ -63,8 +64,9 @@ class VerifyStats:
 
 @dataclass
 class Features:
-    """One picture's keypoints: positions [n, 2] float32 and SIFT descriptors [n, 128] float32,
-    and (made when first needed) the same of its mirror image."""
+    """One picture's keypoints: positions [n, 2] float32 and SIFT descriptors [n, 128] uint8
+    (OpenCV's are whole numbers 0-255 in float32: a quarter of the memory, the same matches),
+    the grey picture, and (made when first needed) the same of its mirror image."""
 
     grey: np.ndarray
     points: np.ndarray
@@ -90,7 +92,7 @@ def features(grey: np.ndarray, settings: VerifySettings = VerifySettings()) -> F
     points = np.float32([k.pt for k in found]).reshape(-1, 2)
     if descriptors is None:
         descriptors = np.zeros((0, 128), np.float32)
-    return Features(grey, points, descriptors)
+    return Features(grey, points, np.clip(np.rint(descriptors), 0, 255).astype(np.uint8))
 
 
 def mirrored(f: Features, settings: VerifySettings = VerifySettings()) -> Features:
@@ -105,7 +107,8 @@ def inliers(a: Features, b: Features, settings: VerifySettings = VerifySettings(
     if a.count < 2 or b.count < 2:
         return 0
     cv2 = _cv2()
-    pairs = cv2.BFMatcher(cv2.NORM_L2).knnMatch(a.descriptors, b.descriptors, k=2)
+    pairs = cv2.BFMatcher(cv2.NORM_L2).knnMatch(a.descriptors.astype(np.float32),
+                                                b.descriptors.astype(np.float32), k=2)
     good = [m[0] for m in pairs if len(m) == 2 and m[0].distance < settings.ratio * m[1].distance]
     if len(good) < 3:
         return 0
@@ -128,15 +131,17 @@ class PictureCheck:
     """The check dedupe calls: `check(a, b, scores)` -> a bool mask, True for the pairs of ids
     to keep. Pairs at or above `settings.below` are kept unlooked-at; the rest are judged from
     their files (`paths_of(ids)` -> {id: path}, called on the caller's thread, so it may read a
-    database). `stats` adds up over calls."""
+    database). `stats` adds up over calls. With `remember`, each pair's verdict is kept (about
+    150 bytes a pair) so that a sweep over thresholds asks for it again for free."""
 
     def __init__(self, paths_of: Callable[[list[int]], dict[int, str]],
                  settings: VerifySettings = VerifySettings(), progress: Progress | None = None,
-                 workers: int | None = None):
+                 workers: int | None = None, remember: bool = True):
         self.paths_of, self.settings, self.progress = paths_of, settings, progress
+        self.remember = remember
         self.workers = workers or min(4, os.cpu_count() or 1)
         self.stats = VerifyStats()
-        self._held: dict[int, Features | None] = {}
+        self._held: OrderedDict[int, Features | None] = OrderedDict()  # least recent first
         self._verdicts: dict[tuple[int, int], bool | None] = {}  # asked again by a sweep
 
     def __call__(self, a: np.ndarray, b: np.ndarray, scores: np.ndarray) -> np.ndarray:
@@ -153,27 +158,33 @@ class PictureCheck:
         uses: dict[int, int] = {}
         for i in np.concatenate([a[todo], b[todo]]).tolist():
             uses[i] = uses.get(i, 0) + 1
-        done = 0
+        done, step = 0, max(1, min(256, self.settings.cache // 2))  # a part's pictures fit
         with ThreadPoolExecutor(self.workers) as pool:
-            for start in range(0, len(todo), 256):
-                part = todo[start:start + 256]
+            for start in range(0, len(todo), step):
+                part = todo[start:start + step]
                 wanted = [i for i in dict.fromkeys(np.concatenate([a[part], b[part]]).tolist())
                           if i not in self._held]
+                for i in np.concatenate([a[part], b[part]]).tolist():
+                    if i in self._held:
+                        self._held.move_to_end(i)
                 paths = self.paths_of(wanted)
                 for i, f in zip(wanted, pool.map(self._load, [paths.get(i) for i in wanted])):
                     self._held[i] = f
+                while len(self._held) > max(self.settings.cache, 2 * step):  # the part's stay
+                    self._held.popitem(last=False)
                 verdicts = list(pool.map(self._judge, a[part].tolist(), b[part].tolist()))
                 for row, x, y, verdict in zip(part.tolist(), a[part].tolist(), b[part].tolist(),
                                               verdicts):
                     keep[row] = verdict is not False
-                    self._verdicts[self._key(x, y)] = verdict
+                    if self.remember:
+                        self._verdicts[self._key(x, y)] = verdict
                     self.stats.checked += 1
                     self.stats.apart += verdict is False
                     self.stats.unjudged += verdict is None
                     for i in (x, y):
                         uses[i] -= 1
-                        if uses[i] == 0 and len(self._held) > self.settings.cache:
-                            self._held.pop(i, None)
+                        if uses[i] == 0 and len(self._held) > self.settings.cache // 2:
+                            self._held.pop(i, None)  # needed no more: room for the next
                 done += len(part)
                 if self.progress:
                     self.progress(done, len(todo))

@@ -85,6 +85,23 @@ def test_check_keeps_copies_parts_different_pictures_and_leaves_unjudged_pairs_t
     assert len(asked) == n and check.stats.checked == 5
 
 
+def test_features_held_stay_within_the_cache_and_verdicts_do_not_change(tmp_path):
+    pictures = {f"p{i}.jpg": busy(i % 4) if i < 8 else busy(100 + i) for i in range(12)}
+    by_id = {i: p for i, p in enumerate(write(tmp_path, pictures).values())}
+    a, b = np.triu_indices(12, 1)
+    scores = np.full(len(a), 0.9, np.float32)
+    small = PictureCheck(lambda ids: {i: by_id[i] for i in ids}, VerifySettings(cache=4),
+                         remember=False)
+    held = []
+    small.progress = lambda done, total: held.append(len(small._held))
+    keep = small(a, b, scores)
+    assert max(held) <= 4 and not small._verdicts
+    full = PictureCheck(lambda ids: {i: by_id[i] for i in ids})(a, b, scores)
+    assert keep.tolist() == full.tolist()
+    same = (a % 4 == b % 4) & (a < 8) & (b < 8)  # copies of one generated picture
+    assert keep.tolist() == same.tolist()
+
+
 def test_find_groups_never_joins_pairs_the_check_rejects():
     rng = np.random.default_rng(0)
     base = rng.normal(size=(3, 16))
