@@ -304,7 +304,8 @@ def _tell_check(report, quiet: bool) -> None:
         click.echo(f"could not check {_show(path)}: {why}; its pairs are grouped on their score "
                    "alone", err=True)
     if not quiet and done["checked"]:
-        click.echo(f"checked {done['checked']} pairs scoring below {done['below']} against their pictures: "
+        pairs = "pair" if done["checked"] == 1 else "pairs"
+        click.echo(f"checked {done['checked']} {pairs} scoring below {done['below']} against their pictures: "
                    f"{done['apart']} are different pictures (not grouped), {done['unjudged']} "
                    f"could not be told (too small, plain or unreadable; grouped on score)",
                    err=True)
