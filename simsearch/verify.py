@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from simsearch.errors import DecodeError
+from simsearch.errors import DecodeError, SimsearchError
 from simsearch.images import load_image
 
 __all__ = ["VerifySettings", "VerifyStats", "Features", "PictureCheck", "features", "inliers"]
@@ -79,7 +79,12 @@ class Features:
 
 
 def _cv2():
-    import cv2  # imported on first use: dedupe without a check never pays for it
+    try:
+        import cv2  # imported on first use: dedupe without a check never pays for it
+    except ImportError as e:
+        raise SimsearchError(f"the picture check of dedupe needs OpenCV, which does not import "
+                             f"here ({e}); install it with: pip install opencv-python-headless, "
+                             f"or group on scores alone with --no-check") from None
     cv2.setNumThreads(1)  # our own pool runs pictures side by side
     return cv2
 
@@ -154,6 +159,7 @@ class PictureCheck:
         todo = np.setdiff1d(todo, np.array(known, np.int64))
         if not len(todo):
             return keep
+        _cv2()  # a missing OpenCV stops the run here, before any file is read
         todo = todo[np.lexsort((b[todo], a[todo]))]  # each first picture's pairs together
         uses: dict[int, int] = {}
         for i in np.concatenate([a[todo], b[todo]]).tolist():
@@ -200,8 +206,10 @@ class PictureCheck:
         try:
             return features(grey_picture(path, self.settings.side), self.settings)
         except DecodeError as e:  # names the file and the reason
-            self.stats.unreadable[path] = str(e)
-        except OSError as e:  # gone or unreadable since it was indexed
+            if os.path.exists(path):
+                self.stats.unreadable[path] = str(e)
+            # else gone since it was indexed: dedupe leaves it out and says so (stale)
+        except OSError as e:  # unreadable since it was indexed
             self.stats.unreadable[path] = f"{path}: {e.strerror or e}"
         return None
 

@@ -199,3 +199,24 @@ def test_grey_picture_is_capped_and_upright(tmp_path):
     busy(5, (1200, 300)).save(path)
     grey = grey_picture(str(path), 512)
     assert grey.shape == (128, 512) and grey.dtype == np.uint8
+
+
+def test_a_file_gone_since_indexing_is_reported_once_as_gone(busy_index):
+    photos, index = busy_index
+    (photos / "d.jpg").unlink()
+    out = CliRunner().invoke(main, ["dedupe", "--index", str(index), "--threshold", "-1"])
+    assert out.exit_code == 0, out.output
+    assert "could not check" not in out.stderr
+    assert "left out 1 files that changed or are gone" in out.stderr
+
+
+def test_without_opencv_dedupe_says_what_to_install(busy_index, monkeypatch):
+    import sys
+    photos, index = busy_index
+    monkeypatch.setitem(sys.modules, "cv2", None)  # import cv2 raises ImportError
+    out = CliRunner().invoke(main, ["dedupe", "--index", str(index), "--threshold", "-1"])
+    assert out.exit_code != 0
+    assert "pip install opencv-python-headless" in out.output and "--no-check" in out.output
+    plain = CliRunner().invoke(main, ["dedupe", "--index", str(index), "--threshold", "-1",
+                                      "--no-check"])
+    assert plain.exit_code == 0, plain.output
