@@ -174,11 +174,16 @@ def index_cmd(paths, index_dir, model, rebuild, workers, batch_size, ray_address
 @click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("-k", "k", type=click.IntRange(1, 10000), default=10, show_default=True,
               help="Results per query image.")
+@click.option("--check/--no-check", "check", default=True, show_default=True,
+              help="When the best match scores below 0.95 and others are within 0.1 of it, "
+                   "look at the pictures (the query and up to 5 matches) and move a copy of "
+                   "the query that a look-alike outscored to the top; scores are unchanged. "
+                   "--no-check ranks by score alone, reading no indexed file.")
 @_index_option
 @_model_option
 @_device_option
 @_json_option
-def query_cmd(images, k, index_dir, model, device, as_json):
+def query_cmd(images, k, check, index_dir, model, device, as_json):
     """The K indexed images most similar to each IMAGE, best first, with scores.
 
     A score is the cosine similarity of the two vectors, adjusted against the model's
@@ -195,7 +200,7 @@ def query_cmd(images, k, index_dir, model, device, as_json):
     if index.empty():
         click.echo(f"{index.folder} holds no images yet; add some with: simsearch index PHOTOS"
                    + ("" if index_dir is None else f" --index {index_dir}"), err=True)
-    results = index.search([os.fspath(p) for p in images], k=k)
+    results = index.search([os.fspath(p) for p in images], k=k, check=check)
     failed = 0
     for result in results:
         if result.error:
@@ -206,11 +211,15 @@ def query_cmd(images, k, index_dir, model, device, as_json):
             continue
         if as_json:
             click.echo(json.dumps({"query": result.query, "results": [
-                {"path": m.path, "score": round(m.score, 6)} for m in result.matches]}))
+                {"path": m.path, "score": round(m.score, 6),
+                 **({} if m.checked is None else {"checked": m.checked})}
+                for m in result.matches]}))
         else:
             click.echo(f"{_show(result.query)}")
             for rank, m in enumerate(result.matches, 1):
-                click.echo(f"  {rank:>3}  {m.score:.4f}  {_show(m.path)}")
+                moved = "" if m.checked is None else \
+                    f"  (moved first: shares {m.checked} local features with the query)"
+                click.echo(f"  {rank:>3}  {m.score:.4f}  {_show(m.path)}{moved}")
     if failed:
         sys.exit(1)
 

@@ -357,7 +357,8 @@ def pair_precision_recall_f1(predicted_groups: Iterable[Iterable[Hashable]],
 class Neighbors:
     """The k nearest references of each query: ``indices`` and ``scores``, both (n, k).
 
-    Rows are sorted by score, highest first; an index of -1 means no result (as in FAISS).
+    Rows are sorted by score, highest first (but where the picture check moved a copy of the
+    query first: `simsearch.verify.copy_first`); an index of -1 means no result (as in FAISS).
     """
 
     indices: np.ndarray

@@ -30,7 +30,7 @@ from simsearch.store import (CATALOG, FORMAT_VERSION, LOCK, MANIFEST, VECTOR_FIL
 from simsearch.derived import (Deferred, Growing, by_id, computed_offsets, sample, sample_with_ids,
                                vectors_agree)
 from simsearch.vectorfile import VectorFile
-from simsearch.verify import PictureCheck, VerifySettings
+from simsearch.verify import PictureCheck, RerankSettings, VerifySettings, copy_first
 from simsearch.vectors import (ANN_KINDS, DEFAULT_FACTORY, TOMBSTONE_LIMIT, Choice, VectorIndex,
                                choose, measure_recall, parse_ann)
 
@@ -50,6 +50,9 @@ def default_index_dir() -> Path:
 class Match:
     path: str
     score: float
+    # set on a match the picture check moved first (`simsearch.verify.copy_first`): how many
+    # local features it shares with the query in one layout
+    checked: int | None = None
 
 
 @dataclass
@@ -608,9 +611,12 @@ class Index:
             catalog.close()
 
     def search(self, images: Sequence[str | os.PathLike], k: int = 10,
-               batch_size: int = 32) -> list[QueryResult]:
+               batch_size: int = 32, check: bool = True) -> list[QueryResult]:
         """The `k` most similar indexed images for each query image, best first. A query image
-        that cannot be decoded gets a result with `error` set; the others are still answered."""
+        that cannot be decoded gets a result with `error` set; the others are still answered.
+        With `check`, when the first match scores below 0.95 and others are close behind, the
+        pictures are looked at (`simsearch.verify.copy_first`): a copy of the query behind a
+        look-alike is moved first, its score unchanged and `Match.checked` set."""
         if not isinstance(k, int) or k < 1:
             raise SimsearchError(f"k must be a whole number of at least 1, not {k!r}")
         results = [QueryResult(os.path.abspath(os.fspath(p))) for p in images]
@@ -627,8 +633,10 @@ class Index:
             return results
         vectors = np.concatenate([self.embedder.embed_arrays(np.stack(arrays[s:s + batch_size]))
                                   for s in range(0, len(arrays), batch_size)])
-        for i, matches in zip(wanted, self.search_vectors(vectors, k)):
-            results[i].matches = matches
+        asked = max(k, RerankSettings().candidates) if check else k
+        for i, matches in zip(wanted, self.search_vectors(vectors, asked)):
+            results[i].matches = (_copy_moved_first(results[i].query, matches) if check
+                                  else matches)[:k]
         return results
 
     def search_vectors(self, vectors: np.ndarray, k: int = 10) -> list[list[Match]]:
@@ -835,6 +843,15 @@ class Index:
         except OSError as e:
             raise IndexStoreError(f"{out}: cannot write ({e.strerror or e})") from e
         return len(paths)
+
+
+def _copy_moved_first(query: str, matches: list[Match]) -> list[Match]:
+    """`matches` with the one the picture check finds a copy of the query moved first."""
+    moved = copy_first(query, [m.path for m in matches], np.array([m.score for m in matches]))
+    if moved is None:
+        return matches
+    j, agree = moved
+    return [dataclasses.replace(matches[j], checked=agree)] + matches[:j] + matches[j + 1:]
 
 
 def _apart_ids(pairs: set[tuple[str, str]], ids: np.ndarray, contents: np.ndarray

@@ -37,6 +37,7 @@ from simsearch.families import Families, Link, join, link_hamming, link_hashes
 from simsearch.files import walk_images
 from simsearch.index import open_index
 from simsearch.mistakes import Mistakes, MissedCopy, false_pairs, missed_by_dedupe
+from simsearch.verify import copy_first
 from simsearch.scoring import Background, Offsets, adjusted_search
 from simsearch.vectors import VectorIndex
 
@@ -184,6 +185,9 @@ def run_eval(originals: str | os.PathLike, distractors: str | os.PathLike | None
         offsets = None if background is None else Offsets(ref_ids, background.offsets(ref_vectors))
         scores, ids = adjusted_search(store, q_vectors, k, background, offsets)
         neighbours = Neighbors(ids, scores)
+        if check:  # as `simsearch query` ranks by default
+            neighbours = _copies_moved_first(neighbours, queries, refs,
+                                             _stage(progress, "checking search"))
         threshold = index.default_threshold(check) if threshold is None else threshold
         shared = index.picture_check() if check else False
 
@@ -266,6 +270,23 @@ def _look_alikes(index, paths: list[str], vectors: dict, background: Background 
     links += [ln for ln in model if ln.value >= bar]
     families = join(paths, links, views, skipped, listed=[ln for ln in model if ln.value < bar])
     return dataclasses.replace(families, model_bar=bar)
+
+
+def _copies_moved_first(neighbours: Neighbors, queries: list[str], refs: list[str],
+                        progress=None) -> Neighbors:
+    """Each query's ranked references with the one the picture check finds a copy of the
+    query moved first (`simsearch.verify.copy_first`), its score kept, as `Index.search` does."""
+    ids, scores = neighbours.indices.copy(), neighbours.scores.copy()
+    for q in range(len(queries)):
+        row = [int(i) for i in ids[q] if i >= 0]
+        moved = copy_first(queries[q], [refs[i] for i in row], scores[q, :len(row)])
+        if moved is not None:
+            j = moved[0]
+            ids[q, :j + 1] = np.roll(ids[q, :j + 1], 1)
+            scores[q, :j + 1] = np.roll(scores[q, :j + 1], 1)
+        if progress and (q % 256 == 0 or q == len(queries) - 1):
+            progress(q + 1, len(queries))
+    return Neighbors(ids, scores)
 
 
 def _disjoint(groups: list[list[str]]) -> list[list[str]]:

@@ -103,7 +103,10 @@ class _Handler(BaseHTTPRequestHandler):
             if kind.startswith("application/json") or body.lstrip()[:1] == b"{":
                 request = json.loads(body or b"{}")
                 k = int(request.get("k", k))
-                return self._answer(str(request["path"]), k)
+                check = request.get("check", True)
+                if not isinstance(check, bool):
+                    raise ValueError(f"check must be true or false, not {check!r}")
+                return self._answer(str(request["path"]), k, check=check)
             with tempfile.NamedTemporaryFile(suffix=".img") as f:
                 f.write(body)
                 f.flush()
@@ -112,13 +115,15 @@ class _Handler(BaseHTTPRequestHandler):
             return self._reply(400, {"error": f"bad request ({e}); send JSON {{\"path\": ..., "
                                               f"\"k\": 10}} or the image bytes"})
 
-    def _answer(self, path: str, k: int, shown: str | None = None) -> None:
+    def _answer(self, path: str, k: int, shown: str | None = None, check: bool = True) -> None:
         try:
-            result = self.index.search([path], k=k)[0]
+            result = self.index.search([path], k=k, check=check)[0]
         except SimsearchError as e:
             return self._reply(400, {"error": str(e)})
         query = shown or result.query
         if result.error:
             return self._reply(422, {"query": query, "error": result.error})
         self._reply(200, {"query": query, "results": [
-            {"path": m.path, "score": round(m.score, 6)} for m in result.matches]})
+            {"path": m.path, "score": round(m.score, 6),
+             **({} if m.checked is None else {"checked": m.checked})}
+            for m in result.matches]})

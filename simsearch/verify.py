@@ -222,3 +222,43 @@ class PictureCheck:
         if inliers(fx, fy, s) >= s.min_inliers or inliers(mirrored(fx, s), fy, s) >= s.min_inliers:
             return True
         return False
+
+
+@dataclass(frozen=True)
+class RerankSettings:
+    """When search puts a checked copy first (see `copy_first`); set on validation images
+    (`recipes/default_model/verify_trial.py --search`)."""
+
+    candidates: int = 5        # the best this many matches are looked at
+    within: float = 0.1        # ... those scoring within this of the first
+    below: float = 0.95        # a first match scoring this or more stands on its score
+    min_inliers: int = 20      # a candidate moved first keeps at least this many agreeing matches
+    ratio: float = 3.0         # ... and this many times the first match's
+
+
+def copy_first(query: str, candidates: list[str], scores: np.ndarray,
+               settings: RerankSettings = RerankSettings(),
+               check: VerifySettings = VerifySettings()) -> tuple[int, int] | None:
+    """Which of a search's best `candidates` (paths, best score first) to show first: the one
+    whose picture shares the most local features in one layout with the `query` picture, when
+    it shares far more than the first match does (a copy behind a look-alike); None to keep the
+    order (the first match scores `below` or more, no other is close to it, or no picture can
+    be read). Returns (position, agreeing matches)."""
+    scores = np.asarray(scores, np.float64)
+    if not len(candidates) or scores[0] >= settings.below:
+        return None
+    close = [j for j in range(1, min(settings.candidates, len(candidates)))
+             if scores[0] - scores[j] <= settings.within]
+    if not close:
+        return None
+    try:
+        q = features(grey_picture(query, check.side), check)
+        held = {j: features(grey_picture(candidates[j], check.side), check) for j in [0] + close}
+    except (DecodeError, OSError):  # a picture that cannot be read leaves the order to scores
+        return None
+    agree = {j: max(inliers(f, q, check), inliers(mirrored(f, check), q, check))
+             for j, f in held.items()}
+    best = max(close, key=lambda j: (agree[j], -j))
+    if agree[best] >= settings.min_inliers and agree[best] >= settings.ratio * max(agree[0], 1):
+        return best, agree[best]
+    return None

@@ -220,3 +220,44 @@ def test_without_opencv_dedupe_says_what_to_install(busy_index, monkeypatch):
     plain = CliRunner().invoke(main, ["dedupe", "--index", str(index), "--threshold", "-1",
                                       "--no-check"])
     assert plain.exit_code == 0, plain.output
+
+
+def test_search_moves_a_copy_behind_a_look_alike_first_and_keeps_scores(tmp_path):
+    from simsearch.index import Match, _copy_moved_first
+    from simsearch.verify import copy_first
+
+    paths = write(tmp_path, {"a.jpg": busy(1), "b.jpg": busy(2), "c.jpg": busy(3),
+                             "q.jpg": apply_edit("crop50", busy(1), random.Random(4))})
+    query = paths["q.jpg"]
+    order = [paths["b.jpg"], paths["a.jpg"], paths["c.jpg"]]
+    moved = copy_first(query, order, np.array([0.80, 0.75, 0.72]))
+    assert moved is not None and moved[0] == 1 and moved[1] >= 20
+    # the first match stands on its score at 0.95; a copy further than 0.1 behind is not looked at
+    assert copy_first(query, order, np.array([0.95, 0.94, 0.9])) is None
+    assert copy_first(query, order, np.array([0.80, 0.69, 0.6])) is None
+    # the query itself the first match: nothing to move
+    assert copy_first(query, [paths["a.jpg"], paths["b.jpg"]], np.array([0.8, 0.79])) is None
+    # a picture that cannot be read leaves the order to the scores
+    (tmp_path / "bad.jpg").write_bytes(b"nope")
+    assert copy_first(query, [str(tmp_path / "bad.jpg"), paths["a.jpg"]], np.array([0.8, 0.79])) is None
+    matches = [Match(p, s) for p, s in zip(order, (0.80, 0.75, 0.72))]
+    out = _copy_moved_first(query, matches)
+    assert [m.path for m in out] == [paths["a.jpg"], paths["b.jpg"], paths["c.jpg"]]
+    assert [m.score for m in out] == [0.75, 0.80, 0.72] and out[0].checked == moved[1]
+    assert out[1].checked is None
+
+
+def test_query_check_is_on_by_default_and_no_check_ranks_by_score(busy_index):
+    photos, index = busy_index
+    runner = CliRunner()
+    query = str(photos / "a.jpg")
+    plain = json.loads(runner.invoke(main, ["query", query, "--index", str(index), "--json",
+                                            "--no-check", "-k", "5"]).stdout)
+    scores = [m["score"] for m in plain["results"]]
+    assert scores == sorted(scores, reverse=True) and all("checked" not in m for m in plain["results"])
+    checked = json.loads(runner.invoke(main, ["query", query, "--index", str(index), "--json",
+                                              "-k", "5"]).stdout)
+    assert {m["path"] for m in checked["results"]} == {m["path"] for m in plain["results"]}
+    first = checked["results"][0]
+    # the query is indexed: it scores 1.0 against itself and stands first on its score
+    assert first["path"] == query and "checked" not in first

@@ -13,6 +13,13 @@ as the product runs it (centre linkage, the shipped background, the knee in use)
 it rejects never grouped. Reported per setting: recall at precision 0.97 and 0.95 and the
 calibration rule's threshold (the lowest step reaching precision 0.97), variants merged as in
 calibrate.py (trials/val-variants.json), beside the same without the check.
+
+With --search, the check's other use instead: each validation copy searched among the 800
+originals (adjusted scores, the knee in use), and its best candidates re-ranked as `simsearch
+query` does (`simsearch.verify.copy_first`) under a grid of its settings (candidates looked at,
+how close behind the first they must score, the agreeing matches a candidate moved first needs,
+and how many times the first's); reported: Recall@1 misses, and the copies each setting finds
+first that scores alone missed (fixed) and misses that scores alone found (broken).
 """
 from __future__ import annotations
 
@@ -30,7 +37,8 @@ from calibrate import (ROOT, SWEEP, embed_validation, family_dedupe_score, load_
 from simsearch.dedupe import find_groups
 from simsearch.errors import DecodeError
 from simsearch.scoring import KNEE, adjust
-from simsearch.verify import VerifySettings, features, grey_picture, inliers, mirrored
+from simsearch.verify import (RerankSettings, VerifySettings, features, grey_picture, inliers,
+                              mirrored)
 
 GRID = ((0.95, 8, 50), (0.95, 6, 30), (0.95, 6, 50), (0.95, 8, 30), (0.95, 10, 50),
         (0.95, 12, 50), (0.97, 8, 50))
@@ -51,6 +59,55 @@ def measure_pairs(paths: list[str], a: np.ndarray, b: np.ndarray) -> dict:
     return {"keypoints": counts, "inliers": np.array(best)}
 
 
+SEARCH_GRID = tuple((k, w, m, r) for k in (2, 3, 5) for w in (0.05, 0.1, 0.15)
+                    for m in (15, 20, 30) for r in (2.0, 3.0))
+
+
+def search_trial(v, depth: int = 5, reach: float = 0.15) -> dict:
+    """Recall@1 of the validation copies among the originals, re-ranked under SEARCH_GRID."""
+    refs = [str(p) for p in v.bench.originals]
+    queries = [str(i.query) for i in v.bench.items]
+    truth = np.array([refs.index(str(i.original)) for i in v.bench.items])
+    R = np.stack([v.vectors[p] for p in refs])
+    Q = np.stack([v.vectors[q] for q in queries])
+    o_r = np.array([v.offsets[p] for p in refs], np.float32)
+    o_q = np.array([v.offsets[q] for q in queries], np.float32)
+    S = adjust(Q @ R.T, o_q[:, None] + o_r[None, :], KNEE)
+    top = np.argsort(-S, axis=1, kind="stable")[:, :depth]
+    tops = np.take_along_axis(S, top, 1)
+    s, held = VerifySettings(), {}
+
+    def feats(path):
+        if path not in held:
+            held[path] = features(grey_picture(path, s.side), s)
+        return held[path]
+
+    agree = np.zeros(top.shape, int)
+    for i, q in enumerate(queries):
+        for j in range(depth):
+            if tops[i, 0] - tops[i, j] <= reach and tops[i, 0] < RerankSettings().below:
+                f = feats(refs[top[i, j]])
+                agree[i, j] = max(inliers(f, feats(q), s), inliers(mirrored(f, s), feats(q), s))
+    base = top[:, 0] == truth
+    rows = [{"setting": "scores alone", "misses": int((~base).sum())}]
+    for k, within, m, ratio in SEARCH_GRID:
+        first = top[:, 0].copy()
+        for i in range(len(queries)):
+            close = [j for j in range(1, k) if tops[i, 0] - tops[i, j] <= within]
+            if not close or tops[i, 0] >= RerankSettings().below:
+                continue
+            j = max(close, key=lambda j: (agree[i, j], -j))
+            if agree[i, j] >= m and agree[i, j] >= ratio * max(agree[i, 0], 1):
+                first[i] = top[i, j]
+        hit = first == truth
+        rows.append({"setting": {"candidates": k, "within": within, "min_inliers": m,
+                                 "ratio": ratio},
+                     "misses": int((~hit).sum()), "fixed": int((hit & ~base).sum()),
+                     "broken": int((~hit & base).sum())})
+    return {"queries": len(queries), "defaults": dataclasses.asdict(RerankSettings()),
+            "rows": rows}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--val-dir", type=Path, default=ROOT / "data" / "val")
@@ -59,7 +116,19 @@ def main() -> None:
     parser.add_argument("--variants", type=Path,
                         default=ROOT / "recipes" / "default_model" / "trials" / "val-variants.json")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--search", action="store_true",
+                        help="try the check's re-ranking of search instead (see above)")
     args = parser.parse_args()
+    if args.search:
+        with tempfile.TemporaryDirectory() as tmp:
+            v = embed_validation(args.val_dir, args.model, args.per_image, Path(tmp))
+            result = search_trial(v)
+        for r in result["rows"]:
+            print(json.dumps(r))
+        if args.json:
+            args.json.write_text(json.dumps({"model": args.model, "model_id": v.model.model_id,
+                                             "knee": KNEE, **result}, indent=1) + "\n")
+        return
     pairs_judged = load_variants(args.variants)
     with tempfile.TemporaryDirectory() as tmp:
         v = embed_validation(args.val_dir, args.model, args.per_image, Path(tmp))
