@@ -18,13 +18,12 @@ from __future__ import annotations
 
 import argparse
 import random
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-from common import ROOT, report, table
-from ingest import camera_jpegs
+from common import report, table
+from ingest import add_camera_options, camera_files
 
 COPIES = (("crop70", ("crop70",)), ("rotate90", ("rotate90",)), ("text-crop50", ("crop50", "text")))
 
@@ -51,15 +50,10 @@ def write_copies(originals: list[Path], out: Path) -> list[Path]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--folder", type=Path, default=ROOT / "data" / "eval-extract")
-    parser.add_argument("--min-megapixels", type=float, default=6.0)
-    parser.add_argument("--limit", type=int, default=200)
+    add_camera_options(parser)
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
-    originals = camera_jpegs(args.folder, args.min_megapixels * 1e6, args.limit)
-    if not originals:
-        sys.exit(f"no JPEG of >= {args.min_megapixels} MP under {args.folder}; fetch them with: "
-                 "bash recipes/default_model/fetch_data.sh")
+    originals = camera_files(args)
     from simsearch.index import open_index
     from simsearch.verify import VerifySettings, features, grey_picture, inliers, mirrored
 

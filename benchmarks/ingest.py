@@ -39,6 +39,22 @@ def camera_jpegs(folder: Path, min_pixels: float, limit: int) -> list[Path]:
     return found[:limit]
 
 
+def add_camera_options(parser: argparse.ArgumentParser) -> None:
+    """--folder, --min-megapixels and --limit: which files `camera_jpegs` takes."""
+    parser.add_argument("--folder", type=Path, default=ROOT / "data" / "eval-extract")
+    parser.add_argument("--min-megapixels", type=float, default=6.0)
+    parser.add_argument("--limit", type=int, default=200)
+
+
+def camera_files(args: argparse.Namespace) -> list[Path]:
+    """The files `add_camera_options`' options name, or a stop that says how to fetch them."""
+    files = camera_jpegs(args.folder, args.min_megapixels * 1e6, args.limit)
+    if not files:
+        sys.exit(f"no JPEGs of >= {args.min_megapixels} MP under {args.folder}; fetch them with: "
+                 "bash recipes/default_model/fetch_data.sh")
+    return files
+
+
 def _has_int8(model) -> bool:
     from simsearch.models import resolve_model
     try:
@@ -50,17 +66,12 @@ def _has_int8(model) -> bool:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--folder", type=Path, default=ROOT / "data" / "eval-extract")
-    parser.add_argument("--min-megapixels", type=float, default=6.0)
-    parser.add_argument("--limit", type=int, default=200)
+    add_camera_options(parser)
     parser.add_argument("--model", default=None)
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
-    files = camera_jpegs(args.folder, args.min_megapixels * 1e6, args.limit)
-    if not files:
-        sys.exit(f"no JPEGs of >= {args.min_megapixels} MP under {args.folder}; fetch them with: "
-                 "bash recipes/default_model/fetch_data.sh")
+    files = camera_files(args)
     import imagehash
     from PIL import Image
 
