@@ -38,7 +38,7 @@ def machine() -> dict:
 
 def versions() -> dict:
     out = {}
-    for name in ("numpy", "PIL", "faiss", "onnxruntime", "imagehash", "torch"):
+    for name in ("numpy", "PIL", "faiss", "onnxruntime", "imagehash", "torch", "cv2"):
         module = sys.modules.get(name)
         if module is not None:
             out[name] = getattr(module, "__version__", "?")

@@ -260,6 +260,7 @@ def dedupe_cmd(threshold, linkage, check, keep, protect, plan_path, index_dir, m
         report = index.duplicates(threshold, linkage, progress=progress, check=check,
                                   check_progress=check_progress)
     _tell_check(report, quiet or as_json)
+    _tell_threshold_otherwise(index, report, check, index_dir)
     kept = index.threshold() if report.threshold_source == "calibrated" else None
     plan = _make_plan(index, report, keep, protect) if plan_path or keep or protect else None
     if plan_path is not None:
@@ -318,6 +319,22 @@ def _tell_check(report, quiet: bool) -> None:
                    f"{done['apart']} are different pictures (not grouped), {done['unjudged']} "
                    f"could not be told (too small, plain or unreadable; grouped on score)",
                    err=True)
+
+
+def _tell_threshold_otherwise(index, report, check: bool, index_dir) -> None:
+    """Say so when a threshold kept by eval was passed over, made the other way."""
+    if report.threshold_source != "model":
+        return
+    other = index.threshold_made_otherwise(check)
+    if other is None:
+        return
+    how = "with" if other.get("checked") else "without"
+    where = "" if index_dir is None else f" --index {index_dir}"
+    click.echo(f"note: the threshold simsearch eval kept on {other.get('date', '?')} "
+               f"({other['value']:.4f}) was calibrated {how} the picture check, so this run "
+               f"{'with' if check else 'without'} it uses the model's; run with "
+               f"{'--check' if other.get('checked') else '--no-check'} to use it, or calibrate "
+               f"again with: simsearch eval PHOTOS --save-threshold{where}", err=True)
 
 
 def _warn_rebuild(folders: list[str], index_dir) -> None:

@@ -724,6 +724,16 @@ class Index:
             return None
         return record
 
+    def threshold_made_otherwise(self, checked: bool = True) -> dict | None:
+        """The kept threshold record for this index's model when it was made the other way
+        (with the picture check when `checked` is False, or without it), which `duplicates`
+        then passes over; else None."""
+        kept = self.threshold()
+        if kept is not None and kept.get("model_id") == (self._record or {}).get("id") \
+                and bool(kept.get("checked", False)) != checked:
+            return kept
+        return None
+
     def _threshold_to_use(self, checked: bool = True) -> tuple[float, str]:
         """(threshold, "calibrated") when one is kept for this index's model and made the same
         way (with or without the picture check; a record from before the check was made without
@@ -748,7 +758,8 @@ class Index:
         None plain cosine, or another `Background` (see `simsearch.scoring`).
         `progress(done, total)`: images searched for near duplicates so far;
         `check_progress(done, total)`: pairs checked. `check` may be a `picture_check()` to
-        reuse (a sweep over thresholds then looks at each pair once)."""
+        reuse while the index is unchanged (a sweep over thresholds then looks at each pair
+        once); the report counts this call's work."""
         if threshold is None:
             threshold, source = self._threshold_to_use(bool(check))
         else:
@@ -780,18 +791,23 @@ class Index:
                     offsets = np.zeros(len(ids), np.float32)
                 codes = np.unique(contents, return_inverse=True)[1] if len(ids) else np.zeros(0, np.int64)
                 apart = _apart_ids(catalog.not_duplicates(), ids, contents)
-                if check is True:  # one call: no verdicts kept for a next one
-                    check = self.picture_check(remember=False)
+                if check is True:
+                    check = self.picture_check()
+                judge, before = None, None
                 if check:
-                    check.paths_of = catalog.paths  # this snapshot's rows
-                    check.progress = check_progress
+                    before = check.stats.copy()
+
+                    def judge(a, b, scores):  # this snapshot's paths, this call's progress
+                        return check(a, b, scores, paths_of=catalog.paths,
+                                     progress=check_progress)
                 found = find_groups(ids, vectors, offsets, codes, threshold, linkage, apart,
-                                    progress=progress, check=check or None)
+                                    progress=progress, check=judge)
                 rows = catalog.rows_by_id({i for g in found for i in g.ids})
         finally:
             catalog.close()
         report = DuplicateReport(threshold, source, check=None if not check else
-                                 {**check.stats.to_dict(), "below": check.settings.below})
+                                 {**check.stats.since(before).to_dict(),
+                                  "below": check.settings.below})
         for g in found:
             members = _current_files([Member(i, rows[i].path, s, rows[i].sha256, rows[i].size,
                                              rows[i].width, rows[i].height, rows[i].mtime_ns)
@@ -802,13 +818,12 @@ class Index:
         report.groups.sort(key=lambda g: (-len(g.members), g.centre))
         return report
 
-    def picture_check(self, settings: VerifySettings = VerifySettings(),
-                      remember: bool = True) -> PictureCheck:
-        """A picture check for `duplicates` (see `simsearch.verify`), to reuse across calls
-        (with `remember`, each pair is judged once however often it is asked about)."""
-        return PictureCheck(lambda ids: self.catalog_paths(ids), settings, remember=remember)
+    def picture_check(self, settings: VerifySettings = VerifySettings()) -> PictureCheck:
+        """A picture check for `duplicates` (see `simsearch.verify`), to reuse across calls while
+        the index is unchanged: each pair is judged once however often it is asked about."""
+        return PictureCheck(lambda ids: self._catalog_paths(ids), settings)
 
-    def catalog_paths(self, ids: Iterable[int]) -> dict[int, str]:
+    def _catalog_paths(self, ids: Iterable[int]) -> dict[int, str]:
         """The indexed path of each id (ids not indexed are left out)."""
         catalog = self.catalog()
         try:

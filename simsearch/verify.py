@@ -19,6 +19,7 @@ them; decoding goes through `simsearch.images` like everything else.
 from __future__ import annotations
 
 import os
+import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -61,6 +62,16 @@ class VerifyStats:
         return {"checked": self.checked, "apart": self.apart, "unjudged": self.unjudged,
                 "unreadable": dict(self.unreadable)}
 
+    def copy(self) -> "VerifyStats":
+        return VerifyStats(self.checked, self.apart, self.unjudged, dict(self.unreadable))
+
+    def since(self, before: "VerifyStats") -> "VerifyStats":
+        """What was added after `before` (a `copy()` of these stats taken earlier)."""
+        return VerifyStats(self.checked - before.checked, self.apart - before.apart,
+                           self.unjudged - before.unjudged,
+                           {p: why for p, why in self.unreadable.items()
+                            if p not in before.unreadable})
+
 
 @dataclass
 class Features:
@@ -72,20 +83,27 @@ class Features:
     points: np.ndarray
     descriptors: np.ndarray
     mirrored: "Features | None" = None
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     @property
     def count(self) -> int:
         return len(self.points)
 
 
+_THREADS_SET = []
+
+
 def _cv2():
     try:
-        import cv2  # imported on first use: dedupe without a check never pays for it
+        import cv2  # imported on first use: a run that looks at no picture never pays for it
     except ImportError as e:
-        raise SimsearchError(f"the picture check of dedupe needs OpenCV, which does not import "
-                             f"here ({e}); install it with: pip install opencv-python-headless, "
-                             f"or group on scores alone with --no-check") from None
-    cv2.setNumThreads(1)  # our own pool runs pictures side by side
+        raise SimsearchError(f"the picture check (simsearch dedupe, query, eval, serve) needs "
+                             f"OpenCV, which does not import here ({e}); install it with: pip "
+                             f"install opencv-python-headless, or run on scores alone with "
+                             f"--no-check (serve: \"check\": false)") from None
+    if not _THREADS_SET:  # once: our own pool runs pictures side by side, OpenCV need not
+        cv2.setNumThreads(1)
+        _THREADS_SET.append(True)
     return cv2
 
 
@@ -101,9 +119,11 @@ def features(grey: np.ndarray, settings: VerifySettings = VerifySettings()) -> F
 
 
 def mirrored(f: Features, settings: VerifySettings = VerifySettings()) -> Features:
-    """The features of `f`'s picture flipped left to right (computed once, then kept)."""
-    if f.mirrored is None:
-        f.mirrored = features(np.ascontiguousarray(f.grey[:, ::-1]), settings)
+    """The features of `f`'s picture flipped left to right (computed once, then kept, however
+    many threads ask at once)."""
+    with f.lock:
+        if f.mirrored is None:
+            f.mirrored = features(np.ascontiguousarray(f.grey[:, ::-1]), settings)
     return f.mirrored
 
 
@@ -136,8 +156,10 @@ class PictureCheck:
     """The check dedupe calls: `check(a, b, scores)` -> a bool mask, True for the pairs of ids
     to keep. Pairs at or above `settings.below` are kept unlooked-at; the rest are judged from
     their files (`paths_of(ids)` -> {id: path}, called on the caller's thread, so it may read a
-    database). `stats` adds up over calls. With `remember`, each pair's verdict is kept (about
-    150 bytes a pair) so that a sweep over thresholds asks for it again for free."""
+    database). `stats` adds up over calls. Each pair's verdict is kept (about 150 bytes a pair)
+    so that one asked again (a dense row's list in dedupe, a sweep over thresholds) costs
+    nothing; `remember=False` keeps none (a caller that asks once). Ids are keys: reuse a check
+    only while the index is unchanged."""
 
     def __init__(self, paths_of: Callable[[list[int]], dict[int, str]],
                  settings: VerifySettings = VerifySettings(), progress: Progress | None = None,
@@ -149,8 +171,14 @@ class PictureCheck:
         self._held: OrderedDict[int, Features | None] = OrderedDict()  # least recent first
         self._verdicts: dict[tuple[int, int], bool | None] = {}  # asked again by a sweep
 
-    def __call__(self, a: np.ndarray, b: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    def __call__(self, a: np.ndarray, b: np.ndarray, scores: np.ndarray,
+                 paths_of: Callable[[list[int]], dict[int, str]] | None = None,
+                 progress: Progress | None = None) -> np.ndarray:
+        """Keep (True) or part (False) each pair (a[i], b[i]). `paths_of` and `progress`, when
+        given, stand in for this call for the ones the check was made with."""
+        paths_of, progress = paths_of or self.paths_of, progress or self.progress
         a, b = np.asarray(a, np.int64), np.asarray(b, np.int64)
+        a, b = np.minimum(a, b), np.maximum(a, b)  # one pair, one verdict, either way round
         keep = np.ones(len(a), bool)
         todo = np.flatnonzero(np.asarray(scores) < self.settings.below)
         known = [r for r in todo.tolist() if self._key(a[r], b[r]) in self._verdicts]
@@ -173,9 +201,12 @@ class PictureCheck:
                 for i in np.concatenate([a[part], b[part]]).tolist():
                     if i in self._held:
                         self._held.move_to_end(i)
-                paths = self.paths_of(wanted)
-                for i, f in zip(wanted, pool.map(self._load, [paths.get(i) for i in wanted])):
+                paths = paths_of(wanted)
+                for i, (f, why) in zip(wanted, pool.map(self._load,
+                                                        [paths.get(i) for i in wanted])):
                     self._held[i] = f
+                    if why is not None:
+                        self.stats.unreadable[paths[i]] = why
                 while len(self._held) > max(self.settings.cache, 2 * step):  # the part's stay
                     self._held.popitem(last=False)
                 verdicts = list(pool.map(self._judge, a[part].tolist(), b[part].tolist()))
@@ -192,26 +223,25 @@ class PictureCheck:
                         if uses[i] == 0 and len(self._held) > self.settings.cache // 2:
                             self._held.pop(i, None)  # needed no more: room for the next
                 done += len(part)
-                if self.progress:
-                    self.progress(done, len(todo))
+                if progress:
+                    progress(done, len(todo))
         return keep
 
     @staticmethod
     def _key(x, y) -> tuple[int, int]:
         return (int(x), int(y)) if x <= y else (int(y), int(x))
 
-    def _load(self, path: str | None) -> Features | None:
+    def _load(self, path: str | None) -> tuple[Features | None, str | None]:
+        """A picture's features, or None and why not (None too for a file gone since it was
+        indexed: dedupe leaves it out and says so)."""
         if path is None:  # not in the index any more
-            return None
+            return None, None
         try:
-            return features(grey_picture(path, self.settings.side), self.settings)
+            return features(grey_picture(path, self.settings.side), self.settings), None
         except DecodeError as e:  # names the file and the reason
-            if os.path.exists(path):
-                self.stats.unreadable[path] = str(e)
-            # else gone since it was indexed: dedupe leaves it out and says so (stale)
+            return None, (str(e) if os.path.exists(path) else None)
         except OSError as e:  # unreadable since it was indexed
-            self.stats.unreadable[path] = f"{path}: {e.strerror or e}"
-        return None
+            return None, f"{path}: {e.strerror or e}"
 
     def _judge(self, x: int, y: int) -> bool | None:
         """False: two different pictures; True: the same picture; None: cannot tell."""

@@ -235,7 +235,7 @@ def test_search_moves_a_copy_behind_a_look_alike_first_and_keeps_scores(tmp_path
     # the first match stands on its score at 0.95; a copy further than 0.1 behind is not looked at
     assert copy_first(query, order, np.array([0.95, 0.94, 0.9])) is None
     assert copy_first(query, order, np.array([0.80, 0.69, 0.6])) is None
-    # the query itself the first match: nothing to move
+    # the original the first match already: the look-alike behind it shares far fewer
     assert copy_first(query, [paths["a.jpg"], paths["b.jpg"]], np.array([0.8, 0.79])) is None
     # a picture that cannot be read leaves the order to the scores
     (tmp_path / "bad.jpg").write_bytes(b"nope")
@@ -247,17 +247,93 @@ def test_search_moves_a_copy_behind_a_look_alike_first_and_keeps_scores(tmp_path
     assert out[1].checked is None
 
 
-def test_query_check_is_on_by_default_and_no_check_ranks_by_score(busy_index):
+def test_query_check_is_on_by_default_and_no_check_ranks_by_score(busy_index, monkeypatch):
+    import simsearch.index as index_module
     photos, index = busy_index
     runner = CliRunner()
-    query = str(photos / "a.jpg")
+    query = str(photos / "a_flip.jpg")
+    asked = []
+
+    def moved(q, candidates, scores):  # the decision is copy_first's (tested above)
+        asked.append(len(candidates))
+        return 1, 42
+
+    monkeypatch.setattr(index_module, "copy_first", moved)
     plain = json.loads(runner.invoke(main, ["query", query, "--index", str(index), "--json",
-                                            "--no-check", "-k", "5"]).stdout)
-    scores = [m["score"] for m in plain["results"]]
-    assert scores == sorted(scores, reverse=True) and all("checked" not in m for m in plain["results"])
+                                            "--no-check", "-k", "3"]).stdout)["results"]
+    assert not asked and all("checked" not in m for m in plain)
+    scores = [m["score"] for m in plain]
+    assert scores == sorted(scores, reverse=True)
     checked = json.loads(runner.invoke(main, ["query", query, "--index", str(index), "--json",
-                                              "-k", "5"]).stdout)
-    assert {m["path"] for m in checked["results"]} == {m["path"] for m in plain["results"]}
-    first = checked["results"][0]
-    # the query is indexed: it scores 1.0 against itself and stands first on its score
-    assert first["path"] == query and "checked" not in first
+                                              "-k", "3"]).stdout)["results"]
+    assert asked == [5]  # k = 3, but the check looks at 5 candidates
+    assert [m["path"] for m in checked] == [plain[1]["path"], plain[0]["path"], plain[2]["path"]]
+    assert checked[0]["checked"] == 42 and checked[0]["score"] == plain[1]["score"]
+    text = runner.invoke(main, ["query", query, "--index", str(index), "-k", "3"]).stdout
+    assert "moved first: shares 42 local features with the query" in text
+
+
+def test_a_copy_must_share_several_times_the_first_matchs_features(tmp_path):
+    from simsearch.verify import RerankSettings, copy_first
+
+    paths = write(tmp_path, {"a.jpg": busy(1), "b.jpg": busy(2),
+                             "a_text.jpg": apply_edit("text", busy(1), random.Random(1)),
+                             "q.jpg": apply_edit("crop70", busy(1), random.Random(4))})
+    # the first match is a copy of the query too: the second, however many it shares, is not
+    # three times as good, so the order stands
+    assert copy_first(paths["q.jpg"], [paths["a_text.jpg"], paths["a.jpg"]],
+                      np.array([0.8, 0.79])) is None
+    # with the ratio at 1 and the floor at 0 the best sharer is moved first
+    loose = RerankSettings(ratio=1.0, min_inliers=0)
+    got = copy_first(paths["q.jpg"], [paths["b.jpg"], paths["a.jpg"]], np.array([0.8, 0.79]),
+                     loose)
+    assert got is not None and got[0] == 1
+
+
+def test_dense_rows_are_checked_once_and_one_pair_gets_one_verdict(tmp_path):
+    from simsearch.pairs import JoinSettings
+    pictures = {f"c{i}.jpg": busy(1) if i < 6 else busy(50 + i) for i in range(12)}
+    by_id = {100 + i: p for i, p in enumerate(write(tmp_path, pictures).values())}
+    rng = np.random.default_rng(1)
+    base = rng.normal(size=16)
+    vectors = base + 0.5 * rng.normal(size=(12, 16))  # all near (0.1-0.95): 11 pairs a row
+    vectors = (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
+    ids = np.array(sorted(by_id), np.int64)
+    check = PictureCheck(lambda wanted: {i: by_id[i] for i in wanted})
+    settings = JoinSettings(k=2, grow=3)  # rows with more than 3 near pairs are dense
+    assert (vectors @ vectors.T).min() > 0.1 and (vectors @ vectors.T - 2 * np.eye(12)).max() < 0.95
+    groups = find_groups(ids, vectors, np.zeros(12, np.float32), np.arange(12), 0.1,
+                         settings=settings, check=check)
+    grouped = [sorted(g.ids) for g in groups]
+    assert grouped == [[100, 101, 102, 103, 104, 105]]  # the copies of one picture, no other
+    assert check.stats.checked == len(check._verdicts) <= 66  # each pair judged once at most
+
+
+def test_a_threshold_kept_the_other_way_is_named_not_silently_passed_over(busy_index):
+    from simsearch.index import open_index
+    photos, index_dir = busy_index
+    index = open_index(index_dir)
+    index.save_threshold(-0.5, "calibrated", {"model_id": index.model.model_id})  # no "checked"
+    runner = CliRunner()
+    checked = runner.invoke(main, ["dedupe", "--index", str(index_dir)])
+    assert "calibrated without the picture check" in checked.stderr
+    assert "run with --no-check to use it" in checked.stderr
+    plain = runner.invoke(main, ["dedupe", "--index", str(index_dir), "--no-check", "--json"])
+    assert json.loads(plain.stdout)["threshold"] == -0.5
+    assert "note:" not in plain.stderr
+    index.save_threshold(-0.5, "calibrated", {"model_id": index.model.model_id, "checked": True})
+    assert json.loads(runner.invoke(main, ["dedupe", "--index", str(index_dir), "--json"]
+                                    ).stdout)["threshold"] == -0.5
+    assert "calibrated with the picture check" in runner.invoke(
+        main, ["dedupe", "--index", str(index_dir), "--no-check"]).stderr
+
+
+def test_a_reused_check_reports_each_calls_own_work(busy_index):
+    from simsearch.index import open_index
+    photos, index_dir = busy_index
+    index = open_index(index_dir)
+    check = index.picture_check()
+    first = index.duplicates(-1.0, check=check).check
+    again = index.duplicates(-1.0, check=check).check
+    assert first["checked"] == 10 and again["checked"] == 0  # judged once, asked twice
+    assert check.stats.checked == 10
