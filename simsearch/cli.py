@@ -242,7 +242,9 @@ def dedupe_cmd(threshold, linkage, check, keep, protect, plan_path, index_dir, m
                as_json):
     """Groups of exact duplicates (same bytes) and near-duplicates (score >= threshold).
 
-    Works from stored vectors only. Groups never chain: with the default centre linkage every
+    Works from stored vectors, then looks at the pictures of the pairs the score alone leaves
+    in doubt (below 0.95): two pictures that share no local features in one layout are not
+    grouped (--no-check: scores alone, no file read). Groups never chain: with the default centre linkage every
     member scores at least the threshold against the group's centre image; with complete
     linkage every pair does. Each file shows its score to the group's centre; files with
     identical content are marked inside their group. Nothing is deleted: with --keep, --protect

@@ -1,4 +1,5 @@
-"""Exact and near-duplicate groups from stored vectors (the network is never loaded).
+"""Exact and near-duplicate groups from stored vectors (the network is never loaded), with an
+optional second opinion on the near pairs (`check`: `simsearch.verify.PictureCheck`).
 
 Exact duplicates share a content hash. Near duplicates are the pairs at or above a score
 threshold (cosine, adjusted against the model's background set where it has one: see
