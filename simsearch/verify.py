@@ -111,7 +111,10 @@ def features(grey: np.ndarray, settings: VerifySettings = VerifySettings()) -> F
     """SIFT keypoints of a grey uint8 picture [h, w] (already at most `side` on its long side)."""
     cv2 = _cv2()
     sift = cv2.SIFT_create(nfeatures=settings.keypoints)
-    found, descriptors = sift.detectAndCompute(np.ascontiguousarray(grey), None)
+    try:
+        found, descriptors = sift.detectAndCompute(np.ascontiguousarray(grey), None)
+    except cv2.error:  # a picture OpenCV cannot work on (a degenerate size): no keypoints
+        found, descriptors = (), None
     points = np.float32([k.pt for k in found]).reshape(-1, 2)
     if descriptors is None:
         descriptors = np.zeros((0, 128), np.float32)
@@ -132,15 +135,19 @@ def inliers(a: Features, b: Features, settings: VerifySettings = VerifySettings(
     if a.count < 2 or b.count < 2:
         return 0
     cv2 = _cv2()
-    pairs = cv2.BFMatcher(cv2.NORM_L2).knnMatch(a.descriptors.astype(np.float32),
-                                                b.descriptors.astype(np.float32), k=2)
-    good = [m[0] for m in pairs if len(m) == 2 and m[0].distance < settings.ratio * m[1].distance]
-    if len(good) < 3:
+    try:
+        pairs = cv2.BFMatcher(cv2.NORM_L2).knnMatch(a.descriptors.astype(np.float32),
+                                                    b.descriptors.astype(np.float32), k=2)
+        good = [m[0] for m in pairs
+                if len(m) == 2 and m[0].distance < settings.ratio * m[1].distance]
+        if len(good) < 3:
+            return 0
+        src = a.points[[m.queryIdx for m in good]]
+        dst = b.points[[m.trainIdx for m in good]]
+        _, mask = cv2.estimateAffine2D(src, dst, method=cv2.RANSAC,
+                                       ransacReprojThreshold=settings.tolerance)
+    except cv2.error:  # no transform can be fitted (degenerate points): nothing agrees
         return 0
-    src = a.points[[m.queryIdx for m in good]]
-    dst = b.points[[m.trainIdx for m in good]]
-    _, mask = cv2.estimateAffine2D(src, dst, method=cv2.RANSAC,
-                                   ransacReprojThreshold=settings.tolerance)
     return 0 if mask is None else int(mask.sum())
 
 

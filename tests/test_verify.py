@@ -337,3 +337,15 @@ def test_a_reused_check_reports_each_calls_own_work(busy_index):
     again = index.duplicates(-1.0, check=check).check
     assert first["checked"] == 10 and again["checked"] == 0  # judged once, asked twice
     assert check.stats.checked == 10
+
+
+def test_degenerate_pictures_have_no_keypoints_and_match_nothing(tmp_path):
+    for shape in ((1, 1), (2, 2), (1, 500), (500, 1)):
+        blank = features(np.zeros(shape, np.uint8))
+        noise = features(np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8))
+        assert blank.count == 0 and inliers(blank, noise) == 0
+        assert inliers(mirrored(noise), feats(busy(1))) == 0
+    Image.new("RGB", (1, 1)).save(tmp_path / "dot.png")
+    check = PictureCheck(lambda ids: {0: str(tmp_path / "dot.png"), 1: str(tmp_path / "dot.png")})
+    assert check(np.array([0]), np.array([1]), np.array([0.9])).tolist() == [True]
+    assert check.stats.unjudged == 1
