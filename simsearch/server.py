@@ -96,21 +96,26 @@ class _Handler(BaseHTTPRequestHandler):
             return self._reply(413, {"error": f"body over {MAX_BODY} bytes"})
         body = self.rfile.read(length)
         try:
-            k = int(parse_qs(url.query).get("k", ["10"])[0])
+            params = parse_qs(url.query)
+            k = int(params.get("k", ["10"])[0])
+            check = {"1": True, "true": True, "0": False, "false": False}.get(
+                params.get("check", ["1"])[0].lower())
+            if check is None:
+                raise ValueError(f"check must be 1 or 0, not {params['check'][0]!r}")
             kind = self.headers.get("Content-Type", "")
             # JSON by its header, or by its first byte when a client sends it as a form (curl -d
             # does): no picture format starts with "{"
             if kind.startswith("application/json") or body.lstrip()[:1] == b"{":
                 request = json.loads(body or b"{}")
                 k = int(request.get("k", k))
-                check = request.get("check", True)
+                check = request.get("check", check)
                 if not isinstance(check, bool):
                     raise ValueError(f"check must be true or false, not {check!r}")
                 return self._answer(str(request["path"]), k, check=check)
             with tempfile.NamedTemporaryFile(suffix=".img") as f:
                 f.write(body)
                 f.flush()
-                return self._answer(f.name, k, shown="upload")
+                return self._answer(f.name, k, shown="upload", check=check)
         except (ValueError, KeyError, TypeError) as e:
             return self._reply(400, {"error": f"bad request ({e}); send JSON {{\"path\": ..., "
                                               f"\"k\": 10}} or the image bytes"})

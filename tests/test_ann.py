@@ -225,7 +225,7 @@ def test_serve_answers_on_localhost(tmp_path, tiny_model, photos):
     server = make_server(open_index(index.folder), "127.0.0.1", 0)
     host, port = server.server_address[:2]
     assert host == "127.0.0.1"
-    thread = threading.Thread(target=lambda: [server.handle_request() for _ in range(5)])
+    thread = threading.Thread(target=lambda: [server.handle_request() for _ in range(8)])
     thread.start()
     try:
         url = f"http://127.0.0.1:{port}"
@@ -249,6 +249,20 @@ def test_serve_answers_on_localhost(tmp_path, tiny_model, photos):
         with pytest.raises(urllib.error.HTTPError) as e:
             urllib.request.urlopen(req, timeout=30)
         assert e.value.code == 422
+        # the picture check: on by default, off with "check": false or ?check=0; nothing else
+        plain = urllib.request.Request(url + "/query", json.dumps(
+            {"path": str(first), "k": 3, "check": False}).encode(), {"Content-Type": "application/json"})
+        want = index.search([first], k=3, check=False)[0]
+        assert [r["path"] for r in json.loads(urllib.request.urlopen(plain, timeout=30).read())[
+            "results"]] == [m.path for m in want.matches]
+        upload = urllib.request.Request(url + "/query?k=2&check=0", first.read_bytes(),
+                                        {"Content-Type": "application/octet-stream"})
+        assert len(json.loads(urllib.request.urlopen(upload, timeout=30).read())["results"]) == 2
+        bad = json.dumps({"path": str(first), "check": "yes"}).encode()
+        with pytest.raises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(urllib.request.Request(
+                url + "/query", bad, {"Content-Type": "application/json"}), timeout=30)
+        assert e.value.code == 400 and b"check must be true or false" in e.value.read()
     finally:
         thread.join(timeout=60)
         server.server_close()
