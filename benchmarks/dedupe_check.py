@@ -55,7 +55,7 @@ def main() -> None:
     args = parser.parse_args()
     originals = camera_files(args)
     from simsearch.index import open_index
-    from simsearch.verify import VerifySettings, features, grey_picture, inliers, mirrored
+    from simsearch.verify import VerifySettings, agreeing, picture_features
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -89,15 +89,14 @@ def main() -> None:
         settings = VerifySettings()
         files = [str(p) for p in originals] + [str(p) for p in copies]
         start = time.perf_counter()
-        held = [features(grey_picture(f, settings.side), settings) for f in files]
+        held = [picture_features(f, settings) for f in files]
         per_picture = (time.perf_counter() - start) / len(files)
         pairs = [(i, j) for i in range(len(held)) for j in range(i + 1, len(held))]
         random.Random(0).shuffle(pairs)
         pairs = pairs[:400]
         start = time.perf_counter()
-        for x, y in pairs:
-            if inliers(held[x], held[y], settings) < settings.min_inliers:
-                inliers(mirrored(held[x], settings), held[y], settings)
+        for x, y in pairs:  # as dedupe judges them
+            agreeing(held[x], held[y], settings, enough=settings.min_inliers)
         per_pair = (time.perf_counter() - start) / len(pairs)
     print(f"{len(originals)} camera JPEGs and {len(copies)} full-size edited copies")
     print(table(rows, list(rows[0])))

@@ -210,10 +210,8 @@ def query_cmd(images, k, check, index_dir, model, device, as_json):
                 click.echo(json.dumps({"query": result.query, "error": result.error}))
             continue
         if as_json:
-            click.echo(json.dumps({"query": result.query, "results": [
-                {"path": m.path, "score": round(m.score, 6),
-                 **({} if m.checked is None else {"checked": m.checked})}
-                for m in result.matches]}))
+            click.echo(json.dumps({"query": result.query,
+                                   "results": [m.to_dict() for m in result.matches]}))
         else:
             click.echo(f"{_show(result.query)}")
             for rank, m in enumerate(result.matches, 1):

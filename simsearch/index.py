@@ -54,6 +54,11 @@ class Match:
     # local features it shares with the query in one layout
     checked: int | None = None
 
+    def to_dict(self) -> dict:
+        """As `query --json` and `serve` answer: path, score, and `checked` when it is set."""
+        return {"path": self.path, "score": round(self.score, 6),
+                **({} if self.checked is None else {"checked": self.checked})}
+
 
 @dataclass
 class QueryResult:
@@ -821,7 +826,7 @@ class Index:
     def picture_check(self, settings: VerifySettings = VerifySettings()) -> PictureCheck:
         """A picture check for `duplicates` (see `simsearch.verify`), to reuse across calls while
         the index is unchanged: each pair is judged once however often it is asked about."""
-        return PictureCheck(lambda ids: self._catalog_paths(ids), settings)
+        return PictureCheck(self._catalog_paths, settings)
 
     def _catalog_paths(self, ids: Iterable[int]) -> dict[int, str]:
         """The indexed path of each id (ids not indexed are left out)."""

@@ -128,7 +128,4 @@ class _Handler(BaseHTTPRequestHandler):
         query = shown or result.query
         if result.error:
             return self._reply(422, {"query": query, "error": result.error})
-        self._reply(200, {"query": query, "results": [
-            {"path": m.path, "score": round(m.score, 6),
-             **({} if m.checked is None else {"checked": m.checked})}
-            for m in result.matches]})
+        self._reply(200, {"query": query, "results": [m.to_dict() for m in result.matches]})

@@ -18,6 +18,7 @@ them; decoding goes through `simsearch.images` like everything else.
 """
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from collections import OrderedDict
@@ -30,7 +31,8 @@ import numpy as np
 from simsearch.errors import DecodeError, SimsearchError
 from simsearch.images import load_image
 
-__all__ = ["VerifySettings", "VerifyStats", "Features", "PictureCheck", "features", "inliers"]
+__all__ = ["VerifySettings", "VerifyStats", "Features", "PictureCheck", "RerankSettings",
+           "features", "picture_features", "inliers", "agreeing", "mirrored", "copy_first"]
 
 Progress = Callable[[int, int], None]
 
@@ -90,10 +92,8 @@ class Features:
         return len(self.points)
 
 
-_THREADS_SET = []
-
-
 def _cv2():
+    """OpenCV, or an error that says what to install."""
     try:
         import cv2  # imported on first use: a run that looks at no picture never pays for it
     except ImportError as e:
@@ -101,10 +101,14 @@ def _cv2():
                              f"OpenCV, which does not import here ({e}); install it with: pip "
                              f"install opencv-python-headless, or run on scores alone with "
                              f"--no-check (serve: \"check\": false)") from None
-    if not _THREADS_SET:  # once: our own pool runs pictures side by side, OpenCV need not
-        cv2.setNumThreads(1)
-        _THREADS_SET.append(True)
+    _one_thread(cv2)
     return cv2
+
+
+@functools.cache
+def _one_thread(cv2) -> None:
+    """Once: OpenCV runs one thread, our own pool runs pictures side by side."""
+    cv2.setNumThreads(1)
 
 
 def features(grey: np.ndarray, settings: VerifySettings = VerifySettings()) -> Features:
@@ -119,6 +123,12 @@ def features(grey: np.ndarray, settings: VerifySettings = VerifySettings()) -> F
     if descriptors is None:
         descriptors = np.zeros((0, 128), np.float32)
     return Features(grey, points, np.clip(np.rint(descriptors), 0, 255).astype(np.uint8))
+
+
+def picture_features(path: str, settings: VerifySettings = VerifySettings()) -> Features:
+    """The features of the picture in the file at `path` (DecodeError or OSError when it cannot
+    be read)."""
+    return features(grey_picture(path, settings.side), settings)
 
 
 def mirrored(f: Features, settings: VerifySettings = VerifySettings()) -> Features:
@@ -149,6 +159,17 @@ def inliers(a: Features, b: Features, settings: VerifySettings = VerifySettings(
     except cv2.error:  # no transform can be fitted (degenerate points): nothing agrees
         return 0
     return 0 if mask is None else int(mask.sum())
+
+
+def agreeing(a: Features, b: Features, settings: VerifySettings = VerifySettings(),
+             enough: int | None = None) -> int:
+    """The matches between `a` and `b` that agree on one transform, straight or with `a`
+    mirrored (for flipped copies), whichever is more; with `enough`, the mirror is tried only
+    when the straight count falls short of it."""
+    straight = inliers(a, b, settings)
+    if enough is not None and straight >= enough:
+        return straight
+    return max(straight, inliers(mirrored(a, settings), b, settings))
 
 
 def grey_picture(path: str, side: int) -> np.ndarray:
@@ -244,7 +265,7 @@ class PictureCheck:
         if path is None:  # not in the index any more
             return None, None
         try:
-            return features(grey_picture(path, self.settings.side), self.settings), None
+            return picture_features(path, self.settings), None
         except DecodeError as e:  # names the file and the reason
             return None, (str(e) if os.path.exists(path) else None)
         except OSError as e:  # unreadable since it was indexed
@@ -256,9 +277,7 @@ class PictureCheck:
         s = self.settings
         if fx is None or fy is None or min(fx.count, fy.count) < s.min_keypoints:
             return None
-        if inliers(fx, fy, s) >= s.min_inliers or inliers(mirrored(fx, s), fy, s) >= s.min_inliers:
-            return True
-        return False
+        return agreeing(fx, fy, s, enough=s.min_inliers) >= s.min_inliers
 
 
 @dataclass(frozen=True)
@@ -289,12 +308,11 @@ def copy_first(query: str, candidates: list[str], scores: np.ndarray,
     if not close:
         return None
     try:
-        q = features(grey_picture(query, check.side), check)
-        held = {j: features(grey_picture(candidates[j], check.side), check) for j in [0] + close}
+        q = picture_features(query, check)
+        held = {j: picture_features(candidates[j], check) for j in [0] + close}
     except (DecodeError, OSError):  # a picture that cannot be read leaves the order to scores
         return None
-    agree = {j: max(inliers(f, q, check), inliers(mirrored(f, check), q, check))
-             for j, f in held.items()}
+    agree = {j: agreeing(f, q, check) for j, f in held.items()}
     best = max(close, key=lambda j: (agree[j], -j))
     if agree[best] >= settings.min_inliers and agree[best] >= settings.ratio * max(agree[0], 1):
         return best, agree[best]

@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from simsearch.errors import DecodeError  # noqa: E402
-from simsearch.verify import VerifySettings, features, grey_picture, inliers, mirrored  # noqa: E402
+from simsearch.verify import VerifySettings, inliers, mirrored, picture_features  # noqa: E402
 
 
 def main() -> None:
@@ -30,7 +30,7 @@ def main() -> None:
     rows = []
     for a, b in zip(args.files[::2], args.files[1::2]):
         try:
-            fa, fb = (features(grey_picture(str(p), s.side), s) for p in (a, b))
+            fa, fb = (picture_features(str(p), s) for p in (a, b))
         except DecodeError as e:
             sys.exit(str(e))
         straight, flipped = inliers(fa, fb, s), inliers(mirrored(fa, s), fb, s)

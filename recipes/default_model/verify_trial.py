@@ -37,8 +37,7 @@ from calibrate import (ROOT, SWEEP, embed_validation, family_dedupe_score, load_
 from simsearch.dedupe import find_groups
 from simsearch.errors import DecodeError
 from simsearch.scoring import KNEE, adjust
-from simsearch.verify import (RerankSettings, VerifySettings, features, grey_picture, inliers,
-                              mirrored)
+from simsearch.verify import RerankSettings, VerifySettings, agreeing, picture_features
 
 GRID = ((0.95, 8, 50), (0.95, 6, 30), (0.95, 6, 50), (0.95, 8, 30), (0.95, 10, 50),
         (0.95, 12, 50), (0.97, 8, 50))
@@ -50,12 +49,11 @@ def measure_pairs(paths: list[str], a: np.ndarray, b: np.ndarray) -> dict:
     held, counts = {}, {}
     for i in sorted(set(a.tolist()) | set(b.tolist())):
         try:
-            held[i] = features(grey_picture(paths[i], s.side), s)
+            held[i] = picture_features(paths[i], s)
             counts[i] = held[i].count
         except DecodeError as e:
             sys.exit(str(e))
-    best = [max(inliers(held[x], held[y], s), inliers(mirrored(held[x], s), held[y], s))
-            for x, y in zip(a.tolist(), b.tolist())]
+    best = [agreeing(held[x], held[y], s) for x, y in zip(a.tolist(), b.tolist())]
     return {"keypoints": counts, "inliers": np.array(best)}
 
 
@@ -79,15 +77,14 @@ def search_trial(v, depth: int = 5, reach: float = 0.15) -> dict:
 
     def feats(path):
         if path not in held:
-            held[path] = features(grey_picture(path, s.side), s)
+            held[path] = picture_features(path, s)
         return held[path]
 
     agree = np.zeros(top.shape, int)
     for i, q in enumerate(queries):
         for j in range(depth):
             if tops[i, 0] - tops[i, j] <= reach and tops[i, 0] < RerankSettings().below:
-                f = feats(refs[top[i, j]])
-                agree[i, j] = max(inliers(f, feats(q), s), inliers(mirrored(f, s), feats(q), s))
+                agree[i, j] = agreeing(feats(refs[top[i, j]]), feats(q), s)
     base = top[:, 0] == truth
     rows = [{"setting": "scores alone", "misses": int((~base).sum())}]
     for k, within, m, ratio in SEARCH_GRID:
