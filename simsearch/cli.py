@@ -310,15 +310,19 @@ def _tell_check(report, quiet: bool) -> None:
     done = report.check
     if done is None:
         return
+    alone = done.get("alone")
+    on_score = ("on their score alone" if alone is None
+                else f"only when they score {alone} or more, as with --no-check")
     for path, why in done["unreadable"].items():
-        click.echo(f"could not check {_show(path)}: {why}; its pairs are grouped on their score "
-                   "alone", err=True)
+        click.echo(f"could not check {_show(path)}: {why}; its pairs are grouped {on_score}",
+                   err=True)
     if not quiet and done["checked"]:
         pairs = "pair" if done["checked"] == 1 else "pairs"
+        held = f", {done['held_back']} of them not grouped" if alone is not None else ""
         click.echo(f"checked {done['checked']} {pairs} scoring below {done['below']} against their pictures: "
                    f"{done['apart']} are different pictures (not grouped), {done['unjudged']} "
-                   f"could not be told (too small, plain or unreadable; grouped on score)",
-                   err=True)
+                   f"could not be told (too small, plain or unreadable; grouped {on_score}"
+                   f"{held})", err=True)
 
 
 def _tell_threshold_otherwise(index, report, check: bool, index_dir) -> None:

@@ -798,13 +798,14 @@ class Index:
                 apart = _apart_ids(catalog.not_duplicates(), ids, contents)
                 if check is True:
                     check = self.picture_check()
-                judge, before = None, None
+                judge, before, alone = None, None, None
                 if check:
                     before = check.stats.copy()
+                    alone = self.score_alone_threshold()  # what an unjudged pair must reach
 
                     def judge(a, b, scores):  # this snapshot's paths, this call's progress
                         return check(a, b, scores, paths_of=catalog.paths,
-                                     progress=check_progress)
+                                     progress=check_progress, alone=alone)
                 found = find_groups(ids, vectors, offsets, codes, threshold, linkage, apart,
                                     progress=progress, check=judge)
                 rows = catalog.rows_by_id({i for g in found for i in g.ids})
@@ -812,7 +813,7 @@ class Index:
             catalog.close()
         report = DuplicateReport(threshold, source, check=None if not check else
                                  {**check.stats.since(before).to_dict(),
-                                  "below": check.settings.below})
+                                  "below": check.settings.below, "alone": alone})
         for g in found:
             members = _current_files([Member(i, rows[i].path, s, rows[i].sha256, rows[i].size,
                                              rows[i].width, rows[i].height, rows[i].mtime_ns)
@@ -822,6 +823,16 @@ class Index:
                 report.groups.append(Group(kind, members))
         report.groups.sort(key=lambda g: (-len(g.members), g.centre))
         return report
+
+    def score_alone_threshold(self) -> float | None:
+        """The threshold for dedupe on scores alone (a kept one made without the picture check,
+        else the model's `--no-check` threshold), which a pair the check cannot judge must reach
+        to be grouped; None when the model carries none (such pairs then go by the score)."""
+        try:
+            value, _ = self._threshold_to_use(checked=False)
+        except (ModelError, ModelMismatchError):
+            return None
+        return value
 
     def picture_check(self, settings: VerifySettings = VerifySettings()) -> PictureCheck:
         """A picture check for `duplicates` (see `simsearch.verify`), to reuse across calls while

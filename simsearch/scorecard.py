@@ -85,9 +85,12 @@ class EvalReport:
     predictions: dict = field(default_factory=dict)
     # the picture check's work over the whole run (`simsearch.verify`), None when run without it
     check: dict | None = None
+    # with the check, the lowest threshold calibration tried (the model's own), else None
+    calibration_floor: float | None = None
 
     def to_dict(self) -> dict:
         return {**self.metrics.to_dict(), "check": self.check,
+                "calibration_floor": self.calibration_floor,
                 "intervals": {k: v.to_dict() for k, v in self.intervals.items()},
                 "bootstrap": self.bootstrap,
                 "baselines": {k: m.to_dict() for k, m in self.baselines.items()},
@@ -197,9 +200,10 @@ def run_eval(originals: str | os.PathLike, distractors: str | os.PathLike | None
 
         groups = model_groups(threshold)
         retrieval, grouping = score_search(neighbours, truth), score_groups(groups, truth)
+        floor = _check_floor(index) if check else None
         calibrated, why = _calibrate(lambda t: score_groups(model_groups(t), truth),
-                                     _score_grid(), target_precision, "score",
-                                     _stage(progress, "calibrating"))
+                                     [t for t in _score_grid() if floor is None or t >= floor],
+                                     target_precision, "score", _stage(progress, "calibrating"))
         metrics = metrics_of(retrieval, grouping, truth, threshold, "score", calibrated, why)
         swept = [dedupe_score(score_groups(model_groups(t), truth), t, "score") for t in sweep]
         pair_score = _pair_scorer(vectors, background)
@@ -225,6 +229,7 @@ def run_eval(originals: str | os.PathLike, distractors: str | os.PathLike | None
                             linkage, mistakes,
                             [{"path": s.path, "reason": s.reason} for s in ingested.skipped])
         report.check = shared.stats.to_dict() if shared else None
+        report.calibration_floor = floor
         report.warnings = _warnings(report)
         report.predictions = _predictions(neighbours, groups, truth)
         top = neighbours.indices[:, 0]
@@ -304,6 +309,17 @@ def _disjoint(groups: list[list[str]]) -> list[list[str]]:
             continue
         out.append(files)
     return out
+
+
+def _check_floor(index) -> float | None:
+    """The lowest threshold eval calibrates at with the picture check: the model's own threshold
+    with the check (the default model's was itself calibrated from a floor, for this reason):
+    with the check precision holds ever lower, and each step down reads more pairs' files.
+    None when the model carries no threshold."""
+    try:
+        return index.default_threshold(checked=True)
+    except SimsearchError:
+        return None
 
 
 def _score_grid() -> list[float]:

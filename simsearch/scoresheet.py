@@ -74,7 +74,10 @@ def eval_lines(report: EvalReport, root: Path, show: int,
                    f"{_threshold_text(m.dedupe.threshold, m.dedupe.unit):>11}  {there}")
     out.append(f"threshold: where dedupe was scored (a score: score >= it; Hamming<=d: at most "
                f"d of 64 bits apart); {target}: the most lenient threshold at which dedupe "
-               f"precision is at least {report.target_precision:g}, R the recall there")
+               f"precision is at least {report.target_precision:g}, R the recall there"
+               + (f" (with the picture check, none below {report.calibration_floor:g}, the "
+                  f"model's own, was tried: each step lower reads more files)"
+                  if report.calibration_floor is not None else ""))
     if notes:
         out.append("- : no such threshold\n" + "\n".join(notes))
     iv, boot = report.intervals, report.bootstrap

@@ -9,9 +9,11 @@ fitted by RANSAC. A copy, however cropped, turned, stretched, inset or recoloure
 matches that agree on one transform (its inliers); two different pictures keep only a few
 chance ones. A pair whose pictures both have at least `min_keypoints` keypoints and fewer than
 `min_inliers` inliers is judged two different pictures and kept apart. A pair that cannot be
-judged (a picture too small or too plain to hold keypoints, a file that cannot be read) keeps
-the network's verdict. The settings were chosen on the default model's validation images
-(`recipes/default_model/verify_trial.py`), never on the evaluation set.
+judged (a picture too small or too plain to hold keypoints, a file that cannot be read) is
+left to the score alone, at the threshold made for scores alone (`PictureCheck.alone`: the
+model's `--no-check` threshold): the check lets dedupe go below that threshold only for pairs
+it has looked at and found to be one picture. The settings were chosen on the default model's
+validation images (`recipes/default_model/verify_trial.py`), never on the evaluation set.
 
 OpenCV lives here alone. Features are computed once per file and kept while a pair still needs
 them; decoding goes through `simsearch.images` like everything else.
@@ -35,6 +37,7 @@ __all__ = ["VerifySettings", "VerifyStats", "Features", "PictureCheck", "RerankS
            "features", "picture_features", "inliers", "agreeing", "mirrored", "copy_first"]
 
 Progress = Callable[[int, int], None]
+_OWN = object()  # PictureCheck's call: no `alone` given, the check's own stands
 
 
 @dataclass(frozen=True)
@@ -42,8 +45,8 @@ class VerifySettings:
     """Which pairs are checked and when a check keeps them apart (see the module docstring)."""
 
     below: float = 0.95        # pairs scoring at or above this are copies on the score alone
-    min_inliers: int = 8       # fewer matches agreeing on one transform: different pictures
-    min_keypoints: int = 50    # both pictures need this many keypoints for a check to count
+    min_inliers: int = 20      # fewer matches agreeing on one transform: different pictures
+    min_keypoints: int = 40    # both pictures need this many keypoints for a check to count
     side: int = 512            # long side of the grey picture the keypoints are found on
     keypoints: int = 1000      # at most this many keypoints a picture (the strongest)
     ratio: float = 0.8         # Lowe's ratio test: best match closer than this share of the next
@@ -53,24 +56,28 @@ class VerifySettings:
 
 @dataclass
 class VerifyStats:
-    """What a check did: pairs looked at, pairs kept apart, and files it could not read."""
+    """What a check did: pairs looked at, pairs kept apart, pairs it could not judge (and of
+    those, the ones held back: scoring below the threshold for scores alone), and files it could
+    not read."""
 
     checked: int = 0
     apart: int = 0
     unjudged: int = 0                                   # pairs left to the score
+    held_back: int = 0                                  # ... below the score-alone threshold
     unreadable: dict[str, str] = field(default_factory=dict)  # path -> reason
 
     def to_dict(self) -> dict:
         return {"checked": self.checked, "apart": self.apart, "unjudged": self.unjudged,
-                "unreadable": dict(self.unreadable)}
+                "held_back": self.held_back, "unreadable": dict(self.unreadable)}
 
     def copy(self) -> "VerifyStats":
-        return VerifyStats(self.checked, self.apart, self.unjudged, dict(self.unreadable))
+        return VerifyStats(self.checked, self.apart, self.unjudged, self.held_back,
+                           dict(self.unreadable))
 
     def since(self, before: "VerifyStats") -> "VerifyStats":
         """What was added after `before` (a `copy()` of these stats taken earlier)."""
         return VerifyStats(self.checked - before.checked, self.apart - before.apart,
-                           self.unjudged - before.unjudged,
+                           self.unjudged - before.unjudged, self.held_back - before.held_back,
                            {p: why for p, why in self.unreadable.items()
                             if p not in before.unreadable})
 
@@ -184,34 +191,47 @@ class PictureCheck:
     """The check dedupe calls: `check(a, b, scores)` -> a bool mask, True for the pairs of ids
     to keep. Pairs at or above `settings.below` are kept unlooked-at; the rest are judged from
     their files (`paths_of(ids)` -> {id: path}, called on the caller's thread, so it may read a
-    database). `stats` adds up over calls. Each pair's verdict is kept (about 150 bytes a pair)
-    so that one asked again (a dense row's list in dedupe, a sweep over thresholds) costs
-    nothing; `remember=False` keeps none (a caller that asks once). Ids are keys: reuse a check
-    only while the index is unchanged."""
+    database). A pair that cannot be judged is kept when its score reaches `alone` (the
+    threshold made for scores alone; None keeps every such pair). `stats` adds up over calls.
+    Each pair's verdict is kept (about 150 bytes a pair) so that one asked again (a dense row's
+    list in dedupe, a sweep over thresholds) costs nothing; `remember=False` keeps none (a
+    caller that asks once). Ids are keys: reuse a check only while the index is unchanged."""
 
     def __init__(self, paths_of: Callable[[list[int]], dict[int, str]],
                  settings: VerifySettings = VerifySettings(), progress: Progress | None = None,
-                 workers: int | None = None, remember: bool = True):
+                 workers: int | None = None, remember: bool = True, alone: float | None = None):
         self.paths_of, self.settings, self.progress = paths_of, settings, progress
-        self.remember = remember
+        self.remember, self.alone = remember, alone
         self.workers = workers or min(4, os.cpu_count() or 1)
         self.stats = VerifyStats()
         self._held: OrderedDict[int, Features | None] = OrderedDict()  # least recent first
         self._verdicts: dict[tuple[int, int], bool | None] = {}  # asked again by a sweep
+        self._gone: set[int] = set()  # ids whose files are gone since they were indexed
 
     def __call__(self, a: np.ndarray, b: np.ndarray, scores: np.ndarray,
                  paths_of: Callable[[list[int]], dict[int, str]] | None = None,
-                 progress: Progress | None = None) -> np.ndarray:
-        """Keep (True) or part (False) each pair (a[i], b[i]). `paths_of` and `progress`, when
-        given, stand in for this call for the ones the check was made with."""
+                 progress: Progress | None = None, alone: "float | None | object" = _OWN
+                 ) -> np.ndarray:
+        """Keep (True) or part (False) each pair (a[i], b[i]). `paths_of`, `progress` and
+        `alone` (a float or None), when given, stand in for this call for the check's own."""
         paths_of, progress = paths_of or self.paths_of, progress or self.progress
+        alone = self.alone if alone is _OWN else alone
         a, b = np.asarray(a, np.int64), np.asarray(b, np.int64)
         a, b = np.minimum(a, b), np.maximum(a, b)  # one pair, one verdict, either way round
+        scores = np.asarray(scores)
         keep = np.ones(len(a), bool)
-        todo = np.flatnonzero(np.asarray(scores) < self.settings.below)
+
+        def decide(row: int, verdict: bool | None) -> bool:
+            """Kept: the same picture, or not judged and scoring enough on its own (or with a
+            file gone since indexing: dedupe then leaves it out and says so)."""
+            return verdict is True or (verdict is None and (
+                alone is None or scores[row] >= alone or a[row] in self._gone
+                or b[row] in self._gone))
+
+        todo = np.flatnonzero(scores < self.settings.below)
         known = [r for r in todo.tolist() if self._key(a[r], b[r]) in self._verdicts]
         for r in known:
-            keep[r] = self._verdicts[self._key(a[r], b[r])] is not False
+            keep[r] = decide(r, self._verdicts[self._key(a[r], b[r])])
         todo = np.setdiff1d(todo, np.array(known, np.int64))
         if not len(todo):
             return keep
@@ -235,17 +255,20 @@ class PictureCheck:
                     self._held[i] = f
                     if why is not None:
                         self.stats.unreadable[paths[i]] = why
+                    elif f is None:
+                        self._gone.add(i)
                 while len(self._held) > max(self.settings.cache, 2 * step):  # the part's stay
                     self._held.popitem(last=False)
                 verdicts = list(pool.map(self._judge, a[part].tolist(), b[part].tolist()))
                 for row, x, y, verdict in zip(part.tolist(), a[part].tolist(), b[part].tolist(),
                                               verdicts):
-                    keep[row] = verdict is not False
+                    keep[row] = decide(row, verdict)
                     if self.remember:
                         self._verdicts[self._key(x, y)] = verdict
                     self.stats.checked += 1
                     self.stats.apart += verdict is False
                     self.stats.unjudged += verdict is None
+                    self.stats.held_back += verdict is None and not keep[row]
                     for i in (x, y):
                         uses[i] -= 1
                         if uses[i] == 0 and len(self._held) > self.settings.cache // 2:

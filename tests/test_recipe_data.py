@@ -256,6 +256,21 @@ def test_recall_at_a_fixed_precision_is_read_between_the_sweeps_steps():
     assert calibrate.recall_at_precision(sweep, 0.99) is None
 
 
+def test_the_check_settings_rule_takes_the_most_precise_of_the_near_best():
+    sys.path.insert(0, str(ROOT / "recipes/default_model"))  # verify_trial imports calibrate
+    try:
+        verify_trial = _load("verify_trial")
+    finally:
+        sys.path.remove(str(ROOT / "recipes/default_model"))
+    rows = [{"setting": "a", "recall_at_p97": 0.910, "threshold": 0.80, "threshold_precision": 0.972},
+            {"setting": "b", "recall_at_p97": 0.906, "threshold": 0.80, "threshold_precision": 0.979},
+            {"setting": "c", "recall_at_p97": 0.904, "threshold": 0.80, "threshold_precision": 0.990},
+            {"setting": "d", "recall_at_p97": None, "threshold": None, "threshold_precision": None}]
+    assert verify_trial.choose(rows)["setting"] == "b"  # c is more than 0.005 behind a
+    assert verify_trial.choose(rows, margin=0.01)["setting"] == "c"
+    assert verify_trial.choose(rows[:1])["setting"] == "a"
+
+
 def test_variant_originals_merge_into_one_family_transitively():
     originals = [Path(f"/val/{n}.jpg") for n in "abcde"]
     family = {str(p): i for i, p in enumerate(originals)}

@@ -12,6 +12,7 @@ from simsearch.evaluate import Neighbors, make_benchmark, micro_average_precisio
 from simsearch.index import open_index
 from simsearch.evidence import Truth, score_groups, score_search
 from simsearch.scorecard import run_eval
+from simsearch.scoresheet import eval_lines
 from simsearch import evidence
 
 EASY = ("jpeg20", "resize25")  # edits a random tiny network still sees through
@@ -39,6 +40,10 @@ def test_eval_end_to_end(tmp_path, tiny_model):
     # a calibration that failed says why; one that worked says where
     for m in [data] + list(data["baselines"].values()):
         assert (m["calibrated"] is None) == (m["calibration_error"] is not None)
+    # with the picture check, calibration never goes below the model's own threshold
+    assert data["calibration_floor"] == pytest.approx(0.95)
+    assert data["calibrated"] is None or data["calibrated"]["threshold"] >= 0.95 - 1e-9
+    assert "none below 0.95, the model's own, was tried" in "\n".join(eval_lines(report, tmp_path, 5))
 
 
 def test_eval_cli_json(tmp_path, tiny_model):

@@ -85,6 +85,25 @@ def test_check_keeps_copies_parts_different_pictures_and_leaves_unjudged_pairs_t
     assert len(asked) == n and check.stats.checked == 5
 
 
+def test_pairs_the_check_cannot_judge_need_the_threshold_for_scores_alone(tmp_path):
+    flat = Image.new("RGB", (200, 150), "grey")
+    paths = write(tmp_path, {"a.jpg": busy(1), "a_crop.jpg": apply_edit("crop50", busy(1), random.Random(0)),
+                             "plain.jpg": flat, "plain_dark.jpg": Image.new("RGB", (200, 150), "black"),
+                             "b.jpg": busy(2)})
+    by_id = dict(enumerate(paths.values()))
+    check = PictureCheck(lambda ids: {i: by_id[i] for i in ids}, alone=0.88)
+    a, b = np.array([0, 2, 0]), np.array([1, 3, 4])
+    # a judged copy stays grouped below `alone`; an unjudged pair is held back below it
+    assert check(a, b, np.array([0.8, 0.87, 0.87])).tolist() == [True, False, False]
+    assert check.stats.to_dict() | {"unreadable": None} == {
+        "checked": 3, "apart": 1, "unjudged": 1, "held_back": 1, "unreadable": None}
+    # the verdicts are kept; the score and `alone` decide again at every call
+    assert check(a, b, np.array([0.8, 0.9, 0.9])).tolist() == [True, True, False]
+    assert check(a, b, np.array([0.8, 0.87, 0.87]), alone=None).tolist() == [True, True, False]
+    assert check.stats.checked == 3
+    assert PictureCheck(check.paths_of)(a, b, np.array([0.8, 0.5, 0.5])).tolist() == [True, True, False]
+
+
 def test_features_held_stay_within_the_cache_and_verdicts_do_not_change(tmp_path):
     pictures = {f"p{i}.jpg": busy(i % 4) if i < 8 else busy(100 + i) for i in range(12)}
     by_id = {i: p for i, p in enumerate(write(tmp_path, pictures).values())}
@@ -168,7 +187,13 @@ def test_a_file_that_cannot_be_read_is_named_and_its_pairs_go_by_score(busy_inde
     out = CliRunner().invoke(main, ["dedupe", "--index", str(index), "--threshold", "-1"])
     assert out.exit_code == 0, out.output
     assert f"could not check {target}" in out.stderr
-    assert "grouped on their score alone" in out.stderr
+    # the tiny model's one threshold (0.95) was made on scores alone: unjudged pairs need it
+    assert "grouped only when they score 0.95 or more, as with --no-check" in out.stderr
+    report = json.loads(CliRunner().invoke(main, ["dedupe", "--index", str(index), "--threshold",
+                                                  "-1", "--json"]).stdout)
+    assert report["check"]["alone"] == 0.95 and report["check"]["held_back"] >= 1
+    assert all(m["path"] != str(target) for g in report["groups"] for m in g["members"]
+               if m["score"] < 0.95)
 
 
 def test_no_check_uses_its_own_calibrated_threshold(tmp_path, tiny_model):
@@ -188,10 +213,14 @@ def test_no_check_uses_its_own_calibrated_threshold(tmp_path, tiny_model):
     assert index.default_threshold(checked=False) == 0.86
     assert index.duplicates().threshold == 0.82
     assert index.duplicates(check=False).threshold == 0.86
+    # a pair the check cannot judge must reach the threshold made for scores alone
+    assert index.score_alone_threshold() == 0.86
+    assert index.duplicates().check["alone"] == 0.86
     (tmp_path / "m.calibration.json").write_text(json.dumps(
         {"model_id": model_id, "dedupe_threshold": 0.84}))  # a record from before the check
     index = open_index(tmp_path / "index", model=str(model), create=True)
     assert index.default_threshold() == index.default_threshold(checked=False) == 0.84
+    assert index.score_alone_threshold() == 0.84
 
 
 def test_grey_picture_is_capped_and_upright(tmp_path):

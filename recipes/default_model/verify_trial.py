@@ -8,11 +8,14 @@ The validation originals and their seeded edited copies (4 per image, as calibra
 embedded; every pair scoring >= 0.76 (the lowest threshold swept) is measured once with the
 product's own functions: each picture's SIFT keypoints and the pair's RANSAC inliers, straight
 and mirrored. Each setting of the grid (`below`: pairs scored at or above it are not checked;
-`min_inliers`; `min_keypoints`) then decides every pair from those measurements, and dedupe runs
-as the product runs it (centre linkage, the shipped background, the knee in use) with the pairs
-it rejects never grouped. Reported per setting: recall at precision 0.97 and 0.95 and the
-calibration rule's threshold (the lowest step reaching precision 0.97), variants merged as in
-calibrate.py (trials/val-variants.json), beside the same without the check.
+`min_inliers`; `min_keypoints`; `alone`: whether a pair the check cannot judge must reach the
+threshold calibrated without the check, as `simsearch dedupe` now does) then decides every pair
+from those measurements, and dedupe runs as the product runs it (centre linkage, the shipped
+background, the knee in use) with the pairs it rejects never grouped. Reported per setting:
+recall at precision 0.97 and 0.95 and the calibration rule's threshold (the lowest step from
+calibrate.CHECKED_FLOOR up reaching precision 0.97), variants merged as in calibrate.py
+(trials/val-variants.json), beside the same without the check; and the setting `choose` picks
+(the rule is stated there).
 
 With --search, the check's other use instead: each validation copy searched among the 800
 originals (adjusted scores, the knee in use), and its best candidates re-ranked as `simsearch
@@ -32,15 +35,20 @@ from pathlib import Path
 
 import numpy as np
 
-from calibrate import (ROOT, SWEEP, embed_validation, family_dedupe_score, load_variants,
-                       merge_variants, recall_at_precision)
+from calibrate import (CHECKED_FLOOR, ROOT, SWEEP, TARGET_PRECISION, embed_validation,
+                       family_dedupe_score, load_variants, merge_variants, recall_at_precision)
 from simsearch.dedupe import find_groups
 from simsearch.errors import DecodeError
 from simsearch.scoring import KNEE, adjust
 from simsearch.verify import RerankSettings, VerifySettings, agreeing, picture_features
 
-GRID = ((0.95, 8, 50), (0.95, 6, 30), (0.95, 6, 50), (0.95, 8, 30), (0.95, 10, 50),
-        (0.95, 12, 50), (0.97, 8, 50))
+# (below, min_inliers, min_keypoints, whether pairs the check cannot judge need --no-check's
+# threshold): session 17's grid (the first seven, alone off) and session 18's
+GRID = (((0.95, 8, 50, False), (0.95, 6, 30, False), (0.95, 6, 50, False), (0.95, 8, 30, False),
+         (0.95, 10, 50, False), (0.95, 12, 50, False), (0.97, 8, 50, False), (1.01, 20, 40, True))
+        + tuple((0.95, i, k, alone) for alone in (False, True) for i in (8, 12, 15, 20, 25)
+                for k in (20, 30, 40, 50)))
+LOWEST = 0.76  # pairs scoring below this are not measured
 
 
 def measure_pairs(paths: list[str], a: np.ndarray, b: np.ndarray) -> dict:
@@ -134,59 +142,78 @@ def main() -> None:
         O = np.array([v.offsets[p] for p in v.ids], np.float32)
         S = adjust(V @ V.T, O[:, None] + O[None, :], KNEE)
         a, b = np.triu_indices(len(v.ids), 1)
-        near = S[a, b] >= 0.76
+        near = S[a, b] >= LOWEST
         a, b, scores = a[near], b[near], S[a, b][near]
-        print(f"{len(a)} pairs >= 0.76 among {len(v.ids)} pictures", file=sys.stderr, flush=True)
+        print(f"{len(a)} pairs >= {LOWEST} among {len(v.ids)} pictures", file=sys.stderr, flush=True)
         m = measure_pairs(v.ids, a, b)
         kp = np.array([min(m["keypoints"][x], m["keypoints"][y]) for x, y in zip(a, b)])
         key = {(int(x), int(y)): i for i, (x, y) in enumerate(zip(a, b))}
         ids = np.arange(len(v.ids), dtype=np.int64)
-        sweep_thresholds = [t for t in SWEEP if t >= 0.76]
 
-        def run(rule: np.ndarray | None, below: float = 1.0) -> dict:
-            """The dedupe sweep with the pairs `rule` marks (below `below`) never grouped."""
+        def run(part: np.ndarray | None, floor: float = LOWEST) -> dict:
+            """The dedupe sweep from `floor` up with the pairs `part` marks never grouped."""
             def check(x, y, s):
-                rows = [key[(min(p, q), max(p, q))] for p, q in zip(x.tolist(), y.tolist())]
-                return ~rule[rows] | (np.asarray(s) >= below)
+                return ~part[[key[(min(p, q), max(p, q))] for p, q in zip(x.tolist(), y.tolist())]]
             sweep = []
-            for t in sweep_thresholds:
+            for t in (t for t in SWEEP if t >= floor):
                 groups = find_groups(ids, V, O, ids, t, "centre", knee=KNEE,
-                                     check=None if rule is None else check)
+                                     check=None if part is None else check)
                 score = family_dedupe_score([[v.ids[i] for i in g.ids] for g in groups], family,
                                             v.bench, t)
                 sweep.append({"threshold": t, "precision": score.precision, "recall": score.recall})
-            good = [s for s in sweep if s["precision"] >= 0.97]
+            good = [s for s in sweep if s["precision"] >= TARGET_PRECISION]
             return {"recall_at_p97": recall_at_precision(sweep),
                     "recall_at_p95": recall_at_precision(sweep, 0.95),
                     "threshold": good[0]["threshold"] if good else None,
                     "threshold_precision": good[0]["precision"] if good else None,
                     "threshold_recall": good[0]["recall"] if good else None, "sweep": sweep}
 
-        rows = [{"setting": "no check", **run(None)}]
-        for below, min_inliers, min_keypoints in GRID:
-            rule = (scores < below) & (m["inliers"] < min_inliers) & (kp >= min_keypoints)
-            row = {"setting": {"below": below, "min_inliers": min_inliers,
-                               "min_keypoints": min_keypoints},
-                   "pairs_rejected": int(rule.sum()), **run(rule, below)}
-            rows.append(row)
+        plain = run(None)
+        alone_at = plain["threshold"]  # --no-check's threshold, by calibrate.py's rule
+        rows = [{"setting": "no check", **plain}]
+        for below, min_inliers, min_keypoints, alone in GRID:
+            judged = kp >= min_keypoints
+            part = (scores < below) & judged & (m["inliers"] < min_inliers)
+            if alone:
+                part |= ~judged & (scores < alone_at)
+            rows.append({"setting": {"below": below, "min_inliers": min_inliers,
+                                     "min_keypoints": min_keypoints,
+                                     "alone": alone_at if alone else None},
+                         "pairs_rejected": int(part.sum()), **run(part, CHECKED_FLOOR)})
         true_pair = np.array([family[v.ids[x]] == family[v.ids[y]] for x, y in zip(a, b)])
     for r in rows:
         print(f"{json.dumps(r['setting'])}: recall at precision 0.97 {r['recall_at_p97']:.4f}, at "
               f"0.95 {r['recall_at_p95']:.4f}; threshold {r['threshold']} (precision "
               f"{r['threshold_precision']:.3f}, recall {r['threshold_recall']:.3f})"
               + (f"; {r['pairs_rejected']} pairs rejected" if "pairs_rejected" in r else ""))
+    chosen = choose(rows[1:])
+    print(f"chosen: {json.dumps(chosen['setting'])} (recall at precision 0.97 "
+          f"{chosen['recall_at_p97']:.4f}, threshold {chosen['threshold']}, precision "
+          f"{chosen['threshold_precision']:.4f})")
     bands = []
     for lo, hi in ((0.76, 0.82), (0.82, 0.86), (0.86, 0.90), (0.90, 0.95), (0.95, 1.01)):
         sel = (scores >= lo) & (scores < hi)
         bands.append({"band": [lo, hi], **{
-            name: {"pairs": int(w.sum()), "inliers_p10_p50_p90":
+            name: {"pairs": int(w.sum()), "unjudged_at_40_keypoints": int((w & (kp < 40)).sum()),
+                   "inliers_p10_p50_p90":
                    np.percentile(m["inliers"][w], [10, 50, 90]).tolist() if w.any() else None}
             for name, w in (("same picture", sel & true_pair), ("different", sel & ~true_pair))}})
     if args.json:
         args.json.write_text(json.dumps({
             "model": args.model, "model_id": v.model.model_id, "knee": KNEE,
             "pairs": int(len(a)), "defaults": dataclasses.asdict(VerifySettings()),
+            "checked_floor": CHECKED_FLOOR, "chosen": chosen["setting"],
             "inliers_by_band": bands, "rows": rows}, indent=1) + "\n")
+
+
+def choose(rows: list[dict], margin: float = 0.005) -> dict:
+    """The rule the settings were chosen by: the highest recall at precision 0.97 (on the sweep
+    from CHECKED_FLOOR up); among the settings within `margin` of it, the one with the highest
+    precision at its threshold (the pictures it groups feed file actions)."""
+    reach = [r for r in rows if r["recall_at_p97"] is not None and r["threshold"] is not None]
+    best = max(r["recall_at_p97"] for r in reach)
+    return max((r for r in reach if r["recall_at_p97"] >= best - margin),
+               key=lambda r: r["threshold_precision"])
 
 
 if __name__ == "__main__":
