@@ -40,10 +40,11 @@ def _linkage_option(text: str):
 def _check_option(f):
     return click.option("--check/--no-check", "check", default=True, show_default=True,
                         help="Look at the pictures of the pairs the score alone leaves in doubt "
-                             "(below 0.95): two pictures that share no local features in one "
-                             "layout are different pictures and are not grouped. Reads those "
-                             "files; --no-check groups on scores alone (faster, less precise, "
-                             "its own calibrated threshold).")(f)
+                             "(below 0.95): two pictures that share too few local features in "
+                             "one layout are different pictures and are not grouped; a pair "
+                             "too plain to judge must reach --no-check's threshold. Reads "
+                             "those files; --no-check groups on scores alone (faster, less "
+                             "precise, its own calibrated threshold).")(f)
 
 
 def _threshold_option(text: str):
@@ -241,8 +242,9 @@ def dedupe_cmd(threshold, linkage, check, keep, protect, plan_path, index_dir, m
     """Groups of exact duplicates (same bytes) and near-duplicates (score >= threshold).
 
     Works from stored vectors, then looks at the pictures of the pairs the score alone leaves
-    in doubt (below 0.95): two pictures that share no local features in one layout are not
-    grouped (--no-check: scores alone, no file read). Groups never chain: with the default centre linkage every
+    in doubt (below 0.95): two pictures that share too few local features in one layout are not
+    grouped, and a pair too plain to judge must reach --no-check's threshold (--no-check:
+    scores alone, no file read). Groups never chain: with the default centre linkage every
     member scores at least the threshold against the group's centre image; with complete
     linkage every pair does. Each file shows its score to the group's centre; files with
     identical content are marked inside their group. Nothing is deleted: with --keep, --protect

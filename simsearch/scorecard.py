@@ -202,7 +202,8 @@ def run_eval(originals: str | os.PathLike, distractors: str | os.PathLike | None
         retrieval, grouping = score_search(neighbours, truth), score_groups(groups, truth)
         floor = _check_floor(index) if check else None
         calibrated, why = _calibrate(lambda t: score_groups(model_groups(t), truth),
-                                     [t for t in _score_grid() if floor is None or t >= floor],
+                                     _score_grid() if floor is None else
+                                     [t for t in _score_grid() if t > floor] + [floor],
                                      target_precision, "score", _stage(progress, "calibrating"))
         metrics = metrics_of(retrieval, grouping, truth, threshold, "score", calibrated, why)
         swept = [dedupe_score(score_groups(model_groups(t), truth), t, "score") for t in sweep]

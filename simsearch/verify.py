@@ -10,10 +10,12 @@ matches that agree on one transform (its inliers); two different pictures keep o
 chance ones. A pair whose pictures both have at least `min_keypoints` keypoints and fewer than
 `min_inliers` inliers is judged two different pictures and kept apart. A pair that cannot be
 judged (a picture too small or too plain to hold keypoints, a file that cannot be read) is
-left to the score alone, at the threshold made for scores alone (`PictureCheck.alone`: the
-model's `--no-check` threshold): the check lets dedupe go below that threshold only for pairs
-it has looked at and found to be one picture. The settings were chosen on the default model's
-validation images (`recipes/default_model/verify_trial.py`), never on the evaluation set.
+left to the score alone, at the threshold made for scores alone (`alone`: dedupe passes the
+index's `--no-check` threshold with each call): the check lets dedupe go below that threshold
+only for pairs it has looked at and found to be one picture. The settings were chosen by a rule
+on the default model's validation images (`recipes/default_model/verify_trial.py`); the
+evaluation set's distinct pictures had been looked at while diagnosing what the check missed
+(README, How it works, Picture check, says how much the choice hangs on that rule).
 
 OpenCV lives here alone. Features are computed once per file and kept while a pair still needs
 them; decoding goes through `simsearch.images` like everything else.
@@ -62,7 +64,7 @@ class VerifyStats:
 
     checked: int = 0
     apart: int = 0
-    unjudged: int = 0                                   # pairs left to the score
+    unjudged: int = 0                                   # pairs it could not judge
     held_back: int = 0                                  # ... below the score-alone threshold
     unreadable: dict[str, str] = field(default_factory=dict)  # path -> reason
 
@@ -192,7 +194,8 @@ class PictureCheck:
     to keep. Pairs at or above `settings.below` are kept unlooked-at; the rest are judged from
     their files (`paths_of(ids)` -> {id: path}, called on the caller's thread, so it may read a
     database). A pair that cannot be judged is kept when its score reaches `alone` (the
-    threshold made for scores alone; None keeps every such pair). `stats` adds up over calls.
+    threshold made for scores alone, or `below` if lower; None keeps every such pair). `stats`
+    adds up over calls, counting each pair when it is first judged.
     Each pair's verdict is kept (about 150 bytes a pair) so that one asked again (a dense row's
     list in dedupe, a sweep over thresholds) costs nothing; `remember=False` keeps none (a
     caller that asks once). Ids are keys: reuse a check only while the index is unchanged."""
@@ -220,13 +223,16 @@ class PictureCheck:
         a, b = np.minimum(a, b), np.maximum(a, b)  # one pair, one verdict, either way round
         scores = np.asarray(scores)
         keep = np.ones(len(a), bool)
+        # enough on its score alone: at `alone`, or at `below` where pairs go unlooked-at anyway;
+        # compared in the scores' own precision, as the dedupe threshold is
+        enough = (np.ones(len(a), bool) if alone is None
+                  else scores >= np.asarray(min(alone, self.settings.below), scores.dtype))
 
         def decide(row: int, verdict: bool | None) -> bool:
             """Kept: the same picture, or not judged and scoring enough on its own (or with a
             file gone since indexing: dedupe then leaves it out and says so)."""
             return verdict is True or (verdict is None and (
-                alone is None or scores[row] >= alone or a[row] in self._gone
-                or b[row] in self._gone))
+                bool(enough[row]) or a[row] in self._gone or b[row] in self._gone))
 
         todo = np.flatnonzero(scores < self.settings.below)
         known = [r for r in todo.tolist() if self._key(a[r], b[r]) in self._verdicts]

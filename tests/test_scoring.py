@@ -216,7 +216,7 @@ def test_index_uses_the_models_background_for_query_and_dedupe(tmp_path, tiny_mo
 
     threshold = float(np.sort(gram[np.triu_indices(12, 1)])[-4])  # a few pairs pass
     for linkage in ("complete", "centre"):
-        report = index.duplicates(threshold, linkage=linkage)
+        report = index.duplicates(threshold, linkage=linkage, check=False)  # the scores
         near = [g for g in report.groups if g.kind == "near"]
         assert near, "the threshold was chosen so that pairs pass"
         for group in near:

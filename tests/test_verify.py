@@ -1,5 +1,6 @@
 """The picture check (simsearch.verify): copies under every edit kept, different pictures kept
-apart, pairs it cannot judge left to the score; wired into dedupe, the index and the CLI."""
+apart, pairs it cannot judge held to the threshold made for scores alone; wired into dedupe, the
+index and the CLI."""
 from __future__ import annotations
 
 import json

@@ -308,6 +308,8 @@ def write_calibration(model: str, model_id: str, name: str, chosen: dict, rows: 
         record.update({"dedupe_threshold": checked["chosen"]["threshold"],
                        "dedupe_threshold_unchecked": chosen["threshold"],
                        "picture_check": {"settings": checked["settings"],
+                                         "floor": CHECKED_FLOOR,
+                                         "alone": chosen["threshold"],
                                          "validation": kept(checked["rows"]),
                                          "validation_strict": kept(checked["strict"])
                                          if checked["strict"] else None}})
@@ -358,6 +360,10 @@ def main() -> None:
                                       groupings=groupings))
             if check is not None:
                 check.alone = rows[-1]["threshold"]  # this knee's --no-check threshold
+                if check.alone is None:
+                    sys.exit(f"knee {k}: no threshold without the check reaches precision "
+                             f"{TARGET_PRECISION}, so pairs the check cannot judge have none to "
+                             f"reach")
                 groupings = group_sweep(v.vectors, v.offsets, v.ids, k, check)
                 checked.append(measure(v.vectors, v.offsets, v.bench, v.halves, k, v.ids, family,
                                        merged, groupings, CHECKED_FLOOR))

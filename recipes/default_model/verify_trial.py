@@ -5,7 +5,7 @@ the evaluation set) with the shipped network.
         [--json recipes/default_model/trials/picture-check.json]
 
 The validation originals and their seeded edited copies (4 per image, as calibrate.py) are
-embedded; every pair scoring >= 0.76 (the lowest threshold swept) is measured once with the
+embedded; every pair scoring >= 0.76 (the lowest score measured) is measured once with the
 product's own functions: each picture's SIFT keypoints and the pair's RANSAC inliers, straight
 and mirrored. Each setting of the grid (`below`: pairs scored at or above it are not checked;
 `min_inliers`; `min_keypoints`; `alone`: whether a pair the check cannot judge must reach the
@@ -211,6 +211,8 @@ def choose(rows: list[dict], margin: float = 0.005) -> dict:
     from CHECKED_FLOOR up); among the settings within `margin` of it, the one with the highest
     precision at its threshold (the pictures it groups feed file actions)."""
     reach = [r for r in rows if r["recall_at_p97"] is not None and r["threshold"] is not None]
+    if not reach:
+        sys.exit("no setting reaches precision 0.97 on the sweep: nothing to choose")
     best = max(r["recall_at_p97"] for r in reach)
     return max((r for r in reach if r["recall_at_p97"] >= best - margin),
                key=lambda r: r["threshold_precision"])

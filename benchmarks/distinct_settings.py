@@ -1,0 +1,61 @@
+"""How much the distinct set's false groups hang on the picture check's chosen settings: the
+near-best settings of the validation grid (recipes/default_model/trials/picture-check.json),
+each at the threshold calibrate's rule gives it there, deduped over the distinct-pictures set.
+
+    python benchmarks/distinct_settings.py [--json benchmarks/results/distinct_settings.json]
+
+This reports; it never chooses. The settings were chosen on validation by
+`recipes/default_model/verify_trial.py` (`choose`); this shows what a neighbouring choice would
+have given on evaluation pictures. (Session 17's settings gave 13 false groups, 55 false pairs:
+its README row.)
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+from common import ROOT, report, table
+
+# (agreeing matches, keypoints, the threshold calibrate's rule gives that setting on validation,
+# trials/picture-check.json), pairs the check cannot judge held to --no-check's threshold: the
+# settings within 0.005 of the best recall at precision 0.97 there, and the two best
+SETTINGS = ((20, 40, 0.80), (15, 40, 0.80), (15, 30, 0.80), (15, 50, 0.80), (15, 20, 0.80),
+            (12, 30, 0.81), (12, 20, 0.81))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--distinct-dir", type=Path, default=ROOT / "data" / "eval" / "distinct")
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args()
+    if not args.distinct_dir.is_dir():
+        sys.exit(f"{args.distinct_dir} not found; build it with: python "
+                 "recipes/default_model/build_data.py")
+    from simsearch.index import open_index
+    from simsearch.verify import VerifySettings
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        index = open_index(Path(tmp) / "index", create=True)
+        index.add_paths([args.distinct_dir])
+        alone, pictures = index.score_alone_threshold(), index.count()
+        for matches, keypoints, threshold in SETTINGS:
+            check = index.picture_check(VerifySettings(min_inliers=matches,
+                                                       min_keypoints=keypoints))
+            found = index.duplicates(threshold, check=check)
+            groups = [sorted(Path(m.path).name.split("__")[1] for m in g.members)
+                      for g in found.groups]
+            rows.append({"matches": matches, "keypoints": keypoints,
+                         "unjudged held to": alone, "threshold": threshold,
+                         "false groups": len(groups),
+                         "false pairs": sum(len(g) * (len(g) - 1) // 2 for g in groups),
+                         "groups": groups})
+    print(table([{k: v for k, v in r.items() if k != "groups"} for r in rows],
+                [k for k in rows[0] if k != "groups"]))
+    report("distinct_settings", {"pictures": pictures, "rows": rows}, args.json)
+
+
+if __name__ == "__main__":
+    main()
