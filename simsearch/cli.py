@@ -320,7 +320,7 @@ def _tell_check(report, quiet: bool) -> None:
                    err=True)
     if not quiet and done["checked"]:
         pairs = "pair" if done["checked"] == 1 else "pairs"
-        held = f", {done['held_back']} of them not grouped" if alone is not None else ""
+        held = f"; {done['held_back']} of them scored less" if alone is not None else ""
         click.echo(f"checked {done['checked']} {pairs} scoring below {done['below']} against their pictures: "
                    f"{done['apart']} are different pictures (not grouped), {done['unjudged']} "
                    f"could not be told (too small, plain or unreadable; grouped {on_score}"
