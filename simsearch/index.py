@@ -769,6 +769,8 @@ class Index:
             threshold, source = self._threshold_to_use(bool(check))
         else:
             threshold, source = check_threshold(threshold), "command line"
+        # what a pair the check cannot judge must reach; read before the snapshot is opened
+        alone = self.score_alone_threshold() if check else None
         catalog = self.catalog()
         try:
             with catalog.snapshot():  # vectors, offsets and paths from one committed state
@@ -798,10 +800,9 @@ class Index:
                 apart = _apart_ids(catalog.not_duplicates(), ids, contents)
                 if check is True:
                     check = self.picture_check()
-                judge, before, alone = None, None, None
+                judge, before = None, None
                 if check:
                     before = check.stats.copy()
-                    alone = self.score_alone_threshold()  # what an unjudged pair must reach
 
                     def judge(a, b, scores):  # this snapshot's paths, this call's progress
                         return check(a, b, scores, paths_of=catalog.paths,
