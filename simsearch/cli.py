@@ -286,13 +286,15 @@ def dedupe_cmd(threshold, linkage, check, keep, protect, plan_path, index_dir, m
             mark = "" if chosen is None else "act on " if m.path in chosen.act_on else \
                 "keep   " if m.path in chosen.keep else "leave  "
             why = f"  ({reasons[m.path]})" if reasons.get(m.path) else ""
-            click.echo(f"  {m.score:.4f} {tag} {mark}{_show(m.path)}{why}")
+            plain = "  (not confirmed by the picture check)" if m.evidence == "unchecked" else ""
+            click.echo(f"  {m.score:.4f} {tag} {mark}{_show(m.path)}{why}{plain}")
     near = sum(g.kind == "near" for g in report.groups)
     click.echo(f"{len(report.groups)} groups ({len(report.groups) - near} of identical files, "
                f"{near} with near-duplicates), {sum(len(g.members) for g in report.groups)} files, "
                f"at threshold {report.threshold:.4f} ({_threshold_origin(report, kept)}). Scores "
                f"are to each group's centre (its first file); [A], [B]... mark files with "
                f"identical content.", err=True)
+    _tell_unconfirmed(report)
     if report.stale:
         click.echo(f"left out {len(report.stale)} files that changed or are gone since they were "
                    f"indexed (e.g. {_show(report.stale[0])}); bring the index up to date with: "
@@ -325,6 +327,19 @@ def _tell_check(report, quiet: bool) -> None:
                    f"{done['apart']} are different pictures (not grouped), {done['unjudged']} "
                    f"could not be told (too small, plain or unreadable; grouped {on_score}"
                    f"{held})", err=True)
+
+
+def _tell_unconfirmed(report) -> None:
+    """On stderr: how many grouped files the picture check could not confirm, and what to do."""
+    unconfirmed = [p for g in report.groups for p in g.unconfirmed]
+    if not unconfirmed:
+        return
+    files = "file is" if len(unconfirmed) == 1 else "files are"
+    click.echo(f"{len(unconfirmed)} {files} grouped on their score alone, marked \"not confirmed "
+               f"by the picture check\": too small, plain or unreadable for it to judge (e.g. "
+               f"{_show(unconfirmed[0])}); different plain pictures (clip art, gradients) can "
+               f"score this high, so look at them before acting on them (simsearch review marks "
+               f"them too)", err=True)
 
 
 def _tell_threshold_otherwise(index, report, check: bool, index_dir) -> None:

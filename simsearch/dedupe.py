@@ -37,10 +37,19 @@ from simsearch.errors import SimsearchError
 from simsearch.pairs import JoinSettings, NearPairs, Progress, near_pairs
 from simsearch.scoring import KNEE
 
-__all__ = ["LINKAGES", "IdGroup", "Member", "Group", "DuplicateReport", "find_groups",
-           "centre_linkage", "complete_linkage", "check_threshold"]
+__all__ = ["LINKAGES", "EVIDENCE", "IdGroup", "Member", "Group", "DuplicateReport",
+           "find_groups", "centre_linkage", "complete_linkage", "check_threshold"]
 
 LINKAGES = ("centre", "complete")
+# what put a member in its group (Member.evidence), in words; "" when not known
+EVIDENCE = {
+    "centre": "the group's centre",
+    "identical": "the same bytes as the centre",
+    "score": "its score alone: high enough that the picture check does not look, or the check "
+             "was off",
+    "checked": "the picture check found it the same picture as the centre",
+    "unchecked": "its score alone: too small, plain or unreadable for the picture check to confirm",
+}
 _APART_CHUNK = 1 << 20  # pairs looked up at a time against the pairs set apart
 # a second opinion on pairs of ids and their scores: True for each pair to keep
 PairCheck = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
@@ -69,11 +78,12 @@ class Member:
     width: int
     height: int
     mtime_ns: int
+    evidence: str = ""  # what put it in the group: a key of EVIDENCE, "" when not known
 
     def to_dict(self) -> dict:
         return {"path": self.path, "score": round(self.score, 6), "sha256": self.sha256,
                 "size": self.size, "width": self.width, "height": self.height,
-                "mtime_ns": self.mtime_ns}
+                "mtime_ns": self.mtime_ns, "evidence": self.evidence}
 
 
 @dataclass
@@ -96,6 +106,12 @@ class Group:
     @property
     def files(self) -> list[str]:
         return sorted(m.path for m in self.members)
+
+    @property
+    def unconfirmed(self) -> list[str]:
+        """Members grouped on their score alone because the picture check could not judge
+        them: the ones to look at before acting on a group."""
+        return [m.path for m in self.members if m.evidence == "unchecked"]
 
     @property
     def exact(self) -> list[list[str]]:

@@ -816,9 +816,10 @@ class Index:
                                  {**check.stats.since(before).to_dict(),
                                   "below": check.settings.below, "alone": alone})
         for g in found:
+            evidence = _evidence(g, rows, check or None)
             members = _current_files([Member(i, rows[i].path, s, rows[i].sha256, rows[i].size,
-                                             rows[i].width, rows[i].height, rows[i].mtime_ns)
-                                      for i, s in zip(g.ids, g.scores)], report.stale)
+                                             rows[i].width, rows[i].height, rows[i].mtime_ns, e)
+                                      for i, s, e in zip(g.ids, g.scores, evidence)], report.stale)
             if len(members) > 1:
                 kind = "exact" if len({m.sha256 for m in members}) == 1 else "near"
                 report.groups.append(Group(kind, members))
@@ -897,6 +898,36 @@ def _apart_ids(pairs: set[tuple[str, str]], ids: np.ndarray, contents: np.ndarra
         first.setdefault(sha, i)
     return {(min(first[a], first[b]), max(first[a], first[b]))
             for a, b in pairs if a in first and b in first}
+
+
+def _evidence(group, rows, check: "PictureCheck | None") -> list[str]:
+    """What put each member of `group` (ids, centre first) in it (`simsearch.dedupe.EVIDENCE`):
+    the centre; the centre's bytes; the picture check's verdict on its pair with the centre
+    (for a member the check never looked at, that of a member with the same bytes); else its
+    score alone ("" when the check keeps no verdicts)."""
+    centre = group.ids[0]
+    same_bytes: dict[str, list[int]] = {}
+    for i in group.ids:
+        same_bytes.setdefault(rows[i].sha256, []).append(i)
+    out = []
+    for i in group.ids:
+        if i == centre:
+            out.append("centre")
+        elif rows[i].sha256 == rows[centre].sha256:
+            out.append("identical")
+        elif not check:
+            out.append("score")
+        else:
+            found = "score" if check.remember else ""
+            for j in same_bytes[rows[i].sha256]:
+                try:
+                    verdict = check.verdict(centre, j)
+                except KeyError:  # not looked at: scored at or above the check's `below`
+                    continue
+                found = "checked" if verdict else "unchecked" if verdict is None else found
+                break
+            out.append(found)
+    return out
 
 
 def _current_files(members: list[Member], stale: list[str]) -> list[Member]:

@@ -58,6 +58,7 @@ class PlanFile:
     score: float = 1.0     # score to the group's centre
     protected: bool = False
     problem: str = ""      # why this file is neither kept nor acted on (changed since indexed)
+    evidence: str = ""     # what put it in the group (simsearch.dedupe.EVIDENCE); "" unknown
     reason: str = ""       # the keep rules' word on it
 
     @property
@@ -158,7 +159,8 @@ def file_facts(member, protect: Sequence[str] = ()) -> PlanFile:
     path = member.path
     f = PlanFile(path=path, size=member.size, mtime_ns=member.mtime_ns, sha256=member.sha256,
                  width=member.width, height=member.height, score=float(member.score),
-                 protected=any(under(path, d) for d in protect))
+                 protected=any(under(path, d) for d in protect),
+                 evidence=getattr(member, "evidence", ""))
     try:
         st = os.lstat(path)
     except OSError as e:

@@ -284,6 +284,13 @@ class PictureCheck:
                     progress(done, len(todo))
         return keep
 
+    def verdict(self, x: int, y: int) -> bool | None:
+        """The verdict kept for the pair of ids (x, y), either way round: True the same
+        picture, False two different pictures, None not judged (too small, plain or unreadable).
+        KeyError when the pair was never looked at (it scored `below` or more, or this check
+        keeps no verdicts)."""
+        return self._verdicts[self._key(x, y)]
+
     @staticmethod
     def _key(x, y) -> tuple[int, int]:
         return (int(x), int(y)) if x <= y else (int(y), int(x))

@@ -128,6 +128,12 @@ def test_plan_file_round_trip_and_refusals(tmp_path):
     assert (f["size"], f["mtime_ns"], f["sha256"]) == (os.path.getsize(b),
                                                        str(os.stat(b).st_mtime_ns), sha256(b))
     assert Plan.load(tmp_path / "plan.json").to_dict() == data
+    # a plan written before members said what grouped them still loads, evidence unknown
+    older = json.loads(json.dumps(data))
+    for f in older["groups"][0]["files"]:
+        del f["evidence"]
+    (tmp_path / "older.json").write_text(json.dumps(older))
+    assert [f.evidence for f in Plan.load(tmp_path / "older.json").groups[0].files] == ["", ""]
 
     def refused(edit, words):
         bad = json.loads(json.dumps(data))

@@ -3,6 +3,7 @@ Playwright) it loads without console errors, shows every group and image, and a 
 in it saves as a plan that `apply` accepts."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -39,7 +40,10 @@ def reviewed(tmp_path, monkeypatch):
                _image(photos / "b" / "z.jpg", (40, 30), 5)],
               [_image(photos / "c" / "one.jpg", (90, 60), 6),
                _image(photos / "c" / "two.jpg", (45, 30), 7)]]
-    plan = make_plan([group(g) for g in groups], parse_rules(["largest"]))
+    made = [group(g) for g in groups]
+    # z.jpg joined on its score alone: the picture check could not judge it
+    made[1].members[2] = dataclasses.replace(made[1].members[2], evidence="unchecked")
+    plan = make_plan(made, parse_rules(["largest"]))
     page = write_review(plan, tmp_path / "report")
     return tmp_path, plan, page
 
@@ -107,6 +111,13 @@ def test_in_a_browser_flip_choices_save_and_apply(reviewed, browser):
     assert page.locator("#n-groups").inner_text() == "3"
     assert page.locator("#n-act").inner_text() == "4"
     assert "kept: 120x90, largest" in page.locator("section.card").first.inner_text()
+    # the file the picture check could not confirm is marked, in its card and in the header
+    assert page.locator("#n-unconfirmed").inner_text() == "1"
+    doubted = page.locator("section.card").nth(1)
+    assert "1 not confirmed by the picture check" in doubted.locator(".card-head").inner_text()
+    assert "not confirmed by the picture check" in doubted.locator(
+        f'figure:has(div.path[title="{tmp_path / "photos" / "b" / "z.jpg"}"])').inner_text()
+    assert page.locator("figure .unconfirmed").count() == 1
     # group 1: keep the small one instead; group 2: not duplicates; group 3 as planned
     small = str(tmp_path / "photos" / "a" / "small.jpg")
     first = page.locator("section.card").nth(0)
@@ -153,6 +164,7 @@ def test_five_thousand_groups_page_through(tmp_path, browser):
     assert page.locator("section.card").count() == 50
     assert page.locator("#n-groups").inner_text() == "5000"
     assert page.locator("#n-files").inner_text() == "15000"
+    assert not page.locator("#unconfirmed").is_visible()  # nothing to doubt: no such count
     for _ in range(3):
         page.locator("#nav-top button.next").click()
     assert page.locator("#nav-top .pageinfo").inner_text() == "page 4 of 100 (groups 151-200)"

@@ -379,3 +379,52 @@ def test_degenerate_pictures_have_no_keypoints_and_match_nothing(tmp_path):
     check = PictureCheck(lambda ids: {0: str(tmp_path / "dot.png"), 1: str(tmp_path / "dot.png")})
     assert check(np.array([0]), np.array([1]), np.array([0.9])).tolist() == [True]
     assert check.stats.unjudged == 1
+
+
+def test_each_member_says_what_put_it_in_its_group(tmp_path, tiny_model, monkeypatch):
+    import shutil
+
+    from simsearch.index import Index
+    busy_dir, plain_dir = tmp_path / "busy", tmp_path / "plain"
+    write(busy_dir, {"a.jpg": busy(1), "a_crop.jpg": apply_edit("crop50", busy(1), random.Random(0))})
+    shutil.copyfile(busy_dir / "a.jpg", busy_dir / "a_copy.jpg")
+    write(plain_dir, {"grey.png": Image.new("RGB", (200, 150), "grey"),
+                      "light.png": Image.new("RGB", (200, 150), (150, 150, 150)),
+                      "dark.png": Image.new("RGB", (200, 150), (90, 90, 90))})
+    runner = CliRunner()
+
+    def dedupe(folder, *args):
+        index = str(tmp_path / f"index-{folder.name}")
+        if not (tmp_path / f"index-{folder.name}").exists():
+            assert runner.invoke(main, ["index", str(folder), "--index", index, "--model",
+                                        str(tiny_model / "model.onnx"), "-q"]).exit_code == 0
+        return runner.invoke(main, ["dedupe", "--index", index, "--threshold", "-1", *args])
+
+    def evidence(out) -> list[str]:
+        groups = json.loads(out.stdout)["groups"]
+        assert len(groups) == 1
+        return sorted(m["evidence"] for m in groups[0]["members"])
+
+    # every pair is looked at (below 1.01), and one the check cannot judge goes by its score
+    monkeypatch.setattr(Index, "picture_check", lambda self: PictureCheck(
+        self._catalog_paths, VerifySettings(below=1.01)))
+    monkeypatch.setattr(Index, "score_alone_threshold", lambda self: None)
+    report = json.loads(dedupe(busy_dir, "--json").stdout)["groups"][0]
+    by_name = {m["path"].rsplit("/", 1)[1]: m["evidence"] for m in report["members"]}
+    if by_name["a_crop.jpg"] == "centre":  # both a.jpg and its byte copy were checked
+        assert by_name == {"a_crop.jpg": "centre", "a.jpg": "checked", "a_copy.jpg": "checked"}
+    else:  # one of the byte copies is the centre: the other is identical to it
+        assert by_name["a_crop.jpg"] == "checked"
+        assert sorted(by_name[n] for n in ("a.jpg", "a_copy.jpg")) == ["centre", "identical"]
+    assert evidence(dedupe(plain_dir, "--json")) == ["centre", "unchecked", "unchecked"]
+    text = dedupe(plain_dir)
+    assert text.stdout.count("(not confirmed by the picture check)") == 2
+    assert "2 files are grouped on their score alone" in text.stderr
+    assert "look at them before acting" in text.stderr
+    assert "not confirmed" not in dedupe(busy_dir).stdout + dedupe(busy_dir).stderr
+    plan = tmp_path / "plan.json"
+    assert dedupe(plain_dir, "--plan", str(plan), "-q").exit_code == 0
+    files = json.loads(plan.read_text())["groups"][0]["files"]
+    assert sorted(f["evidence"] for f in files) == ["centre", "unchecked", "unchecked"]
+    # on scores alone nothing is confirmed or doubted: every member stands on its score
+    assert evidence(dedupe(plain_dir, "--json", "--no-check")) == ["centre", "score", "score"]
