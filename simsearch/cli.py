@@ -584,8 +584,15 @@ def apply_cmd(plan_path, action, to, yes_delete, journal, index_dir, quiet, as_j
                                relocate=report.moved, not_duplicates=report.not_duplicates)
     for o in report.skipped:
         click.echo(f"skipped {_show(o.path)}: {o.detail}", err=True)
+    # files acted on that the picture check did not confirm to be copies of a kept file: grouped
+    # on their score alone (it could not judge them), or in a group whose kept file was
+    unconfirmed = set()
+    for g in plan.groups:
+        doubt = {f.path for f in g.files if f.evidence == "unchecked"}
+        unconfirmed |= set(g.act_on) if doubt & set(g.keep) else doubt
+    doubted = [o.path for o in report.done if o.path in unconfirmed]
     if as_json:
-        click.echo(json.dumps({**report.to_dict(), "index": index_note}))
+        click.echo(json.dumps({**report.to_dict(), "index": index_note, "unconfirmed": doubted}))
         return
     verb = {"trash": "trashed", "move": "moved", "hardlink": "linked", "symlink": "linked",
             "delete": "deleted"}[action]
@@ -599,6 +606,11 @@ def apply_cmd(plan_path, action, to, yes_delete, journal, index_dir, quiet, as_j
     click.echo(f"{len(report.done)} files {verb}{earlier}, {_size(report.freed)}{where}; "
                f"{len(report.skipped)} skipped; {len(report.not_duplicates)} groups remembered "
                f"as not duplicates", err=True)
+    if doubted:
+        click.echo(f"{len(doubted)} of them had not been confirmed by the picture check (grouped "
+                   f"on their score alone, e.g. {_show(doubted[0])})" + (
+                       "" if action == "delete" else "; if one is not a copy, undo puts it back"),
+                   err=True)
     if index_note:
         click.echo(index_note, err=True)
     if action != "delete":

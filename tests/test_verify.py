@@ -426,5 +426,10 @@ def test_each_member_says_what_put_it_in_its_group(tmp_path, tiny_model, monkeyp
     assert dedupe(plain_dir, "--plan", str(plan), "-q").exit_code == 0
     files = json.loads(plan.read_text())["groups"][0]["files"]
     assert sorted(f["evidence"] for f in files) == ["centre", "unchecked", "unchecked"]
+    moved = runner.invoke(main, ["apply", str(plan), "--action", "move", "--to",
+                                 str(tmp_path / "moved"), "--index", str(tmp_path / "index-plain")])
+    assert moved.exit_code == 0, moved.output
+    assert "2 of them had not been confirmed by the picture check" in moved.stderr
+    assert "undo puts it back" in moved.stderr
     # on scores alone nothing is confirmed or doubted: every member stands on its score
-    assert evidence(dedupe(plain_dir, "--json", "--no-check")) == ["centre", "score", "score"]
+    assert evidence(dedupe(busy_dir, "--json", "--no-check")) == ["centre", "identical", "score"]
