@@ -59,11 +59,14 @@ def distinct_groups(folder: Path, tmp: Path, kind: str, model: str | None,
         start = time.perf_counter()
         report = index.duplicates(threshold, check=checked)
         seconds = time.perf_counter() - start
-        groups = [{"files": [Path(f).name for f in g.files], "min_score": round(g.min_score, 4)}
+        groups = [{"files": [Path(f).name for f in g.files], "min_score": round(g.min_score, 4),
+                   "unconfirmed": [Path(f).name for f in g.unconfirmed]}
                   for g in report.groups]
         out["checked" if checked else "unchecked"] = {
             "pictures": index.count(), "threshold": report.threshold,
             "false_groups": len(groups),
+            # groups with a member dedupe marks "not confirmed by the picture check"
+            "marked_groups": sum(bool(g["unconfirmed"]) for g in groups),
             "false_pairs": sum(len(g["files"]) * (len(g["files"]) - 1) // 2 for g in groups),
             "grouped_pictures": sum(len(g["files"]) for g in groups), "groups": groups,
             "check": report.check, "dedupe_seconds": seconds}
@@ -122,9 +125,12 @@ def main() -> None:
     else:
         print(f"distinct pictures: {distinct['pictures']}, dedupe at {distinct['threshold']}: "
               f"{distinct['false_groups']} false groups, {distinct['false_pairs']} false pairs "
-              f"({distinct['dedupe_seconds']:.1f} s; picture check: {distinct['check'] or 'off'})")
+              f"({distinct['dedupe_seconds']:.1f} s; picture check: {distinct['check'] or 'off'}); "
+              f"{distinct['marked_groups']} of the groups hold a file marked \"not confirmed by "
+              f"the picture check\"")
         for g in distinct["groups"]:
-            print(f"  {g['min_score']:.4f}  {' '.join(g['files'])}")
+            marked = f"  (not confirmed: {' '.join(g['unconfirmed'])})" if g["unconfirmed"] else ""
+            print(f"  {g['min_score']:.4f}  {' '.join(g['files'])}{marked}")
         plain = distinct["without_check"]
         if plain:
             print(f"without the check (--no-check), at {plain['threshold']}: {plain['false_groups']} "

@@ -8,11 +8,14 @@ match fails, for flipped copies) are matched with Lowe's ratio test and an affin
 fitted by RANSAC. A copy, however cropped, turned, stretched, inset or recoloured, keeps many
 matches that agree on one transform (its inliers); two different pictures keep only a few
 chance ones. A pair whose pictures both have at least `min_keypoints` keypoints and fewer than
-`min_inliers` inliers is judged two different pictures and kept apart. A pair that cannot be
-judged (a picture too small or too plain to hold keypoints, a file that cannot be read) is
-left to the score alone, at the threshold made for scores alone (`alone`: dedupe passes the
-index's `--no-check` threshold with each call): the check lets dedupe go below that threshold
-only for pairs it has looked at and found to be one picture. The settings were chosen by a rule
+`min_inliers` inliers is judged two different pictures and kept apart. A pair with a picture
+under `min_keypoints` (clip art, a smooth gradient) is judged by placing one picture inside the
+other instead (`aligned`: small grey pictures, every quarter turn and mirror, crops, insets and
+stretches, the best normalised cross-correlation): `plain_same` or more is one picture, below
+`plain_apart` two. A pair that cannot be judged (between those two, a picture flat all over,
+a file that cannot be read) is left to the score alone, at the threshold made for scores alone
+(`alone`: dedupe passes the index's `--no-check` threshold with each call): the check lets
+dedupe go below that threshold only for pairs it has looked at and found to be one picture. The settings were chosen by a rule
 on the default model's validation images (`recipes/default_model/verify_trial.py`); the
 evaluation set's distinct pictures had been looked at while diagnosing what the check missed
 (README, How it works, Picture check, says how much the choice hangs on that rule).
@@ -36,7 +39,8 @@ from simsearch.errors import DecodeError, SimsearchError
 from simsearch.images import load_image
 
 __all__ = ["VerifySettings", "VerifyStats", "Features", "PictureCheck", "RerankSettings",
-           "features", "picture_features", "inliers", "agreeing", "mirrored", "copy_first"]
+           "features", "picture_features", "inliers", "agreeing", "mirrored", "aligned",
+           "plain_verdict", "copy_first"]
 
 Progress = Callable[[int, int], None]
 _OWN = object()  # PictureCheck's call: no `alone` given, the check's own stands
@@ -54,34 +58,39 @@ class VerifySettings:
     ratio: float = 0.8         # Lowe's ratio test: best match closer than this share of the next
     tolerance: float = 8.0     # RANSAC's reprojection error, pixels at `side`
     cache: int = 2048          # pictures' features held at once (at most ~0.5 MB each)
+    # a pair with a picture under `min_keypoints`: one picture placed in the other (see `aligned`)
+    plain_same: float | None = 0.95   # correlation at or above this: the same picture
+    plain_apart: float | None = None  # below this: two different pictures (None: never)
 
 
 @dataclass
 class VerifyStats:
-    """What a check did: pairs looked at, pairs kept apart, pairs it could not judge (and of
-    those, the ones held back: scoring below the threshold for scores alone), and files it could
-    not read."""
+    """What a check did: pairs looked at, pairs kept apart, pairs judged by placing one plain
+    picture in the other, pairs it could not judge (and of those, the ones held back: scoring
+    below the threshold for scores alone), and files it could not read."""
 
     checked: int = 0
     apart: int = 0
     unjudged: int = 0                                   # pairs it could not judge
     held_back: int = 0                                  # ... below the score-alone threshold
     unreadable: dict[str, str] = field(default_factory=dict)  # path -> reason
+    plain: int = 0                                      # pairs judged by `aligned`
 
     def to_dict(self) -> dict:
-        return {"checked": self.checked, "apart": self.apart, "unjudged": self.unjudged,
-                "held_back": self.held_back, "unreadable": dict(self.unreadable)}
+        return {"checked": self.checked, "apart": self.apart, "plain": self.plain,
+                "unjudged": self.unjudged, "held_back": self.held_back,
+                "unreadable": dict(self.unreadable)}
 
     def copy(self) -> "VerifyStats":
         return VerifyStats(self.checked, self.apart, self.unjudged, self.held_back,
-                           dict(self.unreadable))
+                           dict(self.unreadable), self.plain)
 
     def since(self, before: "VerifyStats") -> "VerifyStats":
         """What was added after `before` (a `copy()` of these stats taken earlier)."""
         return VerifyStats(self.checked - before.checked, self.apart - before.apart,
                            self.unjudged - before.unjudged, self.held_back - before.held_back,
                            {p: why for p, why in self.unreadable.items()
-                            if p not in before.unreadable})
+                            if p not in before.unreadable}, self.plain - before.plain)
 
 
 @dataclass
@@ -181,6 +190,83 @@ def agreeing(a: Features, b: Features, settings: VerifySettings = VerifySettings
     return max(straight, inliers(mirrored(a, settings), b, settings))
 
 
+PLAIN_SIDE = 48                  # `aligned` compares pictures this size on the long side
+PLAIN_FRACTIONS = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4)  # ... placed at these shares of each side
+PLAIN_MIN_SIDE, PLAIN_MIN_SPREAD = 8, 2.0  # smaller placed pictures, flatter windows: not compared
+
+
+def _plain(grey: np.ndarray) -> np.ndarray:
+    """A grey picture at PLAIN_SIDE pixels on its long side, float32."""
+    cv2 = _cv2()
+    h, w = grey.shape
+    f = PLAIN_SIDE / max(h, w)
+    return cv2.resize(grey, (max(1, round(w * f)), max(1, round(h * f))),
+                      interpolation=cv2.INTER_AREA).astype(np.float32)
+
+
+def aligned(a: Features, b: Features) -> float | None:
+    """How well one picture, placed inside the other, lines up with it: the best normalised
+    cross-correlation (1 for the same pixels; brightness, contrast and colour forgiven) over `a`
+    turned by each quarter turn, mirrored or not, either picture inside the other, scaled to each
+    of PLAIN_FRACTIONS of the other's width and, separately, of its height (a crop, an inset, a
+    stretch), at every position; both at PLAIN_SIDE pixels. None when no placing can be compared
+    (a picture flat all over). For pairs with too few keypoints to match: a plain copy lines up
+    almost perfectly, two different plain pictures mostly do not; a rotation by a few degrees, a
+    caption over it or a crop of a copy lower the figure (recipes/default_model/plain_trial.py)."""
+    cv2 = _cv2()
+    small_a, small_b = _plain(a.grey), _plain(b.grey)
+    best, spreads = None, {}
+    for turn in range(8):
+        t = np.rot90(small_a, turn // 2)
+        t = np.ascontiguousarray(t[:, ::-1] if turn % 2 else t)
+        for big, placed, fixed in ((small_b, t, True), (t, small_b, False)):
+            H, W = big.shape
+            for fw in PLAIN_FRACTIONS:
+                for fh in PLAIN_FRACTIONS:
+                    w, h = round(W * fw), round(H * fh)
+                    if w < PLAIN_MIN_SIDE or h < PLAIN_MIN_SIDE:
+                        continue
+                    template = cv2.resize(placed, (w, h), interpolation=cv2.INTER_AREA)
+                    if template.std() < PLAIN_MIN_SPREAD:
+                        continue
+                    key = (w, h) if fixed else (turn, w, h)
+                    if key not in spreads:
+                        spreads[key] = _window_spread(big, w, h) >= PLAIN_MIN_SPREAD
+                    found = cv2.matchTemplate(big, template, cv2.TM_CCOEFF_NORMED)
+                    found = found[spreads[key] & np.isfinite(found)]
+                    if found.size and (best is None or found.max() > best):
+                        best = float(found.max())
+    return best
+
+
+def _window_spread(big: np.ndarray, w: int, h: int) -> np.ndarray:
+    """The standard deviation of `big` under every w x h window, laid out as matchTemplate's
+    result (a window too flat to correlate is left out: OpenCV's figure there is noise)."""
+    cv2 = _cv2()
+    mean = cv2.boxFilter(big, -1, (w, h), borderType=cv2.BORDER_CONSTANT)
+    square = cv2.boxFilter(big * big, -1, (w, h), borderType=cv2.BORDER_CONSTANT)
+    spread = np.sqrt(np.maximum(square - mean * mean, 0))
+    H, W = big.shape
+    return spread[h // 2:h // 2 + H - h + 1, w // 2:w // 2 + W - w + 1]
+
+
+def plain_verdict(a: Features, b: Features, settings: VerifySettings = VerifySettings()
+                  ) -> bool | None:
+    """The verdict on a pair too plain to match keypoints, from `aligned`: True (the same
+    picture) at or above `settings.plain_same`, False (different) below `plain_apart`, None
+    (cannot tell) between them or when nothing can be compared."""
+    if settings.plain_same is None and settings.plain_apart is None:
+        return None
+    value = aligned(a, b)
+    if value is None:
+        return None
+    if settings.plain_same is not None and value >= settings.plain_same:
+        return True
+    if settings.plain_apart is not None and value < settings.plain_apart:
+        return False
+    return None
+
+
 def grey_picture(path: str, side: int) -> np.ndarray:
     """The file's picture in grey, at most `side` pixels on its long side (DecodeError if not)."""
     from PIL import Image
@@ -273,6 +359,7 @@ class PictureCheck:
                         self._verdicts[self._key(x, y)] = verdict
                     self.stats.checked += 1
                     self.stats.apart += verdict is False
+                    self.stats.plain += verdict is not None and self._plain_pair(x, y)
                     self.stats.unjudged += verdict is None
                     self.stats.held_back += verdict is None and not keep[row]
                     for i in (x, y):
@@ -311,9 +398,17 @@ class PictureCheck:
         """False: two different pictures; True: the same picture; None: cannot tell."""
         fx, fy = self._held.get(x), self._held.get(y)
         s = self.settings
-        if fx is None or fy is None or min(fx.count, fy.count) < s.min_keypoints:
+        if fx is None or fy is None:
             return None
-        return agreeing(fx, fy, s, enough=s.min_inliers) >= s.min_inliers
+        if min(fx.count, fy.count) >= s.min_keypoints:
+            return agreeing(fx, fy, s, enough=s.min_inliers) >= s.min_inliers
+        return plain_verdict(fx, fy, s)
+
+    def _plain_pair(self, x: int, y: int) -> bool:
+        """Whether the pair is judged, if at all, by `aligned` (a picture under min_keypoints)."""
+        fx, fy = self._held.get(x), self._held.get(y)
+        return (fx is not None and fy is not None
+                and min(fx.count, fy.count) < self.settings.min_keypoints)
 
 
 @dataclass(frozen=True)

@@ -386,6 +386,7 @@ def test_lookalikes_renders_distinct_symbols_and_counts_every_grouped_pair(tmp_p
     assert loose["pictures"] == 15 and loose["threshold"] == -1.0
     assert loose["false_groups"] == 3 and loose["false_pairs"] == 3 * 10  # one group of 5 per set
     assert sum(s["false_pairs"] for s in loose["by_style"].values()) == 30
+    assert loose["marked_groups"] == 0  # on scores alone no member is marked unconfirmed
     strict = lookalikes.score(model, sets, tmp_path / "b", threshold=0.99999)
     assert strict["false_groups"] == strict["false_pairs"] == 0
     with pytest.raises(SystemExit, match="fonts-dejavu-core"):

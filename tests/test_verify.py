@@ -97,7 +97,7 @@ def test_pairs_the_check_cannot_judge_need_the_threshold_for_scores_alone(tmp_pa
     # a judged copy stays grouped below `alone`; an unjudged pair is held back below it
     assert check(a, b, np.array([0.8, 0.87, 0.87])).tolist() == [True, False, False]
     assert check.stats.to_dict() | {"unreadable": None} == {
-        "checked": 3, "apart": 1, "unjudged": 1, "held_back": 1, "unreadable": None}
+        "checked": 3, "apart": 1, "plain": 0, "unjudged": 1, "held_back": 1, "unreadable": None}
     # the verdicts are kept; the score and `alone` decide again at every call
     assert check(a, b, np.array([0.8, 0.9, 0.9])).tolist() == [True, True, False]
     assert check(a, b, np.array([0.8, 0.87, 0.87]), alone=None).tolist() == [True, True, False]
@@ -433,3 +433,62 @@ def test_each_member_says_what_put_it_in_its_group(tmp_path, tiny_model, monkeyp
     assert "undo puts it back" in moved.stderr
     # on scores alone nothing is confirmed or doubted: every member stands on its score
     assert evidence(dedupe(busy_dir, "--json", "--no-check")) == ["centre", "identical", "score"]
+
+
+def glyph(ch: str, size=(240, 240)) -> Image.Image:
+    """A plain picture: one large character of Pillow's bundled font, black on white (a dozen
+    keypoints or so: too few for the check to match)."""
+    from PIL import ImageDraw, ImageFont
+    img = Image.new("RGB", size, "white")
+    ImageDraw.Draw(img).text((size[0] // 2, size[1] // 2), ch, fill="black",
+                             font=ImageFont.load_default(size=180), anchor="mm")
+    return img
+
+
+@pytest.mark.parametrize("edit", EDIT_NAMES)
+def test_a_plain_copy_lines_up_with_its_original_and_is_never_called_different(edit):
+    from simsearch.verify import aligned, plain_verdict
+    original, copy = feats(glyph("7")), feats(apply_edit(edit, glyph("7"), random.Random(0)))
+    assert min(original.count, copy.count) < VerifySettings().min_keypoints  # a plain pair
+    assert plain_verdict(original, copy) is not False
+    if edit not in ("rotate15", "text", "pip", "crop50", "letterbox", "combo", "resize25"):
+        assert aligned(original, copy) >= 0.98  # the whole picture, however turned or recoloured
+
+
+def test_different_plain_pictures_are_kept_apart_and_flat_ones_cannot_be_judged():
+    from simsearch.verify import aligned, plain_verdict
+    shapes = {c: feats(glyph(c)) for c in "7OLXA+1"}
+    parting = VerifySettings(plain_apart=0.6)  # the default parts nothing (the rule's choice)
+    for a, b in ("7O", "LX", "A+"):  # nothing of one lines up with the other
+        assert plain_verdict(shapes[a], shapes[b], parting) is False, (
+            a, b, aligned(shapes[a], shapes[b]))
+        assert plain_verdict(shapes[a], shapes[b]) is None
+    # a 1 inside an L lines up in part: neither copy nor different, the score decides
+    assert plain_verdict(shapes["1"], shapes["L"], parting) is None
+    flat = feats(Image.new("RGB", (200, 150), "grey"))
+    assert aligned(flat, flat) is None and aligned(flat, shapes["7"]) is None
+    assert plain_verdict(flat, feats(Image.new("RGB", (200, 150), "black"))) is None
+
+
+def test_the_check_judges_plain_pairs_by_lining_them_up(tmp_path):
+    paths = write(tmp_path, {"seven.png": glyph("7"),
+                             "seven_crop.png": apply_edit("crop70", glyph("7"), random.Random(0)),
+                             "ell.png": glyph("L"), "ex.png": glyph("X"),
+                             "flat.png": Image.new("RGB", (200, 150), "grey"),
+                             "flat_dark.png": Image.new("RGB", (200, 150), "black")})
+    by_id = dict(enumerate(paths.values()))
+    check = PictureCheck(lambda ids: {i: by_id[i] for i in ids}, alone=0.86)
+    a, b = np.array([0, 2, 4]), np.array([1, 3, 5])
+    # the plain copy is grouped below 0.86; the two letters, unjudged, go by their score; the
+    # two flat pictures are held to 0.86
+    assert check(a, b, np.array([0.82, 0.9, 0.84])).tolist() == [True, True, False]
+    assert check.stats.to_dict() | {"unreadable": None} == {
+        "checked": 3, "apart": 0, "plain": 1, "unjudged": 2, "held_back": 1, "unreadable": None}
+    # with a cut for different pictures, the letters are parted above 0.86
+    parting = PictureCheck(check.paths_of, VerifySettings(plain_apart=0.6), alone=0.86)
+    assert parting(a, b, np.array([0.82, 0.9, 0.84])).tolist() == [True, False, False]
+    assert parting.stats.apart == 1 and parting.stats.plain == 2
+    off = VerifySettings(plain_same=None, plain_apart=None)  # session 18's check
+    again = PictureCheck(check.paths_of, off, alone=0.86)
+    assert again(a, b, np.array([0.82, 0.9, 0.84])).tolist() == [False, True, False]
+    assert again.stats.plain == 0 and again.stats.unjudged == 3

@@ -106,8 +106,12 @@ def score(model: str | None, sets: list[Path], work: Path, threshold: float | No
         used = report.threshold
         apart += report.check["apart"] if report.check else 0
         groups = [{"glyphs": "".join(sorted(Path(f).stem for f in g.files)),
-                   "min_score": round(g.min_score, 4)} for g in report.groups]
+                   "min_score": round(g.min_score, 4),
+                   "unconfirmed": "".join(sorted(Path(f).stem for f in g.unconfirmed))}
+                  for g in report.groups]
         per_set[d.name] = {"pictures": index.count(), "false_groups": len(groups),
+                           # groups with a member marked "not confirmed by the picture check"
+                           "marked_groups": sum(bool(g["unconfirmed"]) for g in groups),
                            "false_pairs": sum(len(g["glyphs"]) * (len(g["glyphs"]) - 1) // 2
                                               for g in groups),
                            "groups": groups}
@@ -118,6 +122,7 @@ def score(model: str | None, sets: list[Path], work: Path, threshold: float | No
             "pairs_set_apart_by_check": apart,
             "pictures": sum(v["pictures"] for v in per_set.values()),
             "false_groups": sum(v["false_groups"] for v in per_set.values()),
+            "marked_groups": sum(v["marked_groups"] for v in per_set.values()),
             "false_pairs": sum(v["false_pairs"] for v in per_set.values()),
             "by_style": by_style, "per_set": per_set}
 
@@ -147,7 +152,8 @@ def main() -> None:
                                for s, v in row["by_style"].items())
             print(f"{model}: {row['pictures']} pictures in {row['sets']} sets, dedupe at "
                   f"{row['threshold']}: {row['false_groups']} false groups, {row['false_pairs']} "
-                  f"false pairs ({styles}); picture check "
+                  f"false pairs ({styles}); {row['marked_groups']} groups marked \"not "
+                  f"confirmed\"; picture check "
                   f"{'on: ' + str(row['pairs_set_apart_by_check']) + ' pairs set apart' if args.check else 'off'}",
                   flush=True)
     if args.json:

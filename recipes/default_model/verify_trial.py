@@ -9,7 +9,10 @@ embedded; every pair scoring >= 0.76 (the lowest score measured) is measured onc
 product's own functions: each picture's SIFT keypoints and the pair's RANSAC inliers, straight
 and mirrored. Each setting of the grid (`below`: pairs scored at or above it are not checked;
 `min_inliers`; `min_keypoints`; `alone`: whether a pair the check cannot judge must reach the
-threshold calibrated without the check, as `simsearch dedupe` now does) then decides every pair
+threshold calibrated without the check, as `simsearch dedupe` does; and, from session 19, the
+plain judge's two cuts: a pair with a picture under 40 keypoints is the same picture when one
+picture placed in the other lines up at `plain_same` or more, different below `plain_apart`,
+measured once with `simsearch.verify.aligned`) then decides every pair
 from those measurements, and dedupe runs as the product runs it (centre linkage, the shipped
 background, the knee in use) with the pairs it rejects never grouped. Reported per setting:
 recall at precision 0.97 and 0.95 and the calibration rule's threshold (the lowest step from
@@ -29,8 +32,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -40,15 +45,23 @@ from calibrate import (CHECKED_FLOOR, ROOT, SWEEP, TARGET_PRECISION, embed_valid
 from simsearch.dedupe import find_groups
 from simsearch.errors import DecodeError
 from simsearch.scoring import KNEE, adjust
-from simsearch.verify import RerankSettings, VerifySettings, agreeing, picture_features
+from simsearch.verify import (RerankSettings, VerifySettings, agreeing, aligned,
+                             picture_features)
 
 # (below, min_inliers, min_keypoints, whether pairs the check cannot judge need --no-check's
-# threshold): session 17's grid (the first seven, alone off) and session 18's
-GRID = (((0.95, 8, 50, False), (0.95, 6, 30, False), (0.95, 6, 50, False), (0.95, 8, 30, False),
-         (0.95, 10, 50, False), (0.95, 12, 50, False), (0.97, 8, 50, False), (1.01, 20, 40, True))
-        + tuple((0.95, i, k, alone) for alone in (False, True) for i in (8, 12, 15, 20, 25)
-                for k in (20, 30, 40, 50)))
+# threshold, plain_same, plain_apart): session 17's grid (the first seven, alone off), session
+# 18's (no plain judge), and session 19's: session 18's choice with pairs too plain for keypoints
+# judged by placing one picture in the other (simsearch.verify.aligned)
+GRID = (((0.95, 8, 50, False, None, None), (0.95, 6, 30, False, None, None),
+         (0.95, 6, 50, False, None, None), (0.95, 8, 30, False, None, None),
+         (0.95, 10, 50, False, None, None), (0.95, 12, 50, False, None, None),
+         (0.97, 8, 50, False, None, None), (1.01, 20, 40, True, None, None))
+        + tuple((0.95, i, k, alone, None, None) for alone in (False, True)
+                for i in (8, 12, 15, 20, 25) for k in (20, 30, 40, 50))
+        + tuple((0.95, 20, 40, True, same, apart) for same in (None, 0.9, 0.95)
+                for apart in (None, 0.5, 0.6, 0.7, 0.8) if (same, apart) != (None, None)))
 LOWEST = 0.76  # pairs scoring below this are not measured
+PLAIN_KEYPOINTS = 40  # pairs with a picture under this many keypoints get `aligned` measured
 
 
 def measure_pairs(paths: list[str], a: np.ndarray, b: np.ndarray) -> dict:
@@ -62,7 +75,14 @@ def measure_pairs(paths: list[str], a: np.ndarray, b: np.ndarray) -> dict:
         except DecodeError as e:
             sys.exit(str(e))
     best = [agreeing(held[x], held[y], s) for x, y in zip(a.tolist(), b.tolist())]
-    return {"keypoints": counts, "inliers": np.array(best)}
+    plain = [i for i, (x, y) in enumerate(zip(a.tolist(), b.tolist()))
+             if min(counts[x], counts[y]) < PLAIN_KEYPOINTS]
+    lined_up = np.full(len(a), np.nan)  # NaN: not measured, or nothing could be compared
+    with ThreadPoolExecutor(os.cpu_count() or 1) as pool:  # OpenCV lets go of the GIL
+        for i, value in zip(plain, pool.map(lambda i: aligned(held[int(a[i])], held[int(b[i])]),
+                                            plain)):
+            lined_up[i] = np.nan if value is None else value
+    return {"keypoints": counts, "inliers": np.array(best), "aligned": lined_up}
 
 
 SEARCH_GRID = tuple((k, w, m, r) for k in (2, 3, 5) for w in (0.05, 0.1, 0.15)
@@ -171,14 +191,19 @@ def main() -> None:
         plain = run(None)
         alone_at = plain["threshold"]  # --no-check's threshold, by calibrate.py's rule
         rows = [{"setting": "no check", **plain}]
-        for below, min_inliers, min_keypoints, alone in GRID:
+        for below, min_inliers, min_keypoints, alone, same, apart in GRID:
             judged = kp >= min_keypoints
             part = (scores < below) & judged & (m["inliers"] < min_inliers)
+            too_plain = ~judged & (scores < below)  # NaN compares False: stays unjudged
+            same_picture = too_plain & (m["aligned"] >= same if same is not None else False)
+            if apart is not None:
+                part |= too_plain & (m["aligned"] < apart)
             if alone:
-                part |= ~judged & (scores < alone_at)
+                part |= ~judged & (scores < alone_at) & ~same_picture
             rows.append({"setting": {"below": below, "min_inliers": min_inliers,
                                      "min_keypoints": min_keypoints,
-                                     "alone": alone_at if alone else None},
+                                     "alone": alone_at if alone else None,
+                                     "plain_same": same, "plain_apart": apart},
                          "pairs_rejected": int(part.sum()), **run(part, CHECKED_FLOOR)})
         true_pair = np.array([family[v.ids[x]] == family[v.ids[y]] for x, y in zip(a, b)])
     for r in rows:
