@@ -43,8 +43,8 @@ def _check_option(f):
                              "(below 0.95): two pictures that share too few local features in "
                              "one layout are different pictures and are not grouped; plain "
                              "pictures are lined up one inside the other instead, and a pair "
-                             "that does not line up almost perfectly must reach --no-check's "
-                             "threshold. Reads "
+                             "that does not line up almost perfectly (or a file that cannot "
+                             "be read) must reach --no-check's threshold. Reads "
                              "those files; --no-check groups on scores alone (faster, less "
                              "precise, its own calibrated threshold).")(f)
 
@@ -326,8 +326,8 @@ def _tell_check(report, quiet: bool) -> None:
     if not quiet and done["checked"]:
         pairs = "pair" if done["checked"] == 1 else "pairs"
         held = f"; {done['held_back']} of them scored less" if alone is not None else ""
-        lined = (f"{done['plain']} too plain for local features were lined up one inside "
-                 f"the other instead, " if done.get("plain") else "")
+        lined = (f"{done['plain']} too plain for local features were judged by lining one "
+                 f"picture up inside the other, " if done.get("plain") else "")
         click.echo(f"checked {done['checked']} {pairs} scoring below {done['below']} against their pictures: "
                    f"{done['apart']} are different pictures (not grouped), {lined}{done['unjudged']} "
                    f"could not be told (plain pictures that do not line up almost perfectly, or "
@@ -613,8 +613,9 @@ def apply_cmd(plan_path, action, to, yes_delete, journal, index_dir, quiet, as_j
                f"{len(report.skipped)} skipped; {len(report.not_duplicates)} groups remembered "
                f"as not duplicates", err=True)
     if doubted:
-        click.echo(f"{len(doubted)} of them had not been confirmed by the picture check (grouped "
-                   f"on their score alone, e.g. {_show(doubted[0])})" + (
+        click.echo(f"{len(doubted)} of them had not been confirmed by the picture check to be "
+                   f"copies of the file kept (one or the other joined its group on its score "
+                   f"alone; e.g. {_show(doubted[0])})" + (
                        "" if action == "delete" else "; if one is not a copy, undo puts it back"),
                    err=True)
     if index_note:

@@ -820,6 +820,8 @@ class Index:
             members = _current_files([Member(i, rows[i].path, s, rows[i].sha256, rows[i].size,
                                              rows[i].width, rows[i].height, rows[i].mtime_ns, e)
                                       for i, s, e in zip(g.ids, g.scores, evidence)], report.stale)
+            if members and members[0].id != g.ids[0]:  # the centre is gone: nothing to go by
+                members = [dataclasses.replace(m, evidence="") for m in members]
             if len(members) > 1:
                 kind = "exact" if len({m.sha256 for m in members}) == 1 else "near"
                 report.groups.append(Group(kind, members))

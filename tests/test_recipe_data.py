@@ -381,12 +381,11 @@ def test_lookalikes_renders_distinct_symbols_and_counts_every_grouped_pair(tmp_p
         pixels = [np.asarray(Image.open(p)) for p in sorted(d.iterdir())]
         assert all((a != b).any() for i, a in enumerate(pixels) for b in pixels[i + 1:])
     model = str(tiny_model / "model.onnx")
-    # scores alone: with the check, glyphs too plain to judge would need the model's 0.95
+    # scores alone: with the check, glyphs that do not line up would need the model's 0.95
     loose = lookalikes.score(model, sets, tmp_path / "a", threshold=-1.0, check=False)
     assert loose["pictures"] == 15 and loose["threshold"] == -1.0
     assert loose["false_groups"] == 3 and loose["false_pairs"] == 3 * 10  # one group of 5 per set
     assert sum(s["false_pairs"] for s in loose["by_style"].values()) == 30
-    assert loose["marked_groups"] == 0  # on scores alone no member is marked unconfirmed
     strict = lookalikes.score(model, sets, tmp_path / "b", threshold=0.99999)
     assert strict["false_groups"] == strict["false_pairs"] == 0
     with pytest.raises(SystemExit, match="fonts-dejavu-core"):

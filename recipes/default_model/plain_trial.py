@@ -1,25 +1,25 @@
-"""Trial (not shipped): a second judge for pairs too plain for the picture check, measured on the
-validation images and the look-alike glyphs (never the evaluation set).
+"""Trial: the picture check's judge for pairs too plain for keypoints (`simsearch.verify.aligned`,
+shipped in session 19 as a "same picture" cut only), measured on the validation images and the
+look-alike glyphs (never the evaluation set); the cuts are chosen by verify_trial.py's rule.
 
     python recipes/default_model/plain_trial.py [--workers 2] \
         [--json recipes/default_model/trials/plain-judge.json]
 
-The picture check (simsearch/verify.py) cannot judge a pair when a picture holds fewer than
-`min_keypoints` SIFT keypoints; dedupe then groups it on its score alone at --no-check's
-threshold. Most false groups left on the evaluation set's distinct pictures, and nearly every
-false pair of the look-alike glyphs (lookalikes.py), are such pairs. The judge tried here needs
-no keypoints: both grey pictures at `SIDE` pixels on the long side, one of them turned to each
-of the 8 quarter-turns and mirrors and placed inside the other at every position and at
-`FRACTIONS` of its width and of its height (a crop, an inset, a stretch), and the best
-normalised cross-correlation found (brightness, contrast and grey are forgiven). A copy should
+The picture check (simsearch/verify.py) cannot match keypoints when a picture holds fewer than
+`min_keypoints` SIFT keypoints; until session 19 dedupe then grouped such a pair on its score
+alone at --no-check's threshold. Nearly every false pair of the look-alike glyphs
+(lookalikes.py) is such a pair (and, as the evaluation runs report, five of session 18's seven
+false groups on the distinct set). This judge needs no keypoints: the product's `simsearch.verify.aligned` (one picture placed inside the other,
+every quarter turn and mirror, crops, insets and stretches, the best normalised
+cross-correlation; None for a smooth gradient or a flat picture, counted apart here). A copy should
 align almost perfectly; two different plain pictures should not.
 
 Measured: that correlation for every plain pair (a picture under 40 keypoints) of validation
 originals and their seeded edited copies (4 per image, as calibrate.py) scoring from
 calibrate.CHECKED_FLOOR up to below the check's `below`, split by edit (the pairs of two copies
 apart), and for every plain pair of two different glyphs in one font and style (lookalikes.py's
-sets) scoring as much; then, for each cut, the share of same-picture pairs a judge parting
-pairs below it would lose, and the share of glyph pairs it would part. The validation pairs
+sets) scoring as much; then, for each cut, the share of each below it (a "same" cut groups the
+pairs at or above it; a "different" cut would part those below it). The validation pairs
 judged "different" are listed too, but are mostly renders of one object or one card in two decks
 (not merged in trials/val-variants.json), so the glyphs stand for different pictures here.
 """
@@ -38,61 +38,17 @@ import numpy as np
 from calibrate import (CHECKED_FLOOR, ROOT, embed_validation, load_variants, merge_variants)
 from lookalikes import find_fonts, write_sets
 from simsearch.scoring import KNEE, adjust
-from simsearch.verify import VerifySettings, grey_picture, picture_features
+from simsearch.verify import (PLAIN_FRACTIONS, PLAIN_MIN_DETAIL, PLAIN_SIDE, VerifySettings,
+                             aligned, features, grey_picture, picture_features)
 
-SIDE = 48
-FRACTIONS = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4)
-MIN_SIDE, MIN_STD = 8, 2.0  # a placed picture this small, or a window this flat, is not compared
-CUTS = (0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+CUTS = (0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
 
 
-def _small(grey: np.ndarray):
-    import cv2
-    h, w = grey.shape
-    f = SIDE / max(h, w)
-    return cv2.resize(grey, (max(1, round(w * f)), max(1, round(h * f))),
-                      interpolation=cv2.INTER_AREA).astype(np.float32)
-
-
-def _window_std(big: np.ndarray, w: int, h: int) -> np.ndarray:
-    """The spread of `big` under every w x h window, laid out as matchTemplate's result."""
-    import cv2
-    mean = cv2.boxFilter(big, -1, (w, h), borderType=cv2.BORDER_CONSTANT)
-    square = cv2.boxFilter(big * big, -1, (w, h), borderType=cv2.BORDER_CONSTANT)
-    spread = np.sqrt(np.maximum(square - mean * mean, 0))
-    H, W = big.shape
-    return spread[h // 2:h // 2 + H - h + 1, w // 2:w // 2 + W - w + 1]
-
-
-def aligned(grey_a: np.ndarray, grey_b: np.ndarray) -> float:
-    """The best normalised correlation of one picture placed in the other (see above)."""
-    import cv2
-    cv2.setNumThreads(1)
-    a, b = _small(grey_a), _small(grey_b)
-    best = -1.0
-    for turn in range(8):
-        t = np.rot90(a, turn // 2)
-        t = np.ascontiguousarray(t[:, ::-1] if turn % 2 else t)
-        for big, placed in ((b, t), (t, b)):
-            H, W = big.shape
-            for fw in FRACTIONS:
-                for fh in FRACTIONS:
-                    w, h = round(W * fw), round(H * fh)
-                    if w < MIN_SIDE or h < MIN_SIDE:
-                        continue
-                    template = cv2.resize(placed, (w, h), interpolation=cv2.INTER_AREA)
-                    if template.std() < MIN_STD:
-                        continue
-                    r = cv2.matchTemplate(big, template, cv2.TM_CCOEFF_NORMED)
-                    flat = _window_std(big, w, h)[:r.shape[0], :r.shape[1]] < MIN_STD
-                    r = np.where(flat | ~np.isfinite(r), -1.0, r)
-                    best = max(best, float(r.max()))
-    return best
-
-
-def _pair(paths: tuple[str, str]) -> float:
-    return aligned(grey_picture(paths[0], VerifySettings().side),
-                   grey_picture(paths[1], VerifySettings().side))
+def _pair(paths: tuple[str, str]) -> float | None:
+    """The product's `aligned` for two files (None: a picture flat, or a smooth gradient)."""
+    s = VerifySettings()
+    return aligned(features(grey_picture(paths[0], s.side), s),
+                   features(grey_picture(paths[1], s.side), s))
 
 
 def plain_pairs(paths: list[str], S: np.ndarray, low: float, high: float) -> list[tuple[int, int]]:
@@ -124,6 +80,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     below = VerifySettings().below
+    os.environ.setdefault("SIMSEARCH_PRECISION", "fp32")  # as calibrate.embed_validation
     with tempfile.TemporaryDirectory() as tmp, ProcessPoolExecutor(args.workers) as pool:
         v = embed_validation(args.val_dir, args.model, 4, Path(tmp) / "val")
         family = merge_variants(v.family, v.bench.originals, load_variants(args.variants))
@@ -144,7 +101,6 @@ def main() -> None:
                             else "two originals", []).append(value)
         glyphs = []
         from simsearch.index import open_index
-        os.environ.setdefault("SIMSEARCH_PRECISION", "fp32")
         for folder in write_sets(Path(tmp) / "glyphs", find_fonts()):
             index = open_index(Path(tmp) / f"index-{folder.name}", model=args.model, create=True)
             index.add_paths([folder])
@@ -153,13 +109,23 @@ def main() -> None:
             S = adjust(M @ M.T, offsets[:, None] + offsets[None, :], KNEE)
             found = plain_pairs(paths, S, CHECKED_FLOOR, below)
             glyphs += list(pool.map(_pair, [(paths[x], paths[y]) for x, y in found], chunksize=16))
-    all_same = [x for v_ in same.values() for x in v_]
+    not_compared = {"same_picture": sum(x is None for v_ in same.values() for x in v_),
+                    "validation_different": sum(x is None for x in different),
+                    "glyphs": sum(x is None for x in glyphs)}
+    same = {k: [x for x in v_ if x is not None] for k, v_ in same.items()}
+    different = [x for x in different if x is not None]
+    glyphs = [x for x in glyphs if x is not None]
+    all_same = np.array([x for v_ in same.values() for x in v_])
+    # of the pairs compared: a "same" cut at c groups those at c or more, a "different" cut at c
+    # parts those below it
     cuts = [{"cut": c,
-             "same_picture_pairs_lost": round(float(np.mean(np.array(all_same) < c)), 4),
-             "glyph_pairs_parted": round(float(np.mean(np.array(glyphs) < c)), 4)}
+             "same_picture_pairs_below": round(float(np.mean(all_same < c)), 4),
+             "glyph_pairs_below": round(float(np.mean(np.array(glyphs) < c)), 4)}
             for c in CUTS]
-    result = {"model": args.model, "side": SIDE, "fractions": FRACTIONS, "scores": [CHECKED_FLOOR, below],
-              "same_picture": {"all": percentiles(all_same),
+    result = {"model": args.model, "side": PLAIN_SIDE, "fractions": PLAIN_FRACTIONS,
+              "min_detail": PLAIN_MIN_DETAIL, "scores": [CHECKED_FLOOR, below],
+              "not_compared": not_compared,
+              "same_picture": {"all": percentiles(all_same.tolist()),
                                **{k: percentiles(x) for k, x in sorted(same.items())}},
               "validation_pairs_judged_different": percentiles(different),
               "glyph_pairs": percentiles(glyphs), "cuts": cuts}

@@ -61,7 +61,7 @@ GRID = (((0.95, 8, 50, False, None, None), (0.95, 6, 30, False, None, None),
         + tuple((0.95, 20, 40, True, same, apart) for same in (None, 0.9, 0.95)
                 for apart in (None, 0.5, 0.6, 0.7, 0.8) if (same, apart) != (None, None)))
 LOWEST = 0.76  # pairs scoring below this are not measured
-PLAIN_KEYPOINTS = 40  # pairs with a picture under this many keypoints get `aligned` measured
+PLAIN_KEYPOINTS = VerifySettings().min_keypoints  # pairs with a picture under this: `aligned`
 
 
 def measure_pairs(paths: list[str], a: np.ndarray, b: np.ndarray) -> dict:
