@@ -502,3 +502,12 @@ def test_the_check_judges_plain_pairs_by_lining_them_up(tmp_path):
     again = PictureCheck(check.paths_of, off, alone=0.86)
     assert again(a, b, np.array([0.82, 0.9, 0.84])).tolist() == [False, True, False]
     assert again.stats.plain == 0 and again.stats.unjudged == 3
+
+
+def test_the_shipped_settings_are_the_trials_choice():
+    from pathlib import Path
+    trial = Path(__file__).resolve().parents[1] / "recipes/default_model/trials/picture-check.json"
+    record = json.loads(trial.read_text())
+    chosen = {k: v for k, v in record["chosen"].items() if k != "alone"}  # alone: a threshold
+    assert {k: getattr(VerifySettings(), k) for k in chosen} == chosen
+    assert {k: record["defaults"][k] for k in chosen} == chosen  # the trial ran on these defaults
