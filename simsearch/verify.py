@@ -15,10 +15,11 @@ stretches, the best normalised cross-correlation): `plain_same` or more is one p
 `plain_apart` two. A pair that cannot be judged (between those two, a picture flat all over,
 a file that cannot be read) is left to the score alone, at the threshold made for scores alone
 (`alone`: dedupe passes the index's `--no-check` threshold with each call): the check lets
-dedupe go below that threshold only for pairs it has looked at and found to be one picture. The settings were chosen by a rule
-on the default model's validation images (`recipes/default_model/verify_trial.py`); the
-evaluation set's distinct pictures had been looked at while diagnosing what the check missed
-(README, How it works, Picture check, says how much the choice hangs on that rule).
+dedupe go below that threshold only for pairs it has looked at and found to be one picture.
+The settings were chosen by a rule on the default model's validation images
+(`recipes/default_model/verify_trial.py`); the evaluation set's distinct pictures had been
+looked at while diagnosing what the check missed (README, How it works, Picture check, says how
+much the choice hangs on that rule).
 
 OpenCV lives here alone. Features are computed once per file and kept while a pair still needs
 them; decoding goes through `simsearch.images` like everything else.
@@ -367,14 +368,14 @@ class PictureCheck:
                 while len(self._held) > max(self.settings.cache, 2 * step):  # the part's stay
                     self._held.popitem(last=False)
                 verdicts = list(pool.map(self._judge, a[part].tolist(), b[part].tolist()))
-                for row, x, y, verdict in zip(part.tolist(), a[part].tolist(), b[part].tolist(),
-                                              verdicts):
+                for row, x, y, (verdict, lined) in zip(part.tolist(), a[part].tolist(),
+                                                       b[part].tolist(), verdicts):
                     keep[row] = decide(row, verdict)
                     if self.remember:
                         self._verdicts[self._key(x, y)] = verdict
                     self.stats.checked += 1
                     self.stats.apart += verdict is False
-                    self.stats.plain += verdict is not None and self._plain_pair(x, y)
+                    self.stats.plain += lined
                     self.stats.unjudged += verdict is None
                     self.stats.held_back += verdict is None and not keep[row]
                     for i in (x, y):
@@ -409,21 +410,17 @@ class PictureCheck:
         except OSError as e:  # unreadable since it was indexed
             return None, f"{path}: {e.strerror or e}"
 
-    def _judge(self, x: int, y: int) -> bool | None:
-        """False: two different pictures; True: the same picture; None: cannot tell."""
+    def _judge(self, x: int, y: int) -> tuple[bool | None, bool]:
+        """The verdict (False: two different pictures; True: the same picture; None: cannot
+        tell) and whether it came from lining plain pictures up (`aligned`)."""
         fx, fy = self._held.get(x), self._held.get(y)
         s = self.settings
         if fx is None or fy is None:
-            return None
+            return None, False
         if min(fx.count, fy.count) >= s.min_keypoints:
-            return agreeing(fx, fy, s, enough=s.min_inliers) >= s.min_inliers
-        return plain_verdict(fx, fy, s)
-
-    def _plain_pair(self, x: int, y: int) -> bool:
-        """Whether the pair is judged, if at all, by `aligned` (a picture under min_keypoints)."""
-        fx, fy = self._held.get(x), self._held.get(y)
-        return (fx is not None and fy is not None
-                and min(fx.count, fy.count) < self.settings.min_keypoints)
+            return agreeing(fx, fy, s, enough=s.min_inliers) >= s.min_inliers, False
+        verdict = plain_verdict(fx, fy, s)
+        return verdict, verdict is not None
 
 
 @dataclass(frozen=True)
