@@ -104,6 +104,7 @@ class Features:
     points: np.ndarray
     descriptors: np.ndarray
     mirrored: "Features | None" = None
+    small: "tuple[np.ndarray, float] | None" = None  # `aligned`'s picture and its detail, once
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     @property
@@ -210,18 +211,22 @@ def _plain(grey: np.ndarray) -> np.ndarray:
                       interpolation=cv2.INTER_AREA).astype(np.float32)
 
 
-def aligned(a: Features, b: Features) -> float | None:
+def aligned(a: Features, b: Features, enough: float | None = None) -> float | None:
     """How well one picture, placed inside the other, lines up with it: the best normalised
     cross-correlation (1 for the same pixels; brightness, contrast and colour forgiven) over `a`
     turned by each quarter turn, mirrored or not, either picture inside the other, scaled to each
     of PLAIN_FRACTIONS of the other's width and, separately, of its height (a crop, an inset, a
     stretch), at every position; both at PLAIN_SIDE pixels. None when no placing can be compared
-    (a picture flat all over) or a picture is a smooth gradient (PLAIN_MIN_DETAIL). For pairs with too few keypoints to match: a plain copy lines up
-    almost perfectly, two different plain pictures mostly do not; a rotation by a few degrees, a
-    caption over it or a crop of a copy lower the figure (recipes/default_model/plain_trial.py)."""
+    (a picture flat all over) or a picture is a smooth gradient (PLAIN_MIN_DETAIL). With
+    `enough`, the search stops at the first placing reaching it (the whole picture, unturned,
+    comes first): the figure is then at least `enough`, not necessarily the best.
+
+    For pairs with too few keypoints to match: a plain copy lines up almost perfectly, two
+    different plain pictures mostly do not; a rotation by a few degrees, a caption over it or a
+    crop of a copy lower the figure (recipes/default_model/plain_trial.py)."""
     cv2 = _cv2()
-    small_a, small_b = _plain(a.grey), _plain(b.grey)
-    if min(_detail(small_a), _detail(small_b)) < PLAIN_MIN_DETAIL:
+    (small_a, detail_a), (small_b, detail_b) = _small(a), _small(b)
+    if min(detail_a, detail_b) < PLAIN_MIN_DETAIL:
         return None
     best, spreads = None, {}
     for turn in range(8):
@@ -235,7 +240,7 @@ def aligned(a: Features, b: Features) -> float | None:
                     if w < PLAIN_MIN_SIDE or h < PLAIN_MIN_SIDE:
                         continue
                     template = cv2.resize(placed, (w, h), interpolation=cv2.INTER_AREA)
-                    if template.std() < PLAIN_MIN_SPREAD:
+                    if cv2.meanStdDev(template)[1][0, 0] < PLAIN_MIN_SPREAD:
                         continue
                     key = (w, h) if fixed else (turn, w, h)
                     if key not in spreads:
@@ -244,7 +249,18 @@ def aligned(a: Features, b: Features) -> float | None:
                     found = found[spreads[key] & np.isfinite(found)]
                     if found.size and (best is None or found.max() > best):
                         best = float(found.max())
+                        if enough is not None and best >= enough:
+                            return best
     return best
+
+
+def _small(f: Features) -> tuple[np.ndarray, float]:
+    """`f`'s grey picture at PLAIN_SIDE pixels and its detail (made once, then kept)."""
+    with f.lock:
+        if f.small is None:
+            small = _plain(f.grey)
+            f.small = (small, _detail(small))
+    return f.small
 
 
 def _detail(small: np.ndarray) -> float:
@@ -273,7 +289,7 @@ def plain_verdict(a: Features, b: Features, settings: VerifySettings = VerifySet
     (cannot tell) between them or when nothing can be compared."""
     if settings.plain_same is None and settings.plain_apart is None:
         return None
-    value = aligned(a, b)
+    value = aligned(a, b, enough=settings.plain_same)  # enough to call them one picture
     if value is None:
         return None
     if settings.plain_same is not None and value >= settings.plain_same:

@@ -480,6 +480,24 @@ def test_different_plain_pictures_are_kept_apart_and_flat_ones_cannot_be_judged(
     assert plain_verdict(flat, feats(Image.new("RGB", (200, 150), "black"))) is None
 
 
+def test_lining_up_stops_at_enough_without_changing_any_verdict():
+    from simsearch.verify import aligned, plain_verdict
+    pictures = [feats(glyph(c)) for c in "7L"] + [
+        feats(apply_edit(e, glyph("7"), random.Random(0))) for e in ("hflip", "crop70", "text")]
+    for x in pictures:
+        for y in pictures:
+            full = aligned(x, y)
+            for enough in (0.6, 0.9, 0.95):
+                early = aligned(x, y, enough=enough)
+                # the same figure where it falls short; at least `enough` (and never above the
+                # best) where it reaches it
+                assert (early == full) if full < enough else (enough <= early <= full)
+            for s in (VerifySettings(), VerifySettings(plain_same=0.9, plain_apart=0.7)):
+                cut = (True if full >= s.plain_same else
+                       False if s.plain_apart is not None and full < s.plain_apart else None)
+                assert plain_verdict(x, y, s) is cut
+
+
 def test_the_check_judges_plain_pairs_by_lining_them_up(tmp_path):
     paths = write(tmp_path, {"seven.png": glyph("7"),
                              "seven_crop.png": apply_edit("crop70", glyph("7"), random.Random(0)),
