@@ -256,7 +256,7 @@ def test_recall_at_a_fixed_precision_is_read_between_the_sweeps_steps():
     assert calibrate.recall_at_precision(sweep, 0.99) is None
 
 
-def test_the_check_settings_rule_takes_the_most_precise_of_the_near_best():
+def test_the_check_settings_rule_takes_the_fewest_glyphs_acted_on_then_most_precise_of_the_near_best():
     sys.path.insert(0, str(ROOT / "recipes/default_model"))  # verify_trial imports calibrate
     try:
         verify_trial = _load("verify_trial")
@@ -269,6 +269,13 @@ def test_the_check_settings_rule_takes_the_most_precise_of_the_near_best():
     assert verify_trial.choose(rows)["setting"] == "b"  # c is more than 0.005 behind a
     assert verify_trial.choose(rows, margin=0.01)["setting"] == "c"
     assert verify_trial.choose(rows[:1])["setting"] == "a"
+    # among the near best, fewer files acted on by false groups of look-alike glyphs come
+    # before precision
+    glyphs = [r | {"glyph_false_members": n} for r, n in zip(rows, (30, 35, 20, None))]
+    assert verify_trial.choose(glyphs)["setting"] == "a"  # c is still too far behind
+    assert verify_trial.choose(glyphs, margin=0.01)["setting"] == "c"
+    glyphs[0]["glyph_false_members"] = 35
+    assert verify_trial.choose(glyphs)["setting"] == "b"  # a tie: the more precise
 
 
 def test_variant_originals_merge_into_one_family_transitively():
