@@ -61,7 +61,7 @@ class VerifySettings:
     cache: int = 2048          # pictures' features held at once (at most ~0.5 MB each)
     # a pair with a picture under `min_keypoints`: one picture placed in the other (see `aligned`)
     plain_same: float | None = 0.95   # correlation at or above this: the same picture
-    plain_apart: float | None = None  # below this: two different pictures (None: never)
+    plain_apart: float | None = 0.6   # below this: two different pictures (None: never)
 
 
 @dataclass
