@@ -104,9 +104,11 @@ def main() -> None:
         per_pair = (time.perf_counter() - start) / len(pairs)
         start = time.perf_counter()
         plain = pairs[:100]
-        for x, y in plain:  # as dedupe judges a pair with a picture too plain to match
+        for x, y in plain:  # every placing searched, as for a pair that never lines up at 0.95
             aligned(held[x], held[y])
         per_plain_pair = (time.perf_counter() - start) / len(plain)
+        # each original with its copies through the judge dedupe uses for plain pairs (these
+        # photos have keypoints enough to be matched instead: this is the judge's cost alone)
         n = len(originals)  # copies follow the originals, len(COPIES) to an original, in order
         copy_pairs = [(i, n + len(COPIES) * i + k) for i in range(n) for k in range(len(COPIES))]
         start = time.perf_counter()

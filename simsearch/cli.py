@@ -42,9 +42,10 @@ def _check_option(f):
                         help="Look at the pictures of the pairs the score alone leaves in doubt "
                              "(below 0.95): two pictures that share too few local features in "
                              "one layout are different pictures and are not grouped; plain "
-                             "pictures are lined up one inside the other instead, and a pair "
-                             "that does not line up almost perfectly (or a file that cannot "
-                             "be read) must reach --no-check's threshold. Reads "
+                             "pictures are lined up one inside the other instead: a pair that "
+                             "lines up badly is two different pictures, one that lines up only "
+                             "in part (or a smooth gradient, or a file that cannot be read) "
+                             "must reach --no-check's threshold. Reads "
                              "those files; --no-check groups on scores alone (faster, less "
                              "precise, its own calibrated threshold).")(f)
 
@@ -245,8 +246,9 @@ def dedupe_cmd(threshold, linkage, check, keep, protect, plan_path, index_dir, m
 
     Works from stored vectors, then looks at the pictures of the pairs the score alone leaves
     in doubt (below 0.95): two pictures that share too few local features in one layout are not
-    grouped; pictures too plain for local features are lined up one inside the other instead,
-    and a pair that does not line up almost perfectly must reach --no-check's threshold
+    grouped; pictures too plain for local features are lined up one inside the other instead:
+    a pair that lines up badly is not grouped, one that lines up only in part must reach
+    --no-check's threshold
     (--no-check: scores alone, no file read). Groups never chain: with the default centre linkage every
     member scores at least the threshold against the group's centre image; with complete
     linkage every pair does. Each file shows its score to the group's centre; files with
@@ -330,8 +332,8 @@ def _tell_check(report, quiet: bool) -> None:
                  f"picture up inside the other, " if done.get("plain") else "")
         click.echo(f"checked {done['checked']} {pairs} scoring below {done['below']} against their pictures: "
                    f"{done['apart']} are different pictures (not grouped), {lined}{done['unjudged']} "
-                   f"could not be told (plain pictures that do not line up almost perfectly, or "
-                   f"unreadable; grouped {on_score}{held})", err=True)
+                   f"could not be told (plain pictures that line up only in part, smooth "
+                   f"gradients, or unreadable; grouped {on_score}{held})", err=True)
 
 
 def _tell_unconfirmed(report) -> None:
@@ -341,8 +343,8 @@ def _tell_unconfirmed(report) -> None:
         return
     files = "file is" if len(unconfirmed) == 1 else "files are"
     click.echo(f"{len(unconfirmed)} {files} grouped on their score alone, marked \"not confirmed "
-               f"by the picture check\": plain pictures that do not line up almost perfectly, or "
-               f"unreadable files (e.g. "
+               f"by the picture check\": plain pictures that line up only in part, smooth "
+               f"gradients, or unreadable files (e.g. "
                f"{_show(unconfirmed[0])}); different plain pictures (clip art, gradients) can "
                f"score this high, so look at them before acting on them (simsearch review marks "
                f"them too)", err=True)

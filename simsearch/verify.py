@@ -98,14 +98,17 @@ class VerifyStats:
 class Features:
     """One picture's keypoints: positions [n, 2] float32 and SIFT descriptors [n, 128] uint8
     (OpenCV's are whole numbers 0-255 in float32: a quarter of the memory, the same matches),
-    the grey picture, and (made when first needed) the same of its mirror image."""
+    the grey picture, and (made when first needed) the same of its mirror image and the small
+    grey picture `aligned` lines up."""
 
     grey: np.ndarray
     points: np.ndarray
     descriptors: np.ndarray
     mirrored: "Features | None" = None
-    small: "tuple[np.ndarray, float] | None" = None  # `aligned`'s picture and its detail, once
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+    # `aligned`'s small grey picture and its detail, made when first needed (`_small`)
+    small: "tuple[np.ndarray, float] | None" = field(default=None, init=False, repr=False,
+                                                     compare=False)
 
     @property
     def count(self) -> int:

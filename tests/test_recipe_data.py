@@ -276,6 +276,15 @@ def test_the_check_settings_rule_takes_the_fewest_glyphs_acted_on_then_most_prec
     assert verify_trial.choose(glyphs, margin=0.01)["setting"] == "c"
     glyphs[0]["glyph_false_members"] = 35
     assert verify_trial.choose(glyphs)["setting"] == "b"  # a tie: the more precise
+    # a row the glyphs were not measured for never wins on them
+    unmeasured = glyphs[:3] + [glyphs[2] | {"setting": "e", "glyph_false_members": None}]
+    assert verify_trial.choose(unmeasured, margin=0.01)["setting"] == "c"
+    # the margin includes its edge, whatever the floats' rounding
+    edge = [{"setting": "f", "recall_at_p97": 0.935625, "threshold": 0.80,
+             "threshold_precision": 0.971, "glyph_false_members": 283},
+            {"setting": "g", "recall_at_p97": 0.930625, "threshold": 0.80,
+             "threshold_precision": 0.977, "glyph_false_members": 283}]
+    assert verify_trial.choose(edge)["setting"] == "g"
 
 
 def test_variant_originals_merge_into_one_family_transitively():
