@@ -7,7 +7,7 @@ each at the threshold calibrate's rule gives it there, deduped over the distinct
 This reports; it never chooses. The settings were chosen on validation by
 `recipes/default_model/verify_trial.py` (`choose`); this shows what a neighbouring choice would
 have given on evaluation pictures. (Session 17's settings gave 13 false groups, 55 false pairs:
-its README row.)
+its README row.) The settings not named here are the shipped defaults of the run.
 """
 from __future__ import annotations
 
@@ -19,10 +19,15 @@ from pathlib import Path
 from common import ROOT, report, table
 
 # (agreeing matches, keypoints, the threshold calibrate's rule gives that setting on validation,
-# trials/picture-check.json), pairs the check cannot judge held to --no-check's threshold: the
-# settings within 0.005 of the best recall at precision 0.97 there, and the two best
-SETTINGS = ((20, 40, 0.80), (15, 40, 0.80), (15, 30, 0.80), (15, 50, 0.80), (15, 20, 0.80),
-            (12, 30, 0.81), (12, 20, 0.81))
+# trials/picture-check.json, the plain judge's "same" and "different" cuts), pairs the check
+# cannot judge held to --no-check's threshold: session 18's settings within 0.005 of the best
+# recall at precision 0.97 there, and the two best (no plain judge); then session 20's grid rows
+# within 0.005 of its best (20 matches, 40 keypoints, the plain judge's cuts), the chosen first
+SETTINGS = ((20, 40, 0.80, None, None), (15, 40, 0.80, None, None), (15, 30, 0.80, None, None),
+            (15, 50, 0.80, None, None), (15, 20, 0.80, None, None), (12, 30, 0.81, None, None),
+            (12, 20, 0.81, None, None),
+            (20, 40, 0.80, 0.95, 0.6), (20, 40, 0.80, 0.95, None), (20, 40, 0.80, 0.95, 0.5),
+            (20, 40, 0.80, 0.9, None), (20, 40, 0.80, 0.9, 0.5), (20, 40, 0.80, 0.9, 0.6))
 
 
 def main() -> None:
@@ -41,14 +46,15 @@ def main() -> None:
         index = open_index(Path(tmp) / "index", create=True)
         index.add_paths([args.distinct_dir])
         alone, pictures = index.score_alone_threshold(), index.count()
-        for matches, keypoints, threshold in SETTINGS:
-            check = index.picture_check(VerifySettings(min_inliers=matches,
-                                                       min_keypoints=keypoints))
+        for matches, keypoints, threshold, same, apart in SETTINGS:
+            check = index.picture_check(VerifySettings(
+                min_inliers=matches, min_keypoints=keypoints, plain_same=same, plain_apart=apart))
             found = index.duplicates(threshold, check=check)
             groups = [sorted(Path(m.path).name.split("__")[1] for m in g.members)
                       for g in found.groups]
-            rows.append({"matches": matches, "keypoints": keypoints,
-                         "unjudged held to": alone, "threshold": threshold,
+            rows.append({"matches": matches, "keypoints": keypoints, "plain same": same,
+                         "plain different": apart, "unjudged held to": alone,
+                         "threshold": threshold,
                          "false groups": len(groups),
                          "false pairs": sum(len(g) * (len(g) - 1) // 2 for g in groups),
                          "groups": groups})
