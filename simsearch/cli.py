@@ -76,6 +76,9 @@ def _json_option(f):
 
 
 def _keep_options(f):
+    f = click.option("--act-on-unconfirmed", "act_on_unconfirmed", is_flag=True, default=False,
+                     help="Let the plan act on files the picture check could not confirm to be "
+                          "copies (marked \"not confirmed\"); by default they are kept.")(f)
     f = click.option("--protect", "protect", multiple=True, metavar="DIR",
                      type=click.Path(file_okay=False, path_type=Path),
                      help="Files under DIR are always kept and never touched (repeatable).")(f)
@@ -240,8 +243,8 @@ def query_cmd(images, k, check, index_dir, model, device, as_json):
 @_model_option
 @_quiet_option
 @_json_option
-def dedupe_cmd(threshold, linkage, check, keep, protect, plan_path, index_dir, model, quiet,
-               as_json):
+def dedupe_cmd(threshold, linkage, check, keep, protect, act_on_unconfirmed, plan_path, index_dir,
+               model, quiet, as_json):
     """Groups of exact duplicates (same bytes) and near-duplicates (score >= threshold).
 
     Works from stored vectors, then looks at the pictures of the pairs the score alone leaves
@@ -269,7 +272,8 @@ def dedupe_cmd(threshold, linkage, check, keep, protect, plan_path, index_dir, m
     _tell_check(report, quiet or as_json)
     _tell_threshold_otherwise(index, report, check, index_dir)
     kept = index.threshold() if report.threshold_source == "calibrated" else None
-    plan = _make_plan(index, report, keep, protect) if plan_path or keep or protect else None
+    plan = (_make_plan(index, report, keep, protect, act_on_unconfirmed)
+            if plan_path or keep or protect or act_on_unconfirmed else None)
     if plan_path is not None:
         plan.save(plan_path)
     if as_json:
@@ -291,7 +295,8 @@ def dedupe_cmd(threshold, linkage, check, keep, protect, plan_path, index_dir, m
             mark = "" if chosen is None else "act on " if m.path in chosen.act_on else \
                 "keep   " if m.path in chosen.keep else "leave  "
             why = f"  ({reasons[m.path]})" if reasons.get(m.path) else ""
-            plain = "  (not confirmed by the picture check)" if m.evidence == "unchecked" else ""
+            plain = ("  (not confirmed by the picture check)" if m.evidence == "unchecked"
+                     and "not confirmed" not in why else "")  # the plan's reason may say it
             click.echo(f"  {m.score:.4f} {tag} {mark}{_show(m.path)}{why}{plain}")
     near = sum(g.kind == "near" for g in report.groups)
     click.echo(f"{len(report.groups)} groups ({len(report.groups) - near} of identical files, "
@@ -346,8 +351,8 @@ def _tell_unconfirmed(report) -> None:
                f"by the picture check\": plain pictures that line up only in part, smooth "
                f"gradients, or unreadable files (e.g. "
                f"{_show(unconfirmed[0])}); different plain pictures (clip art, gradients) can "
-               f"score this high, so look at them before acting on them (simsearch review marks "
-               f"them too)", err=True)
+               f"score this high, so look at them before acting on them: a plan keeps them "
+               f"unless --act-on-unconfirmed, and simsearch review marks them)", err=True)
 
 
 def _tell_threshold_otherwise(index, report, check: bool, index_dir) -> None:
@@ -486,11 +491,12 @@ def convert_cmd(weights, out):
     click.echo(f"{written} (use --model {written})")
 
 
-def _make_plan(index, report, keep, protect):
+def _make_plan(index, report, keep, protect, act_on_unconfirmed=False):
     from simsearch.plan import make_plan, parse_rules
 
     return make_plan(report.groups, parse_rules(keep), protect=[str(p) for p in protect],
-                     index=str(index.folder.resolve()), threshold=report.threshold)
+                     index=str(index.folder.resolve()), threshold=report.threshold,
+                     act_on_unconfirmed=act_on_unconfirmed)
 
 
 @main.command("review")
@@ -508,8 +514,8 @@ def _make_plan(index, report, keep, protect):
 @click.option("--workers", type=click.IntRange(1, 64), default=None,
               help="Thumbnail threads.  [default: CPU count, at most 8]")
 @_quiet_option
-def review_cmd(out_dir, plan_path, keep, protect, threshold, linkage, check, index_dir, workers,
-               quiet):
+def review_cmd(out_dir, plan_path, keep, protect, act_on_unconfirmed, threshold, linkage, check,
+               index_dir, workers, quiet):
     """Write a review page: OUT/index.html, one card per duplicate group with every image side
     by side (thumbnails in OUT/thumbs), the keep rules' choice and why.
 
@@ -530,7 +536,7 @@ def review_cmd(out_dir, plan_path, keep, protect, threshold, linkage, check, ind
             report = index.duplicates(threshold, linkage, check=check,
                                       check_progress=check_progress)
         _tell_check(report, quiet)
-        plan = _make_plan(index, report, keep, protect)
+        plan = _make_plan(index, report, keep, protect, act_on_unconfirmed)
         out_dir.mkdir(parents=True, exist_ok=True)
         plan.save(out_dir / "plan.json")
     with _Progress("thumbnails", quiet) as progress:

@@ -256,6 +256,9 @@ class Plan:
     threshold: float | None = None
     created: str = ""
     source: str = "simsearch dedupe"
+    # whether files the picture check could not confirm (evidence "unchecked") may be acted on;
+    # when False they are kept, and the review page keeps them when a choice is flipped
+    act_on_unconfirmed: bool = False
 
     def reclaimable(self) -> int:
         return sum(g.reclaimable() for g in self.groups)
@@ -264,6 +267,7 @@ class Plan:
         return {"format": PLAN_FORMAT, "version": PLAN_VERSION, "created": self.created,
                 "source": self.source, "index": self.index, "threshold": self.threshold,
                 "keep_rules": self.keep_rules, "protect": self.protect,
+                "act_on_unconfirmed": self.act_on_unconfirmed,
                 "summary": {"groups": len(self.groups),
                             "files": sum(len(g.files) for g in self.groups),
                             "act_on": sum(len(g.act_on) for g in self.groups
@@ -321,7 +325,8 @@ class Plan:
             plan = cls(groups=groups, keep_rules=list(data.get("keep_rules", [])),
                        protect=[str(p) for p in data.get("protect", [])],
                        index=data.get("index"), threshold=data.get("threshold"),
-                       created=str(data.get("created", "")), source=str(data.get("source", "")))
+                       created=str(data.get("created", "")), source=str(data.get("source", "")),
+                       act_on_unconfirmed=bool(data.get("act_on_unconfirmed", False)))
         except (KeyError, TypeError, ValueError) as e:
             raise PlanError(f"{name}: malformed plan ({type(e).__name__}: {e})") from e
         plan.validate(name)
@@ -354,22 +359,33 @@ class Plan:
                     raise PlanError(f"{where}: {p} is protected and cannot be acted on")
 
 
+UNCONFIRMED = "kept: not confirmed by the picture check to be a copy (see --act-on-unconfirmed)"
+
+
 def make_plan(groups, rules: Sequence[KeepRule], protect: Sequence[str] = (),
-              index: str | None = None, threshold: float | None = None) -> Plan:
+              index: str | None = None, threshold: float | None = None,
+              act_on_unconfirmed: bool = False) -> Plan:
     """A plan for dedupe groups (simsearch.dedupe.Group): in each, the rules' best file and
-    every protected file are kept, the others acted on."""
+    every protected file are kept, the others acted on. A file the picture check could not
+    confirm to be a copy (evidence "unchecked": grouped on its score alone, and different plain
+    pictures can score that high) is kept too, and the rules choose among the others, unless
+    `act_on_unconfirmed`."""
     protect = [os.path.abspath(os.path.expanduser(d)) for d in protect]
     out = []
     for g in groups:
         files = [file_facts(m, protect) for m in g.members]
-        usable = [f for f in files if not f.problem]
+        held = set() if act_on_unconfirmed else {
+            f.path for f in files if f.evidence == "unchecked" and not f.problem}
+        usable = [f for f in files if not f.problem and f.path not in held]
         if len(usable) < 2:
             reasons = {f.path: f.problem for f in files}
-            files = [replace(f, reason=reasons[f.path] or "kept: the group has no other usable file")
-                     for f in files]
+            files = [replace(f, reason=reasons[f.path] or (
+                UNCONFIRMED if f.path in held else
+                "kept: the group's other files are not confirmed by the picture check" if held
+                else "kept: the group has no other usable file")) for f in files]
             out.append(PlanGroup(g.kind, g.centre, float(g.min_score), files,
-                                 keep=[f.path for f in usable], act_on=[], decision="keep-all",
-                                 exact=[list(s) for s in g.exact]))
+                                 keep=[f.path for f in files if not f.problem], act_on=[],
+                                 decision="keep-all", exact=[list(s) for s in g.exact]))
             continue
         best, rest = choose(usable, rules)
         chosen = {best.path: best, **{f.path: f for f in rest}}
@@ -378,15 +394,16 @@ def make_plan(groups, rules: Sequence[KeepRule], protect: Sequence[str] = (),
                 chosen[path] = replace(f, reason="kept: protected (" + ", ".join(
                     d for d in protect if under(path, d)) + ")" + (
                     "; also " + best.reason if path == best.path else ""))
-        files = [chosen.get(f.path, replace(f, reason=f.problem)) for f in files]
+        files = [chosen.get(f.path, replace(f, reason=UNCONFIRMED if f.path in held
+                                            else f.problem)) for f in files]
         # the rules' choice first: the file that links point to
-        keep = [best.path] + [f.path for f in files
-                              if f.protected and not f.problem and f.path != best.path]
+        keep = [best.path] + [f.path for f in files if (f.protected or f.path in held)
+                              and not f.problem and f.path != best.path]
         act_on = [f.path for f in files if f.path in chosen and f.path not in keep]
         out.append(PlanGroup(g.kind, g.centre, float(g.min_score), files, keep, act_on,
                              exact=[list(s) for s in g.exact]))
     plan = Plan(out, keep_rules=[str(r) for r in rules], protect=protect, index=index,
-                threshold=threshold,
+                threshold=threshold, act_on_unconfirmed=act_on_unconfirmed,
                 created=dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat())
     plan.validate()
     return plan

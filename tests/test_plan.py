@@ -151,3 +151,44 @@ def test_plan_file_round_trip_and_refusals(tmp_path):
         parse_rules(["largest,prettiest"])
     assert [str(r) for r in parse_rules(["largest,oldest", "format=PNG,jpg"])] == \
         ["largest", "oldest", "format=png,jpeg"]
+
+
+def _doubted(*paths, unchecked=()):
+    """A hand-made group whose members at the positions `unchecked` the picture check could
+    not confirm (grouped on their score alone)."""
+    import dataclasses
+    g = _group(*paths)
+    for i in unchecked:
+        g.members[i] = dataclasses.replace(g.members[i], evidence="unchecked")
+    return g
+
+
+def test_files_the_check_could_not_confirm_are_kept_unless_asked(tmp_path):
+    centre = _image(tmp_path / "centre.jpg", (100, 80))
+    copy = _image(tmp_path / "copy.jpg", (60, 48), seed=1)
+    doubt = _image(tmp_path / "doubt.jpg", (400, 320), seed=2)  # the largest: the rule's pick
+    g = _doubted(centre, copy, doubt, unchecked=[2])
+    plan = make_plan([g], parse_rules(["largest"]))
+    p = plan.groups[0]
+    # the rules choose among the confirmed files; the doubted one is kept, and says why
+    assert p.keep == [str(centre), str(doubt)] and p.act_on == [str(copy)]
+    reasons = {f.path: f.reason for f in p.files}
+    assert reasons[str(doubt)].startswith("kept: not confirmed by the picture check")
+    assert "--act-on-unconfirmed" in reasons[str(doubt)]
+    assert not plan.act_on_unconfirmed
+    # asked: as before, the largest is kept and the centre with its copy acted on
+    asked = make_plan([g], parse_rules(["largest"]), act_on_unconfirmed=True)
+    assert asked.groups[0].keep == [str(doubt)]
+    assert sorted(asked.groups[0].act_on) == sorted([str(centre), str(copy)])
+    # the choice travels with the plan; a plan from before it acts on nothing unconfirmed
+    asked.save(tmp_path / "plan.json")
+    assert Plan.load(tmp_path / "plan.json").act_on_unconfirmed is True
+    data = json.loads((tmp_path / "plan.json").read_text())
+    del data["act_on_unconfirmed"]
+    assert Plan.from_dict(data).act_on_unconfirmed is False
+    # only the centre confirmed: nothing to act on, every file kept and said why
+    alone = make_plan([_doubted(centre, doubt, unchecked=[1])], parse_rules([])).groups[0]
+    assert alone.decision == "keep-all" and alone.act_on == []
+    assert alone.keep == [str(centre), str(doubt)]
+    assert {f.path: f.reason for f in alone.files}[str(centre)] == (
+        "kept: the group's other files are not confirmed by the picture check")

@@ -109,7 +109,7 @@ def test_in_a_browser_flip_choices_save_and_apply(reviewed, browser):
     assert page.locator("figure").count() == 7
     _wait_for_thumbnails(page)
     assert page.locator("#n-groups").inner_text() == "3"
-    assert page.locator("#n-act").inner_text() == "4"
+    assert page.locator("#n-act").inner_text() == "3"  # z.jpg, not confirmed, is kept
     assert "kept: 120x90, largest" in page.locator("section.card").first.inner_text()
     # the file the picture check could not confirm is marked, in its card and in the header
     assert page.locator("#n-unconfirmed").inner_text() == "1"
@@ -118,6 +118,18 @@ def test_in_a_browser_flip_choices_save_and_apply(reviewed, browser):
     assert "not confirmed by the picture check" in doubted.locator(
         f'figure:has(div.path[title="{tmp_path / "photos" / "b" / "z.jpg"}"])').inner_text()
     assert page.locator("figure .unconfirmed").count() == 1
+    z = doubted.locator(f'figure:has(div.path[title="{tmp_path / "photos" / "b" / "z.jpg"}"])')
+    y = doubted.locator(f'figure:has(div.path[title="{tmp_path / "photos" / "b" / "y.jpg"}"])')
+    assert z.locator(".badge").inner_text() == "KEEP"
+    assert "not confirmed by the picture check to be a copy" in z.inner_text()
+    # keeping another copy instead still keeps the file not confirmed ...
+    y.locator("button.keep-this").click()
+    assert z.locator(".badge").inner_text() == "KEEP" and y.locator(".badge").inner_text() == "KEEP"
+    assert page.locator("#n-act").inner_text() == "3"  # x.jpg now, instead of y.jpg
+    # ... until the person looks and calls it a copy
+    z.locator("button.act-too").click()
+    assert z.locator(".badge").inner_text() == "ACT ON" and page.locator("#n-act").inner_text() == "4"
+    assert z.locator("button.act-too").count() == 0
     # group 1: keep the small one instead; group 2: not duplicates; group 3 as planned
     small = str(tmp_path / "photos" / "a" / "small.jpg")
     first = page.locator("section.card").nth(0)

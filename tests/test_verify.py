@@ -424,8 +424,13 @@ def test_each_member_says_what_put_it_in_its_group(tmp_path, tiny_model, monkeyp
     assert "not confirmed" not in dedupe(busy_dir).stdout + dedupe(busy_dir).stderr
     plan = tmp_path / "plan.json"
     assert dedupe(plain_dir, "--plan", str(plan), "-q").exit_code == 0
-    files = json.loads(plan.read_text())["groups"][0]["files"]
-    assert sorted(f["evidence"] for f in files) == ["centre", "unchecked", "unchecked"]
+    made = json.loads(plan.read_text())["groups"][0]
+    assert sorted(f["evidence"] for f in made["files"]) == ["centre", "unchecked", "unchecked"]
+    # a plan keeps what the check could not confirm ...
+    assert made["decision"] == "keep-all" and made["act_on"] == []
+    # ... unless asked; then apply says how many of the files it acted on were not confirmed
+    assert dedupe(plain_dir, "--plan", str(plan), "-q", "--act-on-unconfirmed").exit_code == 0
+    assert len(json.loads(plan.read_text())["groups"][0]["act_on"]) == 2
     moved = runner.invoke(main, ["apply", str(plan), "--action", "move", "--to",
                                  str(tmp_path / "moved"), "--index", str(tmp_path / "index-plain")])
     assert moved.exit_code == 0, moved.output
