@@ -332,13 +332,19 @@ def _tell_check(report, quiet: bool) -> None:
                    err=True)
     if not quiet and done["checked"]:
         pairs = "pair" if done["checked"] == 1 else "pairs"
+        same = done["checked"] - done["apart"] - done["unjudged"]
         held = f"; {done['held_back']} of them scored less" if alone is not None else ""
-        lined = (f"{done['plain']} too plain for local features were judged by lining one "
-                 f"picture up inside the other, " if done.get("plain") else "")
-        click.echo(f"checked {done['checked']} {pairs} scoring below {done['below']} against their pictures: "
-                   f"{done['apart']} are different pictures (not grouped), {lined}{done['unjudged']} "
-                   f"could not be told (plain pictures that line up only in part, smooth "
-                   f"gradients, or unreadable; grouped {on_score}{held})", err=True)
+        lines = [f"picture check: looked at {done['checked']} {pairs} scoring below "
+                 f"{done['below']}",
+                 f"  {same} the same picture",
+                 f"  {done['apart']} different pictures (not grouped)",
+                 f"  {done['unjudged']} could not be told (plain pictures that line up only in "
+                 f"part, smooth gradients, unreadable files): grouped {on_score}{held}"]
+        if done.get("plain"):
+            lines.append(f"  of all these, {done['plain']} too plain for local features were "
+                         f"judged by lining one picture up inside the other (the same picture "
+                         f"when it lines up almost perfectly, different when it lines up badly)")
+        click.echo("\n".join(lines), err=True)
 
 
 def _tell_unconfirmed(report) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 
 import numpy as np
 import pytest
@@ -174,7 +175,9 @@ def test_dedupe_checks_pairs_by_default_and_no_check_groups_on_scores(busy_index
                                             "--json", "--no-check"]).stdout)
     assert plain["check"] is None and sum(len(g["members"]) for g in plain["groups"]) == 5
     text = runner.invoke(main, ["dedupe", "--index", str(index), "--threshold", "-1"])
-    assert "are different pictures (not grouped)" in text.stderr
+    assert "picture check: looked at" in text.stderr
+    assert re.search(r"\n  [4-9]\d* different pictures \(not grouped\)", text.stderr), text.stderr
+    assert "  1 the same picture\n" in text.stderr
 
 
 def test_a_file_that_cannot_be_read_is_named_and_its_pairs_go_by_score(busy_index):
