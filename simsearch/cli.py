@@ -304,7 +304,7 @@ def dedupe_cmd(threshold, linkage, check, keep, protect, act_on_unconfirmed, pla
                f"at threshold {report.threshold:.4f} ({_threshold_origin(report, kept)}). Scores "
                f"are to each group's centre (its first file); [A], [B]... mark files with "
                f"identical content.", err=True)
-    _tell_unconfirmed(report)
+    _tell_unconfirmed(report, acting=plan is not None and plan.act_on_unconfirmed)
     if report.stale:
         click.echo(f"left out {len(report.stale)} files that changed or are gone since they were "
                    f"indexed (e.g. {_show(report.stale[0])}); bring the index up to date with: "
@@ -347,7 +347,7 @@ def _tell_check(report, quiet: bool) -> None:
         click.echo("\n".join(lines), err=True)
 
 
-def _tell_unconfirmed(report) -> None:
+def _tell_unconfirmed(report, acting: bool = False) -> None:
     """On stderr: how many grouped files the picture check could not confirm, and what to do."""
     unconfirmed = [p for g in report.groups for p in g.unconfirmed]
     if not unconfirmed:
@@ -357,8 +357,10 @@ def _tell_unconfirmed(report) -> None:
                f"by the picture check\": plain pictures that line up only in part, smooth "
                f"gradients, or unreadable files (e.g. "
                f"{_show(unconfirmed[0])}); different plain pictures (clip art, gradients) can "
-               f"score this high, so look at them before acting on them: a plan keeps them "
-               f"unless --act-on-unconfirmed, and simsearch review marks them)", err=True)
+               f"score this high, so look at them before acting on them"
+               + ("; this plan acts on them (--act-on-unconfirmed)" if acting else
+                  ": a plan keeps them unless --act-on-unconfirmed")
+               + ", and simsearch review marks them)", err=True)
 
 
 def _tell_threshold_otherwise(index, report, check: bool, index_dir) -> None:
@@ -533,6 +535,9 @@ def review_cmd(out_dir, plan_path, keep, protect, act_on_unconfirmed, threshold,
     from simsearch.review import write_review
 
     if plan_path is not None:
+        if act_on_unconfirmed or keep or protect:
+            raise click.UsageError("--keep, --protect and --act-on-unconfirmed make a new plan; "
+                                   "with --plan the plan's own choices are shown")
         plan = Plan.load(plan_path)
     else:
         from simsearch.index import open_index
@@ -605,11 +610,12 @@ def apply_cmd(plan_path, action, to, yes_delete, journal, index_dir, quiet, as_j
     for o in report.skipped:
         click.echo(f"skipped {_show(o.path)}: {o.detail}", err=True)
     # files acted on that the picture check did not confirm to be copies of a kept file: grouped
-    # on their score alone (it could not judge them), or in a group whose kept file was
+    # on their score alone (it could not judge them), or every file acted on in a group that
+    # keeps no confirmed file
     unconfirmed = set()
     for g in plan.groups:
         doubt = {f.path for f in g.files if f.evidence == "unchecked"}
-        unconfirmed |= set(g.act_on) if doubt & set(g.keep) else doubt
+        unconfirmed |= (set(g.act_on) & doubt) if set(g.keep) - doubt else set(g.act_on)
     doubted = [o.path for o in report.done if o.path in unconfirmed]
     if as_json:
         click.echo(json.dumps({**report.to_dict(), "index": index_note, "unconfirmed": doubted}))

@@ -820,8 +820,8 @@ class Index:
             members = _current_files([Member(i, rows[i].path, s, rows[i].sha256, rows[i].size,
                                              rows[i].width, rows[i].height, rows[i].mtime_ns, e)
                                       for i, s, e in zip(g.ids, g.scores, evidence)], report.stale)
-            if members and members[0].id != g.ids[0]:  # the centre is gone: nothing to go by
-                members = [dataclasses.replace(m, evidence="") for m in members]
+            if members and members[0].id != g.ids[0]:  # the centre is gone: the first left
+                members = _restand(members, check or None)
             if len(members) > 1:
                 kind = "exact" if len({m.sha256 for m in members}) == 1 else "near"
                 report.groups.append(Group(kind, members))
@@ -929,6 +929,26 @@ def _evidence(group, rows, check: "PictureCheck | None") -> list[str]:
                 found = "checked" if verdict else "unchecked" if verdict is None else found
                 break
             out.append(found)
+    return out
+
+
+def _restand(members: list[Member], check: "PictureCheck | None") -> list[Member]:
+    """Evidence again against the first member left when the group's centre is gone since
+    indexing: its bytes, the check's verdict on the pair if it judged it, else "unchecked" (the
+    pair may never have been looked at: nothing confirms it); "score" without the check."""
+    first = members[0]
+    out = [dataclasses.replace(first, evidence="centre")]
+    for m in members[1:]:
+        if m.sha256 == first.sha256:
+            evidence = "identical"
+        elif not check:
+            evidence = "score"
+        else:
+            try:
+                evidence = "checked" if check.verdict(first.id, m.id) else "unchecked"
+            except KeyError:  # never looked at, or the check keeps no verdicts
+                evidence = "unchecked"
+        out.append(dataclasses.replace(m, evidence=evidence))
     return out
 
 

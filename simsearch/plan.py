@@ -239,6 +239,9 @@ class PlanGroup:
     act_on: list[str]
     decision: str = "act"
     exact: list[list[str]] = field(default_factory=list)
+    # files the picture check could not confirm that a person called copies (the review page's
+    # "It is a copy"): these may be acted on whatever the plan's act_on_unconfirmed
+    confirmed: list[str] = field(default_factory=list)
 
     def reclaimable(self) -> int:
         if self.decision != "act":
@@ -320,13 +323,15 @@ class Plan:
                                 keep=[str(p) for p in g["keep"]],
                                 act_on=[str(p) for p in g["act_on"]],
                                 decision=str(g.get("decision", "act")),
-                                exact=[[str(p) for p in s] for s in g.get("exact", [])])
+                                exact=[[str(p) for p in s] for s in g.get("exact", [])],
+                                confirmed=[str(p) for p in g.get("confirmed", [])])
                       for g in data["groups"]]
             plan = cls(groups=groups, keep_rules=list(data.get("keep_rules", [])),
                        protect=[str(p) for p in data.get("protect", [])],
                        index=data.get("index"), threshold=data.get("threshold"),
                        created=str(data.get("created", "")), source=str(data.get("source", "")),
-                       act_on_unconfirmed=bool(data.get("act_on_unconfirmed", False)))
+                       # absent: a plan from before session 20, made acting on them
+                       act_on_unconfirmed=bool(data.get("act_on_unconfirmed", True)))
         except (KeyError, TypeError, ValueError) as e:
             raise PlanError(f"{name}: malformed plan ({type(e).__name__}: {e})") from e
         plan.validate(name)
@@ -357,6 +362,12 @@ class Plan:
                 f = by_path[p]
                 if f.protected or any(under(p, d) for d in self.protect):
                     raise PlanError(f"{where}: {p} is protected and cannot be acted on")
+                if (f.evidence == "unchecked" and not self.act_on_unconfirmed
+                        and p not in g.confirmed):
+                    raise PlanError(f"{where}: {p} was not confirmed by the picture check to be "
+                                    f"a copy, and this plan does not act on such files (make it "
+                                    f"with --act-on-unconfirmed, or call it a copy on the "
+                                    f"review page)")
 
 
 UNCONFIRMED = "kept: not confirmed by the picture check to be a copy (see --act-on-unconfirmed)"
@@ -394,8 +405,9 @@ def make_plan(groups, rules: Sequence[KeepRule], protect: Sequence[str] = (),
                 chosen[path] = replace(f, reason="kept: protected (" + ", ".join(
                     d for d in protect if under(path, d)) + ")" + (
                     "; also " + best.reason if path == best.path else ""))
-        files = [chosen.get(f.path, replace(f, reason=UNCONFIRMED if f.path in held
-                                            else f.problem)) for f in files]
+        files = [chosen.get(f.path, replace(f, reason=(
+            UNCONFIRMED + ("; also protected" if f.protected else "")) if f.path in held
+            else f.problem)) for f in files]
         # the rules' choice first: the file that links point to
         keep = [best.path] + [f.path for f in files if (f.protected or f.path in held)
                               and not f.problem and f.path != best.path]

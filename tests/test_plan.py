@@ -180,15 +180,54 @@ def test_files_the_check_could_not_confirm_are_kept_unless_asked(tmp_path):
     asked = make_plan([g], parse_rules(["largest"]), act_on_unconfirmed=True)
     assert asked.groups[0].keep == [str(doubt)]
     assert sorted(asked.groups[0].act_on) == sorted([str(centre), str(copy)])
-    # the choice travels with the plan; a plan from before it acts on nothing unconfirmed
+    # the choice travels with the plan; a plan from before it was made acting on such files
+    plan.save(tmp_path / "plan.json")
+    assert Plan.load(tmp_path / "plan.json").act_on_unconfirmed is False
     asked.save(tmp_path / "plan.json")
     assert Plan.load(tmp_path / "plan.json").act_on_unconfirmed is True
     data = json.loads((tmp_path / "plan.json").read_text())
     del data["act_on_unconfirmed"]
-    assert Plan.from_dict(data).act_on_unconfirmed is False
+    assert Plan.from_dict(data).act_on_unconfirmed is True
     # only the centre confirmed: nothing to act on, every file kept and said why
     alone = make_plan([_doubted(centre, doubt, unchecked=[1])], parse_rules([])).groups[0]
     assert alone.decision == "keep-all" and alone.act_on == []
     assert alone.keep == [str(centre), str(doubt)]
     assert {f.path: f.reason for f in alone.files}[str(centre)] == (
         "kept: the group's other files are not confirmed by the picture check")
+
+
+def test_a_plan_acting_on_an_unconfirmed_file_it_was_not_made_to_is_refused(tmp_path):
+    centre = _image(tmp_path / "centre.jpg", (100, 80))
+    copy = _image(tmp_path / "copy.jpg", (60, 48), seed=1)
+    doubt = _image(tmp_path / "doubt.jpg", (50, 40), seed=2)
+    data = make_plan([_doubted(centre, copy, doubt, unchecked=[2])], parse_rules([])).to_dict()
+    g = data["groups"][0]
+    g["keep"], g["act_on"] = [str(centre)], [str(copy), str(doubt)]  # edited by hand
+    with pytest.raises(PlanError, match="doubt.jpg was not confirmed by the picture check"):
+        Plan.from_dict(data)
+    # a person called it a copy on the review page, or the plan was made to act on such files
+    assert Plan.from_dict({**data, "groups": [{**g, "confirmed": [str(doubt)]}]}).groups[0] \
+        .confirmed == [str(doubt)]
+    assert Plan.from_dict({**data, "act_on_unconfirmed": True}).act_on_unconfirmed
+
+
+def test_apply_counts_only_the_unconfirmed_files_it_acted_on(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+    from simsearch.cli import main
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    centre = _image(tmp_path / "p" / "centre.jpg", (100, 80))
+    copy = _image(tmp_path / "p" / "copy.jpg", (60, 48), seed=1)
+    doubt = _image(tmp_path / "p" / "doubt.jpg", (50, 40), seed=2)
+    group = _doubted(centre, copy, doubt, unchecked=[2])
+    runner = CliRunner()
+    for acting, moved, unconfirmed in ((False, [copy], []), (True, [copy, doubt], [doubt])):
+        plan = tmp_path / f"plan-{acting}.json"
+        made = make_plan([group], parse_rules([]), act_on_unconfirmed=acting)
+        made.save(plan)
+        out = runner.invoke(main, ["apply", str(plan), "--action", "move", "--to",
+                                   str(tmp_path / f"moved-{acting}"), "--json"])
+        assert out.exit_code == 0, out.output
+        report = json.loads(out.stdout)
+        assert sorted(o["path"] for o in report["done"]) == sorted(map(str, moved))
+        assert report["unconfirmed"] == [str(p) for p in unconfirmed]
+        assert runner.invoke(main, ["undo", f"{plan}.journal"]).exit_code == 0

@@ -126,17 +126,19 @@ def test_in_a_browser_flip_choices_save_and_apply(reviewed, browser):
     y.locator("button.keep-this").click()
     assert z.locator(".badge").inner_text() == "KEEP" and y.locator(".badge").inner_text() == "KEEP"
     assert page.locator("#n-act").inner_text() == "3"  # x.jpg now, instead of y.jpg
+    # ... and it cannot be kept in place of the confirmed copies ...
+    assert z.locator("button.keep-this").is_disabled()
     # ... until the person looks and calls it a copy
     z.locator("button.act-too").click()
     assert z.locator(".badge").inner_text() == "ACT ON" and page.locator("#n-act").inner_text() == "4"
-    assert z.locator("button.act-too").count() == 0
-    # group 1: keep the small one instead; group 2: not duplicates; group 3 as planned
+    assert z.locator("button.act-too").count() == 0 and not z.locator("button.keep-this").is_disabled()
+    # group 1: keep the small one instead; group 2 as flipped above; group 3: not duplicates
     small = str(tmp_path / "photos" / "a" / "small.jpg")
     first = page.locator("section.card").nth(0)
     first.locator(f'figure:has(div.path[title="{small}"])').locator("button.keep-this").click()
-    page.locator("section.card").nth(1).locator("button.not-duplicates").click()
-    assert page.locator("#n-act").inner_text() == "2"
-    assert page.locator("#n-changed").inner_text() == "2"
+    page.locator("section.card").nth(2).locator("button.not-duplicates").click()
+    assert page.locator("#n-act").inner_text() == "3"
+    assert page.locator("#n-changed").inner_text() == "3"
     shot = tmp_path / "review.png"
     page.screenshot(path=str(shot), full_page=True)
     print(f"\nreview page screenshot: {shot}")
@@ -146,16 +148,20 @@ def test_in_a_browser_flip_choices_save_and_apply(reviewed, browser):
     download.value.save_as(saved)
     assert errors == []
 
-    edited = Plan.load(saved)
-    assert edited.source == "review page"
-    assert edited.groups[0].keep == [small] and edited.groups[1].decision == "not-duplicates"
+    edited = Plan.load(saved)  # refused if it acted on z.jpg without the person's word
+    assert edited.source == "review page" and not edited.act_on_unconfirmed
+    assert edited.groups[0].keep == [small] and edited.groups[2].decision == "not-duplicates"
+    b = tmp_path / "photos" / "b"
+    assert edited.groups[1].confirmed == [str(b / "z.jpg")]
+    assert edited.groups[1].keep == [str(b / "y.jpg")]
     report = apply(edited, "trash", tmp_path / "journal")
     assert not report.skipped, report.skipped
     assert sorted(o.path for o in report.done) == sorted(
-        [str(tmp_path / "photos" / "a" / "big.jpg"), str(tmp_path / "photos" / "c" / "two.jpg")])
-    assert report.not_duplicates == [[f.path for f in plan.groups[1].files]]
-    assert os.path.exists(small)
-    assert len(undo(tmp_path / "journal").restored) == 2
+        [str(tmp_path / "photos" / "a" / "big.jpg"), str(b / "x<img src=x onerror=alert(1)>.jpg"),
+         str(b / "z.jpg")])
+    assert report.not_duplicates == [[f.path for f in plan.groups[2].files]]
+    assert os.path.exists(small) and os.path.exists(b / "y.jpg")
+    assert len(undo(tmp_path / "journal").restored) == 3
 
 
 def test_five_thousand_groups_page_through(tmp_path, browser):

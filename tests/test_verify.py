@@ -550,3 +550,19 @@ def test_the_shipped_settings_are_the_trials_choice():
     measured = [k for k in record["defaults"] if k not in chosen]
     assert {k: record["defaults"][k] for k in measured} == {
         k: getattr(VerifySettings(), k) for k in measured}
+
+
+def test_with_its_centre_gone_a_group_says_what_confirms_each_file_against_the_first_left():
+    from simsearch.dedupe import Member
+    from simsearch.index import _restand
+
+    class Verdicts:  # the check's kept verdicts, as PictureCheck.verdict gives them
+        def verdict(self, x, y):
+            return {(1, 2): True, (1, 3): None}[(min(x, y), max(x, y))]  # (1, 4): never looked at
+
+    members = [Member(i, f"/p/{i}.png", 0.9, sha, 10, 8, 8, 0, "checked")
+               for i, sha in ((1, "a"), (2, "b"), (3, "c"), (4, "d"), (5, "a"))]
+    assert [m.evidence for m in _restand(members, Verdicts())] == [
+        "centre", "checked", "unchecked", "unchecked", "identical"]
+    assert [m.evidence for m in _restand(members, None)] == [
+        "centre", "score", "score", "score", "identical"]
