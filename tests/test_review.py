@@ -164,6 +164,27 @@ def test_in_a_browser_flip_choices_save_and_apply(reviewed, browser):
     assert len(undo(tmp_path / "journal").restored) == 3
 
 
+def test_a_plan_made_to_act_on_unconfirmed_files_lets_the_page_act_on_them(tmp_path, browser,
+                                                                        monkeypatch):
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    files = [_image(tmp_path / "p" / n, size, seed)
+             for n, size, seed in (("x.jpg", (100, 75), 3), ("y.jpg", (50, 40), 4),
+                                   ("z.jpg", (40, 30), 5))]
+    made = group(files)
+    made.members[2] = dataclasses.replace(made.members[2], evidence="unchecked")
+    plan = make_plan([made], parse_rules(["largest"]), act_on_unconfirmed=True)
+    assert plan.groups[0].act_on == [str(files[1]), str(files[2])]
+    page, errors = _open(browser, write_review(plan, tmp_path / "report"))
+    z = page.locator(f'figure:has(div.path[title="{files[2]}"])')
+    y = page.locator(f'figure:has(div.path[title="{files[1]}"])')
+    assert z.locator(".badge").inner_text() == "ACT ON" and z.locator("button.act-too").count() == 0
+    # keeping y instead acts on the others, z included: the plan was made to
+    y.locator("button.keep-this").click()
+    assert z.locator(".badge").inner_text() == "ACT ON" and page.locator("#n-act").inner_text() == "2"
+    assert not z.locator("button.keep-this").is_disabled()
+    assert errors == []
+
+
 def test_five_thousand_groups_page_through(tmp_path, browser):
     thumb = _image(tmp_path / "report" / "thumbs" / "t.jpg", (160, 120), 9)
     groups = []
