@@ -255,6 +255,7 @@ def _intent(n: int, action: str, path: str, kept: str, f, to: str | None, j: Jou
         op.update(place=entry.file, info=entry.info, recorded=entry.recorded_path)
     elif action == "move":
         op["place"] = _free_name(os.path.join(to, os.path.relpath(os.path.abspath(path), os.sep)))
+        op["made"] = _missing_folders(os.path.dirname(op["place"]), to)
     elif action in ("hardlink", "symlink"):
         op["held"] = str(j.held / f"{n:06d}{os.path.splitext(path)[1][:16]}")
         op["tmp"] = os.path.join(os.path.dirname(path), f".simsearch-{j.token}-{n}.tmp")
@@ -269,6 +270,19 @@ def _free_name(path: str) -> str:
         k += 1
         path = f"{stem}.{k}{suffix}"
     return path
+
+
+def _missing_folders(folder: str, root: str) -> list[str]:
+    """The folders from `folder` up to `root` (itself included) that do not exist yet: those a
+    move makes, deepest first, for undo to remove again when they are left empty."""
+    made, root = [], os.path.abspath(root)
+    folder = os.path.abspath(folder)
+    while not os.path.lexists(folder) and (folder == root or folder.startswith(root + os.sep)):
+        made.append(folder)
+        if folder == root:
+            break
+        folder = os.path.dirname(folder)
+    return made
 
 
 def _do_step(op: dict) -> None:
@@ -455,4 +469,11 @@ def undo(journal: str | os.PathLike, progress: Progress | None = None) -> UndoRe
                 if op["action"] == "delete":
                     j.append({"op": "undone", "n": op["n"], "detail": what})
                 report.not_restored.append(Outcome(op["path"], what))
+        # the folders moves made under --to, deepest first, where nothing is left in them
+        made = {d for op, _ in steps if op["action"] == "move" for d in op.get("made", [])}
+        for d in sorted(made, key=lambda d: -d.count(os.sep)):
+            try:
+                os.rmdir(d)  # only ever an empty folder
+            except OSError:
+                pass
     return report

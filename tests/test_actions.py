@@ -110,6 +110,8 @@ def test_apply_then_undo_restores_every_byte_mtime_and_mode(library, action):
     if action == "trash":
         assert not os.listdir(tmp_path / "data" / "Trash" / "files")
         assert not os.listdir(tmp_path / "data" / "Trash" / "info")
+    if action == "move":  # the folders the move made are gone again
+        assert not (tmp_path / "moved").exists()
     assert not undo(journal).restored  # a second undo has nothing left to do
 
 
@@ -387,3 +389,30 @@ def test_a_very_long_file_name_goes_to_the_trash_and_back(tmp_path, monkeypatch)
     assert len(apply(plan, "trash", tmp_path / "j").done) == 1
     undo(tmp_path / "j")
     assert snapshot(tmp_path / "p") == before
+
+
+def test_undo_of_a_move_leaves_folders_that_were_there_or_hold_anything(library):
+    tmp_path, photos, plan = library
+    to = tmp_path / "moved"
+    (to / "mine").mkdir(parents=True)  # the person's own empty folder under --to
+    report = apply(plan, "move", tmp_path / "journal", to=to)
+    assert report.done and not report.skipped
+    first = str(to) + report.done[0].path
+    note = os.path.join(os.path.dirname(first), "note.txt")
+    with open(note, "w") as fh:  # something written beside a moved file since
+        fh.write("mine")
+    assert len(undo(tmp_path / "journal").restored) == len(report.done)
+    assert (to / "mine").is_dir() and os.path.exists(note)
+    # nothing else is left under --to but the folders that hold the note, and "mine"
+    left = sorted(os.path.relpath(os.path.join(d, f), to)
+                  for d, dirs, files in os.walk(to) for f in files + dirs)
+    assert left == sorted(["mine", os.path.relpath(note, to)] + [
+        os.path.relpath(p, to) for p in _parents(os.path.dirname(note), str(to))])
+
+
+def _parents(folder: str, root: str) -> list[str]:
+    out = []
+    while folder != root:
+        out.append(folder)
+        folder = os.path.dirname(folder)
+    return out
