@@ -285,6 +285,8 @@ def dedupe_cmd(threshold, linkage, check, keep, protect, act_on_unconfirmed, pla
                          reasons={f.path: f.reason for f in p.files})
         click.echo(json.dumps(data))
         return
+    from simsearch.plan import UNCONFIRMED  # a plan's reason for keeping such a file says so
+
     for number, g in enumerate(report.groups, 1):
         labels = {path: chr(ord("A") + i % 26) for i, paths in enumerate(g.exact) for path in paths}
         click.echo(f"group {number}: {g.kind}, {len(g.members)} files, centre {_show(g.centre)}")
@@ -296,7 +298,7 @@ def dedupe_cmd(threshold, linkage, check, keep, protect, act_on_unconfirmed, pla
                 "keep   " if m.path in chosen.keep else "leave  "
             why = f"  ({reasons[m.path]})" if reasons.get(m.path) else ""
             plain = ("  (not confirmed by the picture check)" if m.evidence == "unchecked"
-                     and "not confirmed" not in why else "")  # the plan's reason may say it
+                     and not reasons.get(m.path, "").startswith(UNCONFIRMED) else "")
             click.echo(f"  {m.score:.4f} {tag} {mark}{_show(m.path)}{why}{plain}")
     near = sum(g.kind == "near" for g in report.groups)
     click.echo(f"{len(report.groups)} groups ({len(report.groups) - near} of identical files, "
