@@ -653,13 +653,16 @@ def apply_cmd(plan_path, action, to, yes_delete, journal, index_dir, quiet, as_j
 def undo_cmd(journal, index_dir, as_json):
     """Put back every file an apply changed, from its JOURNAL folder: byte-identical, with its
     name, mtime and mode, whatever state an interrupted apply left. Deleted files cannot come
-    back and are listed. Exit status 1 when a file could not be restored."""
+    back and are listed. The index follows the files back (files from the trash are embedded
+    again). Exit status 1 when a file could not be restored."""
     from simsearch.actions import undo
 
     report = undo(journal)
-    index_note = _update_index(index_dir or report.index, relocate=report.moved_back)
+    index_note = _update_index(index_dir or report.index, relocate=report.moved_back,
+                               add=report.reappeared)
     if as_json:
-        click.echo(json.dumps({**report.to_dict(), "index": index_note}))
+        click.echo(json.dumps({**report.to_dict(), "index": index_note,
+                               "reindexed": [] if index_note else report.reappeared}))
     else:
         for o in report.restored:
             click.echo(f"restored {_show(o.path)}: {o.detail}")
@@ -669,13 +672,9 @@ def undo_cmd(journal, index_dir, as_json):
                    err=True)
         if index_note:
             click.echo(index_note, err=True)
-        if report.reappeared:
-            folders = sorted({os.path.dirname(p) for p in report.reappeared})
-            folders = [f for f in folders  # a folder inside another listed one is covered
-                       if not any(f.startswith(o.rstrip(os.sep) + os.sep) for o in folders)]
-            click.echo(f"{len(report.reappeared)} restored files were forgotten by the index; add "
-                       f"them back with: simsearch index " + " ".join(_show(f) for f in folders[:3])
-                       + (" ..." if len(folders) > 3 else ""), err=True)
+        elif report.reappeared:
+            click.echo(f"{len(report.reappeared)} restored files are in the index again",
+                       err=True)
     if report.not_restored:
         sys.exit(1)
 
@@ -695,11 +694,12 @@ def not_duplicates_cmd(files, index_dir):
     click.echo(f"remembered: {len(paths)} files are not duplicates of one another")
 
 
-def _update_index(folder, forget=(), relocate=None, not_duplicates=()) -> str:
-    """The file actions' changes, through the index's commit path. Returns a note for the user
-    when the index could not be updated (the file actions themselves stand)."""
+def _update_index(folder, forget=(), relocate=None, not_duplicates=(), add=()) -> str:
+    """The file actions' changes, through the index's commit path: files gone forgotten, moved
+    ones followed, files put back by undo embedded again (`add`: apply forgot them). Returns a
+    note for the user when the index could not be updated (the file actions themselves stand)."""
     relocate = relocate or {}
-    if not folder or not (forget or relocate or not_duplicates):
+    if not folder or not (forget or relocate or not_duplicates or add):
         return ""
     from simsearch.index import open_index
 
@@ -711,10 +711,23 @@ def _update_index(folder, forget=(), relocate=None, not_duplicates=()) -> str:
             index.relocate(dict(relocate))
         for paths in not_duplicates:
             index.mark_not_duplicates(paths)
+        if add:
+            report = index.add_paths(list(add))
+            if report.skipped:
+                return "; ".join(f"{_show(s.path)} was not indexed again: {s.reason}"
+                                 for s in report.skipped[:3]) + (
+                    f" (and {len(report.skipped) - 3} more)" if len(report.skipped) > 3 else "")
     except SimsearchError as e:
+        where = " ".join(_show(f) for f in _top_folders(add)[:3]) if add else "PHOTOS"
         return (f"the index was not updated ({e}); the files are as reported. Bring it up to "
-                f"date with: simsearch index PHOTOS --index {folder}")
+                f"date with: simsearch index {where} --index {folder}")
     return ""
+
+
+def _top_folders(paths) -> list[str]:
+    """The folders holding `paths`, leaving out those inside another listed one."""
+    folders = sorted({os.path.dirname(p) for p in paths})
+    return [f for f in folders if not any(f.startswith(o.rstrip(os.sep) + os.sep) for o in folders)]
 
 
 def _size(n: int) -> str:

@@ -68,9 +68,10 @@ def test_plan_review_apply_undo_and_not_duplicates(tmp_path, tiny_model, monkeyp
 
     result = _run(["undo", f"{plan_file}.journal"])
     assert result.exit_code == 0, result.output
-    assert "add them back with: simsearch index" in result.stderr
+    assert "2 restored files are in the index again" in result.stderr
     assert snapshot(photos) == before
-    assert json.loads(_run(["index", photos, "--index", idx, "-q", "--json"]).stdout)["added"] == 2
+    assert json.loads(_run(["index", photos, "--index", idx, "-q", "--json"]).stdout)["added"] == 0
+    assert groups == _groups(idx)  # the index is as it was before apply
 
     result = _run(["not-duplicates", originals[2], big2, "--index", idx])
     assert result.exit_code == 0, result.output
@@ -117,3 +118,24 @@ def test_not_duplicates_from_a_saved_page_plan_are_remembered(tmp_path, tiny_mod
     assert out["not_duplicates"] == [[f["path"] for f in near["files"]]] and len(out["done"]) == 1
     groups = _groups(idx)
     assert not any(str(big2) in g for g in groups) and big2.exists() and originals[2].exists()
+
+
+def test_undo_of_trash_names_the_command_when_the_index_cannot_take_the_files_back(
+        tmp_path, tiny_model, monkeypatch):
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    photos = tmp_path / "photos"
+    originals = write_pictures(photos, 3)
+    shutil.copy2(originals[0], photos / "dup.jpg")
+    model = tmp_path / "model.onnx"
+    shutil.copy(tiny_model / "model.onnx", model)
+    idx = tmp_path / "idx"
+    _run(["index", photos, "--index", idx, "--model", model, "-q"])
+    plan_file = tmp_path / "plan.json"
+    assert _run(["dedupe", "--index", idx, "--plan", plan_file]).exit_code == 0
+    assert _run(["apply", plan_file, "--action", "trash", "-q"]).exit_code == 0
+    model.unlink()  # the index's model is gone: the files come back, the index cannot embed them
+    result = _run(["undo", f"{plan_file}.journal"])
+    assert result.exit_code == 0, result.output
+    assert "the index was not updated" in result.stderr
+    assert f"simsearch index {photos} --index {idx}" in result.stderr
+    assert all(p.exists() for p in originals) and (photos / "dup.jpg").exists()
