@@ -19,15 +19,22 @@ from pathlib import Path
 from common import ROOT, report, table
 
 # (agreeing matches, keypoints, the threshold calibrate's rule gives that setting on validation,
-# trials/picture-check.json, the plain judge's "same" and "different" cuts), pairs the check
-# cannot judge held to --no-check's threshold: session 18's settings within 0.005 of the best
-# recall at precision 0.97 there, and the two best (no plain judge); then session 20's grid rows
-# within 0.005 of its best (20 matches, 40 keypoints, the plain judge's cuts), the chosen first
-SETTINGS = ((20, 40, 0.80, None, None), (15, 40, 0.80, None, None), (15, 30, 0.80, None, None),
-            (15, 50, 0.80, None, None), (15, 20, 0.80, None, None), (12, 30, 0.81, None, None),
-            (12, 20, 0.81, None, None),
-            (20, 40, 0.80, 0.95, 0.6), (20, 40, 0.80, 0.95, None), (20, 40, 0.80, 0.95, 0.5),
-            (20, 40, 0.80, 0.9, None), (20, 40, 0.80, 0.9, 0.5), (20, 40, 0.80, 0.9, 0.6))
+# trials/picture-check.json, the plain judge's "same" and "different" cuts, and the score plain
+# pairs are lined up under: None as the check's 0.95, 1.01 every score), pairs the check cannot
+# judge held to --no-check's threshold: session 18's settings within 0.005 of the best recall at
+# precision 0.97 there, and the two best (no plain judge); session 20's grid rows within 0.005
+# of its best (20 matches, 40 keypoints, the plain judge's cuts); then session 21's (the plain
+# judge at every score added), the chosen first
+SETTINGS = ((20, 40, 0.80, None, None, None), (15, 40, 0.80, None, None, None),
+            (15, 30, 0.80, None, None, None), (15, 50, 0.80, None, None, None),
+            (15, 20, 0.80, None, None, None), (12, 30, 0.81, None, None, None),
+            (12, 20, 0.81, None, None, None),
+            (20, 40, 0.80, 0.95, 0.6, None), (20, 40, 0.80, 0.95, None, None),
+            (20, 40, 0.80, 0.95, 0.5, None), (20, 40, 0.80, 0.9, None, None),
+            (20, 40, 0.80, 0.9, 0.5, None), (20, 40, 0.80, 0.9, 0.6, None),
+            (20, 40, 0.80, 0.9, 0.6, 1.01), (20, 40, 0.80, 0.9, None, 1.01),
+            (20, 40, 0.80, 0.9, 0.5, 1.01), (20, 40, 0.80, 0.95, None, 1.01),
+            (20, 40, 0.80, 0.95, 0.5, 1.01))
 
 
 def main() -> None:
@@ -46,16 +53,23 @@ def main() -> None:
         index = open_index(Path(tmp) / "index", create=True)
         index.add_paths([args.distinct_dir])
         alone, pictures = index.score_alone_threshold(), index.count()
-        for matches, keypoints, threshold, same, apart in SETTINGS:
+        for matches, keypoints, threshold, same, apart, plain_below in SETTINGS:
             check = index.picture_check(VerifySettings(
-                min_inliers=matches, min_keypoints=keypoints, plain_same=same, plain_apart=apart))
+                min_inliers=matches, min_keypoints=keypoints, plain_same=same, plain_apart=apart,
+                plain_below=plain_below))
             found = index.duplicates(threshold, check=check)
             groups = [sorted(Path(m.path).name.split("__")[1] for m in g.members)
                       for g in found.groups]
+            # the files the default plan would act on: confirmed members, all but one kept
+            planned = sum(sum(m.evidence in ("checked", "score", "identical")
+                              for m in g.members[1:]) for g in found.groups)
             rows.append({"matches": matches, "keypoints": keypoints, "plain same": same,
-                         "plain different": apart, "unjudged held to": alone,
-                         "threshold": threshold,
+                         "plain different": apart, "plain below": plain_below or 0.95,
+                         "unjudged held to": alone, "threshold": threshold,
                          "false groups": len(groups),
+                         "marked": sum(any(m.evidence == "unchecked" for m in g.members)
+                                       for g in found.groups),
+                         "planned": planned,
                          "false pairs": sum(len(g) * (len(g) - 1) // 2 for g in groups),
                          "groups": groups})
     print(table([{k: v for k, v in r.items() if k != "groups"} for r in rows],

@@ -42,12 +42,12 @@ def _check_option(f):
                         help="Look at the pictures of the pairs the score alone leaves in doubt "
                              "(below 0.95): two pictures that share too few local features in "
                              "one layout are different pictures and are not grouped; plain "
-                             "pictures are lined up one inside the other instead: a pair that "
-                             "lines up badly is two different pictures, one that lines up only "
-                             "in part (or a smooth gradient, or a file that cannot be read) "
-                             "must reach --no-check's threshold. Reads "
-                             "those files; --no-check groups on scores alone (faster, less "
-                             "precise, its own calibrated threshold).")(f)
+                             "pictures are lined up one inside the other instead, at any score: "
+                             "a pair that lines up badly is two different pictures, one that "
+                             "lines up only in part (or a smooth gradient, or a file that cannot "
+                             "be read) must reach --no-check's threshold and stays unconfirmed. "
+                             "Reads the files of every pair grouped; --no-check groups on scores "
+                             "alone (faster, less precise, its own calibrated threshold).")(f)
 
 
 def _threshold_option(text: str):
@@ -249,10 +249,10 @@ def dedupe_cmd(threshold, linkage, check, keep, protect, act_on_unconfirmed, pla
 
     Works from stored vectors, then looks at the pictures of the pairs the score alone leaves
     in doubt (below 0.95): two pictures that share too few local features in one layout are not
-    grouped; pictures too plain for local features are lined up one inside the other instead:
-    a pair that lines up badly is not grouped, one that lines up only in part must reach
-    --no-check's threshold
-    (--no-check: scores alone, no file read). Groups never chain: with the default centre linkage every
+    grouped; pictures too plain for local features are lined up one inside the other instead,
+    at any score: a pair that lines up badly is not grouped, one that lines up only in part
+    must reach --no-check's threshold and stays unconfirmed (--no-check: scores alone, no file
+    read). Groups never chain: with the default centre linkage every
     member scores at least the threshold against the group's centre image; with complete
     linkage every pair does. Each file shows its score to the group's centre; files with
     identical content are marked inside their group. Nothing is deleted: with --keep, --protect
@@ -336,8 +336,11 @@ def _tell_check(report, quiet: bool) -> None:
         pairs = "pair" if done["checked"] == 1 else "pairs"
         same = done["checked"] - done["apart"] - done["unjudged"]
         held = f"; {done['held_back']} of them scored less" if alone is not None else ""
+        plain_below = done.get("plain_below", done["below"])
+        plain = ("" if plain_below <= done["below"] else ", pairs with a plain picture at any "
+                 "score" if plain_below > 1 else f", pairs with a plain picture below {plain_below}")
         lines = [f"picture check: looked at {done['checked']} {pairs} scoring below "
-                 f"{done['below']}",
+                 f"{done['below']}{plain}",
                  f"  {same} the same picture",
                  f"  {done['apart']} different pictures (not grouped)",
                  f"  {done['unjudged']} could not be told (plain pictures that line up only in "

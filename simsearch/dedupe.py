@@ -45,11 +45,12 @@ LINKAGES = ("centre", "complete")
 EVIDENCE = {
     "centre": "the group's centre",
     "identical": "the same bytes as the centre",
-    "score": "its score alone: high enough that the picture check does not look, or the check "
-             "was off",
+    "score": "its score alone: high enough (0.95) that the picture check does not judge a "
+             "pair of pictures with local features, or the check was off",
     "checked": "the picture check found it the same picture as the centre",
     "unchecked": "its score alone: the picture check could not confirm it (plain pictures that "
-                 "line up only in part, a smooth gradient, or a file that cannot be read)",
+                 "line up only in part, at any score; a smooth gradient; or a file that cannot "
+                 "be read)",
 }
 _APART_CHUNK = 1 << 20  # pairs looked up at a time against the pairs set apart
 # a second opinion on pairs of ids and their scores: True for each pair to keep

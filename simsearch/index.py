@@ -814,7 +814,8 @@ class Index:
             catalog.close()
         report = DuplicateReport(threshold, source, check=None if not check else
                                  {**check.stats.since(before).to_dict(),
-                                  "below": check.settings.below, "alone": alone})
+                                  "below": check.settings.below,
+                                  "plain_below": check.settings.reads_below, "alone": alone})
         for g in found:
             evidence = _evidence(g, rows, check or None)
             members = _current_files([Member(i, rows[i].path, s, rows[i].sha256, rows[i].size,

@@ -12,7 +12,10 @@ chance ones. A pair whose pictures both have at least `min_keypoints` keypoints 
 under `min_keypoints` (clip art, a smooth gradient) is judged by placing one picture inside the
 other instead (`aligned`: small grey pictures, every quarter turn and mirror, crops, insets and
 stretches, the best normalised cross-correlation): `plain_same` or more is one picture, below
-`plain_apart` two. A pair that cannot be judged (between those two, a picture flat all over,
+`plain_apart` two. Plain pairs are lined up up to `plain_below`, above `below` too (different
+clip-art glyphs score 0.95 and more: the score cannot tell them apart there either), so every
+pair under it is read to learn whether a picture is plain; a pair that is not plain stands on
+its score from `below` up, as before. A pair that cannot be judged (between those two, a picture flat all over,
 a file that cannot be read) is left to the score alone, at the threshold made for scores alone
 (`alone`: dedupe passes the index's `--no-check` threshold with each call): the check lets
 dedupe go below that threshold only for pairs it has looked at and found to be one picture.
@@ -45,6 +48,7 @@ __all__ = ["VerifySettings", "VerifyStats", "Features", "PictureCheck", "RerankS
 
 Progress = Callable[[int, int], None]
 _OWN = object()  # PictureCheck's call: no `alone` given, the check's own stands
+_STOOD = "stood"  # a pair read only to learn it is not plain, at or above `below`: its score stands
 
 
 @dataclass(frozen=True)
@@ -60,8 +64,16 @@ class VerifySettings:
     tolerance: float = 8.0     # RANSAC's reprojection error, pixels at `side`
     cache: int = 2048          # pictures' features held at once (at most ~0.5 MB each)
     # a pair with a picture under `min_keypoints`: one picture placed in the other (see `aligned`)
-    plain_same: float | None = 0.95   # correlation at or above this: the same picture
+    plain_same: float | None = 0.9    # correlation at or above this: the same picture
     plain_apart: float | None = 0.6   # below this: two different pictures (None: never)
+    # pairs with a plain picture are lined up while they score under this, above `below` too
+    # (None: as `below`); to learn which pictures are plain, every pair under it is read
+    plain_below: float | None = 1.01
+
+    @property
+    def reads_below(self) -> float:
+        """Pairs scoring under this have their pictures read."""
+        return max(self.below, self.plain_below or self.below)
 
 
 @dataclass
@@ -330,6 +342,8 @@ class PictureCheck:
         self.stats = VerifyStats()
         self._held: OrderedDict[int, Features | None] = OrderedDict()  # least recent first
         self._verdicts: dict[tuple[int, int], bool | None] = {}  # asked again by a sweep
+        self._plain_pairs: set[tuple[int, int]] = set()  # ... of those, pairs lined up or tried
+        self._stood: set[tuple[int, int]] = set()  # read at or above `below`: not plain
         self._gone: set[int] = set()  # ids whose files are gone since they were indexed
 
     def __call__(self, a: np.ndarray, b: np.ndarray, scores: np.ndarray,
@@ -349,16 +363,24 @@ class PictureCheck:
         enough = (np.ones(len(a), bool) if alone is None
                   else scores >= np.asarray(min(alone, self.settings.below), scores.dtype))
 
-        def decide(row: int, verdict: bool | None) -> bool:
-            """Kept: the same picture, or not judged and scoring enough on its own (or with a
-            file gone since indexing: dedupe then leaves it out and says so)."""
-            return verdict is True or (verdict is None and (
+        def decide(row: int, verdict: bool | None | str) -> bool:
+            """Kept: the same picture, standing on its score (_STOOD: at or above `below`, not
+            plain), or not judged and scoring enough on its own (or with a file gone since
+            indexing: dedupe then leaves it out and says so)."""
+            return verdict is True or verdict is _STOOD or (verdict is None and (
                 bool(enough[row]) or a[row] in self._gone or b[row] in self._gone))
 
-        todo = np.flatnonzero(scores < self.settings.below)
-        known = [r for r in todo.tolist() if self._key(a[r], b[r]) in self._verdicts]
-        for r in known:
-            keep[r] = decide(r, self._verdicts[self._key(a[r], b[r])])
+        todo = np.flatnonzero(scores < np.asarray(self.settings.reads_below, scores.dtype))
+        high = scores >= np.asarray(self.settings.below, scores.dtype)
+        known = []
+        for r in todo.tolist():
+            key = self._key(a[r], b[r])
+            if high[r] and (key in self._stood or (
+                    key in self._verdicts and key not in self._plain_pairs)):
+                known.append(r)  # not plain: at or above `below` it stands on its score
+            elif key in self._verdicts:
+                known.append(r)
+                keep[r] = decide(r, self._verdicts[key])
         todo = np.setdiff1d(todo, np.array(known, np.int64))
         if not len(todo):
             return keep
@@ -386,17 +408,23 @@ class PictureCheck:
                         self._gone.add(i)
                 while len(self._held) > max(self.settings.cache, 2 * step):  # the part's stay
                     self._held.popitem(last=False)
-                verdicts = list(pool.map(self._judge, a[part].tolist(), b[part].tolist()))
-                for row, x, y, (verdict, lined) in zip(part.tolist(), a[part].tolist(),
-                                                       b[part].tolist(), verdicts):
+                verdicts = list(pool.map(self._judge, a[part].tolist(), b[part].tolist(),
+                                         high[part].tolist()))
+                for row, x, y, (verdict, lined, plain) in zip(part.tolist(), a[part].tolist(),
+                                                              b[part].tolist(), verdicts):
                     keep[row] = decide(row, verdict)
-                    if self.remember:
+                    if self.remember and verdict is _STOOD:
+                        self._stood.add(self._key(x, y))
+                    elif self.remember:
                         self._verdicts[self._key(x, y)] = verdict
-                    self.stats.checked += 1
-                    self.stats.apart += verdict is False
-                    self.stats.plain += lined
-                    self.stats.unjudged += verdict is None
-                    self.stats.held_back += verdict is None and not keep[row]
+                        if plain:
+                            self._plain_pairs.add(self._key(x, y))
+                    if verdict is not _STOOD:  # read, but not judged: not counted
+                        self.stats.checked += 1
+                        self.stats.apart += verdict is False
+                        self.stats.plain += lined
+                        self.stats.unjudged += verdict is None
+                        self.stats.held_back += verdict is None and not keep[row]
                     for i in (x, y):
                         uses[i] -= 1
                         if uses[i] == 0 and len(self._held) > self.settings.cache // 2:
@@ -409,8 +437,8 @@ class PictureCheck:
     def verdict(self, x: int, y: int) -> bool | None:
         """The verdict kept for the pair of ids (x, y), either way round: True the same
         picture, False two different pictures, None not judged (too small, plain or unreadable).
-        KeyError when the pair was never looked at (it scored `below` or more, or this check
-        keeps no verdicts)."""
+        KeyError when the pair was never judged (it scored `below` or more and was not plain, or
+        this check keeps no verdicts)."""
         return self._verdicts[self._key(x, y)]
 
     @staticmethod
@@ -429,17 +457,22 @@ class PictureCheck:
         except OSError as e:  # unreadable since it was indexed
             return None, f"{path}: {e.strerror or e}"
 
-    def _judge(self, x: int, y: int) -> tuple[bool | None, bool]:
+    def _judge(self, x: int, y: int, high: bool = False
+               ) -> tuple[bool | None | str, bool, bool]:
         """The verdict (False: two different pictures; True: the same picture; None: cannot
-        tell) and whether it came from lining plain pictures up (`aligned`)."""
+        tell; _STOOD: a pair scoring `below` or more (`high`) that is not plain, or has a picture
+        that cannot be read, stands on its score), whether it came from lining plain pictures
+        up (`aligned`), and whether the pair has a plain picture (lined up, or tried)."""
         fx, fy = self._held.get(x), self._held.get(y)
         s = self.settings
         if fx is None or fy is None:
-            return None, False
+            return (_STOOD if high else None), False, False
         if min(fx.count, fy.count) >= s.min_keypoints:
-            return agreeing(fx, fy, s, enough=s.min_inliers) >= s.min_inliers, False
+            if high:
+                return _STOOD, False, False
+            return agreeing(fx, fy, s, enough=s.min_inliers) >= s.min_inliers, False, False
         verdict = plain_verdict(fx, fy, s)
-        return verdict, verdict is not None
+        return verdict, verdict is not None, True
 
 
 @dataclass(frozen=True)

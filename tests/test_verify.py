@@ -540,6 +540,47 @@ def test_the_check_judges_plain_pairs_by_lining_them_up(tmp_path):
     assert again.stats.plain == 0 and again.stats.unjudged == 3
 
 
+def test_plain_pairs_are_lined_up_at_every_score_and_other_pairs_there_stand_on_it(tmp_path):
+    paths = write(tmp_path, {"seven.png": glyph("7"),
+                             "seven_copy.png": apply_edit("jpeg20", glyph("7"), random.Random(0)),
+                             "ell.png": glyph("L"), "ex.png": glyph("X"), "one.png": glyph("1"),
+                             "a.jpg": busy(1), "b.jpg": busy(2)})
+    (tmp_path / "broken.png").write_bytes(b"not a picture")
+    by_id = dict(enumerate(list(paths.values()) + [str(tmp_path / "broken.png")]))
+    a, b = np.array([0, 2, 2, 5, 5]), np.array([1, 3, 4, 6, 7])
+    high = np.full(5, 0.97, np.float32)
+    everywhere = VerifySettings(plain_below=1.01)
+    read = []
+    check = PictureCheck(lambda ids: read.extend(ids) or {i: by_id[i] for i in ids}, everywhere,
+                         alone=0.86)
+    # at 0.97: the plain copy lines up (the same picture); L and X line up badly (parted); L and
+    # 1 line up in part (not judged: grouped on the score, unconfirmed); the busy pair and the
+    # pair with an unreadable file are not plain: they stand on their score, as below 1.01
+    # they would without plain_below
+    assert check(a, b, high).tolist() == [True, False, True, True, True]
+    assert check.verdict(0, 1) is True and check.verdict(2, 3) is False
+    assert check.verdict(2, 4) is None
+    for pair in ((5, 6), (5, 7)):
+        with pytest.raises(KeyError):  # never judged: dedupe's evidence is "score"
+            check.verdict(*pair)
+    assert check.stats.to_dict() | {"unreadable": None} == {
+        "checked": 3, "apart": 1, "plain": 2, "unjudged": 1, "held_back": 0, "unreadable": None}
+    assert list(check.stats.unreadable) == [by_id[7]]
+    # asked again, nothing is read again; the busy pair read at 0.97 is judged once it scores
+    # below 0.95 (the pair with an unreadable file, unjudged, goes by its score: >= 0.86), and
+    # a pair judged there stands on its score at 0.97
+    n = len(read)
+    assert check(a, b, high).tolist() == [True, False, True, True, True] and len(read) == n
+    assert check(a[3:], b[3:], np.array([0.9, 0.9])).tolist() == [False, True]  # unreadable
+    assert check(a[3:], b[3:], np.array([0.97, 0.97])).tolist() == [True, True]
+    assert check.verdict(5, 6) is False and check.stats.checked == 5
+    # without it (the check's `below` alone), nothing at 0.97 is read
+    asked = []
+    before = PictureCheck(lambda ids: asked.append(ids) or {i: by_id[i] for i in ids},
+                          VerifySettings(plain_below=None), alone=0.86)
+    assert before(a, b, high).all() and not asked and before.stats.checked == 0
+
+
 def test_the_shipped_settings_are_the_trials_choice():
     from pathlib import Path
     trial = Path(__file__).resolve().parents[1] / "recipes/default_model/trials/picture-check.json"

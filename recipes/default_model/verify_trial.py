@@ -53,17 +53,20 @@ from simsearch.verify import (RerankSettings, VerifySettings, agreeing, aligned,
                              picture_features)
 
 # (below, min_inliers, min_keypoints, whether pairs the check cannot judge need --no-check's
-# threshold, plain_same, plain_apart): session 17's grid (the first seven, alone off), session
-# 18's (no plain judge), and session 19's: session 18's choice with pairs too plain for keypoints
-# judged by placing one picture in the other (simsearch.verify.aligned)
-GRID = (((0.95, 8, 50, False, None, None), (0.95, 6, 30, False, None, None),
-         (0.95, 6, 50, False, None, None), (0.95, 8, 30, False, None, None),
-         (0.95, 10, 50, False, None, None), (0.95, 12, 50, False, None, None),
-         (0.97, 8, 50, False, None, None), (1.01, 20, 40, True, None, None))
-        + tuple((0.95, i, k, alone, None, None) for alone in (False, True)
+# threshold, plain_same, plain_apart, plain_below): session 17's grid (the first seven, alone
+# off), session 18's (no plain judge), session 19's: session 18's choice with pairs too plain
+# for keypoints judged by placing one picture in the other (simsearch.verify.aligned), and
+# session 21's: plain pairs lined up at every score (plain_below 1.01), where the others stop
+# looking at `below`
+GRID = (((0.95, 8, 50, False, None, None, None), (0.95, 6, 30, False, None, None, None),
+         (0.95, 6, 50, False, None, None, None), (0.95, 8, 30, False, None, None, None),
+         (0.95, 10, 50, False, None, None, None), (0.95, 12, 50, False, None, None, None),
+         (0.97, 8, 50, False, None, None, None), (1.01, 20, 40, True, None, None, None))
+        + tuple((0.95, i, k, alone, None, None, None) for alone in (False, True)
                 for i in (8, 12, 15, 20, 25) for k in (20, 30, 40, 50))
-        + tuple((0.95, 20, 40, True, same, apart) for same in (None, 0.9, 0.95)
-                for apart in (None, 0.5, 0.6, 0.7, 0.8) if (same, apart) != (None, None)))
+        + tuple((0.95, 20, 40, True, same, apart, below) for below in (None, 1.01)
+                for same in (None, 0.9, 0.95) for apart in (None, 0.5, 0.6, 0.7, 0.8)
+                if (same, apart) != (None, None)))
 LOWEST = 0.76  # pairs scoring below this are not measured
 PLAIN_KEYPOINTS = VerifySettings().min_keypoints  # pairs with a picture under this: `aligned`
 
@@ -98,16 +101,27 @@ def rejected(setting: tuple, scores: np.ndarray, kp: np.ndarray, m: dict,
              alone_at: float | None) -> np.ndarray:
     """The pairs a GRID setting never groups, decided from measure_pairs' measurements as
     simsearch.verify.PictureCheck decides them (kp: each pair's smaller_count)."""
-    below, min_inliers, min_keypoints, alone, same, apart = setting
+    return verdicts(setting, scores, kp, m, alone_at)[0]
+
+
+def verdicts(setting: tuple, scores: np.ndarray, kp: np.ndarray, m: dict,
+             alone_at: float | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`rejected`'s pairs, and the pairs the setting looks at and finds the same picture
+    (`checked` evidence) and the ones it looks at and cannot tell (`unchecked`: a plan keeps
+    them unless told). A pair neither looked at nor rejected stands on its score."""
+    below, min_inliers, min_keypoints, alone, same, apart, plain_below = setting
     judged = kp >= min_keypoints
     part = (scores < below) & judged & (m["inliers"] < min_inliers)
-    too_plain = ~judged & (scores < below)  # NaN compares False: stays unjudged
-    same_picture = too_plain & (m["aligned"] >= same if same is not None else False)
+    same_picture = (scores < below) & judged & (m["inliers"] >= min_inliers)
+    # NaN compares False: stays unjudged
+    too_plain = ~judged & (scores < max(below, plain_below or below))
+    lined_up = too_plain & (m["aligned"] >= same if same is not None else False)
+    same_picture |= lined_up
     if apart is not None:
         part |= too_plain & (m["aligned"] < apart)
     if alone:
-        part |= ~judged & (scores < alone_at) & ~same_picture
-    return part
+        part |= ~judged & (scores < alone_at) & ~lined_up
+    return part, same_picture, too_plain & ~part & ~same_picture
 
 
 def measure_glyphs(model: str, tmp: Path) -> list[dict]:
@@ -139,10 +153,11 @@ def glyph_groups(sets: list[dict], setting: tuple, alone_at: float | None,
     """The false groups and pairs a setting leaves among the glyph sets when each is deduped at
     `threshold` (the setting's own calibrated one) as the product dedupes (centre linkage)."""
     if threshold is None:
-        return {"glyph_false_groups": None, "glyph_false_pairs": None, "glyph_false_members": None}
-    groups = pairs = members = 0
+        return {"glyph_false_groups": None, "glyph_false_pairs": None, "glyph_false_members": None,
+                "glyph_planned": None}
+    groups = pairs = members = planned = 0
     for g in sets:
-        part = rejected(setting, g["scores"], g["kp"], g["m"], alone_at)
+        part, same, doubt = verdicts(setting, g["scores"], g["kp"], g["m"], alone_at)
         key = {(int(x), int(y)): i for i, (x, y) in enumerate(zip(g["a"], g["b"]))}
 
         def check(x, y, s, part=part, key=key):
@@ -153,9 +168,14 @@ def glyph_groups(sets: list[dict], setting: tuple, alone_at: float | None,
         groups += len(found)
         pairs += sum(len(gr.ids) * (len(gr.ids) - 1) // 2 for gr in found)
         members += sum(len(gr.ids) - 1 for gr in found)
-    # members: the files false groups would act on (all but the one kept in each)
+        # the default plan keeps the members whose pair with the centre the check looked at
+        # and could not tell (simsearch.plan.make_plan), and one of the rest
+        planned += sum(sum(not doubt[key[(min(gr.centre, j), max(gr.centre, j))]]
+                           for j in gr.ids[1:]) for gr in found)
+    # members: the files false groups would act on (all but the one kept in each) with
+    # --act-on-unconfirmed; planned: those the default plan acts on
     return {"glyph_false_groups": groups, "glyph_false_pairs": pairs,
-            "glyph_false_members": members}
+            "glyph_false_members": members, "glyph_planned": planned}
 
 
 SEARCH_GRID = tuple((k, w, m, r) for k in (2, 3, 5) for w in (0.05, 0.1, 0.15)
@@ -265,24 +285,38 @@ def main() -> None:
         alone_at = plain["threshold"]  # --no-check's threshold, by calibrate.py's rule
         rows = [{"setting": "no check", **plain}]
         glyphs = measure_glyphs(args.model, Path(tmp))
+        true_pair = np.array([family[v.ids[x]] == family[v.ids[y]] for x, y in zip(a, b)])
         for setting in GRID:
-            below, min_inliers, min_keypoints, alone, same, apart = setting
-            part = rejected(setting, scores, kp, m, alone_at)
+            below, min_inliers, min_keypoints, alone, same, apart, plain_below = setting
+            part, same_picture, doubt = verdicts(setting, scores, kp, m, alone_at)
             row = {"setting": {"below": below, "min_inliers": min_inliers,
                                "min_keypoints": min_keypoints,
                                "alone": alone_at if alone else None,
-                               "plain_same": same, "plain_apart": apart},
+                               "plain_same": same, "plain_apart": apart,
+                               "plain_below": plain_below},
                    "pairs_rejected": int(part.sum()), **run(part, CHECKED_FLOOR)}
+            if row["threshold"] is not None:  # what it costs and leaves in doubt, at that
+                at = scores >= row["threshold"]
+                # every pair under plain_below is read: whether a picture is plain is learnt
+                # from its keypoints
+                looked = at & (scores < max(below, plain_below or below))
+                row |= {"pairs_looked_at": int(looked.sum()),
+                        "pictures_read": len(set(a[looked].tolist()) | set(b[looked].tolist())),
+                        "copy_pairs_unconfirmed": int((at & doubt & true_pair).sum()),
+                        "copy_pairs": int((at & true_pair & ~part).sum())}
             rows.append(row | glyph_groups(glyphs, setting, alone_at, row["threshold"]))
-        true_pair = np.array([family[v.ids[x]] == family[v.ids[y]] for x, y in zip(a, b)])
     for r in rows:
         print(f"{json.dumps(r['setting'])}: recall at precision 0.97 {r['recall_at_p97']:.4f}, at "
               f"0.95 {r['recall_at_p95']:.4f}; threshold {r['threshold']} (precision "
               f"{r['threshold_precision']:.3f}, recall {r['threshold_recall']:.3f})"
               + (f"; {r['pairs_rejected']} pairs rejected" if "pairs_rejected" in r else "")
               + (f"; glyphs {r['glyph_false_groups']} false groups / {r['glyph_false_pairs']} "
-                 f"pairs / {r['glyph_false_members']} files acted on"
-                 if r.get("glyph_false_groups") is not None else ""))
+                 f"pairs / {r['glyph_false_members']} files acted on "
+                 f"({r['glyph_planned']} by the default plan)"
+                 if r.get("glyph_false_groups") is not None else "")
+              + (f"; {r['pairs_looked_at']} pairs looked at, {r['pictures_read']} pictures read; "
+                 f"{r['copy_pairs_unconfirmed']} of {r['copy_pairs']} copy pairs unconfirmed"
+                 if "pairs_looked_at" in r else ""))
     chosen = choose(rows[1:])
     print(f"chosen: {json.dumps(chosen['setting'])} (recall at precision 0.97 "
           f"{chosen['recall_at_p97']:.4f}, threshold {chosen['threshold']}, precision "
