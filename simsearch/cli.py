@@ -46,8 +46,9 @@ def _check_option(f):
                              "a pair that lines up badly is two different pictures, one that "
                              "lines up only in part (or a smooth gradient, or a file that cannot "
                              "be read) must reach --no-check's threshold and stays unconfirmed. "
-                             "Reads the files of every pair grouped; --no-check groups on scores "
-                             "alone (faster, less precise, its own calibrated threshold).")(f)
+                             "Reads the files of every pair scoring at or above the threshold; "
+                             "--no-check groups on scores alone (faster, less precise, its own "
+                             "calibrated threshold).")(f)
 
 
 def _threshold_option(text: str):
@@ -337,10 +338,10 @@ def _tell_check(report, quiet: bool) -> None:
         same = done["checked"] - done["apart"] - done["unjudged"]
         held = f"; {done['held_back']} of them scored less" if alone is not None else ""
         plain_below = done.get("plain_below", done["below"])
-        plain = ("" if plain_below <= done["below"] else ", pairs with a plain picture at any "
-                 "score" if plain_below > 1 else f", pairs with a plain picture below {plain_below}")
-        lines = [f"picture check: looked at {done['checked']} {pairs} scoring below "
-                 f"{done['below']}{plain}",
+        plain = ("" if plain_below <= done["below"] else "; with a plain picture, at any score"
+                 if plain_below > 1 else f"; with a plain picture, below {plain_below}")
+        lines = [f"picture check: looked at {done['checked']} {pairs} (scoring below "
+                 f"{done['below']}{plain}):",
                  f"  {same} the same picture",
                  f"  {done['apart']} different pictures (not grouped)",
                  f"  {done['unjudged']} could not be told (plain pictures that line up only in "
@@ -365,7 +366,7 @@ def _tell_unconfirmed(report, acting: bool = False) -> None:
                f"score this high, so look at them before acting on them"
                + ("; this plan acts on them (--act-on-unconfirmed)" if acting else
                   ": a plan keeps them unless --act-on-unconfirmed")
-               + ", and simsearch review marks them)", err=True)
+               + ", and simsearch review marks them", err=True)
 
 
 def _tell_threshold_otherwise(index, report, check: bool, index_dir) -> None:
@@ -661,11 +662,16 @@ def undo_cmd(journal, index_dir, as_json):
     from simsearch.actions import undo
 
     report = undo(journal)
-    index_note = _update_index(index_dir or report.index, relocate=report.moved_back,
-                               add=report.reappeared)
+    folder = index_dir or report.index
+    added: list[str] = []
+    index_note = _update_index(folder, relocate=report.moved_back, add=report.reappeared,
+                               added=added)
+    if report.reappeared and not folder:
+        index_note = (f"the index that forgot the files brought back from the trash is not "
+                      f"known (give --index DIR); add them back with: simsearch index "
+                      f"{_folders_text(report.reappeared)} --index DIR")
     if as_json:
-        click.echo(json.dumps({**report.to_dict(), "index": index_note,
-                               "reindexed": [] if index_note else report.reappeared}))
+        click.echo(json.dumps({**report.to_dict(), "index": index_note, "reindexed": added}))
     else:
         for o in report.restored:
             click.echo(f"restored {_show(o.path)}: {o.detail}")
@@ -673,11 +679,10 @@ def undo_cmd(journal, index_dir, as_json):
             click.echo(f"NOT restored {_show(o.path)}: {o.detail}", err=True)
         click.echo(f"{len(report.restored)} restored, {len(report.not_restored)} not restored",
                    err=True)
+        if added:
+            click.echo(f"{len(added)} restored files are in the index again", err=True)
         if index_note:
             click.echo(index_note, err=True)
-        elif report.reappeared:
-            click.echo(f"{len(report.reappeared)} restored files are in the index again",
-                       err=True)
     if report.not_restored:
         sys.exit(1)
 
@@ -697,10 +702,12 @@ def not_duplicates_cmd(files, index_dir):
     click.echo(f"remembered: {len(paths)} files are not duplicates of one another")
 
 
-def _update_index(folder, forget=(), relocate=None, not_duplicates=(), add=()) -> str:
+def _update_index(folder, forget=(), relocate=None, not_duplicates=(), add=(),
+                  added: list | None = None) -> str:
     """The file actions' changes, through the index's commit path: files gone forgotten, moved
-    ones followed, files put back by undo embedded again (`add`: apply forgot them). Returns a
-    note for the user when the index could not be updated (the file actions themselves stand)."""
+    ones followed, files put back by undo embedded again (`add`: apply forgot them; those
+    indexed go to `added`). Returns a note for the user when the index could not be updated
+    (the file actions themselves stand)."""
     relocate = relocate or {}
     if not folder or not (forget or relocate or not_duplicates or add):
         return ""
@@ -716,21 +723,30 @@ def _update_index(folder, forget=(), relocate=None, not_duplicates=(), add=()) -
             index.mark_not_duplicates(paths)
         if add:
             report = index.add_paths(list(add))
+            skipped = {os.path.abspath(s.path) for s in report.skipped}
+            if added is not None:
+                added.extend(p for p in add if os.path.abspath(p) not in skipped)
             if report.skipped:
                 return "; ".join(f"{_show(s.path)} was not indexed again: {s.reason}"
                                  for s in report.skipped[:3]) + (
-                    f" (and {len(report.skipped) - 3} more)" if len(report.skipped) > 3 else "")
+                    f" (and {len(report.skipped) - 3} more)" if len(report.skipped) > 3 else ""
+                ) + (f"; once it can be read, add it with: simsearch index "
+                     f"{_folders_text([s.path for s in report.skipped])} --index {folder}")
     except SimsearchError as e:
-        where = " ".join(_show(f) for f in _top_folders(add)[:3]) if add else "PHOTOS"
+        where = _folders_text(add) if add else "PHOTOS"
+        gone = "" if os.path.isdir(folder) else " (that makes a new index holding only these)"
         return (f"the index was not updated ({e}); the files are as reported. Bring it up to "
-                f"date with: simsearch index {where} --index {folder}")
+                f"date with: simsearch index {where} --index {folder}{gone}")
     return ""
 
 
-def _top_folders(paths) -> list[str]:
-    """The folders holding `paths`, leaving out those inside another listed one."""
-    folders = sorted({os.path.dirname(p) for p in paths})
-    return [f for f in folders if not any(f.startswith(o.rstrip(os.sep) + os.sep) for o in folders)]
+def _folders_text(paths) -> str:
+    """The folders holding `paths` for a command line, leaving out those inside another listed
+    one; at most three, then " ..."."""
+    folders = sorted({os.path.dirname(os.path.abspath(p)) for p in paths})
+    folders = [f for f in folders
+               if not any(f.startswith(o.rstrip(os.sep) + os.sep) for o in folders)]
+    return " ".join(_show(f) for f in folders[:3]) + (" ..." if len(folders) > 3 else "")
 
 
 def _size(n: int) -> str:

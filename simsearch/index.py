@@ -925,7 +925,7 @@ def _evidence(group, rows, check: "PictureCheck | None") -> list[str]:
             for j in same_bytes[rows[i].sha256]:
                 try:
                     verdict = check.verdict(centre, j)
-                except KeyError:  # not looked at: scored at or above the check's `below`
+                except KeyError:  # not judged: pictures with keypoints at or above `below`
                     continue
                 found = "checked" if verdict else "unchecked" if verdict is None else found
                 break

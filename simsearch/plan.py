@@ -201,6 +201,22 @@ def _header(path: str) -> tuple[str, dt.datetime | None]:
         return fmt, None
 
 
+def _only_a_plan_there(path: Path) -> None:
+    """PlanError unless `path` is free or holds a plan (which a new plan may replace)."""
+    if not os.path.lexists(path):
+        return
+    if os.path.isdir(path):
+        raise PlanError(f"{path} is a folder; give a file name for the plan, e.g. {path}/plan.json")
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(64)
+    except OSError as e:
+        raise PlanError(f"{path}: cannot write the plan over it ({e.strerror or e})") from e
+    if not head.lstrip().startswith(b'{') or f'"{PLAN_FORMAT}"'.encode() not in head:
+        raise PlanError(f"{path} exists and is not a simsearch plan; it was left as it is "
+                        f"(give another file name for the plan)")
+
+
 def _normal_format(name: str) -> str:
     name = name.strip().lower().lstrip(".")
     return {"jpg": "jpeg", "mpo": "jpeg", "tif": "tiff", "heif": "heic"}.get(name, name)
@@ -280,8 +296,11 @@ class Plan:
                            for g in self.groups]}
 
     def save(self, path: str | os.PathLike) -> None:
-        """Written to a temporary name beside it, then renamed: a plan is whole or absent."""
+        """Written to a temporary name beside it, then renamed: a plan is whole or absent. A
+        file already at `path` is replaced only when it is a plan: `--plan photo.jpg` by
+        mistake must not cost the photo."""
         path = Path(path)
+        _only_a_plan_there(path)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         data = (json.dumps(self.to_dict(), indent=1, ensure_ascii=False) + "\n").encode()
         try:
@@ -304,8 +323,9 @@ class Plan:
             with open(path, "rb") as fh:
                 data = json.loads(fh.read().decode("utf-8"))
         except (OSError, ValueError) as e:
+            target = "plan.json" if os.path.lexists(path) else path  # never offer to overwrite it
             raise PlanError(f"{path}: cannot read the plan ({getattr(e, 'strerror', None) or e}); "
-                            f"make one with: simsearch dedupe --plan {path}") from e
+                            f"make one with: simsearch dedupe --plan {target}") from e
         return cls.from_dict(data, str(path))
 
     @classmethod

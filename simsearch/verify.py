@@ -121,6 +121,7 @@ class Features:
     # `aligned`'s small grey picture and its detail, made when first needed (`_small`)
     small: "tuple[np.ndarray, float] | None" = field(default=None, init=False, repr=False,
                                                      compare=False)
+    source: str = field(default="", compare=False)  # the file's path, when read from one
 
     @property
     def count(self) -> int:
@@ -163,7 +164,9 @@ def features(grey: np.ndarray, settings: VerifySettings = VerifySettings()) -> F
 def picture_features(path: str, settings: VerifySettings = VerifySettings()) -> Features:
     """The features of the picture in the file at `path` (DecodeError or OSError when it cannot
     be read)."""
-    return features(grey_picture(path, settings.side), settings)
+    found = features(grey_picture(path, settings.side), settings)
+    found.source = path
+    return found
 
 
 def mirrored(f: Features, settings: VerifySettings = VerifySettings()) -> Features:
@@ -324,9 +327,10 @@ def grey_picture(path: str, side: int) -> np.ndarray:
 
 class PictureCheck:
     """The check dedupe calls: `check(a, b, scores)` -> a bool mask, True for the pairs of ids
-    to keep. Pairs at or above `settings.below` are kept unlooked-at; the rest are judged from
-    their files (`paths_of(ids)` -> {id: path}, called on the caller's thread, so it may read a
-    database). A pair that cannot be judged is kept when its score reaches `alone` (the
+    to keep. Pairs at or above `settings.reads_below` are kept unlooked-at; the rest are read
+    from their files (`paths_of(ids)` -> {id: path}, called on the caller's thread, so it may
+    read a database) and judged, but for a pair of pictures with keypoints at or above
+    `settings.below`: it stands on its score (only plain pairs are judged there). A pair that cannot be judged is kept when its score reaches `alone` (the
     threshold made for scores alone, or `below` if lower; None keeps every such pair). `stats`
     adds up over calls, counting each pair when it is first judged.
     Each pair's verdict is kept (about 150 bytes a pair) so that one asked again (a dense row's
@@ -358,7 +362,8 @@ class PictureCheck:
         a, b = np.minimum(a, b), np.maximum(a, b)  # one pair, one verdict, either way round
         scores = np.asarray(scores)
         keep = np.ones(len(a), bool)
-        # enough on its score alone: at `alone`, or at `below` where pairs go unlooked-at anyway;
+        # enough on its score alone: at `alone`, or at `below` where pairs with keypoints stand
+        # on their score anyway;
         # compared in the scores' own precision, as the dedupe threshold is
         enough = (np.ones(len(a), bool) if alone is None
                   else scores >= np.asarray(min(alone, self.settings.below), scores.dtype))
@@ -460,13 +465,18 @@ class PictureCheck:
     def _judge(self, x: int, y: int, high: bool = False
                ) -> tuple[bool | None | str, bool, bool]:
         """The verdict (False: two different pictures; True: the same picture; None: cannot
-        tell; _STOOD: a pair scoring `below` or more (`high`) that is not plain, or has a picture
-        that cannot be read, stands on its score), whether it came from lining plain pictures
-        up (`aligned`), and whether the pair has a plain picture (lined up, or tried)."""
+        tell; _STOOD: a pair scoring `below` or more (`high`) whose pictures both have keypoints
+        enough stands on its score), whether it came from lining plain pictures up (`aligned`),
+        and whether the pair is judged the same way at every score (a plain picture, or one that
+        cannot be read)."""
         fx, fy = self._held.get(x), self._held.get(y)
         s = self.settings
-        if fx is None or fy is None:
-            return (_STOOD if high else None), False, False
+        if fx is not None and fy is not None and fx.source > fy.source:
+            # matching is not symmetric: the file first by path goes first, whatever the ids (a
+            # file indexed again gets a new id; its verdicts must not change)
+            fx, fy = fy, fx
+        if fx is None or fy is None:  # a picture unreadable: not judged at any score (it may
+            return None, False, True  # be plain), and so never "score" evidence
         if min(fx.count, fy.count) >= s.min_keypoints:
             if high:
                 return _STOOD, False, False

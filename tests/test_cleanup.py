@@ -139,3 +139,30 @@ def test_undo_of_trash_names_the_command_when_the_index_cannot_take_the_files_ba
     assert "the index was not updated" in result.stderr
     assert f"simsearch index {photos} --index {idx}" in result.stderr
     assert all(p.exists() for p in originals) and (photos / "dup.jpg").exists()
+
+
+def test_undo_without_a_known_index_says_so_and_json_names_the_files_indexed_again(
+        tmp_path, tiny_model, monkeypatch):
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    photos = tmp_path / "photos"
+    originals = write_pictures(photos, 3)
+    shutil.copy2(originals[0], photos / "dup.jpg")
+    idx = tmp_path / "idx"
+    _run(["index", photos, "--index", idx, "--model", tiny_model / "model.onnx", "-q"])
+    plan_file = tmp_path / "plan.json"
+    assert _run(["dedupe", "--index", idx, "--plan", plan_file]).exit_code == 0
+    trashed = [p for g in Plan.load(plan_file).groups for p in g.act_on]
+    assert _run(["apply", plan_file, "--action", "trash", "-q"]).exit_code == 0
+    result = _run(["undo", f"{plan_file}.journal", "--json"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert out["reindexed"] == trashed and out["index"] == ""
+
+    data = json.loads(plan_file.read_text())
+    data["index"] = None  # a plan that does not say which index it came from
+    plan_file.write_text(json.dumps(data))
+    assert _run(["apply", plan_file, "--action", "trash", "-q"]).exit_code == 0
+    result = _run(["undo", f"{plan_file}.journal"])
+    assert result.exit_code == 0, result.output
+    assert "in the index again" not in result.stderr
+    assert f"add them back with: simsearch index {photos} --index DIR" in result.stderr

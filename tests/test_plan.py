@@ -153,6 +153,25 @@ def test_plan_file_round_trip_and_refusals(tmp_path):
         ["largest", "oldest", "format=png,jpeg"]
 
 
+def test_a_plan_never_replaces_a_file_that_is_not_a_plan(tmp_path):
+    a = _image(tmp_path / "a.jpg", (80, 60))
+    b = _image(tmp_path / "b.jpg", (40, 30))
+    plan = make_plan([_group(a, b)], parse_rules([]))
+    before = (tmp_path / "a.jpg").read_bytes()
+    with pytest.raises(PlanError, match="a.jpg exists and is not a simsearch plan; it was left"):
+        plan.save(a)  # `--plan a.jpg` by mistake
+    assert (tmp_path / "a.jpg").read_bytes() == before
+    with pytest.raises(PlanError, match="is a folder"):
+        plan.save(tmp_path)
+    plan.save(tmp_path / "plan.json")
+    plan.save(tmp_path / "plan.json")  # a plan is replaced by a newer one
+    assert Plan.load(tmp_path / "plan.json").to_dict() == plan.to_dict()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.jpg", "b.jpg", "plan.json"]
+    # reading a file that is not a plan never suggests writing a plan over it
+    with pytest.raises(PlanError, match=r"make one with: simsearch dedupe --plan plan.json$"):
+        Plan.load(a)
+
+
 def _doubted(*paths, unchecked=()):
     """A hand-made group whose members at the positions `unchecked` the picture check could
     not confirm (grouped on their score alone)."""

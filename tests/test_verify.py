@@ -551,34 +551,59 @@ def test_plain_pairs_are_lined_up_at_every_score_and_other_pairs_there_stand_on_
     high = np.full(5, 0.97, np.float32)
     everywhere = VerifySettings(plain_below=1.01)
     read = []
-    check = PictureCheck(lambda ids: read.extend(ids) or {i: by_id[i] for i in ids}, everywhere,
-                         alone=0.86)
+
+    def paths_of(ids):
+        read.extend(ids)
+        return {i: by_id[i] for i in ids}
+    check = PictureCheck(paths_of, everywhere, alone=0.86)
     # at 0.97: the plain copy lines up (the same picture); L and X line up badly (parted); L and
-    # 1 line up in part (not judged: grouped on the score, unconfirmed); the busy pair and the
-    # pair with an unreadable file are not plain: they stand on their score, as below 1.01
-    # they would without plain_below
+    # 1 line up in part (not judged: grouped on the score, unconfirmed); the busy pair is not
+    # plain: it stands on its score, as it did before plain_below; the pair with an unreadable
+    # file cannot be judged at any score (it may be plain): grouped on its score, unconfirmed
     assert check(a, b, high).tolist() == [True, False, True, True, True]
     assert check.verdict(0, 1) is True and check.verdict(2, 3) is False
-    assert check.verdict(2, 4) is None
-    for pair in ((5, 6), (5, 7)):
-        with pytest.raises(KeyError):  # never judged: dedupe's evidence is "score"
-            check.verdict(*pair)
+    assert check.verdict(2, 4) is None and check.verdict(5, 7) is None
+    with pytest.raises(KeyError):  # never judged: dedupe's evidence is "score"
+        check.verdict(5, 6)
     assert check.stats.to_dict() | {"unreadable": None} == {
-        "checked": 3, "apart": 1, "plain": 2, "unjudged": 1, "held_back": 0, "unreadable": None}
+        "checked": 4, "apart": 1, "plain": 2, "unjudged": 2, "held_back": 0, "unreadable": None}
     assert list(check.stats.unreadable) == [by_id[7]]
     # asked again, nothing is read again; the busy pair read at 0.97 is judged once it scores
-    # below 0.95 (the pair with an unreadable file, unjudged, goes by its score: >= 0.86), and
-    # a pair judged there stands on its score at 0.97
+    # below 0.95, and a pair judged there stands on its score at 0.97
     n = len(read)
     assert check(a, b, high).tolist() == [True, False, True, True, True] and len(read) == n
-    assert check(a[3:], b[3:], np.array([0.9, 0.9])).tolist() == [False, True]  # unreadable
-    assert check(a[3:], b[3:], np.array([0.97, 0.97])).tolist() == [True, True]
+    assert check(a[3:4], b[3:4], np.array([0.9])).tolist() == [False]
+    assert check(a[3:4], b[3:4], np.array([0.97])).tolist() == [True]
     assert check.verdict(5, 6) is False and check.stats.checked == 5
+
+    # a fresh check the other way round: judged below 0.95 first, then asked at 0.97
+    fresh = PictureCheck(paths_of, everywhere, alone=0.86)
+    assert fresh(a, b, np.full(5, 0.9, np.float32)).tolist() == [True, False, True, False, True]
+    n = len(read)
+    # the busy pair parted at 0.9 stands on its score at 0.97; the plain pair parted at 0.9
+    # stays parted; nothing is read again
+    assert fresh(a, b, high).tolist() == [True, False, True, True, True] and len(read) == n
+    assert fresh.stats.checked == 5
+
     # without it (the check's `below` alone), nothing at 0.97 is read
     asked = []
     before = PictureCheck(lambda ids: asked.append(ids) or {i: by_id[i] for i in ids},
                           VerifySettings(plain_below=None), alone=0.86)
     assert before(a, b, high).all() and not asked and before.stats.checked == 0
+
+
+def test_a_pair_is_judged_the_same_way_round_whatever_ids_its_files_have(tmp_path, monkeypatch):
+    import simsearch.verify as verify
+    paths = write(tmp_path, {"a.jpg": busy(1), "b.jpg": busy(2)})
+    first = []
+    agreeing = verify.agreeing
+    monkeypatch.setattr(verify, "agreeing", lambda x, y, *r, **k: first.append(
+        (x.source, y.source)) or agreeing(x, y, *r, **k))
+    for order in (["a.jpg", "b.jpg"], ["b.jpg", "a.jpg"]):  # a file indexed again: a new id
+        by_id = {i: paths[n] for i, n in enumerate(order)}
+        check = PictureCheck(lambda ids, by_id=by_id: {i: by_id[i] for i in ids})
+        assert check(np.array([0]), np.array([1]), np.array([0.9])).tolist() == [False]
+    assert first == [(paths["a.jpg"], paths["b.jpg"])] * 2
 
 
 def test_the_shipped_settings_are_the_trials_choice():
