@@ -91,11 +91,12 @@ def default_journal(plan_path: str | os.PathLike) -> Path:
 
 
 def apply(plan: Plan, action: str, journal: str | os.PathLike, to: str | os.PathLike | None = None,
-          confirm_delete: bool = False, plan_id: str = "", progress: Progress | None = None
-          ) -> ApplyReport:
+          confirm_delete: bool = False, plan_id: str = "", progress: Progress | None = None,
+          index: str | os.PathLike | None = None) -> ApplyReport:
     """Carry out `plan` with `action`, journalled in the folder `journal` (created, or resumed
     when it holds an earlier run of this plan and action). `plan_id` (the plan file's SHA-256)
-    ties the journal to its plan."""
+    ties the journal to its plan. `index`: the index folder the caller updates (default the
+    plan's), recorded in the journal for undo."""
     if action not in ACTIONS:
         raise PlanError(f"action must be one of {', '.join(ACTIONS)}, not {action!r}")
     if action == "move" and not to:
@@ -112,7 +113,8 @@ def apply(plan: Plan, action: str, journal: str | os.PathLike, to: str | os.Path
                             (action, to, plan_id) and not outstanding):
             # a new journal, or one whose every step was undone: a new run starts in it
             j.append({"op": "begin", "version": JOURNAL_VERSION, "action": action, "to": to,
-                      "plan": plan_id, "index": plan.index, "restorable": action != "delete"})
+                      "plan": plan_id, "index": os.fspath(index) if index else plan.index,
+                      "restorable": action != "delete"})
         elif (head.get("action"), head.get("to"), head.get("plan")) != (action, to, plan_id):
             raise JournalError(f"{journal} holds an apply of another plan or action "
                                f"({head.get('action')}) that was not undone; undo it first with: "

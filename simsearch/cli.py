@@ -610,7 +610,8 @@ def apply_cmd(plan_path, action, to, yes_delete, journal, index_dir, quiet, as_j
                    err=True)
     with _Progress(f"{action}", quiet) as progress:
         report = apply(plan, action, journal, to=to, confirm_delete=yes_delete,
-                       plan_id=sha256(plan_path), progress=progress)
+                       plan_id=sha256(plan_path), progress=progress,
+                       index=os.path.abspath(index_dir) if index_dir else None)
     index_note = _update_index(index_dir or plan.index, forget=report.removed,
                                relocate=report.moved, not_duplicates=report.not_duplicates)
     for o in report.skipped:

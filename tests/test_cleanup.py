@@ -166,3 +166,9 @@ def test_undo_without_a_known_index_says_so_and_json_names_the_files_indexed_aga
     assert result.exit_code == 0, result.output
     assert "in the index again" not in result.stderr
     assert f"add them back with: simsearch index {photos} --index DIR" in result.stderr
+    # apply --index is what the journal records for undo, whatever the plan says
+    journal = tmp_path / "second.journal"
+    assert _run(["apply", plan_file, "--action", "trash", "-q", "--index", idx,
+                 "--journal", journal]).exit_code == 0
+    result = _run(["undo", journal])
+    assert result.exit_code == 0 and "restored files are in the index again" in result.stderr

@@ -81,13 +81,14 @@ def measure_pairs(paths: list[str], a: np.ndarray, b: np.ndarray) -> dict:
             counts[i] = held[i].count
         except DecodeError as e:
             sys.exit(str(e))
-    best = [agreeing(held[x], held[y], s) for x, y in zip(a.tolist(), b.tolist())]
-    plain = [i for i, (x, y) in enumerate(zip(a.tolist(), b.tolist()))
-             if min(counts[x], counts[y]) < PLAIN_KEYPOINTS]
+    # each pair the way round the product judges it (matching is not symmetric): path first
+    ways = [(x, y) if paths[x] <= paths[y] else (y, x) for x, y in zip(a.tolist(), b.tolist())]
+    best = [agreeing(held[x], held[y], s) for x, y in ways]
+    plain = [i for i, (x, y) in enumerate(ways) if min(counts[x], counts[y]) < PLAIN_KEYPOINTS]
     lined_up = np.full(len(a), np.nan)  # NaN: not measured, or nothing could be compared
     with ThreadPoolExecutor(os.cpu_count() or 1) as pool:  # OpenCV lets go of the GIL
-        for i, value in zip(plain, pool.map(lambda i: aligned(held[int(a[i])], held[int(b[i])]),
-                                            plain)):
+        for i, value in zip(plain, pool.map(lambda i: aligned(held[ways[i][0]],
+                                                              held[ways[i][1]]), plain)):
             lined_up[i] = np.nan if value is None else value
     return {"keypoints": counts, "inliers": np.array(best), "aligned": lined_up}
 
