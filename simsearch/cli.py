@@ -261,7 +261,10 @@ def dedupe_cmd(threshold, linkage, check, keep, protect, act_on_unconfirmed, pla
     that plan for simsearch review and simsearch apply.
     """
     from simsearch.index import open_index
+    from simsearch.plan import writable_plan_path
 
+    if plan_path is not None:
+        writable_plan_path(plan_path)  # refused before the work, not after it
     index = open_index(index_dir, model=model)
     rebuilding = index.unfinished_rebuild()
     if rebuilding:

@@ -25,7 +25,8 @@ from pathlib import Path
 from simsearch.errors import PlanError
 
 __all__ = ["KEEP_RULES", "DEFAULT_KEEP", "PLAN_VERSION", "DECISIONS", "KeepRule", "PlanFile",
-           "PlanGroup", "Plan", "parse_rules", "file_facts", "choose", "make_plan", "under", "size_text"]
+           "PlanGroup", "Plan", "parse_rules", "writable_plan_path", "file_facts", "choose",
+           "make_plan", "under", "size_text"]
 
 KEEP_RULES = ("largest", "biggest", "oldest", "newest", "format", "path")
 DEFAULT_KEEP = ("largest", "biggest", "oldest")
@@ -201,7 +202,7 @@ def _header(path: str) -> tuple[str, dt.datetime | None]:
         return fmt, None
 
 
-def _only_a_plan_there(path: Path) -> None:
+def writable_plan_path(path: str | os.PathLike) -> None:
     """PlanError unless `path` is free or holds a plan (which a new plan may replace)."""
     if not os.path.lexists(path):
         return
@@ -300,7 +301,7 @@ class Plan:
         file already at `path` is replaced only when it is a plan: `--plan photo.jpg` by
         mistake must not cost the photo."""
         path = Path(path)
-        _only_a_plan_there(path)
+        writable_plan_path(path)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         data = (json.dumps(self.to_dict(), indent=1, ensure_ascii=False) + "\n").encode()
         try:

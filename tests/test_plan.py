@@ -167,6 +167,14 @@ def test_a_plan_never_replaces_a_file_that_is_not_a_plan(tmp_path):
     plan.save(tmp_path / "plan.json")  # a plan is replaced by a newer one
     assert Plan.load(tmp_path / "plan.json").to_dict() == plan.to_dict()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.jpg", "b.jpg", "plan.json"]
+    # through the CLI, before any work: dedupe --plan on a photo is refused, the photo kept
+    from click.testing import CliRunner
+    from simsearch.cli import main
+    result = CliRunner().invoke(main, ["dedupe", "--index", str(tmp_path / "no-index"),
+                                       "--plan", str(a)])
+    assert result.exit_code != 0 and "is not a simsearch plan" in result.output
+    assert "no index" not in result.output  # refused before the index is even opened
+    assert (tmp_path / "a.jpg").read_bytes() == before
     # reading a file that is not a plan never suggests writing a plan over it
     with pytest.raises(PlanError, match=r"make one with: simsearch dedupe --plan plan.json$"):
         Plan.load(a)
