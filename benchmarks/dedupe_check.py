@@ -14,8 +14,8 @@ are checked. Reported: seconds (each run), pairs checked and set apart; and the 
 one thread: reading a file into its grey picture (reduced-size JPEG decode) with SIFT on it,
 judging a pair (matching, RANSAC, the mirror tried when the straight fit fails), and judging a
 pair too plain for keypoints by lining one picture up inside the other (`aligned`: random
-pairs, which search every placing, and each original with its copies as dedupe lines them up,
-stopping at the first placing that calls them one picture). Then each
+pairs, which search every placing, and each original with its copies, the original first,
+stopping as dedupe does at the first placing that calls them one picture). Then each
 copy is searched for (k = 10, in process, warm) with the check and without it: the time a query
 takes, and how many were looked at and re-ranked.
 """
@@ -125,7 +125,7 @@ def main() -> None:
         per_pair = (time.perf_counter() - start) / len(pairs)
         start = time.perf_counter()
         plain = pairs[:100]
-        for x, y in plain:  # every placing searched, as for a pair that never lines up at 0.95
+        for x, y in plain:  # every placing searched, as for a pair that never reaches the "same" cut
             aligned(held[x], held[y])
         per_plain_pair = (time.perf_counter() - start) / len(plain)
         # each original with its copies through the judge dedupe uses for plain pairs (these
@@ -141,7 +141,7 @@ def main() -> None:
           f"SIFT), {per_pair * 1000:.1f} ms a pair (random pairs: mostly different pictures, "
           "so the mirror is tried too); a pair too plain to match, lined up instead (simsearch."
           f"verify.aligned): {per_plain_pair * 1000:.0f} ms; an original and its copy lined "
-          f"up as dedupe does (stops once they line up at {settings.plain_same}): "
+          f"up, the original first (stops once they line up at {settings.plain_same}): "
           f"{per_plain_copy * 1000:.1f} ms ({sum(v is True for v in lined)} of "
           f"{len(lined)} called one picture)")
     print(f"query (k = 10, warm, each copy in turn): {timed[False] * 1000:.0f} ms a query on "

@@ -341,8 +341,9 @@ def _tell_check(report, quiet: bool) -> None:
         same = done["checked"] - done["apart"] - done["unjudged"]
         held = f"; {done['held_back']} of them scored less" if alone is not None else ""
         plain_below = done.get("plain_below", done["below"])
-        plain = ("" if plain_below <= done["below"] else "; with a plain picture, at any score"
-                 if plain_below > 1 else f"; with a plain picture, below {plain_below}")
+        plain = ("" if plain_below <= done["below"] else
+                 "; with a plain or unreadable picture, at any score" if plain_below > 1 else
+                 f"; with a plain or unreadable picture, below {plain_below}")
         lines = [f"picture check: looked at {done['checked']} {pairs} (scoring below "
                  f"{done['below']}{plain}):",
                  f"  {same} the same picture",
@@ -550,7 +551,9 @@ def review_cmd(out_dir, plan_path, keep, protect, act_on_unconfirmed, threshold,
         plan = Plan.load(plan_path)
     else:
         from simsearch.index import open_index
+        from simsearch.plan import writable_plan_path
 
+        writable_plan_path(out_dir / "plan.json")  # refused before the work, not after it
         index = open_index(index_dir)
         with _Progress("checking pairs", quiet) as check_progress:
             report = index.duplicates(threshold, linkage, check=check,
@@ -671,9 +674,9 @@ def undo_cmd(journal, index_dir, as_json):
     index_note = _update_index(folder, relocate=report.moved_back, add=report.reappeared,
                                added=added)
     if report.reappeared and not folder:
-        index_note = (f"the index that forgot the files brought back from the trash is not "
-                      f"known (give --index DIR); add them back with: simsearch index "
-                      f"{_folders_text(report.reappeared)} --index DIR")
+        index_note = (f"undo does not know which index held the files brought back from the "
+                      f"trash (the plan named none; give --index DIR); to index them: simsearch "
+                      f"index {_folders_text(report.reappeared)} --index DIR")
     if as_json:
         click.echo(json.dumps({**report.to_dict(), "index": index_note, "reindexed": added}))
     else:

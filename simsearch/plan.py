@@ -203,17 +203,29 @@ def _header(path: str) -> tuple[str, dt.datetime | None]:
 
 
 def writable_plan_path(path: str | os.PathLike) -> None:
-    """PlanError unless `path` is free or holds a plan (which a new plan may replace)."""
-    if not os.path.lexists(path):
+    """PlanError unless `path` is free (or an empty file, or a link to nothing) or holds a plan,
+    which a new plan may replace: a plan is recognised by its content, in any key order."""
+    if not os.path.exists(path):  # free, or a dangling link (replaced, its target never made)
         return
     if os.path.isdir(path):
         raise PlanError(f"{path} is a folder; give a file name for the plan, e.g. {path}/plan.json")
     try:
+        size = os.path.getsize(path)
         with open(path, "rb") as fh:
-            head = fh.read(64)
+            head = fh.read(min(size, 1 << 16))
     except OSError as e:
         raise PlanError(f"{path}: cannot write the plan over it ({e.strerror or e})") from e
-    if not head.lstrip().startswith(b'{') or f'"{PLAN_FORMAT}"'.encode() not in head:
+    if size == 0:
+        return
+    is_plan = head.lstrip().startswith(b"{") and f'"{PLAN_FORMAT}"'.encode() in head
+    if is_plan and size > len(head):
+        pass  # a large plan: its format is named near the top however its keys are ordered
+    elif is_plan:
+        try:
+            is_plan = json.loads(head.decode("utf-8")).get("format") == PLAN_FORMAT
+        except (ValueError, AttributeError):
+            is_plan = False
+    if not is_plan:
         raise PlanError(f"{path} exists and is not a simsearch plan; it was left as it is "
                         f"(give another file name for the plan)")
 
@@ -324,7 +336,7 @@ class Plan:
             with open(path, "rb") as fh:
                 data = json.loads(fh.read().decode("utf-8"))
         except (OSError, ValueError) as e:
-            target = "plan.json" if os.path.lexists(path) else path  # never offer to overwrite it
+            target = "new-plan.json" if os.path.lexists(path) else path  # never over this file
             raise PlanError(f"{path}: cannot read the plan ({getattr(e, 'strerror', None) or e}); "
                             f"make one with: simsearch dedupe --plan {target}") from e
         return cls.from_dict(data, str(path))

@@ -346,7 +346,9 @@ class PictureCheck:
         self.stats = VerifyStats()
         self._held: OrderedDict[int, Features | None] = OrderedDict()  # least recent first
         self._verdicts: dict[tuple[int, int], bool | None] = {}  # asked again by a sweep
-        self._plain_pairs: set[tuple[int, int]] = set()  # ... of those, pairs lined up or tried
+        # ... of those, the pairs judged alike at every score: a plain picture (lined up, or
+        # tried) or one that cannot be read
+        self._plain_pairs: set[tuple[int, int]] = set()
         self._stood: set[tuple[int, int]] = set()  # read at or above `below`: not plain
         self._gone: set[int] = set()  # ids whose files are gone since they were indexed
 

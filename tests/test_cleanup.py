@@ -165,7 +165,7 @@ def test_undo_without_a_known_index_says_so_and_json_names_the_files_indexed_aga
     result = _run(["undo", f"{plan_file}.journal"])
     assert result.exit_code == 0, result.output
     assert "in the index again" not in result.stderr
-    assert f"add them back with: simsearch index {photos} --index DIR" in result.stderr
+    assert f"to index them: simsearch index {photos} --index DIR" in result.stderr
     # apply --index is what the journal records for undo, whatever the plan says
     journal = tmp_path / "second.journal"
     assert _run(["apply", plan_file, "--action", "trash", "-q", "--index", idx,

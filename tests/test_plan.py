@@ -176,8 +176,18 @@ def test_a_plan_never_replaces_a_file_that_is_not_a_plan(tmp_path):
     assert "no index" not in result.output  # refused before the index is even opened
     assert (tmp_path / "a.jpg").read_bytes() == before
     # reading a file that is not a plan never suggests writing a plan over it
-    with pytest.raises(PlanError, match=r"make one with: simsearch dedupe --plan plan.json$"):
+    with pytest.raises(PlanError, match=r"make one with: simsearch dedupe --plan new-plan.json$"):
         Plan.load(a)
+    # a plan edited by hand, keys sorted, is still a plan; an empty file may be replaced
+    edited = tmp_path / "edited.json"
+    edited.write_text(json.dumps(plan.to_dict(), sort_keys=True, indent=2))
+    plan.save(edited)
+    (tmp_path / "empty.json").touch()
+    plan.save(tmp_path / "empty.json")
+    not_a_plan = tmp_path / "other.json"
+    not_a_plan.write_text('{"format": "something else", "note": "simsearch-plan"}')
+    with pytest.raises(PlanError, match="not a simsearch plan"):
+        plan.save(not_a_plan)
 
 
 def _doubted(*paths, unchecked=()):
