@@ -120,8 +120,9 @@ def test_not_duplicates_from_a_saved_page_plan_are_remembered(tmp_path, tiny_mod
     assert not any(str(big2) in g for g in groups) and big2.exists() and originals[2].exists()
 
 
-def test_undo_of_trash_names_the_command_when_the_index_cannot_take_the_files_back(
-        tmp_path, tiny_model, monkeypatch):
+def _trashed_copy(tmp_path, tiny_model, monkeypatch):
+    """Three pictures and a copy of the first, indexed (with a copy of the tiny model), a plan
+    made, and the plan applied with trash. Returns (photos, originals, model, index, plan)."""
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
     photos = tmp_path / "photos"
     originals = write_pictures(photos, 3)
@@ -133,6 +134,12 @@ def test_undo_of_trash_names_the_command_when_the_index_cannot_take_the_files_ba
     plan_file = tmp_path / "plan.json"
     assert _run(["dedupe", "--index", idx, "--plan", plan_file]).exit_code == 0
     assert _run(["apply", plan_file, "--action", "trash", "-q"]).exit_code == 0
+    return photos, originals, model, idx, plan_file
+
+
+def test_undo_of_trash_names_the_command_when_the_index_cannot_take_the_files_back(
+        tmp_path, tiny_model, monkeypatch):
+    photos, originals, model, idx, plan_file = _trashed_copy(tmp_path, tiny_model, monkeypatch)
     model.unlink()  # the index's model is gone: the files come back, the index cannot embed them
     result = _run(["undo", f"{plan_file}.journal"])
     assert result.exit_code == 0, result.output
@@ -143,16 +150,8 @@ def test_undo_of_trash_names_the_command_when_the_index_cannot_take_the_files_ba
 
 def test_undo_without_a_known_index_says_so_and_json_names_the_files_indexed_again(
         tmp_path, tiny_model, monkeypatch):
-    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
-    photos = tmp_path / "photos"
-    originals = write_pictures(photos, 3)
-    shutil.copy2(originals[0], photos / "dup.jpg")
-    idx = tmp_path / "idx"
-    _run(["index", photos, "--index", idx, "--model", tiny_model / "model.onnx", "-q"])
-    plan_file = tmp_path / "plan.json"
-    assert _run(["dedupe", "--index", idx, "--plan", plan_file]).exit_code == 0
+    photos, _, _, idx, plan_file = _trashed_copy(tmp_path, tiny_model, monkeypatch)
     trashed = [p for g in Plan.load(plan_file).groups for p in g.act_on]
-    assert _run(["apply", plan_file, "--action", "trash", "-q"]).exit_code == 0
     result = _run(["undo", f"{plan_file}.journal", "--json"])
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
