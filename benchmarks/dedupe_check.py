@@ -10,8 +10,8 @@ text over a crop 50%), are indexed once; then `Index.duplicates` runs as `simsea
 plain picture lined up only below 0.95, where every check stops reading: `plain_below` None;
 the two timed twice each, in the order A B B A, after a warm-up check) and with `--no-check`
 (scores alone), and again at a low threshold (0.70) where many more pairs fall below 0.95 and
-are checked. Reported: seconds (each run), pairs checked and set apart; and the parts of the check's work timed alone,
-one thread: reading a file into its grey picture (reduced-size JPEG decode) with SIFT on it,
+are checked. Reported: seconds (each run), pairs checked and set apart; and the parts of
+the check's work timed alone, one thread: reading a file into its grey picture (reduced-size JPEG decode) with SIFT on it,
 judging a pair (matching, RANSAC, the mirror tried when the straight fit fails), and judging a
 pair too plain for keypoints by lining one picture up inside the other (`aligned`: random
 pairs, which search every placing, and each original with its copies, the original first,
@@ -125,7 +125,7 @@ def main() -> None:
         per_pair = (time.perf_counter() - start) / len(pairs)
         start = time.perf_counter()
         plain = pairs[:100]
-        for x, y in plain:  # every placing searched, as for a pair that never reaches the "same" cut
+        for x, y in plain:  # every placing searched, as for a pair never reaching "same"
             aligned(held[x], held[y])
         per_plain_pair = (time.perf_counter() - start) / len(plain)
         # each original with its copies through the judge dedupe uses for plain pairs (these

@@ -210,18 +210,16 @@ def writable_plan_path(path: str | os.PathLike) -> None:
     if os.path.isdir(path):
         raise PlanError(f"{path} is a folder; give a file name for the plan, e.g. {path}/plan.json")
     try:
-        size = os.path.getsize(path)
         with open(path, "rb") as fh:
-            head = fh.read(min(size, 1 << 16))
+            head = fh.read(1 << 16)
+            whole = not fh.read(1)
     except OSError as e:
         raise PlanError(f"{path}: cannot write the plan over it ({e.strerror or e})") from e
-    if size == 0:
+    if not head:
         return
     is_plan = head.lstrip().startswith(b"{") and f'"{PLAN_FORMAT}"'.encode() in head
-    if is_plan and size > len(head):
-        pass  # a large plan: its format is named near the top however its keys are ordered
-    elif is_plan:
-        try:
+    if is_plan and whole:  # read whole: the format key itself must say so, in any key order;
+        try:               # a larger plan names it near the top however its keys are ordered
             is_plan = json.loads(head.decode("utf-8")).get("format") == PLAN_FORMAT
         except (ValueError, AttributeError):
             is_plan = False

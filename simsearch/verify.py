@@ -15,8 +15,8 @@ stretches, the best normalised cross-correlation): `plain_same` or more is one p
 `plain_apart` two. Plain pairs are lined up up to `plain_below`, above `below` too (different
 clip-art glyphs score 0.95 and more: the score cannot tell them apart there either), so every
 pair under it is read to learn whether a picture is plain; a pair that is not plain stands on
-its score from `below` up, as before. A pair that cannot be judged (between those two, a picture flat all over,
-a file that cannot be read) is left to the score alone, at the threshold made for scores alone
+its score from `below` up, as before. A pair that cannot be judged (between those two, a
+picture flat all over, a file that cannot be read) is left to the score alone, at the threshold made for scores alone
 (`alone`: dedupe passes the index's `--no-check` threshold with each call): the check lets
 dedupe go below that threshold only for pairs it has looked at and found to be one picture.
 The settings were chosen by a rule on the default model's validation images
@@ -330,8 +330,9 @@ class PictureCheck:
     to keep. Pairs at or above `settings.reads_below` are kept unlooked-at; the rest are read
     from their files (`paths_of(ids)` -> {id: path}, called on the caller's thread, so it may
     read a database) and judged, but for a pair of pictures with keypoints at or above
-    `settings.below`: it stands on its score (only plain pairs are judged there). A pair that cannot be judged is kept when its score reaches `alone` (the
-    threshold made for scores alone, or `below` if lower; None keeps every such pair). `stats`
+    `settings.below`: it stands on its score (only plain pairs are judged there). A pair that
+    cannot be judged is kept when its score reaches `alone` (the threshold made for scores
+    alone, or `below` if lower; None keeps every such pair). `stats`
     adds up over calls, counting each pair when it is first judged.
     Each pair's verdict is kept (about 150 bytes a pair) so that one asked again (a dense row's
     list in dedupe, a sweep over thresholds) costs nothing; `remember=False` keeps none (a
@@ -365,8 +366,8 @@ class PictureCheck:
         scores = np.asarray(scores)
         keep = np.ones(len(a), bool)
         # enough on its score alone: at `alone`, or at `below` where pairs with keypoints stand
-        # on their score anyway;
-        # compared in the scores' own precision, as the dedupe threshold is
+        # on their score anyway; compared in the scores' own precision, as the dedupe
+        # threshold is
         enough = (np.ones(len(a), bool) if alone is None
                   else scores >= np.asarray(min(alone, self.settings.below), scores.dtype))
 

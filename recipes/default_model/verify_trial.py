@@ -98,18 +98,13 @@ def smaller_count(m: dict, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.array([min(m["keypoints"][x], m["keypoints"][y]) for x, y in zip(a, b)], int)
 
 
-def rejected(setting: tuple, scores: np.ndarray, kp: np.ndarray, m: dict,
-             alone_at: float | None) -> np.ndarray:
-    """The pairs a GRID setting never groups, decided from measure_pairs' measurements as
-    simsearch.verify.PictureCheck decides them (kp: each pair's smaller_count)."""
-    return verdicts(setting, scores, kp, m, alone_at)[0]
-
-
 def verdicts(setting: tuple, scores: np.ndarray, kp: np.ndarray, m: dict,
              alone_at: float | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """`rejected`'s pairs, and the pairs the setting looks at and finds the same picture
-    (`checked` evidence) and the ones it looks at and cannot tell (`unchecked`: a plan keeps
-    them unless told). A pair neither looked at nor rejected stands on its score."""
+    """The pairs a GRID setting never groups, decided from measure_pairs' measurements as
+    simsearch.verify.PictureCheck decides them (kp: each pair's smaller_count); the pairs it
+    looks at and finds the same picture (`checked` evidence); and the ones it looks at and
+    cannot tell (`unchecked`: a plan keeps them unless told). A pair in none of the three
+    stands on its score."""
     below, min_inliers, min_keypoints, alone, same, apart, plain_below = setting
     judged = kp >= min_keypoints
     part = (scores < below) & judged & (m["inliers"] < min_inliers)
