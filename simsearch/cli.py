@@ -344,9 +344,12 @@ def _tell_check(report, quiet: bool) -> None:
         plain = ("" if plain_below <= done["below"] else
                  "; with a plain or unreadable picture, at any score" if plain_below > 1 else
                  f"; with a plain or unreadable picture, below {plain_below}")
+        unsure = done.get("unsure", 0)
+        short = (f" ({unsure} of them not closely enough to act on: grouped, marked \"not "
+                 f"confirmed\")" if unsure else "")
         lines = [f"picture check: looked at {done['checked']} {pairs} (scoring below "
                  f"{done['below']}{plain}):",
-                 f"  {same} the same picture",
+                 f"  {same} the same picture{short}",
                  f"  {done['apart']} different pictures (not grouped)",
                  f"  {done['unjudged']} could not be told (plain pictures that line up only in "
                  f"part, smooth gradients, unreadable files): grouped {on_score}{held}"]
@@ -363,11 +366,11 @@ def _tell_unconfirmed(report, acting: bool = False) -> None:
     if not unconfirmed:
         return
     files = "file is" if len(unconfirmed) == 1 else "files are"
-    click.echo(f"{len(unconfirmed)} {files} grouped on their score alone, marked \"not confirmed "
-               f"by the picture check\": plain pictures that line up only in part, smooth "
-               f"gradients, or unreadable files (e.g. "
-               f"{_show(unconfirmed[0])}); different plain pictures (clip art, gradients) can "
-               f"score this high, so look at them before acting on them"
+    click.echo(f"{len(unconfirmed)} {files} marked \"not confirmed by the picture check\": "
+               f"plain pictures that line up only in part, smooth gradients or unreadable files, "
+               f"grouped on their score alone, or pictures found alike but not closely enough "
+               f"to act on (e.g. {_show(unconfirmed[0])}); different plain pictures (clip art, "
+               f"gradients) can score this high, so look at them before acting on them"
                + ("; this plan acts on them (--act-on-unconfirmed)" if acting else
                   ": a plan keeps them unless --act-on-unconfirmed")
                + ", and simsearch review marks them", err=True)

@@ -48,9 +48,10 @@ EVIDENCE = {
     "score": "its score alone: high enough (0.95) that the picture check does not judge a "
              "pair of pictures with local features, or the check was off",
     "checked": "the picture check found it the same picture as the centre",
-    "unchecked": "its score alone: the picture check could not confirm it (plain pictures that "
-                 "line up only in part, at any score; a smooth gradient; or a file that cannot "
-                 "be read)",
+    "unchecked": "not confirmed by the picture check: grouped on its score alone (plain "
+                 "pictures that line up only in part, at any score; a smooth gradient; or a file "
+                 "that cannot be read), or found the same picture but not closely enough to act "
+                 "on (too few agreeing features, or plain pictures not lined up closely)",
 }
 _APART_CHUNK = 1 << 20  # pairs looked up at a time against the pairs set apart
 # a second opinion on pairs of ids and their scores: True for each pair to keep
@@ -111,8 +112,8 @@ class Group:
 
     @property
     def unconfirmed(self) -> list[str]:
-        """Members grouped on their score alone because the picture check could not judge
-        them: the ones to look at before acting on a group."""
+        """Members the picture check could not confirm (grouped on their score alone, or found
+        alike short of the cuts for a file action): the ones to look at before acting."""
         return [m.path for m in self.members if m.evidence == "unchecked"]
 
     @property

@@ -815,7 +815,9 @@ class Index:
         report = DuplicateReport(threshold, source, check=None if not check else
                                  {**check.stats.since(before).to_dict(),
                                   "below": check.settings.below,
-                                  "plain_below": check.settings.reads_below, "alone": alone})
+                                  "plain_below": check.settings.reads_below, "alone": alone,
+                                  "act_inliers": check.settings.act_inliers,
+                                  "act_aligned": check.settings.sure_aligned})
         for g in found:
             evidence = _evidence(g, rows, check or None)
             members = _current_files([Member(i, rows[i].path, s, rows[i].sha256, rows[i].size,

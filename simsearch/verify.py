@@ -29,6 +29,7 @@ them; decoding goes through `simsearch.images` like everything else.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import threading
@@ -49,6 +50,7 @@ __all__ = ["VerifySettings", "VerifyStats", "Features", "PictureCheck", "RerankS
 Progress = Callable[[int, int], None]
 _OWN = object()  # PictureCheck's call: no `alone` given, the check's own stands
 _STOOD = "stood"  # a pair read only to learn it is not plain, at or above `below`: its score stands
+_UNSURE = "unsure"  # the same picture for grouping, short of the cuts for a file action
 
 
 @dataclass(frozen=True)
@@ -69,11 +71,23 @@ class VerifySettings:
     # pairs with a plain picture are lined up while they score under this, above `below` too
     # (None: as `below`); to learn which pictures are plain, every pair under it is read
     plain_below: float | None = 1.01
+    # a pair found the same picture is grouped; a plan acts on it only when it also reaches these
+    # (more agreeing matches, or lined up more closely; None: `plain_same`), else it is "not
+    # confirmed" and kept (two different glyphs, a B and an 8, line up at 0.91)
+    act_inliers: int = 20
+    act_aligned: float | None = None
 
     @property
     def reads_below(self) -> float:
         """Pairs scoring under this have their pictures read."""
         return max(self.below, self.plain_below or self.below)
+
+    @property
+    def sure_aligned(self) -> float | None:
+        """A plain pair lined up at or above this is the same picture for a file action too."""
+        if self.plain_same is None or self.act_aligned is None:
+            return self.plain_same
+        return max(self.plain_same, self.act_aligned)
 
 
 @dataclass
@@ -88,22 +102,23 @@ class VerifyStats:
     held_back: int = 0                                  # ... below the score-alone threshold
     unreadable: dict[str, str] = field(default_factory=dict)  # path -> reason
     plain: int = 0                                      # pairs judged by `aligned`
+    unsure: int = 0     # the same picture, short of the act cuts: grouped, not acted on
 
     def to_dict(self) -> dict:
         return {"checked": self.checked, "apart": self.apart, "plain": self.plain,
                 "unjudged": self.unjudged, "held_back": self.held_back,
-                "unreadable": dict(self.unreadable)}
+                "unsure": self.unsure, "unreadable": dict(self.unreadable)}
 
     def copy(self) -> "VerifyStats":
-        return VerifyStats(self.checked, self.apart, self.unjudged, self.held_back,
-                           dict(self.unreadable), self.plain)
+        return dataclasses.replace(self, unreadable=dict(self.unreadable))
 
     def since(self, before: "VerifyStats") -> "VerifyStats":
         """What was added after `before` (a `copy()` of these stats taken earlier)."""
         return VerifyStats(self.checked - before.checked, self.apart - before.apart,
                            self.unjudged - before.unjudged, self.held_back - before.held_back,
                            {p: why for p, why in self.unreadable.items()
-                            if p not in before.unreadable}, self.plain - before.plain)
+                            if p not in before.unreadable}, self.plain - before.plain,
+                           self.unsure - before.unsure)
 
 
 @dataclass
@@ -307,11 +322,17 @@ def plain_verdict(a: Features, b: Features, settings: VerifySettings = VerifySet
     (cannot tell) between them or when nothing can be compared."""
     if settings.plain_same is None and settings.plain_apart is None:
         return None
-    value = aligned(a, b, enough=settings.plain_same)  # enough to call them one picture
+    verdict = _lined_up(aligned(a, b, enough=settings.plain_same), settings)
+    return True if verdict is _UNSURE else verdict
+
+
+def _lined_up(value: float | None, settings: VerifySettings) -> bool | None | str:
+    """`aligned`'s figure as a verdict: True at or above `sure_aligned`, _UNSURE from
+    `plain_same` up to it, False below `plain_apart`, None between or for no figure."""
     if value is None:
         return None
     if settings.plain_same is not None and value >= settings.plain_same:
-        return True
+        return True if value >= settings.sure_aligned else _UNSURE
     if settings.plain_apart is not None and value < settings.plain_apart:
         return False
     return None
@@ -375,7 +396,7 @@ class PictureCheck:
             """Kept: the same picture, standing on its score (_STOOD: at or above `below`, not
             plain), or not judged and scoring enough on its own (or with a file gone since
             indexing: dedupe then leaves it out and says so)."""
-            return verdict is True or verdict is _STOOD or (verdict is None and (
+            return verdict in (True, _STOOD, _UNSURE) or (verdict is None and (
                 bool(enough[row]) or a[row] in self._gone or b[row] in self._gone))
 
         todo = np.flatnonzero(scores < np.asarray(self.settings.reads_below, scores.dtype))
@@ -432,6 +453,7 @@ class PictureCheck:
                         self.stats.apart += verdict is False
                         self.stats.plain += lined
                         self.stats.unjudged += verdict is None
+                        self.stats.unsure += verdict is _UNSURE
                         self.stats.held_back += verdict is None and not keep[row]
                     for i in (x, y):
                         uses[i] -= 1
@@ -444,10 +466,12 @@ class PictureCheck:
 
     def verdict(self, x: int, y: int) -> bool | None:
         """The verdict kept for the pair of ids (x, y), either way round: True the same
-        picture, False two different pictures, None not judged (too small, plain or unreadable).
-        KeyError when the pair was never judged (it scored `below` or more and was not plain, or
-        this check keeps no verdicts)."""
-        return self._verdicts[self._key(x, y)]
+        picture, sure enough for a file action; False two different pictures; None not
+        confirmed (not judged: plain, a gradient or unreadable; or the same picture short of the
+        act cuts, grouped all the same). KeyError when the pair was never judged (it scored
+        `below` or more and was not plain, or this check keeps no verdicts)."""
+        verdict = self._verdicts[self._key(x, y)]
+        return None if verdict is _UNSURE else verdict
 
     @staticmethod
     def _key(x, y) -> tuple[int, int]:
@@ -483,8 +507,12 @@ class PictureCheck:
         if min(fx.count, fy.count) >= s.min_keypoints:
             if high:
                 return _STOOD, False, False
-            return agreeing(fx, fy, s, enough=s.min_inliers) >= s.min_inliers, False, False
-        verdict = plain_verdict(fx, fy, s)
+            found = agreeing(fx, fy, s, enough=max(s.min_inliers, s.act_inliers))
+            return (found >= s.act_inliers or (_UNSURE if found >= s.min_inliers else False),
+                    False, False)
+        if s.plain_same is None and s.plain_apart is None:
+            return None, False, True
+        verdict = _lined_up(aligned(fx, fy, enough=s.sure_aligned), s)
         return verdict, verdict is not None, True
 
 

@@ -98,7 +98,7 @@ def test_pairs_the_check_cannot_judge_need_the_threshold_for_scores_alone(tmp_pa
     # a judged copy stays grouped below `alone`; an unjudged pair is held back below it
     assert check(a, b, np.array([0.8, 0.87, 0.87])).tolist() == [True, False, False]
     assert check.stats.to_dict() | {"unreadable": None} == {
-        "checked": 3, "apart": 1, "plain": 0, "unjudged": 1, "held_back": 1, "unreadable": None}
+        "checked": 3, "apart": 1, "plain": 0, "unjudged": 1, "held_back": 1, "unsure": 0, "unreadable": None}
     # the verdicts are kept; the score and `alone` decide again at every call
     assert check(a, b, np.array([0.8, 0.9, 0.9])).tolist() == [True, True, False]
     assert check(a, b, np.array([0.8, 0.87, 0.87]), alone=None).tolist() == [True, True, False]
@@ -422,7 +422,7 @@ def test_each_member_says_what_put_it_in_its_group(tmp_path, tiny_model, monkeyp
     assert evidence(dedupe(plain_dir, "--json")) == ["centre", "unchecked", "unchecked"]
     text = dedupe(plain_dir)
     assert text.stdout.count("(not confirmed by the picture check)") == 2
-    assert "2 files are grouped on their score alone" in text.stderr
+    assert "2 files are marked \"not confirmed by the picture check\"" in text.stderr
     assert "look at them before acting" in text.stderr
     assert "not confirmed" not in dedupe(busy_dir).stdout + dedupe(busy_dir).stderr
     plan = tmp_path / "plan.json"
@@ -529,7 +529,7 @@ def test_the_check_judges_plain_pairs_by_lining_them_up(tmp_path):
     # two flat pictures are held to 0.86
     assert keeping(a, b, np.array([0.82, 0.9, 0.84])).tolist() == [True, True, False]
     assert keeping.stats.to_dict() | {"unreadable": None} == {
-        "checked": 3, "apart": 0, "plain": 1, "unjudged": 2, "held_back": 1, "unreadable": None}
+        "checked": 3, "apart": 0, "plain": 1, "unjudged": 2, "held_back": 1, "unsure": 0, "unreadable": None}
     # the default cut for different pictures (0.6) parts the letters even above 0.86
     check = PictureCheck(keeping.paths_of, alone=0.86)
     assert check(a, b, np.array([0.82, 0.9, 0.84])).tolist() == [True, False, False]
@@ -566,7 +566,7 @@ def test_plain_pairs_are_lined_up_at_every_score_and_other_pairs_there_stand_on_
     with pytest.raises(KeyError):  # never judged: dedupe's evidence is "score"
         check.verdict(5, 6)
     assert check.stats.to_dict() | {"unreadable": None} == {
-        "checked": 4, "apart": 1, "plain": 2, "unjudged": 2, "held_back": 0, "unreadable": None}
+        "checked": 4, "apart": 1, "plain": 2, "unjudged": 2, "held_back": 0, "unsure": 0, "unreadable": None}
     assert list(check.stats.unreadable) == [by_id[7]]
     # asked again, nothing is read again; the busy pair read at 0.97 is judged once it scores
     # below 0.95, and a pair judged there stands on its score at 0.97
@@ -604,6 +604,32 @@ def test_a_pair_is_judged_the_same_way_round_whatever_ids_its_files_have(tmp_pat
         check = PictureCheck(lambda ids, by_id=by_id: {i: by_id[i] for i in ids})
         assert check(np.array([0]), np.array([1]), np.array([0.9])).tolist() == [False]
     assert first == [(paths["a.jpg"], paths["b.jpg"])] * 2
+
+
+def test_a_pair_short_of_the_act_cuts_is_grouped_but_not_confirmed(tmp_path):
+    from simsearch.verify import agreeing, aligned, picture_features
+    paths = write(tmp_path, {"a.jpg": busy(1), "a_crop.jpg": apply_edit(
+        "crop70", busy(1), random.Random(0)), "seven.png": glyph("7"),
+        "seven_crop.png": apply_edit("crop70", glyph("7"), random.Random(0))})
+    by_id = dict(enumerate(paths.values()))
+    found = agreeing(*(picture_features(by_id[i]) for i in (0, 1)), enough=None)
+    lined = aligned(*(picture_features(by_id[i]) for i in (2, 3)))
+    assert found >= 20 and 0.9 <= lined < 0.999
+    a, b, scores = np.array([0, 2]), np.array([1, 3]), np.array([0.82, 0.82])
+
+    def check(**cuts):
+        made = PictureCheck(lambda ids: {i: by_id[i] for i in ids}, VerifySettings(**cuts),
+                            alone=0.86)
+        assert made(a, b, scores).tolist() == [True, True]  # grouped either way
+        return [made.verdict(0, 1), made.verdict(2, 3)], made.stats.unsure
+    # at the grouping cuts, or at act cuts both pairs reach, both are confirmed
+    assert check(act_inliers=20, act_aligned=None) == ([True, True], 0)
+    assert check(act_inliers=found, act_aligned=lined - 1e-4) == ([True, True], 0)
+    # just short of them: grouped all the same, not confirmed (a plan keeps such a file)
+    assert check(act_inliers=found + 1, act_aligned=None) == ([None, True], 1)
+    assert check(act_inliers=20, act_aligned=lined + 1e-4) == ([True, None], 1)
+    # an act cut under the grouping cut changes nothing
+    assert VerifySettings(act_aligned=0.5).sure_aligned == VerifySettings().plain_same
 
 
 def test_the_shipped_settings_are_the_trials_choice():

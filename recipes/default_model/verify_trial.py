@@ -120,6 +120,71 @@ def verdicts(setting: tuple, scores: np.ndarray, kp: np.ndarray, m: dict,
     return part, same_picture, too_plain & ~part & ~same_picture
 
 
+# session 22: the cuts a pair the check finds the same picture must also pass before a plan acts
+# on it (act_inliers agreeing matches for pictures with keypoints, act_aligned for plain ones;
+# None: the grouping cut); a pair short of them stays grouped, "not confirmed"
+ACT_GRID = tuple((i, c) for i in (20, 25, 30, 40, 60)
+                 for c in (None, 0.92, 0.94, 0.95, 0.96, 0.97, 0.98, 0.99))
+
+
+def unsure(setting: tuple, act: tuple, scores: np.ndarray, kp: np.ndarray, m: dict,
+           alone_at: float | None) -> np.ndarray:
+    """The pairs a plan keeps under `setting` with the act cuts `act` (see ACT_GRID): those the
+    check cannot tell, and those it finds the same picture short of the act cuts."""
+    _, same_picture, doubt = verdicts(setting, scores, kp, m, alone_at)
+    act_inliers, act_aligned = act
+    judged = kp >= setting[2]
+    weak = judged & (m["inliers"] < act_inliers)
+    if act_aligned is not None:
+        weak |= ~judged & ~(m["aligned"] >= act_aligned)  # NaN: not lined up, weak
+    return doubt | (same_picture & weak)
+
+
+def act_trial(setting: tuple, alone_at: float | None, threshold: float, sets: list[dict],
+              val: dict) -> dict:
+    """Files the default plan acts on under each ACT_GRID cut, with the grouping `setting` at its
+    `threshold`: of the glyphs' false groups and the validation groups' members of another
+    family (not copies: a file lost), and the validation copies (acted on as they should be)."""
+    def groups_of(g: dict, part: np.ndarray) -> tuple[list, dict]:
+        key = {(int(x), int(y)): i for i, (x, y) in enumerate(zip(g["a"], g["b"]))}
+
+        def check(x, y, s):
+            return ~part[[key[(min(p, q), max(p, q))] for p, q in zip(x.tolist(), y.tolist())]]
+        ids = np.arange(len(g["vectors"]), dtype=np.int64)
+        found = find_groups(ids, g["vectors"], g["offsets"], ids, threshold, "centre",
+                            knee=KNEE, check=check)
+        return [gr for gr in found if len(gr.ids) > 1], key
+
+    held = []
+    for g in sets + [val]:
+        part, _, _ = verdicts(setting, g["scores"], g["kp"], g["m"], alone_at)
+        held.append((g, *groups_of(g, part)))
+    rows = []
+    for act in ACT_GRID:
+        wrong = right = 0
+        for g, found, key in held:
+            keep = unsure(setting, act, g["scores"], g["kp"], g["m"], alone_at)
+            for gr in found:
+                for j in gr.ids[1:]:
+                    if keep[key[(min(gr.centre, j), max(gr.centre, j))]]:
+                        continue
+                    copy = "family" in g and g["family"][gr.centre] == g["family"][j]
+                    right += copy
+                    wrong += not copy
+        rows.append({"act_inliers": act[0], "act_aligned": act[1],
+                     "files_lost": wrong, "copies_acted_on": right})
+    return {"rows": rows, "chosen": choose_act(rows)}
+
+
+def choose_act(rows: list[dict]) -> dict:
+    """The act cuts are chosen by (declared before session 22's run): the fewest files the
+    default plan acts on that are not copies (each one a picture lost), then the most copies it
+    acts on, then the lowest cuts. Safety first: a copy left unconfirmed is kept and shown for
+    review ("It is a copy: act on it too"); a different picture acted on is gone."""
+    return min(rows, key=lambda r: (r["files_lost"], -r["copies_acted_on"], r["act_inliers"],
+                                    r["act_aligned"] or 0))
+
+
 def measure_glyphs(model: str, tmp: Path) -> list[dict]:
     """lookalikes.py's sets of different glyphs (one font, one style each; every pair in a set
     is two different pictures), embedded by `model`, each with its pairs scoring >= LOWEST
@@ -317,6 +382,16 @@ def main() -> None:
     print(f"chosen: {json.dumps(chosen['setting'])} (recall at precision 0.97 "
           f"{chosen['recall_at_p97']:.4f}, threshold {chosen['threshold']}, precision "
           f"{chosen['threshold_precision']:.4f})")
+    c = chosen["setting"]
+    chosen_setting = (c["below"], c["min_inliers"], c["min_keypoints"], c["alone"] is not None,
+                      c["plain_same"], c["plain_apart"], c["plain_below"])
+    val = {"vectors": V, "offsets": O, "a": a, "b": b, "scores": scores, "m": m, "kp": kp,
+           "family": [family[p] for p in v.ids]}
+    act = act_trial(chosen_setting, alone_at, chosen["threshold"], glyphs, val)
+    for r in act["rows"]:
+        print(f"act cuts {r['act_inliers']} matches / lined up {r['act_aligned']}: "
+              f"{r['files_lost']} files lost, {r['copies_acted_on']} copies acted on")
+    print(f"act cuts chosen: {json.dumps(act['chosen'])}")
     bands = []
     for lo, hi in ((0.76, 0.82), (0.82, 0.86), (0.86, 0.90), (0.90, 0.95), (0.95, 1.01)):
         sel = (scores >= lo) & (scores < hi)
@@ -329,7 +404,7 @@ def main() -> None:
         args.json.write_text(json.dumps({
             "model": args.model, "model_id": v.model.model_id, "knee": KNEE,
             "pairs": int(len(a)), "defaults": dataclasses.asdict(VerifySettings()),
-            "checked_floor": CHECKED_FLOOR, "chosen": chosen["setting"],
+            "checked_floor": CHECKED_FLOOR, "chosen": chosen["setting"], "act": act,
             "inliers_by_band": bands, "rows": rows}, indent=1) + "\n")
 
 
