@@ -353,6 +353,9 @@ def _tell_check(report, quiet: bool) -> None:
                  f"  {done['apart']} different pictures (not grouped)",
                  f"  {done['unjudged']} could not be told (plain pictures that line up only in "
                  f"part, smooth gradients, unreadable files): grouped {on_score}{held}"]
+        if done.get("remembered"):
+            lines.append(f"  of all these, {done['remembered']} were judged in an earlier run "
+                         f"on the same files (kept in the index folder, checked.npz)")
         if done.get("plain"):
             lines.append(f"  of all these, {done['plain']} too plain for local features were "
                          f"judged by lining one picture up inside the other (the same picture "

@@ -804,11 +804,21 @@ class Index:
                 if check:
                     before = check.stats.copy()
 
+                    def contents_of(wanted, ids=ids, contents=contents):
+                        """This snapshot's content hashes of `wanted` ids."""
+                        wanted = np.asarray(list(wanted), np.int64)
+                        at = np.minimum(np.searchsorted(ids, wanted), max(len(ids) - 1, 0))
+                        return {int(i): contents[j] for i, j in zip(wanted.tolist(), at.tolist())
+                                if len(ids) and ids[j] == i}
+
                     def judge(a, b, scores):  # this snapshot's paths, this call's progress
                         return check(a, b, scores, paths_of=catalog.paths,
-                                     progress=check_progress, alone=alone)
+                                     progress=check_progress, alone=alone,
+                                     contents_of=contents_of)
                 found = find_groups(ids, vectors, offsets, codes, threshold, linkage, apart,
                                     progress=progress, check=judge)
+                if check:
+                    check.save_verdicts(ids, contents)  # the next run need not read them again
                 rows = catalog.rows_by_id({i for g in found for i in g.ids})
         finally:
             catalog.close()
@@ -844,7 +854,7 @@ class Index:
     def picture_check(self, settings: VerifySettings = VerifySettings()) -> PictureCheck:
         """A picture check for `duplicates` (see `simsearch.verify`), to reuse across calls while
         the index is unchanged: each pair is judged once however often it is asked about."""
-        return PictureCheck(self._catalog_paths, settings)
+        return PictureCheck(self._catalog_paths, settings, keep_in=self.folder)
 
     def _catalog_paths(self, ids: Iterable[int]) -> dict[int, str]:
         """The indexed path of each id (ids not indexed are left out)."""

@@ -51,6 +51,7 @@ Progress = Callable[[int, int], None]
 _OWN = object()  # PictureCheck's call: no `alone` given, the check's own stands
 _STOOD = "stood"  # a pair read only to learn it is not plain, at or above `below`: its score stands
 _UNSURE = "unsure"  # the same picture for grouping, short of the cuts for a file action
+_VERDICTS = (False, True, _UNSURE, None, _STOOD)  # a verdict's code (simsearch.verdicts) is its place
 
 
 @dataclass(frozen=True)
@@ -103,11 +104,13 @@ class VerifyStats:
     unreadable: dict[str, str] = field(default_factory=dict)  # path -> reason
     plain: int = 0                                      # pairs judged by `aligned`
     unsure: int = 0     # the same picture, short of the act cuts: grouped, not acted on
+    remembered: int = 0  # of all these, pairs judged in an earlier run (simsearch.verdicts)
 
     def to_dict(self) -> dict:
         return {"checked": self.checked, "apart": self.apart, "plain": self.plain,
                 "unjudged": self.unjudged, "held_back": self.held_back,
-                "unsure": self.unsure, "unreadable": dict(self.unreadable)}
+                "unsure": self.unsure, "remembered": self.remembered,
+                "unreadable": dict(self.unreadable)}
 
     def copy(self) -> "VerifyStats":
         return dataclasses.replace(self, unreadable=dict(self.unreadable))
@@ -118,7 +121,7 @@ class VerifyStats:
                            self.unjudged - before.unjudged, self.held_back - before.held_back,
                            {p: why for p, why in self.unreadable.items()
                             if p not in before.unreadable}, self.plain - before.plain,
-                           self.unsure - before.unsure)
+                           self.unsure - before.unsure, self.remembered - before.remembered)
 
 
 @dataclass
@@ -357,13 +360,19 @@ class PictureCheck:
     adds up over calls, counting each pair when it is first judged.
     Each pair's verdict is kept (about 150 bytes a pair) so that one asked again (a dense row's
     list in dedupe, a sweep over thresholds) costs nothing; `remember=False` keeps none (a
-    caller that asks once). Ids are keys: reuse a check only while the index is unchanged."""
+    caller that asks once). Ids are keys: reuse a check only while the index is unchanged.
+    With `keep_in` (an index folder) and `contents_of(ids)` -> {id: content hash}, verdicts are
+    also kept between runs there (`simsearch.verdicts`; `save_verdicts` writes them)."""
 
     def __init__(self, paths_of: Callable[[list[int]], dict[int, str]],
                  settings: VerifySettings = VerifySettings(), progress: Progress | None = None,
-                 workers: int | None = None, remember: bool = True, alone: float | None = None):
+                 workers: int | None = None, remember: bool = True, alone: float | None = None,
+                 keep_in: "str | os.PathLike | None" = None,
+                 contents_of: Callable[[list[int]], dict[int, str]] | None = None):
         self.paths_of, self.settings, self.progress = paths_of, settings, progress
         self.remember, self.alone = remember, alone
+        self.keep_in, self.contents_of = keep_in, contents_of
+        self.memory = None  # the verdicts kept in `keep_in`, read when first needed
         self.workers = workers or min(4, os.cpu_count() or 1)
         self.stats = VerifyStats()
         self._held: OrderedDict[int, Features | None] = OrderedDict()  # least recent first
@@ -376,11 +385,14 @@ class PictureCheck:
 
     def __call__(self, a: np.ndarray, b: np.ndarray, scores: np.ndarray,
                  paths_of: Callable[[list[int]], dict[int, str]] | None = None,
-                 progress: Progress | None = None, alone: "float | None | object" = _OWN
+                 progress: Progress | None = None, alone: "float | None | object" = _OWN,
+                 contents_of: Callable[[list[int]], dict[int, str]] | None = None
                  ) -> np.ndarray:
-        """Keep (True) or part (False) each pair (a[i], b[i]). `paths_of`, `progress` and
-        `alone` (a float or None), when given, stand in for this call for the check's own."""
+        """Keep (True) or part (False) each pair (a[i], b[i]). `paths_of`, `progress`,
+        `contents_of` and `alone` (a float or None), when given, stand in for this call for the
+        check's own."""
         paths_of, progress = paths_of or self.paths_of, progress or self.progress
+        contents_of = contents_of or self.contents_of
         alone = self.alone if alone is _OWN else alone
         a, b = np.asarray(a, np.int64), np.asarray(b, np.int64)
         a, b = np.minimum(a, b), np.maximum(a, b)  # one pair, one verdict, either way round
@@ -413,7 +425,15 @@ class PictureCheck:
         todo = np.setdiff1d(todo, np.array(known, np.int64))
         if not len(todo):
             return keep
-        _cv2()  # a missing OpenCV stops the run here, before any file is read
+        cv2 = _cv2()  # a missing OpenCV stops the run here, before any file is read
+        contents: dict[int, str] = {}
+        if self.keep_in is not None and contents_of is not None:
+            if self.memory is None:
+                from simsearch.verdicts import Verdicts, fingerprint
+                self.memory = Verdicts(self.keep_in, fingerprint(self.settings, cv2.__version__))
+            todo, contents = self._recall(todo, a, b, high, keep, decide, paths_of, contents_of)
+            if not len(todo):
+                return keep
         todo = todo[np.lexsort((b[todo], a[todo]))]  # each first picture's pairs together
         uses: dict[int, int] = {}
         for i in np.concatenate([a[todo], b[todo]]).tolist():
@@ -442,19 +462,11 @@ class PictureCheck:
                 for row, x, y, (verdict, lined, plain) in zip(part.tolist(), a[part].tolist(),
                                                               b[part].tolist(), verdicts):
                     keep[row] = decide(row, verdict)
-                    if self.remember and verdict is _STOOD:
-                        self._stood.add(self._key(x, y))
-                    elif self.remember:
-                        self._verdicts[self._key(x, y)] = verdict
-                        if plain:
-                            self._plain_pairs.add(self._key(x, y))
-                    if verdict is not _STOOD:  # read, but not judged: not counted
-                        self.stats.checked += 1
-                        self.stats.apart += verdict is False
-                        self.stats.plain += lined
-                        self.stats.unjudged += verdict is None
-                        self.stats.unsure += verdict is _UNSURE
-                        self.stats.held_back += verdict is None and not keep[row]
+                    self._note(x, y, verdict, lined, plain, bool(keep[row]))
+                    fx, fy = self._held.get(x), self._held.get(y)
+                    if contents and fx is not None and fy is not None:  # both read: kept
+                        self.memory.put(x, y, contents[x], contents[y], fx.source <= fy.source,
+                                        _VERDICTS.index(verdict), plain)
                     for i in (x, y):
                         uses[i] -= 1
                         if uses[i] == 0 and len(self._held) > self.settings.cache // 2:
@@ -463,6 +475,56 @@ class PictureCheck:
                 if progress:
                     progress(done, len(todo))
         return keep
+
+    def _note(self, x: int, y: int, verdict, lined: bool, plain: bool, kept: bool) -> None:
+        """Keep a pair's verdict for this run and count it."""
+        key = self._key(x, y)
+        if self.remember and verdict is _STOOD:
+            self._stood.add(key)
+        elif self.remember:
+            self._verdicts[key] = verdict
+            if plain:
+                self._plain_pairs.add(key)
+        if verdict is not _STOOD:  # read, but not judged: not counted
+            self.stats.checked += 1
+            self.stats.apart += verdict is False
+            self.stats.plain += lined
+            self.stats.unjudged += verdict is None
+            self.stats.unsure += verdict is _UNSURE
+            self.stats.held_back += verdict is None and not kept
+
+    def _recall(self, todo: np.ndarray, a: np.ndarray, b: np.ndarray, high: np.ndarray,
+                keep: np.ndarray, decide, paths_of, contents_of
+                ) -> tuple[np.ndarray, dict[int, str]]:
+        """Decide the pairs of `todo` judged in an earlier run on the same contents, in the same
+        order (see `simsearch.verdicts`); returns the pairs still to judge and every id's
+        content hash, to keep their verdicts."""
+        ids = list(dict.fromkeys(np.concatenate([a[todo], b[todo]]).tolist()))
+        contents, paths = contents_of(ids), paths_of(ids)
+        recalled = []
+        for r in todo.tolist():
+            x, y = int(a[r]), int(b[r])
+            if x not in contents or y not in contents or x not in paths or y not in paths:
+                continue
+            hit = self.memory.get(x, y, contents[x], contents[y], paths[x] <= paths[y])
+            if hit is None or hit[0] >= len(_VERDICTS):
+                continue
+            verdict, plain = _VERDICTS[hit[0]], hit[1]
+            if verdict is _STOOD and not high[r]:
+                continue  # read above `below` only: below it, the pair is judged now
+            if high[r] and not plain:
+                verdict = _STOOD  # pictures with keypoints stand on their score there
+            keep[r] = decide(r, verdict)
+            self._note(x, y, verdict, plain and verdict is not None, plain, bool(keep[r]))
+            self.stats.remembered += verdict is not _STOOD
+            recalled.append(r)
+        return np.setdiff1d(todo, np.array(recalled, np.int64)), contents
+
+    def save_verdicts(self, ids: np.ndarray, contents: np.ndarray) -> None:
+        """Write the verdicts kept between runs (see `keep_in`), those of files still indexed
+        with these contents (`ids` in order)."""
+        if self.memory is not None:
+            self.memory.save(ids, contents)
 
     def verdict(self, x: int, y: int) -> bool | None:
         """The verdict kept for the pair of ids (x, y), either way round: True the same

@@ -98,7 +98,7 @@ def test_pairs_the_check_cannot_judge_need_the_threshold_for_scores_alone(tmp_pa
     # a judged copy stays grouped below `alone`; an unjudged pair is held back below it
     assert check(a, b, np.array([0.8, 0.87, 0.87])).tolist() == [True, False, False]
     assert check.stats.to_dict() | {"unreadable": None} == {
-        "checked": 3, "apart": 1, "plain": 0, "unjudged": 1, "held_back": 1, "unsure": 0, "unreadable": None}
+        "checked": 3, "apart": 1, "plain": 0, "unjudged": 1, "held_back": 1, "unsure": 0, "remembered": 0, "unreadable": None}
     # the verdicts are kept; the score and `alone` decide again at every call
     assert check(a, b, np.array([0.8, 0.9, 0.9])).tolist() == [True, True, False]
     assert check(a, b, np.array([0.8, 0.87, 0.87]), alone=None).tolist() == [True, True, False]
@@ -529,7 +529,7 @@ def test_the_check_judges_plain_pairs_by_lining_them_up(tmp_path):
     # two flat pictures are held to 0.86
     assert keeping(a, b, np.array([0.82, 0.9, 0.84])).tolist() == [True, True, False]
     assert keeping.stats.to_dict() | {"unreadable": None} == {
-        "checked": 3, "apart": 0, "plain": 1, "unjudged": 2, "held_back": 1, "unsure": 0, "unreadable": None}
+        "checked": 3, "apart": 0, "plain": 1, "unjudged": 2, "held_back": 1, "unsure": 0, "remembered": 0, "unreadable": None}
     # the default cut for different pictures (0.6) parts the letters even above 0.86
     check = PictureCheck(keeping.paths_of, alone=0.86)
     assert check(a, b, np.array([0.82, 0.9, 0.84])).tolist() == [True, False, False]
@@ -566,7 +566,7 @@ def test_plain_pairs_are_lined_up_at_every_score_and_other_pairs_there_stand_on_
     with pytest.raises(KeyError):  # never judged: dedupe's evidence is "score"
         check.verdict(5, 6)
     assert check.stats.to_dict() | {"unreadable": None} == {
-        "checked": 4, "apart": 1, "plain": 2, "unjudged": 2, "held_back": 0, "unsure": 0, "unreadable": None}
+        "checked": 4, "apart": 1, "plain": 2, "unjudged": 2, "held_back": 0, "unsure": 0, "remembered": 0, "unreadable": None}
     assert list(check.stats.unreadable) == [by_id[7]]
     # asked again, nothing is read again; the busy pair read at 0.97 is judged once it scores
     # below 0.95, and a pair judged there stands on its score at 0.97

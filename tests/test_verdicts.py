@@ -1,0 +1,115 @@
+"""The picture check's verdicts kept between runs (simsearch/verdicts.py): a second dedupe reads
+no picture and gives the same answer; a changed file, another order or other settings are
+judged afresh; a damaged file is ignored and replaced."""
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from simsearch.cli import main
+from simsearch.verdicts import FILE, Verdicts, fingerprint
+from simsearch.verify import VerifySettings
+from test_verify import busy, busy_index, write  # noqa: F401 (a fixture)
+
+SHA = {i: f"{i:064x}" for i in range(1, 6)}
+
+
+def test_verdicts_come_back_only_for_the_same_contents_order_and_settings(tmp_path):
+    print_ = fingerprint(VerifySettings(), "5.1.0")
+    kept = Verdicts(tmp_path, print_)
+    assert len(kept) == 0 and not kept.changed  # no file yet
+    kept.put(1, 2, SHA[1], SHA[2], True, 1, False)
+    kept.put(1, 3, SHA[1], SHA[3], False, 4, False)
+    kept.put(2, 5, SHA[2], SHA[5], True, 2, True)   # 5 is no longer indexed at the save
+    kept.put(3, 4, SHA[3], SHA[4], True, 0, False)  # 4's content changes before the save
+    ids, contents = np.array([1, 2, 3, 4]), np.array([SHA[1], SHA[2], SHA[3], "changed"], object)
+    kept.save(ids, contents)
+    again = Verdicts(tmp_path, print_)
+    assert len(again) == 2
+    assert again.get(1, 2, SHA[1], SHA[2], True) == (1, False)
+    assert again.get(1, 3, SHA[1], SHA[3], False) == (4, False)
+    assert again.get(1, 2, SHA[1], SHA[3], True) is None   # another content
+    assert again.get(1, 2, SHA[1], SHA[2], False) is None  # the other way round
+    assert again.get(2, 5, SHA[2], SHA[5], True) is None   # pruned: 5 is gone
+    # other settings, or another OpenCV: nothing comes back, and the file is replaced
+    for other in (fingerprint(VerifySettings(act_inliers=30), "5.1.0"),
+                  fingerprint(VerifySettings(), "4.9.0")):
+        fresh = Verdicts(tmp_path, other)
+        assert len(fresh) == 0 and fresh.changed
+    # the size of the check's cache of pictures changes no verdict
+    assert fingerprint(VerifySettings(cache=16), "5.1.0") == print_
+
+
+@pytest.mark.parametrize("damage", [b"not a zip", b"", "foreign"])
+def test_a_damaged_or_foreign_file_is_ignored_and_replaced(tmp_path, damage):
+    path = tmp_path / FILE
+    if damage == "foreign":
+        np.savez(path, fingerprint=np.array(fingerprint(VerifySettings(), "5.1.0")),
+                 lo=np.zeros((2, 2)), hi=np.zeros(3))  # wrong shapes
+    else:
+        path.write_bytes(damage)
+    kept = Verdicts(tmp_path, fingerprint(VerifySettings(), "5.1.0"))
+    assert len(kept) == 0 and kept.changed
+    kept.put(1, 2, SHA[1], SHA[2], True, 1, False)
+    kept.save(np.array([1, 2]), np.array([SHA[1], SHA[2]], object))
+    assert Verdicts(tmp_path, kept.fingerprint).get(1, 2, SHA[1], SHA[2], True) == (1, False)
+
+
+def test_dedupe_again_reads_no_picture_and_gives_the_same_answer(busy_index, monkeypatch):
+    import simsearch.verify as verify
+    photos, index = busy_index
+    read = []
+    features = verify.picture_features
+    monkeypatch.setattr(verify, "picture_features",
+                        lambda path, *a: read.append(path) or features(path, *a))
+    runner = CliRunner()
+
+    def dedupe(*args):
+        out = runner.invoke(main, ["dedupe", "--index", str(index), "--threshold", "-1",
+                                   "--json", *args])
+        assert out.exit_code == 0, out.output
+        return json.loads(out.stdout)
+
+    first = dedupe()
+    assert len(read) == 5 and (index / FILE).exists() and first["check"]["remembered"] == 0
+    read.clear()
+    second = dedupe()
+    assert read == []  # every pair was judged before
+    assert second["groups"] == first["groups"]
+    assert second["check"]["remembered"] == second["check"]["checked"] == first["check"]["checked"]
+    assert {k: v for k, v in second["check"].items() if k != "remembered"} == {
+        k: v for k, v in first["check"].items() if k != "remembered"}
+    text = runner.invoke(main, ["dedupe", "--index", str(index), "--threshold", "-1"])
+    assert "judged in an earlier run" in text.stderr
+    # a file changed and indexed again: only its pairs are judged again
+    write(photos, {"c.jpg": busy(7)})
+    assert runner.invoke(main, ["index", str(photos), "--index", str(index), "-q"]).exit_code == 0
+    third = dedupe()
+    # c and the four files it pairs with; no pair without c is judged
+    assert sorted(p.rsplit("/", 1)[1] for p in read) == ["a.jpg", "a_flip.jpg", "b.jpg", "c.jpg",
+                                                         "d.jpg"]
+    assert third["check"]["checked"] - third["check"]["remembered"] == 4  # c's four pairs
+    assert third["groups"] == first["groups"]
+    # --no-check reads nothing and keeps the verdicts as they are
+    before = (index / FILE).read_bytes()
+    dedupe("--no-check")
+    assert (index / FILE).read_bytes() == before
+
+
+def test_a_read_only_index_folder_still_dedupes(busy_index, monkeypatch):
+    import os
+    photos, index = busy_index
+    if os.geteuid() == 0:  # root writes anywhere: make the save fail another way
+        monkeypatch.setattr("simsearch.verdicts.tempfile.NamedTemporaryFile",
+                            lambda *a, **k: (_ for _ in ()).throw(PermissionError(13, "denied")))
+    else:
+        index.chmod(0o555)
+    try:
+        out = CliRunner().invoke(main, ["dedupe", "--index", str(index), "--threshold", "-1"])
+    finally:
+        index.chmod(0o755)
+    assert out.exit_code == 0, out.output
+    assert not (index / FILE).exists()
+    assert not list(index.glob(".checked-*"))
