@@ -8,7 +8,9 @@ with three edited copies written at full size (JPEG quality 90: crop 70%, a quar
 text over a crop 50%), are indexed once; then `Index.duplicates` runs as `simsearch dedupe` does
 (its default threshold, with the check), with the check as session 20 shipped it (pairs with a
 plain picture lined up only below 0.95, where every check stops reading: `plain_below` None;
-the two timed twice each, in the order A B B A, after a warm-up check) and with `--no-check`
+the two timed twice each, in the order A B B A, after a warm-up check, each a first run: the
+verdicts a run keeps in the index folder (simsearch/verdicts.py) are deleted before it; then the
+shipped check once more, a second run reading the verdicts the run before kept) and with `--no-check`
 (scores alone), and again at a low threshold (0.70) where many more pairs fall below 0.95 and
 are checked. Reported: seconds (each run), pairs checked and set apart; and the parts of
 the check's work timed alone, one thread: reading a file into its grey picture (reduced-size JPEG decode) with SIFT on it,
@@ -60,6 +62,7 @@ def main() -> None:
     args = parser.parse_args()
     originals = camera_files(args)
     from simsearch.index import open_index
+    from simsearch.verdicts import FILE as VERDICTS
     from simsearch.verify import (VerifySettings, agreeing, aligned, picture_features,
                                   plain_verdict)
 
@@ -83,7 +86,9 @@ def main() -> None:
         index.duplicates(None, check=index.picture_check())
         for threshold in (None, 0.70):
             timed_rows = {}
-            for name, settings in kinds + kinds[::-1]:
+            for name, settings in kinds + kinds[::-1] + [("default, run again", shipped)]:
+                if name != "default, run again":  # a first run: no verdicts kept from before
+                    (tmp / "index" / VERDICTS).unlink(missing_ok=True)
                 start = time.perf_counter()
                 result = index.duplicates(threshold, check=index.picture_check(settings))
                 seconds = time.perf_counter() - start
@@ -93,7 +98,7 @@ def main() -> None:
                     "groups": len(result.groups),
                     "files grouped": sum(len(g.members) for g in result.groups),
                     "pairs checked": done.get("checked"), "set apart": done.get("apart"),
-                    "unjudged": done.get("unjudged")})
+                    "unjudged": done.get("unjudged"), "remembered": done.get("remembered")})
                 row["seconds"].append(round(seconds, 2))
             start = time.perf_counter()
             result = index.duplicates(threshold, check=False)
@@ -102,7 +107,7 @@ def main() -> None:
                 "threshold": result.threshold, "check": "no check", "seconds": [round(seconds, 2)],
                 "groups": len(result.groups),
                 "files grouped": sum(len(g.members) for g in result.groups),
-                "pairs checked": None, "set apart": None, "unjudged": None}]
+                "pairs checked": None, "set apart": None, "unjudged": None, "remembered": None}]
         queries = [str(p) for p in copies]
         timed = {}
         for check in (False, True):

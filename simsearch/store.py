@@ -39,10 +39,11 @@ FORMAT_VERSION = 2  # 2: score offsets live in the catalog, the vector index is 
 READABLE_FORMATS = (1, 2)
 MANIFEST, CATALOG, VECTORS, LOCK = "manifest.json", "catalog.sqlite", "vectors.faiss", "lock"
 VECTOR_FILE = "vectors.f16"
+CHECKED = "checked.npz"  # the picture check's verdicts, kept between runs (simsearch.verdicts)
 # Every name simsearch opens for writing inside an index folder (SQLite's side files too).
 _WRITTEN = (MANIFEST, MANIFEST + ".tmp", CATALOG, CATALOG + "-wal", CATALOG + "-shm",
             CATALOG + "-journal", VECTORS, VECTORS + ".tmp", VECTOR_FILE, VECTOR_FILE + ".tmp",
-            LOCK)
+            LOCK, CHECKED, CHECKED + ".tmp")
 # A manifest is a few hundred bytes; a huge one is not ours, and is refused before it is read.
 _MAX_MANIFEST_BYTES = 1 << 20
 

@@ -16,16 +16,19 @@ import dataclasses
 import hashlib
 import json
 import os
-import tempfile
+import stat
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
+from simsearch.store import CHECKED as FILE
+from simsearch.store import write_atomic
+
 __all__ = ["Verdicts", "FILE", "fingerprint"]
 
-FILE = "checked.npz"
 FORMAT = 1
+_MAX_BYTES = 1 << 31  # 33 bytes a pair: a file over this is not ours, and is not read
 _FIRST, _PLAIN = 1 << 3, 1 << 4  # flag bits above the verdict's code (0-7)
 
 
@@ -58,6 +61,10 @@ class Verdicts:
 
     def _read(self) -> None:
         try:
+            st = os.lstat(self.path)
+            if not stat.S_ISREG(st.st_mode) or st.st_size > _MAX_BYTES:
+                self.changed = True  # not ours (the store refuses a link here anyway)
+                return
             with np.load(self.path, allow_pickle=False) as data:
                 if str(data["fingerprint"]) != self.fingerprint:
                     self.changed = True  # another check's verdicts: replaced at the next save
@@ -109,17 +116,10 @@ class Verdicts:
                     rows.append((x, y, p, q, f))
         table = np.array(rows, np.int64).reshape(-1, 5)
         try:
-            with tempfile.NamedTemporaryFile(dir=self.path.parent, prefix=".checked-",
-                                             suffix=".npz", delete=False) as tmp:
-                np.savez(tmp, fingerprint=np.array(self.fingerprint), lo=table[:, 0],
-                         hi=table[:, 1], hash_lo=table[:, 2], hash_hi=table[:, 3],
-                         flags=table[:, 4].astype(np.uint8))
-            os.replace(tmp.name, self.path)
+            write_atomic(self.path, lambda f: np.savez(
+                f, fingerprint=np.array(self.fingerprint), lo=table[:, 0], hi=table[:, 1],
+                hash_lo=table[:, 2], hash_hi=table[:, 3], flags=table[:, 4].astype(np.uint8)))
         except OSError:
-            try:
-                os.unlink(tmp.name)
-            except (OSError, UnboundLocalError):
-                pass
             return
         self._table = {(x, y): (p, q, f) for x, y, p, q, f in table.tolist()}
         self.changed = False

@@ -47,7 +47,8 @@ def holiday(tmp_path):
 
 
 # -- 17.1: links in an index folder are never followed for writing -------------------------------
-@pytest.mark.parametrize("name", ["lock", "manifest.json", "vectors.faiss", "catalog.sqlite-wal"])
+@pytest.mark.parametrize("name", ["lock", "manifest.json", "vectors.faiss", "catalog.sqlite-wal",
+                                  "checked.npz"])
 def test_17_1_a_link_where_simsearch_writes_is_refused(tmp_path, tiny_model, photos, holiday, name):
     index_dir = _indexed(tmp_path, tiny_model, photos)
     before = _digest(holiday)
@@ -77,6 +78,22 @@ def test_17_1_a_planted_temp_link_is_removed_not_written_through(tmp_path, tiny_
     assert _run("check", "--repair", "--index", index_dir).exit_code == 0
     assert _digest(holiday) == before and not os.path.lexists(index_dir / name)
     assert open_index(index_dir).count() == 10
+
+
+def test_17_1_the_check_never_writes_its_verdicts_through_a_planted_link(tmp_path, tiny_model,
+                                                                          photos, holiday):
+    index_dir = _indexed(tmp_path, tiny_model, photos)
+    before = _digest(holiday)
+    (index_dir / "checked.npz.tmp").symlink_to(holiday)
+    result = _run("dedupe", "--index", index_dir, "--threshold", "-1", "-q")
+    assert result.exit_code == 0, result.output
+    assert _digest(holiday) == before and not os.path.lexists(index_dir / "checked.npz.tmp")
+    assert (index_dir / "checked.npz").is_file()  # written beside it instead
+    (index_dir / "checked.npz").unlink()
+    (index_dir / "checked.npz").symlink_to(holiday)
+    result = _run("dedupe", "--index", index_dir, "--threshold", "-1", "-q")
+    assert result.exit_code == 1 and "is a symbolic link" in result.output
+    assert _digest(holiday) == before
 
 
 def test_17_1_export_never_writes_through_its_temp_name(tmp_path, tiny_model, photos, holiday):

@@ -2,6 +2,7 @@
 no picture and gives the same answer; a changed file, another order or other settings are
 judged afresh; a damaged file is ignored and replaced."""
 import json
+import random
 
 import numpy as np
 import pytest
@@ -10,8 +11,9 @@ from PIL import Image
 
 from simsearch.cli import main
 from simsearch.verdicts import FILE, Verdicts, fingerprint
-from simsearch.verify import VerifySettings
-from test_verify import busy, busy_index, write  # noqa: F401 (a fixture)
+from simsearch.edits import apply_edit
+from simsearch.verify import PictureCheck, VerifySettings
+from test_verify import busy, busy_index, glyph, write  # noqa: F401 (a fixture)
 
 SHA = {i: f"{i:064x}" for i in range(1, 6)}
 
@@ -102,7 +104,7 @@ def test_a_read_only_index_folder_still_dedupes(busy_index, monkeypatch):
     import os
     photos, index = busy_index
     if os.geteuid() == 0:  # root writes anywhere: make the save fail another way
-        monkeypatch.setattr("simsearch.verdicts.tempfile.NamedTemporaryFile",
+        monkeypatch.setattr("simsearch.verdicts.write_atomic",
                             lambda *a, **k: (_ for _ in ()).throw(PermissionError(13, "denied")))
     else:
         index.chmod(0o555)
@@ -112,4 +114,49 @@ def test_a_read_only_index_folder_still_dedupes(busy_index, monkeypatch):
         index.chmod(0o755)
     assert out.exit_code == 0, out.output
     assert not (index / FILE).exists()
-    assert not list(index.glob(".checked-*"))
+    assert not (index / (FILE + ".tmp")).exists()
+
+
+def test_a_kept_verdict_decides_a_pair_as_a_fresh_check_would_at_any_score(tmp_path, monkeypatch):
+    import simsearch.verify as verify
+    paths = write(tmp_path / "p", {"seven.png": glyph("7"),
+                                   "seven_copy.png": apply_edit("jpeg20", glyph("7"),
+                                                                random.Random(0)),
+                                   "ell.png": glyph("L"), "ex.png": glyph("X"),
+                                   "one.png": glyph("1"), "a.jpg": busy(1), "b.jpg": busy(2),
+                                   "a_crop.jpg": apply_edit("crop70", busy(1), random.Random(0))})
+    (tmp_path / "p" / "broken.png").write_bytes(b"not a picture")
+    by_id = dict(enumerate(list(paths.values()) + [str(tmp_path / "p" / "broken.png")]))
+    sha = {i: f"{i:064x}" for i in by_id}
+    a, b = np.array([0, 2, 2, 5, 5, 5]), np.array([1, 3, 4, 6, 8, 7])
+    read = []
+    features = verify.picture_features
+    monkeypatch.setattr(verify, "picture_features",
+                        lambda path, *r: read.append(path) or features(path, *r))
+
+    def check(keep_in=tmp_path):
+        return PictureCheck(lambda ids: {i: by_id[i] for i in ids},
+                            alone=0.86, keep_in=keep_in,
+                            contents_of=lambda ids: {i: sha[i] for i in ids})
+    def said(c, x, y):
+        try:
+            return c.verdict(x, y)
+        except KeyError:  # stood on its score: never judged
+            return "stood"
+    high, low = np.full(6, 0.97, np.float32), np.full(6, 0.82, np.float32)
+    first = check()
+    for scores in (high, low):  # read above `below` first (busy pairs stand), then judged
+        first(a, b, scores)
+    first.save_verdicts(np.arange(len(by_id)), np.array([sha[i] for i in by_id], object))
+    for order in ((high, low), (low, high), (low,), (high,)):
+        kept, fresh = check(), check(keep_in=None)
+        for scores in order:
+            read.clear()
+            assert kept(a, b, scores).tolist() == fresh(a, b, scores).tolist()
+        assert [said(kept, x, y) for x, y in zip(a, b)] == [said(fresh, x, y) for x, y in zip(a, b)]
+    # every readable pair came back without reading; the unreadable one is tried again
+    read.clear()
+    again = check()
+    again(a, b, low)
+    assert again.stats.remembered == 5 and again.stats.checked == 6
+    assert sorted(read) == sorted([by_id[5], by_id[8]])

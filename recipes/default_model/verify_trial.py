@@ -36,6 +36,7 @@ import argparse
 import dataclasses
 import json
 import os
+import pickle
 import sys
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
@@ -161,19 +162,36 @@ def act_trial(setting: tuple, alone_at: float | None, threshold: float, sets: li
         held.append((g, *groups_of(g, part)))
     rows = []
     for act in ACT_GRID:
-        wrong = right = 0
+        glyph_lost = val_lost = right = 0
+        lost_pairs = []
         for g, found, key in held:
             keep = unsure(setting, act, g["scores"], g["kp"], g["m"], alone_at)
             for gr in found:
                 for j in gr.ids[1:]:
                     if keep[key[(min(gr.centre, j), max(gr.centre, j))]]:
                         continue
-                    copy = "family" in g and g["family"][gr.centre] == g["family"][j]
-                    right += copy
-                    wrong += not copy
+                    if "family" not in g:
+                        glyph_lost += 1
+                    elif g["family"][gr.centre] == g["family"][j]:
+                        right += 1
+                    else:
+                        val_lost += 1
+                        i = key[(min(gr.centre, j), max(gr.centre, j))]
+                        lost_pairs.append({"centre": g["paths"][gr.centre], "file": g["paths"][j],
+                                           "score": round(float(g["scores"][i]), 4),
+                                           "keypoints": int(g["kp"][i]),
+                                           "inliers": int(g["m"]["inliers"][i]),
+                                           "aligned": None if np.isnan(g["m"]["aligned"][i])
+                                           else round(float(g["m"]["aligned"][i]), 4)})
         rows.append({"act_inliers": act[0], "act_aligned": act[1],
-                     "files_lost": wrong, "copies_acted_on": right})
-    return {"rows": rows, "chosen": choose_act(rows)}
+                     "files_lost": glyph_lost + val_lost, "glyph_files_lost": glyph_lost,
+                     "validation_files_lost": val_lost, "copies_acted_on": right,
+                     "validation_lost": lost_pairs})
+    chosen = choose_act(rows)
+    for r in rows:  # the pairs behind the figures, for the grouping cuts and the choice only
+        if r is not chosen and (r["act_inliers"], r["act_aligned"]) != (setting[1], None):
+            del r["validation_lost"]
+    return {"rows": rows, "chosen": {k: v for k, v in chosen.items() if k != "validation_lost"}}
 
 
 def choose_act(rows: list[dict]) -> dict:
@@ -295,6 +313,9 @@ def main() -> None:
     parser.add_argument("--variants", type=Path,
                         default=ROOT / "recipes" / "default_model" / "trials" / "val-variants.json")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--measures", type=Path, default=None,
+                        help="keep the pairs' measurements in this file, and read them from it "
+                             "when it exists (a second run skips reading ~8,000 pictures)")
     parser.add_argument("--search", action="store_true",
                         help="try the check's re-ranking of search instead (see above)")
     args = parser.parse_args()
@@ -319,7 +340,18 @@ def main() -> None:
         near = S[a, b] >= LOWEST
         a, b, scores = a[near], b[near], S[a, b][near]
         print(f"{len(a)} pairs >= {LOWEST} among {len(v.ids)} pictures", file=sys.stderr, flush=True)
-        m = measure_pairs(v.ids, a, b)
+        if args.measures and args.measures.exists():  # an earlier run's, of these same pairs
+            with open(args.measures, "rb") as f:
+                kept = pickle.load(f)
+            if not (np.array_equal(kept["a"], a) and np.array_equal(kept["b"], b)):
+                sys.exit(f"{args.measures} measured other pairs; delete it to measure again")
+            m, glyphs = kept["m"], kept["glyphs"]
+        else:
+            m = measure_pairs(v.ids, a, b)
+            glyphs = measure_glyphs(args.model, Path(tmp))
+            if args.measures:
+                with open(args.measures, "wb") as f:
+                    pickle.dump({"a": a, "b": b, "m": m, "glyphs": glyphs}, f)
         kp = smaller_count(m, a, b)
         key = {(int(x), int(y)): i for i, (x, y) in enumerate(zip(a, b))}
         ids = np.arange(len(v.ids), dtype=np.int64)
@@ -345,7 +377,6 @@ def main() -> None:
         plain = run(None)
         alone_at = plain["threshold"]  # --no-check's threshold, by calibrate.py's rule
         rows = [{"setting": "no check", **plain}]
-        glyphs = measure_glyphs(args.model, Path(tmp))
         true_pair = np.array([family[v.ids[x]] == family[v.ids[y]] for x, y in zip(a, b)])
         for setting in GRID:
             below, min_inliers, min_keypoints, alone, same, apart, plain_below = setting
@@ -386,11 +417,12 @@ def main() -> None:
     chosen_setting = (c["below"], c["min_inliers"], c["min_keypoints"], c["alone"] is not None,
                       c["plain_same"], c["plain_apart"], c["plain_below"])
     val = {"vectors": V, "offsets": O, "a": a, "b": b, "scores": scores, "m": m, "kp": kp,
-           "family": [family[p] for p in v.ids]}
+           "family": [family[p] for p in v.ids], "paths": [Path(p).name for p in v.ids]}
     act = act_trial(chosen_setting, alone_at, chosen["threshold"], glyphs, val)
     for r in act["rows"]:
         print(f"act cuts {r['act_inliers']} matches / lined up {r['act_aligned']}: "
-              f"{r['files_lost']} files lost, {r['copies_acted_on']} copies acted on")
+              f"{r['files_lost']} files lost ({r['glyph_files_lost']} glyphs, "
+              f"{r['validation_files_lost']} validation), {r['copies_acted_on']} copies acted on")
     print(f"act cuts chosen: {json.dumps(act['chosen'])}")
     bands = []
     for lo, hi in ((0.76, 0.82), (0.82, 0.86), (0.86, 0.90), (0.90, 0.95), (0.95, 1.01)):
