@@ -36,6 +36,10 @@ SETTINGS = ((20, 40, 0.80, None, None, None), (15, 40, 0.80, None, None, None),
             (20, 40, 0.80, 0.9, 0.6, 1.01), (20, 40, 0.80, 0.9, None, 1.01),
             (20, 40, 0.80, 0.9, 0.5, 1.01), (20, 40, 0.80, 0.95, None, 1.01),
             (20, 40, 0.80, 0.95, 0.5, 1.01), (20, 40, 0.80, 0.95, 0.6, 1.01))
+# the cuts a plan's files must also pass to be acted on (session 22: agreeing matches, lined up):
+# every row above with the shipped ones, and the chosen setting again with session 21's (the
+# grouping cuts), which changes no group, only the files a plan acts on
+SESSION_21_ACT = (20, None)
 
 
 def main() -> None:
@@ -54,10 +58,14 @@ def main() -> None:
         index = open_index(Path(tmp) / "index", create=True)
         index.add_paths([args.distinct_dir])
         alone, pictures = index.score_alone_threshold(), index.count()
-        for matches, keypoints, threshold, same, apart, plain_below in SETTINGS:
+        shipped = VerifySettings()
+        runs = [(row, (shipped.act_inliers, shipped.act_aligned)) for row in SETTINGS]
+        runs.insert(SETTINGS.index((20, 40, 0.80, 0.9, 0.6, 1.01)) + 1,
+                    ((20, 40, 0.80, 0.9, 0.6, 1.01), SESSION_21_ACT))
+        for (matches, keypoints, threshold, same, apart, plain_below), act in runs:
             check = index.picture_check(VerifySettings(
                 min_inliers=matches, min_keypoints=keypoints, plain_same=same, plain_apart=apart,
-                plain_below=plain_below))
+                plain_below=plain_below, act_inliers=act[0], act_aligned=act[1]))
             found = index.duplicates(threshold, check=check)
             groups = [sorted(Path(m.path).name.split("__")[1] for m in g.members)
                       for g in found.groups]
@@ -66,6 +74,7 @@ def main() -> None:
                               for m in g.members[1:]) for g in found.groups)
             rows.append({"matches": matches, "keypoints": keypoints, "plain same": same,
                          "plain different": apart, "plain below": plain_below or 0.95,
+                         "act matches": act[0], "act lined up": act[1] or same,
                          "unjudged held to": alone, "threshold": threshold,
                          "false groups": len(groups),
                          "marked": sum(any(m.evidence == "unchecked" for m in g.members)
