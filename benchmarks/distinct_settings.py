@@ -74,7 +74,8 @@ def main() -> None:
                               for m in g.members[1:]) for g in found.groups)
             rows.append({"matches": matches, "keypoints": keypoints, "plain same": same,
                          "plain different": apart, "plain below": plain_below or 0.95,
-                         "act matches": act[0], "act lined up": act[1] or same,
+                         "act matches": act[0],
+                         "act lined up": None if same is None else max(act[1] or same, same),
                          "unjudged held to": alone, "threshold": threshold,
                          "false groups": len(groups),
                          "marked": sum(any(m.evidence == "unchecked" for m in g.members)

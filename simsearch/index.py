@@ -804,12 +804,10 @@ class Index:
                 if check:
                     before = check.stats.copy()
 
-                    def contents_of(wanted, ids=ids, contents=contents):
-                        """This snapshot's content hashes of `wanted` ids."""
-                        wanted = np.asarray(list(wanted), np.int64)
-                        at = np.minimum(np.searchsorted(ids, wanted), max(len(ids) - 1, 0))
-                        return {int(i): contents[j] for i, j in zip(wanted.tolist(), at.tolist())
-                                if len(ids) and ids[j] == i}
+                    def contents_of(wanted):
+                        """This snapshot's content hash, size and time of `wanted` ids."""
+                        return {i: (r.sha256, r.size, r.mtime_ns)
+                                for i, r in catalog.rows_by_id(wanted).items()}
 
                     def judge(a, b, scores):  # this snapshot's paths, this call's progress
                         return check(a, b, scores, paths_of=catalog.paths,

@@ -3,12 +3,13 @@
 Reading pictures is most of what `simsearch dedupe` costs with its check (a camera JPEG takes
 ~0.1 s to decode and ~0.04 s more for its keypoints), and a user runs it again and again on one
 index: dedupe to look, dedupe --plan, review, dedupe after adding a folder. Each pair's verdict
-depends only on its two pictures, which file goes first (by path) and the check's settings, so
-it is kept with the content hashes it was judged on, the order and a fingerprint of the settings
-(and OpenCV's version): a pair whose file changed, moved past the other by path or was indexed
-again (a new id), or a check with other settings, is judged afresh. Verdicts about a file that
-could not be read are never kept (it may be readable next time). The file is derived data:
-deleting it costs only time, and a damaged or foreign one is ignored and replaced.
+depends only on its two pictures, which file goes first (by path) and the check itself, so it is
+kept with the content hashes it was judged on, the order and a fingerprint of the check (its
+settings, the code's and the decoders' versions): a pair whose file changed, moved past the
+other by path or was indexed again (a new id), or a check made otherwise, is judged afresh.
+Verdicts about a file that could not be read are never kept (it may be readable next time).
+The file is derived data: deleting it costs only time, and a damaged or foreign one is ignored
+and replaced. In memory the verdicts are sorted columns (~33 bytes a pair), not a dict.
 """
 from __future__ import annotations
 
@@ -27,22 +28,81 @@ from simsearch.store import write_atomic
 
 __all__ = ["Verdicts", "FILE", "fingerprint"]
 
-FORMAT = 1
-_MAX_BYTES = 1 << 31  # 33 bytes a pair: a file over this is not ours, and is not read
+FORMAT = 2
+_COLUMNS = {"lo": np.int64, "hi": np.int64, "hash_lo": np.int64, "hash_hi": np.int64,
+            "flags": np.uint8}
+_MAX_PAIRS = 50_000_000  # ~1.7 GB in memory: a file claiming more is not ours, and is not read
 _FIRST, _PLAIN = 1 << 3, 1 << 4  # flag bits above the verdict's code (0-7)
+_IDS = 1 << 32  # ids at or above this are not kept (a pair's key is lo << 32 | hi)
 
 
-def fingerprint(settings, opencv: str) -> str:
-    """What a verdict depends on besides its pictures: the check's settings (but the size of its
-    cache of pictures) and the OpenCV that found the keypoints."""
-    fields = {k: v for k, v in dataclasses.asdict(settings).items() if k != "cache"}
-    return json.dumps({"format": FORMAT, "opencv": opencv, "settings": fields}, sort_keys=True)
+def fingerprint(**parts) -> str:
+    """What a verdict depends on besides its pictures (settings, versions, constants: see
+    `simsearch.verify.PictureCheck`), as one string; the settings' `cache` (how many pictures
+    are held at once) changes no verdict and is left out."""
+    settings = parts.pop("settings", None)
+    if settings is not None:
+        parts["settings"] = {k: v for k, v in dataclasses.asdict(settings).items()
+                             if k != "cache"}
+    return json.dumps({"format": FORMAT, **parts}, sort_keys=True, default=repr)
 
 
 def _hash(content: str) -> int:
     """A content hash in 64 bits, as a signed int64 (enough to see a change; any string)."""
     return int.from_bytes(hashlib.blake2b(str(content).encode(), digest_size=8).digest(),
                           "little", signed=True)
+
+
+def _empty() -> dict[str, np.ndarray]:
+    return {k: np.zeros(0, t) for k, t in _COLUMNS.items()}
+
+
+def _read_columns(path: Path, fingerprint: str) -> dict[str, np.ndarray] | None:
+    """The columns of a verdicts file written with `fingerprint`; None when it is missing, not
+    a regular file, damaged, foreign or made by another check. Each member's header is read
+    before its data: only uncompressed members whose data fits in the file are read, so a small
+    file cannot claim gigabytes."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    if not stat.S_ISREG(st.st_mode):
+        return None  # the store refuses a link or a device here anyway
+    try:
+        with zipfile.ZipFile(path) as archive:
+            if _member(archive, "fingerprint", st.st_size, "U", 1 << 16).item() != fingerprint:
+                return None
+            columns = {k: _member(archive, k, st.st_size, np.dtype(t).str, _MAX_PAIRS)
+                       for k, t in _COLUMNS.items()}
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, MemoryError):
+        return None
+    if len({len(c) for c in columns.values()}) != 1:
+        return None
+    return columns
+
+
+def _member(archive: zipfile.ZipFile, name: str, size: int, dtype: str, most: int) -> np.ndarray:
+    """One .npy member: stored uncompressed, of `dtype` (its kind: "U" any string width), at
+    most `most` items and no more bytes than the file holds (ValueError if not)."""
+    info = archive.getinfo(name + ".npy")
+    if info.compress_type != zipfile.ZIP_STORED or info.file_size > size:
+        raise ValueError(f"{name}: not a plain member")
+    with archive.open(info) as f:
+        version = np.lib.format.read_magic(f)
+        if version not in ((1, 0), (2, 0)):
+            raise ValueError(f"{name}: npy version {version}")
+        read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                else np.lib.format.read_array_header_2_0)
+        shape, fortran, found = read(f)
+        if len(shape) > 1 or (found.str != dtype and not (dtype == "U" and found.kind == "U")):
+            raise ValueError(f"{name}: {shape} {found}")
+        count = int(np.prod(shape)) if shape else 1
+        if count > most or count * found.itemsize > info.file_size:
+            raise ValueError(f"{name}: {count} items")
+        data = f.read(count * found.itemsize)
+    if len(data) != count * found.itemsize:
+        raise ValueError(f"{name}: short")
+    return np.frombuffer(data, found).reshape(shape)
 
 
 class Verdicts:
@@ -52,51 +112,50 @@ class Verdicts:
     def __init__(self, folder: str | os.PathLike, fingerprint: str):
         self.path = Path(folder) / FILE
         self.fingerprint = fingerprint
-        self.changed = False
-        self._table: dict[tuple[int, int], tuple[int, int, int]] = {}  # -> (hash, hash, flags)
-        self._read()
+        columns = _read_columns(self.path, fingerprint)
+        # a file that is there but cannot be used is replaced at the next save
+        self.changed = columns is None and os.path.lexists(self.path)
+        self._set(columns or _empty())
+        self._new: dict[tuple[int, int], tuple[int, int, int]] = {}  # since read: (hashes, flags)
+
+    def _set(self, columns: dict[str, np.ndarray]) -> None:
+        keys = (columns["lo"].astype(np.uint64) << np.uint64(32)) | columns["hi"].astype(np.uint64)
+        ok = ((columns["lo"] >= 0) & (columns["lo"] < columns["hi"]) & (columns["hi"] < _IDS))
+        order = np.argsort(keys[ok], kind="stable")
+        self._keys = keys[ok][order]
+        self._cols = {k: c[ok][order] for k, c in columns.items()}
 
     def __len__(self) -> int:
-        return len(self._table)
+        return len(self._keys) + sum(1 for k in self._new if not self._in_file(*k))
 
-    def _read(self) -> None:
-        try:
-            st = os.lstat(self.path)
-            if not stat.S_ISREG(st.st_mode) or st.st_size > _MAX_BYTES:
-                self.changed = True  # not ours (the store refuses a link here anyway)
-                return
-            with np.load(self.path, allow_pickle=False) as data:
-                if str(data["fingerprint"]) != self.fingerprint:
-                    self.changed = True  # another check's verdicts: replaced at the next save
-                    return
-                columns = [data[k] for k in ("lo", "hi", "hash_lo", "hash_hi", "flags")]
-        except FileNotFoundError:
-            return
-        except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError):
-            self.changed = True  # damaged or not ours: ignored, and replaced at the next save
-            return
-        n = len(columns[0])
-        if any(c.ndim != 1 or len(c) != n or c.dtype.kind not in "iu" for c in columns):
-            self.changed = True
-            return
-        lo, hi, hash_lo, hash_hi, flags = (c.astype(np.int64).tolist() for c in columns)
-        self._table = {(x, y): (p, q, f) for x, y, p, q, f in zip(lo, hi, hash_lo, hash_hi, flags)}
+    def _in_file(self, lo: int, hi: int) -> int | None:
+        if not 0 <= lo < hi < _IDS:
+            return None
+        key = np.uint64(lo << 32 | hi)
+        at = int(np.searchsorted(self._keys, key))
+        return at if at < len(self._keys) and self._keys[at] == key else None
 
     def get(self, lo: int, hi: int, sha_lo: str, sha_hi: str, lo_first: bool
             ) -> tuple[int, bool] | None:
         """The code of the verdict kept for ids (lo, hi) and whether the pair is plain, when it
         was judged on these contents in this order; else None."""
-        kept = self._table.get((lo, hi))
-        if kept is None or kept[:2] != (_hash(sha_lo), _hash(sha_hi)):
-            return None
-        if bool(kept[2] & _FIRST) != lo_first:
+        kept = self._new.get((lo, hi))
+        if kept is None:
+            at = self._in_file(lo, hi)
+            if at is None:
+                return None
+            kept = (int(self._cols["hash_lo"][at]), int(self._cols["hash_hi"][at]),
+                    int(self._cols["flags"][at]))
+        if kept[:2] != (_hash(sha_lo), _hash(sha_hi)) or bool(kept[2] & _FIRST) != lo_first:
             return None
         return kept[2] & 7, bool(kept[2] & _PLAIN)
 
     def put(self, lo: int, hi: int, sha_lo: str, sha_hi: str, lo_first: bool, code: int,
             plain: bool) -> None:
-        self._table[(lo, hi)] = (_hash(sha_lo), _hash(sha_hi),
-                                 code | (_FIRST if lo_first else 0) | (_PLAIN if plain else 0))
+        if not 0 <= lo < hi < _IDS:
+            return  # not kept: only a saving of time
+        self._new[(lo, hi)] = (_hash(sha_lo), _hash(sha_hi),
+                               code | (_FIRST if lo_first else 0) | (_PLAIN if plain else 0))
         self.changed = True
 
     def save(self, ids: np.ndarray, contents: np.ndarray) -> None:
@@ -105,21 +164,33 @@ class Verdicts:
         (a read-only index) keeps the old file: these are only a saving of time."""
         if not self.changed:
             return
+        fresh = [(lo, hi, p, q, f) for (lo, hi), (p, q, f) in self._new.items()]
+        replaced = {self._in_file(lo, hi) for lo, hi, *_ in fresh} - {None}
+        keep = np.ones(len(self._keys), bool)
+        keep[list(replaced)] = False
+        columns = {k: np.concatenate([c[keep], np.array([r[i] for r in fresh], _COLUMNS[k])])
+                   for i, (k, c) in enumerate(self._cols.items())}
         ids = np.asarray(ids, np.int64)
-        rows = []
-        if len(ids) and self._table:
-            keys = np.array(list(self._table), np.int64).reshape(-1, 2)
-            at = np.minimum(np.searchsorted(ids, keys), len(ids) - 1)
-            at = np.where(ids[at] == keys, at, -1)  # -1: no longer indexed
-            for (i, j), ((x, y), (p, q, f)) in zip(at.tolist(), self._table.items()):
-                if i >= 0 and j >= 0 and (_hash(contents[i]), _hash(contents[j])) == (p, q):
-                    rows.append((x, y, p, q, f))
-        table = np.array(rows, np.int64).reshape(-1, 5)
+        alive = np.zeros(len(columns["lo"]), bool)
+        if len(ids) and len(alive):
+            hashes = {}  # each position's hash, computed once
+
+            def hashed(at: int) -> int:
+                if at not in hashes:
+                    hashes[at] = _hash(contents[at])
+                return hashes[at]
+            at = {}
+            for side in ("lo", "hi"):
+                pos = np.minimum(np.searchsorted(ids, columns[side]), len(ids) - 1)
+                at[side] = np.where(ids[pos] == columns[side], pos, -1)
+            for n, (i, j) in enumerate(zip(at["lo"].tolist(), at["hi"].tolist())):
+                alive[n] = (i >= 0 and j >= 0 and hashed(i) == columns["hash_lo"][n]
+                            and hashed(j) == columns["hash_hi"][n])
+        columns = {k: c[alive] for k, c in columns.items()}
         try:
             write_atomic(self.path, lambda f: np.savez(
-                f, fingerprint=np.array(self.fingerprint), lo=table[:, 0], hi=table[:, 1],
-                hash_lo=table[:, 2], hash_hi=table[:, 3], flags=table[:, 4].astype(np.uint8)))
+                f, fingerprint=np.array(self.fingerprint), **columns))
         except OSError:
             return
-        self._table = {(x, y): (p, q, f) for x, y, p, q, f in table.tolist()}
-        self.changed = False
+        self._set(columns)
+        self._new, self.changed = {}, False

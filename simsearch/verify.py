@@ -85,6 +85,12 @@ class VerifySettings:
         return max(self.below, self.plain_below or self.below)
 
     @property
+    def sure_inliers(self) -> int:
+        """A pair with keypoints keeping this many agreeing matches is the same picture for a
+        file action too (an act cut under the grouping cut changes nothing)."""
+        return max(self.min_inliers, self.act_inliers)
+
+    @property
     def sure_aligned(self) -> float | None:
         """A plain pair lined up at or above this is the same picture for a file action too."""
         if self.plain_same is None or self.act_aligned is None:
@@ -350,6 +356,28 @@ def grey_picture(path: str, side: int) -> np.ndarray:
     return np.asarray(picture, np.uint8)
 
 
+def _fingerprint(settings: VerifySettings, cv2) -> str:
+    """What a kept verdict depends on besides its two pictures (simsearch.verdicts): the
+    settings, this code and its constants, OpenCV and Pillow (which decodes the pictures)."""
+    import PIL
+
+    from simsearch import __version__
+    from simsearch.verdicts import fingerprint
+    return fingerprint(settings=settings, simsearch=__version__, opencv=cv2.__version__,
+                       pillow=PIL.__version__, verdicts=[repr(v) for v in _VERDICTS],
+                       plain=[PLAIN_SIDE, PLAIN_FRACTIONS, PLAIN_MIN_SIDE, PLAIN_MIN_SPREAD,
+                              PLAIN_MIN_DETAIL])
+
+
+def _unchanged(path: str, size: int, mtime_ns: int) -> bool:
+    """Whether the file at `path` is still the size and time it was indexed with, and readable."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    return st.st_size == size and st.st_mtime_ns == mtime_ns and os.access(path, os.R_OK)
+
+
 class PictureCheck:
     """The check dedupe calls: `check(a, b, scores)` -> a bool mask, True for the pairs of ids
     to keep. Pairs at or above `settings.reads_below` are kept unlooked-at; the rest are read
@@ -362,8 +390,9 @@ class PictureCheck:
     Each pair's verdict is kept (about 150 bytes a pair) so that one asked again (a dense row's
     list in dedupe, a sweep over thresholds) costs nothing; `remember=False` keeps none (a
     caller that asks once). Ids are keys: reuse a check only while the index is unchanged.
-    With `keep_in` (an index folder) and `contents_of(ids)` -> {id: content hash}, verdicts are
-    also kept between runs there (`simsearch.verdicts`; `save_verdicts` writes them)."""
+    With `keep_in` (an index folder) and `contents_of(ids)` -> {id: (content hash, size,
+    mtime_ns)} as indexed, verdicts are also kept between runs there (`simsearch.verdicts`;
+    `save_verdicts` writes them)."""
 
     def __init__(self, paths_of: Callable[[list[int]], dict[int, str]],
                  settings: VerifySettings = VerifySettings(), progress: Progress | None = None,
@@ -430,8 +459,8 @@ class PictureCheck:
         contents: dict[int, str] = {}
         if self.keep_in is not None and contents_of is not None:
             if self.memory is None:
-                from simsearch.verdicts import Verdicts, fingerprint
-                self.memory = Verdicts(self.keep_in, fingerprint(self.settings, cv2.__version__))
+                from simsearch.verdicts import Verdicts
+                self.memory = Verdicts(self.keep_in, _fingerprint(self.settings, cv2))
             todo, contents = self._recall(todo, a, b, high, keep, decide, paths_of, contents_of)
             if not len(todo):
                 return keep
@@ -465,7 +494,7 @@ class PictureCheck:
                     keep[row] = decide(row, verdict)
                     self._note(x, y, verdict, lined, plain, bool(keep[row]))
                     fx, fy = self._held.get(x), self._held.get(y)
-                    if contents and fx is not None and fy is not None:  # both read: kept
+                    if x in contents and y in contents and fx is not None and fy is not None:
                         self.memory.put(x, y, contents[x], contents[y], fx.source <= fy.source,
                                         _VERDICTS.index(verdict), plain)
                     for i in (x, y):
@@ -501,11 +530,16 @@ class PictureCheck:
         order (see `simsearch.verdicts`); returns the pairs still to judge and every id's
         content hash, to keep their verdicts."""
         ids = list(dict.fromkeys(np.concatenate([a[todo], b[todo]]).tolist()))
-        contents, paths = contents_of(ids), paths_of(ids)
+        rows, paths = contents_of(ids), paths_of(ids)
+        contents = {i: row[0] for i, row in rows.items()}
+        # a kept verdict stands for files as indexed: one changed, gone or unreadable since is
+        # judged afresh (and then named, or left out as gone, as a fresh check does)
+        same = {i for i, (_, size, mtime_ns) in rows.items()
+                if i in paths and _unchanged(paths[i], size, mtime_ns)}
         recalled = []
         for r in todo.tolist():
             x, y = int(a[r]), int(b[r])
-            if x not in contents or y not in contents or x not in paths or y not in paths:
+            if x not in same or y not in same:
                 continue
             hit = self.memory.get(x, y, contents[x], contents[y], paths[x] <= paths[y])
             if hit is None or hit[0] >= len(_VERDICTS):
@@ -570,8 +604,8 @@ class PictureCheck:
         if min(fx.count, fy.count) >= s.min_keypoints:
             if high:
                 return _STOOD, False, False
-            found = agreeing(fx, fy, s, enough=max(s.min_inliers, s.act_inliers))
-            return (found >= s.act_inliers or (_UNSURE if found >= s.min_inliers else False),
+            found = agreeing(fx, fy, s, enough=s.sure_inliers)
+            return (found >= s.sure_inliers or (_UNSURE if found >= s.min_inliers else False),
                     False, False)
         if s.plain_same is None and s.plain_apart is None:
             return None, False, True

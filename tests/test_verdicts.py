@@ -2,6 +2,7 @@
 no picture and gives the same answer; a changed file, another order or other settings are
 judged afresh; a damaged file is ignored and replaced."""
 import json
+import os
 import random
 
 import numpy as np
@@ -19,7 +20,7 @@ SHA = {i: f"{i:064x}" for i in range(1, 6)}
 
 
 def test_verdicts_come_back_only_for_the_same_contents_order_and_settings(tmp_path):
-    print_ = fingerprint(VerifySettings(), "5.1.0")
+    print_ = fingerprint(settings=VerifySettings(), opencv="5.1.0")
     kept = Verdicts(tmp_path, print_)
     assert len(kept) == 0 and not kept.changed  # no file yet
     kept.put(1, 2, SHA[1], SHA[2], True, 1, False)
@@ -36,23 +37,48 @@ def test_verdicts_come_back_only_for_the_same_contents_order_and_settings(tmp_pa
     assert again.get(1, 2, SHA[1], SHA[2], False) is None  # the other way round
     assert again.get(2, 5, SHA[2], SHA[5], True) is None   # pruned: 5 is gone
     # other settings, or another OpenCV: nothing comes back, and the file is replaced
-    for other in (fingerprint(VerifySettings(act_inliers=30), "5.1.0"),
-                  fingerprint(VerifySettings(), "4.9.0")):
+    for other in (fingerprint(settings=VerifySettings(act_inliers=30), opencv="5.1.0"),
+                  fingerprint(settings=VerifySettings(), opencv="4.9.0")):
         fresh = Verdicts(tmp_path, other)
         assert len(fresh) == 0 and fresh.changed
     # the size of the check's cache of pictures changes no verdict
-    assert fingerprint(VerifySettings(cache=16), "5.1.0") == print_
+    assert fingerprint(settings=VerifySettings(cache=16), opencv="5.1.0") == print_
 
 
-@pytest.mark.parametrize("damage", [b"not a zip", b"", "foreign"])
+def _huge_header(path, print_):
+    """An npz whose `lo` member claims 2**44 items in a few bytes."""
+    import io
+    import zipfile
+    with zipfile.ZipFile(path, "w") as z:
+        buf = io.BytesIO()
+        np.save(buf, np.array(print_))
+        z.writestr("fingerprint.npy", buf.getvalue())
+        buf = io.BytesIO()
+        np.lib.format.write_array_header_1_0(buf, {"descr": "<i8", "fortran_order": False,
+                                                   "shape": (2 ** 44,)})
+        z.writestr("lo.npy", buf.getvalue() + b"\0" * 64)
+
+
+@pytest.mark.parametrize("damage", [b"not a zip", b"", "wrong shapes", "one array",
+                                    "compressed", "huge header"])
 def test_a_damaged_or_foreign_file_is_ignored_and_replaced(tmp_path, damage):
     path = tmp_path / FILE
-    if damage == "foreign":
-        np.savez(path, fingerprint=np.array(fingerprint(VerifySettings(), "5.1.0")),
-                 lo=np.zeros((2, 2)), hi=np.zeros(3))  # wrong shapes
+    print_ = fingerprint(settings=VerifySettings(), opencv="5.1.0")
+    columns = {k: np.zeros(3, t) for k, t in (("lo", np.int64), ("hi", np.int64),
+                                              ("hash_lo", np.int64), ("hash_hi", np.int64),
+                                              ("flags", np.uint8))}
+    if damage == "wrong shapes":
+        np.savez(path, fingerprint=np.array(print_), **columns | {"lo": np.zeros((2, 2))})
+    elif damage == "one array":  # a plain .npy under the name
+        with open(path, "wb") as f:
+            np.save(f, np.zeros(4))
+    elif damage == "compressed":  # a small file that could hold gigabytes
+        np.savez_compressed(path, fingerprint=np.array(print_), **columns)
+    elif damage == "huge header":
+        _huge_header(path, print_)
     else:
         path.write_bytes(damage)
-    kept = Verdicts(tmp_path, fingerprint(VerifySettings(), "5.1.0"))
+    kept = Verdicts(tmp_path, print_)
     assert len(kept) == 0 and kept.changed
     kept.put(1, 2, SHA[1], SHA[2], True, 1, False)
     kept.save(np.array([1, 2]), np.array([SHA[1], SHA[2]], object))
@@ -134,29 +160,49 @@ def test_a_kept_verdict_decides_a_pair_as_a_fresh_check_would_at_any_score(tmp_p
     monkeypatch.setattr(verify, "picture_features",
                         lambda path, *r: read.append(path) or features(path, *r))
 
+    def as_indexed(ids):
+        out = {}
+        for i in ids:
+            if os.path.exists(by_id[i]):
+                st = os.stat(by_id[i])
+                out[i] = (sha[i], st.st_size, st.st_mtime_ns)
+        return out
+    indexed = as_indexed(by_id)
+
     def check(keep_in=tmp_path):
-        return PictureCheck(lambda ids: {i: by_id[i] for i in ids},
-                            alone=0.86, keep_in=keep_in,
-                            contents_of=lambda ids: {i: sha[i] for i in ids})
+        return PictureCheck(lambda ids: {i: by_id[i] for i in ids}, alone=0.86, keep_in=keep_in,
+                            contents_of=lambda ids: {i: indexed[i] for i in ids})
     def said(c, x, y):
         try:
             return c.verdict(x, y)
         except KeyError:  # stood on its score: never judged
             return "stood"
-    high, low = np.full(6, 0.97, np.float32), np.full(6, 0.82, np.float32)
+    high, mid, low = (np.full(6, s, np.float32) for s in (0.97, 0.9, 0.82))
     first = check()
     for scores in (high, low):  # read above `below` first (busy pairs stand), then judged
         first(a, b, scores)
     first.save_verdicts(np.arange(len(by_id)), np.array([sha[i] for i in by_id], object))
-    for order in ((high, low), (low, high), (low,), (high,)):
+
+    def counts(c):
+        return {k: v for k, v in c.stats.to_dict().items() if k != "remembered"}
+    for order in ((high, low), (low, high), (low,), (high,), (mid, high), (high, mid, low)):
         kept, fresh = check(), check(keep_in=None)
         for scores in order:
-            read.clear()
             assert kept(a, b, scores).tolist() == fresh(a, b, scores).tolist()
         assert [said(kept, x, y) for x, y in zip(a, b)] == [said(fresh, x, y) for x, y in zip(a, b)]
+        assert counts(kept) == counts(fresh)
     # every readable pair came back without reading; the unreadable one is tried again
     read.clear()
     again = check()
     again(a, b, low)
     assert again.stats.remembered == 5 and again.stats.checked == 6
     assert sorted(read) == sorted([by_id[5], by_id[8]])
+    # a file changed since it was indexed (its time) or gone: its pairs are judged afresh, as
+    # a fresh check judges them (the gone file unjudged, not parted on its old verdict)
+    os.utime(by_id[1], ns=(0, 0))
+    os.unlink(by_id[3])
+    read.clear()
+    kept, fresh = check(), check(keep_in=None)
+    assert kept(a, b, low).tolist() == fresh(a, b, low).tolist()
+    assert counts(kept) == counts(fresh) and kept.stats.remembered == 3
+    assert by_id[1] in read and by_id[0] in read

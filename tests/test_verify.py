@@ -628,8 +628,13 @@ def test_a_pair_short_of_the_act_cuts_is_grouped_but_not_confirmed(tmp_path):
     # just short of them: grouped all the same, not confirmed (a plan keeps such a file)
     assert check(act_inliers=found + 1, act_aligned=None) == ([None, True], 1)
     assert check(act_inliers=20, act_aligned=lined + 1e-4) == ([True, None], 1)
-    # an act cut under the grouping cut changes nothing
+    # an act cut under the grouping cut changes nothing: short of the grouping cut, parted
     assert VerifySettings(act_aligned=0.5).sure_aligned == VerifySettings().plain_same
+    assert VerifySettings(min_inliers=80, act_inliers=60).sure_inliers == 80
+    parting = PictureCheck(lambda ids: {i: by_id[i] for i in ids}, VerifySettings(
+        min_inliers=found + 1, act_inliers=20), alone=0.86)
+    assert parting(a[:1], b[:1], scores[:1]).tolist() == [False]
+    assert parting.verdict(0, 1) is False
 
 
 def test_the_shipped_settings_are_the_trials_choice():

@@ -21,7 +21,10 @@ calibrate.CHECKED_FLOOR up reaching precision 0.97), variants merged as in calib
 setting leaves among lookalikes.py's glyphs (different symbols in one font and style, deduped at
 the setting's own threshold; their pairs measured as above): false groups, false pairs, and
 the files those groups would act on (all members but the one kept); and the setting
-`choose` picks (the rule is stated there).
+`choose` picks (the rule is stated there). From session 22, for that setting, the act cuts
+(ACT_GRID: the agreeing matches and the lining-up a pair found the same picture must also reach
+before a plan acts on its file) and the one `choose_act` picks; `--measures FILE` keeps the
+pairs' measurements, so a second run skips reading the pictures.
 
 With --search, the check's other use instead: each validation copy searched among the 800
 originals (adjusted scores, the knee in use), and its best candidates re-ranked as `simsearch
