@@ -261,10 +261,11 @@ def dedupe_cmd(threshold, linkage, check, keep, protect, act_on_unconfirmed, pla
     that plan for simsearch review and simsearch apply.
     """
     from simsearch.index import open_index
-    from simsearch.plan import writable_plan_path
+    from simsearch.plan import parse_rules, writable_plan_path
 
+    parse_rules(keep)  # a misspelt rule is refused before the work, not after it
     if plan_path is not None:
-        writable_plan_path(plan_path)  # refused before the work, not after it
+        writable_plan_path(plan_path)
     index = open_index(index_dir, model=model)
     rebuilding = index.unfinished_rebuild()
     if rebuilding:
@@ -352,14 +353,17 @@ def _tell_check(report, quiet: bool) -> None:
                  f"  {same} the same picture{short}",
                  f"  {done['apart']} different pictures (not grouped)",
                  f"  {done['unjudged']} could not be told (plain pictures that line up only in "
-                 f"part, smooth gradients, unreadable files): grouped {on_score}{held}"]
+                 f"part, smooth gradients" + (", unreadable files" if done["unreadable"] else "")
+                 + f"): grouped {on_score}{held}"]
         if done.get("remembered"):
-            lines.append(f"  of all these, {done['remembered']} were judged in an earlier run "
-                         f"on the same files (kept in the index folder, checked.npz)")
+            lines.append(f"  {done['remembered']} of the {done['checked']} were judged in an "
+                         f"earlier run on the same files (kept in the index folder, checked.npz), "
+                         f"not read again")
         if done.get("plain"):
-            lines.append(f"  of all these, {done['plain']} too plain for local features were "
-                         f"judged by lining one picture up inside the other (the same picture "
-                         f"when it lines up almost perfectly, different when it lines up badly)")
+            lines.append(f"  {done['plain']} of the same and different pictures above were too "
+                         f"plain for local features and were judged by lining one picture up "
+                         f"inside the other (the same picture when it lines up almost perfectly, "
+                         f"different when it lines up badly)")
         click.echo("\n".join(lines), err=True)
 
 
@@ -557,9 +561,10 @@ def review_cmd(out_dir, plan_path, keep, protect, act_on_unconfirmed, threshold,
         plan = Plan.load(plan_path)
     else:
         from simsearch.index import open_index
-        from simsearch.plan import writable_plan_path
+        from simsearch.plan import parse_rules, writable_plan_path
 
-        writable_plan_path(out_dir / "plan.json")  # refused before the work, not after it
+        parse_rules(keep)  # refused before the work, not after it
+        writable_plan_path(out_dir / "plan.json")
         index = open_index(index_dir)
         with _Progress("checking pairs", quiet) as check_progress:
             report = index.duplicates(threshold, linkage, check=check,

@@ -668,3 +668,15 @@ def test_with_its_centre_gone_a_group_says_what_confirms_each_file_against_the_f
         "centre", "checked", "unchecked", "unchecked", "identical"]
     assert [m.evidence for m in _restand(members, None)] == [
         "centre", "score", "score", "score", "identical"]
+
+
+def test_a_misspelt_keep_rule_is_refused_before_any_picture_is_read(busy_index, monkeypatch):
+    import simsearch.verify as verify
+    photos, index = busy_index
+    monkeypatch.setattr(verify, "picture_features", lambda *a: pytest.fail("a picture was read"))
+    for command in (["dedupe", "--plan", str(photos.parent / "p.json")],
+                    ["review", "--out", str(photos.parent / "page")]):
+        out = CliRunner().invoke(main, [*command, "--index", str(index), "--threshold", "-1",
+                                        "--keep", "bigest"])
+        assert out.exit_code != 0 and "unknown keep rule 'bigest'" in out.output, out.output
+        assert "picture check" not in out.output
