@@ -113,6 +113,12 @@ def main() -> None:
     print(f"{args.kind}: {data['n_queries']} edited copies, {data['n_references']} references, model "
           f"{data['model']}, {seconds:.0f} s, picture check: {data['check'] or 'off'}")
     print(table(rows, list(rows[0])))
+    if data.get("plan"):  # what `simsearch dedupe --plan` would do with simsearch's groups
+        plan = data["plan"]
+        print(f"default plan at {data['dedupe']['threshold']}: acts on {plan['acted_on']} files "
+              f"({plan['copies_acted_on']} copies of a kept file, {plan['not_copies_acted_on']} "
+              f"not); keeps {plan['kept_unconfirmed']} not confirmed "
+              f"({plan['copies_kept_unconfirmed']} of them copies)")
     edits = [{"edit": e, "simsearch": r, **{k: data["baselines"][k]["per_edit"].get(e)
                                              for k in data["baselines"]}}
              for e, r in data["per_edit"].items()]

@@ -87,9 +87,12 @@ class EvalReport:
     check: dict | None = None
     # with the check, the lowest threshold calibration tried (the model's own), else None
     calibration_floor: float | None = None
+    # what the default plan (`simsearch dedupe --plan`, default keep rules) would do with the
+    # groups at the threshold scored (see `_plan_figures`)
+    plan: dict | None = None
 
     def to_dict(self) -> dict:
-        return {**self.metrics.to_dict(), "check": self.check,
+        return {**self.metrics.to_dict(), "check": self.check, "plan": self.plan,
                 "calibration_floor": self.calibration_floor,
                 "intervals": {k: v.to_dict() for k, v in self.intervals.items()},
                 "bootstrap": self.bootstrap,
@@ -194,11 +197,14 @@ def run_eval(originals: str | os.PathLike, distractors: str | os.PathLike | None
         threshold = index.default_threshold(check) if threshold is None else threshold
         shared = index.picture_check() if check else False
 
+        reports = {}  # the dedupe report at each threshold asked
+
         def model_groups(t: float) -> list[list[str]]:
-            return _disjoint([g.files for g in index.duplicates(t, linkage, background,
-                                                                check=shared).groups])
+            reports[t] = index.duplicates(t, linkage, background, check=shared)
+            return _disjoint([g.files for g in reports[t].groups])
 
         groups = model_groups(threshold)
+        plan = _plan_figures(reports[threshold].groups, truth)
         retrieval, grouping = score_search(neighbours, truth), score_groups(groups, truth)
         floor = _check_floor(index) if check else None
         calibrated, why = _calibrate(lambda t: score_groups(model_groups(t), truth),
@@ -231,6 +237,7 @@ def run_eval(originals: str | os.PathLike, distractors: str | os.PathLike | None
                             [{"path": s.path, "reason": s.reason} for s in ingested.skipped])
         report.check = shared.stats.to_dict() if shared else None
         report.calibration_floor = floor
+        report.plan = plan
         report.warnings = _warnings(report)
         report.predictions = _predictions(neighbours, groups, truth)
         top = neighbours.indices[:, 0]
@@ -242,6 +249,29 @@ def run_eval(originals: str | os.PathLike, distractors: str | os.PathLike | None
             r, g = score_search(neighbours, plain), score_groups(groups, plain)
             report.as_distinct = {name: f(r, g, ones) for name, f in evidence.FIGURES.items()}
         return report
+
+
+def _plan_figures(groups, truth: Truth) -> dict:
+    """What the default plan would do with dedupe's `groups`: the files it acts on, those of
+    them that are copies of a file it keeps (the same original, or another version of it) and
+    those that are not (each a picture lost if the plan were applied), and the files it keeps
+    because the picture check could not confirm them (copies among them left for review)."""
+    from simsearch.plan import UNCONFIRMED, make_plan, parse_rules
+    made = make_plan(groups, parse_rules(()))
+    unit, sets = truth.unit_of, truth.set_of
+    acted = copies = held = held_copies = 0
+    for g in made.groups:
+        kept_sets = {int(sets[unit[k]]) for k in g.keep if k in unit}
+        for f in g.act_on if g.decision == "act" else ():
+            acted += 1
+            copies += f in unit and int(sets[unit[f]]) in kept_sets
+        for f in g.files:
+            if f.reason.startswith(UNCONFIRMED):
+                held += 1
+                others = {int(sets[unit[k]]) for k in g.keep if k in unit and k != f.path}
+                held_copies += f.path in unit and int(sets[unit[f.path]]) in others
+    return {"acted_on": acted, "copies_acted_on": copies, "not_copies_acted_on": acted - copies,
+            "kept_unconfirmed": held, "copies_kept_unconfirmed": held_copies}
 
 
 def _look_alikes(index, paths: list[str], vectors: dict, background: Background | None,

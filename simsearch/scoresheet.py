@@ -80,6 +80,13 @@ def eval_lines(report: EvalReport, root: Path, show: int,
                   if report.calibration_floor is not None else ""))
     if notes:
         out.append("- : no such threshold\n" + "\n".join(notes))
+    plan = report.plan
+    if plan is not None:
+        out.append(f"the default plan (dedupe --plan, default keep rules) on simsearch's groups: "
+                   f"acts on {plan['acted_on']} files, {plan['copies_acted_on']} copies of a file "
+                   f"it keeps and {plan['not_copies_acted_on']} not (each a picture lost if "
+                   f"applied); keeps {plan['kept_unconfirmed']} the picture check could not "
+                   f"confirm ({plan['copies_kept_unconfirmed']} of them copies, left for review)")
     iv, boot = report.intervals, report.bootstrap
     if iv:
         out.append(f"95% intervals for simsearch (bootstrap over the {report.n_originals} "

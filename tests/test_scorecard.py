@@ -1,4 +1,5 @@
 import json
+import re
 import shutil
 
 import numpy as np
@@ -197,6 +198,15 @@ def test_known_answer_against_an_independent_scoring(tmp_path, tiny_model):
     assert d.recall == pytest.approx(found / len(bench.items))
     assert len(report.mistakes.false_pairs) == len(pairs) - right
     assert sum(m.stage == "dedupe" for m in report.mistakes.missed) == len(bench.items) - found
+    # the default plan over those groups, its files acted on told apart one by one
+    from simsearch.plan import make_plan, parse_rules
+    made = make_plan(index.duplicates(0.95, check=False).groups, parse_rules(()))
+    acted = [(f, g.keep) for g in made.groups for f in g.act_on]
+    copies = sum(any(origin[f] == origin[k] for k in keep) for f, keep in acted)
+    assert report.plan == {"acted_on": len(acted), "copies_acted_on": copies,
+                           "not_copies_acted_on": len(acted) - copies, "kept_unconfirmed": 0,
+                           "copies_kept_unconfirmed": 0}
+    assert len(acted) > 0
 
 
 def _cli(args):
@@ -297,6 +307,8 @@ def test_eval_text_explains_its_table(tmp_path, tiny_model):
     assert "1 sets, 2 files" in out and "again.jpg, img000.jpg" in out.replace(
         "img000.jpg, again.jpg", "again.jpg, img000.jpg")
     assert "Hamming<=10" in out and "0.8438" not in out  # the hashes' threshold in bits
+    assert re.search(r"the default plan \(dedupe --plan, default keep rules\) on simsearch's "
+                     r"groups: acts on \d+ files, \d+ copies of a file it keeps and \d+ not", out)
     assert "threshold: where dedupe was scored" in out
     table = out[out.index("uAP"):out.index("threshold: where")]
     if " - " in table:  # every - has its footnote
