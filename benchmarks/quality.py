@@ -74,6 +74,17 @@ def distinct_groups(folder: Path, tmp: Path, kind: str, model: str | None,
     return {**first, "without_check": out["unchecked"] if check else None}
 
 
+def _use_act_cuts(value: str) -> None:
+    """Every picture check of this run made with these act cuts (a benchmark's switch)."""
+    from simsearch.index import Index
+    from simsearch.verify import VerifySettings
+    matches, lined = value.split(",")
+    cuts = VerifySettings(act_inliers=int(matches),
+                          act_aligned=None if lined.lower() == "none" else float(lined))
+    made = Index.picture_check
+    Index.picture_check = lambda self, settings=cuts: made(self, settings)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--eval-dir", type=Path, default=ROOT / "data" / "eval" / "originals")
@@ -85,6 +96,10 @@ def main() -> None:
                         help="evaluate on all images, the wallpapers alone or the stamps alone")
     parser.add_argument("--no-check", dest="check", action="store_false",
                         help="dedupe on scores alone (simsearch dedupe --no-check)")
+    parser.add_argument("--act-cuts", default=None, metavar="MATCHES,LINED",
+                        help="the picture check's act cuts instead of the shipped ones, e.g. "
+                             "20,none for session 21's (they change no group, only what the "
+                             "default plan acts on)")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     if not args.eval_dir.is_dir():
@@ -95,6 +110,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         originals, distractors = split(args.eval_dir, Path(tmp), args.kind)
         start = time.perf_counter()
+        if args.act_cuts:
+            _use_act_cuts(args.act_cuts)
         result = run_eval(originals, distractors, model=args.model, threshold=args.threshold,
                           seed=args.seed, check=args.check)
         seconds = time.perf_counter() - start
