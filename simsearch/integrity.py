@@ -150,6 +150,11 @@ def check_index(folder: str | os.PathLike, repair: bool = False) -> CheckReport:
                 break
     finally:
         catalog.close()
+    from simsearch.verdicts import FILE as CHECKED, readable
+    if not readable(folder):
+        report.warnings.append(f"{CHECKED} (the picture check's verdicts, kept between runs) "
+                               f"cannot be read (damaged, or not simsearch's): the next dedupe "
+                               f"ignores it and writes a new one; nothing else depends on it")
     if repair and damage:
         raise IndexStoreError(f"{folder / CATALOG} is damaged ({damage[0]}); it is the source of "
                               f"truth and cannot be rebuilt from the derived files. Move the index "

@@ -26,7 +26,7 @@ import numpy as np
 from simsearch.store import CHECKED as FILE
 from simsearch.store import write_atomic
 
-__all__ = ["Verdicts", "FILE", "fingerprint"]
+__all__ = ["Verdicts", "FILE", "fingerprint", "readable"]
 
 FORMAT = 2
 _COLUMNS = {"lo": np.int64, "hi": np.int64, "hash_lo": np.int64, "hash_hi": np.int64,
@@ -57,9 +57,16 @@ def _empty() -> dict[str, np.ndarray]:
     return {k: np.zeros(0, t) for k, t in _COLUMNS.items()}
 
 
-def _read_columns(path: Path, fingerprint: str) -> dict[str, np.ndarray] | None:
-    """The columns of a verdicts file written with `fingerprint`; None when it is missing, not
-    a regular file, damaged, foreign or made by another check. Each member's header is read
+def readable(folder: str | os.PathLike) -> bool:
+    """Whether the index folder's verdicts file, when there is one, can be read (by some check:
+    the fingerprint is not compared). `simsearch check` warns when it cannot."""
+    path = Path(folder) / FILE
+    return not os.path.lexists(path) or _read_columns(path, None) is not None
+
+
+def _read_columns(path: Path, fingerprint: str | None) -> dict[str, np.ndarray] | None:
+    """The columns of a verdicts file written with `fingerprint` (None: any); None when it is
+    missing, not a regular file, damaged, foreign or made by another check. Each member's header is read
     before its data: only uncompressed members whose data fits in the file are read, so a small
     file cannot claim gigabytes."""
     try:
@@ -70,7 +77,8 @@ def _read_columns(path: Path, fingerprint: str) -> dict[str, np.ndarray] | None:
         return None  # the store refuses a link or a device here anyway
     try:
         with zipfile.ZipFile(path) as archive:
-            if _member(archive, "fingerprint", st.st_size, "U", 1 << 16).item() != fingerprint:
+            made_by = _member(archive, "fingerprint", st.st_size, "U", 1 << 16).item()
+            if fingerprint is not None and made_by != fingerprint:
                 return None
             columns = {k: _member(archive, k, st.st_size, np.dtype(t).str, _MAX_PAIRS)
                        for k, t in _COLUMNS.items()}

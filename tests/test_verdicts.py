@@ -206,3 +206,15 @@ def test_a_kept_verdict_decides_a_pair_as_a_fresh_check_would_at_any_score(tmp_p
     assert kept(a, b, low).tolist() == fresh(a, b, low).tolist()
     assert counts(kept) == counts(fresh) and kept.stats.remembered == 3
     assert by_id[1] in read and by_id[0] in read
+
+
+def test_check_warns_about_a_verdicts_file_it_cannot_read(busy_index):
+    photos, index = busy_index
+    runner = CliRunner()
+    assert runner.invoke(main, ["dedupe", "--index", str(index), "-q"]).exit_code == 0
+    clean = runner.invoke(main, ["check", "--index", str(index)])
+    assert clean.exit_code == 0 and FILE not in clean.output
+    (index / FILE).write_bytes(b"garbage")
+    warned = runner.invoke(main, ["check", "--index", str(index)])
+    assert warned.exit_code == 0, warned.output  # a warning: nothing depends on it
+    assert f"{FILE} (the picture check's verdicts, kept between runs) cannot be read" in warned.output
