@@ -133,8 +133,8 @@ def main() -> None:
     if data.get("plan"):  # what `simsearch dedupe --plan` would do with simsearch's groups
         plan = data["plan"]
         print(f"default plan at {data['dedupe']['threshold']}: acts on {plan['acted_on']} files "
-              f"({plan['copies_acted_on']} copies of a kept file, {plan['not_copies_acted_on']} "
-              f"not); keeps {plan['kept_unconfirmed']} not confirmed "
+              f"({plan['copies_acted_on']} copies of a kept file, {plan['versions_acted_on']} "
+              f"versions of one, {plan['not_copies_acted_on']} other pictures); keeps {plan['kept_unconfirmed']} not confirmed "
               f"({plan['copies_kept_unconfirmed']} of them copies)")
     edits = [{"edit": e, "simsearch": r, **{k: data["baselines"][k]["per_edit"].get(e)
                                              for k in data["baselines"]}}

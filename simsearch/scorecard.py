@@ -197,14 +197,15 @@ def run_eval(originals: str | os.PathLike, distractors: str | os.PathLike | None
         threshold = index.default_threshold(check) if threshold is None else threshold
         shared = index.picture_check() if check else False
 
-        reports = {}  # the dedupe report at each threshold asked
+        def model_groups(t: float, made: list | None = None) -> list[list[str]]:
+            found = index.duplicates(t, linkage, background, check=shared).groups
+            if made is not None:
+                made.extend(found)
+            return _disjoint([g.files for g in found])
 
-        def model_groups(t: float) -> list[list[str]]:
-            reports[t] = index.duplicates(t, linkage, background, check=shared)
-            return _disjoint([g.files for g in reports[t].groups])
-
-        groups = model_groups(threshold)
-        plan = _plan_figures(reports[threshold].groups, truth)
+        scored: list = []  # the groups at the threshold scored, members and evidence
+        groups = model_groups(threshold, scored)
+        plan = _plan_figures(scored, truth)
         retrieval, grouping = score_search(neighbours, truth), score_groups(groups, truth)
         floor = _check_floor(index) if check else None
         calibrated, why = _calibrate(lambda t: score_groups(model_groups(t), truth),
@@ -252,26 +253,30 @@ def run_eval(originals: str | os.PathLike, distractors: str | os.PathLike | None
 
 
 def _plan_figures(groups, truth: Truth) -> dict:
-    """What the default plan would do with dedupe's `groups`: the files it acts on, those of
-    them that are copies of a file it keeps (the same original, or another version of it) and
-    those that are not (each a picture lost if the plan were applied), and the files it keeps
-    because the picture check could not confirm them (copies among them left for review)."""
+    """What the default plan would do with dedupe's `groups`: the files it acts on, split into
+    copies of a file it keeps (the same original), versions of one (another original the
+    evaluation counts as one picture with it: `simsearch.families`) and the rest (each a picture
+    lost if the plan were applied); and the files it keeps because the picture check could not
+    confirm them, with the copies among them (left for review)."""
     from simsearch.plan import UNCONFIRMED, make_plan, parse_rules
     made = make_plan(groups, parse_rules(()))
     unit, sets = truth.unit_of, truth.set_of
-    acted = copies = held = held_copies = 0
+    acted = copies = versions = held = held_copies = 0
     for g in made.groups:
-        kept_sets = {int(sets[unit[k]]) for k in g.keep if k in unit}
+        kept = [unit[k] for k in g.keep if k in unit]
         for f in g.act_on if g.decision == "act" else ():
             acted += 1
-            copies += f in unit and int(sets[unit[f]]) in kept_sets
+            copies += f in unit and unit[f] in kept
+            versions += f in unit and unit[f] not in kept and int(sets[unit[f]]) in {
+                int(sets[k]) for k in kept}
         for f in g.files:
-            if f.reason.startswith(UNCONFIRMED):
+            if f.reason.startswith(UNCONFIRMED) and f.path in unit:
                 held += 1
-                others = {int(sets[unit[k]]) for k in g.keep if k in unit and k != f.path}
-                held_copies += f.path in unit and int(sets[unit[f.path]]) in others
-    return {"acted_on": acted, "copies_acted_on": copies, "not_copies_acted_on": acted - copies,
-            "kept_unconfirmed": held, "copies_kept_unconfirmed": held_copies}
+                held_copies += unit[f.path] in [unit[k] for k in g.keep
+                                                if k in unit and k != f.path]
+    return {"acted_on": acted, "copies_acted_on": copies, "versions_acted_on": versions,
+            "not_copies_acted_on": acted - copies - versions, "kept_unconfirmed": held,
+            "copies_kept_unconfirmed": held_copies}
 
 
 def _look_alikes(index, paths: list[str], vectors: dict, background: Background | None,

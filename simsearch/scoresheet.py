@@ -83,9 +83,10 @@ def eval_lines(report: EvalReport, root: Path, show: int,
     plan = report.plan
     if plan is not None:
         out.append(f"the default plan (dedupe --plan, default keep rules) on simsearch's groups: "
-                   f"acts on {plan['acted_on']} files, {plan['copies_acted_on']} copies of a file "
-                   f"it keeps and {plan['not_copies_acted_on']} not (each a picture lost if "
-                   f"applied); keeps {plan['kept_unconfirmed']} the picture check could not "
+                   f"acts on {plan['acted_on']} files: {plan['copies_acted_on']} copies of a file "
+                   f"it keeps, {plan['versions_acted_on']} versions of one (look-alike "
+                   f"originals), {plan['not_copies_acted_on']} other pictures (each a picture "
+                   f"lost if applied); keeps {plan['kept_unconfirmed']} the picture check could not "
                    f"confirm ({plan['copies_kept_unconfirmed']} of them copies, left for review)")
     iv, boot = report.intervals, report.bootstrap
     if iv:

@@ -9,10 +9,12 @@ settings, the code's and the decoders' versions): a pair whose file changed, mov
 other by path or was indexed again (a new id), or a check made otherwise, is judged afresh.
 Verdicts about a file that could not be read are never kept (it may be readable next time).
 The file is derived data: deleting it costs only time, and a damaged or foreign one is ignored
-and replaced. In memory the verdicts are sorted columns (~33 bytes a pair), not a dict.
+and replaced. In memory the verdicts are sorted columns and compact buffers (~41 bytes a
+pair), not a dict.
 """
 from __future__ import annotations
 
+import array
 import dataclasses
 import hashlib
 import json
@@ -26,7 +28,7 @@ import numpy as np
 from simsearch.store import CHECKED as FILE
 from simsearch.store import write_atomic
 
-__all__ = ["Verdicts", "FILE", "fingerprint", "readable"]
+__all__ = ["Verdicts", "FILE", "fingerprint", "readable", "content_hash"]
 
 FORMAT = 2
 _COLUMNS = {"lo": np.int64, "hi": np.int64, "hash_lo": np.int64, "hash_hi": np.int64,
@@ -47,7 +49,7 @@ def fingerprint(**parts) -> str:
     return json.dumps({"format": FORMAT, **parts}, sort_keys=True, default=repr)
 
 
-def _hash(content: str) -> int:
+def content_hash(content: str) -> int:
     """A content hash in 64 bits, as a signed int64 (enough to see a change; any string)."""
     return int.from_bytes(hashlib.blake2b(str(content).encode(), digest_size=8).digest(),
                           "little", signed=True)
@@ -113,9 +115,22 @@ def _member(archive: zipfile.ZipFile, name: str, size: int, dtype: str, most: in
     return np.frombuffer(data, found).reshape(shape)
 
 
+def _latest(columns: dict[str, np.ndarray]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """`columns` sorted by pair (key lo << 32 | hi), the last row of any pair given twice, rows
+    whose ids are not 0 <= lo < hi < 2**32 left out."""
+    lo, hi = columns["lo"], columns["hi"]
+    ok = np.flatnonzero((lo >= 0) & (lo < hi) & (hi < _IDS))
+    keys = (lo[ok].astype(np.uint64) << np.uint64(32)) | hi[ok].astype(np.uint64)
+    unique, first_back = np.unique(keys[::-1], return_index=True)  # read backwards: the last
+    rows = ok[len(ok) - 1 - first_back]
+    return unique, {k: c[rows] for k, c in columns.items()}
+
+
 class Verdicts:
     """Verdicts by pair of ids (lower first): the code `simsearch.verify` gives the verdict,
-    whether the lower id's file went first, whether the pair is plain, and both hashes."""
+    whether the lower id's file went first, whether the pair is plain, and both files' hashes
+    (`content_hash`). Those of an earlier run are sorted columns searched in bulk (`find`);
+    those of this run are appended to compact buffers (~33 bytes a pair) until `save`."""
 
     def __init__(self, folder: str | os.PathLike, fingerprint: str):
         self.path = Path(folder) / FILE
@@ -124,81 +139,84 @@ class Verdicts:
         # a file that is there but cannot be used is replaced at the next save
         self.changed = columns is None and os.path.lexists(self.path)
         self._set(columns or _empty())
-        self._new: dict[tuple[int, int], tuple[int, int, int]] = {}  # since read: (hashes, flags)
+        self._new = {k: array.array("B" if t == np.uint8 else "q") for k, t in _COLUMNS.items()}
 
     def _set(self, columns: dict[str, np.ndarray]) -> None:
-        keys = (columns["lo"].astype(np.uint64) << np.uint64(32)) | columns["hi"].astype(np.uint64)
-        ok = ((columns["lo"] >= 0) & (columns["lo"] < columns["hi"]) & (columns["hi"] < _IDS))
-        order = np.argsort(keys[ok], kind="stable")
-        self._keys = keys[ok][order]
-        self._cols = {k: c[ok][order] for k, c in columns.items()}
+        self._keys, self._cols = _latest(columns)
 
     def __len__(self) -> int:
-        return len(self._keys) + sum(1 for k in self._new if not self._in_file(*k))
+        return len(self._keys)
 
-    def _in_file(self, lo: int, hi: int) -> int | None:
-        if not 0 <= lo < hi < _IDS:
+    def find(self, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+        """Where each pair (lo[i] < hi[i]) is among the earlier run's verdicts, -1 if not."""
+        lo, hi = np.asarray(lo, np.int64), np.asarray(hi, np.int64)
+        ok = (lo >= 0) & (lo < hi) & (hi < _IDS)
+        keys = ((np.where(ok, lo, 0).astype(np.uint64) << np.uint64(32))
+                | np.where(ok, hi, 0).astype(np.uint64))
+        at = np.minimum(np.searchsorted(self._keys, keys), max(len(self._keys) - 1, 0))
+        hit = ok & (len(self._keys) > 0) & (self._keys[at] == keys if len(self._keys) else False)
+        return np.where(hit, at, -1)
+
+    def entry(self, at: int, hash_lo: int, hash_hi: int, lo_first: bool
+              ) -> tuple[int, bool] | None:
+        """The code and plainness of the verdict at `at` (from `find`), when it was judged on
+        these contents (`content_hash`) in this order; else None."""
+        c = self._cols
+        flags = int(c["flags"][at])
+        if (int(c["hash_lo"][at]), int(c["hash_hi"][at])) != (hash_lo, hash_hi) or \
+                bool(flags & _FIRST) != lo_first:
             return None
-        key = np.uint64(lo << 32 | hi)
-        at = int(np.searchsorted(self._keys, key))
-        return at if at < len(self._keys) and self._keys[at] == key else None
+        return flags & 7, bool(flags & _PLAIN)
 
     def get(self, lo: int, hi: int, sha_lo: str, sha_hi: str, lo_first: bool
             ) -> tuple[int, bool] | None:
-        """The code of the verdict kept for ids (lo, hi) and whether the pair is plain, when it
-        was judged on these contents in this order; else None."""
-        kept = self._new.get((lo, hi))
-        if kept is None:
-            at = self._in_file(lo, hi)
-            if at is None:
-                return None
-            kept = (int(self._cols["hash_lo"][at]), int(self._cols["hash_hi"][at]),
-                    int(self._cols["flags"][at]))
-        if kept[:2] != (_hash(sha_lo), _hash(sha_hi)) or bool(kept[2] & _FIRST) != lo_first:
-            return None
-        return kept[2] & 7, bool(kept[2] & _PLAIN)
+        """The verdict kept for ids (lo, hi) by an earlier run, judged on these contents in
+        this order (see `entry`); else None."""
+        at = int(self.find(np.array([lo]), np.array([hi]))[0])
+        return None if at < 0 else self.entry(at, content_hash(sha_lo), content_hash(sha_hi),
+                                              lo_first)
 
-    def put(self, lo: int, hi: int, sha_lo: str, sha_hi: str, lo_first: bool, code: int,
+    def put(self, lo: int, hi: int, hash_lo: int, hash_hi: int, lo_first: bool, code: int,
             plain: bool) -> None:
+        """Keep a verdict of this run (hashes from `content_hash`), written at `save`."""
         if not 0 <= lo < hi < _IDS:
             return  # not kept: only a saving of time
-        self._new[(lo, hi)] = (_hash(sha_lo), _hash(sha_hi),
-                               code | (_FIRST if lo_first else 0) | (_PLAIN if plain else 0))
+        for k, v in (("lo", lo), ("hi", hi), ("hash_lo", hash_lo), ("hash_hi", hash_hi),
+                     ("flags", code | (_FIRST if lo_first else 0) | (_PLAIN if plain else 0))):
+            self._new[k].append(v)
         self.changed = True
 
     def save(self, ids: np.ndarray, contents: np.ndarray) -> None:
         """Write the verdicts whose files are still indexed with the same contents (`ids` in
-        order, their content hashes), through a temporary file. A folder that cannot be written
-        (a read-only index) keeps the old file: these are only a saving of time."""
+        order, their content hashes), this run's replacing an earlier run's, the newest
+        `_MAX_PAIRS` at most, through a temporary file. A folder that cannot be written (a
+        read-only index) keeps the old file: these are only a saving of time."""
         if not self.changed:
             return
-        fresh = [(lo, hi, p, q, f) for (lo, hi), (p, q, f) in self._new.items()]
-        replaced = {self._in_file(lo, hi) for lo, hi, *_ in fresh} - {None}
-        keep = np.ones(len(self._keys), bool)
-        keep[list(replaced)] = False
-        columns = {k: np.concatenate([c[keep], np.array([r[i] for r in fresh], _COLUMNS[k])])
-                   for i, (k, c) in enumerate(self._cols.items())}
+        fresh = {k: np.frombuffer(self._new[k], t) if len(self._new[k]) else np.zeros(0, t)
+                 for k, t in _COLUMNS.items()}
+        columns = {k: np.concatenate([self._cols[k], fresh[k]]) for k in _COLUMNS}
         ids = np.asarray(ids, np.int64)
         alive = np.zeros(len(columns["lo"]), bool)
         if len(ids) and len(alive):
-            hashes = {}  # each position's hash, computed once
-
-            def hashed(at: int) -> int:
-                if at not in hashes:
-                    hashes[at] = _hash(contents[at])
-                return hashes[at]
             at = {}
             for side in ("lo", "hi"):
                 pos = np.minimum(np.searchsorted(ids, columns[side]), len(ids) - 1)
                 at[side] = np.where(ids[pos] == columns[side], pos, -1)
-            for n, (i, j) in enumerate(zip(at["lo"].tolist(), at["hi"].tolist())):
-                alive[n] = (i >= 0 and j >= 0 and hashed(i) == columns["hash_lo"][n]
-                            and hashed(j) == columns["hash_hi"][n])
-        columns = {k: c[alive] for k, c in columns.items()}
+            used = np.unique(np.concatenate([at["lo"], at["hi"]]))
+            used = used[used >= 0]
+            hashes = np.zeros(len(ids), np.int64)
+            hashes[used] = [content_hash(contents[i]) for i in used.tolist()]
+            alive = ((at["lo"] >= 0) & (at["hi"] >= 0)
+                     & (hashes[np.maximum(at["lo"], 0)] == columns["hash_lo"])
+                     & (hashes[np.maximum(at["hi"], 0)] == columns["hash_hi"]))
+        # this run's verdicts come last: they replace an earlier run's, and stay under the cap
+        keys, columns = _latest({k: c[alive][-_MAX_PAIRS:] for k, c in columns.items()})
         try:
             write_atomic(self.path, lambda f: np.savez(
                 f, fingerprint=np.array(self.fingerprint), **columns))
         except OSError:
             return
-        self._set(columns)
-        self._new, self.changed = {}, False
+        self._keys, self._cols = keys, columns
+        self._new = {k: array.array("B" if t == np.uint8 else "q") for k, t in _COLUMNS.items()}
+        self.changed = False

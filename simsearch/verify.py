@@ -32,6 +32,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
+import sys
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -358,13 +359,27 @@ def grey_picture(path: str, side: int) -> np.ndarray:
 
 def _fingerprint(settings: VerifySettings, cv2) -> str:
     """What a kept verdict depends on besides its two pictures (simsearch.verdicts): the
-    settings, this code and its constants, OpenCV and Pillow (which decodes the pictures)."""
-    import PIL
+    settings; the code that reads and judges pictures (its source, hashed: a change to it
+    without a new version number still counts) and its constants; the libraries that decode
+    and match them."""
+    import hashlib
+    from importlib import metadata
 
-    from simsearch import __version__
+    from simsearch import formats, images, jpeg, raw
     from simsearch.verdicts import fingerprint
-    return fingerprint(settings=settings, simsearch=__version__, opencv=cv2.__version__,
-                       pillow=PIL.__version__, verdicts=[repr(v) for v in _VERDICTS],
+    code = hashlib.sha256()
+    for module in (sys.modules[__name__], images, formats, jpeg, raw):
+        with open(module.__file__, "rb") as f:
+            code.update(f.read())
+    versions = {}
+    for package in ("numpy", "pillow", "pillow-heif", "rawpy", "opencv-python-headless",
+                    "opencv-python"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = None
+    return fingerprint(settings=settings, code=code.hexdigest(), opencv=cv2.__version__,
+                       versions=versions, verdicts=[repr(v) for v in _VERDICTS],
                        plain=[PLAIN_SIDE, PLAIN_FRACTIONS, PLAIN_MIN_SIDE, PLAIN_MIN_SPREAD,
                               PLAIN_MIN_DETAIL])
 
@@ -403,6 +418,7 @@ class PictureCheck:
         self.remember, self.alone = remember, alone
         self.keep_in, self.contents_of = keep_in, contents_of
         self.memory = None  # the verdicts kept in `keep_in`, read when first needed
+        self._indexed: dict[int, tuple[int, str] | None] = {}  # id -> (hash, path) as indexed
         self.workers = workers or min(4, os.cpu_count() or 1)
         self.stats = VerifyStats()
         self._held: OrderedDict[int, Features | None] = OrderedDict()  # least recent first
@@ -456,7 +472,7 @@ class PictureCheck:
         if not len(todo):
             return keep
         cv2 = _cv2()  # a missing OpenCV stops the run here, before any file is read
-        contents: dict[int, str] = {}
+        contents: dict[int, int] = {}  # id -> its content hash, for the verdicts kept
         if self.keep_in is not None and contents_of is not None:
             if self.memory is None:
                 from simsearch.verdicts import Verdicts
@@ -525,23 +541,31 @@ class PictureCheck:
 
     def _recall(self, todo: np.ndarray, a: np.ndarray, b: np.ndarray, high: np.ndarray,
                 keep: np.ndarray, decide, paths_of, contents_of
-                ) -> tuple[np.ndarray, dict[int, str]]:
+                ) -> tuple[np.ndarray, dict[int, int]]:
         """Decide the pairs of `todo` judged in an earlier run on the same contents, in the same
-        order (see `simsearch.verdicts`); returns the pairs still to judge and every id's
-        content hash, to keep their verdicts."""
-        ids = list(dict.fromkeys(np.concatenate([a[todo], b[todo]]).tolist()))
-        rows, paths = contents_of(ids), paths_of(ids)
-        contents = {i: row[0] for i, row in rows.items()}
-        # a kept verdict stands for files as indexed: one changed, gone or unreadable since is
-        # judged afresh (and then named, or left out as gone, as a fresh check does)
-        same = {i for i, (_, size, mtime_ns) in rows.items()
-                if i in paths and _unchanged(paths[i], size, mtime_ns)}
+        order (see `simsearch.verdicts`); returns the pairs still to judge and the content hash
+        of each of their files unchanged since indexing (only those verdicts are kept)."""
+        from simsearch.verdicts import content_hash
+        ids = [i for i in dict.fromkeys(np.concatenate([a[todo], b[todo]]).tolist())
+               if i not in self._indexed]
+        if ids:  # once a file: its indexed hash, when it is as indexed (size, time, readable)
+            rows, paths = contents_of(ids), paths_of(ids)
+            for i in ids:
+                row = rows.get(i)
+                self._indexed[i] = (content_hash(row[0]), paths[i]) if (
+                    row is not None and i in paths and _unchanged(paths[i], row[1], row[2])
+                ) else None
+        # a file changed, gone or unreadable since indexing is judged afresh (then named, or
+        # left out as gone, as a fresh check does), and no verdict about it is kept
+        indexed = {i: self._indexed[i] for i in np.concatenate([a[todo], b[todo]]).tolist()}
+        where = self.memory.find(a[todo], b[todo])
         recalled = []
-        for r in todo.tolist():
+        for r, at in zip(todo[where >= 0].tolist(), where[where >= 0].tolist()):
             x, y = int(a[r]), int(b[r])
-            if x not in same or y not in same:
+            if indexed[x] is None or indexed[y] is None:
                 continue
-            hit = self.memory.get(x, y, contents[x], contents[y], paths[x] <= paths[y])
+            hit = self.memory.entry(at, indexed[x][0], indexed[y][0],
+                                    indexed[x][1] <= indexed[y][1])
             if hit is None or hit[0] >= len(_VERDICTS):
                 continue
             verdict, plain = _VERDICTS[hit[0]], hit[1]
@@ -553,7 +577,8 @@ class PictureCheck:
             self._note(x, y, verdict, plain and verdict is not None, plain, bool(keep[r]))
             self.stats.remembered += verdict is not _STOOD
             recalled.append(r)
-        return np.setdiff1d(todo, np.array(recalled, np.int64)), contents
+        hashes = {i: v[0] for i, v in indexed.items() if v is not None}
+        return np.setdiff1d(todo, np.array(recalled, np.int64)), hashes
 
     def save_verdicts(self, ids: np.ndarray, contents: np.ndarray) -> None:
         """Write the verdicts kept between runs (see `keep_in`), those of files still indexed

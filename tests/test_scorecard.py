@@ -204,8 +204,8 @@ def test_known_answer_against_an_independent_scoring(tmp_path, tiny_model):
     acted = [(f, g.keep) for g in made.groups for f in g.act_on]
     copies = sum(any(origin[f] == origin[k] for k in keep) for f, keep in acted)
     assert report.plan == {"acted_on": len(acted), "copies_acted_on": copies,
-                           "not_copies_acted_on": len(acted) - copies, "kept_unconfirmed": 0,
-                           "copies_kept_unconfirmed": 0}
+                           "versions_acted_on": 0, "not_copies_acted_on": len(acted) - copies,
+                           "kept_unconfirmed": 0, "copies_kept_unconfirmed": 0}
     assert len(acted) > 0
 
 
@@ -308,7 +308,7 @@ def test_eval_text_explains_its_table(tmp_path, tiny_model):
         "img000.jpg, again.jpg", "again.jpg, img000.jpg")
     assert "Hamming<=10" in out and "0.8438" not in out  # the hashes' threshold in bits
     assert re.search(r"the default plan \(dedupe --plan, default keep rules\) on simsearch's "
-                     r"groups: acts on \d+ files, \d+ copies of a file it keeps and \d+ not", out)
+                     r"groups: acts on \d+ files: \d+ copies of a file it keeps, \d+ versions", out)
     assert "threshold: where dedupe was scored" in out
     table = out[out.index("uAP"):out.index("threshold: where")]
     if " - " in table:  # every - has its footnote
@@ -355,3 +355,38 @@ def test_eval_cli_aims_at_the_precision_the_shipped_threshold_was_chosen_by():
 
     option = next(p for p in main.commands["eval"].params if p.name == "target_precision")
     assert option.default == TARGET_PRECISION == 0.97
+
+
+def test_plan_figures_tell_copies_versions_and_other_pictures_apart(tmp_path):
+    """By hand: what the default plan acts on, against who is whose."""
+    import dataclasses
+
+    from groups import group
+    from simsearch.scorecard import _plan_figures
+    # originals o0, o1 (a version of o0: one set), o2, a distractor d; copies c0 (of o0), c2 (of
+    # o2); the originals are the largest, so the keep rules keep them
+    sizes = {"o0": (64, 48), "o1": (60, 45), "o2": (64, 48), "d": (36, 27), "c0": (40, 30),
+             "c2": (32, 24)}
+    paths = {}
+    for i, (name, size) in enumerate(sizes.items()):
+        make_picture(i, size).save(tmp_path / f"{name}.png")
+        paths[name] = str(tmp_path / f"{name}.png")
+    truth = Truth(refs=[paths[n] for n in ("o0", "o1", "o2", "d")],
+                  queries=[paths["c0"], paths["c2"]], true_ref=np.array([0, 2]),
+                  edits=["crop50", "crop50"], set_of=np.array([0, 0, 2, 3]), n_originals=3)
+
+    def made(names, evidence):
+        g = group([paths[n] for n in names])
+        g.members[1:] = [dataclasses.replace(m, evidence=e) for m, e in zip(g.members[1:],
+                                                                            evidence)]
+        return g
+    # o0 kept; c0 (a copy) and o1 (a version) acted on; d, another picture, marked: kept. o2
+    # kept, its copy c2 marked: kept for review
+    groups = [made(["o0", "c0", "o1", "d"], ["checked", "score", "unchecked"]),
+              made(["o2", "c2"], ["unchecked"])]
+    assert _plan_figures(groups, truth) == {
+        "acted_on": 2, "copies_acted_on": 1, "versions_acted_on": 1, "not_copies_acted_on": 0,
+        "kept_unconfirmed": 2, "copies_kept_unconfirmed": 1}
+    # the other picture confirmed by mistake: acted on, and counted as lost
+    groups = [made(["o0", "c0", "o1", "d"], ["checked", "score", "checked"])]
+    assert _plan_figures(groups, truth)["not_copies_acted_on"] == 1

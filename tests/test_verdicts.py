@@ -11,22 +11,23 @@ from click.testing import CliRunner
 from PIL import Image
 
 from simsearch.cli import main
-from simsearch.verdicts import FILE, Verdicts, fingerprint
+from simsearch.verdicts import FILE, Verdicts, content_hash, fingerprint
 from simsearch.edits import apply_edit
 from simsearch.verify import PictureCheck, VerifySettings
 from test_verify import busy, busy_index, glyph, write  # noqa: F401 (a fixture)
 
 SHA = {i: f"{i:064x}" for i in range(1, 6)}
+H = {i: content_hash(sha) for i, sha in SHA.items()}
 
 
 def test_verdicts_come_back_only_for_the_same_contents_order_and_settings(tmp_path):
     print_ = fingerprint(settings=VerifySettings(), opencv="5.1.0")
     kept = Verdicts(tmp_path, print_)
     assert len(kept) == 0 and not kept.changed  # no file yet
-    kept.put(1, 2, SHA[1], SHA[2], True, 1, False)
-    kept.put(1, 3, SHA[1], SHA[3], False, 4, False)
-    kept.put(2, 5, SHA[2], SHA[5], True, 2, True)   # 5 is no longer indexed at the save
-    kept.put(3, 4, SHA[3], SHA[4], True, 0, False)  # 4's content changes before the save
+    kept.put(1, 2, H[1], H[2], True, 1, False)
+    kept.put(1, 3, H[1], H[3], False, 4, False)
+    kept.put(2, 5, H[2], H[5], True, 2, True)   # 5 is no longer indexed at the save
+    kept.put(3, 4, H[3], H[4], True, 0, False)  # 4's content changes before the save
     ids, contents = np.array([1, 2, 3, 4]), np.array([SHA[1], SHA[2], SHA[3], "changed"], object)
     kept.save(ids, contents)
     again = Verdicts(tmp_path, print_)
@@ -80,7 +81,7 @@ def test_a_damaged_or_foreign_file_is_ignored_and_replaced(tmp_path, damage):
         path.write_bytes(damage)
     kept = Verdicts(tmp_path, print_)
     assert len(kept) == 0 and kept.changed
-    kept.put(1, 2, SHA[1], SHA[2], True, 1, False)
+    kept.put(1, 2, H[1], H[2], True, 1, False)
     kept.save(np.array([1, 2]), np.array([SHA[1], SHA[2]], object))
     assert Verdicts(tmp_path, kept.fingerprint).get(1, 2, SHA[1], SHA[2], True) == (1, False)
 
@@ -218,3 +219,58 @@ def test_check_warns_about_a_verdicts_file_it_cannot_read(busy_index):
     warned = runner.invoke(main, ["check", "--index", str(index)])
     assert warned.exit_code == 0, warned.output  # a warning: nothing depends on it
     assert f"{FILE} (the picture check's verdicts, kept between runs) cannot be read" in warned.output
+
+
+def test_a_verdict_judged_on_a_changed_file_is_never_kept_under_its_indexed_hash(tmp_path):
+    """A file changed since indexing is judged on what it holds now; that verdict must not come
+    back once the file is restored as indexed (same bytes, size and time)."""
+    import shutil
+    paths = write(tmp_path / "p", {"a.jpg": busy(1), "a_crop.jpg": apply_edit(
+        "crop70", busy(1), random.Random(0))})
+    by_id = dict(enumerate(paths.values()))
+    shutil.copy2(by_id[1], tmp_path / "saved.jpg")
+    indexed = {}
+    for i, path in by_id.items():
+        st = os.stat(path)
+        indexed[i] = (f"{i:064x}", st.st_size, st.st_mtime_ns)
+
+    def check(keep_in=tmp_path):
+        return PictureCheck(lambda ids: {i: by_id[i] for i in ids}, alone=0.86, keep_in=keep_in,
+                            contents_of=lambda ids: {i: indexed[i] for i in ids})
+    a, b, low = np.array([0]), np.array([1]), np.array([0.82])
+    ids, contents = np.array([0, 1]), np.array([indexed[0][0], indexed[1][0]], object)
+    write(tmp_path / "p", {"a_crop.jpg": busy(9)})  # changed since indexing: another picture
+    changed = check()
+    assert changed(a, b, low).tolist() == [False]
+    changed.save_verdicts(ids, contents)
+    shutil.copy2(tmp_path / "saved.jpg", by_id[1])  # restored as indexed
+    kept, fresh = check(), check(keep_in=None)
+    assert kept(a, b, low).tolist() == fresh(a, b, low).tolist() == [True]
+    assert kept.stats.remembered == 0
+
+
+def test_the_latest_verdict_of_a_pair_wins_and_the_newest_stay_under_the_cap(tmp_path,
+                                                                              monkeypatch):
+    import simsearch.verdicts as verdicts
+    print_ = fingerprint(settings=VerifySettings(), opencv="5.1.0")
+    ids, contents = np.arange(1, 6), np.array([SHA[i] for i in range(1, 6)], object)
+    kept = Verdicts(tmp_path, print_)
+    kept.put(1, 2, H[1], H[2], True, 0, False)
+    kept.put(1, 2, H[1], H[2], True, 1, False)  # asked again in one run: the later one
+    kept.save(ids, contents)
+    again = Verdicts(tmp_path, print_)
+    assert len(again) == 1 and again.get(1, 2, SHA[1], SHA[2], True) == (1, False)
+    again.put(1, 2, H[1], H[2], True, 2, True)  # a later run's replaces the earlier run's
+    again.put(3, 4, H[3], H[4], True, 0, False)
+    monkeypatch.setattr(verdicts, "_MAX_PAIRS", 2)
+    again.put(4, 5, H[4], H[5], False, 1, False)  # over the cap: the oldest row goes
+    again.save(ids, contents)
+    last = Verdicts(tmp_path, print_)
+    assert len(last) == 2 and last.get(1, 2, SHA[1], SHA[2], True) is None
+    assert last.get(3, 4, SHA[3], SHA[4], True) == (0, False)
+    assert last.get(4, 5, SHA[4], SHA[5], False) == (1, False)
+    # a crafted file naming one pair twice: the last row stands
+    np.savez(tmp_path / FILE, fingerprint=np.array(print_), lo=np.array([1, 1]),
+             hi=np.array([2, 2]), hash_lo=np.array([H[1], H[1]]), hash_hi=np.array([H[2], H[2]]),
+             flags=np.array([8, 9], np.uint8))
+    assert Verdicts(tmp_path, print_).get(1, 2, SHA[1], SHA[2], True) == (1, False)
