@@ -1,5 +1,5 @@
 """Exact and near-duplicate groups from stored vectors (the network is never loaded), with an
-optional second opinion on the near pairs (`check`: `simsearch.verify.PictureCheck`).
+optional second opinion on the near pairs (`check`: `simsearch.picturecheck.PictureCheck`).
 
 Exact duplicates share a content hash. Near duplicates are the pairs at or above a score
 threshold (cosine, adjusted against the model's background set where it has one: see
@@ -167,7 +167,7 @@ def find_groups(ids: np.ndarray, vectors: np.ndarray, offsets: np.ndarray, conte
     its own. `apart`: pairs of ids (a < b) never to be grouped together (a user said they are
     different pictures). `progress(done, total)`: rows searched so far. `knee`: where the
     score adjustment starts to fade (see `simsearch.scoring`). `check(a, b, scores)`: a second
-    opinion on the near pairs of ids (`simsearch.verify.PictureCheck`), a bool mask of the
+    opinion on the near pairs of ids (`simsearch.picturecheck.PictureCheck`), a bool mask of the
     pairs to keep; the others are never grouped, like pairs set apart."""
     if linkage not in LINKAGES:
         raise SimsearchError(f"linkage must be one of {', '.join(LINKAGES)}, not {linkage!r}")

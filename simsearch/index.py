@@ -30,7 +30,8 @@ from simsearch.store import (CATALOG, FORMAT_VERSION, LOCK, MANIFEST, VECTOR_FIL
 from simsearch.derived import (Deferred, Growing, by_id, computed_offsets, sample, sample_with_ids,
                                vectors_agree)
 from simsearch.vectorfile import VectorFile
-from simsearch.verify import PictureCheck, RerankSettings, VerifySettings, copy_first
+from simsearch.picturecheck import PictureCheck
+from simsearch.verify import RerankSettings, VerifySettings, copy_first
 from simsearch.vectors import (ANN_KINDS, DEFAULT_FACTORY, TOMBSTONE_LIMIT, Choice, VectorIndex,
                                choose, measure_recall, parse_ann)
 

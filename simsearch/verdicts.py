@@ -40,7 +40,7 @@ _IDS = 1 << 32  # ids at or above this are not kept (a pair's key is lo << 32 | 
 
 def fingerprint(**parts) -> str:
     """What a verdict depends on besides its pictures (settings, versions, constants: see
-    `simsearch.verify.PictureCheck`), as one string; the settings' `cache` (how many pictures
+    `simsearch.picturecheck.PictureCheck`), as one string; the settings' `cache` (how many pictures
     are held at once) changes no verdict and is left out."""
     settings = parts.pop("settings", None)
     if settings is not None:

@@ -13,7 +13,8 @@ from PIL import Image
 from simsearch.cli import main
 from simsearch.verdicts import FILE, Verdicts, content_hash, fingerprint
 from simsearch.edits import apply_edit
-from simsearch.verify import PictureCheck, VerifySettings
+from simsearch.picturecheck import PictureCheck
+from simsearch.verify import VerifySettings
 from test_verify import busy, busy_index, glyph, write  # noqa: F401 (a fixture)
 
 SHA = {i: f"{i:064x}" for i in range(1, 6)}

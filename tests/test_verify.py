@@ -15,7 +15,8 @@ from PIL import Image
 from simsearch.cli import main
 from simsearch.dedupe import find_groups
 from simsearch.edits import EDIT_NAMES, apply_edit
-from simsearch.verify import PictureCheck, VerifySettings, features, grey_picture, inliers, mirrored
+from simsearch.picturecheck import PictureCheck
+from simsearch.verify import VerifySettings, features, grey_picture, inliers, mirrored
 
 
 def busy(seed: int, size: tuple[int, int] = (320, 240)) -> Image.Image:

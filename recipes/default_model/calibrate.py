@@ -60,7 +60,7 @@ from simsearch.families import set_roots  # noqa: E402
 from simsearch.index import open_index  # noqa: E402
 from simsearch.models import DEFAULT_MODEL_DIR, calibration_path  # noqa: E402
 from simsearch.scoring import KNEE, adjust  # noqa: E402
-from simsearch.verify import PictureCheck  # noqa: E402
+from simsearch.picturecheck import PictureCheck  # noqa: E402
 
 KNEES = (1.0, 0.99, 0.98, 0.97, 0.96, 0.95, 0.94, 0.93, 0.92, 0.90)
 SWEEP = tuple(round(0.70 + 0.01 * i, 2) for i in range(29))

@@ -53,8 +53,8 @@ from lookalikes import find_fonts, write_sets
 from simsearch.dedupe import find_groups
 from simsearch.errors import DecodeError
 from simsearch.scoring import KNEE, adjust
-from simsearch.verify import (RerankSettings, VerifySettings, agreeing, aligned,
-                             picture_features)
+from simsearch.verify import (RerankSettings, VerifySettings, agreeing, aligned, inliers,
+                             mirrored, picture_features)
 
 # (below, min_inliers, min_keypoints, whether pairs the check cannot judge need --no-check's
 # threshold, plain_same, plain_apart, plain_below): session 17's grid (the first seven, alone
@@ -87,14 +87,18 @@ def measure_pairs(paths: list[str], a: np.ndarray, b: np.ndarray) -> dict:
             sys.exit(str(e))
     # each pair the way round the product judges it (matching is not symmetric): path first
     ways = [(x, y) if paths[x] <= paths[y] else (y, x) for x, y in zip(a.tolist(), b.tolist())]
-    best = [agreeing(held[x], held[y], s) for x, y in ways]
+    # straight and through the mirror, each (the product tries the mirror only when the straight
+    # count falls short of what it needs: see `act_inliers_found`)
+    straight = np.array([inliers(held[x], held[y], s) for x, y in ways])
+    flipped = np.array([inliers(mirrored(held[x], s), held[y], s) for x, y in ways])
+    best = np.maximum(straight, flipped)
     plain = [i for i, (x, y) in enumerate(ways) if min(counts[x], counts[y]) < PLAIN_KEYPOINTS]
     lined_up = np.full(len(a), np.nan)  # NaN: not measured, or nothing could be compared
     with ThreadPoolExecutor(os.cpu_count() or 1) as pool:  # OpenCV lets go of the GIL
         for i, value in zip(plain, pool.map(lambda i: aligned(held[ways[i][0]],
                                                               held[ways[i][1]]), plain)):
             lined_up[i] = np.nan if value is None else value
-    return {"keypoints": counts, "inliers": np.array(best), "aligned": lined_up}
+    return {"keypoints": counts, "inliers": best, "straight": straight, "aligned": lined_up}
 
 
 def smaller_count(m: dict, a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -105,7 +109,7 @@ def smaller_count(m: dict, a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def verdicts(setting: tuple, scores: np.ndarray, kp: np.ndarray, m: dict,
              alone_at: float | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The pairs a GRID setting never groups, decided from measure_pairs' measurements as
-    simsearch.verify.PictureCheck decides them (kp: each pair's smaller_count); the pairs it
+    simsearch.picturecheck.PictureCheck decides them (kp: each pair's smaller_count); the pairs it
     looks at and finds the same picture (`checked` evidence); and the ones it looks at and
     cannot tell (`unchecked`: a plan keeps them unless told). A pair in none of the three
     stands on its score."""
@@ -127,6 +131,10 @@ def verdicts(setting: tuple, scores: np.ndarray, kp: np.ndarray, m: dict,
 # session 22: the cuts a pair the check finds the same picture must also pass before a plan acts
 # on it (act_inliers agreeing matches for pictures with keypoints, act_aligned for plain ones;
 # None: the grouping cut); a pair short of them stays grouped, "not confirmed"
+# session 22, second trial: the product tries the mirror only while the straight match falls
+# short of the grouping cut (the act cut then stands on the straight count: the mirror was most
+# of what the act cuts cost); set False to count the better of both, as the first trial did
+MIRROR_ONCE_GROUPED = True
 ACT_GRID = tuple((i, c) for i in (20, 25, 30, 40, 60)
                  for c in (None, 0.92, 0.94, 0.95, 0.96, 0.97, 0.98, 0.99))
 
@@ -138,10 +146,19 @@ def unsure(setting: tuple, act: tuple, scores: np.ndarray, kp: np.ndarray, m: di
     _, same_picture, doubt = verdicts(setting, scores, kp, m, alone_at)
     act_inliers, act_aligned = act
     judged = kp >= setting[2]
-    weak = judged & (m["inliers"] < act_inliers)
+    weak = judged & (act_inliers_found(setting, act, m) < act_inliers)
     if act_aligned is not None:
         weak |= ~judged & ~(m["aligned"] >= act_aligned)  # NaN: not lined up, weak
     return doubt | (same_picture & weak)
+
+
+def act_inliers_found(setting: tuple, act: tuple, m: dict) -> np.ndarray:
+    """The agreeing matches the act cut is held against, counted as the product counts them:
+    with MIRROR_ONCE_GROUPED, the straight count once it reaches the grouping cut (the mirror
+    then is not tried), else the better of straight and mirrored."""
+    if not MIRROR_ONCE_GROUPED or "straight" not in m:
+        return m["inliers"]
+    return np.where(m["straight"] >= setting[1], m["straight"], m["inliers"])
 
 
 def act_trial(setting: tuple, alone_at: float | None, threshold: float, sets: list[dict],

@@ -1,0 +1,305 @@
+"""The picture check dedupe calls (`PictureCheck`): which near pairs to read, reading their
+pictures on a few threads with a bounded cache of features, each pair judged once
+(`simsearch.verify` says how a pair is judged), the verdicts kept for the run and, in an index
+folder, between runs (`simsearch.verdicts`), and what it did (`VerifyStats`).
+"""
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from simsearch import verify
+from simsearch.errors import DecodeError
+from simsearch.verify import (_OWN, _STOOD, _UNSURE, _VERDICTS, Features, VerifySettings,
+                              VerifyStats, _lined_up)
+
+__all__ = ["PictureCheck"]
+
+Progress = Callable[[int, int], None]
+
+
+def _fingerprint(settings: VerifySettings, cv2) -> str:
+    """What a kept verdict depends on besides its two pictures (simsearch.verdicts): the
+    settings; the code that reads and judges pictures (its source, hashed: a change to it
+    without a new version number still counts) and its constants; the libraries that decode
+    and match them."""
+    import hashlib
+    from importlib import metadata
+
+    from simsearch import formats, images, jpeg, raw
+    from simsearch.verdicts import fingerprint
+    code = hashlib.sha256()
+    for module in (sys.modules[__name__], verify, images, formats, jpeg, raw):
+        with open(module.__file__, "rb") as f:
+            code.update(f.read())
+    versions = {}
+    for package in ("numpy", "pillow", "pillow-heif", "rawpy", "opencv-python-headless",
+                    "opencv-python"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = None
+    return fingerprint(settings=settings, code=code.hexdigest(), opencv=cv2.__version__,
+                       versions=versions, verdicts=[repr(v) for v in _VERDICTS],
+                       plain=[verify.PLAIN_SIDE, verify.PLAIN_FRACTIONS, verify.PLAIN_MIN_SIDE,
+                              verify.PLAIN_MIN_SPREAD, verify.PLAIN_MIN_DETAIL])
+
+
+def _unchanged(path: str, size: int, mtime_ns: int) -> bool:
+    """Whether the file at `path` is still the size and time it was indexed with, and readable."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    return st.st_size == size and st.st_mtime_ns == mtime_ns and os.access(path, os.R_OK)
+
+
+class PictureCheck:
+    """The check dedupe calls: `check(a, b, scores)` -> a bool mask, True for the pairs of ids
+    to keep. Pairs at or above `settings.reads_below` are kept unlooked-at; the rest are read
+    from their files (`paths_of(ids)` -> {id: path}, called on the caller's thread, so it may
+    read a database) and judged, but for a pair of pictures with keypoints at or above
+    `settings.below`: it stands on its score (only plain pairs are judged there). A pair that
+    cannot be judged is kept when its score reaches `alone` (the threshold made for scores
+    alone, or `below` if lower; None keeps every such pair). `stats`
+    adds up over calls, counting each pair when it is first judged.
+    Each pair's verdict is kept (about 150 bytes a pair) so that one asked again (a dense row's
+    list in dedupe, a sweep over thresholds) costs nothing; `remember=False` keeps none (a
+    caller that asks once). Ids are keys: reuse a check only while the index is unchanged.
+    With `keep_in` (an index folder) and `contents_of(ids)` -> {id: (content hash, size,
+    mtime_ns)} as indexed, verdicts are also kept between runs there (`simsearch.verdicts`;
+    `save_verdicts` writes them)."""
+
+    def __init__(self, paths_of: Callable[[list[int]], dict[int, str]],
+                 settings: VerifySettings = VerifySettings(), progress: Progress | None = None,
+                 workers: int | None = None, remember: bool = True, alone: float | None = None,
+                 keep_in: "str | os.PathLike | None" = None,
+                 contents_of: Callable[[list[int]], dict[int, str]] | None = None):
+        self.paths_of, self.settings, self.progress = paths_of, settings, progress
+        self.remember, self.alone = remember, alone
+        self.keep_in, self.contents_of = keep_in, contents_of
+        self.memory = None  # the verdicts kept in `keep_in`, read when first needed
+        self._indexed: dict[int, tuple[int, str] | None] = {}  # id -> (hash, path) as indexed
+        self.workers = workers or min(4, os.cpu_count() or 1)
+        self.stats = VerifyStats()
+        self._held: OrderedDict[int, Features | None] = OrderedDict()  # least recent first
+        self._verdicts: dict[tuple[int, int], bool | None] = {}  # asked again by a sweep
+        # ... of those, the pairs judged alike at every score: a plain picture (lined up, or
+        # tried) or one that cannot be read
+        self._plain_pairs: set[tuple[int, int]] = set()
+        self._stood: set[tuple[int, int]] = set()  # read at or above `below`: not plain
+        self._gone: set[int] = set()  # ids whose files are gone since they were indexed
+
+    def __call__(self, a: np.ndarray, b: np.ndarray, scores: np.ndarray,
+                 paths_of: Callable[[list[int]], dict[int, str]] | None = None,
+                 progress: Progress | None = None, alone: "float | None | object" = _OWN,
+                 contents_of: Callable[[list[int]], dict[int, str]] | None = None
+                 ) -> np.ndarray:
+        """Keep (True) or part (False) each pair (a[i], b[i]). `paths_of`, `progress`,
+        `contents_of` and `alone` (a float or None), when given, stand in for this call for the
+        check's own."""
+        paths_of, progress = paths_of or self.paths_of, progress or self.progress
+        contents_of = contents_of or self.contents_of
+        alone = self.alone if alone is _OWN else alone
+        a, b = np.asarray(a, np.int64), np.asarray(b, np.int64)
+        a, b = np.minimum(a, b), np.maximum(a, b)  # one pair, one verdict, either way round
+        scores = np.asarray(scores)
+        keep = np.ones(len(a), bool)
+        # enough on its score alone: at `alone`, or at `below` where pairs with keypoints stand
+        # on their score anyway; compared in the scores' own precision, as the dedupe
+        # threshold is
+        enough = (np.ones(len(a), bool) if alone is None
+                  else scores >= np.asarray(min(alone, self.settings.below), scores.dtype))
+
+        def decide(row: int, verdict: bool | None | str) -> bool:
+            """Kept: the same picture, standing on its score (_STOOD: at or above `below`, not
+            plain), or not judged and scoring enough on its own (or with a file gone since
+            indexing: dedupe then leaves it out and says so)."""
+            return verdict in (True, _STOOD, _UNSURE) or (verdict is None and (
+                bool(enough[row]) or a[row] in self._gone or b[row] in self._gone))
+
+        todo = np.flatnonzero(scores < np.asarray(self.settings.reads_below, scores.dtype))
+        high = scores >= np.asarray(self.settings.below, scores.dtype)
+        known = []
+        for r in todo.tolist():
+            key = self._key(a[r], b[r])
+            if high[r] and (key in self._stood or (
+                    key in self._verdicts and key not in self._plain_pairs)):
+                known.append(r)  # not plain: at or above `below` it stands on its score
+            elif key in self._verdicts:
+                known.append(r)
+                keep[r] = decide(r, self._verdicts[key])
+        todo = np.setdiff1d(todo, np.array(known, np.int64))
+        if not len(todo):
+            return keep
+        cv2 = verify._cv2()  # a missing OpenCV stops the run here, before any file is read
+        contents: dict[int, int] = {}  # id -> its content hash, for the verdicts kept
+        if self.keep_in is not None and contents_of is not None:
+            if self.memory is None:
+                from simsearch.verdicts import Verdicts
+                self.memory = Verdicts(self.keep_in, _fingerprint(self.settings, cv2))
+            todo, contents = self._recall(todo, a, b, high, keep, decide, paths_of, contents_of)
+            if not len(todo):
+                return keep
+        todo = todo[np.lexsort((b[todo], a[todo]))]  # each first picture's pairs together
+        uses: dict[int, int] = {}
+        for i in np.concatenate([a[todo], b[todo]]).tolist():
+            uses[i] = uses.get(i, 0) + 1
+        done, step = 0, max(1, min(256, self.settings.cache // 2))  # a part's pictures fit
+        with ThreadPoolExecutor(self.workers) as pool:
+            for start in range(0, len(todo), step):
+                part = todo[start:start + step]
+                wanted = [i for i in dict.fromkeys(np.concatenate([a[part], b[part]]).tolist())
+                          if i not in self._held]
+                for i in np.concatenate([a[part], b[part]]).tolist():
+                    if i in self._held:
+                        self._held.move_to_end(i)
+                paths = paths_of(wanted)
+                for i, (f, why) in zip(wanted, pool.map(self._load,
+                                                        [paths.get(i) for i in wanted])):
+                    self._held[i] = f
+                    if why is not None:
+                        self.stats.unreadable[paths[i]] = why
+                    elif f is None:
+                        self._gone.add(i)
+                while len(self._held) > max(self.settings.cache, 2 * step):  # the part's stay
+                    self._held.popitem(last=False)
+                verdicts = list(pool.map(self._judge, a[part].tolist(), b[part].tolist(),
+                                         high[part].tolist()))
+                for row, x, y, (verdict, lined, plain) in zip(part.tolist(), a[part].tolist(),
+                                                              b[part].tolist(), verdicts):
+                    keep[row] = decide(row, verdict)
+                    self._note(x, y, verdict, lined, plain, bool(keep[row]))
+                    fx, fy = self._held.get(x), self._held.get(y)
+                    if x in contents and y in contents and fx is not None and fy is not None:
+                        self.memory.put(x, y, contents[x], contents[y], fx.source <= fy.source,
+                                        _VERDICTS.index(verdict), plain)
+                    for i in (x, y):
+                        uses[i] -= 1
+                        if uses[i] == 0 and len(self._held) > self.settings.cache // 2:
+                            self._held.pop(i, None)  # needed no more: room for the next
+                done += len(part)
+                if progress:
+                    progress(done, len(todo))
+        return keep
+
+    def _note(self, x: int, y: int, verdict, lined: bool, plain: bool, kept: bool) -> None:
+        """Keep a pair's verdict for this run and count it."""
+        key = self._key(x, y)
+        if self.remember and verdict is _STOOD:
+            self._stood.add(key)
+        elif self.remember:
+            self._verdicts[key] = verdict
+            if plain:
+                self._plain_pairs.add(key)
+        if verdict is not _STOOD:  # read, but not judged: not counted
+            self.stats.checked += 1
+            self.stats.apart += verdict is False
+            self.stats.plain += lined
+            self.stats.unjudged += verdict is None
+            self.stats.unsure += verdict is _UNSURE
+            self.stats.held_back += verdict is None and not kept
+
+    def _recall(self, todo: np.ndarray, a: np.ndarray, b: np.ndarray, high: np.ndarray,
+                keep: np.ndarray, decide, paths_of, contents_of
+                ) -> tuple[np.ndarray, dict[int, int]]:
+        """Decide the pairs of `todo` judged in an earlier run on the same contents, in the same
+        order (see `simsearch.verdicts`); returns the pairs still to judge and the content hash
+        of each of their files unchanged since indexing (only those verdicts are kept)."""
+        from simsearch.verdicts import content_hash
+        ids = [i for i in dict.fromkeys(np.concatenate([a[todo], b[todo]]).tolist())
+               if i not in self._indexed]
+        if ids:  # once a file: its indexed hash, when it is as indexed (size, time, readable)
+            rows, paths = contents_of(ids), paths_of(ids)
+            for i in ids:
+                row = rows.get(i)
+                self._indexed[i] = (content_hash(row[0]), paths[i]) if (
+                    row is not None and i in paths and _unchanged(paths[i], row[1], row[2])
+                ) else None
+        # a file changed, gone or unreadable since indexing is judged afresh (then named, or
+        # left out as gone, as a fresh check does), and no verdict about it is kept
+        indexed = {i: self._indexed[i] for i in np.concatenate([a[todo], b[todo]]).tolist()}
+        where = self.memory.find(a[todo], b[todo])
+        recalled = []
+        for r, at in zip(todo[where >= 0].tolist(), where[where >= 0].tolist()):
+            x, y = int(a[r]), int(b[r])
+            if indexed[x] is None or indexed[y] is None:
+                continue
+            hit = self.memory.entry(at, indexed[x][0], indexed[y][0],
+                                    indexed[x][1] <= indexed[y][1])
+            if hit is None or hit[0] >= len(_VERDICTS):
+                continue
+            verdict, plain = _VERDICTS[hit[0]], hit[1]
+            if verdict is _STOOD and not high[r]:
+                continue  # read above `below` only: below it, the pair is judged now
+            if high[r] and not plain:
+                verdict = _STOOD  # pictures with keypoints stand on their score there
+            keep[r] = decide(r, verdict)
+            self._note(x, y, verdict, plain and verdict is not None, plain, bool(keep[r]))
+            self.stats.remembered += verdict is not _STOOD
+            recalled.append(r)
+        hashes = {i: v[0] for i, v in indexed.items() if v is not None}
+        return np.setdiff1d(todo, np.array(recalled, np.int64)), hashes
+
+    def save_verdicts(self, ids: np.ndarray, contents: np.ndarray) -> None:
+        """Write the verdicts kept between runs (see `keep_in`), those of files still indexed
+        with these contents (`ids` in order)."""
+        if self.memory is not None:
+            self.memory.save(ids, contents)
+
+    def verdict(self, x: int, y: int) -> bool | None:
+        """The verdict kept for the pair of ids (x, y), either way round: True the same
+        picture, sure enough for a file action; False two different pictures; None not
+        confirmed (not judged: plain, a gradient or unreadable; or the same picture short of the
+        act cuts, grouped all the same). KeyError when the pair was never judged (it scored
+        `below` or more and was not plain, or this check keeps no verdicts)."""
+        verdict = self._verdicts[self._key(x, y)]
+        return None if verdict is _UNSURE else verdict
+
+    @staticmethod
+    def _key(x, y) -> tuple[int, int]:
+        return (int(x), int(y)) if x <= y else (int(y), int(x))
+
+    def _load(self, path: str | None) -> tuple[Features | None, str | None]:
+        """A picture's features, or None and why not (None too for a file gone since it was
+        indexed: dedupe leaves it out and says so)."""
+        if path is None:  # not in the index any more
+            return None, None
+        try:
+            return verify.picture_features(path, self.settings), None
+        except DecodeError as e:  # names the file and the reason
+            return None, (str(e) if os.path.exists(path) else None)
+        except OSError as e:  # unreadable since it was indexed
+            return None, f"{path}: {e.strerror or e}"
+
+    def _judge(self, x: int, y: int, high: bool = False
+               ) -> tuple[bool | None | str, bool, bool]:
+        """The verdict (False: two different pictures; True: the same picture; None: cannot
+        tell; _STOOD: a pair scoring `below` or more (`high`) whose pictures both have keypoints
+        enough stands on its score), whether it came from lining plain pictures up (`aligned`),
+        and whether the pair is judged the same way at every score (a plain picture, or one that
+        cannot be read)."""
+        fx, fy = self._held.get(x), self._held.get(y)
+        s = self.settings
+        if fx is not None and fy is not None and fx.source > fy.source:
+            # matching is not symmetric: the file first by path goes first, whatever the ids (a
+            # file indexed again gets a new id; its verdicts must not change)
+            fx, fy = fy, fx
+        if fx is None or fy is None:  # a picture unreadable: not judged at any score (it may
+            return None, False, True  # be plain), and so never "score" evidence
+        if min(fx.count, fy.count) >= s.min_keypoints:
+            if high:
+                return _STOOD, False, False
+            found = verify.agreeing(fx, fy, s, enough=s.sure_inliers)
+            return (found >= s.sure_inliers or (_UNSURE if found >= s.min_inliers else False),
+                    False, False)
+        if s.plain_same is None and s.plain_apart is None:
+            return None, False, True
+        verdict = _lined_up(verify.aligned(fx, fy, enough=s.sure_aligned), s)
+        return verdict, verdict is not None, True
