@@ -296,7 +296,9 @@ class PictureCheck:
         if min(fx.count, fy.count) >= s.min_keypoints:
             if high:
                 return _STOOD, False, False
-            found = verify.agreeing(fx, fy, s, enough=s.sure_inliers)
+            # the mirror is tried only while the straight match falls short of grouping the
+            # pair: the act cut then stands on the straight count (verify_trial.py, session 22)
+            found = verify.agreeing(fx, fy, s, enough=s.min_inliers)
             return (found >= s.sure_inliers or (_UNSURE if found >= s.min_inliers else False),
                     False, False)
         if s.plain_same is None and s.plain_apart is None:
