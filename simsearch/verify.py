@@ -71,7 +71,8 @@ class VerifySettings:
     # a pair found the same picture is grouped; a plan acts on it only when it also reaches these
     # (more agreeing matches, or lined up more closely; None: `plain_same`), else it is "not
     # confirmed" and kept (two different glyphs, a B and an 8, line up at 0.91; different
-    # glyphs keep 20-40 agreeing matches): verify_trial.py's act cuts, session 22
+    # glyphs keep 20-40 agreeing matches): verify_trial.py's act cuts, session 22. The matches
+    # are counted straight, the mirror tried only while they fall short of `min_inliers`
     act_inliers: int = 60
     act_aligned: float | None = 0.97
 
