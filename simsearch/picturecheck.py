@@ -16,12 +16,14 @@ import numpy as np
 
 from simsearch import verify
 from simsearch.errors import DecodeError
-from simsearch.verify import (_OWN, _STOOD, _UNSURE, _VERDICTS, Features, VerifySettings,
-                              VerifyStats, _lined_up)
+from simsearch.verify import _UNSURE, Features, VerifySettings, VerifyStats, _lined_up
 
 __all__ = ["PictureCheck"]
 
 Progress = Callable[[int, int], None]
+_OWN = object()  # a call with no `alone` given: the check's own stands
+_STOOD = "stood"  # a pair read only to learn it is not plain, at or above `below`: its score stands
+_VERDICTS = (False, True, _UNSURE, None, _STOOD)  # a verdict's code (simsearch.verdicts) is its place
 
 
 def _fingerprint(settings: VerifySettings, cv2) -> str:

@@ -59,6 +59,11 @@ def _empty() -> dict[str, np.ndarray]:
     return {k: np.zeros(0, t) for k, t in _COLUMNS.items()}
 
 
+def _buffers() -> dict[str, array.array]:
+    """Where this run's verdicts wait for `Verdicts.save`, a compact buffer a column."""
+    return {k: array.array("B" if t == np.uint8 else "q") for k, t in _COLUMNS.items()}
+
+
 def readable(folder: str | os.PathLike) -> bool:
     """Whether the index folder's verdicts file, when there is one, can be read (by some check:
     the fingerprint is not compared). `simsearch check` warns when it cannot."""
@@ -138,11 +143,8 @@ class Verdicts:
         columns = _read_columns(self.path, fingerprint)
         # a file that is there but cannot be used is replaced at the next save
         self.changed = columns is None and os.path.lexists(self.path)
-        self._set(columns or _empty())
-        self._new = {k: array.array("B" if t == np.uint8 else "q") for k, t in _COLUMNS.items()}
-
-    def _set(self, columns: dict[str, np.ndarray]) -> None:
-        self._keys, self._cols = _latest(columns)
+        self._keys, self._cols = _latest(columns or _empty())
+        self._new = _buffers()
 
     def __len__(self) -> int:
         return len(self._keys)
@@ -153,9 +155,10 @@ class Verdicts:
         ok = (lo >= 0) & (lo < hi) & (hi < _IDS)
         keys = ((np.where(ok, lo, 0).astype(np.uint64) << np.uint64(32))
                 | np.where(ok, hi, 0).astype(np.uint64))
-        at = np.minimum(np.searchsorted(self._keys, keys), max(len(self._keys) - 1, 0))
-        hit = ok & (len(self._keys) > 0) & (self._keys[at] == keys if len(self._keys) else False)
-        return np.where(hit, at, -1)
+        if not len(self._keys):
+            return np.full(len(keys), -1)
+        at = np.minimum(np.searchsorted(self._keys, keys), len(self._keys) - 1)
+        return np.where(ok & (self._keys[at] == keys), at, -1)
 
     def entry(self, at: int, hash_lo: int, hash_hi: int, lo_first: bool
               ) -> tuple[int, bool] | None:
@@ -217,6 +220,4 @@ class Verdicts:
                 f, fingerprint=np.array(self.fingerprint), **columns))
         except OSError:
             return
-        self._keys, self._cols = keys, columns
-        self._new = {k: array.array("B" if t == np.uint8 else "q") for k, t in _COLUMNS.items()}
-        self.changed = False
+        self._keys, self._cols, self._new, self.changed = keys, columns, _buffers(), False

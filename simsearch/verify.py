@@ -44,10 +44,7 @@ __all__ = ["VerifySettings", "VerifyStats", "Features", "RerankSettings",
            "features", "picture_features", "inliers", "agreeing", "mirrored", "aligned",
            "plain_verdict", "copy_first"]
 
-_OWN = object()  # PictureCheck's call: no `alone` given, the check's own stands
-_STOOD = "stood"  # a pair read only to learn it is not plain, at or above `below`: its score stands
 _UNSURE = "unsure"  # the same picture for grouping, short of the cuts for a file action
-_VERDICTS = (False, True, _UNSURE, None, _STOOD)  # a verdict's code (simsearch.verdicts) is its place
 
 
 @dataclass(frozen=True)
