@@ -1,0 +1,190 @@
+"""How often the keep rules keep the original of a group, and not an edited copy of it.
+
+    python benchmarks/keep_rules.py                       # validation: training packages
+    python benchmarks/keep_rules.py --folder data/eval-extract --json benchmarks/results/keep_rules.json
+
+For each original (picture files as their packages ship them: JPEG and PNG, at least 300
+pixels on the short side, at most --per-package from one package), every edit of the
+evaluation set (simsearch.edits) makes a copy, saved the way a user's tool saves an edited
+picture: JPEG at quality 75 (Pillow, many web tools), 90 (GIMP's default), 95 (the evaluation
+set's copies), or PNG. Each original and copy is a group of two, and each candidate order of
+keep rules chooses one, through `simsearch.plan.choose` as `dedupe --plan` does. The files'
+dates are set three ways, since no file here says when a user made a copy:
+- `later`: the copy is a day newer than its original (a copy made after the picture was taken
+  or downloaded, times kept);
+- `lost`: the dates say nothing: each file a random time within an hour (a folder copied to a
+  new disk without keeping times, in some order);
+- `same`: both files the same second (written by one batch).
+Reported: the share of groups whose original is kept, per candidate, per date setting, per
+save, and per edit. Nothing is written outside a temporary folder.
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import random
+import sys
+from collections import defaultdict
+from dataclasses import replace
+from pathlib import Path
+
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from simsearch.edits import EDIT_NAMES, apply_edit  # noqa: E402
+from simsearch.plan import PlanFile, choose, parse_rules  # noqa: E402
+
+CANDIDATES = ("largest,biggest,oldest", "largest,oldest,biggest")
+SAVES = ("jpeg75", "jpeg90", "jpeg95", "png")
+DATES = ("later", "lost", "same")
+SUFFIXES = (".jpg", ".jpeg", ".png")
+MIN_SHORT, MAX_PIXELS, WORK_SIDE = 300, 40_000_000, 1024
+
+
+def originals(folder: Path, count: int, per_package: int, seed: int) -> list[Path]:
+    """Up to `count` picture files under `folder`, at most `per_package` from each top folder
+    (a package), drawn with `seed`; files Pillow cannot read or too small are passed over."""
+    by_package: dict[str, list[Path]] = defaultdict(list)
+    for path in sorted(folder.rglob("*")):
+        if path.suffix.lower() in SUFFIXES and path.is_file() and not path.is_symlink():
+            by_package[path.relative_to(folder).parts[0]].append(path)
+    rng = random.Random(seed)
+    chosen: list[Path] = []
+    for package in sorted(by_package):
+        files = by_package[package]
+        rng.shuffle(files)
+        taken = 0
+        for path in files:
+            if taken == per_package:
+                break
+            try:
+                with Image.open(path) as im:
+                    w, h = im.size
+            except Exception:
+                continue
+            if min(w, h) >= MIN_SHORT and w * h <= MAX_PIXELS:
+                chosen.append(path)
+                taken += 1
+    rng.shuffle(chosen)
+    return chosen[:count]
+
+
+def encode(img: Image.Image, save: str) -> tuple[bytes, str]:
+    buf = io.BytesIO()
+    if save == "png":
+        img.save(buf, format="PNG")
+        return buf.getvalue(), "png"
+    img.convert("RGB").save(buf, format="JPEG", quality=int(save[4:]))
+    return buf.getvalue(), "jpeg"
+
+
+def facts(name: str, size: int, fmt: str, w: int, h: int, seconds: float) -> PlanFile:
+    import datetime as dt
+    date = dt.datetime.fromtimestamp(seconds, dt.timezone.utc).replace(tzinfo=None, microsecond=0)
+    return PlanFile(path=name, size=size, mtime_ns=int(seconds * 1e9), sha256="", width=w,
+                    height=h, format=fmt, date=date.isoformat(), date_source="mtime")
+
+
+def dates(setting: str, rng: random.Random, base: float) -> tuple[float, float]:
+    if setting == "later":
+        return base, base + 86400
+    if setting == "lost":
+        return base + rng.uniform(0, 3600), base + rng.uniform(0, 3600)
+    return base, base
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--folder", type=Path, default=ROOT / "data" / "extract")
+    parser.add_argument("--count", type=int, default=150)
+    parser.add_argument("--per-package", type=int, default=4)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--candidates", default=";".join(CANDIDATES),
+                        help="keep-rule orders to compare, separated by ';'")
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+    candidates = [c.strip() for c in args.candidates.split(";") if c.strip()]
+    rules = {c: parse_rules([c]) for c in candidates}
+    files = originals(args.folder, args.count, args.per_package, args.seed)
+    if not files:
+        sys.exit(f"no pictures under {args.folder}; fetch them with: bash recipes/default_model/fetch_data.sh")
+    rng = random.Random(args.seed)
+    kept = defaultdict(lambda: [0, 0])  # (candidate, date, save, edit) -> [original kept, groups]
+    skipped: dict[str, str] = {}
+    for n, path in enumerate(files):
+        try:
+            with Image.open(path) as im:
+                fmt = (im.format or "").lower().replace("jpg", "jpeg")
+                img = im.convert("RGB")
+        except Exception as e:
+            skipped[str(path)] = str(e)
+            continue
+        o_size, (ow, oh) = path.stat().st_size, img.size
+        if max(img.size) > WORK_SIDE:  # edits run on a smaller picture for speed; the copy is
+            scale = WORK_SIDE / max(img.size)  # then scaled back up to the edit's proportions
+        else:
+            scale = 1.0
+        work = img.resize((round(ow * scale), round(oh * scale)), Image.Resampling.BILINEAR) \
+            if scale < 1 else img
+        for edit in EDIT_NAMES:
+            copy = apply_edit(edit, work, random.Random(f"{args.seed}/{n}/{edit}"))
+            if scale < 1:  # a copy of the picture's own size (or turned) keeps its exact size
+                size = {work.size: (ow, oh), work.size[::-1]: (oh, ow)}.get(
+                    copy.size, (round(copy.width / scale), round(copy.height / scale)))
+                copy = copy.resize(size, Image.Resampling.BILINEAR)
+            for save in SAVES:
+                data, cfmt = encode(copy, save)
+                for setting in DATES:
+                    t_orig, t_copy = dates(setting, rng, 1.6e9 + n * 1e5)
+                    original = facts(f"a/{n:04d}/original", o_size, fmt, ow, oh, t_orig)
+                    edited = facts(f"a/{n:04d}/copy", len(data), cfmt, copy.width, copy.height, t_copy)
+                    # the path breaks ties: draw which one sorts first, so a tie is a coin toss
+                    pair = [original, edited] if rng.random() < 0.5 else [edited, original]
+                    pair = [replace(f, path=f"{i}{f.path}") for i, f in enumerate(pair)]
+                    for c in candidates:
+                        best, _ = choose(pair, rules[c])
+                        k = kept[(c, setting, save, edit)]
+                        k[0] += best.path.endswith("original")
+                        k[1] += 1
+        print(f"\r{n + 1}/{len(files)} originals", end="", file=sys.stderr, flush=True)
+    print(file=sys.stderr)
+
+    def share(**fixed) -> float:
+        hits = total = 0
+        for (c, setting, save, edit), (h, t) in kept.items():
+            key = {"candidate": c, "date": setting, "save": save, "edit": edit}
+            if all(key[k] == v for k, v in fixed.items()):
+                hits, total = hits + h, total + t
+        return hits / total if total else float("nan")
+
+    report = {"folder": str(args.folder), "originals": len(files) - len(skipped),
+              "skipped": skipped, "edits": list(EDIT_NAMES), "saves": list(SAVES),
+              "dates": list(DATES), "candidates": {}}
+    print(f"{report['originals']} originals from {args.folder}, {len(EDIT_NAMES)} edits x "
+          f"{len(SAVES)} saves: share of groups (original + copy) whose original is kept")
+    print(f"{'keep rules':28s} " + " ".join(f"{d:>7s}" for d in DATES))
+    for c in candidates:
+        row = {d: share(candidate=c, date=d) for d in DATES}
+        per_save = {d: {s: share(candidate=c, date=d, save=s) for s in SAVES} for d in DATES}
+        per_edit = {d: {e: share(candidate=c, date=d, edit=e) for e in EDIT_NAMES} for d in DATES}
+        report["candidates"][c] = {"by_date": row, "by_save": per_save, "by_edit": per_edit}
+        print(f"{c:28s} " + " ".join(f"{row[d]:7.3f}" for d in DATES))
+    for c in candidates:
+        print(f"\n{c}: by save (dates {', '.join(DATES)})")
+        for s in SAVES:
+            print(f"  {s:8s} " + " ".join(f"{report['candidates'][c]['by_save'][d][s]:7.3f}"
+                                          for d in DATES))
+        print(f"{c}: by edit")
+        for e in EDIT_NAMES:
+            print(f"  {e:10s} " + " ".join(f"{report['candidates'][c]['by_edit'][d][e]:7.3f}"
+                                            for d in DATES))
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
