@@ -192,13 +192,19 @@ class Verdicts:
     def save(self, ids: np.ndarray, contents: np.ndarray) -> None:
         """Write the verdicts whose files are still indexed with the same contents (`ids` in
         order, their content hashes), this run's replacing an earlier run's, the newest
-        `_MAX_PAIRS` at most, through a temporary file. A folder that cannot be written (a
+        `_MAX_PAIRS` at most, through a temporary file. The file is read again first, so the
+        verdicts another run saved since this one started are kept (only two saves in the
+        same instant can still lose one's). A folder that cannot be written (a
         read-only index) keeps the old file: these are only a saving of time."""
         if not self.changed:
             return
         fresh = {k: np.frombuffer(self._new[k], t) if len(self._new[k]) else np.zeros(0, t)
                  for k, t in _COLUMNS.items()}
-        columns = {k: np.concatenate([self._cols[k], fresh[k]]) for k in _COLUMNS}
+        # the file as it is now, not as this run found it: another run on this index (a dedupe
+        # beside a review) may have saved its verdicts since, and they are kept too
+        earlier = _read_columns(self.path, self.fingerprint)
+        earlier = self._cols if earlier is None else _latest(earlier)[1]
+        columns = {k: np.concatenate([earlier[k], fresh[k]]) for k in _COLUMNS}
         ids = np.asarray(ids, np.int64)
         alive = np.zeros(len(columns["lo"]), bool)
         if len(ids) and len(alive):

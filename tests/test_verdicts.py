@@ -47,6 +47,29 @@ def test_verdicts_come_back_only_for_the_same_contents_order_and_settings(tmp_pa
     assert fingerprint(settings=VerifySettings(cache=16), opencv="5.1.0") == print_
 
 
+def test_two_runs_at_once_keep_each_others_verdicts(tmp_path):
+    """A dedupe and a review started on one index both save: the second save keeps what the
+    first saved after the second run had started, and its own verdict of a pair wins."""
+    print_ = fingerprint(settings=VerifySettings(), opencv="5.1.0")
+    ids, contents = np.array([1, 2, 3, 4]), np.array([SHA[i] for i in range(1, 5)], object)
+    first, second = Verdicts(tmp_path, print_), Verdicts(tmp_path, print_)
+    first.put(1, 2, H[1], H[2], True, 1, False)
+    first.put(3, 4, H[3], H[4], True, 0, False)
+    second.put(1, 3, H[1], H[3], True, 2, False)
+    second.put(3, 4, H[3], H[4], True, 4, False)
+    first.save(ids, contents)
+    second.save(ids, contents)
+    again = Verdicts(tmp_path, print_)
+    assert len(again) == 3
+    assert again.get(1, 2, SHA[1], SHA[2], True) == (1, False)
+    assert again.get(1, 3, SHA[1], SHA[3], True) == (2, False)
+    assert again.get(3, 4, SHA[3], SHA[4], True) == (4, False)  # the later save's
+    # a run that saved is up to date with the file: a second save of it loses nothing either
+    second.put(2, 4, H[2], H[4], True, 1, True)
+    second.save(ids, contents)
+    assert len(Verdicts(tmp_path, print_)) == 4
+
+
 def _huge_header(path, print_):
     """An npz whose `lo` member claims 2**44 items in a few bytes."""
     import io
