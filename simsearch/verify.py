@@ -41,7 +41,8 @@ from simsearch.errors import DecodeError, SimsearchError
 from simsearch.images import load_image
 
 __all__ = ["VerifySettings", "VerifyStats", "Features", "RerankSettings",
-           "features", "picture_features", "inliers", "agreeing", "mirrored", "aligned",
+           "features", "picture_features", "inliers", "match", "agreeing", "agreement",
+           "disagreement", "mirrored", "aligned",
            "plain_verdict", "copy_first"]
 
 _UNSURE = "unsure"  # the same picture for grouping, short of the cuts for a file action
@@ -199,8 +200,15 @@ def mirrored(f: Features, settings: VerifySettings = VerifySettings()) -> Featur
 
 def inliers(a: Features, b: Features, settings: VerifySettings = VerifySettings()) -> int:
     """How many ratio-test matches between `a` and `b` agree on one affine transform."""
+    return match(a, b, settings)[0]
+
+
+def match(a: Features, b: Features, settings: VerifySettings = VerifySettings()
+          ) -> tuple[int, np.ndarray | None]:
+    """The ratio-test matches between `a` and `b` that agree on one affine transform, and that
+    transform (2 x 3, `a`'s pixels to `b`'s; None when none could be fitted)."""
     if a.count < 2 or b.count < 2:
-        return 0
+        return 0, None
     cv2 = _cv2()
     try:
         pairs = cv2.BFMatcher(cv2.NORM_L2).knnMatch(a.descriptors.astype(np.float32),
@@ -208,14 +216,14 @@ def inliers(a: Features, b: Features, settings: VerifySettings = VerifySettings(
         good = [m[0] for m in pairs
                 if len(m) == 2 and m[0].distance < settings.ratio * m[1].distance]
         if len(good) < 3:
-            return 0
+            return 0, None
         src = a.points[[m.queryIdx for m in good]]
         dst = b.points[[m.trainIdx for m in good]]
-        _, mask = cv2.estimateAffine2D(src, dst, method=cv2.RANSAC,
-                                       ransacReprojThreshold=settings.tolerance)
+        transform, mask = cv2.estimateAffine2D(src, dst, method=cv2.RANSAC,
+                                               ransacReprojThreshold=settings.tolerance)
     except cv2.error:  # no transform can be fitted (degenerate points): nothing agrees
-        return 0
-    return 0 if mask is None else int(mask.sum())
+        return 0, None
+    return (0, None) if mask is None else (int(mask.sum()), transform)
 
 
 def agreeing(a: Features, b: Features, settings: VerifySettings = VerifySettings(),
@@ -223,10 +231,67 @@ def agreeing(a: Features, b: Features, settings: VerifySettings = VerifySettings
     """The matches between `a` and `b` that agree on one transform, straight or with `a`
     mirrored (for flipped copies), whichever is more; with `enough`, the mirror is tried only
     when the straight count falls short of it."""
-    straight = inliers(a, b, settings)
+    return agreement(a, b, settings, enough)[0]
+
+
+def agreement(a: Features, b: Features, settings: VerifySettings = VerifySettings(),
+              enough: int | None = None) -> tuple[int, np.ndarray | None, Features]:
+    """`agreeing`'s count, with the transform it found and the features it holds for `a` (its
+    mirror's when the mirror won)."""
+    straight, transform = match(a, b, settings)
     if enough is not None and straight >= enough:
-        return straight
-    return max(straight, inliers(mirrored(a, settings), b, settings))
+        return straight, transform, a
+    flipped = mirrored(a, settings)
+    other, other_transform = match(flipped, b, settings)
+    if other > straight:
+        return other, other_transform, flipped
+    return straight, transform, a
+
+
+DISAGREE_SIDE, DISAGREE_WINDOWS, DISAGREE_BLUR = 128, 8, 1.0
+DISAGREE_LEVELS = 33  # quantiles of the grey levels matched between the two pictures
+
+
+def disagreement(a: Features, b: Features, transform: np.ndarray) -> float | None:
+    """Where two matched pictures differ most: `a` is laid onto `b` by `transform` (from
+    `match`), both are compared at no more than DISAGREE_SIDE pixels on the long side and no
+    finer than the coarser of the two, lightly blurred, `a`'s grey levels mapped onto `b`'s
+    (a monotone tone curve: brightness, contrast and gamma forgiven), and the mean difference
+    in the worst window (1/DISAGREE_WINDOWS of the long side), in units of `b`'s spread. A
+    copy differs a little everywhere (re-saving, resampling): about 0.05-0.3; two different
+    pictures that share most of their pixels (two clock faces at other times, two dialogs
+    of one program, a letter added) differ a lot somewhere: 0.9 and more; so does a copy
+    with a caption drawn over it. None when the overlap is too small to say."""
+    cv2 = _cv2()
+    hb, wb = b.grey.shape
+    flags = cv2.INTER_LINEAR
+    laid = cv2.warpAffine(a.grey.astype(np.float32), transform, (wb, hb), flags=flags)
+    inside = cv2.warpAffine(np.ones(a.grey.shape, np.float32), transform, (wb, hb),
+                            flags=cv2.INTER_NEAREST)
+    scale = float(np.sqrt(abs(np.linalg.det(transform[:, :2]))))
+    side = min(DISAGREE_SIDE, max(hb, wb) * min(1.0, scale))
+    f = side / max(hb, wb)
+    size = (max(1, round(wb * f)), max(1, round(hb * f)))
+    laid = cv2.resize(laid, size, interpolation=cv2.INTER_AREA)
+    grey = cv2.resize(b.grey.astype(np.float32), size, interpolation=cv2.INTER_AREA)
+    inside = cv2.resize(inside, size, interpolation=cv2.INTER_AREA) > 0.999
+    if inside.sum() < 64:
+        return None
+    laid = cv2.GaussianBlur(laid, (0, 0), DISAGREE_BLUR)
+    grey = cv2.GaussianBlur(grey, (0, 0), DISAGREE_BLUR)
+    levels = np.linspace(0, 100, DISAGREE_LEVELS)
+    ours, theirs = np.percentile(laid[inside], levels), np.percentile(grey[inside], levels)
+    ours = np.maximum.accumulate(ours + np.arange(len(ours)) * 1e-4)  # strictly rising
+    diff = np.abs(grey - np.interp(laid, ours, theirs)).astype(np.float32)
+    diff[~inside] = 0
+    k = max(2, round(max(size) / DISAGREE_WINDOWS))
+    total = cv2.boxFilter(diff, -1, (k, k), normalize=False, borderType=cv2.BORDER_CONSTANT)
+    count = cv2.boxFilter(inside.astype(np.float32), -1, (k, k), normalize=False,
+                          borderType=cv2.BORDER_CONSTANT)
+    full = count >= 0.999 * k * k  # windows wholly inside the overlap
+    if not full.any():
+        return None
+    return float((total[full] / count[full]).max() / (grey[inside].std() + 1e-6))
 
 
 PLAIN_SIDE = 48                  # `aligned` compares pictures this size on the long side

@@ -24,7 +24,9 @@ the files those groups would act on (all members but the one kept); and the sett
 `choose` picks (the rule is stated there). From session 22, for that setting, the act cuts
 (ACT_GRID: the agreeing matches and the lining-up a pair found the same picture must also reach
 before a plan acts on its file) and the one `choose_act` picks; `--measures FILE` keeps the
-pairs' measurements, so a second run skips reading the pictures.
+pairs' measurements, so a second run skips reading the pictures. From session 23, a third act
+cut (DISAGREE_GRID: how much the pictures of a pair may differ somewhere once laid one on the
+other, `simsearch.verify.disagreement`), tried at every score.
 
 With --search, the check's other use instead: each validation copy searched among the 800
 originals (adjusted scores, the knee in use), and its best candidates re-ranked as `simsearch
@@ -53,8 +55,8 @@ from lookalikes import find_fonts, write_sets
 from simsearch.dedupe import find_groups
 from simsearch.errors import DecodeError
 from simsearch.scoring import KNEE, adjust
-from simsearch.verify import (RerankSettings, VerifySettings, agreeing, aligned, inliers,
-                             mirrored, picture_features)
+from simsearch.verify import (RerankSettings, VerifySettings, agreeing, agreement, aligned,
+                             disagreement, inliers, mirrored, picture_features)
 
 # (below, min_inliers, min_keypoints, whether pairs the check cannot judge need --no-check's
 # threshold, plain_same, plain_apart, plain_below): session 17's grid (the first seven, alone
@@ -98,7 +100,23 @@ def measure_pairs(paths: list[str], a: np.ndarray, b: np.ndarray) -> dict:
         for i, value in zip(plain, pool.map(lambda i: aligned(held[ways[i][0]],
                                                               held[ways[i][1]]), plain)):
             lined_up[i] = np.nan if value is None else value
-    return {"keypoints": counts, "inliers": best, "straight": straight, "aligned": lined_up}
+    # session 23: where the pictures of a pair found the same picture differ most, laid one on
+    # the other by the transform the product finds (the mirror tried only while the straight
+    # count falls short of grouping), for every pair with keypoints, at any score
+    def differ(i):
+        x, y = ways[i]
+        found, transform, used = agreement(held[x], held[y], s, enough=s.min_inliers)
+        if found < s.min_inliers or transform is None:
+            return np.nan
+        value = disagreement(used, held[y], transform)
+        return np.nan if value is None else value
+    keyed = [i for i, (x, y) in enumerate(ways) if min(counts[x], counts[y]) >= PLAIN_KEYPOINTS]
+    differs = np.full(len(a), np.nan)
+    with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+        for i, value in zip(keyed, pool.map(differ, keyed)):
+            differs[i] = value
+    return {"keypoints": counts, "inliers": best, "straight": straight, "aligned": lined_up,
+            "disagree": differs}
 
 
 def smaller_count(m: dict, a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -137,6 +155,13 @@ def verdicts(setting: tuple, scores: np.ndarray, kp: np.ndarray, m: dict,
 MIRROR_ONCE_GROUPED = True
 ACT_GRID = tuple((i, c) for i in (20, 25, 30, 40, 60)
                  for c in (None, 0.92, 0.94, 0.95, 0.96, 0.97, 0.98, 0.99))
+# session 23: a third cut, how much the two pictures of a pair found the same picture may differ
+# somewhere (`simsearch.verify.disagreement`; None: not looked at), for pictures with keypoints
+# at any score: a pair over it is not acted on, even at or above `below`, where pairs otherwise
+# stand on their score (two clock faces showing other times score 0.99 and keep 91 matches).
+# Tried with session 22's lined-up cut (0.97), beside ACT_GRID's rows without it
+DISAGREE_GRID = tuple((i, 0.97, d) for i in (20, 25, 30, 40, 60)
+                      for d in (0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.2))
 
 
 def unsure(setting: tuple, act: tuple, scores: np.ndarray, kp: np.ndarray, m: dict,
@@ -144,12 +169,20 @@ def unsure(setting: tuple, act: tuple, scores: np.ndarray, kp: np.ndarray, m: di
     """The pairs a plan keeps under `setting` with the act cuts `act` (see ACT_GRID): those the
     check cannot tell, and those it finds the same picture short of the act cuts."""
     _, same_picture, doubt = verdicts(setting, scores, kp, m, alone_at)
-    act_inliers, act_aligned = act
+    act_inliers, act_aligned = act[:2]
+    act_disagree = act[2] if len(act) > 2 else None
     judged = kp >= setting[2]
     weak = judged & (act_inliers_found(setting, act, m) < act_inliers)
     if act_aligned is not None:
         weak |= ~judged & ~(m["aligned"] >= act_aligned)  # NaN: not lined up, weak
-    return doubt | (same_picture & weak)
+    if act_disagree is None:
+        return doubt | (same_picture & weak)
+    # below `below`: a pair found the same picture must also differ nowhere by more than the
+    # cut (NaN, no overlap to compare: not confirmed); at or above it, a pair with keypoints
+    # that keeps matches enough to be laid one on the other is not acted on when it differs
+    weak |= judged & ~(m["disagree"] <= act_disagree)
+    high = (scores >= setting[0]) & judged & (m["disagree"] > act_disagree)
+    return doubt | (same_picture & weak) | high
 
 
 def act_inliers_found(setting: tuple, act: tuple, m: dict) -> np.ndarray:
@@ -181,7 +214,7 @@ def act_trial(setting: tuple, alone_at: float | None, threshold: float, sets: li
         part, _, _ = verdicts(setting, g["scores"], g["kp"], g["m"], alone_at)
         held.append((g, *groups_of(g, part)))
     rows = []
-    for act in ACT_GRID:
+    for act in ACT_GRID + (DISAGREE_GRID if "disagree" in val["m"] else ()):
         glyph_lost = val_lost = right = 0
         lost_pairs = []
         for g, found, key in held:
@@ -204,12 +237,14 @@ def act_trial(setting: tuple, alone_at: float | None, threshold: float, sets: li
                                            "aligned": None if np.isnan(g["m"]["aligned"][i])
                                            else round(float(g["m"]["aligned"][i]), 4)})
         rows.append({"act_inliers": act[0], "act_aligned": act[1],
+                     "act_disagree": act[2] if len(act) > 2 else None,
                      "files_lost": glyph_lost + val_lost, "glyph_files_lost": glyph_lost,
                      "validation_files_lost": val_lost, "copies_acted_on": right,
                      "validation_lost": lost_pairs})
     chosen = choose_act(rows)
     for r in rows:  # the pairs behind the figures, for the grouping cuts and the choice only
-        if r is not chosen and (r["act_inliers"], r["act_aligned"]) != (setting[1], None):
+        if r is not chosen and (r["act_inliers"], r["act_aligned"], r["act_disagree"]) not in (
+                (setting[1], None, None), (60, 0.97, None)):  # the grouping cuts, session 22's
             del r["validation_lost"]
     return {"rows": rows, "chosen": {k: v for k, v in chosen.items() if k != "validation_lost"}}
 
@@ -218,9 +253,13 @@ def choose_act(rows: list[dict]) -> dict:
     """The act cuts are chosen by (declared before session 22's run): the fewest files the
     default plan acts on that are not copies (each one a picture lost), then the most copies it
     acts on, then the lowest cuts. Safety first: a copy left unconfirmed is kept and shown for
-    review ("It is a copy: act on it too"); a different picture acted on is gone."""
-    return min(rows, key=lambda r: (r["files_lost"], -r["copies_acted_on"], r["act_inliers"],
-                                    r["act_aligned"] or 0))
+    review ("It is a copy: act on it too"); a different picture acted on is gone. Session 23
+    (declared before its run): the same rule over ACT_GRID and DISAGREE_GRID together; where
+    files lost and copies acted on tie, a row without the disagreement cut wins (nothing new
+    unless it earns its place), then the lower cuts, then the looser disagreement cut."""
+    return min(rows, key=lambda r: (r["files_lost"], -r["copies_acted_on"],
+                                    r.get("act_disagree") is not None, r["act_inliers"],
+                                    r["act_aligned"] or 0, -(r.get("act_disagree") or 0)))
 
 
 def measure_glyphs(model: str, tmp: Path) -> list[dict]:
@@ -440,7 +479,8 @@ def main() -> None:
            "family": [family[p] for p in v.ids], "paths": [Path(p).name for p in v.ids]}
     act = act_trial(chosen_setting, alone_at, chosen["threshold"], glyphs, val)
     for r in act["rows"]:
-        print(f"act cuts {r['act_inliers']} matches / lined up {r['act_aligned']}: "
+        print(f"act cuts {r['act_inliers']} matches / lined up {r['act_aligned']} / differs "
+              f"{r['act_disagree']}: "
               f"{r['files_lost']} files lost ({r['glyph_files_lost']} glyphs, "
               f"{r['validation_files_lost']} validation), {r['copies_acted_on']} copies acted on")
     print(f"act cuts chosen: {json.dumps(act['chosen'])}")
