@@ -81,13 +81,16 @@ def _keep_options(f):
                      help="Let the plan act on files the picture check could not confirm to be "
                           "copies (marked \"not confirmed\"); by default they are kept.")(f)
     f = click.option("--protect", "protect", multiple=True, metavar="DIR",
-                     type=click.Path(file_okay=False, path_type=Path),
-                     help="Files under DIR are always kept and never touched (repeatable).")(f)
+                     type=click.Path(exists=True, file_okay=False, path_type=Path),
+                     help="Files under DIR are always kept and never touched (repeatable; DIR "
+                          "must exist: a misspelt folder would protect nothing).")(f)
     return click.option("--keep", "keep", multiple=True, metavar="RULE",
                         help="Which copy of a group to keep, as ordered rules: largest (pixels), "
                              "biggest (bytes), oldest, newest (EXIF capture date, else mtime), "
-                             "format=png,tiff,heic,jpeg, path=DIR. Repeatable; ties go to path "
-                             "order.  [default: largest,biggest,oldest]")(f)
+                             "format=raw,png,tiff,heic,jpeg (raw: any camera RAW; or dng, nef, "
+                             "...), path=DIR. Repeatable; what ties is kept by name (a file "
+                             "named as a copy, 'IMG (1).jpg', 'photo copy.jpg', goes), then by "
+                             "path order.  [default: largest,biggest,oldest]")(f)
 
 
 class _Group(click.Group):
@@ -360,10 +363,10 @@ def _tell_check(report, quiet: bool) -> None:
                          f"earlier run on the same files (kept in the index folder, checked.npz), "
                          f"not read again")
         if done.get("plain"):
-            lines.append(f"  {done['plain']} of the same and different pictures above were too "
-                         f"plain for local features and were judged by lining one picture up "
-                         f"inside the other (the same picture when it lines up almost perfectly, "
-                         f"different when it lines up badly)")
+            lines.append(f"  {done['plain']} of the pairs counted as the same or as different "
+                         f"pictures had a picture too plain for local features: they were judged "
+                         f"by lining one picture up inside the other (the same picture when it "
+                         f"lines up almost perfectly, different when it lines up badly)")
         click.echo("\n".join(lines), err=True)
 
 

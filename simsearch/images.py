@@ -185,6 +185,8 @@ def _open_regular(path: str | os.PathLike) -> Iterator[tuple[BinaryIO, int]]:
             raise DecodeError(path, "is a folder")
         if not stat.S_ISREG(st.st_mode):
             raise DecodeError(path, "not a regular file (a pipe, socket or device)")
+        if st.st_size == 0:
+            raise DecodeError(path, "empty file (0 bytes)")
         yield f, st.st_size
 
 

@@ -5,8 +5,10 @@ planning time (size, mtime_ns, sha256), what the keep rules chose and the reason
 `simsearch.actions.apply` carries a plan out and re-checks every file against it; the review
 page (`simsearch.review`) lets a person change the choices and save the plan again.
 
-Keep rules are ordered: the first rule that tells two files apart decides, and the path (in
-byte order) breaks any tie that is left, so the same groups and rules always give the same plan.
+Keep rules are ordered: the first rule that tells two files apart decides; of files that tie on
+every rule, one whose name says it is a copy ("IMG (1).jpg", "photo copy.jpg") goes first, and
+the path (in byte order) breaks any tie that is left, so the same groups and rules always give
+the same plan.
 Files under a protected folder are always kept and never acted on; the rules still choose the
 best copy among all files, so protecting a folder of small copies never costs the large one.
 
@@ -17,20 +19,31 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
 import stat
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from simsearch.errors import PlanError
+from simsearch.formats import RAW_SUFFIXES, raw_name
 
 __all__ = ["KEEP_RULES", "DEFAULT_KEEP", "PLAN_VERSION", "DECISIONS", "KeepRule", "PlanFile",
            "PlanGroup", "Plan", "parse_rules", "writable_plan_path", "file_facts", "choose",
+           "format_rank", "named_as_copy", "FORMAT_NAMES",
            "make_plan", "under", "size_text"]
 
 KEEP_RULES = ("largest", "biggest", "oldest", "newest", "format", "path")
 DEFAULT_KEEP = ("largest", "biggest", "oldest")
-DEFAULT_FORMAT_ORDER = ("png", "tiff", "heic", "webp", "jpeg", "gif", "bmp")
+DEFAULT_FORMAT_ORDER = ("raw", "png", "tiff", "heic", "avif", "webp", "jpeg", "gif", "bmp")
+# a camera RAW file's format is its kind (dng, nef, ...); "raw" in a format order stands for all
+_RAW_KINDS = tuple(sorted(suffix[1:] for suffix in RAW_SUFFIXES))
+FORMAT_NAMES = ("jpeg", "png", "gif", "webp", "bmp", "tiff", "heic", "avif", "raw") + _RAW_KINDS
+# what a file manager, a browser or a cloud drive adds to the name of a copy it makes:
+# "IMG_1234 (1).jpg", "photo copy.jpg", "photo copy 2.jpg", "photo - Copy.jpg", "photo_copy.jpg",
+# "Copy of photo.jpg" (and the same words in German, Dutch, French, Spanish and Italian)
+_COPY_NAME = re.compile(r"(\s?\(\d{1,3}\)|[\s_-]+(copy|kopie|copie|copia)(\s?\(?\d{1,3}\)?)?)$"
+                        r"|^(copy|kopie|copie|copia) (of|von|van|de|di) ", re.IGNORECASE)
 PLAN_VERSION = 1
 PLAN_FORMAT = "simsearch-plan"
 # act: keep `keep`, act on `act_on`; keep-all: touch nothing; not-duplicates: touch nothing and
@@ -40,6 +53,7 @@ DECISIONS = ("act", "keep-all", "not-duplicates")
 _SUFFIX_FORMATS = {".jpg": "jpeg", ".jpeg": "jpeg", ".jpe": "jpeg", ".png": "png", ".webp": "webp",
                    ".gif": "gif", ".bmp": "bmp", ".dib": "bmp", ".tif": "tiff", ".tiff": "tiff",
                    ".heic": "heic", ".heif": "heic", ".avif": "avif"}
+_SUFFIX_FORMATS |= {suffix: suffix[1:] for suffix in RAW_SUFFIXES}
 _EXIF_IFD, _DATE_TIME_ORIGINAL = 0x8769, 0x9003
 
 
@@ -83,7 +97,7 @@ class KeepRule:
             seconds = _seconds(f.date)
             return seconds if self.name == "oldest" else -seconds
         if self.name == "format":
-            return self.args.index(f.format) if f.format in self.args else len(self.args)
+            return format_rank(f.format, self.args)
         return 0 if any(under(f.path, folder) for folder in self.args) else 1  # path
 
     def show(self, f: PlanFile) -> str:
@@ -141,7 +155,30 @@ def _rule(name: str, args: tuple[str, ...]) -> KeepRule:
         raise PlanError(f"unknown keep rule {name!r}; the rules are {', '.join(KEEP_RULES)}")
     if name == "path" and not args:
         raise PlanError("keep rule path needs a folder: --keep path=FOLDER")
+    if name == "path" and not os.path.isdir(args[0]):
+        raise PlanError(f"keep rule path={args[0]}: no such folder (a misspelt folder would "
+                        f"prefer nothing)")
+    if name == "format":
+        unknown = [a for a in args if a not in FORMAT_NAMES]
+        if unknown:
+            raise PlanError(f"keep rule format: unknown format {unknown[0]!r}; the formats are "
+                            f"{', '.join(FORMAT_NAMES)} (raw: any camera RAW file)")
     return KeepRule(name, args)
+
+
+def format_rank(fmt: str, order: Sequence[str]) -> int:
+    """Where a file's format comes in a format rule's order (a RAW kind, dng or nef, also
+    under "raw"); after every named one when it is not named."""
+    if fmt in order:
+        return order.index(fmt)
+    if fmt in _RAW_KINDS and "raw" in order:
+        return order.index("raw")
+    return len(order)
+
+
+def named_as_copy(path: str) -> bool:
+    """Whether a file's name says it is a copy (`_COPY_NAME`: "IMG (1).jpg", "a copy.jpg")."""
+    return bool(_COPY_NAME.search(os.path.splitext(os.path.basename(path))[0]))
 
 
 def under(path: str, folder: str) -> bool:
@@ -190,12 +227,14 @@ def _header(path: str) -> tuple[str, dt.datetime | None]:
     with open(fd, "rb") as fh:
         if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
             return "", None
+        kind = raw_name(path, fh.read(16))
+        fh.seek(0)
         try:
             with Image.open(fh) as im:
-                fmt = _normal_format(im.format or "")
+                fmt = kind.lower() if kind else _normal_format(im.format or "")
                 raw = im.getexif().get_ifd(_EXIF_IFD).get(_DATE_TIME_ORIGINAL)
         except Exception:  # any header Pillow cannot read: format from the suffix, date from mtime
-            return "", None
+            return (kind.lower() if kind else ""), None
     try:
         return fmt, dt.datetime.strptime(str(raw).strip("\x00 ")[:19], "%Y:%m:%d %H:%M:%S")
     except ValueError:  # absent, or "0000:00:00 00:00:00" as some cameras write
@@ -239,20 +278,29 @@ def choose(files: Sequence[PlanFile], rules: Sequence[KeepRule]) -> tuple[PlanFi
     usable = [f for f in files if not f.problem]
     if not usable:
         raise PlanError("no file of the group can be used")
-    ranked = sorted(usable, key=lambda f: (tuple(r.key(f) for r in rules), os.fsencode(f.path)))
+    ranked = sorted(usable, key=lambda f: (tuple(r.key(f) for r in rules), named_as_copy(f.path),
+                                           os.fsencode(f.path)))
     best, rest = ranked[0], ranked[1:]
     if not rest:
         return replace(best, reason="kept: the only usable file"), []
     decisive = next((r for r in rules if r.key(best) != r.key(rest[0])), None)
-    if decisive is None:
-        why = "kept: ties on " + ", ".join(r.name for r in rules) + "; first by path"
-    else:
+    ties = "ties on " + ", ".join(r.name for r in rules)
+    if decisive is not None:
         why = f"kept: {decisive.show(best)}, {decisive.label}"
+    elif named_as_copy(rest[0].path) != named_as_copy(best.path):
+        why = f"kept: {ties}; the other is named as a copy"
+    else:
+        why = f"kept: {ties}; first by path"
     others = []
     for f in rest:
         rule = next((r for r in rules if r.key(best) != r.key(f)), None)
-        others.append(replace(f, reason=f"{rule.show(f)} against the kept {rule.show(best)}"
-                              if rule else "ties with the kept file on every rule; after it by path"))
+        if rule:
+            reason = f"{rule.show(f)} against the kept {rule.show(best)}"
+        elif named_as_copy(f.path) != named_as_copy(best.path):
+            reason = "ties with the kept file on every rule; named as a copy"
+        else:
+            reason = "ties with the kept file on every rule; after it by path"
+        others.append(replace(f, reason=reason))
     return replace(best, reason=why), others
 
 

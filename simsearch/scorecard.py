@@ -257,13 +257,30 @@ def _plan_figures(groups, truth: Truth) -> dict:
     copies of a file it keeps (the same original), versions of one (another original the
     evaluation counts as one picture with it: `simsearch.families`) and the rest (each a picture
     lost if the plan were applied); and the files it keeps because the picture check could not
-    confirm them, with the copies among them (left for review)."""
+    confirm them, with the copies among them (left for review). And, of the groups where it acts
+    on files and that hold an original with a copy of it, those where it keeps a copy and acts
+    on the original (the keep rules cannot tell an original from a copy: README, Cleaning up),
+    with the kept copies' edits."""
     from simsearch.plan import UNCONFIRMED, make_plan, parse_rules
     made = make_plan(groups, parse_rules(()))
     unit, sets = truth.unit_of, truth.set_of
-    acted = copies = versions = held = held_copies = 0
+    acted = copies = versions = held = held_copies = with_original = over_original = 0
+    kept_edits: dict[str, int] = {}
     for g in made.groups:
         kept = [unit[k] for k in g.keep if k in unit]
+        if g.decision == "act":
+            paths = [f.path for f in g.files]
+            originals = [p for p in paths if p in unit and truth.refs[unit[p]] == p
+                         and unit[p] < truth.n_originals]
+            for o in originals:
+                if not any(p != o and unit.get(p) == unit[o] for p in paths):
+                    continue
+                with_original += 1
+                kept_copies = [k for k in g.keep if k != o and unit.get(k) == unit[o]]
+                if o in g.act_on and kept_copies:
+                    over_original += 1
+                    edit = truth.describe(kept_copies[0]).edit or "?"
+                    kept_edits[edit] = kept_edits.get(edit, 0) + 1
         for f in g.act_on if g.decision == "act" else ():
             acted += 1
             copies += f in unit and unit[f] in kept
@@ -276,7 +293,9 @@ def _plan_figures(groups, truth: Truth) -> dict:
                                                 if k in unit and k != f.path]
     return {"acted_on": acted, "copies_acted_on": copies, "versions_acted_on": versions,
             "not_copies_acted_on": acted - copies - versions, "kept_unconfirmed": held,
-            "copies_kept_unconfirmed": held_copies}
+            "copies_kept_unconfirmed": held_copies, "groups_with_original": with_original,
+            "copy_kept_over_original": over_original,
+            "copy_kept_by_edit": dict(sorted(kept_edits.items(), key=lambda kv: -kv[1]))}
 
 
 def _look_alikes(index, paths: list[str], vectors: dict, background: Background | None,

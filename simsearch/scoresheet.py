@@ -51,7 +51,8 @@ def eval_lines(report: EvalReport, root: Path, show: int,
         out.append(f"\nOriginals that already look alike: none (by {views}, or a model score "
                    f">= {fam.model_bar:.3f})")
     if fam.unconfirmed:
-        out.append(f"The model also scores {len(fam.unconfirmed)} pairs of originals at or above "
+        n = len(fam.unconfirmed)
+        out.append(f"The model also scores {n} {'pair' if n == 1 else 'pairs'} of originals at or above "
                    f"its dedupe threshold but below {fam.model_bar:.3f} that neither content nor "
                    f"pHash links; they count as different pictures (versions of one, or the "
                    f"model's own false pairs: look at them):")
@@ -86,8 +87,17 @@ def eval_lines(report: EvalReport, root: Path, show: int,
                    f"acts on {plan['acted_on']} files: {plan['copies_acted_on']} copies of a file "
                    f"it keeps, {plan['versions_acted_on']} versions of one (look-alike "
                    f"originals), {plan['not_copies_acted_on']} other pictures (each a picture "
-                   f"lost if applied); keeps {plan['kept_unconfirmed']} the picture check could not "
-                   f"confirm ({plan['copies_kept_unconfirmed']} of them copies, left for review)")
+                   f"lost if applied); keeps {plan['kept_unconfirmed']} files marked \"not "
+                   f"confirmed\" (the picture check could not confirm them to be copies; "
+                   f"{plan['copies_kept_unconfirmed']} of them are, left for you to review)")
+        if plan.get("groups_with_original"):
+            edits = ", ".join(f"{e} {n}" for e, n in plan["copy_kept_by_edit"].items())
+            out.append(f"  of the {plan['groups_with_original']} groups it acts in that hold an "
+                       f"original with a copy of it, it keeps a copy and acts on the original in "
+                       f"{plan['copy_kept_over_original']}" + (f" (the copy kept: {edits})"
+                                                               if edits else "")
+                       + "; the keep rules cannot tell which file is the original (README, "
+                         "Cleaning up)")
     iv, boot = report.intervals, report.bootstrap
     if iv:
         out.append(f"95% intervals for simsearch (bootstrap over the {report.n_originals} "

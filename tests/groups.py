@@ -14,8 +14,13 @@ def member(path, id: int, score: float = 1.0) -> Member:
     """A Member as the catalog would hold it for `path` now."""
     path = str(path)
     st = os.stat(path)
-    with Image.open(path) as im:
-        width, height = im.size
+    try:
+        with Image.open(path) as im:
+            width, height = im.size
+    except OSError:  # a camera RAW file: the product's own decoder
+        from simsearch.images import load_image
+        picture = load_image(path)
+        width, height = picture.width, picture.height
     return Member(id=id, path=path, score=score, sha256=sha256(path), size=st.st_size,
                   width=width, height=height, mtime_ns=st.st_mtime_ns)
 

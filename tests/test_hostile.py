@@ -285,7 +285,7 @@ def build_corpus(folder: Path) -> Corpus:
         corpus.expect(str(path), "good")
     w = corpus.write
     # broken files
-    w("empty.jpg", b"", "bad", "not an image")
+    w("empty.jpg", b"", "bad", "empty file (0 bytes)")
     w("text.jpg", b"hello, I am a text file with a picture's name\n", "bad", "not an image")
     jpeg = _jpeg_bytes(make_picture(32, (200, 150)), quality=90)
     w("truncated.jpg", jpeg[: len(jpeg) // 3], "bad", "truncated")
@@ -431,7 +431,7 @@ def test_queries_with_bad_images_fail_clearly(corpus, tiny_model, tmp_path, phot
     runner = CliRunner()
     assert runner.invoke(main, _index_args(photos, index_dir, tiny_model)).exit_code == 0
     folder = corpus.folder
-    cases = {"text.jpg": "not an image", "empty.jpg": "not an image", "truncated.jpg": "truncated",
+    cases = {"text.jpg": "not an image", "empty.jpg": "empty file", "truncated.jpg": "truncated",
              "bomb.png": "decompression bomb", "absurd.gif": "decompression bomb",
              "absurd.jpg": "decompression bomb", "missing.jpg": "not found", "x.jpg": "folder",
              "loop.jpg": "symbolic links", "dangling.jpg": "not found"}

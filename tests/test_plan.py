@@ -75,8 +75,55 @@ def test_format_order_and_path_preference(tmp_path):
     g = _plan(tmp_path, [jpg, png, tif], [f"path={tmp_path / 'y'}", "format=tiff"])
     assert g.keep == [str(png)] and g.files[1].reason.startswith("kept: under ")
     # the second path rule only decides among files the first one ties
+    (tmp_path / "q").mkdir()
     g = _plan(tmp_path, [jpg, png, tif], [f"path={tmp_path / 'q'}", f"path={tmp_path / 'z'}"])
     assert g.keep == [str(tif)]
+
+
+def test_a_camera_raw_file_has_its_format_and_a_format_rule_keeps_it(tmp_path):
+    """A DNG beside the camera's JPEG of it: the plan names its format (dng) and format=dng or
+    format=raw keeps it (session 23's newcomer saw format "" and the RAW acted on)."""
+    from dng_writer import dng_bytes
+    picture = Image.new("RGB", (96, 64), (120, 80, 40))
+    raw = tmp_path / "a" / "DSC_0042.DNG"
+    raw.parent.mkdir()
+    raw.write_bytes(dng_bytes(picture))
+    jpg = _image(tmp_path / "b" / "DSC_0042.JPG", (96, 64))
+    for rule in ("format=dng,jpeg", "format=raw,jpeg", "format"):  # "format": the default order
+        g = _plan(tmp_path, [jpg, raw], [rule])
+        assert g.keep == [str(raw)] and g.act_on == [str(jpg)], rule
+        assert {f.path: f.format for f in g.files} == {str(raw): "dng", str(jpg): "jpeg"}
+    g = _plan(tmp_path, [jpg, raw], ["format=jpeg,raw"])
+    assert g.keep == [str(jpg)]
+
+
+def test_a_misspelt_format_or_missing_folder_is_refused(tmp_path):
+    with pytest.raises(PlanError, match="unknown format 'bogus'"):
+        parse_rules(["format=bogus"])
+    with pytest.raises(PlanError, match="no such folder"):
+        parse_rules([f"path={tmp_path / 'nowhere'}"])
+    assert [str(r) for r in parse_rules(["format=jpg,tif,heif,raw,nef"])] == [
+        "format=jpeg,tiff,heic,raw,nef"]
+
+
+def test_of_files_that_tie_on_every_rule_one_named_as_a_copy_goes(tmp_path):
+    """Identical files: "IMG (1).jpg" sorts first by path, yet the plain name is kept."""
+    original = _image(tmp_path / "originals" / "Aqua.jpg", (80, 60), mtime=1.5e9)
+    copy = tmp_path / "dup" / "IMG (1).jpg"
+    copy.parent.mkdir()
+    copy.write_bytes(original.read_bytes())
+    os.utime(copy, (1.5e9, 1.5e9))
+    for order in ([original, copy], [copy, original]):
+        g = _plan(tmp_path, order)
+        assert g.keep == [str(original)] and g.act_on == [str(copy)]
+        reasons = {f.path: f.reason for f in g.files}
+        assert reasons[str(original)] == ("kept: ties on largest, biggest, oldest; the other is "
+                                          "named as a copy")
+        assert reasons[str(copy)] == "ties with the kept file on every rule; named as a copy"
+    # a rule that tells them apart still decides: the copy is kept when it is bigger
+    big = tmp_path / "dup" / "Aqua copy.jpg"
+    Image.new("RGB", (160, 120), (0, 90, 160)).save(big)
+    assert _plan(tmp_path, [original, big]).keep == [str(big)]
 
 
 def test_ties_fall_to_path_order_whatever_the_input_order(tmp_path):

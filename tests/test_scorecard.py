@@ -203,10 +203,25 @@ def test_known_answer_against_an_independent_scoring(tmp_path, tiny_model):
     made = make_plan(index.duplicates(0.95, check=False).groups, parse_rules(()))
     acted = [(f, g.keep) for g in made.groups for f in g.act_on]
     copies = sum(any(origin[f] == origin[k] for k in keep) for f, keep in acted)
+    # ... and the groups holding an original with a copy of it, where a copy is kept over it
+    edit_of = {str(item.query): item.edit for item in bench.items}
+    held, over, edits = 0, 0, {}
+    for g in made.groups:
+        paths = [f.path for f in g.files]
+        for o in (p for p in paths if origin[p] == p):
+            if g.decision != "act" or not any(p != o and origin[p] == o for p in paths):
+                continue
+            held += 1
+            kept_copies = [k for k in g.keep if k != o and origin[k] == o]
+            if o in g.act_on and kept_copies:
+                over += 1
+                edits[edit_of[kept_copies[0]]] = edits.get(edit_of[kept_copies[0]], 0) + 1
     assert report.plan == {"acted_on": len(acted), "copies_acted_on": copies,
                            "versions_acted_on": 0, "not_copies_acted_on": len(acted) - copies,
-                           "kept_unconfirmed": 0, "copies_kept_unconfirmed": 0}
-    assert len(acted) > 0
+                           "kept_unconfirmed": 0, "copies_kept_unconfirmed": 0,
+                           "groups_with_original": held, "copy_kept_over_original": over,
+                           "copy_kept_by_edit": edits}
+    assert len(acted) > 0 and held > 0
 
 
 def _cli(args):
@@ -366,14 +381,15 @@ def test_plan_figures_tell_copies_versions_and_other_pictures_apart(tmp_path):
     # originals o0, o1 (a version of o0: one set), o2, a distractor d; copies c0 (of o0), c2 (of
     # o2); the originals are the largest, so the keep rules keep them
     sizes = {"o0": (64, 48), "o1": (60, 45), "o2": (64, 48), "d": (36, 27), "c0": (40, 30),
-             "c2": (32, 24)}
+             "c2": (32, 24), "c3": (80, 60)}  # c3: a letterboxed copy of o2, larger than it
     paths = {}
     for i, (name, size) in enumerate(sizes.items()):
         make_picture(i, size).save(tmp_path / f"{name}.png")
         paths[name] = str(tmp_path / f"{name}.png")
     truth = Truth(refs=[paths[n] for n in ("o0", "o1", "o2", "d")],
-                  queries=[paths["c0"], paths["c2"]], true_ref=np.array([0, 2]),
-                  edits=["crop50", "crop50"], set_of=np.array([0, 0, 2, 3]), n_originals=3)
+                  queries=[paths["c0"], paths["c2"], paths["c3"]], true_ref=np.array([0, 2, 2]),
+                  edits=["crop50", "crop50", "letterbox"], set_of=np.array([0, 0, 2, 3]),
+                  n_originals=3)
 
     def made(names, evidence):
         g = group([paths[n] for n in names])
@@ -386,7 +402,13 @@ def test_plan_figures_tell_copies_versions_and_other_pictures_apart(tmp_path):
               made(["o2", "c2"], ["unchecked"])]
     assert _plan_figures(groups, truth) == {
         "acted_on": 2, "copies_acted_on": 1, "versions_acted_on": 1, "not_copies_acted_on": 0,
-        "kept_unconfirmed": 2, "copies_kept_unconfirmed": 1}
+        "kept_unconfirmed": 2, "copies_kept_unconfirmed": 1, "groups_with_original": 1,
+        "copy_kept_over_original": 0, "copy_kept_by_edit": {}}
+    # the letterboxed copy is larger: the keep rules keep it and act on its original
+    figures = _plan_figures([made(["o2", "c3", "c2"], ["checked", "checked"])], truth)
+    assert figures["acted_on"] == 2 and figures["copies_acted_on"] == 2
+    assert (figures["groups_with_original"], figures["copy_kept_over_original"],
+            figures["copy_kept_by_edit"]) == (1, 1, {"letterbox": 1})
     # the other picture confirmed by mistake: acted on, and counted as lost
     groups = [made(["o0", "c0", "o1", "d"], ["checked", "score", "checked"])]
     assert _plan_figures(groups, truth)["not_copies_acted_on"] == 1
