@@ -240,8 +240,9 @@ class PictureCheck:
             verdict, plain = _VERDICTS[hit[0]], hit[1]
             if verdict is _STOOD and not high[r]:
                 continue  # read above `below` only: below it, the pair is judged now
-            if high[r] and not plain:
-                verdict = _STOOD  # pictures with keypoints stand on their score there
+            if high[r] and not plain and verdict is not _UNSURE:
+                verdict = _STOOD  # pictures with keypoints stand on their score there (a pair
+                # found to differ there stays "not confirmed")
             keep[r] = decide(r, verdict)
             self._note(x, y, verdict, plain and verdict is not None, plain, bool(keep[r]))
             self.stats.remembered += verdict is not _STOOD
@@ -296,13 +297,21 @@ class PictureCheck:
         if fx is None or fy is None:  # a picture unreadable: not judged at any score (it may
             return None, False, True  # be plain), and so never "score" evidence
         if min(fx.count, fy.count) >= s.min_keypoints:
-            if high:
+            if high and s.act_disagree is None:
                 return _STOOD, False, False
             # the mirror is tried only while the straight match falls short of grouping the
             # pair: the act cut then stands on the straight count (verify_trial.py, session 22)
-            found = verify.agreeing(fx, fy, s, enough=s.min_inliers)
-            return (found >= s.sure_inliers or (_UNSURE if found >= s.min_inliers else False),
-                    False, False)
+            found, transform, used = verify.agreement(fx, fy, s, enough=s.min_inliers)
+            if high:  # it stands on its score; matched only to learn whether the two differ
+                # (a pair that cannot be laid one on the other says nothing against its score)
+                value = (verify.disagreement(used, fy, transform)
+                         if found >= s.min_inliers and transform is not None else None)
+                return (_STOOD if value is None or value <= s.act_disagree else _UNSURE,
+                        False, False)
+            if found < s.min_inliers:
+                return False, False, False
+            sure = found >= s.sure_inliers and not s.differs(used, fy, transform)
+            return (True if sure else _UNSURE), False, False
         if s.plain_same is None and s.plain_apart is None:
             return None, False, True
         verdict = _lined_up(verify.aligned(fx, fy, enough=s.sure_aligned), s)

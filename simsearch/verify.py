@@ -73,6 +73,19 @@ class VerifySettings:
     # are counted straight, the mirror tried only while they fall short of `min_inliers`
     act_inliers: int = 60
     act_aligned: float | None = 0.97
+    # session 23: nor when the two pictures, laid one on the other, differ somewhere by more
+    # than this (`disagreement`; None: not looked at), at any score: a pair with keypoints at or
+    # above `below` is matched too, and one that differs is grouped on its score but "not
+    # confirmed" (two clock faces at other times score 0.99 and keep 91 matches)
+    act_disagree: float | None = None
+
+    def differs(self, a: "Features", b: "Features", transform) -> bool:
+        """Whether a pair found the same picture differs too much somewhere for a file action
+        (`act_disagree`; no overlap to compare counts as differing)."""
+        if self.act_disagree is None:
+            return False
+        value = None if transform is None else disagreement(a, b, transform)
+        return value is None or value > self.act_disagree
 
     @property
     def reads_below(self) -> float:

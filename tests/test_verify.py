@@ -597,9 +597,9 @@ def test_a_pair_is_judged_the_same_way_round_whatever_ids_its_files_have(tmp_pat
     import simsearch.verify as verify
     paths = write(tmp_path, {"a.jpg": busy(1), "b.jpg": busy(2)})
     first = []
-    agreeing = verify.agreeing
-    monkeypatch.setattr(verify, "agreeing", lambda x, y, *r, **k: first.append(
-        (x.source, y.source)) or agreeing(x, y, *r, **k))
+    agreement = verify.agreement
+    monkeypatch.setattr(verify, "agreement", lambda x, y, *r, **k: first.append(
+        (x.source, y.source)) or agreement(x, y, *r, **k))
     for order in (["a.jpg", "b.jpg"], ["b.jpg", "a.jpg"]):  # a file indexed again: a new id
         by_id = {i: paths[n] for i, n in enumerate(order)}
         check = PictureCheck(lambda ids, by_id=by_id: {i: by_id[i] for i in ids})
@@ -681,3 +681,54 @@ def test_a_misspelt_keep_rule_is_refused_before_any_picture_is_read(busy_index, 
                                         "--keep", "bigest"])
         assert out.exit_code != 0 and "unknown keep rule 'bigest'" in out.output, out.output
         assert "picture check" not in out.output
+
+
+def _changed_corner(seed: int, other: int) -> Image.Image:
+    """busy(seed) with a quarter of it (a corner) from busy(other): two pictures that share most
+    of their pixels and keypoints, as two clock faces at other times do."""
+    img = busy(seed).copy()
+    img.paste(busy(other).crop((0, 0, 160, 120)), (0, 0))
+    return img
+
+
+@pytest.mark.parametrize("edit", ["jpeg20", "crop50", "rotate15", "brightness", "contrast",
+                                  "grayscale", "hflip", "letterbox", "pip"])
+def test_a_copy_differs_little_anywhere_a_changed_picture_differs_a_lot_somewhere(edit):
+    from simsearch.verify import agreement, disagreement
+    s = VerifySettings()
+    original = feats(busy(5))
+    copy = feats(apply_edit(edit, busy(5), random.Random(3)))
+    found, transform, used = agreement(original, copy, s, enough=s.min_inliers)
+    assert found >= s.min_inliers and disagreement(used, copy, transform) < 0.5
+    changed = feats(_changed_corner(5, 6))
+    found, transform, used = agreement(original, changed, s, enough=s.min_inliers)
+    assert found >= s.sure_inliers  # most of it matches: the count alone would act on it
+    assert disagreement(used, changed, transform) > 1.0
+
+
+def test_with_a_disagreement_cut_a_pair_that_differs_is_grouped_but_not_confirmed(tmp_path):
+    """At any score: a picture with a corner changed keeps most of its matches, and stands on
+    its score at 0.97, but a plan must not act on it; its copy is confirmed as before."""
+    paths = write(tmp_path, {"a.jpg": busy(5), "changed.jpg": _changed_corner(5, 6),
+                             "copy.jpg": apply_edit("jpeg20", busy(5), random.Random(0))})
+    by_id = dict(enumerate(paths.values()))
+
+    def check(cut):
+        return PictureCheck(lambda ids: {i: by_id[i] for i in ids},
+                            VerifySettings(act_disagree=cut), alone=0.86)
+    a, b = np.array([0, 0]), np.array([1, 2])
+    for score in (0.9, 0.97):
+        scores = np.full(2, score, np.float32)
+        without, with_cut = check(None), check(0.8)
+        assert without(a, b, scores).all() and with_cut(a, b, scores).all()  # grouped alike
+        if score < 0.95:
+            assert without.verdict(0, 1) is True and without.verdict(0, 2) is True
+        else:  # not looked at: they stand on their score
+            with pytest.raises(KeyError):
+                without.verdict(0, 1)
+        assert with_cut.verdict(0, 1) is None  # not confirmed: the plan keeps it
+        if score < 0.95:
+            assert with_cut.verdict(0, 2) is True
+        else:
+            with pytest.raises(KeyError):
+                with_cut.verdict(0, 2)  # stands on its score, as without the cut
