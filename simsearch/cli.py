@@ -348,9 +348,13 @@ def _tell_check(report, quiet: bool) -> None:
         plain = ("" if plain_below <= done["below"] else
                  "; with a plain or unreadable picture, at any score" if plain_below > 1 else
                  f"; with a plain or unreadable picture, below {plain_below}")
+        if done.get("act_disagree") is not None:
+            plain += "; and, at any score, those whose pictures differ somewhere"
+
         unsure = done.get("unsure", 0)
-        short = (f" ({unsure} of them not closely enough to act on: grouped, marked \"not "
-                 f"confirmed\")" if unsure else "")
+        short = (f" ({unsure} of them not closely enough to act on" + (
+                 ", or differing somewhere" if done.get("act_disagree") is not None else "")
+                 + f": grouped, marked \"not confirmed\")" if unsure else "")
         lines = [f"picture check: looked at {done['checked']} {pairs} (scoring below "
                  f"{done['below']}{plain}):",
                  f"  {same} the same picture{short}",

@@ -826,7 +826,8 @@ class Index:
                                   "below": check.settings.below,
                                   "plain_below": check.settings.reads_below, "alone": alone,
                                   "act_inliers": check.settings.act_inliers,
-                                  "act_aligned": check.settings.sure_aligned})
+                                  "act_aligned": check.settings.sure_aligned,
+                                  "act_disagree": check.settings.act_disagree})
         for g in found:
             evidence = _evidence(g, rows, check or None)
             members = _current_files([Member(i, rows[i].path, s, rows[i].sha256, rows[i].size,
