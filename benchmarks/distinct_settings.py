@@ -39,7 +39,8 @@ SETTINGS = ((20, 40, 0.80, None, None, None), (15, 40, 0.80, None, None, None),
 # the cuts a plan's files must also pass to be acted on (session 22: agreeing matches, lined up):
 # every row above with the shipped ones, and the chosen setting again with session 21's (the
 # grouping cuts), which changes no group, only the files a plan acts on
-SESSION_21_ACT = (20, None)
+SESSION_21_ACT = (20, None, None)
+SESSION_22_ACT = (60, 0.97, None)  # and session 22's: no disagreement cut
 
 
 def main() -> None:
@@ -59,13 +60,16 @@ def main() -> None:
         index.add_paths([args.distinct_dir])
         alone, pictures = index.score_alone_threshold(), index.count()
         shipped = VerifySettings()
-        runs = [(row, (shipped.act_inliers, shipped.act_aligned)) for row in SETTINGS]
-        runs.insert(SETTINGS.index((20, 40, 0.80, 0.9, 0.6, 1.01)) + 1,
-                    ((20, 40, 0.80, 0.9, 0.6, 1.01), SESSION_21_ACT))
+        runs = [(row, (shipped.act_inliers, shipped.act_aligned, shipped.act_disagree))
+                for row in SETTINGS]
+        at = SETTINGS.index((20, 40, 0.80, 0.9, 0.6, 1.01)) + 1
+        runs[at:at] = [((20, 40, 0.80, 0.9, 0.6, 1.01), SESSION_21_ACT),
+                       ((20, 40, 0.80, 0.9, 0.6, 1.01), SESSION_22_ACT)]
         for (matches, keypoints, threshold, same, apart, plain_below), act in runs:
             check = index.picture_check(VerifySettings(
                 min_inliers=matches, min_keypoints=keypoints, plain_same=same, plain_apart=apart,
-                plain_below=plain_below, act_inliers=act[0], act_aligned=act[1]))
+                plain_below=plain_below, act_inliers=act[0], act_aligned=act[1],
+                act_disagree=act[2]))
             found = index.duplicates(threshold, check=check)
             groups = [sorted(Path(m.path).name.split("__")[1] for m in g.members)
                       for g in found.groups]
@@ -74,7 +78,7 @@ def main() -> None:
                               for m in g.members[1:]) for g in found.groups)
             rows.append({"matches": matches, "keypoints": keypoints, "plain same": same,
                          "plain different": apart, "plain below": plain_below or 0.95,
-                         "act matches": act[0],
+                         "act matches": act[0], "act differs": act[2],
                          "act lined up": None if same is None else max(act[1] or same, same),
                          "unjudged held to": alone, "threshold": threshold,
                          "false groups": len(groups),

@@ -78,9 +78,10 @@ def _use_act_cuts(value: str) -> None:
     """Every picture check of this run made with these act cuts (a benchmark's switch)."""
     from simsearch.index import Index
     from simsearch.verify import VerifySettings
-    matches, lined = value.split(",")
-    cuts = VerifySettings(act_inliers=int(matches),
-                          act_aligned=None if lined.lower() == "none" else float(lined))
+    matches, lined, *differs = value.split(",")
+    number = lambda text: None if text.lower() == "none" else float(text)  # noqa: E731
+    cuts = VerifySettings(act_inliers=int(matches), act_aligned=number(lined),
+                          act_disagree=number(differs[0]) if differs else None)
     made = Index.picture_check
     Index.picture_check = lambda self, settings=cuts: made(self, settings)
 
@@ -96,10 +97,11 @@ def main() -> None:
                         help="evaluate on all images, the wallpapers alone or the stamps alone")
     parser.add_argument("--no-check", dest="check", action="store_false",
                         help="dedupe on scores alone (simsearch dedupe --no-check)")
-    parser.add_argument("--act-cuts", default=None, metavar="MATCHES,LINED",
+    parser.add_argument("--act-cuts", default=None, metavar="MATCHES,LINED[,DIFFERS]",
                         help="the picture check's act cuts instead of the shipped ones, e.g. "
-                             "20,none for session 21's (they change no group, only what the "
-                             "default plan acts on)")
+                             "20,none for session 21's, 60,0.97 for session 22's (no "
+                             "disagreement cut; they change no group, only what the default "
+                             "plan acts on)")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     if not args.eval_dir.is_dir():

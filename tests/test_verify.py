@@ -646,8 +646,9 @@ def test_the_shipped_settings_are_the_trials_choice():
     assert {k: getattr(VerifySettings(), k) for k in chosen} == chosen
     # the act cuts (session 22) are chosen for the chosen setting, from the same measurements
     act = record["act"]["chosen"]
-    assert (VerifySettings().act_inliers, VerifySettings().act_aligned) == (
-        act["act_inliers"], act["act_aligned"])
+    assert (VerifySettings().act_inliers, VerifySettings().act_aligned,
+            VerifySettings().act_disagree) == (act["act_inliers"], act["act_aligned"],
+                                               act["act_disagree"])  # the third: session 23
     # the pairs were measured with the shipped settings (the grid's own are chosen above; the
     # act cuts change no measurement)
     measured = [k for k in record["defaults"] if k not in chosen and not k.startswith("act_")]
