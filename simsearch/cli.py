@@ -383,8 +383,9 @@ def _tell_unconfirmed(report, acting: bool = False) -> None:
     click.echo(f"{len(unconfirmed)} {files} marked \"not confirmed by the picture check\": "
                f"plain pictures that line up only in part, smooth gradients or unreadable files, "
                f"grouped on their score alone, or pictures found alike but not closely enough "
-               f"to act on (e.g. {_show(unconfirmed[0])}); different plain pictures (clip art, "
-               f"gradients) can score this high, so look at them before acting on them"
+               f"to act on, or that differ somewhere (e.g. {_show(unconfirmed[0])}); different "
+               f"pictures (clip art, two versions of one drawing) can score this high, so look "
+               f"at them before acting on them"
                + ("; this plan acts on them (--act-on-unconfirmed)" if acting else
                   ": a plan keeps them unless --act-on-unconfirmed")
                + ", and simsearch review marks them", err=True)

@@ -51,7 +51,8 @@ EVIDENCE = {
     "unchecked": "not confirmed by the picture check: grouped on its score alone (plain "
                  "pictures that line up only in part, at any score; a smooth gradient; or a file "
                  "that cannot be read), or found the same picture but not closely enough to act "
-                 "on (too few agreeing features, or plain pictures not lined up closely)",
+                 "on (plain pictures not lined up closely, or the two pictures, laid one on the "
+                 "other, differ somewhere: a caption, a changed detail)",
 }
 _APART_CHUNK = 1 << 20  # pairs looked up at a time against the pairs set apart
 # a second opinion on pairs of ids and their scores: True for each pair to keep
