@@ -19,6 +19,10 @@ its score from `below` up, as before. A pair that cannot be judged (between thos
 picture flat all over, a file that cannot be read) is left to the score alone, at the threshold made for scores alone
 (`alone`: dedupe passes the index's `--no-check` threshold with each call): the check lets
 dedupe go below that threshold only for pairs it has looked at and found to be one picture.
+A pair found one picture is grouped; a plan acts on it only when it also passes the act cuts
+(`act_aligned` for plain pairs; for pairs with keypoints, at any score, `act_disagree`: the two
+pictures, laid one on the other by the fitted transform, must differ nowhere by much, see
+`disagreement`).
 The settings were chosen by a rule on the default model's validation images
 (`recipes/default_model/verify_trial.py`); the evaluation set's distinct pictures had been
 looked at while diagnosing what the check missed (README, How it works, Picture check, says how
