@@ -348,15 +348,16 @@ def _tell_check(report, quiet: bool) -> None:
         plain = ("" if plain_below <= done["below"] else
                  "; with a plain or unreadable picture, at any score" if plain_below > 1 else
                  f"; with a plain or unreadable picture, below {plain_below}")
-        if done.get("act_disagree") is not None:
-            plain += "; and, at any score, those whose pictures differ somewhere"
 
         unsure = done.get("unsure", 0)
         short = (f" ({unsure} of them not closely enough to act on" + (
                  ", or differing somewhere" if done.get("act_disagree") is not None else "")
                  + f": grouped, marked \"not confirmed\")" if unsure else "")
+        differ = ("; pairs with local features at or above it are matched only to find "
+                  "those whose pictures differ somewhere, counted here" if done.get("act_disagree")
+                  is not None else "")
         lines = [f"picture check: looked at {done['checked']} {pairs} (scoring below "
-                 f"{done['below']}{plain}):",
+                 f"{done['below']}{plain}{differ}):",
                  f"  {same} the same picture{short}",
                  f"  {done['apart']} different pictures (not grouped)",
                  f"  {done['unjudged']} could not be told (plain pictures that line up only in "

@@ -23,7 +23,10 @@ __all__ = ["PictureCheck"]
 Progress = Callable[[int, int], None]
 _OWN = object()  # a call with no `alone` given: the check's own stands
 _STOOD = "stood"  # a pair read only to learn it is not plain, at or above `below`: its score stands
-_VERDICTS = (False, True, _UNSURE, None, _STOOD)  # a verdict's code (simsearch.verdicts) is its place
+# session 23: the same picture for grouping, but the two differ somewhere (verify.disagreement):
+# not confirmed at any score, where _UNSURE (too few matches) stands on its score from `below` up
+_DIFFERS = "differs"
+_VERDICTS = (False, True, _UNSURE, None, _STOOD, _DIFFERS)  # a verdict's code (simsearch.verdicts)
 
 
 def _fingerprint(settings: VerifySettings, cv2) -> str:
@@ -123,7 +126,7 @@ class PictureCheck:
             """Kept: the same picture, standing on its score (_STOOD: at or above `below`, not
             plain), or not judged and scoring enough on its own (or with a file gone since
             indexing: dedupe then leaves it out and says so)."""
-            return verdict in (True, _STOOD, _UNSURE) or (verdict is None and (
+            return verdict in (True, _STOOD, _UNSURE, _DIFFERS) or (verdict is None and (
                 bool(enough[row]) or a[row] in self._gone or b[row] in self._gone))
 
         todo = np.flatnonzero(scores < np.asarray(self.settings.reads_below, scores.dtype))
@@ -205,7 +208,7 @@ class PictureCheck:
             self.stats.apart += verdict is False
             self.stats.plain += lined
             self.stats.unjudged += verdict is None
-            self.stats.unsure += verdict is _UNSURE
+            self.stats.unsure += verdict is _UNSURE or verdict is _DIFFERS
             self.stats.held_back += verdict is None and not kept
 
     def _recall(self, todo: np.ndarray, a: np.ndarray, b: np.ndarray, high: np.ndarray,
@@ -240,9 +243,9 @@ class PictureCheck:
             verdict, plain = _VERDICTS[hit[0]], hit[1]
             if verdict is _STOOD and not high[r]:
                 continue  # read above `below` only: below it, the pair is judged now
-            if high[r] and not plain and verdict is not _UNSURE:
+            if high[r] and not plain and verdict is not _DIFFERS:
                 verdict = _STOOD  # pictures with keypoints stand on their score there (a pair
-                # found to differ there stays "not confirmed")
+                # whose pictures differ stays "not confirmed", as a fresh check finds it)
             keep[r] = decide(r, verdict)
             self._note(x, y, verdict, plain and verdict is not None, plain, bool(keep[r]))
             self.stats.remembered += verdict is not _STOOD
@@ -263,7 +266,7 @@ class PictureCheck:
         act cuts, grouped all the same). KeyError when the pair was never judged (it scored
         `below` or more and was not plain, or this check keeps no verdicts)."""
         verdict = self._verdicts[self._key(x, y)]
-        return None if verdict is _UNSURE else verdict
+        return None if verdict is _UNSURE or verdict is _DIFFERS else verdict
 
     @staticmethod
     def _key(x, y) -> tuple[int, int]:
@@ -302,15 +305,18 @@ class PictureCheck:
             # the mirror is tried only while the straight match falls short of grouping the
             # pair: the act cut then stands on the straight count (verify_trial.py, session 22)
             found, transform, used = verify.agreement(fx, fy, s, enough=s.min_inliers)
+            # how much the two differ somewhere, once a transform lays one on the other (None:
+            # not asked, or no overlap to compare)
+            value = (verify.disagreement(used, fy, transform) if s.act_disagree is not None
+                     and found >= s.min_inliers and transform is not None else None)
+            differs = value is not None and value > s.act_disagree
             if high:  # it stands on its score; matched only to learn whether the two differ
-                # (a pair that cannot be laid one on the other says nothing against its score)
-                value = (verify.disagreement(used, fy, transform)
-                         if found >= s.min_inliers and transform is not None else None)
-                return (_STOOD if value is None or value <= s.act_disagree else _UNSURE,
-                        False, False)
+                return (_DIFFERS if differs else _STOOD), False, False
             if found < s.min_inliers:
                 return False, False, False
-            sure = found >= s.sure_inliers and not s.differs(used, fy, transform)
+            if differs:
+                return _DIFFERS, False, False
+            sure = found >= s.sure_inliers and (s.act_disagree is None or value is not None)
             return (True if sure else _UNSURE), False, False
         if s.plain_same is None and s.plain_apart is None:
             return None, False, True

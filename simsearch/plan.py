@@ -6,7 +6,8 @@ planning time (size, mtime_ns, sha256), what the keep rules chose and the reason
 page (`simsearch.review`) lets a person change the choices and save the plan again.
 
 Keep rules are ordered: the first rule that tells two files apart decides; of files that tie on
-every rule, one whose name says it is a copy ("IMG (1).jpg", "photo copy.jpg") goes first, and
+every rule, one whose name says it is a copy of another's ("photo (1).jpg" beside "photo.jpg")
+goes first, and
 the path (in byte order) breaks any tie that is left, so the same groups and rules always give
 the same plan.
 Files under a protected folder are always kept and never acted on; the rules still choose the
@@ -41,9 +42,15 @@ _RAW_KINDS = tuple(sorted(suffix[1:] for suffix in RAW_SUFFIXES))
 FORMAT_NAMES = ("jpeg", "png", "gif", "webp", "bmp", "tiff", "heic", "avif", "raw") + _RAW_KINDS
 # what a file manager, a browser or a cloud drive adds to the name of a copy it makes:
 # "IMG_1234 (1).jpg", "photo copy.jpg", "photo copy 2.jpg", "photo - Copy.jpg", "photo_copy.jpg",
-# "Copy of photo.jpg" (and the same words in German, Dutch, French, Spanish and Italian)
-_COPY_NAME = re.compile(r"(\s?\(\d{1,3}\)|[\s_-]+(copy|kopie|copie|copia)(\s?\(?\d{1,3}\)?)?)$"
-                        r"|^(copy|kopie|copie|copia) (of|von|van|de|di) ", re.IGNORECASE)
+# "photo (copy).jpg", "photo (another copy).jpg", "photo (3rd copy).jpg", "photo (conflicted
+# copy 2024-05-01).jpg", "Copy of photo.jpg", "Copy (2) of photo.jpg" (and Kopie, copie, copia);
+# a name counts as a copy's only when, without the marker, it is another file's of the group
+_COPY_WORD = r"(copy|kopie|copie|copia)"
+_COPY_NAME = re.compile(r"(\s?\(\d{1,3}\)|[\s_-]+" + _COPY_WORD + r"(\s?\(?\d{1,3}\)?)?"
+                        r"|\s\((another |\d+(st|nd|rd|th) |conflicted )?" + _COPY_WORD
+                        + r"[^)]*\))$", re.IGNORECASE)
+_COPY_PREFIX = re.compile(r"^" + _COPY_WORD + r"( \(\d{1,3}\))? (of|von|van|de|di) ",
+                          re.IGNORECASE)
 PLAN_VERSION = 1
 PLAN_FORMAT = "simsearch-plan"
 # act: keep `keep`, act on `act_on`; keep-all: touch nothing; not-duplicates: touch nothing and
@@ -156,8 +163,9 @@ def _rule(name: str, args: tuple[str, ...]) -> KeepRule:
     if name == "path" and not args:
         raise PlanError("keep rule path needs a folder: --keep path=FOLDER")
     if name == "path" and not os.path.isdir(args[0]):
-        raise PlanError(f"keep rule path={args[0]}: no such folder (a misspelt folder would "
-                        f"prefer nothing)")
+        why = "not a folder" if os.path.exists(args[0]) else "no such folder"
+        raise PlanError(f"keep rule path={args[0]}: {why} (a misspelt folder would prefer "
+                        f"nothing)")
     if name == "format":
         unknown = [a for a in args if a not in FORMAT_NAMES]
         if unknown:
@@ -176,9 +184,16 @@ def format_rank(fmt: str, order: Sequence[str]) -> int:
     return len(order)
 
 
-def named_as_copy(path: str) -> bool:
-    """Whether a file's name says it is a copy (`_COPY_NAME`: "IMG (1).jpg", "a copy.jpg")."""
-    return bool(_COPY_NAME.search(os.path.splitext(os.path.basename(path))[0]))
+def named_as_copy(path: str, others: Iterable[str]) -> bool:
+    """Whether a file's name says it is a copy of one of `others` (paths): without the marker
+    (`_COPY_NAME`, `_COPY_PREFIX`) its name is another's ("photo (1).jpg" beside "photo.jpg";
+    "Vacation (12).jpg" beside "IMG_4321.jpg" is not)."""
+    stem = os.path.splitext(os.path.basename(path))[0]
+    bare = _COPY_PREFIX.sub("", _COPY_NAME.sub("", stem)).strip().lower()
+    if bare == stem.strip().lower() or not bare:
+        return False
+    return any(os.path.splitext(os.path.basename(o))[0].strip().lower() == bare
+               for o in others if o != path)
 
 
 def under(path: str, folder: str) -> bool:
@@ -278,7 +293,9 @@ def choose(files: Sequence[PlanFile], rules: Sequence[KeepRule]) -> tuple[PlanFi
     usable = [f for f in files if not f.problem]
     if not usable:
         raise PlanError("no file of the group can be used")
-    ranked = sorted(usable, key=lambda f: (tuple(r.key(f) for r in rules), named_as_copy(f.path),
+    names = [f.path for f in usable]
+    copies = {f.path for f in usable if named_as_copy(f.path, names)}
+    ranked = sorted(usable, key=lambda f: (tuple(r.key(f) for r in rules), f.path in copies,
                                            os.fsencode(f.path)))
     best, rest = ranked[0], ranked[1:]
     if not rest:
@@ -287,7 +304,7 @@ def choose(files: Sequence[PlanFile], rules: Sequence[KeepRule]) -> tuple[PlanFi
     ties = "ties on " + ", ".join(r.name for r in rules)
     if decisive is not None:
         why = f"kept: {decisive.show(best)}, {decisive.label}"
-    elif named_as_copy(rest[0].path) != named_as_copy(best.path):
+    elif rest[0].path in copies and best.path not in copies:
         why = f"kept: {ties}; the other is named as a copy"
     else:
         why = f"kept: {ties}; first by path"
@@ -296,7 +313,7 @@ def choose(files: Sequence[PlanFile], rules: Sequence[KeepRule]) -> tuple[PlanFi
         rule = next((r for r in rules if r.key(best) != r.key(f)), None)
         if rule:
             reason = f"{rule.show(f)} against the kept {rule.show(best)}"
-        elif named_as_copy(f.path) != named_as_copy(best.path):
+        elif f.path in copies and best.path not in copies:
             reason = "ties with the kept file on every rule; named as a copy"
         else:
             reason = "ties with the kept file on every rule; after it by path"

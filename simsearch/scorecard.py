@@ -272,15 +272,15 @@ def _plan_figures(groups, truth: Truth) -> dict:
             paths = [f.path for f in g.files]
             originals = [p for p in paths if p in unit and truth.refs[unit[p]] == p
                          and unit[p] < truth.n_originals]
-            for o in originals:
-                if not any(p != o and unit.get(p) == unit[o] for p in paths):
-                    continue
-                with_original += 1
-                kept_copies = [k for k in g.keep if k != o and unit.get(k) == unit[o]]
-                if o in g.act_on and kept_copies:
-                    over_original += 1
-                    edit = truth.describe(kept_copies[0]).edit or "?"
-                    kept_edits[edit] = kept_edits.get(edit, 0) + 1
+            paired = [o for o in originals
+                      if any(p != o and unit.get(p) == unit[o] for p in paths)]
+            with_original += bool(paired)  # a group counts once, however many originals
+            over = [(o, k) for o in paired if o in g.act_on
+                    for k in g.keep if k != o and unit.get(k) == unit[o]]
+            if over:
+                over_original += 1
+                edit = truth.describe(over[0][1]).edit or "?"
+                kept_edits[edit] = kept_edits.get(edit, 0) + 1
         for f in g.act_on if g.decision == "act" else ():
             acted += 1
             copies += f in unit and unit[f] in kept

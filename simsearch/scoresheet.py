@@ -93,7 +93,7 @@ def eval_lines(report: EvalReport, root: Path, show: int,
         if plan.get("groups_with_original"):
             edits = ", ".join(f"{e} {n}" for e, n in plan["copy_kept_by_edit"].items())
             out.append(f"  of the {plan['groups_with_original']} groups it acts in that hold an "
-                       f"original with a copy of it, it keeps a copy and acts on the original in "
+                       f"original with a copy of it, it keeps a copy and acts on an original in "
                        f"{plan['copy_kept_over_original']}" + (f" (the copy kept: {edits})"
                                                                if edits else "")
                        + "; the keep rules cannot tell which file is the original (README, "

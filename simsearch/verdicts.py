@@ -202,9 +202,12 @@ class Verdicts:
                  for k, t in _COLUMNS.items()}
         # the file as it is now, not as this run found it: another run on this index (a dedupe
         # beside a review) may have saved its verdicts since, and they are kept too
-        earlier = _read_columns(self.path, self.fingerprint)
-        earlier = self._cols if earlier is None else _latest(earlier)[1]
+        now = _read_columns(self.path, self.fingerprint)
+        earlier_keys, earlier = (self._keys, self._cols) if now is None else _latest(now)
         columns = {k: np.concatenate([earlier[k], fresh[k]]) for k in _COLUMNS}
+        # the pairs another run saved since this one read the file
+        theirs = np.concatenate([~np.isin(earlier_keys, self._keys),
+                                 np.zeros(len(fresh["lo"]), bool)])
         ids = np.asarray(ids, np.int64)
         alive = np.zeros(len(columns["lo"]), bool)
         if len(ids) and len(alive):
@@ -219,6 +222,9 @@ class Verdicts:
             alive = ((at["lo"] >= 0) & (at["hi"] >= 0)
                      & (hashes[np.maximum(at["lo"], 0)] == columns["hash_lo"])
                      & (hashes[np.maximum(at["hi"], 0)] == columns["hash_hi"]))
+            # another run's verdicts about files indexed since this run's snapshot (ids past
+            # its last): kept; a run that knows them prunes them
+            alive |= theirs & (columns["hi"] > ids.max())
         # this run's verdicts come last: they replace an earlier run's, and stay under the cap
         keys, columns = _latest({k: c[alive][-_MAX_PAIRS:] for k, c in columns.items()})
         try:

@@ -85,14 +85,6 @@ class VerifySettings:
     # validation and glyphs 17 to 8, copies acted on 2,346 to 2,445
     act_disagree: float | None = 0.4
 
-    def differs(self, a: "Features", b: "Features", transform) -> bool:
-        """Whether a pair found the same picture differs too much somewhere for a file action
-        (`act_disagree`; no overlap to compare counts as differing)."""
-        if self.act_disagree is None:
-            return False
-        value = None if transform is None else disagreement(a, b, transform)
-        return value is None or value > self.act_disagree
-
     @property
     def reads_below(self) -> float:
         """Pairs scoring under this have their pictures read."""
@@ -269,26 +261,35 @@ def agreement(a: Features, b: Features, settings: VerifySettings = VerifySetting
 
 DISAGREE_SIDE, DISAGREE_WINDOWS, DISAGREE_BLUR = 128, 8, 1.0
 DISAGREE_LEVELS = 33  # quantiles of the grey levels matched between the two pictures
+DISAGREE_MIN_SPREAD = 8.0  # grey levels: a flatter picture's differences are not magnified
 
 
 def disagreement(a: Features, b: Features, transform: np.ndarray) -> float | None:
-    """Where two matched pictures differ most: `a` is laid onto `b` by `transform` (from
-    `match`), both are compared at no more than DISAGREE_SIDE pixels on the long side and no
-    finer than the coarser of the two, lightly blurred, `a`'s grey levels mapped onto `b`'s
-    (a monotone tone curve: brightness, contrast and gamma forgiven), and the mean difference
-    in the worst window (1/DISAGREE_WINDOWS of the long side), in units of `b`'s spread. A
-    copy differs a little everywhere (re-saving, resampling): about 0.05-0.3; two different
-    pictures that share most of their pixels (two clock faces at other times, two dialogs
-    of one program, a letter added) differ a lot somewhere: 0.9 and more; so does a copy
-    with a caption drawn over it. None when the overlap is too small to say."""
+    """Where two matched pictures differ most: the coarser of the two is laid onto the finer by
+    `transform` (from `match`, `a`'s pixels to `b`'s; inverted when `a` is the finer), so that
+    the warp enlarges and never shrinks (either way round, the same figure); both are compared
+    at no more than DISAGREE_SIDE pixels on the long side and no finer than the coarser one,
+    lightly blurred, the laid picture's grey levels mapped onto the other's (a monotone tone
+    curve: brightness, contrast and gamma forgiven), its borders repeated outward so that the
+    blur brings in no black; the figure is the mean difference in the worst window
+    (1/DISAGREE_WINDOWS of the long side, at most the short side), in units of the finer
+    picture's spread (at least DISAGREE_MIN_SPREAD grey levels). A copy differs a little everywhere (re-saving,
+    resampling): medians 0.04-0.16 over the evaluation's edits; two different pictures that
+    share most of their pixels (two clock faces at other times, two dialogs of one program)
+    differ a lot somewhere: 1 and more; so, less, does a copy with a caption drawn over it
+    (about 0.5-0.7). None when the overlap is too small to say."""
     cv2 = _cv2()
+    scale = float(np.sqrt(abs(np.linalg.det(transform[:, :2]))))
+    if not np.isfinite(scale) or scale < 1e-6:
+        return None
+    if scale < 1:  # `a` is the finer: lay `b` on it instead
+        a, b, transform, scale = b, a, cv2.invertAffineTransform(transform), 1 / scale
     hb, wb = b.grey.shape
-    flags = cv2.INTER_LINEAR
-    laid = cv2.warpAffine(a.grey.astype(np.float32), transform, (wb, hb), flags=flags)
+    laid = cv2.warpAffine(a.grey.astype(np.float32), transform, (wb, hb),
+                          flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     inside = cv2.warpAffine(np.ones(a.grey.shape, np.float32), transform, (wb, hb),
                             flags=cv2.INTER_NEAREST)
-    scale = float(np.sqrt(abs(np.linalg.det(transform[:, :2]))))
-    side = min(DISAGREE_SIDE, max(hb, wb) * min(1.0, scale))
+    side = min(DISAGREE_SIDE, max(hb, wb) / scale)  # `a` holds no finer detail than this
     f = side / max(hb, wb)
     size = (max(1, round(wb * f)), max(1, round(hb * f)))
     laid = cv2.resize(laid, size, interpolation=cv2.INTER_AREA)
@@ -303,14 +304,15 @@ def disagreement(a: Features, b: Features, transform: np.ndarray) -> float | Non
     ours = np.maximum.accumulate(ours + np.arange(len(ours)) * 1e-4)  # strictly rising
     diff = np.abs(grey - np.interp(laid, ours, theirs)).astype(np.float32)
     diff[~inside] = 0
-    k = max(2, round(max(size) / DISAGREE_WINDOWS))
+    k = max(2, min(round(max(size) / DISAGREE_WINDOWS), min(size)))
     total = cv2.boxFilter(diff, -1, (k, k), normalize=False, borderType=cv2.BORDER_CONSTANT)
     count = cv2.boxFilter(inside.astype(np.float32), -1, (k, k), normalize=False,
                           borderType=cv2.BORDER_CONSTANT)
     full = count >= 0.999 * k * k  # windows wholly inside the overlap
     if not full.any():
         return None
-    return float((total[full] / count[full]).max() / (grey[inside].std() + 1e-6))
+    spread = max(float(grey[inside].std()), DISAGREE_MIN_SPREAD)
+    return float((total[full] / count[full]).max() / spread)
 
 
 PLAIN_SIDE = 48                  # `aligned` compares pictures this size on the long side

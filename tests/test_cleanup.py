@@ -45,10 +45,11 @@ def test_plan_review_apply_undo_and_not_duplicates(tmp_path, tiny_model, monkeyp
 
     plan_file = tmp_path / "plan.json"
     # a misspelt folder to protect, or format, is refused before any work, and writes no plan
-    for wrong in (["--protect", photos / "aa"], ["--keep", "format=bogus"]):
+    for wrong, said in ((["--protect", photos / "aa"], "does not exist"),
+                        (["--keep", "format=bogus"], "unknown format 'bogus'")):
         result = _run(["dedupe", "--index", idx, "--plan", plan_file, *wrong])
         assert result.exit_code != 0 and not plan_file.exists()
-        assert ("does not exist" in result.output) or ("unknown format 'bogus'" in result.output)
+        assert said in result.output, result.output
     result = _run(["dedupe", "--index", idx, "--keep", "largest", "--protect", photos / "a",
                    "--plan", plan_file])
     assert result.exit_code == 0, result.output

@@ -107,9 +107,17 @@ def test_a_misspelt_format_or_missing_folder_is_refused(tmp_path):
 
 
 def test_of_files_that_tie_on_every_rule_one_named_as_a_copy_goes(tmp_path):
-    """Identical files: "IMG (1).jpg" sorts first by path, yet the plain name is kept."""
+    """Identical files: "Aqua (1).jpg" sorts first by path, yet the plain name is kept; a name
+    with a number that is not another file's name is no copy's ("Vacation (12).jpg")."""
     original = _image(tmp_path / "originals" / "Aqua.jpg", (80, 60), mtime=1.5e9)
-    copy = tmp_path / "dup" / "IMG (1).jpg"
+    album = tmp_path / "album" / "Vacation (12).jpg"
+    album.parent.mkdir()
+    album.write_bytes(original.read_bytes())
+    os.utime(album, (1.5e9, 1.5e9))
+    g = _plan(tmp_path, [original, album])
+    assert g.keep == [str(album)]  # by path: album/ before originals/
+    assert next(f for f in g.files if f.path == str(album)).reason.endswith("first by path")
+    copy = tmp_path / "dup" / "Aqua (1).jpg"
     copy.parent.mkdir()
     copy.write_bytes(original.read_bytes())
     os.utime(copy, (1.5e9, 1.5e9))

@@ -206,16 +206,15 @@ def test_known_answer_against_an_independent_scoring(tmp_path, tiny_model):
     # ... and the groups holding an original with a copy of it, where a copy is kept over it
     edit_of = {str(item.query): item.edit for item in bench.items}
     held, over, edits = 0, 0, {}
-    for g in made.groups:
+    for g in made.groups:  # each group once
         paths = [f.path for f in g.files]
-        for o in (p for p in paths if origin[p] == p):
-            if g.decision != "act" or not any(p != o and origin[p] == o for p in paths):
-                continue
-            held += 1
-            kept_copies = [k for k in g.keep if k != o and origin[k] == o]
-            if o in g.act_on and kept_copies:
-                over += 1
-                edits[edit_of[kept_copies[0]]] = edits.get(edit_of[kept_copies[0]], 0) + 1
+        paired = [o for o in paths if origin[o] == o and g.decision == "act"
+                  and any(p != o and origin[p] == o for p in paths)]
+        held += bool(paired)
+        lost = [(o, k) for o in paired if o in g.act_on for k in g.keep if origin[k] == o != k]
+        if lost:
+            over += 1
+            edits[edit_of[lost[0][1]]] = edits.get(edit_of[lost[0][1]], 0) + 1
     assert report.plan == {"acted_on": len(acted), "copies_acted_on": copies,
                            "versions_acted_on": 0, "not_copies_acted_on": len(acted) - copies,
                            "kept_unconfirmed": 0, "copies_kept_unconfirmed": 0,

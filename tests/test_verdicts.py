@@ -168,18 +168,26 @@ def test_a_read_only_index_folder_still_dedupes(busy_index, monkeypatch):
     assert not (index / (FILE + ".tmp")).exists()
 
 
-def test_a_kept_verdict_decides_a_pair_as_a_fresh_check_would_at_any_score(tmp_path, monkeypatch):
+# the shipped settings; every pair found the same picture short of the act cuts (a verdict
+# kept at a low score must still stand on its score at a high one, as a fresh check does); and
+# no disagreement cut
+@pytest.mark.parametrize("settings", [VerifySettings(), VerifySettings(act_inliers=1000),
+                                      VerifySettings(act_disagree=None)])
+def test_a_kept_verdict_decides_a_pair_as_a_fresh_check_would_at_any_score(tmp_path, monkeypatch,
+                                                                           settings):
     import simsearch.verify as verify
+    from test_verify import _changed_corner
     paths = write(tmp_path / "p", {"seven.png": glyph("7"),
                                    "seven_copy.png": apply_edit("jpeg20", glyph("7"),
                                                                 random.Random(0)),
                                    "ell.png": glyph("L"), "ex.png": glyph("X"),
                                    "one.png": glyph("1"), "a.jpg": busy(1), "b.jpg": busy(2),
-                                   "a_crop.jpg": apply_edit("crop70", busy(1), random.Random(0))})
+                                   "a_crop.jpg": apply_edit("crop70", busy(1), random.Random(0)),
+                                   "a_changed.jpg": _changed_corner(1, 9)})
     (tmp_path / "p" / "broken.png").write_bytes(b"not a picture")
     by_id = dict(enumerate(list(paths.values()) + [str(tmp_path / "p" / "broken.png")]))
     sha = {i: f"{i:064x}" for i in by_id}
-    a, b = np.array([0, 2, 2, 5, 5, 5]), np.array([1, 3, 4, 6, 8, 7])
+    a, b = np.array([0, 2, 2, 5, 5, 5, 5]), np.array([1, 3, 4, 6, 9, 7, 8])
     read = []
     features = verify.picture_features
     monkeypatch.setattr(verify, "picture_features",
@@ -195,14 +203,14 @@ def test_a_kept_verdict_decides_a_pair_as_a_fresh_check_would_at_any_score(tmp_p
     indexed = as_indexed(by_id)
 
     def check(keep_in=tmp_path):
-        return PictureCheck(lambda ids: {i: by_id[i] for i in ids}, alone=0.86, keep_in=keep_in,
-                            contents_of=lambda ids: {i: indexed[i] for i in ids})
+        return PictureCheck(lambda ids: {i: by_id[i] for i in ids}, settings, alone=0.86,
+                            keep_in=keep_in, contents_of=lambda ids: {i: indexed[i] for i in ids})
     def said(c, x, y):
         try:
             return c.verdict(x, y)
         except KeyError:  # stood on its score: never judged
             return "stood"
-    high, mid, low = (np.full(6, s, np.float32) for s in (0.97, 0.9, 0.82))
+    high, mid, low = (np.full(7, s, np.float32) for s in (0.97, 0.9, 0.82))
     first = check()
     for scores in (high, low):  # read above `below` first (busy pairs stand), then judged
         first(a, b, scores)
@@ -220,8 +228,8 @@ def test_a_kept_verdict_decides_a_pair_as_a_fresh_check_would_at_any_score(tmp_p
     read.clear()
     again = check()
     again(a, b, low)
-    assert again.stats.remembered == 5 and again.stats.checked == 6
-    assert sorted(read) == sorted([by_id[5], by_id[8]])
+    assert again.stats.remembered == 6 and again.stats.checked == 7
+    assert sorted(read) == sorted([by_id[5], by_id[9]])
     # a file changed since it was indexed (its time) or gone: its pairs are judged afresh, as
     # a fresh check judges them (the gone file unjudged, not parted on its old verdict)
     os.utime(by_id[1], ns=(0, 0))
@@ -229,7 +237,7 @@ def test_a_kept_verdict_decides_a_pair_as_a_fresh_check_would_at_any_score(tmp_p
     read.clear()
     kept, fresh = check(), check(keep_in=None)
     assert kept(a, b, low).tolist() == fresh(a, b, low).tolist()
-    assert counts(kept) == counts(fresh) and kept.stats.remembered == 3
+    assert counts(kept) == counts(fresh) and kept.stats.remembered == 4
     assert by_id[1] in read and by_id[0] in read
 
 
@@ -259,8 +267,8 @@ def test_a_verdict_judged_on_a_changed_file_is_never_kept_under_its_indexed_hash
         indexed[i] = (f"{i:064x}", st.st_size, st.st_mtime_ns)
 
     def check(keep_in=tmp_path):
-        return PictureCheck(lambda ids: {i: by_id[i] for i in ids}, alone=0.86, keep_in=keep_in,
-                            contents_of=lambda ids: {i: indexed[i] for i in ids})
+        return PictureCheck(lambda ids: {i: by_id[i] for i in ids}, VerifySettings(), alone=0.86,
+                            keep_in=keep_in, contents_of=lambda ids: {i: indexed[i] for i in ids})
     a, b, low = np.array([0]), np.array([1]), np.array([0.82])
     ids, contents = np.array([0, 1]), np.array([indexed[0][0], indexed[1][0]], object)
     write(tmp_path / "p", {"a_crop.jpg": busy(9)})  # changed since indexing: another picture
@@ -298,3 +306,20 @@ def test_the_latest_verdict_of_a_pair_wins_and_the_newest_stay_under_the_cap(tmp
              hi=np.array([2, 2]), hash_lo=np.array([H[1], H[1]]), hash_hi=np.array([H[2], H[2]]),
              flags=np.array([8, 9], np.uint8))
     assert Verdicts(tmp_path, print_).get(1, 2, SHA[1], SHA[2], True) == (1, False)
+
+
+def test_a_run_keeps_another_runs_verdicts_about_files_indexed_since_its_snapshot(tmp_path):
+    """Run A's snapshot knows ids 1-4; run B, later, indexed 5 and saved a verdict about (4, 5):
+    A's save keeps it (a review found it dropped); A's own verdicts about ids it no longer
+    holds are pruned as before."""
+    print_ = fingerprint(settings=VerifySettings(), opencv="5.1.0")
+    first = Verdicts(tmp_path, print_)  # run A starts
+    sha5 = f"{5:064x}"
+    second = Verdicts(tmp_path, print_)  # run B, with 5 indexed
+    second.put(4, 5, H[4], content_hash(sha5), True, 1, False)
+    second.save(np.array([1, 2, 3, 4, 5]), np.array([SHA[i] for i in range(1, 5)] + [sha5], object))
+    first.put(1, 2, H[1], H[2], True, 1, False)
+    first.save(np.array([1, 2, 3, 4]), np.array([SHA[i] for i in range(1, 5)], object))
+    again = Verdicts(tmp_path, print_)
+    assert again.get(4, 5, SHA[4], sha5, True) == (1, False)
+    assert again.get(1, 2, SHA[1], SHA[2], True) == (1, False)

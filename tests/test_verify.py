@@ -733,3 +733,34 @@ def test_with_a_disagreement_cut_a_pair_that_differs_is_grouped_but_not_confirme
         else:
             with pytest.raises(KeyError):
                 with_cut.verdict(0, 2)  # stands on its score, as without the cut
+
+
+@pytest.mark.parametrize("edit", ["crop50", "pip", "resize25"])
+def test_disagreement_is_the_same_either_way_round(edit):
+    """The coarser picture is laid on the finer, whichever is first: a crop or an inset laid
+    inside a larger picture brings in no black border, and a small copy is not compared finer
+    than it holds (a review found crop 50% at 0.12-0.15 one way, 0.01 the other)."""
+    from simsearch.verify import agreement, disagreement
+    s = VerifySettings()
+    original, copy = feats(busy(7)), feats(apply_edit(edit, busy(7), random.Random(2)))
+    figures = []
+    for x, y in ((original, copy), (copy, original)):
+        found, transform, used = agreement(x, y, s, enough=s.min_inliers)
+        assert found >= s.min_inliers
+        figures.append(disagreement(used, y, transform))
+    assert all(f is not None and f < 0.3 for f in figures), figures
+    assert abs(figures[0] - figures[1]) < 0.1, figures
+
+
+def test_disagreement_against_a_thumbnail_still_sees_a_changed_corner():
+    from simsearch.verify import agreement, disagreement
+    s = VerifySettings()
+    thumb = _changed_corner(5, 6).resize((160, 120), Image.Resampling.LANCZOS)
+    big = busy(5).resize((640, 480), Image.Resampling.BICUBIC)
+    judged = []
+    for x, y in ((feats(big), feats(thumb)), (feats(thumb), feats(big))):
+        found, transform, used = agreement(x, y, s, enough=s.min_inliers)
+        if found < s.min_inliers:
+            continue  # too few keypoints at this size to lay one on the other
+        judged.append(disagreement(used, y, transform))
+    assert judged and all(v is not None and v > 0.6 for v in judged), judged
