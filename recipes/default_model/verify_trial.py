@@ -159,9 +159,12 @@ ACT_GRID = tuple((i, c) for i in (20, 25, 30, 40, 60)
 # somewhere (`simsearch.verify.disagreement`; None: not looked at), for pictures with keypoints
 # at any score: a pair over it is not acted on, even at or above `below`, where pairs otherwise
 # stand on their score (two clock faces showing other times score 0.99 and keep 91 matches).
-# Tried with session 22's lined-up cut (0.97), beside ACT_GRID's rows without it
+# Tried with session 22's lined-up cut (0.97), beside ACT_GRID's rows without it. The first
+# run's grid began at 0.4, and its choice lay there (20 matches, 0.4); a review then found the
+# measure depended on which picture went first and compared too coarsely (fixed); the second
+# run, after the fix, extends the grid below 0.4 (set before it ran; the rule unchanged)
 DISAGREE_GRID = tuple((i, 0.97, d) for i in (20, 25, 30, 40, 60)
-                      for d in (0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.2))
+                      for d in (0.2, 0.25, 0.3, 0.35, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.2))
 
 
 def unsure(setting: tuple, act: tuple, scores: np.ndarray, kp: np.ndarray, m: dict,
