@@ -1,7 +1,12 @@
 """How often the keep rules keep the original of a group, and not an edited copy of it.
 
     python benchmarks/keep_rules.py                       # validation: training packages
-    python benchmarks/keep_rules.py --folder data/eval-extract --json benchmarks/results/keep_rules.json
+    python benchmarks/keep_rules.py --folder data/eval-extract --per-package 2 --count 16 \
+        --json benchmarks/results/keep_rules.json
+
+The edits run on the picture at most WORK_SIDE pixels on its long side (for speed) and are
+scaled back to full size before saving, which makes same-size copies somewhat smaller on disk
+than full-size edits (favouring `biggest` by 1-3 points).
 
 For each original (picture files as their packages ship them: JPEG and PNG, at least 300
 pixels on the short side, at most --per-package from one package), every edit of the
@@ -161,7 +166,9 @@ def main() -> None:
                 hits, total = hits + h, total + t
         return hits / total if total else float("nan")
 
-    report = {"folder": str(args.folder), "originals": len(files) - len(skipped),
+    report = {"command": " ".join(sys.argv), "folder": str(args.folder),
+              "count": args.count, "per_package": args.per_package, "seed": args.seed,
+              "originals": len(files) - len(skipped),
               "skipped": skipped, "edits": list(EDIT_NAMES), "saves": list(SAVES),
               "dates": list(DATES), "candidates": {}}
     print(f"{report['originals']} originals from {args.folder}, {len(EDIT_NAMES)} edits x "
