@@ -82,7 +82,7 @@ class VerifySettings:
     # above `below` is matched too, and one that differs is grouped on its score but "not
     # confirmed" (two clock faces at other times score 0.99 and keep 91 matches). Chosen with
     # the matches' cut by session 22's rule (verify_trial.py): files a plan would lose on
-    # validation and glyphs 17 to 8, copies acted on 2,346 to 2,445
+    # validation and glyphs 17 to 8, copies acted on 2,346 to 2,475
     act_disagree: float | None = 0.4
 
     @property
