@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -38,8 +39,18 @@ def split(folder: Path, tmp: Path, kind: str = "all") -> tuple[Path, Path]:
         if not KINDS[kind](path.name):
             continue
         bucket = int(hashlib.sha256(path.name.encode()).hexdigest(), 16) % 3
-        os.symlink(path.resolve(), (distractors if bucket == 0 else originals) / path.name)
+        _place(path, (distractors if bucket == 0 else originals) / path.name)
     return originals, distractors
+
+
+def _place(path: Path, to: Path) -> None:
+    """A file of the set in the run's folder as a user's file is: a regular file (a hard link,
+    or a copy across file systems), never a symbolic link, which a plan never keeps or acts on
+    (until session 23 the originals were links, so the plan figures left them out)."""
+    try:
+        os.link(path, to)
+    except OSError:
+        shutil.copy2(path, to)
 
 
 def distinct_groups(folder: Path, tmp: Path, kind: str, model: str | None,
@@ -51,7 +62,7 @@ def distinct_groups(folder: Path, tmp: Path, kind: str, model: str | None,
     pictures.mkdir()
     for path in sorted(folder.iterdir()):
         if KINDS[kind](path.name):
-            os.symlink(path.resolve(), pictures / path.name)
+            _place(path, pictures / path.name)
     index = open_index(tmp / "distinct-index", model=model, create=True)
     index.add_paths([pictures])
     out = {}
