@@ -6,9 +6,11 @@ camera-size JPEGs.
 The >= 6-megapixel JPEG wallpapers of the evaluation packages (as benchmarks/ingest.py), each
 with three edited copies written at full size (JPEG quality 90: crop 70%, a quarter turn, and
 text over a crop 50%), are indexed once; then `Index.duplicates` runs as `simsearch dedupe` does
-(its default threshold, with the check), with the check as session 20 shipped it (pairs with a
-plain picture lined up only below 0.95, where every check stops reading: `plain_below` None;
-the two timed twice each, in the order A B B A, after a warm-up check, each a first run: the
+(its default threshold, with the check), with session 22's act cuts (60 matches, no
+disagreement cut: session 23's matches the pairs at or above 0.95 too), with the check as
+session 20 shipped it (pairs with a plain picture lined up only below 0.95, where every check
+stops reading: `plain_below` None; each timed twice, in the order A B C C B A, after a
+warm-up check, each a first run: the
 verdicts a run keeps in the index folder (simsearch/verdicts.py) are deleted before it; then the
 shipped check once more, a second run reading the verdicts the run before kept) and with `--no-check`
 (scores alone), and again at a low threshold (0.70) where many more pairs fall below 0.95 and
@@ -80,9 +82,13 @@ def main() -> None:
         # 20's: pairs at or above it never read), and scores alone; each on a fresh check, the
         # two checks timed twice in the order A B B A after a warm-up (a check of its own: it
         # loads OpenCV, the vectors and the files into the page cache)
+        # and session 22's act cuts (60 matches, no disagreement cut: pairs at or above
+        # `below` with keypoints are read but not matched); in the order A B C C B A
         shipped, before = VerifySettings(), VerifySettings(plain_below=None)
-        kinds = [("default", shipped)] + ([("plain below 0.95 only", before)]
-                                          if before != shipped else [])
+        session22 = VerifySettings(act_inliers=60, act_disagree=None)
+        kinds = [("default", shipped)] + [(name, settings) for name, settings in (
+            ("session 22's act cuts", session22), ("plain below 0.95 only", before))
+            if settings != shipped]
         index.duplicates(None, check=index.picture_check())
         for threshold in (None, 0.70):
             timed_rows = {}
