@@ -149,6 +149,10 @@ def main() -> None:
               f"({plan['copies_acted_on']} copies of a kept file, {plan['versions_acted_on']} "
               f"versions of one, {plan['not_copies_acted_on']} other pictures); keeps {plan['kept_unconfirmed']} not confirmed "
               f"({plan['copies_kept_unconfirmed']} of them copies)")
+        if "groups_with_original" in plan:
+            print(f"  in {plan['copy_kept_over_original']} of the {plan['groups_with_original']} "
+                  f"groups it acts in that hold an original with its copy, it keeps a copy and "
+                  f"acts on the original ({plan['copy_kept_by_edit'] or 'none'})")
     edits = [{"edit": e, "simsearch": r, **{k: data["baselines"][k]["per_edit"].get(e)
                                              for k in data["baselines"]}}
              for e, r in data["per_edit"].items()]
