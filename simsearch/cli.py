@@ -88,7 +88,8 @@ def _keep_options(f):
                         help="Which copy of a group to keep, as ordered rules: largest (pixels), "
                              "biggest (bytes), oldest, newest (EXIF capture date, else mtime), "
                              "format=raw,png,tiff,heic,jpeg (raw: any camera RAW; or dng, nef, "
-                             "...), path=DIR. Repeatable; of files that tie, one named as a "
+                             "...), path=DIR. Repeatable; the default rules not named follow "
+                             "yours; of files that tie, one named as a "
                              "copy of another ('photo (1).jpg' beside 'photo.jpg') goes, then "
                              "path order decides.  [default: largest,biggest,oldest]")(f)
 

@@ -134,7 +134,8 @@ class KeepRule:
 
 def parse_rules(values: Iterable[str]) -> list[KeepRule]:
     """`--keep` values, in order: `largest,oldest` (several plain rules), `format=png,jpeg`,
-    `path=FOLDER` (one folder; give `path=` again for a second, less preferred one)."""
+    `path=FOLDER` (one folder; give `path=` again for a second, less preferred one); then the
+    default rules not named, to decide what the given ones tie."""
     rules: list[KeepRule] = []
     for value in values:
         name, sep, arg = value.partition("=")
@@ -154,7 +155,10 @@ def parse_rules(values: Iterable[str]) -> list[KeepRule]:
             rules.append(_rule(name, (os.path.abspath(os.path.expanduser(arg)),)))
         else:
             raise PlanError(f"keep rule {value!r}: only format= and path= take a value")
-    return rules or [KeepRule(n) for n in DEFAULT_KEEP]
+    # the default rules follow the given ones (those not named already), so a given rule that
+    # ties (format=raw,jpeg among JPEGs) is decided by them, not by the path
+    named = {r.name for r in rules}
+    return rules + [KeepRule(n) for n in DEFAULT_KEEP if n not in named]
 
 
 def _rule(name: str, args: tuple[str, ...]) -> KeepRule:

@@ -95,6 +95,10 @@ def test_a_camera_raw_file_has_its_format_and_a_format_rule_keeps_it(tmp_path):
         assert {f.path: f.format for f in g.files} == {str(raw): "dng", str(jpg): "jpeg"}
     g = _plan(tmp_path, [jpg, raw], ["format=jpeg,raw"])
     assert g.keep == [str(jpg)]
+    # a format rule that ties (two JPEGs) is decided by the default rules after it, not the path
+    small = _image(tmp_path / "a" / "small.jpg", (48, 32))
+    g = _plan(tmp_path, [small, jpg], ["format=raw,jpeg"])
+    assert g.keep == [str(jpg)] and "largest" in next(f.reason for f in g.files if f.path == str(jpg))
 
 
 def test_a_misspelt_format_or_missing_folder_is_refused(tmp_path):
@@ -103,7 +107,7 @@ def test_a_misspelt_format_or_missing_folder_is_refused(tmp_path):
     with pytest.raises(PlanError, match="no such folder"):
         parse_rules([f"path={tmp_path / 'nowhere'}"])
     assert [str(r) for r in parse_rules(["format=jpg,tif,heif,raw,nef"])] == [
-        "format=jpeg,tiff,heic,raw,nef"]
+        "format=jpeg,tiff,heic,raw,nef", "largest", "biggest", "oldest"]
 
 
 def test_of_files_that_tie_on_every_rule_one_named_as_a_copy_goes(tmp_path):
@@ -140,7 +144,7 @@ def test_ties_fall_to_path_order_whatever_the_input_order(tmp_path):
         g = _plan(tmp_path, order, ["largest", "oldest"])
         assert g.keep == [str(tmp_path / "a.jpg")]
         kept = next(f for f in g.files if f.path == g.keep[0])
-        assert kept.reason == "kept: ties on largest, oldest; first by path"
+        assert kept.reason == "kept: ties on largest, oldest, biggest; first by path"
         assert sorted(g.act_on) == [str(tmp_path / "b.jpg"), str(tmp_path / "c.jpg")]
 
 
@@ -204,8 +208,10 @@ def test_plan_file_round_trip_and_refusals(tmp_path):
     refused(lambda g: g.update(decision="burn"), "not one of")
     with pytest.raises(PlanError, match="unknown keep rule 'prettiest'"):
         parse_rules(["largest,prettiest"])
+    # the default rules not named follow the given ones, to decide their ties
     assert [str(r) for r in parse_rules(["largest,oldest", "format=PNG,jpg"])] == \
-        ["largest", "oldest", "format=png,jpeg"]
+        ["largest", "oldest", "format=png,jpeg", "biggest"]
+    assert [str(r) for r in parse_rules([])] == ["largest", "biggest", "oldest"]
 
 
 def test_a_plan_never_replaces_a_file_that_is_not_a_plan(tmp_path):
