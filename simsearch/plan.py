@@ -309,7 +309,10 @@ def choose(files: Sequence[PlanFile], rules: Sequence[KeepRule]) -> tuple[PlanFi
     if decisive is not None:
         why = f"kept: {decisive.show(best)}, {decisive.label}"
     elif rest[0].path in copies and best.path not in copies:
-        why = f"kept: {ties}; the other is named as a copy"
+        # the files that tie with it sort after it only when named as copies
+        tied = [f for f in rest if all(r.key(f) == r.key(best) for r in rules)]
+        why = (f"kept: {ties}; the other is named as a copy" if len(tied) == 1 else
+               f"kept: {ties}; the others are named as copies")
     else:
         why = f"kept: {ties}; first by path"
     others = []

@@ -132,6 +132,13 @@ def test_of_files_that_tie_on_every_rule_one_named_as_a_copy_goes(tmp_path):
         assert reasons[str(original)] == ("kept: ties on largest, biggest, oldest; the other is "
                                           "named as a copy")
         assert reasons[str(copy)] == "ties with the kept file on every rule; named as a copy"
+    second = tmp_path / "dup" / "Copy of Aqua.jpg"
+    second.write_bytes(original.read_bytes())
+    os.utime(second, (1.5e9, 1.5e9))
+    g = _plan(tmp_path, [copy, second, original])
+    assert g.keep == [str(original)] and sorted(g.act_on) == sorted([str(copy), str(second)])
+    assert next(f for f in g.files if f.path == str(original)).reason.endswith(
+        "the others are named as copies")
     # a rule that tells them apart still decides: the copy is kept when it is bigger
     big = tmp_path / "dup" / "Aqua copy.jpg"
     Image.new("RGB", (160, 120), (0, 90, 160)).save(big)
