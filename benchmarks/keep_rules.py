@@ -26,9 +26,9 @@ save, and per edit. Nothing is written outside a temporary folder.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import io
 import json
-import os
 import random
 import sys
 from collections import defaultdict
@@ -88,7 +88,6 @@ def encode(img: Image.Image, save: str) -> tuple[bytes, str]:
 
 
 def facts(name: str, size: int, fmt: str, w: int, h: int, seconds: float) -> PlanFile:
-    import datetime as dt
     date = dt.datetime.fromtimestamp(seconds, dt.timezone.utc).replace(tzinfo=None, microsecond=0)
     return PlanFile(path=name, size=size, mtime_ns=int(seconds * 1e9), sha256="", width=w,
                     height=h, format=fmt, date=date.isoformat(), date_source="mtime")

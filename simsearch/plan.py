@@ -31,7 +31,7 @@ from simsearch.formats import RAW_SUFFIXES, raw_name
 
 __all__ = ["KEEP_RULES", "DEFAULT_KEEP", "PLAN_VERSION", "DECISIONS", "KeepRule", "PlanFile",
            "PlanGroup", "Plan", "parse_rules", "writable_plan_path", "file_facts", "choose",
-           "format_rank", "named_as_copy", "FORMAT_NAMES",
+           "format_rank", "named_as_copy", "copies_among", "FORMAT_NAMES",
            "make_plan", "under", "size_text"]
 
 KEEP_RULES = ("largest", "biggest", "oldest", "newest", "format", "path")
@@ -188,16 +188,27 @@ def format_rank(fmt: str, order: Sequence[str]) -> int:
     return len(order)
 
 
+def _stem(path: str) -> str:
+    return os.path.splitext(os.path.basename(path))[0].strip().lower()
+
+
 def named_as_copy(path: str, others: Iterable[str]) -> bool:
     """Whether a file's name says it is a copy of one of `others` (paths): without the marker
     (`_COPY_NAME`, `_COPY_PREFIX`) its name is another's ("photo (1).jpg" beside "photo.jpg";
     "Vacation (12).jpg" beside "IMG_4321.jpg" is not)."""
-    stem = os.path.splitext(os.path.basename(path))[0]
-    bare = _COPY_PREFIX.sub("", _COPY_NAME.sub("", stem)).strip().lower()
-    if bare == stem.strip().lower() or not bare:
-        return False
-    return any(os.path.splitext(os.path.basename(o))[0].strip().lower() == bare
-               for o in others if o != path)
+    return path in copies_among([path, *others])
+
+
+def copies_among(paths: Sequence[str]) -> set[str]:
+    """The paths `named_as_copy` says are copies of another of `paths`, every name read once."""
+    stems = {_stem(p) for p in paths}
+    out = set()
+    for p in paths:
+        stem = os.path.splitext(os.path.basename(p))[0]
+        bare = _COPY_PREFIX.sub("", _COPY_NAME.sub("", stem)).strip().lower()
+        if bare and bare != stem.strip().lower() and bare in stems:
+            out.add(p)
+    return out
 
 
 def under(path: str, folder: str) -> bool:
@@ -297,8 +308,7 @@ def choose(files: Sequence[PlanFile], rules: Sequence[KeepRule]) -> tuple[PlanFi
     usable = [f for f in files if not f.problem]
     if not usable:
         raise PlanError("no file of the group can be used")
-    names = [f.path for f in usable]
-    copies = {f.path for f in usable if named_as_copy(f.path, names)}
+    copies = copies_among([f.path for f in usable])
     ranked = sorted(usable, key=lambda f: (tuple(r.key(f) for r in rules), f.path in copies,
                                            os.fsencode(f.path)))
     best, rest = ranked[0], ranked[1:]
