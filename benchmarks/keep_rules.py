@@ -20,6 +20,11 @@ dates are set three ways, since no file here says when a user made a copy:
 - `lost`: the dates say nothing: each file a random time within an hour (a folder copied to a
   new disk without keeping times, in some order);
 - `same`: both files the same second (written by one batch).
+With `--picture`, each candidate runs twice: with `largest` by canvas (files as
+`simsearch.plan` sees them without the picture check), and by the picture, as `dedupe --plan`
+sees them after its check: the pair is matched by the product's own code
+(`simsearch.verify.agreement`, `picture_map`, the copy saved to a temporary file and read
+back), and when it keeps the matches grouping needs, each file carries the map between them.
 Reported: the share of groups whose original is kept, per candidate, per date setting, per
 save, and per edit. Nothing is written outside a temporary folder.
 """
@@ -31,6 +36,7 @@ import io
 import json
 import random
 import sys
+import tempfile
 from collections import defaultdict
 from dataclasses import replace
 from pathlib import Path
@@ -41,7 +47,27 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from simsearch.edits import EDIT_NAMES, apply_edit  # noqa: E402
-from simsearch.plan import PlanFile, choose, parse_rules  # noqa: E402
+from simsearch.plan import PlanFile, choose, extent_of, parse_rules  # noqa: E402
+from simsearch.verify import (VerifySettings, agreement, beyond, picture_features,  # noqa: E402
+                              picture_map)
+
+IDENTITY = (1.0, 0.0, 0.0, 1.0)
+
+
+def picture_maps(first, second: str, settings: VerifySettings) -> tuple | None:
+    """The maps and extents the product's check would give two files, the first as the centre
+    (identity, 1), as `simsearch.picturecheck` finds them: matched first to second, kept when
+    the matches reach grouping's `min_inliers`; None when not."""
+    a, b = first, picture_features(second, settings)  # the first's features read once
+    if min(a.count, b.count) < settings.min_keypoints:
+        return None
+    found, transform, used = agreement(a, b, settings, enough=settings.min_inliers)
+    linear = picture_map(a, used, b, transform) if found >= settings.min_inliers else None
+    if linear is None:
+        return None
+    shares = beyond(used, b, transform)  # (a's outside b, b's outside a)
+    return ((IDENTITY, 1.0 if shares else None),
+            (tuple(linear.ravel().tolist()), extent_of(shares and shares[::-1])))
 
 CANDIDATES = ("largest,biggest,oldest", "largest,oldest,biggest")
 SAVES = ("jpeg75", "jpeg90", "jpeg95", "png")
@@ -109,10 +135,17 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--candidates", default=";".join(CANDIDATES),
                         help="keep-rule orders to compare, separated by ';'")
+    parser.add_argument("--picture", action="store_true",
+                        help="each candidate also with `largest` by the picture check's maps")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     candidates = [c.strip() for c in args.candidates.split(";") if c.strip()]
     rules = {c: parse_rules([c]) for c in candidates}
+    if args.picture:
+        candidates += [c + " (picture)" for c in candidates]
+        rules |= {c + " (picture)": rules[c] for c in list(rules)}
+    settings, scratch = VerifySettings(), tempfile.TemporaryDirectory()
+    mapped = [0, 0]  # pairs given maps, pairs
     files = originals(args.folder, args.count, args.per_package, args.seed)
     if not files:
         sys.exit(f"no pictures under {args.folder}; fetch them with: bash recipes/default_model/fetch_data.sh")
@@ -134,6 +167,7 @@ def main() -> None:
             scale = 1.0
         work = img.resize((round(ow * scale), round(oh * scale)), Image.Resampling.BILINEAR) \
             if scale < 1 else img
+        held = None  # the original's features, when first needed
         for edit in EDIT_NAMES:
             copy = apply_edit(edit, work, random.Random(f"{args.seed}/{n}/{edit}"))
             if scale < 1:  # a copy of the picture's own size (or turned) keeps its exact size
@@ -142,6 +176,15 @@ def main() -> None:
                 copy = copy.resize(size, Image.Resampling.BILINEAR)
             for save in SAVES:
                 data, cfmt = encode(copy, save)
+                maps = None
+                if args.picture:
+                    saved = Path(scratch.name) / f"copy.{'png' if cfmt == 'png' else 'jpg'}"
+                    saved.write_bytes(data)
+                    if held is None:
+                        held = picture_features(str(path), settings)
+                    maps = picture_maps(held, str(saved), settings)
+                    mapped[0] += maps is not None
+                    mapped[1] += 1
                 for setting in DATES:
                     t_orig, t_copy = dates(setting, rng, 1.6e9 + n * 1e5)
                     original = facts(f"a/{n:04d}/original", o_size, fmt, ow, oh, t_orig)
@@ -149,8 +192,13 @@ def main() -> None:
                     # the path breaks ties: draw which one sorts first, so a tie is a coin toss
                     pair = [original, edited] if rng.random() < 0.5 else [edited, original]
                     pair = [replace(f, path=f"{i}{f.path}") for i, f in enumerate(pair)]
+                    drawn = pair
+                    if maps is not None:
+                        drawn = [replace(f, picture=m[0], extent=m[1]) for f, m in (
+                            (f, maps[0] if f.path.endswith("original") else maps[1])
+                            for f in pair)]
                     for c in candidates:
-                        best, _ = choose(pair, rules[c])
+                        best, _ = choose(drawn if c.endswith("(picture)") else pair, rules[c])
                         k = kept[(c, setting, save, edit)]
                         k[0] += best.path.endswith("original")
                         k[1] += 1
@@ -169,16 +217,20 @@ def main() -> None:
               "count": args.count, "per_package": args.per_package, "seed": args.seed,
               "originals": len(files) - len(skipped),
               "skipped": skipped, "edits": list(EDIT_NAMES), "saves": list(SAVES),
-              "dates": list(DATES), "candidates": {}}
+              "dates": list(DATES), "candidates": {},
+              "pairs_mapped": mapped[0] if args.picture else None,
+              "pairs": mapped[1] if args.picture else None}
     print(f"{report['originals']} originals from {args.folder}, {len(EDIT_NAMES)} edits x "
           f"{len(SAVES)} saves: share of groups (original + copy) whose original is kept")
-    print(f"{'keep rules':28s} " + " ".join(f"{d:>7s}" for d in DATES))
+    if args.picture:
+        print(f"picture check maps for {mapped[0]} of {mapped[1]} pairs (the rest: canvas)")
+    print(f"{'keep rules':38s} " + " ".join(f"{d:>7s}" for d in DATES))
     for c in candidates:
         row = {d: share(candidate=c, date=d) for d in DATES}
         per_save = {d: {s: share(candidate=c, date=d, save=s) for s in SAVES} for d in DATES}
         per_edit = {d: {e: share(candidate=c, date=d, edit=e) for e in EDIT_NAMES} for d in DATES}
         report["candidates"][c] = {"by_date": row, "by_save": per_save, "by_edit": per_edit}
-        print(f"{c:28s} " + " ".join(f"{row[d]:7.3f}" for d in DATES))
+        print(f"{c:38s} " + " ".join(f"{row[d]:7.3f}" for d in DATES))
     for c in candidates:
         print(f"\n{c}: by save (dates {', '.join(DATES)})")
         for s in SAVES:

@@ -83,6 +83,11 @@ class Member:
     height: int
     mtime_ns: int
     evidence: str = ""  # what put it in the group: a key of EVIDENCE, "" when not known
+    # the map (2 x 2, row by row) from the centre's pixels to this file's that the picture
+    # check fitted (simsearch.verify.picture_map): at what scale it holds the centre's picture;
+    # None when it fitted none. The keep rule `largest` compares files by it (simsearch.plan)
+    picture: tuple[float, float, float, float] | None = None
+    extent: float | None = None  # how much of the centre's picture it shows (simsearch.plan)
 
     def to_dict(self) -> dict:
         return {"path": self.path, "score": round(self.score, 6), "sha256": self.sha256,

@@ -22,6 +22,7 @@ from simsearch.embedder import Embedder
 from simsearch.errors import (DecodeError, IndexStoreError, ModelError, ModelMismatchError,
                               SimsearchError)
 from simsearch.models import ModelRef, resolve_device, resolve_model
+from simsearch.plan import extent_of
 from simsearch.images import load_image
 from simsearch.ingest import IngestReport, Progress, ingest
 from simsearch.scoring import Background, Offsets, adjusted_search, load_background
@@ -830,8 +831,10 @@ class Index:
                                   "act_disagree": check.settings.act_disagree})
         for g in found:
             evidence = _evidence(g, rows, check or None)
+            shapes = _shapes(g.ids, rows, check or None)
             members = _current_files([Member(i, rows[i].path, s, rows[i].sha256, rows[i].size,
-                                             rows[i].width, rows[i].height, rows[i].mtime_ns, e)
+                                             rows[i].width, rows[i].height, rows[i].mtime_ns, e,
+                                             *shapes[i])
                                       for i, s, e in zip(g.ids, g.scores, evidence)], report.stale)
             if members and members[0].id != g.ids[0]:  # the centre is gone: the first left
                 members = _restand(members, check or None)
@@ -945,6 +948,30 @@ def _evidence(group, rows, check: "PictureCheck | None") -> list[str]:
     return out
 
 
+def _shapes(ids: list[int], rows, check: "PictureCheck | None"
+            ) -> dict[int, tuple[tuple | None, float | None]]:
+    """How each member (ids, the centre first) holds the centre's picture, for the keep rule
+    `largest` (simsearch.plan): the map from the centre's pixels to its own and its extent, from
+    the picture check's geometry of its pair with the centre (for a member the check never
+    matched, that of a member with the same bytes; the centre's own bytes: the identity); (None,
+    None) when there is none."""
+    centre = ids[0]
+    same: dict[str, tuple] = {}
+    out: dict[int, tuple[tuple | None, float | None]] = {}
+    for i in ids:
+        if rows[i].sha256 == rows[centre].sha256:
+            out[i] = ((1.0, 0.0, 0.0, 1.0), 1.0)
+        elif check is not None:
+            shape = check.geometry(centre, i)
+            out[i] = (None, None) if shape is None else (shape[0], extent_of(
+                None if shape[1] is None else (shape[1][1], shape[1][0])))
+        else:
+            out[i] = (None, None)
+        if out[i][0] is not None:
+            same.setdefault(rows[i].sha256, out[i])
+    return {i: same.get(rows[i].sha256, v) if v[0] is None else v for i, v in out.items()}
+
+
 def _restand(members: list[Member], check: "PictureCheck | None") -> list[Member]:
     """Evidence again against the first member left when the group's centre is gone since
     indexing: its bytes, the check's verdict on the pair if it judged it, else "unchecked" (the
@@ -962,7 +989,9 @@ def _restand(members: list[Member], check: "PictureCheck | None") -> list[Member
             except KeyError:  # never looked at, or the check keeps no verdicts
                 evidence = "unchecked"
         out.append(dataclasses.replace(m, evidence=evidence))
-    return out
+    shapes = _shapes([m.id for m in out], {m.id: m for m in out}, check)
+    return [dataclasses.replace(m, picture=shapes[m.id][0], extent=shapes[m.id][1])
+            for m in out]
 
 
 def _current_files(members: list[Member], stale: list[str]) -> list[Member]:

@@ -17,7 +17,12 @@ from simsearch import verify
 from simsearch.errors import DecodeError
 from simsearch.verify import _UNSURE, Features, VerifySettings, VerifyStats, _lined_up
 
-__all__ = ["PictureCheck"]
+__all__ = ["PictureCheck", "Geometry"]
+
+# how one file holds another's picture (PictureCheck.geometry): the map (2 x 2, row by row)
+# from the first's pixels to the second's, and the shares of each one's keypoints outside the
+# other picture (None: not counted)
+Geometry = tuple[tuple[float, float, float, float], "tuple[float, float] | None"]
 
 Progress = Callable[[int, int], None]
 _OWN = object()  # a call with no `alone` given: the check's own stands
@@ -53,6 +58,25 @@ def _fingerprint(settings: VerifySettings, cv2) -> str:
                        versions=versions, verdicts=[repr(v) for v in _VERDICTS],
                        plain=[verify.PLAIN_SIDE, verify.PLAIN_FRACTIONS, verify.PLAIN_MIN_SIDE,
                               verify.PLAIN_MIN_SPREAD, verify.PLAIN_MIN_DETAIL])
+
+
+def _geometry(fx, used, fy, transform, swapped: bool) -> Geometry | None:
+    """A pair's `Geometry` from the transform `agreement` fitted (`used`, fx or its mirror, to
+    fy), turned round when fx holds the pair's second id (`swapped`)."""
+    linear = verify.picture_map(fx, used, fy, transform)
+    if linear is None:
+        return None
+    shares = verify.beyond(used, fy, transform)
+    shape = (tuple(float(v) for v in linear.ravel()), shares)
+    return _turned(shape) if swapped else shape
+
+
+def _turned(shape: Geometry) -> Geometry:
+    """The same geometry seen from the other file: the inverse map, the shares swapped."""
+    linear, shares = shape
+    inverse = np.linalg.inv(np.reshape(np.asarray(linear, np.float64), (2, 2)))
+    return (tuple(float(v) for v in inverse.ravel()),
+            None if shares is None else (shares[1], shares[0]))
 
 
 def _unchanged(path: str, size: int, mtime_ns: int) -> bool:
@@ -99,6 +123,9 @@ class PictureCheck:
         self._plain_pairs: set[tuple[int, int]] = set()
         self._stood: set[tuple[int, int]] = set()  # read at or above `below`: not plain
         self._gone: set[int] = set()  # ids whose files are gone since they were indexed
+        # pairs matched with the matches grouping needs: how the higher id's file holds the
+        # lower's picture (`geometry`; ~200 bytes a pair)
+        self._shapes: dict[tuple[int, int], Geometry] = {}
 
     def __call__(self, a: np.ndarray, b: np.ndarray, scores: np.ndarray,
                  paths_of: Callable[[list[int]], dict[int, str]] | None = None,
@@ -176,14 +203,14 @@ class PictureCheck:
                     self._held.popitem(last=False)
                 verdicts = list(pool.map(self._judge, a[part].tolist(), b[part].tolist(),
                                          high[part].tolist()))
-                for row, x, y, (verdict, lined, plain) in zip(part.tolist(), a[part].tolist(),
-                                                              b[part].tolist(), verdicts):
+                for row, x, y, (verdict, lined, plain, shape) in zip(
+                        part.tolist(), a[part].tolist(), b[part].tolist(), verdicts):
                     keep[row] = decide(row, verdict)
-                    self._note(x, y, verdict, lined, plain, bool(keep[row]))
+                    self._note(x, y, verdict, lined, plain, bool(keep[row]), shape)
                     fx, fy = self._held.get(x), self._held.get(y)
                     if x in contents and y in contents and fx is not None and fy is not None:
                         self.memory.put(x, y, contents[x], contents[y], fx.source <= fy.source,
-                                        _VERDICTS.index(verdict), plain)
+                                        _VERDICTS.index(verdict), plain, shape)
                     for i in (x, y):
                         uses[i] -= 1
                         if uses[i] == 0 and len(self._held) > self.settings.cache // 2:
@@ -193,9 +220,13 @@ class PictureCheck:
                     progress(done, len(todo))
         return keep
 
-    def _note(self, x: int, y: int, verdict, lined: bool, plain: bool, kept: bool) -> None:
-        """Keep a pair's verdict for this run and count it."""
+    def _note(self, x: int, y: int, verdict, lined: bool, plain: bool, kept: bool,
+              shape: "Geometry | None" = None) -> None:
+        """Keep a pair's verdict (and how one file holds the other's picture) for this run and
+        count it."""
         key = self._key(x, y)
+        if self.remember and shape is not None:
+            self._shapes[key] = shape if x <= y else _turned(shape)
         if self.remember and verdict is _STOOD:
             self._stood.add(key)
         elif self.remember:
@@ -239,14 +270,14 @@ class PictureCheck:
                                     indexed[x][1] <= indexed[y][1])
             if hit is None or hit[0] >= len(_VERDICTS):
                 continue
-            verdict, plain = _VERDICTS[hit[0]], hit[1]
+            verdict, plain, shape = _VERDICTS[hit[0]], hit[1], hit[2]
             if verdict is _STOOD and not high[r]:
                 continue  # read above `below` only: below it, the pair is judged now
             if high[r] and not plain and verdict is not _DIFFERS:
                 verdict = _STOOD  # pictures with keypoints stand on their score there (a pair
                 # whose pictures differ stays "not confirmed", as a fresh check finds it)
             keep[r] = decide(r, verdict)
-            self._note(x, y, verdict, plain and verdict is not None, plain, bool(keep[r]))
+            self._note(x, y, verdict, plain and verdict is not None, plain, bool(keep[r]), shape)
             self.stats.remembered += verdict is not _STOOD
             recalled.append(r)
         hashes = {i: v[0] for i, v in indexed.items() if v is not None}
@@ -267,6 +298,15 @@ class PictureCheck:
         verdict = self._verdicts[self._key(x, y)]
         return None if verdict is _UNSURE or verdict is _DIFFERS else verdict
 
+    def geometry(self, x: int, y: int) -> "Geometry | None":
+        """How `y`'s file holds `x`'s picture, for a pair this check matched with the matches
+        grouping needs (kept with the verdicts): the map (2 x 2, row by row) from `x`'s pixels
+        to `y`'s (`simsearch.verify.picture_map`) and the shares of `x`'s and of `y`'s
+        keypoints outside the other picture (`simsearch.verify.beyond`; None when it had none
+        to count); None when it has none (a plain pair, too few matches, never read)."""
+        shape = self._shapes.get(self._key(x, y))
+        return None if shape is None else shape if x <= y else _turned(shape)
+
     @staticmethod
     def _key(x, y) -> tuple[int, int]:
         return (int(x), int(y)) if x <= y else (int(y), int(x))
@@ -284,23 +324,25 @@ class PictureCheck:
             return None, f"{path}: {e.strerror or e}"
 
     def _judge(self, x: int, y: int, high: bool = False
-               ) -> tuple[bool | None | str, bool, bool]:
+               ) -> tuple[bool | None | str, bool, bool, "Geometry | None"]:
         """The verdict (False: two different pictures; True: the same picture; None: cannot
         tell; _STOOD: a pair scoring `below` or more (`high`) whose pictures both have keypoints
         enough stands on its score), whether it came from lining plain pictures up (`aligned`),
-        and whether the pair is judged the same way at every score (a plain picture, or one that
-        cannot be read)."""
+        whether the pair is judged the same way at every score (a plain picture, or one that
+        cannot be read), and, for a pair matched with the matches grouping needs, how `y`'s
+        file holds `x`'s picture (`_geometry`)."""
         fx, fy = self._held.get(x), self._held.get(y)
         s = self.settings
-        if fx is not None and fy is not None and fx.source > fy.source:
+        swapped = fx is not None and fy is not None and fx.source > fy.source
+        if swapped:
             # matching is not symmetric: the file first by path goes first, whatever the ids (a
             # file indexed again gets a new id; its verdicts must not change)
             fx, fy = fy, fx
         if fx is None or fy is None:  # a picture unreadable: not judged at any score (it may
-            return None, False, True  # be plain), and so never "score" evidence
+            return None, False, True, None  # be plain), and so never "score" evidence
         if min(fx.count, fy.count) >= s.min_keypoints:
             if high and s.act_disagree is None:
-                return _STOOD, False, False
+                return _STOOD, False, False, None
             # the mirror is tried only while the straight match falls short of grouping the
             # pair: the act cut then stands on the straight count (verify_trial.py, session 22)
             found, transform, used = verify.agreement(fx, fy, s, enough=s.min_inliers)
@@ -309,15 +351,17 @@ class PictureCheck:
             value = (verify.disagreement(used, fy, transform) if s.act_disagree is not None
                      and found >= s.min_inliers and transform is not None else None)
             differs = value is not None and value > s.act_disagree
+            shape = (_geometry(fx, used, fy, transform, swapped)
+                     if found >= s.min_inliers else None)
             if high:  # it stands on its score; matched only to learn whether the two differ
-                return (_DIFFERS if differs else _STOOD), False, False
+                return (_DIFFERS if differs else _STOOD), False, False, shape
             if found < s.min_inliers:
-                return False, False, False
+                return False, False, False, None
             if differs:
-                return _DIFFERS, False, False
+                return _DIFFERS, False, False, shape
             sure = found >= s.sure_inliers and (s.act_disagree is None or value is not None)
-            return (True if sure else _UNSURE), False, False
+            return (True if sure else _UNSURE), False, False, shape
         if s.plain_same is None and s.plain_apart is None:
-            return None, False, True
+            return None, False, True, None
         verdict = _lined_up(verify.aligned(fx, fy, enough=s.sure_aligned), s)
-        return verdict, verdict is not None, True
+        return verdict, verdict is not None, True, None

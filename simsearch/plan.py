@@ -24,7 +24,10 @@ import re
 import stat
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
+from functools import cmp_to_key
 from pathlib import Path
+
+import numpy as np
 
 from simsearch.errors import PlanError
 from simsearch.formats import RAW_SUFFIXES, raw_name
@@ -32,7 +35,8 @@ from simsearch.formats import RAW_SUFFIXES, raw_name
 __all__ = ["KEEP_RULES", "DEFAULT_KEEP", "PLAN_VERSION", "DECISIONS", "KeepRule", "PlanFile",
            "PlanGroup", "Plan", "parse_rules", "writable_plan_path", "file_facts", "choose",
            "format_rank", "named_as_copy", "copies_among", "FORMAT_NAMES",
-           "make_plan", "under", "size_text"]
+           "make_plan", "under", "size_text", "picture_scale", "PICTURE_TIE",
+           "EXTENT_TIE", "extent_of"]
 
 KEEP_RULES = ("largest", "biggest", "oldest", "newest", "format", "path")
 DEFAULT_KEEP = ("largest", "biggest", "oldest")
@@ -82,6 +86,13 @@ class PlanFile:
     problem: str = ""      # why this file is neither kept nor acted on (changed since indexed)
     evidence: str = ""     # what put it in the group (simsearch.dedupe.EVIDENCE); "" unknown
     reason: str = ""       # the keep rules' word on it
+    # the map (2 x 2, row by row) from the group centre's pixels to this file's, as the picture
+    # check fitted it (simsearch.verify.picture_map); None when it fitted none (a plain
+    # picture, a file it did not read)
+    picture: tuple[float, float, float, float] | list[float] | None = None
+    # how much of the centre's picture this file shows, in units of the centre's (a crop of
+    # half 0.5, a wider view 2), from where the check's keypoints fall; None when not mapped
+    extent: float | None = None
 
     @property
     def pixels(self) -> int:
@@ -94,6 +105,23 @@ class KeepRule:
 
     name: str
     args: tuple[str, ...] = ()
+
+    def compare(self, f: PlanFile, g: PlanFile) -> int:
+        """-1 when the rule prefers `f` to `g`, 1 when `g`, 0 when it cannot tell them apart.
+        `largest` compares two files by the picture they hold when the check mapped both
+        (`picture_scale`), else by canvas."""
+        if self.name == "largest":
+            scales = picture_scale(f, g)
+            if scales is not None:
+                low, high = scales
+                if low > PICTURE_TIE or high < 1 / PICTURE_TIE:
+                    return 1 if low > PICTURE_TIE else -1
+                if f.extent is None or g.extent is None:
+                    return 0
+                wider = g.extent / max(f.extent, 1e-9)
+                return 1 if wider > EXTENT_TIE else -1 if wider < 1 / EXTENT_TIE else 0
+        a, b = self.key(f), self.key(g)
+        return (a > b) - (a < b)
 
     def key(self, f: PlanFile):
         if self.name == "largest":
@@ -130,6 +158,42 @@ class KeepRule:
 
     def __str__(self) -> str:
         return self.name + ("=" + ",".join(self.args) if self.args else "")
+
+
+# `largest` by the picture: a file holding another's picture more than this much larger along
+# both axes holds more of it; within it either way, or larger one way and smaller the other (a
+# stretch), the two tie (session 24, recipes/default_model/trials/keep-rules-picture-rule.md)
+PICTURE_TIE = 1.05
+# ... and at one scale, a file showing this much more of the picture (`PlanFile.extent`) holds
+# more of it (the original beside its crop); bars and filled corners show nothing more
+EXTENT_TIE = 1.15
+
+
+def picture_scale(f: PlanFile, g: PlanFile) -> tuple[float, float] | None:
+    """At what scale `g` holds `f`'s picture along its two axes (the lesser, the greater: the
+    singular values of the map from `f`'s pixels to `g`'s, through the group's centre); None
+    unless the picture check mapped both. Bars around a picture, a turned canvas with filled
+    corners and a crop do not change it; a half-size copy is at 0.5 and 0.5, a stretch at 1
+    and 1.5."""
+    if f.picture is None or g.picture is None:
+        return None
+    try:
+        between = (np.reshape(np.asarray(g.picture, np.float64), (2, 2))
+                   @ np.linalg.inv(np.reshape(np.asarray(f.picture, np.float64), (2, 2))))
+        low, high = sorted(np.linalg.svd(between, compute_uv=False).tolist())
+    except (ValueError, np.linalg.LinAlgError):
+        return None
+    return (low, high) if np.isfinite(low) and np.isfinite(high) and low > 0 else None
+
+
+def extent_of(beyond: tuple[float, float] | None) -> float | None:
+    """A member's `extent` from `simsearch.verify.beyond` on its pair with the centre (the
+    shares of the member's keypoints outside the centre's picture and of the centre's outside
+    the member's): the part of the centre it shows over the part of itself the centre shows."""
+    if beyond is None:
+        return None
+    mine, theirs = beyond
+    return (1.0 - theirs) / max(1.0 - mine, 0.05)
 
 
 def parse_rules(values: Iterable[str]) -> list[KeepRule]:
@@ -228,7 +292,9 @@ def file_facts(member, protect: Sequence[str] = ()) -> PlanFile:
     f = PlanFile(path=path, size=member.size, mtime_ns=member.mtime_ns, sha256=member.sha256,
                  width=member.width, height=member.height, score=float(member.score),
                  protected=any(under(path, d) for d in protect),
-                 evidence=getattr(member, "evidence", ""))
+                 evidence=getattr(member, "evidence", ""),
+                 picture=getattr(member, "picture", None),
+                 extent=getattr(member, "extent", None))
     try:
         st = os.lstat(path)
     except OSError as e:
@@ -309,26 +375,47 @@ def choose(files: Sequence[PlanFile], rules: Sequence[KeepRule]) -> tuple[PlanFi
     if not usable:
         raise PlanError("no file of the group can be used")
     copies = copies_among([f.path for f in usable])
-    ranked = sorted(usable, key=lambda f: (tuple(r.key(f) for r in rules), f.path in copies,
-                                           os.fsencode(f.path)))
+
+    def order(f: PlanFile, g: PlanFile) -> int:
+        for r in rules:
+            c = r.compare(f, g)
+            if c:
+                return c
+        return ((f.path in copies) - (g.path in copies)
+                or (os.fsencode(f.path) > os.fsencode(g.path)) - (os.fsencode(f.path) < os.fsencode(g.path)))
+
+    # in path order first, so that the same files always sort the same way (`largest` by the
+    # picture can tie a with b and b with c, yet prefer a to c)
+    ranked = sorted(sorted(usable, key=lambda f: os.fsencode(f.path)), key=cmp_to_key(order))
     best, rest = ranked[0], ranked[1:]
     if not rest:
         return replace(best, reason="kept: the only usable file"), []
-    decisive = next((r for r in rules if r.key(best) != r.key(rest[0])), None)
+
+    def deciding(f: PlanFile) -> KeepRule | None:
+        return next((r for r in rules if r.compare(best, f) != 0), None)
+
+    decisive = deciding(rest[0])
     ties = "ties on " + ", ".join(r.name for r in rules)
     if decisive is not None:
         why = f"kept: {decisive.show(best)}, {decisive.label}"
     elif rest[0].path in copies and best.path not in copies:
         # the files that tie with it sort after it only when named as copies
-        tied = [f for f in rest if all(r.key(f) == r.key(best) for r in rules)]
+        tied = [f for f in rest if deciding(f) is None]
         why = (f"kept: {ties}; the other is named as a copy" if len(tied) == 1 else
                f"kept: {ties}; the others are named as copies")
     else:
         why = f"kept: {ties}; first by path"
     others = []
     for f in rest:
-        rule = next((r for r in rules if r.key(best) != r.key(f)), None)
-        if rule:
+        rule = deciding(f)
+        if rule and rule.name == "largest" and picture_scale(best, f) is not None:
+            low, high = picture_scale(best, f)
+            at = f"{low:.0%}" if high - low < 0.005 else f"{low:.0%}-{high:.0%}"
+            reason = (f"{rule.show(f)}, holding the picture at {at} of its size in the kept "
+                      f"{rule.show(best)}" if high < 1 / PICTURE_TIE else
+                      f"{rule.show(f)}, showing {f.extent / best.extent:.0%} of what the kept "
+                      f"{rule.show(best)} shows of the picture")
+        elif rule:
             reason = f"{rule.show(f)} against the kept {rule.show(best)}"
         elif f.path in copies and best.path not in copies:
             reason = "ties with the kept file on every rule; named as a copy"

@@ -9,7 +9,7 @@ settings, the code's and the decoders' versions): a pair whose file changed, mov
 other by path or was indexed again (a new id), or a check made otherwise, is judged afresh.
 Verdicts about a file that could not be read are never kept (it may be readable next time).
 The file is derived data: deleting it costs only time, and a damaged or foreign one is ignored
-and replaced. In memory the verdicts are sorted columns and compact buffers (~41 bytes a
+and replaced. In memory the verdicts are sorted columns and compact buffers (~65 bytes a
 pair), not a dict.
 """
 from __future__ import annotations
@@ -30,10 +30,14 @@ from simsearch.store import write_atomic
 
 __all__ = ["Verdicts", "FILE", "fingerprint", "readable", "content_hash"]
 
-FORMAT = 2
+FORMAT = 3  # 3: with the pair's geometry (session 24)
+# the geometry (simsearch.picturecheck.Geometry) of a pair matched well enough, NaN when none:
+# the map from lo's pixels to hi's, row by row, and the shares of lo's and hi's keypoints
+# outside the other picture
+_SHAPE = ("m0", "m1", "m2", "m3", "out_lo", "out_hi")
 _COLUMNS = {"lo": np.int64, "hi": np.int64, "hash_lo": np.int64, "hash_hi": np.int64,
-            "flags": np.uint8}
-_MAX_PAIRS = 50_000_000  # ~1.7 GB in memory: a file claiming more is not ours, and is not read
+            "flags": np.uint8, **{k: np.float32 for k in _SHAPE}}
+_MAX_PAIRS = 50_000_000  # ~3.3 GB in memory: a file claiming more is not ours, and is not read
 _FIRST, _PLAIN = 1 << 3, 1 << 4  # flag bits above the verdict's code (0-7)
 _IDS = 1 << 32  # ids at or above this are not kept (a pair's key is lo << 32 | hi)
 
@@ -61,7 +65,8 @@ def _empty() -> dict[str, np.ndarray]:
 
 def _buffers() -> dict[str, array.array]:
     """Where this run's verdicts wait for `Verdicts.save`, a compact buffer a column."""
-    return {k: array.array("B" if t == np.uint8 else "q") for k, t in _COLUMNS.items()}
+    codes = {np.uint8: "B", np.float32: "f", np.int64: "q"}
+    return {k: array.array(codes[t]) for k, t in _COLUMNS.items()}
 
 
 def readable(folder: str | os.PathLike) -> bool:
@@ -133,9 +138,9 @@ def _latest(columns: dict[str, np.ndarray]) -> tuple[np.ndarray, dict[str, np.nd
 
 class Verdicts:
     """Verdicts by pair of ids (lower first): the code `simsearch.verify` gives the verdict,
-    whether the lower id's file went first, whether the pair is plain, and both files' hashes
-    (`content_hash`). Those of an earlier run are sorted columns searched in bulk (`find`);
-    those of this run are appended to compact buffers (~33 bytes a pair) until `save`."""
+    whether the lower id's file went first, whether the pair is plain, both files' hashes
+    (`content_hash`) and the pair's geometry (`simsearch.picturecheck.Geometry`). Those of an earlier run are sorted columns searched in bulk (`find`);
+    those of this run are appended to compact buffers (~57 bytes a pair) until `save`."""
 
     def __init__(self, folder: str | os.PathLike, fingerprint: str):
         self.path = Path(folder) / FILE
@@ -161,18 +166,24 @@ class Verdicts:
         return np.where(ok & (self._keys[at] == keys), at, -1)
 
     def entry(self, at: int, hash_lo: int, hash_hi: int, lo_first: bool
-              ) -> tuple[int, bool] | None:
-        """The code and plainness of the verdict at `at` (from `find`), when it was judged on
-        these contents (`content_hash`) in this order; else None."""
+              ) -> tuple[int, bool, tuple | None] | None:
+        """The code, plainness and geometry (None when none) of the verdict at `at` (from
+        `find`), when it was judged on these contents (`content_hash`) in this order; else
+        None."""
         c = self._cols
         flags = int(c["flags"][at])
         if (int(c["hash_lo"][at]), int(c["hash_hi"][at])) != (hash_lo, hash_hi) or \
                 bool(flags & _FIRST) != lo_first:
             return None
-        return flags & 7, bool(flags & _PLAIN)
+        values = [float(c[k][at]) for k in _SHAPE]
+        shape = None
+        if all(np.isfinite(values[:4])) and abs(values[0] * values[3] - values[1] * values[2]) > 1e-9:
+            shares = (values[4], values[5]) if all(np.isfinite(values[4:])) else None
+            shape = (tuple(values[:4]), shares)
+        return flags & 7, bool(flags & _PLAIN), shape
 
     def get(self, lo: int, hi: int, sha_lo: str, sha_hi: str, lo_first: bool
-            ) -> tuple[int, bool] | None:
+            ) -> tuple[int, bool, tuple | None] | None:
         """The verdict kept for ids (lo, hi) by an earlier run, judged on these contents in
         this order (see `entry`); else None."""
         at = int(self.find(np.array([lo]), np.array([hi]))[0])
@@ -180,12 +191,16 @@ class Verdicts:
                                               lo_first)
 
     def put(self, lo: int, hi: int, hash_lo: int, hash_hi: int, lo_first: bool, code: int,
-            plain: bool) -> None:
-        """Keep a verdict of this run (hashes from `content_hash`), written at `save`."""
+            plain: bool, shape: tuple | None = None) -> None:
+        """Keep a verdict of this run (hashes from `content_hash`; `shape` the pair's geometry
+        seen from lo, or None), written at `save`."""
         if not 0 <= lo < hi < _IDS:
             return  # not kept: only a saving of time
+        nan = float("nan")
+        linear, shares = shape if shape is not None else ((nan,) * 4, None)
         for k, v in (("lo", lo), ("hi", hi), ("hash_lo", hash_lo), ("hash_hi", hash_hi),
-                     ("flags", code | (_FIRST if lo_first else 0) | (_PLAIN if plain else 0))):
+                     ("flags", code | (_FIRST if lo_first else 0) | (_PLAIN if plain else 0)),
+                     *zip(_SHAPE, (*linear, *(shares if shares is not None else (nan, nan))))):
             self._new[k].append(v)
         self.changed = True
 

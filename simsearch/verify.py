@@ -46,7 +46,7 @@ from simsearch.images import load_image
 
 __all__ = ["VerifySettings", "VerifyStats", "Features", "RerankSettings",
            "features", "picture_features", "inliers", "match", "agreeing", "agreement",
-           "disagreement", "mirrored", "aligned",
+           "disagreement", "mirrored", "picture_map", "beyond", "aligned",
            "plain_verdict", "copy_first"]
 
 _UNSURE = "unsure"  # the same picture for grouping, short of the cuts for a file action
@@ -153,6 +153,9 @@ class Features:
     small: "tuple[np.ndarray, float] | None" = field(default=None, init=False, repr=False,
                                                      compare=False)
     source: str = field(default="", compare=False)  # the file's path, when read from one
+    # the file's full size (width, height, upright), when read from one: the transform `match`
+    # fits, in `grey`'s pixels, becomes a map between files' own pixels (`picture_map`)
+    full: tuple[int, int] | None = field(default=None, compare=False)
 
     @property
     def count(self) -> int:
@@ -195,8 +198,9 @@ def features(grey: np.ndarray, settings: VerifySettings = VerifySettings()) -> F
 def picture_features(path: str, settings: VerifySettings = VerifySettings()) -> Features:
     """The features of the picture in the file at `path` (DecodeError or OSError when it cannot
     be read)."""
-    found = features(grey_picture(path, settings.side), settings)
-    found.source = path
+    grey, full = _grey(path, settings.side)
+    found = features(grey, settings)
+    found.source, found.full = path, full
     return found
 
 
@@ -205,8 +209,60 @@ def mirrored(f: Features, settings: VerifySettings = VerifySettings()) -> Featur
     many threads ask at once)."""
     with f.lock:
         if f.mirrored is None:
-            f.mirrored = features(np.ascontiguousarray(f.grey[:, ::-1]), settings)
+            flipped = features(np.ascontiguousarray(f.grey[:, ::-1]), settings)
+            flipped.full = f.full
+            f.mirrored = flipped
     return f.mirrored
+
+
+def picture_map(a: Features, used: Features, b: Features, transform: np.ndarray | None
+                ) -> np.ndarray | None:
+    """The linear part (2 x 2) of the map from `a`'s file's pixels to `b`'s, from the transform
+    `agreement` fitted (`used`'s grey pixels to `b`'s: `used` is `a` or its mirror): its
+    singular values say at what scale `b` holds `a`'s picture along each axis (a quarter-size
+    copy 0.25 and 0.25; a copy stretched one way 1.5 and 1; a turn or bars around it 1 and 1).
+    None without a transform or without both files' full sizes."""
+    if transform is None or a.full is None or b.full is None:
+        return None
+    (ha, wa), (hb, wb) = a.grey.shape, b.grey.shape
+    linear = np.asarray(transform, np.float64)[:, :2]
+    if used is not a:  # fitted on the mirror: x' = w - 1 - x
+        linear = linear @ np.diag([-1.0, 1.0])
+    # a's full pixels -> a's grey pixels -> b's grey pixels -> b's full pixels
+    out = np.diag([b.full[0] / wb, b.full[1] / hb]) @ linear @ np.diag([wa / a.full[0],
+                                                                        ha / a.full[1]])
+    return out if np.all(np.isfinite(out)) and abs(np.linalg.det(out)) > 1e-9 else None
+
+
+EXTENT_MARGIN = 0.02  # of the long side: keypoints this near the other's edge count as inside
+
+
+def beyond(used: Features, b: Features, transform: np.ndarray | None
+           ) -> tuple[float, float] | None:
+    """The share of each picture's keypoints that the fitted transform (`used`'s grey pixels
+    to `b`'s) puts outside the other picture: how much of its picture the other does not show.
+    A crop shows none beyond its original and hides about half of it (0, 0.5 for crop and
+    original); bars, filled corners and a flat backdrop hold no keypoints, so a letterboxed or
+    turned copy shows nothing beyond (0, 0). None without a transform or keypoints."""
+    if transform is None or used.count == 0 or b.count == 0:
+        return None
+    cv2 = _cv2()
+    forward = np.asarray(transform, np.float64)
+    try:
+        backward = cv2.invertAffineTransform(forward)
+    except cv2.error:
+        return None
+
+    def outside(points: np.ndarray, m: np.ndarray, shape: tuple[int, ...]) -> float:
+        h, w = shape
+        margin = EXTENT_MARGIN * max(h, w)
+        p = points.astype(np.float64) @ m[:, :2].T + m[:, 2]
+        out = ((p[:, 0] < -margin) | (p[:, 0] > w + margin)
+               | (p[:, 1] < -margin) | (p[:, 1] > h + margin))
+        return float(out.mean())
+
+    return outside(used.points, forward, b.grey.shape), outside(b.points, backward,
+                                                                used.grey.shape)
 
 
 def inliers(a: Features, b: Features, settings: VerifySettings = VerifySettings()) -> int:
@@ -430,10 +486,16 @@ def _lined_up(value: float | None, settings: VerifySettings) -> bool | None | st
 
 def grey_picture(path: str, side: int) -> np.ndarray:
     """The file's picture in grey, at most `side` pixels on its long side (DecodeError if not)."""
+    return _grey(path, side)[0]
+
+
+def _grey(path: str, side: int) -> tuple[np.ndarray, tuple[int, int]]:
+    """`grey_picture`, and the file's full size (width, height) after EXIF rotation."""
     from PIL import Image
-    picture = load_image(path, target=side).image.convert("L")
+    decoded = load_image(path, target=side)
+    picture = decoded.image.convert("L")
     picture.thumbnail((side, side), Image.Resampling.BILINEAR)
-    return np.asarray(picture, np.uint8)
+    return np.asarray(picture, np.uint8), (decoded.width, decoded.height)
 
 
 @dataclass(frozen=True)

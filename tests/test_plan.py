@@ -336,3 +336,56 @@ def test_apply_counts_only_the_unconfirmed_files_it_acted_on(tmp_path, monkeypat
         assert sorted(o["path"] for o in report["done"]) == sorted(map(str, moved))
         assert report["unconfirmed"] == [str(p) for p in unconfirmed]
         assert runner.invoke(main, ["undo", f"{plan}.journal"]).exit_code == 0
+
+
+def _mapped(path, w, h, size, picture, extent=1.0, mtime=0):
+    from simsearch.plan import PlanFile
+    return PlanFile(path=path, size=size, mtime_ns=mtime, sha256="", width=w, height=h,
+                    date="2020-01-01T00:00:00", picture=picture, extent=extent)
+
+
+def test_largest_compares_the_picture_a_file_holds_when_the_check_mapped_it():
+    from simsearch.plan import choose
+    rules = parse_rules(["largest,biggest"])
+    original = _mapped("/p/original.jpg", 1000, 800, 500_000, (1, 0, 0, 1))
+    # a letterboxed copy and a turned one hold the picture at its size: a bigger canvas is no
+    # more picture, and the next rule decides (here the copy's bytes)
+    for copy in (_mapped("/p/bars.jpg", 1000, 1300, 600_000, (1, 0, 0, 1)),
+                 _mapped("/p/turned.jpg", 1173, 1032, 600_000, (0.966, -0.259, 0.259, 0.966)),
+                 _mapped("/p/stretched.jpg", 1500, 800, 600_000, (1.5, 0, 0, 1))):
+        best, rest = choose([original, copy], rules)
+        assert best.path == copy.path and best.reason == "kept: 600.0 KB, biggest file"
+        assert rest[0].reason == "500.0 KB against the kept 600.0 KB"
+    # a quarter-size copy holds it smaller along both axes, however its canvas compares
+    small = _mapped("/p/small.jpg", 1000, 800, 900_000, (0.25, 0, 0, 0.25))
+    best, rest = choose([small, original], rules)
+    assert best.path == original.path and best.reason == "kept: 1000x800, largest"
+    assert rest[0].reason == ("1000x800, holding the picture at 25% of its size in the kept "
+                              "1000x800")
+    # a crop holds it at one scale but shows less of it: the original wins, either way round
+    crop = _mapped("/p/crop.jpg", 700, 560, 900_000, (1, 0, 0, 1), extent=0.49)
+    assert choose([crop, original], rules)[0].path == original.path
+    centre_crop = [_mapped("/p/crop.jpg", 700, 560, 900_000, (1, 0, 0, 1)),
+                   _mapped("/p/original.jpg", 1000, 800, 500_000, (1, 0, 0, 1), extent=2.0)]
+    assert choose(centre_crop, rules)[0].path == "/p/original.jpg"
+    # within 5% of one scale and 15% of one extent: a tie
+    near = _mapped("/p/near.jpg", 1000, 800, 900_000, (1.04, 0, 0, 0.97), extent=1.1)
+    assert choose([original, near], rules)[0].path == near.path
+    # a file the check did not map (a plain picture) compares by canvas
+    plain = _mapped("/p/plain.png", 1000, 1300, 100, None, extent=None)
+    assert choose([original, plain], rules)[0].path == plain.path
+
+
+def test_a_plan_keeps_each_files_map_through_its_file(tmp_path):
+    from simsearch.dedupe import Group, Member
+    a, b = _image(tmp_path / "a.jpg", (64, 48)), _image(tmp_path / "b.jpg", (64, 48), seed=1)
+    members = [Member(i, str(p), 1.0, sha256(p), p.stat().st_size, 64, 48, p.stat().st_mtime_ns,
+                      e, picture, extent)
+               for i, p, e, picture, extent in ((0, a, "centre", (1.0, 0.0, 0.0, 1.0), 1.0),
+                                                (1, b, "checked", (0.5, 0.0, 0.0, 0.5), 1.0))]
+    plan = make_plan([Group("near", members)], parse_rules([]))
+    assert plan.groups[0].keep == [str(a)]  # same canvas; b holds the picture at half size
+    plan.save(tmp_path / "plan.json")
+    again = Plan.load(tmp_path / "plan.json")
+    assert [(f.picture, f.extent) for f in again.groups[0].files] == [
+        ([1.0, 0.0, 0.0, 1.0], 1.0), ([0.5, 0.0, 0.0, 0.5], 1.0)]

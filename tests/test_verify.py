@@ -664,10 +664,19 @@ def test_with_its_centre_gone_a_group_says_what_confirms_each_file_against_the_f
         def verdict(self, x, y):
             return {(1, 2): True, (1, 3): None}[(min(x, y), max(x, y))]  # (1, 4): never looked at
 
+        def geometry(self, x, y):  # as PictureCheck.geometry: 2 holds 1's picture at half size
+            return {(1, 2): ((0.5, 0.0, 0.0, 0.5), (0.5, 0.0))}.get((x, y))
+
     members = [Member(i, f"/p/{i}.png", 0.9, sha, 10, 8, 8, 0, "checked")
-               for i, sha in ((1, "a"), (2, "b"), (3, "c"), (4, "d"), (5, "a"))]
-    assert [m.evidence for m in _restand(members, Verdicts())] == [
+               for i, sha in ((9, "z"), (1, "a"), (2, "b"), (3, "c"), (4, "d"), (5, "a"))][1:]
+    restood = _restand(members, Verdicts())
+    assert [m.evidence for m in restood] == [
         "centre", "checked", "unchecked", "unchecked", "identical"]
+    # the keep rule `largest` sees each file against the first left too: 2 shows half of it
+    # (half its keypoints outside 2's picture), at half size; 5 has its bytes
+    assert [(m.picture, m.extent) for m in restood] == [
+        ((1.0, 0.0, 0.0, 1.0), 1.0), ((0.5, 0.0, 0.0, 0.5), 0.5), (None, None), (None, None),
+        ((1.0, 0.0, 0.0, 1.0), 1.0)]
     assert [m.evidence for m in _restand(members, None)] == [
         "centre", "score", "score", "score", "identical"]
 
@@ -764,3 +773,51 @@ def test_disagreement_against_a_thumbnail_still_sees_a_changed_corner():
             continue  # too few keypoints at this size to lay one on the other
         judged.append(disagreement(used, y, transform))
     assert judged and all(v is not None and v > 0.6 for v in judged), judged
+
+
+def test_largest_keeps_the_original_over_copies_with_a_bigger_canvas_but_no_more_picture(
+        tmp_path, tiny_model):
+    """Bars, a turn with filled corners and a one-way stretch make a bigger canvas of the same
+    picture: with the check's maps `largest` ties them with the original (so `oldest` keeps it
+    here), and still prefers it to a half-size copy and to a crop; the second run, on the kept
+    verdicts, plans the same."""
+    import os
+    from simsearch import edits
+    original = busy(1, (480, 360))
+    copies = {"bars.jpg": edits.pad(original, 1, 0.4, (0, 0, 0)),
+              "turned.jpg": edits.rotate(original, 15, (0, 0, 0)),
+              "stretched.jpg": edits.scale(original, 1.5, 1.0),
+              "half.jpg": edits.scale(original, 0.5, 0.5),
+              "crop.jpg": apply_edit("crop70", original, random.Random(0))}
+    photos = tmp_path / "photos"
+    paths = write(photos, {"original.jpg": original, **copies})
+    for name, path in paths.items():
+        os.utime(path, (1.6e9 if name == "original.jpg" else 1.7e9,) * 2)
+    index = tmp_path / "index"
+    runner = CliRunner()
+    made = runner.invoke(main, ["index", str(photos), "--index", str(index), "--model",
+                                str(tiny_model / "model.onnx"), "-q"])
+    assert made.exit_code == 0, made.output
+    by_canvas = {p.rsplit("/", 1)[1]: p for p in paths.values()}
+    plans = []
+    for run in range(2):
+        out = runner.invoke(main, ["dedupe", "--index", str(index), "--threshold", "-1",
+                                   "--plan", str(tmp_path / f"plan{run}.json"),
+                                   "--keep", "largest,oldest"])
+        assert out.exit_code == 0, out.output
+        plan = json.loads((tmp_path / f"plan{run}.json").read_text())
+        assert len(plan["groups"]) == 1, plan["groups"]
+        g = plan["groups"][0]
+        assert g["keep"] == [by_canvas["original.jpg"]], (g["keep"], [
+            (f["path"], f["reason"]) for f in g["files"]])
+        files = {f["path"].rsplit("/", 1)[1]: f for f in g["files"]}
+        for name in ("bars.jpg", "turned.jpg", "stretched.jpg"):
+            assert files[name]["reason"].endswith("(mtime) against the kept 2020-09-13 12:26:40 "
+                                                  "(mtime)"), files[name]["reason"]
+        assert "holding the picture at 50% of its size" in files["half.jpg"]["reason"]
+        assert re.fullmatch(r"336x252, showing [4-6]\d% of what the kept 480x360 shows "
+                            r"of the picture", files["crop.jpg"]["reason"]), files["crop.jpg"]
+        plans.append([(f["path"], f["reason"], f["picture"] is not None) for f in g["files"]])
+        if run:
+            assert "remembered" in out.stderr or "earlier run" in out.stderr, out.stderr
+    assert plans[0] == plans[1] and all(mapped for _, _, mapped in plans[0])
