@@ -85,7 +85,9 @@ def _keep_options(f):
                      help="Files under DIR are always kept and never touched (repeatable; DIR "
                           "must exist: a misspelt folder would protect nothing).")(f)
     return click.option("--keep", "keep", multiple=True, metavar="RULE",
-                        help="Which copy of a group to keep, as ordered rules: largest (pixels), "
+                        help="Which copy of a group to keep, as ordered rules: largest (the most "
+                             "pixels of the picture, as the picture check maps it; else the "
+                             "canvas), "
                              "biggest (bytes), oldest, newest (EXIF capture date, else mtime), "
                              "format=raw,png,tiff,heic,jpeg (raw: any camera RAW; or dng, nef, "
                              "...), path=DIR. Repeatable; the default rules not named follow "

@@ -97,8 +97,10 @@ class PictureCheck:
     cannot be judged is kept when its score reaches `alone` (the threshold made for scores
     alone, or `below` if lower; None keeps every such pair). `stats`
     adds up over calls, counting each pair when it is first judged.
-    Each pair's verdict is kept (about 150 bytes a pair) so that one asked again (a dense row's
-    list in dedupe, a sweep over thresholds) costs nothing; `remember=False` keeps none (a
+    Each pair's verdict is kept (about 150 bytes a pair; about 200 more for a pair matched with
+    the matches grouping needs: its `geometry`, how one file holds the other's picture, which the
+    keep rule `largest` reads) so that one asked again (a dense row's list in dedupe, a sweep
+    over thresholds) costs nothing; `remember=False` keeps none (a
     caller that asks once). Ids are keys: reuse a check only while the index is unchanged.
     With `keep_in` (an index folder) and `contents_of(ids)` -> {id: (content hash, size,
     mtime_ns)} as indexed, verdicts are also kept between runs there (`simsearch.verdicts`;
