@@ -821,3 +821,27 @@ def test_largest_keeps_the_original_over_copies_with_a_bigger_canvas_but_no_more
         if run:
             assert "remembered" in out.stderr or "earlier run" in out.stderr, out.stderr
     assert plans[0] == plans[1] and all(mapped for _, _, mapped in plans[0])
+
+
+@pytest.mark.parametrize("names", [("a.jpg", "b_half.jpg"), ("z.jpg", "b_half.jpg")])
+def test_the_checks_geometry_maps_one_files_pixels_to_the_others_whatever_the_order(tmp_path,
+                                                                                    names):
+    """A half-size copy: from the original's pixels to the copy's, both singular values are
+    0.5, and 2 the other way, whether the original's path sorts first or not; a crop of it
+    shows about half of the original's keypoints' region."""
+    from simsearch import edits
+    original = busy(1, (480, 360))
+    paths = write(tmp_path, {names[0]: original, names[1]: edits.scale(original, 0.5, 0.5),
+                             "crop.jpg": original.crop((0, 0, 240, 360))})
+    by_id = {0: paths[names[0]], 1: paths[names[1]], 2: paths["crop.jpg"]}
+    check = PictureCheck(lambda ids: {i: by_id[i] for i in ids}, VerifySettings())
+    check(np.array([0, 0]), np.array([1, 2]), np.array([0.9, 0.9]))
+    linear, shares = check.geometry(0, 1)
+    assert np.allclose(np.linalg.svd(np.reshape(linear, (2, 2)), compute_uv=False), 0.5,
+                       atol=0.02)
+    back, turned = check.geometry(1, 0)
+    assert np.allclose(np.reshape(back, (2, 2)) @ np.reshape(linear, (2, 2)), np.eye(2))
+    assert turned == shares[::-1] and max(shares) < 0.1  # each shows all of the other
+    _, (outside_original, outside_crop) = check.geometry(0, 2)
+    assert 0.3 < outside_original < 0.7 and outside_crop < 0.1
+    assert check.geometry(1, 2) is None  # never matched
