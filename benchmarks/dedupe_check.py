@@ -21,7 +21,8 @@ pair too plain for keypoints by lining one picture up inside the other (`aligned
 pairs, which search every placing, and each original with its copies, the original first,
 stopping as dedupe does at the first placing that calls them one picture). Then each
 copy is searched for (k = 10, in process, warm) with the check and without it: the time a query
-takes, and how many were looked at and re-ranked.
+takes, and how many were looked at and re-ranked. From session 24, the geometry a matched pair
+keeps for the keep rules (`picture_map`, `beyond`), timed alone beside matching the pair.
 """
 from __future__ import annotations
 
@@ -65,8 +66,8 @@ def main() -> None:
     originals = camera_files(args)
     from simsearch.index import open_index
     from simsearch.verdicts import FILE as VERDICTS
-    from simsearch.verify import (VerifySettings, agreeing, aligned, picture_features,
-                                  plain_verdict)
+    from simsearch.verify import (VerifySettings, agreeing, agreement, aligned, beyond,
+                                  picture_features, picture_map, plain_verdict)
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -146,6 +147,20 @@ def main() -> None:
         start = time.perf_counter()
         lined = [plain_verdict(held[x], held[y], settings) for x, y in copy_pairs]
         per_plain_copy = (time.perf_counter() - start) / len(copy_pairs)
+        # session 24: what keeping a matched pair's geometry adds (simsearch.picturecheck: the
+        # map between the files' pixels and the keypoints each shows beyond the other), on
+        # each original with its copies, beside matching them
+        fits = [(x, y, *agreement(held[x], held[y], settings, enough=settings.min_inliers))
+                for x, y in copy_pairs]
+        start = time.perf_counter()
+        for x, y, _, transform, used in fits:
+            picture_map(held[x], used, held[y], transform)
+            beyond(used, held[y], transform)
+        per_geometry = (time.perf_counter() - start) / len(fits)
+        start = time.perf_counter()
+        for x, y in copy_pairs:
+            agreement(held[x], held[y], settings, enough=settings.min_inliers)
+        per_copy_match = (time.perf_counter() - start) / len(copy_pairs)
     print(f"{len(originals)} camera JPEGs and {len(copies)} full-size edited copies")
     print(table(rows, list(rows[0])))
     print(f"one thread: {per_picture * 1000:.0f} ms a picture (read at <= {settings.side} px, "
@@ -154,7 +169,8 @@ def main() -> None:
           f"verify.aligned): {per_plain_pair * 1000:.0f} ms; an original and its copy lined "
           f"up, the original first (stops once they line up at {settings.plain_same}): "
           f"{per_plain_copy * 1000:.1f} ms ({sum(v is True for v in lined)} of "
-          f"{len(lined)} called one picture)")
+          f"{len(lined)} called one picture); an original and its copy matched "
+          f"{per_copy_match * 1000:.1f} ms, their geometry kept +{per_geometry * 1000:.2f} ms")
     print(f"query (k = 10, warm, each copy in turn): {timed[False] * 1000:.0f} ms a query on "
           f"scores alone, {timed[True] * 1000:.0f} ms with the check ({moved} of {len(queries)} "
           f"had a copy moved first)")
@@ -163,6 +179,8 @@ def main() -> None:
                             "ms_per_plain_pair": per_plain_pair * 1000,
                             "ms_per_plain_copy": per_plain_copy * 1000,
                             "plain_copies_lined_up": sum(v is True for v in lined),
+                            "ms_per_copy_match": per_copy_match * 1000,
+                            "ms_per_geometry": per_geometry * 1000,
                             "query_ms": timed[False] * 1000, "query_ms_checked": timed[True] * 1000,
                             "queries_reranked": moved}, args.json)
 
