@@ -20,9 +20,10 @@ from simsearch.verify import _UNSURE, Features, VerifySettings, VerifyStats, _li
 __all__ = ["PictureCheck", "Geometry"]
 
 # how one file holds another's picture (PictureCheck.geometry): the map (2 x 2, row by row)
-# from the first's pixels to the second's, and the shares of each one's keypoints outside the
-# other picture (None: not counted)
-Geometry = tuple[tuple[float, float, float, float], "tuple[float, float] | None"]
+# from the first's pixels to the second's, and what each shows beyond the other
+# (simsearch.verify.beyond: the shares of the first's and of the second's keypoints outside the
+# other picture, then of their canvases flat there; None: not counted)
+Geometry = tuple[tuple[float, float, float, float], "tuple[float, float, float, float] | None"]
 
 Progress = Callable[[int, int], None]
 _OWN = object()  # a call with no `alone` given: the check's own stands
@@ -76,7 +77,7 @@ def _turned(shape: Geometry) -> Geometry:
     linear, shares = shape
     inverse = np.linalg.inv(np.reshape(np.asarray(linear, np.float64), (2, 2)))
     return (tuple(float(v) for v in inverse.ravel()),
-            None if shares is None else (shares[1], shares[0]))
+            None if shares is None else (shares[1], shares[0], shares[3], shares[2]))
 
 
 def _unchanged(path: str, size: int, mtime_ns: int) -> bool:
@@ -303,9 +304,9 @@ class PictureCheck:
     def geometry(self, x: int, y: int) -> "Geometry | None":
         """How `y`'s file holds `x`'s picture, for a pair this check matched with the matches
         grouping needs (kept with the verdicts): the map (2 x 2, row by row) from `x`'s pixels
-        to `y`'s (`simsearch.verify.picture_map`) and the shares of `x`'s and of `y`'s
-        keypoints outside the other picture (`simsearch.verify.beyond`; None when it had none
-        to count); None when it has none (a plain pair, too few matches, never read)."""
+        to `y`'s (`simsearch.verify.picture_map`) and what `x` and `y` show beyond each other
+        (`simsearch.verify.beyond`; None when it had nothing to count); None when it has none
+        (a plain pair, too few matches, never read)."""
         shape = self._shapes.get(self._key(x, y))
         return None if shape is None else shape if x <= y else _turned(shape)
 

@@ -93,6 +93,9 @@ class PlanFile:
     # how much of the centre's picture this file shows, in units of the centre's (a crop of
     # half 0.5, a wider view 2), from where the check's keypoints fall; None when not mapped
     extent: float | None = None
+    # the share of its canvas that lies beyond the centre's picture (the centre: beyond any
+    # member's) and is flat: bars, filled corners (simsearch.verify.beyond); None: not mapped
+    flat: float | None = None
 
     @property
     def pixels(self) -> int:
@@ -119,7 +122,12 @@ class KeepRule:
                 if f.extent is None or g.extent is None:
                     return 0
                 wider = g.extent / max(f.extent, 1e-9)
-                return 1 if wider > EXTENT_TIE else -1 if wider < 1 / EXTENT_TIE else 0
+                if wider > EXTENT_TIE or wider < 1 / EXTENT_TIE:
+                    return 1 if wider > EXTENT_TIE else -1
+                if not FLAT_BEYOND or f.flat is None or g.flat is None:
+                    return 0
+                padded = g.flat - f.flat  # one picture, as much of it: canvas that is not it
+                return -1 if padded > FLAT_TIE else 1 if padded < -FLAT_TIE else 0
         a, b = self.key(f), self.key(g)
         return (a > b) - (a < b)
 
@@ -167,6 +175,9 @@ PICTURE_TIE = 1.05
 # ... and at one scale, a file showing this much more of the picture (`PlanFile.extent`) holds
 # more of it (the original beside its crop); bars and filled corners show nothing more
 EXTENT_TIE = 1.15
+# ... and of two files holding one picture at one scale, as much of it, the one whose canvas is
+# flat beyond the other's picture (bars, filled corners) by more than this share of it loses
+FLAT_BEYOND, FLAT_TIE = True, 0.05
 
 
 def picture_scale(f: PlanFile, g: PlanFile) -> tuple[float, float] | None:
@@ -192,7 +203,7 @@ def extent_of(beyond: tuple[float, float] | None) -> float | None:
     the member's): the part of the centre it shows over the part of itself the centre shows."""
     if beyond is None:
         return None
-    mine, theirs = beyond
+    mine, theirs = beyond[:2]
     return (1.0 - theirs) / max(1.0 - mine, 0.05)
 
 
@@ -294,7 +305,7 @@ def file_facts(member, protect: Sequence[str] = ()) -> PlanFile:
                  protected=any(under(path, d) for d in protect),
                  evidence=getattr(member, "evidence", ""),
                  picture=getattr(member, "picture", None),
-                 extent=getattr(member, "extent", None))
+                 extent=getattr(member, "extent", None), flat=getattr(member, "flat", None))
     try:
         st = os.lstat(path)
     except OSError as e:
@@ -411,10 +422,17 @@ def choose(files: Sequence[PlanFile], rules: Sequence[KeepRule]) -> tuple[PlanFi
         if rule and rule.name == "largest" and picture_scale(best, f) is not None:
             low, high = picture_scale(best, f)
             at = f"{low:.0%}" if high - low < 0.005 else f"{low:.0%}-{high:.0%}"
-            reason = (f"{rule.show(f)}, holding the picture at {at} of its size in the kept "
-                      f"{rule.show(best)}" if high < 1 / PICTURE_TIE else
-                      f"{rule.show(f)}, showing {f.extent / best.extent:.0%} of what the kept "
-                      f"{rule.show(best)} shows of the picture")
+            wider = (f.extent / max(best.extent, 1e-9) if None not in (f.extent, best.extent)
+                     else 1.0)
+            if high < 1 / PICTURE_TIE:
+                reason = (f"{rule.show(f)}, holding the picture at {at} of its size in the kept "
+                          f"{rule.show(best)}")
+            elif wider < 1 / EXTENT_TIE:
+                reason = (f"{rule.show(f)}, showing {wider:.0%} of what the kept "
+                          f"{rule.show(best)} shows of the picture")
+            else:
+                reason = (f"{rule.show(f)}, the same picture as the kept {rule.show(best)} with "
+                          f"{f.flat:.0%} of its canvas flat around it (bars, filled corners)")
         elif rule:
             reason = f"{rule.show(f)} against the kept {rule.show(best)}"
         elif f.path in copies and best.path not in copies:

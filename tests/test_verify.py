@@ -665,7 +665,7 @@ def test_with_its_centre_gone_a_group_says_what_confirms_each_file_against_the_f
             return {(1, 2): True, (1, 3): None}[(min(x, y), max(x, y))]  # (1, 4): never looked at
 
         def geometry(self, x, y):  # as PictureCheck.geometry: 2 holds 1's picture at half size
-            return {(1, 2): ((0.5, 0.0, 0.0, 0.5), (0.5, 0.0))}.get((x, y))
+            return {(1, 2): ((0.5, 0.0, 0.0, 0.5), (0.5, 0.0, 0.0, 0.25))}.get((x, y))
 
     members = [Member(i, f"/p/{i}.png", 0.9, sha, 10, 8, 8, 0, "checked")
                for i, sha in ((9, "z"), (1, "a"), (2, "b"), (3, "c"), (4, "d"), (5, "a"))][1:]
@@ -673,10 +673,11 @@ def test_with_its_centre_gone_a_group_says_what_confirms_each_file_against_the_f
     assert [m.evidence for m in restood] == [
         "centre", "checked", "unchecked", "unchecked", "identical"]
     # the keep rule `largest` sees each file against the first left too: 2 shows half of it
-    # (half its keypoints outside 2's picture), at half size; 5 has its bytes
-    assert [(m.picture, m.extent) for m in restood] == [
-        ((1.0, 0.0, 0.0, 1.0), 1.0), ((0.5, 0.0, 0.0, 0.5), 0.5), (None, None), (None, None),
-        ((1.0, 0.0, 0.0, 1.0), 1.0)]
+    # (half its keypoints outside 2's picture), at half size, a quarter of its canvas flat
+    # beyond it (bars); 5 has its bytes
+    assert [(m.picture, m.extent, m.flat) for m in restood] == [
+        ((1.0, 0.0, 0.0, 1.0), 1.0, 0.0), ((0.5, 0.0, 0.0, 0.5), 0.5, 0.25),
+        (None, None, None), (None, None, None), ((1.0, 0.0, 0.0, 1.0), 1.0, 0.0)]
     assert [m.evidence for m in _restand(members, None)] == [
         "centre", "score", "score", "score", "identical"]
 
@@ -811,9 +812,14 @@ def test_largest_keeps_the_original_over_copies_with_a_bigger_canvas_but_no_more
         assert g["keep"] == [by_canvas["original.jpg"]], (g["keep"], [
             (f["path"], f["reason"]) for f in g["files"]])
         files = {f["path"].rsplit("/", 1)[1]: f for f in g["files"]}
-        for name in ("bars.jpg", "turned.jpg", "stretched.jpg"):
-            assert files[name]["reason"].endswith("(mtime) against the kept 2020-09-13 12:26:40 "
-                                                  "(mtime)"), files[name]["reason"]
+        # bars and filled corners: the same picture with flat canvas around it
+        for name in ("bars.jpg", "turned.jpg"):
+            assert re.fullmatch(r"\d+x\d+, the same picture as the kept 480x360 with \d+% of "
+                                r"its canvas flat around it \(bars, filled corners\)",
+                                files[name]["reason"]), files[name]["reason"]
+        # a one-way stretch ties (a stretch and a squash look alike): the next rule decides
+        assert files["stretched.jpg"]["reason"].endswith(
+            "(mtime) against the kept 2020-09-13 12:26:40 (mtime)"), files["stretched.jpg"]
         assert "holding the picture at 50% of its size" in files["half.jpg"]["reason"]
         assert re.fullmatch(r"336x252, showing [4-6]\d% of what the kept 480x360 shows "
                             r"of the picture", files["crop.jpg"]["reason"]), files["crop.jpg"]
@@ -841,7 +847,9 @@ def test_the_checks_geometry_maps_one_files_pixels_to_the_others_whatever_the_or
                        atol=0.02)
     back, turned = check.geometry(1, 0)
     assert np.allclose(np.reshape(back, (2, 2)) @ np.reshape(linear, (2, 2)), np.eye(2))
-    assert turned == shares[::-1] and max(shares) < 0.1  # each shows all of the other
-    _, (outside_original, outside_crop) = check.geometry(0, 2)
+    assert turned == (shares[1], shares[0], shares[3], shares[2])
+    assert max(shares) < 0.1  # each shows all of the other
+    _, (outside_original, outside_crop, flat_original, flat_crop) = check.geometry(0, 2)
     assert 0.3 < outside_original < 0.7 and outside_crop < 0.1
+    assert flat_original < 0.05 and flat_crop == 0  # what the crop leaves out is not flat
     assert check.geometry(1, 2) is None  # never matched
