@@ -252,8 +252,9 @@ def test_a_second_writer_is_refused_and_readers_see_committed_states(tmp_path, t
         (photos / f"img{i:03d}.jpg").unlink()
     known = set(first) | {str(p) for p in (photos / "more").iterdir()}
 
-    # an ingest slowed down in its decoding, committing every 4 pictures
-    writer = subprocess.Popen([sys.executable, "-c", _SLOW_INDEX, "0.04",
+    # an ingest slowed down in its decoding (0.1 s a picture: readers on a loaded machine still
+    # see three commits), committing every 4 pictures
+    writer = subprocess.Popen([sys.executable, "-c", _SLOW_INDEX, "0.1",
                                *_index_args(photos, index_dir, tiny_model, "--workers", "1")],
                               env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
