@@ -6,6 +6,7 @@ folder, between runs (`simsearch.verdicts`), and what it did (`VerifyStats`).
 from __future__ import annotations
 
 import os
+import struct
 import sys
 from collections import OrderedDict
 from collections.abc import Callable
@@ -80,6 +81,20 @@ def _turned(shape: Geometry) -> Geometry:
             None if shares is None else (shares[1], shares[0], shares[3], shares[2]))
 
 
+_PACK = struct.Struct("<8f")
+
+
+def _packed(shape: Geometry) -> bytes:
+    linear, shares = shape
+    return _PACK.pack(*linear, *(shares if shares is not None else (float("nan"),) * 4))
+
+
+def _unpacked(packed: bytes) -> Geometry:
+    values = _PACK.unpack(packed)
+    shares = values[4:]
+    return values[:4], (None if any(v != v for v in shares) else shares)
+
+
 def _unchanged(path: str, size: int, mtime_ns: int) -> bool:
     """Whether the file at `path` is still the size and time it was indexed with, and readable."""
     try:
@@ -98,7 +113,7 @@ class PictureCheck:
     cannot be judged is kept when its score reaches `alone` (the threshold made for scores
     alone, or `below` if lower; None keeps every such pair). `stats`
     adds up over calls, counting each pair when it is first judged.
-    Each pair's verdict is kept (about 150 bytes a pair; about 200 more for a pair matched with
+    Each pair's verdict is kept (about 150 bytes a pair; about 90 more for a pair matched with
     the matches grouping needs: its `geometry`, how one file holds the other's picture, which the
     keep rule `largest` reads) so that one asked again (a dense row's list in dedupe, a sweep
     over thresholds) costs nothing; `remember=False` keeps none (a
@@ -127,8 +142,9 @@ class PictureCheck:
         self._stood: set[tuple[int, int]] = set()  # read at or above `below`: not plain
         self._gone: set[int] = set()  # ids whose files are gone since they were indexed
         # pairs matched with the matches grouping needs: how the higher id's file holds the
-        # lower's picture (`geometry`; ~200 bytes a pair)
-        self._shapes: dict[tuple[int, int], Geometry] = {}
+        # lower's picture (`geometry`), packed as 8 float32s, as the verdicts file keeps them
+        # (a run that recalls them plans exactly as the run that measured them; ~90 bytes a pair)
+        self._shapes: dict[tuple[int, int], bytes] = {}
 
     def __call__(self, a: np.ndarray, b: np.ndarray, scores: np.ndarray,
                  paths_of: Callable[[list[int]], dict[int, str]] | None = None,
@@ -229,7 +245,7 @@ class PictureCheck:
         count it."""
         key = self._key(x, y)
         if self.remember and shape is not None:
-            self._shapes[key] = shape if x <= y else _turned(shape)
+            self._shapes[key] = _packed(shape if x <= y else _turned(shape))
         if self.remember and verdict is _STOOD:
             self._stood.add(key)
         elif self.remember:
@@ -307,8 +323,11 @@ class PictureCheck:
         to `y`'s (`simsearch.verify.picture_map`) and what `x` and `y` show beyond each other
         (`simsearch.verify.beyond`; None when it had nothing to count); None when it has none
         (a plain pair, too few matches, never read)."""
-        shape = self._shapes.get(self._key(x, y))
-        return None if shape is None else shape if x <= y else _turned(shape)
+        packed = self._shapes.get(self._key(x, y))
+        if packed is None:
+            return None
+        shape = _unpacked(packed)
+        return shape if x <= y else _turned(shape)
 
     @staticmethod
     def _key(x, y) -> tuple[int, int]:

@@ -96,6 +96,7 @@ class PlanFile:
     # the share of its canvas that lies beyond the centre's picture (the centre: beyond any
     # member's) and is flat: bars, filled corners (simsearch.verify.beyond); None: not mapped
     flat: float | None = None
+    flat_centre: float | None = None  # the centre's canvas flat beyond this file's picture
 
     @property
     def pixels(self) -> int:
@@ -109,25 +110,14 @@ class KeepRule:
     name: str
     args: tuple[str, ...] = ()
 
-    def compare(self, f: PlanFile, g: PlanFile) -> int:
+    def compare(self, f: PlanFile, g: PlanFile, mapped: bool = True) -> int:
         """-1 when the rule prefers `f` to `g`, 1 when `g`, 0 when it cannot tell them apart.
-        `largest` compares two files by the picture they hold when the check mapped both
-        (`picture_scale`), else by canvas."""
-        if self.name == "largest":
-            scales = picture_scale(f, g)
-            if scales is not None:
-                low, high = scales
-                if low > PICTURE_TIE or high < 1 / PICTURE_TIE:
-                    return 1 if low > PICTURE_TIE else -1
-                if f.extent is None or g.extent is None:
-                    return 0
-                wider = g.extent / max(f.extent, 1e-9)
-                if wider > EXTENT_TIE or wider < 1 / EXTENT_TIE:
-                    return 1 if wider > EXTENT_TIE else -1
-                if not FLAT_BEYOND or f.flat is None or g.flat is None:
-                    return 0
-                padded = g.flat - f.flat  # one picture, as much of it: canvas that is not it
-                return -1 if padded > FLAT_TIE else 1 if padded < -FLAT_TIE else 0
+        `largest` compares two files by the picture they hold when the check mapped both (and
+        `mapped`: every file of the group; see `largest_between`), else by canvas."""
+        if self.name == "largest" and mapped:
+            decided = largest_between(f, g)
+            if decided is not None:
+                return decided[0]
         a, b = self.key(f), self.key(g)
         return (a > b) - (a < b)
 
@@ -195,6 +185,48 @@ def picture_scale(f: PlanFile, g: PlanFile) -> tuple[float, float] | None:
     except (ValueError, np.linalg.LinAlgError):
         return None
     return (low, high) if np.isfinite(low) and np.isfinite(high) and low > 0 else None
+
+
+def largest_between(f: PlanFile, g: PlanFile) -> tuple[int, str] | None:
+    """`largest` by the picture, for two files the check mapped: (-1 `f` holds more of it, 1
+    `g` does, 0 neither, and what decided: "scale", "extent", "flat" or ""); None unless both
+    are mapped. A file holding the picture larger along both axes (beyond PICTURE_TIE) holds
+    more unless it shows so much less of it that its pixels of the picture, counted at its
+    lesser axis, are fewer (a crop enlarged); at one scale, or larger one way and smaller the
+    other (a stretch), the one showing more of it (EXTENT_TIE) holds more; then, with
+    FLAT_BEYOND, the one with less flat canvas around the picture (bars, filled corners)."""
+    scales = picture_scale(f, g)
+    if scales is None:
+        return None
+    low, high = scales
+    wider = (g.extent / f.extent if f.extent is not None and g.extent is not None
+             and min(f.extent, g.extent) > 1e-6 else None)
+    band = PICTURE_TIE * PICTURE_TIE
+    if low > PICTURE_TIE or high < 1 / PICTURE_TIE:  # one holds it larger along both axes
+        edge = low if low > PICTURE_TIE else high
+        held = edge * edge * (1.0 if wider is None else wider)  # g's pixels of f's picture
+        return (1 if held > band else -1 if held < 1 / band else 0), "scale"
+    if wider is not None and (wider > EXTENT_TIE or wider < 1 / EXTENT_TIE):
+        return (1 if wider > EXTENT_TIE else -1), "extent"
+    flats = _flats(f, g)
+    if FLAT_BEYOND and flats is not None:
+        padded = flats[1] - flats[0]  # one picture, as much of it: canvas that is not it
+        if abs(padded) > FLAT_TIE:
+            return (-1 if padded > 0 else 1), "flat"
+    return 0, ""
+
+
+def _flats(f: PlanFile, g: PlanFile) -> tuple[float, float] | None:
+    """Each file's canvas flat beyond the other's picture, from what the check measured
+    against the group's centre: a member's own share, the centre's (or a copy of its bytes)
+    share beyond that member (`flat_centre`)."""
+    def centre(x: PlanFile) -> bool:
+        return x.evidence in ("centre", "identical")
+    if centre(f) and centre(g):
+        return 0.0, 0.0
+    ff = g.flat_centre if centre(f) else f.flat
+    gg = f.flat_centre if centre(g) else g.flat
+    return None if ff is None or gg is None else (ff, gg)
 
 
 def extent_of(beyond: tuple[float, float] | None) -> float | None:
@@ -305,7 +337,8 @@ def file_facts(member, protect: Sequence[str] = ()) -> PlanFile:
                  protected=any(under(path, d) for d in protect),
                  evidence=getattr(member, "evidence", ""),
                  picture=getattr(member, "picture", None),
-                 extent=getattr(member, "extent", None), flat=getattr(member, "flat", None))
+                 extent=getattr(member, "extent", None), flat=getattr(member, "flat", None),
+                 flat_centre=getattr(member, "flat_centre", None))
     try:
         st = os.lstat(path)
     except OSError as e:
@@ -387,28 +420,39 @@ def choose(files: Sequence[PlanFile], rules: Sequence[KeepRule]) -> tuple[PlanFi
         raise PlanError("no file of the group can be used")
     copies = copies_among([f.path for f in usable])
 
+    # `largest` by the picture only when the check mapped every file of the group: a file it
+    # did not map compares by canvas, and the two ways mixed need not agree
+    mapped = all(f.picture is not None for f in usable)
+
     def order(f: PlanFile, g: PlanFile) -> int:
         for r in rules:
-            c = r.compare(f, g)
+            c = r.compare(f, g, mapped)
             if c:
                 return c
         return ((f.path in copies) - (g.path in copies)
                 or (os.fsencode(f.path) > os.fsencode(g.path)) - (os.fsencode(f.path) < os.fsencode(g.path)))
 
-    # in path order first, so that the same files always sort the same way (`largest` by the
-    # picture can tie a with b and b with c, yet prefer a to c)
+    # in path order first, so that the same files always sort the same way
     ranked = sorted(sorted(usable, key=lambda f: os.fsencode(f.path)), key=cmp_to_key(order))
+    if mapped and len(ranked) <= 200 and any(order(f, ranked[0]) < 0 for f in ranked[1:]):
+        # the tie bands of `largest` by the picture can go round (a ties b, b ties c, a beats
+        # c): the file that beats most of the others is kept
+        wins = {id(f): sum(order(f, g) < 0 for g in ranked if g is not f) for f in ranked}
+        ranked = sorted(ranked, key=lambda f: -wins[id(f)])
     best, rest = ranked[0], ranked[1:]
     if not rest:
         return replace(best, reason="kept: the only usable file"), []
 
     def deciding(f: PlanFile) -> KeepRule | None:
-        return next((r for r in rules if r.compare(best, f) != 0), None)
+        return next((r for r in rules if r.compare(best, f, mapped) != 0), None)
 
     decisive = deciding(rest[0])
     ties = "ties on " + ", ".join(r.name for r in rules)
-    if decisive is not None:
-        why = f"kept: {decisive.show(best)}, {decisive.label}"
+    if any(order(f, best) < 0 for f in rest):  # only where the tie bands go round
+        why = "kept: it beats more of the group's files than any other (the rules go round)"
+    elif decisive is not None and decisive.compare(best, rest[0], mapped) < 0:
+        why = (f"kept: {decisive.show(best)}, {decisive.label}" if decisive.name != "largest"
+               or not mapped else f"kept: {decisive.show(best)}, largest (the picture it holds)")
     elif rest[0].path in copies and best.path not in copies:
         # the files that tie with it sort after it only when named as copies
         tied = [f for f in rest if deciding(f) is None]
@@ -419,20 +463,11 @@ def choose(files: Sequence[PlanFile], rules: Sequence[KeepRule]) -> tuple[PlanFi
     others = []
     for f in rest:
         rule = deciding(f)
-        if rule and rule.name == "largest" and picture_scale(best, f) is not None:
-            low, high = picture_scale(best, f)
-            at = f"{low:.0%}" if high - low < 0.005 else f"{low:.0%}-{high:.0%}"
-            wider = (f.extent / max(best.extent, 1e-9) if None not in (f.extent, best.extent)
-                     else 1.0)
-            if high < 1 / PICTURE_TIE:
-                reason = (f"{rule.show(f)}, holding the picture at {at} of its size in the kept "
-                          f"{rule.show(best)}")
-            elif wider < 1 / EXTENT_TIE:
-                reason = (f"{rule.show(f)}, showing {wider:.0%} of what the kept "
-                          f"{rule.show(best)} shows of the picture")
-            else:
-                reason = (f"{rule.show(f)}, the same picture as the kept {rule.show(best)} with "
-                          f"{f.flat:.0%} of its canvas flat around it (bars, filled corners)")
+        if rule and rule.compare(best, f, mapped) > 0:
+            reason = (f"{rule.show(f)}, {rule.label} over the kept {rule.show(best)}, but the "
+                      f"kept file beats more of the group's files (the rules go round)")
+        elif rule and rule.name == "largest" and mapped and largest_between(best, f):
+            reason = _largest_reason(rule, best, f)
         elif rule:
             reason = f"{rule.show(f)} against the kept {rule.show(best)}"
         elif f.path in copies and best.path not in copies:
@@ -441,6 +476,25 @@ def choose(files: Sequence[PlanFile], rules: Sequence[KeepRule]) -> tuple[PlanFi
             reason = "ties with the kept file on every rule; after it by path"
         others.append(replace(f, reason=reason))
     return replace(best, reason=why), others
+
+
+def _largest_reason(rule: KeepRule, best: PlanFile, f: PlanFile) -> str:
+    """Why `largest` by the picture puts `f` after the kept file, in words."""
+    _, what = largest_between(best, f)
+    low, high = picture_scale(best, f)
+    if what == "scale":
+        at = f"{low:.0%}" if high - low < 0.005 else f"{low:.0%}-{high:.0%}"
+        if high < 1:
+            return (f"{rule.show(f)}, holding the picture at {at} of its size in the kept "
+                    f"{rule.show(best)}")
+        return (f"{rule.show(f)}, holding the picture at {at} of its size in the kept "
+                f"{rule.show(best)} but showing {f.extent / best.extent:.0%} of what that shows")
+    if what == "extent":
+        return (f"{rule.show(f)}, showing {f.extent / best.extent:.0%} of what the kept "
+                f"{rule.show(best)} shows of the picture")
+    flat = _flats(best, f)[1]
+    return (f"{rule.show(f)}, the same picture as the kept {rule.show(best)} with {flat:.0%} of "
+            f"its canvas flat around it (bars, filled corners)")
 
 
 @dataclass
@@ -536,7 +590,8 @@ class Plan:
         try:
             groups = [PlanGroup(kind=str(g["kind"]), centre=str(g["centre"]),
                                 min_score=float(g["min_score"]),
-                                files=[PlanFile(**{**f, "mtime_ns": int(f["mtime_ns"])})
+                                files=[PlanFile(**{**f, "mtime_ns": int(f["mtime_ns"]),
+                                                   "picture": _picture(f.get("picture"))})
                                        for f in g["files"]],
                                 keep=[str(p) for p in g["keep"]],
                                 act_on=[str(p) for p in g["act_on"]],
@@ -637,6 +692,16 @@ def make_plan(groups, rules: Sequence[KeepRule], protect: Sequence[str] = (),
                 created=dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat())
     plan.validate()
     return plan
+
+
+def _picture(value) -> tuple[float, float, float, float] | None:
+    """A plan file's `picture` as read from JSON: four numbers, or None."""
+    if value is None:
+        return None
+    numbers = tuple(float(v) for v in value)
+    if len(numbers) != 4:
+        raise ValueError(f"picture: {value!r} is not four numbers")
+    return numbers
 
 
 def _file_dict(f: PlanFile) -> dict:

@@ -338,42 +338,99 @@ def test_apply_counts_only_the_unconfirmed_files_it_acted_on(tmp_path, monkeypat
         assert runner.invoke(main, ["undo", f"{plan}.journal"]).exit_code == 0
 
 
-def _mapped(path, w, h, size, picture, extent=1.0, mtime=0):
+def _mapped(path, w, h, size, picture, extent=1.0, flat=None, evidence="checked",
+            flat_centre=None):
     from simsearch.plan import PlanFile
-    return PlanFile(path=path, size=size, mtime_ns=mtime, sha256="", width=w, height=h,
-                    date="2020-01-01T00:00:00", picture=picture, extent=extent)
+    return PlanFile(path=path, size=size, mtime_ns=0, sha256="", width=w, height=h,
+                    date="2020-01-01T00:00:00", picture=picture, extent=extent, flat=flat,
+                    evidence=evidence, flat_centre=flat_centre)
 
 
 def test_largest_compares_the_picture_a_file_holds_when_the_check_mapped_it():
     from simsearch.plan import choose
     rules = parse_rules(["largest,biggest"])
     original = _mapped("/p/original.jpg", 1000, 800, 500_000, (1, 0, 0, 1))
-    # a letterboxed copy and a turned one hold the picture at its size: a bigger canvas is no
-    # more picture, and the next rule decides (here the copy's bytes)
+    # a one-way stretch and a canvas with no flat measure hold the picture at its size: a
+    # bigger canvas is no more picture, and the next rule decides (here the copy's bytes)
     for copy in (_mapped("/p/bars.jpg", 1000, 1300, 600_000, (1, 0, 0, 1)),
                  _mapped("/p/turned.jpg", 1173, 1032, 600_000, (0.966, -0.259, 0.259, 0.966)),
-                 _mapped("/p/stretched.jpg", 1500, 800, 600_000, (1.5, 0, 0, 1))):
+                 _mapped("/p/stretched.jpg", 1500, 800, 600_000, (1.5, 0, 0, 1), flat=0.0)):
         best, rest = choose([original, copy], rules)
         assert best.path == copy.path and best.reason == "kept: 600.0 KB, biggest file"
         assert rest[0].reason == "500.0 KB against the kept 600.0 KB"
     # a quarter-size copy holds it smaller along both axes, however its canvas compares
     small = _mapped("/p/small.jpg", 1000, 800, 900_000, (0.25, 0, 0, 0.25))
     best, rest = choose([small, original], rules)
-    assert best.path == original.path and best.reason == "kept: 1000x800, largest"
+    assert best.path == original.path
+    assert best.reason == "kept: 1000x800, largest (the picture it holds)"
     assert rest[0].reason == ("1000x800, holding the picture at 25% of its size in the kept "
                               "1000x800")
     # a crop holds it at one scale but shows less of it: the original wins, either way round
     crop = _mapped("/p/crop.jpg", 700, 560, 900_000, (1, 0, 0, 1), extent=0.49)
-    assert choose([crop, original], rules)[0].path == original.path
+    best, rest = choose([crop, original], rules)
+    assert best.path == original.path
+    assert rest[0].reason == ("700x560, showing 49% of what the kept 1000x800 shows of the "
+                              "picture")
     centre_crop = [_mapped("/p/crop.jpg", 700, 560, 900_000, (1, 0, 0, 1)),
                    _mapped("/p/original.jpg", 1000, 800, 500_000, (1, 0, 0, 1), extent=2.0)]
     assert choose(centre_crop, rules)[0].path == "/p/original.jpg"
+    # a crop enlarged: larger along both axes, but fewer pixels of the picture (1.5^2 x 0.29)
+    zoomed = _mapped("/p/zoomed.jpg", 720, 540, 900_000, (1.5, 0, 0, 1.5), extent=0.29)
+    best, rest = choose([zoomed, original], rules)
+    assert best.path == original.path
+    assert rest[0].reason == ("720x540, holding the picture at 150% of its size in the kept "
+                              "1000x800 but showing 29% of what that shows")
     # within 5% of one scale and 15% of one extent: a tie
     near = _mapped("/p/near.jpg", 1000, 800, 900_000, (1.04, 0, 0, 0.97), extent=1.1)
     assert choose([original, near], rules)[0].path == near.path
-    # a file the check did not map (a plain picture) compares by canvas
+    # a file the check did not map (a plain picture): the whole group compares by canvas
     plain = _mapped("/p/plain.png", 1000, 1300, 100, None, extent=None)
     assert choose([original, plain], rules)[0].path == plain.path
+    best, rest = choose([original, small, plain], rules)
+    assert best.path == plain.path and best.reason == "kept: 1000x1300, largest"
+    assert {f.path: f.reason for f in rest}["/p/small.jpg"] == "1000x800 against the kept 1000x1300"
+
+
+def test_largest_sets_bars_and_filled_corners_against_the_picture_they_surround():
+    from simsearch.plan import choose
+    rules = parse_rules(["largest,biggest"])
+    # the centre's canvas measured against each member, each member's against the centre
+    original = _mapped("/p/original.jpg", 1000, 800, 500_000, (1, 0, 0, 1), evidence="centre")
+    bars = _mapped("/p/bars.jpg", 1000, 1300, 600_000, (1, 0, 0, 1), flat=0.38, flat_centre=0.0)
+    best, rest = choose([bars, original], rules)
+    assert best.path == original.path
+    assert rest[0].reason == ("1000x1300, the same picture as the kept 1000x800 with 38% of its "
+                              "canvas flat around it (bars, filled corners)")
+    # a crop leaving out plain sky does not make the centre "padded" against the bars
+    sky_crop = _mapped("/p/sky.jpg", 1000, 500, 300_000, (1, 0, 0, 1), extent=0.6, flat=0.0,
+                       flat_centre=0.4)
+    assert choose([bars, original, sky_crop], rules)[0].path == original.path
+    # the bars copy as the centre: its flat against the original is the centre's
+    centre_bars = _mapped("/p/bars.jpg", 1000, 1300, 600_000, (1, 0, 0, 1), evidence="centre")
+    member = _mapped("/p/original.jpg", 1000, 800, 500_000, (1, 0, 0, 1), flat=0.0,
+                     flat_centre=0.38)
+    assert choose([centre_bars, member], rules)[0].path == "/p/original.jpg"
+
+
+def test_when_the_rules_go_round_the_plan_says_so_and_never_fails():
+    """Tie bands can go round: 1.00 ties 1.04 on `largest` and wins on bytes, 1.04 ties 1.08
+    and wins on bytes, yet 1.08 holds the picture larger than 1.00. Whatever the names, the
+    plan keeps one and never says a file lost on a rule that prefers it."""
+    import itertools
+    from simsearch.plan import choose
+    rules = parse_rules(["largest,biggest"])
+    files = [("a", (1.0, 0, 0, 1.0), 900_000), ("b", (1.04, 0, 0, 1.04), 800_000),
+             ("c", (1.08, 0, 0, 1.08), 700_000)]
+    for names in itertools.permutations("xyz"):
+        group = [_mapped(f"/p/{n}{tag}.jpg", 1000, 800, size, pic)
+                 for n, (tag, pic, size) in zip(names, files)]
+        best, rest = choose(group, rules)
+        assert best.reason == ("kept: it beats more of the group's files than any other (the "
+                               "rules go round)")
+        for f in rest:
+            wins_over_kept = rules[0].compare(best, f) > 0 or (
+                rules[0].compare(best, f) == 0 and rules[1].compare(best, f) > 0)
+            assert ("the rules go round" in f.reason) == wins_over_kept, (f.path, f.reason)
 
 
 def test_a_plan_keeps_each_files_map_through_its_file(tmp_path):
@@ -388,4 +445,4 @@ def test_a_plan_keeps_each_files_map_through_its_file(tmp_path):
     plan.save(tmp_path / "plan.json")
     again = Plan.load(tmp_path / "plan.json")
     assert [(f.picture, f.extent) for f in again.groups[0].files] == [
-        ([1.0, 0.0, 0.0, 1.0], 1.0), ([0.5, 0.0, 0.0, 0.5], 1.0)]
+        ((1.0, 0.0, 0.0, 1.0), 1.0), ((0.5, 0.0, 0.0, 0.5), 1.0)]

@@ -664,20 +664,20 @@ def test_with_its_centre_gone_a_group_says_what_confirms_each_file_against_the_f
         def verdict(self, x, y):
             return {(1, 2): True, (1, 3): None}[(min(x, y), max(x, y))]  # (1, 4): never looked at
 
-        def geometry(self, x, y):  # as PictureCheck.geometry: 2 holds 1's picture at half size
-            return {(1, 2): ((0.5, 0.0, 0.0, 0.5), (0.5, 0.0, 0.0, 0.25))}.get((x, y))
-
-    members = [Member(i, f"/p/{i}.png", 0.9, sha, 10, 8, 8, 0, "checked")
-               for i, sha in ((9, "z"), (1, "a"), (2, "b"), (3, "c"), (4, "d"), (5, "a"))][1:]
+    # each member as measured against the centre now gone (9): 2 at half its size
+    members = [Member(i, f"/p/{i}.png", 0.9, sha, 10, 8, 8, 0, "checked", picture, 1.0, 0.1,
+                      0.2) for i, sha, picture in ((9, "z", (1.0, 0.0, 0.0, 1.0)),
+                                                   (1, "a", (1.0, 0.0, 0.0, 1.0)),
+                                                   (2, "b", (0.5, 0.0, 0.0, 0.5)),
+                                                   (3, "c", (1.0, 0.0, 0.0, 1.0)),
+                                                   (4, "d", None), (5, "a", (1.0, 0.0, 0.0, 1.0)))][1:]
     restood = _restand(members, Verdicts())
     assert [m.evidence for m in restood] == [
         "centre", "checked", "unchecked", "unchecked", "identical"]
-    # the keep rule `largest` sees each file against the first left too: 2 shows half of it
-    # (half its keypoints outside 2's picture), at half size, a quarter of its canvas flat
-    # beyond it (bars); 5 has its bytes
-    assert [(m.picture, m.extent, m.flat) for m in restood] == [
-        ((1.0, 0.0, 0.0, 1.0), 1.0, 0.0), ((0.5, 0.0, 0.0, 0.5), 0.5, 0.25),
-        (None, None, None), (None, None, None), ((1.0, 0.0, 0.0, 1.0), 1.0, 0.0)]
+    # the maps against the gone centre still compare the files with one another (the keep
+    # rule `largest`); what the gone centre's canvas showed beyond them does not
+    assert [(m.picture, m.extent, m.flat, m.flat_centre) for m in restood] == [
+        (m.picture, 1.0, 0.1, None) for m in members]
     assert [m.evidence for m in _restand(members, None)] == [
         "centre", "score", "score", "score", "identical"]
 
