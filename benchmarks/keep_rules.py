@@ -47,7 +47,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from simsearch.edits import EDIT_NAMES, apply_edit  # noqa: E402
-from simsearch import plan  # noqa: E402
 from simsearch.plan import PlanFile, choose, extent_of, parse_rules  # noqa: E402
 from simsearch.verify import (VerifySettings, agreement, beyond, picture_features,  # noqa: E402
                               picture_map)
@@ -56,10 +55,9 @@ IDENTITY = (1.0, 0.0, 0.0, 1.0)
 
 
 def picture_maps(first, second: str, settings: VerifySettings) -> tuple | None:
-    """The maps, extents and flat canvas beyond the other the product's check would give two
-    files, the first as the centre (identity, 1), as `simsearch.picturecheck` finds them:
-    matched first to second, kept when the matches reach grouping's `min_inliers`; None when
-    not."""
+    """The maps and extents the product's check would give two files, the first as the centre
+    (identity, 1), as `simsearch.picturecheck` finds them: matched first to second, kept when
+    the matches reach grouping's `min_inliers`; None when not."""
     a, b = first, picture_features(second, settings)  # the first's features read once
     if min(a.count, b.count) < settings.min_keypoints:
         return None
@@ -67,11 +65,10 @@ def picture_maps(first, second: str, settings: VerifySettings) -> tuple | None:
     linear = picture_map(a, used, b, transform) if found >= settings.min_inliers else None
     if linear is None:
         return None
-    shares = beyond(used, b, transform)  # a's and b's keypoints outside, then flat canvas
+    shares = beyond(used, b, transform)  # a's and b's keypoints outside the other
     if shares is None:
-        return (IDENTITY, None, None), (tuple(linear.ravel().tolist()), None, None)
-    return ((IDENTITY, 1.0, shares[2]),
-            (tuple(linear.ravel().tolist()), extent_of((shares[1], shares[0])), shares[3]))
+        return (IDENTITY, None), (tuple(linear.ravel().tolist()), None)
+    return (IDENTITY, 1.0), (tuple(linear.ravel().tolist()), extent_of((shares[1], shares[0])))
 
 CANDIDATES = ("largest,biggest,oldest", "largest,oldest,biggest")
 SAVES = ("jpeg75", "jpeg90", "jpeg95", "png")
@@ -146,10 +143,8 @@ def main() -> None:
     candidates = [c.strip() for c in args.candidates.split(";") if c.strip()]
     rules = {c: parse_rules([c]) for c in candidates}
     if args.picture:
-        plain = list(candidates)
-        candidates += [c + " (picture)" for c in plain] + [c + " (picture, flat)" for c in plain]
-        rules |= {c + suffix: rules[c] for c in plain for suffix in (" (picture)",
-                                                                    " (picture, flat)")}
+        candidates += [c + " (picture)" for c in candidates]
+        rules |= {c + " (picture)": rules[c] for c in list(rules)}
     settings, scratch = VerifySettings(), tempfile.TemporaryDirectory()
     mapped = [0, 0]  # pairs given maps, pairs
     files = originals(args.folder, args.count, args.per_package, args.seed)
@@ -200,12 +195,11 @@ def main() -> None:
                     pair = [replace(f, path=f"{i}{f.path}") for i, f in enumerate(pair)]
                     drawn = pair
                     if maps is not None:
-                        drawn = [replace(f, picture=m[0], extent=m[1], flat=m[2]) for f, m in (
+                        drawn = [replace(f, picture=m[0], extent=m[1]) for f, m in (
                             (f, maps[0] if f.path.endswith("original") else maps[1])
                             for f in pair)]
                     for c in candidates:
-                        plan.FLAT_BEYOND = c.endswith("flat)")  # session 24's third variant
-                        best, _ = choose(pair if c == c.split(" (")[0] else drawn, rules[c])
+                        best, _ = choose(drawn if c.endswith("(picture)") else pair, rules[c])
                         k = kept[(c, setting, save, edit)]
                         k[0] += best.path.endswith("original")
                         k[1] += 1

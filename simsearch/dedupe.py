@@ -88,8 +88,6 @@ class Member:
     # None when it fitted none. The keep rule `largest` compares files by it (simsearch.plan)
     picture: tuple[float, float, float, float] | None = None
     extent: float | None = None  # how much of the centre's picture it shows (simsearch.plan)
-    flat: float | None = None  # its canvas flat beyond the centre's picture (simsearch.plan)
-    flat_centre: float | None = None  # ... and the centre's beyond its picture
 
     def to_dict(self) -> dict:
         return {"path": self.path, "score": round(self.score, 6), "sha256": self.sha256,

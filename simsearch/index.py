@@ -949,28 +949,25 @@ def _evidence(group, rows, check: "PictureCheck | None") -> list[str]:
 
 
 def _shapes(ids: list[int], rows, check: "PictureCheck | None"
-            ) -> dict[int, tuple[tuple | None, float | None, float | None, float | None]]:
+            ) -> dict[int, tuple[tuple | None, float | None]]:
     """How each member (ids, the centre first) holds the centre's picture, for the keep rule
-    `largest` (simsearch.plan): the map from the centre's pixels to its own, its extent, its
-    canvas flat beyond the centre's picture and the centre's flat beyond its own, from the
-    picture check's geometry of its pair with the centre (for a member the check never
+    `largest` (simsearch.plan): the map from the centre's pixels to its own and its extent,
+    from the picture check's geometry of its pair with the centre (for a member the check never
     matched, that of a member with the same bytes; the centre's own bytes: the identity);
-    Nones when there is none."""
+    (None, None) when there is none."""
     centre = ids[0]
     same: dict[str, tuple] = {}
     out: dict[int, tuple] = {}
     for i in ids:
         if rows[i].sha256 == rows[centre].sha256:
-            out[i] = ((1.0, 0.0, 0.0, 1.0), 1.0, None, None)
+            out[i] = ((1.0, 0.0, 0.0, 1.0), 1.0)
             continue
         shape = check.geometry(centre, i) if check is not None else None
         if shape is None:
-            out[i] = (None, None, None, None)
+            out[i] = (None, None)
             continue
-        linear, shares = shape
-        # shares: the centre's keypoints and the member's outside the other, then flat canvas
-        out[i] = ((linear, None, None, None) if shares is None else
-                  (linear, extent_of((shares[1], shares[0])), shares[3], shares[2]))
+        linear, shares = shape  # shares: the centre's keypoints and the member's outside
+        out[i] = (linear, None if shares is None else extent_of((shares[1], shares[0])))
         same.setdefault(rows[i].sha256, out[i])
     return {i: same.get(rows[i].sha256, v) if v[0] is None else v for i, v in out.items()}
 
@@ -992,9 +989,9 @@ def _restand(members: list[Member], check: "PictureCheck | None") -> list[Member
             except KeyError:  # never looked at, or the check keeps no verdicts
                 evidence = "unchecked"
         out.append(dataclasses.replace(m, evidence=evidence))
-    # the maps, extents and flats measured against the centre that is gone still compare the
-    # files with one another (simsearch.plan); what the gone centre showed does not
-    return [dataclasses.replace(m, flat_centre=None) for m in out]
+    # the maps and extents measured against the centre that is gone still compare the files
+    # with one another (simsearch.plan)
+    return out
 
 
 def _current_files(members: list[Member], stale: list[str]) -> list[Member]:

@@ -21,10 +21,9 @@ from simsearch.verify import _UNSURE, Features, VerifySettings, VerifyStats, _li
 __all__ = ["PictureCheck", "Geometry"]
 
 # how one file holds another's picture (PictureCheck.geometry): the map (2 x 2, row by row)
-# from the first's pixels to the second's, and what each shows beyond the other
-# (simsearch.verify.beyond: the shares of the first's and of the second's keypoints outside the
-# other picture, then of their canvases flat there; None: not counted)
-Geometry = tuple[tuple[float, float, float, float], "tuple[float, float, float, float] | None"]
+# from the first's pixels to the second's, and the shares of the first's and of the second's
+# keypoints outside the other picture (simsearch.verify.beyond; None: not counted)
+Geometry = tuple[tuple[float, float, float, float], "tuple[float, float] | None"]
 
 Progress = Callable[[int, int], None]
 _OWN = object()  # a call with no `alone` given: the check's own stands
@@ -78,15 +77,15 @@ def _turned(shape: Geometry) -> Geometry:
     linear, shares = shape
     inverse = np.linalg.inv(np.reshape(np.asarray(linear, np.float64), (2, 2)))
     return (tuple(float(v) for v in inverse.ravel()),
-            None if shares is None else (shares[1], shares[0], shares[3], shares[2]))
+            None if shares is None else (shares[1], shares[0]))
 
 
-_PACK = struct.Struct("<8f")
+_PACK = struct.Struct("<6f")
 
 
 def _packed(shape: Geometry) -> bytes:
     linear, shares = shape
-    return _PACK.pack(*linear, *(shares if shares is not None else (float("nan"),) * 4))
+    return _PACK.pack(*linear, *(shares if shares is not None else (float("nan"),) * 2))
 
 
 def _unpacked(packed: bytes) -> Geometry:
@@ -142,7 +141,7 @@ class PictureCheck:
         self._stood: set[tuple[int, int]] = set()  # read at or above `below`: not plain
         self._gone: set[int] = set()  # ids whose files are gone since they were indexed
         # pairs matched with the matches grouping needs: how the higher id's file holds the
-        # lower's picture (`geometry`), packed as 8 float32s, as the verdicts file keeps them
+        # lower's picture (`geometry`), packed as 6 float32s, as the verdicts file keeps them
         # (a run that recalls them plans exactly as the run that measured them; ~90 bytes a pair)
         self._shapes: dict[tuple[int, int], bytes] = {}
 
@@ -320,9 +319,9 @@ class PictureCheck:
     def geometry(self, x: int, y: int) -> "Geometry | None":
         """How `y`'s file holds `x`'s picture, for a pair this check matched with the matches
         grouping needs (kept with the verdicts): the map (2 x 2, row by row) from `x`'s pixels
-        to `y`'s (`simsearch.verify.picture_map`) and what `x` and `y` show beyond each other
-        (`simsearch.verify.beyond`; None when it had nothing to count); None when it has none
-        (a plain pair, too few matches, never read)."""
+        to `y`'s (`simsearch.verify.picture_map`) and the shares of `x`'s and of `y`'s
+        keypoints outside the other picture (`simsearch.verify.beyond`; None when it had none
+        to count); None when it has none (a plain pair, too few matches, never read)."""
         packed = self._shapes.get(self._key(x, y))
         if packed is None:
             return None

@@ -93,10 +93,6 @@ class PlanFile:
     # how much of the centre's picture this file shows, in units of the centre's (a crop of
     # half 0.5, a wider view 2), from where the check's keypoints fall; None when not mapped
     extent: float | None = None
-    # the share of its canvas that lies beyond the centre's picture (the centre: beyond any
-    # member's) and is flat: bars, filled corners (simsearch.verify.beyond); None: not mapped
-    flat: float | None = None
-    flat_centre: float | None = None  # the centre's canvas flat beyond this file's picture
 
     @property
     def pixels(self) -> int:
@@ -165,9 +161,6 @@ PICTURE_TIE = 1.05
 # ... and at one scale, a file showing this much more of the picture (`PlanFile.extent`) holds
 # more of it (the original beside its crop); bars and filled corners show nothing more
 EXTENT_TIE = 1.15
-# ... and of two files holding one picture at one scale, as much of it, the one whose canvas is
-# flat beyond the other's picture (bars, filled corners) by more than this share of it loses
-FLAT_BEYOND, FLAT_TIE = True, 0.05
 
 
 def picture_scale(f: PlanFile, g: PlanFile) -> tuple[float, float] | None:
@@ -189,12 +182,12 @@ def picture_scale(f: PlanFile, g: PlanFile) -> tuple[float, float] | None:
 
 def largest_between(f: PlanFile, g: PlanFile) -> tuple[int, str] | None:
     """`largest` by the picture, for two files the check mapped: (-1 `f` holds more of it, 1
-    `g` does, 0 neither, and what decided: "scale", "extent", "flat" or ""); None unless both
+    `g` does, 0 neither, and what decided: "scale", "extent" or ""); None unless both
     are mapped. A file holding the picture larger along both axes (beyond PICTURE_TIE) holds
     more unless it shows so much less of it that its pixels of the picture, counted at its
     lesser axis, are fewer (a crop enlarged); at one scale, or larger one way and smaller the
-    other (a stretch), the one showing more of it (EXTENT_TIE) holds more; then, with
-    FLAT_BEYOND, the one with less flat canvas around the picture (bars, filled corners)."""
+    other (a stretch), the one showing more of it (EXTENT_TIE) holds more; else they tie (bars
+    and filled corners add no picture: trials/keep-rules-picture-rule.md)."""
     scales = picture_scale(f, g)
     if scales is None:
         return None
@@ -208,25 +201,7 @@ def largest_between(f: PlanFile, g: PlanFile) -> tuple[int, str] | None:
         return (1 if held > band else -1 if held < 1 / band else 0), "scale"
     if wider is not None and (wider > EXTENT_TIE or wider < 1 / EXTENT_TIE):
         return (1 if wider > EXTENT_TIE else -1), "extent"
-    flats = _flats(f, g)
-    if FLAT_BEYOND and flats is not None:
-        padded = flats[1] - flats[0]  # one picture, as much of it: canvas that is not it
-        if abs(padded) > FLAT_TIE:
-            return (-1 if padded > 0 else 1), "flat"
     return 0, ""
-
-
-def _flats(f: PlanFile, g: PlanFile) -> tuple[float, float] | None:
-    """Each file's canvas flat beyond the other's picture, from what the check measured
-    against the group's centre: a member's own share, the centre's (or a copy of its bytes)
-    share beyond that member (`flat_centre`)."""
-    def centre(x: PlanFile) -> bool:
-        return x.evidence in ("centre", "identical")
-    if centre(f) and centre(g):
-        return 0.0, 0.0
-    ff = g.flat_centre if centre(f) else f.flat
-    gg = f.flat_centre if centre(g) else g.flat
-    return None if ff is None or gg is None else (ff, gg)
 
 
 def extent_of(beyond: tuple[float, float] | None) -> float | None:
@@ -337,8 +312,7 @@ def file_facts(member, protect: Sequence[str] = ()) -> PlanFile:
                  protected=any(under(path, d) for d in protect),
                  evidence=getattr(member, "evidence", ""),
                  picture=getattr(member, "picture", None),
-                 extent=getattr(member, "extent", None), flat=getattr(member, "flat", None),
-                 flat_centre=getattr(member, "flat_centre", None))
+                 extent=getattr(member, "extent", None))
     try:
         st = os.lstat(path)
     except OSError as e:
@@ -489,12 +463,8 @@ def _largest_reason(rule: KeepRule, best: PlanFile, f: PlanFile) -> str:
                     f"{rule.show(best)}")
         return (f"{rule.show(f)}, holding the picture at {at} of its size in the kept "
                 f"{rule.show(best)} but showing {f.extent / best.extent:.0%} of what that shows")
-    if what == "extent":
-        return (f"{rule.show(f)}, showing {f.extent / best.extent:.0%} of what the kept "
-                f"{rule.show(best)} shows of the picture")
-    flat = _flats(best, f)[1]
-    return (f"{rule.show(f)}, the same picture as the kept {rule.show(best)} with {flat:.0%} of "
-            f"its canvas flat around it (bars, filled corners)")
+    return (f"{rule.show(f)}, showing {f.extent / best.extent:.0%} of what the kept "
+            f"{rule.show(best)} shows of the picture")
 
 
 @dataclass

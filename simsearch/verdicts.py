@@ -9,7 +9,7 @@ settings, the code's and the decoders' versions): a pair whose file changed, mov
 other by path or was indexed again (a new id), or a check made otherwise, is judged afresh.
 Verdicts about a file that could not be read are never kept (it may be readable next time).
 The file is derived data: deleting it costs only time, and a damaged or foreign one is ignored
-and replaced. In memory the verdicts are sorted columns and compact buffers (~73 bytes a
+and replaced. In memory the verdicts are sorted columns and compact buffers (~65 bytes a
 pair), not a dict.
 """
 from __future__ import annotations
@@ -32,13 +32,12 @@ __all__ = ["Verdicts", "FILE", "fingerprint", "readable", "content_hash"]
 
 FORMAT = 3  # 3: with the pair's geometry (session 24)
 # the geometry (simsearch.picturecheck.Geometry) of a pair matched well enough, NaN when none:
-# the map from lo's pixels to hi's, row by row, and what each shows beyond the other
-# (simsearch.verify.beyond: the shares of lo's and hi's keypoints outside the other picture,
-# then of their canvases flat there)
-_SHAPE = ("m0", "m1", "m2", "m3", "out_lo", "out_hi", "flat_lo", "flat_hi")
+# the map from lo's pixels to hi's, row by row, and the shares of lo's and hi's keypoints
+# outside the other picture (simsearch.verify.beyond)
+_SHAPE = ("m0", "m1", "m2", "m3", "out_lo", "out_hi")
 _COLUMNS = {"lo": np.int64, "hi": np.int64, "hash_lo": np.int64, "hash_hi": np.int64,
             "flags": np.uint8, **{k: np.float32 for k in _SHAPE}}
-_MAX_PAIRS = 50_000_000  # ~3.7 GB in memory: a file claiming more is not ours, and is not read
+_MAX_PAIRS = 50_000_000  # ~3.3 GB in memory: a file claiming more is not ours, and is not read
 _FIRST, _PLAIN = 1 << 3, 1 << 4  # flag bits above the verdict's code (0-7)
 _IDS = 1 << 32  # ids at or above this are not kept (a pair's key is lo << 32 | hi)
 
@@ -141,7 +140,7 @@ class Verdicts:
     """Verdicts by pair of ids (lower first): the code `simsearch.verify` gives the verdict,
     whether the lower id's file went first, whether the pair is plain, both files' hashes
     (`content_hash`) and the pair's geometry (`simsearch.picturecheck.Geometry`). Those of an earlier run are sorted columns searched in bulk (`find`);
-    those of this run are appended to compact buffers (~65 bytes a pair) until `save`."""
+    those of this run are appended to compact buffers (~57 bytes a pair) until `save`."""
 
     def __init__(self, folder: str | os.PathLike, fingerprint: str):
         self.path = Path(folder) / FILE
@@ -201,7 +200,7 @@ class Verdicts:
         linear, shares = shape if shape is not None else ((nan,) * 4, None)
         for k, v in (("lo", lo), ("hi", hi), ("hash_lo", hash_lo), ("hash_hi", hash_hi),
                      ("flags", code | (_FIRST if lo_first else 0) | (_PLAIN if plain else 0)),
-                     *zip(_SHAPE, (*linear, *(shares if shares is not None else (nan,) * 4)))):
+                     *zip(_SHAPE, (*linear, *(shares if shares is not None else (nan,) * 2)))):
             self._new[k].append(v)
         self.changed = True
 

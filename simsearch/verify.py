@@ -235,21 +235,15 @@ def picture_map(a: Features, used: Features, b: Features, transform: np.ndarray 
 
 
 EXTENT_MARGIN = 0.02  # of the long side: keypoints this near the other's edge count as inside
-# a canvas pixel is flat when the grey levels in the 5 x 5 window around it spread (standard
-# deviation) less than this: bars, filled corners, a plain backdrop; looked at every 4th pixel
-FLAT_SPREAD, FLAT_WINDOW, FLAT_STEP = 3.0, 5, 4
 
 
 def beyond(used: Features, b: Features, transform: np.ndarray | None
-           ) -> tuple[float, float, float, float] | None:
-    """What each picture of a matched pair shows beyond the other, by the fitted transform
-    (`used`'s grey pixels to `b`'s): the share of `used`'s keypoints outside `b`'s picture and
-    of `b`'s outside `used`'s (how much of its picture the other does not show: a crop shows
-    none beyond its original and hides about half of it; bars, filled corners and a flat
-    backdrop hold no keypoints, so a letterboxed or turned copy shows nothing beyond), then the
-    share of each one's canvas that lies outside the other and is flat (FLAT_SPREAD: the bars
-    of a letterboxed copy, the filled corners of a turned one; the rest of an original beside
-    its crop is not flat). None without a transform or keypoints."""
+           ) -> tuple[float, float] | None:
+    """The share of each picture's keypoints that the fitted transform (`used`'s grey pixels
+    to `b`'s) puts outside the other picture: how much of its picture the other does not show.
+    A crop shows none beyond its original and hides about half of it (0, 0.5 for crop and
+    original); bars, filled corners and a flat backdrop hold no keypoints, so a letterboxed or
+    turned copy shows nothing beyond (0, 0). None without a transform or keypoints."""
     if transform is None or used.count == 0 or b.count == 0:
         return None
     cv2 = _cv2()
@@ -259,26 +253,16 @@ def beyond(used: Features, b: Features, transform: np.ndarray | None
     except cv2.error:
         return None
 
-    def outside(points: np.ndarray, m: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    def outside(points: np.ndarray, m: np.ndarray, shape: tuple[int, ...]) -> float:
         h, w = shape
         margin = EXTENT_MARGIN * max(h, w)
         p = points.astype(np.float64) @ m[:, :2].T + m[:, 2]
-        return ((p[:, 0] < -margin) | (p[:, 0] > w + margin)
-                | (p[:, 1] < -margin) | (p[:, 1] > h + margin))
+        out = ((p[:, 0] < -margin) | (p[:, 0] > w + margin)
+               | (p[:, 1] < -margin) | (p[:, 1] > h + margin))
+        return float(out.mean())
 
-    def flat_outside(grey: np.ndarray, m: np.ndarray, shape: tuple[int, ...]) -> float:
-        g = grey.astype(np.float32)
-        mean = cv2.blur(g, (FLAT_WINDOW, FLAT_WINDOW))
-        spread = np.sqrt(np.maximum(cv2.blur(g * g, (FLAT_WINDOW, FLAT_WINDOW)) - mean * mean, 0))
-        ys, xs = np.mgrid[0:g.shape[0]:FLAT_STEP, 0:g.shape[1]:FLAT_STEP]
-        points = np.stack([xs.ravel(), ys.ravel()], axis=1)
-        flat = spread[ys.ravel(), xs.ravel()] < FLAT_SPREAD
-        return float((outside(points, m, shape) & flat).mean())
-
-    return (float(outside(used.points, forward, b.grey.shape).mean()),
-            float(outside(b.points, backward, used.grey.shape).mean()),
-            flat_outside(used.grey, forward, b.grey.shape),
-            flat_outside(b.grey, backward, used.grey.shape))
+    return outside(used.points, forward, b.grey.shape), outside(b.points, backward,
+                                                                used.grey.shape)
 
 
 def inliers(a: Features, b: Features, settings: VerifySettings = VerifySettings()) -> int:

@@ -338,23 +338,21 @@ def test_apply_counts_only_the_unconfirmed_files_it_acted_on(tmp_path, monkeypat
         assert runner.invoke(main, ["undo", f"{plan}.journal"]).exit_code == 0
 
 
-def _mapped(path, w, h, size, picture, extent=1.0, flat=None, evidence="checked",
-            flat_centre=None):
+def _mapped(path, w, h, size, picture, extent=1.0):
     from simsearch.plan import PlanFile
     return PlanFile(path=path, size=size, mtime_ns=0, sha256="", width=w, height=h,
-                    date="2020-01-01T00:00:00", picture=picture, extent=extent, flat=flat,
-                    evidence=evidence, flat_centre=flat_centre)
+                    date="2020-01-01T00:00:00", picture=picture, extent=extent)
 
 
 def test_largest_compares_the_picture_a_file_holds_when_the_check_mapped_it():
     from simsearch.plan import choose
     rules = parse_rules(["largest,biggest"])
     original = _mapped("/p/original.jpg", 1000, 800, 500_000, (1, 0, 0, 1))
-    # a one-way stretch and a canvas with no flat measure hold the picture at its size: a
+    # bars, a turn with filled corners and a one-way stretch hold the picture at its size: a
     # bigger canvas is no more picture, and the next rule decides (here the copy's bytes)
     for copy in (_mapped("/p/bars.jpg", 1000, 1300, 600_000, (1, 0, 0, 1)),
                  _mapped("/p/turned.jpg", 1173, 1032, 600_000, (0.966, -0.259, 0.259, 0.966)),
-                 _mapped("/p/stretched.jpg", 1500, 800, 600_000, (1.5, 0, 0, 1), flat=0.0)):
+                 _mapped("/p/stretched.jpg", 1500, 800, 600_000, (1.5, 0, 0, 1))):
         best, rest = choose([original, copy], rules)
         assert best.path == copy.path and best.reason == "kept: 600.0 KB, biggest file"
         assert rest[0].reason == "500.0 KB against the kept 600.0 KB"
@@ -389,27 +387,6 @@ def test_largest_compares_the_picture_a_file_holds_when_the_check_mapped_it():
     best, rest = choose([original, small, plain], rules)
     assert best.path == plain.path and best.reason == "kept: 1000x1300, largest"
     assert {f.path: f.reason for f in rest}["/p/small.jpg"] == "1000x800 against the kept 1000x1300"
-
-
-def test_largest_sets_bars_and_filled_corners_against_the_picture_they_surround():
-    from simsearch.plan import choose
-    rules = parse_rules(["largest,biggest"])
-    # the centre's canvas measured against each member, each member's against the centre
-    original = _mapped("/p/original.jpg", 1000, 800, 500_000, (1, 0, 0, 1), evidence="centre")
-    bars = _mapped("/p/bars.jpg", 1000, 1300, 600_000, (1, 0, 0, 1), flat=0.38, flat_centre=0.0)
-    best, rest = choose([bars, original], rules)
-    assert best.path == original.path
-    assert rest[0].reason == ("1000x1300, the same picture as the kept 1000x800 with 38% of its "
-                              "canvas flat around it (bars, filled corners)")
-    # a crop leaving out plain sky does not make the centre "padded" against the bars
-    sky_crop = _mapped("/p/sky.jpg", 1000, 500, 300_000, (1, 0, 0, 1), extent=0.6, flat=0.0,
-                       flat_centre=0.4)
-    assert choose([bars, original, sky_crop], rules)[0].path == original.path
-    # the bars copy as the centre: its flat against the original is the centre's
-    centre_bars = _mapped("/p/bars.jpg", 1000, 1300, 600_000, (1, 0, 0, 1), evidence="centre")
-    member = _mapped("/p/original.jpg", 1000, 800, 500_000, (1, 0, 0, 1), flat=0.0,
-                     flat_centre=0.38)
-    assert choose([centre_bars, member], rules)[0].path == "/p/original.jpg"
 
 
 def test_when_the_rules_go_round_the_plan_says_so_and_never_fails():
