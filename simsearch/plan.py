@@ -394,9 +394,14 @@ def choose(files: Sequence[PlanFile], rules: Sequence[KeepRule]) -> tuple[PlanFi
         raise PlanError("no file of the group can be used")
     copies = copies_among([f.path for f in usable])
 
-    # `largest` by the picture only when the check mapped every file of the group: a file it
-    # did not map compares by canvas, and the two ways mixed need not agree
-    mapped = all(f.picture is not None for f in usable)
+    # `largest` by the picture when the check mapped a file of the group; one it did not map (a
+    # thumbnail too small for keypoints, a plain picture) is taken to hold the picture as a
+    # mapped file does, resized to its canvas (`_as_resized`), so that every pair compares
+    # one way
+    mapped = any(f.picture is not None for f in usable)
+    estimated = {f.path for f in usable if f.picture is None} if mapped else set()
+    if estimated:
+        usable = _as_resized(usable)
 
     def order(f: PlanFile, g: PlanFile) -> int:
         for r in rules:
@@ -426,7 +431,8 @@ def choose(files: Sequence[PlanFile], rules: Sequence[KeepRule]) -> tuple[PlanFi
         why = "kept: it beats more of the group's files than any other (the rules go round)"
     elif decisive is not None and decisive.compare(best, rest[0], mapped) < 0:
         why = (f"kept: {decisive.show(best)}, {decisive.label}" if decisive.name != "largest"
-               or not mapped else f"kept: {decisive.show(best)}, largest (the picture it holds)")
+               or not mapped or estimated & {best.path, rest[0].path}
+               else f"kept: {decisive.show(best)}, largest (the picture it holds)")
     elif rest[0].path in copies and best.path not in copies:
         # the files that tie with it sort after it only when named as copies
         tied = [f for f in rest if deciding(f) is None]
@@ -440,7 +446,7 @@ def choose(files: Sequence[PlanFile], rules: Sequence[KeepRule]) -> tuple[PlanFi
         if rule and rule.compare(best, f, mapped) > 0:
             reason = (f"{rule.show(f)}, {rule.label} over the kept {rule.show(best)}, but the "
                       f"kept file beats more of the group's files (the rules go round)")
-        elif rule and rule.name == "largest" and mapped and largest_between(best, f):
+        elif rule and rule.name == "largest" and mapped and not estimated & {f.path, best.path}:
             reason = _largest_reason(rule, best, f)
         elif rule:
             reason = f"{rule.show(f)} against the kept {rule.show(best)}"
@@ -449,7 +455,27 @@ def choose(files: Sequence[PlanFile], rules: Sequence[KeepRule]) -> tuple[PlanFi
         else:
             reason = "ties with the kept file on every rule; after it by path"
         others.append(replace(f, reason=reason))
+    if estimated:  # the estimates were only for choosing
+        given = {f.path: f for f in files}
+        best = given[best.path]
+        others = [replace(given[f.path], reason=f.reason) for f in others]
     return replace(best, reason=why), others
+
+
+def _as_resized(files: list[PlanFile]) -> list[PlanFile]:
+    """`files` with each one the check did not map given the map of a mapped file (the
+    centre's, or the first mapped by path) scaled to its canvas: a thumbnail holds the picture
+    at its size, as its canvas says."""
+    mapped = sorted((f for f in files if f.picture is not None),
+                    key=lambda f: (f.evidence not in ("centre", "identical"), os.fsencode(f.path)))
+    ref = mapped[0]
+    out = []
+    for f in files:
+        if f.picture is None:
+            k = (f.pixels / max(ref.pixels, 1)) ** 0.5
+            f = replace(f, picture=tuple(k * v for v in ref.picture), extent=ref.extent)
+        out.append(f)
+    return out
 
 
 def _largest_reason(rule: KeepRule, best: PlanFile, f: PlanFile) -> str:

@@ -381,12 +381,23 @@ def test_largest_compares_the_picture_a_file_holds_when_the_check_mapped_it():
     # within 5% of one scale and 15% of one extent: a tie
     near = _mapped("/p/near.jpg", 1000, 800, 900_000, (1.04, 0, 0, 0.97), extent=1.1)
     assert choose([original, near], rules)[0].path == near.path
-    # a file the check did not map (a plain picture): the whole group compares by canvas
+    # a file the check did not map (a thumbnail too small for keypoints, a plain picture) is
+    # taken to hold the picture at its canvas: the mapped files' picture resized
     plain = _mapped("/p/plain.png", 1000, 1300, 100, None, extent=None)
     assert choose([original, plain], rules)[0].path == plain.path
     best, rest = choose([original, small, plain], rules)
     assert best.path == plain.path and best.reason == "kept: 1000x1300, largest"
+    assert best.picture is None and best.extent is None  # the estimate is not kept
     assert {f.path: f.reason for f in rest}["/p/small.jpg"] == "1000x800 against the kept 1000x1300"
+    thumb = _mapped("/p/thumb.jpg", 250, 200, 90_000, None, extent=None)
+    bars = _mapped("/p/bars.jpg", 1000, 1300, 600_000, (1, 0, 0, 1))
+    best, rest = choose([thumb, bars, original], rules)
+    # the thumbnail does not turn the group back to canvases: bars still tie with the
+    # original on the picture, and the bytes decide
+    assert best.path == bars.path and best.reason == "kept: 600.0 KB, biggest file"
+    reasons = {f.path: f.reason for f in rest}
+    assert reasons == {"/p/original.jpg": "500.0 KB against the kept 600.0 KB",
+                       "/p/thumb.jpg": "250x200 against the kept 1000x1300"}
 
 
 def test_when_the_rules_go_round_the_plan_says_so_and_never_fails():
