@@ -18,6 +18,7 @@ import array
 import dataclasses
 import hashlib
 import json
+import math
 import os
 import stat
 import zipfile
@@ -175,10 +176,14 @@ class Verdicts:
         if (int(c["hash_lo"][at]), int(c["hash_hi"][at])) != (hash_lo, hash_hi) or \
                 bool(flags & _FIRST) != lo_first:
             return None
-        values = [float(c[k][at]) for k in _SHAPE]
+        first = c["m0"].item(at)
+        if first != first:  # NaN: no geometry (most lookups stop here)
+            return flags & 7, bool(flags & _PLAIN), None
+        values = [c[k].item(at) for k in _SHAPE]
         shape = None
-        if all(np.isfinite(values[:4])) and abs(values[0] * values[3] - values[1] * values[2]) > 1e-9:
-            shares = tuple(values[4:]) if all(np.isfinite(values[4:])) else None
+        if all(map(math.isfinite, values[:4])) and \
+                abs(values[0] * values[3] - values[1] * values[2]) > 1e-9:
+            shares = tuple(values[4:]) if all(map(math.isfinite, values[4:])) else None
             shape = (tuple(values[:4]), shares)
         return flags & 7, bool(flags & _PLAIN), shape
 
