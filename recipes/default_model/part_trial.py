@@ -24,9 +24,9 @@ from pathlib import Path
 import numpy as np
 
 from calibrate import ROOT, embed_validation, family_dedupe_score, load_variants, merge_variants
-from verify_trial import LOWEST, smaller_count, verdicts
+from verify_trial import near_pairs, smaller_count, verdicts
 from simsearch.dedupe import find_groups
-from simsearch.scoring import KNEE, adjust
+from simsearch.scoring import KNEE
 from simsearch.verify import VerifySettings
 
 GRID = (None, 3.0, 2.0, 1.5, 1.2, 1.0, 0.8)
@@ -78,12 +78,7 @@ def main() -> None:
     scratch = tempfile.TemporaryDirectory()  # the seeded copies, while the run lasts
     v = embed_validation(args.val_dir, args.model, args.per_image, Path(scratch.name))
     family = merge_variants(v.family, v.bench.originals, load_variants(args.variants))
-    V = np.stack([v.vectors[p] for p in v.ids])
-    O = np.array([v.offsets[p] for p in v.ids], np.float32)
-    S = adjust(V @ V.T, O[:, None] + O[None, :], KNEE)
-    a, b = np.triu_indices(len(v.ids), 1)
-    near = S[a, b] >= LOWEST
-    a, b, scores = a[near], b[near], S[a, b][near]
+    V, O, a, b, scores = near_pairs(v)
     if not (np.array_equal(kept["a"], a) and np.array_equal(kept["b"], b)):
         sys.exit(f"{args.measures} measured other pairs")
     m, glyphs = kept["m"], kept["glyphs"]

@@ -119,6 +119,17 @@ def measure_pairs(paths: list[str], a: np.ndarray, b: np.ndarray) -> dict:
             "disagree": differs}
 
 
+def near_pairs(v) -> tuple[np.ndarray, ...]:
+    """The embedded validation pictures' vectors and offsets (in `v.ids` order) and every pair
+    scoring LOWEST or more (adjusted, the knee in use): a, b, scores."""
+    V = np.stack([v.vectors[p] for p in v.ids])
+    O = np.array([v.offsets[p] for p in v.ids], np.float32)
+    S = adjust(V @ V.T, O[:, None] + O[None, :], KNEE)
+    a, b = np.triu_indices(len(v.ids), 1)
+    near = S[a, b] >= LOWEST
+    return V, O, a[near], b[near], S[a, b][near]
+
+
 def smaller_count(m: dict, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Each pair's fewer keypoints of its two pictures."""
     return np.array([min(m["keypoints"][x], m["keypoints"][y]) for x, y in zip(a, b)], int)
@@ -395,12 +406,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         v = embed_validation(args.val_dir, args.model, args.per_image, Path(tmp))
         family = merge_variants(v.family, v.bench.originals, pairs_judged)
-        V = np.stack([v.vectors[p] for p in v.ids])
-        O = np.array([v.offsets[p] for p in v.ids], np.float32)
-        S = adjust(V @ V.T, O[:, None] + O[None, :], KNEE)
-        a, b = np.triu_indices(len(v.ids), 1)
-        near = S[a, b] >= LOWEST
-        a, b, scores = a[near], b[near], S[a, b][near]
+        V, O, a, b, scores = near_pairs(v)
         print(f"{len(a)} pairs >= {LOWEST} among {len(v.ids)} pictures", file=sys.stderr, flush=True)
         if args.measures and args.measures.exists():  # an earlier run's, of these same pairs
             with open(args.measures, "rb") as f:
