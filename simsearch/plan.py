@@ -182,25 +182,22 @@ def picture_scale(f: PlanFile, g: PlanFile) -> tuple[float, float] | None:
 
 def largest_between(f: PlanFile, g: PlanFile) -> tuple[int, str] | None:
     """`largest` by the picture, for two files the check mapped: (-1 `f` holds more of it, 1
-    `g` does, 0 neither, and what decided: "scale", "extent" or ""); None unless both
-    are mapped. A file holding the picture larger along both axes (beyond PICTURE_TIE) holds
-    more unless it shows so much less of it that its pixels of the picture, counted at its
-    lesser axis, are fewer (a crop enlarged); at one scale, or larger one way and smaller the
-    other (a stretch), the one showing more of it (EXTENT_TIE) holds more; else they tie (bars
-    and filled corners add no picture: trials/keep-rules-picture-rule.md)."""
+    `g` does, 0 neither, and what decided: "extent", "scale" or ""); None unless both are
+    mapped. The file showing more of the picture (beyond EXTENT_TIE: an original beside its
+    crop, even a crop enlarged, whose extra pixels are only its own enlarged) holds more; of
+    two showing as much of it, the one holding it larger along both axes (beyond PICTURE_TIE);
+    else they tie (bars, filled corners and a one-way stretch add no picture:
+    trials/keep-rules-picture-rule.md)."""
     scales = picture_scale(f, g)
     if scales is None:
         return None
     low, high = scales
     wider = (g.extent / f.extent if f.extent is not None and g.extent is not None
              and min(f.extent, g.extent) > 1e-6 else None)
-    band = PICTURE_TIE * PICTURE_TIE
-    if low > PICTURE_TIE or high < 1 / PICTURE_TIE:  # one holds it larger along both axes
-        edge = low if low > PICTURE_TIE else high
-        held = edge * edge * (1.0 if wider is None else wider)  # g's pixels of f's picture
-        return (1 if held > band else -1 if held < 1 / band else 0), "scale"
     if wider is not None and (wider > EXTENT_TIE or wider < 1 / EXTENT_TIE):
         return (1 if wider > EXTENT_TIE else -1), "extent"
+    if low > PICTURE_TIE or high < 1 / PICTURE_TIE:  # one holds it larger along both axes
+        return (1 if low > PICTURE_TIE else -1), "scale"
     return 0, ""
 
 
@@ -431,7 +428,10 @@ def choose(files: Sequence[PlanFile], rules: Sequence[KeepRule]) -> tuple[PlanFi
         why = "kept: it beats more of the group's files than any other (the rules go round)"
     elif decisive is not None and decisive.compare(best, rest[0], mapped) < 0:
         why = (f"kept: {decisive.show(best)}, {decisive.label}" if decisive.name != "largest"
-               or not mapped or estimated & {best.path, rest[0].path}
+               or not mapped else f"kept: {decisive.show(best)}, largest (by canvas: the "
+               f"picture check did not map "
+               f"{'it' if best.path in estimated else 'the next file'})"
+               if estimated & {best.path, rest[0].path}
                else f"kept: {decisive.show(best)}, largest (the picture it holds)")
     elif rest[0].path in copies and best.path not in copies:
         # the files that tie with it sort after it only when named as copies
@@ -484,13 +484,11 @@ def _largest_reason(rule: KeepRule, best: PlanFile, f: PlanFile) -> str:
     low, high = picture_scale(best, f)
     if what == "scale":
         at = f"{low:.0%}" if high - low < 0.005 else f"{low:.0%}-{high:.0%}"
-        if high < 1:
-            return (f"{rule.show(f)}, holding the picture at {at} of its size in the kept "
-                    f"{rule.show(best)}")
         return (f"{rule.show(f)}, holding the picture at {at} of its size in the kept "
-                f"{rule.show(best)} but showing {f.extent / best.extent:.0%} of what that shows")
+                f"{rule.show(best)}")
     return (f"{rule.show(f)}, showing {f.extent / best.extent:.0%} of what the kept "
-            f"{rule.show(best)} shows of the picture")
+            f"{rule.show(best)} shows of the picture" + (
+                f", at {low:.0%} of its size there" if low > PICTURE_TIE else ""))
 
 
 @dataclass

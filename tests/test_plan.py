@@ -376,8 +376,11 @@ def test_largest_compares_the_picture_a_file_holds_when_the_check_mapped_it():
     zoomed = _mapped("/p/zoomed.jpg", 720, 540, 900_000, (1.5, 0, 0, 1.5), extent=0.29)
     best, rest = choose([zoomed, original], rules)
     assert best.path == original.path
-    assert rest[0].reason == ("720x540, holding the picture at 150% of its size in the kept "
-                              "1000x800 but showing 29% of what that shows")
+    assert rest[0].reason == ("720x540, showing 29% of what the kept 1000x800 shows of the "
+                              "picture, at 150% of its size there")
+    # ... however much it was enlarged: its extra pixels are only its own, enlarged
+    zoomed = _mapped("/p/zoomed.jpg", 1667, 1333, 900_000, (1.667, 0, 0, 1.667), extent=0.5)
+    assert choose([zoomed, original], rules)[0].path == original.path
     # within 5% of one scale and 15% of one extent: a tie
     near = _mapped("/p/near.jpg", 1000, 800, 900_000, (1.04, 0, 0, 0.97), extent=1.1)
     assert choose([original, near], rules)[0].path == near.path
@@ -386,7 +389,8 @@ def test_largest_compares_the_picture_a_file_holds_when_the_check_mapped_it():
     plain = _mapped("/p/plain.png", 1000, 1300, 100, None, extent=None)
     assert choose([original, plain], rules)[0].path == plain.path
     best, rest = choose([original, small, plain], rules)
-    assert best.path == plain.path and best.reason == "kept: 1000x1300, largest"
+    assert best.path == plain.path and best.reason == (
+        "kept: 1000x1300, largest (by canvas: the picture check did not map it)")
     assert best.picture is None and best.extent is None  # the estimate is not kept
     assert {f.path: f.reason for f in rest}["/p/small.jpg"] == "1000x800 against the kept 1000x1300"
     thumb = _mapped("/p/thumb.jpg", 250, 200, 90_000, None, extent=None)
