@@ -89,7 +89,7 @@ class PlanFile:
     # the map (2 x 2, row by row) from the group centre's pixels to this file's, as the picture
     # check fitted it (simsearch.verify.picture_map); None when it fitted none (a plain
     # picture, a file it did not read)
-    picture: tuple[float, float, float, float] | list[float] | None = None
+    picture: tuple[float, float, float, float] | None = None
     # how much of the centre's picture this file shows, in units of the centre's (a crop of
     # half 0.5, a wider view 2), from where the check's keypoints fall; None when not mapped
     extent: float | None = None
@@ -106,11 +106,11 @@ class KeepRule:
     name: str
     args: tuple[str, ...] = ()
 
-    def compare(self, f: PlanFile, g: PlanFile, mapped: bool = True) -> int:
+    def compare(self, f: PlanFile, g: PlanFile) -> int:
         """-1 when the rule prefers `f` to `g`, 1 when `g`, 0 when it cannot tell them apart.
-        `largest` compares two files by the picture they hold when the check mapped both (and
-        `mapped`: every file of the group; see `largest_between`), else by canvas."""
-        if self.name == "largest" and mapped:
+        `largest` compares two files by the picture they hold when both carry a map (see
+        `largest_between`; `choose` gives every file of a group one, or none), else by canvas."""
+        if self.name == "largest":
             decided = largest_between(f, g)
             if decided is not None:
                 return decided[0]
@@ -207,7 +207,7 @@ def extent_of(beyond: tuple[float, float] | None) -> float | None:
     the member's): the part of the centre it shows over the part of itself the centre shows."""
     if beyond is None:
         return None
-    mine, theirs = beyond[:2]
+    mine, theirs = beyond
     return (1.0 - theirs) / max(1.0 - mine, 0.05)
 
 
@@ -402,7 +402,7 @@ def choose(files: Sequence[PlanFile], rules: Sequence[KeepRule]) -> tuple[PlanFi
 
     def order(f: PlanFile, g: PlanFile) -> int:
         for r in rules:
-            c = r.compare(f, g, mapped)
+            c = r.compare(f, g)
             if c:
                 return c
         return ((f.path in copies) - (g.path in copies)
@@ -420,19 +420,19 @@ def choose(files: Sequence[PlanFile], rules: Sequence[KeepRule]) -> tuple[PlanFi
         return replace(best, reason="kept: the only usable file"), []
 
     def deciding(f: PlanFile) -> KeepRule | None:
-        return next((r for r in rules if r.compare(best, f, mapped) != 0), None)
+        return next((r for r in rules if r.compare(best, f) != 0), None)
 
     decisive = deciding(rest[0])
     ties = "ties on " + ", ".join(r.name for r in rules)
     if any(order(f, best) < 0 for f in rest):  # only where the tie bands go round
         why = "kept: it beats more of the group's files than any other (the rules go round)"
-    elif decisive is not None and decisive.compare(best, rest[0], mapped) < 0:
-        why = (f"kept: {decisive.show(best)}, {decisive.label}" if decisive.name != "largest"
-               or not mapped else f"kept: {decisive.show(best)}, largest (by canvas: the "
-               f"picture check did not map "
-               f"{'it' if best.path in estimated else 'the next file'})"
-               if estimated & {best.path, rest[0].path}
-               else f"kept: {decisive.show(best)}, largest (the picture it holds)")
+    elif decisive is not None:
+        why = f"kept: {decisive.show(best)}, {decisive.label}"
+        if decisive.name == "largest" and estimated & {best.path, rest[0].path}:
+            why += (" (by canvas: the picture check did not map "
+                    + ("it)" if best.path in estimated else "the next file)"))
+        elif decisive.name == "largest" and mapped:
+            why += " (the picture it holds)"
     elif rest[0].path in copies and best.path not in copies:
         # the files that tie with it sort after it only when named as copies
         tied = [f for f in rest if deciding(f) is None]
@@ -443,7 +443,7 @@ def choose(files: Sequence[PlanFile], rules: Sequence[KeepRule]) -> tuple[PlanFi
     others = []
     for f in rest:
         rule = deciding(f)
-        if rule and rule.compare(best, f, mapped) > 0:
+        if rule and rule.compare(best, f) > 0:
             reason = (f"{rule.show(f)}, {rule.label} over the kept {rule.show(best)}, but the "
                       f"kept file beats more of the group's files (the rules go round)")
         elif rule and rule.name == "largest" and mapped and not estimated & {f.path, best.path}:
