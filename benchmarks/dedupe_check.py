@@ -22,8 +22,7 @@ pairs, which search every placing, and each original with its copies, the origin
 stopping as dedupe does at the first placing that calls them one picture). Then each
 copy is searched for (k = 10, in process, warm) with the check and without it: the time a query
 takes, and how many were looked at and re-ranked. From session 24, the geometry a matched pair
-keeps for the keep rules (`picture_map`, `beyond`; from session 25 `padding` too), timed alone
-beside matching the pair.
+keeps for the keep rules (`picture_map`, `beyond`), timed alone beside matching the pair.
 """
 from __future__ import annotations
 
@@ -67,7 +66,7 @@ def main() -> None:
     originals = camera_files(args)
     from simsearch.index import open_index
     from simsearch.verdicts import FILE as VERDICTS
-    from simsearch.verify import (VerifySettings, agreeing, agreement, aligned, beyond, padding,
+    from simsearch.verify import (VerifySettings, agreeing, agreement, aligned, beyond,
                                   picture_features, picture_map, plain_verdict)
 
     rows = []
@@ -149,8 +148,7 @@ def main() -> None:
         lined = [plain_verdict(held[x], held[y], settings) for x, y in copy_pairs]
         per_plain_copy = (time.perf_counter() - start) / len(copy_pairs)
         # session 24: what keeping a matched pair's geometry adds (simsearch.picturecheck: the
-        # map between the files' pixels, the keypoints each shows beyond the other and, from
-        # session 25, the seam bars or filled corners leave along the other's canvas), on
+        # map between the files' pixels and the keypoints each shows beyond the other), on
         # each original with its copies, beside matching them
         fits = [(x, y, *agreement(held[x], held[y], settings, enough=settings.min_inliers))
                 for x, y in copy_pairs]
@@ -158,7 +156,6 @@ def main() -> None:
         for x, y, _, transform, used in fits:
             picture_map(held[x], used, held[y], transform)
             beyond(used, held[y], transform)
-            padding(used, held[y], transform)
         per_geometry = (time.perf_counter() - start) / len(fits)
         start = time.perf_counter()
         for x, y in copy_pairs:

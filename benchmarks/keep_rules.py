@@ -25,9 +25,6 @@ With `--picture`, each candidate runs twice: with `largest` by canvas (files as
 sees them after its check: the pair is matched by the product's own code
 (`simsearch.verify.agreement`, `picture_map`, the copy saved to a temporary file and read
 back), and when it keeps the matches grouping needs, each file carries the map between them.
-With `--seam` as well, a third run of each candidate gives each mapped file its padding too
-(`simsearch.verify.padding`: bars or filled corners that the other file holds the picture
-without; recipes/default_model/trials/keep-rules-seam-rule.md), on the same copies and maps.
 Reported: the share of groups whose original is kept, per candidate, per date setting, per
 save, and per edit. Nothing is written outside a temporary folder.
 """
@@ -51,16 +48,16 @@ sys.path.insert(0, str(ROOT))
 
 from simsearch.edits import EDIT_NAMES, apply_edit  # noqa: E402
 from simsearch.plan import PlanFile, choose, extent_of, parse_rules  # noqa: E402
-from simsearch.verify import (VerifySettings, agreement, beyond, padding,  # noqa: E402
-                              picture_features, picture_map)
+from simsearch.verify import (VerifySettings, agreement, beyond, picture_features,  # noqa: E402
+                              picture_map)
 
 IDENTITY = (1.0, 0.0, 0.0, 1.0)
 
 
 def picture_maps(first, second: str, settings: VerifySettings) -> tuple | None:
     """The maps and extents the product's check would give two files, the first as the centre
-    (identity, 1), and each one's padding, as `simsearch.picturecheck` finds them: matched first
-    to second, kept when the matches reach grouping's `min_inliers`; None when not."""
+    (identity, 1), as `simsearch.picturecheck` finds them: matched first to second, kept when
+    the matches reach grouping's `min_inliers`; None when not."""
     a, b = first, picture_features(second, settings)  # the first's features read once
     if min(a.count, b.count) < settings.min_keypoints:
         return None
@@ -69,11 +66,9 @@ def picture_maps(first, second: str, settings: VerifySettings) -> tuple | None:
     if linear is None:
         return None
     shares = beyond(used, b, transform)  # a's and b's keypoints outside the other
-    pads = padding(used, b, transform) or (None, None)
     if shares is None:
-        return (IDENTITY, None, pads[0]), (tuple(linear.ravel().tolist()), None, pads[1])
-    return ((IDENTITY, 1.0, pads[0]),
-            (tuple(linear.ravel().tolist()), extent_of((shares[1], shares[0])), pads[1]))
+        return (IDENTITY, None), (tuple(linear.ravel().tolist()), None)
+    return (IDENTITY, 1.0), (tuple(linear.ravel().tolist()), extent_of((shares[1], shares[0])))
 
 CANDIDATES = ("largest,biggest,oldest", "largest,oldest,biggest")
 SAVES = ("jpeg75", "jpeg90", "jpeg95", "png")
@@ -143,21 +138,13 @@ def main() -> None:
                         help="keep-rule orders to compare, separated by ';'")
     parser.add_argument("--picture", action="store_true",
                         help="each candidate also with `largest` by the picture check's maps")
-    parser.add_argument("--seam", action="store_true",
-                        help="with --picture: each candidate also with the files' padding")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     candidates = [c.strip() for c in args.candidates.split(";") if c.strip()]
     rules = {c: parse_rules([c]) for c in candidates}
-    if args.seam and not args.picture:
-        parser.error("--seam needs --picture")
     if args.picture:
-        plain = list(candidates)
-        candidates += [c + " (picture)" for c in plain]
-        rules |= {c + " (picture)": rules[c] for c in plain}
-        if args.seam:
-            candidates += [c + " (seam)" for c in plain]
-            rules |= {c + " (seam)": rules[c] for c in plain}
+        candidates += [c + " (picture)" for c in candidates]
+        rules |= {c + " (picture)": rules[c] for c in list(rules)}
     settings, scratch = VerifySettings(), tempfile.TemporaryDirectory()
     mapped = [0, 0]  # pairs given maps, pairs
     files = originals(args.folder, args.count, args.per_package, args.seed)
@@ -206,17 +193,13 @@ def main() -> None:
                     # the path breaks ties: draw which one sorts first, so a tie is a coin toss
                     pair = [original, edited] if rng.random() < 0.5 else [edited, original]
                     pair = [replace(f, path=f"{i}{f.path}") for i, f in enumerate(pair)]
-                    drawn = seamed = pair
+                    drawn = pair
                     if maps is not None:
-                        held_by = [(f, maps[0] if f.path.endswith("original") else maps[1])
-                                   for f in pair]
-                        drawn = [replace(f, picture=m[0], extent=m[1]) for f, m in held_by]
-                        seamed = [replace(f, picture=m[0], extent=m[1], padding=m[2])
-                                  for f, m in held_by]
+                        drawn = [replace(f, picture=m[0], extent=m[1]) for f, m in (
+                            (f, maps[0] if f.path.endswith("original") else maps[1])
+                            for f in pair)]
                     for c in candidates:
-                        group = (drawn if c.endswith("(picture)") else
-                                 seamed if c.endswith("(seam)") else pair)
-                        best, _ = choose(group, rules[c])
+                        best, _ = choose(drawn if c.endswith("(picture)") else pair, rules[c])
                         k = kept[(c, setting, save, edit)]
                         k[0] += best.path.endswith("original")
                         k[1] += 1
@@ -236,7 +219,7 @@ def main() -> None:
               "originals": len(files) - len(skipped),
               "skipped": skipped, "edits": list(EDIT_NAMES), "saves": list(SAVES),
               "dates": list(DATES), "candidates": {},
-              "seam": args.seam, "pairs_mapped": mapped[0] if args.picture else None,
+              "pairs_mapped": mapped[0] if args.picture else None,
               "pairs": mapped[1] if args.picture else None}
     print(f"{report['originals']} originals from {args.folder}, {len(EDIT_NAMES)} edits x "
           f"{len(SAVES)} saves: share of groups (original + copy) whose original is kept")

@@ -88,9 +88,6 @@ class Member:
     # None when it fitted none. The keep rule `largest` compares files by it (simsearch.plan)
     picture: tuple[float, float, float, float] | None = None
     extent: float | None = None  # how much of the centre's picture it shows (simsearch.plan)
-    # how much it frames the picture with bars or filled corners that another member holds it
-    # without (simsearch.verify.padding); None when not measured
-    padding: float | None = None
 
     def to_dict(self) -> dict:
         return {"path": self.path, "score": round(self.score, 6), "sha256": self.sha256,

@@ -949,36 +949,27 @@ def _evidence(group, rows, check: "PictureCheck | None") -> list[str]:
 
 
 def _shapes(ids: list[int], rows, check: "PictureCheck | None"
-            ) -> dict[int, tuple[tuple | None, float | None, float | None]]:
+            ) -> dict[int, tuple[tuple | None, float | None]]:
     """How each member (ids, the centre first) holds the centre's picture, for the keep rule
-    `largest` (simsearch.plan): the map from the centre's pixels to its own, its extent and its
-    padding, from the picture check's geometry of its pair with the centre (for a member the
-    check never matched, that of a member with the same bytes; the centre's own bytes: the
-    identity); (None, None, None) when there is none. The centre's padding (and its exact
-    copies') is the most it frames any member's picture with bars or filled corners: a seam
-    along a member's canvas is bars or corners around a picture that member holds without
-    them (trials/keep-rules-seam-rule.md)."""
+    `largest` (simsearch.plan): the map from the centre's pixels to its own and its extent,
+    from the picture check's geometry of its pair with the centre (for a member the check never
+    matched, that of a member with the same bytes; the centre's own bytes: the identity);
+    (None, None) when there is none."""
     centre = ids[0]
     same: dict[str, tuple] = {}
     out: dict[int, tuple] = {}
-    framing: list[float] = []  # the centre's padding against each member
     for i in ids:
         if rows[i].sha256 == rows[centre].sha256:
-            out[i] = None
+            out[i] = ((1.0, 0.0, 0.0, 1.0), 1.0)
             continue
         shape = check.geometry(centre, i) if check is not None else None
         if shape is None:
-            out[i] = (None, None, None)
+            out[i] = (None, None)
             continue
-        linear, shares, (centre_pad, own_pad) = shape  # shares: the centre's and its own
-        out[i] = (linear, None if shares is None else extent_of((shares[1], shares[0])),
-                  own_pad)
-        if centre_pad is not None:
-            framing.append(centre_pad)
+        linear, shares = shape  # shares: the centre's keypoints and the member's outside
+        out[i] = (linear, None if shares is None else extent_of((shares[1], shares[0])))
         same.setdefault(rows[i].sha256, out[i])
-    mine = ((1.0, 0.0, 0.0, 1.0), 1.0, max(framing, default=None))
-    return {i: mine if v is None else same.get(rows[i].sha256, v) if v[0] is None else v
-            for i, v in out.items()}
+    return {i: same.get(rows[i].sha256, v) if v[0] is None else v for i, v in out.items()}
 
 
 def _restand(members: list[Member], check: "PictureCheck | None") -> list[Member]:

@@ -21,12 +21,9 @@ from simsearch.verify import _UNSURE, Features, VerifySettings, VerifyStats, _li
 __all__ = ["PictureCheck", "Geometry"]
 
 # how one file holds another's picture (PictureCheck.geometry): the map (2 x 2, row by row)
-# from the first's pixels to the second's; the shares of the first's and of the second's
-# keypoints outside the other picture (simsearch.verify.beyond; None: not counted); how much
-# the first and the second frame the other's picture with bars or filled corners
-# (simsearch.verify.padding; each None where not measured)
-Geometry = tuple[tuple[float, float, float, float], "tuple[float, float] | None",
-                 "tuple[float | None, float | None]"]
+# from the first's pixels to the second's, and the shares of the first's and of the second's
+# keypoints outside the other picture (simsearch.verify.beyond; None: not counted)
+Geometry = tuple[tuple[float, float, float, float], "tuple[float, float] | None"]
 
 Progress = Callable[[int, int], None]
 _OWN = object()  # a call with no `alone` given: the check's own stands
@@ -71,35 +68,30 @@ def _geometry(fx, used, fy, transform, swapped: bool) -> Geometry | None:
     if linear is None:
         return None
     shares = verify.beyond(used, fy, transform)
-    pads = verify.padding(used, fy, transform) or (None, None)
-    shape = (tuple(float(v) for v in linear.ravel()), shares, pads)
+    shape = (tuple(float(v) for v in linear.ravel()), shares)
     return _turned(shape) if swapped else shape
 
 
 def _turned(shape: Geometry) -> Geometry:
-    """The same geometry seen from the other file: the inverse map, the shares and paddings
-    swapped."""
-    linear, shares, pads = shape
+    """The same geometry seen from the other file: the inverse map, the shares swapped."""
+    linear, shares = shape
     inverse = np.linalg.inv(np.reshape(np.asarray(linear, np.float64), (2, 2)))
     return (tuple(float(v) for v in inverse.ravel()),
-            None if shares is None else (shares[1], shares[0]), (pads[1], pads[0]))
+            None if shares is None else (shares[1], shares[0]))
 
 
-_PACK = struct.Struct("<8f")
-_NAN = float("nan")
+_PACK = struct.Struct("<6f")
 
 
 def _packed(shape: Geometry) -> bytes:
-    linear, shares, pads = shape
-    return _PACK.pack(*linear, *(shares if shares is not None else (_NAN,) * 2),
-                      *(_NAN if v is None else v for v in pads))
+    linear, shares = shape
+    return _PACK.pack(*linear, *(shares if shares is not None else (float("nan"),) * 2))
 
 
 def _unpacked(packed: bytes) -> Geometry:
     values = _PACK.unpack(packed)
-    shares = values[4:6]
-    return (values[:4], (None if any(v != v for v in shares) else shares),
-            tuple(None if v != v else v for v in values[6:]))
+    shares = values[4:]
+    return values[:4], (None if any(v != v for v in shares) else shares)
 
 
 def _unchanged(path: str, size: int, mtime_ns: int) -> bool:

@@ -36,7 +36,7 @@ __all__ = ["KEEP_RULES", "DEFAULT_KEEP", "PLAN_VERSION", "DECISIONS", "KeepRule"
            "PlanGroup", "Plan", "parse_rules", "writable_plan_path", "file_facts", "choose",
            "format_rank", "named_as_copy", "copies_among", "FORMAT_NAMES",
            "make_plan", "under", "size_text", "picture_scale", "PICTURE_TIE",
-           "EXTENT_TIE", "extent_of", "PADDED", "padded"]
+           "EXTENT_TIE", "extent_of"]
 
 KEEP_RULES = ("largest", "biggest", "oldest", "newest", "format", "path")
 DEFAULT_KEEP = ("largest", "biggest", "oldest")
@@ -93,10 +93,6 @@ class PlanFile:
     # how much of the centre's picture this file shows, in units of the centre's (a crop of
     # half 0.5, a wider view 2), from where the check's keypoints fall; None when not mapped
     extent: float | None = None
-    # how much this file frames the picture with bars or filled corners that another file of
-    # the group holds it without (simsearch.verify.padding: about 1 for a letterboxed or turned
-    # copy, 0 for its original); None when not measured
-    padding: float | None = None
 
     @property
     def pixels(self) -> int:
@@ -186,13 +182,12 @@ def picture_scale(f: PlanFile, g: PlanFile) -> tuple[float, float] | None:
 
 def largest_between(f: PlanFile, g: PlanFile) -> tuple[int, str] | None:
     """`largest` by the picture, for two files the check mapped: (-1 `f` holds more of it, 1
-    `g` does, 0 neither, and what decided: "extent", "scale", "padding" or ""); None unless both are
+    `g` does, 0 neither, and what decided: "extent", "scale" or ""); None unless both are
     mapped. The file showing more of the picture (beyond EXTENT_TIE: an original beside its
     crop, even a crop enlarged, whose extra pixels are only its own enlarged) holds more; of
     two showing as much of it, the one holding it larger along both axes (beyond PICTURE_TIE);
-    else, when one frames the picture with bars or filled corners (PADDED) and the other does
-    not, the other holds it better (trials/keep-rules-seam-rule.md); else they tie (a one-way
-    stretch adds no picture: trials/keep-rules-picture-rule.md)."""
+    else they tie (bars, filled corners and a one-way stretch add no picture:
+    trials/keep-rules-picture-rule.md)."""
     scales = picture_scale(f, g)
     if scales is None:
         return None
@@ -203,19 +198,7 @@ def largest_between(f: PlanFile, g: PlanFile) -> tuple[int, str] | None:
         return (1 if wider > EXTENT_TIE else -1), "extent"
     if low > PICTURE_TIE or high < 1 / PICTURE_TIE:  # one holds it larger along both axes
         return (1 if low > PICTURE_TIE else -1), "scale"
-    framed_f, framed_g = padded(f), padded(g)
-    if framed_f != framed_g:
-        return (1 if framed_f else -1), "padding"
     return 0, ""
-
-
-# a file whose `padding` reaches this frames the picture with bars or filled corners (session 25,
-# recipes/default_model/trials/keep-rules-seam-rule.md)
-PADDED = 0.5
-
-
-def padded(f: PlanFile) -> bool:
-    return f.padding is not None and f.padding >= PADDED
 
 
 def extent_of(beyond: tuple[float, float] | None) -> float | None:
@@ -326,8 +309,7 @@ def file_facts(member, protect: Sequence[str] = ()) -> PlanFile:
                  protected=any(under(path, d) for d in protect),
                  evidence=getattr(member, "evidence", ""),
                  picture=getattr(member, "picture", None),
-                 extent=getattr(member, "extent", None),
-                 padding=getattr(member, "padding", None))
+                 extent=getattr(member, "extent", None))
     try:
         st = os.lstat(path)
     except OSError as e:
@@ -500,9 +482,6 @@ def _largest_reason(rule: KeepRule, best: PlanFile, f: PlanFile) -> str:
     """Why `largest` by the picture puts `f` after the kept file, in words."""
     _, what = largest_between(best, f)
     low, high = picture_scale(best, f)
-    if what == "padding":
-        return (f"{rule.show(f)}, framing the picture with bars or filled corners that the "
-                f"kept {rule.show(best)} holds it without")
     if what == "scale":
         at = f"{low:.0%}" if high - low < 0.005 else f"{low:.0%}-{high:.0%}"
         return (f"{rule.show(f)}, holding the picture at {at} of its size in the kept "
@@ -607,9 +586,7 @@ class Plan:
                                 min_score=float(g["min_score"]),
                                 files=[PlanFile(**{**f, "mtime_ns": int(f["mtime_ns"]),
                                                    "picture": _picture(f.get("picture")),
-                                                   "extent": _number(f.get("extent"), "extent"),
-                                                   "padding": _number(f.get("padding"),
-                                                                      "padding")})
+                                                   "extent": _number(f.get("extent"), "extent")})
                                        for f in g["files"]],
                                 keep=[str(p) for p in g["keep"]],
                                 act_on=[str(p) for p in g["act_on"]],
@@ -716,14 +693,13 @@ def _picture(value) -> tuple[float, float, float, float] | None:
     """A plan file's `picture` as read from JSON: four numbers, or None."""
     if value is None:
         return None
-    numbers = tuple(float(v) for v in value)
-    if len(numbers) != 4:
+    if not isinstance(value, list) or len(value) != 4 or None in value:
         raise ValueError(f"picture: {value!r} is not four numbers")
-    return numbers
+    return tuple(_number(v, "picture") for v in value)
 
 
 def _number(value, name: str) -> float | None:
-    """A plan file's `extent` or `padding` as read from JSON: a number, or None."""
+    """A plan file's `extent` as read from JSON: a number, or None."""
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:

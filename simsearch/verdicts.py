@@ -31,12 +31,11 @@ from simsearch.store import write_atomic
 
 __all__ = ["Verdicts", "FILE", "fingerprint", "readable", "content_hash"]
 
-FORMAT = 4  # 3: with the pair's geometry (session 24); 4: and its padding (session 25)
+FORMAT = 3  # 3: with the pair's geometry (session 24)
 # the geometry (simsearch.picturecheck.Geometry) of a pair matched well enough, NaN when none:
-# the map from lo's pixels to hi's, row by row, the shares of lo's and hi's keypoints outside
-# the other picture (simsearch.verify.beyond), and how much lo and hi frame the other's picture
-# with bars or filled corners (simsearch.verify.padding)
-_SHAPE = ("m0", "m1", "m2", "m3", "out_lo", "out_hi", "pad_lo", "pad_hi")
+# the map from lo's pixels to hi's, row by row, and the shares of lo's and hi's keypoints
+# outside the other picture (simsearch.verify.beyond)
+_SHAPE = ("m0", "m1", "m2", "m3", "out_lo", "out_hi")
 _COLUMNS = {"lo": np.int64, "hi": np.int64, "hash_lo": np.int64, "hash_hi": np.int64,
             "flags": np.uint8, **{k: np.float32 for k in _SHAPE}}
 _MAX_PAIRS = 50_000_000  # ~3.3 GB in memory: a file claiming more is not ours, and is not read
@@ -184,9 +183,8 @@ class Verdicts:
         shape = None
         if all(map(math.isfinite, values[:4])) and \
                 abs(values[0] * values[3] - values[1] * values[2]) > 1e-9:
-            shares = tuple(values[4:6]) if all(map(math.isfinite, values[4:6])) else None
-            pads = tuple(v if math.isfinite(v) else None for v in values[6:])
-            shape = (tuple(values[:4]), shares, pads)
+            shares = tuple(values[4:]) if all(map(math.isfinite, values[4:])) else None
+            shape = (tuple(values[:4]), shares)
         return flags & 7, bool(flags & _PLAIN), shape
 
     def get(self, lo: int, hi: int, sha_lo: str, sha_hi: str, lo_first: bool
@@ -204,11 +202,10 @@ class Verdicts:
         if not 0 <= lo < hi < _IDS:
             return  # not kept: only a saving of time
         nan = float("nan")
-        linear, shares, pads = shape if shape is not None else ((nan,) * 4, None, (None, None))
+        linear, shares = shape if shape is not None else ((nan,) * 4, None)
         for k, v in (("lo", lo), ("hi", hi), ("hash_lo", hash_lo), ("hash_hi", hash_hi),
                      ("flags", code | (_FIRST if lo_first else 0) | (_PLAIN if plain else 0)),
-                     *zip(_SHAPE, (*linear, *(shares if shares is not None else (nan,) * 2),
-                                   *(nan if v is None else v for v in pads)))):
+                     *zip(_SHAPE, (*linear, *(shares if shares is not None else (nan,) * 2)))):
             self._new[k].append(v)
         self.changed = True
 

@@ -46,7 +46,7 @@ from simsearch.images import load_image
 
 __all__ = ["VerifySettings", "VerifyStats", "Features", "RerankSettings",
            "features", "picture_features", "inliers", "match", "agreeing", "agreement",
-           "disagreement", "mirrored", "picture_map", "beyond", "padding", "aligned",
+           "disagreement", "mirrored", "picture_map", "beyond", "aligned",
            "plain_verdict", "copy_first"]
 
 _UNSURE = "unsure"  # the same picture for grouping, short of the cuts for a file action
@@ -263,75 +263,6 @@ def beyond(used: Features, b: Features, transform: np.ndarray | None
 
     return outside(used.points, forward, b.grey.shape), outside(b.points, backward,
                                                                 used.grey.shape)
-
-
-# `padding` (trials/keep-rules-seam-rule.md): points every SEAM_STEP grey pixels along the other
-# picture's canvas edge, at least SEAM_BORDER inside this one; across the edge, the outside at
-# SEAM_NEAR to SEAM_FAR pixels flat (its levels span at most SEAM_FLAT) and the inside's mean
-# apart from it by more than SEAM_STEP_LEVELS make a seam point; SEAM_MIN_POINTS kept, or none
-SEAM_STEP, SEAM_BORDER, SEAM_NEAR, SEAM_FAR = 2.0, 10, 3, 8
-SEAM_FLAT, SEAM_STEP_LEVELS, SEAM_MIN_POINTS = 6, 16, 32
-
-
-def padding(used: Features, b: Features, transform: np.ndarray | None
-            ) -> tuple[float | None, float | None] | None:
-    """How much each picture of a matched pair frames the other with bars or filled corners:
-    the other's canvas carried into it by the fitted transform (`used`'s grey pixels to `b`'s),
-    the share of the points along that canvas's edges, where they fall inside this picture,
-    at which a flat fill meets the picture in a hard step (a letterboxed copy's bars, a turned
-    copy's corners: about 1; the rest of an original beyond its crop, plain ground or not,
-    continues across the edge: about 0). None for a side where too few points fall inside (the
-    other's canvas ends on or beyond this one's border: a crop, a stretch, an original beside
-    its letterboxed copy); None without a transform."""
-    if transform is None:
-        return None
-    cv2 = _cv2()
-    forward = np.asarray(transform, np.float64)
-    try:
-        backward = cv2.invertAffineTransform(forward)
-    except cv2.error:
-        return None
-    return _seam(used.grey, b.grey.shape, backward), _seam(b.grey, used.grey.shape, forward)
-
-
-def _seam(grey: np.ndarray, other: tuple[int, ...], m: np.ndarray) -> float | None:
-    """`padding` for one side: `grey` this picture, `other` the other's shape, `m` the map
-    from the other's pixels to this one's."""
-    h, w = grey.shape
-    oh, ow = other
-    corners = np.array([[0, 0], [ow - 1, 0], [ow - 1, oh - 1], [0, oh - 1]], np.float64)
-    quad = corners @ m[:, :2].T + m[:, 2]
-    centre = quad.mean(axis=0)
-    offsets = np.arange(SEAM_NEAR, SEAM_FAR + 1, dtype=np.float64)
-    seams = kept = 0
-    for p0, p1 in zip(quad, np.roll(quad, -1, axis=0)):
-        length = float(np.hypot(*(p1 - p0)))
-        if length < SEAM_STEP:
-            continue
-        along = (p1 - p0) / length
-        normal = np.array([-along[1], along[0]])
-        if np.dot(normal, (p0 + p1) / 2 - centre) < 0:
-            normal = -normal  # away from the other picture
-        t = np.arange(SEAM_STEP / 2, length, SEAM_STEP)
-        points = p0 + t[:, None] * along
-        inside = ((points[:, 0] >= SEAM_BORDER) & (points[:, 0] <= w - 1 - SEAM_BORDER)
-                  & (points[:, 1] >= SEAM_BORDER) & (points[:, 1] <= h - 1 - SEAM_BORDER))
-        points = points[inside]
-        if not len(points):
-            continue
-
-        def levels(sign: float) -> np.ndarray:
-            at = points[:, None, :] + sign * offsets[None, :, None] * normal
-            x = np.clip(np.rint(at[..., 0]).astype(np.intp), 0, w - 1)
-            y = np.clip(np.rint(at[..., 1]).astype(np.intp), 0, h - 1)
-            return grey[y, x].astype(np.float64)
-
-        out, inn = levels(1.0), levels(-1.0)
-        flat = out.max(axis=1) - out.min(axis=1) <= SEAM_FLAT
-        step = np.abs(inn.mean(axis=1) - out.mean(axis=1)) > SEAM_STEP_LEVELS
-        seams += int(np.count_nonzero(flat & step))
-        kept += len(points)
-    return seams / kept if kept >= SEAM_MIN_POINTS else None
 
 
 def inliers(a: Features, b: Features, settings: VerifySettings = VerifySettings()) -> int:

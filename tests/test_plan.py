@@ -356,22 +356,6 @@ def test_largest_compares_the_picture_a_file_holds_when_the_check_mapped_it():
         best, rest = choose([original, copy], rules)
         assert best.path == copy.path and best.reason == "kept: 600.0 KB, biggest file"
         assert rest[0].reason == "500.0 KB against the kept 600.0 KB"
-    # ... unless the check saw the bars or corners meet the picture in a seam (its padding):
-    # then the file holding the picture without them is kept, whatever the bytes say
-    from dataclasses import replace
-    for copy in (_mapped("/p/bars.jpg", 1000, 1300, 600_000, (1, 0, 0, 1)),
-                 _mapped("/p/turned.jpg", 1173, 1032, 600_000, (0.966, -0.259, 0.259, 0.966))):
-        framed = replace(copy, padding=0.8)
-        for order in ([original, framed], [framed, original]):
-            best, rest = choose(order, rules)
-            assert best.path == original.path
-            assert best.reason == "kept: 1000x800, largest (the picture it holds)"
-            assert rest[0].reason == (f"{framed.width}x{framed.height}, framing the picture "
-                                      f"with bars or filled corners that the kept 1000x800 "
-                                      f"holds it without")
-        # under PADDED, or both framed: still a tie, the next rule decides
-        assert choose([original, replace(copy, padding=0.4)], rules)[0].path == copy.path
-        assert choose([replace(original, padding=0.6), framed], rules)[0].path == copy.path
     # a quarter-size copy holds it smaller along both axes, however its canvas compares
     small = _mapped("/p/small.jpg", 1000, 800, 900_000, (0.25, 0, 0, 0.25))
     best, rest = choose([small, original], rules)
@@ -445,26 +429,22 @@ def test_a_plan_keeps_each_files_map_through_its_file(tmp_path):
     from simsearch.dedupe import Group, Member
     a, b = _image(tmp_path / "a.jpg", (64, 48)), _image(tmp_path / "b.jpg", (64, 48), seed=1)
     members = [Member(i, str(p), 1.0, sha256(p), p.stat().st_size, 64, 48, p.stat().st_mtime_ns,
-                      e, picture, extent, pad)
-               for i, p, e, picture, extent, pad in (
-                   (0, a, "centre", (1.0, 0.0, 0.0, 1.0), 1.0, None),
-                   (1, b, "checked", (0.5, 0.0, 0.0, 0.5), 1.0, 0.25))]
+                      e, picture, extent)
+               for i, p, e, picture, extent in ((0, a, "centre", (1.0, 0.0, 0.0, 1.0), 1.0),
+                                                (1, b, "checked", (0.5, 0.0, 0.0, 0.5), 1.0))]
     plan = make_plan([Group("near", members)], parse_rules([]))
     assert plan.groups[0].keep == [str(a)]  # same canvas; b holds the picture at half size
     plan.save(tmp_path / "plan.json")
     again = Plan.load(tmp_path / "plan.json")
-    assert [(f.picture, f.extent, f.padding) for f in again.groups[0].files] == [
-        ((1.0, 0.0, 0.0, 1.0), 1.0, None), ((0.5, 0.0, 0.0, 0.5), 1.0, 0.25)]
+    assert [(f.picture, f.extent) for f in again.groups[0].files] == [
+        ((1.0, 0.0, 0.0, 1.0), 1.0), ((0.5, 0.0, 0.0, 0.5), 1.0)]
     # a plan file whose figures are not numbers is refused, naming the file
     data = json.loads((tmp_path / "plan.json").read_text())
-    for key, bad in (("picture", [1, 2, 3]), ("extent", "wide"), ("padding", True),
-                     ("padding", [0.5])):
+    for key, bad in (("picture", [1, 2, 3]), ("picture", "wide"), ("picture", [1, None, 0, 1]),
+                     ("picture", [1, "x", 0, 1]), ("extent", "wide"),
+                     ("extent", True)):
         broken = json.loads(json.dumps(data))
         broken["groups"][0]["files"][1][key] = bad
         (tmp_path / "bad.json").write_text(json.dumps(broken))
         with pytest.raises(PlanError, match=f"bad.json.*{key}"):
             Plan.load(tmp_path / "bad.json")
-    # a plan written before files carried a padding still loads, none measured
-    del data["groups"][0]["files"][1]["padding"]
-    (tmp_path / "older.json").write_text(json.dumps(data))
-    assert Plan.load(tmp_path / "older.json").groups[0].files[1].padding is None

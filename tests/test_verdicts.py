@@ -327,27 +327,23 @@ def test_a_run_keeps_another_runs_verdicts_about_files_indexed_since_its_snapsho
 
 
 def test_a_pairs_geometry_comes_back_with_its_verdict(tmp_path):
-    """The map, shares and paddings the keep rule `largest` reads survive a save (float32), a
-    pair without them comes back without, and the check turns them round for the other
-    order."""
+    """The map and shares the keep rule `largest` reads survive a save (float32), a pair
+    without them comes back without, and the check turns them round for the other order."""
     print_ = fingerprint(settings=VerifySettings(), opencv="5.1.0")
     kept = Verdicts(tmp_path, print_)
-    kept.put(1, 2, H[1], H[2], True, 1, False, ((0.5, 0.01, -0.02, 0.5), (0.25, 0.0),
-                                                (None, 0.75)))
-    kept.put(1, 3, H[1], H[3], True, 1, False, ((2.0, 0.0, 0.0, 2.0), None, (None, None)))
+    kept.put(1, 2, H[1], H[2], True, 1, False, ((0.5, 0.01, -0.02, 0.5), (0.25, 0.0)))
+    kept.put(1, 3, H[1], H[3], True, 1, False, ((2.0, 0.0, 0.0, 2.0), None))
     kept.put(2, 3, H[2], H[3], True, 0, False)
     kept.save(np.array([1, 2, 3]), np.array([SHA[1], SHA[2], SHA[3]], object))
     again = Verdicts(tmp_path, print_)
-    code, plain, (linear, shares, pads) = again.get(1, 2, SHA[1], SHA[2], True)
+    code, plain, (linear, shares) = again.get(1, 2, SHA[1], SHA[2], True)
     assert (code, plain) == (1, False)
     assert np.allclose(linear, (0.5, 0.01, -0.02, 0.5))
     assert np.allclose(shares, (0.25, 0.0))
-    assert pads == (None, 0.75)
-    assert again.get(1, 3, SHA[1], SHA[3], True)[2] == ((2.0, 0.0, 0.0, 2.0), None,
-                                                        (None, None))
+    assert again.get(1, 3, SHA[1], SHA[3], True)[2] == ((2.0, 0.0, 0.0, 2.0), None)
     assert again.get(2, 3, SHA[2], SHA[3], True)[2] is None
     # the check asked the other way round: the inverse map, the shares swapped
     from simsearch.picturecheck import _turned
-    back, swapped, pads = _turned(((0.5, 0.01, -0.02, 0.5), (0.25, 0.0), (None, 0.75)))
+    back, swapped = _turned(((0.5, 0.01, -0.02, 0.5), (0.25, 0.0)))
     assert np.allclose(np.reshape(back, (2, 2)) @ [[0.5, 0.01], [-0.02, 0.5]], np.eye(2))
-    assert swapped == (0.0, 0.25) and pads == (0.75, None)
+    assert swapped == (0.0, 0.25)
