@@ -110,7 +110,8 @@ def main() -> None:
     macs = RESNET18_MACS_224 * (size / 224) ** 2 if ref.config.backbone == "resnet18" else float("nan")
     precisions = ["fp32"] + (["int8"] if ref.precision == "int8" or _has_int8(args.model) else [])
     for precision in precisions:
-        net = Embedder(resolve_model(args.model, precision=precision))
+        chosen = resolve_model(args.model, precision=precision)
+        net = Embedder(chosen)
         net.embed_arrays(batch[:8])  # warm-up
         reps = max(1, 256 // len(batch))
         start = time.perf_counter()
@@ -118,7 +119,9 @@ def main() -> None:
             for s in range(0, len(batch), 32):
                 net.embed_arrays(batch[s:s + 32])
         net_s = (time.perf_counter() - start) / reps
-        rows.append({"stage": f"network {precision} (ONNX Runtime, {size} px, batch 32)",
+        # which int8 file this CPU runs: NAME.int8.onnx (VNNI) or NAME.int8-avx2.onnx
+        variant = "" if precision == "fp32" else f", {chosen.onnx_path.name}"
+        rows.append({"stage": f"network {precision} (ONNX Runtime, {size} px, batch 32{variant})",
                      "img_per_s": len(files) / net_s,
                      "gflop_per_s": 2 * macs * len(files) / net_s / 1e9})
 

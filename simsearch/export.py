@@ -161,7 +161,7 @@ def convert(weights: str | os.PathLike, out: str | os.PathLike | None = None) ->
 
 
 def quantize_int8(onnx_path: str | os.PathLike, out_path: str | os.PathLike,
-                  calibration: np.ndarray) -> Path:
+                  calibration: np.ndarray, reduce_range: bool = False) -> Path:
     """Static int8 quantisation (QDQ, per-channel weights) of an exported model.
 
     `calibration` is a uint8 batch [n, H, W, 3] of typical pictures (a few hundred). Only the
@@ -189,7 +189,8 @@ def quantize_int8(onnx_path: str | os.PathLike, out_path: str | os.PathLike,
         quant_pre_process(str(onnx_path), str(pre), skip_symbolic_shape=True)
         quantize_static(str(pre), str(tmp), _Reader(), quant_format=QuantFormat.QDQ,
                         per_channel=True, weight_type=QuantType.QInt8,
-                        activation_type=QuantType.QUInt8, op_types_to_quantize=["Conv", "Gemm", "MatMul"])
+                        activation_type=QuantType.QUInt8, op_types_to_quantize=["Conv", "Gemm", "MatMul"],
+                        reduce_range=reduce_range)
         proto = onnx.load(str(tmp))
         source = onnx.load(str(onnx_path), load_external_data=False)
         del proto.metadata_props[:]

@@ -21,7 +21,7 @@ from simsearch.dedupe import DuplicateReport, Group, Member, check_threshold, fi
 from simsearch.embedder import Embedder
 from simsearch.errors import (DecodeError, IndexStoreError, ModelError, ModelMismatchError,
                               SimsearchError)
-from simsearch.models import ModelRef, resolve_device, resolve_model
+from simsearch.models import ModelRef, fp32_path, resolve_device, resolve_model
 from simsearch.plan import extent_of
 from simsearch.images import load_image
 from simsearch.ingest import IngestReport, Progress, ingest
@@ -195,8 +195,8 @@ class Index:
         if self._embedder is None:
             ref = self.model
             if self.device != "cpu" and ref.precision == "int8":  # int8 pays off on CPUs only
-                fp32 = ref.onnx_path.with_name(ref.onnx_path.name[:-len(".int8.onnx")] + ".onnx")
-                ref = dataclasses.replace(ref, onnx_path=fp32, precision="fp32")
+                ref = dataclasses.replace(ref, onnx_path=fp32_path(ref.onnx_path),
+                                          precision="fp32")
             self._embedder = Embedder(ref, device=self.device)
         return self._embedder
 

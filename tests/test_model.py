@@ -100,6 +100,7 @@ def test_int8_variant_is_chosen_by_precision_and_agrees(tmp_path, monkeypatch):
     export_onnx(model, tmp_path / "m.onnx", model_id, half_weights=False)
     pictures = np.stack([np.asarray(make_picture(i).resize((48, 48))) for i in range(32)])
     quantize_int8(tmp_path / "m.onnx", tmp_path / "m.int8.onnx", pictures)
+    quantize_int8(tmp_path / "m.onnx", tmp_path / "m.int8-avx2.onnx", pictures, reduce_range=True)
     assert resolve_model(tmp_path / "m.onnx", precision="fp32").precision == "fp32"
     int8 = resolve_model(tmp_path / "m.onnx", precision="int8")
     assert int8.precision == "int8" and int8.model_id == model_id and int8.config == TINY
@@ -108,6 +109,12 @@ def test_int8_variant_is_chosen_by_precision_and_agrees(tmp_path, monkeypatch):
     fp32 = Embedder(resolve_model(tmp_path / "m.onnx", precision="fp32")).embed_arrays(pictures)
     q8 = Embedder(int8).embed_arrays(pictures)
     assert (fp32 * q8).sum(1).min() > 0.95
+    # the 7-bit variant, for x86 CPUs without VNNI (whichever this CPU is, it runs the file)
+    from simsearch import models
+    monkeypatch.setattr(models, "_cpu_flags", lambda: frozenset({"sse2", "avx2"}))
+    seven = resolve_model(tmp_path / "m.onnx", precision="int8")
+    assert seven.onnx_path.name == "m.int8-avx2.onnx" and seven.model_id == model_id
+    assert (fp32 * Embedder(seven).embed_arrays(pictures)).sum(1).min() > 0.95
     shutil.copy(tmp_path / "m.onnx", tmp_path / "solo.onnx")
     with pytest.raises(ModelError, match="no int8 variant"):
         resolve_model(tmp_path / "solo.onnx", precision="int8")
@@ -133,7 +140,8 @@ def _shipped_model_agreement(images):
     with torch.no_grad():
         want = model(x).numpy()
     got = fp32.embed_arrays(batch)
-    int8 = DEFAULT_MODEL_DIR / "default.int8.onnx"
+    from simsearch.models import cpu_int8_saturates, int8_paths
+    int8 = int8_paths(DEFAULT_MODEL_DIR / "default.onnx")[1 if cpu_int8_saturates() else 0]
     q8 = Embedder(resolve_model("default", precision="int8")).embed_arrays(batch) \
         if int8.is_file() else None
     return (got * want).sum(1), None if q8 is None else (q8 * got).sum(1)

@@ -34,7 +34,12 @@ from simsearch.index import open_index
 from simsearch.models import read_metadata, resolve_model
 
 ROOT = Path(__file__).resolve().parents[1]
-SHIPPED = [models.DEFAULT_MODEL_DIR / "default.onnx", models.DEFAULT_MODEL_DIR / "default.int8.onnx"]
+SHIPPED = [models.DEFAULT_MODEL_DIR / "default.onnx", models.DEFAULT_MODEL_DIR / "default.int8.onnx",
+           models.DEFAULT_MODEL_DIR / "default.int8-avx2.onnx"]
+# CPUs as /proc/cpuinfo's flags describe them
+VNNI = frozenset({"sse2", "avx2", "avx512f", "avx512_vnni"})
+AVX2 = frozenset({"sse2", "avx2", "fma"})
+NOT_X86 = frozenset()
 SMALL = ModelConfig(dim=32, input_size=32, pooling="avg")
 
 
@@ -251,17 +256,54 @@ def test_the_shipped_default_model_resolves(monkeypatch):
     assert ref.dedupe_threshold == pytest.approx(calibration["dedupe_threshold"])
     assert float(read_metadata(SHIPPED[0])[models.META_THRESHOLD]) == pytest.approx(0.85)  # ship.py's
     assert ref.background_file == models.DEFAULT_MODEL_DIR / "default.background.npz"
-    if SHIPPED[1].is_file():
-        int8 = resolve_model("default", precision="int8")
-        assert int8.onnx_path == SHIPPED[1] and int8.model_id == ref.model_id
-        monkeypatch.setattr(models, "cpu_has_vnni", lambda: True)
-        assert resolve_model("default", precision="auto").precision == "int8"
-        assert resolve_model("default", precision="auto", device="cuda:0").precision == "fp32"
-        monkeypatch.setattr(models, "cpu_has_vnni", lambda: False)
-        assert resolve_model("default", precision="auto").precision == "fp32"
+    for flags, variant in ((VNNI, SHIPPED[1]), (AVX2, SHIPPED[2])):
+        monkeypatch.setattr(models, "_cpu_flags", lambda: flags)
+        if variant.is_file():
+            int8 = resolve_model("default", precision="int8")
+            assert int8.onnx_path == variant and int8.model_id == ref.model_id
+            assert resolve_model("default", precision="auto").onnx_path == variant
+            assert resolve_model("default", precision="auto", device="cuda:0").precision == "fp32"
+    monkeypatch.setattr(models, "_cpu_flags", lambda: NOT_X86)
+    assert resolve_model("default", precision="auto").precision == "fp32"
 
 
-def test_an_int8_file_of_another_model_is_refused(tmp_path):
+def test_each_cpu_gets_the_int8_variant_it_runs_well(tmp_path, monkeypatch):
+    """VNNI: NAME.int8.onnx; an x86 CPU without VNNI: NAME.int8-avx2.onnx (7-bit weights),
+    never NAME.int8.onnx, whose sums saturate there; with auto, fp32 where the CPU's variant
+    is missing, on a GPU, and on CPUs not measured (no AVX2, another architecture)."""
+    _graph_model(tmp_path / "m.onnx", model_id="one")
+    plain, seven_bit = models.int8_paths(tmp_path / "m.onnx")
+    assert (plain.name, seven_bit.name) == ("m.int8.onnx", "m.int8-avx2.onnx")
+    assert models.int8_paths(seven_bit) == (plain, seven_bit)
+    _graph_model(plain, model_id="one")
+
+    def chosen(flags, precision):
+        monkeypatch.setattr(models, "_cpu_flags", lambda: flags)
+        return resolve_model(tmp_path / "m.onnx", precision=precision).onnx_path.name
+
+    assert chosen(VNNI, "auto") == chosen(VNNI, "int8") == "m.int8.onnx"
+    assert chosen(AVX2, "auto") == chosen(NOT_X86, "auto") == "m.onnx"
+    assert chosen(NOT_X86, "int8") == "m.int8.onnx"
+    with pytest.raises(ModelError, match="needs a CPU with VNNI.*m.int8-avx2.onnx.*is not "
+                                         "beside it"):
+        chosen(AVX2, "int8")
+    _graph_model(seven_bit, model_id="one")
+    assert chosen(AVX2, "auto") == chosen(AVX2, "int8") == "m.int8-avx2.onnx"
+    assert chosen(frozenset({"sse2"}), "auto") == "m.onnx"  # no AVX2: not measured
+    assert chosen(frozenset({"sse2"}), "int8") == "m.int8-avx2.onnx"
+    assert chosen(VNNI, "auto") == "m.int8.onnx"
+    assert chosen(AVX2, "fp32") == "m.onnx"
+    # a variant's file is never the model to name; each has the model's background beside it
+    with pytest.raises(ModelError, match="name the fp32 model"):
+        resolve_model(seven_bit)
+    assert models.background_path(seven_bit) == tmp_path / "m.background.npz"
+    _graph_model(seven_bit, model_id="two")
+    with pytest.raises(ModelError, match="m.int8-avx2.onnx is not a variant of"):
+        chosen(AVX2, "int8")
+
+
+def test_an_int8_file_of_another_model_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr(models, "_cpu_flags", lambda: VNNI)
     _graph_model(tmp_path / "m.onnx", model_id="one")
     _graph_model(tmp_path / "m.int8.onnx", model_id="two")
     assert resolve_model(tmp_path / "m.onnx", precision="fp32").model_id == "one"

@@ -1,7 +1,9 @@
 """Ship a trained run as the default model: build its background set, calibrate the score
 adjustment and the dedupe threshold on the validation images (never on the evaluation set),
-export ONNX with the threshold in its metadata, make the int8 variant (kept only if it loses
-<= 0.01 uAP on validation), and copy the files into simsearch/models/.
+export ONNX with the threshold in its metadata, make the int8 variants (each kept only if it loses
+<= 0.01 uAP on validation: `default.int8.onnx` for CPUs with VNNI, made only on such a CPU, and
+`default.int8-avx2.onnx`, 7-bit weights, for x86 CPUs without VNNI: int8_avx2.py), and copy the
+files into simsearch/models/.
 
 The background set (simsearch/scoring.py) is the vectors of a seeded sample of 10,000 training
 images (3,000 until stage 7); its strength (beta, delta) is the grid point with the best validation uAP, and no
@@ -25,10 +27,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from int8_avx2 import make as make_seven_bit  # noqa: E402
 from simsearch.export import export_onnx, quantize_int8  # noqa: E402
 from simsearch.model import load_model  # noqa: E402
 from simsearch.files import sha256  # noqa: E402
+from simsearch.models import cpu_has_vnni, int8_paths  # noqa: E402
 from simsearch.scorecard import run_eval  # noqa: E402
 from simsearch.scoring import background_path, build_background  # noqa: E402
 
@@ -141,20 +146,29 @@ def main() -> None:
     summary = {"model_id": model_id, "dedupe_threshold": threshold,
                "validation_plain_cosine": {"uap": plain.metrics.uap, "variants": plain.variants},
                "validation": report.figures()}
-    int8 = MODELS / "default.int8.onnx"
-    quantize_int8(MODELS / "default.onnx", int8, calibration_batch(ROOT / "data" / "train",
-                                                                    report_size(weights)))
-    os.environ["SIMSEARCH_PRECISION"] = "int8"
-    quantised = run_eval(args.val_dir, model=str(MODELS / "default.onnx"), baselines=(),
-                         per_image=args.per_image, threshold=threshold)
-    os.environ["SIMSEARCH_PRECISION"] = "auto"
-    drop = report.metrics.uap - quantised.metrics.uap
-    print(f"int8 on validation: uAP {quantised.metrics.uap:.4f} (fp32 {report.metrics.uap:.4f})")
-    if drop > 0.01:
-        int8.unlink()
-        print(f"int8 variant not shipped: it loses {drop:.4f} uAP (> 0.01)")
+    int8, seven_bit = int8_paths(MODELS / "default.onnx")
+    for stale_variant in (int8, seven_bit):
+        stale_variant.unlink(missing_ok=True)  # the last model's: never beside this one
+    calibration = calibration_batch(ROOT / "data" / "train", report_size(weights))
+    if cpu_has_vnni():  # only there does default.int8.onnx run as its users run it
+        quantize_int8(MODELS / "default.onnx", int8, calibration)
+        os.environ["SIMSEARCH_PRECISION"] = "int8"
+        quantised = run_eval(args.val_dir, model=str(MODELS / "default.onnx"), baselines=(),
+                             per_image=args.per_image, threshold=threshold)
+        os.environ["SIMSEARCH_PRECISION"] = "auto"
+        drop = report.metrics.uap - quantised.metrics.uap
+        print(f"int8 on validation: uAP {quantised.metrics.uap:.4f} (fp32 {report.metrics.uap:.4f})")
+        if drop > 0.01:
+            int8.unlink()
+            print(f"int8 variant not shipped: it loses {drop:.4f} uAP (> 0.01)")
+        else:
+            summary["int8_validation"] = quantised.figures()
     else:
-        summary["int8_validation"] = quantised.figures()
+        print("int8 variant for CPUs with VNNI not made: this CPU has no VNNI, where its int8 "
+              "kernels saturate and could not check it (run ship.py on a CPU with VNNI)")
+    # the variant for x86 CPUs without VNNI (7-bit weights): the same file runs alike anywhere
+    summary["int8_avx2_validation"] = make_seven_bit(MODELS / "default.onnx", calibration,
+                                                     args.val_dir, args.per_image, threshold)
     (MODELS / "default.calibration.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(f"shipped {model_id[:12]} to {MODELS}")
 

@@ -2,7 +2,7 @@
 
 A model is named by a path (`.onnx`, `.safetensors`, or a folder holding `model.onnx` /
 `model.safetensors`) or by `default`, the model shipped in this folder (package data:
-`default.onnx`, its int8 variant, weights, background set, calibration). Its config, identity and
+`default.onnx`, its int8 variants, weights, background set, calibration). Its config, identity and
 dedupe threshold are read from the ONNX metadata by a small protobuf reader that skips the
 graph unparsed (a calibration sidecar `NAME.calibration.json` of the same model identity, when
 there is one, overrides the threshold: a recalibration need not rewrite the ONNX files), so finding a model costs neither torch nor an ONNX Runtime session: `dedupe`
@@ -15,6 +15,7 @@ cache keyed by the weights' SHA-256. Without one it is refused with the command 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import stat
 from dataclasses import dataclass
@@ -24,7 +25,8 @@ from simsearch.config import ModelConfig
 from simsearch.errors import ModelError
 
 __all__ = ["ModelRef", "resolve_model", "resolve_device", "read_metadata", "background_path",
-           "calibration_path", "cache_dir", "cpu_has_vnni", "DEFAULT_MODEL_DIR", "META_CONFIG", "META_MODEL_ID", "META_THRESHOLD"]
+           "calibration_path", "cache_dir", "cpu_has_vnni", "cpu_int8_saturates", "int8_paths",
+           "fp32_path", "DEFAULT_MODEL_DIR", "META_CONFIG", "META_MODEL_ID", "META_THRESHOLD"]
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent
 # ONNX metadata keys (export.py writes them).
@@ -65,10 +67,16 @@ def resolve_model(spec: str | os.PathLike | None = None, precision: str | None =
     """The ONNX file, config and identity of a model spec, from metadata alone.
 
     `precision` ("auto", "fp32" or "int8"; default `$SIMSEARCH_PRECISION` or auto): an int8
-    variant (`NAME.int8.onnx` beside `NAME.onnx`) is used where asked for, or with auto where the
-    CPU has VNNI int8 instructions (elsewhere int8 is no faster; on a GPU auto means fp32). Both
-    variants have the same model identity: their vectors agree to within the quantisation error
-    that the benchmarks report, so an index can be shared between machines that pick differently.
+    variant beside `NAME.onnx` is used where asked for, or with auto where the CPU runs it fast
+    and well (on a GPU auto means fp32). Which variant depends on the CPU (`int8_paths`):
+    `NAME.int8.onnx` where it has VNNI int8 instructions; `NAME.int8-avx2.onnx` (7-bit weights)
+    on an x86 CPU without them, whose int8 kernels add products in 16 bits that saturate with
+    8-bit weights: `NAME.int8.onnx` there gives vectors that drift from fp32 (session 25, AMD
+    Zen 3: the default model's validation uAP 0.949 against 0.983), so it is refused there;
+    auto takes the 7-bit variant on such a CPU with AVX2 (1.6x fp32's speed there, the same
+    validation figures). Every variant has the model's identity: their vectors agree to within
+    the quantisation error that the benchmarks report, so an index can be shared between
+    machines that pick differently.
     """
     precision = (precision or os.environ.get("SIMSEARCH_PRECISION") or "auto").lower()
     if precision not in ("auto", "fp32", "int8"):
@@ -81,11 +89,21 @@ def resolve_model(spec: str | os.PathLike | None = None, precision: str | None =
     checked, unchecked = _calibrated_threshold(calibration_path(beside), ref.model_id)
     if checked is not None:
         ref = dataclasses.replace(ref, dedupe_threshold=checked, unchecked_threshold=unchecked)
-    int8 = onnx_path.with_name(onnx_path.name[: -len(".onnx")] + ".int8.onnx")
+    plain, seven_bit = int8_paths(onnx_path)
+    saturates = cpu_int8_saturates()
+    int8 = seven_bit if saturates else plain
     if precision == "int8" and not int8.is_file():
+        if saturates and plain.is_file():
+            raise ModelError(
+                f"{name}: its int8 variant ({plain.name}) needs a CPU with VNNI int8 "
+                f"instructions, which this one lacks: here int8 products are added in 16 bits "
+                f"that saturate, and its vectors drift from fp32 (the default model's validation "
+                f"uAP 0.949 against 0.983); the variant for such CPUs ({seven_bit.name}, 7-bit "
+                f"weights) is not beside it. Use SIMSEARCH_PRECISION=auto or fp32")
         raise ModelError(f"{name} has no int8 variant ({int8} not found)")
+    fast = cpu_has_vnni() or (saturates and "avx2" in _cpu_flags())
     if int8.is_file() and (precision == "int8" or (precision == "auto" and device == "cpu"
-                                                   and cpu_has_vnni())):
+                                                   and fast)):
         variant = _read_onnx(int8, name)
         if variant.model_id != ref.model_id or variant.config != ref.config:
             raise ModelError(f"{int8} is not a variant of {onnx_path} (another model's metadata); "
@@ -94,12 +112,31 @@ def resolve_model(spec: str | os.PathLike | None = None, precision: str | None =
     return ref
 
 
+INT8_SUFFIXES = (".int8.onnx", ".int8-avx2.onnx")
+
+
+def int8_paths(onnx_path: str | os.PathLike) -> tuple[Path, Path]:
+    """The int8 variants of `NAME.onnx`: `NAME.int8.onnx` (8-bit weights, for CPUs with VNNI
+    int8 instructions) and `NAME.int8-avx2.onnx` (7-bit weights, for x86 CPUs without them)."""
+    path = fp32_path(onnx_path)
+    stem = path.name[:-len(".onnx")]
+    return path.with_name(stem + INT8_SUFFIXES[0]), path.with_name(stem + INT8_SUFFIXES[1])
+
+
+def fp32_path(onnx_path: str | os.PathLike) -> Path:
+    """`NAME.onnx` for any of its variants' files (or itself)."""
+    path = Path(onnx_path)
+    for suffix in INT8_SUFFIXES:
+        if path.name.endswith(suffix):
+            return path.with_name(path.name[:-len(suffix)] + ".onnx")
+    return path
+
+
 def background_path(model_file: str | os.PathLike) -> Path:
     """Where a model's background set (`simsearch.scoring`) lives: `NAME.background.npz` beside
-    `NAME.onnx` (or `NAME.safetensors`)."""
-    path = Path(model_file)
-    stem = path.name[:-len(".int8.onnx")] if path.name.endswith(".int8.onnx") else path.stem
-    return path.with_name(stem + ".background.npz")
+    `NAME.onnx` (or `NAME.safetensors`, or an int8 variant)."""
+    path = fp32_path(model_file)
+    return path.with_name(path.stem + ".background.npz")
 
 
 def calibration_path(model_file: str | os.PathLike) -> Path:
@@ -134,17 +171,31 @@ def _calibrated_threshold(path: Path, model_id: str) -> tuple[float | None, floa
     return float(checked), float(unchecked)
 
 
-def cpu_has_vnni() -> bool:
-    """Whether this CPU has int8 dot-product instructions (AVX512-VNNI or AVX-VNNI)."""
+@functools.cache
+def _cpu_flags() -> frozenset[str]:
+    """The x86 feature flags of this CPU (/proc/cpuinfo); empty where there are none (another
+    architecture, another system)."""
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
                 if line.startswith("flags"):
-                    flags = line.split()
-                    return "avx512_vnni" in flags or "avx_vnni" in flags
+                    return frozenset(line.split(":", 1)[-1].split())
     except OSError:
         pass
-    return False
+    return frozenset()
+
+
+def cpu_has_vnni() -> bool:
+    """Whether this CPU has int8 dot-product instructions (AVX512-VNNI or AVX-VNNI)."""
+    flags = _cpu_flags()
+    return "avx512_vnni" in flags or "avx_vnni" in flags
+
+
+def cpu_int8_saturates() -> bool:
+    """Whether this is an x86 CPU without VNNI: ONNX Runtime's int8 kernels there multiply
+    unsigned 8-bit activations by signed 8-bit weights in pairs summed in 16 bits, which
+    saturate (vectors drift); weights of 7 bits do not."""
+    return "sse2" in _cpu_flags() and not cpu_has_vnni()
 
 
 def resolve_device(device: str | None = None) -> str:
@@ -188,7 +239,7 @@ def _locate(spec: str | os.PathLike | None) -> tuple[Path, str]:
         raise ModelError(f"{path}: folder has no model.onnx or model.safetensors")
     if not path.is_file():
         raise ModelError(f"{path}: model file not found")
-    if path.name.endswith(".int8.onnx"):
+    if fp32_path(path) != path:
         raise ModelError(f"{path}: name the fp32 model (.onnx); its int8 variant is chosen by "
                          f"precision")
     name = str(path.absolute())  # recorded in index manifests: found again from any folder
