@@ -31,7 +31,7 @@ from simsearch.errors import SimsearchError
 from simsearch.files import FileInfo
 from simsearch.ingest import (Committer, Computed, IngestReport, Progress, Skipped, compute_files,
                               plan, remove_missing)
-from simsearch.models import ModelRef
+from simsearch.models import ModelRef, for_this_cpu
 from simsearch.scoring import Background
 from simsearch.vectors import VectorIndex
 
@@ -47,7 +47,8 @@ class _Computer:
     """One ONNX Runtime session per actor, loaded once."""
 
     def __init__(self, model: ModelRef, device: str):
-        self.embedder = Embedder(model, threads=1, device=device)
+        # the int8 file the head chose may saturate on this worker's CPU: its own choice
+        self.embedder = Embedder(for_this_cpu(model, device), threads=1, device=device)
 
     def compute(self, infos: list[FileInfo]) -> list[Computed | Skipped]:
         return compute_files(infos, self.embedder)

@@ -167,7 +167,9 @@ def quantize_int8(onnx_path: str | os.PathLike, out_path: str | os.PathLike,
     `calibration` is a uint8 batch [n, H, W, 3] of typical pictures (a few hundred). Only the
     convolutions and the projection are quantised; pooling and normalisation stay fp32. On CPUs
     with VNNI this is ~2-3x faster than fp32; `benchmarks/ingest.py` reports the quality cost.
-    The metadata (config, model id, threshold) is carried over.
+    The metadata (config, model id, threshold) is carried over. `reduce_range`: 7-bit weights,
+    for x86 CPUs without VNNI, whose int8 kernels add pairs of products in 16 bits that
+    saturate with 8-bit weights (`NAME.int8-avx2.onnx`: simsearch.models.int8_paths).
     """
     import onnx
     from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType,

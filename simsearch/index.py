@@ -21,7 +21,7 @@ from simsearch.dedupe import DuplicateReport, Group, Member, check_threshold, fi
 from simsearch.embedder import Embedder
 from simsearch.errors import (DecodeError, IndexStoreError, ModelError, ModelMismatchError,
                               SimsearchError)
-from simsearch.models import ModelRef, fp32_path, resolve_device, resolve_model
+from simsearch.models import ModelRef, for_this_cpu, resolve_device, resolve_model
 from simsearch.plan import extent_of
 from simsearch.images import load_image
 from simsearch.ingest import IngestReport, Progress, ingest
@@ -193,11 +193,8 @@ class Index:
     @property
     def embedder(self) -> Embedder:
         if self._embedder is None:
-            ref = self.model
-            if self.device != "cpu" and ref.precision == "int8":  # int8 pays off on CPUs only
-                ref = dataclasses.replace(ref, onnx_path=fp32_path(ref.onnx_path),
-                                          precision="fp32")
-            self._embedder = Embedder(ref, device=self.device)
+            # int8 pays off on CPUs only: fp32 on a GPU
+            self._embedder = Embedder(for_this_cpu(self.model, self.device), device=self.device)
         return self._embedder
 
     @property

@@ -693,13 +693,14 @@ def _picture(value) -> tuple[float, float, float, float] | None:
     """A plan file's `picture` as read from JSON: four numbers, or None."""
     if value is None:
         return None
-    if not isinstance(value, list) or len(value) != 4 or None in value:
+    if not isinstance(value, (list, tuple)) or len(value) != 4 or None in value:
         raise ValueError(f"picture: {value!r} is not four numbers")
     return tuple(_number(v, "picture") for v in value)
 
 
 def _number(value, name: str) -> float | None:
-    """A plan file's `extent` as read from JSON: a number, or None."""
+    """A number of a plan file as read from JSON (its `extent`, its `picture`'s four): a
+    number, or None."""
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:

@@ -101,16 +101,18 @@ def test_int8_variant_is_chosen_by_precision_and_agrees(tmp_path, monkeypatch):
     pictures = np.stack([np.asarray(make_picture(i).resize((48, 48))) for i in range(32)])
     quantize_int8(tmp_path / "m.onnx", tmp_path / "m.int8.onnx", pictures)
     quantize_int8(tmp_path / "m.onnx", tmp_path / "m.int8-avx2.onnx", pictures, reduce_range=True)
+    from simsearch import models
+    monkeypatch.setattr(models, "_cpu_flags", lambda: frozenset({"sse2", "avx2", "avx512_vnni"}))
     assert resolve_model(tmp_path / "m.onnx", precision="fp32").precision == "fp32"
     int8 = resolve_model(tmp_path / "m.onnx", precision="int8")
     assert int8.precision == "int8" and int8.model_id == model_id and int8.config == TINY
+    assert int8.onnx_path.name == "m.int8.onnx"
     monkeypatch.setenv("SIMSEARCH_PRECISION", "int8")
     assert resolve_model(tmp_path / "m.onnx").precision == "int8"
     fp32 = Embedder(resolve_model(tmp_path / "m.onnx", precision="fp32")).embed_arrays(pictures)
     q8 = Embedder(int8).embed_arrays(pictures)
     assert (fp32 * q8).sum(1).min() > 0.95
     # the 7-bit variant, for x86 CPUs without VNNI (whichever this CPU is, it runs the file)
-    from simsearch import models
     monkeypatch.setattr(models, "_cpu_flags", lambda: frozenset({"sse2", "avx2"}))
     seven = resolve_model(tmp_path / "m.onnx", precision="int8")
     assert seven.onnx_path.name == "m.int8-avx2.onnx" and seven.model_id == model_id
@@ -158,6 +160,9 @@ def test_shipped_onnx_model_gives_the_torch_vectors():
     fp32, int8 = _shipped_model_agreement(images)
     assert fp32.min() >= 0.999
     assert int8 is None or (np.median(int8) >= 0.99 and int8.min() >= 0.9)
+    from simsearch.models import cpu_int8_saturates
+    if cpu_int8_saturates():  # the 7-bit file runs here; the 8-bit one's least was 0.907
+        assert int8 is not None and int8.min() >= 0.98
 
 
 @pytest.mark.slow

@@ -258,12 +258,13 @@ def test_the_shipped_default_model_resolves(monkeypatch):
     assert ref.background_file == models.DEFAULT_MODEL_DIR / "default.background.npz"
     for flags, variant in ((VNNI, SHIPPED[1]), (AVX2, SHIPPED[2])):
         monkeypatch.setattr(models, "_cpu_flags", lambda: flags)
-        if variant.is_file():
-            int8 = resolve_model("default", precision="int8")
-            assert int8.onnx_path == variant and int8.model_id == ref.model_id
-            assert resolve_model("default", precision="auto").onnx_path == variant
-            assert resolve_model("default", precision="auto", device="cuda:0").precision == "fp32"
+        assert variant.is_file(), f"{variant} is shipped"
+        int8 = resolve_model("default", precision="int8")
+        assert int8.onnx_path == variant and int8.model_id == ref.model_id
+        assert resolve_model("default", precision="auto").onnx_path == variant
+        assert resolve_model("default", precision="auto", device="cuda:0").precision == "fp32"
     monkeypatch.setattr(models, "_cpu_flags", lambda: NOT_X86)
+    monkeypatch.setattr(models.platform, "machine", lambda: "aarch64")
     assert resolve_model("default", precision="auto").precision == "fp32"
 
 
@@ -277,18 +278,26 @@ def test_each_cpu_gets_the_int8_variant_it_runs_well(tmp_path, monkeypatch):
     assert models.int8_paths(seven_bit) == (plain, seven_bit)
     _graph_model(plain, model_id="one")
 
-    def chosen(flags, precision):
+    def chosen(flags, precision, machine="x86_64"):
         monkeypatch.setattr(models, "_cpu_flags", lambda: flags)
+        monkeypatch.setattr(models.platform, "machine", lambda: machine)
         return resolve_model(tmp_path / "m.onnx", precision=precision).onnx_path.name
 
     assert chosen(VNNI, "auto") == chosen(VNNI, "int8") == "m.int8.onnx"
-    assert chosen(AVX2, "auto") == chosen(NOT_X86, "auto") == "m.onnx"
-    assert chosen(NOT_X86, "int8") == "m.int8.onnx"
+    assert chosen(AVX2, "auto") == chosen(NOT_X86, "auto", "aarch64") == "m.onnx"
+    assert chosen(NOT_X86, "int8", "aarch64") == "m.int8.onnx"
     with pytest.raises(ModelError, match="needs a CPU with VNNI.*m.int8-avx2.onnx.*is not "
-                                         "beside it"):
+                                         "beside it.*make it with"):
         chosen(AVX2, "int8")
+    # an x86 CPU whose flags cannot be read (macOS, Windows) may saturate: refused too
+    with pytest.raises(ModelError, match="needs a CPU with VNNI"):
+        chosen(NOT_X86, "int8", "AMD64")
     _graph_model(seven_bit, model_id="one")
     assert chosen(AVX2, "auto") == chosen(AVX2, "int8") == "m.int8-avx2.onnx"
+    # ... where the 7-bit file, right on every CPU, is taken when int8 is asked for; auto
+    # stays fp32 there (not measured)
+    assert chosen(NOT_X86, "int8", "AMD64") == "m.int8-avx2.onnx"
+    assert chosen(NOT_X86, "auto", "AMD64") == "m.onnx"
     assert chosen(frozenset({"sse2"}), "auto") == "m.onnx"  # no AVX2: not measured
     assert chosen(frozenset({"sse2"}), "int8") == "m.int8-avx2.onnx"
     assert chosen(VNNI, "auto") == "m.int8.onnx"
@@ -297,9 +306,41 @@ def test_each_cpu_gets_the_int8_variant_it_runs_well(tmp_path, monkeypatch):
     with pytest.raises(ModelError, match="name the fp32 model"):
         resolve_model(seven_bit)
     assert models.background_path(seven_bit) == tmp_path / "m.background.npz"
+    # a CPU with VNNI where only the 7-bit file is there runs it (it does not saturate)
+    plain.unlink()
+    assert chosen(VNNI, "auto") == chosen(VNNI, "int8") == "m.int8-avx2.onnx"
     _graph_model(seven_bit, model_id="two")
     with pytest.raises(ModelError, match="m.int8-avx2.onnx is not a variant of"):
         chosen(AVX2, "int8")
+
+
+def test_a_worker_runs_the_int8_file_its_own_cpu_runs_correctly(tmp_path, monkeypatch):
+    """A cluster's head picks for its CPU; each worker (and a GPU) re-picks for its own:
+    the head's 8-bit file on a worker without VNNI would give drifted vectors."""
+    _graph_model(tmp_path / "m.onnx", model_id="one")
+    plain, seven_bit = models.int8_paths(tmp_path / "m.onnx")
+    _graph_model(plain, model_id="one")
+    _graph_model(seven_bit, model_id="one")
+    monkeypatch.setattr(models, "_cpu_flags", lambda: VNNI)
+    head = resolve_model(tmp_path / "m.onnx", precision="int8")
+    assert head.onnx_path == plain
+    assert models.for_this_cpu(head) == head
+    assert models.for_this_cpu(head, "cuda:0").onnx_path == tmp_path / "m.onnx"
+    monkeypatch.setattr(models, "_cpu_flags", lambda: AVX2)
+    worker = models.for_this_cpu(head)
+    assert (worker.onnx_path, worker.precision, worker.model_id) == (seven_bit, "int8", "one")
+    seven_bit.unlink()
+    assert models.for_this_cpu(head).precision == "fp32"  # no file it runs correctly: fp32
+    fp32 = resolve_model(tmp_path / "m.onnx", precision="fp32")
+    assert models.for_this_cpu(fp32) == fp32
+
+
+def test_cpu_flags_are_read_from_proc_cpuinfo_text():
+    x86 = "processor\t: 0\nvendor_id\t: AuthenticAMD\nflags\t\t: fpu sse2 avx2 fma\n\n" \
+          "processor\t: 1\nflags\t\t: fpu sse2 avx2 fma\n"
+    assert models._parse_flags(x86) == {"fpu", "sse2", "avx2", "fma"}
+    arm = "processor\t: 0\nFeatures\t: fp asimd aes sha2 asimddp\nCPU implementer\t: 0x41\n"
+    assert models._parse_flags(arm) == frozenset()
 
 
 def test_an_int8_file_of_another_model_is_refused(tmp_path, monkeypatch):

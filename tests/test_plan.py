@@ -438,6 +438,8 @@ def test_a_plan_keeps_each_files_map_through_its_file(tmp_path):
     again = Plan.load(tmp_path / "plan.json")
     assert [(f.picture, f.extent) for f in again.groups[0].files] == [
         ((1.0, 0.0, 0.0, 1.0), 1.0), ((0.5, 0.0, 0.0, 0.5), 1.0)]
+    # ... and through a plan's own dict (the review page's server reads it so)
+    assert Plan.from_dict(plan.to_dict()).to_dict() == plan.to_dict()
     # a plan file whose figures are not numbers is refused, naming the file
     data = json.loads((tmp_path / "plan.json").read_text())
     for key, bad in (("picture", [1, 2, 3]), ("picture", "wide"), ("picture", [1, None, 0, 1]),

@@ -9,7 +9,8 @@ validation uAP 0.949 against fp32's 0.983 (session 25, AMD EPYC Zen 3). Weights 
 be checked on any.
 
 This makes the variant from `NAME.onnx` with the same calibration pictures as ship.py, scores
-it on validation (data/val, 4 edited copies an image, as ship.py) beside fp32 in the same run,
+it on validation (data/val, 4 edited copies an image, at the model's threshold with the
+picture check, as ship.py scores the other variant) beside fp32 in the same run,
 and keeps it by ship.py's rule (it loses <= 0.01 uAP), recording its figures in
 NAME.calibration.json (`int8_avx2_validation`, with the vectors' agreement with fp32 on the
 validation originals). ship.py calls `make` for every model it ships.
@@ -39,12 +40,16 @@ MAX_DROP = 0.01  # ship.py's rule for an int8 variant
 
 
 def _scored(model: Path, precision: str, val_dir: Path, per_image: int, threshold):
+    before = os.environ.get("SIMSEARCH_PRECISION")
     os.environ["SIMSEARCH_PRECISION"] = precision
     try:
         return run_eval(val_dir, model=str(model), baselines=(), per_image=per_image,
-                        threshold=threshold, check=False)
+                        threshold=threshold)
     finally:
-        os.environ["SIMSEARCH_PRECISION"] = "auto"
+        if before is None:
+            del os.environ["SIMSEARCH_PRECISION"]
+        else:
+            os.environ["SIMSEARCH_PRECISION"] = before
 
 
 def _agreement(model: Path, precision: str, files: list[Path]):
@@ -84,7 +89,7 @@ def make(onnx_path: Path, calibration, val_dir: Path, per_image: int = 4,
         originals = sorted(p for p in val_dir.iterdir() if p.is_file())
         cos = (_agreement(staged, "fp32", originals) * _agreement(staged, "int8", originals)).sum(1)
         drop = fp32.metrics.uap - int8.metrics.uap
-        figures = {**int8.figures(), "fp32_uap": fp32.metrics.uap,
+        figures = {**int8.figures(), "model": seven_bit.name, "fp32_uap": fp32.metrics.uap,
                    "fp32_recall_at_1": fp32.metrics.recall_at_1, "uap_drop": drop,
                    "kept": drop <= MAX_DROP,
                    "cosine_with_fp32": {"pictures": len(cos), "median": float(np.median(cos)),
@@ -113,11 +118,15 @@ def main() -> None:
     parser.add_argument("--per-image", type=int, default=4)
     args = parser.parse_args()
     ref = resolve_model(args.model, precision="fp32")
-    figures = make(args.model, calibration_batch(args.train_dir, ref.config.input_size),
-                   args.val_dir, args.per_image)
     record = calibration_path(args.model)
-    if record.is_file():
-        data = json.loads(record.read_text())
+    data = json.loads(record.read_text()) if record.is_file() else None
+    if data is not None and data.get("model_id") != ref.model_id:
+        sys.exit(f"{record} is another model's record ({str(data.get('model_id'))[:12]}, not "
+                 f"{ref.model_id[:12]})")
+    # at the model's own threshold, as ship.py scores the other variant
+    figures = make(args.model, calibration_batch(args.train_dir, ref.config.input_size),
+                   args.val_dir, args.per_image, threshold=ref.dedupe_threshold)
+    if data is not None:
         data["int8_avx2_validation"] = figures
         record.write_text(json.dumps(data, indent=2) + "\n")
         print(f"figures written to {record}")

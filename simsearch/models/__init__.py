@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
+import platform
 import stat
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +26,7 @@ from simsearch.config import ModelConfig
 from simsearch.errors import ModelError
 
 __all__ = ["ModelRef", "resolve_model", "resolve_device", "read_metadata", "background_path",
-           "calibration_path", "cache_dir", "cpu_has_vnni", "cpu_int8_saturates", "int8_paths",
+           "calibration_path", "cache_dir", "cpu_has_vnni", "cpu_int8_saturates", "int8_paths", "for_this_cpu",
            "fp32_path", "DEFAULT_MODEL_DIR", "META_CONFIG", "META_MODEL_ID", "META_THRESHOLD"]
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent
@@ -90,20 +91,21 @@ def resolve_model(spec: str | os.PathLike | None = None, precision: str | None =
     if checked is not None:
         ref = dataclasses.replace(ref, dedupe_threshold=checked, unchecked_threshold=unchecked)
     plain, seven_bit = int8_paths(onnx_path)
-    saturates = cpu_int8_saturates()
-    int8 = seven_bit if saturates else plain
-    if precision == "int8" and not int8.is_file():
-        if saturates and plain.is_file():
+    int8 = _int8_file(onnx_path)
+    if precision == "int8" and int8 is None:
+        if plain.is_file():
             raise ModelError(
                 f"{name}: its int8 variant ({plain.name}) needs a CPU with VNNI int8 "
-                f"instructions, which this one lacks: here int8 products are added in 16 bits "
-                f"that saturate, and its vectors drift from fp32 (the default model's validation "
-                f"uAP 0.949 against 0.983); the variant for such CPUs ({seven_bit.name}, 7-bit "
-                f"weights) is not beside it. Use SIMSEARCH_PRECISION=auto or fp32")
-        raise ModelError(f"{name} has no int8 variant ({int8} not found)")
-    fast = cpu_has_vnni() or (saturates and "avx2" in _cpu_flags())
-    if int8.is_file() and (precision == "int8" or (precision == "auto" and device == "cpu"
-                                                   and fast)):
+                f"instructions, which this one lacks (or that simsearch cannot see here): "
+                f"without them int8 products are added in 16 bits that saturate, and its "
+                f"vectors drift from fp32 (the default model's validation uAP 0.949 against "
+                f"0.983); the variant for such CPUs ({seven_bit.name}, 7-bit weights) is not "
+                f"beside it ({'reinstall simsearch' if name == 'default' else 'make it with simsearch.export.quantize_int8(..., reduce_range=True)'}). "
+                f"Run with SIMSEARCH_PRECISION=fp32 (auto runs fp32 here too)")
+        raise ModelError(f"{name} has no int8 variant ({plain} and {seven_bit.name} not found)")
+    fast = cpu_has_vnni() or (cpu_int8_saturates() and "avx2" in _cpu_flags())
+    if int8 is not None and (precision == "int8" or (precision == "auto" and device == "cpu"
+                                                     and fast)):
         variant = _read_onnx(int8, name)
         if variant.model_id != ref.model_id or variant.config != ref.config:
             raise ModelError(f"{int8} is not a variant of {onnx_path} (another model's metadata); "
@@ -113,6 +115,30 @@ def resolve_model(spec: str | os.PathLike | None = None, precision: str | None =
 
 
 INT8_SUFFIXES = (".int8.onnx", ".int8-avx2.onnx")
+
+
+def _int8_file(onnx_path: str | os.PathLike) -> Path | None:
+    """The int8 variant of `NAME.onnx` this CPU runs correctly, if it is there: the 7-bit one
+    where 8-bit sums saturate (`cpu_int8_saturates`), else the 8-bit one, or the 7-bit one
+    where only that is there (it runs alike on every CPU); None when there is none."""
+    plain, seven_bit = int8_paths(onnx_path)
+    for path in (seven_bit,) if cpu_int8_saturates() else (plain, seven_bit):
+        if path.is_file():
+            return path
+    return None
+
+
+def for_this_cpu(ref: ModelRef, device: str = "cpu") -> ModelRef:
+    """`ref` as this machine runs it: the fp32 model on a GPU; on a CPU, the int8 variant that
+    this CPU runs correctly in place of the one another machine chose (a cluster's worker
+    beside its head, whose 8-bit file may saturate here), or fp32 when this one has none."""
+    if ref.precision != "int8":
+        return ref
+    fp32 = dataclasses.replace(ref, onnx_path=fp32_path(ref.onnx_path), precision="fp32")
+    if device != "cpu":
+        return fp32
+    int8 = _int8_file(ref.onnx_path)
+    return fp32 if int8 is None else dataclasses.replace(ref, onnx_path=int8)
 
 
 def int8_paths(onnx_path: str | os.PathLike) -> tuple[Path, Path]:
@@ -177,11 +203,16 @@ def _cpu_flags() -> frozenset[str]:
     architecture, another system)."""
     try:
         with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return frozenset(line.split(":", 1)[-1].split())
+            return _parse_flags(f.read())
     except OSError:
-        pass
+        return frozenset()
+
+
+def _parse_flags(cpuinfo: str) -> frozenset[str]:
+    """The first `flags` line of /proc/cpuinfo's text (x86; ARM's is `Features`: none)."""
+    for line in cpuinfo.splitlines():
+        if line.startswith("flags"):
+            return frozenset(line.split(":", 1)[-1].split())
     return frozenset()
 
 
@@ -192,10 +223,14 @@ def cpu_has_vnni() -> bool:
 
 
 def cpu_int8_saturates() -> bool:
-    """Whether this is an x86 CPU without VNNI: ONNX Runtime's int8 kernels there multiply
+    """Whether this may be an x86 CPU without VNNI: ONNX Runtime's int8 kernels there multiply
     unsigned 8-bit activations by signed 8-bit weights in pairs summed in 16 bits, which
-    saturate (vectors drift); weights of 7 bits do not."""
-    return "sse2" in _cpu_flags() and not cpu_has_vnni()
+    saturate (vectors drift); weights of 7 bits do not. An x86 CPU whose flags cannot be read
+    (another system than Linux) counts as one: the 7-bit variant is right on every CPU."""
+    flags = _cpu_flags()
+    if flags:
+        return "sse2" in flags and not cpu_has_vnni()
+    return platform.machine().lower() in ("x86_64", "amd64", "i386", "i686", "x86")
 
 
 def resolve_device(device: str | None = None) -> str:
