@@ -355,8 +355,8 @@ def _tell_check(report, quiet: bool) -> None:
         unsure = done.get("unsure", 0)
         short = (f" ({unsure} of them not closely enough to act on" + (
                  ", or differing somewhere" if done.get("act_disagree") is not None else "")
-                 + f"; each member whose pair with its group's centre is one of them is "
-                 f"marked \"not confirmed\")" if unsure else "")
+                 + "; each member whose pair with its group's centre is one of them is "
+                 "marked \"not confirmed\")" if unsure else "")
         differ = ("; pairs with local features at or above it are matched only to find "
                   "those whose pictures differ somewhere, counted here" if done.get("act_disagree")
                   is not None else "")
@@ -461,12 +461,13 @@ def check_cmd(index_dir, repair, as_json):
     from simsearch.integrity import check_index
 
     report = check_index(index_dir or default_index_dir(), repair=repair)
+    runs = _model_here(index_dir or default_index_dir()) if report.ok else None
     if as_json:
         click.echo(json.dumps({"index": report.folder, "images": report.count, "ok": report.ok,
                                "problems": report.problems, "repaired": report.repaired,
                                "vectors": {"factory": report.factory,
                                            "recall_at_10": report.recall},
-                               "warnings": report.warnings}))
+                               "warnings": report.warnings, "model": runs}))
     else:
         for problem in report.problems:
             click.echo(f"problem: {problem}")
@@ -477,6 +478,10 @@ def check_cmd(index_dir, repair, as_json):
         if report.recall is not None:
             click.echo(f"vectors: {report.factory}, recall@10 {report.recall:.3f} against exact "
                        f"search (measured when built)")
+        if runs is not None:
+            why = f", {runs['reason']}" if runs["reason"] else ""
+            click.echo(f"model: {runs['name']} ({runs['id'][:12]}); on a CPU this machine runs "
+                       f"{runs['file']} ({runs['precision']}{why}; a GPU runs fp32)")
         where = "" if index_dir is None else f" --index {index_dir}"
         state = ("ok" if report.ok else "NOT ok (each problem above says what to run)"
                  if report.fatal or report.repaired else
@@ -484,6 +489,24 @@ def check_cmd(index_dir, repair, as_json):
         click.echo(f"{report.folder}: {report.count} images, {state}")
     if not report.ok:
         sys.exit(1)
+
+
+def _model_here(folder) -> dict | None:
+    """The index's model and which of its files this machine's CPU runs (`simsearch.models`:
+    precision and CPU flags; a GPU runs fp32), for `check`; None when it cannot be told (check
+    says what is wrong). Reads metadata only: no network is loaded."""
+    from simsearch.errors import SimsearchError
+    from simsearch.index import open_index
+    from simsearch.models import cpu_has_vnni, cpu_int8_saturates
+    try:
+        ref = open_index(folder).model
+    except (SimsearchError, OSError):
+        return None
+    why = ("" if ref.precision == "fp32" else "this CPU has VNNI" if cpu_has_vnni() else
+           "7-bit weights: this CPU has no VNNI, where 8-bit ones saturate"
+           if cpu_int8_saturates() else "")
+    return {"name": ref.name, "id": ref.model_id, "precision": ref.precision,
+            "file": ref.onnx_path.name, "reason": why}
 
 
 @main.command("serve")

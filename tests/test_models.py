@@ -590,3 +590,29 @@ def test_a_calibration_sidecar_of_the_same_model_overrides_the_metadata_threshol
         sidecar.write_text(bad)
         with pytest.raises(ModelError, match="model.calibration.json"):
             resolve_model(model / "model.onnx")
+
+
+def test_check_says_which_file_of_the_model_this_cpu_runs(tmp_path, monkeypatch, photos):
+    """`simsearch check` names the index's model and the file a CPU here runs, and why."""
+    _graph_model(tmp_path / "m.onnx", model_id="one")
+    plain, seven_bit = models.int8_paths(tmp_path / "m.onnx")
+    _graph_model(plain, model_id="one")
+    _graph_model(seven_bit, model_id="one")
+    index_dir = tmp_path / "idx"
+    runner = CliRunner()
+    made = runner.invoke(main, ["index", str(photos), "--index", str(index_dir), "--model",
+                                str(tmp_path / "m.onnx"), "-q"])
+    assert made.exit_code == 0, made.output
+    for flags, file, why in ((VNNI, "m.int8.onnx", "this CPU has VNNI"),
+                             (AVX2, "m.int8-avx2.onnx", "7-bit weights: this CPU has no VNNI")):
+        monkeypatch.setattr(models, "_cpu_flags", lambda: flags)
+        out = runner.invoke(main, ["check", "--index", str(index_dir), "--json"])
+        assert out.exit_code == 0, out.output
+        runs = json.loads(out.stdout)["model"]
+        assert (runs["id"], runs["precision"], runs["file"]) == ("one", "int8", file)
+        assert runs["reason"].startswith(why)
+        text = runner.invoke(main, ["check", "--index", str(index_dir)]).stdout
+        assert f"on a CPU this machine runs {file} (int8, {why}" in text
+    monkeypatch.setenv("SIMSEARCH_PRECISION", "fp32")
+    out = runner.invoke(main, ["check", "--index", str(index_dir), "--json"])
+    assert json.loads(out.stdout)["model"]["file"] == "m.onnx"
