@@ -462,8 +462,12 @@ def check_cmd(index_dir, repair, as_json):
 
     report = check_index(index_dir or default_index_dir(), repair=repair)
     runs = _model_here(index_dir or default_index_dir()) if report.ok else None
+    unusable = runs is not None and "error" in runs
+    if unusable:  # query and index would fail: not ok
+        report.problems.append(f"model: {runs['error']}")
     if as_json:
-        click.echo(json.dumps({"index": report.folder, "images": report.count, "ok": report.ok,
+        click.echo(json.dumps({"index": report.folder, "images": report.count,
+                               "ok": report.ok and not unusable,
                                "problems": report.problems, "repaired": report.repaired,
                                "vectors": {"factory": report.factory,
                                            "recall_at_10": report.recall},
@@ -478,28 +482,32 @@ def check_cmd(index_dir, repair, as_json):
         if report.recall is not None:
             click.echo(f"vectors: {report.factory}, recall@10 {report.recall:.3f} against exact "
                        f"search (measured when built)")
-        if runs is not None:
+        if runs is not None and not unusable:
             why = f", {runs['reason']}" if runs["reason"] else ""
             click.echo(f"model: {runs['name']} ({runs['id'][:12]}); on a CPU this machine runs "
                        f"{runs['file']} ({runs['precision']}{why}; a GPU runs fp32)")
         where = "" if index_dir is None else f" --index {index_dir}"
-        state = ("ok" if report.ok else "NOT ok (each problem above says what to run)"
+        state = ("NOT ok (the model cannot run here as set: see the problem above)" if unusable
+                 else "ok" if report.ok else "NOT ok (each problem above says what to run)"
                  if report.fatal or report.repaired else
                  f"NOT ok (run: simsearch check --repair{where})")
         click.echo(f"{report.folder}: {report.count} images, {state}")
-    if not report.ok:
+    if not report.ok or unusable:
         sys.exit(1)
 
 
 def _model_here(folder) -> dict | None:
     """The index's model and which of its files this machine's CPU runs (`simsearch.models`:
     precision and CPU flags; a GPU runs fp32), for `check`; None when it cannot be told (check
-    says what is wrong). Reads metadata only: no network is loaded."""
-    from simsearch.errors import SimsearchError
+    says what is wrong), or {"error": why} when the model cannot run here as set. Reads
+    metadata only: no network is loaded."""
+    from simsearch.errors import ModelError, SimsearchError
     from simsearch.index import open_index
     from simsearch.models import cpu_has_vnni, cpu_int8_saturates
     try:
         ref = open_index(folder).model
+    except ModelError as e:  # the model cannot run here as set (SIMSEARCH_PRECISION, files)
+        return {"error": str(e)}
     except (SimsearchError, OSError):
         return None
     why = ("" if ref.precision == "fp32" else "this CPU has VNNI" if cpu_has_vnni() else

@@ -38,6 +38,10 @@ class ModelError(SimsearchError):
     """A model file is missing, malformed, or does not fit the requested network."""
 
 
+class PrecisionError(ModelError):
+    """The precision asked for (SIMSEARCH_PRECISION) cannot run the model here."""
+
+
 class IndexStoreError(SimsearchError):
     """An index folder is missing, malformed or inconsistent."""
 

@@ -20,7 +20,7 @@ from simsearch.catalog import Catalog
 from simsearch.dedupe import DuplicateReport, Group, Member, check_threshold, find_groups
 from simsearch.embedder import Embedder
 from simsearch.errors import (DecodeError, IndexStoreError, ModelError, ModelMismatchError,
-                              SimsearchError)
+                              PrecisionError, SimsearchError)
 from simsearch.models import ModelRef, for_this_cpu, resolve_device, resolve_model
 from simsearch.plan import extent_of
 from simsearch.images import load_image
@@ -146,7 +146,7 @@ class Index:
         try:
             ref = resolve_model(spec)
         except ModelError as e:
-            if spec is None or spec == self._model_spec:
+            if spec is None or spec == self._model_spec or isinstance(e, PrecisionError):
                 raise
             raise ModelError(f"{self.folder} was built with the model {spec}, which cannot be "
                              f"used: {e}. Name it with --model PATH") from e

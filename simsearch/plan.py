@@ -23,7 +23,7 @@ import os
 import re
 import stat
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from functools import cmp_to_key
 from pathlib import Path
 
@@ -584,16 +584,14 @@ class Plan:
         try:
             groups = [PlanGroup(kind=str(g["kind"]), centre=str(g["centre"]),
                                 min_score=float(g["min_score"]),
-                                files=[PlanFile(**{**f, "mtime_ns": int(f["mtime_ns"]),
-                                                   "picture": _picture(f.get("picture")),
-                                                   "extent": _number(f.get("extent"), "extent")})
-                                       for f in g["files"]],
+                                files=[_plan_file(f, f"{name}: group {n + 1}, file {i + 1}")
+                                       for i, f in enumerate(g["files"])],
                                 keep=[str(p) for p in g["keep"]],
                                 act_on=[str(p) for p in g["act_on"]],
                                 decision=str(g.get("decision", "act")),
                                 exact=[[str(p) for p in s] for s in g.get("exact", [])],
                                 confirmed=[str(p) for p in g.get("confirmed", [])])
-                      for g in data["groups"]]
+                      for n, g in enumerate(data["groups"])]
             plan = cls(groups=groups, keep_rules=list(data.get("keep_rules", [])),
                        protect=[str(p) for p in data.get("protect", [])],
                        index=data.get("index"), threshold=data.get("threshold"),
@@ -689,6 +687,39 @@ def make_plan(groups, rules: Sequence[KeepRule], protect: Sequence[str] = (),
     return plan
 
 
+_FILE_FIELDS = {f.name for f in fields(PlanFile)}
+_FILE_NEEDED = {f.name for f in fields(PlanFile) if f.default is MISSING}
+
+
+def _plan_file(f, where: str) -> PlanFile:
+    """One file entry of a plan as read from JSON, or a PlanError naming the entry and what is
+    wrong with it."""
+    if not isinstance(f, dict):
+        raise PlanError(f"{where}: not a file entry ({type(f).__name__})")
+    where = f"{where} ({f.get('path')})" if isinstance(f.get("path"), str) else where
+    missing = sorted(_FILE_NEEDED - set(f))
+    unknown = sorted(set(f) - _FILE_FIELDS)
+    if missing:
+        raise PlanError(f"{where}: missing {', '.join(missing)}")
+    if unknown:
+        raise PlanError(f"{where}: unknown {', '.join(unknown)} (a plan from another simsearch "
+                        f"version? make it again with simsearch dedupe --plan)")
+    try:
+        return PlanFile(**{**f, "mtime_ns": int(f["mtime_ns"]), "size": int(f["size"]),
+                           "width": int(f["width"]), "height": int(f["height"]),
+                           "picture": _picture(f.get("picture")),
+                           "extent": _extent(f.get("extent"))})
+    except (TypeError, ValueError) as e:
+        raise PlanError(f"{where}: {e}") from None
+
+
+def _extent(value) -> float | None:
+    extent = _number(value, "extent")
+    if extent is not None and not 0 < extent < float("inf"):
+        raise ValueError(f"extent: {value!r} is not a positive number")
+    return extent
+
+
 def _picture(value) -> tuple[float, float, float, float] | None:
     """A plan file's `picture` as read from JSON: four numbers, or None."""
     if value is None:
@@ -703,7 +734,8 @@ def _number(value, name: str) -> float | None:
     number, or None."""
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+            not abs(value) < float("inf"):  # NaN and infinities too
         raise ValueError(f"{name}: {value!r} is not a number")
     return float(value)
 

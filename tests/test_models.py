@@ -616,3 +616,15 @@ def test_check_says_which_file_of_the_model_this_cpu_runs(tmp_path, monkeypatch,
     monkeypatch.setenv("SIMSEARCH_PRECISION", "fp32")
     out = runner.invoke(main, ["check", "--index", str(index_dir), "--json"])
     assert json.loads(out.stdout)["model"]["file"] == "m.onnx"
+    # a model that cannot run here as set: not ok, and why (query would fail on it)
+    monkeypatch.setenv("SIMSEARCH_PRECISION", "fp16")
+    out = runner.invoke(main, ["check", "--index", str(index_dir)])
+    assert out.exit_code == 1
+    assert "problem: model: SIMSEARCH_PRECISION must be auto, fp32 or int8, not 'fp16'" in out.stdout
+    assert "NOT ok (the model cannot run here as set" in out.stdout
+    monkeypatch.setenv("SIMSEARCH_PRECISION", "int8")
+    monkeypatch.setattr(models, "_cpu_flags", lambda: AVX2)
+    seven_bit.unlink()
+    out = runner.invoke(main, ["check", "--index", str(index_dir), "--json"])
+    report = json.loads(out.stdout)
+    assert out.exit_code == 1 and not report["ok"] and "needs a CPU with VNNI" in report["model"]["error"]

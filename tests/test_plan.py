@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import os
 
 import pytest
@@ -444,9 +445,18 @@ def test_a_plan_keeps_each_files_map_through_its_file(tmp_path):
     data = json.loads((tmp_path / "plan.json").read_text())
     for key, bad in (("picture", [1, 2, 3]), ("picture", "wide"), ("picture", [1, None, 0, 1]),
                      ("picture", [1, "x", 0, 1]), ("extent", "wide"),
-                     ("extent", True)):
+                     ("extent", True), ("extent", -5), ("size", "big"), ("mtime_ns", "abc")):
         broken = json.loads(json.dumps(data))
         broken["groups"][0]["files"][1][key] = bad
         (tmp_path / "bad.json").write_text(json.dumps(broken))
-        with pytest.raises(PlanError, match=f"bad.json.*{key}"):
+        # the entry is named: its group, its place and its path
+        with pytest.raises(PlanError, match=f"bad.json: group 1, file 2 \\({re.escape(str(b))}\\)"
+                                            f": .*{key}|bad.json: group 1, file 2 .*invalid"):
+            Plan.load(tmp_path / "bad.json")
+    for edit, words in ((lambda f: f.pop("sha256"), "missing sha256"),
+                        (lambda f: f.update(foo=1), "unknown foo .*make it again")):
+        broken = json.loads(json.dumps(data))
+        edit(broken["groups"][0]["files"][1])
+        (tmp_path / "bad.json").write_text(json.dumps(broken))
+        with pytest.raises(PlanError, match=f"group 1, file 2 .*: {words}"):
             Plan.load(tmp_path / "bad.json")

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from simsearch.config import ModelConfig
-from simsearch.errors import ModelError
+from simsearch.errors import ModelError, PrecisionError
 
 __all__ = ["ModelRef", "resolve_model", "resolve_device", "read_metadata", "background_path",
            "calibration_path", "cache_dir", "cpu_has_vnni", "cpu_int8_saturates", "int8_paths", "for_this_cpu",
@@ -79,9 +79,10 @@ def resolve_model(spec: str | os.PathLike | None = None, precision: str | None =
     the quantisation error that the benchmarks report, so an index can be shared between
     machines that pick differently.
     """
-    precision = (precision or os.environ.get("SIMSEARCH_PRECISION") or "auto").lower()
+    setting = "precision" if precision else "SIMSEARCH_PRECISION"
+    precision = (precision or os.environ.get("SIMSEARCH_PRECISION") or "auto").strip().lower()
     if precision not in ("auto", "fp32", "int8"):
-        raise ModelError(f"precision must be auto, fp32 or int8, not {precision!r}")
+        raise PrecisionError(f"{setting} must be auto, fp32 or int8, not {precision!r}")
     onnx_path, name = _locate(spec)
     ref = _read_onnx(onnx_path, name)
     beside = onnx_path if name == "default" else Path(name)
@@ -94,7 +95,7 @@ def resolve_model(spec: str | os.PathLike | None = None, precision: str | None =
     int8 = _int8_file(onnx_path)
     if precision == "int8" and int8 is None:
         if plain.is_file():
-            raise ModelError(
+            raise PrecisionError(
                 f"{name}: its int8 variant ({plain.name}) needs a CPU with VNNI int8 "
                 f"instructions, which this one lacks (or that simsearch cannot see here): "
                 f"without them int8 products are added in 16 bits that saturate, and its "
@@ -102,7 +103,8 @@ def resolve_model(spec: str | os.PathLike | None = None, precision: str | None =
                 f"0.983); the variant for such CPUs ({seven_bit.name}, 7-bit weights) is not "
                 f"beside it ({'reinstall simsearch' if name == 'default' else 'make it with simsearch.export.quantize_int8(..., reduce_range=True)'}). "
                 f"Run with SIMSEARCH_PRECISION=fp32 (auto runs fp32 here too)")
-        raise ModelError(f"{name} has no int8 variant ({plain} and {seven_bit.name} not found)")
+        raise PrecisionError(f"{name} has no int8 variant ({plain} and {seven_bit.name} not "
+                             f"found): run with SIMSEARCH_PRECISION=auto or fp32")
     fast = cpu_has_vnni() or (cpu_int8_saturates() and "avx2" in _cpu_flags())
     if int8 is not None and (precision == "int8" or (precision == "auto" and device == "cpu"
                                                      and fast)):
