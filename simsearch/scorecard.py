@@ -90,6 +90,9 @@ class EvalReport:
     # what the default plan (`simsearch dedupe --plan`, default keep rules) would do with the
     # groups at the threshold scored (see `_plan_figures`)
     plan: dict | None = None
+    # which file of the model computed the vectors, and at what precision (a CPU without VNNI
+    # runs another int8 file than one with it: simsearch.models), and on what device
+    runtime: dict | None = None
 
     def to_dict(self) -> dict:
         return {**self.metrics.to_dict(), "check": self.check, "plan": self.plan,
@@ -100,7 +103,8 @@ class EvalReport:
                 "n_queries": self.n_queries, "n_references": self.n_references,
                 "n_originals": self.n_originals,
                 "n_distractors": self.n_references - self.n_originals,
-                "model": self.model, "model_id": self.model_id, "linkage": self.linkage,
+                "model": self.model, "model_id": self.model_id, "runtime": self.runtime,
+                "linkage": self.linkage,
                 "target_precision": self.target_precision,
                 "originals_distinct": self.originals_distinct,
                 "families": None if self.families is None else self.families.to_dict(),
@@ -237,6 +241,9 @@ def run_eval(originals: str | os.PathLike, distractors: str | os.PathLike | None
                             linkage, mistakes,
                             [{"path": s.path, "reason": s.reason} for s in ingested.skipped])
         report.check = shared.stats.to_dict() if shared else None
+        ran = index.embedder
+        report.runtime = {"file": ran.model.onnx_path.name, "precision": ran.model.precision,
+                          "device": ran.device}
         report.calibration_floor = floor
         report.plan = plan
         report.warnings = _warnings(report)

@@ -31,6 +31,8 @@ def test_eval_end_to_end(tmp_path, tiny_model):
         assert key in data
     assert 0 <= data["uap"] <= 1 and 0 <= data["recall_at_1"] <= 1
     assert set(data["baselines"]) == {"phash", "dhash"}
+    # which file computed the vectors (the tiny model has no int8 variant: fp32)
+    assert data["runtime"] == {"file": "model.onnx", "precision": "fp32", "device": "cpu"}
     assert data["dedupe"]["threshold"] == pytest.approx(0.95) and data["dedupe"]["unit"] == "score"
     # each baseline's threshold in its own unit: Hamming distance, not 0.84375
     assert data["baselines"]["phash"]["dedupe"] == {**data["baselines"]["phash"]["dedupe"],
