@@ -113,6 +113,11 @@ def main():
       simsearch index ~/Pictures        ingest a folder (recursive, incremental)
       simsearch query photo.jpg -k 10   the 10 most similar indexed images
       simsearch dedupe                  groups of exact and near-duplicate images
+
+    \b
+    Environment: SIMSEARCH_INDEX (the index folder), SIMSEARCH_PRECISION (auto, fp32 or
+    int8: auto runs int8 where this CPU runs it fast and correctly; simsearch check says which
+    file runs), SIMSEARCH_DEVICE (auto, cpu, cuda, cuda:N), SIMSEARCH_CACHE (converted models).
     """
 
 
