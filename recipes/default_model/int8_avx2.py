@@ -39,7 +39,8 @@ from simsearch.scorecard import run_eval  # noqa: E402
 MAX_DROP = 0.01  # ship.py's rule for an int8 variant
 
 
-def _scored(model: Path, precision: str, val_dir: Path, per_image: int, threshold):
+def scored(model: Path, precision: str, val_dir: Path, per_image: int, threshold):
+    """`model` scored on validation at `precision`, with the picture check (as ship.py)."""
     before = os.environ.get("SIMSEARCH_PRECISION")
     os.environ["SIMSEARCH_PRECISION"] = precision
     try:
@@ -52,25 +53,12 @@ def _scored(model: Path, precision: str, val_dir: Path, per_image: int, threshol
             os.environ["SIMSEARCH_PRECISION"] = before
 
 
-def _agreement(model: Path, precision: str, files: list[Path]):
-    import numpy as np
-
-    from simsearch.embedder import Embedder
-    from simsearch.images import load_image
-    from simsearch.models import resolve_model
-    net = Embedder(resolve_model(model, precision=precision))
-    size = net.config.input_size
-    return np.concatenate([
-        net.embed_arrays(np.stack([net.prepare(load_image(p, size).image)
-                                   for p in files[s:s + 64]]))
-        for s in range(0, len(files), 64)])
-
-
 def make(onnx_path: Path, calibration, val_dir: Path, per_image: int = 4,
          threshold: float | None = None) -> dict:
     """Make `onnx_path`'s 7-bit int8 variant beside it, score it on validation beside fp32, and
     keep it if it loses <= MAX_DROP uAP; returns the figures (also when it is not kept)."""
     import numpy as np
+    from ship import embed_files  # ship.py imports this module: imported when first needed
 
     _, seven_bit = int8_paths(onnx_path)
     with tempfile.TemporaryDirectory(prefix="simsearch-int8-") as tmp:
@@ -84,10 +72,10 @@ def make(onnx_path: Path, calibration, val_dir: Path, per_image: int = 4,
         plain_name, seven_name = int8_paths(staged)
         quantize_int8(onnx_path, seven_name, calibration, reduce_range=True)
         shutil.copyfile(seven_name, plain_name)
-        fp32 = _scored(staged, "fp32", val_dir, per_image, threshold)
-        int8 = _scored(staged, "int8", val_dir, per_image, threshold)
+        fp32 = scored(staged, "fp32", val_dir, per_image, threshold)
+        int8 = scored(staged, "int8", val_dir, per_image, threshold)
         originals = sorted(p for p in val_dir.iterdir() if p.is_file())
-        cos = (_agreement(staged, "fp32", originals) * _agreement(staged, "int8", originals)).sum(1)
+        cos = (embed_files(originals, staged) * embed_files(originals, staged, "int8")).sum(1)
         drop = fp32.metrics.uap - int8.metrics.uap
         figures = {**int8.figures(), "model": seven_bit.name, "fp32_uap": fp32.metrics.uap,
                    "fp32_recall_at_1": fp32.metrics.recall_at_1, "uap_drop": drop,

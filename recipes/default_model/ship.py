@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from int8_avx2 import make as make_seven_bit  # noqa: E402
+from int8_avx2 import make as make_seven_bit, scored  # noqa: E402
 from simsearch.export import export_onnx, quantize_int8  # noqa: E402
 from simsearch.model import load_model  # noqa: E402
 from simsearch.files import sha256  # noqa: E402
@@ -58,14 +58,14 @@ def calibration_batch(folder: Path, size: int, n: int = 256):
                      for p in files[:n]])
 
 
-def embed_files(files: list[Path], model: Path):
-    """The files' vectors under `model` (ONNX, fp32), as simsearch embeds them."""
+def embed_files(files: list[Path], model: Path, precision: str = "fp32"):
+    """The files' vectors under `model` (ONNX, at `precision`), as simsearch embeds them."""
     import numpy as np
 
     from simsearch.embedder import Embedder
     from simsearch.images import load_image
     from simsearch.models import resolve_model
-    embedder = Embedder(resolve_model(model, precision="fp32"))
+    embedder = Embedder(resolve_model(model, precision=precision))
     size = embedder.config.input_size
     return np.concatenate([
         embedder.embed_arrays(np.stack([embedder.prepare(load_image(p, size).image)
@@ -152,10 +152,8 @@ def main() -> None:
     calibration = calibration_batch(ROOT / "data" / "train", report_size(weights))
     if cpu_has_vnni():  # only there does default.int8.onnx run as its users run it
         quantize_int8(MODELS / "default.onnx", int8, calibration)
-        os.environ["SIMSEARCH_PRECISION"] = "int8"
-        quantised = run_eval(args.val_dir, model=str(MODELS / "default.onnx"), baselines=(),
-                             per_image=args.per_image, threshold=threshold)
-        os.environ["SIMSEARCH_PRECISION"] = "auto"
+        quantised = scored(MODELS / "default.onnx", "int8", args.val_dir, args.per_image,
+                           threshold)
         drop = report.metrics.uap - quantised.metrics.uap
         print(f"int8 on validation: uAP {quantised.metrics.uap:.4f} (fp32 {report.metrics.uap:.4f})")
         if drop > 0.01:
