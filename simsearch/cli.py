@@ -67,6 +67,15 @@ def _device_option(f):
                              "one (onnxruntime-gpu).  [default: auto]")(f)
 
 
+def _precision_option(f):
+    return click.option("--precision", type=click.Choice(["auto", "fp32", "int8"],
+                                                         case_sensitive=False), default=None,
+                        help="How a CPU runs the network: auto takes the model's int8 file "
+                             "where this CPU runs it fast and correctly (simsearch check says "
+                             "which file); a GPU always runs fp32.  [default: "
+                             "$SIMSEARCH_PRECISION, else auto]")(f)
+
+
 def _quiet_option(f):
     return click.option("--quiet", "-q", is_flag=True, help="No progress bar.")(f)
 
@@ -116,8 +125,9 @@ def main():
 
     \b
     Environment: SIMSEARCH_INDEX (the index folder), SIMSEARCH_PRECISION (auto, fp32 or
-    int8: auto runs int8 where this CPU runs it fast and correctly; simsearch check says which
-    file runs), SIMSEARCH_DEVICE (auto, cpu, cuda, cuda:N), SIMSEARCH_CACHE (converted models).
+    int8, as --precision: auto runs int8 where this CPU runs it fast and correctly; simsearch
+    check says which file runs), SIMSEARCH_DEVICE (auto, cpu, cuda, cuda:N), SIMSEARCH_CACHE
+    (converted models).
     """
 
 
@@ -141,10 +151,11 @@ def main():
                    "by count and memory), a kind, or a FAISS factory string.  [default: what "
                    "the index recorded, auto]")
 @_device_option
+@_precision_option
 @_quiet_option
 @_json_option
 def index_cmd(paths, index_dir, model, rebuild, workers, batch_size, ray_address, ann, device,
-              quiet, as_json):
+              precision, quiet, as_json):
     """Ingest image files and folders into the index (recursive, incremental).
 
     Unchanged files (same size and mtime) are skipped, changed files re-embedded, files gone
@@ -164,7 +175,7 @@ def index_cmd(paths, index_dir, model, rebuild, workers, batch_size, ray_address
                 raise
         else:
             check_address(ray_address)
-    index = open_index(index_dir, model=model, create=True, device=device)
+    index = open_index(index_dir, model=model, create=True, device=device, precision=precision)
     with _Progress("indexing", quiet) as progress:
         report = index.add_paths(paths, progress=progress, workers=workers, batch_size=batch_size,
                                  rebuild=rebuild, ray=ray_address, ann=ann)
@@ -201,8 +212,9 @@ def index_cmd(paths, index_dir, model, rebuild, workers, batch_size, ray_address
 @_index_option
 @_model_option
 @_device_option
+@_precision_option
 @_json_option
-def query_cmd(images, k, check, index_dir, model, device, as_json):
+def query_cmd(images, k, check, index_dir, model, device, precision, as_json):
     """The K indexed images most similar to each IMAGE, best first, with scores.
 
     A score is the cosine similarity of the two vectors, adjusted against the model's
@@ -212,7 +224,7 @@ def query_cmd(images, k, check, index_dir, model, device, as_json):
     """
     from simsearch.index import open_index
 
-    index = open_index(index_dir, model=model, device=device)
+    index = open_index(index_dir, model=model, device=device, precision=precision)
     rebuilding = index.unfinished_rebuild()
     if rebuilding:
         _warn_rebuild(rebuilding, index_dir)
@@ -455,18 +467,38 @@ def export_cmd(out, index_dir):
 @_index_option
 @click.option("--repair", is_flag=True,
               help="Rebuild the derived files (vectors.faiss, manifest.json) from the catalog.")
+@_precision_option
 @_json_option
-def check_cmd(index_dir, repair, as_json):
-    """Verify that the catalog, the FAISS vectors and the manifest agree.
+def check_cmd(index_dir, repair, precision, as_json):
+    """Verify that the catalog, the FAISS vectors and the manifest agree, and say which file of
+    the model this machine's CPU runs (--precision, as index and query would run it).
 
     The catalog is the source of truth; --repair rebuilds what is derived from it. Exit status
-    1 when problems remain.
+    1 when problems remain. Without an index it still says which file of the shipped model
+    runs here (exit status 1: no index).
     """
     from simsearch.index import default_index_dir
     from simsearch.integrity import check_index
+    from simsearch.store import Store
 
-    report = check_index(index_dir or default_index_dir(), repair=repair)
-    runs = _model_here(index_dir or default_index_dir()) if report.ok else None
+    folder = index_dir or default_index_dir()
+    if not Store(folder).exists:  # a fresh install: what would run here, and how to begin
+        runs = _model_here(None, precision) or {"error": "the shipped model cannot be read"}
+        where = "" if index_dir is None else f" --index {index_dir}"
+        problem = f"no index at {folder}; create one with: simsearch index PHOTOS{where}"
+        if as_json:
+            click.echo(json.dumps({"index": str(folder), "images": 0, "ok": False,
+                                   "problems": [problem] + (
+                                       [f"model: {runs['error']}"] if "error" in runs else []),
+                                   "repaired": [], "vectors": None, "warnings": [],
+                                   "model": runs}))
+        else:
+            click.echo(f"problem: model: {runs['error']}" if "error" in runs
+                       else _model_line(runs))
+            click.echo(f"problem: {problem}")
+        sys.exit(1)
+    report = check_index(folder, repair=repair)
+    runs = _model_here(folder, precision) if report.ok else None
     unusable = runs is not None and "error" in runs
     if unusable:  # query and index would fail: not ok
         report.problems.append(f"model: {runs['error']}")
@@ -488,9 +520,7 @@ def check_cmd(index_dir, repair, as_json):
             click.echo(f"vectors: {report.factory}, recall@10 {report.recall:.3f} against exact "
                        f"search (measured when built)")
         if runs is not None and not unusable:
-            why = f", {runs['reason']}" if runs["reason"] else ""
-            click.echo(f"model: {runs['name']} ({runs['id'][:12]}); on a CPU this machine runs "
-                       f"{runs['file']} ({runs['precision']}{why}; a GPU runs fp32)")
+            click.echo(_model_line(runs))
         where = "" if index_dir is None else f" --index {index_dir}"
         state = ("NOT ok (the model cannot run here as set: see the problem above)" if unusable
                  else "ok" if report.ok else "NOT ok (each problem above says what to run)"
@@ -501,16 +531,25 @@ def check_cmd(index_dir, repair, as_json):
         sys.exit(1)
 
 
-def _model_here(folder) -> dict | None:
-    """The index's model and which of its files this machine's CPU runs (`simsearch.models`:
-    precision and CPU flags; a GPU runs fp32), for `check`; None when it cannot be told (check
-    says what is wrong), or {"error": why} when the model cannot run here as set. Reads
-    metadata only: no network is loaded."""
+def _model_line(runs: dict) -> str:
+    why = f", {runs['reason']}" if runs["reason"] else ""
+    gpu = "" if runs["precision"] == "fp32" else "; a GPU runs fp32"
+    return (f"model: {runs['name']} ({runs['id'][:12]}); on a CPU this machine runs "
+            f"{runs['file']} ({runs['precision']}{why}{gpu})")
+
+
+def _model_here(folder, precision: str | None = None) -> dict | None:
+    """The model of the index in `folder` (None: the shipped default model, which a new index
+    takes) and which of its files this machine's CPU runs at `precision` (`simsearch.models`:
+    the precision asked for and CPU flags; a GPU runs fp32), for `check`; None when it cannot
+    be told (check says what is wrong), or {"error": why} when the model cannot run here as
+    set. Reads metadata only: no network is loaded."""
     from simsearch.errors import ModelError, SimsearchError
     from simsearch.index import open_index
-    from simsearch.models import cpu_has_vnni, cpu_int8_saturates
+    from simsearch.models import cpu_has_vnni, cpu_int8_saturates, resolve_model
     try:
-        ref = open_index(folder).model
+        ref = (resolve_model(None, precision=precision) if folder is None
+               else open_index(folder, device="cpu", precision=precision).model)
     except ModelError as e:  # the model cannot run here as set (SIMSEARCH_PRECISION, files)
         return {"error": str(e)}
     except (SimsearchError, OSError):
@@ -529,7 +568,8 @@ def _model_here(folder) -> dict | None:
               help="Address to listen on (127.0.0.1: this machine only).")
 @click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True)
 @_device_option
-def serve_cmd(index_dir, model, host, port, device):
+@_precision_option
+def serve_cmd(index_dir, model, host, port, device, precision):
     """Keep the index loaded and answer queries over HTTP (JSON) until interrupted.
 
     GET /health; POST /query with {"path": FILE, "k": 10} (JSON) or the image's bytes
@@ -538,7 +578,7 @@ def serve_cmd(index_dir, model, host, port, device):
     from simsearch.index import open_index
     from simsearch.server import serve
 
-    index = open_index(index_dir, model=model, device=device)
+    index = open_index(index_dir, model=model, device=device, precision=precision)
     try:
         serve(index, host, port, on_ready=lambda h, p: click.echo(
             f"serving {index.folder} on http://{h}:{p} (Ctrl-C stops)", err=True))
@@ -849,11 +889,12 @@ def _size(n: int) -> str:
 @_index_option
 @click.option("--show-mistakes", type=click.IntRange(0), default=10, show_default=True,
               metavar="N", help="False pairs and missed copies listed (all of them in --json).")
+@_precision_option
 @_quiet_option
 @_json_option
 def eval_cmd(originals, distractors, model, threshold, per_image, seed, linkage, check, no_baselines,
              originals_distinct, target_precision, save_threshold, index_dir, show_mistakes,
-             quiet, as_json):
+             precision, quiet, as_json):
     """Measure accuracy on your own pictures: edited copies of ORIGINALS are made in a
     temporary folder, the real pipeline runs on them, and uAP, Recall@1 (overall and per
     edit), dedupe precision/recall/F1 with 95% bootstrap intervals and a calibrated threshold
@@ -873,7 +914,7 @@ def eval_cmd(originals, distractors, model, threshold, per_image, seed, linkage,
         baselines = ()
     target = None
     if save_threshold:  # --index alone changes nothing (it may come from $SIMSEARCH_INDEX)
-        target = open_index(index_dir, model=model)
+        target = open_index(index_dir, model=model, precision=precision)
         name = target.model.name  # also refuses a --model the index was not built with
         model = model or (None if name.startswith("default (") else name)
     with _Stages(quiet) as progress:
@@ -881,7 +922,7 @@ def eval_cmd(originals, distractors, model, threshold, per_image, seed, linkage,
                           per_image=per_image, linkage=linkage, baselines=baselines,
                           target_precision=target_precision,
                           originals_distinct=originals_distinct, check=check,
-                          progress=progress)
+                          progress=progress, precision=precision)
     saved = None
     if save_threshold:
         cal = report.metrics.calibrated

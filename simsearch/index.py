@@ -70,28 +70,33 @@ class QueryResult:
 
 
 def open_index(folder: str | os.PathLike | None = None, model: str | os.PathLike | None = None,
-               create: bool = False, device: str | None = None) -> "Index":
+               create: bool = False, device: str | None = None,
+               precision: str | None = None) -> "Index":
     """Open (or with `create`, start) the index in `folder` (default: `$SIMSEARCH_INDEX` or
     `indexes/default`). `model` is a model path or `default`; without it, the index's own model.
-    `device`: where the network runs (auto, cpu, cuda, cuda:N; see `resolve_device`)."""
+    `device`: where the network runs (auto, cpu, cuda, cuda:N; see `resolve_device`);
+    `precision`: auto, fp32 or int8 on a CPU (default `$SIMSEARCH_PRECISION`, else auto; see
+    `resolve_model`)."""
     folder = Path(folder) if folder is not None else default_index_dir()
     if not Store(folder).exists and not create:
         raise IndexStoreError(f"no index at {folder}; create one with: simsearch index PHOTOS"
                               + ("" if folder == default_index_dir() else f" --index {folder}"))
-    return Index(folder, model, device)
+    return Index(folder, model, device, precision=precision)
 
 
 class Index:
     """A handle on one index folder. Cheap to open: the model and vectors load when used."""
 
     def __init__(self, folder: str | os.PathLike, model: str | os.PathLike | None = None,
-                 device: str | None = None, *, trust_manifest: bool = True):
+                 device: str | None = None, *, trust_manifest: bool = True,
+                 precision: str | None = None):
         """`trust_manifest=False` (for a repair) ignores manifest.json, damaged or not."""
         self.folder = Path(folder)
         self.store = Store(self.folder)
         self._model_spec = model
         self._device_spec = device
         self._device: str | None = None
+        self._precision_spec = precision
         self._model: ModelRef | None = None
         self._background_loaded = False
         self._background: Background | None = None
@@ -144,7 +149,12 @@ class Index:
             if not Path(spec).exists():
                 spec = None  # a copy of the default model, named by a path that has moved
         try:
-            ref = resolve_model(spec)
+            try:
+                ref = resolve_model(spec, precision=self._precision_spec)
+            except PrecisionError:
+                if self.device == "cpu":  # (the device is looked for only here: ONNX Runtime)
+                    raise
+                ref = resolve_model(spec, precision=self._precision_spec, device=self.device)
         except ModelError as e:
             if spec is None or spec == self._model_spec or isinstance(e, PrecisionError):
                 raise

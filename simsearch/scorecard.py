@@ -138,8 +138,10 @@ def run_eval(originals: str | os.PathLike, distractors: str | os.PathLike | None
              sweep: Sequence[float] = (), background: Background | None | str = "model",
              variants: Sequence[Background] = (), originals_distinct: bool = False,
              rounds: int = 1000, edits: Sequence[str] = EDIT_NAMES, check: bool = True,
-             progress: Callable[[str, int, int], None] | None = None) -> EvalReport:
-    """Score `model` (default: the shipped one) on edited copies of the images in `originals`.
+             progress: Callable[[str, int, int], None] | None = None,
+             precision: str | None = None) -> EvalReport:
+    """Score `model` (default: the shipped one) on edited copies of the images in `originals`,
+    run at `precision` on a CPU (auto, fp32, int8; default `$SIMSEARCH_PRECISION`, else auto).
 
     Scores are adjusted against `background` ("model": the model's own background set, if it
     has one; None: plain cosine; see `simsearch.scoring`). Each of `variants` (backgrounds with
@@ -149,7 +151,7 @@ def run_eval(originals: str | os.PathLike, distractors: str | os.PathLike | None
     each stage."""
     with tempfile.TemporaryDirectory(prefix="simsearch-eval-", dir=work_dir) as tmp:
         tmp = Path(tmp)
-        index = open_index(tmp / "index", model=model, create=True)
+        index = open_index(tmp / "index", model=model, create=True, precision=precision)
         if background == "model":
             background = index.background
         for bg in [background, *variants]:

@@ -628,3 +628,79 @@ def test_check_says_which_file_of_the_model_this_cpu_runs(tmp_path, monkeypatch,
     out = runner.invoke(main, ["check", "--index", str(index_dir), "--json"])
     report = json.loads(out.stdout)
     assert out.exit_code == 1 and not report["ok"] and "needs a CPU with VNNI" in report["model"]["error"]
+
+
+def test_precision_option_is_what_the_commands_run(tmp_path, monkeypatch, photos):
+    """`--precision` picks the file as SIMSEARCH_PRECISION does, and wins over it."""
+    _graph_model(tmp_path / "m.onnx", model_id="one")
+    plain, _ = models.int8_paths(tmp_path / "m.onnx")
+    _graph_model(plain, model_id="one")
+    monkeypatch.setattr(models, "_cpu_flags", lambda: VNNI)
+    index_dir = tmp_path / "idx"
+    runner = CliRunner()
+    monkeypatch.setenv("SIMSEARCH_PRECISION", "fp16")  # refused, unless --precision says
+    made = runner.invoke(main, ["index", str(photos), "--index", str(index_dir), "--model",
+                                str(tmp_path / "m.onnx"), "-q", "--precision", "fp32"])
+    assert made.exit_code == 0, made.output
+    for asked, file in (("fp32", "m.onnx"), ("int8", "m.int8.onnx"), ("AUTO", "m.int8.onnx")):
+        out = runner.invoke(main, ["check", "--index", str(index_dir), "--json",
+                                   "--precision", asked])
+        assert out.exit_code == 0, out.output
+        assert json.loads(out.stdout)["model"]["file"] == file
+        assert open_index(index_dir, precision=asked.lower()).model.onnx_path.name == file
+    found = runner.invoke(main, ["query", str(photos / "img000.jpg"), "--index", str(index_dir),
+                                 "--precision", "int8", "--json"])
+    assert found.exit_code == 0, found.output
+    assert json.loads(found.stdout.splitlines()[0])["results"][0]["score"] > 0.999
+    # where the CPU cannot run the 8-bit file correctly, --precision int8 is refused, with why
+    monkeypatch.setattr(models, "_cpu_flags", lambda: AVX2)
+    out = runner.invoke(main, ["query", str(photos / "img000.jpg"), "--index", str(index_dir),
+                               "--precision", "int8"])
+    assert out.exit_code == 1 and "needs a CPU with VNNI" in out.stderr, out.output
+    bad = runner.invoke(main, ["check", "--index", str(index_dir), "--precision", "fp16"])
+    assert bad.exit_code == 2 and "'fp16' is not one of" in bad.output
+
+
+def test_a_gpu_index_is_not_refused_for_a_cpu_int8_file(tmp_path, monkeypatch):
+    """A GPU runs fp32: an int8 setting a CPU here would refuse does not stop an index that
+    runs on a GPU (the device is looked for only then), and the model it gives is fp32."""
+    import simsearch.index as index_module
+    _graph_model(tmp_path / "m.onnx", model_id="one")
+    plain, _ = models.int8_paths(tmp_path / "m.onnx")
+    _graph_model(plain, model_id="one")
+    monkeypatch.setattr(models, "_cpu_flags", lambda: AVX2)  # the 8-bit file saturates here
+    with pytest.raises(models.PrecisionError, match="needs a CPU with VNNI"):
+        _ = open_index(tmp_path / "cpu", model=tmp_path / "m.onnx", create=True, device="cpu",
+                       precision="int8").model
+    asked = []
+    monkeypatch.setattr(index_module, "resolve_device",
+                        lambda spec: asked.append(spec) or "cuda:0")
+    ref = open_index(tmp_path / "gpu", model=tmp_path / "m.onnx", create=True, device="cuda",
+                     precision="int8").model
+    assert (ref.precision, ref.onnx_path.name, asked) == ("fp32", "m.onnx", ["cuda"])
+    assert resolve_model(tmp_path / "m.onnx", precision="int8", device="cuda:0").precision == "fp32"
+    with pytest.raises(models.PrecisionError, match="not 'fp16'"):  # a wrong setting still is
+        resolve_model(tmp_path / "m.onnx", precision="fp16", device="cuda:0")
+    asked.clear()  # a setting the CPU runs never looks for a device
+    assert open_index(tmp_path / "gpu2", model=tmp_path / "m.onnx", create=True,
+                      precision="fp32").model.precision == "fp32" and asked == []
+
+
+def test_check_without_an_index_says_what_would_run_and_how_to_begin(tmp_path, monkeypatch):
+    monkeypatch.setattr(models, "_cpu_flags", lambda: AVX2)
+    runner = CliRunner()
+    missing = tmp_path / "none"
+    out = runner.invoke(main, ["check", "--index", str(missing)])
+    assert out.exit_code == 1 and "Traceback" not in out.output
+    expected = resolve_model(None)  # the shipped model, as this CPU runs it
+    assert (f"model: default ({expected.model_id[:12]}); on a CPU this machine runs "
+            f"{expected.onnx_path.name}") in out.stdout
+    assert (f"problem: no index at {missing}; create one with: simsearch index PHOTOS --index "
+            f"{missing}") in out.stdout
+    report = json.loads(runner.invoke(main, ["check", "--index", str(missing), "--json",
+                                             "--precision", "fp32"]).stdout)
+    assert not report["ok"] and report["images"] == 0 and report["model"]["file"] == "default.onnx"
+    monkeypatch.setenv("SIMSEARCH_PRECISION", "fp16")
+    out = runner.invoke(main, ["check", "--index", str(missing)])
+    assert out.exit_code == 1 and "problem: model: SIMSEARCH_PRECISION must be" in out.stdout
+    assert not missing.exists()  # nothing made

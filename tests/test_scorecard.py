@@ -57,6 +57,11 @@ def test_eval_cli_json(tmp_path, tiny_model):
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["baselines"] == {} and len(data["per_edit"]) >= 1
+    # --precision reaches the run: this model has no int8 file, so int8 is refused, with why
+    result = CliRunner().invoke(main, ["eval", str(tmp_path / "originals"), "--model",
+                                       str(tiny_model / "model.onnx"), "--per-image", "2",
+                                       "--no-baselines", "--json", "-q", "--precision", "int8"])
+    assert result.exit_code == 1 and "has no int8 variant" in result.output, result.output
 
 
 def _truth(set_of=None) -> Truth:

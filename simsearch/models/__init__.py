@@ -77,7 +77,8 @@ def resolve_model(spec: str | os.PathLike | None = None, precision: str | None =
     auto takes the 7-bit variant on such a CPU with AVX2 (1.6x fp32's speed there, the same
     validation figures). Every variant has the model's identity: their vectors agree to within
     the quantisation error that the benchmarks report, so an index can be shared between
-    machines that pick differently.
+    machines that pick differently. On a GPU (`device` not "cpu") the model runs in fp32 at
+    any precision: nothing is refused there.
     """
     setting = "precision" if precision else "SIMSEARCH_PRECISION"
     precision = (precision or os.environ.get("SIMSEARCH_PRECISION") or "auto").strip().lower()
@@ -91,6 +92,8 @@ def resolve_model(spec: str | os.PathLike | None = None, precision: str | None =
     checked, unchecked = _calibrated_threshold(calibration_path(beside), ref.model_id)
     if checked is not None:
         ref = dataclasses.replace(ref, dedupe_threshold=checked, unchecked_threshold=unchecked)
+    if device != "cpu":  # a GPU runs fp32, whatever the precision asked for on a CPU
+        return ref
     plain, seven_bit = int8_paths(onnx_path)
     int8 = _int8_file(onnx_path)
     if precision == "int8" and int8 is None:
@@ -106,8 +109,7 @@ def resolve_model(spec: str | os.PathLike | None = None, precision: str | None =
         raise PrecisionError(f"{name} has no int8 variant ({plain} and {seven_bit.name} not "
                              f"found): run with SIMSEARCH_PRECISION=auto or fp32")
     fast = cpu_has_vnni() or "avx2" in _cpu_flags()  # measured: VNNI, and AVX2 with 7 bits
-    if int8 is not None and (precision == "int8" or (precision == "auto" and device == "cpu"
-                                                     and fast)):
+    if int8 is not None and (precision == "int8" or (precision == "auto" and fast)):
         variant = _read_onnx(int8, name)
         if variant.model_id != ref.model_id or variant.config != ref.config:
             raise ModelError(f"{int8} is not a variant of {onnx_path} (another model's metadata); "
