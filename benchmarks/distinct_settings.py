@@ -7,7 +7,7 @@ each at the threshold calibrate's rule gives it there, deduped over the distinct
 This reports; it never chooses. The settings were chosen on validation by
 `recipes/default_model/verify_trial.py` (`choose`); this shows what a neighbouring choice would
 have given on evaluation pictures. (Session 17's settings gave 13 false groups, 55 false pairs:
-its README row.) The settings not named here are the shipped defaults of the run.
+its row in benchmarks/RESULTS.md.) The settings not named here are the shipped defaults of the run.
 """
 from __future__ import annotations
 
