@@ -47,7 +47,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from simsearch.edits import EDIT_NAMES, apply_edit  # noqa: E402
-from simsearch.plan import PlanFile, choose, extent_of, parse_rules  # noqa: E402
+from simsearch.detail import band  # noqa: E402
+from simsearch.plan import (PlanFile, choose, extent_of, one_way_stretch,  # noqa: E402
+                            parse_rules, stretched_between)
 from simsearch.verify import (VerifySettings, agreement, beyond, picture_features,  # noqa: E402
                               picture_map)
 
@@ -138,13 +140,27 @@ def main() -> None:
                         help="keep-rule orders to compare, separated by ';'")
     parser.add_argument("--picture", action="store_true",
                         help="each candidate also with `largest` by the picture check's maps")
+    parser.add_argument("--band", action="store_true",
+                        help="with --picture, each candidate also with the files' bands "
+                             "(simsearch.detail) read for one-way stretches, as dedupe --plan "
+                             "reads them")
+    parser.add_argument("--work-side", type=int, default=WORK_SIDE,
+                        help="edits run on the picture at most this many pixels on its long "
+                             "side, then scaled back up; 0: at full size  [default: %(default)s]")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
+    if args.band and not args.picture:
+        parser.error("--band needs --picture")
     candidates = [c.strip() for c in args.candidates.split(";") if c.strip()]
     rules = {c: parse_rules([c]) for c in candidates}
     if args.picture:
-        candidates += [c + " (picture)" for c in candidates]
-        rules |= {c + " (picture)": rules[c] for c in list(rules)}
+        plain = list(candidates)
+        candidates += [c + " (picture)" for c in plain]
+        rules |= {c + " (picture)": rules[c] for c in plain}
+        if args.band:
+            candidates += [c + " (band)" for c in plain]
+            rules |= {c + " (band)": rules[c] for c in plain}
+    banded = [0, 0]  # pairs whose bands were read, of those the pairs a band told apart
     settings, scratch = VerifySettings(), tempfile.TemporaryDirectory()
     mapped = [0, 0]  # pairs given maps, pairs
     files = originals(args.folder, args.count, args.per_package, args.seed)
@@ -162,13 +178,14 @@ def main() -> None:
             skipped[str(path)] = str(e)
             continue
         o_size, (ow, oh) = path.stat().st_size, img.size
-        if max(img.size) > WORK_SIDE:  # edits run on a smaller picture for speed; the copy is
-            scale = WORK_SIDE / max(img.size)  # then scaled back up to the edit's proportions
-        else:
+        if args.work_side and max(img.size) > args.work_side:  # edits run on a smaller
+            scale = args.work_side / max(img.size)  # picture for speed; the copy is then
+        else:                                       # scaled back up to the edit's proportions
             scale = 1.0
         work = img.resize((round(ow * scale), round(oh * scale)), Image.Resampling.BILINEAR) \
             if scale < 1 else img
         held = None  # the original's features, when first needed
+        own_band: list = []  # the original's band, when first needed
         for edit in EDIT_NAMES:
             copy = apply_edit(edit, work, random.Random(f"{args.seed}/{n}/{edit}"))
             if scale < 1:  # a copy of the picture's own size (or turned) keeps its exact size
@@ -177,7 +194,7 @@ def main() -> None:
                 copy = copy.resize(size, Image.Resampling.BILINEAR)
             for save in SAVES:
                 data, cfmt = encode(copy, save)
-                maps = None
+                maps = copy_band = None
                 if args.picture:
                     saved = Path(scratch.name) / f"copy.{'png' if cfmt == 'png' else 'jpg'}"
                     saved.write_bytes(data)
@@ -193,13 +210,27 @@ def main() -> None:
                     # the path breaks ties: draw which one sorts first, so a tie is a coin toss
                     pair = [original, edited] if rng.random() < 0.5 else [edited, original]
                     pair = [replace(f, path=f"{i}{f.path}") for i, f in enumerate(pair)]
-                    drawn = pair
+                    drawn = banded_pair = pair
                     if maps is not None:
                         drawn = [replace(f, picture=m[0], extent=m[1]) for f, m in (
                             (f, maps[0] if f.path.endswith("original") else maps[1])
                             for f in pair)]
+                        banded_pair = drawn
+                        if args.band and one_way_stretch(*drawn):
+                            if not own_band:
+                                own_band.append(band(path))
+                            first = copy_band is None
+                            if first:
+                                copy_band = band(saved)
+                            banded_pair = [replace(f, band=own_band[0] if f.path.endswith(
+                                "original") else copy_band) for f in drawn]
+                            if first:
+                                banded[0] += 1
+                                banded[1] += stretched_between(*banded_pair) != 0
                     for c in candidates:
-                        best, _ = choose(drawn if c.endswith("(picture)") else pair, rules[c])
+                        among = (drawn if c.endswith("(picture)") else banded_pair
+                                 if c.endswith("(band)") else pair)
+                        best, _ = choose(among, rules[c])
                         k = kept[(c, setting, save, edit)]
                         k[0] += best.path.endswith("original")
                         k[1] += 1
@@ -220,11 +251,16 @@ def main() -> None:
               "skipped": skipped, "edits": list(EDIT_NAMES), "saves": list(SAVES),
               "dates": list(DATES), "candidates": {},
               "pairs_mapped": mapped[0] if args.picture else None,
-              "pairs": mapped[1] if args.picture else None}
+              "pairs": mapped[1] if args.picture else None,
+              "work_side": args.work_side,
+              "bands_read": banded[0] if args.band else None,
+              "bands_told": banded[1] if args.band else None}
     print(f"{report['originals']} originals from {args.folder}, {len(EDIT_NAMES)} edits x "
           f"{len(SAVES)} saves: share of groups (original + copy) whose original is kept")
     if args.picture:
         print(f"picture check maps for {mapped[0]} of {mapped[1]} pairs (the rest: canvas)")
+    if args.band:
+        print(f"bands read for {banded[0]} one-way stretched pairs; they told {banded[1]} apart")
     print(f"{'keep rules':38s} " + " ".join(f"{d:>7s}" for d in DATES))
     for c in candidates:
         row = {d: share(candidate=c, date=d) for d in DATES}

@@ -36,7 +36,8 @@ __all__ = ["KEEP_RULES", "DEFAULT_KEEP", "PLAN_VERSION", "DECISIONS", "KeepRule"
            "PlanGroup", "Plan", "parse_rules", "writable_plan_path", "file_facts", "choose",
            "format_rank", "named_as_copy", "copies_among", "FORMAT_NAMES",
            "make_plan", "under", "size_text", "picture_scale", "PICTURE_TIE",
-           "EXTENT_TIE", "extent_of"]
+           "EXTENT_TIE", "extent_of", "one_way_stretch", "stretched_between", "with_bands",
+           "BAND_EMPTY", "BAND_APART"]
 
 KEEP_RULES = ("largest", "biggest", "oldest", "newest", "format", "path")
 DEFAULT_KEEP = ("largest", "biggest", "oldest")
@@ -93,6 +94,9 @@ class PlanFile:
     # how much of the centre's picture this file shows, in units of the centre's (a crop of
     # half 0.5, a wider view 2), from where the check's keypoints fall; None when not mapped
     extent: float | None = None
+    # the share of its finest detail along x and along y (simsearch.detail.band), read only
+    # when the check mapped it as a one-way stretch of another file of the group; else None
+    band: tuple[float, float] | None = None
 
     @property
     def pixels(self) -> int:
@@ -198,7 +202,87 @@ def largest_between(f: PlanFile, g: PlanFile) -> tuple[int, str] | None:
         return (1 if wider > EXTENT_TIE else -1), "extent"
     if low > PICTURE_TIE or high < 1 / PICTURE_TIE:  # one holds it larger along both axes
         return (1 if low > PICTURE_TIE else -1), "scale"
-    return 0, ""
+    told = stretched_between(f, g)
+    return (told, "band") if told else (0, "")
+
+
+# a file holding another's picture stretched one way whose top band along the stretch holds less
+# than this share of its band across it, and less than half of what the other file's holds
+# there, was stretched from it: its added pixels hold no detail (session 26,
+# recipes/default_model/trials/keep-rules-band-rule.md; simsearch.detail)
+BAND_EMPTY, BAND_APART = 0.5, 2.0
+_AXIS_COS = float(np.cos(np.radians(10.0)))  # a stretch this near a canvas axis is along it
+
+
+def one_way_stretch(f: PlanFile, g: PlanFile) -> bool:
+    """Whether the maps say that one of the two holds the other's picture stretched one way
+    (the scales between them within PICTURE_TIE of 1 one way, at least detail.STRETCH the
+    other), the pair `stretched_between` can tell apart by the files' bands."""
+    from simsearch.detail import STRETCH
+    scales = picture_scale(f, g)
+    if scales is None:
+        return False
+    low, high = scales
+    return ((1 / PICTURE_TIE <= low <= PICTURE_TIE and high >= STRETCH)
+            or (1 / PICTURE_TIE <= high <= PICTURE_TIE and low <= 1 / STRETCH))
+
+
+def stretched_between(f: PlanFile, g: PlanFile) -> int:
+    """1 when `f` holds `g`'s picture stretched one way and `f`'s bands say it was stretched
+    from it (so `g` holds it better), -1 the other way round, 0 when they cannot tell (no
+    band, no one-way stretch, a stretch not along a canvas axis of both, or bands that do not
+    differ enough)."""
+    from simsearch.detail import STRETCH
+    if f.band is None or g.band is None or f.picture is None or g.picture is None:
+        return 0
+    try:
+        between = (np.reshape(np.asarray(g.picture, np.float64), (2, 2))
+                   @ np.linalg.inv(np.reshape(np.asarray(f.picture, np.float64), (2, 2))))
+        u, scales, vt = np.linalg.svd(between)  # f's vt[i] -> scales[i] * g's u[:, i]
+    except (ValueError, np.linalg.LinAlgError):
+        return 0
+    big, small = int(np.argmax(scales)), int(np.argmin(scales))
+    if 1 / PICTURE_TIE <= scales[small] <= PICTURE_TIE and scales[big] >= STRETCH:
+        wide, narrow, in_wide, in_narrow = g, f, u[:, big], vt[big]  # g holds it stretched
+        sign = -1
+    elif 1 / PICTURE_TIE <= scales[big] <= PICTURE_TIE and scales[small] <= 1 / STRETCH:
+        wide, narrow, in_wide, in_narrow = f, g, vt[small], u[:, small]  # f holds it stretched
+        sign = 1
+    else:
+        return 0
+    axes = [_canvas_axis(in_wide), _canvas_axis(in_narrow)]
+    if None in axes:
+        return 0
+    r_wide, r_narrow = _band_ratio(wide, axes[0]), _band_ratio(narrow, axes[1])
+    if r_wide is None or r_narrow is None:
+        return 0
+    return sign if r_wide < BAND_EMPTY and r_narrow >= BAND_APART * r_wide else 0
+
+
+def _canvas_axis(direction: np.ndarray) -> int | None:
+    """0 (x) or 1 (y): the canvas axis a direction lies along, within 10 degrees; else None."""
+    d = np.abs(np.asarray(direction, np.float64)) / max(float(np.hypot(*direction)), 1e-12)
+    return 0 if d[0] >= _AXIS_COS else 1 if d[1] >= _AXIS_COS else None
+
+
+def _band_ratio(f: PlanFile, axis: int) -> float | None:
+    along, across = f.band[axis], f.band[1 - axis]
+    return along / across if across > 1e-9 else None
+
+
+def with_bands(files: Sequence[PlanFile], read=None) -> list[PlanFile]:
+    """`files` with the `band` of each one the check mapped as a one-way stretch of another
+    (or another as one of it), read from the file (`simsearch.detail.band`, or `read`); the
+    others as they are. Only these pairs need the pixels, so only their files are read."""
+    mapped = [f for f in files if f.picture is not None and f.band is None and not f.problem]
+    wanted = {f.path for i, f in enumerate(mapped) for g in mapped[i + 1:]
+              if one_way_stretch(f, g) for f in (f, g)}
+    if not wanted:
+        return list(files)
+    if read is None:
+        from simsearch.detail import band as read
+    bands = {path: read(path) for path in sorted(wanted)}
+    return [replace(f, band=bands[f.path]) if f.path in bands else f for f in files]
 
 
 def extent_of(beyond: tuple[float, float] | None) -> float | None:
@@ -482,6 +566,9 @@ def _largest_reason(rule: KeepRule, best: PlanFile, f: PlanFile) -> str:
     """Why `largest` by the picture puts `f` after the kept file, in words."""
     _, what = largest_between(best, f)
     low, high = picture_scale(best, f)
+    if what == "band":
+        return (f"{rule.show(f)}, the kept {rule.show(best)}'s picture stretched one way: its "
+                f"added pixels hold no finer detail")
     if what == "scale":
         at = f"{low:.0%}" if high - low < 0.005 else f"{low:.0%}-{high:.0%}"
         return (f"{rule.show(f)}, holding the picture at {at} of its size in the kept "
@@ -664,6 +751,8 @@ def make_plan(groups, rules: Sequence[KeepRule], protect: Sequence[str] = (),
                                  keep=[f.path for f in files if not f.problem], act_on=[],
                                  decision="keep-all", exact=[list(s) for s in g.exact]))
             continue
+        if any(r.name == "largest" for r in rules):
+            usable = with_bands(usable)
         best, rest = choose(usable, rules)
         chosen = {best.path: best, **{f.path: f for f in rest}}
         for path, f in chosen.items():
@@ -708,7 +797,8 @@ def _plan_file(f, where: str) -> PlanFile:
         return PlanFile(**{**f, "mtime_ns": int(f["mtime_ns"]), "size": int(f["size"]),
                            "width": int(f["width"]), "height": int(f["height"]),
                            "picture": _picture(f.get("picture")),
-                           "extent": _extent(f.get("extent"))})
+                           "extent": _extent(f.get("extent")),
+                           "band": _band(f.get("band"))})
     except (TypeError, ValueError) as e:
         raise PlanError(f"{where}: {e}") from None
 
@@ -718,6 +808,16 @@ def _extent(value) -> float | None:
     if extent is not None and not 0 < extent < float("inf"):
         raise ValueError(f"extent: {value!r} is not a positive number")
     return extent
+
+
+def _band(value) -> tuple[float, float] | None:
+    """A plan file's `band` as read from JSON: two shares (0 to 1), or None."""
+    if value is None:
+        return None
+    if not isinstance(value, (list, tuple)) or len(value) != 2 or None in value or not all(
+            0 <= _number(v, "band") <= 1 for v in value):
+        raise ValueError(f"band: {value!r} is not two shares")
+    return tuple(float(v) for v in value)
 
 
 def _picture(value) -> tuple[float, float, float, float] | None:
