@@ -70,7 +70,8 @@ def _device_option(f):
 def _precision_option(f):
     return click.option("--precision", type=click.Choice(["auto", "fp32", "int8"],
                                                          case_sensitive=False), default=None,
-                        help="How a CPU runs the network: auto takes the model's int8 file "
+                        help="How a CPU runs the network (its numbers: not --target-"
+                             "precision): auto takes the model's int8 file "
                              "where this CPU runs it fast and correctly (simsearch check says "
                              "which file); a GPU always runs fp32.  [default: "
                              "$SIMSEARCH_PRECISION, else auto]")(f)
@@ -499,9 +500,12 @@ def check_cmd(index_dir, repair, precision, as_json):
         sys.exit(1)
     report = check_index(folder, repair=repair)
     runs = _model_here(folder, precision) if report.ok else None
-    unusable = runs is not None and "error" in runs
+    unusable = runs is not None and "error" in runs and "device" not in runs
     if unusable:  # query and index would fail: not ok
         report.problems.append(f"model: {runs['error']}")
+    elif runs is not None and "error" in runs:  # the GPU here runs it, in fp32
+        report.warnings.append(f"model: on this machine's CPU: {runs['error']}; commands here "
+                               f"run the network on {runs['device']}, in fp32")
     if as_json:
         click.echo(json.dumps({"index": report.folder, "images": report.count,
                                "ok": report.ok and not unusable,
@@ -519,7 +523,7 @@ def check_cmd(index_dir, repair, precision, as_json):
         if report.recall is not None:
             click.echo(f"vectors: {report.factory}, recall@10 {report.recall:.3f} against exact "
                        f"search (measured when built)")
-        if runs is not None and not unusable:
+        if runs is not None and "error" not in runs:
             click.echo(_model_line(runs))
         where = "" if index_dir is None else f" --index {index_dir}"
         state = ("NOT ok (the model cannot run here as set: see the problem above)" if unusable
@@ -544,13 +548,19 @@ def _model_here(folder, precision: str | None = None) -> dict | None:
     the precision asked for and CPU flags; a GPU runs fp32), for `check`; None when it cannot
     be told (check says what is wrong), or {"error": why} when the model cannot run here as
     set. Reads metadata only: no network is loaded."""
-    from simsearch.errors import ModelError, SimsearchError
+    from simsearch.errors import ModelError, PrecisionError, SimsearchError
     from simsearch.index import open_index
-    from simsearch.models import cpu_has_vnni, cpu_int8_saturates, resolve_model
+    from simsearch.models import cpu_has_vnni, cpu_int8_saturates, resolve_device, resolve_model
     try:
         ref = (resolve_model(None, precision=precision) if folder is None
-               else open_index(folder, device="cpu", precision=precision).model)
-    except ModelError as e:  # the model cannot run here as set (SIMSEARCH_PRECISION, files)
+               else open_index(folder, device="cpu", precision=precision).runtime_model())
+    except PrecisionError as e:  # this CPU cannot run the model as set; a GPU here would
+        try:
+            device = resolve_device(None)
+        except ModelError:
+            device = "cpu"
+        return {"error": str(e), **({"device": device} if device != "cpu" else {})}
+    except ModelError as e:  # the model cannot run here (its files)
         return {"error": str(e)}
     except (SimsearchError, OSError):
         return None

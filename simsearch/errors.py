@@ -39,7 +39,7 @@ class ModelError(SimsearchError):
 
 
 class PrecisionError(ModelError):
-    """The precision asked for (SIMSEARCH_PRECISION) cannot run the model here."""
+    """The precision asked for (--precision, SIMSEARCH_PRECISION) cannot run the model here."""
 
 
 class IndexStoreError(SimsearchError):

@@ -97,6 +97,7 @@ class Index:
         self._device_spec = device
         self._device: str | None = None
         self._precision_spec = precision
+        self._refused: PrecisionError | None = None  # the precision asked for, refused here
         self._model: ModelRef | None = None
         self._background_loaded = False
         self._background: Background | None = None
@@ -151,10 +152,12 @@ class Index:
         try:
             try:
                 ref = resolve_model(spec, precision=self._precision_spec)
-            except PrecisionError:
-                if self.device == "cpu":  # (the device is looked for only here: ONNX Runtime)
-                    raise
-                ref = resolve_model(spec, precision=self._precision_spec, device=self.device)
+            except PrecisionError as e:
+                # the model's identity, threshold and background do not hang on the precision:
+                # dedupe, review and check work on; what runs the network is refused then, on
+                # a CPU (`runtime_model`), with this reason
+                ref = resolve_model(spec, precision="fp32")
+                self._refused = e
         except ModelError as e:
             if spec is None or spec == self._model_spec or isinstance(e, PrecisionError):
                 raise
@@ -175,6 +178,16 @@ class Index:
                 f"be compared. Use --model {built.get('name')}, or rebuild with: "
                 f"simsearch index PHOTOS --rebuild --model {ref.name} --index {self.folder}")
         return ref
+
+    def runtime_model(self) -> ModelRef:
+        """The model as this index runs its network here: the int8 or fp32 file the precision
+        asks for on this CPU (`simsearch.models.for_this_cpu`), fp32 on a GPU. A precision this
+        CPU cannot run the model at is refused here (PrecisionError), not when the index is
+        opened: what needs no network (dedupe, review, check) works at any setting."""
+        ref = self.model  # (fp32 when the precision was refused)
+        if self._refused is not None and self.device == "cpu":  # (the device is looked for
+            raise self._refused                                  # only here: ONNX Runtime)
+        return for_this_cpu(ref, self.device)
 
     @staticmethod
     def _is_default(model_id) -> bool:
@@ -204,7 +217,7 @@ class Index:
     def embedder(self) -> Embedder:
         if self._embedder is None:
             # int8 pays off on CPUs only: fp32 on a GPU
-            self._embedder = Embedder(for_this_cpu(self.model, self.device), device=self.device)
+            self._embedder = Embedder(self.runtime_model(), device=self.device)
         return self._embedder
 
     @property
@@ -418,7 +431,7 @@ class Index:
             self.manifest = self.store.read_manifest()
             self._record = None if rebuild else self._catalog_record()
             self.model  # resolve and check before touching anything
-            self.device
+            self.runtime_model()  # (a precision this CPU cannot run is refused here too)
             if rebuild or self.manifest is None:
                 self.embedder.verify()  # a broken network is refused before the catalog names it
             catalog = self.catalog(readonly=False)
@@ -471,6 +484,7 @@ class Index:
     def _forget_loaded(self) -> None:
         self._vectors = self._offsets = None
         self._model = self._embedder = None
+        self._refused = None
         self._background_loaded = False
 
     def _check_one_model(self, catalog: Catalog) -> None:

@@ -648,10 +648,20 @@ def test_precision_option_is_what_the_commands_run(tmp_path, monkeypatch, photos
         assert out.exit_code == 0, out.output
         assert json.loads(out.stdout)["model"]["file"] == file
         assert open_index(index_dir, precision=asked.lower()).model.onnx_path.name == file
-    found = runner.invoke(main, ["query", str(photos / "img000.jpg"), "--index", str(index_dir),
-                                 "--precision", "int8", "--json"])
-    assert found.exit_code == 0, found.output
-    assert json.loads(found.stdout.splitlines()[0])["results"][0]["score"] > 0.999
+    import simsearch.index as index_module
+    ran = []
+
+    class Recording(index_module.Embedder):
+        def __init__(self, ref, *args, **kwargs):
+            ran.append(ref.onnx_path.name)
+            super().__init__(ref, *args, **kwargs)
+
+    monkeypatch.setattr(index_module, "Embedder", Recording)
+    for asked, file in (("int8", "m.int8.onnx"), ("fp32", "m.onnx")):
+        found = runner.invoke(main, ["query", str(photos / "img000.jpg"), "--index",
+                                     str(index_dir), "--precision", asked, "--json"])
+        assert found.exit_code == 0, found.output
+        assert ran[-1] == file
     # where the CPU cannot run the 8-bit file correctly, --precision int8 is refused, with why
     monkeypatch.setattr(models, "_cpu_flags", lambda: AVX2)
     out = runner.invoke(main, ["query", str(photos / "img000.jpg"), "--index", str(index_dir),
@@ -669,21 +679,62 @@ def test_a_gpu_index_is_not_refused_for_a_cpu_int8_file(tmp_path, monkeypatch):
     plain, _ = models.int8_paths(tmp_path / "m.onnx")
     _graph_model(plain, model_id="one")
     monkeypatch.setattr(models, "_cpu_flags", lambda: AVX2)  # the 8-bit file saturates here
+    on_cpu = open_index(tmp_path / "cpu", model=tmp_path / "m.onnx", create=True, device="cpu",
+                        precision="int8")
+    assert on_cpu.model.model_id == "one"  # its identity, threshold, background: no network
+    with pytest.raises(models.PrecisionError, match="needs a CPU with VNNI.*--precision fp32"):
+        on_cpu.runtime_model()  # what runs the network is refused, with the reason
     with pytest.raises(models.PrecisionError, match="needs a CPU with VNNI"):
-        _ = open_index(tmp_path / "cpu", model=tmp_path / "m.onnx", create=True, device="cpu",
-                       precision="int8").model
+        _ = on_cpu.embedder
     asked = []
     monkeypatch.setattr(index_module, "resolve_device",
                         lambda spec: asked.append(spec) or "cuda:0")
-    ref = open_index(tmp_path / "gpu", model=tmp_path / "m.onnx", create=True, device="cuda",
-                     precision="int8").model
+    on_gpu = open_index(tmp_path / "gpu", model=tmp_path / "m.onnx", create=True,
+                        device="cuda", precision="int8")
+    assert on_gpu.model.model_id == "one" and asked == []  # no device looked for yet
+    ref = on_gpu.runtime_model()
     assert (ref.precision, ref.onnx_path.name, asked) == ("fp32", "m.onnx", ["cuda"])
     assert resolve_model(tmp_path / "m.onnx", precision="int8", device="cuda:0").precision == "fp32"
     with pytest.raises(models.PrecisionError, match="not 'fp16'"):  # a wrong setting still is
         resolve_model(tmp_path / "m.onnx", precision="fp16", device="cuda:0")
-    asked.clear()  # a setting the CPU runs never looks for a device
+    asked.clear()  # opening, and the model's identity, never look for a device
     assert open_index(tmp_path / "gpu2", model=tmp_path / "m.onnx", create=True,
-                      precision="fp32").model.precision == "fp32" and asked == []
+                      precision="int8").model.precision == "fp32" and asked == []
+
+
+def test_a_refused_precision_stops_only_what_runs_the_network(tmp_path, monkeypatch, photos):
+    """dedupe, review's grouping and check's consistency read no network: a precision this CPU
+    refuses stops index and query (naming where it came from), not them; check says it is a
+    problem here, or a warning where a GPU runs the network."""
+    import simsearch.models as models_module
+    _graph_model(tmp_path / "m.onnx", model_id="one")
+    plain, _ = models.int8_paths(tmp_path / "m.onnx")
+    _graph_model(plain, model_id="one")
+    monkeypatch.setattr(models, "_cpu_flags", lambda: AVX2)
+    index_dir = tmp_path / "idx"
+    runner = CliRunner()
+    made = runner.invoke(main, ["index", str(photos), "--index", str(index_dir), "--model",
+                                str(tmp_path / "m.onnx"), "-q"])
+    assert made.exit_code == 0, made.output
+    monkeypatch.setenv("SIMSEARCH_PRECISION", "int8")
+    grouped = runner.invoke(main, ["dedupe", "--index", str(index_dir), "--no-check", "--json"])
+    assert grouped.exit_code == 0, grouped.output
+    added = runner.invoke(main, ["index", str(photos), "--index", str(index_dir), "-q"])
+    assert added.exit_code == 1
+    assert "needs a CPU with VNNI" in added.stderr and "SIMSEARCH_PRECISION=fp32" in added.stderr
+    asked = runner.invoke(main, ["query", str(photos / "img000.jpg"), "--index", str(index_dir),
+                                 "--precision", "int8"])
+    assert asked.exit_code == 1 and "Run with --precision fp32 (auto" in asked.stderr
+    assert runner.invoke(main, ["check", "--index", str(index_dir), "--precision",
+                                "fp32"]).exit_code == 0
+    out = runner.invoke(main, ["check", "--index", str(index_dir), "--json"])
+    report = json.loads(out.stdout)
+    assert out.exit_code == 1 and any("needs a CPU with VNNI" in p for p in report["problems"])
+    monkeypatch.setattr(models_module, "resolve_device", lambda spec=None: "cuda:0")
+    out = runner.invoke(main, ["check", "--index", str(index_dir), "--json"])
+    report = json.loads(out.stdout)
+    assert out.exit_code == 0 and report["ok"], out.output
+    assert any("run the network on cuda:0, in fp32" in w for w in report["warnings"])
 
 
 def test_check_without_an_index_says_what_would_run_and_how_to_begin(tmp_path, monkeypatch):

@@ -81,6 +81,10 @@ def resolve_model(spec: str | os.PathLike | None = None, precision: str | None =
     any precision: nothing is refused there.
     """
     setting = "precision" if precision else "SIMSEARCH_PRECISION"
+
+    def instead(what: str) -> str:  # how to ask for another precision, where this one came from
+        return (f"--precision {what}" if setting == "precision" else
+                f"SIMSEARCH_PRECISION={what} (or --precision {what})")
     precision = (precision or os.environ.get("SIMSEARCH_PRECISION") or "auto").strip().lower()
     if precision not in ("auto", "fp32", "int8"):
         raise PrecisionError(f"{setting} must be auto, fp32 or int8, not {precision!r}")
@@ -105,15 +109,15 @@ def resolve_model(spec: str | os.PathLike | None = None, precision: str | None =
                 f"vectors drift from fp32 (the default model's validation uAP 0.949 against "
                 f"0.983); the variant for such CPUs ({seven_bit.name}, 7-bit weights) is not "
                 f"beside it ({'reinstall simsearch' if name == 'default' else 'make it with simsearch.export.quantize_int8(..., reduce_range=True)'}). "
-                f"Run with SIMSEARCH_PRECISION=fp32 (auto runs fp32 here too)")
+                f"Run with {instead('fp32')} (auto runs fp32 here too)")
         raise PrecisionError(f"{name} has no int8 variant ({plain} and {seven_bit.name} not "
-                             f"found): run with SIMSEARCH_PRECISION=auto or fp32")
+                             f"found): run with {instead('auto')} or fp32")
     fast = cpu_has_vnni() or "avx2" in _cpu_flags()  # measured: VNNI, and AVX2 with 7 bits
     if int8 is not None and (precision == "int8" or (precision == "auto" and fast)):
         variant = _read_onnx(int8, name)
         if variant.model_id != ref.model_id or variant.config != ref.config:
             raise ModelError(f"{int8} is not a variant of {onnx_path} (another model's metadata); "
-                             f"remove it, or run with SIMSEARCH_PRECISION=fp32")
+                             f"remove it, or run with {instead('fp32')}")
         ref = dataclasses.replace(ref, onnx_path=int8, precision="int8")
     return ref
 
