@@ -478,6 +478,7 @@ def check_cmd(index_dir, repair, precision, as_json):
     1 when problems remain. Without an index it still says which file of the shipped model
     runs here (exit status 1: no index).
     """
+    from simsearch.errors import IndexStoreError
     from simsearch.index import default_index_dir
     from simsearch.integrity import check_index
     from simsearch.store import Store
@@ -498,7 +499,15 @@ def check_cmd(index_dir, repair, precision, as_json):
                        else _model_line(runs))
             click.echo(f"problem: {problem}")
         sys.exit(1)
-    report = check_index(folder, repair=repair)
+    try:
+        report = check_index(folder, repair=repair)
+    except IndexStoreError as e:  # a folder with a manifest and no catalog, a planted link
+        if not as_json:
+            raise
+        click.echo(json.dumps({"index": str(folder), "images": None, "ok": False,
+                               "problems": [str(e)], "repaired": [], "vectors": None,
+                               "warnings": [], "model": None}))
+        sys.exit(1)
     runs = _model_here(folder, precision) if report.ok else None
     unusable = runs is not None and "error" in runs and "device" not in runs
     if unusable:  # query and index would fail: not ok

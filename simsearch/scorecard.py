@@ -127,7 +127,8 @@ class EvalReport:
                 "precision": None if cal is None else cal.precision,
                 "recall": None if cal is None else cal.recall,
                 "n_originals": self.n_originals, "linkage": self.linkage,
-                "originals_distinct": self.originals_distinct, "checked": self.check is not None}
+                "originals_distinct": self.originals_distinct, "checked": self.check is not None,
+                "runtime": self.runtime}  # the file, precision and device that made the vectors
 
 
 def run_eval(originals: str | os.PathLike, distractors: str | os.PathLike | None = None,

@@ -755,3 +755,9 @@ def test_check_without_an_index_says_what_would_run_and_how_to_begin(tmp_path, m
     out = runner.invoke(main, ["check", "--index", str(missing)])
     assert out.exit_code == 1 and "problem: model: SIMSEARCH_PRECISION must be" in out.stdout
     assert not missing.exists()  # nothing made
+    half = tmp_path / "half"  # a manifest without its catalog: --json still answers in JSON
+    half.mkdir()
+    (half / "manifest.json").write_text("{}")
+    out = runner.invoke(main, ["check", "--index", str(half), "--json"])
+    assert out.exit_code == 1 and not json.loads(out.stdout)["ok"]
+    assert "catalog.sqlite missing" in json.loads(out.stdout)["problems"][0]

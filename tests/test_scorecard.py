@@ -257,6 +257,7 @@ def test_saved_threshold_is_used_by_dedupe_and_reported(tmp_path, tiny_model):
     assert kept["value"] == saved and kept["source"] == "calibrated"
     assert kept["model_id"] == index.manifest["model"]["id"] and kept["precision_target"] == 0.5
     assert kept["n_originals"] == 5 and len(kept["date"]) == 10
+    assert kept["runtime"] == {"file": "model.onnx", "precision": "fp32", "device": "cpu"}
     assert check_index(idx).ok  # the kept threshold leaves vectors.faiss current
 
     after = json.loads(_cli(["dedupe", "--index", idx, "--json"]).stdout)
