@@ -363,7 +363,8 @@ def _tell_check(report, quiet: bool) -> None:
                    err=True)
     if not quiet and done["checked"]:
         pairs = "pair" if done["checked"] == 1 else "pairs"
-        same = done["checked"] - done["apart"] - done["unjudged"]
+        few = done.get("few", 0)
+        same = done["checked"] - done["apart"] - done["unjudged"] - few
         held = f"; {done['held_back']} of them scored less" if alone is not None else ""
         plain_below = done.get("plain_below", done["below"])
         plain = ("" if plain_below <= done["below"] else
@@ -376,12 +377,15 @@ def _tell_check(report, quiet: bool) -> None:
                  + "; each member whose pair with its group's centre is one of them is "
                  "marked \"not confirmed\")" if unsure else "")
         differ = ("; pairs with local features at or above it are matched only to find "
-                  "those whose pictures differ somewhere, counted here" if done.get("act_disagree")
-                  is not None else "")
+                  "those whose pictures differ somewhere or keep too few matches, counted here"
+                  if done.get("act_disagree") is not None else "")
         lines = [f"picture check: looked at {done['checked']} {pairs} (scoring below "
                  f"{done['below']}{plain}{differ}):",
                  f"  {same} the same picture{short}",
-                 f"  {done['apart']} different pictures (not grouped)",
+                 f"  {done['apart']} different pictures (not grouped)"] + ([
+                 f"  {few} scoring {done['below']} or more whose pictures keep too few local "
+                 f"features in one layout for a copy: grouped on their score, marked \"not "
+                 f"confirmed\""] if few else []) + [
                  f"  {done['unjudged']} could not be told (plain pictures that line up only in "
                  f"part, smooth gradients" + (", unreadable files" if done["unreadable"] else "")
                  + f"): grouped {on_score}{held}"]

@@ -139,6 +139,7 @@ class PictureCheck:
         # tried) or one that cannot be read
         self._plain_pairs: set[tuple[int, int]] = set()
         self._stood: set[tuple[int, int]] = set()  # read at or above `below`: not plain
+        self._few: set[tuple[int, int]] = set()  # too few matches, grouped from `below` up
         self._gone: set[int] = set()  # ids whose files are gone since they were indexed
         # pairs matched with the matches grouping needs: how the higher id's file holds the
         # lower's picture (`geometry`), packed as 6 float32s, as the verdicts file keeps them
@@ -166,12 +167,14 @@ class PictureCheck:
         enough = (np.ones(len(a), bool) if alone is None
                   else scores >= np.asarray(min(alone, self.settings.below), scores.dtype))
 
-        def decide(row: int, verdict: bool | None | str) -> bool:
+        def decide(row: int, verdict: bool | None | str, plain: bool = False) -> bool:
             """Kept: the same picture, standing on its score (_STOOD: at or above `below`, not
-            plain), or not judged and scoring enough on its own (or with a file gone since
+            plain; and from there up pictures with keypoints keeping too few matches, not
+            confirmed), or not judged and scoring enough on its own (or with a file gone since
             indexing: dedupe then leaves it out and says so)."""
-            return verdict in (True, _STOOD, _UNSURE, _DIFFERS) or (verdict is None and (
-                bool(enough[row]) or a[row] in self._gone or b[row] in self._gone))
+            return verdict in (True, _STOOD, _UNSURE, _DIFFERS) or (
+                verdict is False and not plain and bool(high[row])) or (verdict is None and (
+                    bool(enough[row]) or a[row] in self._gone or b[row] in self._gone))
 
         todo = np.flatnonzero(scores < np.asarray(self.settings.reads_below, scores.dtype))
         high = scores >= np.asarray(self.settings.below, scores.dtype)
@@ -183,7 +186,7 @@ class PictureCheck:
                 known.append(r)  # not plain: at or above `below` it stands on its score
             elif key in self._verdicts:
                 known.append(r)
-                keep[r] = decide(r, self._verdicts[key])
+                keep[r] = decide(r, self._verdicts[key], key in self._plain_pairs)
         todo = np.setdiff1d(todo, np.array(known, np.int64))
         if not len(todo):
             return keep
@@ -223,7 +226,7 @@ class PictureCheck:
                                          high[part].tolist()))
                 for row, x, y, (verdict, lined, plain, shape) in zip(
                         part.tolist(), a[part].tolist(), b[part].tolist(), verdicts):
-                    keep[row] = decide(row, verdict)
+                    keep[row] = decide(row, verdict, plain)
                     self._note(x, y, verdict, lined, plain, bool(keep[row]), shape)
                     fx, fy = self._held.get(x), self._held.get(y)
                     if x in contents and y in contents and fx is not None and fy is not None:
@@ -251,12 +254,15 @@ class PictureCheck:
             self._verdicts[key] = verdict
             if plain:
                 self._plain_pairs.add(key)
+            elif verdict is False and kept:  # too few matches, grouped on its score
+                self._few.add(key)
         if verdict is not _STOOD:  # read, but not judged: not counted
             self.stats.checked += 1
-            self.stats.apart += verdict is False
+            self.stats.apart += verdict is False and not kept
             self.stats.plain += lined
             self.stats.unjudged += verdict is None
             self.stats.unsure += verdict is _UNSURE or verdict is _DIFFERS
+            self.stats.few += verdict is False and kept  # too few matches, grouped on its score
             self.stats.held_back += verdict is None and not kept
 
     def _recall(self, todo: np.ndarray, a: np.ndarray, b: np.ndarray, high: np.ndarray,
@@ -291,10 +297,12 @@ class PictureCheck:
             verdict, plain, shape = _VERDICTS[hit[0]], hit[1], hit[2]
             if verdict is _STOOD and not high[r]:
                 continue  # read above `below` only: below it, the pair is judged now
-            if high[r] and not plain and verdict is not _DIFFERS:
+            if high[r] and not plain and verdict is not _DIFFERS and (
+                    verdict is not False or self.settings.act_disagree is None):
                 verdict = _STOOD  # pictures with keypoints stand on their score there (a pair
-                # whose pictures differ stays "not confirmed", as a fresh check finds it)
-            keep[r] = decide(r, verdict)
+                # whose pictures differ, or keep too few matches, stays "not confirmed", as a
+                # fresh check finds it)
+            keep[r] = decide(r, verdict, plain)
             self._note(x, y, verdict, plain and verdict is not None, plain, bool(keep[r]), shape)
             self.stats.remembered += verdict is not _STOOD
             recalled.append(r)
@@ -311,9 +319,13 @@ class PictureCheck:
         """The verdict kept for the pair of ids (x, y), either way round: True the same
         picture, sure enough for a file action; False two different pictures; None not
         confirmed (not judged: plain, a gradient or unreadable; or the same picture short of the
-        act cuts, grouped all the same). KeyError when the pair was never judged (it scored
+        act cuts, grouped all the same; or, with keypoints, too few matches: grouped only at
+        or above `below`, on the score). KeyError when the pair was never judged (it scored
         `below` or more and was not plain, or this check keeps no verdicts)."""
-        verdict = self._verdicts[self._key(x, y)]
+        key = self._key(x, y)
+        verdict = self._verdicts[key]
+        if key in self._few:
+            return None  # too few matches, grouped on its score from `below` up: not confirmed
         return None if verdict is _UNSURE or verdict is _DIFFERS else verdict
 
     def geometry(self, x: int, y: int) -> "Geometry | None":
@@ -374,7 +386,14 @@ class PictureCheck:
             differs = value is not None and value > s.act_disagree
             shape = (_geometry(fx, used, fy, transform, swapped)
                      if found >= s.min_inliers else None)
-            if high:  # it stands on its score; matched only to learn whether the two differ
+            if high:  # it stands on its score for grouping; matched to learn whether the two
+                # differ somewhere, and whether they keep the matches a copy keeps: pictures
+                # with keypoints keeping too few (two drawings of one kind can score 0.95 and
+                # more) are parted below `below` and, from it up, grouped on their score but
+                # not confirmed, so that a plan keeps them (session 26: a newcomer's plan
+                # acted on such pairs); the verdict is False either way (`decide`, `verdict`)
+                if found < s.min_inliers:
+                    return False, False, False, None
                 return (_DIFFERS if differs else _STOOD), False, False, shape
             if found < s.min_inliers:
                 return False, False, False, None

@@ -118,11 +118,14 @@ class VerifyStats:
     plain: int = 0                                      # pairs judged by `aligned`
     unsure: int = 0     # the same picture, short of the act cuts: grouped, not acted on
     remembered: int = 0  # of all these, pairs judged in an earlier run (simsearch.verdicts)
+    # pairs at or above `below` whose pictures keep too few matches: grouped on their score,
+    # not confirmed (session 26)
+    few: int = 0
 
     def to_dict(self) -> dict:
         return {"checked": self.checked, "apart": self.apart, "plain": self.plain,
                 "unjudged": self.unjudged, "held_back": self.held_back,
-                "unsure": self.unsure, "remembered": self.remembered,
+                "unsure": self.unsure, "remembered": self.remembered, "few": self.few,
                 "unreadable": dict(self.unreadable)}
 
     def copy(self) -> "VerifyStats":
@@ -134,7 +137,8 @@ class VerifyStats:
                            self.unjudged - before.unjudged, self.held_back - before.held_back,
                            {p: why for p, why in self.unreadable.items()
                             if p not in before.unreadable}, self.plain - before.plain,
-                           self.unsure - before.unsure, self.remembered - before.remembered)
+                           self.unsure - before.unsure, self.remembered - before.remembered,
+                           self.few - before.few)
 
 
 @dataclass

@@ -99,7 +99,7 @@ def test_pairs_the_check_cannot_judge_need_the_threshold_for_scores_alone(tmp_pa
     # a judged copy stays grouped below `alone`; an unjudged pair is held back below it
     assert check(a, b, np.array([0.8, 0.87, 0.87])).tolist() == [True, False, False]
     assert check.stats.to_dict() | {"unreadable": None} == {
-        "checked": 3, "apart": 1, "plain": 0, "unjudged": 1, "held_back": 1, "unsure": 0, "remembered": 0, "unreadable": None}
+        "checked": 3, "apart": 1, "plain": 0, "unjudged": 1, "held_back": 1, "unsure": 0, "remembered": 0, "few": 0, "unreadable": None}
     # the verdicts are kept; the score and `alone` decide again at every call
     assert check(a, b, np.array([0.8, 0.9, 0.9])).tolist() == [True, True, False]
     assert check(a, b, np.array([0.8, 0.87, 0.87]), alone=None).tolist() == [True, True, False]
@@ -530,7 +530,7 @@ def test_the_check_judges_plain_pairs_by_lining_them_up(tmp_path):
     # two flat pictures are held to 0.86
     assert keeping(a, b, np.array([0.82, 0.9, 0.84])).tolist() == [True, True, False]
     assert keeping.stats.to_dict() | {"unreadable": None} == {
-        "checked": 3, "apart": 0, "plain": 1, "unjudged": 2, "held_back": 1, "unsure": 0, "remembered": 0, "unreadable": None}
+        "checked": 3, "apart": 0, "plain": 1, "unjudged": 2, "held_back": 1, "unsure": 0, "remembered": 0, "few": 0, "unreadable": None}
     # the default cut for different pictures (0.6) parts the letters even above 0.86
     check = PictureCheck(keeping.paths_of, alone=0.86)
     assert check(a, b, np.array([0.82, 0.9, 0.84])).tolist() == [True, False, False]
@@ -559,15 +559,16 @@ def test_plain_pairs_are_lined_up_at_every_score_and_other_pairs_there_stand_on_
     check = PictureCheck(paths_of, everywhere, alone=0.86)
     # at 0.97: the plain copy lines up (the same picture); L and X line up badly (parted); L and
     # 1 line up in part (not judged: grouped on the score, unconfirmed); the busy pair is not
-    # plain: it stands on its score, as it did before plain_below; the pair with an unreadable
-    # file cannot be judged at any score (it may be plain): grouped on its score, unconfirmed
+    # plain: it stands on its score, as it did before plain_below, but two different busy
+    # pictures keep too few matches to be confirmed (session 26): grouped, not confirmed; the
+    # pair with an unreadable file cannot be judged at any score (it may be plain): grouped on
+    # its score, unconfirmed
     assert check(a, b, high).tolist() == [True, False, True, True, True]
     assert check.verdict(0, 1) is True and check.verdict(2, 3) is False
     assert check.verdict(2, 4) is None and check.verdict(5, 7) is None
-    with pytest.raises(KeyError):  # never judged: dedupe's evidence is "score"
-        check.verdict(5, 6)
+    assert check.verdict(5, 6) is None  # not confirmed: a plan keeps both
     assert check.stats.to_dict() | {"unreadable": None} == {
-        "checked": 4, "apart": 1, "plain": 2, "unjudged": 2, "held_back": 0, "unsure": 0, "remembered": 0, "unreadable": None}
+        "checked": 5, "apart": 1, "plain": 2, "unjudged": 2, "held_back": 0, "unsure": 0, "remembered": 0, "few": 1, "unreadable": None}
     assert list(check.stats.unreadable) == [by_id[7]]
     # asked again, nothing is read again; the busy pair read at 0.97 is judged once it scores
     # below 0.95, and a pair judged there stands on its score at 0.97
@@ -575,7 +576,7 @@ def test_plain_pairs_are_lined_up_at_every_score_and_other_pairs_there_stand_on_
     assert check(a, b, high).tolist() == [True, False, True, True, True] and len(read) == n
     assert check(a[3:4], b[3:4], np.array([0.9])).tolist() == [False]
     assert check(a[3:4], b[3:4], np.array([0.97])).tolist() == [True]
-    assert check.verdict(5, 6) is False and check.stats.checked == 5
+    assert check.verdict(5, 6) is None and check.stats.checked == 5  # parted below 0.95
 
     # a fresh check the other way round: judged below 0.95 first, then asked at 0.97
     fresh = PictureCheck(paths_of, everywhere, alone=0.86)
