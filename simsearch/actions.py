@@ -33,7 +33,7 @@ from pathlib import Path
 from simsearch import trash
 from simsearch.errors import JournalError, PlanError
 from simsearch.files import sha256
-from simsearch.journal import JOURNAL_VERSION, Journal
+from simsearch.journal import JOURNAL_VERSION, Journal, one_at_a_time
 from simsearch.plan import Plan, under
 
 __all__ = ["ACTIONS", "Outcome", "ApplyReport", "UndoReport", "apply", "undo",
@@ -92,11 +92,19 @@ def default_journal(plan_path: str | os.PathLike) -> Path:
 
 def apply(plan: Plan, action: str, journal: str | os.PathLike, to: str | os.PathLike | None = None,
           confirm_delete: bool = False, plan_id: str = "", progress: Progress | None = None,
-          index: str | os.PathLike | None = None) -> ApplyReport:
+          index: str | os.PathLike | None = None,
+          on_wait: Callable[[], None] | None = None) -> ApplyReport:
     """Carry out `plan` with `action`, journalled in the folder `journal` (created, or resumed
     when it holds an earlier run of this plan and action). `plan_id` (the plan file's SHA-256)
     ties the journal to its plan. `index`: the index folder the caller updates (default the
-    plan's), recorded in the journal for undo."""
+    plan's), recorded in the journal for undo. One apply or undo runs at a time
+    (`simsearch.journal.one_at_a_time`; `on_wait` is called when this one must wait)."""
+    with one_at_a_time(on_wait):
+        return _apply(plan, action, journal, to, confirm_delete, plan_id, progress, index)
+
+
+def _apply(plan: Plan, action: str, journal: str | os.PathLike, to, confirm_delete: bool,
+           plan_id: str, progress: Progress | None, index) -> ApplyReport:
     if action not in ACTIONS:
         raise PlanError(f"action must be one of {', '.join(ACTIONS)}, not {action!r}")
     if action == "move" and not to:
@@ -175,6 +183,10 @@ def _act(plan: Plan, action: str, to: str | None, j: Journal, done: dict[str, di
                 progress(count, total)
             if path in done:
                 continue
+            # the kept copies again, just before: another program may have removed or changed
+            # one since the run began (their content was read once; size and time every time)
+            kept_ok[n] = [p for p in kept_ok[n]
+                          if _unchanged(p, files[p], hashes, follow=True) is None]
             if not kept_ok[n]:
                 why = "; ".join(f"{p}: {_unchanged(p, files[p], hashes, follow=True)}" for p in g.keep)
                 report.skipped.append(Outcome(path, f"no kept copy of its group is intact ({why})"))
@@ -251,7 +263,10 @@ def _intent(n: int, action: str, path: str, kept: str, f, to: str | None, j: Jou
     st = os.lstat(path)
     op = {"op": "intent", "n": n, "action": action, "path": path, "kept": kept, "size": f.size,
           "mtime_ns": f.mtime_ns, "sha256": f.sha256, "mode": stat.S_IMODE(st.st_mode),
-          "atime_ns": st.st_atime_ns}
+          "atime_ns": st.st_atime_ns, "token": j.token}
+    if action == "hardlink":  # the kept file's identity: its link stays recognisable after
+        kept_st = os.stat(kept)  # an editor saves the kept file under a new inode
+        op["kept_id"] = [kept_st.st_dev, kept_st.st_ino]
     if action == "trash":
         entry = trash.reserve(path)
         op.update(place=entry.file, info=entry.info, recorded=entry.recorded_path)
@@ -327,8 +342,8 @@ def _hold(path: str, held: str, op: dict) -> None:
 def _copy_exact(src: str, dst: str, op: dict) -> None:
     """Bytes, mode and mtime of `src` into a new `dst` (never an existing one), through a
     temporary name, fsynced, and checked against the plan's SHA-256."""
-    tmp = dst + ".part"
-    if os.path.lexists(tmp):
+    tmp = _part(dst, op)
+    if os.path.lexists(tmp):  # ours: a copy an interrupted run of this step left
         os.unlink(tmp)
     h = hashlib.sha256()
     fin = os.open(src, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
@@ -352,6 +367,25 @@ def _copy_exact(src: str, dst: str, op: dict) -> None:
         os.unlink(tmp)
         raise OSError(errno.EEXIST, f"{dst} appeared meanwhile")
     os.rename(tmp, dst)
+
+
+def _part(dst: str, op: dict) -> str:
+    """The temporary name a copy to `dst` is written under: this step's own (the journal's
+    token and the step's number), never a name a user's file could have."""
+    return f"{dst}.simsearch-{op.get('token', 'x')}-{op['n']}.part"
+
+
+def _drop_part(dst: str, op: dict) -> None:
+    """Remove what an interrupted copy of this step to `dst` left (a journal of an earlier
+    simsearch named its copies `dst`.part, which may be a user's file: those are left)."""
+    part = _part(dst, op)
+    if "token" in op and os.path.lexists(part):
+        os.unlink(part)
+
+
+def _info_is_ours(op: dict) -> bool:
+    """Whether the trash entry's info file is there and still names the original."""
+    return os.path.lexists(op["info"]) and trash.original_path(op["info"]) == op["recorded"]
 
 
 def _same_file(a: str, b: str) -> bool:
@@ -380,28 +414,44 @@ def _undo_step(op: dict) -> tuple[bool, str]:
         return False, "deleted: cannot be restored"
     if action in ("trash", "move"):
         place = op["place"]
-        if os.path.lexists(place + ".part"):
-            os.unlink(place + ".part")
+        _drop_part(place, op)
+        # what is at `place` is ours only while it is the original itself (and, in the trash,
+        # its entry still names the original): the user may have restored it from the desktop
+        # trash and another file taken the free name since
+        ours = os.path.lexists(place) and (_same_file(path, place) or (
+            _is_original(place, op) and (action != "trash" or _info_is_ours(op))))
         if os.path.lexists(path):
-            # not yet moved (or moved and both names left): the copy at place is ours to drop
-            if os.path.lexists(place) and (_same_file(path, place) or _is_original(path, op)):
+            if _same_file(path, place):  # moved half way on one drive: two names of one file
+                os.unlink(place)
+            elif not _is_original(path, op):
+                return False, (f"{path} is another file now; the original is at {place}"
+                               if ours else f"{path} is another file now, and {place} no "
+                               f"longer holds the original")
+            elif ours:  # a verified copy across drives, its source not removed yet
                 os.unlink(place)
             restored, what = True, "was not moved"
-        elif os.path.lexists(place):
+        elif ours:
             _restore(place, path, op)
             restored, what = True, f"restored from {place}"
+        elif os.path.lexists(place):
+            return False, (f"{place} holds another file now (the original was emptied from the "
+                           f"trash, restored from it, or moved on)")
         else:
-            restored, what = False, f"{place} is gone (emptied from the trash, or moved on)"
-        if action == "trash" and os.path.lexists(op["info"]) and restored:
+            return False, f"{place} is gone (emptied from the trash, or moved on)"
+        if action == "trash" and _info_is_ours(op):
             os.unlink(op["info"])
         return restored, what
     # hardlink / symlink
     held, tmp = op["held"], op["tmp"]
-    if os.path.lexists(tmp):
+    if os.path.lexists(tmp):  # named with this journal's token: ours
         os.unlink(tmp)
-    if os.path.lexists(held + ".part"):
-        os.unlink(held + ".part")
+    _drop_part(held, op)
     if not os.path.lexists(held):
+        if _is_link_to_kept(path, op) and not _is_original(path, op):
+            return False, (f"the original, held at {held}, is gone; {path} is still a link to "
+                           f"{op['kept']}")
+        if not os.path.lexists(path):
+            return False, f"{path} and the original held at {held} are both gone"
         return True, "was not replaced"
     if _same_file(path, held) or (not os.path.islink(path) and not _is_link_to_kept(path, op)
                                   and _is_original(path, op)):
@@ -426,6 +476,8 @@ def _is_link_to_kept(path: str, op: dict) -> bool:
         return False
     if stat.S_ISLNK(st.st_mode):
         return os.readlink(path) == os.path.abspath(op["kept"])
+    if op.get("kept_id") and [st.st_dev, st.st_ino] == list(op["kept_id"]):
+        return True  # the link apply made, whatever became of the kept file's name since
     try:
         k = os.stat(op["kept"])
     except OSError:
@@ -443,9 +495,16 @@ def _restore(place: str, path: str, op: dict) -> None:
     _stash(place, path, op)
 
 
-def undo(journal: str | os.PathLike, progress: Progress | None = None) -> UndoReport:
+def undo(journal: str | os.PathLike, progress: Progress | None = None,
+         on_wait: Callable[[], None] | None = None) -> UndoReport:
     """Put back every step of an apply journal, newest first, from whatever state each reached.
-    Steps already undone are left alone, so running it twice is harmless."""
+    Steps already undone are left alone, so running it twice is harmless. One apply or undo
+    runs at a time, as `apply` says."""
+    with one_at_a_time(on_wait):
+        return _undo(journal, progress)
+
+
+def _undo(journal: str | os.PathLike, progress: Progress | None) -> UndoReport:
     folder = Path(journal)
     if folder.name == "journal.jsonl":
         folder = folder.parent

@@ -740,7 +740,8 @@ def apply_cmd(plan_path, action, to, yes_delete, journal, index_dir, quiet, as_j
     with _Progress(f"{action}", quiet) as progress:
         report = apply(plan, action, journal, to=to, confirm_delete=yes_delete,
                        plan_id=sha256(plan_path), progress=progress,
-                       index=os.path.abspath(index_dir) if index_dir else None)
+                       index=os.path.abspath(index_dir) if index_dir else None,
+                       on_wait=_waiting)
     index_note = _update_index(index_dir or plan.index, forget=report.removed,
                                relocate=report.moved, not_duplicates=report.not_duplicates)
     for o in report.skipped:
@@ -780,6 +781,11 @@ def apply_cmd(plan_path, action, to, yes_delete, journal, index_dir, quiet, as_j
         click.echo(f"journal: {journal}; undo with: simsearch undo {journal}", err=True)
 
 
+def _waiting() -> None:
+    click.echo("waiting for another simsearch apply or undo to finish (one runs at a time, so "
+               "that two plans never remove each other's kept copies)", err=True)
+
+
 @main.command("undo")
 @click.argument("journal", type=click.Path(exists=True, path_type=Path))
 @_index_option
@@ -791,7 +797,7 @@ def undo_cmd(journal, index_dir, as_json):
     again). Exit status 1 when a file could not be restored."""
     from simsearch.actions import undo
 
-    report = undo(journal)
+    report = undo(journal, on_wait=_waiting)
     folder = index_dir or report.index
     added: list[str] = []
     index_note = _update_index(folder, relocate=report.moved_back, add=report.reappeared,

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import json
 import os
 import stat
 from collections.abc import Callable, Iterable, Iterator
@@ -11,7 +12,13 @@ from pathlib import Path
 
 from simsearch.formats import SUFFIXES
 
-__all__ = ["IMAGE_SUFFIXES", "FileInfo", "WalkProblem", "walk_images", "stat_file", "sha256"]
+__all__ = ["IMAGE_SUFFIXES", "FileInfo", "WalkProblem", "walk_images", "stat_file", "sha256",
+           "json_text", "OWN_FOLDER_MARKS", "REVIEW_MARK"]
+
+# a folder holding one of these is simsearch's own work, not photos: an apply journal (its held
+# originals) or a review page (its thumbnails); walk_images never enters it
+REVIEW_MARK = ".simsearch-review"
+OWN_FOLDER_MARKS = ("journal.jsonl", REVIEW_MARK)
 
 # JPEG, PNG, WebP, GIF, BMP, TIFF, HEIC/HEIF, AVIF and camera RAW (see simsearch.formats)
 IMAGE_SUFFIXES = SUFFIXES
@@ -91,6 +98,10 @@ def _walk_dir(top: str, report: Callable[[WalkProblem], None]) -> Iterator[FileI
         path = entry.path
         try:
             if entry.is_dir(follow_symlinks=False):
+                if any(os.path.lexists(os.path.join(path, mark)) for mark in OWN_FOLDER_MARKS):
+                    report(WalkProblem(path, "simsearch's own folder (an apply journal or a "
+                                             "review page): not indexed"))
+                    continue
                 stack.append(iter(_entries(path, report)))
                 continue
             if Path(entry.name).suffix.lower() not in IMAGE_SUFFIXES:
@@ -135,3 +146,15 @@ def sha256(path: str | os.PathLike) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def json_text(value, **kwargs) -> str:
+    """JSON that names files as they are: plain text where every name is valid UTF-8, and
+    \\u escapes where one is not (a name Python read as undecodable bytes, which no UTF-8 file
+    can hold as it is); either reads back as the same names."""
+    text = json.dumps(value, ensure_ascii=False, **kwargs)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = json.dumps(value, ensure_ascii=True, **kwargs)
+    return text

@@ -13,11 +13,14 @@ import hashlib
 import json
 import os
 import stat
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from simsearch.errors import JournalError
+from simsearch.files import json_text
 
-__all__ = ["JOURNAL_VERSION", "Journal"]
+__all__ = ["JOURNAL_VERSION", "Journal", "one_at_a_time"]
 
 JOURNAL_VERSION = 1
 
@@ -82,7 +85,7 @@ class Journal:
         return records
 
     def append(self, record: dict) -> None:
-        os.write(self.fd, (json.dumps(record, ensure_ascii=False) + "\n").encode())
+        os.write(self.fd, (json_text(record) + "\n").encode())
         os.fsync(self.fd)
         self.records.append(record)
 
@@ -110,3 +113,29 @@ class Journal:
         """The latest run's first record (a journal whose steps were all undone can hold a
         later run)."""
         return next((r for r in reversed(self.records) if r["op"] == "begin"), None)
+
+
+@contextmanager
+def one_at_a_time(on_wait: Callable[[], None] | None = None) -> Iterator[None]:
+    """Held by every apply and undo of this user on this machine, whatever their journals: two
+    plans applied at once could each remove the copy the other keeps (each checks its kept
+    files just before it acts, but not against a run beside it). A second run waits for the
+    first (`on_wait` is called once when it must). Where no lock file can be made (no writable
+    cache folder) runs are not kept apart."""
+    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "simsearch"
+    try:
+        os.makedirs(root, exist_ok=True)
+        fd = os.open(root / "actions.lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    except OSError:
+        yield
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            if on_wait is not None:
+                on_wait()
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # (closing releases the lock)

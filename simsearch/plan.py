@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from simsearch.errors import PlanError
+from simsearch.files import json_text
 from simsearch.formats import RAW_SUFFIXES, raw_name
 
 __all__ = ["KEEP_RULES", "DEFAULT_KEEP", "PLAN_VERSION", "DECISIONS", "KeepRule", "PlanFile",
@@ -635,7 +636,7 @@ class Plan:
         path = Path(path)
         writable_plan_path(path)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        data = (json.dumps(self.to_dict(), indent=1, ensure_ascii=False) + "\n").encode()
+        data = (json_text(self.to_dict(), indent=1) + "\n").encode()
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
             with open(fd, "wb") as fh:
@@ -805,8 +806,8 @@ def _plan_file(f, where: str) -> PlanFile:
 
 def _extent(value) -> float | None:
     extent = _number(value, "extent")
-    if extent is not None and not 0 < extent < float("inf"):
-        raise ValueError(f"extent: {value!r} is not a positive number")
+    if extent is not None and not 0 <= extent < float("inf"):  # 0: none of the centre's
+        raise ValueError(f"extent: {value!r} is not a number of 0 or more")  # keypoints in it
     return extent
 
 

@@ -14,7 +14,6 @@ reuses them.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import stat
 from collections.abc import Callable
@@ -23,6 +22,7 @@ from importlib import resources
 from pathlib import Path
 
 from simsearch.errors import SimsearchError
+from simsearch.files import REVIEW_MARK, json_text
 from simsearch.plan import Plan
 
 __all__ = ["THUMB_SIZE", "PAGE_SIZE", "write_review", "make_thumbnails", "render_page"]
@@ -38,6 +38,10 @@ def write_review(plan: Plan, folder: str | os.PathLike, progress: Progress | Non
     folder = Path(folder)
     try:
         (folder / "thumbs").mkdir(parents=True, exist_ok=True)
+        mark = folder / REVIEW_MARK  # `simsearch index` never takes the thumbnails for photos
+        if not os.path.lexists(mark):
+            mark.write_text("simsearch review page: thumbnails, not photos (simsearch index "
+                            "does not enter this folder)\n", encoding="utf-8")
         if not stat.S_ISDIR(os.lstat(folder / "thumbs").st_mode):  # never written through a link
             raise OSError(f"{folder / 'thumbs'} is not a folder (a link?)")
     except OSError as e:
@@ -99,7 +103,7 @@ def render_page(plan: Plan, thumbs: dict[str, str], page_size: int = PAGE_SIZE) 
     """The page's HTML with the plan and the thumbnail names embedded."""
     data = {"plan": plan.to_dict(), "thumbs": thumbs, "pageSize": page_size}
     # inside <script>, "<" must never start a tag: every one escaped, JSON stays the same
-    payload = json.dumps(data, ensure_ascii=False).replace("<", "\\u003c")
+    payload = json_text(data).replace("<", "\\u003c")
     template = resources.files("simsearch").joinpath("review.html").read_text(encoding="utf-8")
     return template.replace("/*DATA*/null", payload, 1)
 

@@ -416,3 +416,150 @@ def _parents(folder: str, root: str) -> list[str]:
         out.append(folder)
         folder = os.path.dirname(folder)
     return out
+
+
+# session 26: what a hostile newcomer tried against apply and undo
+
+def _trash_entry(tmp_path, path):
+    """(files/NAME, info/NAME.trashinfo) of the trash entry whose info names `path`."""
+    from simsearch.trash import original_path
+    trash = tmp_path / "data" / "Trash"
+    for info in os.listdir(trash / "info"):
+        if original_path(str(trash / "info" / info)) == path:
+            return trash / "files" / info[:-len(".trashinfo")], trash / "info" / info
+    return None
+
+
+def test_undo_never_removes_another_file_that_took_a_trashed_files_name(library):
+    """The user restores a trashed file from the desktop trash, and another file is trashed
+    under the name it freed: undo leaves that file and its entry alone."""
+    tmp_path, photos, plan = library
+    apply(plan, "trash", tmp_path / "j")
+    path = plan.groups[0].act_on[0]
+    place, info = _trash_entry(tmp_path, path)
+    os.rename(place, path)  # restored by hand, as a file manager does
+    os.unlink(info)
+    other = tmp_path / "elsewhere" / os.path.basename(path)
+    _image(other, (40, 30), seed=77)
+    os.rename(other, place)  # trashed by the desktop under the free name
+    info.write_text(f"[Trash Info]\nPath={other}\nDeletionDate=2026-12-07T10:00:00\n")
+    theirs = place.read_bytes()
+    back = undo(tmp_path / "j")
+    assert path in {o.path for o in back.restored}
+    assert place.read_bytes() == theirs and info.is_file()  # the other file and its entry stay
+    assert os.path.isfile(path)
+
+
+def test_undo_of_trash_with_a_new_file_at_the_path_says_where_the_original_is(library):
+    tmp_path, photos, plan = library
+    apply(plan, "trash", tmp_path / "j")
+    path = plan.groups[1].act_on[0]
+    place, info = _trash_entry(tmp_path, path)
+    Path(path).write_bytes(b"a new camera file under the same name")
+    back = undo(tmp_path / "j")
+    not_restored = {o.path: o.detail for o in back.not_restored}
+    assert not_restored == {path: f"{path} is another file now; the original is at {place}"}
+    assert Path(path).read_bytes() == b"a new camera file under the same name"
+    assert place.is_file() and info.is_file()  # still in the trash, still restorable from it
+
+
+def test_undo_never_removes_files_named_like_a_copy_in_progress(library, tmp_path):
+    """A user's `NAME.part` beside a photo or in the trash is not a copy simsearch made."""
+    tmp_path, photos, plan = library
+    path = plan.groups[0].act_on[0]
+    beside = Path(path + ".part")
+    beside.write_bytes(b"an interrupted download")
+    apply(plan, "trash", tmp_path / "j")
+    place, _ = _trash_entry(tmp_path, path)
+    in_trash = Path(str(place) + ".part")
+    in_trash.write_bytes(b"trashed earlier by the user")
+    undo(tmp_path / "j")
+    assert beside.read_bytes() == b"an interrupted download"
+    assert in_trash.read_bytes() == b"trashed earlier by the user"
+
+
+def test_a_kept_copy_removed_during_apply_stops_the_rest_of_its_group(library):
+    """The kept copies are checked again just before each file is acted on."""
+    tmp_path, photos, plan = library
+    group = plan.groups[1]
+    assert len(group.act_on) == 2
+    kept = group.keep[0]
+    first = sum(len(g.act_on) for g in plan.groups[:1]) + 1  # the group's first file
+
+    def removing(count, total):
+        if count == first + 1:  # after the group's first file was acted on
+            os.rename(kept, str(tmp_path / "taken away"))
+    report = apply(plan, "delete", tmp_path / "j", confirm_delete=True, progress=removing)
+    skipped = {o.path: o.detail for o in report.skipped}
+    assert group.act_on[1] in skipped and "no kept copy of its group is intact" in skipped[
+        group.act_on[1]]
+    assert os.path.isfile(group.act_on[1])  # the picture's last copy here survives
+
+
+def test_undo_of_a_link_whose_held_original_is_gone_says_so(library):
+    tmp_path, photos, plan = library
+    apply(plan, "hardlink", tmp_path / "j")
+    path = plan.groups[2].act_on[0]
+    with actions.Journal(tmp_path / "j") as j:
+        held = next(op["held"] for op, _ in j.intents() if op["path"] == path)
+    os.unlink(held)
+    back = undo(tmp_path / "j")
+    not_restored = {o.path: o.detail for o in back.not_restored}
+    assert list(not_restored) == [path]
+    assert not_restored[path] == (f"the original, held at {held}, is gone; {path} is still a "
+                                  f"link to {plan.groups[2].keep[0]}")
+
+
+def test_undo_of_hardlinks_after_the_kept_file_was_saved_anew(library):
+    """An editor saves the kept photo under a new inode (write, then rename): the links apply
+    made are still recognised, and every original comes back."""
+    tmp_path, photos, plan = library
+    before = snapshot(photos)
+    apply(plan, "hardlink", tmp_path / "j")
+    kept = plan.groups[0].keep[0]
+    retouched = Path(kept + ".new")
+    retouched.write_bytes(Path(kept).read_bytes() + b"retouched")
+    os.replace(retouched, kept)
+    back = undo(tmp_path / "j")
+    assert not back.not_restored, back.not_restored
+    after = snapshot(photos)
+    assert {p: v for p, v in _without_inodes(after).items() if p != kept} == {
+        p: v for p, v in _without_inodes(before).items() if p != kept}
+
+
+def test_two_applies_run_one_at_a_time(tmp_path, monkeypatch):
+    import threading
+    from simsearch.journal import one_at_a_time
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    held, waited, order = threading.Event(), [], []
+
+    def first():
+        with one_at_a_time():
+            held.set()
+            time.sleep(0.5)
+            order.append("first done")
+    t = threading.Thread(target=first)
+    t.start()
+    held.wait()
+    with one_at_a_time(on_wait=lambda: waited.append(True)):
+        order.append("second")
+    t.join()
+    assert waited == [True] and order == ["first done", "second"]
+
+
+def test_a_file_name_that_is_not_utf8_survives_plan_apply_and_undo(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    folder = tmp_path / "p"
+    odd = os.fsdecode(os.fsencode(str(folder)) + b"/caf\xe9 copy.jpg")
+    files = [_image(folder / "best.jpg", (96, 72), seed=1), _image(Path(odd), (48, 36), seed=2)]
+    plan = make_plan([group(files)], parse_rules(["largest"]))
+    plan.save(tmp_path / "plan.json")
+    again = Plan.load(tmp_path / "plan.json")
+    assert again.groups[0].act_on == [odd]
+    from simsearch.review import render_page
+    assert "caf" in render_page(again, {})
+    before = snapshot(folder)
+    assert [o.path for o in apply(again, "trash", tmp_path / "j").done] == [odd]
+    assert not os.path.lexists(odd)
+    assert not undo(tmp_path / "j").not_restored
+    assert snapshot(folder) == before

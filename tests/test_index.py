@@ -225,3 +225,23 @@ def test_overlapping_roots_index_each_file_once(tmp_path, tiny_model, photos):
     index = _index(tmp_path, tiny_model)
     report = index.add_paths([sub, photos, photos / "img001.jpg", photos, sub / "img000.jpg"])
     assert report.added == 10 and not report.skipped and index.count() == 10
+
+
+def test_simsearchs_own_folders_in_a_photo_folder_are_not_indexed(tmp_path, tiny_model, photos):
+    """An apply journal (its held originals) and a review page (its thumbnails) inside the
+    folder being indexed are simsearch's own work: never taken for photos (a newcomer's next
+    plan trashed the originals held in a journal under the photo folder)."""
+    from simsearch.files import REVIEW_MARK
+    journal = photos / "plan.json.journal"
+    write_pictures(journal / "held", 2, seed=7)
+    (journal / "journal.jsonl").write_text("")
+    review = photos / "review"
+    write_pictures(review / "thumbs", 2, seed=8)
+    (review / REVIEW_MARK).write_text("")
+    report = _index(tmp_path, tiny_model).add_paths([photos])
+    assert report.added == 8
+    reasons = {s.path: s.reason for s in report.skipped}
+    assert reasons == {str(journal): "simsearch's own folder (an apply journal or a review "
+                                     "page): not indexed",
+                       str(review): "simsearch's own folder (an apply journal or a review "
+                                    "page): not indexed"}

@@ -439,13 +439,22 @@ def test_a_plan_keeps_each_files_map_through_its_file(tmp_path):
     again = Plan.load(tmp_path / "plan.json")
     assert [(f.picture, f.extent) for f in again.groups[0].files] == [
         ((1.0, 0.0, 0.0, 1.0), 1.0), ((0.5, 0.0, 0.0, 0.5), 1.0)]
+    # an extent of 0 (none of the centre's keypoints fall in the file: extent_of gives it
+    # when the other's all fall outside) is a plan dedupe makes: it loads (session 26)
+    from simsearch.plan import extent_of
+    assert extent_of((0.2, 1.0)) == 0.0
+    zero = json.loads((tmp_path / "plan.json").read_text())
+    zero["groups"][0]["files"][1]["extent"] = 0.0
+    (tmp_path / "zero.json").write_text(json.dumps(zero))
+    assert Plan.load(tmp_path / "zero.json").groups[0].files[1].extent == 0.0
     # ... and through a plan's own dict (the review page's server reads it so)
     assert Plan.from_dict(plan.to_dict()).to_dict() == plan.to_dict()
     # a plan file whose figures are not numbers is refused, naming the file
     data = json.loads((tmp_path / "plan.json").read_text())
     for key, bad in (("picture", [1, 2, 3]), ("picture", "wide"), ("picture", [1, None, 0, 1]),
                      ("picture", [1, "x", 0, 1]), ("extent", "wide"),
-                     ("extent", True), ("extent", -5), ("size", "big"), ("mtime_ns", "abc")):
+                     ("extent", True), ("extent", -5), ("extent", float("inf")),
+                     ("size", "big"), ("mtime_ns", "abc")):
         broken = json.loads(json.dumps(data))
         broken["groups"][0]["files"][1][key] = bad
         (tmp_path / "bad.json").write_text(json.dumps(broken))

@@ -64,6 +64,8 @@ def test_page_is_one_file_with_its_thumbnails_and_the_plan_inside(reviewed):
     before = {p: os.stat(page.parent / r).st_mtime_ns for p, r in thumbs.items()}
     write_review(plan, tmp_path / "report")  # a second run reuses the thumbnails
     assert before == {p: os.stat(page.parent / r).st_mtime_ns for p, r in thumbs.items()}
+    from simsearch.files import REVIEW_MARK  # so that `simsearch index` never takes them
+    assert (page.parent / REVIEW_MARK).is_file()
 
 
 @pytest.fixture
