@@ -200,7 +200,8 @@ def _act(plan: Plan, action: str, to: str | None, j: Journal, done: dict[str, di
             try:
                 op = _intent(next_n, action, path, kept, files[path], to, j)
             except OSError as e:  # no trash on that drive, an unwritable --to folder
-                report.skipped.append(Outcome(path, f"cannot {action}: {e.strerror or e}"))
+                where = f" ({e.filename})" if e.filename and e.filename != path else ""
+                report.skipped.append(Outcome(path, f"cannot {action}: {e.strerror or e}{where}"))
                 continue
             next_n += 1
             try:
@@ -208,7 +209,8 @@ def _act(plan: Plan, action: str, to: str | None, j: Journal, done: dict[str, di
             except OSError as e:
                 restored, what = _undo_step(op)
                 j.append({"op": "rolled-back", "n": op["n"], "detail": what})
-                report.skipped.append(Outcome(path, f"failed ({e.strerror or e}); " + (
+                where = f": {e.filename}" if e.filename and e.filename != path else ""
+                report.skipped.append(Outcome(path, f"failed ({e.strerror or e}{where}); " + (
                     "left as it was" if restored else what)))
                 continue
             j.append({"op": "done", "n": op["n"]})
@@ -372,7 +374,7 @@ def _copy_exact(src: str, dst: str, op: dict) -> None:
 def _part(dst: str, op: dict) -> str:
     """The temporary name a copy to `dst` is written under: this step's own (the journal's
     token and the step's number), never a name a user's file could have."""
-    return f"{dst}.simsearch-{op.get('token', 'x')}-{op['n']}.part"
+    return os.path.join(os.path.dirname(dst), f".simsearch-{op.get('token', 'x')}-{op['n']}.part")
 
 
 def _drop_part(dst: str, op: dict) -> None:

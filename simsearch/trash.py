@@ -71,7 +71,9 @@ def reserve(path: str) -> TrashEntry:
         candidate = name if k == 1 else f"{stem}.{k}{suffix}"
         file, info = trash / "files" / candidate, trash / "info" / (candidate + ".trashinfo")
         if not os.path.lexists(file) and not os.path.lexists(info):
-            recorded = os.path.relpath(path, top) if top else os.path.abspath(path)
+            recorded = (os.path.relpath(os.path.join(os.path.realpath(os.path.dirname(
+                os.path.abspath(path))), os.path.basename(path)), top) if top
+                else os.path.abspath(path))
             return TrashEntry(str(file), str(info), recorded)
     raise OSError(f"no free name in {trash / 'files'} for {name}")
 
@@ -122,7 +124,9 @@ def _device(path: Path) -> int:
 
 
 def _mount_point(path: str) -> str:
-    p = os.path.dirname(os.path.abspath(path))
+    # the folder the file is really in: a folder reached through a link to another drive is
+    # on that drive (the file itself is never a link here)
+    p = os.path.realpath(os.path.dirname(os.path.abspath(path)))
     device = os.lstat(p).st_dev
     while p != os.sep:
         parent = os.path.dirname(p)
