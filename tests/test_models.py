@@ -630,18 +630,24 @@ def test_check_says_which_file_of_the_model_this_cpu_runs(tmp_path, monkeypatch,
     assert out.exit_code == 1 and not report["ok"] and "needs a CPU with VNNI" in report["model"]["error"]
 
 
-def test_precision_option_is_what_the_commands_run(tmp_path, monkeypatch, photos):
-    """`--precision` picks the file as SIMSEARCH_PRECISION does, and wins over it."""
+def _indexed_with_an_8bit_file(tmp_path, photos, monkeypatch, flags):
+    """An index of `photos` made (at fp32) with a graph model that has only the 8-bit int8
+    variant beside it, on a CPU with `flags`; the index folder and a CliRunner."""
     _graph_model(tmp_path / "m.onnx", model_id="one")
     plain, _ = models.int8_paths(tmp_path / "m.onnx")
     _graph_model(plain, model_id="one")
-    monkeypatch.setattr(models, "_cpu_flags", lambda: VNNI)
-    index_dir = tmp_path / "idx"
-    runner = CliRunner()
-    monkeypatch.setenv("SIMSEARCH_PRECISION", "fp16")  # refused, unless --precision says
+    monkeypatch.setattr(models, "_cpu_flags", lambda: flags)
+    index_dir, runner = tmp_path / "idx", CliRunner()
     made = runner.invoke(main, ["index", str(photos), "--index", str(index_dir), "--model",
                                 str(tmp_path / "m.onnx"), "-q", "--precision", "fp32"])
     assert made.exit_code == 0, made.output
+    return index_dir, runner
+
+
+def test_precision_option_is_what_the_commands_run(tmp_path, monkeypatch, photos):
+    """`--precision` picks the file as SIMSEARCH_PRECISION does, and wins over it."""
+    monkeypatch.setenv("SIMSEARCH_PRECISION", "fp16")  # refused, unless --precision says
+    index_dir, runner = _indexed_with_an_8bit_file(tmp_path, photos, monkeypatch, VNNI)
     for asked, file in (("fp32", "m.onnx"), ("int8", "m.int8.onnx"), ("AUTO", "m.int8.onnx")):
         out = runner.invoke(main, ["check", "--index", str(index_dir), "--json",
                                    "--precision", asked])
@@ -707,15 +713,7 @@ def test_a_refused_precision_stops_only_what_runs_the_network(tmp_path, monkeypa
     refuses stops index and query (naming where it came from), not them; check says it is a
     problem here, or a warning where a GPU runs the network."""
     import simsearch.models as models_module
-    _graph_model(tmp_path / "m.onnx", model_id="one")
-    plain, _ = models.int8_paths(tmp_path / "m.onnx")
-    _graph_model(plain, model_id="one")
-    monkeypatch.setattr(models, "_cpu_flags", lambda: AVX2)
-    index_dir = tmp_path / "idx"
-    runner = CliRunner()
-    made = runner.invoke(main, ["index", str(photos), "--index", str(index_dir), "--model",
-                                str(tmp_path / "m.onnx"), "-q"])
-    assert made.exit_code == 0, made.output
+    index_dir, runner = _indexed_with_an_8bit_file(tmp_path, photos, monkeypatch, AVX2)
     monkeypatch.setenv("SIMSEARCH_PRECISION", "int8")
     grouped = runner.invoke(main, ["dedupe", "--index", str(index_dir), "--no-check", "--json"])
     assert grouped.exit_code == 0, grouped.output
