@@ -32,10 +32,14 @@ def band(path: str | os.PathLike) -> tuple[float, float] | None:
     resolution and upright, that lies in the top band along each axis (`band_shares`); None when
     the file cannot be read or is too small to tell."""
     try:
-        picture = load_image(path)
+        image = load_image(path).image
     except (SimsearchError, OSError, ValueError):
         return None
-    return band_shares(np.asarray(picture.image.convert("L"), np.float64))
+    w, h = image.size
+    left, top = max(0, (w - REGION) // 2), max(0, (h - REGION) // 2)
+    # only the central region is measured: cut it before the grey copy and the floats
+    region = image.crop((left, top, left + min(w, REGION), top + min(h, REGION)))
+    return band_shares(np.asarray(region.convert("L"), np.float64))
 
 
 def band_shares(grey: np.ndarray) -> tuple[float, float] | None:
