@@ -32,7 +32,7 @@ from pathlib import Path
 
 from simsearch import trash
 from simsearch.errors import JournalError, PlanError
-from simsearch.files import sha256
+from simsearch.files import in_own_folder, sha256
 from simsearch.journal import JOURNAL_VERSION, Journal, one_at_a_time
 from simsearch.plan import Plan, under
 
@@ -247,6 +247,9 @@ def _refusal(path: str, f, kept: str, kept_inodes: set, plan: Plan, action: str,
              hashes: dict[str, str]) -> str | None:
     if f.protected or any(under(path, d) for d in plan.protect):
         return "protected"
+    own = in_own_folder(path)
+    if own is not None:  # an original an apply journal holds, a review page's thumbnail
+        return f"in simsearch's own folder {own} (an apply journal or a review page)"
     try:
         st = os.lstat(path)
     except OSError:
@@ -268,7 +271,7 @@ def _intent(n: int, action: str, path: str, kept: str, f, to: str | None, j: Jou
           "atime_ns": st.st_atime_ns, "token": j.token}
     if action == "hardlink":  # the kept file's identity: its link stays recognisable after
         kept_st = os.stat(kept)  # an editor saves the kept file under a new inode
-        op["kept_id"] = [kept_st.st_dev, kept_st.st_ino]
+        op["kept_id"] = [kept_st.st_dev, kept_st.st_ino, kept_st.st_size, kept_st.st_mtime_ns]
     if action == "trash":
         entry = trash.reserve(path)
         op.update(place=entry.file, info=entry.info, recorded=entry.recorded_path)
@@ -425,13 +428,16 @@ def _undo_step(op: dict) -> tuple[bool, str]:
         if os.path.lexists(path):
             if _same_file(path, place):  # moved half way on one drive: two names of one file
                 os.unlink(place)
+                restored, what = True, "was not moved"
             elif not _is_original(path, op):
-                return False, (f"{path} is another file now; the original is at {place}"
-                               if ours else f"{path} is another file now, and {place} no "
-                               f"longer holds the original")
+                if ours:  # the original is in the trash (or under --to): say where
+                    return False, f"{path} is another file now; the original is at {place}"
+                restored, what = True, "is at its place (changed since the plan)"
             elif ours:  # a verified copy across drives, its source not removed yet
                 os.unlink(place)
-            restored, what = True, "was not moved"
+                restored, what = True, "was not moved"
+            else:
+                restored, what = True, "was not moved"
         elif ours:
             _restore(place, path, op)
             restored, what = True, f"restored from {place}"
@@ -445,8 +451,9 @@ def _undo_step(op: dict) -> tuple[bool, str]:
         return restored, what
     # hardlink / symlink
     held, tmp = op["held"], op["tmp"]
-    if os.path.lexists(tmp):  # named with this journal's token: ours
-        os.unlink(tmp)
+    for name in (tmp, tmp + ".undo"):  # named with this journal's token: ours
+        if os.path.lexists(name):
+            os.unlink(name)
     _drop_part(held, op)
     if not os.path.lexists(held):
         if _is_link_to_kept(path, op) and not _is_original(path, op):
@@ -478,8 +485,10 @@ def _is_link_to_kept(path: str, op: dict) -> bool:
         return False
     if stat.S_ISLNK(st.st_mode):
         return os.readlink(path) == os.path.abspath(op["kept"])
-    if op.get("kept_id") and [st.st_dev, st.st_ino] == list(op["kept_id"]):
-        return True  # the link apply made, whatever became of the kept file's name since
+    if op.get("kept_id") and [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns] == list(
+            op["kept_id"]):
+        return True  # the link apply made, whatever became of the kept file's name since (its
+        # size and time too: a freed inode number is soon another file's)
     try:
         k = os.stat(op["kept"])
     except OSError:

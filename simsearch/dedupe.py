@@ -52,7 +52,8 @@ EVIDENCE = {
                  "pictures that line up only in part, at any score; a smooth gradient; or a file "
                  "that cannot be read), or found the same picture but not closely enough to act "
                  "on (plain pictures not lined up closely, or the two pictures, laid one on the "
-                 "other, differ somewhere: a caption, a changed detail)",
+                 "other, differ somewhere: a caption, a changed detail), or scoring 0.95 or more "
+                 "with too few local features in one layout for a copy",
 }
 _APART_CHUNK = 1 << 20  # pairs looked up at a time against the pairs set apart
 # a second opinion on pairs of ids and their scores: True for each pair to keep

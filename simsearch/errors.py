@@ -42,6 +42,11 @@ class PrecisionError(ModelError):
     """The precision asked for (--precision, SIMSEARCH_PRECISION) cannot run the model here."""
 
 
+class PrecisionUnavailable(PrecisionError):
+    """A valid precision this model or this CPU does not offer (int8 without a file this CPU
+    runs correctly): what runs the network is refused; its identity is still known."""
+
+
 class IndexStoreError(SimsearchError):
     """An index folder is missing, malformed or inconsistent."""
 

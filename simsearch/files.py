@@ -13,12 +13,32 @@ from pathlib import Path
 from simsearch.formats import SUFFIXES
 
 __all__ = ["IMAGE_SUFFIXES", "FileInfo", "WalkProblem", "walk_images", "stat_file", "sha256",
-           "json_text", "OWN_FOLDER_MARKS", "REVIEW_MARK"]
+           "json_text", "REVIEW_MARK", "OWN_FOLDER", "own_folder", "in_own_folder"]
 
-# a folder holding one of these is simsearch's own work, not photos: an apply journal (its held
-# originals) or a review page (its thumbnails); walk_images never enters it
+# simsearch's own work, not photos: an apply journal (journal.jsonl beside held/, the originals
+# it holds) or a review page's folder (this mark beside its thumbnails); walk_images never
+# enters one, and apply never acts on a file in one
 REVIEW_MARK = ".simsearch-review"
-OWN_FOLDER_MARKS = ("journal.jsonl", REVIEW_MARK)
+OWN_FOLDER = "simsearch's own folder (an apply journal or a review page): not indexed"
+
+
+def own_folder(folder: str) -> bool:
+    """Whether `folder` is an apply journal or a review page's folder."""
+    return (os.path.lexists(os.path.join(folder, REVIEW_MARK))
+            or (os.path.lexists(os.path.join(folder, "journal.jsonl"))
+                and os.path.isdir(os.path.join(folder, "held"))))
+
+
+def in_own_folder(path: str) -> str | None:
+    """The apply journal or review folder `path` lies in, at any depth; None when none."""
+    folder = os.path.dirname(os.path.abspath(path))
+    while True:
+        if own_folder(folder):
+            return folder
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            return None
+        folder = parent
 
 # JPEG, PNG, WebP, GIF, BMP, TIFF, HEIC/HEIF, AVIF and camera RAW (see simsearch.formats)
 IMAGE_SUFFIXES = SUFFIXES
@@ -98,9 +118,8 @@ def _walk_dir(top: str, report: Callable[[WalkProblem], None]) -> Iterator[FileI
         path = entry.path
         try:
             if entry.is_dir(follow_symlinks=False):
-                if any(os.path.lexists(os.path.join(path, mark)) for mark in OWN_FOLDER_MARKS):
-                    report(WalkProblem(path, "simsearch's own folder (an apply journal or a "
-                                             "review page): not indexed"))
+                if own_folder(path):
+                    report(WalkProblem(path, OWN_FOLDER))
                     continue
                 stack.append(iter(_entries(path, report)))
                 continue

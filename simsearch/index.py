@@ -20,7 +20,7 @@ from simsearch.catalog import Catalog
 from simsearch.dedupe import DuplicateReport, Group, Member, check_threshold, find_groups
 from simsearch.embedder import Embedder
 from simsearch.errors import (DecodeError, IndexStoreError, ModelError, ModelMismatchError,
-                              PrecisionError, SimsearchError)
+                              PrecisionError, PrecisionUnavailable, SimsearchError)
 from simsearch.models import ModelRef, for_this_cpu, resolve_device, resolve_model
 from simsearch.plan import extent_of
 from simsearch.images import load_image
@@ -152,7 +152,7 @@ class Index:
         try:
             try:
                 ref = resolve_model(spec, precision=self._precision_spec)
-            except PrecisionError as e:
+            except PrecisionUnavailable as e:
                 # the model's identity, threshold and background do not hang on the precision:
                 # dedupe, review and check work on; what runs the network is refused then, on
                 # a CPU (`runtime_model`), with this reason

@@ -26,7 +26,7 @@ import numpy as np
 from simsearch.catalog import Catalog, Row
 from simsearch.embedder import Embedder
 from simsearch.errors import DecodeError, MissingLibraryError
-from simsearch.files import FileInfo, WalkProblem, sha256, stat_file, walk_images
+from simsearch.files import OWN_FOLDER, FileInfo, WalkProblem, sha256, stat_file, walk_images
 from simsearch.images import load_image, probe
 from simsearch.scoring import Background
 from simsearch.vectors import VectorIndex
@@ -59,6 +59,8 @@ class IngestReport:
     formats: dict[str, int] = field(default_factory=dict)
     # formats whose optional library is not installed, each with the command that installs it
     missing_libraries: dict[str, str] = field(default_factory=dict)
+    # simsearch's own folders (apply journals, review pages) the walk passed over
+    own_folders: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         decoded = ", ".join(f"{n} {name}" for name, n in sorted(self.formats.items()))
@@ -150,6 +152,8 @@ def plan(catalog: Catalog, roots: list[str], report: IngestReport) -> Iterator[t
     unchanged one is only counted), with that row."""
     def problem(p: WalkProblem) -> None:
         report.skipped.append(Skipped(p.path, p.reason))
+        if p.reason == OWN_FOLDER:  # what an earlier run took from it is forgotten
+            report.own_folders.append(p.path)
 
     for info in walk_images(roots, on_problem=problem):
         row = catalog.get(info.path)
@@ -384,6 +388,9 @@ def remove_missing(catalog: Catalog, vectors: VectorIndex, roots: list[str],
             report.kept[root] = len(missing)
             continue
         gone.extend(missing)
+    for folder in report.own_folders:  # an apply journal or a review page, indexed before
+        gone.extend(row_id for row_id, _ in catalog.paths_under(folder))  # session 26
+    gone = list(dict.fromkeys(gone))
     if gone:
         with catalog.transaction():
             catalog.delete(gone)

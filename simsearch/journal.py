@@ -132,10 +132,12 @@ def one_at_a_time(on_wait: Callable[[], None] | None = None) -> Iterator[None]:
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
+        except BlockingIOError:  # another run holds it: wait for it
             if on_wait is not None:
                 on_wait()
             fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError:  # a file system without locks (some NFS, FUSE): runs are not kept apart
+            pass
         yield
     finally:
         os.close(fd)  # (closing releases the lock)

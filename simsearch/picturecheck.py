@@ -184,6 +184,9 @@ class PictureCheck:
             if high[r] and (key in self._stood or (
                     key in self._verdicts and key not in self._plain_pairs)):
                 known.append(r)  # not plain: at or above `below` it stands on its score
+                if self._verdicts.get(key) is False and self.settings.act_disagree is not None:
+                    self._few.add(key)  # parted below for too few matches: not confirmed here,
+                    # as a fresh check at this score finds it
             elif key in self._verdicts:
                 known.append(r)
                 keep[r] = decide(r, self._verdicts[key], key in self._plain_pairs)

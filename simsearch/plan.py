@@ -13,7 +13,8 @@ the same plan.
 Files under a protected folder are always kept and never acted on; the rules still choose the
 best copy among all files, so protecting a folder of small copies never costs the large one.
 
-This module only reads: file headers (format, EXIF capture date), never pixels.
+This module only reads: file headers (format, EXIF capture date), and the pixels of the files
+the picture check mapped as one stretched one way from another (`with_bands`: whether it was).
 """
 from __future__ import annotations
 
@@ -276,14 +277,33 @@ def with_bands(files: Sequence[PlanFile], read=None) -> list[PlanFile]:
     (or another as one of it), read from the file (`simsearch.detail.band`, or `read`); the
     others as they are. Only these pairs need the pixels, so only their files are read."""
     mapped = [f for f in files if f.picture is not None and f.band is None and not f.problem]
-    wanted = {f.path for i, f in enumerate(mapped) for g in mapped[i + 1:]
-              if one_way_stretch(f, g) for f in (f, g)}
+    if len(mapped) > BAND_GROUP:  # (pairs grow as the square: such a group ties as before)
+        return list(files)
+    wanted = {p for i, f in enumerate(mapped) for g in mapped[i + 1:]
+              if one_way_stretch(f, g) and _same_extent(f, g) for p in (f.path, g.path)}
     if not wanted:
         return list(files)
     if read is None:
         from simsearch.detail import band as read
-    bands = {path: read(path) for path in sorted(wanted)}
+    by_content: dict[str, tuple[float, float] | None] = {}  # identical bytes: read once
+    bands = {}
+    for f in sorted((f for f in files if f.path in wanted), key=lambda f: os.fsencode(f.path)):
+        key = f.sha256 or f.path
+        if key not in by_content:
+            by_content[key] = read(f.path)
+        bands[f.path] = by_content[key]
     return [replace(f, band=bands[f.path]) if f.path in bands else f for f in files]
+
+
+BAND_GROUP = 200  # groups of more mapped files than this are not read for bands
+
+
+def _same_extent(f: PlanFile, g: PlanFile) -> bool:
+    """Whether the two show as much of the picture (within EXTENT_TIE, or not known): only
+    then can `largest` tie them and the bands be asked."""
+    if f.extent is None or g.extent is None or min(f.extent, g.extent) <= 1e-6:
+        return True
+    return 1 / EXTENT_TIE <= g.extent / f.extent <= EXTENT_TIE
 
 
 def extent_of(beyond: tuple[float, float] | None) -> float | None:

@@ -527,6 +527,23 @@ def test_undo_of_hardlinks_after_the_kept_file_was_saved_anew(library):
         p: v for p, v in _without_inodes(before).items() if p != kept}
 
 
+def test_a_file_in_an_apply_journal_or_a_review_folder_is_never_acted_on(library):
+    """A plan made from an index that took a journal's held originals for photos (an earlier
+    simsearch indexed them) cannot act on them."""
+    tmp_path, photos, plan = library
+    journal = photos / "old.journal"
+    (journal / "held").mkdir(parents=True)
+    (journal / "journal.jsonl").write_text("")
+    held = _image(journal / "held" / "000001.jpg", (40, 30), seed=5)
+    kept = _image(photos / "elsewhere.jpg", (80, 60), seed=6)
+    odd = make_plan([group([kept, held])], parse_rules(["largest"]))
+    assert odd.groups[0].act_on == [str(held)]
+    report = apply(odd, "trash", tmp_path / "j2")
+    assert not report.done and report.skipped[0].detail == (
+        f"in simsearch's own folder {journal} (an apply journal or a review page)")
+    assert held.is_file()
+
+
 def test_two_applies_run_one_at_a_time(tmp_path, monkeypatch):
     import threading
     from simsearch.journal import one_at_a_time

@@ -92,6 +92,15 @@ def test_largest_keeps_the_original_over_its_one_way_stretch_when_the_bands_tell
     turned = _file("/p/turned.jpg", 800, 1500, 900_000, (0, -1, 1.5, 0), (0.05, 0.005))
     assert stretched_between(original, turned) == -1
     assert choose([turned, original], rules)[0].path == original.path
+    # a group of the original and two stretches, one along each axis: both are read and lose
+    across = _file("/p/across.jpg", 1500, 800, 900_000, (1.5, 0, 0, 1))
+    down = _file("/p/down.jpg", 1000, 1200, 950_000, (1, 0, 0, 1.5))
+    plain = _file("/p/original.jpg", 1000, 800, 500_000, (1, 0, 0, 1))
+    shares = {"/p/original.jpg": full, "/p/across.jpg": empty_x, "/p/down.jpg": (0.05, 0.005)}
+    read = []
+    banded = with_bands([plain, across, down], read=lambda p: read.append(p) or shares[p])
+    assert sorted(read) == sorted(shares)
+    assert choose(banded, rules)[0].path == "/p/original.jpg"
     # a stretch of under 1.3 times, or not along a canvas axis: the bands are not asked
     mild = _file("/p/mild.jpg", 1200, 800, 900_000, (1.2, 0, 0, 1), empty_x)
     slanted = _file("/p/slanted.jpg", 1500, 1000, 900_000,

@@ -234,12 +234,15 @@ def test_simsearchs_own_folders_in_a_photo_folder_are_not_indexed(tmp_path, tiny
     from simsearch.files import REVIEW_MARK
     journal = photos / "plan.json.journal"
     write_pictures(journal / "held", 2, seed=7)
-    (journal / "journal.jsonl").write_text("")
     review = photos / "review"
     write_pictures(review / "thumbs", 2, seed=8)
+    index = _index(tmp_path, tiny_model)
+    assert index.add_paths([photos]).added == 12  # no marks yet: as an earlier simsearch did
+    (journal / "journal.jsonl").write_text("")
     (review / REVIEW_MARK).write_text("")
-    report = _index(tmp_path, tiny_model).add_paths([photos])
-    assert report.added == 8
+    report = index.add_paths([photos])
+    assert report.removed == 4 and index.count() == 8  # what it took from them is forgotten
+    assert not any("/held/" in p or "/thumbs/" in p for p in index.vectors()[0])
     reasons = {s.path: s.reason for s in report.skipped}
     assert reasons == {str(journal): "simsearch's own folder (an apply journal or a review "
                                      "page): not indexed",

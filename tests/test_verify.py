@@ -586,6 +586,8 @@ def test_plain_pairs_are_lined_up_at_every_score_and_other_pairs_there_stand_on_
     # stays parted; nothing is read again
     assert fresh(a, b, high).tolist() == [True, False, True, True, True] and len(read) == n
     assert fresh.stats.checked == 5
+    # ... grouped there on its score, not confirmed, as when first asked at 0.97
+    assert fresh.verdict(5, 6) is None and check.verdict(5, 6) is None
 
     # without it (the check's `below` alone), nothing at 0.97 is read
     asked = []

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from simsearch.config import ModelConfig
-from simsearch.errors import ModelError, PrecisionError
+from simsearch.errors import ModelError, PrecisionError, PrecisionUnavailable
 
 __all__ = ["ModelRef", "resolve_model", "resolve_device", "read_metadata", "background_path",
            "calibration_path", "cache_dir", "cpu_has_vnni", "cpu_int8_saturates", "int8_paths", "for_this_cpu",
@@ -102,7 +102,7 @@ def resolve_model(spec: str | os.PathLike | None = None, precision: str | None =
     int8 = _int8_file(onnx_path)
     if precision == "int8" and int8 is None:
         if plain.is_file():
-            raise PrecisionError(
+            raise PrecisionUnavailable(
                 f"{name}: its int8 variant ({plain.name}) needs a CPU with VNNI int8 "
                 f"instructions, which this one lacks (or that simsearch cannot see here): "
                 f"without them int8 products are added in 16 bits that saturate, and its "
@@ -110,7 +110,7 @@ def resolve_model(spec: str | os.PathLike | None = None, precision: str | None =
                 f"0.983); the variant for such CPUs ({seven_bit.name}, 7-bit weights) is not "
                 f"beside it ({'reinstall simsearch' if name == 'default' else 'make it with simsearch.export.quantize_int8(..., reduce_range=True)'}). "
                 f"Run with {instead('fp32')} (auto runs fp32 here too)")
-        raise PrecisionError(f"{name} has no int8 variant ({plain} and {seven_bit.name} not "
+        raise PrecisionUnavailable(f"{name} has no int8 variant ({plain} and {seven_bit.name} not "
                              f"found): run with {instead('auto')} or fp32")
     fast = cpu_has_vnni() or "avx2" in _cpu_flags()  # measured: VNNI, and AVX2 with 7 bits
     if int8 is not None and (precision == "int8" or (precision == "auto" and fast)):
