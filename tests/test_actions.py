@@ -580,3 +580,34 @@ def test_a_file_name_that_is_not_utf8_survives_plan_apply_and_undo(tmp_path, mon
     assert not os.path.lexists(odd)
     assert not undo(tmp_path / "j").not_restored
     assert snapshot(folder) == before
+
+
+def test_a_reused_inode_number_is_not_taken_for_the_link_apply_made(tmp_path):
+    """The kept file's recorded identity counts only with its size and mtime: a new file that
+    got a freed inode number is the user's, and undo leaves it."""
+    new = tmp_path / "copy.jpg"
+    new.write_bytes(b"the user's new photo")
+    st = os.stat(new)
+    op = {"kept": str(tmp_path / "kept.jpg"), "kept_id": [st.st_dev, st.st_ino, 12345, 1]}
+    assert not actions._is_link_to_kept(str(new), op)
+    op["kept_id"] = [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns]
+    assert actions._is_link_to_kept(str(new), op)
+
+
+def test_a_trash_step_cut_short_before_the_move_is_done_whatever_became_of_the_file(library):
+    """Killed after the trash entry was claimed and before the file moved; the user then edits
+    the photo: undo (and a resumed apply) finish, and the entry is not left behind."""
+    from simsearch import trash
+    from simsearch.journal import Journal
+    tmp_path, photos, plan = library
+    path = plan.groups[0].act_on[0]
+    files = {f.path: f for f in plan.groups[0].files}
+    with Journal(tmp_path / "j", create=True) as j:
+        j.append({"op": "begin", "version": 1, "action": "trash", "to": None, "plan": "",
+                  "index": None, "restorable": True})
+        op = actions._intent(1, "trash", path, plan.groups[0].keep[0], files[path], None, j)
+        trash.write_info(trash.TrashEntry(op["place"], op["info"], op["recorded"]))
+    Path(path).write_bytes(b"edited since")
+    back = undo(tmp_path / "j")
+    assert [o.path for o in back.restored] == [path] and not back.not_restored
+    assert not os.path.lexists(op["info"]) and Path(path).read_bytes() == b"edited since"
