@@ -166,7 +166,11 @@ def _act(plan: Plan, action: str, to: str | None, j: Journal, done: dict[str, di
     kept_inodes: set[tuple[int, int]] = set()
     for n, g in enumerate(groups):  # every kept file first: the last copy is never acted on
         files = {f.path: f for f in g.files}
-        kept_ok[n] = [p for p in g.keep if _unchanged(p, files[p], hashes, follow=True) is None]
+        # a copy of what is acted on: the rules' choice, or another kept file the picture check
+        # confirmed (one kept only because it was not confirmed may be another picture)
+        copies = [p for i, p in enumerate(g.keep) if (i == 0 or files[p].evidence != "unchecked")
+                  and in_own_folder(p) is None]  # a trashed file, a held original: no copy
+        kept_ok[n] = [p for p in copies if _unchanged(p, files[p], hashes, follow=True) is None]
         for p in g.keep:
             try:
                 st = os.stat(p)
@@ -188,7 +192,9 @@ def _act(plan: Plan, action: str, to: str | None, j: Journal, done: dict[str, di
             kept_ok[n] = [p for p in kept_ok[n]
                           if _unchanged(p, files[p], hashes, follow=True) is None]
             if not kept_ok[n]:
-                why = "; ".join(f"{p}: {_unchanged(p, files[p], hashes, follow=True)}" for p in g.keep)
+                why = "; ".join(f"{p}: {_unchanged(p, files[p], hashes, follow=True)}"
+                                for i, p in enumerate(g.keep)
+                                if i == 0 or files[p].evidence != "unchecked")
                 report.skipped.append(Outcome(path, f"no kept copy of its group is intact ({why})"))
                 continue
             kept = kept_ok[n][0]
@@ -248,8 +254,8 @@ def _refusal(path: str, f, kept: str, kept_inodes: set, plan: Plan, action: str,
     if f.protected or any(under(path, d) for d in plan.protect):
         return "protected"
     own = in_own_folder(path)
-    if own is not None:  # an original an apply journal holds, a review page's thumbnail
-        return f"in simsearch's own folder {own} (an apply journal or a review page)"
+    if own is not None:  # an original an apply journal holds, a thumbnail, a trashed file
+        return f"in {own}: simsearch's own folder (an apply journal or a review page) or a trash"
     try:
         st = os.lstat(path)
     except OSError:
@@ -424,7 +430,8 @@ def _undo_step(op: dict) -> tuple[bool, str]:
         # its entry still names the original): the user may have restored it from the desktop
         # trash and another file taken the free name since
         ours = os.path.lexists(place) and (_same_file(path, place) or (
-            _is_original(place, op) and (action != "trash" or _info_is_ours(op))))
+            _is_original(place, op) and (action != "trash" or _info_is_ours(op)
+                                         or not os.path.lexists(op["info"]))))
         if os.path.lexists(path):
             if _same_file(path, place):  # moved half way on one drive: two names of one file
                 os.unlink(place)
@@ -468,6 +475,8 @@ def _undo_step(op: dict) -> tuple[bool, str]:
         return True, "was not replaced"
     if os.path.lexists(path) and not _is_link_to_kept(path, op):
         return False, f"changed after apply; the original is kept at {held}"
+    if not _is_original(held, op):  # never put back anything but the original's bytes
+        return False, f"{held} is not the original any more; {path} is left as it is"
     if _same_device(held, path):
         os.rename(held, path)  # atomic: the link is replaced by the original itself
     else:

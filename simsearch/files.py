@@ -13,24 +13,37 @@ from pathlib import Path
 from simsearch.formats import SUFFIXES
 
 __all__ = ["IMAGE_SUFFIXES", "FileInfo", "WalkProblem", "walk_images", "stat_file", "sha256",
-           "json_text", "REVIEW_MARK", "OWN_FOLDER", "own_folder", "in_own_folder"]
+           "json_text", "REVIEW_MARK", "OWN_FOLDER", "TRASH_FOLDER", "own_folder",
+           "in_own_folder"]
 
 # simsearch's own work, not photos: an apply journal (journal.jsonl beside held/, the originals
 # it holds) or a review page's folder (this mark beside its thumbnails); walk_images never
 # enters one, and apply never acts on a file in one
 REVIEW_MARK = ".simsearch-review"
 OWN_FOLDER = "simsearch's own folder (an apply journal or a review page): not indexed"
+# ... and a trash folder (the freedesktop trash: files/ and info/), whose files were deleted:
+# indexed, a later plan could keep the trashed copy and act on the photo
+TRASH_FOLDER = "a trash folder (what is there was deleted): not indexed"
 
 
-def own_folder(folder: str) -> bool:
-    """Whether `folder` is an apply journal or a review page's folder."""
-    return (os.path.lexists(os.path.join(folder, REVIEW_MARK))
-            or (os.path.lexists(os.path.join(folder, "journal.jsonl"))
-                and os.path.isdir(os.path.join(folder, "held"))))
+def own_folder(folder: str) -> str | None:
+    """Why `folder` is no photo folder (OWN_FOLDER: an apply journal or a review page's folder;
+    TRASH_FOLDER: a trash), or None."""
+    if os.path.lexists(os.path.join(folder, REVIEW_MARK)) or (
+            os.path.lexists(os.path.join(folder, "journal.jsonl"))
+            and os.path.isdir(os.path.join(folder, "held"))):
+        return OWN_FOLDER
+    name = os.path.basename(os.path.normpath(folder))
+    parent = os.path.basename(os.path.dirname(os.path.normpath(folder)))
+    if (name == "Trash" or name.startswith(".Trash") or parent == ".Trash") and all(
+            os.path.isdir(os.path.join(folder, sub)) for sub in ("files", "info")):
+        return TRASH_FOLDER
+    return None
 
 
 def in_own_folder(path: str) -> str | None:
-    """The apply journal or review folder `path` lies in, at any depth; None when none."""
+    """The apply journal, review folder or trash `path` lies in, at any depth; None when
+    none."""
     folder = os.path.dirname(os.path.abspath(path))
     while True:
         if own_folder(folder):
@@ -118,8 +131,9 @@ def _walk_dir(top: str, report: Callable[[WalkProblem], None]) -> Iterator[FileI
         path = entry.path
         try:
             if entry.is_dir(follow_symlinks=False):
-                if own_folder(path):
-                    report(WalkProblem(path, OWN_FOLDER))
+                why = own_folder(path)
+                if why:
+                    report(WalkProblem(path, why))
                     continue
                 stack.append(iter(_entries(path, report)))
                 continue

@@ -26,7 +26,8 @@ import numpy as np
 from simsearch.catalog import Catalog, Row
 from simsearch.embedder import Embedder
 from simsearch.errors import DecodeError, MissingLibraryError
-from simsearch.files import OWN_FOLDER, FileInfo, WalkProblem, sha256, stat_file, walk_images
+from simsearch.files import (OWN_FOLDER, TRASH_FOLDER, FileInfo, WalkProblem, sha256, stat_file,
+                             walk_images)
 from simsearch.images import load_image, probe
 from simsearch.scoring import Background
 from simsearch.vectors import VectorIndex
@@ -59,7 +60,7 @@ class IngestReport:
     formats: dict[str, int] = field(default_factory=dict)
     # formats whose optional library is not installed, each with the command that installs it
     missing_libraries: dict[str, str] = field(default_factory=dict)
-    # simsearch's own folders (apply journals, review pages) the walk passed over
+    # simsearch's own folders (apply journals, review pages) and trashes the walk passed over
     own_folders: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
@@ -152,7 +153,7 @@ def plan(catalog: Catalog, roots: list[str], report: IngestReport) -> Iterator[t
     unchanged one is only counted), with that row."""
     def problem(p: WalkProblem) -> None:
         report.skipped.append(Skipped(p.path, p.reason))
-        if p.reason == OWN_FOLDER:  # what an earlier run took from it is forgotten
+        if p.reason in (OWN_FOLDER, TRASH_FOLDER):  # what an earlier run took is forgotten
             report.own_folders.append(p.path)
 
     for info in walk_images(roots, on_problem=problem):

@@ -31,7 +31,8 @@ class Journal:
     open, so that two runs never interleave."""
 
     def __init__(self, folder: str | os.PathLike, create: bool = False):
-        self.folder = Path(folder)
+        # absolute: the paths it records (held/...) must not depend on where apply ran
+        self.folder = Path(os.path.abspath(folder))
         self.held = self.folder / "held"
         # names this journal's temporary files carry in the photo folders
         self.token = hashlib.sha256(os.fsencode(os.path.abspath(folder))).hexdigest()[:8]
@@ -107,7 +108,17 @@ class Journal:
                 state[r["n"]] = "open"
             elif r["op"] in ("done", "undone", "rolled-back"):
                 state[r["n"]] = r["op"]
-        return [(r, state[r["n"]]) for r in self.records if r["op"] == "intent"]
+        return [(self._anchored(r), state[r["n"]]) for r in self.records if r["op"] == "intent"]
+
+    def _anchored(self, op: dict) -> dict:
+        """A step as recorded, its held original found in this journal's held/ (an earlier
+        simsearch recorded it relative to where apply ran; the journal may have moved since)."""
+        held = op.get("held")
+        if held and not (os.path.isabs(held) and os.path.lexists(held)):
+            candidate = str(self.held / os.path.basename(held))
+            if not os.path.isabs(held) or os.path.lexists(candidate):
+                op = {**op, "held": candidate}
+        return op
 
     def begin(self) -> dict | None:
         """The latest run's first record (a journal whose steps were all undone can hold a
@@ -120,24 +131,53 @@ def one_at_a_time(on_wait: Callable[[], None] | None = None) -> Iterator[None]:
     """Held by every apply and undo of this user on this machine, whatever their journals: two
     plans applied at once could each remove the copy the other keeps (each checks its kept
     files just before it acts, but not against a run beside it). A second run waits for the
-    first (`on_wait` is called once when it must). Where no lock file can be made (no writable
-    cache folder) runs are not kept apart."""
-    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "simsearch"
+    first (`on_wait` is called once when it must). The lock is a file in /tmp (the same for
+    every run of this user, whatever its environment) and one in the cache folder; a run takes
+    each it can, in that order, and refuses to start when it can take neither."""
+    problems: list[str] = []
+    held: list[int] = []
     try:
-        os.makedirs(root, exist_ok=True)
-        fd = os.open(root / "actions.lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
-    except OSError:
-        yield
-        return
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:  # another run holds it: wait for it
-            if on_wait is not None:
-                on_wait()
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        except OSError:  # a file system without locks (some NFS, FUSE): runs are not kept apart
-            pass
+        for place in _lock_places():
+            fd = _take(place, problems, on_wait if not held else None)
+            if fd is not None:
+                held.append(fd)
+        if not held:
+            raise JournalError("cannot take the lock that keeps two applies or undos apart ("
+                               + "; ".join(problems) + "); nothing was done: make one of those "
+                               "folders writable (or set XDG_CACHE_HOME to one)")
         yield
     finally:
-        os.close(fd)  # (closing releases the lock)
+        for fd in held:
+            os.close(fd)  # (closing releases the lock)
+
+
+def _lock_places() -> list[Path]:
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "simsearch"
+    return [Path("/tmp") / f"simsearch-actions-{os.getuid()}.lock", cache / "actions.lock"]
+
+
+def _take(place: Path, problems: list[str], on_wait) -> int | None:
+    """The locked file descriptor of `place`, waiting for another run's lock; None (and the
+    reason in `problems`) where it cannot be taken."""
+    try:
+        os.makedirs(place.parent, exist_ok=True)
+        fd = os.open(place, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    except OSError as e:
+        problems.append(f"{place}: {e.strerror or e}")
+        return None
+    st = os.fstat(fd)
+    if st.st_uid != os.getuid() or not stat.S_ISREG(st.st_mode):  # another user's planted file
+        os.close(fd)
+        problems.append(f"{place}: not this user's file")
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:  # another run holds it: wait for it
+        if on_wait is not None:
+            on_wait()
+        fcntl.flock(fd, fcntl.LOCK_EX)
+    except OSError as e:  # a file system without locks
+        os.close(fd)
+        problems.append(f"{place}: cannot be locked ({e.strerror or e})")
+        return None
+    return fd

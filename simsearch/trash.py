@@ -31,7 +31,7 @@ class TrashEntry:
 
 def home_trash() -> Path:
     data = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
-    return Path(data) / "Trash"
+    return Path(os.path.abspath(data)) / "Trash"
 
 
 def trash_for(path: str) -> tuple[Path, str | None]:

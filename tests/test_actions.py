@@ -540,7 +540,7 @@ def test_a_file_in_an_apply_journal_or_a_review_folder_is_never_acted_on(library
     assert odd.groups[0].act_on == [str(held)]
     report = apply(odd, "trash", tmp_path / "j2")
     assert not report.done and report.skipped[0].detail == (
-        f"in simsearch's own folder {journal} (an apply journal or a review page)")
+        f"in {journal}: simsearch's own folder (an apply journal or a review page) or a trash")
     assert held.is_file()
 
 
@@ -611,3 +611,86 @@ def test_a_trash_step_cut_short_before_the_move_is_done_whatever_became_of_the_f
     back = undo(tmp_path / "j")
     assert [o.path for o in back.restored] == [path] and not back.not_restored
     assert not os.path.lexists(op["info"]) and Path(path).read_bytes() == b"edited since"
+
+
+def test_a_file_kept_only_as_not_confirmed_is_no_kept_copy(library):
+    """A group keeps the rules' choice and, unconfirmed, another picture: with the rules'
+    choice gone, the unconfirmed file is no copy of what is acted on, and nothing is."""
+    import dataclasses
+    tmp_path, photos, plan = library
+    g = plan.groups[1]
+    other = _image(photos / "another picture.jpg", (50, 40), seed=55)
+    from groups import member
+    odd = make_plan([group(g.keep + g.act_on)], parse_rules(["largest"]))
+    group_ = odd.groups[0]
+    extra = dataclasses.replace(member(other, 9), evidence="unchecked")
+    from simsearch.plan import file_facts
+    facts = dataclasses.replace(file_facts(extra), reason="kept: not confirmed")
+    group_.files.append(facts)
+    group_.keep.append(str(other))
+    os.unlink(group_.keep[0])  # the rules' choice is gone
+    report = apply(odd, "delete", tmp_path / "j2", confirm_delete=True)
+    assert not report.done and all("no kept copy of its group is intact" in o.detail
+                                   for o in report.skipped)
+    assert all(os.path.isfile(p) for p in group_.act_on)
+
+
+def test_a_journal_found_from_anywhere_puts_back_its_own_originals(library, monkeypatch):
+    """apply run with a relative journal path records where its originals are held whatever
+    the folder undo runs from; a journal moved elsewhere still finds them; a held file that is
+    not the original is never put back."""
+    tmp_path, photos, plan = library
+    before = snapshot(photos)
+    monkeypatch.chdir(tmp_path)
+    apply(plan, "hardlink", "rel.journal")
+    with actions.Journal(tmp_path / "rel.journal") as j:
+        assert all(os.path.isabs(op["held"]) for op, _ in j.intents())
+    os.rename(tmp_path / "rel.journal", tmp_path / "archived.journal")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    back = undo(tmp_path / "archived.journal")
+    assert not back.not_restored, back.not_restored
+    assert _without_inodes(snapshot(photos)) == _without_inodes(before)
+
+
+def test_a_held_file_that_is_not_the_original_is_never_put_back(library):
+    tmp_path, photos, plan = library
+    apply(plan, "hardlink", tmp_path / "j")
+    path = plan.groups[0].act_on[0]
+    with actions.Journal(tmp_path / "j") as j:
+        held = next(op["held"] for op, _ in j.intents() if op["path"] == path)
+    os.unlink(held)
+    Path(held).write_bytes(b"someone else's file")
+    back = undo(tmp_path / "j")
+    assert {o.path: o.detail for o in back.not_restored} == {
+        path: f"{held} is not the original any more; {path} is left as it is"}
+    assert os.path.samefile(path, plan.groups[0].keep[0])  # still the link
+
+
+def test_apply_refuses_to_start_without_a_lock(tmp_path, monkeypatch):
+    from simsearch import journal
+    from simsearch.journal import one_at_a_time
+    monkeypatch.setattr(journal, "_lock_places", lambda: [tmp_path / "no" / "a", tmp_path / "no" / "b"])
+    (tmp_path / "no").write_text("a file where the folder should be")
+    with pytest.raises(JournalError, match="cannot take the lock that keeps two applies or "
+                                           "undos apart .*nothing was done"):
+        with one_at_a_time():
+            pass
+
+
+def test_undo_of_a_trashed_file_whose_entry_lost_its_info_and_path_another_file(library):
+    """The trash entry's info is gone (the original is still in files/) and a new file sits at
+    the path: undo says where the original is, and does not call the step done."""
+    tmp_path, photos, plan = library
+    apply(plan, "trash", tmp_path / "j")
+    path = plan.groups[2].act_on[0]
+    place, info = _trash_entry(tmp_path, path)
+    os.unlink(info)
+    Path(path).write_bytes(b"a new file")
+    back = undo(tmp_path / "j")
+    assert {o.path: o.detail for o in back.not_restored} == {
+        path: f"{path} is another file now; the original is at {place}"}
+    assert place.is_file()
+    os.unlink(path)  # the user moves the new file away: undo then puts the original back
+    assert not undo(tmp_path / "j").not_restored and os.path.isfile(path)
