@@ -496,12 +496,18 @@ def test_a_kept_copy_removed_during_apply_stops_the_rest_of_its_group(library):
     assert os.path.isfile(group.act_on[1])  # the picture's last copy here survives
 
 
+def _linked(tmp_path, plan, group: int) -> tuple[str, str]:
+    """Apply `plan` as hard links; the first file acted on in `group` and where its original
+    is held."""
+    apply(plan, "hardlink", tmp_path / "j")
+    path = plan.groups[group].act_on[0]
+    with actions.Journal(tmp_path / "j") as j:
+        return path, next(op["held"] for op, _ in j.intents() if op["path"] == path)
+
+
 def test_undo_of_a_link_whose_held_original_is_gone_says_so(library):
     tmp_path, photos, plan = library
-    apply(plan, "hardlink", tmp_path / "j")
-    path = plan.groups[2].act_on[0]
-    with actions.Journal(tmp_path / "j") as j:
-        held = next(op["held"] for op, _ in j.intents() if op["path"] == path)
+    path, held = _linked(tmp_path, plan, 2)
     os.unlink(held)
     back = undo(tmp_path / "j")
     not_restored = {o.path: o.detail for o in back.not_restored}
@@ -656,10 +662,7 @@ def test_a_journal_found_from_anywhere_puts_back_its_own_originals(library, monk
 
 def test_a_held_file_that_is_not_the_original_is_never_put_back(library):
     tmp_path, photos, plan = library
-    apply(plan, "hardlink", tmp_path / "j")
-    path = plan.groups[0].act_on[0]
-    with actions.Journal(tmp_path / "j") as j:
-        held = next(op["held"] for op, _ in j.intents() if op["path"] == path)
+    path, held = _linked(tmp_path, plan, 0)
     os.unlink(held)
     Path(held).write_bytes(b"someone else's file")
     back = undo(tmp_path / "j")
