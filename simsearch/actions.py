@@ -192,9 +192,8 @@ def _act(plan: Plan, action: str, to: str | None, j: Journal, done: dict[str, di
             kept_ok[n] = [p for p in kept_ok[n]
                           if _unchanged(p, files[p], hashes, follow=True) is None]
             if not kept_ok[n]:
-                why = "; ".join(f"{p}: {_unchanged(p, files[p], hashes, follow=True)}"
-                                for i, p in enumerate(g.keep)
-                                if i == 0 or files[p].evidence != "unchecked")
+                why = "; ".join(f"{p}: {_no_copy(p, i, files[p], hashes)}"
+                                for i, p in enumerate(g.keep))
                 report.skipped.append(Outcome(path, f"no kept copy of its group is intact ({why})"))
                 continue
             kept = kept_ok[n][0]
@@ -223,6 +222,16 @@ def _act(plan: Plan, action: str, to: str | None, j: Journal, done: dict[str, di
             done[path] = op
             report.done.append(Outcome(path, op.get("place") or kept))
             report.freed += files[path].size
+
+
+def _no_copy(path: str, i: int, f, hashes: dict[str, str]) -> str:
+    """Why the kept file `path` (the `i`th of its group's keep list) is no intact copy."""
+    own = in_own_folder(path)
+    if own is not None:
+        return f"in {own}, a trash or simsearch's own folder"
+    if i and f.evidence == "unchecked":
+        return "kept only as not confirmed to be a copy"
+    return _unchanged(path, f, hashes, follow=True) or "intact"
 
 
 def _unchanged(path: str, f, hashes: dict[str, str], follow: bool = False) -> str | None:
@@ -475,16 +484,28 @@ def _undo_step(op: dict) -> tuple[bool, str]:
         return True, "was not replaced"
     if os.path.lexists(path) and not _is_link_to_kept(path, op):
         return False, f"changed after apply; the original is kept at {held}"
-    if not _is_original(held, op):  # never put back anything but the original's bytes
-        return False, f"{held} is not the original any more; {path} is left as it is"
+    if not _holds_original(held, op):  # never put back anything but the original's bytes
+        return False, (f"{held} no longer holds the original's bytes; {path} is left as it "
+                       f"is")
     if _same_device(held, path):
         os.rename(held, path)  # atomic: the link is replaced by the original itself
+        os.utime(path, ns=(op["atime_ns"], op["mtime_ns"]), follow_symlinks=False)
     else:
         tmp_back = op["tmp"] + ".undo"
         _copy_exact(held, tmp_back, op)
         os.replace(tmp_back, path)
         os.unlink(held)
     return True, "original put back"
+
+
+def _holds_original(path: str, op: dict) -> bool:
+    """The original's bytes, whatever its times (a held file only touched since)."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return False
+    return (stat.S_ISREG(st.st_mode) and st.st_size == op["size"]
+            and sha256(path) == op["sha256"])
 
 
 def _is_link_to_kept(path: str, op: dict) -> bool:

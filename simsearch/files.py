@@ -34,11 +34,18 @@ def own_folder(folder: str) -> str | None:
             and os.path.isdir(os.path.join(folder, "held"))):
         return OWN_FOLDER
     name = os.path.basename(os.path.normpath(folder))
-    parent = os.path.basename(os.path.dirname(os.path.normpath(folder)))
-    if (name == "Trash" or name.startswith(".Trash") or parent == ".Trash") and all(
-            os.path.isdir(os.path.join(folder, sub)) for sub in ("files", "info")):
+    if name.lower() in RECYCLE_NAMES or name.startswith(".Trash") or (
+            name == "Trash" and all(os.path.isdir(os.path.join(folder, sub))
+                                    for sub in ("files", "info"))):
         return TRASH_FOLDER
     return None
+
+
+# the trash and recycle folders of other systems a drive or share can carry: Windows, macOS,
+# Samba, Synology, QNAP (a folder named like these is a trash, whatever it holds); the
+# freedesktop .Trash and .Trash-UID too; a plain "Trash" only with its files/ and info/
+RECYCLE_NAMES = frozenset({"$recycle.bin", "recycler", "recycled", ".trashes", ".recycle",
+                           "#recycle", "@recycle", ".@__thumb", "@recently-snapshot"})
 
 
 def in_own_folder(path: str) -> str | None:

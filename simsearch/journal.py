@@ -111,12 +111,13 @@ class Journal:
         return [(self._anchored(r), state[r["n"]]) for r in self.records if r["op"] == "intent"]
 
     def _anchored(self, op: dict) -> dict:
-        """A step as recorded, its held original found in this journal's held/ (an earlier
-        simsearch recorded it relative to where apply ran; the journal may have moved since)."""
+        """A step as recorded, its held original found in this journal's own held/ (an earlier
+        simsearch recorded it relative to where apply ran; the journal may have moved since,
+        and another journal may sit where it was)."""
         held = op.get("held")
-        if held and not (os.path.isabs(held) and os.path.lexists(held)):
+        if held:
             candidate = str(self.held / os.path.basename(held))
-            if not os.path.isabs(held) or os.path.lexists(candidate):
+            if os.path.lexists(candidate) or not os.path.isabs(held):
                 op = {**op, "held": candidate}
         return op
 
@@ -131,20 +132,24 @@ def one_at_a_time(on_wait: Callable[[], None] | None = None) -> Iterator[None]:
     """Held by every apply and undo of this user on this machine, whatever their journals: two
     plans applied at once could each remove the copy the other keeps (each checks its kept
     files just before it acts, but not against a run beside it). A second run waits for the
-    first (`on_wait` is called once when it must). The lock is a file in /tmp (the same for
-    every run of this user, whatever its environment) and one in the cache folder; a run takes
-    each it can, in that order, and refuses to start when it can take neither."""
+    first (`on_wait` is called once when it must). The lock is a file in /tmp and one in
+    ~/.cache/simsearch (the same for every run of this user, whatever its environment), and one
+    in $XDG_CACHE_HOME/simsearch where that is elsewhere; a run takes each it can, in that
+    order, and refuses to start when it can take neither of the first two."""
     problems: list[str] = []
     held: list[int] = []
     try:
-        for place in _lock_places():
+        places = _lock_places()
+        for place in places:
             fd = _take(place, problems, on_wait if not held else None)
             if fd is not None:
                 held.append(fd)
+            if place == places[1] and not held:  # neither place every run shares: another
+                break                             # run could not see this one
         if not held:
             raise JournalError("cannot take the lock that keeps two applies or undos apart ("
-                               + "; ".join(problems) + "); nothing was done: make one of those "
-                               "folders writable (or set XDG_CACHE_HOME to one)")
+                               + "; ".join(problems) + "); nothing was done: remove what is in "
+                               "the way, or make one of those folders writable")
         yield
     finally:
         for fd in held:
@@ -152,8 +157,14 @@ def one_at_a_time(on_wait: Callable[[], None] | None = None) -> Iterator[None]:
 
 
 def _lock_places() -> list[Path]:
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "simsearch"
-    return [Path("/tmp") / f"simsearch-actions-{os.getuid()}.lock", cache / "actions.lock"]
+    """Where the lock is: first two places every run of this user shares whatever its
+    environment (one of them must be taken), then the cache folder the environment names."""
+    home = Path.home() / ".cache" / "simsearch" / "actions.lock"
+    places = [Path("/tmp") / f"simsearch-actions-{os.getuid()}.lock", home]
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    if xdg and Path(xdg) / "simsearch" / "actions.lock" != home:
+        places.append(Path(xdg) / "simsearch" / "actions.lock")
+    return places
 
 
 def _take(place: Path, problems: list[str], on_wait) -> int | None:

@@ -667,7 +667,7 @@ def test_a_held_file_that_is_not_the_original_is_never_put_back(library):
     Path(held).write_bytes(b"someone else's file")
     back = undo(tmp_path / "j")
     assert {o.path: o.detail for o in back.not_restored} == {
-        path: f"{held} is not the original any more; {path} is left as it is"}
+        path: f"{held} no longer holds the original's bytes; {path} is left as it is"}
     assert os.path.samefile(path, plan.groups[0].keep[0])  # still the link
 
 
@@ -697,3 +697,42 @@ def test_undo_of_a_trashed_file_whose_entry_lost_its_info_and_path_another_file(
     assert place.is_file()
     os.unlink(path)  # the user moves the new file away: undo then puts the original back
     assert not undo(tmp_path / "j").not_restored and os.path.isfile(path)
+
+
+def test_the_lock_needs_a_place_every_run_shares(tmp_path, monkeypatch):
+    """The /tmp and ~/.cache locks are what every run of a user shares; with neither, a lock in
+    the environment's own cache folder (another run may not share it) is not enough."""
+    from simsearch import journal
+    from simsearch.journal import one_at_a_time
+    (tmp_path / "blocked").write_text("a file where a folder should be")
+    good = tmp_path / "cache" / "actions.lock"
+    monkeypatch.setattr(journal, "_lock_places", lambda: [
+        tmp_path / "blocked" / "a", tmp_path / "blocked" / "b", good])
+    with pytest.raises(JournalError, match="cannot take the lock"):
+        with one_at_a_time():
+            pass
+    monkeypatch.setattr(journal, "_lock_places", lambda: [
+        tmp_path / "blocked" / "a", good, tmp_path / "other.lock"])
+    with one_at_a_time():  # the second shared place is enough
+        assert good.is_file()
+
+
+def test_undo_of_a_moved_journal_uses_its_own_held_originals(library, monkeypatch):
+    """A journal moved to an archive, and a new journal made where it was: undo of the moved
+    one puts back its own originals, whatever its records say; a held original only touched
+    since is still the original."""
+    tmp_path, photos, plan = library
+    before = snapshot(photos)
+    apply(plan, "hardlink", tmp_path / "j")
+    (tmp_path / "archive").mkdir()
+    os.rename(tmp_path / "j", tmp_path / "archive" / "j")
+    held = sorted((tmp_path / "archive" / "j" / "held").iterdir())
+    os.utime(held[0], ns=(1, 1))  # touched: the same bytes
+    decoy = tmp_path / "j" / "held"
+    decoy.mkdir(parents=True)
+    (tmp_path / "j" / "journal.jsonl").write_text("")
+    for h in held:
+        (decoy / h.name).write_bytes(b"another journal's file")
+    back = undo(tmp_path / "archive" / "j")
+    assert not back.not_restored, back.not_restored
+    assert _without_inodes(snapshot(photos)) == _without_inodes(before)

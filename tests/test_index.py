@@ -238,18 +238,23 @@ def test_simsearchs_own_folders_in_a_photo_folder_are_not_indexed(tmp_path, tiny
     write_pictures(review / "thumbs", 2, seed=8)
     trash = photos / ".Trash-1000"  # a drive's trash, indexed from the drive's top
     write_pictures(trash / "files", 2, seed=9)
+    recycle = photos / "$RECYCLE.BIN"  # Windows' recycle bin on the same drive
+    write_pictures(recycle / "S-1-5-21", 1, seed=10)
+    (recycle / "S-1-5-21" / "img000.jpg").rename(recycle / "S-1-5-21" / "$R0AB1C0.jpg")
     index = _index(tmp_path, tiny_model)
-    assert index.add_paths([photos]).added == 14  # no marks yet: as an earlier simsearch did
+    with pytest.MonkeyPatch.context() as m:  # as an earlier simsearch did: no folder passed over
+        m.setattr("simsearch.files.own_folder", lambda folder: None)
+        assert index.add_paths([photos]).added == 15
     (journal / "journal.jsonl").write_text("")
     (review / REVIEW_MARK).write_text("")
-    (trash / "info").mkdir()
     report = index.add_paths([photos])
-    assert report.removed == 6 and index.count() == 8  # what it took from them is forgotten
-    assert not any(part in p for p in index.vectors()[0] for part in ("/held/", "/thumbs/",
-                                                                     "/.Trash-1000/"))
+    assert report.removed == 7 and index.count() == 8  # what it took from them is forgotten
+    assert not any(part in p for p in index.vectors()[0] for part in (
+        "/held/", "/thumbs/", "/.Trash-1000/", "/$RECYCLE.BIN/"))
     reasons = {s.path: s.reason for s in report.skipped}
     assert reasons == {str(journal): "simsearch's own folder (an apply journal or a review "
                                      "page): not indexed",
                        str(review): "simsearch's own folder (an apply journal or a review "
                                     "page): not indexed",
-                       str(trash): "a trash folder (what is there was deleted): not indexed"}
+                       str(trash): "a trash folder (what is there was deleted): not indexed",
+                       str(recycle): "a trash folder (what is there was deleted): not indexed"}
