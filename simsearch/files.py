@@ -34,23 +34,29 @@ def own_folder(folder: str) -> str | None:
             and os.path.isdir(os.path.join(folder, "held"))):
         return OWN_FOLDER
     name = os.path.basename(os.path.normpath(folder))
-    if name.lower() in RECYCLE_NAMES or name.startswith(".Trash") or (
+    if name in RECYCLE_NAMES or name.lower() == "$recycle.bin" or name.startswith(".Trash") or (
             name == "Trash" and all(os.path.isdir(os.path.join(folder, sub))
                                     for sub in ("files", "info"))):
         return TRASH_FOLDER
     return None
 
 
-# the trash and recycle folders of other systems a drive or share can carry: Windows, macOS,
-# Samba, Synology, QNAP (a folder named like these is a trash, whatever it holds); the
-# freedesktop .Trash and .Trash-UID too; a plain "Trash" only with its files/ and info/
-RECYCLE_NAMES = frozenset({"$recycle.bin", "recycler", "recycled", ".trashes", ".recycle",
-                           "#recycle", "@recycle", ".@__thumb", "@recently-snapshot"})
+# the trash and recycle folders of other systems a drive or share can carry, spelt as those
+# systems spell them: Windows ($RECYCLE.BIN in any case; RECYCLER, RECYCLED), macOS, Samba,
+# Synology, QNAP (a folder named so is a trash, whatever it holds); the freedesktop .Trash and
+# .Trash-UID too; a plain "Trash" only with its files/ and info/
+RECYCLE_NAMES = frozenset({"RECYCLER", "RECYCLED", ".Trashes", ".recycle", "#recycle",
+                           "@Recycle"})
+# a file Android's trash renamed in place (.trashed-EXPIRY-NAME), deleted when it expires
+TRASHED_FILE = ".trashed-"
+TRASHED_REASON = "a trashed file (Android's trash): not indexed"
 
 
 def in_own_folder(path: str) -> str | None:
-    """The apply journal, review folder or trash `path` lies in, at any depth; None when
-    none."""
+    """The apply journal, review folder or trash `path` lies in, at any depth (or `path` itself
+    when Android's trash renamed it); None when none."""
+    if os.path.basename(path).startswith(TRASHED_FILE):
+        return path
     folder = os.path.dirname(os.path.abspath(path))
     while True:
         if own_folder(folder):
@@ -145,6 +151,9 @@ def _walk_dir(top: str, report: Callable[[WalkProblem], None]) -> Iterator[FileI
                 stack.append(iter(_entries(path, report)))
                 continue
             if Path(entry.name).suffix.lower() not in IMAGE_SUFFIXES:
+                continue
+            if entry.name.startswith(TRASHED_FILE):
+                report(WalkProblem(path, TRASHED_REASON))
                 continue
             st = entry.stat(follow_symlinks=True)
         except OSError as e:

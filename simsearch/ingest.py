@@ -26,8 +26,8 @@ import numpy as np
 from simsearch.catalog import Catalog, Row
 from simsearch.embedder import Embedder
 from simsearch.errors import DecodeError, MissingLibraryError
-from simsearch.files import (OWN_FOLDER, TRASH_FOLDER, FileInfo, WalkProblem, sha256, stat_file,
-                             walk_images)
+from simsearch.files import (OWN_FOLDER, TRASH_FOLDER, TRASHED_FILE, FileInfo, WalkProblem,
+                             sha256, stat_file, walk_images)
 from simsearch.images import load_image, probe
 from simsearch.scoring import Background
 from simsearch.vectors import VectorIndex
@@ -384,7 +384,8 @@ def remove_missing(catalog: Catalog, vectors: VectorIndex, roots: list[str],
         if not os.path.isdir(root):
             continue
         missing = [row_id for row_id, path in catalog.paths_under(root)
-                   if not os.path.lexists(path)]
+                   if not os.path.lexists(path)
+                   or os.path.basename(path).startswith(TRASHED_FILE)]  # in Android's trash
         if missing and _empty_or_unreadable(root):
             report.kept[root] = len(missing)
             continue

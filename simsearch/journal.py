@@ -141,6 +141,8 @@ def one_at_a_time(on_wait: Callable[[], None] | None = None) -> Iterator[None]:
     try:
         places = _lock_places()
         for place in places:
+            if any(_same_lock(place, fd) for fd in held):  # one file under two names (a
+                continue                                   # link, a relative XDG_CACHE_HOME)
             fd = _take(place, problems, on_wait if not held else None)
             if fd is not None:
                 held.append(fd)
@@ -154,6 +156,16 @@ def one_at_a_time(on_wait: Callable[[], None] | None = None) -> Iterator[None]:
     finally:
         for fd in held:
             os.close(fd)  # (closing releases the lock)
+
+
+def _same_lock(place: Path, fd: int) -> bool:
+    """Whether `place` is the file already open (and locked) as `fd`: locking it again would
+    wait for ourselves."""
+    try:
+        st, mine = os.stat(place), os.fstat(fd)
+    except OSError:
+        return False
+    return (st.st_dev, st.st_ino) == (mine.st_dev, mine.st_ino)
 
 
 def _lock_places() -> list[Path]:

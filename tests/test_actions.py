@@ -736,3 +736,35 @@ def test_undo_of_a_moved_journal_uses_its_own_held_originals(library, monkeypatc
     back = undo(tmp_path / "archive" / "j")
     assert not back.not_restored, back.not_restored
     assert _without_inodes(snapshot(photos)) == _without_inodes(before)
+
+
+def test_a_lock_reached_under_two_names_is_taken_once(tmp_path, monkeypatch):
+    """~/.cache and $XDG_CACHE_HOME naming one file (a link, a relative path): locking it a
+    second time would wait for ourselves for ever."""
+    import signal as signals
+    from simsearch import journal
+    from simsearch.journal import one_at_a_time
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "alias").symlink_to(tmp_path / "cache")
+    monkeypatch.setattr(journal, "_lock_places", lambda: [
+        tmp_path / "cache" / "actions.lock", tmp_path / "alias" / "actions.lock"])
+    signals.signal(signals.SIGALRM, lambda *_: pytest.fail("the lock waited for itself"))
+    signals.alarm(10)
+    try:
+        with one_at_a_time():
+            pass
+    finally:
+        signals.alarm(0)
+
+
+def test_a_file_in_androids_trash_is_no_kept_copy(library):
+    """Android trashes a photo by renaming it in place (.trashed-EXPIRY-NAME) and deletes it
+    when that expires: it never counts as the copy a group keeps."""
+    tmp_path, photos, plan = library
+    trashed = _image(photos / "g9" / ".trashed-1700000000-IMG_0001.jpg", (96, 72), seed=3)
+    photo = _image(photos / "g9" / "IMG_0001.jpg", (48, 36), seed=4)
+    odd = make_plan([group([trashed, photo])], parse_rules(["largest"]))
+    assert odd.groups[0].keep == [str(trashed)]
+    report = apply(odd, "trash", tmp_path / "j2")
+    assert not report.done and "no kept copy of its group is intact" in report.skipped[0].detail
+    assert photo.is_file()

@@ -240,15 +240,21 @@ def test_simsearchs_own_folders_in_a_photo_folder_are_not_indexed(tmp_path, tiny
     write_pictures(trash / "files", 2, seed=9)
     recycle = photos / "$RECYCLE.BIN"  # Windows' recycle bin on the same drive
     write_pictures(recycle / "S-1-5-21", 1, seed=10)
+    write_pictures(photos / "Recycled", 1, seed=11)  # a user's folder, named so: photos
+    android = photos / "DCIM" / ".trashed-1700000000-IMG_0001.jpg"  # Android's trash
+    write_pictures(android.parent, 1, seed=12)
+    (android.parent / "img000.jpg").rename(android)
     (recycle / "S-1-5-21" / "img000.jpg").rename(recycle / "S-1-5-21" / "$R0AB1C0.jpg")
     index = _index(tmp_path, tiny_model)
     with pytest.MonkeyPatch.context() as m:  # as an earlier simsearch did: no folder passed over
         m.setattr("simsearch.files.own_folder", lambda folder: None)
-        assert index.add_paths([photos]).added == 15
+        for module in ("simsearch.files", "simsearch.ingest"):
+            m.setattr(f"{module}.TRASHED_FILE", "\0 none")
+        assert index.add_paths([photos]).added == 17
     (journal / "journal.jsonl").write_text("")
     (review / REVIEW_MARK).write_text("")
     report = index.add_paths([photos])
-    assert report.removed == 7 and index.count() == 8  # what it took from them is forgotten
+    assert report.removed == 8 and index.count() == 9  # what it took from them is forgotten
     assert not any(part in p for p in index.vectors()[0] for part in (
         "/held/", "/thumbs/", "/.Trash-1000/", "/$RECYCLE.BIN/"))
     reasons = {s.path: s.reason for s in report.skipped}
@@ -257,4 +263,5 @@ def test_simsearchs_own_folders_in_a_photo_folder_are_not_indexed(tmp_path, tiny
                        str(review): "simsearch's own folder (an apply journal or a review "
                                     "page): not indexed",
                        str(trash): "a trash folder (what is there was deleted): not indexed",
-                       str(recycle): "a trash folder (what is there was deleted): not indexed"}
+                       str(recycle): "a trash folder (what is there was deleted): not indexed",
+                       str(android): "a trashed file (Android's trash): not indexed"}
