@@ -24,6 +24,15 @@ OWN_FOLDER = "simsearch's own folder (an apply journal or a review page): not in
 # ... and a trash folder (the freedesktop trash: files/ and info/), whose files were deleted:
 # indexed, a later plan could keep the trashed copy and act on the photo
 TRASH_FOLDER = "a trash folder (what is there was deleted): not indexed"
+# the trash and recycle folders of other systems a drive or share can carry, spelt as those
+# systems spell them: Windows ($RECYCLE.BIN in any case; RECYCLER, RECYCLED), macOS, Samba,
+# Synology, QNAP (a folder named so is a trash, whatever it holds); the freedesktop .Trash and
+# .Trash-UID too; a plain "Trash" only with its files/ and info/
+RECYCLE_NAMES = frozenset({"RECYCLER", "RECYCLED", ".Trashes", ".recycle", "#recycle",
+                           "@Recycle"})
+# a file Android's trash renamed in place (.trashed-EXPIRY-NAME), deleted when it expires
+TRASHED_FILE = ".trashed-"
+TRASHED_REASON = "a trashed file (Android's trash): not indexed"
 
 
 def own_folder(folder: str) -> str | None:
@@ -39,17 +48,6 @@ def own_folder(folder: str) -> str | None:
                                     for sub in ("files", "info"))):
         return TRASH_FOLDER
     return None
-
-
-# the trash and recycle folders of other systems a drive or share can carry, spelt as those
-# systems spell them: Windows ($RECYCLE.BIN in any case; RECYCLER, RECYCLED), macOS, Samba,
-# Synology, QNAP (a folder named so is a trash, whatever it holds); the freedesktop .Trash and
-# .Trash-UID too; a plain "Trash" only with its files/ and info/
-RECYCLE_NAMES = frozenset({"RECYCLER", "RECYCLED", ".Trashes", ".recycle", "#recycle",
-                           "@Recycle"})
-# a file Android's trash renamed in place (.trashed-EXPIRY-NAME), deleted when it expires
-TRASHED_FILE = ".trashed-"
-TRASHED_REASON = "a trashed file (Android's trash): not indexed"
 
 
 def in_own_folder(path: str) -> str | None:

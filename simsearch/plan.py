@@ -175,15 +175,26 @@ def picture_scale(f: PlanFile, g: PlanFile) -> tuple[float, float] | None:
     unless the picture check mapped both. Bars around a picture, a turned canvas with filled
     corners and a crop do not change it; a half-size copy is at 0.5 and 0.5, a stretch at 1
     and 1.5."""
+    between = _map_between(f, g)
+    if between is None:
+        return None
+    try:
+        low, high = sorted(np.linalg.svd(between, compute_uv=False).tolist())
+    except np.linalg.LinAlgError:
+        return None
+    return (low, high) if np.isfinite(low) and np.isfinite(high) and low > 0 else None
+
+
+def _map_between(f: PlanFile, g: PlanFile) -> np.ndarray | None:
+    """The map (2 x 2) from `f`'s pixels to `g`'s, through the group's centre; None unless
+    the picture check mapped both (or when `f`'s map cannot be inverted)."""
     if f.picture is None or g.picture is None:
         return None
     try:
-        between = (np.reshape(np.asarray(g.picture, np.float64), (2, 2))
-                   @ np.linalg.inv(np.reshape(np.asarray(f.picture, np.float64), (2, 2))))
-        low, high = sorted(np.linalg.svd(between, compute_uv=False).tolist())
+        return (np.reshape(np.asarray(g.picture, np.float64), (2, 2))
+                @ np.linalg.inv(np.reshape(np.asarray(f.picture, np.float64), (2, 2))))
     except (ValueError, np.linalg.LinAlgError):
         return None
-    return (low, high) if np.isfinite(low) and np.isfinite(high) and low > 0 else None
 
 
 def largest_between(f: PlanFile, g: PlanFile) -> tuple[int, str] | None:
@@ -235,13 +246,12 @@ def stretched_between(f: PlanFile, g: PlanFile) -> int:
     band, no one-way stretch, a stretch not along a canvas axis of both, or bands that do not
     differ enough)."""
     from simsearch.detail import STRETCH
-    if f.band is None or g.band is None or f.picture is None or g.picture is None:
+    between = _map_between(f, g)
+    if f.band is None or g.band is None or between is None:
         return 0
     try:
-        between = (np.reshape(np.asarray(g.picture, np.float64), (2, 2))
-                   @ np.linalg.inv(np.reshape(np.asarray(f.picture, np.float64), (2, 2))))
         u, scales, vt = np.linalg.svd(between)  # f's vt[i] -> scales[i] * g's u[:, i]
-    except (ValueError, np.linalg.LinAlgError):
+    except np.linalg.LinAlgError:
         return 0
     big, small = int(np.argmax(scales)), int(np.argmin(scales))
     if 1 / PICTURE_TIE <= scales[small] <= PICTURE_TIE and scales[big] >= STRETCH:
