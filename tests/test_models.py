@@ -663,16 +663,24 @@ def test_precision_option_is_what_the_commands_run(tmp_path, monkeypatch, photos
             super().__init__(ref, *args, **kwargs)
 
     monkeypatch.setattr(index_module, "Embedder", Recording)
+    new = tmp_path / "new.jpg"  # a picture the index does not hold runs the network
+    Image.open(photos / "img000.jpg").rotate(90).save(new)
     for asked, file in (("int8", "m.int8.onnx"), ("fp32", "m.onnx")):
-        found = runner.invoke(main, ["query", str(photos / "img000.jpg"), "--index",
-                                     str(index_dir), "--precision", asked, "--json"])
+        found = runner.invoke(main, ["query", str(new), "--index", str(index_dir),
+                                     "--precision", asked, "--json"])
         assert found.exit_code == 0, found.output
         assert ran[-1] == file
     # where the CPU cannot run the 8-bit file correctly, --precision int8 is refused, with why
     monkeypatch.setattr(models, "_cpu_flags", lambda: AVX2)
-    out = runner.invoke(main, ["query", str(photos / "img000.jpg"), "--index", str(index_dir),
+    out = runner.invoke(main, ["query", str(new), "--index", str(index_dir),
                                "--precision", "int8"])
     assert out.exit_code == 1 and "needs a CPU with VNNI" in out.stderr, out.output
+    # ... but an indexed file's query runs none: it is answered from its stored vector
+    ran.clear()
+    held = runner.invoke(main, ["query", str(photos / "img000.jpg"), "--index", str(index_dir),
+                                "--precision", "int8", "--json"])
+    assert held.exit_code == 0 and ran == [], held.output
+    assert json.loads(held.stdout)["results"][0]["score"] >= 0.9999
     bad = runner.invoke(main, ["check", "--index", str(index_dir), "--precision", "fp16"])
     assert bad.exit_code == 2 and "'fp16' is not one of" in bad.output
 
@@ -720,7 +728,9 @@ def test_a_refused_precision_stops_only_what_runs_the_network(tmp_path, monkeypa
     added = runner.invoke(main, ["index", str(photos), "--index", str(index_dir), "-q"])
     assert added.exit_code == 1
     assert "needs a CPU with VNNI" in added.stderr and "SIMSEARCH_PRECISION=fp32" in added.stderr
-    asked = runner.invoke(main, ["query", str(photos / "img000.jpg"), "--index", str(index_dir),
+    new = tmp_path / "new.jpg"  # (the network runs for a picture the index does not hold)
+    Image.open(photos / "img000.jpg").rotate(90).save(new)
+    asked = runner.invoke(main, ["query", str(new), "--index", str(index_dir),
                                  "--precision", "int8"])
     assert asked.exit_code == 1 and "Run with --precision fp32 (auto" in asked.stderr
     assert runner.invoke(main, ["check", "--index", str(index_dir), "--precision",

@@ -88,10 +88,24 @@ def scores_by_path(index, queries: list[str]) -> list[dict[str, float]]:
     return [{m.path: m.score for m in r.matches} for r in results]
 
 
+def same_pixels(path: str) -> str:
+    """The JPEG with a comment added: the same picture in other bytes, which a query embeds
+    through the network (the indexed bytes themselves take the stored vector)."""
+    data = open(path, "rb").read()
+    note = b"another file"
+    other = path[:-len(".jpg")] + ".commented.jpg"
+    with open(other, "wb") as f:
+        f.write(data[:2] + b"\xff\xfe" + (len(note) + 2).to_bytes(2, "big") + note + data[2:])
+    return other
+
+
 def check_self_scores(index, pairs, resave_floor: float | None) -> None:
     originals, resaved = [p for p, _ in pairs], [r for _, r in pairs]
     forward = scores_by_path(index, originals)
     backward = scores_by_path(index, resaved)
+    embedded = scores_by_path(index, [same_pixels(p) for p in originals])
+    for original, there in zip(originals, embedded):
+        assert there[original] >= 0.9999, f"{original}'s pixels score {there[original]:.5f}"
     for (original, copy), there, back in zip(pairs, forward, backward):
         assert there[original] >= 0.9999, f"{original} scores {there[original]:.5f} against itself"
         assert back[copy] >= 0.9999, f"{copy} scores {back[copy]:.5f} against itself"
@@ -126,3 +140,23 @@ def test_self_score_and_half_size_resave_with_the_default_model(tmp_path):
     assert index.background is not None
     index.add_paths([tmp_path / "pictures"])
     check_self_scores(index, pairs, resave_floor=0.95)
+
+
+@pytest.mark.skipif(not (DEFAULT_MODEL_DIR / "default.int8-avx2.onnx").is_file(),
+                    reason="no default model with its 7-bit int8 file")
+def test_an_indexed_file_is_its_own_match_at_any_precision(tmp_path):
+    """Indexed in fp32 and queried where int8 runs (another machine, another --precision): the
+    two files' vectors agree only to about 0.998, but a query whose bytes the index holds takes
+    the stored vector, scores 1.0 against itself and runs no network at all."""
+    pairs = write_kinds(tmp_path / "pictures", per_kind=1)
+    open_index(tmp_path / "index", model="default", create=True,
+               precision="fp32").add_paths([tmp_path / "pictures"])
+    index = open_index(tmp_path / "index", precision="int8")
+    assert index.runtime_model().precision == "int8"
+    originals = [p for p, _ in pairs]
+    for original, found in zip(originals, scores_by_path(index, originals)):
+        assert found[original] >= 0.9999, f"{original} scores {found[original]:.5f} against itself"
+    assert index._embedder is None  # the network was never loaded
+    other = same_pixels(originals[0])  # bytes the index does not hold are embedded
+    assert index.search([other], k=1)[0].matches[0].path == originals[0]
+    assert index._embedder is not None
