@@ -49,6 +49,10 @@ class Outcome:
     detail: str  # where it went, or why it was skipped / not restored
 
 
+# why a file is skipped that is already the kept file (a hard link, or a link to it)
+NOTHING_TO_FREE = "the kept file under another name (a hard link or a link to it); nothing to free"
+
+
 @dataclass
 class ApplyReport:
     journal: str
@@ -62,10 +66,18 @@ class ApplyReport:
     not_duplicates: list[list[str]] = field(default_factory=list)
     freed: int = 0  # bytes acted on (the trash and held/ keep them until emptied or purged)
 
+    @property
+    def left_undone(self) -> list[Outcome]:
+        """The files skipped that the plan's action was still to be taken on (changed since,
+        protected, no intact kept copy, a failure): all but those already the kept file under
+        another name, where there was nothing to do."""
+        return [o for o in self.skipped if o.detail != NOTHING_TO_FREE]
+
     def to_dict(self) -> dict:
         return {"journal": self.journal, "action": self.action,
                 "done": [o.__dict__ for o in self.done],
-                "skipped": [o.__dict__ for o in self.skipped], "earlier": self.earlier,
+                "skipped": [o.__dict__ for o in self.skipped],
+                "left_undone": len(self.left_undone), "earlier": self.earlier,
                 "rolled_back": self.rolled_back, "freed_bytes": self.freed,
                 "not_duplicates": self.not_duplicates}
 
@@ -270,7 +282,7 @@ def _refusal(path: str, f, kept: str, kept_inodes: set, plan: Plan, action: str,
     except OSError:
         st = None
     if st is not None and (st.st_dev, st.st_ino) in kept_inodes:
-        return "the kept file under another name (a hard link or a link to it); nothing to free"
+        return NOTHING_TO_FREE
     why = _unchanged(path, f, hashes)
     if why:
         return why

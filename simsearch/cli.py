@@ -719,7 +719,9 @@ def apply_cmd(plan_path, action, to, yes_delete, journal, index_dir, quiet, as_j
     content), is protected, is a link, or whose group has no intact kept copy left is skipped
     and reported, never acted on. Every step is written to the journal before it is taken;
     simsearch undo JOURNAL puts every file back. The index forgets trashed and deleted files
-    and follows moved ones; groups marked "not duplicates" are remembered.
+    and follows moved ones; groups marked "not duplicates" are remembered. Exit status 1 when
+    a file the plan acts on was skipped (a file already the kept one under another name, with
+    nothing to free, does not count).
     """
     from simsearch.actions import apply, default_journal
     from simsearch.files import sha256
@@ -756,7 +758,7 @@ def apply_cmd(plan_path, action, to, yes_delete, journal, index_dir, quiet, as_j
     doubted = [o.path for o in report.done if o.path in unconfirmed]
     if as_json:
         click.echo(json.dumps({**report.to_dict(), "index": index_note, "unconfirmed": doubted}))
-        return
+        sys.exit(1 if report.left_undone else 0)
     verb = {"trash": "trashed", "move": "moved", "hardlink": "linked", "symlink": "linked",
             "delete": "deleted"}[action]
     for o in report.done:
@@ -779,6 +781,10 @@ def apply_cmd(plan_path, action, to, yes_delete, journal, index_dir, quiet, as_j
         click.echo(index_note, err=True)
     if action != "delete":
         click.echo(f"journal: {journal}; undo with: simsearch undo {journal}", err=True)
+    if report.left_undone:
+        click.echo(f"left as they were: {len(report.left_undone)} of the plan's files (each "
+                   f"named above as skipped); exit status 1", err=True)
+        sys.exit(1)
 
 
 def _waiting() -> None:

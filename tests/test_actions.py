@@ -337,6 +337,42 @@ def test_cli_apply_and_undo(library):
     assert _without_inodes(snapshot(photos)) == _without_inodes(before)
 
 
+def test_apply_exits_1_when_it_leaves_a_planned_file_as_it_was(library):
+    """A script sees that not all was done: a file skipped as changed since the plan makes the
+    exit status 1 (text and JSON); one that was already the kept file, nothing to free, not."""
+    from click.testing import CliRunner
+
+    from simsearch.cli import main
+
+    tmp_path, photos, plan = library
+    g = plan.groups[2]
+    victim = g.act_on[0]
+    os.unlink(victim)
+    os.link(g.keep[0], victim)  # already the kept file under another name: nothing to do
+    data = plan.to_dict()
+    f = next(f for f in data["groups"][2]["files"] if f["path"] == victim)
+    kept = next(f for f in data["groups"][2]["files"] if f["path"] == g.keep[0])
+    st = os.stat(victim)
+    f.update(size=st.st_size, mtime_ns=st.st_mtime_ns, sha256=kept["sha256"])
+    Plan.from_dict(data).save(tmp_path / "linked.json")
+    runner = CliRunner()
+    result = runner.invoke(main, ["apply", str(tmp_path / "linked.json"), "--action", "trash",
+                                  "--json", "-q"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["left_undone"] == 0
+    runner.invoke(main, ["undo", str(tmp_path / "linked.json.journal")])
+    changed = plan.groups[0].act_on[0]
+    os.utime(changed, ns=(0, 1))
+    for extra in ([], ["--json"]):
+        result = runner.invoke(main, ["apply", str(tmp_path / "plan.json"), "--action", "trash",
+                                      "-q", "--journal", str(tmp_path / f"j{len(extra)}")] + extra)
+        assert result.exit_code == 1, result.output
+        assert f"skipped {changed}: changed since the plan was made" in result.stderr
+        runner.invoke(main, ["undo", str(tmp_path / f"j{len(extra)}")])
+    assert "left as they were: 1 of the plan's files" in runner.invoke(
+        main, ["apply", str(tmp_path / "plan.json"), "--action", "trash", "-q"]).stderr
+
+
 def test_links_and_pipes_in_place_of_a_planned_file_are_skipped_without_blocking(library):
     tmp_path, photos, plan = library
     pipe, link = plan.groups[0].act_on[0], plan.groups[1].act_on[0]
