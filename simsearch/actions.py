@@ -180,7 +180,7 @@ def _act(plan: Plan, action: str, to: str | None, j: Journal, done: dict[str, di
         files = {f.path: f for f in g.files}
         # a copy of what is acted on: the rules' choice, or another kept file the picture check
         # confirmed (one kept only because it was not confirmed may be another picture)
-        copies = [p for i, p in enumerate(g.keep) if (i == 0 or files[p].evidence != "unchecked")
+        copies = [p for p in g.keep if not _doubted(p, g, files, plan)
                   and in_own_folder(p) is None]  # a trashed file, a held original: no copy
         kept_ok[n] = [p for p in copies if _unchanged(p, files[p], hashes, follow=True) is None]
         for p in g.keep:
@@ -204,8 +204,8 @@ def _act(plan: Plan, action: str, to: str | None, j: Journal, done: dict[str, di
             kept_ok[n] = [p for p in kept_ok[n]
                           if _unchanged(p, files[p], hashes, follow=True) is None]
             if not kept_ok[n]:
-                why = "; ".join(f"{p}: {_no_copy(p, i, files[p], hashes)}"
-                                for i, p in enumerate(g.keep))
+                why = "; ".join(f"{p}: {_no_copy(p, _doubted(p, g, files, plan), files[p], hashes)}"
+                                for p in g.keep)
                 report.skipped.append(Outcome(path, f"no kept copy of its group is intact ({why})"))
                 continue
             kept = kept_ok[n][0]
@@ -236,12 +236,21 @@ def _act(plan: Plan, action: str, to: str | None, j: Journal, done: dict[str, di
             report.freed += files[path].size
 
 
-def _no_copy(path: str, i: int, f, hashes: dict[str, str]) -> str:
-    """Why the kept file `path` (the `i`th of its group's keep list) is no intact copy."""
+def _doubted(path: str, g, files: dict, plan: Plan) -> bool:
+    """Whether the kept file `path` may be another picture: the picture check did not confirm
+    it (nor did a person, on the review page), and the plan does not act on such files. It is
+    then no copy that makes acting on the group's other files safe, even as the rules' choice
+    (a plan edited by hand)."""
+    return (files[path].evidence == "unchecked" and path not in g.confirmed
+            and not plan.act_on_unconfirmed)
+
+
+def _no_copy(path: str, doubted: bool, f, hashes: dict[str, str]) -> str:
+    """Why the kept file `path` is no intact copy (`doubted`: see _doubted)."""
     own = in_own_folder(path)
     if own is not None:
         return f"in {own}, a trash or simsearch's own folder"
-    if i and f.evidence == "unchecked":
+    if doubted:
         return "kept only as not confirmed to be a copy"
     return _unchanged(path, f, hashes, follow=True) or "intact"
 

@@ -742,6 +742,12 @@ class Plan:
                 raise PlanError(f"{where}: a file is both kept and acted on")
             if g.decision == "act" and g.act_on and not g.keep:
                 raise PlanError(f"{where}: acts on files but keeps none")
+            if g.decision == "act" and g.act_on and not self.act_on_unconfirmed and all(
+                    by_path[p].evidence == "unchecked" and p not in g.confirmed for p in g.keep):
+                raise PlanError(f"{where}: acts on files but keeps only files the picture check "
+                                f"did not confirm to be copies ({', '.join(g.keep)}), which may be "
+                                f"other pictures: keep a confirmed file, or call the kept one a "
+                                f"copy on the review page")
             for p in g.act_on:
                 f = by_path[p]
                 if f.protected or any(under(p, d) for d in self.protect):

@@ -677,6 +677,32 @@ def test_a_file_kept_only_as_not_confirmed_is_no_kept_copy(library):
     assert all(os.path.isfile(p) for p in group_.act_on)
 
 
+def test_a_plan_keeping_only_an_unconfirmed_file_is_refused(library):
+    """A plan edited so that its only kept file is one the picture check did not confirm
+    (maybe another picture) while every confirmed copy is acted on: refused, by load and by
+    apply, whatever file is first in keep; allowed once a person called that file a copy."""
+    import dataclasses
+    tmp_path, photos, plan = library
+    g = plan.groups[1]
+    other = _image(photos / "another picture.jpg", (50, 40), seed=55)
+    from groups import member
+    from simsearch.plan import file_facts
+    odd = make_plan([group(g.keep + g.act_on)], parse_rules(["largest"]))
+    group_ = odd.groups[0]
+    extra = dataclasses.replace(member(other, 9), evidence="unchecked")
+    group_.files.append(dataclasses.replace(file_facts(extra), reason="kept"))
+    group_.act_on = group_.keep + group_.act_on
+    group_.keep = [str(other)]
+    before = snapshot(photos)
+    with pytest.raises(PlanError, match="keeps only files the picture check did not confirm"):
+        Plan.from_dict(odd.to_dict())
+    with pytest.raises(PlanError, match="keeps only files the picture check did not confirm"):
+        apply(odd, "delete", tmp_path / "j2", confirm_delete=True)
+    assert snapshot(photos) == before
+    group_.confirmed = [str(other)]  # "It is a copy", on the review page
+    assert Plan.from_dict(odd.to_dict()).groups[0].keep == [str(other)]
+
+
 def test_a_journal_found_from_anywhere_puts_back_its_own_originals(library, monkeypatch):
     """apply run with a relative journal path records where its originals are held whatever
     the folder undo runs from; a journal moved elsewhere still finds them; a held file that is
