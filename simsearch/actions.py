@@ -32,7 +32,7 @@ from pathlib import Path
 
 from simsearch import trash
 from simsearch.errors import JournalError, PlanError
-from simsearch.files import in_own_folder, sha256
+from simsearch.files import MOVED_MARK, in_own_folder, sha256
 from simsearch.journal import JOURNAL_VERSION, Journal, one_at_a_time
 from simsearch.plan import Plan, under
 
@@ -126,6 +126,8 @@ def _apply(plan: Plan, action: str, journal: str | os.PathLike, to, confirm_dele
                         "--yes-delete to confirm, or use --action trash")
     plan.validate()
     to = os.path.abspath(to) if to else None
+    if action == "move":
+        _check_aside(to)
     with Journal(journal, create=True) as j:
         head = j.begin()
         outstanding = any(st in ("done", "open") for _, st in j.intents())
@@ -158,6 +160,8 @@ def _apply(plan: Plan, action: str, journal: str | os.PathLike, to, confirm_dele
             report.rolled_back += 1
         done = {op["path"]: op for op, st in j.intents() if st == "done"}
         report.earlier = len(done)
+        if action == "move":
+            _set_aside(to, j)
         _act(plan, action, to, j, done, report, progress)
         for op in done.values():
             if op["action"] in ("trash", "delete"):
@@ -167,6 +171,65 @@ def _apply(plan: Plan, action: str, journal: str | os.PathLike, to, confirm_dele
         report.not_duplicates = [[f.path for f in g.files] for g in plan.groups
                                  if g.decision == "not-duplicates"]
     return report
+
+
+def _check_aside(to: str) -> None:
+    """Refuse a --to folder that holds anything but what earlier moves set aside there: the
+    folder is set aside as a whole (never indexed, never acted on, no kept copy), so a photo
+    folder given by mistake would drop out of the index."""
+    own = in_own_folder(os.path.join(to, "x"))
+    if own is not None and not os.path.lexists(os.path.join(own, MOVED_MARK)):
+        raise PlanError(f"--to {to} lies in {own}, a trash or simsearch's own folder: give "
+                        f"a new or empty folder to move duplicates to")
+    if own is not None or not os.path.lexists(to):
+        return
+    if not os.path.isdir(to):
+        raise PlanError(f"--to {to} is not a folder")
+    if os.listdir(to):
+        raise PlanError(f"--to {to} holds other files: duplicates are moved to a folder set "
+                        f"aside for them (simsearch never indexes it, so they do not come back "
+                        f"as duplicates), so give a new or empty folder, or one that earlier "
+                        f"moves made")
+
+
+def _set_aside(to: str, j: Journal) -> None:
+    """Mark the --to folder as the place duplicates are set aside in (files.MOVED_MARK),
+    making it first; the journal records what was made, for undo to remove when it is left
+    with nothing else."""
+    mark = os.path.join(to, MOVED_MARK)
+    if os.path.lexists(mark) or in_own_folder(mark) is not None:
+        return
+    made, folder = [], to
+    while not os.path.lexists(folder):
+        made.append(folder)
+        folder = os.path.dirname(folder)
+    j.append({"op": "set-aside", "mark": mark, "made": made})
+    os.makedirs(to, exist_ok=True)
+    fd = os.open(mark, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    with open(fd, "w") as fh:
+        fh.write(f"Duplicates simsearch apply moved aside (journal {j.folder}). simsearch does "
+                 f"not index this folder; simsearch undo {j.folder} puts them back.\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _put_aside_back(j: Journal) -> None:
+    """Undo _set_aside where the folder holds nothing else: the mark, then the folders made."""
+    for r in j.records:
+        if r["op"] != "set-aside":
+            continue
+        folder = os.path.dirname(r["mark"])
+        try:
+            if os.listdir(folder) != [MOVED_MARK]:
+                continue
+            os.unlink(r["mark"])
+        except OSError:
+            continue
+        for d in r["made"]:  # deepest first
+            try:
+                os.rmdir(d)
+            except OSError:
+                break
 
 
 def _act(plan: Plan, action: str, to: str | None, j: Journal, done: dict[str, dict],
@@ -599,4 +662,6 @@ def _undo(journal: str | os.PathLike, progress: Progress | None) -> UndoReport:
                 os.rmdir(d)  # only ever an empty folder
             except OSError:
                 pass
+        if not any(st == "done" for _, st in j.intents()):
+            _put_aside_back(j)
     return report

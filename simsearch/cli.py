@@ -664,8 +664,11 @@ def review_cmd(out_dir, plan_path, keep, protect, act_on_unconfirmed, threshold,
     out with: simsearch apply plan.json --action trash. Your image files are only read.
     """
     from simsearch.plan import Plan
-    from simsearch.review import write_review
+    from simsearch.review import review_folder_problem, write_review
 
+    problem = review_folder_problem(out_dir, besides=plan_path)  # before any work, and before
+    if problem:                                                   # plan.json is written
+        raise click.UsageError(problem)
     if plan_path is not None:
         if act_on_unconfirmed or keep or protect:
             raise click.UsageError("--keep, --protect and --act-on-unconfirmed make a new plan; "
@@ -686,7 +689,8 @@ def review_cmd(out_dir, plan_path, keep, protect, act_on_unconfirmed, threshold,
         out_dir.mkdir(parents=True, exist_ok=True)
         plan.save(out_dir / "plan.json")
     with _Progress("thumbnails", quiet) as progress:
-        page = write_review(plan, out_dir, progress=progress, workers=workers)
+        page = write_review(plan, out_dir, progress=progress, workers=workers,
+                            besides=plan_path or out_dir / "plan.json")
     files = sum(len(g.files) for g in plan.groups)
     click.echo(f"{len(plan.groups)} groups, {files} files, {_size(plan.reclaimable())} "
                f"reclaimable: open {page.resolve().as_uri()}")
@@ -703,7 +707,8 @@ def review_cmd(out_dir, plan_path, keep, protect, act_on_unconfirmed, threshold,
                    "hardlink/symlink: the duplicate becomes a link to the kept file; delete: "
                    "removed for good (needs --yes-delete; cannot be undone).")
 @click.option("--to", "to", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Folder for --action move.")
+              help="Folder for --action move: new, empty, or one earlier moves made; it is set "
+                   "aside (never indexed, nothing in it acted on or kept).")
 @click.option("--yes-delete", is_flag=True, help="Confirm --action delete: files are removed "
                                                  "for good, and undo cannot bring them back.")
 @click.option("--journal", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -718,10 +723,10 @@ def apply_cmd(plan_path, action, to, yes_delete, journal, index_dir, quiet, as_j
     Every file is checked first: one that changed since the plan was made (size, mtime or
     content), is protected, is a link, or whose group has no intact kept copy left is skipped
     and reported, never acted on. Every step is written to the journal before it is taken;
-    simsearch undo JOURNAL puts every file back. The index forgets trashed and deleted files
-    and follows moved ones; groups marked "not duplicates" are remembered. Exit status 1 when
-    a file the plan acts on was skipped (a file already the kept one under another name, with
-    nothing to free, does not count).
+    simsearch undo JOURNAL puts every file back. The index forgets trashed, deleted and moved
+    files (--to is set aside: never indexed); groups marked "not duplicates" are remembered.
+    Exit status 1 when a file the plan acts on was skipped (a file already the kept one under
+    another name, with nothing to free, does not count).
     """
     from simsearch.actions import apply, default_journal
     from simsearch.files import sha256
@@ -744,8 +749,9 @@ def apply_cmd(plan_path, action, to, yes_delete, journal, index_dir, quiet, as_j
                        plan_id=sha256(plan_path), progress=progress,
                        index=os.path.abspath(index_dir) if index_dir else None,
                        on_wait=_waiting)
-    index_note = _update_index(index_dir or plan.index, forget=report.removed,
-                               relocate=report.moved, not_duplicates=report.not_duplicates)
+    # moved files are set aside (never indexed again): the index forgets them as trashed ones
+    index_note = _update_index(index_dir or plan.index, forget=report.removed + list(report.moved),
+                               not_duplicates=report.not_duplicates)
     for o in report.skipped:
         click.echo(f"skipped {_show(o.path)}: {o.detail}", err=True)
     # files acted on that the picture check did not confirm to be copies of a kept file: grouped
@@ -806,12 +812,14 @@ def undo_cmd(journal, index_dir, as_json):
     report = undo(journal, on_wait=_waiting)
     folder = index_dir or report.index
     added: list[str] = []
-    index_note = _update_index(folder, relocate=report.moved_back, add=report.reappeared,
-                               added=added)
-    if report.reappeared and not folder:
-        index_note = (f"undo does not know which index held the files brought back from the "
-                      f"trash (the plan named none; give --index DIR); to index them: simsearch "
-                      f"index {_folders_text(report.reappeared)} --index DIR")
+    # files moved back are embedded again, as those back from the trash (an index that
+    # followed them under --to, before simsearch set that folder aside, follows them back)
+    back = report.reappeared + list(report.moved_back.values())
+    index_note = _update_index(folder, relocate=report.moved_back, add=back, added=added)
+    if back and not folder:
+        index_note = (f"undo does not know which index held the files it brought back "
+                      f"(the plan named none; give --index DIR); to index them: simsearch "
+                      f"index {_folders_text(back)} --index DIR")
     if as_json:
         click.echo(json.dumps({**report.to_dict(), "index": index_note, "reindexed": added}))
     else:

@@ -13,14 +13,19 @@ from pathlib import Path
 from simsearch.formats import SUFFIXES
 
 __all__ = ["IMAGE_SUFFIXES", "FileInfo", "WalkProblem", "walk_images", "stat_file", "sha256",
-           "json_text", "REVIEW_MARK", "OWN_FOLDER", "TRASH_FOLDER", "own_folder",
+           "json_text", "REVIEW_MARK", "MOVED_MARK", "OWN_FOLDER", "TRASH_FOLDER", "own_folder",
            "in_own_folder"]
 
 # simsearch's own work, not photos: an apply journal (journal.jsonl beside held/, the originals
 # it holds) or a review page's folder (this mark beside its thumbnails); walk_images never
 # enters one, and apply never acts on a file in one
 REVIEW_MARK = ".simsearch-review"
-OWN_FOLDER = "simsearch's own folder (an apply journal or a review page): not indexed"
+# ... or the folder `apply --action move --to` set duplicates aside in (this mark in it): they
+# would otherwise be grouped with their kept copies again, and a later plan could keep the copy
+# set aside and act on the library's
+MOVED_MARK = ".simsearch-moved"
+OWN_FOLDER = ("simsearch's own folder (an apply journal, a review page, or where apply moved "
+              "duplicates aside): not indexed")
 # ... and a trash folder (the freedesktop trash: files/ and info/), whose files were deleted:
 # indexed, a later plan could keep the trashed copy and act on the photo
 TRASH_FOLDER = "a trash folder (what is there was deleted): not indexed"
@@ -38,7 +43,7 @@ TRASHED_REASON = "a trashed file (Android's trash): not indexed"
 def own_folder(folder: str) -> str | None:
     """Why `folder` is no photo folder (OWN_FOLDER: an apply journal or a review page's folder;
     TRASH_FOLDER: a trash), or None."""
-    if os.path.lexists(os.path.join(folder, REVIEW_MARK)) or (
+    if any(os.path.lexists(os.path.join(folder, mark)) for mark in (REVIEW_MARK, MOVED_MARK)) or (
             os.path.lexists(os.path.join(folder, "journal.jsonl"))
             and os.path.isdir(os.path.join(folder, "held"))):
         return OWN_FOLDER
@@ -121,6 +126,10 @@ def walk_images(roots: Iterable[str | os.PathLike],
             if root in walked or covered(root, [f for f in folders if f != root]):
                 continue
             walked.add(root)
+            why = own_folder(root)  # named itself: a review page given as the photo folder
+            if why:
+                report(WalkProblem(root, why))
+                continue
             yield from _walk_dir(root, report)
         elif stat.S_ISREG(st.st_mode):
             if root not in named_files and not covered(root, folders):

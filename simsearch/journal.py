@@ -36,6 +36,11 @@ class Journal:
         self.held = self.folder / "held"
         # names this journal's temporary files carry in the photo folders
         self.token = hashlib.sha256(os.fsencode(os.path.abspath(folder))).hexdigest()[:8]
+        if create and self.folder.is_dir() and not os.path.lexists(self.folder / "journal.jsonl"):
+            other = sorted(set(os.listdir(self.folder)) - {"held"})
+            if other:  # a photo folder given as --journal: its files would be taken for ours
+                raise JournalError(f"{self.folder} holds other files ({other[0]}...) and is no "
+                                   f"apply journal: give a new or empty folder as --journal")
         if create:
             for d in (self.folder, self.held):
                 try:

@@ -25,17 +25,44 @@ from simsearch.errors import SimsearchError
 from simsearch.files import REVIEW_MARK, json_text
 from simsearch.plan import Plan
 
-__all__ = ["THUMB_SIZE", "PAGE_SIZE", "write_review", "make_thumbnails", "render_page"]
+__all__ = ["THUMB_SIZE", "PAGE_SIZE", "write_review", "review_folder_problem", "make_thumbnails",
+           "render_page"]
 
 THUMB_SIZE = 320   # pixels, longer side: sharp on a 2x screen at the page's 160 px width
 PAGE_SIZE = 50     # groups drawn at a time
 Progress = Callable[[int, int], None]
 
 
-def write_review(plan: Plan, folder: str | os.PathLike, progress: Progress | None = None,
-                 workers: int | None = None) -> Path:
-    """Write FOLDER/index.html and FOLDER/thumbs/; return the page's path."""
+def review_folder_problem(folder: str | os.PathLike, besides: str | os.PathLike | None = None
+                          ) -> str | None:
+    """Why `folder` cannot take a review page, or None: it must be new, empty (but for the plan
+    file `besides`) or an earlier review page's (its mark), since the page writes index.html
+    there and the mark sets the whole folder aside from indexing (a photo folder, an album's
+    own index.html)."""
     folder = Path(folder)
+    try:
+        if os.path.lexists(folder / REVIEW_MARK) or not os.path.lexists(folder):
+            return None
+        if not folder.is_dir():
+            return f"{folder} is not a folder"
+        mine = {os.path.abspath(besides)} if besides is not None else set()
+        if any(os.path.abspath(folder / name) not in mine for name in os.listdir(folder)):
+            return (f"{folder} holds other files and no review page (the page writes index.html "
+                    f"there, and simsearch index passes the folder over): give a new or empty "
+                    f"folder with --out")
+    except OSError as e:
+        return f"{folder}: cannot read it ({e.strerror or e})"
+    return None
+
+
+def write_review(plan: Plan, folder: str | os.PathLike, progress: Progress | None = None,
+                 workers: int | None = None, besides: str | os.PathLike | None = None) -> Path:
+    """Write FOLDER/index.html and FOLDER/thumbs/; return the page's path. FOLDER must be new,
+    empty (but for the plan file `besides`) or an earlier page's (`review_folder_problem`)."""
+    folder = Path(folder)
+    problem = review_folder_problem(folder, besides=besides)
+    if problem:
+        raise SimsearchError(problem)
     try:
         (folder / "thumbs").mkdir(parents=True, exist_ok=True)
         mark = folder / REVIEW_MARK  # `simsearch index` never takes the thumbnails for photos

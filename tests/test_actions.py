@@ -20,6 +20,7 @@ from groups import group
 from simsearch import actions
 from simsearch.actions import apply, undo
 from simsearch.errors import JournalError, PlanError
+from simsearch.files import MOVED_MARK
 from simsearch.plan import Plan, make_plan, parse_rules
 
 
@@ -430,9 +431,9 @@ def test_a_very_long_file_name_goes_to_the_trash_and_back(tmp_path, monkeypatch)
 def test_undo_of_a_move_leaves_folders_that_were_there_or_hold_anything(library):
     tmp_path, photos, plan = library
     to = tmp_path / "moved"
-    (to / "mine").mkdir(parents=True)  # the person's own empty folder under --to
     report = apply(plan, "move", tmp_path / "journal", to=to)
     assert report.done and not report.skipped
+    (to / "mine").mkdir()  # the person's own empty folder under --to, made since
     first = str(to) + report.done[0].path
     note = os.path.join(os.path.dirname(first), "note.txt")
     with open(note, "w") as fh:  # something written beside a moved file since
@@ -442,8 +443,32 @@ def test_undo_of_a_move_leaves_folders_that_were_there_or_hold_anything(library)
     # nothing else is left under --to but the folders that hold the note, and "mine"
     left = sorted(os.path.relpath(os.path.join(d, f), to)
                   for d, dirs, files in os.walk(to) for f in files + dirs)
-    assert left == sorted(["mine", os.path.relpath(note, to)] + [
+    assert left == sorted(["mine", MOVED_MARK, os.path.relpath(note, to)] + [
         os.path.relpath(p, to) for p in _parents(os.path.dirname(note), str(to))])
+
+
+def test_move_sets_its_folder_aside_and_refuses_a_folder_holding_other_files(library):
+    """--to is set aside as a whole (never indexed, never a kept copy), so a folder holding
+    anything else (a photo folder, /) is refused before any file moves; a folder an earlier
+    move made is taken again. A journal is never made in a folder holding other files."""
+    from simsearch.files import in_own_folder
+    tmp_path, photos, plan = library
+    before = snapshot(photos)
+    for taken in (photos, photos / "inbox", Path("/")):
+        with pytest.raises(PlanError, match="holds other files"):
+            apply(plan, "move", tmp_path / "j", to=taken)
+    assert snapshot(photos) == before and not (tmp_path / "j").exists()
+    with pytest.raises(JournalError, match="holds other files .* is no apply journal"):
+        apply(plan, "trash", photos / "g1")
+    assert snapshot(photos) == before
+    to = tmp_path / "new" / "aside"
+    report = apply(plan, "move", tmp_path / "j", to=to)
+    assert report.done and in_own_folder(str(to) + report.done[0].path) == str(to)
+    again = make_plan([group([plan.groups[0].keep[0], str(to) + report.done[0].path])],
+                      parse_rules(["largest"]))  # a set-aside copy is never acted on again
+    assert apply(again, "trash", tmp_path / "j2").done == []
+    undo(tmp_path / "j")
+    assert not (tmp_path / "new").exists() and snapshot(photos) == before
 
 
 def _parents(folder: str, root: str) -> list[str]:

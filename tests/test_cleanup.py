@@ -84,7 +84,11 @@ def test_plan_review_apply_undo_and_not_duplicates(tmp_path, tiny_model, monkeyp
     assert not any(str(big2) in g and str(originals[2]) in g for g in _groups(idx))
 
 
-def test_moves_are_followed_by_the_index_and_back(tmp_path, tiny_model, monkeypatch):
+def test_moved_duplicates_are_set_aside_and_undo_brings_them_back(tmp_path, tiny_model,
+                                                                 monkeypatch):
+    """Duplicates moved under --to (here inside the indexed folder) leave the index and never
+    come back as duplicates, nor as a kept copy: the next index run passes the folder over.
+    Undo brings them back into the index."""
     photos = tmp_path / "photos"
     originals = write_pictures(photos, 3)
     shutil.copy2(originals[0], photos / "dup.jpg")
@@ -92,14 +96,18 @@ def test_moves_are_followed_by_the_index_and_back(tmp_path, tiny_model, monkeypa
     _run(["index", photos, "--index", idx, "--model", tiny_model / "model.onnx", "-q"])
     plan_file = tmp_path / "plan.json"
     assert _run(["dedupe", "--index", idx, "--plan", plan_file]).exit_code == 0
-    moved = tmp_path / "moved"
+    moved = photos / "duplicates"
     result = _run(["apply", plan_file, "--action", "move", "--to", moved, "-q", "--json"])
     assert result.exit_code == 0, result.output
     gone = [p for g in Plan.load(plan_file).groups for p in g.act_on]
-    assert len(gone) == 1
-    assert any(str(moved) + gone[0] in g for g in _groups(idx))  # the row followed the file
+    assert len(gone) == 1 and os.path.isfile(str(moved) + gone[0])
+    assert not any(gone[0] in f for g in _groups(idx) for f in g)  # forgotten, not followed
+    indexed = _run(["index", photos, "--index", idx, "--json"])
+    assert json.loads(indexed.stdout)["added"] == 0, indexed.output
+    assert _groups(idx) == []
     assert _run(["undo", f"{plan_file}.journal"]).exit_code == 0
     assert any(gone[0] in g for g in _groups(idx)) and os.path.exists(gone[0])
+    assert not moved.exists()  # made by apply, left with nothing: removed
 
 
 def test_not_duplicates_from_a_saved_page_plan_are_remembered(tmp_path, tiny_model, monkeypatch):

@@ -221,6 +221,8 @@ def test_a_link_planted_in_the_report_folder_is_never_written_through(tmp_path):
                      parse_rules([]))
     report = tmp_path / "report"
     report.mkdir()
+    from simsearch.files import REVIEW_MARK
+    (report / REVIEW_MARK).write_text("")  # an earlier page's folder, where a link was planted
     os.symlink(tmp_path, report / "thumbs")
     with pytest.raises(SimsearchError, match="not a folder"):
         write_review(plan, report)
@@ -231,3 +233,37 @@ def test_a_link_planted_in_the_report_folder_is_never_written_through(tmp_path):
     with pytest.raises(SimsearchError, match="cannot write the thumbnail"):
         write_review(plan, report)
     assert victim.read_bytes() == before
+
+
+def test_a_review_page_never_goes_into_a_folder_holding_other_files(tmp_path):
+    """--out a photo folder (or one with an album's own index.html) is refused before any
+    work: the page would replace index.html and its mark would drop the photos from the
+    index. A folder holding only the plan shown, or an earlier page, is taken."""
+    from click.testing import CliRunner
+
+    from simsearch.cli import main
+    from simsearch.files import REVIEW_MARK, walk_images
+    photo = _image(tmp_path / "photos" / "p.jpg", (60, 45), 2)
+    album = tmp_path / "photos" / "index.html"
+    album.write_text("<h1>my album</h1>")
+    plan = make_plan([group([photo, _image(tmp_path / "photos" / "q.jpg", (30, 20), 3)])],
+                     parse_rules([]))
+    out = tmp_path / "pages"
+    out.mkdir()
+    plan.save(out / "plan.json")
+    runner = CliRunner()
+    refused = runner.invoke(main, ["review", "--plan", str(out / "plan.json"), "--out",
+                                   str(tmp_path / "photos"), "-q"])
+    assert refused.exit_code == 2 and "holds other files and no review page" in refused.output
+    assert album.read_text() == "<h1>my album</h1>"
+    assert not (tmp_path / "photos" / REVIEW_MARK).exists()
+    with pytest.raises(SimsearchError, match="holds other files"):
+        write_review(plan, tmp_path / "photos")
+    for _ in range(2):  # beside its plan, then again over the page it made
+        made = runner.invoke(main, ["review", "--plan", str(out / "plan.json"), "--out",
+                                    str(out), "-q"])
+        assert made.exit_code == 0, made.output
+    # a page's folder named as the photo folder itself is passed over too
+    problems = []
+    assert list(walk_images([out], on_problem=problems.append)) == []
+    assert [p.path for p in problems] == [str(out)]
