@@ -733,6 +733,10 @@ class Plan:
             by_path = {f.path: f for f in g.files}
             if not all(os.path.isabs(p) for p in by_path):
                 raise PlanError(f"{where}: file paths must be absolute")
+            odd = [p for p in by_path if os.path.normpath(p) != p or p.startswith("//")]
+            if odd:  # "a/link/../b" is not "a/b" on disk when "link" is a link
+                raise PlanError(f"{where}: {odd[0]}: file paths must be plain (no '.' or '..' "
+                                f"parts, no doubled or trailing '/')")
             if len(by_path) != len(g.files) or seen & by_path.keys():
                 raise PlanError(f"{where}: a file is listed twice")
             seen |= by_path.keys()

@@ -728,6 +728,20 @@ def test_a_plan_keeping_only_an_unconfirmed_file_is_refused(library):
     assert Plan.from_dict(odd.to_dict()).groups[0].keep == [str(other)]
 
 
+def test_a_plan_path_with_dot_dot_parts_is_refused(library):
+    """"D/lnk/../p.jpg" is D/sub/p.jpg on disk when lnk links to D/sub/deep, but D/p.jpg by
+    name: a symlink made to it would point at another picture (a hostile newcomer's plan)."""
+    tmp_path, photos, plan = library
+    data = plan.to_dict()
+    kept = data["groups"][0]["keep"][0]
+    odd = os.path.join(os.path.dirname(kept), "lnk", "..", os.path.basename(kept))
+    for bad in (odd, kept.replace("/", "//", 1),
+                os.path.dirname(kept) + "/./" + os.path.basename(kept)):
+        edited = json.loads(json.dumps(data).replace(json.dumps(kept)[1:-1], bad))
+        with pytest.raises(PlanError, match="file paths must be plain"):
+            Plan.from_dict(edited)
+
+
 def test_a_journal_found_from_anywhere_puts_back_its_own_originals(library, monkeypatch):
     """apply run with a relative journal path records where its originals are held whatever
     the folder undo runs from; a journal moved elsewhere still finds them; a held file that is
