@@ -726,7 +726,7 @@ def apply_cmd(plan_path, action, to, yes_delete, journal, index_dir, quiet, as_j
     simsearch undo JOURNAL puts every file back. The index forgets trashed, deleted and moved
     files (--to is set aside: never indexed); groups marked "not duplicates" are remembered.
     Exit status 1 when a file the plan acts on was skipped (a file already the kept one under
-    another name, with nothing to free, does not count).
+    another name, with nothing to free, does not count) or the index could not be updated.
     """
     from simsearch.actions import apply, default_journal
     from simsearch.files import sha256
@@ -764,7 +764,7 @@ def apply_cmd(plan_path, action, to, yes_delete, journal, index_dir, quiet, as_j
     doubted = [o.path for o in report.done if o.path in unconfirmed]
     if as_json:
         click.echo(json.dumps({**report.to_dict(), "index": index_note, "unconfirmed": doubted}))
-        sys.exit(1 if report.left_undone else 0)
+        sys.exit(1 if report.left_undone or index_note else 0)
     verb = {"trash": "trashed", "move": "moved", "hardlink": "linked", "symlink": "linked",
             "delete": "deleted"}[action]
     for o in report.done:
@@ -790,6 +790,7 @@ def apply_cmd(plan_path, action, to, yes_delete, journal, index_dir, quiet, as_j
     if report.left_undone:
         click.echo(f"left as they were: {len(report.left_undone)} of the plan's files (each "
                    f"named above as skipped); exit status 1", err=True)
+    if report.left_undone or index_note:  # (index_note: the index could not follow)
         sys.exit(1)
 
 

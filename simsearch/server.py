@@ -6,8 +6,12 @@ queries. Standard library only; JSON in and out; binds 127.0.0.1 unless told oth
     POST /query?k=10              the image's bytes (Content-Type: application/octet-stream)
          -> {"query": ..., "results": [{"path": ..., "score": ...}, ...]} or {"error": ...}
 
-A request body over `MAX_BODY` bytes is refused (413). Nothing here prints: the CLI says where
-it listens (`on_ready`).
+A request body over `MAX_BODY` bytes is refused (413). A request a web page sent is refused
+(403): one with an Origin header (browsers add it to a page's POST; curl and scripts do not) or
+`Sec-Fetch-Site: cross-site`, and, on a loopback address, one whose Host is not a loopback name
+(a page that rebound its own name to 127.0.0.1), so no site a user visits can read the index's
+paths or probe the disk through it. Nothing here prints: the CLI says where it listens
+(`on_ready`).
 """
 from __future__ import annotations
 
@@ -18,6 +22,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
 from simsearch.errors import SimsearchError
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 __all__ = ["serve", "make_server", "MAX_BODY"]
 
@@ -34,6 +40,7 @@ def make_server(index, host: str = "127.0.0.1", port: int = 8765) -> ThreadingHT
     class Handler(_Handler):
         pass
     Handler.index = index
+    Handler.loopback = host in LOOPBACK or host.startswith("127.")
     server = ThreadingHTTPServer((host, port), Handler)
     server.daemon_threads = True
     return server
@@ -65,6 +72,7 @@ def _blank_query(index):
 
 class _Handler(BaseHTTPRequestHandler):
     index = None
+    loopback = True
     server_version = "simsearch"
 
     def log_message(self, format, *args):  # the library does not print
@@ -78,13 +86,31 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
+    def _from_a_page(self) -> str | None:
+        """Why this request looks sent by a web page (see the module's docstring), or None."""
+        if self.headers.get("Origin") is not None:
+            return "a web page's request (Origin header)"
+        if self.headers.get("Sec-Fetch-Site", "").lower() == "cross-site":
+            return "a web page's request (Sec-Fetch-Site: cross-site)"
+        if self.loopback:
+            host = urlparse("//" + (self.headers.get("Host") or "")).hostname or ""
+            if host not in LOOPBACK and not host.startswith("127."):
+                return f"Host {host!r} is not this machine's loopback name"
+        return None
+
     def do_GET(self):
+        why = self._from_a_page()
+        if why:
+            return self._reply(403, {"error": f"refused: {why}"})
         if urlparse(self.path).path != "/health":
             return self._reply(404, {"error": "not found; use GET /health or POST /query"})
         self._reply(200, {"ok": True, "index": str(self.index.folder),
                           "images": int((self.index.manifest or {}).get("count", 0))})
 
     def do_POST(self):
+        why = self._from_a_page()
+        if why:
+            return self._reply(403, {"error": f"refused: {why}"})
         url = urlparse(self.path)
         if url.path != "/query":
             return self._reply(404, {"error": "not found; use POST /query"})

@@ -225,7 +225,7 @@ def test_serve_answers_on_localhost(tmp_path, tiny_model, photos):
     server = make_server(open_index(index.folder), "127.0.0.1", 0)
     host, port = server.server_address[:2]
     assert host == "127.0.0.1"
-    thread = threading.Thread(target=lambda: [server.handle_request() for _ in range(8)])
+    thread = threading.Thread(target=lambda: [server.handle_request() for _ in range(11)])
     thread.start()
     try:
         url = f"http://127.0.0.1:{port}"
@@ -263,6 +263,15 @@ def test_serve_answers_on_localhost(tmp_path, tiny_model, photos):
             urllib.request.urlopen(urllib.request.Request(
                 url + "/query", bad, {"Content-Type": "application/json"}), timeout=30)
         assert e.value.code == 400 and b"check must be true or false" in e.value.read()
+        # what a web page sends is refused: cross-site (Origin), or through a rebound name
+        for headers in ({"Content-Type": "text/plain", "Origin": "https://example.com"},
+                        {"Content-Type": "application/json", "Host": f"evil.example:{port}"},
+                        {"Content-Type": "text/plain", "Sec-Fetch-Site": "cross-site"}):
+            page = urllib.request.Request(url + "/query", json.dumps(
+                {"path": "/etc/shadow"}).encode(), headers)
+            with pytest.raises(urllib.error.HTTPError) as e:
+                urllib.request.urlopen(page, timeout=30)
+            assert e.value.code == 403 and b"refused" in e.value.read()
     finally:
         thread.join(timeout=60)
         server.server_close()

@@ -185,3 +185,19 @@ def test_undo_without_a_known_index_says_so_and_json_names_the_files_indexed_aga
                  "--journal", journal]).exit_code == 0
     result = _run(["undo", journal])
     assert result.exit_code == 0 and "restored files are in the index again" in result.stderr
+
+
+def test_apply_exits_1_when_the_index_cannot_follow(tmp_path, tiny_model, monkeypatch):
+    """A mistyped --index: the files are trashed as planned, the index is not updated, and
+    the exit status says so (a script would otherwise take the index to be up to date)."""
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    photos = tmp_path / "photos"
+    originals = write_pictures(photos, 3)
+    shutil.copy2(originals[0], photos / "dup.jpg")
+    idx = tmp_path / "idx"
+    _run(["index", photos, "--index", idx, "--model", tiny_model / "model.onnx", "-q"])
+    plan_file = tmp_path / "plan.json"
+    assert _run(["dedupe", "--index", idx, "--plan", plan_file]).exit_code == 0
+    result = _run(["apply", plan_file, "--action", "trash", "-q", "--index", tmp_path / "typo"])
+    assert result.exit_code == 1 and "the index was not updated" in result.stderr
+    assert "1 files trashed" in result.stderr
