@@ -289,6 +289,11 @@ def _act(plan: Plan, action: str, to: str | None, j: Journal, done: dict[str, di
             except OSError as e:
                 restored, what = _undo_step(op)
                 j.append({"op": "rolled-back", "n": op["n"], "detail": what})
+                for d in op.get("made", []):  # the folders the move made for it, deepest first
+                    try:
+                        os.rmdir(d)
+                    except OSError:
+                        break
                 where = f": {e.filename}" if e.filename and e.filename != path else ""
                 report.skipped.append(Outcome(path, f"failed ({e.strerror or e}{where}); " + (
                     "left as it was" if restored else what)))

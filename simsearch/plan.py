@@ -742,6 +742,8 @@ class Plan:
             seen |= by_path.keys()
             if not set(g.keep) <= by_path.keys() or not set(g.act_on) <= by_path.keys():
                 raise PlanError(f"{where}: keep and act_on must name files of the group")
+            if len(set(g.keep)) != len(g.keep) or len(set(g.act_on)) != len(g.act_on):
+                raise PlanError(f"{where}: a file is listed twice in keep or act_on")
             if set(g.keep) & set(g.act_on):
                 raise PlanError(f"{where}: a file is both kept and acted on")
             if g.decision == "act" and g.act_on and not g.keep:

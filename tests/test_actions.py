@@ -471,6 +471,23 @@ def test_move_sets_its_folder_aside_and_refuses_a_folder_holding_other_files(lib
     assert not (tmp_path / "new").exists() and snapshot(photos) == before
 
 
+def test_a_failed_move_leaves_no_folders_behind_and_a_file_listed_twice_is_refused(
+        library, monkeypatch):
+    tmp_path, photos, plan = library
+
+    def fails(path, place, op):
+        raise OSError(28, "No space left on device", place)
+    monkeypatch.setattr(actions, "_stash", fails)
+    to = tmp_path / "aside"
+    report = apply(plan, "move", tmp_path / "j", to=to)
+    assert not report.done and all("No space left" in o.detail for o in report.skipped)
+    assert os.listdir(to) == [MOVED_MARK]  # no folder a move made for its file is left
+    data = plan.to_dict()
+    data["groups"][0]["act_on"].append(data["groups"][0]["act_on"][0])
+    with pytest.raises(PlanError, match="listed twice in keep or act_on"):
+        Plan.from_dict(data)
+
+
 def _parents(folder: str, root: str) -> list[str]:
     out = []
     while folder != root:
