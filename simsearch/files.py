@@ -13,7 +13,7 @@ from pathlib import Path
 from simsearch.formats import SUFFIXES
 
 __all__ = ["IMAGE_SUFFIXES", "FileInfo", "WalkProblem", "walk_images", "stat_file", "sha256",
-           "json_text", "REVIEW_MARK", "MOVED_MARK", "OWN_FOLDER", "TRASH_FOLDER", "own_folder",
+           "json_text", "REVIEW_MARK", "MOVED_MARK", "OWN_FOLDER", "CACHE_FOLDER", "TRASH_FOLDER", "own_folder",
            "in_own_folder"]
 
 # simsearch's own work, not photos: an apply journal (journal.jsonl beside held/, the originals
@@ -34,15 +34,26 @@ TRASH_FOLDER = "a trash folder (what is there was deleted): not indexed"
 # Synology, QNAP (a folder named so is a trash, whatever it holds); the freedesktop .Trash and
 # .Trash-UID too; a plain "Trash" only with its files/ and info/
 RECYCLE_NAMES = frozenset({"RECYCLER", "RECYCLED", ".Trashes", ".recycle", "#recycle",
-                           "@Recycle"})
+                           "@Recycle",
+                           "files_trashbin", ".globalTrash"})  # Nextcloud's, MIUI's
+# thumbnail caches other programs keep among the photos, made from them: a phone's
+# DCIM/.thumbnails, Synology's @eaDir, QNAP's .@__thumb, netatalk's .AppleDouble (indexed,
+# every photo would group with its own thumbnails)
+CACHE_NAMES = frozenset({".thumbnails", "@eaDir", ".@__thumb", ".AppleDouble"})
+CACHE_FOLDER = "a thumbnail cache another program made from the photos: not indexed"
+# ._NAME.jpg beside NAME.jpg on a drive without macOS's own metadata: its resource data
+# (AppleDouble, these first bytes), no picture
+APPLEDOUBLE = b"\x00\x05\x16\x07"
+APPLEDOUBLE_REASON = "macOS's data for a file (an AppleDouble ._ file), not a picture: not indexed"
 # a file Android's trash renamed in place (.trashed-EXPIRY-NAME), deleted when it expires
 TRASHED_FILE = ".trashed-"
 TRASHED_REASON = "a trashed file (Android's trash): not indexed"
 
 
 def own_folder(folder: str) -> str | None:
-    """Why `folder` is no photo folder (OWN_FOLDER: an apply journal or a review page's folder;
-    TRASH_FOLDER: a trash), or None."""
+    """Why `folder` is no photo folder (OWN_FOLDER: an apply journal, a review page's folder or
+    moved duplicates; TRASH_FOLDER: a trash; CACHE_FOLDER: another program's thumbnails), or
+    None."""
     if any(os.path.lexists(os.path.join(folder, mark)) for mark in (REVIEW_MARK, MOVED_MARK)) or (
             os.path.lexists(os.path.join(folder, "journal.jsonl"))
             and os.path.isdir(os.path.join(folder, "held"))):
@@ -52,6 +63,8 @@ def own_folder(folder: str) -> str | None:
             name == "Trash" and all(os.path.isdir(os.path.join(folder, sub))
                                     for sub in ("files", "info"))):
         return TRASH_FOLDER
+    if name in CACHE_NAMES:
+        return CACHE_FOLDER
     return None
 
 
@@ -139,6 +152,14 @@ def walk_images(roots: Iterable[str | os.PathLike],
             report(WalkProblem(root, "not a regular file or folder"))
 
 
+def _apple_double(path: str) -> bool:
+    try:
+        with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as f:
+            return f.read(4) == APPLEDOUBLE
+    except OSError:
+        return False
+
+
 def _walk_dir(top: str, report: Callable[[WalkProblem], None]) -> Iterator[FileInfo]:
     """Depth first in name order, with a stack of folders rather than recursion: a tree deeper
     than Python's recursion limit is walked like any other."""
@@ -161,6 +182,9 @@ def _walk_dir(top: str, report: Callable[[WalkProblem], None]) -> Iterator[FileI
                 continue
             if entry.name.startswith(TRASHED_FILE):
                 report(WalkProblem(path, TRASHED_REASON))
+                continue
+            if entry.name.startswith("._") and _apple_double(path):
+                report(WalkProblem(path, APPLEDOUBLE_REASON))
                 continue
             st = entry.stat(follow_symlinks=True)
         except OSError as e:

@@ -26,7 +26,7 @@ import numpy as np
 from simsearch.catalog import Catalog, Row
 from simsearch.embedder import Embedder
 from simsearch.errors import DecodeError, MissingLibraryError
-from simsearch.files import (OWN_FOLDER, TRASH_FOLDER, TRASHED_FILE, FileInfo, WalkProblem,
+from simsearch.files import (CACHE_FOLDER, OWN_FOLDER, TRASH_FOLDER, TRASHED_FILE, FileInfo, WalkProblem,
                              sha256, stat_file, walk_images)
 from simsearch.images import load_image, probe
 from simsearch.scoring import Background
@@ -153,7 +153,8 @@ def plan(catalog: Catalog, roots: list[str], report: IngestReport) -> Iterator[t
     unchanged one is only counted), with that row."""
     def problem(p: WalkProblem) -> None:
         report.skipped.append(Skipped(p.path, p.reason))
-        if p.reason in (OWN_FOLDER, TRASH_FOLDER):  # what an earlier run took is forgotten
+        if p.reason in (OWN_FOLDER, TRASH_FOLDER, CACHE_FOLDER):  # what an earlier run took
+            # is forgotten
             report.own_folders.append(p.path)
 
     for info in walk_images(roots, on_problem=problem):

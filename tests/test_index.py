@@ -264,3 +264,24 @@ def test_simsearchs_own_folders_in_a_photo_folder_are_not_indexed(tmp_path, tiny
                        str(trash): "a trash folder (what is there was deleted): not indexed",
                        str(recycle): "a trash folder (what is there was deleted): not indexed",
                        str(android): "a trashed file (Android's trash): not indexed"}
+
+
+def test_thumbnail_caches_other_trashes_and_macos_data_files_are_not_indexed(
+        tmp_path, tiny_model, photos):
+    """A phone's DCIM/.thumbnails, a NAS's @eaDir / .@__thumb, Nextcloud's and MIUI's trash,
+    and macOS's ._ files (AppleDouble data, named like the photo) are no photos; a picture
+    that merely has a name starting with ._ is one."""
+    from simsearch.files import APPLEDOUBLE, APPLEDOUBLE_REASON, CACHE_FOLDER, TRASH_FOLDER
+    for folder in ("DCIM/.thumbnails", "share/@eaDir/img.jpg", "q/.@__thumb",
+                   "nc/files_trashbin/files", "phone/.globalTrash"):
+        write_pictures(photos / folder, 1, seed=20 + len(folder))
+    (photos / "._img000.jpg").write_bytes(APPLEDOUBLE + b"\0" * 200)
+    write_pictures(photos / "dots", 1, seed=30)
+    (photos / "dots" / "img000.jpg").rename(photos / "dots" / "._mine.jpg")
+    index = _index(tmp_path, tiny_model)
+    report = index.add_paths([photos])
+    reasons = {os.path.relpath(s.path, photos): s.reason for s in report.skipped}
+    assert reasons == {"DCIM/.thumbnails": CACHE_FOLDER, "share/@eaDir": CACHE_FOLDER,
+                       "q/.@__thumb": CACHE_FOLDER, "nc/files_trashbin": TRASH_FOLDER,
+                       "phone/.globalTrash": TRASH_FOLDER, "._img000.jpg": APPLEDOUBLE_REASON}
+    assert report.added == 9 and any(p.endswith("._mine.jpg") for p in index.vectors()[0])
