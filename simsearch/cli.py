@@ -186,6 +186,12 @@ def index_cmd(paths, index_dir, model, rebuild, workers, batch_size, ray_address
         n = sum(s.reason.startswith(f"{fmt} needs a library") for s in report.skipped)
         click.echo(f"{n} {fmt} files skipped: the library that decodes them is not installed; "
                    f"install it with: {install}", err=True)
+    if report.other_files:
+        click.echo(f"note: this run embedded with {index.embedder.model.onnx_path.name}, the index "
+                   f"also holds vectors made with {', '.join(report.other_files)} (another "
+                   f"precision or machine): the two agree to a cosine of about 0.998, so scores "
+                   f"between them may move by that much; to keep one, run with the same "
+                   f"--precision everywhere, or re-embed all with --rebuild", err=True)
     for folder, n in report.kept.items():
         click.echo(f"kept {n} indexed images under {_show(folder)}: the folder is empty or "
                    f"unreadable now (a drive not mounted?); to forget them, index its parent "
@@ -483,7 +489,7 @@ def check_cmd(index_dir, repair, precision, as_json):
     runs here (exit status 1: no index).
     """
     from simsearch.errors import IndexStoreError
-    from simsearch.index import default_index_dir
+    from simsearch.index import NOT_RECORDED, default_index_dir
     from simsearch.integrity import check_index
     from simsearch.store import Store
 
@@ -516,6 +522,14 @@ def check_cmd(index_dir, repair, precision, as_json):
     unusable = runs is not None and "error" in runs and "device" not in runs
     if unusable:  # query and index would fail: not ok
         report.problems.append(f"model: {runs['error']}")
+    elif runs is not None and "error" not in runs and [f for f in runs["made_with"]
+                               if f != runs["file"] and f != NOT_RECORDED]:
+        report.warnings.append(
+            f"model: the index holds vectors made with {', '.join(runs['made_with'])}, and this "
+            f"machine runs {runs['file']}: vectors of two files agree to a cosine of about 0.998, "
+            f"so new files score up to that much apart from how the others would (an indexed "
+            f"file queried scores 1.0 against itself all the same); keep one with --precision, "
+            f"or re-embed all with: simsearch index PHOTOS --rebuild")
     elif runs is not None and "error" in runs:  # the GPU here runs it, in fp32
         report.warnings.append(f"model: on this machine's CPU: {runs['error']}; commands here "
                                f"run the network on {runs['device']}, in fp32")
@@ -538,6 +552,8 @@ def check_cmd(index_dir, repair, precision, as_json):
                        f"search (measured when built)")
         if runs is not None and "error" not in runs:
             click.echo(_model_line(runs))
+        if runs is not None and runs.get("made_with"):
+            click.echo(f"vectors made with: {', '.join(runs['made_with'])}")
         where = "" if index_dir is None else f" --index {index_dir}"
         state = ("NOT ok (the model cannot run here as set: see the problem above)" if unusable
                  else "ok" if report.ok else "NOT ok (each problem above says what to run)"
@@ -564,9 +580,14 @@ def _model_here(folder, precision: str | None = None) -> dict | None:
     from simsearch.errors import ModelError, PrecisionError, SimsearchError
     from simsearch.index import open_index
     from simsearch.models import cpu_has_vnni, cpu_int8_saturates, resolve_device, resolve_model
+    made: list[str] = []
     try:
-        ref = (resolve_model(None, precision=precision) if folder is None
-               else open_index(folder, device="cpu", precision=precision).runtime_model())
+        if folder is None:
+            ref = resolve_model(None, precision=precision)
+        else:
+            index = open_index(folder, device="cpu", precision=precision)
+            made = index.made_with()
+            ref = index.runtime_model()
     except PrecisionError as e:  # this CPU cannot run the model as set; a GPU here would
         try:
             device = resolve_device(None)
@@ -581,7 +602,7 @@ def _model_here(folder, precision: str | None = None) -> dict | None:
            "7-bit weights: this CPU has no VNNI, where 8-bit ones saturate"
            if cpu_int8_saturates() else "")
     return {"name": ref.name, "id": ref.model_id, "precision": ref.precision,
-            "file": ref.onnx_path.name, "reason": why}
+            "file": ref.onnx_path.name, "reason": why, "made_with": made}
 
 
 @main.command("serve")

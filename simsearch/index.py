@@ -442,6 +442,7 @@ class Index:
                     with catalog.transaction():
                         if rebuild:
                             catalog.clear()
+                            catalog.delete_meta(MADE_WITH)
                             catalog.set_meta("rebuild", json.dumps(roots))
                         catalog.set_model(json.dumps(record))
                 self._record = record
@@ -467,6 +468,8 @@ class Index:
                                         progress=progress, workers=workers,
                                         batch_size=batch_size, background=self.background,
                                         device=self.embedder.device)
+                if ray is None and report.added + report.updated:
+                    self._record_file(catalog, report)
                 self._finish_rebuild(catalog, roots)
                 vectors = self._settled(catalog, growing.vectors, ann, memory)
                 self.manifest = self.store.commit(catalog, vectors, record, scoring, ann)
@@ -474,6 +477,32 @@ class Index:
                 catalog.close()
                 self._forget_loaded()
         return report
+
+    def _record_file(self, catalog: Catalog, report: IngestReport) -> None:
+        """Note which file of the model made this run's vectors (`made_with`); the report's
+        `other_files` names those that made earlier ones, where they differ."""
+        name = self.embedder.model.onnx_path.name
+        made = _made_with(catalog)
+        if not made and catalog.count() > report.added:  # rows from before the record
+            made = [NOT_RECORDED]
+        report.other_files = [f for f in made if f not in (name, NOT_RECORDED)]
+        if name not in made:
+            with catalog.transaction():
+                catalog.set_meta(MADE_WITH, json.dumps(made + [name]))
+
+    def made_with(self) -> list[str]:
+        """The files of the model (fp32, int8, 7-bit int8) whose vectors the index holds, in
+        the order first used; empty where unknown (an index from before session 27, or made
+        on a Ray cluster, whose workers each run their own CPU's file). Vectors of two files
+        agree to a cosine of about 0.998."""
+        path = self.folder / CATALOG
+        if not path.is_file() or Catalog.is_blank(path):
+            return []
+        catalog = self.catalog()
+        try:
+            return _made_with(catalog)
+        finally:
+            catalog.close()
 
     def _load_with(self, catalog: Catalog) -> tuple[VectorIndex, Offsets]:
         loaded = self._read_vectors_file()
@@ -944,6 +973,18 @@ class Index:
         except OSError as e:
             raise IndexStoreError(f"{out}: cannot write ({e.strerror or e})") from e
         return len(paths)
+
+
+MADE_WITH = "made_with"  # catalog meta: the model files that made its vectors (a JSON list)
+NOT_RECORDED = "(not recorded)"  # ... its first entry where rows came before the record
+
+
+def _made_with(catalog: Catalog) -> list[str]:
+    try:
+        made = json.loads(catalog.get_meta(MADE_WITH) or "[]")
+    except ValueError:
+        return []
+    return [str(f) for f in made] if isinstance(made, list) else []
 
 
 def _copy_moved_first(query: str, matches: list[Match]) -> list[Match]:

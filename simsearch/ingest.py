@@ -62,6 +62,8 @@ class IngestReport:
     missing_libraries: dict[str, str] = field(default_factory=dict)
     # simsearch's own folders (apply journals, review pages) and trashes the walk passed over
     own_folders: list[str] = field(default_factory=list)
+    # other files of the model (fp32, int8) that made vectors the index held before this run
+    other_files: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         decoded = ", ".join(f"{n} {name}" for name, n in sorted(self.formats.items()))

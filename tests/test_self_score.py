@@ -160,3 +160,34 @@ def test_an_indexed_file_is_its_own_match_at_any_precision(tmp_path):
     other = same_pixels(originals[0])  # bytes the index does not hold are embedded
     assert index.search([other], k=1)[0].matches[0].path == originals[0]
     assert index._embedder is not None
+
+
+@pytest.mark.skipif(not (DEFAULT_MODEL_DIR / "default.int8-avx2.onnx").is_file(),
+                    reason="no default model with its 7-bit int8 file")
+def test_the_index_records_which_file_made_its_vectors_and_says_when_they_mix(tmp_path):
+    """Files indexed in fp32, then more with int8: index says the two mix, check says which
+    files made the vectors and warns that this machine's differs; a rebuild starts afresh."""
+    import json as json_
+    from click.testing import CliRunner
+
+    from simsearch.cli import main
+    write_kinds(tmp_path / "first", per_kind=1)
+    write_kinds(tmp_path / "second", per_kind=1)
+    index_dir, runner = str(tmp_path / "index"), CliRunner()
+    first = runner.invoke(main, ["index", str(tmp_path / "first"), "--index", index_dir, "-q",
+                                 "--precision", "fp32"])
+    assert first.exit_code == 0 and "note:" not in first.stderr, first.output
+    assert open_index(index_dir).made_with() == ["default.onnx"]
+    second = runner.invoke(main, ["index", str(tmp_path / "second"), "--index", index_dir, "-q",
+                                  "--precision", "int8"])
+    assert second.exit_code == 0, second.output
+    file = open_index(index_dir, precision="int8").runtime_model().onnx_path.name
+    assert (f"note: this run embedded with {file}, the index also holds vectors made with "
+            f"default.onnx") in second.stderr
+    checked = json_.loads(runner.invoke(main, ["check", "--index", index_dir, "--json",
+                                               "--precision", "int8"]).stdout)
+    assert checked["ok"] and checked["model"]["made_with"] == ["default.onnx", file]
+    assert any("holds vectors made with default.onnx" in w for w in checked["warnings"])
+    again = runner.invoke(main, ["index", str(tmp_path / "first"), "--index", index_dir, "-q",
+                                 "--precision", "int8", "--rebuild"])
+    assert again.exit_code == 0 and open_index(index_dir).made_with() == [file]
