@@ -126,7 +126,7 @@ def _apply(plan: Plan, action: str, journal: str | os.PathLike, to, confirm_dele
                         "--yes-delete to confirm, or use --action trash")
     plan.validate()
     to = os.path.abspath(to) if to else None
-    if action == "move":
+    if action == "move" and not _resumes(journal, action, to, plan_id):
         _check_aside(to)
     with Journal(journal, create=True) as j:
         head = j.begin()
@@ -171,6 +171,20 @@ def _apply(plan: Plan, action: str, journal: str | os.PathLike, to, confirm_dele
         report.not_duplicates = [[f.path for f in g.files] for g in plan.groups
                                  if g.decision == "not-duplicates"]
     return report
+
+
+def _resumes(journal, action: str, to: str | None, plan_id: str) -> bool:
+    """Whether `journal` holds an unfinished run of this plan and action into `to` (one an
+    earlier simsearch began into a folder it did not set aside resumes all the same)."""
+    if not os.path.lexists(os.path.join(journal, "journal.jsonl")):
+        return False
+    try:
+        with Journal(journal) as j:
+            head = j.begin() or {}
+            return ((head.get("action"), head.get("to"), head.get("plan")) == (action, to, plan_id)
+                    and any(st in ("done", "open") for _, st in j.intents()))
+    except JournalError:
+        return False
 
 
 def _check_aside(to: str) -> None:

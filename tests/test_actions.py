@@ -471,6 +471,19 @@ def test_move_sets_its_folder_aside_and_refuses_a_folder_holding_other_files(lib
     assert not (tmp_path / "new").exists() and snapshot(photos) == before
 
 
+def test_a_move_journal_of_an_earlier_version_resumes_into_its_folder(library):
+    """An earlier simsearch moved into a folder it did not mark (and the person has put
+    files there since): applying the same plan again with that journal resumes, not refused."""
+    tmp_path, photos, plan = library
+    to = tmp_path / "aside"
+    first = apply(plan, "move", tmp_path / "j", to=to)
+    (to / MOVED_MARK).unlink()
+    (to / "notes.txt").write_text("mine")
+    again = apply(plan, "move", tmp_path / "j", to=to)
+    assert again.earlier == len(first.done) and not again.done and not again.skipped
+    assert (to / MOVED_MARK).is_file()  # set aside now, as this version sets it
+
+
 def test_a_failed_move_leaves_no_folders_behind_and_a_file_listed_twice_is_refused(
         library, monkeypatch):
     tmp_path, photos, plan = library
