@@ -49,6 +49,9 @@ class Outcome:
     detail: str  # where it went, or why it was skipped / not restored
 
 
+# where no file is acted on or counts as a kept copy (simsearch.files.own_folder)
+OWN_FOLDERS = ("simsearch's own folder (an apply journal, a review page, duplicates moved "
+               "aside), a trash or another program's thumbnail cache")
 # why a file is skipped that is already the kept file (a hard link, or a link to it)
 NOTHING_TO_FREE = "the kept file under another name (a hard link or a link to it); nothing to free"
 
@@ -126,7 +129,8 @@ def _apply(plan: Plan, action: str, journal: str | os.PathLike, to, confirm_dele
                         "--yes-delete to confirm, or use --action trash")
     plan.validate()
     to = os.path.abspath(to) if to else None
-    if action == "move" and not _resumes(journal, action, to, plan_id):
+    resuming = action == "move" and _resumes(journal, action, to, plan_id)
+    if action == "move" and not resuming:
         _check_aside(to)
     with Journal(journal, create=True) as j:
         head = j.begin()
@@ -160,8 +164,9 @@ def _apply(plan: Plan, action: str, journal: str | os.PathLike, to, confirm_dele
             report.rolled_back += 1
         done = {op["path"]: op for op, st in j.intents() if st == "done"}
         report.earlier = len(done)
-        if action == "move":
-            _set_aside(to, j)
+        if action == "move" and not (resuming and os.path.isdir(to) and os.listdir(to)):
+            _set_aside(to, j)  # (a folder an earlier simsearch moved into, holding files
+            # now, may hold the person's photos: resumed as it was, not set aside)
         _act(plan, action, to, j, done, report, progress)
         for op in done.values():
             if op["action"] in ("trash", "delete"):
@@ -193,13 +198,17 @@ def _check_aside(to: str) -> None:
     folder given by mistake would drop out of the index."""
     own = in_own_folder(os.path.join(to, "x"))
     if own is not None and not os.path.lexists(os.path.join(own, MOVED_MARK)):
-        raise PlanError(f"--to {to} lies in {own}, a trash or simsearch's own folder: give "
-                        f"a new or empty folder to move duplicates to")
+        raise PlanError(f"--to {to} lies in {own}, {OWN_FOLDERS}: give a new or empty folder "
+                        f"to move duplicates to")
     if own is not None or not os.path.lexists(to):
         return
     if not os.path.isdir(to):
         raise PlanError(f"--to {to} is not a folder")
-    if os.listdir(to):
+    try:
+        other = os.listdir(to)
+    except OSError as e:
+        raise PlanError(f"--to {to}: cannot read it ({e.strerror or e})") from None
+    if other:
         raise PlanError(f"--to {to} holds other files: duplicates are moved to a folder set "
                         f"aside for them (simsearch never indexes it, so they do not come back "
                         f"as duplicates), so give a new or empty folder, or one that earlier "
@@ -218,13 +227,27 @@ def _set_aside(to: str, j: Journal) -> None:
         made.append(folder)
         folder = os.path.dirname(folder)
     j.append({"op": "set-aside", "mark": mark, "made": made})
-    os.makedirs(to, exist_ok=True)
-    fd = os.open(mark, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
-    with open(fd, "w") as fh:
-        fh.write(f"Duplicates simsearch apply moved aside (journal {j.folder}). simsearch does "
-                 f"not index this folder; simsearch undo {j.folder} puts them back.\n")
-        fh.flush()
-        os.fsync(fh.fileno())
+    try:
+        os.makedirs(to, exist_ok=True)
+        fd = os.open(mark, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+        with open(fd, "w") as fh:
+            fh.write(f"Duplicates simsearch apply moved aside (journal {j.folder}). simsearch "
+                     f"does not index this folder; simsearch undo {j.folder} puts them back.\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+    except OSError as e:  # (nothing was moved: undo finds nothing to do)
+        _remove_empty(made)
+        raise PlanError(f"--to {to}: cannot make it the folder duplicates are moved to "
+                        f"({e.strerror or e}); nothing was moved") from None
+
+
+def _remove_empty(folders: list[str]) -> None:
+    """Remove `folders` (deepest first), stopping at the first that is not empty."""
+    for d in folders:
+        try:
+            os.rmdir(d)
+        except OSError:
+            break
 
 
 def _put_aside_back(j: Journal) -> None:
@@ -239,11 +262,7 @@ def _put_aside_back(j: Journal) -> None:
             os.unlink(r["mark"])
         except OSError:
             continue
-        for d in r["made"]:  # deepest first
-            try:
-                os.rmdir(d)
-            except OSError:
-                break
+        _remove_empty(r["made"])
 
 
 def _act(plan: Plan, action: str, to: str | None, j: Journal, done: dict[str, dict],
@@ -303,11 +322,7 @@ def _act(plan: Plan, action: str, to: str | None, j: Journal, done: dict[str, di
             except OSError as e:
                 restored, what = _undo_step(op)
                 j.append({"op": "rolled-back", "n": op["n"], "detail": what})
-                for d in op.get("made", []):  # the folders the move made for it, deepest first
-                    try:
-                        os.rmdir(d)
-                    except OSError:
-                        break
+                _remove_empty(op.get("made", []))  # the folders the move made for it
                 where = f": {e.filename}" if e.filename and e.filename != path else ""
                 report.skipped.append(Outcome(path, f"failed ({e.strerror or e}{where}); " + (
                     "left as it was" if restored else what)))
@@ -331,7 +346,7 @@ def _no_copy(path: str, doubted: bool, f, hashes: dict[str, str]) -> str:
     """Why the kept file `path` is no intact copy (`doubted`: see _doubted)."""
     own = in_own_folder(path)
     if own is not None:
-        return f"in {own}, a trash or simsearch's own folder"
+        return f"in {own}, {OWN_FOLDERS}"
     if doubted:
         return "kept only as not confirmed to be a copy"
     return _unchanged(path, f, hashes, follow=True) or "intact"
@@ -367,7 +382,7 @@ def _refusal(path: str, f, kept: str, kept_inodes: set, plan: Plan, action: str,
         return "protected"
     own = in_own_folder(path)
     if own is not None:  # an original an apply journal holds, a thumbnail, a trashed file
-        return f"in {own}: simsearch's own folder (an apply journal or a review page) or a trash"
+        return f"in {own}: {OWN_FOLDERS}"
     try:
         st = os.lstat(path)
     except OSError:

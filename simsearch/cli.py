@@ -770,8 +770,11 @@ def apply_cmd(plan_path, action, to, yes_delete, journal, index_dir, quiet, as_j
                        plan_id=sha256(plan_path), progress=progress,
                        index=os.path.abspath(index_dir) if index_dir else None,
                        on_wait=_waiting)
-    # moved files are set aside (never indexed again): the index forgets them as trashed ones
-    index_note = _update_index(index_dir or plan.index, forget=report.removed + list(report.moved),
+    # moved files are set aside (never indexed again): the index forgets them as trashed ones,
+    # at their new paths too (where an earlier simsearch followed them under --to)
+    index_note = _update_index(index_dir or plan.index,
+                               forget=report.removed + list(report.moved) + list(
+                                   report.moved.values()),
                                not_duplicates=report.not_duplicates)
     for o in report.skipped:
         click.echo(f"skipped {_show(o.path)}: {o.detail}", err=True)

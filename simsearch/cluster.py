@@ -28,7 +28,7 @@ from ray.exceptions import RayActorError
 from simsearch.catalog import Catalog, Row
 from simsearch.embedder import Embedder
 from simsearch.errors import SimsearchError
-from simsearch.files import FileInfo
+from simsearch.files import FileInfo, absolute
 from simsearch.ingest import (Committer, Computed, IngestReport, Progress, Skipped, compute_files,
                               plan, remove_missing)
 from simsearch.models import ModelRef, for_this_cpu
@@ -95,7 +95,7 @@ def ray_ingest(catalog: Catalog, vectors: VectorIndex, model: ModelRef, roots: I
     """`simsearch.ingest.ingest`, with compute on `workers` Ray actors (default: one per CPU
     of the cluster)."""
     report = IngestReport()
-    roots = [os.path.abspath(os.fspath(r)) for r in roots]
+    roots = [absolute(r) for r in roots]
     todo = _Batches(plan(catalog, roots, report), batch_size)
     if todo.peek():  # the cluster is reached only when there is something to compute
         connected = connect(address)

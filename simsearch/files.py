@@ -13,7 +13,7 @@ from pathlib import Path
 from simsearch.formats import SUFFIXES
 
 __all__ = ["IMAGE_SUFFIXES", "FileInfo", "WalkProblem", "walk_images", "stat_file", "sha256",
-           "json_text", "REVIEW_MARK", "MOVED_MARK", "OWN_FOLDER", "CACHE_FOLDER", "TRASH_FOLDER", "own_folder",
+           "json_text", "absolute", "REVIEW_MARK", "MOVED_MARK", "OWN_FOLDER", "CACHE_FOLDER", "TRASH_FOLDER", "own_folder",
            "in_own_folder"]
 
 # simsearch's own work, not photos: an apply journal (journal.jsonl beside held/, the originals
@@ -103,6 +103,14 @@ class WalkProblem:
     reason: str
 
 
+def absolute(path: str | os.PathLike) -> str:
+    """`path` absolute and normalised, as the catalog names files: a leading "//" (which
+    POSIX leaves to the system, and Linux reads as "/") is "/", so that one file never has two
+    names there and plan paths stay plain."""
+    path = os.path.abspath(os.fspath(path))
+    return "/" + path.lstrip("/") if path.startswith("//") else path
+
+
 def stat_file(path: str) -> FileInfo:
     st = os.stat(path)
     return FileInfo(path, st.st_size, st.st_mtime_ns)
@@ -118,7 +126,7 @@ def walk_images(roots: Iterable[str | os.PathLike],
     Unreadable folders and broken entries are reported through `on_problem` and skipped.
     """
     report = on_problem or (lambda problem: None)
-    roots = [os.path.abspath(os.fspath(r)) for r in roots]
+    roots = [absolute(r) for r in roots]
     folders = [r for r in roots if os.path.isdir(r)]
 
     def covered(path: str, by: list[str]) -> bool:

@@ -23,7 +23,7 @@ from simsearch.errors import (DecodeError, IndexStoreError, ModelError, ModelMis
                               PrecisionError, PrecisionUnavailable, SimsearchError)
 from simsearch.models import ModelRef, for_this_cpu, resolve_device, resolve_model
 from simsearch.plan import extent_of
-from simsearch.files import sha256
+from simsearch.files import absolute, sha256
 from simsearch.images import load_image
 from simsearch.ingest import IngestReport, Progress, ingest
 from simsearch.scoring import Background, Offsets, adjusted_search, load_background
@@ -420,7 +420,7 @@ class Index:
 
         A failure to write (full disk, read-only folder) raises `IndexStoreError`; what was
         committed before it stays, and the next run carries on from there."""
-        roots = [os.path.abspath(os.fspath(p)) for p in paths]
+        roots = [absolute(p) for p in paths]
         missing = [r for r in roots if not os.path.lexists(r)]
         if missing:
             raise SimsearchError(f"{missing[0]}: no such file or folder; nothing was indexed")
@@ -593,7 +593,7 @@ class Index:
 
     def forget(self, paths: Iterable[str | os.PathLike]) -> int:
         """Remove these files' rows (the files themselves are not touched). Returns how many."""
-        keys = [os.path.abspath(os.fspath(p)) for p in paths]
+        keys = [absolute(p) for p in paths]
 
         def change(catalog: Catalog) -> int:
             ids = [row.id for row in (catalog.get(p) for p in keys) if row is not None]
@@ -635,7 +635,7 @@ class Index:
         """Remember that these pictures are all different from one another: later dedupe runs
         never put two of them in one group. Stored by content, so it survives moves. Returns
         the number of pairs recorded."""
-        keys = [os.path.abspath(os.fspath(p)) for p in paths]
+        keys = [absolute(p) for p in paths]
 
         def change(catalog: Catalog) -> int:
             shas = sorted({row.sha256 for row in (catalog.get(p) for p in keys) if row})

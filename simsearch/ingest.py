@@ -26,8 +26,8 @@ import numpy as np
 from simsearch.catalog import Catalog, Row
 from simsearch.embedder import Embedder
 from simsearch.errors import DecodeError, MissingLibraryError
-from simsearch.files import (CACHE_FOLDER, OWN_FOLDER, TRASH_FOLDER, TRASHED_FILE, FileInfo, WalkProblem,
-                             sha256, stat_file, walk_images)
+from simsearch.files import (CACHE_FOLDER, OWN_FOLDER, TRASH_FOLDER, TRASHED_FILE, FileInfo,
+                             WalkProblem, absolute, sha256, stat_file, walk_images)
 from simsearch.images import load_image, probe
 from simsearch.scoring import Background
 from simsearch.vectors import VectorIndex
@@ -60,7 +60,8 @@ class IngestReport:
     formats: dict[str, int] = field(default_factory=dict)
     # formats whose optional library is not installed, each with the command that installs it
     missing_libraries: dict[str, str] = field(default_factory=dict)
-    # simsearch's own folders (apply journals, review pages) and trashes the walk passed over
+    # simsearch's own folders (journals, review pages, moves), trashes and thumbnail caches
+    # the walk passed over
     own_folders: list[str] = field(default_factory=list)
     # other files of the model (fp32, int8) that made vectors the index held before this run
     other_files: list[str] = field(default_factory=list)
@@ -176,7 +177,7 @@ def ingest(catalog: Catalog, vectors: VectorIndex, embedder_factory: Callable[[]
     flat however many files there are. `progress(done, total)`: total is the number of new or
     changed files found so far (exact once the walk has finished)."""
     report = IngestReport()
-    roots = [os.path.abspath(os.fspath(r)) for r in roots]
+    roots = [absolute(r) for r in roots]
     committer = Committer(catalog, vectors, report, background)
     batcher = _Batcher(catalog, committer, embedder_factory, report, progress, batch_size)
     batcher.run(_LookAhead(plan(catalog, roots, report), LOOKAHEAD), workers)
@@ -393,7 +394,7 @@ def remove_missing(catalog: Catalog, vectors: VectorIndex, roots: list[str],
             report.kept[root] = len(missing)
             continue
         gone.extend(missing)
-    for folder in report.own_folders:  # an apply journal or a review page, indexed before
+    for folder in report.own_folders:  # simsearch's own, a trash, a cache, indexed before
         gone.extend(row_id for row_id, _ in catalog.paths_under(folder))  # session 26
     gone = list(dict.fromkeys(gone))
     if gone:

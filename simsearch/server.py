@@ -23,7 +23,17 @@ from urllib.parse import parse_qs, urlparse
 
 from simsearch.errors import SimsearchError
 
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def _loopback(host: str) -> bool:
+    """Whether `host` (an address or name, without port or brackets) is this machine only."""
+    import ipaddress
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 __all__ = ["serve", "make_server", "MAX_BODY"]
 
@@ -40,7 +50,7 @@ def make_server(index, host: str = "127.0.0.1", port: int = 8765) -> ThreadingHT
     class Handler(_Handler):
         pass
     Handler.index = index
-    Handler.loopback = host in LOOPBACK or host.startswith("127.")
+    Handler.loopback = _loopback(host)
     server = ThreadingHTTPServer((host, port), Handler)
     server.daemon_threads = True
     return server
@@ -94,8 +104,8 @@ class _Handler(BaseHTTPRequestHandler):
             return "a web page's request (Sec-Fetch-Site: cross-site)"
         if self.loopback:
             host = urlparse("//" + (self.headers.get("Host") or "")).hostname or ""
-            if host not in LOOPBACK and not host.startswith("127."):
-                return f"Host {host!r} is not this machine's loopback name"
+            if not _loopback(host):
+                return f"Host {host!r} is not this machine's loopback name or address"
         return None
 
     def do_GET(self):

@@ -473,7 +473,8 @@ def test_move_sets_its_folder_aside_and_refuses_a_folder_holding_other_files(lib
 
 def test_a_move_journal_of_an_earlier_version_resumes_into_its_folder(library):
     """An earlier simsearch moved into a folder it did not mark (and the person has put
-    files there since): applying the same plan again with that journal resumes, not refused."""
+    files there since): applying the same plan again with that journal resumes, not refused,
+    and leaves the folder as it was (it may hold the person's photos: not set aside)."""
     tmp_path, photos, plan = library
     to = tmp_path / "aside"
     first = apply(plan, "move", tmp_path / "j", to=to)
@@ -481,7 +482,12 @@ def test_a_move_journal_of_an_earlier_version_resumes_into_its_folder(library):
     (to / "notes.txt").write_text("mine")
     again = apply(plan, "move", tmp_path / "j", to=to)
     assert again.earlier == len(first.done) and not again.done and not again.skipped
-    assert (to / MOVED_MARK).is_file()  # set aside now, as this version sets it
+    assert not (to / MOVED_MARK).exists()
+    unusable = tmp_path / "notes.txt"  # a --to that cannot be made: refused, naming it
+    unusable.write_text("mine")
+    with pytest.raises(PlanError, match=r"--to .*notes.txt/aside: cannot make it the folder"):
+        apply(plan, "move", tmp_path / "j3", to=unusable / "aside")
+    assert unusable.read_text() == "mine"
 
 
 def test_a_failed_move_leaves_no_folders_behind_and_a_file_listed_twice_is_refused(
@@ -637,7 +643,7 @@ def test_a_file_in_an_apply_journal_or_a_review_folder_is_never_acted_on(library
     assert odd.groups[0].act_on == [str(held)]
     report = apply(odd, "trash", tmp_path / "j2")
     assert not report.done and report.skipped[0].detail == (
-        f"in {journal}: simsearch's own folder (an apply journal or a review page) or a trash")
+        f"in {journal}: {actions.OWN_FOLDERS}")
     assert held.is_file()
 
 

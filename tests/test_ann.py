@@ -225,7 +225,7 @@ def test_serve_answers_on_localhost(tmp_path, tiny_model, photos):
     server = make_server(open_index(index.folder), "127.0.0.1", 0)
     host, port = server.server_address[:2]
     assert host == "127.0.0.1"
-    thread = threading.Thread(target=lambda: [server.handle_request() for _ in range(11)])
+    thread = threading.Thread(target=lambda: [server.handle_request() for _ in range(12)])
     thread.start()
     try:
         url = f"http://127.0.0.1:{port}"
@@ -266,6 +266,7 @@ def test_serve_answers_on_localhost(tmp_path, tiny_model, photos):
         # what a web page sends is refused: cross-site (Origin), or through a rebound name
         for headers in ({"Content-Type": "text/plain", "Origin": "https://example.com"},
                         {"Content-Type": "application/json", "Host": f"evil.example:{port}"},
+                        {"Content-Type": "application/json", "Host": f"127.evil.example:{port}"},
                         {"Content-Type": "text/plain", "Sec-Fetch-Site": "cross-site"}):
             page = urllib.request.Request(url + "/query", json.dumps(
                 {"path": "/etc/shadow"}).encode(), headers)

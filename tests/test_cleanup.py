@@ -201,3 +201,28 @@ def test_apply_exits_1_when_the_index_cannot_follow(tmp_path, tiny_model, monkey
     result = _run(["apply", plan_file, "--action", "trash", "-q", "--index", tmp_path / "typo"])
     assert result.exit_code == 1 and "the index was not updated" in result.stderr
     assert "1 files trashed" in result.stderr
+
+
+def test_moves_an_earlier_version_followed_into_the_index_are_forgotten(tmp_path, tiny_model,
+                                                                        monkeypatch):
+    """An earlier simsearch followed moved files under --to in the index (and set no folder
+    aside): the same apply run again forgets them there, so they do not group again."""
+    from simsearch.actions import apply
+    from simsearch.files import MOVED_MARK, sha256
+    from simsearch.index import open_index
+    photos = tmp_path / "photos"
+    originals = write_pictures(photos, 3)
+    shutil.copy2(originals[0], photos / "dup.jpg")
+    idx = tmp_path / "idx"
+    _run(["index", photos, "--index", idx, "--model", tiny_model / "model.onnx", "-q"])
+    plan_file = tmp_path / "plan.json"
+    assert _run(["dedupe", "--index", idx, "--plan", plan_file]).exit_code == 0
+    moved = tmp_path / "moved"
+    report = apply(Plan.load(plan_file), "move", f"{plan_file}.journal", to=moved,
+                   plan_id=sha256(plan_file))
+    open_index(idx).relocate(report.moved)  # as the earlier version did
+    (moved / MOVED_MARK).unlink()
+    assert len(_groups(idx)) == 1
+    again = _run(["apply", plan_file, "--action", "move", "--to", moved, "--json", "-q"])
+    assert again.exit_code == 0 and json.loads(again.stdout)["earlier"] == 1, again.output
+    assert _groups(idx) == []

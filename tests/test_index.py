@@ -285,3 +285,13 @@ def test_thumbnail_caches_other_trashes_and_macos_data_files_are_not_indexed(
                        "q/.@__thumb": CACHE_FOLDER, "nc/files_trashbin": TRASH_FOLDER,
                        "phone/.globalTrash": TRASH_FOLDER, "._img000.jpg": APPLEDOUBLE_REASON}
     assert report.added == 9 and any(p.endswith("._mine.jpg") for p in index.vectors()[0])
+
+
+def test_a_root_named_with_a_leading_double_slash_is_indexed_under_plain_paths(
+        tmp_path, tiny_model, photos):
+    """"//photos" is "/photos" on Linux: the catalog names files one way, so plans made from
+    it stay plain (a plan refuses paths with doubled slashes)."""
+    index = _index(tmp_path, tiny_model)
+    assert index.add_paths(["/" + str(photos)]).added == 8
+    assert all(not p.startswith("//") for p in index.vectors()[0])
+    assert index.add_paths([photos]).unchanged == 8

@@ -187,6 +187,33 @@ def test_a_plan_made_to_act_on_unconfirmed_files_lets_the_page_act_on_them(tmp_p
     assert errors == []
 
 
+def test_a_copy_called_in_a_group_of_unconfirmed_files_makes_a_plan_apply_takes(
+        tmp_path, browser, monkeypatch):
+    """Every file of a group unconfirmed (plain pictures): the page keeps them all; "It is a
+    copy" on one acts on it, keeping the first, which the person compared it with, so it
+    counts as confirmed too (apply refuses a plan keeping only unconfirmed files)."""
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    files = [_image(tmp_path / "p" / n, size, seed)
+             for n, size, seed in (("x.jpg", (100, 75), 3), ("y.jpg", (50, 40), 4))]
+    made = group(files)
+    made.members[:] = [dataclasses.replace(m, evidence="unchecked") for m in made.members]
+    plan = make_plan([made], parse_rules(["largest"]))
+    assert plan.groups[0].decision == "keep-all"
+    page, errors = _open(browser, write_review(plan, tmp_path / "report"))
+    y = page.locator(f'figure:has(div.path[title="{files[1]}"])')
+    y.locator("button.act-too").click()
+    assert y.locator(".badge").inner_text() == "ACT ON"
+    with page.expect_download() as download:
+        page.locator("#save").click()
+    download.value.save_as(tmp_path / "saved.json")
+    assert errors == []
+    saved = Plan.load(tmp_path / "saved.json")
+    assert saved.groups[0].keep == [str(files[0])]
+    assert sorted(saved.groups[0].confirmed) == sorted(map(str, files))
+    report = apply(saved, "trash", tmp_path / "journal")
+    assert [o.path for o in report.done] == [str(files[1])] and not report.skipped
+
+
 def test_five_thousand_groups_page_through(tmp_path, browser):
     thumb = _image(tmp_path / "report" / "thumbs" / "t.jpg", (160, 120), 9)
     groups = []
