@@ -32,7 +32,7 @@ from pathlib import Path
 
 from simsearch import trash
 from simsearch.errors import JournalError, PlanError
-from simsearch.files import MOVED_MARK, in_own_folder, sha256
+from simsearch.files import MOVED_MARK, MOVED_TEXT, in_own_folder, marked, sha256
 from simsearch.journal import JOURNAL_VERSION, Journal, one_at_a_time
 from simsearch.plan import Plan, under
 
@@ -93,6 +93,8 @@ class UndoReport:
     not_restored: list[Outcome] = field(default_factory=list)
     moved_back: dict[str, str] = field(default_factory=dict)  # place -> original path
     reappeared: list[str] = field(default_factory=list)       # back on disk, not in the index
+    # files an earlier, interrupted undo of this journal put back (the index may lack them)
+    back_earlier: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return {"journal": self.journal, "restored": [o.__dict__ for o in self.restored],
@@ -131,7 +133,7 @@ def _apply(plan: Plan, action: str, journal: str | os.PathLike, to, confirm_dele
     to = os.path.abspath(to) if to else None
     resuming = action == "move" and _resumes(journal, action, to, plan_id)
     if action == "move" and not resuming:
-        _check_aside(to)
+        _check_aside(to, journal)
     with Journal(journal, create=True) as j:
         head = j.begin()
         outstanding = any(st in ("done", "open") for _, st in j.intents())
@@ -142,9 +144,12 @@ def _apply(plan: Plan, action: str, journal: str | os.PathLike, to, confirm_dele
                       "plan": plan_id, "index": os.fspath(index) if index else plan.index,
                       "restorable": action != "delete"})
         elif (head.get("action"), head.get("to"), head.get("plan")) != (action, to, plan_id):
-            raise JournalError(f"{journal} holds an apply of another plan or action "
-                               f"({head.get('action')}) that was not undone; undo it first with: "
-                               f"simsearch undo {journal}, or give another --journal")
+            was = head.get("action", "?") + (f" --to {head['to']}" if head.get("to") else "")
+            why = ("another --to" if (head.get("action"), head.get("plan")) == (action, plan_id)
+                   else "another plan or action")
+            raise JournalError(f"{journal} holds an apply of {why} ({was}) that was not undone; "
+                               f"finish it with that, undo it first with: simsearch undo "
+                               f"{journal}, or give another --journal")
         report = ApplyReport(str(journal), action)
         for op, st in j.intents():  # a step an earlier run left half done: put it back first
             if st != "open":
@@ -192,12 +197,21 @@ def _resumes(journal, action: str, to: str | None, plan_id: str) -> bool:
         return False
 
 
-def _check_aside(to: str) -> None:
+# what a new drive or a file manager leaves in an empty folder
+_NOTHING = frozenset({"lost+found", ".DS_Store", ".directory", "Thumbs.db", "desktop.ini",
+                      ".localized"})
+
+
+def _check_aside(to: str, journal) -> None:
     """Refuse a --to folder that holds anything but what earlier moves set aside there: the
     folder is set aside as a whole (never indexed, never acted on, no kept copy), so a photo
-    folder given by mistake would drop out of the index."""
+    folder given by mistake would drop out of the index. Nor one inside the journal."""
+    journal = os.path.abspath(journal)
+    if to == journal or to.startswith(journal.rstrip(os.sep) + os.sep):
+        raise PlanError(f"--to {to} lies in the journal folder {journal}: give a folder "
+                        f"outside it")
     own = in_own_folder(os.path.join(to, "x"))
-    if own is not None and not os.path.lexists(os.path.join(own, MOVED_MARK)):
+    if own is not None and not marked(own, MOVED_MARK):
         raise PlanError(f"--to {to} lies in {own}, {OWN_FOLDERS}: give a new or empty folder "
                         f"to move duplicates to")
     if own is not None or not os.path.lexists(to):
@@ -208,11 +222,13 @@ def _check_aside(to: str) -> None:
         other = os.listdir(to)
     except OSError as e:
         raise PlanError(f"--to {to}: cannot read it ({e.strerror or e})") from None
+    other = sorted(set(other) - _NOTHING)
     if other:
-        raise PlanError(f"--to {to} holds other files: duplicates are moved to a folder set "
-                        f"aside for them (simsearch never indexes it, so they do not come back "
-                        f"as duplicates), so give a new or empty folder, or one that earlier "
-                        f"moves made")
+        raise PlanError(f"--to {to} holds other files ({other[0]}"
+                        f"{', ...' if len(other) > 1 else ''}): duplicates are moved to a folder "
+                        f"set aside for them (simsearch never indexes it, so they do not come "
+                        f"back as duplicates), so give a new or empty folder, or one that "
+                        f"earlier moves made")
 
 
 def _set_aside(to: str, j: Journal) -> None:
@@ -220,7 +236,7 @@ def _set_aside(to: str, j: Journal) -> None:
     making it first; the journal records what was made, for undo to remove when it is left
     with nothing else."""
     mark = os.path.join(to, MOVED_MARK)
-    if os.path.lexists(mark) or in_own_folder(mark) is not None:
+    if in_own_folder(mark) is not None:  # marked already (by an earlier move), or inside one
         return
     made, folder = [], to
     while not os.path.lexists(folder):
@@ -231,8 +247,8 @@ def _set_aside(to: str, j: Journal) -> None:
         os.makedirs(to, exist_ok=True)
         fd = os.open(mark, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
         with open(fd, "w") as fh:
-            fh.write(f"Duplicates simsearch apply moved aside (journal {j.folder}). simsearch "
-                     f"does not index this folder; simsearch undo {j.folder} puts them back.\n")
+            fh.write(f"{MOVED_TEXT} (journal {j.folder}). simsearch does not index this "
+                     f"folder; simsearch undo {j.folder} puts them back.\n")
             fh.flush()
             os.fsync(fh.fileno())
     except OSError as e:  # (nothing was moved: undo finds nothing to do)
@@ -251,18 +267,30 @@ def _remove_empty(folders: list[str]) -> None:
 
 
 def _put_aside_back(j: Journal) -> None:
-    """Undo _set_aside where the folder holds nothing else: the mark, then the folders made."""
+    """With every move of the journal undone: the set-aside --to folder loses its empty
+    folders (another apply's moves into it, undone while this one's files were there, left
+    theirs) and, holding nothing else, its mark; then the folders this journal made for it."""
+    to = (j.begin() or {}).get("to")
+    if not to or not marked(to, MOVED_MARK):
+        return
+    for folder, _, _ in sorted(os.walk(to), key=lambda w: -w[0].count(os.sep)):
+        # a move's folder mirrors a folder of the photos (a person's own one there stays)
+        if folder != to and os.path.isdir(folder[len(to.rstrip(os.sep)):]) and not (
+                os.path.dirname(folder) == to.rstrip(os.sep)
+                and os.path.basename(folder) in _NOTHING):
+            try:
+                os.rmdir(folder)  # only ever an empty folder
+            except OSError:
+                pass
+    try:
+        if set(os.listdir(to)) - _NOTHING != {MOVED_MARK}:
+            return
+        os.unlink(os.path.join(to, MOVED_MARK))
+    except OSError:
+        return
     for r in j.records:
-        if r["op"] != "set-aside":
-            continue
-        folder = os.path.dirname(r["mark"])
-        try:
-            if os.listdir(folder) != [MOVED_MARK]:
-                continue
-            os.unlink(r["mark"])
-        except OSError:
-            continue
-        _remove_empty(r["made"])
+        if r["op"] == "set-aside":
+            _remove_empty(r["made"])
 
 
 def _act(plan: Plan, action: str, to: str | None, j: Journal, done: dict[str, dict],
@@ -671,6 +699,9 @@ def _undo(journal: str | os.PathLike, progress: Progress | None) -> UndoReport:
     with Journal(folder) as j:
         report.index = (j.begin() or {}).get("index")
         steps = [(op, st) for op, st in j.intents() if st in ("done", "open")]
+        report.back_earlier = [op["path"] for op, st in j.intents() if st == "undone"
+                               and op["action"] in ("move", "trash")
+                               and os.path.lexists(op["path"])]
         for count, (op, _) in enumerate(reversed(steps), 1):
             if progress is not None:
                 progress(count, len(steps))
@@ -690,7 +721,9 @@ def _undo(journal: str | os.PathLike, progress: Progress | None) -> UndoReport:
                     j.append({"op": "undone", "n": op["n"], "detail": what})
                 report.not_restored.append(Outcome(op["path"], what))
         # the folders moves made under --to, deepest first, where nothing is left in them
-        made = {d for op, _ in steps if op["action"] == "move" for d in op.get("made", [])}
+        # (those of steps an interrupted undo put back too)
+        made = {d for op, st in j.intents() if op["action"] == "move" and st != "done"
+                for d in op.get("made", [])}
         for d in sorted(made, key=lambda d: -d.count(os.sep)):
             try:
                 os.rmdir(d)  # only ever an empty folder

@@ -830,8 +830,9 @@ def _waiting() -> None:
 def undo_cmd(journal, index_dir, as_json):
     """Put back every file an apply changed, from its JOURNAL folder: byte-identical, with its
     name, mtime and mode, whatever state an interrupted apply left. Deleted files cannot come
-    back and are listed. The index follows the files back (files from the trash are embedded
-    again). Exit status 1 when a file could not be restored."""
+    back and are listed. The index follows the files back (they are embedded again, those an
+    interrupted undo put back too). Exit status 1 when a file could not be restored, or the
+    index could not take the files back (it says how to)."""
     from simsearch.actions import undo
 
     report = undo(journal, on_wait=_waiting)
@@ -839,8 +840,9 @@ def undo_cmd(journal, index_dir, as_json):
     added: list[str] = []
     # files moved back are embedded again, as those back from the trash (an index that
     # followed them under --to, before simsearch set that folder aside, follows them back)
-    back = report.reappeared + list(report.moved_back.values())
+    back = report.reappeared + list(report.moved_back.values()) + report.back_earlier
     index_note = _update_index(folder, relocate=report.moved_back, add=back, added=added)
+    index_failed = bool(index_note)
     if back and not folder:
         index_note = (f"undo does not know which index held the files it brought back "
                       f"(the plan named none; give --index DIR); to index them: simsearch "
@@ -858,7 +860,7 @@ def undo_cmd(journal, index_dir, as_json):
             click.echo(f"{len(added)} restored files are in the index again", err=True)
         if index_note:
             click.echo(index_note, err=True)
-    if report.not_restored:
+    if report.not_restored or index_failed:
         sys.exit(1)
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from simsearch.formats import SUFFIXES
 
 __all__ = ["IMAGE_SUFFIXES", "FileInfo", "WalkProblem", "walk_images", "stat_file", "sha256",
-           "json_text", "absolute", "REVIEW_MARK", "MOVED_MARK", "OWN_FOLDER", "CACHE_FOLDER", "TRASH_FOLDER", "own_folder",
+           "json_text", "absolute", "marked", "REVIEW_MARK", "MOVED_MARK", "REVIEW_TEXT", "MOVED_TEXT", "OWN_FOLDER", "CACHE_FOLDER", "TRASH_FOLDER", "own_folder",
            "in_own_folder"]
 
 # simsearch's own work, not photos: an apply journal (journal.jsonl beside held/, the originals
@@ -50,13 +50,31 @@ TRASHED_FILE = ".trashed-"
 TRASHED_REASON = "a trashed file (Android's trash): not indexed"
 
 
+# the first words of each mark simsearch writes: a file of the mark's name without them (an
+# empty one a person or program made) marks nothing
+REVIEW_TEXT = "simsearch review page"
+MOVED_TEXT = "Duplicates simsearch apply moved aside"
+
+
+def marked(folder: str | os.PathLike, mark: str) -> bool:
+    """Whether `folder` holds `mark` (REVIEW_MARK or MOVED_MARK) as simsearch writes it."""
+    text = (REVIEW_TEXT if mark == REVIEW_MARK else MOVED_TEXT).encode()
+    try:
+        with open(os.open(os.path.join(folder, mark), os.O_RDONLY | os.O_NONBLOCK), "rb") as f:
+            return stat.S_ISREG(os.fstat(f.fileno()).st_mode) and f.read(len(text)) == text
+    except OSError:
+        return False
+
+
 def own_folder(folder: str) -> str | None:
-    """Why `folder` is no photo folder (OWN_FOLDER: an apply journal, a review page's folder or
-    moved duplicates; TRASH_FOLDER: a trash; CACHE_FOLDER: another program's thumbnails), or
-    None."""
-    if any(os.path.lexists(os.path.join(folder, mark)) for mark in (REVIEW_MARK, MOVED_MARK)) or (
-            os.path.lexists(os.path.join(folder, "journal.jsonl"))
-            and os.path.isdir(os.path.join(folder, "held"))):
+    """Why `folder` is no photo folder (OWN_FOLDER: an apply journal, a review page's thumbnails
+    or moved duplicates; TRASH_FOLDER: a trash; CACHE_FOLDER: another program's thumbnails), or
+    None. A review page's own folder is not one: only its thumbs/ (photos an earlier simsearch
+    let a page be written beside stay photos)."""
+    if (os.path.lexists(os.path.join(folder, "journal.jsonl"))
+            and os.path.isdir(os.path.join(folder, "held"))) or marked(folder, MOVED_MARK) or (
+            os.path.basename(os.path.normpath(folder)) == "thumbs"
+            and marked(os.path.dirname(os.path.normpath(folder)), REVIEW_MARK)):
         return OWN_FOLDER
     name = os.path.basename(os.path.normpath(folder))
     if name in RECYCLE_NAMES or name.lower() == "$recycle.bin" or name.startswith(".Trash") or (

@@ -22,7 +22,7 @@ from importlib import resources
 from pathlib import Path
 
 from simsearch.errors import SimsearchError
-from simsearch.files import REVIEW_MARK, json_text
+from simsearch.files import REVIEW_MARK, REVIEW_TEXT, json_text, marked
 from simsearch.plan import Plan
 
 __all__ = ["THUMB_SIZE", "PAGE_SIZE", "write_review", "review_folder_problem", "make_thumbnails",
@@ -41,7 +41,7 @@ def review_folder_problem(folder: str | os.PathLike, besides: str | os.PathLike 
     own index.html)."""
     folder = Path(folder)
     try:
-        if os.path.lexists(folder / REVIEW_MARK) or not os.path.lexists(folder):
+        if marked(folder, REVIEW_MARK) or not os.path.lexists(folder):
             return None
         if not folder.is_dir():
             return f"{folder} is not a folder"
@@ -66,9 +66,9 @@ def write_review(plan: Plan, folder: str | os.PathLike, progress: Progress | Non
     try:
         (folder / "thumbs").mkdir(parents=True, exist_ok=True)
         mark = folder / REVIEW_MARK  # `simsearch index` never takes the thumbnails for photos
-        if not os.path.lexists(mark):
-            mark.write_text("simsearch review page: thumbnails, not photos (simsearch index "
-                            "does not enter this folder)\n", encoding="utf-8")
+        if not marked(folder, REVIEW_MARK):
+            mark.write_text(f"{REVIEW_TEXT}: its thumbnails (thumbs/) are not photos "
+                            f"(simsearch index does not enter them)\n", encoding="utf-8")
         if not stat.S_ISDIR(os.lstat(folder / "thumbs").st_mode):  # never written through a link
             raise OSError(f"{folder / 'thumbs'} is not a folder (a link?)")
     except OSError as e:

@@ -332,7 +332,7 @@ def test_cli_apply_and_undo(library):
     assert "6 files moved" in result.stderr and result.stdout.count("moved ") == 6
     result = runner.invoke(main, ["apply", plan_file, "--action", "move", "--to",
                                   str(tmp_path / "moved"), "--json", "-q"])
-    assert result.exit_code == 0 and json.loads(result.stdout)["earlier"] == 6
+    assert result.exit_code == 0 and json.loads(result.stdout)["earlier"] == 6, result.output
     result = runner.invoke(main, ["undo", journal])
     assert result.exit_code == 0 and "6 restored, 0 not restored" in result.stderr
     assert _without_inodes(snapshot(photos)) == _without_inodes(before)
@@ -505,6 +505,34 @@ def test_a_failed_move_leaves_no_folders_behind_and_a_file_listed_twice_is_refus
     data["groups"][0]["act_on"].append(data["groups"][0]["act_on"][0])
     with pytest.raises(PlanError, match="listed twice in keep or act_on"):
         Plan.from_dict(data)
+
+
+def test_two_moves_into_one_folder_undone_in_either_order_leave_nothing(tmp_path, monkeypatch):
+    """Two plans moved into one --to, undone oldest first: the second undo removes what the
+    first could not (its folders held the other's files) and the mark. A --to inside the
+    journal is refused; a new drive's lost+found is no file of the person's (and stays); a
+    mark a person made (empty) sets nothing aside."""
+    from simsearch.files import walk_images
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    photos = tmp_path / "photos"
+    plans = []
+    for g in range(2):
+        files = [_image(photos / f"g{g}" / "best.jpg", (96, 72), seed=10 * g),
+                 _image(photos / f"g{g}" / "copy.jpg", (48, 36), seed=10 * g + 1)]
+        plans.append(make_plan([group(files)], parse_rules(["largest"])))
+    before = snapshot(photos)
+    with pytest.raises(PlanError, match="lies in the journal folder"):
+        apply(plans[0], "move", tmp_path / "ja", to=tmp_path / "ja" / "aside")
+    to = tmp_path / "aside"
+    (to / "lost+found").mkdir(parents=True)
+    for n, plan in enumerate(plans):
+        assert apply(plan, "move", tmp_path / f"j{n}", to=to).done
+    undo(tmp_path / "j0")
+    undo(tmp_path / "j1")
+    assert snapshot(photos) == before
+    assert os.listdir(to) == ["lost+found"]
+    (photos / "g0" / MOVED_MARK).write_text("")
+    assert len(list(walk_images([photos]))) == 4
 
 
 def _parents(folder: str, root: str) -> list[str]:

@@ -156,7 +156,7 @@ def test_undo_of_trash_names_the_command_when_the_index_cannot_take_the_files_ba
     photos, originals, model, idx, plan_file = _trashed_copy(tmp_path, tiny_model, monkeypatch)
     model.unlink()  # the index's model is gone: the files come back, the index cannot embed them
     result = _run(["undo", f"{plan_file}.journal"])
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1, result.output
     assert "the index was not updated" in result.stderr
     assert f"simsearch index {photos} --index {idx}" in result.stderr
     assert all(p.exists() for p in originals) and (photos / "dup.jpg").exists()
@@ -226,3 +226,26 @@ def test_moves_an_earlier_version_followed_into_the_index_are_forgotten(tmp_path
     again = _run(["apply", plan_file, "--action", "move", "--to", moved, "--json", "-q"])
     assert again.exit_code == 0 and json.loads(again.stdout)["earlier"] == 1, again.output
     assert _groups(idx) == []
+
+
+def test_undo_again_after_an_interrupted_one_puts_the_files_back_in_the_index(
+        tmp_path, tiny_model, monkeypatch):
+    """An undo killed after putting the files back, before the index took them: the next
+    undo finds nothing left to restore, and still gives the index the files put back."""
+    from simsearch.actions import undo
+    from simsearch.index import open_index
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    photos = tmp_path / "photos"
+    originals = write_pictures(photos, 3)
+    shutil.copy2(originals[0], photos / "dup.jpg")
+    idx = tmp_path / "idx"
+    _run(["index", photos, "--index", idx, "--model", tiny_model / "model.onnx", "-q"])
+    plan_file = tmp_path / "plan.json"
+    assert _run(["dedupe", "--index", idx, "--plan", plan_file]).exit_code == 0
+    for action in (["move", "--to", tmp_path / "aside"], ["trash"]):
+        assert _run(["apply", plan_file, "--action", *action, "-q"]).exit_code == 0
+        assert open_index(idx).count() == 3
+        undo(f"{plan_file}.journal")  # the files are back; the index was not told
+        result = _run(["undo", f"{plan_file}.journal"])
+        assert result.exit_code == 0 and "0 restored" in result.stderr, result.output
+        assert open_index(idx).count() == 4

@@ -231,7 +231,7 @@ def test_simsearchs_own_folders_in_a_photo_folder_are_not_indexed(tmp_path, tiny
     """An apply journal (its held originals) and a review page (its thumbnails) inside the
     folder being indexed are simsearch's own work: never taken for photos (a newcomer's next
     plan trashed the originals held in a journal under the photo folder)."""
-    from simsearch.files import REVIEW_MARK
+    from simsearch.files import REVIEW_MARK, REVIEW_TEXT
     journal = photos / "plan.json.journal"
     write_pictures(journal / "held", 2, seed=7)
     review = photos / "review"
@@ -252,7 +252,7 @@ def test_simsearchs_own_folders_in_a_photo_folder_are_not_indexed(tmp_path, tiny
             m.setattr(f"{module}.TRASHED_FILE", "\0 none")
         assert index.add_paths([photos]).added == 17
     (journal / "journal.jsonl").write_text("")
-    (review / REVIEW_MARK).write_text("")
+    (review / REVIEW_MARK).write_text(REVIEW_TEXT)
     report = index.add_paths([photos])
     assert report.removed == 8 and index.count() == 9  # what it took from them is forgotten
     assert not any(part in p for p in index.vectors()[0] for part in (
@@ -260,7 +260,7 @@ def test_simsearchs_own_folders_in_a_photo_folder_are_not_indexed(tmp_path, tiny
     reasons = {s.path: s.reason for s in report.skipped}
     own = ("simsearch's own folder (an apply journal, a review page, or where apply moved "
            "duplicates aside): not indexed")
-    assert reasons == {str(journal): own, str(review): own,
+    assert reasons == {str(journal): own, str(review / "thumbs"): own,
                        str(trash): "a trash folder (what is there was deleted): not indexed",
                        str(recycle): "a trash folder (what is there was deleted): not indexed",
                        str(android): "a trashed file (Android's trash): not indexed"}

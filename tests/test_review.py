@@ -248,8 +248,8 @@ def test_a_link_planted_in_the_report_folder_is_never_written_through(tmp_path):
                      parse_rules([]))
     report = tmp_path / "report"
     report.mkdir()
-    from simsearch.files import REVIEW_MARK
-    (report / REVIEW_MARK).write_text("")  # an earlier page's folder, where a link was planted
+    from simsearch.files import REVIEW_MARK, REVIEW_TEXT
+    (report / REVIEW_MARK).write_text(REVIEW_TEXT)  # an earlier page's folder, a link planted
     os.symlink(tmp_path, report / "thumbs")
     with pytest.raises(SimsearchError, match="not a folder"):
         write_review(plan, report)
@@ -290,7 +290,17 @@ def test_a_review_page_never_goes_into_a_folder_holding_other_files(tmp_path):
         made = runner.invoke(main, ["review", "--plan", str(out / "plan.json"), "--out",
                                     str(out), "-q"])
         assert made.exit_code == 0, made.output
-    # a page's folder named as the photo folder itself is passed over too
+    # a page's thumbnails are passed over, even with its folder named as the photo folder;
+    # a photo beside a page (an earlier simsearch allowed that) stays a photo, and a mark a
+    # person made (empty) marks nothing
     problems = []
     assert list(walk_images([out], on_problem=problems.append)) == []
-    assert [p.path for p in problems] == [str(out)]
+    assert [p.path for p in problems] == [str(out / "thumbs")]
+    shutil.copy(photo, out / "beside.jpg")
+    assert [f.path for f in walk_images([out])] == [str(out / "beside.jpg")]
+    (tmp_path / "photos" / "thumbs").mkdir()
+    shutil.copy(photo, tmp_path / "photos" / "thumbs" / "t.jpg")
+    (tmp_path / "photos" / REVIEW_MARK).write_text("")
+    assert len(list(walk_images([tmp_path / "photos"]))) == 3
+    with pytest.raises(SimsearchError, match="holds other files"):
+        write_review(plan, tmp_path / "photos")
