@@ -744,20 +744,28 @@ def test_a_trash_step_cut_short_before_the_move_is_done_whatever_became_of_the_f
     assert not os.path.lexists(op["info"]) and Path(path).read_bytes() == b"edited since"
 
 
-def test_a_file_kept_only_as_not_confirmed_is_no_kept_copy(library):
-    """A group keeps the rules' choice and, unconfirmed, another picture: with the rules'
-    choice gone, the unconfirmed file is no copy of what is acted on, and nothing is."""
+def _with_another_picture_unconfirmed(library):
+    """A plan of the library's second group, with another picture added to it that the
+    picture check did not confirm (listed, neither kept nor acted on yet): (plan, its group,
+    the other picture)."""
     import dataclasses
+
+    from groups import member
+    from simsearch.plan import file_facts
     tmp_path, photos, plan = library
     g = plan.groups[1]
     other = _image(photos / "another picture.jpg", (50, 40), seed=55)
-    from groups import member
     odd = make_plan([group(g.keep + g.act_on)], parse_rules(["largest"]))
-    group_ = odd.groups[0]
     extra = dataclasses.replace(member(other, 9), evidence="unchecked")
-    from simsearch.plan import file_facts
-    facts = dataclasses.replace(file_facts(extra), reason="kept: not confirmed")
-    group_.files.append(facts)
+    odd.groups[0].files.append(dataclasses.replace(file_facts(extra), reason="kept: not confirmed"))
+    return odd, odd.groups[0], other
+
+
+def test_a_file_kept_only_as_not_confirmed_is_no_kept_copy(library):
+    """A group keeps the rules' choice and, unconfirmed, another picture: with the rules'
+    choice gone, the unconfirmed file is no copy of what is acted on, and nothing is."""
+    tmp_path, photos, plan = library
+    odd, group_, other = _with_another_picture_unconfirmed(library)
     group_.keep.append(str(other))
     os.unlink(group_.keep[0])  # the rules' choice is gone
     report = apply(odd, "delete", tmp_path / "j2", confirm_delete=True)
@@ -770,16 +778,8 @@ def test_a_plan_keeping_only_an_unconfirmed_file_is_refused(library):
     """A plan edited so that its only kept file is one the picture check did not confirm
     (maybe another picture) while every confirmed copy is acted on: refused, by load and by
     apply, whatever file is first in keep; allowed once a person called that file a copy."""
-    import dataclasses
     tmp_path, photos, plan = library
-    g = plan.groups[1]
-    other = _image(photos / "another picture.jpg", (50, 40), seed=55)
-    from groups import member
-    from simsearch.plan import file_facts
-    odd = make_plan([group(g.keep + g.act_on)], parse_rules(["largest"]))
-    group_ = odd.groups[0]
-    extra = dataclasses.replace(member(other, 9), evidence="unchecked")
-    group_.files.append(dataclasses.replace(file_facts(extra), reason="kept"))
+    odd, group_, other = _with_another_picture_unconfirmed(library)
     group_.act_on = group_.keep + group_.act_on
     group_.keep = [str(other)]
     before = snapshot(photos)

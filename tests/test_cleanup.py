@@ -134,9 +134,9 @@ def test_not_duplicates_from_a_saved_page_plan_are_remembered(tmp_path, tiny_mod
     assert not any(str(big2) in g for g in groups) and big2.exists() and originals[2].exists()
 
 
-def _trashed_copy(tmp_path, tiny_model, monkeypatch):
-    """Three pictures and a copy of the first, indexed (with a copy of the tiny model), a plan
-    made, and the plan applied with trash. Returns (photos, originals, model, index, plan)."""
+def _planned_copy(tmp_path, tiny_model, monkeypatch):
+    """Three pictures and a copy of the first, indexed (with a copy of the tiny model), and a
+    plan made. Returns (photos, originals, model, index, plan)."""
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
     photos = tmp_path / "photos"
     originals = write_pictures(photos, 3)
@@ -147,8 +147,14 @@ def _trashed_copy(tmp_path, tiny_model, monkeypatch):
     _run(["index", photos, "--index", idx, "--model", model, "-q"])
     plan_file = tmp_path / "plan.json"
     assert _run(["dedupe", "--index", idx, "--plan", plan_file]).exit_code == 0
-    assert _run(["apply", plan_file, "--action", "trash", "-q"]).exit_code == 0
     return photos, originals, model, idx, plan_file
+
+
+def _trashed_copy(tmp_path, tiny_model, monkeypatch):
+    """_planned_copy, and the plan applied with trash."""
+    made = _planned_copy(tmp_path, tiny_model, monkeypatch)
+    assert _run(["apply", made[-1], "--action", "trash", "-q"]).exit_code == 0
+    return made
 
 
 def test_undo_of_trash_names_the_command_when_the_index_cannot_take_the_files_back(
@@ -190,14 +196,7 @@ def test_undo_without_a_known_index_says_so_and_json_names_the_files_indexed_aga
 def test_apply_exits_1_when_the_index_cannot_follow(tmp_path, tiny_model, monkeypatch):
     """A mistyped --index: the files are trashed as planned, the index is not updated, and
     the exit status says so (a script would otherwise take the index to be up to date)."""
-    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
-    photos = tmp_path / "photos"
-    originals = write_pictures(photos, 3)
-    shutil.copy2(originals[0], photos / "dup.jpg")
-    idx = tmp_path / "idx"
-    _run(["index", photos, "--index", idx, "--model", tiny_model / "model.onnx", "-q"])
-    plan_file = tmp_path / "plan.json"
-    assert _run(["dedupe", "--index", idx, "--plan", plan_file]).exit_code == 0
+    photos, originals, _, idx, plan_file = _planned_copy(tmp_path, tiny_model, monkeypatch)
     result = _run(["apply", plan_file, "--action", "trash", "-q", "--index", tmp_path / "typo"])
     assert result.exit_code == 1 and "the index was not updated" in result.stderr
     assert "1 files trashed" in result.stderr
@@ -210,13 +209,7 @@ def test_moves_an_earlier_version_followed_into_the_index_are_forgotten(tmp_path
     from simsearch.actions import apply
     from simsearch.files import MOVED_MARK, sha256
     from simsearch.index import open_index
-    photos = tmp_path / "photos"
-    originals = write_pictures(photos, 3)
-    shutil.copy2(originals[0], photos / "dup.jpg")
-    idx = tmp_path / "idx"
-    _run(["index", photos, "--index", idx, "--model", tiny_model / "model.onnx", "-q"])
-    plan_file = tmp_path / "plan.json"
-    assert _run(["dedupe", "--index", idx, "--plan", plan_file]).exit_code == 0
+    photos, originals, _, idx, plan_file = _planned_copy(tmp_path, tiny_model, monkeypatch)
     moved = tmp_path / "moved"
     report = apply(Plan.load(plan_file), "move", f"{plan_file}.journal", to=moved,
                    plan_id=sha256(plan_file))
@@ -234,14 +227,7 @@ def test_undo_again_after_an_interrupted_one_puts_the_files_back_in_the_index(
     undo finds nothing left to restore, and still gives the index the files put back."""
     from simsearch.actions import undo
     from simsearch.index import open_index
-    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
-    photos = tmp_path / "photos"
-    originals = write_pictures(photos, 3)
-    shutil.copy2(originals[0], photos / "dup.jpg")
-    idx = tmp_path / "idx"
-    _run(["index", photos, "--index", idx, "--model", tiny_model / "model.onnx", "-q"])
-    plan_file = tmp_path / "plan.json"
-    assert _run(["dedupe", "--index", idx, "--plan", plan_file]).exit_code == 0
+    photos, originals, _, idx, plan_file = _planned_copy(tmp_path, tiny_model, monkeypatch)
     for action in (["move", "--to", tmp_path / "aside"], ["trash"]):
         assert _run(["apply", plan_file, "--action", *action, "-q"]).exit_code == 0
         assert open_index(idx).count() == 3
