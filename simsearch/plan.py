@@ -37,7 +37,7 @@ from simsearch.formats import RAW_SUFFIXES, raw_name
 __all__ = ["KEEP_RULES", "DEFAULT_KEEP", "PLAN_VERSION", "DECISIONS", "KeepRule", "PlanFile",
            "PlanGroup", "Plan", "parse_rules", "writable_plan_path", "file_facts", "choose",
            "format_rank", "named_as_copy", "copies_among", "FORMAT_NAMES",
-           "make_plan", "under", "size_text", "picture_scale", "PICTURE_TIE",
+           "make_plan", "under", "size_text", "picture_scale", "finer_than", "PICTURE_TIE",
            "EXTENT_TIE", "extent_of", "one_way_stretch", "stretched_between", "with_bands",
            "BAND_EMPTY", "BAND_APART"]
 
@@ -195,6 +195,17 @@ def _map_between(f: PlanFile, g: PlanFile) -> np.ndarray | None:
                 @ np.linalg.inv(np.reshape(np.asarray(f.picture, np.float64), (2, 2))))
     except (ValueError, np.linalg.LinAlgError):
         return None
+
+
+def finer_than(kept: PlanFile, f: PlanFile) -> float | None:
+    """The scale (the lesser of the two axes') at which `f` holds the picture of the file
+    `kept`, where it is at least detail.STRETCH both ways: `f` then holds detail the kept file
+    lacks (a full-size photo beside the collage holding it small), and a plan keeps it too
+    (session 27, recipes/default_model/trials/keep-finer-rule.md); None otherwise, or unless
+    the picture check mapped both."""
+    from simsearch.detail import STRETCH
+    scales = picture_scale(kept, f)
+    return scales[0] if scales is not None and scales[0] >= STRETCH else None
 
 
 def largest_between(f: PlanFile, g: PlanFile) -> tuple[int, str] | None:
@@ -798,16 +809,24 @@ def make_plan(groups, rules: Sequence[KeepRule], protect: Sequence[str] = (),
             usable = with_bands(usable)
         best, rest = choose(usable, rules)
         chosen = {best.path: best, **{f.path: f for f in rest}}
+        finer = set()  # files holding the picture finer than the kept one: kept too
         for path, f in chosen.items():
             if f.protected:
                 chosen[path] = replace(f, reason="kept: protected (" + ", ".join(
                     d for d in protect if under(path, d)) + ")" + (
                     "; also " + best.reason if path == best.path else ""))
+            elif path != best.path and (at := finer_than(best, f)) is not None:
+                chosen[path] = replace(f, reason=(
+                    f"kept: holds the picture at {at:.0%} of its size in the kept "
+                    f"{os.path.basename(best.path)}: detail that file lacks (as a photo "
+                    f"inside a collage)"))
+                finer.add(path)
         files = [chosen.get(f.path, replace(f, reason=(
             UNCONFIRMED + ("; also protected" if f.protected else "")) if f.path in held
             else f.problem)) for f in files]
         # the rules' choice first: the file that links point to
-        keep = [best.path] + [f.path for f in files if (f.protected or f.path in held)
+        keep = [best.path] + [f.path for f in files if (f.protected or f.path in held
+                                                        or f.path in finer)
                               and not f.problem and f.path != best.path]
         act_on = [f.path for f in files if f.path in chosen and f.path not in keep]
         out.append(PlanGroup(g.kind, g.centre, float(g.min_score), files, keep, act_on,

@@ -10,6 +10,7 @@ from PIL import Image
 
 from simsearch.errors import PlanError
 from simsearch.files import sha256
+from simsearch.models import DEFAULT_MODEL_DIR
 from simsearch.plan import Plan, make_plan, parse_rules
 from groups import group as _hand_group
 
@@ -469,3 +470,53 @@ def test_a_plan_keeps_each_files_map_through_its_file(tmp_path):
         (tmp_path / "bad.json").write_text(json.dumps(broken))
         with pytest.raises(PlanError, match=f"group 1, file 2 .*: {words}"):
             Plan.load(tmp_path / "bad.json")
+
+
+def test_a_file_holding_the_picture_finer_than_the_kept_one_is_kept_too(tmp_path):
+    """The rules keep a collage (it shows more of the picture: both photos), and a photo it
+    holds at a third of its size is kept too, not acted on (trials/keep-finer-rule.md); a copy
+    the collage holds at its own size or larger is acted on as before."""
+    import dataclasses
+    paths = {}
+    for name, size in (("collage.png", (810, 300)), ("IMG_1.jpg", (1200, 900)),
+                       ("half.jpg", (405, 150)), ("zoom.jpg", (1000, 370))):
+        paths[name] = tmp_path / name
+        Image.new("RGB", size, "grey").save(paths[name])
+    maps = {"collage.png": ((1, 0, 0, 1), 1.0), "IMG_1.jpg": ((3, 0, 0, 3), 0.5),
+            "half.jpg": ((0.5, 0, 0, 0.5), 1.0), "zoom.jpg": ((1.25, 0, 0, 1.25), 0.6)}
+    made = _hand_group(list(paths.values()))
+    made.members[:] = [dataclasses.replace(m, evidence="checked", picture=maps[name][0],
+                                           extent=maps[name][1])
+                       for m, name in zip(made.members, paths)]
+    g = make_plan([made], parse_rules(["largest"])).groups[0]
+    assert g.keep == [str(paths["collage.png"]), str(paths["IMG_1.jpg"])]
+    assert sorted(g.act_on) == sorted([str(paths["half.jpg"]), str(paths["zoom.jpg"])])
+    reason = next(f.reason for f in g.files if f.path == str(paths["IMG_1.jpg"]))
+    assert reason == ("kept: holds the picture at 300% of its size in the kept collage.png: "
+                      "detail that file lacks (as a photo inside a collage)")
+
+
+@pytest.mark.skipif(not (DEFAULT_MODEL_DIR / "default.onnx").is_file(), reason="no default model")
+def test_the_default_plan_never_trashes_a_photo_for_the_collage_holding_it(tmp_path):
+    """Two photos pasted small side by side: the shipped model and picture check group the
+    collage with a photo, and the plan keeps both (before, it acted on the full-size photo)."""
+    from simsearch.demo import scene
+    from simsearch.index import open_index
+    photos = tmp_path / "p"
+    photos.mkdir()
+    a, b = scene(11, (1200, 900)), scene(12, (1200, 900))
+    a.save(photos / "IMG_1.jpg", quality=92)
+    b.save(photos / "IMG_2.jpg", quality=92)
+    collage = Image.new("RGB", (810, 300), "white")
+    collage.paste(a.resize((400, 300)), (0, 0))
+    collage.paste(b.resize((400, 300)), (410, 0))
+    collage.save(photos / "collage.png")
+    index = open_index(tmp_path / "idx", model="default", create=True)
+    index.add_paths([photos])
+    report = index.duplicates()
+    grouped = [g for g in report.groups if str(photos / "collage.png") in
+               [m.path for m in g.members]]
+    assert grouped, "the collage was grouped with no photo"
+    plan = make_plan(report.groups, parse_rules([]))  # the default rules
+    acted = {p for g in plan.groups for p in g.act_on}
+    assert not acted & {str(photos / "IMG_1.jpg"), str(photos / "IMG_2.jpg")}
