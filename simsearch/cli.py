@@ -840,7 +840,8 @@ def undo_cmd(journal, index_dir, as_json):
     added: list[str] = []
     # files moved back are embedded again, as those back from the trash (an index that
     # followed them under --to, before simsearch set that folder aside, follows them back)
-    back = report.reappeared + list(report.moved_back.values()) + report.back_earlier
+    back = report.reappeared + list(report.moved_back.values()) + _not_indexed(
+        folder, report.back_earlier)
     index_note = _update_index(folder, relocate=report.moved_back, add=back, added=added)
     index_failed = bool(index_note)
     if back and not folder:
@@ -915,6 +916,21 @@ def _update_index(folder, forget=(), relocate=None, not_duplicates=(), add=(),
         return (f"the index was not updated ({e}); the files are as reported. Bring it up to "
                 f"date with: simsearch index {where} --index {folder}{gone}")
     return ""
+
+
+def _not_indexed(folder, paths: list[str]) -> list[str]:
+    """Those of `paths` the index in `folder` does not hold (all of them without an index)."""
+    if not folder or not paths:
+        return list(paths)
+    from simsearch.index import open_index
+    try:
+        catalog = open_index(folder).catalog()
+    except SimsearchError:
+        return list(paths)
+    try:
+        return [p for p in paths if catalog.get(os.path.abspath(p)) is None]
+    finally:
+        catalog.close()
 
 
 def _folders_text(paths) -> str:
