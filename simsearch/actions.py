@@ -699,9 +699,9 @@ def _undo(journal: str | os.PathLike, progress: Progress | None) -> UndoReport:
     with Journal(folder) as j:
         report.index = (j.begin() or {}).get("index")
         steps = [(op, st) for op, st in j.intents() if st in ("done", "open")]
-        report.back_earlier = [op["path"] for op, st in j.intents() if st == "undone"
-                               and op["action"] in ("move", "trash")
-                               and os.path.lexists(op["path"])]
+        report.back_earlier = list(dict.fromkeys(
+            op["path"] for op, st in j.intents() if st == "undone"
+            and op["action"] in ("move", "trash") and os.path.lexists(op["path"])))
         for count, (op, _) in enumerate(reversed(steps), 1):
             if progress is not None:
                 progress(count, len(steps))

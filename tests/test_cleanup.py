@@ -234,7 +234,7 @@ def test_undo_again_after_an_interrupted_one_puts_the_files_back_in_the_index(
         undo(f"{plan_file}.journal")  # the files are back; the index was not told
         result = _run(["undo", f"{plan_file}.journal"])
         assert result.exit_code == 0 and "0 restored" in result.stderr, result.output
-        assert "1 restored files are in the index again" in result.stderr
+        assert "1 restored files are in the index again" in result.stderr, (action, result.stderr)
         assert open_index(idx).count() == 4
         again = _run(["undo", f"{plan_file}.journal"])  # nothing new: nothing said of it
         assert "in the index again" not in again.stderr, again.output
