@@ -32,7 +32,7 @@ from pathlib import Path
 
 from simsearch import trash
 from simsearch.errors import JournalError, PlanError
-from simsearch.files import MOVED_MARK, MOVED_TEXT, in_own_folder, marked, sha256
+from simsearch.files import MOVED_MARK, MOVED_TEXT, in_own_folder, marked, no_ones, sha256
 from simsearch.journal import JOURNAL_VERSION, Journal, one_at_a_time
 from simsearch.plan import Plan, under
 
@@ -95,6 +95,8 @@ class UndoReport:
     reappeared: list[str] = field(default_factory=list)       # back on disk, not in the index
     # files an earlier, interrupted undo of this journal put back (the index may lack them)
     back_earlier: list[str] = field(default_factory=list)
+    # the --to folder left set aside after every move was undone (it holds other files)
+    still_aside: str | None = None
 
     def to_dict(self) -> dict:
         return {"journal": self.journal, "restored": [o.__dict__ for o in self.restored],
@@ -167,6 +169,10 @@ def _apply(plan: Plan, action: str, journal: str | os.PathLike, to, confirm_dele
                                    f"undo {journal}")
             j.append({"op": "rolled-back", "n": op["n"], "detail": what})
             report.rolled_back += 1
+        for op, st in j.intents():  # put back by an undo cut short before it wrote so
+            if (st == "done" and op["action"] in ("move", "trash")
+                    and not os.path.lexists(op["place"]) and _holds_original(op["path"], op)):
+                j.append({"op": "undone", "n": op["n"], "detail": "back at its path"})
         done = {op["path"]: op for op, st in j.intents() if st == "done"}
         report.earlier = len(done)
         if action == "move" and not (resuming and os.path.isdir(to) and os.listdir(to)):
@@ -197,11 +203,6 @@ def _resumes(journal, action: str, to: str | None, plan_id: str) -> bool:
         return False
 
 
-# what a new drive or a file manager leaves in an empty folder
-_NOTHING = frozenset({"lost+found", ".DS_Store", ".directory", "Thumbs.db", "desktop.ini",
-                      ".localized"})
-
-
 def _check_aside(to: str, journal) -> None:
     """Refuse a --to folder that holds anything but what earlier moves set aside there: the
     folder is set aside as a whole (never indexed, never acted on, no kept copy), so a photo
@@ -222,7 +223,8 @@ def _check_aside(to: str, journal) -> None:
         other = os.listdir(to)
     except OSError as e:
         raise PlanError(f"--to {to}: cannot read it ({e.strerror or e})") from None
-    other = sorted(set(other) - _NOTHING)
+    other = sorted(n for n in other if not no_ones(n) and not (
+        n == MOVED_MARK and _empty_file(os.path.join(to, n))))  # (a mark cut short)
     if other:
         raise PlanError(f"--to {to} holds other files ({other[0]}"
                         f"{', ...' if len(other) > 1 else ''}): duplicates are moved to a folder "
@@ -238,6 +240,8 @@ def _set_aside(to: str, j: Journal) -> None:
     mark = os.path.join(to, MOVED_MARK)
     if in_own_folder(mark) is not None:  # marked already (by an earlier move), or inside one
         return
+    if _empty_file(mark):  # a mark a kill cut short (or a person's empty file): written anew
+        os.unlink(mark)
     made, folder = [], to
     while not os.path.lexists(folder):
         made.append(folder)
@@ -266,31 +270,47 @@ def _remove_empty(folders: list[str]) -> None:
             break
 
 
-def _put_aside_back(j: Journal) -> None:
+def _empty_file(path: str) -> bool:
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return False
+    return stat.S_ISREG(st.st_mode) and st.st_size == 0
+
+
+def _put_aside_back(j: Journal) -> str | None:
     """With every move of the journal undone: the set-aside --to folder loses its empty
     folders (another apply's moves into it, undone while this one's files were there, left
-    theirs) and, holding nothing else, its mark; then the folders this journal made for it."""
+    theirs) and, holding nothing else, its mark; then the folders this journal made for it.
+    Returns the folder when it stays set aside, holding other files."""
     to = (j.begin() or {}).get("to")
-    if not to or not marked(to, MOVED_MARK):
-        return
+    ours = any(r["op"] == "set-aside" for r in j.records)
+    mark = os.path.join(to, MOVED_MARK) if to else None
+    # (this journal's mark, cut short by a kill, or never written: its folder is still ours)
+    if not to or not (marked(to, MOVED_MARK) or (ours and (
+            _empty_file(mark) or not os.path.lexists(mark)))):
+        return None
     for folder, _, _ in sorted(os.walk(to), key=lambda w: -w[0].count(os.sep)):
         # a move's folder mirrors a folder of the photos (a person's own one there stays)
         if folder != to and os.path.isdir(folder[len(to.rstrip(os.sep)):]) and not (
                 os.path.dirname(folder) == to.rstrip(os.sep)
-                and os.path.basename(folder) in _NOTHING):
+                and no_ones(os.path.basename(folder))):
             try:
                 os.rmdir(folder)  # only ever an empty folder
             except OSError:
                 pass
     try:
-        if set(os.listdir(to)) - _NOTHING != {MOVED_MARK}:
-            return
-        os.unlink(os.path.join(to, MOVED_MARK))
+        left = {n for n in os.listdir(to) if not no_ones(n)} - {MOVED_MARK}
+        if left:
+            return to if os.path.lexists(mark) else None
+        if os.path.lexists(mark):
+            os.unlink(mark)
     except OSError:
-        return
+        return None
     for r in j.records:
         if r["op"] == "set-aside":
             _remove_empty(r["made"])
+    return None
 
 
 def _act(plan: Plan, action: str, to: str | None, j: Journal, done: dict[str, dict],
@@ -699,10 +719,10 @@ def _undo(journal: str | os.PathLike, progress: Progress | None) -> UndoReport:
     with Journal(folder) as j:
         report.index = (j.begin() or {}).get("index")
         steps = [(op, st) for op, st in j.intents() if st in ("done", "open")]
-        report.back_earlier = list(dict.fromkeys(
-            op["path"] for op, st in j.intents() if st == "undone"
-            and op["action"] in ("move", "trash") and os.path.lexists(op["path"])))
-        for count, (op, _) in enumerate(reversed(steps), 1):
+        report.back_earlier = [op["path"] for op, st in j.intents() if st == "undone"
+                               and op["action"] in ("move", "trash")
+                               and os.path.lexists(op["path"])]
+        for count, (op, st) in enumerate(reversed(steps), 1):
             if progress is not None:
                 progress(count, len(steps))
             try:
@@ -716,6 +736,10 @@ def _undo(journal: str | os.PathLike, progress: Progress | None) -> UndoReport:
                     report.moved_back[op["place"]] = op["path"]
                 elif op["action"] == "trash" and what.startswith("restored"):
                     report.reappeared.append(op["path"])
+                elif op["action"] in ("move", "trash") and st == "done":
+                    # back at its path already (an undo cut short before it wrote so): the
+                    # index forgot it when apply was done
+                    report.back_earlier.append(op["path"])
             else:
                 if op["action"] == "delete":
                     j.append({"op": "undone", "n": op["n"], "detail": what})
@@ -730,5 +754,6 @@ def _undo(journal: str | os.PathLike, progress: Progress | None) -> UndoReport:
             except OSError:
                 pass
         if not any(st == "done" for _, st in j.intents()):
-            _put_aside_back(j)
+            report.still_aside = _put_aside_back(j)
+        report.back_earlier = list(dict.fromkeys(report.back_earlier))
     return report

@@ -859,6 +859,10 @@ def undo_cmd(journal, index_dir, as_json):
                    err=True)
         if added:
             click.echo(f"{len(added)} restored files are in the index again", err=True)
+        if report.still_aside:
+            click.echo(f"{_show(report.still_aside)} holds files put there since the move, and "
+                       f"stays set aside (simsearch does not index it); to index it, delete "
+                       f"{_show(os.path.join(report.still_aside, '.simsearch-moved'))}", err=True)
         if index_note:
             click.echo(index_note, err=True)
     if report.not_restored or index_failed:

@@ -13,7 +13,7 @@ from pathlib import Path
 from simsearch.formats import SUFFIXES
 
 __all__ = ["IMAGE_SUFFIXES", "FileInfo", "WalkProblem", "walk_images", "stat_file", "sha256",
-           "json_text", "absolute", "marked", "REVIEW_MARK", "MOVED_MARK", "REVIEW_TEXT", "MOVED_TEXT", "OWN_FOLDER", "CACHE_FOLDER", "TRASH_FOLDER", "own_folder",
+           "json_text", "absolute", "marked", "no_ones", "REVIEW_MARK", "MOVED_MARK", "REVIEW_TEXT", "MOVED_TEXT", "OWN_FOLDER", "CACHE_FOLDER", "TRASH_FOLDER", "own_folder",
            "in_own_folder"]
 
 # simsearch's own work, not photos: an apply journal (journal.jsonl beside held/, the originals
@@ -54,6 +54,19 @@ TRASHED_REASON = "a trashed file (Android's trash): not indexed"
 # empty one a person or program made) marks nothing
 REVIEW_TEXT = "simsearch review page"
 MOVED_TEXT = "Duplicates simsearch apply moved aside"
+
+
+# what a new drive, a system or a file manager leaves in an otherwise empty folder
+NO_ONES = frozenset({"lost+found", ".DS_Store", ".directory", "Thumbs.db", "desktop.ini",
+                     ".localized", "System Volume Information", "$RECYCLE.BIN", ".Trashes",
+                     ".Spotlight-V100", ".fseventsd", ".TemporaryItems",
+                     ".DocumentRevisions-V100"})
+
+
+def no_ones(name: str) -> bool:
+    """Whether a folder's entry is none of the person's (NO_ONES; a drive's .Trash-UID): a
+    folder holding only such entries counts as empty where simsearch asks for one."""
+    return name in NO_ONES or name.startswith(".Trash-")
 
 
 def marked(folder: str | os.PathLike, mark: str) -> bool:
@@ -165,12 +178,17 @@ def walk_images(roots: Iterable[str | os.PathLike],
             if root in walked or covered(root, [f for f in folders if f != root]):
                 continue
             walked.add(root)
-            why = own_folder(root)  # named itself: a review page given as the photo folder
-            if why:
-                report(WalkProblem(root, why))
+            inside = in_own_folder(os.path.join(root, "x"))  # the folder or one above it
+            if inside:
+                report(WalkProblem(root, own_folder(inside) or OWN_FOLDER))
                 continue
             yield from _walk_dir(root, report)
         elif stat.S_ISREG(st.st_mode):
+            inside = in_own_folder(root)
+            if inside:
+                report(WalkProblem(root, TRASHED_REASON if inside == root
+                                   else own_folder(inside) or OWN_FOLDER))
+                continue
             if root not in named_files and not covered(root, folders):
                 named_files.add(root)
                 yield FileInfo(root, st.st_size, st.st_mtime_ns)

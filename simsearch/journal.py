@@ -44,9 +44,10 @@ class Journal:
         if create:
             for d in (self.folder, self.held):
                 try:
-                    os.mkdir(d, 0o700)
-                except FileExistsError:
-                    pass
+                    os.makedirs(d, 0o700, exist_ok=True)  # (a --journal a/b/c: a/b made too)
+                except OSError as e:
+                    raise JournalError(f"{d}: cannot make the journal folder "
+                                       f"({e.strerror or e})") from None
         path = self.folder / "journal.jsonl"
         try:
             for d in (self.folder, self.held):

@@ -22,7 +22,7 @@ from importlib import resources
 from pathlib import Path
 
 from simsearch.errors import SimsearchError
-from simsearch.files import REVIEW_MARK, REVIEW_TEXT, json_text, marked
+from simsearch.files import REVIEW_MARK, REVIEW_TEXT, json_text, marked, no_ones
 from simsearch.plan import Plan
 
 __all__ = ["THUMB_SIZE", "PAGE_SIZE", "write_review", "review_folder_problem", "make_thumbnails",
@@ -46,10 +46,10 @@ def review_folder_problem(folder: str | os.PathLike, besides: str | os.PathLike 
         if not folder.is_dir():
             return f"{folder} is not a folder"
         mine = {os.path.abspath(besides)} if besides is not None else set()
-        if any(os.path.abspath(folder / name) not in mine for name in os.listdir(folder)):
+        if any(os.path.abspath(folder / name) not in mine and not no_ones(name)
+               for name in os.listdir(folder)):
             return (f"{folder} holds other files and no review page (the page writes index.html "
-                    f"there, and simsearch index passes the folder over): give a new or empty "
-                    f"folder with --out")
+                    f"and thumbs/ there): give a new or empty folder with --out")
     except OSError as e:
         return f"{folder}: cannot read it ({e.strerror or e})"
     return None

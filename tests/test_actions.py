@@ -535,6 +535,24 @@ def test_two_moves_into_one_folder_undone_in_either_order_leave_nothing(tmp_path
     assert len(list(walk_images([photos]))) == 4
 
 
+def test_a_mark_cut_short_is_written_anew_and_a_drive_roots_own_entries_are_no_files(library):
+    """A kill between making the mark and writing it left it empty: the folder is not refused
+    for it, and the next move writes it; undo removes it and the folder. A drive's own
+    entries (.Trash-1000, System Volume Information) do not make --to a folder of files, and a
+    journal's missing parent folders are made."""
+    from simsearch.files import marked
+    tmp_path, photos, plan = library
+    to = tmp_path / "new" / "aside"
+    to.mkdir(parents=True)
+    (to / MOVED_MARK).write_text("")
+    (to / ".Trash-1000").mkdir()
+    (to / "System Volume Information").mkdir()
+    report = apply(plan, "move", tmp_path / "a" / "b" / "journal", to=to)
+    assert report.done and marked(to, MOVED_MARK)
+    undo(tmp_path / "a" / "b" / "journal")
+    assert sorted(os.listdir(to)) == [".Trash-1000", "System Volume Information"]
+
+
 def _parents(folder: str, root: str) -> list[str]:
     out = []
     while folder != root:

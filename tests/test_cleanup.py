@@ -238,3 +238,26 @@ def test_undo_again_after_an_interrupted_one_puts_the_files_back_in_the_index(
         assert open_index(idx).count() == 4
         again = _run(["undo", f"{plan_file}.journal"])  # nothing new: nothing said of it
         assert "in the index again" not in again.stderr, again.output
+
+
+def test_an_undo_cut_short_before_it_wrote_so_is_finished_by_undo_or_apply_again(
+        tmp_path, tiny_model, monkeypatch):
+    """Killed after a file was back at its path, before the journal said so: undo again gives
+    it to the index; apply again moves it anew (it used to call it moved, and the index lost
+    it). A file named inside the folder moves set aside is not indexed either."""
+    from simsearch.index import open_index
+    photos, originals, _, idx, plan_file = _planned_copy(tmp_path, tiny_model, monkeypatch)
+    aside = tmp_path / "aside"
+    assert _run(["apply", plan_file, "--action", "move", "--to", aside, "-q"]).exit_code == 0
+    [gone] = [p for g in Plan.load(plan_file).groups for p in g.act_on]
+    moved = str(aside) + gone
+    os.rename(moved, gone)  # what undo did before its kill
+    assert _run(["index", os.path.dirname(moved), "--index", idx, "-q"]).exit_code == 0
+    assert open_index(idx).count() == 3  # (inside the set-aside folder: passed over)
+    result = _run(["apply", plan_file, "--action", "move", "--to", aside, "--json", "-q"])
+    assert result.exit_code == 0 and len(json.loads(result.stdout)["done"]) == 1, result.output
+    assert os.path.isfile(moved) and not os.path.exists(gone)
+    os.rename(moved, gone)  # cut short again; this time undo is run
+    result = _run(["undo", f"{plan_file}.journal"])
+    assert result.exit_code == 0 and "1 restored files are in the index again" in result.stderr
+    assert open_index(idx).count() == 4 and not aside.exists()
