@@ -68,6 +68,7 @@ class ApplyReport:
     moved: dict[str, str] = field(default_factory=dict)       # old -> new path: relocate
     not_duplicates: list[list[str]] = field(default_factory=list)
     freed: int = 0  # bytes acted on (the trash and held/ keep them until emptied or purged)
+    back: list[str] = field(default_factory=list)  # put back by the person since: reindex
 
     @property
     def left_undone(self) -> list[Outcome]:
@@ -100,7 +101,8 @@ class UndoReport:
 
     def to_dict(self) -> dict:
         return {"journal": self.journal, "restored": [o.__dict__ for o in self.restored],
-                "not_restored": [o.__dict__ for o in self.not_restored]}
+                "not_restored": [o.__dict__ for o in self.not_restored],
+                "back_earlier": self.back_earlier, "still_aside": self.still_aside}
 
 
 def default_journal(plan_path: str | os.PathLike) -> Path:
@@ -169,17 +171,27 @@ def _apply(plan: Plan, action: str, journal: str | os.PathLike, to, confirm_dele
                                    f"undo {journal}")
             j.append({"op": "rolled-back", "n": op["n"], "detail": what})
             report.rolled_back += 1
-        for op, st in j.intents():  # put back by an undo cut short before it wrote so
+        # a file back at its path though its step is done: put back by an undo cut short
+        # before it wrote so (acted on again, as the run is finished), or by the person (from
+        # the desktop trash, say: left where they put it, and given back to the index)
+        cut_short = _undo_begun(j)
+        for op, st in j.intents():
             if (st == "done" and op["action"] in ("move", "trash")
                     and not os.path.lexists(op["place"]) and _holds_original(op["path"], op)):
-                j.append({"op": "undone", "n": op["n"], "detail": "back at its path"})
+                if op["action"] == "trash" and _info_is_ours(op):
+                    os.unlink(op["info"])  # (its entry, which the undo had not yet removed)
+                j.append({"op": "undone", "n": op["n"], "detail": "back at its path" + (
+                    "" if cut_short else ", put back by hand")})
+                if not cut_short:
+                    report.back.append(op["path"])
         done = {op["path"]: op for op, st in j.intents() if st == "done"}
-        report.earlier = len(done)
+        report.earlier = len(done)  # (before the files put back by hand join it)
         if action == "move" and not (resuming and os.path.isdir(to) and os.listdir(to)):
             _set_aside(to, j)  # (a folder an earlier simsearch moved into, holding files
             # now, may hold the person's photos: resumed as it was, not set aside)
+        done.update({path: None for path in report.back})  # (left where the person put it)
         _act(plan, action, to, j, done, report, progress)
-        for op in done.values():
+        for op in filter(None, done.values()):
             if op["action"] in ("trash", "delete"):
                 report.removed.append(op["path"])
             elif op["action"] == "move":
@@ -203,6 +215,12 @@ def _resumes(journal, action: str, to: str | None, plan_id: str) -> bool:
         return False
 
 
+def _undo_begun(j: Journal) -> bool:
+    """Whether an undo of this journal's current run began (and so may have been cut short)."""
+    since = max((i for i, r in enumerate(j.records) if r["op"] == "begin"), default=-1)
+    return any(r["op"] == "undo-start" for r in j.records[since + 1:])
+
+
 def _check_aside(to: str, journal) -> None:
     """Refuse a --to folder that holds anything but what earlier moves set aside there: the
     folder is set aside as a whole (never indexed, never acted on, no kept copy), so a photo
@@ -215,8 +233,15 @@ def _check_aside(to: str, journal) -> None:
     if own is not None and not marked(own, MOVED_MARK):
         raise PlanError(f"--to {to} lies in {own}, {OWN_FOLDERS}: give a new or empty folder "
                         f"to move duplicates to")
-    if own is not None or not os.path.lexists(to):
-        return
+    if own is None and os.path.lexists(to):
+        _check_empty(to)
+    if journal.startswith(to.rstrip(os.sep) + os.sep):
+        raise PlanError(f"--journal {journal} lies in the --to folder {to}: give a journal "
+                        f"folder outside it")
+
+
+def _check_empty(to: str) -> None:
+    """Refuse a --to that is no folder, or holds files (see files.no_ones)."""
     if not os.path.isdir(to):
         raise PlanError(f"--to {to} is not a folder")
     try:
@@ -719,6 +744,8 @@ def _undo(journal: str | os.PathLike, progress: Progress | None) -> UndoReport:
     with Journal(folder) as j:
         report.index = (j.begin() or {}).get("index")
         steps = [(op, st) for op, st in j.intents() if st in ("done", "open")]
+        if steps:  # (an apply run again after this is cut short acts on what it put back)
+            j.append({"op": "undo-start"})
         report.back_earlier = [op["path"] for op, st in j.intents() if st == "undone"
                                and op["action"] in ("move", "trash")
                                and os.path.lexists(op["path"])]

@@ -775,7 +775,10 @@ def apply_cmd(plan_path, action, to, yes_delete, journal, index_dir, quiet, as_j
     index_note = _update_index(index_dir or plan.index,
                                forget=report.removed + list(report.moved) + list(
                                    report.moved.values()),
-                               not_duplicates=report.not_duplicates)
+                               not_duplicates=report.not_duplicates, add=report.back)
+    for path in report.back:
+        click.echo(f"left {_show(path)} where you put it back (done by an earlier run, then "
+                   f"put back by hand; undo is how to take an apply back)", err=True)
     for o in report.skipped:
         click.echo(f"skipped {_show(o.path)}: {o.detail}", err=True)
     # files acted on that the picture check did not confirm to be copies of a kept file: grouped
@@ -860,9 +863,13 @@ def undo_cmd(journal, index_dir, as_json):
         if added:
             click.echo(f"{len(added)} restored files are in the index again", err=True)
         if report.still_aside:
-            click.echo(f"{_show(report.still_aside)} holds files put there since the move, and "
-                       f"stays set aside (simsearch does not index it); to index it, delete "
-                       f"{_show(os.path.join(report.still_aside, '.simsearch-moved'))}", err=True)
+            from simsearch.files import MOVED_MARK
+            click.echo(f"{_show(report.still_aside)} still holds other files (duplicates another "
+                       f"apply moved there, or files put there since) and stays set aside: "
+                       f"simsearch does not index it. Undo the other applies that moved files "
+                       f"there; only if what is left is your own, delete "
+                       f"{_show(os.path.join(report.still_aside, MOVED_MARK))} to index it",
+                       err=True)
         if index_note:
             click.echo(index_note, err=True)
     if report.not_restored or index_failed:

@@ -523,6 +523,8 @@ def test_two_moves_into_one_folder_undone_in_either_order_leave_nothing(tmp_path
     before = snapshot(photos)
     with pytest.raises(PlanError, match="lies in the journal folder"):
         apply(plans[0], "move", tmp_path / "ja", to=tmp_path / "ja" / "aside")
+    with pytest.raises(PlanError, match="lies in the --to folder"):
+        apply(plans[0], "move", tmp_path / "jb" / "j", to=tmp_path / "jb")
     to = tmp_path / "aside"
     (to / "lost+found").mkdir(parents=True)
     for n, plan in enumerate(plans):

@@ -251,13 +251,35 @@ def test_an_undo_cut_short_before_it_wrote_so_is_finished_by_undo_or_apply_again
     assert _run(["apply", plan_file, "--action", "move", "--to", aside, "-q"]).exit_code == 0
     [gone] = [p for g in Plan.load(plan_file).groups for p in g.act_on]
     moved = str(aside) + gone
-    os.rename(moved, gone)  # what undo did before its kill
+    from simsearch.journal import Journal
+    with Journal(f"{plan_file}.journal") as j:  # what undo did before its kill
+        j.append({"op": "undo-start"})
+    os.rename(moved, gone)
     assert _run(["index", os.path.dirname(moved), "--index", idx, "-q"]).exit_code == 0
     assert open_index(idx).count() == 3  # (inside the set-aside folder: passed over)
     result = _run(["apply", plan_file, "--action", "move", "--to", aside, "--json", "-q"])
     assert result.exit_code == 0 and len(json.loads(result.stdout)["done"]) == 1, result.output
     assert os.path.isfile(moved) and not os.path.exists(gone)
-    os.rename(moved, gone)  # cut short again; this time undo is run
+    with Journal(f"{plan_file}.journal") as j:  # cut short again; this time undo is run
+        j.append({"op": "undo-start"})
+    os.rename(moved, gone)
     result = _run(["undo", f"{plan_file}.journal"])
     assert result.exit_code == 0 and "1 restored files are in the index again" in result.stderr
     assert open_index(idx).count() == 4 and not aside.exists()
+
+
+def test_a_file_put_back_by_hand_is_left_there_by_apply_run_again(tmp_path, tiny_model,
+                                                                  monkeypatch):
+    """Trashed, then restored by hand from the desktop trash: the same apply run again (to
+    resume something else, say) leaves it where the person put it, and the index takes it."""
+    from simsearch.index import open_index
+    photos, originals, _, idx, plan_file = _planned_copy(tmp_path, tiny_model, monkeypatch)
+    assert _run(["apply", plan_file, "--action", "trash", "-q"]).exit_code == 0
+    [gone] = [p for g in Plan.load(plan_file).groups for p in g.act_on]
+    trash = tmp_path / "data" / "Trash"
+    [name] = os.listdir(trash / "files")
+    os.rename(trash / "files" / name, gone)  # the file manager's "Restore"
+    os.unlink(trash / "info" / f"{name}.trashinfo")
+    result = _run(["apply", plan_file, "--action", "trash", "-q"])
+    assert result.exit_code == 0 and f"left {gone} where you put it back" in result.stderr, result.output
+    assert os.path.isfile(gone) and open_index(idx).count() == 4

@@ -214,6 +214,32 @@ def test_a_copy_called_in_a_group_of_unconfirmed_files_makes_a_plan_apply_takes(
     assert [o.path for o in report.done] == [str(files[1])] and not report.skipped
 
 
+def test_the_page_keeps_a_file_holding_the_picture_finer_than_the_one_kept(tmp_path, browser):
+    """A collage kept and a full-size photo in it kept too (finer): keeping a small copy
+    instead on the page still keeps the photo (and the collage, which holds the small copy's
+    picture twice as large); keeping the photo acts on the smaller ones."""
+    files = {}
+    for name, size, picture in (("collage.png", (810, 300), (1, 0, 0, 1)),
+                                ("IMG_1.jpg", (1200, 900), (3, 0, 0, 3)),
+                                ("half.jpg", (405, 150), (0.5, 0, 0, 0.5))):
+        files[name] = _image(tmp_path / "p" / name, size, len(files))
+    made = group(list(files.values()))
+    maps = {"collage.png": ((1, 0, 0, 1), 1.0), "IMG_1.jpg": ((3, 0, 0, 3), 0.5),
+            "half.jpg": ((0.5, 0, 0, 0.5), 1.0)}
+    made.members[:] = [dataclasses.replace(m, evidence="checked", picture=maps[n][0],
+                                           extent=maps[n][1]) for m, n in zip(made.members, files)]
+    plan = make_plan([made], parse_rules(["largest"]))
+    assert plan.groups[0].act_on == [str(files["half.jpg"])]
+    page, errors = _open(browser, write_review(plan, tmp_path / "report"))
+    fig = {n: page.locator(f'figure:has(div.path[title="{p}"])') for n, p in files.items()}
+    fig["half.jpg"].locator("button.keep-this").click()
+    assert [fig[n].locator(".badge").inner_text() for n in files] == ["KEEP", "KEEP", "KEEP"]
+    assert "holds the picture at 600% of its size" in fig["IMG_1.jpg"].inner_text()
+    fig["IMG_1.jpg"].locator("button.keep-this").click()
+    assert [fig[n].locator(".badge").inner_text() for n in files] == ["ACT ON", "KEEP", "ACT ON"]
+    assert errors == []
+
+
 def test_five_thousand_groups_page_through(tmp_path, browser):
     thumb = _image(tmp_path / "report" / "thumbs" / "t.jpg", (160, 120), 9)
     groups = []
