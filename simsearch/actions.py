@@ -83,7 +83,7 @@ class ApplyReport:
                 "skipped": [o.__dict__ for o in self.skipped],
                 "left_undone": len(self.left_undone), "earlier": self.earlier,
                 "rolled_back": self.rolled_back, "freed_bytes": self.freed,
-                "not_duplicates": self.not_duplicates}
+                "not_duplicates": self.not_duplicates, "put_back_by_hand": self.back}
 
 
 @dataclass
@@ -174,24 +174,33 @@ def _apply(plan: Plan, action: str, journal: str | os.PathLike, to, confirm_dele
         # a file back at its path though its step is done: put back by an undo cut short
         # before it wrote so (acted on again, as the run is finished), or by the person (from
         # the desktop trash, say: left where they put it, and given back to the index)
-        cut_short = _undo_begun(j)
         for op, st in j.intents():
-            if (st == "done" and op["action"] in ("move", "trash")
-                    and not os.path.lexists(op["place"]) and _holds_original(op["path"], op)):
-                if op["action"] == "trash" and _info_is_ours(op):
-                    os.unlink(op["info"])  # (its entry, which the undo had not yet removed)
-                j.append({"op": "undone", "n": op["n"], "detail": "back at its path" + (
-                    "" if cut_short else ", put back by hand")})
-                if not cut_short:
-                    report.back.append(op["path"])
+            if st != "done" or op["action"] not in ("move", "trash"):
+                continue
+            path, place = op["path"], op["place"]
+            halfway = _same_file(path, place)  # an undo cut short between its link and unlink
+            if not (halfway or not os.path.lexists(place)) or not _holds_original(path, op):
+                continue
+            if halfway:
+                os.unlink(place)
+            if op["action"] == "trash" and _info_is_ours(op):
+                os.unlink(op["info"])  # (its entry, which the undo had not yet removed)
+            cut_short = _undo_began_after(j, op["n"])
+            j.append({"op": "undone", "n": op["n"], "by_hand": not cut_short,
+                      "detail": "back at its path" + ("" if cut_short else ", put back by hand")})
+            if not cut_short:
+                report.back.append(path)
         done = {op["path"]: op for op, st in j.intents() if st == "done"}
         report.earlier = len(done)  # (before the files put back by hand join it)
         if action == "move" and not (resuming and os.path.isdir(to) and os.listdir(to)):
             _set_aside(to, j)  # (a folder an earlier simsearch moved into, holding files
             # now, may hold the person's photos: resumed as it was, not set aside)
-        done.update({path: None for path in report.back})  # (left where the person put it)
+        # files the person put back, now or in an earlier run: left where they put them
+        done.update({path: None for path in _put_back_by_hand(j)})
         _act(plan, action, to, j, done, report, progress)
         for op in filter(None, done.values()):
+            if os.path.lexists(op["path"]):  # a file there again (a copy taken out of the
+                continue                     # trash, an edited one): the index keeps it
             if op["action"] in ("trash", "delete"):
                 report.removed.append(op["path"])
             elif op["action"] == "move":
@@ -215,18 +224,35 @@ def _resumes(journal, action: str, to: str | None, plan_id: str) -> bool:
         return False
 
 
-def _undo_begun(j: Journal) -> bool:
-    """Whether an undo of this journal's current run began (and so may have been cut short)."""
-    since = max((i for i, r in enumerate(j.records) if r["op"] == "begin"), default=-1)
-    return any(r["op"] == "undo-start" for r in j.records[since + 1:])
+def _undo_began_after(j: Journal, n: int) -> bool:
+    """Whether an undo began after step `n` was done (and, the step still done, was cut short
+    before it wrote that it put the file back); one from before is an earlier, finished cycle."""
+    done_at = max((i for i, r in enumerate(j.records)
+                   if r["op"] == "done" and r.get("n") == n), default=-1)
+    return any(r["op"] == "undo-start" for r in j.records[done_at + 1:])
+
+
+def _put_back_by_hand(j: Journal) -> set[str]:
+    """The paths of this run's steps whose latest state is "put back by hand" (see _apply),
+    since the latest begin or undo (an apply after an undo acts on the whole plan again)."""
+    since = max((i for i, r in enumerate(j.records) if r["op"] in ("begin", "undo-start")),
+                default=-1)
+    latest: dict[int, dict] = {}
+    paths: dict[int, str] = {}
+    for r in j.records[since + 1:]:
+        if r["op"] in ("done", "undone", "rolled-back"):
+            latest[r["n"]] = r
+        elif r["op"] == "intent":
+            paths[r["n"]] = r["path"]
+    return {paths[n] for n, r in latest.items() if r.get("by_hand") and n in paths}
 
 
 def _check_aside(to: str, journal) -> None:
     """Refuse a --to folder that holds anything but what earlier moves set aside there: the
     folder is set aside as a whole (never indexed, never acted on, no kept copy), so a photo
     folder given by mistake would drop out of the index. Nor one inside the journal."""
-    journal = os.path.abspath(journal)
-    if to == journal or to.startswith(journal.rstrip(os.sep) + os.sep):
+    journal, to_real = os.path.realpath(journal), os.path.realpath(to)
+    if to_real == journal or to_real.startswith(journal.rstrip(os.sep) + os.sep):
         raise PlanError(f"--to {to} lies in the journal folder {journal}: give a folder "
                         f"outside it")
     own = in_own_folder(os.path.join(to, "x"))
@@ -235,7 +261,7 @@ def _check_aside(to: str, journal) -> None:
                         f"to move duplicates to")
     if own is None and os.path.lexists(to):
         _check_empty(to)
-    if journal.startswith(to.rstrip(os.sep) + os.sep):
+    if journal.startswith(to_real.rstrip(os.sep) + os.sep):
         raise PlanError(f"--journal {journal} lies in the --to folder {to}: give a journal "
                         f"folder outside it")
 

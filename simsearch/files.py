@@ -60,7 +60,8 @@ MOVED_TEXT = "Duplicates simsearch apply moved aside"
 NO_ONES = frozenset({"lost+found", ".DS_Store", ".directory", "Thumbs.db", "desktop.ini",
                      ".localized", "System Volume Information", "$RECYCLE.BIN", ".Trashes",
                      ".Spotlight-V100", ".fseventsd", ".TemporaryItems",
-                     ".DocumentRevisions-V100"})
+                     ".DocumentRevisions-V100", ".Trash", "RECYCLER", "RECYCLED", ".apdisk",
+                     ".VolumeIcon.icns"})
 
 
 def no_ones(name: str) -> bool:

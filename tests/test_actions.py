@@ -555,6 +555,24 @@ def test_a_mark_cut_short_is_written_anew_and_a_drive_roots_own_entries_are_no_f
     assert sorted(os.listdir(to)) == [".Trash-1000", "System Volume Information"]
 
 
+def test_an_undo_cut_short_between_its_link_and_unlink_is_finished_by_apply(library):
+    """Undo puts a file back by a link then removes the moved name: killed between the two,
+    the file has two names. The same apply run again finishes the move, not calling it done
+    while the file is back at its path."""
+    from simsearch.journal import Journal
+    tmp_path, photos, plan = library
+    to = tmp_path / "aside"
+    first = apply(plan, "move", tmp_path / "j", to=to)
+    path, place = first.done[0].path, first.done[0].detail
+    with Journal(tmp_path / "j") as j:
+        j.append({"op": "undo-start"})
+    os.link(place, path)  # killed here
+    again = apply(plan, "move", tmp_path / "j", to=to)
+    assert [o.path for o in again.done] == [path]
+    assert not os.path.exists(path) and os.path.isfile(again.done[0].detail)
+    assert again.earlier == len(first.done) - 1
+
+
 def _parents(folder: str, root: str) -> list[str]:
     out = []
     while folder != root:

@@ -283,3 +283,27 @@ def test_a_file_put_back_by_hand_is_left_there_by_apply_run_again(tmp_path, tiny
     result = _run(["apply", plan_file, "--action", "trash", "-q"])
     assert result.exit_code == 0 and f"left {gone} where you put it back" in result.stderr, result.output
     assert os.path.isfile(gone) and open_index(idx).count() == 4
+    again = _run(["apply", plan_file, "--action", "trash", "-q", "--json"])  # and again
+    assert again.exit_code == 0 and json.loads(again.stdout)["done"] == [], again.output
+    assert os.path.isfile(gone)
+    # a whole cycle later (apply, undo, apply again), the same: an old undo is not this one
+    j2 = str(tmp_path / "j2")
+    for step in (["apply", plan_file, "--action", "trash", "-q", "--journal", j2],
+                 ["undo", j2], ["apply", plan_file, "--action", "trash", "-q", "--journal", j2]):
+        out = _run(step)
+        assert out.exit_code == 0, out.output
+    [name] = os.listdir(trash / "files")
+    os.rename(trash / "files" / name, gone)
+    os.unlink(trash / "info" / f"{name}.trashinfo")
+    result = _run(["apply", plan_file, "--action", "trash", "-q", "--journal", j2])
+    assert result.exit_code == 0 and f"left {gone} where you put it back" in result.stderr
+    # copied out of the trash, not moved: the step stays done, and the index keeps the copy
+    j3 = str(tmp_path / "j3")
+    assert _run(["apply", plan_file, "--action", "trash", "-q", "--journal", j3]).exit_code == 0
+    [name] = os.listdir(trash / "files")
+    shutil.copy2(trash / "files" / name, gone)
+    assert _run(["index", photos, "--index", idx, "-q"]).exit_code == 0
+    assert open_index(idx).count() == 4
+    result = _run(["apply", plan_file, "--action", "trash", "-q", "--journal", j3])
+    assert result.exit_code == 0 and open_index(idx).count() == 4, result.output
+    assert os.path.isfile(gone) and os.path.isfile(trash / "files" / name)
