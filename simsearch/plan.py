@@ -201,11 +201,17 @@ def finer_than(kept: PlanFile, f: PlanFile) -> float | None:
     """The scale (the lesser of the two axes') at which `f` holds the picture of the file
     `kept`, where it is at least detail.STRETCH both ways: `f` then holds detail the kept file
     lacks (a full-size photo beside the collage holding it small), and a plan keeps it too
-    (session 27, recipes/default_model/trials/keep-finer-rule.md); None otherwise, or unless
-    the picture check mapped both."""
+    (session 27, recipes/default_model/trials/keep-finer-rule.md); None otherwise. Where the
+    picture check did not map both, by their canvases (sides sorted: a turned copy too)."""
     from simsearch.detail import STRETCH
     scales = picture_scale(kept, f)
-    return scales[0] if scales is not None and scales[0] >= STRETCH else None
+    if scales is None:  # not both mapped: by canvas, as `largest` compares such files
+        if min(kept.width, kept.height, f.width, f.height) <= 0:
+            return None
+        low = min(max(f.width, f.height) / max(kept.width, kept.height),
+                  min(f.width, f.height) / min(kept.width, kept.height))
+        return low if low >= STRETCH else None
+    return scales[0] if scales[0] >= STRETCH else None
 
 
 def largest_between(f: PlanFile, g: PlanFile) -> tuple[int, str] | None:

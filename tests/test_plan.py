@@ -520,3 +520,19 @@ def test_the_default_plan_never_trashes_a_photo_for_the_collage_holding_it(tmp_p
     plan = make_plan(report.groups, parse_rules([]))  # the default rules
     acted = {p for g in plan.groups for p in g.act_on}
     assert not acted & {str(photos / "IMG_1.jpg"), str(photos / "IMG_2.jpg")}
+
+
+def test_without_maps_canvases_tell_a_file_holding_the_picture_finer(tmp_path):
+    """Unmapped (a thumbnail too small for keypoints): kept by a rule that prefers the
+    thumbnail's folder, the full-size photo is kept too, by canvas (sides sorted: turned too)."""
+    thumb = tmp_path / "made" / "thumb.jpg"
+    photo = tmp_path / "photos" / "photo.jpg"
+    turned = tmp_path / "photos" / "turned.jpg"
+    for path, size in ((thumb, (160, 120)), (photo, (640, 480)), (turned, (480, 640))):
+        path.parent.mkdir(exist_ok=True)
+        Image.new("RGB", size, "grey").save(path)
+    g = make_plan([_hand_group([thumb, photo, turned])],
+                  parse_rules([f"path={tmp_path / 'made'}"])).groups[0]
+    assert g.keep == [str(thumb), str(photo), str(turned)] and g.act_on == []
+    assert {f.path: f.reason for f in g.files}[str(turned)].startswith(
+        "kept: holds the picture at 400% of its size in the kept thumb.jpg")

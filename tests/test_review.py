@@ -127,6 +127,13 @@ def test_in_a_browser_flip_choices_save_and_apply(reviewed, browser):
     # keeping another copy instead still keeps the file not confirmed ...
     y.locator("button.keep-this").click()
     assert z.locator(".badge").inner_text() == "KEEP" and y.locator(".badge").inner_text() == "KEEP"
+    # (x.jpg, holding y's picture 1.9 times as large, is kept too, until the person says it is a
+    # copy: the finer rule, trials/keep-finer-rule.md)
+    x = doubted.locator("figure").first
+    assert "holds the picture at 188% of its size" in x.inner_text()
+    assert page.locator("#n-act").inner_text() == "2"
+    x.locator("button.act-too").click()
+    assert x.locator(".badge").inner_text() == "ACT ON"
     assert page.locator("#n-act").inner_text() == "3"  # x.jpg now, instead of y.jpg
     # ... and it cannot be kept in place of the confirmed copies ...
     assert z.locator("button.keep-this").is_disabled()
@@ -138,6 +145,9 @@ def test_in_a_browser_flip_choices_save_and_apply(reviewed, browser):
     small = str(tmp_path / "photos" / "a" / "small.jpg")
     first = page.locator("section.card").nth(0)
     first.locator(f'figure:has(div.path[title="{small}"])').locator("button.keep-this").click()
+    big = first.locator(f'figure:has(div.path[title="{tmp_path / "photos" / "a" / "big.jpg"}"])')
+    assert big.locator(".badge").inner_text() == "KEEP"  # (finer: kept, until called a copy)
+    big.locator("button.act-too").click()
     page.locator("section.card").nth(2).locator("button.not-duplicates").click()
     assert page.locator("#n-act").inner_text() == "3"
     assert page.locator("#n-changed").inner_text() == "3"
@@ -154,7 +164,8 @@ def test_in_a_browser_flip_choices_save_and_apply(reviewed, browser):
     assert edited.source == "review page" and not edited.act_on_unconfirmed
     assert edited.groups[0].keep == [small] and edited.groups[2].decision == "not-duplicates"
     b = tmp_path / "photos" / "b"
-    assert edited.groups[1].confirmed == [str(b / "z.jpg")]
+    assert edited.groups[1].confirmed == [str(b / "x<img src=x onerror=alert(1)>.jpg"),
+                                          str(b / "z.jpg")]
     assert edited.groups[1].keep == [str(b / "y.jpg")]
     report = apply(edited, "trash", tmp_path / "journal")
     assert not report.skipped, report.skipped
@@ -181,8 +192,8 @@ def test_a_plan_made_to_act_on_unconfirmed_files_lets_the_page_act_on_them(tmp_p
     y = page.locator(f'figure:has(div.path[title="{files[1]}"])')
     assert z.locator(".badge").inner_text() == "ACT ON" and z.locator("button.act-too").count() == 0
     # keeping y instead acts on the others, z included: the plan was made to
-    y.locator("button.keep-this").click()
-    assert z.locator(".badge").inner_text() == "ACT ON" and page.locator("#n-act").inner_text() == "2"
+    y.locator("button.keep-this").click()  # (x, holding y's picture 1.9 times larger, kept)
+    assert z.locator(".badge").inner_text() == "ACT ON" and page.locator("#n-act").inner_text() == "1"
     assert not z.locator("button.keep-this").is_disabled()
     assert errors == []
 
