@@ -69,6 +69,9 @@ class ApplyReport:
     not_duplicates: list[list[str]] = field(default_factory=list)
     freed: int = 0  # bytes acted on (the trash and held/ keep them until emptied or purged)
     back: list[str] = field(default_factory=list)  # put back by the person since: reindex
+    # paths of steps done that hold a file again, and any step re-opened that was then skipped:
+    # the index must hold them
+    there: list[str] = field(default_factory=list)
 
     @property
     def left_undone(self) -> list[Outcome]:
@@ -178,29 +181,34 @@ def _apply(plan: Plan, action: str, journal: str | os.PathLike, to, confirm_dele
             if st != "done" or op["action"] not in ("move", "trash"):
                 continue
             path, place = op["path"], op["place"]
-            halfway = _same_file(path, place)  # an undo cut short between its link and unlink
+            cut_short = _undo_began_after(j, op["n"])
+            # an undo cut short between its link and unlink (two names of one file), or
+            # between its verified copy across drives and the unlink of the source
+            halfway = _same_file(path, place) or (
+                cut_short and os.path.lexists(place) and _is_original(place, op)
+                and (op["action"] != "trash" or _info_is_ours(op)))
             if not (halfway or not os.path.lexists(place)) or not _holds_original(path, op):
                 continue
             if halfway:
                 os.unlink(place)
             if op["action"] == "trash" and _info_is_ours(op):
                 os.unlink(op["info"])  # (its entry, which the undo had not yet removed)
-            cut_short = _undo_began_after(j, op["n"])
             j.append({"op": "undone", "n": op["n"], "by_hand": not cut_short,
                       "detail": "back at its path" + ("" if cut_short else ", put back by hand")})
-            if not cut_short:
-                report.back.append(path)
         done = {op["path"]: op for op, st in j.intents() if st == "done"}
         report.earlier = len(done)  # (before the files put back by hand join it)
         if action == "move" and not (resuming and os.path.isdir(to) and os.listdir(to)):
             _set_aside(to, j)  # (a folder an earlier simsearch moved into, holding files
             # now, may hold the person's photos: resumed as it was, not set aside)
         # files the person put back, now or in an earlier run: left where they put them
-        done.update({path: None for path in _put_back_by_hand(j)})
+        report.back = sorted(_put_back_by_hand(j))  # (every run: a kill may have cut the
+        done.update({path: None for path in report.back})  # one that found them short)
         _act(plan, action, to, j, done, report, progress)
+        report.there += [o.path for o in report.skipped if os.path.lexists(o.path)]
         for op in filter(None, done.values()):
             if os.path.lexists(op["path"]):  # a file there again (a copy taken out of the
-                continue                     # trash, an edited one): the index keeps it
+                report.there.append(op["path"])  # trash, an edited one): the index has it
+                continue
             if op["action"] in ("trash", "delete"):
                 report.removed.append(op["path"])
             elif op["action"] == "move":
@@ -719,10 +727,10 @@ def _holds_original(path: str, op: dict) -> bool:
     """The original's bytes, whatever its times (a held file only touched since)."""
     try:
         st = os.lstat(path)
-    except OSError:
+        return (stat.S_ISREG(st.st_mode) and st.st_size == op["size"]
+                and sha256(path) == op["sha256"])
+    except OSError:  # (gone, or unreadable now)
         return False
-    return (stat.S_ISREG(st.st_mode) and st.st_size == op["size"]
-            and sha256(path) == op["sha256"])
 
 
 def _is_link_to_kept(path: str, op: dict) -> bool:

@@ -772,10 +772,12 @@ def apply_cmd(plan_path, action, to, yes_delete, journal, index_dir, quiet, as_j
                        on_wait=_waiting)
     # moved files are set aside (never indexed again): the index forgets them as trashed ones,
     # at their new paths too (where an earlier simsearch followed them under --to)
-    index_note = _update_index(index_dir or plan.index,
-                               forget=report.removed + list(report.moved) + list(
+    folder = index_dir or plan.index
+    index_note = _update_index(folder, forget=report.removed + list(report.moved) + list(
                                    report.moved.values()),
-                               not_duplicates=report.not_duplicates, add=report.back)
+                               not_duplicates=report.not_duplicates,
+                               add=report.back + _not_indexed(folder, sorted(
+                                   set(report.there) - set(report.back))) if folder else [])
     for path in report.back:
         click.echo(f"left {_show(path)} where you put it back (done by an earlier run, then "
                    f"put back by hand; undo is how to take an apply back)", err=True)

@@ -573,6 +573,24 @@ def test_an_undo_cut_short_between_its_link_and_unlink_is_finished_by_apply(libr
     assert again.earlier == len(first.done) - 1
 
 
+def test_an_undo_cut_short_after_its_copy_across_drives_is_finished_by_apply(library):
+    """Across drives undo copies the file back, verified, then removes the moved one: killed
+    between the two, the same apply run again removes the stale copy and moves the file anew."""
+    import shutil
+
+    from simsearch.journal import Journal
+    tmp_path, photos, plan = library
+    to = tmp_path / "aside"
+    first = apply(plan, "move", tmp_path / "j", to=to)
+    path, place = first.done[0].path, first.done[0].detail
+    with Journal(tmp_path / "j") as j:
+        j.append({"op": "undo-start"})
+    shutil.copy2(place, path)  # killed here
+    again = apply(plan, "move", tmp_path / "j", to=to)
+    assert [o.path for o in again.done] == [path] and not os.path.exists(path)
+    assert sorted(os.listdir(os.path.dirname(place))) == [os.path.basename(place)]
+
+
 def _parents(folder: str, root: str) -> list[str]:
     out = []
     while folder != root:
