@@ -555,27 +555,12 @@ def test_a_mark_cut_short_is_written_anew_and_a_drive_roots_own_entries_are_no_f
     assert sorted(os.listdir(to)) == [".Trash-1000", "System Volume Information"]
 
 
-def test_an_undo_cut_short_between_its_link_and_unlink_is_finished_by_apply(library):
-    """Undo puts a file back by a link then removes the moved name: killed between the two,
-    the file has two names. The same apply run again finishes the move, not calling it done
-    while the file is back at its path."""
-    from simsearch.journal import Journal
-    tmp_path, photos, plan = library
-    to = tmp_path / "aside"
-    first = apply(plan, "move", tmp_path / "j", to=to)
-    path, place = first.done[0].path, first.done[0].detail
-    with Journal(tmp_path / "j") as j:
-        j.append({"op": "undo-start"})
-    os.link(place, path)  # killed here
-    again = apply(plan, "move", tmp_path / "j", to=to)
-    assert [o.path for o in again.done] == [path]
-    assert not os.path.exists(path) and os.path.isfile(again.done[0].detail)
-    assert again.earlier == len(first.done) - 1
-
-
-def test_an_undo_cut_short_after_its_copy_across_drives_is_finished_by_apply(library):
-    """Across drives undo copies the file back, verified, then removes the moved one: killed
-    between the two, the same apply run again removes the stale copy and moves the file anew."""
+@pytest.mark.parametrize("put_back", ["link", "copy"])
+def test_an_undo_cut_short_before_removing_the_moved_name_is_finished_by_apply(library,
+                                                                               put_back):
+    """Undo puts a file back by a link (one drive) or a verified copy (across drives), then
+    removes the moved name: killed between the two, the same apply run again finishes the
+    move anew, not calling it done while the file is back at its path."""
     import shutil
 
     from simsearch.journal import Journal
@@ -585,10 +570,11 @@ def test_an_undo_cut_short_after_its_copy_across_drives_is_finished_by_apply(lib
     path, place = first.done[0].path, first.done[0].detail
     with Journal(tmp_path / "j") as j:
         j.append({"op": "undo-start"})
-    shutil.copy2(place, path)  # killed here
+    (os.link if put_back == "link" else shutil.copy2)(place, path)  # killed here
     again = apply(plan, "move", tmp_path / "j", to=to)
     assert [o.path for o in again.done] == [path] and not os.path.exists(path)
-    assert sorted(os.listdir(os.path.dirname(place))) == [os.path.basename(place)]
+    assert os.path.isfile(again.done[0].detail) and again.earlier == len(first.done) - 1
+    assert sorted(os.listdir(os.path.dirname(place))) == [os.path.basename(again.done[0].detail)]
 
 
 def _parents(folder: str, root: str) -> list[str]:
