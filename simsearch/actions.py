@@ -177,11 +177,15 @@ def _apply(plan: Plan, action: str, journal: str | os.PathLike, to, confirm_dele
         # a file back at its path though its step is done: put back by an undo cut short
         # before it wrote so (acted on again, as the run is finished), or by the person (from
         # the desktop trash, say: left where they put it, and given back to the index)
+        undo_at, done_at = _undo_and_done_at(j)
         for op, st in j.intents():
-            if st != "done" or op["action"] not in ("move", "trash"):
+            if (st != "done" or op["action"] not in ("move", "trash")
+                    or not os.path.lexists(op["path"])):  # (the usual: nothing at its path)
                 continue
             path, place = op["path"], op["place"]
-            cut_short = _undo_began_after(j, op["n"])
+            # an undo that began after the step was done, the step still done: cut short
+            # before it wrote that it put the file back (one from before: an earlier cycle)
+            cut_short = undo_at > done_at.get(op["n"], -1)
             # an undo cut short between its link and unlink (two names of one file), or
             # between its verified copy across drives and the unlink of the source
             halfway = _same_file(path, place) or (
@@ -232,12 +236,16 @@ def _resumes(journal, action: str, to: str | None, plan_id: str) -> bool:
         return False
 
 
-def _undo_began_after(j: Journal, n: int) -> bool:
-    """Whether an undo began after step `n` was done (and, the step still done, was cut short
-    before it wrote that it put the file back); one from before is an earlier, finished cycle."""
-    done_at = max((i for i, r in enumerate(j.records)
-                   if r["op"] == "done" and r.get("n") == n), default=-1)
-    return any(r["op"] == "undo-start" for r in j.records[done_at + 1:])
+def _undo_and_done_at(j: Journal) -> tuple[int, dict[int, int]]:
+    """Where in the journal's records the latest undo began (-1: none), and where each step
+    was last marked done, in one pass."""
+    undo_at, done_at = -1, {}
+    for i, r in enumerate(j.records):
+        if r["op"] == "undo-start":
+            undo_at = i
+        elif r["op"] == "done":
+            done_at[r["n"]] = i
+    return undo_at, done_at
 
 
 def _put_back_by_hand(j: Journal) -> set[str]:
@@ -383,7 +391,7 @@ def _act(plan: Plan, action: str, to: str | None, j: Journal, done: dict[str, di
         files = {f.path: f for f in g.files}
         # a copy of what is acted on: the rules' choice, or another kept file the picture check
         # confirmed (one kept only because it was not confirmed may be another picture)
-        copies = [p for p in g.keep if not _doubted(p, g, files, plan)
+        copies = [p for p in g.keep if not plan.doubted(g, files[p])
                   and in_own_folder(p) is None]  # a trashed file, a held original: no copy
         kept_ok[n] = [p for p in copies if _unchanged(p, files[p], hashes, follow=True) is None]
         for p in g.keep:
@@ -407,7 +415,7 @@ def _act(plan: Plan, action: str, to: str | None, j: Journal, done: dict[str, di
             kept_ok[n] = [p for p in kept_ok[n]
                           if _unchanged(p, files[p], hashes, follow=True) is None]
             if not kept_ok[n]:
-                why = "; ".join(f"{p}: {_no_copy(p, _doubted(p, g, files, plan), files[p], hashes)}"
+                why = "; ".join(f"{p}: {_no_copy(p, plan.doubted(g, files[p]), files[p], hashes)}"
                                 for p in g.keep)
                 report.skipped.append(Outcome(path, f"no kept copy of its group is intact ({why})"))
                 continue
@@ -440,17 +448,8 @@ def _act(plan: Plan, action: str, to: str | None, j: Journal, done: dict[str, di
             report.freed += files[path].size
 
 
-def _doubted(path: str, g, files: dict, plan: Plan) -> bool:
-    """Whether the kept file `path` may be another picture: the picture check did not confirm
-    it (nor did a person, on the review page), and the plan does not act on such files. It is
-    then no copy that makes acting on the group's other files safe, even as the rules' choice
-    (a plan edited by hand)."""
-    return (files[path].evidence == "unchecked" and path not in g.confirmed
-            and not plan.act_on_unconfirmed)
-
-
 def _no_copy(path: str, doubted: bool, f, hashes: dict[str, str]) -> str:
-    """Why the kept file `path` is no intact copy (`doubted`: see _doubted)."""
+    """Why the kept file `path` is no intact copy (`doubted`: see Plan.doubted)."""
     own = in_own_folder(path)
     if own is not None:
         return f"in {own}, {OWN_FOLDERS}"

@@ -738,6 +738,14 @@ class Plan:
         plan.validate(name)
         return plan
 
+    def doubted(self, g: PlanGroup, f: PlanFile) -> bool:
+        """Whether the file `f` of group `g` may be another picture for this plan: the picture
+        check did not confirm it, a person did not call it a copy (the review page's "It is a
+        copy"), and the plan does not act on such files. Such a file is never acted on, and
+        is no kept copy that makes acting on the group's others safe."""
+        return (f.evidence == "unchecked" and f.path not in g.confirmed
+                and not self.act_on_unconfirmed)
+
     def validate(self, name: str = "plan") -> None:
         """Refuse a plan (edited by hand, or by a page) that could lose a picture: every group
         that acts on a file keeps another one, nothing protected is acted on, no file is in two
@@ -765,8 +773,8 @@ class Plan:
                 raise PlanError(f"{where}: a file is both kept and acted on")
             if g.decision == "act" and g.act_on and not g.keep:
                 raise PlanError(f"{where}: acts on files but keeps none")
-            if g.decision == "act" and g.act_on and not self.act_on_unconfirmed and all(
-                    by_path[p].evidence == "unchecked" and p not in g.confirmed for p in g.keep):
+            if g.decision == "act" and g.act_on and all(self.doubted(g, by_path[p])
+                                                         for p in g.keep):
                 raise PlanError(f"{where}: acts on files but keeps only files the picture check "
                                 f"did not confirm to be copies ({', '.join(g.keep)}), which may be "
                                 f"other pictures: keep a confirmed file, or call the kept one a "
@@ -775,8 +783,7 @@ class Plan:
                 f = by_path[p]
                 if f.protected or any(under(p, d) for d in self.protect):
                     raise PlanError(f"{where}: {p} is protected and cannot be acted on")
-                if (f.evidence == "unchecked" and not self.act_on_unconfirmed
-                        and p not in g.confirmed):
+                if self.doubted(g, f):
                     raise PlanError(f"{where}: {p} was not confirmed by the picture check to be "
                                     f"a copy, and this plan does not act on such files (make it "
                                     f"with --act-on-unconfirmed, or call it a copy on the "
