@@ -13,8 +13,9 @@ from pathlib import Path
 from simsearch.formats import SUFFIXES
 
 __all__ = ["IMAGE_SUFFIXES", "FileInfo", "WalkProblem", "walk_images", "stat_file", "sha256",
-           "json_text", "absolute", "marked", "no_ones", "REVIEW_MARK", "MOVED_MARK", "REVIEW_TEXT", "MOVED_TEXT", "OWN_FOLDER", "CACHE_FOLDER", "TRASH_FOLDER", "own_folder",
-           "in_own_folder"]
+           "json_text", "absolute", "marked", "no_ones", "own_folder", "in_own_folder",
+           "REVIEW_MARK", "MOVED_MARK", "REVIEW_TEXT", "MOVED_TEXT", "OWN_FOLDER",
+           "CACHE_FOLDER", "TRASH_FOLDER"]
 
 # simsearch's own work, not photos: an apply journal (journal.jsonl beside held/, the originals
 # it holds) or a review page's folder (this mark beside its thumbnails); walk_images never
@@ -72,10 +73,16 @@ def no_ones(name: str) -> bool:
 
 def marked(folder: str | os.PathLike, mark: str) -> bool:
     """Whether `folder` holds `mark` (REVIEW_MARK or MOVED_MARK) as simsearch writes it."""
-    text = (REVIEW_TEXT if mark == REVIEW_MARK else MOVED_TEXT).encode()
+    return _begins(os.path.join(folder, mark),
+                   (REVIEW_TEXT if mark == REVIEW_MARK else MOVED_TEXT).encode())
+
+
+def _begins(path: str, prefix: bytes) -> bool:
+    """Whether `path` is a regular file whose bytes begin with `prefix` (opened without
+    blocking: a named pipe is none)."""
     try:
-        with open(os.open(os.path.join(folder, mark), os.O_RDONLY | os.O_NONBLOCK), "rb") as f:
-            return stat.S_ISREG(os.fstat(f.fileno()).st_mode) and f.read(len(text)) == text
+        with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as f:
+            return stat.S_ISREG(os.fstat(f.fileno()).st_mode) and f.read(len(prefix)) == prefix
     except OSError:
         return False
 
@@ -197,14 +204,6 @@ def walk_images(roots: Iterable[str | os.PathLike],
             report(WalkProblem(root, "not a regular file or folder"))
 
 
-def _apple_double(path: str) -> bool:
-    try:
-        with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as f:
-            return f.read(4) == APPLEDOUBLE
-    except OSError:
-        return False
-
-
 def _walk_dir(top: str, report: Callable[[WalkProblem], None]) -> Iterator[FileInfo]:
     """Depth first in name order, with a stack of folders rather than recursion: a tree deeper
     than Python's recursion limit is walked like any other."""
@@ -228,7 +227,7 @@ def _walk_dir(top: str, report: Callable[[WalkProblem], None]) -> Iterator[FileI
             if entry.name.startswith(TRASHED_FILE):
                 report(WalkProblem(path, TRASHED_REASON))
                 continue
-            if entry.name.startswith("._") and _apple_double(path):
+            if entry.name.startswith("._") and _begins(path, APPLEDOUBLE):
                 report(WalkProblem(path, APPLEDOUBLE_REASON))
                 continue
             st = entry.stat(follow_symlinks=True)
