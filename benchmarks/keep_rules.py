@@ -46,10 +46,10 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from simsearch.edits import EDIT_NAMES, apply_edit  # noqa: E402
-from simsearch.detail import band  # noqa: E402
-from simsearch.plan import (PlanFile, choose, extent_of, one_way_stretch,  # noqa: E402
-                            parse_rules, stretched_between)
+from simsearch.edits import EDIT_NAMES, _font, apply_edit  # noqa: E402
+from simsearch.detail import band, bars  # noqa: E402
+from simsearch.plan import (PlanFile, bars_between, bars_room, choose, extent_of,  # noqa: E402
+                            one_way_stretch, parse_rules, stretched_between)
 from simsearch.verify import (VerifySettings, agreement, beyond, picture_features,  # noqa: E402
                               picture_map)
 
@@ -71,6 +71,33 @@ def picture_maps(first, second: str, settings: VerifySettings) -> tuple | None:
     if shares is None:
         return (IDENTITY, None), (tuple(linear.ravel().tolist()), None)
     return (IDENTITY, 1.0), (tuple(linear.ravel().tolist()), extent_of((shares[1], shares[0])))
+
+def caption(img: Image.Image, rng: random.Random) -> Image.Image:
+    """A captioned copy (outside the evaluation's edits, for --bars): a band of 12-25% of the
+    height, white, black or a random colour, on top or at the bottom, holding one line of text
+    in a contrasting colour, as meme and social-media tools add one."""
+    from PIL import ImageDraw
+    w, h = img.size
+    tall = max(2, round(h * rng.uniform(0.12, 0.25)))
+    kind = rng.randrange(3)
+    ground = ((255, 255, 255), (0, 0, 0), tuple(rng.randrange(256) for _ in range(3)))[kind]
+    ink = (255 - ground[0], 255 - ground[1], 255 - ground[2]) if kind == 2 else (
+        (0, 0, 0) if kind == 0 else (255, 255, 255))
+    if kind == 2 and max(abs(a - b) for a, b in zip(ground, ink)) < 96:
+        ink = (0, 0, 0) if sum(ground) > 384 else (255, 255, 255)
+    text = " ".join("".join(rng.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZ") for _ in range(
+        rng.randint(2, 7))) for _ in range(rng.randint(2, 5)))
+    size = max(4, int(min(tall * 0.6, w / (0.62 * len(text)))))
+    font = _font(size)
+    out = Image.new("RGB", (w, h + tall), ground)
+    top = rng.random() < 0.5
+    out.paste(img, (0, tall if top else 0))
+    left, t, right, bottom = font.getbbox(text)
+    x = max(0, (w - (right - left)) // 2) - left
+    y = (0 if top else h) + max(0, (tall - (bottom - t)) // 2) - t
+    ImageDraw.Draw(out).text((x, y), text, fill=ink, font=font)
+    return out
+
 
 CANDIDATES = ("largest,biggest,oldest", "largest,oldest,biggest")
 SAVES = ("jpeg75", "jpeg90", "jpeg95", "png")
@@ -144,6 +171,11 @@ def main() -> None:
                         help="with --picture, each candidate also with the files' bands "
                              "(simsearch.detail) read for one-way stretches, as dedupe --plan "
                              "reads them")
+    parser.add_argument("--bars", action="store_true",
+                        help="with --band, each candidate also with the files' bars "
+                             "(simsearch.detail) read as dedupe --plan reads them, and a "
+                             "captioned copy of each original beside the evaluation's edits, "
+                             "reported apart (trials/keep-bars-rule.md)")
     parser.add_argument("--work-side", type=int, default=WORK_SIDE,
                         help="edits run on the picture at most this many pixels on its long "
                              "side, then scaled back up; 0: at full size  [default: %(default)s]")
@@ -151,6 +183,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.band and not args.picture:
         parser.error("--band needs --picture")
+    if args.bars and not args.band:
+        parser.error("--bars needs --band")
+    edits = list(EDIT_NAMES) + (["caption"] if args.bars else [])
     candidates = [c.strip() for c in args.candidates.split(";") if c.strip()]
     rules = {c: parse_rules([c]) for c in candidates}
     if args.picture:
@@ -160,6 +195,10 @@ def main() -> None:
         if args.band:
             candidates += [c + " (band)" for c in plain]
             rules |= {c + " (band)": rules[c] for c in plain}
+        if args.bars:
+            candidates += [c + " (bars)" for c in plain]
+            rules |= {c + " (bars)": rules[c] for c in plain}
+    barred = [0, 0]  # pairs whose bars were read, of those the pairs bars told apart
     banded = [0, 0]  # pairs whose bands were read, of those the pairs a band told apart
     settings, scratch = VerifySettings(), tempfile.TemporaryDirectory()
     mapped = [0, 0]  # pairs given maps, pairs
@@ -186,8 +225,11 @@ def main() -> None:
             if scale < 1 else img
         held = None  # the original's features, when first needed
         own_band: list = []  # the original's band, when first needed
-        for edit in EDIT_NAMES:
-            copy = apply_edit(edit, work, random.Random(f"{args.seed}/{n}/{edit}"))
+        own_bars: list = []  # the original's bars, when first needed
+        for edit in edits:
+            edit_rng = random.Random(f"{args.seed}/{n}/{edit}")
+            copy = (caption(work, edit_rng) if edit == "caption"
+                    else apply_edit(edit, work, edit_rng))
             if scale < 1:  # a copy of the picture's own size (or turned) keeps its exact size
                 size = {work.size: (ow, oh), work.size[::-1]: (oh, ow)}.get(
                     copy.size, (round(copy.width / scale), round(copy.height / scale)))
@@ -195,6 +237,7 @@ def main() -> None:
             for save in SAVES:
                 data, cfmt = encode(copy, save)
                 maps = copy_band = None
+                copy_bars: list = []  # the copy's bars, when first needed
                 if args.picture:
                     saved = Path(scratch.name) / f"copy.{'png' if cfmt == 'png' else 'jpg'}"
                     saved.write_bytes(data)
@@ -227,9 +270,30 @@ def main() -> None:
                             if first:
                                 banded[0] += 1
                                 banded[1] += stretched_between(*banded_pair) != 0
+                    barred_pair = banded_pair
+                    if maps is not None and args.bars:
+                        room = [g.path for f in drawn for g in drawn
+                                if g is not f and bars_room(f, g) is not None]
+                        if room:
+                            read = []
+                            for f in banded_pair:
+                                if f.path not in room:
+                                    read.append(f)
+                                    continue
+                                mine = own_bars if f.path.endswith("original") else copy_bars
+                                if not mine:
+                                    mine.append(bars(path if f.path.endswith("original")
+                                                     else saved))
+                                    if f.path.endswith("copy") and setting == DATES[0]:
+                                        barred[0] += 1
+                                read.append(replace(f, bars=mine[0]))
+                            barred_pair = read
+                            if setting == DATES[0]:
+                                barred[1] += bars_between(*barred_pair) != 0
                     for c in candidates:
                         among = (drawn if c.endswith("(picture)") else banded_pair
-                                 if c.endswith("(band)") else pair)
+                                 if c.endswith("(band)") else barred_pair
+                                 if c.endswith("(bars)") else pair)
                         best, _ = choose(among, rules[c])
                         k = kept[(c, setting, save, edit)]
                         k[0] += best.path.endswith("original")
@@ -240,6 +304,8 @@ def main() -> None:
     def share(**fixed) -> float:
         hits = total = 0
         for (c, setting, save, edit), (h, t) in kept.items():
+            if "edit" not in fixed and edit not in EDIT_NAMES:  # the caption: reported apart
+                continue
             key = {"candidate": c, "date": setting, "save": save, "edit": edit}
             if all(key[k] == v for k, v in fixed.items()):
                 hits, total = hits + h, total + t
@@ -254,18 +320,23 @@ def main() -> None:
               "pairs": mapped[1] if args.picture else None,
               "work_side": args.work_side,
               "bands_read": banded[0] if args.band else None,
-              "bands_told": banded[1] if args.band else None}
+              "bands_told": banded[1] if args.band else None,
+              "bars_read": barred[0] if args.bars else None,
+              "bars_told": barred[1] if args.bars else None}
     print(f"{report['originals']} originals from {args.folder}, {len(EDIT_NAMES)} edits x "
           f"{len(SAVES)} saves: share of groups (original + copy) whose original is kept")
     if args.picture:
         print(f"picture check maps for {mapped[0]} of {mapped[1]} pairs (the rest: canvas)")
+    if args.bars:
+        print(f"bars read for {barred[0]} copies; they told {barred[1]} pairs apart "
+              f"(the caption is reported apart from the all-edits shares)")
     if args.band:
         print(f"bands read for {banded[0]} one-way stretched pairs; they told {banded[1]} apart")
     print(f"{'keep rules':38s} " + " ".join(f"{d:>7s}" for d in DATES))
     for c in candidates:
         row = {d: share(candidate=c, date=d) for d in DATES}
         per_save = {d: {s: share(candidate=c, date=d, save=s) for s in SAVES} for d in DATES}
-        per_edit = {d: {e: share(candidate=c, date=d, edit=e) for e in EDIT_NAMES} for d in DATES}
+        per_edit = {d: {e: share(candidate=c, date=d, edit=e) for e in edits} for d in DATES}
         report["candidates"][c] = {"by_date": row, "by_save": per_save, "by_edit": per_edit}
         print(f"{c:38s} " + " ".join(f"{row[d]:7.3f}" for d in DATES))
     for c in candidates:
@@ -274,7 +345,7 @@ def main() -> None:
             print(f"  {s:8s} " + " ".join(f"{report['candidates'][c]['by_save'][d][s]:7.3f}"
                                           for d in DATES))
         print(f"{c}: by edit")
-        for e in EDIT_NAMES:
+        for e in edits:
             print(f"  {e:10s} " + " ".join(f"{report['candidates'][c]['by_edit'][d][e]:7.3f}"
                                             for d in DATES))
     if args.json:

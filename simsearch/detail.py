@@ -6,17 +6,22 @@ interpolation's and the saves' noise), while across it the band is as full as th
 The keep rule `largest` reads this to tell a copy stretched one way from its original, which
 the picture check's map cannot: the map is the same seen from either file
 (`simsearch.plan.largest_between`; recipes/default_model/trials/keep-rules-band-rule.md).
+
+`bars` reads the other thing a map cannot tell: flat bars along a file's border (a letterbox,
+a caption's band), which widen its canvas without adding any of the picture
+(recipes/default_model/trials/keep-bars-rule.md).
 """
 from __future__ import annotations
 
 import os
 
 import numpy as np
+from PIL import Image
 
 from simsearch.errors import SimsearchError
 from simsearch.images import load_image
 
-__all__ = ["band", "band_shares", "TOP_BAND", "STRETCH"]
+__all__ = ["band", "band_shares", "bars", "bar_shares", "TOP_BAND", "STRETCH"]
 
 # the top band, in cycles per pixel, and the whole it is a share of (below 0.04: the picture's
 # layout, not its detail; above 0.48: the last bins, where the window leaks)
@@ -65,3 +70,49 @@ def _share(lines: np.ndarray) -> float | None:
     if not whole > 1e-9:
         return None
     return float(power[(freq >= TOP_BAND[0]) & (freq <= TOP_BAND[1])].sum() / whole)
+
+
+BAR_SIDE = 512       # bars are read on the picture reduced to this many pixels on its long side
+BAR_LEVELS = 16      # a pixel within this many levels of the border's colour (each channel) is ground
+BAR_CLEAN = 0.9      # a line this much ground is clean: a bar's border line and its inner edge
+BAR_GROUND = 0.2     # a bar runs on over lines at least this much ground (a caption's letters)
+
+
+def bars(path: str | os.PathLike) -> tuple[float, float, float, float] | None:
+    """(left, top, right, bottom): how far a flat bar runs in from each side of the file's
+    picture (upright), each a share of its width or height (`bar_shares`); None when the file
+    cannot be read or is too small to tell."""
+    try:
+        image = load_image(path, target=BAR_SIDE).image
+    except (SimsearchError, OSError, ValueError):
+        return None
+    w, h = image.size
+    if max(w, h) > BAR_SIDE:
+        k = BAR_SIDE / max(w, h)
+        image = image.resize((max(1, round(w * k)), max(1, round(h * k))),
+                             Image.Resampling.BILINEAR, reducing_gap=3.0)
+    return bar_shares(np.asarray(image.convert("RGB"), np.int16))
+
+
+def bar_shares(rgb: np.ndarray) -> tuple[float, float, float, float] | None:
+    """`bars` of an RGB picture (rows by columns by 3). From each side, the border line's
+    colour (each channel's median) is the bar's ground, if at least BAR_CLEAN of that line is
+    within BAR_LEVELS of it (else that side has no bar: 0). The bar then runs inward over the
+    lines at least BAR_GROUND ground, at most half the side, and ends at the last of them that
+    is clean (BAR_CLEAN). None for a side under MIN_SIDE."""
+    h, w = rgb.shape[:2]
+    if min(h, w) < MIN_SIDE:
+        return None
+    sides = (rgb.transpose(1, 0, 2), rgb, rgb.transpose(1, 0, 2)[::-1], rgb[::-1])
+    return tuple(_bar(lines) / len(lines) for lines in sides)
+
+
+def _bar(lines: np.ndarray) -> int:
+    """How many lines (axis 0, from the first) a bar covers; 0 when none."""
+    ground = np.median(lines[0], axis=0)
+    share = (np.abs(lines[: len(lines) // 2] - ground).max(axis=2) <= BAR_LEVELS).mean(axis=1)
+    if share[0] < BAR_CLEAN:
+        return 0
+    run = len(share) if (share >= BAR_GROUND).all() else int(np.argmin(share >= BAR_GROUND))
+    clean = np.flatnonzero(share[:run] >= BAR_CLEAN)
+    return int(clean[-1]) + 1

@@ -39,6 +39,7 @@ __all__ = ["KEEP_RULES", "DEFAULT_KEEP", "PLAN_VERSION", "DECISIONS", "KeepRule"
            "format_rank", "named_as_copy", "copies_among", "FORMAT_NAMES",
            "make_plan", "under", "size_text", "picture_scale", "finer_than", "PICTURE_TIE",
            "EXTENT_TIE", "extent_of", "one_way_stretch", "stretched_between", "with_bands",
+           "bars_between", "bars_room", "with_bars",
            "BAND_EMPTY", "BAND_APART"]
 
 KEEP_RULES = ("largest", "biggest", "oldest", "newest", "format", "path")
@@ -99,6 +100,10 @@ class PlanFile:
     # the share of its finest detail along x and along y (simsearch.detail.band), read only
     # when the check mapped it as a one-way stretch of another file of the group; else None
     band: tuple[float, float] | None = None
+    # how far a flat bar runs in from each side (left, top, right, bottom; shares of the width
+    # or height: simsearch.detail.bars), read only when the check mapped another file of the
+    # group inside this one's canvas with room to spare along one axis; else None
+    bars: tuple[float, float, float, float] | None = None
 
     @property
     def pixels(self) -> int:
@@ -226,14 +231,62 @@ def largest_between(f: PlanFile, g: PlanFile) -> tuple[int, str] | None:
     if scales is None:
         return None
     low, high = scales
+    barred = bars_between(f, g)  # bars or a caption's band: no more of the picture (session 28)
     wider = (g.extent / f.extent if f.extent is not None and g.extent is not None
-             and min(f.extent, g.extent) > 1e-6 else None)
+             and min(f.extent, g.extent) > 1e-6 and not barred else None)
     if wider is not None and (wider > EXTENT_TIE or wider < 1 / EXTENT_TIE):
         return (1 if wider > EXTENT_TIE else -1), "extent"
     if low > PICTURE_TIE or high < 1 / PICTURE_TIE:  # one holds it larger along both axes
         return (1 if low > PICTURE_TIE else -1), "scale"
+    if barred:
+        return -barred, "bars"
     told = stretched_between(f, g)
     return (told, "band") if told else (0, "")
+
+
+# `g` adds bars to `f` when the map between them is not turned (off the diagonal at most
+# BARS_SQUARE of its mean size, its two sizes within PICTURE_TIE), `f`'s canvas leaves `g` at
+# least BARS_ROOM of its side to spare along one axis and within BARS_ROOM either way along the
+# other, and `g`'s bars along that axis fill the room to within the larger of BARS_FIT of it
+# and BARS_SLACK of the side (session 28, recipes/default_model/trials/keep-bars-rule.md)
+BARS_SQUARE, BARS_ROOM, BARS_FIT, BARS_SLACK = 0.02, 0.03, 0.15, 0.02
+
+
+def bars_room(f: PlanFile, g: PlanFile) -> int | None:
+    """The canvas axis of `g` (0: x, 1: y) along which `f`'s picture, carried in by the maps,
+    leaves `g` room to spare (and no other: `bars_between`'s first two conditions); None."""
+    between = _map_between(f, g)
+    if between is None or min(f.width, f.height, g.width, g.height) <= 0:
+        return None
+    sx, sy = abs(between[0, 0]), abs(between[1, 1])
+    mean = (sx + sy) / 2
+    if (not mean > 0 or max(abs(between[0, 1]), abs(between[1, 0])) > BARS_SQUARE * mean
+            or not 1 / PICTURE_TIE <= sx / sy <= PICTURE_TIE):
+        return None
+    room = (g.width - sx * f.width) / g.width, (g.height - sy * f.height) / g.height
+    for axis in (0, 1):
+        if room[axis] >= BARS_ROOM and abs(room[1 - axis]) <= BARS_ROOM:
+            return axis
+    return None
+
+
+def _adds_bars(f: PlanFile, g: PlanFile) -> bool:
+    """Whether `g` holds `f`'s picture with bars added along one axis (`bars_between`)."""
+    axis = bars_room(f, g)
+    if axis is None or g.bars is None:
+        return False
+    between = _map_between(f, g)
+    side = (g.width, g.height)[axis]
+    room = side - abs(between[axis, axis]) * (f.width, f.height)[axis]
+    filled = (g.bars[axis] + g.bars[axis + 2]) * side
+    return abs(filled - room) <= max(BARS_FIT * room, BARS_SLACK * side)
+
+
+def bars_between(f: PlanFile, g: PlanFile) -> int:
+    """1 when `g` holds `f`'s picture with flat bars added along one axis (a letterbox, a
+    caption's band: `simsearch.detail.bars` fills the room `f`'s canvas leaves in `g`), -1
+    when `f` holds `g`'s so, 0 otherwise (neither, or both)."""
+    return int(_adds_bars(f, g)) - int(_adds_bars(g, f))
 
 
 # a file holding another's picture stretched one way whose top band along the stretch holds less
@@ -323,6 +376,28 @@ def with_bands(files: Sequence[PlanFile], read=None) -> list[PlanFile]:
 
 
 BAND_GROUP = 200  # groups of more mapped files than this are not read for bands
+
+
+def with_bars(files: Sequence[PlanFile], read=None) -> list[PlanFile]:
+    """`files` with the `bars` of each one the check mapped holding another's picture with
+    room to spare along one axis (`bars_room`), read from the file (`simsearch.detail.bars`,
+    or `read`); the others as they are. Only these files are read."""
+    mapped = [f for f in files if f.picture is not None and f.bars is None and not f.problem]
+    if len(mapped) > BAND_GROUP:  # (pairs grow as the square: such a group is left as it was)
+        return list(files)
+    wanted = {g.path for f in mapped for g in mapped if g is not f and bars_room(f, g) is not None}
+    if not wanted:
+        return list(files)
+    if read is None:
+        from simsearch.detail import bars as read
+    by_content: dict[str, tuple | None] = {}  # identical bytes: read once
+    found = {}
+    for f in sorted((f for f in files if f.path in wanted), key=lambda f: os.fsencode(f.path)):
+        key = f.sha256 or f.path
+        if key not in by_content:
+            by_content[key] = read(f.path)
+        found[f.path] = by_content[key]
+    return [replace(f, bars=found[f.path]) if f.path in found else f for f in files]
 
 
 def _same_extent(f: PlanFile, g: PlanFile) -> bool:
@@ -614,6 +689,9 @@ def _largest_reason(rule: KeepRule, best: PlanFile, f: PlanFile) -> str:
     """Why `largest` by the picture puts `f` after the kept file, in words."""
     _, what = largest_between(best, f)
     low, high = picture_scale(best, f)
+    if what == "bars":
+        return (f"{rule.show(f)}, the kept {rule.show(best)}'s picture with bars or a band "
+                f"added along its border: they hold none of the picture")
     if what == "band":
         return (f"{rule.show(f)}, the kept {rule.show(best)}'s picture stretched one way: its "
                 f"added pixels hold no finer detail")
@@ -819,7 +897,7 @@ def make_plan(groups, rules: Sequence[KeepRule], protect: Sequence[str] = (),
                                  decision="keep-all", exact=[list(s) for s in g.exact]))
             continue
         if any(r.name == "largest" for r in rules):
-            usable = with_bands(usable)
+            usable = with_bars(with_bands(usable))
         best, rest = choose(usable, rules)
         chosen = {best.path: best, **{f.path: f for f in rest}}
         finer = set()  # files holding the picture finer than the kept one: kept too
@@ -873,7 +951,7 @@ def _plan_file(f, where: str) -> PlanFile:
                            "width": int(f["width"]), "height": int(f["height"]),
                            "picture": _picture(f.get("picture")),
                            "extent": _extent(f.get("extent")),
-                           "band": _band(f.get("band"))})
+                           "band": _band(f.get("band")), "bars": _bars(f.get("bars"))})
     except (TypeError, ValueError) as e:
         raise PlanError(f"{where}: {e}") from None
 
@@ -892,6 +970,16 @@ def _band(value) -> tuple[float, float] | None:
     if not isinstance(value, (list, tuple)) or len(value) != 2 or None in value or not all(
             0 <= _number(v, "band") <= 1 for v in value):
         raise ValueError(f"band: {value!r} is not two shares")
+    return tuple(float(v) for v in value)
+
+
+def _bars(value) -> tuple[float, float, float, float] | None:
+    """A plan file's `bars` as read from JSON: four shares (0 to 0.5), or None."""
+    if value is None:
+        return None
+    if not isinstance(value, (list, tuple)) or len(value) != 4 or None in value or not all(
+            0 <= _number(v, "bars") <= 0.5 for v in value):
+        raise ValueError(f"bars: {value!r} is not four shares of at most one half")
     return tuple(float(v) for v in value)
 
 
