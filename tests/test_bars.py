@@ -1,0 +1,195 @@
+"""Flat bars along a file's border (simsearch.detail.bars) and the keep rule `largest` reading
+them: a letterboxed or captioned copy adds no picture (simsearch.plan.bars_between;
+recipes/default_model/trials/keep-bars-rule.md)."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw, ImageFilter
+
+from simsearch.detail import bar_shares, bars
+from simsearch.errors import PlanError
+from simsearch.files import sha256
+from simsearch.plan import (Plan, PlanFile, bars_between, choose, make_plan, parse_rules,
+                            with_bars)
+
+
+def _texture(seed: int, size=(640, 480)) -> Image.Image:
+    """A picture busy everywhere, to its border (no bar on any side)."""
+    rng = np.random.default_rng(seed)
+    cells = (rng.random((size[1] // 10, size[0] // 10, 3)) * 255).astype(np.uint8)
+    return Image.fromarray(cells).resize(size, Image.Resampling.NEAREST).filter(
+        ImageFilter.GaussianBlur(2))
+
+
+def _caption(picture: Image.Image, tall: int, top: bool, ground="white", ink="black"):
+    w, h = picture.size
+    out = Image.new("RGB", (w, h + tall), ground)
+    out.paste(picture, (0, tall if top else 0))
+    y = (0 if top else h) + tall // 4
+    ImageDraw.Draw(out).text((w // 10, y), "WHEN THE SCRIPT FINALLY RUNS", fill=ink,
+                             font_size=tall // 2)
+    return out
+
+
+def _letterbox(picture: Image.Image, extra: int, axis: int, fill=(0, 0, 0)):
+    w, h = picture.size
+    out = Image.new("RGB", (w + extra, h) if axis == 0 else (w, h + extra), fill)
+    out.paste(picture, (extra // 2, 0) if axis == 0 else (0, extra // 2))
+    return out
+
+
+def _shares(img: Image.Image):
+    return bar_shares(np.asarray(img.convert("RGB"), np.int16))
+
+
+def test_bars_read_a_letterbox_and_a_caption_band_and_nothing_on_a_busy_border(tmp_path):
+    picture = _texture(0)
+    assert _shares(picture) == (0, 0, 0, 0)
+    # black bars above and below, a random colour's left and right; saved as JPEG 75
+    for axis, fill in ((1, (0, 0, 0)), (0, (200, 120, 40))):
+        _letterbox(picture, 240, axis, fill).save(tmp_path / "box.jpg", quality=75)
+        left, top, right, bottom = bars(tmp_path / "box.jpg")
+        along, across = ((left, right), (top, bottom)) if axis == 0 else (
+            (top, bottom), (left, right))
+        assert across == (0, 0)
+        side = (880, 480)[axis] if axis == 0 else 720
+        for share in along:  # 120 of the side each, to a pixel or two of the reduced picture
+            assert abs(share * side - 120) <= 0.01 * side, (axis, along)
+    # a caption's band, its letters included, above or below the picture
+    for top in (True, False):
+        _caption(picture, 120, top).save(tmp_path / "meme.png")
+        shares = bars(tmp_path / "meme.png")
+        assert abs(shares[1 if top else 3] - 120 / 600) <= 0.01, shares
+        assert shares[3 if top else 1] == 0 and shares[0] == shares[2] == 0
+    # flat ground running on from the bar (a sky of the bar's colour): the walk goes past the
+    # bar, so the bar is more than the room a copy's canvas leaves (the rule then stays out)
+    sky = picture.copy()
+    sky.paste((0, 0, 0), (0, 0, 640, 150))
+    assert _shares(_letterbox(sky, 200, 1))[1] * 680 >= 100 + 140
+    # too small to tell; unreadable or missing files
+    assert _shares(picture.resize((60, 40))) is None
+    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8\xff not a picture")
+    assert bars(tmp_path / "broken.jpg") is None
+    assert bars(tmp_path / "missing.jpg") is None
+
+
+def test_bars_are_read_upright(tmp_path):
+    """A captioned copy stored on its side with EXIF orientation 6 reads its band on top."""
+    meme = _caption(_texture(1), 120, top=True).transpose(Image.Transpose.ROTATE_90)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    meme.save(tmp_path / "m.jpg", quality=95, exif=exif.tobytes())
+    left, top, right, bottom = bars(tmp_path / "m.jpg")
+    assert abs(top - 0.2) <= 0.01 and left == right == bottom == 0
+
+
+def _file(path, w, h, size, picture, extent=1.0, shares=None):
+    return PlanFile(path=path, size=size, mtime_ns=0, sha256="", width=w, height=h,
+                    date="2020-01-01T00:00:00", picture=picture, extent=extent, bars=shares)
+
+
+def test_largest_keeps_the_picture_over_its_captioned_or_letterboxed_copy():
+    rules = parse_rules(["largest,biggest"])
+    photo = _file("/p/photo.jpg", 1000, 800, 500_000, (1, 0, 0, 1), 1.0, (0, 0, 0, 0))
+    # the caption's letters are keypoints the photo lacks: it "shows" 25% more
+    meme = _file("/p/meme.jpg", 1000, 950, 700_000, (1, 0, 0, 1), 1.25, (0, 150 / 950, 0, 0))
+    assert bars_between(photo, meme) == 1 and bars_between(meme, photo) == -1
+    for group in ([photo, meme], [meme, photo]):
+        best, rest = choose(group, rules)
+        assert best.path == photo.path
+        assert rest[0].reason == ("1000x950, the kept 1000x800's picture with bars or a band "
+                                  "added along its border: they hold none of the picture")
+    # bars not read, or not filling the room the photo leaves: as before, the meme
+    for shares in (None, (0, 0.05, 0, 0), (0, 0.3, 0, 0)):
+        unread = _file("/p/meme.jpg", 1000, 950, 700_000, (1, 0, 0, 1), 1.25, shares)
+        assert bars_between(photo, unread) == 0
+        assert choose([photo, unread], rules)[0].path == unread.path
+    # a letterbox ties on the extent (bars hold no keypoints) and loses the tie, either side
+    box = _file("/p/box.jpg", 1400, 800, 900_000, (1, 0, 0, 1), 1.0, (0.14, 0, 0.146, 0))
+    assert choose([box, photo], rules)[0].path == photo.path
+    # at half size, the bars in the photo's own pixels: the photo keeps it on scale as before
+    small = _file("/p/small.jpg", 500, 475, 300_000, (0.5, 0, 0, 0.5), 1.25,
+                  (0, 75 / 475, 0, 0))
+    assert bars_between(photo, small) == 1
+    assert choose([small, photo], rules)[0].path == photo.path
+    # the copy twice the size, with its band: it holds the picture larger, so it is kept
+    large = _file("/p/large.jpg", 2000, 1900, 900_000, (2, 0, 0, 2), 1.25,
+                  (0, 300 / 1900, 0, 0))
+    assert bars_between(photo, large) == 1
+    assert choose([photo, large], rules)[0].path == large.path
+    # turned, or with room along both axes (a frame, a crop's original): not bars
+    turned = _file("/p/turned.jpg", 950, 1000, 700_000, (0, -1, 1, 0), 1.25, (0, 0, 0.158, 0))
+    framed = _file("/p/framed.jpg", 1100, 950, 700_000, (1, 0, 0, 1), 1.25, (0.05, 0.16, 0.05, 0))
+    for copy in (turned, framed):
+        assert bars_between(photo, copy) == 0
+    # both with bars that fill the room the other leaves cannot be: the two hold none
+    assert bars_between(meme, meme) == 0
+
+
+def test_a_plan_reads_bars_only_where_a_picture_leaves_room_and_keeps_them(tmp_path):
+    """make_plan reads a file's bars only when the maps put another file's picture in it with
+    room to spare along one axis; it keeps the photo over its captioned copy, and a plan file
+    keeps each file's bars and refuses ones that are not four shares."""
+    from simsearch.dedupe import Group, Member
+    picture = _texture(2, (480, 360))
+    paths = {"photo": tmp_path / "photo.png", "meme": tmp_path / "meme.png",
+             "half": tmp_path / "half.png"}
+    picture.save(paths["photo"])
+    _caption(picture, 90, top=False).save(paths["meme"])
+    picture.resize((240, 180), Image.Resampling.BILINEAR).save(paths["half"])
+    maps = {"photo": ((1.0, 0.0, 0.0, 1.0), 1.0), "meme": ((1.0, 0.0, 0.0, 1.0), 1.3),
+            "half": ((0.5, 0.0, 0.0, 0.5), 1.0)}
+    members = [Member(i, str(p), 1.0, sha256(p), p.stat().st_size, *Image.open(p).size,
+                      p.stat().st_mtime_ns, "centre" if name == "photo" else "checked",
+                      *maps[name]) for i, (name, p) in enumerate(paths.items())]
+    assert paths["meme"].stat().st_size > paths["photo"].stat().st_size
+    files = [PlanFile(path=m.path, size=m.size, mtime_ns=m.mtime_ns, sha256=m.sha256,
+                      width=m.width, height=m.height, picture=m.picture, extent=m.extent)
+             for m in members]
+    read = []
+    with_bars(files, read=lambda path: read.append(path) or (0, 0, 0, 0))
+    assert read == [str(paths["meme"])]  # the others leave no room in a file, or room both ways
+    plan = make_plan([Group("near", members)], parse_rules(["largest,biggest"]))
+    group = plan.groups[0]
+    assert group.keep == [str(paths["photo"])], [f.reason for f in group.files]
+    assert str(paths["meme"]) in group.act_on
+    found = {f.path: f.bars for f in group.files}
+    assert found[str(paths["photo"])] is None and found[str(paths["half"])] is None
+    assert abs(found[str(paths["meme"])][3] - 0.2) <= 0.01
+    plan.save(tmp_path / "plan.json")
+    again = Plan.load(tmp_path / "plan.json")
+    assert [f.bars for f in again.groups[0].files] == [f.bars for f in group.files]
+    assert Plan.from_dict(plan.to_dict()).to_dict() == plan.to_dict()
+    data = json.loads((tmp_path / "plan.json").read_text())
+    for bad in ([0.1], [0, 0, 0, "x"], [0, 0, 0, 0.6], "none", [0, 0, 0, None], [0, -1, 0, 0]):
+        data["groups"][0]["files"][1]["bars"] = bad
+        (tmp_path / "bad.json").write_text(json.dumps(data))
+        with pytest.raises(PlanError, match="group 1, file 2 .*bars"):
+            Plan.load(tmp_path / "bad.json")
+
+
+def test_the_default_plan_keeps_the_photo_over_its_captioned_copy(tmp_path):
+    """A photo and its meme-style copy (a white band with a caption above it): the shipped
+    model and picture check group them, and the default plan keeps the photo (before, the
+    caption's letters made the copy show "more of the picture" and the photo was acted on)."""
+    from simsearch.demo import scene
+    from simsearch.index import open_index
+    photos = tmp_path / "p"
+    photos.mkdir()
+    photo = scene(101, (1200, 900))
+    photo.save(photos / "IMG_1.jpg", quality=92)
+    meme = Image.new("RGB", (1200, 1060), "white")
+    meme.paste(photo, (0, 160))
+    ImageDraw.Draw(meme).text((40, 40), "WHEN THE SCRIPT FINALLY RUNS", fill="black",
+                              font_size=70)
+    meme.save(photos / "meme.jpg", quality=92)
+    index = open_index(tmp_path / "idx", model="default", create=True)
+    index.add_paths([photos])
+    report = index.duplicates()
+    assert [sorted(m.path for m in g.members) for g in report.groups] == [
+        [str(photos / "IMG_1.jpg"), str(photos / "meme.jpg")]]
+    group = make_plan(report.groups, parse_rules([])).groups[0]  # the default rules
+    assert group.keep[0] == str(photos / "IMG_1.jpg"), [f.reason for f in group.files]
