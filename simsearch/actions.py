@@ -271,6 +271,11 @@ def _check_aside(to: str, journal) -> None:
     if to_real == journal or to_real.startswith(journal.rstrip(os.sep) + os.sep):
         raise PlanError(f"--to {to} lies in the journal folder {journal}: give a folder "
                         f"outside it")
+    from simsearch.trash import home_trash
+    bin_ = os.path.realpath(home_trash())
+    if to_real == bin_ or to_real.startswith(bin_.rstrip(os.sep) + os.sep):
+        raise PlanError(f"--to {to} lies in the trash {bin_}: emptying the trash would delete "
+                        f"the duplicates; give a folder outside it (or --action trash)")
     own = in_own_folder(os.path.join(to, "x"))
     if own is not None and not marked(own, MOVED_MARK):
         raise PlanError(f"--to {to} lies in {own}, {OWN_FOLDERS}: give a new or empty folder "

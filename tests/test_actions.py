@@ -975,3 +975,15 @@ def test_a_file_in_androids_trash_is_no_kept_copy(library):
     report = apply(odd, "trash", tmp_path / "j2")
     assert not report.done and "no kept copy of its group is intact" in report.skipped[0].detail
     assert photo.is_file()
+
+
+def test_a_move_into_the_desktop_trash_is_refused_before_its_info_folder_exists(library):
+    """--to inside $XDG_DATA_HOME/Trash (its files/ made by hand, no info/ yet) is refused:
+    emptying the trash would delete the duplicates set aside there. Nothing is touched."""
+    tmp_path, photos, plan = library
+    before = snapshot(photos)
+    for to in (tmp_path / "data" / "Trash" / "files" / "dups", tmp_path / "data" / "Trash"):
+        with pytest.raises(PlanError, match="lies in the trash .*emptying the trash"):
+            apply(plan, "move", tmp_path / "j", to=to)
+        assert not to.exists() and not (tmp_path / "j").exists()
+    assert snapshot(photos) == before
