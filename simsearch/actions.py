@@ -4,7 +4,8 @@ These two functions are the only code in simsearch that writes, moves or removes
 file, and they do only what the plan says, to files that are still what the plan saw:
 
 - every file acted on is checked just before: a regular file (not a link, not a pipe) with
-  the plan's size, mtime_ns and SHA-256, not protected, and not the kept file under another
+  the plan's size and SHA-256 (a time changed alone, the same bytes, is no change; undo puts
+  back the time it finds), not protected, and not the kept file under another
   name (a hard link, or a link the kept path points through); otherwise it is skipped with
   the reason;
 - each group's kept file is checked the same way first: a group whose kept copies are all
@@ -464,7 +465,8 @@ def _no_copy(path: str, doubted: bool, f, hashes: dict[str, str]) -> str:
 
 
 def _unchanged(path: str, f, hashes: dict[str, str], follow: bool = False) -> str | None:
-    """None when `path` is a regular file with the plan's size, mtime and content, else why not."""
+    """None when `path` is a regular file with the plan's size and content (SHA-256), else why
+    not. Its mtime may differ: undo puts back the one it finds (`_intent` records it)."""
     try:
         st = os.stat(path) if follow else os.lstat(path)
     except FileNotFoundError:
@@ -475,8 +477,10 @@ def _unchanged(path: str, f, hashes: dict[str, str], follow: bool = False) -> st
         return "now a symbolic link"
     if not stat.S_ISREG(st.st_mode):
         return "not a regular file"
-    if (st.st_size, st.st_mtime_ns) != (f.size, f.mtime_ns):
-        return "changed since the plan was made (size or mtime)"
+    if st.st_size != f.size:
+        return "changed since the plan was made (size)"
+    # only its time changed (touched, or a sync or backup that rewrote it as it was): its
+    # content decides, read whenever, so the plan stands for the same bytes
     if path not in hashes:
         try:
             hashes[path] = sha256(path)
@@ -511,7 +515,7 @@ def _refusal(path: str, f, kept: str, kept_inodes: set, plan: Plan, action: str,
 def _intent(n: int, action: str, path: str, kept: str, f, to: str | None, j: Journal) -> dict:
     st = os.lstat(path)
     op = {"op": "intent", "n": n, "action": action, "path": path, "kept": kept, "size": f.size,
-          "mtime_ns": f.mtime_ns, "sha256": f.sha256, "mode": stat.S_IMODE(st.st_mode),
+          "mtime_ns": st.st_mtime_ns, "sha256": f.sha256, "mode": stat.S_IMODE(st.st_mode),
           "atime_ns": st.st_atime_ns, "token": j.token}
     if action == "hardlink":  # the kept file's identity: its link stays recognisable after
         kept_st = os.stat(kept)  # an editor saves the kept file under a new inode

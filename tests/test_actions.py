@@ -129,23 +129,31 @@ def test_delete_needs_confirmation_and_undo_says_it_cannot(library):
 
 
 def test_changed_files_and_changed_kept_copies_are_skipped(library):
+    """A file edited in place (same size, other bytes) is skipped, and so is a group whose kept
+    copy was edited. A file only touched (the same bytes, another mtime: a sync, a backup
+    tool) is acted on, and undo gives it back with the mtime it had then."""
     tmp_path, photos, plan = library
     g0, g1 = plan.groups[0], plan.groups[1]
-    touched = g0.act_on[0]
+    touched, edited = g0.act_on[0], g0.act_on[1]
     os.utime(touched, ns=(0, 1))  # same bytes, another mtime
-    with open(g1.keep[0], "r+b") as fh:  # the kept copy of group 2 edited in place
-        fh.seek(100)
-        fh.write(b"\x00")
+    for path in (edited, g1.keep[0]):  # edited in place (the kept copy of group 2 too)
+        with open(path, "r+b") as fh:
+            fh.seek(100)
+            fh.write(b"\x00")
     before = snapshot(photos)
     report = apply(plan, "trash", tmp_path / "j")
     skipped = {o.path: o.detail for o in report.skipped}
-    assert "changed since the plan was made" in skipped[touched]
+    assert touched not in skipped and not os.path.exists(touched)
+    assert skipped[edited] == "changed since the plan was made (content)"
     for p in g1.act_on:
         assert skipped[p].startswith("no kept copy of its group is intact")
     after = snapshot(photos)
-    for p in [touched] + g1.act_on + g1.keep:
+    for p in [edited] + g1.act_on + g1.keep:
         assert after[p] == before[p]
     assert len(report.done) == len(_acted(plan)) - 1 - len(g1.act_on)
+    undo(tmp_path / "j")
+    assert snapshot(photos) == before  # the touched file with its new mtime (1 ns)
+    assert os.stat(touched).st_mtime_ns == 1
 
 
 def test_never_the_kept_file_under_another_name(library):
@@ -363,7 +371,9 @@ def test_apply_exits_1_when_it_leaves_a_planned_file_as_it_was(library):
     assert json.loads(result.stdout)["left_undone"] == 0
     runner.invoke(main, ["undo", str(tmp_path / "linked.json.journal")])
     changed = plan.groups[0].act_on[0]
-    os.utime(changed, ns=(0, 1))
+    with open(changed, "r+b") as fh:  # edited in place: same size, other bytes
+        fh.seek(100)
+        fh.write(b"\x00")
     for extra in ([], ["--json"]):
         result = runner.invoke(main, ["apply", str(tmp_path / "plan.json"), "--action", "trash",
                                       "-q", "--journal", str(tmp_path / f"j{len(extra)}")] + extra)
