@@ -47,9 +47,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from simsearch.edits import EDIT_NAMES, _font, apply_edit  # noqa: E402
-from simsearch.detail import band, bars  # noqa: E402
-from simsearch.plan import (PlanFile, bars_between, bars_room, choose, extent_of,  # noqa: E402
-                            one_way_stretch, parse_rules, stretched_between)
+from simsearch.detail import band, bars, corners  # noqa: E402
+from simsearch.plan import (PlanFile, bars_between, bars_room, choose,  # noqa: E402
+                            corners_between, extent_of, one_way_stretch, parse_rules,
+                            stretched_between, turned_apart)
 from simsearch.verify import (VerifySettings, agreement, beyond, picture_features,  # noqa: E402
                               picture_map)
 
@@ -176,6 +177,10 @@ def main() -> None:
                              "(simsearch.detail) read as dedupe --plan reads them, and a "
                              "captioned copy of each original beside the evaluation's edits, "
                              "reported apart (trials/keep-bars-rule.md)")
+    parser.add_argument("--corners", action="store_true",
+                        help="with --band, each candidate also with the files' filled corners "
+                             "(simsearch.detail) read as dedupe --plan reads them, on top of "
+                             "--bars when given (trials/keep-corners-rule.md)")
     parser.add_argument("--work-side", type=int, default=WORK_SIDE,
                         help="edits run on the picture at most this many pixels on its long "
                              "side, then scaled back up; 0: at full size  [default: %(default)s]")
@@ -183,8 +188,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.band and not args.picture:
         parser.error("--band needs --picture")
-    if args.bars and not args.band:
-        parser.error("--bars needs --band")
+    if (args.bars or args.corners) and not args.band:
+        parser.error("--bars and --corners need --band")
     edits = list(EDIT_NAMES) + (["caption"] if args.bars else [])
     candidates = [c.strip() for c in args.candidates.split(";") if c.strip()]
     rules = {c: parse_rules([c]) for c in candidates}
@@ -198,6 +203,10 @@ def main() -> None:
         if args.bars:
             candidates += [c + " (bars)" for c in plain]
             rules |= {c + " (bars)": rules[c] for c in plain}
+        if args.corners:
+            candidates += [c + " (corners)" for c in plain]
+            rules |= {c + " (corners)": rules[c] for c in plain}
+    cornered = [0, 0]  # pairs whose corners were read, of those the pairs corners told apart
     barred = [0, 0]  # pairs whose bars were read, of those the pairs bars told apart
     banded = [0, 0]  # pairs whose bands were read, of those the pairs a band told apart
     settings, scratch = VerifySettings(), tempfile.TemporaryDirectory()
@@ -226,6 +235,7 @@ def main() -> None:
         held = None  # the original's features, when first needed
         own_band: list = []  # the original's band, when first needed
         own_bars: list = []  # the original's bars, when first needed
+        own_corners: list = []  # the original's corners, when first needed
         for edit in edits:
             edit_rng = random.Random(f"{args.seed}/{n}/{edit}")
             copy = (caption(work, edit_rng) if edit == "caption"
@@ -238,6 +248,7 @@ def main() -> None:
                 data, cfmt = encode(copy, save)
                 maps = copy_band = None
                 copy_bars: list = []  # the copy's bars, when first needed
+                copy_corners: list = []  # the copy's corners, when first needed
                 if args.picture:
                     saved = Path(scratch.name) / f"copy.{'png' if cfmt == 'png' else 'jpg'}"
                     saved.write_bytes(data)
@@ -290,10 +301,24 @@ def main() -> None:
                             barred_pair = read
                             if setting == DATES[0]:
                                 barred[1] += bars_between(*barred_pair) != 0
+                    cornered_pair = barred_pair
+                    if maps is not None and args.corners and turned_apart(*drawn):
+                        read = []
+                        for f in barred_pair:
+                            mine = own_corners if f.path.endswith("original") else copy_corners
+                            if not mine:
+                                mine.append(corners(path if f.path.endswith("original")
+                                                    else saved))
+                            read.append(replace(f, corners=mine[0]))
+                        cornered_pair = read
+                        if setting == DATES[0]:
+                            cornered[0] += 1
+                            cornered[1] += corners_between(*cornered_pair) != 0
                     for c in candidates:
                         among = (drawn if c.endswith("(picture)") else banded_pair
                                  if c.endswith("(band)") else barred_pair
-                                 if c.endswith("(bars)") else pair)
+                                 if c.endswith("(bars)") else cornered_pair
+                                 if c.endswith("(corners)") else pair)
                         best, _ = choose(among, rules[c])
                         k = kept[(c, setting, save, edit)]
                         k[0] += best.path.endswith("original")
@@ -322,11 +347,16 @@ def main() -> None:
               "bands_read": banded[0] if args.band else None,
               "bands_told": banded[1] if args.band else None,
               "bars_read": barred[0] if args.bars else None,
-              "bars_told": barred[1] if args.bars else None}
+              "bars_told": barred[1] if args.bars else None,
+              "corners_read": cornered[0] if args.corners else None,
+              "corners_told": cornered[1] if args.corners else None}
     print(f"{report['originals']} originals from {args.folder}, {len(EDIT_NAMES)} edits x "
           f"{len(SAVES)} saves: share of groups (original + copy) whose original is kept")
     if args.picture:
         print(f"picture check maps for {mapped[0]} of {mapped[1]} pairs (the rest: canvas)")
+    if args.corners:
+        print(f"corners read for {cornered[0]} pairs turned apart; they told {cornered[1]} "
+              f"apart")
     if args.bars:
         print(f"bars read for {barred[0]} copies; they told {barred[1]} pairs apart "
               f"(the caption is reported apart from the all-edits shares)")

@@ -9,7 +9,8 @@ the picture check's map cannot: the map is the same seen from either file
 
 `bars` reads the other thing a map cannot tell: flat bars along a file's border (a letterbox,
 a caption's band), which widen its canvas without adding any of the picture
-(recipes/default_model/trials/keep-bars-rule.md).
+(recipes/default_model/trials/keep-bars-rule.md); `corners`, the filled corners of a picture
+turned on an enlarged canvas (recipes/default_model/trials/keep-corners-rule.md).
 """
 from __future__ import annotations
 
@@ -21,7 +22,8 @@ from PIL import Image
 from simsearch.errors import SimsearchError
 from simsearch.images import load_image
 
-__all__ = ["band", "band_shares", "bars", "bar_shares", "TOP_BAND", "STRETCH"]
+__all__ = ["band", "band_shares", "bars", "bar_shares", "corners", "corner_shares", "turned_by",
+           "TOP_BAND", "STRETCH"]
 
 # the top band, in cycles per pixel, and the whole it is a share of (below 0.04: the picture's
 # layout, not its detail; above 0.48: the last bins, where the window leaks)
@@ -82,6 +84,13 @@ def bars(path: str | os.PathLike) -> tuple[float, float, float, float] | None:
     """(left, top, right, bottom): how far a flat bar runs in from each side of the file's
     picture (upright), each a share of its width or height (`bar_shares`); None when the file
     cannot be read or is too small to tell."""
+    rgb = _reduced(path)
+    return None if rgb is None else bar_shares(rgb)
+
+
+def _reduced(path: str | os.PathLike) -> np.ndarray | None:
+    """The file's picture, upright, RGB, at most BAR_SIDE pixels on its long side; None when
+    it cannot be read."""
     try:
         image = load_image(path, target=BAR_SIDE).image
     except (SimsearchError, OSError, ValueError):
@@ -91,7 +100,7 @@ def bars(path: str | os.PathLike) -> tuple[float, float, float, float] | None:
         k = BAR_SIDE / max(w, h)
         image = image.resize((max(1, round(w * k)), max(1, round(h * k))),
                              Image.Resampling.BILINEAR, reducing_gap=3.0)
-    return bar_shares(np.asarray(image.convert("RGB"), np.int16))
+    return np.asarray(image.convert("RGB"), np.int16)
 
 
 def bar_shares(rgb: np.ndarray) -> tuple[float, float, float, float] | None:
@@ -116,3 +125,77 @@ def _bar(lines: np.ndarray) -> int:
     run = len(share) if (share >= BAR_GROUND).all() else int(np.argmin(share >= BAR_GROUND))
     clean = np.flatnonzero(share[:run] >= BAR_CLEAN)
     return int(clean[-1]) + 1
+
+
+CORNER_SHRINK = 0.9   # a corner's triangle is tested shrunk this much towards the corner
+CORNER_EDGE = 0.9     # a turned picture's corners' runs add up to this much of each edge
+CORNER_RUN = (0.03, 0.97)  # each run at least and at most this share of its edge
+CORNER_AGREE = 4.0    # degrees: the four triangles' angles within this of their mean
+CORNER_INSET = 2      # runs are read along the third row and column from the corner
+
+
+def corners(path: str | os.PathLike) -> tuple[float, ...] | None:
+    """(top-left x, y, top-right x, y, bottom-right x, y, bottom-left x, y): how far a flat
+    fill runs from each corner of the file's picture (upright) along its two edges, each a
+    share of the width or height (`corner_shares`); None when the file cannot be read or is
+    too small to tell."""
+    rgb = _reduced(path)
+    return None if rgb is None else corner_shares(rgb)
+
+
+def corner_shares(rgb: np.ndarray) -> tuple[float, ...] | None:
+    """`corners` of an RGB picture (rows by columns by 3). A corner is filled when the 3 x 3
+    pixels at it are all within BAR_LEVELS of their median colour (each channel); its runs
+    are the pixels from it, along the row and the column CORNER_INSET in from the border,
+    within BAR_LEVELS of that colour; its triangle (the corner and the runs' ends, shrunk by CORNER_SHRINK) must be
+    at least BAR_CLEAN that colour. A corner that is not filled runs 0 both ways. None for a
+    side under MIN_SIDE."""
+    h, w = rgb.shape[:2]
+    if min(h, w) < MIN_SIDE:
+        return None
+    out: list[float] = []
+    for flip_x, flip_y in ((False, False), (True, False), (True, True), (False, True)):
+        view = rgb[::-1 if flip_y else 1, ::-1 if flip_x else 1]
+        run_x, run_y = _corner(view)
+        out += [run_x / w, run_y / h]
+    return tuple(out)
+
+
+def _corner(view: np.ndarray) -> tuple[int, int]:
+    """The runs (along x, along y) of the fill at the corner [0, 0] of `view`; (0, 0) if none."""
+    ground = np.median(view[:3, :3].reshape(-1, 3), axis=0)
+
+    def near(pixels: np.ndarray) -> np.ndarray:
+        return np.abs(pixels - ground).max(axis=-1) <= BAR_LEVELS
+
+    if not near(view[:3, :3]).all():
+        return 0, 0
+    # read two pixels in from the border: a canvas rounded up can leave its border line empty
+    row, col = near(view[CORNER_INSET]), near(view[:, CORNER_INSET])
+    run_x = len(row) if row.all() else int(np.argmin(row))
+    run_y = len(col) if col.all() else int(np.argmin(col))
+    ys, xs = np.mgrid[0:run_y, 0:run_x]
+    inside = xs / run_x + ys / run_y <= CORNER_SHRINK
+    if not inside.any() or near(view[:run_y, :run_x])[inside].mean() < BAR_CLEAN:
+        return 0, 0
+    return run_x, run_y
+
+
+def turned_by(shares: tuple[float, ...] | None, width: int, height: int) -> float | None:
+    """The angle (degrees, 0 to 90) by which a file with these `corners` holds a picture turned
+    on a filled canvas: every corner filled, each edge's two runs adding up to CORNER_EDGE of
+    it (each within CORNER_RUN), and the four triangles agreeing on one turn within
+    CORNER_AGREE (top-left and bottom-right at the angle, the other two at 90 less it); None
+    when not."""
+    if shares is None or min(width, height) <= 0:
+        return None
+    tl, tr, br, bl = (shares[i:i + 2] for i in range(0, 8, 2))
+    low, high = CORNER_RUN
+    for a, b in ((tl[0], tr[0]), (bl[0], br[0]), (tl[1], bl[1]), (tr[1], br[1])):
+        if a + b < CORNER_EDGE or not (low <= a <= high and low <= b <= high):
+            return None
+    angles = [float(np.degrees(np.arctan2(c[1] * height, c[0] * width))) for c in (tl, br)]
+    angles += [90.0 - float(np.degrees(np.arctan2(c[1] * height, c[0] * width)))
+               for c in (tr, bl)]
+    mean = sum(angles) / 4
+    return mean if max(abs(a - mean) for a in angles) <= CORNER_AGREE else None

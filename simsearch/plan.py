@@ -39,7 +39,8 @@ __all__ = ["KEEP_RULES", "DEFAULT_KEEP", "PLAN_VERSION", "DECISIONS", "KeepRule"
            "format_rank", "named_as_copy", "copies_among", "FORMAT_NAMES",
            "make_plan", "under", "size_text", "picture_scale", "finer_than", "PICTURE_TIE",
            "EXTENT_TIE", "extent_of", "one_way_stretch", "stretched_between", "with_bands",
-           "bars_between", "bars_room", "with_bars",
+           "bars_between", "bars_room", "with_bars", "corners_between", "turned_apart",
+           "with_corners",
            "BAND_EMPTY", "BAND_APART"]
 
 KEEP_RULES = ("largest", "biggest", "oldest", "newest", "format", "path")
@@ -104,6 +105,10 @@ class PlanFile:
     # or height: simsearch.detail.bars), read only when the check mapped another file of the
     # group inside this one's canvas with room to spare along one axis; else None
     bars: tuple[float, float, float, float] | None = None
+    # how far a flat fill runs from each corner along its two edges (simsearch.detail.corners),
+    # read only when the check mapped this file and another of the group turned one to the
+    # other by 3 to 87 degrees; else None
+    corners: tuple[float, ...] | None = None
 
     @property
     def pixels(self) -> int:
@@ -231,7 +236,10 @@ def largest_between(f: PlanFile, g: PlanFile) -> tuple[int, str] | None:
     if scales is None:
         return None
     low, high = scales
-    barred = bars_between(f, g)  # bars or a caption's band: no more of the picture (session 28)
+    # bars, a caption's band or filled corners: no more of the picture (session 28)
+    barred, how = bars_between(f, g), "bars"
+    if not barred:
+        barred, how = corners_between(f, g), "corners"
     wider = (g.extent / f.extent if f.extent is not None and g.extent is not None
              and min(f.extent, g.extent) > 1e-6 and not barred else None)
     if wider is not None and (wider > EXTENT_TIE or wider < 1 / EXTENT_TIE):
@@ -239,7 +247,7 @@ def largest_between(f: PlanFile, g: PlanFile) -> tuple[int, str] | None:
     if low > PICTURE_TIE or high < 1 / PICTURE_TIE:  # one holds it larger along both axes
         return (1 if low > PICTURE_TIE else -1), "scale"
     if barred:
-        return -barred, "bars"
+        return -barred, how
     told = stretched_between(f, g)
     return (told, "band") if told else (0, "")
 
@@ -378,6 +386,73 @@ def with_bands(files: Sequence[PlanFile], read=None) -> list[PlanFile]:
 BAND_GROUP = 200  # groups of more mapped files than this are not read for bands
 
 
+# `g` adds filled corners to `f` when `g` holds a picture turned on a filled canvas by an angle
+# (detail.turned_by), the map between them turns by an angle as far from a quarter turn (within
+# CORNERS_ANGLE degrees) at scales within PICTURE_TIE, and `f`'s canvas so turned and scaled
+# has a bounding box within CORNERS_FIT of `g`'s canvas each way (session 28,
+# recipes/default_model/trials/keep-corners-rule.md); maps turning less than CORNERS_LEAST
+# degrees from a quarter turn are not read for corners
+CORNERS_ANGLE, CORNERS_FIT, CORNERS_LEAST = 4.0, 0.04, 3.0
+
+
+def _turn(f: PlanFile, g: PlanFile) -> tuple[float, float] | None:
+    """(the scale, the angle in degrees) of the map from `f`'s pixels to `g`'s when its two
+    scales are within PICTURE_TIE of each other; None otherwise or without both maps."""
+    scales = picture_scale(f, g)
+    between = _map_between(f, g)
+    if scales is None or between is None or scales[1] > PICTURE_TIE * scales[0]:
+        return None
+    return ((scales[0] + scales[1]) / 2,
+            float(np.degrees(np.arctan2(between[1, 0], between[0, 0]))))
+
+
+def _off_quarter(angle: float) -> float:
+    """How far (degrees, 0 to 45) `angle` lies from the nearest quarter turn."""
+    d = angle % 90.0
+    return min(d, 90.0 - d)
+
+
+def _adds_corners(f: PlanFile, g: PlanFile) -> bool:
+    """Whether `g` holds `f`'s picture turned on a canvas with filled corners."""
+    from simsearch.detail import turned_by
+    turn = _turn(f, g)
+    a = turned_by(g.corners, g.width, g.height)
+    if turn is None or a is None:
+        return False
+    scale, angle = turn
+    if abs(_off_quarter(angle) - _off_quarter(a)) > CORNERS_ANGLE:
+        return False
+    c, s = abs(np.cos(np.radians(angle))), abs(np.sin(np.radians(angle)))
+    box = (scale * (f.width * c + f.height * s), scale * (f.width * s + f.height * c))
+    return all(abs(b - side) <= CORNERS_FIT * side for b, side in zip(box, (g.width, g.height)))
+
+
+def corners_between(f: PlanFile, g: PlanFile) -> int:
+    """1 when `g` holds `f`'s picture turned on a canvas with filled corners (read by
+    `simsearch.detail.corners`, agreeing with the maps' turn), -1 when `f` holds `g`'s so, 0
+    otherwise (neither, or both)."""
+    return int(_adds_corners(f, g)) - int(_adds_corners(g, f))
+
+
+def turned_apart(f: PlanFile, g: PlanFile) -> bool:
+    """Whether the maps turn one file's picture to the other's by CORNERS_LEAST degrees or more
+    from a quarter turn at scales within PICTURE_TIE: only then are their corners read."""
+    turn = _turn(f, g)
+    return turn is not None and _off_quarter(turn[1]) >= CORNERS_LEAST
+
+
+def with_corners(files: Sequence[PlanFile], read=None) -> list[PlanFile]:
+    """`files` with the `corners` of each mapped file that the maps turn to or from another
+    mapped one (`turned_apart`), read from the file (`simsearch.detail.corners`, or `read`);
+    the others as they are. Only these files are read."""
+    mapped = [f for f in files if f.picture is not None and f.corners is None and not f.problem]
+    if len(mapped) > BAND_GROUP:  # (pairs grow as the square: such a group is left as it was)
+        return list(files)
+    wanted = {p for i, f in enumerate(mapped) for g in mapped[i + 1:] if turned_apart(f, g)
+              for p in (f.path, g.path)}
+    return _read_into(files, wanted, "corners", read)
+
+
 def with_bars(files: Sequence[PlanFile], read=None) -> list[PlanFile]:
     """`files` with the `bars` of each one the check mapped holding another's picture with
     room to spare along one axis (`bars_room`), read from the file (`simsearch.detail.bars`,
@@ -386,18 +461,26 @@ def with_bars(files: Sequence[PlanFile], read=None) -> list[PlanFile]:
     if len(mapped) > BAND_GROUP:  # (pairs grow as the square: such a group is left as it was)
         return list(files)
     wanted = {g.path for f in mapped for g in mapped if g is not f and bars_room(f, g) is not None}
+    return _read_into(files, wanted, "bars", read)
+
+
+def _read_into(files: Sequence[PlanFile], wanted: set[str], what: str, read=None
+               ) -> list[PlanFile]:
+    """`files` with the field `what` ("bars" or "corners") of those in `wanted` read from the
+    file by `read` (else simsearch.detail's function of that name); identical bytes once."""
     if not wanted:
         return list(files)
     if read is None:
-        from simsearch.detail import bars as read
-    by_content: dict[str, tuple | None] = {}  # identical bytes: read once
+        from simsearch import detail
+        read = getattr(detail, what)
+    by_content: dict[str, tuple | None] = {}
     found = {}
     for f in sorted((f for f in files if f.path in wanted), key=lambda f: os.fsencode(f.path)):
         key = f.sha256 or f.path
         if key not in by_content:
             by_content[key] = read(f.path)
         found[f.path] = by_content[key]
-    return [replace(f, bars=found[f.path]) if f.path in found else f for f in files]
+    return [replace(f, **{what: found[f.path]}) if f.path in found else f for f in files]
 
 
 def _same_extent(f: PlanFile, g: PlanFile) -> bool:
@@ -689,6 +772,9 @@ def _largest_reason(rule: KeepRule, best: PlanFile, f: PlanFile) -> str:
     """Why `largest` by the picture puts `f` after the kept file, in words."""
     _, what = largest_between(best, f)
     low, high = picture_scale(best, f)
+    if what == "corners":
+        return (f"{rule.show(f)}, the kept {rule.show(best)}'s picture turned on a larger "
+                f"canvas: its filled corners hold none of the picture")
     if what == "bars":
         return (f"{rule.show(f)}, the kept {rule.show(best)}'s picture with bars or a band "
                 f"added along its border: they hold none of the picture")
@@ -897,7 +983,7 @@ def make_plan(groups, rules: Sequence[KeepRule], protect: Sequence[str] = (),
                                  decision="keep-all", exact=[list(s) for s in g.exact]))
             continue
         if any(r.name == "largest" for r in rules):
-            usable = with_bars(with_bands(usable))
+            usable = with_corners(with_bars(with_bands(usable)))
         best, rest = choose(usable, rules)
         chosen = {best.path: best, **{f.path: f for f in rest}}
         finer = set()  # files holding the picture finer than the kept one: kept too
@@ -951,7 +1037,8 @@ def _plan_file(f, where: str) -> PlanFile:
                            "width": int(f["width"]), "height": int(f["height"]),
                            "picture": _picture(f.get("picture")),
                            "extent": _extent(f.get("extent")),
-                           "band": _band(f.get("band")), "bars": _bars(f.get("bars"))})
+                           "band": _band(f.get("band")), "bars": _bars(f.get("bars")),
+                           "corners": _corners(f.get("corners"))})
     except (TypeError, ValueError) as e:
         raise PlanError(f"{where}: {e}") from None
 
@@ -980,6 +1067,16 @@ def _bars(value) -> tuple[float, float, float, float] | None:
     if not isinstance(value, (list, tuple)) or len(value) != 4 or None in value or not all(
             0 <= _number(v, "bars") <= 0.5 for v in value):
         raise ValueError(f"bars: {value!r} is not four shares of at most one half")
+    return tuple(float(v) for v in value)
+
+
+def _corners(value) -> tuple[float, ...] | None:
+    """A plan file's `corners` as read from JSON: eight shares (0 to 1), or None."""
+    if value is None:
+        return None
+    if not isinstance(value, (list, tuple)) or len(value) != 8 or None in value or not all(
+            0 <= _number(v, "corners") <= 1 for v in value):
+        raise ValueError(f"corners: {value!r} is not eight shares")
     return tuple(float(v) for v in value)
 
 

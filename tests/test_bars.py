@@ -1,6 +1,7 @@
-"""Flat bars along a file's border (simsearch.detail.bars) and the keep rule `largest` reading
-them: a letterboxed or captioned copy adds no picture (simsearch.plan.bars_between;
-recipes/default_model/trials/keep-bars-rule.md)."""
+"""Flat bars along a file's border and filled corners of a turned picture (simsearch.detail
+bars, corners) and the keep rule `largest` reading them: a letterboxed, captioned or turned
+copy adds no picture (simsearch.plan.bars_between, corners_between;
+recipes/default_model/trials/keep-bars-rule.md, keep-corners-rule.md)."""
 from __future__ import annotations
 
 import json
@@ -9,11 +10,12 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFilter
 
-from simsearch.detail import bar_shares, bars
+from simsearch.detail import bar_shares, bars, corner_shares, corners, turned_by
+from simsearch.edits import rotate
 from simsearch.errors import PlanError
 from simsearch.files import sha256
-from simsearch.plan import (Plan, PlanFile, bars_between, choose, make_plan, parse_rules,
-                            with_bars)
+from simsearch.plan import (Plan, PlanFile, bars_between, choose, corners_between, make_plan,
+                            parse_rules, turned_apart, with_bars, with_corners)
 
 
 def _texture(seed: int, size=(640, 480)) -> Image.Image:
@@ -193,3 +195,122 @@ def test_the_default_plan_keeps_the_photo_over_its_captioned_copy(tmp_path):
         [str(photos / "IMG_1.jpg"), str(photos / "meme.jpg")]]
     group = make_plan(report.groups, parse_rules([])).groups[0]  # the default rules
     assert group.keep[0] == str(photos / "IMG_1.jpg"), [f.reason for f in group.files]
+
+
+@pytest.mark.parametrize("angle", [15, -15, 30, 60, -40])
+def test_corners_read_a_picture_turned_on_a_filled_canvas(tmp_path, angle):
+    """Turned as the rotate edit turns (expanded canvas, black, white or a colour), saved as
+    JPEG 75 and read as a plan reads it: the four filled corners agree on the turn; the
+    picture itself, a letterbox and clip art on white are not turned."""
+    picture = _texture(3, (1200, 900))
+    expected = angle if angle > 0 else 90 + angle
+    for fill in ((0, 0, 0), (255, 255, 255), (40, 200, 90)):
+        turned = rotate(picture, angle, fill)
+        turned.save(tmp_path / "turned.jpg", quality=75)
+        a = turned_by(corners(tmp_path / "turned.jpg"), *turned.size)
+        assert a is not None and abs(a - expected) <= 1.5, (fill, a)
+    for still in (picture, _letterbox(picture, 240, 1)):
+        assert turned_by(corner_shares(np.asarray(still, np.int16)), *still.size) is None
+    art = Image.new("RGB", (400, 400), "white")
+    ImageDraw.Draw(art).ellipse((150, 150, 250, 250), fill="red")
+    assert turned_by(corner_shares(np.asarray(art, np.int16)), 400, 400) is None
+    # too small to tell; unreadable or missing files
+    assert corner_shares(np.asarray(picture.resize((60, 40)), np.int16)) is None
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG not a picture")
+    assert corners(tmp_path / "broken.png") is None
+    assert corners(tmp_path / "missing.png") is None
+
+
+def test_largest_keeps_the_picture_over_its_copy_turned_on_a_filled_canvas():
+    """The turned copy holds the picture at the same scale and shows as much of it (its
+    corners hold no keypoints): before, `biggest` then kept it; now it loses the tie."""
+    rules = parse_rules(["largest,biggest"])
+    theta = np.radians(15)
+    c, s = np.cos(theta), np.sin(theta)
+    turned_picture = _texture(5)
+    turned = rotate(turned_picture, 15, (0, 0, 0))
+    shares = corner_shares(np.asarray(turned, np.int16))
+    photo = _file("/p/photo.jpg", 640, 480, 300_000, (1, 0, 0, 1))
+    # the map from the photo's pixels to the turned copy's (y down: turned anticlockwise)
+    copy = _file("/p/turned.jpg", *turned.size, 500_000, (c, s, -s, c))
+    copy = PlanFile(**{**copy.__dict__, "corners": shares})
+    assert turned_apart(photo, copy)
+    assert corners_between(photo, copy) == 1 and corners_between(copy, photo) == -1
+    for group in ([photo, copy], [copy, photo]):
+        best, rest = choose(group, rules)
+        assert best.path == photo.path
+        assert rest[0].reason == (f"{turned.width}x{turned.height}, the kept 640x480's picture "
+                                  f"turned on a larger canvas: its filled corners hold none of "
+                                  f"the picture")
+    # corners not read, a turn the maps do not share, or a canvas the turn does not explain
+    unread = PlanFile(**{**copy.__dict__, "corners": None})
+    other_turn = _file("/p/turned.jpg", *turned.size, 500_000, (np.cos(0.6), np.sin(0.6),
+                                                                -np.sin(0.6), np.cos(0.6)))
+    other_turn = PlanFile(**{**other_turn.__dict__, "corners": shares})
+    cropped = PlanFile(**{**copy.__dict__, "width": turned.width - 100})
+    for f in (unread, other_turn, cropped):
+        assert corners_between(photo, f) == 0
+        assert choose([photo, f], rules)[0].path == f.path  # as before: the bigger file
+    # a copy twice the size, turned: it holds the picture larger, and is kept
+    large = _file("/p/large.jpg", 2 * turned.width, 2 * turned.height, 900_000,
+                  (2 * c, 2 * s, -2 * s, 2 * c))
+    large = PlanFile(**{**large.__dict__, "corners": shares})
+    assert corners_between(photo, large) == 1
+    assert choose([photo, large], rules)[0].path == large.path
+
+
+def test_a_plan_reads_corners_only_for_pictures_turned_apart_and_keeps_them(tmp_path):
+    from simsearch.dedupe import Group, Member
+    picture = _texture(6, (480, 360))
+    paths = {"photo": tmp_path / "photo.png", "turned": tmp_path / "turned.png",
+             "half": tmp_path / "half.png"}
+    picture.save(paths["photo"])
+    rotate(picture, -15, (255, 255, 255)).save(paths["turned"])
+    picture.resize((240, 180), Image.Resampling.BILINEAR).save(paths["half"])
+    c, s = np.cos(np.radians(15)), np.sin(np.radians(15))
+    maps = {"photo": (1.0, 0.0, 0.0, 1.0), "turned": (c, -s, s, c), "half": (0.5, 0, 0, 0.5)}
+    members = [Member(i, str(p), 1.0, sha256(p), p.stat().st_size, *Image.open(p).size,
+                      p.stat().st_mtime_ns, "centre" if name == "photo" else "checked",
+                      maps[name], 1.0) for i, (name, p) in enumerate(paths.items())]
+    files = [PlanFile(path=m.path, size=m.size, mtime_ns=m.mtime_ns, sha256=m.sha256,
+                      width=m.width, height=m.height, picture=m.picture, extent=1.0)
+             for m in members]
+    read = []
+    with_corners(files, read=lambda path: read.append(path) or (0,) * 8)
+    assert sorted(read) == sorted(str(p) for p in paths.values())  # each with the turned one
+    read.clear()
+    with_corners([f for f in files if "turned" not in f.path],
+                 read=lambda path: read.append(path) or (0,) * 8)
+    assert read == []  # the photo and its half-size copy: not turned apart
+    plan = make_plan([Group("near", members)], parse_rules(["largest,biggest"]))
+    group = plan.groups[0]
+    assert group.keep == [str(paths["photo"])], [f.reason for f in group.files]
+    assert str(paths["turned"]) in group.act_on
+    plan.save(tmp_path / "plan.json")
+    again = Plan.load(tmp_path / "plan.json")
+    assert [f.corners for f in again.groups[0].files] == [f.corners for f in group.files]
+    data = json.loads((tmp_path / "plan.json").read_text())
+    for bad in ([0.1] * 7, [0.1] * 7 + ["x"], [0.1] * 7 + [1.5], "none", [0.1] * 7 + [None]):
+        data["groups"][0]["files"][1]["corners"] = bad
+        (tmp_path / "bad.json").write_text(json.dumps(data))
+        with pytest.raises(PlanError, match="group 1, file 2 .*corners"):
+            Plan.load(tmp_path / "bad.json")
+
+
+def test_the_default_plan_keeps_the_photo_over_its_turned_copy(tmp_path):
+    """A photo and its copy turned by 12 degrees on a black canvas: the shipped model and the
+    picture check group them, and the default plan keeps the photo."""
+    from simsearch.demo import scene
+    from simsearch.index import open_index
+    photos = tmp_path / "p"
+    photos.mkdir()
+    photo = scene(102, (1200, 900))
+    photo.save(photos / "IMG_2.jpg", quality=92)
+    rotate(photo, 12, (0, 0, 0)).save(photos / "turned.jpg", quality=95)
+    index = open_index(tmp_path / "idx", model="default", create=True)
+    index.add_paths([photos])
+    report = index.duplicates()
+    assert [sorted(m.path for m in g.members) for g in report.groups] == [
+        [str(photos / "IMG_2.jpg"), str(photos / "turned.jpg")]]
+    group = make_plan(report.groups, parse_rules([])).groups[0]  # the default rules
+    assert group.keep[0] == str(photos / "IMG_2.jpg"), [f.reason for f in group.files]
