@@ -108,7 +108,8 @@ def bar_shares(rgb: np.ndarray) -> tuple[float, float, float, float] | None:
     colour (each channel's median) is the bar's ground, if at least BAR_CLEAN of that line is
     within BAR_LEVELS of it (else that side has no bar: 0). The bar then runs inward over the
     lines at least BAR_GROUND ground, at most half the side, and ends at the last of them that
-    is clean (BAR_CLEAN). None for a side under MIN_SIDE."""
+    is clean (BAR_CLEAN); one that would reach half the side is none (a picture's own flat
+    ground). None for a side under MIN_SIDE."""
     h, w = rgb.shape[:2]
     if min(h, w) < MIN_SIDE:
         return None
@@ -124,7 +125,8 @@ def _bar(lines: np.ndarray) -> int:
         return 0
     run = len(share) if (share >= BAR_GROUND).all() else int(np.argmin(share >= BAR_GROUND))
     clean = np.flatnonzero(share[:run] >= BAR_CLEAN)
-    return int(clean[-1]) + 1
+    # a bar that reaches the middle is no bar: the picture's own flat ground (amended)
+    return 0 if clean[-1] + 1 >= len(share) else int(clean[-1]) + 1
 
 
 CORNER_SHRINK = 0.9   # a corner's triangle is tested shrunk this much towards the corner

@@ -71,6 +71,11 @@ def test_bars_read_a_letterbox_and_a_caption_band_and_nothing_on_a_busy_border(t
     sky = picture.copy()
     sky.paste((0, 0, 0), (0, 0, 640, 150))
     assert _shares(_letterbox(sky, 200, 1))[1] * 680 >= 100 + 140
+    # a flat picture (or grey noise, smoothed into one grey when reduced) has no bars: a bar
+    # reaching the middle is the picture's own ground
+    assert _shares(Image.new("RGB", (300, 200), "grey")) == (0, 0, 0, 0)
+    Image.effect_noise((810, 300), 20).convert("RGB").save(tmp_path / "noise.png")
+    assert bars(tmp_path / "noise.png") == (0, 0, 0, 0)
     # too small to tell; unreadable or missing files
     assert _shares(picture.resize((60, 40))) is None
     (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8\xff not a picture")
