@@ -781,9 +781,10 @@ def test_disagreement_against_a_thumbnail_still_sees_a_changed_corner():
 def test_largest_keeps_the_original_over_copies_with_a_bigger_canvas_but_no_more_picture(
         tmp_path, tiny_model):
     """Bars, a turn with filled corners and a one-way stretch make a bigger canvas of the same
-    picture: with the check's maps `largest` ties them with the original (so `oldest` keeps it
-    here), and still prefers it to a half-size copy and to a crop; the second run, on the kept
-    verdicts, plans the same."""
+    picture: with the check's maps `largest` prefers the original to the bars and the turned
+    copy (their pixels show them: simsearch.detail, session 28), ties it with the stretch (so
+    `oldest` keeps it here), and still prefers it to a half-size copy and to a crop; the second
+    run, on the kept verdicts, plans the same."""
     import os
     from simsearch import edits
     original = busy(1, (480, 360))
@@ -814,11 +815,17 @@ def test_largest_keeps_the_original_over_copies_with_a_bigger_canvas_but_no_more
         assert g["keep"] == [by_canvas["original.jpg"]], (g["keep"], [
             (f["path"], f["reason"]) for f in g["files"]])
         files = {f["path"].rsplit("/", 1)[1]: f for f in g["files"]}
-        # bars, filled corners, a one-way stretch (a stretch and a squash look alike): a tie,
-        # and the next rule decides
-        for name in ("bars.jpg", "turned.jpg", "stretched.jpg"):
-            assert files[name]["reason"].endswith("(mtime) against the kept 2020-09-13 12:26:40 "
-                                                  "(mtime)"), files[name]["reason"]
+        # bars and filled corners lose to the original; a one-way stretch ties with it here
+        # (the bands of this generated picture do not tell the two apart), and the next rule
+        # decides
+        assert files["bars.jpg"]["reason"] == (
+            "480x504, the kept 480x360's picture with bars or a band added along its border: "
+            "they hold none of the picture")
+        assert files["turned.jpg"]["reason"].endswith(
+            "the kept 480x360's picture turned on a larger canvas: its filled corners hold none "
+            "of the picture"), files["turned.jpg"]["reason"]
+        assert files["stretched.jpg"]["reason"].endswith(
+            "(mtime) against the kept 2020-09-13 12:26:40 (mtime)"), files["stretched.jpg"]
         assert "holding the picture at 50% of its size" in files["half.jpg"]["reason"]
         assert re.fullmatch(r"336x252, showing [4-6]\d% of what the kept 480x360 shows "
                             r"of the picture", files["crop.jpg"]["reason"]), files["crop.jpg"]
