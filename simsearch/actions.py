@@ -390,7 +390,7 @@ def _act(plan: Plan, action: str, to: str | None, j: Journal, done: dict[str, di
          report: ApplyReport, progress: Progress | None) -> None:
     groups = [g for g in plan.groups if g.decision == "act" and g.act_on]
     total = sum(len(g.act_on) for g in groups)
-    hashes: dict[str, str] = {}
+    hashes: dict[tuple, str] = {}  # (path, device, inode, size, mtime) -> SHA-256
     kept_ok: dict[int, list[str]] = {}
     kept_inodes: set[tuple[int, int]] = set()
     for n, g in enumerate(groups):  # every kept file first: the last copy is never acted on
@@ -417,7 +417,8 @@ def _act(plan: Plan, action: str, to: str | None, j: Journal, done: dict[str, di
             if path in done:
                 continue
             # the kept copies again, just before: another program may have removed or changed
-            # one since the run began (their content was read once; size and time every time)
+            # one since the run began (their content is read again whenever their identity,
+            # size or time differs from when it was read: `_unchanged`)
             kept_ok[n] = [p for p in kept_ok[n]
                           if _unchanged(p, files[p], hashes, follow=True) is None]
             if not kept_ok[n]:
@@ -454,7 +455,7 @@ def _act(plan: Plan, action: str, to: str | None, j: Journal, done: dict[str, di
             report.freed += files[path].size
 
 
-def _no_copy(path: str, doubted: bool, f, hashes: dict[str, str]) -> str:
+def _no_copy(path: str, doubted: bool, f, hashes: dict[tuple, str]) -> str:
     """Why the kept file `path` is no intact copy (`doubted`: see Plan.doubted)."""
     own = in_own_folder(path)
     if own is not None:
@@ -464,7 +465,7 @@ def _no_copy(path: str, doubted: bool, f, hashes: dict[str, str]) -> str:
     return _unchanged(path, f, hashes, follow=True) or "intact"
 
 
-def _unchanged(path: str, f, hashes: dict[str, str], follow: bool = False) -> str | None:
+def _unchanged(path: str, f, hashes: dict[tuple, str], follow: bool = False) -> str | None:
     """None when `path` is a regular file with the plan's size and content (SHA-256), else why
     not. Its mtime may differ: undo puts back the one it finds (`_intent` records it)."""
     try:
@@ -481,18 +482,21 @@ def _unchanged(path: str, f, hashes: dict[str, str], follow: bool = False) -> st
         return "changed since the plan was made (size)"
     # only its time changed (touched, or a sync or backup that rewrote it as it was): its
     # content decides, read whenever, so the plan stands for the same bytes
-    if path not in hashes:
+    # the content, read once for this file as it stands (a file edited in place, or replaced
+    # by a rename, during the run is read again: its time or inode differs)
+    key = (path, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+    if key not in hashes:
         try:
-            hashes[path] = sha256(path)
+            hashes[key] = sha256(path)
         except OSError as e:
             return f"cannot read: {e.strerror or e}"
-    if hashes[path] != f.sha256:
+    if hashes[key] != f.sha256:
         return "changed since the plan was made (content)"
     return None
 
 
 def _refusal(path: str, f, kept: str, kept_inodes: set, plan: Plan, action: str,
-             hashes: dict[str, str]) -> str | None:
+             hashes: dict[tuple, str]) -> str | None:
     if f.protected or any(under(path, d) for d in plan.protect):
         return "protected"
     own = in_own_folder(path)

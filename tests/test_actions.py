@@ -997,3 +997,28 @@ def test_a_move_into_the_desktop_trash_is_refused_before_its_info_folder_exists(
             apply(plan, "move", tmp_path / "j", to=to)
         assert not to.exists() and not (tmp_path / "j").exists()
     assert snapshot(photos) == before
+
+
+def test_a_kept_copy_edited_during_the_run_stops_its_group(library):
+    """The kept copy edited in place (same size) after its group's first file was acted on:
+    the rest of the group is skipped, its content read again (its time changed), though only
+    a changed time no longer counts as a change for the files acted on."""
+    tmp_path, photos, plan = library
+    g = plan.groups[1]
+    assert len(g.act_on) >= 2
+    first = len(plan.groups[0].act_on) + 1  # the count at group 2's first file
+
+    def progress(count, total):
+        if count == first + 1:  # group 2's first file is done: edit its kept copy
+            with open(g.keep[0], "r+b") as fh:
+                fh.seek(100)
+                byte = fh.read(1)
+                fh.seek(100)
+                fh.write(b"\x01" if byte == b"\x00" else b"\x00")
+
+    report = apply(plan, "trash", tmp_path / "j", progress=progress)
+    done = [o.path for o in report.done]
+    skipped = {o.path: o.detail for o in report.skipped}
+    assert g.act_on[0] in done and g.act_on[1] not in done
+    assert skipped[g.act_on[1]].startswith("no kept copy of its group is intact")
+    assert "changed since the plan was made (content)" in skipped[g.act_on[1]]
