@@ -47,10 +47,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from simsearch.edits import EDIT_NAMES, _font, apply_edit  # noqa: E402
-from simsearch.detail import band, bars, corners  # noqa: E402
-from simsearch.plan import (PlanFile, bars_between, bars_room, choose,  # noqa: E402
-                            corners_between, extent_of, one_way_stretch, parse_rules,
-                            stretched_between, turned_apart)
+from simsearch.detail import band, bars, bars_hold, corners  # noqa: E402
+from simsearch.plan import (PlanFile, bars_between, choose, corners_between,  # noqa: E402
+                            extent_of, one_way_stretch, parse_rules, stretched_between,
+                            turned_apart, with_bars)
 from simsearch.verify import (VerifySettings, agreement, beyond, picture_features,  # noqa: E402
                               picture_map)
 
@@ -249,6 +249,7 @@ def main() -> None:
                 maps = copy_band = None
                 copy_bars: list = []  # the copy's bars, when first needed
                 copy_corners: list = []  # the copy's corners, when first needed
+                held_here: dict = {}  # bars_hold's answers for this copy
                 if args.picture:
                     saved = Path(scratch.name) / f"copy.{'png' if cfmt == 'png' else 'jpg'}"
                     saved.write_bytes(data)
@@ -283,24 +284,25 @@ def main() -> None:
                                 banded[1] += stretched_between(*banded_pair) != 0
                     barred_pair = banded_pair
                     if maps is not None and args.bars:
-                        room = [g.path for f in drawn for g in drawn
-                                if g is not f and bars_room(f, g) is not None]
-                        if room:
-                            read = []
-                            for f in banded_pair:
-                                if f.path not in room:
-                                    read.append(f)
-                                    continue
-                                mine = own_bars if f.path.endswith("original") else copy_bars
-                                if not mine:
-                                    mine.append(bars(path if f.path.endswith("original")
-                                                     else saved))
-                                    if f.path.endswith("copy") and setting == DATES[0]:
-                                        barred[0] += 1
-                                read.append(replace(f, bars=mine[0]))
-                            barred_pair = read
-                            if setting == DATES[0]:
-                                barred[1] += bars_between(*barred_pair) != 0
+                        real = {f.path: str(path) if f.path.endswith("original") else str(saved)
+                                for f in banded_pair}
+
+                        def read_bars(name, real=real, own_bars=own_bars, copy_bars=copy_bars):
+                            mine = own_bars if name.endswith("original") else copy_bars
+                            if not mine:
+                                mine.append(bars(real[name]))
+                                barred[0] += not name.endswith("original")
+                            return mine[0]
+
+                        def hold(a, b, *rest, real=real, held_here=held_here):
+                            key = (a.endswith("original"), b.endswith("original"), *rest)
+                            if key not in held_here:
+                                held_here[key] = bars_hold(real[a], real[b], *rest)
+                            return held_here[key]
+
+                        barred_pair = with_bars(banded_pair, read=read_bars, hold=hold)
+                        if setting == DATES[0]:
+                            barred[1] += bars_between(*barred_pair) != 0
                     cornered_pair = barred_pair
                     if maps is not None and args.corners and turned_apart(*drawn):
                         read = []
@@ -358,7 +360,8 @@ def main() -> None:
         print(f"corners read for {cornered[0]} pairs turned apart; they told {cornered[1]} "
               f"apart")
     if args.bars:
-        print(f"bars read for {barred[0]} copies; they told {barred[1]} pairs apart "
+        print(f"bars read for {barred[0]} copies (and their originals, where with_bars asks); "
+              f"they told {barred[1]} pairs apart "
               f"(the caption is reported apart from the all-edits shares)")
     if args.band:
         print(f"bands read for {banded[0]} one-way stretched pairs; they told {banded[1]} apart")

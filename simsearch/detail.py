@@ -22,8 +22,8 @@ from PIL import Image
 from simsearch.errors import SimsearchError
 from simsearch.images import load_image
 
-__all__ = ["band", "band_shares", "bars", "bar_shares", "corners", "corner_shares", "turned_by",
-           "TOP_BAND", "STRETCH"]
+__all__ = ["band", "band_shares", "bars", "bar_shares", "bars_hold", "corners", "corner_shares",
+           "turned_by", "TOP_BAND", "STRETCH"]
 
 # the top band, in cycles per pixel, and the whole it is a share of (below 0.04: the picture's
 # layout, not its detail; above 0.48: the last bins, where the window leaks)
@@ -127,6 +127,69 @@ def _bar(lines: np.ndarray) -> int:
     clean = np.flatnonzero(share[:run] >= BAR_CLEAN)
     # a bar that reaches the middle is no bar: the picture's own flat ground (amended)
     return 0 if clean[-1] + 1 >= len(share) else int(clean[-1]) + 1
+
+
+PLACE_SIDE = 48      # pictures are compared for `bars_hold` at this many pixels on the long side
+PLACE_SAME = 0.9     # ... where the picture must correlate at least this well (grey, normalised)
+PLACE_STEPS = 16     # placements tried along the axis: the room in this many steps
+PLACE_NEAR = 0.03    # a placement within this share of the side of the bars' own is theirs
+
+
+def bars_hold(inner: str | os.PathLike, outer: str | os.PathLike,
+              shares: tuple[float, float, float, float], axis: int,
+              mirror: tuple[bool, bool] = (False, False)) -> bool:
+    """Whether the file `outer`, whose `bars` are `shares`, holds the picture of the file
+    `inner` between its bars along `axis` (0: x, 1: y), and nowhere else: of every placement of
+    `inner`'s picture along that axis (`inner` as long as the part between the bars; `mirror`:
+    flipped along x, y as the maps say), the one between the bars correlates best with it, by
+    PLACE_SAME or more, better than any placement farther than PLACE_NEAR from it. A crop of a
+    picture with a flat band of its own (sky, a page margin) at its other end is placed at that
+    end, not between the bands: False. False when a file cannot be read."""
+    a, b = _reduced(inner), _reduced(outer)
+    if a is None or b is None:
+        return False
+    a, b = a.mean(axis=2), b.mean(axis=2)
+    if mirror[0]:
+        b = b[:, ::-1]
+        shares = (shares[2], shares[1], shares[0], shares[3])
+    if mirror[1]:
+        b = b[::-1]
+        shares = (shares[0], shares[3], shares[2], shares[1])
+    side = b.shape[1 - axis]
+    start = round(shares[axis] * side)
+    length = side - start - round(shares[axis + 2] * side)
+    if length < MIN_SIDE // 4 or min(a.shape) < MIN_SIDE // 4:
+        return False
+    want = _thumb(a)
+    if want is None:
+        return False
+    room = side - length
+    offsets = sorted({start, *np.linspace(0, room, PLACE_STEPS + 1).round().astype(int).tolist()})
+    score = {}
+    for o in offsets:
+        window = b[:, o:o + length] if axis == 0 else b[o:o + length]
+        got = _thumb(window, want.shape)
+        score[o] = -1.0 if got is None else _ncc(want, got)
+    others = [v for o, v in score.items() if abs(o - start) > PLACE_NEAR * side]
+    return score[start] >= PLACE_SAME and all(v < score[start] for v in others)
+
+
+def _thumb(grey: np.ndarray, shape: tuple[int, int] | None = None) -> np.ndarray | None:
+    """`grey` resized (box filter) to `shape`, or to PLACE_SIDE on its long side; None when
+    flat."""
+    h, w = grey.shape
+    if shape is None:
+        k = PLACE_SIDE / max(h, w)
+        shape = (max(4, round(h * k)), max(4, round(w * k)))
+    small = np.asarray(Image.fromarray(np.asarray(grey, np.float32), "F").resize(
+        (shape[1], shape[0]), Image.Resampling.BOX), np.float64)
+    return small if small.std() > 1e-6 else None
+
+
+def _ncc(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a - a.mean(), b - b.mean()
+    den = float(np.sqrt((a * a).sum() * (b * b).sum()))
+    return float((a * b).sum() / den) if den > 1e-9 else -1.0
 
 
 CORNER_SHRINK = 0.9   # a corner's triangle is tested shrunk this much towards the corner

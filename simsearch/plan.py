@@ -103,7 +103,8 @@ class PlanFile:
     band: tuple[float, float] | None = None
     # how far a flat bar runs in from each side (left, top, right, bottom; shares of the width
     # or height: simsearch.detail.bars), read only when the check mapped another file of the
-    # group inside this one's canvas with room to spare along one axis; else None
+    # group inside this one's canvas with room to spare along one axis; else None; all 0 when
+    # that file's picture does not lie between them (`with_bars`)
     bars: tuple[float, float, float, float] | None = None
     # how far a flat fill runs from each corner along its two edges (simsearch.detail.corners),
     # read only when the check mapped this file and another of the group turned one to the
@@ -453,15 +454,34 @@ def with_corners(files: Sequence[PlanFile], read=None) -> list[PlanFile]:
     return _read_into(files, wanted, "corners", read)
 
 
-def with_bars(files: Sequence[PlanFile], read=None) -> list[PlanFile]:
+NO_BARS = (0.0, 0.0, 0.0, 0.0)
+
+
+def with_bars(files: Sequence[PlanFile], read=None, hold=None) -> list[PlanFile]:
     """`files` with the `bars` of each one the check mapped holding another's picture with
     room to spare along one axis (`bars_room`), read from the file (`simsearch.detail.bars`,
-    or `read`); the others as they are. Only these files are read."""
+    or `read`); the others as they are. Only these files are read. Bars that fill the room
+    another file's picture leaves count only where that picture lies between them
+    (`simsearch.detail.bars_hold`, or `hold`; the maps carry no offset): else the file has
+    none (NO_BARS), as an original with a flat band of its own beside its crop from the
+    other end."""
     mapped = [f for f in files if f.picture is not None and f.bars is None and not f.problem]
     if len(mapped) > BAND_GROUP:  # (pairs grow as the square: such a group is left as it was)
         return list(files)
     wanted = {g.path for f in mapped for g in mapped if g is not f and bars_room(f, g) is not None}
-    return _read_into(files, wanted, "bars", read)
+    out = _read_into(files, wanted, "bars", read)
+    if hold is None:
+        from simsearch.detail import bars_hold as hold
+    by_path = {f.path: f for f in out}
+    for g in [by_path[p] for p in sorted(wanted, key=os.fsencode)]:
+        for f in mapped:
+            if f.path == g.path or g.bars is None or g.bars == NO_BARS or not _adds_bars(f, g):
+                continue
+            axis, between = bars_room(f, g), _map_between(f, g)
+            if not hold(f.path, g.path, g.bars, axis,
+                        (bool(between[0, 0] < 0), bool(between[1, 1] < 0))):
+                g = by_path[g.path] = replace(g, bars=NO_BARS)
+    return [by_path[f.path] for f in out]
 
 
 def _read_into(files: Sequence[PlanFile], wanted: set[str], what: str, read=None

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFilter
 
-from simsearch.detail import bar_shares, bars, corner_shares, corners, turned_by
+from simsearch.detail import bar_shares, bars, bars_hold, corner_shares, corners, turned_by
 from simsearch.edits import rotate
 from simsearch.errors import PlanError
 from simsearch.files import sha256
@@ -319,3 +319,60 @@ def test_the_default_plan_keeps_the_photo_over_its_turned_copy(tmp_path):
         [str(photos / "IMG_2.jpg"), str(photos / "turned.jpg")]]
     group = make_plan(report.groups, parse_rules([])).groups[0]  # the default rules
     assert group.keep[0] == str(photos / "IMG_2.jpg"), [f.reason for f in group.files]
+
+
+def test_bars_hold_only_where_the_picture_lies_between_them(tmp_path):
+    """The maps carry no offset, so the bars' sum alone cannot tell a captioned copy from an
+    original with a flat band of its own beside its crop from the other end: the picture is
+    placed along the axis, and the bars count only where it lies best between them."""
+    picture = _texture(7, (480, 300))
+    picture.save(tmp_path / "photo.png")
+    _caption(picture, 60, top=True).save(tmp_path / "meme.png")
+    assert bars_hold(tmp_path / "photo.png", tmp_path / "meme.png", bars(tmp_path / "meme.png"), 1)
+    # flipped along x in the meme: held only when the maps say so
+    _caption(picture.transpose(Image.Transpose.FLIP_LEFT_RIGHT), 60, top=True).save(
+        tmp_path / "flipped.png")
+    shares = bars(tmp_path / "flipped.png")
+    assert bars_hold(tmp_path / "photo.png", tmp_path / "flipped.png", shares, 1, (True, False))
+    assert not bars_hold(tmp_path / "photo.png", tmp_path / "flipped.png", shares, 1)
+    # an original with a flat band of sky above, and its crop that keeps the band and loses
+    # 60 rows at the bottom: the band fills the room, but the crop lies at the top
+    original = Image.new("RGB", (480, 360), (150, 190, 235))
+    original.paste(picture, (0, 60))
+    original.save(tmp_path / "original.png")
+    original.crop((0, 0, 480, 300)).save(tmp_path / "crop.png")
+    shares = bars(tmp_path / "original.png")
+    assert abs(shares[1] - 60 / 360) <= 0.01
+    assert not bars_hold(tmp_path / "crop.png", tmp_path / "original.png", shares, 1)
+    assert not bars_hold(tmp_path / "missing.png", tmp_path / "original.png", shares, 1)
+
+
+def test_an_original_with_a_flat_band_keeps_over_its_crop_from_the_other_end(tmp_path):
+    """End to end with the picture check (a review's case): the original, a flat band above a
+    busy picture, and its crop keeping the band and losing rows at the bottom. The band fills
+    the room the crop leaves, but the crop is not between it: the original shows more of the
+    picture and is kept (before the placement, the crop was kept and the original acted on)."""
+    from simsearch.dedupe import Group, Member
+    from simsearch.verify import VerifySettings, agreement, beyond, picture_features, picture_map
+    from simsearch.plan import extent_of
+    body = _texture(8, (480, 300))
+    original = Image.new("RGB", (480, 360), (150, 190, 235))
+    original.paste(body, (0, 60))
+    paths = {"original": tmp_path / "original.jpg", "crop": tmp_path / "crop.jpg"}
+    original.save(paths["original"], quality=92)
+    original.crop((0, 0, 480, 300)).save(paths["crop"], quality=92)
+    settings = VerifySettings()
+    a, b = picture_features(str(paths["crop"]), settings), picture_features(
+        str(paths["original"]), settings)
+    found, transform, used = agreement(a, b, settings, enough=settings.min_inliers)
+    assert found >= settings.min_inliers
+    linear, shares = picture_map(a, used, b, transform), beyond(used, b, transform)
+    assert extent_of((shares[1], shares[0])) > 1.15  # the original shows more
+    maps = {"crop": ((1.0, 0.0, 0.0, 1.0), 1.0),
+            "original": (tuple(linear.ravel().tolist()), extent_of((shares[1], shares[0])))}
+    members = [Member(i, str(p), 1.0, sha256(p), p.stat().st_size, *Image.open(p).size,
+                      p.stat().st_mtime_ns, "centre" if name == "crop" else "checked",
+                      *maps[name]) for i, (name, p) in enumerate(paths.items())]
+    group = make_plan([Group("near", members)], parse_rules(["largest,biggest"])).groups[0]
+    assert group.keep == [str(paths["original"])], [f.reason for f in group.files]
+    assert {f.path: f.bars for f in group.files}[str(paths["original"])] == (0, 0, 0, 0)
