@@ -49,8 +49,8 @@ sys.path.insert(0, str(ROOT))
 from simsearch.edits import EDIT_NAMES, _font, apply_edit  # noqa: E402
 from simsearch.detail import band, bars, bars_hold, corners  # noqa: E402
 from simsearch.plan import (PlanFile, bars_between, choose, corners_between,  # noqa: E402
-                            extent_of, one_way_stretch, parse_rules, stretched_between,
-                            turned_apart, with_bars)
+                            extent_of, kept_too, one_way_stretch, parse_rules,
+                            stretched_between, turned_apart, with_bars)
 from simsearch.verify import (VerifySettings, agreement, beyond, picture_features,  # noqa: E402
                               picture_map)
 
@@ -215,7 +215,8 @@ def main() -> None:
     if not files:
         sys.exit(f"no pictures under {args.folder}; fetch them with: bash recipes/default_model/fetch_data.sh")
     rng = random.Random(args.seed)
-    kept = defaultdict(lambda: [0, 0])  # (candidate, date, save, edit) -> [original kept, groups]
+    # (candidate, date, save, edit) -> [original kept, groups, original kept by the plan]
+    kept = defaultdict(lambda: [0, 0, 0])
     skipped: dict[str, str] = {}
     for n, path in enumerate(files):
         try:
@@ -325,12 +326,17 @@ def main() -> None:
                         k = kept[(c, setting, save, edit)]
                         k[0] += best.path.endswith("original")
                         k[1] += 1
+                        # ... and kept by the plan, chosen or kept too (finer, a band's caption)
+                        other = next(f for f in among if f.path != best.path)
+                        k[2] += best.path.endswith("original") or (
+                            kept_too(best, other) is not None)
         print(f"\r{n + 1}/{len(files)} originals", end="", file=sys.stderr, flush=True)
     print(file=sys.stderr)
 
-    def share(**fixed) -> float:
+    def share(held: bool = False, **fixed) -> float:
         hits = total = 0
-        for (c, setting, save, edit), (h, t) in kept.items():
+        for (c, setting, save, edit), (h, t, plan_kept) in kept.items():
+            h = plan_kept if held else h
             if "edit" not in fixed and edit not in EDIT_NAMES:  # the caption: reported apart
                 continue
             key = {"candidate": c, "date": setting, "save": save, "edit": edit}
@@ -370,7 +376,12 @@ def main() -> None:
         row = {d: share(candidate=c, date=d) for d in DATES}
         per_save = {d: {s: share(candidate=c, date=d, save=s) for s in SAVES} for d in DATES}
         per_edit = {d: {e: share(candidate=c, date=d, edit=e) for e in edits} for d in DATES}
-        report["candidates"][c] = {"by_date": row, "by_save": per_save, "by_edit": per_edit}
+        # the plan keeps the original, the rules' choice or kept too (plan.kept_too)
+        held = {d: {e: share(True, candidate=c, date=d, edit=e) for e in edits} for d in DATES}
+        report["candidates"][c] = {"by_date": row, "by_save": per_save, "by_edit": per_edit,
+                                   "held_by_date": {d: share(True, candidate=c, date=d)
+                                                    for d in DATES},
+                                   "held_by_edit": held}
         print(f"{c:38s} " + " ".join(f"{row[d]:7.3f}" for d in DATES))
     for c in candidates:
         print(f"\n{c}: by save (dates {', '.join(DATES)})")

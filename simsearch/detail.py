@@ -80,10 +80,10 @@ BAR_CLEAN = 0.9      # a line this much ground is clean: a bar's border line and
 BAR_GROUND = 0.2     # a bar runs on over lines at least this much ground (a caption's letters)
 
 
-def bars(path: str | os.PathLike) -> tuple[float, float, float, float] | None:
-    """(left, top, right, bottom): how far a flat bar runs in from each side of the file's
-    picture (upright), each a share of its width or height (`bar_shares`); None when the file
-    cannot be read or is too small to tell."""
+def bars(path: str | os.PathLike) -> tuple[float, ...] | None:
+    """(left, top, right, bottom) twice: how far a band runs in from each side of the file's
+    picture (upright), and how far a flat bar does, each a share of its width or height
+    (`bar_shares`); None when the file cannot be read or is too small to tell."""
     rgb = _reduced(path)
     return None if rgb is None else bar_shares(rgb)
 
@@ -103,30 +103,37 @@ def _reduced(path: str | os.PathLike) -> np.ndarray | None:
     return np.asarray(image.convert("RGB"), np.int16)
 
 
-def bar_shares(rgb: np.ndarray) -> tuple[float, float, float, float] | None:
-    """`bars` of an RGB picture (rows by columns by 3). From each side, the border line's
-    colour (each channel's median) is the bar's ground, if at least BAR_CLEAN of that line is
-    within BAR_LEVELS of it (else that side has no bar: 0). The bar then runs inward over the
-    lines at least BAR_GROUND ground, at most half the side, and ends at the last of them that
-    is clean (BAR_CLEAN); one that would reach half the side is none (a picture's own flat
-    ground). None for a side under MIN_SIDE."""
+def bar_shares(rgb: np.ndarray) -> tuple[float, ...] | None:
+    """`bars` of an RGB picture (rows by columns by 3): for each side (left, top, right,
+    bottom), its band, then for each side its flat bar. From each side, the border line's
+    colour (each channel's median) is the ground, if at least BAR_CLEAN of that line is within
+    BAR_LEVELS of it (else that side has neither: 0). The band runs inward over the lines at
+    least BAR_GROUND ground (a caption's letters, a title: content on a flat ground), at most
+    half the side, and ends at the last of them that is clean (BAR_CLEAN); the flat bar runs
+    over the lines from the border that are all clean (a letterbox, a plain margin: nothing on
+    it). Either reaching half the side is none (a picture's own flat ground). None for a side
+    under MIN_SIDE."""
     h, w = rgb.shape[:2]
     if min(h, w) < MIN_SIDE:
         return None
     sides = (rgb.transpose(1, 0, 2), rgb, rgb.transpose(1, 0, 2)[::-1], rgb[::-1])
-    return tuple(_bar(lines) / len(lines) for lines in sides)
+    found = [_bar(lines) for lines in sides]
+    return (tuple(band / len(lines) for (band, _), lines in zip(found, sides))
+            + tuple(flat / len(lines) for (_, flat), lines in zip(found, sides)))
 
 
-def _bar(lines: np.ndarray) -> int:
-    """How many lines (axis 0, from the first) a bar covers; 0 when none."""
+def _bar(lines: np.ndarray) -> tuple[int, int]:
+    """How many lines (axis 0, from the first) a band covers, and a flat bar; 0 when none."""
     ground = np.median(lines[0], axis=0)
     share = (np.abs(lines[: len(lines) // 2] - ground).max(axis=2) <= BAR_LEVELS).mean(axis=1)
     if share[0] < BAR_CLEAN:
-        return 0
+        return 0, 0
     run = len(share) if (share >= BAR_GROUND).all() else int(np.argmin(share >= BAR_GROUND))
     clean = np.flatnonzero(share[:run] >= BAR_CLEAN)
-    # a bar that reaches the middle is no bar: the picture's own flat ground (amended)
-    return 0 if clean[-1] + 1 >= len(share) else int(clean[-1]) + 1
+    flat = len(share) if (share >= BAR_CLEAN).all() else int(np.argmin(share >= BAR_CLEAN))
+    # one that reaches the middle is none: the picture's own flat ground
+    band = 0 if clean[-1] + 1 >= len(share) else int(clean[-1]) + 1
+    return band, 0 if flat >= len(share) else flat
 
 
 PLACE_SIDE = 48      # pictures are compared for `bars_hold` at this many pixels on the long side
@@ -136,10 +143,11 @@ PLACE_NEAR = 0.03    # a placement within this share of the side of the bars' ow
 
 
 def bars_hold(inner: str | os.PathLike, outer: str | os.PathLike,
-              shares: tuple[float, float, float, float], axis: int,
+              shares: tuple[float, ...], axis: int,
               mirror: tuple[bool, bool] = (False, False)) -> bool:
-    """Whether the file `outer`, whose `bars` are `shares`, holds the picture of the file
-    `inner` between its bars along `axis` (0: x, 1: y), and nowhere else: of every placement of
+    """Whether the file `outer`, whose bands or bars are `shares` (left, top, right, bottom),
+    holds the picture of the file `inner` between them along `axis` (0: x, 1: y), and nowhere
+    else: of every placement of
     `inner`'s picture along that axis (`inner` as long as the part between the bars; `mirror`:
     flipped along x, y as the maps say), the one between the bars correlates best with it, by
     PLACE_SAME or more, better than any placement farther than PLACE_NEAR from it. A crop of a

@@ -40,7 +40,7 @@ __all__ = ["KEEP_RULES", "DEFAULT_KEEP", "PLAN_VERSION", "DECISIONS", "KeepRule"
            "make_plan", "under", "size_text", "picture_scale", "finer_than", "PICTURE_TIE",
            "EXTENT_TIE", "extent_of", "one_way_stretch", "stretched_between", "with_bands",
            "bars_between", "bars_room", "with_bars", "corners_between", "turned_apart",
-           "with_corners",
+           "with_corners", "banded", "kept_too",
            "BAND_EMPTY", "BAND_APART"]
 
 KEEP_RULES = ("largest", "biggest", "oldest", "newest", "format", "path")
@@ -101,11 +101,11 @@ class PlanFile:
     # the share of its finest detail along x and along y (simsearch.detail.band), read only
     # when the check mapped it as a one-way stretch of another file of the group; else None
     band: tuple[float, float] | None = None
-    # how far a flat bar runs in from each side (left, top, right, bottom; shares of the width
-    # or height: simsearch.detail.bars), read only when the check mapped another file of the
-    # group inside this one's canvas with room to spare along one axis; else None; all 0 when
-    # that file's picture does not lie between them (`with_bars`)
-    bars: tuple[float, float, float, float] | None = None
+    # how far a band, then a flat bar, runs in from each side (left, top, right, bottom, twice;
+    # shares of the width or height: simsearch.detail.bars), read only when the check mapped
+    # another file of the group inside this one's canvas with room to spare along one axis;
+    # else None; a four set to 0 when that file's picture does not lie between them (`with_bars`)
+    bars: tuple[float, ...] | None = None
     # how far a flat fill runs from each corner along its two edges (simsearch.detail.corners),
     # read only when the check mapped this file and another of the group turned one to the
     # other by 3 to 87 degrees; else None
@@ -237,18 +237,19 @@ def largest_between(f: PlanFile, g: PlanFile) -> tuple[int, str] | None:
     if scales is None:
         return None
     low, high = scales
-    # bars, a caption's band or filled corners: no more of the picture (session 28)
-    barred, how = bars_between(f, g), "bars"
-    if not barred:
-        barred, how = corners_between(f, g), "corners"
     wider = (g.extent / f.extent if f.extent is not None and g.extent is not None
-             and min(f.extent, g.extent) > 1e-6 and not barred else None)
+             and min(f.extent, g.extent) > 1e-6 else None)
     if wider is not None and (wider > EXTENT_TIE or wider < 1 / EXTENT_TIE):
         return (1 if wider > EXTENT_TIE else -1), "extent"
     if low > PICTURE_TIE or high < 1 / PICTURE_TIE:  # one holds it larger along both axes
         return (1 if low > PICTURE_TIE else -1), "scale"
+    # flat bars or filled corners: no more of the picture, and they lose a tie (session 28)
+    barred = bars_between(f, g)
     if barred:
-        return -barred, how
+        return -barred, "bars"
+    turned = corners_between(f, g)
+    if turned:
+        return -turned, "corners"
     told = stretched_between(f, g)
     return (told, "band") if told else (0, "")
 
@@ -279,23 +280,36 @@ def bars_room(f: PlanFile, g: PlanFile) -> int | None:
     return None
 
 
-def _adds_bars(f: PlanFile, g: PlanFile) -> bool:
-    """Whether `g` holds `f`'s picture with bars added along one axis (`bars_between`)."""
+BAND, FLAT = 0, 4  # where a file's bands and its flat bars start in its `bars`
+
+
+def _adds_bars(f: PlanFile, g: PlanFile, kind: int = FLAT) -> bool:
+    """Whether `g` holds `f`'s picture with flat bars (`kind` FLAT) or bands (BAND) added along
+    one axis: they fill the room `f`'s canvas leaves in `g` (`bars_between`)."""
     axis = bars_room(f, g)
     if axis is None or g.bars is None:
         return False
     between = _map_between(f, g)
     side = (g.width, g.height)[axis]
     room = side - abs(between[axis, axis]) * (f.width, f.height)[axis]
-    filled = (g.bars[axis] + g.bars[axis + 2]) * side
+    filled = (g.bars[kind + axis] + g.bars[kind + axis + 2]) * side
     return abs(filled - room) <= max(BARS_FIT * room, BARS_SLACK * side)
 
 
 def bars_between(f: PlanFile, g: PlanFile) -> int:
     """1 when `g` holds `f`'s picture with flat bars added along one axis (a letterbox, a
-    caption's band: `simsearch.detail.bars` fills the room `f`'s canvas leaves in `g`), -1
+    plain margin: `simsearch.detail.bars` fills the room `f`'s canvas leaves in `g`), -1
     when `f` holds `g`'s so, 0 otherwise (neither, or both)."""
     return int(_adds_bars(f, g)) - int(_adds_bars(g, f))
+
+
+def banded(f: PlanFile, g: PlanFile) -> bool:
+    """Whether one of the two holds the other's picture with a band added along its border
+    that holds something (a caption, a title, an object on a plain sky): not flat bars, so the
+    other file lacks what is on it, and the file without it is the picture as it was. A plan
+    acts on neither for the other (`kept_too`)."""
+    return any(_adds_bars(a, b, BAND) and not _adds_bars(a, b, FLAT)
+               for a, b in ((f, g), (g, f)))
 
 
 # a file holding another's picture stretched one way whose top band along the stretch holds less
@@ -454,17 +468,14 @@ def with_corners(files: Sequence[PlanFile], read=None) -> list[PlanFile]:
     return _read_into(files, wanted, "corners", read)
 
 
-NO_BARS = (0.0, 0.0, 0.0, 0.0)
-
-
 def with_bars(files: Sequence[PlanFile], read=None, hold=None) -> list[PlanFile]:
     """`files` with the `bars` of each one the check mapped holding another's picture with
     room to spare along one axis (`bars_room`), read from the file (`simsearch.detail.bars`,
-    or `read`); the others as they are. Only these files are read. Bars that fill the room
-    another file's picture leaves count only where that picture lies between them
-    (`simsearch.detail.bars_hold`, or `hold`; the maps carry no offset): else the file has
-    none (NO_BARS), as an original with a flat band of its own beside its crop from the
-    other end."""
+    or `read`); the others as they are. Only these files are read. Bands or bars that fill the
+    room another file's picture leaves count only where that picture lies between them
+    (`simsearch.detail.bars_hold`, or `hold`; the maps carry no offset): else those four are
+    set to 0, as for an original with a flat band of its own beside its crop from the other
+    end."""
     mapped = [f for f in files if f.picture is not None and f.bars is None and not f.problem]
     if len(mapped) > BAND_GROUP:  # (pairs grow as the square: such a group is left as it was)
         return list(files)
@@ -473,15 +484,41 @@ def with_bars(files: Sequence[PlanFile], read=None, hold=None) -> list[PlanFile]
     if hold is None:
         from simsearch.detail import bars_hold as hold
     by_path = {f.path: f for f in out}
-    for g in [by_path[p] for p in sorted(wanted, key=os.fsencode)]:
+    for path in sorted(wanted, key=os.fsencode):
         for f in mapped:
-            if f.path == g.path or g.bars is None or g.bars == NO_BARS or not _adds_bars(f, g):
-                continue
-            axis, between = bars_room(f, g), _map_between(f, g)
-            if not hold(f.path, g.path, g.bars, axis,
-                        (bool(between[0, 0] < 0), bool(between[1, 1] < 0))):
-                g = by_path[g.path] = replace(g, bars=NO_BARS)
+            for kind in (BAND, FLAT):
+                g = by_path[path]
+                if f.path == path or g.bars is None or not _adds_bars(f, g, kind):
+                    continue
+                axis, between = bars_room(f, g), _map_between(f, g)
+                if not hold(f.path, path, g.bars[kind:kind + 4], axis,
+                            (bool(between[0, 0] < 0), bool(between[1, 1] < 0))):
+                    shares = list(g.bars)
+                    shares[kind:kind + 4] = [0.0] * 4
+                    by_path[path] = replace(g, bars=tuple(shares))
     return [by_path[f.path] for f in out]
+
+
+def kept_too(kept: PlanFile, f: PlanFile, bare: bool = False) -> str | None:
+    """Why a plan keeping `kept` keeps `f` too, where the rules would act on it; None when it
+    acts on it: `f` holds the picture finer (`finer_than`), or one of the two holds the other's
+    picture with a band on its border that holds something (`banded`): `f` holds a caption the
+    kept file lacks, or `f` is the picture as it was without the kept file's band (the first
+    such file the rules rank: `bare` says one is kept already)."""
+    at = finer_than(kept, f)
+    if at is not None:
+        return (f"kept: holds the picture at {at:.0%} of its size in the kept "
+                f"{os.path.basename(kept.path)}: detail that file lacks (as a photo inside a "
+                f"collage)")
+    if banded(kept, f):
+        if _adds_bars(kept, f, BAND):
+            return (f"kept: holds the picture of the kept {os.path.basename(kept.path)} with a "
+                    f"band along its border that holds something (a caption, a title) that "
+                    f"file lacks")
+        if not bare:
+            return (f"kept: the picture as it was, without the band along the border of the "
+                    f"kept {os.path.basename(kept.path)} (a caption, a title)")
+    return None
 
 
 def _read_into(files: Sequence[PlanFile], wanted: set[str], what: str, read=None
@@ -796,8 +833,8 @@ def _largest_reason(rule: KeepRule, best: PlanFile, f: PlanFile) -> str:
         return (f"{rule.show(f)}, the kept {rule.show(best)}'s picture turned on a larger "
                 f"canvas: its filled corners hold none of the picture")
     if what == "bars":
-        return (f"{rule.show(f)}, the kept {rule.show(best)}'s picture with bars or a band "
-                f"added along its border: they hold none of the picture")
+        return (f"{rule.show(f)}, the kept {rule.show(best)}'s picture with flat bars added "
+                f"along its border: they hold none of the picture")
     if what == "band":
         return (f"{rule.show(f)}, the kept {rule.show(best)}'s picture stretched one way: its "
                 f"added pixels hold no finer detail")
@@ -1006,18 +1043,17 @@ def make_plan(groups, rules: Sequence[KeepRule], protect: Sequence[str] = (),
             usable = with_corners(with_bars(with_bands(usable)))
         best, rest = choose(usable, rules)
         chosen = {best.path: best, **{f.path: f for f in rest}}
-        finer = set()  # files holding the picture finer than the kept one: kept too
+        finer = set()  # files holding the picture finer, or a band's content (kept_too)
+        bare = False  # whether one file without the kept file's band is kept (kept_too)
         for path, f in chosen.items():
             if f.protected:
                 chosen[path] = replace(f, reason="kept: protected (" + ", ".join(
                     d for d in protect if under(path, d)) + ")" + (
                     "; also " + best.reason if path == best.path else ""))
-            elif path != best.path and (at := finer_than(best, f)) is not None:
-                chosen[path] = replace(f, reason=(
-                    f"kept: holds the picture at {at:.0%} of its size in the kept "
-                    f"{os.path.basename(best.path)}: detail that file lacks (as a photo "
-                    f"inside a collage)"))
+            elif path != best.path and (why := kept_too(best, f, bare)) is not None:
+                chosen[path] = replace(f, reason=why)
                 finer.add(path)
+                bare = bare or _adds_bars(f, best, BAND)
         files = [chosen.get(f.path, replace(f, reason=(
             UNCONFIRMED + ("; also protected" if f.protected else "")) if f.path in held
             else f.problem)) for f in files]
@@ -1080,13 +1116,13 @@ def _band(value) -> tuple[float, float] | None:
     return tuple(float(v) for v in value)
 
 
-def _bars(value) -> tuple[float, float, float, float] | None:
-    """A plan file's `bars` as read from JSON: four shares (0 to 0.5), or None."""
+def _bars(value) -> tuple[float, ...] | None:
+    """A plan file's `bars` as read from JSON: eight shares (0 to 0.5), or None."""
     if value is None:
         return None
-    if not isinstance(value, (list, tuple)) or len(value) != 4 or None in value or not all(
+    if not isinstance(value, (list, tuple)) or len(value) != 8 or None in value or not all(
             0 <= _number(v, "bars") <= 0.5 for v in value):
-        raise ValueError(f"bars: {value!r} is not four shares of at most one half")
+        raise ValueError(f"bars: {value!r} is not eight shares of at most one half")
     return tuple(float(v) for v in value)
 
 
