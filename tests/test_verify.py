@@ -819,7 +819,7 @@ def test_largest_keeps_the_original_over_copies_with_a_bigger_canvas_but_no_more
         # (the bands of this generated picture do not tell the two apart), and the next rule
         # decides
         assert files["bars.jpg"]["reason"] == (
-            "480x504, the kept 480x360's picture with bars or a band added along its border: "
+            "480x504, the kept 480x360's picture with flat bars added along its border: "
             "they hold none of the picture")
         assert files["turned.jpg"]["reason"].endswith(
             "the kept 480x360's picture turned on a larger canvas: its filled corners hold none "
