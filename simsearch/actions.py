@@ -662,6 +662,15 @@ def _is_original(path: str, op: dict) -> bool:
     return st.st_mtime_ns == op["mtime_ns"] and _holds_original(path, op)
 
 
+def _set_aside_original(place: str, op: dict) -> bool:
+    """Whether the file set aside at `place` (trash, --to) is a regular file with the
+    original's bytes, whatever its time."""
+    try:
+        return stat.S_ISREG(os.lstat(place).st_mode) and _holds_original(place, op)
+    except OSError:
+        return False
+
+
 def _undo_step(op: dict) -> tuple[bool, str]:
     """Put one step back from whatever state it reached. Returns (restored, what happened)."""
     path, action = op["path"], op["action"]
@@ -675,9 +684,11 @@ def _undo_step(op: dict) -> tuple[bool, str]:
         # what is at `place` is ours only while it is the original itself (and, in the trash,
         # its entry still names the original): the user may have restored it from the desktop
         # trash and another file taken the free name since
+        # (its bytes, whatever its time: a file touched in the trash or under --to is still
+        # the original, and goes back with its own time)
         ours = os.path.lexists(place) and (_same_file(path, place) or (
-            _is_original(place, op) and (action != "trash" or _info_is_ours(op)
-                                         or not os.path.lexists(op["info"]))))
+            _set_aside_original(place, op) and (action != "trash" or _info_is_ours(op)
+                                                or not os.path.lexists(op["info"]))))
         if os.path.lexists(path):
             if _same_file(path, place):  # moved half way on one drive: two names of one file
                 os.unlink(place)
@@ -768,9 +779,11 @@ def _same_device(a: str, b: str) -> bool:
 
 
 def _restore(place: str, path: str, op: dict) -> None:
-    """`place` back to `path`, never over a file that is there."""
+    """`place` back to `path`, never over a file that is there, with the time it had."""
     os.makedirs(os.path.dirname(path), exist_ok=True)
     _stash(place, path, op)
+    if os.lstat(path).st_mtime_ns != op["mtime_ns"]:  # touched while set aside
+        os.utime(path, ns=(op["atime_ns"], op["mtime_ns"]), follow_symlinks=False)
 
 
 def undo(journal: str | os.PathLike, progress: Progress | None = None,

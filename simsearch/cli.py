@@ -741,8 +741,8 @@ def review_cmd(out_dir, plan_path, keep, protect, act_on_unconfirmed, threshold,
 def apply_cmd(plan_path, action, to, yes_delete, journal, index_dir, quiet, as_json):
     """Carry out a plan (from simsearch dedupe --plan or the review page's "Save plan").
 
-    Every file is checked first: one that changed since the plan was made (size, mtime or
-    content), is protected, is a link, or whose group has no intact kept copy left is skipped
+    Every file is checked first: one that changed since the plan was made (size or content;
+    a file only touched is acted on, and undo puts back its time), is protected, is a link, or whose group has no intact kept copy left is skipped
     and reported, never acted on. Every step is written to the journal before it is taken;
     simsearch undo JOURNAL puts every file back. The index forgets trashed, deleted and moved
     files (--to is set aside: never indexed); groups marked "not duplicates" are remembered.

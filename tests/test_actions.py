@@ -1022,3 +1022,19 @@ def test_a_kept_copy_edited_during_the_run_stops_its_group(library):
     assert g.act_on[0] in done and g.act_on[1] not in done
     assert skipped[g.act_on[1]].startswith("no kept copy of its group is intact")
     assert "changed since the plan was made (content)" in skipped[g.act_on[1]]
+
+
+@pytest.mark.parametrize("action", ["trash", "move"])
+def test_a_file_touched_while_set_aside_is_put_back_with_its_time(library, action):
+    """A trashed or moved file only touched there (a file manager's preview, a sync): undo
+    still knows it by its bytes and puts it back with the mtime it had (a hostile tester found
+    undo refusing it as another file)."""
+    tmp_path, photos, plan = library
+    before = snapshot(photos)
+    report = apply(plan, action, tmp_path / "j", to=tmp_path / "aside" if action == "move"
+                   else None)
+    for o in report.done:
+        os.utime(o.detail, ns=(5, 5))
+    back = undo(tmp_path / "j")
+    assert not back.not_restored and len(back.restored) == len(report.done)
+    assert snapshot(photos) == before
