@@ -77,7 +77,9 @@ def _share(lines: np.ndarray) -> float | None:
 BAR_SIDE = 512       # bars are read on the picture reduced to this many pixels on its long side
 BAR_LEVELS = 16      # a pixel within this many levels of the border's colour (each channel) is ground
 BAR_CLEAN = 0.9      # a line this much ground is clean: a bar's border line and its inner edge
-BAR_GROUND = 0.2     # a bar runs on over lines at least this much ground (a caption's letters)
+BAR_GROUND = 0.2     # a band runs on over lines at least this much ground (a caption's letters)
+BAR_FLAT = 0.995     # a flat bar's lines, and a filled corner's triangle, are this much ground
+#                      (a moon, a short word or a logo on them is something: not flat)
 
 
 def bars(path: str | os.PathLike) -> tuple[float, ...] | None:
@@ -110,9 +112,9 @@ def bar_shares(rgb: np.ndarray) -> tuple[float, ...] | None:
     BAR_LEVELS of it (else that side has neither: 0). The band runs inward over the lines at
     least BAR_GROUND ground (a caption's letters, a title: content on a flat ground), at most
     half the side, and ends at the last of them that is clean (BAR_CLEAN); the flat bar runs
-    over the lines from the border that are all clean (a letterbox, a plain margin: nothing on
-    it). Either reaching half the side is none (a picture's own flat ground). None for a side
-    under MIN_SIDE."""
+    over the lines from the border that are all BAR_FLAT ground (a letterbox, a plain margin:
+    nothing on it). Either reaching half the side is none (a picture's own flat ground). None
+    for a side under MIN_SIDE."""
     h, w = rgb.shape[:2]
     if min(h, w) < MIN_SIDE:
         return None
@@ -130,7 +132,7 @@ def _bar(lines: np.ndarray) -> tuple[int, int]:
         return 0, 0
     run = len(share) if (share >= BAR_GROUND).all() else int(np.argmin(share >= BAR_GROUND))
     clean = np.flatnonzero(share[:run] >= BAR_CLEAN)
-    flat = len(share) if (share >= BAR_CLEAN).all() else int(np.argmin(share >= BAR_CLEAN))
+    flat = len(share) if (share >= BAR_FLAT).all() else int(np.argmin(share >= BAR_FLAT))
     # one that reaches the middle is none: the picture's own flat ground
     band = 0 if clean[-1] + 1 >= len(share) else int(clean[-1]) + 1
     return band, 0 if flat >= len(share) else flat
@@ -220,9 +222,10 @@ def corner_shares(rgb: np.ndarray) -> tuple[float, ...] | None:
     """`corners` of an RGB picture (rows by columns by 3). A corner is filled when the 3 x 3
     pixels at it are all within BAR_LEVELS of their median colour (each channel); its runs
     are the pixels from it, along the row and the column CORNER_INSET in from the border,
-    within BAR_LEVELS of that colour; its triangle (the corner and the runs' ends, shrunk by CORNER_SHRINK) must be
-    at least BAR_CLEAN that colour. A corner that is not filled runs 0 both ways. None for a
-    side under MIN_SIDE."""
+    within BAR_LEVELS of that colour; its triangle (the corner and the runs' ends, shrunk by
+    CORNER_SHRINK) must be at least BAR_FLAT that colour (a logo or a signature on it is
+    something). A corner that is not filled runs 0 both ways. None for a side under
+    MIN_SIDE."""
     h, w = rgb.shape[:2]
     if min(h, w) < MIN_SIDE:
         return None
@@ -249,7 +252,7 @@ def _corner(view: np.ndarray) -> tuple[int, int]:
     run_y = len(col) if col.all() else int(np.argmin(col))
     ys, xs = np.mgrid[0:run_y, 0:run_x]
     inside = xs / run_x + ys / run_y <= CORNER_SHRINK
-    if not inside.any() or near(view[:run_y, :run_x])[inside].mean() < BAR_CLEAN:
+    if not inside.any() or near(view[:run_y, :run_x])[inside].mean() < BAR_FLAT:
         return 0, 0
     return run_x, run_y
 

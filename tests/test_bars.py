@@ -82,9 +82,9 @@ def test_bars_read_a_letterbox_and_a_caption_band_and_nothing_on_a_busy_border(t
     # a flat picture (or grey noise, smoothed into one grey when reduced) has no bars: a bar
     # reaching the middle is the picture's own ground
     assert _shares(Image.new("RGB", (300, 200), "grey")) == (0,) * 8
-    Image.effect_noise((810, 300), 20).convert("RGB").save(tmp_path / "noise.png")
-    noise = bars(tmp_path / "noise.png")
-    assert noise[:4] == (0, 0, 0, 0) and max(noise) < 0.02  # (a few lines flat by chance)
+    noise = np.random.default_rng(0).normal(128, 20, (300, 810)).clip(0, 255).astype(np.uint8)
+    Image.fromarray(noise).convert("RGB").save(tmp_path / "noise.png")
+    assert bars(tmp_path / "noise.png") == (0,) * 8
     # too small to tell; unreadable or missing files
     assert _shares(picture.resize((60, 40))) is None
     (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8\xff not a picture")
@@ -414,3 +414,25 @@ def test_an_original_with_a_flat_band_keeps_over_its_crop_from_the_other_end(tmp
     group = make_plan([Group("near", members)], parse_rules(["largest,biggest"])).groups[0]
     assert group.keep == [str(paths["original"])], [f.reason for f in group.files]
     assert {f.path: f.bars for f in group.files}[str(paths["original"])][4:] == (0, 0, 0, 0)
+
+
+def test_something_small_on_a_bar_or_in_a_corner_is_not_flat(tmp_path):
+    """A second hostile pass: a moon on a plain sky band, a short word in a letterbox bar and
+    a logo in a filled corner passed a flat share of 0.9 a line; a flat bar's lines and a
+    corner's triangle must now be 0.995 ground, so such a file keeps its band (both files are
+    kept) and its corners are not filled."""
+    picture = _texture(9, (1200, 700))
+    boxed = _letterbox(picture, 200, 1)
+    ImageDraw.Draw(boxed).ellipse((900, 20, 960, 80), fill=(230, 230, 210))  # a moon, 5% wide
+    boxed.save(tmp_path / "moon.png")
+    shares = bars(tmp_path / "moon.png")
+    assert shares[5] < 0.5 * shares[1], shares  # the flat bar stops above the moon
+    still = _letterbox(picture, 200, 1)
+    ImageDraw.Draw(still).text((560, 820), "No.", fill="white", font_size=40)
+    still.save(tmp_path / "still.png")
+    shares = bars(tmp_path / "still.png")
+    assert shares[7] < 0.5 * shares[3], shares  # the bottom bar holds the word
+    turned = rotate(_texture(10, (1200, 900)), 10, (255, 255, 255))
+    ImageDraw.Draw(turned).text((20, 15), "@kat", fill="black", font_size=36)
+    turned.save(tmp_path / "turned.png")
+    assert turned_by(corners(tmp_path / "turned.png"), *turned.size) is None
