@@ -384,18 +384,7 @@ def with_bands(files: Sequence[PlanFile], read=None) -> list[PlanFile]:
         return list(files)
     wanted = {p for i, f in enumerate(mapped) for g in mapped[i + 1:]
               if one_way_stretch(f, g) and _same_extent(f, g) for p in (f.path, g.path)}
-    if not wanted:
-        return list(files)
-    if read is None:
-        from simsearch.detail import band as read
-    by_content: dict[str, tuple[float, float] | None] = {}  # identical bytes: read once
-    bands = {}
-    for f in sorted((f for f in files if f.path in wanted), key=lambda f: os.fsencode(f.path)):
-        key = f.sha256 or f.path
-        if key not in by_content:
-            by_content[key] = read(f.path)
-        bands[f.path] = by_content[key]
-    return [replace(f, band=bands[f.path]) if f.path in bands else f for f in files]
+    return _read_into(files, wanted, "band", read)
 
 
 BAND_GROUP = 200  # groups of more mapped files than this are not read for bands
@@ -523,8 +512,9 @@ def kept_too(kept: PlanFile, f: PlanFile, bare: bool = False) -> str | None:
 
 def _read_into(files: Sequence[PlanFile], wanted: set[str], what: str, read=None
                ) -> list[PlanFile]:
-    """`files` with the field `what` ("bars" or "corners") of those in `wanted` read from the
-    file by `read` (else simsearch.detail's function of that name); identical bytes once."""
+    """`files` with the field `what` ("band", "bars" or "corners") of those in `wanted` read
+    from the file by `read` (else simsearch.detail's function of that name); identical bytes
+    once."""
     if not wanted:
         return list(files)
     if read is None:
@@ -1093,8 +1083,9 @@ def _plan_file(f, where: str) -> PlanFile:
                            "width": int(f["width"]), "height": int(f["height"]),
                            "picture": _picture(f.get("picture")),
                            "extent": _extent(f.get("extent")),
-                           "band": _band(f.get("band")), "bars": _bars(f.get("bars")),
-                           "corners": _corners(f.get("corners"))})
+                           "band": _shares(f.get("band"), "band", 2),
+                           "bars": _shares(f.get("bars"), "bars", 8, 0.5),
+                           "corners": _shares(f.get("corners"), "corners", 8)})
     except (TypeError, ValueError) as e:
         raise PlanError(f"{where}: {e}") from None
 
@@ -1106,33 +1097,16 @@ def _extent(value) -> float | None:
     return extent
 
 
-def _band(value) -> tuple[float, float] | None:
-    """A plan file's `band` as read from JSON: two shares (0 to 1), or None."""
+def _shares(value, name: str, count: int, top: float = 1.0) -> tuple[float, ...] | None:
+    """A plan file's `band` (two), `bars` (eight, at most one half) or `corners` (eight) as
+    read from JSON: `count` shares from 0 to `top`, or None."""
     if value is None:
         return None
-    if not isinstance(value, (list, tuple)) or len(value) != 2 or None in value or not all(
-            0 <= _number(v, "band") <= 1 for v in value):
-        raise ValueError(f"band: {value!r} is not two shares")
-    return tuple(float(v) for v in value)
-
-
-def _bars(value) -> tuple[float, ...] | None:
-    """A plan file's `bars` as read from JSON: eight shares (0 to 0.5), or None."""
-    if value is None:
-        return None
-    if not isinstance(value, (list, tuple)) or len(value) != 8 or None in value or not all(
-            0 <= _number(v, "bars") <= 0.5 for v in value):
-        raise ValueError(f"bars: {value!r} is not eight shares of at most one half")
-    return tuple(float(v) for v in value)
-
-
-def _corners(value) -> tuple[float, ...] | None:
-    """A plan file's `corners` as read from JSON: eight shares (0 to 1), or None."""
-    if value is None:
-        return None
-    if not isinstance(value, (list, tuple)) or len(value) != 8 or None in value or not all(
-            0 <= _number(v, "corners") <= 1 for v in value):
-        raise ValueError(f"corners: {value!r} is not eight shares")
+    if not isinstance(value, (list, tuple)) or len(value) != count or None in value or not all(
+            0 <= _number(v, name) <= top for v in value):
+        words = {2: "two", 8: "eight"}[count] + " shares" + (
+            " of at most one half" if top == 0.5 else "")
+        raise ValueError(f"{name}: {value!r} is not {words}")
     return tuple(float(v) for v in value)
 
 
