@@ -286,14 +286,31 @@ BAND, FLAT = 0, 4  # where a file's bands and its flat bars start in its `bars`
 def _adds_bars(f: PlanFile, g: PlanFile, kind: int = FLAT) -> bool:
     """Whether `g` holds `f`'s picture with flat bars (`kind` FLAT) or bands (BAND) added along
     one axis: they fill the room `f`'s canvas leaves in `g` (`bars_between`)."""
+    return bool(_bars_filling(f, g, kind))
+
+
+def _bars_filling(f: PlanFile, g: PlanFile, kind: int) -> list[tuple[float, ...]]:
+    """The ways `g`'s bars or bands (`kind`) fill the room `f`'s canvas leaves in `g` along
+    one axis, each as `g`'s four shares with the sides that do not count set to 0: both sides,
+    the first alone, the second alone (a caption above a picture with a flat ground of its own
+    at the bottom fills the room alone); empty when none does."""
     axis = bars_room(f, g)
     if axis is None or g.bars is None:
-        return False
+        return []
     between = _map_between(f, g)
     side = (g.width, g.height)[axis]
     room = side - abs(between[axis, axis]) * (f.width, f.height)[axis]
-    filled = (g.bars[kind + axis] + g.bars[kind + axis + 2]) * side
-    return abs(filled - room) <= max(BARS_FIT * room, BARS_SLACK * side)
+    shares = g.bars[kind:kind + 4]
+    ways = []
+    for first, second in ((True, True), (True, False), (False, True)):
+        way = list(shares)
+        way[axis] *= first
+        way[axis + 2] *= second
+        filled = (way[axis] + way[axis + 2]) * side
+        if (way[axis] or way[axis + 2]) and abs(filled - room) <= max(BARS_FIT * room,
+                                                                       BARS_SLACK * side):
+            ways.append(tuple(way))
+    return ways
 
 
 def bars_between(f: PlanFile, g: PlanFile) -> int:
@@ -477,14 +494,17 @@ def with_bars(files: Sequence[PlanFile], read=None, hold=None) -> list[PlanFile]
         for f in mapped:
             for kind in (BAND, FLAT):
                 g = by_path[path]
-                if f.path == path or g.bars is None or not _adds_bars(f, g, kind):
+                ways = [] if f.path == path else _bars_filling(f, g, kind)
+                if not ways:
                     continue
                 axis, between = bars_room(f, g), _map_between(f, g)
-                if not hold(f.path, path, g.bars[kind:kind + 4], axis,
-                            (bool(between[0, 0] < 0), bool(between[1, 1] < 0))):
-                    shares = list(g.bars)
-                    shares[kind:kind + 4] = [0.0] * 4
-                    by_path[path] = replace(g, bars=tuple(shares))
+                mirror = (bool(between[0, 0] < 0), bool(between[1, 1] < 0))
+                # the first way the picture lies between (else none): the sides that count
+                held = next((way for way in ways if hold(f.path, path, way, axis, mirror)),
+                            (0.0,) * 4)
+                shares = list(g.bars)
+                shares[kind:kind + 4] = held
+                by_path[path] = replace(g, bars=tuple(shares))
     return [by_path[f.path] for f in out]
 
 

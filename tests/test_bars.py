@@ -126,7 +126,7 @@ def test_largest_keeps_the_picture_over_its_letterboxed_copy_and_a_plan_keeps_a_
         assert rest[0].reason == ("1400x800, the kept 1000x800's picture with flat bars added "
                                   "along its border: they hold none of the picture")
     # bars not read, or not filling the room the photo leaves: as before, the bigger file
-    for shares in (None, _bars((0.05, 0, 0.05, 0)), _bars((0.3, 0, 0.3, 0))):
+    for shares in (None, _bars((0.05, 0, 0.05, 0)), _bars((0.2, 0, 0.35, 0))):
         unread = _file("/p/box.jpg", 1400, 800, 900_000, (1, 0, 0, 1), 1.0, shares)
         assert bars_between(photo, unread) == 0
         assert choose([photo, unread], rules)[0].path == unread.path
@@ -436,3 +436,26 @@ def test_something_small_on_a_bar_or_in_a_corner_is_not_flat(tmp_path):
     ImageDraw.Draw(turned).text((20, 15), "@kat", fill="black", font_size=36)
     turned.save(tmp_path / "turned.png")
     assert turned_by(corners(tmp_path / "turned.png"), *turned.size) is None
+
+
+def test_a_caption_above_a_picture_with_its_own_flat_ground_below_keeps_both(tmp_path):
+    """A newcomer's captions: the picture's own flat ground at the bottom runs on from the
+    canvas edge, so the bands of both sides add up to more than the room; the caption's band
+    alone fills it, and the picture lies below it: both files are kept."""
+    from simsearch.dedupe import Group, Member
+    picture = _texture(11, (480, 360))
+    picture.paste((255, 255, 255), (0, 300, 480, 360))  # a white ground of its own below
+    paths = {"photo": tmp_path / "photo.png", "meme": tmp_path / "meme.png"}
+    picture.save(paths["photo"])
+    _caption(picture, 90, top=True).save(paths["meme"])
+    shares = bars(paths["meme"])
+    assert shares[1] + shares[3] > 0.3  # the two bands: the caption's and the picture's own
+    maps = {"photo": ((1.0, 0.0, 0.0, 1.0), 1.0), "meme": ((1.0, 0.0, 0.0, 1.0), 2.0)}
+    members = [Member(i, str(p), 1.0, sha256(p), p.stat().st_size, *Image.open(p).size,
+                      p.stat().st_mtime_ns, "centre" if name == "photo" else "checked",
+                      *maps[name]) for i, (name, p) in enumerate(paths.items())]
+    group = make_plan([Group("near", members)], parse_rules([])).groups[0]
+    assert sorted(group.keep) == sorted(map(str, paths.values())) and group.act_on == [], [
+        f.reason for f in group.files]
+    meme = {f.path: f for f in group.files}[str(paths["meme"])]
+    assert meme.bars[3] == 0 and meme.bars[1] > 0.15  # only the caption's band counts
