@@ -190,7 +190,7 @@ def _apply(plan: Plan, action: str, journal: str | os.PathLike, to, confirm_dele
             # an undo cut short between its link and unlink (two names of one file), or
             # between its verified copy across drives and the unlink of the source
             halfway = _same_file(path, place) or (
-                cut_short and os.path.lexists(place) and _is_original(place, op)
+                cut_short and os.path.lexists(place) and _set_aside_original(place, op)
                 and (op["action"] != "trash" or _info_is_ours(op)))
             if not (halfway or not os.path.lexists(place)) or not _holds_original(path, op):
                 continue

@@ -78,6 +78,7 @@ BAR_SIDE = 512       # bars are read on the picture reduced to this many pixels 
 BAR_LEVELS = 16      # a pixel within this many levels of the border's colour (each channel) is ground
 BAR_CLEAN = 0.9      # a line this much ground is clean: a bar's border line and its inner edge
 BAR_GROUND = 0.2     # a band runs on over lines at least this much ground (a caption's letters)
+BAR_GAP = 3          # a flat bar ends within this many lines of its band's end (JPEG's ringing)
 BAR_FLAT = 0.995     # a flat bar's lines, and a filled corner's triangle, are this much ground
 #                      (a moon, a short word or a logo on them is something: not flat)
 
@@ -113,7 +114,8 @@ def bar_shares(rgb: np.ndarray) -> tuple[float, ...] | None:
     least BAR_GROUND ground (a caption's letters, a title: content on a flat ground), at most
     half the side, and ends at the last of them that is clean (BAR_CLEAN); the flat bar runs
     over the lines from the border that are all BAR_FLAT ground (a letterbox, a plain margin:
-    nothing on it). Either reaching half the side is none (a picture's own flat ground). None
+    nothing on it), and is none unless it ends within BAR_GAP lines of the band's end (a line
+    of text beside the picture is something). Either reaching half the side is none (a picture's own flat ground). None
     for a side under MIN_SIDE."""
     h, w = rgb.shape[:2]
     if min(h, w) < MIN_SIDE:
@@ -135,7 +137,10 @@ def _bar(lines: np.ndarray) -> tuple[int, int]:
     flat = len(share) if (share >= BAR_FLAT).all() else int(np.argmin(share >= BAR_FLAT))
     # one that reaches the middle is none: the picture's own flat ground
     band = 0 if clean[-1] + 1 >= len(share) else int(clean[-1]) + 1
-    return band, 0 if flat >= len(share) else flat
+    # a flat bar must run to its band's end: a line of text beside the picture is something
+    if flat >= len(share) or band - flat > BAR_GAP:
+        flat = 0
+    return band, flat
 
 
 PLACE_SIDE = 48      # pictures are compared for `bars_hold` at this many pixels on the long side

@@ -260,6 +260,10 @@ def largest_between(f: PlanFile, g: PlanFile) -> tuple[int, str] | None:
 # other, and `g`'s bars along that axis fill the room to within the larger of BARS_FIT of it
 # and BARS_SLACK of the side (session 28, recipes/default_model/trials/keep-bars-rule.md)
 BARS_SQUARE, BARS_ROOM, BARS_FIT, BARS_SLACK = 0.02, 0.03, 0.15, 0.02
+# ... but flat bars, which make a file lose, must leave it no more of the picture than the
+# other holds: they fill the room to within this share of the side, and the other axis is
+# within it either way (a review: a crop losing 3% along each side kept over its letterbox)
+FLAT_SLACK = 0.015
 
 
 def bars_room(f: PlanFile, g: PlanFile) -> int | None:
@@ -301,14 +305,20 @@ def _bars_filling(f: PlanFile, g: PlanFile, kind: int) -> list[tuple[float, ...]
     side = (g.width, g.height)[axis]
     room = side - abs(between[axis, axis]) * (f.width, f.height)[axis]
     shares = g.bars[kind:kind + 4]
+    if kind == FLAT:  # losing: strictly no more of the picture, along both axes
+        across = (g.width, g.height)[1 - axis]
+        spare = across - abs(between[1 - axis, 1 - axis]) * (f.width, f.height)[1 - axis]
+        if abs(spare) > FLAT_SLACK * across:
+            return []
     ways = []
     for first, second in ((True, True), (True, False), (False, True)):
         way = list(shares)
         way[axis] *= first
         way[axis + 2] *= second
         filled = (way[axis] + way[axis + 2]) * side
-        if (way[axis] or way[axis + 2]) and abs(filled - room) <= max(BARS_FIT * room,
-                                                                       BARS_SLACK * side):
+        short = FLAT_SLACK * side if kind == FLAT else max(BARS_FIT * room, BARS_SLACK * side)
+        if (way[axis] or way[axis + 2]) and -short <= filled - room <= max(
+                BARS_FIT * room, BARS_SLACK * side):
             ways.append(tuple(way))
     return ways
 
@@ -414,6 +424,9 @@ BAND_GROUP = 200  # groups of more mapped files than this are not read for bands
 # recipes/default_model/trials/keep-corners-rule.md); maps turning less than CORNERS_LEAST
 # degrees from a quarter turn are not read for corners
 CORNERS_ANGLE, CORNERS_FIT, CORNERS_LEAST = 4.0, 0.04, 3.0
+# ... and `g`'s canvas no larger than that box by more than this share (`g` would hold more of
+# the picture than `f`: a review's turned picture beside a crop of the upright one)
+CORNERS_OVER = 0.01
 
 
 def _turn(f: PlanFile, g: PlanFile) -> tuple[float, float] | None:
@@ -445,7 +458,8 @@ def _adds_corners(f: PlanFile, g: PlanFile) -> bool:
         return False
     c, s = abs(np.cos(np.radians(angle))), abs(np.sin(np.radians(angle)))
     box = (scale * (f.width * c + f.height * s), scale * (f.width * s + f.height * c))
-    return all(abs(b - side) <= CORNERS_FIT * side for b, side in zip(box, (g.width, g.height)))
+    return all(-CORNERS_OVER * side <= b - side <= CORNERS_FIT * side
+               for b, side in zip(box, (g.width, g.height)))
 
 
 def corners_between(f: PlanFile, g: PlanFile) -> int:

@@ -1038,3 +1038,24 @@ def test_a_file_touched_while_set_aside_is_put_back_with_its_time(library, actio
     back = undo(tmp_path / "j")
     assert not back.not_restored and len(back.restored) == len(report.done)
     assert snapshot(photos) == before
+
+
+def test_an_undo_cut_short_after_a_touch_while_set_aside_is_finished_by_apply(library):
+    """Moved, touched under --to, then an undo across drives killed after its verified copy
+    back: the same apply run again knows the set-aside file by its bytes and moves anew (a
+    review found the step left done with the file in both places)."""
+    import shutil
+
+    from simsearch.journal import Journal
+    tmp_path, photos, plan = library
+    to = tmp_path / "aside"
+    first = apply(plan, "move", tmp_path / "j", to=to)
+    path, place = first.done[0].path, first.done[0].detail
+    with Journal(tmp_path / "j") as j:
+        op = next(op for op, st in j.intents() if op["path"] == path)
+        j.append({"op": "undo-start"})
+    os.utime(place, ns=(5, 5))
+    shutil.copyfile(place, path)  # the verified copy, with the recorded time; killed here
+    os.utime(path, ns=(op["atime_ns"], op["mtime_ns"]))
+    again = apply(plan, "move", tmp_path / "j", to=to)
+    assert [o.path for o in again.done] == [path] and not os.path.exists(path)
