@@ -251,6 +251,38 @@ def test_the_page_keeps_a_file_holding_the_picture_finer_than_the_one_kept(tmp_p
     assert errors == []
 
 
+def test_the_page_keeps_a_captioned_copy_when_a_person_keeps_the_photo(tmp_path, browser):
+    """The plan keeps a meme (a band holding a caption above the photo) and the photo; keeping
+    the photo alone on the page still keeps the meme (its caption is something the photo
+    lacks), acts on a half-size copy, and offers "It is a copy" on the meme."""
+    files = {}
+    for name, size in (("meme.jpg", (1000, 950)), ("photo.jpg", (1000, 800)),
+                       ("half.jpg", (500, 400))):
+        files[name] = _image(tmp_path / "p" / name, size, len(files))
+    facts = {"meme.jpg": ((1, 0, 0, 1), 1.25, (0, 150 / 950, 0, 0) + (0,) * 4),
+             "photo.jpg": ((1, 0, 0, 1), 1.0, None), "half.jpg": ((0.5, 0, 0, 0.5), 1.0, None)}
+    plan_files = [PlanFile(path=str(p), size=p.stat().st_size, mtime_ns=p.stat().st_mtime_ns,
+                           sha256="0" * 64, width=Image.open(p).width,
+                           height=Image.open(p).height, format="jpeg",
+                           date="2020-01-01T00:00:00", date_source="mtime", evidence="checked",
+                           picture=facts[n][0], extent=facts[n][1], bars=facts[n][2])
+                  for n, p in files.items()]
+    group = PlanGroup("near", plan_files[0].path, 0.95, plan_files,
+                      keep=[str(files["meme.jpg"]), str(files["photo.jpg"])],
+                      act_on=[str(files["half.jpg"])])
+    page, errors = _open(browser, write_review(Plan([group], keep_rules=["largest"]),
+                                               tmp_path / "report"))
+    fig = {n: page.locator(f'figure:has(div.path[title="{p}"])') for n, p in files.items()}
+    fig["photo.jpg"].locator("button.keep-this").click()
+    assert [fig[n].locator(".badge").inner_text() for n in files] == ["KEEP", "KEEP", "ACT ON"]
+    assert "a band along its border that holds something" in fig["meme.jpg"].inner_text()
+    fig["meme.jpg"].locator("button.act-too").click()
+    assert [fig[n].locator(".badge").inner_text() for n in files] == ["ACT ON", "KEEP", "ACT ON"]
+    fig["half.jpg"].locator("button.keep-this").click()  # the half: both others hold more
+    assert fig["half.jpg"].locator(".badge").inner_text() == "KEEP"
+    assert errors == []
+
+
 def test_five_thousand_groups_page_through(tmp_path, browser):
     thumb = _image(tmp_path / "report" / "thumbs" / "t.jpg", (160, 120), 9)
     groups = []
