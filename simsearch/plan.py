@@ -505,20 +505,26 @@ def with_bars(files: Sequence[PlanFile], read=None, hold=None) -> list[PlanFile]
         from simsearch.detail import bars_hold as hold
     by_path = {f.path: f for f in out}
     for path in sorted(wanted, key=os.fsencode):
-        for f in mapped:
-            for kind in (BAND, FLAT):
-                g = by_path[path]
+        g = by_path[path]  # each pair is placed against the bars as read
+        if g.bars is None:
+            continue
+        shares = list(g.bars)
+        for kind in (BAND, FLAT):
+            found = []
+            for f in mapped:
                 ways = [] if f.path == path else _bars_filling(f, g, kind)
                 if not ways:
                     continue
                 axis, between = bars_room(f, g), _map_between(f, g)
                 mirror = (bool(between[0, 0] < 0), bool(between[1, 1] < 0))
                 # the first way the picture lies between (else none): the sides that count
-                held = next((way for way in ways if hold(f.path, path, way, axis, mirror)),
-                            (0.0,) * 4)
-                shares = list(g.bars)
-                shares[kind:kind + 4] = held
-                by_path[path] = replace(g, bars=tuple(shares))
+                found.append(next((way for way in ways if hold(f.path, path, way, axis, mirror)),
+                                  (0.0,) * 4))
+            if found:  # a band's side counts if any file's picture lies beside it (it keeps
+                # files); a flat bar's only if every one's does (it makes a file lose)
+                pick = max if kind == BAND else min
+                shares[kind:kind + 4] = [pick(way[i] for way in found) for i in range(4)]
+        by_path[path] = replace(g, bars=tuple(shares))
     return [by_path[f.path] for f in out]
 
 

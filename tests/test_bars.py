@@ -489,3 +489,28 @@ def test_flat_bars_lose_only_when_they_leave_no_more_of_the_picture(tmp_path):
     assert corners_between(upright, copy) == 1
     cropped = _file("/p/crop.jpg", 617, 463, 300_000, (1, 0, 0, 1))  # 3.5% off each side
     assert corners_between(cropped, copy) == 0
+
+
+def test_each_pair_is_placed_against_the_bands_as_read(tmp_path):
+    """A review's group: the picture, a copy with a caption below, and one with captions above
+    and below. The copy with one caption fills the room in the two-caption file with its top
+    band alone; that must not drop the bottom band for the picture's own pair (it did, and the
+    two-caption file was acted on under a rule keeping the bare picture)."""
+    from simsearch.dedupe import Group, Member
+    picture = _texture(13, (600, 450))
+    paths = {"bare": tmp_path / "orig" / "bare.png", "one": tmp_path / "one.png",
+             "two": tmp_path / "two.png"}
+    paths["bare"].parent.mkdir()
+    picture.save(paths["bare"])
+    below = _caption(picture, 60, top=False)
+    below.save(paths["one"])
+    _caption(below, 60, top=True).save(paths["two"])
+    members = [Member(i, str(p), 1.0, sha256(p), p.stat().st_size, *Image.open(p).size,
+                      p.stat().st_mtime_ns, "centre" if name == "bare" else "checked",
+                      (1.0, 0.0, 0.0, 1.0), 1.0) for i, (name, p) in enumerate(paths.items())]
+    group = make_plan([Group("near", members)],
+                      parse_rules([f"path={tmp_path / 'orig'}"])).groups[0]
+    assert sorted(group.keep) == sorted(map(str, paths.values())) and group.act_on == [], [
+        f.reason for f in group.files]
+    two = {f.path: f for f in group.files}[str(paths["two"])]
+    assert two.bars[1] > 0.1 and two.bars[3] > 0.1  # both bands count
