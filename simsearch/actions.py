@@ -190,7 +190,7 @@ def _apply(plan: Plan, action: str, journal: str | os.PathLike, to, confirm_dele
             # an undo cut short between its link and unlink (two names of one file), or
             # between its verified copy across drives and the unlink of the source
             halfway = _same_file(path, place) or (
-                cut_short and os.path.lexists(place) and _set_aside_original(place, op)
+                cut_short and os.path.lexists(place) and _holds_original(place, op)
                 and (op["action"] != "trash" or _info_is_ours(op)))
             if not (halfway or not os.path.lexists(place)) or not _holds_original(path, op):
                 continue
@@ -662,15 +662,6 @@ def _is_original(path: str, op: dict) -> bool:
     return st.st_mtime_ns == op["mtime_ns"] and _holds_original(path, op)
 
 
-def _set_aside_original(place: str, op: dict) -> bool:
-    """Whether the file set aside at `place` (trash, --to) is a regular file with the
-    original's bytes, whatever its time."""
-    try:
-        return stat.S_ISREG(os.lstat(place).st_mode) and _holds_original(place, op)
-    except OSError:
-        return False
-
-
 def _undo_step(op: dict) -> tuple[bool, str]:
     """Put one step back from whatever state it reached. Returns (restored, what happened)."""
     path, action = op["path"], op["action"]
@@ -687,8 +678,8 @@ def _undo_step(op: dict) -> tuple[bool, str]:
         # (its bytes, whatever its time: a file touched in the trash or under --to is still
         # the original, and goes back with its own time)
         ours = os.path.lexists(place) and (_same_file(path, place) or (
-            _set_aside_original(place, op) and (action != "trash" or _info_is_ours(op)
-                                                or not os.path.lexists(op["info"]))))
+            _holds_original(place, op) and (action != "trash" or _info_is_ours(op)
+                                            or not os.path.lexists(op["info"]))))
         if os.path.lexists(path):
             if _same_file(path, place):  # moved half way on one drive: two names of one file
                 os.unlink(place)

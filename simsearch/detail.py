@@ -151,7 +151,8 @@ PLACE_NEAR = 0.03    # a placement within this share of the side of the bars' ow
 
 def bars_hold(inner: str | os.PathLike, outer: str | os.PathLike,
               shares: tuple[float, ...], axis: int,
-              mirror: tuple[bool, bool] = (False, False)) -> bool:
+              mirror: tuple[bool, bool] = (False, False), pictures: dict | None = None
+              ) -> bool:
     """Whether the file `outer`, whose bands or bars are `shares` (left, top, right, bottom),
     holds the picture of the file `inner` between them along `axis` (0: x, 1: y), and nowhere
     else: of every placement of
@@ -159,8 +160,14 @@ def bars_hold(inner: str | os.PathLike, outer: str | os.PathLike,
     flipped along x, y as the maps say), the one between the bars correlates best with it, by
     PLACE_SAME or more, better than any placement farther than PLACE_NEAR from it. A crop of a
     picture with a flat band of its own (sky, a page margin) at its other end is placed at that
-    end, not between the bands: False. False when a file cannot be read."""
-    a, b = _reduced(inner), _reduced(outer)
+    end, not between the bands: False. False when a file cannot be read. `pictures`: the
+    reduced pictures already read, by path (filled in), for many calls on one group's files."""
+    if pictures is None:
+        pictures = {}
+    for path in (inner, outer):
+        if path not in pictures:
+            pictures[path] = _reduced(path)
+    a, b = pictures[inner], pictures[outer]
     if a is None or b is None:
         return False
     a, b = a.mean(axis=2), b.mean(axis=2)

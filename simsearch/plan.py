@@ -310,15 +310,15 @@ def _bars_filling(f: PlanFile, g: PlanFile, kind: int) -> list[tuple[float, ...]
         spare = across - abs(between[1 - axis, 1 - axis]) * (f.width, f.height)[1 - axis]
         if abs(spare) > FLAT_SLACK * across:
             return []
+    over = max(BARS_FIT * room, BARS_SLACK * side)
+    short = FLAT_SLACK * side if kind == FLAT else over
     ways = []
     for first, second in ((True, True), (True, False), (False, True)):
         way = list(shares)
         way[axis] *= first
         way[axis + 2] *= second
         filled = (way[axis] + way[axis + 2]) * side
-        short = FLAT_SLACK * side if kind == FLAT else max(BARS_FIT * room, BARS_SLACK * side)
-        if (way[axis] or way[axis + 2]) and -short <= filled - room <= max(
-                BARS_FIT * room, BARS_SLACK * side):
+        if (way[axis] or way[axis + 2]) and -short <= filled - room <= over:
             ways.append(tuple(way))
     return ways
 
@@ -501,8 +501,11 @@ def with_bars(files: Sequence[PlanFile], read=None, hold=None) -> list[PlanFile]
         return list(files)
     wanted = {g.path for f in mapped for g in mapped if g is not f and bars_room(f, g) is not None}
     out = _read_into(files, wanted, "bars", read)
-    if hold is None:
-        from simsearch.detail import bars_hold as hold
+    if hold is None:  # each file decoded once for all its pairs and ways
+        from functools import partial
+
+        from simsearch.detail import bars_hold
+        hold = partial(bars_hold, pictures={})
     by_path = {f.path: f for f in out}
     for path in sorted(wanted, key=os.fsencode):
         g = by_path[path]  # each pair is placed against the bars as read
@@ -1073,7 +1076,7 @@ def make_plan(groups, rules: Sequence[KeepRule], protect: Sequence[str] = (),
             usable = with_corners(with_bars(with_bands(usable)))
         best, rest = choose(usable, rules)
         chosen = {best.path: best, **{f.path: f for f in rest}}
-        finer = set()  # files holding the picture finer, or a band's content (kept_too)
+        also = set()  # files kept beside the rules' choice (kept_too: finer, a band's content)
         bare = False  # whether one file without the kept file's band is kept (kept_too)
         for path, f in chosen.items():
             if f.protected:
@@ -1082,14 +1085,14 @@ def make_plan(groups, rules: Sequence[KeepRule], protect: Sequence[str] = (),
                     "; also " + best.reason if path == best.path else ""))
             elif path != best.path and (why := kept_too(best, f, bare)) is not None:
                 chosen[path] = replace(f, reason=why)
-                finer.add(path)
+                also.add(path)
                 bare = bare or _adds_bars(f, best, BAND)
         files = [chosen.get(f.path, replace(f, reason=(
             UNCONFIRMED + ("; also protected" if f.protected else "")) if f.path in held
             else f.problem)) for f in files]
         # the rules' choice first: the file that links point to
         keep = [best.path] + [f.path for f in files if (f.protected or f.path in held
-                                                        or f.path in finer)
+                                                        or f.path in also)
                               and not f.problem and f.path != best.path]
         act_on = [f.path for f in files if f.path in chosen and f.path not in keep]
         out.append(PlanGroup(g.kind, g.centre, float(g.min_score), files, keep, act_on,
