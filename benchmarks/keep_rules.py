@@ -50,11 +50,14 @@ from simsearch.edits import EDIT_NAMES, _font, apply_edit  # noqa: E402
 from simsearch.detail import band, bars, bars_hold, corners  # noqa: E402
 from simsearch.plan import (PlanFile, bars_between, choose, corners_between,  # noqa: E402
                             extent_of, kept_too, one_way_stretch, parse_rules,
-                            stretched_between, turned_apart, with_bars)
+                            resaved_between, stretched_between, turned_apart, with_bars,
+                            with_resaves)
+from simsearch.resave import carried, grid_of, is_resave  # noqa: E402
 from simsearch.verify import (VerifySettings, agreement, beyond, picture_features,  # noqa: E402
                               picture_map)
 
 IDENTITY = (1.0, 0.0, 0.0, 1.0)
+IDENTITY_TURN = ((1, 0), (0, 1))
 
 
 def picture_maps(first, second: str, settings: VerifySettings) -> tuple | None:
@@ -181,6 +184,11 @@ def main() -> None:
                         help="with --band, each candidate also with the files' filled corners "
                              "(simsearch.detail) read as dedupe --plan reads them, on top of "
                              "--bars when given (trials/keep-corners-rule.md)")
+    parser.add_argument("--resave", action="store_true",
+                        help="with --corners, each candidate also with re-saves told by the JPEG "
+                             "compression their pixels carry; and siblings (each JPEG original "
+                             "saved at quality 90 and 95) tested against each other "
+                             "(trials/keep-resave-rule.md)")
     parser.add_argument("--work-side", type=int, default=WORK_SIDE,
                         help="edits run on the picture at most this many pixels on its long "
                              "side, then scaled back up; 0: at full size  [default: %(default)s]")
@@ -190,6 +198,8 @@ def main() -> None:
         parser.error("--band needs --picture")
     if (args.bars or args.corners) and not args.band:
         parser.error("--bars and --corners need --band")
+    if args.resave and not args.corners:
+        parser.error("--resave needs --corners")
     edits = list(EDIT_NAMES) + (["caption"] if args.bars else [])
     candidates = [c.strip() for c in args.candidates.split(";") if c.strip()]
     rules = {c: parse_rules([c]) for c in candidates}
@@ -206,6 +216,12 @@ def main() -> None:
         if args.corners:
             candidates += [c + " (corners)" for c in plain]
             rules |= {c + " (corners)": rules[c] for c in plain}
+        if args.resave:  # the keep rule `source` right after `largest`
+            candidates += [c + " (resave)" for c in plain]
+            rules |= {c + " (resave)": parse_rules([c.replace("largest", "largest,source", 1)])
+                      for c in plain}
+    resaved = defaultdict(lambda: [0, 0, 0])  # edit -> pairs asked, copy re-save, original's
+    siblings = [0, 0, 0, []]  # JPEG originals, pairs told, pairs carrying, their shares
     cornered = [0, 0]  # pairs whose corners were read, of those the pairs corners told apart
     barred = [0, 0]  # pairs whose bars were read, of those the pairs bars told apart
     banded = [0, 0]  # pairs whose bands were read, of those the pairs a band told apart
@@ -237,6 +253,23 @@ def main() -> None:
         own_band: list = []  # the original's band, when first needed
         own_bars: list = []  # the original's bars, when first needed
         own_corners: list = []  # the original's corners, when first needed
+        own_grid: list = []  # the original's grid (luma, steps), when first needed
+        if args.resave and fmt == "jpeg":  # siblings: neither is made from the other
+            siblings[0] += 1
+            sib = []
+            # from the original shifted off its own block grid: neither save is the original
+            # itself saved again (a save at the original's own quality nearly is)
+            shifted = img.crop((3, 5, img.width, img.height))
+            for q in (90, 95):
+                sib_path = Path(scratch.name) / f"sibling{q}.jpg"
+                shifted.save(sib_path, format="JPEG", quality=q)
+                sib.append(grid_of(sib_path))
+            for a, b in ((sib[0], sib[1]), (sib[1], sib[0])):
+                got = carried(a, b, IDENTITY_TURN)
+                if got is not None:
+                    siblings[1] += 1
+                    siblings[2] += is_resave(a, b, IDENTITY_TURN)
+                    siblings[3].append([round(v, 3) for v in got])
         for edit in edits:
             edit_rng = random.Random(f"{args.seed}/{n}/{edit}")
             copy = (caption(work, edit_rng) if edit == "caption"
@@ -317,11 +350,33 @@ def main() -> None:
                         if setting == DATES[0]:
                             cornered[0] += 1
                             cornered[1] += corners_between(*cornered_pair) != 0
+                    resaved_pair = cornered_pair
+                    if maps is not None and args.resave:
+                        real = {f.path: str(path) if f.path.endswith("original") else str(saved)
+                                for f in cornered_pair}
+                        copy_grid: list = []
+
+                        def read_grid(name, real=real, own_grid=own_grid, copy_grid=copy_grid):
+                            mine = own_grid if name.endswith("original") else copy_grid
+                            if not mine:
+                                mine.append(grid_of(real[name]))
+                            return mine[0]
+
+                        resaved_pair = with_resaves(cornered_pair, read=read_grid)
+                        if setting == DATES[0] and any(f.carries is not None
+                                                       for f in resaved_pair):
+                            told = resaved_between(*sorted(
+                                resaved_pair, key=lambda f: not f.path.endswith("original")))
+                            r = resaved[edit + "/" + save]
+                            r[0] += 1
+                            r[1] += told == 1
+                            r[2] += told == -1
                     for c in candidates:
                         among = (drawn if c.endswith("(picture)") else banded_pair
                                  if c.endswith("(band)") else barred_pair
                                  if c.endswith("(bars)") else cornered_pair
-                                 if c.endswith("(corners)") else pair)
+                                 if c.endswith("(corners)") else resaved_pair
+                                 if c.endswith("(resave)") else pair)
                         best, _ = choose(among, rules[c])
                         k = kept[(c, setting, save, edit)]
                         k[0] += best.path.endswith("original")
@@ -357,11 +412,24 @@ def main() -> None:
               "bars_read": barred[0] if args.bars else None,
               "bars_told": barred[1] if args.bars else None,
               "corners_read": cornered[0] if args.corners else None,
-              "corners_told": cornered[1] if args.corners else None}
+              "corners_told": cornered[1] if args.corners else None,
+              "resaves": ({k: dict(zip(("asked", "copy_resaved", "original_resaved"), v))
+                           for k, v in sorted(resaved.items())} if args.resave else None),
+              "siblings": ({"jpeg_originals": siblings[0], "pairs_told": siblings[1],
+                            "pairs_carrying": siblings[2],
+                            "highest": max(siblings[3], default=None),
+                            "shares": sorted(siblings[3])} if args.resave else None)}
     print(f"{report['originals']} originals from {args.folder}, {len(EDIT_NAMES)} edits x "
           f"{len(SAVES)} saves: share of groups (original + copy) whose original is kept")
     if args.picture:
         print(f"picture check maps for {mapped[0]} of {mapped[1]} pairs (the rest: canvas)")
+    if args.resave:
+        asked = sum(v[0] for v in resaved.values())
+        print(f"re-saves asked for {asked} pairs: copy a re-save of the original in "
+              f"{sum(v[1] for v in resaved.values())}, the original of the copy in "
+              f"{sum(v[2] for v in resaved.values())}; siblings (JPEG originals saved at 90 "
+              f"and 95): {siblings[2]} of {siblings[1]} pairs told carry the other, highest "
+              f"{max(siblings[3], default=None)}")
     if args.corners:
         print(f"corners read for {cornered[0]} pairs turned apart; they told {cornered[1]} "
               f"apart")

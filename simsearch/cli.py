@@ -100,7 +100,10 @@ def _keep_options(f):
                              "canvas), "
                              "biggest (bytes), oldest, newest (EXIF capture date, else mtime), "
                              "format=raw,png,tiff,heic,jpeg (raw: any camera RAW; or dng, nef, "
-                             "...), path=DIR. Repeatable; the default rules not named follow "
+                             "...), path=DIR, source (a JPEG over files saved again from its "
+                             "pixels: a finer or PNG re-save, a flipped, quarter-turned or grey "
+                             "copy; not in the default). Repeatable; the default rules not "
+                             "named follow "
                              "yours; of files that tie, one named as a "
                              "copy of another ('photo (1).jpg' beside 'photo.jpg') goes, then "
                              "path order decides.  [default: largest,biggest,oldest]")(f)

@@ -11,6 +11,7 @@ the picture check's map cannot: the map is the same seen from either file
 a caption's band), which widen its canvas without adding any of the picture
 (recipes/default_model/trials/keep-bars-rule.md); `corners`, the filled corners of a picture
 turned on an enlarged canvas (recipes/default_model/trials/keep-corners-rule.md).
+(`simsearch.resave` reads the last thing: a file saved again from another's JPEG.)
 """
 from __future__ import annotations
 
@@ -287,3 +288,4 @@ def turned_by(shares: tuple[float, ...] | None, width: int, height: int) -> floa
                for c in (tr, bl)]
     mean = sum(angles) / 4
     return mean if max(abs(a - mean) for a in angles) <= CORNER_AGREE else None
+

@@ -43,7 +43,7 @@ __all__ = ["KEEP_RULES", "DEFAULT_KEEP", "PLAN_VERSION", "DECISIONS", "KeepRule"
            "with_corners", "banded", "kept_too",
            "BAND_EMPTY", "BAND_APART"]
 
-KEEP_RULES = ("largest", "biggest", "oldest", "newest", "format", "path")
+KEEP_RULES = ("largest", "biggest", "oldest", "newest", "format", "path", "source")
 DEFAULT_KEEP = ("largest", "biggest", "oldest")
 DEFAULT_FORMAT_ORDER = ("raw", "png", "tiff", "heic", "avif", "webp", "jpeg", "gif", "bmp")
 # a camera RAW file's format is its kind (dng, nef, ...); "raw" in a format order stands for all
@@ -110,6 +110,11 @@ class PlanFile:
     # read only when the check mapped this file and another of the group turned one to the
     # other by 3 to 87 degrees; else None
     corners: tuple[float, ...] | None = None
+    # the files of the group whose JPEG compression this file's pixels carry (it was saved again
+    # from their decoded pixels: simsearch.resave), of those asked: files the check
+    # mapped at one scale with this one, on one canvas up to a quarter turn or flip; None
+    # when not asked
+    carries: tuple[str, ...] | None = None
 
     @property
     def pixels(self) -> int:
@@ -131,12 +136,16 @@ class KeepRule:
             decided = largest_between(f, g)
             if decided is not None:
                 return decided[0]
+        if self.name == "source":  # a re-save of the other's JPEG goes (`with_resaves`)
+            return -resaved_between(f, g)
         a, b = self.key(f), self.key(g)
         return (a > b) - (a < b)
 
     def key(self, f: PlanFile):
         if self.name == "largest":
             return -f.pixels
+        if self.name == "source":  # (only pairs tell: `compare`)
+            return 0
         if self.name == "biggest":
             return -f.size
         if self.name in ("oldest", "newest"):
@@ -155,6 +164,8 @@ class KeepRule:
             return f"{f.date.replace('T', ' ')} ({'EXIF' if f.date_source == 'exif' else 'mtime'})"
         if self.name == "format":
             return f.format or "unknown format"
+        if self.name == "source":
+            return f"{f.width}x{f.height} {f.format or 'file'}"
         return ("under " if self.key(f) == 0 else "not under ") + ", ".join(self.args)
 
     @property
@@ -165,6 +176,8 @@ class KeepRule:
             return "preferred format (" + " > ".join(self.args) + ")"
         if self.name == "path":
             return "preferred folder"
+        if self.name == "source":
+            return "the JPEG the next file was saved again from"
         return self.name
 
     def __str__(self) -> str:
@@ -227,7 +240,8 @@ def finer_than(kept: PlanFile, f: PlanFile) -> float | None:
 
 def largest_between(f: PlanFile, g: PlanFile) -> tuple[int, str] | None:
     """`largest` by the picture, for two files the check mapped: (-1 `f` holds more of it, 1
-    `g` does, 0 neither, and what decided: "extent", "scale" or ""); None unless both are
+    `g` does, 0 neither, and what decided: "extent", "scale", "bars", "corners", "band" or
+    ""); None unless both are
     mapped. The file showing more of the picture (beyond EXTENT_TIE: an original beside its
     crop, even a crop enlarged, whose extra pixels are only its own enlarged) holds more; of
     two showing as much of it, the one holding it larger along both axes (beyond PICTURE_TIE);
@@ -531,6 +545,76 @@ def with_bars(files: Sequence[PlanFile], read=None, hold=None) -> list[PlanFile]
     return [by_path[f.path] for f in out]
 
 
+def quarter_turn(f: PlanFile, g: PlanFile) -> np.ndarray | None:
+    """The quarter turn or flip (a 2 x 2 signed permutation) the map from `f`'s pixels to
+    `g`'s is, at one scale within PICTURE_TIE both ways (off it by at most RESAVE_SKEW of the
+    scale), when `g`'s canvas is `f`'s under it; None otherwise or without both maps."""
+    between = _map_between(f, g)
+    scales = picture_scale(f, g)
+    if between is None or scales is None or not (
+            1 / PICTURE_TIE <= scales[0] and scales[1] <= PICTURE_TIE):
+        return None
+    unit = between / ((scales[0] + scales[1]) / 2)
+    turn = np.round(unit)
+    if (np.abs(unit - turn).max() > RESAVE_SKEW
+            or sorted(np.abs(turn).ravel().tolist()) != [0, 0, 1, 1]
+            or abs(round(float(np.linalg.det(turn)))) != 1):
+        return None
+    swapped = turn[0, 0] == 0
+    if (g.width, g.height) != ((f.height, f.width) if swapped else (f.width, f.height)):
+        return None
+    return turn
+
+
+RESAVE_SKEW = 0.1  # a map this near a quarter turn or flip is one (scales within PICTURE_TIE)
+
+
+def resaved_between(f: PlanFile, g: PlanFile) -> int:
+    """1 when `g` is a re-save of `f`'s JPEG (its pixels carry `f`'s compression and `f`'s do
+    not carry `g`'s: simsearch.resave, read by `with_resaves`), -1 when `f` is one of
+    `g`'s, 0 otherwise (not asked, neither, or both)."""
+    g_of_f = g.carries is not None and f.path in g.carries
+    f_of_g = f.carries is not None and g.path in f.carries
+    return int(g_of_f) - int(f_of_g)
+
+
+def with_resaves(files: Sequence[PlanFile], read=None) -> list[PlanFile]:
+    """`files` with `carries` read for each mapped file that the check maps at one scale, on
+    one canvas up to a quarter turn or flip (`quarter_turn`), to another mapped file showing as
+    much of the picture, where one of the two is a JPEG: whether its pixels carry the other's
+    compression (`simsearch.resave.is_resave` of the files' `simsearch.resave.grid_of`, or of
+    `read`'s). Only these files are read, each once, and only the central part of each is
+    kept; a file that cannot be read carries nothing."""
+    from simsearch.resave import grid_of, is_resave
+    mapped = [f for f in files if f.picture is not None and f.carries is None and not f.problem]
+    if len(mapped) > BAND_GROUP:  # (pairs grow as the square: such a group is left as it was)
+        return list(files)
+    read = read or grid_of
+    grids: dict[str, object] = {}
+
+    def grid(f: PlanFile):
+        key = f.sha256 or f.path
+        if key not in grids:
+            grids[key] = read(f.path)
+        return grids[key]
+
+    carries: dict[str, list[str]] = {}
+    for f in mapped:
+        for g in mapped:
+            if g is f or "jpeg" not in (f.format, g.format) or not _same_extent(f, g):
+                continue
+            turn = quarter_turn(f, g)
+            if turn is None:
+                continue
+            carries.setdefault(g.path, [])
+            if f.format != "jpeg":
+                continue
+            if is_resave(grid(g), grid(f), turn):
+                carries[g.path].append(f.path)
+    return [replace(f, carries=tuple(sorted(carries[f.path], key=os.fsencode)))
+            if f.path in carries else f for f in files]
+
+
 def kept_too(kept: PlanFile, f: PlanFile, bare: bool = False) -> str | None:
     """Why a plan keeping `kept` keeps `f` too, where the rules would act on it; None when it
     acts on it: `f` holds the picture finer (`finer_than`), or one of the two holds the other's
@@ -790,11 +874,13 @@ def choose(files: Sequence[PlanFile], rules: Sequence[KeepRule]) -> tuple[PlanFi
 
     # in path order first, so that the same files always sort the same way
     ranked = sorted(sorted(usable, key=lambda f: os.fsencode(f.path)), key=cmp_to_key(order))
+    level = False  # whether another file beats as many as the kept one, where the rules go round
     if mapped and len(ranked) <= 200 and any(order(f, ranked[0]) < 0 for f in ranked[1:]):
         # the tie bands of `largest` by the picture can go round (a ties b, b ties c, a beats
         # c): the file that beats most of the others is kept
         wins = {id(f): sum(order(f, g) < 0 for g in ranked if g is not f) for f in ranked}
         ranked = sorted(ranked, key=lambda f: -wins[id(f)])
+        level = sum(wins[id(f)] == wins[id(ranked[0])] for f in ranked) > 1
     best, rest = ranked[0], ranked[1:]
     if not rest:
         return replace(best, reason="kept: the only usable file"), []
@@ -805,7 +891,9 @@ def choose(files: Sequence[PlanFile], rules: Sequence[KeepRule]) -> tuple[PlanFi
     decisive = deciding(rest[0])
     ties = "ties on " + ", ".join(r.name for r in rules)
     if any(order(f, best) < 0 for f in rest):  # only where the tie bands go round
-        why = "kept: it beats more of the group's files than any other (the rules go round)"
+        why = ("kept: it beats as many of the group's files as any other (the rules go round)"
+               if level else
+               "kept: it beats more of the group's files than any other (the rules go round)")
     elif decisive is not None:
         why = f"kept: {decisive.show(best)}, {decisive.label}"
         if decisive.name == "largest" and estimated & {best.path, rest[0].path}:
@@ -828,6 +916,10 @@ def choose(files: Sequence[PlanFile], rules: Sequence[KeepRule]) -> tuple[PlanFi
                       f"kept file beats more of the group's files (the rules go round)")
         elif rule and rule.name == "largest" and mapped and not estimated & {f.path, best.path}:
             reason = _largest_reason(rule, best, f)
+        elif rule and rule.name == "source":
+            reason = (f"{rule.show(f)}, saved again from the kept {rule.show(best)}'s pixels "
+                      f"(they carry that JPEG's compression): it holds nothing more of the "
+                      f"picture")
         elif rule:
             reason = f"{rule.show(f)} against the kept {rule.show(best)}"
         elif f.path in copies and best.path not in copies:
@@ -1021,6 +1113,8 @@ class Plan:
             seen |= by_path.keys()
             if not set(g.keep) <= by_path.keys() or not set(g.act_on) <= by_path.keys():
                 raise PlanError(f"{where}: keep and act_on must name files of the group")
+            if any(not set(f.carries or ()) <= by_path.keys() for f in g.files):
+                raise PlanError(f"{where}: a file's carries must name files of the group")
             if len(set(g.keep)) != len(g.keep) or len(set(g.act_on)) != len(g.act_on):
                 raise PlanError(f"{where}: a file is listed twice in keep or act_on")
             if set(g.keep) & set(g.act_on):
@@ -1074,6 +1168,8 @@ def make_plan(groups, rules: Sequence[KeepRule], protect: Sequence[str] = (),
             continue
         if any(r.name == "largest" for r in rules):
             usable = with_corners(with_bars(with_bands(usable)))
+        if any(r.name == "source" for r in rules):
+            usable = with_resaves(usable)
         best, rest = choose(usable, rules)
         chosen = {best.path: best, **{f.path: f for f in rest}}
         also = set()  # files kept beside the rules' choice (kept_too: finer, a band's content)
@@ -1128,9 +1224,19 @@ def _plan_file(f, where: str) -> PlanFile:
                            "extent": _extent(f.get("extent")),
                            "band": _shares(f.get("band"), "band", 2),
                            "bars": _shares(f.get("bars"), "bars", 8, 0.5),
-                           "corners": _shares(f.get("corners"), "corners", 8)})
+                           "corners": _shares(f.get("corners"), "corners", 8),
+                           "carries": _paths(f.get("carries"), "carries")})
     except (TypeError, ValueError) as e:
         raise PlanError(f"{where}: {e}") from None
+
+
+def _paths(value, name: str) -> tuple[str, ...] | None:
+    """A list of paths read from a plan (None stays None), or a ValueError naming the field."""
+    if value is None:
+        return None
+    if not isinstance(value, (list, tuple)) or not all(isinstance(p, str) for p in value):
+        raise ValueError(f"{name}: {value!r} is not a list of paths")
+    return tuple(value)
 
 
 def _extent(value) -> float | None:

@@ -419,8 +419,8 @@ def test_when_the_rules_go_round_the_plan_says_so_and_never_fails():
         group = [_mapped(f"/p/{n}{tag}.jpg", 1000, 800, size, pic)
                  for n, (tag, pic, size) in zip(names, files)]
         best, rest = choose(group, rules)
-        assert best.reason == ("kept: it beats more of the group's files than any other (the "
-                               "rules go round)")
+        assert best.reason == ("kept: it beats as many of the group's files as any other "
+                               "(the rules go round)")  # one each: a hostile tester's loop
         for f in rest:
             wins_over_kept = rules[0].compare(best, f) > 0 or (
                 rules[0].compare(best, f) == 0 and rules[1].compare(best, f) > 0)

@@ -1,0 +1,272 @@
+"""Whether a file was saved again from another file's JPEG.
+
+A file made by decoding a JPEG and saving its pixels again (at a finer quality, as PNG,
+flipped, turned a quarter, made grey) holds nothing the JPEG lacks, yet is often the bigger
+file. Its pixels still carry the JPEG's compression: their 8 x 8 DCT coefficients, on the
+JPEG's block grid, lie near multiples of its quantisation steps (its lattice), and at the JPEG's
+own values. A file not made from it shows neither: its source or a sibling saved from the same
+source lies off the lattice, and an edit of a file that has a JPEG of the same quality in its
+past (as many have) lies on the lattice but not at the JPEG's values. The central part of the
+picture tells this; a file is a re-save only where the whole of it agrees: every part of its
+picture at the JPEG's values (a retouch, a logo, a caption or a vignette leaves a part that is
+not) and its colours the JPEG's (or none: a grey copy). The keep rule `largest` reads this where
+the picture check's maps tie two files (`simsearch.plan.with_resaves`;
+recipes/default_model/trials/keep-resave-rule.md).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from typing import NamedTuple
+
+import numpy as np
+
+from simsearch.images import MAX_DECODE_BYTES, MAX_PIXELS, _head, _open_pillow, _open_regular, \
+    _orientation
+
+__all__ = ["Grid", "Carried", "grid_of", "carried", "is_resave", "everywhere", "CARRY",
+           "CARRY_SAME", "TILE_SAME", "COLOUR_SAME"]
+
+CARRY = 0.3          # a file whose coefficients lie this near another's lattice (mean cos) ...
+CARRY_SAME = 0.45    # ... with this share of them at that file's own coefficients carries it
+CARRY_MIN = 500      # coefficients needed to tell
+CARRY_STEP = 2       # the least quantisation step asked (finer: the pixels' rounding is noise)
+CARRY_SIZE = 0.5     # coefficients smaller than this many steps say nothing (zeros)
+CARRY_REGION = 512   # the central part of the picture read, at most this many pixels a side
+_MARGIN = 16         # kept around it: a flipped or turned file's blocks fall up to 8 pixels off
+TILE = 6             # the whole picture is read in tiles of this many blocks a side (48 pixels)
+TILE_MIN = 15        # a tile with fewer coefficients this large (in either file) cannot tell
+TILE_SIZE = 1.0      # ... this large: a step or more (nearer 0 a value flips with the noise)
+TILE_SAME = 0.73     # a re-save has this share of them at the JPEG's values in every tile
+COLOUR_SIDE = 64     # colours are compared on the picture reduced to this many pixels a side
+COLOUR_SAME = 3.0    # a re-save's Cb and Cr lie within this many levels of the JPEG's (mean)
+COLOUR_NONE = 2.0    # a picture whose Cb and Cr lie this near grey everywhere has no colour
+_DCT = np.array([[np.sqrt((1 if k == 0 else 2) / 8) * np.cos((2 * n + 1) * k * np.pi / 16)
+                  for n in range(8)] for k in range(8)])
+_DCT2 = np.kron(_DCT, _DCT)  # a block's 64 pixels, row by row, to its 64 coefficients
+_SAME = ((1, 0), (0, 1))
+
+
+@dataclass(eq=False)
+class Grid:
+    """A file as `carried` reads it: the central part of its luma plane (as libjpeg decodes a
+    JPEG, else the Y its RGB pixels would have in a JPEG), where that part lies in the picture, and its luma
+    quantisation steps (64, natural order), or steps of 1 for a file not compressed by JPEG."""
+
+    path: str
+    window: np.ndarray
+    top: int
+    left: int
+    height: int
+    width: int
+    steps: np.ndarray
+    jpeg: bool
+    colour: np.ndarray | None  # Cb and Cr at COLOUR_SIDE a side (2 x side x side), None if grey
+    # the coefficients of its blocks as read into another file's frame, by (turn, that shape)
+    _coefficients: dict = field(default_factory=dict, repr=False)
+
+
+class Carried(NamedTuple):
+    lattice: float  # the mean of cos(2 pi x): near 1 on the other's lattice, 0 or below off it
+    same: float     # the share of the coefficients at the other's own values
+
+
+def grid_of(path: str | os.PathLike) -> Grid | None:
+    """The file's `Grid`; None when it cannot be read (as `simsearch.images.load_image` would
+    refuse it: not a regular file, over the size limits, damaged) or is not stored upright (an
+    EXIF orientation: its blocks lie in another frame than its picture)."""
+    read = _read(path)
+    if read is None:
+        return None
+    luma, steps, jpeg, colour = read
+    h, w = luma.shape
+    side = CARRY_REGION + 2 * _MARGIN
+    top, left = max(0, (h - side) // 2), max(0, (w - side) // 2)
+    return Grid(str(path), np.ascontiguousarray(luma[top:top + side, left:left + side]), top,
+                left, h, w, steps, jpeg, colour)
+
+
+def _read(path, colour: bool = True, via_rgb: bool = False):
+    """(the luma plane, the luma steps, whether a JPEG, the colour planes or None) of the file;
+    None when it cannot be read or is not stored upright. A JPEG's luma is libjpeg's own (its
+    grey output from a colour file is its Y, one byte a pixel), or with `via_rgb` the Y of its
+    RGB pixels, as a PNG saved from them holds it; its colours are read apart, at 1/8
+    scale."""
+    try:
+        with _open_regular(path) as (f, size):
+            with _open_pillow(f, size, _head(f), path, MAX_DECODE_BYTES) as im:
+                if im.width * im.height > MAX_PIXELS or _orientation(im, f) != 1:
+                    return None
+                jpeg = im.format in ("JPEG", "MPO")
+                if jpeg:
+                    layers = getattr(im, "layer", None) or [(None, 1, 1, 0)]
+                    table = (getattr(im, "quantization", None) or {}).get(layers[0][3])
+                    if table is None or len(table) != 64 or im.mode not in ("RGB", "L"):
+                        return None
+                    steps = np.asarray(table, np.float64)
+                    grey = im.mode == "L"
+                    if via_rgb and not grey:  # (Pillow's RGB to L is libjpeg's RGB to Y)
+                        luma = np.asarray(im.convert("RGB").convert("L"))
+                    else:
+                        im.draft("L", im.size)
+                        luma = np.asarray(im.convert("L"))
+                else:
+                    steps = np.ones(64)
+                    rgb = im.convert("RGB")
+                    luma = np.asarray(rgb.convert("L"))  # libjpeg's Y, as a JPEG of it would
+                    grey = False
+                    planes = _colour(rgb) if colour else None
+        if jpeg and colour and not grey:
+            with _open_regular(path) as (f, size):
+                with _open_pillow(f, size, _head(f), path, MAX_DECODE_BYTES) as im:
+                    im.draft("RGB", (max(1, im.width // 8), max(1, im.height // 8)))
+                    planes = _colour(im.convert("RGB"))
+        elif jpeg:
+            planes = None
+    except Exception:  # noqa: BLE001 - Pillow's plugins raise more than OSError; such a file
+        return None    # cannot tell, and the plan goes on
+    return luma, steps, jpeg, planes
+
+
+def _colour(rgb) -> np.ndarray | None:
+    """Cb and Cr of a picture at COLOUR_SIDE a side (2 x side x side, floats); None when they
+    lie within COLOUR_NONE of grey everywhere (a grey picture)."""
+    from PIL import Image
+    small = rgb.resize((COLOUR_SIDE, COLOUR_SIDE), Image.Resampling.BOX).convert("YCbCr")
+    planes = np.asarray(small, np.float64)[:, :, 1:].transpose(2, 0, 1)
+    return None if np.abs(planes - 128).max() <= COLOUR_NONE else planes
+
+
+def carried(g: Grid | None, f: Grid | None, turn) -> Carried | None:
+    """How `g`'s pixels, turned into `f`'s frame by `turn` (the 2 x 2 signed permutation taking
+    `f`'s centred (x, y) to `g`'s), lie on `f`'s JPEG lattice and at its own coefficients: over
+    the central region's blocks, on `f`'s 8-pixel grid, at the AC frequencies where `f`'s step
+    is at least CARRY_STEP and an integer multiple, 2 or more, of `g`'s (so that `g`'s own
+    rounding leaves `f`'s lattice whole, and a `g` coarser than `f` is never asked), the
+    coefficients at least CARRY_SIZE steps in size. None when `f` is no JPEG, the canvases
+    differ under the turn, no frequency is asked, or fewer than CARRY_MIN coefficients tell."""
+    use = _asked(g, f, turn)
+    if use is None:
+        return None
+    turn = tuple(tuple(int(round(v)) for v in row) for row in np.asarray(turn))
+    x = _coefficients(g, turn, (f.height, f.width))[:, use] / f.steps[use]
+    sized = np.abs(x) >= CARRY_SIZE
+    if sized.sum() < CARRY_MIN:
+        return None
+    points = np.round(_coefficients(f, _SAME, (f.height, f.width))[:, use] / f.steps[use])
+    x = x[sized]
+    return Carried(float(np.mean(np.cos(2 * np.pi * x))),
+                   float(np.mean(np.round(x) == points[sized])))
+
+
+def is_resave(g: Grid | None, f: Grid | None, turn) -> bool:
+    """Whether `g` was saved again from `f`'s JPEG and nothing else: its central part on `f`'s
+    lattice (CARRY) and at `f`'s own coefficients (CARRY_SAME, `carried`), every part of it at
+    `f`'s coefficients (`everywhere`), and its colours `f`'s or none (`same_colours`)."""
+    got = carried(g, f, turn)
+    return (got is not None and got.lattice >= CARRY and got.same >= CARRY_SAME
+            and same_colours(g, f, turn) and everywhere(g, f, turn))
+
+
+def same_colours(g: Grid, f: Grid, turn) -> bool:
+    """Whether `g`'s colours, turned into `f`'s frame, are `f`'s (Cb and Cr within COLOUR_SAME
+    levels, mean), or `g` has none (a grey copy holds no colour `f` lacks)."""
+    if g.colour is None:
+        return True
+    if f.colour is None:
+        return False  # colour where the JPEG has none: a colourised copy
+    turn = np.asarray(np.round(turn), np.int64)
+    planes = g.colour
+    # a picture of `g` read into `f`'s frame: flips and the swap of axes on the small planes
+    if turn[0, 0] == 0:  # f's x runs along g's y
+        planes = planes.transpose(0, 2, 1)
+        flip_x, flip_y = turn[1, 0] < 0, turn[0, 1] < 0
+    else:
+        flip_x, flip_y = turn[0, 0] < 0, turn[1, 1] < 0
+    if flip_x:
+        planes = planes[:, :, ::-1]
+    if flip_y:
+        planes = planes[:, ::-1, :]
+    return float(np.abs(planes - f.colour).mean()) <= COLOUR_SAME
+
+
+def everywhere(g: Grid, f: Grid, turn) -> bool:
+    """Whether every part of `g`'s picture, turned into `f`'s frame, is at `f`'s JPEG values:
+    in each tile that tells (`tile_shares`), at least TILE_SAME of its coefficients round to
+    `f`'s. A retouch, a logo, a caption, a vignette leave a tile that does not."""
+    shares = tile_shares(g, f, turn)
+    return shares is not None and bool(np.all(shares >= TILE_SAME))
+
+
+def tile_shares(g: Grid, f: Grid, turn) -> np.ndarray | None:
+    """For each tile of TILE x TILE blocks of the whole picture, on `f`'s block grid, with at
+    least TILE_MIN coefficients of a step or more (in either file) at the frequencies `carried`
+    asks: the share of them in `g` (turned into `f`'s frame) that round to `f`'s. Each file is
+    decoded again, its luma only; None when one cannot be read or nothing is asked."""
+    # a re-save was made from the JPEG's RGB pixels, whose luma differs from the JPEG's own
+    # where a colour is clipped: the JPEG is read that way here
+    mine, theirs = _read(g.path, colour=False), _read(f.path, colour=False, via_rgb=True)
+    if mine is None or theirs is None:
+        return None
+    full_g, full_f = replace(g, window=mine[0], top=0, left=0, _coefficients={}), \
+        replace(f, window=theirs[0], top=0, left=0, _coefficients={})
+    h, w = f.height, f.width
+    use = _asked(g, f, turn)
+    bh, bw = h // 8, w // 8
+    if use is None or min(bh, bw) < 1:
+        return None
+    turn = tuple(tuple(int(round(v)) for v in row) for row in np.asarray(turn))
+    x = _blocks(full_g, turn, (h, w), (0, 0, bh, bw))[:, use] / f.steps[use]
+    points = np.round(_blocks(full_f, _SAME, (h, w), (0, 0, bh, bw))[:, use] / f.steps[use])
+    sized = (np.abs(x) >= TILE_SIZE) | (np.abs(points) >= 1)
+    agree = (np.round(x) == points) & sized
+    rows, cols = -(-bh // TILE), -(-bw // TILE)
+    pad = ((0, rows * TILE - bh), (0, cols * TILE - bw))
+    per_block = [np.pad(a.reshape(bh, bw, -1).sum(axis=2), pad) for a in (sized, agree)]
+    counted, agreeing = (a.reshape(rows, TILE, cols, TILE).sum(axis=(1, 3)) for a in per_block)
+    tells = counted >= TILE_MIN
+    return agreeing[tells] / counted[tells]
+
+
+def _asked(g: Grid | None, f: Grid | None, turn) -> np.ndarray | None:
+    """The frequencies `carried` asks of `g` against `f` (a mask of 64); None when `f` is no
+    JPEG, the canvases differ under `turn`, or none is asked."""
+    if g is None or f is None or not f.jpeg:
+        return None
+    swapped = int(round(float(np.asarray(turn)[0, 0]))) == 0
+    if (g.width, g.height) != ((f.height, f.width) if swapped else (f.width, f.height)):
+        return None
+    # the steps of `g` as they lie in `f`'s blocks: a transposed picture swaps the frequencies
+    own = np.maximum(g.steps.reshape(8, 8).T.ravel() if swapped else g.steps, 1)
+    ratio = f.steps / own
+    use = (f.steps >= CARRY_STEP) & (ratio >= 2) & (np.abs(ratio - np.round(ratio)) < 1e-9)
+    use[0] = False
+    return use if use.any() else None
+
+
+def _coefficients(g: Grid, turn: tuple, shape: tuple[int, int]) -> np.ndarray:
+    """The DCT coefficients (blocks by 64; JPEG's, level-shifted by 128) of `g`'s pixels turned
+    by `turn` into the frame of a picture of `shape` (height, width), over that picture's
+    central region (at most CARRY_REGION a side, cut on its 8-pixel grid); kept on `g`."""
+    key = (turn, shape)
+    if key not in g._coefficients:
+        h, w = shape
+        bh, bw = min(h, CARRY_REGION) // 8, min(w, CARRY_REGION) // 8
+        g._coefficients[key] = _blocks(g, turn, shape, ((h // 8 - bh) // 2, (w // 8 - bw) // 2,
+                                                        bh, bw))
+    return g._coefficients[key]
+
+
+def _blocks(g: Grid, turn: tuple, shape: tuple[int, int], blocks: tuple) -> np.ndarray:
+    """The DCT coefficients (blocks by 64) of `g`'s pixels turned by `turn` into the frame of
+    a picture of `shape`, over its blocks (first row, first column, rows, columns)."""
+    h, w = shape
+    first_row, first_col, bh, bw = blocks
+    top, left = first_row * 8, first_col * 8
+    ys, xs = np.ogrid[top:top + bh * 8, left:left + bw * 8]
+    cx, cy = (w - 1) / 2, (h - 1) / 2
+    gx = turn[0][0] * (xs - cx) + turn[0][1] * (ys - cy) + (g.width - 1) / 2 - g.left
+    gy = turn[1][0] * (xs - cx) + turn[1][1] * (ys - cy) + (g.height - 1) / 2 - g.top
+    pixels = g.window[np.rint(gy).astype(np.intp), np.rint(gx).astype(np.intp)]
+    return (pixels.astype(np.float64) - 128).reshape(bh, 8, bw, 8).transpose(
+        0, 2, 1, 3).reshape(-1, 64) @ _DCT2.T
