@@ -912,8 +912,12 @@ def choose(files: Sequence[PlanFile], rules: Sequence[KeepRule]) -> tuple[PlanFi
     for f in rest:
         rule = deciding(f)
         if rule and rule.compare(best, f) > 0:
-            reason = (f"{rule.show(f)}, {rule.label} over the kept {rule.show(best)}, but the "
-                      f"kept file beats more of the group's files (the rules go round)")
+            beats = "as many of" if level else "more of"
+            reason = (f"{rule.show(f)}, a JPEG the kept {rule.show(best)} was saved again "
+                      f"from, but the kept file beats {beats} the group's files (the rules go "
+                      f"round)" if rule.name == "source" else
+                      f"{rule.show(f)}, {rule.label} over the kept {rule.show(best)}, but the "
+                      f"kept file beats {beats} the group's files (the rules go round)")
         elif rule and rule.name == "largest" and mapped and not estimated & {f.path, best.path}:
             reason = _largest_reason(rule, best, f)
         elif rule and rule.name == "source":

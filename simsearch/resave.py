@@ -38,8 +38,10 @@ TILE = 6             # the whole picture is read in tiles of this many blocks a 
 TILE_MIN = 15        # a tile with fewer coefficients this large (in either file) cannot tell
 TILE_SIZE = 1.0      # ... this large: a step or more (nearer 0 a value flips with the noise)
 TILE_SAME = 0.73     # a re-save has this share of them at the JPEG's values in every tile
+TILE_LEVEL = 1.5     # ... and its blocks' mean levels within this many of the JPEG's (mean)
 COLOUR_SIDE = 64     # colours are compared on the picture reduced to this many pixels a side
 COLOUR_SAME = 3.0    # a re-save's Cb and Cr lie within this many levels of the JPEG's (mean)
+COLOUR_CELL = 8.0    # ... and within this many in every eighth of the planes a side (mean)
 COLOUR_NONE = 2.0    # a picture whose Cb and Cr lie this near grey everywhere has no colour
 _DCT = np.array([[np.sqrt((1 if k == 0 else 2) / 8) * np.cos((2 * n + 1) * k * np.pi / 16)
                   for n in range(8)] for k in range(8)])
@@ -90,7 +92,7 @@ def _read(path, colour: bool = True, via_rgb: bool = False):
     """(the luma plane, the luma steps, whether a JPEG, the colour planes or None) of the file;
     None when it cannot be read or is not stored upright. A JPEG's luma is libjpeg's own (its
     grey output from a colour file is its Y, one byte a pixel), or with `via_rgb` the Y of its
-    RGB pixels, as a PNG saved from them holds it; its colours are read apart, at 1/8
+    RGB pixels, as a PNG saved from them holds it; its colours are read apart, at 1/2
     scale."""
     try:
         with _open_regular(path) as (f, size):
@@ -119,7 +121,9 @@ def _read(path, colour: bool = True, via_rgb: bool = False):
         if jpeg and colour and not grey:
             with _open_regular(path) as (f, size):
                 with _open_pillow(f, size, _head(f), path, MAX_DECODE_BYTES) as im:
-                    im.draft("RGB", (max(1, im.width // 8), max(1, im.height // 8)))
+                    # at 1/2 scale: at 1/8 a JPEG's colours are its blocks' means, which a
+                    # flipped or turned copy's blocks do not share
+                    im.draft("RGB", (max(1, im.width // 2), max(1, im.height // 2)))
                     planes = _colour(im.convert("RGB"))
         elif jpeg:
             planes = None
@@ -170,7 +174,8 @@ def is_resave(g: Grid | None, f: Grid | None, turn) -> bool:
 
 def same_colours(g: Grid, f: Grid, turn) -> bool:
     """Whether `g`'s colours, turned into `f`'s frame, are `f`'s (Cb and Cr within COLOUR_SAME
-    levels, mean), or `g` has none (a grey copy holds no colour `f` lacks)."""
+    levels, mean, and COLOUR_CELL in every eighth of the picture a side: a recoloured part),
+    or `g` has none (a grey copy holds no colour `f` lacks)."""
     if g.colour is None:
         return True
     if f.colour is None:
@@ -187,22 +192,29 @@ def same_colours(g: Grid, f: Grid, turn) -> bool:
         planes = planes[:, :, ::-1]
     if flip_y:
         planes = planes[:, ::-1, :]
-    return float(np.abs(planes - f.colour).mean()) <= COLOUR_SAME
+    apart = np.abs(planes - f.colour)
+    side = COLOUR_SIDE // 8
+    cells = apart.reshape(2, 8, side, 8, side).mean(axis=(0, 2, 4))
+    return float(apart.mean()) <= COLOUR_SAME and float(cells.max()) <= COLOUR_CELL
 
 
 def everywhere(g: Grid, f: Grid, turn) -> bool:
-    """Whether every part of `g`'s picture, turned into `f`'s frame, is at `f`'s JPEG values:
-    in each tile that tells (`tile_shares`), at least TILE_SAME of its coefficients round to
-    `f`'s. A retouch, a logo, a caption, a vignette leave a tile that does not."""
-    shares = tile_shares(g, f, turn)
-    return shares is not None and bool(np.all(shares >= TILE_SAME))
+    """Whether every part of `g`'s picture, turned into `f`'s frame, is at `f`'s JPEG values
+    (`tile_shares`): in each tile that tells, at least TILE_SAME of its coefficients round to
+    `f`'s, and in every tile its blocks' mean levels lie within TILE_LEVEL of `f`'s. A
+    retouch, a logo, a caption, a vignette, a brightness shift leave a tile that does not."""
+    found = tile_shares(g, f, turn)
+    return (found is not None and bool(np.all(found[0] >= TILE_SAME))
+            and bool(np.all(found[1] <= TILE_LEVEL)))
 
 
-def tile_shares(g: Grid, f: Grid, turn) -> np.ndarray | None:
-    """For each tile of TILE x TILE blocks of the whole picture, on `f`'s block grid, with at
-    least TILE_MIN coefficients of a step or more (in either file) at the frequencies `carried`
-    asks: the share of them in `g` (turned into `f`'s frame) that round to `f`'s. Each file is
-    decoded again, its luma only; None when one cannot be read or nothing is asked."""
+def tile_shares(g: Grid, f: Grid, turn) -> tuple[np.ndarray, np.ndarray] | None:
+    """Over the whole picture, on `f`'s block grid, in tiles of TILE x TILE blocks: for each
+    tile with at least TILE_MIN coefficients of a step or more (in either file) at the
+    frequencies `carried` asks, the share of them in `g` (turned into `f`'s frame) that round
+    to `f`'s; and for every tile, the mean difference of its blocks' mean levels. Each file is
+    decoded again, its luma only, and read a strip of tiles at a time; None when one cannot be
+    read or nothing is asked."""
     # a re-save was made from the JPEG's RGB pixels, whose luma differs from the JPEG's own
     # where a colour is clipped: the JPEG is read that way here
     mine, theirs = _read(g.path, colour=False), _read(f.path, colour=False, via_rgb=True)
@@ -216,16 +228,29 @@ def tile_shares(g: Grid, f: Grid, turn) -> np.ndarray | None:
     if use is None or min(bh, bw) < 1:
         return None
     turn = tuple(tuple(int(round(v)) for v in row) for row in np.asarray(turn))
-    x = _blocks(full_g, turn, (h, w), (0, 0, bh, bw))[:, use] / f.steps[use]
-    points = np.round(_blocks(full_f, _SAME, (h, w), (0, 0, bh, bw))[:, use] / f.steps[use])
-    sized = (np.abs(x) >= TILE_SIZE) | (np.abs(points) >= 1)
-    agree = (np.round(x) == points) & sized
-    rows, cols = -(-bh // TILE), -(-bw // TILE)
-    pad = ((0, rows * TILE - bh), (0, cols * TILE - bw))
-    per_block = [np.pad(a.reshape(bh, bw, -1).sum(axis=2), pad) for a in (sized, agree)]
-    counted, agreeing = (a.reshape(rows, TILE, cols, TILE).sum(axis=(1, 3)) for a in per_block)
-    tells = counted >= TILE_MIN
-    return agreeing[tells] / counted[tells]
+    cols = -(-bw // TILE)
+    shares, levels = [], []
+    for first in range(0, bh, TILE):
+        rows = min(TILE, bh - first)
+        mine_raw = _blocks(full_g, turn, (h, w), (first, 0, rows, bw))
+        their_raw = _blocks(full_f, _SAME, (h, w), (first, 0, rows, bw))
+        x = mine_raw[:, use] / f.steps[use]
+        points = np.round(their_raw[:, use] / f.steps[use])
+        sized = (np.abs(x) >= TILE_SIZE) | (np.abs(points) >= 1)
+        agree = (np.round(x) == points) & sized
+        # each block's mean level is its DC coefficient over 8
+        apart = np.abs(mine_raw[:, 0] - their_raw[:, 0]) / 8
+
+        def by_tile(per_block, rows=rows):
+            grid = np.pad(per_block.reshape(rows, bw), ((0, 0), (0, cols * TILE - bw)))
+            return grid.reshape(rows, cols, TILE).sum(axis=(0, 2))
+
+        counted, agreeing = by_tile(sized.sum(axis=1)), by_tile(agree.sum(axis=1))
+        blocks = by_tile(np.ones(rows * bw))
+        tells = counted >= TILE_MIN
+        shares.append(agreeing[tells] / counted[tells])
+        levels.append(by_tile(apart) / np.maximum(blocks, 1))
+    return np.concatenate(shares), np.concatenate(levels)
 
 
 def _asked(g: Grid | None, f: Grid | None, turn) -> np.ndarray | None:

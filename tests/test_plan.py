@@ -425,6 +425,7 @@ def test_when_the_rules_go_round_the_plan_says_so_and_never_fails():
             wins_over_kept = rules[0].compare(best, f) > 0 or (
                 rules[0].compare(best, f) == 0 and rules[1].compare(best, f) > 0)
             assert ("the rules go round" in f.reason) == wins_over_kept, (f.path, f.reason)
+            assert "beats more" not in f.reason, f.reason  # each beats one: as many
 
 
 def test_a_plan_keeps_each_files_map_through_its_file(tmp_path):
