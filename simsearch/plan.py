@@ -875,6 +875,7 @@ def choose(files: Sequence[PlanFile], rules: Sequence[KeepRule]) -> tuple[PlanFi
     # in path order first, so that the same files always sort the same way
     ranked = sorted(sorted(usable, key=lambda f: os.fsencode(f.path)), key=cmp_to_key(order))
     level = False  # whether another file beats as many as the kept one, where the rules go round
+    wins: dict[int, int] = {}
     if mapped and len(ranked) <= 200 and any(order(f, ranked[0]) < 0 for f in ranked[1:]):
         # the tie bands of `largest` by the picture can go round (a ties b, b ties c, a beats
         # c): the file that beats most of the others is kept
@@ -912,7 +913,7 @@ def choose(files: Sequence[PlanFile], rules: Sequence[KeepRule]) -> tuple[PlanFi
     for f in rest:
         rule = deciding(f)
         if rule and rule.compare(best, f) > 0:
-            beats = "as many of" if level else "more of"
+            beats = "as many of" if wins.get(id(f)) == wins.get(id(best)) else "more of"
             reason = (f"{rule.show(f)}, a JPEG the kept {rule.show(best)} was saved again "
                       f"from, but the kept file beats {beats} the group's files (the rules go "
                       f"round)" if rule.name == "source" else
@@ -1284,8 +1285,12 @@ def _number(value, name: str) -> float | None:
 
 
 def _file_dict(f: PlanFile) -> dict:
-    # nanosecond mtimes pass 2**53: as a string, so that the page's JavaScript keeps every digit
-    return {**asdict(f), "mtime_ns": str(f.mtime_ns)}
+    # nanosecond mtimes pass 2**53: as a string, so that the page's JavaScript keeps every digit;
+    # `carries` only where `source` read it, so that a plan without it reads as before
+    out = {**asdict(f), "mtime_ns": str(f.mtime_ns)}
+    if f.carries is None:
+        del out["carries"]
+    return out
 
 
 def _seconds(iso: str) -> float:

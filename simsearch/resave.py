@@ -9,7 +9,7 @@ source lies off the lattice, and an edit of a file that has a JPEG of the same q
 past (as many have) lies on the lattice but not at the JPEG's values. The central part of the
 picture tells this; a file is a re-save only where the whole of it agrees: every part of its
 picture at the JPEG's values (a retouch, a logo, a caption or a vignette leaves a part that is
-not) and its colours the JPEG's (or none: a grey copy). The keep rule `largest` reads this where
+not) and its colours the JPEG's (or none: a grey copy). The keep rule `largest` (`source`) reads this where
 the picture check's maps tie two files (`simsearch.plan.with_resaves`;
 recipes/default_model/trials/keep-resave-rule.md).
 """
@@ -39,6 +39,7 @@ TILE_MIN = 15        # a tile with fewer coefficients this large (in either file
 TILE_SIZE = 1.0      # ... this large: a step or more (nearer 0 a value flips with the noise)
 TILE_SAME = 0.73     # a re-save has this share of them at the JPEG's values in every tile
 TILE_LEVEL = 1.5     # ... and its blocks' mean levels within this many of the JPEG's (mean)
+EDGE_LEVEL = 3.0     # the pixels past the last whole block within this many levels (mean)
 COLOUR_SIDE = 64     # colours are compared on the picture reduced to this many pixels a side
 COLOUR_SAME = 3.0    # a re-save's Cb and Cr lie within this many levels of the JPEG's (mean)
 COLOUR_CELL = 8.0    # ... and within this many in every eighth of the planes a side (mean)
@@ -99,6 +100,8 @@ def _read(path, colour: bool = True, via_rgb: bool = False):
             with _open_pillow(f, size, _head(f), path, MAX_DECODE_BYTES) as im:
                 if im.width * im.height > MAX_PIXELS or _orientation(im, f) != 1:
                     return None
+                if _see_through(im):  # its transparency is something a JPEG lacks
+                    return None
                 jpeg = im.format in ("JPEG", "MPO")
                 if jpeg:
                     layers = getattr(im, "layer", None) or [(None, 1, 1, 0)]
@@ -130,6 +133,16 @@ def _read(path, colour: bool = True, via_rgb: bool = False):
     except Exception:  # noqa: BLE001 - Pillow's plugins raise more than OSError; such a file
         return None    # cannot tell, and the plan goes on
     return luma, steps, jpeg, planes
+
+
+def _see_through(im) -> bool:
+    """Whether any pixel of the picture is not fully opaque (an alpha channel below 255, a
+    palette's transparent entry in use)."""
+    if "A" in im.getbands():
+        return im.getchannel("A").getextrema()[0] < 255
+    if "transparency" in im.info:
+        return im.convert("RGBA").getchannel("A").getextrema()[0] < 255
+    return False
 
 
 def _colour(rgb) -> np.ndarray | None:
@@ -205,20 +218,22 @@ def everywhere(g: Grid, f: Grid, turn) -> bool:
     retouch, a logo, a caption, a vignette, a brightness shift leave a tile that does not."""
     found = tile_shares(g, f, turn)
     return (found is not None and bool(np.all(found[0] >= TILE_SAME))
-            and bool(np.all(found[1] <= TILE_LEVEL)))
+            and bool(np.all(found[1] <= TILE_LEVEL)) and found[2] <= EDGE_LEVEL)
 
 
-def tile_shares(g: Grid, f: Grid, turn) -> tuple[np.ndarray, np.ndarray] | None:
+def tile_shares(g: Grid, f: Grid, turn) -> tuple[np.ndarray, np.ndarray, float] | None:
     """Over the whole picture, on `f`'s block grid, in tiles of TILE x TILE blocks: for each
     tile with at least TILE_MIN coefficients of a step or more (in either file) at the
     frequencies `carried` asks, the share of them in `g` (turned into `f`'s frame) that round
-    to `f`'s; and for every tile, the mean difference of its blocks' mean levels. Each file is
-    decoded again, its luma only, and read a strip of tiles at a time; None when one cannot be
-    read or nothing is asked."""
+    to `f`'s; for every tile, the mean difference of its blocks' mean levels; and the larger
+    mean difference of the pixels in the strips right and below the last whole blocks (0
+    without them). Each file is decoded again, its luma only, and read a strip of tiles at a
+    time; None when one cannot be read (or no longer has its size) or nothing is asked."""
     # a re-save was made from the JPEG's RGB pixels, whose luma differs from the JPEG's own
     # where a colour is clipped: the JPEG is read that way here
     mine, theirs = _read(g.path, colour=False), _read(f.path, colour=False, via_rgb=True)
-    if mine is None or theirs is None:
+    if (mine is None or theirs is None or mine[0].shape != (g.height, g.width)
+            or theirs[0].shape != (f.height, f.width)):  # (changed since it was first read)
         return None
     full_g, full_f = replace(g, window=mine[0], top=0, left=0, _coefficients={}), \
         replace(f, window=theirs[0], top=0, left=0, _coefficients={})
@@ -250,7 +265,14 @@ def tile_shares(g: Grid, f: Grid, turn) -> tuple[np.ndarray, np.ndarray] | None:
         tells = counted >= TILE_MIN
         shares.append(agreeing[tells] / counted[tells])
         levels.append(by_tile(apart) / np.maximum(blocks, 1))
-    return np.concatenate(shares), np.concatenate(levels)
+    edge = 0.0
+    for ys, xs in ((np.arange(h)[:, None], np.arange(bw * 8, w)[None, :]),
+                   (np.arange(bh * 8, h)[:, None], np.arange(w)[None, :])):
+        if ys.size and xs.size:  # the pixels past the last whole block, one by one
+            apart = np.abs(_turned(full_g, turn, (h, w), ys, xs).astype(np.float64)
+                           - full_f.window[ys, xs])
+            edge = max(edge, float(apart.mean()))
+    return np.concatenate(shares), np.concatenate(levels), edge
 
 
 def _asked(g: Grid | None, f: Grid | None, turn) -> np.ndarray | None:
@@ -282,16 +304,23 @@ def _coefficients(g: Grid, turn: tuple, shape: tuple[int, int]) -> np.ndarray:
     return g._coefficients[key]
 
 
-def _blocks(g: Grid, turn: tuple, shape: tuple[int, int], blocks: tuple) -> np.ndarray:
-    """The DCT coefficients (blocks by 64) of `g`'s pixels turned by `turn` into the frame of
-    a picture of `shape`, over its blocks (first row, first column, rows, columns)."""
+def _turned(g: Grid, turn: tuple, shape: tuple[int, int], ys: np.ndarray,
+            xs: np.ndarray) -> np.ndarray:
+    """`g`'s pixels at the rows `ys` and columns `xs` (open grids) of the frame of a picture
+    of `shape`, `g` turned into it by `turn`."""
     h, w = shape
-    first_row, first_col, bh, bw = blocks
-    top, left = first_row * 8, first_col * 8
-    ys, xs = np.ogrid[top:top + bh * 8, left:left + bw * 8]
     cx, cy = (w - 1) / 2, (h - 1) / 2
     gx = turn[0][0] * (xs - cx) + turn[0][1] * (ys - cy) + (g.width - 1) / 2 - g.left
     gy = turn[1][0] * (xs - cx) + turn[1][1] * (ys - cy) + (g.height - 1) / 2 - g.top
-    pixels = g.window[np.rint(gy).astype(np.intp), np.rint(gx).astype(np.intp)]
+    return g.window[np.rint(gy).astype(np.intp), np.rint(gx).astype(np.intp)]
+
+
+def _blocks(g: Grid, turn: tuple, shape: tuple[int, int], blocks: tuple) -> np.ndarray:
+    """The DCT coefficients (blocks by 64) of `g`'s pixels turned by `turn` into the frame of
+    a picture of `shape`, over its blocks (first row, first column, rows, columns)."""
+    first_row, first_col, bh, bw = blocks
+    top, left = first_row * 8, first_col * 8
+    ys, xs = np.ogrid[top:top + bh * 8, left:left + bw * 8]
+    pixels = _turned(g, turn, shape, ys, xs)
     return (pixels.astype(np.float64) - 128).reshape(bh, 8, bw, 8).transpose(
         0, 2, 1, 3).reshape(-1, 64) @ _DCT2.T

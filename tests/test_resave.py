@@ -20,7 +20,11 @@ from simsearch.plan import (Plan, PlanFile, make_plan, parse_rules, quarter_turn
 SAME = np.eye(2)
 FLIP = np.array([[-1, 0], [0, 1]])
 TURNS = {Image.Transpose.ROTATE_90: np.array([[0, 1], [-1, 0]]),
-         Image.Transpose.ROTATE_270: np.array([[0, -1], [1, 0]])}
+         Image.Transpose.ROTATE_270: np.array([[0, -1], [1, 0]]),
+         Image.Transpose.ROTATE_180: -np.eye(2),
+         Image.Transpose.FLIP_TOP_BOTTOM: np.array([[1, 0], [0, -1]]),
+         Image.Transpose.TRANSPOSE: np.array([[0, 1], [1, 0]]),
+         Image.Transpose.TRANSVERSE: np.array([[0, -1], [-1, 0]])}
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +98,7 @@ def test_an_edit_of_a_file_on_the_same_jpeg_lattice_is_no_re_save_of_it(tmp_path
 
 
 @pytest.mark.parametrize("edit", ["logo", "caption", "retouch", "vignette", "tint",
-                                  "colourised"])
+                                  "colourised", "brighter", "recoloured part", "edge"])
 def test_a_copy_edited_before_it_was_saved_again_is_no_re_save(original, tmp_path, edit):
     """A copy saved from the JPEG's pixels after an edit away from the centre, or to its
     colours, carries the JPEG in its centre but is no re-save: it holds something the JPEG
@@ -119,6 +123,16 @@ def test_a_copy_edited_before_it_was_saved_again_is_no_re_save(original, tmp_pat
     elif edit == "tint":
         a = np.asarray(copy, np.int16) + np.array([14, 0, -14])
         copy = Image.fromarray(np.clip(a, 0, 255).astype(np.uint8))
+    elif edit == "brighter":  # only each block's mean level moves
+        copy = Image.fromarray(np.clip(np.asarray(copy, np.int16) + 8, 0, 255).astype(np.uint8))
+    elif edit == "recoloured part":  # a quarter's colours turned round, its luma nearly kept
+        a = np.asarray(copy).copy()
+        a[:h // 2, :w // 2] = a[:h // 2, :w // 2][:, :, [2, 0, 1]]
+        copy = Image.fromarray(a)
+    elif edit == "edge":  # the last 5 columns, past the last whole block (621 = 77 x 8 + 5)
+        a = np.asarray(copy).copy()
+        a[:, w - 5:] = 255
+        copy = Image.fromarray(a)
     if edit == "colourised":  # the grey JPEG is the original, the colour copy made from it
         decoded.convert("L").save(tmp_path / "scan.jpg", quality=85)
         f = grid_of(tmp_path / "scan.jpg")
@@ -128,6 +142,35 @@ def test_a_copy_edited_before_it_was_saved_again_is_no_re_save(original, tmp_pat
     central = carried(g, f, SAME)
     assert central.lattice >= 0.3 and central.same >= 0.45, central  # the centre carries it
     assert not is_resave(g, f, SAME)
+
+
+def test_a_see_through_copy_is_no_re_save(original, tmp_path):
+    """A PNG holding the JPEG's pixels but transparent in part holds something the JPEG lacks
+    (a final review's case)."""
+    folder, decoded = original
+    rgba = decoded.convert("RGBA")
+    alpha = Image.new("L", decoded.size, 255)
+    alpha.paste(0, (100, 100, 200, 200))
+    rgba.putalpha(alpha)
+    rgba.save(tmp_path / "cut.png")
+    assert grid_of(tmp_path / "cut.png") is None
+    decoded.convert("RGBA").save(tmp_path / "opaque.png")  # an alpha channel all opaque
+    assert is_resave(grid_of(tmp_path / "opaque.png"), grid_of(folder / "IMG_1.jpg"), SAME)
+
+
+def test_the_default_rules_never_read_a_file_for_it(original, tmp_path, monkeypatch):
+    """Without `source` no file is read for it, no `carries` is set, and a plan file holds
+    none (a plan of the default rules reads as before)."""
+    import simsearch.resave
+    from simsearch.dedupe import Group
+    folder, decoded = original
+    decoded.save(tmp_path / "copy.png")
+    monkeypatch.setattr(simsearch.resave, "grid_of", lambda path: pytest.fail(str(path)))
+    members = [_member(0, folder / "IMG_1.jpg", "centre", (1.0, 0.0, 0.0, 1.0)),
+               _member(1, tmp_path / "copy.png", "checked", (1.0, 0.0, 0.0, 1.0))]
+    plan = make_plan([Group("near", members)], parse_rules([]))
+    assert all(f.carries is None for f in plan.groups[0].files)
+    assert all("carries" not in f for f in plan.to_dict()["groups"][0]["files"])
 
 
 def test_carried_cannot_tell_where_it_must_not(original, tmp_path):
