@@ -696,6 +696,12 @@ def parse_rules(values: Iterable[str]) -> list[KeepRule]:
             if not arg:
                 raise PlanError("keep rule path=FOLDER needs a folder, e.g. --keep path=~/Pictures")
             rules.append(_rule(name, (os.path.abspath(os.path.expanduser(arg)),)))
+        elif "," in name:  # `largest,source,format=jpeg,png`: the value's rule on its own
+            head, _, rest = value.partition("=")[0].rpartition(",")
+            raise PlanError(f"keep rule {value!r}: give a rule with a value as its own --keep, "
+                            f"after the others: --keep {head} --keep {rest.strip()}{sep}{arg}"
+                            if rest.strip().lower() in ("format", "path") else
+                            f"keep rule {value!r}: only format= and path= take a value")
         else:
             raise PlanError(f"keep rule {value!r}: only format= and path= take a value")
     # the default rules follow the given ones (those not named already), so a given rule that

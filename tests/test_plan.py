@@ -217,6 +217,14 @@ def test_plan_file_round_trip_and_refusals(tmp_path):
     refused(lambda g: g.update(decision="burn"), "not one of")
     with pytest.raises(PlanError, match="unknown keep rule 'prettiest'"):
         parse_rules(["largest,prettiest"])
+    # a rule with a value at the end of a list: the message says how to give it (a hostile
+    # tester's `--keep largest,source,format=jpeg,png`)
+    with pytest.raises(PlanError, match="--keep largest,source --keep format=jpeg,png"):
+        parse_rules(["largest,source,format=jpeg,png"])
+    with pytest.raises(PlanError, match="only format= and path= take a value"):
+        parse_rules(["largest,sorce=x"])
+    assert [str(r) for r in parse_rules(["largest,source", "format=jpeg,png"])] == \
+        ["largest", "source", "format=jpeg,png", "biggest", "oldest"]
     # the default rules not named follow the given ones, to decide their ties
     assert [str(r) for r in parse_rules(["largest,oldest", "format=PNG,jpg"])] == \
         ["largest", "oldest", "format=png,jpeg", "biggest"]
