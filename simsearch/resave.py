@@ -162,10 +162,10 @@ def carried(g: Grid | None, f: Grid | None, turn) -> Carried | None:
     rounding leaves `f`'s lattice whole, and a `g` coarser than `f` is never asked), the
     coefficients at least CARRY_SIZE steps in size. None when `f` is no JPEG, the canvases
     differ under the turn, no frequency is asked, or fewer than CARRY_MIN coefficients tell."""
+    turn = _as_turn(turn)
     use = _asked(g, f, turn)
     if use is None:
         return None
-    turn = tuple(tuple(int(round(v)) for v in row) for row in np.asarray(turn))
     x = _coefficients(g, turn, (f.height, f.width))[:, use] / f.steps[use]
     sized = np.abs(x) >= CARRY_SIZE
     if sized.sum() < CARRY_MIN:
@@ -193,14 +193,14 @@ def same_colours(g: Grid, f: Grid, turn) -> bool:
         return True
     if f.colour is None:
         return False  # colour where the JPEG has none: a colourised copy
-    turn = np.asarray(np.round(turn), np.int64)
+    (a, b), (c, d) = _as_turn(turn)
     planes = g.colour
     # a picture of `g` read into `f`'s frame: flips and the swap of axes on the small planes
-    if turn[0, 0] == 0:  # f's x runs along g's y
+    if a == 0:  # f's x runs along g's y
         planes = planes.transpose(0, 2, 1)
-        flip_x, flip_y = turn[1, 0] < 0, turn[0, 1] < 0
+        flip_x, flip_y = c < 0, b < 0
     else:
-        flip_x, flip_y = turn[0, 0] < 0, turn[1, 1] < 0
+        flip_x, flip_y = a < 0, d < 0
     if flip_x:
         planes = planes[:, :, ::-1]
     if flip_y:
@@ -238,11 +238,11 @@ def tile_shares(g: Grid, f: Grid, turn) -> tuple[np.ndarray, np.ndarray, float] 
     full_g, full_f = replace(g, window=mine[0], top=0, left=0, _coefficients={}), \
         replace(f, window=theirs[0], top=0, left=0, _coefficients={})
     h, w = f.height, f.width
+    turn = _as_turn(turn)
     use = _asked(g, f, turn)
     bh, bw = h // 8, w // 8
     if use is None or min(bh, bw) < 1:
         return None
-    turn = tuple(tuple(int(round(v)) for v in row) for row in np.asarray(turn))
     cols = -(-bw // TILE)
     shares, levels = [], []
     for first in range(0, bh, TILE):
@@ -275,12 +275,17 @@ def tile_shares(g: Grid, f: Grid, turn) -> tuple[np.ndarray, np.ndarray, float] 
     return np.concatenate(shares), np.concatenate(levels), edge
 
 
-def _asked(g: Grid | None, f: Grid | None, turn) -> np.ndarray | None:
+def _as_turn(turn) -> tuple[tuple[int, int], tuple[int, int]]:
+    """A quarter turn or flip (2 x 2, any numbers) as whole numbers, row by row."""
+    return tuple(tuple(int(round(float(v))) for v in row) for row in np.asarray(turn))
+
+
+def _asked(g: Grid | None, f: Grid | None, turn: tuple) -> np.ndarray | None:
     """The frequencies `carried` asks of `g` against `f` (a mask of 64); None when `f` is no
-    JPEG, the canvases differ under `turn`, or none is asked."""
+    JPEG, the canvases differ under `turn` (`_as_turn`'s), or none is asked."""
     if g is None or f is None or not f.jpeg:
         return None
-    swapped = int(round(float(np.asarray(turn)[0, 0]))) == 0
+    swapped = turn[0][0] == 0
     if (g.width, g.height) != ((f.height, f.width) if swapped else (f.width, f.height)):
         return None
     # the steps of `g` as they lie in `f`'s blocks: a transposed picture swaps the frequencies

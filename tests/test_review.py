@@ -225,6 +225,11 @@ def test_a_copy_called_in_a_group_of_unconfirmed_files_makes_a_plan_apply_takes(
     assert [o.path for o in report.done] == [str(files[1])] and not report.skipped
 
 
+def _badges(fig, files) -> list[str]:
+    """Each file's badge on the page (KEEP, ACT ON), in the order of `files`."""
+    return [fig[n].locator(".badge").inner_text() for n in files]
+
+
 def test_the_page_keeps_a_file_holding_the_picture_finer_than_the_one_kept(tmp_path, browser):
     """A collage kept and a full-size photo in it kept too (finer): keeping a small copy
     instead on the page still keeps the photo (and the collage, which holds the small copy's
@@ -244,10 +249,10 @@ def test_the_page_keeps_a_file_holding_the_picture_finer_than_the_one_kept(tmp_p
     page, errors = _open(browser, write_review(plan, tmp_path / "report"))
     fig = {n: page.locator(f'figure:has(div.path[title="{p}"])') for n, p in files.items()}
     fig["half.jpg"].locator("button.keep-this").click()
-    assert [fig[n].locator(".badge").inner_text() for n in files] == ["KEEP", "KEEP", "KEEP"]
+    assert _badges(fig, files) == ["KEEP", "KEEP", "KEEP"]
     assert "holds the picture at 600% of its size" in fig["IMG_1.jpg"].inner_text()
     fig["IMG_1.jpg"].locator("button.keep-this").click()
-    assert [fig[n].locator(".badge").inner_text() for n in files] == ["ACT ON", "KEEP", "ACT ON"]
+    assert _badges(fig, files) == ["ACT ON", "KEEP", "ACT ON"]
     assert errors == []
 
 
@@ -274,10 +279,10 @@ def test_the_page_keeps_a_captioned_copy_when_a_person_keeps_the_photo(tmp_path,
                                                tmp_path / "report"))
     fig = {n: page.locator(f'figure:has(div.path[title="{p}"])') for n, p in files.items()}
     fig["photo.jpg"].locator("button.keep-this").click()
-    assert [fig[n].locator(".badge").inner_text() for n in files] == ["KEEP", "KEEP", "ACT ON"]
+    assert _badges(fig, files) == ["KEEP", "KEEP", "ACT ON"]
     assert "a band along its border that holds something" in fig["meme.jpg"].inner_text()
     fig["meme.jpg"].locator("button.act-too").click()
-    assert [fig[n].locator(".badge").inner_text() for n in files] == ["ACT ON", "KEEP", "ACT ON"]
+    assert _badges(fig, files) == ["ACT ON", "KEEP", "ACT ON"]
     fig["half.jpg"].locator("button.keep-this").click()  # the half: both others hold more
     assert fig["half.jpg"].locator(".badge").inner_text() == "KEEP"
     assert errors == []
