@@ -407,14 +407,46 @@ def aligned(a: Features, b: Features, enough: float | None = None) -> float | No
     For pairs with too few keypoints to match: a plain copy lines up almost perfectly, two
     different plain pictures mostly do not; a rotation by a few degrees, a caption over it or a
     crop of a copy lower the figure (recipes/default_model/plain_trial.py)."""
-    cv2 = _cv2()
     (small_a, detail_a), (small_b, detail_b) = _small(a), _small(b)
     if min(detail_a, detail_b) < PLAIN_MIN_DETAIL:
         return None
-    best, spreads = None, {}
+    best = None
+    for placing in _placings(small_a, small_b):
+        if best is None or placing.value > best:
+            best = placing.value
+            if enough is not None and best >= enough:
+                return best
+    return best
+
+
+@dataclass(frozen=True)
+class Placing:
+    """One way `_placings` lays a picture inside the other: `a` turned by `turn` (the quarter
+    turns k = turn // 2, mirrored when turn is odd), then either it (`a_inside`) or `b` scaled to
+    w x h and placed at (x, y) inside the other, lining up there with correlation `value`."""
+
+    value: float
+    turn: int
+    a_inside: bool
+    w: int
+    h: int
+    x: int
+    y: int
+
+
+def _turned(picture: np.ndarray, turn: int) -> np.ndarray:
+    """`picture` (grey, or colour with channels last) turned by `turn` as `Placing` says."""
+    t = np.rot90(picture, turn // 2)
+    return np.ascontiguousarray(t[:, ::-1] if turn % 2 else t)
+
+
+def _placings(small_a: np.ndarray, small_b: np.ndarray):
+    """`aligned`'s search: for each turn, way round and size, the best position (a `Placing`),
+    the whole picture unturned first; sizes and windows too flat to correlate are left out."""
+    cv2 = _cv2()
+    spreads = {}
     for turn in range(8):
-        t = np.rot90(small_a, turn // 2)
-        t = np.ascontiguousarray(t[:, ::-1] if turn % 2 else t)
+        t = _turned(small_a, turn)
         for big, placed, fixed in ((small_b, t, True), (t, small_b, False)):
             H, W = big.shape
             for fw in PLAIN_FRACTIONS:
@@ -429,12 +461,10 @@ def aligned(a: Features, b: Features, enough: float | None = None) -> float | No
                     if key not in spreads:
                         spreads[key] = _window_spread(big, w, h) >= PLAIN_MIN_SPREAD
                     found = cv2.matchTemplate(big, template, cv2.TM_CCOEFF_NORMED)
-                    found = found[spreads[key] & np.isfinite(found)]
-                    if found.size and (best is None or found.max() > best):
-                        best = float(found.max())
-                        if enough is not None and best >= enough:
-                            return best
-    return best
+                    found = np.where(spreads[key] & np.isfinite(found), found, -np.inf)
+                    y, x = np.unravel_index(int(np.argmax(found)), found.shape)
+                    if np.isfinite(found[y, x]):
+                        yield Placing(float(found[y, x]), turn, fixed, w, h, int(x), int(y))
 
 
 def _small(f: Features) -> tuple[np.ndarray, float]:
