@@ -235,6 +235,19 @@ class Embedded:
         return {**of, **{str(item.query): of[str(item.original)] for item in self.bench.items}}
 
 
+def trial_parser(doc: str) -> argparse.ArgumentParser:
+    """A trial's command line: the validation folder, the model, the copies per original, the
+    labels of variant originals (trials/val-variants.json) and the JSON to write."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--val-dir", type=Path, default=ROOT / "data" / "val")
+    parser.add_argument("--model", default="default")
+    parser.add_argument("--per-image", type=int, default=4)
+    parser.add_argument("--variants", type=Path,
+                        default=ROOT / "recipes" / "default_model" / "trials" / "val-variants.json")
+    parser.add_argument("--json", type=Path, default=None)
+    return parser
+
+
 def embed_validation(val_dir: Path, model: str, per_image: int, tmp: Path,
                      halves: bool = False) -> Embedded:
     """The validation originals and their seeded edited copies (and, with `halves`, half-size

@@ -1,5 +1,7 @@
-"""Trial: do two plain pictures whose colours agree at no placing stay apart, and do copies stay
-together? The rule, what adopts it and the grid: trials/colour-rule.md (written first). The
+"""Trial: plain pictures whose colours agree at no placing are different pictures (session 30).
+
+Do such pairs stay apart, and do copies stay together? The rule, what adopts it and the grid:
+trials/colour-rule.md (written first). The
 measure lives here, not in the product: the rule's first trial did not adopt it (the rule file
 says why).
 
@@ -19,7 +21,6 @@ it parts, among those grouped today and among all in doubt.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import random
@@ -30,7 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
-from calibrate import CHECKED_FLOOR, ROOT, embed_validation, load_variants, merge_variants
+from calibrate import (CHECKED_FLOOR, embed_validation, load_variants, merge_variants,
+                       trial_parser)
 from simsearch.edits import background
 from simsearch.models import DEFAULT_MODEL_DIR, calibration_path
 from simsearch.scoring import KNEE, adjust
@@ -221,13 +223,7 @@ def choose(val: list[dict], fields: list[dict]) -> tuple[dict | None, bool]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--val-dir", type=Path, default=ROOT / "data" / "val")
-    parser.add_argument("--model", default="default")
-    parser.add_argument("--per-image", type=int, default=4)
-    parser.add_argument("--variants", type=Path,
-                        default=ROOT / "recipes" / "default_model" / "trials" / "val-variants.json")
-    parser.add_argument("--json", type=Path, default=None)
+    parser = trial_parser(__doc__)
     args = parser.parse_args()
     record = calibration_path(DEFAULT_MODEL_DIR / "default.onnx" if args.model == "default"
                               else args.model)

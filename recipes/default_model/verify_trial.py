@@ -37,7 +37,6 @@ first that scores alone missed (fixed) and misses that scores alone found (broke
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import os
@@ -49,8 +48,9 @@ from pathlib import Path
 
 import numpy as np
 
-from calibrate import (CHECKED_FLOOR, ROOT, SWEEP, TARGET_PRECISION, embed_validation,
-                       family_dedupe_score, load_variants, merge_variants, recall_at_precision)
+from calibrate import (CHECKED_FLOOR, SWEEP, TARGET_PRECISION, embed_validation,
+                       family_dedupe_score, load_variants, merge_variants, recall_at_precision,
+                       trial_parser)
 from lookalikes import find_fonts, write_sets
 from simsearch.dedupe import find_groups
 from simsearch.errors import DecodeError
@@ -379,13 +379,7 @@ def search_trial(v, depth: int = 5, reach: float = 0.15) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--val-dir", type=Path, default=ROOT / "data" / "val")
-    parser.add_argument("--model", default="default")
-    parser.add_argument("--per-image", type=int, default=4)
-    parser.add_argument("--variants", type=Path,
-                        default=ROOT / "recipes" / "default_model" / "trials" / "val-variants.json")
-    parser.add_argument("--json", type=Path, default=None)
+    parser = trial_parser(__doc__)
     parser.add_argument("--measures", type=Path, default=None,
                         help="keep the pairs' measurements in this file, and read them from it "
                              "when it exists (a second run skips reading ~8,000 pictures)")
