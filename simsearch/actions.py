@@ -102,11 +102,14 @@ class UndoReport:
     back_earlier: list[str] = field(default_factory=list)
     # the --to folder left set aside after every move was undone (it holds other files)
     still_aside: str | None = None
+    # steps an earlier undo of this journal had already put back (or found deleted)
+    undone_before: int = 0
 
     def to_dict(self) -> dict:
         return {"journal": self.journal, "restored": [o.__dict__ for o in self.restored],
                 "not_restored": [o.__dict__ for o in self.not_restored],
-                "back_earlier": self.back_earlier, "still_aside": self.still_aside}
+                "back_earlier": self.back_earlier, "still_aside": self.still_aside,
+                "undone_before": self.undone_before}
 
 
 def default_journal(plan_path: str | os.PathLike) -> Path:
@@ -794,6 +797,7 @@ def _undo(journal: str | os.PathLike, progress: Progress | None) -> UndoReport:
     with Journal(folder) as j:
         report.index = (j.begin() or {}).get("index")
         steps = [(op, st) for op, st in j.intents() if st in ("done", "open")]
+        report.undone_before = sum(st == "undone" for _, st in j.intents())
         if steps:  # (an apply run again after this is cut short acts on what it put back)
             j.append({"op": "undo-start"})
         report.back_earlier = [op["path"] for op, st in j.intents() if st == "undone"
