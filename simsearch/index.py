@@ -26,7 +26,7 @@ from simsearch.plan import extent_of
 from simsearch.files import absolute, sha256
 from simsearch.images import load_image
 from simsearch.ingest import IngestReport, Progress, ingest
-from simsearch.scoring import Background, Offsets, adjusted_search, load_background
+from simsearch.scoring import KNEE, Background, Offsets, adjust, adjusted_search, load_background
 from simsearch.store import (CATALOG, FORMAT_VERSION, LOCK, MANIFEST, VECTOR_FILE, VECTORS,
                              Store, write_atomic)
 from simsearch.derived import (Deferred, Growing, by_id, computed_offsets, sample, sample_with_ids,
@@ -907,7 +907,10 @@ class Index:
                                   "plain_below": check.settings.reads_below, "alone": alone,
                                   "act_inliers": check.settings.act_inliers,
                                   "act_aligned": check.settings.sure_aligned,
-                                  "act_disagree": check.settings.act_disagree})
+                                  "act_disagree": check.settings.act_disagree,
+                                  "colour_tol": check.settings.colour_tol,
+                                  "colour_cut": check.settings.colour_cut})
+        row_of = None  # id -> its row of `vectors`, made when a group's centre is gone
         for g in found:
             evidence = _evidence(g, rows, check or None)
             shapes = _shapes(g.ids, rows, check or None)
@@ -915,11 +918,20 @@ class Index:
                                              rows[i].width, rows[i].height, rows[i].mtime_ns, e,
                                              *shapes[i])
                                       for i, s, e in zip(g.ids, g.scores, evidence)], report.stale)
+            parts = [members]
             if members and members[0].id != g.ids[0]:  # the centre is gone: the first left
-                members = _restand(members, check or None)
-            if len(members) > 1:
-                kind = "exact" if len({m.sha256 for m in members}) == 1 else "near"
-                report.groups.append(Group(kind, members))
+                if row_of is None:
+                    row_of = {int(i): k for k, i in enumerate(ids.tolist())}
+
+                def score(x: int, y: int) -> float:  # as find_groups scores the pair
+                    vx, vy = vectors[row_of[x]].astype(np.float32), vectors[row_of[y]]
+                    return min(1.0, float(adjust(np.float32(vx @ vy.astype(np.float32)),
+                                                 offsets[row_of[x]] + offsets[row_of[y]], KNEE)))
+                parts = _restand(members, check or None, score, threshold)
+            for members in parts:
+                if len(members) > 1:
+                    kind = "exact" if len({m.sha256 for m in members}) == 1 else "near"
+                    report.groups.append(Group(kind, members))
         report.groups.sort(key=lambda g: (-len(g.members), g.centre))
         return report
 
@@ -1063,23 +1075,44 @@ def _shapes(ids: list[int], rows, check: "PictureCheck | None"
     return {i: same.get(rows[i].sha256, v) if v[0] is None else v for i, v in out.items()}
 
 
-def _restand(members: list[Member], check: "PictureCheck | None") -> list[Member]:
-    """Evidence again against the first member left when the group's centre is gone since
-    indexing: its bytes, the check's verdict on the pair if it judged it, else "unchecked" (the
-    pair may never have been looked at: nothing confirms it); "score" without the check."""
-    first = members[0]
-    out = [dataclasses.replace(first, evidence="centre")]
-    for m in members[1:]:
-        if m.sha256 == first.sha256:
-            evidence = "identical"
-        elif not check:
-            evidence = "score"
-        else:
-            try:
-                evidence = "checked" if check.verdict(first.id, m.id) else "unchecked"
-            except KeyError:  # never looked at, or the check keeps no verdicts
-                evidence = "unchecked"
-        out.append(dataclasses.replace(m, evidence=evidence))
+def _restand(members: list[Member], check: "PictureCheck | None", score=None,
+             threshold: float | None = None) -> list[list[Member]]:
+    """The group again, its centre gone since indexing: each member scored against the first
+    member left (`score(first_id, id)`; without it, the score to the gone centre stays) with
+    evidence against it (its bytes, the check's verdict on the pair if it judged it, else
+    "unchecked": the pair may never have been looked at, nothing confirms it; "score" without
+    the check). The members joined the centre, never one another (a hostile tester's four
+    photos grouped as one once their centre was deleted, and acted on with
+    --act-on-unconfirmed), so a member scoring under `threshold` against that first one, or
+    judged another picture by the check, does not stay with it: those members make a group of
+    their own the same way, and so on. Groups of one are left out by the caller."""
+    out: list[list[Member]] = []
+    while members:
+        first, left = members[0], []
+        part = [dataclasses.replace(first, evidence="centre", score=1.0)]
+        for m in members[1:]:
+            value = 1.0 if m.sha256 == first.sha256 or score is None else score(first.id, m.id)
+            if threshold is not None and value < threshold:
+                left.append(m)  # not a near duplicate of this first one
+                continue
+            if score is not None:
+                m = dataclasses.replace(m, score=value)
+            if m.sha256 == first.sha256:
+                evidence = "identical"
+            elif not check:
+                evidence = "score"
+            else:
+                try:
+                    verdict = check.verdict(first.id, m.id)
+                except KeyError:  # never looked at, or the check keeps no verdicts
+                    verdict = None
+                if verdict is False:  # judged another picture than this first one
+                    left.append(m)
+                    continue
+                evidence = "checked" if verdict else "unchecked"
+            part.append(dataclasses.replace(m, evidence=evidence))
+        out.append(part)
+        members = left
     # the maps and extents measured against the centre that is gone still compare the files
     # with one another (simsearch.plan)
     return out

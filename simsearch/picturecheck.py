@@ -407,4 +407,7 @@ class PictureCheck:
         if s.plain_same is None and s.plain_apart is None:
             return None, False, True, None
         verdict = _lined_up(verify.aligned(fx, fy, enough=s.sure_aligned), s)
+        if verdict is True and s.colour_cut is not None and verify.colours_differ(
+                fx, fy, s.colour_tol, s.colour_cut):
+            verdict = _UNSURE  # one picture in grey, but of other colours: not acted on
         return verdict, verdict is not None, True, None

@@ -84,6 +84,13 @@ class VerifySettings:
     # the matches' cut by session 22's rule (verify_trial.py): files a plan would lose on
     # validation and glyphs 17 to 8, copies acted on 2,346 to 2,475
     act_disagree: float | None = 0.4
+    # session 30 (recipes/default_model/trials/colour-act-rule.md): nor, for a plain pair lined
+    # up at `sure_aligned` or more, when more than `colour_cut` of the pixels bearing colour
+    # differ by more than `colour_tol` chroma levels at every placing that lines it up
+    # (`colours_differ`; None: colours not compared): two flags of one layout in other colours
+    # line up in grey as one picture
+    colour_tol: float = 10.0
+    colour_cut: float | None = None
 
     @property
     def reads_below(self) -> float:
@@ -160,6 +167,9 @@ class Features:
     # the file's full size (width, height, upright), when read from one: the transform `match`
     # fits, in `grey`'s pixels, becomes a map between files' own pixels (`picture_map`)
     full: tuple[int, int] | None = field(default=None, compare=False)
+    # the picture's colours at `aligned`'s size, when read from a file (`_colour_small`), for
+    # `colours_differ`
+    colour: np.ndarray | None = field(default=None, compare=False, repr=False)
 
     @property
     def count(self) -> int:
@@ -202,9 +212,10 @@ def features(grey: np.ndarray, settings: VerifySettings = VerifySettings()) -> F
 def picture_features(path: str, settings: VerifySettings = VerifySettings()) -> Features:
     """The features of the picture in the file at `path` (DecodeError or OSError when it cannot
     be read)."""
-    grey, full = _grey(path, settings.side)
+    grey, full, picture = _grey(path, settings.side, keep=True)
     found = features(grey, settings)
-    found.source, found.full = path, full
+    # its colours, for a plain pair it may be part of (`colours_differ`)
+    found.source, found.full, found.colour = path, full, _colour_small(picture, grey.shape)
     return found
 
 
@@ -467,6 +478,115 @@ def _placings(small_a: np.ndarray, small_b: np.ndarray):
                         yield Placing(float(found[y, x]), turn, fixed, w, h, int(x), int(y))
 
 
+# colour (session 30, recipes/default_model/trials/colour-act-rule.md): none of the edits a copy
+# is forgiven changes what colour a part of the picture has, only how much (brightness and
+# contrast scale every pixel's chroma by one factor; grey takes it away)
+COLOUR_NEAR, COLOUR_FLOOR = 0.05, 0.5  # placings compared: within this of the best, and at least
+COLOUR_BEARING, COLOUR_GREY = 6.0, 3.0  # chroma levels: a pixel bearing colour; a grey picture
+COLOUR_SHARE = 0.2  # of the overlap bearing colour, or a placing says nothing
+COLOUR_CLIP = 3.0   # a channel this close to 0 or 255 is clipped (brightening turns colours)
+COLOUR_REACH = 3    # pixels (at PLAIN_SIDE) a colour may be found away from where it is placed
+_CHROMA = np.array([[-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]], np.float32)
+
+
+def _colour_small(picture, shape: tuple[int, int]) -> np.ndarray:
+    """`picture` (PIL) in colour at the size `_plain` makes of a grey picture of `shape`: RGB
+    and, as a fourth channel, the share of the pixels under each small one with a channel
+    clipped (within COLOUR_CLIP of 0 or 255), float32."""
+    from PIL import Image
+    cv2 = _cv2()
+    h, w = shape
+    f = PLAIN_SIDE / max(h, w)
+    size = (max(1, round(w * f)), max(1, round(h * f)))
+    picture = picture.convert("RGB")
+    rgb = np.asarray(picture, np.float32)
+    clipped = ((rgb < COLOUR_CLIP) | (rgb > 255 - COLOUR_CLIP)).any(axis=2).astype(np.float32)
+    small = np.asarray(picture.resize(size, Image.Resampling.BOX), np.float32)
+    clip = cv2.resize(clipped, size, interpolation=cv2.INTER_AREA)
+    return np.dstack([small, clip]).astype(np.float32)
+
+
+def colour_disagreement(a: Features, b: Features, tols: tuple[float, ...],
+                        clip_one: bool = True, enough: float | None = None
+                        ) -> list[float | None]:
+    """How far two plain pictures' colours disagree where they line up, under each of `tols`:
+    over the placings `_placings` finds (smooth pictures included) at least COLOUR_FLOOR and
+    within COLOUR_NEAR of the best (a copy of a smooth picture lines up well at wrong placings
+    too), the smallest share of the pixels bearing colour whose chroma differs by more than
+    the tolerance (`_colour_share`). None where a picture keeps no colour (`Features.colour`)
+    or no placing has colour to compare (a grey picture, too little colour, nothing lines up).
+    `clip_one`: a pixel is left out when clipped in one picture and not the other (False, the
+    first trial's: when clipped in either). With `enough` (one tolerance), the search stops at
+    a placing lining up within COLOUR_NEAR of a perfect 1 whose share is at most `enough`: the
+    figure is then at most `enough`, not necessarily the least."""
+    least: list[float | None] = [None] * len(tols)
+    if a.colour is None or b.colour is None:
+        return least
+    found, sure = [], 1.0 + 1e-5 - COLOUR_NEAR  # a placing lining up this well is compared
+    for p in _placings(_small(a)[0], _small(b)[0]):
+        found.append(p)
+        if enough is not None and p.value >= sure:
+            share = _colour_share(p, a.colour, b.colour, tols[0], clip_one)
+            if share is not None and share <= enough:
+                return [share]
+    if not found:
+        return least
+    best = max(p.value for p in found)
+    for p in found:
+        if p.value < max(COLOUR_FLOOR, best - COLOUR_NEAR):
+            continue
+        for k, tol in enumerate(tols):
+            share = _colour_share(p, a.colour, b.colour, tol, clip_one)
+            if share is not None and (least[k] is None or share < least[k]):
+                least[k] = share
+    return least
+
+
+def colours_differ(a: Features, b: Features, tol: float, cut: float) -> bool:
+    """Whether two plain pictures' colours disagree at every placing that lines them up: more
+    than `cut` of the pixels bearing colour differ by more than `tol` (`colour_disagreement`);
+    False where there is no colour to compare."""
+    share = colour_disagreement(a, b, (tol,), enough=cut)[0]
+    return share is not None and share > cut
+
+
+def _colour_share(p: Placing, colour_a: np.ndarray, colour_b: np.ndarray, tol: float,
+                  clip_one: bool = True) -> float | None:
+    """At placing `p`, the share of the overlap's pixels bearing colour (COLOUR_BEARING in
+    either; `colour_disagreement` says which clipped ones are left out) whose chroma differs by
+    more than `tol` from every pixel of the other picture within COLOUR_REACH pixels (a copy
+    turned a few degrees is misplaced by a few), once the placed picture's is scaled by the
+    ratio of the two pictures' mean chroma (brightness and contrast scale it); None for a grey
+    picture (mean chroma under COLOUR_GREY) or under COLOUR_SHARE of the overlap bearing
+    colour."""
+    cv2 = _cv2()
+    t = _turned(colour_a, p.turn)
+    placed, big = (t, colour_b) if p.a_inside else (colour_b, t)
+    template = cv2.resize(placed, (p.w, p.h), interpolation=cv2.INTER_AREA)
+    r = COLOUR_REACH
+    padded = np.pad(big, ((r, r), (r, r), (0, 0)), mode="edge")
+    window = padded[p.y + r:p.y + r + p.h, p.x + r:p.x + r + p.w]
+    if clip_one:
+        kept = (template[..., 3] > 0) == (window[..., 3] > 0)
+    else:
+        kept = (template[..., 3] == 0) & (window[..., 3] == 0)
+    cp, cw = template[..., :3] @ _CHROMA.T, window[..., :3] @ _CHROMA.T
+    mp, mw = np.hypot(cp[..., 0], cp[..., 1]), np.hypot(cw[..., 0], cw[..., 1])
+    if not kept.any() or mp[kept].mean() < COLOUR_GREY or mw[kept].mean() < COLOUR_GREY:
+        return None
+    bearing = kept & ((mp >= COLOUR_BEARING) | (mw >= COLOUR_BEARING))
+    if bearing.sum() < COLOUR_SHARE * bearing.size:
+        return None
+    scaled = cp * float(np.clip(mw[bearing].mean() / max(mp[bearing].mean(), 1e-6), 0.3, 3.0))
+    chroma = padded[..., :3] @ _CHROMA.T
+    nearest = np.full(bearing.shape, np.inf, np.float32)
+    for dy in range(2 * r + 1):
+        for dx in range(2 * r + 1):
+            near = chroma[p.y + dy:p.y + dy + p.h, p.x + dx:p.x + dx + p.w]
+            nearest = np.minimum(nearest, np.hypot(*(near - scaled).transpose(2, 0, 1)))
+    return float((nearest[bearing] > tol).mean())
+
+
 def _small(f: Features) -> tuple[np.ndarray, float]:
     """`f`'s grey picture at PLAIN_SIDE pixels and its detail (made once, then kept)."""
     with f.lock:
@@ -523,13 +643,15 @@ def grey_picture(path: str, side: int) -> np.ndarray:
     return _grey(path, side)[0]
 
 
-def _grey(path: str, side: int) -> tuple[np.ndarray, tuple[int, int]]:
-    """`grey_picture`, and the file's full size (width, height) after EXIF rotation."""
+def _grey(path: str, side: int, keep: bool = False):
+    """`grey_picture`, and the file's full size (width, height) after EXIF rotation; with `keep`,
+    also the decoded picture (PIL, upright, at least `side` pixels a side where the file is)."""
     from PIL import Image
     decoded = load_image(path, target=side)
     picture = decoded.image.convert("L")
     picture.thumbnail((side, side), Image.Resampling.BILINEAR)
-    return np.asarray(picture, np.uint8), (decoded.width, decoded.height)
+    grey, full = np.asarray(picture, np.uint8), (decoded.width, decoded.height)
+    return (grey, full, decoded.image) if keep else (grey, full)
 
 
 @dataclass(frozen=True)

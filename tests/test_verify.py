@@ -244,6 +244,27 @@ def test_a_file_gone_since_indexing_is_reported_once_as_gone(busy_index):
     assert "left out 1 files that changed or are gone" in out.stderr
 
 
+def test_with_a_file_gone_the_pictures_that_joined_it_group_as_they_would_without_it(busy_index):
+    """A hostile tester's case (session 30): the gone file, which every picture had joined as
+    its centre, took different pictures into one group; with --act-on-unconfirmed a plan then
+    acted on pictures with no copy left."""
+    photos, index = busy_index
+    (photos / "d.jpg").unlink()
+    plan = photos.parent / "plan.json"
+    out = CliRunner().invoke(main, ["dedupe", "--index", str(index), "--threshold", "-1",
+                                    "--json", "--plan", str(plan), "--act-on-unconfirmed"])
+    assert out.exit_code == 0, out.output
+    report = json.loads(out.stdout)
+    groups = [sorted(m["path"].rsplit("/", 1)[1] for m in g["members"]) for g in report["groups"]]
+    assert groups == [["a.jpg", "a_flip.jpg"]]  # b and c, judged other pictures, are alone
+    members = report["groups"][0]["members"]
+    assert [m["evidence"] for m in members] == ["centre", "checked"]
+    assert members[0]["score"] == 1.0 and members[1]["score"] <= 1.0  # scored to the new centre
+    assert report["stale"] == [str(photos / "d.jpg")]
+    acted = [p for g in json.loads(plan.read_text())["groups"] for p in g["act_on"]]
+    assert len(acted) == 1 and acted[0] in (str(photos / "a.jpg"), str(photos / "a_flip.jpg"))
+
+
 def test_without_opencv_dedupe_says_what_to_install(busy_index, monkeypatch):
     import sys
     photos, index = busy_index
@@ -665,7 +686,8 @@ def test_with_its_centre_gone_a_group_says_what_confirms_each_file_against_the_f
 
     class Verdicts:  # the check's kept verdicts, as PictureCheck.verdict gives them
         def verdict(self, x, y):
-            return {(1, 2): True, (1, 3): None}[(min(x, y), max(x, y))]  # (1, 4): never looked at
+            return {(1, 2): True, (1, 3): None, (1, 6): False, (1, 7): False, (6, 7): True}[
+                (min(x, y), max(x, y))]  # (1, 4): never looked at
 
     # each member as measured against the centre now gone (9): 2 at half its size
     members = [Member(i, f"/p/{i}.png", 0.9, sha, 10, 8, 8, 0, "checked", picture, 1.0)
@@ -673,15 +695,19 @@ def test_with_its_centre_gone_a_group_says_what_confirms_each_file_against_the_f
                                                    (1, "a", (1.0, 0.0, 0.0, 1.0)),
                                                    (2, "b", (0.5, 0.0, 0.0, 0.5)),
                                                    (3, "c", (1.0, 0.0, 0.0, 1.0)),
-                                                   (4, "d", None), (5, "a", (1.0, 0.0, 0.0, 1.0)))][1:]
-    restood = _restand(members, Verdicts())
-    assert [m.evidence for m in restood] == [
-        "centre", "checked", "unchecked", "unchecked", "identical"]
+                                                   (4, "d", None), (5, "a", (1.0, 0.0, 0.0, 1.0)),
+                                                   (6, "e", None), (7, "f", None))][1:]
+    restood, apart = _restand(members, Verdicts())
+    assert [(m.id, m.evidence) for m in restood] == [
+        (1, "centre"), (2, "checked"), (3, "unchecked"), (4, "unchecked"), (5, "identical")]
+    # 6 and 7, judged other pictures than 1, are not grouped with it (they joined the gone
+    # centre, never 1): a group of their own, 7 confirmed against 6
+    assert [(m.id, m.evidence) for m in apart] == [(6, "centre"), (7, "checked")]
     # the maps against the gone centre still compare the files with one another (the keep
     # rule `largest`)
-    assert [(m.picture, m.extent) for m in restood] == [(m.picture, 1.0) for m in members]
-    assert [m.evidence for m in _restand(members, None)] == [
-        "centre", "score", "score", "score", "identical"]
+    assert [(m.picture, m.extent) for m in restood] == [(m.picture, 1.0) for m in members[:5]]
+    assert [[m.evidence for m in part] for part in _restand(members, None)] == [
+        ["centre", "score", "score", "score", "identical", "score", "score"]]
 
 
 def test_a_misspelt_keep_rule_is_refused_before_any_picture_is_read(busy_index, monkeypatch):
