@@ -167,8 +167,8 @@ class Features:
     # the file's full size (width, height, upright), when read from one: the transform `match`
     # fits, in `grey`'s pixels, becomes a map between files' own pixels (`picture_map`)
     full: tuple[int, int] | None = field(default=None, compare=False)
-    # the picture's colours at `aligned`'s size, when read from a file (`_colour_small`), for
-    # `colours_differ`
+    # the picture's colours at `aligned`'s size (`_colour_small`), for `colours_differ`: made
+    # with the features for a plain picture read from a file, else when first needed (`_colour`)
     colour: np.ndarray | None = field(default=None, compare=False, repr=False)
 
     @property
@@ -214,8 +214,9 @@ def picture_features(path: str, settings: VerifySettings = VerifySettings()) -> 
     be read)."""
     grey, full, picture = _grey(path, settings.side, keep=True)
     found = features(grey, settings)
-    # its colours, for a plain pair it may be part of (`colours_differ`)
-    found.source, found.full, found.colour = path, full, _colour_small(picture, grey.shape)
+    found.source, found.full = path, full
+    if found.count < settings.min_keypoints:  # plain: its pairs are lined up, colours compared
+        found.colour = _colour_small(picture, grey.shape)
     return found
 
 
@@ -499,10 +500,10 @@ def _colour_small(picture, shape: tuple[int, int]) -> np.ndarray:
     f = PLAIN_SIDE / max(h, w)
     size = (max(1, round(w * f)), max(1, round(h * f)))
     picture = picture.convert("RGB")
-    rgb = np.asarray(picture, np.float32)
-    clipped = ((rgb < COLOUR_CLIP) | (rgb > 255 - COLOUR_CLIP)).any(axis=2).astype(np.float32)
+    rgb = np.asarray(picture)  # uint8: a channel within COLOUR_CLIP (3) of 0 or 255 is clipped
+    clipped = ((rgb < COLOUR_CLIP) | (rgb > 255 - COLOUR_CLIP)).any(axis=2).view(np.uint8)
     small = np.asarray(picture.resize(size, Image.Resampling.BOX), np.float32)
-    clip = cv2.resize(clipped, size, interpolation=cv2.INTER_AREA)
+    clip = cv2.resize(clipped.astype(np.float32), size, interpolation=cv2.INTER_AREA)
     return np.dstack([small, clip]).astype(np.float32)
 
 
@@ -513,20 +514,21 @@ def colour_disagreement(a: Features, b: Features, tols: tuple[float, ...],
     over the placings `_placings` finds (smooth pictures included) at least COLOUR_FLOOR and
     within COLOUR_NEAR of the best (a copy of a smooth picture lines up well at wrong placings
     too), the smallest share of the pixels bearing colour whose chroma differs by more than
-    the tolerance (`_colour_share`). None where a picture keeps no colour (`Features.colour`)
-    or no placing has colour to compare (a grey picture, too little colour, nothing lines up).
+    the tolerance (`_colour_share`). None where a picture has no colour (`_colour`: not read
+    from a file) or no placing has colour to compare (a grey picture, too little colour, nothing lines up).
     `clip_one`: a pixel is left out when clipped in one picture and not the other (False, the
     first trial's: when clipped in either). With `enough` (one tolerance), the search stops at
     a placing lining up within COLOUR_NEAR of a perfect 1 whose share is at most `enough`: the
     figure is then at most `enough`, not necessarily the least."""
     least: list[float | None] = [None] * len(tols)
-    if a.colour is None or b.colour is None:
+    colour_a, colour_b = _colour(a), _colour(b)
+    if colour_a is None or colour_b is None:
         return least
     found, sure = [], 1.0 + 1e-5 - COLOUR_NEAR  # a placing lining up this well is compared
     for p in _placings(_small(a)[0], _small(b)[0]):
         found.append(p)
         if enough is not None and p.value >= sure:
-            share = _colour_share(p, a.colour, b.colour, tols[0], clip_one)
+            share = _colour_share(p, colour_a, colour_b, tols[0], clip_one)
             if share is not None and share <= enough:
                 return [share]
     if not found:
@@ -536,10 +538,24 @@ def colour_disagreement(a: Features, b: Features, tols: tuple[float, ...],
         if p.value < max(COLOUR_FLOOR, best - COLOUR_NEAR):
             continue
         for k, tol in enumerate(tols):
-            share = _colour_share(p, a.colour, b.colour, tol, clip_one)
+            share = _colour_share(p, colour_a, colour_b, tol, clip_one)
             if share is not None and (least[k] is None or share < least[k]):
                 least[k] = share
     return least
+
+
+def _colour(f: Features) -> np.ndarray | None:
+    """`f.colour`, read again from its file when it was not made with the features (a picture
+    with keypoints enough, in a pair with a plain one); None without a file, or when it cannot
+    be read now."""
+    with f.lock:
+        if f.colour is None and f.source:
+            try:
+                picture = load_image(f.source, target=max(f.grey.shape)).image
+                f.colour = _colour_small(picture, f.grey.shape)
+            except (DecodeError, OSError):
+                pass
+    return f.colour
 
 
 def colours_differ(a: Features, b: Features, tol: float, cut: float) -> bool:
