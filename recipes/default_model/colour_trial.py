@@ -107,6 +107,20 @@ def write_flags(out: Path, seed: int = 30) -> Path:
     return out
 
 
+def same_flags(originals) -> list[tuple[str, str]]:
+    """Pairs (file names) of stand-in originals that are one picture: equal as they are, or
+    mirrored left to right, top to bottom, or turned half round (the amendment after run 1)."""
+    from PIL import Image
+    keys: dict[bytes, list[str]] = {}
+    for path in originals:
+        img = Image.open(path).convert("RGB")
+        forms = (img, img.transpose(Image.Transpose.FLIP_LEFT_RIGHT),
+                 img.transpose(Image.Transpose.FLIP_TOP_BOTTOM),
+                 img.transpose(Image.Transpose.ROTATE_180))
+        keys.setdefault(min(f.tobytes() for f in forms), []).append(Path(path).name)
+    return [(names[0], other) for names in keys.values() for other in names[1:]]
+
+
 def measure_confirmed(v, family: dict[str, int], layout_of=None,
                       sample: int | None = None) -> dict:
     """colour-act-rule.md: the pairs of one embedded set scoring CHECKED_FLOOR or more with a
@@ -306,7 +320,9 @@ def act_trial(args) -> None:
         f = embed_validation(write_flags(tmp / "flags-in"), args.model, args.per_image,
                              tmp / "flags")
         layout = {p: Path(f.bench.originals[i]).name.split("-")[0] for p, i in f.family.items()}
-        out["flags"] = measure_confirmed(f, f.family, layout.__getitem__, sample=FLAG_PAIRS)
+        family = merge_variants(f.family, f.bench.originals, same_flags(f.bench.originals))
+        out["flags_merged"] = len(set(f.family.values())) - len(set(family.values()))
+        out["flags"] = measure_confirmed(f, family, layout.__getitem__, sample=FLAG_PAIRS)
         print(f"flags: {len(out['flags']['confirmed'])} confirmed plain pairs", file=sys.stderr,
               flush=True)
     out["val_rows"], out["flags_rows"] = (demoted(out["val"]["confirmed"]),
