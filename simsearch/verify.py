@@ -89,7 +89,7 @@ class VerifySettings:
     # differ by more than `colour_tol` chroma levels at every placing that lines it up
     # (`colours_differ`; None: colours not compared): two flags of one layout in other colours
     # line up in grey as one picture. Not adopted: the trial's choice (16, 0.3) fell short of
-    # its rule (it kept 47% of different flags from a plan, half was asked), so off
+    # its rule (it kept 49% of different flags from a plan, half was asked), so off
     colour_tol: float = 16.0
     colour_cut: float | None = None
 

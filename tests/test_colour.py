@@ -89,3 +89,13 @@ def test_flags_of_other_colours_line_up_as_one_picture_but_are_not_acted_on(tmp_
     # colours compared: the JPEG of the same flag stays confirmed; Italy is grouped with
     # France, but not confirmed, so a plan keeps it
     assert check(0.5) == ([True, None], 1)
+
+
+def test_the_colour_act_cut_is_what_its_trial_decided():
+    import json
+
+    from simsearch.verify import VerifySettings
+    record = json.loads((Path(__file__).resolve().parents[1] / "recipes/default_model/trials"
+                         / "colour-act-val.json").read_text())
+    assert VerifySettings().colour_tol == record["chosen"]["tol"]
+    assert VerifySettings().colour_cut == (record["chosen"]["cut"] if record["adopted"] else None)
