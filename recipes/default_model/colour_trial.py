@@ -121,13 +121,12 @@ def same_flags(originals) -> list[tuple[str, str]]:
     return [(names[0], other) for names in keys.values() for other in names[1:]]
 
 
-def measure_confirmed(v, family: dict[str, int], layout_of=None,
-                      sample: int | None = None) -> dict:
-    """colour-act-rule.md: the pairs of one embedded set scoring CHECKED_FLOOR or more with a
-    plain picture that lining up confirms (`sure_aligned` or more), with their colour figures
-    (clipped pixels left out where clipped in one picture only). With `layout_of` (a file's
-    original's layout) and `sample`: every copy pair and that many of the different pairs of
-    one layout, drawn seeded."""
+def near_plain_pairs(v, family: dict[str, int], sample: int | None = None, layout_of=None):
+    """The pairs of an embedded set scoring CHECKED_FLOOR or more (adjusted, the knee in use),
+    with `sample` every copy pair and that many of the others (with `layout_of`, of one
+    layout), drawn seeded: their scores, the features of their pictures (`held`, by row), each
+    pair the way round the product judges it (path first) and the rows of `ways` with a plain
+    picture."""
     s = VerifySettings()
     V = np.stack([v.vectors[p] for p in v.ids])
     O = np.array([v.offsets[p] for p in v.ids], np.float32)
@@ -137,8 +136,11 @@ def measure_confirmed(v, family: dict[str, int], layout_of=None,
     a, b, scores = a[near], b[near], S[a, b][near]
     if sample is not None:
         same = np.array([family[v.ids[x]] == family[v.ids[y]] for x, y in zip(a, b)], bool)
-        alike = np.array([layout_of(v.ids[x]) == layout_of(v.ids[y]) for x, y in zip(a, b)], bool)
-        others = np.flatnonzero(~same & alike)
+        others = ~same
+        if layout_of is not None:
+            others &= np.array([layout_of(v.ids[x]) == layout_of(v.ids[y])
+                                for x, y in zip(a, b)], bool)
+        others = np.flatnonzero(others)
         if len(others) > sample:
             others = np.random.default_rng(30).choice(others, sample, replace=False)
         keep = np.sort(np.concatenate([np.flatnonzero(same), others]))
@@ -149,6 +151,18 @@ def measure_confirmed(v, family: dict[str, int], layout_of=None,
     ways = [(x, y) if v.ids[x] <= v.ids[y] else (y, x) for x, y in zip(a.tolist(), b.tolist())]
     plain = [i for i, (x, y) in enumerate(ways)
              if min(held[x].count, held[y].count) < s.min_keypoints]
+    return scores, held, ways, plain
+
+
+def measure_confirmed(v, family: dict[str, int], layout_of=None,
+                      sample: int | None = None) -> dict:
+    """colour-act-rule.md: the pairs of one embedded set scoring CHECKED_FLOOR or more with a
+    plain picture that lining up confirms (`sure_aligned` or more), with their colour figures
+    (clipped pixels left out where clipped in one picture only). With `layout_of` (a file's
+    original's layout) and `sample`: every copy pair and that many of the different pairs of
+    one layout, drawn seeded."""
+    s = VerifySettings()
+    scores, held, ways, plain = near_plain_pairs(v, family, sample, layout_of)
 
     def one(i: int) -> dict | None:
         x, y = ways[i]
@@ -161,7 +175,7 @@ def measure_confirmed(v, family: dict[str, int], layout_of=None,
 
     with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
         confirmed = [r for r in pool.map(one, plain) if r is not None]
-    return {"pairs": int(len(a)), "sampled": sample, "plain_pairs": len(plain),
+    return {"pairs": len(ways), "sampled": sample, "plain_pairs": len(plain),
             "confirmed": confirmed}
 
 
@@ -198,26 +212,7 @@ def measure(v, family: dict[str, int], alone_at: float, sample: int | None = Non
     """The pairs of one embedded set left in doubt by the plain judge, with their colour figures
     (with `sample`: every copy pair and that many of the other pairs, drawn seeded)."""
     s = VerifySettings()
-    V = np.stack([v.vectors[p] for p in v.ids])
-    O = np.array([v.offsets[p] for p in v.ids], np.float32)
-    S = adjust(V @ V.T, O[:, None] + O[None, :], KNEE)
-    a, b = np.triu_indices(len(v.ids), 1)
-    near = S[a, b] >= CHECKED_FLOOR
-    a, b, scores = a[near], b[near], S[a, b][near]
-    if sample is not None:  # every copy pair, a seeded sample of the others (amendment 2)
-        same = np.array([family[v.ids[x]] == family[v.ids[y]] for x, y in zip(a, b)], bool)
-        others = np.flatnonzero(~same)
-        if len(others) > sample:
-            others = np.random.default_rng(30).choice(others, sample, replace=False)
-        keep = np.sort(np.concatenate([np.flatnonzero(same), others]))
-        a, b, scores = a[keep], b[keep], scores[keep]
-    pictures = sorted(set(a.tolist()) | set(b.tolist()))
-    with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
-        held = dict(zip(pictures, pool.map(lambda i: picture_features(v.ids[i], s), pictures)))
-    # each pair the way round the product judges it: path first
-    ways = [(x, y) if v.ids[x] <= v.ids[y] else (y, x) for x, y in zip(a.tolist(), b.tolist())]
-    plain = [i for i, (x, y) in enumerate(ways)
-             if min(held[x].count, held[y].count) < s.min_keypoints]
+    scores, held, ways, plain = near_plain_pairs(v, family, sample)
 
     def one(i: int) -> dict | None:
         x, y = ways[i]
@@ -234,7 +229,7 @@ def measure(v, family: dict[str, int], alone_at: float, sample: int | None = Non
 
     with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
         doubt = [r for r in pool.map(one, plain) if r is not None]
-    return {"pairs": int(len(a)), "sampled": sample, "plain_pairs": len(plain), "doubt": doubt}
+    return {"pairs": len(ways), "sampled": sample, "plain_pairs": len(plain), "doubt": doubt}
 
 
 def table(doubt: list[dict]) -> list[dict]:
