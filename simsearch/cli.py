@@ -867,8 +867,8 @@ def undo_cmd(journal, index_dir, as_json):
         click.echo(f"{len(report.restored)} restored, {len(report.not_restored)} not restored",
                    err=True)
         if report.undone_before and not (report.restored or report.not_restored):
-            click.echo(f"nothing left to undo: an earlier undo of this journal went through "
-                       f"all its {report.undone_before} steps", err=True)
+            click.echo(f"nothing left to undo: {report.undone_before} steps of this journal "
+                       f"were already undone", err=True)
         if added:
             click.echo(f"{len(added)} restored files are in the index again", err=True)
         if report.still_aside:

@@ -18,6 +18,7 @@ import numpy as np
 
 from simsearch.catalog import Catalog
 from simsearch.dedupe import DuplicateReport, Group, Member, check_threshold, find_groups
+from simsearch.pairs import exact_scores
 from simsearch.embedder import Embedder
 from simsearch.errors import (DecodeError, IndexStoreError, ModelError, ModelMismatchError,
                               PrecisionError, PrecisionUnavailable, SimsearchError)
@@ -26,7 +27,7 @@ from simsearch.plan import extent_of
 from simsearch.files import absolute, sha256
 from simsearch.images import load_image
 from simsearch.ingest import IngestReport, Progress, ingest
-from simsearch.scoring import KNEE, Background, Offsets, adjust, adjusted_search, load_background
+from simsearch.scoring import Background, Offsets, adjusted_search, load_background
 from simsearch.store import (CATALOG, FORMAT_VERSION, LOCK, MANIFEST, VECTOR_FILE, VECTORS,
                              Store, write_atomic)
 from simsearch.derived import (Deferred, Growing, by_id, computed_offsets, sample, sample_with_ids,
@@ -923,11 +924,11 @@ class Index:
                 if row_of is None:
                     row_of = {int(i): k for k, i in enumerate(ids.tolist())}
 
-                def score(x: int, y: int) -> float:  # as find_groups scores the pair
-                    vx, vy = vectors[row_of[x]].astype(np.float32), vectors[row_of[y]]
-                    return min(1.0, float(adjust(np.float32(vx @ vy.astype(np.float32)),
-                                                 offsets[row_of[x]] + offsets[row_of[y]], KNEE)))
-                parts = _restand(members, check or None, score, threshold)
+                def scores(x: int, ys: list[int]) -> np.ndarray:  # as find_groups scores pairs
+                    r = np.array([row_of[y] for y in ys], np.int64)
+                    return np.minimum(1.0, exact_scores(vectors, offsets,
+                                                        np.full(len(r), row_of[x]), r))
+                parts = _restand(members, check or None, scores, threshold)
             for members in parts:
                 if len(members) > 1:
                     kind = "exact" if len({m.sha256 for m in members}) == 1 else "near"
@@ -1075,28 +1076,32 @@ def _shapes(ids: list[int], rows, check: "PictureCheck | None"
     return {i: same.get(rows[i].sha256, v) if v[0] is None else v for i, v in out.items()}
 
 
-def _restand(members: list[Member], check: "PictureCheck | None", score=None,
+def _restand(members: list[Member], check: "PictureCheck | None", scores=None,
              threshold: float | None = None) -> list[list[Member]]:
     """The group again, its centre gone since indexing: each member scored against the first
-    member left (`score(first_id, id)`; without it, the score to the gone centre stays) with
-    evidence against it (its bytes, the check's verdict on the pair if it judged it, else
-    "unchecked": the pair may never have been looked at, nothing confirms it; "score" without
-    the check). The members joined the centre, never one another (a hostile tester's four
-    photos grouped as one once their centre was deleted, and acted on with
-    --act-on-unconfirmed), so a member scoring under `threshold` against that first one, or
-    judged another picture by the check, does not stay with it: those members make a group of
-    their own the same way, and so on. Groups of one are left out by the caller."""
+    member left (`scores(first_id, ids)`, as `find_groups` scores pairs; without it, each keeps
+    its score to the gone centre) with evidence against it (its bytes, the check's verdict on
+    the pair if it judged it, else "unchecked": the pair may never have been looked at, nothing
+    confirms it; "score" without the check). The members joined the centre, never one another (a hostile tester's four photos stayed one
+    group once their centre was deleted, and a plan with --act-on-unconfirmed acted on them),
+    so a member scoring under `threshold` against that first one, or judged another picture by
+    the check, does not stay with it: those members make a group of their own the same way,
+    and so on (a member left alone is in no group, as it would be without its pair). Groups of
+    one are left out by the caller."""
     out: list[list[Member]] = []
     while members:
         first, left = members[0], []
         part = [dataclasses.replace(first, evidence="centre", score=1.0)]
-        for m in members[1:]:
-            value = 1.0 if m.sha256 == first.sha256 or score is None else score(first.id, m.id)
+        rest = members[1:]
+        values = (scores(first.id, [m.id for m in rest]).tolist() if scores is not None and rest
+                  else [m.score for m in rest])
+        for m, value in zip(rest, values):
+            if m.sha256 == first.sha256:
+                value = 1.0
             if threshold is not None and value < threshold:
                 left.append(m)  # not a near duplicate of this first one
                 continue
-            if score is not None:
-                m = dataclasses.replace(m, score=value)
+            m = dataclasses.replace(m, score=value)
             if m.sha256 == first.sha256:
                 evidence = "identical"
             elif not check:

@@ -214,11 +214,12 @@ def features(grey: np.ndarray, settings: VerifySettings = VerifySettings()) -> F
 def picture_features(path: str, settings: VerifySettings = VerifySettings()) -> Features:
     """The features of the picture in the file at `path` (DecodeError or OSError when it cannot
     be read)."""
-    grey, full, picture = _grey(path, settings.side, keep=True)
+    compared = settings.colour_cut is not None  # colours: the decoded picture is kept a while
+    grey, full, *picture = _grey(path, settings.side, keep=compared)
     found = features(grey, settings)
     found.source, found.full = path, full
-    if settings.colour_cut is not None and found.count < settings.min_keypoints:
-        found.colour = _colour_small(picture, grey.shape)  # plain: its colours are compared
+    if compared and found.count < settings.min_keypoints:
+        found.colour = _colour_small(picture[0], grey.shape)  # plain: its colours are compared
     return found
 
 
@@ -475,10 +476,11 @@ def _placings(small_a: np.ndarray, small_b: np.ndarray):
                     if key not in spreads:
                         spreads[key] = _window_spread(big, w, h) >= PLAIN_MIN_SPREAD
                     found = cv2.matchTemplate(big, template, cv2.TM_CCOEFF_NORMED)
-                    found = np.where(spreads[key] & np.isfinite(found), found, -np.inf)
-                    y, x = np.unravel_index(int(np.argmax(found)), found.shape)
-                    if np.isfinite(found[y, x]):
-                        yield Placing(float(found[y, x]), turn, fixed, w, h, int(x), int(y))
+                    found[~(spreads[key] & np.isfinite(found))] = -np.inf  # in place
+                    at = int(found.argmax())
+                    if np.isfinite(found.flat[at]):
+                        y, x = divmod(at, found.shape[1])
+                        yield Placing(float(found.flat[at]), turn, fixed, w, h, x, y)
 
 
 # colour (session 30, recipes/default_model/trials/colour-act-rule.md): none of the edits a copy
@@ -549,14 +551,15 @@ def colour_disagreement(a: Features, b: Features, tols: tuple[float, ...],
 def _colour(f: Features) -> np.ndarray | None:
     """`f.colour`, read again from its file when it was not made with the features (a picture
     with keypoints enough, in a pair with a plain one); None without a file, or when it cannot
-    be read now."""
+    be read now or has another size than when its features were made."""
     with f.lock:
         if f.colour is None and f.source:
             try:
-                picture = load_image(f.source, target=max(f.grey.shape)).image
-                f.colour = _colour_small(picture, f.grey.shape)
+                decoded = load_image(f.source, target=max(f.grey.shape))
             except (DecodeError, OSError):
-                pass
+                return None
+            if f.full is None or (decoded.width, decoded.height) == f.full:  # else changed
+                f.colour = _colour_small(decoded.image, f.grey.shape)
     return f.colour
 
 

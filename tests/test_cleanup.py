@@ -81,8 +81,7 @@ def test_plan_review_apply_undo_and_not_duplicates(tmp_path, tiny_model, monkeyp
     # undo again: nothing left, and it says why rather than only "0 restored"
     again = _run(["undo", f"{plan_file}.journal"])
     assert again.exit_code == 0 and "0 restored, 0 not restored" in again.stderr
-    assert "nothing left to undo: an earlier undo of this journal went through all its 2 steps" \
-        in again.stderr
+    assert "nothing left to undo: 2 steps of this journal were already undone" in again.stderr
     out = json.loads(_run(["undo", f"{plan_file}.journal", "--json"]).stdout)
     assert out["undone_before"] == 2 and out["restored"] == [] and snapshot(photos) == before
 

@@ -244,11 +244,14 @@ def test_a_file_gone_since_indexing_is_reported_once_as_gone(busy_index):
     assert "left out 1 files that changed or are gone" in out.stderr
 
 
-def test_with_a_file_gone_the_pictures_that_joined_it_group_as_they_would_without_it(busy_index):
+def test_with_a_file_gone_the_pictures_that_joined_it_are_grouped_again_without_it(busy_index):
     """A hostile tester's case (session 30): the gone file, which every picture had joined as
     its centre, took different pictures into one group; with --act-on-unconfirmed a plan then
     acted on pictures with no copy left."""
     photos, index = busy_index
+    before = json.loads(CliRunner().invoke(main, ["dedupe", "--index", str(index), "--threshold",
+                                                  "-1", "--json"]).stdout)
+    assert [len(g["members"]) for g in before["groups"]] == [2]  # a and its flip
     (photos / "d.jpg").unlink()
     plan = photos.parent / "plan.json"
     out = CliRunner().invoke(main, ["dedupe", "--index", str(index), "--threshold", "-1",
@@ -259,7 +262,8 @@ def test_with_a_file_gone_the_pictures_that_joined_it_group_as_they_would_withou
     assert groups == [["a.jpg", "a_flip.jpg"]]  # b and c, judged other pictures, are alone
     members = report["groups"][0]["members"]
     assert [m["evidence"] for m in members] == ["centre", "checked"]
-    assert members[0]["score"] == 1.0 and members[1]["score"] <= 1.0  # scored to the new centre
+    # scored against the new centre, as a run that never saw d scores the pair
+    assert [m["score"] for m in members] == [m["score"] for m in before["groups"][0]["members"]]
     assert report["stale"] == [str(photos / "d.jpg")]
     acted = [p for g in json.loads(plan.read_text())["groups"] for p in g["act_on"]]
     assert len(acted) == 1 and acted[0] in (str(photos / "a.jpg"), str(photos / "a_flip.jpg"))
@@ -708,6 +712,19 @@ def test_with_its_centre_gone_a_group_says_what_confirms_each_file_against_the_f
     assert [(m.picture, m.extent) for m in restood] == [(m.picture, 1.0) for m in members[:5]]
     assert [[m.evidence for m in part] for part in _restand(members, None)] == [
         ["centre", "score", "score", "score", "identical", "score", "score"]]
+
+
+def test_with_its_centre_gone_a_member_stays_with_the_first_left_only_at_the_threshold():
+    from simsearch.dedupe import Member
+    from simsearch.index import _restand
+    members = [Member(i, f"/p/{i}.png", 0.9, sha, 10, 8, 8, 0, "score")
+               for i, sha in ((1, "a"), (2, "b"), (3, "c"), (4, "a"))]
+
+    def scores(x, ys):  # against the first left (1): 2 exactly at 0.85, 3 just under
+        return np.array([{2: 0.85, 3: 0.8499, 4: 0.2}[y] for y in ys])
+    parts = _restand(members, None, scores, 0.85)
+    assert [[(m.id, m.score, m.evidence) for m in part] for part in parts] == [
+        [(1, 1.0, "centre"), (2, 0.85, "score"), (4, 1.0, "identical")], [(3, 1.0, "centre")]]
 
 
 def test_a_misspelt_keep_rule_is_refused_before_any_picture_is_read(busy_index, monkeypatch):
