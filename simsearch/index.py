@@ -911,7 +911,13 @@ class Index:
                                   "act_disagree": check.settings.act_disagree,
                                   "colour_tol": check.settings.colour_tol,
                                   "colour_cut": check.settings.colour_cut})
-        row_of = None  # id -> its row of `vectors`, made when a group's centre is gone
+        row_of: dict[int, int] = {}  # id -> its row of `vectors`, made when a centre is gone
+
+        def scores(x: int, ys: list[int]) -> np.ndarray:  # as find_groups scores pairs
+            if not row_of:
+                row_of.update((int(i), k) for k, i in enumerate(ids.tolist()))
+            r = np.array([row_of[y] for y in ys], np.int64)
+            return np.minimum(1.0, exact_scores(vectors, offsets, np.full(len(r), row_of[x]), r))
         for g in found:
             evidence = _evidence(g, rows, check or None)
             shapes = _shapes(g.ids, rows, check or None)
@@ -921,13 +927,6 @@ class Index:
                                       for i, s, e in zip(g.ids, g.scores, evidence)], report.stale)
             parts = [members]
             if members and members[0].id != g.ids[0]:  # the centre is gone: the first left
-                if row_of is None:
-                    row_of = {int(i): k for k, i in enumerate(ids.tolist())}
-
-                def scores(x: int, ys: list[int]) -> np.ndarray:  # as find_groups scores pairs
-                    r = np.array([row_of[y] for y in ys], np.int64)
-                    return np.minimum(1.0, exact_scores(vectors, offsets,
-                                                        np.full(len(r), row_of[x]), r))
                 parts = _restand(members, check or None, scores, threshold)
             for members in parts:
                 if len(members) > 1:
@@ -1082,12 +1081,12 @@ def _restand(members: list[Member], check: "PictureCheck | None", scores=None,
     member left (`scores(first_id, ids)`, as `find_groups` scores pairs; without it, each keeps
     its score to the gone centre) with evidence against it (its bytes, the check's verdict on
     the pair if it judged it, else "unchecked": the pair may never have been looked at, nothing
-    confirms it; "score" without the check). The members joined the centre, never one another (a hostile tester's four photos stayed one
-    group once their centre was deleted, and a plan with --act-on-unconfirmed acted on them),
-    so a member scoring under `threshold` against that first one, or judged another picture by
-    the check, does not stay with it: those members make a group of their own the same way,
-    and so on (a member left alone is in no group, as it would be without its pair). Groups of
-    one are left out by the caller."""
+    confirms it; "score" without the check). The members joined the centre, never one another
+    (a hostile tester's four photos stayed one group once their centre was deleted, and a plan
+    with --act-on-unconfirmed acted on them), so a member scoring under `threshold` against
+    that first one, or judged another picture by the check, does not stay with it: those
+    members make a group of their own the same way, and so on (a member left alone is in no
+    group, as it would be without its pair). Groups of one are left out by the caller."""
     out: list[list[Member]] = []
     while members:
         first, left = members[0], []
@@ -1096,13 +1095,13 @@ def _restand(members: list[Member], check: "PictureCheck | None", scores=None,
         values = (scores(first.id, [m.id for m in rest]).tolist() if scores is not None and rest
                   else [m.score for m in rest])
         for m, value in zip(rest, values):
-            if m.sha256 == first.sha256:
-                value = 1.0
+            identical = m.sha256 == first.sha256
+            value = 1.0 if identical else value
             if threshold is not None and value < threshold:
                 left.append(m)  # not a near duplicate of this first one
                 continue
             m = dataclasses.replace(m, score=value)
-            if m.sha256 == first.sha256:
+            if identical:
                 evidence = "identical"
             elif not check:
                 evidence = "score"

@@ -505,9 +505,9 @@ def _colour_small(picture, shape: tuple[int, int]) -> np.ndarray:
     size = (max(1, round(w * f)), max(1, round(h * f)))
     picture = picture.convert("RGB")
     rgb = np.asarray(picture)  # uint8: a channel within COLOUR_CLIP (3) of 0 or 255 is clipped
-    clipped = ((rgb < COLOUR_CLIP) | (rgb > 255 - COLOUR_CLIP)).any(axis=2).view(np.uint8)
+    clipped = ((rgb < COLOUR_CLIP) | (rgb > 255 - COLOUR_CLIP)).any(axis=2).astype(np.float32)
     small = np.asarray(picture.resize(size, Image.Resampling.BOX), np.float32)
-    clip = cv2.resize(clipped.astype(np.float32), size, interpolation=cv2.INTER_AREA)
+    clip = cv2.resize(clipped, size, interpolation=cv2.INTER_AREA)
     return np.dstack([small, clip]).astype(np.float32)
 
 
@@ -519,11 +519,11 @@ def colour_disagreement(a: Features, b: Features, tols: tuple[float, ...],
     within COLOUR_NEAR of the best (a copy of a smooth picture lines up well at wrong placings
     too), the smallest share of the pixels bearing colour whose chroma differs by more than
     the tolerance (`_colour_share`). None where a picture has no colour (`_colour`: not read
-    from a file) or no placing has colour to compare (a grey picture, too little colour, nothing lines up).
-    `clip_one`: a pixel is left out when clipped in one picture and not the other (False, the
-    first trial's: when clipped in either). With `enough` (one tolerance), the search stops at
-    a placing lining up within COLOUR_NEAR of a perfect 1 whose share is at most `enough`: the
-    figure is then at most `enough`, not necessarily the least."""
+    from a file) or no placing has colour to compare (a grey picture, too little colour,
+    nothing lines up). `clip_one`: a pixel is left out when clipped in one picture and not the
+    other (False, the first trial's: when clipped in either). With `enough` (one tolerance),
+    the search stops at a placing lining up within COLOUR_NEAR of a perfect 1 whose share is at
+    most `enough`: the figure is then at most `enough`, not necessarily the least."""
     least: list[float | None] = [None] * len(tols)
     colour_a, colour_b = _colour(a), _colour(b)
     if colour_a is None or colour_b is None:

@@ -16,9 +16,8 @@ nothing the evaluation holds). Every pair scoring CHECKED_FLOOR or more (adjuste
 use) with a picture under the check's keypoints is lined up (`simsearch.verify.aligned`); the
 pairs it leaves in doubt, as `simsearch dedupe` does (unjudged: a smooth gradient or lined up
 under `plain_same`, grouped from the threshold made for scores alone; short of the act cut:
-grouped from the threshold), are measured in colour (`simsearch.verify.colour_disagreement`, a pixel clipped in either
-picture left out)
-under each TOL. Reported per setting (TOL, CUT): the copy pairs and the different-picture pairs
+grouped from the threshold), are measured in colour (`simsearch.verify.colour_disagreement`,
+a pixel clipped in either picture left out) under each TOL. Reported per setting (TOL, CUT): the copy pairs and the different-picture pairs
 it parts, among those grouped today and among all in doubt.
 """
 from __future__ import annotations
@@ -237,7 +236,8 @@ def table(doubt: list[dict]) -> list[dict]:
     rows = []
     for t in TOLS:
         for c in CUTS:
-            parted = [r for r in doubt if r["colour"][str(t)] is not None and r["colour"][str(t)] > c]
+            parted = [r for r in doubt
+                      if r["colour"][str(t)] is not None and r["colour"][str(t)] > c]
             row = {"tol": t, "cut": c}
             for kind, is_copy in (("copies", True), ("different", False)):
                 row[kind] = sum(r["copy"] == is_copy for r in doubt)
