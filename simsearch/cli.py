@@ -382,7 +382,8 @@ def _tell_check(report, quiet: bool) -> None:
 
         unsure = done.get("unsure", 0)
         short = (f" ({unsure} of them not closely enough to act on" + (
-                 ", or differing somewhere" if done.get("act_disagree") is not None else "") + (
+                 ", or differing somewhere" if done.get("act_disagree") is not None
+                 or done.get("plain_disagree") is not None else "") + (
                  ", or in other colours" if done.get("colour_cut") is not None else "")
                  + "; each member whose pair with its group's centre is one of them is "
                  "marked \"not confirmed\")" if unsure else "")

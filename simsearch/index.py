@@ -910,7 +910,8 @@ class Index:
                                   "act_aligned": check.settings.sure_aligned,
                                   "act_disagree": check.settings.act_disagree,
                                   "colour_tol": check.settings.colour_tol,
-                                  "colour_cut": check.settings.colour_cut})
+                                  "colour_cut": check.settings.colour_cut,
+                                  "plain_disagree": check.settings.plain_disagree})
         row_of: dict[int, int] = {}  # id -> its row of `vectors`, made when a centre is gone
 
         def scores(x: int, ys: list[int]) -> np.ndarray:  # as find_groups scores pairs

@@ -410,4 +410,8 @@ class PictureCheck:
         if verdict is True and s.colour_cut is not None and verify.colours_differ(
                 fx, fy, s.colour_tol, s.colour_cut):
             verdict = _UNSURE  # one picture in grey, but of other colours: not acted on
+        if verdict is True and s.plain_disagree is not None:
+            value = verify.plain_disagreement(fx, fy, enough=s.plain_disagree)
+            if value is not None and value > s.plain_disagree:
+                verdict = _UNSURE  # one picture at 48 px, differing somewhere: not acted on
         return verdict, verdict is not None, True, None

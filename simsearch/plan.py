@@ -115,6 +115,9 @@ class PlanFile:
     # mapped at one scale with this one, on one canvas up to a quarter turn or flip; None
     # when not asked
     carries: tuple[str, ...] | None = None
+    # frames or pages the file holds (an animation, a multi-page scan: MULTI_FRAME formats);
+    # the picture check and the network see only the first
+    frames: int = 1
 
     @property
     def pixels(self) -> int:
@@ -786,40 +789,63 @@ def file_facts(member, protect: Sequence[str] = ()) -> PlanFile:
         return replace(f, problem=f"cannot read: {e.strerror or e}")
     if not stat.S_ISREG(st.st_mode):
         return replace(f, problem="not a regular file (a link or a special file)")
-    fmt, date = _header(path)
+    fmt, date, frames = _header(path)
     local = dt.datetime.fromtimestamp(st.st_mtime_ns / 1e9).replace(microsecond=0)
     f = replace(f, format=fmt or _SUFFIX_FORMATS.get(Path(path).suffix.lower(), ""),
-                date=(date or local).isoformat(), date_source="exif" if date else "mtime")
+                date=(date or local).isoformat(), date_source="exif" if date else "mtime",
+                frames=frames)
     if (st.st_size, st.st_mtime_ns) != (member.size, member.mtime_ns):
         return replace(f, size=st.st_size, mtime_ns=st.st_mtime_ns,
                        problem="changed since it was indexed (run simsearch index first)")
     return f
 
 
-def _header(path: str) -> tuple[str, dt.datetime | None]:
-    """Format and EXIF DateTimeOriginal, from the header alone (no pixels decoded); opened
-    without blocking, since a path can turn into a named pipe."""
+def _header(path: str) -> tuple[str, dt.datetime | None, int]:
+    """Format, EXIF DateTimeOriginal and frames (MULTI_FRAME formats, else 1), from the headers
+    alone (no pixels decoded); opened without blocking, since a path can turn into a named
+    pipe."""
     from PIL import Image
 
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
     except OSError:
-        return "", None
+        return "", None, 1
+    frames = 1
     with open(fd, "rb") as fh:
         if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
-            return "", None
+            return "", None, 1
         kind = raw_name(path, fh.read(16))
         fh.seek(0)
         try:
             with Image.open(fh) as im:
                 fmt = kind.lower() if kind else _normal_format(im.format or "")
                 raw = im.getexif().get_ifd(_EXIF_IFD).get(_DATE_TIME_ORIGINAL)
+                if fmt in MULTI_FRAME:
+                    frames = _frames(im)
         except Exception:  # any header Pillow cannot read: format from the suffix, date from mtime
-            return (kind.lower() if kind else ""), None
+            return (kind.lower() if kind else ""), None, 1
     try:
-        return fmt, dt.datetime.strptime(str(raw).strip("\x00 ")[:19], "%Y:%m:%d %H:%M:%S")
+        return fmt, dt.datetime.strptime(str(raw).strip("\x00 ")[:19], "%Y:%m:%d %H:%M:%S"), frames
     except ValueError:  # absent, or "0000:00:00 00:00:00" as some cameras write
-        return fmt, None
+        return fmt, None, frames
+
+
+# formats whose further frames are other pictures (an animation, the pages of a scan); a
+# JPEG's (MPO: a camera's preview or depth map) and a HEIC's are views of the first
+MULTI_FRAME = ("gif", "png", "webp", "tiff")
+
+
+def _frames(im) -> int:
+    """How many frames an open picture holds (2 for "more than one" where counting them all
+    fails part way: a damaged later frame)."""
+    try:
+        return max(1, int(getattr(im, "n_frames", 1)))
+    except Exception:  # Pillow raises what the format's reader raises
+        try:
+            im.seek(1)
+            return 2
+        except Exception:
+            return 1
 
 
 def writable_plan_path(path: str | os.PathLike) -> None:
@@ -1150,6 +1176,16 @@ class Plan:
 
 
 UNCONFIRMED = "kept: not confirmed by the picture check to be a copy (see --act-on-unconfirmed)"
+FRAMES_KEPT = "kept: holds"
+
+
+def frames_kept(f: PlanFile) -> str:
+    """Why a plan keeps a file of more frames than one (a hostile tester's case, session 31:
+    two scans with one cover page, two animations with one title frame, score 1.0): only its
+    first frame was compared; the others may be pictures the group's other files lack."""
+    what = "pages" if f.format == "tiff" else "frames"
+    return (f"{FRAMES_KEPT} {f.frames} {what}, and only the first was compared with the group's "
+            f"other files (the rest may be pictures they lack)")
 
 
 def make_plan(groups, rules: Sequence[KeepRule], protect: Sequence[str] = (),
@@ -1185,11 +1221,17 @@ def make_plan(groups, rules: Sequence[KeepRule], protect: Sequence[str] = (),
         chosen = {best.path: best, **{f.path: f for f in rest}}
         also = set()  # files kept beside the rules' choice (kept_too: finer, a band's content)
         bare = False  # whether one file without the kept file's band is kept (kept_too)
+        kept_bytes = {best.sha256}  # a file with more frames is acted on only with a twin kept
         for path, f in chosen.items():
             if f.protected:
                 chosen[path] = replace(f, reason="kept: protected (" + ", ".join(
                     d for d in protect if under(path, d)) + ")" + (
                     "; also " + best.reason if path == best.path else ""))
+                kept_bytes.add(f.sha256)
+            elif path != best.path and f.frames > 1 and f.sha256 not in kept_bytes:
+                chosen[path] = replace(f, reason=frames_kept(f))
+                also.add(path)
+                kept_bytes.add(f.sha256)
             elif path != best.path and (why := kept_too(best, f, bare)) is not None:
                 chosen[path] = replace(f, reason=why)
                 also.add(path)

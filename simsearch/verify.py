@@ -47,7 +47,7 @@ from simsearch.images import load_image
 __all__ = ["VerifySettings", "VerifyStats", "Features", "RerankSettings",
            "features", "picture_features", "inliers", "match", "agreeing", "agreement",
            "disagreement", "mirrored", "picture_map", "beyond", "aligned",
-           "plain_verdict", "copy_first"]
+           "plain_verdict", "plain_disagreement", "copy_first"]
 
 _UNSURE = "unsure"  # the same picture for grouping, short of the cuts for a file action
 
@@ -92,6 +92,13 @@ class VerifySettings:
     # its rule (it kept 49% of different flags from a plan, half was asked), so off
     colour_tol: float = 16.0
     colour_cut: float | None = None
+    # session 31 (recipes/default_model/trials/detail-act-rule.md): nor, for a plain pair lined
+    # up at `sure_aligned` or more, when the two pictures, laid one on the other at their best
+    # placings, differ somewhere by more than this (`plain_disagreement`, as `act_disagree` for
+    # pairs with keypoints; None: not looked at): two signs with other numbers line up at 48 px
+    # as one picture. Adopted by the trial's rule: it keeps 154 of 186 different badges a
+    # plan acted on from it, and 13 of 1,338 validation copy pairs (text copies apart)
+    plain_disagree: float | None = 0.4
 
     @property
     def reads_below(self) -> float:
@@ -339,20 +346,36 @@ DISAGREE_LEVELS = 33  # quantiles of the grey levels matched between the two pic
 DISAGREE_MIN_SPREAD = 8.0  # grey levels: a flatter picture's differences are not magnified
 
 
-def disagreement(a: Features, b: Features, transform: np.ndarray) -> float | None:
+def disagreement(a: Features, b: Features, transform: np.ndarray, side: int = DISAGREE_SIDE,
+                 windows: int = DISAGREE_WINDOWS) -> float | None:
     """Where two matched pictures differ most: the coarser of the two is laid onto the finer by
     `transform` (from `match`, `a`'s pixels to `b`'s; inverted when `a` is the finer), so that
     the warp enlarges and never shrinks (either way round, the same figure); both are compared
-    at no more than DISAGREE_SIDE pixels on the long side and no finer than the coarser one,
+    at no more than `side` pixels on the long side and no finer than the coarser one,
     lightly blurred, the laid picture's grey levels mapped onto the other's (a monotone tone
     curve: brightness, contrast and gamma forgiven), its borders repeated outward so that the
     blur brings in no black; the figure is the mean difference in the worst window
-    (1/DISAGREE_WINDOWS of the long side, at most the short side), in units of the finer
+    (1/`windows` of the long side, at most the short side), in units of the finer
     picture's spread (at least DISAGREE_MIN_SPREAD grey levels). A copy differs a little everywhere (re-saving,
     resampling): medians 0.04-0.16 over the evaluation's edits; two different pictures that
     share most of their pixels (two clock faces at other times, two dialogs of one program)
     differ a lot somewhere: 1 and more; so, less, does a copy with a caption drawn over it
     (about 0.5-0.7). None when the overlap is too small to say."""
+    laid = _laid(a, b, transform, side)
+    return None if laid is None else _worst_window(*laid, windows)
+
+
+def disagreements(a: Features, b: Features, transform: np.ndarray, side: int,
+                  windows: tuple[int, ...]) -> list[float | None]:
+    """`disagreement` at `side` for each of `windows` (the two pictures laid once)."""
+    laid = _laid(a, b, transform, side)
+    return [None if laid is None else _worst_window(*laid, w) for w in windows]
+
+
+def _laid(a: Features, b: Features, transform: np.ndarray, side: int):
+    """`disagreement`'s two pictures laid one on the other at no more than `side` pixels:
+    their difference (zero outside the overlap), the overlap and the finer picture's spread;
+    None when the overlap is too small to say."""
     cv2 = _cv2()
     scale = float(np.sqrt(abs(np.linalg.det(transform[:, :2]))))
     if not np.isfinite(scale) or scale < 1e-6:
@@ -364,7 +387,7 @@ def disagreement(a: Features, b: Features, transform: np.ndarray) -> float | Non
                           flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     inside = cv2.warpAffine(np.ones(a.grey.shape, np.float32), transform, (wb, hb),
                             flags=cv2.INTER_NEAREST)
-    side = min(DISAGREE_SIDE, max(hb, wb) / scale)  # `a` holds no finer detail than this
+    side = min(side, max(hb, wb) / scale)  # `a` holds no finer detail than this
     f = side / max(hb, wb)
     size = (max(1, round(wb * f)), max(1, round(hb * f)))
     laid = cv2.resize(laid, size, interpolation=cv2.INTER_AREA)
@@ -379,14 +402,22 @@ def disagreement(a: Features, b: Features, transform: np.ndarray) -> float | Non
     ours = np.maximum.accumulate(ours + np.arange(len(ours)) * 1e-4)  # strictly rising
     diff = np.abs(grey - np.interp(laid, ours, theirs)).astype(np.float32)
     diff[~inside] = 0
-    k = max(2, min(round(max(size) / DISAGREE_WINDOWS), min(size)))
+    return diff, inside, max(float(grey[inside].std()), DISAGREE_MIN_SPREAD)
+
+
+def _worst_window(diff: np.ndarray, inside: np.ndarray, spread: float,
+                  windows: int) -> float | None:
+    """The mean of `diff` in its worst window wholly inside the overlap (1/`windows` of the
+    long side, at most the short side), in units of `spread`; None where no window fits."""
+    cv2 = _cv2()
+    size = diff.shape[::-1]
+    k = max(2, min(round(max(size) / windows), min(size)))
     total = cv2.boxFilter(diff, -1, (k, k), normalize=False, borderType=cv2.BORDER_CONSTANT)
     count = cv2.boxFilter(inside.astype(np.float32), -1, (k, k), normalize=False,
                           borderType=cv2.BORDER_CONSTANT)
     full = count >= 0.999 * k * k  # windows wholly inside the overlap
     if not full.any():
         return None
-    spread = max(float(grey[inside].std()), DISAGREE_MIN_SPREAD)
     return float((total[full] / count[full]).max() / spread)
 
 
@@ -606,6 +637,98 @@ def _colour_share(p: Placing, colour_a: np.ndarray, colour_b: np.ndarray, tol: f
             near = chroma[p.y + dy:p.y + dy + p.h, p.x + dx:p.x + dx + p.w]
             nearest = np.minimum(nearest, np.hypot(*(near - scaled).transpose(2, 0, 1)))
     return float((nearest[bearing] > tol).mean())
+
+
+# detail (session 31, recipes/default_model/trials/detail-act-rule.md): where lining up at
+# PLAIN_SIDE confirms a plain pair, its best placings laid at full size and measured by
+# `disagreement`, as pairs with keypoints are: two badges with other digits line up at 0.97-0.997
+DETAIL_NEAR, DETAIL_PLACINGS = 0.02, 4  # placings measured: within this of the best, at most
+DETAIL_REFINE = 128  # pixels on the long side where ECC refines a placing
+
+
+def plain_disagreement(a: Features, b: Features, enough: float | None = None) -> float | None:
+    """How much two plain pictures differ somewhere where they line up best: over the placings
+    within DETAIL_NEAR of the best (at most DETAIL_PLACINGS, best first), each laid as a
+    transform between the grey pictures (`_placing_transform`), as it is and refined by ECC
+    (`_refined`), the least `disagreement` (a copy needs one placing where it agrees). None for
+    a smooth picture or when nothing can be compared. With `enough`, the search stops at the
+    first figure at most `enough`."""
+    (small_a, detail_a), (small_b, detail_b) = _small(a), _small(b)
+    if min(detail_a, detail_b) < PLAIN_MIN_DETAIL:
+        return None
+    found = sorted(_placings(small_a, small_b), key=lambda p: -p.value)
+    if not found:
+        return None
+    near = [p for p in found if p.value >= found[0].value - DETAIL_NEAR][:DETAIL_PLACINGS]
+    least = None
+    for p in near:
+        m = _placing_transform(p, a.grey.shape, b.grey.shape, small_a.shape, small_b.shape)
+        for t in (m, _refined(a, b, m)):
+            value = disagreement(a, b, t) if t is not None else None
+            if value is not None and (least is None or value < least):
+                least = value
+                if enough is not None and least <= enough:
+                    return least
+    return least
+
+
+def _scaling(src: tuple[int, ...], dst: tuple[int, ...]) -> np.ndarray:
+    """The 3x3 map of pixel positions (centres at whole numbers) of a picture of shape `src`
+    resized to `dst` (rows, columns)."""
+    fx, fy = dst[1] / src[1], dst[0] / src[0]
+    return np.array([[fx, 0, 0.5 * fx - 0.5], [0, fy, 0.5 * fy - 0.5], [0, 0, 1]])
+
+
+def _turning(shape: tuple[int, ...], turn: int) -> np.ndarray | None:
+    """The 3x3 map of pixel positions of a picture of `shape` to those of it `_turned`."""
+    ys, xs = np.indices(shape[:2], dtype=np.float64)
+    tx, ty = _turned(xs, turn), _turned(ys, turn)
+    if min(tx.shape) < 2:
+        return None
+    back = np.array([[tx[0, 1] - tx[0, 0], tx[1, 0] - tx[0, 0], tx[0, 0]],
+                     [ty[0, 1] - ty[0, 0], ty[1, 0] - ty[0, 0], ty[0, 0]], [0, 0, 1]])
+    return np.linalg.inv(back)
+
+
+def _placing_transform(p: Placing, grey_a: tuple[int, ...], grey_b: tuple[int, ...],
+                       small_a: tuple[int, ...], small_b: tuple[int, ...]) -> np.ndarray | None:
+    """The 2x3 transform from `a`'s grey pixels to `b`'s that placing `p` makes (shapes of the
+    grey pictures and of `_plain`'s small ones); None for a picture too thin to turn."""
+    turning = _turning(small_a, p.turn)
+    if turning is None:
+        return None
+    turned = small_a if p.turn // 2 % 2 == 0 else small_a[::-1]
+    shift = np.array([[1, 0, p.x], [0, 1, p.y], [0, 0, 1]], np.float64)
+    if p.a_inside:  # the turned `a` resized to w x h at (x, y) in small `b`
+        b_of_turned = shift @ _scaling(turned, (p.h, p.w))
+    else:  # small `b` resized to w x h at (x, y) in the turned `a`
+        b_of_turned = np.linalg.inv(shift @ _scaling(small_b, (p.h, p.w)))
+    m = (_scaling(small_b, grey_b) @ b_of_turned @ turning @ _scaling(grey_a, small_a))
+    return m[:2]
+
+
+def _refined(a: Features, b: Features, m: np.ndarray) -> np.ndarray | None:
+    """`m` (`a`'s grey pixels to `b`'s) refined by ECC (affine) at DETAIL_REFINE pixels on the
+    long side; None where ECC fails (a flat overlap, no convergence)."""
+    cv2 = _cv2()
+    pictures, scalings = [], []
+    for grey in (a.grey, b.grey):
+        f = min(1.0, DETAIL_REFINE / max(grey.shape))
+        size = (max(1, round(grey.shape[1] * f)), max(1, round(grey.shape[0] * f)))
+        pictures.append(cv2.resize(grey.astype(np.float32), size, interpolation=cv2.INTER_AREA))
+        scalings.append(_scaling(grey.shape, pictures[-1].shape))
+    small = scalings[1] @ np.vstack([m, [0, 0, 1]]) @ np.linalg.inv(scalings[0])
+    warp = np.linalg.inv(small)[:2].astype(np.float32)  # `b`'s small pixels to `a`'s
+    criteria = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 50, 1e-4)
+    try:
+        _, warp = cv2.findTransformECC(pictures[1], pictures[0], warp, cv2.MOTION_AFFINE,
+                                       criteria, None, 3)
+    except cv2.error:
+        return None
+    if not np.isfinite(warp).all():
+        return None
+    small = np.linalg.inv(np.vstack([warp.astype(np.float64), [0, 0, 1]]))
+    return (np.linalg.inv(scalings[1]) @ small @ scalings[0])[:2]
 
 
 def _small(f: Features) -> tuple[np.ndarray, float]:

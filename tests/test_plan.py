@@ -545,3 +545,51 @@ def test_without_maps_canvases_tell_a_file_holding_the_picture_finer(tmp_path):
     assert g.keep == [str(thumb), str(photo), str(turned)] and g.act_on == []
     assert {f.path: f.reason for f in g.files}[str(turned)].startswith(
         "kept: holds the picture at 400% of its size in the kept thumb.jpg")
+
+
+def _pages(path, covers, fmt="TIFF"):
+    """A file of several frames: each of `covers` (seeds) a flat page of its own colour."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pages = [Image.new("RGB", (120, 90), (s * 40 % 256, 90, 160)) for s in covers]
+    pages[0].save(path, fmt, save_all=True, append_images=pages[1:])
+    return path
+
+
+def test_a_file_of_several_frames_is_kept_unless_its_twin_is(tmp_path):
+    """A hostile tester's case (session 31): two scans with one cover page (score 1.0) and a
+    scan beside a JPEG of its cover; the plan acted on a file whose later pages no other file
+    held."""
+    contract = _pages(tmp_path / "contract.tif", [0, 1, 2])
+    invoice = _pages(tmp_path / "invoice.tif", [0, 3, 4])
+    g = _plan(tmp_path, [contract, invoice], ["largest", "biggest"])
+    assert g.act_on == [] and sorted(g.keep) == sorted([str(contract), str(invoice)])
+    kept = next(f for f in g.files if f.path not in g.keep[:1])
+    assert kept.frames == 3 and kept.reason.startswith("kept: holds 3 pages, and only the first")
+    cover = _image(tmp_path / "cover.jpg", (240, 180))  # larger: the rules' choice
+    g = _plan(tmp_path, [contract, cover], ["largest"])
+    assert g.keep == [str(cover), str(contract)] and g.act_on == []
+    # a twin with the same bytes holds every page: one of the two is acted on
+    twin = tmp_path / "twin.tif"
+    twin.write_bytes(contract.read_bytes())
+    g = _plan(tmp_path, [contract, twin, cover], ["largest"])
+    assert len(g.act_on) == 1 and g.act_on[0] in (str(contract), str(twin))
+    # a GIF's frames too; a file of one frame in such a format is as any other
+    gif = _pages(tmp_path / "clip.gif", [0, 5], fmt="GIF")
+    one = _pages(tmp_path / "one.gif", [0], fmt="GIF")
+    g = _plan(tmp_path, [gif, one, cover], ["largest"])
+    assert g.keep == [str(cover), str(gif)] and g.act_on == [str(one)]
+    assert {f.path: f.frames for f in g.files}[str(gif)] == 2
+
+
+def test_the_frames_of_a_plan_go_through_its_file(tmp_path):
+    contract = _pages(tmp_path / "contract.tif", [0, 1])
+    plan = make_plan([_group(contract, _image(tmp_path / "cover.jpg", (240, 180)))],
+                     parse_rules(["largest"]))
+    plan.save(tmp_path / "plan.json")
+    again = Plan.load(tmp_path / "plan.json")
+    assert {f.path: f.frames for f in again.groups[0].files}[str(contract)] == 2
+    data = json.loads((tmp_path / "plan.json").read_text())
+    for f in data["groups"][0]["files"]:
+        del f["frames"]  # a plan written before frames were read: one frame each
+    (tmp_path / "old.json").write_text(json.dumps(data))
+    assert {f.frames for f in Plan.load(tmp_path / "old.json").groups[0].files} == {1}

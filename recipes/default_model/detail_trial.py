@@ -1,0 +1,191 @@
+"""Trial: plain pairs that lining up confirms, kept from a plan where they differ somewhere.
+
+The rule, what adopts it and the grid: trials/detail-act-rule.md (written first). The measure
+is `simsearch.verify.plain_disagreement`: the best placings of one plain picture in the other,
+laid at full size (refined by ECC) and measured as pairs with keypoints are (`disagreement`).
+
+    python recipes/default_model/detail_trial.py [--model default] \
+        [--json recipes/default_model/trials/detail-act-val.json]
+
+Three sets, each embedded by the shipped network (fp32) with 4 seeded edited copies of each
+picture (as calibrate.py): the 800 validation originals; a badge stand-in (BADGE_LAYOUTS plain
+layouts in BADGE_VALUES values each, seeded: pictures of one layout with other values are
+different pictures); colour_trial.py's flag stand-in (reported, not used to choose). Every pair
+scoring CHECKED_FLOOR or more (adjusted, the knee in use) with a plain picture that lining up
+confirms (`sure_aligned`) is measured. Reported per CUT: the copy pairs (those of `text`
+copies apart) and the different pairs it would keep from a plan.
+"""
+from __future__ import annotations
+
+import os
+import random
+import sys
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from calibrate import embed_validation, load_variants, merge_variants, trial_parser
+from colour_trial import FLAG_PAIRS, near_plain_pairs, same_flags, write_flags
+from simsearch.verify import VerifySettings, aligned, plain_disagreement
+
+CUTS = (0.4, 0.6, 0.8, 1.0, 1.5)
+BADGE_LAYOUTS = ("sign", "tile", "shield", "button", "ball", "label")
+BADGE_VALUES, BADGE_PAIRS = 15, 3000
+BADGE_SIZE = (256, 256)
+
+
+def badge(layout: str, value: str, size=BADGE_SIZE):
+    """A plain picture in `layout` bearing `value` (digits or letters) in Pillow's font."""
+    from PIL import Image, ImageDraw, ImageFont
+    w, h = size
+    img = Image.new("RGB", size, (255, 255, 255))
+    d = ImageDraw.Draw(img)
+    text, ink, box = 0.4, (0, 0, 0), (0, 0, w, h)
+    if layout == "sign":  # a round sign: red ring, number
+        d.ellipse((8, 8, w - 8, h - 8), fill=(255, 255, 255), outline=(200, 20, 30), width=26)
+    elif layout == "tile":  # a square tile, a letter
+        d.rounded_rectangle((16, 16, w - 16, h - 16), 30, fill=(30, 90, 170))
+        text, ink = 0.5, (255, 255, 255)
+    elif layout == "shield":  # a road shield, a small number on a wide field
+        d.polygon([(20, 20), (w - 20, 20), (w - 20, h // 2), (w // 2, h - 15), (20, h // 2)],
+                  fill=(0, 110, 60), outline=(255, 255, 255))
+        text, ink, box = 0.22, (255, 255, 255), (0, 0, w, int(0.75 * h))
+    elif layout == "button":  # a wide button, two letters
+        d.rounded_rectangle((10, 70, w - 10, h - 70), 40, fill=(230, 230, 230),
+                            outline=(90, 90, 90), width=4)
+        text = 0.25
+    elif layout == "ball":  # a ball with a numbered white disc
+        d.ellipse((10, 10, w - 10, h - 10), fill=(240, 160, 0))
+        d.ellipse((w // 2 - 55, h // 2 - 55, w // 2 + 55, h // 2 + 55), fill=(255, 255, 255))
+        text = 0.28
+    else:  # label: a price tag, a digit in a corner of a large plain field
+        d.rectangle((10, 10, w - 10, h - 10), fill=(250, 240, 200), outline=(120, 80, 20), width=6)
+        d.ellipse((28, 28, 48, 48), fill=(255, 255, 255), outline=(120, 80, 20), width=3)
+        text, box = 0.16, (int(0.55 * w), int(0.6 * h), w - 10, h - 10)
+    font = ImageFont.load_default(size=max(8, int(text * h)))
+    left, top, right, bottom = d.textbbox((0, 0), value, font=font)
+    x = (box[0] + box[2] - (right - left)) // 2 - left
+    y = (box[1] + box[3] - (bottom - top)) // 2 - top
+    d.text((x, y), value, fill=ink, font=font)
+    return img
+
+
+def badge_values(layout: str, rng: random.Random) -> list[str]:
+    """BADGE_VALUES distinct values for `layout`: numbers, a letter, or two letters."""
+    letters = "ABCDEFGHJKLMNPRSTUVWXYZ"
+    draw = {"sign": lambda: str(rng.choice(range(10, 100, 5))),
+            "tile": lambda: rng.choice(letters),
+            "shield": lambda: str(rng.randint(1, 99)),
+            "button": lambda: rng.choice(letters) + rng.choice(letters),
+            "ball": lambda: str(rng.randint(1, 15)),
+            "label": lambda: str(rng.randint(0, 9)) + str(rng.randint(0, 9))}[layout]
+    values: set[str] = set()
+    while len(values) < BADGE_VALUES:
+        values.add(draw())
+    return sorted(values)
+
+
+def write_badges(out: Path, seed: int = 31) -> Path:
+    """The badge stand-in, as PNG in `out` (named `LAYOUT-VALUE.png`)."""
+    out.mkdir(parents=True)
+    rng = random.Random(seed)
+    for layout in BADGE_LAYOUTS:
+        for value in badge_values(layout, rng):
+            badge(layout, value).save(out / f"{layout}-{value}.png")
+    return out
+
+
+def measure(v, family: dict[str, int], edit_of: dict[str, str], layout_of=None,
+            sample: int | None = None) -> dict:
+    """The pairs of one embedded set scoring CHECKED_FLOOR or more with a plain picture that
+    lining up confirms, each with `plain_disagreement` and whether a copy is a `text` one."""
+    s = VerifySettings()
+    scores, held, ways, plain = near_plain_pairs(v, family, sample, layout_of)
+
+    def one(i: int) -> dict | None:
+        x, y = ways[i]
+        value = aligned(held[x], held[y], enough=s.sure_aligned)
+        if value is None or value < s.sure_aligned:
+            return None
+        a, b = v.ids[x], v.ids[y]
+        return {"a": Path(a).name, "b": Path(b).name, "score": float(scores[i]),
+                "copy": bool(family[a] == family[b]),
+                "text": "text" in (edit_of.get(a), edit_of.get(b)),
+                "detail": plain_disagreement(held[x], held[y])}
+
+    with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+        confirmed = [r for r in pool.map(one, plain) if r is not None]
+    return {"pairs": len(ways), "sampled": sample, "plain_pairs": len(plain),
+            "confirmed": confirmed}
+
+
+def demoted(confirmed: list[dict]) -> list[dict]:
+    """Per CUT: the confirmed copy pairs (without text, and text) and different pairs it
+    would keep from a plan (a pair with no figure is kept as now)."""
+    rows = []
+    for c in CUTS:
+        caught = [r for r in confirmed if r["detail"] is not None and r["detail"] > c]
+        rows.append({"cut": c,
+                     "copies": sum(r["copy"] and not r["text"] for r in confirmed),
+                     "copies_demoted": sum(r["copy"] and not r["text"] for r in caught),
+                     "text_copies": sum(r["copy"] and r["text"] for r in confirmed),
+                     "text_copies_demoted": sum(r["copy"] and r["text"] for r in caught),
+                     "different": sum(not r["copy"] for r in confirmed),
+                     "different_demoted": sum(not r["copy"] for r in caught)})
+    return rows
+
+
+def choose(val: list[dict], badges: list[dict]) -> tuple[float | None, bool]:
+    """detail-act-rule.md: among the CUTs demoting at most 2% of validation's and 5% of the
+    badges' confirmed copy pairs (text copies apart), the one demoting most of the badges'
+    different pairs (ties: the larger CUT); adopted if it demotes at least half of them."""
+    ok = [(rb["different_demoted"], rv["cut"], rb) for rv, rb in zip(val, badges)
+          if rv["copies_demoted"] <= 0.02 * rv["copies"]
+          and rb["copies_demoted"] <= 0.05 * rb["copies"]]
+    if not ok:
+        return None, False
+    best = max(ok, key=lambda o: o[:2])
+    return best[1], best[2]["different_demoted"] >= 0.5 * best[2]["different"]
+
+
+def edits(v) -> dict[str, str]:
+    return {str(item.query): item.edit for item in v.bench.items}
+
+
+def main() -> None:
+    args = trial_parser(__doc__).parse_args()
+    out = {"model": args.model, "cuts": CUTS, "rule": "detail-act-rule.md"}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        v = embed_validation(args.val_dir, args.model, args.per_image, tmp / "val")
+        family = merge_variants(v.family, v.bench.originals, load_variants(args.variants))
+        out["val"] = measure(v, family, edits(v))
+        print(f"validation: {len(out['val']['confirmed'])} confirmed plain pairs",
+              file=sys.stderr, flush=True)
+        b = embed_validation(write_badges(tmp / "badges-in"), args.model, args.per_image,
+                             tmp / "badges")
+        layout = {p: Path(b.bench.originals[i]).name.split("-")[0] for p, i in b.family.items()}
+        out["badges"] = measure(b, b.family, edits(b), layout.__getitem__, sample=BADGE_PAIRS)
+        print(f"badges: {len(out['badges']['confirmed'])} confirmed plain pairs",
+              file=sys.stderr, flush=True)
+        f = embed_validation(write_flags(tmp / "flags-in"), args.model, args.per_image,
+                             tmp / "flags")
+        layout = {p: Path(f.bench.originals[i]).name.split("-")[0] for p, i in f.family.items()}
+        family = merge_variants(f.family, f.bench.originals, same_flags(f.bench.originals))
+        out["flags"] = measure(f, family, edits(f), layout.__getitem__, sample=FLAG_PAIRS)
+    for name in ("val", "badges", "flags"):
+        out[f"{name}_rows"] = demoted(out[name]["confirmed"])
+        print(name)
+        for r in out[f"{name}_rows"]:
+            print(f"  cut {r['cut']}: copies demoted {r['copies_demoted']} of {r['copies']} "
+                  f"(text copies {r['text_copies_demoted']} of {r['text_copies']}); different "
+                  f"demoted {r['different_demoted']} of {r['different']}")
+    out["chosen"], out["adopted"] = choose(out["val_rows"], out["badges_rows"])
+    print(f"chosen {out['chosen']}, adopted: {out['adopted']}")
+    if args.json:
+        import json
+        args.json.write_text(json.dumps(out, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
