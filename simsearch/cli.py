@@ -184,7 +184,7 @@ def index_cmd(paths, index_dir, model, rebuild, workers, batch_size, ray_address
         report = index.add_paths(paths, progress=progress, workers=workers, batch_size=batch_size,
                                  rebuild=rebuild, ray=ray_address, ann=ann)
     for s in report.skipped:
-        click.echo(f"skipped {_show(s.path)}: {s.reason}", err=True)
+        click.echo(f"skipped {_show(s.path)}: {_show(s.reason)}", err=True)
     for fmt, install in report.missing_libraries.items():
         n = sum(s.reason.startswith(f"{fmt} needs a library") for s in report.skipped)
         click.echo(f"{n} {fmt} files skipped: the library that decodes them is not installed; "
@@ -330,14 +330,15 @@ def dedupe_cmd(threshold, linkage, check, keep, protect, act_on_unconfirmed, pla
         click.echo(f"group {number}: {g.kind}, {len(g.members)} files, centre {_show(g.centre)}")
         chosen = plan.groups[number - 1] if plan is not None else None
         reasons = {f.path: f.reason for f in chosen.files} if chosen else {}
+        shown = _shows(m.path for m in g.members)
         for m in g.members:
             tag = f"[{labels[m.path]}]" if m.path in labels else "   "
             mark = "" if chosen is None else "act on " if m.path in chosen.act_on else \
                 "keep   " if m.path in chosen.keep else "leave  "
-            why = f"  ({reasons[m.path]})" if reasons.get(m.path) else ""
+            why = f"  ({_show(reasons[m.path])})" if reasons.get(m.path) else ""
             plain = ("  (not confirmed by the picture check)" if m.evidence == "unchecked"
                      and not reasons.get(m.path, "").startswith(UNCONFIRMED) else "")
-            click.echo(f"  {m.score:.4f} {tag} {mark}{_show(m.path)}{why}{plain}")
+            click.echo(f"  {m.score:.4f} {tag} {mark}{shown[m.path]}{why}{plain}")
     near = sum(g.kind == "near" for g in report.groups)
     click.echo(f"{len(report.groups)} groups ({len(report.groups) - near} of identical files, "
                f"{near} with near-duplicates), {sum(len(g.members) for g in report.groups)} files, "
@@ -368,7 +369,7 @@ def _tell_check(report, quiet: bool) -> None:
     on_score = ("on their score alone" if alone is None
                 else f"only when they score {alone} or more, as with --no-check")
     for path, why in done["unreadable"].items():
-        click.echo(f"could not check {_show(path)}: {why}; its pairs are grouped {on_score}",
+        click.echo(f"could not check {_show(path)}: {_show(why)}; its pairs are grouped {on_score}",
                    err=True)
     if not quiet and done["checked"]:
         pairs = "pair" if done["checked"] == 1 else "pairs"
@@ -786,8 +787,9 @@ def apply_cmd(plan_path, action, to, yes_delete, journal, index_dir, quiet, as_j
     for path in report.back:
         click.echo(f"left {_show(path)} where you put it back (done by an earlier run, then "
                    f"put back by hand; undo is how to take an apply back)", err=True)
+    shown = _shows({f.path for g in plan.groups for f in g.files})  # names alike told apart
     for o in report.skipped:
-        click.echo(f"skipped {_show(o.path)}: {o.detail}", err=True)
+        click.echo(f"skipped {shown.get(o.path) or _show(o.path)}: {_show(o.detail)}", err=True)
     # files acted on that the picture check did not confirm to be copies of a kept file: grouped
     # on their score alone (it could not judge them), or every file acted on in a group that
     # keeps no confirmed file
@@ -802,7 +804,8 @@ def apply_cmd(plan_path, action, to, yes_delete, journal, index_dir, quiet, as_j
     verb = {"trash": "trashed", "move": "moved", "hardlink": "linked", "symlink": "linked",
             "delete": "deleted"}[action]
     for o in report.done:
-        click.echo(f"{verb} {_show(o.path)}" + (f" -> {_show(o.detail)}" if action != "delete" else ""))
+        click.echo(f"{verb} {shown.get(o.path) or _show(o.path)}"
+                   + (f" -> {_show(o.detail)}" if action != "delete" else ""))
     earlier = f" (and {report.earlier} in an earlier run)" if report.earlier else ""
     where = {"trash": " (in the trash until you empty it)", "move": f" (now under {to})",
              "hardlink": " (the originals are held in the journal until you delete it)",
@@ -862,9 +865,9 @@ def undo_cmd(journal, index_dir, as_json):
         click.echo(json.dumps({**report.to_dict(), "index": index_note, "reindexed": added}))
     else:
         for o in report.restored:
-            click.echo(f"restored {_show(o.path)}: {o.detail}")
+            click.echo(f"restored {_show(o.path)}: {_show(o.detail)}")
         for o in report.not_restored:
-            click.echo(f"NOT restored {_show(o.path)}: {o.detail}", err=True)
+            click.echo(f"NOT restored {_show(o.path)}: {_show(o.detail)}", err=True)
         click.echo(f"{len(report.restored)} restored, {len(report.not_restored)} not restored",
                    err=True)
         if report.undone_before and not (report.restored or report.not_restored):
@@ -1272,12 +1275,25 @@ def _missing(path: Path) -> str | None:
     return None
 
 
-def _show(path: str) -> str:
+def _show(path: str, apart: bool = False) -> str:
     """A path as one line of text a terminal can show: undecodable bytes and control
-    characters (a newline in a file name, say) escaped."""
+    characters (a newline in a file name, say) escaped; with `apart`, every character beyond
+    ASCII too (two names that look alike, one composed and one decomposed, told apart)."""
     text = path.encode("utf-8", "backslashreplace").decode("utf-8")
-    return "".join(c if c.isprintable() or c == " " else c.encode("unicode_escape").decode("ascii")
-                   for c in text)
+    return "".join(c if (c.isprintable() and (c.isascii() or not apart)) or c == " "
+                   else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
+def _shows(paths) -> dict[str, str]:
+    """`_show` of each path, escaped beyond ASCII where two of them would look the same."""
+    import unicodedata
+    shown = {p: _show(p) for p in paths}
+    seen: dict[str, int] = {}
+    for text in shown.values():
+        key = unicodedata.normalize("NFC", text)
+        seen[key] = seen.get(key, 0) + 1
+    return {p: _show(p, apart=True) if seen[unicodedata.normalize("NFC", text)] > 1 else text
+            for p, text in shown.items()}
 
 
 if __name__ == "__main__":

@@ -795,3 +795,37 @@ def test_your_photos_are_never_written(tmp_path, tiny_model, corpus):
     assert runner.invoke(main, ["check", "--repair", "--index", index_dir]).exit_code == 0
     assert tree_state(photos) == before
     assert tree_state(corpus.folder) == corpus_before
+
+
+def test_names_that_look_alike_are_told_apart_and_undo_says_each_on_one_line(
+        tmp_path, tiny_model, monkeypatch):
+    """A hostile tester's case (session 31): café.jpg composed and decomposed, the same bytes,
+    were listed as `keep café.jpg` and `act on café.jpg`; undo printed a newline in a name raw."""
+    import unicodedata
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    data = _jpeg_bytes(make_picture(60, (64, 48)))
+    composed = photos / unicodedata.normalize("NFC", "café.jpg")
+    decomposed = photos / unicodedata.normalize("NFD", "café.jpg")
+    composed.write_bytes(data)
+    decomposed.write_bytes(data)
+    (photos / "new\nline.jpg").write_bytes(data)
+    index_dir = str(tmp_path / "idx")
+    runner = CliRunner()
+    assert runner.invoke(main, _index_args(photos, index_dir, tiny_model)).exit_code == 0
+    plan = tmp_path / "plan.json"
+    result = runner.invoke(main, ["dedupe", "--index", index_dir, "--plan", str(plan)])
+    assert result.exit_code == 0, result.output
+    listed = [line.split("photos/")[1].split()[0] for line in result.stdout.splitlines()
+              if "photos/caf" in line and line.startswith("  ")]
+    assert sorted(listed) == ["caf\\xe9.jpg", "cafe\\u0301.jpg"], result.stdout
+    result = runner.invoke(main, ["apply", str(plan), "--action", "trash"])
+    assert result.exit_code == 0, result.output
+    gone = [line for line in result.stdout.splitlines() if line.startswith("trashed")]
+    assert len(gone) == 2 and all("\\u" in g or "\\x" in g or "\\n" in g for g in gone), gone
+    result = runner.invoke(main, ["undo", str(plan) + ".journal"])
+    assert result.exit_code == 0, result.output
+    restored = [line for line in result.stdout.splitlines() if line.startswith("restored ")]
+    assert len(restored) == 2 and all(line.count("restored") == 2 for line in restored), restored
+    assert composed.read_bytes() == decomposed.read_bytes() == data
