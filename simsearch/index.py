@@ -909,6 +909,8 @@ class Index:
                                   "act_inliers": check.settings.act_inliers,
                                   "act_aligned": check.settings.sure_aligned,
                                   "act_disagree": check.settings.act_disagree,
+                                  "small_disagree": check.settings.small_disagree,
+                                  "small_windows": check.settings.small_windows,
                                   "colour_tol": check.settings.colour_tol,
                                   "colour_cut": check.settings.colour_cut,
                                   "plain_disagree": check.settings.plain_disagree})

@@ -84,6 +84,14 @@ class VerifySettings:
     # the matches' cut by session 22's rule (verify_trial.py): files a plan would lose on
     # validation and glyphs 17 to 8, copies acted on 2,346 to 2,475
     act_disagree: float | None = 0.4
+    # session 31 (recipes/default_model/trials/fine-act-rule.md): nor when, laid the same way,
+    # they differ by more than `small_disagree` in the worst of windows 1/`small_windows` of the
+    # long side (`disagreements`; None: not looked at): documents, receipts and screenshots
+    # differing in one line or one number keep hundreds of matches and differ under 0.4 in an
+    # eighth. Adopted by the trial's rule: 864 of 1,388 different documents kept from a plan,
+    # 70 of 3,592 validation copy pairs (text copies apart)
+    small_disagree: float | None = 0.8
+    small_windows: int = 32
     # session 30 (recipes/default_model/trials/colour-act-rule.md): nor, for a plain pair lined
     # up at `sure_aligned` or more, when more than `colour_cut` of the pixels bearing colour
     # differ by more than `colour_tol` chroma levels at every placing that lines it up
