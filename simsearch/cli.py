@@ -6,6 +6,7 @@ import dataclasses
 import json
 import os
 import sys
+import unicodedata
 from pathlib import Path
 
 import click
@@ -325,12 +326,12 @@ def dedupe_cmd(threshold, linkage, check, keep, protect, act_on_unconfirmed, pla
         return
     from simsearch.plan import UNCONFIRMED  # a plan's reason for keeping such a file says so
 
+    shown = _shows(m.path for g in report.groups for m in g.members)  # names alike told apart
     for number, g in enumerate(report.groups, 1):
         labels = {path: chr(ord("A") + i % 26) for i, paths in enumerate(g.exact) for path in paths}
         click.echo(f"group {number}: {g.kind}, {len(g.members)} files, centre {_show(g.centre)}")
         chosen = plan.groups[number - 1] if plan is not None else None
         reasons = {f.path: f.reason for f in chosen.files} if chosen else {}
-        shown = _shows(m.path for m in g.members)
         for m in g.members:
             tag = f"[{labels[m.path]}]" if m.path in labels else "   "
             mark = "" if chosen is None else "act on " if m.path in chosen.act_on else \
@@ -1286,7 +1287,6 @@ def _show(path: str, apart: bool = False) -> str:
 
 def _shows(paths) -> dict[str, str]:
     """`_show` of each path, escaped beyond ASCII where two of them would look the same."""
-    import unicodedata
     shown = {p: _show(p) for p in paths}
     seen: dict[str, int] = {}
     for text in shown.values():

@@ -415,6 +415,6 @@ class PictureCheck:
             verdict = _UNSURE  # one picture in grey, but of other colours: not acted on
         if verdict is True and s.plain_disagree is not None:
             value = verify.plain_disagreement(fx, fy, enough=s.plain_disagree)
-            if value is not None and value > s.plain_disagree:
-                verdict = _UNSURE  # one picture at 48 px, differing somewhere: not acted on
+            if value is None or value > s.plain_disagree:  # as for pairs with keypoints, one
+                verdict = _UNSURE  # that cannot be laid at full size is not acted on either
         return verdict, verdict is not None, True, None

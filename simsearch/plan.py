@@ -830,9 +830,10 @@ def _header(path: str) -> tuple[str, dt.datetime | None, int]:
         return fmt, None, frames
 
 
-# formats whose further frames are other pictures (an animation, the pages of a scan); a
-# JPEG's (MPO: a camera's preview or depth map) and a HEIC's are views of the first
-MULTI_FRAME = ("gif", "png", "webp", "tiff")
+# formats whose further frames are other pictures (an animation, the pages of a scan, a HEIF
+# burst: pillow-heif counts only top-level pictures, not depth maps or thumbnails); a JPEG's
+# (MPO: a camera's preview or depth map) are views of the first
+MULTI_FRAME = ("gif", "png", "webp", "tiff", "heic", "avif")
 
 
 def _frames(im) -> int:
@@ -1195,7 +1196,8 @@ def make_plan(groups, rules: Sequence[KeepRule], protect: Sequence[str] = (),
     every protected file are kept, the others acted on. A file the picture check could not
     confirm to be a copy (evidence "unchecked": grouped on its score alone, and different plain
     pictures can score that high) is kept too, and the rules choose among the others, unless
-    `act_on_unconfirmed`."""
+    `act_on_unconfirmed`. A file of more frames than one is kept beside the rules' choice
+    unless a kept file has its bytes (`frames_kept`), whatever `act_on_unconfirmed`."""
     protect = [os.path.abspath(os.path.expanduser(d)) for d in protect]
     out = []
     for g in groups:
@@ -1221,13 +1223,13 @@ def make_plan(groups, rules: Sequence[KeepRule], protect: Sequence[str] = (),
         chosen = {best.path: best, **{f.path: f for f in rest}}
         also = set()  # files kept beside the rules' choice (kept_too: finer, a band's content)
         bare = False  # whether one file without the kept file's band is kept (kept_too)
-        kept_bytes = {best.sha256}  # a file with more frames is acted on only with a twin kept
+        # a file with more frames is acted on only with a twin kept (the best, a protected one)
+        kept_bytes = {best.sha256} | {f.sha256 for f in chosen.values() if f.protected}
         for path, f in chosen.items():
             if f.protected:
                 chosen[path] = replace(f, reason="kept: protected (" + ", ".join(
                     d for d in protect if under(path, d)) + ")" + (
                     "; also " + best.reason if path == best.path else ""))
-                kept_bytes.add(f.sha256)
             elif path != best.path and f.frames > 1 and f.sha256 not in kept_bytes:
                 chosen[path] = replace(f, reason=frames_kept(f))
                 also.add(path)
@@ -1278,9 +1280,17 @@ def _plan_file(f, where: str) -> PlanFile:
                            "band": _shares(f.get("band"), "band", 2),
                            "bars": _shares(f.get("bars"), "bars", 8, 0.5),
                            "corners": _shares(f.get("corners"), "corners", 8),
-                           "carries": _paths(f.get("carries"), "carries")})
+                           "carries": _paths(f.get("carries"), "carries"),
+                           "frames": _count(f.get("frames", 1), "frames")})
     except (TypeError, ValueError) as e:
         raise PlanError(f"{where}: {e}") from None
+
+
+def _count(value, name: str) -> int:
+    """A whole number of at least 1 read from a plan, or a ValueError naming the field."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} is not a whole number of at least 1: {value!r}")
+    return value
 
 
 def _paths(value, name: str) -> tuple[str, ...] | None:

@@ -38,6 +38,7 @@ import dataclasses
 import functools
 import threading
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
@@ -46,7 +47,7 @@ from simsearch.images import load_image
 
 __all__ = ["VerifySettings", "VerifyStats", "Features", "RerankSettings",
            "features", "picture_features", "inliers", "match", "agreeing", "agreement",
-           "disagreement", "mirrored", "picture_map", "beyond", "aligned",
+           "disagreement", "disagreements", "mirrored", "picture_map", "beyond", "aligned",
            "plain_verdict", "plain_disagreement", "copy_first"]
 
 _UNSURE = "unsure"  # the same picture for grouping, short of the cuts for a file action
@@ -105,7 +106,7 @@ class VerifySettings:
     # placings, differ somewhere by more than this (`plain_disagreement`, as `act_disagree` for
     # pairs with keypoints; None: not looked at): two signs with other numbers line up at 48 px
     # as one picture. Adopted by the trial's rule: it keeps 154 of 186 different badges a
-    # plan acted on from it, and 13 of 1,338 validation copy pairs (text copies apart)
+    # plan acted on from it, and 14 of 1,338 validation copy pairs (text copies apart)
     plain_disagree: float | None = 0.4
 
     @property
@@ -380,10 +381,19 @@ def disagreements(a: Features, b: Features, transform: np.ndarray, side: int,
     return [None if laid is None else _worst_window(*laid, w) for w in windows]
 
 
-def _laid(a: Features, b: Features, transform: np.ndarray, side: int):
-    """`disagreement`'s two pictures laid one on the other at no more than `side` pixels:
-    their difference (zero outside the overlap), the overlap and the finer picture's spread;
-    None when the overlap is too small to say."""
+class Laid(NamedTuple):
+    """Two pictures laid one on the other (`_laid`): their difference (zero outside the
+    overlap), the overlap and the finer picture's spread (grey levels, at least
+    DISAGREE_MIN_SPREAD)."""
+
+    diff: np.ndarray
+    inside: np.ndarray
+    spread: float
+
+
+def _laid(a: Features, b: Features, transform: np.ndarray, side: int) -> Laid | None:
+    """`disagreement`'s two pictures laid one on the other at no more than `side` pixels; None
+    when the overlap is too small to say."""
     cv2 = _cv2()
     scale = float(np.sqrt(abs(np.linalg.det(transform[:, :2]))))
     if not np.isfinite(scale) or scale < 1e-6:
@@ -410,7 +420,7 @@ def _laid(a: Features, b: Features, transform: np.ndarray, side: int):
     ours = np.maximum.accumulate(ours + np.arange(len(ours)) * 1e-4)  # strictly rising
     diff = np.abs(grey - np.interp(laid, ours, theirs)).astype(np.float32)
     diff[~inside] = 0
-    return diff, inside, max(float(grey[inside].std()), DISAGREE_MIN_SPREAD)
+    return Laid(diff, inside, max(float(grey[inside].std()), DISAGREE_MIN_SPREAD))
 
 
 def _worst_window(diff: np.ndarray, inside: np.ndarray, spread: float,
@@ -652,6 +662,9 @@ def _colour_share(p: Placing, colour_a: np.ndarray, colour_b: np.ndarray, tol: f
 # `disagreement`, as pairs with keypoints are: two badges with other digits line up at 0.97-0.997
 DETAIL_NEAR, DETAIL_PLACINGS = 0.02, 4  # placings measured: within this of the best, at most
 DETAIL_REFINE = 128  # pixels on the long side where ECC refines a placing
+# pixels at PLAIN_SIDE a refined placing may move a corner: a placing is off by up to half a
+# pixel and a size step (PLAIN_FRACTIONS: a tenth of the side, so up to 5% of it either way)
+DETAIL_DRIFT = 3.0
 
 
 def plain_disagreement(a: Features, b: Features, enough: float | None = None) -> float | None:
@@ -659,25 +672,42 @@ def plain_disagreement(a: Features, b: Features, enough: float | None = None) ->
     within DETAIL_NEAR of the best (at most DETAIL_PLACINGS, best first), each laid as a
     transform between the grey pictures (`_placing_transform`), as it is and refined by ECC
     (`_refined`), the least `disagreement` (a copy needs one placing where it agrees). None for
-    a smooth picture or when nothing can be compared. With `enough`, the search stops at the
-    first figure at most `enough`."""
+    a smooth picture or when nothing can be compared. With `enough`, a placing within
+    DETAIL_NEAR of a perfect 1 (near the best, whatever the best) is measured as soon as it is
+    found, and the search stops at the first figure at most `enough` (a copy, mostly at the
+    first placing: the whole picture, unturned)."""
     (small_a, detail_a), (small_b, detail_b) = _small(a), _small(b)
     if min(detail_a, detail_b) < PLAIN_MIN_DETAIL:
         return None
-    found = sorted(_placings(small_a, small_b), key=lambda p: -p.value)
+    shapes = a.grey.shape, b.grey.shape, small_a.shape, small_b.shape
+    found, measured, least = [], {}, None
+    for p in _placings(small_a, small_b):
+        found.append(p)
+        if enough is not None and p.value >= 1 - DETAIL_NEAR and len(measured) < DETAIL_PLACINGS:
+            measured[p] = _laid_figure(a, b, p, shapes)
+            if measured[p] is not None and measured[p] <= enough:
+                return measured[p]
     if not found:
         return None
-    near = [p for p in found if p.value >= found[0].value - DETAIL_NEAR][:DETAIL_PLACINGS]
-    least = None
-    for p in near:
-        m = _placing_transform(p, a.grey.shape, b.grey.shape, small_a.shape, small_b.shape)
-        for t in (m, _refined(a, b, m)):
-            value = disagreement(a, b, t) if t is not None else None
-            if value is not None and (least is None or value < least):
-                least = value
-                if enough is not None and least <= enough:
-                    return least
+    found.sort(key=lambda p: -p.value)
+    for p in [p for p in found if p.value >= found[0].value - DETAIL_NEAR][:DETAIL_PLACINGS]:
+        value = measured[p] if p in measured else _laid_figure(a, b, p, shapes)
+        if value is not None and (least is None or value < least):
+            least = value
+            if enough is not None and least <= enough:
+                break
     return least
+
+
+def _laid_figure(a: Features, b: Features, p: Placing, shapes) -> float | None:
+    """`disagreement` at placing `p`, the least of the transform as placed and as refined;
+    None where neither can be compared (a picture too thin to turn, no overlap)."""
+    m = _placing_transform(p, *shapes)
+    if m is None:
+        return None
+    figures = [disagreement(a, b, t) for t in (m, _refined(a, b, m)) if t is not None]
+    figures = [v for v in figures if v is not None]
+    return min(figures) if figures else None
 
 
 def _scaling(src: tuple[int, ...], dst: tuple[int, ...]) -> np.ndarray:
@@ -731,12 +761,17 @@ def _refined(a: Features, b: Features, m: np.ndarray) -> np.ndarray | None:
     try:
         _, warp = cv2.findTransformECC(pictures[1], pictures[0], warp, cv2.MOTION_AFFINE,
                                        criteria, None, 3)
-    except cv2.error:
+        small = np.linalg.inv(np.vstack([warp.astype(np.float64), [0, 0, 1]]))
+    except (cv2.error, np.linalg.LinAlgError):
         return None
-    if not np.isfinite(warp).all():
+    refined = (np.linalg.inv(scalings[1]) @ small @ scalings[0])[:2]
+    # a refinement that moves a corner further than a placing can be off is ECC drifting
+    h, w = a.grey.shape
+    corners = np.array([[0, 0, 1], [w - 1, 0, 1], [0, h - 1, 1], [w - 1, h - 1, 1]], float).T
+    drift = np.abs(refined @ corners - m @ corners).max()
+    if not np.isfinite(drift) or drift > DETAIL_DRIFT * max(b.grey.shape) / PLAIN_SIDE:
         return None
-    small = np.linalg.inv(np.vstack([warp.astype(np.float64), [0, 0, 1]]))
-    return (np.linalg.inv(scalings[1]) @ small @ scalings[0])[:2]
+    return refined
 
 
 def _small(f: Features) -> tuple[np.ndarray, float]:

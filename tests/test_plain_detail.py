@@ -100,11 +100,43 @@ def test_signs_with_other_numbers_differ_either_way_round(tmp_path):
     assert plain_disagreement(a, held(tmp_path, "c.png", sign("50"))) < 0.05
 
 
-def test_enough_stops_at_a_figure_no_higher():
-    a, b = features(dots(seed=5)), features(dots(seed=5)[:, ::-1].copy())
+def test_enough_stops_at_the_first_placing_that_agrees(monkeypatch):
+    import simsearch.verify as verify
+    a, b = features(dots(seed=5)), features(dots(seed=5)[:, ::-1].copy())  # a mirrored copy
+    laid = []
+    real = verify._laid_figure
+    monkeypatch.setattr(verify, "_laid_figure", lambda *args: laid.append(args[2]) or real(*args))
     full = plain_disagreement(a, b)
-    assert full is not None and full < 0.05
-    assert plain_disagreement(a, b, enough=0.3) <= 0.3
+    assert full is not None and full < 0.05 and len(laid) > 1  # the near placings, all laid
+    laid.clear()
+    assert plain_disagreement(a, b, enough=0.3) == full  # the mirror, laid as soon as found
+    assert len(laid) == 1 and laid[0].turn == 1 and laid[0].value > 0.99
+
+
+@pytest.mark.parametrize("turn", range(8))
+def test_a_crop_placed_inside_the_turned_picture_is_mapped_back(turn):
+    a = dots((300, 420), seed=turn)
+    turned = _turned(a, turn)
+    b = turned[25:-35, 40:-20].copy()  # a crop of the turned picture: it lies inside `a`
+    ys, xs = np.indices(a.shape, dtype=np.float64)
+    src_x, src_y = _turned(xs, turn)[25:-35, 40:-20], _turned(ys, turn)[25:-35, 40:-20]
+    fa, fb = features(a), features(b)
+    p = best(fa, fb)
+    m = _placing_transform(p, fa.grey.shape, fb.grey.shape, _small(fa)[0].shape,
+                           _small(fb)[0].shape)
+    refined = _refined(fa, fb, m)
+    assert not p.a_inside and refined is not None
+    for v, u in ((0, 0), (b.shape[0] - 1, b.shape[1] - 1), (b.shape[0] // 2, 7)):
+        x, y = refined @ np.array([src_x[v, u], src_y[v, u], 1.0])
+        assert abs(x - u) < 1.5 and abs(y - v) < 1.5, (turn, (u, v), (x, y))
+
+
+def test_a_picture_too_thin_to_turn_at_48_px_is_not_measured_and_raises_nothing():
+    """A review's case (session 31): a stripe banner 300 x 5 against the same stripes at
+    300 x 300; its 48-px picture is one pixel high."""
+    column = (np.arange(300) * 37 % 251).astype(np.uint8)
+    strip, square = np.tile(column, (5, 1)), np.tile(column, (300, 1))
+    assert plain_disagreement(features(strip), features(square)) is None
 
 
 def test_smooth_gradients_give_no_figure():

@@ -1,6 +1,7 @@
 """Keep rules on hand-made groups: every rule, ties, protected folders, the plan file."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import os
@@ -593,3 +594,31 @@ def test_the_frames_of_a_plan_go_through_its_file(tmp_path):
         del f["frames"]  # a plan written before frames were read: one frame each
     (tmp_path / "old.json").write_text(json.dumps(data))
     assert {f.frames for f in Plan.load(tmp_path / "old.json").groups[0].files} == {1}
+
+
+def test_frames_with_the_best_file_of_several_frames_a_protected_twin_and_bad_plans(tmp_path):
+    scan = _pages(tmp_path / "a" / "scan.tif", [0, 1, 2])
+    other = _pages(tmp_path / "b" / "other.tif", [0, 7])
+    cover = _image(tmp_path / "c" / "cover.jpg", (60, 45))  # smaller: the scan is the best
+    g = _plan(tmp_path, [scan, other, cover], ["largest", "biggest"])
+    assert g.keep[0] == str(scan) and str(other) in g.keep and g.act_on == [str(cover)]
+    # a protected twin holds every page: the unprotected one may go
+    twin = tmp_path / "p" / "twin.tif"
+    twin.parent.mkdir()
+    twin.write_bytes(other.read_bytes())
+    g = _plan(tmp_path, [scan, other, twin], ["largest", "biggest"], protect=[tmp_path / "p"])
+    assert str(twin) in g.keep and g.act_on == [str(other)]
+    # a file of several frames is kept with --act-on-unconfirmed too, even unconfirmed
+    made = _group(scan, other)
+    made.members[1] = dataclasses.replace(made.members[1], evidence="unchecked")
+    for unconfirmed in (False, True):
+        plan = make_plan([made], parse_rules(["largest"]), act_on_unconfirmed=unconfirmed)
+        assert plan.groups[0].act_on == []
+    # frames read back from a plan must be a whole number of at least 1
+    plan.save(tmp_path / "plan.json")
+    data = json.loads((tmp_path / "plan.json").read_text())
+    for bad in ("3", None, 0, True, 1.5):
+        data["groups"][0]["files"][0]["frames"] = bad
+        (tmp_path / "bad.json").write_text(json.dumps(data))
+        with pytest.raises(PlanError, match="frames is not a whole number"):
+            Plan.load(tmp_path / "bad.json")

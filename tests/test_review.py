@@ -378,3 +378,29 @@ def test_a_review_page_never_goes_into_a_folder_holding_other_files(tmp_path):
     assert len(list(walk_images([tmp_path / "photos"]))) == 3
     with pytest.raises(SimsearchError, match="holds other files"):
         write_review(plan, tmp_path / "photos")
+
+
+def test_the_page_keeps_a_file_of_several_pages_whichever_copy_a_person_keeps(tmp_path, browser):
+    """A scan of three pages beside two JPEGs of its cover (a review found "Keep this one
+    instead" acted on the scan, session 31): keeping the other JPEG still keeps the scan, says
+    so, and shows its pages; "It is a copy" acts on it all the same."""
+    photos = tmp_path / "p"
+    cover, cover2 = _image(photos / "cover.jpg", (240, 180), 1), _image(photos / "cover2.jpg",
+                                                                        (200, 150), 2)
+    scan = photos / "scan.tif"
+    pages = [Image.effect_noise((120, 90), 20 + s).convert("RGB") for s in (1, 5, 6)]
+    pages[0].save(scan, save_all=True, append_images=pages[1:])
+    files = {"cover.jpg": cover, "scan.tif": scan, "cover2.jpg": cover2}
+    made = group(list(files.values()))
+    made.members[:] = [dataclasses.replace(m, evidence="checked") for m in made.members]
+    plan = make_plan([made], parse_rules(["largest"]))
+    assert plan.groups[0].keep == [str(cover), str(scan)]
+    page, errors = _open(browser, write_review(plan, tmp_path / "report"))
+    fig = {n: page.locator(f'figure:has(div.path[title="{p}"])') for n, p in files.items()}
+    assert "3 pages (the first shown)" in fig["scan.tif"].inner_text()
+    fig["cover2.jpg"].locator("button.keep-this").click()
+    assert _badges(fig, files) == ["ACT ON", "KEEP", "KEEP"]
+    assert "holds 3 pages, and only the first was compared" in fig["scan.tif"].inner_text()
+    fig["scan.tif"].locator("button.act-too").click()
+    assert _badges(fig, files) == ["ACT ON", "ACT ON", "KEEP"]
+    assert errors == []

@@ -184,7 +184,8 @@ def main() -> None:
     print(f"chosen {out['chosen']}, adopted: {out['adopted']}")
     if args.json:
         import json
-        args.json.write_text(json.dumps(out, indent=1) + "\n")
+        rounded = json.loads(json.dumps(out), parse_float=lambda v: round(float(v), 4))
+        args.json.write_text(json.dumps(rounded, separators=(",", ":")) + "\n")
 
 
 if __name__ == "__main__":
