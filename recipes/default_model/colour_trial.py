@@ -153,13 +153,13 @@ def near_plain_pairs(v, family: dict[str, int], sample: int | None = None, layou
     return scores, held, ways, plain
 
 
-def measure_confirmed(v, family: dict[str, int], layout_of=None,
-                      sample: int | None = None) -> dict:
-    """colour-act-rule.md: the pairs of one embedded set scoring CHECKED_FLOOR or more with a
-    plain picture that lining up confirms (`sure_aligned` or more), with their colour figures
-    (clipped pixels left out where clipped in one picture only). With `layout_of` (a file's
-    original's layout) and `sample`: every copy pair and that many of the different pairs of
-    one layout, drawn seeded."""
+def confirmed_plain(v, family: dict[str, int], figures, sample: int | None = None,
+                    layout_of=None) -> dict:
+    """The pairs of one embedded set scoring CHECKED_FLOOR or more with a plain picture that
+    lining up confirms (`sure_aligned` or more), each with `figures(a, b, features_a,
+    features_b)` (a dict) beside its names, score and whether it is a copy pair. With
+    `layout_of` (a file's original's layout) and `sample`: every copy pair and that many of
+    the different pairs of one layout, drawn seeded."""
     s = VerifySettings()
     scores, held, ways, plain = near_plain_pairs(v, family, sample, layout_of)
 
@@ -168,14 +168,22 @@ def measure_confirmed(v, family: dict[str, int], layout_of=None,
         value = aligned(held[x], held[y], enough=s.sure_aligned)
         if value is None or value < s.sure_aligned:
             return None
-        return {"a": Path(v.ids[x]).name, "b": Path(v.ids[y]).name, "score": float(scores[i]),
-                "copy": bool(family[v.ids[x]] == family[v.ids[y]]),
-                "colour": dict(zip(map(str, TOLS), colour_disagreement(held[x], held[y], TOLS)))}
+        a, b = v.ids[x], v.ids[y]
+        return {"a": Path(a).name, "b": Path(b).name, "score": float(scores[i]),
+                "copy": bool(family[a] == family[b]), **figures(a, b, held[x], held[y])}
 
     with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
         confirmed = [r for r in pool.map(one, plain) if r is not None]
     return {"pairs": len(ways), "sampled": sample, "plain_pairs": len(plain),
             "confirmed": confirmed}
+
+
+def measure_confirmed(v, family: dict[str, int], layout_of=None,
+                      sample: int | None = None) -> dict:
+    """colour-act-rule.md: `confirmed_plain` with their colour figures (clipped pixels left
+    out where clipped in one picture only)."""
+    return confirmed_plain(v, family, lambda a, b, fa, fb: {
+        "colour": dict(zip(map(str, TOLS), colour_disagreement(fa, fb, TOLS)))}, sample, layout_of)
 
 
 def demoted(confirmed: list[dict]) -> list[dict]:

@@ -17,16 +17,14 @@ copies apart) and the different pairs it would keep from a plan.
 """
 from __future__ import annotations
 
-import os
 import random
 import sys
 import tempfile
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from calibrate import embed_validation, load_variants, merge_variants, trial_parser
-from colour_trial import FLAG_PAIRS, near_plain_pairs, same_flags, write_flags
-from simsearch.verify import VerifySettings, aligned, plain_disagreement
+from colour_trial import FLAG_PAIRS, confirmed_plain, same_flags, write_flags
+from simsearch.verify import plain_disagreement
 
 CUTS = (0.4, 0.6, 0.8, 1.0, 1.5)
 BADGE_LAYOUTS = ("sign", "tile", "shield", "button", "ball", "label")
@@ -99,40 +97,27 @@ def measure(v, family: dict[str, int], edit_of: dict[str, str], layout_of=None,
             sample: int | None = None) -> dict:
     """The pairs of one embedded set scoring CHECKED_FLOOR or more with a plain picture that
     lining up confirms, each with `plain_disagreement` and whether a copy is a `text` one."""
-    s = VerifySettings()
-    scores, held, ways, plain = near_plain_pairs(v, family, sample, layout_of)
+    return confirmed_plain(v, family, lambda a, b, fa, fb: {
+        "text": "text" in (edit_of.get(a), edit_of.get(b)),
+        "detail": plain_disagreement(fa, fb)}, sample, layout_of)
 
-    def one(i: int) -> dict | None:
-        x, y = ways[i]
-        value = aligned(held[x], held[y], enough=s.sure_aligned)
-        if value is None or value < s.sure_aligned:
-            return None
-        a, b = v.ids[x], v.ids[y]
-        return {"a": Path(a).name, "b": Path(b).name, "score": float(scores[i]),
-                "copy": bool(family[a] == family[b]),
-                "text": "text" in (edit_of.get(a), edit_of.get(b)),
-                "detail": plain_disagreement(held[x], held[y])}
 
-    with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
-        confirmed = [r for r in pool.map(one, plain) if r is not None]
-    return {"pairs": len(ways), "sampled": sample, "plain_pairs": len(plain),
-            "confirmed": confirmed}
+def counted(confirmed: list[dict], caught: list[dict]) -> dict:
+    """Of the confirmed pairs and those a setting `caught`: the copy pairs (without text, and
+    text) and the different pairs."""
+    return {"copies": sum(r["copy"] and not r["text"] for r in confirmed),
+            "copies_demoted": sum(r["copy"] and not r["text"] for r in caught),
+            "text_copies": sum(r["copy"] and r["text"] for r in confirmed),
+            "text_copies_demoted": sum(r["copy"] and r["text"] for r in caught),
+            "different": sum(not r["copy"] for r in confirmed),
+            "different_demoted": sum(not r["copy"] for r in caught)}
 
 
 def demoted(confirmed: list[dict]) -> list[dict]:
     """Per CUT: the confirmed copy pairs (without text, and text) and different pairs it
     would keep from a plan (a pair with no figure is kept as now)."""
-    rows = []
-    for c in CUTS:
-        caught = [r for r in confirmed if r["detail"] is not None and r["detail"] > c]
-        rows.append({"cut": c,
-                     "copies": sum(r["copy"] and not r["text"] for r in confirmed),
-                     "copies_demoted": sum(r["copy"] and not r["text"] for r in caught),
-                     "text_copies": sum(r["copy"] and r["text"] for r in confirmed),
-                     "text_copies_demoted": sum(r["copy"] and r["text"] for r in caught),
-                     "different": sum(not r["copy"] for r in confirmed),
-                     "different_demoted": sum(not r["copy"] for r in caught)})
-    return rows
+    return [{"cut": c, **counted(confirmed, [r for r in confirmed if r["detail"] is not None
+                                             and r["detail"] > c])} for c in CUTS]
 
 
 def choose(val: list[dict], badges: list[dict]) -> tuple[float | None, bool]:
@@ -181,11 +166,16 @@ def main() -> None:
                   f"(text copies {r['text_copies_demoted']} of {r['text_copies']}); different "
                   f"demoted {r['different_demoted']} of {r['different']}")
     out["chosen"], out["adopted"] = choose(out["val_rows"], out["badges_rows"])
+    finish(out, args.json)
+
+
+def finish(out: dict, path: Path | None) -> None:
+    """The trial's choice said, and its record written (figures to 4 places) to `path`."""
     print(f"chosen {out['chosen']}, adopted: {out['adopted']}")
-    if args.json:
+    if path:
         import json
         rounded = json.loads(json.dumps(out), parse_float=lambda v: round(float(v), 4))
-        args.json.write_text(json.dumps(rounded, separators=(",", ":")) + "\n")
+        path.write_text(json.dumps(rounded, separators=(",", ":")) + "\n")
 
 
 if __name__ == "__main__":

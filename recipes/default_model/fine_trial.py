@@ -25,11 +25,10 @@ import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import numpy as np
 
 from calibrate import embed_validation, load_variants, merge_variants, trial_parser
 from colour_trial import near_plain_pairs
-from detail_trial import edits
+from detail_trial import counted, edits, finish
 from simsearch.verify import VerifySettings, agreement, disagreement, disagreements
 
 SIDES, WINDOWS = (128, 256, 512), (12, 16, 24, 32)
@@ -180,12 +179,7 @@ def demoted(confirmed: list[dict]) -> list[dict]:
                 caught = [r for r in confirmed if r["fine"][str(side)][k] is not None
                           and r["fine"][str(side)][k] > cut]
                 rows.append({"side": side, "windows": windows, "cut": cut,
-                             "copies": sum(r["copy"] and not r["text"] for r in confirmed),
-                             "copies_demoted": sum(r["copy"] and not r["text"] for r in caught),
-                             "text_copies": sum(r["copy"] and r["text"] for r in confirmed),
-                             "text_copies_demoted": sum(r["copy"] and r["text"] for r in caught),
-                             "different": sum(not r["copy"] for r in confirmed),
-                             "different_demoted": sum(not r["copy"] for r in caught)})
+                             **counted(confirmed, caught)})
     return rows
 
 
@@ -231,11 +225,7 @@ def main() -> None:
               f"{rv['copies_demoted']} of {rv['copies']} (text {rv['text_copies_demoted']} of "
               f"{rv['text_copies']}); docs copies {rd['copies_demoted']} of {rd['copies']}, "
               f"different {rd['different_demoted']} of {rd['different']}")
-    print(f"chosen {out['chosen']}, adopted: {out['adopted']}")
-    if args.json:
-        import json
-        rounded = json.loads(json.dumps(out), parse_float=lambda v: round(float(v), 4))
-        args.json.write_text(json.dumps(rounded, separators=(",", ":")) + "\n")
+    finish(out, args.json)
 
 
 if __name__ == "__main__":
