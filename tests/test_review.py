@@ -404,3 +404,22 @@ def test_the_page_keeps_a_file_of_several_pages_whichever_copy_a_person_keeps(tm
     fig["scan.tif"].locator("button.act-too").click()
     assert _badges(fig, files) == ["ACT ON", "ACT ON", "KEEP"]
     assert errors == []
+
+
+def test_a_picture_opens_the_file_itself_at_full_size(reviewed, browser):
+    """A newcomer's case (session 31): a changed line does not show at thumbnail size, and the
+    page had no way to see the file. Each thumbnail links the file (its name escaped: the
+    hostile name stays a name), opened in a new tab."""
+    from urllib.parse import unquote
+    tmp_path, plan, page_path = reviewed
+    page, errors = _open(browser, page_path)
+    paths = [f.path for g in plan.groups for f in g.files]
+    hostile = next(p for p in paths if "onerror" in p)
+    link = page.locator(f'figure:has(div.path[title="{hostile}"]) a.full')
+    href = link.get_attribute("href")
+    assert href.startswith("file:///") and "<" not in href and unquote(href) == "file://" + hostile
+    with page.context.expect_page() as opened:
+        link.click()
+    assert unquote(opened.value.url) == "file://" + hostile
+    assert "simsearch undo PLAN.journal" in page.locator("#note").inner_text()
+    assert errors == []
