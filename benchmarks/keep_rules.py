@@ -48,6 +48,7 @@ sys.path.insert(0, str(ROOT))
 
 from simsearch.edits import EDIT_NAMES, _font, apply_edit  # noqa: E402
 from simsearch.detail import band, bars, bars_hold, corners  # noqa: E402
+from simsearch.plan import _lossless  # noqa: E402
 from simsearch.plan import (PlanFile, bars_between, choose, corners_between,  # noqa: E402
                             extent_of, kept_too, one_way_stretch, parse_rules,
                             resaved_between, stretched_between, turned_apart, with_bars,
@@ -147,10 +148,18 @@ def encode(img: Image.Image, save: str) -> tuple[bytes, str]:
     return buf.getvalue(), "jpeg"
 
 
-def facts(name: str, size: int, fmt: str, w: int, h: int, seconds: float) -> PlanFile:
+def facts(name: str, size: int, fmt: str, w: int, h: int, seconds: float,
+          lossless: bool | None = None) -> PlanFile:
     date = dt.datetime.fromtimestamp(seconds, dt.timezone.utc).replace(tzinfo=None, microsecond=0)
     return PlanFile(path=name, size=size, mtime_ns=int(seconds * 1e9), sha256="", width=w,
-                    height=h, format=fmt, date=date.isoformat(), date_source="mtime")
+                    height=h, format=fmt, date=date.isoformat(), date_source="mtime",
+                    lossless=lossless)
+
+
+def stored_without_loss(data: bytes, fmt: str) -> bool:
+    """`PlanFile.lossless` of a file's bytes, as `dedupe --plan` reads it from its header."""
+    with Image.open(io.BytesIO(data)) as im:
+        return _lossless(fmt, im, data[:16])
 
 
 def dates(setting: str, rng: random.Random, base: float) -> tuple[float, float]:
@@ -192,6 +201,9 @@ def main() -> None:
     parser.add_argument("--work-side", type=int, default=WORK_SIDE,
                         help="edits run on the picture at most this many pixels on its long "
                              "side, then scaled back up; 0: at full size  [default: %(default)s]")
+    parser.add_argument("--without-lossless", action="store_true",
+                        help="as before session 31: `biggest` by bytes alone, whether a file "
+                             "is stored without loss or not")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     if args.band and not args.picture:
@@ -238,6 +250,8 @@ def main() -> None:
         try:
             with Image.open(path) as im:
                 fmt = (im.format or "").lower().replace("jpg", "jpeg")
+                with open(path, "rb") as fh:
+                    o_lossless = _lossless(fmt, im, fh.read(16))
                 img = im.convert("RGB")
         except Exception as e:
             skipped[str(path)] = str(e)
@@ -294,8 +308,11 @@ def main() -> None:
                     mapped[1] += 1
                 for setting in DATES:
                     t_orig, t_copy = dates(setting, rng, 1.6e9 + n * 1e5)
-                    original = facts(f"a/{n:04d}/original", o_size, fmt, ow, oh, t_orig)
-                    edited = facts(f"a/{n:04d}/copy", len(data), cfmt, copy.width, copy.height, t_copy)
+                    original = facts(f"a/{n:04d}/original", o_size, fmt, ow, oh, t_orig,
+                                     None if args.without_lossless else o_lossless)
+                    edited = facts(f"a/{n:04d}/copy", len(data), cfmt, copy.width, copy.height,
+                                   t_copy, None if args.without_lossless else
+                                   stored_without_loss(data, cfmt))
                     # the path breaks ties: draw which one sorts first, so a tie is a coin toss
                     pair = [original, edited] if rng.random() < 0.5 else [edited, original]
                     pair = [replace(f, path=f"{i}{f.path}") for i, f in enumerate(pair)]

@@ -389,9 +389,9 @@ def _tell_check(report, quiet: bool) -> None:
                  ", or in other colours" if done.get("colour_cut") is not None else "")
                  + "; each member whose pair with its group's centre is one of them is "
                  "marked \"not confirmed\")" if unsure else "")
-        differ = ("; pairs with local features at or above it are matched only to find "
-                  "those whose pictures differ somewhere or keep too few matches, counted here"
-                  if done.get("act_disagree") is not None else "")
+        differ = ("; pairs with local features scoring at or above it are matched too, to "
+                  "find those whose pictures differ somewhere or keep too few matches: only "
+                  "those are counted here" if done.get("act_disagree") is not None else "")
         lines = [f"picture check: looked at {done['checked']} {pairs} (scoring below "
                  f"{done['below']}{plain}{differ}):",
                  f"  {same} the same picture{short}",

@@ -27,6 +27,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from functools import cmp_to_key
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -118,6 +119,10 @@ class PlanFile:
     # frames or pages the file holds (an animation, a multi-page scan: MULTI_FRAME formats);
     # the picture check and the network see only the first
     frames: int = 1
+    # whether its pixels are stored without loss (PNG, TIFF, WebP, BMP in full colour or grey,
+    # not through a palette; a camera RAW), read from the header; None when unknown (a plan
+    # made before it was read)
+    lossless: bool | None = None
 
     @property
     def pixels(self) -> int:
@@ -141,6 +146,8 @@ class KeepRule:
                 return decided[0]
         if self.name == "source":  # a re-save of the other's JPEG goes (`with_resaves`)
             return -resaved_between(f, g)
+        if self.name == "biggest" and lossless_over(f, g):
+            return -1 if f.lossless else 1
         a, b = self.key(f), self.key(g)
         return (a > b) - (a < b)
 
@@ -618,6 +625,15 @@ def with_resaves(files: Sequence[PlanFile], read=None) -> list[PlanFile]:
             if f.path in carries else f for f in files]
 
 
+def lossless_over(f: PlanFile, g: PlanFile) -> bool:
+    """Whether `biggest` puts the one of `f` and `g` stored without loss first, whatever the
+    bytes: of two files of one size, the lossless one holds all the lossy one does (saved from
+    it) or more (the lossy one saved from it), while a JPEG of a screenshot or a drawing is
+    often the bigger file (a newcomer's plan kept the JPEG and acted on the PNG, session 31)."""
+    return ((f.width, f.height) == (g.width, g.height) and None not in (f.lossless, g.lossless)
+            and f.lossless != g.lossless)
+
+
 def kept_too(kept: PlanFile, f: PlanFile, bare: bool = False) -> str | None:
     """Why a plan keeping `kept` keeps `f` too, where the rules would act on it; None when it
     acts on it: `f` holds the picture finer (`finer_than`), or one of the two holds the other's
@@ -789,32 +805,42 @@ def file_facts(member, protect: Sequence[str] = ()) -> PlanFile:
         return replace(f, problem=f"cannot read: {e.strerror or e}")
     if not stat.S_ISREG(st.st_mode):
         return replace(f, problem="not a regular file (a link or a special file)")
-    fmt, date, frames = _header(path)
+    head = _header(path)
     local = dt.datetime.fromtimestamp(st.st_mtime_ns / 1e9).replace(microsecond=0)
-    f = replace(f, format=fmt or _SUFFIX_FORMATS.get(Path(path).suffix.lower(), ""),
-                date=(date or local).isoformat(), date_source="exif" if date else "mtime",
-                frames=frames)
+    f = replace(f, format=head.format or _SUFFIX_FORMATS.get(Path(path).suffix.lower(), ""),
+                date=(head.date or local).isoformat(),
+                date_source="exif" if head.date else "mtime", frames=head.frames,
+                lossless=head.lossless)
     if (st.st_size, st.st_mtime_ns) != (member.size, member.mtime_ns):
         return replace(f, size=st.st_size, mtime_ns=st.st_mtime_ns,
                        problem="changed since it was indexed (run simsearch index first)")
     return f
 
 
-def _header(path: str) -> tuple[str, dt.datetime | None, int]:
-    """Format, EXIF DateTimeOriginal and frames (MULTI_FRAME formats, else 1), from the headers
-    alone (no pixels decoded); opened without blocking, since a path can turn into a named
-    pipe."""
+class Header(NamedTuple):
+    """What `_header` reads of a file without decoding its pixels."""
+
+    format: str = ""                    # "" when unknown
+    date: dt.datetime | None = None     # EXIF DateTimeOriginal
+    frames: int = 1                     # MULTI_FRAME formats, else 1
+    lossless: bool | None = None        # `PlanFile.lossless`
+
+
+def _header(path: str) -> Header:
+    """The file's `Header`, from its headers alone (no pixels decoded); opened without
+    blocking, since a path can turn into a named pipe."""
     from PIL import Image
 
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
     except OSError:
-        return "", None, 1
-    frames = 1
+        return Header()
+    frames, lossless = 1, None
     with open(fd, "rb") as fh:
         if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
-            return "", None, 1
-        kind = raw_name(path, fh.read(16))
+            return Header()
+        head = fh.read(16)
+        kind = raw_name(path, head)
         fh.seek(0)
         try:
             with Image.open(fh) as im:
@@ -822,12 +848,35 @@ def _header(path: str) -> tuple[str, dt.datetime | None, int]:
                 raw = im.getexif().get_ifd(_EXIF_IFD).get(_DATE_TIME_ORIGINAL)
                 if fmt in MULTI_FRAME:
                     frames = _frames(im)
+                if not kind:
+                    lossless = _lossless(fmt, im, head)
         except Exception:  # any header Pillow cannot read: format from the suffix, date from mtime
-            return (kind.lower() if kind else ""), None, 1
+            return Header(kind.lower() if kind else "")
     try:
-        return fmt, dt.datetime.strptime(str(raw).strip("\x00 ")[:19], "%Y:%m:%d %H:%M:%S"), frames
+        date = dt.datetime.strptime(str(raw).strip("\x00 ")[:19], "%Y:%m:%d %H:%M:%S")
     except ValueError:  # absent, or "0000:00:00 00:00:00" as some cameras write
-        return fmt, None, frames
+        date = None
+    return Header(fmt, date, frames, lossless)
+
+
+# modes that hold every pixel's own value (not a palette's, not packed into another's)
+_FULL_MODES = ("1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "F", "RGB", "RGBA", "RGBa",
+               "RGBX", "CMYK", "LAB")
+
+
+def _lossless(fmt: str, im, head: bytes) -> bool:
+    """Whether an open picture's pixels are stored without loss: PNG, BMP, TIFF not compressed
+    as JPEG, and WebP's lossless kind (its first chunk VP8L), in full colour or grey (a
+    palette's 256 colours are a loss of their own)."""
+    if im.mode not in _FULL_MODES:
+        return False
+    if fmt in ("png", "bmp"):
+        return True
+    if fmt == "tiff":
+        return "jpeg" not in str(im.info.get("compression", "")).lower()
+    if fmt == "webp":
+        return head[12:16] == b"VP8L"
+    return False
 
 
 # formats whose further frames are other pictures (an animation, the pages of a scan, a HEIF
@@ -928,6 +977,9 @@ def choose(files: Sequence[PlanFile], rules: Sequence[KeepRule]) -> tuple[PlanFi
         why = ("kept: it beats as many of the group's files as any other (the rules go round)"
                if level else
                "kept: it beats more of the group's files than any other (the rules go round)")
+    elif decisive is not None and decisive.name == "biggest" and lossless_over(best, rest[0]):
+        why = (f"kept: {best.width}x{best.height} {best.format or 'file'} stored without loss, "
+               f"over a lossy file of that size")
     elif decisive is not None:
         why = f"kept: {decisive.show(best)}, {decisive.label}"
         if decisive.name == "largest" and estimated & {best.path, rest[0].path}:
@@ -958,6 +1010,9 @@ def choose(files: Sequence[PlanFile], rules: Sequence[KeepRule]) -> tuple[PlanFi
             reason = (f"{rule.show(f)}, saved again from the kept {rule.show(best)}'s pixels "
                       f"(they carry that JPEG's compression): it holds nothing more of the "
                       f"picture")
+        elif rule and rule.name == "biggest" and lossless_over(best, f):
+            reason = (f"{f.format or 'a'} file of lossy compression, against the kept "
+                      f"{best.format or 'file'} of that size stored without loss")
         elif rule:
             reason = f"{rule.show(f)} against the kept {rule.show(best)}"
         elif f.path in copies and best.path not in copies:
@@ -1281,9 +1336,17 @@ def _plan_file(f, where: str) -> PlanFile:
                            "bars": _shares(f.get("bars"), "bars", 8, 0.5),
                            "corners": _shares(f.get("corners"), "corners", 8),
                            "carries": _paths(f.get("carries"), "carries"),
-                           "frames": _count(f.get("frames", 1), "frames")})
+                           "frames": _count(f.get("frames", 1), "frames"),
+                           "lossless": _flag(f.get("lossless"), "lossless")})
     except (TypeError, ValueError) as e:
         raise PlanError(f"{where}: {e}") from None
+
+
+def _flag(value, name: str) -> bool | None:
+    """True, False or None read from a plan, or a ValueError naming the field."""
+    if value is not None and not isinstance(value, bool):
+        raise ValueError(f"{name} is not true, false or null: {value!r}")
+    return value
 
 
 def _count(value, name: str) -> int:

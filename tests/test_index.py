@@ -28,6 +28,22 @@ def test_round_trip_each_image_is_its_own_top_hit(tmp_path, tiny_model, photos):
         assert scores == sorted(scores, reverse=True)
 
 
+def test_an_indexed_query_comes_first_among_files_that_tie_with_it(tmp_path, tiny_model):
+    """A newcomer's case (session 31): a file listed after another scoring the same 1.0000
+    (identical pixels, other bytes), whichever was indexed first."""
+    folder = tmp_path / "p"
+    folder.mkdir()
+    picture = make_picture(5)
+    picture.save(folder / "a.png")
+    picture.save(folder / "b.png", compress_level=1)  # other bytes, the same pixels
+    index = _index(tmp_path, tiny_model)
+    index.add_paths([folder])
+    for name in ("a.png", "b.png"):
+        result, = index.search([folder / name], k=2)
+        assert result.matches[0].score == result.matches[1].score == pytest.approx(1.0)
+        assert result.matches[0].path == str(folder / name)
+
+
 def test_query_from_outside_the_index_and_bad_query(tmp_path, tiny_model, photos):
     index = _index(tmp_path, tiny_model)
     index.add_paths([photos])

@@ -49,11 +49,41 @@ def test_largest_biggest_and_the_reason(tmp_path):
     assert reasons[str(big)] == "kept: 160x120, largest"
     assert reasons[str(small)] == "64x48 against the kept 160x120"
     # same pixels, more bytes: biggest decides where largest ties
-    noisy = tmp_path / "c" / "noisy.png"
+    noisy = tmp_path / "c" / "noisy.jpg"
     noisy.parent.mkdir()
-    Image.effect_noise((160, 120), 60).convert("RGB").save(noisy)
+    Image.effect_noise((160, 120), 60).convert("RGB").save(noisy, quality=95)
     g = _plan(tmp_path, [big, noisy], ["largest", "biggest"])
     assert g.keep == [str(noisy)] and "biggest file" in g.files[1].reason
+
+
+def test_biggest_puts_a_file_stored_without_loss_first_at_one_size(tmp_path):
+    """A newcomer's case (session 31): a screenshot's PNG and its JPEG save, the JPEG the
+    bigger file; the plan kept the JPEG and acted on the PNG."""
+    from PIL import ImageDraw
+    shot = Image.new("RGB", (320, 200), "white")
+    ImageDraw.Draw(shot).text((10, 10), "Settings: 53 items", fill="black")
+    png, jpg = tmp_path / "shot.png", tmp_path / "shot.jpg"
+    shot.save(png)
+    shot.save(jpg, quality=98)
+    assert jpg.stat().st_size > png.stat().st_size
+    g = _plan(tmp_path, [jpg, png], ["largest", "biggest"])
+    assert g.keep == [str(png)] and g.act_on == [str(jpg)]
+    reasons = {f.path: f.reason for f in g.files}
+    assert reasons[str(png)] == "kept: 320x200 png stored without loss, over a lossy file of that size"
+    assert reasons[str(jpg)].startswith("jpeg file of lossy compression")
+    # a palette (GIF, a PNG of 256 colours) is a loss of its own: bytes decide there
+    pal = tmp_path / "pal.png"
+    shot.convert("P").save(pal)
+    facts = {f.path: f.lossless for f in g.files}
+    assert facts == {str(png): True, str(jpg): False}
+    g = _plan(tmp_path, [jpg, pal], ["largest", "biggest"])
+    assert g.keep == [str(jpg)] and "biggest file" in g.files[0].reason + g.files[1].reason
+    # at another size `largest` decides first; with `biggest` alone, a smaller lossless file
+    # does not win over a larger lossy one on being lossless
+    small = tmp_path / "small.png"
+    shot.resize((160, 100)).save(small)
+    g = _plan(tmp_path, [jpg, small], ["biggest"])
+    assert g.keep == [str(jpg)]
 
 
 def test_oldest_newest_from_exif_else_mtime(tmp_path):
