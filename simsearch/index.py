@@ -916,7 +916,8 @@ class Index:
                                   "small_windows": check.settings.small_windows,
                                   "colour_tol": check.settings.colour_tol,
                                   "colour_cut": check.settings.colour_cut,
-                                  "plain_disagree": check.settings.plain_disagree})
+                                  "plain_disagree": check.settings.plain_disagree,
+                                  "plain_small": check.settings.plain_small})
         row_of: dict[int, int] = {}  # id -> its row of `vectors`, made when a centre is gone
 
         def scores(x: int, ys: list[int]) -> np.ndarray:  # as find_groups scores pairs

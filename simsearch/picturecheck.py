@@ -414,7 +414,12 @@ class PictureCheck:
                 fx, fy, s.colour_tol, s.colour_cut):
             verdict = _UNSURE  # one picture in grey, but of other colours: not acted on
         if verdict is True and s.plain_disagree is not None:
-            value = verify.plain_disagreement(fx, fy, enough=s.plain_disagree)
-            if value is None or value > s.plain_disagree:  # as for pairs with keypoints, one
-                verdict = _UNSURE  # that cannot be laid at full size is not acted on either
+            def agrees(f: tuple[float, ...]) -> bool:
+                return f[0] <= s.plain_disagree and (s.plain_small is None
+                                                     or f[1] <= s.plain_small)
+            figures = verify.plain_figures(fx, fy, (verify.DISAGREE_WINDOWS, s.small_windows),
+                                           agrees)
+            if not figures or not agrees(figures[0]):
+                verdict = _UNSURE  # no placing laid at full size agrees (or none could be
+                # laid: as for pairs with keypoints, such a pair is not acted on either)
         return verdict, verdict is not None, True, None

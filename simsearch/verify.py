@@ -48,7 +48,7 @@ from simsearch.images import load_image
 __all__ = ["VerifySettings", "VerifyStats", "Features", "RerankSettings",
            "features", "picture_features", "inliers", "match", "agreeing", "agreement",
            "disagreement", "disagreements", "mirrored", "picture_map", "beyond", "aligned",
-           "plain_verdict", "plain_disagreement", "copy_first"]
+           "plain_verdict", "plain_disagreement", "plain_figures", "copy_first"]
 
 _UNSURE = "unsure"  # the same picture for grouping, short of the cuts for a file action
 
@@ -108,6 +108,10 @@ class VerifySettings:
     # as one picture. Adopted by the trial's rule: it keeps 154 of 186 different badges a
     # plan acted on from it, and 14 of 1,338 validation copy pairs (text copies apart)
     plain_disagree: float | None = 0.4
+    # session 31 (recipes/default_model/trials/plain-small-rule.md): and, at the same
+    # transform, the worst window 1/`small_windows` of the side at most this (None: not looked
+    # at): small icons with another digit differ under 0.4 in an eighth
+    plain_small: float | None = None
 
     @property
     def reads_below(self) -> float:
@@ -668,46 +672,59 @@ DETAIL_DRIFT = 3.0
 
 
 def plain_disagreement(a: Features, b: Features, enough: float | None = None) -> float | None:
-    """How much two plain pictures differ somewhere where they line up best: over the placings
-    within DETAIL_NEAR of the best (at most DETAIL_PLACINGS, best first), each laid as a
-    transform between the grey pictures (`_placing_transform`), as it is and refined by ECC
-    (`_refined`), the least `disagreement` (a copy needs one placing where it agrees). None for
-    a smooth picture or when nothing can be compared. With `enough`, a placing within
-    DETAIL_NEAR of a perfect 1 (near the best, whatever the best) is measured as soon as it is
-    found, and the search stops at the first figure at most `enough` (a copy, mostly at the
-    first placing: the whole picture, unturned)."""
+    """How much two plain pictures differ somewhere where they line up best: the least worst
+    eighth (`disagreement`) over `plain_figures`' transforms (a copy needs one placing where it
+    agrees); None for a smooth picture or when nothing can be compared. With `enough`, the
+    search stops at the first figure at most `enough`."""
+    figures = plain_figures(a, b, (DISAGREE_WINDOWS,), None if enough is None else
+                            (lambda f: f[0] <= enough))
+    return None if not figures else min(f[0] for f in figures)
+
+
+def plain_figures(a: Features, b: Features, windows: tuple[int, ...],
+                  agrees=None) -> list[tuple[float, ...]] | None:
+    """Where two plain pictures line up best, how much they differ somewhere: over the
+    placings within DETAIL_NEAR of the best (at most DETAIL_PLACINGS, best first), each laid as
+    a transform between the grey pictures (`_placing_transform`), as it is and refined by ECC
+    (`_refined`), `disagreements` in each of `windows` (one tuple a transform). None for a
+    smooth picture or when no placing is found. With `agrees` (a test of one tuple), a placing
+    within DETAIL_NEAR of a perfect 1 (near the best, whatever the best) is measured as soon as
+    it is found, and the search stops at the first tuple that agrees (a copy, mostly at the
+    first placing: the whole picture, unturned), returned alone."""
     (small_a, detail_a), (small_b, detail_b) = _small(a), _small(b)
     if min(detail_a, detail_b) < PLAIN_MIN_DETAIL:
         return None
     shapes = a.grey.shape, b.grey.shape, small_a.shape, small_b.shape
-    found, measured, least = [], {}, None
+    found, measured, out = [], {}, []
     for p in _placings(small_a, small_b):
         found.append(p)
-        if enough is not None and p.value >= 1 - DETAIL_NEAR and len(measured) < DETAIL_PLACINGS:
-            measured[p] = _laid_figure(a, b, p, shapes)
-            if measured[p] is not None and measured[p] <= enough:
-                return measured[p]
+        if agrees is not None and p.value >= 1 - DETAIL_NEAR and len(measured) < DETAIL_PLACINGS:
+            measured[p] = _laid_figures(a, b, p, shapes, windows)
+            hit = next((f for f in measured[p] if agrees(f)), None)
+            if hit is not None:
+                return [hit]
     if not found:
         return None
     found.sort(key=lambda p: -p.value)
     for p in [p for p in found if p.value >= found[0].value - DETAIL_NEAR][:DETAIL_PLACINGS]:
-        value = measured[p] if p in measured else _laid_figure(a, b, p, shapes)
-        if value is not None and (least is None or value < least):
-            least = value
-            if enough is not None and least <= enough:
-                break
-    return least
+        figures = measured[p] if p in measured else _laid_figures(a, b, p, shapes, windows)
+        hit = next((f for f in figures if agrees(f)), None) if agrees is not None else None
+        if hit is not None:
+            return [hit]
+        out.extend(figures)
+    return out
 
 
-def _laid_figure(a: Features, b: Features, p: Placing, shapes) -> float | None:
-    """`disagreement` at placing `p`, the least of the transform as placed and as refined;
-    None where neither can be compared (a picture too thin to turn, no overlap)."""
+def _laid_figures(a: Features, b: Features, p: Placing, shapes,
+                  windows: tuple[int, ...]) -> list[tuple[float, ...]]:
+    """`disagreements` at placing `p` in each of `windows`, for the transform as placed and as
+    refined; none where neither can be compared (a picture too thin to turn, no overlap)."""
     m = _placing_transform(p, *shapes)
     if m is None:
-        return None
-    figures = [disagreement(a, b, t) for t in (m, _refined(a, b, m)) if t is not None]
-    figures = [v for v in figures if v is not None]
-    return min(figures) if figures else None
+        return []
+    figures = [tuple(disagreements(a, b, t, DISAGREE_SIDE, windows))
+               for t in (m, _refined(a, b, m)) if t is not None]
+    return [f for f in figures if None not in f]
 
 
 def _scaling(src: tuple[int, ...], dst: tuple[int, ...]) -> np.ndarray:

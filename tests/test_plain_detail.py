@@ -104,8 +104,8 @@ def test_enough_stops_at_the_first_placing_that_agrees(monkeypatch):
     import simsearch.verify as verify
     a, b = features(dots(seed=5)), features(dots(seed=5)[:, ::-1].copy())  # a mirrored copy
     laid = []
-    real = verify._laid_figure
-    monkeypatch.setattr(verify, "_laid_figure", lambda *args: laid.append(args[2]) or real(*args))
+    real = verify._laid_figures
+    monkeypatch.setattr(verify, "_laid_figures", lambda *args: laid.append(args[2]) or real(*args))
     full = plain_disagreement(a, b)
     assert full is not None and full < 0.05 and len(laid) > 1  # the near placings, all laid
     laid.clear()
@@ -185,3 +185,37 @@ def test_the_plain_detail_cut_is_what_its_trial_decided():
     record = json.loads((Path(__file__).resolve().parents[1] / "recipes/default_model/trials"
                          / "detail-act-val.json").read_text())
     assert VerifySettings().plain_disagree == (record["chosen"] if record["adopted"] else None)
+
+
+def test_the_plain_small_window_cut_is_what_its_trial_decided():
+    import json
+    from pathlib import Path
+
+    from simsearch.verify import VerifySettings
+    record = json.loads((Path(__file__).resolve().parents[1] / "recipes/default_model/trials"
+                         / "plain-small-val.json").read_text())
+    assert VerifySettings().plain_small == (record["chosen"] if record["adopted"] else None)
+
+
+def test_a_small_window_cut_for_plain_pairs_demotes_only_where_no_placing_agrees(tmp_path):
+    """`plain_small` (off by default: its trial fell short) asks one transform to agree in the
+    eighth and in the thirty-second at once."""
+    from simsearch.picturecheck import PictureCheck
+    from simsearch.verify import VerifySettings, plain_figures
+    paths = {"tag21.png": tag("21"), "tag21_q80.jpg": tag("21"), "tag27.png": tag("27")}
+    for name, img in paths.items():
+        img.save(tmp_path / name, quality=80)
+    by_id = {i: str(tmp_path / n) for i, n in enumerate(paths)}
+    pictures = [picture_features(by_id[i]) for i in range(3)]
+    figures = plain_figures(pictures[0], pictures[2], (8, 32))
+    assert figures and all(len(f) == 2 and f[1] >= f[0] for f in figures)
+    a, b, scores = np.array([0, 0]), np.array([1, 2]), np.array([0.9, 0.9])
+
+    def check(**cuts):
+        made = PictureCheck(lambda ids: {i: by_id[i] for i in ids}, VerifySettings(**cuts),
+                            alone=0.86)
+        assert made(a, b, scores).tolist() == [True, True]
+        return [made.verdict(0, 1), made.verdict(0, 2)]
+    # the small window alone (the eighth let through) still tells 27 from 21
+    assert check(plain_disagree=10.0, plain_small=None) == [True, True]
+    assert check(plain_disagree=10.0, plain_small=0.8) == [True, None]

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from calibrate import embed_validation, load_variants, merge_variants, trial_parser
 from colour_trial import FLAG_PAIRS, confirmed_plain, same_flags, write_flags
-from simsearch.verify import plain_disagreement
+from simsearch.verify import plain_disagreement, plain_figures
 
 CUTS = (0.4, 0.6, 0.8, 1.0, 1.5)
 BADGE_LAYOUTS = ("sign", "tile", "shield", "button", "ball", "label")
@@ -83,14 +83,87 @@ def badge_values(layout: str, rng: random.Random) -> list[str]:
     return sorted(values)
 
 
-def write_badges(out: Path, seed: int = 31) -> Path:
-    """The badge stand-in, as PNG in `out` (named `LAYOUT-VALUE.png`)."""
+def write_badges(out: Path, seed: int = 31, sides: tuple[int, ...] = ()) -> Path:
+    """The badge stand-in, as PNG in `out` (named `LAYOUT-VALUE.png`); with `sides`, each
+    badge at each of those sizes instead (LANCZOS from 256: `LAYOUT-VALUE-SIDE.png`)."""
+    from PIL import Image
     out.mkdir(parents=True)
     rng = random.Random(seed)
     for layout in BADGE_LAYOUTS:
         for value in badge_values(layout, rng):
-            badge(layout, value).save(out / f"{layout}-{value}.png")
+            if not sides:
+                badge(layout, value).save(out / f"{layout}-{value}.png")
+            for side in sides:
+                badge(layout, value).resize((side, side), Image.Resampling.LANCZOS).save(
+                    out / f"{layout}-{value}-{side}.png")
     return out
+
+
+SMALL_SIDES = (64, 96)
+SMALL_CUTS = (0.8, 1.0, 1.2, 1.5)
+
+
+def measure_small(v, family: dict[str, int], edit_of: dict[str, str], layout_of=None,
+                  sample: int | None = None) -> dict:
+    """plain-small-rule.md: `confirmed_plain` with every transform's (worst eighth, worst
+    thirty-second) (`plain_figures`) and whether a copy is a `text` one."""
+    return confirmed_plain(v, family, lambda a, b, fa, fb: {
+        "text": "text" in (edit_of.get(a), edit_of.get(b)),
+        "figures": plain_figures(fa, fb, (8, 32)) or []}, sample, layout_of)
+
+
+def demoted_small(confirmed: list[dict], eighth: float = 0.4) -> list[dict]:
+    """Per CUT of SMALL_CUTS: of the pairs today's eighth confirms (a transform at most
+    `eighth` there), those no transform confirms with its thirty-second at most CUT too."""
+    today = [r for r in confirmed if any(f[0] <= eighth for f in r["figures"])]
+    return [{"cut": c, **counted(today, [r for r in today if not any(
+        f[0] <= eighth and f[1] <= c for f in r["figures"])])} for c in SMALL_CUTS]
+
+
+def choose_small(val: list[dict], badges: list[dict], icons: list[dict]
+                 ) -> tuple[float | None, bool]:
+    """plain-small-rule.md: the lowest CUT demoting at most 2% of validation's and 5% of the
+    badges' and the icons' confirmed copy pairs; adopted if it demotes at least half of the
+    icons' different pairs today's eighth confirms."""
+    for rv, rb, ri in zip(val, badges, icons):
+        if (rv["copies_demoted"] <= 0.02 * rv["copies"]
+                and rb["copies_demoted"] <= 0.05 * rb["copies"]
+                and ri["copies_demoted"] <= 0.05 * ri["copies"]):
+            return rv["cut"], ri["different_demoted"] >= 0.5 * ri["different"]
+    return None, False
+
+
+def small_trial(args) -> None:
+    """plain-small-rule.md's run."""
+    out = {"model": args.model, "cuts": SMALL_CUTS, "rule": "plain-small-rule.md"}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        v = embed_validation(args.val_dir, args.model, args.per_image, tmp / "val")
+        family = merge_variants(v.family, v.bench.originals, load_variants(args.variants))
+        out["val"] = measure_small(v, family, edits(v))
+        print(f"validation: {len(out['val']['confirmed'])} confirmed plain pairs",
+              file=sys.stderr, flush=True)
+        for name, sides in (("badges", ()), ("icons", SMALL_SIDES)):
+            b = embed_validation(write_badges(tmp / f"{name}-in", sides=sides), args.model,
+                                 args.per_image, tmp / name)
+            names = [Path(o).name for o in b.bench.originals]
+            same = [(x, y) for x in names for y in names  # one badge at two sizes
+                    if x < y and x.rsplit("-", 1)[0] == y.rsplit("-", 1)[0]] if sides else []
+            fam = merge_variants(b.family, b.bench.originals, same)
+            layout = {p: Path(b.bench.originals[i]).name.split("-")[0] for p, i in b.family.items()}
+            out[name] = measure_small(b, fam, edits(b), layout.__getitem__, sample=BADGE_PAIRS)
+            print(f"{name}: {len(out[name]['confirmed'])} confirmed plain pairs",
+                  file=sys.stderr, flush=True)
+    for name in ("val", "badges", "icons"):
+        out[f"{name}_rows"] = demoted_small(out[name]["confirmed"])
+        print(name)
+        for r in out[f"{name}_rows"]:
+            print(f"  cut {r['cut']}: copies demoted {r['copies_demoted']} of {r['copies']} "
+                  f"(text copies {r['text_copies_demoted']} of {r['text_copies']}); different "
+                  f"demoted {r['different_demoted']} of {r['different']}")
+    out["chosen"], out["adopted"] = choose_small(out["val_rows"], out["badges_rows"],
+                                                 out["icons_rows"])
+    finish(out, args.json)
 
 
 def measure(v, family: dict[str, int], edit_of: dict[str, str], layout_of=None,
@@ -138,7 +211,13 @@ def edits(v) -> dict[str, str]:
 
 
 def main() -> None:
-    args = trial_parser(__doc__).parse_args()
+    parser = trial_parser(__doc__)
+    parser.add_argument("--small", action="store_true",
+                        help="the small window for plain pairs instead "
+                             "(trials/plain-small-rule.md)")
+    args = parser.parse_args()
+    if args.small:
+        return small_trial(args)
     out = {"model": args.model, "cuts": CUTS, "rule": "detail-act-rule.md"}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
