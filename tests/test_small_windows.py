@@ -3,7 +3,6 @@ recipes/default_model/trials/fine-act-rule.md): documents differing in one line 
 of matches and differ little in an eighth of the picture; in a thirty-second they differ."""
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
 
