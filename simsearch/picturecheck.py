@@ -384,10 +384,10 @@ class PictureCheck:
             found, transform, used = verify.agreement(fx, fy, s, enough=s.min_inliers)
             # how much the two differ somewhere, once a transform lays one on the other (None:
             # not asked, or no overlap to compare)
-            value, small = (verify.disagreements(
-                used, fy, transform, verify.DISAGREE_SIDE, (verify.DISAGREE_WINDOWS, s.small_windows))
-                if s.act_disagree is not None and found >= s.min_inliers and transform is not None
-                else (None, None))
+            windows = (verify.DISAGREE_WINDOWS, s.small_windows)
+            value, small = (verify.disagreements(used, fy, transform, verify.DISAGREE_SIDE, windows)
+                            if s.act_disagree is not None and found >= s.min_inliers
+                            and transform is not None else (None, None))
             differs = value is not None and (value > s.act_disagree or (
                 s.small_disagree is not None and small is not None and small > s.small_disagree))
             shape = (_geometry(fx, used, fy, transform, swapped)
