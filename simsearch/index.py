@@ -704,7 +704,7 @@ class Index:
         for i, matches in zip(wanted, self.search_vectors(vectors, asked)):
             # an indexed query is its own first match where another file ties with it (a
             # newcomer's scan listed after a JPEG of its first page, both 1.0000)
-            matches.sort(key=lambda m, q=results[i].query: (-m.score, m.path != q))
+            matches.sort(key=lambda m, q=results[i].query: (-round(m.score, 4), m.path != q))
             results[i].matches = (_copy_moved_first(results[i].query, matches) if check
                                   else matches)[:k]
         return results

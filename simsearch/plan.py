@@ -119,9 +119,10 @@ class PlanFile:
     # frames or pages the file holds (an animation, a multi-page scan: MULTI_FRAME formats);
     # the picture check and the network see only the first
     frames: int = 1
-    # whether its pixels are stored without loss (PNG, TIFF, WebP, BMP in full colour or grey,
-    # not through a palette; a camera RAW), read from the header; None when unknown (a plan
-    # made before it was read)
+    # whether its pixels are stored without loss (PNG, BMP, TIFF, WebP in full colour or grey:
+    # True; JPEG, HEIF, a TIFF or WebP compressed with loss: False), read from the header;
+    # None when unknown or not one way or the other (a palette, a camera RAW, a plan made
+    # before it was read)
     lossless: bool | None = None
 
     @property
@@ -146,7 +147,7 @@ class KeepRule:
                 return decided[0]
         if self.name == "source":  # a re-save of the other's JPEG goes (`with_resaves`)
             return -resaved_between(f, g)
-        if self.name == "biggest" and lossless_over(f, g):
+        if self.name == "biggest" and self.args == LOSSLESS_FIRST and lossless_over(f, g):
             return -1 if f.lossless else 1
         a, b = self.key(f), self.key(g)
         return (a > b) - (a < b)
@@ -625,13 +626,18 @@ def with_resaves(files: Sequence[PlanFile], read=None) -> list[PlanFile]:
             if f.path in carries else f for f in files]
 
 
+# `biggest` after `largest` (`choose`): a file stored without loss first, then bytes
+LOSSLESS_FIRST = ("lossless",)
+
+
 def lossless_over(f: PlanFile, g: PlanFile) -> bool:
-    """Whether `biggest` puts the one of `f` and `g` stored without loss first, whatever the
-    bytes: of two files of one size, the lossless one holds all the lossy one does (saved from
-    it) or more (the lossy one saved from it), while a JPEG of a screenshot or a drawing is
-    often the bigger file (a newcomer's plan kept the JPEG and acted on the PNG, session 31)."""
-    return ((f.width, f.height) == (g.width, g.height) and None not in (f.lossless, g.lossless)
-            and f.lossless != g.lossless)
+    """Whether `biggest`, where `largest` came first and tied the two, puts the one of `f` and
+    `g` stored without loss first, whatever the bytes: of two files holding the picture at one
+    size, the lossless one holds all the lossy one does (saved from it) or more (the lossy one
+    saved from it), while a JPEG of a screenshot or a drawing is often the bigger file (a
+    newcomer's plan kept the JPEG and acted on the PNG, session 31). One key, lossless and
+    then bytes, so that the order never goes round."""
+    return None not in (f.lossless, g.lossless) and f.lossless != g.lossless
 
 
 def kept_too(kept: PlanFile, f: PlanFile, bare: bool = False) -> str | None:
@@ -839,8 +845,8 @@ def _header(path: str) -> Header:
     with open(fd, "rb") as fh:
         if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
             return Header()
-        head = fh.read(16)
-        kind = raw_name(path, head)
+        head = fh.read(1 << 16)  # a WebP's image chunk lies past its colour profile
+        kind = raw_name(path, head[:16])
         fh.seek(0)
         try:
             with Image.open(fh) as im:
@@ -864,19 +870,38 @@ _FULL_MODES = ("1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "F", "RGB", 
                "RGBX", "CMYK", "LAB")
 
 
-def _lossless(fmt: str, im, head: bytes) -> bool:
+def _lossless(fmt: str, im, head: bytes) -> bool | None:
     """Whether an open picture's pixels are stored without loss: PNG, BMP, TIFF not compressed
-    as JPEG, and WebP's lossless kind (its first chunk VP8L), in full colour or grey (a
-    palette's 256 colours are a loss of their own)."""
+    as JPEG or WebP, and WebP's lossless kind (its image chunk VP8L; `head`: the file's first
+    bytes), in full colour or grey. None for a palette (a GIF, a PNG of 256 colours: a loss
+    of colours, or none, as the picture had them) and for a WebP whose image chunk `head`
+    does not reach."""
     if im.mode not in _FULL_MODES:
-        return False
+        return None
     if fmt in ("png", "bmp"):
         return True
     if fmt == "tiff":
-        return "jpeg" not in str(im.info.get("compression", "")).lower()
+        packed = str(im.info.get("compression", "")).lower()
+        return not any(lossy in packed for lossy in ("jpeg", "webp"))
     if fmt == "webp":
-        return head[12:16] == b"VP8L"
+        return _webp_lossless(head)
     return False
+
+
+def _webp_lossless(head: bytes) -> bool | None:
+    """Whether a WebP file's first image chunk is the lossless kind (VP8L) or the lossy (VP8 ),
+    walking past an extended header's chunks (VP8X, ICCP, ALPH, ANIM ...); None where `head`
+    ends first."""
+    at = 12
+    while at + 8 <= len(head):
+        tag, size = head[at:at + 4], int.from_bytes(head[at + 4:at + 8], "little")
+        if tag in (b"VP8L", b"VP8 "):
+            return tag == b"VP8L"
+        if tag == b"ANMF":  # an animation: its frames' chunks follow inside
+            at += 8 + 16
+            continue
+        at += 8 + size + (size & 1)
+    return None
 
 
 # formats whose further frames are other pictures (an animation, the pages of a scan, a HEIF
@@ -936,6 +961,12 @@ def choose(files: Sequence[PlanFile], rules: Sequence[KeepRule]) -> tuple[PlanFi
     if not usable:
         raise PlanError("no file of the group can be used")
     copies = copies_among([f.path for f in usable])
+    # `biggest` after `largest`: the files it compares hold the picture at one size (within
+    # `largest`'s tie band), and the one stored without loss goes first (`lossless_over`)
+    names = [r.name for r in rules]
+    if "largest" in names and "biggest" in names[names.index("largest"):]:
+        rules = [KeepRule("biggest", LOSSLESS_FIRST) if r.name == "biggest" else r
+                 for r in rules]
 
     # `largest` by the picture when the check mapped a file of the group; one it did not map (a
     # thumbnail too small for keypoints, a plain picture) is taken to hold the picture as a
@@ -977,9 +1008,9 @@ def choose(files: Sequence[PlanFile], rules: Sequence[KeepRule]) -> tuple[PlanFi
         why = ("kept: it beats as many of the group's files as any other (the rules go round)"
                if level else
                "kept: it beats more of the group's files than any other (the rules go round)")
-    elif decisive is not None and decisive.name == "biggest" and lossless_over(best, rest[0]):
+    elif decisive is not None and decisive.args == LOSSLESS_FIRST and lossless_over(best, rest[0]):
         why = (f"kept: {best.width}x{best.height} {best.format or 'file'} stored without loss, "
-               f"over a lossy file of that size")
+               f"over a lossy file of the picture at that size")
     elif decisive is not None:
         why = f"kept: {decisive.show(best)}, {decisive.label}"
         if decisive.name == "largest" and estimated & {best.path, rest[0].path}:
@@ -1010,9 +1041,9 @@ def choose(files: Sequence[PlanFile], rules: Sequence[KeepRule]) -> tuple[PlanFi
             reason = (f"{rule.show(f)}, saved again from the kept {rule.show(best)}'s pixels "
                       f"(they carry that JPEG's compression): it holds nothing more of the "
                       f"picture")
-        elif rule and rule.name == "biggest" and lossless_over(best, f):
+        elif rule and rule.args == LOSSLESS_FIRST and lossless_over(best, f):
             reason = (f"{f.format or 'a'} file of lossy compression, against the kept "
-                      f"{best.format or 'file'} of that size stored without loss")
+                      f"{best.format or 'file'} holding the picture at its size without loss")
         elif rule:
             reason = f"{rule.show(f)} against the kept {rule.show(best)}"
         elif f.path in copies and best.path not in copies:

@@ -690,7 +690,8 @@ def plain_figures(a: Features, b: Features, windows: tuple[int, ...],
     smooth picture or when no placing is found. With `agrees` (a test of one tuple), a placing
     within DETAIL_NEAR of a perfect 1 (near the best, whatever the best) is measured as soon as
     it is found, and the search stops at the first tuple that agrees (a copy, mostly at the
-    first placing: the whole picture, unturned), returned alone."""
+    first placing: the whole picture, unturned), returned first, beside those measured with
+    it."""
     (small_a, detail_a), (small_b, detail_b) = _small(a), _small(b)
     if min(detail_a, detail_b) < PLAIN_MIN_DETAIL:
         return None
@@ -700,19 +701,24 @@ def plain_figures(a: Features, b: Features, windows: tuple[int, ...],
         found.append(p)
         if agrees is not None and p.value >= 1 - DETAIL_NEAR and len(measured) < DETAIL_PLACINGS:
             measured[p] = _laid_figures(a, b, p, shapes, windows)
-            hit = next((f for f in measured[p] if agrees(f)), None)
-            if hit is not None:
-                return [hit]
+            if any(agrees(f) for f in measured[p]):
+                return _agreeing_first(measured[p], agrees)
     if not found:
         return None
     found.sort(key=lambda p: -p.value)
     for p in [p for p in found if p.value >= found[0].value - DETAIL_NEAR][:DETAIL_PLACINGS]:
         figures = measured[p] if p in measured else _laid_figures(a, b, p, shapes, windows)
-        hit = next((f for f in figures if agrees(f)), None) if agrees is not None else None
-        if hit is not None:
-            return [hit]
+        if agrees is not None and any(agrees(f) for f in figures):
+            return _agreeing_first(out + figures, agrees)
         out.extend(figures)
     return out
+
+
+def _agreeing_first(figures: list[tuple[float, ...]], agrees) -> list[tuple[float, ...]]:
+    """`figures` with the first that `agrees` first (the others kept: the least is still
+    among them)."""
+    hit = next(f for f in figures if agrees(f))
+    return [hit] + [f for f in figures if f is not hit]
 
 
 def _laid_figures(a: Features, b: Features, p: Placing, shapes,

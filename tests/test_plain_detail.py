@@ -11,7 +11,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from simsearch.edits import apply_edit
 from simsearch.verify import (_placing_transform, _placings, _refined, _small, _turned, aligned,
-                              features, picture_features, plain_disagreement)
+                              features, picture_features, plain_disagreement, plain_figures)
 
 
 def dots(shape=(300, 420), seed=0) -> np.ndarray:
@@ -111,6 +111,22 @@ def test_enough_stops_at_the_first_placing_that_agrees(monkeypatch):
     laid.clear()
     assert plain_disagreement(a, b, enough=0.3) == full  # the mirror, laid as soon as found
     assert len(laid) == 1 and laid[0].turn == 1 and laid[0].value > 0.99
+
+
+def test_enough_gives_the_least_figure_of_the_placing_it_stops_at():
+    """A review's case (session 31): stopping at the first figure under `enough` gave the
+    transform as placed where the refined one, laid at the same placing, agreed better."""
+    import cv2
+    a = dots(seed=0)
+    shifted = cv2.GaussianBlur(np.roll(a, (3, 3), axis=(0, 1)), (0, 0), 1.0)
+    fa, fb = features(a), features(shifted)
+    full = plain_disagreement(fa, fb)
+    stopped = plain_disagreement(fa, fb, enough=full + 0.3)
+    figures = plain_figures(fa, fb, (8,), lambda f: f[0] <= full + 0.3)
+    assert stopped == min(f[0] for f in figures) and stopped <= full + 0.3
+    # the agreeing figure first (here the transform as placed, 0.24), the refined one beside
+    # it (0.05, the least of the whole search too)
+    assert stopped < figures[0][0] and stopped == pytest.approx(full, abs=0.01)
 
 
 @pytest.mark.parametrize("turn", range(8))

@@ -69,7 +69,8 @@ def test_biggest_puts_a_file_stored_without_loss_first_at_one_size(tmp_path):
     g = _plan(tmp_path, [jpg, png], ["largest", "biggest"])
     assert g.keep == [str(png)] and g.act_on == [str(jpg)]
     reasons = {f.path: f.reason for f in g.files}
-    assert reasons[str(png)] == "kept: 320x200 png stored without loss, over a lossy file of that size"
+    assert reasons[str(png)] == ("kept: 320x200 png stored without loss, over a lossy file of the "
+                                "picture at that size")
     assert reasons[str(jpg)].startswith("jpeg file of lossy compression")
     # a palette (GIF, a PNG of 256 colours) is a loss of its own: bytes decide there
     pal = tmp_path / "pal.png"
@@ -78,12 +79,42 @@ def test_biggest_puts_a_file_stored_without_loss_first_at_one_size(tmp_path):
     assert facts == {str(png): True, str(jpg): False}
     g = _plan(tmp_path, [jpg, pal], ["largest", "biggest"])
     assert g.keep == [str(jpg)] and "biggest file" in g.files[0].reason + g.files[1].reason
-    # at another size `largest` decides first; with `biggest` alone, a smaller lossless file
-    # does not win over a larger lossy one on being lossless
-    small = tmp_path / "small.png"
-    shot.resize((160, 100)).save(small)
-    g = _plan(tmp_path, [jpg, small], ["biggest"])
-    assert g.keep == [str(jpg)]
+    # only after `largest`, which has compared the pictures' sizes: `biggest` alone is bytes
+    g = _plan(tmp_path, [jpg, png], ["biggest"])
+    assert g.keep == [str(jpg)] and "biggest file" in g.files[0].reason
+    # the flag goes through the plan's file; a bad one is refused naming the field
+    plan = make_plan([_group(jpg, png)], parse_rules(["largest"]))
+    plan.save(tmp_path / "plan.json")
+    assert {f.path: f.lossless for f in Plan.load(tmp_path / "plan.json").groups[0].files} == {
+        str(png): True, str(jpg): False}
+    data = json.loads((tmp_path / "plan.json").read_text())
+    data["groups"][0]["files"][0]["lossless"] = "yes"
+    (tmp_path / "bad.json").write_text(json.dumps(data))
+    with pytest.raises(PlanError, match="lossless is not true, false or null"):
+        Plan.load(tmp_path / "bad.json")
+
+
+def test_lossless_first_never_goes_round_whatever_the_names():
+    """A review's case (session 31): a lossless PNG, a bigger JPEG of its size and a JPEG
+    4% larger (inside `largest`'s tie band) each beat one other pairwise, and the names
+    decided which was kept."""
+    from dataclasses import replace
+
+    from simsearch.plan import PlanFile, choose
+
+    def made(path, side, size, fmt, lossless, k):
+        return PlanFile(path=path, size=size, mtime_ns=0, sha256=path, width=side, height=side,
+                        format=fmt, date="2020-01-01T00:00:00", date_source="mtime",
+                        lossless=lossless, picture=(k, 0.0, 0.0, k), extent=1.0,
+                        evidence="centre" if k == 1 else "checked")
+    files = [made("/x/a.png", 1000, 1_000_000, "png", True, 1.0),
+             made("/x/b.jpg", 1000, 2_000_000, "jpeg", False, 1.0),
+             made("/x/c.jpg", 1040, 1_500_000, "jpeg", False, 1.04)]
+    for names in (("a", "b", "c"), ("z", "b", "c"), ("a", "z", "c"), ("c", "b", "a"),
+                  ("b", "a", "c")):
+        renamed = [replace(f, path=f"/x/{n}{f.path[-4:]}") for f, n in zip(files, names)]
+        best, _ = choose(renamed, parse_rules(["largest", "biggest", "oldest"]))
+        assert best.format == "png" and "stored without loss" in best.reason, names
 
 
 def test_oldest_newest_from_exif_else_mtime(tmp_path):
@@ -652,3 +683,23 @@ def test_frames_with_the_best_file_of_several_frames_a_protected_twin_and_bad_pl
         (tmp_path / "bad.json").write_text(json.dumps(data))
         with pytest.raises(PlanError, match="frames is not a whole number"):
             Plan.load(tmp_path / "bad.json")
+
+
+def test_what_is_stored_without_loss_is_read_from_the_header(tmp_path):
+    """WebP's kind past an extended header (a review's case: EXIF made a lossless WebP read
+    as lossy), a TIFF compressed as JPEG, a palette (neither), a JPEG."""
+    from simsearch.plan import _header
+    img = Image.effect_noise((64, 48), 40).convert("RGB")
+    exif = Image.Exif()
+    exif[0x010E] = "a description"
+    cases = {"lossless.webp": dict(lossless=True, exif=exif),
+             "lossy.webp": dict(quality=80, exif=exif), "plain.webp": dict(lossless=True), "deflate.tif": dict(compression="tiff_deflate"),
+             "jpeg.tif": dict(compression="jpeg"), "photo.jpg": dict(quality=90),
+             "grey.png": {}}
+    for name, kw in cases.items():
+        (img.convert("L") if name == "grey.png" else img).save(tmp_path / name, **kw)
+    img.convert("P").save(tmp_path / "palette.png")
+    got = {p.name: _header(str(p)).lossless for p in tmp_path.iterdir()}
+    assert got == {"lossless.webp": True, "lossy.webp": False, "plain.webp": True,
+                   "deflate.tif": True, "jpeg.tif": False, "photo.jpg": False, "grey.png": True,
+                   "palette.png": None}

@@ -423,3 +423,20 @@ def test_a_picture_opens_the_file_itself_at_full_size(reviewed, browser):
     assert unquote(opened.value.url) == "file://" + hostile
     assert "simsearch undo PLAN.journal" in page.locator("#note").inner_text()
     assert errors == []
+
+
+def test_a_name_that_is_not_utf8_links_its_file_and_the_page_draws_on(tmp_path, browser):
+    """A review's case (session 31): a Latin-1 name came to the page as a lone surrogate and
+    the link's escaping threw, so the rest of the page never drew."""
+    from urllib.parse import unquote_to_bytes
+    folder = tmp_path / "p"
+    latin1 = Path(os.fsdecode(os.path.join(os.fsencode(folder), b"caf\xe9 #1.jpg")))
+    files = [_image(latin1, (120, 90), 1), _image(folder / "small.jpg", (60, 45), 2)]
+    others = [_image(folder / "z" / "big.jpg", (120, 90), 3),
+              _image(folder / "z" / "small.jpg", (60, 45), 4)]
+    plan = make_plan([group(files), group(others)], parse_rules(["largest"]))
+    page, errors = _open(browser, write_review(plan, tmp_path / "report"))
+    href = page.locator("a.full").first.get_attribute("href")
+    assert unquote_to_bytes(href) == b"file://" + os.fsencode(latin1)
+    assert page.locator("section.card").count() == 2  # the second group drawn too
+    assert errors == []

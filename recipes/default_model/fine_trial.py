@@ -25,7 +25,6 @@ import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-
 from calibrate import embed_validation, load_variants, merge_variants, trial_parser
 from colour_trial import near_plain_pairs
 from detail_trial import counted, edits, finish
