@@ -138,11 +138,7 @@ def small_trial(args) -> None:
     out = {"model": args.model, "cuts": SMALL_CUTS, "rule": "plain-small-rule.md"}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        v = embed_validation(args.val_dir, args.model, args.per_image, tmp / "val")
-        family = merge_variants(v.family, v.bench.originals, load_variants(args.variants))
-        out["val"] = measure_small(v, family, edits(v))
-        print(f"validation: {len(out['val']['confirmed'])} confirmed plain pairs",
-              file=sys.stderr, flush=True)
+        out["val"] = validation(args, tmp, measure_small)
         for name, sides in (("badges", ()), ("icons", SMALL_SIDES)):
             b = embed_validation(write_badges(tmp / f"{name}-in", sides=sides), args.model,
                                  args.per_image, tmp / name)
@@ -154,13 +150,7 @@ def small_trial(args) -> None:
             out[name] = measure_small(b, fam, edits(b), layout.__getitem__, sample=BADGE_PAIRS)
             print(f"{name}: {len(out[name]['confirmed'])} confirmed plain pairs",
                   file=sys.stderr, flush=True)
-    for name in ("val", "badges", "icons"):
-        out[f"{name}_rows"] = demoted_small(out[name]["confirmed"])
-        print(name)
-        for r in out[f"{name}_rows"]:
-            print(f"  cut {r['cut']}: copies demoted {r['copies_demoted']} of {r['copies']} "
-                  f"(text copies {r['text_copies_demoted']} of {r['text_copies']}); different "
-                  f"demoted {r['different_demoted']} of {r['different']}")
+    tabled(out, ("val", "badges", "icons"), demoted_small)
     out["chosen"], out["adopted"] = choose_small(out["val_rows"], out["badges_rows"],
                                                  out["icons_rows"])
     finish(out, args.json)
@@ -210,6 +200,28 @@ def edits(v) -> dict[str, str]:
     return {str(item.query): item.edit for item in v.bench.items}
 
 
+def tabled(out: dict, names: tuple[str, ...], rows) -> None:
+    """Each set's `rows(confirmed)` into `out` (NAME_rows), and printed."""
+    for name in names:
+        out[f"{name}_rows"] = rows(out[name]["confirmed"])
+        print(name)
+        for r in out[f"{name}_rows"]:
+            print(f"  cut {r['cut']}: copies demoted {r['copies_demoted']} of {r['copies']} "
+                  f"(text copies {r['text_copies_demoted']} of {r['text_copies']}); different "
+                  f"demoted {r['different_demoted']} of {r['different']}")
+
+
+def validation(args, tmp: Path, measured) -> dict:
+    """The validation originals and their copies embedded under `tmp`, variants merged, and
+    `measured(embedded, family, edits)` of them."""
+    v = embed_validation(args.val_dir, args.model, args.per_image, tmp / "val")
+    family = merge_variants(v.family, v.bench.originals, load_variants(args.variants))
+    out = measured(v, family, edits(v))
+    print(f"validation: {len(out['confirmed'])} confirmed plain pairs", file=sys.stderr,
+          flush=True)
+    return out
+
+
 def main() -> None:
     parser = trial_parser(__doc__)
     parser.add_argument("--small", action="store_true",
@@ -221,11 +233,7 @@ def main() -> None:
     out = {"model": args.model, "cuts": CUTS, "rule": "detail-act-rule.md"}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        v = embed_validation(args.val_dir, args.model, args.per_image, tmp / "val")
-        family = merge_variants(v.family, v.bench.originals, load_variants(args.variants))
-        out["val"] = measure(v, family, edits(v))
-        print(f"validation: {len(out['val']['confirmed'])} confirmed plain pairs",
-              file=sys.stderr, flush=True)
+        out["val"] = validation(args, tmp, measure)
         b = embed_validation(write_badges(tmp / "badges-in"), args.model, args.per_image,
                              tmp / "badges")
         layout = {p: Path(b.bench.originals[i]).name.split("-")[0] for p, i in b.family.items()}
@@ -237,13 +245,7 @@ def main() -> None:
         layout = {p: Path(f.bench.originals[i]).name.split("-")[0] for p, i in f.family.items()}
         family = merge_variants(f.family, f.bench.originals, same_flags(f.bench.originals))
         out["flags"] = measure(f, family, edits(f), layout.__getitem__, sample=FLAG_PAIRS)
-    for name in ("val", "badges", "flags"):
-        out[f"{name}_rows"] = demoted(out[name]["confirmed"])
-        print(name)
-        for r in out[f"{name}_rows"]:
-            print(f"  cut {r['cut']}: copies demoted {r['copies_demoted']} of {r['copies']} "
-                  f"(text copies {r['text_copies_demoted']} of {r['text_copies']}); different "
-                  f"demoted {r['different_demoted']} of {r['different']}")
+    tabled(out, ("val", "badges", "flags"), demoted)
     out["chosen"], out["adopted"] = choose(out["val_rows"], out["badges_rows"])
     finish(out, args.json)
 
