@@ -411,6 +411,12 @@ class Catalog:
         return None if low is None else (int(low), int(high))
 
     @_guarded
+    def pixels(self) -> np.ndarray:
+        """Every row's picture size (width x height), in id order (as `contents`)."""
+        rows = self.db.execute("SELECT width * height FROM images ORDER BY id")
+        return np.fromiter((r[0] for r in rows), dtype=np.int64)
+
+    @_guarded
     def contents(self) -> tuple[np.ndarray, np.ndarray]:
         """Every row's (id, content hash), in id order."""
         rows = self.db.execute("SELECT id, sha256 FROM images ORDER BY id").fetchall()

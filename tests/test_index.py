@@ -129,6 +129,17 @@ def test_dedupe_finds_planted_copies_and_not_unrelated(tmp_path, tiny_model, pho
         assert g.min_score >= report.threshold
 
 
+def test_of_two_would_be_centres_the_larger_picture_is_the_centre(tmp_path, tiny_model, photos):
+    """A newcomer's case (session 31): a copy indexed before its original (its folder read
+    first) was the centre of their pair, whichever was the original; the larger picture is."""
+    Image.open(photos / "img004.jpg").resize((120, 90)).save(photos / "a_small.png")
+    index = _index(tmp_path, tiny_model)
+    index.add_paths([photos])
+    group = next(g for g in index.duplicates().groups if str(photos / "a_small.png") in g.files)
+    assert group.centre == str(photos / "img004.jpg")
+    assert [os.path.basename(m.path) for m in group.members] == ["img004.jpg", "a_small.png"]
+
+
 def test_model_mismatch_is_refused(tmp_path, tiny_model, photos):
     index = _index(tmp_path, tiny_model)
     index.add_paths([photos])
