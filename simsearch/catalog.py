@@ -411,10 +411,16 @@ class Catalog:
         return None if low is None else (int(low), int(high))
 
     @_guarded
-    def pixels(self) -> np.ndarray:
-        """Every row's picture size (width x height), in id order (as `contents`)."""
-        rows = self.db.execute("SELECT width * height FROM images ORDER BY id")
-        return np.fromiter((r[0] for r in rows), dtype=np.int64)
+    def centre_order(self) -> np.ndarray:
+        """Every row's place (0 first), in id order (as `contents`), among would-be group
+        centres that tie: the larger picture first, then the older file (mostly the original,
+        where a copy's folder was read first)."""
+        rows = self.db.execute("SELECT width * height, mtime_ns FROM images ORDER BY id").fetchall()
+        pixels = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        mtimes = np.fromiter((r[1] for r in rows), dtype=np.int64, count=len(rows))
+        rank = np.empty(len(rows), np.int64)
+        rank[np.lexsort((mtimes, -pixels))] = np.arange(len(rows))
+        return rank
 
     @_guarded
     def contents(self) -> tuple[np.ndarray, np.ndarray]:

@@ -165,7 +165,7 @@ def find_groups(ids: np.ndarray, vectors: np.ndarray, offsets: np.ndarray, conte
                 settings: JoinSettings = JoinSettings(),
                 progress: Progress | None = None, knee: float = KNEE,
                 check: PairCheck | None = None,
-                pixels: np.ndarray | None = None) -> list[IdGroup]:
+                prefer: np.ndarray | None = None) -> list[IdGroup]:
     """Groups of duplicates among the rows (`ids` [n], unit `vectors` [n, d], score `offsets`
     [n] (zeros for plain cosine), `content` [n]: rows with one value have identical bytes).
 
@@ -176,10 +176,10 @@ def find_groups(ids: np.ndarray, vectors: np.ndarray, offsets: np.ndarray, conte
     different pictures). `progress(done, total)`: rows searched so far. `knee`: where the
     score adjustment starts to fade (see `simsearch.scoring`). `check(a, b, scores)`: a second
     opinion on the near pairs of ids (`simsearch.picturecheck.PictureCheck`), a bool mask of the
-    pairs to keep; the others are never grouped, like pairs set apart. `pixels` [n]: each
-    row's picture size, which breaks a tie between two would-be centres (the larger picture,
-    mostly the original, rather than the first indexed; a newcomer's tour listed its copies
-    as centres); without it, the lower id."""
+    pairs to keep; the others are never grouped, like pairs set apart. `prefer` [n]: each
+    row's place among would-be centres that tie, lower first (`Catalog.centre_order`: the
+    larger picture, then the older file: mostly the original rather than the first indexed; a
+    newcomer's tour listed its copies as centres); without it, and in its ties, the lower id."""
     if linkage not in LINKAGES:
         raise SimsearchError(f"linkage must be one of {', '.join(LINKAGES)}, not {linkage!r}")
     threshold = check_threshold(threshold)
@@ -215,7 +215,7 @@ def find_groups(ids: np.ndarray, vectors: np.ndarray, offsets: np.ndarray, conte
     else:
         clusters = []
         for centre, members, scores in _centres(len(rep_ids), found, rep_ids,
-                                                None if pixels is None else np.asarray(pixels)[reps]):
+                                                None if prefer is None else np.asarray(prefer)[reps]):
             rest = sorted(zip(rep_ids[members].tolist(), scores.tolist()), key=lambda m: (-m[1], m[0]))
             clusters.append(([int(rep_ids[centre])] + [m for m, _ in rest],
                              [1.0] + [min(1.0, s) for _, s in rest]))
@@ -345,9 +345,9 @@ def _fixed(scores: np.ndarray) -> np.ndarray:
     return np.rint(np.asarray(scores, np.float64) * 2.0 ** 24)
 
 
-def _centres(n: int, found: NearPairs, ids: np.ndarray, pixels: np.ndarray | None = None):
+def _centres(n: int, found: NearPairs, ids: np.ndarray, prefer: np.ndarray | None = None):
     """Centre linkage over rows 0..n-1: the row with the most near pairs (then the highest
-    total score, then the most `pixels`, then the lowest id) becomes a centre and takes every ungrouped neighbour;
+    total score, then the lowest `prefer`, then the lowest id) becomes a centre and takes every ungrouped neighbour;
     repeat. Then every member moves to the centre it scores highest against (centres are never
     neighbours of one another, so each member keeps a score >= threshold against its own
     centre), except each centre's closest member, which stays so that no centre is left
@@ -363,8 +363,8 @@ def _centres(n: int, found: NearPairs, ids: np.ndarray, pixels: np.ndarray | Non
     degree = np.diff(indptr)
     weight = np.bincount(src, weights=_fixed(sc), minlength=n)
     candidates = np.flatnonzero(degree > 0)
-    larger = np.zeros(n, np.int64) if pixels is None else -np.asarray(pixels, np.int64)
-    candidates = candidates[np.lexsort((ids[candidates], larger[candidates], -weight[candidates],
+    place = np.zeros(n, np.int64) if prefer is None else np.asarray(prefer, np.int64)
+    candidates = candidates[np.lexsort((ids[candidates], place[candidates], -weight[candidates],
                                         -degree[candidates]))]
     centre_of = np.full(n, -1, np.int64)
     centres, pinned, fetched = [], [], []

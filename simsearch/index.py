@@ -899,7 +899,8 @@ class Index:
                                      progress=check_progress, alone=alone,
                                      contents_of=contents_of)
                 found = find_groups(ids, vectors, offsets, codes, threshold, linkage, apart,
-                                    progress=progress, check=judge, pixels=catalog.pixels())
+                                    progress=progress, check=judge,
+                                    prefer=catalog.centre_order())
                 if check:
                     check.save_verdicts(ids, contents)  # the next run need not read them again
                 rows = catalog.rows_by_id({i for g in found for i in g.ids})

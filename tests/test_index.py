@@ -138,6 +138,16 @@ def test_of_two_would_be_centres_the_larger_picture_is_the_centre(tmp_path, tiny
     group = next(g for g in index.duplicates().groups if str(photos / "a_small.png") in g.files)
     assert group.centre == str(photos / "img004.jpg")
     assert [os.path.basename(m.path) for m in group.members] == ["img004.jpg", "a_small.png"]
+    # at one size, the older file: a flipped copy made later, indexed first
+    (photos / "a_small.png").unlink()
+    flipped = photos / "a_flipped.jpg"
+    Image.open(photos / "img006.jpg").transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(flipped)
+    old = os.stat(photos / "img006.jpg").st_mtime_ns
+    os.utime(flipped, ns=(old + 10**9, old + 10**9))
+    index.add_paths([photos])
+    group = next((g for g in index.duplicates(check=False, threshold=0.5).groups
+                  if str(flipped) in g.files), None)
+    assert group is not None and group.centre == str(photos / "img006.jpg")
 
 
 def test_model_mismatch_is_refused(tmp_path, tiny_model, photos):
