@@ -415,11 +415,10 @@ class Catalog:
         """Every row's place (0 first), in id order (as `contents`), among would-be group
         centres that tie: the larger picture first, then the older file (mostly the original,
         where a copy's folder was read first)."""
-        rows = self.db.execute("SELECT width * height, mtime_ns FROM images ORDER BY id").fetchall()
-        pixels = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-        mtimes = np.fromiter((r[1] for r in rows), dtype=np.int64, count=len(rows))
+        rows = np.fromiter(self.db.execute("SELECT width * height, mtime_ns FROM images ORDER BY id"),
+                           dtype=[("pixels", np.int64), ("mtime", np.int64)])
         rank = np.empty(len(rows), np.int64)
-        rank[np.lexsort((mtimes, -pixels))] = np.arange(len(rows))
+        rank[np.lexsort((rows["mtime"], -rows["pixels"]))] = np.arange(len(rows))
         return rank
 
     @_guarded

@@ -845,8 +845,10 @@ def _header(path: str) -> Header:
     with open(fd, "rb") as fh:
         if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
             return Header()
-        head = fh.read(1 << 16)  # a WebP's image chunk lies past its colour profile
-        kind = raw_name(path, head[:16])
+        head = fh.read(16)
+        kind = raw_name(path, head)
+        if head[8:12] == b"WEBP":  # its kind is in an image chunk, past a colour profile
+            head += fh.read((1 << 16) - len(head))
         fh.seek(0)
         try:
             with Image.open(fh) as im:
@@ -1263,15 +1265,12 @@ class Plan:
 
 
 UNCONFIRMED = "kept: not confirmed by the picture check to be a copy (see --act-on-unconfirmed)"
-FRAMES_KEPT = "kept: holds"
-
-
 def frames_kept(f: PlanFile) -> str:
     """Why a plan keeps a file of more frames than one (a hostile tester's case, session 31:
     two scans with one cover page, two animations with one title frame, score 1.0): only its
     first frame was compared; the others may be pictures the group's other files lack."""
     what = "pages" if f.format == "tiff" else "frames"
-    return (f"{FRAMES_KEPT} {f.frames} {what}, and only the first was compared with the group's "
+    return (f"kept: holds {f.frames} {what}, and only the first was compared with the group's "
             f"other files (the rest may be pictures they lack)")
 
 
