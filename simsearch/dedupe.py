@@ -348,9 +348,9 @@ def _fixed(scores: np.ndarray) -> np.ndarray:
 def _centres(n: int, found: NearPairs, ids: np.ndarray, prefer: np.ndarray | None = None):
     """Centre linkage over rows 0..n-1: the row with the most near pairs (then the highest
     total score, then the lowest `prefer`, then the lowest id) becomes a centre and takes every
-    ungrouped neighbour; repeat. Then every member moves to the centre it scores highest against (centres are never
-    neighbours of one another, so each member keeps a score >= threshold against its own
-    centre), except each centre's closest member, which stays so that no centre is left
+    ungrouped neighbour; repeat. Then every member moves to the centre it scores highest
+    against (centres are never neighbours of one another, so each member keeps a score >=
+    threshold against its own centre), except each centre's closest member, which stays so that no centre is left
     alone. A dense row's whole list is fetched when it becomes a centre. Yields (centre,
     members in id order, their scores to the centre), centres in the order they were taken."""
     src = np.concatenate([found.left, found.right])
