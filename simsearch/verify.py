@@ -37,6 +37,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -184,6 +185,9 @@ class Features:
     # `aligned`'s small grey picture and its detail, made when first needed (`_small`)
     small: "tuple[np.ndarray, float] | None" = field(default=None, init=False, repr=False,
                                                      compare=False)
+    # the pieces of `_placings`' search made from this picture, kept while it is among the
+    # SEARCH_KEPT pictures last searched (`_pieces`): {key: template or window mask}
+    pieces: "dict | None" = field(default=None, init=False, repr=False, compare=False)
     source: str = field(default="", compare=False)  # the file's path, when read from one
     # the file's full size (width, height, upright), when read from one: the transform `match`
     # fits, in `grey`'s pixels, becomes a map between files' own pixels (`picture_map`)
@@ -475,11 +479,11 @@ def aligned(a: Features, b: Features, enough: float | None = None) -> float | No
     For pairs with too few keypoints to match: a plain copy lines up almost perfectly, two
     different plain pictures mostly do not; a rotation by a few degrees, a caption over it or a
     crop of a copy lower the figure (recipes/default_model/plain_trial.py)."""
-    (small_a, detail_a), (small_b, detail_b) = _small(a), _small(b)
+    (_, detail_a), (_, detail_b) = _small(a), _small(b)
     if min(detail_a, detail_b) < PLAIN_MIN_DETAIL:
         return None
     best = None
-    for placing in _placings(small_a, small_b):
+    for placing in _placings(a, b):
         if best is None or placing.value > best:
             best = placing.value
             if enough is not None and best >= enough:
@@ -508,28 +512,63 @@ def _turned(picture: np.ndarray, turn: int) -> np.ndarray:
     return np.ascontiguousarray(t[:, ::-1] if turn % 2 else t)
 
 
-def _placings(small_a: np.ndarray, small_b: np.ndarray):
+# `_placings` keeps what it makes of a picture (each size and turn it is placed at, each window
+# mask where it is the larger) for the pictures it searched last: dedupe lines one picture up
+# with its neighbours one after another (the same pieces each time), and a plain picture's
+# pieces are at most about 2 MB (8 turns x 49 sizes at PLAIN_SIDE)
+SEARCH_KEPT = 32
+_searched: "OrderedDict[int, Features]" = OrderedDict()
+_searched_lock = threading.Lock()
+
+
+def _pieces(f: Features) -> dict:
+    """`f`'s kept search pieces (made empty when first asked); `f` becomes the picture last
+    searched, and the least recent beyond SEARCH_KEPT lose theirs (a search under way keeps
+    the dict it holds)."""
+    with _searched_lock:
+        _searched[id(f)] = f
+        _searched.move_to_end(id(f))
+        if f.pieces is None:
+            f.pieces = {}
+        pieces = f.pieces
+        while len(_searched) > SEARCH_KEPT:
+            _, old = _searched.popitem(last=False)
+            old.pieces = None
+    return pieces
+
+
+def _placings(a: Features, b: Features):
     """`aligned`'s search: for each turn, way round and size, the best position (a `Placing`),
     the whole picture unturned first; sizes and windows too flat to correlate are left out."""
     cv2 = _cv2()
-    spreads = {}
+    small_a, small_b = _small(a)[0], _small(b)[0]
+    kept_a, kept_b = _pieces(a), _pieces(b)
     for turn in range(8):
         t = _turned(small_a, turn)
         for big, placed, fixed in ((small_b, t, True), (t, small_b, False)):
             H, W = big.shape
+            # the placed picture's pieces: `a` turned, or `b`; the window masks: the other's
+            templates, placed_turn = (kept_a, turn) if fixed else (kept_b, 0)
+            masks, big_turn = (kept_b, 0) if fixed else (kept_a, turn)
             for fw in PLAIN_FRACTIONS:
                 for fh in PLAIN_FRACTIONS:
                     w, h = round(W * fw), round(H * fh)
                     if w < PLAIN_MIN_SIDE or h < PLAIN_MIN_SIDE:
                         continue
-                    template = cv2.resize(placed, (w, h), interpolation=cv2.INTER_AREA)
-                    if cv2.meanStdDev(template)[1][0, 0] < PLAIN_MIN_SPREAD:
+                    template = templates.get(("placed", placed_turn, w, h), False)
+                    if template is False:
+                        template = cv2.resize(placed, (w, h), interpolation=cv2.INTER_AREA)
+                        if cv2.meanStdDev(template)[1][0, 0] < PLAIN_MIN_SPREAD:
+                            template = None  # too flat to correlate
+                        templates[("placed", placed_turn, w, h)] = template
+                    if template is None:
                         continue
-                    key = (w, h) if fixed else (turn, w, h)
-                    if key not in spreads:
-                        spreads[key] = _window_spread(big, w, h) >= PLAIN_MIN_SPREAD
+                    spread = masks.get(("windows", big_turn, w, h))
+                    if spread is None:
+                        spread = _window_spread(big, w, h) >= PLAIN_MIN_SPREAD
+                        masks[("windows", big_turn, w, h)] = spread
                     found = cv2.matchTemplate(big, template, cv2.TM_CCOEFF_NORMED)
-                    found[~(spreads[key] & np.isfinite(found))] = -np.inf  # in place
+                    found[~(spread & np.isfinite(found))] = -np.inf  # in place
                     at = int(found.argmax())
                     if np.isfinite(found.flat[at]):
                         y, x = divmod(at, found.shape[1])
@@ -582,7 +621,7 @@ def colour_disagreement(a: Features, b: Features, tols: tuple[float, ...],
     if colour_a is None or colour_b is None:
         return least
     found, sure = [], 1.0 + 1e-5 - COLOUR_NEAR  # a placing lining up this well is compared
-    for p in _placings(_small(a)[0], _small(b)[0]):
+    for p in _placings(a, b):
         found.append(p)
         if enough is not None and p.value >= sure:
             share = _colour_share(p, colour_a, colour_b, tols[0], clip_one)
@@ -697,7 +736,7 @@ def plain_figures(a: Features, b: Features, windows: tuple[int, ...],
         return None
     shapes = a.grey.shape, b.grey.shape, small_a.shape, small_b.shape
     found, measured, out = [], {}, []
-    for p in _placings(small_a, small_b):
+    for p in _placings(a, b):
         found.append(p)
         if agrees is not None and p.value >= 1 - DETAIL_NEAR and len(measured) < DETAIL_PLACINGS:
             measured[p] = _laid_figures(a, b, p, shapes, windows)

@@ -26,7 +26,7 @@ def dots(shape=(300, 420), seed=0) -> np.ndarray:
 
 
 def best(fa, fb):
-    return max(_placings(_small(fa)[0], _small(fb)[0]), key=lambda p: p.value)
+    return max(_placings(fa, fb), key=lambda p: p.value)
 
 
 def transform_of(fa, fb):
@@ -235,3 +235,34 @@ def test_a_small_window_cut_for_plain_pairs_demotes_only_where_no_placing_agrees
     # the small window alone (the eighth let through) still tells 27 from 21
     assert check(plain_disagree=10.0, plain_small=None) == [True, True]
     assert check(plain_disagree=10.0, plain_small=0.8) == [True, None]
+
+
+def test_the_search_pieces_kept_give_the_same_placings_and_stay_bounded(monkeypatch):
+    """`_placings` keeps each picture's resized sizes and window masks for the pictures it
+    searched last (dedupe lines one picture up with its neighbours in turn): a search reading
+    them finds exactly what a fresh one does, makes no piece again, and pictures beyond
+    SEARCH_KEPT lose theirs."""
+    import simsearch.verify as verify
+    pictures = [features(dots((120 + 7 * i, 160), seed=i)) for i in range(5)]
+    fresh = [[p for p in _placings(a, b)] for a in pictures for b in pictures if a is not b]
+    resized = []
+    cv2 = verify._cv2()
+
+    class Counting:  # OpenCV, counting the sizes it makes
+        def __getattr__(self, name):
+            return getattr(cv2, name)
+
+        def resize(self, *args, **kwargs):
+            resized.append(args[1])
+            return cv2.resize(*args, **kwargs)
+
+    monkeypatch.setattr(verify, "_cv2", lambda: Counting())
+    again = [[p for p in _placings(a, b)] for a in pictures for b in pictures if a is not b]
+    assert again == fresh and not resized  # every piece read back, none made
+    monkeypatch.setattr(verify, "SEARCH_KEPT", 3)
+    for f in pictures:
+        f.pieces = None
+    again = [[p for p in _placings(a, b)] for a in pictures for b in pictures if a is not b]
+    assert again == fresh and resized  # made again, the same
+    assert sum(f.pieces is not None for f in pictures) <= 3
+    assert len(verify._searched) <= 3
