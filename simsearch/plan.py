@@ -124,6 +124,11 @@ class PlanFile:
     # None when unknown or not one way or the other (a palette, a camera RAW, a plan made
     # before it was read)
     lossless: bool | None = None
+    # the lossy files of the group whose decoded pixels this file, stored without loss, holds
+    # (simsearch.resave.decoded: saved again from them, it holds nothing more), of those asked:
+    # lossy files of its canvas up to a quarter turn, where `biggest` puts lossless first
+    # (`with_decodes`); None when not asked
+    decodes: tuple[str, ...] | None = None
 
     @property
     def pixels(self) -> int:
@@ -640,6 +645,47 @@ def lossless_over(f: PlanFile, g: PlanFile) -> bool:
     return None not in (f.lossless, g.lossless) and f.lossless != g.lossless
 
 
+def lossless_first(rules: Sequence[KeepRule]) -> bool:
+    """Whether `biggest` comes after `largest` in `rules`: then it puts a file stored without
+    loss first (`LOSSLESS_FIRST`), and a file holding another's decoded pixels after it."""
+    names = [r.name for r in rules]
+    return "largest" in names and "biggest" in names[names.index("largest"):]
+
+
+def with_decodes(files: Sequence[PlanFile], read=None) -> list[PlanFile]:
+    """`files` with `decodes` read for each file stored without loss that has a lossy file of
+    the group beside it on one canvas (up to a quarter turn): the lossy files whose decoded
+    pixels it holds (`simsearch.resave.decoded`, or `read(lossless, lossy)`). Only these pairs
+    are read; the others are as they were."""
+    usable = [f for f in files if not f.problem]
+    if len(usable) > BAND_GROUP:  # (pairs grow as the square)
+        return list(files)
+    if read is None:
+        from simsearch.resave import decoded as read
+    lossy = [f for f in usable if f.lossless is False]
+    found: dict[str, tuple[str, ...]] = {}
+    for g in usable:
+        if g.lossless is not True or g.decodes is not None:
+            continue
+        beside = [f for f in lossy if sorted((f.width, f.height)) == sorted((g.width, g.height))]
+        if beside:
+            found[g.path] = tuple(sorted((f.path for f in beside if read(g.path, f.path)),
+                                         key=os.fsencode))
+    return [replace(f, decodes=found[f.path]) if f.path in found else f for f in files]
+
+
+def _twins(files: Sequence[PlanFile]) -> dict[str, PlanFile]:
+    """For each file holding the decoded pixels of others of `files` (`decodes`), the one it
+    ranks beside: of those others, the biggest (then the first by path)."""
+    by_path = {f.path: f for f in files}
+    out = {}
+    for f in files:
+        sources = [by_path[p] for p in f.decodes or () if p in by_path and p != f.path]
+        if sources:
+            out[f.path] = min(sources, key=lambda s: (-s.size, os.fsencode(s.path)))
+    return out
+
+
 def kept_too(kept: PlanFile, f: PlanFile, bare: bool = False) -> str | None:
     """Why a plan keeping `kept` keeps `f` too, where the rules would act on it; None when it
     acts on it: `f` holds the picture finer (`finer_than`), or one of the two holds the other's
@@ -964,11 +1010,16 @@ def choose(files: Sequence[PlanFile], rules: Sequence[KeepRule]) -> tuple[PlanFi
         raise PlanError("no file of the group can be used")
     copies = copies_among([f.path for f in usable])
     # `biggest` after `largest`: the files it compares hold the picture at one size (within
-    # `largest`'s tie band), and the one stored without loss goes first (`lossless_over`)
-    names = [r.name for r in rules]
-    if "largest" in names and "biggest" in names[names.index("largest"):]:
+    # `largest`'s tie band), and the one stored without loss goes first (`lossless_over`) ...
+    twins: dict[str, PlanFile] = {}
+    if lossless_first(rules):
         rules = [KeepRule("biggest", LOSSLESS_FIRST) if r.name == "biggest" else r
                  for r in rules]
+        # ... but one holding a lossy file's decoded pixels holds nothing more: it ranks as
+        # that file, stored as it is, a byte smaller (so just after it, and never round)
+        twins = _twins(usable)
+        usable = [replace(f, lossless=twins[f.path].lossless, size=twins[f.path].size - 1)
+                  if f.path in twins else f for f in usable]
 
     # `largest` by the picture when the check mapped a file of the group; one it did not map (a
     # thumbnail too small for keypoints, a plain picture) is taken to hold the picture as a
@@ -1006,7 +1057,15 @@ def choose(files: Sequence[PlanFile], rules: Sequence[KeepRule]) -> tuple[PlanFi
 
     decisive = deciding(rest[0])
     ties = "ties on " + ", ".join(r.name for r in rules)
-    if any(order(f, best) < 0 for f in rest):  # only where the tie bands go round
+    given = {f.path: f for f in files}  # as they are: `twins` rank with another's size
+    kept = given[best.path]
+    source = twins.get(rest[0].path)
+    if source is not None and source.path == best.path and decisive is not None \
+            and decisive.name == "biggest":
+        why = (f"kept: {best.width}x{best.height} {best.format or 'file'}; the next file holds "
+               f"its decoded pixels, saved again without loss: bigger on disk, but nothing more "
+               f"of the picture")
+    elif any(order(f, best) < 0 for f in rest):  # only where the tie bands go round
         why = ("kept: it beats as many of the group's files as any other (the rules go round)"
                if level else
                "kept: it beats more of the group's files than any other (the rules go round)")
@@ -1014,7 +1073,7 @@ def choose(files: Sequence[PlanFile], rules: Sequence[KeepRule]) -> tuple[PlanFi
         why = (f"kept: {best.width}x{best.height} {best.format or 'file'} stored without loss, "
                f"over a lossy file of the picture at that size")
     elif decisive is not None:
-        why = f"kept: {decisive.show(best)}, {decisive.label}"
+        why = f"kept: {decisive.show(kept)}, {decisive.label}"
         if decisive.name == "largest" and estimated & {best.path, rest[0].path}:
             why += (" (by canvas: the picture check did not map "
                     + ("it)" if best.path in estimated else "the next file)"))
@@ -1029,32 +1088,39 @@ def choose(files: Sequence[PlanFile], rules: Sequence[KeepRule]) -> tuple[PlanFi
         why = f"kept: {ties}; first by path"
     others = []
     for f in rest:
-        rule = deciding(f)
-        if rule and rule.compare(best, f) > 0:
+        rule, this = deciding(f), given[f.path]
+        if f.path in twins and (rule is None or rule.name == "biggest"):
+            source = twins[f.path]
+            reason = (f"{this.format or 'a'} file of {size_text(this.size)} holding the "
+                      + ("kept " if source.path == best.path else "")
+                      + f"{source.width}x{source.height} {source.format or 'file'}'s decoded "
+                      f"pixels, saved again without loss: it holds nothing more of the picture"
+                      + ("" if source.path == best.path else
+                         f", and goes with {os.path.basename(source.path)}"))
+        elif rule and rule.compare(best, f) > 0:
             beats = "as many of" if wins.get(id(f)) == wins.get(id(best)) else "more of"
-            reason = (f"{rule.show(f)}, a JPEG the kept {rule.show(best)} was saved again "
+            reason = (f"{rule.show(this)}, a JPEG the kept {rule.show(kept)} was saved again "
                       f"from, but the kept file beats {beats} the group's files (the rules go "
                       f"round)" if rule.name == "source" else
-                      f"{rule.show(f)}, {rule.label} over the kept {rule.show(best)}, but the "
+                      f"{rule.show(this)}, {rule.label} over the kept {rule.show(kept)}, but the "
                       f"kept file beats {beats} the group's files (the rules go round)")
         elif rule and rule.name == "largest" and mapped and not estimated & {f.path, best.path}:
             reason = _largest_reason(rule, best, f)
         elif rule and rule.name == "source":
-            reason = (f"{rule.show(f)}, saved again from the kept {rule.show(best)}'s pixels "
+            reason = (f"{rule.show(this)}, saved again from the kept {rule.show(kept)}'s pixels "
                       f"(they carry that JPEG's compression): it holds nothing more of the "
                       f"picture")
         elif rule and rule.args == LOSSLESS_FIRST and lossless_over(best, f):
             reason = (f"{f.format or 'a'} file of lossy compression, against the kept "
                       f"{best.format or 'file'} holding the picture at its size without loss")
         elif rule:
-            reason = f"{rule.show(f)} against the kept {rule.show(best)}"
+            reason = f"{rule.show(this)} against the kept {rule.show(kept)}"
         elif f.path in copies and best.path not in copies:
             reason = "ties with the kept file on every rule; named as a copy"
         else:
             reason = "ties with the kept file on every rule; after it by path"
         others.append(replace(f, reason=reason))
-    if estimated:  # the estimates were only for choosing
-        given = {f.path: f for f in files}
+    if estimated or twins:  # the estimates and twins' sizes were only for choosing
         best = given[best.path]
         others = [replace(given[f.path], reason=f.reason) for f in others]
     return replace(best, reason=why), others
@@ -1304,6 +1370,8 @@ def make_plan(groups, rules: Sequence[KeepRule], protect: Sequence[str] = (),
             usable = with_corners(with_bars(with_bands(usable)))
         if any(r.name == "source" for r in rules):
             usable = with_resaves(usable)
+        if lossless_first(rules):
+            usable = with_decodes(usable)
         best, rest = choose(usable, rules)
         chosen = {best.path: best, **{f.path: f for f in rest}}
         also = set()  # files kept beside the rules' choice (kept_too: finer, a band's content)
@@ -1366,6 +1434,7 @@ def _plan_file(f, where: str) -> PlanFile:
                            "bars": _shares(f.get("bars"), "bars", 8, 0.5),
                            "corners": _shares(f.get("corners"), "corners", 8),
                            "carries": _paths(f.get("carries"), "carries"),
+                           "decodes": _paths(f.get("decodes"), "decodes"),
                            "frames": _count(f.get("frames", 1), "frames"),
                            "lossless": _flag(f.get("lossless"), "lossless")})
     except (TypeError, ValueError) as e:
@@ -1437,10 +1506,12 @@ def _number(value, name: str) -> float | None:
 
 def _file_dict(f: PlanFile) -> dict:
     # nanosecond mtimes pass 2**53: as a string, so that the page's JavaScript keeps every digit;
-    # `carries` only where `source` read it, so that a plan without it reads as before
+    # `carries` and `decodes` only where they were read, so that a plan without them reads as
+    # before
     out = {**asdict(f), "mtime_ns": str(f.mtime_ns)}
-    if f.carries is None:
-        del out["carries"]
+    for name in ("carries", "decodes"):
+        if out[name] is None:
+            del out[name]
     return out
 
 

@@ -24,8 +24,8 @@ import numpy as np
 from simsearch.images import MAX_DECODE_BYTES, MAX_PIXELS, _head, _open_pillow, _open_regular, \
     _orientation
 
-__all__ = ["Grid", "Carried", "grid_of", "carried", "is_resave", "everywhere", "CARRY",
-           "CARRY_SAME", "TILE_SAME", "COLOUR_SAME"]
+__all__ = ["Grid", "Carried", "grid_of", "carried", "is_resave", "everywhere", "decoded",
+           "CARRY", "CARRY_SAME", "TILE_SAME", "COLOUR_SAME"]
 
 CARRY = 0.3          # a file whose coefficients lie this near another's lattice (mean cos) ...
 CARRY_SAME = 0.45    # ... with this share of them at that file's own coefficients carries it
@@ -329,3 +329,43 @@ def _blocks(g: Grid, turn: tuple, shape: tuple[int, int], blocks: tuple) -> np.n
     pixels = _turned(g, turn, shape, ys, xs)
     return (pixels.astype(np.float64) - 128).reshape(bh, 8, bw, 8).transpose(
         0, 2, 1, 3).reshape(-1, 64) @ _DCT2.T
+
+
+# a file stored without loss holds another file's decoded pixels when, turned into its frame,
+# every pixel's every channel is theirs: a PNG saved from a JPEG's decoded pixels (an export, a
+# conversion) is those pixels exactly, libjpeg's decoders (Pillow's, browsers', GIMP's,
+# ImageMagick's) giving one answer; a JPEG saved from a PNG is not, even at quality 98 (a level
+# or four off at a letter's edges), nor is a retouch, a caption or a change of levels (session
+# 32: a newcomer's plan kept such a PNG, "stored without loss", and acted on the JPEG it was
+# saved from). Another decoder's rounding leaves the PNG first, as before
+_ROWS = 256  # compared this many rows at a time (a 50-megapixel pair in small pieces)
+
+
+def decoded(lossless: str | os.PathLike, lossy: str | os.PathLike) -> bool | None:
+    """Whether the file `lossless` holds the decoded pixels of the file `lossy`, upright, up to
+    a quarter turn or a flip (the eight ways, where the canvases fit), every one exactly: it
+    then holds nothing `lossy` lacks. None when either cannot be read (as
+    `simsearch.images.load_image` would refuse it) or `lossless` is not fully opaque (its
+    transparency is something a JPEG lacks)."""
+    from simsearch.errors import SimsearchError
+    from simsearch.images import load_image
+    try:
+        with _open_regular(lossless) as (f, size):
+            with _open_pillow(f, size, _head(f), lossless, MAX_DECODE_BYTES) as im:
+                if _see_through(im):
+                    return None
+        held = np.asarray(load_image(lossless).image.convert("RGB"))
+        source = np.asarray(load_image(lossy).image.convert("RGB"))
+    except (SimsearchError, OSError, ValueError):
+        return None
+    except Exception:  # noqa: BLE001 - Pillow's plugins raise more than OSError: cannot tell
+        return None
+    for quarter in range(4):
+        for flip in (False, True):
+            turned = np.rot90(source, quarter)
+            turned = turned[:, ::-1] if flip else turned
+            if turned.shape == held.shape and all(
+                    np.array_equal(held[top:top + _ROWS], turned[top:top + _ROWS])
+                    for top in range(0, held.shape[0], _ROWS)):
+                return True
+    return False

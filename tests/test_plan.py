@@ -94,6 +94,104 @@ def test_biggest_puts_a_file_stored_without_loss_first_at_one_size(tmp_path):
         Plan.load(tmp_path / "bad.json")
 
 
+def _photo(size=(240, 180), seed=3):
+    """A busy RGB picture (noise over a gradient): its JPEG differs from it in every block."""
+    import numpy as np
+    rng = np.random.default_rng(seed)
+    ys, xs = np.indices(size[::-1])
+    base = np.stack([xs * 255 // size[0], ys * 255 // size[1], (xs + ys) % 256], -1)
+    return Image.fromarray(np.clip(base + rng.normal(0, 25, base.shape), 0, 255).astype("uint8"))
+
+
+def test_a_png_of_a_jpegs_decoded_pixels_goes_after_that_jpeg(tmp_path):
+    """A newcomer's case (session 32): a PNG saved from a JPEG's decoded pixels (a conversion,
+    an export), bigger on disk and "stored without loss", was kept and the JPEG it was made
+    from acted on. It holds those pixels exactly, nothing more: the JPEG is kept, also turned
+    a quarter or flipped; a PNG with one pixel changed, a JPEG saved from a PNG and a PNG with
+    any transparency are not such copies, and stay first."""
+    from simsearch.resave import decoded
+    jpg = tmp_path / "IMG_0001.jpg"
+    _photo().save(jpg, quality=85)
+    pixels = Image.open(jpg).convert("RGB")
+    png = tmp_path / "Screenshot IMG_0001.png"
+    pixels.save(png)
+    turned = tmp_path / "turned.png"
+    pixels.transpose(Image.Transpose.ROTATE_90).save(turned)
+    assert png.stat().st_size > jpg.stat().st_size
+    assert decoded(str(png), str(jpg)) is True and decoded(str(turned), str(jpg)) is True
+    g = _plan(tmp_path, [jpg, png])  # the default rules
+    assert g.keep == [str(jpg)] and g.act_on == [str(png)], [f.reason for f in g.files]
+    reasons = {f.path: f.reason for f in g.files}
+    assert "the next file holds its decoded pixels" in reasons[str(jpg)]
+    assert reasons[str(png)].startswith("png file of") and "holding the kept 240x180 jpeg's " \
+        "decoded pixels" in reasons[str(png)]
+    g = _plan(tmp_path, [jpg, turned])
+    assert g.keep == [str(jpg)] and g.act_on == [str(turned)]
+    # what it read goes through the plan's file
+    plan = make_plan([_group(jpg, png)], parse_rules([]))
+    plan.save(tmp_path / "plan.json")
+    files = {f.path: f for f in Plan.load(tmp_path / "plan.json").groups[0].files}
+    assert files[str(png)].decodes == (str(jpg),) and files[str(jpg)].decodes is None
+    data = json.loads((tmp_path / "plan.json").read_text())
+    entry = next(f for f in data["groups"][0]["files"] if f["path"] == str(png))
+    entry["decodes"] = "IMG_0001.jpg"
+    (tmp_path / "bad.json").write_text(json.dumps(data))
+    with pytest.raises(PlanError, match="decodes"):
+        Plan.load(tmp_path / "bad.json")
+
+    # one pixel changed (a retouch): it holds something the JPEG lacks, and stays first
+    touched = tmp_path / "touched.png"
+    edit = pixels.copy()
+    edit.putpixel((100, 50), tuple(255 - v for v in edit.getpixel((100, 50))))
+    edit.save(touched)
+    assert decoded(str(touched), str(jpg)) is False
+    g = _plan(tmp_path, [jpg, touched])
+    assert g.keep == [str(touched)] and "stored without loss" in g.files[1].reason
+    # the other way round: a JPEG saved from a PNG, at quality 98, is not its pixels
+    original = tmp_path / "original.png"
+    _photo(seed=5).save(original)
+    copy = tmp_path / "copy.jpg"
+    Image.open(original).save(copy, quality=98)
+    assert decoded(str(original), str(copy)) is False
+    assert _plan(tmp_path, [copy, original]).keep == [str(original)]
+    # a PNG with transparency holds what no JPEG does
+    see = tmp_path / "see.png"
+    rgba = pixels.convert("RGBA")
+    rgba.putpixel((0, 0), (0, 0, 0, 0))
+    rgba.save(see)
+    assert decoded(str(see), str(jpg)) is None
+    # `biggest` on its own is bytes, as the user asked: the PNG
+    assert _plan(tmp_path, [jpg, png], ["biggest"]).keep == [str(png)]
+
+
+def test_a_decoded_copy_ranks_with_its_jpeg_and_never_goes_round(tmp_path):
+    """With a second lossless file of the same size beside them (the PNG the JPEG was saved
+    from) and a third JPEG, the decoded PNG ranks right after its JPEG: one order, whatever the
+    names, and the original PNG is kept."""
+    first = tmp_path / "first.png"
+    _photo(seed=7).save(first)
+    jpg = tmp_path / "photo.jpg"
+    Image.open(first).save(jpg, quality=90)
+    again = tmp_path / "again.png"
+    Image.open(jpg).convert("RGB").save(again)
+    other = tmp_path / "other.jpg"
+    Image.open(first).save(other, quality=95)
+    kept = set()
+    for names in (("a", "b", "c", "d"), ("d", "c", "b", "a"), ("b", "d", "a", "c")):
+        paths = []
+        for name, src in zip(names, (first, jpg, again, other)):
+            dst = tmp_path / f"{name}{src.suffix}"
+            dst.write_bytes(src.read_bytes())
+            paths.append(dst)
+        g = _plan(tmp_path, paths)
+        kept.add(paths[0].read_bytes() == open(g.keep[0], "rb").read())
+        reasons = {os.path.basename(f.path): f.reason for f in g.files}
+        assert "decoded pixels" in reasons[paths[2].name], reasons
+        for p in paths:
+            p.unlink()
+    assert kept == {True}
+
+
 def test_lossless_first_never_goes_round_whatever_the_names():
     """A review's case (session 31): a lossless PNG, a bigger JPEG of its size and a JPEG
     4% larger (inside `largest`'s tie band) each beat one other pairwise, and the names
