@@ -94,12 +94,15 @@ def probe(path: str | os.PathLike, target: int | None = None, max_pixels: int = 
 
 
 def load_image(path: str | os.PathLike, target: int | None = None,
-               max_pixels: int = MAX_PIXELS, max_bytes: int = MAX_DECODE_BYTES) -> Picture:
+               max_pixels: int = MAX_PIXELS, max_bytes: int = MAX_DECODE_BYTES,
+               alpha: bool = False) -> Picture:
     """Decode `path` to an RGB picture.
 
     With `target`, a JPEG may be decoded at 1/2, 1/4 or 1/8 scale, a HEIC from a thumbnail and
     a RAW file from its preview, as long as both sides stay at least `target` pixels: the result
-    is then smaller than the file, never smaller than needed."""
+    is then smaller than the file, never smaller than needed. With `alpha`, a picture with an
+    alpha channel or a transparent palette entry comes as RGBA, for showing it as it is (a
+    white logo on a clear ground is blank on white)."""
     with _errors(path, max_pixels):
         with _open_regular(path) as (f, size):
             head = _head(f)
@@ -109,7 +112,7 @@ def load_image(path: str | os.PathLike, target: int | None = None,
             with _open_pillow(f, size, head, path, max_bytes) as img:
                 plan = _plan(img, f, size, path, target, max_pixels, max_bytes)
                 orientation = _orientation(img, f)
-                rgb = _decode(img, f, plan)
+                rgb = _decode(img, f, plan, alpha)
         return _upright(rgb, plan.width, plan.height, orientation, plan.probe.format)
 
 
@@ -163,11 +166,14 @@ def _plan(img: Image.Image, f: BinaryIO, size: int, path, target: int | None, ma
     return _Plan(Probe(fmt, width, height, cost), width, height, dc_only)
 
 
-def _decode(img: Image.Image, f: BinaryIO, plan: _Plan) -> Image.Image:
+def _decode(img: Image.Image, f: BinaryIO, plan: _Plan, alpha: bool = False) -> Image.Image:
     with _DECODING.hold(plan.probe.cost):
         small = jpeg.dc_only(f, img.size) if plan.dc_only else None
         if small is None:
             img.load()  # the first frame: Pillow opens every format at frame 0
+        if alpha and small is None and (img.mode in ALPHA_MODES or (
+                img.mode == "P" and "transparency" in img.info)):
+            return img.convert("RGBA")
         return to_rgb(small if small is not None else img)
 
 

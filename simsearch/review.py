@@ -80,8 +80,10 @@ def write_review(plan: Plan, folder: str | os.PathLike, progress: Progress | Non
     return page
 
 
-def thumb_name(path: str) -> str:
-    return hashlib.sha256(os.fsencode(path)).hexdigest()[:24] + ".jpg"
+def thumb_name(path: str, clear: bool = False) -> str:
+    """The thumbnail's file name: a JPEG, or a PNG for a picture with transparency (`clear`),
+    which the page shows on a chequered ground."""
+    return hashlib.sha256(os.fsencode(path)).hexdigest()[:24] + (".png" if clear else ".jpg")
 
 
 def make_thumbnails(paths: list[str], folder: Path, progress: Progress | None = None,
@@ -92,24 +94,26 @@ def make_thumbnails(paths: list[str], folder: Path, progress: Progress | None = 
     from simsearch.errors import DecodeError
 
     def one(path: str) -> str | None:
-        name = thumb_name(path)
-        out = folder / name
+        for name in (thumb_name(path), thumb_name(path, clear=True)):
+            try:
+                if (folder / name).stat().st_mtime_ns >= os.stat(path).st_mtime_ns:
+                    return name
+            except OSError:
+                pass
         try:
-            if out.stat().st_mtime_ns >= os.stat(path).st_mtime_ns:
-                return name
-        except OSError:
-            pass
-        try:
-            picture = load_image(path, target=THUMB_SIZE)
+            picture = load_image(path, target=THUMB_SIZE, alpha=True)
         except DecodeError:
             return None
         image = picture.image
         image.thumbnail((THUMB_SIZE, THUMB_SIZE))
+        clear = image.mode == "RGBA"  # kept as it is: white on a clear ground is no blank
+        name = thumb_name(path, clear)
+        out = folder / name
         tmp = folder / f".{name}.{os.getpid()}.tmp"
         try:
             with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644),
                       "wb") as fh:
-                image.save(fh, "JPEG", quality=82)
+                image.save(fh, "PNG") if clear else image.save(fh, "JPEG", quality=82)
             os.replace(tmp, out)
         except OSError as e:
             raise SimsearchError(f"{out}: cannot write the thumbnail ({e.strerror or e})") from e

@@ -440,3 +440,43 @@ def test_a_name_that_is_not_utf8_links_its_file_and_the_page_draws_on(tmp_path, 
     assert unquote_to_bytes(href) == b"file://" + os.fsencode(latin1)
     assert page.locator("section.card").count() == 2  # the second group drawn too
     assert errors == []
+
+
+def test_a_picture_with_transparency_shows_on_a_chequered_ground(tmp_path, browser):
+    """A newcomer's case (session 32): white logos on a clear ground were drawn as blank white
+    boxes (transparency composited on white), so a person could not tell what they were. Their
+    thumbnails keep the transparency (PNG) and the page draws them on a chequered ground; an
+    opaque picture's thumbnail is a JPEG, as before."""
+    photos = tmp_path / "p"
+    photos.mkdir()
+    logo = Image.new("RGBA", (200, 150), (0, 0, 0, 0))
+    for x in range(60, 140):
+        for y in range(40, 110):
+            logo.putpixel((x, y), (255, 255, 255, 255))
+    logo.save(photos / "logo-white.png")
+    logo.convert("LA").save(photos / "logo-grey.png")
+    photo = _image(photos / "photo.jpg", (200, 150), 3)
+    made = group([photos / "logo-white.png", photos / "logo-grey.png", photo])
+    plan = make_plan([made], parse_rules(["largest"]))
+    page_path = write_review(plan, tmp_path / "report")
+    data = json.loads(re.search(r'<script id="data" type="application/json">(.*?)</script>',
+                                page_path.read_text(), re.S).group(1))
+    thumbs = data["thumbs"]
+    for name in ("logo-white.png", "logo-grey.png"):
+        with Image.open(page_path.parent / thumbs[str(photos / name)]) as im:
+            assert im.format == "PNG" and im.mode == "RGBA"
+            alpha = im.getchannel("A")
+            assert alpha.getextrema() == (0, 255)  # the clear ground and the logo, as they are
+            assert im.getpixel((im.width // 2, im.height // 2)) == (255, 255, 255, 255)
+    with Image.open(page_path.parent / thumbs[str(photo)]) as im:
+        assert im.format == "JPEG"
+    page, errors = _open(browser, page_path)
+    _wait_for_thumbnails(page)
+    classes = {name: page.locator(f'figure:has(div.path[title="{photos / name}"]) img')
+               .get_attribute("class") for name in ("logo-white.png", "logo-grey.png", "photo.jpg")}
+    assert classes == {"logo-white.png": "thumb clear", "logo-grey.png": "thumb clear",
+                       "photo.jpg": "thumb"}
+    ground = page.locator("img.thumb.clear").first.evaluate(
+        "i => getComputedStyle(i).backgroundImage")
+    assert "conic-gradient" in ground
+    assert errors == []
