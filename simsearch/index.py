@@ -984,8 +984,12 @@ class Index:
     def export(self, out: str | os.PathLike) -> int:
         """Write the stored vectors and their paths to an .npz (`vectors` [n, d] float32,
         `paths`). Returns the number of vectors written."""
-        paths, vectors = self.vectors()
         out = Path(out)
+        if os.path.lexists(out) and not _is_export(out):  # a photo, a document: never replaced
+            raise IndexStoreError(f"{out} exists and is not a simsearch export (an .npz of "
+                                  f"vectors and paths); it was left as it is: choose another "
+                                  f"file with --out")
+        paths, vectors = self.vectors()
         try:
             write_atomic(out, lambda f: np.savez(f, vectors=vectors.astype(np.float32),
                                                  paths=np.array(paths, dtype=str)),
@@ -993,6 +997,18 @@ class Index:
         except OSError as e:
             raise IndexStoreError(f"{out}: cannot write ({e.strerror or e})") from e
         return len(paths)
+
+
+def _is_export(path: Path) -> bool:
+    """Whether `path` is an empty file or holds what `Index.export` writes (an .npz of just
+    `vectors` and `paths`, read without unpickling anything), which a new export may replace."""
+    try:
+        if path.is_file() and path.stat().st_size == 0:
+            return True
+        with np.load(path, allow_pickle=False) as held:
+            return sorted(held.files) == ["paths", "vectors"]
+    except Exception:  # noqa: BLE001 - whatever np.load raises: not an export (a photo)
+        return False
 
 
 MADE_WITH = "made_with"  # catalog meta: the model files that made its vectors (a JSON list)

@@ -786,6 +786,7 @@ def test_your_photos_are_never_written(tmp_path, tiny_model, corpus):
                  ["query", str(photos / "img001.jpg"), str(photos / "broken.jpg")],
                  ["dedupe", "--threshold", "0.5"],
                  ["export", "--out", str(tmp_path / "v.npz")],
+                 ["export", "--out", str(photos / "img002.jpg")],  # refused: a photo
                  ["check"],
                  ["index", str(other), "-q"],
                  ["index", str(photos), "-q", "--rebuild", "--model", model]):
@@ -831,3 +832,26 @@ def test_names_that_look_alike_are_told_apart_and_undo_says_each_on_one_line(
     newline = [line for line in restored if "new\\nline" in line]  # its path and its place
     assert len(newline) == 1 and newline[0].count("new\\nline") == 2, restored
     assert composed.read_bytes() == decomposed.read_bytes() == data
+
+
+def test_export_never_replaces_a_file_that_is_not_an_export(tmp_path, tiny_model, photos):
+    """A hostile tester's case (session 32): `export --out photos/x.jpg` replaced the photo
+    with a zip of vectors, and the next index dropped it. Only an earlier export (or an empty
+    file) is replaced; a photo, a .npy, a document is refused by name and left as it was."""
+    runner = CliRunner()
+    index_dir = str(tmp_path / "idx")
+    assert runner.invoke(main, _index_args(photos, index_dir, tiny_model)).exit_code == 0
+    np.save(tmp_path / "other.npy", np.zeros(3))
+    (tmp_path / "notes.npz").write_text("my notes")
+    for victim in (photos / "img003.jpg", tmp_path / "other.npy", tmp_path / "notes.npz"):
+        before = victim.read_bytes()
+        result = runner.invoke(main, ["export", "--out", str(victim), "--index", index_dir])
+        assert result.exit_code == 1, result.output
+        assert f"{victim} exists and is not a simsearch export" in result.output
+        assert victim.read_bytes() == before
+    out = tmp_path / "v.npz"
+    for _ in range(2):  # written, then replaced
+        result = runner.invoke(main, ["export", "--out", str(out), "--index", index_dir])
+        assert result.exit_code == 0 and "wrote 8 vectors" in result.output
+    with np.load(out) as held:
+        assert held["vectors"].shape[0] == 8
