@@ -41,19 +41,20 @@ from collections import defaultdict
 from dataclasses import replace
 from pathlib import Path
 
-from PIL import Image
+import numpy as np
+from PIL import Image, ImageOps
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from simsearch.edits import EDIT_NAMES, _font, apply_edit  # noqa: E402
 from simsearch.detail import band, bars, bars_hold, corners  # noqa: E402
-from simsearch.plan import _lossless  # noqa: E402
+from simsearch.plan import _GREY_MODES, _lossless  # noqa: E402
 from simsearch.plan import (PlanFile, bars_between, choose, corners_between,  # noqa: E402
                             extent_of, kept_too, one_way_stretch, parse_rules,
                             resaved_between, stretched_between, turned_apart, with_bars,
-                            with_resaves)
-from simsearch.resave import carried, grid_of, is_resave  # noqa: E402
+                            with_colours, with_decodes, with_resaves)
+from simsearch.resave import _colour, carried, grid_of, holds_pixels, is_resave  # noqa: E402
 from simsearch.verify import (VerifySettings, agreement, beyond, picture_features,  # noqa: E402
                               picture_map)
 
@@ -149,11 +150,42 @@ def encode(img: Image.Image, save: str) -> tuple[bytes, str]:
 
 
 def facts(name: str, size: int, fmt: str, w: int, h: int, seconds: float,
-          lossless: bool | None = None) -> PlanFile:
+          lossless: bool | None = None, colour: bool | None = None) -> PlanFile:
     date = dt.datetime.fromtimestamp(seconds, dt.timezone.utc).replace(tzinfo=None, microsecond=0)
     return PlanFile(path=name, size=size, mtime_ns=int(seconds * 1e9), sha256="", width=w,
                     height=h, format=fmt, date=date.isoformat(), date_source="mtime",
-                    lossless=lossless)
+                    lossless=lossless, colour=colour)
+
+
+class Pixels:
+    """What `dedupe --plan` reads of a pair's pixels since session 32, for files held as an
+    original's path and a copy's bytes: whether each is stored in grey (`PlanFile.colour` from
+    its header), whether its pixels hold colour (`simsearch.resave.has_colour`), and whether
+    one holds the other's decoded pixels (`simsearch.resave.decoded`); each read once."""
+
+    def __init__(self, path: Path, data: bytes):
+        self.sources = {"original": lambda: Image.open(path), "copy": lambda: Image.open(
+            io.BytesIO(data))}
+        self.rgb: dict[str, np.ndarray] = {}
+
+    def _rgb(self, which: str) -> np.ndarray:
+        if which not in self.rgb:
+            with self.sources[which]() as im:
+                self.rgb[which] = np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
+        return self.rgb[which]
+
+    def stored_grey(self, which: str) -> bool | None:
+        with self.sources[which]() as im:
+            return False if im.mode in _GREY_MODES else None
+
+    def colour(self, name: str) -> bool:
+        which = "original" if name.endswith("original") else "copy"
+        return _colour(Image.fromarray(self._rgb(which)).resize((256, 256))) is not None
+
+    def decodes(self, held: str, source: str) -> bool:
+        which = ("original" if held.endswith("original") else "copy",
+                 "original" if source.endswith("original") else "copy")
+        return holds_pixels(self._rgb(which[0]), self._rgb(which[1]))
 
 
 def stored_without_loss(data: bytes, fmt: str) -> bool:
@@ -204,6 +236,9 @@ def main() -> None:
     parser.add_argument("--without-lossless", action="store_true",
                         help="as before session 31: `biggest` by bytes alone, whether a file "
                              "is stored without loss or not")
+    parser.add_argument("--session31", action="store_true",
+                        help="as session 31 shipped `biggest`: no file read for whether it is "
+                             "grey or holds another's decoded pixels")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     if args.band and not args.picture:
@@ -306,16 +341,22 @@ def main() -> None:
                     maps = picture_maps(held, str(saved), settings)
                     mapped[0] += maps is not None
                     mapped[1] += 1
+                pixels = None if args.session31 else Pixels(path, data)
                 for setting in DATES:
                     t_orig, t_copy = dates(setting, rng, 1.6e9 + n * 1e5)
                     original = facts(f"a/{n:04d}/original", o_size, fmt, ow, oh, t_orig,
-                                     None if args.without_lossless else o_lossless)
+                                     None if args.without_lossless else o_lossless,
+                                     pixels and pixels.stored_grey("original"))
                     edited = facts(f"a/{n:04d}/copy", len(data), cfmt, copy.width, copy.height,
                                    t_copy, None if args.without_lossless else
-                                   stored_without_loss(data, cfmt))
+                                   stored_without_loss(data, cfmt),
+                                   pixels and pixels.stored_grey("copy"))
                     # the path breaks ties: draw which one sorts first, so a tie is a coin toss
                     pair = [original, edited] if rng.random() < 0.5 else [edited, original]
                     pair = [replace(f, path=f"{i}{f.path}") for i, f in enumerate(pair)]
+                    if pixels is not None:  # as `dedupe --plan` reads them (session 32)
+                        pair = with_decodes(with_colours(pair, read=pixels.colour),
+                                            read=pixels.decodes)
                     drawn = banded_pair = pair
                     if maps is not None:
                         drawn = [replace(f, picture=m[0], extent=m[1]) for f, m in (

@@ -129,6 +129,10 @@ class PlanFile:
     # lossy files of its canvas up to a quarter turn, where `biggest` puts lossless first
     # (`with_decodes`); None when not asked
     decodes: tuple[str, ...] | None = None
+    # whether the picture has colour: False for a file stored in grey (its mode, from the
+    # header), or stored in colour with grey pixels throughout (read only beside a grey file
+    # of the group, `with_colours`); None when not known, taken as colour
+    colour: bool | None = None
 
     @property
     def pixels(self) -> int:
@@ -152,8 +156,12 @@ class KeepRule:
                 return decided[0]
         if self.name == "source":  # a re-save of the other's JPEG goes (`with_resaves`)
             return -resaved_between(f, g)
-        if self.name == "biggest" and self.args == LOSSLESS_FIRST and lossless_over(f, g):
-            return -1 if f.lossless else 1
+        if self.name == "biggest" and self.args == LOSSLESS_FIRST:
+            grey = greyer(f, g)  # a grey file after one holding the picture's colours
+            if grey:
+                return grey
+            if lossless_over(f, g):
+                return -1 if f.lossless else 1
         a, b = self.key(f), self.key(g)
         return (a > b) - (a < b)
 
@@ -645,6 +653,39 @@ def lossless_over(f: PlanFile, g: PlanFile) -> bool:
     return None not in (f.lossless, g.lossless) and f.lossless != g.lossless
 
 
+def greyer(f: PlanFile, g: PlanFile) -> int:
+    """1 when `f` is grey and `g` holds colour (`PlanFile.colour`: None counts as colour), -1
+    the other way round, 0 otherwise. Where `biggest` puts lossless first, a grey file goes
+    after a file in colour, lossless or bigger though it is: it holds less of the picture (a
+    hostile tester's default plan kept a grey PNG and acted on the colour JPEG, session 32)."""
+    return (f.colour is False) - (g.colour is False)
+
+
+def with_colours(files: Sequence[PlanFile], read=None) -> list[PlanFile]:
+    """`files` with `colour` read for each file stored in colour that `biggest` may put first
+    for being stored without loss or may put after a grey file: one beside, on one canvas (up
+    to a quarter turn), a grey file or, one of the two stored without loss, a lossy one.
+    False when its pixels are grey throughout (a black-and-white conversion saved in colour
+    mode; `simsearch.resave.has_colour`, or `read`), True when they hold colour."""
+    usable = [f for f in files if not f.problem]
+    if len(usable) > BAND_GROUP:  # (pairs grow as the square)
+        return list(files)
+
+    def asked(f: PlanFile, g: PlanFile) -> bool:
+        return (f.colour is None and g is not f
+                and sorted((f.width, f.height)) == sorted((g.width, g.height))
+                and (g.colour is False or None not in (f.lossless, g.lossless)
+                     and f.lossless != g.lossless))
+
+    wanted = [f for f in usable if any(asked(f, g) for g in usable)]
+    if not wanted:
+        return list(files)
+    if read is None:
+        from simsearch.resave import has_colour as read
+    found = {f.path: read(f.path) for f in wanted}
+    return [replace(f, colour=found[f.path]) if f.path in found else f for f in files]
+
+
 def lossless_first(rules: Sequence[KeepRule]) -> bool:
     """Whether `biggest` comes after `largest` in `rules`: then it puts a file stored without
     loss first (`LOSSLESS_FIRST`), and a file holding another's decoded pixels after it."""
@@ -862,7 +903,7 @@ def file_facts(member, protect: Sequence[str] = ()) -> PlanFile:
     f = replace(f, format=head.format or _SUFFIX_FORMATS.get(Path(path).suffix.lower(), ""),
                 date=(head.date or local).isoformat(),
                 date_source="exif" if head.date else "mtime", frames=head.frames,
-                lossless=head.lossless)
+                lossless=head.lossless, colour=head.colour)
     if (st.st_size, st.st_mtime_ns) != (member.size, member.mtime_ns):
         return replace(f, size=st.st_size, mtime_ns=st.st_mtime_ns,
                        problem="changed since it was indexed (run simsearch index first)")
@@ -876,6 +917,7 @@ class Header(NamedTuple):
     date: dt.datetime | None = None     # EXIF DateTimeOriginal
     frames: int = 1                     # MULTI_FRAME formats, else 1
     lossless: bool | None = None        # `PlanFile.lossless`
+    colour: bool | None = None          # False: stored in grey (`PlanFile.colour`)
 
 
 def _header(path: str) -> Header:
@@ -887,7 +929,7 @@ def _header(path: str) -> Header:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
     except OSError:
         return Header()
-    frames, lossless = 1, None
+    frames, lossless, colour = 1, None, None
     with open(fd, "rb") as fh:
         if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
             return Header()
@@ -904,15 +946,18 @@ def _header(path: str) -> Header:
                     frames = _frames(im)
                 if not kind:
                     lossless = _lossless(fmt, im, head)
+                    colour = False if im.mode in _GREY_MODES else None
         except Exception:  # any header Pillow cannot read: format from the suffix, date from mtime
             return Header(kind.lower() if kind else "")
     try:
         date = dt.datetime.strptime(str(raw).strip("\x00 ")[:19], "%Y:%m:%d %H:%M:%S")
     except ValueError:  # absent, or "0000:00:00 00:00:00" as some cameras write
         date = None
-    return Header(fmt, date, frames, lossless)
+    return Header(fmt, date, frames, lossless, colour)
 
 
+# modes of a grey picture (one channel, beside alpha)
+_GREY_MODES = ("1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F")
 # modes that hold every pixel's own value (not a palette's, not packed into another's)
 _FULL_MODES = ("1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "F", "RGB", "RGBA", "RGBa",
                "RGBX", "CMYK", "LAB")
@@ -1018,8 +1063,9 @@ def choose(files: Sequence[PlanFile], rules: Sequence[KeepRule]) -> tuple[PlanFi
         # ... but one holding a lossy file's decoded pixels holds nothing more: it ranks as
         # that file, stored as it is, a byte smaller (so just after it, and never round)
         twins = _twins(usable)
-        usable = [replace(f, lossless=twins[f.path].lossless, size=twins[f.path].size - 1)
-                  if f.path in twins else f for f in usable]
+        usable = [replace(f, lossless=twins[f.path].lossless, size=twins[f.path].size - 1,
+                          colour=twins[f.path].colour) if f.path in twins else f
+                  for f in usable]
 
     # `largest` by the picture when the check mapped a file of the group; one it did not map (a
     # thumbnail too small for keypoints, a plain picture) is taken to hold the picture as a
@@ -1069,6 +1115,9 @@ def choose(files: Sequence[PlanFile], rules: Sequence[KeepRule]) -> tuple[PlanFi
         why = ("kept: it beats as many of the group's files as any other (the rules go round)"
                if level else
                "kept: it beats more of the group's files than any other (the rules go round)")
+    elif decisive is not None and decisive.args == LOSSLESS_FIRST and greyer(best, rest[0]):
+        why = (f"kept: {best.width}x{best.height} {best.format or 'file'} holding the picture's "
+               f"colours, over a grey file of it")
     elif decisive is not None and decisive.args == LOSSLESS_FIRST and lossless_over(best, rest[0]):
         why = (f"kept: {best.width}x{best.height} {best.format or 'file'} stored without loss, "
                f"over a lossy file of the picture at that size")
@@ -1110,6 +1159,9 @@ def choose(files: Sequence[PlanFile], rules: Sequence[KeepRule]) -> tuple[PlanFi
             reason = (f"{rule.show(this)}, saved again from the kept {rule.show(kept)}'s pixels "
                       f"(they carry that JPEG's compression): it holds nothing more of the "
                       f"picture")
+        elif rule and rule.args == LOSSLESS_FIRST and greyer(best, f):
+            reason = (f"{f.format or 'a'} file in grey, against the kept {best.format or 'file'} "
+                      f"holding the picture's colours")
         elif rule and rule.args == LOSSLESS_FIRST and lossless_over(best, f):
             reason = (f"{f.format or 'a'} file of lossy compression, against the kept "
                       f"{best.format or 'file'} holding the picture at its size without loss")
@@ -1371,7 +1423,7 @@ def make_plan(groups, rules: Sequence[KeepRule], protect: Sequence[str] = (),
         if any(r.name == "source" for r in rules):
             usable = with_resaves(usable)
         if lossless_first(rules):
-            usable = with_decodes(usable)
+            usable = with_decodes(with_colours(usable))
         best, rest = choose(usable, rules)
         chosen = {best.path: best, **{f.path: f for f in rest}}
         also = set()  # files kept beside the rules' choice (kept_too: finer, a band's content)
@@ -1436,7 +1488,8 @@ def _plan_file(f, where: str) -> PlanFile:
                            "carries": _paths(f.get("carries"), "carries"),
                            "decodes": _paths(f.get("decodes"), "decodes"),
                            "frames": _count(f.get("frames", 1), "frames"),
-                           "lossless": _flag(f.get("lossless"), "lossless")})
+                           "lossless": _flag(f.get("lossless"), "lossless"),
+                           "colour": _flag(f.get("colour"), "colour")})
     except (TypeError, ValueError) as e:
         raise PlanError(f"{where}: {e}") from None
 

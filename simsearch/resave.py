@@ -25,7 +25,7 @@ from simsearch.images import MAX_DECODE_BYTES, MAX_PIXELS, _head, _open_pillow, 
     _orientation
 
 __all__ = ["Grid", "Carried", "grid_of", "carried", "is_resave", "everywhere", "decoded",
-           "CARRY", "CARRY_SAME", "TILE_SAME", "COLOUR_SAME"]
+           "holds_pixels", "has_colour", "CARRY", "CARRY_SAME", "TILE_SAME", "COLOUR_SAME"]
 
 CARRY = 0.3          # a file whose coefficients lie this near another's lattice (mean cos) ...
 CARRY_SAME = 0.45    # ... with this share of them at that file's own coefficients carries it
@@ -360,6 +360,12 @@ def decoded(lossless: str | os.PathLike, lossy: str | os.PathLike) -> bool | Non
         return None
     except Exception:  # noqa: BLE001 - Pillow's plugins raise more than OSError: cannot tell
         return None
+    return holds_pixels(held, source)
+
+
+def holds_pixels(held: np.ndarray, source: np.ndarray) -> bool:
+    """Whether the picture `held` (an RGB array) is `source`'s pixels exactly, turned by one of
+    the eight quarter turns and flips (`decoded`, on pictures already decoded)."""
     for quarter in range(4):
         for flip in (False, True):
             turned = np.rot90(source, quarter)
@@ -369,3 +375,18 @@ def decoded(lossless: str | os.PathLike, lossy: str | os.PathLike) -> bool | Non
                     for top in range(0, held.shape[0], _ROWS)):
                 return True
     return False
+
+
+def has_colour(path: str | os.PathLike) -> bool | None:
+    """Whether the picture in the file holds colour: its Cb and Cr at COLOUR_SIDE a side
+    further than COLOUR_NONE from grey somewhere (`_colour`); None when it cannot be read."""
+    from simsearch.errors import SimsearchError
+    from simsearch.images import load_image
+    try:
+        picture = load_image(path, target=4 * COLOUR_SIDE).image
+    except (SimsearchError, OSError, ValueError):
+        return None
+    except Exception:  # noqa: BLE001 - Pillow's plugins raise more than OSError: cannot tell
+        return None
+    return _colour(picture.convert("RGB")) is not None
+

@@ -192,6 +192,51 @@ def test_a_decoded_copy_ranks_with_its_jpeg_and_never_goes_round(tmp_path):
     assert kept == {True}
 
 
+def test_a_grey_file_goes_after_one_holding_the_pictures_colours(tmp_path):
+    """A hostile tester's case (session 32): a black-and-white PNG (and a 16-bit grey TIFF) of
+    a colour JPEG was kept, "stored without loss", and the colour original acted on. A grey
+    file holds less of the picture: the colour JPEG is kept. A JPEG stored in colour whose
+    pixels are grey is grey too, and beside it the lossless grey PNG stays first."""
+    jpg = tmp_path / "a.jpg"
+    _photo(seed=11).save(jpg, quality=92)
+    png = tmp_path / "a_bw.png"
+    Image.open(jpg).convert("L").save(png)
+    tif = tmp_path / "a_bw16.tif"
+    Image.open(jpg).convert("L").convert("I;16").save(tif)
+    g = _plan(tmp_path, [jpg, png, tif])
+    assert g.keep == [str(jpg)] and sorted(g.act_on) == sorted([str(png), str(tif)])
+    reasons = {f.path: f.reason for f in g.files}
+    assert reasons[str(jpg)] == "kept: 240x180 jpeg holding the picture's colours, over a grey " \
+        "file of it"
+    assert reasons[str(png)] == "png file in grey, against the kept jpeg holding the picture's " \
+        "colours"
+    colours = {f.path: f.colour for f in g.files}
+    assert colours == {str(jpg): True, str(png): False, str(tif): False}
+    # grey pixels stored in colour: both grey, and the lossless file goes first again
+    grey_jpg = tmp_path / "a_grey_rgb.jpg"
+    Image.open(png).convert("RGB").save(grey_jpg, quality=95)
+    g = _plan(tmp_path, [grey_jpg, png])
+    assert g.keep == [str(png)] and "stored without loss" in g.files[1].reason
+    assert {f.path: f.colour for f in g.files} == {str(grey_jpg): False, str(png): False}
+    # a black-and-white conversion saved in colour mode (RGB) is read as grey too
+    rgb_png = tmp_path / "a_bw_rgb.png"
+    Image.open(png).convert("RGB").save(rgb_png)
+    g = _plan(tmp_path, [jpg, rgb_png])
+    assert g.keep == [str(jpg)] and "in grey" in g.files[1].reason
+    # the flag goes through the plan's file; a bad one is refused naming it
+    plan = make_plan([_group(jpg, png)], parse_rules([]))
+    plan.save(tmp_path / "plan.json")
+    assert {f.path: f.colour for f in Plan.load(tmp_path / "plan.json").groups[0].files} == {
+        str(jpg): True, str(png): False}
+    data = json.loads((tmp_path / "plan.json").read_text())
+    data["groups"][0]["files"][0]["colour"] = "grey"
+    (tmp_path / "bad.json").write_text(json.dumps(data))
+    with pytest.raises(PlanError, match="colour is not true, false or null"):
+        Plan.load(tmp_path / "bad.json")
+    # with `biggest` alone, bytes decide, as asked
+    assert _plan(tmp_path, [jpg, tif], ["biggest"]).keep == [str(tif)]
+
+
 def test_lossless_first_never_goes_round_whatever_the_names():
     """A review's case (session 31): a lossless PNG, a bigger JPEG of its size and a JPEG
     4% larger (inside `largest`'s tie band) each beat one other pairwise, and the names
