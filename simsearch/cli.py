@@ -895,14 +895,32 @@ def undo_cmd(journal, index_dir, as_json):
 @_index_option
 def not_duplicates_cmd(files, index_dir):
     """Remember that FILES (two or more indexed images) are not duplicates of one another:
-    later dedupe runs never group them together."""
+    later dedupe runs never group them together. Files not in the index are named and left
+    out (exit status 1); nothing is remembered unless two different indexed pictures remain."""
+    from simsearch.files import absolute
     from simsearch.index import open_index
 
     if len(files) < 2:
         raise click.UsageError("name two or more files")
-    paths = [os.path.abspath(p) for p in files]
-    open_index(index_dir).mark_not_duplicates(paths)
-    click.echo(f"remembered: {len(paths)} files are not duplicates of one another")
+    index = open_index(index_dir)
+    contents = index.contents_of(files)
+    left_out = [p for p in dict.fromkeys(absolute(f) for f in files) if p not in contents]
+    for path in left_out:
+        why = ("no such file" if not os.path.lexists(path) else
+               "not in the index (index it first: simsearch index FOLDER)")
+        click.echo(f"not remembered: {_show(path)}: {why}", err=True)
+    pictures = len(set(contents.values()))
+    if pictures < 2:
+        what = ("only one indexed picture was named" if contents else "no indexed file was named")
+        if len(contents) > 1:
+            what = "the indexed files named have identical content: they are one picture"
+        raise click.ClickException(f"nothing remembered: {what}; name two or more indexed "
+                                   f"pictures")
+    pairs = index.mark_not_duplicates(list(contents))
+    click.echo(f"remembered: {len(contents)} files ({pictures} pictures, {pairs} "
+               f"pair{'s' if pairs != 1 else ''}) are not duplicates of one another")
+    if left_out:
+        sys.exit(1)
 
 
 def _update_index(folder, forget=(), relocate=None, not_duplicates=(), add=(),

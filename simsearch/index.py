@@ -645,6 +645,16 @@ class Index:
             return len(pairs)
         return self._write(change)
 
+    def contents_of(self, paths: Iterable[str | os.PathLike]) -> dict[str, str]:
+        """{path: content hash} of the given paths that are indexed (as `absolute` writes
+        them); the others are left out."""
+        catalog = self.catalog()
+        try:
+            rows = {absolute(p): catalog.get(absolute(p)) for p in paths}
+        finally:
+            catalog.close()
+        return {p: row.sha256 for p, row in rows.items() if row}
+
     def not_duplicate_pairs(self) -> set[tuple[str, str]]:
         """Content-hash pairs (a < b) a user said are different pictures."""
         catalog = self.catalog()

@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from pathlib import Path
 
 from click.testing import CliRunner
 
 from conftest import make_picture, write_pictures
 from simsearch.cli import main
+from simsearch.index import open_index
 from simsearch.plan import Plan
 from test_actions import snapshot
 
@@ -85,8 +87,24 @@ def test_plan_review_apply_undo_and_not_duplicates(tmp_path, tiny_model, monkeyp
     out = json.loads(_run(["undo", f"{plan_file}.journal", "--json"]).stdout)
     assert out["undone_before"] == 2 and out["restored"] == [] and snapshot(photos) == before
 
-    result = _run(["not-duplicates", originals[2], big2, "--index", idx])
-    assert result.exit_code == 0, result.output
+    # a hostile tester's case (session 32): files not indexed, a name typed wrong, one file
+    # twice were "remembered" all the same; each is named, and nothing is remembered unless
+    # two different indexed pictures remain
+    before_pairs = open_index(idx).not_duplicate_pairs()
+    for args, named in (([originals[2], originals[2]], []),
+                        ([originals[2], str(originals[2]).upper()], [str(originals[2]).upper()]),
+                        ([tmp_path / "typo.jpg", tmp_path / "other.jpg"],
+                         [str(tmp_path / "typo.jpg"), str(tmp_path / "other.jpg")])):
+        result = _run(["not-duplicates", *args, "--index", idx])
+        assert result.exit_code == 1 and "nothing remembered" in result.output, result.output
+        for path in named:
+            assert f"not remembered: {path}: no such file" in result.stderr
+    (tmp_path / "stray.jpg").write_bytes(Path(originals[0]).read_bytes())
+    assert open_index(idx).not_duplicate_pairs() == before_pairs
+    result = _run(["not-duplicates", originals[2], big2, tmp_path / "stray.jpg", "--index", idx])
+    assert result.exit_code == 1, result.output  # one left out: said, and the status says so
+    assert f"not remembered: {tmp_path / 'stray.jpg'}: not in the index" in result.stderr
+    assert "remembered: 2 files (2 pictures, 1 pair)" in result.stdout
     assert not any(str(big2) in g and str(originals[2]) in g for g in _groups(idx))
 
 
