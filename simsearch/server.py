@@ -16,6 +16,7 @@ paths or probe the disk through it. Nothing here prints: the CLI says where it l
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -114,7 +115,7 @@ class _Handler(BaseHTTPRequestHandler):
             return self._reply(403, {"error": f"refused: {why}"})
         if urlparse(self.path).path != "/health":
             return self._reply(404, {"error": "not found; use GET /health or POST /query"})
-        self._reply(200, {"ok": True, "index": str(self.index.folder),
+        self._reply(200, {"ok": True, "index": os.path.abspath(self.index.folder),
                           "images": int((self.index.manifest or {}).get("count", 0))})
 
     def do_POST(self):
@@ -133,7 +134,7 @@ class _Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(length)
         try:
             params = parse_qs(url.query)
-            k = int(params.get("k", ["10"])[0])
+            k = _k(params.get("k", ["10"])[0])
             check = {"1": True, "true": True, "0": False, "false": False}.get(
                 params.get("check", ["1"])[0].lower())
             if check is None:
@@ -143,11 +144,17 @@ class _Handler(BaseHTTPRequestHandler):
             # does): no picture format starts with "{"
             if kind.startswith("application/json") or body.lstrip()[:1] == b"{":
                 request = json.loads(body or b"{}")
-                k = int(request.get("k", k))
+                if not isinstance(request, dict):
+                    raise ValueError(f"the JSON body must be an object, not "
+                                     f"{type(request).__name__}")
+                k = _k(request.get("k", k))
                 check = request.get("check", check)
                 if not isinstance(check, bool):
                     raise ValueError(f"check must be true or false, not {check!r}")
-                return self._answer(str(request["path"]), k, check=check)
+                path = request["path"]
+                if not isinstance(path, str) or not path:
+                    raise ValueError(f"path must be a file's path, not {path!r}")
+                return self._answer(path, k, check=check)
             with tempfile.NamedTemporaryFile(suffix=".img") as f:
                 f.write(body)
                 f.flush()
@@ -165,3 +172,17 @@ class _Handler(BaseHTTPRequestHandler):
         if result.error:
             return self._reply(422, {"query": query, "error": result.error})
         self._reply(200, {"query": query, "results": [m.to_dict() for m in result.matches]})
+
+
+MAX_K = 10000  # as `simsearch query -k`
+
+
+def _k(value) -> int:
+    """A request's k: a whole number from 1 to MAX_K (a JSON number or the query string's
+    text; true, 2.5 and 1e9 are refused), or a ValueError saying so."""
+    if isinstance(value, str) and value.strip().lstrip("+").isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_K:
+        raise ValueError(f"k must be a whole number from 1 to {MAX_K}, not {value!r}")
+    return value
+

@@ -279,6 +279,49 @@ def test_serve_answers_on_localhost(tmp_path, tiny_model, photos):
     assert not thread.is_alive()
 
 
+def test_serve_refuses_a_body_that_is_not_a_query_with_a_reason(tmp_path, tiny_model, photos):
+    """A hostile tester's requests (session 32): a JSON body that is no object dropped the
+    connection with a traceback; k = 1e9 returned the whole index, true read as 1, a list as
+    a path. Each is a 400 naming what is wrong; the server answers the next request."""
+    from simsearch.server import make_server
+
+    index = _index(tmp_path, tiny_model)
+    index.add_paths([photos])
+    first = str(sorted(photos.iterdir())[0])
+    bodies = {b"[1, 2]": b"must be an object", b"null": b"must be an object",
+              b'"x"': b"must be an object",
+              json.dumps({"path": first, "k": 1e9}).encode(): b"k must be a whole number",
+              json.dumps({"path": first, "k": True}).encode(): b"k must be a whole number",
+              json.dumps({"path": first, "k": 0}).encode(): b"k must be a whole number",
+              json.dumps({"path": ["a"]}).encode(): b"path must be a file's path"}
+    server = make_server(open_index(index.folder), "127.0.0.1", 0)
+    port = server.server_address[1]
+    thread = threading.Thread(target=lambda: [server.handle_request()
+                                              for _ in range(len(bodies) + 3)])
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{port}"
+        for body, why in bodies.items():
+            req = urllib.request.Request(url + "/query", body, {"Content-Type": "application/json"})
+            with pytest.raises(urllib.error.HTTPError) as e:
+                urllib.request.urlopen(req, timeout=30)
+            assert e.value.code == 400 and why in e.value.read(), body
+        req = urllib.request.Request(url + "/query?k=100000", open(first, "rb").read(),
+                                     {"Content-Type": "application/octet-stream"})
+        with pytest.raises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(req, timeout=30)
+        assert e.value.code == 400
+        ok = urllib.request.Request(url + "/query", json.dumps({"path": first, "k": 2}).encode(),
+                                    {"Content-Type": "application/json"})
+        assert len(json.loads(urllib.request.urlopen(ok, timeout=30).read())["results"]) == 2
+        health = json.loads(urllib.request.urlopen(url + "/health", timeout=30).read())
+        assert os.path.isabs(health["index"])
+    finally:
+        thread.join(timeout=60)
+        server.server_close()
+    assert not thread.is_alive()
+
+
 def test_cli_ann_check_and_serve(tmp_path, tiny_model, photos):
     import subprocess
     import sys
