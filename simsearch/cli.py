@@ -212,7 +212,7 @@ def index_cmd(paths, index_dir, model, rebuild, workers, batch_size, ray_address
 
 
 @main.command("query")
-@click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path, readable=False))
 @click.option("-k", "k", type=click.IntRange(1, 10000), default=10, show_default=True,
               help="Results per query image.")
 @click.option("--check/--no-check", "check", default=True, show_default=True,

@@ -94,6 +94,31 @@ def test_query_json_has_a_line_for_each_query_failed_or_not(tmp_path, tiny_model
     assert lines[1]["results"][0]["path"] == str(photos / "img001.jpg")
 
 
+def test_an_unreadable_query_image_is_one_error_line_and_the_others_are_answered(
+        tmp_path, tiny_model, photos, monkeypatch):
+    """A hostile tester's case (session 32): one query file of mode 000 stopped the whole
+    batch with a usage error (exit 2) before any image was looked at. It gets its own error
+    line (exit 1), as a missing file does, and the readable image is answered."""
+    idx = str(tmp_path / "idx")
+    _run(["index", str(photos), "--index", idx, "--model", str(tiny_model / "model.onnx"), "-q"])
+    locked = tmp_path / "locked.jpg"
+    shutil.copy(photos / "img002.jpg", locked)
+    if os.geteuid() != 0:
+        locked.chmod(0)
+        monkeypatch.setattr(os, "access", os.access)
+    else:  # root reads any file: the check a command line makes is told it cannot
+        real = os.access
+        monkeypatch.setattr(os, "access", lambda p, mode, *a, **k: False if os.fspath(p) == str(
+            locked) else real(p, mode, *a, **k))
+    result = _run(["query", str(photos / "img001.jpg"), str(locked), "--index", idx, "--json"])
+    assert result.exit_code in (0, 1), result.output  # never a usage error
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [line["query"] for line in lines] == [str(photos / "img001.jpg"), str(locked)]
+    assert lines[0]["results"][0]["path"] == str(photos / "img001.jpg")
+    if os.geteuid() != 0:
+        assert result.exit_code == 1 and "permission denied" in lines[1]["error"]
+
+
 def test_an_emptied_folder_keeps_its_images_until_its_parent_is_indexed(tmp_path, tiny_model, photos):
     idx = str(tmp_path / "idx")
     mount = tmp_path / "mnt" / "drive"
