@@ -15,6 +15,7 @@ Decoding runs in a thread pool ahead of the network (Pillow releases the GIL whi
 """
 from __future__ import annotations
 
+import errno
 import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -388,7 +389,7 @@ def remove_missing(catalog: Catalog, vectors: VectorIndex, roots: list[str],
         if not os.path.isdir(root):
             continue
         missing = [row_id for row_id, path in catalog.paths_under(root)
-                   if not os.path.lexists(path)
+                   if _gone(path)
                    or os.path.basename(path).startswith(TRASHED_FILE)]  # in Android's trash
         if missing and _empty_or_unreadable(root):
             report.kept[root] = len(missing)
@@ -402,6 +403,19 @@ def remove_missing(catalog: Catalog, vectors: VectorIndex, roots: list[str],
             catalog.delete(gone)
         vectors.remove(np.array(gone, dtype=np.int64))
         report.removed += len(gone)
+
+
+def _gone(path: str) -> bool:
+    """Whether the file is gone: no such name, or a symbolic link to nothing (its target
+    deleted or moved: a hostile tester's dead link stayed indexed, and query answered it, for
+    ever); a file that cannot be read today is not."""
+    if not os.path.lexists(path):
+        return True
+    try:
+        os.stat(path)
+    except OSError as e:
+        return e.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP)
+    return False
 
 
 def _empty_or_unreadable(folder: str) -> bool:

@@ -378,3 +378,34 @@ def test_an_index_of_the_previous_format_is_named_as_such_and_upgraded(tmp_path,
     assert "written by an older simsearch (index format 1" in report.problems[0]
     assert open_index(index_dir).search([photos / "img001.jpg"], k=1)[0].matches  # still answers
     assert check_index(index_dir, repair=True).ok and check_index(index_dir).problems == []
+
+
+def test_a_link_whose_target_is_gone_leaves_the_index(tmp_path, tiny_model, photos,
+                                                     monkeypatch):
+    """A hostile tester's case (session 32): a symbolic link indexed while its target existed
+    stayed in the index for ever once the target was deleted (each run said "broken symbolic
+    link" and kept its row), and query answered it. It is forgotten as a deleted file is; a
+    file that cannot be read today is kept."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    target = outside / "far.jpg"
+    shutil.copy(photos / "img003.jpg", target)
+    (photos / "img003.jpg").unlink()
+    (photos / "link.jpg").symlink_to(target)
+    index_dir = _indexed(tmp_path, tiny_model, photos)
+    query = _run("query", target, "--index", index_dir, "-k", "1", "--json")
+    assert json.loads(query.stdout)["results"][0]["path"] == str(photos / "link.jpg")
+    target.unlink()
+    locked, real_stat = photos / "img004.jpg", os.stat
+
+    def stat(path, *args, **kwargs):  # img004 cannot be read today (a folder's rights)
+        if os.fspath(path) == str(locked):
+            raise PermissionError(13, "Permission denied", str(locked))
+        return real_stat(path, *args, **kwargs)
+    monkeypatch.setattr(os, "stat", stat)
+    result = _run("index", photos, "--index", index_dir, "--json", "-q")
+    monkeypatch.setattr(os, "stat", real_stat)
+    assert result.exit_code == 0 and json.loads(result.stdout)["removed"] == 1, result.output
+    query = _run("query", photos / "img001.jpg", "--index", index_dir, "-k", "100", "--json")
+    found = {r["path"] for r in json.loads(query.stdout)["results"]}
+    assert str(photos / "link.jpg") not in found and str(locked) in found
