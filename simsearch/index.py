@@ -908,9 +908,14 @@ class Index:
                         return check(a, b, scores, paths_of=catalog.paths,
                                      progress=check_progress, alone=alone,
                                      contents_of=contents_of)
-                found = find_groups(ids, vectors, offsets, codes, threshold, linkage, apart,
-                                    progress=progress, check=judge,
-                                    prefer=catalog.centre_order())
+                try:
+                    found = find_groups(ids, vectors, offsets, codes, threshold, linkage, apart,
+                                        progress=progress, check=judge,
+                                        prefer=catalog.centre_order())
+                except (KeyboardInterrupt, SystemExit):
+                    if check:  # stopped (Ctrl-C, a SIGTERM): what was judged is kept, and the
+                        check.save_verdicts(ids, contents)  # next run starts from there
+                    raise
                 if check:
                     check.save_verdicts(ids, contents)  # the next run need not read them again
                 rows = catalog.rows_by_id({i for g in found for i in g.ids})

@@ -347,3 +347,36 @@ def test_a_pairs_geometry_comes_back_with_its_verdict(tmp_path):
     back, swapped = _turned(((0.5, 0.01, -0.02, 0.5), (0.25, 0.0)))
     assert np.allclose(np.reshape(back, (2, 2)) @ [[0.5, 0.01], [-0.02, 0.5]], np.eye(2))
     assert swapped == (0.0, 0.25)
+
+
+def test_a_dedupe_stopped_by_sigterm_keeps_the_verdicts_it_reached(tmp_path, tiny_model):
+    """A hostile tester's case (session 32): a dedupe of thousands of tiny plain pictures
+    checks a million pairs for hours, and a kill or Ctrl-C lost every verdict (they were
+    saved only at the end). Stopped by SIGTERM, it saves what it judged, for the next run,
+    and exits 143."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    photos = tmp_path / "photos"
+    pictures = {f"g{i:03d}.png": glyph(ch, (120, 120)) for i, ch in enumerate(
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz0123456789#%&@$?!+=<>")}
+    photos.mkdir()
+    for name, img in pictures.items():
+        img.save(photos / name)
+    index = tmp_path / "index"
+    result = CliRunner().invoke(main, ["index", str(photos), "--index", str(index), "--model",
+                                       str(tiny_model / "model.onnx"), "-q"])
+    assert result.exit_code == 0, result.output
+    # every pair of the 72 glyphs checked (2,556 pairs lined up: a minute or more here)
+    run = subprocess.Popen([sys.executable, "-m", "simsearch.cli", "dedupe", "--index",
+                            str(index), "--threshold", "-1", "--json", "-q"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    time.sleep(8)
+    assert run.poll() is None, "the check ended before it was stopped: make it longer"
+    run.send_signal(signal.SIGTERM)
+    assert run.wait(timeout=120) == 143
+    assert (index / FILE).is_file()
+    with np.load(index / FILE) as kept:
+        saved = len(kept["lo"])
+    assert 0 < saved < 2556
