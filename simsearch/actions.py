@@ -69,6 +69,9 @@ class ApplyReport:
     moved: dict[str, str] = field(default_factory=dict)       # old -> new path: relocate
     not_duplicates: list[list[str]] = field(default_factory=list)
     freed: int = 0  # bytes acted on (the trash and held/ keep them until emptied or purged)
+    # files acted on whose bytes another name of theirs (a hard link) still holds: not in
+    # `freed` (a hostile tester's apply counted them as freed)
+    linked: list[str] = field(default_factory=list)
     back: list[str] = field(default_factory=list)  # put back by the person since: reindex
     # paths of steps done that hold a file again, and any step re-opened that was then skipped:
     # the index must hold them
@@ -87,6 +90,7 @@ class ApplyReport:
                 "skipped": [o.__dict__ for o in self.skipped],
                 "left_undone": len(self.left_undone), "earlier": self.earlier,
                 "rolled_back": self.rolled_back, "freed_bytes": self.freed,
+                "held_by_other_names": self.linked,
                 "not_duplicates": self.not_duplicates, "put_back_by_hand": self.back}
 
 
@@ -443,6 +447,10 @@ def _act(plan: Plan, action: str, to: str | None, j: Journal, done: dict[str, di
                 continue
             next_n += 1
             try:
+                names = os.lstat(path).st_nlink  # other names keep the bytes on disk
+            except OSError:
+                names = 1
+            try:
                 _do_step(op)
             except OSError as e:
                 restored, what = _undo_step(op)
@@ -455,7 +463,10 @@ def _act(plan: Plan, action: str, to: str | None, j: Journal, done: dict[str, di
             j.append({"op": "done", "n": op["n"]})
             done[path] = op
             report.done.append(Outcome(path, op.get("place") or kept))
-            report.freed += files[path].size
+            if names > 1:
+                report.linked.append(path)
+            else:
+                report.freed += files[path].size
 
 
 def _no_copy(path: str, doubted: bool, f, hashes: dict[tuple, str]) -> str:

@@ -817,6 +817,10 @@ def apply_cmd(plan_path, action, to, yes_delete, journal, index_dir, quiet, as_j
     click.echo(f"{len(report.done)} files {verb}{earlier}, {_size(report.freed)}{where}; "
                f"{len(report.skipped)} skipped; {len(report.not_duplicates)} groups remembered "
                f"as not duplicates", err=True)
+    if report.linked:
+        click.echo(f"{len(report.linked)} of them had another name (a hard link, e.g. "
+                   f"{_show(report.linked[0])} has one): their bytes stay on disk under it, "
+                   f"not counted as freed", err=True)
     if doubted:
         click.echo(f"{len(doubted)} of them had not been confirmed by the picture check to be "
                    f"copies of the file kept (one or the other joined its group on its score "

@@ -89,11 +89,17 @@ class Member:
     # None when it fitted none. The keep rule `largest` compares files by it (simsearch.plan)
     picture: tuple[float, float, float, float] | None = None
     extent: float | None = None  # how much of the centre's picture it shows (simsearch.plan)
+    # the other indexed paths of this same file (a symbolic link to it, a hard link, one folder
+    # indexed under two names): one file, listed once, under `path`
+    aliases: tuple[str, ...] = ()
 
     def to_dict(self) -> dict:
-        return {"path": self.path, "score": round(self.score, 6), "sha256": self.sha256,
-                "size": self.size, "width": self.width, "height": self.height,
-                "mtime_ns": self.mtime_ns, "evidence": self.evidence}
+        out = {"path": self.path, "score": round(self.score, 6), "sha256": self.sha256,
+               "size": self.size, "width": self.width, "height": self.height,
+               "mtime_ns": self.mtime_ns, "evidence": self.evidence}
+        if self.aliases:
+            out["aliases"] = list(self.aliases)
+        return out
 
 
 @dataclass

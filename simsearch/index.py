@@ -1165,7 +1165,7 @@ def _current_files(members: list[Member], stale: list[str]) -> list[Member]:
     """The members that are still what was indexed (same size and mtime as their row; a file
     changed or gone since goes to `stale`), one per file: two paths of one file (a link and its
     target, one folder indexed under two names) are the same file, never duplicates."""
-    seen: set[tuple[int, int]] = set()
+    seen: dict[tuple[int, int], int] = {}  # (device, inode) -> its member's place in `out`
     out = []
     for m in members:
         try:
@@ -1178,6 +1178,9 @@ def _current_files(members: list[Member], stale: list[str]) -> list[Member]:
             continue
         key = (st.st_dev, st.st_ino)
         if key not in seen:
-            seen.add(key)
+            seen[key] = len(out)
             out.append(m)
+        else:  # its other names go with it, for a plan to see (simsearch.plan: `aliases`)
+            first = out[seen[key]]
+            out[seen[key]] = dataclasses.replace(first, aliases=first.aliases + (m.path,))
     return out

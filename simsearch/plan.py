@@ -133,6 +133,9 @@ class PlanFile:
     # header), or stored in colour with grey pixels throughout (read only beside a grey file
     # of the group, `with_colours`); None when not known, taken as colour
     colour: bool | None = None
+    # the file's other indexed names (a symbolic link to it, a hard link: simsearch.dedupe's
+    # `Member.aliases`); a plan keeps such a file (`linked_kept`)
+    aliases: tuple[str, ...] = ()
 
     @property
     def pixels(self) -> int:
@@ -891,7 +894,8 @@ def file_facts(member, protect: Sequence[str] = ()) -> PlanFile:
                  protected=any(under(path, d) for d in protect),
                  evidence=getattr(member, "evidence", ""),
                  picture=getattr(member, "picture", None),
-                 extent=getattr(member, "extent", None))
+                 extent=getattr(member, "extent", None),
+                 aliases=tuple(getattr(member, "aliases", ())))
     try:
         st = os.lstat(path)
     except OSError as e:
@@ -1383,6 +1387,17 @@ class Plan:
 
 
 UNCONFIRMED = "kept: not confirmed by the picture check to be a copy (see --act-on-unconfirmed)"
+def linked_kept(f: PlanFile) -> str:
+    """Why a plan keeps a file with other indexed names (`PlanFile.aliases`): acting on one name
+    would leave a symbolic link pointing at nothing, or free nothing while a hard link holds
+    the bytes (a hostile tester's second plan broke the links a first apply had made)."""
+    names = ", ".join(f.aliases[:3]) + (f" and {len(f.aliases) - 3} more" if len(f.aliases) > 3
+                                        else "")
+    return (f"kept: also indexed as {names} (a link to this file, or another name of it): "
+            f"acting on one name would break a link or free nothing; act on every name "
+            f"yourself if you mean to")
+
+
 def frames_kept(f: PlanFile) -> str:
     """Why a plan keeps a file of more frames than one (a hostile tester's case, session 31:
     two scans with one cover page, two animations with one title frame, score 1.0): only its
@@ -1439,6 +1454,9 @@ def make_plan(groups, rules: Sequence[KeepRule], protect: Sequence[str] = (),
                 chosen[path] = replace(f, reason=frames_kept(f))
                 also.add(path)
                 kept_bytes.add(f.sha256)
+            elif path != best.path and f.aliases:
+                chosen[path] = replace(f, reason=linked_kept(f))
+                also.add(path)
             elif path != best.path and (why := kept_too(best, f, bare)) is not None:
                 chosen[path] = replace(f, reason=why)
                 also.add(path)
@@ -1489,7 +1507,8 @@ def _plan_file(f, where: str) -> PlanFile:
                            "decodes": _paths(f.get("decodes"), "decodes"),
                            "frames": _count(f.get("frames", 1), "frames"),
                            "lossless": _flag(f.get("lossless"), "lossless"),
-                           "colour": _flag(f.get("colour"), "colour")})
+                           "colour": _flag(f.get("colour"), "colour"),
+                           "aliases": _paths(f.get("aliases", []), "aliases")})
     except (TypeError, ValueError) as e:
         raise PlanError(f"{where}: {e}") from None
 
@@ -1565,6 +1584,8 @@ def _file_dict(f: PlanFile) -> dict:
     for name in ("carries", "decodes"):
         if out[name] is None:
             del out[name]
+    if not f.aliases:
+        del out["aliases"]
     return out
 
 

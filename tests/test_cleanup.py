@@ -330,3 +330,53 @@ def test_a_file_put_back_by_hand_is_left_there_by_apply_run_again(tmp_path, tiny
     result = _run(["apply", plan_file, "--action", "trash", "-q", "--journal", j3])
     assert result.exit_code == 0 and open_index(idx).count() == 4, result.output
     assert os.path.isfile(gone) and os.path.isfile(trash / "files" / name)
+
+
+def test_a_file_with_other_indexed_names_is_kept_and_hard_links_free_nothing(tmp_path, tiny_model,
+                                                                            monkeypatch):
+    """A hostile tester's case (session 32): after `apply --action symlink`, a later plan acted
+    on the file the link pointed at (its two names were one file, listed once) and the trash
+    left the link pointing at nothing; with hard links apply counted bytes as freed that the
+    other name still held. A file with other indexed names is kept, and says so; a file acted
+    on while another name holds its bytes is not counted as freed, and apply says so."""
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    photos = tmp_path / "photos"
+    (photos / "a").mkdir(parents=True)
+    (photos / "b").mkdir()
+    make_picture(7, (320, 240)).save(photos / "a" / "p.jpg", quality=92)
+    make_picture(7, (640, 480)).save(photos / "b" / "p_full.jpg", quality=92)
+    (photos / "b" / "p_link.jpg").symlink_to(photos / "a" / "p.jpg")
+    idx = str(tmp_path / "idx")
+    assert _run(["index", photos, "--index", idx, "--model", tiny_model / "model.onnx",
+                 "-q"]).exit_code == 0
+    plan_file = tmp_path / "plan.json"
+    result = _run(["dedupe", "--index", idx, "--threshold", "0.5", "--plan", plan_file])
+    assert result.exit_code == 0, result.output
+    group = next(g for g in Plan.load(plan_file).groups
+                 if str(photos / "b" / "p_full.jpg") in [f.path for f in g.files])
+    files = {f.path: f for f in group.files}
+    linked = next(p for p in files if p.endswith(("a/p.jpg", "b/p_link.jpg")))
+    assert group.keep[0] == str(photos / "b" / "p_full.jpg") and linked in group.keep
+    assert files[linked].reason.startswith("kept: also indexed as") and files[linked].aliases
+    assert group.act_on == []
+    dedupe = json.loads(_run(["dedupe", "--index", idx, "--threshold", "0.5", "--json"]).stdout)
+    member = next(m for g in dedupe["groups"] for m in g["members"] if m["path"] == linked)
+    assert len(member["aliases"]) == 1
+
+    # a hard link outside the index holds a file's bytes: acted on, it frees nothing
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    os.link(photos / "b" / "p_full.jpg", other / "p_full.jpg")
+    (photos / "b" / "p_link.jpg").unlink()
+    (photos / "a" / "p.jpg").unlink()
+    shutil.copy2(photos / "b" / "p_full.jpg", photos / "a" / "copy.jpg")
+    assert _run(["index", photos, "--index", idx, "-q"]).exit_code == 0
+    plan_file = tmp_path / "plan2.json"
+    assert _run(["dedupe", "--index", idx, "--threshold", "0.5", "--plan", plan_file,
+                 "--keep", f"path={photos / 'a'}"]).exit_code == 0
+    group = next(g for g in Plan.load(plan_file).groups if g.act_on)
+    assert group.act_on == [str(photos / "b" / "p_full.jpg")]
+    result = _run(["apply", plan_file, "--action", "trash", "--index", idx, "--json"])
+    out = json.loads(result.stdout)
+    assert out["held_by_other_names"] == [str(photos / "b" / "p_full.jpg")]
+    assert out["freed_bytes"] == 0
