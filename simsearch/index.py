@@ -34,6 +34,7 @@ from simsearch.derived import (Deferred, Growing, by_id, computed_offsets, sampl
                                vectors_agree)
 from simsearch.vectorfile import VectorFile
 from simsearch.picturecheck import PictureCheck
+from simsearch.verify import forget_searched
 from simsearch.verify import RerankSettings, VerifySettings, copy_first
 from simsearch.vectors import (ANN_KINDS, DEFAULT_FACTORY, TOMBSTONE_LIMIT, Choice, VectorIndex,
                                choose, measure_recall, parse_ann)
@@ -717,6 +718,8 @@ class Index:
             matches.sort(key=lambda m, q=results[i].query: (-round(m.score, 4), m.path != q))
             results[i].matches = (_copy_moved_first(results[i].query, matches) if check
                                   else matches)[:k]
+        if check:
+            forget_searched()  # a server answers on: nothing of this query is kept
         return results
 
     def _indexed_vectors(self, paths: Sequence[str]) -> dict[int, np.ndarray]:
@@ -916,6 +919,8 @@ class Index:
                     if check:  # stopped (Ctrl-C, a SIGTERM): what was judged is kept, and the
                         check.save_verdicts(ids, contents)  # next run starts from there
                     raise
+                finally:
+                    forget_searched()  # the lining-up search's pieces: this run's only
                 if check:
                     check.save_verdicts(ids, contents)  # the next run need not read them again
                 rows = catalog.rows_by_id({i for g in found for i in g.ids})
@@ -1161,6 +1166,15 @@ def _restand(members: list[Member], check: "PictureCheck | None", scores=None,
     return out
 
 
+def _other_name(path: str, first: str) -> bool:
+    """Whether `path`, one file with `first`, is another name of it that acting on `first`
+    leaves behind: a symbolic link to it (or `first` one to it), or a hard link (another
+    entry of a folder); not the same entry reached through a linked or mounted folder (one
+    folder indexed under two names), which goes with it."""
+    return (os.path.islink(path) or os.path.islink(first)
+            or os.path.realpath(path) != os.path.realpath(first))
+
+
 def _current_files(members: list[Member], stale: list[str]) -> list[Member]:
     """The members that are still what was indexed (same size and mtime as their row; a file
     changed or gone since goes to `stale`), one per file: two paths of one file (a link and its
@@ -1180,7 +1194,7 @@ def _current_files(members: list[Member], stale: list[str]) -> list[Member]:
         if key not in seen:
             seen[key] = len(out)
             out.append(m)
-        else:  # its other names go with it, for a plan to see (simsearch.plan: `aliases`)
+        elif _other_name(m.path, out[seen[key]].path):  # for a plan to see (`aliases`)
             first = out[seen[key]]
             out[seen[key]] = dataclasses.replace(first, aliases=first.aliases + (m.path,))
     return out

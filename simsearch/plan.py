@@ -657,35 +657,30 @@ def lossless_over(f: PlanFile, g: PlanFile) -> bool:
 
 
 def greyer(f: PlanFile, g: PlanFile) -> int:
-    """1 when `f` is grey and `g` holds colour (`PlanFile.colour`: None counts as colour), -1
-    the other way round, 0 otherwise. Where `biggest` puts lossless first, a grey file goes
+    """1 when `f` is grey and `g` holds colour (`PlanFile.colour`, read: None, not known,
+    decides nothing), -1 the other way round, 0 otherwise. Where `biggest` puts lossless first, a grey file goes
     after a file in colour, lossless or bigger though it is: it holds less of the picture (a
     hostile tester's default plan kept a grey PNG and acted on the colour JPEG, session 32)."""
-    return (f.colour is False) - (g.colour is False)
+    return (f.colour is False and g.colour is True) - (g.colour is False and f.colour is True)
 
 
 def with_colours(files: Sequence[PlanFile], read=None) -> list[PlanFile]:
-    """`files` with `colour` read for each file stored in colour that `biggest` may put first
-    for being stored without loss or may put after a grey file: one beside, on one canvas (up
-    to a quarter turn), a grey file or, one of the two stored without loss, a lossy one.
-    False when its pixels are grey throughout (a black-and-white conversion saved in colour
-    mode; `simsearch.resave.has_colour`, or `read`), True when they hold colour."""
+    """`files` with `colour` read for each file stored in colour (`colour` None) in a group
+    where `biggest` may compare a grey file or a lossless with a lossy one: a group holding a
+    file stored in grey, or one stored without loss and one with loss. False when its pixels
+    are grey throughout (a black-and-white conversion saved in colour mode), True when they
+    hold colour, None when it cannot tell (`simsearch.resave.has_colour`, or `read`: a file
+    with transparency, one that cannot be read). Every such file is read, whatever its canvas:
+    `largest` ties pictures within 5% of each other, and reading is cheap (256 pixels)."""
     usable = [f for f in files if not f.problem]
-    if len(usable) > BAND_GROUP:  # (pairs grow as the square)
+    if len(usable) > BAND_GROUP:
         return list(files)
-
-    def asked(f: PlanFile, g: PlanFile) -> bool:
-        return (f.colour is None and g is not f
-                and sorted((f.width, f.height)) == sorted((g.width, g.height))
-                and (g.colour is False or None not in (f.lossless, g.lossless)
-                     and f.lossless != g.lossless))
-
-    wanted = [f for f in usable if any(asked(f, g) for g in usable)]
-    if not wanted:
+    stored = {f.lossless for f in usable}
+    if not (any(f.colour is False for f in usable) or {True, False} <= stored):
         return list(files)
     if read is None:
         from simsearch.resave import has_colour as read
-    found = {f.path: read(f.path) for f in wanted}
+    found = {f.path: read(f.path) for f in usable if f.colour is None}
     return [replace(f, colour=found[f.path]) if f.path in found else f for f in files]
 
 
@@ -950,7 +945,8 @@ def _header(path: str) -> Header:
                     frames = _frames(im)
                 if not kind:
                     lossless = _lossless(fmt, im, head)
-                    colour = False if im.mode in _GREY_MODES else None
+                    colour = (False if im.mode in _GREY_MODES and "transparency" not in im.info
+                              else None)
         except Exception:  # any header Pillow cannot read: format from the suffix, date from mtime
             return Header(kind.lower() if kind else "")
     try:
@@ -960,8 +956,9 @@ def _header(path: str) -> Header:
     return Header(fmt, date, frames, lossless, colour)
 
 
-# modes of a grey picture (one channel, beside alpha)
-_GREY_MODES = ("1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F")
+# modes of a grey picture (one channel and no alpha: a grey picture with transparency holds
+# something a file without it lacks, and is not put after a colour one)
+_GREY_MODES = ("1", "L", "I", "I;16", "I;16B", "I;16L", "I;16N", "F")
 # modes that hold every pixel's own value (not a palette's, not packed into another's)
 _FULL_MODES = ("1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "F", "RGB", "RGBA", "RGBa",
                "RGBX", "CMYK", "LAB")

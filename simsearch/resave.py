@@ -354,8 +354,8 @@ def decoded(lossless: str | os.PathLike, lossy: str | os.PathLike) -> bool | Non
             with _open_pillow(f, size, _head(f), lossless, MAX_DECODE_BYTES) as im:
                 if _see_through(im):
                     return None
-        held = np.asarray(load_image(lossless).image.convert("RGB"))
-        source = np.asarray(load_image(lossy).image.convert("RGB"))
+        held = np.asarray(load_image(lossless).image)  # RGB, upright
+        source = np.asarray(load_image(lossy).image)
     except (SimsearchError, OSError, ValueError):
         return None
     except Exception:  # noqa: BLE001 - Pillow's plugins raise more than OSError: cannot tell
@@ -379,11 +379,14 @@ def holds_pixels(held: np.ndarray, source: np.ndarray) -> bool:
 
 def has_colour(path: str | os.PathLike) -> bool | None:
     """Whether the picture in the file holds colour: its Cb and Cr at COLOUR_SIDE a side
-    further than COLOUR_NONE from grey somewhere (`_colour`); None when it cannot be read."""
+    further than COLOUR_NONE from grey somewhere (`_colour`); None when it cannot be read or
+    has transparency (what shows through is not the picture's colour)."""
     from simsearch.errors import SimsearchError
     from simsearch.images import load_image
     try:
-        picture = load_image(path, target=4 * COLOUR_SIDE).image
+        picture = load_image(path, target=4 * COLOUR_SIDE, alpha=True).image
+        if picture.mode == "RGBA" and picture.getchannel("A").getextrema()[0] < 255:
+            return None
     except (SimsearchError, OSError, ValueError):
         return None
     except Exception:  # noqa: BLE001 - Pillow's plugins raise more than OSError: cannot tell

@@ -106,7 +106,11 @@ def make_thumbnails(paths: list[str], folder: Path, progress: Progress | None = 
             return None
         image = picture.image
         image.thumbnail((THUMB_SIZE, THUMB_SIZE))
-        clear = image.mode == "RGBA"  # kept as it is: white on a clear ground is no blank
+        # transparency kept as it is (white on a clear ground is no blank); an opaque RGBA
+        # picture is a JPEG like any other
+        clear = image.mode == "RGBA" and image.getchannel("A").getextrema()[0] < 255
+        if image.mode == "RGBA" and not clear:
+            image = image.convert("RGB")
         name = thumb_name(path, clear)
         out = folder / name
         tmp = folder / f".{name}.{os.getpid()}.tmp"

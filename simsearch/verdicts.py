@@ -220,6 +220,10 @@ class Verdicts:
             return
         fresh = {k: np.frombuffer(self._new[k], t) if len(self._new[k]) else np.zeros(0, t)
                  for k, t in _COLUMNS.items()}
+        # a stop (Ctrl-C, SIGTERM) between two columns of one `put` leaves the last pair half
+        # written: it is dropped, and the save goes on
+        whole = min(len(v) for v in fresh.values())
+        fresh = {k: v[:whole] for k, v in fresh.items()}
         # the file as it is now, not as this run found it: another run on this index (a dedupe
         # beside a review) may have saved its verdicts since, and they are kept too
         now = _read_columns(self.path, self.fingerprint)

@@ -514,9 +514,12 @@ def _turned(picture: np.ndarray, turn: int) -> np.ndarray:
 
 # `_placings` keeps what it makes of a picture (each size and turn it is placed at, each window
 # mask where it is the larger) for the pictures it searched last: dedupe lines one picture up
-# with its neighbours one after another (the same pieces each time), and a plain picture's
-# pieces are at most about 2 MB (8 turns x 49 sizes at PLAIN_SIDE)
+# with its neighbours one after another (the same pieces each time). The sizes follow the other
+# picture's shape, so a picture's pieces grow with its partners' shapes: at most PIECES_BYTES
+# are kept a picture (8 turns x 49 sizes of one partner's shape is about 2 MB), the rest made
+# each time; `forget_searched` lets them all go at the end of a run
 SEARCH_KEPT = 32
+PIECES_BYTES = 4 << 20
 _searched: "OrderedDict[int, Features]" = OrderedDict()
 _searched_lock = threading.Lock()
 
@@ -535,6 +538,23 @@ def _pieces(f: Features) -> dict:
             _, old = _searched.popitem(last=False)
             old.pieces = None
     return pieces
+
+
+def forget_searched() -> None:
+    """Let go of every picture's kept search pieces (and of the pictures): the end of a run."""
+    with _searched_lock:
+        for f in _searched.values():
+            f.pieces = None
+        _searched.clear()
+
+
+def _keep(pieces: dict, key: tuple, value) -> None:
+    """Keep a piece in a picture's `pieces` while they hold under PIECES_BYTES."""
+    size = 0 if value is None else value.nbytes
+    held = pieces.get("bytes", 0)
+    if held + size <= PIECES_BYTES:
+        pieces[key] = value
+        pieces["bytes"] = held + size
 
 
 def _placings(a: Features, b: Features):
@@ -560,13 +580,13 @@ def _placings(a: Features, b: Features):
                         template = cv2.resize(placed, (w, h), interpolation=cv2.INTER_AREA)
                         if cv2.meanStdDev(template)[1][0, 0] < PLAIN_MIN_SPREAD:
                             template = None  # too flat to correlate
-                        templates[("placed", placed_turn, w, h)] = template
+                        _keep(templates, ("placed", placed_turn, w, h), template)
                     if template is None:
                         continue
                     spread = masks.get(("windows", big_turn, w, h))
                     if spread is None:
                         spread = _window_spread(big, w, h) >= PLAIN_MIN_SPREAD
-                        masks[("windows", big_turn, w, h)] = spread
+                        _keep(masks, ("windows", big_turn, w, h), spread)
                     found = cv2.matchTemplate(big, template, cv2.TM_CCOEFF_NORMED)
                     found[~(spread & np.isfinite(found))] = -np.inf  # in place
                     at = int(found.argmax())

@@ -380,3 +380,25 @@ def test_a_file_with_other_indexed_names_is_kept_and_hard_links_free_nothing(tmp
     out = json.loads(result.stdout)
     assert out["held_by_other_names"] == [str(photos / "b" / "p_full.jpg")]
     assert out["freed_bytes"] == 0
+
+
+def test_a_folder_indexed_under_two_names_is_acted_on_as_one(tmp_path, tiny_model, monkeypatch):
+    """A review's case (session 32): one folder indexed under two names (a linked folder, a
+    mount) gave every file an alias, and a plan kept them all for it. The same entry reached
+    through another folder name is no other name of the file: its duplicates are acted on."""
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    real = tmp_path / "real"
+    real.mkdir()
+    make_picture(9, (320, 240)).save(real / "a.jpg", quality=92)
+    make_picture(9, (160, 120)).save(real / "a_small.jpg", quality=92)
+    (tmp_path / "alias").symlink_to(real, target_is_directory=True)
+    idx = str(tmp_path / "idx")
+    assert _run(["index", real, tmp_path / "alias", "--index", idx, "--model",
+                 tiny_model / "model.onnx", "-q"]).exit_code == 0
+    plan_file = tmp_path / "plan.json"
+    assert _run(["dedupe", "--index", idx, "--threshold", "0.5", "--plan",
+                 plan_file]).exit_code == 0
+    group = Plan.load(plan_file).groups[0]
+    assert [os.path.basename(p) for p in group.keep] == ["a.jpg"], [f.reason for f in group.files]
+    assert [os.path.basename(p) for p in group.act_on] == ["a_small.jpg"]
+    assert not any("also indexed as" in f.reason for f in group.files)

@@ -240,11 +240,20 @@ def test_a_small_window_cut_for_plain_pairs_demotes_only_where_no_placing_agrees
 def test_the_search_pieces_kept_give_the_same_placings_and_stay_bounded(monkeypatch):
     """`_placings` keeps each picture's resized sizes and window masks for the pictures it
     searched last (dedupe lines one picture up with its neighbours in turn): a search reading
-    them finds exactly what a fresh one does, makes no piece again, and pictures beyond
-    SEARCH_KEPT lose theirs."""
+    them finds exactly what a search keeping none does, makes no piece again, and the pieces
+    stay bounded: pictures beyond SEARCH_KEPT lose theirs, a picture holds at most
+    PIECES_BYTES, and `forget_searched` lets all go."""
     import simsearch.verify as verify
-    pictures = [features(dots((120 + 7 * i, 160), seed=i)) for i in range(5)]
-    fresh = [[p for p in _placings(a, b)] for a in pictures for b in pictures if a is not b]
+    pictures = [features(dots((120 + 7 * i, 160 - 5 * i), seed=i)) for i in range(5)]
+    pairs = [(a, b) for a in pictures for b in pictures if a is not b]
+    monkeypatch.setattr(verify, "SEARCH_KEPT", 0)  # nothing kept from one search to the next
+    verify.forget_searched()
+    fresh = [list(_placings(a, b)) for a, b in pairs]
+    assert all(f.pieces is None for f in pictures)
+    monkeypatch.setattr(verify, "SEARCH_KEPT", 32)
+    monkeypatch.setattr(verify, "PIECES_BYTES", 1 << 30)  # (five shapes: more than 4 MB each)
+    kept = [list(_placings(a, b)) for a, b in pairs]
+    assert kept == fresh and all(f.pieces for f in pictures)
     resized = []
     cv2 = verify._cv2()
 
@@ -257,12 +266,13 @@ def test_the_search_pieces_kept_give_the_same_placings_and_stay_bounded(monkeypa
             return cv2.resize(*args, **kwargs)
 
     monkeypatch.setattr(verify, "_cv2", lambda: Counting())
-    again = [[p for p in _placings(a, b)] for a in pictures for b in pictures if a is not b]
-    assert again == fresh and not resized  # every piece read back, none made
+    assert [list(_placings(a, b)) for a, b in pairs] == fresh and not resized  # all read back
     monkeypatch.setattr(verify, "SEARCH_KEPT", 3)
-    for f in pictures:
-        f.pieces = None
-    again = [[p for p in _placings(a, b)] for a in pictures for b in pictures if a is not b]
-    assert again == fresh and resized  # made again, the same
-    assert sum(f.pieces is not None for f in pictures) <= 3
-    assert len(verify._searched) <= 3
+    monkeypatch.setattr(verify, "PIECES_BYTES", 200_000)
+    verify.forget_searched()
+    assert [list(_placings(a, b)) for a, b in pairs] == fresh and resized  # made again
+    held = [f for f in pictures if f.pieces is not None]
+    assert len(held) <= 3 and len(verify._searched) <= 3
+    assert all(f.pieces["bytes"] <= 200_000 for f in held)
+    verify.forget_searched()
+    assert all(f.pieces is None for f in pictures) and not verify._searched

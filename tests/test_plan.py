@@ -237,6 +237,37 @@ def test_a_grey_file_goes_after_one_holding_the_pictures_colours(tmp_path):
     assert _plan(tmp_path, [jpg, tif], ["biggest"]).keep == [str(tif)]
 
 
+def test_grey_is_read_whatever_the_canvas_and_transparency_is_never_grey(tmp_path):
+    """A review's cases (session 32): a grey PNG beside a JPEG of its grey pixels stored in
+    colour on a canvas 2% smaller (`largest` ties them by the picture) lost to that JPEG, read
+    as holding colour for want of a read; a grey logo on a clear ground lost to a JPEG of it
+    flattened on blue. The JPEG's colour is read whatever its canvas (grey: the lossless PNG
+    first), and a picture with transparency is neither grey nor coloured there."""
+    png = tmp_path / "scan.png"
+    _photo(seed=13, size=(400, 300)).convert("L").save(png)
+    jpg = tmp_path / "scan.jpg"
+    Image.open(png).convert("RGB").resize((392, 294)).save(jpg, quality=90)
+    made = _group(png, jpg)
+    maps = [(1.0, 0.0, 0.0, 1.0), (0.98, 0.0, 0.0, 0.98)]
+    made.members[:] = [dataclasses.replace(m, picture=p, extent=1.0, evidence="checked")
+                       for m, p in zip(made.members, maps)]
+    g = make_plan([made], parse_rules([])).groups[0]
+    assert g.keep == [str(png)], [f.reason for f in g.files]
+    assert {f.path: f.colour for f in g.files} == {str(png): False, str(jpg): False}
+    # a grey logo on a clear ground, and a JPEG of it flattened on blue
+    logo = Image.new("LA", (200, 150), (0, 0))
+    for x in range(50, 150):
+        for y in range(40, 110):
+            logo.putpixel((x, y), (90, 255))
+    logo.save(tmp_path / "logo.png")
+    blue = Image.new("RGB", (200, 150), (30, 60, 200))
+    blue.paste(logo.convert("RGBA"), mask=logo.convert("RGBA").getchannel("A"))
+    blue.save(tmp_path / "logo_on_blue.jpg", quality=95)
+    g = _plan(tmp_path, [tmp_path / "logo.png", tmp_path / "logo_on_blue.jpg"])
+    assert g.keep == [str(tmp_path / "logo.png")], [f.reason for f in g.files]
+    assert {f.colour for f in g.files} == {None, True}
+
+
 def test_lossless_first_never_goes_round_whatever_the_names():
     """A review's case (session 31): a lossless PNG, a bigger JPEG of its size and a JPEG
     4% larger (inside `largest`'s tie band) each beat one other pairwise, and the names

@@ -456,7 +456,9 @@ def test_a_picture_with_transparency_shows_on_a_chequered_ground(tmp_path, brows
     logo.save(photos / "logo-white.png")
     logo.convert("LA").save(photos / "logo-grey.png")
     photo = _image(photos / "photo.jpg", (200, 150), 3)
-    made = group([photos / "logo-white.png", photos / "logo-grey.png", photo])
+    Image.open(photo).convert("RGBA").save(photos / "opaque.png")  # alpha, none of it clear
+    made = group([photos / "logo-white.png", photos / "logo-grey.png", photo,
+                  photos / "opaque.png"])
     plan = make_plan([made], parse_rules(["largest"]))
     page_path = write_review(plan, tmp_path / "report")
     data = json.loads(re.search(r'<script id="data" type="application/json">(.*?)</script>',
@@ -468,8 +470,9 @@ def test_a_picture_with_transparency_shows_on_a_chequered_ground(tmp_path, brows
             alpha = im.getchannel("A")
             assert alpha.getextrema() == (0, 255)  # the clear ground and the logo, as they are
             assert im.getpixel((im.width // 2, im.height // 2)) == (255, 255, 255, 255)
-    with Image.open(page_path.parent / thumbs[str(photo)]) as im:
-        assert im.format == "JPEG"
+    for name in (photo, photos / "opaque.png"):
+        with Image.open(page_path.parent / thumbs[str(name)]) as im:
+            assert im.format == "JPEG"
     page, errors = _open(browser, page_path)
     _wait_for_thumbnails(page)
     classes = {name: page.locator(f'figure:has(div.path[title="{photos / name}"]) img')
