@@ -54,7 +54,7 @@ from simsearch.plan import (PlanFile, bars_between, choose, corners_between,  # 
                             extent_of, kept_too, one_way_stretch, parse_rules,
                             resaved_between, stretched_between, turned_apart, with_bars,
                             with_colours, with_decodes, with_resaves)
-from simsearch.resave import _colour, carried, grid_of, holds_pixels, is_resave  # noqa: E402
+from simsearch.resave import carried, colour_of, grid_of, holds_pixels, is_resave  # noqa: E402
 from simsearch.verify import (VerifySettings, agreement, beyond, picture_features,  # noqa: E402
                               picture_map)
 
@@ -178,9 +178,13 @@ class Pixels:
         with self.sources[which]() as im:
             return False if im.mode in _GREY_MODES else None
 
-    def colour(self, name: str) -> bool:
+    def colour(self, name: str) -> bool | None:
         which = "original" if name.endswith("original") else "copy"
-        return _colour(Image.fromarray(self._rgb(which)).resize((256, 256))) is not None
+        with self.sources[which]() as im:
+            if (im.mode in ("RGBA", "LA", "PA") or "transparency" in im.info) and \
+                    im.convert("RGBA").getchannel("A").getextrema()[0] < 255:
+                return None  # as has_colour: what shows through is not its colour
+        return colour_of(Image.fromarray(self._rgb(which)).resize((256, 256)))
 
     def decodes(self, held: str, source: str) -> bool:
         which = ("original" if held.endswith("original") else "copy",

@@ -160,11 +160,9 @@ class KeepRule:
         if self.name == "source":  # a re-save of the other's JPEG goes (`with_resaves`)
             return -resaved_between(f, g)
         if self.name == "biggest" and self.args == LOSSLESS_FIRST:
-            grey = greyer(f, g)  # a grey file after one holding the picture's colours
-            if grey:
-                return grey
-            if lossless_over(f, g):
-                return -1 if f.lossless else 1
+            told = stored_first(f, g)  # lossless first, a grey one after a colour one
+            if told:
+                return told
         a, b = self.key(f), self.key(g)
         return (a > b) - (a < b)
 
@@ -656,12 +654,32 @@ def lossless_over(f: PlanFile, g: PlanFile) -> bool:
     return None not in (f.lossless, g.lossless) and f.lossless != g.lossless
 
 
-def greyer(f: PlanFile, g: PlanFile) -> int:
-    """1 when `f` is grey and `g` holds colour (`PlanFile.colour`, read: None, not known,
-    decides nothing), -1 the other way round, 0 otherwise. Where `biggest` puts lossless first, a grey file goes
-    after a file in colour, lossless or bigger though it is: it holds less of the picture (a
-    hostile tester's default plan kept a grey PNG and acted on the colour JPEG, session 32)."""
-    return (f.colour is False and g.colour is True) - (g.colour is False and f.colour is True)
+def stored_first(f: PlanFile, g: PlanFile) -> int:
+    """-1 when `biggest`, where `largest` came first and tied the two, puts `f` first for how
+    the two hold the picture, 1 `g`, 0 neither (bytes decide): one stored without loss first
+    (`lossless_over`), but a grey file (`PlanFile.colour` False) after one holding the
+    picture's colours (True, read by `with_colours`), lossless or bigger though it is: it holds
+    less of the picture (a hostile tester's default plan kept a black-and-white PNG and acted
+    on the colour JPEG, session 32). One rank a file, so the order never goes round: stored
+    without loss and not grey; lossy in colour; stored without loss in grey; lossy otherwise.
+    Where either file's storage is not known (a palette), bytes decide, as before."""
+    if None in (f.lossless, g.lossless):
+        return 0
+    a, b = _stored_rank(f), _stored_rank(g)
+    return (a > b) - (a < b)
+
+
+def _stored_rank(f: PlanFile) -> int:
+    if f.lossless:
+        return 2 if f.colour is False else 0
+    return 1 if f.colour is True else 3
+
+
+def greyer(best: PlanFile, f: PlanFile) -> bool:
+    """Whether `stored_first` puts `best` before `f` for `f` being grey (not for `best` being
+    stored without loss where `f` is not): the reason then says so."""
+    return (stored_first(best, f) < 0 and f.colour is False and best.colour is not False
+            and not (best.lossless is True and f.lossless is False))
 
 
 def with_colours(files: Sequence[PlanFile], read=None) -> list[PlanFile]:
@@ -1117,9 +1135,11 @@ def choose(files: Sequence[PlanFile], rules: Sequence[KeepRule]) -> tuple[PlanFi
                if level else
                "kept: it beats more of the group's files than any other (the rules go round)")
     elif decisive is not None and decisive.args == LOSSLESS_FIRST and greyer(best, rest[0]):
-        why = (f"kept: {best.width}x{best.height} {best.format or 'file'} holding the picture's "
-               f"colours, over a grey file of it")
-    elif decisive is not None and decisive.args == LOSSLESS_FIRST and lossless_over(best, rest[0]):
+        why = (f"kept: {best.width}x{best.height} {best.format or 'file'}"
+               + (" holding the picture's colours" if best.colour else "")
+               + ", over a grey file of it")
+    elif decisive is not None and decisive.args == LOSSLESS_FIRST and best.lossless \
+            and lossless_over(best, rest[0]):
         why = (f"kept: {best.width}x{best.height} {best.format or 'file'} stored without loss, "
                f"over a lossy file of the picture at that size")
     elif decisive is not None:
@@ -1161,9 +1181,9 @@ def choose(files: Sequence[PlanFile], rules: Sequence[KeepRule]) -> tuple[PlanFi
                       f"(they carry that JPEG's compression): it holds nothing more of the "
                       f"picture")
         elif rule and rule.args == LOSSLESS_FIRST and greyer(best, f):
-            reason = (f"{f.format or 'a'} file in grey, against the kept {best.format or 'file'} "
-                      f"holding the picture's colours")
-        elif rule and rule.args == LOSSLESS_FIRST and lossless_over(best, f):
+            reason = (f"{f.format or 'a'} file in grey, against the kept {best.format or 'file'}"
+                      + (" holding the picture's colours" if best.colour else ""))
+        elif rule and rule.args == LOSSLESS_FIRST and best.lossless and lossless_over(best, f):
             reason = (f"{f.format or 'a'} file of lossy compression, against the kept "
                       f"{best.format or 'file'} holding the picture at its size without loss")
         elif rule:

@@ -25,7 +25,7 @@ from simsearch.images import MAX_DECODE_BYTES, MAX_PIXELS, _head, _open_pillow, 
     _orientation
 
 __all__ = ["Grid", "Carried", "grid_of", "carried", "is_resave", "everywhere", "decoded",
-           "holds_pixels", "has_colour", "CARRY", "CARRY_SAME", "TILE_SAME", "COLOUR_SAME"]
+           "holds_pixels", "has_colour", "colour_of", "CARRY", "CARRY_SAME", "TILE_SAME", "COLOUR_SAME"]
 
 CARRY = 0.3          # a file whose coefficients lie this near another's lattice (mean cos) ...
 CARRY_SAME = 0.45    # ... with this share of them at that file's own coefficients carries it
@@ -44,6 +44,7 @@ COLOUR_SIDE = 64     # colours are compared on the picture reduced to this many 
 COLOUR_SAME = 3.0    # a re-save's Cb and Cr lie within this many levels of the JPEG's (mean)
 COLOUR_CELL = 8.0    # ... and within this many in every eighth of the planes a side (mean)
 COLOUR_NONE = 2.0    # a picture whose Cb and Cr lie this near grey everywhere has no colour
+COLOUR_THROUGHOUT = 0.5  # ... and one with half its cells further from grey is in colour
 _DCT = np.array([[np.sqrt((1 if k == 0 else 2) / 8) * np.cos((2 * n + 1) * k * np.pi / 16)
                   for n in range(8)] for k in range(8)])
 _DCT2 = np.kron(_DCT, _DCT)  # a block's 64 pixels, row by row, to its 64 coefficients
@@ -378,9 +379,11 @@ def holds_pixels(held: np.ndarray, source: np.ndarray) -> bool:
 
 
 def has_colour(path: str | os.PathLike) -> bool | None:
-    """Whether the picture in the file holds colour: its Cb and Cr at COLOUR_SIDE a side
-    further than COLOUR_NONE from grey somewhere (`_colour`); None when it cannot be read or
-    has transparency (what shows through is not the picture's colour)."""
+    """Whether the picture in the file holds colour throughout: True when at least
+    COLOUR_THROUGHOUT of its COLOUR_SIDE x COLOUR_SIDE cells lie further than COLOUR_NONE from
+    grey (a colour photograph), False when none does (grey throughout), None in between (a
+    coloured caption or frame on a grey picture: colour the picture itself lacks), when it
+    cannot be read, or when it has transparency (what shows through is not its colour)."""
     from simsearch.errors import SimsearchError
     from simsearch.images import load_image
     try:
@@ -391,5 +394,14 @@ def has_colour(path: str | os.PathLike) -> bool | None:
         return None
     except Exception:  # noqa: BLE001 - Pillow's plugins raise more than OSError: cannot tell
         return None
-    return _colour(picture.convert("RGB")) is not None
+    return colour_of(picture.convert("RGB"))
+
+
+def colour_of(rgb) -> bool | None:
+    """`has_colour` of a picture already decoded (PIL, RGB, opaque)."""
+    planes = _colour(rgb)
+    if planes is None:
+        return False
+    share = float((np.abs(planes - 128).max(axis=0) > COLOUR_NONE).mean())
+    return True if share >= COLOUR_THROUGHOUT else None
 

@@ -235,6 +235,15 @@ def test_a_grey_file_goes_after_one_holding_the_pictures_colours(tmp_path):
         Plan.load(tmp_path / "bad.json")
     # with `biggest` alone, bytes decide, as asked
     assert _plan(tmp_path, [jpg, tif], ["biggest"]).keep == [str(tif)]
+    # a coloured caption on a grey original is no colour of the picture's (a trial's copies,
+    # session 32): the grey PNG stays first, stored without loss
+    from PIL import ImageDraw
+    captioned = Image.open(png).convert("RGB")
+    ImageDraw.Draw(captioned).rectangle((10, 150, 120, 172), fill=(220, 30, 30))
+    captioned.save(tmp_path / "captioned.jpg", quality=95)
+    g = _plan(tmp_path, [png, tmp_path / "captioned.jpg"])
+    assert g.keep == [str(png)] and "stored without loss" in g.files[0].reason
+    assert {f.path: f.colour for f in g.files}[str(tmp_path / "captioned.jpg")] is None
 
 
 def test_grey_is_read_whatever_the_canvas_and_transparency_is_never_grey(tmp_path):
