@@ -309,7 +309,8 @@ def dedupe_cmd(threshold, linkage, check, keep, protect, act_on_unconfirmed, pla
     with _Progress("searching", quiet) as progress, \
             _Progress("checking pairs", quiet) as check_progress, _term_stops():
         report = index.duplicates(threshold, linkage, progress=progress, check=check,
-                                  check_progress=check_progress)
+                                  check_progress=check_progress,
+                                  check_notice=None if quiet else _many_pairs)
     _tell_check(report, quiet or as_json)
     _tell_threshold_otherwise(index, report, check, index_dir)
     kept = index.threshold() if report.threshold_source == "calibrated" else None
@@ -713,7 +714,8 @@ def review_cmd(out_dir, plan_path, keep, protect, act_on_unconfirmed, threshold,
         index = open_index(index_dir)
         with _Progress("checking pairs", quiet) as check_progress, _term_stops():
             report = index.duplicates(threshold, linkage, check=check,
-                                      check_progress=check_progress)
+                                      check_progress=check_progress,
+                                      check_notice=None if quiet else _many_pairs)
         _tell_check(report, quiet)
         plan = _make_plan(index, report, keep, protect, act_on_unconfirmed)
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -927,6 +929,15 @@ def not_duplicates_cmd(files, index_dir):
                f"pair{'s' if pairs != 1 else ''}) are not duplicates of one another")
     if left_out:
         sys.exit(1)
+
+
+def _many_pairs(n: int) -> None:
+    """Said once when the picture check has many pairs to read (a folder of tiny plain
+    pictures can hold a million: hours of lining up), progress bar or not."""
+    click.echo(f"picture check: {n:,} pairs to look at; pictures too plain for keypoints (clip "
+               f"art, icons, tiny pictures) take tens of ms a pair, so this can take long. "
+               f"Stopping (Ctrl-C) keeps the verdicts so far for the next run; --no-check "
+               f"groups on scores alone", err=True)
 
 
 @contextlib.contextmanager

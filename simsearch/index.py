@@ -10,7 +10,7 @@ import datetime
 import dataclasses
 import json
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -852,7 +852,8 @@ class Index:
                    background: "str | Background | None" = "model",
                    progress: Progress | None = None,
                    check: "bool | PictureCheck" = True,
-                   check_progress: Progress | None = None) -> DuplicateReport:
+                   check_progress: Progress | None = None,
+                   check_notice: Callable[[int], None] | None = None) -> DuplicateReport:
         """Groups of duplicate files, from the stored vectors (no network is run) and, with
         `check`, a look at the files of the pairs the score alone leaves in doubt
         (`simsearch.verify`: pairs judged two different pictures are not grouped).
@@ -860,7 +861,8 @@ class Index:
         `simsearch.dedupe`). `background`: "model" scores with the offsets stored at ingest,
         None plain cosine, or another `Background` (see `simsearch.scoring`).
         `progress(done, total)`: images searched for near duplicates so far;
-        `check_progress(done, total)`: pairs checked. `check` may be a `picture_check()` to
+        `check_progress(done, total)`: pairs checked; `check_notice(n)`: told once when the
+        check has many pairs to read (`PictureCheck`'s NOTICE_PAIRS). `check` may be a `picture_check()` to
         reuse while the index is unchanged (a sweep over thresholds then looks at each pair
         once); the report counts this call's work."""
         if threshold is None:
@@ -910,7 +912,7 @@ class Index:
                     def judge(a, b, scores):  # this snapshot's paths, this call's progress
                         return check(a, b, scores, paths_of=catalog.paths,
                                      progress=check_progress, alone=alone,
-                                     contents_of=contents_of)
+                                     contents_of=contents_of, notice=check_notice)
                 try:
                     found = find_groups(ids, vectors, offsets, codes, threshold, linkage, apart,
                                         progress=progress, check=judge,

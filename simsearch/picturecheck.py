@@ -27,6 +27,9 @@ Geometry = tuple[tuple[float, float, float, float], "tuple[float, float] | None"
 
 Progress = Callable[[int, int], None]
 _OWN = object()  # a call with no `alone` given: the check's own stands
+# a call with this many pairs to read tells its caller once (`notice`): thousands of tiny plain
+# pictures hold a million pairs, hours of lining up (a hostile tester's silent run, session 32)
+NOTICE_PAIRS = 50_000
 _STOOD = "stood"  # a pair read only to learn it is not plain, at or above `below`: its score stands
 # session 23: the same picture for grouping, but the two differ somewhere (verify.disagreement):
 # not confirmed at any score, where _UNSURE (too few matches) stands on its score from `below` up
@@ -145,15 +148,17 @@ class PictureCheck:
         # lower's picture (`geometry`), packed as 6 float32s, as the verdicts file keeps them
         # (a run that recalls them plans exactly as the run that measured them; ~90 bytes a pair)
         self._shapes: dict[tuple[int, int], bytes] = {}
+        self._noticed = False  # whether a caller was told of many pairs (`__call__`'s notice)
 
     def __call__(self, a: np.ndarray, b: np.ndarray, scores: np.ndarray,
                  paths_of: Callable[[list[int]], dict[int, str]] | None = None,
                  progress: Progress | None = None, alone: "float | None | object" = _OWN,
-                 contents_of: Callable[[list[int]], dict[int, str]] | None = None
-                 ) -> np.ndarray:
+                 contents_of: Callable[[list[int]], dict[int, str]] | None = None,
+                 notice: Callable[[int], None] | None = None) -> np.ndarray:
         """Keep (True) or part (False) each pair (a[i], b[i]). `paths_of`, `progress`,
         `contents_of` and `alone` (a float or None), when given, stand in for this call for the
-        check's own."""
+        check's own. `notice(n)` is told, once a check, when a call has NOTICE_PAIRS or more
+        pairs to read (n of them, not counting verdicts kept from an earlier run)."""
         paths_of, progress = paths_of or self.paths_of, progress or self.progress
         contents_of = contents_of or self.contents_of
         alone = self.alone if alone is _OWN else alone
@@ -202,6 +207,9 @@ class PictureCheck:
             todo, contents = self._recall(todo, a, b, high, keep, decide, paths_of, contents_of)
             if not len(todo):
                 return keep
+        if notice is not None and len(todo) >= NOTICE_PAIRS and not self._noticed:
+            self._noticed = True
+            notice(len(todo))
         todo = todo[np.lexsort((b[todo], a[todo]))]  # each first picture's pairs together
         uses: dict[int, int] = {}
         for i in np.concatenate([a[todo], b[todo]]).tolist():

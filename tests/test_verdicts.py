@@ -395,3 +395,26 @@ def test_a_pair_half_written_when_stopped_is_dropped_and_the_rest_saved(tmp_path
     kept._new[first].append(kept._new[first][0])  # a third pair begun: its first column only
     kept.save(np.array([1, 2, 3]), np.array([SHA[1], SHA[2], SHA[3]], object))
     assert len(Verdicts(tmp_path, print_)) == 2
+
+
+def test_a_check_with_many_pairs_says_so_once_unless_quiet(tmp_path, tiny_model, monkeypatch):
+    """A hostile tester's case (session 32): thousands of tiny plain pictures held a million
+    pairs to line up, and dedupe said nothing for hours (no progress bar without a terminal,
+    none with -q). Past NOTICE_PAIRS it says how many, once, and how to go faster; -q keeps
+    quiet."""
+    import simsearch.picturecheck as picturecheck
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i, ch in enumerate("ABCDEFGH"):
+        glyph(ch, (96, 96)).save(photos / f"g{i}.png")
+    index = str(tmp_path / "index")
+    runner = CliRunner()
+    assert runner.invoke(main, ["index", str(photos), "--index", index, "--model",
+                                str(tiny_model / "model.onnx"), "-q"]).exit_code == 0
+    monkeypatch.setattr(picturecheck, "NOTICE_PAIRS", 10)  # 28 pairs here
+    result = runner.invoke(main, ["dedupe", "--index", index, "--threshold", "-1"])
+    assert result.exit_code == 0, result.output
+    assert result.stderr.count("picture check: 28 pairs to look at") == 1, result.stderr
+    os.remove(os.path.join(index, FILE))  # the pairs are read again
+    result = runner.invoke(main, ["dedupe", "--index", index, "--threshold", "-1", "-q"])
+    assert result.exit_code == 0 and "pairs to look at" not in result.stderr
