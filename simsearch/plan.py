@@ -130,8 +130,9 @@ class PlanFile:
     # (`with_decodes`); None when not asked
     decodes: tuple[str, ...] | None = None
     # whether the picture has colour: False for a file stored in grey (its mode, from the
-    # header), or stored in colour with grey pixels throughout (read only beside a grey file
-    # of the group, `with_colours`); None when not known, taken as colour
+    # header) or stored in colour with grey pixels throughout, True for one in colour
+    # throughout (read by `with_colours` where `biggest` may weigh it); None when not known or
+    # neither (a coloured caption on a grey picture, transparency): it decides nothing
     colour: bool | None = None
     # the file's other indexed names (a symbolic link to it, a hard link: simsearch.dedupe's
     # `Member.aliases`); a plan keeps such a file (`linked_kept`)
@@ -1142,6 +1143,10 @@ def choose(files: Sequence[PlanFile], rules: Sequence[KeepRule]) -> tuple[PlanFi
             and lossless_over(best, rest[0]):
         why = (f"kept: {best.width}x{best.height} {best.format or 'file'} stored without loss, "
                f"over a lossy file of the picture at that size")
+    elif decisive is not None and decisive.args == LOSSLESS_FIRST and \
+            stored_first(best, rest[0]) < 0:  # lossy, in colour throughout over one not
+        why = (f"kept: {best.width}x{best.height} {best.format or 'file'} in colour throughout, "
+               f"over a file that is not (colour in a part only, or transparency)")
     elif decisive is not None:
         why = f"kept: {decisive.show(kept)}, {decisive.label}"
         if decisive.name == "largest" and estimated & {best.path, rest[0].path}:
@@ -1186,6 +1191,9 @@ def choose(files: Sequence[PlanFile], rules: Sequence[KeepRule]) -> tuple[PlanFi
         elif rule and rule.args == LOSSLESS_FIRST and best.lossless and lossless_over(best, f):
             reason = (f"{f.format or 'a'} file of lossy compression, against the kept "
                       f"{best.format or 'file'} holding the picture at its size without loss")
+        elif rule and rule.args == LOSSLESS_FIRST and stored_first(best, f) < 0:
+            reason = (f"{f.format or 'a'} file not in colour throughout (colour in a part only, "
+                      f"or transparency), against the kept {best.format or 'file'} in colour")
         elif rule:
             reason = f"{rule.show(this)} against the kept {rule.show(kept)}"
         elif f.path in copies and best.path not in copies:
