@@ -34,8 +34,7 @@ from simsearch.derived import (Deferred, Growing, by_id, computed_offsets, sampl
                                vectors_agree)
 from simsearch.vectorfile import VectorFile
 from simsearch.picturecheck import PictureCheck
-from simsearch.verify import forget_searched
-from simsearch.verify import RerankSettings, VerifySettings, copy_first
+from simsearch.verify import RerankSettings, VerifySettings, copy_first, forget_searched
 from simsearch.vectors import (ANN_KINDS, DEFAULT_FACTORY, TOMBSTONE_LIMIT, Choice, VectorIndex,
                                choose, measure_recall, parse_ann)
 
@@ -862,9 +861,9 @@ class Index:
         None plain cosine, or another `Background` (see `simsearch.scoring`).
         `progress(done, total)`: images searched for near duplicates so far;
         `check_progress(done, total)`: pairs checked; `check_notice(n)`: told once when the
-        check has many pairs to read (`PictureCheck`'s NOTICE_PAIRS). `check` may be a `picture_check()` to
-        reuse while the index is unchanged (a sweep over thresholds then looks at each pair
-        once); the report counts this call's work."""
+        check has many pairs to read (`PictureCheck`'s NOTICE_PAIRS). `check` may be a
+        `picture_check()` to reuse while the index is unchanged (a sweep over thresholds then
+        looks at each pair once); the report counts this call's work."""
         if threshold is None:
             threshold, source = self._threshold_to_use(bool(check))
         else:

@@ -25,7 +25,8 @@ from simsearch.images import MAX_DECODE_BYTES, MAX_PIXELS, _head, _open_pillow, 
     _orientation
 
 __all__ = ["Grid", "Carried", "grid_of", "carried", "is_resave", "everywhere", "decoded",
-           "holds_pixels", "has_colour", "colour_of", "CARRY", "CARRY_SAME", "TILE_SAME", "COLOUR_SAME"]
+           "holds_pixels", "has_colour", "colour_of", "CARRY", "CARRY_SAME", "TILE_SAME",
+           "COLOUR_SAME"]
 
 CARRY = 0.3          # a file whose coefficients lie this near another's lattice (mean cos) ...
 CARRY_SAME = 0.45    # ... with this share of them at that file's own coefficients carries it
@@ -404,4 +405,3 @@ def colour_of(rgb) -> bool | None:
         return False
     share = float((np.abs(planes - 128).max(axis=0) > COLOUR_NONE).mean())
     return True if share >= COLOUR_THROUGHOUT else None
-
