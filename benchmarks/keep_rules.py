@@ -178,12 +178,12 @@ class Pixels:
         with self.sources[which]() as im:
             return False if im.mode in _GREY_MODES else None
 
-    def colour(self, name: str) -> bool | None:
+    def colour(self, name: str) -> tuple[bool | None, float | None]:
         which = "original" if name.endswith("original") else "copy"
         with self.sources[which]() as im:
             if (im.mode in ("RGBA", "LA", "PA") or "transparency" in im.info) and \
                     im.convert("RGBA").getchannel("A").getextrema()[0] < 255:
-                return None  # as has_colour: what shows through is not its colour
+                return None, None  # as has_colour: what shows through is not its colour
         return colour_of(Image.fromarray(self._rgb(which)).resize((256, 256)))
 
     def decodes(self, held: str, source: str) -> bool:

@@ -134,6 +134,9 @@ class PlanFile:
     # throughout (read by `with_colours` where `biggest` may weigh it); None when not known or
     # neither (a coloured caption on a grey picture, transparency): it decides nothing
     colour: bool | None = None
+    # how far its colours lie from grey, in levels (`simsearch.resave.has_colour`: the mean of
+    # 64x64 cells), read with `colour`; 0 for a file stored in grey; None when not read
+    chroma: float | None = None
     # the file's other indexed names (a symbolic link to it, a hard link: simsearch.dedupe's
     # `Member.aliases`); a plan keeps such a file (`linked_kept`)
     aliases: tuple[str, ...] = ()
@@ -700,7 +703,9 @@ def with_colours(files: Sequence[PlanFile], read=None) -> list[PlanFile]:
     if read is None:
         from simsearch.resave import has_colour as read
     found = {f.path: read(f.path) for f in usable if f.colour is None}
-    return [replace(f, colour=found[f.path]) if f.path in found else f for f in files]
+    return [replace(f, colour=found[f.path][0], chroma=found[f.path][1]) if f.path in found
+            else replace(f, chroma=0.0) if f.colour is False and not f.problem else f
+            for f in files]
 
 
 def lossless_first(rules: Sequence[KeepRule]) -> bool:
@@ -738,10 +743,30 @@ def _twins(files: Sequence[PlanFile]) -> dict[str, PlanFile]:
     by_path = {f.path: f for f in files}
     out = {}
     for f in files:
-        sources = [by_path[p] for p in f.decodes or () if p in by_path and p != f.path]
+        # (one whose EXIF capture date the source lacks holds that too: it ranks as itself)
+        sources = [by_path[p] for p in f.decodes or () if p in by_path and p != f.path
+                   and not (f.date_source == "exif" and by_path[p].date_source != "exif")]
         if sources:
             out[f.path] = min(sources, key=lambda s: (-s.size, os.fsencode(s.path)))
     return out
+
+
+# a file whose colours lie this many times as far from grey as the kept file's, and at least
+# COLOUR_MORE_LEVELS, holds colour the kept file lacks, and is kept too: whatever ranks first, a
+# colour photograph is never acted on for a grey, faded or nearly grey file (a hostile tester's
+# dark and grey-walled photos, session 32: colour in under half their cells)
+COLOUR_MORE, COLOUR_MORE_LEVELS = 1.5, 2.0
+
+
+def more_colour(kept: PlanFile, f: PlanFile) -> tuple[float, float] | None:
+    """(f's chroma, the kept file's) when `f` holds colour the kept file lacks; else None
+    (either not read: `with_colours` reads them where a grey or a lossless file is beside a
+    lossy one)."""
+    if f.chroma is None or kept.chroma is None:
+        return None
+    if f.chroma >= COLOUR_MORE_LEVELS and f.chroma >= COLOUR_MORE * kept.chroma:
+        return f.chroma, kept.chroma
+    return None
 
 
 def kept_too(kept: PlanFile, f: PlanFile, bare: bool = False) -> str | None:
@@ -750,6 +775,15 @@ def kept_too(kept: PlanFile, f: PlanFile, bare: bool = False) -> str | None:
     picture with a band on its border that holds something (`banded`): `f` holds a caption the
     kept file lacks, or `f` is the picture as it was without the kept file's band (the first
     such file the rules rank: `bare` says one is kept already)."""
+    if f.lossless is True and kept.lossless is False and f.colour is False \
+            and kept.colour is True:  # each holds something the other lacks
+        return (f"kept: the picture in grey stored without loss, beside the kept lossy "
+                f"{kept.format or 'file'} in colour (a scan, a black-and-white master)")
+    more = more_colour(kept, f)
+    if more is not None:
+        return (f"kept: holds colour the kept {os.path.basename(kept.path)} lacks (its colours "
+                f"lie {more[0]:.1f} levels from grey, the kept file's {more[1]:.1f}: that file "
+                f"is grey, faded or toned)")
     at = finer_than(kept, f)
     if at is not None:
         return (f"kept: holds the picture at {at:.0%} of its size in the kept "
@@ -1084,8 +1118,8 @@ def choose(files: Sequence[PlanFile], rules: Sequence[KeepRule]) -> tuple[PlanFi
         # that file, stored as it is, a byte smaller (so just after it, and never round)
         twins = _twins(usable)
         usable = [replace(f, lossless=twins[f.path].lossless, size=twins[f.path].size - 1,
-                          colour=twins[f.path].colour) if f.path in twins else f
-                  for f in usable]
+                          colour=twins[f.path].colour, chroma=twins[f.path].chroma)
+                  if f.path in twins else f for f in usable]
 
     # `largest` by the picture when the check mapped a file of the group; one it did not map (a
     # thumbnail too small for keypoints, a plain picture) is taken to hold the picture as a
@@ -1533,9 +1567,17 @@ def _plan_file(f, where: str) -> PlanFile:
                            "frames": _count(f.get("frames", 1), "frames"),
                            "lossless": _flag(f.get("lossless"), "lossless"),
                            "colour": _flag(f.get("colour"), "colour"),
+                           "chroma": _chroma(f.get("chroma")),
                            "aliases": _paths(f.get("aliases", []), "aliases")})
     except (TypeError, ValueError) as e:
         raise PlanError(f"{where}: {e}") from None
+
+
+def _chroma(value) -> float | None:
+    chroma = _number(value, "chroma")
+    if chroma is not None and not 0 <= chroma <= 255:
+        raise ValueError(f"chroma: {value!r} is not a number from 0 to 255")
+    return chroma
 
 
 def _flag(value, name: str) -> bool | None:

@@ -379,29 +379,36 @@ def holds_pixels(held: np.ndarray, source: np.ndarray) -> bool:
     return False
 
 
-def has_colour(path: str | os.PathLike) -> bool | None:
-    """Whether the picture in the file holds colour throughout: True when at least
-    COLOUR_THROUGHOUT of its COLOUR_SIDE x COLOUR_SIDE cells lie further than COLOUR_NONE from
-    grey (a colour photograph), False when none does (grey throughout), None in between (a
-    coloured caption or frame on a grey picture: colour the picture itself lacks), when it
-    cannot be read, or when it has transparency (what shows through is not its colour)."""
+def has_colour(path: str | os.PathLike) -> tuple[bool | None, float | None]:
+    """(whether the picture in the file holds colour throughout, how far its colours lie from
+    grey). The first: True when at least COLOUR_THROUGHOUT of its COLOUR_SIDE x COLOUR_SIDE
+    cells lie further than COLOUR_NONE from grey (a colour photograph), False when none does
+    (grey throughout), None in between (a coloured caption or frame on a grey picture, or a
+    photograph mostly grey or dark), when it cannot be read, or when it has transparency (what
+    shows through is not its colour). The second: the mean over those cells of the larger of
+    |Cb - 128| and |Cr - 128|, in levels (transparency on white); None when it cannot be read."""
     from simsearch.errors import SimsearchError
     from simsearch.images import load_image
     try:
         picture = load_image(path, target=4 * COLOUR_SIDE, alpha=True).image
-        if picture.mode == "RGBA" and picture.getchannel("A").getextrema()[0] < 255:
-            return None
+        clear = picture.mode == "RGBA" and picture.getchannel("A").getextrema()[0] < 255
+        if picture.mode == "RGBA":  # as the network sees it: on white
+            from simsearch.images import to_rgb
+            picture = to_rgb(picture)
     except (SimsearchError, OSError, ValueError):
-        return None
+        return None, None
     except Exception:  # noqa: BLE001 - Pillow's plugins raise more than OSError: cannot tell
-        return None
-    return colour_of(picture.convert("RGB"))
+        return None, None
+    colour, chroma = colour_of(picture.convert("RGB"))
+    return (None if clear else colour), chroma
 
 
-def colour_of(rgb) -> bool | None:
+def colour_of(rgb) -> tuple[bool | None, float]:
     """`has_colour` of a picture already decoded (PIL, RGB, opaque)."""
-    planes = _colour(rgb)
-    if planes is None:
-        return False
-    share = float((np.abs(planes - 128).max(axis=0) > COLOUR_NONE).mean())
-    return True if share >= COLOUR_THROUGHOUT else None
+    from PIL import Image
+    small = rgb.resize((COLOUR_SIDE, COLOUR_SIDE), Image.Resampling.BOX).convert("YCbCr")
+    far = np.abs(np.asarray(small, np.float64)[:, :, 1:] - 128).max(axis=2)
+    if far.max() <= COLOUR_NONE:
+        return False, float(far.mean())
+    share = float((far > COLOUR_NONE).mean())
+    return (True if share >= COLOUR_THROUGHOUT else None), float(far.mean())

@@ -203,15 +203,20 @@ def test_a_grey_file_goes_after_one_holding_the_pictures_colours(tmp_path):
     Image.open(jpg).convert("L").save(png)
     tif = tmp_path / "a_bw16.tif"
     Image.open(jpg).convert("L").convert("I;16").save(tif)
-    g = _plan(tmp_path, [jpg, png, tif])
-    assert g.keep == [str(jpg)] and sorted(g.act_on) == sorted([str(png), str(tif)])
+    grey_jpg = tmp_path / "a_bw.jpg"
+    Image.open(jpg).convert("L").save(grey_jpg, quality=98)
+    g = _plan(tmp_path, [jpg, png, tif, grey_jpg])
+    # the colour JPEG is the rules' choice; the grey files stored without loss are kept beside
+    # it (each holds something the other lacks: a review, session 32), the grey JPEG goes
+    assert g.keep == [str(jpg), str(png), str(tif)] and g.act_on == [str(grey_jpg)]
     reasons = {f.path: f.reason for f in g.files}
     assert reasons[str(jpg)] == "kept: 240x180 jpeg holding the picture's colours, over a grey " \
         "file of it"
-    assert reasons[str(png)] == "png file in grey, against the kept jpeg holding the picture's " \
-        "colours"
+    assert reasons[str(png)].startswith("kept: the picture in grey stored without loss")
+    assert reasons[str(grey_jpg)] == "jpeg file in grey, against the kept jpeg holding the " \
+        "picture's colours"
     colours = {f.path: f.colour for f in g.files}
-    assert colours == {str(jpg): True, str(png): False, str(tif): False}
+    assert colours == {str(jpg): True, str(png): False, str(tif): False, str(grey_jpg): False}
     # grey pixels stored in colour: both grey, and the lossless file goes first again
     grey_jpg = tmp_path / "a_grey_rgb.jpg"
     Image.open(png).convert("RGB").save(grey_jpg, quality=95)
@@ -222,7 +227,7 @@ def test_a_grey_file_goes_after_one_holding_the_pictures_colours(tmp_path):
     rgb_png = tmp_path / "a_bw_rgb.png"
     Image.open(png).convert("RGB").save(rgb_png)
     g = _plan(tmp_path, [jpg, rgb_png])
-    assert g.keep == [str(jpg)] and "in grey" in g.files[1].reason
+    assert g.keep[0] == str(jpg) and "in grey stored without loss" in g.files[1].reason
     # the flag goes through the plan's file; a bad one is refused naming it
     plan = make_plan([_group(jpg, png)], parse_rules([]))
     plan.save(tmp_path / "plan.json")
@@ -242,8 +247,11 @@ def test_a_grey_file_goes_after_one_holding_the_pictures_colours(tmp_path):
     ImageDraw.Draw(captioned).rectangle((10, 150, 120, 172), fill=(220, 30, 30))
     captioned.save(tmp_path / "captioned.jpg", quality=95)
     g = _plan(tmp_path, [png, tmp_path / "captioned.jpg"])
-    assert g.keep == [str(png)] and "stored without loss" in g.files[0].reason
+    assert g.keep[0] == str(png) and "stored without loss" in g.files[0].reason
     assert {f.path: f.colour for f in g.files}[str(tmp_path / "captioned.jpg")] is None
+    # ... but its caption is colour the grey PNG lacks: it is kept too, never acted on
+    assert g.keep == [str(png), str(tmp_path / "captioned.jpg")] and g.act_on == []
+    assert g.files[1].reason.startswith("kept: holds colour the kept a_bw.png lacks")
 
 
 def test_grey_is_read_whatever_the_canvas_and_transparency_is_never_grey(tmp_path):
@@ -273,8 +281,64 @@ def test_grey_is_read_whatever_the_canvas_and_transparency_is_never_grey(tmp_pat
     blue.paste(logo.convert("RGBA"), mask=logo.convert("RGBA").getchannel("A"))
     blue.save(tmp_path / "logo_on_blue.jpg", quality=95)
     g = _plan(tmp_path, [tmp_path / "logo.png", tmp_path / "logo_on_blue.jpg"])
-    assert g.keep == [str(tmp_path / "logo.png")], [f.reason for f in g.files]
+    assert g.keep[0] == str(tmp_path / "logo.png"), [f.reason for f in g.files]
+    assert g.act_on == []  # the blue ground is colour the logo lacks: kept too
     assert {f.colour for f in g.files} == {None, True}
+
+
+def test_a_photo_with_colour_in_a_part_is_never_acted_on_for_a_grey_or_faded_file(tmp_path):
+    """A hostile tester's cases (session 32): a colour photo of a bird on a grey wall (colour
+    in under half its cells, so not "in colour throughout") was acted on for its black-and-
+    white PNG, and a colour JPEG for a PNG of it at 3% or 30% saturation. Whatever ranks
+    first, a file holding colour the kept file lacks is kept too."""
+    from PIL import ImageDraw, ImageEnhance
+    import numpy as np
+    rng = np.random.default_rng(21)
+    wall = Image.fromarray(np.clip(128 + rng.normal(0, 30, (300, 400)), 0, 255).astype("uint8"))
+    photo = wall.convert("RGB")
+    ImageDraw.Draw(photo).ellipse((150, 100, 250, 180), fill=(230, 120, 20))  # the bird
+    jpg = tmp_path / "bird.jpg"
+    photo.save(jpg, quality=85)
+    copies = {"bird_bw.png": Image.open(jpg).convert("L"),
+              "bird_faint.png": ImageEnhance.Color(Image.open(jpg)).enhance(0.03),
+              "bird_muted.png": ImageEnhance.Color(Image.open(jpg)).enhance(0.3)}
+    for name, img in copies.items():
+        img.save(tmp_path / name)
+        g = _plan(tmp_path, [jpg, tmp_path / name])
+        assert str(jpg) in g.keep and g.act_on in ([], [str(tmp_path / name)]), (name, g.keep)
+        reasons = {os.path.basename(f.path): f.reason for f in g.files}
+        if str(jpg) != g.keep[0]:
+            assert reasons["bird.jpg"].startswith(f"kept: holds colour the kept {name} lacks")
+    # a grey JPEG of it, bigger on disk (bytes would keep it): the colour one is kept
+    big_grey = tmp_path / "bird_bw.jpg"
+    Image.open(jpg).convert("L").save(big_grey, quality=98)
+    assert big_grey.stat().st_size > jpg.stat().st_size
+    g = _plan(tmp_path, [jpg, big_grey])
+    assert str(jpg) in g.keep, [f.reason for f in g.files]
+
+
+def test_a_toned_copy_and_a_copy_with_the_cameras_exif_keep_what_the_other_lacks(tmp_path):
+    """A hostile tester's cases (session 32): a grey PNG scan was acted on for a sepia-toned
+    JPEG made from it ("holding the picture's colours"), and a PNG of a JPEG's decoded pixels
+    carrying the camera's EXIF date for the JPEG without it. The scan is kept beside the toned
+    JPEG; the PNG with the EXIF date ranks as itself, stored without loss, and is kept."""
+    from PIL import ImageOps
+    scan = tmp_path / "scan_bw.png"
+    _photo(seed=17, size=(300, 200)).convert("L").save(scan)
+    sepia = tmp_path / "scan_sepia.jpg"
+    ImageOps.colorize(Image.open(scan), (40, 26, 13), (255, 240, 192)).save(sepia, quality=85)
+    g = _plan(tmp_path, [scan, sepia])
+    assert sorted(g.keep) == sorted([str(scan), str(sepia)]) and g.act_on == []
+    web = tmp_path / "IMG_web.jpg"
+    _photo(seed=19).save(web, quality=90)
+    exif = Image.Exif()
+    exif[0x010F] = "Canon"  # (an IFD0 entry: Pillow then writes the Exif sub-IFD too)
+    exif.get_ifd(0x8769)[0x9003] = "2015:06:01 10:00:00"
+    archive = tmp_path / "IMG_archive.png"
+    Image.open(web).convert("RGB").save(archive, exif=exif.tobytes())
+    g = _plan(tmp_path, [web, archive])
+    assert g.keep == [str(archive)] and g.act_on == [str(web)], [f.reason for f in g.files]
+    assert {f.path: f.decodes for f in g.files}[str(archive)] == (str(web),)
 
 
 def test_lossless_first_never_goes_round_whatever_the_names():
