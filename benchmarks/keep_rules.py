@@ -54,7 +54,8 @@ from simsearch.plan import (PlanFile, bars_between, choose, corners_between,  # 
                             extent_of, kept_too, one_way_stretch, parse_rules,
                             resaved_between, stretched_between, turned_apart, with_bars,
                             with_colours, with_decodes, with_resaves)
-from simsearch.resave import carried, colour_of, grid_of, holds_pixels, is_resave  # noqa: E402
+from simsearch.resave import (_see_through, carried, colour_of, grid_of,  # noqa: E402
+                              holds_pixels, is_resave)
 from simsearch.verify import (VerifySettings, agreement, beyond, picture_features,  # noqa: E402
                               picture_map)
 
@@ -181,8 +182,7 @@ class Pixels:
     def colour(self, name: str) -> tuple[bool | None, float | None]:
         which = "original" if name.endswith("original") else "copy"
         with self.sources[which]() as im:
-            if (im.mode in ("RGBA", "LA", "PA") or "transparency" in im.info) and \
-                    im.convert("RGBA").getchannel("A").getextrema()[0] < 255:
+            if _see_through(im):
                 return None, None  # as has_colour: what shows through is not its colour
         return colour_of(Image.fromarray(self._rgb(which)).resize((256, 256)))
 

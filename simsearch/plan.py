@@ -689,11 +689,13 @@ def greyer(best: PlanFile, f: PlanFile) -> bool:
 def with_colours(files: Sequence[PlanFile], read=None) -> list[PlanFile]:
     """`files` with `colour` read for each file stored in colour (`colour` None) in a group
     where `biggest` may compare a grey file or a lossless with a lossy one: a group holding a
-    file stored in grey, or one stored without loss and one with loss. False when its pixels
-    are grey throughout (a black-and-white conversion saved in colour mode), True when they
-    hold colour, None when it cannot tell (`simsearch.resave.has_colour`, or `read`: a file
-    with transparency, one that cannot be read). Every such file is read, whatever its canvas:
-    `largest` ties pictures within 5% of each other, and reading is cheap (256 pixels)."""
+    file stored in grey, or one stored without loss and one with loss; and `chroma` with it
+    (0 for a file stored in grey). `read(path)` -> (colour, chroma), by default
+    `simsearch.resave.has_colour`: False when its pixels are grey throughout (a black-and-white
+    conversion saved in colour mode), True when they hold colour throughout, None when neither
+    or it cannot tell (transparency, a file that cannot be read). Every such file is read,
+    whatever its canvas: `largest` ties pictures within 5% of each other, and reading is cheap
+    (256 pixels)."""
     usable = [f for f in files if not f.problem]
     if len(usable) > BAND_GROUP:
         return list(files)

@@ -150,10 +150,15 @@ def _see_through(im) -> bool:
 def _colour(rgb) -> np.ndarray | None:
     """Cb and Cr of a picture at COLOUR_SIDE a side (2 x side x side, floats); None when they
     lie within COLOUR_NONE of grey everywhere (a grey picture)."""
+    planes = _planes(rgb)
+    return None if np.abs(planes - 128).max() <= COLOUR_NONE else planes
+
+
+def _planes(rgb) -> np.ndarray:
+    """Cb and Cr of a picture (PIL, RGB) at COLOUR_SIDE a side (2 x side x side, floats)."""
     from PIL import Image
     small = rgb.resize((COLOUR_SIDE, COLOUR_SIDE), Image.Resampling.BOX).convert("YCbCr")
-    planes = np.asarray(small, np.float64)[:, :, 1:].transpose(2, 0, 1)
-    return None if np.abs(planes - 128).max() <= COLOUR_NONE else planes
+    return np.asarray(small, np.float64)[:, :, 1:].transpose(2, 0, 1)
 
 
 def carried(g: Grid | None, f: Grid | None, turn) -> Carried | None:
@@ -388,26 +393,20 @@ def has_colour(path: str | os.PathLike) -> tuple[bool | None, float | None]:
     shows through is not its colour). The second: the mean over those cells of the larger of
     |Cb - 128| and |Cr - 128|, in levels (transparency on white); None when it cannot be read."""
     from simsearch.errors import SimsearchError
-    from simsearch.images import load_image
+    from simsearch.images import load_image, to_rgb
     try:
         picture = load_image(path, target=4 * COLOUR_SIDE, alpha=True).image
-        clear = picture.mode == "RGBA" and picture.getchannel("A").getextrema()[0] < 255
-        if picture.mode == "RGBA":  # as the network sees it: on white
-            from simsearch.images import to_rgb
-            picture = to_rgb(picture)
     except (SimsearchError, OSError, ValueError):
         return None, None
     except Exception:  # noqa: BLE001 - Pillow's plugins raise more than OSError: cannot tell
         return None, None
-    colour, chroma = colour_of(picture.convert("RGB"))
-    return (None if clear else colour), chroma
+    colour, chroma = colour_of(to_rgb(picture))  # transparency on white, as the network sees
+    return (None if _see_through(picture) else colour), chroma
 
 
 def colour_of(rgb) -> tuple[bool | None, float]:
     """`has_colour` of a picture already decoded (PIL, RGB, opaque)."""
-    from PIL import Image
-    small = rgb.resize((COLOUR_SIDE, COLOUR_SIDE), Image.Resampling.BOX).convert("YCbCr")
-    far = np.abs(np.asarray(small, np.float64)[:, :, 1:] - 128).max(axis=2)
+    far = np.abs(_planes(rgb) - 128).max(axis=0)
     if far.max() <= COLOUR_NONE:
         return False, float(far.mean())
     share = float((far > COLOUR_NONE).mean())

@@ -56,6 +56,19 @@ def test_largest_biggest_and_the_reason(tmp_path):
     assert g.keep == [str(noisy)] and "biggest file" in g.files[1].reason
 
 
+def _flag_through_plan(tmp_path, plan, name: str, expected: dict, bad) -> None:
+    """The plan file keeps the flag `name` of each file (`expected`), and a plan whose first
+    file has `bad` for it is refused, naming the field."""
+    plan.save(tmp_path / "plan.json")
+    assert {f.path: getattr(f, name) for f in Plan.load(tmp_path / "plan.json").groups[0].files
+            } == expected
+    data = json.loads((tmp_path / "plan.json").read_text())
+    data["groups"][0]["files"][0][name] = bad
+    (tmp_path / "bad.json").write_text(json.dumps(data))
+    with pytest.raises(PlanError, match=f"{name} is not true, false or null"):
+        Plan.load(tmp_path / "bad.json")
+
+
 def test_biggest_puts_a_file_stored_without_loss_first_at_one_size(tmp_path):
     """A newcomer's case (session 31): a screenshot's PNG and its JPEG save, the JPEG the
     bigger file; the plan kept the JPEG and acted on the PNG."""
@@ -83,15 +96,8 @@ def test_biggest_puts_a_file_stored_without_loss_first_at_one_size(tmp_path):
     g = _plan(tmp_path, [jpg, png], ["biggest"])
     assert g.keep == [str(jpg)] and "biggest file" in g.files[0].reason
     # the flag goes through the plan's file; a bad one is refused naming the field
-    plan = make_plan([_group(jpg, png)], parse_rules(["largest"]))
-    plan.save(tmp_path / "plan.json")
-    assert {f.path: f.lossless for f in Plan.load(tmp_path / "plan.json").groups[0].files} == {
-        str(png): True, str(jpg): False}
-    data = json.loads((tmp_path / "plan.json").read_text())
-    data["groups"][0]["files"][0]["lossless"] = "yes"
-    (tmp_path / "bad.json").write_text(json.dumps(data))
-    with pytest.raises(PlanError, match="lossless is not true, false or null"):
-        Plan.load(tmp_path / "bad.json")
+    _flag_through_plan(tmp_path, make_plan([_group(jpg, png)], parse_rules(["largest"])),
+                       "lossless", {str(png): True, str(jpg): False}, "yes")
 
 
 def _photo(size=(240, 180), seed=3):
@@ -229,15 +235,8 @@ def test_a_grey_file_goes_after_one_holding_the_pictures_colours(tmp_path):
     g = _plan(tmp_path, [jpg, rgb_png])
     assert g.keep[0] == str(jpg) and "in grey stored without loss" in g.files[1].reason
     # the flag goes through the plan's file; a bad one is refused naming it
-    plan = make_plan([_group(jpg, png)], parse_rules([]))
-    plan.save(tmp_path / "plan.json")
-    assert {f.path: f.colour for f in Plan.load(tmp_path / "plan.json").groups[0].files} == {
-        str(jpg): True, str(png): False}
-    data = json.loads((tmp_path / "plan.json").read_text())
-    data["groups"][0]["files"][0]["colour"] = "grey"
-    (tmp_path / "bad.json").write_text(json.dumps(data))
-    with pytest.raises(PlanError, match="colour is not true, false or null"):
-        Plan.load(tmp_path / "bad.json")
+    _flag_through_plan(tmp_path, make_plan([_group(jpg, png)], parse_rules([])), "colour",
+                       {str(jpg): True, str(png): False}, "grey")
     # with `biggest` alone, bytes decide, as asked
     assert _plan(tmp_path, [jpg, tif], ["biggest"]).keep == [str(tif)]
     # a coloured caption on a grey original is no colour of the picture's (a trial's copies,
