@@ -13,7 +13,7 @@ pixels on the short side, at most --per-package from one package), every edit of
 evaluation set (simsearch.edits) makes a copy, saved the way a user's tool saves an edited
 picture: JPEG at quality 75 (Pillow, many web tools), 90 (GIMP's default), 95 (the evaluation
 set's copies), or PNG. Each original and copy is a group of two, and each candidate order of
-keep rules chooses one, through `simsearch.plan.choose` as `dedupe --plan` does. The files'
+keep rules chooses one, through `simsearch.keeprules.choose` as `dedupe --plan` does. The files'
 dates are set three ways, since no file here says when a user made a copy:
 - `later`: the copy is a day newer than its original (a copy made after the picture was taken
   or downloaded, times kept);
@@ -21,7 +21,7 @@ dates are set three ways, since no file here says when a user made a copy:
   new disk without keeping times, in some order);
 - `same`: both files the same second (written by one batch).
 With `--picture`, each candidate runs twice: with `largest` by canvas (files as
-`simsearch.plan` sees them without the picture check), and by the picture, as `dedupe --plan`
+`simsearch.keeprules` sees them without the picture check), and by the picture, as `dedupe --plan`
 sees them after its check: the pair is matched by the product's own code
 (`simsearch.verify.agreement`, `picture_map`, the copy saved to a temporary file and read
 back), and when it keeps the matches grouping needs, each file carries the map between them.
@@ -49,11 +49,11 @@ sys.path.insert(0, str(ROOT))
 
 from simsearch.edits import EDIT_NAMES, _font, apply_edit  # noqa: E402
 from simsearch.detail import band, bars, bars_hold, corners  # noqa: E402
-from simsearch.plan import _GREY_MODES, _lossless  # noqa: E402
-from simsearch.plan import (PlanFile, bars_between, choose, corners_between,  # noqa: E402
-                            extent_of, kept_too, one_way_stretch, parse_rules,
-                            resaved_between, stretched_between, turned_apart, with_bars,
-                            with_colours, with_decodes, with_resaves)
+from simsearch.keeprules import choose, kept_too, parse_rules, with_colours, with_decodes  # noqa: E402
+from simsearch.layout import (bars_between, corners_between, extent_of,  # noqa: E402
+                              one_way_stretch, resaved_between, stretched_between,
+                              turned_apart, with_bars, with_resaves)
+from simsearch.planfile import _GREY_MODES, PlanFile, _lossless  # noqa: E402
 from simsearch.resave import (_see_through, carried, colour_of, grid_of,  # noqa: E402
                               holds_pixels, is_resave)
 from simsearch.verify import (VerifySettings, agreement, beyond, picture_features,  # noqa: E402

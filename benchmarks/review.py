@@ -19,7 +19,8 @@ from common import report, table
 
 
 def synthetic_plan(groups: int):
-    from simsearch.plan import Plan, PlanFile, PlanGroup
+    from simsearch.plan import Plan, PlanGroup
+    from simsearch.planfile import PlanFile
 
     out = []
     for i in range(groups):

@@ -35,7 +35,8 @@ from simsearch import trash
 from simsearch.errors import JournalError, PlanError
 from simsearch.files import MOVED_MARK, MOVED_TEXT, in_own_folder, marked, no_ones, sha256
 from simsearch.journal import JOURNAL_VERSION, Journal, one_at_a_time
-from simsearch.plan import Plan, under
+from simsearch.plan import Plan
+from simsearch.planfile import under
 
 __all__ = ["ACTIONS", "Outcome", "ApplyReport", "UndoReport", "apply", "undo",
            "default_journal"]

@@ -297,7 +297,8 @@ def dedupe_cmd(threshold, linkage, check, keep, protect, act_on_unconfirmed, pla
     that plan for simsearch review and simsearch apply.
     """
     from simsearch.index import open_index
-    from simsearch.plan import parse_rules, writable_plan_path
+    from simsearch.plan import writable_plan_path
+    from simsearch.keeprules import parse_rules
 
     parse_rules(keep)  # a misspelt rule is refused before the work, not after it
     if plan_path is not None:
@@ -663,7 +664,8 @@ def convert_cmd(weights, out):
 
 
 def _make_plan(index, report, keep, protect, act_on_unconfirmed=False):
-    from simsearch.plan import make_plan, parse_rules
+    from simsearch.plan import make_plan
+    from simsearch.keeprules import parse_rules
 
     return make_plan(report.groups, parse_rules(keep), protect=[str(p) for p in protect],
                      index=str(index.folder.resolve()), threshold=report.threshold,
@@ -707,7 +709,8 @@ def review_cmd(out_dir, plan_path, keep, protect, act_on_unconfirmed, threshold,
         plan = Plan.load(plan_path)
     else:
         from simsearch.index import open_index
-        from simsearch.plan import parse_rules, writable_plan_path
+        from simsearch.plan import writable_plan_path
+        from simsearch.keeprules import parse_rules
 
         parse_rules(keep)  # refused before the work, not after it
         writable_plan_path(out_dir / "plan.json")
@@ -1022,7 +1025,7 @@ def _folders_text(paths) -> str:
 
 
 def _size(n: int) -> str:
-    from simsearch.plan import size_text
+    from simsearch.planfile import size_text
 
     return size_text(n)
 

@@ -86,9 +86,9 @@ class Member:
     evidence: str = ""  # what put it in the group: a key of EVIDENCE, "" when not known
     # the map (2 x 2, row by row) from the centre's pixels to this file's that the picture
     # check fitted (simsearch.verify.picture_map): at what scale it holds the centre's picture;
-    # None when it fitted none. The keep rule `largest` compares files by it (simsearch.plan)
+    # None when it fitted none. The keep rule `largest` compares files by it (simsearch.keeprules)
     picture: tuple[float, float, float, float] | None = None
-    extent: float | None = None  # how much of the centre's picture it shows (simsearch.plan)
+    extent: float | None = None  # how much of the centre's picture it shows (simsearch.keeprules)
     # the other indexed paths of this same file (a symbolic link to it, a hard link, one folder
     # indexed under two names): one file, listed once, under `path`
     aliases: tuple[str, ...] = ()

@@ -5,7 +5,7 @@ top band of its spectrum along the stretch is nearly empty (what is left there i
 interpolation's and the saves' noise), while across it the band is as full as the source's.
 The keep rule `largest` reads this to tell a copy stretched one way from its original, which
 the picture check's map cannot: the map is the same seen from either file
-(`simsearch.plan.largest_between`; recipes/default_model/trials/keep-rules-band-rule.md).
+(`simsearch.layout.largest_between`; recipes/default_model/trials/keep-rules-band-rule.md).
 
 `bars` reads the other thing a map cannot tell: flat bars along a file's border (a letterbox,
 a caption's band), which widen its canvas without adding any of the picture

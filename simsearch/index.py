@@ -23,7 +23,7 @@ from simsearch.embedder import Embedder
 from simsearch.errors import (DecodeError, IndexStoreError, ModelError, ModelMismatchError,
                               PrecisionError, PrecisionUnavailable, SimsearchError)
 from simsearch.models import ModelRef, for_this_cpu, resolve_device, resolve_model
-from simsearch.plan import extent_of
+from simsearch.layout import extent_of
 from simsearch.files import absolute, sha256
 from simsearch.images import load_image
 from simsearch.ingest import IngestReport, Progress, ingest
@@ -1099,7 +1099,7 @@ def _evidence(group, rows, check: "PictureCheck | None") -> list[str]:
 def _shapes(ids: list[int], rows, check: "PictureCheck | None"
             ) -> dict[int, tuple[tuple | None, float | None]]:
     """How each member (ids, the centre first) holds the centre's picture, for the keep rule
-    `largest` (simsearch.plan): the map from the centre's pixels to its own and its extent,
+    `largest` (simsearch.layout): the map from the centre's pixels to its own and its extent,
     from the picture check's geometry of its pair with the centre (for a member the check never
     matched, that of a member with the same bytes; the centre's own bytes: the identity);
     (None, None) when there is none."""
@@ -1163,7 +1163,7 @@ def _restand(members: list[Member], check: "PictureCheck | None", scores=None,
         out.append(part)
         members = left
     # the maps and extents measured against the centre that is gone still compare the files
-    # with one another (simsearch.plan)
+    # with one another (simsearch.keeprules)
     return out
 
 

@@ -10,7 +10,7 @@ past (as many have) lies on the lattice but not at the JPEG's values. The centra
 picture tells this; a file is a re-save only where the whole of it agrees: every part of its
 picture at the JPEG's values (a retouch, a logo, a caption or a vignette leaves a part that is
 not) and its colours the JPEG's (or none: a grey copy). The keep rule `largest` (`source`) reads this where
-the picture check's maps tie two files (`simsearch.plan.with_resaves`;
+the picture check's maps tie two files (`simsearch.layout.with_resaves`;
 recipes/default_model/trials/keep-resave-rule.md).
 """
 from __future__ import annotations

@@ -271,7 +271,8 @@ def _plan_figures(groups, truth: Truth) -> dict:
     on files and that hold an original with a copy of it, those where it keeps a copy and acts
     on the original (the keep rules cannot tell an original from a copy: README, Cleaning up),
     with the kept copies' edits."""
-    from simsearch.plan import UNCONFIRMED, make_plan, parse_rules
+    from simsearch.plan import UNCONFIRMED, make_plan
+    from simsearch.keeprules import parse_rules
     made = make_plan(groups, parse_rules(()))
     unit, sets = truth.unit_of, truth.set_of
     acted = copies = versions = held = held_copies = with_original = over_original = 0

@@ -21,7 +21,8 @@ from simsearch import actions
 from simsearch.actions import apply, undo
 from simsearch.errors import JournalError, PlanError
 from simsearch.files import MOVED_MARK
-from simsearch.plan import Plan, make_plan, parse_rules
+from simsearch.plan import Plan, make_plan
+from simsearch.keeprules import parse_rules
 
 
 def _image(path: Path, size, seed: int, mode: int = 0o644) -> Path:
@@ -803,7 +804,7 @@ def _with_another_picture_unconfirmed(library):
     import dataclasses
 
     from groups import member
-    from simsearch.plan import file_facts
+    from simsearch.planfile import file_facts
     tmp_path, photos, plan = library
     g = plan.groups[1]
     other = _image(photos / "another picture.jpg", (50, 40), seed=55)

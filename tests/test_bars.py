@@ -1,7 +1,7 @@
 """Bands and flat bars along a file's border and filled corners of a turned picture
 (simsearch.detail bars, corners), and the plan reading them: a letterboxed or turned copy adds
 no picture and loses a tie on `largest`; a band holding something (a caption) keeps both files
-(simsearch.plan.bars_between, corners_between, banded, kept_too;
+(simsearch.layout.bars_between, corners_between, banded; simsearch.keeprules.kept_too;
 recipes/default_model/trials/keep-bars-rule.md, keep-corners-rule.md)."""
 from __future__ import annotations
 
@@ -15,9 +15,11 @@ from simsearch.detail import bar_shares, bars, bars_hold, corner_shares, corners
 from simsearch.edits import rotate
 from simsearch.errors import PlanError
 from simsearch.files import sha256
-from simsearch.plan import (Plan, PlanFile, banded, bars_between, choose, corners_between,
-                            kept_too, make_plan, parse_rules, turned_apart, with_bars,
-                            with_corners)
+from simsearch.plan import Plan, make_plan
+from simsearch.keeprules import choose, kept_too, parse_rules
+from simsearch.layout import (banded, bars_between, corners_between, turned_apart, with_bars,
+                              with_corners)
+from simsearch.planfile import PlanFile
 
 
 def _texture(seed: int, size=(640, 480)) -> Image.Image:
@@ -391,7 +393,7 @@ def test_an_original_with_a_flat_band_keeps_over_its_crop_from_the_other_end(tmp
     picture and is kept (before the placement, the crop was kept and the original acted on)."""
     from simsearch.dedupe import Group, Member
     from simsearch.verify import VerifySettings, agreement, beyond, picture_features, picture_map
-    from simsearch.plan import extent_of
+    from simsearch.layout import extent_of
     body = _texture(8, (480, 300))
     original = Image.new("RGB", (480, 360), (150, 190, 235))
     original.paste(body, (0, 60))

@@ -1,5 +1,5 @@
 """The top band along each axis (simsearch.detail) and the keep rule `largest` reading it to
-tell a copy stretched one way from its original (simsearch.plan.stretched_between)."""
+tell a copy stretched one way from its original (simsearch.layout.stretched_between)."""
 from __future__ import annotations
 
 import json
@@ -12,8 +12,10 @@ from conftest import make_picture
 from simsearch.detail import band, band_shares
 from simsearch.errors import PlanError
 from simsearch.files import sha256
-from simsearch.plan import (Plan, PlanFile, choose, make_plan, parse_rules, stretched_between,
-                            with_bands)
+from simsearch.plan import Plan, make_plan
+from simsearch.keeprules import choose, parse_rules
+from simsearch.layout import stretched_between, with_bands
+from simsearch.planfile import PlanFile
 
 
 def _grey(img: Image.Image) -> np.ndarray:

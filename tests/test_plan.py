@@ -12,7 +12,8 @@ from PIL import Image
 from simsearch.errors import PlanError
 from simsearch.files import sha256
 from simsearch.models import DEFAULT_MODEL_DIR
-from simsearch.plan import Plan, make_plan, parse_rules
+from simsearch.plan import Plan, make_plan
+from simsearch.keeprules import parse_rules
 from groups import group as _hand_group
 
 # the plan's dates are local time: fix the zone so that mtimes read the same everywhere
@@ -346,7 +347,8 @@ def test_lossless_first_never_goes_round_whatever_the_names():
     decided which was kept."""
     from dataclasses import replace
 
-    from simsearch.plan import PlanFile, choose
+    from simsearch.keeprules import choose
+    from simsearch.planfile import PlanFile
 
     def made(path, side, size, fmt, lossless, k):
         return PlanFile(path=path, size=size, mtime_ns=0, sha256=path, width=side, height=side,
@@ -657,13 +659,13 @@ def test_apply_counts_only_the_unconfirmed_files_it_acted_on(tmp_path, monkeypat
 
 
 def _mapped(path, w, h, size, picture, extent=1.0):
-    from simsearch.plan import PlanFile
+    from simsearch.planfile import PlanFile
     return PlanFile(path=path, size=size, mtime_ns=0, sha256="", width=w, height=h,
                     date="2020-01-01T00:00:00", picture=picture, extent=extent)
 
 
 def test_largest_compares_the_picture_a_file_holds_when_the_check_mapped_it():
-    from simsearch.plan import choose
+    from simsearch.keeprules import choose
     rules = parse_rules(["largest,biggest"])
     original = _mapped("/p/original.jpg", 1000, 800, 500_000, (1, 0, 0, 1))
     # bars, a turn with filled corners and a one-way stretch hold the picture at its size: a
@@ -727,7 +729,7 @@ def test_when_the_rules_go_round_the_plan_says_so_and_never_fails():
     and wins on bytes, yet 1.08 holds the picture larger than 1.00. Whatever the names, the
     plan keeps one and never says a file lost on a rule that prefers it."""
     import itertools
-    from simsearch.plan import choose
+    from simsearch.keeprules import choose
     rules = parse_rules(["largest,biggest"])
     files = [("a", (1.0, 0, 0, 1.0), 900_000), ("b", (1.04, 0, 0, 1.04), 800_000),
              ("c", (1.08, 0, 0, 1.08), 700_000)]
@@ -759,7 +761,7 @@ def test_a_plan_keeps_each_files_map_through_its_file(tmp_path):
         ((1.0, 0.0, 0.0, 1.0), 1.0), ((0.5, 0.0, 0.0, 0.5), 1.0)]
     # an extent of 0 (none of the centre's keypoints fall in the file: extent_of gives it
     # when the other's all fall outside) is a plan dedupe makes: it loads (session 26)
-    from simsearch.plan import extent_of
+    from simsearch.layout import extent_of
     assert extent_of((0.2, 1.0)) == 0.0
     zero = json.loads((tmp_path / "plan.json").read_text())
     zero["groups"][0]["files"][1]["extent"] = 0.0
@@ -934,7 +936,7 @@ def test_frames_with_the_best_file_of_several_frames_a_protected_twin_and_bad_pl
 def test_what_is_stored_without_loss_is_read_from_the_header(tmp_path):
     """WebP's kind past an extended header (a review's case: EXIF made a lossless WebP read
     as lossy), a TIFF compressed as JPEG, a palette (neither), a JPEG."""
-    from simsearch.plan import _header
+    from simsearch.planfile import _header
     img = Image.effect_noise((64, 48), 40).convert("RGB")
     exif = Image.Exif()
     exif[0x010E] = "a description"

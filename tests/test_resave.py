@@ -1,7 +1,7 @@
 """A file saved again from another's decoded JPEG (at a finer quality, as PNG, flipped, a quarter
 turned, grey) carries that JPEG's compression in its pixels, and the plan keeps the JPEG over
 it where `largest` ties, bigger though the re-save is (simsearch.resave,
-simsearch.plan.with_resaves, resaved_between; recipes/default_model/trials/keep-resave-rule.md)."""
+simsearch.layout.with_resaves, resaved_between; recipes/default_model/trials/keep-resave-rule.md)."""
 from __future__ import annotations
 
 import json
@@ -14,8 +14,10 @@ from simsearch.demo import scene
 from simsearch.resave import carried, grid_of, is_resave
 from simsearch.errors import PlanError
 from simsearch.files import sha256
-from simsearch.plan import (Plan, PlanFile, make_plan, parse_rules, quarter_turn,
-                            resaved_between, with_resaves)
+from simsearch.plan import Plan, make_plan
+from simsearch.keeprules import parse_rules
+from simsearch.layout import quarter_turn, resaved_between, with_resaves
+from simsearch.planfile import PlanFile
 
 SAME = np.eye(2)
 FLIP = np.array([[-1, 0], [0, 1]])

@@ -16,7 +16,9 @@ from PIL import Image
 from groups import group
 from simsearch.actions import apply, undo
 from simsearch.errors import SimsearchError
-from simsearch.plan import Plan, PlanFile, PlanGroup, make_plan, parse_rules
+from simsearch.plan import Plan, PlanGroup, make_plan
+from simsearch.keeprules import parse_rules
+from simsearch.planfile import PlanFile
 from simsearch.review import render_page, write_review
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

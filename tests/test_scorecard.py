@@ -206,7 +206,8 @@ def test_known_answer_against_an_independent_scoring(tmp_path, tiny_model):
     assert len(report.mistakes.false_pairs) == len(pairs) - right
     assert sum(m.stage == "dedupe" for m in report.mistakes.missed) == len(bench.items) - found
     # the default plan over those groups, its files acted on told apart one by one
-    from simsearch.plan import make_plan, parse_rules
+    from simsearch.plan import make_plan
+    from simsearch.keeprules import parse_rules
     made = make_plan(index.duplicates(0.95, check=False).groups, parse_rules(()))
     acted = [(f, g.keep) for g in made.groups for f in g.act_on]
     copies = sum(any(origin[f] == origin[k] for k in keep) for f, keep in acted)
