@@ -149,20 +149,18 @@ def greyer(best: PlanFile, f: PlanFile) -> bool:
 
 
 def with_colours(files: Sequence[PlanFile], read=None) -> list[PlanFile]:
-    """`files` with `colour` read for each file stored in colour (`colour` None) in a group
-    where `biggest` may compare a grey file or a lossless with a lossy one: a group holding a
-    file stored in grey, or one stored without loss and one with loss; and `chroma` with it
-    (0 for a file stored in grey). `read(path)` -> (colour, chroma), by default
-    `simsearch.resave.has_colour`: False when its pixels are grey throughout (a black-and-white
+    """`files` with `colour` read for each file stored in colour (`colour` None), in any group
+    of two files or more, and `chroma` with it (0 for a file stored in grey): a black-and-white
+    conversion is often saved in colour mode (a JPEG of an editor's "black and white"), and
+    only its pixels say it is grey (a newcomer's grey JPEG at quality 98, bigger on disk than
+    its colour original, was kept over it: session 33). `read(path)` -> (colour, chroma), by
+    default `simsearch.resave.has_colour`: False when its pixels are grey throughout (a black-and-white
     conversion saved in colour mode), True when they hold colour throughout, None when neither
     or it cannot tell (transparency, a file that cannot be read). Every such file is read,
     whatever its canvas: `largest` ties pictures within 5% of each other, and reading is cheap
     (256 pixels)."""
     usable = [f for f in files if not f.problem]
-    if len(usable) > BAND_GROUP:
-        return list(files)
-    stored = {f.lossless for f in usable}
-    if not (any(f.colour is False for f in usable) or {True, False} <= stored):
+    if len(usable) > BAND_GROUP or len(usable) < 2:
         return list(files)
     if read is None:
         from simsearch.resave import has_colour as read
@@ -224,8 +222,7 @@ COLOUR_MORE, COLOUR_MORE_LEVELS = 1.5, 2.0
 
 def more_colour(kept: PlanFile, f: PlanFile) -> tuple[float, float] | None:
     """(f's chroma, the kept file's) when `f` holds colour the kept file lacks; else None
-    (either not read: `with_colours` reads them where a grey or a lossless file is beside a
-    lossy one)."""
+    (either not read: a group of more than BAND_GROUP files, a file that cannot be read)."""
     if f.chroma is None or kept.chroma is None:
         return None
     if f.chroma >= COLOUR_MORE_LEVELS and f.chroma >= COLOUR_MORE * kept.chroma:

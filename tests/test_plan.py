@@ -254,6 +254,28 @@ def test_a_grey_file_goes_after_one_holding_the_pictures_colours(tmp_path):
     assert g.files[1].reason.startswith("kept: holds colour the kept a_bw.png lacks")
 
 
+def test_a_grey_jpeg_stored_in_colour_goes_after_its_colour_original_in_any_group(tmp_path):
+    """A newcomer's case (session 33): a colour JPEG at quality 70 and a black-and-white copy of
+    it saved in colour mode (RGB) at quality 98, bigger on disk. With no file stored in grey and
+    no lossless file beside a lossy one, colour was not read and bytes kept the grey copy. Now
+    every group's files are read: the colour original is kept and the grey copy acted on."""
+    jpg = tmp_path / "colour.jpg"
+    _photo(seed=23, size=(320, 240)).save(jpg, quality=70)
+    grey = tmp_path / "grey_rgb.jpg"
+    Image.open(jpg).convert("L").convert("RGB").save(grey, quality=98)
+    assert grey.stat().st_size > jpg.stat().st_size and Image.open(grey).mode == "RGB"
+    g = _plan(tmp_path, [jpg, grey])
+    assert g.keep == [str(jpg)] and g.act_on == [str(grey)], [f.reason for f in g.files]
+    assert {f.path: f.colour for f in g.files} == {str(jpg): True, str(grey): False}
+    assert g.files[1].reason == "jpeg file in grey, against the kept jpeg holding the " \
+        "picture's colours"
+    # two colour JPEGs: bytes decide, as before, and the smaller is acted on
+    again = tmp_path / "again.jpg"
+    Image.open(jpg).save(again, quality=95)
+    g = _plan(tmp_path, [jpg, again])
+    assert g.keep == [str(again)] and g.act_on == [str(jpg)]
+
+
 def test_grey_is_read_whatever_the_canvas_and_transparency_is_never_grey(tmp_path):
     """A review's cases (session 32): a grey PNG beside a JPEG of its grey pixels stored in
     colour on a canvas 2% smaller (`largest` ties them by the picture) lost to that JPEG, read
