@@ -380,29 +380,23 @@ def _tell_check(report, quiet: bool) -> None:
         pairs = "pair" if done["checked"] == 1 else "pairs"
         few = done.get("few", 0)
         same = done["checked"] - done["apart"] - done["unjudged"] - few
-        held = f"; {done['held_back']} of them scored less" if alone is not None else ""
-        plain_below = done.get("plain_below", done["below"])
-        plain = ("" if plain_below <= done["below"] else
-                 "; with a plain or unreadable picture, at any score" if plain_below > 1 else
-                 f"; with a plain or unreadable picture, below {plain_below}")
-
+        held = (f" ({done['held_back']} of them scored less: not grouped)"
+                if alone is not None and done["held_back"] else "")
         unsure = done.get("unsure", 0)
         short = (f" ({unsure} of them not closely enough to act on" + (
                  ", or differing somewhere" if done.get("act_disagree") is not None
                  or done.get("plain_disagree") is not None else "") + (
                  ", or in other colours" if done.get("colour_cut") is not None else "")
-                 + "; each member whose pair with its group's centre is one of them is "
-                 "marked \"not confirmed\")" if unsure else "")
-        differ = ("; pairs with local features scoring at or above it are matched too, to "
-                  "find those whose pictures differ somewhere or keep too few matches: only "
-                  "those are counted here" if done.get("act_disagree") is not None else "")
-        lines = [f"picture check: looked at {done['checked']} {pairs} (scoring below "
-                 f"{done['below']}{plain}{differ}):",
+                 + ": marked \"not confirmed\")" if unsure else "")
+        # which pairs are read (below `below`; with a plain picture, at any score; with local
+        # features at or above it, to learn whether they differ somewhere): docs/commands.md
+        lines = [f"picture check: looked at {done['checked']} {pairs} the score alone leaves "
+                 f"in doubt:",
                  f"  {same} the same picture{short}",
                  f"  {done['apart']} different pictures (not grouped)"] + ([
-                 f"  {few} scoring {done['below']} or more whose pictures keep too few local "
-                 f"features in one layout for a copy: grouped on their score, marked \"not "
-                 f"confirmed\""] if few else []) + [
+                 f"  {few} scoring {done['below']} or more with too few local features in "
+                 f"common for a copy: grouped on their score, marked \"not confirmed\""]
+                 if few else []) + [
                  f"  {done['unjudged']} could not be told (plain pictures that line up only in "
                  f"part, smooth gradients" + (", unreadable files" if done["unreadable"] else "")
                  + f"): grouped {on_score}{held}"]
@@ -727,8 +721,9 @@ def review_cmd(out_dir, plan_path, keep, protect, act_on_unconfirmed, threshold,
         page = write_review(plan, out_dir, progress=progress, workers=workers,
                             besides=plan_path or out_dir / "plan.json")
     files = sum(len(g.files) for g in plan.groups)
-    click.echo(f"{len(plan.groups)} groups, {files} files, {_size(plan.reclaimable())} "
-               f"reclaimable: open {page.resolve().as_uri()}")
+    acts = sum(len(g.act_on) for g in plan.groups)
+    click.echo(f"{len(plan.groups)} groups, {files} files; the plan acts on {acts} of them, "
+               f"{_size(plan.reclaimable())} reclaimable: open {page.resolve().as_uri()}")
     if plan_path is None:
         click.echo(f"the rules' plan is in {out_dir / 'plan.json'}; apply it as it is with: "
                    f"simsearch apply {out_dir / 'plan.json'} --action trash", err=True)

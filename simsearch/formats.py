@@ -32,7 +32,7 @@ class Format:
 
 
 FORMATS = (
-    Format("JPEG", (".jpg", ".jpeg", ".jpe")),
+    Format("JPEG", (".jpg", ".jpeg", ".jpe", ".jfif", ".jfi")),
     Format("PNG", (".png",)),
     Format("GIF", (".gif",)),
     Format("WEBP", (".webp",)),

@@ -22,7 +22,8 @@ __all__ = ["RAW_KINDS", "FORMAT_NAMES", "PlanFile", "under", "file_facts", "Head
 # a camera RAW file's format is its kind (dng, nef, ...); "raw" in a format order stands for all
 RAW_KINDS = tuple(sorted(suffix[1:] for suffix in RAW_SUFFIXES))
 FORMAT_NAMES = ("jpeg", "png", "gif", "webp", "bmp", "tiff", "heic", "avif", "raw") + RAW_KINDS
-_SUFFIX_FORMATS = {".jpg": "jpeg", ".jpeg": "jpeg", ".jpe": "jpeg", ".png": "png", ".webp": "webp",
+_SUFFIX_FORMATS = {".jpg": "jpeg", ".jpeg": "jpeg", ".jpe": "jpeg", ".jfif": "jpeg", ".jfi": "jpeg",
+                   ".png": "png", ".webp": "webp",
                    ".gif": "gif", ".bmp": "bmp", ".dib": "bmp", ".tif": "tiff", ".tiff": "tiff",
                    ".heic": "heic", ".heif": "heic", ".avif": "avif"}
 _SUFFIX_FORMATS |= {suffix: suffix[1:] for suffix in RAW_SUFFIXES}

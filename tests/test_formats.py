@@ -212,3 +212,17 @@ def test_a_heic_and_a_raw_file_group_with_their_jpegs(tmp_path, tiny_model):
     groups = {tuple(g.files) for g in index.duplicates().groups}
     assert (str(photos / "phone.heic"), str(photos / "phone.jpg")) in groups
     assert (str(photos / "camera.dng"), str(photos / "camera.jpg")) in groups
+
+
+def test_jfif_files_are_indexed_as_jpegs(tmp_path, tiny_model):
+    """A newcomer's `b.jfif` (the name Windows browsers often give a saved JPEG) was passed over
+    without a word: the walk picks files by suffix, and .jfif and .jfi were not among them."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i, name in enumerate(("a.jfif", "b.JFI", "c.jpg")):
+        Image.new("RGB", (64, 48), (40 * i, 90, 160)).save(photos / name, format="JPEG")
+    result = CliRunner().invoke(main, ["index", str(photos), "--index", str(tmp_path / "idx"),
+                                       "--model", str(tiny_model / "model.onnx"), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["formats"] == {"JPEG": 3} and report["skipped"] == []
