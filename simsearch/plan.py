@@ -24,7 +24,8 @@ from simsearch.errors import PlanError
 from simsearch.files import json_text
 from simsearch.keeprules import (KeepRule, choose, kept_too, lossless_first, with_colours,
                                  with_decodes)
-from simsearch.layout import BAND, adds_bars, with_bands, with_bars, with_corners, with_resaves
+from simsearch.layout import (BAND, BAND_GROUP, adds_bars, with_bands, with_bars, with_corners,
+                              with_resaves)
 from simsearch.planfile import PlanFile, file_facts, under
 
 __all__ = ["PLAN_VERSION", "PLAN_FORMAT", "DECISIONS", "writable_plan_path", "PlanGroup", "Plan",
@@ -250,6 +251,28 @@ def frames_kept(f: PlanFile) -> str:
             f"other files (the rest may be pictures they lack)")
 
 
+COLOUR_READERS = 4  # threads reading files' colours for a plan (decoding releases the GIL)
+
+
+def _colour_reads(groups, workers: int = COLOUR_READERS) -> dict:
+    """`simsearch.resave.has_colour` of every file in a group of two to BAND_GROUP files, read
+    ahead on `workers` threads, once per content: `with_colours` reads every file of a group
+    (a black-and-white copy saved in colour mode is grey only in its pixels), and one by one a
+    thousand groups of camera JPEGs took about a minute (a reduced decode each)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from simsearch.resave import has_colour
+    by_content: dict[str, str] = {}
+    for g in groups:
+        if 2 <= len(g.members) <= BAND_GROUP:
+            for m in g.members:
+                by_content.setdefault(m.sha256 or m.path, m.path)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        read = dict(zip(by_content, pool.map(has_colour, by_content.values())))
+    return {m.path: read[m.sha256 or m.path] for g in groups
+            if 2 <= len(g.members) <= BAND_GROUP for m in g.members}
+
+
 def make_plan(groups, rules: Sequence[KeepRule], protect: Sequence[str] = (),
               index: str | None = None, threshold: float | None = None,
               act_on_unconfirmed: bool = False) -> Plan:
@@ -260,6 +283,8 @@ def make_plan(groups, rules: Sequence[KeepRule], protect: Sequence[str] = (),
     `act_on_unconfirmed`. A file of more frames than one is kept beside the rules' choice
     unless a kept file has its bytes (`frames_kept`), whatever `act_on_unconfirmed`."""
     protect = [os.path.abspath(os.path.expanduser(d)) for d in protect]
+    groups = list(groups)
+    colours = _colour_reads(groups) if lossless_first(rules) else None
     out = []
     for g in groups:
         files = [file_facts(m, protect) for m in g.members]
@@ -281,7 +306,8 @@ def make_plan(groups, rules: Sequence[KeepRule], protect: Sequence[str] = (),
         if any(r.name == "source" for r in rules):
             usable = with_resaves(usable)
         if lossless_first(rules):
-            usable = with_decodes(with_colours(usable))
+            usable = with_decodes(with_colours(
+                usable, read=lambda path: colours.get(path, (None, None))))
         best, rest = choose(usable, rules)
         chosen = {best.path: best, **{f.path: f for f in rest}}
         also = set()  # files kept beside the rules' choice (kept_too: finer, a band's content)

@@ -52,7 +52,11 @@ def test_largest_biggest_and_the_reason(tmp_path):
     # same pixels, more bytes: biggest decides where largest ties
     noisy = tmp_path / "c" / "noisy.jpg"
     noisy.parent.mkdir()
-    Image.effect_noise((160, 120), 60).convert("RGB").save(noisy, quality=95)
+    import numpy as np
+    # the same colour with noise over it: in colour as much (a grey one would go after it)
+    noise = np.random.default_rng(5).normal(0, 30, (120, 160, 3))
+    Image.fromarray(np.clip(np.array([0, 90, 160]) + noise, 0, 255).astype(np.uint8)).save(
+        noisy, quality=95)
     g = _plan(tmp_path, [big, noisy], ["largest", "biggest"])
     assert g.keep == [str(noisy)] and "biggest file" in g.files[1].reason
 
@@ -274,6 +278,31 @@ def test_a_grey_jpeg_stored_in_colour_goes_after_its_colour_original_in_any_grou
     Image.open(jpg).save(again, quality=95)
     g = _plan(tmp_path, [jpg, again])
     assert g.keep == [str(again)] and g.act_on == [str(jpg)]
+
+
+def test_a_plan_reads_each_files_colour_once_ahead_and_as_with_colours_would(tmp_path,
+                                                                             monkeypatch):
+    """make_plan reads every grouped file's colour ahead on threads (`plan._colour_reads`),
+    identical bytes once, and plans as `with_colours` reading one by one would."""
+    import simsearch.resave
+    jpg = tmp_path / "colour.jpg"
+    _photo(seed=29).save(jpg, quality=80)
+    twin = tmp_path / "twin.jpg"
+    twin.write_bytes(jpg.read_bytes())
+    grey = tmp_path / "grey.jpg"
+    Image.open(jpg).convert("L").convert("RGB").save(grey, quality=97)
+    other = tmp_path / "other.jpg"
+    _photo(seed=31).save(other, quality=80)
+    other_grey = tmp_path / "other_grey.jpg"
+    Image.open(other).convert("L").convert("RGB").save(other_grey, quality=97)
+    real, reads = simsearch.resave.has_colour, []
+    monkeypatch.setattr(simsearch.resave, "has_colour", lambda p: reads.append(p) or real(p))
+    plan = make_plan([_group(jpg, twin, grey), _group(other, other_grey)], parse_rules([]))
+    # every file once, the twin not at all (its bytes are jpg's)
+    assert sorted(reads) == sorted(map(str, (jpg, grey, other, other_grey)))
+    for g, colour, bw in zip(plan.groups, (jpg, other), (grey, other_grey)):
+        assert g.keep[0] == str(colour) and str(bw) in g.act_on
+        assert {f.path: f.colour for f in g.files}[str(bw)] is False
 
 
 def test_grey_is_read_whatever_the_canvas_and_transparency_is_never_grey(tmp_path):
