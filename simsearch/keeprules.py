@@ -127,8 +127,9 @@ def stored_first(f: PlanFile, g: PlanFile) -> int:
     picture's colours (True, read by `with_colours`), lossless or bigger though it is: it holds
     less of the picture (a hostile tester's default plan kept a black-and-white PNG and acted
     on the colour JPEG, session 32). One rank a file, so the order never goes round: stored
-    without loss and not grey; lossy in colour; stored without loss in grey; lossy otherwise.
-    Where either file's storage is not known (a palette), bytes decide, as before."""
+    without loss and not grey; lossy in colour; stored without loss in grey; lossy otherwise;
+    lossy in grey (session 33). Where either file's storage is not known (a palette), bytes
+    decide, as before."""
     if None in (f.lossless, g.lossless):
         return 0
     a, b = _stored_rank(f), _stored_rank(g)
@@ -138,7 +139,7 @@ def stored_first(f: PlanFile, g: PlanFile) -> int:
 def _stored_rank(f: PlanFile) -> int:
     if f.lossless:
         return 2 if f.colour is False else 0
-    return 1 if f.colour is True else 3
+    return 1 if f.colour is True else 4 if f.colour is False else 3
 
 
 def greyer(best: PlanFile, f: PlanFile) -> bool:
@@ -149,25 +150,36 @@ def greyer(best: PlanFile, f: PlanFile) -> bool:
 
 
 def with_colours(files: Sequence[PlanFile], read=None) -> list[PlanFile]:
-    """`files` with `colour` read for each file stored in colour (`colour` None), in any group
-    of two files or more, and `chroma` with it (0 for a file stored in grey): a black-and-white
-    conversion is often saved in colour mode (a JPEG of an editor's "black and white"), and
-    only its pixels say it is grey (a newcomer's grey JPEG at quality 98, bigger on disk than
-    its colour original, was kept over it: session 33). `read(path)` -> (colour, chroma), by
-    default `simsearch.resave.has_colour`: False when its pixels are grey throughout (a black-and-white
-    conversion saved in colour mode), True when they hold colour throughout, None when neither
-    or it cannot tell (transparency, a file that cannot be read). Every such file is read,
-    whatever its canvas: `largest` ties pictures within 5% of each other, and reading is cheap
-    (256 pixels)."""
+    """`files` with what their pixels say of colour, where `biggest` may weigh it. `read(path)`
+    -> (colour, chroma), by default `simsearch.resave.has_colour`: colour False when the pixels
+    are grey throughout (a black-and-white conversion saved in colour mode), True when they
+    hold colour throughout, None when neither or it cannot tell (transparency, a file that
+    cannot be read); chroma how far they lie from grey.
+
+    In a group holding a file stored in grey, or one stored without loss and one with loss
+    (session 32's rules, chosen on validation), each file stored in colour (`colour` None) gets
+    both, and a file stored in grey chroma 0. In any other group of two files or more, only
+    grey pixels are recorded (`colour` False), and only when a file of the group is not grey:
+    a black-and-white copy saved as a colour JPEG, bigger on disk, was kept over its colour
+    original (a newcomer, session 33), while reading colour throughout there too kept a
+    heavily compressed copy over an original mostly grey or dark, and more saturated copies
+    beside it, on the evaluation's groups. Every file is read, whatever its canvas: `largest`
+    ties pictures within 5% of each other, and reading is cheap (256 pixels)."""
     usable = [f for f in files if not f.problem]
     if len(usable) > BAND_GROUP or len(usable) < 2:
         return list(files)
     if read is None:
         from simsearch.resave import has_colour as read
     found = {f.path: read(f.path) for f in usable if f.colour is None}
-    return [replace(f, colour=found[f.path][0], chroma=found[f.path][1]) if f.path in found
-            else replace(f, chroma=0.0) if f.colour is False and not f.problem else f
-            for f in files]
+    stored = {f.lossless for f in usable}
+    if any(f.colour is False for f in usable) or {True, False} <= stored:
+        return [replace(f, colour=found[f.path][0], chroma=found[f.path][1]) if f.path in found
+                else replace(f, chroma=0.0) if f.colour is False and not f.problem else f
+                for f in files]
+    grey = {path for path, (colour, _) in found.items() if colour is False}
+    if not grey or len(grey) == len(usable):
+        return list(files)
+    return [replace(f, colour=False) if f.path in grey else f for f in files]
 
 
 def lossless_first(rules: Sequence[KeepRule]) -> bool:
@@ -222,7 +234,8 @@ COLOUR_MORE, COLOUR_MORE_LEVELS = 1.5, 2.0
 
 def more_colour(kept: PlanFile, f: PlanFile) -> tuple[float, float] | None:
     """(f's chroma, the kept file's) when `f` holds colour the kept file lacks; else None
-    (either not read: a group of more than BAND_GROUP files, a file that cannot be read)."""
+    (either not read: a group outside session 32's colour rules, where only grey pixels are
+    recorded, a group of more than BAND_GROUP files, a file that cannot be read)."""
     if f.chroma is None or kept.chroma is None:
         return None
     if f.chroma >= COLOUR_MORE_LEVELS and f.chroma >= COLOUR_MORE * kept.chroma:

@@ -270,14 +270,21 @@ def test_a_grey_jpeg_stored_in_colour_goes_after_its_colour_original_in_any_grou
     assert grey.stat().st_size > jpg.stat().st_size and Image.open(grey).mode == "RGB"
     g = _plan(tmp_path, [jpg, grey])
     assert g.keep == [str(jpg)] and g.act_on == [str(grey)], [f.reason for f in g.files]
-    assert {f.path: f.colour for f in g.files} == {str(jpg): True, str(grey): False}
-    assert g.files[1].reason == "jpeg file in grey, against the kept jpeg holding the " \
-        "picture's colours"
-    # two colour JPEGs: bytes decide, as before, and the smaller is acted on
+    # outside session 32's colour rules only grey pixels are recorded, and no chroma
+    assert {f.path: (f.colour, f.chroma) for f in g.files} == {str(jpg): (None, None),
+                                                               str(grey): (False, None)}
+    assert g.files[1].reason == "jpeg file in grey, against the kept jpeg"
+    # two colour JPEGs: bytes decide, as before, and the smaller is acted on; so do a copy
+    # more saturated (it is not kept too for its colour) and one mostly grey (not demoted)
+    from PIL import ImageEnhance
     again = tmp_path / "again.jpg"
     Image.open(jpg).save(again, quality=95)
     g = _plan(tmp_path, [jpg, again])
     assert g.keep == [str(again)] and g.act_on == [str(jpg)]
+    vivid = tmp_path / "vivid.jpg"
+    ImageEnhance.Color(Image.open(jpg)).enhance(2.0).save(vivid, quality=60)
+    g = _plan(tmp_path, [jpg, vivid])
+    assert g.keep == [str(jpg)] and g.act_on == [str(vivid)], [f.reason for f in g.files]
 
 
 def test_a_plan_reads_each_files_colour_once_ahead_and_as_with_colours_would(tmp_path,
