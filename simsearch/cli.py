@@ -232,7 +232,7 @@ def query_cmd(images, k, check, index_dir, model, device, precision, as_json):
 
     A score is the cosine similarity of the two vectors, adjusted against the model's
     background set where it has one (pictures that resemble everything score a little lower,
-    distinctive ones a little higher, by a bounded amount: see README, Scores).
+    distinctive ones a little higher, by a bounded amount: see docs/how-it-works.md, Scores).
     A query image need not be in the index. Exit status 1 if any query image was unreadable.
     """
     from simsearch.index import open_index
@@ -387,7 +387,8 @@ def _tell_check(report, quiet: bool) -> None:
                  ", or differing somewhere" if done.get("act_disagree") is not None
                  or done.get("plain_disagree") is not None else "") + (
                  ", or in other colours" if done.get("colour_cut") is not None else "")
-                 + ": marked \"not confirmed\")" if unsure else "")
+                 + ": a member whose pair with its centre is one is marked \"not confirmed\")"
+                 if unsure else "")
         # which pairs are read (below `below`; with a plain picture, at any score; with local
         # features at or above it, to learn whether they differ somewhere): docs/commands.md
         lines = [f"picture check: looked at {done['checked']} {pairs} the score alone leaves "

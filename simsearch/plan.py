@@ -22,14 +22,15 @@ from pathlib import Path
 
 from simsearch.errors import PlanError
 from simsearch.files import json_text
-from simsearch.keeprules import (KeepRule, choose, kept_too, lossless_first, with_colours,
-                                 with_decodes)
-from simsearch.layout import (BAND, BAND_GROUP, adds_bars, with_bands, with_bars, with_corners,
-                              with_resaves)
+from simsearch.keeprules import (KeepRule, choose, kept_too, lossless_first, parse_rules,
+                                 with_colours, with_decodes)
+from simsearch.layout import BAND, adds_bars, with_bands, with_bars, with_corners, with_resaves
 from simsearch.planfile import PlanFile, file_facts, under
 
 __all__ = ["PLAN_VERSION", "PLAN_FORMAT", "DECISIONS", "writable_plan_path", "PlanGroup", "Plan",
-           "UNCONFIRMED", "linked_kept", "frames_kept", "make_plan"]
+           "UNCONFIRMED", "linked_kept", "frames_kept", "make_plan",
+           # where the README's Python API found them before they had modules of their own
+           "parse_rules", "PlanFile"]
 
 PLAN_VERSION = 1
 PLAN_FORMAT = "simsearch-plan"
@@ -254,23 +255,27 @@ def frames_kept(f: PlanFile) -> str:
 COLOUR_READERS = 4  # threads reading files' colours for a plan (decoding releases the GIL)
 
 
-def _colour_reads(groups, workers: int = COLOUR_READERS) -> dict:
-    """`simsearch.resave.has_colour` of every file in a group of two to BAND_GROUP files, read
-    ahead on `workers` threads, once per content: `with_colours` reads every file of a group
-    (a black-and-white copy saved in colour mode is grey only in its pixels), and one by one a
-    thousand groups of camera JPEGs took about a minute (a reduced decode each)."""
+def _colour_reads(groups: Sequence[Sequence[PlanFile]], workers: int = COLOUR_READERS) -> dict:
+    """`simsearch.resave.has_colour` of every file without a problem in a group of two such
+    files or more, read ahead on `workers` threads, identical bytes once: `with_colours` reads
+    every file of a group (a black-and-white copy saved in colour mode is grey only in its
+    pixels), and one by one a thousand groups of camera JPEGs took about a minute (a reduced
+    decode each). A file changed since it was indexed has a problem and is not read: its
+    catalog hash no longer says what it holds, so it must not stand for another file."""
     from concurrent.futures import ThreadPoolExecutor
 
     from simsearch.resave import has_colour
     by_content: dict[str, str] = {}
-    for g in groups:
-        if 2 <= len(g.members) <= BAND_GROUP:
-            for m in g.members:
-                by_content.setdefault(m.sha256 or m.path, m.path)
+    wanted = []
+    for files in groups:
+        usable = [f for f in files if not f.problem]
+        if len(usable) >= 2:
+            for f in usable:
+                by_content.setdefault(f.sha256 or f.path, f.path)
+                wanted.append(f)
     with ThreadPoolExecutor(max_workers=workers) as pool:
         read = dict(zip(by_content, pool.map(has_colour, by_content.values())))
-    return {m.path: read[m.sha256 or m.path] for g in groups
-            if 2 <= len(g.members) <= BAND_GROUP for m in g.members}
+    return {f.path: read[f.sha256 or f.path] for f in wanted}
 
 
 def make_plan(groups, rules: Sequence[KeepRule], protect: Sequence[str] = (),
@@ -284,10 +289,17 @@ def make_plan(groups, rules: Sequence[KeepRule], protect: Sequence[str] = (),
     unless a kept file has its bytes (`frames_kept`), whatever `act_on_unconfirmed`."""
     protect = [os.path.abspath(os.path.expanduser(d)) for d in protect]
     groups = list(groups)
-    colours = _colour_reads(groups) if lossless_first(rules) else None
+    facts = [[file_facts(m, protect) for m in g.members] for g in groups]
+    colours = _colour_reads(facts) if lossless_first(rules) else {}
+
+    def colour(path: str):
+        if path in colours:
+            return colours[path]
+        from simsearch.resave import has_colour
+        return has_colour(path)
+
     out = []
-    for g in groups:
-        files = [file_facts(m, protect) for m in g.members]
+    for g, files in zip(groups, facts):
         held = set() if act_on_unconfirmed else {
             f.path for f in files if f.evidence == "unchecked" and not f.problem}
         usable = [f for f in files if not f.problem and f.path not in held]
@@ -306,8 +318,7 @@ def make_plan(groups, rules: Sequence[KeepRule], protect: Sequence[str] = (),
         if any(r.name == "source" for r in rules):
             usable = with_resaves(usable)
         if lossless_first(rules):
-            usable = with_decodes(with_colours(
-                usable, read=lambda path: colours.get(path, (None, None))))
+            usable = with_decodes(with_colours(usable, read=colour))
         best, rest = choose(usable, rules)
         chosen = {best.path: best, **{f.path: f for f in rest}}
         also = set()  # files kept beside the rules' choice (kept_too: finer, a band's content)

@@ -396,12 +396,12 @@ def has_colour(path: str | os.PathLike) -> tuple[bool | None, float | None]:
     from simsearch.images import load_image, to_rgb
     try:
         picture = load_image(path, target=4 * COLOUR_SIDE, alpha=True).image
+        colour, chroma = colour_of(to_rgb(picture))  # transparency on white, as the network sees
+        return (None if _see_through(picture) else colour), chroma
     except (SimsearchError, OSError, ValueError):
         return None, None
     except Exception:  # noqa: BLE001 - Pillow's plugins raise more than OSError: cannot tell
         return None, None
-    colour, chroma = colour_of(to_rgb(picture))  # transparency on white, as the network sees
-    return (None if _see_through(picture) else colour), chroma
 
 
 def colour_of(rgb) -> tuple[bool | None, float]:

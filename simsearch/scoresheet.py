@@ -97,7 +97,7 @@ def eval_lines(report: EvalReport, root: Path, show: int,
                        f"{plan['copy_kept_over_original']}" + (f" (the copy kept: {edits})"
                                                                if edits else "")
                        + "; the keep rules cannot tell which file is the original (README, "
-                         "Cleaning up)")
+                         "Before you apply)")
     iv, boot = report.intervals, report.bootstrap
     if iv:
         out.append(f"95% intervals for simsearch (bootstrap over the {report.n_originals} "

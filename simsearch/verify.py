@@ -25,7 +25,7 @@ pictures, laid one on the other by the fitted transform, must differ nowhere by 
 `disagreement`).
 The settings were chosen by a rule on the default model's validation images
 (`recipes/default_model/verify_trial.py`); the evaluation set's distinct pictures had been
-looked at while diagnosing what the check missed (README, How it works, Picture check, says how
+looked at while diagnosing what the check missed (docs/how-it-works.md, Picture check, says how
 much the choice hangs on that rule).
 
 OpenCV lives here alone; decoding goes through `simsearch.images` like everything else. The check

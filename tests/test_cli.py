@@ -241,21 +241,25 @@ def test_device_option(tmp_path, tiny_model, photos):
 
 def test_the_readme_and_docs_links_lead_somewhere():
     """Every relative link of the README and docs/ names a file that exists, and every link to a
-    heading of the README names one it has (GitHub's anchors: lower case, spaces to dashes)."""
+    heading names one the page it points at has (GitHub's anchors: lower case, spaces to
+    dashes)."""
     root = os.path.join(os.path.dirname(__file__), "..")
     pages = ["README.md"] + [os.path.join("docs", n) for n in sorted(os.listdir(os.path.join(root, "docs")))
                              if n.endswith(".md")]
     assert len(pages) >= 4
-    readme = open(os.path.join(root, "README.md")).read()
-    anchors = {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-")
-               for h in re.findall(r"^#+ (.+)$", readme, flags=re.M)}
+
+    def anchors(page: str) -> set[str]:
+        text = open(os.path.join(root, page)).read()
+        return {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-")
+                for h in re.findall(r"^#+ (.+)$", text, flags=re.M)}
+
     for page in pages:
         text = open(os.path.join(root, page)).read()
         for target in re.findall(r"\]\(([^)\s]+)\)", text):
             if target.startswith(("http://", "https://")):
                 continue
             path, _, anchor = target.partition("#")
-            if path:
-                assert os.path.exists(os.path.join(root, os.path.dirname(page), path)), (page, target)
-            if anchor and (not path or path.endswith("README.md")):
-                assert anchor in anchors, (page, target)
+            into = os.path.normpath(os.path.join(os.path.dirname(page), path)) if path else page
+            assert os.path.exists(os.path.join(root, into)), (page, target)
+            if anchor:
+                assert into.endswith(".md") and anchor in anchors(into), (page, target)

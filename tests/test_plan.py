@@ -312,6 +312,41 @@ def test_a_plan_reads_each_files_colour_once_ahead_and_as_with_colours_would(tmp
         assert {f.path: f.colour for f in g.files}[str(bw)] is False
 
 
+def test_a_changed_file_lends_no_colour_to_its_old_twin_and_big_groups_are_read(tmp_path):
+    """A review's cases (session 33): colours were read once per indexed hash, so a file
+    rewritten in grey since indexing gave its grey to its old twin, which was acted on for the
+    grey copy; and a group counted before its changed file was left out was not read at all,
+    and kept a grey PNG over every colour JPEG."""
+    jpg = tmp_path / "a.jpg"
+    _photo(seed=37).save(jpg, quality=80)
+    twin = tmp_path / "b.jpg"
+    twin.write_bytes(jpg.read_bytes())
+    grey = tmp_path / "grey.jpg"
+    Image.open(jpg).convert("L").convert("RGB").save(grey, quality=97)
+    group = _group(jpg, twin, grey)
+    Image.open(grey).save(jpg, quality=70)  # rewritten since it was indexed, now grey
+    g = make_plan([group], parse_rules([])).groups[0]
+    files = {os.path.basename(f.path): f for f in g.files}
+    assert files["a.jpg"].problem and str(twin) in g.keep and str(grey) in g.act_on, \
+        [(f.path, f.colour, f.reason) for f in g.files]
+    # a group of BAND_GROUP + 1 files, one changed since indexing: the rest are read
+    from simsearch.layout import BAND_GROUP
+    png = tmp_path / "grey.png"
+    Image.open(grey).convert("L").save(png)
+    copies = []
+    for i in range(BAND_GROUP - 1):
+        p = tmp_path / f"c{i:03d}.jpg"
+        p.write_bytes(twin.read_bytes())
+        copies.append(p)
+    changed = tmp_path / "changed.jpg"
+    changed.write_bytes(twin.read_bytes())
+    group = _group(png, *copies, changed)
+    Image.open(grey).save(changed, quality=60)  # changed since indexing: left out
+    g = make_plan([group], parse_rules([])).groups[0]
+    assert g.keep[0] != str(png), g.files[0].reason
+    assert {f.colour for f in g.files if f.path != str(png) and not f.problem} == {True}
+
+
 def test_grey_is_read_whatever_the_canvas_and_transparency_is_never_grey(tmp_path):
     """A review's cases (session 32): a grey PNG beside a JPEG of its grey pixels stored in
     colour on a canvas 2% smaller (`largest` ties them by the picture) lost to that JPEG, read
