@@ -66,8 +66,9 @@ def main() -> None:
     originals = camera_files(args)
     from simsearch.index import open_index
     from simsearch.verdicts import FILE as VERDICTS
-    from simsearch.verify import (VerifySettings, agreeing, agreement, aligned, beyond,
-                                  picture_features, picture_map, plain_verdict)
+    from simsearch.verify import (VerifySettings, agreeing, agreement, beyond, picture_features,
+                                  picture_map)
+    from simsearch.lineup import aligned, plain_verdict
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -166,7 +167,7 @@ def main() -> None:
     print(f"one thread: {per_picture * 1000:.0f} ms a picture (read at <= {settings.side} px, "
           f"SIFT), {per_pair * 1000:.1f} ms a pair (random pairs: mostly different pictures, "
           "so the mirror is tried too); a pair too plain to match, lined up instead (simsearch."
-          f"verify.aligned): {per_plain_pair * 1000:.0f} ms; an original and its copy lined "
+          f"lineup.aligned): {per_plain_pair * 1000:.0f} ms; an original and its copy lined "
           f"up, the original first (stops once they line up at {settings.plain_same}): "
           f"{per_plain_copy * 1000:.1f} ms ({sum(v is True for v in lined)} of "
           f"{len(lined)} called one picture); an original and its copy matched "

@@ -1,5 +1,5 @@
 """What the picture check costs a first `simsearch dedupe` of a folder of clip art or icons,
-where most pairs are too plain for keypoints and are lined up (`simsearch.verify.aligned`).
+where most pairs are too plain for keypoints and are lined up (`simsearch.lineup.aligned`).
 
     python benchmarks/plain_check.py --json benchmarks/results/plain_check.json
 
@@ -9,7 +9,7 @@ pixels (signs, tiles, shields, buttons, balls and tags bearing other numbers and
 recipes/default_model/detail_trial.py's stand-in, the small icons a hostile tester's folder
 held). Each is deduped as `simsearch dedupe` does (its default threshold and check), every
 run a first run (the verdicts the index folder keeps are deleted before it), with the search
-pieces `_placings` keeps of the pictures it searched last (`verify.SEARCH_KEPT`, the default)
+pieces `_placings` keeps of the pictures it searched last (`lineup.SEARCH_KEPT`, the default)
 and with none kept (0: each search makes its resized pictures and window masks afresh, as
 before session 32), in the order A B B A after a warm-up. The groups, and the check's
 counts, must be the same both ways; it stops if not. Reported: seconds (each run), pairs the
@@ -47,7 +47,7 @@ def main() -> None:
         sys.exit(f"no PNG stamps under {args.stamps}; fetch them with: "
                  "bash recipes/default_model/fetch_data.sh")
     from detail_trial import write_badges
-    import simsearch.verify as verify
+    import simsearch.lineup as lineup
     from simsearch.index import open_index
     from simsearch.verdicts import FILE as VERDICTS
 
@@ -56,15 +56,15 @@ def main() -> None:
         tmp = Path(tmp)
         folders = {"tuxpaint stamps": stamps(args.stamps, tmp / "stamps", args.limit),
                    "badges 64-96 px": write_badges(tmp / "badges", sides=(64, 96))}
-        kept = verify.SEARCH_KEPT
+        kept = lineup.SEARCH_KEPT
         for name, folder in folders.items():
             index = open_index(tmp / f"index-{folder.name}", create=True)
             index.add_paths([folder])
             index.duplicates(None, check=index.picture_check())  # warm-up: OpenCV, files
             seen = {}
             for pieces in (kept, 0, 0, kept):
-                verify.SEARCH_KEPT = pieces
-                verify._searched.clear()
+                lineup.SEARCH_KEPT = pieces
+                lineup._searched.clear()
                 (tmp / f"index-{folder.name}" / VERDICTS).unlink(missing_ok=True)
                 start = time.perf_counter()
                 result = index.duplicates(None, check=index.picture_check())
@@ -81,7 +81,7 @@ def main() -> None:
                 if (groups, done) != (row["_groups"], row["_check"]):
                     sys.exit(f"{name}: the groups or the check's counts differ between runs")
                 row["seconds"].append(round(seconds, 2))
-            verify.SEARCH_KEPT = kept
+            lineup.SEARCH_KEPT = kept
             a, b = seen[kept], seen[0]
             if (a["_groups"], a["_check"]) != (b["_groups"], b["_check"]):
                 sys.exit(f"{name}: keeping the search pieces changed the groups or the counts")

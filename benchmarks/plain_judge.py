@@ -1,4 +1,4 @@
-"""What judging a plain pair costs (`simsearch.verify.plain_verdict`, the picture check's judge
+"""What judging a plain pair costs (`simsearch.lineup.plain_verdict`, the picture check's judge
 for pictures too plain for keypoints), side by side with another commit's code in one run.
 
     python benchmarks/plain_judge.py [--against 940ba5c] [--json benchmarks/results/plain_judge.json]

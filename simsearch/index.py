@@ -34,7 +34,8 @@ from simsearch.derived import (Deferred, Growing, by_id, computed_offsets, sampl
                                vectors_agree)
 from simsearch.vectorfile import VectorFile
 from simsearch.picturecheck import PictureCheck
-from simsearch.verify import RerankSettings, VerifySettings, copy_first, forget_searched
+from simsearch.verify import RerankSettings, VerifySettings, copy_first
+from simsearch.lineup import forget_searched
 from simsearch.vectors import (ANN_KINDS, DEFAULT_FACTORY, TOMBSTONE_LIMIT, Choice, VectorIndex,
                                choose, measure_recall, parse_ann)
 

@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from simsearch import verify
+from simsearch import lineup, verify
 from simsearch.errors import DecodeError
 from simsearch.verify import _UNSURE, Features, VerifySettings, VerifyStats, _lined_up
 
@@ -48,7 +48,7 @@ def _fingerprint(settings: VerifySettings, cv2) -> str:
     from simsearch import formats, images, jpeg, raw
     from simsearch.verdicts import fingerprint
     code = hashlib.sha256()
-    for module in (sys.modules[__name__], verify, images, formats, jpeg, raw):
+    for module in (sys.modules[__name__], verify, lineup, images, formats, jpeg, raw):
         with open(module.__file__, "rb") as f:
             code.update(f.read())
     versions = {}
@@ -60,8 +60,8 @@ def _fingerprint(settings: VerifySettings, cv2) -> str:
             versions[package] = None
     return fingerprint(settings=settings, code=code.hexdigest(), opencv=cv2.__version__,
                        versions=versions, verdicts=[repr(v) for v in _VERDICTS],
-                       plain=[verify.PLAIN_SIDE, verify.PLAIN_FRACTIONS, verify.PLAIN_MIN_SIDE,
-                              verify.PLAIN_MIN_SPREAD, verify.PLAIN_MIN_DETAIL])
+                       plain=[lineup.PLAIN_SIDE, lineup.PLAIN_FRACTIONS, lineup.PLAIN_MIN_SIDE,
+                              lineup.PLAIN_MIN_SPREAD, lineup.PLAIN_MIN_DETAIL])
 
 
 def _geometry(fx, used, fy, transform, swapped: bool) -> Geometry | None:
@@ -417,15 +417,15 @@ class PictureCheck:
             return (True if sure else _UNSURE), False, False, shape
         if s.plain_same is None and s.plain_apart is None:
             return None, False, True, None
-        verdict = _lined_up(verify.aligned(fx, fy, enough=s.sure_aligned), s)
-        if verdict is True and s.colour_cut is not None and verify.colours_differ(
+        verdict = _lined_up(lineup.aligned(fx, fy, enough=s.sure_aligned), s)
+        if verdict is True and s.colour_cut is not None and lineup.colours_differ(
                 fx, fy, s.colour_tol, s.colour_cut):
             verdict = _UNSURE  # one picture in grey, but of other colours: not acted on
         if verdict is True and s.plain_disagree is not None:
             def agrees(f: tuple[float, ...]) -> bool:
                 return f[0] <= s.plain_disagree and (s.plain_small is None
                                                      or f[1] <= s.plain_small)
-            figures = verify.plain_figures(fx, fy, (verify.DISAGREE_WINDOWS, s.small_windows),
+            figures = lineup.plain_figures(fx, fy, (verify.DISAGREE_WINDOWS, s.small_windows),
                                            agrees)
             if not figures or not agrees(figures[0]):
                 verdict = _UNSURE  # no placing laid at full size agrees (or none could be

@@ -1,4 +1,4 @@
-"""The picture check's colour measure (simsearch.verify.colour_disagreement, session 30;
+"""The picture check's colour measure (simsearch.lineup.colour_disagreement, session 30;
 recipes/default_model/trials/colour-rule.md and colour-act-rule.md): copies keep their colours
 under every edit, other pictures and recoloured ones do not."""
 from __future__ import annotations
@@ -10,7 +10,8 @@ import pytest
 from PIL import Image
 
 from simsearch.edits import EDIT_NAMES, apply_edit, background
-from simsearch.verify import colour_disagreement, picture_features
+from simsearch.verify import picture_features
+from simsearch.lineup import colour_disagreement
 
 TOL = 10.0
 
@@ -70,7 +71,8 @@ def test_flags_of_other_colours_line_up_as_one_picture_but_are_not_acted_on(tmp_
     import numpy as np
 
     from simsearch.picturecheck import PictureCheck
-    from simsearch.verify import VerifySettings, aligned
+    from simsearch.verify import VerifySettings
+    from simsearch.lineup import aligned
     italy = tricolour([(0, 146, 70), (255, 255, 255), (206, 43, 55)])
     france = tricolour([(0, 85, 164), (255, 255, 255), (239, 65, 53)])
     paths = {"france.png": france, "france_q80.jpg": france, "italy.png": italy}

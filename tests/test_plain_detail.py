@@ -1,4 +1,4 @@
-"""The picture check's detail measure for plain pairs (simsearch.verify.plain_disagreement,
+"""The picture check's detail measure for plain pairs (simsearch.lineup.plain_disagreement,
 session 31; recipes/default_model/trials/detail-act-rule.md): a placing found at 48 px is laid
 exactly at full size, copies agree there and signs with other numbers do not."""
 from __future__ import annotations
@@ -10,8 +10,9 @@ import pytest
 from PIL import Image, ImageDraw, ImageFont
 
 from simsearch.edits import apply_edit
-from simsearch.verify import (_placing_transform, _placings, _refined, _small, _turned, aligned,
-                              features, picture_features, plain_disagreement, plain_figures)
+from simsearch.verify import features, picture_features
+from simsearch.lineup import (_placing_transform, _placings, _refined, _small, _turned, aligned,
+                              plain_disagreement, plain_figures)
 
 
 def dots(shape=(300, 420), seed=0) -> np.ndarray:
@@ -101,11 +102,11 @@ def test_signs_with_other_numbers_differ_either_way_round(tmp_path):
 
 
 def test_enough_stops_at_the_first_placing_that_agrees(monkeypatch):
-    import simsearch.verify as verify
+    import simsearch.lineup as lineup
     a, b = features(dots(seed=5)), features(dots(seed=5)[:, ::-1].copy())  # a mirrored copy
     laid = []
-    real = verify._laid_figures
-    monkeypatch.setattr(verify, "_laid_figures", lambda *args: laid.append(args[2]) or real(*args))
+    real = lineup._laid_figures
+    monkeypatch.setattr(lineup, "_laid_figures", lambda *args: laid.append(args[2]) or real(*args))
     full = plain_disagreement(a, b)
     assert full is not None and full < 0.05 and len(laid) > 1  # the near placings, all laid
     laid.clear()
@@ -217,7 +218,8 @@ def test_a_small_window_cut_for_plain_pairs_demotes_only_where_no_placing_agrees
     """`plain_small` (off by default: its trial fell short) asks one transform to agree in the
     eighth and in the thirty-second at once."""
     from simsearch.picturecheck import PictureCheck
-    from simsearch.verify import VerifySettings, plain_figures
+    from simsearch.verify import VerifySettings
+    from simsearch.lineup import plain_figures
     paths = {"tag21.png": tag("21"), "tag21_q80.jpg": tag("21"), "tag27.png": tag("27")}
     for name, img in paths.items():
         img.save(tmp_path / name, quality=80)
@@ -244,14 +246,15 @@ def test_the_search_pieces_kept_give_the_same_placings_and_stay_bounded(monkeypa
     stay bounded: pictures beyond SEARCH_KEPT lose theirs, a picture holds at most
     PIECES_BYTES, and `forget_searched` lets all go."""
     import simsearch.verify as verify
+    import simsearch.lineup as lineup
     pictures = [features(dots((120 + 7 * i, 160 - 5 * i), seed=i)) for i in range(5)]
     pairs = [(a, b) for a in pictures for b in pictures if a is not b]
-    monkeypatch.setattr(verify, "SEARCH_KEPT", 0)  # nothing kept from one search to the next
-    verify.forget_searched()
+    monkeypatch.setattr(lineup, "SEARCH_KEPT", 0)  # nothing kept from one search to the next
+    lineup.forget_searched()
     fresh = [list(_placings(a, b)) for a, b in pairs]
     assert all(f.pieces is None for f in pictures)
-    monkeypatch.setattr(verify, "SEARCH_KEPT", 32)
-    monkeypatch.setattr(verify, "PIECES_BYTES", 1 << 30)  # (five shapes: more than 4 MB each)
+    monkeypatch.setattr(lineup, "SEARCH_KEPT", 32)
+    monkeypatch.setattr(lineup, "PIECES_BYTES", 1 << 30)  # (five shapes: more than 4 MB each)
     kept = [list(_placings(a, b)) for a, b in pairs]
     assert kept == fresh and all(f.pieces for f in pictures)
     resized = []
@@ -265,14 +268,14 @@ def test_the_search_pieces_kept_give_the_same_placings_and_stay_bounded(monkeypa
             resized.append(args[1])
             return cv2.resize(*args, **kwargs)
 
-    monkeypatch.setattr(verify, "_cv2", lambda: Counting())
+    monkeypatch.setattr(lineup, "_cv2", lambda: Counting())
     assert [list(_placings(a, b)) for a, b in pairs] == fresh and not resized  # all read back
-    monkeypatch.setattr(verify, "SEARCH_KEPT", 3)
-    monkeypatch.setattr(verify, "PIECES_BYTES", 200_000)
-    verify.forget_searched()
+    monkeypatch.setattr(lineup, "SEARCH_KEPT", 3)
+    monkeypatch.setattr(lineup, "PIECES_BYTES", 200_000)
+    lineup.forget_searched()
     assert [list(_placings(a, b)) for a, b in pairs] == fresh and resized  # made again
     held = [f for f in pictures if f.pieces is not None]
-    assert len(held) <= 3 and len(verify._searched) <= 3
+    assert len(held) <= 3 and len(lineup._searched) <= 3
     assert all(f.pieces["bytes"] <= 200_000 for f in held)
-    verify.forget_searched()
-    assert all(f.pieces is None for f in pictures) and not verify._searched
+    lineup.forget_searched()
+    assert all(f.pieces is None for f in pictures) and not lineup._searched

@@ -481,7 +481,7 @@ def glyph(ch: str, size=(240, 240)) -> Image.Image:
 
 @pytest.mark.parametrize("edit", EDIT_NAMES)
 def test_a_plain_copy_lines_up_with_its_original_above_the_default_cut(edit):
-    from simsearch.verify import aligned, plain_verdict
+    from simsearch.lineup import aligned, plain_verdict
     original, copy = feats(glyph("7")), feats(apply_edit(edit, glyph("7"), random.Random(0)))
     assert min(original.count, copy.count) < VerifySettings().min_keypoints  # a plain pair
     # above 0.6, where the default cut would part it as two different pictures (the weakest here:
@@ -495,7 +495,7 @@ def test_a_plain_copy_lines_up_with_its_original_above_the_default_cut(edit):
 
 
 def test_different_plain_pictures_are_kept_apart_and_flat_ones_cannot_be_judged():
-    from simsearch.verify import aligned, plain_verdict
+    from simsearch.lineup import aligned, plain_verdict
     shapes = {c: feats(glyph(c)) for c in "7OLXA+1"}
     keeping = VerifySettings(plain_apart=None)  # session 19's check: parts nothing
     for a, b in ("7O", "LX", "A+"):  # nothing of one lines up with the other
@@ -517,7 +517,7 @@ def test_different_plain_pictures_are_kept_apart_and_flat_ones_cannot_be_judged(
 
 def test_lining_up_stops_at_enough_without_changing_any_verdict(monkeypatch):
     import cv2
-    from simsearch.verify import aligned, plain_verdict
+    from simsearch.lineup import aligned, plain_verdict
     pictures = [feats(glyph(c)) for c in "7L"] + [
         feats(apply_edit(e, glyph("7"), random.Random(0))) for e in ("hflip", "crop70", "text")]
     for x in pictures:
@@ -636,7 +636,8 @@ def test_a_pair_is_judged_the_same_way_round_whatever_ids_its_files_have(tmp_pat
 
 
 def test_a_pair_short_of_the_act_cuts_is_grouped_but_not_confirmed(tmp_path):
-    from simsearch.verify import agreeing, aligned, picture_features
+    from simsearch.verify import agreeing, picture_features
+    from simsearch.lineup import aligned
     paths = write(tmp_path, {"a.jpg": busy(1), "a_crop.jpg": apply_edit(
         "crop70", busy(1), random.Random(0)), "seven.png": glyph("7"),
         "seven_crop.png": apply_edit("crop70", glyph("7"), random.Random(0))})

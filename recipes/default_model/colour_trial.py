@@ -2,7 +2,7 @@
 
 Do such pairs stay apart, and do copies stay together? The rule, what adopts it and the grid:
 trials/colour-rule.md (written first). The
-measure is `simsearch.verify.colour_disagreement`: this first rule, for pairs left in doubt,
+measure is `simsearch.lineup.colour_disagreement`: this first rule, for pairs left in doubt,
 was not adopted (the rule file says why); the second, an act cut for plain pairs lining up
 confirms (trials/colour-act-rule.md, `--confirmed`), is tried here too.
 
@@ -13,10 +13,10 @@ Two sets, each embedded by the shipped network (fp32) with 4 seeded edited copie
 picture (as calibrate.py): the 800 validation originals, and 120 smooth colour fields
 (`simsearch.edits.background`, seeded, 640 x 400: a stand-in for smooth wallpapers built from
 nothing the evaluation holds). Every pair scoring CHECKED_FLOOR or more (adjusted, the knee in
-use) with a picture under the check's keypoints is lined up (`simsearch.verify.aligned`); the
+use) with a picture under the check's keypoints is lined up (`simsearch.lineup.aligned`); the
 pairs it leaves in doubt, as `simsearch dedupe` does (unjudged: a smooth gradient or lined up
 under `plain_same`, grouped from the threshold made for scores alone; short of the act cut:
-grouped from the threshold), are measured in colour (`simsearch.verify.colour_disagreement`,
+grouped from the threshold), are measured in colour (`simsearch.lineup.colour_disagreement`,
 a pixel clipped in either picture left out) under each TOL. Reported per setting (TOL, CUT): the copy pairs and the different-picture pairs
 it parts, among those grouped today and among all in doubt.
 """
@@ -37,7 +37,8 @@ from calibrate import (CHECKED_FLOOR, embed_validation, load_variants, merge_var
 from simsearch.edits import background
 from simsearch.models import DEFAULT_MODEL_DIR, calibration_path
 from simsearch.scoring import KNEE, adjust
-from simsearch.verify import VerifySettings, aligned, colour_disagreement, picture_features
+from simsearch.verify import VerifySettings, picture_features
+from simsearch.lineup import aligned, colour_disagreement
 
 TOLS = (6.0, 10.0, 16.0)
 CUTS = (0.3, 0.5, 0.7)

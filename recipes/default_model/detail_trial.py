@@ -1,7 +1,7 @@
 """Trial: plain pairs that lining up confirms, kept from a plan where they differ somewhere.
 
 The rule, what adopts it and the grid: trials/detail-act-rule.md (written first). The measure
-is `simsearch.verify.plain_disagreement`: the best placings of one plain picture in the other,
+is `simsearch.lineup.plain_disagreement`: the best placings of one plain picture in the other,
 laid at full size (refined by ECC) and measured as pairs with keypoints are (`disagreement`).
 
     python recipes/default_model/detail_trial.py [--model default] \
@@ -24,7 +24,7 @@ from pathlib import Path
 
 from calibrate import embed_validation, load_variants, merge_variants, trial_parser
 from colour_trial import FLAG_PAIRS, confirmed_plain, same_flags, write_flags
-from simsearch.verify import plain_disagreement, plain_figures
+from simsearch.lineup import plain_disagreement, plain_figures
 
 CUTS = (0.4, 0.6, 0.8, 1.0, 1.5)
 BADGE_LAYOUTS = ("sign", "tile", "shield", "button", "ball", "label")

@@ -1,4 +1,4 @@
-"""Trial: the picture check's judge for pairs too plain for keypoints (`simsearch.verify.aligned`,
+"""Trial: the picture check's judge for pairs too plain for keypoints (`simsearch.lineup.aligned`,
 shipped in session 19 as a "same picture" cut only), measured on the validation images and the
 look-alike glyphs (never the evaluation set); the cuts are chosen by verify_trial.py's rule.
 
@@ -9,7 +9,7 @@ The picture check (simsearch/verify.py) cannot match keypoints when a picture ho
 `min_keypoints` SIFT keypoints; until session 19 dedupe then grouped such a pair on its score
 alone at --no-check's threshold. Nearly every false pair of the look-alike glyphs
 (lookalikes.py) is such a pair (and, as the evaluation runs report, five of session 18's seven
-false groups on the distinct set). This judge needs no keypoints: the product's `simsearch.verify.aligned` (one picture placed inside the other,
+false groups on the distinct set). This judge needs no keypoints: the product's `simsearch.lineup.aligned` (one picture placed inside the other,
 every quarter turn and mirror, crops, insets and stretches, the best normalised
 cross-correlation; None for a smooth gradient or a flat picture, counted apart here). A copy should
 align almost perfectly; two different plain pictures should not.
@@ -38,8 +38,8 @@ import numpy as np
 from calibrate import (CHECKED_FLOOR, ROOT, embed_validation, load_variants, merge_variants)
 from lookalikes import find_fonts, write_sets
 from simsearch.scoring import KNEE, adjust
-from simsearch.verify import (PLAIN_FRACTIONS, PLAIN_MIN_DETAIL, PLAIN_SIDE, VerifySettings,
-                             aligned, features, grey_picture, picture_features)
+from simsearch.verify import VerifySettings, features, grey_picture, picture_features
+from simsearch.lineup import PLAIN_FRACTIONS, PLAIN_MIN_DETAIL, PLAIN_SIDE, aligned
 
 CUTS = (0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
 

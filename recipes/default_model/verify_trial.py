@@ -12,7 +12,7 @@ and mirrored. Each setting of the grid (`below`: pairs scored at or above it are
 threshold calibrated without the check, as `simsearch dedupe` does; and, from session 19, the
 plain judge's two cuts: a pair with a picture under 40 keypoints is the same picture when one
 picture placed in the other lines up at `plain_same` or more, different below `plain_apart`,
-measured once with `simsearch.verify.aligned`) then decides every pair
+measured once with `simsearch.lineup.aligned`) then decides every pair
 from those measurements, and dedupe runs as the product runs it (centre linkage, the shipped
 background, the knee in use) with the pairs it rejects never grouped. Reported per setting:
 recall at precision 0.97 and 0.95 and the calibration rule's threshold (the lowest step from
@@ -55,13 +55,14 @@ from lookalikes import find_fonts, write_sets
 from simsearch.dedupe import find_groups
 from simsearch.errors import DecodeError
 from simsearch.scoring import KNEE, adjust
-from simsearch.verify import (RerankSettings, VerifySettings, agreeing, agreement, aligned,
-                             disagreement, inliers, mirrored, picture_features)
+from simsearch.verify import (RerankSettings, VerifySettings, agreeing, agreement, disagreement,
+                              inliers, mirrored, picture_features)
+from simsearch.lineup import aligned
 
 # (below, min_inliers, min_keypoints, whether pairs the check cannot judge need --no-check's
 # threshold, plain_same, plain_apart, plain_below): session 17's grid (the first seven, alone
 # off), session 18's (no plain judge), session 19's: session 18's choice with pairs too plain
-# for keypoints judged by placing one picture in the other (simsearch.verify.aligned), and
+# for keypoints judged by placing one picture in the other (simsearch.lineup.aligned), and
 # session 21's: plain pairs lined up at every score (plain_below 1.01), where the others stop
 # looking at `below`
 GRID = (((0.95, 8, 50, False, None, None, None), (0.95, 6, 30, False, None, None, None),
