@@ -155,6 +155,9 @@ class Plan:
         if data.get("version") != PLAN_VERSION:
             raise PlanError(f"{name}: plan version {data.get('version')!r}; this simsearch reads "
                             f"version {PLAN_VERSION} (make the plan again with simsearch dedupe --plan)")
+        if not isinstance(data.get("groups"), list):
+            raise PlanError(f"{name}: malformed plan (groups is not a list: "
+                            f"{data.get('groups')!r:.60})")
         try:
             groups = [PlanGroup(kind=str(g["kind"]), centre=str(g["centre"]),
                                 min_score=float(g["min_score"]),
@@ -171,8 +174,9 @@ class Plan:
                        index=data.get("index"), threshold=data.get("threshold"),
                        created=str(data.get("created", "")), source=str(data.get("source", "")),
                        # absent: a plan from before session 20, made acting on them
-                       act_on_unconfirmed=bool(data.get("act_on_unconfirmed", True)))
-        except (KeyError, TypeError, ValueError) as e:
+                       act_on_unconfirmed=_flag(data.get("act_on_unconfirmed", True),
+                                                "act_on_unconfirmed") is not False)
+        except (KeyError, TypeError, ValueError, OverflowError) as e:
             raise PlanError(f"{name}: malformed plan ({type(e).__name__}: {e})") from e
         plan.validate(name)
         return plan
@@ -376,8 +380,17 @@ def _plan_file(f, where: str) -> PlanFile:
         raise PlanError(f"{where}: unknown {', '.join(unknown)} (a plan from another simsearch "
                         f"version? make it again with simsearch dedupe --plan)")
     try:
-        return PlanFile(**{**f, "mtime_ns": int(f["mtime_ns"]), "size": int(f["size"]),
-                           "width": int(f["width"]), "height": int(f["height"]),
+        texts = {name: _text(f.get(name, ""), name) for name in _FILE_TEXTS}
+        if not texts["path"]:
+            raise ValueError("path is empty")
+        if texts["evidence"] and texts["evidence"] not in EVIDENCE:
+            raise ValueError(f"evidence {texts['evidence']!r} is not one of "
+                             f"{', '.join(sorted(EVIDENCE))}")
+        return PlanFile(**{**f, **texts, "mtime_ns": _whole(f["mtime_ns"], "mtime_ns"),
+                           "size": _whole(f["size"], "size"), "width": _whole(f["width"], "width"),
+                           "height": _whole(f["height"], "height"),
+                           "score": _number(f.get("score", 1.0), "score") or 0.0,
+                           "protected": bool(_flag(f.get("protected", False), "protected")),
                            "picture": _picture(f.get("picture")),
                            "extent": _extent(f.get("extent")),
                            "band": _shares(f.get("band"), "band", 2),
@@ -392,6 +405,28 @@ def _plan_file(f, where: str) -> PlanFile:
                            "aliases": _paths(f.get("aliases", []), "aliases")})
     except (TypeError, ValueError) as e:
         raise PlanError(f"{where}: {e}") from None
+
+
+_FILE_TEXTS = ("path", "sha256", "format", "date", "date_source", "problem", "evidence", "reason")
+# simsearch.dedupe.EVIDENCE's words (a test keeps them equal; importing dedupe loads faiss)
+EVIDENCE = ("centre", "identical", "score", "checked", "unchecked")
+
+
+def _text(value, name: str) -> str:
+    """A text field of a plan file (its path, hash, reason...), or a ValueError naming it."""
+    if not isinstance(value, str):
+        raise ValueError(f"{name} is not text: {value!r}")
+    return value
+
+
+def _whole(value, name: str) -> int:
+    """A whole number of at least 0 read from a plan (a size, a time: `mtime_ns` is written as
+    text, since it needs more digits than JavaScript keeps), or a ValueError naming it."""
+    if isinstance(value, str) and value.isdigit():
+        return int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{name} is not a whole number of at least 0: {value!r}")
+    return value
 
 
 def _chroma(value) -> float | None:

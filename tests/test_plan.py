@@ -1044,3 +1044,35 @@ def test_what_is_stored_without_loss_is_read_from_the_header(tmp_path):
     assert got == {"lossless.webp": True, "lossy.webp": False, "plain.webp": True,
                    "deflate.tif": True, "jpeg.tif": False, "photo.jpg": False, "grey.png": True,
                    "palette.png": None}
+
+
+def test_a_hand_edited_plan_with_wrong_types_is_refused_naming_the_field(tmp_path):
+    """A hostile tester's hand-edited plans (session 33): a path that is a number and a size of
+    Infinity stopped apply and review with a traceback; `"act_on_unconfirmed": "no"` counted
+    as true and a file marked not confirmed was moved; an evidence word of its own passed; and
+    `"groups": {}` made an empty journal. Each is refused before any file is touched."""
+    from simsearch.dedupe import EVIDENCE
+    from simsearch.plan import EVIDENCE as PLAN_EVIDENCE
+    assert set(PLAN_EVIDENCE) == set(EVIDENCE)
+    a, b = _image(tmp_path / "a.jpg", (64, 48)), _image(tmp_path / "b.jpg", (64, 48), seed=1)
+    make_plan([_group(a, b)], parse_rules([])).save(tmp_path / "plan.json")
+    good = json.loads((tmp_path / "plan.json").read_text())
+    cases = [(("groups", 0, "files", 0, "path"), 5, "path is not text"),
+             (("groups", 0, "files", 0, "size"), float("inf"), "size is not a whole number"),
+             (("groups", 0, "files", 0, "size"), -3, "size is not a whole number"),
+             (("groups", 0, "files", 0, "mtime_ns"), "soon", "mtime_ns is not a whole number"),
+             (("groups", 0, "files", 0, "evidence"), "banana", "evidence 'banana' is not one of"),
+             (("groups", 0, "files", 0, "score"), "high", "score: 'high' is not a number"),
+             (("groups", 0, "files", 0, "protected"), "no", "protected is not true, false"),
+             (("act_on_unconfirmed",), "no", "act_on_unconfirmed is not true, false or null"),
+             (("groups",), {}, "groups is not a list")]
+    for where, value, message in cases:
+        data = json.loads(json.dumps(good))
+        node = data
+        for key in where[:-1]:
+            node = node[key]
+        node[where[-1]] = value
+        (tmp_path / "bad.json").write_text(json.dumps(data))
+        with pytest.raises(PlanError, match=re.escape(message)):
+            Plan.load(tmp_path / "bad.json")
+    assert Plan.load(tmp_path / "plan.json").groups[0].files[0].path in (str(a), str(b))
