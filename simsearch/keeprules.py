@@ -128,10 +128,11 @@ def stored_first(f: PlanFile, g: PlanFile) -> int:
     less of the picture (a hostile tester's default plan kept a black-and-white PNG and acted
     on the colour JPEG, session 32). One rank a file, so the order never goes round: stored
     without loss and not grey; lossy in colour; stored without loss in grey; lossy otherwise;
-    lossy in grey (session 33). Where either file's storage is not known (a palette), bytes
-    decide, as before."""
-    if None in (f.lossless, g.lossless):
-        return 0
+    lossy in grey (session 33). Where either file's storage is not known (a palette), a grey
+    file goes after the other (a hostile tester's 64-colour PNG was acted on for a bigger grey
+    JPEG of it, and a colour JPEG for a grey palette GIF, session 33), else bytes decide."""
+    if None in (f.lossless, g.lossless):  # a palette: only a grey file goes after the other
+        return (f.colour is False) - (g.colour is False)
     a, b = _stored_rank(f), _stored_rank(g)
     return (a > b) - (a < b)
 
@@ -159,7 +160,8 @@ def with_colours(files: Sequence[PlanFile], read=None) -> list[PlanFile]:
     In a group holding a file stored in grey, or one stored without loss and one with loss
     (session 32's rules, chosen on validation), each file stored in colour (`colour` None) gets
     both, and a file stored in grey chroma 0. In any other group of two files or more, only
-    grey pixels are recorded (`colour` False), and only when a file of the group is not grey:
+    grey pixels are recorded (`colour` False, and their chroma), and only when a file of the
+    group is not grey:
     a black-and-white copy saved as a colour JPEG, bigger on disk, was kept over its colour
     original (a newcomer, session 33), while reading colour throughout there too kept a
     heavily compressed copy over an original mostly grey or dark, and more saturated copies
@@ -179,7 +181,8 @@ def with_colours(files: Sequence[PlanFile], read=None) -> list[PlanFile]:
     grey = {path for path, (colour, _) in found.items() if colour is False}
     if not grey or len(grey) == len(usable):
         return list(files)
-    return [replace(f, colour=False) if f.path in grey else f for f in files]
+    return [replace(f, colour=False, chroma=found[f.path][1]) if f.path in grey else f
+            for f in files]
 
 
 def lossless_first(rules: Sequence[KeepRule]) -> bool:
@@ -258,6 +261,14 @@ def kept_too(kept: PlanFile, f: PlanFile, bare: bool = False) -> str | None:
         return (f"kept: holds colour the kept {os.path.basename(kept.path)} lacks (its colours "
                 f"lie {more[0]:.1f} levels from grey, the kept file's {more[1]:.1f}: that file "
                 f"is grey, faded or toned)")
+    if kept.colour is False and kept.chroma is not None and f.colour is not False \
+            and f.chroma is None:
+        # outside session 32's colour rules (`with_colours`) only grey pixels are recorded,
+        # with their chroma: a file not grey beside a kept grey one may hold the picture's
+        # colours (a hostile tester's smaller colour copy was acted on for a bigger grey JPEG,
+        # session 33)
+        return (f"kept: not grey, beside the kept {os.path.basename(kept.path)}, which is: it "
+                f"may hold the picture's colours")
     at = finer_than(kept, f)
     if at is not None:
         return (f"kept: holds the picture at {at:.0%} of its size in the kept "

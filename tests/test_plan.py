@@ -270,9 +270,9 @@ def test_a_grey_jpeg_stored_in_colour_goes_after_its_colour_original_in_any_grou
     assert grey.stat().st_size > jpg.stat().st_size and Image.open(grey).mode == "RGB"
     g = _plan(tmp_path, [jpg, grey])
     assert g.keep == [str(jpg)] and g.act_on == [str(grey)], [f.reason for f in g.files]
-    # outside session 32's colour rules only grey pixels are recorded, and no chroma
-    assert {f.path: (f.colour, f.chroma) for f in g.files} == {str(jpg): (None, None),
-                                                               str(grey): (False, None)}
+    # outside session 32's colour rules only grey pixels are recorded (with their chroma)
+    assert {f.path: f.colour for f in g.files} == {str(jpg): None, str(grey): False}
+    assert [f.chroma is None for f in g.files] == [True, False]
     assert g.files[1].reason == "jpeg file in grey, against the kept jpeg"
     # two colour JPEGs: bytes decide, as before, and the smaller is acted on; so do a copy
     # more saturated (it is not kept too for its colour) and one mostly grey (not demoted)
@@ -345,6 +345,36 @@ def test_a_changed_file_lends_no_colour_to_its_old_twin_and_big_groups_are_read(
     g = make_plan([group], parse_rules([])).groups[0]
     assert g.keep[0] != str(png), g.files[0].reason
     assert {f.colour for f in g.files if f.path != str(png) and not f.problem} == {True}
+
+
+def test_grey_goes_after_a_palette_in_colour_and_a_colour_copy_stays_beside_a_kept_grey(tmp_path):
+    """A hostile tester's cases (session 33): a 64-colour palette PNG was acted on for a bigger
+    grey JPEG of it, and a colour JPEG for a grey palette GIF (a palette is neither lossless nor
+    lossy, so bytes decided); and a smaller colour copy was acted on beside a bigger grey JPEG
+    stored in colour mode, where a grey file stored as grey kept it."""
+    photo = _photo(seed=41, size=(200, 150))
+    palette = tmp_path / "jester.png"
+    photo.quantize(64).save(palette)
+    grey = tmp_path / "jester_grey.jpg"
+    photo.convert("L").convert("RGB").save(grey, quality=98)
+    assert grey.stat().st_size > palette.stat().st_size
+    g = _plan(tmp_path, [palette, grey])
+    assert g.keep == [str(palette)] and g.act_on == [str(grey)], [f.reason for f in g.files]
+    colour = tmp_path / "duck.jpg"
+    photo.save(colour, quality=60)
+    gif = tmp_path / "duck_bw.gif"
+    photo.convert("L").convert("RGB").quantize(64).save(gif)  # grey, in a palette
+    assert Image.open(gif).mode == "P" and gif.stat().st_size > colour.stat().st_size
+    g = _plan(tmp_path, [colour, gif])
+    assert g.keep == [str(colour)] and g.act_on == [str(gif)], [f.reason for f in g.files]
+    # a bigger grey JPEG in colour mode is kept (largest); the smaller colour copy is kept too
+    big_grey = tmp_path / "mountain_bw.jpg"
+    photo.resize((400, 300)).convert("L").convert("RGB").save(big_grey, quality=90)
+    small = tmp_path / "mountain_small.jpg"
+    photo.resize((280, 210)).save(small, quality=90)
+    g = _plan(tmp_path, [big_grey, small])
+    assert g.keep == [str(big_grey), str(small)] and g.act_on == [], [f.reason for f in g.files]
+    assert "may hold the picture's colours" in {f.path: f.reason for f in g.files}[str(small)]
 
 
 def test_grey_is_read_whatever_the_canvas_and_transparency_is_never_grey(tmp_path):
