@@ -160,8 +160,10 @@ def with_colours(files: Sequence[PlanFile], read=None) -> list[PlanFile]:
     In a group holding a file stored in grey, or one stored without loss and one with loss
     (session 32's rules, chosen on validation), each file stored in colour (`colour` None) gets
     both, and a file stored in grey chroma 0. In any other group of two files or more, only
-    grey pixels are recorded (`colour` False, and their chroma), and only when a file of the
-    group is not grey:
+    grey pixels are recorded (`colour` False, and their chroma), and only when every other
+    file of the group is in colour throughout (a grey original beside a copy with a coloured
+    caption or canvas stays as it was: bytes decide; a validation run that recorded grey beside
+    any file not grey kept such copies over their originals):
     a black-and-white copy saved as a colour JPEG, bigger on disk, was kept over its colour
     original (a newcomer, session 33), while reading colour throughout there too kept a
     heavily compressed copy over an original mostly grey or dark, and more saturated copies
@@ -178,8 +180,8 @@ def with_colours(files: Sequence[PlanFile], read=None) -> list[PlanFile]:
         return [replace(f, colour=found[f.path][0], chroma=found[f.path][1]) if f.path in found
                 else replace(f, chroma=0.0) if f.colour is False and not f.problem else f
                 for f in files]
-    grey = {path for path, (colour, _) in found.items() if colour is False}
-    if not grey or len(grey) == len(usable):
+    grey = {path for path, (colour, *_) in found.items() if colour is False}
+    if not grey or any(found[f.path][0] is not True for f in usable if f.path not in grey):
         return list(files)
     return [replace(f, colour=False, chroma=found[f.path][1]) if f.path in grey else f
             for f in files]

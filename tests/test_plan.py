@@ -377,6 +377,23 @@ def test_grey_goes_after_a_palette_in_colour_and_a_colour_copy_stays_beside_a_ke
     assert "may hold the picture's colours" in {f.path: f.reason for f in g.files}[str(small)]
 
 
+def test_a_grey_original_is_not_demoted_for_a_copy_with_a_coloured_caption(tmp_path):
+    """Session 33's validation run: recording grey beside any file not grey kept copies with a
+    coloured caption (colour in a part only) over their grey originals. Grey is recorded only
+    where every other file is in colour throughout; here bytes decide, as before."""
+    from PIL import ImageDraw
+    original = tmp_path / "scan.jpg"
+    _photo(seed=43, size=(320, 240)).convert("L").convert("RGB").save(original, quality=95)
+    captioned = Image.open(original).convert("RGB")
+    ImageDraw.Draw(captioned).rectangle((10, 200, 200, 230), fill=(220, 30, 30))
+    copy = tmp_path / "scan_captioned.jpg"
+    captioned.save(copy, quality=75)
+    assert original.stat().st_size > copy.stat().st_size
+    g = _plan(tmp_path, [original, copy])
+    assert g.keep[0] == str(original), [f.reason for f in g.files]
+    assert {f.colour for f in g.files} == {None}
+
+
 def test_grey_is_read_whatever_the_canvas_and_transparency_is_never_grey(tmp_path):
     """A review's cases (session 32): a grey PNG beside a JPEG of its grey pixels stored in
     colour on a canvas 2% smaller (`largest` ties them by the picture) lost to that JPEG, read
