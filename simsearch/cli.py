@@ -204,8 +204,9 @@ def index_cmd(paths, index_dir, model, rebuild, workers, batch_size, ray_address
                    f"folder", err=True)
     seen = report.added + report.updated + report.unchanged + report.moved + len(report.skipped)
     if seen == 0:
-        click.echo("no image files (.jpg .png .webp .gif .bmp .tif .heic .avif .dng .cr2 .cr3 "
-                   ".nef .arw .raf .orf .rw2) found under "
+        from simsearch.formats import FORMATS
+        suffixes = " ".join(s for f in FORMATS for s in f.suffixes)
+        click.echo(f"no image files ({suffixes}) found under "
                    + ", ".join(_show(str(p)) for p in paths), err=True)
     if as_json:
         click.echo(json.dumps({"index": str(index.folder.resolve()), **report.to_dict()}))
