@@ -20,6 +20,7 @@ from simsearch.planfile import (FORMAT_NAMES, RAW_KINDS, PlanFile, date_seconds,
 
 __all__ = ["KEEP_RULES", "DEFAULT_KEEP", "DEFAULT_FORMAT_ORDER", "KeepRule", "LOSSLESS_FIRST",
            "lossless_over", "stored_first", "greyer", "with_colours", "lossless_first",
+           "colour_beside_grey",
            "with_decodes", "COLOUR_MORE", "COLOUR_MORE_LEVELS", "more_colour", "kept_too",
            "parse_rules", "format_rank", "named_as_copy", "copies_among", "choose"]
 
@@ -128,11 +129,12 @@ def stored_first(f: PlanFile, g: PlanFile) -> int:
     less of the picture (a hostile tester's default plan kept a black-and-white PNG and acted
     on the colour JPEG, session 32). One rank a file, so the order never goes round: stored
     without loss and not grey; lossy in colour; stored without loss in grey; lossy otherwise;
-    lossy in grey (session 33). Where either file's storage is not known (a palette), a grey
-    file goes after the other (a hostile tester's 64-colour PNG was acted on for a bigger grey
-    JPEG of it, and a colour JPEG for a grey palette GIF, session 33), else bytes decide."""
-    if None in (f.lossless, g.lossless):  # a palette: only a grey file goes after the other
-        return (f.colour is False) - (g.colour is False)
+    lossy in grey (session 33). Where either file's storage is not known (a palette), bytes
+    decide: ordering grey after it there (session 33) made the order go round (a grey PNG
+    before its captioned JPEG, that JPEG before a palette PNG of it by bytes, the palette
+    before the grey PNG); `kept_too` keeps a palette file in colour beside a kept grey one."""
+    if None in (f.lossless, g.lossless):
+        return 0
     a, b = _stored_rank(f), _stored_rank(g)
     return (a > b) - (a < b)
 
@@ -248,12 +250,24 @@ def more_colour(kept: PlanFile, f: PlanFile) -> tuple[float, float] | None:
     return None
 
 
-def kept_too(kept: PlanFile, f: PlanFile, bare: bool = False) -> str | None:
+def colour_beside_grey(kept: PlanFile, f: PlanFile) -> bool:
+    """Whether `f` is not grey beside a kept file whose grey pixels `with_colours` recorded
+    outside session 32's colour rules (with their chroma, where `f` has none): `f` may hold
+    the picture's colours (a hostile tester's smaller colour copy was acted on for a bigger grey
+    JPEG, session 33)."""
+    return (kept.colour is False and kept.chroma is not None and f.colour is not False
+            and f.chroma is None)
+
+
+def kept_too(kept: PlanFile, f: PlanFile, bare: bool = False,
+             coloured: bool = False) -> str | None:
     """Why a plan keeping `kept` keeps `f` too, where the rules would act on it; None when it
     acts on it: `f` holds the picture finer (`finer_than`), or one of the two holds the other's
     picture with a band on its border that holds something (`banded`): `f` holds a caption the
     kept file lacks, or `f` is the picture as it was without the kept file's band (the first
-    such file the rules rank: `bare` says one is kept already)."""
+    such file the rules rank: `bare` says one is kept already); or `f` is the first file not
+    grey the rules rank beside a kept grey one (`colour_beside_grey`; `coloured` says one is
+    kept already)."""
     if f.lossless is True and kept.lossless is False and f.colour is False \
             and kept.colour is True:  # each holds something the other lacks
         return (f"kept: the picture in grey stored without loss, beside the kept lossy "
@@ -263,12 +277,7 @@ def kept_too(kept: PlanFile, f: PlanFile, bare: bool = False) -> str | None:
         return (f"kept: holds colour the kept {os.path.basename(kept.path)} lacks (its colours "
                 f"lie {more[0]:.1f} levels from grey, the kept file's {more[1]:.1f}: that file "
                 f"is grey, faded or toned)")
-    if kept.colour is False and kept.chroma is not None and f.colour is not False \
-            and f.chroma is None:
-        # outside session 32's colour rules (`with_colours`) only grey pixels are recorded,
-        # with their chroma: a file not grey beside a kept grey one may hold the picture's
-        # colours (a hostile tester's smaller colour copy was acted on for a bigger grey JPEG,
-        # session 33)
+    if not coloured and colour_beside_grey(kept, f):  # the first such file the rules rank
         return (f"kept: not grey, beside the kept {os.path.basename(kept.path)}, which is: it "
                 f"may hold the picture's colours")
     at = finer_than(kept, f)

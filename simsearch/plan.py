@@ -22,8 +22,8 @@ from pathlib import Path
 
 from simsearch.errors import PlanError
 from simsearch.files import json_text
-from simsearch.keeprules import (KeepRule, choose, kept_too, lossless_first, parse_rules,
-                                 with_colours, with_decodes)
+from simsearch.keeprules import (KeepRule, choose, colour_beside_grey, kept_too, lossless_first,
+                                 parse_rules, with_colours, with_decodes)
 from simsearch.layout import BAND, adds_bars, with_bands, with_bars, with_corners, with_resaves
 from simsearch.planfile import PlanFile, file_facts, under
 
@@ -159,23 +159,29 @@ class Plan:
             raise PlanError(f"{name}: malformed plan (groups is not a list: "
                             f"{data.get('groups')!r:.60})")
         try:
-            groups = [PlanGroup(kind=str(g["kind"]), centre=str(g["centre"]),
-                                min_score=float(g["min_score"]),
+            groups = [PlanGroup(kind=_text(g["kind"], "kind"), centre=_text(g["centre"], "centre"),
+                                min_score=_real(g["min_score"], "min_score"),
                                 files=[_plan_file(f, f"{name}: group {n + 1}, file {i + 1}")
-                                       for i, f in enumerate(g["files"])],
-                                keep=[str(p) for p in g["keep"]],
-                                act_on=[str(p) for p in g["act_on"]],
-                                decision=str(g.get("decision", "act")),
-                                exact=[[str(p) for p in s] for s in g.get("exact", [])],
-                                confirmed=[str(p) for p in g.get("confirmed", [])])
+                                       for i, f in enumerate(_list(g["files"], "files"))],
+                                keep=_texts(g["keep"], "keep"),
+                                act_on=_texts(g["act_on"], "act_on"),
+                                decision=_text(g.get("decision", "act"), "decision"),
+                                exact=[_texts(s, "exact") for s in _list(g.get("exact", []),
+                                                                          "exact")],
+                                confirmed=_texts(g.get("confirmed", []), "confirmed"))
+                      if isinstance(g, dict) else _not_a_group(g)
                       for n, g in enumerate(data["groups"])]
-            plan = cls(groups=groups, keep_rules=list(data.get("keep_rules", [])),
-                       protect=[str(p) for p in data.get("protect", [])],
-                       index=data.get("index"), threshold=data.get("threshold"),
+            index = data.get("index")
+            if index is not None:
+                _text(index, "index")
+            plan = cls(groups=groups, keep_rules=_texts(data.get("keep_rules", []), "keep_rules"),
+                       protect=_texts(data.get("protect", []), "protect"),
+                       index=index, threshold=_number(data.get("threshold"), "threshold"),
                        created=str(data.get("created", "")), source=str(data.get("source", "")),
-                       # absent: a plan from before session 20, made acting on them
+                       # absent: a plan from before session 20, made acting on them; null is
+                       # no (as the review page reads it)
                        act_on_unconfirmed=_flag(data.get("act_on_unconfirmed", True),
-                                                "act_on_unconfirmed") is not False)
+                                                "act_on_unconfirmed") is True)
         except (KeyError, TypeError, ValueError, OverflowError) as e:
             raise PlanError(f"{name}: malformed plan ({type(e).__name__}: {e})") from e
         plan.validate(name)
@@ -327,6 +333,7 @@ def make_plan(groups, rules: Sequence[KeepRule], protect: Sequence[str] = (),
         chosen = {best.path: best, **{f.path: f for f in rest}}
         also = set()  # files kept beside the rules' choice (kept_too: finer, a band's content)
         bare = False  # whether one file without the kept file's band is kept (kept_too)
+        coloured = False  # whether one file not grey is kept beside a kept grey one (kept_too)
         # a file with more frames is acted on only with a twin kept (the best, a protected one)
         kept_bytes = {best.sha256} | {f.sha256 for f in chosen.values() if f.protected}
         for path, f in chosen.items():
@@ -341,10 +348,11 @@ def make_plan(groups, rules: Sequence[KeepRule], protect: Sequence[str] = (),
             elif path != best.path and f.aliases:
                 chosen[path] = replace(f, reason=linked_kept(f))
                 also.add(path)
-            elif path != best.path and (why := kept_too(best, f, bare)) is not None:
+            elif path != best.path and (why := kept_too(best, f, bare, coloured)) is not None:
                 chosen[path] = replace(f, reason=why)
                 also.add(path)
                 bare = bare or adds_bars(f, best, BAND)
+                coloured = coloured or colour_beside_grey(best, f)
         files = [chosen.get(f.path, replace(f, reason=(
             UNCONFIRMED + ("; also protected" if f.protected else "")) if f.path in held
             else f.problem)) for f in files]
@@ -413,19 +421,42 @@ EVIDENCE = ("centre", "identical", "score", "checked", "unchecked")
 
 
 def _text(value, name: str) -> str:
-    """A text field of a plan file (its path, hash, reason...), or a ValueError naming it."""
-    if not isinstance(value, str):
-        raise ValueError(f"{name} is not text: {value!r}")
+    """A text field of a plan (a path, a hash, a reason...), or a ValueError naming it; no
+    text holds a NUL, which no path can."""
+    if not isinstance(value, str) or "\0" in value:
+        raise ValueError(f"{name} is not text: {value!r:.60}")
     return value
+
+
+def _real(value, name: str) -> float:
+    """A number a plan must give (not null), or a ValueError naming the field."""
+    if value is None:
+        raise ValueError(f"{name} is not a number: null")
+    return _number(value, name)
+
+
+def _list(value, name: str) -> list:
+    if not isinstance(value, list):
+        raise ValueError(f"{name} is not a list: {value!r:.60}")
+    return value
+
+
+def _texts(value, name: str) -> list[str]:
+    """A list of text read from a plan (paths, rules), or a ValueError naming the field."""
+    return [_text(v, name) for v in _list(value, name)]
+
+
+def _not_a_group(value):
+    raise ValueError(f"a group is not an object: {value!r:.60}")
 
 
 def _whole(value, name: str) -> int:
     """A whole number of at least 0 read from a plan (a size, a time: `mtime_ns` is written as
     text, since it needs more digits than JavaScript keeps), or a ValueError naming it."""
-    if isinstance(value, str) and value.isdigit():
-        return int(value)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"{name} is not a whole number of at least 0: {value!r}")
+    if isinstance(value, str) and value.isdigit() and len(value) < 20:
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 1 << 63:
+        raise ValueError(f"{name} is not a whole number from 0 to 2**63: {value!r:.40}")
     return value
 
 

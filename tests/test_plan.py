@@ -347,11 +347,13 @@ def test_a_changed_file_lends_no_colour_to_its_old_twin_and_big_groups_are_read(
     assert {f.colour for f in g.files if f.path != str(png) and not f.problem} == {True}
 
 
-def test_grey_goes_after_a_palette_in_colour_and_a_colour_copy_stays_beside_a_kept_grey(tmp_path):
+def test_a_colour_file_stays_beside_a_kept_grey_one_palette_or_smaller(tmp_path):
     """A hostile tester's cases (session 33): a 64-colour palette PNG was acted on for a bigger
     grey JPEG of it, and a colour JPEG for a grey palette GIF (a palette is neither lossless nor
-    lossy, so bytes decided); and a smaller colour copy was acted on beside a bigger grey JPEG
-    stored in colour mode, where a grey file stored as grey kept it."""
+    lossy, so bytes decide); and a smaller colour copy was acted on beside a bigger grey JPEG
+    stored in colour mode, where a grey file stored as grey kept it. The first file not grey
+    the rules rank is kept beside a kept grey one; the others are acted on (a review: every
+    colour copy had been kept)."""
     photo = _photo(seed=41, size=(200, 150))
     palette = tmp_path / "jester.png"
     photo.quantize(64).save(palette)
@@ -359,22 +361,26 @@ def test_grey_goes_after_a_palette_in_colour_and_a_colour_copy_stays_beside_a_ke
     photo.convert("L").convert("RGB").save(grey, quality=98)
     assert grey.stat().st_size > palette.stat().st_size
     g = _plan(tmp_path, [palette, grey])
-    assert g.keep == [str(palette)] and g.act_on == [str(grey)], [f.reason for f in g.files]
+    assert g.keep == [str(grey), str(palette)] and g.act_on == [], [f.reason for f in g.files]
     colour = tmp_path / "duck.jpg"
     photo.save(colour, quality=60)
     gif = tmp_path / "duck_bw.gif"
     photo.convert("L").convert("RGB").quantize(64).save(gif)  # grey, in a palette
     assert Image.open(gif).mode == "P" and gif.stat().st_size > colour.stat().st_size
     g = _plan(tmp_path, [colour, gif])
-    assert g.keep == [str(colour)] and g.act_on == [str(gif)], [f.reason for f in g.files]
-    # a bigger grey JPEG in colour mode is kept (largest); the smaller colour copy is kept too
+    assert set(g.keep) == {str(colour), str(gif)} and g.act_on == [], [f.reason for f in g.files]
+    # a bigger grey JPEG in colour mode is kept (largest); the best colour copy is kept too,
+    # and the smaller ones are acted on
     big_grey = tmp_path / "mountain_bw.jpg"
     photo.resize((400, 300)).convert("L").convert("RGB").save(big_grey, quality=90)
-    small = tmp_path / "mountain_small.jpg"
-    photo.resize((280, 210)).save(small, quality=90)
-    g = _plan(tmp_path, [big_grey, small])
-    assert g.keep == [str(big_grey), str(small)] and g.act_on == [], [f.reason for f in g.files]
-    assert "may hold the picture's colours" in {f.path: f.reason for f in g.files}[str(small)]
+    copies = []
+    for side in (280, 200, 120):
+        copies.append(tmp_path / f"mountain_{side}.jpg")
+        photo.resize((side, side * 3 // 4)).save(copies[-1], quality=90)
+    g = _plan(tmp_path, [big_grey, *copies])
+    assert g.keep == [str(big_grey), str(copies[0])], [f.reason for f in g.files]
+    assert sorted(g.act_on) == sorted(map(str, copies[1:]))
+    assert "may hold the picture's colours" in {f.path: f.reason for f in g.files}[str(copies[0])]
 
 
 def test_a_grey_original_is_not_demoted_for_a_copy_with_a_coloured_caption(tmp_path):
@@ -1112,7 +1118,14 @@ def test_a_hand_edited_plan_with_wrong_types_is_refused_naming_the_field(tmp_pat
              (("groups", 0, "files", 0, "score"), "high", "score: 'high' is not a number"),
              (("groups", 0, "files", 0, "protected"), "no", "protected is not true, false"),
              (("act_on_unconfirmed",), "no", "act_on_unconfirmed is not true, false or null"),
-             (("groups",), {}, "groups is not a list")]
+             (("groups",), {}, "groups is not a list"),
+             (("index",), 5, "index is not text"),
+             (("threshold",), "high", "threshold: 'high' is not a number"),
+             (("groups", 0, "files", 0, "size"), 10 ** 400, "size is not a whole number"),
+             (("groups", 0, "files", 0, "path"), "/a\0b.jpg", "path is not text"),
+             (("groups", 0, "min_score"), None, "min_score is not a number"),
+             (("groups", 0, "keep"), "a.jpg", "keep is not a list"),
+             (("groups", 0), 7, "a group is not an object")]
     for where, value, message in cases:
         data = json.loads(json.dumps(good))
         node = data
@@ -1123,3 +1136,12 @@ def test_a_hand_edited_plan_with_wrong_types_is_refused_naming_the_field(tmp_pat
         with pytest.raises(PlanError, match=re.escape(message)):
             Plan.load(tmp_path / "bad.json")
     assert Plan.load(tmp_path / "plan.json").groups[0].files[0].path in (str(a), str(b))
+    # null is no, as the review page reads it; absent is yes (plans made before the flag)
+    for value, expected in ((None, False), (False, False), (True, True)):
+        data = json.loads(json.dumps(good))
+        data["act_on_unconfirmed"] = value
+        (tmp_path / "flag.json").write_text(json.dumps(data))
+        assert Plan.load(tmp_path / "flag.json").act_on_unconfirmed is expected
+    del data["act_on_unconfirmed"]
+    (tmp_path / "flag.json").write_text(json.dumps(data))
+    assert Plan.load(tmp_path / "flag.json").act_on_unconfirmed is True
