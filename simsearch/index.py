@@ -455,9 +455,10 @@ class Index:
                 ann = ann or self.ann
                 growing = Growing(vectors, lambda n: self.vector_choice(n, ann, memory))
                 if ray is None:
+                    made, noting = self._file_note(catalog)
                     report = ingest(catalog, growing, lambda: self.embedder, roots,
                                     progress=progress, workers=workers, batch_size=batch_size,
-                                    background=self.background)
+                                    background=self.background, first_vectors=noting)
                 else:
                     try:
                         from simsearch.cluster import ray_ingest
@@ -471,7 +472,8 @@ class Index:
                                         batch_size=batch_size, background=self.background,
                                         device=self.embedder.device)
                 if ray is None and report.added + report.updated:
-                    self._record_file(catalog, report)
+                    name = self.embedder.model.onnx_path.name
+                    report.other_files = [f for f in made if f not in (name, NOT_RECORDED)]
                 self._finish_rebuild(catalog, roots)
                 vectors = self._settled(catalog, growing.vectors, ann, memory)
                 self.manifest = self.store.commit(catalog, vectors, record, scoring, ann)
@@ -480,17 +482,25 @@ class Index:
                 self._forget_loaded()
         return report
 
-    def _record_file(self, catalog: Catalog, report: IngestReport) -> None:
-        """Note which file of the model made this run's vectors (`made_with`); the report's
-        `other_files` names those that made earlier ones, where they differ."""
-        name = self.embedder.model.onnx_path.name
+    def _file_note(self, catalog: Catalog):
+        """Which files of the model made the index's vectors so far (`made_with`), and what
+        notes this run's file among them, run in the transaction that stores its first vectors
+        (`ingest`'s `first_vectors`, when the network has run): noted after the run, a first
+        index killed part way had its vectors listed as "(not recorded)"."""
         made = _made_with(catalog)
-        if not made and catalog.count() > report.added:  # rows from before the record
+        if not made and catalog.count():  # rows from before the record
             made = [NOT_RECORDED]
-        report.other_files = [f for f in made if f not in (name, NOT_RECORDED)]
-        if name not in made:
-            with catalog.transaction():
-                catalog.set_meta(MADE_WITH, json.dumps(made + [name]))
+
+        def note(held: Catalog) -> None:
+            try:  # (the first rows may be moved files' vectors, before the network has run)
+                model = self._embedder.model if self._embedder is not None \
+                    else self.runtime_model()
+            except SimsearchError:  # a precision refused here: the run embeds nothing with it
+                return
+            name = model.onnx_path.name
+            if name not in made:
+                held.set_meta(MADE_WITH, json.dumps(made + [name]))
+        return made, note
 
     def made_with(self) -> list[str]:
         """The files of the model (fp32, int8, 7-bit int8) whose vectors the index holds, in

@@ -191,3 +191,31 @@ def test_the_index_records_which_file_made_its_vectors_and_says_when_they_mix(tm
     again = runner.invoke(main, ["index", str(tmp_path / "first"), "--index", index_dir, "-q",
                                  "--precision", "int8", "--rebuild"])
     assert again.exit_code == 0 and open_index(index_dir).made_with() == [file]
+
+
+def test_a_first_index_stopped_after_its_first_batch_has_noted_its_model_file(tmp_path,
+                                                                            monkeypatch):
+    """A tester's observation, confirmed (session 33): a first `simsearch index` killed part way
+    left its vectors listed as "(not recorded)" once a later run finished, since the file was
+    noted only at the end of a run. It is noted in the transaction that stores the first
+    vectors, so a run stopped after its first batch has noted it."""
+    from simsearch.ingest import Committer
+    write_kinds(tmp_path / "photos", per_kind=2)
+    real, calls = Committer.commit, []
+
+    def stopped(self, batch):
+        if calls:
+            raise KeyboardInterrupt  # as a kill after the first batch was committed
+        calls.append(len(batch))
+        return real(self, batch)
+
+    monkeypatch.setattr(Committer, "commit", stopped)
+    index = open_index(tmp_path / "index", create=True, precision="fp32")
+    with pytest.raises(KeyboardInterrupt):
+        index.add_paths([tmp_path / "photos"], batch_size=2)
+    monkeypatch.setattr(Committer, "commit", real)
+    assert calls and open_index(tmp_path / "index").made_with() == ["default.onnx"]
+    index = open_index(tmp_path / "index", precision="fp32")
+    report = index.add_paths([tmp_path / "photos"])
+    assert report.added and report.other_files == []
+    assert open_index(tmp_path / "index").made_with() == ["default.onnx"]
