@@ -458,7 +458,7 @@ class Index:
                     made, noting = self._file_note(catalog)
                     report = ingest(catalog, growing, lambda: self.embedder, roots,
                                     progress=progress, workers=workers, batch_size=batch_size,
-                                    background=self.background, first_vectors=noting)
+                                    background=self.background, first_rows=noting)
                 else:
                     try:
                         from simsearch.cluster import ray_ingest
@@ -484,9 +484,9 @@ class Index:
 
     def _file_note(self, catalog: Catalog):
         """Which files of the model made the index's vectors so far (`made_with`), and what
-        notes this run's file among them, run in the transaction that stores its first vectors
-        (`ingest`'s `first_vectors`, when the network has run): noted after the run, a first
-        index killed part way had its vectors listed as "(not recorded)"."""
+        notes this run's file among them, run in the transaction that stores its first rows
+        (`ingest`'s `first_rows`): noted after the run, a first index killed part way had its
+        vectors listed as "(not recorded)"."""
         made = _made_with(catalog)
         if not made and catalog.count():  # rows from before the record
             made = [NOT_RECORDED]

@@ -172,18 +172,18 @@ def plan(catalog: Catalog, roots: list[str], report: IngestReport) -> Iterator[t
 def ingest(catalog: Catalog, vectors: VectorIndex, embedder_factory: Callable[[], Embedder],
            roots: Iterable[str], progress: Progress | None = None, workers: int | None = None,
            batch_size: int = 32, background: Background | None = None,
-           first_vectors: Callable[[Catalog], None] | None = None) -> IngestReport:
+           first_rows: Callable[[Catalog], None] | None = None) -> IngestReport:
     """Bring the catalog and `store` in line with the image files under `roots`.
 
     The folder walk streams into the decoders through a bounded look-ahead, so memory stays
     flat however many files there are. `progress(done, total)`: total is the number of new or
-    changed files found so far (exact once the walk has finished). `first_vectors(catalog)`
+    changed files found so far (exact once the walk has finished). `first_rows(catalog)`
     runs inside the transaction that stores the run's first rows, new vectors or vectors reused
     for moved and copied files (the index notes there which model file the run uses, so that a
     run killed later has noted it)."""
     report = IngestReport()
     roots = [absolute(r) for r in roots]
-    committer = Committer(catalog, vectors, report, background, first_vectors)
+    committer = Committer(catalog, vectors, report, background, first_rows)
     batcher = _Batcher(catalog, committer, embedder_factory, report, progress, batch_size)
     batcher.run(_LookAhead(plan(catalog, roots, report), LOOKAHEAD), workers)
     remove_missing(catalog, vectors, roots, report)
@@ -293,10 +293,10 @@ class Committer:
 
     def __init__(self, catalog: Catalog, vectors: VectorIndex, report: IngestReport,
                  background: Background | None = None,
-                 first_vectors: Callable[[Catalog], None] | None = None):
+                 first_rows: Callable[[Catalog], None] | None = None):
         self.catalog, self.vectors, self.report = catalog, vectors, report
         self.background = background
-        self.first_vectors = first_vectors  # run once, in the first transaction storing rows
+        self.first_rows = first_rows  # run once, in the first transaction storing rows
 
     def skip(self, item: Skipped, row: Row | None) -> None:
         """A file that cannot be used now. If it was indexed before (and has changed since,
@@ -324,9 +324,9 @@ class Committer:
                    else np.zeros(len(fresh), np.float32))
         new_ids, new_vectors, new_offsets, stale_ids = [], [], [], []
         with self.catalog.transaction():
-            if batch and self.first_vectors is not None:
-                self.first_vectors(self.catalog)
-                self.first_vectors = None
+            if batch and self.first_rows is not None:
+                self.first_rows(self.catalog)
+                self.first_rows = None
             for (c, row), vector, offset in zip(fresh, vectors if fresh else [], offsets):
                 self.report.formats[c.format] = self.report.formats.get(c.format, 0) + 1
                 if row is None:

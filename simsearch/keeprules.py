@@ -157,20 +157,18 @@ def with_colours(files: Sequence[PlanFile], read=None) -> list[PlanFile]:
     -> (colour, chroma), by default `simsearch.resave.has_colour`: colour False when the pixels
     are grey throughout (a black-and-white conversion saved in colour mode), True when they
     hold colour throughout, None when neither or it cannot tell (transparency, a file that
-    cannot be read); chroma how far they lie from grey.
+    cannot be read); chroma how far they lie from grey. Every file is read, whatever its
+    canvas: `largest` ties pictures within 5% of each other, and reading is cheap (256 pixels).
 
     In a group holding a file stored in grey, or one stored without loss and one with loss
-    (session 32's rules, chosen on validation), each file stored in colour (`colour` None) gets
-    both, and a file stored in grey chroma 0. In any other group of two files or more, only
-    grey pixels are recorded (`colour` False, and their chroma), and only when every other
-    file of the group is in colour throughout (a grey original beside a copy with a coloured
-    caption or canvas stays as it was: bytes decide; a validation run that recorded grey beside
-    any file not grey kept such copies over their originals):
-    a black-and-white copy saved as a colour JPEG, bigger on disk, was kept over its colour
-    original (a newcomer, session 33), while reading colour throughout there too kept a
-    heavily compressed copy over an original mostly grey or dark, and more saturated copies
-    beside it, on the evaluation's groups. Every file is read, whatever its canvas: `largest`
-    ties pictures within 5% of each other, and reading is cheap (256 pixels)."""
+    (session 32's rules, chosen on validation), each file stored in colour gets both figures,
+    and a file stored in grey chroma 0. In any other group, only grey pixels are recorded
+    (`colour` False and their chroma), and only where every other file is in colour
+    throughout: a newcomer's black-and-white JPEG saved in colour mode, bigger than its colour
+    original, had been kept over it (session 33). Recording more there did worse: colour
+    throughout kept heavily compressed copies over originals mostly grey, and saturated copies
+    beside theirs, on the evaluation's groups; grey beside any file not grey kept copies with a
+    coloured caption or canvas over grey originals on validation."""
     usable = [f for f in files if not f.problem]
     if len(usable) > BAND_GROUP or len(usable) < 2:
         return list(files)

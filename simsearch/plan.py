@@ -24,7 +24,8 @@ from simsearch.errors import PlanError
 from simsearch.files import json_text
 from simsearch.keeprules import (KeepRule, choose, colour_beside_grey, kept_too, lossless_first,
                                  parse_rules, with_colours, with_decodes)
-from simsearch.layout import BAND, adds_bars, with_bands, with_bars, with_corners, with_resaves
+from simsearch.layout import (BAND, BAND_GROUP, adds_bars, with_bands, with_bars, with_corners,
+                              with_resaves)
 from simsearch.planfile import PlanFile, file_facts, under
 
 __all__ = ["PLAN_VERSION", "PLAN_FORMAT", "DECISIONS", "writable_plan_path", "PlanGroup", "Plan",
@@ -266,23 +267,17 @@ COLOUR_READERS = 4  # threads reading files' colours for a plan (decoding releas
 
 
 def _colour_reads(groups: Sequence[Sequence[PlanFile]], workers: int = COLOUR_READERS) -> dict:
-    """`simsearch.resave.has_colour` of every file without a problem in a group of two such
-    files or more, read ahead on `workers` threads, identical bytes once: `with_colours` reads
-    every file of a group (a black-and-white copy saved in colour mode is grey only in its
-    pixels), and one by one a thousand groups of camera JPEGs took about a minute (a reduced
-    decode each). A file changed since it was indexed has a problem and is not read: its
-    catalog hash no longer says what it holds, so it must not stand for another file."""
+    """`simsearch.resave.has_colour` of every file of `groups` (each the usable files of a
+    group the rules choose in), read ahead on `workers` threads, identical bytes once:
+    `with_colours` reads every such file (a black-and-white copy saved in colour mode is grey
+    only in its pixels), and one by one a thousand groups of camera JPEGs took about a minute
+    (a reduced decode each). Files changed since indexing are not among them (`problem`):
+    their catalog hash no longer says what they hold, so it must not stand for another file."""
     from concurrent.futures import ThreadPoolExecutor
 
     from simsearch.resave import has_colour
-    by_content: dict[str, str] = {}
-    wanted = []
-    for files in groups:
-        usable = [f for f in files if not f.problem]
-        if len(usable) >= 2:
-            for f in usable:
-                by_content.setdefault(f.sha256 or f.path, f.path)
-                wanted.append(f)
+    wanted = [f for files in groups for f in files]
+    by_content = {f.sha256 or f.path: f.path for f in reversed(wanted)}  # (the first path)
     with ThreadPoolExecutor(max_workers=workers) as pool:
         read = dict(zip(by_content, pool.map(has_colour, by_content.values())))
     return {f.path: read[f.sha256 or f.path] for f in wanted}
@@ -298,21 +293,17 @@ def make_plan(groups, rules: Sequence[KeepRule], protect: Sequence[str] = (),
     `act_on_unconfirmed`. A file of more frames than one is kept beside the rules' choice
     unless a kept file has its bytes (`frames_kept`), whatever `act_on_unconfirmed`."""
     protect = [os.path.abspath(os.path.expanduser(d)) for d in protect]
-    groups = list(groups)
-    facts = [[file_facts(m, protect) for m in g.members] for g in groups]
-    colours = _colour_reads(facts) if lossless_first(rules) else {}
-
-    def colour(path: str):
-        if path in colours:
-            return colours[path]
-        from simsearch.resave import has_colour
-        return has_colour(path)
-
-    out = []
-    for g, files in zip(groups, facts):
+    parts = []  # (group, its files, those held as not confirmed, those the rules choose in)
+    for g in groups:
+        files = [file_facts(m, protect) for m in g.members]
         held = set() if act_on_unconfirmed else {
             f.path for f in files if f.evidence == "unchecked" and not f.problem}
-        usable = [f for f in files if not f.problem and f.path not in held]
+        parts.append((g, files, held, [f for f in files if not f.problem and f.path not in held]))
+    colours = (_colour_reads([usable for *_, usable in parts  # (as `with_colours` reads)
+                              if 2 <= len(usable) <= BAND_GROUP])
+               if lossless_first(rules) else {})
+    out = []
+    for g, files, held, usable in parts:
         if len(usable) < 2:
             reasons = {f.path: f.problem for f in files}
             files = [replace(f, reason=reasons[f.path] or (
@@ -328,7 +319,7 @@ def make_plan(groups, rules: Sequence[KeepRule], protect: Sequence[str] = (),
         if any(r.name == "source" for r in rules):
             usable = with_resaves(usable)
         if lossless_first(rules):
-            usable = with_decodes(with_colours(usable, read=colour))
+            usable = with_decodes(with_colours(usable, read=colours.__getitem__))
         best, rest = choose(usable, rules)
         chosen = {best.path: best, **{f.path: f for f in rest}}
         also = set()  # files kept beside the rules' choice (kept_too: finer, a band's content)
