@@ -360,6 +360,7 @@ def dedupe_cmd(threshold, linkage, check, keep, protect, act_on_unconfirmed, pla
     if plan is not None:
         acts = sum(len(g.act_on) for g in plan.groups)
         click.echo(f"plan: act on {acts} files, {_size(plan.reclaimable())} reclaimable"
+                   + _linked(plan)
                    + (f"; written to {plan_path}; look at it with: simsearch review --plan "
                       f"{plan_path}; carry it out with: simsearch apply {plan_path} --action trash"
                       if plan_path else "; write it with --plan FILE"), err=True)
@@ -725,7 +726,8 @@ def review_cmd(out_dir, plan_path, keep, protect, act_on_unconfirmed, threshold,
     files = sum(len(g.files) for g in plan.groups)
     acts = sum(len(g.act_on) for g in plan.groups)
     click.echo(f"{len(plan.groups)} groups, {files} files; the plan acts on {acts} of them, "
-               f"{_size(plan.reclaimable())} reclaimable: open {page.resolve().as_uri()}")
+               f"{_size(plan.reclaimable())} reclaimable{_linked(plan)}: open "
+               f"{page.resolve().as_uri()}")
     if plan_path is None:
         click.echo(f"the rules' plan is in {out_dir / 'plan.json'}; apply it as it is with: "
                    f"simsearch apply {out_dir / 'plan.json'} --action trash", err=True)
@@ -1019,6 +1021,16 @@ def _folders_text(paths) -> str:
     folders = [f for f in folders
                if not any(f.startswith(o.rstrip(os.sep) + os.sep) for o in folders)]
     return " ".join(_show(f) for f in folders[:3]) + (" ..." if len(folders) > 3 else "")
+
+
+def _linked(plan) -> str:
+    """Words on the files a plan acts on that free no space (other names on disk), or ""."""
+    n = plan.linked()
+    if not n:
+        return ""
+    return (" (1 of them has another name on disk, a hard link outside the index: acting on it "
+            "frees no space)" if n == 1 else f" ({n} of them have other names on disk, hard "
+            f"links outside the index: acting on them frees no space)")
 
 
 def _size(n: int) -> str:

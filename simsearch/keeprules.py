@@ -20,7 +20,7 @@ from simsearch.planfile import (FORMAT_NAMES, RAW_KINDS, PlanFile, date_seconds,
 
 __all__ = ["KEEP_RULES", "DEFAULT_KEEP", "DEFAULT_FORMAT_ORDER", "KeepRule", "LOSSLESS_FIRST",
            "lossless_over", "stored_first", "greyer", "with_colours", "lossless_first",
-           "colour_beside_grey",
+           "colour_beside_grey", "lacks_colour",
            "with_decodes", "COLOUR_MORE", "COLOUR_MORE_LEVELS", "more_colour", "kept_too",
            "parse_rules", "format_rank", "named_as_copy", "copies_among", "choose"]
 
@@ -174,7 +174,11 @@ def with_colours(files: Sequence[PlanFile], read=None) -> list[PlanFile]:
         return list(files)
     if read is None:
         from simsearch.resave import has_colour as read
-    found = {f.path: read(f.path) for f in usable if f.colour is None}
+    figures = {f.path: read(f.path) for f in usable}
+    files = [replace(f, tones=_tones_of(figures[f.path])) if f.path in figures else f
+             for f in files]
+    usable = [f for f in files if not f.problem]
+    found = {path: figures[path] for path in (f.path for f in usable if f.colour is None)}
     stored = {f.lossless for f in usable}
     if any(f.colour is False for f in usable) or {True, False} <= stored:
         return [replace(f, colour=found[f.path][0], chroma=found[f.path][1]) if f.path in found
@@ -185,6 +189,13 @@ def with_colours(files: Sequence[PlanFile], read=None) -> list[PlanFile]:
         return list(files)
     return [replace(f, colour=False, chroma=found[f.path][1]) if f.path in grey else f
             for f in files]
+
+
+def _tones_of(figures) -> tuple[float, float] | None:
+    """(chroma, variety) from what `with_colours`' reader said of a file, or None."""
+    if len(figures) < 3 or figures[1] is None or figures[2] is None:
+        return None
+    return round(float(figures[1]), 3), round(float(figures[2]), 3)
 
 
 def lossless_first(rules: Sequence[KeepRule]) -> bool:
@@ -248,6 +259,38 @@ def more_colour(kept: PlanFile, f: PlanFile) -> tuple[float, float] | None:
     return None
 
 
+# a kept file whose colours vary at most TONED_VARIETY levels at one brightness, though they lie
+# TONED_CHROMA or more from grey, is toned (a sepia, a tint, a duotone: its colour follows its
+# brightness), and a file beside it whose colours vary VARIETY_MORE times as much, and at least
+# VARIETY_LEVELS, holds colour it lacks; so does a file whose colours lie FADED_MORE times as
+# far from grey and vary FADED_MORE times as much, alike in kind (the two figures' ratio within
+# FADED_ALIKE of the kept file's: a copy faded as a whole, not a grey picture put on a coloured
+# canvas), beside a kept file in colour (trials/keep-toned-rule.md, chosen on validation)
+TONED_VARIETY, TONED_CHROMA, VARIETY_MORE, VARIETY_LEVELS = 1.5, 2.0, 3.0, 3.0
+FADED_MORE, FADED_ALIKE = 2.5, 1.25
+
+
+def lacks_colour(kept: PlanFile, f: PlanFile) -> tuple[str, float, float] | None:
+    """("toned", f's variety, the kept file's) when the kept file is toned and `f` holds the
+    colours it lacks; ("faded", f's chroma, the kept file's) when the kept file is a faded copy
+    of `f`'s colours; else None (either file's `tones` not read, or neither holds). Read in
+    every group `with_colours` reads, whatever the files' storage: a sepia or faded copy,
+    bigger on disk than its colour original, had been kept over it, and the original acted on
+    (session 34)."""
+    if kept.tones is None or f.tones is None:
+        return None
+    (kept_chroma, kept_variety), (chroma, variety) = kept.tones, f.tones
+    if kept_chroma < TONED_CHROMA or variety < VARIETY_LEVELS:
+        return None
+    if kept_variety <= TONED_VARIETY and variety >= VARIETY_MORE * kept_variety:
+        return "toned", variety, kept_variety
+    if chroma >= FADED_MORE * kept_chroma and variety >= FADED_MORE * kept_variety:
+        alike = (variety / chroma) / max(kept_variety / kept_chroma, 1e-9)
+        if 1 / FADED_ALIKE <= alike <= FADED_ALIKE:
+            return "faded", chroma, kept_chroma
+    return None
+
+
 def colour_beside_grey(kept: PlanFile, f: PlanFile) -> bool:
     """Whether `f` is not grey beside a kept file whose grey pixels `with_colours` recorded
     outside session 32's colour rules (with their chroma, where `f` has none): `f` may hold
@@ -263,9 +306,10 @@ def kept_too(kept: PlanFile, f: PlanFile, bare: bool = False,
     acts on it: `f` holds the picture finer (`finer_than`), or one of the two holds the other's
     picture with a band on its border that holds something (`banded`): `f` holds a caption the
     kept file lacks, or `f` is the picture as it was without the kept file's band (the first
-    such file the rules rank: `bare` says one is kept already); or `f` is the first file not
-    grey the rules rank beside a kept grey one (`colour_beside_grey`; `coloured` says one is
-    kept already)."""
+    such file the rules rank: `bare` says one is kept already); or `f` is the first file the
+    rules rank that is not grey beside a kept grey one (`colour_beside_grey`) or holds the
+    colours of a kept toned or faded one (`lacks_colour`; `coloured` says one is kept
+    already)."""
     if f.lossless is True and kept.lossless is False and f.colour is False \
             and kept.colour is True:  # each holds something the other lacks
         return (f"kept: the picture in grey stored without loss, beside the kept lossy "
@@ -278,6 +322,14 @@ def kept_too(kept: PlanFile, f: PlanFile, bare: bool = False,
     if not coloured and colour_beside_grey(kept, f):  # the first such file the rules rank
         return (f"kept: not grey, beside the kept {os.path.basename(kept.path)}, which is: it "
                 f"may hold the picture's colours")
+    lacks = None if coloured else lacks_colour(kept, f)  # the first such file too
+    if lacks is not None:
+        kind, mine, theirs = lacks
+        return (f"kept: holds colour the kept {os.path.basename(kept.path)} lacks: "
+                + (f"its colours vary {mine:.1f} levels at one brightness, the kept file's "
+                   f"{theirs:.1f} (that file is toned: a sepia, a tint)" if kind == "toned" else
+                   f"its colours lie {mine:.1f} levels from grey, the kept file's {theirs:.1f} "
+                   f"(that file is faded)"))
     at = finer_than(kept, f)
     if at is not None:
         return (f"kept: holds the picture at {at:.0%} of its size in the kept "

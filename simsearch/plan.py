@@ -22,8 +22,8 @@ from pathlib import Path
 
 from simsearch.errors import PlanError
 from simsearch.files import json_text
-from simsearch.keeprules import (KeepRule, choose, colour_beside_grey, kept_too, lossless_first,
-                                 parse_rules, with_colours, with_decodes)
+from simsearch.keeprules import (KeepRule, choose, colour_beside_grey, kept_too, lacks_colour,
+                                 lossless_first, parse_rules, with_colours, with_decodes)
 from simsearch.layout import (BAND, BAND_GROUP, adds_bars, with_bands, with_bars, with_corners,
                               with_resaves)
 from simsearch.planfile import PlanFile, file_facts, under
@@ -81,10 +81,18 @@ class PlanGroup:
     confirmed: list[str] = field(default_factory=list)
 
     def reclaimable(self) -> int:
+        """The bytes acting on the group frees: a file with other names on disk (a hard link
+        outside the index) frees none."""
         if self.decision != "act":
             return 0
-        sizes = {f.path: f.size for f in self.files}
+        sizes = {f.path: f.size if f.links == 1 else 0 for f in self.files}
         return sum(sizes[p] for p in self.act_on)
+
+    def linked(self) -> int:
+        """How many of the files acted on have other names on disk (they free no space)."""
+        if self.decision != "act":
+            return 0
+        return sum(f.links > 1 for f in self.files if f.path in self.act_on)
 
 
 @dataclass
@@ -102,6 +110,9 @@ class Plan:
 
     def reclaimable(self) -> int:
         return sum(g.reclaimable() for g in self.groups)
+
+    def linked(self) -> int:
+        return sum(g.linked() for g in self.groups)
 
     def to_dict(self) -> dict:
         return {"format": PLAN_FORMAT, "version": PLAN_VERSION, "created": self.created,
@@ -324,7 +335,7 @@ def make_plan(groups, rules: Sequence[KeepRule], protect: Sequence[str] = (),
         chosen = {best.path: best, **{f.path: f for f in rest}}
         also = set()  # files kept beside the rules' choice (kept_too: finer, a band's content)
         bare = False  # whether one file without the kept file's band is kept (kept_too)
-        coloured = False  # whether one file not grey is kept beside a kept grey one (kept_too)
+        coloured = False  # whether one file is kept for colours the kept one lacks (kept_too)
         # a file with more frames is acted on only with a twin kept (the best, a protected one)
         kept_bytes = {best.sha256} | {f.sha256 for f in chosen.values() if f.protected}
         for path, f in chosen.items():
@@ -343,7 +354,8 @@ def make_plan(groups, rules: Sequence[KeepRule], protect: Sequence[str] = (),
                 chosen[path] = replace(f, reason=why)
                 also.add(path)
                 bare = bare or adds_bars(f, best, BAND)
-                coloured = coloured or colour_beside_grey(best, f)
+                coloured = coloured or colour_beside_grey(best, f) or \
+                    lacks_colour(best, f) is not None
         files = [chosen.get(f.path, replace(f, reason=(
             UNCONFIRMED + ("; also protected" if f.protected else "")) if f.path in held
             else f.problem)) for f in files]
@@ -398,9 +410,11 @@ def _plan_file(f, where: str) -> PlanFile:
                            "carries": _paths(f.get("carries"), "carries"),
                            "decodes": _paths(f.get("decodes"), "decodes"),
                            "frames": _count(f.get("frames", 1), "frames"),
+                           "links": _count(f.get("links", 1), "links"),
                            "lossless": _flag(f.get("lossless"), "lossless"),
                            "colour": _flag(f.get("colour"), "colour"),
                            "chroma": _chroma(f.get("chroma")),
+                           "tones": _tones(f.get("tones")),
                            "aliases": _paths(f.get("aliases", []), "aliases")})
     except (TypeError, ValueError) as e:
         raise PlanError(f"{where}: {e}") from None
@@ -451,11 +465,20 @@ def _whole(value, name: str) -> int:
     return value
 
 
-def _chroma(value) -> float | None:
-    chroma = _number(value, "chroma")
+def _chroma(value, name: str = "chroma") -> float | None:
+    chroma = _number(value, name)
     if chroma is not None and not 0 <= chroma <= 255:
-        raise ValueError(f"chroma: {value!r} is not a number from 0 to 255")
+        raise ValueError(f"{name}: {value!r} is not a number from 0 to 255")
     return chroma
+
+
+def _tones(value) -> tuple[float, float] | None:
+    """A file's (chroma, variety), or None."""
+    if value is None:
+        return None
+    if not isinstance(value, list) or len(value) != 2 or None in value:
+        raise ValueError(f"tones: {value!r:.60} is not two numbers")
+    return _chroma(value[0], "tones"), _chroma(value[1], "tones")
 
 
 def _flag(value, name: str) -> bool | None:
@@ -523,12 +546,16 @@ def _number(value, name: str) -> float | None:
 
 def _file_dict(f: PlanFile) -> dict:
     # nanosecond mtimes pass 2**53: as a string, so that the page's JavaScript keeps every digit;
-    # `carries` and `decodes` only where they were read, so that a plan without them reads as
-    # before
+    # `carries`, `decodes` and `tones` only where they were read, so that a plan without them
+    # reads as before
     out = {**asdict(f), "mtime_ns": str(f.mtime_ns)}
-    for name in ("carries", "decodes"):
+    for name in ("carries", "decodes", "tones"):
         if out[name] is None:
             del out[name]
+    if f.tones is not None:
+        out["tones"] = list(f.tones)
+    if f.links == 1:
+        del out["links"]
     if not f.aliases:
         del out["aliases"]
     return out

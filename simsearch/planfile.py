@@ -94,9 +94,16 @@ class PlanFile:
     # how far its colours lie from grey, in levels (`simsearch.resave.has_colour`: the mean of
     # 64x64 cells), read with `colour`; 0 for a file stored in grey; None when not read
     chroma: float | None = None
+    # (chroma, variety) of its pixels, in levels (`simsearch.resave.has_colour`: how far its
+    # colours lie from grey, and how far they vary at one brightness), read for every file
+    # `with_colours` reads, whatever the group (`keeprules.lacks_colour`); None when not read
+    tones: tuple[float, float] | None = None
     # the file's other indexed names (a symbolic link to it, a hard link: simsearch.dedupe's
     # `Member.aliases`); a plan keeps such a file (`linked_kept`)
     aliases: tuple[str, ...] = ()
+    # the names its bytes have on disk (st_nlink) when the plan was made: with more than one,
+    # acting on it frees no space while another name stays (`PlanGroup.reclaimable`)
+    links: int = 1
 
     @property
     def pixels(self) -> int:
@@ -136,7 +143,7 @@ def file_facts(member, protect: Sequence[str] = ()) -> PlanFile:
     f = replace(f, format=head.format or _SUFFIX_FORMATS.get(Path(path).suffix.lower(), ""),
                 date=(head.date or local).isoformat(),
                 date_source="exif" if head.date else "mtime", frames=head.frames,
-                lossless=head.lossless, colour=head.colour)
+                lossless=head.lossless, colour=head.colour, links=st.st_nlink)
     if (st.st_size, st.st_mtime_ns) != (member.size, member.mtime_ns):
         return replace(f, size=st.st_size, mtime_ns=st.st_mtime_ns,
                        problem="changed since it was indexed (run simsearch index first)")

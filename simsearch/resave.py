@@ -25,7 +25,7 @@ from simsearch.images import MAX_DECODE_BYTES, MAX_PIXELS, _head, _open_pillow, 
     _orientation
 
 __all__ = ["Grid", "Carried", "grid_of", "carried", "is_resave", "everywhere", "decoded",
-           "holds_pixels", "has_colour", "colour_of", "CARRY", "CARRY_SAME", "TILE_SAME",
+           "holds_pixels", "Colours", "has_colour", "colour_of", "CARRY", "CARRY_SAME", "TILE_SAME",
            "COLOUR_SAME"]
 
 CARRY = 0.3          # a file whose coefficients lie this near another's lattice (mean cos) ...
@@ -46,6 +46,7 @@ COLOUR_SAME = 3.0    # a re-save's Cb and Cr lie within this many levels of the 
 COLOUR_CELL = 8.0    # ... and within this many in every eighth of the planes a side (mean)
 COLOUR_NONE = 2.0    # a picture whose Cb and Cr lie this near grey everywhere has no colour
 COLOUR_THROUGHOUT = 0.5  # ... and one with half its cells further from grey is in colour
+VARIETY_BINS = 16    # brightness is cut in this many bands to measure colour it does not explain
 _DCT = np.array([[np.sqrt((1 if k == 0 else 2) / 8) * np.cos((2 * n + 1) * k * np.pi / 16)
                   for n in range(8)] for k in range(8)])
 _DCT2 = np.kron(_DCT, _DCT)  # a block's 64 pixels, row by row, to its 64 coefficients
@@ -156,9 +157,16 @@ def _colour(rgb) -> np.ndarray | None:
 
 def _planes(rgb) -> np.ndarray:
     """Cb and Cr of a picture (PIL, RGB) at COLOUR_SIDE a side (2 x side x side, floats)."""
+    return _cells(rgb)[1]
+
+
+def _cells(rgb) -> tuple[np.ndarray, np.ndarray]:
+    """Y (side x side) and Cb and Cr (2 x side x side) of a picture (PIL, RGB) at COLOUR_SIDE a
+    side, floats."""
     from PIL import Image
     small = rgb.resize((COLOUR_SIDE, COLOUR_SIDE), Image.Resampling.BOX).convert("YCbCr")
-    return np.asarray(small, np.float64)[:, :, 1:].transpose(2, 0, 1)
+    cells = np.asarray(small, np.float64)
+    return cells[:, :, 0], cells[:, :, 1:].transpose(2, 0, 1)
 
 
 def carried(g: Grid | None, f: Grid | None, turn) -> Carried | None:
@@ -384,30 +392,57 @@ def holds_pixels(held: np.ndarray, source: np.ndarray) -> bool:
     return False
 
 
-def has_colour(path: str | os.PathLike) -> tuple[bool | None, float | None]:
-    """(whether the picture in the file holds colour throughout, how far its colours lie from
-    grey). The first: True when at least COLOUR_THROUGHOUT of its COLOUR_SIDE x COLOUR_SIDE
-    cells lie further than COLOUR_NONE from grey (a colour photograph), False when none does
-    (grey throughout), None in between (a coloured caption or frame on a grey picture, or a
-    photograph mostly grey or dark), when it cannot be read, or when it has transparency (what
-    shows through is not its colour). The second: the mean over those cells of the larger of
-    |Cb - 128| and |Cr - 128|, in levels (transparency on white); None when it cannot be read."""
+class Colours(NamedTuple):
+    """What a picture's pixels say of its colour (`has_colour`)."""
+
+    colour: bool | None      # in colour throughout (True), grey throughout (False), or neither
+    chroma: float | None     # how far its colours lie from grey (levels, mean over cells)
+    variety: float | None    # how far they vary at one brightness (levels, root mean square)
+
+
+def has_colour(path: str | os.PathLike) -> Colours:
+    """What the picture in the file says of colour, read on COLOUR_SIDE x COLOUR_SIDE cells.
+    `colour`: True when at least COLOUR_THROUGHOUT of the cells lie further than COLOUR_NONE
+    from grey (a colour photograph), False when none does (grey throughout), None in between (a
+    coloured caption or frame on a grey picture, or a photograph mostly grey or dark), when it
+    cannot be read, or when it has transparency (what shows through is not its colour).
+    `chroma`: the mean over the cells of the larger of |Cb - 128| and |Cr - 128|, in levels
+    (transparency on white). `variety`: how far Cb and Cr lie from their mean among cells of
+    like brightness (one of VARIETY_BINS bands of Y), root mean square, in levels: the colour
+    that brightness does not explain. A sepia, a tinted black-and-white or a duotone has colour
+    (chroma) but little variety: its colour is a function of its brightness; the photograph it
+    was made from has both. Both None when the file cannot be read."""
     from simsearch.errors import SimsearchError
     from simsearch.images import load_image, to_rgb
     try:
         picture = load_image(path, target=4 * COLOUR_SIDE, alpha=True).image
-        colour, chroma = colour_of(to_rgb(picture))  # transparency on white, as the network sees
-        return (None if _see_through(picture) else colour), chroma
+        found = colour_of(to_rgb(picture))  # transparency on white, as the network sees
+        return found._replace(colour=None) if _see_through(picture) else found
     except (SimsearchError, OSError, ValueError):
-        return None, None
+        return Colours(None, None, None)
     except Exception:  # noqa: BLE001 - Pillow's plugins raise more than OSError: cannot tell
-        return None, None
+        return Colours(None, None, None)
 
 
-def colour_of(rgb) -> tuple[bool | None, float]:
+def colour_of(rgb) -> Colours:
     """`has_colour` of a picture already decoded (PIL, RGB, opaque)."""
-    far = np.abs(_planes(rgb) - 128).max(axis=0)
+    luma, planes = _cells(rgb)
+    far = np.abs(planes - 128).max(axis=0)
+    variety = _variety(luma, planes)
     if far.max() <= COLOUR_NONE:
-        return False, float(far.mean())
+        return Colours(False, float(far.mean()), variety)
     share = float((far > COLOUR_NONE).mean())
-    return (True if share >= COLOUR_THROUGHOUT else None), float(far.mean())
+    return Colours(True if share >= COLOUR_THROUGHOUT else None, float(far.mean()), variety)
+
+
+def _variety(luma: np.ndarray, planes: np.ndarray) -> float:
+    """The root mean square distance of each cell's (Cb, Cr) from the mean of the cells in its
+    band of brightness (`has_colour`'s `variety`)."""
+    bands = np.minimum((luma * VARIETY_BINS / 256).astype(np.intp), VARIETY_BINS - 1).ravel()
+    cb, cr = planes[0].ravel(), planes[1].ravel()
+    count = np.maximum(np.bincount(bands, minlength=VARIETY_BINS), 1)
+    off = 0.0
+    for plane in (cb, cr):
+        mean = np.bincount(bands, plane, VARIETY_BINS) / count
+        off += float(((plane - mean[bands]) ** 2).sum())
+    return float(np.sqrt(off / bands.size))

@@ -463,6 +463,72 @@ def test_a_photo_with_colour_in_a_part_is_never_acted_on_for_a_grey_or_faded_fil
     assert str(jpg) in g.keep, [f.reason for f in g.files]
 
 
+def _toned(photo, kind):
+    """A sepia, a blue-tinted black-and-white, or the photo at 30% of its saturation."""
+    from PIL import ImageEnhance, ImageOps
+    if kind == "sepia":
+        return ImageOps.colorize(photo.convert("L"), "#2b1a0e", "#f5e6c8", mid="#a07850")
+    if kind == "tint":
+        return Image.blend(photo.convert("L").convert("RGB"),
+                           Image.new("RGB", photo.size, (40, 90, 160)), 0.25)
+    return ImageEnhance.Color(photo).enhance(0.3)
+
+
+@pytest.mark.parametrize("kind,fmt", [("sepia", "PNG"), ("tint", "JPEG"), ("faded", "JPEG")])
+def test_a_toned_or_faded_copy_kept_for_its_bytes_keeps_its_colour_original_too(tmp_path, kind,
+                                                                                 fmt):
+    """Left alone in session 33: a sepia, tinted or faded copy of a colour photo, stored without
+    loss or bigger on disk, was kept and the photo acted on: their colours lie far from grey too
+    (a sepia's more than the photo's). A toned copy's colour follows its brightness, and a
+    faded one's lies nearer grey in every part alike; the photo's colours vary at one
+    brightness: it holds colour the kept copy lacks, and is kept too, in any group."""
+    from simsearch.resave import has_colour
+    jpg = tmp_path / "photo.jpg"
+    _photo(seed=47, size=(320, 240)).save(jpg, quality=70)
+    copy = tmp_path / f"photo_{kind}.{fmt.lower()}"
+    _toned(Image.open(jpg).convert("RGB"), kind).save(copy, fmt, **(
+        {"quality": 98} if fmt == "JPEG" else {}))
+    assert copy.stat().st_size > jpg.stat().st_size
+    g = _plan(tmp_path, [jpg, copy])
+    assert g.keep == [str(copy), str(jpg)] and g.act_on == [], [f.reason for f in g.files]
+    reason = {f.path: f.reason for f in g.files}[str(jpg)]
+    assert reason.startswith(f"kept: holds colour the kept photo_{kind}.{fmt.lower()} lacks"), \
+        reason
+    assert ("faded" if kind == "faded" else "toned") in reason  # (a PNG beside a JPEG: by chroma)
+    tones = {f.path: f.tones for f in g.files}
+    assert tones[str(jpg)] == pytest.approx(tuple(has_colour(jpg)[1:]), abs=1e-3)
+    # a copy of the photo's colours (brighter, more saturated, re-saved) is acted on as before
+    from PIL import ImageEnhance
+    for name, img in (("bright", ImageEnhance.Brightness(Image.open(jpg)).enhance(1.4)),
+                      ("vivid", ImageEnhance.Color(Image.open(jpg)).enhance(1.8))):
+        other = tmp_path / f"photo_{name}.jpg"
+        img.save(other, quality=98)
+        g = _plan(tmp_path, [jpg, other])
+        assert g.keep == [str(other)] and g.act_on == [str(jpg)], [f.reason for f in g.files]
+
+
+def test_beside_a_kept_toned_copy_only_the_first_colour_file_is_kept_and_a_plan_says_why(
+        tmp_path):
+    """Of several colour files beside a kept sepia JPEG, the first the rules rank is kept too;
+    the others are acted on, as copies of it. The plan file records each file's tones and reads
+    them back."""
+    photo = _photo(seed=53, size=(320, 240))
+    sepia = tmp_path / "sepia.jpg"  # (all lossy: a PNG beside them keeps every colour file)
+    _toned(photo, "sepia").save(sepia, quality=90)
+    copies = []
+    for side in (300, 200):
+        copies.append(tmp_path / f"colour_{side}.jpg")
+        photo.resize((side, side * 3 // 4)).save(copies[-1], quality=90)
+    plan = make_plan([_group(sepia, *copies)], parse_rules([]))
+    g = plan.groups[0]
+    assert g.keep == [str(sepia), str(copies[0])] and g.act_on == [str(copies[1])], \
+        [f.reason for f in g.files]
+    plan.save(tmp_path / "plan.json")
+    again = Plan.load(tmp_path / "plan.json").groups[0]
+    assert [f.tones for f in again.files] == [f.tones for f in g.files]
+    assert all(f.tones is not None for f in g.files)
+
+
 def test_a_toned_copy_and_a_copy_with_the_cameras_exif_keep_what_the_other_lacks(tmp_path):
     """A hostile tester's cases (session 32): a grey PNG scan was acted on for a sepia-toned
     JPEG made from it ("holding the picture's colours"), and a PNG of a JPEG's decoded pixels
@@ -1125,7 +1191,10 @@ def test_a_hand_edited_plan_with_wrong_types_is_refused_naming_the_field(tmp_pat
              (("groups", 0, "files", 0, "path"), "/a\0b.jpg", "path is not text"),
              (("groups", 0, "min_score"), None, "min_score is not a number"),
              (("groups", 0, "keep"), "a.jpg", "keep is not a list"),
-             (("groups", 0), 7, "a group is not an object")]
+             (("groups", 0), 7, "a group is not an object"),
+             (("groups", 0, "files", 0, "tones"), [3.0], "tones: [3.0] is not two numbers"),
+             (("groups", 0, "files", 0, "tones"), [3.0, 300], "tones: 300 is not a number from"),
+             (("groups", 0, "files", 0, "tones"), "vivid", "tones: 'vivid' is not two")]
     for where, value, message in cases:
         data = json.loads(json.dumps(good))
         node = data

@@ -485,3 +485,30 @@ def test_a_picture_with_transparency_shows_on_a_chequered_ground(tmp_path, brows
         "i => getComputedStyle(i).backgroundImage")
     assert "conic-gradient" in ground
     assert errors == []
+
+
+def test_a_file_with_a_hard_link_outside_the_index_frees_no_space(tmp_path, browser):
+    """Left alone in session 33: the plan's reclaimable bytes counted a file acted on whose
+    bytes a hard link outside the index still holds. The plan, the command's summary and the
+    page count it as freeing nothing, and say why."""
+    files = {name: _image(tmp_path / "p" / name, size, 0)
+             for name, size in (("big.jpg", (400, 300)), ("small.jpg", (200, 150)),
+                                ("other.jpg", (100, 75)))}
+    (tmp_path / "outside").mkdir()
+    os.link(files["small.jpg"], tmp_path / "outside" / "small_link.jpg")
+    plan = make_plan([group(list(files.values()))], parse_rules(["largest"]))
+    g = plan.groups[0]
+    assert g.act_on == [str(files["small.jpg"]), str(files["other.jpg"])]
+    assert {f.path: f.links for f in g.files}[str(files["small.jpg"])] == 2
+    assert plan.reclaimable() == os.path.getsize(files["other.jpg"]) and plan.linked() == 1
+    plan.save(tmp_path / "plan.json")
+    again = Plan.load(tmp_path / "plan.json")
+    assert again.reclaimable() == plan.reclaimable()
+    assert json.loads((tmp_path / "plan.json").read_text())["summary"]["reclaimable_bytes"] == \
+        os.path.getsize(files["other.jpg"])
+    page, errors = _open(browser, write_review(plan, tmp_path / "report"))
+    shown = page.locator("#n-bytes").inner_text()
+    size = os.path.getsize(files["other.jpg"])
+    assert shown == (f"{size / 1000:.1f} KB" if size >= 1000 else f"{size} bytes"), shown
+    assert size != os.path.getsize(files["small.jpg"])
+    assert errors == []

@@ -1,0 +1,124 @@
+"""Trial: a colour original kept beside a kept toned or faded copy of it (`lacks_colour`).
+
+The rule and how it was chosen: trials/keep-toned-rule.md. Each validation original (the 800
+of data/val, or a seeded sample) is saved as a JPEG (quality 90), and each of its copies
+below too; both are read as a plan reads them (`simsearch.resave.has_colour`), and
+`simsearch.keeprules.lacks_colour` is asked both ways round:
+- the copy kept: is the original kept too (wanted for the toned and faded copies);
+- the original kept: is the copy kept too (a cost for every other edit: a copy the plan no
+  longer acts on).
+
+    python recipes/default_model/tone_trial.py [--sample 200] \
+        [--json recipes/default_model/trials/keep-toned-val.json]
+
+Copies: sepia (ImageOps.colorize of the grey picture), a blue tint (the grey picture blended
+25% with a blue), a warm filter (the picture blended 30% with orange: its colours still vary),
+the picture at 30% and 50% of its saturation (ImageEnhance.Color), at 150% and 200%, and the
+evaluation's edits (simsearch.edits, seeded). Originals whose colours vary less than
+VARIETY_LEVELS at one brightness (grey, or toned themselves) can lose no colour to a copy; the
+shares are reported over all originals and over those that can.
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import random
+import sys
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+
+from PIL import Image, ImageEnhance, ImageOps
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from simsearch.edits import EDIT_NAMES, apply_edit  # noqa: E402
+from simsearch.keeprules import VARIETY_LEVELS, lacks_colour  # noqa: E402
+from simsearch.planfile import PlanFile  # noqa: E402
+from simsearch.resave import has_colour  # noqa: E402
+
+WORK_SIDE = 512  # the originals are reduced to this many pixels on the long side
+
+
+def _sepia(img: Image.Image) -> Image.Image:
+    return ImageOps.colorize(img.convert("L"), "#2b1a0e", "#f5e6c8", mid="#a07850")
+
+
+def _tint(img: Image.Image) -> Image.Image:
+    return Image.blend(img.convert("L").convert("RGB"), Image.new("RGB", img.size, (40, 90, 160)),
+                       0.25)
+
+
+def _warm(img: Image.Image) -> Image.Image:
+    return Image.blend(img, Image.new("RGB", img.size, (255, 150, 40)), 0.3)
+
+
+def _saturation(k: float):
+    return lambda img: ImageEnhance.Color(img).enhance(k)
+
+
+WANTED = {"sepia": _sepia, "tint": _tint, "fade30": _saturation(0.3)}
+OTHERS = {"warm": _warm, "fade50": _saturation(0.5), "vivid150": _saturation(1.5),
+          "vivid200": _saturation(2.0)}
+
+
+def _file(path: Path) -> PlanFile:
+    found = has_colour(path)
+    tones = None if found.chroma is None else (found.chroma, found.variety)
+    return replace(PlanFile(path=str(path), size=0, mtime_ns=0, sha256="", width=1, height=1),
+                   tones=tones)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--val-dir", type=Path, default=ROOT / "data" / "val")
+    parser.add_argument("--sample", type=int, default=200, help="originals (0: all)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+    files = sorted(p for p in args.val_dir.iterdir() if p.is_file())
+    if args.sample:
+        files = random.Random(args.seed).sample(files, min(args.sample, len(files)))
+    edits = {**WANTED, **OTHERS, **{e: (lambda name: lambda img: apply_edit(
+        name, img, random.Random(1)))(e) for e in EDIT_NAMES}}
+    counts = {e: {"originals": 0, "colourful": 0, "original_kept_too": 0,
+                  "original_kept_too_colourful": 0, "copy_kept_too": 0} for e in edits}
+    with tempfile.TemporaryDirectory() as tmp:
+        for n, path in enumerate(files):
+            img = Image.open(path).convert("RGB")
+            img.thumbnail((WORK_SIDE, WORK_SIDE))
+            original = Path(tmp) / "original.jpg"
+            img.save(original, quality=90)
+            o = _file(original)
+            colourful = o.tones is not None and o.tones[1] >= VARIETY_LEVELS
+            for e, edit in edits.items():
+                copy = Path(tmp) / "copy.jpg"
+                buf = io.BytesIO()
+                edit(img).convert("RGB").save(buf, "JPEG", quality=90)
+                copy.write_bytes(buf.getvalue())
+                c = _file(copy)
+                row = counts[e]
+                row["originals"] += 1
+                row["colourful"] += colourful
+                told = lacks_colour(c, o) is not None  # the copy kept: the original too?
+                row["original_kept_too"] += told
+                row["original_kept_too_colourful"] += told and colourful
+                row["copy_kept_too"] += lacks_colour(o, c) is not None
+            print(f"\r{n + 1}/{len(files)}", end="", file=sys.stderr, flush=True)
+    print(file=sys.stderr)
+    print(f"{'copy':11s} {'copy kept: original too':>24s} {'(of colourful)':>15s} "
+          f"{'original kept: copy too':>24s}")
+    for e, row in counts.items():
+        print(f"{e:11s} {row['original_kept_too'] / row['originals']:24.3f} "
+              f"{row['original_kept_too_colourful'] / max(row['colourful'], 1):15.3f} "
+              f"{row['copy_kept_too'] / row['originals']:24.3f}"
+              + ("   (wanted)" if e in WANTED else ""))
+    if args.json:
+        args.json.write_text(json.dumps({"command": " ".join(sys.argv), "sample": args.sample,
+                                         "seed": args.seed, "counts": counts}, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
