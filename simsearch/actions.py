@@ -126,18 +126,22 @@ def default_journal(plan_path: str | os.PathLike) -> Path:
 def apply(plan: Plan, action: str, journal: str | os.PathLike, to: str | os.PathLike | None = None,
           confirm_delete: bool = False, plan_id: str = "", progress: Progress | None = None,
           index: str | os.PathLike | None = None,
-          on_wait: Callable[[], None] | None = None) -> ApplyReport:
+          on_wait: Callable[[], None] | None = None,
+          held: dict[str, str] | None = None) -> ApplyReport:
     """Carry out `plan` with `action`, journalled in the folder `journal` (created, or resumed
     when it holds an earlier run of this plan and action). `plan_id` (the plan file's SHA-256)
     ties the journal to its plan. `index`: the index folder the caller updates (default the
     plan's), recorded in the journal for undo. One apply or undo runs at a time
-    (`simsearch.journal.one_at_a_time`; `on_wait` is called when this one must wait)."""
+    (`simsearch.journal.one_at_a_time`; `on_wait` is called when this one must wait).
+    `held`: files of the plan not to act on, each with the reason it is skipped (`Plan.not_alike`:
+    by the index's vectors, not a copy of its group)."""
     with one_at_a_time(on_wait):
-        return _apply(plan, action, journal, to, confirm_delete, plan_id, progress, index)
+        return _apply(plan, action, journal, to, confirm_delete, plan_id, progress, index,
+                      held or {})
 
 
 def _apply(plan: Plan, action: str, journal: str | os.PathLike, to, confirm_delete: bool,
-           plan_id: str, progress: Progress | None, index) -> ApplyReport:
+           plan_id: str, progress: Progress | None, index, held: dict[str, str]) -> ApplyReport:
     if action not in ACTIONS:
         raise PlanError(f"action must be one of {', '.join(ACTIONS)}, not {action!r}")
     if action == "move" and not to:
@@ -216,7 +220,7 @@ def _apply(plan: Plan, action: str, journal: str | os.PathLike, to, confirm_dele
         # files the person put back, now or in an earlier run: left where they put them
         report.back = sorted(_put_back_by_hand(j))  # (every run: a kill may have cut the
         done.update({path: None for path in report.back})  # one that found them short)
-        _act(plan, action, to, j, done, report, progress)
+        _act(plan, action, to, j, done, report, progress, held)
         report.there += [o.path for o in report.skipped if os.path.lexists(o.path)]
         for op in filter(None, done.values()):
             if os.path.lexists(op["path"]):  # a file there again (a copy taken out of the
@@ -395,7 +399,7 @@ def _put_aside_back(j: Journal) -> str | None:
 
 
 def _act(plan: Plan, action: str, to: str | None, j: Journal, done: dict[str, dict],
-         report: ApplyReport, progress: Progress | None) -> None:
+         report: ApplyReport, progress: Progress | None, held: dict[str, str]) -> None:
     groups = [g for g in plan.groups if g.decision == "act" and g.act_on]
     total = sum(len(g.act_on) for g in groups)
     hashes: dict[tuple, str] = {}  # (path, device, inode, size, mtime) -> SHA-256
@@ -435,7 +439,8 @@ def _act(plan: Plan, action: str, to: str | None, j: Journal, done: dict[str, di
                 report.skipped.append(Outcome(path, f"no kept copy of its group is intact ({why})"))
                 continue
             kept = kept_ok[n][0]
-            why = _refusal(path, files[path], kept, kept_inodes, plan, action, hashes)
+            why = held.get(path) or _refusal(path, files[path], kept, kept_inodes, plan, action,
+                                             hashes)
             if why:
                 report.skipped.append(Outcome(path, why))
                 j.append({"op": "skip", "path": path, "reason": why})

@@ -778,11 +778,12 @@ def apply_cmd(plan_path, action, to, yes_delete, journal, index_dir, quiet, as_j
     if action == "delete":
         click.echo("delete: files are removed for good; undo will list them as not restorable",
                    err=True)
+    held = _not_alike(plan, index_dir or plan.index)
     with _Progress(f"{action}", quiet) as progress:
         report = apply(plan, action, journal, to=to, confirm_delete=yes_delete,
                        plan_id=sha256(plan_path), progress=progress,
                        index=os.path.abspath(index_dir) if index_dir else None,
-                       on_wait=_waiting)
+                       on_wait=_waiting, held=held)
     # moved files are set aside (never indexed again): the index forgets them as trashed ones,
     # at their new paths too (where an earlier simsearch followed them under --to)
     folder = index_dir or plan.index
@@ -959,6 +960,22 @@ def _term_stops():
         yield
     finally:
         signal.signal(signal.SIGTERM, before)
+
+
+def _not_alike(plan, folder) -> dict[str, str]:
+    """The files `plan` acts on that the index's vectors say are no copy of their group
+    (`Plan.not_alike`), each with its reason; none when there is no index to ask (the other
+    checks stand), with a word on stderr when it cannot be read."""
+    if not folder or not os.path.isdir(folder):
+        return {}
+    from simsearch.index import open_index
+
+    try:
+        return plan.not_alike(open_index(folder).scores_between)
+    except SimsearchError as e:
+        click.echo(f"could not ask the index {_show(str(folder))} whether each file is a copy "
+                   f"of its group ({e}); the files are checked as before", err=True)
+        return {}
 
 
 def _update_index(folder, forget=(), relocate=None, not_duplicates=(), add=(),

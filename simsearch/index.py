@@ -919,10 +919,11 @@ class Index:
                         return {i: (r.sha256, r.size, r.mtime_ns)
                                 for i, r in catalog.rows_by_id(wanted).items()}
 
-                    def judge(a, b, scores):  # this snapshot's paths, this call's progress
+                    def judging(a, b, scores):  # this snapshot's paths, this call's progress
                         return check(a, b, scores, paths_of=catalog.paths,
                                      progress=check_progress, alone=alone,
                                      contents_of=contents_of, notice=check_notice)
+                    judge = judging
                 try:
                     found = find_groups(ids, vectors, offsets, codes, threshold, linkage, apart,
                                         progress=progress, check=judge,
@@ -997,6 +998,34 @@ class Index:
             return catalog.paths(ids)
         finally:
             catalog.close()
+
+    def scores_between(self, pairs: Sequence[tuple[str, str]]) -> list[float | None]:
+        """The score of each pair of indexed paths from the stored vectors, the higher of the
+        two dedupe may have grouped it by (adjusted with the stored offsets, as by default, and
+        plain cosine, as with --background none), capped at 1; None where either path is not
+        indexed."""
+        catalog = self.catalog()
+        try:
+            with catalog.snapshot():
+                rows = {p: catalog.get(p) for pair in pairs for p in pair}
+                ids = np.array(sorted({r.id for r in rows.values() if r is not None}), np.int64)
+                found = catalog.vectors_by_id(ids)
+                offsets = self._stored_offsets(catalog).of(ids) if len(ids) else ids
+        finally:
+            catalog.close()
+        row_of = {int(i): k for k, i in enumerate(ids)}
+        vectors = np.stack([found[int(i)] for i in ids]) if len(ids) else np.zeros((0, self.dim))
+        offsets = np.nan_to_num(np.asarray(offsets, np.float32), posinf=0.0)
+        wanted = [(k, row_of[rows[a].id], row_of[rows[b].id]) for k, (a, b) in enumerate(pairs)
+                  if rows[a] is not None and rows[b] is not None]
+        out: list[float | None] = [None] * len(pairs)
+        if wanted:
+            at, x, y = (np.array(c, np.int64) for c in zip(*wanted))
+            adjusted = exact_scores(vectors, offsets, x, y)
+            plain = exact_scores(vectors, np.zeros_like(offsets), x, y)
+            for k, a, b in zip(at.tolist(), adjusted.tolist(), plain.tolist()):
+                out[k] = min(1.0, max(a, b))
+        return out
 
     def vectors(self) -> tuple[list[str], np.ndarray]:
         """Every stored (path, vector), in id order: a list of paths and a float32 [n, d]."""

@@ -16,7 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path
 
@@ -95,6 +95,12 @@ class PlanGroup:
         return sum(f.links > 1 for f in self.files if f.path in self.act_on)
 
 
+# how far under a plan's threshold a file acted on may score with its group's kept files and
+# centre (`Plan.not_alike`): scores read again from an index may differ in the last digits
+ALIKE_SLACK = 0.02
+ALIKE_BATCH = 50_000  # pairs asked of the index at a time
+
+
 @dataclass
 class Plan:
     groups: list[PlanGroup]
@@ -110,6 +116,32 @@ class Plan:
 
     def reclaimable(self) -> int:
         return sum(g.reclaimable() for g in self.groups)
+
+    def not_alike(self, scores: Callable[[list[tuple[str, str]]], list[float | None]]
+                  ) -> dict[str, str]:
+        """The files the plan acts on that score under its threshold (less ALIKE_SLACK) with
+        every kept file of their group and with its centre, by `scores` (pairs of paths ->
+        their scores, None where one is not indexed: `Index.scores_between`), each with the
+        reason: dedupe never grouped such a file there, so the plan was edited (a unique photo
+        added to a group by hand). A file with any pair not known, and every file of a plan
+        without a threshold, is left to the other checks."""
+        if self.threshold is None:
+            return {}
+        asked = [(path, other) for g in self.groups if g.decision == "act"
+                 for path in g.act_on
+                 for other in dict.fromkeys([*g.keep, g.centre]) if other != path]
+        found: list[float | None] = []
+        for start in range(0, len(asked), ALIKE_BATCH):  # (vectors read a batch at a time)
+            found += scores(asked[start:start + ALIKE_BATCH])
+        best: dict[str, float | None] = {}
+        for (path, _), score in zip(asked, found):
+            known = best.get(path, -1.0)
+            best[path] = None if score is None or known is None else max(known, score)
+        floor = self.threshold - ALIKE_SLACK
+        return {path: (f"not alike any kept file of its group by the index's vectors (best "
+                       f"score {score:.2f}, the plan's threshold {self.threshold:.2f}): dedupe "
+                       f"did not group it there; was the plan edited by hand?")
+                for path, score in best.items() if score is not None and score < floor}
 
     def linked(self) -> int:
         return sum(g.linked() for g in self.groups)

@@ -402,3 +402,47 @@ def test_a_folder_indexed_under_two_names_is_acted_on_as_one(tmp_path, tiny_mode
     assert [os.path.basename(p) for p in group.keep] == ["a.jpg"], [f.reason for f in group.files]
     assert [os.path.basename(p) for p in group.act_on] == ["a_small.jpg"]
     assert not any("also indexed as" in f.reason for f in group.files)
+
+
+def test_a_unique_picture_added_to_a_group_by_hand_is_not_acted_on(tmp_path, tiny_model,
+                                                                    monkeypatch):
+    """Left alone in session 33: `apply` trusted a hand-edited plan's groups, re-checking each
+    file's bytes but not that it is a copy, so a unique photo added to a group (its hash and
+    size right, marked checked) was trashed. The index's vectors are asked first: a file
+    acted on that scores under the plan's threshold with every kept file of its group and its
+    centre is skipped, with the reason; the real copies are acted on."""
+    import hashlib
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    photos = tmp_path / "photos"
+    originals = write_pictures(photos / "a", 4)
+    copy0 = photos / "b" / "copy0.jpg"
+    copy0.parent.mkdir()
+    shutil.copy2(originals[0], copy0)
+    idx = tmp_path / "idx"
+    assert _run(["index", photos, "--index", idx, "--model", tiny_model / "model.onnx",
+                 "-q"]).exit_code == 0
+    plan_file = tmp_path / "plan.json"
+    assert _run(["dedupe", "--index", idx, "--plan", plan_file]).exit_code == 0
+    data = json.loads(plan_file.read_text())
+    (g,) = data["groups"]
+    assert len(g["act_on"]) == 1
+    unique = str(originals[3])
+    scores = open_index(idx).scores_between([(unique, p) for p in g["keep"] + g["act_on"]])
+    assert max(scores) < data["threshold"] - 0.02, scores  # (a picture of its own)
+    st = os.stat(unique)
+    g["files"].append({**g["files"][-1], "path": unique, "size": st.st_size,
+                       "mtime_ns": str(st.st_mtime_ns), "reason": "added by hand",
+                       "sha256": hashlib.sha256(Path(unique).read_bytes()).hexdigest(),
+                       "evidence": "checked"})
+    g["act_on"].append(unique)
+    edited = tmp_path / "edited.json"
+    edited.write_text(json.dumps(data))
+    before = Path(unique).read_bytes()
+    result = _run(["apply", edited, "--action", "trash"])
+    assert result.exit_code == 1, result.output
+    assert f"skipped {unique}: not alike any kept file of its group by the index's vectors" \
+        in result.output, result.output
+    assert Path(unique).read_bytes() == before
+    assert not os.path.exists(g["act_on"][0])  # the real copy was trashed
+    # the plan as dedupe wrote it asks nothing of the index that holds it back
+    assert Plan.load(plan_file).not_alike(open_index(idx).scores_between) == {}

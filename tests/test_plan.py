@@ -1214,3 +1214,30 @@ def test_a_hand_edited_plan_with_wrong_types_is_refused_naming_the_field(tmp_pat
     del data["act_on_unconfirmed"]
     (tmp_path / "flag.json").write_text(json.dumps(data))
     assert Plan.load(tmp_path / "flag.json").act_on_unconfirmed is True
+
+
+def test_not_alike_holds_only_files_every_known_score_puts_under_the_threshold(tmp_path):
+    """`Plan.not_alike`: a file acted on is held back when it scores under the plan's
+    threshold (less ALIKE_SLACK) with every kept file of its group and its centre; one pair
+    not known (a file not indexed), or a plan without a threshold, holds nothing back."""
+    from simsearch.plan import ALIKE_SLACK
+    a, b, c = (_image(tmp_path / f"{n}.jpg", (64 + 8 * k, 48), seed=k)
+               for k, n in enumerate("abc"))
+    plan = make_plan([_group(c, b, a)], parse_rules(["largest"]), threshold=0.8)
+    g = plan.groups[0]
+    assert g.keep == [str(c)] and g.centre == str(c) and sorted(g.act_on) == [str(a), str(b)]
+    table = {frozenset((str(a), str(c))): 0.5, frozenset((str(b), str(c))): 0.9}
+    asked = []
+
+    def scores(pairs):
+        asked.extend(pairs)
+        return [table.get(frozenset(p)) for p in pairs]
+    held = plan.not_alike(scores)
+    assert list(held) == [str(a)] and "best score 0.50, the plan's threshold 0.80" in held[str(a)]
+    assert sorted(asked) == sorted([(str(b), str(c)), (str(a), str(c))])
+    table[frozenset((str(a), str(c)))] = 0.8 - ALIKE_SLACK  # (at the floor: alike)
+    assert plan.not_alike(scores) == {}
+    del table[frozenset((str(a), str(c)))]  # not known: left to the other checks
+    assert plan.not_alike(scores) == {}
+    plan.threshold = None
+    assert plan.not_alike(lambda pairs: [0.0] * len(pairs)) == {}
