@@ -191,11 +191,11 @@ def with_colours(files: Sequence[PlanFile], read=None) -> list[PlanFile]:
             for f in files]
 
 
-def _tones_of(figures) -> tuple[float, float] | None:
-    """(chroma, variety) from what `with_colours`' reader said of a file, or None."""
-    if len(figures) < 3 or figures[1] is None or figures[2] is None:
+def _tones_of(figures) -> tuple[float, float, float] | None:
+    """(chroma, variety, spots) from what `with_colours`' reader said of a file, or None."""
+    if len(figures) < 4 or None in tuple(figures[1:4]):
         return None
-    return round(float(figures[1]), 3), round(float(figures[2]), 3)
+    return tuple(round(float(x), 4) for x in figures[1:4])
 
 
 def lossless_first(rules: Sequence[KeepRule]) -> bool:
@@ -268,18 +268,26 @@ def more_colour(kept: PlanFile, f: PlanFile) -> tuple[float, float] | None:
 # canvas), beside a kept file in colour (trials/keep-toned-rule.md, chosen on validation)
 TONED_VARIETY, TONED_CHROMA, VARIETY_MORE, VARIETY_LEVELS = 1.5, 2.0, 3.0, 3.0
 FADED_MORE, FADED_ALIKE = 2.5, 1.25
+# beside a kept file grey throughout (no part of it SPOT_LEVEL from grey, its mean under
+# SPOT_GREY levels), a file with SPOT_SHARE of it or more in colour holds colour the kept file
+# lacks, however small a part (a blue signature, a red stamp on a scan: its mean chroma is
+# far under the 2 levels `more_colour` asks)
+SPOT_GREY, SPOT_SHARE = 1.0, 0.0002
 
 
 def lacks_colour(kept: PlanFile, f: PlanFile) -> tuple[str, float, float] | None:
-    """("toned", f's variety, the kept file's) when the kept file is toned and `f` holds the
-    colours it lacks; ("faded", f's chroma, the kept file's) when the kept file is a faded copy
-    of `f`'s colours; else None (either file's `tones` not read, or neither holds). Read in
+    """("part", the share of `f` in colour, 0) when the kept file is grey and `f` holds colour
+    in a part however small; ("toned", f's variety, the kept file's) when the kept file is toned
+    and `f` holds the colours it lacks; ("faded", f's chroma, the kept file's) when the kept
+    file is a faded copy of `f`'s colours; else None (either file's `tones` not read, or neither holds). Read in
     every group `with_colours` reads, whatever the files' storage: a sepia or faded copy,
     bigger on disk than its colour original, had been kept over it, and the original acted on
     (session 34)."""
     if kept.tones is None or f.tones is None:
         return None
-    (kept_chroma, kept_variety), (chroma, variety) = kept.tones, f.tones
+    (kept_chroma, kept_variety, kept_spots), (chroma, variety, spots) = kept.tones, f.tones
+    if kept_spots == 0 and kept_chroma < SPOT_GREY and spots >= SPOT_SHARE:
+        return "part", spots, kept_spots
     if kept_chroma < TONED_CHROMA or variety < VARIETY_LEVELS:
         return None
     if kept_variety <= TONED_VARIETY and variety >= VARIETY_MORE * kept_variety:
@@ -326,7 +334,9 @@ def kept_too(kept: PlanFile, f: PlanFile, bare: bool = False,
     if lacks is not None:
         kind, mine, theirs = lacks
         return (f"kept: holds colour the kept {os.path.basename(kept.path)} lacks: "
-                + (f"its colours vary {mine:.1f} levels at one brightness, the kept file's "
+                + (f"{mine:.1%} of it is in colour (a stamp, a signature, a coloured line), "
+                   f"the kept file is grey throughout" if kind == "part" else
+                   f"its colours vary {mine:.1f} levels at one brightness, the kept file's "
                    f"{theirs:.1f} (that file is toned: a sepia, a tint)" if kind == "toned" else
                    f"its colours lie {mine:.1f} levels from grey, the kept file's {theirs:.1f} "
                    f"(that file is faded)"))

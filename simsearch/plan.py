@@ -504,13 +504,16 @@ def _chroma(value, name: str = "chroma") -> float | None:
     return chroma
 
 
-def _tones(value) -> tuple[float, float] | None:
-    """A file's (chroma, variety), or None."""
+def _tones(value) -> tuple[float, float, float] | None:
+    """A file's (chroma, variety, spots), or None."""
     if value is None:
         return None
-    if not isinstance(value, list) or len(value) != 2 or None in value:
-        raise ValueError(f"tones: {value!r:.60} is not two numbers")
-    return _chroma(value[0], "tones"), _chroma(value[1], "tones")
+    if not isinstance(value, list) or len(value) != 3 or None in value:
+        raise ValueError(f"tones: {value!r:.60} is not three numbers")
+    spots = _number(value[2], "tones")
+    if not 0 <= spots <= 1:
+        raise ValueError(f"tones: {value[2]!r} is not a share from 0 to 1")
+    return _chroma(value[0], "tones"), _chroma(value[1], "tones"), spots
 
 
 def _flag(value, name: str) -> bool | None:

@@ -94,10 +94,11 @@ class PlanFile:
     # how far its colours lie from grey, in levels (`simsearch.resave.has_colour`: the mean of
     # 64x64 cells), read with `colour`; 0 for a file stored in grey; None when not read
     chroma: float | None = None
-    # (chroma, variety) of its pixels, in levels (`simsearch.resave.has_colour`: how far its
-    # colours lie from grey, and how far they vary at one brightness), read for every file
-    # `with_colours` reads, whatever the group (`keeprules.lacks_colour`); None when not read
-    tones: tuple[float, float] | None = None
+    # (chroma, variety, spots) of its pixels (`simsearch.resave.has_colour`: how far its
+    # colours lie from grey and how far they vary at one brightness, in levels, and the share
+    # of it in colour), read for every file `with_colours` reads, whatever the group
+    # (`keeprules.lacks_colour`); None when not read
+    tones: tuple[float, float, float] | None = None
     # the file's other indexed names (a symbolic link to it, a hard link: simsearch.dedupe's
     # `Member.aliases`); a plan keeps such a file (`linked_kept`)
     aliases: tuple[str, ...] = ()

@@ -47,6 +47,8 @@ COLOUR_CELL = 8.0    # ... and within this many in every eighth of the planes a 
 COLOUR_NONE = 2.0    # a picture whose Cb and Cr lie this near grey everywhere has no colour
 COLOUR_THROUGHOUT = 0.5  # ... and one with half its cells further from grey is in colour
 VARIETY_BINS = 16    # brightness is cut in this many bands to measure colour it does not explain
+SPOT_LEVEL = 8.0     # a cell this many levels from grey holds colour (`Colours.spots`) ...
+SPOT_SIDE = 256      # ... of the picture reduced to this many cells a side
 _DCT = np.array([[np.sqrt((1 if k == 0 else 2) / 8) * np.cos((2 * n + 1) * k * np.pi / 16)
                   for n in range(8)] for k in range(8)])
 _DCT2 = np.kron(_DCT, _DCT)  # a block's 64 pixels, row by row, to its 64 coefficients
@@ -398,6 +400,7 @@ class Colours(NamedTuple):
     colour: bool | None      # in colour throughout (True), grey throughout (False), or neither
     chroma: float | None     # how far its colours lie from grey (levels, mean over cells)
     variety: float | None    # how far they vary at one brightness (levels, root mean square)
+    spots: float | None      # the share of it SPOT_LEVEL or more from grey (finer cells)
 
 
 def has_colour(path: str | os.PathLike) -> Colours:
@@ -411,7 +414,9 @@ def has_colour(path: str | os.PathLike) -> Colours:
     like brightness (one of VARIETY_BINS bands of Y), root mean square, in levels: the colour
     that brightness does not explain. A sepia, a tinted black-and-white or a duotone has colour
     (chroma) but little variety: its colour is a function of its brightness; the photograph it
-    was made from has both. Both None when the file cannot be read."""
+    was made from has both. `spots`: the share of the cells SPOT_LEVEL or more from grey (a
+    stamp, a signature, a coloured line on a grey scan: colour in a small part, which the mean
+    dilutes). All three None when the file cannot be read."""
     from simsearch.errors import SimsearchError
     from simsearch.images import load_image, to_rgb
     try:
@@ -419,20 +424,31 @@ def has_colour(path: str | os.PathLike) -> Colours:
         found = colour_of(to_rgb(picture))  # transparency on white, as the network sees
         return found._replace(colour=None) if _see_through(picture) else found
     except (SimsearchError, OSError, ValueError):
-        return Colours(None, None, None)
+        return Colours(None, None, None, None)
     except Exception:  # noqa: BLE001 - Pillow's plugins raise more than OSError: cannot tell
-        return Colours(None, None, None)
+        return Colours(None, None, None, None)
 
 
 def colour_of(rgb) -> Colours:
     """`has_colour` of a picture already decoded (PIL, RGB, opaque)."""
     luma, planes = _cells(rgb)
     far = np.abs(planes - 128).max(axis=0)
-    variety = _variety(luma, planes)
+    variety, spots = _variety(luma, planes), _spots(rgb)
     if far.max() <= COLOUR_NONE:
-        return Colours(False, float(far.mean()), variety)
+        return Colours(False, float(far.mean()), variety, spots)
     share = float((far > COLOUR_NONE).mean())
-    return Colours(True if share >= COLOUR_THROUGHOUT else None, float(far.mean()), variety)
+    return Colours(True if share >= COLOUR_THROUGHOUT else None, float(far.mean()), variety,
+                   spots)
+
+
+def _spots(rgb) -> float:
+    """The share of the picture's cells, at SPOT_SIDE a side, SPOT_LEVEL or more from grey
+    (`has_colour`'s `spots`): finer cells than the others', so that a thin line of ink on a big
+    scan is not averaged away."""
+    from PIL import Image
+    small = rgb.resize((SPOT_SIDE, SPOT_SIDE), Image.Resampling.BOX).convert("YCbCr")
+    planes = np.asarray(small, np.int16)[:, :, 1:]
+    return float((np.abs(planes - 128).max(axis=2) >= SPOT_LEVEL).mean())
 
 
 def _variety(luma: np.ndarray, planes: np.ndarray) -> float:

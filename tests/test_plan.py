@@ -497,6 +497,7 @@ def test_a_toned_or_faded_copy_kept_for_its_bytes_keeps_its_colour_original_too(
     assert ("faded" if kind == "faded" else "toned") in reason  # (a PNG beside a JPEG: by chroma)
     tones = {f.path: f.tones for f in g.files}
     assert tones[str(jpg)] == pytest.approx(tuple(has_colour(jpg)[1:]), abs=1e-3)
+    assert tones[str(jpg)][2] > 0.5  # (a busy photo: in colour almost everywhere)
     # a copy of the photo's colours (brighter, more saturated, re-saved) is acted on as before
     from PIL import ImageEnhance
     for name, img in (("bright", ImageEnhance.Brightness(Image.open(jpg)).enhance(1.4)),
@@ -527,6 +528,33 @@ def test_beside_a_kept_toned_copy_only_the_first_colour_file_is_kept_and_a_plan_
     again = Plan.load(tmp_path / "plan.json").groups[0]
     assert [f.tones for f in again.files] == [f.tones for f in g.files]
     assert all(f.tones is not None for f in g.files)
+
+
+def test_a_scan_with_colour_in_a_small_part_stays_beside_its_grey_png(tmp_path):
+    """Left alone in session 33: a colour scan whose colour is a thin blue signature (its mean
+    chroma far under the 2 levels `more_colour` asks) was acted on for its grey PNG. A file with
+    any part in colour, read on finer cells, is kept beside a kept file grey throughout; a grey
+    JPEG stored in colour mode has no such part, and is acted on as before."""
+    from PIL import ImageDraw
+    from simsearch.resave import has_colour
+    scan = _photo(seed=59, size=(1200, 900)).convert("L").convert("RGB")
+    ImageDraw.Draw(scan).line([(300 + 20 * i, 700 + (-1) ** i * 12) for i in range(11)],
+                              fill=(20, 40, 190), width=4)
+    jpg = tmp_path / "letter.jpg"
+    scan.save(jpg, quality=85)
+    png = tmp_path / "letter_grey.png"
+    Image.open(jpg).convert("L").save(png)
+    assert has_colour(jpg).chroma < 2 and has_colour(jpg).spots > 0
+    g = _plan(tmp_path, [jpg, png])
+    assert g.keep == [str(png), str(jpg)] and g.act_on == [], [f.reason for f in g.files]
+    reason = {f.path: f.reason for f in g.files}[str(jpg)]
+    assert reason.startswith("kept: holds colour the kept letter_grey.png lacks: ") and \
+        "of it is in colour (a stamp, a signature" in reason, reason
+    grey = tmp_path / "letter_bw.jpg"
+    Image.open(png).convert("RGB").save(grey, quality=85)
+    assert has_colour(grey).spots == 0
+    g = _plan(tmp_path, [grey, png])
+    assert g.keep == [str(png)] and g.act_on == [str(grey)], [f.reason for f in g.files]
 
 
 def test_a_toned_copy_and_a_copy_with_the_cameras_exif_keep_what_the_other_lacks(tmp_path):
@@ -1192,9 +1220,10 @@ def test_a_hand_edited_plan_with_wrong_types_is_refused_naming_the_field(tmp_pat
              (("groups", 0, "min_score"), None, "min_score is not a number"),
              (("groups", 0, "keep"), "a.jpg", "keep is not a list"),
              (("groups", 0), 7, "a group is not an object"),
-             (("groups", 0, "files", 0, "tones"), [3.0], "tones: [3.0] is not two numbers"),
-             (("groups", 0, "files", 0, "tones"), [3.0, 300], "tones: 300 is not a number from"),
-             (("groups", 0, "files", 0, "tones"), "vivid", "tones: 'vivid' is not two")]
+             (("groups", 0, "files", 0, "tones"), [3.0], "tones: [3.0] is not three numbers"),
+             (("groups", 0, "files", 0, "tones"), [3.0, 300, 0], "tones: 300 is not a number"),
+             (("groups", 0, "files", 0, "tones"), [3.0, 3.0, 2], "tones: 2 is not a share"),
+             (("groups", 0, "files", 0, "tones"), "vivid", "tones: 'vivid' is not three")]
     for where, value, message in cases:
         data = json.loads(json.dumps(good))
         node = data

@@ -66,7 +66,7 @@ OTHERS = {"warm": _warm, "fade50": _saturation(0.5), "vivid150": _saturation(1.5
 
 def _file(path: Path) -> PlanFile:
     found = has_colour(path)
-    tones = None if found.chroma is None else (found.chroma, found.variety)
+    tones = None if found.chroma is None else (found.chroma, found.variety, found.spots)
     return replace(PlanFile(path=str(path), size=0, mtime_ns=0, sha256="", width=1, height=1),
                    tones=tones)
 
@@ -108,6 +108,8 @@ def main() -> None:
                 row["copy_kept_too"] += lacks_colour(o, c) is not None
             print(f"\r{n + 1}/{len(files)}", end="", file=sys.stderr, flush=True)
     print(file=sys.stderr)
+    report = {"command": " ".join(sys.argv), "sample": args.sample, "seed": args.seed,
+              "counts": counts, "grey": _grey_scans(files)}
     print(f"{'copy':11s} {'copy kept: original too':>24s} {'(of colourful)':>15s} "
           f"{'original kept: copy too':>24s}")
     for e, row in counts.items():
@@ -115,9 +117,65 @@ def main() -> None:
               f"{row['original_kept_too_colourful'] / max(row['colourful'], 1):15.3f} "
               f"{row['copy_kept_too'] / row['originals']:24.3f}"
               + ("   (wanted)" if e in WANTED else ""))
+    grey = report["grey"]
+    print(f"\ngrey scans: a colour mark kept beside its grey PNG "
+          f"{grey['signed_kept_too']}/{grey['scans']} (signature), "
+          f"{grey['stamped_kept_too']}/{grey['scans']} (stamp); an edited copy of a grey "
+          f"original kept beside it for a part in colour:")
+    for e, n in grey["copy_kept_too"].items():
+        print(f"  {e:11s} {n / grey['scans']:.3f}")
     if args.json:
-        args.json.write_text(json.dumps({"command": " ".join(sys.argv), "sample": args.sample,
-                                         "seed": args.seed, "counts": counts}, indent=1) + "\n")
+        args.json.write_text(json.dumps(report, indent=1) + "\n")
+
+
+def _mark(img: Image.Image, kind: str, rng: random.Random) -> Image.Image:
+    """The picture with a thin blue signature (a stroke 1/300 of its width wide across a
+    sixth of it) or a small red stamp (a ring a twentieth of its width across) drawn on it."""
+    from PIL import ImageDraw
+    out = img.copy()
+    draw = ImageDraw.Draw(out)
+    w, h = out.size
+    x, y = rng.uniform(0.1, 0.6) * w, rng.uniform(0.5, 0.85) * h
+    if kind == "signature":
+        points = [(x + i * w / 60, y + rng.uniform(-1, 1) * h / 40) for i in range(11)]
+        draw.line(points, fill=(20, 40, 190), width=max(1, round(w / 300)))
+    else:
+        r = w / 40
+        draw.ellipse((x - r, y - r, x + r, y + r), outline=(200, 30, 30),
+                     width=max(1, round(w / 200)))
+    return out
+
+
+def _grey_scans(files: list[Path]) -> dict:
+    """Each original made grey (a scan): with a signature or a stamp in colour as a JPEG
+    (quality 85) beside its grey PNG, is it kept beside the kept PNG (wanted); and each
+    evaluation edit of the grey picture (JPEG 90), is it kept beside the grey original for a
+    part in colour ("part": a cost)."""
+    out = {"scans": 0, "signed_kept_too": 0, "stamped_kept_too": 0,
+           "copy_kept_too": {e: 0 for e in EDIT_NAMES}}
+    rng = random.Random(7)
+    with tempfile.TemporaryDirectory() as tmp:
+        for path in files:
+            img = Image.open(path).convert("L").convert("RGB")
+            img.thumbnail((WORK_SIDE * 2, WORK_SIDE * 2))
+            out["scans"] += 1
+            png = Path(tmp) / "scan.png"
+            img.convert("L").save(png)
+            kept = _file(png)
+            for kind, key in (("signature", "signed_kept_too"), ("stamp", "stamped_kept_too")):
+                marked = Path(tmp) / "marked.jpg"
+                _mark(img, kind, rng).save(marked, quality=85)
+                told = lacks_colour(kept, _file(marked))
+                out[key] += told is not None and told[0] == "part"
+            original = Path(tmp) / "grey.jpg"
+            img.save(original, quality=90)
+            o = _file(original)
+            for e in EDIT_NAMES:
+                copy = Path(tmp) / "copy.jpg"
+                apply_edit(e, img, random.Random(1)).convert("RGB").save(copy, quality=90)
+                told = lacks_colour(o, _file(copy))
+                out["copy_kept_too"][e] += told is not None and told[0] == "part"
+    return out
 
 
 if __name__ == "__main__":
