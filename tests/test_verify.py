@@ -687,7 +687,7 @@ def test_the_shipped_settings_are_the_trials_choice():
 
 def test_with_its_centre_gone_a_group_says_what_confirms_each_file_against_the_first_left():
     from simsearch.dedupe import Member
-    from simsearch.index import _restand
+    from simsearch.grouping import _restand
 
     class Verdicts:  # the check's kept verdicts, as PictureCheck.verdict gives them
         def verdict(self, x, y):
@@ -717,7 +717,7 @@ def test_with_its_centre_gone_a_group_says_what_confirms_each_file_against_the_f
 
 def test_with_its_centre_gone_a_member_stays_with_the_first_left_only_at_the_threshold():
     from simsearch.dedupe import Member
-    from simsearch.index import _restand
+    from simsearch.grouping import _restand
     members = [Member(i, f"/p/{i}.png", 0.9, sha, 10, 8, 8, 0, "score")
                for i, sha in ((1, "a"), (2, "b"), (3, "c"), (4, "a"))]
 
