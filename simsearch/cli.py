@@ -966,12 +966,17 @@ def _not_alike(plan, folder) -> dict[str, str]:
     """The files `plan` acts on that the index's vectors say are no copy of their group
     (`Plan.not_alike`), each with its reason; none when there is no index to ask (the other
     checks stand), with a word on stderr when it cannot be read."""
-    if not folder or not os.path.isdir(folder):
+    if not folder:
+        return {}
+    if not os.path.isdir(folder):
+        click.echo(f"the index {_show(str(folder))} is not there to ask whether each file is a "
+                   f"copy of its group; the files are checked as before (their bytes)", err=True)
         return {}
     from simsearch.index import open_index
 
     try:
-        return plan.not_alike(open_index(folder).scores_between)
+        index = open_index(folder)
+        return plan.not_alike(index.scores_between, index.contents_of)
     except SimsearchError as e:
         click.echo(f"could not ask the index {_show(str(folder))} whether each file is a copy "
                    f"of its group ({e}); the files are checked as before", err=True)

@@ -154,7 +154,8 @@ def greyer(best: PlanFile, f: PlanFile) -> bool:
 
 def with_colours(files: Sequence[PlanFile], read=None) -> list[PlanFile]:
     """`files` with what their pixels say of colour, where `biggest` may weigh it. `read(path)`
-    -> (colour, chroma), by default `simsearch.resave.has_colour`: colour False when the pixels
+    -> (colour, chroma, variety, spots), by default `simsearch.resave.has_colour` (a reader of
+    the first two only leaves `tones` unread): colour False when the pixels
     are grey throughout (a black-and-white conversion saved in colour mode), True when they
     hold colour throughout, None when neither or it cannot tell (transparency, a file that
     cannot be read); chroma how far they lie from grey. Every file is read, whatever its
@@ -195,7 +196,8 @@ def _tones_of(figures) -> tuple[float, float, float] | None:
     """(chroma, variety, spots) from what `with_colours`' reader said of a file, or None."""
     if len(figures) < 4 or None in tuple(figures[1:4]):
         return None
-    return tuple(round(float(x), 4) for x in figures[1:4])
+    chroma, variety, spots = (float(x) for x in figures[1:4])
+    return round(chroma, 4), round(variety, 4), round(spots, 7)  # (spots: a cell is 1/65,536)
 
 
 def lossless_first(rules: Sequence[KeepRule]) -> bool:
@@ -259,15 +261,16 @@ def more_colour(kept: PlanFile, f: PlanFile) -> tuple[float, float] | None:
     return None
 
 
-# a kept file whose colours vary at most TONED_VARIETY levels at one brightness, though they lie
-# TONED_CHROMA or more from grey, is toned (a sepia, a tint, a duotone: its colour follows its
-# brightness), and a file beside it whose colours vary VARIETY_MORE times as much, and at least
-# VARIETY_LEVELS, holds colour it lacks; so does a file whose colours lie FADED_MORE times as
-# far from grey and vary FADED_MORE times as much, alike in kind (the two figures' ratio within
-# FADED_ALIKE of the kept file's: a copy faded as a whole, not a grey picture put on a coloured
-# canvas), beside a kept file in colour (trials/keep-toned-rule.md, chosen on validation)
-TONED_VARIETY, TONED_CHROMA, VARIETY_MORE, VARIETY_LEVELS = 1.5, 2.0, 3.0, 3.0
-FADED_MORE, FADED_ALIKE = 2.5, 1.25
+# a kept file whose colours lie TONED_CHROMA or more from grey, but vary at one brightness by at
+# most TONED_SHARE of that (a sepia, a tint, a duotone, a split tone: its colour follows its
+# brightness), is toned, and a file beside it whose colours vary SHARE_MORE times as much for
+# their chroma, and VARIETY_LEVELS at least, holds colour it lacks; so does a file whose colours
+# lie FADED_MORE times as far from grey and vary FADED_MORE times as much (FADED_LEVELS at
+# least), alike in kind (the two figures' ratio within FADED_ALIKE of the kept file's: a copy
+# faded as a whole, not a grey picture put on a coloured canvas), beside a kept file in colour
+# (trials/keep-toned-rule.md, chosen on validation, amended three times)
+TONED_CHROMA, TONED_SHARE, SHARE_MORE, VARIETY_LEVELS = 2.0, 0.25, 2.0, 2.0
+FADED_MORE, FADED_ALIKE, FADED_LEVELS = 2.5, 1.25, 3.0
 # beside a kept file grey throughout (no part of it SPOT_LEVEL from grey, its mean under
 # SPOT_GREY levels), a file with SPOT_SHARE of it or more in colour holds colour the kept file
 # lacks, however small a part (a blue signature, a red stamp on a scan: its mean chroma is
@@ -290,9 +293,11 @@ def lacks_colour(kept: PlanFile, f: PlanFile) -> tuple[str, float, float] | None
         return "part", spots, kept_spots
     if kept_chroma < TONED_CHROMA or variety < VARIETY_LEVELS:
         return None
-    if kept_variety <= TONED_VARIETY and variety >= VARIETY_MORE * kept_variety:
+    share, kept_share = variety / max(chroma, 1e-9), kept_variety / kept_chroma
+    if kept_share <= TONED_SHARE and share >= SHARE_MORE * kept_share:
         return "toned", variety, kept_variety
-    if chroma >= FADED_MORE * kept_chroma and variety >= FADED_MORE * kept_variety:
+    if variety >= FADED_LEVELS and chroma >= FADED_MORE * kept_chroma and \
+            variety >= FADED_MORE * kept_variety:
         alike = (variety / chroma) / max(kept_variety / kept_chroma, 1e-9)
         if 1 / FADED_ALIKE <= alike <= FADED_ALIKE:
             return "faded", chroma, kept_chroma
@@ -309,15 +314,16 @@ def colour_beside_grey(kept: PlanFile, f: PlanFile) -> bool:
 
 
 def kept_too(kept: PlanFile, f: PlanFile, bare: bool = False,
-             coloured: bool = False) -> str | None:
+             coloured: bool = False, beside: Sequence[PlanFile] = ()) -> str | None:
     """Why a plan keeping `kept` keeps `f` too, where the rules would act on it; None when it
     acts on it: `f` holds the picture finer (`finer_than`), or one of the two holds the other's
     picture with a band on its border that holds something (`banded`): `f` holds a caption the
     kept file lacks, or `f` is the picture as it was without the kept file's band (the first
     such file the rules rank: `bare` says one is kept already); or `f` is the first file the
-    rules rank that is not grey beside a kept grey one (`colour_beside_grey`) or holds the
-    colours of a kept toned or faded one (`lacks_colour`; `coloured` says one is kept
-    already)."""
+    rules rank that is not grey beside a kept grey one (`colour_beside_grey`; `coloured` says
+    one is kept already); or `f` holds colour that the kept file, grey, toned or faded, lacks
+    (`lacks_colour`), and so does every file kept `beside` it so far (a tester's sepia, faded
+    copy and original: the faded copy kept beside the sepia, the original acted on)."""
     if f.lossless is True and kept.lossless is False and f.colour is False \
             and kept.colour is True:  # each holds something the other lacks
         return (f"kept: the picture in grey stored without loss, beside the kept lossy "
@@ -330,11 +336,13 @@ def kept_too(kept: PlanFile, f: PlanFile, bare: bool = False,
     if not coloured and colour_beside_grey(kept, f):  # the first such file the rules rank
         return (f"kept: not grey, beside the kept {os.path.basename(kept.path)}, which is: it "
                 f"may hold the picture's colours")
-    lacks = None if coloured else lacks_colour(kept, f)  # the first such file too
+    lacks = lacks_colour(kept, f)
+    if lacks is not None and any(lacks_colour(k, f) is None for k in beside):
+        lacks = None  # a file kept already holds its colour
     if lacks is not None:
         kind, mine, theirs = lacks
         return (f"kept: holds colour the kept {os.path.basename(kept.path)} lacks: "
-                + (f"{mine:.1%} of it is in colour (a stamp, a signature, a coloured line), "
+                + (f"{mine * 100:.2g}% of it is in colour (a stamp, a signature, a coloured line), "
                    f"the kept file is grey throughout" if kind == "part" else
                    f"its colours vary {mine:.1f} levels at one brightness, the kept file's "
                    f"{theirs:.1f} (that file is toned: a sepia, a tint)" if kind == "toned" else

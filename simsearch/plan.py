@@ -22,8 +22,8 @@ from pathlib import Path
 
 from simsearch.errors import PlanError
 from simsearch.files import json_text
-from simsearch.keeprules import (KeepRule, choose, colour_beside_grey, kept_too, lacks_colour,
-                                 lossless_first, parse_rules, with_colours, with_decodes)
+from simsearch.keeprules import (KeepRule, choose, colour_beside_grey, kept_too, lossless_first,
+                                 parse_rules, with_colours, with_decodes)
 from simsearch.layout import (BAND, BAND_GROUP, adds_bars, with_bands, with_bars, with_corners,
                               with_resaves)
 from simsearch.planfile import PlanFile, file_facts, under
@@ -117,31 +117,56 @@ class Plan:
     def reclaimable(self) -> int:
         return sum(g.reclaimable() for g in self.groups)
 
-    def not_alike(self, scores: Callable[[list[tuple[str, str]]], list[float | None]]
+    def not_alike(self, scores: Callable[[list[tuple[str, str]]], list[float | None]],
+                  contents: Callable[[list[str]], dict[str, str]] | None = None
                   ) -> dict[str, str]:
-        """The files the plan acts on that score under its threshold (less ALIKE_SLACK) with
-        every kept file of their group and with its centre, by `scores` (pairs of paths ->
-        their scores, None where one is not indexed: `Index.scores_between`), each with the
-        reason: dedupe never grouped such a file there, so the plan was edited (a unique photo
-        added to a group by hand). A file with any pair not known, and every file of a plan
-        without a threshold, is left to the other checks."""
+        """The files the plan acts on that the index says dedupe never grouped where the plan
+        puts them (a plan edited by hand: a unique photo added to a group), each with the
+        reason. `scores`: pairs of paths -> their scores, None where one is not indexed
+        (`Index.scores_between`); `contents`: paths -> the content hash the index holds for
+        those it holds (`Index.contents_of`). A file acted on is held back when the index holds
+        other content under its name than the plan's (its vector says nothing of the file the
+        plan names), or when it scores under the plan's threshold (less ALIKE_SLACK) with every
+        kept file of its group and with its centre, judged on the pairs the index knows (with
+        a file's own content) so long as it knows the pair with the centre: every file dedupe
+        groups reaches the threshold with its centre (a centre acted on, with its kept files).
+        A plan without a threshold holds nothing back."""
         if self.threshold is None:
             return {}
-        asked = [(path, other) for g in self.groups if g.decision == "act"
-                 for path in g.act_on
-                 for other in dict.fromkeys([*g.keep, g.centre]) if other != path]
+        groups = [g for g in self.groups if g.decision == "act"]
+        shas = {f.path: f.sha256 for g in groups for f in g.files}
+        indexed = contents(sorted(shas)) if contents is not None else {}
+        held: dict[str, str] = {}
+        asked = []
+        for g in groups:
+            for path in g.act_on:
+                if path in indexed and indexed[path] != shas[path]:
+                    held[path] = ("the index holds other content under its name than the plan "
+                                  "says (indexed again since, or the plan was edited): it cannot "
+                                  "tell that it is a copy of its group")
+                    continue
+                asked += [(path, other, other == g.centre)
+                          for other in dict.fromkeys([*g.keep, g.centre]) if other != path]
         found: list[float | None] = []
         for start in range(0, len(asked), ALIKE_BATCH):  # (vectors read a batch at a time)
-            found += scores(asked[start:start + ALIKE_BATCH])
-        best: dict[str, float | None] = {}
-        for (path, _), score in zip(asked, found):
-            known = best.get(path, -1.0)
-            best[path] = None if score is None or known is None else max(known, score)
+            found += scores([(a, b) for a, b, _ in asked[start:start + ALIKE_BATCH]])
+        best: dict[str, float] = {}
+        centre_known: dict[str, bool] = {}
+        for (path, other, centre), score in zip(asked, found):
+            if score is not None and indexed.get(other, shas.get(other)) != shas.get(other):
+                score = None  # (the index holds other content under that name)
+            if centre:
+                centre_known[path] = score is not None
+            if score is not None:
+                best[path] = max(best.get(path, -1.0), score)
         floor = self.threshold - ALIKE_SLACK
-        return {path: (f"not alike any kept file of its group by the index's vectors (best "
-                       f"score {score:.2f}, the plan's threshold {self.threshold:.2f}): dedupe "
-                       f"did not group it there; was the plan edited by hand?")
-                for path, score in best.items() if score is not None and score < floor}
+        for path, score in best.items():
+            if score < floor and centre_known.get(path, True):
+                held[path] = (f"not alike any kept file of its group by the index's vectors "
+                              f"(best score {score:.2f}, the plan's threshold "
+                              f"{self.threshold:.2f}): dedupe did not group it there; was the "
+                              f"plan edited by hand?")
+        return held
 
     def linked(self) -> int:
         return sum(g.linked() for g in self.groups)
@@ -367,7 +392,7 @@ def make_plan(groups, rules: Sequence[KeepRule], protect: Sequence[str] = (),
         chosen = {best.path: best, **{f.path: f for f in rest}}
         also = set()  # files kept beside the rules' choice (kept_too: finer, a band's content)
         bare = False  # whether one file without the kept file's band is kept (kept_too)
-        coloured = False  # whether one file is kept for colours the kept one lacks (kept_too)
+        coloured = False  # whether one file not grey is kept beside a kept grey one (kept_too)
         # a file with more frames is acted on only with a twin kept (the best, a protected one)
         kept_bytes = {best.sha256} | {f.sha256 for f in chosen.values() if f.protected}
         for path, f in chosen.items():
@@ -382,12 +407,13 @@ def make_plan(groups, rules: Sequence[KeepRule], protect: Sequence[str] = (),
             elif path != best.path and f.aliases:
                 chosen[path] = replace(f, reason=linked_kept(f))
                 also.add(path)
-            elif path != best.path and (why := kept_too(best, f, bare, coloured)) is not None:
+            elif path != best.path and (why := kept_too(
+                    best, f, bare, coloured, [chosen[p] for p in chosen if p != best.path and (
+                        p in also or chosen[p].protected)])) is not None:
                 chosen[path] = replace(f, reason=why)
                 also.add(path)
                 bare = bare or adds_bars(f, best, BAND)
-                coloured = coloured or colour_beside_grey(best, f) or \
-                    lacks_colour(best, f) is not None
+                coloured = coloured or colour_beside_grey(best, f)
         files = [chosen.get(f.path, replace(f, reason=(
             UNCONFIRMED + ("; also protected" if f.protected else "")) if f.path in held
             else f.problem)) for f in files]

@@ -96,7 +96,8 @@ class PlanFile:
     chroma: float | None = None
     # (chroma, variety, spots) of its pixels (`simsearch.resave.has_colour`: how far its
     # colours lie from grey and how far they vary at one brightness, in levels, and the share
-    # of it in colour), read for every file `with_colours` reads, whatever the group
+    # of it in colour), read for every file of a group of 2 to BAND_GROUP usable files where
+    # `biggest` follows `largest` (the default), however they are stored
     # (`keeprules.lacks_colour`); None when not read
     tones: tuple[float, float, float] | None = None
     # the file's other indexed names (a symbolic link to it, a hard link: simsearch.dedupe's
@@ -144,7 +145,7 @@ def file_facts(member, protect: Sequence[str] = ()) -> PlanFile:
     f = replace(f, format=head.format or _SUFFIX_FORMATS.get(Path(path).suffix.lower(), ""),
                 date=(head.date or local).isoformat(),
                 date_source="exif" if head.date else "mtime", frames=head.frames,
-                lossless=head.lossless, colour=head.colour, links=st.st_nlink)
+                lossless=head.lossless, colour=head.colour, links=max(1, st.st_nlink))
     if (st.st_size, st.st_mtime_ns) != (member.size, member.mtime_ns):
         return replace(f, size=st.st_size, mtime_ns=st.st_mtime_ns,
                        problem="changed since it was indexed (run simsearch index first)")

@@ -162,11 +162,11 @@ def _planes(rgb) -> np.ndarray:
     return _cells(rgb)[1]
 
 
-def _cells(rgb) -> tuple[np.ndarray, np.ndarray]:
-    """Y (side x side) and Cb and Cr (2 x side x side) of a picture (PIL, RGB) at COLOUR_SIDE a
+def _cells(rgb, side: int = COLOUR_SIDE) -> tuple[np.ndarray, np.ndarray]:
+    """Y (side x side) and Cb and Cr (2 x side x side) of a picture (PIL, RGB) at `side` a
     side, floats."""
     from PIL import Image
-    small = rgb.resize((COLOUR_SIDE, COLOUR_SIDE), Image.Resampling.BOX).convert("YCbCr")
+    small = rgb.resize((side, side), Image.Resampling.BOX).convert("YCbCr")
     cells = np.asarray(small, np.float64)
     return cells[:, :, 0], cells[:, :, 1:].transpose(2, 0, 1)
 
@@ -445,10 +445,8 @@ def _spots(rgb) -> float:
     """The share of the picture's cells, at SPOT_SIDE a side, SPOT_LEVEL or more from grey
     (`has_colour`'s `spots`): finer cells than the others', so that a thin line of ink on a big
     scan is not averaged away."""
-    from PIL import Image
-    small = rgb.resize((SPOT_SIDE, SPOT_SIDE), Image.Resampling.BOX).convert("YCbCr")
-    planes = np.asarray(small, np.int16)[:, :, 1:]
-    return float((np.abs(planes - 128).max(axis=2) >= SPOT_LEVEL).mean())
+    planes = _cells(rgb, SPOT_SIDE)[1]
+    return float((np.abs(planes - 128).max(axis=0) >= SPOT_LEVEL).mean())
 
 
 def _variety(luma: np.ndarray, planes: np.ndarray) -> float:

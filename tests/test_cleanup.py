@@ -445,4 +445,21 @@ def test_a_unique_picture_added_to_a_group_by_hand_is_not_acted_on(tmp_path, tin
     assert Path(unique).read_bytes() == before
     assert not os.path.exists(g["act_on"][0])  # the real copy was trashed
     # the plan as dedupe wrote it asks nothing of the index that holds it back
-    assert Plan.load(plan_file).not_alike(open_index(idx).scores_between) == {}
+    index = open_index(idx)
+    assert Plan.load(plan_file).not_alike(index.scores_between, index.contents_of) == {}
+    # a tester's case: a file indexed as a copy, overwritten since with another picture and
+    # given its new hash in the plan by hand: its vector is the old picture's; held back
+    undone = _run(["undo", str(edited) + ".journal"])
+    assert undone.exit_code == 0, undone.output
+    data = json.loads(plan_file.read_text())
+    (g,) = data["groups"]
+    (copy,) = g["act_on"]
+    shutil.copy2(originals[3], copy)
+    st = os.stat(copy)
+    entry = next(f for f in g["files"] if f["path"] == copy)
+    entry.update(size=st.st_size, mtime_ns=str(st.st_mtime_ns),
+                 sha256=hashlib.sha256(Path(copy).read_bytes()).hexdigest())
+    edited.write_text(json.dumps(data))
+    result = _run(["apply", edited, "--action", "trash", "--journal", tmp_path / "j2"])
+    assert result.exit_code == 1 and os.path.exists(copy), result.output
+    assert f"skipped {copy}: the index holds other content under its name" in result.output

@@ -464,17 +464,29 @@ def test_a_photo_with_colour_in_a_part_is_never_acted_on_for_a_grey_or_faded_fil
 
 
 def _toned(photo, kind):
-    """A sepia, a blue-tinted black-and-white, or the photo at 30% of its saturation."""
-    from PIL import ImageEnhance, ImageOps
+    """A sepia, a blue-tinted black-and-white, a duotone, a split tone, a sepia with a red
+    caption, or the photo at 30% of its saturation."""
+    from PIL import ImageDraw, ImageEnhance, ImageOps
     if kind == "sepia":
         return ImageOps.colorize(photo.convert("L"), "#2b1a0e", "#f5e6c8", mid="#a07850")
+    if kind == "duotone":
+        return ImageOps.colorize(photo.convert("L"), (30, 20, 90), (250, 170, 60))
+    if kind == "split":
+        return ImageOps.colorize(photo.convert("L"), (10, 25, 60), (255, 235, 200),
+                                 mid=(128, 120, 115))
+    if kind == "captioned":
+        out = _toned(photo, "sepia")
+        ImageDraw.Draw(out).text((30, 190), "Farm 1952", fill=(200, 30, 30), font_size=28)
+        return out
     if kind == "tint":
         return Image.blend(photo.convert("L").convert("RGB"),
                            Image.new("RGB", photo.size, (40, 90, 160)), 0.25)
     return ImageEnhance.Color(photo).enhance(0.3)
 
 
-@pytest.mark.parametrize("kind,fmt", [("sepia", "PNG"), ("tint", "JPEG"), ("faded", "JPEG")])
+@pytest.mark.parametrize("kind,fmt", [("sepia", "PNG"), ("tint", "JPEG"), ("faded", "JPEG"),
+                                      ("duotone", "PNG"), ("split", "JPEG"),
+                                      ("captioned", "JPEG")])
 def test_a_toned_or_faded_copy_kept_for_its_bytes_keeps_its_colour_original_too(tmp_path, kind,
                                                                                  fmt):
     """Left alone in session 33: a sepia, tinted or faded copy of a colour photo, stored without
@@ -495,6 +507,9 @@ def test_a_toned_or_faded_copy_kept_for_its_bytes_keeps_its_colour_original_too(
     assert reason.startswith(f"kept: holds colour the kept photo_{kind}.{fmt.lower()} lacks"), \
         reason
     assert ("faded" if kind == "faded" else "toned") in reason  # (a PNG beside a JPEG: by chroma)
+    # a hostile tester's cases (session 34): the duotone, the split tone and the captioned
+    # sepia vary too much for the first rule's 1.5 levels, and a dusk photo too little for its
+    # floor of 3; read by their share (variety for their chroma) now
     tones = {f.path: f.tones for f in g.files}
     assert tones[str(jpg)] == pytest.approx(tuple(has_colour(jpg)[1:]), abs=1e-3)
     assert tones[str(jpg)][2] > 0.5  # (a busy photo: in colour almost everywhere)
@@ -550,6 +565,8 @@ def test_a_scan_with_colour_in_a_small_part_stays_beside_its_grey_png(tmp_path):
     reason = {f.path: f.reason for f in g.files}[str(jpg)]
     assert reason.startswith("kept: holds colour the kept letter_grey.png lacks: ") and \
         "of it is in colour (a stamp, a signature" in reason, reason
+    share = float(re.search(r"lacks: ([0-9.]+)% of it", reason).group(1))  # (a review: 0.0%)
+    assert share > 0 and share == pytest.approx(100 * has_colour(jpg).spots, rel=0.05)
     grey = tmp_path / "letter_bw.jpg"
     Image.open(png).convert("RGB").save(grey, quality=85)
     assert has_colour(grey).spots == 0
@@ -1266,7 +1283,77 @@ def test_not_alike_holds_only_files_every_known_score_puts_under_the_threshold(t
     assert sorted(asked) == sorted([(str(b), str(c)), (str(a), str(c))])
     table[frozenset((str(a), str(c)))] = 0.8 - ALIKE_SLACK  # (at the floor: alike)
     assert plan.not_alike(scores) == {}
-    del table[frozenset((str(a), str(c)))]  # not known: left to the other checks
+    table[frozenset((str(a), str(c)))] = 0.5
+    # a kept file the index does not hold leaves the others to judge (a tester's case: it
+    # had turned the check off for the whole group) ...
+    g.keep.append(str(tmp_path / "backup.jpg"))
+    assert list(plan.not_alike(scores)) == [str(a)]
+    # ... but without the pair with the centre (which every grouped file reaches) nothing is
+    # judged: the file is left to the other checks
+    del table[frozenset((str(a), str(c)))]
+    table[frozenset((str(a), str(tmp_path / "backup.jpg")))] = 0.1
     assert plan.not_alike(scores) == {}
+    # the index holding other content under a file's name than the plan's (a file indexed
+    # again since): that file is held back, whatever its vector says; under a kept file's name,
+    # that pair is not known
+    table[frozenset((str(a), str(c)))] = 0.95
+    other = {str(a): "0" * 64, str(b): g.files[1].sha256 if g.files[1].path == str(b) else
+             next(f.sha256 for f in g.files if f.path == str(b)), str(c): "f" * 64}
+    held = plan.not_alike(scores, lambda paths: {p: other[p] for p in paths if p in other})
+    assert list(held) == [str(a)] and "other content under its name" in held[str(a)]
     plan.threshold = None
     assert plan.not_alike(lambda pairs: [0.0] * len(pairs)) == {}
+
+
+def test_a_file_kept_for_lacking_colour_does_not_stop_a_colour_file_beside_a_grey_one():
+    """A review's case (session 34): one flag said both "a file not grey is kept beside the
+    kept grey one" and "a file holding colour the kept one lacks is kept", so a file kept for
+    the second stopped the first from keeping a colour file it had kept before. The second
+    now asks the files kept beside so far whether they hold its colour."""
+    from simsearch.keeprules import kept_too
+    from simsearch.planfile import PlanFile
+    grey = PlanFile(path="/p/grey.jpg", size=9, mtime_ns=0, sha256="a", width=8, height=8,
+                    colour=False, chroma=0.0, tones=(0.0, 0.0, 0.0))
+    other = PlanFile(path="/p/other.jpg", size=8, mtime_ns=0, sha256="b", width=8, height=8)
+    spotted = dataclasses.replace(other, path="/p/spotted.jpg", tones=(0.5, 0.5, 0.01))
+    assert kept_too(grey, other, beside=[spotted]) is not None  # (colour_beside_grey)
+    assert kept_too(grey, other, coloured=True) is None
+    assert "of it is in colour" in kept_too(grey, spotted, coloured=True)
+    photo = dataclasses.replace(other, path="/p/photo.jpg", tones=(12.0, 11.0, 0.9))
+    assert "of it is in colour" in kept_too(grey, photo, coloured=True)
+    assert kept_too(grey, spotted, coloured=True, beside=[photo]) is None  # (photo holds it)
+
+
+def test_beside_a_kept_sepia_and_a_faded_copy_the_colour_original_is_kept_too(tmp_path):
+    """A hostile tester's case (session 34): a sepia JPEG (biggest), a faded copy and the colour
+    original: the faded copy was kept beside the sepia (it holds colour the sepia lacks) and
+    the original acted on. A file is kept for colour the kept file lacks unless a file kept
+    beside it so far holds that colour: the original holds colour the faded copy lacks."""
+    photo = _photo(seed=61, size=(320, 240))
+    files = {"sepia.jpg": (_toned(photo, "sepia"), 98), "faded.jpg": (_toned(photo, "faded"), 92),
+             "photo.jpg": (photo, 75)}
+    for name, (img, quality) in files.items():
+        img.save(tmp_path / name, quality=quality)
+    g = _plan(tmp_path, [tmp_path / n for n in files])
+    assert g.keep[0] == str(tmp_path / "sepia.jpg") and g.act_on == [], \
+        [f.reason for f in g.files]
+    # a second copy of the photo's colours is acted on: the photo kept holds them
+    (tmp_path / "photo_small.jpg").write_bytes(b"")
+    photo.resize((240, 180)).save(tmp_path / "photo_small.jpg", quality=75)
+    g = _plan(tmp_path, [tmp_path / n for n in [*files, "photo_small.jpg"]])
+    assert g.act_on == [str(tmp_path / "photo_small.jpg")], [f.reason for f in g.files]
+
+
+def test_a_dusk_photo_stays_beside_its_bigger_sepia(tmp_path):
+    """A hostile tester's case (session 34): a photo at a mean brightness of about 21/255 varies
+    in colour by under 3 levels, the first rule's floor, and was acted on for its sepia PNG."""
+    from PIL import ImageEnhance
+    dusk = tmp_path / "dusk.jpg"
+    muted = ImageEnhance.Color(_photo(seed=67, size=(320, 240))).enhance(0.25)
+    ImageEnhance.Brightness(muted).enhance(0.17).save(dusk, quality=90)
+    sepia = tmp_path / "dusk_sepia.png"
+    _toned(Image.open(dusk).convert("RGB"), "sepia").save(sepia)
+    from simsearch.resave import has_colour
+    assert 2 <= has_colour(dusk).variety < 3, has_colour(dusk)
+    g = _plan(tmp_path, [dusk, sepia])
+    assert g.keep == [str(sepia), str(dusk)] and g.act_on == [], [f.reason for f in g.files]

@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from simsearch.edits import EDIT_NAMES, apply_edit  # noqa: E402
-from simsearch.keeprules import VARIETY_LEVELS, lacks_colour  # noqa: E402
+from simsearch.keeprules import VARIETY_LEVELS, _tones_of, lacks_colour  # noqa: E402
 from simsearch.planfile import PlanFile  # noqa: E402
 from simsearch.resave import has_colour  # noqa: E402
 
@@ -59,16 +59,40 @@ def _saturation(k: float):
     return lambda img: ImageEnhance.Color(img).enhance(k)
 
 
-WANTED = {"sepia": _sepia, "tint": _tint, "fade30": _saturation(0.3)}
+def _duotone(img: Image.Image) -> Image.Image:
+    """A two-colour gradient map: dark blue to orange."""
+    return ImageOps.colorize(img.convert("L"), (30, 20, 90), (250, 170, 60))
+
+
+def _colorize_mid(img: Image.Image) -> Image.Image:
+    return ImageOps.colorize(img.convert("L"), "black", "white", mid="#a0784a")
+
+
+def _split_tone(img: Image.Image) -> Image.Image:
+    """Shadows toward blue, highlights toward orange (a split tone)."""
+    return ImageOps.colorize(img.convert("L"), (10, 25, 60), (255, 235, 200), mid=(128, 120, 115))
+
+
+def _sepia_caption(img: Image.Image) -> Image.Image:
+    """A sepia with a short red caption near its foot."""
+    from PIL import ImageDraw
+    out = _sepia(img)
+    w, h = out.size
+    ImageDraw.Draw(out).text((w // 10, h * 4 // 5), "Farm 1952", fill=(200, 30, 30),
+                             font_size=max(10, h // 12))
+    return out
+
+
+WANTED = {"sepia": _sepia, "tint": _tint, "fade30": _saturation(0.3), "duotone": _duotone,
+          "colorize_mid": _colorize_mid, "split_tone": _split_tone,
+          "sepia_caption": _sepia_caption}
 OTHERS = {"warm": _warm, "fade50": _saturation(0.5), "vivid150": _saturation(1.5),
           "vivid200": _saturation(2.0)}
 
 
 def _file(path: Path) -> PlanFile:
-    found = has_colour(path)
-    tones = None if found.chroma is None else (found.chroma, found.variety, found.spots)
     return replace(PlanFile(path=str(path), size=0, mtime_ns=0, sha256="", width=1, height=1),
-                   tones=tones)
+                   tones=_tones_of(has_colour(path)))  # (as a plan records them)
 
 
 def main() -> None:
@@ -109,7 +133,7 @@ def main() -> None:
             print(f"\r{n + 1}/{len(files)}", end="", file=sys.stderr, flush=True)
     print(file=sys.stderr)
     report = {"command": " ".join(sys.argv), "sample": args.sample, "seed": args.seed,
-              "counts": counts, "grey": _grey_scans(files)}
+              "counts": counts, "grey": _grey_scans(files), "dark": _dark(files)}
     print(f"{'copy':11s} {'copy kept: original too':>24s} {'(of colourful)':>15s} "
           f"{'original kept: copy too':>24s}")
     for e, row in counts.items():
@@ -117,6 +141,10 @@ def main() -> None:
               f"{row['original_kept_too_colourful'] / max(row['colourful'], 1):15.3f} "
               f"{row['copy_kept_too'] / row['originals']:24.3f}"
               + ("   (wanted)" if e in WANTED else ""))
+    dark = report["dark"]
+    print(f"dark originals (mean brightness about 25/255) kept beside their kept sepia: "
+          f"{dark['kept_too']}/{dark['originals']} ({dark['colourful']} with colour to lose: "
+          f"{dark['kept_too_colourful']})")
     grey = report["grey"]
     print(f"\ngrey scans: a colour mark kept beside its grey PNG "
           f"{grey['signed_kept_too']}/{grey['scans']} (signature), "
@@ -126,6 +154,32 @@ def main() -> None:
         print(f"  {e:11s} {n / grey['scans']:.3f}")
     if args.json:
         args.json.write_text(json.dumps(report, indent=1) + "\n")
+
+
+def _dark(files: list[Path]) -> dict:
+    """Each original darkened to a mean brightness of about 25/255 (a dusk or night photo),
+    beside a sepia PNG of it: is it kept beside the kept sepia."""
+    from PIL import ImageStat
+    out = {"originals": 0, "colourful": 0, "kept_too": 0, "kept_too_colourful": 0}
+    with tempfile.TemporaryDirectory() as tmp:
+        for path in files:
+            img = Image.open(path).convert("RGB")
+            img.thumbnail((WORK_SIDE, WORK_SIDE))
+            mean = ImageStat.Stat(img.convert("L")).mean[0]
+            if mean < 30:
+                continue  # (already dark)
+            img = ImageEnhance.Brightness(img).enhance(25 / mean)
+            original, sepia = Path(tmp) / "dark.jpg", Path(tmp) / "sepia.png"
+            img.save(original, quality=90)
+            _sepia(img).save(sepia)
+            o = _file(original)
+            colourful = o.tones is not None and o.tones[1] >= VARIETY_LEVELS
+            told = lacks_colour(_file(sepia), o) is not None
+            out["originals"] += 1
+            out["colourful"] += colourful
+            out["kept_too"] += told
+            out["kept_too_colourful"] += told and colourful
+    return out
 
 
 def _mark(img: Image.Image, kind: str, rng: random.Random) -> Image.Image:
