@@ -907,25 +907,33 @@ class Index:
         the adjusted score (offsets from the model's background, as dedupe scores by default)
         and plain cosine (the API's `duplicates(background=None)`), capped at 1; None where
         either path is not indexed. Only the vectors of the paths asked are read, and their
-        offsets computed from them (a plain cosine where the model is not here)."""
+        offsets computed from them (where the model is not here, the offsets stored at
+        ingest)."""
         paths = list(dict.fromkeys(p for pair in pairs for p in pair))
+        try:
+            background = self.background
+        except SimsearchError:  # the model is not here: the offsets stored at ingest
+            background = None
+        stored = None
         catalog = self.catalog()
         try:
             with catalog.snapshot():
                 rows = {p: catalog.get(p) for p in paths}
                 ids = np.array(sorted({r.id for r in rows.values() if r is not None}), np.int64)
                 found = catalog.vectors_by_id(ids)
+                if background is None and len(ids):
+                    try:
+                        stored = np.nan_to_num(self.stored_offsets(catalog).of(ids), nan=0.0,
+                                               posinf=0.0)
+                    except SimsearchError:  # none stored either: plain cosine
+                        stored = None
         finally:
             catalog.close()
         row_of = {int(i): k for k, i in enumerate(ids)}
         vectors = (np.stack([found[int(i)] for i in ids]) if len(ids) else
                    np.zeros((0, self.dim), np.float32))
-        try:
-            background = self.background
-        except SimsearchError:  # the model is not here: plain cosine only
-            background = None
         offsets = (background.offsets(vectors) if background is not None and len(ids) else
-                   np.zeros(len(ids), np.float32))
+                   stored if stored is not None else np.zeros(len(ids), np.float32))
         wanted = [(k, row_of[rows[a].id], row_of[rows[b].id]) for k, (a, b) in enumerate(pairs)
                   if rows[a] is not None and rows[b] is not None]
         out: list[float | None] = [None] * len(pairs)

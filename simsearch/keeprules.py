@@ -304,6 +304,18 @@ def lacks_colour(kept: PlanFile, f: PlanFile) -> tuple[str, float, float] | None
     return None
 
 
+def _holds_colour_of(k: PlanFile, f: PlanFile) -> bool:
+    """Whether `k`, kept beside, holds the colours `f` would be kept for: read, in colour
+    (chroma TONED_CHROMA or more), not toned, not FADED_MORE times greyer than `f`, and
+    lacking none of `f`'s colour by `lacks_colour` (a review: a file not read, a grey copy with
+    a red caption or a grey picture on a coloured mat lacks them too, and must not stand in)."""
+    if k.tones is None or f.tones is None:
+        return False
+    chroma, variety = k.tones[0], k.tones[1]
+    return (chroma >= TONED_CHROMA and variety / chroma > TONED_SHARE
+            and chroma * FADED_MORE > f.tones[0] and lacks_colour(k, f) is None)
+
+
 def colour_beside_grey(kept: PlanFile, f: PlanFile) -> bool:
     """Whether `f` is not grey beside a kept file whose grey pixels `with_colours` recorded
     outside session 32's colour rules (with their chroma, where `f` has none): `f` may hold
@@ -337,12 +349,12 @@ def kept_too(kept: PlanFile, f: PlanFile, bare: bool = False,
         return (f"kept: not grey, beside the kept {os.path.basename(kept.path)}, which is: it "
                 f"may hold the picture's colours")
     lacks = lacks_colour(kept, f)
-    if lacks is not None and any(lacks_colour(k, f) is None for k in beside):
+    if lacks is not None and any(_holds_colour_of(k, f) for k in beside):
         lacks = None  # a file kept already holds its colour
     if lacks is not None:
         kind, mine, theirs = lacks
         return (f"kept: holds colour the kept {os.path.basename(kept.path)} lacks: "
-                + (f"{mine * 100:.2g}% of it is in colour (a stamp, a signature, a coloured line), "
+                + (f"{mine * 100:.3g}% of it is in colour (a stamp, a signature, a coloured line), "
                    f"the kept file is grey throughout" if kind == "part" else
                    f"its colours vary {mine:.1f} levels at one brightness, the kept file's "
                    f"{theirs:.1f} (that file is toned: a sepia, a tint)" if kind == "toned" else

@@ -1357,3 +1357,20 @@ def test_a_dusk_photo_stays_beside_its_bigger_sepia(tmp_path):
     assert 2 <= has_colour(dusk).variety < 3, has_colour(dusk)
     g = _plan(tmp_path, [dusk, sepia])
     assert g.keep == [str(sepia), str(dusk)] and g.act_on == [], [f.reason for f in g.files]
+
+
+def test_only_a_file_in_the_photos_colours_stands_in_for_it_beside_a_kept_sepia(tmp_path):
+    """A review's case (session 34): a file kept beside the sepia (here protected) that holds
+    none of the photo's colours (a grey copy with a red caption) stood in for the photo, which
+    was acted on. Only a file read in colour, not toned and not much greyer stands in."""
+    from PIL import ImageDraw
+    photo = _photo(seed=71, size=(320, 240))
+    _toned(photo, "sepia").save(tmp_path / "sepia.jpg", quality=98)
+    (tmp_path / "keep").mkdir()
+    grey = photo.convert("L").convert("RGB")
+    ImageDraw.Draw(grey).text((30, 190), "Farm 1952", fill=(200, 30, 30), font_size=28)
+    grey.save(tmp_path / "keep" / "grey_caption.jpg", quality=80)
+    photo.save(tmp_path / "photo.jpg", quality=75)
+    paths = [tmp_path / "sepia.jpg", tmp_path / "keep" / "grey_caption.jpg", tmp_path / "photo.jpg"]
+    g = _plan(tmp_path, paths, protect=[tmp_path / "keep"])
+    assert str(tmp_path / "photo.jpg") in g.keep and g.act_on == [], [f.reason for f in g.files]
