@@ -178,8 +178,7 @@ def with_colours(files: Sequence[PlanFile], read=None) -> list[PlanFile]:
     figures = {f.path: read(f.path) for f in usable}
     files = [replace(f, tones=_tones_of(figures[f.path])) if f.path in figures else f
              for f in files]
-    usable = [f for f in files if not f.problem]
-    found = {path: figures[path] for path in (f.path for f in usable if f.colour is None)}
+    found = {f.path: figures[f.path] for f in usable if f.colour is None}
     stored = {f.lossless for f in usable}
     if any(f.colour is False for f in usable) or {True, False} <= stored:
         return [replace(f, colour=found[f.path][0], chroma=found[f.path][1]) if f.path in found
@@ -282,10 +281,10 @@ def lacks_colour(kept: PlanFile, f: PlanFile) -> tuple[str, float, float] | None
     """("part", the share of `f` in colour, 0) when the kept file is grey and `f` holds colour
     in a part however small; ("toned", f's variety, the kept file's) when the kept file is toned
     and `f` holds the colours it lacks; ("faded", f's chroma, the kept file's) when the kept
-    file is a faded copy of `f`'s colours; else None (either file's `tones` not read, or neither holds). Read in
-    every group `with_colours` reads, whatever the files' storage: a sepia or faded copy,
-    bigger on disk than its colour original, had been kept over it, and the original acted on
-    (session 34)."""
+    file is a faded copy of `f`'s colours; else None (either file's `tones` not read, or
+    neither holds). Read in every group `with_colours` reads, whatever the files' storage: a
+    sepia or faded copy, bigger on disk than its colour original, had been kept over it, and
+    the original acted on (session 34)."""
     if kept.tones is None or f.tones is None:
         return None
     (kept_chroma, kept_variety, kept_spots), (chroma, variety, spots) = kept.tones, f.tones

@@ -92,7 +92,8 @@ class PlanGroup:
         """How many of the files acted on have other names on disk (they free no space)."""
         if self.decision != "act":
             return 0
-        return sum(f.links > 1 for f in self.files if f.path in self.act_on)
+        acted = set(self.act_on)
+        return sum(f.links > 1 for f in self.files if f.path in acted)
 
 
 # how far under a plan's threshold a file acted on may score with its group's kept files and
@@ -393,6 +394,8 @@ def make_plan(groups, rules: Sequence[KeepRule], protect: Sequence[str] = (),
         also = set()  # files kept beside the rules' choice (kept_too: finer, a band's content)
         bare = False  # whether one file without the kept file's band is kept (kept_too)
         coloured = False  # whether one file not grey is kept beside a kept grey one (kept_too)
+        # the files kept beside the rules' choice so far, and the protected ones (kept_too)
+        beside = [f for path, f in chosen.items() if path != best.path and f.protected]
         # a file with more frames is acted on only with a twin kept (the best, a protected one)
         kept_bytes = {best.sha256} | {f.sha256 for f in chosen.values() if f.protected}
         for path, f in chosen.items():
@@ -403,15 +406,17 @@ def make_plan(groups, rules: Sequence[KeepRule], protect: Sequence[str] = (),
             elif path != best.path and f.frames > 1 and f.sha256 not in kept_bytes:
                 chosen[path] = replace(f, reason=frames_kept(f))
                 also.add(path)
+                beside.append(f)
                 kept_bytes.add(f.sha256)
             elif path != best.path and f.aliases:
                 chosen[path] = replace(f, reason=linked_kept(f))
                 also.add(path)
-            elif path != best.path and (why := kept_too(
-                    best, f, bare, coloured, [chosen[p] for p in chosen if p != best.path and (
-                        p in also or chosen[p].protected)])) is not None:
+                beside.append(f)
+            elif path != best.path and (
+                    why := kept_too(best, f, bare, coloured, beside)) is not None:
                 chosen[path] = replace(f, reason=why)
                 also.add(path)
+                beside.append(f)
                 bare = bare or adds_bars(f, best, BAND)
                 coloured = coloured or colour_beside_grey(best, f)
         files = [chosen.get(f.path, replace(f, reason=(

@@ -414,9 +414,9 @@ def has_colour(path: str | os.PathLike) -> Colours:
     like brightness (one of VARIETY_BINS bands of Y), root mean square, in levels: the colour
     that brightness does not explain. A sepia, a tinted black-and-white or a duotone has colour
     (chroma) but little variety: its colour is a function of its brightness; the photograph it
-    was made from has both. `spots`: the share of the cells SPOT_LEVEL or more from grey (a
-    stamp, a signature, a coloured line on a grey scan: colour in a small part, which the mean
-    dilutes). All three None when the file cannot be read."""
+    was made from has both. `spots`: the share of the picture, in SPOT_SIDE x SPOT_SIDE cells,
+    SPOT_LEVEL or more from grey (a stamp, a signature, a coloured line on a grey scan: colour
+    in a small part, which the mean dilutes). All four None when the file cannot be read."""
     from simsearch.errors import SimsearchError
     from simsearch.images import load_image, to_rgb
     try:
